@@ -1,0 +1,5 @@
+"""``python -m zhichao`` is the same as the ``zhichao`` console script."""
+
+from zhichao.service.cli import main
+
+raise SystemExit(main())

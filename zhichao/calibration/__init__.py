@@ -1,0 +1,1 @@
+"""zhichao.calibration stage."""

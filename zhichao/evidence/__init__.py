@@ -1,0 +1,1 @@
+"""zhichao.evidence stage."""

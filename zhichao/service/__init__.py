@@ -1,0 +1,1 @@
+"""zhichao.service: the top stage (FastAPI service, station runtime, CLI)."""

@@ -1,0 +1,1 @@
+"""zhichao.vision stage."""
