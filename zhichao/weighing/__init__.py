@@ -1,0 +1,1 @@
+"""zhichao.weighing: raw WIM samples → axles, speed, corrected loads → class, limit, overload."""

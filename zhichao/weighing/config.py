@@ -1,0 +1,128 @@
+"""Configuration of the weighing core. Every number carries its unit in its name.
+
+The defaults follow the physics and the references in ``shared/reference/wim.md``; values
+marked there as unconfirmed (acceleration threshold, allowance) are configurable here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from zhichao.weighing.errors import WeighingConfigError
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    """Stage 1 and 3: offset tracking, noise estimation and pulse detection."""
+
+    offset_time_constant_s: float = 0.5  # EMA time constant of the offset while idle
+    noise_time_constant_s: float = 1.0  # EMA time constant of the noise variance while idle
+    start_sigma: float = 5.0  # a pulse candidate starts above this many noise sigmas ...
+    start_floor_n: float = 300.0  # ... and above this force
+    confirm_sigma: float = 10.0  # a candidate is confirmed above this many sigmas ...
+    confirm_floor_n: float = 1500.0  # ... and this force (a light car wheel is ≈ 3 kN)
+    end_hold_s: float = 0.001  # a pulse ends after staying below the start level this long
+    max_pulse_s: float = 30.0  # a pulse longer than this is cut and marked overlong
+    flat_top_samples: int = 3  # identical raw values at the top = clipped (saturated)
+
+
+@dataclass(frozen=True)
+class MatchingConfig:
+    """Stage 2 and 4: pulses → row hits → axle tracks → vehicles."""
+
+    min_speed_kmh: float = 1.0  # slowest speed an axle may cross between rows
+    max_speed_kmh: float = 200.0  # fastest
+    track_tolerance: float = 0.35  # relative tolerance of the predicted row-to-row time
+    track_tolerance_s: float = 0.005  # plus this absolute tolerance
+    max_axle_spacing_m: float = 9.5  # a larger gap between axles separates vehicles
+    max_vehicle_axles: int = 12
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Stage 8: when a measurement is flagged."""
+
+    min_speed_kmh: float = 5.0  # the device's operating range (OIML R134 v_min / v_max)
+    max_speed_kmh: float = 100.0
+    max_abs_acceleration_ms2: float = 1.0  # wim.md §2.9 suggests 0.5–1 m/s² [unconfirmed]
+    max_fit_residual_m: float = 0.10  # rigid-body kinematics must fit the hit times this well
+    max_wheel_imbalance: float = 0.25  # |L − R| / (L + R) of an axle beyond this: lateral flag
+    empty_side_fraction: float = 0.1  # a side carrying < this share of the load is "empty"
+    max_row_deviation: float = 0.15  # a row's gross deviating more from the mean: flag
+    close_following_gap_m: float = 15.0  # axle gap to the neighbour vehicle below this: flag
+    merge_gap_m: float = 4.5  # internal gap above this followed by a non-trailer pattern
+    trailer_group_spacing_m: float = 1.6  # trailer axle groups are tighter than this
+
+
+@dataclass(frozen=True)
+class OverloadConfig:
+    """Stage 7: the measurement allowance and the uncertainty-aware verdict."""
+
+    # allowance as a fraction of the measured gross weight: default the in-service MPE of an
+    # OIML R134 / JJG 907 class 5 instrument (5 %); configurable per jurisdiction and device
+    allowance_fraction: float = 0.05
+    allowance_basis: str = (
+        "JJG 907 / OIML R134 5级动态衡器使用中最大允许误差 ±5%（默认值，须按辖区规定配置）"
+    )
+    # one-sided confidence with which an overload must be shown beyond the allowance
+    confidence: float = 0.99
+    # TRL RR307: correlated dynamic errors make N rows worth less than N independent ones
+    spatial_correlation_factor: float = 1.25
+    group_spacing_m: float = 1.8  # axles closer than this form a group (BrAId; GB 1589)
+
+
+@dataclass(frozen=True)
+class ClassConfig:
+    """Stage 6: spacing patterns that decide truck vs combination and the drive axle."""
+
+    compact_spacing_m: float = 2.6  # tandem, tridem and twin-steer spacings are below this
+    single_steer_min_m: float = 2.8  # a single steer axle is at least this far from the next
+    articulation_gap_m: float = 4.5  # tractor→trailer gaps are at least this
+    combination_min_spacing_m: float = 3.0  # 3-axle combination: both spacings at least this
+    # A tractor whose rear axles form a tandem may drive one axle (6x2 with a tag axle, 46 t)
+    # or both (6x4, 49 t); WIM cannot tell. Keep False unless the jurisdiction decides so.
+    rear_tandem_is_drive_tandem: bool = False
+
+
+@dataclass(frozen=True)
+class WeighingConfig:
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    matching: MatchingConfig = field(default_factory=MatchingConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    overload: OverloadConfig = field(default_factory=OverloadConfig)
+    classes: ClassConfig = field(default_factory=ClassConfig)
+
+    def __post_init__(self) -> None:
+        d = self.detection
+        if d.offset_time_constant_s <= 0 or d.noise_time_constant_s <= 0:
+            raise WeighingConfigError("offset/noise time constants must be > 0 s")
+        if not 0 < d.start_sigma <= d.confirm_sigma:
+            raise WeighingConfigError("need 0 < start_sigma <= confirm_sigma")
+        if not 0 <= d.start_floor_n <= d.confirm_floor_n:
+            raise WeighingConfigError("need 0 <= start_floor_n <= confirm_floor_n")
+        m = self.matching
+        if not 0 < m.min_speed_kmh < m.max_speed_kmh:
+            raise WeighingConfigError("need 0 < matching.min_speed_kmh < max_speed_kmh")
+        o = self.overload
+        if not 0 <= o.allowance_fraction < 0.5:
+            raise WeighingConfigError("allowance_fraction must be in [0, 0.5)")
+        if not 0.5 < o.confidence < 1:
+            raise WeighingConfigError("confidence must be in (0.5, 1)")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WeighingConfig:
+        """Build from a nested dict (e.g. a TOML table); unknown keys are refused."""
+        parts: dict[str, Any] = {}
+        for f in fields(cls):
+            section = data.get(f.name, {})
+            default = f.default_factory()  # type: ignore[misc]
+            known = {g.name for g in fields(default)}
+            unknown = set(section) - known
+            if unknown:
+                raise WeighingConfigError(f"unknown key(s) in [{f.name}]: {sorted(unknown)}")
+            parts[f.name] = replace(default, **section)
+        unknown_sections = set(data) - {f.name for f in fields(cls)}
+        if unknown_sections:
+            raise WeighingConfigError(f"unknown section(s): {sorted(unknown_sections)}")
+        return cls(**parts)

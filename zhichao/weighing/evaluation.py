@@ -1,0 +1,67 @@
+"""Compare weighed vehicles with ground truth (simulated or reference-truck sessions)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from zhichao.devices.recording import parse_utc
+from zhichao.weighing.vehicle import WeighedVehicle
+
+# which weighing flags answer which abnormal behaviour
+EXPECTED_FLAGS: dict[str, frozenset[str]] = {
+    "acceleration": frozenset({"acceleration"}),
+    "braking": frozenset({"acceleration"}),
+    "speed_out_of_range": frozenset({"speed_out_of_range"}),
+    "lateral_offset": frozenset({"wheel_off_sensor", "straddling"}),
+    "reversing": frozenset({"reversing"}),
+    "close_following": frozenset({"close_following", "possible_merged_vehicles"}),
+}
+
+
+@dataclass
+class Match:
+    truth: dict[str, Any]
+    weighed: WeighedVehicle | None
+
+    @property
+    def normal(self) -> bool:
+        return not self.truth["abnormal"]
+
+    @property
+    def gross_error(self) -> float | None:
+        if self.weighed is None or self.weighed.gross_weight_kg is None:
+            return None
+        return float(self.weighed.gross_weight_kg / self.truth["gross_weight_kg"] - 1.0)
+
+
+def match_vehicles(truth: list[dict[str, Any]], weighed: list[WeighedVehicle],
+                   tolerance_s: float = 0.5) -> list[Match]:
+    """Pair every truth vehicle with the weighed vehicle nearest in first-axle time."""
+    times = [parse_utc(w.time_utc) for w in weighed]
+    used: set[int] = set()
+    out: list[Match] = []
+    for t in truth:
+        t0: datetime = parse_utc(t["first_axle_time_utc"])
+        best, best_dt = None, tolerance_s
+        for i, tw in enumerate(times):
+            if i in used:
+                continue
+            dt = abs((tw - t0).total_seconds())
+            if dt <= best_dt:
+                best, best_dt = i, dt
+        if best is not None:
+            used.add(best)
+            out.append(Match(t, weighed[best]))
+        else:
+            out.append(Match(t, None))
+    return out
+
+
+def flag_hit(m: Match) -> bool:
+    """Does a weighed abnormal vehicle carry a flag that answers its behaviour?"""
+    if m.weighed is None:
+        return False
+    got = set(m.weighed.flags)
+    return all(bool(EXPECTED_FLAGS[k] & got) for k in m.truth["abnormal"])
