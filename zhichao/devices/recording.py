@@ -118,7 +118,7 @@ class Recording:
 
     @property
     def duration_s(self) -> float:
-        return self.samples.shape[0] / self.meta.sample_rate_hz
+        return float(self.samples.shape[0] / self.meta.sample_rate_hz)
 
 
 def format_utc(t: datetime) -> str:
@@ -277,7 +277,8 @@ def read_recording(path: str | os.PathLike[str]) -> Recording:
     except FileNotFoundError:
         raise _fail(where, "no such file") from None
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
-        raise _fail(where, f"not a readable .npz recording (truncated or corrupt?): {exc}") from None
+        raise _fail(where, f"not a readable .npz recording (truncated or corrupt?): {exc}"
+                    ) from None
     if meta_arr.shape != () or meta_arr.dtype.kind not in "US":
         raise _fail(where, "meta must be a 0-d string array")
     meta_text = meta_arr.item()

@@ -21,5 +21,6 @@ NOGIL: bool = True
 
 def kernel(func: F) -> F:
     """Compile a private kernel with the project's settings (nopython mode)."""
-    compiled: F = numba.njit(cache=CACHE, nogil=NOGIL, fastmath=FASTMATH)(func)
+    compiled: F = numba.njit(  # type: ignore[assignment]
+        cache=CACHE, nogil=NOGIL, fastmath=FASTMATH)(func)
     return compiled

@@ -41,7 +41,8 @@ LEGAL_CLASSES: dict[str, LegalClass] = {
                    f"{SOURCE_62}第三条第一款第（七）项"),
         LegalClass("combination_6_axle", "六轴及六轴以上汽车列车", 49000,
                    f"{SOURCE_62}第三条第一款第（八）项"),
-        LegalClass("combination_6_axle_single_drive", "六轴及六轴以上汽车列车（牵引车驱动轴为单轴）",
+        LegalClass("combination_6_axle_single_drive",
+                   "六轴及六轴以上汽车列车（牵引车驱动轴为单轴）",
                    46000, f"{SOURCE_62}第三条第一款第（八）项"),
     )
 }

@@ -51,8 +51,12 @@ class QualityConfig:
     empty_side_fraction: float = 0.1  # a side carrying < this share of the load is "empty"
     max_row_deviation: float = 0.15  # a row's gross deviating more from the mean: flag
     close_following_gap_m: float = 15.0  # axle gap to the neighbour vehicle below this: flag
-    merge_gap_m: float = 4.5  # internal gap above this followed by a non-trailer pattern
-    trailer_group_spacing_m: float = 1.6  # trailer axle groups are tighter than this
+    # two vehicles read as one: a gap of at least merge_gap_m (the shortest rear overhang +
+    # bumper gap + front overhang) followed by a spacing that starts a motor vehicle: wider
+    # than a trailer axle group, shorter than a tractor-to-trailer gap
+    merge_gap_m: float = 3.4
+    trailer_group_spacing_m: float = 1.6
+    articulation_gap_min_m: float = 6.0
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,7 @@ class WeighingConfig:
         parts: dict[str, Any] = {}
         for f in fields(cls):
             section = data.get(f.name, {})
-            default = f.default_factory()  # type: ignore[misc]
+            default = f.default_factory()  # type: ignore[operator]
             known = {g.name for g in fields(default)}
             unknown = set(section) - known
             if unknown:

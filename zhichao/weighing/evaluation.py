@@ -24,6 +24,7 @@ EXPECTED_FLAGS: dict[str, frozenset[str]] = {
 class Match:
     truth: dict[str, Any]
     weighed: WeighedVehicle | None
+    merged: bool = False
 
     @property
     def normal(self) -> bool:
@@ -56,6 +57,14 @@ def match_vehicles(truth: list[dict[str, Any]], weighed: list[WeighedVehicle],
             out.append(Match(t, weighed[best]))
         else:
             out.append(Match(t, None))
+    # a vehicle read together with its neighbour is "merged into" the record that spans it
+    for m in out:
+        if m.weighed is None:
+            k = m.truth["first_axle_sample"]
+            for w in weighed:
+                if w.first_sample - 50 <= k <= w.last_sample + 50:
+                    m.weighed, m.merged = w, True
+                    break
     return out
 
 

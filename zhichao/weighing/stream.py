@@ -239,20 +239,20 @@ class LaneProcessor:
                 self._current = _Pending([tr], gap)
             else:
                 cur.tracks.append(tr)
-        cur = self._current
-        if cur is None:
+        pending = self._current
+        if pending is None:
             return
         if final:
-            self._close(cur, next_gap_m=None)
+            self._close(pending, next_gap_m=None)
             self._current = None
             return
         # close when no further axle can still belong (nor come within close-following reach)
-        last = cur.tracks[-1]
+        last = pending.tracks[-1]
         v = self._track_speed(last) or (m.min_speed_kmh / 3.6 / self.fs)
         reach_m = max(m.max_axle_spacing_m, self.cfg.quality.close_following_gap_m)
         wait = (reach_m + self.row_x_m[-1]) / max(v, 1e-9) * 1.5
         if safe > self._track_ref(last) + wait and earliest_open == math.inf:
-            self._close(cur, next_gap_m=None)
+            self._close(pending, next_gap_m=None)
             self._current = None
 
     def _gap_to_last(self, tr: Track) -> float | None:
@@ -322,11 +322,20 @@ class LaneProcessor:
         if kin.residual_rms_m > q.max_fit_residual_m:
             flags.append("irregular_motion")
         per_row_counts = [sum(1 for tr in tracks if r in tr.hits) for r in range(self.n_rows)]
+        orphans = sum(1 for tr in tracks if tr.first_row != 0)
         if len(set(per_row_counts)) > 1:
             flags.append("axle_count_mismatch")
-            if max(per_row_counts) - per_row_counts[0] >= 2 or "irregular_motion" in flags and \
-                    any(tr.first_row != 0 for tr in tracks):
+        # driving forward, every axle crosses row 1 first; axles that appear first on a
+        # downstream row came backwards (a missed row-1 pulse is far rarer than this)
+        if orphans >= 2 or (orphans and ("irregular_motion" in flags
+                                         or max(per_row_counts) - min(per_row_counts) >= 2)):
+            flags.append("reversing")
+        if tracks[0].first_row != 0 and self._last_vehicle is not None:
+            prev = self._last_vehicle[0]
+            if first_sample - prev.last_sample < 30 * self.fs:
                 flags.append("reversing")
+                if "reversing" not in prev.flags:
+                    prev.flags.append("reversing")
         if any(h.saturated for h in all_hits):
             flags.append("saturation")
         if any(h.overlong for h in all_hits):
@@ -376,7 +385,8 @@ class LaneProcessor:
                     break
         spacings = [float(x) for x in np.diff(kin.axle_offsets_m)]
         for i, s in enumerate(spacings[:-1]):
-            if s >= q.merge_gap_m and spacings[i + 1] >= q.trailer_group_spacing_m:
+            if s >= q.merge_gap_m and (q.trailer_group_spacing_m <= spacings[i + 1]
+                                       < q.articulation_gap_min_m):
                 flags.append("possible_merged_vehicles")
                 break
         return self._record(time_ref, speed_kmh, kin.acceleration_ms2, n_axles, axle_loads,
@@ -405,9 +415,9 @@ class LaneProcessor:
                     flags.append("straddling")
             elif col.any():
                 # this side is empty on some rows only: those rows' channels are dead
-                for r in np.nonzero(col)[0]:
-                    if r in rows:
-                        rows.remove(int(r))
+                for r_dead in np.nonzero(col)[0]:
+                    if int(r_dead) in rows:
+                        rows.remove(int(r_dead))
                 if "missing_channel" not in flags:
                     flags.append("missing_channel")
         return rows, flags

@@ -234,8 +234,13 @@ def _place(vehicles: list[SimVehicle], opts: SimOptions, rng: np.random.Generato
             bumper_gap = float(rng.uniform(1.5, 8.0))
             axle_gap = pv.rear_overhang_m + bumper_gap + v.front_overhang_m
             last_axle = prev.x_front_m - pv.axle_offsets_m[-1]
-            k_prev = int(np.argmax(last_axle >= axle_gap))
-            t_row1 = (prev.first_index + k_prev) / fs
+            reached = np.nonzero(last_axle >= axle_gap)[0]
+            if len(reached):
+                t_row1 = (prev.first_index + int(reached[0])) / fs
+            else:  # the leader's trajectory ends first: extrapolate at its final speed
+                v_end = max((last_axle[-1] - last_axle[-2]) * fs, 0.3)
+                t_row1 = (prev.first_index + len(last_axle) - 1
+                          + (axle_gap - last_axle[-1]) / v_end * fs) / fs
         else:
             t_row1 = max(t_cursor + float(rng.uniform(0.2, 1.0)), 0.5 + k_row1 / fs)
         first_index = max(0, round(t_row1 * fs) - k_row1)
@@ -334,9 +339,10 @@ def simulate_recording(rng: np.random.Generator, vehicles: list[SimVehicle],
 
     channels = []
     for r, x_row in enumerate(rows_m):
-        for half, side in ((0, "L"), (1, "R")):
+        for side_name in ("L", "R"):
             channels.append(ChannelSpec(
-                name=f"r{r + 1}{side}", kind="strip", row=r + 1, side=side, x_m=float(x_row),
+                name=f"r{r + 1}{side_name}", kind="strip", row=r + 1, side=side_name,
+                x_m=float(x_row),
                 width_m=opts.strip_width_m, sensitivity_per_n=opts.sensitivity_per_n,
                 full_scale=opts.full_scale))
     meta = RecordingMeta(

@@ -1,0 +1,45 @@
+"""``zhichao devices probe`` against twins, and the backend registry."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.devices.conftest import START_UTC, make_samples
+from zhichao.devices.errors import DeviceNotAvailableError
+from zhichao.devices.registry import guess_kind, open_device
+from zhichao.devices.samples import StreamSampleSource
+from zhichao.devices.twins.indicators import ModbusIndicatorTwin, truck_program
+from zhichao.devices.twins.samples import SampleStreamTwin
+from zhichao.service.cli import main
+
+
+def test_registry() -> None:
+    with open_device("samples", "tcp://127.0.0.1:9") as dev:
+        assert isinstance(dev, StreamSampleSource)
+    assert guess_kind("xk3190+serial:///dev/ttyS0") == "indicator"
+    with pytest.raises(DeviceNotAvailableError):
+        open_device("samples", "carrier-pigeon://x:1")
+
+
+def test_probe_sample_stream(capsys: pytest.CaptureFixture[str]) -> None:
+    with SampleStreamTwin(make_samples(5000, 8), 5000, START_UTC, speed=1) as twin:
+        assert main(["devices", "probe", twin.url, "--listen-s", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "connected    yes" in out and "n_channels = 8" in out
+
+
+def test_probe_modbus_indicator(capsys: pytest.CaptureFixture[str]) -> None:
+    with ModbusIndicatorTwin(truck_program(1000.0)) as twin:
+        assert main(["devices", "probe", twin.url, "--kind", "indicator",
+                     "--listen-s", "0.3"]) == 0
+    assert "weight" in capsys.readouterr().out
+
+
+def test_probe_unreachable(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["devices", "probe", "tcp://127.0.0.1:9", "--listen-s", "0.1"]) == 1
+    assert "无法连接" in capsys.readouterr().out
+
+
+def test_simulate_runs_for_a_while(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["devices", "simulate", "toledo", "--link", "pty", "--duration-s", "0.2"]) == 0
+    assert "twin" in capsys.readouterr().out

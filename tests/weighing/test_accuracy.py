@@ -1,0 +1,103 @@
+"""Accuracy against the simulator's ground truth, and the flags of abnormal driving.
+
+Figures for 2 rows and a rough road are measured by ``benchmarks/weighing_accuracy.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from zhichao.devices.recording import read_recording
+from zhichao.devices.sim import SimOptions, simulate
+from zhichao.devices.sim.lane import read_truth
+from zhichao.weighing.evaluation import Match, flag_hit, match_vehicles
+from zhichao.weighing.stream import weigh_recording
+
+
+def _run(out: Path, n: int, seed: int, opts: SimOptions) -> list[Match]:
+    matches: list[Match] = []
+    for p in simulate(n, seed, out, opts, vehicles_per_recording=20):
+        matches += match_vehicles(read_truth(p)["vehicles"], weigh_recording(read_recording(p)))
+    return matches
+
+
+@pytest.fixture(scope="module")
+def normal(tmp_path_factory: pytest.TempPathFactory) -> list[Match]:
+    out = tmp_path_factory.mktemp("normal")
+    return _run(out, 400, 2024, SimOptions(abnormal_fraction=0.0))
+
+
+@pytest.fixture(scope="module")
+def abnormal(tmp_path_factory: pytest.TempPathFactory) -> list[Match]:
+    out = tmp_path_factory.mktemp("abnormal")
+    return _run(out, 400, 77, SimOptions(abnormal_fraction=0.6))
+
+
+def test_axle_count(normal: list[Match]) -> None:
+    ok = [m.weighed is not None and m.weighed.axle_count == m.truth["axle_count"]
+          for m in normal]
+    assert np.mean(ok) >= 0.995
+
+
+def test_speed_within_1_kmh(normal: list[Match]) -> None:
+    err = [abs(m.weighed.speed_kmh - m.truth["speed_kmh"]) for m in normal
+           if m.weighed is not None and m.weighed.speed_kmh is not None]
+    assert len(err) >= 0.995 * len(normal)
+    assert np.mean(np.array(err) <= 1.0) >= 0.995
+
+
+def test_gross_weight_within_3_percent(normal: list[Match]) -> None:
+    errors = [m.gross_error for m in normal if m.truth["is_truck"]]
+    assert None not in errors
+    assert np.mean(np.abs(np.array(errors, dtype=float)) <= 0.03) >= 0.95
+
+
+def test_classes_are_right_or_openly_undecided(normal: list[Match]) -> None:
+    for m in normal:
+        assert m.weighed is not None
+        w, t = m.weighed, m.truth
+        if w.limit_kg is None:
+            assert "class_undecidable" in w.flags
+            assert t["limit_kg"] in w.limit_candidates_kg
+        else:
+            assert w.limit_kg == t["limit_kg"], (t["config"], w.axle_spacings_m)
+
+
+@pytest.mark.parametrize("kind", ["acceleration", "braking", "speed_out_of_range",
+                                  "close_following"])
+def test_abnormal_driving_is_flagged(abnormal: list[Match], kind: str) -> None:
+    sel = [m for m in abnormal if m.truth["abnormal"] == [kind]]
+    assert len(sel) >= 10
+    assert np.mean([flag_hit(m) for m in sel]) >= 0.85
+
+
+@pytest.mark.xfail(reason="about 60 % of half-tyre offsets are recognised from the left/right "
+                          "balance alone; see docs/weighing.md (known gap)", strict=False)
+def test_large_lateral_offsets_are_flagged(abnormal: list[Match]) -> None:
+    """Half a tyre or more off its half-strip (off the edge or over the seam) is flagged.
+
+    Smaller offsets cannot be seen with two half-strips per row; off the edge they make the
+    vehicle read light, never heavy (see docs/weighing.md)."""
+    sel = [m for m in abnormal if m.truth["abnormal"] == ["lateral_offset"]
+           and max(m.truth["lateral"].values()) >= 0.5]
+    assert len(sel) >= 5
+    assert np.mean([flag_hit(m) for m in sel]) >= 0.8
+
+
+@pytest.mark.xfail(reason="reversing is recognised in about half of the simulated cases; "
+                          "see docs/weighing.md (known gap)", strict=False)
+def test_reversing_is_flagged(abnormal: list[Match]) -> None:
+    sel = [m for m in abnormal if m.truth["abnormal"] == ["reversing"]]
+    assert np.mean([flag_hit(m) for m in sel]) >= 0.85
+
+
+def test_abnormal_vehicles_never_look_normal_when_their_weight_is_off(
+        abnormal: list[Match]) -> None:
+    """An abnormal passage whose gross weight is off by more than 10 % carries a flag."""
+    for m in abnormal:
+        if m.truth["abnormal"] and m.weighed is not None and m.gross_error is not None \
+                and abs(m.gross_error) > 0.10 and m.weighed.verdict == "overloaded":
+            assert m.weighed.flags, (m.truth["config"], m.truth["abnormal"])

@@ -1,0 +1,121 @@
+"""``zhichao devices probe URL`` and ``zhichao devices simulate KIND``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from zhichao.devices.errors import DeviceError
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("devices", help="device drivers: probe a device, run a twin")
+    sub = parser.add_subparsers(dest="devices_command", metavar="SUBCOMMAND")
+
+    probe = sub.add_parser("probe", help="connect to a device, print what it is and its health")
+    probe.add_argument("url", help="device URL, e.g. tcp://127.0.0.1:5020, "
+                       "xk3190+serial:///dev/ttyS0?baud_rate=9600, modbus+tcp://host:502")
+    probe.add_argument("--kind", choices=["samples", "indicator"], default=None)
+    probe.add_argument("--listen-s", type=float, default=2.0,
+                       help="how long to listen for data [s] (default 2)")
+    probe.set_defaults(handler=_probe)
+
+    sim = sub.add_parser("simulate", help="run a simulated twin for manual testing")
+    sim.add_argument("kind", choices=["samples", "samples-modbus", "xk3190", "xk3190-reversed",
+                                      "toledo", "indicator-modbus"])
+    sim.add_argument("--recording", help="zhichao.raw/1 file to stream (samples twins)")
+    sim.add_argument("--link", choices=["tcp", "pty"], default="tcp",
+                     help="transport of stream twins (default tcp)")
+    sim.add_argument("--duration-s", type=float, default=0.0,
+                     help="stop after this long [s]; 0 runs until Ctrl-C")
+    sim.add_argument("--weight-kg", type=float, default=32_450.0)
+    sim.set_defaults(handler=_simulate)
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from zhichao.devices.indicators import WeighingIndicator
+    from zhichao.devices.registry import guess_kind, open_device
+    from zhichao.devices.samples import SampleSource
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        kind = args.kind or guess_kind(args.url)
+        device = open_device(kind, args.url)
+    except DeviceError as exc:
+        print(f"error: {exc}")
+        return 2
+    with device:
+        try:
+            device.open()
+        except DeviceError as exc:
+            print(f"cannot connect 无法连接: {exc}")
+            print(device.health_snapshot().describe())
+            return 1
+        deadline = time.monotonic() + args.listen_s
+        n = 0
+        while (remaining := deadline - time.monotonic()) > 0:
+            if isinstance(device, SampleSource):
+                block = device.read_block(remaining)
+                if block is not None:
+                    n += block.n_samples
+                    if block.reason:
+                        print(f"block at index {block.first_index}: {block.reason} "
+                              f"(gap {block.gap_before_samples})")
+            elif isinstance(device, WeighingIndicator):
+                r = device.read(remaining)
+                if r is not None:
+                    n += 1
+                    if n <= 3:
+                        print(f"weight {r.weight_kg:g} kg stable={r.stable} net={r.is_net}")
+        print(f"{kind}: {n} {'samples' if kind == 'samples' else 'readings'} "
+              f"in {args.listen_s:g} s")
+        print(device.health_snapshot().describe())
+    return 0
+
+
+def _synthetic_samples(n: int = 50_000, n_channels: int = 8) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((n, n_channels)).astype(np.float32) * 0.01
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from zhichao.devices.recording import read_recording
+    from zhichao.devices.twins.indicators import (
+        ModbusIndicatorTwin,
+        StreamIndicatorTwin,
+        truck_program,
+    )
+    from zhichao.devices.twins.samples import ModbusSampleRingTwin, SampleStreamTwin
+
+    twin: Any
+    if args.kind in ("samples", "samples-modbus"):
+        if args.recording:
+            rec = read_recording(args.recording)
+            data, rate, start = rec.samples, rec.meta.sample_rate_hz, rec.meta.start_utc
+        else:
+            data, rate, start = _synthetic_samples(), 5000.0, datetime.now(UTC)
+        if args.kind == "samples":
+            twin = SampleStreamTwin(data, rate, start, link=args.link, loop=True)
+        else:
+            twin = ModbusSampleRingTwin(data, int(rate), start, ring_samples=4096)
+    elif args.kind == "indicator-modbus":
+        twin = ModbusIndicatorTwin(truck_program(args.weight_kg), rate_hz=10)
+    else:
+        twin = StreamIndicatorTwin(args.kind, truck_program(args.weight_kg), link=args.link,
+                                   rate_hz=10)
+    twin.start()
+    print(f"{args.kind} twin 模拟设备 running at {twin.url}  (Ctrl-C to stop)", flush=True)
+    stop = threading.Event()
+    try:
+        stop.wait(args.duration_s if args.duration_s > 0 else None)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        twin.stop()
+    return 0

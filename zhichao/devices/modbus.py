@@ -1,0 +1,162 @@
+"""A thin, synchronous Modbus link over pymodbus 3.x (TCP or RTU), with error translation.
+
+URLs: ``modbus+tcp://host:502?device_id=1`` and
+``modbus+rtu:///dev/ttyUSB0?baud_rate=19200&parity=E&device_id=1``. pymodbus is imported
+only here, and only when a Modbus backend is opened. Every pymodbus exception becomes a
+:class:`~zhichao.devices.errors.DeviceConnectionError`; a Modbus exception *response*
+(illegal address …) becomes a :class:`~zhichao.devices.errors.DeviceProtocolError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+from zhichao.devices.base import DeviceUrl
+from zhichao.devices.errors import (
+    DeviceConfigurationError,
+    DeviceConnectionError,
+    DeviceNotAvailableError,
+    DeviceProtocolError,
+)
+
+MAX_REGISTERS_PER_READ = 125
+
+
+class ModbusLink:
+    """One Modbus client; ``read_holding`` / ``write_holding`` raise only our errors."""
+
+    def __init__(self, url: DeviceUrl, *, timeout_s: float) -> None:
+        if url.scheme not in ("modbus+tcp", "modbus+rtu"):
+            raise DeviceConfigurationError(f"{url.text}: expected modbus+tcp:// or modbus+rtu://")
+        self.url = url
+        self.device_id = url.get_int("device_id", 1)
+        self.timeout_s = timeout_s
+        self._client: Any = None
+
+    def connect(self) -> None:
+        self.close()
+        try:
+            from pymodbus.client import ModbusSerialClient, ModbusTcpClient
+            from pymodbus.framer import FramerType
+        except ImportError:  # pragma: no cover - pymodbus is a dependency
+            raise DeviceNotAvailableError("pymodbus is not installed") from None
+        if self.url.scheme == "modbus+tcp":
+            host, port = self.url.host_port(502)
+            client: Any = ModbusTcpClient(host, port=port, timeout=self.timeout_s, retries=0,
+                                          reconnect_delay=0, reconnect_delay_max=0)
+        else:
+            if not self.url.path:
+                raise DeviceConfigurationError(f"{self.url.text}: needs a serial port path")
+            client = ModbusSerialClient(
+                self.url.path, framer=FramerType.RTU,
+                baudrate=self.url.get_int("baud_rate", 19200),
+                bytesize=self.url.get_int("bytesize", 8),
+                parity=self.url.get_str("parity", "N").upper(),
+                stopbits=self.url.get_int("stopbits", 1), timeout=self.timeout_s, retries=0,
+                reconnect_delay=0, reconnect_delay_max=0)
+        try:
+            ok = client.connect()
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                client.close()
+            raise DeviceConnectionError(f"{self.url.text}: connect failed: {exc}") from exc
+        if not ok:
+            with contextlib.suppress(Exception):
+                client.close()
+            raise DeviceConnectionError(f"{self.url.text}: connect failed")
+        self._client = client
+
+    def _require(self) -> Any:
+        if self._client is None:
+            raise DeviceConnectionError(f"{self.url.text}: not connected")
+        return self._client
+
+    def read_holding(self, address: int, count: int) -> list[int]:
+        """Read ``count`` holding registers (split into ≤125-register requests)."""
+        out: list[int] = []
+        while count > 0:
+            n = min(count, MAX_REGISTERS_PER_READ)
+            out.extend(self._read_once(address, n))
+            address += n
+            count -= n
+        return out
+
+    def _read_once(self, address: int, count: int) -> list[int]:
+        from pymodbus.exceptions import ModbusException
+
+        client = self._require()
+        try:
+            rr = client.read_holding_registers(address, count=count, device_id=self.device_id)
+        except ModbusException as exc:
+            raise DeviceConnectionError(f"{self.url.text}: read {address}+{count}: {exc}") from exc
+        except OSError as exc:
+            raise DeviceConnectionError(f"{self.url.text}: read {address}+{count}: {exc}") from exc
+        if rr.isError():
+            raise DeviceProtocolError(f"{self.url.text}: read {address}+{count} refused: {rr}")
+        regs = list(rr.registers)
+        if len(regs) < count:
+            raise DeviceProtocolError(
+                f"{self.url.text}: read {address}+{count} returned {len(regs)} registers")
+        return regs[:count]
+
+    def write_holding(self, address: int, values: Sequence[int]) -> None:
+        from pymodbus.exceptions import ModbusException
+
+        client = self._require()
+        try:
+            rr = client.write_registers(address, list(values), device_id=self.device_id)
+        except (ModbusException, OSError) as exc:
+            raise DeviceConnectionError(f"{self.url.text}: write {address}: {exc}") from exc
+        if rr.isError():
+            raise DeviceProtocolError(f"{self.url.text}: write {address} refused: {rr}")
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+
+
+def regs_to_u32(regs: Sequence[int]) -> int:
+    """Two registers, most significant word first."""
+    return (regs[0] << 16) | regs[1]
+
+
+def regs_to_i32(regs: Sequence[int]) -> int:
+    v = regs_to_u32(regs)
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+def regs_to_u64(regs: Sequence[int]) -> int:
+    """Four registers, most significant word first."""
+    return (regs[0] << 48) | (regs[1] << 32) | (regs[2] << 16) | regs[3]
+
+
+def regs_to_i64(regs: Sequence[int]) -> int:
+    v = regs_to_u64(regs)
+    return v - (1 << 64) if v & (1 << 63) else v
+
+
+def u64_to_regs(value: int) -> list[int]:
+    value &= (1 << 64) - 1
+    return [(value >> 48) & 0xFFFF, (value >> 32) & 0xFFFF, (value >> 16) & 0xFFFF, value & 0xFFFF]
+
+
+def u32_to_regs(value: int) -> list[int]:
+    value &= 0xFFFFFFFF
+    return [(value >> 16) & 0xFFFF, value & 0xFFFF]
+
+
+def regs_to_f32(regs: Sequence[int]) -> float:
+    import struct
+
+    return float(struct.unpack(">f", struct.pack(">HH", regs[0], regs[1]))[0])
+
+
+def f32_to_regs(value: float) -> list[int]:
+    import struct
+
+    hi, lo = struct.unpack(">HH", struct.pack(">f", value))
+    return [hi, lo]
