@@ -1,0 +1,137 @@
+"""The eligibility gate: a complete case is ENFORCEABLE; each defect gives its reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.evidence.conftest import case_dict, vehicle_dict
+from zhichao.evidence.eligibility import GateConfig, Severity, Status, evaluate, plate_grammar_ok
+from zhichao.evidence.errors import InputError
+from zhichao.evidence.inputs import CaseInputs, VehicleRecord
+from zhichao.evidence.rules import load_rule_set
+
+RULES = load_rule_set("CN-ZJ")
+
+
+def _eval(tmp_path: Path, config: GateConfig | None = None, **overrides: Any) -> Any:
+    case = CaseInputs.from_json(case_dict(tmp_path, **overrides))
+    return evaluate(case, RULES, config)
+
+
+def test_complete_case_is_enforceable(tmp_path: Path) -> None:
+    result = _eval(tmp_path)
+    assert result.status is Status.ENFORCEABLE, result.reasons
+    assert result.to_json()["requires_human_review"] is True
+
+
+def _device(**kw: Any) -> dict[str, Any]:
+    base = {
+        "device_id": "WIM-ZJ-0007", "technical_review_approved": True,
+        "technical_review_date": "2024-03-01", "legal_review_approved": True,
+        "legal_review_date": "2024-03-05", "accuracy_class": "5",
+        "certificate_number": "ZJJL-2025-0456", "certificate_issuer": "浙江省计量科学研究院",
+        "certificate_valid_from": "2025-01-10T00:00:00+08:00",
+        "certificate_valid_to": "2026-01-10T00:00:00+08:00", "drift_alarm_open": False,
+    }
+    base.update(kw)
+    return base
+
+
+CASES: list[tuple[str, dict[str, Any], Status, str]] = [
+    ("no device", {"device": None}, Status.UNUSABLE, "device_unavailable"),
+    ("no tech review", {"device": _device(technical_review_approved=False)}, Status.UNUSABLE,
+     "device_technical_review"),
+    ("legal review later", {"device": _device(legal_review_date="2025-07-01")}, Status.UNUSABLE,
+     "device_legal_review"),
+    ("cert expired", {"device": _device(certificate_valid_to="2025-06-01T02:03:04Z")},
+     Status.UNUSABLE, "certificate_invalid"),
+    ("cert not yet valid", {"device": _device(certificate_valid_from="2025-06-02T00:00:00Z")},
+     Status.UNUSABLE, "certificate_invalid"),
+    ("cert missing", {"device": _device(certificate_number=None)}, Status.UNUSABLE,
+     "certificate_unavailable"),
+    ("class unknown", {"device": _device(accuracy_class=None)}, Status.UNUSABLE,
+     "accuracy_class_unknown"),
+    ("drift", {"device": _device(drift_alarm_open=True)}, Status.UNUSABLE, "drift_alarm_open"),
+    ("drift unknown", {"device": {k: v for k, v in _device().items()
+                                  if k != "drift_alarm_open"}}, Status.UNUSABLE,
+     "drift_alarm_open"),
+    ("no site", {"site": None}, Status.UNUSABLE, "site_unavailable"),
+    ("no clocks", {"clocks": None}, Status.UNUSABLE, "clock_unavailable"),
+    ("clock off", {"clocks": {"measured_utc": "2025-06-01T02:00:00Z",
+                              "offsets_ms": {"CAM-F": 900}}}, Status.UNUSABLE,
+     "clock_out_of_tolerance"),
+    ("no images", {"images": []}, Status.UNUSABLE, "image_missing"),
+    ("within limit", {"vehicle": vehicle_dict(verdict="within_limit", overloaded=False)},
+     Status.UNUSABLE, "no_violation"),
+    ("data gap", {"vehicle": vehicle_dict(flags=["data_gap"])}, Status.UNUSABLE, "data_quality"),
+    ("reversing", {"vehicle": vehicle_dict(flags=["reversing"])}, Status.MANUAL_REVIEW,
+     "abnormal_driving"),
+    ("class undecidable", {"vehicle": vehicle_dict(vehicle_class=None, limit_kg=None,
+                                                   verdict="undecidable", overloaded=False,
+                                                   flags=["class_undecidable"])},
+     Status.MANUAL_REVIEW, "limit_undecidable"),
+    ("uncertain", {"vehicle": vehicle_dict(verdict="uncertain", overloaded=False)},
+     Status.MANUAL_REVIEW, "verdict_uncertain"),
+    ("wrong limit", {"vehicle": vehicle_dict(limit_kg=46000, excess_kg=16000)},
+     Status.MANUAL_REVIEW, "limit_mismatch"),
+    ("no plate", {"plate": None}, Status.MANUAL_REVIEW, "plate_unavailable"),
+    ("low confidence", {"plate": {"text": "浙J12345", "confidence": 0.9, "accepted": True}},
+     Status.MANUAL_REVIEW, "plate_low_confidence"),
+    ("bad grammar", {"plate": {"text": "浙JI2345", "confidence": 0.99, "accepted": True}},
+     Status.MANUAL_REVIEW, "plate_grammar_invalid"),
+    ("not accepted", {"plate": {"text": "浙J12345", "confidence": 0.99, "accepted": False}},
+     Status.MANUAL_REVIEW, "plate_not_accepted"),
+    ("registered axles", {"registration": {"plate_text": "浙J12345", "axle_count": 4}},
+     Status.MANUAL_REVIEW, "axle_count_mismatch"),
+]
+
+
+@pytest.mark.parametrize(("name", "overrides", "status", "code"), CASES,
+                         ids=[c[0] for c in CASES])
+def test_each_defect_has_its_reason(tmp_path: Path, name: str, overrides: dict[str, Any],
+                                    status: Status, code: str) -> None:
+    result = _eval(tmp_path, **overrides)
+    assert result.status is status, (name, [r.code for r in result.reasons])
+    assert code in {r.code for r in result.reasons}
+    reason = next(r for r in result.reasons if r.code == code)
+    assert reason.message_zh and reason.basis_zh
+
+
+def test_site_published_too_recently_is_configurable(tmp_path: Path) -> None:
+    site = case_dict(tmp_path)["site"] | {"published_utc": "2025-05-25T00:00:00+08:00"}
+    assert _eval(tmp_path, site=site).status is Status.UNUSABLE  # Zhejiang: 15 days
+    relaxed = GateConfig(publication_lead_days={"CN-ZJ": 3})
+    assert _eval(tmp_path, relaxed, site=site).status is Status.ENFORCEABLE
+
+
+def test_missing_registration_is_only_info(tmp_path: Path) -> None:
+    result = _eval(tmp_path, registration=None)
+    assert result.status is Status.ENFORCEABLE
+    assert [r.severity for r in result.reasons] == [Severity.INFO]
+
+
+@pytest.mark.parametrize(("plate", "ok"), [
+    ("浙J12345", True), ("粤BD12345", True), ("京A12345D", True),
+    ("浙A1234挂", True), ("浙JO2345", False), ("X12345", False), ("浙J1234", False),
+])
+def test_plate_grammar(plate: str, ok: bool) -> None:
+    assert plate_grammar_ok(plate) is ok
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("time_utc", "2025-06-01 02:03:04", "no UTC offset"),
+    ("gross_weight_kg", "heavy", "not a number"),
+    ("verdict", "guilty", "verdict"),
+    ("axle_count", 6.5, "axle_count"),
+])
+def test_malformed_vehicle_names_the_field(field: str, value: Any, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        VehicleRecord.from_json(vehicle_dict(**{field: value}))
+
+
+def test_extra_keys_are_tolerated() -> None:
+    record = VehicleRecord.from_json(vehicle_dict(new_key=[1, 2]))
+    assert record.raw["new_key"] == [1, 2]

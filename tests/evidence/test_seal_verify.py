@@ -1,0 +1,238 @@
+"""Seal and verify: an untouched package verifies; every tampering is caught by name."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.evidence.conftest import Env
+from zhichao.evidence.canonical import canonicalize
+from zhichao.evidence.eligibility import Status
+from zhichao.evidence.inputs import CaseInputs
+from zhichao.evidence.merkle import MerkleLog
+from zhichao.evidence.package import Station, seal_package
+from zhichao.evidence.signing import (
+    Checkpoint,
+    generate_key,
+    public_pem,
+    sign_checkpoint,
+)
+from zhichao.evidence.verify import audit_log, verify_package
+
+
+def _seal(env: Env, case: CaseInputs, base: Path, name: str = "pkg", **kw: object) -> Path:
+    out = env.root / name
+    seal_package(case, out, station=env.station, log=env.log, base_dir=base, **kw)  # type: ignore[arg-type]
+    return out
+
+
+@pytest.fixture
+def sealed(env: Env, good_case: tuple[CaseInputs, Path]) -> Path:
+    case, base = good_case
+    return _seal(env, case, base)
+
+
+def test_untouched_package_verifies(env: Env, sealed: Path) -> None:
+    report = verify_package(sealed, key=env.station.key.public_key())
+    assert report.ok, report.text()
+    assert {"signature.manifest", "log.inclusion", "checkpoint.signature"} <= report.codes(
+        __import__("zhichao.evidence.verify", fromlist=["Result"]).Result.PASS)
+    manifest = json.loads((sealed / "manifest.json").read_text())
+    assert manifest["case"]["penalty"]["fine_yuan"] == 600
+    assert manifest["case"]["eligibility"]["status"] == "ENFORCEABLE"
+    kinds = {f["path"]: f["kind"] for f in manifest["files"]}
+    assert kinds["original/image-front.jpg"] == "original"
+    assert kinds["derived/evidence_sheet.pdf"] == "derived"
+
+
+def test_originals_are_byte_identical(sealed: Path, good_case: tuple[CaseInputs, Path]) -> None:
+    _, base = good_case
+    assert (sealed / "original/image-side.jpg").read_bytes() == (base / "side.jpg").read_bytes()
+    assert (sealed / "original/waveform.npz").read_bytes() == (base / "lane2.npz").read_bytes()
+
+
+def _all_files(pkg: Path) -> list[str]:
+    return sorted(p.relative_to(pkg).as_posix() for p in pkg.rglob("*") if p.is_file())
+
+
+def test_any_changed_byte_of_any_file_is_detected(env: Env, sealed: Path) -> None:
+    key = env.station.key.public_key()
+    for name in _all_files(sealed):
+        if name == "station.pub":
+            continue  # not trusted anyway: the verifier uses --key
+        copy = env.root / "copy"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(sealed, copy)
+        data = bytearray((copy / name).read_bytes())
+        pos = len(data) // 2
+        data[pos] ^= 0x01
+        (copy / name).write_bytes(bytes(data))
+        report = verify_package(copy, key=key)
+        assert not report.ok, f"flipping a byte of {name} went unnoticed"
+
+
+@pytest.mark.parametrize(("target", "code"), [
+    ("original/image-front.jpg", "file.hash"),
+    ("derived/notice.pdf", "file.hash"),
+    ("manifest.json", "signature.manifest"),
+    ("manifest.sig", "signature.manifest"),
+    ("seal/entry.json", "log.inclusion"),
+    ("seal/checkpoint.txt", "checkpoint.signature"),
+])
+def test_specific_reasons(env: Env, sealed: Path, target: str, code: str) -> None:
+    data = bytearray((sealed / target).read_bytes())
+    idx = 10 if target != "manifest.sig" else 3
+    data[idx] = ord("A") if data[idx] != ord("A") else ord("B")
+    (sealed / target).write_bytes(bytes(data))
+    report = verify_package(sealed, key=env.station.key.public_key())
+    assert code in report.codes(), report.text()
+    assert target.split("/")[-1] in report.text() or code.startswith(("signature", "checkpoint",
+                                                                      "log"))
+
+
+def test_missing_and_extra_files(env: Env, sealed: Path) -> None:
+    (sealed / "original/image-rear.jpg").unlink()
+    (sealed / "original/extra.jpg").write_bytes(b"x")
+    report = verify_package(sealed, key=env.station.key.public_key())
+    assert {"file.missing", "file.unlisted"} <= report.codes()
+
+
+def test_replaced_key_is_detected(env: Env, sealed: Path) -> None:
+    # An attacker edits the manifest, re-signs it with their own key and ships their key.
+    mallory = generate_key()
+    manifest = json.loads((sealed / "manifest.json").read_text())
+    manifest["case"]["penalty"]["fine_yuan"] = 30000
+    data = canonicalize(manifest)
+    (sealed / "manifest.json").write_bytes(data)
+    (sealed / "manifest.sig").write_text(base64.b64encode(mallory.sign(data)).decode())
+    (sealed / "station.pub").write_bytes(public_pem(mallory.public_key()))
+    report = verify_package(sealed, key=env.station.key.public_key())
+    assert "signature.manifest" in report.codes()
+    assert "log.entry" in report.codes()
+    # Without the trusted key the verifier says the signer is not authenticated.
+    unkeyed = verify_package(sealed)
+    assert "key.untrusted" in {c.code for c in unkeyed.checks}
+
+
+def test_wrong_key_is_named(env: Env, sealed: Path) -> None:
+    report = verify_package(sealed, key=generate_key().public_key())
+    assert {"key.mismatch", "signature.manifest", "checkpoint.signature"} <= report.codes()
+
+
+def _three(env: Env, good_case: tuple[CaseInputs, Path]) -> list[Path]:
+    case, base = good_case
+    return [_seal(env, case, base, f"p{i}") for i in range(3)]
+
+
+def test_removed_or_reordered_log_entry_is_detected(
+        env: Env, good_case: tuple[CaseInputs, Path]) -> None:
+    pkgs = _three(env, good_case)
+    key = env.station.key.public_key()
+    entries = [env.log.entry(i) for i in range(env.log.size)]
+    env.log.close()
+    for label, new_entries in (("removed", [entries[0], entries[2]]),
+                               ("reordered", [entries[1], entries[0], entries[2]])):
+        forged = env.root / f"log-{label}"
+        with MerkleLog(forged, origin=env.station.origin, create=True, fsync=False) as log:
+            for e in new_entries:
+                log.append(e)
+        shutil.copytree(env.root / "log" / "checkpoints", forged / "checkpoints",
+                        dirs_exist_ok=True)
+        report = verify_package(pkgs[1], key=key, log_dir=forged)
+        assert {"log.rewritten", "log.entry.moved"} & report.codes(), (label, report.text())
+        audit = audit_log(forged, key, env.station.key_name)
+        assert "log.rewritten" in audit.codes(), label
+    env.log = MerkleLog(env.root / "log")  # reopened for the fixture's close
+    assert audit_log(env.root / "log", key, env.station.key_name).ok
+
+
+def test_fork_is_detected(env: Env, good_case: tuple[CaseInputs, Path]) -> None:
+    pkgs = _three(env, good_case)
+    key = env.station.key.public_key()
+    # A second history of the same size, signed with the same key: a fork.
+    fork_dir = env.root / "fork"
+    with MerkleLog(fork_dir, origin=env.station.origin, create=True, fsync=False) as fork:
+        for i in range(3):
+            fork.append(f"other {i}".encode())
+        forked = sign_checkpoint(Checkpoint(fork.origin, 3, fork.root()), env.station.key_name,
+                                 env.station.key)
+        later = [fork.append(b"x") for _ in range(2)]
+        del later
+        forked_later = sign_checkpoint(Checkpoint(fork.origin, 5, fork.root()),
+                                       env.station.key_name, env.station.key)
+        proof = fork.consistency_proof(3, 5)
+    same_size = verify_package(pkgs[2], key=key, trusted_checkpoint=forked)
+    assert "witness.fork" in same_size.codes()
+    larger = verify_package(pkgs[2], key=key, trusted_checkpoint=forked_later,
+                            consistency_proof=proof)
+    assert "witness.fork" in larger.codes()
+    # The honest log's own later checkpoint is consistent.
+    honest = sign_checkpoint(Checkpoint(env.log.origin, 3, env.log.root()),
+                             env.station.key_name, env.station.key)
+    assert verify_package(pkgs[0], key=key, trusted_checkpoint=honest, log_dir=None,
+                          consistency_proof=env.log.consistency_proof(1, 3)).ok
+
+
+def test_zip_package_and_truncation(env: Env, sealed: Path) -> None:
+    archive = env.root / "pkg.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+        for name in _all_files(sealed):
+            zf.write(sealed / name, f"pkg/{name}")
+    key = env.station.key.public_key()
+    assert verify_package(archive, key=key).ok
+    truncated = env.root / "trunc.zip"
+    truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    report = verify_package(truncated, key=key)
+    assert report.codes() == {"package.unreadable"}
+    garbage = env.root / "garbage.zip"
+    garbage.write_bytes(b"\x00garbage" * 10)
+    assert not verify_package(garbage, key=key).ok
+
+
+@pytest.mark.parametrize("content", [b"", b"{", b"[]", b'{"format": "zhichao.evidence/1"}',
+                                     "{\"a\": \"\ud800\"}".encode("utf-8", "surrogatepass")])
+def test_garbage_manifest_never_crashes(env: Env, sealed: Path, content: bytes) -> None:
+    (sealed / "manifest.json").write_bytes(content)
+    report = verify_package(sealed, key=env.station.key.public_key())
+    assert not report.ok
+    assert report.codes() & {"manifest.malformed", "manifest.missing"}
+
+
+def test_unusable_device_is_still_sealed(env: Env, tmp_path: Path) -> None:
+    from tests.evidence.conftest import case_dict
+    base = tmp_path / "in2"
+    base.mkdir()
+    raw = case_dict(base)
+    raw["device"]["certificate_valid_to"] = "2025-05-01T00:00:00Z"
+    result = seal_package(CaseInputs.from_json(raw), env.root / "bad", station=env.station,
+                          log=env.log, base_dir=base)
+    assert result.eligibility.status is Status.UNUSABLE
+    assert verify_package(env.root / "bad", key=env.station.key.public_key()).ok
+    manifest = json.loads((env.root / "bad/manifest.json").read_text())
+    assert "certificate_invalid" in {r["code"] for r in manifest["case"]["eligibility"]["reasons"]}
+
+
+def test_sm3_digests(env: Env, good_case: tuple[CaseInputs, Path]) -> None:
+    case, base = good_case
+    pkg = _seal(env, case, base, "sm3", sm3=True)
+    manifest = json.loads((pkg / "manifest.json").read_text())
+    assert all(len(f["sm3"]) == 64 for f in manifest["files"])
+    assert verify_package(pkg, key=env.station.key.public_key()).ok
+
+
+def test_missing_original_names_the_file(env: Env, good_case: tuple[CaseInputs, Path]) -> None:
+    case, base = good_case
+    (base / "rear.jpg").unlink()
+    from zhichao.evidence.errors import PackageError
+    with pytest.raises(PackageError, match="rear.jpg"):
+        _seal(env, case, base, "x")
+    assert not (env.root / "x").exists()
+
+
+def test_station_type() -> None:
+    assert Station("A", "n", generate_key()).origin == "zhichao/station/A"

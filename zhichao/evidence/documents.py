@@ -1,0 +1,448 @@
+"""zh-CN evidence documents, made from the package alone: 取证单 and 违法行为通知书.
+
+Both are derived files (HTML, self-contained with embedded photos and SVG plots; and PDF
+with the bundled CJK font ``fonts/DroidSansFallback-GB2312.ttf``). Their input is the
+manifest's facts and the original files, so ``zhichao evidence render PACKAGE`` re-makes
+them from a package. They never replace the originals: the footer says so.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from zhichao.evidence.errors import DocumentError
+
+FONT_NAME = "DroidSansFallback-GB2312.ttf"
+LATIN_FONT_NAME = "DejaVuSans-Latin.ttf"
+BEIJING = timezone(timedelta(hours=8))
+ROLE_ZH = {"image_front": "车辆前部", "image_side": "车辆侧面（全部车轴）",
+           "image_rear": "车辆尾部", "image_plate": "号牌特写"}
+# Days for 陈述、申辩 after receipt of the notice, per jurisdiction. 浙江省公路条例 Art. 40:
+# come within 15 days. For others no national figure was found: None → "规定期限内".
+STATEMENT_DAYS = {"CN-ZJ": 15}
+NOTICE_FOOTER = ("本文书为证据包派生文件，由系统依签名清单及原始文件自动生成；"
+                 "内容以原始文件和已签名清单为准，未经技术审核和法制审核不得作为处罚依据。")
+
+Reader = Callable[[str], bytes | None]
+
+
+def _bj(text: str | None) -> str:
+    if not text:
+        return "—"
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+    return moment.astimezone(BEIJING).strftime("%Y年%m月%d日 %H:%M:%S") + "（北京时间）"
+
+
+def _v(value: Any, unit: str = "") -> str:
+    if value is None or value == "":
+        return "—"
+    return f"{value}{unit}"
+
+
+def _cite(source: dict[str, Any]) -> str:
+    law = str(source.get("law_zh", ""))
+    art = str(source.get("article_zh", ""))
+    return f"{law}{art}" if law.startswith("（") else f"《{law}》{art}"
+
+
+def _waveform(data: bytes | None) -> list[list[float]] | None:
+    """Per-channel samples of a zhichao.raw/1 ``.npz`` (decimated), or None if unreadable."""
+    if not data:
+        return None
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            samples = np.asarray(npz["samples"], dtype=float)
+    except Exception:  # any damage → no plot, the document says so
+        return None
+    if samples.ndim != 2 or samples.shape[0] < 2:
+        return None
+    step = max(1, samples.shape[0] // 400)
+    return [samples[::step, c].tolist() for c in range(min(samples.shape[1], 8))]
+
+
+def _facts(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    c = doc["case"]
+    v = c["vehicle"]
+    site = c.get("site") or {}
+    dev = c.get("device") or {}
+    plate = c.get("plate") or {}
+    limit = c.get("limit") or {}
+    pen = c.get("penalty") or {}
+    elig = c.get("eligibility") or {}
+    rows = [
+        ("证据包编号", doc["package_id"]),
+        ("检测时间", _bj(c.get("time_utc")) + f"  [{c.get('time_utc')}]"),
+        ("监测点", " ".join(x for x in (site.get("name_zh"), site.get("road_zh"),
+                                        site.get("stake_zh")) if x) or c.get("site_id", "—")),
+        ("车道", _v(c.get("lane_id"))),
+        ("号牌", f"{_v(plate.get('text'))}（{_v(plate.get('colour'))}，"
+                 f"识别置信度 {_v(plate.get('confidence'))}）"),
+        ("车型", f"{_v(limit.get('vehicle_class_zh'))}（{_v(limit.get('vehicle_class'))}）"),
+        ("轴数 / 车速", f"{_v(v.get('axle_count'))} 轴 / {_v(v.get('speed_kmh'))} km/h"),
+        ("车货总质量", _v(v.get("gross_weight_kg"), " kg")),
+        ("限定标准", f"{_v(limit.get('limit_kg'), ' kg')}（{_v(limit.get('limit_basis'))}）"),
+        ("计量允差", _v(c.get("allowance_kg"), " kg")),
+        ("超限量（扣除允差后）", _v(pen.get("excess_kg") or c.get("excess_after_allowance_kg"),
+                                  " kg")),
+        ("检测设备", f"{_v(dev.get('device_id'))}，准确度等级 {_v(dev.get('accuracy_class'))}"),
+        ("计量检定证书", f"{_v(dev.get('certificate_number'))}"
+                         f"（{_v(dev.get('certificate_issuer'))}，"
+                         f"有效期 {_v(dev.get('certificate_valid_from'))} 至 "
+                         f"{_v(dev.get('certificate_valid_to'))}）"),
+        ("监测点公布", f"{_bj(site.get('published_utc'))} {_v(site.get('announcement_zh'))}"),
+        ("拟处理意见", f"{_v(pen.get('outcome_zh'))}，拟罚款 {_v(pen.get('fine_yuan'))} 元"
+         if pen else "—（未超限或限值无法确定）"),
+        ("处罚依据", f"《{pen['basis']['law_zh']}》{pen['basis']['article_zh']}" if pen else "—"),
+        ("证据资格审查", f"{elig.get('status_zh', '—')}（{elig.get('status', '—')}）"),
+        ("异常标记", "、".join(c.get("flags") or []) or "无"),
+        ("称重软件 / 标定参数", f"{_v(c.get('weighing_software_version'))} / "
+                              f"{_v(c.get('calibration_profile'))}"),
+    ]
+    return rows
+
+
+def _images(doc: dict[str, Any], read: Reader) -> list[tuple[str, str, bytes]]:
+    out = []
+    for f in doc["files"]:
+        role = f.get("role", "")
+        if f.get("kind") == "original" and role.startswith("image_"):
+            data = read(f["path"])
+            if data:
+                out.append((ROLE_ZH.get(role, role), f.get("media_type") or "image/jpeg", data))
+    return out
+
+
+def _waveform_data(doc: dict[str, Any], read: Reader) -> list[list[float]] | None:
+    for f in doc["files"]:
+        if f.get("role") == "waveform":
+            return _waveform(read(f["path"]))
+    return None
+
+
+def _svg_axles(loads: list[float], limit_kg: float | None, gross: float) -> str:
+    w, h = 520, 180
+    top = max([*loads, 1.0]) * 1.15
+    bw = (w - 60) / max(1, len(loads))
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}">',
+             f'<line x1="40" y1="{h - 20}" x2="{w}" y2="{h - 20}" stroke="#000"/>']
+    for i, load in enumerate(loads):
+        bh = (h - 40) * load / top
+        x = 50 + i * bw
+        parts.append(f'<rect x="{x:.1f}" y="{h - 20 - bh:.1f}" width="{bw * 0.6:.1f}" '
+                     f'height="{bh:.1f}" fill="#4a7ab0"/>')
+        parts.append(f'<text x="{x:.1f}" y="{h - 24 - bh:.1f}" font-size="11">{load:.0f}</text>')
+        parts.append(f'<text x="{x:.1f}" y="{h - 5}" font-size="11">第{i + 1}轴</text>')
+    lim = f"，限值 {limit_kg:.0f} kg" if limit_kg else ""
+    caption = f"轴载（kg），总质量 {gross:.0f} kg{lim}"
+    parts.append(f'<text x="45" y="14" font-size="12">{caption}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _svg_wave(channels: list[list[float]] | None) -> str:
+    if not channels:
+        return "<p>波形文件缺失或无法解析。</p>"
+    w, h = 520, 160
+    lo = min(min(c) for c in channels)
+    hi = max(max(c) for c in channels)
+    span = (hi - lo) or 1.0
+    colours = ["#c0392b", "#2980b9", "#27ae60", "#8e44ad",
+               "#d35400", "#16a085", "#2c3e50", "#7f8c8d"]
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}">'
+             f'<rect width="{w}" height="{h}" fill="none" stroke="#999"/>']
+    for k, ch in enumerate(channels):
+        n = max(1, len(ch) - 1)
+        pts = " ".join(f"{i * (w - 10) / n + 5:.1f},{h - 5 - (y - lo) / span * (h - 10):.1f}"
+                       for i, y in enumerate(ch))
+        parts.append(f'<polyline points="{pts}" fill="none" stroke="{colours[k % 8]}" '
+                     'stroke-width="1"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+_CSS = ("body{font-family:'Noto Sans SC','Droid Sans Fallback',sans-serif;max-width:800px;"
+        "margin:auto}table{border-collapse:collapse;width:100%}td{border:1px solid #888;"
+        "padding:4px;font-size:14px}td.k{width:28%;background:#f2f2f2}img{max-width:380px;"
+        "margin:4px;border:1px solid #ccc}.foot{font-size:12px;color:#555}")
+
+
+def _html_page(title: str, body: str) -> bytes:
+    return (f'<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
+            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+            f"<h1>{html.escape(title)}</h1>{body}<p class='foot'>{NOTICE_FOOTER}</p>"
+            "</body></html>").encode()
+
+
+def _table_html(rows: list[tuple[str, str]]) -> str:
+    return "<table>" + "".join(
+        f"<tr><td class='k'>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>"
+        for k, v in rows) + "</table>"
+
+
+def sheet_html(doc: dict[str, Any], read: Reader) -> bytes:
+    c = doc["case"]
+    v = c["vehicle"]
+    imgs = "".join(
+        f"<figure style='display:inline-block'><img alt='{html.escape(r)}' src='data:{m};base64,"
+        f"{base64.b64encode(d).decode()}'><figcaption>{html.escape(r)}</figcaption></figure>"
+        for r, m, d in _images(doc, read))
+    pen = c.get("penalty") or {}
+    steps = "".join(
+        f"<tr><td class='k'>{html.escape(s['label_zh'])}</td><td>{html.escape(s['value'])} "
+        f"{html.escape(s['unit'])}（{html.escape(_cite(s['source']))}）</td></tr>"
+        for s in pen.get("steps", []))
+    reasons = "".join(f"<li>{html.escape(r['message_zh'])} {html.escape(r.get('detail', ''))}"
+                      f"（{html.escape(r['basis_zh'])}）</li>"
+                      for r in (c.get("eligibility") or {}).get("reasons", []))
+    loads = [float(x) for x in v.get("axle_loads_kg") or []]
+    limit = (c.get("limit") or {}).get("limit_kg")
+    body = (_table_html(_facts(doc)) + "<h2>现场照片</h2>" + (imgs or "<p>无照片。</p>")
+            + "<h2>轴载图</h2>" + _svg_axles(loads, float(limit) if limit else None,
+                                             float(v.get("gross_weight_kg") or 0))
+            + "<h2>称重波形</h2>" + _svg_wave(_waveform_data(doc, read))
+            + "<h2>计算过程及依据</h2><table>" + steps + "</table>"
+            + "<h2>证据资格审查理由</h2><ul>" + (reasons or "<li>无</li>") + "</ul>")
+    return _html_page("超限运输车辆非现场检测取证单", body)
+
+
+def _notice_paragraphs(doc: dict[str, Any]) -> list[str]:
+    c = doc["case"]
+    v = c["vehicle"]
+    site = c.get("site") or {}
+    pen = c["penalty"]
+    plate = (c.get("plate") or {}).get("text") or "（号牌待审核确认）"
+    reg = c.get("registration") or {}
+    owner = reg.get("owner_name_zh") or "车辆所有人"
+    jur = (c.get("rule_set") or {}).get("jurisdiction", "")
+    days = STATEMENT_DAYS.get(jur)
+    deadline = f"自收到本通知书之日起{days}日内" if days else "在规定期限内"
+    hearing = pen.get("hearing_right")
+    hearing_text = (
+        "本案拟作出较大数额罚款，您有权在收到本通知书之日起五个工作日内要求听证"
+        "（《中华人民共和国行政处罚法》第六十三条、第六十四条）；逾期视为放弃听证。"
+        if hearing else
+        "如本案拟罚款达到本地较大数额标准，您有权在收到本通知书之日起五个工作日内要求听证"
+        "（《中华人民共和国行政处罚法》第六十三条、第六十四条）。"
+        if hearing is None else "")
+    status = (c.get("eligibility") or {}).get("status")
+    warning = [] if status == "ENFORCEABLE" else [
+        f"【注意】本案证据资格审查结论为“{(c.get('eligibility') or {}).get('status_zh', '未知')}”，"
+        "在问题解决并经审核前，本通知书不得送达。"]
+    paras = [
+        *warning,
+        f"{owner}：",
+        f"经查，号牌为{plate}的车辆（{_v((c.get('limit') or {}).get('vehicle_class_zh'))}，"
+        f"{_v(v.get('axle_count'))}轴）于{_bj(c.get('time_utc'))}行经"
+        f"{site.get('name_zh') or c.get('site_id')}（{_v(site.get('road_zh'))} "
+        f"{_v(site.get('stake_zh'))}）第{_v(c.get('lane_id'))}车道，经依法检定合格的检测设备检测，"
+        f"车货总质量为{_v(v.get('gross_weight_kg'))}千克，限定标准为"
+        f"{_v((c.get('limit') or {}).get('limit_kg'))}千克，扣除计量允差"
+        f"{_v(c.get('allowance_kg'))}千克后超限{_v(pen.get('excess_kg'))}千克。",
+        f"上述行为违反了《{(c.get('limit') or {}).get('rule_limit_source', {}).get('law_zh', '')}》"
+        f"{(c.get('limit') or {}).get('rule_limit_source', {}).get('article_zh', '')}的规定。"
+        f"依据《{pen['basis']['law_zh']}》{pen['basis']['article_zh']}，本机关拟对你（单位）作出"
+        f"如下行政处理：{pen['outcome_zh']}" + (f"，罚款人民币{pen['fine_yuan']}元。"
+                                              if pen["fine_yuan"] else "。"),
+        f"根据《中华人民共和国行政处罚法》第四十四条、第四十五条，你（单位）有权进行陈述和申辩，"
+        f"请{deadline}到{site.get('handling_place_zh') or '本机关指定地点'}或通过线上渠道"
+        f"查询证据、提出陈述申辩；陈述申辩不会导致加重处罚。{hearing_text}",
+        f"证据包编号：{doc['package_id']}。可凭此编号查询全部证据（照片、称重数据、检定证书）。",
+        f"执法机关：{site.get('authority_zh') or '（执法机关名称）'}",
+    ]
+    return paras
+
+
+def notice_html(doc: dict[str, Any]) -> bytes:
+    body = "".join(f"<p>{html.escape(p)}</p>" for p in _notice_paragraphs(doc))
+    return _html_page("违法行为通知书（拟处理，须经审核后送达）", body)
+
+
+# ---------------------------------------------------------------------------- PDF
+
+
+def _font_path(name: str) -> str:
+    res = resources.files("zhichao.evidence").joinpath("fonts", name)
+    with resources.as_file(res) as path:
+        return str(path)
+
+
+def _set_font(pdf: Any, size: float) -> None:
+    """Select the Latin font with the CJK fallback.
+
+    fpdf2 2.8 keeps the fallback font selected after a CJK run and ignores a set_font to
+    the same family and size, which hides the next Latin text; switching family first
+    forces the reset.
+    """
+    pdf.set_font("han", size=size)
+    pdf.set_font("latin", size=size)
+
+
+def _pdf() -> Any:
+    try:
+        from fpdf import FPDF
+    except ImportError as exc:  # pragma: no cover - fpdf2 is a dependency
+        raise DocumentError("fpdf2 is not installed; cannot make PDF documents") from exc
+    pdf = FPDF(format="A4")
+    pdf.set_auto_page_break(auto=True, margin=15)
+    pdf.add_font("latin", "", _font_path(LATIN_FONT_NAME))
+    pdf.add_font("han", "", _font_path(FONT_NAME))
+    pdf.set_fallback_fonts(["han"], exact_match=False)
+    _set_font(pdf, 10)
+    pdf.add_page()
+    return pdf
+
+
+def _caption(pdf: Any, x: float, y: float, text: str) -> None:
+    """Text at (x, y) through a cell, so that the CJK fallback font applies."""
+    size = pdf.font_size_pt
+    _set_font(pdf, size)
+    pdf.set_xy(x, y)
+    pdf.cell(0, 4, text)
+
+
+def _pdf_title(pdf: Any, title: str) -> None:
+    _set_font(pdf, 16)
+    pdf.cell(0, 10, title, new_x="LMARGIN", new_y="NEXT", align="C")
+    _set_font(pdf, 9)
+
+
+def _pdf_table(pdf: Any, rows: list[tuple[str, str]]) -> None:
+    size = pdf.font_size_pt
+    for key, value in rows:
+        if pdf.get_y() > pdf.h - 40:
+            pdf.add_page()
+        y = pdf.get_y()
+        _set_font(pdf, size)
+        pdf.multi_cell(55, 6, key, border=1, new_x="LMARGIN", new_y="NEXT")
+        y_key = pdf.get_y()
+        _set_font(pdf, size)
+        pdf.set_xy(pdf.l_margin + 55, y)
+        pdf.multi_cell(pdf.epw - 55, 6, value, border=1, new_x="LMARGIN", new_y="NEXT")
+        pdf.set_y(max(y_key, pdf.get_y()))
+
+
+def _pdf_footer(pdf: Any) -> None:
+    pdf.ln(4)
+    _set_font(pdf, 8)
+    pdf.multi_cell(0, 5, NOTICE_FOOTER)
+
+
+def sheet_pdf(doc: dict[str, Any], read: Reader) -> bytes:
+    c = doc["case"]
+    v = c["vehicle"]
+    pdf = _pdf()
+    _pdf_title(pdf, "超限运输车辆非现场检测取证单")
+    _pdf_table(pdf, _facts(doc))
+    images = _images(doc, read)
+    if images:
+        pdf.add_page()
+        _set_font(pdf, 12)
+        pdf.cell(0, 8, "现场照片", new_x="LMARGIN", new_y="NEXT")
+        _set_font(pdf, 9)
+        x0, y0 = pdf.l_margin, pdf.get_y()
+        for i, (role, _mime, data) in enumerate(images):
+            x = x0 + (i % 2) * 95
+            y = y0 + (i // 2) * 72
+            try:
+                pdf.image(io.BytesIO(data), x=x, y=y, w=90, h=60, keep_aspect_ratio=True)
+            except Exception:
+                pdf.rect(x, y, 90, 60)
+            _caption(pdf, x, y + 61, role)
+        pdf.set_y(y0 + ((len(images) + 1) // 2) * 72 + 2)
+    pdf.add_page()
+    _set_font(pdf, 12)
+    loads = [float(x) for x in v.get("axle_loads_kg") or []]
+    limit = (c.get("limit") or {}).get("limit_kg")
+    pdf.cell(0, 8, f"轴载图（kg）  总质量 {_v(v.get('gross_weight_kg'))} kg，"
+             f"限值 {_v(limit)} kg", new_x="LMARGIN", new_y="NEXT")
+    _set_font(pdf, 8)
+    x0, y0, height = pdf.l_margin + 5, pdf.get_y() + 5, 50.0
+    top = max([*loads, 1.0]) * 1.15
+    bw = 170 / max(1, len(loads))
+    pdf.line(x0, y0 + height, x0 + 175, y0 + height)
+    pdf.set_fill_color(74, 122, 176)
+    for i, load in enumerate(loads):
+        bh = height * load / top
+        pdf.rect(x0 + i * bw, y0 + height - bh, bw * 0.6, bh, style="F")
+        _caption(pdf, x0 + i * bw, y0 + height - bh - 5, f"{load:.0f}")
+        _caption(pdf, x0 + i * bw, y0 + height + 1, f"第{i + 1}轴")
+    pdf.set_y(y0 + height + 10)
+    _set_font(pdf, 12)
+    pdf.cell(0, 8, "称重波形（原始采样，按通道）", new_x="LMARGIN", new_y="NEXT")
+    wave = _waveform_data(doc, read)
+    x0, y0, width, height = pdf.l_margin, pdf.get_y() + 2, 180.0, 45.0
+    pdf.rect(x0, y0, width, height)
+    if wave:
+        lo = min(min(ch) for ch in wave)
+        span = (max(max(ch) for ch in wave) - lo) or 1.0
+        colours = [(192, 57, 43), (41, 128, 185), (39, 174, 96), (142, 68, 173)]
+        for k, ch in enumerate(wave):
+            pdf.set_draw_color(*colours[k % 4])
+            n = max(1, len(ch) - 1)
+            pts = [(x0 + i * width / n, y0 + height - (y - lo) / span * height)
+                   for i, y in enumerate(ch)]
+            pdf.polyline(pts)
+        pdf.set_draw_color(0, 0, 0)
+    else:
+        _caption(pdf, x0 + 5, y0 + 20, "波形文件缺失或无法解析。")
+    pdf.set_y(y0 + height + 5)
+    pen = c.get("penalty") or {}
+    _set_font(pdf, 12)
+    pdf.cell(0, 8, "计算过程及依据", new_x="LMARGIN", new_y="NEXT")
+    _set_font(pdf, 9)
+    step_rows = [(s["label_zh"], f"{s['value']} {s['unit']}（{_cite(s['source'])}）")
+                 for s in pen.get("steps", [])]
+    _pdf_table(pdf, step_rows or [("—", "未超限或限值无法确定，无拟处罚")])
+    _set_font(pdf, 12)
+    pdf.cell(0, 8, "证据资格审查理由", new_x="LMARGIN", new_y="NEXT")
+    _set_font(pdf, 9)
+    reasons = (c.get("eligibility") or {}).get("reasons", [])
+    _pdf_table(pdf, [(r["code"], f"{r['message_zh']} {r.get('detail', '')}（{r['basis_zh']}）")
+                     for r in reasons] or [("—", "无")])
+    _pdf_footer(pdf)
+    return bytes(pdf.output())
+
+
+def notice_pdf(doc: dict[str, Any]) -> bytes:
+    pdf = _pdf()
+    _pdf_title(pdf, "违法行为通知书")
+    _set_font(pdf, 9)
+    pdf.cell(0, 6, "（拟处理意见，须经技术审核和法制审核后方可送达）",
+             new_x="LMARGIN", new_y="NEXT", align="C")
+    _set_font(pdf, 11)
+    for para in _notice_paragraphs(doc):
+        pdf.multi_cell(0, 7, para, new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(2)
+    _pdf_footer(pdf)
+    return bytes(pdf.output())
+
+
+def render_all(doc: dict[str, Any], read: Reader) -> dict[str, bytes]:
+    """All derived documents of a package: {package path: bytes}.
+
+    Raises
+    ------
+    DocumentError
+        If a document cannot be rendered.
+    """
+    try:
+        out = {
+            "derived/evidence_sheet.html": sheet_html(doc, read),
+            "derived/evidence_sheet.pdf": sheet_pdf(doc, read),
+        }
+        if doc["case"].get("penalty") and doc["case"]["penalty"].get("outcome") != "none":
+            out["derived/notice.html"] = notice_html(doc)
+            out["derived/notice.pdf"] = notice_pdf(doc)
+    except DocumentError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DocumentError(f"cannot render documents: {type(exc).__name__}: {exc}") from exc
+    return out

@@ -1,0 +1,359 @@
+"""The eligibility gate: may this passage be used as evidence for a penalty?
+
+Three outcomes, each with reasons (code, zh-CN and English text, legal basis):
+
+``ENFORCEABLE``    every check passed; the case may go to the *mandatory* human technical
+                   and legal review (行政处罚法 Art. 41 para 2). Nothing is ever issued
+                   automatically.
+``MANUAL_REVIEW``  a human must resolve something first (plate, abnormal driving, axle
+                   count, undecidable limit, …).
+``UNUSABLE``       the record cannot be evidence (device not approved, certificate not
+                   valid at capture time, site not published, clocks unknown, no
+                   violation, …). The data is still sealed and kept.
+
+A missing input (``None``) is "not available" and never passes a check. The severity of
+every reason code is configurable (:attr:`GateConfig.severity`), as are all thresholds.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from zhichao.evidence.errors import RuleError
+from zhichao.evidence.inputs import CaseInputs
+from zhichao.evidence.rules import RuleSet, RuleVersion
+
+# The core computes in floating point; a recorded excess further than this from
+# gross - limit means the record is inconsistent.
+EXCESS_TOLERANCE_KG = Decimal("0.5")
+
+
+class Status(StrEnum):
+    ENFORCEABLE = "ENFORCEABLE"
+    MANUAL_REVIEW = "MANUAL_REVIEW"
+    UNUSABLE = "UNUSABLE"
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    MANUAL_REVIEW = "manual_review"
+    UNUSABLE = "unusable"
+
+
+STATUS_ZH = {
+    Status.ENFORCEABLE: "可进入审核（证据条件齐备）",
+    Status.MANUAL_REVIEW: "需人工复核",
+    Status.UNUSABLE: "不得作为处罚证据",
+}
+
+ABNORMAL_DRIVING_FLAGS = frozenset({
+    "speed_out_of_range", "acceleration", "reversing", "wheel_off_sensor", "straddling",
+    "rows_disagree", "close_following", "possible_merged_vehicles",
+})
+DATA_QUALITY_FLAGS = frozenset({"data_gap", "incomplete", "saturation", "missing_channel"})
+CLASS_FLAGS = frozenset({"class_undecidable", "axle_count_mismatch"})
+KNOWN_FLAGS = ABNORMAL_DRIVING_FLAGS | DATA_QUALITY_FLAGS | CLASS_FLAGS
+
+# Chinese plate grammar (shared/reference/plates.md): ordinary, small NEV, large NEV,
+# suffix plates. Letters exclude I and O in the serial.
+_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
+_S = "A-HJ-NP-Z0-9"
+PLATE_PATTERNS = (
+    re.compile(rf"^[{_PROVINCES}][A-Z][{_S}]{{5}}$"),
+    re.compile(rf"^[{_PROVINCES}][A-Z][DF][{_S}][0-9]{{4}}$"),
+    re.compile(rf"^[{_PROVINCES}][A-Z][0-9]{{5}}[DF]$"),
+    re.compile(rf"^[{_PROVINCES}][A-Z][{_S}]{{4}}[挂学警港澳领]$"),
+)
+
+# code -> (default severity, zh text, en text, basis)
+_REASONS: dict[str, tuple[Severity, str, str, str]] = {
+    "no_violation": (Severity.UNUSABLE, "未超限，无违法事实", "not over the limit",
+                     "62号令第三条"),
+    "device_unavailable": (Severity.UNUSABLE, "设备法定状态不可得", "device status not available",
+                           "行政处罚法第四十一条第一款"),
+    "device_technical_review": (Severity.UNUSABLE, "设备未通过技术审核（或审核晚于采集时间）",
+                                "device not approved by technical review before capture",
+                                "行政处罚法第四十一条第一款"),
+    "device_legal_review": (Severity.UNUSABLE, "设备未通过法制审核（或审核晚于采集时间）",
+                            "device not approved by legal review before capture",
+                            "行政处罚法第四十一条第一款"),
+    "accuracy_class_unknown": (Severity.UNUSABLE, "设备准确度等级未知",
+                               "device accuracy class unknown", "law.md R2.1"),
+    "certificate_unavailable": (Severity.UNUSABLE, "计量检定证书信息缺失",
+                                "verification certificate not available",
+                                "浙江省公路条例第四十条；河南省治超条例第十条"),
+    "certificate_invalid": (Severity.UNUSABLE, "采集时计量检定证书不在有效期内",
+                            "verification certificate not valid at capture time",
+                            "浙江省公路条例第四十条；河南省治超条例第十条"),
+    "drift_alarm_open": (Severity.UNUSABLE, "设备漂移报警未关闭（或状态未知）",
+                         "device drift alarm open or unknown", "law.md §2"),
+    "site_unavailable": (Severity.UNUSABLE, "监测点信息不可得", "site not available",
+                         "行政处罚法第四十一条第一款"),
+    "site_mismatch": (Severity.UNUSABLE, "称重记录与监测点编号不一致",
+                      "vehicle record site differs from the site", "行政处罚法第四十一条"),
+    "site_not_published": (Severity.UNUSABLE, "监测点位置未公布", "site location not published",
+                           "行政处罚法第四十一条第一款"),
+    "site_published_too_recently": (Severity.UNUSABLE, "监测点公布至采集时间不足规定天数",
+                                    "site published too short a time before capture",
+                                    "浙江省公路条例第三十八条"),
+    "clock_unavailable": (Severity.UNUSABLE, "时钟同步记录不可得", "clock sync not available",
+                          "行政处罚法第四十一条第二款（准确）"),
+    "clock_out_of_tolerance": (Severity.UNUSABLE, "设备时钟偏差超出容限",
+                               "clock offset beyond tolerance", "行政处罚法第四十一条第二款"),
+    "clock_sync_stale": (Severity.UNUSABLE, "时钟同步记录过旧", "clock sync measurement too old",
+                         "行政处罚法第四十一条第二款"),
+    "data_quality": (Severity.UNUSABLE, "称重数据不完整（数据缺失/饱和/通道缺失）",
+                     "weighing data incomplete", "行政处罚法第四十一条第二款（完整）"),
+    "image_missing": (Severity.UNUSABLE, "缺少必需的照片", "a required image is missing",
+                      "行政处罚法第四十一条第二款；道路交通安全违法行为处理程序规定第十八条"),
+    "image_time_mismatch": (Severity.MANUAL_REVIEW, "照片拍摄时间与称重时间不匹配",
+                            "image capture time does not match the weighing time",
+                            "行政处罚法第四十一条第二款"),
+    "side_axles_not_shown": (Severity.MANUAL_REVIEW, "侧面照片未确认显示全部车轴",
+                             "side image not confirmed to show every axle", "law.md R1.3"),
+    "plate_unavailable": (Severity.MANUAL_REVIEW, "号牌识别结果不可得",
+                          "plate result not available", "行政处罚法第四十一条第二款"),
+    "plate_not_accepted": (Severity.MANUAL_REVIEW, "号牌识别未被接受", "plate read not accepted",
+                           "plates.md"),
+    "plate_low_confidence": (Severity.MANUAL_REVIEW, "号牌识别置信度不足",
+                             "plate confidence below threshold", "plates.md"),
+    "plate_grammar_invalid": (Severity.MANUAL_REVIEW, "号牌格式不符合规则",
+                              "plate text fails the plate grammar", "plates.md"),
+    "abnormal_driving": (Severity.MANUAL_REVIEW, "异常行驶（需人工复核或复检）",
+                         "abnormal driving: manual review or static re-weigh",
+                         "浙江省公路条例第三十九条；law.md §4.5"),
+    "unknown_flag": (Severity.MANUAL_REVIEW, "称重记录含未知标记", "unknown flag on the record",
+                     "—"),
+    "limit_undecidable": (Severity.MANUAL_REVIEW, "车型或限值无法确定",
+                          "vehicle class or limit undecidable", "law.md R1.2"),
+    "verdict_uncertain": (Severity.MANUAL_REVIEW, "超限结论在测量不确定度内",
+                          "overload within measurement uncertainty", "law.md R2.2"),
+    "limit_mismatch": (Severity.MANUAL_REVIEW, "称重记录限值与规则库不一致",
+                       "recorded limit differs from the rule in force", "62号令第三条"),
+    "registration_mass_lower": (Severity.MANUAL_REVIEW, "行驶证总质量低于限值，应取较小值",
+                                "registered total mass below the table limit",
+                                "公路货运车辆超限超载认定标准（注）"),
+    "axle_count_mismatch": (Severity.MANUAL_REVIEW, "轴数在传感器、照片或登记信息之间不一致",
+                            "axle count inconsistent across sensors, images or registration",
+                            "law.md R1.3"),
+    "registration_unavailable": (Severity.INFO, "登记信息不可得，未做交叉核对",
+                                 "registration not available; no cross-check", "law.md R1.1"),
+    "rule_not_in_force": (Severity.MANUAL_REVIEW, "违法时间无有效规则版本",
+                          "no rule version in force at the violation time", "—"),
+    "excess_inconsistent": (Severity.MANUAL_REVIEW, "称重记录超限量与总质量、限值不一致",
+                            "recorded excess inconsistent with gross and limit", "—"),
+}
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str
+    severity: Severity
+    message_zh: str
+    message_en: str
+    basis_zh: str
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "code": self.code, "severity": str(self.severity), "message_zh": self.message_zh,
+            "message_en": self.message_en, "basis_zh": self.basis_zh, "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Thresholds of the gate; several are unconfirmed facts and must stay configurable."""
+
+    publication_lead_days: dict[str, int] = field(default_factory=lambda: {"CN-ZJ": 15})
+    default_publication_lead_days: int = 0
+    clock_tolerance_ms: float = 500.0
+    clock_sync_max_age_s: float = 3600.0
+    image_time_window_s: float = 10.0
+    plate_min_confidence: float = 0.95
+    required_image_roles: tuple[str, ...] = ("front", "side", "rear")
+    severity: dict[str, Severity] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "publication_lead_days": dict(self.publication_lead_days),
+            "default_publication_lead_days": self.default_publication_lead_days,
+            "clock_tolerance_ms": self.clock_tolerance_ms,
+            "clock_sync_max_age_s": self.clock_sync_max_age_s,
+            "image_time_window_s": self.image_time_window_s,
+            "plate_min_confidence": self.plate_min_confidence,
+            "required_image_roles": list(self.required_image_roles),
+            "severity_overrides": {k: str(v) for k, v in self.severity.items()},
+        }
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    status: Status
+    reasons: tuple[Reason, ...]
+    rule: RuleVersion | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": str(self.status),
+            "status_zh": STATUS_ZH[self.status],
+            "reasons": [r.to_json() for r in self.reasons],
+            "requires_human_review": True,
+        }
+
+
+def plate_grammar_ok(text: str) -> bool:
+    return any(p.match(text) for p in PLATE_PATTERNS)
+
+
+def evaluate(case: CaseInputs, rules: RuleSet | None, config: GateConfig | None = None
+             ) -> Eligibility:
+    """Run every check on ``case`` and return the status with all reasons found."""
+    cfg = config or GateConfig()
+    reasons: list[Reason] = []
+
+    def add(code: str, detail: str = "") -> None:
+        sev, zh, en, basis = _REASONS[code]
+        reasons.append(Reason(code, cfg.severity.get(code, sev), zh, en, basis, detail))
+
+    v = case.vehicle
+    t = v.time_utc
+    # Violation and limit ---------------------------------------------------------
+    rule: RuleVersion | None = None
+    if rules is None:
+        add("rule_not_in_force", "no rule set for the site's jurisdiction")
+    else:
+        try:
+            rule = rules.in_force(t)
+        except RuleError as exc:
+            add("rule_not_in_force", str(exc))
+    if v.verdict == "within_limit" or (v.verdict == "overloaded" and not v.overloaded):
+        add("no_violation", f"verdict={v.verdict}")
+    if v.verdict == "undecidable" or v.limit_kg is None or v.vehicle_class is None:
+        add("limit_undecidable", f"class={v.vehicle_class} limit={v.limit_kg}")
+    if v.verdict == "uncertain":
+        add("verdict_uncertain")
+    if rule is not None and v.vehicle_class is not None and v.limit_kg is not None:
+        table = rule.limits_by_class_kg.get(v.vehicle_class)
+        if table is None or table != v.limit_kg:
+            add("limit_mismatch", f"record {v.limit_kg} kg, rule {rule.version}: {table} kg")
+    if (
+        v.limit_kg is not None and v.excess_kg is not None
+        and abs(v.excess_kg - (v.gross_weight_kg - v.limit_kg)) > EXCESS_TOLERANCE_KG
+    ):
+        add("excess_inconsistent", f"excess {v.excess_kg} != {v.gross_weight_kg}-{v.limit_kg}")
+    # Flags --------------------------------------------------------------------------
+    flags = set(v.flags)
+    if flags & DATA_QUALITY_FLAGS:
+        add("data_quality", ",".join(sorted(flags & DATA_QUALITY_FLAGS)))
+    if flags & ABNORMAL_DRIVING_FLAGS:
+        add("abnormal_driving", ",".join(sorted(flags & ABNORMAL_DRIVING_FLAGS)))
+    if "class_undecidable" in flags and not any(r.code == "limit_undecidable" for r in reasons):
+        add("limit_undecidable", "flag class_undecidable")
+    if flags - KNOWN_FLAGS:
+        add("unknown_flag", ",".join(sorted(flags - KNOWN_FLAGS)))
+    # Device -----------------------------------------------------------------------
+    d = case.device
+    if d is None:
+        add("device_unavailable")
+    else:
+        if not d.technical_review_approved or d.technical_review_date is None or (
+            d.technical_review_date > t.date()
+        ):
+            add("device_technical_review", f"date={d.technical_review_date}")
+        if not d.legal_review_approved or d.legal_review_date is None or (
+            d.legal_review_date > t.date()
+        ):
+            add("device_legal_review", f"date={d.legal_review_date}")
+        if d.accuracy_class is None:
+            add("accuracy_class_unknown")
+        if not d.certificate_number or d.certificate_valid_from is None or (
+            d.certificate_valid_to is None
+        ):
+            add("certificate_unavailable")
+        elif not (d.certificate_valid_from <= t < d.certificate_valid_to):
+            add("certificate_invalid",
+                f"{d.certificate_number}: {d.certificate_valid_from.isoformat()} – "
+                f"{d.certificate_valid_to.isoformat()}, capture {t.isoformat()}")
+        if d.drift_alarm_open:
+            add("drift_alarm_open")
+    # Site ---------------------------------------------------------------------------
+    s = case.site
+    if s is None:
+        add("site_unavailable")
+    else:
+        if s.site_id != v.site_id:
+            add("site_mismatch", f"{v.site_id} vs {s.site_id}")
+        if s.published_utc is None:
+            add("site_not_published")
+        else:
+            lead = cfg.publication_lead_days.get(s.jurisdiction, cfg.default_publication_lead_days)
+            if s.published_utc + timedelta(days=lead) > t:
+                add("site_published_too_recently",
+                    f"published {s.published_utc.isoformat()}, lead {lead} d")
+    # Clocks -------------------------------------------------------------------------
+    c = case.clocks
+    if c is None or not c.offsets_ms:
+        add("clock_unavailable")
+    else:
+        worst = max(abs(o) for o in c.offsets_ms.values())
+        if worst > cfg.clock_tolerance_ms:
+            add("clock_out_of_tolerance", f"max |offset| {worst} ms > {cfg.clock_tolerance_ms}")
+        if abs((t - c.measured_utc).total_seconds()) > cfg.clock_sync_max_age_s:
+            add("clock_sync_stale", f"measured {c.measured_utc.isoformat()}")
+    # Images -----------------------------------------------------------------------
+    roles = {img.role for img in case.images}
+    missing = [r for r in cfg.required_image_roles if r not in roles]
+    if missing:
+        add("image_missing", ",".join(missing))
+    late = [img.path for img in case.images
+            if abs((img.capture_utc - t).total_seconds()) > cfg.image_time_window_s]
+    if late:
+        add("image_time_mismatch", ",".join(late))
+    side = [img for img in case.images if img.role == "side"]
+    axle_counts: dict[str, int] = {"wim": v.axle_count}
+    if side:
+        visible = [img.axle_count_visible for img in side if img.axle_count_visible is not None]
+        if not visible:
+            add("side_axles_not_shown")
+        else:
+            axle_counts["images"] = max(visible)
+    # Plate --------------------------------------------------------------------------
+    p = case.plate
+    if p is None or not p.text:
+        add("plate_unavailable")
+    else:
+        if not p.accepted:
+            add("plate_not_accepted", ",".join(p.review_reasons))
+        if p.confidence is None or p.confidence < cfg.plate_min_confidence:
+            add("plate_low_confidence", f"{p.confidence} < {cfg.plate_min_confidence}")
+        if not plate_grammar_ok(p.text):
+            add("plate_grammar_invalid", p.text)
+    # Registration and axle counts -----------------------------------------------------
+    reg = case.registration
+    if reg is None:
+        add("registration_unavailable")
+    else:
+        if reg.axle_count is not None:
+            axle_counts["registration"] = reg.axle_count
+        if (
+            reg.total_mass_kg is not None and v.limit_kg is not None
+            and v.vehicle_class == "truck_2_axle" and reg.total_mass_kg < v.limit_kg
+        ):
+            add("registration_mass_lower", f"{reg.total_mass_kg} < {v.limit_kg}")
+    if len(set(axle_counts.values())) > 1 or "axle_count_mismatch" in flags:
+        add("axle_count_mismatch", ", ".join(f"{k}={n}" for k, n in axle_counts.items()))
+    # Outcome --------------------------------------------------------------------------
+    severities = {r.severity for r in reasons}
+    if Severity.UNUSABLE in severities:
+        status = Status.UNUSABLE
+    elif Severity.MANUAL_REVIEW in severities:
+        status = Status.MANUAL_REVIEW
+    else:
+        status = Status.ENFORCEABLE
+    return Eligibility(status, tuple(reasons), rule)

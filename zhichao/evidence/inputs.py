@@ -1,0 +1,392 @@
+"""Typed inputs of the evidence stage, independent of the stages that produce them.
+
+The weighing core's ``zhichao.vehicle/1`` record is parsed into :class:`VehicleRecord`
+(extra keys are kept verbatim in :attr:`VehicleRecord.raw`). Calibration's device legal
+status, vision's plate result, the lane images, the clock offsets and the registration
+look-up are small dataclasses here; each ``from_json`` tolerates extra keys and names the
+field when something is wrong. A part that is missing is passed as ``None`` and means
+"not available", which the eligibility gate never treats as good.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from zhichao.evidence._util import parse_time, to_decimal
+from zhichao.evidence.errors import InputError
+
+VEHICLE_FORMAT = "zhichao.vehicle/1"
+VERDICTS = ("overloaded", "within_limit", "uncertain", "undecidable")
+CAMERA_ROLES = ("front", "side", "rear", "plate")
+
+
+def _req(raw: dict[str, Any], key: str, where: str) -> Any:
+    if key not in raw:
+        raise InputError(f"{where}: missing field {key!r}")
+    return raw[key]
+
+
+def _opt_str(raw: dict[str, Any], key: str, where: str) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InputError(f"{where}.{key}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def _str(raw: dict[str, Any], key: str, where: str) -> str:
+    value = _req(raw, key, where)
+    if not isinstance(value, str) or not value:
+        raise InputError(f"{where}.{key}: expected a non-empty string")
+    return value
+
+
+def _int(raw: dict[str, Any], key: str, where: str) -> int:
+    value = _req(raw, key, where)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{where}.{key}: expected an integer, got {value!r}")
+    return value
+
+
+def _opt_dec(raw: dict[str, Any], key: str, where: str) -> Decimal | None:
+    value = raw.get(key)
+    return None if value is None else to_decimal(value, f"{where}.{key}")
+
+
+def _date(raw: dict[str, Any], key: str, where: str) -> date | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InputError(f"{where}.{key}: expected a YYYY-MM-DD date")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"{where}.{key}: {value!r} is not a YYYY-MM-DD date") from None
+
+
+@dataclass(frozen=True)
+class VehicleRecord:
+    """One weighed vehicle, as emitted by the weighing core (``zhichao.vehicle/1``)."""
+
+    time_utc: datetime
+    site_id: str
+    lane_id: str
+    speed_kmh: Decimal | None
+    acceleration_ms2: Decimal | None
+    axle_count: int
+    axle_loads_kg: tuple[Decimal, ...]
+    axle_spacings_m: tuple[Decimal, ...]
+    axle_groups: tuple[tuple[int, ...], ...]
+    gross_weight_kg: Decimal
+    vehicle_class: str | None
+    vehicle_class_zh: str | None
+    limit_kg: Decimal | None
+    limit_basis: str | None
+    allowance_kg: Decimal
+    excess_kg: Decimal | None
+    excess_after_allowance_kg: Decimal | None
+    uncertainty_kg: Decimal | None
+    verdict: str
+    overloaded: bool
+    flags: tuple[str, ...]
+    calibration_profile: str | None
+    recording: str | None
+    software_version: str | None
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @classmethod
+    def from_json(cls, raw: Any, where: str = "vehicle") -> VehicleRecord:
+        """Parse a ``zhichao.vehicle/1`` dict; extra keys are tolerated and kept in ``raw``.
+
+        Raises
+        ------
+        InputError
+            Naming the field, for a missing or mistyped field or a wrong ``format``.
+        """
+        if not isinstance(raw, dict):
+            raise InputError(f"{where}: expected a JSON object")
+        fmt = raw.get("format", VEHICLE_FORMAT)
+        if fmt != VEHICLE_FORMAT:
+            raise InputError(f"{where}.format: {fmt!r} is not {VEHICLE_FORMAT}")
+        verdict = _str(raw, "verdict", where)
+        if verdict not in VERDICTS:
+            raise InputError(f"{where}.verdict: {verdict!r} not one of {VERDICTS}")
+        loads = _req(raw, "axle_loads_kg", where)
+        spacings = raw.get("axle_spacings_m") or []
+        groups = raw.get("axle_groups") or []
+        flags = raw.get("flags") or []
+        if not isinstance(loads, list) or not isinstance(spacings, list):
+            raise InputError(f"{where}: axle_loads_kg and axle_spacings_m must be lists")
+        if not isinstance(groups, list) or not all(isinstance(g, list) for g in groups):
+            raise InputError(f"{where}.axle_groups: must be a list of lists")
+        if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+            raise InputError(f"{where}.flags: must be a list of strings")
+        overloaded = raw.get("overloaded", False)
+        if not isinstance(overloaded, bool):
+            raise InputError(f"{where}.overloaded: expected true/false")
+        gross = to_decimal(_req(raw, "gross_weight_kg", where), f"{where}.gross_weight_kg")
+        return cls(
+            time_utc=parse_time(_req(raw, "time_utc", where), f"{where}.time_utc"),
+            site_id=_str(raw, "site_id", where),
+            lane_id=str(_req(raw, "lane_id", where)),
+            speed_kmh=_opt_dec(raw, "speed_kmh", where),
+            acceleration_ms2=_opt_dec(raw, "acceleration_ms2", where),
+            axle_count=_int(raw, "axle_count", where),
+            axle_loads_kg=tuple(
+                to_decimal(v, f"{where}.axle_loads_kg[{i}]") for i, v in enumerate(loads)
+            ),
+            axle_spacings_m=tuple(
+                to_decimal(v, f"{where}.axle_spacings_m[{i}]") for i, v in enumerate(spacings)
+            ),
+            axle_groups=tuple(tuple(int(a) for a in g) for g in groups),
+            gross_weight_kg=gross,
+            vehicle_class=_opt_str(raw, "vehicle_class", where),
+            vehicle_class_zh=_opt_str(raw, "vehicle_class_zh", where),
+            limit_kg=_opt_dec(raw, "limit_kg", where),
+            limit_basis=_opt_str(raw, "limit_basis", where),
+            allowance_kg=_opt_dec(raw, "allowance_kg", where) or Decimal(0),
+            excess_kg=_opt_dec(raw, "excess_kg", where),
+            excess_after_allowance_kg=_opt_dec(raw, "excess_after_allowance_kg", where),
+            uncertainty_kg=_opt_dec(raw, "uncertainty_kg", where),
+            verdict=verdict,
+            overloaded=overloaded,
+            flags=tuple(flags),
+            calibration_profile=_opt_str(raw, "calibration_profile", where),
+            recording=_opt_str(raw, "recording", where),
+            software_version=_opt_str(raw, "software_version", where),
+            raw=dict(raw),
+        )
+
+
+@dataclass(frozen=True)
+class DeviceStatus:
+    """The legal status of a weighing device (from calibration / the device register)."""
+
+    device_id: str
+    technical_review_approved: bool
+    technical_review_date: date | None
+    legal_review_approved: bool
+    legal_review_date: date | None
+    accuracy_class: str | None  # e.g. "5" (JJG 907), None = unknown
+    certificate_number: str | None
+    certificate_issuer: str | None
+    certificate_valid_from: datetime | None
+    certificate_valid_to: datetime | None
+    drift_alarm_open: bool
+    manufacturer: str | None = None
+    model: str | None = None
+
+    @classmethod
+    def from_json(cls, raw: Any, where: str = "device") -> DeviceStatus:
+        if not isinstance(raw, dict):
+            raise InputError(f"{where}: expected a JSON object")
+
+        def _t(key: str) -> datetime | None:
+            value = raw.get(key)
+            return None if value is None else parse_time(value, f"{where}.{key}")
+
+        return cls(
+            device_id=_str(raw, "device_id", where),
+            technical_review_approved=raw.get("technical_review_approved") is True,
+            technical_review_date=_date(raw, "technical_review_date", where),
+            legal_review_approved=raw.get("legal_review_approved") is True,
+            legal_review_date=_date(raw, "legal_review_date", where),
+            accuracy_class=(
+                None if raw.get("accuracy_class") is None else str(raw["accuracy_class"])
+            ),
+            certificate_number=_opt_str(raw, "certificate_number", where),
+            certificate_issuer=_opt_str(raw, "certificate_issuer", where),
+            certificate_valid_from=_t("certificate_valid_from"),
+            certificate_valid_to=_t("certificate_valid_to"),
+            # Unknown drift status counts as an open alarm: never good by default.
+            drift_alarm_open=raw.get("drift_alarm_open", True) is not False,
+            manufacturer=_opt_str(raw, "manufacturer", where),
+            model=_opt_str(raw, "model", where),
+        )
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    """A monitoring site and its publication (行政处罚法 Art. 41; 浙江 Art. 38)."""
+
+    site_id: str
+    name_zh: str
+    road_zh: str | None
+    stake_zh: str | None
+    jurisdiction: str  # rule set, e.g. "CN" or "CN-ZJ"
+    published_utc: datetime | None
+    announcement_zh: str | None
+    authority_zh: str | None = None  # 执法机关
+    handling_place_zh: str | None = None  # 处理地点
+
+    @classmethod
+    def from_json(cls, raw: Any, where: str = "site") -> SiteInfo:
+        if not isinstance(raw, dict):
+            raise InputError(f"{where}: expected a JSON object")
+        pub = raw.get("published_utc")
+        return cls(
+            site_id=_str(raw, "site_id", where),
+            name_zh=_str(raw, "name_zh", where),
+            road_zh=_opt_str(raw, "road_zh", where),
+            stake_zh=_opt_str(raw, "stake_zh", where),
+            jurisdiction=_str(raw, "jurisdiction", where),
+            published_utc=None if pub is None else parse_time(pub, f"{where}.published_utc"),
+            announcement_zh=_opt_str(raw, "announcement_zh", where),
+            authority_zh=_opt_str(raw, "authority_zh", where),
+            handling_place_zh=_opt_str(raw, "handling_place_zh", where),
+        )
+
+
+@dataclass(frozen=True)
+class PlateResult:
+    """Vision's plate result. ``accepted`` is vision's own gate; review_reasons say why not."""
+
+    text: str | None
+    colour: str | None
+    confidence: float | None
+    accepted: bool
+    review_reasons: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, raw: Any, where: str = "plate") -> PlateResult:
+        if not isinstance(raw, dict):
+            raise InputError(f"{where}: expected a JSON object")
+        conf = raw.get("confidence")
+        if conf is not None and (isinstance(conf, bool) or not isinstance(conf, int | float)):
+            raise InputError(f"{where}.confidence: expected a number")
+        reasons = raw.get("review_reasons") or []
+        if not isinstance(reasons, list):
+            raise InputError(f"{where}.review_reasons: expected a list")
+        return cls(
+            text=_opt_str(raw, "text", where),
+            colour=_opt_str(raw, "colour", where),
+            confidence=None if conf is None else float(conf),
+            accepted=raw.get("accepted") is True,
+            review_reasons=tuple(str(r) for r in reasons),
+        )
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """One original image file of the passage."""
+
+    path: str  # file to include in the package, as given
+    role: str  # front | side | rear | plate
+    capture_utc: datetime
+    camera_id: str | None = None
+    axle_count_visible: int | None = None  # side view: axles a reviewer/vision counted
+
+    @classmethod
+    def from_json(cls, raw: Any, where: str = "image") -> ImageRef:
+        if not isinstance(raw, dict):
+            raise InputError(f"{where}: expected a JSON object")
+        role = _str(raw, "role", where)
+        if role not in CAMERA_ROLES:
+            raise InputError(f"{where}.role: {role!r} not one of {CAMERA_ROLES}")
+        axles = raw.get("axle_count_visible")
+        return cls(
+            path=_str(raw, "path", where),
+            role=role,
+            capture_utc=parse_time(_req(raw, "capture_utc", where), f"{where}.capture_utc"),
+            camera_id=_opt_str(raw, "camera_id", where),
+            axle_count_visible=None if axles is None else int(axles),
+        )
+
+
+@dataclass(frozen=True)
+class ClockSync:
+    """Clock offsets of the station's devices against the reference time source [ms]."""
+
+    reference_zh: str  # e.g. "北斗/GNSS 授时"
+    measured_utc: datetime
+    offsets_ms: dict[str, float]  # device or camera id -> offset [ms]
+
+    @classmethod
+    def from_json(cls, raw: Any, where: str = "clocks") -> ClockSync:
+        if not isinstance(raw, dict):
+            raise InputError(f"{where}: expected a JSON object")
+        offsets = _req(raw, "offsets_ms", where)
+        if not isinstance(offsets, dict):
+            raise InputError(f"{where}.offsets_ms: expected an object of id -> ms")
+        return cls(
+            reference_zh=str(raw.get("reference_zh", "")),
+            measured_utc=parse_time(_req(raw, "measured_utc", where), f"{where}.measured_utc"),
+            offsets_ms={str(k): float(to_decimal(v, f"{where}.offsets_ms.{k}"))
+                        for k, v in offsets.items()},
+        )
+
+
+@dataclass(frozen=True)
+class Registration:
+    """Registration data (行驶证 / 公告) looked up for the plate, when available."""
+
+    plate_text: str
+    axle_count: int | None
+    total_mass_kg: Decimal | None  # 行驶证总质量
+    owner_name_zh: str | None = None
+    owner_address_zh: str | None = None
+
+    @classmethod
+    def from_json(cls, raw: Any, where: str = "registration") -> Registration:
+        if not isinstance(raw, dict):
+            raise InputError(f"{where}: expected a JSON object")
+        axles = raw.get("axle_count")
+        return cls(
+            plate_text=_str(raw, "plate_text", where),
+            axle_count=None if axles is None else int(axles),
+            total_mass_kg=_opt_dec(raw, "total_mass_kg", where),
+            owner_name_zh=_opt_str(raw, "owner_name_zh", where),
+            owner_address_zh=_opt_str(raw, "owner_address_zh", where),
+        )
+
+
+@dataclass(frozen=True)
+class CaseInputs:
+    """Everything known about one passage. ``None`` = not available."""
+
+    vehicle: VehicleRecord
+    device: DeviceStatus | None = None
+    site: SiteInfo | None = None
+    plate: PlateResult | None = None
+    images: tuple[ImageRef, ...] = ()
+    clocks: ClockSync | None = None
+    registration: Registration | None = None
+    prior_violations: int | None = None  # in the repeat window, not counting this one
+    waveform_path: str | None = None  # the raw recording file of the passage
+    video_paths: tuple[str, ...] = ()
+    station_id: str | None = None
+
+    @classmethod
+    def from_json(cls, raw: Any, where: str = "case") -> CaseInputs:
+        """Parse a case file: ``{"vehicle": …, "device": …, "site": …, …}``."""
+        if not isinstance(raw, dict):
+            raise InputError(f"{where}: expected a JSON object")
+
+        def opt(key: str, kind: Any) -> Any:
+            value = raw.get(key)
+            return None if value is None else kind.from_json(value, f"{where}.{key}")
+
+        images = raw.get("images") or []
+        if not isinstance(images, list):
+            raise InputError(f"{where}.images: expected a list")
+        videos = raw.get("video_paths") or []
+        prior = raw.get("prior_violations")
+        return cls(
+            vehicle=VehicleRecord.from_json(_req(raw, "vehicle", where), f"{where}.vehicle"),
+            device=opt("device", DeviceStatus),
+            site=opt("site", SiteInfo),
+            plate=opt("plate", PlateResult),
+            images=tuple(ImageRef.from_json(v, f"{where}.images[{i}]")
+                         for i, v in enumerate(images)),
+            clocks=opt("clocks", ClockSync),
+            registration=opt("registration", Registration),
+            prior_violations=None if prior is None else int(prior),
+            waveform_path=_opt_str(raw, "waveform_path", where),
+            video_paths=tuple(str(v) for v in videos),
+            station_id=_opt_str(raw, "station_id", where),
+        )

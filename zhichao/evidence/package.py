@@ -1,0 +1,362 @@
+"""Build and seal an evidence package.
+
+Steps (:func:`seal_package`):
+
+1. run the eligibility gate and, for an overload with a decidable limit, the penalty
+   proposal of the rule in force at the violation time;
+2. copy the original files byte for byte (never re-encoded) into ``original/``;
+3. render the derived documents (取证单, 违法行为通知书) from the manifest facts and the
+   originals into ``derived/`` (marked ``kind: derived`` with ``derived_from``);
+4. hash every file (SHA-256, and SM3 when asked), write the canonical manifest, sign it;
+5. append a log entry binding the manifest and signature to the station's Merkle log,
+   sign a checkpoint, time-stamp it when a TSA is configured, and store the inclusion
+   proof and checkpoint in ``seal/``.
+
+A passage whose device certificate was invalid is sealed all the same; its eligibility
+says ``UNUSABLE`` with the reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import mimetypes
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from zhichao import __version__
+from zhichao.evidence._util import format_time
+from zhichao.evidence.canonical import canonicalize
+from zhichao.evidence.eligibility import Eligibility, GateConfig, evaluate
+from zhichao.evidence.errors import EvidenceError, PackageError, RuleError
+from zhichao.evidence.inputs import CaseInputs, DeviceStatus
+from zhichao.evidence.manifest import (
+    CHECKPOINT_NAME,
+    ENTRY_NAME,
+    INCLUSION_NAME,
+    MANIFEST_FORMAT,
+    MANIFEST_NAME,
+    PUBLIC_KEY_NAME,
+    SIGNATURE_NAME,
+    SUMS_NAME,
+    TIMESTAMP_NAME,
+)
+from zhichao.evidence.merkle import MerkleLog
+from zhichao.evidence.rules import (
+    PenaltyProposal,
+    RuleSet,
+    allowance_for,
+    load_rule_set,
+    propose_penalty,
+)
+from zhichao.evidence.signing import (
+    Checkpoint,
+    key_fingerprint,
+    public_pem,
+    sign_checkpoint,
+)
+from zhichao.evidence.tsa import TimestampAuthority, request_timestamp
+
+ENTRY_FORMAT = "zhichao.log-entry/1"
+Renderer = Callable[[dict[str, Any], Callable[[str], bytes | None]], dict[str, bytes]]
+
+
+@dataclass(frozen=True)
+class Station:
+    station_id: str
+    key_name: str
+    key: Ed25519PrivateKey
+
+    @property
+    def origin(self) -> str:
+        return f"zhichao/station/{self.station_id}"
+
+
+@dataclass(frozen=True)
+class SealResult:
+    directory: Path
+    package_id: str
+    manifest_sha256: str
+    log_index: int
+    eligibility: Eligibility
+    penalty: PenaltyProposal | None
+
+
+def sm3_hex(data: bytes) -> str:
+    digest = hashes.Hash(hashes.SM3())
+    digest.update(data)
+    return digest.finalize().hex()
+
+
+def _dec(value: Decimal | None) -> str | None:
+    return None if value is None else format(value.normalize(), "f")
+
+
+def _device_json(d: DeviceStatus | None) -> dict[str, Any] | None:
+    if d is None:
+        return None
+    return {
+        "device_id": d.device_id,
+        "technical_review_approved": d.technical_review_approved,
+        "technical_review_date": None if d.technical_review_date is None
+        else d.technical_review_date.isoformat(),
+        "legal_review_approved": d.legal_review_approved,
+        "legal_review_date": None if d.legal_review_date is None
+        else d.legal_review_date.isoformat(),
+        "accuracy_class": d.accuracy_class,
+        "certificate_number": d.certificate_number,
+        "certificate_issuer": d.certificate_issuer,
+        "certificate_valid_from": None if d.certificate_valid_from is None
+        else format_time(d.certificate_valid_from),
+        "certificate_valid_to": None if d.certificate_valid_to is None
+        else format_time(d.certificate_valid_to),
+        "drift_alarm_open": d.drift_alarm_open,
+        "manufacturer": d.manufacturer,
+        "model": d.model,
+    }
+
+
+def case_facts(case: CaseInputs, eligibility: Eligibility, penalty: PenaltyProposal | None,
+               rule_set: RuleSet | None, gate: GateConfig) -> dict[str, Any]:
+    """The ``case`` section of the manifest: every fact, as JSON data."""
+    v = case.vehicle
+    s, p, c, r = case.site, case.plate, case.clocks, case.registration
+    rule = eligibility.rule
+    return {
+        "time_utc": format_time(v.time_utc),
+        "site": None if s is None else {
+            "site_id": s.site_id, "name_zh": s.name_zh, "road_zh": s.road_zh,
+            "stake_zh": s.stake_zh, "jurisdiction": s.jurisdiction,
+            "published_utc": None if s.published_utc is None else format_time(s.published_utc),
+            "announcement_zh": s.announcement_zh, "authority_zh": s.authority_zh,
+            "handling_place_zh": s.handling_place_zh,
+        },
+        "site_id": v.site_id,
+        "lane_id": v.lane_id,
+        "device": _device_json(case.device),
+        "vehicle": v.raw,
+        "limit": {
+            "vehicle_class": v.vehicle_class,
+            "vehicle_class_zh": v.vehicle_class_zh,
+            "limit_kg": _dec(v.limit_kg),
+            "limit_basis": v.limit_basis,
+            "rule_table_limit_kg": None if rule is None or v.vehicle_class is None
+            else rule.limits_by_class_kg.get(v.vehicle_class),
+            "rule_limit_source": None if rule is None else rule.limits_source.to_json(),
+        },
+        "allowance_kg": _dec(v.allowance_kg),
+        "excess_kg": _dec(v.excess_kg),
+        "excess_after_allowance_kg": _dec(v.excess_after_allowance_kg),
+        "uncertainty_kg": _dec(v.uncertainty_kg),
+        "rule_set": None if rule_set is None else {
+            "jurisdiction": rule_set.jurisdiction, "jurisdiction_zh": rule_set.jurisdiction_zh,
+            "version": None if rule is None else rule.version,
+            "effective_from": None if rule is None else format_time(rule.effective_from),
+            "notes": None if rule is None else rule.notes,
+        },
+        "penalty": None if penalty is None else penalty.to_json(),
+        "plate": None if p is None else {
+            "text": p.text, "colour": p.colour, "confidence": p.confidence,
+            "accepted": p.accepted, "review_reasons": list(p.review_reasons),
+        },
+        "registration": None if r is None else {
+            "plate_text": r.plate_text, "axle_count": r.axle_count,
+            "total_mass_kg": _dec(r.total_mass_kg), "owner_name_zh": r.owner_name_zh,
+            "owner_address_zh": r.owner_address_zh,
+        },
+        "clocks": None if c is None else {
+            "reference_zh": c.reference_zh, "measured_utc": format_time(c.measured_utc),
+            "offsets_ms": dict(c.offsets_ms),
+        },
+        "flags": list(v.flags),
+        "eligibility": eligibility.to_json(),
+        "gate_config": gate.to_json(),
+        "prior_violations": case.prior_violations,
+        "calibration_profile": v.calibration_profile,
+        "weighing_software_version": v.software_version,
+    }
+
+
+def _original_name(prefix: str, source: Path, used: set[str]) -> str:
+    suffix = "".join(ch for ch in source.suffix.lower() if ch.isalnum() or ch == ".")[:10]
+    name = f"{prefix}{suffix}"
+    n = 2
+    while name in used:
+        name = f"{prefix}-{n}{suffix}"
+        n += 1
+    used.add(name)
+    return name
+
+
+def _penalty_for(case: CaseInputs, eligibility: Eligibility) -> PenaltyProposal | None:
+    v = case.vehicle
+    rule = eligibility.rule
+    if rule is None or v.limit_kg is None or v.verdict not in ("overloaded", "uncertain"):
+        return None
+    allowance = allowance_for(rule, v.gross_weight_kg, v.allowance_kg)
+    return propose_penalty(rule, gross_weight_kg=v.gross_weight_kg, limit_kg=v.limit_kg,
+                           allowance_kg=allowance, prior_violations=case.prior_violations)
+
+
+def seal_package(
+    case: CaseInputs,
+    out_dir: Path,
+    *,
+    station: Station,
+    log: MerkleLog,
+    base_dir: Path | None = None,
+    rules_dir: Path | None = None,
+    gate: GateConfig | None = None,
+    tsa: TimestampAuthority | None = None,
+    sm3: bool = False,
+    renderer: Renderer | None = None,
+    created_utc: datetime | None = None,
+) -> SealResult:
+    """Build, hash, sign and log one package in the new directory ``out_dir``.
+
+    Relative file paths in ``case`` are resolved against ``base_dir``. ``renderer`` makes
+    the derived documents (default: :func:`zhichao.evidence.documents.render_all`); pass
+    ``lambda *_: {}`` to skip them.
+
+    Raises
+    ------
+    PackageError
+        If ``out_dir`` exists, or an original file is missing or unreadable.
+    """
+    gate = gate or GateConfig()
+    if out_dir.exists():
+        raise PackageError(f"{out_dir}: already exists; a package is written once")
+    rule_set: RuleSet | None = None
+    if case.site is not None:
+        try:
+            rule_set = load_rule_set(case.site.jurisdiction, rules_dir)
+        except RuleError:
+            rule_set = None
+    eligibility = evaluate(case, rule_set, gate)
+    penalty = _penalty_for(case, eligibility)
+    base = base_dir or Path.cwd()
+
+    sources: list[tuple[str, Path, dict[str, Any]]] = []
+    used: set[str] = set()
+    for img in case.images:
+        src = base / img.path
+        extra: dict[str, Any] = {"role": f"image_{img.role}",
+                                 "capture_utc": format_time(img.capture_utc),
+                                 "camera_id": img.camera_id,
+                                 "axle_count_visible": img.axle_count_visible,
+                                 "source_name": Path(img.path).name}
+        sources.append((_original_name(f"image-{img.role}", src, used), src, extra))
+    if case.waveform_path:
+        src = base / case.waveform_path
+        sources.append((_original_name("waveform", src, used), src,
+                        {"role": "waveform", "source_name": src.name}))
+    for vid in case.video_paths:
+        src = base / vid
+        sources.append((_original_name("video", src, used), src,
+                        {"role": "video", "source_name": src.name}))
+    for _, src, _ in sources:
+        if not src.is_file():
+            raise PackageError(f"original file {src} is missing or not a file")
+
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    (tmp / "original").mkdir(parents=True)
+    (tmp / "derived").mkdir()
+    (tmp / "seal").mkdir()
+    try:
+        file_entries: list[dict[str, Any]] = []
+        record_bytes = canonicalize(case.vehicle.raw)
+        originals: dict[str, bytes] = {"original/vehicle.json": record_bytes}
+        (tmp / "original" / "vehicle.json").write_bytes(record_bytes)
+        file_entries.append({"path": "original/vehicle.json", "kind": "original",
+                             "role": "vehicle_record", "media_type": "application/json"})
+        for name, src, extra in sources:
+            dest = tmp / "original" / name
+            shutil.copyfile(src, dest)  # byte-for-byte, never re-encoded
+            originals[f"original/{name}"] = dest.read_bytes()
+            file_entries.append({"path": f"original/{name}", "kind": "original",
+                                 "media_type": mimetypes.guess_type(name)[0]
+                                 or "application/octet-stream", **extra})
+        facts = case_facts(case, eligibility, penalty, rule_set, gate)
+        package_id = "{}-{}-{}-{}".format(
+            station.station_id, case.vehicle.time_utc.strftime("%Y%m%dT%H%M%S%fZ"),
+            case.vehicle.lane_id, hashlib.sha256(record_bytes).hexdigest()[:8])
+        doc_input = {"package_id": package_id, "case": facts,
+                     "files": [dict(e) for e in file_entries]}
+        if renderer is None:
+            from zhichao.evidence.documents import render_all
+            renderer = render_all
+        derived = renderer(doc_input, originals.get)
+        for path, data in sorted(derived.items()):
+            (tmp / path).write_bytes(data)
+            file_entries.append({"path": path, "kind": "derived",
+                                 "media_type": mimetypes.guess_type(path)[0]
+                                 or "application/octet-stream",
+                                 "role": Path(path).stem,
+                                 "derived_from": ["manifest.case", *sorted(originals)]})
+        for entry in file_entries:
+            data = (tmp / entry["path"]).read_bytes()
+            entry["size_bytes"] = len(data)
+            entry["sha256"] = hashlib.sha256(data).hexdigest()
+            if sm3:
+                entry["sm3"] = sm3_hex(data)
+        public = station.key.public_key()
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "package_id": package_id,
+            "created_utc": format_time(created_utc or datetime.now(UTC)),
+            "software": {"name": "zhichao", "version": __version__},
+            "station": {"station_id": station.station_id, "key_name": station.key_name,
+                        "key_sha256": key_fingerprint(public), "log_origin": station.origin},
+            "hash_algorithms": ["sha256", "sm3"] if sm3 else ["sha256"],
+            "case": facts,
+            "files": file_entries,
+        }
+        try:
+            manifest_bytes = canonicalize(manifest)
+        except EvidenceError as exc:
+            raise PackageError(f"manifest cannot be canonicalised: {exc}") from exc
+        signature = station.key.sign(manifest_bytes)
+        (tmp / MANIFEST_NAME).write_bytes(manifest_bytes)
+        (tmp / SIGNATURE_NAME).write_text(base64.b64encode(signature).decode() + "\n")
+        (tmp / PUBLIC_KEY_NAME).write_bytes(public_pem(public))
+        sums = [f"{hashlib.sha256(manifest_bytes).hexdigest()}  {MANIFEST_NAME}"]
+        sums += [f"{e['sha256']}  {e['path']}" for e in file_entries]
+        (tmp / SUMS_NAME).write_text("\n".join(sums) + "\n")
+        manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
+        entry_bytes = canonicalize({
+            "format": ENTRY_FORMAT, "type": "package_sealed", "package_id": package_id,
+            "manifest_sha256": manifest_sha,
+            "signature_sha256": hashlib.sha256(signature).hexdigest(),
+        })
+        index = log.append(entry_bytes)
+        size = log.size
+        note = sign_checkpoint(Checkpoint(log.origin, size, log.root(size)), station.key_name,
+                               station.key)
+        token = request_timestamp(tsa, note) if tsa is not None else None
+        log.store_checkpoint(size, note, token)
+        proof = log.inclusion_proof(index, size)
+        (tmp / ENTRY_NAME).write_bytes(entry_bytes)
+        (tmp / INCLUSION_NAME).write_text(json.dumps({
+            "format": "zhichao.inclusion/1", "log_origin": log.origin, "index": index,
+            "size": size, "leaf_hash": proof.leaf_hash.hex(),
+            "hashes": [h.hex() for h in proof.hashes],
+        }, indent=1) + "\n")
+        (tmp / CHECKPOINT_NAME).write_bytes(note)
+        if token is not None:
+            (tmp / TIMESTAMP_NAME).write_bytes(token)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return SealResult(out_dir, package_id, manifest_sha, index, eligibility, penalty)

@@ -1,0 +1,514 @@
+"""The law as versioned data: limits, allowance policy and penalties per jurisdiction.
+
+Rule sets are JSON files of format ``zhichao.rules/1`` (``zhichao/evidence/rules/*.json``,
+one per jurisdiction, e.g. ``CN`` and ``CN-ZJ``). Each holds versions with
+``effective_from`` / ``effective_to`` (half-open ``[from, to)``); the version in force is
+the one whose interval contains the **violation time**. Overlapping versions are refused
+when the file is loaded; a time in no version raises :class:`RuleError` (never a guess).
+
+Every computed figure is a :class:`Step` that carries the article it comes from.
+Repeat-violation counts, first-violation leniency and the hearing threshold only produce
+*proposals* (:attr:`PenaltyProposal.reviewer_notes_zh`), never decisions.
+
+Part tonnes (62号令 Art. 43 "每超1000千克") are counted per the rule's ``part_tonne``:
+
+``floor``     only whole 1 000 kg steps count (1 999 kg over → 1 step) — default;
+``ceil``      each started 1 000 kg counts (1 001 kg over → 2 steps);
+``pro_rata``  yuan per kg, the total rounded down to whole yuan.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from zhichao.evidence._util import parse_time, to_decimal
+from zhichao.evidence.errors import InputError, RuleError
+
+RULES_FORMAT = "zhichao.rules/1"
+PART_TONNE_MODES = ("floor", "ceil", "pro_rata")
+
+
+@dataclass(frozen=True)
+class LegalSource:
+    """Where a rule comes from, e.g. 62号令 第四十三条第（二）项, with its confidence label."""
+
+    law_zh: str
+    article_zh: str
+    status: str = ""
+
+    def cite_zh(self) -> str:
+        return f"《{self.law_zh}》{self.article_zh}" if not self.law_zh.startswith("（") else (
+            f"{self.law_zh}{self.article_zh}"
+        )
+
+    def to_json(self) -> dict[str, str]:
+        return {"law_zh": self.law_zh, "article_zh": self.article_zh, "status": self.status}
+
+
+@dataclass(frozen=True)
+class Band:
+    from_ratio: Decimal
+    to_ratio: Decimal | None
+    rate_yuan_per_tonne: int
+
+
+@dataclass(frozen=True)
+class PenaltyRule:
+    method: str  # "per_tonne" | "banded_ratio"
+    tonne_kg: int
+    part_tonne: str
+    cap_yuan: int
+    source: LegalSource
+    cap_source: LegalSource
+    warning_max_excess_kg: int = 0
+    rate_yuan_per_tonne: int = 0
+    education_below_ratio: Decimal | None = None
+    education_may_waive_fine: bool = False
+    bands: tuple[Band, ...] = ()
+
+
+@dataclass(frozen=True)
+class RuleVersion:
+    jurisdiction: str
+    jurisdiction_zh: str
+    version: str
+    effective_from: datetime
+    effective_to: datetime | None
+    effective_from_confirmed: bool
+    notes: str
+    limits_by_class_kg: dict[str, int]
+    limits_source: LegalSource
+    allowance_method: str
+    allowance_ratio: Decimal | None
+    allowance_source: LegalSource
+    penalty: PenaltyRule
+    hearing_threshold_yuan: int | None
+    hearing_source: LegalSource
+    repeat_window_days: int
+    repeat_more_than: int
+    repeat_source: LegalSource
+    first_violation_source: LegalSource
+
+    def in_force_at(self, moment: datetime) -> bool:
+        if moment < self.effective_from:
+            return False
+        return self.effective_to is None or moment < self.effective_to
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    jurisdiction: str
+    jurisdiction_zh: str
+    versions: tuple[RuleVersion, ...]
+
+    def in_force(self, moment: datetime) -> RuleVersion:
+        """The version in force at ``moment`` (tz-aware).
+
+        Raises
+        ------
+        RuleError
+            If no version covers ``moment``.
+        """
+        if moment.tzinfo is None:
+            raise RuleError("violation time has no time zone")
+        for version in self.versions:
+            if version.in_force_at(moment):
+                return version
+        raise RuleError(
+            f"no rule of jurisdiction {self.jurisdiction} is in force at {moment.isoformat()}"
+        )
+
+
+def _source(raw: Any, where: str) -> LegalSource:
+    if not isinstance(raw, dict) or not isinstance(raw.get("law_zh"), str):
+        raise RuleError(f"{where}: a legal source needs law_zh and article_zh")
+    return LegalSource(
+        str(raw["law_zh"]), str(raw.get("article_zh", "")), str(raw.get("status", ""))
+    )
+
+
+def _get(raw: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in raw:
+        raise RuleError(f"{where}: missing key {key!r}")
+    value = raw[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise RuleError(f"{where}.{key}: wrong type {type(value).__name__}")
+    return value
+
+
+def _penalty(raw: Any, where: str) -> PenaltyRule:
+    if not isinstance(raw, dict):
+        raise RuleError(f"{where}: must be an object")
+    method = _get(raw, "method", str, where)
+    part = raw.get("part_tonne", "floor")
+    if part not in PART_TONNE_MODES:
+        raise RuleError(f"{where}.part_tonne: {part!r} not one of {PART_TONNE_MODES}")
+    common = {
+        "method": method,
+        "tonne_kg": int(_get(raw, "tonne_kg", int, where)),
+        "part_tonne": part,
+        "cap_yuan": int(_get(raw, "cap_yuan", int, where)),
+        "source": _source(raw.get("source"), f"{where}.source"),
+        "cap_source": _source(raw.get("cap_source", raw.get("source")), f"{where}.cap_source"),
+    }
+    try:
+        if method == "per_tonne":
+            return PenaltyRule(
+                warning_max_excess_kg=int(_get(raw, "warning_max_excess_kg", int, where)),
+                rate_yuan_per_tonne=int(_get(raw, "rate_yuan_per_tonne", int, where)),
+                **common,
+            )
+        if method == "banded_ratio":
+            bands = []
+            for i, band in enumerate(_get(raw, "bands", list, where)):
+                bw = f"{where}.bands[{i}]"
+                to_raw = band.get("to_ratio")
+                bands.append(
+                    Band(
+                        to_decimal(band["from_ratio"], bw),
+                        None if to_raw is None else to_decimal(to_raw, bw),
+                        int(band["rate_yuan_per_tonne"]),
+                    )
+                )
+            return PenaltyRule(
+                education_below_ratio=to_decimal(raw["education_below_ratio"], where),
+                education_may_waive_fine=bool(raw.get("education_may_waive_fine", False)),
+                bands=tuple(bands),
+                **common,
+            )
+    except (KeyError, TypeError, InputError) as exc:
+        raise RuleError(f"{where}: malformed penalty rule ({exc})") from None
+    raise RuleError(f"{where}.method: unknown penalty method {method!r}")
+
+
+def _version(raw: Any, jurisdiction: str, jurisdiction_zh: str, where: str) -> RuleVersion:
+    if not isinstance(raw, dict):
+        raise RuleError(f"{where}: must be an object")
+    try:
+        eff_from = parse_time(raw.get("effective_from"), f"{where}.effective_from")
+        eff_to_raw = raw.get("effective_to")
+        eff_to = None if eff_to_raw is None else parse_time(eff_to_raw, f"{where}.effective_to")
+    except InputError as exc:
+        raise RuleError(str(exc)) from None
+    if eff_to is not None and eff_to <= eff_from:
+        raise RuleError(f"{where}: effective_to is not after effective_from")
+    limits = _get(raw, "limits", dict, where)
+    by_class = _get(limits, "by_class_kg", dict, f"{where}.limits")
+    allowance = _get(raw, "allowance", dict, where)
+    method = allowance.get("method")
+    if method not in ("as_recorded", "none", "ratio_of_gross"):
+        raise RuleError(f"{where}.allowance.method: unknown {method!r}")
+    ratio = allowance.get("ratio")
+    repeat = _get(raw, "repeat_violation", dict, where)
+    hearing = raw.get("hearing_threshold_yuan")
+    if hearing is not None and (not isinstance(hearing, int) or isinstance(hearing, bool)):
+        raise RuleError(f"{where}.hearing_threshold_yuan: must be an integer or null")
+    return RuleVersion(
+        jurisdiction=jurisdiction,
+        jurisdiction_zh=jurisdiction_zh,
+        version=str(_get(raw, "version", str, where)),
+        effective_from=eff_from,
+        effective_to=eff_to,
+        effective_from_confirmed=bool(raw.get("effective_from_confirmed", False)),
+        notes=str(raw.get("notes", "")),
+        limits_by_class_kg={str(k): int(v) for k, v in by_class.items()},
+        limits_source=_source(limits.get("source"), f"{where}.limits.source"),
+        allowance_method=str(method),
+        allowance_ratio=None if ratio is None else to_decimal(ratio, f"{where}.allowance.ratio"),
+        allowance_source=_source(allowance.get("source"), f"{where}.allowance.source"),
+        penalty=_penalty(raw.get("penalty"), f"{where}.penalty"),
+        hearing_threshold_yuan=hearing,
+        hearing_source=_source(raw.get("hearing_source"), f"{where}.hearing_source"),
+        repeat_window_days=int(repeat.get("window_days", 365)),
+        repeat_more_than=int(repeat.get("more_than", 3)),
+        repeat_source=_source(repeat.get("source"), f"{where}.repeat_violation.source"),
+        first_violation_source=_source(
+            (raw.get("first_violation") or {}).get("source"), f"{where}.first_violation.source"
+        ),
+    )
+
+
+def parse_rule_set(raw: Any, where: str = "rules") -> RuleSet:
+    """Build a :class:`RuleSet` from decoded JSON; ``where`` names the source in errors."""
+    if not isinstance(raw, dict) or raw.get("format") != RULES_FORMAT:
+        raise RuleError(f"{where}: not a {RULES_FORMAT} document")
+    jurisdiction = _get(raw, "jurisdiction", str, where)
+    jurisdiction_zh = str(raw.get("jurisdiction_zh", jurisdiction))
+    versions = [
+        _version(v, jurisdiction, jurisdiction_zh, f"{where}.versions[{i}]")
+        for i, v in enumerate(_get(raw, "versions", list, where))
+    ]
+    if not versions:
+        raise RuleError(f"{where}: no versions")
+    versions.sort(key=lambda v: v.effective_from)
+    for prev, nxt in itertools.pairwise(versions):
+        if prev.effective_to is None or prev.effective_to > nxt.effective_from:
+            raise RuleError(
+                f"{where}: versions {prev.version} and {nxt.version} overlap in time"
+            )
+    return RuleSet(jurisdiction, jurisdiction_zh, tuple(versions))
+
+
+def load_rule_set(jurisdiction: str, extra_dir: Path | None = None) -> RuleSet:
+    """Load the rule set of ``jurisdiction`` (e.g. ``"CN"``, ``"CN-ZJ"``).
+
+    ``extra_dir`` (a deployment's reviewed rule files) is searched before the built-in ones.
+    """
+    name = f"{jurisdiction.lower()}.json"
+    if extra_dir is not None and (extra_dir / name).is_file():
+        path = extra_dir / name
+        text = path.read_text(encoding="utf-8")
+        where = str(path)
+    else:
+        res = resources.files("zhichao.evidence").joinpath("rules", name)
+        if not res.is_file():
+            raise RuleError(f"no rule set for jurisdiction {jurisdiction!r} (looked for {name})")
+        text = res.read_text(encoding="utf-8")
+        where = f"zhichao/evidence/rules/{name}"
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RuleError(f"{where}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    return parse_rule_set(raw, where)
+
+
+# --------------------------------------------------------------------------- penalties
+
+
+class Outcome(StrEnum):
+    NONE = "none"  # not over the limit: no violation
+    WARNING = "warning"  # 警告
+    EDUCATION = "education"  # 批评教育, fine may be waived
+    FINE = "fine"
+
+
+OUTCOME_ZH = {
+    Outcome.NONE: "未超限，不予处罚",
+    Outcome.WARNING: "警告",
+    Outcome.EDUCATION: "批评教育（可以不予罚款）",
+    Outcome.FINE: "罚款",
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One computed figure and the article it comes from."""
+
+    label_zh: str
+    value: str
+    unit: str
+    source: LegalSource
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "label_zh": self.label_zh,
+            "value": self.value,
+            "unit": self.unit,
+            "source": self.source.to_json(),
+        }
+
+
+@dataclass(frozen=True)
+class PenaltyProposal:
+    """A proposal for the reviewers, never a decision."""
+
+    jurisdiction: str
+    rule_version: str
+    outcome: Outcome
+    fine_yuan: int
+    excess_kg: Decimal
+    excess_ratio: Decimal | None
+    steps: tuple[Step, ...]
+    basis: LegalSource
+    hearing_right: bool | None  # None: threshold not configured → reviewer decides
+    reviewer_notes_zh: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "jurisdiction": self.jurisdiction,
+            "rule_version": self.rule_version,
+            "outcome": str(self.outcome),
+            "outcome_zh": OUTCOME_ZH[self.outcome],
+            "fine_yuan": self.fine_yuan,
+            "excess_kg": str(self.excess_kg),
+            "excess_ratio": None if self.excess_ratio is None else str(self.excess_ratio),
+            "steps": [s.to_json() for s in self.steps],
+            "basis": self.basis.to_json(),
+            "hearing_right": self.hearing_right,
+            "reviewer_notes_zh": list(self.reviewer_notes_zh),
+            "is_decision": False,
+        }
+
+
+def _tonnes_yuan(mass_kg: Decimal, rule: PenaltyRule, rate: int) -> tuple[Decimal, Decimal]:
+    """(counted tonnes, yuan before the cap) for ``mass_kg`` at ``rate`` yuan per tonne."""
+    tonnes = mass_kg / Decimal(rule.tonne_kg)
+    if rule.part_tonne == "floor":
+        counted = tonnes.to_integral_value(rounding=ROUND_FLOOR)
+    elif rule.part_tonne == "ceil":
+        counted = tonnes.to_integral_value(rounding=ROUND_CEILING)
+    else:
+        counted = tonnes
+    yuan = (counted * rate).to_integral_value(rounding=ROUND_FLOOR)
+    return counted, yuan
+
+
+def _fmt(value: Decimal) -> str:
+    text = format(value.normalize(), "f")
+    return text
+
+
+def propose_penalty(
+    rule: RuleVersion,
+    *,
+    gross_weight_kg: Decimal,
+    limit_kg: Decimal,
+    allowance_kg: Decimal,
+    prior_violations: int | None = None,
+) -> PenaltyProposal:
+    """Compute the proposed penalty of one overload under ``rule``.
+
+    ``allowance_kg`` is the measurement allowance already chosen per the rule's allowance
+    policy (see :func:`allowance_for`). The vehicle is over the limit only when
+    ``gross - allowance > limit``: exactly at the limit is not over it.
+
+    ``prior_violations`` (in the rule's repeat window, not counting this one) only adds
+    notes for the reviewer; ``None`` means unknown.
+    """
+    if limit_kg <= 0:
+        raise RuleError(f"limit {limit_kg} kg is not positive")
+    p = rule.penalty
+    steps: list[Step] = [
+        Step("车货总质量（实测）", _fmt(gross_weight_kg), "kg", rule.limits_source),
+        Step("限定标准", _fmt(limit_kg), "kg", rule.limits_source),
+        Step("计量允差扣除", _fmt(allowance_kg), "kg", rule.allowance_source),
+    ]
+    excess = gross_weight_kg - allowance_kg - limit_kg
+    ratio = excess / limit_kg if excess > 0 else Decimal(0)
+    shown_excess = _fmt(max(excess, Decimal(0)))
+    steps.append(Step("超限质量（扣除允差后）", shown_excess, "kg", rule.limits_source))
+    steps.append(Step("超限率", _fmt((ratio * 100).quantize(Decimal("0.01"))), "%", p.source))
+    notes: list[str] = []
+    fine = 0
+    if excess <= 0:
+        outcome = Outcome.NONE
+    elif p.method == "per_tonne":
+        if excess <= p.warning_max_excess_kg:
+            outcome = Outcome.WARNING
+            label = f"超限不超过{p.warning_max_excess_kg}千克，予以警告"
+            steps.append(Step(label, "0", "元", p.source))
+        else:
+            outcome = Outcome.FINE
+            counted, yuan = _tonnes_yuan(excess, p, p.rate_yuan_per_tonne)
+            steps.append(
+                Step(f"计罚吨数（{p.part_tonne}）", _fmt(counted), "t", p.source)
+            )
+            label = f"每{p.tonne_kg}千克{p.rate_yuan_per_tonne}元"
+            steps.append(Step(label, _fmt(yuan), "元", p.source))
+            fine = int(yuan)
+    else:  # banded_ratio
+        assert p.education_below_ratio is not None
+        if ratio < p.education_below_ratio:
+            outcome = Outcome.EDUCATION
+            steps.append(Step(
+                f"超限率不足{_fmt(p.education_below_ratio * 100)}%，批评教育，可以不予罚款",
+                "0", "元", p.source,
+            ))
+        else:
+            total = Decimal(0)
+            for band in p.bands:
+                lower = limit_kg * band.from_ratio
+                upper = excess if band.to_ratio is None else min(excess, limit_kg * band.to_ratio)
+                part = upper - lower
+                if part <= 0:
+                    continue
+                counted, yuan = _tonnes_yuan(part, p, band.rate_yuan_per_tonne)
+                span = f"{_fmt(band.from_ratio * 100)}%" + (
+                    f"至{_fmt(band.to_ratio * 100)}%" if band.to_ratio is not None else "以上"
+                )
+                steps.append(Step(f"超限{span}部分质量", _fmt(part), "kg", p.source))
+                steps.append(Step(
+                    f"超限{span}部分，计{_fmt(counted)}吨×{band.rate_yuan_per_tonne}元/吨",
+                    _fmt(yuan), "元", p.source,
+                ))
+                total += yuan
+            fine = int(total)
+            outcome = Outcome.FINE if fine > 0 else Outcome.EDUCATION
+    if fine > p.cap_yuan:
+        steps.append(Step(f"罚款上限{p.cap_yuan}元", str(p.cap_yuan), "元", p.cap_source))
+        fine = p.cap_yuan
+    if outcome is not Outcome.NONE:
+        steps.append(Step("拟处罚款金额", str(fine), "元", p.source))
+    hearing: bool | None
+    if outcome is not Outcome.FINE:
+        hearing = False
+    elif rule.hearing_threshold_yuan is None:
+        hearing = None
+        notes.append(
+            f"本地“较大数额罚款”听证标准未配置（{rule.hearing_source.cite_zh()}），"
+            "请审核人员判断是否告知听证权利。"
+        )
+    else:
+        hearing = fine >= rule.hearing_threshold_yuan
+        if hearing:
+            notes.append(
+                f"拟罚款{fine}元达到听证标准{rule.hearing_threshold_yuan}元，"
+                f"应告知当事人有要求听证的权利（{rule.hearing_source.cite_zh()}）。"
+            )
+    if outcome is not Outcome.NONE:
+        if prior_violations is None:
+            notes.append(
+                f"一年内违法次数未知，请核查（{rule.repeat_source.cite_zh()}）；"
+                f"是否首次违法亦待核实（{rule.first_violation_source.cite_zh()}）。"
+            )
+        else:
+            if prior_violations + 1 > rule.repeat_more_than:
+                notes.append(
+                    f"{rule.repeat_window_days}天内本车第{prior_violations + 1}次违法，超过"
+                    f"{rule.repeat_more_than}次，建议审核人员考虑移送道路运输管理机构"
+                    f"（{rule.repeat_source.cite_zh()}）。"
+                )
+            if prior_violations == 0:
+                notes.append(
+                    "本车首次违法：如危害后果轻微并及时改正，可以不予行政处罚，"
+                    f"由审核人员决定（{rule.first_violation_source.cite_zh()}）。"
+                )
+        if p.education_may_waive_fine and outcome is Outcome.EDUCATION:
+            notes.append(f"依{p.source.cite_zh()}，可以不予罚款，由审核人员决定。")
+    if not rule.effective_from_confirmed:
+        notes.append(f"规则版本{rule.version}的生效日期尚未经法制审核确认。")
+    if outcome is Outcome.FINE:
+        notes.append(
+            f"不足{p.tonne_kg}千克部分的计算方式为“{p.part_tonne}”，系可配置选择，须经法制审核确认。"
+        )
+    return PenaltyProposal(
+        jurisdiction=rule.jurisdiction,
+        rule_version=rule.version,
+        outcome=outcome,
+        fine_yuan=fine,
+        excess_kg=max(excess, Decimal(0)),
+        excess_ratio=ratio,
+        steps=tuple(steps),
+        basis=p.source,
+        hearing_right=hearing,
+        reviewer_notes_zh=tuple(notes),
+    )
+
+
+def allowance_for(rule: RuleVersion, gross_weight_kg: Decimal, recorded_kg: Decimal) -> Decimal:
+    """The measurement allowance under the rule's policy."""
+    if rule.allowance_method == "none":
+        return Decimal(0)
+    if rule.allowance_method == "ratio_of_gross":
+        if rule.allowance_ratio is None:
+            raise RuleError(f"rule {rule.version}: allowance ratio_of_gross without ratio")
+        return gross_weight_kg * rule.allowance_ratio
+    return recorded_kg
