@@ -1,0 +1,75 @@
+"""Real models on real dev images: geometry, layout, colour and the double-row path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from zhichao.vision.detect import Detection
+from zhichao.vision.image import load_image
+from zhichao.vision.plate_image import Layout, PlateColour, warp
+from zhichao.vision.reader import PlateReader
+
+
+def test_yellow_truck_plate_scene(reader: PlateReader, dev_dir: Path) -> None:
+    image = load_image(dev_dir / "toll_0004.jpg")
+    height_px, width_px = image.shape[:2]
+    best = reader.read_image(image)[0]
+    assert best.text == "沪B74992"
+    assert best.colour is PlateColour.YELLOW
+    assert best.layout is Layout.SINGLE
+    x1, y1, x2, y2 = best.box_px
+    assert 0 <= x1 < x2 <= width_px and 0 <= y1 < y2 <= height_px
+    assert len(best.char_confidences) == 7
+
+
+def test_green_new_energy_plate(reader: PlateReader, dev_dir: Path) -> None:
+    best = reader.read_path(dev_dir / "ccpd_0006.jpg")[0]
+    assert best.text == "皖AF05568"
+    assert best.kind == "nev_small"
+    assert best.colour is PlateColour.GREEN
+
+
+def test_large_frames_are_downscaled_before_detection(reader: PlateReader, dev_dir: Path) -> None:
+    image = load_image(dev_dir / "toll_0001.jpg")  # 650 x 580
+    big = cv2.resize(image, None, fx=3.0, fy=3.0, interpolation=cv2.INTER_CUBIC)  # 1950 x 1740
+    small_box = reader.read_image(image)[0].box_px
+    best = reader.read_image(big)[0]
+    assert best.text == "川QEZ982"
+    # coordinates come back in the big frame's pixels
+    assert abs(best.box_px[0] - 3 * small_box[0]) < 15
+    assert abs(best.box_px[2] - 3 * small_box[2]) < 15
+
+
+def test_crop_is_read_without_detection(reader: PlateReader, dev_dir: Path) -> None:
+    assert reader.read_crop_path(dev_dir / "lprnet_0001.jpg").text is not None
+
+
+def _double_row_from_single(
+    image: np.ndarray, corners: tuple[tuple[float, float], ...]
+) -> np.ndarray:
+    """Re-lay a real single-row plate as a 440 x 220 double-row plate (2 chars over 5)."""
+    plate = warp(image, corners, 440, 140, 0.0, 0.0)
+    canvas = np.full((220, 440, 3), plate[5:15, 5:15].mean(axis=(0, 1)), dtype=np.uint8)
+    top = cv2.resize(plate[:, :125], (190, 85))  # province + letter
+    bottom = cv2.resize(plate[:, 135:], (420, 125))  # five serial characters
+    canvas[5:90, 125:315] = top
+    canvas[90:215, 10:430] = bottom
+    return canvas
+
+
+def test_double_row_layout_is_split_and_read(reader: PlateReader, dev_dir: Path) -> None:
+    """Built from a real plate's pixels; no real double-row plate is in the dev set."""
+    image = load_image(dev_dir / "toll_0004.jpg")
+    single = reader.read_image(image)[0]
+    plate = _double_row_from_single(image, single.detection.corners_px)
+    frame = np.full((400, 700, 3), 90, dtype=np.uint8)
+    frame[100:320, 130:570] = plate
+    corners = ((130.0, 100.0), (570.0, 100.0), (570.0, 320.0), (130.0, 320.0))
+    detection = Detection((130.0, 100.0, 570.0, 320.0), corners, 1.0)
+    read = reader.read_detections(frame, [detection])[0]
+    assert read.layout is Layout.DOUBLE
+    assert read.text == "沪B74992"
+    assert len(read.line_images) == 2

