@@ -21,6 +21,8 @@ _STAGE_CLI_MODULES: tuple[str, ...] = (
     "zhichao.calibration.cli",
     "zhichao.vision.cli",
     "zhichao.evidence.cli",
+    "zhichao.service.service_cli",
+    "zhichao.service.sync_cli",
     "zhichao.service.run_cli",
 )
 
