@@ -1,9 +1,15 @@
 """zh-CN evidence documents, made from the package alone: 取证单 and 违法行为通知书.
 
 Both are derived files (HTML, self-contained with embedded photos and SVG plots; and PDF
-with the bundled CJK font ``fonts/DroidSansFallback-GB2312.ttf``). Their input is the
-manifest's facts and the original files, so ``zhichao evidence render PACKAGE`` re-makes
-them from a package. They never replace the originals: the footer says so.
+with the bundled fonts of ``fonts/``: DejaVu Sans for Latin, Droid Sans Fallback Full for
+hanzi up to Extension A, a Noto Sans CJK SC supplement for Extension B and beyond). Their
+input is the manifest's facts and the original files, so ``zhichao render PACKAGE``
+re-makes them from a package. They never replace the originals: the footer says so.
+
+A character that no bundled font covers is never drawn as a silent box (.notdef): the
+PDF shows it as a visible ``[U+XXXXX]`` marker, a red warning line lists every such
+character, and a warning is logged (logger ``zhichao.evidence.documents``).
+:func:`uncovered_characters` tells a caller beforehand.
 """
 
 from __future__ import annotations
@@ -11,8 +17,11 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Callable
+import logging
+import unicodedata
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
 from importlib import resources
 from typing import Any
 
@@ -20,8 +29,12 @@ import numpy as np
 
 from zhichao.evidence.errors import DocumentError
 
-FONT_NAME = "DroidSansFallback-GB2312.ttf"
+LOGGER = logging.getLogger(__name__)
 LATIN_FONT_NAME = "DejaVuSans-Latin.ttf"
+FONT_NAME = "DroidSansFallbackFull.ttf"
+SUPPLEMENT_FONT_NAME = "NotoSansCJKsc-Supplement.otf"
+# (fpdf2 family, file), in fallback order after the Latin font.
+PDF_FONTS = (("latin", LATIN_FONT_NAME), ("han", FONT_NAME), ("hanx", SUPPLEMENT_FONT_NAME))
 BEIJING = timezone(timedelta(hours=8))
 ROLE_ZH = {"image_front": "车辆前部", "image_side": "车辆侧面（全部车轴）",
            "image_rear": "车辆尾部", "image_plate": "号牌特写"}
@@ -77,6 +90,7 @@ def _facts(doc: dict[str, Any]) -> list[tuple[str, str]]:
     limit = c.get("limit") or {}
     pen = c.get("penalty") or {}
     elig = c.get("eligibility") or {}
+    reg = c.get("registration") or {}
     rows = [
         ("证据包编号", doc["package_id"]),
         ("检测时间", _bj(c.get("time_utc")) + f"  [{c.get('time_utc')}]"),
@@ -85,6 +99,8 @@ def _facts(doc: dict[str, Any]) -> list[tuple[str, str]]:
         ("车道", _v(c.get("lane_id"))),
         ("号牌", f"{_v(plate.get('text'))}（{_v(plate.get('colour'))}，"
                  f"识别置信度 {_v(plate.get('confidence'))}）"),
+        ("车辆所有人（登记）", f"{_v(reg.get('owner_name_zh'))}，"
+                             f"地址 {_v(reg.get('owner_address_zh'))}"),
         ("车型", f"{_v(limit.get('vehicle_class_zh'))}（{_v(limit.get('vehicle_class'))}）"),
         ("轴数 / 车速", f"{_v(v.get('axle_count'))} 轴 / {_v(v.get('speed_kmh'))} km/h"),
         ("车货总质量", _v(v.get("gross_weight_kg"), " kg")),
@@ -238,7 +254,8 @@ def _notice_paragraphs(doc: dict[str, Any]) -> list[str]:
         "在问题解决并经审核前，本通知书不得送达。"]
     paras = [
         *warning,
-        f"{owner}：",
+        f"{owner}：" + (f"（地址：{reg['owner_address_zh']}）"
+                       if reg.get("owner_address_zh") else ""),
         f"经查，号牌为{plate}的车辆（{_v((c.get('limit') or {}).get('vehicle_class_zh'))}，"
         f"{_v(v.get('axle_count'))}轴）于{_bj(c.get('time_utc'))}行经"
         f"{site.get('name_zh') or c.get('site_id')}（{_v(site.get('road_zh'))} "
@@ -274,6 +291,36 @@ def _font_path(name: str) -> str:
         return str(path)
 
 
+@lru_cache(maxsize=1)
+def covered_code_points() -> frozenset[int]:
+    """Every code point that one of the bundled PDF fonts has a glyph for."""
+    from fontTools.ttLib import TTFont
+
+    points: set[int] = set()
+    for _family, name in PDF_FONTS:
+        font = TTFont(_font_path(name), lazy=True)
+        try:
+            points.update(font.getBestCmap())
+        finally:
+            font.close()
+    return frozenset(points)
+
+
+def _needs_glyph(ch: str) -> bool:
+    return not (ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf"))
+
+
+def uncovered_characters(texts: Iterable[str]) -> list[str]:
+    """Characters of ``texts`` that no bundled font can draw (sorted, unique)."""
+    covered = covered_code_points()
+    found = {ch for text in texts for ch in text if _needs_glyph(ch) and ord(ch) not in covered}
+    return sorted(found)
+
+
+def _marker(ch: str) -> str:
+    return f"[U+{ord(ch):04X}]"
+
+
 def _set_font(pdf: Any, size: float) -> None:
     """Select the Latin font with the CJK fallback.
 
@@ -285,19 +332,57 @@ def _set_font(pdf: Any, size: float) -> None:
     pdf.set_font("latin", size=size)
 
 
-def _pdf() -> Any:
+def _pdf(title: str) -> Any:
     try:
         from fpdf import FPDF
     except ImportError as exc:  # pragma: no cover - fpdf2 is a dependency
         raise DocumentError("fpdf2 is not installed; cannot make PDF documents") from exc
-    pdf = FPDF(format="A4")
+
+    class _MarkingPdf(FPDF):
+        """Replaces characters no bundled font covers by a visible [U+XXXX] marker."""
+
+        uncovered: set[str]
+
+        def normalize_text(self, text: str) -> str:
+            covered = covered_code_points()
+            if any(_needs_glyph(ch) and ord(ch) not in covered for ch in text):
+                out = []
+                for ch in text:
+                    if _needs_glyph(ch) and ord(ch) not in covered:
+                        self.uncovered.add(ch)
+                        out.append(_marker(ch))
+                    else:
+                        out.append(ch)
+                text = "".join(out)
+            return str(super().normalize_text(text))
+
+    pdf = _MarkingPdf(format="A4")
+    pdf.uncovered = set()
+    pdf.set_title(title)
     pdf.set_auto_page_break(auto=True, margin=15)
-    pdf.add_font("latin", "", _font_path(LATIN_FONT_NAME))
-    pdf.add_font("han", "", _font_path(FONT_NAME))
-    pdf.set_fallback_fonts(["han"], exact_match=False)
+    for family, name in PDF_FONTS:
+        pdf.add_font(family, "", _font_path(name))
+    pdf.set_fallback_fonts([f for f, _ in PDF_FONTS[1:]], exact_match=False)
     _set_font(pdf, 10)
     pdf.add_page()
     return pdf
+
+
+def _finish(pdf: Any, title: str) -> bytes:
+    """Append the visible list of characters that could not be drawn; log it."""
+    missing = sorted(pdf.uncovered)
+    if missing:
+        LOGGER.warning("%s: %d character(s) not covered by any bundled font, shown as "
+                       "[U+XXXX] markers: %s", title, len(missing),
+                       ", ".join(f"U+{ord(ch):04X}" for ch in missing))
+        pdf.ln(3)
+        pdf.set_text_color(200, 0, 0)
+        _set_font(pdf, 10)
+        pdf.multi_cell(0, 6, f"【字符无法显示】以下字符本文书字体不能显示，已以 Unicode 编码标出，"
+                             f"请核对原始数据：{' '.join(_marker(ch) for ch in missing)}",
+                       new_x="LMARGIN", new_y="NEXT")
+        pdf.set_text_color(0, 0, 0)
+    return bytes(pdf.output())
 
 
 def _caption(pdf: Any, x: float, y: float, text: str) -> None:
@@ -338,7 +423,7 @@ def _pdf_footer(pdf: Any) -> None:
 def sheet_pdf(doc: dict[str, Any], read: Reader) -> bytes:
     c = doc["case"]
     v = c["vehicle"]
-    pdf = _pdf()
+    pdf = _pdf("超限运输车辆非现场检测取证单")
     _pdf_title(pdf, "超限运输车辆非现场检测取证单")
     _pdf_table(pdf, _facts(doc))
     images = _images(doc, read)
@@ -408,11 +493,11 @@ def sheet_pdf(doc: dict[str, Any], read: Reader) -> bytes:
     _pdf_table(pdf, [(r["code"], f"{r['message_zh']} {r.get('detail', '')}（{r['basis_zh']}）")
                      for r in reasons] or [("—", "无")])
     _pdf_footer(pdf)
-    return bytes(pdf.output())
+    return _finish(pdf, "evidence_sheet.pdf")
 
 
 def notice_pdf(doc: dict[str, Any]) -> bytes:
-    pdf = _pdf()
+    pdf = _pdf("违法行为通知书")
     _pdf_title(pdf, "违法行为通知书")
     _set_font(pdf, 9)
     pdf.cell(0, 6, "（拟处理意见，须经技术审核和法制审核后方可送达）",
@@ -422,7 +507,7 @@ def notice_pdf(doc: dict[str, Any]) -> bytes:
         pdf.multi_cell(0, 7, para, new_x="LMARGIN", new_y="NEXT")
         pdf.ln(2)
     _pdf_footer(pdf)
-    return bytes(pdf.output())
+    return _finish(pdf, "notice.pdf")
 
 
 def render_all(doc: dict[str, Any], read: Reader) -> dict[str, bytes]:
