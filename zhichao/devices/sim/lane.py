@@ -10,6 +10,11 @@ load times the fraction of its contact patch over the strip (longitudinally, wit
 uniform over the tyre width). ``sens_true`` differs from the nominal sensitivity by a
 per-channel error, varies slowly along the strip, and with pavement temperature
 (quartz ≈ −0.02 %/°C). Offsets drift as a slow random walk; noise is white.
+
+For calibration studies a lane can keep its sensors across recordings (``sensor_seed``),
+give each half-strip its own temperature coefficient, and drift slowly in sensitivity
+(``drift_pct`` from ``drift_start_utc`` over ``drift_ramp_h``). Reference-truck sessions are
+in :mod:`zhichao.devices.sim.reference`.
 """
 
 from __future__ import annotations
@@ -84,6 +89,14 @@ class SimOptions:
     site_id: str = "SIM-SITE-01"
     lane_id: str = "1"
     start_utc: datetime = field(default_factory=lambda: datetime(2026, 1, 5, 8, 0, tzinfo=UTC))
+    # --- a persistent lane (calibration studies). Defaults keep the behaviour above: each
+    # recording draws its own sensor errors from its own random stream.
+    sensor_seed: int | None = None  # set: every recording has the same sensors (this seed)
+    temperature_coefficient_spread_per_c: float = 0.0  # per channel TC within base ± this
+    drift_pct: float = 0.0  # injected sensitivity drift reached after drift_ramp_h
+    drift_start_utc: datetime | None = None  # drift begins here (None: no drift)
+    drift_ramp_h: float = 0.0  # 0: a step; else linear over this many hours
+    drift_channels: tuple[str, ...] = ()  # channel names that drift; empty: all channels
 
     def rows_m(self) -> list[float]:
         if self.row_positions_m is not None:
@@ -275,9 +288,22 @@ def simulate_recording(rng: np.random.Generator, vehicles: list[SimVehicle],
     sens_err = rng.uniform(-opts.sensitivity_error_pct, opts.sensitivity_error_pct, n_ch) / 100
     along = rng.uniform(-opts.sensitivity_along_length_pct, opts.sensitivity_along_length_pct,
                         n_ch) / 100
-    temp_factor = 1.0 + opts.temperature_coefficient_per_c * (
-        temperature - opts.reference_temperature_c)
-    sens_true = opts.sensitivity_per_n * (1.0 + sens_err) * temp_factor
+    alpha = np.full(n_ch, opts.temperature_coefficient_per_c)
+    if opts.sensor_seed is not None:
+        # the lane's own sensors, the same in every recording (drawn after the draws above,
+        # which are kept so that the traffic does not depend on this option)
+        srng = np.random.default_rng(opts.sensor_seed)
+        sens_err = srng.uniform(-opts.sensitivity_error_pct, opts.sensitivity_error_pct,
+                                n_ch) / 100
+        along = srng.uniform(-opts.sensitivity_along_length_pct,
+                             opts.sensitivity_along_length_pct, n_ch) / 100
+        alpha = alpha + srng.uniform(-1.0, 1.0, n_ch) * opts.temperature_coefficient_spread_per_c
+    elif opts.temperature_coefficient_spread_per_c > 0:
+        alpha = alpha + rng.uniform(-1.0, 1.0, n_ch) * opts.temperature_coefficient_spread_per_c
+    temp_factor = 1.0 + alpha * (temperature - opts.reference_temperature_c)
+    drift = drift_factors(opts, [f"r{r + 1}{s}" for r in range(n_rows) for s in "LR"],
+                          opts.start_utc)
+    sens_true = opts.sensitivity_per_n * (1.0 + sens_err) * temp_factor * drift
     dead: list[int] = []
     if opts.dead_channel_probability > 0 and rng.random() < opts.dead_channel_probability:
         dead.append(int(rng.integers(n_ch)))
@@ -357,14 +383,35 @@ def simulate_recording(rng: np.random.Generator, vehicles: list[SimVehicle],
         "road": opts.road,
         "channels": [
             {"name": c.name, "sensitivity_true_per_n": float(s),
-             "sensitivity_error": float(e), "along_length_gradient": float(g)}
-            for c, s, e, g in zip(channels, sens_true, sens_err, along, strict=True)],
+             "sensitivity_error": float(e), "along_length_gradient": float(g),
+             "temperature_coefficient_per_c": float(a), "drift_factor": float(d)}
+            for c, s, e, g, a, d in zip(channels, sens_true, sens_err, along, alpha, drift,
+                                        strict=True)],
         "temperature_coefficient_per_c": opts.temperature_coefficient_per_c,
         "reference_temperature_c": opts.reference_temperature_c,
         "dead_channels": [channels[c].name for c in dead],
         "vehicles": truth_vehicles,
     }
     return samples, meta, truth
+
+
+def drift_factors(opts: SimOptions, channel_names: list[str], at_utc: datetime
+                  ) -> npt.NDArray[np.float64]:
+    """Injected sensitivity drift per channel at a time: ``1 + drift_pct/100 · ramp``."""
+    out = np.ones(len(channel_names))
+    if opts.drift_pct == 0.0 or opts.drift_start_utc is None:
+        return out
+    elapsed_h = (at_utc - opts.drift_start_utc).total_seconds() / 3600.0
+    if elapsed_h < 0:
+        return out
+    ramp = 1.0 if opts.drift_ramp_h <= 0 else min(1.0, elapsed_h / opts.drift_ramp_h)
+    unknown = set(opts.drift_channels) - set(channel_names)
+    if unknown:
+        raise SimulationError(f"drift_channels names channels the lane lacks: {sorted(unknown)}")
+    for i, name in enumerate(channel_names):
+        if not opts.drift_channels or name in opts.drift_channels:
+            out[i] = 1.0 + opts.drift_pct / 100.0 * ramp
+    return out
 
 
 def _truth_of(idx: int, p: PlacedVehicle, opts: SimOptions) -> dict[str, Any]:

@@ -1,0 +1,493 @@
+"""Fit a calibration profile to reference-truck passes.
+
+Model, for pass p and complete row r (the loads ``L, R`` of the row's two half-strips as the
+lane reports them with its base sensitivities, see :mod:`zhichao.calibration.measure`)::
+
+    Ĝ_pr = k(v_p) · [ g_rL · L_pr / (1 + α_rL ΔT_p) + g_rR · R_pr / (1 + α_rR ΔT_p) ]
+
+with ``ΔT = T − T0`` the pavement temperature about the reference temperature, ``g`` the
+channel gain (base sensitivity / true sensitivity at T0), ``α`` the channel temperature
+coefficient and ``k(v)`` a piecewise-linear speed factor (knots every
+``speed_knot_step_kmh``; the knot nearest the median speed is fixed at 1 because only the
+product g·k is observable). This is exactly how the weighing core applies a profile.
+
+Two kinds of residual, both standardised:
+
+* gross: ``(Ĝ_pr / G_p − 1) / σ_row`` against the static reference gross ``G_p`` — a row sees
+  every axle once, so each row is an estimate of the gross weight; σ_row is estimated from
+  the data (robust scatter of a first fit);
+* balance: ``(share_pr − s₀) / σ_share`` with ``share`` the calibrated left share of the row.
+  The gross weight only fixes each row's *sum* of gains; the split between a row's left and
+  right half-strip rests on the physical fact that trucks carry about half their load on
+  each side (s₀ = 0.5, σ_share = 0.02 per vehicle: both assumptions, configurable).
+
+Solved with ``scipy.optimize.least_squares`` (soft-L1 loss, so single bad rows weigh
+little); then whole passes whose mean gross residual lies beyond ``outlier_sigma`` robust
+standard deviations are rejected with that reason and the fit repeated. The lane is then
+re-weighed with the fitted sensitivities (pulse detection depends on them slightly) and the
+fit repeated (``iterations``). Parameter uncertainties come from the Jacobian at the
+solution, scaled by the reduced χ² when it exceeds 1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import least_squares
+
+from zhichao import __version__
+from zhichao.calibration.errors import CalibrationError, CalibrationFitError
+from zhichao.calibration.measure import PassageLoads, measure_recording, sha256_file
+from zhichao.calibration.reference import ReferenceWeights, read_reference
+from zhichao.devices.recording import format_utc, read_recording
+from zhichao.weighing.calibration_profile import PROFILE_FORMAT, parse_profile
+from zhichao.weighing.config import WeighingConfig
+from zhichao.weighing.stream import ABNORMAL_FLAGS
+
+REJECTION_ZH: dict[str, str] = {
+    "vehicle_count": "录制中检测到的车辆数不是 1",
+    "axle_count": "检测轴数与参考车辆轴数不符",
+    "flagged": "过车带有异常行驶或数据质量标记",
+    "no_complete_row": "没有完整的传感器排数据",
+    "outlier": "残差超出稳健标准差的界限（离群过车）",
+}
+
+
+@dataclass
+class FitConfig:
+    """Settings of the fit. Values marked *guess* are engineering choices, not law."""
+
+    reference_temperature_c: float = 20.0
+    speed_knot_step_kmh: float = 20.0  # wim.md §2.5: a table over speed bins
+    min_passes_per_knot: int = 3
+    min_temperature_span_c: float = 10.0  # guess: below this α is not fitted
+    # used when α cannot be fitted: quartz data sheet −0.02 %/°C (wim.md §1.5)
+    default_temperature_coefficient_per_c: float = -0.0002
+    left_share_expected: float = 0.5  # physical assumption: trucks are balanced left/right
+    left_share_sd: float = 0.02  # guess: per-vehicle static left/right imbalance
+    initial_row_sd: float = 0.03  # guess, only for the first pass of the fit
+    outlier_sigma: float = 3.5  # guess
+    max_outlier_rounds: int = 3
+    iterations: int = 2
+    min_passes: int = 6
+    validity_days: int = 365  # guess; the verification period in force decides legally
+    reject_flags: tuple[str, ...] = tuple(sorted(ABNORMAL_FLAGS))
+
+    def __post_init__(self) -> None:
+        if self.speed_knot_step_kmh <= 0 or self.left_share_sd <= 0 or self.outlier_sigma <= 0:
+            raise CalibrationFitError("speed_knot_step_kmh, left_share_sd and outlier_sigma "
+                                      "must be > 0")
+        if self.iterations < 1 or self.min_passes < 2 or self.validity_days < 1:
+            raise CalibrationFitError("iterations >= 1, min_passes >= 2, validity_days >= 1")
+
+
+@dataclass
+class PassRecord:
+    """One recording of the session: what was measured and whether the fit used it."""
+
+    recording: str
+    sha256: str
+    reference_gross_kg: float
+    reference_axles_kg: tuple[float, ...]
+    temperature_c: float | None = None
+    speed_kmh: float | None = None
+    used: bool = False
+    reason: str | None = None
+    detail: str = ""
+    gross_error_before_pct: float | None = None  # base sensitivities, no correction
+    gross_error_after_pct: float | None = None  # with the fitted profile (model)
+    loads: PassageLoads | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k != "loads"}
+        d["reference_axles_kg"] = list(self.reference_axles_kg)
+        d["reason_zh"] = REJECTION_ZH.get(self.reason, self.reason) if self.reason else None
+        return d
+
+
+@dataclass
+class _Arrays:
+    left: npt.NDArray[np.float64]  # [pass, row]
+    right: npt.NDArray[np.float64]
+    valid: npt.NDArray[np.bool_]
+    dt_c: npt.NDArray[np.float64]  # [pass]
+    speed_kmh: npt.NDArray[np.float64]
+    gross_kg: npt.NDArray[np.float64]
+
+
+@dataclass
+class _Solution:
+    gain: npt.NDArray[np.float64]  # [row, side]
+    alpha: npt.NDArray[np.float64]  # [row, side]
+    knots_kmh: list[float]
+    factors: npt.NDArray[np.float64]
+    u_log_gain: npt.NDArray[np.float64]
+    u_alpha: npt.NDArray[np.float64]
+    u_log_factor: npt.NDArray[np.float64]
+    row_sd: float
+    chi2_reduced: float
+    pass_error: npt.NDArray[np.float64]  # relative, per pass (mean over its rows)
+
+
+def _knots(speeds: npt.NDArray[np.float64], cfg: FitConfig) -> list[float]:
+    step = cfg.speed_knot_step_kmh
+    cand = sorted({round(float(v) / step) * step for v in speeds})
+    return [float(k) for k in cand
+            if int(np.sum(np.abs(speeds - k) <= step / 2)) >= cfg.min_passes_per_knot]
+
+
+class _Model:
+    def __init__(self, arr: _Arrays, knots: list[float], ref_knot: int, fit_alpha: bool,
+                 alpha0: float, cfg: FitConfig) -> None:
+        self.a = arr
+        self.knots = knots
+        self.ref_knot = ref_knot
+        self.fit_alpha = fit_alpha
+        self.alpha0 = alpha0
+        self.cfg = cfg
+        self.n_rows = int(arr.left.shape[1])
+        self.row_sd = cfg.initial_row_sd
+
+    @property
+    def n_params(self) -> int:
+        n = 2 * self.n_rows
+        return n * (2 if self.fit_alpha else 1) + max(0, len(self.knots) - 1)
+
+    def unpack(self, x: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64],
+                                                          npt.NDArray[np.float64],
+                                                          npt.NDArray[np.float64]]:
+        n = 2 * self.n_rows
+        lg = x[:n].reshape(self.n_rows, 2)
+        i = n
+        if self.fit_alpha:
+            alpha = x[n:2 * n].reshape(self.n_rows, 2)
+            i = 2 * n
+        else:
+            alpha = np.full((self.n_rows, 2), self.alpha0)
+        lk = np.zeros(len(self.knots))
+        free = [j for j in range(len(self.knots)) if j != self.ref_knot]
+        lk[free] = x[i:]
+        return lg, alpha, lk
+
+    def calibrated(self, x: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64],
+                                                              npt.NDArray[np.float64]]:
+        lg, alpha, lk = self.unpack(x)
+        a = self.a
+        if len(self.knots) >= 2:
+            k = np.interp(a.speed_kmh, self.knots, np.exp(lk))
+        else:
+            k = np.ones_like(a.speed_kmh)
+        dt = a.dt_c[:, None]
+        cal_l = k[:, None] * a.left * np.exp(lg[:, 0])[None, :] / (1 + alpha[:, 0][None, :] * dt)
+        cal_r = k[:, None] * a.right * np.exp(lg[:, 1])[None, :] / (1 + alpha[:, 1][None, :] * dt)
+        return cal_l, cal_r
+
+    def residuals(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        cal_l, cal_r = self.calibrated(x)
+        v = self.a.valid
+        tot = cal_l + cal_r
+        gross = (tot / self.a.gross_kg[:, None] - 1.0)[v] / self.row_sd
+        share = (cal_l / np.where(v, tot, 1.0))[v]
+        bal = (share - self.cfg.left_share_expected) / self.cfg.left_share_sd
+        return np.concatenate([gross, bal])
+
+    def pass_error(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        cal_l, cal_r = self.calibrated(x)
+        rel = np.where(self.a.valid, (cal_l + cal_r) / self.a.gross_kg[:, None] - 1.0, np.nan)
+        return np.asarray(np.nanmean(rel, axis=1))
+
+
+def _solve(arr: _Arrays, cfg: FitConfig) -> _Solution:
+    n_pass, n_rows = arr.left.shape
+    knots = _knots(arr.speed_kmh, cfg)
+    median_v = float(np.median(arr.speed_kmh))
+    ref_knot = int(np.argmin([abs(k - median_v) for k in knots])) if knots else 0
+    t = arr.dt_c + cfg.reference_temperature_c
+    fit_alpha = float(t.max() - t.min()) >= cfg.min_temperature_span_c
+    model = _Model(arr, knots, ref_knot, fit_alpha, cfg.default_temperature_coefficient_per_c,
+                   cfg)
+    # start: one gain per row from the median ratio, the data-sheet temperature coefficient
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(arr.valid, arr.gross_kg[:, None] / (arr.left + arr.right), np.nan)
+    lg0 = np.log(np.nanmedian(ratio, axis=0))
+    x0 = [np.repeat(lg0, 2)]
+    if fit_alpha:
+        x0.append(np.full(2 * n_rows, cfg.default_temperature_coefficient_per_c))
+    x0.append(np.zeros(max(0, len(knots) - 1)))
+    x = np.concatenate(x0)
+    n_res = int(arr.valid.sum()) * 2
+    if n_res <= model.n_params:
+        raise CalibrationFitError(f"{n_pass} usable passes cannot determine {model.n_params} "
+                                  f"parameters")
+    for _ in range(2):  # the second round with σ_row estimated from the first
+        res = least_squares(model.residuals, x, loss="soft_l1", f_scale=2.0, method="trf",
+                            x_scale="jac")
+        x = res.x
+        cal_l, cal_r = model.calibrated(x)
+        rel = ((cal_l + cal_r) / arr.gross_kg[:, None] - 1.0)[arr.valid]
+        model.row_sd = max(1.4826 * float(np.median(np.abs(rel - np.median(rel)))), 1e-4)
+    r = model.residuals(x)
+    dof = max(1, len(r) - model.n_params)
+    chi2 = float(np.sum(r * r) / dof)
+    jac = np.asarray(res.jac)
+    cov = np.linalg.pinv(jac.T @ jac) * max(1.0, chi2)
+    u = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    lg, alpha, lk = model.unpack(x)
+    u_lg, u_alpha, u_lk = model.unpack(u)
+    if not fit_alpha:
+        u_alpha = np.zeros_like(u_alpha)
+    return _Solution(np.exp(lg), alpha, knots, np.exp(lk), u_lg, u_alpha, u_lk, model.row_sd,
+                     chi2, model.pass_error(x))
+
+
+def _arrays(passes: list[PassRecord], cfg: FitConfig) -> _Arrays:
+    loads = [p.loads for p in passes if p.loads is not None]
+    side = np.stack([pl.side_loads_kg for pl in loads])  # [pass, row, side]
+    return _Arrays(
+        left=side[:, :, 0], right=side[:, :, 1], valid=np.all(np.isfinite(side), axis=2),
+        dt_c=np.array([pl.temperature_c - cfg.reference_temperature_c for pl in loads]),
+        speed_kmh=np.array([abs(pl.speed_kmh or 0.0) for pl in loads]),
+        gross_kg=np.array([p.reference_gross_kg for p in passes]))
+
+
+@dataclass
+class CalibrationResult:
+    profile: dict[str, Any]
+    passes: list[PassRecord]
+
+    @property
+    def used(self) -> list[PassRecord]:
+        return [p for p in self.passes if p.used]
+
+    @property
+    def rejected(self) -> list[PassRecord]:
+        return [p for p in self.passes if not p.used]
+
+
+def _screen(path: Path, ref: ReferenceWeights, base: dict[str, float] | None,
+            cfg: FitConfig, wcfg: WeighingConfig | None, digest: str) -> PassRecord:
+    rec = PassRecord(path.name, digest, ref.gross_weight_kg, ref.axle_loads_kg)
+    measured = measure_recording(path, base, wcfg)
+    if len(measured) != 1:
+        rec.reason, rec.detail = "vehicle_count", f"{len(measured)} vehicles"
+        return rec
+    pl = measured[0]
+    rec.loads = pl
+    rec.temperature_c = pl.temperature_c
+    rec.speed_kmh = pl.speed_kmh
+    v = pl.vehicle
+    if v.axle_count != len(ref.axle_loads_kg):
+        rec.reason = "axle_count"
+        rec.detail = f"weighed {v.axle_count}, reference {len(ref.axle_loads_kg)}"
+        return rec
+    bad = sorted(set(v.flags) & set(cfg.reject_flags))
+    if bad:
+        rec.reason, rec.detail = "flagged", ",".join(bad)
+        return rec
+    if not pl.complete_rows or v.speed_kmh is None:
+        rec.reason = "no_complete_row"
+        return rec
+    rec.used = True
+    return rec
+
+
+def calibrate(recordings: list[Path], reference_csv: Path, *,
+              config: FitConfig | None = None, weighing_config: WeighingConfig | None = None,
+              created_utc: datetime | None = None, supersedes: str | None = None
+              ) -> CalibrationResult:
+    """Fit a profile (``zhichao.calibration/1``) to reference passes; see the module doc."""
+    cfg = config or FitConfig()
+    refs = read_reference(reference_csv)
+    paths = [Path(p) for p in recordings]
+    missing = [p.name for p in paths if p.name not in refs]
+    if missing:
+        raise CalibrationError(f"{reference_csv}: no reference weights for "
+                               f"{', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}")
+    digests = {p.name: sha256_file(p) for p in paths}
+    base: dict[str, float] | None = None
+    nominal: dict[str, float] = {}
+    sol: _Solution | None = None
+    passes: list[PassRecord] = []
+    before: dict[str, float] = {}
+    site: str | None = None
+    lane: str | None = None
+    for it in range(cfg.iterations):
+        passes = [_screen(p, refs[p.name], base, cfg, weighing_config, digests[p.name])
+                  for p in paths]
+        for p in passes:
+            if p.loads is not None and site is None:
+                site, lane = p.loads.vehicle.site_id, p.loads.vehicle.lane_id
+        if it == 0:
+            for p in passes:
+                if p.loads is not None and p.loads.complete_rows:
+                    sl = p.loads.side_loads_kg
+                    before[p.recording] = float(np.nanmean(sl.sum(axis=1))
+                                                / p.reference_gross_kg - 1.0) * 100
+        for _ in range(cfg.max_outlier_rounds + 1):
+            used = [p for p in passes if p.used]
+            if len(used) < cfg.min_passes:
+                raise CalibrationFitError(
+                    f"only {len(used)} usable passes (need {cfg.min_passes}); rejected: "
+                    + "; ".join(f"{p.recording}: {p.reason} {p.detail}".strip()
+                                for p in passes if not p.used)[:800])
+            sol = _solve(_arrays(used, cfg), cfg)
+            e = sol.pass_error
+            med = float(np.median(e))
+            sd = max(1.4826 * float(np.median(np.abs(e - med))), 1e-4)
+            out = np.abs(e - med) > cfg.outlier_sigma * sd
+            if not out.any():
+                break
+            for p, ei in zip(used, e, strict=True):
+                if abs(ei - med) > cfg.outlier_sigma * sd:
+                    p.used, p.reason = False, "outlier"
+                    p.detail = (f"{ei * 100:+.2f} % vs median {med * 100:+.2f} % "
+                                f"(σ {sd * 100:.2f} %)")
+        assert sol is not None
+        used = [p for p in passes if p.used]
+        for p, ei in zip(used, sol.pass_error, strict=True):
+            p.gross_error_after_pct = float(ei * 100)
+        # sensitivities that reproduce the fit, as the base of the next measurement
+        grid = used[0].loads.channel_names if used[0].loads else []
+        if not nominal:
+            nominal = _nominal_sensitivities(paths[0])
+        prev = base or nominal
+        base = {grid[r][s]: prev[grid[r][s]] / float(sol.gain[r, s])
+                for r in range(len(grid)) for s in range(2)}
+    for p in passes:
+        p.gross_error_before_pct = before.get(p.recording)
+    assert sol is not None and base is not None
+    profile = _profile_json(sol, base, nominal, passes, cfg, reference_csv, site, lane,
+                            created_utc or datetime.now(UTC), supersedes)
+    parse_profile(profile, "fitted profile")  # the core must accept what we write
+    return CalibrationResult(profile, passes)
+
+
+def _nominal_sensitivities(path: Path) -> dict[str, float]:
+    return {c.name: c.sensitivity_per_n for c in read_recording(path).meta.channels}
+
+
+def _profile_json(sol: _Solution, sens: dict[str, float], nominal: dict[str, float],
+                  passes: list[PassRecord], cfg: FitConfig, reference_csv: Path,
+                  site: str | None, lane: str | None, created: datetime,
+                  supersedes: str | None) -> dict[str, Any]:
+    ref_digest = sha256_file(reference_csv)
+    h = hashlib.sha256(ref_digest.encode())
+    for p in sorted(passes, key=lambda q: q.recording):
+        h.update(f"{p.recording}:{p.sha256}".encode())
+    data_hash = h.hexdigest()
+    created = created.astimezone(UTC).replace(microsecond=0)
+    pid = f"CAL-{site or 'SITE'}-{lane or 'LANE'}-{created:%Y%m%dT%H%M%SZ}-{data_hash[:8]}"
+    names = sorted(sens)
+    rows = sorted({int(n[1:-1]) for n in names}) if all(
+        n[0] == "r" and n[1:-1].isdigit() for n in names) else []
+    channels: dict[str, Any] = {}
+    for name in names:
+        rs = _row_side(name, rows, sol) if rows else None
+        entry: dict[str, Any] = {
+            "sensitivity_per_n": sens[name],
+            "nominal_sensitivity_per_n": nominal.get(name),
+        }
+        if rs is not None:
+            r, s = rs
+            entry["temperature_coefficient_per_c"] = float(sol.alpha[r, s])
+            entry["sensitivity_u_rel"] = float(sol.u_log_gain[r, s])
+            entry["temperature_coefficient_u_per_c"] = float(sol.u_alpha[r, s])
+            nom = nominal.get(name)
+            if nom:
+                entry["sensitivity_vs_nominal"] = sens[name] / nom
+        channels[name] = entry
+    speed = [[k, float(f)] for k, f in zip(sol.knots_kmh, sol.factors, strict=True)] if len(
+        sol.knots_kmh) >= 2 else []
+    used = [p for p in passes if p.used]
+    after = np.array([p.gross_error_after_pct for p in used if p.gross_error_after_pct
+                      is not None])
+    temps = [p.temperature_c for p in used if p.temperature_c is not None]
+    speeds = [p.speed_kmh for p in used if p.speed_kmh is not None]
+    t_span = (max(temps) - min(temps)) if temps else 0.0
+    notes: list[str] = []
+    if t_span < cfg.min_temperature_span_c:
+        notes.append(f"temperature coefficients not fitted (passes span {t_span:.1f} °C < "
+                     f"{cfg.min_temperature_span_c} °C): data-sheet value "
+                     f"{cfg.default_temperature_coefficient_per_c} /°C used")
+    if len(sol.knots_kmh) < 2:
+        notes.append("speed factors not fitted: passes cover fewer than two speed knots")
+    return {
+        "format": PROFILE_FORMAT,
+        "profile_id": pid,
+        "supersedes": supersedes,
+        "site_id": site,
+        "lane_id": lane,
+        "created_utc": format_utc(created),
+        "valid_from_utc": format_utc(created),
+        "valid_until_utc": format_utc(created + timedelta(days=cfg.validity_days)),
+        "reference_temperature_c": cfg.reference_temperature_c,
+        "channels": channels,
+        "speed_factors": speed,
+        "speed_factors_u_rel": [float(u) for u in sol.u_log_factor] if speed else [],
+        "operating_range": {
+            "speed_kmh": [min(speeds), max(speeds)] if speeds else None,
+            "temperature_c": [min(temps), max(temps)] if temps else None,
+        },
+        "fit": {
+            "method": "scipy.optimize.least_squares, soft_l1, gross + left/right balance",
+            "passes_total": len(passes),
+            "passes_used": len(used),
+            "passes_rejected": len(passes) - len(used),
+            "row_residual_sd_pct": sol.row_sd * 100,
+            "pass_gross_error_sd_pct": float(np.std(after, ddof=1)) if len(after) > 1 else None,
+            "pass_gross_error_mean_pct": float(np.mean(after)) if len(after) else None,
+            "pass_gross_error_max_abs_pct": float(np.max(np.abs(after))) if len(after) else None,
+            "chi2_reduced": sol.chi2_reduced,
+            "temperature_coefficients_fitted": t_span >= cfg.min_temperature_span_c,
+            "config": {k: (list(v) if isinstance(v, tuple) else v)
+                       for k, v in asdict(cfg).items()},
+            "notes": notes,
+        },
+        "data": {
+            "reference_file": {"name": reference_csv.name, "sha256": ref_digest},
+            "data_sha256": data_hash,
+            "passes": [p.to_json() for p in passes],
+        },
+        "software_version": __version__,
+    }
+
+
+def _row_side(name: str, rows: list[int], sol: _Solution) -> tuple[int, int] | None:
+    try:
+        r = int(name[1:-1]) - 1
+    except ValueError:
+        return None
+    side = {"L": 0, "R": 1}.get(name[-1])
+    if side is None or not 0 <= r < sol.gain.shape[0]:
+        return None
+    return r, side
+
+
+def write_profile(profile: dict[str, Any], path: str | Path) -> Path:
+    """Write a profile as JSON (UTF-8); refuses to overwrite a different existing profile."""
+    p = Path(path)
+    text = json.dumps(profile, ensure_ascii=False, indent=1, allow_nan=False)
+    if p.exists():
+        try:
+            old = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = None
+        if not isinstance(old, dict) or old.get("profile_id") != profile.get("profile_id"):
+            raise CalibrationError(f"{p}: exists and holds another profile; profiles are "
+                                   f"versioned, write the new one to a new file")
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(text + "\n", encoding="utf-8")
+    tmp.replace(p)
+    return p
+
+
+def profile_is_finite(profile: dict[str, Any]) -> bool:
+    return all(math.isfinite(float(c["sensitivity_per_n"])) for c in profile["channels"].values())
