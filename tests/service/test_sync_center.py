@@ -1,0 +1,284 @@
+"""The center's ingest API in process (ASGI client), on SQLite and on PostgreSQL:
+receipts, duplicates, reordering, tampering, forks, quarantine, passages, the hook."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import random
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.service.sync_helpers import Database, StationKit, database
+from zhichao.evidence.merkle import MerkleLog
+from zhichao.evidence.signing import generate_key
+from zhichao.service.sync.center import create_center_app
+from zhichao.service.sync.outbox import Outbox
+from zhichao.service.sync.store import Accepted, CenterStore
+from zhichao.service.sync.uploader import Backoff, Uploader
+from zhichao.service.sync.wire import (
+    HEADER_PROOF,
+    HEADER_PROOF_FROM,
+    HEADER_PROOF_TO,
+    check_receipt,
+    pack_package,
+    read_package_head,
+    sign_passage,
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    yield from database(request.param, tmp_path)
+
+
+class Center:
+    def __init__(self, db: Database, root: Path, hook: Any = None) -> None:
+        self.db = db
+        self.root = root
+        self.key = generate_key()
+        self.hooked: list[Accepted] = []
+        self.app = create_center_app(db.url, root / "store", self.key, schema=db.schema,
+                                     hook=hook or self.hooked.append)
+        self.store: CenterStore = self.app.state.sync_store
+        self.client = TestClient(self.app)
+
+    def reopen(self, hook: Any) -> Center:
+        """A new app on the same database and store (a center restart)."""
+        other = Center.__new__(Center)
+        other.db, other.root, other.key, other.hooked = self.db, self.root, self.key, []
+        other.app = create_center_app(self.db.url, self.root / "store", self.key,
+                                      schema=self.db.schema, hook=hook)
+        other.store = other.app.state.sync_store
+        other.client = TestClient(other.app)
+        return other
+
+
+@pytest.fixture
+def center(db: Database, tmp_path: Path) -> Center:
+    return Center(db, tmp_path / "center")
+
+
+@pytest.fixture
+def kit(tmp_path: Path, center: Center) -> StationKit:
+    station = StationKit(tmp_path / "station")
+    center.store.register_station(station.station_id, station.public_pem)
+    return station
+
+
+def put(center: Center, data: bytes, *, proof: tuple[int, int, list[bytes]] | None = None
+        ) -> Any:
+    head = read_package_head(data, "test")
+    headers = {}
+    if proof is not None:
+        headers = {HEADER_PROOF_FROM: str(proof[0]), HEADER_PROOF_TO: str(proof[1]),
+                   HEADER_PROOF: ",".join(h.hex() for h in proof[2])}
+    return center.client.put(f"/sync/v1/packages/{head.manifest_sha256}", content=data,
+                             headers=headers)
+
+
+def consistency(kit: StationKit, first: int, second: int) -> tuple[int, int, list[bytes]]:
+    with MerkleLog(kit.log_dir, read_only=True) as log:
+        return first, second, log.consistency_proof(first, second)
+
+
+def rezip(data: bytes, change: dict[str, bytes]) -> bytes:
+    """The same zip with some members replaced."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info, change.get(info.filename, src.read(info.filename)))
+    return out.getvalue()
+
+
+def test_accept_then_duplicate_returns_the_same_receipt(center: Center, kit: StationKit
+                                                        ) -> None:
+    (folder,) = kit.seal(1)
+    data = pack_package(folder)
+    first = put(center, data)
+    assert first.status_code == 201, first.text
+    body = first.json()
+    receipt = check_receipt(body["receipt_b64"], body["signature"], center.key.public_key(),
+                            item_sha256=read_package_head(data, "t").manifest_sha256,
+                            station_id="S001")
+    assert receipt["kind"] == "package" and receipt["log_index"] == 0
+    again = put(center, data)
+    assert again.status_code == 200 and again.json()["status"] == "duplicate"
+    assert (again.json()["receipt_b64"], again.json()["signature"]) == (
+        body["receipt_b64"], body["signature"])
+    assert center.store.counts()["packages"] == 1
+    assert len(center.hooked) == 1 and center.hooked[0].package_path is not None
+    stored = center.hooked[0].package_path
+    assert stored.read_bytes() == data and stored.name == f"{receipt['item_sha256']}.zip"
+    view = center.client.get("/sync/v1/stations/S001").json()
+    assert view["accepted_size"] == 1 and view["packages"] == 1
+
+
+def test_reordered_uploads_need_and_get_consistency_proofs(center: Center, kit: StationKit
+                                                           ) -> None:
+    folders = kit.seal(5)
+    blobs = [pack_package(f) for f in folders]
+    assert put(center, blobs[1]).status_code == 201  # accepted size 2
+    # A later package without a proof: the center says which proof it needs.
+    need = put(center, blobs[4])
+    assert need.status_code == 409 and need.json()["code"] == "log.proof_needed"
+    assert (need.json()["proof_from"], need.json()["proof_to"]) == (2, 5)
+    assert put(center, blobs[4], proof=consistency(kit, 2, 5)).status_code == 201
+    # Earlier packages arrive after later ones: proven against the accepted size 5.
+    for i in (0, 3, 2):
+        size = i + 1
+        response = put(center, blobs[i], proof=consistency(kit, size, 5))
+        assert response.status_code == 201, response.text
+    assert center.store.station_view("S001")["accepted_size"] == 5  # type: ignore[index]
+    assert [row[2] for row in center.store.package_rows()] == [0, 1, 2, 3, 4]
+
+
+def test_uploader_in_process_drains_a_shuffled_outbox(center: Center, kit: StationKit,
+                                                      tmp_path: Path) -> None:
+    folders = kit.seal(8)
+    random.Random(3).shuffle(folders)
+    with Outbox(tmp_path / "outbox.sqlite") as outbox:
+        for folder in folders:
+            outbox.enqueue_package(folder)
+        for record in kit.passages(30):
+            outbox.enqueue_passage(record, kit.station_id, kit.key)
+        uploader = Uploader(outbox, "http://testserver", center.key.public_key(),
+                            log_dir=kit.log_dir, backoff=Backoff(0.01, 0.05),
+                            client=center.client)
+        summary = uploader.run(until_empty=True, max_runtime_s=60)
+        assert outbox.depth() == 0 and summary.accepted == 38 and summary.refused == 0
+        assert {i["state"] for i in outbox.items()} == {"done"}
+    assert center.store.counts() == {"packages": 8, "passages": 30, "quarantined": 0,
+                                     "stations": 1}
+
+
+def test_tampered_package_is_refused_and_quarantined(center: Center, kit: StationKit) -> None:
+    (folder,) = kit.seal(1)
+    data = pack_package(folder)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        photo = archive.read("original/image-front.jpg")
+    tampered = rezip(data, {"original/image-front.jpg": photo[:-1] + bytes([photo[-1] ^ 1])})
+    response = put(center, tampered)
+    assert response.status_code == 422
+    body = response.json()
+    assert body["code"] == "package.invalid" and "file.hash" in body["failed_checks"]
+    assert "已隔离" in body["message_zh"] and body["permanent"] is True
+    (row,) = center.store.quarantine_rows()
+    assert row["code"] == "package.invalid" and row["station_id"] == "S001"
+    assert (center.store.store_dir / row["stored_path"]).read_bytes() == tampered
+    assert center.store.counts()["packages"] == 0 and center.hooked == []
+    # The genuine package is still accepted afterwards; the tampered one again refused.
+    assert put(center, data).status_code == 201
+    again = put(center, tampered)
+    assert again.status_code == 422 and again.json()["code"] == "package.conflict"
+
+
+def test_garbage_wrong_hash_unknown_station_and_wrong_key(center: Center, kit: StationKit,
+                                                          tmp_path: Path) -> None:
+    garbage = center.client.put("/sync/v1/packages/" + "ab" * 32, content=b"not a zip")
+    assert garbage.status_code == 422 and garbage.json()["code"] == "package.unreadable"
+    (folder,) = kit.seal(1)
+    data = pack_package(folder)
+    wrong = center.client.put("/sync/v1/packages/" + "cd" * 32, content=data)
+    assert wrong.json()["code"] == "package.hash_mismatch"
+    bad_path = center.client.put("/sync/v1/packages/XYZ", content=data)
+    assert bad_path.status_code == 400 and bad_path.json()["code"] == "request.malformed"
+    stranger = StationKit(tmp_path / "stranger", station_id="S999")
+    unknown = put(center, pack_package(stranger.seal(1)[0]))
+    assert unknown.status_code == 403 and unknown.json()["code"] == "station.unknown"
+    assert unknown.json()["permanent"] is False
+    impostor = StationKit(tmp_path / "impostor", station_id="S001")  # same id, other key
+    forged = put(center, pack_package(impostor.seal(1)[0]))
+    assert forged.status_code == 422 and forged.json()["code"] == "station.key_mismatch"
+    codes = sorted(r["code"] for r in center.store.quarantine_rows())
+    assert codes == ["package.hash_mismatch", "package.unreadable", "station.key_mismatch"]
+    assert center.store.counts()["packages"] == 0
+
+
+def test_forked_station_log_is_refused_with_an_alarm(center: Center, kit: StationKit,
+                                                     tmp_path: Path) -> None:
+    honest = kit.seal(3)
+    for i, folder in enumerate(honest):
+        proof = consistency(kit, i, i + 1) if i else None
+        assert put(center, pack_package(folder), proof=proof).status_code == 201
+    # The same key signs a second history (a restored or cloned station): a fork.
+    fork = StationKit(tmp_path / "fork", station_id="S001", key=kit.key)
+    forked = fork.seal(4, salt=7)
+    same_size = put(center, pack_package(forked[2]))  # size 3, another root
+    assert same_size.status_code == 422 and same_size.json()["code"] == "log.fork"
+    with MerkleLog(fork.log_dir, read_only=True) as log:
+        proof = (3, 4, log.consistency_proof(3, 4))  # proves fork 3→4, not the center's 3
+    longer = put(center, pack_package(forked[3]), proof=proof)
+    assert longer.status_code == 422 and longer.json()["code"] == "log.fork"
+    assert "分叉" in longer.json()["message_zh"]
+    view = center.store.station_view("S001")
+    assert view is not None and view["fork_alarm_utc"] is not None
+    assert view["accepted_size"] == 3 and view["packages"] == 3
+    assert sorted(r["code"] for r in center.store.quarantine_rows()) == ["log.fork", "log.fork"]
+    malformed = put(center, pack_package(honest[0]) + b"", proof=None)
+    assert malformed.status_code == 200  # a duplicate is still answered
+
+
+def test_passages_duplicates_and_bad_signatures(center: Center, kit: StationKit) -> None:
+    records = kit.passages(3)
+    items = []
+    for record in records:
+        data, sig = sign_passage(record, kit.key)
+        items.append({"record_b64": base64.b64encode(data).decode(), "signature": sig})
+    forged_data, _ = sign_passage(kit.passages(1, start=99)[0], kit.key)
+    _, other_sig = sign_passage(records[0], generate_key())
+    forged = {"record_b64": base64.b64encode(forged_data).decode(), "signature": other_sig}
+    batch = {"station_id": "S001", "items": [*items, items[0], forged, {"record_b64": "!!"}]}
+    first = center.client.post("/sync/v1/passages", json=batch).json()["results"]
+    assert [r.get("status", r.get("code")) for r in first] == [
+        "accepted", "accepted", "accepted", "accepted", "passage.signature",
+        "passage.malformed"]
+    assert first[3]["receipt_b64"] == first[0]["receipt_b64"]
+    second = center.client.post("/sync/v1/passages", json=batch).json()["results"]
+    assert [r.get("status", r.get("code")) for r in second[:3]] == ["duplicate"] * 3
+    assert [r["signature"] for r in second[:3]] == [r["signature"] for r in first[:3]]
+    assert center.store.counts()["passages"] == 3
+    assert [r["code"] for r in center.store.quarantine_rows()] == ["passage.signature"]
+    assert len([h for h in center.hooked if h.kind == "passage"]) == 3
+    bad = center.client.post("/sync/v1/passages", content=b"{")
+    assert bad.status_code == 400 and bad.json()["code"] == "request.malformed"
+
+
+def test_a_failing_hook_is_redelivered_after_restart(center: Center, kit: StationKit) -> None:
+    def broken(_item: Accepted) -> None:
+        raise RuntimeError("main service not ready")
+
+    crashing = center.reopen(broken)
+    (folder,) = kit.seal(1)
+    assert put(crashing, pack_package(folder)).status_code == 201  # accepted regardless
+    delivered: list[Accepted] = []
+    restarted = crashing.reopen(delivered.append)  # redelivers at start-up
+    assert [d.kind for d in delivered] == ["package"]
+    assert delivered[0].manifest is not None
+    assert delivered[0].manifest["station"]["station_id"] == "S001"
+    assert restarted.store.redeliver() == 0
+
+
+def test_too_large_upload_is_refused_before_storing(center: Center, kit: StationKit) -> None:
+    center.store.max_package_bytes = 1000
+    (folder,) = kit.seal(1)
+    response = put(center, pack_package(folder))
+    assert response.status_code == 413 and response.json()["code"] == "package.too_large"
+    assert list((center.store.store_dir / "tmp").iterdir()) == []
+    assert center.store.counts()["packages"] == 0
+
+
+def test_receipt_json_is_canonical_and_names_the_center_key(center: Center, kit: StationKit
+                                                            ) -> None:
+    (folder,) = kit.seal(1)
+    body = put(center, pack_package(folder)).json()
+    raw = base64.b64decode(body["receipt_b64"])
+    assert json.loads(raw) == body["receipt"]
+    assert body["receipt"]["format"] == "zhichao.sync-receipt/1"
+    assert len(body["receipt"]["center_key_sha256"]) == 64

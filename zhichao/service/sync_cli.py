@@ -1,0 +1,186 @@
+"""``zhichao center …`` and ``zhichao sync …``: the center's ingest server and the station's
+outbox.
+
+    zhichao center serve --db URL --store DIR --key center.key [--host H --port P]
+    zhichao center add-station --db URL --station S001 --key S001.pub
+    zhichao sync enqueue --outbox OUTBOX.sqlite PACKAGE_DIR… [--passages FILE.jsonl
+                         --station S001 --key station.key]
+    zhichao sync push --outbox OUTBOX.sqlite --center URL --center-key center.pub
+                      --log STATION_LOG [--until-empty] [--max-runtime-s N]
+    zhichao sync status --outbox OUTBOX.sqlite
+
+Exit codes: 0 success, 1 something was refused or is left over, 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from zhichao.errors import ZhichaoError
+
+
+def register(subparsers: Any) -> None:
+    center = subparsers.add_parser("center", help="enforcement-center side of the sync",
+                                   description="中心端：接收站点上传的证据包与通行记录")
+    csub = center.add_subparsers(dest="center_command", metavar="ACTION")
+    serve = csub.add_parser("serve", help="run the ingest HTTP server")
+    _db_args(serve)
+    serve.add_argument("--store", required=True, help="directory for packages and quarantine")
+    serve.add_argument("--key", required=True, help="center Ed25519 private key (PEM)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8700)
+    serve.add_argument("--max-package-mb", type=float, default=64.0)
+    serve.set_defaults(handler=_center_serve)
+    add = csub.add_parser("add-station", help="trust a station's public key")
+    _db_args(add)
+    add.add_argument("--station", required=True)
+    add.add_argument("--key", required=True, help="station public key (PEM)")
+    add.add_argument("--key-name", help="default zhichao-station-<id>")
+    add.add_argument("--replace-key", action="store_true")
+    add.set_defaults(handler=_center_add_station)
+    center.set_defaults(handler=lambda _args: (center.print_help(), 2)[1])
+
+    sync = subparsers.add_parser("sync", help="station side of the sync (outbox, upload)",
+                                 description="站点端：待上传队列与上传")
+    ssub = sync.add_subparsers(dest="sync_command", metavar="ACTION")
+    enq = ssub.add_parser("enqueue", help="put sealed packages / passage records in the outbox")
+    enq.add_argument("--outbox", required=True)
+    enq.add_argument("packages", nargs="*", help="sealed package folders")
+    enq.add_argument("--passages", help="JSON-lines file of passage records")
+    enq.add_argument("--station", help="station id (for --passages)")
+    enq.add_argument("--key", help="station private key (for --passages)")
+    enq.set_defaults(handler=_sync_enqueue)
+    push = ssub.add_parser("push", help="upload the outbox to the center")
+    push.add_argument("--outbox", required=True)
+    push.add_argument("--center", required=True, help="center base URL, e.g. http://host:8700")
+    push.add_argument("--center-key", required=True, help="center public key (PEM)")
+    push.add_argument("--log", help="station Merkle log directory (for consistency proofs)")
+    push.add_argument("--until-empty", action="store_true", help="stop when nothing is left")
+    push.add_argument("--max-runtime-s", type=float)
+    push.add_argument("--base-delay-s", type=float, default=0.5)
+    push.add_argument("--max-delay-s", type=float, default=60.0)
+    push.add_argument("--poll-s", type=float, default=1.0)
+    push.add_argument("--timeout-s", type=float, default=30.0)
+    push.set_defaults(handler=_sync_push)
+    status = ssub.add_parser("status", help="outbox depth and refusals (JSON)")
+    status.add_argument("--outbox", required=True)
+    status.set_defaults(handler=_sync_status)
+    sync.set_defaults(handler=lambda _args: (sync.print_help(), 2)[1])
+
+
+def _db_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", required=True,
+                        help="SQLAlchemy URL: sqlite:///center.sqlite or "
+                             "postgresql+psycopg://user@host:5432/db")
+    parser.add_argument("--schema", help="PostgreSQL schema for the sync tables")
+
+
+def _error(exc: BaseException) -> int:
+    print(f"错误 error: {exc}", file=sys.stderr)
+    return 2
+
+
+def _center_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from zhichao.evidence.signing import load_private_key
+    from zhichao.service.sync.center import create_center_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        key = load_private_key(Path(args.key))
+        app = create_center_app(args.db, Path(args.store), key, schema=args.schema,
+                                max_package_bytes=int(args.max_package_mb * 1024 * 1024))
+    except (ZhichaoError, OSError) as exc:
+        return _error(exc)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _center_add_station(args: argparse.Namespace) -> int:
+    from zhichao.service.sync.store import create_tables, make_engine, register_station
+
+    try:
+        pem = Path(args.key).read_bytes()
+        engine = make_engine(args.db)
+        create_tables(engine, args.schema)
+        register_station(engine, args.station, pem, schema=args.schema,
+                         key_name=args.key_name, replace_key=args.replace_key)
+    except (ZhichaoError, OSError) as exc:
+        return _error(exc)
+    print(f"站点 {args.station} 已登记 / station {args.station} registered")
+    return 0
+
+
+def _sync_enqueue(args: argparse.Namespace) -> int:
+    from zhichao.evidence.signing import load_private_key
+    from zhichao.service.sync.outbox import Outbox
+
+    added = present = 0
+    try:
+        with Outbox(Path(args.outbox)) as outbox:
+            for folder in args.packages:
+                _, new = outbox.enqueue_package(Path(folder))
+                added, present = added + new, present + (not new)
+            if args.passages:
+                if not args.station or not args.key:
+                    raise ValueError("--passages needs --station and --key")
+                key = load_private_key(Path(args.key))
+                path = Path(args.passages)
+                for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise ValueError(f"{path}:{n}: not JSON ({exc})") from None
+                    _, new = outbox.enqueue_passage(record, args.station, key)
+                    added, present = added + new, present + (not new)
+            depth = outbox.depth()
+    except (ZhichaoError, OSError, ValueError) as exc:
+        return _error(exc)
+    print(json.dumps({"added": added, "already_present": present, "depth": depth}))
+    return 0
+
+
+def _sync_push(args: argparse.Namespace) -> int:
+    from zhichao.evidence.signing import load_public_key
+    from zhichao.service.sync.outbox import Outbox
+    from zhichao.service.sync.uploader import Backoff, Uploader
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        center_key = load_public_key(Path(args.center_key))
+        outbox = Outbox(Path(args.outbox))
+    except (ZhichaoError, OSError) as exc:
+        return _error(exc)
+    uploader = Uploader(outbox, args.center, center_key,
+                        log_dir=Path(args.log) if args.log else None,
+                        backoff=Backoff(args.base_delay_s, args.max_delay_s),
+                        timeout_s=args.timeout_s)
+    try:
+        summary = uploader.run(until_empty=args.until_empty, max_runtime_s=args.max_runtime_s,
+                               poll_s=args.poll_s)
+    finally:
+        uploader.close()
+    result = {**summary.as_dict(), "depth": outbox.depth()}
+    outbox.close()
+    print(json.dumps(result, ensure_ascii=False))
+    return 0 if result["refused"] == 0 and (result["depth"] == 0 or not args.until_empty) else 1
+
+
+def _sync_status(args: argparse.Namespace) -> int:
+    from zhichao.service.sync.outbox import Outbox
+
+    try:
+        with Outbox(Path(args.outbox)) as outbox:
+            status = outbox.status()
+    except (ZhichaoError, OSError) as exc:
+        return _error(exc)
+    print(json.dumps(status, ensure_ascii=False, indent=1))
+    return 1 if status["refused"] else 0
