@@ -1,0 +1,157 @@
+"""Service fixtures: the same tests on SQLite and on a real PostgreSQL.
+
+PostgreSQL (``ZHICHAO_TEST_PG_URL``, default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``)
+is skipped with the reason when no server answers, and REQUIRED when ``CI`` is set. Every
+database fixture gets its own schema (random name), dropped afterwards, so parallel runs do
+not clash.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.evidence.conftest import case_dict
+from zhichao.evidence.inputs import CaseInputs
+from zhichao.evidence.merkle import MerkleLog
+from zhichao.evidence.package import Station, seal_package
+from zhichao.evidence.signing import generate_key
+from zhichao.service import accounts, ingest
+from zhichao.service.db import drop_schema, make_engine, session_factory, transaction, upgrade
+from zhichao.service.models import Case, User
+
+PG_URL = os.environ.get("ZHICHAO_TEST_PG_URL",
+                        "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PASSWORD = "correct horse battery staple"
+_pg_state: dict[str, str | None] = {}
+
+
+def _pg_unavailable() -> str | None:
+    """None when PostgreSQL answers, else why not (checked once per run)."""
+    if "reason" not in _pg_state:
+        try:
+            probe = make_engine(PG_URL)
+            with probe.connect() as conn:
+                conn.execute(text("select 1"))
+            probe.dispose()
+            _pg_state["reason"] = None
+        except Exception as exc:  # any failure to connect means "no server here"
+            _pg_state["reason"] = f"PostgreSQL at {PG_URL} not reachable: {exc!s:.200}"
+    return _pg_state["reason"]
+
+
+def new_engine(backend: str, tmp_path: Path) -> tuple[Engine, str | None]:
+    if backend == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'service.db'}")
+        upgrade(engine)
+        return engine, None
+    reason = _pg_unavailable()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set, so PostgreSQL is required: {reason}")
+        pytest.skip(reason)
+    schema = f"zt_{secrets.token_hex(6)}"
+    engine = make_engine(PG_URL, schema=schema)
+    upgrade(engine)
+    return engine, schema
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], scope="module")
+def db(request: pytest.FixtureRequest,
+       tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """A migrated database shared by one test module (tests create their own rows)."""
+    engine, schema = new_engine(request.param, tmp_path_factory.mktemp(request.param))
+    yield engine
+    if schema is not None:
+        drop_schema(engine)
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A migrated, empty database for one test."""
+    engine, schema = new_engine(request.param, tmp_path)
+    yield engine
+    if schema is not None:
+        drop_schema(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def sessions(db: Engine) -> sessionmaker[Session]:
+    return session_factory(db)
+
+
+@dataclass
+class Sealed:
+    directory: Path
+    manifest: dict[str, Any]
+    manifest_sha256: str
+
+
+@pytest.fixture(scope="session")
+def sealed(tmp_path_factory: pytest.TempPathFactory) -> Sealed:
+    """One real sealed package (documents skipped for speed) from the evidence stage."""
+    root = tmp_path_factory.mktemp("sealed")
+    base = root / "in"
+    base.mkdir()
+    station = Station("S001", "zhichao-station-S001", generate_key())
+    log = MerkleLog(root / "log", origin=station.origin, create=True, fsync=False)
+    try:
+        result = seal_package(CaseInputs.from_json(case_dict(base)), root / "pkg",
+                              station=station, log=log, base_dir=base,
+                              renderer=lambda *_: {})
+    finally:
+        log.close()
+    raw = (result.directory / "manifest.json").read_bytes()
+    return Sealed(result.directory, json.loads(raw), hashlib.sha256(raw).hexdigest())
+
+
+def variant(sealed: Sealed, *, plate: str | None = None, penalty: Any = "keep",
+            status: str | None = None) -> tuple[dict[str, Any], str]:
+    """A copy of the sealed manifest under a new package id (for many cases per test)."""
+    manifest = copy.deepcopy(sealed.manifest)
+    manifest["package_id"] = f"{manifest['package_id']}-{uuid.uuid4().hex[:10]}"
+    if plate is not None:
+        manifest["case"]["plate"]["text"] = plate
+    if penalty != "keep":
+        manifest["case"]["penalty"] = penalty
+    if status is not None:
+        manifest["case"]["eligibility"]["status"] = status
+    digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+    return manifest, digest
+
+
+def new_case(sessions: sessionmaker[Session], sealed: Sealed, **kw: Any) -> Case:
+    manifest, digest = variant(sealed, **kw)
+    with transaction(sessions) as s:
+        case = ingest.register_ingested_package(s, manifest, sealed.directory,
+                                                manifest_sha256=digest)
+    assert isinstance(case, Case)
+    return case
+
+
+def new_user(sessions: sessionmaker[Session], *roles: str,
+             station_id: str | None = None) -> User:
+    with transaction(sessions) as s:
+        return accounts.create_user(
+            s, username=f"u{uuid.uuid4().hex[:12]}", password=PASSWORD,
+            display_name_zh="测试用户", roles=roles,
+            station_id=station_id or ("S009" if "station_operator" in roles else None))
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]

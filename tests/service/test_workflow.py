@@ -1,0 +1,348 @@
+"""Every transition, its permissions and deadlines, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.service.conftest import Sealed, new_case, new_user, utc
+from zhichao.service import audit, workflow
+from zhichao.service.db import transaction
+from zhichao.service.errors import (
+    ConcurrentUpdateError,
+    DeadlineError,
+    InvalidInputError,
+    PermissionDeniedError,
+    WorkflowError,
+)
+from zhichao.service.models import AuditEntry, Case, CaseEvent, Decision, User
+from zhichao.service.workdays import DeadlinePolicy
+
+POLICY = DeadlinePolicy()
+NOTIFY_AT = utc(2026, 2, 13, 2, 0)  # Friday 13 Feb 2026, 10:00 in Beijing
+AFTER_DEADLINES = utc(2026, 3, 2, 2, 0)
+
+
+class Crew:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.tech = new_user(sessions, "technical_reviewer")
+        self.tech2 = new_user(sessions, "technical_reviewer")
+        self.legal = new_user(sessions, "legal_reviewer")
+        self.both = new_user(sessions, "technical_reviewer", "legal_reviewer")
+        self.boss = new_user(sessions, "decision_maker")
+        self.auditor = new_user(sessions, "auditor")
+        self.operator = new_user(sessions, "station_operator", station_id="S001")
+        self.local_tech = new_user(sessions, "technical_reviewer", station_id="S001")
+
+
+@pytest.fixture(scope="module")
+def crew(db: Any) -> Crew:
+    from zhichao.service.db import session_factory
+    return Crew(session_factory(db))
+
+
+def act(sessions: sessionmaker[Session], case_id: int, fn: Any, user: User, **kw: Any) -> Any:
+    with transaction(sessions) as s:
+        case = s.get(Case, case_id)
+        assert case is not None
+        result = fn(s, case, s.get(User, user.id), **kw)
+        s.flush()
+        return result if not isinstance(result, Case) else case
+
+
+def to_notified(sessions: sessionmaker[Session], sealed: Sealed, crew: Crew,
+                **case_kw: Any) -> Case:
+    case = new_case(sessions, sealed, **case_kw)
+    act(sessions, case.id, workflow.technical_review, crew.tech, approve=True)
+    act(sessions, case.id, workflow.legal_review, crew.legal, approve=True)
+    act(sessions, case.id, workflow.open_and_notify, crew.boss, channel="sms", policy=POLICY,
+        hearing_right=True, now=NOTIFY_AT)
+    with transaction(sessions) as s:
+        got = s.get(Case, case.id)
+        assert got is not None
+        return got
+
+
+def test_full_walk_logs_every_transition(sessions: sessionmaker[Session], sealed: Sealed,
+                                         crew: Crew) -> None:
+    case = new_case(sessions, sealed)
+    assert case.state == "technical_review"
+    assert case.proposed_outcome == "fine" and case.proposed_fine_yuan
+    act(sessions, case.id, workflow.technical_review, crew.tech, approve=True,
+        expected_version=case.version)
+    act(sessions, case.id, workflow.legal_review, crew.legal, approve=True)
+    notice = act(sessions, case.id, workflow.open_and_notify, crew.boss, channel="sms",
+                 policy=POLICY, hearing_right=False, now=NOTIFY_AT)
+    assert notice.statement_due == date(2026, 2, 28) and notice.hearing_request_due is None
+    assert "陈述和申辩" in notice.text_zh
+    with transaction(sessions) as s:
+        c = s.get(Case, case.id)
+        assert c is not None and c.decision_due == date(2026, 5, 14)  # 13 Feb + 90 days
+        st = workflow.add_statement(s, c, kind="statement", text="车辆未超载，请复核。",
+                                    contact=None, actor_label="owner", max_chars=5000,
+                                    now=NOTIFY_AT + timedelta(days=3))
+        statement_id = st.id
+    with pytest.raises(WorkflowError, match="not answered"):
+        act(sessions, case.id, workflow.close_statements, crew.legal, now=AFTER_DEADLINES)
+    act(sessions, case.id, workflow.answer_statement, crew.legal, statement_id=statement_id,
+        response="经复核，称重数据有效。")
+    act(sessions, case.id, workflow.close_statements, crew.legal, now=AFTER_DEADLINES)
+    decision = act(sessions, case.id, workflow.decide, crew.boss, outcome="fine",
+                   fine_yuan=case.proposed_fine_yuan, reasons="事实清楚，证据确凿。",
+                   now=AFTER_DEADLINES)
+    assert isinstance(decision, Decision)
+    act(sessions, case.id, workflow.serve, crew.boss, channel="post",
+        now=AFTER_DEADLINES + timedelta(days=1))
+    act(sessions, case.id, workflow.publish, crew.boss)
+    act(sessions, case.id, workflow.archive, crew.boss)
+    with transaction(sessions) as s:
+        events = s.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id)
+                           .order_by(CaseEvent.id)).all()
+        assert [e.to_state for e in events] == [
+            "legal_review", "approved", "notified", "statements_closed", "decided", "served",
+            "published", "archived"]
+        assert all(e.actor_label.startswith("user:") and e.time_utc.tzinfo for e in events)
+        transitions = s.scalars(select(AuditEntry).where(
+            AuditEntry.object_id == str(case.id), AuditEntry.action == "case.transition")).all()
+        assert len(transitions) == len(events)
+        assert audit.verify_chain(s) == []
+
+
+@pytest.mark.parametrize("stage", ["technical", "legal"])
+def test_rejection_needs_a_reason_and_keeps_the_case(sessions: sessionmaker[Session],
+                                                     sealed: Sealed, crew: Crew,
+                                                     stage: str) -> None:
+    case = new_case(sessions, sealed)
+    if stage == "legal":
+        act(sessions, case.id, workflow.technical_review, crew.tech, approve=True)
+    fn = workflow.technical_review if stage == "technical" else workflow.legal_review
+    user = crew.tech if stage == "technical" else crew.legal
+    for reason in (None, "   "):
+        with pytest.raises(InvalidInputError, match="reason"):
+            act(sessions, case.id, fn, user, approve=False, reason=reason)
+    act(sessions, case.id, fn, user, approve=False, reason="号牌不清晰")
+    with transaction(sessions) as s:
+        got = s.get(Case, case.id)
+        assert got is not None and got.state == "rejected"
+        assert got.events[-1].reason_zh == "号牌不清晰"
+    act(sessions, case.id, workflow.archive, crew.legal)
+
+
+def test_roles_are_checked_at_every_transition(sessions: sessionmaker[Session], sealed: Sealed,
+                                               crew: Crew) -> None:
+    case = new_case(sessions, sealed)
+    for user in (crew.legal, crew.boss, crew.auditor, crew.operator):
+        with pytest.raises(PermissionDeniedError):
+            act(sessions, case.id, workflow.technical_review, user, approve=True)
+    act(sessions, case.id, workflow.technical_review, crew.tech, approve=True)
+    for user in (crew.tech, crew.boss, crew.auditor):
+        with pytest.raises(PermissionDeniedError):
+            act(sessions, case.id, workflow.legal_review, user, approve=True)
+    act(sessions, case.id, workflow.legal_review, crew.legal, approve=True)
+    for user in (crew.tech, crew.legal, crew.auditor):
+        with pytest.raises(PermissionDeniedError):
+            act(sessions, case.id, workflow.open_and_notify, user, channel="sms",
+                policy=POLICY, hearing_right=True)
+    notified = to_notified(sessions, sealed, crew)
+    with pytest.raises(PermissionDeniedError):
+        act(sessions, notified.id, workflow.close_statements, crew.boss, now=AFTER_DEADLINES)
+
+
+def test_wrong_state_is_refused(sessions: sessionmaker[Session], sealed: Sealed,
+                                crew: Crew) -> None:
+    case = new_case(sessions, sealed)
+    with pytest.raises(WorkflowError) as info:
+        act(sessions, case.id, workflow.legal_review, crew.legal, approve=True)
+    assert "待技术审核" in info.value.message_zh
+    with pytest.raises(WorkflowError):
+        act(sessions, case.id, workflow.decide, crew.boss, outcome="fine", fine_yuan=1,
+            reasons="x")
+    with pytest.raises(WorkflowError):
+        act(sessions, case.id, workflow.archive, crew.boss)
+
+
+def test_four_eyes(sessions: sessionmaker[Session], sealed: Sealed, crew: Crew) -> None:
+    case = new_case(sessions, sealed)
+    act(sessions, case.id, workflow.technical_review, crew.both, approve=True)
+    with pytest.raises(PermissionDeniedError, match="four eyes"):
+        act(sessions, case.id, workflow.legal_review, crew.both, approve=True)
+    act(sessions, case.id, workflow.legal_review, crew.legal, approve=True)
+
+
+def test_nobody_reviews_their_own_stations_manual_override(
+        sessions: sessionmaker[Session], sealed: Sealed, crew: Crew) -> None:
+    case = new_case(sessions, sealed)
+    other_station = new_user(sessions, "station_operator", station_id="S777")
+    with pytest.raises(PermissionDeniedError):
+        act(sessions, case.id, workflow.mark_manual_override, other_station, reason="人工识别")
+    with pytest.raises(InvalidInputError):
+        act(sessions, case.id, workflow.mark_manual_override, crew.operator, reason="")
+    act(sessions, case.id, workflow.mark_manual_override, crew.operator,
+        reason="号牌由人工识别为浙J12345")
+    with pytest.raises(PermissionDeniedError, match="own station"):
+        act(sessions, case.id, workflow.technical_review, crew.local_tech, approve=True,
+            reason="已核对")
+    act(sessions, case.id, workflow.technical_review, crew.tech2, approve=True, reason="已核对")
+
+
+def test_manual_review_cases_need_a_reason_to_approve(sessions: sessionmaker[Session],
+                                                      sealed: Sealed, crew: Crew) -> None:
+    case = new_case(sessions, sealed, status="MANUAL_REVIEW")
+    with pytest.raises(InvalidInputError):
+        act(sessions, case.id, workflow.technical_review, crew.tech, approve=True)
+    act(sessions, case.id, workflow.technical_review, crew.tech, approve=True,
+        reason="人工核对图像，轴数一致")
+
+
+def test_undetermined_hearing_right_must_be_decided_by_a_person(
+        sessions: sessionmaker[Session], sealed: Sealed, crew: Crew) -> None:
+    penalty = dict(sealed.manifest["case"]["penalty"], hearing_right=None)
+    case = new_case(sessions, sealed, penalty=penalty)
+    assert case.hearing_right == "undetermined"
+    act(sessions, case.id, workflow.technical_review, crew.tech, approve=True)
+    act(sessions, case.id, workflow.legal_review, crew.legal, approve=True)
+    with pytest.raises(InvalidInputError, match="hearing_right"):
+        act(sessions, case.id, workflow.open_and_notify, crew.boss, channel="sms",
+            policy=POLICY, now=NOTIFY_AT)
+    notice = act(sessions, case.id, workflow.open_and_notify, crew.boss, channel="sms",
+                 policy=POLICY, hearing_right=True, now=NOTIFY_AT)
+    assert notice.hearing_request_due == date(2026, 2, 27)  # 5 working days over 春节
+
+
+def test_deadlines_for_statements_hearings_and_decisions(sessions: sessionmaker[Session],
+                                                         sealed: Sealed, crew: Crew) -> None:
+    case = to_notified(sessions, sealed, crew)
+    assert case.statement_due == date(2026, 2, 28)
+    assert case.hearing_request_due == date(2026, 2, 27)
+    late_hearing = utc(2026, 2, 27, 16, 30)  # 28 Feb 00:30 in Beijing
+    with transaction(sessions) as s:
+        c = s.get(Case, case.id)
+        assert c is not None
+        with pytest.raises(DeadlineError, match="hearing"):
+            workflow.add_statement(s, c, kind="hearing_request", text="申请听证", contact=None,
+                                   actor_label="owner", max_chars=100, now=late_hearing)
+        workflow.add_statement(s, c, kind="statement", text="最后一天提交", contact=None,
+                               actor_label="owner", max_chars=100, now=late_hearing)
+    with pytest.raises(DeadlineError):  # statement period still running on 28 Feb
+        act(sessions, case.id, workflow.close_statements, crew.legal, now=late_hearing)
+    with transaction(sessions) as s:
+        c = s.get(Case, case.id)
+        assert c is not None
+        with pytest.raises(DeadlineError, match="statement"):
+            workflow.add_statement(s, c, kind="statement", text="晚了", contact=None,
+                                   actor_label="owner", max_chars=100, now=AFTER_DEADLINES)
+
+
+def test_requested_hearing_must_be_held_before_closing(sessions: sessionmaker[Session],
+                                                       sealed: Sealed, crew: Crew) -> None:
+    case = to_notified(sessions, sealed, crew)
+    with transaction(sessions) as s:
+        c = s.get(Case, case.id)
+        assert c is not None
+        workflow.add_statement(s, c, kind="hearing_request", text="申请听证", contact=None,
+                               actor_label="owner", max_chars=100, now=NOTIFY_AT)
+    with pytest.raises(WorkflowError) as info:
+        act(sessions, case.id, workflow.close_statements, crew.legal, now=AFTER_DEADLINES)
+    with transaction(sessions) as s:  # the hearing request counts as a statement to answer
+        c = s.get(Case, case.id)
+        assert c is not None
+        st = s.scalars(select(workflow.Statement).where(
+            workflow.Statement.case_id == c.id)).one()
+        workflow.answer_statement(s, c, s.get(User, crew.legal.id), statement_id=st.id,
+                                  response="定于3月3日举行听证")
+    with pytest.raises(WorkflowError) as info:
+        act(sessions, case.id, workflow.close_statements, crew.legal, now=AFTER_DEADLINES)
+    assert "听证" in info.value.message_zh
+    act(sessions, case.id, workflow.record_hearing, crew.legal,
+        held_utc=utc(2026, 3, 3, 2), summary="当事人到场陈述", now=utc(2026, 3, 4))
+    act(sessions, case.id, workflow.close_statements, crew.legal, now=utc(2026, 3, 4))
+
+
+@pytest.mark.parametrize(("outcome", "fine", "ok"), [
+    ("fine", "proposed", True), ("fine", "proposed+1", False), ("reduced", "half", True),
+    ("reduced", "proposed", False), ("reduced", "proposed+1", False), ("warning", 0, True),
+    ("no_penalty", 0, True), ("no_penalty", 100, False), ("made_up", 0, False),
+])
+def test_decision_never_heavier_than_proposed(sessions: sessionmaker[Session], sealed: Sealed,
+                                              crew: Crew, outcome: str, fine: Any,
+                                              ok: bool) -> None:
+    case = to_notified(sessions, sealed, crew)
+    act(sessions, case.id, workflow.close_statements, crew.legal, now=AFTER_DEADLINES)
+    proposed = case.proposed_fine_yuan or 0
+    amount = {"proposed": proposed, "proposed+1": proposed + 1,
+              "half": proposed // 2}.get(fine, fine)
+    with pytest.raises(InvalidInputError, match="reasons"):
+        act(sessions, case.id, workflow.decide, crew.boss, outcome=outcome, fine_yuan=amount,
+            reasons=" ")
+    if ok:
+        d = act(sessions, case.id, workflow.decide, crew.boss, outcome=outcome,
+                fine_yuan=amount, reasons="依法裁量", now=AFTER_DEADLINES)
+        assert d.fine_yuan == amount
+    else:
+        with pytest.raises(InvalidInputError):
+            act(sessions, case.id, workflow.decide, crew.boss, outcome=outcome,
+                fine_yuan=amount, reasons="依法裁量")
+
+
+def test_stale_expected_version_is_refused(sessions: sessionmaker[Session], sealed: Sealed,
+                                           crew: Crew) -> None:
+    case = new_case(sessions, sealed)
+    act(sessions, case.id, workflow.technical_review, crew.tech, approve=True)
+    with pytest.raises(ConcurrentUpdateError):
+        act(sessions, case.id, workflow.legal_review, crew.legal, approve=True,
+            expected_version=case.version)
+
+
+def test_two_concurrent_sessions_cannot_both_decide(sessions: sessionmaker[Session],
+                                                    sealed: Sealed, crew: Crew) -> None:
+    """Two real sessions load the same version; both write; exactly one commit wins."""
+    case = new_case(sessions, sealed)
+    other = new_user(sessions, "technical_reviewer")
+    loaded = threading.Barrier(2)
+    outcomes: dict[str, str] = {}
+
+    def review(name: str, user: User, approve: bool) -> None:
+        try:
+            with transaction(sessions) as s:
+                c = s.get(Case, case.id)
+                assert c is not None
+                loaded.wait(timeout=10)  # both have read version 1 before either writes
+                workflow.technical_review(s, c, s.get(User, user.id), approve=approve,
+                                          reason="并发测试")
+                s.flush()
+            outcomes[name] = "committed"
+        except ConcurrentUpdateError:
+            outcomes[name] = "conflict"
+        except WorkflowError:
+            outcomes[name] = "state"
+
+    threads = [threading.Thread(target=review, args=("a", crew.tech, True)),
+               threading.Thread(target=review, args=("b", other, False))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(outcomes.values()) == ["committed", "conflict"], outcomes
+    with transaction(sessions) as s:
+        c = s.get(Case, case.id)
+        assert c is not None and c.version == case.version + 1
+        assert len(c.events) == 1
+
+
+def test_overdue_cases_are_surfaced(sessions: sessionmaker[Session], sealed: Sealed,
+                                    crew: Crew) -> None:
+    case = to_notified(sessions, sealed, crew)
+    with transaction(sessions) as s:
+        early = {o.case_id for o in workflow.overdue_cases(s, now=NOTIFY_AT)}
+        waiting = [o for o in workflow.overdue_cases(s, now=AFTER_DEADLINES)
+                   if o.case_id == case.id]
+        late = [o for o in workflow.overdue_cases(s, now=utc(2026, 5, 15, 2))
+                if o.case_id == case.id]
+    assert case.id not in early
+    assert waiting and "陈述申辩期限已届满" in waiting[0].what_zh
+    assert late and "第六十条" in late[0].what_zh and late[0].due == date(2026, 5, 14)

@@ -1,0 +1,142 @@
+"""Accounts, roles, argon2 password hashes and expiring bearer tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from zhichao.service import audit
+from zhichao.service.errors import (
+    AuthenticationError,
+    InvalidInputError,
+    PermissionDeniedError,
+)
+from zhichao.service.models import AuthToken, User, utc_now
+
+ROLES_ZH: dict[str, str] = {
+    "station_operator": "治超站操作员",
+    "technical_reviewer": "技术审核员",
+    "legal_reviewer": "法制审核员",
+    "decision_maker": "处罚决定人",
+    "auditor": "审计员",
+    "administrator": "系统管理员",
+}
+_USERNAME = re.compile(r"^[a-z0-9_.-]{3,64}$")
+MIN_PASSWORD_CHARS = 12
+_hasher = PasswordHasher()
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def user_label(user: User) -> str:
+    return f"user:{user.id}:{user.username}"
+
+
+def create_user(session: Session, *, username: str, password: str, display_name_zh: str,
+                roles: Iterable[str], station_id: str | None = None,
+                actor: str = "system") -> User:
+    """Add an account; refuses unknown roles, weak passwords and duplicate names."""
+    role_list = sorted(set(roles))
+    if not _USERNAME.match(username):
+        raise InvalidInputError(f"username {username!r}: 3–64 of a-z 0-9 _ . -",
+                                "用户名须为 3–64 位小写字母、数字或 _ . -")
+    unknown = [r for r in role_list if r not in ROLES_ZH]
+    if not role_list or unknown:
+        raise InvalidInputError(f"roles: unknown or empty {unknown or role_list}",
+                                "角色无效：" + "、".join(unknown or ["(空)"]))
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise InvalidInputError(f"password: at least {MIN_PASSWORD_CHARS} characters",
+                                f"密码至少 {MIN_PASSWORD_CHARS} 位")
+    if not display_name_zh.strip() or len(display_name_zh) > 100:
+        raise InvalidInputError("display_name_zh: 1–100 characters", "姓名须为 1–100 个字符")
+    if "station_operator" in role_list and not station_id:
+        raise InvalidInputError("station_id: required for a station operator",
+                                "治超站操作员须指定所属站点")
+    if session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise InvalidInputError(f"username {username!r} exists", "用户名已存在")
+    user = User(username=username, display_name_zh=display_name_zh.strip(),
+                roles=",".join(role_list), station_id=station_id,
+                password_hash=hash_password(password), active=True)
+    session.add(user)
+    session.flush()
+    audit.append(session, actor=actor, action="user.create", object_type="user",
+                 object_id=str(user.id), detail={"username": username, "roles": role_list,
+                                                 "station_id": station_id})
+    return user
+
+
+def authenticate(session: Session, *, username: str, password: str) -> User:
+    """The active user with this password; one error for unknown user and wrong password.
+
+    An unknown user costs one argon2 verification too, so timing does not tell them apart.
+    """
+    user = session.scalars(select(User).where(User.username == username)).first()
+    try:
+        _hasher.verify(user.password_hash if user is not None else _DUMMY_HASH, password)
+        ok = user is not None and user.active
+    except (VerificationError, InvalidHashError):
+        ok = False
+    if not ok or user is None:
+        raise AuthenticationError("login failed: unknown user or wrong password",
+                                  "用户名或密码错误")
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    audit.append(session, actor=user_label(user), action="auth.login", object_type="user",
+                 object_id=str(user.id), detail={})
+    return user
+
+
+def record_failed_login(session: Session, *, username: str, client_id: str) -> None:
+    """Audit a failed login (in its own transaction: the failing one is rolled back)."""
+    audit.append(session, actor=f"anonymous:{client_id[:64]}", action="auth.login_failed",
+                 object_type="user", object_id=username[:64], detail={})
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def issue_token(session: Session, user: User, *, ttl_s: int,
+                now: datetime | None = None) -> tuple[str, datetime]:
+    now = now or utc_now()
+    token = secrets.token_urlsafe(32)
+    expires = now + timedelta(seconds=ttl_s)
+    session.add(AuthToken(token_sha256=_digest(token), user_id=user.id, created_utc=now,
+                          expires_utc=expires, revoked=False))
+    session.flush()
+    return token, expires
+
+
+def user_for_token(session: Session, token: str, *, now: datetime | None = None) -> User:
+    now = now or utc_now()
+    row = session.get(AuthToken, _digest(token))
+    if row is None or row.revoked or row.expires_utc <= now:
+        raise AuthenticationError("token unknown, revoked or expired", "登录已失效，请重新登录")
+    user = session.get(User, row.user_id)
+    if user is None or not user.active:
+        raise AuthenticationError("account disabled", "账号已停用")
+    return user
+
+
+def revoke_token(session: Session, token: str) -> None:
+    row = session.get(AuthToken, _digest(token))
+    if row is not None:
+        row.revoked = True
+
+
+def require_role(user: User, *roles: str) -> None:
+    if not user.role_set.intersection(roles):
+        names = "、".join(ROLES_ZH[r] for r in roles)
+        raise PermissionDeniedError(f"user {user.username} lacks role {'|'.join(roles)}",
+                                    f"需要以下角色之一：{names}")

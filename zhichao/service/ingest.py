@@ -1,0 +1,257 @@
+"""Registering what stations send: passages (every weighed vehicle) and sealed packages.
+
+The station → center sync (``zhichao.service.sync``) verifies a package first and then
+hands it over with :func:`register_ingested_package`; a station can also call it on its
+own packages. Both functions are idempotent: the same passage or package registered
+twice returns the existing row; the same ``package_id`` with a different manifest hash is
+refused (:class:`IngestError`), never overwritten.
+
+A case is opened for review only when the package proposes a penalty and the gate did not
+say UNUSABLE; otherwise only the passage is kept (with its eligibility status).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from zhichao.evidence.canonical import canonicalize
+from zhichao.service import audit
+from zhichao.service.errors import IngestError, InvalidInputError
+from zhichao.service.models import Case, Device, Lane, Passage, Site, Vehicle, utc_now
+
+PLATE_COLOURS_ZH: dict[str, str] = {
+    "blue": "蓝", "yellow": "黄", "green": "绿", "yellow_green": "黄绿", "white": "白",
+    "black": "黑",
+}
+_COLOUR_FROM_ZH = {zh: code for code, zh in PLATE_COLOURS_ZH.items()}
+_COLOUR_FROM_ZH.update({"蓝色": "blue", "黄色": "yellow", "绿色": "green", "白色": "white",
+                        "黑色": "black", "渐变绿": "green", "黄绿色": "yellow_green"})
+
+
+def normalise_plate(plate: str | None) -> str | None:
+    """Upper case, no spaces or separator dots (浙A·12345 → 浙A12345)."""
+    if plate is None:
+        return None
+    text = "".join(ch for ch in plate.strip().upper() if ch not in " ·.-•")
+    return text or None
+
+
+def normalise_colour(colour: str | None) -> str | None:
+    """``blue``/``蓝``/``蓝色`` → ``blue``; unknown names → None (a human must look)."""
+    if colour is None:
+        return None
+    text = colour.strip().lower()
+    if text in PLATE_COLOURS_ZH:
+        return text
+    return _COLOUR_FROM_ZH.get(colour.strip())
+
+
+def _time(value: Any, where: str) -> datetime:
+    if not isinstance(value, str):
+        raise IngestError(f"{where}: expected an RFC 3339 time string")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise IngestError(f"{where}: {value!r} is not an RFC 3339 time") from exc
+    if moment.tzinfo is None:
+        raise IngestError(f"{where}: {value!r} has no UTC offset")
+    return moment.astimezone(UTC)
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _obj(parent: dict[str, Any], key: str, where: str, *, required: bool = True) -> Any:
+    value = parent.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, dict):
+        raise IngestError(f"{where}.{key}: expected a JSON object")
+    return value
+
+
+def register_passage(session: Session, record: dict[str, Any], *, station_id: str | None,
+                     plate: str | None = None, plate_colour: str | None = None,
+                     device_id: str | None = None, eligibility_status: str | None = None,
+                     package_id: str | None = None, source_key: str | None = None) -> Passage:
+    """Store one ``zhichao.vehicle/1`` record; idempotent on ``source_key``.
+
+    ``source_key`` defaults to the SHA-256 of the record's canonical JSON.
+    """
+    if not isinstance(record, dict) or record.get("format") != "zhichao.vehicle/1":
+        raise IngestError("vehicle record: expected format zhichao.vehicle/1")
+    key = source_key or hashlib.sha256(canonicalize(record)).hexdigest()
+    existing = session.scalars(select(Passage).where(Passage.source_key == key)).first()
+    if existing is not None:
+        return existing
+    site_id, lane = record.get("site_id"), record.get("lane_id")
+    if not isinstance(site_id, str) or not site_id or lane is None:
+        raise IngestError("vehicle record: site_id and lane_id are required")
+    flags = record.get("flags") or []
+    if not isinstance(flags, list):
+        raise IngestError("vehicle record.flags: expected a list")
+    axle_count = record.get("axle_count")
+    passage = Passage(
+        source_key=key, station_id=station_id, site_id=site_id, lane_code=str(lane),
+        device_id=device_id, time_utc=_time(record.get("time_utc"), "vehicle record.time_utc"),
+        plate=plate, plate_colour=plate_colour, speed_kmh=_num(record.get("speed_kmh")),
+        axle_count=axle_count if isinstance(axle_count, int) else None,
+        gross_weight_kg=_num(record.get("gross_weight_kg")),
+        vehicle_class=record.get("vehicle_class") if isinstance(
+            record.get("vehicle_class"), str) else None,
+        limit_kg=_num(record.get("limit_kg")), excess_kg=_num(record.get("excess_kg")),
+        verdict=record.get("verdict") if isinstance(record.get("verdict"), str) else None,
+        overloaded=bool(record.get("overloaded")), flags=[str(f) for f in flags],
+        eligibility_status=eligibility_status, package_id=package_id)
+    session.add(passage)
+    session.flush()
+    return passage
+
+
+def _ensure_site_lane_device(session: Session, facts: dict[str, Any]) -> None:
+    site = facts.get("site")
+    if isinstance(site, dict) and isinstance(site.get("site_id"), str):
+        if session.get(Site, site["site_id"]) is None:
+            published = site.get("published_utc")
+            session.add(Site(
+                site_id=site["site_id"], name_zh=str(site.get("name_zh") or site["site_id"]),
+                road_zh=site.get("road_zh"), stake_zh=site.get("stake_zh"),
+                jurisdiction=str(site.get("jurisdiction") or "CN"),
+                announcement_zh=site.get("announcement_zh"),
+                announced_utc=None if published is None else _time(published, "site"),
+                authority_zh=site.get("authority_zh"),
+                handling_place_zh=site.get("handling_place_zh")))
+            session.flush()
+        lane_code = str(facts.get("lane_id"))
+        lane = session.scalars(select(Lane).where(Lane.site_id == site["site_id"],
+                                                  Lane.lane_code == lane_code)).first()
+        if lane is None:
+            lane = Lane(site_id=site["site_id"], lane_code=lane_code)
+            session.add(lane)
+            session.flush()
+        device = facts.get("device")
+        if isinstance(device, dict) and isinstance(device.get("device_id"), str) \
+                and session.get(Device, device["device_id"]) is None:
+            session.add(Device(
+                device_id=device["device_id"], lane_id=lane.id,
+                accuracy_class=device.get("accuracy_class"),
+                technical_review_approved=bool(device.get("technical_review_approved")),
+                legal_review_approved=bool(device.get("legal_review_approved")),
+                certificate_number=device.get("certificate_number"),
+                certificate_issuer=device.get("certificate_issuer"),
+                calibration_profile_id=facts.get("calibration_profile")))
+            session.flush()
+
+
+def register_ingested_package(session: Session, manifest: dict[str, Any],
+                              package_path: Path | str, *, manifest_sha256: str,
+                              now: datetime | None = None) -> Case | Passage:
+    """Register a verified package: always its passage, and a case when one is due.
+
+    ``manifest`` is the parsed ``manifest.json`` (``zhichao.evidence/1``) and
+    ``manifest_sha256`` the SHA-256 of its bytes; ``package_path`` where the center keeps
+    the package (directory or ``.zip``). The caller verifies the package first. Returns
+    the :class:`Case` (state ``technical_review``) or, when no case is due, the
+    :class:`Passage`. Runs inside the caller's transaction.
+    """
+    now = now or utc_now()
+    if not isinstance(manifest, dict) or manifest.get("format") != "zhichao.evidence/1":
+        raise IngestError("manifest: expected format zhichao.evidence/1")
+    package_id = manifest.get("package_id")
+    if not isinstance(package_id, str) or not package_id:
+        raise IngestError("manifest.package_id: missing")
+    if len(manifest_sha256) != 64:
+        raise InvalidInputError("manifest_sha256: 64 hex digits")
+    existing = session.scalars(select(Case).where(Case.package_id == package_id)).first()
+    if existing is not None:
+        if existing.manifest_sha256 != manifest_sha256:
+            raise IngestError(f"package {package_id}: registered with manifest "
+                              f"{existing.manifest_sha256}, now {manifest_sha256}; refused",
+                              "同一证据包编号的内容不一致，已拒绝")
+        return existing
+    facts = _obj(manifest, "case", "manifest")
+    station = _obj(manifest, "station", "manifest")
+    vehicle = _obj(facts, "vehicle", "manifest.case")
+    eligibility = _obj(facts, "eligibility", "manifest.case")
+    status = str(eligibility.get("status"))
+    plate = _obj(facts, "plate", "manifest.case", required=False) or {}
+    device = _obj(facts, "device", "manifest.case", required=False) or {}
+    penalty = _obj(facts, "penalty", "manifest.case", required=False)
+    _ensure_site_lane_device(session, facts)
+    passage = register_passage(
+        session, vehicle, station_id=station.get("station_id"),
+        plate=normalise_plate(plate.get("text")),
+        plate_colour=normalise_colour(plate.get("colour")),
+        device_id=device.get("device_id"),
+        eligibility_status=status, package_id=package_id,
+        source_key=f"package:{package_id}")
+    if passage.package_id != package_id:
+        raise IngestError(f"package {package_id}: passage key already used by another package")
+    if penalty is None or penalty.get("outcome") in (None, "none") or status == "UNUSABLE":
+        audit.append(session, actor=f"station:{station.get('station_id')}",
+                     action="package.registered", object_type="passage",
+                     object_id=str(passage.id), now=now,
+                     detail={"package_id": package_id, "manifest_sha256": manifest_sha256,
+                             "case": False})
+        return passage
+    hearing = penalty.get("hearing_right")
+    fine = penalty.get("fine_yuan")
+    site = facts.get("site") or {}
+    basis = penalty.get("basis") if isinstance(penalty.get("basis"), dict) else {}
+    basis_zh = f"《{basis.get('law_zh')}》{basis.get('article_zh')}" if basis else None
+    case = Case(
+        passage_id=passage.id, package_id=package_id, manifest_sha256=manifest_sha256,
+        package_path=str(package_path), station_id=station.get("station_id"),
+        site_id=passage.site_id, jurisdiction=site.get("jurisdiction"),
+        time_utc=passage.time_utc, plate=passage.plate, plate_colour=passage.plate_colour,
+        state="technical_review", eligibility_status=status,
+        proposed_outcome=str(penalty.get("outcome")),
+        proposed_fine_yuan=fine if isinstance(fine, int) else None,
+        hearing_right={True: "yes", False: "no"}.get(hearing, "undetermined"),
+        legal_basis_zh=basis_zh,
+        created_utc=now, updated_utc=now)
+    session.add(case)
+    session.flush()
+    audit.append(session, actor=f"station:{station.get('station_id')}",
+                 action="package.registered", object_type="case", object_id=str(case.id),
+                 now=now, detail={"package_id": package_id, "manifest_sha256": manifest_sha256,
+                                  "case": True})
+    return case
+
+
+def upsert_vehicle(session: Session, *, plate: str, plate_colour: str, vin: str,
+                   licence_file_number: str | None = None, owner_name_zh: str | None = None,
+                   owner_phone: str | None = None) -> Vehicle:
+    """Registration data from the vehicle registry (车管所) that owners prove themselves with."""
+    plate = normalise_plate(plate) or ""
+    colour = normalise_colour(plate_colour)
+    if not plate or colour is None:
+        raise InvalidInputError(f"plate {plate!r} / colour {plate_colour!r}", "号牌或颜色无效")
+    plate_colour = colour
+    vin = vin.strip().upper()
+    if len(vin) != 17 or not vin.isalnum():
+        raise InvalidInputError(f"vin {vin!r}: 17 letters/digits", "车辆识别代号须为 17 位")
+    row = session.scalars(select(Vehicle).where(Vehicle.plate == plate,
+                                                Vehicle.plate_colour == plate_colour)).first()
+    if row is None:
+        row = Vehicle(plate=plate, plate_colour=plate_colour, vin=vin)
+        session.add(row)
+    row.vin = vin
+    row.licence_file_number = licence_file_number
+    row.owner_name_zh = owner_name_zh
+    row.owner_phone = owner_phone
+    row.updated_utc = utc_now()
+    session.flush()
+    return row

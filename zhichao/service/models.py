@@ -1,0 +1,323 @@
+"""SQLAlchemy 2 ORM models (typed ``Mapped[...]``) of the service database.
+
+Every timestamp column is tz-aware UTC (:class:`UTCDateTime`); SQLite, which has no time
+zones, stores naive UTC and gets ``tzinfo=UTC`` back on read. Legal dates (deadlines) are
+plain :class:`datetime.date` values in China time (UTC+8), see ``calendar.py``.
+
+The schema is created only by the Alembic migrations in ``migrations/`` (a test checks
+that the migrated schema equals this metadata). ``audit_log`` is append-only and
+``cases`` rows are never deleted: database triggers refuse it (migration 0001).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always tz-aware UTC in Python, whatever the backend."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given for a UTC column; use datetime.now(UTC)")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON,
+    }
+
+
+class Site(Base):
+    """A published enforcement site (行政处罚法 Art. 41: locations must be published)."""
+
+    __tablename__ = "sites"
+    site_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name_zh: Mapped[str] = mapped_column(String(200))
+    road_zh: Mapped[str | None] = mapped_column(String(200))
+    stake_zh: Mapped[str | None] = mapped_column(String(100))
+    jurisdiction: Mapped[str] = mapped_column(String(16))
+    announcement_zh: Mapped[str | None] = mapped_column(Text)
+    announcement_url: Mapped[str | None] = mapped_column(String(500))
+    announced_utc: Mapped[datetime | None]
+    authority_zh: Mapped[str | None] = mapped_column(String(200))
+    handling_place_zh: Mapped[str | None] = mapped_column(String(300))
+    created_utc: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class Lane(Base):
+    __tablename__ = "lanes"
+    __table_args__ = (UniqueConstraint("site_id", "lane_code", name="uq_lanes_site_lane"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.site_id"))
+    lane_code: Mapped[str] = mapped_column(String(16))
+    direction_zh: Mapped[str | None] = mapped_column(String(100))
+
+
+class Device(Base):
+    """A WIM device with its approvals, verification certificate, calibration and health."""
+
+    __tablename__ = "devices"
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    lane_id: Mapped[int | None] = mapped_column(ForeignKey("lanes.id"))
+    accuracy_class: Mapped[str | None] = mapped_column(String(16))
+    technical_review_approved: Mapped[bool] = mapped_column(Boolean, default=False)
+    technical_review_date: Mapped[date | None] = mapped_column(Date)
+    legal_review_approved: Mapped[bool] = mapped_column(Boolean, default=False)
+    legal_review_date: Mapped[date | None] = mapped_column(Date)
+    certificate_number: Mapped[str | None] = mapped_column(String(100))
+    certificate_issuer: Mapped[str | None] = mapped_column(String(200))
+    certificate_valid_from: Mapped[datetime | None]
+    certificate_valid_to: Mapped[datetime | None]
+    calibration_profile_id: Mapped[str | None] = mapped_column(String(100))
+    health: Mapped[str] = mapped_column(String(32), default="unknown")
+    health_detail: Mapped[str | None] = mapped_column(Text)
+    health_updated_utc: Mapped[datetime | None]
+
+
+class Vehicle(Base):
+    """Registration data (行驶证) imported from the vehicle registry; owners prove with it."""
+
+    __tablename__ = "vehicles"
+    __table_args__ = (UniqueConstraint("plate", "plate_colour", name="uq_vehicles_plate"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    plate: Mapped[str] = mapped_column(String(16))
+    plate_colour: Mapped[str] = mapped_column(String(16))
+    vin: Mapped[str] = mapped_column(String(17))
+    licence_file_number: Mapped[str | None] = mapped_column(String(32))
+    owner_name_zh: Mapped[str | None] = mapped_column(String(200))
+    owner_phone: Mapped[str | None] = mapped_column(String(32))
+    updated_utc: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class Passage(Base):
+    """Every weighed vehicle (overloaded or not): statistics and drift need all of them."""
+
+    __tablename__ = "passages"
+    __table_args__ = (
+        Index("ix_passages_plate", "plate", "plate_colour"),
+        Index("ix_passages_site_time", "site_id", "time_utc"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_key: Mapped[str] = mapped_column(String(100), unique=True)
+    station_id: Mapped[str | None] = mapped_column(String(64))
+    site_id: Mapped[str] = mapped_column(String(64))
+    lane_code: Mapped[str] = mapped_column(String(16))
+    device_id: Mapped[str | None] = mapped_column(String(64))
+    time_utc: Mapped[datetime]
+    plate: Mapped[str | None] = mapped_column(String(16))
+    plate_colour: Mapped[str | None] = mapped_column(String(16))
+    speed_kmh: Mapped[float | None]
+    axle_count: Mapped[int | None]
+    gross_weight_kg: Mapped[float | None]
+    vehicle_class: Mapped[str | None] = mapped_column(String(64))
+    limit_kg: Mapped[float | None]
+    excess_kg: Mapped[float | None]
+    verdict: Mapped[str | None] = mapped_column(String(32))
+    overloaded: Mapped[bool] = mapped_column(Boolean, default=False)
+    flags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    eligibility_status: Mapped[str | None] = mapped_column(String(32))
+    package_id: Mapped[str | None] = mapped_column(String(200))
+    received_utc: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class Case(Base):
+    """An enforcement case built on one sealed evidence package. Never deleted."""
+
+    __tablename__ = "cases"
+    __table_args__ = (
+        Index("ix_cases_plate", "plate", "plate_colour"),
+        Index("ix_cases_state", "state"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    passage_id: Mapped[int] = mapped_column(ForeignKey("passages.id"), unique=True)
+    package_id: Mapped[str] = mapped_column(String(200), unique=True)
+    manifest_sha256: Mapped[str] = mapped_column(String(64))
+    package_path: Mapped[str] = mapped_column(String(1000))
+    station_id: Mapped[str | None] = mapped_column(String(64))
+    site_id: Mapped[str] = mapped_column(String(64))
+    jurisdiction: Mapped[str | None] = mapped_column(String(16))
+    time_utc: Mapped[datetime]
+    plate: Mapped[str | None] = mapped_column(String(16))
+    plate_colour: Mapped[str | None] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(32))
+    eligibility_status: Mapped[str] = mapped_column(String(32))
+    proposed_outcome: Mapped[str | None] = mapped_column(String(32))
+    proposed_fine_yuan: Mapped[int | None]
+    hearing_right: Mapped[str | None] = mapped_column(String(16))
+    legal_basis_zh: Mapped[str | None] = mapped_column(Text)
+    manual_override: Mapped[bool] = mapped_column(Boolean, default=False)
+    manual_override_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    manual_override_reason: Mapped[str | None] = mapped_column(Text)
+    technical_reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    legal_reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    hearing_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    hearing_held_utc: Mapped[datetime | None]
+    hearing_summary_zh: Mapped[str | None] = mapped_column(Text)
+    opened_utc: Mapped[datetime | None]
+    statement_due: Mapped[date | None] = mapped_column(Date)
+    hearing_request_due: Mapped[date | None] = mapped_column(Date)
+    decision_due: Mapped[date | None] = mapped_column(Date)
+    serve_due: Mapped[date | None] = mapped_column(Date)
+    published_utc: Mapped[datetime | None]
+    created_utc: Mapped[datetime] = mapped_column(default=utc_now)
+    updated_utc: Mapped[datetime] = mapped_column(default=utc_now)
+
+    events: Mapped[list[CaseEvent]] = relationship(order_by="CaseEvent.id", viewonly=True)
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 (SQLAlchemy reads it)
+
+
+class CaseEvent(Base):
+    """One state transition of a case: who, when, why."""
+
+    __tablename__ = "case_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    from_state: Mapped[str | None] = mapped_column(String(32))
+    to_state: Mapped[str] = mapped_column(String(32))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    actor_label: Mapped[str] = mapped_column(String(200))
+    time_utc: Mapped[datetime]
+    reason_zh: Mapped[str | None] = mapped_column(Text)
+
+
+class Review(Base):
+    __tablename__ = "reviews"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(16))  # technical | legal
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    approved: Mapped[bool] = mapped_column(Boolean)
+    reason_zh: Mapped[str | None] = mapped_column(Text)
+    time_utc: Mapped[datetime]
+
+
+class Notice(Base):
+    """告知 (before the decision) and 决定书 service records."""
+
+    __tablename__ = "notices"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # notification | decision
+    issued_utc: Mapped[datetime]
+    channel: Mapped[str] = mapped_column(String(32))
+    statement_due: Mapped[date | None] = mapped_column(Date)
+    hearing_request_due: Mapped[date | None] = mapped_column(Date)
+    text_zh: Mapped[str] = mapped_column(Text)
+
+
+class Statement(Base):
+    """陈述申辩 or a hearing request filed by the party."""
+
+    __tablename__ = "statements"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # statement | hearing_request
+    text_zh: Mapped[str] = mapped_column(Text)
+    contact: Mapped[str | None] = mapped_column(String(100))
+    filed_utc: Mapped[datetime]
+    handled_utc: Mapped[datetime | None]
+    handled_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    response_zh: Mapped[str | None] = mapped_column(Text)
+    attachments: Mapped[list[Attachment]] = relationship(order_by="Attachment.id")
+
+
+class Attachment(Base):
+    __tablename__ = "attachments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    statement_id: Mapped[int] = mapped_column(ForeignKey("statements.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(200))
+    media_type: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int]
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Decision(Base):
+    __tablename__ = "decisions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), unique=True)
+    outcome: Mapped[str] = mapped_column(String(16))  # warning | fine | reduced | no_penalty
+    fine_yuan: Mapped[int] = mapped_column(Integer, default=0)
+    reasons_zh: Mapped[str] = mapped_column(Text)
+    decided_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    decided_utc: Mapped[datetime]
+    served_utc: Mapped[datetime | None]
+    served_channel: Mapped[str | None] = mapped_column(String(32))
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name_zh: Mapped[str] = mapped_column(String(100))
+    roles: Mapped[str] = mapped_column(String(200))  # comma-separated role names
+    station_id: Mapped[str | None] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_utc: Mapped[datetime] = mapped_column(default=utc_now)
+
+    @property
+    def role_set(self) -> frozenset[str]:
+        return frozenset(r for r in self.roles.split(",") if r)
+
+
+class AuthToken(Base):
+    """A bearer session token; only its SHA-256 is stored."""
+
+    __tablename__ = "auth_tokens"
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_utc: Mapped[datetime]
+    expires_utc: Mapped[datetime]
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AuditEntry(Base):
+    """Append-only, hash-chained audit log. The database refuses UPDATE and DELETE."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    time_utc: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_sha256: Mapped[str] = mapped_column(String(64))
+    entry_sha256: Mapped[str] = mapped_column(String(64), unique=True)

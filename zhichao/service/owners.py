@@ -1,0 +1,396 @@
+"""The owner portal's service functions: query, record view, package, statements, 公示.
+
+Identification: plate + plate colour + the last 6 characters of the VIN (or the 行驶证
+file number), never the plate alone. The answer to "no such vehicle", "wrong VIN" and
+"right VIN but no case" is the same JSON (:data:`NOTHING_FOUND`), and every query —
+found or not — does the same database work and is padded to at least
+``Settings.owner_query_min_duration_ms``, so neither shape nor timing tells them apart.
+Queries are rate-limited per client and per plate (in memory, per process).
+
+A successful query returns a short-lived owner token (HMAC-signed, no table) naming the
+cases it may open; every view of a record or its evidence is written to the audit log.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import io
+import json
+import threading
+import time
+import zipfile
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from zhichao.service import audit, workflow
+from zhichao.service.errors import (
+    AuthenticationError,
+    InvalidInputError,
+    NotFoundError,
+    RateLimitedError,
+)
+from zhichao.service.ingest import PLATE_COLOURS_ZH, normalise_colour, normalise_plate
+from zhichao.service.models import Attachment, Case, Decision, Passage, Site, Statement, Vehicle
+from zhichao.service.models import utc_now as _utc_now
+from zhichao.service.settings import Settings
+from zhichao.service.workdays import china_date
+
+NOTHING_FOUND: dict[str, Any] = {
+    "records": [], "owner_token": None,
+    "message_zh": "未查询到与所填信息相符的记录。请核对号牌、号牌颜色和车辆识别代号后六位"
+                  "（或行驶证档案编号）。",
+}
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"%PDF-", "application/pdf"),
+)
+
+
+class RateLimiter:
+    """Sliding-window counters per key; thread-safe; ``clock`` is injectable for tests."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._hits: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, key: str, *, limit: int, window_s: float) -> None:
+        now = self._clock()
+        with self._lock:
+            window = self._hits.setdefault(key, deque())
+            while window and window[0] <= now - window_s:
+                window.popleft()
+            if len(window) >= limit:
+                raise RateLimitedError(f"rate limit for {key.split(':', 1)[0]}")
+            window.append(now)
+            if len(self._hits) > 100_000:  # forget idle keys so memory stays bounded
+                for k in [k for k, w in self._hits.items() if not w or w[-1] <= now - 3600]:
+                    del self._hits[k]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True)
+class OwnerGrant:
+    vehicle_id: int
+    case_ids: frozenset[int]
+    expires_epoch_s: int
+
+
+def make_owner_token(settings: Settings, grant: OwnerGrant) -> str:
+    body = json.dumps({"v": grant.vehicle_id, "c": sorted(grant.case_ids),
+                       "exp": grant.expires_epoch_s}, separators=(",", ":")).encode()
+    mac = hmac.new(settings.secret_key.encode(), b"owner\n" + body, hashlib.sha256).digest()
+    return f"{_b64(body)}.{_b64(mac)}"
+
+
+def read_owner_token(settings: Settings, token: str | None, *,
+                     now: datetime | None = None) -> OwnerGrant:
+    bad = AuthenticationError("owner token missing, forged or expired",
+                              "查询凭证无效或已过期，请重新查询")
+    if not token or token.count(".") != 1 or len(token) > 4096:
+        raise bad
+    body_b64, mac_b64 = token.split(".")
+    try:
+        body, mac = _unb64(body_b64), _unb64(mac_b64)
+        expected = hmac.new(settings.secret_key.encode(), b"owner\n" + body,
+                            hashlib.sha256).digest()
+        if not hmac.compare_digest(mac, expected):
+            raise bad
+        data = json.loads(body)
+        grant = OwnerGrant(int(data["v"]), frozenset(int(c) for c in data["c"]), int(data["exp"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise bad from exc
+    if grant.expires_epoch_s <= (now or _utc_now()).timestamp():
+        raise bad
+    return grant
+
+
+def _validate_query(plate: str, plate_colour: str, vin_last6: str | None,
+                    licence_file_number: str | None) -> tuple[str, str, str, str]:
+    norm_plate = normalise_plate(plate)
+    if norm_plate is None or not 7 <= len(norm_plate) <= 8 or not all(
+            ch.isalnum() for ch in norm_plate):
+        raise InvalidInputError("plate: 7–8 characters", "号牌格式有误")
+    colour = normalise_colour(plate_colour)
+    if colour is None:
+        raise InvalidInputError("plate_colour: unknown", "号牌颜色有误，可选："
+                                + "、".join(PLATE_COLOURS_ZH.values()))
+    if (vin_last6 is None) == (licence_file_number is None):
+        raise InvalidInputError("give exactly one of vin_last6 or licence_file_number",
+                                "请填写车辆识别代号后六位或行驶证档案编号（二选一）")
+    if vin_last6 is not None:
+        secret = vin_last6.strip().upper()
+        if len(secret) != 6 or not secret.isascii() or not secret.isalnum():
+            raise InvalidInputError("vin_last6: 6 letters/digits", "车辆识别代号后六位格式有误")
+        return norm_plate, colour, "vin", secret
+    assert licence_file_number is not None
+    secret = licence_file_number.strip().upper()
+    if not 6 <= len(secret) <= 20 or not secret.isascii() or not secret.isalnum():
+        raise InvalidInputError("licence_file_number: 6–20 letters/digits",
+                                "行驶证档案编号格式有误")
+    return norm_plate, colour, "file", secret
+
+
+def owner_query(session: Session, settings: Settings, limiter: RateLimiter, *, client_id: str,
+                plate: str, plate_colour: str, vin_last6: str | None = None,
+                licence_file_number: str | None = None,
+                now: datetime | None = None) -> dict[str, Any]:
+    """Find the owner's cases; :data:`NOTHING_FOUND` unless every detail matches."""
+    started = time.perf_counter()
+    now = now or _utc_now()
+    norm_plate, colour, kind, secret = _validate_query(plate, plate_colour, vin_last6,
+                                                       licence_file_number)
+    limiter.hit(f"client:{client_id}", limit=settings.owner_query_per_client_per_minute,
+                window_s=60)
+    limiter.hit(f"plate:{norm_plate}:{colour}", limit=settings.owner_query_per_plate_per_hour,
+                window_s=3600)
+    vehicle = session.scalars(select(Vehicle).where(Vehicle.plate == norm_plate,
+                                                    Vehicle.plate_colour == colour)).first()
+    known = "\x00" * 32
+    if vehicle is not None:
+        known = (vehicle.vin[-6:] if kind == "vin" else vehicle.licence_file_number) or known
+    matched = hmac.compare_digest(known.upper().encode(), secret.encode()) and vehicle is not None
+    cases = session.scalars(select(Case).where(
+        Case.plate == norm_plate, Case.plate_colour == colour,
+        Case.state.in_(workflow.OWNER_VISIBLE_STATES)).order_by(Case.time_utc)).all()
+    audit.append(session, actor="owner", action="owner.query", object_type="vehicle",
+                 object_id=hashlib.sha256(f"{norm_plate}|{colour}".encode()).hexdigest()[:16],
+                 now=now, detail={"matched": matched and bool(cases), "by": kind})
+    if matched and cases and vehicle is not None:
+        grant = OwnerGrant(vehicle.id, frozenset(c.id for c in cases),
+                           int(now.timestamp()) + settings.owner_token_ttl_s)
+        records = [owner_record_json(session, c) for c in cases]
+        for c in cases:
+            audit.append(session, actor=f"owner:vehicle:{vehicle.id}", action="evidence.view",
+                         object_type="case", object_id=str(c.id), now=now,
+                         detail={"via": "owner.query"})
+        answer: dict[str, Any] = {"records": records,
+                                  "owner_token": make_owner_token(settings, grant),
+                                  "message_zh": f"查询到 {len(records)} 条记录"}
+    else:
+        answer = dict(NOTHING_FOUND)
+    _pad(started, settings.owner_query_min_duration_ms)
+    return answer
+
+
+def _pad(started: float, min_duration_ms: int) -> None:
+    left = min_duration_ms / 1000 - (time.perf_counter() - started)
+    if left > 0:
+        time.sleep(left)
+
+
+def read_manifest(package_path: str) -> dict[str, Any]:
+    path = Path(package_path)
+    try:
+        if path.is_dir():
+            raw = (path / "manifest.json").read_bytes()
+        else:
+            with zipfile.ZipFile(path) as zf:
+                names = [n for n in zf.namelist() if n.endswith("manifest.json")]
+                raw = zf.read(min(names, key=len))
+        data = json.loads(raw)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise NotFoundError(f"package at {package_path}: manifest unreadable ({exc})",
+                            "证据包暂不可用") from exc
+    if not isinstance(data, dict):
+        raise NotFoundError(f"package at {package_path}: manifest is not an object",
+                            "证据包暂不可用")
+    return data
+
+
+def owner_record_json(session: Session, case: Case) -> dict[str, Any]:
+    """What the owner sees of one of their own cases (no other person's data)."""
+    passage = session.get(Passage, case.passage_id)
+    site = session.get(Site, case.site_id)
+    decision = session.scalars(select(Decision).where(Decision.case_id == case.id)).first()
+    statements = session.scalars(select(Statement).where(Statement.case_id == case.id)
+                                 .order_by(Statement.id)).all()
+    manifest = read_manifest(case.package_path)
+    facts = manifest.get("case") or {}
+    vehicle = facts.get("vehicle") or {}
+    penalty = facts.get("penalty") or {}
+    photos = [f["path"] for f in manifest.get("files", [])
+              if isinstance(f, dict) and str(f.get("role", "")).startswith("image_")]
+    return {
+        "case_id": case.id,
+        "state": case.state,
+        "state_zh": workflow.STATES_ZH[case.state],
+        "time_utc": case.time_utc.isoformat(),
+        "plate": case.plate,
+        "plate_colour": case.plate_colour,
+        "site": None if site is None else {
+            "site_id": site.site_id, "name_zh": site.name_zh, "road_zh": site.road_zh,
+            "stake_zh": site.stake_zh},
+        "lane": None if passage is None else passage.lane_code,
+        "weights": {
+            "gross_weight_kg": None if passage is None else passage.gross_weight_kg,
+            "limit_kg": None if passage is None else passage.limit_kg,
+            "excess_kg": None if passage is None else passage.excess_kg,
+            "axle_count": vehicle.get("axle_count"),
+            "axle_loads_kg": vehicle.get("axle_loads_kg"),
+            "limit_basis_zh": vehicle.get("limit_basis"),
+        },
+        "legal_basis_zh": case.legal_basis_zh,
+        "penalty_steps": penalty.get("steps", []),
+        "proposed_outcome": case.proposed_outcome,
+        "proposed_fine_yuan": case.proposed_fine_yuan,
+        "statement_due": None if case.statement_due is None else case.statement_due.isoformat(),
+        "hearing_request_due": None if case.hearing_request_due is None
+        else case.hearing_request_due.isoformat(),
+        "photos": photos,
+        "package_id": case.package_id,
+        "manifest_sha256": case.manifest_sha256,
+        "statements": [{"id": s.id, "kind": s.kind, "filed_utc": s.filed_utc.isoformat(),
+                        "text_zh": s.text_zh, "response_zh": s.response_zh,
+                        "attachments": [a.filename for a in s.attachments]}
+                       for s in statements],
+        "decision": None if decision is None else {
+            "outcome": decision.outcome, "outcome_zh": workflow.OUTCOMES_ZH[decision.outcome],
+            "fine_yuan": decision.fine_yuan, "reasons_zh": decision.reasons_zh,
+            "decided_utc": decision.decided_utc.isoformat()},
+    }
+
+
+def owner_case(session: Session, grant: OwnerGrant, case_id: int) -> Case:
+    """The case if the grant covers it and the vehicle still matches; else 404."""
+    case = session.get(Case, case_id)
+    vehicle = session.get(Vehicle, grant.vehicle_id)
+    if (case is None or vehicle is None or case_id not in grant.case_ids
+            or (case.plate, case.plate_colour) != (vehicle.plate, vehicle.plate_colour)
+            or case.state not in workflow.OWNER_VISIBLE_STATES):
+        raise NotFoundError(f"case {case_id} not covered by owner grant", "记录不存在")
+    return case
+
+
+def package_zip(case: Case) -> tuple[str, bytes]:
+    """The sealed package as a ``.zip`` (a stored zip is returned byte for byte)."""
+    path = Path(case.package_path)
+    name = f"{case.package_id}.zip"
+    if path.is_file():
+        return name, path.read_bytes()
+    if not path.is_dir():
+        raise NotFoundError(f"package {case.package_id} missing at {path}", "证据包暂不可用")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            zf.write(file, f"{case.package_id}/{file.relative_to(path).as_posix()}")
+    return name, buf.getvalue()
+
+
+def package_file(case: Case, name: str) -> tuple[str, bytes]:
+    """One file listed in the manifest (e.g. a photo); anything else is 404."""
+    manifest = read_manifest(case.package_path)
+    listed = {f.get("path"): f for f in manifest.get("files", []) if isinstance(f, dict)}
+    if name not in listed:
+        raise NotFoundError(f"{name!r} not listed in package {case.package_id}", "文件不存在")
+    path = Path(case.package_path)
+    try:
+        if path.is_dir():
+            data = (path / name).read_bytes()
+        else:
+            with zipfile.ZipFile(path) as zf:
+                match = [n for n in zf.namelist() if n == name or n.endswith("/" + name)]
+                data = zf.read(min(match, key=len))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise NotFoundError(f"{name} unreadable in {case.package_id}", "文件不存在") from exc
+    return str(listed[name].get("media_type") or "application/octet-stream"), data
+
+
+def log_evidence_view(session: Session, *, actor: str, case: Case, what: str) -> None:
+    audit.append(session, actor=actor, action="evidence.view", object_type="case",
+                 object_id=str(case.id), detail={"what": what})
+
+
+def sniff_media_type(data: bytes) -> str | None:
+    for magic, media_type in _MAGIC:
+        if data.startswith(magic):
+            return media_type
+    return None
+
+
+def _safe_filename(name: str) -> str:
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    base = "".join(ch for ch in base if ch.isprintable() and ch not in '<>:"|?*')[:100]
+    return base or "attachment"
+
+
+def file_statement(session: Session, settings: Settings, grant: OwnerGrant, *, case_id: int,
+                   kind: str, text: str, contact: str | None,
+                   files: Sequence[tuple[str, bytes]] = (),
+                   now: datetime | None = None) -> Statement:
+    """陈述申辩 (or a hearing request) with attachments: JPEG, PNG or PDF by magic bytes."""
+    case = owner_case(session, grant, case_id)
+    if len(files) > settings.attachment_max_count:
+        raise InvalidInputError(f"at most {settings.attachment_max_count} attachments",
+                                f"附件最多 {settings.attachment_max_count} 个")
+    checked: list[tuple[str, str, bytes]] = []
+    for index, (name, data) in enumerate(files):
+        if not data:
+            raise InvalidInputError(f"attachment {index}: empty", f"第 {index + 1} 个附件为空")
+        if len(data) > settings.attachment_max_bytes:
+            raise InvalidInputError(
+                f"attachment {index}: {len(data)} bytes > {settings.attachment_max_bytes}",
+                f"第 {index + 1} 个附件超过 {settings.attachment_max_bytes // (1024 * 1024)} MB")
+        media_type = sniff_media_type(data)
+        if media_type is None:
+            raise InvalidInputError(f"attachment {index}: not JPEG, PNG or PDF",
+                                    f"第 {index + 1} 个附件类型不支持（仅限 JPG、PNG、PDF）")
+        checked.append((_safe_filename(name), media_type, data))
+    statement = workflow.add_statement(
+        session, case, kind=kind, text=text, contact=contact,
+        actor_label=f"owner:vehicle:{grant.vehicle_id}", max_chars=settings.statement_max_chars,
+        now=now)
+    for name, media_type, data in checked:
+        session.add(Attachment(statement_id=statement.id, filename=name, media_type=media_type,
+                               size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                               content=data))
+    session.flush()
+    return statement
+
+
+def mask_plate(plate: str | None) -> str:
+    """浙A12345 → 浙A***45: province, letter and the last two characters stay."""
+    if not plate:
+        return "—"
+    return plate[:2] + "*" * max(len(plate) - 4, 1) + plate[-2:]
+
+
+def public_disclosures(session: Session, *, year: int | None = None) -> list[dict[str, Any]]:
+    """公示 data of decided, published cases; no personal data, plates masked."""
+    rows = session.execute(
+        select(Case, Decision, Site).join(Decision, Decision.case_id == Case.id)
+        .outerjoin(Site, Site.site_id == Case.site_id)
+        .where(Case.state.in_(("published", "archived"))).order_by(Case.published_utc)).all()
+    out: list[dict[str, Any]] = []
+    for case, decision, site in rows:
+        decided = china_date(decision.decided_utc)
+        if year is not None and decided.year != year:
+            continue
+        out.append({
+            "case_id": case.id, "plate_masked": mask_plate(case.plate),
+            "violation_date": china_date(case.time_utc).isoformat(),
+            "site_zh": case.site_id if site is None else site.name_zh,
+            "outcome": decision.outcome, "outcome_zh": workflow.OUTCOMES_ZH[decision.outcome],
+            "fine_yuan": decision.fine_yuan, "legal_basis_zh": case.legal_basis_zh,
+            "decided_date": decided.isoformat(),
+            "published_utc": None if case.published_utc is None
+            else case.published_utc.isoformat(),
+        })
+    return out

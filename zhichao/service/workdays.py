@@ -1,0 +1,100 @@
+"""Statutory deadlines in China time, counted with the ``chinese_calendar`` package.
+
+* 行政处罚法 Art. 85: the law's "二日、三日、五日、七日" are **working days** (法定节假日
+  excluded), so the hearing request (Art. 64, 5 days) and serving the decision when the
+  party was absent (Art. 61, 7 days) count working days.
+* Other periods (the 15 days of 浙江省公路条例 Art. 40; Art. 60's 90 days to decide) are
+  calendar days; when the last day falls on a rest day the period ends on the next working
+  day (the general rule of Chinese procedural law; marked unconfirmed for this context).
+* A period starts the day after the event (the event day is not counted).
+* Dates are local dates in China (UTC+8); timestamps stay UTC everywhere else.
+* ``chinese_calendar`` ships data for a fixed range of years (2004–2026 in 1.11). For a
+  date outside it :class:`CalendarError` is raised: the deadline must be set by a human,
+  never guessed.
+
+Every default period is a :class:`DeadlineRule` with its legal source and whether the
+reading is confirmed; deployments override them in ``Settings.deadlines``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import chinese_calendar
+
+from zhichao.service.errors import CalendarError
+
+CHINA_TZ = timezone(timedelta(hours=8), "UTC+08:00")
+
+
+def china_date(moment: datetime) -> date:
+    """The legal (China) date of a UTC moment."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime; expected tz-aware UTC")
+    return moment.astimezone(CHINA_TZ).date()
+
+
+def end_of_china_day_utc(day: date) -> datetime:
+    """The first UTC instant after the China date ``day`` ends."""
+    return datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ).astimezone(UTC) + timedelta(
+        days=1)
+
+
+def is_working_day(day: date) -> bool:
+    try:
+        return bool(chinese_calendar.is_workday(day))
+    except NotImplementedError as exc:
+        raise CalendarError(
+            f"holiday calendar has no data for {day.isoformat()} ({exc}); "
+            "set this deadline by hand",
+            f"节假日日历没有 {day.year} 年的数据，无法计算 {day.isoformat()} 的期限，"
+            "须人工确定") from exc
+
+
+def add_working_days(start: date, days: int) -> date:
+    """The ``days``-th working day after ``start`` (``start`` itself not counted)."""
+    if days < 0:
+        raise ValueError("days must be >= 0")
+    day, left = start, days
+    while left > 0:
+        day += timedelta(days=1)
+        if is_working_day(day):
+            left -= 1
+    return day
+
+
+def add_calendar_days(start: date, days: int) -> date:
+    """``start + days``; a last day on a rest day moves to the next working day."""
+    day = start + timedelta(days=days)
+    while not is_working_day(day):
+        day += timedelta(days=1)
+    return day
+
+
+@dataclass(frozen=True)
+class DeadlineRule:
+    days: int
+    unit: str  # "working" | "calendar"
+    source_zh: str
+    confirmed: bool
+
+    def due(self, start: date) -> date:
+        if self.unit == "working":
+            return add_working_days(start, self.days)
+        if self.unit == "calendar":
+            return add_calendar_days(start, self.days)
+        raise ValueError(f"DeadlineRule.unit: {self.unit!r} is neither 'working' nor 'calendar'")
+
+
+@dataclass(frozen=True)
+class DeadlinePolicy:
+    statement: DeadlineRule = DeadlineRule(
+        15, "calendar",
+        "浙江省公路条例第四十条（收到通知之日起十五日内）；其他地区须法制审核确认", False)
+    hearing_request: DeadlineRule = DeadlineRule(
+        5, "working", "《行政处罚法》第六十四条、第八十五条（五日，工作日）", True)
+    decision: DeadlineRule = DeadlineRule(
+        90, "calendar", "《行政处罚法》第六十条（立案之日起九十日内）", True)
+    serve: DeadlineRule = DeadlineRule(
+        7, "working", "《行政处罚法》第六十一条、第八十五条（七日，工作日）", True)

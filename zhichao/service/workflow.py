@@ -1,0 +1,468 @@
+"""The case workflow: a state machine in which every transition is logged.
+
+States (``STATES_ZH``)::
+
+    technical_review ──技术审核──▶ legal_review ──法制审核──▶ approved
+          │ reject (reason)            │ reject (reason)          │ 立案并告知 (open_and_notify)
+          ▼                            ▼                          ▼
+       rejected ─────────────▶ archived ◀── published ◀── served ◀── decided ◀── statements_closed
+                                                                                    ▲
+                                          notified ──陈述申辩/听证处理完毕 (close_statements)──┘
+
+Rules enforced here (not in the routes):
+
+* Role per transition (``accounts.ROLES_ZH``); four eyes: the legal reviewer is not the
+  technical reviewer, the decision maker reviewed neither, and nobody reviews a manual
+  override made at their own station.
+* A rejection always needs a reason; a decision always needs reasons, is never heavier
+  than the rules' proposal (行政处罚法 Art. 45: defending may not lead to a heavier
+  penalty), and is made only after the statement and hearing periods are over and every
+  statement has been answered (Art. 44, 45, 62–64).
+* An undecided hearing right (no threshold configured) must be decided by a human when the
+  case is opened; it is never assumed.
+* Optimistic locking: ``expected_version`` must equal ``Case.version``; a concurrent
+  change in another session makes the commit fail (``ConcurrentUpdateError``).
+* Cases are never deleted (database trigger); every transition writes a ``CaseEvent``
+  and an audit-log entry in the same transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from zhichao.service import audit
+from zhichao.service.accounts import require_role, user_label
+from zhichao.service.errors import (
+    ConcurrentUpdateError,
+    DeadlineError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+    WorkflowError,
+)
+from zhichao.service.models import (
+    Case,
+    CaseEvent,
+    Decision,
+    Notice,
+    Review,
+    Statement,
+    User,
+    utc_now,
+)
+from zhichao.service.workdays import DeadlinePolicy, china_date
+
+STATES_ZH: dict[str, str] = {
+    "technical_review": "待技术审核",
+    "legal_review": "待法制审核",
+    "rejected": "审核未通过，不予立案",
+    "approved": "审核通过，待立案告知",
+    "notified": "已立案并告知，陈述申辩期",
+    "statements_closed": "陈述申辩、听证已处理，待决定",
+    "decided": "已作出决定，待送达",
+    "served": "决定书已送达",
+    "published": "已结案并公示",
+    "archived": "已归档",
+}
+OUTCOMES_ZH: dict[str, str] = {
+    "fine": "罚款（按规则建议金额）",
+    "reduced": "减轻罚款",
+    "warning": "警告",
+    "education": "批评教育，不予罚款",
+    "no_penalty": "不予行政处罚",
+}
+CHANNELS = ("app", "sms", "post", "in_person", "announcement")
+OWNER_VISIBLE_STATES = ("notified", "statements_closed", "decided", "served", "published",
+                        "archived")
+
+
+def _text(value: str | None, field: str, *, required: bool, max_chars: int = 2000) -> str | None:
+    if value is None or not value.strip():
+        if required:
+            raise InvalidInputError(f"{field}: a reason is required", f"{field}：必须填写理由")
+        return None
+    if len(value) > max_chars:
+        raise InvalidInputError(f"{field}: at most {max_chars} characters",
+                                f"{field}：不得超过 {max_chars} 个字符")
+    if any(ord(c) < 32 and c not in "\n\r\t" for c in value):
+        raise InvalidInputError(f"{field}: control characters", f"{field}：含有非法控制字符")
+    return value.strip()
+
+
+def get_case(session: Session, case_id: int) -> Case:
+    case = session.get(Case, case_id)
+    if case is None:
+        raise NotFoundError(f"case {case_id} does not exist", "案件不存在")
+    return case
+
+
+def _check_version(case: Case, expected_version: int | None) -> None:
+    if expected_version is not None and expected_version != case.version:
+        raise ConcurrentUpdateError(
+            f"case {case.id}: version {case.version}, expected {expected_version}")
+
+
+def _require_state(case: Case, *states: str) -> None:
+    if case.state not in states:
+        allowed = "、".join(STATES_ZH[s] for s in states)
+        raise WorkflowError(f"case {case.id} is {case.state}; needs {'|'.join(states)}",
+                            f"案件当前为“{STATES_ZH[case.state]}”，此操作仅限：{allowed}")
+
+
+def _transition(session: Session, case: Case, to_state: str, *, actor: User | None,
+                actor_label: str, reason: str | None, now: datetime,
+                detail: dict[str, Any] | None = None) -> None:
+    from_state = case.state
+    case.state = to_state
+    case.updated_utc = now
+    session.add(CaseEvent(case_id=case.id, from_state=from_state, to_state=to_state,
+                          actor_id=None if actor is None else actor.id,
+                          actor_label=actor_label, time_utc=now, reason_zh=reason))
+    audit.append(session, actor=actor_label, action="case.transition", object_type="case",
+                 object_id=str(case.id), now=now,
+                 detail={"from": from_state, "to": to_state, "reason": reason,
+                         **(detail or {})})
+
+
+def _no_own_override(case: Case, user: User) -> None:
+    if case.manual_override and (
+            case.manual_override_by == user.id
+            or (user.station_id is not None and user.station_id == case.station_id)):
+        raise PermissionDeniedError(
+            f"user {user.username} may not review a manual override of own station",
+            "不得审核本站点的人工修正记录")
+
+
+def mark_manual_override(session: Session, case: Case, user: User, *, reason: str,
+                         expected_version: int | None = None,
+                         now: datetime | None = None) -> Case:
+    """A station operator records a manual correction (e.g. a plate read by a person)."""
+    now = now or utc_now()
+    require_role(user, "station_operator")
+    if user.station_id != case.station_id:
+        raise PermissionDeniedError("operator of another station", "只能修正本站点的记录")
+    _check_version(case, expected_version)
+    _require_state(case, "technical_review")
+    case.manual_override = True
+    case.manual_override_by = user.id
+    case.manual_override_reason = _text(reason, "reason", required=True)
+    case.updated_utc = now
+    audit.append(session, actor=user_label(user), action="case.manual_override",
+                 object_type="case", object_id=str(case.id), now=now,
+                 detail={"reason": case.manual_override_reason})
+    return case
+
+
+def technical_review(session: Session, case: Case, user: User, *, approve: bool,
+                     reason: str | None = None, expected_version: int | None = None,
+                     now: datetime | None = None) -> Case:
+    """技术审核: the record is 真实、清晰、完整、准确 and the device was lawful (Art. 41)."""
+    now = now or utc_now()
+    require_role(user, "technical_reviewer")
+    _check_version(case, expected_version)
+    _require_state(case, "technical_review")
+    _no_own_override(case, user)
+    needs_reason = not approve or case.eligibility_status != "ENFORCEABLE"
+    text = _text(reason, "reason", required=needs_reason)
+    session.add(Review(case_id=case.id, stage="technical", reviewer_id=user.id,
+                       approved=approve, reason_zh=text, time_utc=now))
+    case.technical_reviewer_id = user.id
+    _transition(session, case, "legal_review" if approve else "rejected", actor=user,
+                actor_label=user_label(user), reason=text, now=now,
+                detail={"review": "technical", "approved": approve})
+    return case
+
+
+def legal_review(session: Session, case: Case, user: User, *, approve: bool,
+                 reason: str | None = None, expected_version: int | None = None,
+                 now: datetime | None = None) -> Case:
+    """法制审核, by a different person than the technical reviewer."""
+    now = now or utc_now()
+    require_role(user, "legal_reviewer")
+    _check_version(case, expected_version)
+    _require_state(case, "legal_review")
+    if case.technical_reviewer_id == user.id:
+        raise PermissionDeniedError("four eyes: same person as the technical reviewer",
+                                    "法制审核人不得与技术审核人为同一人")
+    _no_own_override(case, user)
+    text = _text(reason, "reason", required=not approve)
+    session.add(Review(case_id=case.id, stage="legal", reviewer_id=user.id, approved=approve,
+                       reason_zh=text, time_utc=now))
+    case.legal_reviewer_id = user.id
+    _transition(session, case, "approved" if approve else "rejected", actor=user,
+                actor_label=user_label(user), reason=text, now=now,
+                detail={"review": "legal", "approved": approve})
+    return case
+
+
+def notice_text_zh(case: Case, statement_due: date, hearing_due: date | None) -> str:
+    fine = (f"罚款人民币 {case.proposed_fine_yuan} 元" if case.proposed_outcome == "fine"
+            else {"warning": "警告", "education": "批评教育"}.get(case.proposed_outcome or "",
+                                                               "待定"))
+    lines = [
+        f"案件编号：{case.id}；号牌：{case.plate}（{case.plate_colour}）",
+        f"违法时间（UTC）：{case.time_utc.isoformat()}；地点：{case.site_id}",
+        f"拟作出的行政处罚：{fine}",
+        f"您有权进行陈述和申辩，请于 {statement_due.isoformat()} 前（含当日）提出"
+        "（《行政处罚法》第四十四条、第四十五条）。",
+    ]
+    if hearing_due is not None:
+        lines.append(f"您有权要求听证，请于 {hearing_due.isoformat()} 前（含当日）提出"
+                     "（《行政处罚法》第六十三条、第六十四条）。")
+    return "\n".join(lines)
+
+
+def open_and_notify(session: Session, case: Case, user: User, *, channel: str,
+                    policy: DeadlinePolicy, hearing_right: bool | None = None,
+                    expected_version: int | None = None,
+                    now: datetime | None = None) -> Notice:
+    """立案 and 告知: record the notice and compute the statement and hearing deadlines."""
+    now = now or utc_now()
+    require_role(user, "decision_maker")
+    _check_version(case, expected_version)
+    _require_state(case, "approved")
+    if channel not in CHANNELS:
+        raise InvalidInputError(f"channel {channel!r} not in {CHANNELS}", "告知方式无效")
+    if case.proposed_outcome in (None, "none") or not case.plate:
+        raise WorkflowError("no penalty proposal or no plate: cannot notify",
+                            "没有处罚建议或号牌，不能告知")
+    if case.hearing_right == "undetermined":
+        if hearing_right is None:
+            raise InvalidInputError(
+                "hearing_right: threshold not configured; the decision maker must decide",
+                "听证权利无法由规则确定（未配置较大数额标准），须人工确定是否告知听证权利")
+        case.hearing_right = "yes" if hearing_right else "no"
+    today = china_date(now)
+    case.statement_due = policy.statement.due(today)
+    case.hearing_request_due = (policy.hearing_request.due(today)
+                                if case.hearing_right == "yes" else None)
+    case.decision_due = policy.decision.due(today)
+    case.opened_utc = now
+    notice = Notice(case_id=case.id, kind="notification", issued_utc=now, channel=channel,
+                    statement_due=case.statement_due,
+                    hearing_request_due=case.hearing_request_due,
+                    text_zh=notice_text_zh(case, case.statement_due, case.hearing_request_due))
+    session.add(notice)
+    _transition(session, case, "notified", actor=user, actor_label=user_label(user),
+                reason=f"立案并告知（{channel}）", now=now,
+                detail={"statement_due": case.statement_due.isoformat(),
+                        "hearing_request_due": None if case.hearing_request_due is None
+                        else case.hearing_request_due.isoformat(),
+                        "decision_due": case.decision_due.isoformat()})
+    return notice
+
+
+def add_statement(session: Session, case: Case, *, kind: str, text: str, contact: str | None,
+                  actor_label: str, max_chars: int, now: datetime | None = None) -> Statement:
+    """File a 陈述申辩 or a hearing request within its deadline (owner portal calls this)."""
+    now = now or utc_now()
+    _require_state(case, "notified")
+    today = china_date(now)
+    if kind == "statement":
+        if case.statement_due is None or today > case.statement_due:
+            raise DeadlineError(f"statement period ended {case.statement_due}",
+                                f"陈述申辩期限已于 {case.statement_due} 届满")
+    elif kind == "hearing_request":
+        if case.hearing_right != "yes" or case.hearing_request_due is None:
+            raise WorkflowError("no hearing right in this case", "本案不适用听证程序")
+        if today > case.hearing_request_due:
+            raise DeadlineError(f"hearing request period ended {case.hearing_request_due}",
+                                f"听证申请期限已于 {case.hearing_request_due} 届满")
+        case.hearing_requested = True
+    else:
+        raise InvalidInputError(f"kind {kind!r}: statement | hearing_request", "类型无效")
+    body = _text(text, "text", required=True, max_chars=max_chars)
+    assert body is not None
+    contact_text = _text(contact, "contact", required=False, max_chars=100)
+    statement = Statement(case_id=case.id, kind=kind, text_zh=body, contact=contact_text,
+                          filed_utc=now)
+    session.add(statement)
+    case.updated_utc = now  # bumps the version: a concurrent close_statements fails
+    session.flush()
+    audit.append(session, actor=actor_label, action=f"case.{kind}", object_type="case",
+                 object_id=str(case.id), now=now, detail={"statement_id": statement.id})
+    return statement
+
+
+def answer_statement(session: Session, case: Case, user: User, *, statement_id: int,
+                     response: str, now: datetime | None = None) -> Statement:
+    """复核: the legal reviewer answers a statement (Art. 45: statements must be examined)."""
+    now = now or utc_now()
+    require_role(user, "legal_reviewer")
+    _require_state(case, "notified")
+    statement = session.get(Statement, statement_id)
+    if statement is None or statement.case_id != case.id:
+        raise NotFoundError(f"statement {statement_id} not in case {case.id}", "陈述申辩不存在")
+    statement.response_zh = _text(response, "response", required=True)
+    statement.handled_utc = now
+    statement.handled_by = user.id
+    case.updated_utc = now
+    audit.append(session, actor=user_label(user), action="case.statement_answered",
+                 object_type="case", object_id=str(case.id), now=now,
+                 detail={"statement_id": statement_id})
+    return statement
+
+
+def record_hearing(session: Session, case: Case, user: User, *, held_utc: datetime,
+                   summary: str, now: datetime | None = None) -> Case:
+    now = now or utc_now()
+    require_role(user, "legal_reviewer")
+    _require_state(case, "notified")
+    if not case.hearing_requested:
+        raise WorkflowError("no hearing was requested", "当事人未申请听证")
+    if held_utc.tzinfo is None or held_utc > now:
+        raise InvalidInputError("held_utc: a past UTC time", "听证时间须为已发生的时间（UTC）")
+    case.hearing_held_utc = held_utc
+    case.hearing_summary_zh = _text(summary, "summary", required=True)
+    case.updated_utc = now
+    audit.append(session, actor=user_label(user), action="case.hearing_held",
+                 object_type="case", object_id=str(case.id), now=now,
+                 detail={"held_utc": held_utc.isoformat()})
+    return case
+
+
+def close_statements(session: Session, case: Case, user: User, *,
+                     expected_version: int | None = None,
+                     now: datetime | None = None) -> Case:
+    """End the statement/hearing phase: periods over, every statement answered."""
+    now = now or utc_now()
+    require_role(user, "legal_reviewer")
+    _check_version(case, expected_version)
+    _require_state(case, "notified")
+    today = china_date(now)
+    for due, name_zh in ((case.statement_due, "陈述申辩"), (case.hearing_request_due, "听证申请")):
+        if due is not None and today <= due:
+            raise DeadlineError(f"{name_zh} period runs until {due}",
+                                f"{name_zh}期限至 {due} 届满，期满前不得作出决定")
+    statements = session.scalars(select(Statement).where(Statement.case_id == case.id)).all()
+    open_ones = [s.id for s in statements if s.handled_utc is None]
+    if open_ones:
+        raise WorkflowError(f"statements {open_ones} not answered",
+                            f"尚有 {len(open_ones)} 份陈述申辩未复核答复")
+    if case.hearing_requested and case.hearing_held_utc is None:
+        raise WorkflowError("hearing requested but not held", "当事人已申请听证，尚未举行听证")
+    reason = f"陈述申辩 {len(statements)} 份已复核" + ("，已举行听证" if case.hearing_requested
+                                                     else "")
+    _transition(session, case, "statements_closed", actor=user, actor_label=user_label(user),
+                reason=reason, now=now)
+    return case
+
+
+def decide(session: Session, case: Case, user: User, *, outcome: str, fine_yuan: int,
+           reasons: str, expected_version: int | None = None,
+           policy: DeadlinePolicy | None = None, now: datetime | None = None) -> Decision:
+    """The decision, never heavier than the proposal, always with reasons."""
+    now = now or utc_now()
+    policy = policy or DeadlinePolicy()
+    require_role(user, "decision_maker")
+    _check_version(case, expected_version)
+    _require_state(case, "statements_closed")
+    if user.id in (case.technical_reviewer_id, case.legal_reviewer_id):
+        raise PermissionDeniedError("decision maker reviewed this case",
+                                    "作出决定的人员不得为本案审核人")
+    text = _text(reasons, "reasons", required=True)
+    assert text is not None
+    proposed, proposed_fine = case.proposed_outcome, case.proposed_fine_yuan or 0
+    if outcome not in OUTCOMES_ZH:
+        raise InvalidInputError(f"outcome {outcome!r} not in {tuple(OUTCOMES_ZH)}",
+                                "处理结果无效")
+    if fine_yuan < 0 or (outcome not in ("fine", "reduced") and fine_yuan != 0):
+        raise InvalidInputError("fine_yuan: must be 0 for this outcome", "该处理结果不得罚款")
+    allowed = {
+        "fine": proposed == "fine" and fine_yuan == proposed_fine,
+        "reduced": proposed == "fine" and 0 < fine_yuan < proposed_fine,
+        "warning": proposed in ("fine", "warning"),
+        "education": proposed in ("fine", "warning", "education"),
+        "no_penalty": True,
+    }[outcome]
+    if not allowed:
+        raise InvalidInputError(
+            f"outcome {outcome} / {fine_yuan} yuan not allowed for proposal {proposed} / "
+            f"{proposed_fine} yuan (never heavier than proposed)",
+            f"处理结果不得重于规则建议（建议：{proposed}，{proposed_fine} 元）")
+    decision = Decision(case_id=case.id, outcome=outcome, fine_yuan=fine_yuan,
+                        reasons_zh=text, decided_by=user.id, decided_utc=now)
+    session.add(decision)
+    case.serve_due = policy.serve.due(china_date(now))
+    _transition(session, case, "decided", actor=user, actor_label=user_label(user),
+                reason=text, now=now, detail={"outcome": outcome, "fine_yuan": fine_yuan})
+    return decision
+
+
+def serve(session: Session, case: Case, user: User, *, channel: str,
+          served_utc: datetime | None = None, expected_version: int | None = None,
+          now: datetime | None = None) -> Case:
+    now = now or utc_now()
+    require_role(user, "decision_maker")
+    _check_version(case, expected_version)
+    _require_state(case, "decided")
+    if channel not in CHANNELS:
+        raise InvalidInputError(f"channel {channel!r} not in {CHANNELS}", "送达方式无效")
+    served = served_utc or now
+    if served.tzinfo is None or served > now:
+        raise InvalidInputError("served_utc: a past UTC time", "送达时间须为已发生的时间（UTC）")
+    decision = session.scalars(select(Decision).where(Decision.case_id == case.id)).one()
+    decision.served_utc = served
+    decision.served_channel = channel
+    _transition(session, case, "served", actor=user, actor_label=user_label(user),
+                reason=f"决定书已送达（{channel}）", now=now)
+    return case
+
+
+def publish(session: Session, case: Case, user: User, *, expected_version: int | None = None,
+            now: datetime | None = None) -> Case:
+    """结案并公示 (disclosure data is masked, see ``owners.public_disclosures``)."""
+    now = now or utc_now()
+    require_role(user, "decision_maker")
+    _check_version(case, expected_version)
+    _require_state(case, "served")
+    case.published_utc = now
+    _transition(session, case, "published", actor=user, actor_label=user_label(user),
+                reason="结案并公示", now=now)
+    return case
+
+
+def archive(session: Session, case: Case, user: User, *, expected_version: int | None = None,
+            now: datetime | None = None) -> Case:
+    now = now or utc_now()
+    require_role(user, "decision_maker", "legal_reviewer")
+    _check_version(case, expected_version)
+    _require_state(case, "published", "rejected")
+    _transition(session, case, "archived", actor=user, actor_label=user_label(user),
+                reason="归档", now=now)
+    return case
+
+
+@dataclass(frozen=True)
+class Overdue:
+    case_id: int
+    state: str
+    due: date
+    what_zh: str
+
+
+def overdue_cases(session: Session, *, now: datetime | None = None) -> list[Overdue]:
+    """Cases past a statutory deadline, or whose statement period is over and wait."""
+    today = china_date(now or utc_now())
+    out: list[Overdue] = []
+    rows = session.scalars(select(Case).where(
+        Case.state.in_(("notified", "statements_closed", "decided")))).all()
+    for case in rows:
+        if case.state in ("notified", "statements_closed") and case.decision_due is not None \
+                and today > case.decision_due:
+            out.append(Overdue(case.id, case.state, case.decision_due,
+                               "已超过作出决定期限（《行政处罚法》第六十条）"))
+        elif case.state == "notified" and case.statement_due is not None \
+                and today > case.statement_due \
+                and (case.hearing_request_due is None or today > case.hearing_request_due):
+            out.append(Overdue(case.id, case.state, case.statement_due,
+                               "陈述申辩期限已届满，待复核结束"))
+        elif case.state == "decided" and case.serve_due is not None and today > case.serve_due:
+            out.append(Overdue(case.id, case.state, case.serve_due,
+                               "已超过送达期限（《行政处罚法》第六十一条）"))
+    return out
