@@ -1,8 +1,9 @@
 """zh-CN evidence documents, made from the package alone: 取证单 and 违法行为通知书.
 
 Both are derived files (HTML, self-contained with embedded photos and SVG plots; and PDF
-with the bundled fonts of ``fonts/``: DejaVu Sans for Latin, Droid Sans Fallback Full for
-hanzi up to Extension A, a Noto Sans CJK SC supplement for Extension B and beyond). Their
+with the bundled fonts of ``fonts/``: DejaVu Sans for Latin, a GB 2312 subset of Droid
+Sans Fallback, and, loaded only when a text needs them, Droid Sans Fallback Full for hanzi
+up to Extension A and a Noto Sans CJK SC supplement for Extension B and beyond). Their
 input is the manifest's facts and the original files, so ``zhichao render PACKAGE``
 re-makes them from a package. They never replace the originals: the footer says so.
 
@@ -31,10 +32,15 @@ from zhichao.evidence.errors import DocumentError
 
 LOGGER = logging.getLogger(__name__)
 LATIN_FONT_NAME = "DejaVuSans-Latin.ttf"
-FONT_NAME = "DroidSansFallbackFull.ttf"
+FONT_NAME = "DroidSansFallback-GB2312.ttf"
+FULL_FONT_NAME = "DroidSansFallbackFull.ttf"
 SUPPLEMENT_FONT_NAME = "NotoSansCJKsc-Supplement.otf"
-# (fpdf2 family, file), in fallback order after the Latin font.
-PDF_FONTS = (("latin", LATIN_FONT_NAME), ("han", FONT_NAME), ("hanx", SUPPLEMENT_FONT_NAME))
+# (fpdf2 family, file), in fallback order after the Latin font. The GB 2312 subset is
+# loaded for every PDF; the full fonts (5 MB, ~0.4 s to load) only when a text needs a
+# character outside it.
+BASE_PDF_FONTS = (("latin", LATIN_FONT_NAME), ("han", FONT_NAME))
+EXTRA_PDF_FONTS = (("hanfull", FULL_FONT_NAME), ("hanx", SUPPLEMENT_FONT_NAME))
+PDF_FONTS = BASE_PDF_FONTS + EXTRA_PDF_FONTS
 BEIJING = timezone(timedelta(hours=8))
 ROLE_ZH = {"image_front": "车辆前部", "image_side": "车辆侧面（全部车轴）",
            "image_rear": "车辆尾部", "image_plate": "号牌特写"}
@@ -291,19 +297,27 @@ def _font_path(name: str) -> str:
         return str(path)
 
 
-@lru_cache(maxsize=1)
-def covered_code_points() -> frozenset[int]:
-    """Every code point that one of the bundled PDF fonts has a glyph for."""
+@lru_cache(maxsize=4)
+def _cmap_points(names: tuple[str, ...]) -> frozenset[int]:
     from fontTools.ttLib import TTFont
 
     points: set[int] = set()
-    for _family, name in PDF_FONTS:
+    for name in names:
         font = TTFont(_font_path(name), lazy=True)
         try:
             points.update(font.getBestCmap())
         finally:
             font.close()
     return frozenset(points)
+
+
+def covered_code_points() -> frozenset[int]:
+    """Every code point that one of the bundled PDF fonts has a glyph for."""
+    return _cmap_points(tuple(name for _f, name in PDF_FONTS))
+
+
+def _base_code_points() -> frozenset[int]:
+    return _cmap_points(tuple(name for _f, name in BASE_PDF_FONTS))
 
 
 def _needs_glyph(ch: str) -> bool:
@@ -342,8 +356,15 @@ def _pdf(title: str) -> Any:
         """Replaces characters no bundled font covers by a visible [U+XXXX] marker."""
 
         uncovered: set[str]
+        extra_loaded: bool
 
         def normalize_text(self, text: str) -> str:
+            if not self.extra_loaded and any(
+                    _needs_glyph(ch) and ord(ch) not in _base_code_points() for ch in text):
+                for family, name in EXTRA_PDF_FONTS:
+                    self.add_font(family, "", _font_path(name))
+                self.set_fallback_fonts([f for f, _ in PDF_FONTS[1:]], exact_match=False)
+                self.extra_loaded = True
             covered = covered_code_points()
             if any(_needs_glyph(ch) and ord(ch) not in covered for ch in text):
                 out = []
@@ -358,11 +379,12 @@ def _pdf(title: str) -> Any:
 
     pdf = _MarkingPdf(format="A4")
     pdf.uncovered = set()
+    pdf.extra_loaded = False
     pdf.set_title(title)
     pdf.set_auto_page_break(auto=True, margin=15)
-    for family, name in PDF_FONTS:
+    for family, name in BASE_PDF_FONTS:
         pdf.add_font(family, "", _font_path(name))
-    pdf.set_fallback_fonts([f for f, _ in PDF_FONTS[1:]], exact_match=False)
+    pdf.set_fallback_fonts([f for f, _ in BASE_PDF_FONTS[1:]], exact_match=False)
     _set_font(pdf, 10)
     pdf.add_page()
     return pdf
