@@ -12,7 +12,11 @@ Tree::
         ├── LogError                  the Merkle log store is damaged or misused
         ├── TimestampError            an RFC 3161 request/response failed
         ├── PackageError              a package cannot be written or read (names the file)
-        └── DocumentError             an evidence document cannot be rendered
+        ├── DocumentError             an evidence document cannot be rendered
+        ├── EventError                a review/decision event is malformed or misplaced
+        └── WitnessError              a witness refuses to cosign a checkpoint
+            ├── WitnessConflictError  the client's idea of the witness's last size is stale
+            └── WitnessForkError      the checkpoint is not an append-only extension (fork)
 
 Every message names *what* is wrong and *where* (file, field, entry index).
 """
@@ -60,3 +64,26 @@ class PackageError(EvidenceError):
 
 class DocumentError(EvidenceError):
     """An evidence document (取证单, 通知书) cannot be rendered."""
+
+
+class EventError(EvidenceError):
+    """A review or decision event is malformed or does not bind the package it names."""
+
+
+class WitnessError(EvidenceError):
+    """A witness refuses to cosign a checkpoint (unknown log, bad signature, …)."""
+
+
+class WitnessConflictError(WitnessError):
+    """The old size the client gave is not the size the witness last cosigned.
+
+    :attr:`witness_size` is the witness's size; retry with a proof from there.
+    """
+
+    def __init__(self, message: str, witness_size: int) -> None:
+        super().__init__(message)
+        self.witness_size = witness_size
+
+
+class WitnessForkError(WitnessError):
+    """The checkpoint contradicts one the witness already cosigned: the log forked."""

@@ -23,7 +23,7 @@ import hashlib
 import json
 import mimetypes
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -65,6 +65,7 @@ from zhichao.evidence.signing import (
     sign_checkpoint,
 )
 from zhichao.evidence.tsa import TimestampAuthority, request_timestamp
+from zhichao.evidence.witness import WitnessClient, witness_checkpoint
 
 ENTRY_FORMAT = "zhichao.log-entry/1"
 Renderer = Callable[[dict[str, Any], Callable[[str], bytes | None]], dict[str, bytes]]
@@ -220,12 +221,16 @@ def seal_package(
     sm3: bool = False,
     renderer: Renderer | None = None,
     created_utc: datetime | None = None,
+    witnesses: Sequence[WitnessClient] = (),
 ) -> SealResult:
     """Build, hash, sign and log one package in the new directory ``out_dir``.
 
     Relative file paths in ``case`` are resolved against ``base_dir``. ``renderer`` makes
     the derived documents (default: :func:`zhichao.evidence.documents.render_all`); pass
-    ``lambda *_: {}`` to skip them.
+    ``lambda *_: {}`` to skip them. Each of ``witnesses`` cosigns the new checkpoint
+    before it is time-stamped and stored (see :mod:`zhichao.evidence.witness`); a witness
+    that detects a fork raises :class:`~zhichao.evidence.errors.WitnessForkError` and the
+    package is not written (its log entry stays: the log is append-only).
 
     Raises
     ------
@@ -343,6 +348,8 @@ def seal_package(
         size = log.size
         note = sign_checkpoint(Checkpoint(log.origin, size, log.root(size)), station.key_name,
                                station.key)
+        if witnesses:
+            note = witness_checkpoint(log, note, witnesses)
         token = request_timestamp(tsa, note) if tsa is not None else None
         log.store_checkpoint(size, note, token)
         proof = log.inclusion_proof(index, size)

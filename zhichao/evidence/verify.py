@@ -3,6 +3,16 @@
 Every check produces a :class:`Check` with a code, pass/fail/warn, and bilingual text
 naming the file, hash, signature or proof concerned. The verifier never raises on bad
 input: unreadable or malformed parts become failed checks.
+
+Witnessing (:mod:`zhichao.evidence.witness`): given witness public keys and a required
+count, the verifier requires that many valid cosignatures on a checkpoint that covers
+the package (the package's own, or a ``--checkpoint`` proven consistent with it);
+otherwise ``witness.missing``. Two checkpoints that contradict each other are
+``witness.fork``, and ``witness.split_view`` when both carry valid cosignatures.
+
+History (:mod:`zhichao.evidence.events`): with the log (or a history bundle), every
+review/decision event of the package is listed (``history.event``), each shown to be
+covered by a signed checkpoint.
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ import binascii
 import hashlib
 import json
 import zipfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -44,6 +55,9 @@ from zhichao.evidence.signing import (
     verify_signature,
 )
 from zhichao.evidence.tsa import verify_timestamp
+from zhichao.evidence.witness import check_cosignatures
+
+_Emit = Callable[[str, str, str], None]
 
 
 class Result(StrEnum):
@@ -149,8 +163,17 @@ def verify_package(
     consistency_proof: list[bytes] | None = None,
     log_dir: Path | None = None,
     tsa_roots: list[x509.Certificate] | None = None,
+    witness_keys: Mapping[str, Ed25519PublicKey] | None = None,
+    witness_required: int = 0,
+    history: bytes | None = None,
 ) -> Report:
-    """Verify ``package``; see the module docstring. Never raises on bad package data."""
+    """Verify ``package``; see the module docstring. Never raises on bad package data.
+
+    ``witness_keys`` maps witness key names to public keys; ``witness_required`` is how
+    many of them must have cosigned a checkpoint covering the package (0: report only).
+    ``history`` is a history bundle (:func:`zhichao.evidence.events.history_bundle`);
+    with ``log_dir`` the events are read from the log itself.
+    """
     report = Report(str(package), [])
     checks = report.checks
 
@@ -322,8 +345,9 @@ def verify_package(
                      "verified (no --tsa-ca)")
         except EvidenceError as exc:
             fail("timestamp", f"时间戳无效：{exc}", f"time-stamp invalid: {exc}")
-    # 6. Trusted checkpoint (witness) ---------------------------------------------------
+    # 6. Trusted checkpoint, witnesses, history --------------------------------------
     log: MerkleLog | None = None
+    witnesses = dict(witness_keys or {})
     try:
         if log_dir is not None:
             try:
@@ -332,13 +356,169 @@ def verify_package(
                 fail("log.unreadable", f"日志无法读取：{exc}", f"log unreadable: {exc}")
         if checkpoint is not None and log is not None:
             _check_against_log(log, checkpoint, index, entry_bytes, ok, fail)
-        if trusted_checkpoint is not None and checkpoint is not None:
-            _check_trusted(trusted_checkpoint, checkpoint, key_name, key, consistency_proof,
-                           log, ok, fail, warn)
+        covering: list[bytes] = [note] if checkpoint is not None and note is not None else []
+        if trusted_checkpoint is not None and checkpoint is not None and note is not None:
+            state = _check_trusted(trusted_checkpoint, checkpoint, key_name, key,
+                                   consistency_proof, log, ok, fail, warn)
+            if state == "consistent":
+                covering.append(trusted_checkpoint)
+            elif state == "fork" and _cosigned(note, witnesses) and _cosigned(
+                    trusted_checkpoint, witnesses):
+                mine, theirs = _names(note, witnesses), _names(trusted_checkpoint, witnesses)
+                fail("witness.split_view",
+                     f"分裂视图：两个互相矛盾的检查点都有见证方联署（本包：{mine}；所给：{theirs}），"
+                     "站点向不同见证方出示了不同的日志",
+                     "SPLIT VIEW: two contradicting checkpoints both carry witness cosignatures "
+                     f"(package: {_names(note, witnesses)}; given: "
+                     f"{_names(trusted_checkpoint, witnesses)}); the log showed different "
+                     "histories to different witnesses")
+        if witnesses or witness_required:
+            _check_witnesses(covering, witnesses, witness_required, ok, fail)
+        if checkpoint is not None and (log is not None or history is not None):
+            _check_history(log, history, manifest_sha, index, key_name, key, checkpoint.origin,
+                           ok, fail, warn)
     finally:
         if log is not None:
             log.close()
     return report
+
+
+def _cosigned(note: bytes, witnesses: Mapping[str, Ed25519PublicKey]) -> bool:
+    try:
+        return bool(check_cosignatures(note, witnesses).valid)
+    except EvidenceError:
+        return False
+
+
+def _names(note: bytes, witnesses: Mapping[str, Ed25519PublicKey]) -> str:
+    try:
+        return ", ".join(c.witness for c in check_cosignatures(note, witnesses).valid) or "—"
+    except EvidenceError:
+        return "—"
+
+
+def _check_witnesses(covering: list[bytes], witnesses: Mapping[str, Ed25519PublicKey],
+                     required: int, ok: _Emit, fail: _Emit) -> None:
+    """Require ``required`` valid cosignatures on one of the ``covering`` checkpoints."""
+    best: list[str] = []
+    for note in covering:
+        try:
+            result = check_cosignatures(note, witnesses)
+        except EvidenceError:
+            continue
+        for name in result.invalid:
+            fail("witness.signature", f"见证方 {name} 的联署签名无效",
+                 f"cosignature by witness {name} does NOT verify")
+        names = sorted(c.witness for c in result.valid)
+        if len(names) > len(best):
+            best = names
+    listed = ", ".join(best) or "无 none"
+    if required > len(best):
+        fail("witness.missing",
+             f"要求至少 {required} 个受信见证方联署检查点，实际只有 {len(best)} 个（{listed}）："
+             "未经见证的检查点不能排除分叉或分裂视图",
+             f"{required} witness cosignature(s) required on a checkpoint covering the "
+             f"package, found {len(best)} ({listed}): an un-witnessed checkpoint cannot rule "
+             "out a fork or split view")
+    elif best:
+        ok("witness.cosigned", f"检查点经 {len(best)} 个见证方联署：{listed}",
+           f"checkpoint cosigned by {len(best)} witness(es): {listed}")
+
+
+def _check_history(log: MerkleLog | None, history: bytes | None, manifest_sha: str,
+                   package_index: int, key_name: str, key: Ed25519PublicKey, origin: str,
+                   ok: _Emit, fail: _Emit, warn: _Emit) -> None:
+    """List the package's review events, each covered by a signed checkpoint."""
+    from zhichao.evidence.events import (
+        APPROVED_OUTCOMES,
+        EventType,
+        ReviewEvent,
+        find_events,
+        latest_checkpoint,
+    )
+
+    events: list[tuple[int, ReviewEvent, bool]] = []  # (index, event, covered)
+    cp: Checkpoint | None = None
+    if log is not None:
+        latest = latest_checkpoint(log)
+        if latest is not None:
+            try:
+                cp = verify_checkpoint(latest[1], key_name, key)
+            except EvidenceError as exc:
+                fail("history.checkpoint", f"日志最新检查点签名无效：{exc}",
+                     f"latest log checkpoint does not verify: {exc}")
+            if cp is not None and (cp.size > log.size or log.root(cp.size) != cp.root):
+                fail("history.checkpoint", f"日志与其最新检查点（大小 {cp.size}）不符",
+                     f"log does not match its latest checkpoint (size {cp.size})")
+                cp = None
+        for i, _data, event in find_events(log, manifest_sha):
+            events.append((i, event, cp is not None and i < cp.size))
+    if history is not None:
+        try:
+            bundle = json.loads(history)
+            cp = verify_checkpoint(bundle["checkpoint"].encode("utf-8"), key_name, key)
+            items = [(int(e["index"]), base64.b64decode(e["entry_b64"], validate=True),
+                      [bytes.fromhex(h) for h in e["hashes"]]) for e in bundle["events"]]
+            pending = int(bundle.get("not_yet_checkpointed", 0))
+        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error,
+                EvidenceError) as exc:
+            fail("history.malformed", f"审核记录文件无效：{exc}", f"history file invalid: {exc}")
+            return
+        if cp.origin != origin:
+            fail("history.origin", f"审核记录来自另一日志 {cp.origin}",
+                 f"history is from another log {cp.origin}")
+            return
+        for i, data, hashes in items:
+            if not verify_inclusion(i, cp.size, leaf_hash(data), hashes, cp.root):
+                fail("history.proof", f"审核记录第 {i} 条的包含证明无效",
+                     f"inclusion proof of history entry {i} FAILS")
+                continue
+            try:
+                event = ReviewEvent.from_entry(json.loads(data), f"log entry {i}")
+            except (EvidenceError, ValueError, UnicodeDecodeError) as exc:
+                fail("history.malformed", f"审核记录第 {i} 条无效：{exc}",
+                     f"history entry {i} invalid: {exc}")
+                continue
+            if event.manifest_sha256 != manifest_sha:
+                fail("history.binding", f"审核记录第 {i} 条属于另一证据包",
+                     f"history entry {i} is about another package")
+                continue
+            events.append((i, event, True))
+        if pending:
+            warn("history.uncovered", f"另有 {pending} 条审核记录尚无检查点覆盖",
+                 f"{pending} more event(s) not yet covered by a checkpoint")
+    if not events:
+        warn("history.none", "日志中未见本证据包的审核、决定或送达记录"
+             "（未经审核的记录不得作为处罚证据）",
+             "no review, decision or service event found for this package in the log")
+        return
+    passed: set[EventType] = set()
+    for i, event, covered in sorted(events, key=lambda item: item[0]):
+        when = event.time_utc.isoformat().replace("+00:00", "Z")
+        text_zh = (f"日志第 {i} 条：{event.event_type_zh}（{event.event_type}），{when}，"
+                   f"人员 {event.actor_id}，结果 {event.outcome}，理由：{event.reason_zh}")
+        text_en = (f"log entry {i}: {event.event_type} at {when} by {event.actor_id}, "
+                   f"outcome {event.outcome}")
+        if i <= package_index:
+            fail("history.order", f"{text_zh}——早于证据包封存（第 {package_index} 条）",
+                 f"{text_en} -- precedes the sealing (entry {package_index})")
+        elif covered:
+            ok("history.event", text_zh + "（已由签名检查点覆盖）",
+               text_en + " (covered by a signed checkpoint)")
+        else:
+            warn("history.uncovered", text_zh + "（尚无签名检查点覆盖）",
+                 text_en + " (not yet covered by a signed checkpoint)")
+        if event.event_type in (EventType.TECHNICAL_REVIEW, EventType.LEGAL_REVIEW) and (
+                event.outcome in APPROVED_OUTCOMES):
+            passed.add(event.event_type)
+        if event.event_type in (EventType.DECISION, EventType.SERVICE):
+            missing = {EventType.TECHNICAL_REVIEW, EventType.LEGAL_REVIEW} - passed
+            if missing:
+                names = "、".join(sorted(t.value for t in missing))
+                warn("history.sequence",
+                     f"日志第 {i} 条{event.event_type_zh}之前没有通过的{names}记录"
+                     "（行政处罚法第四十一条、第五十八条）",
+                     f"entry {i} ({event.event_type}) has no earlier approved {names}")
 
 
 def _check_against_log(log: MerkleLog, cp: Checkpoint, index: int, entry_bytes: bytes | None,
@@ -373,39 +553,41 @@ def _check_against_log(log: MerkleLog, cp: Checkpoint, index: int, entry_bytes: 
 
 def _check_trusted(note: bytes, cp: Checkpoint, key_name: str, key: Ed25519PublicKey,
                    proof: list[bytes] | None, log: MerkleLog | None,
-                   ok: Any, fail: Any, warn: Any) -> None:
+                   ok: Any, fail: Any, warn: Any) -> str:
+    """Compare the package's checkpoint with a trusted one: consistent, fork or unknown."""
     try:
         trusted = verify_checkpoint(note, key_name, key)
     except EvidenceError as exc:
         fail("witness.signature", f"所给 --checkpoint 签名无效：{exc}",
              f"--checkpoint signature invalid: {exc}")
-        return
+        return "unknown"
     if trusted.origin != cp.origin:
         fail("witness.origin", "所给检查点属于另一日志", "--checkpoint is of another log")
-        return
+        return "unknown"
     small, large = (trusted, cp) if trusted.size <= cp.size else (cp, trusted)
     if small.size == large.size:
         if small.root == large.root:
             ok("witness.consistency", f"与所给检查点（大小 {trusted.size}）一致",
                f"consistent with the trusted checkpoint of size {trusted.size}")
-        else:
-            fail("witness.fork", f"日志分叉：同一大小 {trusted.size} 有两个不同的已签名根哈希",
-                 f"log FORK: two signed roots for tree size {trusted.size}")
-        return
+            return "consistent"
+        fail("witness.fork", f"日志分叉：同一大小 {trusted.size} 有两个不同的已签名根哈希",
+             f"log FORK: two signed roots for tree size {trusted.size}")
+        return "fork"
     if proof is None and log is not None and log.size >= large.size:
         proof = log.consistency_proof(small.size, large.size)
     if proof is None:
         warn("witness.unchecked", "未提供一致性证明（--log 或 --consistency），"
              "未能与所给检查点比对",
              "no consistency proof (--log or --consistency): trusted checkpoint not compared")
-        return
+        return "unknown"
     if verify_consistency(small.size, large.size, small.root, large.root, proof):
         ok("witness.consistency", f"一致性证明有效：大小 {small.size} → {large.size}",
            f"consistency proof valid: size {small.size} -> {large.size}")
-    else:
-        fail("witness.fork", f"一致性证明无效：大小 {small.size} → {large.size}"
-             "（日志被分叉或改写）",
-             f"consistency proof FAILS {small.size} -> {large.size} (log forked or rewritten)")
+        return "consistent"
+    fail("witness.fork", f"一致性证明无效：大小 {small.size} → {large.size}"
+         "（日志被分叉或改写）",
+         f"consistency proof FAILS {small.size} -> {large.size} (log forked or rewritten)")
+    return "fork"
 
 
 def audit_log(log_dir: Path, key: Ed25519PublicKey, key_name: str) -> Report:
