@@ -24,8 +24,18 @@ BACKENDS: dict[tuple[str, str], tuple[str, str]] = {
     ("indicator", "toledo+tcp"): ("zhichao.devices.indicators", "StreamIndicator"),
     ("indicator", "modbus+tcp"): ("zhichao.devices.indicators", "ModbusIndicator"),
     ("indicator", "modbus+rtu"): ("zhichao.devices.indicators", "ModbusIndicator"),
+    ("records", "tcp"): ("zhichao.devices.records", "StreamRecordSource"),
+    ("records", "serial"): ("zhichao.devices.records", "StreamRecordSource"),
+    ("records", "modbus+tcp"): ("zhichao.devices.records", "ModbusRecordSource"),
+    ("records", "modbus+rtu"): ("zhichao.devices.records", "ModbusRecordSource"),
+    ("camera", "folder"): ("zhichao.devices.camera", "FolderCamera"),
+    ("camera", "file"): ("zhichao.devices.camera", "VideoCaptureCamera"),
+    ("camera", "rtsp"): ("zhichao.devices.camera", "VideoCaptureCamera"),
+    ("camera", "rtsps"): ("zhichao.devices.camera", "VideoCaptureCamera"),
+    ("camera", "usb"): ("zhichao.devices.camera", "VideoCaptureCamera"),
+    ("camera", "sim"): ("zhichao.devices.camera", "SimulatedCamera"),
 }
-KINDS: tuple[str, ...] = ("samples", "indicator")
+KINDS: tuple[str, ...] = ("samples", "records", "indicator", "camera")
 
 
 def backend_class(kind: str, url: str) -> type[Device]:
@@ -53,8 +63,8 @@ def open_device(kind: str, url: str, **settings: Any) -> Device:
 
 
 def guess_kind(url: str) -> str:
-    """``samples`` unless the scheme only exists for indicators (``xk3190+…``, ``toledo+…``)
-    or a ``kind=`` query says otherwise."""
+    """``samples`` unless the scheme only exists for another kind (``xk3190+…``,
+    ``toledo+…``, ``folder://``, ``rtsp://`` …) or a ``kind=`` query says otherwise."""
     parsed = parse_device_url(url)
     if "kind" in parsed.query:
         return parsed.query["kind"]

@@ -1,4 +1,5 @@
-"""Twin-side byte sinks: a TCP server connection and a pseudo-terminal master."""
+"""Twin-side byte sinks: a TCP server connection, a pseudo-terminal master, and a null-modem
+pair of pseudo-terminals."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import threading
 import time
 import tty
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 
 class TwinLink(ABC):
@@ -63,8 +65,25 @@ class TcpServerLink(TwinLink):
     def wait_client(self, stop: threading.Event) -> bool:
         return self._accept(stop) is not None
 
+    def _peer_closed(self) -> bool:
+        """The driver hung up (its FIN or RST is waiting): a send would vanish."""
+        client = self._client
+        if client is None:
+            return False
+        try:
+            ready, _, _ = select.select([client], [], [], 0)
+            if not ready:
+                return False
+            return client.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+
     def send(self, data: bytes, stop: threading.Event) -> bool:
         view = memoryview(data)
+        if self._peer_closed():
+            self.drop_connection()  # wait for the driver to come back instead
         while view and not stop.is_set():
             client = self._accept(stop)
             if client is None:
@@ -148,3 +167,73 @@ class PtyLink(TwinLink):
         for fd in (self._master, self._slave):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+class PtyNullModem:
+    """Two pseudo-terminals joined by a null-modem thread: bytes written to one slave are
+    read from the other. Both ends are real serial ports to pyserial and to pymodbus (for
+    a Modbus RTU server on one end and a client on the other).
+
+    ``tamper(direction, data) -> data`` may alter the bytes in flight (fault injection;
+    ``direction`` is ``"a>b"`` or ``"b>a"``). ``cut`` silences the line while set.
+    """
+
+    def __init__(self) -> None:
+        self._ends: list[tuple[int, int, str]] = []
+        for _ in range(2):
+            master, slave = os.openpty()
+            tty.setraw(slave)
+            tty.setraw(master)
+            os.set_blocking(master, False)
+            self._ends.append((master, slave, os.ttyname(slave)))
+        self.path_a = self._ends[0][2]
+        self.path_b = self._ends[1][2]
+        self.tamper: Callable[[str, bytes], bytes] | None = None
+        self.cut = threading.Event()
+        self.bytes_copied = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pty-null-modem", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        ma, mb = self._ends[0][0], self._ends[1][0]
+        while not self._stop.is_set():
+            try:
+                ready, _, _ = select.select([ma, mb], [], [], 0.05)
+            except (OSError, ValueError):
+                return
+            for src in ready:
+                dst, direction = (mb, "a>b") if src == ma else (ma, "b>a")
+                try:
+                    data = os.read(src, 65536)
+                except (BlockingIOError, OSError):
+                    continue
+                if self.cut.is_set():
+                    continue
+                if self.tamper is not None:
+                    data = self.tamper(direction, data)
+                view = memoryview(data)
+                while view and not self._stop.is_set():
+                    try:
+                        n = os.write(dst, view)
+                    except BlockingIOError:
+                        select.select([], [dst], [], 0.05)
+                        continue
+                    except OSError:
+                        break
+                    view = view[n:]
+                    self.bytes_copied += n
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2.0)
+        for master, slave, _ in self._ends:
+            for fd in (master, slave):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    def __enter__(self) -> PtyNullModem:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

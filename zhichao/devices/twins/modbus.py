@@ -1,4 +1,5 @@
-"""A real pymodbus TCP server on 127.0.0.1 (ephemeral port), run in a background thread.
+"""A real pymodbus server — TCP on 127.0.0.1 (ephemeral port), or RTU on a serial port such
+as one end of a :class:`~zhichao.devices.twins.links.PtyNullModem` — in a background thread.
 
 The twin's register contents are refreshed by a callback *at every access* (pymodbus
 ``SimDevice(action=…)``), so a twin computes its state from the clock lazily, with no
@@ -20,10 +21,12 @@ Refresh = Callable[[list[int], int, int, int], None]
 
 
 class ModbusTwinServer:
-    """Holding registers ``0 … n_registers-1`` served by pymodbus on 127.0.0.1."""
+    """Holding registers ``0 … n_registers-1`` served by pymodbus on 127.0.0.1 (TCP), or as
+    Modbus RTU on ``serial_port`` (a path) at ``baud_rate``."""
 
     def __init__(self, n_registers: int, refresh: Refresh, *, device_id: int = 1,
-                 port: int = 0) -> None:
+                 port: int = 0, serial_port: str | None = None, baud_rate: int = 115200,
+                 client_port: str | None = None) -> None:
         self.n_registers = n_registers
         self.refresh = refresh
         self.device_id = device_id
@@ -37,9 +40,15 @@ class ModbusTwinServer:
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self.fail_next = 0  # number of requests to answer with DEVICE_BUSY (fault injection)
+        self.serial_port = serial_port
+        self.baud_rate = baud_rate
+        self.client_port = client_port  # the path a driver opens (other end of a null modem)
 
     @property
     def url(self) -> str:
+        if self.serial_port is not None:
+            return (f"modbus+rtu://{self.client_port or self.serial_port}"
+                    f"?device_id={self.device_id}&baud_rate={self.baud_rate}")
         return f"modbus+tcp://127.0.0.1:{self.port}?device_id={self.device_id}"
 
     def start(self) -> Self:
@@ -60,7 +69,8 @@ class ModbusTwinServer:
 
     async def _main(self) -> None:
         from pymodbus.constants import ExcCodes
-        from pymodbus.server import ModbusTcpServer
+        from pymodbus.framer import FramerType
+        from pymodbus.server import ModbusSerialServer, ModbusTcpServer
         from pymodbus.simulator import DataType, SimData, SimDevice
 
         async def action(function_code: int, start_address: int, address: int, count: int,
@@ -75,12 +85,19 @@ class ModbusTwinServer:
 
         device = SimDevice(id=self.device_id, simdata=[SimData(
             0, count=self.n_registers, values=0, datatype=DataType.REGISTERS)], action=action)
-        server = ModbusTcpServer(device, address=("127.0.0.1", self._port))
-        await server.serve_forever(background=True)
+        server: Any
+        if self.serial_port is not None:
+            server = ModbusSerialServer(device, framer=FramerType.RTU, port=self.serial_port,
+                                        baudrate=self.baud_rate, timeout=0.2,
+                                        reconnect_delay=0.1)
+            await server.serve_forever(background=True)
+        else:
+            server = ModbusTcpServer(device, address=("127.0.0.1", self._port))
+            await server.serve_forever(background=True)
+            transport: Any = server.transport
+            self.port = transport.sockets[0].getsockname()[1]
         self._server = server
         self._loop = asyncio.get_running_loop()
-        transport: Any = server.transport
-        self.port = transport.sockets[0].getsockname()[1]
         self._ready.set()
         await server.serving
 

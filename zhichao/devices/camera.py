@@ -1,0 +1,520 @@
+"""Cameras: frames from a folder (replay), from OpenCV ``VideoCapture`` (file, RTSP, USB), or
+simulated — each timestamped (UTC, station clock) at capture, and a trigger API.
+
+:class:`Camera` is the abstract device kind. Its public :meth:`Camera.grab` owns the read
+deadline, reconnection with back-off, image checks and the capture timestamp; a backend
+implements ``_connect``, ``_disconnect`` and ``_read_frame_internal``.
+
+The station calls :meth:`Camera.trigger` when the weighing core detects an axle, with the
+time of the detection (the devices stage cannot see the core: it takes a time, not a core
+object). The camera keeps the last ``buffer_frames`` frames, so a trigger that arrives
+after the vehicle was seen still gets the frame captured nearest to that time; if none
+is within ``max_trigger_skew_s`` it grabs the next frame and says how late it is.
+
+Backends (URL):
+
+``folder:///path/to/frames?fps=10&loop=0``
+    :class:`FolderCamera`: the folder's images (``.jpg``, ``.jpeg``, ``.png``, ``.bmp``) in
+    name order, paced at ``fps`` (0: as fast as read). An undecodable file is counted
+    (``bad_values``) and skipped, with its path in the log.
+``file:///path/video.mp4?loop=0``, ``rtsp://host/stream``, ``usb://0``
+    :class:`VideoCaptureCamera` (OpenCV). A file ends (or loops); a live stream that fails
+    is reconnected.
+``sim://camera?width=640&height=360&fps=25``
+    :class:`SimulatedCamera`: synthetic frames showing their frame number.
+
+The capture time is the station clock when the frame reached the driver, minus the
+configured ``latency_s`` (the camera's exposure-to-delivery delay, to be measured per
+installation; default 0).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import abstractmethod
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from zhichao.devices.base import (
+    DEFAULT_TIMEOUTS,
+    Backoff,
+    Device,
+    DeviceUrl,
+    Timeouts,
+    parse_device_url,
+)
+from zhichao.devices.errors import (
+    DeviceConfigurationError,
+    DeviceConnectionError,
+    DeviceNotAvailableError,
+    DeviceProtocolError,
+)
+from zhichao.devices.health import utc_now
+
+LOG = logging.getLogger("zhichao.devices")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+MAX_IMAGE_PIXELS = 64_000_000
+
+
+@dataclass(frozen=True)
+class CameraFrame:
+    """One captured frame.
+
+    Attributes
+    ----------
+    image : ``[height, width, 3]`` uint8, BGR (OpenCV order).
+    capture_utc : station clock at capture (minus the camera's configured latency).
+    index : frames captured by this camera object, from 0.
+    source : the camera URL.
+    name : what the frame is in its source (file name, or video frame number).
+    """
+
+    image: npt.NDArray[np.uint8]
+    capture_utc: datetime
+    index: int
+    source: str
+    name: str = ""
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+
+@dataclass(frozen=True)
+class TriggeredFrame:
+    """The answer to a trigger: the frame, the trigger time, and capture − trigger [s]."""
+
+    frame: CameraFrame
+    trigger_utc: datetime
+    skew_s: float
+    label: str = ""
+
+
+class EndOfStream(Exception):  # noqa: N818 - a signal between hook and template, never escapes
+    """Raised by a hook when a finite source (folder, file) has no more frames."""
+
+
+class Camera(Device):
+    """Abstract camera (template methods: :meth:`grab`, :meth:`trigger`).
+
+    Parameters
+    ----------
+    buffer_frames : how many recent frames are kept for triggers.
+    max_trigger_skew_s : a buffered frame this close to a trigger answers it [s].
+    latency_s : subtracted from the station clock to get the capture time [s].
+    stall_timeout_s : a live camera that delivers nothing this long is reconnected [s].
+    """
+
+    kind: ClassVar[str] = "camera"
+
+    def __init__(self, url: str, *, timeouts: Timeouts = DEFAULT_TIMEOUTS,
+                 backoff: Backoff | None = None, buffer_frames: int = 16,
+                 max_trigger_skew_s: float = 0.2, latency_s: float = 0.0,
+                 stall_timeout_s: float = 5.0) -> None:
+        super().__init__(url, timeouts=timeouts, backoff=backoff)
+        if buffer_frames < 1:
+            raise DeviceConfigurationError(f"{url}: buffer_frames must be >= 1")
+        self.max_trigger_skew_s = max_trigger_skew_s
+        self.latency_s = latency_s
+        self.stall_timeout_s = stall_timeout_s
+        self._buffer: deque[CameraFrame] = deque(maxlen=buffer_frames)
+        self._lock = threading.Lock()
+        self._grab_lock = threading.Lock()
+        self._index = 0
+        self._ended = False
+        self._last_frame = time.monotonic()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # -- hook ----------------------------------------------------------------------------
+    @abstractmethod
+    def _read_frame_internal(self, timeout_s: float) -> tuple[Any, str] | None:
+        """One frame as ``(image, name)`` within ``timeout_s``, or None if none yet.
+
+        Raise :class:`EndOfStream` at the end of a finite source, and
+        :class:`DeviceConnectionError` when a live link is lost.
+        """
+
+    # -- public --------------------------------------------------------------------------
+    @property
+    def ended(self) -> bool:
+        """A finite source (folder, file without loop) has delivered its last frame."""
+        return self._ended
+
+    def _on_connected(self, reconnect: bool) -> None:
+        self._last_frame = time.monotonic()
+
+    def grab(self, timeout_s: float | None = None) -> CameraFrame | None:
+        """Capture the next frame, or None if none came within ``timeout_s`` (or the
+        source ended). Never raises for link or image problems: they are counted."""
+        wait_s = self.timeouts.read if timeout_s is None else timeout_s
+        deadline = time.monotonic() + wait_s
+        with self._grab_lock:
+            while not self._ended:
+                if not self._ensure_connected(deadline):
+                    if time.monotonic() >= deadline:
+                        return None
+                    continue
+                remaining = max(0.001, deadline - time.monotonic())
+                try:
+                    got = self._read_frame_internal(min(remaining, 0.5))
+                except EndOfStream:
+                    self._ended = True
+                    self.health.info["ended"] = True
+                    return None
+                except DeviceConnectionError as exc:
+                    self._link_lost(str(exc))
+                    continue
+                except DeviceProtocolError as exc:
+                    self.health.fault("bad_values", str(exc))
+                    got = None
+                if got is not None:
+                    station = utc_now()
+                    frame = self._accept(got, station)
+                    if frame is not None:
+                        return frame
+                elif time.monotonic() - self._last_frame > self.stall_timeout_s:
+                    self.health.fault("stalls", f"no frame for {self.stall_timeout_s:.3g} s")
+                    self._link_lost("stalled")
+                if time.monotonic() >= deadline:
+                    return None
+        return None
+
+    def _accept(self, got: tuple[Any, str], station: datetime) -> CameraFrame | None:
+        image, name = got
+        problem = _image_problem(image)
+        if problem:
+            self.health.fault("bad_values", f"frame rejected: {problem}", where=name or "?")
+            return None
+        img = np.ascontiguousarray(image if image.ndim == 3 else np.repeat(
+            image[:, :, None], 3, axis=2))
+        frame = CameraFrame(img, station - timedelta(seconds=self.latency_s), self._index,
+                            self.url, name)
+        self._index += 1
+        self._last_frame = time.monotonic()
+        self.health.frame_received()
+        self.health.add("frames")
+        self.health.info.update(width=frame.width, height=frame.height)
+        with self._lock:
+            self._buffer.append(frame)
+        return frame
+
+    def recent(self) -> list[CameraFrame]:
+        """The buffered frames, oldest first."""
+        with self._lock:
+            return list(self._buffer)
+
+    def trigger(self, at_utc: datetime | None = None, *, label: str = "",
+                timeout_s: float | None = None) -> TriggeredFrame | None:
+        """The frame for an event at ``at_utc`` (default now), e.g. an axle detection.
+
+        Answers with the buffered frame captured nearest to ``at_utc`` if it is within
+        ``max_trigger_skew_s``; otherwise grabs frames (until ``timeout_s``) until one is
+        captured at or after ``at_utc``. ``skew_s`` = capture − trigger time. None when
+        no frame could be had (counted as ``trigger_misses``).
+        """
+        at = at_utc if at_utc is not None else utc_now()
+        if at.tzinfo is None:
+            raise DeviceConfigurationError("trigger time must be timezone-aware (UTC)")
+        self.health.add("triggers")
+        best = self._nearest(at)
+        if best is not None and abs(_skew(best, at)) <= self.max_trigger_skew_s:
+            return TriggeredFrame(best, at, _skew(best, at), label)
+        deadline = time.monotonic() + (self.timeouts.read if timeout_s is None else timeout_s)
+        while (remaining := deadline - time.monotonic()) > 0:
+            if self._thread is not None:  # the background grabber fills the buffer
+                time.sleep(min(0.005, remaining))
+                frame = self._nearest(at)
+                if frame is None or _skew(frame, at) < -self.max_trigger_skew_s:
+                    continue
+            else:
+                frame = self.grab(remaining)
+                if frame is None:
+                    if self._ended:
+                        break
+                    continue
+                if _skew(frame, at) < -self.max_trigger_skew_s:
+                    continue
+            return TriggeredFrame(frame, at, _skew(frame, at), label)
+        best = self._nearest(at)
+        if best is not None:
+            self.health.fault("trigger_late", f"nearest frame {_skew(best, at):+.3f} s from "
+                              f"trigger {label!r}", level=logging.INFO)
+            return TriggeredFrame(best, at, _skew(best, at), label)
+        self.health.fault("trigger_misses", f"no frame for trigger {label!r}")
+        return None
+
+    def _nearest(self, at: datetime) -> CameraFrame | None:
+        with self._lock:
+            frames = list(self._buffer)
+        if not frames:
+            return None
+        return min(frames, key=lambda f: abs(_skew(f, at)))
+
+    def start(self) -> Camera:
+        """Grab continuously in a background thread (live cameras), filling the buffer."""
+        self._check_open()
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._grab_loop, name="camera-grab",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def _grab_loop(self) -> None:
+        while not self._stop.is_set() and not self._closed and not self._ended:
+            try:
+                self.grab(0.2)
+            except Exception:  # never die silently
+                LOG.exception("%s: camera grab thread error", self.url)
+                self._stop.wait(0.1)
+
+    def stop(self) -> None:
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(2.0)
+
+    def close(self) -> None:
+        self.stop()
+        super().close()
+
+
+def _skew(frame: CameraFrame, at: datetime) -> float:
+    return (frame.capture_utc - at).total_seconds()
+
+
+def _image_problem(image: Any) -> str:
+    if not isinstance(image, np.ndarray):
+        return f"not an image ({type(image).__name__})"
+    if image.dtype != np.uint8:
+        return f"dtype {image.dtype}, expected uint8"
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+        return f"shape {image.shape}, expected H×W×3"
+    h, w = image.shape[:2]
+    if h < 8 or w < 8 or h * w > MAX_IMAGE_PIXELS:
+        return f"size {w}×{h}"
+    return ""
+
+
+def _cv2() -> Any:
+    try:
+        import cv2
+    except ImportError:  # pragma: no cover - opencv is a dependency
+        raise DeviceNotAvailableError("opencv-python-headless is not installed") from None
+    return cv2
+
+
+class FolderCamera(Camera):
+    """Frames from the image files of a folder, in name order (a replay)."""
+
+    def __init__(self, url: str, folder: str | Path, *, fps: float = 0.0, loop: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        self.folder = Path(folder)
+        self.fps = fps
+        self.loop = loop
+        self._files: list[Path] = []
+        self._pos = 0
+        self._next_due = 0.0
+
+    @classmethod
+    def from_url(cls, url: str | DeviceUrl, **kwargs: Any) -> FolderCamera:
+        parsed = parse_device_url(url) if isinstance(url, str) else url
+        if not parsed.path:
+            raise DeviceConfigurationError(f"{parsed.text}: folder:// needs a path")
+        return cls(parsed.text, parsed.path, fps=parsed.get_float("fps", 0.0),
+                   loop=parsed.get_int("loop", 0) != 0, **kwargs)
+
+    def _connect(self, timeout_s: float) -> None:
+        if not self.folder.is_dir():
+            raise DeviceConnectionError(f"{self.url}: {self.folder} is not a folder")
+        try:
+            files = sorted(p for p in self.folder.iterdir()
+                           if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        except OSError as exc:
+            raise DeviceConnectionError(f"{self.url}: cannot list {self.folder}: {exc}") from exc
+        if not files:
+            raise DeviceConnectionError(f"{self.url}: no images in {self.folder}")
+        self._files = files
+        self.health.info.update(frames_in_source=len(files))
+
+    def _disconnect(self) -> None:
+        pass
+
+    def _read_frame_internal(self, timeout_s: float) -> tuple[Any, str] | None:
+        if self._pos >= len(self._files):
+            if not self.loop:
+                raise EndOfStream
+            self._pos = 0
+        if self.fps > 0:
+            now = time.monotonic()
+            if self._next_due == 0.0:
+                self._next_due = now
+            wait = self._next_due - now
+            if wait > timeout_s:
+                time.sleep(timeout_s)
+                return None
+            if wait > 0:
+                time.sleep(wait)
+            self._next_due += 1.0 / self.fps
+        path = self._files[self._pos]
+        self._pos += 1
+        cv2 = _cv2()
+        try:
+            data = np.fromfile(path, dtype=np.uint8)
+            image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        except (OSError, cv2.error) as exc:
+            raise DeviceProtocolError(f"{path}: unreadable image: {exc}") from exc
+        if image is None:
+            raise DeviceProtocolError(f"{path}: not a decodable image")
+        return image, path.name
+
+
+class VideoCaptureCamera(Camera):
+    """OpenCV ``VideoCapture``: a video file, an RTSP stream, or a USB camera.
+
+    ``source`` is a file path, an ``rtsp://`` URL or a device index; ``loop`` restarts a
+    file at its end. Live sources that fail to deliver are reconnected with back-off.
+    """
+
+    def __init__(self, url: str, source: str | int, *, loop: bool = False,
+                 live: bool = True, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        self.source = source
+        self.loop = loop
+        self.live = live
+        self._cap: Any = None
+        self._frame_no = 0
+
+    @classmethod
+    def from_url(cls, url: str | DeviceUrl, **kwargs: Any) -> VideoCaptureCamera:
+        parsed = parse_device_url(url) if isinstance(url, str) else url
+        if parsed.scheme == "file":
+            if not parsed.path:
+                raise DeviceConfigurationError(f"{parsed.text}: file:// needs a path")
+            return cls(parsed.text, parsed.path, loop=parsed.get_int("loop", 0) != 0,
+                       live=False, **kwargs)
+        if parsed.scheme == "usb":
+            index_text = parsed.host or parsed.path.strip("/") or "0"
+            try:
+                index = int(index_text)
+            except ValueError:
+                raise DeviceConfigurationError(
+                    f"{parsed.text}: usb:// takes a device index, e.g. usb://0") from None
+            return cls(parsed.text, index, **kwargs)
+        if parsed.scheme in ("rtsp", "rtsps", "http", "https"):
+            return cls(parsed.text, parsed.text.split("#")[0], **kwargs)
+        raise DeviceConfigurationError(f"{parsed.text}: expected file://, rtsp:// or usb://")
+
+    def _connect(self, timeout_s: float) -> None:
+        cv2 = _cv2()
+        ms = max(1, int(timeout_s * 1000))
+        try:
+            if isinstance(self.source, int):
+                cap = cv2.VideoCapture(self.source)
+            else:
+                cap = cv2.VideoCapture(self.source, cv2.CAP_FFMPEG,
+                                       [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms,
+                                        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                                        max(1, int(self.timeouts.read * 1000))])
+        except cv2.error as exc:
+            raise DeviceConnectionError(f"{self.url}: OpenCV cannot open it: {exc}") from exc
+        if not cap.isOpened():
+            cap.release()
+            raise DeviceConnectionError(f"{self.url}: OpenCV cannot open {self.source!r}")
+        self._cap = cap
+        self._frame_no = 0
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.health.info.update(backend=str(cap.getBackendName()), fps=round(fps, 3))
+
+    def _disconnect(self) -> None:
+        cap, self._cap = self._cap, None
+        if cap is not None:
+            try:
+                cap.release()
+            except Exception as exc:  # releasing a broken capture may fail
+                LOG.debug("%s: release failed: %s", self.url, exc)
+
+    def _read_frame_internal(self, timeout_s: float) -> tuple[Any, str] | None:
+        cv2 = _cv2()
+        if self._cap is None:
+            raise DeviceConnectionError(f"{self.url}: not open")
+        try:
+            ok, image = self._cap.read()
+        except cv2.error as exc:
+            raise DeviceConnectionError(f"{self.url}: read failed: {exc}") from exc
+        if not ok or image is None:
+            if not self.live:
+                if self.loop and self._frame_no > 0:
+                    self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                    self._frame_no = 0
+                    return None
+                raise EndOfStream
+            raise DeviceConnectionError(f"{self.url}: no frame from the stream")
+        name = f"frame {self._frame_no}"
+        self._frame_no += 1
+        return image, name
+
+
+class SimulatedCamera(Camera):
+    """Synthetic frames at ``fps`` (0: as fast as asked), each showing its frame number
+    and a bar moving across, so tests can tell frames apart."""
+
+    def __init__(self, url: str, *, width: int = 640, height: int = 360, fps: float = 25.0,
+                 **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        if not (8 <= width <= 8192 and 8 <= height <= 8192):
+            raise DeviceConfigurationError(f"{url}: frame size {width}×{height}")
+        self.width = width
+        self.height = height
+        self.fps = fps
+        self._n = 0
+        self._next_due = 0.0
+
+    @classmethod
+    def from_url(cls, url: str | DeviceUrl, **kwargs: Any) -> SimulatedCamera:
+        parsed = parse_device_url(url) if isinstance(url, str) else url
+        return cls(parsed.text, width=parsed.get_int("width", 640),
+                   height=parsed.get_int("height", 360), fps=parsed.get_float("fps", 25.0),
+                   **kwargs)
+
+    def _connect(self, timeout_s: float) -> None:
+        self.health.info.update(model="simulated camera", fps=self.fps)
+
+    def _disconnect(self) -> None:
+        pass
+
+    def _read_frame_internal(self, timeout_s: float) -> tuple[Any, str] | None:
+        if self.fps > 0:
+            now = time.monotonic()
+            if self._next_due == 0.0:
+                self._next_due = now
+            wait = self._next_due - now
+            if wait > timeout_s:
+                time.sleep(timeout_s)
+                return None
+            if wait > 0:
+                time.sleep(wait)
+            self._next_due += 1.0 / self.fps
+        cv2 = _cv2()
+        img = np.full((self.height, self.width, 3), 40, dtype=np.uint8)
+        x = (self._n * 7) % self.width
+        img[:, x:x + 6] = (0, 200, 255)
+        cv2.putText(img, f"{self._n:06d}", (10, self.height // 2), cv2.FONT_HERSHEY_SIMPLEX,
+                    1.0, (255, 255, 255), 2)
+        name = f"sim {self._n}"
+        self._n += 1
+        return img, name
