@@ -157,7 +157,13 @@ def free_port() -> int:
 
 
 def zhichao_cmd(*args: str) -> list[str]:
+    """The ``zhichao`` console command."""
     return [sys.executable, "-m", "zhichao", *args]
+
+
+def sync_cmd(*args: str) -> list[str]:
+    """The same sync commands without loading the other stages (faster to start)."""
+    return [sys.executable, "-m", "zhichao.service.sync_cli", *args]
 
 
 class CenterProcess:
@@ -185,7 +191,7 @@ class CenterProcess:
         if self.db.schema:
             args += ["--schema", self.db.schema]
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(zhichao_cmd(*args), cwd=ROOT, stdout=log,
+            self.proc = subprocess.Popen(sync_cmd(*args), cwd=ROOT, stdout=log,
                                          stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -223,7 +229,7 @@ class PushProcess:
             args.append("--until-empty")
         self.out_path = workdir / f"push-{uuid.uuid4().hex[:6]}.out"
         self._out = self.out_path.open("wb")
-        self.proc = subprocess.Popen(zhichao_cmd(*args), cwd=ROOT, stdout=self._out,
+        self.proc = subprocess.Popen(sync_cmd(*args), cwd=ROOT, stdout=self._out,
                                      stderr=subprocess.STDOUT)
 
     def kill(self) -> None:
@@ -260,8 +266,8 @@ def wait_for(predicate: Any, timeout_s: float = 30.0, what: str = "condition") -
 
 class HoldingProxy:
     """A loopback TCP proxy; while ``hold`` is set it forwards requests but holds back the
-    center's answers (so a station can be killed after the center accepted an upload but
-    before the station read the receipt)."""
+    center's answers to package uploads (PUT), so a station can be killed after the center
+    accepted an upload but before the station read the receipt."""
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
@@ -290,20 +296,25 @@ class HoldingProxy:
             except OSError:
                 client.close()
                 continue
-            threading.Thread(target=self._pump, args=(client, upstream, False),
+            state = {"method": b""}
+            threading.Thread(target=self._pump, args=(client, upstream, False, state),
                              daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, True),
+            threading.Thread(target=self._pump, args=(upstream, client, True, state),
                              daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket, answers: bool) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, answers: bool,
+              state: dict[str, bytes]) -> None:
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
-                if answers and self.hold.is_set():
+                if not answers and data[:4] in (b"PUT ", b"GET ", b"POST"):
+                    state["method"] = data[:4]
+                holding = answers and state["method"] == b"PUT "
+                if holding and self.hold.is_set():
                     self.answers_held += 1
-                while answers and self.hold.is_set() and not self._closed:
+                while holding and self.hold.is_set() and not self._closed:
                     time.sleep(0.02)
                 dst.sendall(data)
         except OSError:

@@ -184,3 +184,23 @@ def _sync_status(args: argparse.Namespace) -> int:
         return _error(exc)
     print(json.dumps(status, ensure_ascii=False, indent=1))
     return 1 if status["refused"] else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m zhichao.service.sync_cli center|sync …``: the same commands without
+    loading the other stages (a lighter process for a center or an uploader)."""
+    parser = argparse.ArgumentParser(prog="python -m zhichao.service.sync_cli")
+    register(parser.add_subparsers(dest="command", metavar="COMMAND"))
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        result: int = args.handler(args)
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -233,6 +233,24 @@ class CenterStore:
         self._lock = threading.Lock()
         for sub in ("packages", "quarantine", "tmp"):
             (self.store_dir / sub).mkdir(parents=True, exist_ok=True)
+        self._drop_dead_spools()
+
+    def _drop_dead_spools(self) -> None:
+        """Remove uploads half-received by a center process that has died (their sender
+        still holds them and re-sends; nothing was recorded for them)."""
+        for path in (self.store_dir / "tmp").glob("up-*"):
+            try:
+                pid = int(path.name.split("-")[1])
+            except (IndexError, ValueError):
+                continue
+            if pid == os.getpid():
+                continue
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                path.unlink(missing_ok=True)
+            except PermissionError:
+                continue
 
     # ---------------------------------------------------------------- set-up
     def create_tables(self) -> None:
