@@ -110,7 +110,17 @@ def test_site_published_too_recently_is_configurable(tmp_path: Path) -> None:
 def test_missing_registration_is_only_info(tmp_path: Path) -> None:
     result = _eval(tmp_path, registration=None)
     assert result.status is Status.ENFORCEABLE
-    assert [r.severity for r in result.reasons] == [Severity.INFO]
+    assert {r.code: r.severity for r in result.reasons} == {
+        "registration_unavailable": Severity.INFO,
+        "rule_parameters_unconfirmed": Severity.INFO}
+
+
+def test_unconfirmed_rule_parameters_are_surfaced(tmp_path: Path) -> None:
+    result = _eval(tmp_path)
+    reason = next(r for r in result.reasons if r.code == "rule_parameters_unconfirmed")
+    for name in ("effective_from", "penalty.part_tonne", "hearing_threshold_yuan",
+                 "statement_days", "allowance.method", "precedence"):
+        assert name in reason.detail, name
 
 
 @pytest.mark.parametrize(("plate", "ok"), [

@@ -123,7 +123,7 @@ def test_zhejiang_values_differ_from_national() -> None:
 
 
 def _two_version_set() -> dict[str, Any]:
-    raw = json.loads(
+    raw: dict[str, Any] = json.loads(
         resources.files("zhichao.evidence").joinpath("rules", "cn.json").read_text("utf-8")
     )
     v1 = raw["versions"][0]
@@ -170,6 +170,12 @@ def test_overlapping_versions_are_refused() -> None:
         (lambda r: r["versions"][0]["penalty"].update(part_tonne="round"), "part_tonne"),
         (lambda r: r["versions"][0].update(effective_from="yesterday"), "effective_from"),
         (lambda r: r["versions"][0].update(hearing_threshold_yuan="10k"), "hearing"),
+        (lambda r: r["versions"][0]["penalty"].pop("part_tonne_source"), "part_tonne_source"),
+        (lambda r: r["versions"][0].pop("effective_from_source"), "effective_from_source"),
+        (lambda r: r["versions"][0].pop("hearing_threshold_source"), "hearing_threshold_source"),
+        (lambda r: r["versions"][0].update(statement_days=0), "statement_days"),
+        (lambda r: r["versions"][0].update(pending_legal_review=[{"parameter": "x"}]),
+         r"pending_legal_review\[0\]"),
     ],
 )
 def test_malformed_rules_name_the_problem(mutate: Any, message: str) -> None:
@@ -211,3 +217,88 @@ def test_repeat_and_first_violation_are_notes(prior: int | None, expected: str |
     else:
         assert expected in notes
     assert proposal.to_json()["is_decision"] is False
+
+
+def _sources(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    found: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(node, dict):
+        if "law_zh" in node:
+            found.append((path, node))
+        for key, value in node.items():
+            found += _sources(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _sources(value, f"{path}[{i}]")
+    return found
+
+
+@pytest.mark.parametrize("jurisdiction", ["cn", "cn-zj"])
+def test_every_parameter_carries_a_labelled_source(jurisdiction: str) -> None:
+    raw = json.loads(resources.files("zhichao.evidence").joinpath(
+        "rules", f"{jurisdiction}.json").read_text(encoding="utf-8"))
+    version = raw["versions"][0]
+    sources = dict(_sources(version))
+    for key in (".limits.source", ".allowance.source", ".penalty.source", ".penalty.cap_source",
+                ".penalty.part_tonne_source", ".effective_from_source",
+                ".hearing_threshold_source", ".hearing_source", ".hearing_request_source",
+                ".statement_days_source", ".repeat_violation.source",
+                ".first_violation.source"):
+        assert key in sources, key
+    for path, source in sources.items():
+        assert source["status"] in ("✅P", "✅S", "🟡", "❌"), path
+        assert source["article_zh"], path
+    # What law.md marks unconfirmed is marked unconfirmed here.
+    assert sources[".penalty.part_tonne_source"]["status"] == "❌"
+    assert sources[".hearing_threshold_source"]["status"] == "❌"
+    assert sources[".allowance.source"]["status"] == "❌"
+    assert version["effective_from_confirmed"] is False
+    assert version["hearing_threshold_yuan"] is None
+    assert version["hearing_request_days"] == 5  # 行政处罚法 Art. 64(1): 告知后五日内
+
+
+@pytest.mark.parametrize(("excess_kg", "listed"), [
+    (5000, {"effective_from", "allowance.method", "penalty.part_tonne",
+            "hearing_threshold_yuan", "statement_days"}),
+    (800, {"effective_from", "allowance.method", "statement_days"}),  # a warning, no fine
+    (0, set()),  # no violation: nothing to propose
+])
+def test_unconfirmed_parameters_are_listed_to_the_reviewer(excess_kg: int, listed: set[str]
+                                                           ) -> None:
+    proposal = _propose(_rule("CN"), excess_kg)
+    assert {p.parameter for p in proposal.pending_legal_review} == listed
+    notes = "".join(proposal.reviewer_notes_zh)
+    assert notes.count("【待法制审核确认】") == len(listed)
+    data = proposal.to_json()["pending_legal_review"]
+    assert all(item["source"]["law_zh"] and item["note_zh"] for item in data)
+    if "penalty.part_tonne" in listed:
+        step = next(s for s in proposal.steps if s.label_zh.startswith("计罚吨数"))
+        assert step.source.status == "❌"  # the counted tonnes cite the unconfirmed choice
+
+
+def test_zhejiang_lists_precedence_and_statement_days() -> None:
+    rule = _rule("CN-ZJ")
+    assert rule.statement_days == 15
+    assert rule.statement_days_source.article_zh.startswith("第四十条")
+    pending = {p.parameter: p for p in rule.pending_legal_review()}
+    assert "precedence" in pending and "62号令" in pending["precedence"].note_zh
+    proposal = _propose(rule, 30000)  # 61 % over: both bands
+    per_band = [s for s in proposal.steps if "计罚吨数" in s.label_zh]
+    assert len(per_band) == 2 and all(s.source.status == "❌" for s in per_band)
+
+
+def test_confirmed_parameters_are_not_listed() -> None:
+    raw = _two_version_set()
+    raw["versions"] = [raw["versions"][1]]
+    v = raw["versions"][0]
+    v["effective_to"] = None
+    v["effective_from_confirmed"] = True
+    v["effective_from_source"]["status"] = "✅P"
+    v["penalty"]["part_tonne_source"]["status"] = "✅P"
+    v["hearing_threshold_yuan"] = 10000
+    v["hearing_threshold_source"]["status"] = "✅P"
+    v["statement_days"] = 10
+    v["statement_days_source"]["status"] = "✅P"
+    v["allowance"]["source"]["status"] = "✅P"
+    rule = parse_rule_set(raw).in_force(T2025)
+    assert rule.pending_legal_review() == ()
+    assert "【待法制审核确认】" not in "".join(_propose(rule, 5000).reviewer_notes_zh)

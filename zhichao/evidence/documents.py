@@ -44,9 +44,11 @@ PDF_FONTS = BASE_PDF_FONTS + EXTRA_PDF_FONTS
 BEIJING = timezone(timedelta(hours=8))
 ROLE_ZH = {"image_front": "车辆前部", "image_side": "车辆侧面（全部车轴）",
            "image_rear": "车辆尾部", "image_plate": "号牌特写"}
-# Days for 陈述、申辩 after receipt of the notice, per jurisdiction. 浙江省公路条例 Art. 40:
-# come within 15 days. For others no national figure was found: None → "规定期限内".
-STATEMENT_DAYS = {"CN-ZJ": 15}
+# The deadlines for 陈述、申辩 and for requesting a hearing come from the rule version in
+# force (manifest case.rule_set.statement_days / hearing_request_days, each with its
+# source); these defaults only serve packages sealed before the rules carried them.
+LEGACY_STATEMENT_DAYS = {"CN-ZJ": 15}
+LEGACY_HEARING_REQUEST_DAYS = 5  # 行政处罚法 第六十四条第（一）项: 告知后五日内
 NOTICE_FOOTER = ("本文书为证据包派生文件，由系统依签名清单及原始文件自动生成；"
                  "内容以原始文件和已签名清单为准，未经技术审核和法制审核不得作为处罚依据。")
 
@@ -231,8 +233,22 @@ def sheet_html(doc: dict[str, Any], read: Reader) -> bytes:
                                              float(v.get("gross_weight_kg") or 0))
             + "<h2>称重波形</h2>" + _svg_wave(_waveform_data(doc, read))
             + "<h2>计算过程及依据</h2><table>" + steps + "</table>"
-            + "<h2>证据资格审查理由</h2><ul>" + (reasons or "<li>无</li>") + "</ul>")
+            + "<h2>证据资格审查理由</h2><ul>" + (reasons or "<li>无</li>") + "</ul>"
+            + "<h2>待法制审核确认的规则参数</h2><table>"
+            + "".join(f"<tr><td class='k'>{html.escape(k)}</td><td>{html.escape(t)}</td></tr>"
+                      for k, t in _pending_rows(doc)) + "</table>")
     return _html_page("超限运输车辆非现场检测取证单", body)
+
+
+def _pending_rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """Rule parameters applied as configured but not confirmed by legal review."""
+    c = doc["case"]
+    items = (c.get("penalty") or {}).get("pending_legal_review")
+    if items is None:
+        items = (c.get("rule_set") or {}).get("pending_legal_review") or []
+    rows = [(str(i.get("parameter")), f"{i.get('note_zh')}；当前取值：{i.get('value')}"
+             f"（{_cite(i.get('source') or {})}）") for i in items]
+    return rows or [("—", "无")]
 
 
 def _notice_paragraphs(doc: dict[str, Any]) -> list[str]:
@@ -243,15 +259,18 @@ def _notice_paragraphs(doc: dict[str, Any]) -> list[str]:
     plate = (c.get("plate") or {}).get("text") or "（号牌待审核确认）"
     reg = c.get("registration") or {}
     owner = reg.get("owner_name_zh") or "车辆所有人"
-    jur = (c.get("rule_set") or {}).get("jurisdiction", "")
-    days = STATEMENT_DAYS.get(jur)
+    rule_set = c.get("rule_set") or {}
+    jur = rule_set.get("jurisdiction", "")
+    days = (rule_set.get("statement_days") if "statement_days" in rule_set
+            else LEGACY_STATEMENT_DAYS.get(jur))
     deadline = f"自收到本通知书之日起{days}日内" if days else "在规定期限内"
+    request_days = rule_set.get("hearing_request_days") or LEGACY_HEARING_REQUEST_DAYS
     hearing = pen.get("hearing_right")
     hearing_text = (
-        "本案拟作出较大数额罚款，您有权在收到本通知书之日起五个工作日内要求听证"
+        f"本案拟作出较大数额罚款，您有权在收到本通知书之日起{request_days}日内要求听证"
         "（《中华人民共和国行政处罚法》第六十三条、第六十四条）；逾期视为放弃听证。"
         if hearing else
-        "如本案拟罚款达到本地较大数额标准，您有权在收到本通知书之日起五个工作日内要求听证"
+        f"如本案拟罚款达到本地较大数额标准，您有权在收到本通知书之日起{request_days}日内要求听证"
         "（《中华人民共和国行政处罚法》第六十三条、第六十四条）。"
         if hearing is None else "")
     status = (c.get("eligibility") or {}).get("status")
@@ -514,6 +533,10 @@ def sheet_pdf(doc: dict[str, Any], read: Reader) -> bytes:
     reasons = (c.get("eligibility") or {}).get("reasons", [])
     _pdf_table(pdf, [(r["code"], f"{r['message_zh']} {r.get('detail', '')}（{r['basis_zh']}）")
                      for r in reasons] or [("—", "无")])
+    _set_font(pdf, 12)
+    pdf.cell(0, 8, "待法制审核确认的规则参数", new_x="LMARGIN", new_y="NEXT")
+    _set_font(pdf, 9)
+    _pdf_table(pdf, _pending_rows(doc))
     _pdf_footer(pdf)
     return _finish(pdf, "evidence_sheet.pdf")
 

@@ -143,6 +143,10 @@ _REASONS: dict[str, tuple[Severity, str, str, str]] = {
                             "law.md R1.3"),
     "registration_unavailable": (Severity.INFO, "登记信息不可得，未做交叉核对",
                                  "registration not available; no cross-check", "law.md R1.1"),
+    "rule_parameters_unconfirmed": (
+        Severity.INFO, "所适用规则中有参数尚未经法制审核确认（见拟处罚的待确认参数）",
+        "the rule in force has parameters not confirmed by legal review",
+        "行政处罚法第五十八条（法制审核）"),
     "rule_not_in_force": (Severity.MANUAL_REVIEW, "违法时间无有效规则版本",
                           "no rule version in force at the violation time", "—"),
     "excess_inconsistent": (Severity.MANUAL_REVIEW, "称重记录超限量与总质量、限值不一致",
@@ -232,6 +236,10 @@ def evaluate(case: CaseInputs, rules: RuleSet | None, config: GateConfig | None 
             rule = rules.in_force(t)
         except RuleError as exc:
             add("rule_not_in_force", str(exc))
+        else:
+            pending = rule.pending_legal_review()
+            if pending:
+                add("rule_parameters_unconfirmed", ", ".join(p.parameter for p in pending))
     if v.verdict == "within_limit" or (v.verdict == "overloaded" and not v.overloaded):
         add("no_violation", f"verdict={v.verdict}")
     if v.verdict == "undecidable" or v.limit_kg is None or v.vehicle_class is None:

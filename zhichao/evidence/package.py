@@ -163,6 +163,14 @@ def case_facts(case: CaseInputs, eligibility: Eligibility, penalty: PenaltyPropo
             "version": None if rule is None else rule.version,
             "effective_from": None if rule is None else format_time(rule.effective_from),
             "notes": None if rule is None else rule.notes,
+            "statement_days": None if rule is None else rule.statement_days,
+            "statement_days_source": None if rule is None
+            else rule.statement_days_source.to_json(),
+            "hearing_request_days": None if rule is None else rule.hearing_request_days,
+            "hearing_request_source": None if rule is None
+            else rule.hearing_request_source.to_json(),
+            "pending_legal_review": [] if rule is None
+            else [p.to_json() for p in rule.pending_legal_review()],
         },
         "penalty": None if penalty is None else penalty.to_json(),
         "plate": None if p is None else {

@@ -15,6 +15,14 @@ Part tonnes (62号令 Art. 43 "每超1000千克") are counted per the rule's ``p
 ``floor``     only whole 1 000 kg steps count (1 999 kg over → 1 step) — default;
 ``ceil``      each started 1 000 kg counts (1 001 kg over → 2 steps);
 ``pro_rata``  yuan per kg, the total rounded down to whole yuan.
+
+Every parameter carries its legal source with a confidence label (law.md: ✅P, ✅S, 🟡,
+❌). Parameters whose source is ❌ (not confirmed: the part-tonne choice, the hearing
+threshold, the statement deadline, the allowance policy, effective dates not checked
+against the gazette, and the extra items a file lists under ``pending_legal_review``) are
+applied as configured but always listed to the reviewer
+(:meth:`RuleVersion.pending_legal_review`, :attr:`PenaltyProposal.pending_legal_review`,
+the gate's ``rule_parameters_unconfirmed`` reason, the 取证单); never silently.
 """
 
 from __future__ import annotations
@@ -52,6 +60,29 @@ class LegalSource:
     def to_json(self) -> dict[str, str]:
         return {"law_zh": self.law_zh, "article_zh": self.article_zh, "status": self.status}
 
+    @property
+    def confirmed(self) -> bool:
+        """False for a ❌ source (not confirmed; law.md's confidence labels)."""
+        return not self.status.startswith("❌")
+
+
+@dataclass(frozen=True)
+class PendingParameter:
+    """A rule parameter applied as configured but not confirmed by legal review."""
+
+    parameter: str
+    value: str
+    source: LegalSource
+    note_zh: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"parameter": self.parameter, "value": self.value,
+                "source": self.source.to_json(), "note_zh": self.note_zh}
+
+    def reviewer_note_zh(self) -> str:
+        return (f"【待法制审核确认】{self.note_zh}（参数 {self.parameter}，当前取值：{self.value}；"
+                f"依据：{self.source.cite_zh()}）")
+
 
 @dataclass(frozen=True)
 class Band:
@@ -68,6 +99,7 @@ class PenaltyRule:
     cap_yuan: int
     source: LegalSource
     cap_source: LegalSource
+    part_tonne_source: LegalSource
     warning_max_excess_kg: int = 0
     rate_yuan_per_tonne: int = 0
     education_below_ratio: Decimal | None = None
@@ -83,6 +115,7 @@ class RuleVersion:
     effective_from: datetime
     effective_to: datetime | None
     effective_from_confirmed: bool
+    effective_from_source: LegalSource
     notes: str
     limits_by_class_kg: dict[str, int]
     limits_source: LegalSource
@@ -91,11 +124,50 @@ class RuleVersion:
     allowance_source: LegalSource
     penalty: PenaltyRule
     hearing_threshold_yuan: int | None
+    hearing_threshold_source: LegalSource
     hearing_source: LegalSource
+    hearing_request_days: int
+    hearing_request_source: LegalSource
+    statement_days: int | None
+    statement_days_source: LegalSource
     repeat_window_days: int
     repeat_more_than: int
     repeat_source: LegalSource
     first_violation_source: LegalSource
+    extra_pending: tuple[PendingParameter, ...] = ()
+
+    def pending_legal_review(self) -> tuple[PendingParameter, ...]:
+        """Every parameter of this version that legal review has not confirmed."""
+        items: list[PendingParameter] = []
+        if not self.effective_from_confirmed or not self.effective_from_source.confirmed:
+            items.append(PendingParameter(
+                "effective_from", self.effective_from.isoformat(), self.effective_from_source,
+                f"规则版本{self.version}的生效日期未经核对公报原文"))
+        if not self.allowance_source.confirmed:
+            value = self.allowance_method + (
+                f"({self.allowance_ratio})" if self.allowance_ratio is not None else "")
+            items.append(PendingParameter(
+                "allowance.method", value, self.allowance_source,
+                "计量允差扣除方式无全国性规定，系可配置选择"))
+        if not self.penalty.part_tonne_source.confirmed:
+            items.append(PendingParameter(
+                "penalty.part_tonne", self.penalty.part_tonne, self.penalty.part_tonne_source,
+                f"不足{self.penalty.tonne_kg}千克部分的计罚方式（floor 只计整吨 / "
+                "ceil 不足一吨按一吨 / pro_rata 按比例）法规未明确，系可配置选择"))
+        if self.hearing_threshold_yuan is None or not self.hearing_threshold_source.confirmed:
+            value = "未配置" if self.hearing_threshold_yuan is None else (
+                f"{self.hearing_threshold_yuan}元")
+            items.append(PendingParameter(
+                "hearing_threshold_yuan", value, self.hearing_threshold_source,
+                "“较大数额罚款”听证标准由各省规定，本地标准未确认；是否告知听证权利由审核人员判断"))
+        if self.statement_days is None or not self.statement_days_source.confirmed:
+            value = "未配置（“规定期限内”）" if self.statement_days is None else (
+                f"{self.statement_days}日")
+            items.append(PendingParameter(
+                "statement_days", value, self.statement_days_source,
+                "陈述、申辩期限未经确认"))
+        items.extend(self.extra_pending)
+        return tuple(items)
 
     def in_force_at(self, moment: datetime) -> bool:
         if moment < self.effective_from:
@@ -158,6 +230,7 @@ def _penalty(raw: Any, where: str) -> PenaltyRule:
         "cap_yuan": int(_get(raw, "cap_yuan", int, where)),
         "source": _source(raw.get("source"), f"{where}.source"),
         "cap_source": _source(raw.get("cap_source", raw.get("source")), f"{where}.cap_source"),
+        "part_tonne_source": _source(raw.get("part_tonne_source"), f"{where}.part_tonne_source"),
     }
     try:
         if method == "per_tonne":
@@ -211,6 +284,21 @@ def _version(raw: Any, jurisdiction: str, jurisdiction_zh: str, where: str) -> R
     hearing = raw.get("hearing_threshold_yuan")
     if hearing is not None and (not isinstance(hearing, int) or isinstance(hearing, bool)):
         raise RuleError(f"{where}.hearing_threshold_yuan: must be an integer or null")
+    statement_days = raw.get("statement_days")
+    if statement_days is not None and (
+            not isinstance(statement_days, int) or isinstance(statement_days, bool)
+            or statement_days <= 0):
+        raise RuleError(f"{where}.statement_days: must be a positive integer or null")
+    request_days = _get(raw, "hearing_request_days", int, where)
+    extra: list[PendingParameter] = []
+    for i, item in enumerate(raw.get("pending_legal_review") or []):
+        iw = f"{where}.pending_legal_review[{i}]"
+        if not isinstance(item, dict) or not all(
+                isinstance(item.get(k), str) for k in ("parameter", "value", "note_zh")):
+            raise RuleError(f"{iw}: needs parameter, value and note_zh strings and a source")
+        extra.append(PendingParameter(item["parameter"], item["value"],
+                                      _source(item.get("source"), f"{iw}.source"),
+                                      item["note_zh"]))
     return RuleVersion(
         jurisdiction=jurisdiction,
         jurisdiction_zh=jurisdiction_zh,
@@ -218,6 +306,8 @@ def _version(raw: Any, jurisdiction: str, jurisdiction_zh: str, where: str) -> R
         effective_from=eff_from,
         effective_to=eff_to,
         effective_from_confirmed=bool(raw.get("effective_from_confirmed", False)),
+        effective_from_source=_source(raw.get("effective_from_source"),
+                                      f"{where}.effective_from_source"),
         notes=str(raw.get("notes", "")),
         limits_by_class_kg={str(k): int(v) for k, v in by_class.items()},
         limits_source=_source(limits.get("source"), f"{where}.limits.source"),
@@ -226,13 +316,22 @@ def _version(raw: Any, jurisdiction: str, jurisdiction_zh: str, where: str) -> R
         allowance_source=_source(allowance.get("source"), f"{where}.allowance.source"),
         penalty=_penalty(raw.get("penalty"), f"{where}.penalty"),
         hearing_threshold_yuan=hearing,
+        hearing_threshold_source=_source(raw.get("hearing_threshold_source"),
+                                         f"{where}.hearing_threshold_source"),
         hearing_source=_source(raw.get("hearing_source"), f"{where}.hearing_source"),
+        hearing_request_days=int(request_days),
+        hearing_request_source=_source(raw.get("hearing_request_source"),
+                                       f"{where}.hearing_request_source"),
+        statement_days=statement_days,
+        statement_days_source=_source(raw.get("statement_days_source"),
+                                      f"{where}.statement_days_source"),
         repeat_window_days=int(repeat.get("window_days", 365)),
         repeat_more_than=int(repeat.get("more_than", 3)),
         repeat_source=_source(repeat.get("source"), f"{where}.repeat_violation.source"),
         first_violation_source=_source(
             (raw.get("first_violation") or {}).get("source"), f"{where}.first_violation.source"
         ),
+        extra_pending=tuple(extra),
     )
 
 
@@ -330,6 +429,7 @@ class PenaltyProposal:
     basis: LegalSource
     hearing_right: bool | None  # None: threshold not configured → reviewer decides
     reviewer_notes_zh: tuple[str, ...] = field(default=())
+    pending_legal_review: tuple[PendingParameter, ...] = field(default=())
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -344,6 +444,7 @@ class PenaltyProposal:
             "basis": self.basis.to_json(),
             "hearing_right": self.hearing_right,
             "reviewer_notes_zh": list(self.reviewer_notes_zh),
+            "pending_legal_review": [p.to_json() for p in self.pending_legal_review],
             "is_decision": False,
         }
 
@@ -409,7 +510,7 @@ def propose_penalty(
             outcome = Outcome.FINE
             counted, yuan = _tonnes_yuan(excess, p, p.rate_yuan_per_tonne)
             steps.append(
-                Step(f"计罚吨数（{p.part_tonne}）", _fmt(counted), "t", p.source)
+                Step(f"计罚吨数（{p.part_tonne}）", _fmt(counted), "t", p.part_tonne_source)
             )
             label = f"每{p.tonne_kg}千克{p.rate_yuan_per_tonne}元"
             steps.append(Step(label, _fmt(yuan), "元", p.source))
@@ -435,6 +536,8 @@ def propose_penalty(
                     f"至{_fmt(band.to_ratio * 100)}%" if band.to_ratio is not None else "以上"
                 )
                 steps.append(Step(f"超限{span}部分质量", _fmt(part), "kg", p.source))
+                steps.append(Step(f"超限{span}部分计罚吨数（{p.part_tonne}）", _fmt(counted), "t",
+                                  p.part_tonne_source))
                 steps.append(Step(
                     f"超限{span}部分，计{_fmt(counted)}吨×{band.rate_yuan_per_tonne}元/吨",
                     _fmt(yuan), "元", p.source,
@@ -483,12 +586,13 @@ def propose_penalty(
                 )
         if p.education_may_waive_fine and outcome is Outcome.EDUCATION:
             notes.append(f"依{p.source.cite_zh()}，可以不予罚款，由审核人员决定。")
-    if not rule.effective_from_confirmed:
-        notes.append(f"规则版本{rule.version}的生效日期尚未经法制审核确认。")
-    if outcome is Outcome.FINE:
-        notes.append(
-            f"不足{p.tonne_kg}千克部分的计算方式为“{p.part_tonne}”，系可配置选择，须经法制审核确认。"
-        )
+    pending = tuple(
+        item for item in rule.pending_legal_review()
+        if outcome is not Outcome.NONE and (
+            item.parameter not in ("penalty.part_tonne", "hearing_threshold_yuan")
+            or outcome is Outcome.FINE)
+    )
+    notes.extend(item.reviewer_note_zh() for item in pending)
     return PenaltyProposal(
         jurisdiction=rule.jurisdiction,
         rule_version=rule.version,
@@ -500,6 +604,7 @@ def propose_penalty(
         basis=p.source,
         hearing_right=hearing,
         reviewer_notes_zh=tuple(notes),
+        pending_legal_review=pending,
     )
 
 
