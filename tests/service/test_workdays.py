@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,7 @@ from zhichao.service.workdays import (
     add_working_days,
     china_date,
     is_working_day,
+    load_year_calendar,
 )
 
 
@@ -53,3 +56,24 @@ def test_year_without_calendar_data_is_refused_not_guessed() -> None:
     assert "人工" in info.value.message_zh
     with pytest.raises(CalendarError):
         is_working_day(date(2003, 5, 1))
+
+
+def test_a_loaded_year_calendar_fills_the_gap(tmp_path: Path) -> None:
+    path = tmp_path / "2027.json"
+    path.write_text(json.dumps({
+        "format": "zhichao.holidays/1", "year": 2027, "source_zh": "测试用安排（非官方）",
+        "holidays": ["2027-01-01", "2027-01-04"], "working_weekend_days": ["2027-01-09"]}),
+        encoding="utf-8")
+    cal = load_year_calendar(path)
+    # Thu 31 Dec 2026 (package data) + 3 working days: Fri 1 Jan off, Mon 4 Jan off,
+    # Tue 5, Wed 6, Thu 7.
+    assert add_working_days(date(2026, 12, 31), 3, (cal,)) == date(2027, 1, 7)
+    assert is_working_day(date(2027, 1, 9), (cal,))  # Saturday made a working day
+    path.write_text(json.dumps({"format": "zhichao.holidays/1", "year": 2027, "source_zh": "x",
+                                "holidays": ["2028-01-01"], "working_weekend_days": []}),
+                    encoding="utf-8")
+    with pytest.raises(CalendarError, match="not in 2027"):
+        load_year_calendar(path)
+    path.write_text("{}", encoding="utf-8")
+    with pytest.raises(CalendarError, match="unreadable"):
+        load_year_calendar(path)

@@ -31,8 +31,15 @@ ROLES_ZH: dict[str, str] = {
 }
 _USERNAME = re.compile(r"^[a-z0-9_.-]{3,64}$")
 MIN_PASSWORD_CHARS = 12
-_hasher = PasswordHasher()
+_hasher = PasswordHasher()  # argon2id, argon2-cffi defaults (RFC 9106 low-memory profile)
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def use_password_hasher(hasher: PasswordHasher) -> None:
+    """Replace the argon2 parameters (tests use cheap ones; old hashes still verify)."""
+    global _hasher, _DUMMY_HASH
+    _hasher = hasher
+    _DUMMY_HASH = hasher.hash(secrets.token_urlsafe(16))
 
 
 def hash_password(password: str) -> str:

@@ -79,7 +79,7 @@ class DeadlineError(ServiceError):
 
 
 class CalendarError(ServiceError):
-    http_status = 500
+    http_status = 409
     default_zh = "节假日日历缺少该年份数据，无法计算期限，需人工确定"
 
 

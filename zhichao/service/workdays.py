@@ -10,7 +10,9 @@
 * Dates are local dates in China (UTC+8); timestamps stay UTC everywhere else.
 * ``chinese_calendar`` ships data for a fixed range of years (2004–2026 in 1.11). For a
   date outside it :class:`CalendarError` is raised: the deadline must be set by a human,
-  never guessed.
+  never guessed — unless the deployment loads that year's schedule from the State
+  Council's notice as a :class:`YearCalendar` (``load_year_calendar``, format
+  ``zhichao.holidays/1``) into ``DeadlinePolicy.supplements``.
 
 Every default period is a :class:`DeadlineRule` with its legal source and whether the
 reading is confirmed; deployments override them in ``Settings.deadlines``.
@@ -18,8 +20,10 @@ reading is confirmed; deployments override them in ``Settings.deadlines``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
 
 import chinese_calendar
 
@@ -41,7 +45,47 @@ def end_of_china_day_utc(day: date) -> datetime:
         days=1)
 
 
-def is_working_day(day: date) -> bool:
+@dataclass(frozen=True)
+class YearCalendar:
+    """One year's official schedule for a year the package lacks (国务院办公厅通知)."""
+
+    year: int
+    holidays: frozenset[date]
+    working_weekend_days: frozenset[date]
+    source_zh: str
+
+    def is_working_day(self, day: date) -> bool:
+        if day in self.working_weekend_days:
+            return True
+        return day.weekday() < 5 and day not in self.holidays
+
+
+def load_year_calendar(path: Path) -> YearCalendar:
+    """Read ``{"format": "zhichao.holidays/1", "year", "source_zh", "holidays": [...],
+    "working_weekend_days": [...]}`` (ISO dates); every date must lie in ``year``."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        if raw.get("format") != "zhichao.holidays/1":
+            raise ValueError("format is not zhichao.holidays/1")
+        year = int(raw["year"])
+        holidays = frozenset(date.fromisoformat(d) for d in raw["holidays"])
+        weekends = frozenset(date.fromisoformat(d) for d in raw["working_weekend_days"])
+        source = str(raw["source_zh"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CalendarError(f"{path}: holiday file unreadable ({exc})",
+                            "节假日安排文件无法读取") from exc
+    wrong = sorted(d for d in holidays | weekends if d.year != year)
+    if wrong:
+        raise CalendarError(f"{path}: {wrong[0]} is not in {year}", "节假日安排文件年份不一致")
+    if not source.strip():
+        raise CalendarError(f"{path}: source_zh (the notice it comes from) is required")
+    return YearCalendar(year, holidays, weekends, source)
+
+
+def is_working_day(day: date, supplements: tuple[YearCalendar, ...] = ()) -> bool:
+    for extra in supplements:
+        if extra.year == day.year:
+            return extra.is_working_day(day)
     try:
         return bool(chinese_calendar.is_workday(day))
     except NotImplementedError as exc:
@@ -52,22 +96,24 @@ def is_working_day(day: date) -> bool:
             "须人工确定") from exc
 
 
-def add_working_days(start: date, days: int) -> date:
+def add_working_days(start: date, days: int,
+                     supplements: tuple[YearCalendar, ...] = ()) -> date:
     """The ``days``-th working day after ``start`` (``start`` itself not counted)."""
     if days < 0:
         raise ValueError("days must be >= 0")
     day, left = start, days
     while left > 0:
         day += timedelta(days=1)
-        if is_working_day(day):
+        if is_working_day(day, supplements):
             left -= 1
     return day
 
 
-def add_calendar_days(start: date, days: int) -> date:
+def add_calendar_days(start: date, days: int,
+                      supplements: tuple[YearCalendar, ...] = ()) -> date:
     """``start + days``; a last day on a rest day moves to the next working day."""
     day = start + timedelta(days=days)
-    while not is_working_day(day):
+    while not is_working_day(day, supplements):
         day += timedelta(days=1)
     return day
 
@@ -79,11 +125,11 @@ class DeadlineRule:
     source_zh: str
     confirmed: bool
 
-    def due(self, start: date) -> date:
+    def due(self, start: date, supplements: tuple[YearCalendar, ...] = ()) -> date:
         if self.unit == "working":
-            return add_working_days(start, self.days)
+            return add_working_days(start, self.days, supplements)
         if self.unit == "calendar":
-            return add_calendar_days(start, self.days)
+            return add_calendar_days(start, self.days, supplements)
         raise ValueError(f"DeadlineRule.unit: {self.unit!r} is neither 'working' nor 'calendar'")
 
 
@@ -98,3 +144,16 @@ class DeadlinePolicy:
         90, "calendar", "《行政处罚法》第六十条（立案之日起九十日内）", True)
     serve: DeadlineRule = DeadlineRule(
         7, "working", "《行政处罚法》第六十一条、第八十五条（七日，工作日）", True)
+    supplements: tuple[YearCalendar, ...] = ()
+
+    def statement_due(self, start: date) -> date:
+        return self.statement.due(start, self.supplements)
+
+    def hearing_request_due(self, start: date) -> date:
+        return self.hearing_request.due(start, self.supplements)
+
+    def decision_due(self, start: date) -> date:
+        return self.decision.due(start, self.supplements)
+
+    def serve_due(self, start: date) -> date:
+        return self.serve.due(start, self.supplements)

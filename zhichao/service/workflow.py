@@ -76,6 +76,7 @@ OUTCOMES_ZH: dict[str, str] = {
     "education": "批评教育，不予罚款",
     "no_penalty": "不予行政处罚",
 }
+PROPOSED_ZH = {"fine": "罚款", "warning": "警告", "education": "批评教育", "none": "不予处罚"}
 CHANNELS = ("app", "sms", "post", "in_person", "announcement")
 OWNER_VISIBLE_STATES = ("notified", "statements_closed", "decided", "served", "published",
                         "archived")
@@ -238,10 +239,10 @@ def open_and_notify(session: Session, case: Case, user: User, *, channel: str,
                 "听证权利无法由规则确定（未配置较大数额标准），须人工确定是否告知听证权利")
         case.hearing_right = "yes" if hearing_right else "no"
     today = china_date(now)
-    case.statement_due = policy.statement.due(today)
-    case.hearing_request_due = (policy.hearing_request.due(today)
+    case.statement_due = policy.statement_due(today)
+    case.hearing_request_due = (policy.hearing_request_due(today)
                                 if case.hearing_right == "yes" else None)
-    case.decision_due = policy.decision.due(today)
+    case.decision_due = policy.decision_due(today)
     case.opened_utc = now
     notice = Notice(case_id=case.id, kind="notification", issued_utc=now, channel=channel,
                     statement_due=case.statement_due,
@@ -384,11 +385,12 @@ def decide(session: Session, case: Case, user: User, *, outcome: str, fine_yuan:
         raise InvalidInputError(
             f"outcome {outcome} / {fine_yuan} yuan not allowed for proposal {proposed} / "
             f"{proposed_fine} yuan (never heavier than proposed)",
-            f"处理结果不得重于规则建议（建议：{proposed}，{proposed_fine} 元）")
+            f"处理结果不得重于规则建议（建议：{PROPOSED_ZH.get(proposed or '', '无')}，"
+            f"{proposed_fine} 元）")
     decision = Decision(case_id=case.id, outcome=outcome, fine_yuan=fine_yuan,
                         reasons_zh=text, decided_by=user.id, decided_utc=now)
     session.add(decision)
-    case.serve_due = policy.serve.due(china_date(now))
+    case.serve_due = policy.serve_due(china_date(now))
     _transition(session, case, "decided", actor=user, actor_label=user_label(user),
                 reason=text, now=now, detail={"outcome": outcome, "fine_yuan": fine_yuan})
     return decision
