@@ -51,6 +51,10 @@ class QualityConfig:
     empty_side_fraction: float = 0.1  # a side carrying < this share of the load is "empty"
     max_row_deviation: float = 0.15  # a row's gross deviating more from the mean: flag
     close_following_gap_m: float = 15.0  # axle gap to the neighbour vehicle below this: flag
+    # a passage that starts with an axle coming from downstream within this time after the
+    # previous passage is that vehicle backing up [a guess: stopping, backing and setting off
+    # again takes seconds to tens of seconds]
+    reversing_link_s: float = 30.0
     # two vehicles read as one: a gap of at least merge_gap_m (the shortest rear overhang +
     # bumper gap + front overhang) followed by a spacing that starts a motor vehicle: wider
     # than a trailer axle group, shorter than a tractor-to-trailer gap

@@ -303,9 +303,17 @@ class LaneProcessor:
             if "incomplete" not in flags:
                 flags.append("incomplete")
 
+        # direction of travel, before the kinematics: a fragment of a reversing vehicle (an
+        # axle seen only on downstream rows) is often too small to fit
+        per_row_counts = [sum(1 for tr in tracks if r in tr.hits) for r in range(self.n_rows)]
+        if len(set(per_row_counts)) > 1:
+            flags.append("axle_count_mismatch")
+        if self._backward_evidence(tracks, per_row_counts):
+            flags.append("reversing")
         time_ref = tracks[0].hits[tracks[0].first_row].t
         if kin is None:
             flags.append("unweighable")
+            self._link_reversing(flags, first_sample, tracks[0].first_row != 0)
             return self._record(time_ref, None, None, n_axles, [], [], [], None, flags, notes,
                                 [], [], first_sample, last_sample, None)
         fs = self.fs
@@ -321,21 +329,9 @@ class LaneProcessor:
             flags.append("acceleration")
         if kin.residual_rms_m > q.max_fit_residual_m:
             flags.append("irregular_motion")
-        per_row_counts = [sum(1 for tr in tracks if r in tr.hits) for r in range(self.n_rows)]
-        orphans = sum(1 for tr in tracks if tr.first_row != 0)
-        if len(set(per_row_counts)) > 1:
-            flags.append("axle_count_mismatch")
-        # driving forward, every axle crosses row 1 first; axles that appear first on a
-        # downstream row came backwards (a missed row-1 pulse is far rarer than this)
-        if orphans >= 2 or (orphans and ("irregular_motion" in flags
-                                         or max(per_row_counts) - min(per_row_counts) >= 2)):
-            flags.append("reversing")
-        if tracks[0].first_row != 0 and self._last_vehicle is not None:
-            prev = self._last_vehicle[0]
-            if first_sample - prev.last_sample < 30 * self.fs:
-                flags.append("reversing")
-                if "reversing" not in prev.flags:
-                    prev.flags.append("reversing")
+            if any(tr.first_row != 0 for tr in tracks) and "reversing" not in flags:
+                flags.append("reversing")  # an axle from downstream, and no rigid forward fit
+        self._link_reversing(flags, first_sample, tracks[0].first_row != 0)
         if any(h.saturated for h in all_hits):
             flags.append("saturation")
         if any(h.overlong for h in all_hits):
@@ -392,6 +388,37 @@ class LaneProcessor:
         return self._record(time_ref, speed_kmh, kin.acceleration_ms2, n_axles, axle_loads,
                             wheel_loads, spacings, gross, flags, notes, row_gross,
                             complete_rows, first_sample, last_sample, kin)
+
+    def _backward_evidence(self, tracks: list[Track], per_row_counts: list[int]) -> bool:
+        """Do these tracks show an axle crossing the rows against the direction of travel?
+
+        Driving forward, every axle crosses row 1 first and every row sees each axle once.
+        An axle seen first on a downstream row came from downstream (or row 1 missed its
+        pulse: one such axle can be that, two in one passage hardly); an axle that re-crosses
+        a row backwards and then forwards adds two hits on that row.
+        """
+        orphans = sum(1 for tr in tracks if tr.first_row != 0)
+        if orphans >= 2:
+            return True
+        # a row crossed backwards and forwards again has two more hits than a row crossed
+        # once; a missed or split pulse makes a difference of one
+        return max(per_row_counts) - min(per_row_counts) >= 2
+
+    def _link_reversing(self, flags: list[str], first_sample: int,
+                        starts_downstream: bool) -> None:
+        """A passage that begins with an axle coming onto the array from downstream, right
+        after the previous passage, is that vehicle backing up: both records are flagged
+        (the earlier one is updated in place)."""
+        prev = self._last_vehicle[0] if self._last_vehicle is not None else None
+        if prev is None:
+            return
+        near = first_sample - prev.last_sample < self.cfg.quality.reversing_link_s * self.fs
+        if not (near and starts_downstream):
+            return
+        if "reversing" not in flags:
+            flags.append("reversing")
+        if "reversing" not in prev.flags:
+            prev.flags.append("reversing")
 
     def _usable_rows(self, wheel: npt.NDArray[np.float64]) -> tuple[list[int], list[str]]:
         """Rows whose two halves both work; flags for an empty side (straddling or dead)."""
