@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 from zhichao.evidence.inputs import CaseInputs
 from zhichao.evidence.merkle import MerkleLog
-from zhichao.evidence.package import Station
+from zhichao.evidence.package import Station, seal_package
 from zhichao.evidence.signing import generate_key
 
 T = "2025-06-01T02:03:04.500000Z"
@@ -122,9 +122,25 @@ class Env:
     root: Path
 
 
+@pytest.fixture(scope="session")
+def station() -> Station:
+    return Station("S001", "zhichao-station-S001", generate_key())
+
+
+@pytest.fixture(scope="session")
+def sealed_template(tmp_path_factory: pytest.TempPathFactory, station: Station) -> Path:
+    """One package with documents, sealed once per session; tests use copies."""
+    root = tmp_path_factory.mktemp("template")
+    base = root / "in"
+    base.mkdir()
+    case = CaseInputs.from_json(case_dict(base))
+    with MerkleLog(root / "log", origin=station.origin, create=True, fsync=False) as log:
+        seal_package(case, root / "pkg", station=station, log=log, base_dir=base)
+    return root / "pkg"
+
+
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
-    station = Station("S001", "zhichao-station-S001", generate_key())
+def env(tmp_path: Path, station: Station) -> Iterator[Env]:
     log = MerkleLog(tmp_path / "log", origin=station.origin, create=True, fsync=False)
     yield Env(station, log, tmp_path)
     log.close()

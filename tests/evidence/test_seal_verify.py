@@ -7,6 +7,7 @@ import json
 import shutil
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,10 +32,15 @@ def _seal(env: Env, case: CaseInputs, base: Path, name: str = "pkg", **kw: objec
     return out
 
 
+NO_DOCS: Any = lambda *_: {}  # noqa: E731
+
+
 @pytest.fixture
-def sealed(env: Env, good_case: tuple[CaseInputs, Path]) -> Path:
-    case, base = good_case
-    return _seal(env, case, base)
+def sealed(env: Env, sealed_template: Path) -> Path:
+    """A fresh copy of the session's sealed package (same station key as ``env``)."""
+    out = env.root / "pkg"
+    shutil.copytree(sealed_template, out)
+    return out
 
 
 def test_untouched_package_verifies(env: Env, sealed: Path) -> None:
@@ -60,20 +66,37 @@ def _all_files(pkg: Path) -> list[str]:
     return sorted(p.relative_to(pkg).as_posix() for p in pkg.rglob("*") if p.is_file())
 
 
+# The specific reason the verifier must give when a byte of that file changes.
+EXPECTED_REASON = {
+    "manifest.json": {"signature.manifest", "manifest.canonical", "manifest.malformed"},
+    "manifest.sig": {"signature.manifest", "signature.malformed"},
+    "SHA256SUMS": {"sums.mismatch"},
+    "seal/entry.json": {"log.inclusion", "log.entry"},
+    "seal/inclusion.json": {"log.inclusion", "log.proof.malformed"},
+    "seal/checkpoint.txt": {"checkpoint.signature"},
+}
+
+
 def test_any_changed_byte_of_any_file_is_detected(env: Env, sealed: Path) -> None:
     key = env.station.key.public_key()
-    for name in _all_files(sealed):
-        if name == "station.pub":
-            continue  # not trusted anyway: the verifier uses --key
-        copy = env.root / "copy"
-        shutil.rmtree(copy, ignore_errors=True)
-        shutil.copytree(sealed, copy)
-        data = bytearray((copy / name).read_bytes())
-        pos = len(data) // 2
-        data[pos] ^= 0x01
-        (copy / name).write_bytes(bytes(data))
-        report = verify_package(copy, key=key)
-        assert not report.ok, f"flipping a byte of {name} went unnoticed"
+    names = [n for n in _all_files(sealed) if n != "station.pub"]  # --key is what counts
+    assert {"original/image-front.jpg", "original/waveform.npz", "original/vehicle.json",
+            "derived/evidence_sheet.pdf", "derived/notice.pdf"} <= set(names)
+    for name in names:
+        for where in (0.1, 0.5, 0.9):
+            copy = env.root / "copy"
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(sealed, copy)
+            data = bytearray((copy / name).read_bytes())
+            pos = int(len(data) * where)
+            data[pos] = ord("A") if data[pos] != ord("A") else ord("B")  # stays valid text
+            (copy / name).write_bytes(bytes(data))
+            report = verify_package(copy, key=key)
+            expected = EXPECTED_REASON.get(name, {"file.hash"})
+            assert report.codes() & expected, (name, where, report.text())
+            if expected == {"file.hash"}:
+                failed = [c for c in report.failures() if c.code == "file.hash"]
+                assert name in failed[0].message_en and name in failed[0].message_zh
 
 
 @pytest.mark.parametrize(("target", "code"), [
@@ -126,7 +149,7 @@ def test_wrong_key_is_named(env: Env, sealed: Path) -> None:
 
 def _three(env: Env, good_case: tuple[CaseInputs, Path]) -> list[Path]:
     case, base = good_case
-    return [_seal(env, case, base, f"p{i}") for i in range(3)]
+    return [_seal(env, case, base, f"p{i}", renderer=NO_DOCS) for i in range(3)]
 
 
 def test_removed_or_reordered_log_entry_is_detected(
@@ -203,23 +226,39 @@ def test_garbage_manifest_never_crashes(env: Env, sealed: Path, content: bytes) 
     assert report.codes() & {"manifest.malformed", "manifest.missing"}
 
 
-def test_unusable_device_is_still_sealed(env: Env, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("device_change", "code"), [
+    ({"certificate_valid_to": "2025-05-01T00:00:00Z"}, "certificate_invalid"),  # expired
+    ({"certificate_valid_from": "2025-06-01T02:03:05Z"}, "certificate_invalid"),  # not yet
+    ({"certificate_valid_to": "2025-06-01T02:03:04.500000Z"}, "certificate_invalid"),  # [from, to)
+    ({"certificate_number": None}, "certificate_unavailable"),
+])
+def test_invalid_certificate_is_sealed_kept_and_marked_unusable(
+        env: Env, tmp_path: Path, device_change: dict[str, Any], code: str) -> None:
     from tests.evidence.conftest import case_dict
     base = tmp_path / "in2"
     base.mkdir()
     raw = case_dict(base)
-    raw["device"]["certificate_valid_to"] = "2025-05-01T00:00:00Z"
+    raw["device"].update(device_change)
     result = seal_package(CaseInputs.from_json(raw), env.root / "bad", station=env.station,
-                          log=env.log, base_dir=base)
+                          log=env.log, base_dir=base, renderer=NO_DOCS)
     assert result.eligibility.status is Status.UNUSABLE
-    assert verify_package(env.root / "bad", key=env.station.key.public_key()).ok
-    manifest = json.loads((env.root / "bad/manifest.json").read_text())
-    assert "certificate_invalid" in {r["code"] for r in manifest["case"]["eligibility"]["reasons"]}
+    pkg = env.root / "bad"
+    report = verify_package(pkg, key=env.station.key.public_key(), log_dir=env.log.directory)
+    assert report.ok, report.text()  # sealed and logged like any other package
+    assert json.loads(env.log.entry(result.log_index))["manifest_sha256"] == (
+        result.manifest_sha256)
+    for name, source in (("image-front.jpg", "front.jpg"), ("image-side.jpg", "side.jpg"),
+                         ("image-rear.jpg", "rear.jpg"), ("waveform.npz", "lane2.npz")):
+        assert (pkg / "original" / name).read_bytes() == (base / source).read_bytes()
+    manifest = json.loads((pkg / "manifest.json").read_text())
+    assert manifest["case"]["eligibility"]["status"] == "UNUSABLE"
+    reasons = {r["code"]: r for r in manifest["case"]["eligibility"]["reasons"]}
+    assert code in reasons and reasons[code]["severity"] == "unusable"
 
 
 def test_sm3_digests(env: Env, good_case: tuple[CaseInputs, Path]) -> None:
     case, base = good_case
-    pkg = _seal(env, case, base, "sm3", sm3=True)
+    pkg = _seal(env, case, base, "sm3", sm3=True, renderer=NO_DOCS)
     manifest = json.loads((pkg / "manifest.json").read_text())
     assert all(len(f["sm3"]) == 64 for f in manifest["files"])
     assert verify_package(pkg, key=env.station.key.public_key()).ok

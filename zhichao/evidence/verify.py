@@ -301,13 +301,23 @@ def verify_package(
         ) or log_entry.get("package_id") != manifest["package_id"]:
             fail("log.entry", "日志条目与本清单或签名不对应（seal/entry.json）",
                  "log entry does not bind this manifest and signature (seal/entry.json)")
+        inc_bytes = reader.read(INCLUSION_NAME) or b"null"
         try:
-            inc = json.loads(reader.read(INCLUSION_NAME) or b"null")
+            inc = json.loads(inc_bytes)
             index, size = int(inc["index"]), int(inc["size"])
             hashes = [bytes.fromhex(h) for h in inc["hashes"]]
+            problem = ""
+            if inc.get("format") != "zhichao.inclusion/1":
+                problem = "format is not zhichao.inclusion/1"
+            elif inc.get("log_origin") != station.get("log_origin"):
+                problem = f"log_origin {inc.get('log_origin')!r} is not the manifest's"
+            elif json.dumps(inc, indent=1).encode() + b"\n" != inc_bytes:
+                problem = "the file is not in its sealed form (edited)"
+            if problem:
+                raise ValueError(problem)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            fail("log.proof.malformed", f"包含证明无法解析：{exc}",
-                 f"inclusion proof malformed: {exc}")
+            fail("log.proof.malformed", f"包含证明（{INCLUSION_NAME}）无效：{exc}",
+                 f"inclusion proof ({INCLUSION_NAME}) malformed: {exc}")
         else:
             try:
                 checkpoint = verify_checkpoint(note, key_name, key)
@@ -325,6 +335,10 @@ def verify_package(
                                       checkpoint.root):
                     ok("log.inclusion", f"日志包含证明有效：第 {index} 条，树大小 {size}",
                        f"inclusion proof valid: entry {index} of tree size {size}")
+                    if inc.get("leaf_hash") != leaf_hash(entry_bytes).hex():
+                        fail("log.proof.malformed",
+                             f"{INCLUSION_NAME} 的 leaf_hash 不是 SHA-256(0x00 ‖ {ENTRY_NAME})",
+                             f"{INCLUSION_NAME}: leaf_hash is not SHA-256(0x00 | {ENTRY_NAME})")
                 else:
                     fail("log.inclusion", f"日志包含证明无效（第 {index} 条，树大小 {size}）",
                          f"inclusion proof INVALID (entry {index}, tree size {size})")
