@@ -233,28 +233,27 @@ class Camera(Device):
         if best is not None and abs(_skew(best, at)) <= self.max_trigger_skew_s:
             return TriggeredFrame(best, at, _skew(best, at), label)
         deadline = time.monotonic() + (self.timeouts.read if timeout_s is None else timeout_s)
-        while (remaining := deadline - time.monotonic()) > 0:
+        found: CameraFrame | None = None
+        while found is None and (remaining := deadline - time.monotonic()) > 0:
             if self._thread is not None:  # the background grabber fills the buffer
                 time.sleep(min(0.005, remaining))
                 frame = self._nearest(at)
-                if frame is None or _skew(frame, at) < -self.max_trigger_skew_s:
-                    continue
             else:
                 frame = self.grab(remaining)
-                if frame is None:
-                    if self._ended:
-                        break
-                    continue
-                if _skew(frame, at) < -self.max_trigger_skew_s:
-                    continue
-            return TriggeredFrame(frame, at, _skew(frame, at), label)
-        best = self._nearest(at)
-        if best is not None:
-            self.health.fault("trigger_late", f"nearest frame {_skew(best, at):+.3f} s from "
-                              f"trigger {label!r}", level=logging.INFO)
-            return TriggeredFrame(best, at, _skew(best, at), label)
-        self.health.fault("trigger_misses", f"no frame for trigger {label!r}")
-        return None
+                if frame is None and self._ended:
+                    break
+            if frame is not None and _skew(frame, at) >= -self.max_trigger_skew_s:
+                found = frame
+        if found is None:
+            found = self._nearest(at)
+        if found is None:
+            self.health.fault("trigger_misses", f"no frame for trigger {label!r}")
+            return None
+        skew = _skew(found, at)
+        if abs(skew) > self.max_trigger_skew_s:
+            self.health.fault("trigger_late", f"nearest frame {skew:+.3f} s from trigger "
+                              f"{label!r}", level=logging.INFO)
+        return TriggeredFrame(found, at, skew, label)
 
     def _nearest(self, at: datetime) -> CameraFrame | None:
         with self._lock:

@@ -234,7 +234,9 @@ class SampleStreamTwin:
 
 class ModbusSampleRingTwin:
     """A data-acquisition unit exposing the sample ring of
-    :data:`zhichao.devices.samples.SAMPLE_REGISTERS` on a pymodbus server.
+    :data:`zhichao.devices.samples.SAMPLE_REGISTERS` on a pymodbus server: TCP, or RTU on
+    ``serial_port`` (e.g. one end of a :class:`~zhichao.devices.twins.links.PtyNullModem`,
+    the driver opening ``client_port``, the other end).
 
     Samples "arrive" at ``sample_rate_hz * speed`` from the first request; they are
     written into the ring (int16 counts of ``scale``) lazily, at each Modbus access.
@@ -243,7 +245,8 @@ class ModbusSampleRingTwin:
 
     def __init__(self, samples: npt.NDArray[np.float32], sample_rate_hz: int,
                  start_utc: datetime, *, ring_samples: int = 1024, scale: float = 0.001,
-                 speed: float = 1.0) -> None:
+                 speed: float = 1.0, serial_port: str | None = None,
+                 client_port: str | None = None, baud_rate: int = 115200) -> None:
         from zhichao.devices.samples import SAMPLE_MAGIC, SAMPLE_RING_BASE
         from zhichao.devices.twins.modbus import ModbusTwinServer
 
@@ -263,7 +266,8 @@ class ModbusSampleRingTwin:
         self._written = 0  # device samples written into the ring
         self.paused = False
         self.server = ModbusTwinServer(SAMPLE_RING_BASE + ring_samples * self.n_channels + 1,
-                                       self._refresh)
+                                       self._refresh, serial_port=serial_port,
+                                       client_port=client_port, baud_rate=baud_rate)
 
     @property
     def url(self) -> str:
