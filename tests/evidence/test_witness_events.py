@@ -292,3 +292,46 @@ def test_bad_events_are_refused_and_nothing_is_appended(
     with pytest.raises(EventError, match="not in"):
         record_review_event(env.log, env.station, wrong_index)
     assert env.log.size == size
+
+
+def test_cli_review_history_and_witness(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                        ) -> None:
+    from tests.evidence.conftest import case_dict
+    from zhichao.service.cli import main
+
+    base = tmp_path / "in"
+    base.mkdir()
+    (base / "case.json").write_text(json.dumps(case_dict(base), ensure_ascii=False))
+    assert main(["keygen", str(tmp_path / "keys/station")]) == 0
+    assert main(["keygen", str(tmp_path / "keys/witness")]) == 0
+    station = ["--key", str(tmp_path / "keys/station.key"), "--station", "S001",
+               "--log", str(tmp_path / "log")]
+    pkg = str(tmp_path / "pkg")
+    assert main(["seal", str(base / "case.json"), "--out", pkg, *station]) == 0
+    for kind, outcome in (("technical_review", "approved"), ("legal_review", "approved")):
+        assert main(["review-event", pkg, *station, "--type", kind, "--actor", "R-0042",
+                     "--outcome", outcome, "--reason", "照片清晰，轴数一致",
+                     "--time", "2025-06-02T01:00:00Z"]) == 0
+    assert main(["review-event", pkg, *station, "--type", "decision", "--actor", "张三",
+                 "--outcome", "fine", "--reason", "x"]) == 2  # a name is refused
+    pub = str(tmp_path / "keys/station.pub")
+    witness = ["--witness-key", f"center.zj/w1={tmp_path / 'keys/witness.pub'}"]
+    capsys.readouterr()
+    assert main(["verify", pkg, "--key", pub, *witness]) == 1
+    assert "witness.missing" in capsys.readouterr().out
+    cosigned = tmp_path / "cosigned.txt"
+    assert main(["witness-cosign", "--log", str(tmp_path / "log"), "--state",
+                 str(tmp_path / "wstate"), "--key", str(tmp_path / "keys/witness.key"),
+                 "--name", "center.zj/w1", "--log-key", pub, "--log-key-name",
+                 "zhichao-station-S001", "--out", str(cosigned)]) == 0
+    capsys.readouterr()
+    assert main(["verify", pkg, "--key", pub, *witness, "--checkpoint", str(cosigned),
+                 "--log", str(tmp_path / "log")]) == 0
+    out = capsys.readouterr().out
+    assert "witness.cosigned" in out and out.count("history.event") == 2 and "法制审核" in out
+    bundle = tmp_path / "history.json"
+    assert main(["history", pkg, "--log", str(tmp_path / "log"), "--out", str(bundle)]) == 0
+    capsys.readouterr()
+    assert main(["verify", pkg, "--key", pub, "--history", str(bundle)]) == 0
+    assert capsys.readouterr().out.count("history.event") == 2
+    assert main(["verify", pkg, "--key", pub, "--witness-key", "bad"]) == 2

@@ -1,4 +1,5 @@
-"""``zhichao`` subcommands of the evidence stage: verify, keygen, seal, render, log-audit.
+"""``zhichao`` subcommands of the evidence stage: verify, keygen, seal, render, log-audit,
+review-event, history, witness-cosign.
 
 Exit codes: 0 success (all checks passed), 1 a check failed, 2 bad input or usage.
 """
@@ -15,11 +16,29 @@ from typing import Any
 from zhichao.evidence.errors import EvidenceError
 
 
+def _witness_keys(specs: list[str] | None) -> dict[str, Any]:
+    from zhichao.evidence.signing import load_public_key
+
+    keys: dict[str, Any] = {}
+    for spec in specs or []:
+        name, sep, path = spec.rpartition("=")
+        if not sep or not name:
+            raise ValueError(f"--witness-key {spec!r}: expected NAME=PUBLIC_KEY_FILE")
+        keys[name] = load_public_key(Path(path))
+    return keys
+
+
 def _verify(args: argparse.Namespace) -> int:
     from zhichao.evidence.signing import load_public_key
     from zhichao.evidence.verify import load_tsa_roots, verify_package
 
     try:
+        witnesses = _witness_keys(args.witness_key)
+        required = len(witnesses) if args.witness_count is None else args.witness_count
+        if required < 0 or required > len(witnesses):
+            raise ValueError(f"--witness-count {required}: between 0 and the number of "
+                             f"--witness-key given ({len(witnesses)})")
+        history = Path(args.history).read_bytes() if args.history else None
         key = load_public_key(args.key) if args.key else None
         trusted = Path(args.checkpoint).read_bytes() if args.checkpoint else None
         proof = None
@@ -32,9 +51,86 @@ def _verify(args: argparse.Namespace) -> int:
         return 2
     report = verify_package(Path(args.package), key=key, trusted_checkpoint=trusted,
                             consistency_proof=proof,
-                            log_dir=Path(args.log) if args.log else None, tsa_roots=roots)
+                            log_dir=Path(args.log) if args.log else None, tsa_roots=roots,
+                            witness_keys=witnesses, witness_required=required,
+                            history=history)
     print(report.text())
     return 0 if report.ok else 1
+
+
+def _review_event(args: argparse.Namespace) -> int:
+    from zhichao.evidence._util import parse_time
+    from zhichao.evidence.events import ReviewEvent, record_review_event
+    from zhichao.evidence.merkle import MerkleLog
+    from zhichao.evidence.package import Station
+    from zhichao.evidence.signing import load_private_key
+
+    try:
+        details = json.loads(args.details) if args.details else {}
+        if not isinstance(details, dict):
+            raise ValueError("--details must be a JSON object")
+        event = ReviewEvent.for_package(
+            Path(args.package), args.type, actor_id=args.actor, outcome=args.outcome,
+            reason_zh=args.reason, details=details,
+            time_utc=parse_time(args.time, "--time") if args.time else None)
+        station = Station(args.station, args.key_name or f"zhichao-station-{args.station}",
+                          load_private_key(Path(args.key)))
+        with MerkleLog(Path(args.log)) as log:
+            receipt = record_review_event(log, station, event)
+    except (EvidenceError, OSError, ValueError) as exc:
+        print(f"错误 error: {exc}", file=sys.stderr)
+        return 2
+    print(f"log index {receipt.index}  {event.event_type}  {event.outcome}  "
+          f"checkpoint size {receipt.proof.size}")
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    import hashlib
+
+    from zhichao.evidence.events import history_bundle
+    from zhichao.evidence.merkle import MerkleLog
+
+    try:
+        manifest_sha = hashlib.sha256((Path(args.package) / "manifest.json").read_bytes())
+        with MerkleLog(Path(args.log), read_only=True) as log:
+            data = history_bundle(log, manifest_sha.hexdigest())
+        Path(args.out).write_bytes(data)
+    except (EvidenceError, OSError) as exc:
+        print(f"错误 error: {exc}", file=sys.stderr)
+        return 2
+    print(args.out)
+    return 0
+
+
+def _witness_cosign(args: argparse.Namespace) -> int:
+    from zhichao.evidence.errors import WitnessForkError
+    from zhichao.evidence.events import latest_checkpoint
+    from zhichao.evidence.merkle import MerkleLog
+    from zhichao.evidence.signing import load_private_key, load_public_key
+    from zhichao.evidence.witness import LogKey, Witness, add_cosignature_lines
+
+    try:
+        with MerkleLog(Path(args.log), read_only=True) as log:
+            witness = Witness(Path(args.state), args.name, load_private_key(Path(args.key)),
+                              [LogKey(log.origin, args.log_key_name,
+                                      load_public_key(Path(args.log_key)))])
+            latest = latest_checkpoint(log)
+            if latest is None:
+                raise EvidenceError(f"{args.log}: no stored checkpoint to cosign")
+            size, note = latest
+            old = witness.latest_size(log.origin)
+            proof = log.consistency_proof(old, size) if 0 < old <= size else []
+            line = witness.add_checkpoint(note, old, proof)
+        Path(args.out).write_bytes(add_cosignature_lines(note, [line]))
+    except WitnessForkError as exc:
+        print(f"拒绝联署：日志分叉 / REFUSED, log fork: {exc}", file=sys.stderr)
+        return 1
+    except (EvidenceError, OSError) as exc:
+        print(f"错误 error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.out}  cosigned by {args.name}: {log.origin} size {size}")
+    return 0
 
 
 def _keygen(args: argparse.Namespace) -> int:
@@ -142,7 +238,44 @@ def register(subparsers: Any) -> None:
     p.add_argument("--consistency", help="JSON consistency proof {\"hashes\": [hex…]}")
     p.add_argument("--log", help="the station log directory, to check the package against it")
     p.add_argument("--tsa-ca", help="PEM root certificate(s) of the trusted TSA")
+    p.add_argument("--witness-key", action="append", metavar="NAME=FILE",
+                   help="a trusted witness's key name and PEM public key (repeatable)")
+    p.add_argument("--witness-count", type=int,
+                   help="cosignatures required (default: all --witness-key given)")
+    p.add_argument("--history", help="history bundle (zhichao history) with review events")
     p.set_defaults(handler=_verify)
+
+    p = subparsers.add_parser("review-event", help="log a review/decision/service event")
+    p.add_argument("package", help="the sealed package directory the event is about")
+    p.add_argument("--log", required=True, help="the station log directory")
+    p.add_argument("--key", required=True, help="the log's private checkpoint key (PEM)")
+    p.add_argument("--station", required=True, help="station id")
+    p.add_argument("--key-name", help="key name in signed notes (default zhichao-station-ID)")
+    p.add_argument("--type", required=True, help="technical_review, legal_review, decision, "
+                   "service, rejection, statement or hearing")
+    p.add_argument("--actor", required=True, help="pseudonymous id of who acted (no names)")
+    p.add_argument("--outcome", required=True, help="short code, e.g. approved, rejected")
+    p.add_argument("--reason", required=True, help="why (zh-CN)")
+    p.add_argument("--time", help="RFC 3339 time of the act (default now, UTC)")
+    p.add_argument("--details", help="JSON object of further facts")
+    p.set_defaults(handler=_review_event)
+
+    p = subparsers.add_parser("history", help="export a package's review events with proofs")
+    p.add_argument("package")
+    p.add_argument("--log", required=True, help="the station log directory")
+    p.add_argument("--out", required=True, help="history bundle file to write")
+    p.set_defaults(handler=_history)
+
+    p = subparsers.add_parser("witness-cosign",
+                              help="as a witness, cosign a log's latest checkpoint")
+    p.add_argument("--log", required=True, help="the log directory (read only)")
+    p.add_argument("--state", required=True, help="the witness's state directory")
+    p.add_argument("--key", required=True, help="the witness's private key (PEM)")
+    p.add_argument("--name", required=True, help="the witness's key name")
+    p.add_argument("--log-key", required=True, help="the log's public key (PEM)")
+    p.add_argument("--log-key-name", required=True, help="the log's key name")
+    p.add_argument("--out", required=True, help="file for the cosigned checkpoint")
+    p.set_defaults(handler=_witness_cosign)
 
     p = subparsers.add_parser("keygen", help="make an Ed25519 station key pair")
     p.add_argument("out", help="path without suffix; writes OUT.key (0600) and OUT.pub")
