@@ -20,16 +20,23 @@ def register(subparsers: Any) -> None:
 
     probe = sub.add_parser("probe", help="connect to a device, print what it is and its health")
     probe.add_argument("url", help="device URL, e.g. tcp://127.0.0.1:5020, "
-                       "xk3190+serial:///dev/ttyS0?baud_rate=9600, modbus+tcp://host:502")
-    probe.add_argument("--kind", choices=["samples", "indicator"], default=None)
+                       "xk3190+serial:///dev/ttyS0?baud_rate=9600, modbus+tcp://host:502, "
+                       "folder:///frames, rtsp://camera/stream")
+    probe.add_argument("--kind", choices=["samples", "records", "indicator", "camera"],
+                       default=None, help="device kind (default: guessed from the URL; "
+                       "tcp://, serial:// and modbus+… default to samples)")
     probe.add_argument("--listen-s", type=float, default=2.0,
                        help="how long to listen for data [s] (default 2)")
     probe.set_defaults(handler=_probe)
 
     sim = sub.add_parser("simulate", help="run a simulated twin for manual testing")
-    sim.add_argument("kind", choices=["samples", "samples-modbus", "xk3190", "xk3190-reversed",
-                                      "toledo", "indicator-modbus"])
-    sim.add_argument("--recording", help="zhichao.raw/1 file to stream (samples twins)")
+    sim.add_argument("kind", choices=["samples", "samples-modbus", "records", "records-modbus",
+                                      "xk3190", "xk3190-reversed", "toledo",
+                                      "indicator-modbus"])
+    sim.add_argument("--recording", help="zhichao.raw/1 file to stream (samples twins); "
+                     "records twins report the vehicles of its .truth.json")
+    sim.add_argument("--interval-s", type=float, default=2.0,
+                     help="seconds between vehicle records (records twins, default 2)")
     sim.add_argument("--link", choices=["tcp", "pty"], default="tcp",
                      help="transport of stream twins (default tcp)")
     sim.add_argument("--duration-s", type=float, default=0.0,
@@ -39,7 +46,9 @@ def register(subparsers: Any) -> None:
 
 
 def _probe(args: argparse.Namespace) -> int:
+    from zhichao.devices.camera import Camera
     from zhichao.devices.indicators import WeighingIndicator
+    from zhichao.devices.records import RecordSource
     from zhichao.devices.registry import guess_kind, open_device
     from zhichao.devices.samples import SampleSource
 
@@ -73,8 +82,27 @@ def _probe(args: argparse.Namespace) -> int:
                     n += 1
                     if n <= 3:
                         print(f"weight {r.weight_kg:g} kg stable={r.stable} net={r.is_net}")
-        print(f"{kind}: {n} {'samples' if kind == 'samples' else 'readings'} "
-              f"in {args.listen_s:g} s")
+            elif isinstance(device, RecordSource):
+                rec = device.read_record(remaining)
+                if rec is not None:
+                    n += 1
+                    if n <= 3:
+                        print(f"record {rec.boot_id}/{rec.seq} {rec.device_time_utc.isoformat()} "
+                              f"{rec.n_axles} axles {rec.gross_weight_kg:g} kg "
+                              f"{rec.speed_kmh:g} km/h status {','.join(rec.status_names) or '-'}"
+                              + (f" ({rec.reason})" if rec.reason else ""))
+            elif isinstance(device, Camera):
+                frame = device.grab(remaining)
+                if frame is not None:
+                    n += 1
+                    if n <= 3:
+                        print(f"frame {frame.index} {frame.width}×{frame.height} "
+                              f"at {frame.capture_utc.isoformat()} {frame.name}")
+                elif device.ended:
+                    break
+        unit = {"samples": "samples", "records": "records", "camera": "frames"}.get(
+            kind, "readings")
+        print(f"{kind}: {n} {unit} in {args.listen_s:g} s")
         print(device.health_snapshot().describe())
     return 0
 
@@ -82,6 +110,22 @@ def _probe(args: argparse.Namespace) -> int:
 def _synthetic_samples(n: int = 50_000, n_channels: int = 8) -> np.ndarray:
     rng = np.random.default_rng(0)
     return rng.standard_normal((n, n_channels)).astype(np.float32) * 0.01
+
+
+def _truth_records(recording: str | None) -> list[Any]:
+    """Records of a simulated recording's vehicles, or of 50 freshly simulated ones."""
+    from zhichao.devices.twins.records import records_from_truth
+
+    if recording:
+        from zhichao.devices.sim.lane import read_truth
+
+        return records_from_truth(read_truth(recording))
+    from zhichao.devices.sim.lane import SimOptions, plan_traffic, simulate_recording
+
+    opts = SimOptions(n_rows=2, sample_rate_hz=500.0, speed_kmh=(20.0, 60.0))
+    rng = np.random.default_rng(0)
+    _, _, truth = simulate_recording(rng, plan_traffic(rng, 50, opts), opts)
+    return records_from_truth(truth)
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -94,7 +138,15 @@ def _simulate(args: argparse.Namespace) -> int:
     from zhichao.devices.twins.samples import ModbusSampleRingTwin, SampleStreamTwin
 
     twin: Any
-    if args.kind in ("samples", "samples-modbus"):
+    if args.kind in ("records", "records-modbus"):
+        from zhichao.devices.twins.records import ModbusRecordTwin, RecordLineTwin
+
+        records = _truth_records(args.recording)
+        if args.kind == "records":
+            twin = RecordLineTwin(records, link=args.link, interval_s=args.interval_s)
+        else:
+            twin = ModbusRecordTwin(records, ring_slots=64, interval_s=args.interval_s)
+    elif args.kind in ("samples", "samples-modbus"):
         if args.recording:
             rec = read_recording(args.recording)
             data, rate, start = rec.samples, rec.meta.sample_rate_hz, rec.meta.start_utc
