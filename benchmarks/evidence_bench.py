@@ -1,5 +1,6 @@
 """Evidence benchmark: packages sealed/verified per second (one core) and the Merkle log
-at 10 million entries (append, root, inclusion and consistency proof times).
+at 10 million entries (append, root, inclusion and consistency proof times; witness
+cosigning, review-event recording and the history scan).
 
 Run:  python3 benchmarks/evidence_bench.py [--log-entries 10000000] [--packages 20]
 
@@ -19,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.evidence.conftest import case_dict  # noqa: E402
+from zhichao.evidence.events import (  # noqa: E402
+    EventType,
+    ReviewEvent,
+    find_events,
+    record_review_event,
+)
 from zhichao.evidence.inputs import CaseInputs  # noqa: E402
 from zhichao.evidence.merkle import (  # noqa: E402
     CACHE_LEVELS,
@@ -37,8 +45,9 @@ from zhichao.evidence.merkle import (  # noqa: E402
     verify_inclusion,
 )
 from zhichao.evidence.package import Station, seal_package  # noqa: E402
-from zhichao.evidence.signing import generate_key  # noqa: E402
+from zhichao.evidence.signing import Checkpoint, generate_key, sign_checkpoint  # noqa: E402
 from zhichao.evidence.verify import verify_package  # noqa: E402
+from zhichao.evidence.witness import LogKey, Witness, witness_checkpoint  # noqa: E402
 
 
 def bulk_fill(directory: Path, n: int) -> None:
@@ -50,7 +59,8 @@ def bulk_fill(directory: Path, n: int) -> None:
     records["len"] = lengths
     records["data"] = payload
     (directory / "entries.bin").write_bytes(records.tobytes())
-    (directory / "entries.idx").write_bytes((np.arange(n, dtype=">u8") * 12).tobytes())
+    offsets = (np.arange(n, dtype=np.uint64) * 12).astype(">u8")  # arithmetic is native-endian
+    (directory / "entries.idx").write_bytes(offsets.tobytes())
     with (directory / "leaves.bin").open("wb") as out:
         raw = payload.tobytes()
         chunk = 1 << 20
@@ -108,24 +118,62 @@ def bench_log(n: int, work: Path) -> None:
         proof = log.consistency_proof(m, size)
         assert verify_consistency(m, size, log.root(m), root, proof)
         print(f"consistency proof {m:,} -> {size:,}: median {med * 1e3:.2f} ms")
+    bench_witness_and_events(d, work)
+
+
+def bench_witness_and_events(d: Path, work: Path) -> None:
+    station = Station("bench", "bench-key", generate_key())
+    witness = Witness(work / "witness", "witness.bench/w1", generate_key(),
+                      [LogKey("bench", station.key_name, station.key.public_key())])
+    with MerkleLog(d, fsync=True) as log:
+        first = sign_checkpoint(Checkpoint("bench", log.size, log.root()), station.key_name,
+                                station.key)
+        witness_checkpoint(log, first, [witness])
+
+        def cycle() -> None:
+            log.append(os.urandom(200))
+            note = sign_checkpoint(Checkpoint("bench", log.size, log.root()),
+                                   station.key_name, station.key)
+            witness_checkpoint(log, note, [witness])
+
+        med, worst = timed(cycle, 50)
+        print(f"append + sign + witness cosign (proof from previous size) at {log.size:,}: "
+              f"median {med * 1e3:.2f} ms, max {worst * 1e3:.2f} ms (fsync on)")
+        sha = "ab" * 32
+        event = ReviewEvent(EventType.TECHNICAL_REVIEW, "S9-pkg", sha, "zhichao/station/S9", 0,
+                            "R-0042", datetime.now(UTC), "approved", "照片清晰，轴数一致")
+        med, worst = timed(lambda: record_review_event(log, station, event), 50)
+        print(f"record_review_event at {log.size:,} (append, sign, store checkpoint, "
+              f"inclusion proof; fsync on): median {med * 1e3:.2f} ms, max {worst * 1e3:.2f} ms")
+        span = 1_000_000
+        t0 = time.perf_counter()
+        assert log.entry(7) == (7).to_bytes(8, "big")  # the bulk fill is a real log
+        found = find_events(log, sha, max(0, log.size - span))
+        dt = time.perf_counter() - t0
+        print(f"history scan (find_events) over the last {span:,} entries: {dt:.2f} s "
+              f"({dt / span * 1e6:.2f} µs/entry, {len(found)} events)")
 
 
 def bench_packages(count: int, work: Path) -> None:
     base = work / "in"
     base.mkdir()
     case = CaseInputs.from_json(case_dict(base))
+    raw = case_dict(base)
+    raw["registration"]["owner_name_zh"] = "刘䶮㛃𠮷物流有限公司"  # needs the full CJK fonts
+    rare = CaseInputs.from_json(raw)
     station = Station("S001", "zhichao-station-S001", generate_key())
     key = station.key.public_key()
-    for docs in (True, False):
-        tag = "with documents" if docs else "without documents"
+    for docs, this in (("docs", case), ("rare", rare), ("none", case)):
+        tag = {"docs": "with documents", "rare": "with documents, rare hanzi (full fonts)",
+               "none": "without documents"}[docs]
         with MerkleLog(work / f"log-{docs}", origin=station.origin, create=True,
                        fsync=True) as log:
             pkgs = []
             t0 = time.perf_counter()
             for i in range(count):
                 out = work / f"p-{docs}-{i}"
-                seal_package(case, out, station=station, log=log, base_dir=base,
-                             renderer=None if docs else (lambda *_: {}))
+                seal_package(this, out, station=station, log=log, base_dir=base,
+                             renderer=None if docs != "none" else (lambda *_: {}))
                 pkgs.append(out)
             dt = time.perf_counter() - t0
         print(f"sealed {count} packages {tag}: {count / dt:.1f} packages/s")
