@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -139,6 +141,17 @@ class Outbox:
         return sha, added
 
     # ---------------------------------------------------------------- the uploader's side
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group several state changes in one transaction (one fsync instead of many)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
     def due(self, kind: str, limit: int, now_s: float | None = None) -> list[Item]:
         now = time.time() if now_s is None else now_s
         rows = self._db.execute(

@@ -6,13 +6,13 @@
     STORE/quarantine/<content_sha256>.<code>  refused uploads, kept for investigation
     STORE/tmp/                                uploads being received (fsynced before use)
 
-Order of an ingest: the upload is spooled to ``tmp/`` and fsynced; routed by its manifest
+Order of an ingest: the upload is spooled to ``tmp/``; routed by its manifest
 (station, log index, checkpoint size); verified offline with
 :func:`zhichao.evidence.verify.verify_package` against the station key *registered at the
 center* (never the one in the package); its checkpoint is checked for consistency with
 the last checkpoint of that station the center accepted (same size → same root; otherwise
-an RFC 6962 consistency proof the station sends); then, under a lock, the file is renamed
-into ``packages/`` (atomic), the directory fsynced, the row and its signed receipt
+an RFC 6962 consistency proof the station sends); then, under a lock, the file is fsynced,
+renamed into ``packages/`` (atomic), the directory fsynced, the row and its signed receipt
 committed, and only then is the accept hook called.
 """
 
@@ -306,7 +306,8 @@ class CenterStore:
 
     # ---------------------------------------------------------------- spooling
     def spool(self, chunks: Iterable[bytes]) -> tuple[Path, str] | Outcome:
-        """Write an upload to ``tmp/`` (fsynced); (path, SHA-256) or a ``too_large`` refusal."""
+        """Write an upload to ``tmp/``; (path, SHA-256) or a ``too_large`` refusal. The file
+        is fsynced just before it is renamed into ``packages/`` or ``quarantine/``."""
         digest = hashlib.sha256()
         fd_path = self.store_dir / "tmp" / f"up-{os.getpid()}-{threading.get_ident()}-" \
             f"{os.urandom(6).hex()}"
@@ -322,10 +323,7 @@ class CenterStore:
                         f"{self.max_package_bytes} bytes", quarantine=False))
                 digest.update(chunk)
                 handle.write(chunk)
-            handle.flush()
-            if self.fsync:
-                os.fsync(handle.fileno())
-        return fd_path, digest.hexdigest()
+        return fd_path, digest.hexdigest()  # fsynced only once it is to be kept
 
     # ---------------------------------------------------------------- packages
     def ingest_package(self, claimed_sha256: str, spooled: Path, content_sha256: str,
@@ -410,6 +408,7 @@ class CenterStore:
             dest_dir = self.store_dir / "packages" / sha[:2]
             dest_dir.mkdir(exist_ok=True)
             dest = dest_dir / f"{sha}.zip"
+            self._fsync_file(spooled)
             os.replace(spooled, dest)
             if self.fsync:
                 _fsync_dir(dest_dir)
@@ -468,8 +467,18 @@ class CenterStore:
         results: list[dict[str, Any]] = []
         accepted: list[Accepted] = []
         forged: dict[str, tuple[bytes, str]] = {}
-        with self._lock, self._sessions.begin() as session:
+        with self._lock, self._sessions.begin() as session, session.no_autoflush:
             seen: dict[str, dict[str, Any]] = {}
+            shas = []
+            for item in items:
+                try:
+                    shas.append(sha256_hex(base64.b64decode(str(item["record_b64"]))))
+                except (KeyError, TypeError, ValueError, binascii.Error):
+                    continue
+            for row in session.scalars(select(SyncPassage).where(
+                    SyncPassage.record_sha256.in_(shas))):  # duplicates, in one query
+                seen[row.record_sha256] = self._receipt_outcome(
+                    200, row.receipt, row.receipt_signature, duplicate=True).body
             for i, item in enumerate(items):
                 result = self._one_passage(session, station_id, key, i, item, seen, accepted,
                                            forged)
@@ -499,22 +508,17 @@ class CenterStore:
         if not verify_passage(data, signature, key):
             forged.setdefault(sha, (data, where))
             return {"_forged": sha}
-        existing = session.scalar(select(SyncPassage).where(SyncPassage.record_sha256 == sha))
-        if existing is not None:
-            result = self._receipt_outcome(200, existing.receipt, existing.receipt_signature,
-                                           duplicate=True).body
-        else:
-            now = datetime.now(UTC)
-            receipt, rsig = sign_receipt({
-                "kind": "passage", "station_id": station_id, "item_sha256": sha,
-                "time_utc": record["time_utc"], "received_utc": utc_text(now)}, self.center_key)
-            session.add(SyncPassage(record_sha256=sha, station_id=station_id, record=data,
-                                    station_signature=signature, time_utc=record["time_utc"],
-                                    received_utc=now, receipt=receipt, receipt_signature=rsig,
-                                    hook_delivered=False))
-            result = self._receipt_outcome(201, receipt, rsig, duplicate=False).body
-            accepted.append(Accepted("passage", station_id, sha, json.loads(receipt),
-                                     record=record))
+        now = datetime.now(UTC)
+        receipt, rsig = sign_receipt({
+            "kind": "passage", "station_id": station_id, "item_sha256": sha,
+            "time_utc": record["time_utc"], "received_utc": utc_text(now)}, self.center_key)
+        session.add(SyncPassage(record_sha256=sha, station_id=station_id, record=data,
+                                station_signature=signature, time_utc=record["time_utc"],
+                                received_utc=now, receipt=receipt, receipt_signature=rsig,
+                                hook_delivered=False))
+        result = self._receipt_outcome(201, receipt, rsig, duplicate=False).body
+        accepted.append(Accepted("passage", station_id, sha, json.loads(receipt),
+                                 record=record))
         seen[sha] = result
         return result
 
@@ -566,6 +570,14 @@ class CenterStore:
         self._deliver(pending)
         return before
 
+    def _fsync_file(self, path: Path) -> None:
+        if self.fsync:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
     # ---------------------------------------------------------------- refusals
     @staticmethod
     def _receipt_outcome(status: int, receipt: bytes, signature: str, *, duplicate: bool
@@ -586,6 +598,7 @@ class CenterStore:
             spooled.unlink(missing_ok=True)
             return self._outcome(refusal)
         dest = self.store_dir / "quarantine" / f"{content_sha256}.{refusal.code}"
+        self._fsync_file(spooled)
         os.replace(spooled, dest)
         if self.fsync:
             _fsync_dir(dest.parent)

@@ -222,13 +222,14 @@ class Uploader:
             resp = self._request("POST", "/passages", json=payload)
             body = self._body(resp)
             results = body.get("results")
-            if resp.status_code != 200 or not isinstance(results, list) or \
-                    len(results) != len(items):
-                for item in items:
-                    self._finish(item, resp, body)
-                continue
-            for item, result in zip(items, results, strict=True):
-                self._finish(item, resp, result if isinstance(result, dict) else {})
+            with self.outbox.batch():
+                if resp.status_code != 200 or not isinstance(results, list) or \
+                        len(results) != len(items):
+                    for item in items:
+                        self._finish(item, resp, body)
+                    continue
+                for item, result in zip(items, results, strict=True):
+                    self._finish(item, resp, result if isinstance(result, dict) else {})
 
     # ---------------------------------------------------------------- answers
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
