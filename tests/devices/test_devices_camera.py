@@ -65,7 +65,7 @@ def test_folder_paced_and_looping(jpeg_folder: Path) -> None:
 
 
 def write_video(path: Path, n_frames: int, size: tuple[int, int] = (160, 120)) -> None:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, size)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 25.0, size)
     assert writer.isOpened()
     for i in range(n_frames):
         img = np.full((size[1], size[0], 3), 10 * i, dtype=np.uint8)
