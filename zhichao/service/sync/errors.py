@@ -3,22 +3,21 @@
 Tree::
 
     ZhichaoError
-    └── SyncError                 root of station → center sync
-        ├── OutboxError           the station outbox file is unusable or an item is malformed
-        ├── ReceiptError          a center receipt is malformed or its signature does not verify
-        └── RefusedError          the center refused an item for good (code + zh-CN reason)
+    └── ServiceError              root of the service stage (zhichao.service.errors)
+        └── SyncError             station → center sync
+            ├── OutboxError       the station outbox file is unusable or an item is malformed
+            └── ReceiptError      a center receipt is malformed or not signed by the center
 
-The service core will get its own ``ServiceError``; when it exists ``SyncError`` should
-derive from it (one root per stage). Until then it derives from ``ZhichaoError`` directly so
-this part stands alone.
+A refusal by the center is not an exception: it is an answer with a machine code and a
+zh-CN reason (``zhichao.service.sync.wire.REFUSALS``).
 """
 
 from __future__ import annotations
 
-from zhichao.errors import ZhichaoError
+from zhichao.service.errors import ServiceError
 
 
-class SyncError(ZhichaoError):
+class SyncError(ServiceError):
     """Root of every exception the station → center sync raises on purpose."""
 
 
@@ -28,13 +27,3 @@ class OutboxError(SyncError):
 
 class ReceiptError(SyncError):
     """A receipt from the center is malformed, for another item, or not signed by the center."""
-
-
-class RefusedError(SyncError):
-    """The center refused an item permanently; ``code`` is machine-readable."""
-
-    def __init__(self, code: str, message_zh: str, message_en: str) -> None:
-        super().__init__(f"{code}: {message_zh} / {message_en}")
-        self.code = code
-        self.message_zh = message_zh
-        self.message_en = message_en
