@@ -199,3 +199,33 @@ def test_cli_keygen_seal_verify_render(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["seal", str(tmp_path / "bad.json"), "--out", str(tmp_path / "p2"), "--key",
                  str(tmp_path / "keys/station.key"), "--station", "S001",
                  "--log", str(tmp_path / "log")]) == 2
+
+
+def test_pdf_as_image_with_pdftoppm(tmp_path: Path, sealed_template: Path) -> None:
+    """The 取证单 as poppler draws it (what docs/verify.md readers use): Chinese text,
+    photos and plots are visible pixels."""
+    from PIL import Image
+
+    if shutil.which("pdftoppm") is None:
+        pytest.skip("pdftoppm (poppler-utils) not installed")
+    prefix = tmp_path / "page"
+    subprocess.run(["pdftoppm", "-r", "60", "-png", str(sealed_template /
+                                                        "derived/evidence_sheet.pdf"),
+                    str(prefix)], check=True, capture_output=True)
+    pages = sorted(tmp_path.glob("page-*.png"))
+    assert len(pages) >= 3
+    first = Image.open(pages[0]).convert("L")
+    # Title line (centred hanzi): dark pixels in the top band, none in the blank margin.
+    title = first.crop((first.width // 5, 15, first.width * 4 // 5, 45))
+    assert sum(1 for p in title.tobytes() if p < 128) > 150
+    assert all(p > 200 for p in first.crop((0, 0, first.width, 8)).tobytes())
+    photos = Image.open(pages[1]).convert("RGB")
+    colours = {photos.getpixel((x, y)) for x in range(0, photos.width, 5)
+               for y in range(0, photos.height, 5)}
+    assert any(r > 120 and g < 80 and b < 80 for r, g, b in colours)  # red front photo
+    assert any(g > 90 and r < 80 and b < 80 for r, g, b in colours)  # green side photo
+    plots = Image.open(pages[2]).convert("RGB")
+    bars = sum(1 for x in range(0, plots.width, 2) for y in range(0, plots.height // 2, 2)
+               if abs(plots.getpixel((x, y))[0] - 74) < 12 and
+               abs(plots.getpixel((x, y))[2] - 176) < 12)
+    assert bars > 100  # the blue axle-load bars

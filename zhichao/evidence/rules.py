@@ -30,7 +30,7 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
 from importlib import resources
@@ -41,6 +41,7 @@ from zhichao.evidence._util import parse_time, to_decimal
 from zhichao.evidence.errors import InputError, RuleError
 
 RULES_FORMAT = "zhichao.rules/1"
+_BEIJING = timezone(timedelta(hours=8))
 PART_TONNE_MODES = ("floor", "ceil", "pro_rata")
 
 
@@ -141,7 +142,8 @@ class RuleVersion:
         items: list[PendingParameter] = []
         if not self.effective_from_confirmed or not self.effective_from_source.confirmed:
             items.append(PendingParameter(
-                "effective_from", self.effective_from.isoformat(), self.effective_from_source,
+                "effective_from", self.effective_from.astimezone(_BEIJING).isoformat(),
+                self.effective_from_source,
                 f"规则版本{self.version}的生效日期未经核对公报原文"))
         if not self.allowance_source.confirmed:
             value = self.allowance_method + (
