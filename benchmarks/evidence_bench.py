@@ -169,21 +169,22 @@ def bench_packages(count: int, work: Path) -> None:
         with MerkleLog(work / f"log-{docs}", origin=station.origin, create=True,
                        fsync=True) as log:
             pkgs = []
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for i in range(count):
                 out = work / f"p-{docs}-{i}"
                 seal_package(this, out, station=station, log=log, base_dir=base,
                              renderer=None if docs != "none" else (lambda *_: {}))
                 pkgs.append(out)
-            dt = time.perf_counter() - t0
-        print(f"sealed {count} packages {tag}: {count / dt:.1f} packages/s")
-        t0 = time.perf_counter()
+            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        print(f"sealed {count} packages {tag}: {count / dt:.1f} packages/s wall, "
+              f"{count / cpu:.1f} packages/s of CPU time")
+        t0, c0 = time.perf_counter(), time.process_time()
         for out in pkgs:
             assert verify_package(out, key=key).ok
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         size = sum(f.stat().st_size for f in pkgs[0].rglob("*") if f.is_file())
-        print(f"verified {count} packages {tag}: {count / dt:.1f} packages/s "
-              f"({size / 1e3:.0f} kB per package)")
+        print(f"verified {count} packages {tag}: {count / dt:.1f} packages/s wall, "
+              f"{count / cpu:.1f} packages/s of CPU time ({size / 1e3:.0f} kB per package)")
 
 
 def main() -> None:
@@ -193,7 +194,8 @@ def main() -> None:
     args = parser.parse_args()
     with contextlib.suppress(AttributeError, OSError):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    print(f"one core; python {sys.version.split()[0]}; "
+    print(f"one core; python {sys.version.split()[0]}; load average at start "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
           f"sha256 self-check {hashlib.sha256(b'').hexdigest()[:8]}")
     work = Path(tempfile.mkdtemp(prefix="zhichao-bench-"))
     try:
@@ -201,6 +203,7 @@ def main() -> None:
         bench_log(args.log_entries, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        print(f"load average at end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
