@@ -1,0 +1,85 @@
+"""Registering packages and passages: idempotent, conflicts refused, no case when none is due."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.service.conftest import Sealed, variant
+from zhichao.service.db import transaction
+from zhichao.service.errors import IngestError
+from zhichao.service.ingest import (
+    normalise_colour,
+    normalise_plate,
+    register_ingested_package,
+    register_passage,
+)
+from zhichao.service.models import Case, Device, Passage, Site
+
+
+def test_a_real_package_becomes_a_case_once(sessions: sessionmaker[Session],
+                                            sealed: Sealed) -> None:
+    manifest = copy.deepcopy(sealed.manifest)
+    with transaction(sessions) as s:
+        first = register_ingested_package(s, manifest, sealed.directory,
+                                          manifest_sha256=sealed.manifest_sha256)
+        assert isinstance(first, Case)
+        assert first.state == "technical_review" and first.plate == "浙J12345"
+        assert first.plate_colour == "yellow" and first.eligibility_status == "ENFORCEABLE"
+        assert first.legal_basis_zh and first.hearing_right in ("yes", "no", "undetermined")
+        assert s.get(Site, "ZJ-G60-K123") is not None and s.get(Device, "WIM-ZJ-0007")
+    with transaction(sessions) as s:
+        again = register_ingested_package(s, manifest, sealed.directory,
+                                          manifest_sha256=sealed.manifest_sha256)
+        assert again.id == first.id
+        with pytest.raises(IngestError, match="refused"):
+            register_ingested_package(s, manifest, sealed.directory, manifest_sha256="f" * 64)
+    with transaction(sessions) as s:
+        assert s.scalar(select(func.count()).select_from(Case)
+                        .where(Case.package_id == manifest["package_id"])) == 1
+
+
+def test_unusable_or_no_penalty_keeps_only_the_passage(sessions: sessionmaker[Session],
+                                                       sealed: Sealed) -> None:
+    for kw in ({"status": "UNUSABLE"}, {"penalty": None}):
+        manifest, digest = variant(sealed, **kw)
+        with transaction(sessions) as s:
+            got = register_ingested_package(s, manifest, sealed.directory,
+                                            manifest_sha256=digest)
+            assert isinstance(got, Passage) and got.package_id == manifest["package_id"]
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda m: m.update(format="other/1"), "format"),
+    (lambda m: m.pop("package_id"), "package_id"),
+    (lambda m: m["case"].pop("vehicle"), "vehicle"),
+    (lambda m: m["case"]["vehicle"].update(time_utc="yesterday"), "time_utc"),
+    (lambda m: m["case"]["vehicle"].update(time_utc="2025-06-01T02:03:04"), "offset"),
+])
+def test_malformed_manifests_are_refused_by_name(sessions: sessionmaker[Session],
+                                                 sealed: Sealed, mutate: object,
+                                                 message: str) -> None:
+    manifest, digest = variant(sealed)
+    mutate(manifest)  # type: ignore[operator]
+    with pytest.raises(IngestError, match=message), transaction(sessions) as s:
+        register_ingested_package(s, manifest, sealed.directory, manifest_sha256=digest)
+
+
+def test_every_passage_is_kept_once(sessions: sessionmaker[Session], sealed: Sealed) -> None:
+    record = dict(sealed.manifest["case"]["vehicle"], overloaded=False,
+                  time_utc="2026-03-01T00:00:00Z")
+    with transaction(sessions) as s:
+        a = register_passage(s, record, station_id="S001", plate="浙J00001",
+                             plate_colour="blue")
+        b = register_passage(s, record, station_id="S001")
+        assert a.id == b.id and a.overloaded is False
+
+
+def test_plate_and_colour_normalisation() -> None:
+    assert normalise_plate(" 浙a·12345 ") == "浙A12345"
+    assert normalise_colour("黄") == normalise_colour("yellow") == "yellow"
+    assert normalise_colour("黄绿") == "yellow_green"
+    assert normalise_colour("紫") is None

@@ -1,0 +1,198 @@
+"""``zhichao serve | db upgrade | users add | vehicles import | stats | audit verify``.
+
+The database comes from ``--db`` or ``ZHICHAO_DATABASE_URL`` (default
+``sqlite:///zhichao-service.db``); PostgreSQL: ``postgresql+psycopg://user@host:5432/db``.
+Passwords are read from ``ZHICHAO_PASSWORD`` or asked for (never a command-line argument).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from zhichao.service.errors import ServiceError
+
+
+def register(subparsers: Any) -> None:
+    def db_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--db", help="database URL (default: $ZHICHAO_DATABASE_URL or "
+                                    "sqlite:///zhichao-service.db)")
+        p.add_argument("--schema", help="PostgreSQL schema for the tables")
+
+    serve = subparsers.add_parser("serve", help="serve the JSON API (and pages, if installed)")
+    db_args(serve)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(handler=_serve)
+
+    db = subparsers.add_parser("db", help="service database tasks")
+    db_sub = db.add_subparsers(dest="db_command", metavar="TASK", required=True)
+    up = db_sub.add_parser("upgrade", help="run the shipped migrations up to the newest")
+    db_args(up)
+    up.set_defaults(handler=_db_upgrade)
+
+    users = subparsers.add_parser("users", help="service accounts")
+    users_sub = users.add_subparsers(dest="users_command", metavar="TASK", required=True)
+    add = users_sub.add_parser("add", help="add an account (password from $ZHICHAO_PASSWORD "
+                                           "or a prompt)")
+    db_args(add)
+    add.add_argument("username")
+    add.add_argument("--role", action="append", required=True, dest="roles",
+                     help="station_operator, technical_reviewer, legal_reviewer, "
+                          "decision_maker, auditor, administrator (repeatable)")
+    add.add_argument("--name", required=True, help="display name (zh-CN)")
+    add.add_argument("--station", help="station id (station operators)")
+    add.set_defaults(handler=_users_add)
+
+    vehicles = subparsers.add_parser("vehicles", help="vehicle registration data")
+    v_sub = vehicles.add_subparsers(dest="vehicles_command", metavar="TASK", required=True)
+    imp = v_sub.add_parser("import", help="import a CSV: plate,plate_colour,vin,"
+                                          "licence_file_number,owner_name_zh,owner_phone")
+    db_args(imp)
+    imp.add_argument("csv", type=Path)
+    imp.set_defaults(handler=_vehicles_import)
+
+    stats = subparsers.add_parser("stats", help="annual 行政执法 statistics")
+    db_args(stats)
+    stats.add_argument("--year", type=int, required=True)
+    stats.add_argument("--format", choices=("json", "csv"), default="json")
+    stats.set_defaults(handler=_stats)
+
+    aud = subparsers.add_parser("audit", help="service audit log")
+    a_sub = aud.add_subparsers(dest="audit_command", metavar="TASK", required=True)
+    ver = a_sub.add_parser("verify", help="recompute the audit log's hash chain")
+    db_args(ver)
+    ver.set_defaults(handler=_audit_verify)
+
+
+def _url(args: argparse.Namespace) -> str:
+    return str(args.db or os.environ.get("ZHICHAO_DATABASE_URL")
+               or "sqlite:///zhichao-service.db")
+
+
+def _factory(args: argparse.Namespace) -> Any:
+    from zhichao.service.db import make_engine, session_factory, upgrade
+
+    engine = make_engine(_url(args), schema=args.schema)
+    upgrade(engine)
+    return session_factory(engine)
+
+
+def _fail(exc: ServiceError) -> int:
+    print(f"错误：{exc.message_zh}（{exc.message}）", file=sys.stderr)
+    return 1
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from zhichao.service.settings import Settings
+
+    try:
+        settings = Settings.from_env(database_url=_url(args), database_schema=args.schema)
+        app: Any
+        try:  # the web console and owner pages wrap the API when they are installed
+            from zhichao.service.web.console import create_console_app
+        except ImportError:
+            from zhichao.service.app import create_app
+            app = create_app(settings)
+        else:
+            app = create_console_app(settings)
+    except ServiceError as exc:
+        return _fail(exc)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from zhichao.service.db import make_engine, upgrade
+
+    try:
+        upgrade(make_engine(_url(args), schema=args.schema))
+    except ServiceError as exc:
+        return _fail(exc)
+    print("数据库已升级到最新版本")
+    return 0
+
+
+def _users_add(args: argparse.Namespace) -> int:
+    from zhichao.service import accounts
+    from zhichao.service.db import transaction
+
+    password = os.environ.get("ZHICHAO_PASSWORD") or getpass.getpass("密码：")
+    try:
+        with transaction(_factory(args)) as session:
+            user = accounts.create_user(session, username=args.username, password=password,
+                                        display_name_zh=args.name, roles=args.roles,
+                                        station_id=args.station, actor="cli")
+            print(f"已添加用户 {user.username}（编号 {user.id}）")
+    except ServiceError as exc:
+        return _fail(exc)
+    return 0
+
+
+def _vehicles_import(args: argparse.Namespace) -> int:
+    from zhichao.service import ingest
+    from zhichao.service.db import transaction
+    from zhichao.service.errors import InvalidInputError
+
+    try:
+        with args.csv.open(encoding="utf-8-sig", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as exc:
+        print(f"错误：无法读取 {args.csv}（{exc}）", file=sys.stderr)
+        return 1
+    try:
+        with transaction(_factory(args)) as session:
+            for line, row in enumerate(rows, start=2):
+                try:
+                    ingest.upsert_vehicle(
+                        session, plate=row.get("plate") or "",
+                        plate_colour=row.get("plate_colour") or "", vin=row.get("vin") or "",
+                        licence_file_number=row.get("licence_file_number") or None,
+                        owner_name_zh=row.get("owner_name_zh") or None,
+                        owner_phone=row.get("owner_phone") or None)
+                except InvalidInputError as exc:
+                    raise InvalidInputError(f"{args.csv}:{line}: {exc.message}",
+                                            f"{args.csv} 第 {line} 行：{exc.message_zh}") from exc
+    except ServiceError as exc:
+        return _fail(exc)
+    print(f"已导入 {len(rows)} 辆车的登记信息")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from zhichao.service import stats
+    from zhichao.service.db import transaction
+
+    try:
+        with transaction(_factory(args)) as session:
+            figures = stats.annual_statistics(session, args.year)
+    except ServiceError as exc:
+        return _fail(exc)
+    if args.format == "csv":
+        sys.stdout.write(stats.statistics_csv(figures))
+    else:
+        print(json.dumps(figures, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from zhichao.service import audit
+    from zhichao.service.db import transaction
+
+    try:
+        with transaction(_factory(args)) as session:
+            problems = audit.verify_chain(session)
+    except ServiceError as exc:
+        return _fail(exc)
+    for p in problems:
+        print(f"条目 {p.entry_id}：{p.problem}")
+    print("审计日志链完整" if not problems else f"审计日志链校验失败：{len(problems)} 处")
+    return 0 if not problems else 1
