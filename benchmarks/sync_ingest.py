@@ -8,7 +8,8 @@ station log, then measures for each database backend:
 
 * ``store``: :meth:`CenterStore.ingest_package` called directly (spool + fsync, offline
   verification against the registered key, consistency with the accepted checkpoint,
-  atomic rename + directory fsync, row + signed receipt commit), one after another;
+  atomic rename + directory fsync, row + signed receipt commit), one after another; and
+  again without the file fsyncs (the database still commits durably) to show their share;
 * ``http``: the station uploader (:class:`Uploader`, outbox in SQLite WAL) draining to a
   real ``center serve`` process over loopback — the end-to-end rate, including the
   outbox's own fsync'd commits;
@@ -23,6 +24,7 @@ random schema dropped afterwards.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -66,12 +68,14 @@ def new_db(kind: str, work: Path) -> Database | None:
     return Database(url_pg, f"sync_bench_{uuid.uuid4().hex[:10]}", make_engine(url_pg))
 
 
-def bench_store(kind: str, kit: StationKit, blobs: list[bytes], work: Path) -> None:
+def bench_store(kind: str, kit: StationKit, blobs: list[bytes], work: Path, *,
+                fsync: bool = True) -> None:
     db = new_db(kind, work)
     if db is None:
         return
     try:
-        store = CenterStore(db.engine, work / f"store-{kind}", generate_key(), schema=db.schema)
+        store = CenterStore(db.engine, work / f"store-{kind}-{fsync}", generate_key(),
+                            schema=db.schema, fsync=fsync)
         store.create_tables()
         store.register_station(kit.station_id, kit.public_pem)
         per: list[float] = []
@@ -93,7 +97,8 @@ def bench_store(kind: str, kit: StationKit, blobs: list[bytes], work: Path) -> N
                 assert outcome.status == 201, outcome.body
                 accepted = head.checkpoint_size
         total = time.perf_counter() - start
-        print(f"  store/{kind}: {len(blobs) / total:7.1f} packages/s  "
+        label = "" if fsync else ", no file fsync"
+        print(f"  store/{kind}{label}: {len(blobs) / total:7.1f} packages/s  "
               f"(median {statistics.median(per) * 1e3:.1f} ms, "
               f"p95 {sorted(per)[int(0.95 * len(per)) - 1] * 1e3:.1f} ms)")
     finally:
@@ -155,7 +160,8 @@ def main() -> int:
     parser.add_argument("--backends", default="sqlite,postgresql")
     args = parser.parse_args()
     print(f"Python {platform.python_version()}, {platform.machine()}, "
-          f"{len(__import__('os').sched_getaffinity(0))} CPU(s) available")
+          f"{len(os.sched_getaffinity(0))} CPU(s) available, load average "
+          f"{os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(prefix="zhichao-sync-bench-") as tmp:
         work = Path(tmp)
         kit = StationKit(work / "station")
@@ -191,6 +197,7 @@ def main() -> int:
         for kind in args.backends.split(","):
             print(f"[{kind}]")
             bench_store(kind, kit, blobs, work)
+            bench_store(kind, kit, blobs, work, fsync=False)
             bench_http(kind, kit, folders, records, work)
     return 0
 
