@@ -47,7 +47,7 @@ def lane() -> tuple[np.ndarray, RecordingMeta, list[WeighedVehicle]]:
 
 
 def fault_schedule(n_frames: int, seed: int) -> dict[int, list[Fault]]:
-    """About 250 faults of every kind, at most one per frame, spread over the stream."""
+    """224 faults of every kind, at most one per frame, spread over the stream."""
     rnd = random.Random(seed)
     kinds = {"corrupt": 40, "garbage": 30, "oversize": 10, "split": 40, "merge": 30,
              "drop": 30, "disconnect": 12, "reboot": 8, "clock_jump": 10, "bad_values": 12,
