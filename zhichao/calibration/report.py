@@ -52,7 +52,7 @@ def plots(result: AccuracyResult, mpe_class: str = "5") -> dict[str, str]:
         fig, ax = plt.subplots(figsize=(6.4, 3.6))
         for i, t in enumerate(trucks):
             sel = [p for p in valid if p.truck == t]
-            ax.scatter([get(p) for p in sel], [p.gross_error_pct for p in sel], s=16,
+            ax.scatter([get(p) for p in sel], [p.gross_error_pct or 0.0 for p in sel], s=16,
                        color=colours[i % len(colours)], label=f"#{i + 1}")
         _mpe_lines(ax, mpe_i, mpe_s)
         ax.axhline(0.0, color="#555555", lw=0.8)
