@@ -465,7 +465,8 @@ def _check_history(log: MerkleLog | None, history: bytes | None, manifest_sha: s
                 fail("history.checkpoint", f"日志与其最新检查点（大小 {cp.size}）不符",
                      f"log does not match its latest checkpoint (size {cp.size})")
                 cp = None
-        for i, _data, event in find_events(log, manifest_sha):
+        # A manifest hash cannot be known before its sealing: scan from there on.
+        for i, _data, event in find_events(log, manifest_sha, max(0, package_index + 1)):
             events.append((i, event, cp is not None and i < cp.size))
     if history is not None:
         try:
