@@ -20,7 +20,7 @@ from zhichao.evidence.merkle import MerkleLog
 from zhichao.evidence.signing import generate_key
 from zhichao.service.sync.center import create_center_app
 from zhichao.service.sync.outbox import Outbox
-from zhichao.service.sync.store import Accepted, CenterStore
+from zhichao.service.sync.store import Accepted, CenterStore, ProofClaim
 from zhichao.service.sync.uploader import Backoff, Uploader
 from zhichao.service.sync.wire import (
     HEADER_PROOF,
@@ -282,3 +282,32 @@ def test_receipt_json_is_canonical_and_names_the_center_key(center: Center, kit:
     assert json.loads(raw) == body["receipt"]
     assert body["receipt"]["format"] == "zhichao.sync-receipt/1"
     assert len(body["receipt"]["center_key_sha256"]) == 64
+
+
+def test_concurrent_duplicates_store_one_row_and_one_receipt(center: Center, kit: StationKit
+                                                             ) -> None:
+    import threading
+
+    folders = kit.seal(2)
+    blobs = [pack_package(f) for f in folders]
+    assert put(center, blobs[0]).status_code == 201
+    head = read_package_head(blobs[1], "t")
+    proof = consistency(kit, 1, 2)
+    results: list[Any] = []
+
+    def send() -> None:
+        spooled = center.store.spool([blobs[1]])
+        assert isinstance(spooled, tuple)
+        claim = ProofClaim(proof[0], proof[1], proof[2])
+        results.append(center.store.ingest_package(head.manifest_sha256, spooled[0],
+                                                   spooled[1], claim))
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(r.status for r in results) == [200] * 5 + [201]
+    assert len({(r.body["receipt_b64"], r.body["signature"]) for r in results}) == 1
+    assert center.store.counts()["packages"] == 2 and len(center.hooked) == 2
+    assert list((center.store.store_dir / "tmp").iterdir()) == []

@@ -371,6 +371,9 @@ class CenterStore:
         except _Refusal as refusal:
             return self._refuse_upload(refusal, spooled, content_sha256, claimed_sha256,
                                        station_id, "package")
+        except BaseException:  # database down, disk full…: nothing recorded, sender retries
+            spooled.unlink(missing_ok=True)
+            raise
         if accepted is not None:
             self._deliver([accepted])
         return outcome
