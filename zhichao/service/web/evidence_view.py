@@ -1,0 +1,178 @@
+"""What the case page shows of a sealed package: facts, photos, figures, integrity.
+
+Read-only helpers over :mod:`zhichao.service.owners` (manifest and file access) and
+:func:`zhichao.evidence.verify.verify_package`; no database writes here (the routes log
+every evidence view through ``owners.log_evidence_view``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from markupsafe import Markup
+
+from zhichao.evidence.verify import RESULT_ZH, Result, verify_package
+from zhichao.service import owners
+from zhichao.service.errors import NotFoundError
+from zhichao.service.models import Case
+from zhichao.service.web import svg
+from zhichao.weighing.vehicle import FLAGS_ZH
+
+IMAGE_ROLES_ZH = {
+    "image_front": "车头照片", "image_side": "车身侧面照片", "image_rear": "车尾照片",
+    "image_plate": "号牌特写", "image_overview": "全景照片",
+}
+
+
+@dataclass
+class IntegrityView:
+    ok: bool
+    summary_zh: str
+    checks: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class EvidenceView:
+    manifest: dict[str, Any]
+    photos: list[dict[str, str]]
+    plate_crop: dict[str, str] | None
+    vehicle: dict[str, Any]
+    flags: list[dict[str, str]]
+    reasons: list[dict[str, str]]
+    eligibility_zh: str
+    penalty: dict[str, Any]
+    limit: dict[str, Any]
+    axle_rows: list[dict[str, Any]]
+    axle_figure: Markup | None
+    load_figure: Markup | None
+    waveform_figure: Markup | None
+    waveform_note_zh: str | None
+    problems_zh: list[str]
+
+
+def _num(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def manifest_bytes(package_path: str) -> bytes:
+    """The raw ``manifest.json`` of a package directory or zip."""
+    path = Path(package_path)
+    try:
+        if path.is_dir():
+            return (path / "manifest.json").read_bytes()
+        with zipfile.ZipFile(path) as zf:
+            names = [n for n in zf.namelist() if n.endswith("manifest.json")]
+            return zf.read(min(names, key=len))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise NotFoundError(f"package at {package_path}: manifest unreadable ({exc})",
+                            "证据包暂不可用") from exc
+
+
+def integrity(case: Case) -> IntegrityView:
+    """Offline verification of the stored package plus the registered manifest hash."""
+    checks: list[dict[str, str]] = []
+    try:
+        digest = hashlib.sha256(manifest_bytes(case.package_path)).hexdigest()
+        same = digest == case.manifest_sha256
+        checks.append({"code": "center.manifest_sha256",
+                       "result": RESULT_ZH[Result.PASS if same else Result.FAIL],
+                       "css": "pass" if same else "fail",
+                       "message_zh": "清单哈希与登记时一致" if same else
+                       f"清单哈希与登记时不一致（登记 {case.manifest_sha256[:16]}…，"
+                       f"现为 {digest[:16]}…）"})
+    except NotFoundError as exc:
+        same = False
+        checks.append({"code": "center.manifest_sha256", "result": RESULT_ZH[Result.FAIL],
+                       "css": "fail", "message_zh": exc.message_zh})
+    report = verify_package(Path(case.package_path))
+    for check in report.checks:
+        checks.append({"code": check.code, "result": RESULT_ZH[check.result],
+                       "css": check.result.value.lower(), "message_zh": check.message_zh})
+    ok = report.ok and same
+    failed = sum(1 for c in checks if c["css"] == "fail")
+    summary = ("证据包完整性核验通过：文件哈希、签名与日志证明均一致" if ok else
+               f"证据包完整性核验失败：{failed} 项未通过，不得作为处罚依据，须人工核查")
+    return IntegrityView(ok, summary, checks)
+
+
+def evidence_view(case: Case, *, waveform_max_points: int = 600) -> EvidenceView:
+    manifest = owners.read_manifest(case.package_path)
+    facts = manifest.get("case") if isinstance(manifest.get("case"), dict) else {}
+    assert isinstance(facts, dict)
+    vehicle = facts.get("vehicle") if isinstance(facts.get("vehicle"), dict) else {}
+    assert isinstance(vehicle, dict)
+    problems: list[str] = []
+    files = [f for f in manifest.get("files", []) if isinstance(f, dict)]
+    photos = [{"path": str(f.get("path")), "role": str(f.get("role")),
+               "role_zh": IMAGE_ROLES_ZH.get(str(f.get("role")), str(f.get("role"))),
+               "capture_utc": str(f.get("capture_utc") or "—"),
+               "camera_id": str(f.get("camera_id") or "—")}
+              for f in files if str(f.get("role", "")).startswith("image_")]
+    plate_crop = next((p for p in photos if p["role"] == "image_plate"), None)
+    flags = sorted({str(f) for f in (vehicle.get("flags") or []) + (facts.get("flags") or [])})
+    flag_rows = [{"code": f, "text_zh": FLAGS_ZH.get(f, "未登记的标记（须人工判断）")}
+                 for f in flags]
+    eligibility = facts.get("eligibility") if isinstance(facts.get("eligibility"), dict) else {}
+    assert isinstance(eligibility, dict)
+    reasons = [{"code": str(r.get("code")), "severity": str(r.get("severity")),
+                "message_zh": str(r.get("message_zh")), "basis_zh": str(r.get("basis_zh") or ""),
+                "detail": str(r.get("detail") or "")}
+               for r in eligibility.get("reasons", []) if isinstance(r, dict)]
+    penalty = facts.get("penalty") if isinstance(facts.get("penalty"), dict) else {}
+    limit = facts.get("limit") if isinstance(facts.get("limit"), dict) else {}
+    assert isinstance(penalty, dict) and isinstance(limit, dict)
+    loads = [_num(v) for v in vehicle.get("axle_loads_kg") or []]
+    spacings = [_num(v) for v in vehicle.get("axle_spacings_m") or []]
+    wheels = vehicle.get("wheel_loads_kg") or []
+    axle_rows = []
+    for i, load in enumerate(loads):
+        wheel = wheels[i] if i < len(wheels) and isinstance(wheels[i], list) else []
+        axle_rows.append({"n": i + 1, "load_kg": load,
+                          "left_kg": _num(wheel[0]) if len(wheel) > 0 else None,
+                          "right_kg": _num(wheel[1]) if len(wheel) > 1 else None,
+                          "spacing_m": spacings[i] if i < len(spacings) else None})
+    axle_figure = None
+    if loads and all(v is not None for v in loads) and all(v is not None for v in spacings):
+        try:
+            axle_figure = svg.axle_svg([s for s in spacings if s is not None],
+                                       [v for v in loads if v is not None],
+                                       vehicle.get("axle_groups"))
+        except ValueError as exc:
+            problems.append(f"轴型图无法绘制：{exc}")
+    gross = _num(vehicle.get("gross_weight_kg"))
+    limit_kg = _num(vehicle.get("limit_kg"))
+    load_figure = None if gross is None else svg.load_bar_svg(
+        gross, limit_kg, _num(vehicle.get("allowance_kg")))
+    waveform_figure, note = None, None
+    wave = next((f for f in files if f.get("role") == "waveform"), None)
+    if wave is None:
+        note = "证据包中没有原始波形文件"
+    else:
+        try:
+            _media, data = owners.package_file(case, str(wave.get("path")))
+            samples, meta = svg.load_waveform(data)
+            first, last = vehicle.get("first_sample"), vehicle.get("last_sample")
+            window = (int(first), int(last)) if isinstance(first, int) and isinstance(
+                last, int) and last < samples.shape[0] else None
+            waveform_figure = svg.waveform_svg(samples, meta, window=window,
+                                               max_points=waveform_max_points)
+            note = (f"{samples.shape[1]} 个通道，{samples.shape[0]} 个采样点" +
+                    ("" if window else "；记录中的过车区间不在本文件范围内，未标出"))
+        except (NotFoundError, svg.WaveformError) as exc:
+            note = f"原始波形无法读取：{exc}"
+            problems.append(note)
+    return EvidenceView(manifest=manifest, photos=photos, plate_crop=plate_crop,
+                        vehicle=vehicle, flags=flag_rows, reasons=reasons,
+                        eligibility_zh=str(eligibility.get("status_zh") or
+                                           eligibility.get("status") or "—"),
+                        penalty=penalty, limit=limit, axle_rows=axle_rows,
+                        axle_figure=axle_figure, load_figure=load_figure,
+                        waveform_figure=waveform_figure, waveform_note_zh=note,
+                        problems_zh=problems)
