@@ -335,3 +335,19 @@ def test_cli_review_history_and_witness(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["verify", pkg, "--key", pub, "--history", str(bundle)]) == 0
     assert capsys.readouterr().out.count("history.event") == 2
     assert main(["verify", pkg, "--key", pub, "--witness-key", "bad"]) == 2
+
+
+def test_event_not_yet_checkpointed_is_a_warning(env: Env, good_case: tuple[CaseInputs, Path]
+                                                 ) -> None:
+    pkg = _seal(env, good_case, "p")
+    record_review_event(env.log, env.station, _event(pkg, EventType.TECHNICAL_REVIEW,
+                                                     "approved", 1))
+    # Appended by a writer that crashed before signing a checkpoint.
+    env.log.append(_event(pkg, EventType.LEGAL_REVIEW, "approved", 2).entry_bytes())
+    report = verify_package(pkg, key=env.station.key.public_key(), log_dir=env.log.directory)
+    assert report.ok, report.text()
+    assert len([c for c in report.checks if c.code == "history.event"]) == 1
+    assert "legal_review" in _check(report, "history.uncovered")
+    bundle = json.loads(history_bundle(env.log, json.loads(
+        (pkg / "seal/entry.json").read_text())["manifest_sha256"]))
+    assert len(bundle["events"]) == 1 and bundle["not_yet_checkpointed"] == 1
