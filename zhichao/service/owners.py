@@ -170,17 +170,20 @@ def owner_query(session: Session, settings: Settings, limiter: RateLimiter, *, c
     cases = session.scalars(select(Case).where(
         Case.plate == norm_plate, Case.plate_colour == colour,
         Case.state.in_(workflow.OWNER_VISIBLE_STATES)).order_by(Case.time_utc)).all()
-    audit.append(session, actor="owner", action="owner.query", object_type="vehicle",
+    shown = matched and bool(cases) and vehicle is not None
+    # One audit entry per query, found or not (same work either way); when records are
+    # shown it names every case whose evidence the owner now sees.
+    audit.append(session, actor="owner" if not shown or vehicle is None
+                 else f"owner:vehicle:{vehicle.id}", action="owner.query",
+                 object_type="vehicle",
                  object_id=hashlib.sha256(f"{norm_plate}|{colour}".encode()).hexdigest()[:16],
-                 now=now, detail={"matched": matched and bool(cases), "by": kind})
-    if matched and cases and vehicle is not None:
+                 now=now, detail={"matched": shown, "by": kind,
+                                  "evidence_viewed_case_ids": [c.id for c in cases]
+                                  if shown else []})
+    if shown and vehicle is not None:
         grant = OwnerGrant(vehicle.id, frozenset(c.id for c in cases),
                            int(now.timestamp()) + settings.owner_token_ttl_s)
         records = [owner_record_json(session, c) for c in cases]
-        for c in cases:
-            audit.append(session, actor=f"owner:vehicle:{vehicle.id}", action="evidence.view",
-                         object_type="case", object_id=str(c.id), now=now,
-                         detail={"via": "owner.query"})
         answer: dict[str, Any] = {"records": records,
                                   "owner_token": make_owner_token(settings, grant),
                                   "message_zh": f"查询到 {len(records)} 条记录"}
