@@ -61,12 +61,12 @@ def test_restart_outage_duplicates_and_reordering_lose_and_duplicate_nothing(
     folders = kit.seal(16)
     random.Random(5).shuffle(folders)  # reordered: uploads do not follow the log
     passages = kit.passages(20)
-    (tmp_path / "passages.jsonl").write_text("\n".join(json.dumps(p) for p in passages))
-    result = cli("sync", "enqueue", "--outbox", str(outbox_path), *map(str, folders),
-                 "--passages", str(tmp_path / "passages.jsonl"), "--station", kit.station_id,
-                 "--key", str(kit.key_path))
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"added": 36, "already_present": 0, "depth": 36}
+    with Outbox(outbox_path) as outbox:
+        for folder in folders:
+            outbox.enqueue_package(folder)
+        for record in passages:
+            outbox.enqueue_passage(record, kit.station_id, kit.key)
+        assert outbox.depth() == 36
     center.start()
     proxy = HoldingProxy(center.port)
     try:
