@@ -49,3 +49,13 @@ def test_push_and_status_through_the_zhichao_command(tmp_path: Path) -> None:
     assert json.loads(result.stdout.splitlines()[-1])["depth"] == 0
     bad = run("sync", "enqueue", "--outbox", str(outbox), str(tmp_path))
     assert bad.returncode == 2 and "not a sealed package" in bad.stderr
+
+
+def test_a_schema_name_that_is_not_an_identifier_is_refused(tmp_path: Path) -> None:
+    import pytest
+
+    from zhichao.service.sync.errors import SyncError
+    from zhichao.service.sync.store import create_tables
+
+    with pytest.raises(SyncError, match="schema name"):
+        create_tables(make_engine(f"sqlite:///{tmp_path / 'c.sqlite'}"), 'x"; drop table y')

@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 import zipfile
 from collections.abc import Callable, Iterable
@@ -93,8 +94,17 @@ def utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _check_schema(schema: str | None) -> None:
+    if schema is not None and not _SCHEMA_NAME.match(schema):
+        raise SyncError(f"schema name {schema!r}: use 1–63 lowercase letters, digits or _")
+
+
 def create_tables(engine: Engine, schema: str | None = None) -> None:
     """Create the sync tables (and the PostgreSQL ``schema``) if missing."""
+    _check_schema(schema)
     if schema is not None:
         engine = engine.execution_options(schema_translate_map={None: schema})
     with engine.begin() as conn:
@@ -220,6 +230,7 @@ class CenterStore:
                  schema: str | None = None, hook: AcceptHook | None = None,
                  max_package_bytes: int = DEFAULT_MAX_PACKAGE_BYTES, fsync: bool = True
                  ) -> None:
+        _check_schema(schema)
         if schema is not None:
             engine = engine.execution_options(schema_translate_map={None: schema})
         self.engine = engine
