@@ -316,7 +316,7 @@ def _font_path(name: str) -> str:
         return str(path)
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=16)
 def _cmap_points(names: tuple[str, ...]) -> frozenset[int]:
     from fontTools.ttLib import TTFont
 
@@ -333,10 +333,6 @@ def _cmap_points(names: tuple[str, ...]) -> frozenset[int]:
 def covered_code_points() -> frozenset[int]:
     """Every code point that one of the bundled PDF fonts has a glyph for."""
     return _cmap_points(tuple(name for _f, name in PDF_FONTS))
-
-
-def _base_code_points() -> frozenset[int]:
-    return _cmap_points(tuple(name for _f, name in BASE_PDF_FONTS))
 
 
 def _needs_glyph(ch: str) -> bool:
@@ -375,15 +371,26 @@ def _pdf(title: str) -> Any:
         """Replaces characters no bundled font covers by a visible [U+XXXX] marker."""
 
         uncovered: set[str]
-        extra_loaded: bool
+        loaded: list[tuple[str, str]]
+
+        def _load_fonts_for(self, text: str) -> None:
+            """Load each extra font (in fallback order) the first time a text needs it."""
+            have = _cmap_points(tuple(name for _f, name in self.loaded))
+            missing = {ord(ch) for ch in text if _needs_glyph(ch) and ord(ch) not in have}
+            if not missing:
+                return
+            for family, name in EXTRA_PDF_FONTS:
+                if (family, name) in self.loaded:
+                    continue
+                if missing & _cmap_points((name,)):
+                    self.add_font(family, "", _font_path(name))
+                    self.loaded.append((family, name))
+                    missing -= _cmap_points((name,))
+            order = [f for f, _ in PDF_FONTS[1:] if any(f == g for g, _ in self.loaded)]
+            self.set_fallback_fonts(order, exact_match=False)
 
         def normalize_text(self, text: str) -> str:
-            if not self.extra_loaded and any(
-                    _needs_glyph(ch) and ord(ch) not in _base_code_points() for ch in text):
-                for family, name in EXTRA_PDF_FONTS:
-                    self.add_font(family, "", _font_path(name))
-                self.set_fallback_fonts([f for f, _ in PDF_FONTS[1:]], exact_match=False)
-                self.extra_loaded = True
+            self._load_fonts_for(text)
             covered = covered_code_points()
             if any(_needs_glyph(ch) and ord(ch) not in covered for ch in text):
                 out = []
@@ -398,7 +405,7 @@ def _pdf(title: str) -> Any:
 
     pdf = _MarkingPdf(format="A4")
     pdf.uncovered = set()
-    pdf.extra_loaded = False
+    pdf.loaded = list(BASE_PDF_FONTS)
     pdf.set_title(title)
     pdf.set_auto_page_break(auto=True, margin=15)
     for family, name in BASE_PDF_FONTS:
