@@ -30,6 +30,7 @@ from sqlalchemy import Integer, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from zhichao.evidence import documents
 from zhichao.service import accounts, audit, owners, workflow
 from zhichao.service.app import EVIDENCE_READ, STAFF_READ, create_app
 from zhichao.service.db import transaction
@@ -64,8 +65,14 @@ HERE = Path(__file__).parent
 CONSOLE = "/console"
 PORTAL = "/portal"
 REGISTRY_READ = (*STAFF_READ, "administrator")
-PAGE_CSP = ("default-src 'none'; img-src 'self'; style-src 'self'; form-action 'self'; "
+PAGE_CSP = ("default-src 'none'; img-src 'self'; style-src 'self'; font-src 'self'; "
+            "form-action 'self'; "
             "frame-ancestors 'none'; base-uri 'none'")
+# The evidence stage's shipped fonts (its licences lie beside them), served to the pages so
+# that zh-CN text renders on machines without CJK fonts; nothing comes from outside.
+FONTS_DIR = Path(documents.__file__).parent / "fonts"
+FONTS = {"latin.ttf": documents.LATIN_FONT_NAME, "cjk-gb2312.ttf": documents.FONT_NAME,
+         "cjk-full.ttf": documents.FULL_FONT_NAME}
 HEALTH_ZH = {"ok": "正常", "degraded": "降级运行", "fault": "故障", "offline": "离线",
              "drift_alarm": "漂移报警", "unknown": "未知"}
 CHANNELS_ZH = {"app": "手机应用", "sms": "短信", "post": "邮寄", "in_person": "直接送达",
@@ -182,7 +189,7 @@ def create_console_app(settings: Settings | None = None, *,
         return result
 
     def _is_page(request: Request) -> bool:
-        return request.url.path.startswith((CONSOLE, PORTAL, "/assets"))
+        return request.url.path.startswith((CONSOLE, PORTAL, "/assets", "/fonts"))
 
     async def _http_error(request: Request, exc: Exception) -> Response:
         if not _is_page(request) or not isinstance(exc, StarletteHTTPException):
@@ -203,6 +210,13 @@ def create_console_app(settings: Settings | None = None, *,
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.mount("/assets", StaticFiles(directory=HERE / "static"), name="assets")
+
+    @app.get("/fonts/{name}", include_in_schema=False)
+    def font(name: Annotated[str, PathParam(max_length=32)]) -> Response:
+        if name not in FONTS:
+            raise StarletteHTTPException(404, "no such font")
+        return Response((FONTS_DIR / FONTS[name]).read_bytes(), media_type="font/ttf",
+                        headers={"Cache-Control": "public, max-age=86400"})
 
     # ---- sessions ---------------------------------------------------------------------
     def client_id(request: Request) -> str:
