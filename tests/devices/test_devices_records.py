@@ -11,6 +11,8 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.devices.conftest import START_UTC
 from zhichao.devices.base import Backoff, Timeouts
@@ -83,6 +85,38 @@ def test_decoder_survives_every_kind_of_damage() -> None:
     bad = [f for f in faults if f.kind == "bad_line"]
     assert len(bad) == 1 and "speed" in bad[0].detail and bad[0].seq == (1, 9)
     assert all(f.offset >= 0 for f in faults)
+
+
+@settings(max_examples=60, deadline=None)
+@given(noise=st.lists(st.binary(max_size=60), min_size=7, max_size=7),
+       cuts=st.lists(st.integers(1, 400), min_size=1, max_size=20))
+def test_decoder_any_chunking_any_garbage_between_lines(noise: list[bytes],
+                                                         cuts: list[int]) -> None:
+    recs = records(6, seed=2)
+    # garbage between lines may eat the next line's start only if it holds no `$`/LF...
+    gaps = [n.replace(b"$", b"").replace(b"\n", b"") for n in noise]
+    stream = b"".join(g + b"\n" + encode_record_line(r) for g, r in zip(gaps, recs,
+                                                                        strict=False))
+    stream += gaps[-1]
+    dec = RecordLineDecoder()
+    out: list[WimRecord | RecordFault] = []
+    pos = 0
+    for i in range(10_000):
+        if pos >= len(stream):
+            break
+        n = cuts[i % len(cuts)]
+        out.extend(dec.feed(stream[pos:pos + n]))
+        pos += n
+    expected = [RecordLineDecoder().feed(encode_record_line(r))[0] for r in recs]
+    assert [x for x in out if isinstance(x, WimRecord)] == expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.binary(max_size=3000))
+def test_decoder_never_raises_on_random_bytes(data: bytes) -> None:
+    dec = RecordLineDecoder(max_line_bytes=256)
+    out = dec.feed(data) + dec.feed(b"\r\n" + encode_record_line(make_record(5)))
+    assert isinstance(out[-1], WimRecord) and out[-1].seq == 5
 
 
 def test_check_record_names_the_problem() -> None:
@@ -194,19 +228,30 @@ def test_random_bytes_are_counted_not_fatal() -> None:
         source.read_record(0.1)
 
 
+def test_stalled_controller_with_heartbeat_is_reconnected() -> None:
+    injector = FaultInjector(schedule={3: [Fault("stall", 0.8)]})
+    twin = RecordLineTwin(records(8), link="tcp", injector=injector)
+    with StreamRecordSource.from_url(twin.url + "?stall_timeout_s=0.3", timeouts=Timeouts(1.0),
+                                     backoff=Backoff(0.02, 0.1)) as source:
+        source.open()
+        with twin:
+            got = _collect(source, twin.done)
+        c = source.health_snapshot().counters
+    check_records(got, twin)
+    assert len(got) == 8 and c["stalls"] >= 1 and c["reconnects"] >= 1
+    assert any(r.reason == "reconnect" and r.gap_before_records == 0 for r in got)
+
+
 def test_modbus_record_ring_over_tcp_overrun_and_reboot() -> None:
-    recs = records(80, seed=4)
-    twin = ModbusRecordTwin(recs, ring_slots=8, interval_s=0.005)
+    recs = records(400, seed=4)
+    twin = ModbusRecordTwin(recs, ring_slots=8, interval_s=0.02)
     with twin, ModbusRecordSource.from_url(twin.url, poll_interval_s=0.01,
                                            timeouts=Timeouts(1.0)) as source:
         got = source.records(max_records=10, timeout_s=5)
-        twin.paused = True
-        with twin.server.lock:
-            twin.paused = False
-            twin._t0 = (twin._t0 or 0) - 0.2  # 40 records happen at once: the ring overruns
+        twin.advance(40)  # a platoon: 40 records at once overrun the 8-slot ring
         got += source.records(max_records=8, timeout_s=5)
         twin.reboot(lost_records=3)
-        got += source.records(max_records=200, timeout_s=1.5)
+        got += source.records(max_records=20, timeout_s=5)
         h = source.health_snapshot()
     keys = [(r.boot_id, r.seq) for r in got]
     assert len(keys) == len(set(keys))

@@ -82,12 +82,13 @@ class TcpServerLink(TwinLink):
 
     def send(self, data: bytes, stop: threading.Event) -> bool:
         view = memoryview(data)
-        if self._peer_closed():
-            self.drop_connection()  # wait for the driver to come back instead
         while view and not stop.is_set():
             client = self._accept(stop)
             if client is None:
                 return False
+            if self._peer_closed():
+                self.drop_connection()  # wait for the driver to come back instead
+                continue
             try:
                 n = client.send(view)
             except TimeoutError:

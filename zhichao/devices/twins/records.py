@@ -245,8 +245,8 @@ class ModbusRecordTwin:
 
     Records "happen" one per ``interval_s`` from the first request (0: all at once) and
     are written into the ring lazily, at each Modbus access. ``reboot()`` resets the
-    counter and bumps the boot id; ``paused`` stops new records (the ring keeps its
-    contents), so a test can let the ring overrun.
+    counter and bumps the boot id; ``advance(n)`` lets ``n`` records happen at once (the
+    ring overruns when ``n`` exceeds it); ``paused`` freezes what the ring shows.
     """
 
     def __init__(self, records: Sequence[WimRecord], *, ring_slots: int = 32,
@@ -262,7 +262,7 @@ class ModbusRecordTwin:
         self._t0: float | None = None
         self._index_at_boot = 0
         self._written = 0
-        self._frozen_total: int | None = None
+        self._extra = 0  # records made to happen at once by advance()
         self.server = ModbusTwinServer(RECORD_RING_BASE + ring_slots * SLOT_REGISTERS + 1,
                                        self._refresh, serial_port=serial_port,
                                        client_port=client_port, baud_rate=baud_rate)
@@ -277,8 +277,14 @@ class ModbusRecordTwin:
         if self.interval_s <= 0:
             n = len(self.records)
         else:
-            n = min(len(self.records), int((time.monotonic() - self._t0) / self.interval_s) + 1)
+            n = min(len(self.records),
+                    int((time.monotonic() - self._t0) / self.interval_s) + 1 + self._extra)
         return max(0, n - self._index_at_boot)
+
+    def advance(self, n_records: int) -> None:
+        """Let ``n_records`` more vehicles pass at once (a platoon: the ring may overrun)."""
+        with self.server.lock:
+            self._extra += n_records
 
     def reboot(self, lost_records: int = 0) -> None:
         with self.server.lock:
