@@ -277,3 +277,22 @@ def test_modbus_record_ring_over_rtu_on_a_pty_null_modem() -> None:
             got = source.records(max_records=20, timeout_s=10)
     assert [r.seq for r in got] == list(range(20))
     assert got[0].reason == "start" and all(r.plain for r in got[1:])
+
+
+def test_tracker_duplicates_versus_a_counter_reset_without_boot_change() -> None:
+    from zhichao.devices.health import HealthMonitor
+    from zhichao.devices.records import RecordTracker
+
+    health = HealthMonitor("test://", "records")
+    tracker = RecordTracker(health)
+    now = START_UTC + timedelta(seconds=10)
+    rs = records(5)
+    out = [tracker.process(r, now, "test://") for r in rs[:4]]
+    assert [o.reason if o else None for o in out] == ["start", None, None, None]
+    assert tracker.process(rs[2], now, "test://") is None  # resent after a reconnect
+    # the controller restarted but keeps no boot counter: seq 0 again, another vehicle
+    reset = replace(rs[4], seq=0, device_time_utc=START_UTC + timedelta(seconds=9))
+    got = tracker.process(reset, now, "test://")
+    assert got is not None and got.reason == "device_reboot" and got.gap_before_records == -1
+    c = health.snapshot().counters
+    assert c["duplicates"] == 1 and c["reboots"] == 1

@@ -118,6 +118,8 @@ class Camera(Device):
     """
 
     kind: ClassVar[str] = "camera"
+    #: a live source (stream, USB) is reconnected when silent; a replay is not
+    live_source: bool = True
 
     def __init__(self, url: str, *, timeouts: Timeouts = DEFAULT_TIMEOUTS,
                  backoff: Backoff | None = None, buffer_frames: int = 16,
@@ -185,7 +187,8 @@ class Camera(Device):
                     frame = self._accept(got, station)
                     if frame is not None:
                         return frame
-                elif time.monotonic() - self._last_frame > self.stall_timeout_s:
+                elif (self.live_source
+                      and time.monotonic() - self._last_frame > self.stall_timeout_s):
                     self.health.fault("stalls", f"no frame for {self.stall_timeout_s:.3g} s")
                     self._link_lost("stalled")
                 if time.monotonic() >= deadline:
@@ -319,6 +322,8 @@ def _cv2() -> Any:
 class FolderCamera(Camera):
     """Frames from the image files of a folder, in name order (a replay)."""
 
+    live_source = False
+
     def __init__(self, url: str, folder: str | Path, *, fps: float = 0.0, loop: bool = False,
                  **kwargs: Any) -> None:
         super().__init__(url, **kwargs)
@@ -395,6 +400,7 @@ class VideoCaptureCamera(Camera):
         self.source = source
         self.loop = loop
         self.live = live
+        self.live_source = live
         self._cap: Any = None
         self._frame_no = 0
 
@@ -471,6 +477,8 @@ class VideoCaptureCamera(Camera):
 class SimulatedCamera(Camera):
     """Synthetic frames at ``fps`` (0: as fast as asked), each showing its frame number
     and a bar moving across, so tests can tell frames apart."""
+
+    live_source = False
 
     def __init__(self, url: str, *, width: int = 640, height: int = 360, fps: float = 25.0,
                  **kwargs: Any) -> None:

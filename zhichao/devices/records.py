@@ -440,6 +440,7 @@ class RecordTracker:
         self._pending_reason: str | None = None
         self._pending_events: list[str] = []
         self._offsets: deque[float] = deque(maxlen=16)
+        self._recent: dict[int, datetime] = {}  # seq -> device time, last 256 delivered
 
     @property
     def next_seq(self) -> int | None:
@@ -474,10 +475,18 @@ class RecordTracker:
             self.health.fault("sequence_gaps", f"{gap} records missing ({reason})",
                               where=f"record {r.boot_id}/{self._next_seq}")
             self.health.add("records_lost", gap)
-        elif r.seq < self._next_seq:
+        elif r.seq < self._next_seq and self._recent.get(r.seq) == r.device_time_utc:
             self.health.fault("duplicates", f"record {r.boot_id}/{r.seq} already delivered",
                               where=f"record {r.boot_id}/{r.seq}", level=logging.INFO)
             return None
+        elif r.seq < self._next_seq:
+            # the counter went back without a boot change: a controller that keeps no boot
+            # counter restarted. Not a duplicate (a different vehicle): never drop it.
+            gap = -1
+            reason = REASON_REBOOT
+            self.health.fault("reboots", f"record counter went back {self._next_seq - 1} -> "
+                              f"{r.seq} without a boot change", where=f"record {r.boot_id}/{r.seq}")
+            self._recent.clear()
         events = [e for e in self._pending_events if e != reason]
         offset_s = (r.device_time_utc - station_time).total_seconds()
         if self._offsets and reason != REASON_REBOOT:
@@ -491,6 +500,11 @@ class RecordTracker:
             self._offsets.clear()
         self._offsets.append(offset_s)
         self.health.clock_offset_s = max(self._offsets)
+        if r.boot_id != self._boot_id:
+            self._recent.clear()
+        self._recent[r.seq] = r.device_time_utc
+        if len(self._recent) > 256:
+            del self._recent[next(iter(self._recent))]
         self._boot_id = r.boot_id
         self._next_seq = r.seq + 1
         self._pending_reason = None
