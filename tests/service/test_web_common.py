@@ -55,7 +55,8 @@ class Lane:
     """Sealed packages of the simulated overloads, ready to register."""
 
     packages: list[Path]
-    records: list[dict[str, Any]]
+    records: list[dict[str, Any]]  # the overloads, one per package
+    others: list[dict[str, Any]] = field(default_factory=list)  # the lane's other passages
 
 
 def simulated_packages(root: Path, plates: list[str]) -> Lane:
@@ -100,7 +101,8 @@ def simulated_packages(root: Path, plates: list[str]) -> Lane:
             packages.append(result.directory)
     finally:
         log.close()
-    return Lane(packages, over)
+    return Lane(packages, over[:len(plates)],
+                [v for v in vehicles if not (v["overloaded"] and v["limit_kg"])])
 
 
 def register(sessions: sessionmaker[Session], package: Path) -> Case:
@@ -131,7 +133,7 @@ def make_web(tmp: Path, lane: Lane, *, url: str | None = None, schema: str | Non
     copies = []
     for package in lane.packages:
         copies.append(Path(shutil.copytree(package, tmp / "store" / package.name)))
-    lane = Lane(copies, lane.records)
+    lane = Lane(copies, lane.records, lane.others)
     settings = Settings(database_url=url or f"sqlite:///{tmp / 'web.db'}", database_schema=schema,
                         **{"owner_query_min_duration_ms": 20, "deadlines": TEST_POLICY,
                            "login_per_client_per_minute": 1000,
@@ -153,6 +155,8 @@ def make_web(tmp: Path, lane: Lane, *, url: str | None = None, schema: str | Non
                                   licence_file_number=FILE_NO,
                                   owner_name_zh="温岭某某物流有限公司", owner_phone="13800000000")
     with transaction(sessions) as s:
+        for record in lane.others:  # not overloaded (or undecidable): passages, no case
+            ingest.register_passage(s, record, station_id="S001", device_id="WIM-ZJ-0007")
         device = s.get(Device, "WIM-ZJ-0007")
         assert device is not None
         device.health = "ok"
