@@ -36,7 +36,7 @@ from zhichao.evidence.merkle import MerkleLog  # noqa: E402
 from zhichao.evidence.package import Station, seal_package  # noqa: E402
 from zhichao.evidence.signing import generate_key  # noqa: E402
 from zhichao.evidence.verify import verify_package  # noqa: E402
-from zhichao.service import ingest, owners  # noqa: E402
+from zhichao.service import audit, ingest, owners  # noqa: E402
 from zhichao.service.db import (  # noqa: E402
     drop_schema,
     make_engine,
@@ -205,6 +205,17 @@ def main() -> int:
             for r in results:
                 print("owner query:", json.dumps({k: round(v, 2) for k, v in r.items()}),
                       flush=True)
+            # The floor under both: one audit entry + COMMIT (the WAL fsync of this disk).
+            laps = []
+            for _ in range(200):
+                t = time.perf_counter()
+                with transaction(factory) as s:
+                    audit.append(s, actor="bench", action="bench.commit",
+                                 object_type="bench", object_id="0")
+                laps.append(time.perf_counter() - t)
+            print(f"commit floor (audit append + COMMIT): p50 "
+                  f"{1000 * statistics.median(laps):.1f} ms, p99 {1000 * pct(laps, 0.99):.1f} ms",
+                  flush=True)
             # Center ingest: registration of verified packages (one transaction each).
             t = time.perf_counter()
             for k in range(args.ingest):

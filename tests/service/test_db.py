@@ -86,3 +86,38 @@ def test_audit_chain_links_and_detects_tampering(fresh_db: Engine) -> None:
     with transaction(factory) as s:
         problems = audit.verify_chain(s)
     assert [p.problem.split(" ")[0] for p in problems] == ["entry_sha256"]
+
+
+def test_concurrent_appenders_keep_one_chain(fresh_db: Engine) -> None:
+    """Four threads append at once; the chain has no fork and verifies."""
+    import threading
+
+    from zhichao.service.errors import ConcurrentUpdateError
+
+    factory = session_factory(fresh_db)
+    written: list[int] = []
+    lock = threading.Lock()
+
+    def worker(k: int) -> None:
+        for i in range(10):
+            for _attempt in range(50):  # SQLite: a writer that lost the race retries
+                try:
+                    with transaction(factory) as s:
+                        audit.append(s, actor=f"t{k}", action="test.entry",
+                                     object_type="test", object_id=f"{k}-{i}")
+                    break
+                except ConcurrentUpdateError:
+                    continue
+            with lock:
+                written.append(k)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    with transaction(factory) as s:
+        entries = s.query(AuditEntry).order_by(AuditEntry.id).all()
+        assert len(entries) == 40
+        assert len({e.prev_sha256 for e in entries}) == 40  # no two share a parent
+        assert audit.verify_chain(s) == []

@@ -7,8 +7,9 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 from tests.service.conftest import Sealed, new_case, new_user, utc
 from zhichao.service import audit, workflow
@@ -20,7 +21,7 @@ from zhichao.service.errors import (
     PermissionDeniedError,
     WorkflowError,
 )
-from zhichao.service.models import AuditEntry, Case, CaseEvent, Decision, User
+from zhichao.service.models import AuditEntry, Case, CaseEvent, Decision, Review, User
 from zhichao.service.workdays import DeadlinePolicy
 
 POLICY = DeadlinePolicy()
@@ -300,29 +301,37 @@ def test_stale_expected_version_is_refused(sessions: sessionmaker[Session], seal
 
 def test_two_concurrent_sessions_cannot_both_decide(sessions: sessionmaker[Session],
                                                     sealed: Sealed, crew: Crew) -> None:
-    """Two real sessions load the same version; both write; exactly one commit wins."""
+    """Two reviewers open the same case (version 1) in two real sessions, then both submit
+    at the same moment from two threads: exactly one commit wins, the other is refused."""
     case = new_case(sessions, sealed)
     other = new_user(sessions, "technical_reviewer")
-    loaded = threading.Barrier(2)
+    opened: list[tuple[Session, Case]] = []
+    for _ in range(2):
+        s = sessions()
+        loaded = s.get(Case, case.id)
+        assert loaded is not None and loaded.version == case.version
+        s.commit()  # the page is shown; the loaded (soon stale) object stays in the session
+        opened.append((s, loaded))
+    start = threading.Barrier(2)
     outcomes: dict[str, str] = {}
 
-    def review(name: str, user: User, approve: bool) -> None:
+    def review(name: str, slot: int, user: User, approve: bool) -> None:
+        s, loaded = opened[slot]
+        start.wait(timeout=10)
         try:
-            with transaction(sessions) as s:
-                c = s.get(Case, case.id)
-                assert c is not None
-                loaded.wait(timeout=10)  # both have read version 1 before either writes
-                workflow.technical_review(s, c, s.get(User, user.id), approve=approve,
-                                          reason="并发测试")
-                s.flush()
+            with s.begin():
+                workflow.technical_review(s, loaded, s.get(User, user.id), approve=approve,
+                                          reason="并发测试", expected_version=case.version)
             outcomes[name] = "committed"
+        except StaleDataError:
+            outcomes[name] = "conflict"
         except ConcurrentUpdateError:
             outcomes[name] = "conflict"
-        except WorkflowError:
-            outcomes[name] = "state"
+        finally:
+            s.close()
 
-    threads = [threading.Thread(target=review, args=("a", crew.tech, True)),
-               threading.Thread(target=review, args=("b", other, False))]
+    threads = [threading.Thread(target=review, args=("a", 0, crew.tech, True)),
+               threading.Thread(target=review, args=("b", 1, other, False))]
     for t in threads:
         t.start()
     for t in threads:
@@ -332,6 +341,8 @@ def test_two_concurrent_sessions_cannot_both_decide(sessions: sessionmaker[Sessi
         c = s.get(Case, case.id)
         assert c is not None and c.version == case.version + 1
         assert len(c.events) == 1
+        assert s.scalar(select(func.count()).select_from(Review)
+                        .where(Review.case_id == case.id)) == 1
 
 
 def test_overdue_cases_are_surfaced(sessions: sessionmaker[Session], sealed: Sealed,

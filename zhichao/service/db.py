@@ -1,7 +1,8 @@
 """Engines, sessions and start-up migrations.
 
 SQLite (the station default) gets WAL journaling, foreign keys and a busy timeout on
-every connection; PostgreSQL is reached through psycopg 3 (``postgresql+psycopg://``).
+every connection, and every transaction starts with ``BEGIN IMMEDIATE`` (one writer at a
+time; reads in a transaction see one snapshot); PostgreSQL is reached through psycopg 3 (``postgresql+psycopg://``).
 ``schema`` (PostgreSQL only) puts every table in its own schema via ``search_path``, so
 parallel test runs do not clash.
 """
@@ -57,17 +58,27 @@ def make_engine(url: str, *, schema: str | None = None, sqlite_busy_timeout_ms: 
     engine = create_engine(parsed, connect_args=connect_args, echo=echo)
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
     elif schema is not None:
         _SCHEMAS[engine] = schema
     return engine
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own implicit transactions start only at the first INSERT/UPDATE, so two
+    # sessions could both read the audit log's head and fork the chain. We open every
+    # transaction ourselves with BEGIN IMMEDIATE instead (_sqlite_on_begin): one writer
+    # at a time, the others wait up to the busy timeout.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _sqlite_on_begin(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
