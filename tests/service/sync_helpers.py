@@ -265,14 +265,17 @@ def wait_for(predicate: Any, timeout_s: float = 30.0, what: str = "condition") -
 
 
 class HoldingProxy:
-    """A loopback TCP proxy; while ``hold`` is set it forwards requests but holds back the
+    """A loopback TCP proxy. While ``hold`` is set it forwards requests but holds back the
     center's answers to package uploads (PUT), so a station can be killed after the center
-    accepted an upload but before the station read the receipt."""
+    accepted an upload but before the station read the receipt. While ``stall`` is set it
+    forwards only the first chunk of an upload, so a station can be killed mid-request."""
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
         self.hold = threading.Event()
         self.answers_held = 0
+        self.stall = threading.Event()
+        self.requests_stalled = 0
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -306,11 +309,15 @@ class HoldingProxy:
               state: dict[str, bytes]) -> None:
         try:
             while True:
-                data = src.recv(65536)
+                data = src.recv(16384)
                 if not data:
                     break
                 if not answers and data[:4] in (b"PUT ", b"GET ", b"POST"):
                     state["method"] = data[:4]
+                elif not answers and state["method"] == b"PUT " and self.stall.is_set():
+                    self.requests_stalled += 1  # the rest of an upload body: held back
+                    while self.stall.is_set() and not self._closed:
+                        time.sleep(0.02)
                 holding = answers and state["method"] == b"PUT "
                 if holding and self.hold.is_set():
                     self.answers_held += 1

@@ -1,9 +1,9 @@
 """A real center process and a real station uploader process on loopback.
 
-One run walks through: shuffled (reordered) uploads, the station killed while the center
-holds back its answer (the center accepted, the station never read the receipt), the
-center killed and restarted while the station keeps sealing, and a second station
-outbox re-sending everything (duplicates). At the end both ends are counted: every item
+One run walks through: shuffled (reordered) uploads, the station killed in the middle of
+sending an upload, the station killed while the center holds back its answer (the center
+accepted, the station never read the receipt), the center killed and restarted while the
+station keeps sealing, and a second station outbox re-sending everything (duplicates). At the end both ends are counted: every item
 is in the center exactly once and every outbox item holds a receipt that verifies.
 """
 
@@ -70,6 +70,14 @@ def test_restart_outage_duplicates_and_reordering_lose_and_duplicate_nothing(
     center.start()
     proxy = HoldingProxy(center.port)
     try:
+        # 0. The station dies in the middle of sending an upload.
+        proxy.stall.set()
+        push = PushProcess(outbox_path, proxy.url, center.pub_path, kit.log_dir, tmp_path,
+                           until_empty=True)
+        wait_for(lambda: proxy.requests_stalled >= 1, what="an upload under way")
+        push.kill()
+        proxy.stall.clear()
+        assert center.health()["packages"] == 0 and done_count(outbox_path) == 0
         # 1. The station dies after the center accepted an upload but before the answer came.
         proxy.hold.set()
         push = PushProcess(outbox_path, proxy.url, center.pub_path, kit.log_dir, tmp_path,
