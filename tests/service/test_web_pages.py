@@ -267,6 +267,39 @@ def test_tampered_package_is_shown_as_failed(web: Web) -> None:
         photo.write_bytes(original)
 
 
+def test_missing_package_still_shows_the_case(web: Web) -> None:
+    case = web.cases[2]
+    package = Path(case.package_path)
+    moved = package.with_name(package.name + ".moved")
+    package.rename(moved)
+    try:
+        r = login(web, "auditor").get(f"/console/cases/{case.id}")
+        assert r.status_code == 200
+        assert "证据包无法读取" in r.text and "证据包完整性核验失败" in r.text
+        assert 'id="history"' in r.text and "package.registered" in r.text
+    finally:
+        moved.rename(package)
+
+
+def test_malformed_forms_get_a_page(web: Web) -> None:
+    client = login(web, "technical_reviewer")
+    case_id = web.cases[1].id
+    token = csrf_of(client.get(f"/console/cases/{case_id}").text)
+    r = client.post(f"/console/cases/{case_id}/technical-review",
+                    data={"csrf_token": token, "expected_version": "1"})  # no verdict
+    assert r.status_code == 422 and r.headers["content-type"].startswith("text/html")
+    assert "输入有误" in r.text and "verdict" in r.text
+    r = client.post(f"/console/cases/{case_id}/technical-review",
+                    data={"csrf_token": token, "expected_version": "1", "verdict": "maybe"})
+    assert r.status_code == 422 and "请选择" in r.text
+    r = client.post(f"/console/cases/{case_id}/technical-review", data={
+        "csrf_token": token, "expected_version": "1", "verdict": "reject"})
+    assert r.status_code == 422 and "必须填写理由" in r.text
+    assert client.get("/console/no-such-page").status_code == 404
+    assert client.get("/api/v1/no-such-route").headers["content-type"] == "application/json"
+    assert case_state(web, case_id) == ("technical_review", 1)
+
+
 def test_stale_version_is_refused(web: Web) -> None:
     case_id = web.cases[1].id
     client = login(web, "technical_reviewer")
@@ -477,3 +510,24 @@ def test_figures_refuse_bad_input_and_escape_text() -> None:
     samples = np.ones((10, 1))
     figure = svg.waveform_svg(samples, {"channels": [{"name": INJECT}]})
     assert "<script>" not in figure and "&lt;script&gt;" in figure
+
+
+def test_page_queries_are_rate_limited(tmp_path: Path,
+                                       tmp_path_factory: pytest.TempPathFactory) -> None:
+    web = make_web(tmp_path, shared_lane(tmp_path_factory),
+                   owner_query_per_client_per_minute=2, login_per_client_per_minute=2)
+    try:
+        client = TestClient(web.app)
+        page = client.get("/portal/").text
+        codes = [client.post("/portal/query", data={
+            "plate": PLATES[0], "plate_colour": "黄", "id_kind": "vin",
+            "secret_value": "000000", "csrf_token": csrf_of(page)}).status_code
+            for _ in range(3)]
+        assert codes == [200, 200, 429]
+        login_page = client.get("/console/login").text
+        codes = [client.post("/console/login", data={
+            "username": "nobody", "password": "wrong password!!",
+            "csrf_token": csrf_of(login_page)}).status_code for _ in range(3)]
+        assert codes == [401, 401, 429]
+    finally:
+        web.app.state.engine.dispose()

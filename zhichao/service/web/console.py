@@ -25,7 +25,7 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, Undefined, select_autoescape
 from sqlalchemy import Integer, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -57,7 +57,7 @@ from zhichao.service.models import (
 )
 from zhichao.service.settings import Settings
 from zhichao.service.web import security
-from zhichao.service.web.evidence_view import evidence_view, integrity
+from zhichao.service.web.evidence_view import evidence_view, integrity, unavailable_view
 from zhichao.service.web.security import WebSettings
 from zhichao.service.workdays import china_date
 
@@ -100,15 +100,17 @@ class Viewer:
     role_set: frozenset[str]
 
 
-def _fmt_utc(value: datetime | None) -> str:
-    if value is None:
+def _fmt_utc(value: object) -> str:
+    if not isinstance(value, datetime):
         return "—"
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _fmt_kg(value: Any) -> str:
+    if value is None or isinstance(value, Undefined):
+        return "—"
     try:
-        return "—" if value is None else f"{float(value):,.0f} kg"
+        return f"{float(value):,.0f} kg"
     except (TypeError, ValueError):
         return "—"
 
@@ -389,7 +391,10 @@ def create_console_app(settings: Settings | None = None, *,
         site = session.get(Site, case.site_id)
         device = None if passage is None or passage.device_id is None else session.get(
             Device, passage.device_id)
-        evidence = evidence_view(case, waveform_max_points=web.waveform_max_points)
+        try:
+            evidence = evidence_view(case, waveform_max_points=web.waveform_max_points)
+        except NotFoundError as exc:  # package missing or unreadable: show the rest
+            evidence = unavailable_view(f"证据包无法读取：{exc.message_zh}（须人工核查）")
         statements = session.scalars(select(Statement).where(Statement.case_id == case.id)
                                      .order_by(Statement.id)).all()
         decision = session.scalars(select(Decision).where(Decision.case_id == case.id)).first()

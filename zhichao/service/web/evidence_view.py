@@ -54,6 +54,14 @@ class EvidenceView:
     problems_zh: list[str]
 
 
+def unavailable_view(message_zh: str) -> EvidenceView:
+    """What the case page shows when the package cannot be read at all (history stays)."""
+    return EvidenceView(manifest={}, photos=[], plate_crop=None, vehicle={}, flags=[],
+                        reasons=[], eligibility_zh="—", penalty={}, limit={}, axle_rows=[],
+                        axle_figure=None, load_figure=None, waveform_figure=None,
+                        waveform_note_zh=message_zh, problems_zh=[message_zh])
+
+
 def _num(value: Any) -> float | None:
     try:
         return None if value is None else float(value)
