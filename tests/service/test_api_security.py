@@ -312,3 +312,23 @@ def test_expired_session_is_refused(sec: Api) -> None:
         token, _ = accounts.issue_token(s, user, ttl_s=60, now=utc_now() - timedelta(hours=1))
     r = sec.client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 401 and "失效" in r.json()["message_zh"]
+
+
+def test_station_operator_sees_only_own_station(sec: Api) -> None:
+    own = new_case(sec.sessions, sec.sealed)  # sealed by station S001
+    foreign = new_case(sec.sessions, sec.sealed)
+    with transaction(sec.sessions) as s:
+        row = s.get(Case, foreign.id)
+        assert row is not None
+        row.station_id = "S002"
+    op = sec.auth("station_operator")  # an operator of S001
+    listed = {c["id"] for c in sec.client.get("/api/v1/cases", params={"limit": 500},
+                                              headers=op).json()["cases"]}
+    assert own.id in listed and foreign.id not in listed
+    assert sec.client.get(f"/api/v1/cases/{own.id}", headers=op).status_code == 200
+    r = sec.client.get(f"/api/v1/cases/{foreign.id}", headers=op)
+    assert r.status_code == 403 and "本站点" in r.json()["message_zh"]
+    r = sec.client.post(f"/api/v1/cases/{foreign.id}/manual-override", headers=op,
+                        json={"reason": "修正"})
+    assert r.status_code == 403
+    assert sec.client.get(f"/api/v1/cases/{own.id}/package", headers=op).status_code == 403
