@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +65,42 @@ def test_db_users_vehicles_stats_audit(tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 0 and "审计日志链完整" in out
     code, _, err = run(capsys, "db", "upgrade", "--db", "mysql://x@y/z")
     assert code == 1 and "仅支持" in err
+
+
+def test_serve_answers_on_loopback(tmp_path: Path) -> None:
+    """``zhichao serve`` as a real process: migrates, listens, answers, stops on SIGTERM."""
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    db = f"sqlite:///{tmp_path / 'serve.db'}"
+    proc = subprocess.Popen([sys.executable, "-m", "zhichao", "serve", "--db", db, "--port",
+                             str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ,
+                                 "ZHICHAO_SECRET_KEY": "k" * 40})
+    try:
+        deadline = time.monotonic() + 90
+        body = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                url = f"http://127.0.0.1:{port}/api/v1/health"
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    body = json.loads(r.read())
+                    break
+            except OSError:
+                time.sleep(0.3)
+        assert body is not None and body["status"] == "ok", "zhichao serve did not answer"
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/cases")
+        try:
+            urllib.request.urlopen(req, timeout=5)
+            raise AssertionError("unauthenticated request was answered")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 401
+            assert "请先登录" in json.loads(exc.read())["message_zh"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
