@@ -44,6 +44,8 @@ class TcpServerLink(TwinLink):
         self.url = f"tcp://{self.host}:{self.port}"
         self._client: socket.socket | None = None
         self.connections = 0
+        self._last_send = 0.0
+        self._fresh = False
 
     def _accept(self, stop: threading.Event) -> socket.socket | None:
         if self._client is not None:
@@ -58,6 +60,7 @@ class TcpServerLink(TwinLink):
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             client.settimeout(0.2)
             self._client = client
+            self._fresh = True
             self.connections += 1
             return client
         return None
@@ -86,9 +89,13 @@ class TcpServerLink(TwinLink):
             client = self._accept(stop)
             if client is None:
                 return False
-            if self._peer_closed():
+            # a driver hangs up only after hearing nothing for a while (stall), so check
+            # after a pause in sending, and always on a freshly accepted connection
+            if (self._fresh or time.monotonic() - self._last_send > 0.01) and \
+                    self._peer_closed():
                 self.drop_connection()  # wait for the driver to come back instead
                 continue
+            self._fresh = False
             try:
                 n = client.send(view)
             except TimeoutError:
@@ -97,6 +104,7 @@ class TcpServerLink(TwinLink):
                 self.drop_connection()
                 return False
             view = view[n:]
+            self._last_send = time.monotonic()
         return not view
 
     def recv(self, max_bytes: int, timeout_s: float) -> bytes:
