@@ -10,12 +10,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.service.conftest import Sealed, variant
 from zhichao.service.db import transaction
-from zhichao.service.errors import IngestError
+from zhichao.service.errors import IngestError, InvalidInputError
 from zhichao.service.ingest import (
     normalise_colour,
     normalise_plate,
     register_ingested_package,
     register_passage,
+    update_device_health,
 )
 from zhichao.service.models import Case, Device, Passage, Site
 
@@ -30,7 +31,15 @@ def test_a_real_package_becomes_a_case_once(sessions: sessionmaker[Session],
         assert first.state == "technical_review" and first.plate == "浙J12345"
         assert first.plate_colour == "yellow" and first.eligibility_status == "ENFORCEABLE"
         assert first.legal_basis_zh and first.hearing_right in ("yes", "no", "undetermined")
-        assert s.get(Site, "ZJ-G60-K123") is not None and s.get(Device, "WIM-ZJ-0007")
+        assert s.get(Site, "ZJ-G60-K123") is not None
+        device = s.get(Device, "WIM-ZJ-0007")
+        assert device is not None and device.certificate_number == "ZJJL-2025-0456"
+        assert device.certificate_valid_to is not None
+        assert device.certificate_valid_to.isoformat() == "2026-01-09T16:00:00+00:00"
+        assert str(device.technical_review_date) == "2024-03-01"
+        update_device_health(s, "WIM-ZJ-0007", health="degraded", detail="通道3噪声偏高")
+        with pytest.raises(InvalidInputError):
+            update_device_health(s, "WIM-ZJ-0007", health="great")
     with transaction(sessions) as s:
         again = register_ingested_package(s, manifest, sealed.directory,
                                           manifest_sha256=sealed.manifest_sha256)

@@ -13,7 +13,7 @@ say UNUSABLE; otherwise only the passage is kept (with its eligibility status).
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -148,11 +148,47 @@ def _ensure_site_lane_device(session: Session, facts: dict[str, Any]) -> None:
                 device_id=device["device_id"], lane_id=lane.id,
                 accuracy_class=device.get("accuracy_class"),
                 technical_review_approved=bool(device.get("technical_review_approved")),
+                technical_review_date=_date(device.get("technical_review_date")),
                 legal_review_approved=bool(device.get("legal_review_approved")),
+                legal_review_date=_date(device.get("legal_review_date")),
                 certificate_number=device.get("certificate_number"),
                 certificate_issuer=device.get("certificate_issuer"),
-                calibration_profile_id=facts.get("calibration_profile")))
+                certificate_valid_from=_opt_time(device.get("certificate_valid_from")),
+                certificate_valid_to=_opt_time(device.get("certificate_valid_to")),
+                calibration_profile_id=facts.get("calibration_profile"),
+                health="drift_alarm" if device.get("drift_alarm_open") else "unknown"))
             session.flush()
+
+
+def _date(value: Any) -> date | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+
+
+def _opt_time(value: Any) -> datetime | None:
+    return None if value is None else _time(value, "device certificate validity")
+
+
+HEALTH_STATES = ("ok", "degraded", "fault", "drift_alarm", "offline", "unknown")
+
+
+def update_device_health(session: Session, device_id: str, *, health: str,
+                         detail: str | None = None, now: datetime | None = None) -> Device:
+    """Record a device's health (from the station's monitoring); audited."""
+    if health not in HEALTH_STATES:
+        raise InvalidInputError(f"health {health!r} not in {HEALTH_STATES}", "设备状态无效")
+    device = session.get(Device, device_id)
+    if device is None:
+        raise IngestError(f"device {device_id} unknown", "设备未登记")
+    now = now or utc_now()
+    device.health, device.health_detail, device.health_updated_utc = health, detail, now
+    audit.append(session, actor="station", action="device.health", object_type="device",
+                 object_id=device_id, now=now, detail={"health": health})
+    return device
 
 
 def register_ingested_package(session: Session, manifest: dict[str, Any],
