@@ -97,8 +97,14 @@ def test_calibration_correction_speed_and_temperature(
     # without a temperature the temperature correction is not guessed, and it says so
     out = weigh_reported(replace(records[0], pavement_temperature_c=None), site_id="S1",
                          profile=profile)
-    assert any("温度" in n for n in out.notes)
+    assert any("温度" in n for n in out.notes) and math.isnan(out.pavement_temperature_c)
     assert abs(out.axle_loads_kg[0] - vehicles[0]["axle_loads_kg"][0]) <= 1.0
+    # the station's own thermometer stands in for a controller that reports none
+    station = weigh_reported(replace(records[0], pavement_temperature_c=None), site_id="S1",
+                             profile=profile, pavement_temperature_c=45.0)
+    assert station.pavement_temperature_c == 45.0
+    assert abs(station.axle_loads_kg[0] - vehicles[0]["axle_loads_kg"][0]
+               / (1 - 0.0002 * 25.0)) <= 1.0
 
 
 def test_profiles_for_strips_or_other_lanes_are_refused() -> None:

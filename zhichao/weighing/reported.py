@@ -85,36 +85,45 @@ def check_profile_for_records(profile: CalibrationProfile, site_id: str, lane_id
                 f"profile {profile.profile_id} is for {key} {theirs!r}, lane is {mine!r}")
 
 
-def correction_for(record: WimRecord, profile: CalibrationProfile | None) -> Correction:
+def correction_for(record: WimRecord, profile: CalibrationProfile | None,
+                   temperature_c: float | None = None) -> Correction:
+    """The correction of one record; ``temperature_c`` is the pavement temperature to use
+    (default: the record's own)."""
     if profile is None:
         return Correction(1.0, 1.0)
     k = profile.speed_factor(record.speed_kmh)
     ch = profile.channels.get(REPORTED_CHANNEL)
     if ch is None or ch.temperature_coefficient_per_c == 0:
         return Correction(k, 1.0)
-    if record.pavement_temperature_c is None:
+    temp = record.pavement_temperature_c if temperature_c is None else temperature_c
+    if temp is None:
         # the correction needs the temperature: never guess it
         return Correction(k, 1.0, ("控制器未上报路面温度，未作温度修正",))
-    return Correction(k, profile.temperature_divisor(REPORTED_CHANNEL,
-                                                     record.pavement_temperature_c))
+    return Correction(k, profile.temperature_divisor(REPORTED_CHANNEL, temp))
 
 
 def weigh_reported(record: WimRecord, *, site_id: str, lane_id: str | None = None,
                    config: WeighingConfig | None = None,
                    profile: CalibrationProfile | None = None,
                    known: KnownAttributes | None = None,
-                   recording: str | None = None) -> WeighedVehicle:
+                   recording: str | None = None,
+                   pavement_temperature_c: float | None = None) -> WeighedVehicle:
     """The core's weighed-vehicle record for one controller record.
 
     ``lane_id`` defaults to the record's own; ``recording`` names where the record came
-    from (default: the device URL on the record).
+    from (default: the device URL on the record); ``pavement_temperature_c`` is the
+    station's own reading, used when the record carries none (NaN in the result when
+    neither is known).
     """
+    temp = record.pavement_temperature_c
+    if temp is None:
+        temp = pavement_temperature_c
     cfg = config or WeighingConfig()
     q = cfg.quality
     lane = lane_id if lane_id is not None else record.lane_id
     if profile is not None:
         check_profile_for_records(profile, site_id, lane)
-    corr = correction_for(record, profile)
+    corr = correction_for(record, profile, temp)
     f = corr.factor
     flags: list[str] = []
     notes: list[str] = [f"由称重控制器上报（设备序号 {record.boot_id}/{record.seq}）",
@@ -208,8 +217,7 @@ def weigh_reported(record: WimRecord, *, site_id: str, lane_id: str | None = Non
         flags=flags,
         row_gross_weights_kg=[round(g) for g in row_gross],
         rows_used=list(range(1, len(row_gross) + 1)),
-        pavement_temperature_c=(record.pavement_temperature_c
-                                if record.pavement_temperature_c is not None else math.nan),
+        pavement_temperature_c=temp if temp is not None else math.nan,
         calibration_profile=profile.profile_id if profile else None,
         recording=recording if recording is not None else (record.source or None),
         first_sample=-1,
