@@ -3,8 +3,9 @@
 One run walks through: shuffled (reordered) uploads, the station killed in the middle of
 sending an upload, the station killed while the center holds back its answer (the center
 accepted, the station never read the receipt), the center killed and restarted while the
-station keeps sealing, and a second station outbox re-sending everything (duplicates). At the end both ends are counted: every item
-is in the center exactly once and every outbox item holds a receipt that verifies.
+station keeps sealing, and a second station outbox re-sending everything (duplicates).
+At the end both ends are counted: every item is in the center exactly once and every
+outbox item holds a receipt that verifies.
 """
 
 from __future__ import annotations
