@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from tests.service.sync_helpers import Database, StationKit, database
 from zhichao.evidence.merkle import MerkleLog
-from zhichao.evidence.signing import generate_key
+from zhichao.evidence.signing import Checkpoint, generate_key, sign_checkpoint
 from zhichao.service.sync.center import create_center_app
 from zhichao.service.sync.outbox import Outbox
 from zhichao.service.sync.store import Accepted, CenterStore, ProofClaim
@@ -311,3 +311,69 @@ def test_concurrent_duplicates_store_one_row_and_one_receipt(center: Center, kit
     assert len({(r.body["receipt_b64"], r.body["signature"]) for r in results}) == 1
     assert center.store.counts()["packages"] == 2 and len(center.hooked) == 2
     assert list((center.store.store_dir / "tmp").iterdir()) == []
+
+
+def latest_note(kit: StationKit) -> tuple[int, bytes]:
+    notes = sorted((kit.log_dir / "checkpoints").glob("*.txt"), key=lambda p: int(p.stem))
+    return int(notes[-1].stem), notes[-1].read_bytes()
+
+
+def post_checkpoint(center: Center, note: bytes,
+                    proof: tuple[int, int, list[bytes]] | None = None) -> Any:
+    headers = {}
+    if proof is not None:
+        headers = {HEADER_PROOF_FROM: str(proof[0]), HEADER_PROOF_TO: str(proof[1]),
+                   HEADER_PROOF: ",".join(h.hex() for h in proof[2])}
+    return center.client.post("/sync/v1/stations/S001/checkpoints", content=note,
+                              headers=headers)
+
+
+def test_station_checkpoints_extend_the_view_and_forks_are_caught(
+        center: Center, kit: StationKit, tmp_path: Path) -> None:
+    folders = kit.seal(2)
+    assert put(center, pack_package(folders[0])).status_code == 201
+    # A log entry that is not a package (e.g. a review event) and its checkpoint.
+    station_origin = "zhichao/station/S001"
+    with MerkleLog(kit.log_dir, origin=station_origin) as log:
+        log.append(b'{"type":"review_event"}')
+        size = log.size
+        note = sign_checkpoint(Checkpoint(log.origin, size, log.root()), kit.key_name, kit.key)
+        log.store_checkpoint(size, note)
+    assert latest_note(kit) == (3, note)
+    need = post_checkpoint(center, note)
+    assert need.status_code == 409 and need.json()["proof_from"] == 1
+    ok = post_checkpoint(center, note, consistency(kit, 1, 3))
+    assert ok.status_code == 200 and ok.json()["accepted_size"] == 3
+    # The package sealed before the event now needs a proof 2 → 3, and gets one.
+    assert put(center, pack_package(folders[1]), proof=consistency(kit, 2, 3)).status_code == 201
+    forged = sign_checkpoint(Checkpoint(station_origin, 3, b"\x01" * 32), kit.key_name, kit.key)
+    fork = post_checkpoint(center, forged)
+    assert fork.status_code == 422 and fork.json()["code"] == "log.fork"
+    unsigned = sign_checkpoint(Checkpoint(station_origin, 4, b"\x02" * 32), kit.key_name,
+                               generate_key())
+    bad = post_checkpoint(center, unsigned)
+    assert bad.status_code == 422 and bad.json()["code"] == "checkpoint.invalid"
+    assert sorted(r["code"] for r in center.store.quarantine_rows()) == [
+        "checkpoint.invalid", "log.fork"]
+    view = center.store.station_view("S001")
+    assert view is not None and view["accepted_size"] == 3 and view["fork_alarm_utc"]
+
+
+def test_uploader_sends_the_newest_checkpoint_after_the_packages(
+        center: Center, kit: StationKit, tmp_path: Path) -> None:
+    folders = kit.seal(2)
+    with MerkleLog(kit.log_dir, origin="zhichao/station/S001") as log:
+        for n in range(3):
+            log.append(b'{"type":"review_event","n":%d}' % n)
+        note = sign_checkpoint(Checkpoint(log.origin, log.size, log.root()), kit.key_name,
+                               kit.key)
+        log.store_checkpoint(log.size, note)
+    with Outbox(tmp_path / "o.sqlite") as outbox:
+        for folder in folders:
+            outbox.enqueue_package(folder)
+        uploader = Uploader(outbox, "http://testserver", center.key.public_key(),
+                            log_dir=kit.log_dir, client=center.client)
+        summary = uploader.run(until_empty=True, max_runtime_s=30)
+    assert summary.accepted == 2
+    view = center.store.station_view("S001")
+    assert view is not None and view["accepted_size"] == 5 and view["packages"] == 2

@@ -6,6 +6,7 @@ own process (``zhichao center serve``). Routes (prefix ``/sync/v1``, see
 
 * ``PUT /packages/{manifest_sha256}`` — one packed evidence package;
 * ``POST /passages`` — a batch of signed passage records;
+* ``POST /stations/{station_id}/checkpoints`` — the station's latest signed checkpoint;
 * ``GET /stations/{station_id}`` — the center's view of a station's log (accepted size,
   root and checkpoint, counts, fork alarm);
 * ``GET /health`` — liveness and counts.
@@ -44,6 +45,7 @@ from zhichao.service.sync.wire import (
 )
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
+MAX_CHECKPOINT_BYTES = 64 * 1024
 
 
 def _json(outcome: Outcome) -> JSONResponse:
@@ -97,6 +99,19 @@ def sync_router(store: CenterStore) -> APIRouter:
         except (ValueError, KeyError, TypeError) as exc:
             return _refused("request.malformed", str(exc))
         return _json(await run_in_threadpool(store.ingest_passages, station_id, items))
+
+    @router.post("/stations/{station_id}/checkpoints")
+    async def post_checkpoint(station_id: str, request: Request) -> JSONResponse:
+        try:
+            proof = ProofClaim.parse(request.headers.get(HEADER_PROOF_FROM),
+                                     request.headers.get(HEADER_PROOF_TO),
+                                     request.headers.get(HEADER_PROOF))
+        except ValueError as exc:
+            return _refused("log.proof_malformed", str(exc))
+        note = await request.body()
+        if len(note) > MAX_CHECKPOINT_BYTES:
+            return _refused("request.malformed", f"checkpoint over {MAX_CHECKPOINT_BYTES} bytes")
+        return _json(await run_in_threadpool(store.ingest_checkpoint, station_id, note, proof))
 
     @router.get("/stations/{station_id}")
     def get_station(station_id: str) -> JSONResponse:

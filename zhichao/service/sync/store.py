@@ -467,6 +467,42 @@ class CenterStore:
             raise _Refusal("log.fork", f"一致性证明 {first} → {second} 不成立 / consistency "
                           f"proof {first} -> {second} fails")
 
+    # ---------------------------------------------------------------- checkpoints
+    def ingest_checkpoint(self, station_id: str, note: bytes, proof: ProofClaim | None
+                          ) -> Outcome:
+        """Accept a station's signed checkpoint if it extends (or equals) the accepted one."""
+        with self._sessions() as session:
+            station = session.get(SyncStation, station_id)
+        if station is None:
+            return self._outcome(_Refusal("station.unknown", station_id, quarantine=False))
+        sha = sha256_hex(note)
+        try:
+            key = load_public_key_bytes(station.public_key_pem.encode(), "registered key")
+            try:
+                cp = verify_checkpoint(note, station.key_name, key)
+            except EvidenceError as exc:
+                raise _Refusal("checkpoint.invalid", str(exc)) from None
+            if cp.origin != station.log_origin:
+                raise _Refusal("log.origin", f"{cp.origin} ≠ {station.log_origin}")
+            with self._lock, self._sessions.begin() as session:
+                row = session.get(SyncStation, station_id, with_for_update=True)
+                assert row is not None
+                self._check_consistency(row, cp, proof)
+                if cp.size > row.accepted_size:
+                    row.accepted_size, row.accepted_root, row.accepted_note = (
+                        cp.size, cp.root, note)
+                accepted = row.accepted_size
+        except _Refusal as refusal:
+            if not refusal.quarantine:
+                return self._outcome(refusal)
+            if refusal.code == "log.fork":
+                self._raise_fork_alarm(station_id)
+            return Outcome(REFUSALS[refusal.code][0],
+                           self._quarantine_bytes(note, sha, None, station_id, "checkpoint",
+                                                  refusal))
+        return Outcome(200, {"status": "accepted", "checkpoint_size": cp.size,
+                             "accepted_size": accepted})
+
     # ---------------------------------------------------------------- passages
     def ingest_passages(self, station_id: str, items: list[Any]) -> Outcome:
         """Ingest a batch of signed passage records; one result (receipt or refusal) each."""

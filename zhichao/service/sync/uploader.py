@@ -14,11 +14,15 @@
   grows. Item-specific temporary refusals (station not registered yet) back off per item.
 * A permanent refusal (tampered package, fork, …) marks the item refused with the
   center's code and zh-CN reason; it stays in the outbox for a human.
+* When no package is due, the newest checkpoint of the station log is sent (with its
+  consistency proof), so the center's view of the log covers entries that are not
+  packages (review events) and a fork is seen as early as possible.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import random
 import threading
@@ -101,6 +105,7 @@ class Uploader:
         self._accepted: dict[str, int] = {}
         self._center_failures = 0
         self._center_retry_at = 0.0
+        self._checkpoint_sent = 0
 
     def close(self) -> None:
         self.client.close()
@@ -149,6 +154,8 @@ class Uploader:
                 self._passages(batch)
                 if len(batch) < self.passage_batch:
                     break
+            if not self.outbox.due("package", 1):
+                tried = self._checkpoint() or tried
         except _CenterDownError as exc:
             self._center_failures += 1
             self.summary.center_failures += 1
@@ -210,6 +217,61 @@ class Uploader:
             return
         if self._finish(item, resp, body) and item.log_size is not None:
             self._accepted[item.station_id] = max(accepted, item.log_size)
+
+    # ---------------------------------------------------------------- checkpoints
+    def _latest_checkpoint(self) -> tuple[str, int, bytes] | None:
+        """(station id, size, note) of the newest checkpoint stored in the station log."""
+        if self.log_dir is None:
+            return None
+        sizes = [int(p.stem) for p in (self.log_dir / "checkpoints").glob("*.txt")
+                 if p.stem.isdigit()]
+        if not sizes:
+            return None
+        size = max(sizes)
+        if size <= self._checkpoint_sent:
+            return None
+        try:
+            origin = str(json.loads((self.log_dir / "log.json").read_text())["origin"])
+            note = (self.log_dir / "checkpoints" / f"{size}.txt").read_bytes()
+        except (OSError, ValueError, KeyError):
+            return None
+        prefix = "zhichao/station/"
+        if not origin.startswith(prefix):
+            return None
+        return origin[len(prefix):], size, note
+
+    def _checkpoint(self) -> bool:
+        """Send the log's newest checkpoint once the package queue is empty, so the center's
+        view of the log also covers entries that are not packages (review events)."""
+        latest = self._latest_checkpoint()
+        if latest is None:
+            return False
+        station_id, size, note = latest
+        accepted = self._accepted_size(station_id)
+        if size <= accepted:
+            self._checkpoint_sent = size
+            return False
+        fake = Item(0, "", "checkpoint", station_id, f"checkpoint {size}", size, b"", None, 0)
+        try:
+            headers = self._proof_headers(fake, accepted)
+        except (SyncError, LogError) as exc:
+            if isinstance(exc, _CenterDownError):
+                raise
+            log.warning("cannot prove checkpoint %d: %s", size, exc)
+            return False
+        resp = self._request("POST", f"/stations/{station_id}/checkpoints", content=note,
+                             headers=headers)
+        body = self._body(resp)
+        if resp.status_code == 200:
+            self._accepted[station_id] = int(body.get("accepted_size", size))
+            self._checkpoint_sent = size
+        elif resp.status_code == 409 and "accepted_size" in body:
+            self._accepted[station_id] = int(body["accepted_size"])
+        else:
+            log.error("center refused checkpoint %d: %s %s", size, body.get("code"),
+                      body.get("message_zh"))
+            self._checkpoint_sent = size  # do not repeat a refused checkpoint
+        return True
 
     # ---------------------------------------------------------------- passages
     def _passages(self, batch: list[Item]) -> None:

@@ -22,6 +22,9 @@ HTTP (prefix ``/sync/v1``)
     checkpoint of that station. ``201`` new, ``200`` duplicate (same receipt), ``409``
     ``log.proof_needed`` (body says which sizes), ``4xx`` refusal with a code.
     ``POST /passages`` body ``{"items": [{"record": {...}, "signature": b64}, ...]}``.
+    ``POST /stations/{station_id}/checkpoints`` body: the station's latest signed
+    checkpoint (so log entries that are not packages, e.g. review events, are covered
+    too), with the same proof headers.
     ``GET /stations/{station_id}``: the center's view of a station's log.
 """
 
@@ -220,6 +223,9 @@ REFUSALS: dict[str, tuple[int, str, str, bool]] = {
     "log.proof_needed": (409, "需要与中心已接受检查点之间的一致性证明",
                          "a consistency proof to the accepted checkpoint is needed", False),
     "log.proof_malformed": (400, "一致性证明格式错误", "consistency proof malformed", False),
+    "checkpoint.invalid": (422, "站点检查点格式错误或签名无效，已隔离待查",
+                           "station checkpoint malformed or not signed by the station; "
+                           "quarantined", True),
     "passage.malformed": (422, "通行记录格式错误", "passage record malformed", True),
     "passage.signature": (422, "通行记录的站点签名无效，已隔离待查",
                           "passage signature invalid; quarantined", True),
