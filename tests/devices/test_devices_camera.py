@@ -98,6 +98,20 @@ def test_video_file_loops(tmp_path: Path) -> None:
     assert levels[:12] == [0, 1, 2, 3, 4] * 2 + [0, 1]
 
 
+def test_live_stream_that_fails_is_reconnected(tmp_path: Path) -> None:
+    video = tmp_path / "live.avi"
+    write_video(video, 6)
+    # a file opened as a live source: its end looks like a broken stream
+    with VideoCaptureCamera(f"file://{video}", str(video), live=True,
+                            backoff=Backoff(0.01, 0.05)) as cam:
+        frames = [cam.grab(2.0) for _ in range(15)]
+        h = cam.health_snapshot()
+    assert all(f is not None for f in frames) and not cam.ended
+    assert h.counters["disconnects"] >= 2 and h.counters["reconnects"] >= 2
+    levels = [int(round(float(f.image.mean()) / 10)) for f in frames if f is not None]
+    assert levels == [0, 1, 2, 3, 4, 5] * 2 + [0, 1, 2]
+
+
 def test_missing_source_never_raises_and_backs_off(tmp_path: Path) -> None:
     with VideoCaptureCamera.from_url(f"file://{tmp_path}/absent.avi",
                                      timeouts=Timeouts(0.5),

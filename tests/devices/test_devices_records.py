@@ -296,3 +296,19 @@ def test_tracker_duplicates_versus_a_counter_reset_without_boot_change() -> None
     assert got is not None and got.reason == "device_reboot" and got.gap_before_records == -1
     c = health.snapshot().counters
     assert c["duplicates"] == 1 and c["reboots"] == 1
+
+
+def test_modbus_ring_absurd_and_damaged_slots_become_gaps() -> None:
+    recs = records(12, seed=8)
+    recs[4] = replace(recs[4], speed_kmh=600.0)  # absurd, but a well-formed slot
+    twin = ModbusRecordTwin(recs, ring_slots=16)
+    twin.damaged_slots = {7}  # its CRC never matches: read again, then rejected
+    with twin, ModbusRecordSource.from_url(twin.url, poll_interval_s=0.01,
+                                           timeouts=Timeouts(1.0)) as source:
+        got = source.records(max_records=10, timeout_s=5)
+        h = source.health_snapshot()
+    assert [r.seq for r in got] == [0, 1, 2, 3, 5, 6, 8, 9, 10, 11]
+    by_seq = {r.seq: r for r in got}
+    assert by_seq[5].gap_before_records == 1 and by_seq[5].reason == "bad_values"
+    assert by_seq[8].gap_before_records == 1 and by_seq[8].reason == "bad_values"
+    assert h.counters["bad_values"] == 2 and h.counters["torn_reads"] == 3

@@ -542,11 +542,13 @@ class RecordSource(Device):
         self._last_data = time.monotonic()
 
     @abstractmethod
-    def _read_records_internal(self, timeout_s: float) -> list[WimRecord]:
-        """Records received within ``timeout_s`` (possibly none), in device order.
+    def _read_records_internal(self, timeout_s: float) -> list[WimRecord | str]:
+        """Records received within ``timeout_s`` (possibly none), in device order, with a
+        reason string (``bad_values``, ``fifo_overrun``) in the list where records were
+        lost, so the next record carries it.
 
         Raise :class:`DeviceConnectionError` when the link is lost; count bad bytes and
-        absurd records in ``self.health`` (and ``self.tracker.note``) without raising.
+        absurd records in ``self.health`` without raising.
         """
 
     def _on_connected(self, reconnect: bool) -> None:
@@ -585,13 +587,18 @@ class RecordSource(Device):
             if self.health.count("bytes_received") != bytes_before:
                 self._last_data = time.monotonic()
             station = utc_now()
+            n_records = 0
             for r in records:
+                if isinstance(r, str):
+                    self.tracker.note(r)
+                    continue
+                n_records += 1
                 out = self.tracker.process(r, station, self.url)
                 if out is not None:
                     self.health.frame_received()
                     self.health.add("frames")
                     self._queue.append(out)
-            if (not records and self.stall_timeout_s > 0
+            if (not n_records and self.stall_timeout_s > 0
                     and time.monotonic() - self._last_data > self.stall_timeout_s):
                 self.health.fault("stalls", f"no data for {self.stall_timeout_s:.3g} s")
                 self._link_lost("stalled")
@@ -638,12 +645,12 @@ class StreamRecordSource(RecordSource):
     def _disconnect(self) -> None:
         self.transport.close()
 
-    def _read_records_internal(self, timeout_s: float) -> list[WimRecord]:
+    def _read_records_internal(self, timeout_s: float) -> list[WimRecord | str]:
         data = self.transport.read(1 << 16, timeout_s)
         if not data:
             return []
         self.health.add("bytes_received", len(data))
-        out: list[WimRecord] = []
+        out: list[WimRecord | str] = []
         for item in self.decoder.feed(data):
             if isinstance(item, WimRecord):
                 out.append(item)
@@ -658,7 +665,7 @@ class StreamRecordSource(RecordSource):
                 self.health.fault("crc_errors", item.detail, where=where)
             else:
                 self.health.fault("bad_values", item.detail, where=where)
-                self.tracker.note(REASON_BAD_VALUES)
+                out.append(REASON_BAD_VALUES)
         return out
 
 
@@ -834,7 +841,7 @@ class ModbusRecordSource(RecordSource):
         if link is not None:
             link.close()
 
-    def _read_records_internal(self, timeout_s: float) -> list[WimRecord]:
+    def _read_records_internal(self, timeout_s: float) -> list[WimRecord | str]:
         wait = self._last_poll + self.poll_interval_s - time.monotonic()
         if wait > 0:
             time.sleep(min(wait, timeout_s))
@@ -849,15 +856,15 @@ class ModbusRecordSource(RecordSource):
         boot_id, total, ring, slot_size = head[2], regs_to_u32(head[4:6]), head[6], head[7]
         if ring < 2 or slot_size != SLOT_REGISTERS:
             raise DeviceProtocolError(f"{self.url}: absurd header registers {head}")
+        out: list[WimRecord | str] = []
         if self._read_boot != boot_id or self._next_read > total:
             # first poll, or the controller restarted: take what its ring still holds
             self._next_read = max(0, total - ring)
             self._read_boot = boot_id
         elif self._next_read < total - ring:
-            self.tracker.note(REASON_OVERRUN)
+            out.append(REASON_OVERRUN)
             self._next_read = total - ring
         self.health.info["boot_id"] = boot_id
-        out: list[WimRecord] = []
         stop = min(total, self._next_read + self.max_records_per_poll)
         while self._next_read < stop:
             seq = self._next_read
@@ -884,7 +891,7 @@ class ModbusRecordSource(RecordSource):
             if record is None or detail:
                 self.health.fault("bad_values", f"record rejected: {detail}",
                                   where=f"record {boot_id}/{seq}")
-                self.tracker.note(REASON_BAD_VALUES)
+                out.append(REASON_BAD_VALUES)
                 continue
             out.append(record)
         return out

@@ -263,6 +263,7 @@ class ModbusRecordTwin:
         self._index_at_boot = 0
         self._written = 0
         self._extra = 0  # records made to happen at once by advance()
+        self.damaged_slots: set[int] = set()  # record indices written with a wrong slot CRC
         self.server = ModbusTwinServer(RECORD_RING_BASE + ring_slots * SLOT_REGISTERS + 1,
                                        self._refresh, serial_port=serial_port,
                                        client_port=client_port, baud_rate=baud_rate)
@@ -310,7 +311,10 @@ class ModbusRecordTwin:
                 rec = replace(rec, device_time_utc=now_utc - timedelta(
                     seconds=max(0.0, now_mono - happened)))
             base = RECORD_RING_BASE + (seq % self.ring) * SLOT_REGISTERS
-            regs[base:base + SLOT_REGISTERS] = encode_record_slot(rec)
+            slot = encode_record_slot(rec)
+            if index in self.damaged_slots:
+                slot[SLOT_REGISTERS - 1] ^= 0x0001
+            regs[base:base + SLOT_REGISTERS] = slot
         self._written = total
         us = round(now_utc.timestamp() * 1e6)
         regs[0:4] = [RECORD_MAGIC, 1, self.boot_id, 1]
