@@ -6,16 +6,14 @@ Figures for 2 rows and a rough road are measured by ``benchmarks/weighing_accura
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from zhichao.devices.recording import read_recording
-from zhichao.devices.sim import CATALOGUE, SimOptions, simulate
-from zhichao.devices.sim.lane import _trajectory, read_truth
-from zhichao.devices.sim.traffic import SimVehicle
-from zhichao.weighing.evaluation import Match, flag_hit, match_vehicles
+from zhichao.devices.sim import SimOptions, simulate
+from zhichao.devices.sim.lane import read_truth
+from zhichao.weighing.evaluation import Match, backward_row_crossings, flag_hit, match_vehicles
 from zhichao.weighing.stream import weigh_recording
 
 ABNORMAL_OPTS = SimOptions(abnormal_fraction=0.6)
@@ -78,52 +76,27 @@ def test_abnormal_driving_is_flagged(abnormal: list[Match], kind: str) -> None:
     assert np.mean([flag_hit(m) for m in sel]) >= 0.85
 
 
-@pytest.mark.xfail(reason="about 60 % of half-tyre offsets are recognised from the left/right "
-                          "balance alone; see docs/weighing.md (known gap)", strict=False)
 def test_large_lateral_offsets_are_flagged(abnormal: list[Match]) -> None:
     """Half a tyre or more off its half-strip (off the edge or over the seam) is flagged.
 
-    Smaller offsets cannot be seen with two half-strips per row; off the edge they make the
-    vehicle read light, never heavy (see docs/weighing.md)."""
+    Smaller offsets can hide in an ordinary left/right load split; off the edge they make
+    the vehicle read light, never heavy (see docs/weighing.md)."""
     sel = [m for m in abnormal if m.truth["abnormal"] == ["lateral_offset"]
            and max(m.truth["lateral"].values()) >= 0.5]
-    assert len(sel) >= 5
-    assert np.mean([flag_hit(m) for m in sel]) >= 0.8
+    assert len(sel) >= 10
+    assert np.mean([flag_hit(m) for m in sel]) >= 0.95
 
 
-def _backward_row_crossings(truth: dict[str, Any], opts: SimOptions) -> int:
-    """How many times an axle of this simulated vehicle crossed a row against the direction
-    of travel, from the simulator's own trajectory.
-
-    The simulator's "reversing" vehicles stop with their middle axle 1 m past the array and
-    back up, but a trajectory ends once the last axle is 0.6 m past the array; when that comes
-    first (always for 2-axle vehicles) the vehicle never reverses over the sensors and no
-    sensor can tell it from a normal slow passage. Only vehicles that did cross back are
-    expected to carry the flag.
-    """
-    rows = opts.rows_m()
-    v = SimVehicle(config=CATALOGUE[truth["config"]],
-                   spacings_m=np.array(truth["axle_spacings_m"], dtype=float),
-                   wheel_loads_kg=np.array(truth["wheel_loads_kg"], dtype=float),
-                   tyres=tuple(truth["tyres"]), speed_kmh=truth["speed_kmh"],
-                   acceleration_ms2=truth["acceleration_ms2"],
-                   lateral_offset_m=truth["lateral_offset_m"],
-                   reverse_distance_m=truth["reverse_distance_m"])
-    array_end = rows[-1] + opts.strip_width_m
-    x = _trajectory(v, opts.sample_rate_hz, 0.0, -3.0, array_end + 0.6, array_end)
-    n = 0
-    for d in v.axle_offsets_m:
-        xa = x - d
-        for x_row in rows:
-            centre = x_row + opts.strip_width_m / 2
-            n += int(np.sum((xa[:-1] > centre) & (xa[1:] <= centre)))
-    return n
+def test_normal_traffic_is_not_flagged_off_sensor(normal: list[Match]) -> None:
+    """An ordinary left/right load split (a few per cent) is not taken for a wheel off."""
+    assert not [m.truth["config"] for m in normal if m.weighed is not None
+                and {"wheel_off_sensor", "straddling"} & set(m.weighed.flags)]
 
 
 def test_reversing_is_flagged(abnormal: list[Match]) -> None:
     """Every vehicle that backed an axle over a row carries ``reversing``."""
     sel = [m for m in abnormal if m.truth["abnormal"] == ["reversing"]
-           and _backward_row_crossings(m.truth, ABNORMAL_OPTS) > 0]
+           and backward_row_crossings(m.truth, ABNORMAL_OPTS) > 0]
     assert len(sel) >= 10
     assert np.mean([flag_hit(m) for m in sel]) >= 0.95
 

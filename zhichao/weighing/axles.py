@@ -36,6 +36,7 @@ class RowHit:
     area: list[float]  # [left, right] ∑force [N·samples]; 0 where the side had no pulse
     present: list[bool]  # [left, right]
     saturated: bool = False
+    peak: list[float] = field(default_factory=lambda: [0.0, 0.0])  # [left, right] force [N]
     overlong: bool = False
 
 
@@ -84,6 +85,7 @@ def row_hits_from_pulses(pulses: Pulses, channel_row: npt.NDArray[np.int64],
         assert open_hit is not None
         area = float(pulses.area_n_samples[k])
         open_hit.area[side] = area
+        open_hit.peak[side] = float(pulses.peak_n[k])
         open_hit.present[side] = True
         open_hit.start = min(open_hit.start, start)
         open_hit.end = max(open_hit.end, end)

@@ -48,6 +48,13 @@ class QualityConfig:
     max_abs_acceleration_ms2: float = 1.0  # wim.md §2.9 suggests 0.5–1 m/s² [unconfirmed]
     max_fit_residual_m: float = 0.10  # rigid-body kinematics must fit the hit times this well
     max_wheel_imbalance: float = 0.25  # |L − R| / (L + R) of an axle beyond this: lateral flag
+    # between shape_check_imbalance and max_wheel_imbalance the split is checked against the
+    # pulse shapes: a genuine load difference makes the heavier tyre's pulse longer (its contact
+    # patch grows with load), a wheel partly off its half-strip only loses amplitude. Flag when
+    # the relative pulse-length difference is below min_shape_response times the relative load
+    # difference. [guesses: tyres give about 0.3–0.6; both values are configurable]
+    shape_check_imbalance: float = 0.10
+    min_shape_response: float = 0.10
     empty_side_fraction: float = 0.1  # a side carrying < this share of the load is "empty"
     max_row_deviation: float = 0.15  # a row's gross deviating more from the mean: flag
     close_following_gap_m: float = 15.0  # axle gap to the neighbour vehicle below this: flag

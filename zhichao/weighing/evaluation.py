@@ -6,7 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+
 from zhichao.devices.recording import parse_utc
+from zhichao.devices.sim import CATALOGUE, SimOptions
+from zhichao.devices.sim.lane import _trajectory
+from zhichao.devices.sim.traffic import SimVehicle
 from zhichao.weighing.vehicle import WeighedVehicle
 
 # which weighing flags answer which abnormal behaviour
@@ -74,3 +79,32 @@ def flag_hit(m: Match) -> bool:
         return False
     got = set(m.weighed.flags)
     return all(bool(EXPECTED_FLAGS[k] & got) for k in m.truth["abnormal"])
+
+
+def backward_row_crossings(truth: dict[str, Any], opts: SimOptions) -> int:
+    """How many times an axle of a simulated vehicle crossed a sensor row backwards,
+    recomputed from the simulator's own trajectory model (the truth file does not say).
+
+    The simulator's "reversing" vehicles stop with their middle axle 1 m past the array and
+    back up, but a trajectory ends once the last axle is 0.6 m past the array; when that
+    comes first (always for 2-axle vehicles) the vehicle never reverses over the sensors and
+    no sensor can tell it from a slow normal passage. Only vehicles with crossings > 0 are
+    expected to carry ``reversing``.
+    """
+    rows = opts.rows_m()
+    v = SimVehicle(config=CATALOGUE[truth["config"]],
+                   spacings_m=np.array(truth["axle_spacings_m"], dtype=float),
+                   wheel_loads_kg=np.array(truth["wheel_loads_kg"], dtype=float),
+                   tyres=tuple(truth["tyres"]), speed_kmh=truth["speed_kmh"],
+                   acceleration_ms2=truth["acceleration_ms2"],
+                   lateral_offset_m=truth["lateral_offset_m"],
+                   reverse_distance_m=truth["reverse_distance_m"])
+    array_end = rows[-1] + opts.strip_width_m
+    x = _trajectory(v, opts.sample_rate_hz, 0.0, -3.0, array_end + 0.6, array_end)
+    n = 0
+    for d in v.axle_offsets_m:
+        xa = x - d
+        for x_row in rows:
+            centre = x_row + opts.strip_width_m / 2
+            n += int(np.sum((xa[:-1] > centre) & (xa[1:] <= centre)))
+    return n

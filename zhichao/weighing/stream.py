@@ -372,13 +372,8 @@ class LaneProcessor:
             dev = max(abs(g / gross - 1.0) for g in row_gross)
             if dev > q.max_row_deviation:
                 flags.append("rows_disagree")
-        for j in range(n_axles):
-            lft, rgt = wheel_loads[j]
-            if math.isfinite(lft) and math.isfinite(rgt) and lft + rgt > 0:
-                if abs(lft - rgt) / (lft + rgt) > q.max_wheel_imbalance and \
-                        "straddling" not in flags:
-                    flags.append("wheel_off_sensor")
-                    break
+        if "straddling" not in flags and self._wheel_off_sensor(tracks, use):
+            flags.append("wheel_off_sensor")
         spacings = [float(x) for x in np.diff(kin.axle_offsets_m)]
         for i, s in enumerate(spacings[:-1]):
             if s >= q.merge_gap_m and (q.trailer_group_spacing_m <= spacings[i + 1]
@@ -419,6 +414,43 @@ class LaneProcessor:
             flags.append("reversing")
         if "reversing" not in prev.flags:
             prev.flags.append("reversing")
+
+    def _wheel_off_sensor(self, tracks: list[Track], use: npt.NDArray[np.bool_]) -> bool:
+        """Is a wheel partly off its half-strip (over the outer edge or the centre joint)?
+
+        Each half-strip weighs what is on it, so a wheel partly off its half shifts the
+        axle's left/right split; so does a genuinely uneven load. The pulse *shape* tells them
+        apart: its length (area / peak, the tyre's contact length plus the strip width) grows
+        with the tyre's load, so the heavier wheel of an unevenly loaded axle also gives the
+        longer pulse, while a wheel partly off the strip keeps its full contact length and
+        loses only amplitude. A vehicle keeps its lateral position over the few metres of the
+        array, so the split must have the same sign on every row; rows where one side missed
+        its pulse say nothing about the split and are left out.
+        """
+        q = self.cfg.quality
+        for tr in tracks:
+            splits: list[float] = []
+            shapes: list[float] = []
+            for r, h in tr.hits.items():
+                if not (use[r] and all(h.present) and min(h.peak) > 0 and not h.saturated):
+                    continue
+                a_l, a_r = h.area
+                if a_l <= 0 or a_r <= 0:
+                    continue
+                splits.append((a_r - a_l) / (a_r + a_l))
+                len_l, len_r = a_l / h.peak[0], a_r / h.peak[1]
+                shapes.append((len_r - len_l) / (len_r + len_l))
+            if not splits:
+                continue
+            split = float(np.mean(splits))
+            if abs(split) <= q.shape_check_imbalance or \
+                    any(x * split <= 0 for x in splits):
+                continue
+            if abs(split) > q.max_wheel_imbalance:
+                return True
+            if float(np.mean(shapes)) / split < q.min_shape_response:
+                return True
+        return False
 
     def _usable_rows(self, wheel: npt.NDArray[np.float64]) -> tuple[list[int], list[str]]:
         """Rows whose two halves both work; flags for an empty side (straddling or dead)."""
