@@ -268,7 +268,8 @@ class HoldingProxy:
     """A loopback TCP proxy. While ``hold`` is set it forwards requests but holds back the
     center's answers to package uploads (PUT), so a station can be killed after the center
     accepted an upload but before the station read the receipt. While ``stall`` is set it
-    forwards only the first chunk of an upload, so a station can be killed mid-request."""
+    forwards only the first chunk of an upload and cuts the connection when it is cleared,
+    so a station can be killed mid-request."""
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
@@ -318,6 +319,10 @@ class HoldingProxy:
                     self.requests_stalled += 1  # the rest of an upload body: held back
                     while self.stall.is_set() and not self._closed:
                         time.sleep(0.02)
+                    # Then cut: the center sees a truncated body and a closed connection, as
+                    # when the station dies mid-send (bytes already in the socket buffers of
+                    # a killed process would otherwise still arrive).
+                    raise OSError("upload cut by the proxy")
                 holding = answers and state["method"] == b"PUT "
                 if holding and self.hold.is_set():
                     self.answers_held += 1
