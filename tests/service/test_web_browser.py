@@ -127,10 +127,18 @@ def test_walk_from_capture_to_publication(server: tuple[str, Web], browser: Any)
     assert tech.locator("#waveform svg polyline").count() >= 8
     assert tech.locator("#weights svg circle").count() == web.lane.records[2]["axle_count"]
     shot(tech, "02-case-technical-review")
+    second_tab = tech.context.new_page()  # the same case open twice (optimistic lock)
+    second_tab.goto(tech.url)
     tech.check("#form-technical-review input[value=approve]")
     tech.click("#form-technical-review button[type=submit]")
     assert tech.inner_text("#flash") == "技术审核意见已提交"
     assert tech.inner_text("#case-state") == "待法制审核"
+    second_tab.check("#form-technical-review input[value=reject]")
+    second_tab.fill("#form-technical-review textarea[name=reason]", "照片不清晰")
+    second_tab.click("#form-technical-review button[type=submit]")
+    assert "已被他人更新" in second_tab.inner_text("#error-message")
+    shot(second_tab, "02b-stale-form-refused")
+    assert state_of(web, case_id) == "legal_review"
 
     # the same person may not also do the legal review: a different user does it
     legal = staff(browser, base, web, "legal_reviewer")
