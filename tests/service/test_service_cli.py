@@ -63,6 +63,13 @@ def test_db_users_vehicles_stats_audit(tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 1 and "年份" in err
     code, out, _ = run(capsys, "audit", "verify", "--db", db)
     assert code == 0 and "审计日志链完整" in out
+    from zhichao.evidence.signing import generate_key, private_pem
+    key = tmp_path / "center.key"
+    key.write_bytes(private_pem(generate_key()))
+    code, out, err = run(capsys, "events", "flush", "--db", db, "--log", str(tmp_path / "log"),
+                         "--key", str(key), "--key-name", "zhichao-center",
+                         "--origin", "zhichao/center/test")
+    assert code == 0 and "已写入 0 条" in out, err
     code, _, err = run(capsys, "db", "upgrade", "--db", "mysql://x@y/z")
     assert code == 1 and "仅支持" in err
 

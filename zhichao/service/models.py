@@ -321,3 +321,24 @@ class AuditEntry(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_sha256: Mapped[str] = mapped_column(String(64))
     entry_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class EvidenceEvent(Base):
+    """Outbox of review-workflow events for the evidence Merkle log (行政处罚法 Art. 47).
+
+    Written in the same transaction as the transition; ``events.flush_to_log`` appends the
+    pending ones (``log_index`` still null) with ``zhichao.evidence.events`` and marks them.
+    """
+
+    __tablename__ = "evidence_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    event_type: Mapped[str] = mapped_column(String(32))
+    actor_id: Mapped[str] = mapped_column(String(64))
+    time_utc: Mapped[datetime]
+    outcome: Mapped[str] = mapped_column(String(48))
+    reason_zh: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    log_origin: Mapped[str | None] = mapped_column(String(200))
+    log_index: Mapped[int | None]
+    appended_utc: Mapped[datetime | None]

@@ -64,6 +64,17 @@ def register(subparsers: Any) -> None:
     stats.add_argument("--format", choices=("json", "csv"), default="json")
     stats.set_defaults(handler=_stats)
 
+    ev = subparsers.add_parser("events", help="review events for the evidence Merkle log")
+    e_sub = ev.add_subparsers(dest="events_command", metavar="TASK", required=True)
+    flush = e_sub.add_parser("flush", help="append pending review events to a Merkle log "
+                                           "(signs a checkpoint per event)")
+    db_args(flush)
+    flush.add_argument("--log", type=Path, required=True, help="the (center's) log directory")
+    flush.add_argument("--key", type=Path, required=True, help="the log's Ed25519 private key")
+    flush.add_argument("--key-name", required=True, help="checkpoint key name")
+    flush.add_argument("--origin", help="log origin, to create a new log")
+    flush.set_defaults(handler=_events_flush)
+
     aud = subparsers.add_parser("audit", help="service audit log")
     a_sub = aud.add_subparsers(dest="audit_command", metavar="TASK", required=True)
     ver = a_sub.add_parser("verify", help="recompute the audit log's hash chain")
@@ -196,3 +207,25 @@ def _audit_verify(args: argparse.Namespace) -> int:
         print(f"条目 {p.entry_id}：{p.problem}")
     print("审计日志链完整" if not problems else f"审计日志链校验失败：{len(problems)} 处")
     return 0 if not problems else 1
+
+
+def _events_flush(args: argparse.Namespace) -> int:
+    from zhichao.errors import ZhichaoError
+    from zhichao.evidence.merkle import MerkleLog
+    from zhichao.evidence.package import Station
+    from zhichao.evidence.signing import load_private_key
+    from zhichao.service import events
+
+    try:
+        factory = _factory(args)
+        key = load_private_key(args.key)
+        create = args.origin is not None and not args.log.exists()
+        with MerkleLog(args.log, origin=args.origin, create=create) as log:
+            count = events.flush_to_log(factory, log, Station("center", args.key_name, key))
+    except ServiceError as exc:
+        return _fail(exc)
+    except ZhichaoError as exc:
+        print(f"错误：{exc}", file=sys.stderr)
+        return 1
+    print(f"已写入 {count} 条审核事件")
+    return 0

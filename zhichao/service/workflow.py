@@ -35,7 +35,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from zhichao.service import audit
+from zhichao.evidence.events import EventType
+from zhichao.service import audit, events
 from zhichao.service.accounts import require_role, user_label
 from zhichao.service.errors import (
     ConcurrentUpdateError,
@@ -117,7 +118,14 @@ def _require_state(case: Case, *states: str) -> None:
 
 def _transition(session: Session, case: Case, to_state: str, *, actor: User | None,
                 actor_label: str, reason: str | None, now: datetime,
-                detail: dict[str, Any] | None = None) -> None:
+                detail: dict[str, Any] | None = None,
+                event: tuple[EventType, str, str] | None = None) -> None:
+    """Change state, log a CaseEvent and an audit entry; ``event`` = (type, outcome,
+    default reason) also queues it for the evidence log."""
+    if event is not None:
+        events.enqueue(session, case, event_type=event[0], actor=events.actor_id(actor),
+                       outcome=event[1], reason_zh=reason or event[2], now=now,
+                       details={"state": to_state, **(detail or {})})
     from_state = case.state
     case.state = to_state
     case.updated_utc = now
@@ -175,7 +183,9 @@ def technical_review(session: Session, case: Case, user: User, *, approve: bool,
     case.technical_reviewer_id = user.id
     _transition(session, case, "legal_review" if approve else "rejected", actor=user,
                 actor_label=user_label(user), reason=text, now=now,
-                detail={"review": "technical", "approved": approve})
+                detail={"review": "technical", "approved": approve},
+                event=(EventType.TECHNICAL_REVIEW, "approved" if approve else "rejected",
+                       "技术审核通过"))
     return case
 
 
@@ -197,7 +207,9 @@ def legal_review(session: Session, case: Case, user: User, *, approve: bool,
     case.legal_reviewer_id = user.id
     _transition(session, case, "approved" if approve else "rejected", actor=user,
                 actor_label=user_label(user), reason=text, now=now,
-                detail={"review": "legal", "approved": approve})
+                detail={"review": "legal", "approved": approve},
+                event=(EventType.LEGAL_REVIEW, "approved" if approve else "rejected",
+                       "法制审核通过"))
     return case
 
 
@@ -254,7 +266,8 @@ def open_and_notify(session: Session, case: Case, user: User, *, channel: str,
                 detail={"statement_due": case.statement_due.isoformat(),
                         "hearing_request_due": None if case.hearing_request_due is None
                         else case.hearing_request_due.isoformat(),
-                        "decision_due": case.decision_due.isoformat()})
+                        "decision_due": case.decision_due.isoformat()},
+                event=(EventType.SERVICE, "notice_issued", "立案并告知"))
     return notice
 
 
@@ -287,6 +300,10 @@ def add_statement(session: Session, case: Case, *, kind: str, text: str, contact
     session.flush()
     audit.append(session, actor=actor_label, action=f"case.{kind}", object_type="case",
                  object_id=str(case.id), now=now, detail={"statement_id": statement.id})
+    events.enqueue(session, case, event_type=EventType.STATEMENT, actor="owner",
+                   outcome="filed" if kind == "statement" else "hearing_requested",
+                   reason_zh="当事人提出陈述申辩" if kind == "statement" else "当事人申请听证",
+                   now=now, details={"statement_id": statement.id})
     return statement
 
 
@@ -324,6 +341,9 @@ def record_hearing(session: Session, case: Case, user: User, *, held_utc: dateti
     audit.append(session, actor=user_label(user), action="case.hearing_held",
                  object_type="case", object_id=str(case.id), now=now,
                  detail={"held_utc": held_utc.isoformat()})
+    events.enqueue(session, case, event_type=EventType.HEARING, actor=events.actor_id(user),
+                   outcome="held", reason_zh=case.hearing_summary_zh or "举行听证", now=now,
+                   details={"held_utc": held_utc.isoformat()})
     return case
 
 
@@ -392,7 +412,8 @@ def decide(session: Session, case: Case, user: User, *, outcome: str, fine_yuan:
     session.add(decision)
     case.serve_due = policy.serve_due(china_date(now))
     _transition(session, case, "decided", actor=user, actor_label=user_label(user),
-                reason=text, now=now, detail={"outcome": outcome, "fine_yuan": fine_yuan})
+                reason=text, now=now, detail={"outcome": outcome, "fine_yuan": fine_yuan},
+                event=(EventType.DECISION, outcome, "作出决定"))
     return decision
 
 
@@ -412,7 +433,8 @@ def serve(session: Session, case: Case, user: User, *, channel: str,
     decision.served_utc = served
     decision.served_channel = channel
     _transition(session, case, "served", actor=user, actor_label=user_label(user),
-                reason=f"决定书已送达（{channel}）", now=now)
+                reason=f"决定书已送达（{channel}）", now=now,
+                event=(EventType.SERVICE, "decision_served", "决定书已送达"))
     return case
 
 
