@@ -1,43 +1,110 @@
-"""``zhichao run``: the main job on embedded defaults.
+"""``zhichao run``: the station (devices → weighing → plates → evidence → store).
 
-For now it simulates a lane of traffic with the embedded simulator, weighs it with the core
-and prints the weighed vehicles (later this becomes the full unattended station).
+With no configuration it starts a complete station on embedded defaults: a simulated lane
+(WIM unit over TCP loopback, cameras pushing frames), weighing, plate reading, the
+eligibility gate, sealed packages and SQLite, with a live terminal view. ``--vehicles N``
+stops after N passages and prints a summary. See ``docs/station.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import signal
 import sys
-import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
-from zhichao.devices.recording import read_recording
-from zhichao.devices.sim.lane import SimOptions, simulate
-from zhichao.weighing.cli import print_table
-from zhichao.weighing.stream import weigh_recording
+from zhichao.service.station import cli as station_cli
+from zhichao.service.station.config import load_config
+from zhichao.service.station.errors import StationError
 
 
 def register(subparsers: Any) -> None:
     run = subparsers.add_parser(
-        "run", help="run a lane on embedded defaults (simulated traffic)",
-        description="Simulate a lane of traffic and print the weighed vehicles.")
-    run.add_argument("--vehicles", type=int, default=20)
-    run.add_argument("--seed", type=int, default=1)
-    run.add_argument("--json", action="store_true")
+        "run", help="run the station (embedded defaults: a simulated lane)",
+        description="Run an unattended station: devices, weighing, plates, sealed evidence.")
+    run.add_argument("--config", type=Path, help="station.toml (default: embedded defaults)")
+    run.add_argument("--vehicles", type=int, help="stop after N passages and print a summary")
+    run.add_argument("--data-dir", type=Path, help="override station.data_dir")
+    run.add_argument("--speed", type=float, help="simulated lane speed (1 = real time)")
+    run.add_argument("--seed", type=int, help="simulated traffic seed")
+    run.add_argument("--no-view", action="store_true", help="no live view; JSON logs on stderr")
+    run.add_argument("--attach", action="store_true",
+                     help="use the simulated lane already running for this data folder")
     run.set_defaults(handler=_run)
+    station_cli.register(subparsers)
+
+
+def _configure(args: argparse.Namespace) -> Any:
+    cfg = load_config(args.config)
+    if args.data_dir is not None:
+        cfg = dataclasses.replace(cfg, station=dataclasses.replace(
+            cfg.station, data_dir=str(args.data_dir.resolve())))
+    sim = cfg.simulation
+    if args.speed is not None:
+        sim = dataclasses.replace(sim, speed=args.speed)
+    if args.seed is not None:
+        sim = dataclasses.replace(sim, seed=args.seed)
+    if args.vehicles is not None and cfg.simulated and not args.attach:
+        sim = dataclasses.replace(sim, max_vehicles=args.vehicles)
+    return dataclasses.replace(cfg, simulation=sim)
 
 
 def _run(args: argparse.Namespace) -> int:
-    with tempfile.TemporaryDirectory(prefix="zhichao-run-") as tmp:
-        paths = simulate(args.vehicles, args.seed, Path(tmp), SimOptions(),
-                         vehicles_per_recording=10)
-        for p in paths:
-            rec = read_recording(p)
-            vehicles = weigh_recording(rec, chunk_samples=5000)
-            if args.json:
-                for v in vehicles:
-                    print(v.to_json())
-            else:
-                print_table(vehicles, sys.stdout, title=p.name)
+    from zhichao.service.station.launcher import start
+    from zhichao.service.station.view import render, summary_lines
+
+    if args.vehicles is not None and args.vehicles < 1:
+        print("zhichao run: --vehicles must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        cfg = _configure(args)
+        running = start(cfg, log_stderr=args.no_view, own_simulator=not args.attach)
+    except StationError as exc:
+        print(f"zhichao run: {exc}", file=sys.stderr)
+        return 2
+    st = running.station
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"站点 {cfg.station.station_id} 启动，数据目录 {cfg.data_dir}")
+    if running.ops is not None:
+        print(f"健康检查 http://{cfg.http.host}:{running.ops.port}/health ，"
+              f"监控指标 http://{cfg.http.host}:{running.ops.port}/metrics")
+    print(running.console_note)
+    if st.sealer.key_created:
+        print(f"已生成站点签名密钥 {st.sealer.key_path}")
+    started = time.time()
+    worker = threading.Thread(target=st.run, args=(stop, args.vehicles, running.devices_file),
+                              name="station-pipeline")
+    worker.start()
+    try:
+        if not args.no_view and sys.stdout.isatty():
+            from rich.live import Live
+
+            with Live(render(st.health(), list(st.recent), started), refresh_per_second=4,
+                      screen=False) as live:
+                while worker.is_alive():
+                    worker.join(0.25)
+                    live.update(render(st.health(), list(st.recent), started))
+        else:
+            while worker.is_alive():
+                worker.join(0.25)
+    except KeyboardInterrupt:
+        stop.set()
+        worker.join()
+    health = st.health_snapshot
+    if running.ops is not None:
+        running.ops.stop()
+    if running.simulator is not None:
+        running.simulator.stop()
+    if st.failure is not None:
+        print(f"zhichao run: the station stopped on an error: {st.failure!r} "
+              f"(see {cfg.data_dir / 'station.log.jsonl'})", file=sys.stderr)
+        return 1
+    for line in summary_lines(health, time.time() - started):
+        print(line)
     return 0

@@ -1,0 +1,74 @@
+"""The station's reference clock.
+
+A real station's reference is its system clock, disciplined by GNSS/NTP (UTC). The
+simulated lane may run faster than real time; then the reference is a :class:`SimClock`
+that both the simulated devices and the station derive from the same (epoch, wall-clock
+start, speed) triple, published by the simulator in ``devices.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+
+class Clock:
+    """UTC reference time; :meth:`at_wall` converts a wall-clock (``time.time()``) stamp."""
+
+    def now(self) -> datetime:
+        return self.at_wall(time.time())
+
+    def at_wall(self, wall_s: float) -> datetime:
+        return datetime.fromtimestamp(wall_s, UTC)
+
+
+@dataclass(frozen=True)
+class SimClock(Clock):
+    """Simulated UTC: ``epoch_utc + (wall - wall0_s) × speed``."""
+
+    epoch_utc: datetime
+    wall0_s: float
+    speed: float
+
+    def at_wall(self, wall_s: float) -> datetime:
+        return self.epoch_utc + timedelta(seconds=(wall_s - self.wall0_s) * self.speed)
+
+    def wall_at(self, sim_s_from_epoch: float) -> float:
+        """Wall-clock second at which ``sim_s_from_epoch`` of simulated time is reached."""
+        return self.wall0_s + sim_s_from_epoch / self.speed
+
+    def to_json(self) -> dict[str, object]:
+        return {"epoch_utc": self.epoch_utc.isoformat().replace("+00:00", "Z"),
+                "wall0_s": self.wall0_s, "speed": self.speed}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, object]) -> SimClock:
+        epoch = datetime.fromisoformat(str(raw["epoch_utc"]).replace("Z", "+00:00"))
+        return cls(epoch.astimezone(UTC), float(raw["wall0_s"]),  # type: ignore[arg-type]
+                   float(raw["speed"]))  # type: ignore[arg-type]
+
+
+class PublishedSimClock(Clock):
+    """The simulator's clock, read from its ``devices.json`` once it is published there
+    (the simulator publishes it when the station connects, before the first frame)."""
+
+    def __init__(self, devices_file: Path) -> None:
+        self.devices_file = devices_file
+        self._clock: SimClock | None = None
+
+    def _load(self) -> SimClock | None:
+        if self._clock is None:
+            try:
+                raw = json.loads(self.devices_file.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return None
+            if raw.get("clock"):
+                self._clock = SimClock.from_json(raw["clock"])
+        return self._clock
+
+    def at_wall(self, wall_s: float) -> datetime:
+        clock = self._load()
+        return super().at_wall(wall_s) if clock is None else clock.at_wall(wall_s)

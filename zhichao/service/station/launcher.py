@@ -1,0 +1,152 @@
+"""Starting a whole station: simulated devices (when ``wim.url = "sim"``), the station,
+the ops server, the web console; used by ``zhichao run``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from zhichao.service.station.clock import Clock, PublishedSimClock
+from zhichao.service.station.config import StationConfig, parse_config
+from zhichao.service.station.errors import StationError
+from zhichao.service.station.ops import OpsServer, setup_logging
+from zhichao.service.station.runtime import Station
+from zhichao.service.station.simlane import DEVICES_FILE, read_devices
+
+
+def config_to_json(cfg: StationConfig) -> dict[str, Any]:
+    raw = dataclasses.asdict(cfg)
+    raw.pop("base_dir")
+    raw["camera"] = raw.pop("cameras")
+    return raw
+
+
+def config_from_json(raw: dict[str, Any], base_dir: str) -> StationConfig:
+    return parse_config(raw, base_dir)
+
+
+class SimulatorProcess:
+    """The simulated lane's devices in a process of their own (they outlive a station
+    that is killed, as real devices do)."""
+
+    def __init__(self, cfg: StationConfig) -> None:
+        self.dir = cfg.data_dir / "sim"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / DEVICES_FILE).unlink(missing_ok=True)
+        cfg_path = self.dir / "config.json"
+        cfg_path.write_text(json.dumps({"base_dir": cfg.base_dir,
+                                        "config": config_to_json(cfg)}), encoding="utf-8")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "zhichao.service.station.simlane", "--json",
+             str(cfg_path), str(self.dir)],
+            stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            self.info = read_devices(self.dir, timeout_s=60.0)
+        except (OSError, ValueError):
+            self.stop()
+            raise StationError(f"the simulated lane did not start (see {self.dir})") from None
+
+    @property
+    def devices_file(self) -> Path:
+        return self.dir / DEVICES_FILE
+
+    def clock(self) -> Clock:
+        return PublishedSimClock(self.devices_file)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def attach_simulator(cfg: StationConfig) -> tuple[Clock, str, Path] | None:
+    """A simulator already running for this data folder (a restarted station): its clock,
+    WIM URL and devices file."""
+    path = cfg.data_dir / "sim" / DEVICES_FILE
+    if not path.exists():
+        return None
+    info = json.loads(path.read_text(encoding="utf-8"))
+    pid = int(info.get("pid", 0))
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return None
+    return PublishedSimClock(path), str(info["wim_url"]), path
+
+
+def start_console(cfg: StationConfig) -> tuple[threading.Thread | None, str]:
+    """Serve the service app with uvicorn in a thread, if the service stage provides it."""
+    if cfg.http.console_port == 0:
+        return None, "网页控制台已关闭 (http.console_port = 0)"
+    try:
+        from zhichao.service.app import create_app
+    except ImportError:
+        return None, ("网页控制台尚不可用：服务端 zhichao.service.app 还未合入 "
+                      "(the service app is not on main yet)")
+    import uvicorn
+
+    app = create_app()
+    server = uvicorn.Server(uvicorn.Config(app, host=cfg.http.host, port=cfg.http.console_port,
+                                           log_level="warning"))
+    t = threading.Thread(target=server.run, name="station-console", daemon=True)
+    t.start()
+    return t, f"网页控制台 http://{cfg.http.host}:{cfg.http.console_port}"
+
+
+@dataclasses.dataclass
+class Running:
+    station: Station
+    ops: OpsServer | None
+    simulator: SimulatorProcess | None
+    devices_file: Path | None
+    console_note: str
+
+
+def start(cfg: StationConfig, *, log_stderr: bool, own_simulator: bool = True) -> Running:
+    setup_logging(cfg.data_dir / "station.log.jsonl", stderr=log_stderr)
+    sim: SimulatorProcess | None = None
+    devices_file: Path | None = None
+    clock: Clock = Clock()
+    url = cfg.wim.url
+    if cfg.simulated:
+        attached = attach_simulator(cfg) if not own_simulator else None
+        if attached is not None:
+            clock, url, devices_file = attached
+        else:
+            sim = SimulatorProcess(cfg)
+            clock, url, devices_file = sim.clock(), str(sim.info["wim_url"]), sim.devices_file
+    station = Station(cfg, clock=clock, wim_url=url)
+    ops = None
+    if cfg.http.metrics_port:
+        try:
+            ops = OpsServer(cfg.http.host, cfg.http.metrics_port, station.health,
+                            station.metrics).start()
+        except OSError as exc:
+            station.close()
+            if sim is not None:
+                sim.stop()
+            raise StationError(f"http.metrics_port {cfg.http.metrics_port}: cannot listen "
+                               f"({exc.strerror})") from exc
+    _, note = start_console(cfg)
+    return Running(station, ops, sim, devices_file, note)
+
+
+def wait_until(pred: Any, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False

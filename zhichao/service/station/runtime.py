@@ -1,0 +1,729 @@
+"""The station: one lane, unattended, from raw samples to sealed packages.
+
+Threads: the **pipeline** (this module's :meth:`Station.run`: device → journal → weighing →
+linking → store, in order, the only writer of the store), the **sealer** (packages, off the
+pipeline so a slow disk or PDF never stalls weighing) and vision **worker processes**
+(:mod:`zhichao.service.station.plates`).
+
+Crash safety (a SIGKILL at any moment):
+
+* every received block is appended to the journal before it is weighed;
+* a vehicle is committed (passage row, case row for an overload, outbox, and the durable
+  position) in one SQLite transaction, in weighing order;
+* the durable position is 2 s before the first sample of the newest committed vehicle (or,
+  on an idle lane, 30 s before the stream's end); a restart replays the journal from there
+  with a fresh lane processor, drops re-weighed vehicles that were already committed
+  (first sample at or before the committed one, or a stored passage within 0.3 s) and
+  goes on with the live stream;
+* a lost stretch of samples (in the kernel's buffers when the station died, or a device
+  reboot) is fed to the weighing core as a gap, so the vehicles it touches are flagged
+  ``data_gap``, never silently weighed short; the gap is recorded in ``gaps``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import queue
+import shutil
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from zhichao.devices.recording import ChannelSpec, RecordingMeta, format_utc
+from zhichao.devices.samples import StreamSampleSource
+from zhichao.evidence.inputs import ClockSync, ImageRef, PlateResult
+from zhichao.service.station.clock import Clock, PublishedSimClock, SimClock
+from zhichao.service.station.config import StationConfig
+from zhichao.service.station.errors import SealingStoppedError
+from zhichao.service.station.journal import SampleJournal
+from zhichao.service.station.linking import CameraSpool, Frame, FrameLinker, Prediction
+from zhichao.service.station.ops import StationMetrics
+from zhichao.service.station.plates import PlateJob, PlateWorkers
+from zhichao.service.station.sealing import CaseMaterial, Sealer
+from zhichao.service.station.simlane import write_atomic
+from zhichao.service.station.store import PassageRow, StationStore, utc_text
+from zhichao.weighing.calibration_profile import CalibrationProfile
+from zhichao.weighing.stream import LaneProcessor
+from zhichao.weighing.vehicle import WeighedVehicle
+
+LOG = logging.getLogger("zhichao.station")
+RESUME_MARGIN_S = 2.0
+IDLE_ADVANCE_S = 30.0
+WAVEFORM_MARGIN_S = 0.5
+RING_S = 120.0
+
+
+def lane_meta(cfg: StationConfig, start_utc: datetime) -> RecordingMeta:
+    """The lane geometry of station.toml as the weighing core's metadata."""
+    s = cfg.wim.sensor
+    channels = []
+    for r, x in enumerate(s.rows_x_m):
+        for side in ("L", "R"):
+            channels.append(ChannelSpec(name=f"r{r + 1}{side}", kind="strip", row=r + 1,
+                                        side=side, x_m=float(x), width_m=s.strip_width_m,
+                                        sensitivity_per_n=s.sensitivity_per_n,
+                                        full_scale=s.full_scale))
+    return RecordingMeta(sample_rate_hz=s.sample_rate_hz, start_utc=start_utc,
+                         site_id=cfg.site.site_id, lane_id=cfg.lane.lane_id,
+                         pavement_temperature_c=s.pavement_temperature_c,
+                         channels=tuple(channels), extra={"station": cfg.station.station_id})
+
+
+def clean_json(value: Any) -> Any:
+    """NaN/inf → None (RFC 8785 and SQLite JSON have no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: clean_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean_json(v) for v in value]
+    return value
+
+
+def is_plate_candidate(v: WeighedVehicle, cfg: StationConfig) -> bool:
+    """Whether the plate is read: all vehicles, or (``candidates``) those whose weight
+    could matter: overloaded or uncertain verdicts, and any vehicle whose gross weight is at
+    least ``vision.candidate_margin`` × its limit."""
+    mode = cfg.vision.read
+    if mode == "all":
+        return True
+    if mode == "none":
+        return False
+    if v.overloaded or v.verdict in ("overloaded", "uncertain"):
+        return True
+    if v.gross_weight_kg is None or v.limit_kg is None:
+        return v.axle_count >= 2 and v.verdict == "undecidable"
+    return v.gross_weight_kg >= cfg.vision.candidate_margin * v.limit_kg
+
+
+def opens_case(v: WeighedVehicle) -> bool:
+    """An overload (or an uncertain verdict) goes to sealing and the review queue."""
+    return v.overloaded or v.verdict == "uncertain"
+
+
+@dataclass
+class Pending:
+    vehicle: WeighedVehicle
+    key: str
+    record: dict[str, Any]
+    predictions: list[Prediction]
+    state: str = "waiting_frames"  # → reading → ready
+    frames: dict[str, tuple[Frame | None, str]] = field(default_factory=dict)
+    plate: dict[str, Any] | None = None
+    t_emitted: float = field(default_factory=time.perf_counter)
+
+
+class Station:
+    def __init__(self, cfg: StationConfig, *, clock: Clock | None = None,
+                 wim_url: str | None = None, metrics: StationMetrics | None = None) -> None:
+        self.cfg = cfg
+        self.clock = clock or Clock()
+        self.wim_url = wim_url or cfg.wim.url
+        self.metrics = metrics or StationMetrics()
+        self.fs = cfg.wim.sensor.sample_rate_hz
+        data = cfg.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        self.store = StationStore(data / "station.db")
+        self.journal = SampleJournal(data / "journal")
+        self.sealer = Sealer(cfg)
+        self.frames_dir = data / "frames"
+        self.waveforms_dir = data / "waveforms"
+        self.waveforms_dir.mkdir(parents=True, exist_ok=True)
+        spools = [CameraSpool(c.camera_id, c.role, cfg.data_path(c.spool_dir),
+                              c.trigger_distance_m) for c in cfg.cameras]
+        for s in spools:
+            s.directory.mkdir(parents=True, exist_ok=True)
+        self.linker = FrameLinker(spools, self.clock, cfg.linking.window_s)
+        self.profile: CalibrationProfile | None = None
+        if cfg.wim.calibration_profile:
+            from zhichao.weighing.calibration_profile import parse_profile
+
+            raw = json.loads(cfg.path(cfg.wim.calibration_profile).read_text("utf-8"))
+            self.profile = parse_profile(raw, cfg.wim.calibration_profile)
+        self.plates: PlateWorkers | None = (PlateWorkers(cfg.vision.workers)
+                                            if cfg.vision.read != "none" else None)
+        self.proc: LaneProcessor | None = None
+        self.pending: deque[Pending] = deque()
+        self.ring: deque[tuple[int, npt.NDArray[np.float32]]] = deque()
+        self.stream_index = 0  # next station stream index expected
+        self.index_offset = int(self.store.get_meta("index_offset") or 0)
+        self.durable_index = int(self.store.get_meta("durable_index") or 0)
+        self.committed_first = int(self.store.get_meta("committed_first_sample") or -1)
+        epoch = self.store.get_meta("stream_epoch_utc")
+        self.epoch: datetime | None = (datetime.fromisoformat(epoch) if epoch else None)
+        wim_off = self.store.get_meta("wim_offset_s")
+        if wim_off is not None:
+            self.linker.wim_offset.add(float(wim_off))
+        self.run_passages = 0
+        self.run_cases = 0
+        self.recent: deque[dict[str, Any]] = deque(maxlen=20)
+        self.seal_queue: queue.Queue[CaseMaterial | None] = queue.Queue()
+        self.seal_results: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.sealing_stopped: str | None = None
+        self.source: StreamSampleSource | None = None
+        self.traffic_end_index: int | None = None
+        self.started_wall = time.time()
+        self.recovery: dict[str, Any] = {}
+        self.replayed_samples = 0
+        self.dropped_replayed = 0
+        self._last_idle_advance = 0
+        self.health_snapshot: dict[str, Any] = {}
+        self.failure: BaseException | None = None
+
+    # ------------------------------------------------------------------ start-up
+    def _recover(self) -> None:
+        sealed = {str(r[0]) for r in self.store.db.execute(
+            "SELECT passage_key FROM cases WHERE status = 'sealed'")}
+        pending = self.store.pending_cases()
+        info = self.sealer.recover(sealed, pending)
+        for key, facts in info["complete"].items():
+            out = self.sealer.package_dir(key)
+            sha = _sha256_file(out / "manifest.json")
+            with self.store.transaction() as con:
+                self.store.mark_sealed(con, key, package_id=facts["package_id"],
+                                       package_dir=str(out), manifest_sha256=sha,
+                                       log_index=facts["log_index"],
+                                       eligibility=facts["eligibility"],
+                                       reasons=facts["reasons"])
+                self.store.enqueue(con, "package", key, {"package_id": facts["package_id"]})
+        self.recovery = {k: v for k, v in info.items() if k != "complete"}
+        self.recovery["completed_on_start"] = len(info["complete"])
+        self._archive_committed_frames()
+        for key in self.store.pending_cases():
+            row = self.store.db.execute("SELECT material FROM cases WHERE passage_key = ?",
+                                        (key,)).fetchone()
+            if row is not None and row[0]:
+                self.seal_queue.put(material_from_json(json.loads(row[0])))
+        LOG.info("recovered", extra={"fields": self.recovery})
+
+    def _archive_committed_frames(self) -> None:
+        """Frames of committed passages still in a spool (killed between commit and
+        move) are moved now."""
+        for row in self.store.db.execute(
+                "SELECT frames FROM passages ORDER BY id DESC LIMIT 500"):
+            for f in json.loads(row[0]):
+                src, dst = Path(f["spool_path"]), Path(f["path"])
+                if src.exists() and not dst.exists():
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.move(src, dst)
+
+    def _new_processor(self, start_index: int) -> LaneProcessor:
+        assert self.epoch is not None
+        proc = LaneProcessor(lane_meta(self.cfg, self.epoch), profile=self.profile,
+                             recording=f"station:{self.cfg.station.station_id}")
+        # the stream does not start at 0: the detector counts from the resume position
+        proc.detector.next_index = start_index
+        return proc
+
+    def _replay(self) -> None:
+        end = self.journal.end_index
+        if end is None or self.epoch is None:
+            return
+        start = max(self.durable_index, 0)
+        self.proc = self._new_processor(start)
+        self.stream_index = start
+        for block in self.journal.replay(start):
+            gap = block.gap_before_samples
+            if block.first_index > self.stream_index:
+                gap = block.first_index - self.stream_index if gap >= 0 else -1
+            self._weigh(block.first_index, block.samples, gap, replay=True)
+            self.replayed_samples += block.samples.shape[0]
+        LOG.info("journal replayed", extra={"fields": {
+            "from_index": start, "to_index": end, "samples": self.replayed_samples}})
+
+    # ------------------------------------------------------------------ the pipeline
+    def _weigh(self, first: int, samples: npt.NDArray[np.float32], gap: int, *,
+               replay: bool = False) -> None:
+        assert self.proc is not None
+        t0 = time.perf_counter()
+        vehicles = self.proc.feed(samples, gap_before_samples=gap)
+        self.metrics.stage_latency.labels("weighing").observe(time.perf_counter() - t0)
+        self.stream_index = first + samples.shape[0]
+        self.ring.append((first, samples))
+        while self.ring and self.ring[0][0] + self.ring[0][1].shape[0] < (
+                self.stream_index - RING_S * self.fs):
+            self.ring.popleft()
+        for v in vehicles:
+            self._on_vehicle(v)
+
+    def _on_vehicle(self, v: WeighedVehicle) -> None:
+        cfg = self.cfg
+        key = f"{cfg.site.site_id}-{cfg.lane.lane_id}-{v.first_sample}"
+        if v.first_sample <= self.committed_first or self.store.find_duplicate(
+                cfg.lane.lane_id, v.first_sample, round(0.3 * self.fs)) is not None:
+            self.dropped_replayed += 1
+            return
+        record = clean_json(v.to_dict())
+        self.pending.append(Pending(v, key, record, self._predict(v, key)))
+        self.metrics.vehicles_weighed.inc()
+
+    def _predict(self, v: WeighedVehicle, key: str) -> list[Prediction]:
+        return self.linker.predict(key, datetime.fromisoformat(v.time_utc), v.speed_kmh,
+                                   v.acceleration_ms2)
+
+    def _stream_time(self) -> datetime:
+        assert self.epoch is not None
+        return self.epoch + timedelta(seconds=self.stream_index / self.fs)
+
+    def _advance_pending(self, final: bool = False) -> None:
+        if self.epoch is None:
+            return
+        wait = timedelta(seconds=self.cfg.linking.window_s + self.cfg.linking.wait_s)
+        wim_off = timedelta(seconds=self.linker.wim_offset.offset_s or 0.0)
+        now_ref = self._stream_time() - wim_off
+        items = list(self.pending)
+        for q in items:  # with the offsets as measured now
+            if q.state == "waiting_frames":
+                q.predictions = self._predict(q.vehicle, q.key)
+        for i, p in enumerate(items):
+            if p.state != "waiting_frames":
+                continue
+            latest = max((q.ref_time for q in p.predictions if q.ref_time is not None),
+                         default=None)
+            ready_by_time = (latest is None or now_ref > latest + wait
+                             or all(self.linker.delivered_past(q) for q in p.predictions))
+            if not (final or ready_by_time):
+                break
+            neighbours = [q for j in (i - 1, i + 1) if 0 <= j < len(items)
+                          for q in items[j].predictions]
+            t0 = time.perf_counter()
+            p.frames = self.linker.link(p.predictions, neighbours)
+            self.metrics.stage_latency.labels("linking").observe(time.perf_counter() - t0)
+            front = [f for f, st in p.frames.values() if f is not None and f.role == "front"]
+            if front and self.plates is not None and is_plate_candidate(p.vehicle, self.cfg):
+                job = PlateJob(p.key, tuple(
+                    (str(f.path), f.camera_id, (f.ref_time or f.camera_time).isoformat())
+                    for f in front), p.vehicle.axle_count)
+                self.plates.submit(job)
+                p.state = "reading"
+            else:
+                p.state = "ready"
+        if self.plates is not None:
+            by_key = {q.key: q for q in self.pending}
+            for key, res in self.plates.done():
+                got = by_key.get(key)
+                if got is None:
+                    continue
+                p = got
+                if isinstance(res, BaseException):
+                    LOG.error("plate reading failed", extra={"fields": {
+                        "passage": key, "error": repr(res)}})
+                    self.metrics.errors.labels("vision").inc()
+                    p.plate = {"plate": None, "error": repr(res), "accepted": False,
+                               "review_codes": ["vision_error"], "confidence": None,
+                               "colour": None}
+                else:
+                    self.metrics.stage_latency.labels("plate").observe(res["latency_s"])
+                    p.plate = res
+                p.state = "ready"
+        while self.pending and self.pending[0].state == "ready":
+            self._commit(self.pending.popleft())
+
+    def _frame_status(self, p: Pending) -> str:
+        front = [(f, st) for cid, (f, st) in p.frames.items()
+                 if self.linker.cameras[cid].role == "front"]
+        if not front:
+            return "no_frame"
+        if any(f is not None for f, _ in front):
+            return "linked"
+        return "ambiguous_frame" if any(st == "ambiguous_frame" for _, st in front) \
+            else "no_frame"
+
+    def _commit(self, p: Pending) -> None:
+        t0 = time.perf_counter()
+        v = p.vehicle
+        day = v.time_utc[:10].replace("-", "")
+        frames_json: list[dict[str, Any]] = []
+        for f, _st in p.frames.values():
+            if f is None:
+                continue
+            dst = self.frames_dir / day / p.key / f.path.name
+            frames_json.append({"camera_id": f.camera_id, "role": f.role,
+                                "camera_time_utc": format_utc(f.camera_time),
+                                "capture_utc": format_utc(f.ref_time or f.camera_time),
+                                "spool_path": str(f.path), "path": str(dst)})
+        plate = p.plate or {}
+        case = opens_case(v)
+        material: CaseMaterial | None = None
+        if case:
+            wave = self._write_waveform(p)
+            images = tuple(ImageRef(path=f["path"], role=f["role"],
+                                    capture_utc=datetime.fromisoformat(f["capture_utc"]),
+                                    camera_id=f["camera_id"]) for f in frames_json)
+            pr = None
+            if plate.get("plate"):
+                pr = PlateResult(plate["plate"], plate.get("colour"), plate.get("confidence"),
+                                 bool(plate.get("accepted")), tuple(plate.get("review_codes")
+                                                                    or ()))
+            clocks = ClockSync("站内参考时钟（模拟授时）"
+                               if isinstance(self.clock, SimClock | PublishedSimClock)
+                               else "站内参考时钟（GNSS/NTP 授时）", self.clock.now(),
+                               self.linker.offsets_ms())
+            material = CaseMaterial(p.key, p.record, pr, images, clocks, wave)
+        row = PassageRow(
+            passage_key=p.key, site_id=v.site_id, lane_id=v.lane_id, time_utc=v.time_utc,
+            first_sample=v.first_sample, last_sample=v.last_sample, axle_count=v.axle_count,
+            gross_weight_kg=v.gross_weight_kg, vehicle_class=v.vehicle_class,
+            limit_kg=v.limit_kg, verdict=v.verdict, overloaded=v.overloaded, flags=v.flags,
+            record=p.record, frame_status=self._frame_status(p), frames=frames_json,
+            plate=plate.get("plate"), plate_colour=plate.get("colour"),
+            plate_confidence=plate.get("confidence"),
+            plate_accepted=None if not plate else bool(plate.get("accepted")),
+            plate_review=list(plate.get("review_codes") or []))
+        resume = max(self.durable_index, v.first_sample - round(RESUME_MARGIN_S * self.fs))
+        with self.store.transaction() as con:
+            self.store.insert_passage(con, row)
+            if material is not None:
+                self.store.insert_case(con, p.key)
+                con.execute("UPDATE cases SET material = ? WHERE passage_key = ?",
+                            (json.dumps(material_to_json(material), ensure_ascii=False),
+                             p.key))
+            self.store.enqueue(con, "passage", p.key, {"passage_key": p.key,
+                                                       "record": p.record,
+                                                       "plate": row.plate})
+            self.store.set_meta(con, "committed_first_sample", str(v.first_sample))
+            self.store.set_meta(con, "durable_index", str(resume))
+            off = self.linker.wim_offset.offset_s
+            if off is not None:
+                self.store.set_meta(con, "wim_offset_s", repr(off))
+        self.committed_first = v.first_sample
+        self.durable_index = resume
+        for f, _st in p.frames.values():  # after the commit; a kill here is reconciled
+            if f is not None:
+                dst = self.frames_dir / day / p.key / f.path.name
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(f.path, dst)
+                self.linker.forget(f)
+        self.metrics.stage_latency.labels("database").observe(time.perf_counter() - t0)
+        self.metrics.end_to_end.observe(time.perf_counter() - p.t_emitted)
+        self.metrics.passages.inc()
+        if v.overloaded:
+            self.metrics.overloads.inc()
+        if row.frame_status != "linked":
+            self.metrics.no_frame.inc()
+        self.run_passages += 1
+        if material is not None:
+            self.run_cases += 1
+            self.seal_queue.put(material)
+        self.recent.append({"time_utc": v.time_utc, "key": p.key, "axles": v.axle_count,
+                            "gross_kg": v.gross_weight_kg, "limit_kg": v.limit_kg,
+                            "verdict": v.verdict, "overloaded": v.overloaded,
+                            "plate": row.plate, "frame": row.frame_status,
+                            "flags": v.flags})
+        LOG.info("passage", extra={"fields": {
+            "passage": p.key, "time_utc": v.time_utc, "axles": v.axle_count,
+            "gross_kg": v.gross_weight_kg, "verdict": v.verdict, "plate": row.plate,
+            "frame_status": row.frame_status, "offsets_ms": self.linker.offsets_ms()}})
+
+    def _write_waveform(self, p: Pending) -> str | None:
+        v = p.vehicle
+        lo = v.first_sample - round(WAVEFORM_MARGIN_S * self.fs)
+        hi = v.last_sample + round(WAVEFORM_MARGIN_S * self.fs)
+        parts = [s[max(0, lo - a):max(0, hi - a)] for a, s in self.ring
+                 if a < hi and a + s.shape[0] > lo]
+        if not parts:
+            return None
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, samples=np.concatenate(parts), first_index=np.int64(max(lo, 0)),
+                 sample_rate_hz=np.float64(self.fs))
+        path = self.waveforms_dir / f"{p.key}.npz"
+        write_atomic(path, buf.getvalue())
+        return str(path)
+
+    def _idle_advance(self) -> None:
+        """On a quiet lane, move the durable position so the journal can be pruned."""
+        if self.pending or self.proc is None:
+            return
+        target = self.stream_index - round(IDLE_ADVANCE_S * self.fs)
+        if target <= self.durable_index + round(10 * self.fs):
+            return
+        opens = self.proc.detector.state.open_pulse_starts(self.stream_index)
+        if int(opens.min()) < self.stream_index:
+            return
+        latest = max(self.committed_first, 0)
+        if target <= latest:
+            return
+        with self.store.transaction() as con:
+            self.store.set_meta(con, "durable_index", str(target))
+        self.durable_index = target
+        self.journal.prune(self.durable_index)
+
+    # ------------------------------------------------------------------ sealing thread
+    def _sealer_loop(self, stop: threading.Event) -> None:
+        retry: CaseMaterial | None = None
+        while not stop.is_set():
+            m = retry
+            if m is None:
+                try:
+                    m = self.seal_queue.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+            if m is None:
+                return
+            t0 = time.perf_counter()
+            try:
+                res = self.sealer.seal(m)
+            except SealingStoppedError as exc:
+                self.seal_results.put(("stopped", (m.passage_key, str(exc))))
+                retry = m
+                stop.wait(2.0)
+                continue
+            except Exception as exc:  # recorded on the case; retried after a pause
+                LOG.exception("sealing failed")
+                self.seal_results.put(("error", (m.passage_key, repr(exc))))
+                retry = m
+                stop.wait(5.0)
+                continue
+            retry = None
+            self.seal_results.put(("sealed", (m.passage_key, res,
+                                               time.perf_counter() - t0)))
+
+    def _collect_seals(self) -> None:
+        while True:
+            try:
+                kind, payload = self.seal_results.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "sealed":
+                key, res, dt = payload
+                self.metrics.stage_latency.labels("sealing").observe(dt)
+                with self.store.transaction() as con:
+                    self.store.mark_sealed(
+                        con, key, package_id=res.package_id, package_dir=str(res.directory),
+                        manifest_sha256=res.manifest_sha256, log_index=res.log_index,
+                        eligibility=str(res.eligibility.status),
+                        reasons=[r.code for r in res.eligibility.reasons])
+                    self.store.enqueue(con, "package", key, {"package_id": res.package_id})
+                self.metrics.packages.inc()
+                if self.sealing_stopped is not None:
+                    self.sealing_stopped = None
+                    self.store.clear_alarm("sealing_stopped")
+            elif kind == "stopped":
+                key, why = payload
+                if self.sealing_stopped is None:
+                    LOG.error("sealing stopped", extra={"fields": {"why": why}})
+                    self.store.raise_alarm("sealing_stopped",
+                                           "证据存储不可写（磁盘已满或只读），已停止封存，"
+                                           "请立即处理", why)
+                    self.metrics.errors.labels("sealing_stopped").inc()
+                self.sealing_stopped = why
+            else:
+                key, err = payload
+                self.metrics.errors.labels("sealing").inc()
+                with self.store.transaction() as con:
+                    self.store.mark_seal_error(con, key, err)
+
+    # ------------------------------------------------------------------ main loop
+    def _on_block_live(self, block: Any) -> None:
+        idx = block.first_index + self.index_offset
+        gap = block.gap_before_samples
+        end = self.journal.end_index
+        if self.epoch is None:
+            self.epoch = block.device_time_utc - timedelta(seconds=idx / self.fs)
+            with self.store.transaction() as con:
+                self.store.set_meta(con, "stream_epoch_utc", self.epoch.isoformat())
+        if self.proc is None:
+            start = end if end is not None else idx
+            self.proc = self._new_processor(start)
+            self.stream_index = start
+        if idx < self.stream_index:
+            overlap = self.stream_index - idx
+            if overlap < block.samples.shape[0] and block.reason in (None, "start"):
+                block_samples = block.samples[overlap:]
+                idx = self.stream_index
+                gap = 0
+            else:  # the device's counter restarted: continue our timeline after a gap
+                self.index_offset = self.stream_index - block.first_index
+                with self.store.transaction() as con:
+                    self.store.set_meta(con, "index_offset", str(self.index_offset))
+                    self.store.record_gap(con, self.stream_index, -1, block.reason or "reboot")
+                idx = self.stream_index
+                block_samples = block.samples
+                gap = -1
+        else:
+            block_samples = block.samples
+            if idx > self.stream_index:
+                lost = idx - self.stream_index
+                gap = lost if gap >= 0 else -1
+                with self.store.transaction() as con:
+                    self.store.record_gap(con, self.stream_index, lost,
+                                          block.reason or "sequence_gap")
+                self.metrics.errors.labels("wim_gap").inc()
+        if block_samples.shape[0] == 0:
+            return
+        wall = block.station_time_utc.timestamp()
+        dev_end = block.device_time_utc + timedelta(seconds=block.n_samples / self.fs)
+        self.linker.wim_offset.add((dev_end - self.clock.at_wall(wall)).total_seconds())
+        self.journal.append(idx, block_samples, gap)
+        self._weigh(idx, block_samples, gap)
+        self.metrics.samples.inc(block_samples.shape[0])
+
+    def run(self, stop: threading.Event, max_vehicles: int | None = None,
+            devices_file: Path | None = None) -> None:
+        """Run until ``stop`` is set, or ``max_vehicles`` passages were committed by this
+        run (then pending cases are sealed before it returns)."""
+        seal_stop = threading.Event()
+        sealer = threading.Thread(target=self._sealer_loop, args=(seal_stop,),
+                                  name="station-sealer", daemon=True)
+        last_scan = 0.0
+        last_devices = 0.0
+        last_gauges = 0.0
+        try:
+            self._recover()
+            self._replay()
+            self._advance_pending()
+            sealer.start()
+            self.source = StreamSampleSource.from_url(self.wim_url)
+            while not stop.is_set():
+                block = self.source.read_block(self.cfg.wim.read_timeout_s)
+                if block is not None:
+                    self._on_block_live(block)
+                now = time.monotonic()
+                if now - last_scan > 0.05:
+                    self.linker.scan()
+                    last_scan = now
+                    self._advance_pending()
+                    self._collect_seals()
+                    self._idle_advance()
+                if now - last_gauges > 1.0:
+                    last_gauges = now
+                    self._update_gauges()
+                    self._drop_stale_frames()
+                if devices_file is not None and now - last_devices > 1.0:
+                    last_devices = now
+                    self._read_traffic_end(devices_file)
+                if max_vehicles is not None and self.run_passages >= max_vehicles:
+                    break
+                if self._traffic_done():
+                    break
+            self._advance_pending(final=self._traffic_done())
+            self._drain_seals(timeout_s=120.0 if not stop.is_set() else 5.0)
+        except BaseException as exc:
+            self.failure = exc
+            LOG.exception("station pipeline failed")
+            raise
+        finally:
+            seal_stop.set()
+            self.seal_queue.put(None)
+            if sealer.is_alive():
+                sealer.join(timeout=10)
+            self._collect_seals()
+            self.close()
+
+    def _read_traffic_end(self, path: Path) -> None:
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        end = info.get("traffic_end_index")
+        self.traffic_end_index = None if end is None else int(end)
+
+    def _traffic_done(self) -> bool:
+        """Simulated traffic is over: the stream is 20 s past its last vehicle and every
+        weighed vehicle is committed."""
+        end = self.traffic_end_index
+        return (end is not None and self.stream_index > end + 20 * self.fs
+                and not self.pending and self.proc is not None)
+
+    def _drain_seals(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self._collect_seals()
+            if not self.store.pending_cases() or self.sealing_stopped is not None:
+                return
+            time.sleep(0.05)
+
+    def _drop_stale_frames(self) -> None:
+        if self.epoch is None:
+            return
+        horizon = self._stream_time() - timedelta(seconds=120)
+        for f in self.linker.stale(horizon):
+            dst = self.frames_dir / "unlinked" / f.path.name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                shutil.move(f.path, dst)
+            self.linker.forget(f)
+            self.metrics.unlinked_frames.inc()
+
+    def _update_gauges(self) -> None:
+        c = self.store.counts()
+        self.metrics.outbox_depth.set(c["outbox_pending"])
+        self.metrics.pending_seal.set(c["pending_seal"])
+        if self.source is not None:
+            h = self.source.health_snapshot()
+            self.metrics.device_errors.labels("wim").set(h.error_count)
+        for cid, off in self.linker.offsets_ms().items():
+            self.metrics.clock_offset.labels(cid).set(off / 1000.0)
+
+    def health(self) -> dict[str, Any]:
+        c = self.store.counts()
+        wim = None
+        if self.source is not None:
+            h = self.source.health_snapshot()
+            wim = {"connected": self.source.connected, "errors": h.error_count,
+                   "describe": h.describe()}
+        return {"status": "degraded" if self.sealing_stopped or c["alarms_active"] else "ok",
+                "time_utc": utc_text(), "station_id": self.cfg.station.station_id,
+                "stream_time_utc": None if self.epoch is None else utc_text(
+                    self._stream_time()),
+                "counts": c, "run_passages": self.run_passages, "wim": wim,
+                "clock_offsets_ms": self.linker.offsets_ms(),
+                "sealing_stopped": self.sealing_stopped, "recovery": self.recovery,
+                "pending": len(self.pending)}
+
+    def close(self) -> None:
+        self.health_snapshot = self.health()
+        if self.source is not None:
+            self.source.close()
+        if self.plates is not None:
+            self.plates.close()
+        self.journal.close()
+        self.sealer.close()
+        self.store.close()
+
+
+def _sha256_file(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def material_to_json(m: CaseMaterial) -> dict[str, Any]:
+    return {
+        "passage_key": m.passage_key, "record": m.record,
+        "plate": None if m.plate is None else {
+            "text": m.plate.text, "colour": m.plate.colour, "confidence": m.plate.confidence,
+            "accepted": m.plate.accepted, "review_reasons": list(m.plate.review_reasons)},
+        "images": [{"path": i.path, "role": i.role, "capture_utc": format_utc(i.capture_utc),
+                    "camera_id": i.camera_id} for i in m.images],
+        "clocks": None if m.clocks is None else {
+            "reference_zh": m.clocks.reference_zh,
+            "measured_utc": format_utc(m.clocks.measured_utc),
+            "offsets_ms": m.clocks.offsets_ms},
+        "waveform_path": m.waveform_path,
+    }
+
+
+def material_from_json(raw: dict[str, Any]) -> CaseMaterial:
+    return CaseMaterial(
+        passage_key=raw["passage_key"], record=raw["record"],
+        plate=None if raw["plate"] is None else PlateResult.from_json(raw["plate"]),
+        images=tuple(ImageRef.from_json(i) for i in raw["images"]),
+        clocks=None if raw["clocks"] is None else ClockSync.from_json(raw["clocks"]),
+        waveform_path=raw["waveform_path"])
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,70 @@
+"""The live terminal view of ``zhichao run`` (rich) and the closing summary (zh-CN)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+VERDICT_ZH = {"overloaded": "超限", "within_limit": "未超限", "uncertain": "不确定",
+              "undecidable": "无法判定"}
+FRAME_ZH = {"linked": "已关联", "no_frame": "无图像", "ambiguous_frame": "图像不确定"}
+
+
+def _kg(x: Any) -> str:
+    return "—" if x is None else f"{x:,.0f}"
+
+
+def render(health: dict[str, Any], recent: list[dict[str, Any]], started_s: float) -> Group:
+    c = health["counts"]
+    elapsed = max(time.time() - started_s, 1e-9)
+    head = Table.grid(padding=(0, 2))
+    head.add_row(
+        Text(f"站点 {health['station_id']}", style="bold"),
+        f"数据时间 {health.get('stream_time_utc') or '—'}",
+        f"通行 {c['passages']}", Text(f"超限 {c['overloaded']}", style="bold red"),
+        f"已封存 {c['sealed']}", f"待封存 {c['pending_seal']}",
+        f"待上传 {c['outbox_pending']}",
+        f"吞吐 {health['run_passages'] / elapsed * 60:.1f} 辆/分")
+    wim = health.get("wim") or {}
+    dev = Table.grid(padding=(0, 2))
+    offs = ", ".join(f"{k} {v:+.0f} ms" for k, v in health["clock_offsets_ms"].items())
+    dev.add_row(
+        Text("称重设备 " + ("在线" if wim.get("connected") else "离线"),
+             style="green" if wim.get("connected") else "red"),
+        f"设备错误 {wim.get('errors', 0)}", f"时钟偏差 {offs}")
+    if health.get("sealing_stopped"):
+        dev.add_row(Text("证据封存已停止：" + str(health["sealing_stopped"]), style="bold red"))
+    t = Table(title="最近通行车辆", expand=True)
+    for col in ("时间 (UTC)", "车牌", "轴数", "总重 kg", "限值 kg", "结论", "图像", "标记"):
+        t.add_column(col)
+    for r in reversed(recent):
+        style = "red" if r["overloaded"] else None
+        t.add_row(r["time_utc"][11:23], r.get("plate") or "—", str(r["axles"]),
+                  _kg(r["gross_kg"]), _kg(r["limit_kg"]),
+                  VERDICT_ZH.get(r["verdict"], r["verdict"]),
+                  FRAME_ZH.get(r["frame"], r["frame"]), ",".join(r["flags"][:3]),
+                  style=style)
+    return Group(head, dev, t)
+
+
+def summary_lines(health: dict[str, Any], elapsed_s: float) -> list[str]:
+    c = health["counts"]
+    rate = health["run_passages"] / max(elapsed_s, 1e-9)
+    lines = [
+        f"本次运行：{health['run_passages']} 辆通行，用时 {elapsed_s:.1f} s（{rate:.2f} 辆/s）",
+        f"数据库合计：通行 {c['passages']}，超限 {c['overloaded']}，无图像 {c['no_frame']}，"
+        f"案件 {c['cases']}（已封存 {c['sealed']}，待封存 {c['pending_seal']}），"
+        f"待上传 {c['outbox_pending']}，数据缺口 {c['gaps']}",
+        "时钟偏差：" + ", ".join(f"{k} {v:+.1f} ms"
+                             for k, v in health["clock_offsets_ms"].items()),
+    ]
+    if health.get("sealing_stopped"):
+        lines.append(f"告警：证据封存已停止（{health['sealing_stopped']}）")
+    rec = health.get("recovery") or {}
+    if rec:
+        lines.append("启动恢复：" + ", ".join(f"{k}={v}" for k, v in rec.items()))
+    return lines
