@@ -79,11 +79,11 @@ def _hours_per_truck(records: list[Any]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trucks", type=int, default=10_000)
-    ap.add_argument("--drift-trucks", type=int, default=3500)
+    ap.add_argument("--drift-trucks", type=int, default=4000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
-    start = 1500  # drift begins after the baselines (500 tractors ≈ 1 050 trucks) are set
+    start = 2000  # drift begins after every baseline (500 tractors ≈ 1 050 trucks) is set
     # the traffic does not depend on the drift options: find when truck `start` passes on
     # the undrifted lane, then drift from there
     with tempfile.TemporaryDirectory() as tmp:

@@ -3,9 +3,9 @@
 Only normally driven trucks count (no abnormal-driving or data-quality flag). Statistics:
 
 * ``steer`` — the steering-axle load of 5- and 6-axle tractor-semitrailers, adjusted for the
-  vehicle's gross weight (residual of ``steer = a_c + b_c·gross``, fitted per vehicle class c
-  on the baseline): a tractor's front axle carries its cab and engine plus a small share of
-  the payload, so this residual is steady. It is the one statistic that sees a drift common
+  vehicle's gross weight (residual of ``steer = a_c + b_c·gross``, fitted per axle count and
+  class c on the baseline): a tractor's front axle carries its cab and engine plus a small
+  share of the payload, so this residual is steady. It is the one statistic that sees a drift common
   to every channel: if all channels read ``c`` times too much, the residual grows by
   ``(c − 1)·a_c``, and ``c`` is estimated as ``mean((steer − b_c·gross) / a_c)``.
 * ``balance`` — the left share of all wheel loads of a truck. Trucks are balanced left/right
@@ -42,8 +42,6 @@ from zhichao.weighing.vehicle import WeighedVehicle
 
 DRIFT_FLAG = "calibration_drift"
 DRIFT_FLAG_ZH = "称重设备疑似漂移，需复核（待重新校准或检定）"
-TRACTOR_CLASSES = ("combination_5_axle", "combination_6_axle",
-                   "combination_6_axle_single_drive")
 STATISTIC_ZH = {"steer": "牵引车转向轴载荷（按总重修正）", "balance": "左右轮载荷比例",
                 "row": "各排传感器总重一致性"}
 
@@ -90,6 +88,8 @@ class _Chart:
     fits: dict[str, list[float]] = field(default_factory=dict)  # class → [b_c, a_c]
     s_hi: float = 0.0
     s_lo: float = 0.0
+    run_hi: int = 0  # observations since s_hi was last 0 (the change-point estimate)
+    run_lo: int = 0
     n: int = 0
     recent: list[float] = field(default_factory=list)
     recent_gross: list[float] = field(default_factory=list)
@@ -140,9 +140,11 @@ class DriftMonitor:
             return {}
         gross = float(v.gross_weight_kg)
         out: dict[str, tuple[float, float, str]] = {}
-        cls = v.vehicle_class or ""
+        cls = f"{v.axle_count}:{v.vehicle_class or '?'}"
         use = self.cfg.use_statistics
-        if "steer" in use and v.vehicle_class in TRACTOR_CLASSES and v.axle_loads_kg:
+        # 5- and 6-axle vehicles are tractor-semitrailers (also when the core cannot decide
+        # the 6-axle class's drive-axle type)
+        if "steer" in use and v.axle_count in (5, 6) and v.axle_loads_kg:
             out["steer"] = (float(v.axle_loads_kg[0]), gross, cls)
         if "balance" in use:
             left = sum(w[0] for w in v.wheel_loads_kg)
@@ -225,6 +227,8 @@ class DriftMonitor:
         z = (u - ch.u_mean) / ch.u_sd
         ch.s_hi = max(0.0, ch.s_hi + z - k)
         ch.s_lo = max(0.0, ch.s_lo - z - k)
+        ch.run_hi = ch.run_hi + 1 if ch.s_hi > 0 else 0
+        ch.run_lo = ch.run_lo + 1 if ch.s_lo > 0 else 0
         ch.n += 1
         ch.recent.append(x)
         ch.recent_gross.append(gross)
@@ -236,7 +240,7 @@ class DriftMonitor:
         if ch.s_hi <= h and ch.s_lo <= h:
             return None
         direction = "high" if ch.s_hi > h else "low"
-        factor = self.estimated_factor(name)
+        factor = self.estimated_factor(name, ch.run_hi if direction == "high" else ch.run_lo)
         return DriftAlarm(
             statistic=name, time_utc=time_utc, observation=ch.n, trucks_seen=self.trucks_seen,
             direction=direction, estimated_factor=factor, estimated_correction=1.0 / factor,
@@ -245,16 +249,21 @@ class DriftMonitor:
                         f"{factor * 100:.1f} %，建议修正系数 {1.0 / factor:.4f}；"
                         f"此后记录需人工复核，直至重新校准或检定。"))
 
-    def estimated_factor(self, name: str) -> float:
-        """How many times its baseline the statistic's channels now read (recent window)."""
+    def estimated_factor(self, name: str, last_n: int | None = None) -> float:
+        """How many times its baseline the statistic's channels now read: from the recent
+        window, or its last ``last_n`` observations (at an alarm: those since the CUSUM
+        last stood at zero, the usual change-point estimate)."""
         ch = self.charts[name]
         if ch.mean is None or not ch.recent:
             return 1.0
-        x = np.asarray(ch.recent)
+        n = len(ch.recent) if not last_n else max(1, min(last_n, len(ch.recent)))
+        x = np.asarray(ch.recent[-n:])
+        gross = ch.recent_gross[-n:]
+        classes = ch.recent_class[-n:]
         if name == "steer":
             # steer' = c·(a + b·gross/c) = c·a + b·gross'  →  c = mean(steer' − b·gross') / a
             ratios = [(xi - ch.fits[ci][0] * gi) / ch.fits[ci][1]
-                      for xi, gi, ci in zip(x, ch.recent_gross, ch.recent_class, strict=True)
+                      for xi, gi, ci in zip(x, gross, classes, strict=True)
                       if ci in ch.fits and ch.fits[ci][1] > 0]
             return float(np.mean(ratios)) if ratios else 1.0
         if name == "balance":
