@@ -166,3 +166,15 @@ def test_a_receipt_not_signed_by_the_center_leaves_the_item_pending(
         uploader.step()
         assert uploader.summary.failures == 1 and outbox.depth() == 1
         assert "signature is not the center's" in str(outbox.status()["last_error"])
+
+
+def test_scanning_the_package_folder_enqueues_each_sealed_package_once(tmp_path: Path) -> None:
+    kit = StationKit(tmp_path / "station")
+    folders = kit.seal(3)
+    (kit.packages / "pkg-x.partial").mkdir()  # a package being written: not yet
+    (kit.packages / "notes").mkdir()
+    with Outbox(tmp_path / "o.sqlite") as outbox:
+        outbox.enqueue_package(folders[0])  # enqueued right after sealing
+        assert outbox.enqueue_tree(kit.packages) == (2, 1)  # the start-up scan adds the rest
+        assert outbox.enqueue_tree(kit.packages) == (0, 3)
+        assert outbox.depth() == 3

@@ -3,8 +3,8 @@ outbox.
 
     zhichao center serve --db URL --store DIR --key center.key [--host H --port P]
     zhichao center add-station --db URL --station S001 --key S001.pub
-    zhichao sync enqueue --outbox OUTBOX.sqlite PACKAGE_DIR… [--passages FILE.jsonl
-                         --station S001 --key station.key]
+    zhichao sync enqueue --outbox OUTBOX.sqlite [PACKAGE_DIR…] [--scan PACKAGES_DIR]
+                         [--passages FILE.jsonl --station S001 --key station.key]
     zhichao sync push --outbox OUTBOX.sqlite --center URL --center-key center.pub
                       --log STATION_LOG [--until-empty] [--max-runtime-s N]
     zhichao sync status --outbox OUTBOX.sqlite
@@ -51,6 +51,7 @@ def register(subparsers: Any) -> None:
     enq = ssub.add_parser("enqueue", help="put sealed packages / passage records in the outbox")
     enq.add_argument("--outbox", required=True)
     enq.add_argument("packages", nargs="*", help="sealed package folders")
+    enq.add_argument("--scan", help="enqueue every sealed package folder in this directory")
     enq.add_argument("--passages", help="JSON-lines file of passage records")
     enq.add_argument("--station", help="station id (for --passages)")
     enq.add_argument("--key", help="station private key (for --passages)")
@@ -127,6 +128,9 @@ def _sync_enqueue(args: argparse.Namespace) -> int:
             for folder in args.packages:
                 _, new = outbox.enqueue_package(Path(folder))
                 added, present = added + new, present + (not new)
+            if args.scan:
+                new_count, old_count = outbox.enqueue_tree(Path(args.scan))
+                added, present = added + new_count, present + old_count
             if args.passages:
                 if not args.station or not args.key:
                     raise ValueError("--passages needs --station and --key")

@@ -26,6 +26,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from zhichao.evidence.manifest import MANIFEST_NAME
 from zhichao.service.sync.errors import OutboxError
 from zhichao.service.sync.wire import (
     pack_package,
@@ -121,6 +122,12 @@ class Outbox:
         OutboxError
             If the folder is not a sealed package.
         """
+        manifest = Path(directory) / MANIFEST_NAME
+        if manifest.is_file():
+            known = sha256_hex(manifest.read_bytes())
+            if self._db.execute("SELECT 1 FROM outbox WHERE item_sha256 = ?", (known,)
+                                ).fetchone():
+                return known, False  # already queued or sent: no need to pack it again
         data = pack_package(directory)
         head = read_package_head(data, str(directory))
         added = self._insert({"item_sha256": head.manifest_sha256, "kind": "package",
@@ -128,6 +135,18 @@ class Outbox:
                               "log_size": head.checkpoint_size, "payload": data,
                               "signature": None, "enqueued_utc": _now_text()})
         return head.manifest_sha256, added
+
+    def enqueue_tree(self, packages_dir: Path) -> tuple[int, int]:
+        """Enqueue every sealed package folder directly under ``packages_dir`` (those being
+        written, ``*.partial``, are skipped); (added, already present). Run at station
+        start-up, it closes the window between sealing a package and enqueueing it."""
+        added = present = 0
+        for folder in sorted(Path(packages_dir).iterdir()):
+            if folder.is_dir() and not folder.name.endswith(".partial") and (
+                    folder / MANIFEST_NAME).is_file():
+                _, new = self.enqueue_package(folder)
+                added, present = added + new, present + (not new)
+        return added, present
 
     def enqueue_passage(self, record: Any, station_id: str, key: Ed25519PrivateKey
                         ) -> tuple[str, bool]:
