@@ -15,7 +15,9 @@ verdict. It applies, exactly as to its own measurements:
   weights the controller reports (without them the passage's scatter is unknown and any
   apparent overload is ``uncertain``, as for a one-row lane);
 * the core's quality rules on what the record shows (speed range, acceleration, rows
-  disagreeing, wheel imbalance, merged vehicles), plus the flags its status bits raise.
+  disagreeing, wheel imbalance beyond ``max_wheel_imbalance``, merged vehicles), plus the
+  flags its status bits raise. The core's pulse-shape test for a smaller imbalance needs
+  the signals; for records the controller's own ``wheel_off_sensor`` bit stands in.
 
 A status bit zhichao cannot interpret (``calibration_invalid``) becomes a flag of that
 name, which the evidence gate does not know and therefore sends to manual review.
