@@ -332,3 +332,27 @@ def test_station_operator_sees_only_own_station(sec: Api) -> None:
                         json={"reason": "修正"})
     assert r.status_code == 403
     assert sec.client.get(f"/api/v1/cases/{own.id}/package", headers=op).status_code == 403
+
+
+def test_logins_are_rate_limited(tmp_path: Any, sealed: Sealed) -> None:
+    api = make_api("sqlite", tmp_path, sealed, login_per_client_per_minute=8)
+    # make_api itself logged in the six role users; two more attempts are allowed.
+    codes = [api.client.post("/api/v1/auth/login", json={"username": "nobody",
+                                                         "password": "wrong password"}
+                             ).status_code for _ in range(4)]
+    assert codes == [401, 401, 429, 429]
+
+
+def test_package_downloads_never_serve_markup(sealed: Sealed, tmp_path: Any) -> None:
+    import json
+    import shutil
+
+    copy_dir = tmp_path / "pkg"
+    shutil.copytree(sealed.directory, copy_dir)
+    manifest = json.loads((copy_dir / "manifest.json").read_bytes())
+    photo = next(f for f in manifest["files"] if f["role"].startswith("image_"))
+    photo["media_type"] = "text/html"  # a hostile or broken manifest
+    (copy_dir / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    case = Case(package_id='x"; <script>', package_path=str(copy_dir))
+    assert owners.package_zip(case)[0] == "x____script_.zip"
+    assert owners.package_file(case, photo["path"])[0] == "application/octet-stream"

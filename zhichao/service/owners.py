@@ -282,10 +282,20 @@ def owner_case(session: Session, grant: OwnerGrant, case_id: int) -> Case:
     return case
 
 
+_SERVED_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "application/pdf",
+                                 "application/json", "video/mp4", "application/zip"})
+
+
+def _download_name(package_id: str) -> str:
+    safe = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "._-") else "_"
+                   for ch in package_id)[:150]
+    return f"{safe or 'package'}.zip"
+
+
 def package_zip(case: Case) -> tuple[str, bytes]:
     """The sealed package as a ``.zip`` (a stored zip is returned byte for byte)."""
     path = Path(case.package_path)
-    name = f"{case.package_id}.zip"
+    name = _download_name(case.package_id)
     if path.is_file():
         return name, path.read_bytes()
     if not path.is_dir():
@@ -313,7 +323,10 @@ def package_file(case: Case, name: str) -> tuple[str, bytes]:
                 data = zf.read(min(match, key=len))
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
         raise NotFoundError(f"{name} unreadable in {case.package_id}", "文件不存在") from exc
-    return str(listed[name].get("media_type") or "application/octet-stream"), data
+    media_type = str(listed[name].get("media_type") or "")
+    if media_type not in _SERVED_MEDIA_TYPES:  # never serve markup from a package
+        media_type = "application/octet-stream"
+    return media_type, data
 
 
 def log_evidence_view(session: Session, *, actor: str, case: Case, what: str) -> None:
