@@ -106,9 +106,24 @@ def is_plate_candidate(v: WeighedVehicle, cfg: StationConfig) -> bool:
     return v.gross_weight_kg >= cfg.vision.candidate_margin * v.limit_kg
 
 
+def needs_human(v: WeighedVehicle) -> bool:
+    """An undecidable or uncertain verdict that might be an overload: the passage is marked
+    for a human (it is not a case: no limit was decided, or the excess is within the
+    uncertainty)."""
+    if v.verdict not in ("undecidable", "uncertain") or v.gross_weight_kg is None:
+        return False
+    limits: list[int] = list(v.limit_candidates_kg)
+    if not limits and v.limit_kg is not None:
+        limits = [v.limit_kg]
+    return not limits or v.gross_weight_kg > min(limits)
+
+
 def opens_case(v: WeighedVehicle) -> bool:
-    """An overload (or an uncertain verdict) goes to sealing and the review queue."""
-    return v.overloaded or v.verdict == "uncertain"
+    """Only a measured overload (beyond the allowance and the uncertainty) is sealed and
+    queued for review. An ``uncertain`` verdict is kept as a passage with its verdict (a
+    reviewer can see it) but never becomes a case: the law is never applied more strictly
+    than the measurement allows."""
+    return v.overloaded and v.verdict == "overloaded"
 
 
 @dataclass
@@ -379,7 +394,8 @@ class Station:
             plate=plate.get("plate"), plate_colour=plate.get("colour"),
             plate_confidence=plate.get("confidence"),
             plate_accepted=None if not plate else bool(plate.get("accepted")),
-            plate_review=list(plate.get("review_codes") or []))
+            plate_review=list(plate.get("review_codes") or []),
+            review_required=needs_human(v))
         resume = max(self.durable_index, v.first_sample - round(RESUME_MARGIN_S * self.fs))
         with self.store.transaction() as con:
             self.store.insert_passage(con, row)

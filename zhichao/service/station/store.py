@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS passages (
     plate_confidence REAL,
     plate_accepted INTEGER,
     plate_review TEXT,
+    review_required INTEGER NOT NULL DEFAULT 0,
     created_utc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS passages_lane_sample ON passages (lane_id, first_sample);
@@ -126,6 +127,7 @@ class PassageRow:
     plate_confidence: float | None
     plate_accepted: bool | None
     plate_review: list[str]
+    review_required: bool = False  # undecidable or uncertain verdict: a human decides
 
 
 class StationStore:
@@ -187,14 +189,14 @@ class StationStore:
             "INSERT INTO passages (passage_key, site_id, lane_id, time_utc, first_sample, "
             "last_sample, axle_count, gross_weight_kg, vehicle_class, limit_kg, verdict, "
             "overloaded, flags, record, frame_status, frames, plate, plate_colour, "
-            "plate_confidence, plate_accepted, plate_review, created_utc) VALUES "
-            "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "plate_confidence, plate_accepted, plate_review, review_required, created_utc) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (p.passage_key, p.site_id, p.lane_id, p.time_utc, p.first_sample, p.last_sample,
              p.axle_count, p.gross_weight_kg, p.vehicle_class, p.limit_kg, p.verdict,
              int(p.overloaded), json.dumps(p.flags), json.dumps(p.record, ensure_ascii=False),
              p.frame_status, json.dumps(p.frames), p.plate, p.plate_colour, p.plate_confidence,
              None if p.plate_accepted is None else int(p.plate_accepted),
-             json.dumps(p.plate_review), utc_text()))
+             json.dumps(p.plate_review), int(p.review_required), utc_text()))
 
     def insert_case(self, con: sqlite3.Connection, passage_key: str) -> None:
         con.execute("INSERT INTO cases (passage_key, status, created_utc) VALUES (?, "
@@ -252,6 +254,7 @@ class StationStore:
             "passages": "SELECT COUNT(*) FROM passages",
             "overloaded": "SELECT COUNT(*) FROM passages WHERE overloaded = 1",
             "no_frame": "SELECT COUNT(*) FROM passages WHERE frame_status = 'no_frame'",
+            "review_required": "SELECT COUNT(*) FROM passages WHERE review_required = 1",
             "cases": "SELECT COUNT(*) FROM cases",
             "sealed": "SELECT COUNT(*) FROM cases WHERE status = 'sealed'",
             "pending_seal": "SELECT COUNT(*) FROM cases WHERE status = 'pending_seal'",

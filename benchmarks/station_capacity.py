@@ -1,0 +1,107 @@
+"""Station capacity on this machine: ``python3 benchmarks/station_capacity.py``.
+
+Runs a whole station in this process (pipeline, sealer thread, one plate worker process)
+against the simulated lane in its own process, for ``--vehicles`` vehicles at ``--speed``×
+real time, and reports
+
+* end-to-end throughput (passages committed per wall second, frames rendered, plates read
+  by the shipped models from the frames, packages sealed and logged);
+* latency per stage from the station's own Prometheus histograms (weighing per block,
+  plate decision per vehicle in the worker, sealing per package, database commit per
+  passage, linking per vehicle);
+* CPU: the station's process and its plate worker (the simulator is not counted);
+* lanes one such machine can serve at peak traffic (one truck every 2 s per lane):
+  ``cores / (stream CPU per lane-second + 0.5 truck/s × (plate + seal CPU per truck))``,
+  where every truck is counted as a plate read and a seal (the worst case).
+
+``--documents`` also renders the zh-CN PDF/HTML documents into each package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import resource
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _hist(metrics: Any, name: str, stage: str | None) -> tuple[float, float]:
+    """(count, sum) of a histogram series."""
+    count = total = 0.0
+    for fam in metrics.registry.collect():
+        for s in fam.samples:
+            if stage is not None and s.labels.get("stage") != stage:
+                continue
+            if s.name == f"{name}_count":
+                count += s.value
+            elif s.name == f"{name}_sum":
+                total += s.value
+    return count, total
+
+
+def main() -> None:
+    from zhichao.service.station.config import load_config
+    from zhichao.service.station.launcher import start
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--vehicles", type=int, default=400)
+    ap.add_argument("--speed", type=float, default=25.0)
+    ap.add_argument("--read", default="candidates", choices=("all", "candidates"))
+    ap.add_argument("--documents", action="store_true")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="zhichao-bench-station-"))
+    cfg = load_config(None)
+    cfg = dataclasses.replace(
+        cfg, station=dataclasses.replace(cfg.station, data_dir=str(tmp)),
+        simulation=dataclasses.replace(cfg.simulation, speed=args.speed,
+                                       max_vehicles=args.vehicles, speed_kmh=(30.0, 90.0)),
+        vision=dataclasses.replace(cfg.vision, read=args.read),
+        evidence=dataclasses.replace(cfg.evidence, render_documents=args.documents),
+        http=dataclasses.replace(cfg.http, metrics_port=0, console_port=0))
+    running = start(cfg, log_stderr=False)
+    st = running.station
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    st.run(threading.Event(), None, running.devices_file)
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    worker_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    children = worker_cpu.ru_utime + worker_cpu.ru_stime
+    if running.simulator is not None:
+        running.simulator.stop()
+    h = st.health_snapshot
+    c = h["counts"]
+    sim_s = st.stream_index / cfg.wim.sensor.sample_rate_hz
+    m = st.metrics
+    print(f"vehicles {args.vehicles}, speed {args.speed}×, plates read: {args.read}, "
+          f"documents: {args.documents}, cores: {os.cpu_count()}")
+    print(f"passages {c['passages']} in {wall:.1f} s wall = {c['passages'] / wall:.2f} "
+          f"vehicles/s end to end; {sim_s:.0f} s of lane time ({sim_s / wall:.1f}× real time)")
+    print(f"overloaded {c['overloaded']}, cases {c['cases']}, sealed {c['sealed']}, "
+          f"no front frame {c['no_frame']}")
+    rows = {}
+    for stage in ("weighing", "linking", "plate", "sealing", "database"):
+        n, total = _hist(m, "zhichao_stage_latency_seconds", stage)
+        rows[stage] = (n, total)
+        mean = 1000 * total / n if n else float("nan")
+        print(f"  {stage:9s} n={n:6.0f}  mean {mean:8.2f} ms")
+    print(f"CPU: station {cpu:.1f} s, plate worker (+ exited children) {children:.1f} s")
+    plate_n, plate_t = rows["plate"]
+    seal_n, seal_t = rows["sealing"]
+    per_plate = plate_t / plate_n if plate_n else 0.0
+    per_seal = seal_t / seal_n if seal_n else 0.0
+    stream_cpu = max(cpu - seal_t, 0.0) / max(sim_s, 1e-9)
+    lane_cost = stream_cpu + 0.5 * (per_plate + per_seal)
+    print(f"stream CPU per lane-second {stream_cpu * 1000:.1f} ms; plate {per_plate * 1000:.1f}"
+          f" ms, seal {per_seal * 1000:.1f} ms per truck")
+    print(f"lanes at peak (1 truck / 2 s / lane) on {os.cpu_count()} cores: "
+          f"{(os.cpu_count() or 1) / lane_cost:.1f}")
+
+
+if __name__ == "__main__":
+    main()
