@@ -36,6 +36,7 @@ def report(session4: Session, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_report_holds_tables_and_three_png_plots(report: Path) -> None:
     text = report.read_text(encoding="utf-8")
     assert '<html lang="zh-CN">' in text
+    assert "@font-face" in text and "data:font/ttf;base64," in text  # zh-CN without CJK fonts
     for needle in ("首次检定", "使用中检验", "COST 323", "按车速分段", "按路面温度分段",
                    "逐车结果", "所用限值表", "置信水平"):
         assert needle in text

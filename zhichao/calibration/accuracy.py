@@ -44,6 +44,7 @@ from zhichao.weighing.calibration_profile import CalibrationProfile
 from zhichao.weighing.config import WeighingConfig
 from zhichao.weighing.errors import WeighingError
 from zhichao.weighing.stream import ABNORMAL_FLAGS, weigh_recording
+from zhichao.weighing.vehicle import FLAGS_ZH
 
 DEFAULT_TABLES: dict[str, Any] = {
     "oiml_r134": {
@@ -143,6 +144,7 @@ class PassResult:
     gross_kg: float | None
     axle_loads_kg: list[float]
     axle_groups: list[list[int]]
+    reason_zh: str = ""
 
     @property
     def gross_error_pct(self) -> float | None:
@@ -226,28 +228,31 @@ def weigh_passes(recordings: list[Path], refs: dict[str, ReferenceWeights],
 
         def result(speed: float | None, flags: list[str], reason: str, gross: float | None,
                    axles: list[float], groups: list[list[int]], ref: ReferenceWeights = ref,
-                   name: str = p.name, digest: str = digest, t_c: float = t_c) -> PassResult:
+                   reason_zh: str = "", name: str = p.name, digest: str = digest,
+                   t_c: float = t_c) -> PassResult:
             return PassResult(name, digest, _truck_key(ref), speed, t_c, flags, not reason,
                               reason, ref.gross_weight_kg, list(ref.axle_loads_kg), gross,
-                              axles, groups)
+                              axles, groups, reason_zh)
 
         if len(vehicles) != 1:
             out.append(result(None, [], f"{len(vehicles)} vehicles in the recording", None,
-                              [], []))
+                              [], [], reason_zh=f"录制中检测到 {len(vehicles)} 辆车"))
             continue
         v = vehicles[0]
         bad = sorted(set(v.flags) & set(cfg.invalid_flags))
-        reason = ""
+        reason = reason_zh = ""
         if bad:
             reason = "flagged: " + ",".join(bad)
+            reason_zh = "带有标记：" + "、".join(FLAGS_ZH.get(f, f) for f in bad)
         elif v.gross_weight_kg is None:
-            reason = "not weighed"
+            reason, reason_zh = "not weighed", "未能称重"
         elif v.axle_count != len(ref.axle_loads_kg):
             reason = f"axle count {v.axle_count} ≠ reference {len(ref.axle_loads_kg)}"
+            reason_zh = f"检测轴数 {v.axle_count} 与参考轴数 {len(ref.axle_loads_kg)} 不符"
         out.append(result(v.speed_kmh, list(v.flags), reason,
                           None if v.gross_weight_kg is None else float(v.gross_weight_kg),
                           [float(a) for a in v.axle_loads_kg],
-                          [list(g) for g in v.axle_groups]))
+                          [list(g) for g in v.axle_groups], reason_zh=reason_zh))
     return out
 
 
@@ -321,8 +326,8 @@ def axle_classes(passes: list[PassResult], tables: dict[str, Any]
                 break
         worst = max(x for x in (m_rigid, m_other) if x is not None)
         out[phase] = ClassResult(achieved, worst, len(dev["rigid_2_axle"]) + len(dev["other"]),
-                                 f"2-axle rigid max {_fmt(m_rigid)} %, others max "
-                                 f"{_fmt(m_other)} % (vs corrected mean)")
+                                 f"两轴刚性参考车单轴最大 {_fmt(m_rigid)} %；其他车辆轴及"
+                                 f"轴组相对修正平均值最大 {_fmt(m_other)} %")
     detail = {k: {"n": len(v), "max_abs_pct": max((abs(e) for e in v), default=None)}
               for k, v in dev.items()}
     return out, detail

@@ -1,8 +1,10 @@
 """The accuracy-verification report: one self-contained HTML file (zh-CN) with its plots.
 
 Plots are drawn with matplotlib's Agg backend and embedded as PNG data URIs, so the file
-opens anywhere without network or other files. Plot axes carry quantity symbols and units
-only (v [km/h], T [°C], e [%]); their captions and every other text are zh-CN.
+opens anywhere without network or other files; so is a small font subset (``fonts/``) with
+the report's own zh-CN characters, for viewers without CJK fonts. Plot axes carry quantity
+symbols and units only (v [km/h], T [°C], e [%]); their captions and every other text are
+zh-CN.
 """
 
 from __future__ import annotations
@@ -23,6 +25,18 @@ from zhichao.calibration.accuracy import CRITERIA_ZH, AccuracyResult, PassResult
 from zhichao.devices.recording import format_utc
 
 PHASE_ZH = {"initial": "首次检定", "in_service": "使用中检验"}
+FONT_PATH = Path(__file__).resolve().parent / "fonts" / "report-subset.ttf"
+
+
+def _font_face() -> str:
+    """@font-face for the shipped subset (the report's own zh-CN texts), if present."""
+    try:
+        data = base64.b64encode(FONT_PATH.read_bytes()).decode("ascii")
+    except OSError:
+        return ""
+    return ("@font-face { font-family: 'zhichao-report'; "
+            f"src: url(data:font/ttf;base64,{data}) format('truetype'); "
+            "unicode-range: U+2E80-FFFF; }")
 
 
 def _png(fig: Any) -> str:
@@ -78,6 +92,15 @@ def plots(result: AccuracyResult, mpe_class: str = "5") -> dict[str, str]:
     return out
 
 
+def _status_zh(x: Any) -> str:
+    text = str(x)
+    if text.startswith("C"):
+        return "已确认（C）"
+    if text.startswith("U"):
+        return f"未确认（U，可配置替换）：{text}"
+    return text
+
+
 def _e(x: Any) -> str:
     return html.escape(str(x))
 
@@ -101,7 +124,7 @@ def _pass_row(p: PassResult) -> list[str]:
     return [_e(p.recording), _e(p.truck), _f(p.speed_kmh, 1), _f(p.temperature_c, 1),
             _f(p.reference_gross_kg, 0), _f(p.gross_kg, 0), _f(p.gross_error_pct),
             _e(" / ".join(f"{a:+.1f}" for a in axles) if axles else "—"),
-            "有效" if p.valid else f"无效：{_e(p.reason)}"]
+            "有效" if p.valid else f"无效：{_e(p.reason_zh or p.reason)}"]
 
 
 def render_html(result: AccuracyResult, title: str = "动态称重准确度验证报告",
@@ -149,7 +172,8 @@ def render_html(result: AccuracyResult, title: str = "动态称重准确度验�
     return f"""<!DOCTYPE html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>{_e(title)}</title>
 <style>
-body {{ font-family: "Noto Sans CJK SC", "Droid Sans Fallback", sans-serif; margin: 24px;
+{_font_face()}
+body {{ font-family: "zhichao-report", "Noto Sans CJK SC", "DejaVu Sans", sans-serif; margin: 24px;
        color: #222; }}
 table {{ border-collapse: collapse; margin: 8px 0 16px; font-size: 13px; }}
 th, td {{ border: 1px solid #bbb; padding: 3px 8px; text-align: right; }}
@@ -171,7 +195,7 @@ figcaption {{ font-size: 13px; color: #444; }}
 <h3>COST 323 模式</h3>
 <p class="note">置信水平 {cost["confidence"] * 100:.0f} %，要求 π ≥ π₀ = {cost["pi0"] * 100:.0f} %；
 π 为单次误差落在 ±δ 内的概率的置信下限（正态模型）。总体等级：{_cls(cost["overall"])}。
-表值状态：{_e(cost["status"])}</p>
+表值状态：{_e(_status_zh(cost["status"]))}</p>
 {_table(["准则", "样本数", "平均误差 %", "标准差 %",
          "π %（" + " / ".join(c["classes"]) + "）", "达到等级"], cost_rows)}
 <h2>误差图</h2>
@@ -179,8 +203,9 @@ figcaption {{ font-size: 13px; color: #444; }}
 <h2>分段误差</h2>
 {band_html}
 <h2>所用限值表</h2>
-<p class="note">来源：{_e(o["source"])}；总重表状态：首次检定 {_e(o["gross_status"]["initial"])}，
-使用中 {_e(o["gross_status"]["in_service"])}；轴载表状态：{_e(o["axle_status"])}。
+<p class="note">来源：{_e(o["source"])}；总重表状态：首次检定
+{_e(_status_zh(o["gross_status"]["initial"]))}，使用中
+{_e(_status_zh(o["gross_status"]["in_service"]))}；轴载表状态：{_e(_status_zh(o["axle_status"]))}。
 标为 U 的数值未经确认，可通过配置文件替换。</p>
 {_table(["总重等级", "MPE 首次检定 %", "MPE 使用中 %", "对应轴载等级"], mpe_rows)}
 {_table(["轴载等级", "两轴刚性车单轴 首次 %", "使用中 %", "其他车辆轴/轴组 首次 %", "使用中 %"],
