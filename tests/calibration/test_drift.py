@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
 from zhichao.calibration.drift import DRIFT_FLAG, DriftMonitor
 from zhichao.calibration.errors import DriftStateError
+from zhichao.calibration.legal import Certificate, DeviceLegalStatus, with_drift_state
 from zhichao.devices.recording import parse_utc, read_recording
 from zhichao.devices.sim import SimOptions, simulate
 from zhichao.weighing.stream import weigh_recording
@@ -64,6 +65,18 @@ def test_left_side_drift_is_alarmed_and_records_are_marked(
     assert all(DRIFT_FLAG not in v.flags for v in marked[:alarm_at])
     assert all(DRIFT_FLAG in v.flags for v in marked[alarm_at:])
     assert all(DRIFT_FLAG not in v.flags for v in recs)  # the core's records are untouched
+    # the device's legal status follows the monitor: data from the alarm on are unusable
+    dev = DeviceLegalStatus(
+        "WIM-1", "SIM-SITE-01", "1", "platform", technical_review_approved=True,
+        technical_review_date=date(2025, 1, 1), legal_review_approved=True,
+        legal_review_date=date(2025, 1, 1),
+        certificates=[Certificate("C-1", "某计量院", LANE.start_utc - timedelta(days=1),
+                                  LANE.start_utc + timedelta(days=300), "5")])
+    assert mon.alarm_since_utc is not None
+    dev = with_drift_state(dev, mon.alarm_open, parse_utc(mon.alarm_since_utc))
+    assert dev.is_usable_at(parse_utc(recs[alarm_at - 1].time_utc)).usable
+    after = dev.is_usable_at(parse_utc(recs[alarm_at].time_utc))
+    assert [r.code for r in after.reasons] == ["drift_alarm_open"]
 
 
 def test_state_survives_a_restart_and_reset_closes_the_alarm(

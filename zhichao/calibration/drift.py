@@ -131,6 +131,11 @@ class DriftMonitor:
     def alarm_open(self) -> bool:
         return bool(self.alarms)
 
+    @property
+    def alarm_since_utc(self) -> str | None:
+        """Time (RFC 3339) of the record that raised the first open alarm."""
+        return min(a.time_utc for a in self.alarms) if self.alarms else None
+
     # ------------------------------------------------------------------ observations
     def _values(self, v: WeighedVehicle) -> dict[str, tuple[float, float, str]]:
         """Statistic → (value, gross) for one record; empty when it does not qualify."""

@@ -15,7 +15,7 @@ its ``DeviceStatus`` input.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -246,6 +246,14 @@ class DeviceLegalStatus:
                 drift_alarm_since_utc=_opt_parse(raw.get("drift_alarm_since_utc"), where))
         except KeyError as exc:
             raise DeviceRecordError(f"{where}: missing field {exc}") from None
+
+
+def with_drift_state(device: DeviceLegalStatus, alarm_open: bool,
+                     alarm_since_utc: datetime | None) -> DeviceLegalStatus:
+    """The record with a drift monitor's state (e.g. ``DriftMonitor.alarm_open`` and the
+    first open alarm's time), for the lane this device weighs."""
+    return replace(device, drift_alarm_open=alarm_open,
+                   drift_alarm_since_utc=alarm_since_utc if alarm_open else None)
 
 
 def is_usable_at(device: DeviceLegalStatus, t: datetime) -> Usability:
