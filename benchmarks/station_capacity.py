@@ -11,8 +11,10 @@ real time, and reports
   passage, linking per vehicle);
 * CPU: the station's process and its plate worker (the simulator is not counted);
 * lanes one such machine can serve at peak traffic (one truck every 2 s per lane):
-  ``cores / (stream CPU per lane-second + 0.5 truck/s × (plate + seal CPU per truck))``,
-  where every truck is counted as a plate read and a seal (the worst case).
+  ``cores / (stream CPU per lane-second + 0.5 vehicle/s × (plate + seal cost per
+  vehicle))``, with the plate reads and seals per passage of this run's traffic mix, and
+  the worst case where every truck is read and sealed. Plate and seal costs are their
+  measured single-thread latencies (each runs on one thread).
 
 ``--documents`` also renders the zh-CN PDF/HTML documents into each package.
 """
@@ -96,11 +98,16 @@ def main() -> None:
     per_plate = plate_t / plate_n if plate_n else 0.0
     per_seal = seal_t / seal_n if seal_n else 0.0
     stream_cpu = max(cpu - seal_t, 0.0) / max(sim_s, 1e-9)
-    lane_cost = stream_cpu + 0.5 * (per_plate + per_seal)
+    n_pass = max(c["passages"], 1)
+    mix_cost = stream_cpu + 0.5 * (per_plate * plate_n / n_pass + per_seal * seal_n / n_pass)
+    worst_cost = stream_cpu + 0.5 * (per_plate + per_seal)
+    cores = os.cpu_count() or 1
     print(f"stream CPU per lane-second {stream_cpu * 1000:.1f} ms; plate {per_plate * 1000:.1f}"
-          f" ms, seal {per_seal * 1000:.1f} ms per truck")
-    print(f"lanes at peak (1 truck / 2 s / lane) on {os.cpu_count()} cores: "
-          f"{(os.cpu_count() or 1) / lane_cost:.1f}")
+          f" ms, seal {per_seal * 1000:.1f} ms; plates per passage {plate_n / n_pass:.2f}, "
+          f"seals per passage {seal_n / n_pass:.3f}")
+    print(f"lanes at peak (1 vehicle / 2 s / lane) on {cores} cores: this mix "
+          f"{cores / mix_cost:.1f}, worst case (every vehicle read and sealed) "
+          f"{cores / worst_cost:.1f}")
 
 
 if __name__ == "__main__":

@@ -86,23 +86,36 @@ def attach_simulator(cfg: StationConfig) -> tuple[Clock, str, Path] | None:
     return PublishedSimClock(path), str(info["wim_url"]), path
 
 
-def start_console(cfg: StationConfig) -> tuple[threading.Thread | None, str]:
-    """Serve the service app with uvicorn in a thread, if the service stage provides it."""
+def service_link(cfg: StationConfig) -> Any:
+    """The service core link, or None where the service stage is not installed."""
+    try:
+        from zhichao.service.station.service_link import ServiceLink
+
+        return ServiceLink(cfg)
+    except ImportError:
+        return None
+
+
+def start_console(cfg: StationConfig, link: Any) -> tuple[threading.Thread | None, str]:
+    """Serve the service console with uvicorn in a thread, on the service database."""
     if cfg.http.console_port == 0:
         return None, "网页控制台已关闭 (http.console_port = 0)"
+    if link is None:
+        return None, "网页控制台不可用：服务端 (zhichao.service) 未安装"
     try:
-        from zhichao.service.app import create_app
+        from zhichao.service.web.console import create_console_app
     except ImportError:
-        return None, ("网页控制台尚不可用：服务端 zhichao.service.app 还未合入 "
-                      "(the service app is not on main yet)")
+        return None, "网页控制台不可用：zhichao.service.web 未安装"
     import uvicorn
 
-    app = create_app()
+    app = create_console_app(link.settings)
     server = uvicorn.Server(uvicorn.Config(app, host=cfg.http.host, port=cfg.http.console_port,
                                            log_level="warning"))
     t = threading.Thread(target=server.run, name="station-console", daemon=True)
     t.start()
-    return t, f"网页控制台 http://{cfg.http.host}:{cfg.http.console_port}"
+    lines = [f"网页控制台 http://{cfg.http.host}:{cfg.http.console_port} ，演示账号："]
+    lines += [f"  {u}  密码 {p}  （{role}）" for u, p, role in link.demo_accounts()]
+    return t, "\n".join(lines)
 
 
 @dataclasses.dataclass
@@ -127,7 +140,8 @@ def start(cfg: StationConfig, *, log_stderr: bool, own_simulator: bool = True) -
         else:
             sim = SimulatorProcess(cfg)
             clock, url, devices_file = sim.clock(), str(sim.info["wim_url"]), sim.devices_file
-    station = Station(cfg, clock=clock, wim_url=url)
+    link = service_link(cfg)
+    station = Station(cfg, clock=clock, wim_url=url, service=link)
     ops = None
     if cfg.http.metrics_port:
         try:
@@ -139,7 +153,7 @@ def start(cfg: StationConfig, *, log_stderr: bool, own_simulator: bool = True) -
                 sim.stop()
             raise StationError(f"http.metrics_port {cfg.http.metrics_port}: cannot listen "
                                f"({exc.strerror})") from exc
-    _, note = start_console(cfg)
+    _, note = start_console(cfg, link)
     return Running(station, ops, sim, devices_file, note)
 
 

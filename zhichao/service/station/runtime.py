@@ -140,8 +140,10 @@ class Pending:
 
 class Station:
     def __init__(self, cfg: StationConfig, *, clock: Clock | None = None,
-                 wim_url: str | None = None, metrics: StationMetrics | None = None) -> None:
+                 wim_url: str | None = None, metrics: StationMetrics | None = None,
+                 service: Any = None) -> None:
         self.cfg = cfg
+        self.service = service  # a ServiceLink, or None when the service core is absent
         self.clock = clock or Clock()
         self.wim_url = wim_url or cfg.wim.url
         self.metrics = metrics or StationMetrics()
@@ -615,6 +617,7 @@ class Station:
                     self._idle_advance()
                 if now - last_gauges > 1.0:
                     last_gauges = now
+                    self._sync_service()
                     self._update_gauges()
                     self._drop_stale_frames()
                 if devices_file is not None and now - last_devices > 1.0:
@@ -626,6 +629,7 @@ class Station:
                     break
             self._advance_pending(final=self._traffic_done())
             self._drain_seals(timeout_s=120.0 if not stop.is_set() else 5.0)
+            self._sync_service(final=True)
         except BaseException as exc:
             self.failure = exc
             LOG.exception("station pipeline failed")
@@ -637,6 +641,20 @@ class Station:
                 sealer.join(timeout=10)
             self._collect_seals()
             self.close()
+
+    def _sync_service(self, final: bool = False) -> None:
+        """Copy committed passages and sealed packages into the service database."""
+        if self.service is None:
+            return
+        for _ in range(1000 if final else 1):
+            try:
+                done = self.service.sync(self.store)
+            except Exception:
+                LOG.exception("service sync failed (retried)")
+                self.metrics.errors.labels("service_sync").inc()
+                return
+            if not final or not any(done.values()):
+                return
 
     def _read_traffic_end(self, path: Path) -> None:
         try:
