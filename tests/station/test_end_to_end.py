@@ -97,10 +97,18 @@ def test_thousand_vehicles_against_truth(tmp_path: Path) -> None:
     # each clearly overloaded truck is a case, or (class undecidable, verdict uncertain)
     # a passage marked for a human: never silently dropped
     assert cased + human >= 0.95 * len(clearly_over)
+    # every sealed package that is not UNUSABLE is a case in the service's review queue
+    station_cases = query(db, "SELECT package_id, eligibility FROM cases WHERE status = "
+                              "'sealed'")
+    queue = dict(query(data / "service.db", "SELECT package_id, state FROM cases"))
+    due = [pid for pid, elig in station_cases if elig != "UNUSABLE"]
+    assert due and all(queue.get(pid) == "technical_review" for pid in due)
+    assert query(data / "service.db", "SELECT COUNT(*) FROM passages")[0][0] == len(rows)
     assert checked >= 50
     assert plates_right >= 0.85 * checked
     assert no_frame <= 0.08 * checked
-    print(f"\nE2E: {len(rows)} passages for {N_VEHICLES} vehicles; {len(over)} truly overloaded,"
+    print(f"\nE2E: {len(due)} cases in the service review queue; {len(rows)} passages for "
+          f"{N_VEHICLES} vehicles; {len(over)} truly overloaded,"
           f" {checked} sealed+verified cases checked, plates right {plates_right}, "
           f"to review {plates_review}, no frame {no_frame}, within allowance "
           f"{within_allowance}, flagged for review {flagged}; legal trucks with a flagged case "
