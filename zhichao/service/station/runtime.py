@@ -151,6 +151,8 @@ class Station:
         data = cfg.data_dir
         data.mkdir(parents=True, exist_ok=True)
         self.store = StationStore(data / "station.db")
+        self.read_store = StationStore(data / "station.db", readonly=True)  # for health()
+        self._closed = False
         self.journal = SampleJournal(data / "journal")
         self.sealer = Sealer(cfg)
         self.frames_dir = data / "frames"
@@ -702,7 +704,10 @@ class Station:
             self.metrics.clock_offset.labels(cid).set(off / 1000.0)
 
     def health(self) -> dict[str, Any]:
-        c = self.store.counts()
+        """The station's state (from any thread; the snapshot once it has stopped)."""
+        if self._closed:
+            return self.health_snapshot
+        c = self.read_store.counts()
         wim = None
         if self.source is not None:
             h = self.source.health_snapshot()
@@ -719,6 +724,7 @@ class Station:
 
     def close(self) -> None:
         self.health_snapshot = self.health()
+        self._closed = True
         if self.source is not None:
             self.source.close()
         if self.plates is not None:
@@ -726,6 +732,7 @@ class Station:
         self.journal.close()
         self.sealer.close()
         self.store.close()
+        self.read_store.close()
 
 
 def _sha256_file(path: Path) -> str:
