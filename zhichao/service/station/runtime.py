@@ -57,7 +57,7 @@ from zhichao.weighing.stream import LaneProcessor
 from zhichao.weighing.vehicle import WeighedVehicle
 
 LOG = logging.getLogger("zhichao.station")
-RESUME_MARGIN_S = 2.0
+RESUME_MARGIN_S = 10.0  # the pulse detector's baseline settles well before the vehicle
 IDLE_ADVANCE_S = 30.0
 WAVEFORM_MARGIN_S = 0.5
 RING_S = 120.0
