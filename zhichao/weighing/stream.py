@@ -313,7 +313,7 @@ class LaneProcessor:
         time_ref = tracks[0].hits[tracks[0].first_row].t
         if kin is None:
             flags.append("unweighable")
-            self._link_reversing(flags, first_sample, tracks[0].first_row != 0)
+            self._link_reversing(flags, first_sample, self._comes_from_downstream(tracks[0]))
             return self._record(time_ref, None, None, n_axles, [], [], [], None, flags, notes,
                                 [], [], first_sample, last_sample, None)
         fs = self.fs
@@ -331,7 +331,7 @@ class LaneProcessor:
             flags.append("irregular_motion")
             if any(tr.first_row != 0 for tr in tracks) and "reversing" not in flags:
                 flags.append("reversing")  # an axle from downstream, and no rigid forward fit
-        self._link_reversing(flags, first_sample, tracks[0].first_row != 0)
+        self._link_reversing(flags, first_sample, self._comes_from_downstream(tracks[0]))
         if any(h.saturated for h in all_hits):
             flags.append("saturation")
         if any(h.overlong for h in all_hits):
@@ -398,6 +398,11 @@ class LaneProcessor:
         # a row crossed backwards and forwards again has two more hits than a row crossed
         # once; a missed or split pulse makes a difference of one
         return max(per_row_counts) - min(per_row_counts) >= 2
+
+    def _comes_from_downstream(self, tr: Track) -> bool:
+        """An axle first seen downstream that one missed pulse cannot explain: a forward axle
+        whose row-1 pulse was missed still crosses every other row, in order."""
+        return tr.first_row != 0 and sorted(tr.hits) != list(range(1, self.n_rows))
 
     def _link_reversing(self, flags: list[str], first_sample: int,
                         starts_downstream: bool) -> None:
