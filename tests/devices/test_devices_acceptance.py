@@ -168,13 +168,6 @@ def test_thousand_vehicles_every_intact_sample_once_every_gap_said(streamed: Str
     assert reasons["device_reboot"] == 8 and reasons["sequence_gap"] >= 50
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "weighing core: LaneProcessor._note_gap keeps axle tracks that were open across the gap; "
-    "one whose downstream hit was lost then takes the next axle's hit and every later "
-    "vehicle is mis-assembled (12-axle records). Closing builder.open in _note_gap fixes it "
-    "(measured: 0 lost, all unaffected vehicles equal). Remove this marker with that fix."))
-
-
 def test_thousand_vehicles_weighed_once_as_clean_or_flagged(
         lane: tuple[np.ndarray, RecordingMeta, list[WeighedVehicle]],
         streamed: Streamed) -> None:

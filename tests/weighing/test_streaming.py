@@ -34,4 +34,13 @@ def test_gap_flags_the_vehicle_and_keeps_it(sim_dir: Path) -> None:
     out += proc.finish()
     near = [v for v in out if v.first_sample <= cut + 500 and v.last_sample >= cut - 5000]
     assert near and all("data_gap" in v.flags for v in near)
-    assert sum("data_gap" in v.flags for v in out) <= 2
+    # the cut vehicle may come out as fragments (its tracks are closed at the gap); every
+    # flagged record lies around the gap, and it touches at most two real vehicles
+    flagged = [v for v in out if "data_gap" in v.flags]
+    fs = rec.meta.sample_rate_hz
+    assert all(v.last_sample >= target.first_sample - 2 * fs
+               and v.first_sample <= target.last_sample + 2 * fs for v in flagged), [
+        (v.first_sample, v.last_sample) for v in flagged]
+    touched = {c.first_sample for c in clean for v in flagged
+               if v.first_sample <= c.last_sample and v.last_sample >= c.first_sample}
+    assert len(touched) <= 2

@@ -167,6 +167,11 @@ class TrackBuilder:
             if not alive:
                 self._close(tr)
 
+    def close_all(self) -> None:
+        """Close every open track: after a gap in the stream no later hit may continue one."""
+        for tr in list(self.open):
+            self._close(tr)
+
     def _close(self, tr: Track) -> None:
         if not tr.closed:
             tr.closed = True

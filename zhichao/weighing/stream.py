@@ -143,8 +143,10 @@ class LaneProcessor:
         start = self.detector.next_index
         size = max(n, 0)
         self._gaps.append((start, start + max(size, 1)))
-        # a pulse in progress across a gap cannot be trusted: drop it
+        # a pulse in progress across a gap cannot be trusted: drop it; and an axle track
+        # open across the gap must not take a later axle's hit (it would merge vehicles)
         self.detector.state.state_i[:, 0] = 0
+        self.builder.close_all()
         self.detector.next_index += size
 
     # ------------------------------------------------------------------ stages
