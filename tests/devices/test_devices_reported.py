@@ -3,6 +3,7 @@ classification, limit and overload code, and its calibration correction."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 
@@ -98,7 +99,8 @@ def test_calibration_correction_speed_and_temperature(
     # without a temperature the temperature correction is not guessed, and it says so
     out = weigh_reported(replace(records[0], pavement_temperature_c=None), site_id="S1",
                          profile=profile)
-    assert any("温度" in n for n in out.notes) and math.isnan(out.pavement_temperature_c)
+    assert any("温度" in n for n in out.notes) and out.pavement_temperature_c is None
+    assert json.loads(out.to_json())["pavement_temperature_c"] is None  # valid JSON, no NaN
     assert abs(out.axle_loads_kg[0] - vehicles[0]["axle_loads_kg"][0]) <= 1.0
     # the station's own thermometer stands in for a controller that reports none
     station = weigh_reported(replace(records[0], pavement_temperature_c=None), site_id="S1",

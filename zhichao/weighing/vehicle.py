@@ -29,6 +29,10 @@ FLAGS_ZH: dict[str, str] = {
     "incomplete": "过车记录不完整（记录开始或结束时车辆仍在传感器上）",
     "stopped_on_sensor": "车辆停在传感器上",
     "unweighable": "数据不足，无法称重",
+    # set by other stages on records they pass through (devices, calibration)
+    "clock_jump": "设备时钟发生跳变，过车时间需人工核对",
+    "calibration_invalid": "称重设备报告标定无效",
+    "calibration_drift": "称重设备存在标定漂移报警，记录需人工复核",
 }
 
 
@@ -63,7 +67,7 @@ class WeighedVehicle:
     flags: list[str]
     row_gross_weights_kg: list[float]
     rows_used: list[int]
-    pavement_temperature_c: float
+    pavement_temperature_c: float | None  # None: unknown (a controller record without it)
     calibration_profile: str | None
     recording: str | None
     first_sample: int
