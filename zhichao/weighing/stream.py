@@ -30,7 +30,7 @@ from zhichao.weighing.axles import (
 from zhichao.weighing.calibration_profile import CalibrationProfile
 from zhichao.weighing.classification import KnownAttributes, axle_groups, classify
 from zhichao.weighing.config import WeighingConfig
-from zhichao.weighing.errors import CalibrationProfileError
+from zhichao.weighing.errors import CalibrationProfileError, WeighingInputError
 from zhichao.weighing.overload import check_overload
 from zhichao.weighing.pulses import PulseDetector, Pulses
 from zhichao.weighing.vehicle import WeighedVehicle
@@ -55,11 +55,15 @@ class LaneProcessor:
     config : weighing configuration.
     profile : calibration profile to apply (identity when ``None``).
     recording : name of the recording the samples come from, copied into each record.
+    start_index : global index of the first sample that will be fed (a stream resumed from a
+        journal position does not start at 0); sample indices in the records count from it.
     """
 
     def __init__(self, meta: RecordingMeta, config: WeighingConfig | None = None,
-                 profile: CalibrationProfile | None = None, recording: str | None = None
-                 ) -> None:
+                 profile: CalibrationProfile | None = None, recording: str | None = None,
+                 *, start_index: int = 0) -> None:
+        if start_index < 0:
+            raise WeighingInputError(f"start_index must be >= 0, got {start_index}")
         self.meta = meta
         self.cfg = config or WeighingConfig()
         self.profile = profile
@@ -89,6 +93,7 @@ class LaneProcessor:
                     c.name, meta.pavement_temperature_c)
         full_scale = [c.full_scale if c.full_scale is not None else math.inf for c in chans]
         self.detector = PulseDetector(sens, self.fs, self.cfg.detection, full_scale)
+        self.detector.next_index = int(start_index)
         self.builder = TrackBuilder(self.row_x_m, self.fs, self.cfg.matching)
         self._pulses: Pulses = Pulses.empty()
         self._hits: list[RowHit] = []

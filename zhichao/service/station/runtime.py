@@ -238,11 +238,9 @@ class Station:
 
     def _new_processor(self, start_index: int) -> LaneProcessor:
         assert self.epoch is not None
-        proc = LaneProcessor(lane_meta(self.cfg, self.epoch), profile=self.profile,
-                             recording=f"station:{self.cfg.station.station_id}")
-        # the stream does not start at 0: the detector counts from the resume position
-        proc.detector.next_index = start_index
-        return proc
+        return LaneProcessor(lane_meta(self.cfg, self.epoch), profile=self.profile,
+                             recording=f"station:{self.cfg.station.station_id}",
+                             start_index=start_index)
 
     def _replay(self) -> None:
         end = self.journal.end_index
