@@ -3,22 +3,24 @@
 Tree::
 
     ZhichaoError
-    └── StationError            root of the station runtime
-        ├── StationConfigError  station.toml is unusable (names the key and the problem)
-        ├── StoreError          the station database is unusable or inconsistent
-        ├── JournalError        the raw sample journal is unusable
-        └── SealingStoppedError      evidence cannot be written safely (disk full, read-only)
+    └── ServiceError            root of the service stage (zhichao.service.errors)
+        └── StationError        root of the station runtime (part of the service stage)
+            ├── StationConfigError   station.toml is unusable (names the key and the problem)
+            ├── StoreError           the station database is unusable or inconsistent
+            ├── JournalError         the raw sample journal is unusable
+            └── SealingStoppedError  evidence cannot be written safely (disk full, read-only)
 
-``StationError`` derives from :class:`zhichao.errors.ZhichaoError` directly until the
-service stage's own root (``zhichao.service.errors.ServiceError``) is on main.
+The station is part of the service stage, so ``StationError`` derives from the stage's root
+:class:`zhichao.service.errors.ServiceError` (its ``message`` is the English text;
+``message_zh`` defaults to the service's generic zh-CN text).
 """
 
 from __future__ import annotations
 
-from zhichao.errors import ZhichaoError
+from zhichao.service.errors import ServiceError
 
 
-class StationError(ZhichaoError):
+class StationError(ServiceError):
     """Root of every exception the station runtime raises on purpose."""
 
 
