@@ -32,7 +32,7 @@ from zhichao.weighing.classification import KnownAttributes, axle_groups, classi
 from zhichao.weighing.config import WeighingConfig
 from zhichao.weighing.errors import CalibrationProfileError, WeighingInputError
 from zhichao.weighing.overload import check_overload
-from zhichao.weighing.pulses import PulseDetector, Pulses
+from zhichao.weighing.pulses import DetectorSnapshot, PulseDetector, Pulses
 from zhichao.weighing.vehicle import WeighedVehicle
 
 G_MS2 = 9.80665
@@ -57,13 +57,23 @@ class LaneProcessor:
     recording : name of the recording the samples come from, copied into each record.
     start_index : global index of the first sample that will be fed (a stream resumed from a
         journal position does not start at 0); sample indices in the records count from it.
+    detector_snapshot : the pulse detector's state at ``start_index``, taken from the
+        processor that weighed the stream before (:meth:`detector_snapshot`). With it, every
+        pulse from ``start_index`` on is bit for bit the uninterrupted stream's; without it the
+        detector's offset and noise averages start afresh and only converge to them (within
+        ≈ e^-t/τ after t seconds).
     """
 
     def __init__(self, meta: RecordingMeta, config: WeighingConfig | None = None,
                  profile: CalibrationProfile | None = None, recording: str | None = None,
-                 *, start_index: int = 0) -> None:
+                 *, start_index: int = 0, detector_snapshot: DetectorSnapshot | None = None
+                 ) -> None:
         if start_index < 0:
             raise WeighingInputError(f"start_index must be >= 0, got {start_index}")
+        if detector_snapshot is not None and detector_snapshot.next_index != start_index:
+            raise WeighingInputError(
+                f"detector snapshot is at sample {detector_snapshot.next_index}, the stream "
+                f"starts at {start_index}")
         self.meta = meta
         self.cfg = config or WeighingConfig()
         self.profile = profile
@@ -94,6 +104,8 @@ class LaneProcessor:
         full_scale = [c.full_scale if c.full_scale is not None else math.inf for c in chans]
         self.detector = PulseDetector(sens, self.fs, self.cfg.detection, full_scale)
         self.detector.next_index = int(start_index)
+        if detector_snapshot is not None:
+            self.detector.restore(detector_snapshot)
         self.builder = TrackBuilder(self.row_x_m, self.fs, self.cfg.matching)
         self._pulses: Pulses = Pulses.empty()
         self._hits: list[RowHit] = []
@@ -135,6 +147,10 @@ class LaneProcessor:
         self._advance(final=False)
         done, self._done = self._done, []
         return done
+
+    def detector_snapshot(self) -> DetectorSnapshot:
+        """The pulse detector's state before the next sample (see ``detector_snapshot=``)."""
+        return self.detector.snapshot()
 
     def finish(self) -> list[WeighedVehicle]:
         """End of stream: weigh everything still pending (flagged ``incomplete`` if cut)."""
