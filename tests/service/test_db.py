@@ -12,11 +12,13 @@ from tests.service.conftest import Sealed, new_case
 from zhichao.service import audit
 from zhichao.service.db import session_factory, transaction
 from zhichao.service.models import AuditEntry, Base
+from zhichao.service.sync.models import SyncBase
 
 
 def test_migrated_schema_equals_models(db: Engine) -> None:
-    with db.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    with db.connect() as conn:  # the service core and (from 0003) the center's sync tables
+        diff = compare_metadata(MigrationContext.configure(conn),
+                                [Base.metadata, SyncBase.metadata])
     assert diff == []
 
 

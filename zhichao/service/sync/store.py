@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -103,14 +103,25 @@ def _check_schema(schema: str | None) -> None:
 
 
 def create_tables(engine: Engine, schema: str | None = None) -> None:
-    """Create the sync tables (and the PostgreSQL ``schema``) if missing."""
+    """Bring the center database to the newest shipped migration (and create the
+    PostgreSQL ``schema`` if missing).
+
+    The sync tables come from the service's Alembic chain (revision 0003), so the same
+    database (and ``schema``) also holds the service core's tables that the accept hook
+    writes cases into. Sync tables made by ``create_all`` before the migration existed are
+    adopted as they are (see the migration).
+    """
+    from zhichao.service.db import make_engine as service_engine
+    from zhichao.service.db import upgrade
+
     _check_schema(schema)
-    if schema is not None:
-        engine = engine.execution_options(schema_translate_map={None: schema})
-    with engine.begin() as conn:
-        if schema is not None:
-            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-        SyncBase.metadata.create_all(conn)
+    if engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:"):
+        raise SyncError("the center needs a database file or server, not in-memory SQLite")
+    migrating = service_engine(engine.url.render_as_string(hide_password=False), schema=schema)
+    try:
+        upgrade(migrating)
+    finally:
+        migrating.dispose()
 
 
 def register_station(engine: Engine, station_id: str, public_key_pem: bytes, *,
