@@ -41,6 +41,8 @@ def _check(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from zhichao.service.station.store import StationStore
+    from zhichao.service.station.upload import upload_status
+    from zhichao.service.station.view import upload_line
 
     try:
         cfg = load_config(args.config)
@@ -71,6 +73,7 @@ def _status(args: argparse.Namespace) -> int:
         except (OSError, ValueError):
             live = None
     out["running"] = live
+    out["upload"] = upload_status(cfg, data)
     if args.json:
         print(json.dumps(out, ensure_ascii=False, indent=1))
         return 0
@@ -79,7 +82,8 @@ def _status(args: argparse.Namespace) -> int:
     print("运行状态：" + ("运行中" if live else "未运行（或健康检查端口不可达）"))
     print(f"通行 {c['passages']}，超限 {c['overloaded']}，无图像 {c['no_frame']}，"
           f"案件 {c['cases']}（已封存 {c['sealed']}，待封存 {c['pending_seal']}），"
-          f"待上传 {c['outbox_pending']}，数据缺口 {c['gaps']}")
+          f"待上传 {out['upload']['pending']}，数据缺口 {c['gaps']}")
+    print(upload_line(out["upload"]))
     for a in out["alarms"]:
         print(f"告警 {a['time_utc']} {a['code']}：{a['message_zh']}（{a['detail']}）")
     if not out["alarms"]:

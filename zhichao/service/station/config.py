@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from zhichao.evidence.errors import KeyFileError
+from zhichao.evidence.signing import load_public_key
 from zhichao.service.station.errors import StationConfigError
 
 EXAMPLE_CONFIG = Path(__file__).with_name("station.example.toml")
@@ -31,6 +33,9 @@ class StationSection:
     key_file: str = ""  # default: <data_dir>/station-key.pem, created on first start
     key_name: str = ""  # default: zhichao-station-<station_id>
     center_url: str = ""  # empty: no center; the outbox only grows
+    center_key_file: str = ""  # the center's Ed25519 public key (PEM): checks its receipts
+    upload_max_delay_s: float = 60.0  # longest back-off while the center is down (a guess)
+    upload_timeout_s: float = 30.0  # one HTTP request to the center
     log_json: bool = True
 
 
@@ -293,6 +298,24 @@ def validate(cfg: StationConfig) -> None:
          "only letters, digits, '-' and '_' (it names package folders)")
     need(s.center_url == "" or s.center_url.startswith(("http://", "https://")),
          "station.center_url", "must be empty or an http(s):// URL")
+    if s.center_url:
+        need(bool(s.center_key_file), "station.center_key_file",
+             "is required with station.center_url (the center's public key, PEM, to check "
+             "its receipts)")
+    else:
+        need(not s.center_key_file, "station.center_key_file",
+             "is only used with station.center_url")
+    if s.center_key_file:
+        key_path = cfg.path(s.center_key_file)
+        need(key_path.is_file(), "station.center_key_file", f"{key_path} does not exist")
+        try:
+            load_public_key(key_path)
+        except (KeyFileError, OSError) as exc:
+            raise _fail("station.center_key_file",
+                        f"{key_path} is not an Ed25519 public key in PEM ({exc})") from None
+    need(0.5 <= s.upload_max_delay_s <= 3600, "station.upload_max_delay_s",
+         "must be within 0.5 … 3600 s")
+    need(0 < s.upload_timeout_s <= 600, "station.upload_timeout_s", "must be in (0, 600] s")
     need(bool(cfg.site.site_id), "site.site_id", "must not be empty")
     need(bool(cfg.site.jurisdiction), "site.jurisdiction", "must not be empty (e.g. CN, CN-ZJ)")
     if cfg.site.published_utc:

@@ -52,6 +52,7 @@ from zhichao.service.station.plates import PlateJob, PlateWorkers
 from zhichao.service.station.sealing import CaseMaterial, Sealer
 from zhichao.service.station.simlane import write_atomic
 from zhichao.service.station.store import PassageRow, StationStore, utc_text
+from zhichao.service.station.upload import CenterLink
 from zhichao.weighing.calibration_profile import CalibrationProfile
 from zhichao.weighing.stream import LaneProcessor
 from zhichao.weighing.vehicle import WeighedVehicle
@@ -61,6 +62,7 @@ RESUME_MARGIN_S = 10.0  # the pulse detector's baseline settles well before the 
 IDLE_ADVANCE_S = 30.0
 WAVEFORM_MARGIN_S = 0.5
 RING_S = 120.0
+UPLOAD_DRAIN_S = 20.0
 
 
 def lane_meta(cfg: StationConfig, start_utc: datetime) -> RecordingMeta:
@@ -155,6 +157,9 @@ class Station:
         self._closed = False
         self.journal = SampleJournal(data / "journal")
         self.sealer = Sealer(cfg)
+        self.center: CenterLink | None = (
+            CenterLink(cfg, self.sealer.key, self.sealer.log.directory)
+            if cfg.station.center_url else None)
         self.frames_dir = data / "frames"
         self.waveforms_dir = data / "waveforms"
         self.waveforms_dir.mkdir(parents=True, exist_ok=True)
@@ -595,6 +600,8 @@ class Station:
         seal_stop = threading.Event()
         sealer = threading.Thread(target=self._sealer_loop, args=(seal_stop,),
                                   name="station-sealer", daemon=True)
+        upload_stop = threading.Event()
+        uploader: threading.Thread | None = None
         last_scan = 0.0
         last_devices = 0.0
         last_gauges = 0.0
@@ -603,6 +610,10 @@ class Station:
             self._replay()
             self._advance_pending()
             sealer.start()
+            if self.center is not None:  # never waited on by the pipeline
+                uploader = threading.Thread(target=self.center.run, args=(upload_stop,),
+                                            name="station-uploader", daemon=True)
+                uploader.start()
             self.source = StreamSampleSource.from_url(self.wim_url)
             while not stop.is_set():
                 block = self.source.read_block(self.cfg.wim.read_timeout_s)
@@ -630,15 +641,20 @@ class Station:
             self._advance_pending(final=self._traffic_done())
             self._drain_seals(timeout_s=120.0 if not stop.is_set() else 5.0)
             self._sync_service(final=True)
+            if self.center is not None and not stop.is_set():
+                self._drain_uploads(UPLOAD_DRAIN_S)
         except BaseException as exc:
             self.failure = exc
             LOG.exception("station pipeline failed")
             raise
         finally:
             seal_stop.set()
+            upload_stop.set()
             self.seal_queue.put(None)
             if sealer.is_alive():
                 sealer.join(timeout=10)
+            if uploader is not None and uploader.is_alive():
+                uploader.join(timeout=10)
             self._collect_seals()
             self.close()
 
@@ -671,6 +687,13 @@ class Station:
         return (end is not None and self.stream_index > end + 20 * self.fs
                 and not self.pending and self.proc is not None)
 
+    def _drain_uploads(self, timeout_s: float) -> None:
+        """At the end of a bounded run, give the uploader a moment to empty the outbox
+        (what is left stays queued for the next start)."""
+        assert self.center is not None
+        if not self.center.wait_drained(timeout_s):
+            LOG.warning("upload backlog left at exit", extra={"fields": self.center.status()})
+
     def _drain_seals(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -693,7 +716,8 @@ class Station:
 
     def _update_gauges(self) -> None:
         c = self.store.counts()
-        self.metrics.outbox_depth.set(c["outbox_pending"])
+        self.metrics.outbox_depth.set(self.center.pending() if self.center is not None
+                                      else c["outbox_pending"])
         self.metrics.pending_seal.set(c["pending_seal"])
         if self.source is not None:
             h = self.source.health_snapshot()
@@ -718,6 +742,9 @@ class Station:
                 "counts": c, "run_passages": self.run_passages, "wim": wim,
                 "clock_offsets_ms": self.linker.offsets_ms(),
                 "sealing_stopped": self.sealing_stopped, "recovery": self.recovery,
+                "upload": (self.center.status() if self.center is not None else
+                           {"center_url": None, "pending": c["outbox_pending"],
+                            "last_upload_utc": None}),
                 "pending": len(self.pending)}
 
     def close(self) -> None:

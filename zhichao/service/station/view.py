@@ -18,6 +18,23 @@ def _kg(x: Any) -> str:
     return "—" if x is None else f"{x:,.0f}"
 
 
+def upload_pending(health: dict[str, Any]) -> int:
+    up = health.get("upload") or {}
+    return int(up.get("pending", health["counts"]["outbox_pending"]))
+
+
+def upload_line(up: dict[str, Any]) -> str:
+    """The upload state in zh-CN (center, backlog, last receipt)."""
+    if not up.get("center_url"):
+        return f"未配置执法中心 (station.center_url)，待上传 {up.get('pending', 0)} 条只在本地积累"
+    last = up.get("last_upload_utc") or "尚无"
+    line = (f"上传至 {up['center_url']}：待上传 {up.get('pending', 0)} 条，"
+            f"最近成功上传 {last}")
+    if up.get("last_error"):
+        line += f"；最近错误 {str(up['last_error'])[:120]}"
+    return line
+
+
 def render(health: dict[str, Any], recent: list[dict[str, Any]], started_s: float) -> Group:
     c = health["counts"]
     elapsed = max(time.time() - started_s, 1e-9)
@@ -27,7 +44,7 @@ def render(health: dict[str, Any], recent: list[dict[str, Any]], started_s: floa
         f"数据时间 {health.get('stream_time_utc') or '—'}",
         f"通行 {c['passages']}", Text(f"超限 {c['overloaded']}", style="bold red"),
         f"已封存 {c['sealed']}", f"待封存 {c['pending_seal']}",
-        f"待上传 {c['outbox_pending']}",
+        f"待上传 {upload_pending(health)}",
         f"吞吐 {health['run_passages'] / elapsed * 60:.1f} 辆/分")
     wim = health.get("wim") or {}
     dev = Table.grid(padding=(0, 2))
@@ -36,6 +53,7 @@ def render(health: dict[str, Any], recent: list[dict[str, Any]], started_s: floa
         Text("称重设备 " + ("在线" if wim.get("connected") else "离线"),
              style="green" if wim.get("connected") else "red"),
         f"设备错误 {wim.get('errors', 0)}", f"时钟偏差 {offs}")
+    dev.add_row(upload_line(health.get("upload") or {}))
     if health.get("sealing_stopped"):
         dev.add_row(Text("证据封存已停止：" + str(health["sealing_stopped"]), style="bold red"))
     t = Table(title="最近通行车辆", expand=True)

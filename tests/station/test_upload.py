@@ -1,0 +1,220 @@
+"""A real station process uploading to a real center process on loopback.
+
+The center is down when the station starts (the outbox only grows, weighing goes on), the
+station is SIGKILLed under traffic and restarted, then the center comes up. At the end
+every passage and every sealed package of the station is at the center exactly once
+(counted through the center's API, and matched item by item by content hash), nothing is
+refused or quarantined, and every sync-outbox item holds the center's receipt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+
+from tests.service.sync_helpers import CenterProcess, database, free_port, wait_for
+from tests.station.conftest import query
+from zhichao.evidence.canonical import canonicalize
+from zhichao.evidence.signing import generate_key, private_pem, public_pem
+from zhichao.service.station.config import load_config
+from zhichao.service.station.launcher import SimulatorProcess
+from zhichao.service.sync.store import create_tables, register_station
+from zhichao.service.sync.wire import check_receipt, sha256_hex
+
+N_VEHICLES = 60
+STATION_ID = "UPLOAD-TEST-01"
+
+
+def _sync_outbox(data: Path) -> dict[str, int]:
+    path = data / "sync-outbox.sqlite"
+    if not path.exists():
+        return {}
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        return {str(s): int(n) for s, n in con.execute(
+            "SELECT state, COUNT(*) FROM outbox GROUP BY state")}
+    except sqlite3.Error:
+        return {}
+    finally:
+        con.close()
+
+
+def _passages(data: Path) -> int:
+    db = data / "station.db"
+    if not db.exists():
+        return 0
+    try:
+        return int(query(db, "SELECT COUNT(*) FROM passages")[0][0])
+    except sqlite3.Error:
+        return 0
+
+
+def _get(url: str) -> tuple[int, Any]:
+    r = httpx.get(url, timeout=5)
+    return r.status_code, (r.json() if "json" in r.headers.get("content-type", "") else r.text)
+
+
+def test_station_uploads_every_item_once_through_outage_and_kill(tmp_path: Path) -> None:
+    dbs = database("sqlite", tmp_path)
+    db = next(dbs)
+    center_key = generate_key()
+    center = CenterProcess(db, tmp_path / "center-store", center_key, tmp_path)
+    station_key = generate_key()
+    key_file = tmp_path / "station-key.pem"
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, private_pem(station_key))
+    os.close(fd)
+    create_tables(db.engine, None)
+    register_station(db.engine, STATION_ID, public_pem(station_key.public_key()))
+    data = tmp_path / "station"
+    metrics_port = free_port()
+    cfg_path = tmp_path / "station.toml"
+    cfg_path.write_text(f"""
+[station]
+station_id = "{STATION_ID}"
+data_dir = "{data}"
+key_file = "{key_file}"
+center_url = "{center.url}"
+center_key_file = "{center.pub_path}"
+upload_max_delay_s = 1.0
+upload_timeout_s = 10.0
+[evidence]
+render_documents = false
+[vision]
+read = "none"
+[http]
+metrics_port = {metrics_port}
+console_port = 0
+[simulation]
+speed = 8.0
+speed_kmh = [30.0, 90.0]
+seed = 21
+max_vehicles = {N_VEHICLES}
+trucks_only = true
+start_utc = "2026-03-02T08:00:00Z"
+""", encoding="utf-8")
+    cfg = load_config(cfg_path)
+    sim = SimulatorProcess(cfg)
+    cmd = [sys.executable, "-m", "zhichao", "run", "--config", str(cfg_path), "--attach",
+           "--no-view"]
+    try:
+        # 1. The center is down: the station weighs, seals and queues.
+        with open(tmp_path / "run1.log", "w") as log:
+            p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+            wait_for(lambda: _passages(data) >= 8 and _sync_outbox(data).get("pending", 0) >= 8,
+                     timeout_s=40, what="passages queued while the center is down")
+            code, health = _get(f"http://127.0.0.1:{metrics_port}/health")
+            _, metrics = _get(f"http://127.0.0.1:{metrics_port}/metrics")
+            assert health["upload"]["pending"] >= 8 and health["upload"]["last_upload_utc"] is None
+            depth = [float(line.split()[-1]) for line in metrics.splitlines()
+                     if line.startswith("zhichao_outbox_depth ")]
+            assert depth and depth[0] >= 1  # the gauge is refreshed every second
+            assert _sync_outbox(data).get("done", 0) == 0
+            # 2. SIGKILL under traffic, restart.
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait()
+        with open(tmp_path / "run2.log", "w") as log:
+            p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+            time.sleep(2.0)
+            # 3. The center comes up; the station drains its outbox.
+            center.start()
+            rc = p.wait(timeout=120)
+        assert rc == 0, (tmp_path / "run2.log").read_text()[-3000:]
+        status = subprocess.run([sys.executable, "-m", "zhichao", "status", "--config",
+                                 str(cfg_path), "--json"], capture_output=True, text=True,
+                                timeout=60)
+        assert status.returncode == 0, status.stderr
+        up = json.loads(status.stdout)["upload"]
+        # 4. Both ends counted.
+        db_path = data / "station.db"
+        rows = query(db_path, "SELECT record FROM passages")
+        sealed = query(db_path, "SELECT manifest_sha256 FROM cases WHERE status = 'sealed'")
+        pending_cases = query(db_path, "SELECT COUNT(*) FROM cases WHERE status != 'sealed'")
+        assert pending_cases[0][0] == 0
+        code, view = _get(f"{center.url}/sync/v1/stations/{STATION_ID}")
+        assert code == 200
+        print(f"\nUPLOAD: {len(rows)} passages, {len(sealed)} packages at the station; "
+              f"center: {view['passages']} passages, {view['packages']} packages, "
+              f"log size {view['accepted_size']}; status {up}")
+        assert len(sealed) >= 1 and len(rows) >= N_VEHICLES * 0.8
+        assert view["passages"] == len(rows) and view["packages"] == len(sealed)
+        assert center.health()["quarantined"] == 0
+        with db.engine.connect() as conn:
+            got_pass = {r[0] for r in conn.execute(text("SELECT record_sha256 FROM sync_passage"))}
+            got_pkg = {r[0] for r in conn.execute(text("SELECT manifest_sha256 FROM sync_package"))}
+        assert got_pass == {sha256_hex(canonicalize(json.loads(r[0]))) for r in rows}
+        assert got_pkg == {r[0] for r in sealed}
+        states = _sync_outbox(data)
+        assert states == {"done": len(rows) + len(sealed)}
+        assert up["pending"] == 0 and up["unforwarded"] == 0 and up["last_upload_utc"]
+        con = sqlite3.connect(data / "sync-outbox.sqlite")
+        for sha, rb64, rsig in con.execute(
+                "SELECT item_sha256, receipt_b64, receipt_sig FROM outbox"):
+            check_receipt(rb64, rsig, center_key.public_key(), item_sha256=sha,
+                          station_id=STATION_ID)
+        con.close()
+    finally:
+        sim.stop()
+        center.kill()
+        dbs.close()
+
+
+def test_forwarding_twice_after_a_kill_between_commits_duplicates_nothing(tmp_path: Path
+                                                                         ) -> None:
+    """The forwarder commits the sync outbox first, then marks the station rows; a kill in
+    between (simulated by clearing the marks) forwards them again and adds nothing."""
+    from tests.evidence.conftest import vehicle_dict
+    from tests.service.sync_helpers import StationKit
+    from zhichao.service.station.store import PassageRow, StationStore
+    from zhichao.service.station.upload import CenterLink, upload_status
+    from zhichao.service.sync.outbox import Outbox
+
+    kit = StationKit(tmp_path / "kit", station_id=STATION_ID)
+    folder = kit.seal(1)[0]
+    center_pub = tmp_path / "center.pub"
+    center_pub.write_bytes(public_pem(generate_key().public_key()))
+    cfg_path = tmp_path / "station.toml"
+    cfg_path.write_text(f'[station]\nstation_id = "{STATION_ID}"\ndata_dir = "data"\n'
+                        f'center_url = "http://127.0.0.1:9"\ncenter_key_file = "{center_pub}"\n',
+                        encoding="utf-8")
+    cfg = load_config(cfg_path)
+    store = StationStore(cfg.data_dir / "station.db")
+    with store.transaction() as con:
+        for i in range(3):
+            rec = vehicle_dict(first_sample=1000 * (i + 1))
+            store.insert_passage(con, PassageRow(
+                f"k{i}", "S", "1", rec["time_utc"], 1000 * (i + 1), 1000 * (i + 1) + 10, 6,
+                40000.0, None, None, "within_limit", False, [], rec, "no_frame", [], None,
+                None, None, None, []))
+            store.enqueue(con, "passage", f"k{i}", {"passage_key": f"k{i}", "record": rec})
+        store.insert_case(con, "k0")
+        con.execute("UPDATE cases SET status = 'sealed', package_dir = ? WHERE passage_key = "
+                    "'k0'", (str(folder),))
+        store.enqueue(con, "package", "k0", {})
+        store.enqueue(con, "package", "k-missing", {})  # a case without a package folder
+    link = CenterLink(cfg, kit.key, kit.log_dir)
+    outbox = Outbox(cfg.data_dir / "sync-outbox.sqlite")
+    assert link.forward(store, outbox) == 4
+    assert link.forward_errors == 1 and "k-missing" in str(link.last_error)
+    assert outbox.depth() == 4
+    with store.transaction() as con:  # the kill: the marks never committed
+        con.execute("UPDATE outbox SET sent_utc = NULL")
+    assert link.forward(store, outbox) == 4
+    assert outbox.depth() == 4  # idempotent by content hash
+    kinds = sorted(i["kind"] for i in outbox.items())
+    assert kinds == ["package", "passage", "passage", "passage"]
+    st = upload_status(cfg, cfg.data_dir)
+    assert st["unforwarded"] == 1 and st["sync_pending"] == 4 and st["pending"] == 5
+    assert st["last_upload_utc"] is None
+    outbox.close()
+    store.close()
