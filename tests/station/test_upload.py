@@ -166,7 +166,8 @@ start_utc = "2026-03-02T08:00:00Z"
     finally:
         sim.stop()
         center.kill()
-        dbs.close()
+        for _ in dbs:  # runs the generator on: drops the database
+            pass
 
 
 def test_forwarding_twice_after_a_kill_between_commits_duplicates_nothing(tmp_path: Path
