@@ -31,11 +31,11 @@ from dataclasses import dataclass
 
 from zhichao.devices.recording import format_utc
 from zhichao.devices.records import WimRecord
+from zhichao.weighing.assemble import Measured, assemble_vehicle
 from zhichao.weighing.calibration_profile import CalibrationProfile
-from zhichao.weighing.classification import KnownAttributes, axle_groups, classify
+from zhichao.weighing.classification import KnownAttributes
 from zhichao.weighing.config import WeighingConfig
 from zhichao.weighing.errors import CalibrationProfileError
-from zhichao.weighing.overload import check_overload
 from zhichao.weighing.vehicle import WeighedVehicle
 
 #: the calibration-profile channel whose temperature coefficient applies to reported loads
@@ -171,24 +171,7 @@ def weigh_reported(record: WimRecord, *, site_id: str, lane_id: str | None = Non
             flags.append("possible_merged_vehicles")
             break
 
-    groups = axle_groups(spacings, cfg.overload.group_spacing_m) if spacings else (
-        [[1]] if n_axles else [])
-    cls = classify(spacings, cfg.classes, known or KnownAttributes()) if n_axles >= 2 else None
-    if cls is not None:
-        flags.extend(cls.flags)
-        notes.extend(cls.notes)
-    limit = cls.limit_kg if cls else None
-    if gross is not None:
-        res = check_overload(gross, limit, row_gross, cfg.overload,
-                             cls.candidates_kg if cls else ())
-        verdict, overloaded = res.verdict, res.overloaded
-        if res.exceeds_all_candidates:
-            notes.append("按所有候选限值均超限，需人工核定车型后认定")
-    else:
-        res = None
-        verdict, overloaded = "undecidable", False
-    flags = list(dict.fromkeys(flags))
-    return WeighedVehicle(
+    return assemble_vehicle(Measured(
         time_utc=format_utc(record.device_time_utc),
         site_id=site_id,
         lane_id=lane,
@@ -198,31 +181,15 @@ def weigh_reported(record: WimRecord, *, site_id: str, lane_id: str | None = Non
         axle_count=n_axles,
         axle_loads_kg=[round(a) for a in axle_loads],
         wheel_loads_kg=[[round(w) for w in pair] for pair in wheel_loads],
-        axle_spacings_m=[round(s, 3) for s in spacings],
-        axle_groups=groups,
-        gross_weight_kg=None if gross is None else round(gross),
-        vehicle_class=cls.vehicle_class if cls else None,
-        vehicle_class_zh=cls.name_zh if cls else None,
-        limit_kg=limit,
-        limit_basis=cls.basis if cls else "",
-        limit_candidates_kg=list(cls.candidates_kg) if cls else [],
-        allowance_kg=res.allowance_kg if res else None,
-        allowance_basis=cfg.overload.allowance_basis,
-        excess_kg=res.excess_kg if res else None,
-        excess_after_allowance_kg=res.excess_after_allowance_kg if res else None,
-        uncertainty_kg=None if res is None or res.uncertainty_kg is None else round(
-            res.uncertainty_kg, 1),
-        coverage_factor=None if res is None or res.coverage_factor is None else round(
-            res.coverage_factor, 3),
-        verdict=verdict,
-        overloaded=overloaded,
-        flags=flags,
-        row_gross_weights_kg=[round(g) for g in row_gross],
+        axle_spacings_m=spacings,
+        gross_weight_kg=gross,
+        row_gross_weights_kg=row_gross,
         rows_used=list(range(1, len(row_gross) + 1)),
+        flags=flags,
+        notes=notes,
         pavement_temperature_c=temp,
         calibration_profile=profile.profile_id if profile else None,
         recording=recording if recording is not None else (record.source or None),
         first_sample=-1,
         last_sample=-1,
-        notes=notes,
-    )
+    ), cfg, known)

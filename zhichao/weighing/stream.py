@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from zhichao.devices.recording import Recording, RecordingMeta, format_utc
+from zhichao.weighing.assemble import Measured, assemble_vehicle
 from zhichao.weighing.axles import (
     Kinematics,
     RowHit,
@@ -28,10 +29,8 @@ from zhichao.weighing.axles import (
     row_hits_from_pulses,
 )
 from zhichao.weighing.calibration_profile import CalibrationProfile
-from zhichao.weighing.classification import KnownAttributes, axle_groups, classify
 from zhichao.weighing.config import WeighingConfig
 from zhichao.weighing.errors import CalibrationProfileError, WeighingInputError
-from zhichao.weighing.overload import check_overload
 from zhichao.weighing.pulses import DetectorSnapshot, PulseDetector, Pulses
 from zhichao.weighing.vehicle import WeighedVehicle
 
@@ -515,28 +514,7 @@ class LaneProcessor:
                 notes: list[str], row_gross: list[float], rows_used: list[int],
                 first_sample: int, last_sample: int, kin: Kinematics | None
                 ) -> WeighedVehicle:
-        cfg = self.cfg
-        groups = axle_groups(spacings, cfg.overload.group_spacing_m) if spacings else [
-            [1]] if n_axles else []
-        cls = classify(spacings, cfg.classes, KnownAttributes()) if n_axles >= 2 else None
-        if cls is not None:
-            for f in cls.flags:
-                flags.append(f)
-            notes.extend(cls.notes)
-        limit = cls.limit_kg if cls else None
-        if gross is not None:
-            res = check_overload(gross, limit, row_gross, cfg.overload,
-                                 cls.candidates_kg if cls else ())
-            verdict, overloaded = res.verdict, res.overloaded
-            if res.exceeds_all_candidates:
-                notes.append("按所有候选限值均超限，需人工核定车型后认定")
-        else:
-            res = None
-            verdict, overloaded = "undecidable", False
-        if verdict == "overloaded" and _blocks_verdict(flags):
-            pass  # the verdict stands as measured; the flags send it to manual review
-        flags = list(dict.fromkeys(flags))
-        return WeighedVehicle(
+        return assemble_vehicle(Measured(
             time_utc=format_utc(self.meta.time_of_sample(t_row1)),
             site_id=self.meta.site_id,
             lane_id=self.meta.lane_id,
@@ -545,34 +523,18 @@ class LaneProcessor:
             axle_count=n_axles,
             axle_loads_kg=[_r(a, 0) for a in axle_loads],
             wheel_loads_kg=[[_r(w, 0) for w in pair] for pair in wheel_loads],
-            axle_spacings_m=[round(s, 3) for s in spacings],
-            axle_groups=groups,
-            gross_weight_kg=None if gross is None else round(gross),
-            vehicle_class=cls.vehicle_class if cls else None,
-            vehicle_class_zh=cls.name_zh if cls else None,
-            limit_kg=limit,
-            limit_basis=cls.basis if cls else "",
-            limit_candidates_kg=list(cls.candidates_kg) if cls else [],
-            allowance_kg=res.allowance_kg if res else None,
-            allowance_basis=cfg.overload.allowance_basis,
-            excess_kg=res.excess_kg if res else None,
-            excess_after_allowance_kg=res.excess_after_allowance_kg if res else None,
-            uncertainty_kg=None if res is None or res.uncertainty_kg is None else round(
-                res.uncertainty_kg, 1),
-            coverage_factor=None if res is None or res.coverage_factor is None else round(
-                res.coverage_factor, 3),
-            verdict=verdict,
-            overloaded=overloaded,
-            flags=flags,
-            row_gross_weights_kg=[round(g) for g in row_gross],
+            axle_spacings_m=spacings,
+            gross_weight_kg=gross,
+            row_gross_weights_kg=row_gross,
             rows_used=[r + 1 for r in rows_used],
+            flags=flags,
+            notes=notes,
             pavement_temperature_c=self.meta.pavement_temperature_c,
             calibration_profile=self.profile.profile_id if self.profile else None,
             recording=self.recording,
             first_sample=int(first_sample),
             last_sample=int(last_sample),
-            notes=notes,
-        )
+        ), self.cfg)
 
 
 def _select(p: Pulses, mask: npt.NDArray[np.bool_]) -> Pulses:
@@ -592,10 +554,6 @@ ABNORMAL_FLAGS: frozenset[str] = frozenset({
     "saturation", "missing_channel", "axle_count_mismatch", "data_gap", "incomplete",
     "stopped_on_sensor", "unweighable",
 })
-
-
-def _blocks_verdict(flags: list[str]) -> bool:
-    return any(f in ABNORMAL_FLAGS for f in flags)
 
 
 def weigh_recording(recording: Recording, config: WeighingConfig | None = None,
