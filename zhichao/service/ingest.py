@@ -13,6 +13,8 @@ say UNUSABLE; otherwise only the passage is kept (with its eligibility status).
 from __future__ import annotations
 
 import hashlib
+import json
+import zipfile
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -191,18 +193,62 @@ def update_device_health(session: Session, device_id: str, *, health: str,
     return device
 
 
-def register_ingested_package(session: Session, manifest: dict[str, Any],
-                              package_path: Path | str, *, manifest_sha256: str,
+def read_package_manifest(package_path: Path | str, *, expected_sha256: str | None = None
+                          ) -> tuple[dict[str, Any], str]:
+    """The parsed ``manifest.json`` of a package folder or ``.zip`` and the SHA-256 of its
+    bytes. In a zip the manifest is at the top, or in the package's one top folder.
+
+    Raises
+    ------
+    IngestError
+        If the package or its manifest cannot be read, or its hash is not ``expected_sha256``.
+    """
+    path = Path(package_path)
+    try:
+        if path.is_dir():
+            raw = (path / "manifest.json").read_bytes()
+        else:
+            with zipfile.ZipFile(path) as archive:
+                names = [n for n in archive.namelist()
+                         if n == "manifest.json" or (n.endswith("/manifest.json")
+                                                     and n.count("/") == 1)]
+                if not names:
+                    raise KeyError("no manifest.json in the zip")
+                raw = archive.read(min(names, key=len))
+        manifest = json.loads(raw)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise IngestError(f"package at {path}: manifest unreadable ({exc})",
+                          "证据包清单无法读取") from exc
+    if not isinstance(manifest, dict):
+        raise IngestError(f"package at {path}: manifest.json is not a JSON object",
+                          "证据包清单格式错误")
+    digest = hashlib.sha256(raw).hexdigest()
+    if expected_sha256 is not None and digest != expected_sha256:
+        raise IngestError(f"package at {path}: manifest SHA-256 {digest}, expected "
+                          f"{expected_sha256}", "证据包清单哈希与登记不符")
+    return manifest, digest
+
+
+def register_ingested_package(session: Session, manifest: dict[str, Any] | None,
+                              package_path: Path | str, *, manifest_sha256: str | None = None,
                               now: datetime | None = None) -> Case | Passage:
     """Register a verified package: always its passage, and a case when one is due.
 
     ``manifest`` is the parsed ``manifest.json`` (``zhichao.evidence/1``) and
     ``manifest_sha256`` the SHA-256 of its bytes; ``package_path`` where the center keeps
-    the package (directory or ``.zip``). The caller verifies the package first. Returns
-    the :class:`Case` (state ``technical_review``) or, when no case is due, the
+    the package (directory or ``.zip``, e.g. the sync's stored zip). With ``manifest=None``
+    the manifest is read from ``package_path`` and its hash computed (and checked against
+    ``manifest_sha256`` when given). The caller verifies the package first. Returns the
+    :class:`Case` (state ``technical_review``) or, when no case is due, the
     :class:`Passage`. Runs inside the caller's transaction.
     """
     now = now or utc_now()
+    if manifest is None:
+        manifest, manifest_sha256 = read_package_manifest(package_path,
+                                                          expected_sha256=manifest_sha256)
+    elif manifest_sha256 is None:
+        raise InvalidInputError("manifest_sha256: required when the manifest is given",
+                                "缺少清单哈希")
     if not isinstance(manifest, dict) or manifest.get("format") != "zhichao.evidence/1":
         raise IngestError("manifest: expected format zhichao.evidence/1")
     package_id = manifest.get("package_id")

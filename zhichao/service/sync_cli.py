@@ -2,6 +2,7 @@
 outbox.
 
     zhichao center serve --db URL --store DIR --key center.key [--host H --port P]
+                         [--no-service-hook | --service-db URL [--service-schema S]]
     zhichao center add-station --db URL --station S001 --key S001.pub
     zhichao sync enqueue --outbox OUTBOX.sqlite [PACKAGE_DIR…] [--scan PACKAGES_DIR]
                          [--passages FILE.jsonl --station S001 --key station.key]
@@ -35,6 +36,16 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8700)
     serve.add_argument("--max-package-mb", type=float, default=64.0)
+    serve.add_argument("--no-service-hook", action="store_true",
+                       help="only store and receipt what stations send; by default every "
+                            "accepted package and passage is also registered in the service "
+                            "database (cases in technical review), the one given by --db and "
+                            "--schema unless --service-db is set")
+    serve.add_argument("--service-db", help="service database URL for the hook (default: "
+                                            "--db); migrated at start")
+    serve.add_argument("--service-schema", help="PostgreSQL schema of --service-db "
+                                                "(default: --schema when --service-db is "
+                                                "not set)")
     serve.set_defaults(handler=_center_serve)
     add = csub.add_parser("add-station", help="trust a station's public key")
     _db_args(add)
@@ -78,7 +89,8 @@ def _db_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", required=True,
                         help="SQLAlchemy URL: sqlite:///center.sqlite or "
                              "postgresql+psycopg://user@host:5432/db")
-    parser.add_argument("--schema", help="PostgreSQL schema for the sync tables")
+    parser.add_argument("--schema", help="PostgreSQL schema for the center's tables (the sync "
+                                         "tables and the service tables the hook fills)")
 
 
 def _error(exc: BaseException) -> int:
@@ -88,6 +100,7 @@ def _error(exc: BaseException) -> int:
 
 def _center_serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from sqlalchemy.exc import SQLAlchemyError
 
     from zhichao.evidence.signing import load_private_key
     from zhichao.service.sync.center import create_center_app
@@ -95,12 +108,31 @@ def _center_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         key = load_private_key(Path(args.key))
+        hook = None if args.no_service_hook else _service_hook(args)
         app = create_center_app(args.db, Path(args.store), key, schema=args.schema,
-                                max_package_bytes=int(args.max_package_mb * 1024 * 1024))
-    except (ZhichaoError, OSError) as exc:
+                                max_package_bytes=int(args.max_package_mb * 1024 * 1024),
+                                hook=hook)
+    except (ZhichaoError, OSError, SQLAlchemyError) as exc:
         return _error(exc)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def _service_hook(args: argparse.Namespace) -> Any:
+    """The accept hook on the service database (migrated here, before the first item)."""
+    from zhichao.service.db import make_engine, upgrade
+    from zhichao.service.sync.service_hook import ServiceHook
+
+    if args.service_db:
+        url, schema = args.service_db, args.service_schema
+    else:
+        url, schema = args.db, args.service_schema or args.schema
+    engine = make_engine(url, schema=schema)
+    upgrade(engine)
+    print(f"中心接收后登记到业务库 / accepted items are registered in the service database "
+          f"{engine.url.render_as_string(hide_password=True)}"
+          f"{f' (schema {schema})' if schema else ''}", file=sys.stderr)
+    return ServiceHook.for_engine(engine)
 
 
 def _center_add_station(args: argparse.Namespace) -> int:

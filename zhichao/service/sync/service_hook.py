@@ -1,0 +1,78 @@
+"""The center's accept hook: every accepted item becomes a passage (and a case) in the
+service database.
+
+:class:`ServiceHook` is an :data:`~zhichao.service.sync.store.AcceptHook`. For a package it
+calls :func:`zhichao.service.ingest.register_ingested_package` with the stored zip (which
+stores the passage and opens a case in ``technical_review`` when a penalty is proposed and
+the gate did not say UNUSABLE); for a passage record,
+:func:`zhichao.service.ingest.register_passage` with ``source_key = "sync:<item_sha256>"``.
+Each item is one service transaction. Both functions are idempotent (a package on its
+``package_id`` and manifest hash, a passage on its source key), so the store's
+at-least-once delivery (a redelivery after a failure or a restart) adds nothing twice.
+
+``zhichao center serve`` installs it on the database the sync tables live in (the same URL
+and schema), unless ``--no-service-hook``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from zhichao.service.db import session_factory, transaction
+from zhichao.service.ingest import (
+    read_package_manifest,
+    register_ingested_package,
+    register_passage,
+)
+from zhichao.service.models import Case
+from zhichao.service.sync.errors import SyncError
+from zhichao.service.sync.store import Accepted
+
+log = logging.getLogger(__name__)
+
+
+class ServiceHook:
+    """Registers accepted packages and passages in the service database behind ``sessions``."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    @classmethod
+    def for_engine(cls, engine: Engine) -> ServiceHook:
+        """On a service engine (``zhichao.service.db.make_engine``), already migrated."""
+        return cls(session_factory(engine))
+
+    def __call__(self, item: Accepted) -> None:
+        if item.kind == "package":
+            self._package(item)
+        elif item.kind == "passage":
+            self._passage(item)
+        else:
+            raise SyncError(f"accept hook: unknown item kind {item.kind!r} "
+                            f"({item.item_sha256})")
+
+    def _package(self, item: Accepted) -> None:
+        if item.package_path is None:
+            raise SyncError(f"accept hook: package {item.item_sha256} has no stored path")
+        path = Path(item.package_path).resolve()
+        manifest = item.manifest
+        if manifest is None:  # read it from the stored zip (and check it is the one accepted)
+            manifest, _sha = read_package_manifest(path, expected_sha256=item.item_sha256)
+        with transaction(self.sessions) as session:
+            row = register_ingested_package(session, manifest, path,
+                                            manifest_sha256=item.item_sha256)
+            outcome = (f"case {row.id} ({row.state})" if isinstance(row, Case)
+                       else f"passage {row.id}, no case due")
+        log.info("package %s from %s registered: %s", item.item_sha256[:16], item.station_id,
+                 outcome)
+
+    def _passage(self, item: Accepted) -> None:
+        if item.record is None:
+            raise SyncError(f"accept hook: passage {item.item_sha256} has no record")
+        with transaction(self.sessions) as session:
+            register_passage(session, item.record, station_id=item.station_id,
+                             source_key=f"sync:{item.item_sha256}")
