@@ -10,6 +10,7 @@ is ``station.example.toml`` next to this module (``docs/station.md`` explains ea
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 import types
 import typing
@@ -79,8 +80,12 @@ class WimSection:
 
 @dataclass(frozen=True)
 class DeviceSection:
-    """The WIM device's legal status (until the calibration stage's register is wired in)."""
+    """The WIM device's legal status (``zhichao.calibration.legal.DeviceLegalStatus``): from
+    these keys, or from ``status_file`` (a ``zhichao.device/1`` JSON record, e.g. the
+    calibration stage's register), which then replaces them."""
 
+    status_file: str = ""  # zhichao.device/1 JSON; empty: the keys below
+    installation_type: str = "in_pavement_strip"
     device_id: str = "SIM-WIM-01"
     technical_review_approved: bool = True
     technical_review_date: str = "2025-05-01"
@@ -94,6 +99,15 @@ class DeviceSection:
     drift_alarm_open: bool = False
     manufacturer: str = "simulated"
     model: str = "zhichao twin"
+
+
+@dataclass(frozen=True)
+class DriftSection:
+    """The drift monitor (``zhichao.calibration.drift.DriftMonitor``) on every weighed
+    vehicle; its CUSUM parameters are the calibration stage's defaults."""
+
+    enabled: bool = True
+    baseline_n: int = 500  # trucks per statistic that define "in control" after a reset
 
 
 @dataclass(frozen=True)
@@ -147,6 +161,10 @@ class SimulationSection:
     trucks_only: bool = False
     speed_kmh: tuple[float, ...] = (5.0, 100.0)  # range of vehicle speeds [km/h]
     start_utc: str = ""  # simulated time of the first sample; empty: now
+    drift_pct: float = 0.0  # injected sensitivity drift (SimOptions.drift_pct); 0: none
+    drift_start_utc: str = ""  # when the injected drift begins (required with drift_pct)
+    drift_ramp_h: float = 0.0  # 0: a step; else linear over this many hours
+    drift_channels: tuple[str, ...] = ()  # e.g. ["r1L", "r1R"]; empty: all channels
 
 
 @dataclass(frozen=True)
@@ -156,6 +174,7 @@ class StationConfig:
     lane: LaneSection = field(default_factory=LaneSection)
     wim: WimSection = field(default_factory=WimSection)
     device: DeviceSection = field(default_factory=DeviceSection)
+    drift: DriftSection = field(default_factory=DriftSection)
     cameras: tuple[CameraSection, ...] = (
         CameraSection(),
         CameraSection("CAM-SIDE-1", "side", "spool/side", 14.0),
@@ -350,6 +369,14 @@ def validate(cfg: StationConfig) -> None:
                 datetime.strptime(value, "%Y-%m-%d")
             except ValueError:
                 raise _fail(f"device.{key}", f"{value!r} is not a YYYY-MM-DD date") from None
+    if d.status_file:
+        _device_file(cfg)
+    else:
+        from zhichao.calibration.legal import INSTALLATION_TYPES
+
+        need(d.installation_type in INSTALLATION_TYPES, "device.installation_type",
+             f"must be one of {INSTALLATION_TYPES}")
+    need(30 <= cfg.drift.baseline_n <= 100_000, "drift.baseline_n", "must be 30 … 100000")
     ids = [c.camera_id for c in cfg.cameras]
     need(len(set(ids)) == len(ids), "camera", f"camera ids must be unique, got {ids}")
     for i, c in enumerate(cfg.cameras):
@@ -381,5 +408,40 @@ def validate(cfg: StationConfig) -> None:
     need(0 <= sim.camera_miss_fraction <= 1, "simulation.camera_miss_fraction", "must be 0 … 1")
     if sim.start_utc:
         _utc("simulation.start_utc", sim.start_utc)
+    need(-50 < sim.drift_pct < 100, "simulation.drift_pct", "must be within -50 … 100 %")
+    need(sim.drift_pct == 0 or bool(sim.drift_start_utc), "simulation.drift_start_utc",
+         "is required with simulation.drift_pct")
+    if sim.drift_start_utc:
+        _utc("simulation.drift_start_utc", sim.drift_start_utc)
+    need(sim.drift_ramp_h >= 0, "simulation.drift_ramp_h", "must be >= 0")
+    names = {f"r{r + 1}{side}" for r in range(len(sn.rows_x_m)) for side in "LR"}
+    for i, ch in enumerate(sim.drift_channels):
+        need(ch in names, f"simulation.drift_channels[{i}]",
+             f"{ch!r} is not a channel of this lane ({sorted(names)})")
     need(len(sim.speed_kmh) == 2 and 1 <= sim.speed_kmh[0] <= sim.speed_kmh[1] <= 150,
          "simulation.speed_kmh", "must be [low, high] within 1 … 150 km/h")
+
+
+def _device_file(cfg: StationConfig) -> Any:
+    """The ``device.status_file`` record (``DeviceLegalStatus``), checked against the site
+    and lane; errors name the key."""
+    from zhichao.calibration.errors import CalibrationError
+    from zhichao.calibration.legal import DeviceLegalStatus
+
+    key = "device.status_file"
+    path = cfg.path(cfg.device.status_file)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise _fail(key, f"{path}: cannot read ({exc.strerror})") from None
+    except ValueError as exc:
+        raise _fail(key, f"{path}: not valid JSON ({exc})") from None
+    try:
+        device = DeviceLegalStatus.from_json(raw, str(path))
+    except (CalibrationError, TypeError, ValueError, AttributeError) as exc:
+        raise _fail(key, f"{path}: not a valid zhichao.device/1 record ({exc})") from None
+    if device.site_id != cfg.site.site_id or device.lane_id != cfg.lane.lane_id:
+        raise _fail(key, f"{path} describes site {device.site_id!r} lane {device.lane_id!r}, "
+                         f"not this station's site {cfg.site.site_id!r} lane "
+                         f"{cfg.lane.lane_id!r}")
+    return device

@@ -44,6 +44,12 @@ from zhichao.devices.samples import StreamSampleSource
 from zhichao.evidence.inputs import ClockSync, ImageRef, PlateResult
 from zhichao.service.station.clock import Clock, PublishedSimClock, SimClock
 from zhichao.service.station.config import StationConfig
+from zhichao.service.station.device import (
+    DRIFT_ALARM,
+    DRIFT_STATE_KEY,
+    DeviceRegister,
+    reasons_json,
+)
 from zhichao.service.station.errors import SealingStoppedError
 from zhichao.service.station.journal import SampleJournal
 from zhichao.service.station.linking import CameraSpool, Frame, FrameLinker, Prediction
@@ -174,6 +180,17 @@ class Station:
 
             raw = json.loads(cfg.path(cfg.wim.calibration_profile).read_text("utf-8"))
             self.profile = parse_profile(raw, cfg.wim.calibration_profile)
+        self.device = DeviceRegister(cfg, None if self.profile is None
+                                     else self.profile.profile_id,
+                                     self.store.get_meta(DRIFT_STATE_KEY))
+        if self.device.reset_on_start is not None:  # a new calibration closes the alarm
+            with self.store.transaction() as con:
+                self.store.set_meta(con, DRIFT_STATE_KEY, self.device.state_json())
+                con.execute("UPDATE alarms SET active = 0 WHERE code = ? AND active = 1",
+                            (DRIFT_ALARM,))
+            LOG.info("drift monitor reset", extra={"fields": {
+                "why": self.device.reset_on_start}})
+        self.device_snapshot = self.device.snapshot()
         self.plates: PlateWorkers | None = (PlateWorkers(cfg.vision.workers)
                                             if cfg.vision.read != "none" else None)
         self.proc: LaneProcessor | None = None
@@ -363,7 +380,12 @@ class Station:
 
     def _commit(self, p: Pending) -> None:
         t0 = time.perf_counter()
-        v = p.vehicle
+        # the drift monitor sees every vehicle once, in weighing order; its state is
+        # committed with the passage below
+        v, new_alarms, drift_changed = self.device.process(p.vehicle)
+        p.record = clean_json(v.to_dict())
+        use = self.device.usability(v.time_utc)
+        device_json = self.device.evidence_json(v.time_utc)
         day = v.time_utc[:10].replace("-", "")
         frames_json: list[dict[str, Any]] = []
         for f, _st in p.frames.values():
@@ -391,7 +413,7 @@ class Station:
                                if isinstance(self.clock, SimClock | PublishedSimClock)
                                else "站内参考时钟（GNSS/NTP 授时）", self.clock.now(),
                                self.linker.offsets_ms())
-            material = CaseMaterial(p.key, p.record, pr, images, clocks, wave)
+            material = CaseMaterial(p.key, p.record, pr, images, clocks, wave, device_json)
         row = PassageRow(
             passage_key=p.key, site_id=v.site_id, lane_id=v.lane_id, time_utc=v.time_utc,
             first_sample=v.first_sample, last_sample=v.last_sample, axle_count=v.axle_count,
@@ -402,7 +424,8 @@ class Station:
             plate_confidence=plate.get("confidence"),
             plate_accepted=None if not plate else bool(plate.get("accepted")),
             plate_review=list(plate.get("review_codes") or []),
-            review_required=needs_human(v))
+            review_required=needs_human(v) or not use.usable,
+            device_reasons=reasons_json(use.reasons))
         resume = max(self.durable_index, v.first_sample - round(RESUME_MARGIN_S * self.fs))
         with self.store.transaction() as con:
             self.store.insert_passage(con, row)
@@ -419,6 +442,21 @@ class Station:
             off = self.linker.wim_offset.offset_s
             if off is not None:
                 self.store.set_meta(con, "wim_offset_s", repr(off))
+            if drift_changed:
+                self.store.set_meta(con, DRIFT_STATE_KEY, self.device.state_json())
+            for a in new_alarms:
+                self.store.raise_alarm_in(con, DRIFT_ALARM, a.message_zh, json.dumps(
+                    {"statistic": a.statistic, "time_utc": a.time_utc,
+                     "direction": a.direction, "estimated_factor": a.estimated_factor,
+                     "estimated_correction": a.estimated_correction,
+                     "trucks_seen": a.trucks_seen}, ensure_ascii=False))
+        if new_alarms or drift_changed:
+            self.device_snapshot = self.device.snapshot()
+        for a in new_alarms:
+            LOG.error("calibration drift alarm", extra={"fields": {
+                "statistic": a.statistic, "time_utc": a.time_utc,
+                "estimated_factor": a.estimated_factor, "message_zh": a.message_zh}})
+            self.metrics.errors.labels("calibration_drift").inc()
         self.committed_first = v.first_sample
         self.durable_index = resume
         for f, _st in p.frames.values():  # after the commit; a kill here is reconciled
@@ -742,6 +780,8 @@ class Station:
                 "counts": c, "run_passages": self.run_passages, "wim": wim,
                 "clock_offsets_ms": self.linker.offsets_ms(),
                 "sealing_stopped": self.sealing_stopped, "recovery": self.recovery,
+                "alarms": self.read_store.active_alarms(),
+                "device": self.device_snapshot,
                 "upload": (self.center.status() if self.center is not None else
                            {"center_url": None, "pending": c["outbox_pending"],
                             "last_upload_utc": None}),
@@ -778,7 +818,7 @@ def material_to_json(m: CaseMaterial) -> dict[str, Any]:
             "reference_zh": m.clocks.reference_zh,
             "measured_utc": format_utc(m.clocks.measured_utc),
             "offsets_ms": m.clocks.offsets_ms},
-        "waveform_path": m.waveform_path,
+        "waveform_path": m.waveform_path, "device": m.device,
     }
 
 
@@ -788,7 +828,7 @@ def material_from_json(raw: dict[str, Any]) -> CaseMaterial:
         plate=None if raw["plate"] is None else PlateResult.from_json(raw["plate"]),
         images=tuple(ImageRef.from_json(i) for i in raw["images"]),
         clocks=None if raw["clocks"] is None else ClockSync.from_json(raw["clocks"]),
-        waveform_path=raw["waveform_path"])
+        waveform_path=raw["waveform_path"], device=raw.get("device"))
 
 
 def now_utc() -> datetime:

@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from zhichao.evidence.package import SealResult, Station, seal_package
 from zhichao.evidence.signing import generate_key, load_private_key, private_pem
 from zhichao.evidence.verify import verify_package
 from zhichao.service.station.config import StationConfig, parse_utc_key
+from zhichao.service.station.device import device_from_config
 from zhichao.service.station.errors import SealingStoppedError
 
 DISK_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO}
@@ -93,10 +94,7 @@ class CaseMaterial:
     images: tuple[ImageRef, ...]
     clocks: ClockSync | None
     waveform_path: str | None
-
-
-def _date(text: str) -> date | None:
-    return date.fromisoformat(text) if text else None
+    device: dict[str, Any] | None = None  # DeviceStatus JSON at the passage (drift state)
 
 
 class Sealer:
@@ -113,23 +111,9 @@ class Sealer:
         self.station = Station(cfg.station.station_id, key_name, self.key)
         self.packages.mkdir(parents=True, exist_ok=True)
         self.log = MerkleLog(self.dir / "log", origin=self.station.origin, create=True)
-        d = cfg.device
-        self.device = DeviceStatus(
-            device_id=d.device_id, technical_review_approved=d.technical_review_approved,
-            technical_review_date=_date(d.technical_review_date),
-            legal_review_approved=d.legal_review_approved,
-            legal_review_date=_date(d.legal_review_date),
-            accuracy_class=d.accuracy_class or None,
-            certificate_number=d.certificate_number or None,
-            certificate_issuer=d.certificate_issuer or None,
-            certificate_valid_from=parse_utc_key("device.certificate_valid_from",
-                                                 d.certificate_valid_from)
-            if d.certificate_valid_from else None,
-            certificate_valid_to=parse_utc_key("device.certificate_valid_to",
-                                               d.certificate_valid_to)
-            if d.certificate_valid_to else None,
-            drift_alarm_open=d.drift_alarm_open, manufacturer=d.manufacturer or None,
-            model=d.model or None)
+        # the record from station.toml, for cases committed before the device status was
+        # part of their material; new cases carry their own (with the drift state)
+        self.device = DeviceStatus.from_json(device_from_config(cfg).to_evidence_json())
         s = cfg.site
         self.site = SiteInfo(
             site_id=s.site_id, name_zh=s.name_zh, road_zh=s.road_zh or None,
@@ -178,7 +162,9 @@ class Sealer:
         out = self.package_dir(m.passage_key)
         case = CaseInputs(
             vehicle=VehicleRecord.from_json(m.record, f"passage {m.passage_key}"),
-            device=self.device, site=self.site, plate=m.plate, images=m.images,
+            device=(DeviceStatus.from_json(m.device, f"passage {m.passage_key}.device")
+                    if m.device is not None else self.device),
+            site=self.site, plate=m.plate, images=m.images,
             clocks=m.clocks, registration=None, prior_violations=None,
             waveform_path=m.waveform_path, station_id=self.cfg.station.station_id)
         renderer = None if self.cfg.evidence.render_documents else _no_documents

@@ -108,7 +108,11 @@ class SimulatedLane:
             sensitivity_per_n=sn.sensitivity_per_n, full_scale=sn.full_scale,
             abnormal_fraction=sim.abnormal_fraction, trucks_only=sim.trucks_only,
             speed_kmh=(sim.speed_kmh[0], sim.speed_kmh[1]),
-            site_id=self.cfg.site.site_id, lane_id=self.cfg.lane.lane_id, start_utc=start)
+            site_id=self.cfg.site.site_id, lane_id=self.cfg.lane.lane_id, start_utc=start,
+            drift_pct=sim.drift_pct,
+            drift_start_utc=(parse_utc_key("simulation.drift_start_utc", sim.drift_start_utc)
+                             if sim.drift_start_utc else None),
+            drift_ramp_h=sim.drift_ramp_h, drift_channels=tuple(sim.drift_channels))
 
     def _batch(self, k: int, start_index: int, n: int, prev_tail: npt.NDArray[np.float64] | None
                ) -> tuple[npt.NDArray[np.float32], list[_Shot]]:

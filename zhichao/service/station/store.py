@@ -17,14 +17,14 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from zhichao.service.station.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: passages.device_reasons
 DUPLICATE_WINDOW_S = 0.3
 
 _SCHEMA = """
@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS passages (
     plate_accepted INTEGER,
     plate_review TEXT,
     review_required INTEGER NOT NULL DEFAULT 0,
-    created_utc TEXT NOT NULL
+    created_utc TEXT NOT NULL,
+    device_reasons TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS passages_lane_sample ON passages (lane_id, first_sample);
 CREATE TABLE IF NOT EXISTS cases (
@@ -128,6 +129,7 @@ class PassageRow:
     plate_accepted: bool | None
     plate_review: list[str]
     review_required: bool = False  # undecidable or uncertain verdict: a human decides
+    device_reasons: list[dict[str, str]] = field(default_factory=list)  # device unusable
 
 
 class StationStore:
@@ -146,7 +148,12 @@ class StationStore:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=FULL")
                 self.db.executescript(_SCHEMA)
-                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                cols = {str(r[1]) for r in self.db.execute("PRAGMA table_info(passages)")}
+                if "device_reasons" not in cols:  # a version-1 database
+                    self.db.execute("ALTER TABLE passages ADD COLUMN device_reasons TEXT "
+                                    "NOT NULL DEFAULT '[]'")
+                self.db.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT"
+                                "(key) DO UPDATE SET value = excluded.value",
                                 (str(SCHEMA_VERSION),))
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: cannot open the station database: {exc}") from exc
@@ -189,14 +196,15 @@ class StationStore:
             "INSERT INTO passages (passage_key, site_id, lane_id, time_utc, first_sample, "
             "last_sample, axle_count, gross_weight_kg, vehicle_class, limit_kg, verdict, "
             "overloaded, flags, record, frame_status, frames, plate, plate_colour, "
-            "plate_confidence, plate_accepted, plate_review, review_required, created_utc) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "plate_confidence, plate_accepted, plate_review, review_required, created_utc, "
+            "device_reasons) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (p.passage_key, p.site_id, p.lane_id, p.time_utc, p.first_sample, p.last_sample,
              p.axle_count, p.gross_weight_kg, p.vehicle_class, p.limit_kg, p.verdict,
              int(p.overloaded), json.dumps(p.flags), json.dumps(p.record, ensure_ascii=False),
              p.frame_status, json.dumps(p.frames), p.plate, p.plate_colour, p.plate_confidence,
              None if p.plate_accepted is None else int(p.plate_accepted),
-             json.dumps(p.plate_review), int(p.review_required), utc_text()))
+             json.dumps(p.plate_review), int(p.review_required), utc_text(),
+             json.dumps(p.device_reasons, ensure_ascii=False)))
 
     def insert_case(self, con: sqlite3.Connection, passage_key: str) -> None:
         con.execute("INSERT INTO cases (passage_key, status, created_utc) VALUES (?, "
@@ -233,11 +241,17 @@ class StationStore:
 
     def raise_alarm(self, code: str, message_zh: str, detail: str) -> None:
         with self.transaction() as con:
-            active = con.execute("SELECT id FROM alarms WHERE code = ? AND active = 1",
-                                 (code,)).fetchone()
-            if active is None:
-                con.execute("INSERT INTO alarms (time_utc, code, message_zh, detail, active) "
-                            "VALUES (?, ?, ?, ?, 1)", (utc_text(), code, message_zh, detail))
+            self.raise_alarm_in(con, code, message_zh, detail)
+
+    def raise_alarm_in(self, con: sqlite3.Connection, code: str, message_zh: str,
+                       detail: str) -> None:
+        """Inside a transaction (e.g. with the passage that raised it); one active alarm
+        per code."""
+        active = con.execute("SELECT id FROM alarms WHERE code = ? AND active = 1",
+                             (code,)).fetchone()
+        if active is None:
+            con.execute("INSERT INTO alarms (time_utc, code, message_zh, detail, active) "
+                        "VALUES (?, ?, ?, ?, 1)", (utc_text(), code, message_zh, detail))
 
     def clear_alarm(self, code: str) -> None:
         with self.transaction() as con:
@@ -255,6 +269,9 @@ class StationStore:
             "overloaded": "SELECT COUNT(*) FROM passages WHERE overloaded = 1",
             "no_frame": "SELECT COUNT(*) FROM passages WHERE frame_status = 'no_frame'",
             "review_required": "SELECT COUNT(*) FROM passages WHERE review_required = 1",
+            "device_unusable": "SELECT COUNT(*) FROM passages WHERE device_reasons != '[]'",
+            "calibration_drift": "SELECT COUNT(*) FROM passages WHERE flags LIKE "
+                                 "'%\"calibration_drift\"%'",
             "cases": "SELECT COUNT(*) FROM cases",
             "sealed": "SELECT COUNT(*) FROM cases WHERE status = 'sealed'",
             "pending_seal": "SELECT COUNT(*) FROM cases WHERE status = 'pending_seal'",

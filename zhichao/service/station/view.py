@@ -54,6 +54,12 @@ def render(health: dict[str, Any], recent: list[dict[str, Any]], started_s: floa
              style="green" if wim.get("connected") else "red"),
         f"设备错误 {wim.get('errors', 0)}", f"时钟偏差 {offs}")
     dev.add_row(upload_line(health.get("upload") or {}))
+    for a in health.get("alarms") or []:
+        dev.add_row(Text(f"告警 {a['code']}：{a['message_zh']}", style="bold red"))
+    device = health.get("device") or {}
+    if device and not device.get("usable_now", True):
+        dev.add_row(Text("称重设备当前不可用于执法：" + "；".join(
+            r["text_zh"] for r in device.get("reasons", [])), style="bold red"))
     if health.get("sealing_stopped"):
         dev.add_row(Text("证据封存已停止：" + str(health["sealing_stopped"]), style="bold red"))
     t = Table(title="最近通行车辆", expand=True)
@@ -80,6 +86,8 @@ def summary_lines(health: dict[str, Any], elapsed_s: float) -> list[str]:
         "时钟偏差：" + ", ".join(f"{k} {v:+.1f} ms"
                              for k, v in health["clock_offsets_ms"].items()),
     ]
+    for a in health.get("alarms") or []:
+        lines.append(f"告警 {a['code']}：{a['message_zh']}")
     if health.get("sealing_stopped"):
         lines.append(f"告警：证据封存已停止（{health['sealing_stopped']}）")
     rec = health.get("recovery") or {}
