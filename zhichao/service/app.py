@@ -12,10 +12,12 @@ owners send ``X-Owner-Token`` (from ``POST /api/v1/owner/query``).
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Path, Query, Request, UploadFile
@@ -28,7 +30,7 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zhichao import __version__
-from zhichao.service import accounts, audit, owners, stats, workflow
+from zhichao.service import accounts, audit, events, owners, stats, workflow
 from zhichao.service.db import make_engine, session_factory, transaction, upgrade
 from zhichao.service.errors import (
     AuthenticationError,
@@ -208,12 +210,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         upgrade(engine)
     factory = session_factory(engine)
     limiter = owners.RateLimiter()
+    flusher = None
+    if settings.events_flusher_enabled:
+        assert settings.evidence_log_dir is not None
+        assert settings.evidence_log_key_path is not None
+        assert settings.evidence_log_key_name is not None
+        flusher = events.EventFlusher(
+            factory, FilePath(settings.evidence_log_dir),
+            key_path=FilePath(settings.evidence_log_key_path),
+            key_name=settings.evidence_log_key_name, origin=settings.evidence_log_origin,
+            interval_s=settings.events_flush_interval_s)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = None if flusher is None else asyncio.create_task(flusher.run())
+        try:
+            yield
+        finally:
+            if flusher is not None and task is not None:
+                flusher.stop()
+                await task  # the event being appended finishes; nothing is cut in half
+
     app = FastAPI(title="治超非现场执法服务 API", version=__version__,
-                  description="技术审核、法制审核、立案告知、陈述申辩、决定、送达、公示与车主查询。")
+                  description="技术审核、法制审核、立案告知、陈述申辩、决定、送达、公示与车主查询。",
+                  lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = factory
     app.state.limiter = limiter
+    app.state.event_flusher = flusher
 
     @app.exception_handler(ServiceError)
     async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:

@@ -9,12 +9,24 @@ process dies between an append and its commit, that one event is appended again 
 next flush (at-least-once; ``find_events`` on the log shows both copies).
 
 The log's actor ids are pseudonymous (``U-<user id>``, ``owner``), never names.
+
+:class:`EventFlusher` does the flushing in the background of the service app (started by
+``create_app``'s lifespan when ``Settings.evidence_log_dir`` is set): every
+``events_flush_interval_s`` it opens the log (taking its writer lock, so two app workers or
+a concurrent ``zhichao events flush`` never append at once), appends what is pending and
+closes it. An error (the log locked by another writer, a package whose log position cannot
+be read, the database away) is logged and retried at the next interval; nothing is marked
+done that was not appended.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import threading
 import zipfile
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,10 +34,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from zhichao.errors import ZhichaoError
 from zhichao.evidence.events import EventType, ReviewEvent, record_review_event
 from zhichao.evidence.merkle import MerkleLog
 from zhichao.evidence.package import Station
-from zhichao.service.errors import IngestError
+from zhichao.evidence.signing import load_private_key
+from zhichao.service.errors import ConfigError, IngestError
 from zhichao.service.models import Case, EvidenceEvent, User, utc_now
 
 
@@ -62,10 +76,14 @@ def package_log_position(package_path: str) -> tuple[str, int]:
 
 
 def flush_to_log(sessions: sessionmaker[Session], log: MerkleLog, signer: Station, *,
-                 limit: int = 1000) -> int:
-    """Append up to ``limit`` pending events to ``log``; returns how many were appended."""
+                 limit: int = 1000, should_stop: Callable[[], bool] | None = None) -> int:
+    """Append up to ``limit`` pending events to ``log``; returns how many were appended.
+
+    ``should_stop`` is asked before each event (a shutting-down flusher stops between two
+    events, never inside one).
+    """
     done = 0
-    while done < limit:
+    while done < limit and not (should_stop is not None and should_stop()):
         with sessions() as session, session.begin():
             row = session.scalars(select(EvidenceEvent).where(EvidenceEvent.log_index.is_(None))
                                   .order_by(EvidenceEvent.id).limit(1)).first()
@@ -83,3 +101,78 @@ def flush_to_log(sessions: sessionmaker[Session], log: MerkleLog, signer: Statio
                 utc_now()
         done += 1
     return done
+
+
+_log = logging.getLogger(__name__)
+
+
+class EventFlusher:
+    """Appends pending review events to the center's log every ``interval_s`` seconds.
+
+    Raises
+    ------
+    ConfigError
+        If the key cannot be read, or the log does not exist and no ``origin`` is given to
+        create it.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], log_dir: Path, *, key_path: Path,
+                 key_name: str, origin: str | None = None, interval_s: float = 5.0,
+                 fsync: bool = True) -> None:
+        if interval_s <= 0:
+            raise ConfigError(f"events flush interval {interval_s} s: must be positive",
+                              "审核事件写入间隔须为正数")
+        try:
+            key = load_private_key(Path(key_path))
+        except (OSError, ZhichaoError) as exc:
+            raise ConfigError(f"evidence log key {key_path}: {exc}",
+                              "证据日志签名密钥无法读取") from exc
+        if not (Path(log_dir) / "log.json").exists() and origin is None:
+            raise ConfigError(f"evidence log {log_dir} does not exist; set its origin to "
+                              "create it", "证据日志不存在，且未配置日志来源，无法创建")
+        self.sessions = sessions
+        self.log_dir = Path(log_dir)
+        self.signer = Station("center", key_name, key)
+        self.origin = origin
+        self.interval_s = interval_s
+        self.fsync = fsync
+        self.appended = 0  # events appended since start (for tests and health)
+        self.failures = 0  # rounds that ended in an error
+        self._stopping = threading.Event()
+
+    def flush_once(self) -> int:
+        """One round: open the log, append what is pending, close it; returns the count."""
+        create = self.origin is not None and not (self.log_dir / "log.json").exists()
+        with MerkleLog(self.log_dir, origin=self.origin, create=create,
+                       fsync=self.fsync) as merkle:
+            count = flush_to_log(self.sessions, merkle, self.signer,
+                                 should_stop=self._stopping.is_set)
+        self.appended += count
+        return count
+
+    async def run(self) -> None:
+        """Flush every ``interval_s`` until :meth:`stop`; errors are logged and retried."""
+        self._stopping.clear()
+        while not self._stopping.is_set():
+            try:
+                count = await asyncio.to_thread(self.flush_once)
+                if count:
+                    _log.info("appended %d review event(s) to the evidence log %s", count,
+                             self.log_dir)
+            except Exception as exc:  # keep the app serving; the events stay pending
+                self.failures += 1
+                _log.error("review events flush to %s failed (retrying in %.1f s): %s: %s",
+                          self.log_dir, self.interval_s, type(exc).__name__, exc)
+            await self._sleep()
+
+    async def _sleep(self) -> None:
+        deadline = asyncio.get_running_loop().time() + self.interval_s
+        while not self._stopping.is_set():
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, 0.05))
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to end (after the event being appended, if any)."""
+        self._stopping.set()

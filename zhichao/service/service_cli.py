@@ -29,6 +29,18 @@ def register(subparsers: Any) -> None:
     db_args(serve)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--evidence-log", help="the center's Merkle log directory: review "
+                                              "events are appended to it in the background "
+                                              "(default $ZHICHAO_EVIDENCE_LOG; unset: off)")
+    serve.add_argument("--evidence-key", help="Ed25519 private key signing its checkpoints "
+                                              "($ZHICHAO_EVIDENCE_KEY)")
+    serve.add_argument("--evidence-key-name", help="checkpoint key name "
+                                                   "($ZHICHAO_EVIDENCE_KEY_NAME)")
+    serve.add_argument("--evidence-log-origin", help="log origin, to create a new log "
+                                                     "($ZHICHAO_EVIDENCE_LOG_ORIGIN)")
+    serve.add_argument("--events-flush-interval-s", type=float,
+                       help="seconds between background appends (default 5; 0: off, then "
+                            "use 'zhichao events flush')")
     serve.set_defaults(handler=_serve)
 
     db = subparsers.add_parser("db", help="service database tasks")
@@ -106,7 +118,12 @@ def _serve(args: argparse.Namespace) -> int:
     from zhichao.service.settings import Settings
 
     try:
-        settings = Settings.from_env(database_url=_url(args), database_schema=args.schema)
+        settings = Settings.from_env(
+            database_url=_url(args), database_schema=args.schema,
+            evidence_log_dir=args.evidence_log, evidence_log_key_path=args.evidence_key,
+            evidence_log_key_name=args.evidence_key_name,
+            evidence_log_origin=args.evidence_log_origin,
+            events_flush_interval_s=args.events_flush_interval_s)
         app: Any
         try:  # the web console and owner pages wrap the API when they are installed
             from zhichao.service.web.console import create_console_app

@@ -33,11 +33,32 @@ class Settings:
     text_field_max_chars: int = 2000  # reasons, responses, summaries
     deadlines: DeadlinePolicy = field(default_factory=DeadlinePolicy)
     trust_forwarded_for: bool = False  # only behind a proxy that sets X-Forwarded-For
+    # The center's evidence Merkle log for review events (行政处罚法 Art. 47). When set, the
+    # app appends pending review events in the background every events_flush_interval_s.
+    evidence_log_dir: str | None = None
+    evidence_log_key_path: str | None = None  # Ed25519 private key (PEM) signing checkpoints
+    evidence_log_key_name: str | None = None  # key name in the signed checkpoints
+    evidence_log_origin: str | None = None  # needed only to create a new log
+    events_flush_interval_s: float = 5.0  # guess; 0 turns the background flusher off
 
     def __post_init__(self) -> None:
         if self.secret_key in _PLACEHOLDER_SECRETS or len(self.secret_key) < 32:
             raise ConfigError("Settings.secret_key: set a random secret of at least 32 "
                               "characters (placeholders are refused)", "服务密钥未正确配置")
+        if self.events_flush_interval_s < 0:
+            raise ConfigError(f"Settings.events_flush_interval_s = "
+                              f"{self.events_flush_interval_s}: must be 0 (off) or positive",
+                              "审核事件写入间隔配置错误")
+        if self.evidence_log_dir is not None and (not self.evidence_log_key_path
+                                                  or not self.evidence_log_key_name):
+            raise ConfigError("Settings.evidence_log_dir is set: evidence_log_key_path and "
+                              "evidence_log_key_name are needed too",
+                              "已配置证据日志，但缺少签名密钥或密钥名称")
+
+    @property
+    def events_flusher_enabled(self) -> bool:
+        """Whether the app appends review events to the evidence log in the background."""
+        return self.evidence_log_dir is not None and self.events_flush_interval_s > 0
 
     @property
     def max_request_bytes(self) -> int:
@@ -45,7 +66,9 @@ class Settings:
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
-        """Settings from ``ZHICHAO_DATABASE_URL``, ``ZHICHAO_SECRET_KEY``, … plus overrides."""
+        """Settings from ``ZHICHAO_DATABASE_URL``, ``ZHICHAO_SECRET_KEY``,
+        ``ZHICHAO_DATABASE_SCHEMA``, ``ZHICHAO_EVIDENCE_LOG`` / ``_KEY`` / ``_KEY_NAME`` /
+        ``_LOG_ORIGIN``, ``ZHICHAO_EVENTS_FLUSH_INTERVAL_S``, plus overrides."""
         values: dict[str, object] = {}
         if url := os.environ.get("ZHICHAO_DATABASE_URL"):
             values["database_url"] = url
@@ -53,5 +76,17 @@ class Settings:
             values["secret_key"] = key
         if schema := os.environ.get("ZHICHAO_DATABASE_SCHEMA"):
             values["database_schema"] = schema
+        for env, name in (("ZHICHAO_EVIDENCE_LOG", "evidence_log_dir"),
+                          ("ZHICHAO_EVIDENCE_KEY", "evidence_log_key_path"),
+                          ("ZHICHAO_EVIDENCE_KEY_NAME", "evidence_log_key_name"),
+                          ("ZHICHAO_EVIDENCE_LOG_ORIGIN", "evidence_log_origin")):
+            if value := os.environ.get(env):
+                values[name] = value
+        if interval := os.environ.get("ZHICHAO_EVENTS_FLUSH_INTERVAL_S"):
+            try:
+                values["events_flush_interval_s"] = float(interval)
+            except ValueError:
+                raise ConfigError(f"ZHICHAO_EVENTS_FLUSH_INTERVAL_S={interval!r}: not a "
+                                  "number", "审核事件写入间隔须为数字") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
