@@ -11,19 +11,29 @@ coefficient and ``k(v)`` a piecewise-linear speed factor (knots every
 ``speed_knot_step_kmh``; the knot nearest the median speed is fixed at 1 because only the
 product g·k is observable). This is exactly how the weighing core applies a profile.
 
-Two kinds of residual, both standardised:
+Three kinds of residual, all standardised:
 
-* gross: ``(Ĝ_pr / G_p − 1) / σ_row`` against the static reference gross ``G_p`` — a row sees
-  every axle once, so each row is an estimate of the gross weight; σ_row is estimated from
-  the data (robust scatter of a first fit);
+* pass gross: ``ē_p / σ_pass(v)`` with ``e_pr = Ĝ_pr / G_p − 1`` against the static reference
+  gross ``G_p`` and ``ē_p`` its mean over the pass's complete rows — exactly the gross error
+  the core reports for that pass;
+* row contrasts: ``(e_pr − ē_p) / σ_contrast(v)`` — they fix the rows' gains relative to each
+  other. The rows of one pass sample the body bounce at different phases, so their errors
+  largely cancel in the mean: at 80 km/h a row's deviation is ≈ 5 % but the pass mean only
+  ≈ 1.3 %. Treating the rows as independent with one σ (as a plain row-wise fit does) gives
+  the mean far too little weight and lets a robust loss break that cancellation;
 * balance: ``(share_pr − s₀) / σ_share`` with ``share`` the calibrated left share of the row.
   The gross weight only fixes each row's *sum* of gains; the split between a row's left and
   right half-strip rests on the physical fact that trucks carry about half their load on
   each side (s₀ = 0.5, σ_share = 0.02 per vehicle: both assumptions, configurable).
 
-Solved with ``scipy.optimize.least_squares`` (soft-L1 loss, so single bad rows weigh
-little); then whole passes whose mean gross residual lies beyond ``outlier_sigma`` robust
-standard deviations are rejected with that reason and the fit repeated. The lane is then
+Dynamic loads grow with speed (wim.md §2.4), so σ_pass and σ_contrast are estimated from the
+data (robust scale, 1.4826 · MAD, of a first fit's residuals) per speed knot — the nearest
+knot's value for each pass; bands with fewer than ``min_passes_for_scale`` passes use the
+value pooled over all speeds. Outlier passes are judged against σ_pass at their own speed.
+
+Solved with ``scipy.optimize.least_squares`` (soft-L1 loss, so single bad residuals weigh
+little); then whole passes whose gross error lies beyond ``outlier_sigma`` robust standard
+deviations (at their speed) are rejected with that reason and the fit repeated. The lane is then
 re-weighed with the fitted sensitivities (pulse detection depends on them slightly) and the
 fit repeated (``iterations``). Parameter uncertainties come from the Jacobian at the
 solution, scaled by the reduced χ² when it exceeds 1.
@@ -74,6 +84,9 @@ class FitConfig:
     left_share_expected: float = 0.5  # physical assumption: trucks are balanced left/right
     left_share_sd: float = 0.02  # guess: per-vehicle static left/right imbalance
     initial_row_sd: float = 0.03  # guess, only for the first pass of the fit
+    # guess: a speed band needs this many passes for its own scatter estimate, else the
+    # scatter pooled over all speeds is used
+    min_passes_for_scale: int = 8
     outlier_sigma: float = 3.5  # guess
     max_outlier_rounds: int = 3
     iterations: int = 2
@@ -135,6 +148,9 @@ class _Solution:
     row_sd: float
     chi2_reduced: float
     pass_error: npt.NDArray[np.float64]  # relative, per pass (mean over its rows)
+    pass_sd: npt.NDArray[np.float64]  # the scatter expected of each pass's error (its speed)
+    pass_sd_by_knot: list[float]
+    contrast_sd_by_knot: list[float]
 
 
 def _knots(speeds: npt.NDArray[np.float64], cfg: FitConfig) -> list[float]:
@@ -154,7 +170,11 @@ class _Model:
         self.alpha0 = alpha0
         self.cfg = cfg
         self.n_rows = int(arr.left.shape[1])
-        self.row_sd = cfg.initial_row_sd
+        n_pass = int(arr.left.shape[0])
+        # per-pass standard deviations of the pass error and of a row's deviation from its
+        # pass mean; set from the data after a first round (they grow with speed)
+        self.pass_sd = np.full(n_pass, cfg.initial_row_sd / math.sqrt(self.n_rows))
+        self.contrast_sd = np.full(n_pass, cfg.initial_row_sd)
 
     @property
     def n_params(self) -> int:
@@ -190,19 +210,68 @@ class _Model:
         cal_r = k[:, None] * a.right * np.exp(lg[:, 1])[None, :] / (1 + alpha[:, 1][None, :] * dt)
         return cal_l, cal_r
 
-    def residuals(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    def relative(self, x: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64],
+                                                            npt.NDArray[np.float64],
+                                                            npt.NDArray[np.float64]]:
+        """Row errors ``e_pr = Ĝ_pr / G_p − 1`` (NaN where incomplete), the pass error
+        (their mean over the pass's complete rows: what the core reports as the gross) and
+        the left shares."""
         cal_l, cal_r = self.calibrated(x)
         v = self.a.valid
         tot = cal_l + cal_r
-        gross = (tot / self.a.gross_kg[:, None] - 1.0)[v] / self.row_sd
-        share = (cal_l / np.where(v, tot, 1.0))[v]
-        bal = (share - self.cfg.left_share_expected) / self.cfg.left_share_sd
-        return np.concatenate([gross, bal])
+        rel = np.where(v, tot / self.a.gross_kg[:, None] - 1.0, np.nan)
+        mean = np.nanmean(rel, axis=1)
+        share = np.where(v, cal_l / np.where(v, tot, 1.0), np.nan)
+        return rel, mean, share
+
+    def residuals(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        rel, mean, share = self.relative(x)
+        v = self.a.valid
+        gross = mean / self.pass_sd
+        contrast = ((rel - mean[:, None]) / self.contrast_sd[:, None])[v]
+        bal = (share[v] - self.cfg.left_share_expected) / self.cfg.left_share_sd
+        return np.concatenate([gross, contrast, bal])
 
     def pass_error(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        cal_l, cal_r = self.calibrated(x)
-        rel = np.where(self.a.valid, (cal_l + cal_r) / self.a.gross_kg[:, None] - 1.0, np.nan)
-        return np.asarray(np.nanmean(rel, axis=1))
+        return self.relative(x)[1]
+
+
+def outlier_passes(pass_error: npt.NDArray[np.float64], pass_sd: npt.NDArray[np.float64],
+                   sigma: float) -> list[int]:
+    """Indices of passes whose error lies beyond ``sigma`` times the scatter expected at
+    their own speed (``pass_sd``) from the median of all passes."""
+    med = float(np.median(pass_error))
+    return [int(i) for i in np.nonzero(np.abs(pass_error - med) > sigma * pass_sd)[0]]
+
+
+def _speed_groups(speeds: npt.NDArray[np.float64], knots: list[float]
+                  ) -> npt.NDArray[np.int64]:
+    """Index of the speed knot nearest each pass (all 0 without knots)."""
+    if not knots:
+        return np.zeros(len(speeds), dtype=np.int64)
+    return np.asarray(np.argmin(np.abs(speeds[:, None] - np.array(knots)[None, :]), axis=1),
+                      dtype=np.int64)
+
+
+def _robust_sd(x: npt.NDArray[np.float64]) -> float:
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return float("nan")
+    return 1.4826 * float(np.median(np.abs(x - np.median(x))))
+
+
+def _scale_by_speed(values: npt.NDArray[np.float64], groups: npt.NDArray[np.int64],
+                    n_groups: int, min_n: int) -> tuple[npt.NDArray[np.float64], list[float]]:
+    """Robust scale (1.4826 · MAD) of ``values`` [pass] or [pass, row] per speed group;
+    groups with fewer than ``min_n`` passes take the pooled scale. Returns the scale of
+    each pass and of each group."""
+    pooled = max(_robust_sd(values.ravel()), 1e-4)
+    per_group: list[float] = []
+    for g in range(max(n_groups, 1)):
+        sel = groups == g
+        sd = _robust_sd(values[sel].ravel()) if int(sel.sum()) >= min_n else float("nan")
+        per_group.append(max(sd, 1e-4) if math.isfinite(sd) else pooled)
+    return np.array(per_group)[groups], per_group
 
 
 def _solve(arr: _Arrays, cfg: FitConfig) -> _Solution:
@@ -223,19 +292,27 @@ def _solve(arr: _Arrays, cfg: FitConfig) -> _Solution:
         x0.append(np.full(2 * n_rows, cfg.default_temperature_coefficient_per_c))
     x0.append(np.zeros(max(0, len(knots) - 1)))
     x = np.concatenate(x0)
-    n_res = int(arr.valid.sum()) * 2
+    n_valid = int(arr.valid.sum())
+    # pass errors + row contrasts (n_rows − 1 independent per pass) + left shares
+    n_res = n_pass + (n_valid - n_pass) + n_valid
     if n_res <= model.n_params:
         raise CalibrationFitError(f"{n_pass} usable passes cannot determine {model.n_params} "
                                   f"parameters")
-    for _ in range(2):  # the second round with σ_row estimated from the first
+    groups = _speed_groups(arr.speed_kmh, knots)
+    by_pass: list[float] = []
+    by_contrast: list[float] = []
+    for _ in range(2):  # the second round with the scatter estimated from the first
         res = least_squares(model.residuals, x, loss="soft_l1", f_scale=2.0, method="trf",
                             x_scale="jac")
         x = res.x
-        cal_l, cal_r = model.calibrated(x)
-        rel = ((cal_l + cal_r) / arr.gross_kg[:, None] - 1.0)[arr.valid]
-        model.row_sd = max(1.4826 * float(np.median(np.abs(rel - np.median(rel)))), 1e-4)
+        rel, mean, _ = model.relative(x)
+        model.pass_sd, by_pass = _scale_by_speed(mean, groups, len(knots),
+                                                 cfg.min_passes_for_scale)
+        model.contrast_sd, by_contrast = _scale_by_speed(rel - mean[:, None], groups,
+                                                         len(knots), cfg.min_passes_for_scale)
+        row_sd = max(_robust_sd(rel[arr.valid]), 1e-4)
     r = model.residuals(x)
-    dof = max(1, len(r) - model.n_params)
+    dof = max(1, n_res - model.n_params)
     chi2 = float(np.sum(r * r) / dof)
     jac = np.asarray(res.jac)
     cov = np.linalg.pinv(jac.T @ jac) * max(1.0, chi2)
@@ -244,8 +321,8 @@ def _solve(arr: _Arrays, cfg: FitConfig) -> _Solution:
     u_lg, u_alpha, u_lk = model.unpack(u)
     if not fit_alpha:
         u_alpha = np.zeros_like(u_alpha)
-    return _Solution(np.exp(lg), alpha, knots, np.exp(lk), u_lg, u_alpha, u_lk, model.row_sd,
-                     chi2, model.pass_error(x))
+    return _Solution(np.exp(lg), alpha, knots, np.exp(lk), u_lg, u_alpha, u_lk, row_sd,
+                     chi2, model.pass_error(x), model.pass_sd.copy(), by_pass, by_contrast)
 
 
 def _arrays(passes: list[PassRecord], cfg: FitConfig) -> _Arrays:
@@ -339,17 +416,17 @@ def calibrate(recordings: list[Path], reference_csv: Path, *,
                     + "; ".join(f"{p.recording}: {p.reason} {p.detail}".strip()
                                 for p in passes if not p.used)[:800])
             sol = _solve(_arrays(used, cfg), cfg)
-            e = sol.pass_error
-            med = float(np.median(e))
-            sd = max(1.4826 * float(np.median(np.abs(e - med))), 1e-4)
-            out = np.abs(e - med) > cfg.outlier_sigma * sd
-            if not out.any():
+            # each pass against the scatter of passes at its own speed (dynamic loads grow
+            # with speed: one σ for all speeds would reject fast passes for being fast)
+            out = outlier_passes(sol.pass_error, sol.pass_sd, cfg.outlier_sigma)
+            if not out:
                 break
-            for p, ei in zip(used, e, strict=True):
-                if abs(ei - med) > cfg.outlier_sigma * sd:
-                    p.used, p.reason = False, "outlier"
-                    p.detail = (f"{ei * 100:+.2f} % vs median {med * 100:+.2f} % "
-                                f"(σ {sd * 100:.2f} %)")
+            med = float(np.median(sol.pass_error))
+            for i in out:
+                p, ei, sd = used[i], float(sol.pass_error[i]), float(sol.pass_sd[i])
+                p.used, p.reason = False, "outlier"
+                p.detail = (f"{ei * 100:+.2f} % vs median {med * 100:+.2f} % "
+                            f"(σ {sd * 100:.2f} % at {p.speed_kmh or 0.0:.0f} km/h)")
         assert sol is not None
         used = [p for p in passes if p.used]
         for p, ei in zip(used, sol.pass_error, strict=True):
@@ -437,11 +514,20 @@ def _profile_json(sol: _Solution, sens: dict[str, float], nominal: dict[str, flo
             "temperature_c": [min(temps), max(temps)] if temps else None,
         },
         "fit": {
-            "method": "scipy.optimize.least_squares, soft_l1, gross + left/right balance",
+            "method": ("scipy.optimize.least_squares, soft_l1; pass gross + row contrasts, "
+                       "each weighted by its scatter per speed band; left/right balance"),
             "passes_total": len(passes),
             "passes_used": len(used),
             "passes_rejected": len(passes) - len(used),
             "row_residual_sd_pct": sol.row_sd * 100,
+            # robust scatter by speed knot: of a pass's gross error (mean of its rows) and of
+            # a row's deviation from its pass mean; the fit weighs residuals by these
+            "pass_error_sd_by_speed_pct": [
+                [k, sd * 100] for k, sd in zip(sol.knots_kmh or [0.0], sol.pass_sd_by_knot,
+                                               strict=False)],
+            "row_contrast_sd_by_speed_pct": [
+                [k, sd * 100] for k, sd in zip(sol.knots_kmh or [0.0], sol.contrast_sd_by_knot,
+                                               strict=False)],
             "pass_gross_error_sd_pct": float(np.std(after, ddof=1)) if len(after) > 1 else None,
             "pass_gross_error_mean_pct": float(np.mean(after)) if len(after) else None,
             "pass_gross_error_max_abs_pct": float(np.max(np.abs(after))) if len(after) else None,
