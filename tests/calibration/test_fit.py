@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.calibration.conftest import CREATED, Session
+from tests.calibration.conftest import CREATED, Session, lane_options
 from zhichao.calibration.accuracy import verify_accuracy
 from zhichao.calibration.errors import CalibrationError, ReferenceFileError
 from zhichao.calibration.fit import calibrate, write_profile
 from zhichao.calibration.measure import measure_recording, sha256_file
 from zhichao.calibration.reference import read_reference
 from zhichao.devices.sim.lane import read_truth
+from zhichao.devices.sim.reference import make_fleet, simulate_reference_session
 from zhichao.weighing.calibration_profile import load_profile, parse_profile
 
 
@@ -86,24 +88,43 @@ def test_fitted_rows_match_the_true_sensors(session4: Session) -> None:
     assert abs(all_fit - all_true) < 1.5e-4
 
 
-def test_class_5_after_calibration_4_rows_up_to_60_kmh(session4: Session) -> None:
-    """The issue's acceptance, as far as it holds: on test traffic at other speeds and
-    temperatures, the calibrated lane meets class 5 at initial verification (every pass
-    within ±2.5 %) in the speed bands up to 60 km/h. Above that, single passes can exceed
-    ±2.5 % from dynamic loads alone (benchmarks/calibration_accuracy.py: 2 of 3 seeds), so
-    the overall class is reported, not asserted."""
+def test_calibrated_lane_matches_an_ideal_lane_4_rows(session4: Session,
+                                                       tmp_path: Path) -> None:
+    """The issue's acceptance, as far as calibration can decide it. The same test traffic
+    (same seed, same draws) over a lane with ideal sensors, weighed without a profile, is
+    the floor: its errors are the dynamic loads as 4 rows sample them. After calibration
+    every pass must be close to that floor, and within class 5 (±2.5 %) wherever the floor
+    leaves a margin. The floor itself exceeds ±2.5 % in about 1 % of passes at 30–60 km/h
+    and 3–7 % at 70–80 km/h (benchmarks/calibration_accuracy.py --dynamics), so the class
+    of the whole set is reported, not asserted."""
+    opts = replace(lane_options(4), sensitivity_error_pct=0.0, sensitivity_along_length_pct=0.0,
+                   temperature_coefficient_per_c=0.0, temperature_coefficient_spread_per_c=0.0,
+                   noise_units=0.0, offset_units=0.0, drift_units_per_sqrt_s=0.0)
+    ideal_paths = simulate_reference_session(tmp_path / "ideal", 2, opts, make_fleet(3),
+                                             [30, 50, 70], [5, 12, 28, 35], passes=2,
+                                             prefix="test")
     profile = parse_profile(session4.result.profile)
     before = verify_accuracy(session4.test, session4.test_ref, None)
     after = verify_accuracy(session4.test, session4.test_ref, profile)
+    ideal = verify_accuracy(ideal_paths, tmp_path / "ideal" / "reference.csv", None)
     assert len(after.valid) >= 0.95 * len(session4.test)
-    print("4 rows: before", before.gross_class["initial"], "after", after.gross_class["initial"])
-    for band in after.bands["speed"]:
-        if band["band"] in ("20–40 km/h", "40–60 km/h"):
-            assert band["class_initial"] in ("0.2", "0.5", "1", "2", "5"), band
+    print("4 rows: before", before.gross_class["initial"], "after",
+          after.gross_class["initial"], "ideal lane", ideal.gross_class["initial"])
+    e_ideal = {p.recording: float(p.gross_error_pct or 0.0) for p in ideal.valid}
+    e_after = {p.recording: float(p.gross_error_pct or 0.0) for p in after.valid}
+    both = sorted(set(e_ideal) & set(e_after))
+    assert len(both) >= 0.95 * len(session4.test)
+    diff = np.array([e_after[r] - e_ideal[r] for r in both])
+    # what the calibration leaves: a small fraction of the dynamic scatter (≈ 0.8 %)
+    assert float(np.std(diff)) < 0.3
+    assert float(np.max(np.abs(diff))) < 0.75
+    for r in both:
+        if abs(e_ideal[r]) <= 2.0:
+            assert abs(e_after[r]) <= 2.5, (r, e_after[r], e_ideal[r])
     e_before = np.array([p.gross_error_pct for p in before.valid])
-    e_after = np.array([p.gross_error_pct for p in after.valid])
-    assert float(np.mean(np.abs(e_after) <= 2.5)) >= 0.95
-    assert abs(e_after.mean()) < 0.5  # the bias of the ±10 % sensors is gone
+    e_after_all = np.array([p.gross_error_pct for p in after.valid])
+    assert float(np.mean(np.abs(e_after_all) <= 2.5)) >= 0.95
+    assert abs(e_after_all.mean()) < 0.5  # the bias of the ±10 % sensors is gone
     assert abs(e_before.mean()) > 1.0
     assert after.gross_class["in_service"].achieved in ("0.2", "0.5", "1", "2", "5")
     # without calibration the ±10 % sensors are not class 5 at initial verification
