@@ -488,7 +488,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @router.get("/audit", summary="审计日志", openapi_extra=_roles("auditor"))
     def audit_log(creds: BearerDep,
-                  after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
+                  after_id: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # int4 id
                   limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
         with staff(creds, "auditor") as (session, _user):
             rows = session.scalars(select(AuditEntry).where(AuditEntry.id > after_id)
