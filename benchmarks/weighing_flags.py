@@ -5,9 +5,9 @@ Run: ``python3 benchmarks/weighing_flags.py [--vehicles 400]``. For each abnorma
 of the simulator it drives ``--vehicles`` vehicles that way (4 rows, smooth road) and prints
 the share carrying a flag that answers it (``zhichao.weighing.evaluation.EXPECTED_FLAGS``).
 Lateral offsets are split at half a tyre off its half-strip; reversing counts only vehicles
-that really backed an axle over a row (``backward_row_crossings``: the simulator's 2-axle
-"reversing" vehicles never do). Then, for normal traffic on three layouts, it prints how many
-vehicles carry each abnormal-driving flag.
+that really backed an axle over a row (``backward_row_crossings``; since the simulator's
+trajectory fix every "reversing" vehicle does). Then, for normal traffic on three
+layouts, it prints how many vehicles carry each abnormal-driving flag.
 """
 
 from __future__ import annotations

@@ -86,10 +86,10 @@ def backward_row_crossings(truth: dict[str, Any], opts: SimOptions) -> int:
     recomputed from the simulator's own trajectory model (the truth file does not say).
 
     The simulator's "reversing" vehicles stop with their middle axle 1 m past the array and
-    back up, but a trajectory ends once the last axle is 0.6 m past the array; when that
-    comes first (always for 2-axle vehicles) the vehicle never reverses over the sensors and
-    no sensor can tell it from a slow normal passage. Only vehicles with crossings > 0 are
-    expected to carry ``reversing``.
+    back up 3–6 m, so every one now backs an axle over at least one row (before 2026-12 a
+    trajectory ended when the last axle first cleared the array, so 2-axle vehicles never
+    reversed over a sensor). Only vehicles with crossings > 0 are expected to carry
+    ``reversing``: no sensor can see a reversal that stays off the array.
     """
     rows = opts.rows_m()
     v = SimVehicle(config=CATALOGUE[truth["config"]],

@@ -147,9 +147,11 @@ def _trajectory(v: SimVehicle, fs: float, t_start_s: float, x_start_m: float,
         t = np.arange(0.0, t_grid[-1], dt)
         return np.asarray(np.interp(t, t_grid, x_grid))
     x = x_start_m + np.concatenate([[0.0], np.cumsum((vel[1:] + vel[:-1]) * 0.5 * dt)])
-    beyond = np.nonzero(x - length > x_end_m)[0]
-    if len(beyond):
-        x = x[: beyond[0] + 1]
+    # end once the last axle is past x_end for good: a reversing vehicle's last axle may
+    # pass it before the vehicle stops and backs over the array again
+    inside = np.nonzero(x - length <= x_end_m)[0]
+    if len(inside) and inside[-1] + 1 < len(x):
+        x = x[: inside[-1] + 2]
     return np.asarray(x)
 
 
@@ -227,6 +229,10 @@ def _place(vehicles: list[SimVehicle], opts: SimOptions, rng: np.random.Generato
     t_cursor = 0.0
     for v in vehicles:
         following = "close_following" in v.abnormal and placed
+        if following and placed[-1].vehicle.reverse_distance_m > 0:
+            # nobody can follow close behind a vehicle that will back up towards them
+            v.abnormal.remove("close_following")
+            following = False
         if following:
             prev = placed[-1]
             # same speed as the vehicle in front when it is close-followed
@@ -266,8 +272,10 @@ def _place(vehicles: list[SimVehicle], opts: SimOptions, rng: np.random.Generato
         speed_row1 = (x[k_row1] - x[max(k_row1 - 1, 0)]) * fs * 3.6
         placed.append(PlacedVehicle(v, first_index, x, t0, float(speed_row1)))
         # when this vehicle's last axle clears the array, plus a normal headway gap
+        # (for good: a reversing vehicle's last axle may clear it, back over it, clear again)
         last = x - v.axle_offsets_m[-1]
-        k_clear = int(np.argmax(last >= x_array_end + 0.5))
+        on_array = np.nonzero(last < x_array_end + 0.5)[0]
+        k_clear = int(on_array[-1]) + 1 if len(on_array) else 0
         t_clear = (first_index + k_clear) / fs
         speed_clear = max(abs(v.speed_kmh) / 3.6, 1.0)
         t_cursor = max(t_cursor, t_clear + 12.0 / speed_clear)
