@@ -104,6 +104,11 @@ def test_thousand_vehicles_against_truth(tmp_path: Path) -> None:
     due = [pid for pid, elig in station_cases if elig != "UNUSABLE"]
     assert due and all(queue.get(pid) == "technical_review" for pid in due)
     assert query(data / "service.db", "SELECT COUNT(*) FROM passages")[0][0] == len(rows)
+    # no drift injected: the drift monitor raised nothing and flagged nothing
+    assert query(db, "SELECT COUNT(*) FROM alarms WHERE code = 'calibration_drift'")[0][0] == 0
+    assert query(db, "SELECT COUNT(*) FROM passages WHERE flags LIKE "
+                     "'%calibration_drift%'")[0][0] == 0
+    drift = json.loads(query(db, "SELECT value FROM meta WHERE key = 'drift_state'")[0][0])
     assert checked >= 50
     assert plates_right >= 0.85 * checked
     assert no_frame <= 0.08 * checked
@@ -113,4 +118,4 @@ def test_thousand_vehicles_against_truth(tmp_path: Path) -> None:
           f"to review {plates_review}, no frame {no_frame}, within allowance "
           f"{within_allowance}, flagged for review {flagged}; legal trucks with a flagged case "
           f"{legal_flagged}; clearly over {len(clearly_over)} → cased {cased}, marked for a human "
-          f"{human}")
+          f"{human}; drift monitor: {drift['trucks_seen']} trucks observed, no alarm")

@@ -25,6 +25,7 @@ from zhichao.service.station.errors import StationConfigError
 
 EXAMPLE_CONFIG = Path(__file__).with_name("station.example.toml")
 CAMERA_ROLES = ("front", "side", "rear")
+CAMERA_URL_SCHEMES = ("folder", "file", "rtsp", "rtsps", "usb", "sim")  # zhichao.devices
 
 
 @dataclass(frozen=True)
@@ -112,10 +113,16 @@ class DriftSection:
 
 @dataclass(frozen=True)
 class CameraSection:
+    """One camera: exactly one of ``spool_dir`` (it pushes JPEG files there, FTP style) or
+    ``url`` (opened by the devices stage: folder://, file://, rtsp://, usb://, sim://)."""
+
     camera_id: str = "CAM-FRONT-1"
     role: str = "front"
-    spool_dir: str = "spool/front"  # where the camera pushes its JPEG frames (FTP-push)
+    spool_dir: str = ""  # where the camera pushes its JPEG frames (FTP-push)
     trigger_distance_m: float = 12.0  # row 1 to the point where the frame is taken [m]
+    url: str = ""  # a devices-stage camera URL instead of a spool folder
+    max_fps: float = 10.0  # URL cameras: frames taken into the linking path per second
+    latency_s: float = 0.0  # URL cameras: exposure-to-delivery delay (measure per site)
 
 
 @dataclass(frozen=True)
@@ -176,7 +183,7 @@ class StationConfig:
     device: DeviceSection = field(default_factory=DeviceSection)
     drift: DriftSection = field(default_factory=DriftSection)
     cameras: tuple[CameraSection, ...] = (
-        CameraSection(),
+        CameraSection("CAM-FRONT-1", "front", "spool/front", 12.0),
         CameraSection("CAM-SIDE-1", "side", "spool/side", 14.0),
         CameraSection("CAM-REAR-1", "rear", "spool/rear", 30.0),
     )
@@ -198,6 +205,12 @@ class StationConfig:
     def data_path(self, value: str) -> Path:
         p = Path(value)
         return p if p.is_absolute() else self.data_dir / p
+
+    def camera_spool(self, c: CameraSection) -> Path:
+        """Where a camera's frames enter linking: its spool folder, or for a URL camera the
+        folder its grabber writes into."""
+        return self.data_path(c.spool_dir) if c.spool_dir else (
+            self.data_dir / "cameras" / c.camera_id)
 
     @property
     def simulated(self) -> bool:
@@ -382,7 +395,15 @@ def validate(cfg: StationConfig) -> None:
     for i, c in enumerate(cfg.cameras):
         need(c.role in CAMERA_ROLES, f"camera[{i}].role", f"must be one of {CAMERA_ROLES}")
         need(bool(c.camera_id), f"camera[{i}].camera_id", "must not be empty")
-        need(bool(c.spool_dir), f"camera[{i}].spool_dir", "must not be empty")
+        need(bool(c.spool_dir) != bool(c.url), f"camera[{i}]",
+             "give exactly one of spool_dir (pushed frames) or url (a camera opened by URL)")
+        if c.url:
+            scheme = c.url.split("://", 1)[0] if "://" in c.url else ""
+            need(scheme in CAMERA_URL_SCHEMES, f"camera[{i}].url",
+                 f"{c.url!r}: the scheme must be one of {', '.join(CAMERA_URL_SCHEMES)} "
+                 f"(e.g. rtsp://host/stream, file:///video.mp4, folder:///frames)")
+            need(0 < c.max_fps <= 60, f"camera[{i}].max_fps", "must be in (0, 60]")
+            need(0 <= c.latency_s <= 5, f"camera[{i}].latency_s", "must be within 0 … 5 s")
         need(0 <= c.trigger_distance_m <= 200, f"camera[{i}].trigger_distance_m",
              "must be within 0 … 200 m")
     lk = cfg.linking

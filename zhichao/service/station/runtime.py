@@ -169,7 +169,7 @@ class Station:
         self.frames_dir = data / "frames"
         self.waveforms_dir = data / "waveforms"
         self.waveforms_dir.mkdir(parents=True, exist_ok=True)
-        spools = [CameraSpool(c.camera_id, c.role, cfg.data_path(c.spool_dir),
+        spools = [CameraSpool(c.camera_id, c.role, cfg.camera_spool(c),
                               c.trigger_distance_m) for c in cfg.cameras]
         for s in spools:
             s.directory.mkdir(parents=True, exist_ok=True)
@@ -220,6 +220,8 @@ class Station:
         self._last_idle_advance = 0
         self.health_snapshot: dict[str, Any] = {}
         self.failure: BaseException | None = None
+        self.grabbers: list[Any] = []  # CameraGrabber per URL camera
+        self._url_cameras = {c.camera_id for c in cfg.cameras if c.url}
 
     # ------------------------------------------------------------------ start-up
     def _recover(self) -> None:
@@ -652,6 +654,7 @@ class Station:
                 uploader = threading.Thread(target=self.center.run, args=(upload_stop,),
                                             name="station-uploader", daemon=True)
                 uploader.start()
+            self._start_grabbers()
             self.source = StreamSampleSource.from_url(self.wim_url)
             while not stop.is_set():
                 block = self.source.read_block(self.cfg.wim.read_timeout_s)
@@ -695,6 +698,15 @@ class Station:
                 uploader.join(timeout=10)
             self._collect_seals()
             self.close()
+
+    def _start_grabbers(self) -> None:
+        from zhichao.service.station.cameras import CameraGrabber
+
+        for c in self.cfg.cameras:
+            if c.url:
+                self.grabbers.append(CameraGrabber(
+                    c.camera_id, c.url, self.cfg.camera_spool(c), self.clock,
+                    max_fps=c.max_fps, latency_s=c.latency_s).start())
 
     def _sync_service(self, final: bool = False) -> None:
         """Copy committed passages and sealed packages into the service database."""
@@ -745,6 +757,10 @@ class Station:
             return
         horizon = self._stream_time() - timedelta(seconds=120)
         for f in self.linker.stale(horizon):
+            if f.camera_id in self._url_cameras:  # continuous frames: not kept
+                f.path.unlink(missing_ok=True)
+                self.linker.forget(f)
+                continue
             dst = self.frames_dir / "unlinked" / f.path.name
             dst.parent.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(FileNotFoundError):
@@ -779,6 +795,7 @@ class Station:
                     self._stream_time()),
                 "counts": c, "run_passages": self.run_passages, "wim": wim,
                 "clock_offsets_ms": self.linker.offsets_ms(),
+                "cameras": [g.health() for g in self.grabbers],
                 "sealing_stopped": self.sealing_stopped, "recovery": self.recovery,
                 "alarms": self.read_store.active_alarms(),
                 "device": self.device_snapshot,
@@ -792,6 +809,8 @@ class Station:
         self._closed = True
         if self.source is not None:
             self.source.close()
+        for g in self.grabbers:
+            g.close()
         if self.plates is not None:
             self.plates.close()
         self.journal.close()

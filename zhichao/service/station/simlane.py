@@ -91,7 +91,8 @@ class SimulatedLane:
         self.epoch = epoch
         self.link: TwinLink = TcpServerLink() if sim.link == "tcp" else PtyLink()
         self.stop = threading.Event()
-        self.spools = [cfg.data_path(c.spool_dir) for c in cfg.cameras]
+        # the simulated cameras push into spool folders; a camera opened by URL is real
+        self.spools = [cfg.camera_spool(c) for c in cfg.cameras]
         for s in self.spools:
             s.mkdir(parents=True, exist_ok=True)
         self.truth_path = self.out / TRUTH_FILE
@@ -149,7 +150,7 @@ class SimulatedLane:
             v_ms = abs(float(tv["speed_kmh"])) / 3.6
             for ci, cam in enumerate(self.cfg.cameras):
                 dt = travel_time_s(cam.trigger_distance_m, v_ms, float(tv["acceleration_ms2"]))
-                if dt is None or (missed and cam.role == "front"):
+                if dt is None or (missed and cam.role == "front") or cam.url:
                     continue
                 idx = round(first + dt * self.fs)
                 rec["frames"][cam.camera_id] = idx
