@@ -29,7 +29,7 @@ REAR_M = 30.0
 
 
 def _video(path: Path, frames: int = 60) -> None:
-    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (320, 240))
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 25.0, (320, 240))
     assert out.isOpened()
     for i in range(frames):
         img = np.full((240, 320, 3), (40, 40 + 3 * i % 200, 90), np.uint8)
