@@ -1,0 +1,88 @@
+"""The device record (``[device]`` or ``device.status_file``) and the register's rules."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from zhichao.calibration.legal import Certificate, DeviceLegalStatus
+from zhichao.evidence.inputs import DeviceStatus
+from zhichao.service.station.config import parse_config
+from zhichao.service.station.device import DeviceRegister, device_from_config
+from zhichao.service.station.errors import StationConfigError
+
+
+def _record(site: str = "SIM-SITE-01", drift_open: bool = False) -> DeviceLegalStatus:
+    return DeviceLegalStatus(
+        device_id="WIM-9", site_id=site, lane_id="1", installation_type="platform",
+        certificates=[Certificate("C-1", "检定机构", datetime(2025, 1, 1, tzinfo=UTC),
+                                  datetime(2026, 1, 1, tzinfo=UTC), "5")],
+        technical_review_approved=True, technical_review_date=datetime(2024, 12, 1).date(),
+        legal_review_approved=True, legal_review_date=datetime(2024, 12, 2).date(),
+        drift_alarm_open=drift_open,
+        drift_alarm_since_utc=datetime(2025, 6, 1, tzinfo=UTC) if drift_open else None)
+
+
+def test_status_file_is_the_device_record(tmp_path: Path) -> None:
+    (tmp_path / "dev.json").write_text(json.dumps(_record().to_json()), encoding="utf-8")
+    cfg = parse_config({"device": {"status_file": "dev.json"}}, tmp_path)
+    device = device_from_config(cfg)
+    assert device.device_id == "WIM-9" and device.installation_type == "platform"
+    reg = DeviceRegister(cfg, None, None)
+    inside = reg.usability("2025-03-01T00:00:00Z")
+    assert inside.usable
+    after = reg.usability("2026-03-01T00:00:00Z")  # the certificate ran out
+    assert not after.usable and [r.code for r in after.reasons] == ["certificate_expired"]
+    ev = reg.evidence_json("2025-03-01T00:00:00Z")
+    assert ev["certificate_number"] == "C-1" and ev["drift_alarm_open"] is False
+    assert DeviceStatus.from_json(ev).accuracy_class == "5"  # the evidence stage reads it
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    (None, "cannot read"),
+    ("{not json", "not valid JSON"),
+    (json.dumps({"format": "zhichao.device/0"}), "zhichao.device/1"),
+    (json.dumps(_record(site="OTHER").to_json()), "not this station's site"),
+])
+def test_bad_status_file_names_the_key(tmp_path: Path, content: str | None, problem: str
+                                       ) -> None:
+    if content is not None:
+        (tmp_path / "dev.json").write_text(content, encoding="utf-8")
+    with pytest.raises(StationConfigError) as info:
+        parse_config({"device": {"status_file": "dev.json"}}, tmp_path)
+    assert "device.status_file" in str(info.value) and problem in str(info.value)
+
+
+def test_an_alarm_open_in_the_register_is_not_closed_by_the_monitor(tmp_path: Path) -> None:
+    (tmp_path / "dev.json").write_text(json.dumps(_record(drift_open=True).to_json()),
+                                       encoding="utf-8")
+    cfg = parse_config({"device": {"status_file": "dev.json"}}, tmp_path)
+    reg = DeviceRegister(cfg, None, None)
+    assert not reg.monitor.alarm_open
+    assert reg.device_at().drift_alarm_open
+    assert reg.usability("2025-05-01T00:00:00Z").usable  # before the alarm's start
+    codes = [r.code for r in reg.usability("2025-07-01T00:00:00Z").reasons]
+    assert codes == ["drift_alarm_open"]
+    assert reg.evidence_json("2025-07-01T00:00:00Z")["drift_alarm_open"] is True
+
+
+def test_device_section_and_a_new_calibration_profile_reset_the_monitor() -> None:
+    cfg = parse_config({"device": {"installation_type": "bending_plate",
+                                   "certificate_number": ""}})
+    device = device_from_config(cfg)
+    assert device.certificates == []  # no number: no certificate, so never usable
+    reg = DeviceRegister(cfg, "profile-A", None)
+    assert reg.base.calibration_profile_id == "profile-A"
+    assert "certificate_missing" in [r.code for r in reg.usability(
+        "2026-01-01T00:00:00Z").reasons]
+    state = reg.state_json()
+    same = DeviceRegister(cfg, "profile-A", state)
+    assert same.reset_on_start is None
+    moved = DeviceRegister(cfg, "profile-B", state)
+    assert moved.reset_on_start is not None and moved.monitor.profile_id == "profile-B"
+    assert moved.monitor.history and moved.monitor.history[-1]["reason"] == "calibration"
+    with pytest.raises(StationConfigError, match="device.installation_type"):
+        parse_config({"device": {"installation_type": "floating"}})
