@@ -25,7 +25,10 @@ def register(subparsers: Any) -> None:
         description="Fit per half-strip sensitivities, temperature coefficients and speed "
                     "factors to recordings of reference trucks (one truck per recording) "
                     "whose static weights REF.csv lists (columns recording, "
-                    "gross_weight_kg, axle_loads_kg with ';' between axles).")
+                    "gross_weight_kg, axle_loads_kg with ';' between axles; optional "
+                    "wheel_loads_kg as LEFT/RIGHT per axle, e.g. 3200/3210;4800/4810, from "
+                    "a static wheel-load scale: the left/right split is then fitted from it "
+                    "instead of assuming balanced trucks).")
     cal.add_argument("recordings", nargs="+", type=Path, metavar="RECORDING",
                      help="recording files (or folders of *.npz)")
     cal.add_argument("--reference", type=Path, required=True, metavar="REF.csv")

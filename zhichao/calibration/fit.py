@@ -24,7 +24,11 @@ Three kinds of residual, all standardised:
 * balance: ``(share_pr − s₀) / σ_share`` with ``share`` the calibrated left share of the row.
   The gross weight only fixes each row's *sum* of gains; the split between a row's left and
   right half-strip rests on the physical fact that trucks carry about half their load on
-  each side (s₀ = 0.5, σ_share = 0.02 per vehicle: both assumptions, configurable).
+  each side (s₀ = 0.5, σ_share = 0.02 per vehicle: both assumptions, configurable). Where
+  the reference file gives the pass's static wheel loads (``wheel_loads_kg``), s₀ is that
+  truck's static left share and σ_share the scatter of the measured share about it,
+  estimated from the data per speed knot like the others: the split is then measured,
+  not assumed.
 
 Dynamic loads grow with speed (wim.md §2.4), so σ_pass and σ_contrast are estimated from the
 data (robust scale, 1.4826 · MAD, of a first fit's residuals) per speed knot — the nearest
@@ -110,6 +114,7 @@ class PassRecord:
     sha256: str
     reference_gross_kg: float
     reference_axles_kg: tuple[float, ...]
+    reference_left_share: float | None = None  # from static wheel loads, when given
     temperature_c: float | None = None
     speed_kmh: float | None = None
     used: bool = False
@@ -134,6 +139,10 @@ class _Arrays:
     dt_c: npt.NDArray[np.float64]  # [pass]
     speed_kmh: npt.NDArray[np.float64]
     gross_kg: npt.NDArray[np.float64]
+    # the left share each pass is expected to show, and whether it is the truck's measured
+    # static share (True) or the balance assumption (False)
+    share_expected: npt.NDArray[np.float64] | None = None
+    share_known: npt.NDArray[np.bool_] | None = None
 
 
 @dataclass
@@ -151,6 +160,8 @@ class _Solution:
     pass_sd: npt.NDArray[np.float64]  # the scatter expected of each pass's error (its speed)
     pass_sd_by_knot: list[float]
     contrast_sd_by_knot: list[float]
+    share_sd_by_knot: list[float]  # measured static shares only; empty without them
+    n_share_known: int
 
 
 def _knots(speeds: npt.NDArray[np.float64], cfg: FitConfig) -> list[float]:
@@ -175,6 +186,11 @@ class _Model:
         # pass mean; set from the data after a first round (they grow with speed)
         self.pass_sd = np.full(n_pass, cfg.initial_row_sd / math.sqrt(self.n_rows))
         self.contrast_sd = np.full(n_pass, cfg.initial_row_sd)
+        self.share_known = (arr.share_known if arr.share_known is not None
+                            else np.zeros(n_pass, dtype=bool))
+        self.share_expected = (arr.share_expected if arr.share_expected is not None
+                               else np.full(n_pass, cfg.left_share_expected))
+        self.share_sd = np.full(n_pass, cfg.left_share_sd)
 
     @property
     def n_params(self) -> int:
@@ -229,7 +245,7 @@ class _Model:
         v = self.a.valid
         gross = mean / self.pass_sd
         contrast = ((rel - mean[:, None]) / self.contrast_sd[:, None])[v]
-        bal = (share[v] - self.cfg.left_share_expected) / self.cfg.left_share_sd
+        bal = ((share - self.share_expected[:, None]) / self.share_sd[:, None])[v]
         return np.concatenate([gross, contrast, bal])
 
     def pass_error(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -301,6 +317,7 @@ def _solve(arr: _Arrays, cfg: FitConfig) -> _Solution:
     groups = _speed_groups(arr.speed_kmh, knots)
     by_pass: list[float] = []
     by_contrast: list[float] = []
+    by_share: list[float] = []
     for _ in range(2):  # the second round with the scatter estimated from the first
         res = least_squares(model.residuals, x, loss="soft_l1", f_scale=2.0, method="trf",
                             x_scale="jac")
@@ -311,6 +328,13 @@ def _solve(arr: _Arrays, cfg: FitConfig) -> _Solution:
         model.contrast_sd, by_contrast = _scale_by_speed(rel - mean[:, None], groups,
                                                          len(knots), cfg.min_passes_for_scale)
         row_sd = max(_robust_sd(rel[arr.valid]), 1e-4)
+        known = model.share_known
+        if known.any():
+            share = model.relative(x)[2]
+            dev = share[known] - model.share_expected[known][:, None]
+            sd_known, by_share = _scale_by_speed(dev, groups[known], len(knots),
+                                                 cfg.min_passes_for_scale)
+            model.share_sd[known] = sd_known
     r = model.residuals(x)
     dof = max(1, n_res - model.n_params)
     chi2 = float(np.sum(r * r) / dof)
@@ -322,7 +346,8 @@ def _solve(arr: _Arrays, cfg: FitConfig) -> _Solution:
     if not fit_alpha:
         u_alpha = np.zeros_like(u_alpha)
     return _Solution(np.exp(lg), alpha, knots, np.exp(lk), u_lg, u_alpha, u_lk, row_sd,
-                     chi2, model.pass_error(x), model.pass_sd.copy(), by_pass, by_contrast)
+                     chi2, model.pass_error(x), model.pass_sd.copy(), by_pass, by_contrast,
+                     by_share, int(model.share_known.sum()))
 
 
 def _arrays(passes: list[PassRecord], cfg: FitConfig) -> _Arrays:
@@ -332,7 +357,10 @@ def _arrays(passes: list[PassRecord], cfg: FitConfig) -> _Arrays:
         left=side[:, :, 0], right=side[:, :, 1], valid=np.all(np.isfinite(side), axis=2),
         dt_c=np.array([pl.temperature_c - cfg.reference_temperature_c for pl in loads]),
         speed_kmh=np.array([abs(pl.speed_kmh or 0.0) for pl in loads]),
-        gross_kg=np.array([p.reference_gross_kg for p in passes]))
+        gross_kg=np.array([p.reference_gross_kg for p in passes]),
+        share_expected=np.array([cfg.left_share_expected if p.reference_left_share is None
+                                 else p.reference_left_share for p in passes]),
+        share_known=np.array([p.reference_left_share is not None for p in passes]))
 
 
 @dataclass
@@ -351,7 +379,8 @@ class CalibrationResult:
 
 def _screen(path: Path, ref: ReferenceWeights, base: dict[str, float] | None,
             cfg: FitConfig, wcfg: WeighingConfig | None, digest: str) -> PassRecord:
-    rec = PassRecord(path.name, digest, ref.gross_weight_kg, ref.axle_loads_kg)
+    rec = PassRecord(path.name, digest, ref.gross_weight_kg, ref.axle_loads_kg,
+                     ref.left_share)
     measured = measure_recording(path, base, wcfg)
     if len(measured) != 1:
         rec.reason, rec.detail = "vehicle_count", f"{len(measured)} vehicles"
@@ -494,6 +523,9 @@ def _profile_json(sol: _Solution, sens: dict[str, float], nominal: dict[str, flo
         notes.append(f"temperature coefficients not fitted (passes span {t_span:.1f} °C < "
                      f"{cfg.min_temperature_span_c} °C): data-sheet value "
                      f"{cfg.default_temperature_coefficient_per_c} /°C used")
+    if 0 < sol.n_share_known < len(used):
+        notes.append(f"left/right split from static wheel loads on {sol.n_share_known} of "
+                     f"{len(used)} passes, the balance assumption on the others")
     if len(sol.knots_kmh) < 2:
         notes.append("speed factors not fitted: passes cover fewer than two speed knots")
     return {
@@ -524,6 +556,15 @@ def _profile_json(sol: _Solution, sens: dict[str, float], nominal: dict[str, flo
             # a row's deviation from its pass mean; the fit weighs residuals by these
             "pass_error_sd_by_speed_pct": [
                 [k, sd * 100] for k, sd in zip(sol.knots_kmh or [0.0], sol.pass_sd_by_knot,
+                                               strict=False)],
+            # the left/right split: from static wheel loads (for how many passes), else the
+            # balance assumption
+            "left_right_basis": ("static_wheel_loads" if sol.n_share_known == len(used)
+                                 else "balance_assumption" if sol.n_share_known == 0
+                                 else "mixed"),
+            "passes_with_wheel_loads": sol.n_share_known,
+            "left_share_sd_by_speed_pct": [
+                [k, sd * 100] for k, sd in zip(sol.knots_kmh or [0.0], sol.share_sd_by_knot,
                                                strict=False)],
             "row_contrast_sd_by_speed_pct": [
                 [k, sd * 100] for k, sd in zip(sol.knots_kmh or [0.0], sol.contrast_sd_by_knot,
