@@ -108,6 +108,54 @@ def main() -> None:
     print(f"lanes at peak (1 vehicle / 2 s / lane) on {cores} cores: this mix "
           f"{cores / mix_cost:.1f}, worst case (every vehicle read and sealed) "
           f"{cores / worst_cost:.1f}")
+    drift_state_cost()
+
+
+def drift_state_cost(repeats: int = 50) -> None:
+    """The drift monitor's state is committed with every truck's passage; this run's lane
+    never reaches a full baseline, so the cost at steady state (every chart with its full
+    baseline and window) is measured on its own: dump + one SQLite WAL commit (FULL)."""
+    import json
+    import random
+    import sqlite3
+
+    from zhichao.calibration.drift import DriftConfig, DriftMonitor, _Chart
+    from zhichao.service.station.device import monitor_state
+
+    rng = random.Random(1)
+    cfg = DriftConfig()
+    mon = DriftMonitor("1", cfg)
+    for name in ("steer", "balance", "row1", "row2", "row3", "row4"):
+        n, w = cfg.baseline_n, cfg.window_n
+        mon.charts[name] = _Chart(
+            baseline=[rng.random() for _ in range(n)],
+            baseline_gross=[rng.uniform(4e3, 5e4) for _ in range(n)],
+            baseline_class=["6:B"] * n, mean=0.5, sd=0.1,
+            recent=[rng.random() for _ in range(w)],
+            recent_gross=[rng.uniform(4e3, 5e4) for _ in range(w)], recent_class=["6:B"] * w)
+    with tempfile.TemporaryDirectory() as d:
+        con = sqlite3.connect(Path(d) / "s.db", isolation_level=None)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=FULL")
+        con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            json.dumps(mon.to_state(), separators=(",", ":"))
+        t_to_state = (time.perf_counter() - t0) / repeats
+        t0 = time.perf_counter()
+        for _ in range(repeats):  # what the station does (same JSON)
+            text = json.dumps(monitor_state(mon), ensure_ascii=False, separators=(",", ":"))
+        t_dump = (time.perf_counter() - t0) / repeats
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("INSERT OR REPLACE INTO meta VALUES ('drift_state', ?)", (text,))
+            con.execute("COMMIT")
+        t_commit = (time.perf_counter() - t0) / repeats
+        con.close()
+    print(f"drift state at a full baseline: {len(text) / 1024:.0f} KiB; per truck: "
+          f"to_state + dump {t_to_state * 1000:.2f} ms, the station's dump "
+          f"{t_dump * 1000:.2f} ms, write + commit {t_commit * 1000:.2f} ms")
 
 
 if __name__ == "__main__":

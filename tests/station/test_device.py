@@ -86,3 +86,26 @@ def test_device_section_and_a_new_calibration_profile_reset_the_monitor() -> Non
     assert moved.monitor.history and moved.monitor.history[-1]["reason"] == "calibration"
     with pytest.raises(StationConfigError, match="device.installation_type"):
         parse_config({"device": {"installation_type": "floating"}})
+
+
+def test_fast_monitor_state_equals_to_state() -> None:
+    import random
+
+    from zhichao.calibration.drift import DriftAlarm, DriftConfig, DriftMonitor, _Chart
+    from zhichao.service.station.device import monitor_state
+
+    rng = random.Random(2)
+    mon = DriftMonitor("1", DriftConfig(baseline_n=30), profile_id="p")
+    for name in ("steer", "balance", "row1"):
+        mon.charts[name] = _Chart(
+            baseline=[rng.random() for _ in range(30)], baseline_gross=[1e4] * 30,
+            baseline_class=["6:B"] * 30, mean=0.5, sd=0.1, fits={"6:B": [0.1, 3000.0]},
+            recent=[rng.random() for _ in range(12)], recent_gross=[2e4] * 12,
+            recent_class=["5:A"] * 12, s_hi=1.5, run_hi=3, n=12)
+    mon.alarms.append(DriftAlarm("row1", "2026-01-01T00:00:00Z", 5, 40, "high", 1.1, 0.909,
+                                 "漂移"))
+    mon.history.append({"reason": "calibration", "time_utc": "x", "profile_id": "p",
+                        "closed_alarms": []})
+    assert json.dumps(monitor_state(mon)) == json.dumps(mon.to_state())
+    back = DriftMonitor.from_state(json.loads(json.dumps(monitor_state(mon))))
+    assert back.to_state() == mon.to_state()
