@@ -19,6 +19,12 @@ crosses each row at constant speed; the gross error the mean over the rows makes
 often it exceeds ±2.5 % (the class-5 MPE at initial verification). No signals, no sensors:
 the dynamic sampling error of the row layout alone.
 
+``--chain``: the test session's passes weighed with the *true* sensitivities (from the
+simulator's truth, temperature included) and no profile, against the simulator's own
+dynamic wheel forces at the instants each axle crosses each row (the vehicles' dynamic
+parameters are recovered by replaying the session's random draws; each replay is checked
+against the truth file): what the core's pulse detection and area integration add, by speed.
+
     python3 benchmarks/calibration_accuracy.py [--sample-rate-hz 5000] [--seeds 0 1 2]
     python3 benchmarks/calibration_accuracy.py --layouts 4:smooth --seeds 1
     python3 benchmarks/calibration_accuracy.py --dynamics 2000 --layouts 4:smooth 4:rough
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import tempfile
 import time
 from dataclasses import replace
@@ -40,11 +47,17 @@ import numpy.typing as npt
 
 from zhichao.calibration.accuracy import verify_accuracy
 from zhichao.calibration.fit import calibrate
+from zhichao.devices.recording import read_recording
 from zhichao.devices.sim import SimOptions
-from zhichao.devices.sim.lane import default_row_positions_m
+from zhichao.devices.sim.lane import default_row_positions_m, read_truth
 from zhichao.devices.sim.reference import ReferenceTruck, make_fleet, simulate_reference_session
 from zhichao.devices.sim.traffic import CATALOGUE, make_vehicle
-from zhichao.weighing.calibration_profile import parse_profile
+from zhichao.weighing.calibration_profile import (
+    CalibrationProfile,
+    ChannelCalibration,
+    parse_profile,
+)
+from zhichao.weighing.stream import ABNORMAL_FLAGS, weigh_recording
 
 
 def _ideal(opts: SimOptions) -> SimOptions:
@@ -84,7 +97,15 @@ def run(n_rows: int, road: str, seed: int, fs: float, floor: bool = True) -> dic
         out: dict[str, Any] = {"rows": n_rows, "road": road, "seed": seed,
                                "fit_s": round(fit_s, 1),
                                "cal_passes_used": len(res.used),
-                               "cal_rejected": [f"{p.reason}" for p in res.rejected]}
+                               "cal_rejected": [f"{p.reason}" for p in res.rejected],
+                               "pass_sd_by_speed_pct": [
+                                   [k, round(v, 2)] for k, v in
+                                   res.profile["fit"]["pass_error_sd_by_speed_pct"]],
+                               "row_contrast_sd_by_speed_pct": [
+                                   [k, round(v, 2)] for k, v in
+                                   res.profile["fit"]["row_contrast_sd_by_speed_pct"]],
+                               "speed_factors": [[k, round(f, 4)]
+                                                 for k, f in res.profile["speed_factors"]]}
         after: dict[str, float] = {}
         for label, prof in (("before", None), ("after", parse_profile(res.profile))):
             a = verify_accuracy(test, d / "test" / "reference.csv", prof)
@@ -136,6 +157,81 @@ def _mc_vehicle_error(rng: np.random.Generator, truck: ReferenceTruck, speed_kmh
     return float(((static[:, None] * dyn).sum(axis=0).mean() / static.sum() - 1.0) * 100)
 
 
+def _dyn_factor(v: Any, j: int, t: float) -> float:
+    return float(1.0 + v.body_amp[j] * np.sin(2 * np.pi * v.body_hz[j] * t + v.body_phase[j])
+                 + v.hop_amp[j] * np.sin(2 * np.pi * v.hop_hz[j] * t + v.hop_phase[j]))
+
+
+def chain(n_rows: int, road: str, seed: int, fs: float) -> list[dict[str, Any]]:
+    opts = SimOptions(n_rows=n_rows, road=road, sensor_seed=7 + seed,
+                      sensitivity_error_pct=10.0, temperature_coefficient_spread_per_c=0.0002,
+                      sample_rate_hz=fs)
+    fleet = make_fleet(3 + seed)
+    speeds, temps, passes = [30.0, 50.0, 70.0], [5.0, 12.0, 28.0, 35.0], 2
+    rows_m = default_row_positions_m(n_rows)
+    by_band: dict[int, list[tuple[float, float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        paths = simulate_reference_session(d, 10 * seed + 2, opts, fleet, speeds, temps,
+                                           passes=passes, prefix="test")
+        # replay simulate_reference_session's draws: one generator per pass, its first
+        # draws are the speed jitter and the vehicle (traffic.make_vehicle)
+        root = np.random.default_rng(10 * seed + 2)
+        k = 0
+        for _t in temps:
+            for _p in range(passes):
+                for speed in speeds:
+                    for truck in fleet:
+                        rng = np.random.default_rng(root.integers(2**63))
+                        v_set = float(speed) + float(rng.uniform(-3.0, 3.0))
+                        veh = make_vehicle(rng, CATALOGUE[truck.config],
+                                           speed_kmh=max(v_set, 1.0), load_profile="mixed",
+                                           road=road, abnormal=None)
+                        path = paths[k]
+                        k += 1
+                        truth = read_truth(path)
+                        tv = truth["vehicles"][0]
+                        if abs(tv["acceleration_ms2"] - round(veh.acceleration_ms2, 4)) > 1e-9:
+                            raise SystemExit(f"{path.name}: replay does not match the truth")
+                        prof = CalibrationProfile("true", {
+                            c["name"]: ChannelCalibration(c["sensitivity_true_per_n"], 0.0)
+                            for c in truth["channels"]})
+                        weighed = weigh_recording(read_recording(path), None, prof)
+                        if len(weighed) != 1 or weighed[0].gross_weight_kg is None or set(
+                                weighed[0].flags) & ABNORMAL_FLAGS:
+                            continue
+                        static = np.array(truck.axle_loads_kg)
+                        offsets = np.concatenate([[0.0], np.cumsum(truck.spacings_m)])
+                        t0 = tv["first_axle_sample"] / fs
+                        v0 = tv["speed_kmh"] / 3.6
+                        a = tv["acceleration_ms2"]
+                        rows_load = []
+                        for x in rows_m:
+                            total = 0.0
+                            for j in range(len(static)):
+                                dx = x - rows_m[0] + offsets[j]
+                                tt = dx / v0 if abs(a) < 1e-9 else (
+                                    -v0 + math.sqrt(v0 * v0 + 2 * a * dx)) / a
+                                total += static[j] * _dyn_factor(veh, j, t0 + tt)
+                            rows_load.append(total)
+                        dyn_pct = (float(np.mean(rows_load)) / static.sum() - 1) * 100
+                        err_pct = (weighed[0].gross_weight_kg / static.sum() - 1) * 100
+                        band = int(abs(weighed[0].speed_kmh or 0.0) // 20.0 * 20)
+                        by_band.setdefault(band, []).append((err_pct - dyn_pct, dyn_pct))
+    out = []
+    for band in sorted(by_band):
+        ch = np.array([c for c, _ in by_band[band]])
+        dy = np.array([x for _, x in by_band[band]])
+        out.append({"rows": n_rows, "road": road, "seed": seed,
+                    "speed_band_kmh": f"{band}–{band + 20}",
+                    "n": len(ch), "chain_mean_pct": round(float(ch.mean()), 3),
+                    "chain_sd_pct": round(float(ch.std(ddof=1)), 3),
+                    "chain_max_abs_pct": round(float(np.abs(ch).max()), 3),
+                    "dynamic_sd_pct": round(float(dy.std(ddof=1)), 2),
+                    "dynamic_max_abs_pct": round(float(np.abs(dy).max()), 2)})
+    return out
+
+
 def dynamics(n_rows: int, road: str, n: int) -> list[dict[str, Any]]:
     rng = np.random.default_rng(1234)
     fleet = [t for s in range(3) for t in make_fleet(3 + s)]
@@ -162,6 +258,8 @@ def main() -> None:
     ap.add_argument("--layouts", nargs="+", default=["4:smooth", "2:smooth", "4:rough"],
                     help="ROWS:ROAD, e.g. 4:smooth")
     ap.add_argument("--no-floor", action="store_true", help="skip the ideal-sensor lane")
+    ap.add_argument("--chain", action="store_true",
+                    help="only the core's integration error against the true dynamic forces")
     ap.add_argument("--dynamics", type=int, default=0, metavar="N",
                     help="only the dynamic sampling error, N passes per speed")
     a = ap.parse_args()
@@ -172,6 +270,11 @@ def main() -> None:
             ap.error(f"--layouts: {item!r} is not ROWS:smooth or ROWS:rough")
         layouts.append((int(rows), road))
     for rows_n, road in layouts:
+        if a.chain:
+            for seed in a.seeds:
+                for line in chain(rows_n, road, seed, a.sample_rate_hz):
+                    print(json.dumps(line, ensure_ascii=False))
+            continue
         if a.dynamics > 0:
             for line in dynamics(rows_n, road, a.dynamics):
                 print(json.dumps(line, ensure_ascii=False))
