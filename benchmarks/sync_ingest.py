@@ -10,9 +10,12 @@ station log, then measures for each database backend:
   verification against the registered key, consistency with the accepted checkpoint,
   atomic rename + directory fsync, row + signed receipt commit), one after another; and
   again without the file fsyncs (the database still commits durably) to show their share;
+* ``store`` + service hook: the same with :class:`ServiceHook` (what ``center serve``
+  installs by default): each package also becomes a passage, a case in technical review
+  and an audit entry in the service tables of the same database;
 * ``http``: the station uploader (:class:`Uploader`, outbox in SQLite WAL) draining to a
   real ``center serve`` process over loopback — the end-to-end rate, including the
-  outbox's own fsync'd commits;
+  outbox's own fsync'd commits; with the service hook (the default) and without it;
 * ``duplicates``: the same packages sent again from a second outbox (answered from the
   stored receipt, no re-verification);
 * ``passages``: signed passage records in batches of 200 over HTTP.
@@ -33,6 +36,8 @@ import time
 import uuid
 from pathlib import Path
 
+from sqlalchemy import text
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -45,7 +50,10 @@ from tests.service.sync_helpers import (  # noqa: E402
 from zhichao.evidence.merkle import MerkleLog  # noqa: E402
 from zhichao.evidence.signing import generate_key  # noqa: E402
 from zhichao.evidence.verify import verify_package  # noqa: E402
+from zhichao.service.db import make_engine as service_engine  # noqa: E402
+from zhichao.service.db import upgrade as service_upgrade  # noqa: E402
 from zhichao.service.sync.outbox import Outbox  # noqa: E402
+from zhichao.service.sync.service_hook import ServiceHook  # noqa: E402
 from zhichao.service.sync.store import (  # noqa: E402
     CenterStore,
     ProofClaim,
@@ -69,13 +77,19 @@ def new_db(kind: str, work: Path) -> Database | None:
 
 
 def bench_store(kind: str, kit: StationKit, blobs: list[bytes], work: Path, *,
-                fsync: bool = True) -> None:
+                fsync: bool = True, hook: bool = False) -> None:
     db = new_db(kind, work)
     if db is None:
         return
+    service = None
     try:
-        store = CenterStore(db.engine, work / f"store-{kind}-{fsync}", generate_key(),
-                            schema=db.schema, fsync=fsync)
+        accept_hook = None
+        if hook:  # what `center serve` installs by default: a case per package
+            service = service_engine(db.url, schema=db.schema)
+            service_upgrade(service)
+            accept_hook = ServiceHook.for_engine(service)
+        store = CenterStore(db.engine, work / f"store-{kind}-{fsync}-{hook}", generate_key(),
+                            schema=db.schema, fsync=fsync, hook=accept_hook)
         store.create_tables()
         store.register_station(kit.station_id, kit.public_pem)
         per: list[float] = []
@@ -99,28 +113,37 @@ def bench_store(kind: str, kit: StationKit, blobs: list[bytes], work: Path, *,
                 accepted = head.checkpoint_size
         total = time.perf_counter() - start
         cpu_ms = (time.process_time() - cpu_start) / len(blobs) * 1e3
-        label = "" if fsync else ", no file fsync"
+        label = ("" if fsync else ", no file fsync") + (
+            ", + service hook (passage, case, audit entry)" if hook else "")
         print(f"  store/{kind}{label}: {len(blobs) / total:7.1f} packages/s  "
               f"(median {statistics.median(per) * 1e3:.1f} ms, "
               f"p95 {sorted(per)[int(0.95 * len(per)) - 1] * 1e3:.1f} ms; "
               f"CPU {cpu_ms:.1f} ms/package in this process)")
+        if service is not None:
+            with service.connect() as conn:
+                cases = conn.execute(text("SELECT count(*) FROM cases")).scalar_one()
+            assert cases == len(blobs), cases
     finally:
+        if service is not None:
+            service.dispose()
         db.drop()
 
 
 def bench_http(kind: str, kit: StationKit, folders: list[Path], records: list[dict[str, object]],
-               work: Path) -> None:
+               work: Path, *, hook: bool = True) -> None:
     db = new_db(kind, work)
     if db is None:
         return
     center_key = generate_key()
-    center = CenterProcess(db, work / f"hstore-{kind}", center_key, work)
+    center = CenterProcess(db, work / f"hstore-{kind}-{hook}", center_key, work,
+                           extra_args=() if hook else ("--no-service-hook",))
+    hook_label = " with the service hook" if hook else ", --no-service-hook"
     try:
         create_tables(db.engine, db.schema)
         register_station(db.engine, kit.station_id, kit.public_pem, schema=db.schema)
         center.start()
         for label in ("http", "duplicates"):
-            outbox_path = work / f"outbox-{kind}-{label}.sqlite"
+            outbox_path = work / f"outbox-{kind}-{label}-{hook}.sqlite"
             with Outbox(outbox_path) as outbox:
                 for folder in folders:
                     outbox.enqueue_package(folder)
@@ -133,9 +156,9 @@ def bench_http(kind: str, kit: StationKit, folders: list[Path], records: list[di
                 expect = summary.accepted if label == "http" else summary.duplicates
                 assert expect == len(folders), summary
                 print(f"  {label}/{kind}: {len(folders) / elapsed:7.1f} packages/s "
-                      f"(station uploader → center process, loopback)")
+                      f"(station uploader → center process, loopback{hook_label})")
         if records:
-            with Outbox(work / f"outbox-{kind}-passages.sqlite") as outbox:
+            with Outbox(work / f"outbox-{kind}-passages-{hook}.sqlite") as outbox:
                 for record in records:
                     outbox.enqueue_passage(record, kit.station_id, kit.key)
                 uploader = Uploader(outbox, center.url, center_key.public_key(),
@@ -146,7 +169,7 @@ def bench_http(kind: str, kit: StationKit, folders: list[Path], records: list[di
                 uploader.close()
                 assert summary.accepted == len(records), summary
                 print(f"  passages/{kind}: {len(records) / elapsed:7.0f} records/s "
-                      "(batches of 200, each signature verified)")
+                      f"(batches of 200, each signature verified{hook_label})")
         health = center.health()
         print(f"  center counts ({kind}): {health}")
     finally:
@@ -202,7 +225,9 @@ def main() -> int:
             print(f"[{kind}]")
             bench_store(kind, kit, blobs, work)
             bench_store(kind, kit, blobs, work, fsync=False)
+            bench_store(kind, kit, blobs, work, hook=True)
             bench_http(kind, kit, folders, records, work)
+            bench_http(kind, kit, folders, records, work, hook=False)
     return 0
 
 

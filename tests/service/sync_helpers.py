@@ -167,11 +167,13 @@ def sync_cmd(*args: str) -> list[str]:
 
 
 class CenterProcess:
-    """``zhichao center serve`` as a real process on 127.0.0.1."""
+    """``zhichao center serve`` as a real process on 127.0.0.1 (with its default accept hook
+    into the service tables of the same database, unless ``extra_args`` turn it off)."""
 
-    def __init__(self, db: Database, store: Path, key: Ed25519PrivateKey, workdir: Path
-                 ) -> None:
+    def __init__(self, db: Database, store: Path, key: Ed25519PrivateKey, workdir: Path,
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.db = db
+        self.extra_args = extra_args
         self.store = store
         self.key_path = workdir / "center.key"
         self.key_path.write_bytes(private_pem(key))
@@ -190,6 +192,7 @@ class CenterProcess:
                 "--key", str(self.key_path), "--port", str(self.port)]
         if self.db.schema:
             args += ["--schema", self.db.schema]
+        args += list(self.extra_args)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(sync_cmd(*args), cwd=ROOT, stdout=log,
                                          stderr=subprocess.STDOUT)

@@ -92,3 +92,47 @@ def test_plate_and_colour_normalisation() -> None:
     assert normalise_colour("黄") == normalise_colour("yellow") == "yellow"
     assert normalise_colour("黄绿") == "yellow_green"
     assert normalise_colour("紫") is None
+
+
+def test_a_package_without_a_case_registered_again_adds_nothing(
+        sessions: sessionmaker[Session], sealed: Sealed) -> None:
+    from zhichao.service.models import AuditEntry
+
+    manifest, digest = variant(sealed, penalty=None)
+    with transaction(sessions) as s:
+        first = register_ingested_package(s, manifest, sealed.directory,
+                                          manifest_sha256=digest)
+        entries = s.scalar(select(func.count()).select_from(AuditEntry))
+    with transaction(sessions) as s:  # a redelivery: the same row, no second audit entry
+        again = register_ingested_package(s, manifest, sealed.directory,
+                                          manifest_sha256=digest)
+        assert isinstance(again, Passage) and again.id == first.id
+        assert s.scalar(select(func.count()).select_from(AuditEntry)) == entries
+
+
+def test_a_passage_record_and_its_package_are_one_passage(sessions: sessionmaker[Session],
+                                                          sealed: Sealed) -> None:
+    """The center keys both by the vehicle record's hash: whichever comes first, one row."""
+    import hashlib
+
+    from zhichao.evidence.canonical import canonicalize
+
+    for record_first in (True, False):
+        manifest, digest = variant(sealed)
+        vehicle = copy.deepcopy(manifest["case"]["vehicle"])
+        vehicle["first_sample"] = 7_000_000 + record_first  # a vehicle of its own
+        manifest["case"]["vehicle"] = vehicle
+        key = f"sync:{hashlib.sha256(canonicalize(vehicle)).hexdigest()}"
+        with transaction(sessions) as s:
+            if record_first:
+                plain = register_passage(s, vehicle, station_id="S001", source_key=key)
+                assert plain.package_id is None and plain.plate is None
+            case = register_ingested_package(s, manifest, sealed.directory,
+                                             manifest_sha256=digest, passage_source_key=key)
+            assert isinstance(case, Case)
+            if not record_first:
+                register_passage(s, vehicle, station_id="S001", source_key=key)
+            rows = s.scalars(select(Passage).where(Passage.source_key == key)).all()
+            assert len(rows) == 1 and rows[0].id == case.passage_id
+            assert rows[0].package_id == manifest["package_id"]
+            assert rows[0].plate == "浙J12345" and rows[0].eligibility_status == "ENFORCEABLE"

@@ -228,6 +228,51 @@ def test_register_ingested_package_reads_the_manifest_from_a_zip(db: Database,
     service.dispose()
 
 
+def test_vehicles_sent_as_records_and_packages_are_one_passage_each(
+        db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A station sends every vehicle as a passage record and the overloaded ones also as a
+    package: one passage per vehicle, linked to its package, whatever the order. A batch
+    holding a record the service refuses falls back to one by one: the others go in."""
+    service = service_engine(db)
+    key = generate_key()
+    app = create_center_app(db.url, tmp_path / "store", key, schema=db.schema,
+                            hook=ServiceHook.for_engine(service))
+    store: CenterStore = app.state.sync_store
+    kit = StationKit(tmp_path / "station")
+    store.register_station(kit.station_id, kit.public_pem)
+    folders = kit.seal(2)
+    vehicles = [json.loads((f / "manifest.json").read_bytes())["case"]["vehicle"]
+                for f in folders]
+    unknown_format = {**kit.passages(1, start=50)[0], "format": "zhichao.vehicle/9"}
+    client = TestClient(app)
+    with Outbox(tmp_path / "outbox.sqlite") as outbox:
+        outbox.enqueue_passage(vehicles[0], kit.station_id, kit.key)  # record first
+        outbox.enqueue_passage(unknown_format, kit.station_id, kit.key)
+        for record in kit.passages(2):
+            outbox.enqueue_passage(record, kit.station_id, kit.key)
+        for folder in folders:
+            outbox.enqueue_package(folder)
+        outbox.enqueue_passage(vehicles[1], kit.station_id, kit.key)  # package first
+        with caplog.at_level("WARNING", logger="zhichao.service.sync.store"):
+            summary = Uploader(outbox, "http://testserver", key.public_key(),
+                               log_dir=kit.log_dir, client=client).run(
+                until_empty=True, max_runtime_s=60)
+    assert summary.accepted == 7 and summary.refused == 0
+    assert "delivering them one by one" in caplog.text
+    assert "zhichao.vehicle/1" in caplog.text  # the refused record's reason is logged
+    with service.connect() as conn:
+        rows = conn.execute(select(Passage.package_id)).scalars().all()
+    assert sorted(p for p in rows if p) == sorted(package_ids(folders))
+    assert len(rows) == 2 + 2  # two vehicles with packages, two without; nothing twice
+    assert len(cases_by_package(service)) == 2
+    with db.engine.connect() as conn:
+        prefix = f'"{db.schema}".' if db.schema else ""
+        left = conn.execute(text(f"SELECT count(*) FROM {prefix}sync_passage "
+                                 "WHERE NOT hook_delivered")).scalar()
+    assert left == 1  # only the record the service refuses, offered again at start-up
+    service.dispose()
+
+
 # ------------------------------------------------------------------------ real processes
 
 

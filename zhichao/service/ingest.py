@@ -231,7 +231,8 @@ def read_package_manifest(package_path: Path | str, *, expected_sha256: str | No
 
 def register_ingested_package(session: Session, manifest: dict[str, Any] | None,
                               package_path: Path | str, *, manifest_sha256: str | None = None,
-                              now: datetime | None = None) -> Case | Passage:
+                              now: datetime | None = None,
+                              passage_source_key: str | None = None) -> Case | Passage:
     """Register a verified package: always its passage, and a case when one is due.
 
     ``manifest`` is the parsed ``manifest.json`` (``zhichao.evidence/1``) and
@@ -241,6 +242,13 @@ def register_ingested_package(session: Session, manifest: dict[str, Any] | None,
     ``manifest_sha256`` when given). The caller verifies the package first. Returns the
     :class:`Case` (state ``technical_review``) or, when no case is due, the
     :class:`Passage`. Runs inside the caller's transaction.
+
+    ``passage_source_key`` (default ``package:<package_id>``) is the key the package's
+    passage is stored under. The center's sync passes the key its passage records get
+    (``sync:<SHA-256 of the canonical vehicle record>``), so a vehicle the station sent both
+    as a passage record and inside a package is one passage: a passage registered earlier
+    from the record, with no package yet, is linked to this package (plate, colour,
+    device, eligibility from the package) instead of being stored twice.
     """
     now = now or utc_now()
     if manifest is None:
@@ -271,6 +279,12 @@ def register_ingested_package(session: Session, manifest: dict[str, Any] | None,
     plate = _obj(facts, "plate", "manifest.case", required=False) or {}
     device = _obj(facts, "device", "manifest.case", required=False) or {}
     penalty = _obj(facts, "penalty", "manifest.case", required=False)
+    no_case = penalty is None or penalty.get("outcome") in (None, "none") \
+        or status == "UNUSABLE"
+    key = passage_source_key or f"package:{package_id}"
+    prior = session.scalars(select(Passage).where(Passage.source_key == key)).first()
+    if no_case and prior is not None and prior.package_id == package_id:
+        return prior  # registered before (no case due): nothing to add, not even an audit
     _ensure_site_lane_device(session, facts)
     passage = register_passage(
         session, vehicle, station_id=station.get("station_id"),
@@ -278,10 +292,18 @@ def register_ingested_package(session: Session, manifest: dict[str, Any] | None,
         plate_colour=normalise_colour(plate.get("colour")),
         device_id=device.get("device_id"),
         eligibility_status=status, package_id=package_id,
-        source_key=f"package:{package_id}")
+        source_key=key)
+    if passage.package_id is None and passage_source_key is not None:
+        # the same vehicle record arrived before as a plain passage: this is its package
+        passage.package_id = package_id
+        passage.plate = normalise_plate(plate.get("text"))
+        passage.plate_colour = normalise_colour(plate.get("colour"))
+        passage.device_id = device.get("device_id")
+        passage.eligibility_status = status
+        session.flush()
     if passage.package_id != package_id:
         raise IngestError(f"package {package_id}: passage key already used by another package")
-    if penalty is None or penalty.get("outcome") in (None, "none") or status == "UNUSABLE":
+    if no_case:
         audit.append(session, actor=f"station:{station.get('station_id')}",
                      action="package.registered", object_type="passage",
                      object_id=str(passage.id), now=now,

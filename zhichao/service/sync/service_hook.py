@@ -6,9 +6,13 @@ calls :func:`zhichao.service.ingest.register_ingested_package` with the stored z
 stores the passage and opens a case in ``technical_review`` when a penalty is proposed and
 the gate did not say UNUSABLE); for a passage record,
 :func:`zhichao.service.ingest.register_passage` with ``source_key = "sync:<item_sha256>"``.
-Each item is one service transaction. Both functions are idempotent (a package on its
-``package_id`` and manifest hash, a passage on its source key), so the store's
-at-least-once delivery (a redelivery after a failure or a restart) adds nothing twice.
+Each delivery is one service transaction (a passage batch or a redelivery: one for all its
+items, through ``deliver_many``; if that fails the store offers each item alone). Both
+functions are idempotent (a package on its ``package_id`` and manifest hash, a passage on
+its source key), so the store's at-least-once delivery (a redelivery after a failure or a
+restart) adds nothing twice. A package's passage is keyed like the passage record of the
+same vehicle (``sync:<SHA-256 of the canonical vehicle record>``): a station that sends a
+vehicle both ways gets one passage, linked to its package, whichever arrives first.
 
 ``zhichao center serve`` installs it on the database the sync tables live in (the same URL
 and schema), unless ``--no-service-hook``.
@@ -16,12 +20,16 @@ and schema), unless ``--no-service-hook``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from zhichao.evidence.canonical import canonicalize
+from zhichao.evidence.errors import EvidenceError
 from zhichao.service.db import session_factory, transaction
 from zhichao.service.ingest import (
     read_package_manifest,
@@ -33,6 +41,24 @@ from zhichao.service.sync.errors import SyncError
 from zhichao.service.sync.store import Accepted
 
 log = logging.getLogger(__name__)
+
+
+def passage_key(record_sha256: str) -> str:
+    """The service ``source_key`` of a passage record the center accepted."""
+    return f"sync:{record_sha256}"
+
+
+def _vehicle_key(manifest: dict[str, Any]) -> str | None:
+    """The key a passage record equal to the package's vehicle record would have (the
+    sync's record hash is the SHA-256 of its RFC 8785 bytes), so both are one passage."""
+    case = manifest.get("case")
+    vehicle = case.get("vehicle") if isinstance(case, dict) else None
+    if not isinstance(vehicle, dict):
+        return None
+    try:
+        return passage_key(hashlib.sha256(canonicalize(vehicle)).hexdigest())
+    except EvidenceError:
+        return None
 
 
 class ServiceHook:
@@ -47,32 +73,39 @@ class ServiceHook:
         return cls(session_factory(engine))
 
     def __call__(self, item: Accepted) -> None:
-        if item.kind == "package":
-            self._package(item)
-        elif item.kind == "passage":
-            self._passage(item)
-        else:
-            raise SyncError(f"accept hook: unknown item kind {item.kind!r} "
-                            f"({item.item_sha256})")
+        """Register one item in its own transaction."""
+        self.deliver_many([item])
 
-    def _package(self, item: Accepted) -> None:
+    def deliver_many(self, items: list[Accepted]) -> None:
+        """Register ``items`` in one transaction (all or nothing)."""
+        with transaction(self.sessions) as session:
+            for item in items:
+                if item.kind == "package":
+                    self._package(session, item)
+                elif item.kind == "passage":
+                    self._passage(session, item)
+                else:
+                    raise SyncError(f"accept hook: unknown item kind {item.kind!r} "
+                                    f"({item.item_sha256})")
+
+    @staticmethod
+    def _package(session: Session, item: Accepted) -> None:
         if item.package_path is None:
             raise SyncError(f"accept hook: package {item.item_sha256} has no stored path")
         path = Path(item.package_path).resolve()
         manifest = item.manifest
         if manifest is None:  # read it from the stored zip (and check it is the one accepted)
             manifest, _sha = read_package_manifest(path, expected_sha256=item.item_sha256)
-        with transaction(self.sessions) as session:
-            row = register_ingested_package(session, manifest, path,
-                                            manifest_sha256=item.item_sha256)
-            outcome = (f"case {row.id} ({row.state})" if isinstance(row, Case)
-                       else f"passage {row.id}, no case due")
+        row = register_ingested_package(session, manifest, path,
+                                        manifest_sha256=item.item_sha256,
+                                        passage_source_key=_vehicle_key(manifest))
         log.info("package %s from %s registered: %s", item.item_sha256[:16], item.station_id,
-                 outcome)
+                 f"case {row.id} ({row.state})" if isinstance(row, Case)
+                 else f"passage {row.id}, no case due")
 
-    def _passage(self, item: Accepted) -> None:
+    @staticmethod
+    def _passage(session: Session, item: Accepted) -> None:
         if item.record is None:
             raise SyncError(f"accept hook: passage {item.item_sha256} has no record")
-        with transaction(self.sessions) as session:
-            register_passage(session, item.record, station_id=item.station_id,
-                             source_key=f"sync:{item.item_sha256}")
+        register_passage(session, item.record, station_id=item.station_id,
+                         source_key=passage_key(item.item_sha256))

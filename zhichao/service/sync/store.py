@@ -234,7 +234,9 @@ class CenterStore:
     ``schema`` puts the tables in that PostgreSQL schema (created if missing); leave it
     ``None`` on SQLite. ``hook`` is called once per newly accepted item, after its row is
     committed; if it raises, the item stays marked undelivered and :meth:`redeliver`
-    retries it (so a hook must be idempotent, keyed by ``item_sha256``).
+    retries it (so a hook must be idempotent, keyed by ``item_sha256``). A hook object with
+    a ``deliver_many(items)`` method gets the items of one request (a passage batch, a
+    redelivery) in one call, all or nothing; if that raises, each item is offered alone.
     """
 
     def __init__(self, engine: Engine, store_dir: Path, center_key: Ed25519PrivateKey, *,
@@ -587,6 +589,16 @@ class CenterStore:
     def _deliver(self, items: list[Accepted]) -> None:
         if self.hook is None or not items:
             return
+        many = getattr(self.hook, "deliver_many", None)
+        if many is not None and len(items) > 1:  # e.g. one transaction for a passage batch
+            try:
+                many(items)
+            except Exception:  # all or nothing: fall back to one by one below
+                log.warning("sync accept hook failed for a batch of %d items; delivering "
+                            "them one by one", len(items), exc_info=True)
+            else:
+                self._mark_delivered(items)
+                return
         done: list[Accepted] = []
         for item in items:
             try:
