@@ -122,6 +122,7 @@ def run(n_rows: int, road: str, seed: int, fs: float, floor: bool = True) -> dic
                 "cost323": a.cost323["overall"],
                 "by_speed_class_initial": {b["band"]: b["class_initial"]
                                            for b in a.bands["speed"]},
+                "class_5_initial_speed_range": a.speed_ranges["initial"].get("5"),
             }
             if label == "after":
                 after = _errors(a.valid)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from zhichao.calibration.accuracy import DEFAULT_TABLES, PassResult, speed_ranges
 from zhichao.calibration.fit import (
     FitConfig,
     _Arrays,
@@ -105,3 +106,26 @@ def test_outliers_are_judged_at_their_own_speed() -> None:
     sd = np.array([0.004, 0.004, 0.012, 0.004, 0.004, 0.012, 0.012])
     # 2.5 σ at low speed kept, 5 σ rejected; 2.5 σ of a fast pass kept; −4.2 σ rejected
     assert outlier_passes(err, sd, 3.5) == [4, 6]
+
+
+def _pass(name: str, speed_kmh: float, error_pct: float) -> PassResult:
+    return PassResult(recording=name, sha256="", truck="2轴 16000 kg", speed_kmh=speed_kmh,
+                      temperature_c=20.0, flags=[], valid=True, reason="",
+                      reference_gross_kg=16000.0, reference_axles_kg=[6000.0, 10000.0],
+                      gross_kg=16000.0 * (1 + error_pct / 100), axle_loads_kg=[],
+                      axle_groups=[])
+
+
+def test_speed_ranges_are_the_longest_run_of_passes_within_the_mpe() -> None:
+    passes = [_pass("a", 22, 1.0), _pass("b", 31, -2.4), _pass("c", 48, 2.0),
+              _pass("d", 52, 0.5), _pass("e", 61, -2.6), _pass("f", 71, 1.0),
+              _pass("g", 79, 3.5)]
+    r = speed_ranges(passes, DEFAULT_TABLES)
+    five = r["initial"]["5"]
+    assert five is not None
+    assert five["speed_kmh"] == [22.0, 52.0] and five["n"] == 4 and five["of"] == 7
+    assert five["ended_above_by"] == "e" and five["ended_below_by"] is None
+    ten = r["initial"]["10"]
+    assert ten is not None and ten["speed_kmh"] == [22.0, 79.0] and ten["n"] == 7
+    assert r["initial"]["0.2"] is None  # no pass within ±0.1 %
+    assert r["in_service"]["5"] is not None and r["in_service"]["5"]["n"] == 7

@@ -66,3 +66,21 @@ def test_report_plots_are_visible_in_headless_chromium(report: Path, tmp_path: P
     left, right = top[:, : img.shape[1] // 3], top[:, img.shape[1] // 3:]
     assert _colour_pixels(left, (31, 119, 180)) > 100
     assert _colour_pixels(right, (31, 119, 180)) > 100
+
+
+def test_report_states_the_speed_range_each_class_is_supported_in(report: Path) -> None:
+    text = report.read_text(encoding="utf-8")
+    assert "各总重等级有本次数据支持的车速范围" in text
+    assert re.search(r"\d+\.\d–\d+\.\d（\d+/\d+ 次）", text)
+
+
+def test_embedded_font_covers_the_report_texts(report: Path) -> None:
+    """Every CJK character the report writes (bar file names) is in the embedded subset."""
+    from fontTools.ttLib import TTFont
+
+    font = TTFont(str(Path(__file__).parents[2] / "zhichao" / "calibration" / "fonts"
+                      / "report-subset.ttf"))
+    cmap = font.getBestCmap()
+    text = report.read_text(encoding="utf-8")
+    missing = {c for c in text if ord(c) > 0x2E7F and ord(c) not in cmap}
+    assert not missing, "".join(sorted(missing))

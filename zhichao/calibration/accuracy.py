@@ -181,6 +181,8 @@ class AccuracyResult:
     cost323: dict[str, Any]
     bands: dict[str, list[dict[str, Any]]]
     tables: dict[str, Any]
+    # per phase and gross class: the speed range the verification supports, or None
+    speed_ranges: dict[str, dict[str, dict[str, Any] | None]] = field(default_factory=dict)
 
     @property
     def valid(self) -> list[PassResult]:
@@ -200,6 +202,7 @@ class AccuracyResult:
             "axle_detail": self.axle_detail,
             "cost323": self.cost323,
             "bands": self.bands,
+            "speed_ranges": self.speed_ranges,
             "passes": [{**vars(p), "gross_error_pct": p.gross_error_pct,
                         "axle_errors_pct": p.axle_errors_pct()} for p in self.passes],
         }
@@ -424,6 +427,44 @@ def band_tables(passes: list[PassResult], cfg: AccuracyConfig) -> dict[str, list
     return out
 
 
+def speed_ranges(passes: list[PassResult], tables: dict[str, Any]
+                 ) -> dict[str, dict[str, dict[str, Any] | None]]:
+    """Per phase and gross class, the widest speed range the valid passes support.
+
+    The passes are ordered by speed; the range is the longest run of consecutive passes
+    that are *all* within the class's MPE (R134: every weighing in the operating range),
+    given as the speeds of its first and last pass, with the number of passes in it. The
+    passes on either side of the run, if any, are the ones that end it. A finite test: the
+    range is what these passes show, not a guarantee (dynamic loads make rare passes exceed
+    any MPE, more often at higher speeds).
+    """
+    g = tables["oiml_r134"]["gross"]
+    pts = sorted((abs(p.speed_kmh), e, p.recording) for p in passes
+                 if p.speed_kmh is not None and (e := p.gross_error_pct) is not None)
+    out: dict[str, dict[str, dict[str, Any] | None]] = {}
+    for i, phase in enumerate(("initial", "in_service")):
+        out[phase] = {}
+        for name in _order(g):
+            mpe = float(g[name][i])
+            best: tuple[int, int] | None = None
+            start = 0
+            for k in range(len(pts) + 1):
+                if k == len(pts) or abs(pts[k][1]) > mpe + 1e-9:
+                    if k > start and (best is None or k - start > best[1] - best[0]):
+                        best = (start, k)
+                    start = k + 1
+            if best is None:
+                out[phase][name] = None
+                continue
+            lo, hi = best
+            out[phase][name] = {
+                "speed_kmh": [round(pts[lo][0], 1), round(pts[hi - 1][0], 1)], "n": hi - lo,
+                "of": len(pts), "mpe_pct": mpe,
+                "ended_below_by": pts[lo - 1][2] if lo > 0 else None,
+                "ended_above_by": pts[hi][2] if hi < len(pts) else None}
+    return out
+
+
 def verify_accuracy(recordings: list[Path], reference_csv: Path,
                     profile: CalibrationProfile | None = None,
                     config: AccuracyConfig | None = None,
@@ -438,4 +479,4 @@ def verify_accuracy(recordings: list[Path], reference_csv: Path,
         profile_id=profile.profile_id if profile else None, passes=passes,
         gross_class=gross_classes(gross, cfg.tables), axle_class=axle, axle_detail=detail,
         cost323=cost323_classes(valid, cfg.tables), bands=band_tables(valid, cfg),
-        tables=cfg.tables)
+        tables=cfg.tables, speed_ranges=speed_ranges(valid, cfg.tables))

@@ -154,6 +154,15 @@ def render_html(result: AccuracyResult, title: str = "动态称重准确度验�
         band_html += f"<h3>{name}</h3>" + _table(
             ["区间", "有效过车数", "总重平均误差 %", "标准差 %", "总重最大绝对误差 %",
              "单轴最大绝对误差 %", "等级（首次检定）", "等级（使用中）"], rows)
+    range_rows = []
+    for name in sorted(o["gross"], key=lambda k: float(o["gross"][k][0])):
+        cells = [_e(name)]
+        for phase in ("initial", "in_service"):
+            r = result.speed_ranges.get(phase, {}).get(name)
+            cells.append("—" if r is None else
+                         f"{r['speed_kmh'][0]:.1f}–{r['speed_kmh'][1]:.1f}"
+                         f"（{r['n']}/{r['of']} 次）")
+        range_rows.append(cells)
     mpe_rows = [[_e(k), _f(float(v[0])), _f(float(v[1])), _e(o["pairing"].get(k, ""))]
                 for k, v in sorted(o["gross"].items(), key=lambda kv: float(kv[1][0]))]
     axle_rows = [[_e(k)] + [_f(float(x)) for x in v]
@@ -202,6 +211,11 @@ figcaption {{ font-size: 13px; color: #444; }}
 {figures}
 <h2>分段误差</h2>
 {band_html}
+<h3>各总重等级有本次数据支持的车速范围</h3>
+<p class="note">按车速排序的有效过车中，误差全部不超过该等级 MPE 的最长连续一段（首末两次过车的车速
+及其次数）。这只是本次验证过车所显示的范围，并非保证：动态载荷会使少数过车超差，且车速越高越常见。
+声明设备工作车速范围时应以此表和足够多的过车次数为依据。</p>
+{_table(["总重等级", "首次检定 车速 km/h（次数）", "使用中 车速 km/h（次数）"], range_rows)}
 <h2>所用限值表</h2>
 <p class="note">来源：{_e(o["source"])}；总重表状态：首次检定
 {_e(_status_zh(o["gross_status"]["initial"]))}，使用中
