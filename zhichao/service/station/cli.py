@@ -84,6 +84,12 @@ def _status(args: argparse.Namespace) -> int:
           f"案件 {c['cases']}（已封存 {c['sealed']}，待封存 {c['pending_seal']}），"
           f"待上传 {out['upload']['pending']}，数据缺口 {c['gaps']}")
     print(upload_line(out["upload"]))
+    device = (live or {}).get("device") or {}
+    if device:
+        print(f"称重设备 {device.get('device_id')}：" + (
+            "当前可用于执法" if device.get("usable_now") else "当前不可用于执法（" + "；".join(
+                r["text_zh"] for r in device.get("reasons", [])) + "）")
+            + f"，漂移监测已观测 {device.get('drift_trucks_seen', 0)} 辆货车")
     for a in out["alarms"]:
         print(f"告警 {a['time_utc']} {a['code']}：{a['message_zh']}（{a['detail']}）")
     if not out["alarms"]:

@@ -279,7 +279,13 @@ class StationStore:
             "alarms_active": "SELECT COUNT(*) FROM alarms WHERE active = 1",
             "gaps": "SELECT COUNT(*) FROM gaps",
         }
-        return {k: int(self.db.execute(sql).fetchone()[0]) for k, sql in q.items()}
+        out: dict[str, int] = {}
+        for k, sql in q.items():
+            try:
+                out[k] = int(self.db.execute(sql).fetchone()[0])
+            except sqlite3.OperationalError:  # a version-1 database read before upgrade
+                out[k] = 0
+        return out
 
     def active_alarms(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.execute(
