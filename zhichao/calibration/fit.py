@@ -544,6 +544,10 @@ def _profile_json(sol: _Solution, sens: dict[str, float], nominal: dict[str, flo
         "operating_range": {
             "speed_kmh": [min(speeds), max(speeds)] if speeds else None,
             "temperature_c": [min(temps), max(temps)] if temps else None,
+            # what the range means: not a class statement (that comes from a verification)
+            "basis": "speeds and temperatures of the calibration passes used; the accuracy "
+                     "class and the speed range it holds in come from a verification "
+                     "(zhichao accuracy: speed_ranges)",
         },
         "fit": {
             "method": ("scipy.optimize.least_squares, soft_l1; pass gross + row contrasts, "
