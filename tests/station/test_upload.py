@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import text
 
 from tests.service.sync_helpers import CenterProcess, database, free_port, wait_for
@@ -64,8 +65,12 @@ def _get(url: str) -> tuple[int, Any]:
     return r.status_code, (r.json() if "json" in r.headers.get("content-type", "") else r.text)
 
 
-def test_station_uploads_every_item_once_through_outage_and_kill(tmp_path: Path) -> None:
-    dbs = database("sqlite", tmp_path)
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_station_uploads_every_item_once_through_outage_and_kill(kind: str, tmp_path: Path
+                                                                 ) -> None:
+    """The center on SQLite or on PostgreSQL (127.0.0.1:5432, database ``test``, a random
+    schema; skipped with the reason when no server answers, failed when ``CI`` is set)."""
+    dbs = database(kind, tmp_path)
     db = next(dbs)
     center_key = generate_key()
     center = CenterProcess(db, tmp_path / "center-store", center_key, tmp_path)
@@ -74,8 +79,9 @@ def test_station_uploads_every_item_once_through_outage_and_kill(tmp_path: Path)
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT, 0o600)
     os.write(fd, private_pem(station_key))
     os.close(fd)
-    create_tables(db.engine, None)
-    register_station(db.engine, STATION_ID, public_pem(station_key.public_key()))
+    create_tables(db.engine, db.schema)
+    register_station(db.engine, STATION_ID, public_pem(station_key.public_key()),
+                     schema=db.schema)
     data = tmp_path / "station"
     metrics_port = free_port()
     cfg_path = tmp_path / "station.toml"
@@ -143,15 +149,18 @@ start_utc = "2026-03-02T08:00:00Z"
         assert pending_cases[0][0] == 0
         code, view = _get(f"{center.url}/sync/v1/stations/{STATION_ID}")
         assert code == 200
-        print(f"\nUPLOAD: {len(rows)} passages, {len(sealed)} packages at the station; "
+        print(f"\nUPLOAD ({kind}): {len(rows)} passages, {len(sealed)} packages at the station; "
               f"center: {view['passages']} passages, {view['packages']} packages, "
               f"log size {view['accepted_size']}; status {up}")
         assert len(sealed) >= 1 and len(rows) >= N_VEHICLES * 0.8
         assert view["passages"] == len(rows) and view["packages"] == len(sealed)
         assert center.health()["quarantined"] == 0
+        prefix = f'"{db.schema}".' if db.schema else ""
         with db.engine.connect() as conn:
-            got_pass = {r[0] for r in conn.execute(text("SELECT record_sha256 FROM sync_passage"))}
-            got_pkg = {r[0] for r in conn.execute(text("SELECT manifest_sha256 FROM sync_package"))}
+            got_pass = {r[0] for r in conn.execute(text(
+                f"SELECT record_sha256 FROM {prefix}sync_passage"))}
+            got_pkg = {r[0] for r in conn.execute(text(
+                f"SELECT manifest_sha256 FROM {prefix}sync_package"))}
         assert got_pass == {sha256_hex(canonicalize(json.loads(r[0]))) for r in rows}
         assert got_pkg == {r[0] for r in sealed}
         states = _sync_outbox(data)
