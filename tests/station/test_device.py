@@ -109,3 +109,29 @@ def test_fast_monitor_state_equals_to_state() -> None:
     assert json.dumps(monitor_state(mon)) == json.dumps(mon.to_state())
     back = DriftMonitor.from_state(json.loads(json.dumps(monitor_state(mon))))
     assert back.to_state() == mon.to_state()
+
+
+def test_live_view_shows_alarms_device_and_upload() -> None:
+    import time
+
+    from rich.console import Console
+
+    from zhichao.service.station.view import render, summary_lines
+
+    health = {
+        "station_id": "S", "stream_time_utc": None, "run_passages": 3,
+        "counts": {"passages": 3, "overloaded": 1, "sealed": 1, "pending_seal": 0,
+                   "outbox_pending": 0, "no_frame": 0, "cases": 1, "gaps": 0},
+        "wim": {"connected": True, "errors": 0}, "clock_offsets_ms": {"wim": 1.0},
+        "alarms": [{"code": "calibration_drift", "message_zh": "车道 1：漂移，需人工复核"}],
+        "device": {"usable_now": False, "reasons": [{"code": "drift_alarm_open",
+                                                     "text_zh": "设备漂移报警未关闭"}]},
+        "upload": {"center_url": "http://c", "pending": 7, "last_upload_utc": None},
+    }
+    console = Console(record=True, width=160)
+    console.print(render(health, [], time.time()))
+    text_out = console.export_text()
+    assert "车道 1：漂移，需人工复核" in text_out and "设备漂移报警未关闭" in text_out
+    assert "待上传 7" in text_out and "最近成功上传 尚无" in text_out
+    lines = "\n".join(summary_lines(health, 1.0))
+    assert "calibration_drift" in lines and "待上传 7" in lines

@@ -82,7 +82,8 @@ def summary_lines(health: dict[str, Any], elapsed_s: float) -> list[str]:
         f"本次运行：{health['run_passages']} 辆通行，用时 {elapsed_s:.1f} s（{rate:.2f} 辆/s）",
         f"数据库合计：通行 {c['passages']}，超限 {c['overloaded']}，无图像 {c['no_frame']}，"
         f"案件 {c['cases']}（已封存 {c['sealed']}，待封存 {c['pending_seal']}），"
-        f"待上传 {c['outbox_pending']}，数据缺口 {c['gaps']}",
+        f"待上传 {upload_pending(health)}，数据缺口 {c['gaps']}",
+        upload_line(health.get("upload") or {}),
         "时钟偏差：" + ", ".join(f"{k} {v:+.1f} ms"
                              for k, v in health["clock_offsets_ms"].items()),
     ]
