@@ -155,7 +155,7 @@ def test_uploader_in_process_drains_a_shuffled_outbox(center: Center, kit: Stati
         assert outbox.depth() == 0 and summary.accepted == 38 and summary.refused == 0
         assert {i["state"] for i in outbox.items()} == {"done"}
     assert center.store.counts() == {"packages": 8, "passages": 30, "quarantined": 0,
-                                     "stations": 1}
+                                     "stations": 1, "hook_pending": 0}
 
 
 def test_tampered_package_is_refused_and_quarantined(center: Center, kit: StationKit) -> None:

@@ -193,6 +193,9 @@ def test_hook_registers_each_item_once_even_when_called_again(db: Database,
         assert owners.package_file(case, photo)[0] == "image/jpeg"
         assert events.package_log_position(case.package_path) == ("zhichao/station/S001",
                                                                    0)
+        from zhichao.service.web.evidence_view import integrity
+        check = integrity(case)  # the case page's integrity check on the stored zip
+        assert check.ok, check.checks
     service.dispose()
 
 
@@ -270,6 +273,7 @@ def test_vehicles_sent_as_records_and_packages_are_one_passage_each(
         left = conn.execute(text(f"SELECT count(*) FROM {prefix}sync_passage "
                                  "WHERE NOT hook_delivered")).scalar()
     assert left == 1  # only the record the service refuses, offered again at start-up
+    assert store.counts()["hook_pending"] == 1
     service.dispose()
 
 
@@ -313,6 +317,7 @@ def test_center_process_puts_every_package_in_the_review_queue_once(db: Database
         assert done["rc"] == 0 and done["accepted"] == 5, done
         assert center.health()["packages"] == 7
         assert len(cases_by_package(service)) == 4  # the hook failed for the new ones
+        assert center.health()["hook_pending"] == 5  # and the center shows it
         assert "sync accept hook failed" in center.log_path.read_text()
         # A second outbox sends everything again: duplicates never reach the hook.
         outbox2 = tmp_path / "outbox2.sqlite"
@@ -334,7 +339,8 @@ def test_center_process_puts_every_package_in_the_review_queue_once(db: Database
         health = center.health()
     finally:
         center.kill()
-    assert (health["packages"], health["passages"], health["quarantined"]) == (7, 5, 0)
+    assert (health["packages"], health["passages"], health["quarantined"],
+            health["hook_pending"]) == (7, 5, 0, 0)
     expected = {p: ["technical_review"] for p in package_ids([*first, *second])}
     assert cases_by_package(service) == expected
     assert passage_count(service) == 7 + 5

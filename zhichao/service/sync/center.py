@@ -9,7 +9,8 @@ own process (``zhichao center serve``). Routes (prefix ``/sync/v1``, see
 * ``POST /stations/{station_id}/checkpoints`` — the station's latest signed checkpoint;
 * ``GET /stations/{station_id}`` — the center's view of a station's log (accepted size,
   root and checkpoint, counts, fork alarm);
-* ``GET /health`` — liveness and counts.
+* ``GET /health`` — liveness and counts (``hook_pending``: accepted items the accept hook
+  has not taken yet).
 
 Refusals are JSON ``{"code", "message_zh", "message_en", "permanent", ...}`` with the
 status from :data:`zhichao.service.sync.wire.REFUSALS`.

@@ -306,11 +306,16 @@ class CenterStore:
             }
 
     def counts(self) -> dict[str, int]:
+        """Rows per table, and ``hook_pending``: accepted items the hook has not taken yet
+        (0 without a hook; a number that stays up needs a look at the center's log)."""
         with self._sessions() as session:
             def n(model: type[SyncBase]) -> int:
                 return int(session.scalar(select(func.count()).select_from(model)) or 0)
+            pending = sum(int(session.scalar(select(func.count()).select_from(model).where(
+                model.hook_delivered.is_(False))) or 0) for model in (SyncPackage, SyncPassage))
             return {"packages": n(SyncPackage), "passages": n(SyncPassage),
-                    "quarantined": n(SyncQuarantine), "stations": n(SyncStation)}
+                    "quarantined": n(SyncQuarantine), "stations": n(SyncStation),
+                    "hook_pending": pending if self.hook is not None else 0}
 
     def package_rows(self) -> list[tuple[str, str, int]]:
         """(station_id, manifest_sha256, log_index) of every accepted package."""
