@@ -77,3 +77,24 @@ def test_a_loaded_year_calendar_fills_the_gap(tmp_path: Path) -> None:
     path.write_text("{}", encoding="utf-8")
     with pytest.raises(CalendarError, match="unreadable"):
         load_year_calendar(path)
+
+
+def test_settings_load_holiday_files_from_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zhichao.service.errors import ConfigError
+    from zhichao.service.settings import Settings
+
+    path = tmp_path / "2027.json"
+    path.write_text(json.dumps({
+        "format": "zhichao.holidays/1", "year": 2027, "source_zh": "测试用安排（非官方）",
+        "holidays": ["2027-01-01"], "working_weekend_days": []}), encoding="utf-8")
+    monkeypatch.setenv("ZHICHAO_HOLIDAY_FILES", str(path))
+    settings = Settings.from_env(secret_key="k" * 32)
+    assert [c.year for c in settings.deadlines.supplements] == [2027]
+    # the 15-day statement period from mid-December now ends in 2027 instead of refusing
+    assert settings.deadlines.statement_due(date(2026, 12, 20)) == date(2027, 1, 4)
+    with pytest.raises(ConfigError, match="already loaded"):
+        settings.with_holiday_files([path])
+    monkeypatch.setenv("ZHICHAO_HOLIDAY_FILES", str(tmp_path / "missing.json"))
+    with pytest.raises(CalendarError, match="missing.json"):
+        Settings.from_env(secret_key="k" * 32)

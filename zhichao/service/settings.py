@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from zhichao.service.errors import ConfigError
-from zhichao.service.workdays import DeadlinePolicy
+from zhichao.service.workdays import DeadlinePolicy, load_year_calendar
 
 _PLACEHOLDER_SECRETS = {"", "changethis", "secret", "changeme"}
 
@@ -68,7 +69,10 @@ class Settings:
     def from_env(cls, **overrides: object) -> Settings:
         """Settings from ``ZHICHAO_DATABASE_URL``, ``ZHICHAO_SECRET_KEY``,
         ``ZHICHAO_DATABASE_SCHEMA``, ``ZHICHAO_EVIDENCE_LOG`` / ``_KEY`` / ``_KEY_NAME`` /
-        ``_LOG_ORIGIN``, ``ZHICHAO_EVENTS_FLUSH_INTERVAL_S``, plus overrides."""
+        ``_LOG_ORIGIN``, ``ZHICHAO_EVENTS_FLUSH_INTERVAL_S``, ``ZHICHAO_HOLIDAY_FILES``
+        (``zhichao.holidays/1`` files separated by the OS path separator: the official
+        schedules of years the calendar package lacks), plus overrides. ``holiday_files=``
+        (a sequence of paths) may be given as an override too."""
         values: dict[str, object] = {}
         if url := os.environ.get("ZHICHAO_DATABASE_URL"):
             values["database_url"] = url
@@ -88,5 +92,28 @@ class Settings:
             except ValueError:
                 raise ConfigError(f"ZHICHAO_EVENTS_FLUSH_INTERVAL_S={interval!r}: not a "
                                   "number", "审核事件写入间隔须为数字") from None
+        holiday_files = overrides.pop("holiday_files", None)
+        if holiday_files is None and (env := os.environ.get("ZHICHAO_HOLIDAY_FILES")):
+            holiday_files = [p for p in env.split(os.pathsep) if p]
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
+        settings = cls(**values)  # type: ignore[arg-type]
+        if holiday_files:
+            settings = settings.with_holiday_files(
+                [Path(str(p)) for p in holiday_files])
+        return settings
+
+    def with_holiday_files(self, paths: list[Path]) -> Settings:
+        """These settings with the official schedules in ``paths`` added to the deadline
+        policy (a file that cannot be read, or two files for one year, is refused)."""
+        years = {c.year for c in self.deadlines.supplements}
+        added = []
+        for path in paths:
+            cal = load_year_calendar(path)
+            if cal.year in years:
+                raise ConfigError(f"{path}: a holiday schedule for {cal.year} is already loaded",
+                                  f"{cal.year}年节假日安排重复加载")
+            years.add(cal.year)
+            added.append(cal)
+        deadlines = replace(self.deadlines,
+                            supplements=(*self.deadlines.supplements, *added))
+        return replace(self, deadlines=deadlines)
