@@ -92,14 +92,16 @@ class Settings:
             except ValueError:
                 raise ConfigError(f"ZHICHAO_EVENTS_FLUSH_INTERVAL_S={interval!r}: not a "
                                   "number", "审核事件写入间隔须为数字") from None
-        holiday_files = overrides.pop("holiday_files", None)
-        if holiday_files is None and (env := os.environ.get("ZHICHAO_HOLIDAY_FILES")):
-            holiday_files = [p for p in env.split(os.pathsep) if p]
+        raw_files = overrides.pop("holiday_files", None)
+        holiday_files: list[str] = [str(p) for p in raw_files] if isinstance(
+            raw_files, (list, tuple)) else []
+        env_files = os.environ.get("ZHICHAO_HOLIDAY_FILES")
+        if raw_files is None and env_files:
+            holiday_files = [p for p in env_files.split(os.pathsep) if p]
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)  # type: ignore[arg-type]
         if holiday_files:
-            settings = settings.with_holiday_files(
-                [Path(str(p)) for p in holiday_files])
+            settings = settings.with_holiday_files([Path(p) for p in holiday_files])
         return settings
 
     def with_holiday_files(self, paths: list[Path]) -> Settings:
