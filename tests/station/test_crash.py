@@ -76,11 +76,28 @@ def test_sigkill_repeatedly_loses_and_duplicates_nothing(tmp_path: Path) -> None
             continue
         if got is None:
             lost += 1
+            print(f"\nLOST first_sample {v.first_sample} ({v.axle_count} axles, "
+                  f"{v.gross_weight_kg} kg)")
         elif (got["gross_weight_kg"], got["axle_count"]) != (v.gross_weight_kg, v.axle_count):
             differ += 1
+            since_gap = min(((v.first_sample - (g0 + max(n, 1))) / fs for g0, n in gaps
+                             if g0 <= v.first_sample), default=None)
+            print(f"\nDIFFER first_sample {v.first_sample}: station {got['gross_weight_kg']} kg"
+                  f" / {got['axle_count']} axles, uninterrupted {v.gross_weight_kg} kg / "
+                  f"{v.axle_count} axles; {since_gap} s after the last gap; gaps {gaps}")
     ref_firsts = {v.first_sample for v in ref}
-    phantom = sum(1 for r in rows if r["first_sample"] not in ref_firsts
-                  and not near_gap(r["first_sample"], r["last_sample"]))
+    # a vehicle cut by a gap may come out as fragments that lie beyond the margin (a slow
+    # reversing vehicle spans many seconds): a record within an excused vehicle is excused
+    excused = [(v.first_sample, v.last_sample) for v in ref
+               if near_gap(v.first_sample, v.last_sample)]
+    phantoms = [r for r in rows if r["first_sample"] not in ref_firsts
+                and not near_gap(r["first_sample"], r["last_sample"])
+                and not any(a <= r["last_sample"] and r["first_sample"] <= b
+                            for a, b in excused)]
+    for r in phantoms:
+        print(f"\nPHANTOM first_sample {r['first_sample']} ({r['axle_count']} axles, "
+              f"{r['gross_weight_kg']} kg)")
+    phantom = len(phantoms)
     cases = query(db, "SELECT passage_key, status, package_dir FROM cases")
     pub = load_private_key(data / "station-key.pem").public_key()
     for _, status, pkg in cases:
@@ -95,9 +112,6 @@ def test_sigkill_repeatedly_loses_and_duplicates_nothing(tmp_path: Path) -> None
           f" leftovers {len(leftovers)}")
     assert leftovers == []
     assert lost == 0 and phantom == 0
-    # Known weakness (docs/station.md, "Not done"): about one run in three, one vehicle
-    # re-weighed after a restart differs from the uninterrupted weighing (a fresh lane
-    # processor resumes from the durable position). It is reported above; more than one
-    # in a hundred compared vehicles fails the test.
-    assert differ <= 0.01 * (len(ref) - near)
+    # the journal replay resumes with the pulse detector's exact state: bit for bit
+    assert differ == 0
     assert len(rows) >= len(ref) - near

@@ -88,11 +88,11 @@ def test_device_section_and_a_new_calibration_profile_reset_the_monitor() -> Non
         parse_config({"device": {"installation_type": "floating"}})
 
 
-def test_fast_monitor_state_equals_to_state() -> None:
+def test_monitor_state_equals_asdict_and_round_trips() -> None:
     import random
+    from dataclasses import asdict
 
     from zhichao.calibration.drift import DriftAlarm, DriftConfig, DriftMonitor, _Chart
-    from zhichao.service.station.device import monitor_state
 
     rng = random.Random(2)
     mon = DriftMonitor("1", DriftConfig(baseline_n=30), profile_id="p")
@@ -106,9 +106,14 @@ def test_fast_monitor_state_equals_to_state() -> None:
                                  "漂移"))
     mon.history.append({"reason": "calibration", "time_utc": "x", "profile_id": "p",
                         "closed_alarms": []})
-    assert json.dumps(monitor_state(mon)) == json.dumps(mon.to_state())
-    back = DriftMonitor.from_state(json.loads(json.dumps(monitor_state(mon))))
-    assert back.to_state() == mon.to_state()
+    state = mon.to_state()
+    assert state["charts"] == {k: asdict(c) for k, c in mon.charts.items()}
+    before = json.dumps(state)
+    mon.charts["row1"].recent.append(9.0)  # the state is a copy, not a view
+    mon.charts["steer"].fits["6:B"][0] = 7.0
+    assert json.dumps(state) == before
+    back = DriftMonitor.from_state(json.loads(before))
+    assert json.dumps(back.to_state()) == before
 
 
 def test_live_view_shows_alarms_device_and_upload() -> None:

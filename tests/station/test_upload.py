@@ -163,6 +163,13 @@ start_utc = "2026-03-02T08:00:00Z"
                 f"SELECT manifest_sha256 FROM {prefix}sync_package"))}
         assert got_pass == {sha256_hex(canonicalize(json.loads(r[0]))) for r in rows}
         assert got_pkg == {r[0] for r in sealed}
+        # the center's service (its accept hook) holds each vehicle once: a vehicle sent as a
+        # passage record and again inside its package is one passage, linked to the package
+        assert center.health()["hook_pending"] == 0
+        with db.engine.connect() as conn:
+            service_passages = conn.execute(text(
+                f"SELECT COUNT(*), COUNT(package_id) FROM {prefix}passages")).one()
+        assert tuple(service_passages) == (len(rows), len(sealed)), service_passages
         states = _sync_outbox(data)
         assert states == {"done": len(rows) + len(sealed)}
         assert up["pending"] == 0 and up["unforwarded"] == 0 and up["last_upload_utc"]

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -294,7 +294,7 @@ class DriftMonitor:
     def to_state(self) -> dict[str, Any]:
         return {"format": "zhichao.drift/1", "lane_id": self.lane_id,
                 "profile_id": self.profile_id, "config": asdict(self.cfg),
-                "charts": {k: asdict(c) for k, c in self.charts.items()},
+                "charts": {k: _chart_state(c) for k, c in self.charts.items()},
                 "alarms": [asdict(a) for a in self.alarms], "trucks_seen": self.trucks_seen,
                 "history": self.history}
 
@@ -313,6 +313,22 @@ class DriftMonitor:
         except (KeyError, TypeError, ValueError) as exc:
             raise DriftStateError(f"drift state malformed: {exc!r}") from None
         return m
+
+
+def _chart_state(c: _Chart) -> dict[str, Any]:
+    """A chart as JSON-able data: what ``dataclasses.asdict`` gives, without its recursive
+    deep copy (the state is committed with every truck; a 500-observation baseline made
+    ``asdict`` cost ≈ 13 ms). Lists and the class fits are copied, so the state does not
+    change when the monitor goes on."""
+    out: dict[str, Any] = {}
+    for f in fields(c):
+        value = getattr(c, f.name)
+        if isinstance(value, list):
+            value = list(value)
+        elif isinstance(value, dict):
+            value = {k: list(v) for k, v in value.items()}
+        out[f.name] = value
+    return out
 
 
 def _steer_residual(ch: _Chart, steer_kg: float, gross_kg: float, cls: str) -> float:

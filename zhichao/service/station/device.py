@@ -112,7 +112,7 @@ class DeviceRegister:
         return marked, decision.new_alarms, self.monitor.trucks_seen != seen
 
     def state_json(self) -> str:
-        return json.dumps(monitor_state(self.monitor), ensure_ascii=False,
+        return json.dumps(self.monitor.to_state(), ensure_ascii=False,
                           separators=(",", ":"))
 
     @property
@@ -149,17 +149,6 @@ class DeviceRegister:
                 "drift_alarm_open": self.device_at().drift_alarm_open,
                 "drift_alarms": [asdict(a) for a in self.monitor.alarms],
                 "drift_trucks_seen": self.monitor.trucks_seen}
-
-
-def monitor_state(m: DriftMonitor) -> dict[str, Any]:
-    """``m.to_state()`` without ``dataclasses.asdict``'s deep copy of every chart's lists
-    (it is committed with every truck; the charts are flat dataclasses of numbers, strings
-    and lists, so ``vars`` gives the same JSON — ``tests/station/test_device.py`` checks
-    that it equals ``to_state()``). Measured in ``benchmarks/station_capacity.py``."""
-    return {"format": "zhichao.drift/1", "lane_id": m.lane_id, "profile_id": m.profile_id,
-            "config": asdict(m.cfg), "charts": {k: dict(vars(c)) for k, c in m.charts.items()},
-            "alarms": [asdict(a) for a in m.alarms], "trucks_seen": m.trucks_seen,
-            "history": m.history}
 
 
 def reasons_json(reasons: Any) -> list[dict[str, str]]:

@@ -10,11 +10,13 @@ Crash safety (a SIGKILL at any moment):
 * every received block is appended to the journal before it is weighed;
 * a vehicle is committed (passage row, case row for an overload, outbox, and the durable
   position) in one SQLite transaction, in weighing order;
-* the durable position is 2 s before the first sample of the newest committed vehicle (or,
-  on an idle lane, 30 s before the stream's end); a restart replays the journal from there
-  with a fresh lane processor, drops re-weighed vehicles that were already committed
-  (first sample at or before the committed one, or a stored passage within 0.3 s) and
-  goes on with the live stream;
+* the durable position is the last block boundary at least 10 s before the first sample
+  of the newest committed vehicle (or, on an idle lane, 30 s before the stream's end),
+  committed with the pulse detector's exact state there; a restart replays the journal from
+  there with a lane processor restored to that state (so every pulse, hence every vehicle,
+  is weighed bit for bit as in an uninterrupted run), drops re-weighed vehicles that were
+  already committed (first sample at or before the committed one, or a stored passage
+  within 0.3 s) and goes on with the live stream;
 * a lost stretch of samples (in the kernel's buffers when the station died, or a device
   reboot) is fed to the weighing core as a gap, so the vehicles it touches are flagged
   ``data_gap``, never silently weighed short; the gap is recorded in ``gaps``.
@@ -60,6 +62,8 @@ from zhichao.service.station.simlane import write_atomic
 from zhichao.service.station.store import PassageRow, StationStore, utc_text
 from zhichao.service.station.upload import CenterLink
 from zhichao.weighing.calibration_profile import CalibrationProfile
+from zhichao.weighing.errors import WeighingError
+from zhichao.weighing.pulses import DetectorSnapshot
 from zhichao.weighing.stream import LaneProcessor
 from zhichao.weighing.vehicle import WeighedVehicle
 
@@ -68,6 +72,7 @@ RESUME_MARGIN_S = 10.0  # the pulse detector's baseline settles well before the 
 IDLE_ADVANCE_S = 30.0
 WAVEFORM_MARGIN_S = 0.5
 RING_S = 120.0
+DETECTOR_STATE_KEY = "durable_detector_state"  # the pulse detector's state at durable_index
 UPLOAD_DRAIN_S = 20.0
 
 
@@ -196,12 +201,17 @@ class Station:
         self.proc: LaneProcessor | None = None
         self.pending: deque[Pending] = deque()
         self.ring: deque[tuple[int, npt.NDArray[np.float32]]] = deque()
+        # the pulse detector's state after each block (index of the next sample, state), so
+        # the durable position can carry the exact state a restart resumes from
+        self.detector_states: deque[tuple[int, DetectorSnapshot]] = deque()
+        self.resumed_exactly: bool | None = None
         self.stream_index = 0  # next station stream index expected
         self.index_offset = int(self.store.get_meta("index_offset") or 0)
         self.durable_index = int(self.store.get_meta("durable_index") or 0)
         self.committed_first = int(self.store.get_meta("committed_first_sample") or -1)
         epoch = self.store.get_meta("stream_epoch_utc")
         self.epoch: datetime | None = (datetime.fromisoformat(epoch) if epoch else None)
+        self.epoch_stored = self.epoch is not None  # an earlier run received blocks
         wim_off = self.store.get_meta("wim_offset_s")
         if wim_off is not None:
             self.linker.wim_offset.add(float(wim_off))
@@ -260,18 +270,49 @@ class Station:
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     shutil.move(src, dst)
 
-    def _new_processor(self, start_index: int) -> LaneProcessor:
+    def _new_processor(self, start_index: int,
+                       snapshot: DetectorSnapshot | None = None) -> LaneProcessor:
         assert self.epoch is not None
         return LaneProcessor(lane_meta(self.cfg, self.epoch), profile=self.profile,
                              recording=f"station:{self.cfg.station.station_id}",
-                             start_index=start_index)
+                             start_index=start_index, detector_snapshot=snapshot)
+
+    def _resume_processor(self, start: int) -> LaneProcessor:
+        """A processor for the journal replay from ``start``: with the detector state stored
+        with the durable position (bit for bit the uninterrupted weighing), or, if there is
+        none or it belongs to other settings (a new profile), a fresh one (it converges)."""
+        raw = self.store.get_meta(DETECTOR_STATE_KEY)
+        self.resumed_exactly = False
+        if raw:
+            try:
+                proc = self._new_processor(start, DetectorSnapshot.from_json(json.loads(raw)))
+            except (ValueError, WeighingError) as exc:
+                LOG.warning("stored detector state not usable; resuming with a fresh "
+                            "detector", extra={"fields": {"error": str(exc)}})
+            else:
+                self.resumed_exactly = True
+                return proc
+        return self._new_processor(start)
+
+    def _durable_point(self, target: int) -> tuple[int, str] | None:
+        """The newest block boundary in [durable_index, target] with its detector state
+        (JSON), or None when no recorded state lies there."""
+        best: tuple[int, DetectorSnapshot] | None = None
+        for idx, snap in self.detector_states:
+            if self.durable_index <= idx <= target:
+                best = (idx, snap)
+            elif idx > target:
+                break
+        if best is None:
+            return None
+        return best[0], json.dumps(best[1].to_json())
 
     def _replay(self) -> None:
         end = self.journal.end_index
         if end is None or self.epoch is None:
             return
         start = max(self.durable_index, 0)
-        self.proc = self._new_processor(start)
+        self.proc = self._resume_processor(start)
         self.stream_index = start
         for block in self.journal.replay(start):
             gap = block.gap_before_samples
@@ -280,7 +321,8 @@ class Station:
             self._weigh(block.first_index, block.samples, gap, replay=True)
             self.replayed_samples += block.samples.shape[0]
         LOG.info("journal replayed", extra={"fields": {
-            "from_index": start, "to_index": end, "samples": self.replayed_samples}})
+            "from_index": start, "to_index": end, "samples": self.replayed_samples,
+            "detector_state_restored": self.resumed_exactly}})
 
     # ------------------------------------------------------------------ the pipeline
     def _weigh(self, first: int, samples: npt.NDArray[np.float32], gap: int, *,
@@ -291,6 +333,10 @@ class Station:
         self.metrics.stage_latency.labels("weighing").observe(time.perf_counter() - t0)
         self.stream_index = first + samples.shape[0]
         self.ring.append((first, samples))
+        self.detector_states.append((self.stream_index, self.proc.detector_snapshot()))
+        while self.detector_states and self.detector_states[0][0] < (
+                self.stream_index - RING_S * self.fs):
+            self.detector_states.popleft()
         while self.ring and self.ring[0][0] + self.ring[0][1].shape[0] < (
                 self.stream_index - RING_S * self.fs):
             self.ring.popleft()
@@ -428,7 +474,16 @@ class Station:
             plate_review=list(plate.get("review_codes") or []),
             review_required=needs_human(v) or not use.usable,
             device_reasons=reasons_json(use.reasons))
-        resume = max(self.durable_index, v.first_sample - round(RESUME_MARGIN_S * self.fs))
+        target = v.first_sample - round(RESUME_MARGIN_S * self.fs)
+        point = self._durable_point(target)
+        move = True
+        if point is not None:
+            resume, detector_json = point
+            move = resume != self.durable_index
+        elif target > self.durable_index:  # no recorded state in reach: a fresh detector
+            resume, detector_json = target, ""
+        else:
+            resume, detector_json, move = self.durable_index, "", False
         with self.store.transaction() as con:
             self.store.insert_passage(con, row)
             if material is not None:
@@ -440,7 +495,9 @@ class Station:
                                                        "record": p.record,
                                                        "plate": row.plate})
             self.store.set_meta(con, "committed_first_sample", str(v.first_sample))
-            self.store.set_meta(con, "durable_index", str(resume))
+            if move:
+                self.store.set_meta(con, "durable_index", str(resume))
+                self.store.set_meta(con, DETECTOR_STATE_KEY, detector_json)
             off = self.linker.wim_offset.offset_s
             if off is not None:
                 self.store.set_meta(con, "wim_offset_s", repr(off))
@@ -518,8 +575,13 @@ class Station:
         latest = max(self.committed_first, 0)
         if target <= latest:
             return
+        point = self._durable_point(target)
+        if point is None or point[0] <= self.durable_index + round(10 * self.fs):
+            return
+        target = point[0]
         with self.store.transaction() as con:
             self.store.set_meta(con, "durable_index", str(target))
+            self.store.set_meta(con, DETECTOR_STATE_KEY, point[1])
         self.durable_index = target
         self.journal.prune(self.durable_index)
 
@@ -598,7 +660,14 @@ class Station:
             with self.store.transaction() as con:
                 self.store.set_meta(con, "stream_epoch_utc", self.epoch.isoformat())
         if self.proc is None:
-            start = end if end is not None else idx
+            if end is not None:
+                start = end
+            elif self.epoch_stored:
+                # blocks reached an earlier run but none reached the journal (killed at
+                # once): what the device sent since the durable position is a gap
+                start = max(self.durable_index, 0)
+            else:
+                start = idx
             self.proc = self._new_processor(start)
             self.stream_index = start
         if idx < self.stream_index:
