@@ -140,3 +140,34 @@ def test_live_view_shows_alarms_device_and_upload() -> None:
     assert "待上传 7" in text_out and "最近成功上传 尚无" in text_out
     lines = "\n".join(summary_lines(health, 1.0))
     assert "calibration_drift" in lines and "待上传 7" in lines
+
+
+def test_a_verification_after_a_drift_alarm_closes_it_on_start(tmp_path: Path) -> None:
+    from zhichao.calibration.drift import DriftAlarm
+
+    def register(cert_from: datetime) -> DeviceRegister:
+        rec = _record()
+        rec.certificates = [Certificate("C-1", "检定机构", datetime(2025, 1, 1, tzinfo=UTC),
+                                        datetime(2027, 1, 1, tzinfo=UTC), "5"),
+                            Certificate("C-2", "检定机构", cert_from,
+                                        datetime(2030, 1, 1, tzinfo=UTC), "5")]
+        (tmp_path / "dev.json").write_text(json.dumps(rec.to_json()), encoding="utf-8")
+        cfg = parse_config({"device": {"status_file": "dev.json"}}, tmp_path)
+        first = DeviceRegister(cfg, "profile-A", None)
+        first.monitor.alarms.append(DriftAlarm(
+            "row1", "2025-06-01T00:00:00.000000Z", 600, 40, "high", 1.04, 0.96, "漂移"))
+        return DeviceRegister(cfg, "profile-A", first.state_json())
+
+    before = register(datetime(2025, 5, 1, tzinfo=UTC))  # verified before the alarm
+    assert before.reset_on_start is None and before.monitor.alarm_open
+    assert "drift_alarm_open" in [r.code for r in before.usability(
+        "2025-07-01T00:00:00Z").reasons]
+    after = register(datetime(2025, 6, 20, tzinfo=UTC))  # re-verified after it
+    assert after.reset_on_start is not None and "C-2" in after.reset_on_start
+    assert not after.monitor.alarm_open
+    assert after.monitor.history[-1]["reason"] == "verification"
+    assert after.monitor.history[-1]["closed_alarms"][0]["statistic"] == "row1"
+    # the next start does not reset again (the alarm is closed)
+    again = DeviceRegister(parse_config({"device": {"status_file": "dev.json"}}, tmp_path),
+                           "profile-A", after.state_json())
+    assert again.reset_on_start is None

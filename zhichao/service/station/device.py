@@ -97,9 +97,24 @@ class DeviceRegister:
                               profile_id=profile_id)
                 monitor.profile_id = profile_id
                 self.reset_on_start = f"calibration profile {old!r} → {profile_id!r}"
+            elif monitor.alarm_open and monitor.alarm_since_utc is not None:
+                cert = self._verified_after(_time(monitor.alarm_since_utc))
+                if cert is not None:  # re-verified since the alarm: it is closed
+                    monitor.reset("verification", format_utc(cert.valid_from_utc),
+                                  profile_id=profile_id)
+                    self.reset_on_start = (f"verification certificate {cert.number} valid "
+                                           f"from {format_utc(cert.valid_from_utc)}")
         self.monitor = monitor or DriftMonitor(
             cfg.lane.lane_id, DriftConfig(baseline_n=cfg.drift.baseline_n),
             profile_id=profile_id)
+
+    def _verified_after(self, since: datetime) -> Certificate | None:
+        """The newest certificate in the register that took effect after ``since`` and is
+        in force now: a verification (检定) made after a drift alarm closes it."""
+        now = datetime.now(UTC)
+        fresh = [c for c in self.base.certificates
+                 if since < c.valid_from_utc <= now < c.valid_to_utc]
+        return max(fresh, key=lambda c: c.valid_from_utc) if fresh else None
 
     # ------------------------------------------------------------------ per vehicle
     def process(self, v: WeighedVehicle) -> tuple[WeighedVehicle, list[DriftAlarm], bool]:
