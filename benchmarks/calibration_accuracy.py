@@ -233,16 +233,18 @@ def chain(n_rows: int, road: str, seed: int, fs: float) -> list[dict[str, Any]]:
     return out
 
 
-def dynamics(n_rows: int, road: str, n: int) -> list[dict[str, Any]]:
+def dynamics(n_rows: int, road: str, n: int,
+             rows_at_m: list[float] | None = None) -> list[dict[str, Any]]:
     rng = np.random.default_rng(1234)
     fleet = [t for s in range(3) for t in make_fleet(3 + s)]
-    rows_m = np.array(default_row_positions_m(n_rows))
+    rows_m = np.array(rows_at_m if rows_at_m is not None else default_row_positions_m(n_rows))
     out = []
     for speed in range(20, 101, 10):
         e = np.array([_mc_vehicle_error(rng, fleet[int(rng.integers(len(fleet)))],
                                         float(speed), road, rows_m) for _ in range(n)])
         p = float(np.mean(np.abs(e) > 2.5))
-        out.append({"rows": n_rows, "road": road, "speed_kmh": speed, "n": n,
+        out.append({"rows": n_rows, "rows_at_m": [float(x) for x in rows_m], "road": road,
+                    "speed_kmh": speed, "n": n,
                     "sd_pct": round(float(e.std()), 2),
                     "p_beyond_2_5_pct": round(100 * p, 2),
                     "max_abs_pct": round(float(np.abs(e).max()), 2),
@@ -263,6 +265,9 @@ def main() -> None:
                     help="only the core's integration error against the true dynamic forces")
     ap.add_argument("--dynamics", type=int, default=0, metavar="N",
                     help="only the dynamic sampling error, N passes per speed")
+    ap.add_argument("--rows-at-m", default=None, metavar="X,X,...",
+                    help="with --dynamics: row positions [m] instead of the default layout "
+                         "(e.g. 0,3,7,12; the count must match the layout's rows)")
     a = ap.parse_args()
     layouts = []
     for item in a.layouts:
@@ -277,7 +282,15 @@ def main() -> None:
                     print(json.dumps(line, ensure_ascii=False))
             continue
         if a.dynamics > 0:
-            for line in dynamics(rows_n, road, a.dynamics):
+            rows_at = None
+            if a.rows_at_m:
+                try:
+                    rows_at = [float(x) for x in a.rows_at_m.split(",")]
+                except ValueError:
+                    ap.error(f"--rows-at-m: {a.rows_at_m!r} is not a list of numbers")
+                if len(rows_at) != rows_n:
+                    ap.error(f"--rows-at-m gives {len(rows_at)} rows, the layout has {rows_n}")
+            for line in dynamics(rows_n, road, a.dynamics, rows_at):
                 print(json.dumps(line, ensure_ascii=False))
             continue
         for seed in a.seeds:
