@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.station.conftest import query
+from tests.station.conftest import query, reference_vehicles
 from zhichao.calibration.drift import DriftConfig, DriftMonitor
 from zhichao.service.station.config import load_config
 from zhichao.service.station.launcher import SimulatorProcess
@@ -157,14 +157,13 @@ def test_injected_drift_raises_the_alarm_and_flags_what_follows(tmp_path: Path) 
 
 
 def test_no_alarm_without_drift(tmp_path: Path) -> None:
-    """The same short baseline and traffic without the injected drift: no alarm."""
-    cfg_path = _config(tmp_path, drift=False)
-    res = subprocess.run([sys.executable, "-m", "zhichao", "run", "--config", str(cfg_path),
-                          "--no-view"], capture_output=True, text=True, timeout=200)
-    assert res.returncode == 0, res.stderr[-3000:]
-    db = load_config(cfg_path).data_dir / "station.db"
-    assert query(db, "SELECT COUNT(*) FROM alarms")[0][0] == 0
-    assert query(db, "SELECT COUNT(*) FROM passages WHERE flags LIKE "
-                     "'%calibration_drift%'")[0][0] == 0
-    state = json.loads(query(db, "SELECT value FROM meta WHERE key = 'drift_state'")[0][0])
-    assert state["trucks_seen"] >= 60 and state["alarms"] == []
+    """The control: the very same traffic without the injected drift, weighed offline as an
+    uninterrupted station would (the simulator is deterministic per seed), through a
+    monitor with the same short baseline: no alarm. (The station's own monitor path is the
+    test above; the 1 000-vehicle end-to-end run checks that it raises none on 750 trucks.)"""
+    cfg = load_config(_config(tmp_path, drift=False))
+    monitor = DriftMonitor(cfg.lane.lane_id, DriftConfig(baseline_n=30))
+    for v in reference_vehicles(cfg, N_VEHICLES, tmp_path / "ref"):
+        marked, decision = monitor.process(v)
+        assert decision.new_alarms == [] and "calibration_drift" not in marked.flags
+    assert monitor.trucks_seen >= 60 and not monitor.alarm_open

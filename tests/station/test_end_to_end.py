@@ -33,7 +33,7 @@ def _match(rows: list[dict], t: dict) -> list[dict]:
 def test_thousand_vehicles_against_truth(tmp_path: Path) -> None:
     data = tmp_path / "station"
     cfg_path = tmp_path / "station.toml"
-    write_config(cfg_path, data, vehicles=N_VEHICLES)
+    write_config(cfg_path, data, vehicles=N_VEHICLES, speed=40.0)
     res = subprocess.run([sys.executable, "-m", "zhichao", "run", "--config", str(cfg_path),
                           "--vehicles", str(N_VEHICLES), "--no-view"],
                          capture_output=True, text=True, timeout=400)

@@ -102,7 +102,7 @@ read = "none"
 metrics_port = {metrics_port}
 console_port = 0
 [simulation]
-speed = 8.0
+speed = 16.0
 speed_kmh = [30.0, 90.0]
 seed = 21
 max_vehicles = {N_VEHICLES}
