@@ -58,6 +58,13 @@ def test_sigkill_repeatedly_loses_and_duplicates_nothing(tmp_path: Path) -> None
     db = data / "station.db"
     rows = passages(db)
     gaps = query(db, "SELECT first_index, n_samples FROM gaps")
+    # the uninterrupted weighing starts at sample 0; if the station's first block came later
+    # (the first connection stalled while the lane started and was replaced), the samples
+    # before it never reached the station: the same as a gap for the comparison
+    first_index = int(query(db, "SELECT value FROM meta WHERE key = 'stream_first_index'")
+                      [0][0])
+    if first_index > 0:
+        gaps = [(0, first_index), *gaps]
     margin = int(5 * fs)  # a vehicle touching a gap, with its neighbours
 
     def near_gap(a: int, b: int) -> bool:
@@ -65,8 +72,18 @@ def test_sigkill_repeatedly_loses_and_duplicates_nothing(tmp_path: Path) -> None
 
     firsts = [r["first_sample"] for r in rows]
     assert len(set(firsts)) == len(firsts)
-    assert all(b - a > 0.3 * fs for a, b in zip(firsts, firsts[1:], strict=False))
     ref = reference_vehicles(cfg, N_VEHICLES, tmp_path / "ref")
+    # a vehicle stored twice (re-weighed after a restart with a shifted first sample) would
+    # show as two passages within 0.3 s; fragments of one vehicle (a reversal's backward
+    # hits, a vehicle cut by a gap) can be that close too, so pairs the uninterrupted
+    # weighing also has, or next to a gap, are not counted
+    ref_firsts = {v.first_sample for v in ref}
+    close = [(a["first_sample"], b["first_sample"])
+             for a, b in zip(rows, rows[1:], strict=False)
+             if b["first_sample"] - a["first_sample"] <= 0.3 * fs
+             and not {a["first_sample"], b["first_sample"]} <= ref_firsts
+             and not near_gap(a["first_sample"], b["last_sample"])]
+    assert close == [], close
     by_first = {r["first_sample"]: r for r in rows}
     lost = differ = near = 0
     for v in ref:
@@ -85,7 +102,6 @@ def test_sigkill_repeatedly_loses_and_duplicates_nothing(tmp_path: Path) -> None
             print(f"\nDIFFER first_sample {v.first_sample}: station {got['gross_weight_kg']} kg"
                   f" / {got['axle_count']} axles, uninterrupted {v.gross_weight_kg} kg / "
                   f"{v.axle_count} axles; {since_gap} s after the last gap; gaps {gaps}")
-    ref_firsts = {v.first_sample for v in ref}
     # a vehicle cut by a gap may come out as fragments that lie beyond the margin (a slow
     # reversing vehicle spans many seconds): a record within an excused vehicle is excused
     excused = [(v.first_sample, v.last_sample) for v in ref

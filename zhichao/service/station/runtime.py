@@ -659,6 +659,8 @@ class Station:
             self.epoch = block.device_time_utc - timedelta(seconds=idx / self.fs)
             with self.store.transaction() as con:
                 self.store.set_meta(con, "stream_epoch_utc", self.epoch.isoformat())
+                # where this station's data begin (a device counter need not start at 0)
+                self.store.set_meta(con, "stream_first_index", str(idx))
         if self.proc is None:
             if end is not None:
                 start = end
