@@ -62,16 +62,22 @@ def _pg_unavailable() -> str | None:
     return _pg_state["reason"]
 
 
-def new_engine(backend: str, tmp_path: Path) -> tuple[Engine, str | None]:
-    if backend == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'service.db'}")
-        upgrade(engine)
-        return engine, None
+def require_postgresql() -> None:
+    """Skip the calling test with the reason when no PostgreSQL server answers; fail it
+    instead when ``CI`` is set (CI must run every test on both backends)."""
     reason = _pg_unavailable()
     if reason is not None:
         if os.environ.get("CI"):
             pytest.fail(f"CI is set, so PostgreSQL is required: {reason}")
         pytest.skip(reason)
+
+
+def new_engine(backend: str, tmp_path: Path) -> tuple[Engine, str | None]:
+    if backend == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'service.db'}")
+        upgrade(engine)
+        return engine, None
+    require_postgresql()
     schema = f"zt_{secrets.token_hex(6)}"
     engine = make_engine(PG_URL, schema=schema)
     upgrade(engine)
@@ -188,11 +194,7 @@ def make_api(backend: str, tmp_path: Path, sealed: Sealed, **settings_kw: Any) -
     if backend == "sqlite":
         url, schema = f"sqlite:///{tmp_path / 'api.db'}", None
     else:
-        reason = _pg_unavailable()
-        if reason is not None:
-            if os.environ.get("CI"):
-                pytest.fail(f"CI is set, so PostgreSQL is required: {reason}")
-            pytest.skip(reason)
+        require_postgresql()
         url, schema = PG_URL, f"zt_{secrets.token_hex(6)}"
     settings = Settings(database_url=url, database_schema=schema,
                         **{"owner_query_min_duration_ms": 20, "deadlines": TEST_POLICY,

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, MetaData, inspect, text
 
-from tests.service.conftest import PG_URL, Sealed, _pg_unavailable, new_case, new_user
+from tests.service.conftest import PG_URL, Sealed, new_case, new_user, require_postgresql
 from zhichao.evidence.signing import generate_key, public_pem
 from zhichao.service import audit
 from zhichao.service.db import drop_schema, make_engine, session_factory, transaction, upgrade
@@ -48,11 +47,7 @@ def bare(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Bare]:
         url = f"sqlite:///{tmp_path / 'center.db'}"
         made = Bare(url, None, make_engine(url))
     else:
-        reason = _pg_unavailable()
-        if reason is not None:
-            if os.environ.get("CI"):
-                pytest.fail(f"CI is set, so PostgreSQL is required: {reason}")
-            pytest.skip(reason)
+        require_postgresql()
         schema = f"zt_{secrets.token_hex(6)}"
         made = Bare(PG_URL, schema, make_engine(PG_URL, schema=schema))
         with made.engine.begin() as conn:

@@ -5,7 +5,6 @@ owner portal and the masked 公示 page — on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import io
-import os
 import re
 import secrets
 import zipfile
@@ -17,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from tests.service.conftest import PASSWORD, PG_URL, _pg_unavailable
+from tests.service.conftest import PASSWORD, PG_URL, require_postgresql
 from tests.service.test_web_common import (
     FILE_NO,
     INJECT,
@@ -44,11 +43,7 @@ def web(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     if request.param == "sqlite":
         made = make_web(tmp, lane)
     else:
-        reason = _pg_unavailable()
-        if reason is not None:
-            if os.environ.get("CI"):
-                pytest.fail(f"CI is set, so PostgreSQL is required: {reason}")
-            pytest.skip(reason)
+        require_postgresql()
         made = make_web(tmp, lane, url=PG_URL, schema=f"zw_{secrets.token_hex(6)}")
     yield made
     if request.param == "postgresql":
