@@ -34,11 +34,17 @@ from sqlalchemy.orm import Session
 from zhichao.service import audit, workflow
 from zhichao.service.errors import (
     AuthenticationError,
+    IngestError,
     InvalidInputError,
     NotFoundError,
     RateLimitedError,
 )
-from zhichao.service.ingest import PLATE_COLOURS_ZH, normalise_colour, normalise_plate
+from zhichao.service.ingest import (
+    PLATE_COLOURS_ZH,
+    normalise_colour,
+    normalise_plate,
+    read_package_manifest,
+)
 from zhichao.service.models import Attachment, Case, Decision, Passage, Site, Statement, Vehicle
 from zhichao.service.models import utc_now as _utc_now
 from zhichao.service.settings import Settings
@@ -200,22 +206,12 @@ def _pad(started: float, min_duration_ms: int) -> None:
 
 
 def read_manifest(package_path: str) -> dict[str, Any]:
-    path = Path(package_path)
+    """The package's manifest for an owner's view; unreadable → "not available" (404)."""
     try:
-        if path.is_dir():
-            raw = (path / "manifest.json").read_bytes()
-        else:
-            with zipfile.ZipFile(path) as zf:
-                names = [n for n in zf.namelist() if n.endswith("manifest.json")]
-                raw = zf.read(min(names, key=len))
-        data = json.loads(raw)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-        raise NotFoundError(f"package at {package_path}: manifest unreadable ({exc})",
-                            "证据包暂不可用") from exc
-    if not isinstance(data, dict):
-        raise NotFoundError(f"package at {package_path}: manifest is not an object",
-                            "证据包暂不可用")
-    return data
+        manifest, _ = read_package_manifest(package_path)
+    except IngestError as exc:
+        raise NotFoundError(str(exc), "证据包暂不可用") from exc
+    return manifest
 
 
 def owner_record_json(session: Session, case: Case) -> dict[str, Any]:
