@@ -322,6 +322,7 @@ class PulseDetector:
         self.sample_rate_hz = sample_rate_hz
         self.config = config or DetectionConfig()
         self.params = DetectorParams.from_config(self.config, sample_rate_hz)
+        self._fingerprint: str | None = None
         self.state = DetectorState.new(self.n_channels)
         self.next_index = 0  # global index of the next sample expected
         cap = max(capacity, 2 * self.n_channels + 2)
@@ -330,11 +331,14 @@ class PulseDetector:
 
     @property
     def fingerprint(self) -> str:
-        """SHA-256 over the scale, full scale and detection parameters (exact bytes)."""
-        h = hashlib.sha256()
-        for a in (self.scale, self.full_scale, self.params.values):
-            h.update(np.ascontiguousarray(a, dtype="<f8").tobytes())
-        return h.hexdigest()
+        """SHA-256 over the scale, full scale and detection parameters (exact bytes);
+        computed once (they do not change), since a snapshot may be taken every block."""
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            for a in (self.scale, self.full_scale, self.params.values):
+                h.update(np.ascontiguousarray(a, dtype="<f8").tobytes())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
 
     def snapshot(self) -> DetectorSnapshot:
         """The detector's whole state now (before sample :attr:`next_index`)."""
