@@ -55,6 +55,7 @@ def _configure(args: argparse.Namespace) -> Any:
 
 def _run(args: argparse.Namespace) -> int:
     from zhichao.service.station.launcher import start
+    from zhichao.service.station.simlane import TRUTH_FILE
     from zhichao.service.station.view import render, summary_lines
 
     if args.vehicles is not None and args.vehicles < 1:
@@ -62,6 +63,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     try:
         cfg = _configure(args)
+        created = not cfg.data_dir.exists()
         running = start(cfg, log_stderr=args.no_view, own_simulator=not args.attach)
     except StationError as exc:
         print(f"zhichao run: {exc}", file=sys.stderr)
@@ -70,7 +72,11 @@ def _run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    print(f"站点 {cfg.station.station_id} 启动，数据目录 {cfg.data_dir}")
+    print(f"站点 {cfg.station.station_id} 启动，数据目录 {cfg.data_dir}"
+          + ("（新建）" if created else ""))
+    if cfg.simulated:
+        print("模拟车道：称重设备和摄像机由独立进程模拟（站点被杀死后仍在运行，"
+              "用 --attach 重新连接）；--speed X 让模拟时间快 X 倍")
     if running.ops is not None:
         print(f"健康检查 http://{cfg.http.host}:{running.ops.port}/health ，"
               f"监控指标 http://{cfg.http.host}:{running.ops.port}/metrics")
@@ -107,4 +113,19 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     for line in summary_lines(health, time.time() - started):
         print(line)
+    if cfg.simulated and args.vehicles is not None and health["run_passages"] < args.vehicles:
+        print(traffic_note(cfg.data_dir / "sim" / TRUTH_FILE, health["run_passages"],
+                           args.vehicles))
     return 0
+
+
+def traffic_note(truth: Path, passages: int, wanted: int) -> str:
+    """Why a simulated run ended before ``--vehicles`` passages (zh-CN)."""
+    try:
+        driven = sum(1 for line in truth.read_text(encoding="utf-8").splitlines()
+                     if line.strip())
+    except OSError:
+        driven = 0
+    return (f"模拟车流已结束：模拟车道共驶过 {driven} 辆车，本次称得 {passages} 辆通行，"
+            f"少于 --vehicles {wanted}（相距过近的车辆可能称为一次通行，"
+            "标记 possible_merged_vehicles）")

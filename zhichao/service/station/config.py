@@ -276,15 +276,16 @@ def parse_config(raw: dict[str, Any], base_dir: Path | str = ".") -> StationConf
     elif "cameras" in raw:
         raise _fail("cameras", "write cameras as [[camera]] tables")
     cfg: StationConfig = _build(StationConfig, raw, "")
-    cfg = dataclasses.replace(cfg, base_dir=str(base_dir))
+    # absolute once, here: a relative base would follow the process's working folder
+    cfg = dataclasses.replace(cfg, base_dir=str(Path(base_dir).resolve()))
     validate(cfg)
     return cfg
 
 
 def load_config(path: Path | str | None) -> StationConfig:
     """Read and validate ``station.toml``; ``None`` gives the embedded defaults."""
-    if path is None:
-        cfg = StationConfig()
+    if path is None:  # relative defaults resolve against the working folder, made absolute
+        cfg = StationConfig(base_dir=str(Path.cwd().resolve()))
         validate(cfg)
         return cfg
     p = Path(path)

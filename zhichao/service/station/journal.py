@@ -17,6 +17,7 @@ Segments older than the durable position are deleted (:meth:`prune`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import time
@@ -62,6 +63,7 @@ class SampleJournal:
         self._fd: int | None = None
         self._seg_first = 0
         self._seg_samples = 0
+        self._seg_bytes = 0
         self._last_sync = time.monotonic()
         self.end_index: int | None = None
         self.torn_records = 0
@@ -113,19 +115,39 @@ class SampleJournal:
         data = np.ascontiguousarray(samples, dtype="<f4")
         n, ch = data.shape
         if self._fd is None or self._seg_samples >= self.segment_samples:
-            self._rotate(first_index)
+            try:
+                self._rotate(first_index)
+            except OSError as exc:
+                self._fd = None
+                raise JournalError(f"{self.dir}: cannot start a journal segment: {exc}"
+                                   ) from exc
         assert self._fd is not None
         payload = data.tobytes()
         head = _HEAD.pack(_MAGIC, first_index, n, ch, 0, gap_before_samples,
                           _crc(first_index, n, ch, gap_before_samples, payload))
         try:
-            os.write(self._fd, head + payload)
+            written = os.write(self._fd, head + payload)
+            if written != len(head) + len(payload):
+                raise OSError(f"short write ({written} of {len(head) + len(payload)} bytes)")
         except OSError as exc:
+            # cut a partial record off and start a new segment next time, so the records
+            # after this one are not hidden behind a torn one (replay sees a gap here)
+            self._abandon_segment()
             raise JournalError(f"{self.dir}: cannot append to the journal: {exc}") from exc
         self._seg_samples += n
+        self._seg_bytes += len(head) + len(payload)
         self.end_index = first_index + n
         if time.monotonic() - self._last_sync >= self.fsync_interval_s:
             self.sync()
+
+    def _abandon_segment(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        with contextlib.suppress(OSError):  # if not, the next open cuts it (length/CRC)
+            os.ftruncate(fd, self._seg_bytes)
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
     def _rotate(self, first_index: int) -> None:
         if self._fd is not None:
@@ -137,6 +159,7 @@ class SampleJournal:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._seg_first = first_index
         self._seg_samples = 0
+        self._seg_bytes = 0
         dfd = os.open(self.dir, os.O_RDONLY)
         try:
             os.fsync(dfd)
@@ -144,9 +167,12 @@ class SampleJournal:
             os.close(dfd)
 
     def sync(self) -> None:
-        if self._fd is not None:
-            os.fsync(self._fd)
         self._last_sync = time.monotonic()
+        if self._fd is not None:
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                raise JournalError(f"{self.dir}: cannot sync the journal: {exc}") from exc
 
     def replay(self, from_index: int) -> Iterator[JournalBlock]:
         """Blocks from ``from_index`` on, in order; the first is cut to start there."""

@@ -113,8 +113,13 @@ def start_console(cfg: StationConfig, link: Any) -> tuple[threading.Thread | Non
                                            log_level="warning"))
     t = threading.Thread(target=server.run, name="station-console", daemon=True)
     t.start()
-    lines = [f"网页控制台 http://{cfg.http.host}:{cfg.http.console_port} ，演示账号："]
-    lines += [f"  {u}  密码 {p}  （{role}）" for u, p, role in link.demo_accounts()]
+    lines = [f"网页控制台 http://{cfg.http.host}:{cfg.http.console_port}"]
+    demo = link.demo_accounts()
+    if demo is not None:
+        path, accounts = demo
+        lines[0] += "，演示账号（仅模拟车道）：" + "、".join(f"{u}（{role}）"
+                                                   for u, role in accounts)
+        lines.append(f"演示账号密码保存在 {path} （仅当前用户可读）")
     return t, "\n".join(lines)
 
 

@@ -44,6 +44,7 @@ import numpy.typing as npt
 from zhichao.devices.recording import ChannelSpec, RecordingMeta, format_utc
 from zhichao.devices.samples import StreamSampleSource
 from zhichao.evidence.inputs import ClockSync, ImageRef, PlateResult
+from zhichao.service.station.alarms import StageHealth
 from zhichao.service.station.clock import Clock, PublishedSimClock, SimClock
 from zhichao.service.station.config import StationConfig
 from zhichao.service.station.device import (
@@ -52,7 +53,7 @@ from zhichao.service.station.device import (
     DeviceRegister,
     reasons_json,
 )
-from zhichao.service.station.errors import SealingStoppedError
+from zhichao.service.station.errors import JournalError, SealingStoppedError
 from zhichao.service.station.journal import SampleJournal
 from zhichao.service.station.linking import CameraSpool, Frame, FrameLinker, Prediction
 from zhichao.service.station.ops import StationMetrics
@@ -166,6 +167,7 @@ class Station:
         self.store = StationStore(data / "station.db")
         self.read_store = StationStore(data / "station.db", readonly=True)  # for health()
         self._closed = False
+        self.stages = StageHealth(self.store)  # the pipeline thread's stages
         self.journal = SampleJournal(data / "journal")
         self.sealer = Sealer(cfg)
         self.center: CenterLink | None = (
@@ -391,8 +393,13 @@ class Station:
                 job = PlateJob(p.key, tuple(
                     (str(f.path), f.camera_id, (f.ref_time or f.camera_time).isoformat())
                     for f in front), p.vehicle.axle_count)
-                self.plates.submit(job)
-                p.state = "reading"
+                try:
+                    self.plates.submit(job)
+                    p.state = "reading"
+                except Exception as exc:  # a broken pool: this vehicle to review, new pool
+                    self._plate_failed(p, exc)
+                    p.state = "ready"
+                    self._restart_plate_workers()
             else:
                 p.state = "ready"
         if self.plates is not None:
@@ -403,18 +410,30 @@ class Station:
                     continue
                 p = got
                 if isinstance(res, BaseException):
-                    LOG.error("plate reading failed", extra={"fields": {
-                        "passage": key, "error": repr(res)}})
-                    self.metrics.errors.labels("vision").inc()
-                    p.plate = {"plate": None, "error": repr(res), "accepted": False,
-                               "review_codes": ["vision_error"], "confidence": None,
-                               "colour": None}
+                    self._plate_failed(p, res)
                 else:
                     self.metrics.stage_latency.labels("plate").observe(res["latency_s"])
+                    self.stages.succeeded("plates")
                     p.plate = res
                 p.state = "ready"
         while self.pending and self.pending[0].state == "ready":
             self._commit(self.pending.popleft())
+
+    def _plate_failed(self, p: Pending, exc: BaseException) -> None:
+        """The plate could not be read: the passage goes to review without a plate."""
+        LOG.error("plate reading failed", extra={"fields": {
+            "passage": p.key, "error": repr(exc)}})
+        self.metrics.errors.labels("vision").inc()
+        self.stages.failed("plates", f"{p.key}: {exc!r}")
+        p.plate = {"plate": None, "error": repr(exc), "accepted": False,
+                   "review_codes": ["vision_error"], "confidence": None, "colour": None}
+
+    def _restart_plate_workers(self) -> None:
+        if self.plates is None:
+            return
+        with contextlib.suppress(Exception):
+            self.plates.close()
+        self.plates = PlateWorkers(self.cfg.vision.workers)
 
     def _frame_status(self, p: Pending) -> str:
         front = [(f, st) for cid, (f, st) in p.frames.items()
@@ -632,6 +651,7 @@ class Station:
                         reasons=[r.code for r in res.eligibility.reasons])
                     self.store.enqueue(con, "package", key, {"package_id": res.package_id})
                 self.metrics.packages.inc()
+                self.stages.succeeded("sealing")
                 if self.sealing_stopped is not None:
                     self.sealing_stopped = None
                     self.store.clear_alarm("sealing_stopped")
@@ -649,6 +669,7 @@ class Station:
                 self.metrics.errors.labels("sealing").inc()
                 with self.store.transaction() as con:
                     self.store.mark_seal_error(con, key, err)
+                self.stages.failed("sealing", f"{key}: {err}")
 
     # ------------------------------------------------------------------ main loop
     def _on_block_live(self, block: Any) -> None:
@@ -700,7 +721,13 @@ class Station:
         wall = block.station_time_utc.timestamp()
         dev_end = block.device_time_utc + timedelta(seconds=block.n_samples / self.fs)
         self.linker.wim_offset.add((dev_end - self.clock.at_wall(wall)).total_seconds())
-        self.journal.append(idx, block_samples, gap)
+        try:
+            self.journal.append(idx, block_samples, gap)
+        except JournalError as exc:  # weighing goes on; only a crash now would lose data
+            self.metrics.errors.labels("journal").inc()
+            self.stages.failed("journal", str(exc))
+        else:
+            self.stages.succeeded("journal")
         self._weigh(idx, block_samples, gap)
         self.metrics.samples.inc(block_samples.shape[0])
 

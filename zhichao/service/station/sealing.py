@@ -9,9 +9,11 @@
   package is started.
 * :func:`zhichao.evidence.package.seal_package` writes ``<id>.partial`` and renames it; the
   station then fsyncs every file and the folder before the case is marked sealed, so a
-  package marked sealed is durable. On start-up leftover ``*.partial`` folders are deleted
-  and a package folder whose case is not marked sealed is verified: kept if it verifies,
-  moved to ``quarantine/`` and sealed again if not.
+  package marked sealed is durable. A SIGKILL between any two writes leaves a station that
+  starts: the log repairs a torn tail on open; a leftover ``*.partial`` folder of a pending
+  case that verifies in full (killed just before its rename) is completed, any other is
+  deleted; a package folder whose case is not marked sealed is verified: kept if it
+  verifies, moved to ``quarantine/`` if not; every case still pending is sealed again.
 """
 
 from __future__ import annotations
@@ -110,7 +112,11 @@ class Sealer:
         key_name = cfg.station.key_name or f"zhichao-station-{cfg.station.station_id}"
         self.station = Station(cfg.station.station_id, key_name, self.key)
         self.packages.mkdir(parents=True, exist_ok=True)
+        # a log torn by a kill mid-append is repaired on open (back to the last complete
+        # entry; the repair is recorded in <log>/repairs.jsonl)
         self.log = MerkleLog(self.dir / "log", origin=self.station.origin, create=True)
+        repair = getattr(self.log, "repair", None)
+        self.log_repair: int = int(repair["dropped_entries"]) if repair else 0
         # the record from station.toml, for cases committed before the device status was
         # part of their material; new cases carry their own (with the drift state)
         self.device = DeviceStatus.from_json(device_from_config(cfg).to_evidence_json())
@@ -170,7 +176,7 @@ class Sealer:
         renderer = None if self.cfg.evidence.render_documents else _no_documents
         try:
             result = seal_package(case, out, station=self.station, log=self.log,
-                                  base_dir=Path("/"), renderer=renderer)
+                                  base_dir=self.cfg.data_dir, renderer=renderer)
             fsync_tree(out)
         except OSError as exc:
             shutil.rmtree(out.with_name(out.name + ".partial"), ignore_errors=True)
@@ -182,13 +188,26 @@ class Sealer:
     def recover(self, sealed_keys: set[str], pending_keys: list[str]) -> dict[str, Any]:
         """Start-up clean-up; returns packages found complete for pending cases
         ({passage key: manifest facts}) and counts."""
-        removed_partial = 0
-        for p in self.packages.glob("*.partial"):
+        removed_partial = completed_partial = 0
+        pub = self.key.public_key()
+        pending = set(pending_keys)
+        for p in sorted(self.packages.glob("*.partial")):
+            key = p.name[:-len(".partial")]
+            final = self.package_dir(key)
+            # killed after the whole package was written and logged, before its rename:
+            # complete it (it verifies against this station's key and log) …
+            if key in pending and not final.exists() and p.is_dir() and verify_package(
+                    p, key=pub, log_dir=self.log.directory).ok:
+                fsync_tree(p)
+                p.rename(final)
+                fsync_dir(self.packages)
+                completed_partial += 1
+                continue
+            # … otherwise remove it: the case is sealed again
             shutil.rmtree(p, ignore_errors=True)
             removed_partial += 1
         complete: dict[str, dict[str, Any]] = {}
         quarantined = 0
-        pub = self.key.public_key()
         for key in pending_keys:
             out = self.package_dir(key)
             if not out.exists():
@@ -208,6 +227,8 @@ class Sealer:
                 out.rename(self.quarantine / f"{out.name}-{stamp}")
                 quarantined += 1
         return {"complete": complete, "removed_partial": removed_partial,
+                "completed_partial": completed_partial,
+                "log_repaired": self.log_repair,
                 "quarantined": quarantined,
                 "log_entries_without_package": max(0, self.log.size - len(sealed_keys)
                                                    - len(complete))}

@@ -22,8 +22,11 @@ from zhichao.service.station.config import StationConfig
 from zhichao.service.station.store import StationStore
 
 LOG = logging.getLogger("zhichao.station.service")
+# demo accounts exist only on a simulated lane, and none administers the service
 DEMO_ROLES = ("station_operator", "technical_reviewer", "legal_reviewer", "decision_maker",
-              "auditor", "administrator")
+              "auditor")
+DEMO_ACCOUNTS_FILE = "demo-accounts.json"
+RETIRED_DEMO_USERS = ("demo.administrator",)  # created by earlier versions; disabled
 
 
 def _secret(path: Path) -> str:
@@ -53,18 +56,27 @@ class ServiceLink:
         upgrade(self.engine)
         self.sessions = session_factory(self.engine)
 
-    def demo_accounts(self) -> list[tuple[str, str, str]]:
-        """(username, password, role) of the demo accounts, created on first start; the
-        passwords are kept in ``<data>/demo-accounts.json`` (0600)."""
+    def demo_accounts(self) -> tuple[Path, list[tuple[str, str]]] | None:
+        """On a simulated lane: the demo accounts (created on first start) as the file that
+        holds their passwords (``<data>/demo-accounts.json``, readable only by this user,
+        0600) and their (username, role) — passwords are never printed. None on a real
+        lane: accounts there are made with ``zhichao users add``."""
         from zhichao.service.accounts import ROLES_ZH, create_user
         from zhichao.service.models import User
 
-        path = self.cfg.data_dir / "demo-accounts.json"
+        if not self.cfg.simulated:
+            return None
+        path = self.cfg.data_dir / DEMO_ACCOUNTS_FILE
         known: dict[str, str] = {}
         if path.exists():
             known = json.loads(path.read_text(encoding="utf-8"))
+        for name in RETIRED_DEMO_USERS:
+            known.pop(name, None)
         out = []
         with self.sessions() as s:
+            for name in RETIRED_DEMO_USERS:
+                for u in s.query(User).filter(User.username == name):
+                    u.active = False
             for role in DEMO_ROLES:
                 name = f"demo.{role.split('_')[0]}"
                 password = known.get(name) or f"demo-{secrets.token_urlsafe(9)}"
@@ -74,14 +86,18 @@ class ServiceLink:
                                 display_name_zh=f"演示{ROLES_ZH[role]}", roles=[role],
                                 station_id=self.cfg.station.station_id)
                     known[name] = password
-                out.append((name, known.get(name, "(已设置)"), ROLES_ZH[role]))
+                out.append((name, ROLES_ZH[role]))
             s.commit()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        tmp = path.with_name("." + path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, json.dumps(known, ensure_ascii=False).encode())
+            os.fchmod(fd, 0o600)  # an older file may have had other bits
+            os.write(fd, json.dumps(known, ensure_ascii=False, indent=1).encode())
+            os.fsync(fd)
         finally:
             os.close(fd)
-        return out
+        os.replace(tmp, path)
+        return path, out
 
     def sync(self, store: StationStore) -> dict[str, int]:
         """Register what the store committed since the last sync; returns counts."""

@@ -31,6 +31,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from zhichao.service.station.alarms import StageHealth
 from zhichao.service.station.config import StationConfig
 from zhichao.service.station.store import StationStore, utc_text
 
@@ -125,8 +126,11 @@ class CenterLink:
         uploader = Uploader(outbox, st.center_url, self.center_key, log_dir=self.log_dir,
                             backoff=Backoff(base_s=0.5, max_s=st.upload_max_delay_s),
                             timeout_s=st.upload_timeout_s)
+        stages = StageHealth(store)  # this thread's stage: forwarding and uploading
         try:
             while not stop.is_set():
+                before = uploader.summary.as_dict()
+                forward_errors = self.forward_errors
                 try:
                     self.forward(store, outbox)
                     self._refresh(store, outbox)
@@ -136,11 +140,27 @@ class CenterLink:
                 except Exception as exc:  # the pipeline goes on; retried after a pause
                     self.last_error = repr(exc)
                     LOG.exception("uploader round failed (retried)")
+                    stages.failed("upload", repr(exc))
                     stop.wait(2.0)
+                    continue
+                self._judge_round(stages, before, uploader.summary.as_dict(),
+                                  self.forward_errors - forward_errors)
         finally:
             uploader.close()
             outbox.close()
             store.close()
+
+    def _judge_round(self, stages: StageHealth, before: dict[str, Any],
+                     after: dict[str, Any], forward_errors: int) -> None:
+        """A round that failed and delivered nothing counts towards the upload alarm; one
+        that delivered (or had nothing to deliver) closes it."""
+        delivered = sum(after[k] - before[k] for k in ("accepted", "duplicates", "refused"))
+        failed = forward_errors + sum(after[k] - before[k]
+                                      for k in ("failures", "center_failures"))
+        if failed and not delivered:
+            stages.failed("upload", self.last_error or "center unreachable or failing")
+        elif delivered or self.pending() == 0:
+            stages.succeeded("upload")
 
     def pending(self) -> int:
         return self.unforwarded + self.sync_pending

@@ -1,0 +1,71 @@
+"""The README's main command, exactly as a new user runs it: an empty working folder, no
+configuration, the embedded defaults (only a shorter ``--vehicles`` and a ``--speed``).
+
+Every other station test passes a configuration with explicit folders; this one is the
+only guard that the defaults themselves work (they once sealed nothing: the data folder
+resolved against ``/``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from zhichao.evidence.signing import load_private_key, public_pem
+
+RUN_TIMEOUT_S = 420
+
+
+def test_readme_main_command_seals_verifiable_cases_on_defaults(tmp_path: Path) -> None:
+    work = tmp_path / "new-user"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZHICHAO_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "zhichao", "run", "--vehicles", "12", "--speed", "20"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+        stdin=subprocess.DEVNULL)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+
+    data = work / "zhichao-station"  # the documented default, in the working folder
+    assert data.is_dir(), out
+    assert str(data.resolve()) in proc.stdout, "the data folder it creates is announced"
+    assert not (Path("/") / "zhichao-station").exists()
+
+    con = sqlite3.connect(data / "station.db")
+    passages = con.execute("SELECT COUNT(*) FROM passages").fetchone()[0]
+    cases = con.execute("SELECT passage_key, status, package_dir FROM cases").fetchall()
+    alarms = con.execute("SELECT code, message_zh FROM alarms WHERE active = 1").fetchall()
+    con.close()
+    assert passages >= 6, out
+    assert cases, "the default traffic (seeded) has an overload: nothing was tested"
+    assert all(status == "sealed" for _, status, _ in cases), (cases, out[-3000:])
+    assert alarms == [], alarms
+
+    key = load_private_key(data / "station-key.pem")
+    pub = tmp_path / "station.pub"
+    pub.write_bytes(public_pem(key.public_key()))
+    for _, _, package_dir in cases:
+        v = subprocess.run(
+            [sys.executable, "-m", "zhichao", "verify", package_dir, "--key", str(pub),
+             "--log", str(data / "evidence" / "log")],
+            cwd=work, capture_output=True, text=True, timeout=120)
+        assert v.returncode == 0, v.stdout[-3000:] + v.stderr[-2000:]
+        assert "全部检查通过" in v.stdout
+
+    errors = [rec for rec in map(json.loads, (data / "station.log.jsonl").read_text(
+        encoding="utf-8").splitlines()) if rec.get("level") in ("error", "critical")]
+    assert errors == [], errors[:3]
+
+    # demo accounts: a simulated lane only, no administrator, passwords in a 0600 file
+    accounts = data / "demo-accounts.json"
+    assert stat.S_IMODE(accounts.stat().st_mode) == 0o600
+    names = json.loads(accounts.read_text(encoding="utf-8"))
+    assert names and not any("admin" in n for n in names)
+    assert str(accounts) in proc.stdout
+    for password in names.values():
+        assert password not in out
