@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.station.conftest import passages, query, reference_vehicles, write_config
-from zhichao.evidence.signing import load_private_key
-from zhichao.evidence.verify import verify_package
+from tests.station.conftest import write_config
+from zhichao.service.station.crashcheck import compare, reference_vehicles
 from zhichao.service.station.launcher import SimulatorProcess
 
 N_VEHICLES = 150
 KILLS = 5
+GAP_MARGIN_S = 5.0  # after a real gap the detector's averages missed the lost samples
 
 
 def test_sigkill_repeatedly_loses_and_duplicates_nothing(tmp_path: Path) -> None:
@@ -55,79 +55,15 @@ def test_sigkill_repeatedly_loses_and_duplicates_nothing(tmp_path: Path) -> None
     finally:
         sim.stop()
     assert kills == KILLS
-    db = data / "station.db"
-    rows = passages(db)
-    gaps = query(db, "SELECT first_index, n_samples FROM gaps")
-    # the uninterrupted weighing starts at sample 0; if the station's first block came later
-    # (the first connection stalled while the lane started and was replaced), the samples
-    # before it never reached the station: the same as a gap for the comparison
-    first_index = int(query(db, "SELECT value FROM meta WHERE key = 'stream_first_index'")
-                      [0][0])
-    if first_index > 0:
-        gaps = [(0, first_index), *gaps]
-    margin = int(5 * fs)  # a vehicle touching a gap, with its neighbours
-
-    def near_gap(a: int, b: int) -> bool:
-        return any(g0 - margin <= b and a <= g0 + max(n, 1) + margin for g0, n in gaps)
-
-    firsts = [r["first_sample"] for r in rows]
-    assert len(set(firsts)) == len(firsts)
     ref = reference_vehicles(cfg, N_VEHICLES, tmp_path / "ref")
-    # a vehicle stored twice (re-weighed after a restart with a shifted first sample) would
-    # show as two passages within 0.3 s; fragments of one vehicle (a reversal's backward
-    # hits, a vehicle cut by a gap) can be that close too, so pairs the uninterrupted
-    # weighing also has, or next to a gap, are not counted
-    ref_firsts = {v.first_sample for v in ref}
-    close = [(a["first_sample"], b["first_sample"])
-             for a, b in zip(rows, rows[1:], strict=False)
-             if b["first_sample"] - a["first_sample"] <= 0.3 * fs
-             and not {a["first_sample"], b["first_sample"]} <= ref_firsts
-             and not near_gap(a["first_sample"], b["last_sample"])]
-    assert close == [], close
-    by_first = {r["first_sample"]: r for r in rows}
-    lost = differ = near = 0
-    for v in ref:
-        got = by_first.get(v.first_sample)
-        if near_gap(v.first_sample, v.last_sample):
-            near += 1
-            continue
-        if got is None:
-            lost += 1
-            print(f"\nLOST first_sample {v.first_sample} ({v.axle_count} axles, "
-                  f"{v.gross_weight_kg} kg)")
-        elif (got["gross_weight_kg"], got["axle_count"]) != (v.gross_weight_kg, v.axle_count):
-            differ += 1
-            since_gap = min(((v.first_sample - (g0 + max(n, 1))) / fs for g0, n in gaps
-                             if g0 <= v.first_sample), default=None)
-            print(f"\nDIFFER first_sample {v.first_sample}: station {got['gross_weight_kg']} kg"
-                  f" / {got['axle_count']} axles, uninterrupted {v.gross_weight_kg} kg / "
-                  f"{v.axle_count} axles; {since_gap} s after the last gap; gaps {gaps}")
-    # a vehicle cut by a gap may come out as fragments that lie beyond the margin (a slow
-    # reversing vehicle spans many seconds): a record within an excused vehicle is excused
-    excused = [(v.first_sample, v.last_sample) for v in ref
-               if near_gap(v.first_sample, v.last_sample)]
-    phantoms = [r for r in rows if r["first_sample"] not in ref_firsts
-                and not near_gap(r["first_sample"], r["last_sample"])
-                and not any(a <= r["last_sample"] and r["first_sample"] <= b
-                            for a, b in excused)]
-    for r in phantoms:
-        print(f"\nPHANTOM first_sample {r['first_sample']} ({r['axle_count']} axles, "
-              f"{r['gross_weight_kg']} kg)")
-    phantom = len(phantoms)
-    cases = query(db, "SELECT passage_key, status, package_dir FROM cases")
-    pub = load_private_key(data / "station-key.pem").public_key()
-    for _, status, pkg in cases:
-        assert status == "sealed"
-        assert verify_package(Path(pkg), key=pub, log_dir=data / "evidence" / "log").ok
-    packages = [p for p in (data / "evidence" / "packages").iterdir() if p.is_dir()]
-    assert len(packages) == len(cases)
-    leftovers = [p for p in data.rglob("*") if p.name.endswith((".partial", ".tmp"))]
-    print(f"\nCRASH: {kills} SIGKILLs; {len(rows)} passages vs {len(ref)} in the uninterrupted "
-          f"weighing; lost {lost}, weights differ {differ}, phantom {phantom}, "
-          f"{near} near {len(gaps)} recorded gaps; {len(cases)} cases sealed once and verified;"
-          f" leftovers {len(leftovers)}")
-    assert leftovers == []
-    assert lost == 0 and phantom == 0
-    # the journal replay resumes with the pulse detector's exact state: bit for bit
-    assert differ == 0
-    assert len(rows) >= len(ref) - near
+    rep = compare(data, ref, fs, margin_s=GAP_MARGIN_S)
+    print(f"\nCRASH: {kills} SIGKILLs; {rep.as_dict()}")
+    for line in rep.differ:
+        print("DIFFER", line)
+    for name in ("lost", "duplicated", "phantom", "cases_unsealed", "packages_failing",
+                 "leftovers"):
+        assert getattr(rep, name) == [], (name, getattr(rep, name))
+    # the journal replay resumes with the lane processor's exact state: bit for bit
+    assert rep.differ == []
+    assert rep.packages_on_disk == rep.cases
+    assert rep.passages >= rep.reference - rep.near_gap

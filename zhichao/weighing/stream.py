@@ -7,13 +7,19 @@ It reads like the measurement flowchart::
 
 Feed it chunks of any size; a vehicle split across chunks is weighed once, exactly as from the
 whole recording, because every stage only acts on data that later samples cannot change.
+
+A stream can be resumed after the processor is lost (a station killed and restarted) from a
+:class:`LaneSnapshot` taken at a *quiescent* point (:meth:`LaneProcessor.is_quiescent`): then
+every vehicle from that point on is weighed bit for bit as by the uninterrupted processor.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +51,131 @@ class _Pending:
     prev_gap_m: float | None  # gap to the previous vehicle's last axle
 
 
+@dataclass(frozen=True)
+class _LastVehicle:
+    """What the next vehicle reads of the previous one (gap, reversing link)."""
+
+    ref: float  # sample index at which its last axle crossed row 1
+    v: float  # that axle's speed [m/sample]; 0 when unknown
+    last_sample: int  # its last sample on a sensor
+    # the emitted record, whose flags a close follower or a reversal updates in place;
+    # None when restored from a snapshot (that record is already out of our hands)
+    record: WeighedVehicle | None
+
+
+LANE_SNAPSHOT_FORMAT = "zhichao.lane-state/1"
+
+
+@dataclass(frozen=True)
+class LastVehicleSummary:
+    """The previous vehicle as far as later vehicles need it (see :class:`LaneSnapshot`)."""
+
+    ref: float  # sample index at which its last axle crossed row 1
+    v: float  # that axle's speed [m/sample]; 0 when unknown
+    last_sample: int
+
+
+@dataclass(frozen=True)
+class LaneSnapshot:
+    """The state of a quiescent :class:`LaneProcessor` before sample ``next_index``.
+
+    Quiescent means no vehicle is in progress (:meth:`LaneProcessor.is_quiescent`), so
+    beyond the pulse detector's state only two things still reach the future: the previous
+    vehicle (its gap to the next one: ``close_following``; the reversing link) and the
+    recent data gaps (``data_gap`` within 1 s). A processor restored from it and fed the
+    same blocks from ``next_index`` on weighs every later vehicle bit for bit as the
+    uninterrupted one. ``fingerprint`` covers the detector's settings and the lane geometry;
+    a processor with other ones refuses the snapshot.
+    """
+
+    detector: DetectorSnapshot
+    last_vehicle: LastVehicleSummary | None
+    gaps: tuple[tuple[int, int], ...]  # lost samples [first, end) that can flag a later vehicle
+    fingerprint: str
+
+    @property
+    def next_index(self) -> int:
+        return self.detector.next_index
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe form; floats travel as exact hexadecimal strings (``float.hex``)."""
+        last = self.last_vehicle
+        return {
+            "format": LANE_SNAPSHOT_FORMAT,
+            "next_index": int(self.next_index),
+            "detector": self.detector.to_json(),
+            "last_vehicle": None if last is None else {
+                "ref": float(last.ref).hex(), "v": float(last.v).hex(),
+                "last_sample": int(last.last_sample)},
+            "gaps": [[int(g0), int(g1)] for g0, g1 in self.gaps],
+            "fingerprint": self.fingerprint,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Any) -> LaneSnapshot:
+        """Parse :meth:`to_json`'s form; anything malformed raises :class:`WeighingInputError`."""
+        what = "lane snapshot"
+        if not isinstance(raw, dict) or raw.get("format") != LANE_SNAPSHOT_FORMAT:
+            raise WeighingInputError(f"{what}: expected format {LANE_SNAPSHOT_FORMAT}")
+        _exact_keys(raw, {"format", "next_index", "detector", "last_vehicle", "gaps",
+                          "fingerprint"}, what)
+        detector = DetectorSnapshot.from_json(raw["detector"])
+        next_index = _json_int(raw["next_index"], f"{what}: next_index")
+        if next_index != detector.next_index:
+            raise WeighingInputError(
+                f"{what}: next_index {next_index} but the detector state is at "
+                f"{detector.next_index}")
+        fingerprint = raw["fingerprint"]
+        if not isinstance(fingerprint, str) or not fingerprint:
+            raise WeighingInputError(f"{what}: fingerprint must be a non-empty string")
+        last: LastVehicleSummary | None = None
+        lv = raw["last_vehicle"]
+        if lv is not None:
+            if not isinstance(lv, dict):
+                raise WeighingInputError(f"{what}: last_vehicle must be an object or null")
+            _exact_keys(lv, {"ref", "v", "last_sample"}, f"{what}: last_vehicle")
+            last = LastVehicleSummary(
+                ref=_json_hex_float(lv["ref"], f"{what}: last_vehicle.ref"),
+                v=_json_hex_float(lv["v"], f"{what}: last_vehicle.v"),
+                last_sample=_json_int(lv["last_sample"], f"{what}: last_vehicle.last_sample"))
+            if last.last_sample >= next_index:
+                raise WeighingInputError(
+                    f"{what}: last vehicle ends at {last.last_sample}, not before {next_index}")
+        gaps_raw = raw["gaps"]
+        if not isinstance(gaps_raw, list):
+            raise WeighingInputError(f"{what}: gaps must be a list")
+        gaps: list[tuple[int, int]] = []
+        for g in gaps_raw:
+            if not isinstance(g, list) or len(g) != 2:
+                raise WeighingInputError(f"{what}: a gap must be [first, end]")
+            g0, g1 = (_json_int(x, f"{what}: gap") for x in g)
+            if not g0 < g1 <= next_index:
+                raise WeighingInputError(f"{what}: bad gap [{g0}, {g1}) before {next_index}")
+            gaps.append((g0, g1))
+        return cls(detector, last, tuple(gaps), fingerprint)
+
+
+def _exact_keys(raw: dict[str, Any], keys: set[str], what: str) -> None:
+    if set(raw) != keys:
+        missing, extra = sorted(keys - set(raw)), sorted(set(raw) - keys)
+        raise WeighingInputError(f"{what}: missing keys {missing}, unknown keys {extra}")
+
+
+def _json_int(x: Any, what: str) -> int:
+    if type(x) is not int or x < 0:
+        raise WeighingInputError(f"{what} must be an integer >= 0, got {x!r}")
+    return x
+
+
+def _json_hex_float(x: Any, what: str) -> float:
+    if not isinstance(x, str):
+        raise WeighingInputError(f"{what} must be a float.hex() string, got {x!r}")
+    try:
+        return float.fromhex(x)
+    except ValueError as exc:
+        raise WeighingInputError(f"{what}: not a float.hex() string: {x!r}") from exc
+
+
 class LaneProcessor:
     """Streaming weighing of one lane.
 
@@ -60,15 +191,24 @@ class LaneProcessor:
         processor that weighed the stream before (:meth:`detector_snapshot`). With it, every
         pulse from ``start_index`` on is bit for bit the uninterrupted stream's; without it the
         detector's offset and noise averages start afresh and only converge to them (within
-        ≈ e^-t/τ after t seconds).
+        ≈ e^-t/τ after t seconds). The detector alone is not the whole state: a vehicle in
+        progress at ``start_index`` is lost or misread (see ``lane_snapshot``).
+    lane_snapshot : the whole processor's state at ``start_index``, taken at a quiescent
+        point (:meth:`lane_snapshot`); every vehicle from ``start_index`` on is then weighed
+        bit for bit as by the uninterrupted processor. Give it or ``detector_snapshot``, not
+        both.
     """
 
     def __init__(self, meta: RecordingMeta, config: WeighingConfig | None = None,
                  profile: CalibrationProfile | None = None, recording: str | None = None,
-                 *, start_index: int = 0, detector_snapshot: DetectorSnapshot | None = None
-                 ) -> None:
+                 *, start_index: int = 0, detector_snapshot: DetectorSnapshot | None = None,
+                 lane_snapshot: LaneSnapshot | None = None) -> None:
         if start_index < 0:
             raise WeighingInputError(f"start_index must be >= 0, got {start_index}")
+        if lane_snapshot is not None:
+            if detector_snapshot is not None:
+                raise WeighingInputError("give a lane snapshot or a detector snapshot, not both")
+            detector_snapshot = lane_snapshot.detector
         if detector_snapshot is not None and detector_snapshot.next_index != start_index:
             raise WeighingInputError(
                 f"detector snapshot is at sample {detector_snapshot.next_index}, the stream "
@@ -103,6 +243,11 @@ class LaneProcessor:
         full_scale = [c.full_scale if c.full_scale is not None else math.inf for c in chans]
         self.detector = PulseDetector(sens, self.fs, self.cfg.detection, full_scale)
         self.detector.next_index = int(start_index)
+        self._fingerprint: str | None = None
+        if lane_snapshot is not None and lane_snapshot.fingerprint != self.lane_fingerprint:
+            raise WeighingInputError(
+                "lane snapshot was taken with other sensitivities, detection parameters or "
+                "lane geometry")
         if detector_snapshot is not None:
             self.detector.restore(detector_snapshot)
         self.builder = TrackBuilder(self.row_x_m, self.fs, self.cfg.matching)
@@ -110,11 +255,16 @@ class LaneProcessor:
         self._hits: list[RowHit] = []
         self._settled: list[Track] = []
         self._current: _Pending | None = None
-        self._last_vehicle: tuple[WeighedVehicle, float, float] | None = None  # record, ref, v
+        self._last_vehicle: _LastVehicle | None = None
         self._gaps: list[tuple[int, int]] = []
         self._done: list[WeighedVehicle] = []
         self._finished = False
         self._pulse_tol = max(1, round(0.002 * self.fs))
+        if lane_snapshot is not None:
+            last = lane_snapshot.last_vehicle
+            if last is not None:
+                self._last_vehicle = _LastVehicle(last.ref, last.v, last.last_sample, None)
+            self._gaps = list(lane_snapshot.gaps)
 
     def _check_profile(self, profile: CalibrationProfile) -> None:
         names = {c.name for c in self.meta.channels}
@@ -150,6 +300,51 @@ class LaneProcessor:
     def detector_snapshot(self) -> DetectorSnapshot:
         """The pulse detector's state before the next sample (see ``detector_snapshot=``)."""
         return self.detector.snapshot()
+
+    def is_quiescent(self) -> bool:
+        """Can a restart from here (before sample ``detector.next_index``) reproduce the
+        uninterrupted weighing bit for bit?
+
+        Only when no vehicle is in progress: no pulse open in the detector, no pulse, row hit,
+        axle track or vehicle waiting in a later stage. A slow vehicle has long stretches
+        between its axles with no pulse open, yet its axles so far are held in the tracks and
+        the vehicle being assembled; a restart there would weigh the rest as another vehicle.
+        Cheap (O(channels)): meant to be asked after every block.
+        """
+        now = self.detector.next_index
+        return (not self._finished and len(self._pulses) == 0 and not self._hits
+                and not self.builder.open and not self.builder.done and not self._settled
+                and self._current is None and not self._done
+                and not bool(np.any(self.detector.state.open_pulse_starts(now) < now)))
+
+    def lane_snapshot(self) -> LaneSnapshot:
+        """The processor's state before the next sample (see ``lane_snapshot=``); raises
+        :class:`WeighingInputError` unless :meth:`is_quiescent`."""
+        if not self.is_quiescent():
+            raise WeighingInputError(
+                f"the lane is not quiescent at sample {self.detector.next_index} (a vehicle "
+                "is in progress, or the stream is finished): its state cannot be stored")
+        last = self._last_vehicle
+        # later vehicles start at or after next_index; a gap flags them within 1 s of it
+        horizon = self.detector.next_index - 2 * self.fs
+        return LaneSnapshot(
+            detector=self.detector.snapshot(),
+            last_vehicle=None if last is None else LastVehicleSummary(
+                last.ref, last.v, last.last_sample),
+            gaps=tuple((g0, g1) for g0, g1 in self._gaps if g1 >= horizon),
+            fingerprint=self.lane_fingerprint)
+
+    @property
+    def lane_fingerprint(self) -> str:
+        """SHA-256 over the detector's fingerprint, the sample rate and the lane geometry
+        (row positions, channel rows and sides): what a lane snapshot's meaning rests on."""
+        if self._fingerprint is None:
+            h = hashlib.sha256(self.detector.fingerprint.encode("ascii"))
+            h.update(np.array([self.fs, *self.row_x_m], dtype="<f8").tobytes())
+            h.update(np.concatenate([self.channel_row, self.channel_side]).astype(
+                "<i8").tobytes())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
 
     def finish(self) -> list[WeighedVehicle]:
         """End of stream: weigh everything still pending (flagged ``incomplete`` if cut)."""
@@ -278,19 +473,17 @@ class LaneProcessor:
             self._current = None
 
     def _gap_to_last(self, tr: Track) -> float | None:
-        if self._last_vehicle is None:
+        last = self._last_vehicle
+        if last is None or last.v <= 0:
             return None
-        _, ref, v = self._last_vehicle
-        if v <= 0:
-            return None
-        return (self._track_ref(tr) - ref) * v
+        return (self._track_ref(tr) - last.ref) * last.v
 
     # ------------------------------------------------------------------ one vehicle
     def _close(self, pending: _Pending, next_gap_m: float | None) -> None:
         record = self._weigh(pending, next_gap_m)
         last = pending.tracks[-1]
         v = self._track_speed(last) or 0.0
-        self._last_vehicle = (record, self._track_ref(last), v)
+        self._last_vehicle = _LastVehicle(self._track_ref(last), v, record.last_sample, record)
         self._done.append(record)
 
     def _weigh(self, pending: _Pending, next_gap_m: float | None) -> WeighedVehicle:
@@ -309,9 +502,9 @@ class LaneProcessor:
         close = [g for g in (pending.prev_gap_m, next_gap_m) if g is not None]
         if close and min(close) < q.close_following_gap_m:
             flags.append("close_following")
-            if self._last_vehicle is not None and pending.prev_gap_m is not None and \
+            prev = self._last_vehicle.record if self._last_vehicle is not None else None
+            if prev is not None and pending.prev_gap_m is not None and \
                     pending.prev_gap_m < q.close_following_gap_m:
-                prev = self._last_vehicle[0]
                 if "close_following" not in prev.flags:
                     prev.flags.append("close_following")
         for g0, g1 in self._gaps:
@@ -430,17 +623,17 @@ class LaneProcessor:
                         starts_downstream: bool) -> None:
         """A passage that begins with an axle coming onto the array from downstream, right
         after the previous passage, is that vehicle backing up: both records are flagged
-        (the earlier one is updated in place)."""
-        prev = self._last_vehicle[0] if self._last_vehicle is not None else None
-        if prev is None:
+        (the earlier one is updated in place, unless it was emitted before a restart)."""
+        last = self._last_vehicle
+        if last is None:
             return
-        near = first_sample - prev.last_sample < self.cfg.quality.reversing_link_s * self.fs
+        near = first_sample - last.last_sample < self.cfg.quality.reversing_link_s * self.fs
         if not (near and starts_downstream):
             return
         if "reversing" not in flags:
             flags.append("reversing")
-        if "reversing" not in prev.flags:
-            prev.flags.append("reversing")
+        if last.record is not None and "reversing" not in last.record.flags:
+            last.record.flags.append("reversing")
 
     def _wheel_off_sensor(self, tracks: list[Track], use: npt.NDArray[np.bool_]) -> bool:
         """Is a wheel partly off its half-strip (over the outer edge or the centre joint)?

@@ -65,15 +65,15 @@ from zhichao.service.station.upload import CenterLink
 from zhichao.weighing.calibration_profile import CalibrationProfile
 from zhichao.weighing.errors import WeighingError
 from zhichao.weighing.pulses import DetectorSnapshot
-from zhichao.weighing.stream import LaneProcessor
+from zhichao.weighing.stream import LaneProcessor, LaneSnapshot
 from zhichao.weighing.vehicle import WeighedVehicle
 
 LOG = logging.getLogger("zhichao.station")
-RESUME_MARGIN_S = 10.0  # the pulse detector's baseline settles well before the vehicle
 IDLE_ADVANCE_S = 30.0
 WAVEFORM_MARGIN_S = 0.5
 RING_S = 120.0
-DETECTOR_STATE_KEY = "durable_detector_state"  # the pulse detector's state at durable_index
+LANE_STATE_KEY = "durable_lane_state"  # the lane processor's whole state at durable_index
+DETECTOR_STATE_KEY = "durable_detector_state"  # earlier versions: the detector's state only
 UPLOAD_DRAIN_S = 20.0
 
 
@@ -203,9 +203,9 @@ class Station:
         self.proc: LaneProcessor | None = None
         self.pending: deque[Pending] = deque()
         self.ring: deque[tuple[int, npt.NDArray[np.float32]]] = deque()
-        # the pulse detector's state after each block (index of the next sample, state), so
-        # the durable position can carry the exact state a restart resumes from
-        self.detector_states: deque[tuple[int, DetectorSnapshot]] = deque()
+        # block boundaries where the lane processor was quiescent (nothing in progress)
+        # with its state there: the only points a restart can resume from bit for bit
+        self.quiet_points: deque[tuple[int, LaneSnapshot]] = deque()
         self.resumed_exactly: bool | None = None
         self.stream_index = 0  # next station stream index expected
         self.index_offset = int(self.store.get_meta("index_offset") or 0)
@@ -272,35 +272,44 @@ class Station:
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     shutil.move(src, dst)
 
-    def _new_processor(self, start_index: int,
-                       snapshot: DetectorSnapshot | None = None) -> LaneProcessor:
+    def _new_processor(self, start_index: int, *, lane: LaneSnapshot | None = None,
+                       detector: DetectorSnapshot | None = None) -> LaneProcessor:
         assert self.epoch is not None
         return LaneProcessor(lane_meta(self.cfg, self.epoch), profile=self.profile,
                              recording=f"station:{self.cfg.station.station_id}",
-                             start_index=start_index, detector_snapshot=snapshot)
+                             start_index=start_index, lane_snapshot=lane,
+                             detector_snapshot=detector)
 
     def _resume_processor(self, start: int) -> LaneProcessor:
-        """A processor for the journal replay from ``start``: with the detector state stored
-        with the durable position (bit for bit the uninterrupted weighing), or, if there is
-        none or it belongs to other settings (a new profile), a fresh one (it converges)."""
-        raw = self.store.get_meta(DETECTOR_STATE_KEY)
+        """A processor for the journal replay from ``start``: restored to the lane state
+        stored with the durable position (bit for bit the uninterrupted weighing); with only
+        a detector state (a data folder of an earlier version) or none, or a state of other
+        settings (a new profile), a fresh or detector-restored one (it converges)."""
         self.resumed_exactly = False
-        if raw:
+        for key, parse in ((LANE_STATE_KEY, "lane"), (DETECTOR_STATE_KEY, "detector")):
+            raw = self.store.get_meta(key)
+            if not raw:
+                continue
             try:
-                proc = self._new_processor(start, DetectorSnapshot.from_json(json.loads(raw)))
+                if parse == "lane":
+                    proc = self._new_processor(
+                        start, lane=LaneSnapshot.from_json(json.loads(raw)))
+                else:
+                    proc = self._new_processor(
+                        start, detector=DetectorSnapshot.from_json(json.loads(raw)))
             except (ValueError, WeighingError) as exc:
-                LOG.warning("stored detector state not usable; resuming with a fresh "
-                            "detector", extra={"fields": {"error": str(exc)}})
-            else:
-                self.resumed_exactly = True
-                return proc
+                LOG.warning("stored weighing state not usable; resuming with a fresh "
+                            "detector", extra={"fields": {"key": key, "error": str(exc)}})
+                continue
+            self.resumed_exactly = parse == "lane"
+            return proc
         return self._new_processor(start)
 
     def _durable_point(self, target: int) -> tuple[int, str] | None:
-        """The newest block boundary in [durable_index, target] with its detector state
-        (JSON), or None when no recorded state lies there."""
-        best: tuple[int, DetectorSnapshot] | None = None
-        for idx, snap in self.detector_states:
+        """The newest quiescent block boundary in [durable_index, target] with the lane
+        state there (JSON), or None when there is none (the durable position then stays)."""
+        best: tuple[int, LaneSnapshot] | None = None
+        for idx, snap in self.quiet_points:
             if self.durable_index <= idx <= target:
                 best = (idx, snap)
             elif idx > target:
@@ -308,6 +317,16 @@ class Station:
         if best is None:
             return None
         return best[0], json.dumps(best[1].to_json())
+
+    def _note_quiet_point(self) -> None:
+        """After a block: remember the state if the processor is quiescent; forget points
+        older than the ring except the newest of them (a busy lane may have no other)."""
+        assert self.proc is not None
+        if self.proc.is_quiescent():
+            self.quiet_points.append((self.stream_index, self.proc.lane_snapshot()))
+        horizon = self.stream_index - RING_S * self.fs
+        while len(self.quiet_points) > 1 and self.quiet_points[1][0] < horizon:
+            self.quiet_points.popleft()
 
     def _replay(self) -> None:
         end = self.journal.end_index
@@ -335,10 +354,7 @@ class Station:
         self.metrics.stage_latency.labels("weighing").observe(time.perf_counter() - t0)
         self.stream_index = first + samples.shape[0]
         self.ring.append((first, samples))
-        self.detector_states.append((self.stream_index, self.proc.detector_snapshot()))
-        while self.detector_states and self.detector_states[0][0] < (
-                self.stream_index - RING_S * self.fs):
-            self.detector_states.popleft()
+        self._note_quiet_point()
         while self.ring and self.ring[0][0] + self.ring[0][1].shape[0] < (
                 self.stream_index - RING_S * self.fs):
             self.ring.popleft()
@@ -493,16 +509,13 @@ class Station:
             plate_review=list(plate.get("review_codes") or []),
             review_required=needs_human(v) or not use.usable,
             device_reasons=reasons_json(use.reasons))
-        target = v.first_sample - round(RESUME_MARGIN_S * self.fs)
+        # every vehicle before the next uncommitted one is committed now: a restart may
+        # resume from any quiescent point up to there (re-weighed vehicles are dropped)
+        target = (self.pending[0].vehicle.first_sample if self.pending
+                  else self.stream_index)
         point = self._durable_point(target)
-        move = True
-        if point is not None:
-            resume, detector_json = point
-            move = resume != self.durable_index
-        elif target > self.durable_index:  # no recorded state in reach: a fresh detector
-            resume, detector_json = target, ""
-        else:
-            resume, detector_json, move = self.durable_index, "", False
+        resume, state_json = point if point is not None else (self.durable_index, "")
+        move = point is not None and resume != self.durable_index
         with self.store.transaction() as con:
             self.store.insert_passage(con, row)
             if material is not None:
@@ -515,8 +528,7 @@ class Station:
                                                        "plate": row.plate})
             self.store.set_meta(con, "committed_first_sample", str(v.first_sample))
             if move:
-                self.store.set_meta(con, "durable_index", str(resume))
-                self.store.set_meta(con, DETECTOR_STATE_KEY, detector_json)
+                self._set_durable(con, resume, state_json)
             off = self.linker.wim_offset.offset_s
             if off is not None:
                 self.store.set_meta(con, "wim_offset_s", repr(off))
@@ -581,27 +593,25 @@ class Station:
         write_atomic(path, buf.getvalue())
         return str(path)
 
+    def _set_durable(self, con: Any, index: int, state_json: str) -> None:
+        self.store.set_meta(con, "durable_index", str(index))
+        self.store.set_meta(con, LANE_STATE_KEY, state_json)
+        self.store.set_meta(con, DETECTOR_STATE_KEY, "")
+
     def _idle_advance(self) -> None:
-        """On a quiet lane, move the durable position so the journal can be pruned."""
+        """On a quiet lane (nothing weighed waits to be committed), move the durable
+        position to the newest quiescent point at least 30 s back and prune the journal."""
         if self.pending or self.proc is None:
             return
         target = self.stream_index - round(IDLE_ADVANCE_S * self.fs)
         if target <= self.durable_index + round(10 * self.fs):
             return
-        opens = self.proc.detector.state.open_pulse_starts(self.stream_index)
-        if int(opens.min()) < self.stream_index:
-            return
-        latest = max(self.committed_first, 0)
-        if target <= latest:
-            return
         point = self._durable_point(target)
         if point is None or point[0] <= self.durable_index + round(10 * self.fs):
             return
-        target = point[0]
         with self.store.transaction() as con:
-            self.store.set_meta(con, "durable_index", str(target))
-            self.store.set_meta(con, DETECTOR_STATE_KEY, point[1])
-        self.durable_index = target
+            self._set_durable(con, point[0], point[1])
+        self.durable_index = point[0]
         self.journal.prune(self.durable_index)
 
     # ------------------------------------------------------------------ sealing thread
@@ -675,23 +685,24 @@ class Station:
     def _on_block_live(self, block: Any) -> None:
         idx = block.first_index + self.index_offset
         gap = block.gap_before_samples
-        end = self.journal.end_index
         if self.epoch is None:
             self.epoch = block.device_time_utc - timedelta(seconds=idx / self.fs)
+            fresh = self._new_processor(idx)
             with self.store.transaction() as con:
                 self.store.set_meta(con, "stream_epoch_utc", self.epoch.isoformat())
-                # where this station's data begin (a device counter need not start at 0)
+                # where this station's data begin (a device counter need not start at 0),
+                # and the fresh state there: a restart before any commit replays from the
+                # very first sample exactly as this run weighs it
                 self.store.set_meta(con, "stream_first_index", str(idx))
+                self._set_durable(con, idx, json.dumps(fresh.lane_snapshot().to_json()))
+            self.durable_index = idx
+            if self.proc is None:
+                self.proc, self.stream_index = fresh, idx
         if self.proc is None:
-            if end is not None:
-                start = end
-            elif self.epoch_stored:
-                # blocks reached an earlier run but none reached the journal (killed at
-                # once): what the device sent since the durable position is a gap
-                start = max(self.durable_index, 0)
-            else:
-                start = idx
-            self.proc = self._new_processor(start)
+            # blocks reached an earlier run but none reached the journal (killed at once):
+            # resume at the durable position; what the device sent since is a gap
+            start = max(self.durable_index, 0)
+            self.proc = self._resume_processor(start)
             self.stream_index = start
         if idx < self.stream_index:
             overlap = self.stream_index - idx
@@ -767,6 +778,7 @@ class Station:
                     self._idle_advance()
                 if now - last_gauges > 1.0:
                     last_gauges = now
+                    self.journal.prune(self.durable_index)
                     self._sync_service()
                     self._update_gauges()
                     self._drop_stale_frames()
