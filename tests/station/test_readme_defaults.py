@@ -61,6 +61,9 @@ def test_readme_main_command_seals_verifiable_cases_on_defaults(tmp_path: Path) 
         encoding="utf-8").splitlines()) if rec.get("level") in ("error", "critical")]
     assert errors == [], errors[:3]
 
+    # a normal end leaves no process behind: not the simulated lane, not a plate worker
+    assert _processes_mentioning(str(work)) == []
+
     # demo accounts: a simulated lane only, no administrator, passwords in a 0600 file
     accounts = data / "demo-accounts.json"
     assert stat.S_IMODE(accounts.stat().st_mode) == 0o600
@@ -69,3 +72,21 @@ def test_readme_main_command_seals_verifiable_cases_on_defaults(tmp_path: Path) 
     assert str(accounts) in proc.stdout
     for password in names.values():
         assert password not in out
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    """Live processes whose command line names ``text`` (the simulated lane gets its data
+    folder as an argument) or whose working folder is inside it (plate workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(entry / "cwd")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and (text in cmd or cwd.startswith(text)):
+            found.append(f"{entry.name}: {cmd[:200]}")
+    return found

@@ -54,7 +54,7 @@ def _configure(args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from zhichao.service.station.launcher import start
+    from zhichao.service.station.launcher import start, stop_simulator
     from zhichao.service.station.simlane import TRUTH_FILE
     from zhichao.service.station.view import render, summary_lines
 
@@ -105,8 +105,11 @@ def _run(args: argparse.Namespace) -> int:
     health = st.health_snapshot
     if running.ops is not None:
         running.ops.stop()
+    # the simulated lane outlives a killed station, but ends with its station's normal end
     if running.simulator is not None:
         running.simulator.stop()
+    elif running.devices_file is not None:  # attached to a lane started earlier
+        stop_simulator(running.devices_file, timeout_s=10.0)
     if st.failure is not None:
         print(f"zhichao run: the station stopped on an error: {st.failure!r} "
               f"(see {cfg.data_dir / 'station.log.jsonl'})", file=sys.stderr)

@@ -3,6 +3,7 @@ the ops server, the web console; used by ``zhichao run``."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -19,7 +20,17 @@ from zhichao.service.station.config import StationConfig, parse_config
 from zhichao.service.station.errors import StationError
 from zhichao.service.station.ops import OpsServer, setup_logging
 from zhichao.service.station.runtime import Station
-from zhichao.service.station.simlane import DEVICES_FILE, read_devices
+from zhichao.service.station.simlane import (
+    DEVICES_FILE,
+    IDLE_EXIT_S,
+    LANE_MODULE,
+    lane_alive,
+    lane_process_alive,
+    load_devices,
+    mark_devices_stopped,
+    read_devices,
+    wait_pid_gone,
+)
 
 
 def config_to_json(cfg: StationConfig) -> dict[str, Any]:
@@ -35,18 +46,22 @@ def config_from_json(raw: dict[str, Any], base_dir: str) -> StationConfig:
 
 class SimulatorProcess:
     """The simulated lane's devices in a process of their own (they outlive a station
-    that is killed, as real devices do)."""
+    that is killed, as real devices do; a new session, so a signal to the station's process
+    group does not reach them). A lane still running for the same data folder is stopped
+    first. The lane exits on :meth:`stop` (or :func:`stop_simulator`), or by itself after
+    ``idle_exit_s`` with no station attached (see :mod:`.simlane`)."""
 
-    def __init__(self, cfg: StationConfig) -> None:
+    def __init__(self, cfg: StationConfig, *, idle_exit_s: float = IDLE_EXIT_S) -> None:
         self.dir = cfg.data_dir / "sim"
         self.dir.mkdir(parents=True, exist_ok=True)
+        stop_simulator(self.dir / DEVICES_FILE, timeout_s=10.0)
         (self.dir / DEVICES_FILE).unlink(missing_ok=True)
         cfg_path = self.dir / "config.json"
         cfg_path.write_text(json.dumps({"base_dir": cfg.base_dir,
                                         "config": config_to_json(cfg)}), encoding="utf-8")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "zhichao.service.station.simlane", "--json",
-             str(cfg_path), str(self.dir)],
+            [sys.executable, "-m", LANE_MODULE, "--idle-exit-s", repr(float(idle_exit_s)),
+             "--json", str(cfg_path), str(self.dir)],
             stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             self.info = read_devices(self.dir, timeout_s=60.0)
@@ -61,27 +76,55 @@ class SimulatorProcess:
     def clock(self) -> Clock:
         return PublishedSimClock(self.devices_file)
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM the lane and wait for it (SIGKILL after ``timeout_s``); its
+        ``devices.json`` ends marked ``stopped``."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        mark_devices_stopped(self.devices_file, self.proc.pid)
+
+
+def stop_simulator(devices_file: Path, timeout_s: float = 10.0) -> bool:
+    """Stop the simulated lane that published ``devices_file`` (owned or attached to):
+    SIGTERM to the pid in it, then wait up to ``timeout_s`` for the process to go (SIGKILL
+    and up to 2 s more where it does not). The file ends marked ``stopped``. True when no
+    lane of that file runs any more (also: there was none, or it had ended). A pid that is
+    no longer a simulated lane (reused after the lane was killed) is never signalled.
+
+    The station calls it at a normal end, whether it started the lane or attached to it.
+    """
+    info = load_devices(devices_file)
+    if info is None:
+        return True
+    try:
+        pid = int(info.get("pid") or 0)
+    except (TypeError, ValueError):
+        return True
+    if not lane_process_alive(pid):
+        mark_devices_stopped(devices_file, pid)
+        return True
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    gone = wait_pid_gone(pid, timeout_s)
+    if not gone:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        gone = wait_pid_gone(pid, 2.0)
+    mark_devices_stopped(devices_file, pid)
+    return gone
 
 
 def attach_simulator(cfg: StationConfig) -> tuple[Clock, str, Path] | None:
     """A simulator already running for this data folder (a restarted station): its clock,
-    WIM URL and devices file."""
+    WIM URL and devices file; None where there is none, or it is ending or dead."""
     path = cfg.data_dir / "sim" / DEVICES_FILE
-    if not path.exists():
-        return None
-    info = json.loads(path.read_text(encoding="utf-8"))
-    pid = int(info.get("pid", 0))
-    try:
-        os.kill(pid, 0)
-    except OSError:
+    info = load_devices(path)
+    if info is None or not lane_alive(info) or not info.get("wim_url"):
         return None
     return PublishedSimClock(path), str(info["wim_url"]), path
 

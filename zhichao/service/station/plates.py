@@ -4,12 +4,25 @@ Each worker loads the shipped detector and recogniser once (:class:`PlateReader`
 thread) and decides a vehicle's plate from its linked front frames with
 :func:`zhichao.vision.vehicle.decide_vehicle`. The pipeline submits and goes on weighing;
 results are collected when ready, so weighing never waits for vision.
+
+Workers never outlive the station: each one watches its parent (on Linux the kernel sends it
+SIGKILL when the station dies, ``PR_SET_PDEATHSIG``; everywhere a thread polls
+``os.getppid()`` every :data:`PARENT_POLL_S` and exits when the station is gone, which also
+covers a station that died before the worker got to ``prctl``). The multiprocessing
+resource tracker the pool starts holds a pipe that only the station and its workers write
+to, so it exits by itself once they are all gone. :meth:`PlateWorkers.close` waits a
+bounded time for the workers to finish and kills any that do not.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import multiprocessing.connection
 import os
+import signal
+import sys
+import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +34,14 @@ import numpy as np
 
 _READER: Any = None
 
+#: how often a worker checks that the station (its parent) is still there
+PARENT_POLL_S = 0.5
+#: how long :meth:`PlateWorkers.close` lets the workers finish before it kills them
+CLOSE_TIMEOUT_S = 5.0
+#: a worker's exit status when it left because the station died
+PARENT_GONE_EXIT = 70
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
 
 @dataclass(frozen=True)
 class PlateJob:
@@ -29,8 +50,39 @@ class PlateJob:
     axle_count: int | None
 
 
-def _init_worker() -> None:
+def _set_parent_death_signal() -> None:
+    """Linux: have the kernel SIGKILL this process when its parent goes away. (The
+    "parent" is the thread that spawned it, which is why :class:`PlateWorkers` spawns its
+    workers from a thread of its own that lives as long as the pool.)"""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(ctypes.c_int(_PR_SET_PDEATHSIG), ctypes.c_ulong(signal.SIGKILL),
+                   ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))
+    except (OSError, AttributeError):  # no prctl: the polling thread alone
+        pass
+
+
+def _poll_parent(parent_pid: int) -> None:
+    while True:
+        if os.getppid() != parent_pid:
+            os._exit(PARENT_GONE_EXIT)
+        time.sleep(PARENT_POLL_S)
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Exit (at once, ``os._exit``) when the process ``parent_pid`` is gone."""
+    _set_parent_death_signal()
+    if os.getppid() != parent_pid:  # the station died before prctl took effect
+        os._exit(PARENT_GONE_EXIT)
+    threading.Thread(target=_poll_parent, args=(parent_pid,), name="plate-parent-watch",
+                     daemon=True).start()
+
+
+def _init_worker(parent_pid: int) -> None:
     global _READER
+    _watch_parent(parent_pid)
     from zhichao.vision.reader import PlateReader, VisionConfig
 
     _READER = PlateReader(VisionConfig(intra_op_threads=1))
@@ -60,17 +112,50 @@ def read_plate(job: PlateJob) -> dict[str, Any]:
     }
 
 
+def _worker_pid() -> int:
+    return os.getpid()
+
+
 class PlateWorkers:
+    """A pool of ``workers`` plate-reading processes (spawned, never forked).
+
+    All workers are started at once, from a thread of the pool's own that lives until
+    :meth:`close` (Linux ties a worker's parent-death signal to the spawning thread, so a
+    worker must not be spawned by a caller's thread that may end first).
+    """
+
     def __init__(self, workers: int) -> None:
         ctx = multiprocessing.get_context("spawn")
+        self.workers = workers
         self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                        initializer=_init_worker)
+                                        initializer=_init_worker, initargs=(os.getpid(),))
         self.in_flight: dict[str, Future[dict[str, Any]]] = {}
+        self._closed = threading.Event()
+        spawned = threading.Event()
+        self._spawner = threading.Thread(target=self._spawn_and_hold, args=(spawned,),
+                                         name="plate-workers", daemon=True)
+        self._spawner.start()
+        spawned.wait()
+
+    def _spawn_and_hold(self, spawned: threading.Event) -> None:
+        """Start every worker (the executor starts one per ``submit`` while none is idle:
+        none is until its first job is done, which takes longer than these submits), then
+        stay alive until :meth:`close`."""
+        try:
+            for _ in range(self.workers):
+                self.pool.submit(_worker_pid)
+        except Exception:  # a broken pool shows on the caller's next submit
+            pass
+        finally:
+            spawned.set()
+        self._closed.wait()
 
     def submit(self, job: PlateJob) -> None:
+        """Queue ``job``; raises where the pool is broken (a worker died) or closed."""
         self.in_flight[job.passage_key] = self.pool.submit(read_plate, job)
 
     def done(self) -> list[tuple[str, dict[str, Any] | BaseException]]:
+        """The finished jobs since the last call: (passage key, result or exception)."""
         out: list[tuple[str, dict[str, Any] | BaseException]] = []
         for key, fut in list(self.in_flight.items()):
             if fut.done():
@@ -79,5 +164,39 @@ class PlateWorkers:
                 out.append((key, exc if exc is not None else fut.result()))
         return out
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Cancel the queued jobs and stop the workers: each finishes its current job and
+        exits; any still running after ``timeout_s`` is killed. Returns once every worker
+        is exiting (its sentinel pipe closed), at most a second after the kill."""
+        # the executor's processes (pid → Process; a private attribute of every CPython
+        # since 3.2, and None after shutdown, hence taken first)
+        processes = list((getattr(self.pool, "_processes", None) or {}).values())
         self.pool.shutdown(wait=False, cancel_futures=True)
+        by_sentinel: dict[int, Any] = {}
+        for p in processes:
+            try:
+                by_sentinel[p.sentinel] = p
+            except ValueError:  # already closed
+                continue
+        left = _wait_sentinels(set(by_sentinel), timeout_s)
+        for s in left:
+            try:
+                by_sentinel[s].kill()
+            except (OSError, ValueError):
+                continue
+        _wait_sentinels(left, 1.0)
+        # only now: the spawning thread's end sends the workers their death signal
+        self._closed.set()
+
+
+def _wait_sentinels(sentinels: set[int], timeout_s: float) -> set[int]:
+    """Wait until the processes of ``sentinels`` have exited; the sentinels still open."""
+    left = set(sentinels)
+    deadline = time.monotonic() + timeout_s
+    while left:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        for ready in multiprocessing.connection.wait(list(left), remaining):
+            left.discard(ready)
+    return left

@@ -14,12 +14,31 @@ station killed and restarted finds its devices still running, as on a real lane:
   vans blue), and the truth is appended to ``truth.jsonl`` for tests.
 
 ``devices.json`` in the output folder tells the station the WIM URL and the clock.
+
+Lifetime: the lane outlives a station that is killed (a restarted station, or ``zhichao run
+--attach``, finds it), but it ends
+
+* on SIGTERM (:func:`zhichao.service.station.launcher.stop_simulator`, called by the station
+  at a normal end), and
+* by itself after :data:`IDLE_EXIT_S` with no station attached (``--idle-exit-s``; 0 never).
+  A station is attached while the stream is being read (a frame delivered within
+  :data:`ATTACH_GRACE_S`), and also while it is not reading but connected: over TCP while
+  it holds the connection, over a pty while a process other than the lane has the port open
+  (Linux ``/proc``; elsewhere only reading counts).
+
+``devices.json`` carries ``state``: ``running``, then ``stopping`` as soon as the lane
+decides to end and ``stopped`` as its last act, so nobody attaches to a lane that is
+exiting; :func:`lane_alive` also checks that the pid is still a live simulated lane (a lane
+killed with SIGKILL cannot mark its file).
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import heapq
 import json
+import logging
 import os
 import queue
 import sys
@@ -51,6 +70,17 @@ from zhichao.service.station.scene import (
 DEVICES_FILE = "devices.json"
 TRUTH_FILE = "truth.jsonl"
 
+#: the lane exits after this long with no station attached (seconds; ``--idle-exit-s``)
+IDLE_EXIT_S = 60.0
+#: a lane whose frames were delivered this recently has a reader (seconds)
+ATTACH_GRACE_S = 2.0
+#: ``devices.json`` ``state`` values
+STATE_RUNNING, STATE_STOPPING, STATE_STOPPED = "running", "stopping", "stopped"
+#: what a simulated lane's command line contains (``python -m`` it)
+LANE_MODULE = "zhichao.service.station.simlane"
+
+LOG = logging.getLogger(__name__)
+
 
 def utc_name(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
@@ -75,10 +105,15 @@ class _Shot:
 
 
 class SimulatedLane:
-    """Generates traffic and plays the WIM unit and the cameras until stopped."""
+    """Generates traffic and plays the WIM unit and the cameras until stopped (``stop``
+    set, e.g. by SIGTERM) or, in :meth:`run`, until no station was attached for
+    ``idle_exit_s`` seconds (0: never)."""
 
-    def __init__(self, cfg: StationConfig, out_dir: Path) -> None:
+    def __init__(self, cfg: StationConfig, out_dir: Path, *,
+                 idle_exit_s: float = IDLE_EXIT_S) -> None:
         self.cfg = cfg
+        self.idle_exit_s = idle_exit_s
+        self.idle_exited = False
         self.out = out_dir
         self.out.mkdir(parents=True, exist_ok=True)
         sim = cfg.simulation
@@ -100,6 +135,10 @@ class SimulatedLane:
         self.samples_sent = 0
         self._frame_seq = 0
         self._camera_q: queue.Queue[tuple[float, int, Path, bytes]] = queue.Queue()
+        self._last_delivery = -1e9  # time.monotonic() of the last frame the link took
+        self._devices_lock = threading.Lock()
+        self._devices: dict[str, Any] | None = None  # what was published last
+        self._state = STATE_RUNNING
 
     def _opts(self, start: datetime) -> SimOptions:
         sim, sn = self.cfg.simulation, self.cfg.wim.sensor
@@ -186,8 +225,52 @@ class SimulatedLane:
         info = {"traffic_end_index": traffic_end_index, "wim_url": self.link.url,
                 "clock": None if clock is None else clock.to_json(),
                 "truth": str(self.truth_path), "pid": os.getpid(),
-                "spools": [str(s) for s in self.spools]}
-        write_atomic(self.out / DEVICES_FILE, json.dumps(info, indent=1).encode())
+                "spools": [str(s) for s in self.spools], "state": STATE_RUNNING}
+        with self._devices_lock:
+            if self._state != STATE_RUNNING:  # ending: never un-mark the file
+                return
+            self._devices = info
+            write_atomic(self.out / DEVICES_FILE, json.dumps(info, indent=1).encode())
+
+    def retire(self, state: str) -> None:
+        """Mark ``devices.json`` ``stopping`` or ``stopped`` (if this lane published it);
+        nothing is published after this."""
+        with self._devices_lock:
+            self._state = state
+            if self._devices is None:
+                return
+            self._devices = {**self._devices, "state": state}
+            # an unwritable data folder (gone?): nobody can attach anyway
+            with contextlib.suppress(OSError):
+                write_atomic(self.out / DEVICES_FILE,
+                             json.dumps(self._devices, indent=1).encode())
+
+    def station_attached(self) -> bool:
+        """Whether a station is on the WIM link now (see the module docstring)."""
+        if time.monotonic() - self._last_delivery < ATTACH_GRACE_S:
+            return True
+        if isinstance(self.link, TcpServerLink):
+            # the link's current client; it drops it as soon as a send finds it hung up
+            return self.link._client is not None
+        if isinstance(self.link, PtyLink):
+            return bool(tty_open_elsewhere(self.link.slave_path))
+        return False
+
+    def _watch_idle(self) -> None:
+        """End the lane (``stop``) once no station was attached for ``idle_exit_s``."""
+        last = time.monotonic()
+        step = min(0.5, self.idle_exit_s / 4)
+        while not self.stop.wait(step):
+            now = time.monotonic()
+            if self.station_attached():
+                last = now
+            elif now - last >= self.idle_exit_s:
+                LOG.warning("simulated lane: no station attached for %.0f s, exiting",
+                            now - last)
+                self.idle_exited = True
+                self.retire(STATE_STOPPING)
+                self.stop.set()
+                return
 
     def _generate(self, out: queue.Queue[tuple[npt.NDArray[np.float32], list[_Shot]]],
                   clock: SimClock) -> None:
@@ -241,7 +324,12 @@ class SimulatedLane:
             self.stop.wait(0.005)
 
     def run(self) -> None:
+        """Publish ``devices.json`` and stream until ``stop`` is set (or the lane was idle
+        for ``idle_exit_s``)."""
         self._publish(None)
+        if self.idle_exit_s > 0:
+            threading.Thread(target=self._watch_idle, name="sim-idle-watch",
+                             daemon=True).start()
         if isinstance(self.link, TcpServerLink) and not self.link.wait_client(self.stop):
             return
         # simulated time starts when the station first connects (published before the
@@ -278,12 +366,108 @@ class SimulatedLane:
                 while not self.link.send(frame, self.stop):
                     if self.stop.is_set():
                         return
+                self._last_delivery = time.monotonic()
                 self.samples_sent = g + chunk.shape[0]
             index += samples.shape[0]
 
     def close(self) -> None:
         self.stop.set()
         self.link.close()
+
+
+def tty_open_elsewhere(tty_path: str) -> bool | None:
+    """Whether a process other than this one has ``tty_path`` open (Linux ``/proc``; only
+    processes whose ``/proc/<pid>/fd`` this user may read); None where it cannot be told."""
+    if not os.path.isdir("/proc/self/fd"):
+        return None
+    me = str(os.getpid())
+    try:
+        pids = [e.name for e in os.scandir("/proc") if e.name.isdigit() and e.name != me]
+    except OSError:
+        return None
+    for pid in pids:
+        try:
+            with os.scandir(f"/proc/{pid}/fd") as fds:
+                for fd in fds:
+                    try:
+                        if os.readlink(fd.path) == tty_path:
+                            return True
+                    except OSError:
+                        continue
+        except OSError:  # gone, or another user's
+            continue
+    return False
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return True  # no /proc: as far as can be told
+    fields = stat.rsplit(")", 1)[-1].split()
+    return not fields or fields[0] not in ("Z", "X")
+
+
+def wait_pid_gone(pid: int, timeout_s: float) -> bool:
+    """Wait up to ``timeout_s`` for process ``pid`` to be gone (or a zombie); whether it is."""
+    deadline = time.monotonic() + timeout_s
+    while pid_alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def lane_process_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live simulated lane process (where ``/proc`` tells the command
+    line: a pid reused by another program after the lane was killed is not)."""
+    if not pid_alive(pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return LANE_MODULE.encode() in cmdline
+
+
+def lane_alive(info: dict[str, Any]) -> bool:
+    """Whether the lane that wrote ``info`` (its ``devices.json``) runs and may be attached
+    to: not ``stopping``/``stopped``, and its pid a live lane process."""
+    if info.get("state", STATE_RUNNING) != STATE_RUNNING:
+        return False
+    try:
+        pid = int(info.get("pid") or 0)
+    except (TypeError, ValueError):
+        return False
+    return lane_process_alive(pid)
+
+
+def load_devices(path: Path) -> dict[str, Any] | None:
+    """``devices.json`` at ``path``, or None where it is missing or unreadable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def mark_devices_stopped(path: Path, pid: int) -> None:
+    """Mark ``devices.json`` ``stopped`` on behalf of lane ``pid`` (killed, it could not);
+    left alone if it is gone or was written by another lane since."""
+    info = load_devices(path)
+    if info is None or info.get("pid") != pid or info.get("state") == STATE_STOPPED:
+        return
+    with contextlib.suppress(OSError):
+        write_atomic(path, json.dumps({**info, "state": STATE_STOPPED}, indent=1).encode())
 
 
 def read_devices(out_dir: Path, timeout_s: float = 30.0) -> dict[str, Any]:
@@ -310,26 +494,40 @@ def read_truth(path: Path) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m zhichao.service.station.simlane (--json CONFIG.json | CONFIG.toml | -) OUT``."""
+    """``python -m zhichao.service.station.simlane [--idle-exit-s S] (--json CONFIG.json |
+    CONFIG.toml | -) OUT``: run the lane until SIGTERM, or ``S`` seconds (default
+    :data:`IDLE_EXIT_S`; 0 never) with no station attached."""
     import signal
 
     from zhichao.service.station.config import load_config, parse_config
 
-    if argv[0] == "--json":
-        raw = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
+    ap = argparse.ArgumentParser(prog=f"python -m {LANE_MODULE}",
+                                 description="The simulated lane's devices.")
+    ap.add_argument("--json", action="store_true",
+                    help="CONFIG is the launcher's JSON ({base_dir, config})")
+    ap.add_argument("--idle-exit-s", type=float, default=IDLE_EXIT_S,
+                    help=f"exit after this long with no station attached "
+                         f"(default {IDLE_EXIT_S:g}; 0 never)")
+    ap.add_argument("config", help="station.toml, '-' for the embedded defaults, or JSON")
+    ap.add_argument("out", type=Path, help="output folder (devices.json, truth.jsonl)")
+    args = ap.parse_args(argv)
+    if args.idle_exit_s < 0:
+        ap.error("--idle-exit-s must not be negative")
+    if args.json:
+        raw = json.loads(Path(args.config).read_text(encoding="utf-8"))
         cfg = parse_config(raw["config"], raw["base_dir"])
-        out = Path(argv[2])
     else:
-        cfg = load_config(None if argv[0] == "-" else argv[0])
-        out = Path(argv[1])
-    lane = SimulatedLane(cfg, out)
+        cfg = load_config(None if args.config == "-" else args.config)
+    lane = SimulatedLane(cfg, args.out, idle_exit_s=args.idle_exit_s)
     signal.signal(signal.SIGTERM, lambda *_: lane.stop.set())
     try:
         lane.run()
     except KeyboardInterrupt:
         pass
     finally:
+        lane.retire(STATE_STOPPING)
         lane.close()
+        lane.retire(STATE_STOPPED)
     return 0
 
 
