@@ -114,6 +114,7 @@ def main() -> int:
     done = {k: 0 for k in kinds}
     leftover: list[int] = []
     failed_starts = 0
+    ended = False
     t0 = time.monotonic()
     sim = SimulatorProcess(cfg)
     try:
@@ -131,7 +132,8 @@ def main() -> int:
                         time.sleep(float(rng.uniform(0.0, 0.25)))
                     else:
                         kind = "random"  # no case came within 30 s
-                if p.poll() is not None:
+                if p.poll() is not None:  # ended by itself: the traffic is over, or it failed
+                    ended = True
                     if p.returncode != 0:
                         failed_starts += 1
                     break
@@ -141,10 +143,11 @@ def main() -> int:
                 done[kind] += 1
                 time.sleep(2.0)
                 leftover += [c for c in below if alive(c)]
-        final = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-        if final.returncode != 0:
-            failed_starts += 1
-            print(final.stdout[-2000:], final.stderr[-3000:], file=sys.stderr)
+        if not ended:  # a last run finishes the traffic
+            final = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+            if final.returncode != 0:
+                failed_starts += 1
+                print(final.stdout[-2000:], final.stderr[-3000:], file=sys.stderr)
     finally:
         sim.stop()
     elapsed = time.monotonic() - t0

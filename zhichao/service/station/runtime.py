@@ -368,6 +368,11 @@ class Station:
                 cfg.lane.lane_id, v.first_sample, round(0.3 * self.fs)) is not None:
             self.dropped_replayed += 1
             return
+        if any(q.key == key for q in self.pending):  # the same vehicle emitted twice
+            LOG.warning("vehicle emitted twice by the weighing core; second dropped",
+                        extra={"fields": {"passage": key, "axles": v.axle_count}})
+            self.metrics.errors.labels("duplicate_vehicle").inc()
+            return
         record = clean_json(v.to_dict())
         self.pending.append(Pending(v, key, record, self._predict(v, key)))
         self.metrics.vehicles_weighed.inc()
