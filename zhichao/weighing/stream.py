@@ -241,7 +241,8 @@ class LaneProcessor:
                 self.temperature_divisor[i] = profile.temperature_divisor(
                     c.name, meta.pavement_temperature_c)
         full_scale = [c.full_scale if c.full_scale is not None else math.inf for c in chans]
-        self.detector = PulseDetector(sens, self.fs, self.cfg.detection, full_scale)
+        self._detector_args = (sens, self.fs, self.cfg.detection, full_scale)
+        self.detector = PulseDetector(*self._detector_args)
         self.detector.next_index = int(start_index)
         self._fingerprint: str | None = None
         if lane_snapshot is not None and lane_snapshot.fingerprint != self.lane_fingerprint:
@@ -363,6 +364,11 @@ class LaneProcessor:
         self.detector.state.state_i[:, 0] = 0
         self.builder.close_all()
         self.detector.next_index += size
+        if n < 0:  # an unknown stretch (a device restart): its offsets may have changed,
+            # so the detector starts afresh (old offsets would make pulses of the new ones)
+            fresh = PulseDetector(*self._detector_args)
+            fresh.next_index = self.detector.next_index
+            self.detector = fresh
 
     # ------------------------------------------------------------------ stages
     def _advance(self, final: bool) -> None:
