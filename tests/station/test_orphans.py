@@ -288,3 +288,14 @@ def test_a_stale_devices_file_is_neither_attached_nor_signalled(tmp_path: Path) 
     finally:
         other.kill()
         other.wait()
+
+
+def test_attach_without_a_running_lane_refuses_to_start_other_traffic(tmp_path: Path) -> None:
+    cfg_path = tmp_path / "station.toml"
+    write_config(cfg_path, tmp_path / "station", vehicles=5)
+    res = subprocess.run([sys.executable, "-m", "zhichao", "run", "--config", str(cfg_path),
+                          "--attach", "--no-view"], capture_output=True, text=True,
+                         timeout=120, stdin=subprocess.DEVNULL)
+    assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "no simulated lane is running" in res.stderr
+    assert not (tmp_path / "station" / "sim" / DEVICES_FILE).exists()

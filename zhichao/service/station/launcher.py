@@ -185,6 +185,10 @@ def start(cfg: StationConfig, *, log_stderr: bool, own_simulator: bool = True) -
         attached = attach_simulator(cfg) if not own_simulator else None
         if attached is not None:
             clock, url, devices_file = attached
+        elif not own_simulator:  # --attach never starts other traffic behind one's back
+            raise StationError(
+                f"--attach: no simulated lane is running for {cfg.data_dir} (it ended with "
+                "its station, or after 60 s alone); run without --attach to start one")
         else:
             sim = SimulatorProcess(cfg)
             clock, url, devices_file = sim.clock(), str(sim.info["wim_url"]), sim.devices_file
