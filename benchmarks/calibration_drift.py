@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from zhichao.calibration.drift import DriftMonitor
-from zhichao.devices.recording import parse_utc, read_recording
+from zhichao.common import parse_utc
+from zhichao.devices.recording import read_recording
 from zhichao.devices.sim import SimOptions, simulate
 from zhichao.weighing.stream import weigh_recording
 

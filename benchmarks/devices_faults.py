@@ -11,15 +11,18 @@ Run: ``python3 benchmarks/devices_faults.py``
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the scenario lives in tests/
-from tests.devices.test_devices_acceptance import (
+from zhichao.common import Backoff
+from zhichao.devices.base import Timeouts
+from zhichao.devices.faults import FaultInjector
+from zhichao.devices.samples import SampleBlock, StreamSampleSource
+from zhichao.devices.sim.lane import SimOptions, plan_traffic, simulate_recording
+from zhichao.devices.twins.samples import SampleStreamTwin
+from zhichao.testing.device_faults import (
     FRAME_SAMPLES,
     N_VEHICLES,
     RATE_HZ,
@@ -28,11 +31,6 @@ from tests.devices.test_devices_acceptance import (
     lost_ranges,
     same_result,
 )
-from zhichao.devices.base import Backoff, Timeouts
-from zhichao.devices.faults import FaultInjector
-from zhichao.devices.samples import SampleBlock, StreamSampleSource
-from zhichao.devices.sim.lane import SimOptions, plan_traffic, simulate_recording
-from zhichao.devices.twins.samples import SampleStreamTwin
 from zhichao.weighing.stream import LaneProcessor
 
 

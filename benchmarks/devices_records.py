@@ -37,7 +37,8 @@ from zhichao.devices.records import (
 from zhichao.devices.twins.links import PtyNullModem
 from zhichao.devices.twins.records import ModbusRecordTwin, RecordLineTwin
 
-PLATES = Path("/work/shared/data/plates/dev")
+# the real plate images in ../shared beside the repository
+PLATES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "plates" / "dev"
 
 
 def sample_records(n: int) -> list[WimRecord]:

@@ -28,7 +28,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.evidence.conftest import case_dict  # noqa: E402
 from zhichao.evidence.events import (  # noqa: E402
     EventType,
     ReviewEvent,
@@ -48,6 +47,7 @@ from zhichao.evidence.package import Station, seal_package  # noqa: E402
 from zhichao.evidence.signing import Checkpoint, generate_key, sign_checkpoint  # noqa: E402
 from zhichao.evidence.verify import verify_package  # noqa: E402
 from zhichao.evidence.witness import LogKey, Witness, witness_checkpoint  # noqa: E402
+from zhichao.testing.cases import case_dict  # noqa: E402
 
 
 def bulk_fill(directory: Path, n: int) -> None:

@@ -30,7 +30,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.evidence.conftest import case_dict  # noqa: E402  (a real case with photos)
 from zhichao.evidence.inputs import CaseInputs  # noqa: E402
 from zhichao.evidence.merkle import MerkleLog  # noqa: E402
 from zhichao.evidence.package import Station, seal_package  # noqa: E402
@@ -45,6 +44,7 @@ from zhichao.service.db import (  # noqa: E402
     upgrade,
 )
 from zhichao.service.settings import Settings  # noqa: E402
+from zhichao.testing.cases import case_dict  # noqa: E402  (a real case with photos)
 
 PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"

@@ -47,8 +47,8 @@ def _hist(metrics: Any, name: str, stage: str | None) -> tuple[float, float]:
 
 
 def main() -> None:
-    from zhichao.service.station.config import load_config
-    from zhichao.service.station.launcher import start
+    from zhichao.station.config import load_config
+    from zhichao.station.launcher import start
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--vehicles", type=int, default=400)

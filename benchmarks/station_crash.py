@@ -6,7 +6,7 @@ times: a third at random moments 1.5–6 s after a start, a third aimed at seali
 instant a ``.partial`` package folder appears, plus 0–250 ms, so kills land in every step
 of a seal and of its evidence-log append), a third in the stream's first second. Then a
 last run finishes the traffic. The result is compared with an uninterrupted weighing of
-the same stream (:mod:`zhichao.service.station.crashcheck`): vehicles lost, duplicated or
+the same stream (:mod:`zhichao.station.crashcheck`): vehicles lost, duplicated or
 weighed differently outside recorded gaps, cases sealed and verified, and processes left
 behind by each killed station (its plate workers and the multiprocessing resource
 tracker, checked 2 s after the kill).
@@ -19,8 +19,8 @@ The simulated WIM unit buffers 30 s of samples while no station reads it; at a l
 socket buffers, at a high one the rest of the downtime is a recorded gap. Enough vehicles
 must be left for the last kill (a station that ends normally stops its lane).
 
-``--slow`` adds very slow trucks (3.6–10 km/h: on the array for many seconds, so kills
-land while one is crossing).
+``--slow`` draws speeds from 3.6 km/h instead of 30 (slow trucks are on the array for many
+seconds, so kills land while one is crossing).
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from zhichao.service.station.config import load_config
-from zhichao.service.station.crashcheck import compare, reference_vehicles
-from zhichao.service.station.launcher import SimulatorProcess
+from zhichao.station.config import load_config
+from zhichao.station.crashcheck import compare, reference_vehicles
+from zhichao.station.launcher import SimulatorProcess
 
 CONFIG = """
 [station]

@@ -41,28 +41,29 @@ from sqlalchemy import text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.service.sync_helpers import (  # noqa: E402
-    CenterProcess,
-    Database,
-    StationKit,
-    postgres_url,
-)
+from zhichao.common import Backoff  # noqa: E402
 from zhichao.evidence.merkle import MerkleLog  # noqa: E402
 from zhichao.evidence.signing import generate_key  # noqa: E402
 from zhichao.evidence.verify import verify_package  # noqa: E402
-from zhichao.service.db import make_engine as service_engine  # noqa: E402
-from zhichao.service.db import upgrade as service_upgrade  # noqa: E402
-from zhichao.service.sync.outbox import Outbox  # noqa: E402
-from zhichao.service.sync.service_hook import ServiceHook  # noqa: E402
-from zhichao.service.sync.store import (  # noqa: E402
+from zhichao.service.center.service_hook import ServiceHook  # noqa: E402
+from zhichao.service.center.store import (  # noqa: E402
     CenterStore,
     ProofClaim,
     create_tables,
     make_engine,
     register_station,
 )
-from zhichao.service.sync.uploader import Backoff, Uploader  # noqa: E402
-from zhichao.service.sync.wire import pack_package, read_package_head  # noqa: E402
+from zhichao.service.db import make_engine as service_engine  # noqa: E402
+from zhichao.service.db import upgrade as service_upgrade  # noqa: E402
+from zhichao.station.sync_outbox import Outbox  # noqa: E402
+from zhichao.station.uploader import Uploader  # noqa: E402
+from zhichao.sync.wire import pack_package, read_package_head  # noqa: E402
+from zhichao.testing.sync import (  # noqa: E402
+    CenterProcess,
+    Database,
+    StationKit,
+    postgres_url,
+)
 
 
 def new_db(kind: str, work: Path) -> Database | None:
@@ -193,10 +194,10 @@ def main() -> int:
         kit = StationKit(work / "station")
         t0 = time.perf_counter()
         if args.documents:
-            from tests.evidence.conftest import case_dict, vehicle_dict
             from zhichao.evidence.documents import render_all
             from zhichao.evidence.inputs import CaseInputs
             from zhichao.evidence.package import Station, seal_package
+            from zhichao.testing.cases import case_dict, vehicle_dict
             station = Station(kit.station_id, kit.key_name, kit.key)
             folders = []
             with MerkleLog(kit.log_dir, origin=station.origin, create=True, fsync=False) as log:

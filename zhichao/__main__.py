@@ -1,5 +1,5 @@
 """``python -m zhichao`` is the same as the ``zhichao`` console script."""
 
-from zhichao.service.cli import main
+from zhichao.cli import main
 
 raise SystemExit(main())

@@ -1,8 +1,9 @@
 """The common ancestor of every stage's exception root.
 
 Each stage has exactly one root of its own (``DeviceError``, ``WeighingError``,
-``CalibrationError``, ``VisionError``, ``EvidenceError``, ``ServiceError``), all
-derived from :class:`ZhichaoError`, so a caller can catch one stage or all.
+``CalibrationError``, ``VisionError``, ``EvidenceError``, ``SyncError``, ``ServiceError``,
+``StationError``), all derived from :class:`ZhichaoError`, so a caller can catch one stage
+or all.
 """
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.calibration.conftest import Session
-from zhichao.service.cli import main
+from zhichao.cli import main
 
 
 def test_calibrate_then_accuracy_then_weigh(session4: Session, tmp_path: Path,

@@ -12,10 +12,13 @@ import pytest
 from zhichao.calibration.drift import DRIFT_FLAG, DriftMonitor
 from zhichao.calibration.errors import DriftStateError
 from zhichao.calibration.legal import Certificate, DeviceLegalStatus, with_drift_state
-from zhichao.devices.recording import parse_utc, read_recording
+from zhichao.common import parse_utc
+from zhichao.devices.recording import read_recording
 from zhichao.devices.sim import SimOptions, simulate
 from zhichao.weighing.stream import weigh_recording
 from zhichao.weighing.vehicle import WeighedVehicle
+
+pytestmark = pytest.mark.slow  # minutes of simulated traffic or processes
 
 LANE = SimOptions(trucks_only=True, abnormal_fraction=0.0, sensor_seed=2024,
                   sensitivity_error_pct=1.0, sample_rate_hz=2000.0, speed_kmh=(20.0, 90.0))

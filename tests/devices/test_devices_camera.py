@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from zhichao.devices.base import Backoff, Timeouts
+from zhichao.common import Backoff, utc_now
+from zhichao.devices.base import Timeouts
 from zhichao.devices.camera import (
     CameraFrame,
     FolderCamera,
@@ -21,17 +22,14 @@ from zhichao.devices.camera import (
     VideoCaptureCamera,
 )
 from zhichao.devices.errors import DeviceClosedError, DeviceConfigurationError
-from zhichao.devices.health import utc_now
 from zhichao.devices.registry import open_device
-
-PLATES = Path("/work/shared/data/plates/dev")
 
 
 @pytest.fixture
-def jpeg_folder(tmp_path: Path) -> Path:
+def jpeg_folder(tmp_path: Path, plates_dev: Path) -> Path:
     folder = tmp_path / "frames"
     folder.mkdir()
-    for i, src in enumerate(sorted(PLATES.glob("*.jpg"))[:6]):
+    for i, src in enumerate(sorted(plates_dev.glob("*.jpg"))[:6]):
         shutil.copy(src, folder / f"f{i:03d}.jpg")
     (folder / "f003b.jpg").write_bytes(b"\xff\xd8 not really a jpeg")  # a broken file
     (folder / "notes.txt").write_text("not an image")

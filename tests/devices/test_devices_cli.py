@@ -9,13 +9,13 @@ import pytest
 
 from tests.devices.conftest import START_UTC, make_samples
 from tests.devices.test_devices_records import records
+from zhichao.cli import main
 from zhichao.devices.errors import DeviceNotAvailableError
 from zhichao.devices.registry import guess_kind, open_device
 from zhichao.devices.samples import StreamSampleSource
 from zhichao.devices.twins.indicators import ModbusIndicatorTwin, truck_program
 from zhichao.devices.twins.records import RecordLineTwin
 from zhichao.devices.twins.samples import SampleStreamTwin
-from zhichao.service.cli import main
 
 
 def test_registry() -> None:
@@ -51,13 +51,13 @@ def test_simulate_runs_for_a_while(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_probe_record_source_and_camera(capsys: pytest.CaptureFixture[str],
-                                        tmp_path: Path) -> None:
+                                        tmp_path: Path, plates_dev: Path) -> None:
     with RecordLineTwin(records(5), link="tcp", interval_s=0.05) as twin:
         assert main(["devices", "probe", twin.url, "--kind", "records",
                      "--listen-s", "0.6"]) == 0
     out = capsys.readouterr().out
     assert "record 1/0" in out and "records:" in out and "protocol = ZWR/1" in out
-    for i, src in enumerate(sorted(Path("/work/shared/data/plates/dev").glob("*.jpg"))[:2]):
+    for i, src in enumerate(sorted(plates_dev.glob("*.jpg"))[:2]):
         shutil.copy(src, tmp_path / f"{i}.jpg")
     assert guess_kind(f"folder://{tmp_path}") == "camera"
     assert main(["devices", "probe", f"folder://{tmp_path}", "--listen-s", "1"]) == 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from zhichao.devices.base import Backoff, Timeouts
+from zhichao.common import Backoff
+from zhichao.devices.base import Timeouts
 from zhichao.devices.errors import DeviceTimeoutError
 from zhichao.devices.faults import Fault, FaultInjector
 from zhichao.devices.indicators import (

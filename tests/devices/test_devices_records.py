@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.devices.conftest import START_UTC
-from zhichao.devices.base import Backoff, Timeouts
+from zhichao.common import Backoff
+from zhichao.devices.base import Timeouts
 from zhichao.devices.errors import DeviceClosedError
 from zhichao.devices.faults import Fault, FaultInjector
 from zhichao.devices.records import (

@@ -7,7 +7,8 @@ import time
 import numpy as np
 
 from tests.devices.conftest import START_UTC, make_samples
-from zhichao.devices.base import Backoff, Timeouts
+from zhichao.common import Backoff
+from zhichao.devices.base import Timeouts
 from zhichao.devices.samples import ModbusSampleSource, SampleBlock
 from zhichao.devices.twins.samples import ModbusSampleRingTwin
 

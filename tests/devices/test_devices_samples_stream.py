@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from tests.devices.conftest import START_UTC, check_no_silent_loss, collect, make_samples
-from zhichao.devices.base import Backoff, Timeouts
+from zhichao.common import Backoff
+from zhichao.devices.base import Timeouts
 from zhichao.devices.errors import DeviceClosedError
 from zhichao.devices.faults import Fault, FaultInjector
 from zhichao.devices.samples import StreamSampleSource

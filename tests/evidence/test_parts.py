@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.evidence.conftest import Env, case_dict
+from zhichao.cli import main
 from zhichao.evidence.canonical import canonicalize
 from zhichao.evidence.errors import CanonicalisationError, LogError
 from zhichao.evidence.inputs import CaseInputs
@@ -24,7 +25,6 @@ from zhichao.evidence.merkle import (
 from zhichao.evidence.package import seal_package
 from zhichao.evidence.tsa import OpensslTsa
 from zhichao.evidence.verify import Result, verify_package
-from zhichao.service.cli import main
 
 CT_LEAVES = [b"", b"\x00", b"\x10", b"\x20\x21", b"\x30\x31", b"\x40\x41\x42\x43",
              bytes(range(0x50, 0x58)), bytes(range(0x60, 0x70))]

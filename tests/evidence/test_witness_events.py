@@ -297,7 +297,7 @@ def test_bad_events_are_refused_and_nothing_is_appended(
 def test_cli_review_history_and_witness(tmp_path: Path, capsys: pytest.CaptureFixture[str]
                                         ) -> None:
     from tests.evidence.conftest import case_dict
-    from zhichao.service.cli import main
+    from zhichao.cli import main
 
     base = tmp_path / "in"
     base.mkdir()

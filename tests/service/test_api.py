@@ -9,9 +9,10 @@ import zipfile
 from datetime import timedelta
 
 from tests.service.conftest import Api, new_case
+from zhichao.common import utc_now
 from zhichao.service import ingest
 from zhichao.service.db import transaction
-from zhichao.service.models import Case, utc_now
+from zhichao.service.models import Case
 
 VIN = "LFWADRJF1J1234567"
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 200

@@ -14,10 +14,11 @@ from sqlalchemy import func, select
 
 from tests.service.conftest import Api, Sealed, drop_schema, make_api, new_case
 from tests.service.test_api import JPEG, walk_to_notified
+from zhichao.common import utc_now
 from zhichao.service import ingest, owners
 from zhichao.service.db import transaction
 from zhichao.service.errors import RateLimitedError
-from zhichao.service.models import Case, Statement, utc_now
+from zhichao.service.models import Case, Statement
 
 VIN_A, VIN_B, VIN_C = "LFWADRJF1J1111111", "LSGBL5334HF222222", "LSGBL5334HF333333"
 PUBLIC = {"/api/v1/health", "/api/v1/auth/login", "/api/v1/owner/query",

@@ -10,9 +10,9 @@ from sqlalchemy.exc import DatabaseError
 
 from tests.service.conftest import Sealed, new_case
 from zhichao.service import audit
+from zhichao.service.center.models import SyncBase
 from zhichao.service.db import session_factory, transaction
 from zhichao.service.models import AuditEntry, Base
-from zhichao.service.sync.models import SyncBase
 
 
 def test_migrated_schema_equals_models(db: Engine) -> None:

@@ -26,10 +26,10 @@ from sqlalchemy import Engine, MetaData, inspect, text
 from tests.service.conftest import PG_URL, Sealed, new_case, new_user, require_postgresql
 from zhichao.evidence.signing import generate_key, public_pem
 from zhichao.service import audit
+from zhichao.service.center import store as sync_store
+from zhichao.service.center.models import SyncBase
 from zhichao.service.db import drop_schema, make_engine, session_factory, transaction, upgrade
 from zhichao.service.models import AuditEntry, Base, Case, User
-from zhichao.service.sync import store as sync_store
-from zhichao.service.sync.models import SyncBase
 
 
 @dataclass

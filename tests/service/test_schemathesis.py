@@ -19,6 +19,8 @@ from tests.service.conftest import Api, Sealed, make_api, new_case, new_user
 from zhichao.service import accounts
 from zhichao.service.db import drop_schema
 
+pytestmark = pytest.mark.slow  # minutes of simulated traffic or processes
+
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def fuzz_api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from zhichao.service.cli import main
+from zhichao.cli import main
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -16,13 +16,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.service.sync_helpers import Database, StationKit, database
+from zhichao.common import Backoff
 from zhichao.evidence.merkle import MerkleLog
 from zhichao.evidence.signing import Checkpoint, generate_key, sign_checkpoint
-from zhichao.service.sync.center import create_center_app
-from zhichao.service.sync.outbox import Outbox
-from zhichao.service.sync.store import Accepted, CenterStore, ProofClaim
-from zhichao.service.sync.uploader import Backoff, Uploader
-from zhichao.service.sync.wire import (
+from zhichao.service.center.server import create_center_app
+from zhichao.service.center.store import Accepted, CenterStore, ProofClaim
+from zhichao.station.sync_outbox import Outbox
+from zhichao.station.uploader import Uploader
+from zhichao.sync.wire import (
     HEADER_PROOF,
     HEADER_PROOF_FROM,
     HEADER_PROOF_TO,

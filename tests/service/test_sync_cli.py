@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.service.sync_helpers import ROOT, StationKit, sync_cmd, zhichao_cmd
 from zhichao.evidence.signing import generate_key, public_pem
-from zhichao.service.sync.store import CenterStore, make_engine
+from zhichao.service.center.store import CenterStore, make_engine
 
 
 def run(*args: str, light: bool = True) -> subprocess.CompletedProcess[str]:
@@ -24,7 +24,7 @@ def test_add_station_refuses_a_silent_key_change_and_bad_keys(tmp_path: Path) ->
     other.write_bytes(public_pem(generate_key().public_key()))
     (tmp_path / "bad.pub").write_text("not a key")
     script = (
-        f"from zhichao.service.sync_cli import main\n"
+        f"from zhichao.service.center_cli import main\n"
         f"base = ['center', 'add-station', '--db', {url!r}, '--station', 'S001', '--key']\n"
         f"print(main(base + [{str(kit.pub_path)!r}]), main(base + [{str(other)!r}]),\n"
         f"      main(base + [{str(tmp_path / 'bad.pub')!r}]),\n"
@@ -54,8 +54,8 @@ def test_push_and_status_through_the_zhichao_command(tmp_path: Path) -> None:
 def test_a_schema_name_that_is_not_an_identifier_is_refused(tmp_path: Path) -> None:
     import pytest
 
-    from zhichao.service.sync.errors import SyncError
-    from zhichao.service.sync.store import create_tables
+    from zhichao.service.center.store import create_tables
+    from zhichao.sync.errors import SyncError
 
     with pytest.raises(SyncError, match="schema name"):
         create_tables(make_engine(f"sqlite:///{tmp_path / 'c.sqlite'}"), 'x"; drop table y')

@@ -21,11 +21,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.service.sync_helpers import ROOT, StationKit, database, free_port
+from zhichao.common import Backoff
 from zhichao.evidence.signing import generate_key
-from zhichao.service.sync.center import create_center_app
-from zhichao.service.sync.errors import OutboxError
-from zhichao.service.sync.outbox import Outbox
-from zhichao.service.sync.uploader import Backoff, Uploader
+from zhichao.service.center.server import create_center_app
+from zhichao.station.sync_outbox import Outbox
+from zhichao.station.uploader import Uploader
+from zhichao.sync.errors import OutboxError
 
 
 def test_outbox_is_wal_with_full_sync_and_idempotent(tmp_path: Path) -> None:
@@ -65,7 +66,7 @@ _ENQUEUE_LOOP = textwrap.dedent("""
     import sys
     from pathlib import Path
     from zhichao.evidence.signing import load_private_key
-    from zhichao.service.sync.outbox import Outbox
+    from zhichao.station.sync_outbox import Outbox
     key = load_private_key(Path(sys.argv[2]))
     with Outbox(Path(sys.argv[1])) as outbox:
         print("ready", flush=True)

@@ -31,9 +31,11 @@ from tests.service.sync_helpers import (
     zhichao_cmd,
 )
 from zhichao.evidence.signing import generate_key
-from zhichao.service.sync.outbox import Outbox
-from zhichao.service.sync.store import CenterStore, create_tables, register_station
-from zhichao.service.sync.wire import check_receipt
+from zhichao.service.center.store import CenterStore, create_tables, register_station
+from zhichao.station.sync_outbox import Outbox
+from zhichao.sync.wire import check_receipt
+
+pytestmark = pytest.mark.slow  # minutes of simulated traffic or processes
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -34,17 +34,18 @@ from tests.service.sync_helpers import (
     sync_cmd,
     wait_for,
 )
+from zhichao.common import Backoff
 from zhichao.evidence.signing import generate_key
 from zhichao.service import events, owners
+from zhichao.service.center.server import create_center_app
+from zhichao.service.center.service_hook import ServiceHook
+from zhichao.service.center.store import Accepted, CenterStore, create_tables, register_station
 from zhichao.service.db import make_engine, session_factory, transaction
 from zhichao.service.errors import IngestError
 from zhichao.service.ingest import read_package_manifest, register_ingested_package
 from zhichao.service.models import Case, Passage
-from zhichao.service.sync.center import create_center_app
-from zhichao.service.sync.outbox import Outbox
-from zhichao.service.sync.service_hook import ServiceHook
-from zhichao.service.sync.store import Accepted, CenterStore, create_tables, register_station
-from zhichao.service.sync.uploader import Backoff, Uploader
+from zhichao.station.sync_outbox import Outbox
+from zhichao.station.uploader import Uploader
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -256,7 +257,7 @@ def test_vehicles_sent_as_records_and_packages_are_one_passage_each(
         for folder in folders:
             outbox.enqueue_package(folder)
         outbox.enqueue_passage(vehicles[1], kit.station_id, kit.key)  # package first
-        with caplog.at_level("WARNING", logger="zhichao.service.sync.store"):
+        with caplog.at_level("WARNING", logger="zhichao.service.center.store"):
             summary = Uploader(outbox, "http://testserver", key.public_key(),
                                log_dir=kit.log_dir, client=client).run(
                 until_empty=True, max_runtime_s=60)
@@ -280,6 +281,7 @@ def test_vehicles_sent_as_records_and_packages_are_one_passage_each(
 # ------------------------------------------------------------------------ real processes
 
 
+@pytest.mark.slow
 def test_center_process_puts_every_package_in_the_review_queue_once(db: Database,
                                                                     tmp_path: Path) -> None:
     kit = StationKit(tmp_path / "station")

@@ -7,8 +7,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from zhichao.service.station.config import StationConfig, load_config
-from zhichao.service.station.crashcheck import reference_vehicles
+from zhichao.station.config import StationConfig, load_config
+from zhichao.station.crashcheck import reference_vehicles
 
 __all__ = ["passages", "query", "reference_vehicles", "truth", "write_config"]
 

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from tests.station.conftest import query
-from zhichao.service.station.config import load_config, parse_config
-from zhichao.service.station.errors import StationConfigError
-from zhichao.service.station.linking import travel_time_s
+from zhichao.station.config import load_config, parse_config
+from zhichao.station.errors import StationConfigError
+from zhichao.station.linking import travel_time_s
 
 N_VEHICLES = 30
 REAR_M = 30.0
@@ -39,6 +39,7 @@ def _video(path: Path, frames: int = 60) -> None:
     out.release()
 
 
+@pytest.mark.slow
 def test_video_capture_camera_frames_are_linked_to_vehicles(tmp_path: Path) -> None:
     video = tmp_path / "rear.avi"
     _video(video)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from zhichao.service.station.config import EXAMPLE_CONFIG, load_config, parse_config
-from zhichao.service.station.errors import StationConfigError
+from zhichao.station.config import EXAMPLE_CONFIG, load_config, parse_config
+from zhichao.station.errors import StationConfigError
 
 
 def test_embedded_defaults_and_example_are_valid() -> None:

@@ -19,10 +19,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.station.conftest import write_config
-from zhichao.service.station.crashcheck import compare, reference_vehicles
-from zhichao.service.station.launcher import SimulatorProcess
+from zhichao.station.crashcheck import compare, reference_vehicles
+from zhichao.station.launcher import SimulatorProcess
+
+pytestmark = pytest.mark.slow  # minutes of simulated traffic or processes
 
 N_VEHICLES = 150
 KILLS = 5

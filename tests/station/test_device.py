@@ -10,9 +10,9 @@ import pytest
 
 from zhichao.calibration.legal import Certificate, DeviceLegalStatus
 from zhichao.evidence.inputs import DeviceStatus
-from zhichao.service.station.config import parse_config
-from zhichao.service.station.device import DeviceRegister, device_from_config
-from zhichao.service.station.errors import StationConfigError
+from zhichao.station.config import parse_config
+from zhichao.station.device import DeviceRegister, device_from_config
+from zhichao.station.errors import StationConfigError
 
 
 def _record(site: str = "SIM-SITE-01", drift_open: bool = False) -> DeviceLegalStatus:
@@ -121,7 +121,7 @@ def test_live_view_shows_alarms_device_and_upload() -> None:
 
     from rich.console import Console
 
-    from zhichao.service.station.view import render, summary_lines
+    from zhichao.station.view import render, summary_lines
 
     health = {
         "station_id": "S", "stream_time_utc": None, "run_passages": 3,

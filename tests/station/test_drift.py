@@ -24,10 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.station.conftest import query, reference_vehicles
 from zhichao.calibration.drift import DriftConfig, DriftMonitor
-from zhichao.service.station.config import load_config
-from zhichao.service.station.launcher import SimulatorProcess
+from zhichao.station.config import load_config
+from zhichao.station.launcher import SimulatorProcess
 from zhichao.weighing.vehicle import WeighedVehicle
 
 N_VEHICLES = 110
@@ -76,6 +78,7 @@ def _vehicle(record: dict[str, Any]) -> WeighedVehicle:
     return WeighedVehicle(**raw)
 
 
+@pytest.mark.slow
 def test_injected_drift_raises_the_alarm_and_flags_what_follows(tmp_path: Path) -> None:
     cfg_path = _config(tmp_path, drift=True)
     cfg = load_config(cfg_path)

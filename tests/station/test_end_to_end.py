@@ -16,10 +16,14 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from tests.station.conftest import passages, query, truth, write_config
 from zhichao.evidence.signing import load_private_key
 from zhichao.evidence.verify import verify_package
 from zhichao.weighing.stream import ABNORMAL_FLAGS
+
+pytestmark = pytest.mark.slow  # minutes of simulated traffic or processes
 
 N_VEHICLES = 1000
 

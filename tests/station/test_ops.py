@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 
 from zhichao.devices.recording import read_recording
-from zhichao.service.station.config import load_config
-from zhichao.service.station.errors import SealingStoppedError
-from zhichao.service.station.ops import OpsServer, StationMetrics
-from zhichao.service.station.runtime import clean_json
-from zhichao.service.station.sealing import CaseMaterial, Sealer
-from zhichao.service.station.store import PassageRow, StationStore
+from zhichao.station.config import load_config
+from zhichao.station.errors import SealingStoppedError
+from zhichao.station.ops import OpsServer, StationMetrics
+from zhichao.station.runtime import clean_json
+from zhichao.station.sealing import CaseMaterial, Sealer
+from zhichao.station.store import PassageRow, StationStore
 from zhichao.weighing.stream import weigh_recording
 
 

@@ -24,14 +24,14 @@ from pathlib import Path
 import pytest
 
 from tests.station.conftest import write_config
-from zhichao.service.station.config import StationConfig
-from zhichao.service.station.launcher import (
+from zhichao.station.config import StationConfig
+from zhichao.station.launcher import (
     SimulatorProcess,
     attach_simulator,
     stop_simulator,
 )
-from zhichao.service.station.plates import PlateJob, PlateWorkers
-from zhichao.service.station.simlane import DEVICES_FILE, STATE_STOPPED, pid_alive
+from zhichao.station.plates import PlateJob, PlateWorkers
+from zhichao.station.simlane import DEVICES_FILE, STATE_STOPPED, pid_alive
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs Linux /proc")
 
@@ -59,7 +59,7 @@ def _children(parent: int) -> dict[int, str]:
 CHILD = """
 import json, os, sys, time
 from pathlib import Path
-from zhichao.service.station.plates import PlateJob, PlateWorkers
+from zhichao.station.plates import PlateJob, PlateWorkers
 
 def children():
     out = {}
@@ -203,6 +203,7 @@ def test_lane_never_attached_exits_when_idle(tmp_path: Path) -> None:
         sim.stop()
 
 
+@pytest.mark.slow
 def test_lane_stays_while_a_client_holds_the_tcp_link(tmp_path: Path) -> None:
     cfg = _config(tmp_path)
     sim = SimulatorProcess(cfg, idle_exit_s=IDLE_S)
@@ -222,6 +223,7 @@ def test_lane_stays_while_a_client_holds_the_tcp_link(tmp_path: Path) -> None:
         sim.stop()
 
 
+@pytest.mark.slow
 def test_lane_stays_while_its_pty_is_open(tmp_path: Path) -> None:
     cfg = _config(tmp_path, extra='link = "pty"')
     sim = SimulatorProcess(cfg, idle_exit_s=IDLE_S)

@@ -15,7 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from zhichao.evidence.signing import load_private_key, public_pem
+
+pytestmark = pytest.mark.slow  # minutes of simulated traffic or processes
 
 RUN_TIMEOUT_S = 420
 

@@ -20,12 +20,14 @@ from typing import Any
 
 import pytest
 
-from tests.evidence.conftest import _photo, _waveform, vehicle_dict
 from zhichao.evidence.inputs import ImageRef
 from zhichao.evidence.merkle import MerkleLog
 from zhichao.evidence.verify import verify_package
-from zhichao.service.station.config import StationConfig, parse_config
-from zhichao.service.station.sealing import CaseMaterial, Sealer
+from zhichao.station.config import StationConfig, parse_config
+from zhichao.station.sealing import CaseMaterial, Sealer
+from zhichao.testing.cases import photo as _photo
+from zhichao.testing.cases import vehicle_dict
+from zhichao.testing.cases import waveform as _waveform
 
 _PATCHED: list[tuple[Any, str]] = [
     (os, "fsync"), (os, "rename"), (os, "replace"), (os, "write"), (shutil, "copyfile"),
@@ -117,7 +119,8 @@ def _restart_and_seal(cfg: StationConfig, m: CaseMaterial) -> dict[str, Any]:
         sealer.close()
 
 
-@pytest.mark.parametrize("documents", [False, True], ids=["no-documents", "documents"])
+@pytest.mark.parametrize("documents", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["no-documents", "documents"])
 def test_kill_at_every_step_of_a_seal(tmp_path: Path, documents: bool) -> None:
     cfg = _config(tmp_path / "station", documents)
     Sealer(cfg).close()  # the key and the log exist before the first seal, as on a station

@@ -11,13 +11,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from zhichao.service.station import journal as journal_module
-from zhichao.service.station.alarms import STAGE_ALARMS, StageHealth
-from zhichao.service.station.config import parse_config
-from zhichao.service.station.errors import JournalError
-from zhichao.service.station.journal import SampleJournal
-from zhichao.service.station.runtime import Station
-from zhichao.service.station.store import StationStore
+from zhichao.station import journal as journal_module
+from zhichao.station.alarms import STAGE_ALARMS, StageHealth
+from zhichao.station.config import parse_config
+from zhichao.station.errors import JournalError
+from zhichao.station.journal import SampleJournal
+from zhichao.station.runtime import Station
+from zhichao.station.store import StationStore
 
 
 def _codes(store: StationStore) -> set[str]:

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zhichao.service.station.clock import Clock
-from zhichao.service.station.errors import SealingStoppedError
-from zhichao.service.station.journal import SampleJournal
-from zhichao.service.station.linking import CameraSpool, FrameLinker
-from zhichao.service.station.simlane import utc_name
-from zhichao.service.station.store import PassageRow, StationStore
+from zhichao.station.clock import Clock
+from zhichao.station.errors import SealingStoppedError
+from zhichao.station.journal import SampleJournal
+from zhichao.station.linking import CameraSpool, FrameLinker
+from zhichao.station.simlane import utc_name
+from zhichao.station.store import PassageRow, StationStore
 
 
 def test_journal_round_trip_torn_tail_and_prune(tmp_path: Path) -> None:
@@ -103,8 +103,8 @@ def test_dense_traffic_never_swaps_frames(tmp_path: Path) -> None:
 def test_sealing_stops_below_free_space_threshold(tmp_path: Path) -> None:
     import dataclasses
 
-    from zhichao.service.station.config import load_config
-    from zhichao.service.station.sealing import CaseMaterial, Sealer
+    from zhichao.station.config import load_config
+    from zhichao.station.sealing import CaseMaterial, Sealer
 
     cfg = load_config(None)
     cfg = dataclasses.replace(

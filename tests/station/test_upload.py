@@ -27,10 +27,10 @@ from tests.service.sync_helpers import CenterProcess, database, free_port, wait_
 from tests.station.conftest import query
 from zhichao.evidence.canonical import canonicalize
 from zhichao.evidence.signing import generate_key, private_pem, public_pem
-from zhichao.service.station.config import load_config
-from zhichao.service.station.launcher import SimulatorProcess
-from zhichao.service.sync.store import create_tables, register_station
-from zhichao.service.sync.wire import check_receipt, sha256_hex
+from zhichao.service.center.store import create_tables, register_station
+from zhichao.station.config import load_config
+from zhichao.station.launcher import SimulatorProcess
+from zhichao.sync.wire import check_receipt, sha256_hex
 
 N_VEHICLES = 60
 STATION_ID = "UPLOAD-TEST-01"
@@ -65,6 +65,7 @@ def _get(url: str) -> tuple[int, Any]:
     return r.status_code, (r.json() if "json" in r.headers.get("content-type", "") else r.text)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_station_uploads_every_item_once_through_outage_and_kill(kind: str, tmp_path: Path
                                                                  ) -> None:
@@ -192,9 +193,9 @@ def test_forwarding_twice_after_a_kill_between_commits_duplicates_nothing(tmp_pa
     between (simulated by clearing the marks) forwards them again and adds nothing."""
     from tests.evidence.conftest import vehicle_dict
     from tests.service.sync_helpers import StationKit
-    from zhichao.service.station.store import PassageRow, StationStore
-    from zhichao.service.station.upload import CenterLink, upload_status
-    from zhichao.service.sync.outbox import Outbox
+    from zhichao.station.store import PassageRow, StationStore
+    from zhichao.station.sync_outbox import Outbox
+    from zhichao.station.upload import CenterLink, upload_status
 
     kit = StationKit(tmp_path / "kit", station_id=STATION_ID)
     folder = kit.seal(1)[0]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from zhichao.service.cli import main
+from zhichao.cli import main
 
 
 def test_plates_json_one_object_per_image(

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zhichao.service.cli import main
+from zhichao.cli import main
 from zhichao.vision.errors import (
     EmptyImageError,
     ImageDecodeError,

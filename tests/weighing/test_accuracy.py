@@ -16,6 +16,8 @@ from zhichao.devices.sim.lane import read_truth
 from zhichao.weighing.evaluation import Match, backward_row_crossings, flag_hit, match_vehicles
 from zhichao.weighing.stream import weigh_recording
 
+pytestmark = pytest.mark.slow  # minutes of simulated traffic or processes
+
 ABNORMAL_OPTS = SimOptions(abnormal_fraction=0.6)
 
 

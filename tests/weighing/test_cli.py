@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from zhichao.service.cli import main
+from zhichao.cli import main
 
 REQUIRED = {"time_utc", "lane_id", "speed_kmh", "acceleration_ms2", "axle_count",
             "axle_loads_kg", "wheel_loads_kg", "axle_spacings_m", "axle_groups",

@@ -14,7 +14,7 @@ from zhichao.calibration.errors import CalibrationError
 from zhichao.calibration.fit import REJECTION_ZH, FitConfig, calibrate, write_profile
 from zhichao.calibration.measure import sha256_file
 from zhichao.calibration.report import PHASE_ZH, write_report
-from zhichao.devices.recording import parse_utc
+from zhichao.common import parse_utc
 from zhichao.weighing.calibration_profile import load_profile
 from zhichao.weighing.errors import WeighingError
 

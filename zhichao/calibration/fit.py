@@ -61,7 +61,8 @@ from zhichao import __version__
 from zhichao.calibration.errors import CalibrationError, CalibrationFitError
 from zhichao.calibration.measure import PassageLoads, measure_recording, sha256_file
 from zhichao.calibration.reference import ReferenceWeights, read_reference
-from zhichao.devices.recording import format_utc, read_recording
+from zhichao.common import format_utc
+from zhichao.devices.recording import read_recording
 from zhichao.weighing.calibration_profile import PROFILE_FORMAT, parse_profile
 from zhichao.weighing.config import WeighingConfig
 from zhichao.weighing.stream import ABNORMAL_FLAGS

@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from zhichao.calibration.errors import DeviceRecordError
-from zhichao.devices.recording import format_utc, parse_utc
+from zhichao.common import format_utc, parse_utc
 
 INSTALLATION_TYPES = ("in_pavement_strip", "platform", "bending_plate", "other")
 GROSS_CLASSES = ("0.2", "0.5", "1", "2", "5", "10")

@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from zhichao.calibration.accuracy import CRITERIA_ZH, AccuracyResult, PassResult
-from zhichao.devices.recording import format_utc
+from zhichao.common import format_utc
 
 PHASE_ZH = {"initial": "首次检定", "in_service": "使用中检验"}
 FONT_PATH = Path(__file__).resolve().parent / "fonts" / "report-subset.ttf"

@@ -14,10 +14,11 @@ import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar, Self
 from urllib.parse import parse_qsl, urlsplit
 
+from zhichao.common import Backoff
 from zhichao.devices.errors import (
     DeviceClosedError,
     DeviceConfigurationError,
@@ -70,24 +71,6 @@ class Timeouts:
 
 
 DEFAULT_TIMEOUTS = Timeouts(2.0)
-
-
-@dataclass
-class Backoff:
-    """Exponential back-off between reconnection attempts [s]."""
-
-    initial_s: float = 0.05
-    max_s: float = 5.0
-    factor: float = 2.0
-    _next_s: float = field(default=0.0, init=False)
-
-    def next_delay(self) -> float:
-        delay = self._next_s or self.initial_s
-        self._next_s = min(self.max_s, delay * self.factor)
-        return delay
-
-    def reset(self) -> None:
-        self._next_s = 0.0
 
 
 @dataclass(frozen=True)

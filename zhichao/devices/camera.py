@@ -43,21 +43,14 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from zhichao.devices.base import (
-    DEFAULT_TIMEOUTS,
-    Backoff,
-    Device,
-    DeviceUrl,
-    Timeouts,
-    parse_device_url,
-)
+from zhichao.common import Backoff, utc_now
+from zhichao.devices.base import DEFAULT_TIMEOUTS, Device, DeviceUrl, Timeouts, parse_device_url
 from zhichao.devices.errors import (
     DeviceConfigurationError,
     DeviceConnectionError,
     DeviceNotAvailableError,
     DeviceProtocolError,
 )
-from zhichao.devices.health import utc_now
 
 LOG = logging.getLogger("zhichao.devices")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")

@@ -34,15 +34,12 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from types import MappingProxyType
 
+from zhichao.common import utc_now
+
 LOG = logging.getLogger("zhichao.devices")
-
-
-def utc_now() -> datetime:
-    """The station clock, tz-aware UTC."""
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

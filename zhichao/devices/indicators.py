@@ -30,14 +30,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
-from zhichao.devices.base import (
-    DEFAULT_TIMEOUTS,
-    Backoff,
-    Device,
-    DeviceUrl,
-    Timeouts,
-    parse_device_url,
-)
+from zhichao.common import Backoff, utc_now
+from zhichao.devices.base import DEFAULT_TIMEOUTS, Device, DeviceUrl, Timeouts, parse_device_url
 from zhichao.devices.crc import toledo_checksum, xor8
 from zhichao.devices.errors import (
     DeviceConfigurationError,
@@ -45,7 +39,6 @@ from zhichao.devices.errors import (
     DeviceProtocolError,
     DeviceTimeoutError,
 )
-from zhichao.devices.health import utc_now
 from zhichao.devices.modbus import ModbusLink, regs_to_f32, regs_to_i32
 from zhichao.devices.transports import ByteTransport, transport_for_url
 

@@ -13,20 +13,21 @@ vertical force on that half-strip [N]. Every reader error names the file and the
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from zhichao.common import format_utc, parse_utc, write_atomic
 from zhichao.devices.errors import RecordingError
 
 FORMAT = "zhichao.raw/1"
@@ -119,21 +120,6 @@ class Recording:
     @property
     def duration_s(self) -> float:
         return float(self.samples.shape[0] / self.meta.sample_rate_hz)
-
-
-def format_utc(t: datetime) -> str:
-    """RFC 3339 with microseconds and ``Z``."""
-    if t.tzinfo is None:
-        raise ValueError("naive datetime: every timestamp in zhichao is UTC and tz-aware")
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_utc(text: str) -> datetime:
-    """Parse an RFC 3339 UTC timestamp ending in ``Z``."""
-    if not isinstance(text, str) or not text.endswith("Z"):
-        raise ValueError(f"not an RFC 3339 UTC time ending in 'Z': {text!r}")
-    t = datetime.fromisoformat(text[:-1] + "+00:00")
-    return t.astimezone(UTC)
 
 
 def _fail(where: str, problem: str) -> RecordingError:
@@ -298,15 +284,8 @@ def write_recording(path: str | os.PathLike[str], samples: npt.NDArray[np.float3
     p = Path(path)
     validate_samples(samples, meta, str(p))
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, samples=np.ascontiguousarray(samples, dtype=np.float32),
-                     meta=np.array(meta.to_json()))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.BytesIO()
+    np.savez(buf, samples=np.ascontiguousarray(samples, dtype=np.float32),
+             meta=np.array(meta.to_json()))
+    write_atomic(p, buf.getvalue())
     return p

@@ -37,17 +37,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-from zhichao.devices.base import (
-    DEFAULT_TIMEOUTS,
-    Backoff,
-    Device,
-    DeviceUrl,
-    Timeouts,
-    parse_device_url,
-)
+from zhichao.common import Backoff, utc_now
+from zhichao.devices.base import DEFAULT_TIMEOUTS, Device, DeviceUrl, Timeouts, parse_device_url
 from zhichao.devices.crc import crc16_ccitt
 from zhichao.devices.errors import DeviceConnectionError, DeviceProtocolError
-from zhichao.devices.health import HealthMonitor, utc_now
+from zhichao.devices.health import HealthMonitor
 from zhichao.devices.modbus import ModbusLink, regs_to_i64, regs_to_u32, u32_to_regs, u64_to_regs
 from zhichao.devices.transports import ByteTransport, transport_for_url
 

@@ -35,20 +35,14 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from zhichao.devices.base import (
-    DEFAULT_TIMEOUTS,
-    Backoff,
-    Device,
-    DeviceUrl,
-    Timeouts,
-    parse_device_url,
-)
+from zhichao.common import Backoff, utc_now
+from zhichao.devices.base import DEFAULT_TIMEOUTS, Device, DeviceUrl, Timeouts, parse_device_url
 from zhichao.devices.errors import (
     DeviceConnectionError,
     DeviceProtocolError,
 )
 from zhichao.devices.framing import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameFault, SampleFrame
-from zhichao.devices.health import HealthMonitor, utc_now
+from zhichao.devices.health import HealthMonitor
 from zhichao.devices.modbus import ModbusLink, regs_to_f32, regs_to_i64, regs_to_u64
 from zhichao.devices.transports import ByteTransport, transport_for_url
 

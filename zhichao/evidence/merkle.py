@@ -62,6 +62,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
+from zhichao.common import write_atomic
 from zhichao.evidence.errors import LogError
 
 LOG_FORMAT = "zhichao.log/1"
@@ -165,23 +166,6 @@ def verify_consistency(size1: int, size2: int, root1: bytes, root2: bytes, proof
 
 
 # ------------------------------------------------------------------------ the log
-
-
-def _write_durably(path: Path, data: bytes, *, fsync: bool) -> None:
-    """Write through a temporary name, fsync, rename, fsync the folder."""
-    tmp = path.with_name("." + path.name + ".tmp")
-    with tmp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        if fsync:
-            os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    if fsync:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -703,8 +687,8 @@ class MerkleLog:
         path = self.directory / "checkpoints" / f"{size}.txt"
         path.parent.mkdir(exist_ok=True)
         if timestamp_token is not None:
-            _write_durably(path.with_suffix(".tsr"), timestamp_token, fsync=self.fsync)
-        _write_durably(path, note, fsync=self.fsync)
+            write_atomic(path.with_suffix(".tsr"), timestamp_token, fsync=self.fsync)
+        write_atomic(path, note, fsync=self.fsync)
         return path
 
     def audit(self) -> list[str]:

@@ -13,13 +13,14 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from zhichao.common import utc_now
 from zhichao.service import audit
 from zhichao.service.errors import (
     AuthenticationError,
     InvalidInputError,
     PermissionDeniedError,
 )
-from zhichao.service.models import AuthToken, User, utc_now
+from zhichao.service.models import AuthToken, User
 
 ROLES_ZH: dict[str, str] = {
     "station_operator": "治超站操作员",

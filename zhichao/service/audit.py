@@ -18,8 +18,9 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from zhichao.common import utc_now
 from zhichao.evidence.canonical import canonicalize
-from zhichao.service.models import AuditEntry, utc_now
+from zhichao.service.models import AuditEntry
 
 GENESIS_SHA256 = "0" * 64
 _PG_AUDIT_LOCK_KEY = 0x7A68_6175_6469_74  # "zhaudit": one lock for every appender

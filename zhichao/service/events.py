@@ -34,13 +34,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from zhichao.common import utc_now
 from zhichao.errors import ZhichaoError
 from zhichao.evidence.events import EventType, ReviewEvent, record_review_event
 from zhichao.evidence.merkle import MerkleLog
 from zhichao.evidence.package import Station
 from zhichao.evidence.signing import load_private_key
 from zhichao.service.errors import ConfigError, IngestError
-from zhichao.service.models import Case, EvidenceEvent, User, utc_now
+from zhichao.service.models import Case, EvidenceEvent, User
 
 
 def actor_id(user: User | None) -> str:

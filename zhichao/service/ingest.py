@@ -1,10 +1,10 @@
 """Registering what stations send: passages (every weighed vehicle) and sealed packages.
 
-The station → center sync (``zhichao.service.sync``) verifies a package first and then
-hands it over with :func:`register_ingested_package`; a station can also call it on its
-own packages. Both functions are idempotent: the same passage or package registered
-twice returns the existing row; the same ``package_id`` with a different manifest hash is
-refused (:class:`IngestError`), never overwritten.
+The center's end of the station → center sync (:mod:`zhichao.service.center`) verifies a
+package first and then hands it over with :func:`register_ingested_package`; a station can
+also call it on its own packages. Both functions are idempotent: the same passage or
+package registered twice returns the existing row; the same ``package_id`` with a
+different manifest hash is refused (:class:`IngestError`), never overwritten.
 
 A case is opened for review only when the package proposes a penalty and the gate did not
 say UNUSABLE; otherwise only the passage is kept (with its eligibility status).
@@ -22,10 +22,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from zhichao.common import utc_now
 from zhichao.evidence.canonical import canonicalize
 from zhichao.service import audit
 from zhichao.service.errors import IngestError, InvalidInputError
-from zhichao.service.models import Case, Device, Lane, Passage, Site, Vehicle, utc_now
+from zhichao.service.models import Case, Device, Lane, Passage, Site, Vehicle
 
 PLATE_COLOURS_ZH: dict[str, str] = {
     "blue": "蓝", "yellow": "黄", "green": "绿", "yellow_green": "黄绿", "white": "白",

@@ -31,9 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+from zhichao.common import utc_now
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from zhichao.common import utc_now as _utc_now
 from zhichao.service import audit, workflow
 from zhichao.service.errors import (
     AuthenticationError,
@@ -46,7 +47,6 @@ from zhichao.service.ingest import (
     read_package_manifest,
 )
 from zhichao.service.models import Attachment, Case, Decision, Passage, Site, Statement, Vehicle
-from zhichao.service.models import utc_now as _utc_now
 from zhichao.service.settings import Settings
 from zhichao.service.workdays import china_date
 

@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from zhichao.common import utc_now
 from zhichao.evidence.events import EventType
 from zhichao.service import audit, events
 from zhichao.service.accounts import require_role, user_label
@@ -46,16 +47,7 @@ from zhichao.service.errors import (
     PermissionDeniedError,
     WorkflowError,
 )
-from zhichao.service.models import (
-    Case,
-    CaseEvent,
-    Decision,
-    Notice,
-    Review,
-    Statement,
-    User,
-    utc_now,
-)
+from zhichao.service.models import Case, CaseEvent, Decision, Notice, Review, Statement, User
 from zhichao.service.workdays import DeadlinePolicy, china_date
 
 STATES_ZH: dict[str, str] = {

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from zhichao.devices.recording import parse_utc
+from zhichao.common import parse_utc
 from zhichao.devices.sim import CATALOGUE, SimOptions
 from zhichao.devices.sim.lane import _trajectory
 from zhichao.devices.sim.traffic import SimVehicle

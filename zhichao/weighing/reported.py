@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from zhichao.devices.recording import format_utc
+from zhichao.common import format_utc
 from zhichao.devices.records import WimRecord
 from zhichao.weighing.assemble import Measured, assemble_vehicle
 from zhichao.weighing.calibration_profile import CalibrationProfile

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from zhichao.devices.recording import Recording, RecordingMeta, format_utc
+from zhichao.common import format_utc
+from zhichao.devices.recording import Recording, RecordingMeta
 from zhichao.weighing.assemble import Measured, assemble_vehicle
 from zhichao.weighing.axles import (
     Kinematics,

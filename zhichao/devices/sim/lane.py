@@ -29,13 +29,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from zhichao.common import format_utc
 from zhichao.devices.errors import SimulationError
-from zhichao.devices.recording import (
-    ChannelSpec,
-    RecordingMeta,
-    format_utc,
-    write_recording,
-)
+from zhichao.devices.recording import ChannelSpec, RecordingMeta, write_recording
 from zhichao.devices.sim.traffic import (
     ABNORMAL_KINDS,
     CATALOGUE,

@@ -18,8 +18,8 @@ from typing import Any, Self
 
 import numpy as np
 
+from zhichao.common import utc_now
 from zhichao.devices.faults import LOSSY_KINDS, FaultInjector
-from zhichao.devices.health import utc_now
 from zhichao.devices.records import (
     RECORD_MAGIC,
     RECORD_RING_BASE,

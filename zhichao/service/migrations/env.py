@@ -9,8 +9,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Engine
 
+from zhichao.service.center.models import SyncBase
 from zhichao.service.models import Base
-from zhichao.service.sync.models import SyncBase
 
 engine = context.config.attributes.get("engine")
 if not isinstance(engine, Engine):

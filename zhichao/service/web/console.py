@@ -30,6 +30,7 @@ from sqlalchemy import Integer, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from zhichao.common import utc_now
 from zhichao.evidence import documents
 from zhichao.service import accounts, audit, owners, workflow
 from zhichao.service.app import EVIDENCE_READ, STAFF_READ, create_app
@@ -53,7 +54,6 @@ from zhichao.service.models import (
     Site,
     Statement,
     User,
-    utc_now,
 )
 from zhichao.service.settings import Settings
 from zhichao.service.web import security

@@ -1,4 +1,4 @@
-"""sync tables of the station → center ingest (zhichao.service.sync.models.SyncBase)
+"""sync tables of the station → center ingest (zhichao.service.center.models.SyncBase)
 
 Revision ID: 0003
 Revises: 0002

@@ -1,0 +1,111 @@
+"""The center's accept hook: every accepted item becomes a passage (and a case) in the
+service database.
+
+:class:`ServiceHook` is an :data:`~zhichao.service.center.store.AcceptHook`. For a package it
+calls :func:`zhichao.service.ingest.register_ingested_package` with the stored zip (which
+stores the passage and opens a case in ``technical_review`` when a penalty is proposed and
+the gate did not say UNUSABLE); for a passage record,
+:func:`zhichao.service.ingest.register_passage` with ``source_key = "sync:<item_sha256>"``.
+Each delivery is one service transaction (a passage batch or a redelivery: one for all its
+items, through ``deliver_many``; if that fails the store offers each item alone). Both
+functions are idempotent (a package on its ``package_id`` and manifest hash, a passage on
+its source key), so the store's at-least-once delivery (a redelivery after a failure or a
+restart) adds nothing twice. A package's passage is keyed like the passage record of the
+same vehicle (``sync:<SHA-256 of the canonical vehicle record>``): a station that sends a
+vehicle both ways gets one passage, linked to its package, whichever arrives first.
+
+``zhichao center serve`` installs it on the database the sync tables live in (the same URL
+and schema), unless ``--no-service-hook``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from zhichao.evidence.canonical import canonicalize
+from zhichao.evidence.errors import EvidenceError
+from zhichao.service.center.store import Accepted
+from zhichao.service.db import session_factory, transaction
+from zhichao.service.ingest import (
+    read_package_manifest,
+    register_ingested_package,
+    register_passage,
+)
+from zhichao.service.models import Case
+from zhichao.sync.errors import SyncError
+
+log = logging.getLogger(__name__)
+
+
+def passage_key(record_sha256: str) -> str:
+    """The service ``source_key`` of a passage record the center accepted."""
+    return f"sync:{record_sha256}"
+
+
+def _vehicle_key(manifest: dict[str, Any]) -> str | None:
+    """The key a passage record equal to the package's vehicle record would have (the
+    sync's record hash is the SHA-256 of its RFC 8785 bytes), so both are one passage."""
+    case = manifest.get("case")
+    vehicle = case.get("vehicle") if isinstance(case, dict) else None
+    if not isinstance(vehicle, dict):
+        return None
+    try:
+        return passage_key(hashlib.sha256(canonicalize(vehicle)).hexdigest())
+    except EvidenceError:
+        return None
+
+
+class ServiceHook:
+    """Registers accepted packages and passages in the service database behind ``sessions``."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    @classmethod
+    def for_engine(cls, engine: Engine) -> ServiceHook:
+        """On a service engine (``zhichao.service.db.make_engine``), already migrated."""
+        return cls(session_factory(engine))
+
+    def __call__(self, item: Accepted) -> None:
+        """Register one item in its own transaction."""
+        self.deliver_many([item])
+
+    def deliver_many(self, items: list[Accepted]) -> None:
+        """Register ``items`` in one transaction (all or nothing)."""
+        with transaction(self.sessions) as session:
+            for item in items:
+                if item.kind == "package":
+                    self._package(session, item)
+                elif item.kind == "passage":
+                    self._passage(session, item)
+                else:
+                    raise SyncError(f"accept hook: unknown item kind {item.kind!r} "
+                                    f"({item.item_sha256})")
+
+    @staticmethod
+    def _package(session: Session, item: Accepted) -> None:
+        if item.package_path is None:
+            raise SyncError(f"accept hook: package {item.item_sha256} has no stored path")
+        path = Path(item.package_path).resolve()
+        manifest = item.manifest
+        if manifest is None:  # read it from the stored zip (and check it is the one accepted)
+            manifest, _sha = read_package_manifest(path, expected_sha256=item.item_sha256)
+        row = register_ingested_package(session, manifest, path,
+                                        manifest_sha256=item.item_sha256,
+                                        passage_source_key=_vehicle_key(manifest))
+        log.info("package %s from %s registered: %s", item.item_sha256[:16], item.station_id,
+                 f"case {row.id} ({row.state})" if isinstance(row, Case)
+                 else f"passage {row.id}, no case due")
+
+    @staticmethod
+    def _passage(session: Session, item: Accepted) -> None:
+        if item.record is None:
+            raise SyncError(f"accept hook: passage {item.item_sha256} has no record")
+        register_passage(session, item.record, station_id=item.station_id,
+                         source_key=passage_key(item.item_sha256))

@@ -1,0 +1,729 @@
+"""The center's ingest logic, free of HTTP: verify, store, record, sign a receipt.
+
+:class:`CenterStore` owns a directory and the sync tables::
+
+    STORE/packages/ab/<manifest_sha256>.zip   accepted packages (content-addressed)
+    STORE/quarantine/<content_sha256>.<code>  refused uploads, kept for investigation
+    STORE/tmp/                                uploads being received (fsynced before use)
+
+Order of an ingest: the upload is spooled to ``tmp/``; routed by its manifest
+(station, log index, checkpoint size); verified offline with
+:func:`zhichao.evidence.verify.verify_package` against the station key *registered at the
+center* (never the one in the package); its checkpoint is checked for consistency with
+the last checkpoint of that station the center accepted (same size → same root; otherwise
+an RFC 6962 consistency proof the station sends); then, under a lock, the file is fsynced,
+renamed into ``packages/`` (atomic), the directory fsynced, the row and its signed receipt
+committed, and only then is the accept hook called.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import os
+import re
+import threading
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from zhichao.common import format_utc
+from zhichao.evidence.errors import EvidenceError
+from zhichao.evidence.manifest import CHECKPOINT_NAME
+from zhichao.evidence.merkle import verify_consistency
+from zhichao.evidence.signing import (
+    Checkpoint,
+    key_fingerprint,
+    load_public_key_bytes,
+    public_pem,
+    verify_checkpoint,
+)
+from zhichao.evidence.verify import verify_package
+from zhichao.service.center.models import (
+    SyncBase,
+    SyncPackage,
+    SyncPassage,
+    SyncQuarantine,
+    SyncStation,
+)
+from zhichao.sync.errors import OutboxError, SyncError
+from zhichao.sync.wire import (
+    REFUSALS,
+    passage_bytes,
+    read_package_head,
+    refusal_body,
+    sha256_hex,
+    sign_receipt,
+    verify_passage,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_PACKAGE_BYTES = 64 * 1024 * 1024
+"""Upload size limit (a guess: a package with a few photos and a short video is a few MB)."""
+MAX_PASSAGES_PER_REQUEST = 1000
+
+
+def make_engine(database_url: str) -> Engine:
+    """An engine for the sync tables; SQLite files get WAL, ``synchronous=FULL`` and a busy
+    timeout (PostgreSQL URLs: ``postgresql+psycopg://user@host:5432/db``)."""
+    engine = create_engine(database_url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+    return engine
+
+
+def utc_text(moment: datetime) -> str:
+    """A database timestamp as RFC 3339 UTC (stored UTC; SQLite gives it back naive)."""
+    return format_utc(moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC))
+
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _check_schema(schema: str | None) -> None:
+    if schema is not None and not _SCHEMA_NAME.match(schema):
+        raise SyncError(f"schema name {schema!r}: use 1–63 lowercase letters, digits or _")
+
+
+def create_tables(engine: Engine, schema: str | None = None) -> None:
+    """Bring the center database to the newest shipped migration (and create the
+    PostgreSQL ``schema`` if missing).
+
+    The sync tables come from the service's Alembic chain (revision 0003), so the same
+    database (and ``schema``) also holds the service core's tables that the accept hook
+    writes cases into. Sync tables made by ``create_all`` before the migration existed are
+    adopted as they are (see the migration).
+    """
+    from zhichao.service.db import make_engine as service_engine
+    from zhichao.service.db import upgrade
+
+    _check_schema(schema)
+    if engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:"):
+        raise SyncError("the center needs a database file or server, not in-memory SQLite")
+    migrating = service_engine(engine.url.render_as_string(hide_password=False), schema=schema)
+    try:
+        upgrade(migrating)
+    finally:
+        migrating.dispose()
+
+
+def register_station(engine: Engine, station_id: str, public_key_pem: bytes, *,
+                     schema: str | None = None, key_name: str | None = None,
+                     replace_key: bool = False) -> None:
+    """Trust ``public_key_pem`` for ``station_id`` (a key obtained independently of any
+    package: the agency's key list or the device register).
+
+    Raises
+    ------
+    SyncError
+        If the key is not an Ed25519 public key, or the station is registered with
+        another key and ``replace_key`` is false.
+    """
+    if schema is not None:
+        engine = engine.execution_options(schema_translate_map={None: schema})
+    try:
+        key = load_public_key_bytes(public_key_pem, f"key of station {station_id}")
+    except EvidenceError as exc:
+        raise SyncError(str(exc)) from None
+    fingerprint = key_fingerprint(key)
+    with Session(engine) as session, session.begin():
+        row = session.get(SyncStation, station_id)
+        if row is not None:
+            if row.key_sha256 != fingerprint and not replace_key:
+                raise SyncError(f"station {station_id} is registered with key "
+                                f"{row.key_sha256}; refusing to replace it with "
+                                f"{fingerprint} (pass replace_key)")
+            row.public_key_pem = public_pem(key).decode()
+            row.key_sha256 = fingerprint
+            row.key_name = key_name or row.key_name
+            return
+        session.add(SyncStation(
+            station_id=station_id, key_name=key_name or f"zhichao-station-{station_id}",
+            public_key_pem=public_pem(key).decode(), key_sha256=fingerprint,
+            log_origin=f"zhichao/station/{station_id}", registered_utc=datetime.now(UTC),
+            accepted_size=0))
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What the accept hook receives for each newly accepted item (never for duplicates)."""
+
+    kind: str  # "package" or "passage"
+    station_id: str
+    item_sha256: str
+    receipt: dict[str, Any]
+    package_path: Path | None = None  # the stored zip (verify/open it with zhichao.evidence)
+    manifest: dict[str, Any] | None = None
+    record: dict[str, Any] | None = None
+
+
+AcceptHook = Callable[[Accepted], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An HTTP status and JSON body (the router returns them as they are)."""
+
+    status: int
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ProofClaim:
+    """The consistency proof an upload carries: from size ``first`` to size ``second``."""
+
+    first: int
+    second: int
+    hashes: list[bytes]
+
+    @staticmethod
+    def parse(first: str | None, second: str | None, hashes: str | None) -> ProofClaim | None:
+        """From the three headers; ``None`` when absent. Raises ``ValueError`` if malformed."""
+        if first is None and second is None:
+            return None
+        if first is None or second is None:
+            raise ValueError("both proof sizes are needed")
+        parts = [h for h in (hashes or "").split(",") if h]
+        decoded = [bytes.fromhex(h) for h in parts]
+        if any(len(h) != 32 for h in decoded):
+            raise ValueError("every proof hash must be 32 bytes of hex")
+        a, b = int(first), int(second)
+        if a < 0 or b < a:
+            raise ValueError(f"proof sizes {a} → {b} are not ordered")
+        return ProofClaim(a, b, decoded)
+
+
+class _Refusal(SyncError):  # noqa: N818 (internal control flow, never escapes)
+    def __init__(self, code: str, detail: str = "", quarantine: bool | None = None,
+                 **extra: Any) -> None:
+        super().__init__(code)
+        self.code = code
+        self.detail = detail
+        self.quarantine = REFUSALS[code][3] if quarantine is None else quarantine
+        self.extra = extra
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class CenterStore:
+    """Ingest of packages and passages into ``store_dir`` and the sync tables.
+
+    ``schema`` puts the tables in that PostgreSQL schema (created if missing); leave it
+    ``None`` on SQLite. ``hook`` is called once per newly accepted item, after its row is
+    committed; if it raises, the item stays marked undelivered and :meth:`redeliver`
+    retries it (so a hook must be idempotent, keyed by ``item_sha256``). A hook object with
+    a ``deliver_many(items)`` method gets the items of one request (a passage batch, a
+    redelivery) in one call, all or nothing; if that raises, each item is offered alone.
+    """
+
+    def __init__(self, engine: Engine, store_dir: Path, center_key: Ed25519PrivateKey, *,
+                 schema: str | None = None, hook: AcceptHook | None = None,
+                 max_package_bytes: int = DEFAULT_MAX_PACKAGE_BYTES, fsync: bool = True
+                 ) -> None:
+        _check_schema(schema)
+        if schema is not None:
+            engine = engine.execution_options(schema_translate_map={None: schema})
+        self.engine = engine
+        self.schema = schema
+        self.store_dir = Path(store_dir)
+        self.center_key = center_key
+        self.hook = hook
+        self.max_package_bytes = max_package_bytes
+        self.fsync = fsync
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._lock = threading.Lock()
+        for sub in ("packages", "quarantine", "tmp"):
+            (self.store_dir / sub).mkdir(parents=True, exist_ok=True)
+        self._drop_dead_spools()
+
+    def _drop_dead_spools(self) -> None:
+        """Remove uploads half-received by a center process that has died (their sender
+        still holds them and re-sends; nothing was recorded for them)."""
+        for path in (self.store_dir / "tmp").glob("up-*"):
+            try:
+                pid = int(path.name.split("-")[1])
+            except (IndexError, ValueError):
+                continue
+            if pid == os.getpid():
+                continue
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                path.unlink(missing_ok=True)
+            except PermissionError:
+                continue
+
+    # ---------------------------------------------------------------- set-up
+    def create_tables(self) -> None:
+        create_tables(self.engine, self.schema)
+
+    def register_station(self, station_id: str, public_key_pem: bytes, *,
+                         key_name: str | None = None, replace_key: bool = False) -> None:
+        register_station(self.engine, station_id, public_key_pem, key_name=key_name,
+                         replace_key=replace_key)
+
+    # ---------------------------------------------------------------- queries
+    def station_view(self, station_id: str) -> dict[str, Any] | None:
+        with self._sessions() as session:
+            row = session.get(SyncStation, station_id)
+            if row is None:
+                return None
+            count = session.scalar(select(func.count()).select_from(SyncPackage)
+                                   .where(SyncPackage.station_id == station_id))
+            passages = session.scalar(select(func.count()).select_from(SyncPassage)
+                                      .where(SyncPassage.station_id == station_id))
+            return {
+                "station_id": row.station_id, "key_name": row.key_name,
+                "key_sha256": row.key_sha256, "log_origin": row.log_origin,
+                "accepted_size": row.accepted_size,
+                "accepted_root": row.accepted_root.hex() if row.accepted_root else None,
+                "accepted_checkpoint": row.accepted_note.decode() if row.accepted_note else None,
+                "packages": count, "passages": passages,
+                "fork_alarm_utc": utc_text(row.fork_alarm_utc) if row.fork_alarm_utc else None,
+            }
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table, and ``hook_pending``: accepted items the hook has not taken yet
+        (0 without a hook; a number that stays up needs a look at the center's log)."""
+        with self._sessions() as session:
+            def n(model: type[SyncBase]) -> int:
+                return int(session.scalar(select(func.count()).select_from(model)) or 0)
+            pending = sum(int(session.scalar(select(func.count()).select_from(model).where(
+                model.hook_delivered.is_(False))) or 0) for model in (SyncPackage, SyncPassage))
+            return {"packages": n(SyncPackage), "passages": n(SyncPassage),
+                    "quarantined": n(SyncQuarantine), "stations": n(SyncStation),
+                    "hook_pending": pending if self.hook is not None else 0}
+
+    def package_rows(self) -> list[tuple[str, str, int]]:
+        """(station_id, manifest_sha256, log_index) of every accepted package."""
+        with self._sessions() as session:
+            rows = session.execute(select(SyncPackage.station_id, SyncPackage.manifest_sha256,
+                                          SyncPackage.log_index)
+                                   .order_by(SyncPackage.station_id, SyncPackage.log_index))
+            return [(r[0], r[1], r[2]) for r in rows]
+
+    def quarantine_rows(self) -> list[dict[str, Any]]:
+        with self._sessions() as session:
+            rows = session.scalars(select(SyncQuarantine).order_by(SyncQuarantine.id)).all()
+            return [{"id": r.id, "station_id": r.station_id, "kind": r.kind, "code": r.code,
+                     "claimed_sha256": r.claimed_sha256, "content_sha256": r.content_sha256,
+                     "message_zh": r.message_zh, "detail": r.detail,
+                     "stored_path": r.stored_path} for r in rows]
+
+    # ---------------------------------------------------------------- spooling
+    def spool(self, chunks: Iterable[bytes]) -> tuple[Path, str] | Outcome:
+        """Write an upload to ``tmp/``; (path, SHA-256) or a ``too_large`` refusal. The file
+        is fsynced just before it is renamed into ``packages/`` or ``quarantine/``."""
+        digest = hashlib.sha256()
+        fd_path = self.store_dir / "tmp" / f"up-{os.getpid()}-{threading.get_ident()}-" \
+            f"{os.urandom(6).hex()}"
+        total = 0
+        with fd_path.open("wb") as handle:
+            for chunk in chunks:
+                total += len(chunk)
+                if total > self.max_package_bytes:
+                    handle.close()
+                    fd_path.unlink(missing_ok=True)
+                    return self._outcome(_Refusal(
+                        "package.too_large", f"超过 {self.max_package_bytes} 字节 / over "
+                        f"{self.max_package_bytes} bytes", quarantine=False))
+                digest.update(chunk)
+                handle.write(chunk)
+        return fd_path, digest.hexdigest()  # fsynced only once it is to be kept
+
+    # ---------------------------------------------------------------- packages
+    def ingest_package(self, claimed_sha256: str, spooled: Path, content_sha256: str,
+                       proof: ProofClaim | None) -> Outcome:
+        """Ingest one spooled upload (the file is moved into the store or quarantine)."""
+        station_id: str | None = None
+        try:
+            try:
+                head = read_package_head(spooled.read_bytes(), "upload")
+            except OutboxError as exc:
+                raise _Refusal("package.unreadable", str(exc)) from None
+            station_id = head.station_id
+            if head.manifest_sha256 != claimed_sha256:
+                raise _Refusal("package.hash_mismatch",
+                              f"{head.manifest_sha256} ≠ {claimed_sha256}")
+            with self._sessions() as session:
+                station = session.get(SyncStation, head.station_id)
+                existing = session.scalar(select(SyncPackage).where(
+                    SyncPackage.manifest_sha256 == claimed_sha256))
+            if station is None:
+                raise _Refusal("station.unknown", head.station_id)
+            if existing is not None and existing.content_sha256 == content_sha256:
+                spooled.unlink(missing_ok=True)
+                return self._receipt_outcome(200, existing.receipt, existing.receipt_signature,
+                                             duplicate=True)
+            key = load_public_key_bytes(station.public_key_pem.encode(), "registered key")
+            report = verify_package(spooled, key=key)
+            if existing is not None:
+                if report.ok:  # same evidence, other zip bytes: same receipt
+                    spooled.unlink(missing_ok=True)
+                    return self._receipt_outcome(200, existing.receipt,
+                                                 existing.receipt_signature, duplicate=True)
+                raise _Refusal("package.conflict", "; ".join(sorted(report.codes())))
+            if not report.ok:
+                failed = report.failures()
+                if any(c.code == "key.mismatch" for c in failed):
+                    raise _Refusal("station.key_mismatch", failed[0].message_zh)
+                raise _Refusal("package.invalid", "；".join(c.message_zh for c in failed[:5]),
+                              failed_checks=sorted({c.code for c in failed}))
+            checkpoint = self._package_checkpoint(spooled, station.key_name, key)
+            if checkpoint.origin != station.log_origin:
+                raise _Refusal("log.origin", f"{checkpoint.origin} ≠ {station.log_origin}")
+            outcome, accepted = self._commit_package(head, checkpoint, spooled, content_sha256,
+                                                     proof)
+        except _Refusal as refusal:
+            return self._refuse_upload(refusal, spooled, content_sha256, claimed_sha256,
+                                       station_id, "package")
+        except BaseException:  # database down, disk full…: nothing recorded, sender retries
+            spooled.unlink(missing_ok=True)
+            raise
+        if accepted is not None:
+            self._deliver([accepted])
+        return outcome
+
+    def _package_checkpoint(self, spooled: Path, key_name: str, key: Ed25519PublicKey
+                            ) -> Checkpoint:
+        with zipfile.ZipFile(spooled) as archive:
+            note = archive.read(CHECKPOINT_NAME)
+        return verify_checkpoint(note, key_name, key)  # verified already by verify_package
+
+    def _commit_package(self, head: Any, cp: Checkpoint, spooled: Path, content_sha256: str,
+                        proof: ProofClaim | None) -> tuple[Outcome, Accepted | None]:
+        with self._lock, self._sessions.begin() as session:
+            station = session.get(SyncStation, head.station_id, with_for_update=True)
+            assert station is not None
+            existing = session.scalar(select(SyncPackage).where(
+                SyncPackage.manifest_sha256 == head.manifest_sha256))
+            if existing is not None:  # a concurrent duplicate won the race
+                spooled.unlink(missing_ok=True)
+                return self._receipt_outcome(200, existing.receipt, existing.receipt_signature,
+                                             duplicate=True), None
+            self._check_consistency(station, cp, proof)
+            taken = session.scalar(select(SyncPackage.manifest_sha256).where(
+                SyncPackage.station_id == head.station_id,
+                SyncPackage.log_index == head.log_index))
+            if taken is not None:
+                raise _Refusal("log.index_taken", f"第 {head.log_index} 条 / entry "
+                              f"{head.log_index} is {taken}")
+            if cp.size > station.accepted_size:
+                station.accepted_size = cp.size
+                station.accepted_root = cp.root
+                with zipfile.ZipFile(spooled) as archive:
+                    station.accepted_note = archive.read(CHECKPOINT_NAME)
+            sha = head.manifest_sha256
+            dest_dir = self.store_dir / "packages" / sha[:2]
+            dest_dir.mkdir(exist_ok=True)
+            dest = dest_dir / f"{sha}.zip"
+            self._fsync_file(spooled)
+            os.replace(spooled, dest)
+            if self.fsync:
+                _fsync_dir(dest_dir)
+            now = datetime.now(UTC)
+            receipt, signature = sign_receipt({
+                "kind": "package", "station_id": head.station_id, "item_sha256": sha,
+                "package_id": head.package_id, "content_sha256": content_sha256,
+                "log_index": head.log_index, "checkpoint_size": cp.size,
+                "received_utc": utc_text(now)}, self.center_key)
+            session.add(SyncPackage(
+                manifest_sha256=sha, station_id=head.station_id, package_id=head.package_id,
+                content_sha256=content_sha256, size_bytes=dest.stat().st_size,
+                log_index=head.log_index, checkpoint_size=cp.size,
+                stored_path=dest.relative_to(self.store_dir).as_posix(), received_utc=now,
+                receipt=receipt, receipt_signature=signature, hook_delivered=False))
+        with zipfile.ZipFile(dest) as archive:
+            manifest = json.loads(archive.read("manifest.json"))
+        accepted = Accepted("package", head.station_id, sha, json.loads(receipt), dest,
+                            manifest=manifest)
+        return self._receipt_outcome(201, receipt, signature, duplicate=False), accepted
+
+    @staticmethod
+    def _check_consistency(station: SyncStation, cp: Checkpoint, proof: ProofClaim | None
+                           ) -> None:
+        accepted = station.accepted_size
+        if accepted == 0 or station.accepted_root is None:
+            return  # the first checkpoint of a station is trusted on first use
+        if cp.size == accepted:
+            if cp.root != station.accepted_root:
+                raise _Refusal("log.fork", f"树大小 {accepted} 有两个不同的根 / two roots for "
+                              f"size {accepted}")
+            return
+        first, second = sorted((cp.size, accepted))
+        if proof is None or (proof.first, proof.second) != (first, second):
+            raise _Refusal("log.proof_needed", f"{first} → {second}", proof_from=first,
+                          proof_to=second, accepted_size=accepted)
+        if cp.size < accepted:
+            ok = verify_consistency(first, second, cp.root, station.accepted_root, proof.hashes)
+        else:
+            ok = verify_consistency(first, second, station.accepted_root, cp.root, proof.hashes)
+        if not ok:
+            raise _Refusal("log.fork", f"一致性证明 {first} → {second} 不成立 / consistency "
+                          f"proof {first} -> {second} fails")
+
+    # ---------------------------------------------------------------- checkpoints
+    def ingest_checkpoint(self, station_id: str, note: bytes, proof: ProofClaim | None
+                          ) -> Outcome:
+        """Accept a station's signed checkpoint if it extends (or equals) the accepted one."""
+        with self._sessions() as session:
+            station = session.get(SyncStation, station_id)
+        if station is None:
+            return self._outcome(_Refusal("station.unknown", station_id, quarantine=False))
+        sha = sha256_hex(note)
+        try:
+            key = load_public_key_bytes(station.public_key_pem.encode(), "registered key")
+            try:
+                cp = verify_checkpoint(note, station.key_name, key)
+            except EvidenceError as exc:
+                raise _Refusal("checkpoint.invalid", str(exc)) from None
+            if cp.origin != station.log_origin:
+                raise _Refusal("log.origin", f"{cp.origin} ≠ {station.log_origin}")
+            with self._lock, self._sessions.begin() as session:
+                row = session.get(SyncStation, station_id, with_for_update=True)
+                assert row is not None
+                self._check_consistency(row, cp, proof)
+                if cp.size > row.accepted_size:
+                    row.accepted_size, row.accepted_root, row.accepted_note = (
+                        cp.size, cp.root, note)
+                accepted = row.accepted_size
+        except _Refusal as refusal:
+            if not refusal.quarantine:
+                return self._outcome(refusal)
+            if refusal.code == "log.fork":
+                self._raise_fork_alarm(station_id)
+            return Outcome(REFUSALS[refusal.code][0],
+                           self._quarantine_bytes(note, sha, None, station_id, "checkpoint",
+                                                  refusal))
+        return Outcome(200, {"status": "accepted", "checkpoint_size": cp.size,
+                             "accepted_size": accepted})
+
+    # ---------------------------------------------------------------- passages
+    def ingest_passages(self, station_id: str, items: list[Any]) -> Outcome:
+        """Ingest a batch of signed passage records; one result (receipt or refusal) each."""
+        with self._sessions() as session:
+            station = session.get(SyncStation, station_id)
+        if station is None:
+            return self._outcome(_Refusal("station.unknown", station_id, quarantine=False))
+        if len(items) > MAX_PASSAGES_PER_REQUEST:
+            return self._outcome(_Refusal("request.malformed", f"more than "
+                                         f"{MAX_PASSAGES_PER_REQUEST} items"))
+        key = load_public_key_bytes(station.public_key_pem.encode(), "registered key")
+        results: list[dict[str, Any]] = []
+        accepted: list[Accepted] = []
+        forged: dict[str, tuple[bytes, str]] = {}
+        with self._lock, self._sessions.begin() as session, session.no_autoflush:
+            seen: dict[str, dict[str, Any]] = {}
+            shas = []
+            for item in items:
+                try:
+                    shas.append(sha256_hex(base64.b64decode(str(item["record_b64"]))))
+                except (KeyError, TypeError, ValueError, binascii.Error):
+                    continue
+            for row in session.scalars(select(SyncPassage).where(
+                    SyncPassage.record_sha256.in_(shas))):  # duplicates, in one query
+                seen[row.record_sha256] = self._receipt_outcome(
+                    200, row.receipt, row.receipt_signature, duplicate=True).body
+            for i, item in enumerate(items):
+                result = self._one_passage(session, station_id, key, i, item, seen, accepted,
+                                           forged)
+                results.append(result)
+        for sha, (data, where) in forged.items():  # quarantined after the batch committed
+            body = self._quarantine_bytes(data, sha, sha, station_id, "passage",
+                                          _Refusal("passage.signature", where))
+            results = [body if r.get("_forged") == sha else r for r in results]
+        self._deliver(accepted)
+        return Outcome(200, {"results": results})
+
+    def _one_passage(self, session: Session, station_id: str, key: Ed25519PublicKey, i: int,
+                     item: Any, seen: dict[str, dict[str, Any]], accepted: list[Accepted],
+                     forged: dict[str, tuple[bytes, str]]) -> dict[str, Any]:
+        where = f"items[{i}]"
+        try:
+            data = base64.b64decode(str(item["record_b64"]), validate=True)
+            signature = str(item["signature"])
+            record = json.loads(data)
+            if passage_bytes(record, where) != data:
+                raise ValueError("record bytes are not RFC 8785 canonical")
+        except (KeyError, TypeError, ValueError, binascii.Error, OutboxError) as exc:
+            return refusal_body("passage.malformed", f"{where}: {exc}")
+        sha = sha256_hex(data)
+        if sha in seen:
+            return seen[sha]
+        if not verify_passage(data, signature, key):
+            forged.setdefault(sha, (data, where))
+            return {"_forged": sha}
+        now = datetime.now(UTC)
+        receipt, rsig = sign_receipt({
+            "kind": "passage", "station_id": station_id, "item_sha256": sha,
+            "time_utc": record["time_utc"], "received_utc": utc_text(now)}, self.center_key)
+        session.add(SyncPassage(record_sha256=sha, station_id=station_id, record=data,
+                                station_signature=signature, time_utc=record["time_utc"],
+                                received_utc=now, receipt=receipt, receipt_signature=rsig,
+                                hook_delivered=False))
+        result = self._receipt_outcome(201, receipt, rsig, duplicate=False).body
+        accepted.append(Accepted("passage", station_id, sha, json.loads(receipt),
+                                 record=record))
+        seen[sha] = result
+        return result
+
+    # ---------------------------------------------------------------- hook
+    def _deliver(self, items: list[Accepted]) -> None:
+        if self.hook is None or not items:
+            return
+        many = getattr(self.hook, "deliver_many", None)
+        if many is not None and len(items) > 1:  # e.g. one transaction for a passage batch
+            try:
+                many(items)
+            except Exception:  # all or nothing: fall back to one by one below
+                log.warning("sync accept hook failed for a batch of %d items; delivering "
+                            "them one by one", len(items), exc_info=True)
+            else:
+                self._mark_delivered(items)
+                return
+        done: list[Accepted] = []
+        for item in items:
+            try:
+                self.hook(item)
+            except Exception:  # the hook is the main service's code: never lose the item
+                log.exception("sync accept hook failed for %s %s; will redeliver",
+                              item.kind, item.item_sha256)
+                continue
+            done.append(item)
+        self._mark_delivered(done)
+
+    def _mark_delivered(self, items: list[Accepted]) -> None:
+        if not items:
+            return
+        with self._sessions.begin() as session:
+            for item in items:
+                model: Any = SyncPackage if item.kind == "package" else SyncPassage
+                column = (SyncPackage.manifest_sha256 if item.kind == "package"
+                          else SyncPassage.record_sha256)
+                row = session.scalar(select(model).where(column == item.item_sha256))
+                if row is not None:
+                    row.hook_delivered = True
+
+    def redeliver(self) -> int:
+        """Call the hook again for every accepted item it has not yet taken; return how many."""
+        if self.hook is None:
+            return 0
+        pending: list[Accepted] = []
+        with self._sessions() as session:
+            for pkg in session.scalars(select(SyncPackage).where(
+                    SyncPackage.hook_delivered.is_(False)).order_by(SyncPackage.id)):
+                path = self.store_dir / pkg.stored_path
+                with zipfile.ZipFile(path) as archive:
+                    manifest = json.loads(archive.read("manifest.json"))
+                pending.append(Accepted("package", pkg.station_id, pkg.manifest_sha256,
+                                        json.loads(pkg.receipt), path, manifest=manifest))
+            for psg in session.scalars(select(SyncPassage).where(
+                    SyncPassage.hook_delivered.is_(False)).order_by(SyncPassage.id)):
+                pending.append(Accepted("passage", psg.station_id, psg.record_sha256,
+                                        json.loads(psg.receipt), record=json.loads(psg.record)))
+        before = len(pending)
+        self._deliver(pending)
+        return before
+
+    def _fsync_file(self, path: Path) -> None:
+        if self.fsync:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    # ---------------------------------------------------------------- refusals
+    @staticmethod
+    def _receipt_outcome(status: int, receipt: bytes, signature: str, *, duplicate: bool
+                         ) -> Outcome:
+        return Outcome(status, {"status": "duplicate" if duplicate else "accepted",
+                                "receipt": json.loads(receipt),
+                                "receipt_b64": base64.b64encode(receipt).decode(),
+                                "signature": signature})
+
+    @staticmethod
+    def _outcome(refusal: _Refusal) -> Outcome:
+        return Outcome(REFUSALS[refusal.code][0],
+                       refusal_body(refusal.code, refusal.detail, **refusal.extra))
+
+    def _refuse_upload(self, refusal: _Refusal, spooled: Path, content_sha256: str,
+                       claimed: str | None, station_id: str | None, kind: str) -> Outcome:
+        if not refusal.quarantine:
+            spooled.unlink(missing_ok=True)
+            return self._outcome(refusal)
+        dest = self.store_dir / "quarantine" / f"{content_sha256}.{refusal.code}"
+        self._fsync_file(spooled)
+        os.replace(spooled, dest)
+        if self.fsync:
+            _fsync_dir(dest.parent)
+        if refusal.code in ("log.fork", "log.index_taken") and station_id is not None:
+            self._raise_fork_alarm(station_id)
+        return self._record_quarantine(refusal, dest, content_sha256, claimed, station_id, kind)
+
+    def _quarantine_bytes(self, data: bytes, content_sha256: str, claimed: str | None,
+                          station_id: str | None, kind: str, refusal: _Refusal
+                          ) -> dict[str, Any]:
+        dest = self.store_dir / "quarantine" / f"{content_sha256}.{refusal.code}"
+        tmp = dest.with_name(dest.name + ".tmp")
+        with tmp.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            if self.fsync:
+                os.fsync(handle.fileno())
+        os.replace(tmp, dest)
+        return self._record_quarantine(refusal, dest, content_sha256, claimed, station_id,
+                                       kind).body
+
+    def _record_quarantine(self, refusal: _Refusal, dest: Path, content_sha256: str,
+                           claimed: str | None, station_id: str | None, kind: str) -> Outcome:
+        body = refusal_body(refusal.code, refusal.detail, **refusal.extra)
+        try:
+            with self._sessions.begin() as session:
+                row = SyncQuarantine(
+                    station_id=station_id, claimed_sha256=claimed,
+                    content_sha256=content_sha256, kind=kind, code=refusal.code,
+                    message_zh=body["message_zh"], detail=json.dumps(body, ensure_ascii=False),
+                    stored_path=dest.relative_to(self.store_dir).as_posix(),
+                    received_utc=datetime.now(UTC))
+                session.add(row)
+                session.flush()
+                body["quarantine_id"] = row.id
+        except IntegrityError:  # the same bytes were refused for the same reason before
+            with self._sessions() as session:
+                body["quarantine_id"] = session.scalar(select(SyncQuarantine.id).where(
+                    SyncQuarantine.content_sha256 == content_sha256,
+                    SyncQuarantine.code == refusal.code))
+        return Outcome(REFUSALS[refusal.code][0], body)
+
+    def _raise_fork_alarm(self, station_id: str) -> None:
+        with self._sessions.begin() as session:
+            row = session.get(SyncStation, station_id)
+            if row is not None and row.fork_alarm_utc is None:
+                row.fork_alarm_utc = datetime.now(UTC)
+        log.error("station %s: log fork detected; upload quarantined", station_id)

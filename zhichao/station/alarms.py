@@ -1,0 +1,69 @@
+"""Stage alarms: a stage that keeps failing is an alarm, not a log line.
+
+One table (:data:`STAGE_ALARMS`) says, per stage, after how many consecutive failures an
+alarm opens and what it tells the officer (zh-CN). :class:`StageHealth` counts failures and
+successes per stage for one thread; the alarm is a row in ``alarms`` (``station.db``), so it
+turns ``/health`` degraded and shows in ``zhichao status``, the live view and the closing
+summary, and it survives a restart. It closes at the stage's next success.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from zhichao.station.store import StationStore
+
+LOG = logging.getLogger("zhichao.station")
+
+
+@dataclass(frozen=True)
+class StageAlarm:
+    code: str
+    after_failures: int  # consecutive failures that open the alarm
+    message_zh: str
+
+
+STAGE_ALARMS: dict[str, StageAlarm] = {
+    "sealing": StageAlarm("sealing_failed", 2,
+                          "证据封存连续失败，案件无法形成证据包，请立即检查"),
+    "plates": StageAlarm("plate_reading_failed", 3,
+                         "车牌识别连续失败，通行记录缺少车牌，请检查识别进程和摄像机"),
+    "upload": StageAlarm("upload_failing", 5,
+                         "向执法中心上传连续失败，记录在本地积压，请检查网络和中心服务"),
+    "journal": StageAlarm("journal_failed", 1,
+                          "原始数据日志写入失败，站点崩溃时数据可能无法恢复，请检查磁盘"),
+}
+
+
+class StageHealth:
+    """Consecutive-failure counting for the stages one thread runs (it owns ``store``)."""
+
+    def __init__(self, store: StationStore) -> None:
+        self.store = store
+        self.failures: dict[str, int] = {}
+        self.open: set[str] = {
+            stage for stage, a in STAGE_ALARMS.items()
+            if any(r["code"] == a.code for r in store.active_alarms())}
+
+    def failed(self, stage: str, detail: str) -> bool:
+        """Count one failure; opens the stage's alarm at its threshold. True if open."""
+        alarm = STAGE_ALARMS[stage]
+        n = self.failures.get(stage, 0) + 1
+        self.failures[stage] = n
+        if n >= alarm.after_failures and stage not in self.open:
+            self.store.raise_alarm(alarm.code, alarm.message_zh,
+                                   f"{n} consecutive failures; last: {detail}"[:2000])
+            self.open.add(stage)
+            LOG.error("stage alarm opened", extra={"fields": {
+                "stage": stage, "code": alarm.code, "failures": n, "detail": detail}})
+        return stage in self.open
+
+    def succeeded(self, stage: str) -> None:
+        """The stage worked: reset its count and close its alarm."""
+        self.failures[stage] = 0
+        if stage in self.open:
+            self.store.clear_alarm(STAGE_ALARMS[stage].code)
+            self.open.discard(stage)
+            LOG.info("stage alarm closed", extra={"fields": {
+                "stage": stage, "code": STAGE_ALARMS[stage].code}})

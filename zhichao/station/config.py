@@ -1,0 +1,469 @@
+"""``station.toml``: what one station is, validated at start-up.
+
+Every section is a frozen dataclass; :func:`load_config` reads TOML with :mod:`tomllib`
+and checks each key against its dataclass field (unknown keys, wrong types and bad values
+are refused with the dotted key name and the problem). Without a file the embedded
+defaults describe a complete simulated lane (``wim.url = "sim"``). The documented example
+is ``station.example.toml`` next to this module (``docs/station.md`` explains each key).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from zhichao.evidence.errors import KeyFileError
+from zhichao.evidence.signing import load_public_key
+from zhichao.station.errors import StationConfigError
+
+EXAMPLE_CONFIG = Path(__file__).with_name("station.example.toml")
+CAMERA_ROLES = ("front", "side", "rear")
+CAMERA_URL_SCHEMES = ("folder", "file", "rtsp", "rtsps", "usb", "sim")  # zhichao.devices
+
+
+@dataclass(frozen=True)
+class StationSection:
+    station_id: str = "SIM-STATION-01"
+    data_dir: str = "zhichao-station"  # relative paths resolve against the config's folder
+    key_file: str = ""  # default: <data_dir>/station-key.pem, created on first start
+    key_name: str = ""  # default: zhichao-station-<station_id>
+    center_url: str = ""  # empty: no center; the outbox only grows
+    center_key_file: str = ""  # the center's Ed25519 public key (PEM): checks its receipts
+    upload_max_delay_s: float = 60.0  # longest back-off while the center is down (a guess)
+    upload_timeout_s: float = 30.0  # one HTTP request to the center
+    log_json: bool = True
+
+
+@dataclass(frozen=True)
+class SiteSection:
+    site_id: str = "SIM-SITE-01"
+    name_zh: str = "模拟治超检测点"
+    road_zh: str = "G60 沪昆高速"
+    stake_zh: str = "K100+000"
+    jurisdiction: str = "CN-ZJ"
+    published_utc: str = "2025-06-01T00:00:00Z"
+    announcement_zh: str = "模拟站点公告（仅用于测试，不具法律效力）"
+    authority_zh: str = "模拟交通运输执法机构"
+    handling_place_zh: str = "模拟执法站"
+
+
+@dataclass(frozen=True)
+class LaneSection:
+    lane_id: str = "1"
+
+
+@dataclass(frozen=True)
+class SensorSection:
+    """Strip geometry: one row per entry of ``rows_x_m``; two half-strips (L, R) per row."""
+
+    rows_x_m: tuple[float, ...] = (0.0, 2.0, 4.5, 7.5)
+    strip_width_m: float = 0.05
+    sensitivity_per_n: float = 1.0e-4
+    full_scale: float = 10.0
+    sample_rate_hz: float = 5000.0
+    pavement_temperature_c: float = 20.0
+
+
+@dataclass(frozen=True)
+class WimSection:
+    url: str = "sim"  # "sim", tcp://host:port or serial:///dev/ttyX?baud_rate=921600
+    calibration_profile: str = ""  # path to a zhichao.calibration/1 profile; empty: identity
+    read_timeout_s: float = 0.1
+    sensor: SensorSection = field(default_factory=SensorSection)
+
+
+@dataclass(frozen=True)
+class DeviceSection:
+    """The WIM device's legal status (``zhichao.calibration.legal.DeviceLegalStatus``): from
+    these keys, or from ``status_file`` (a ``zhichao.device/1`` JSON record, e.g. the
+    calibration stage's register), which then replaces them."""
+
+    status_file: str = ""  # zhichao.device/1 JSON; empty: the keys below
+    installation_type: str = "in_pavement_strip"
+    device_id: str = "SIM-WIM-01"
+    technical_review_approved: bool = True
+    technical_review_date: str = "2025-05-01"
+    legal_review_approved: bool = True
+    legal_review_date: str = "2025-05-10"
+    accuracy_class: str = "5"
+    certificate_number: str = "SIM-CERT-0001"
+    certificate_issuer: str = "模拟计量检定机构"
+    certificate_valid_from: str = "2025-05-01T00:00:00Z"
+    certificate_valid_to: str = "2027-05-01T00:00:00Z"
+    drift_alarm_open: bool = False
+    manufacturer: str = "simulated"
+    model: str = "zhichao twin"
+
+
+@dataclass(frozen=True)
+class DriftSection:
+    """The drift monitor (``zhichao.calibration.drift.DriftMonitor``) on every weighed
+    vehicle; its CUSUM parameters are the calibration stage's defaults."""
+
+    enabled: bool = True
+    baseline_n: int = 500  # trucks per statistic that define "in control" after a reset
+
+
+@dataclass(frozen=True)
+class CameraSection:
+    """One camera: exactly one of ``spool_dir`` (it pushes JPEG files there, FTP style) or
+    ``url`` (opened by the devices stage: folder://, file://, rtsp://, usb://, sim://)."""
+
+    camera_id: str = "CAM-FRONT-1"
+    role: str = "front"
+    spool_dir: str = ""  # where the camera pushes its JPEG frames (FTP-push)
+    trigger_distance_m: float = 12.0  # row 1 to the point where the frame is taken [m]
+    url: str = ""  # a devices-stage camera URL instead of a spool folder
+    max_fps: float = 10.0  # URL cameras: frames taken into the linking path per second
+    latency_s: float = 0.0  # URL cameras: exposure-to-delivery delay (measure per site)
+
+
+@dataclass(frozen=True)
+class LinkingSection:
+    window_s: float = 0.6  # a frame more than this from the predicted time is not linked
+    wait_s: float = 10.0  # give up waiting for a frame this long after its window [s]
+    max_clock_offset_s: float = 2.0  # a device clock further off than this raises an alarm
+
+
+@dataclass(frozen=True)
+class VisionSection:
+    read: str = "candidates"  # "all", "candidates" (trucks that may be overloaded), "none"
+    candidate_margin: float = 0.9  # read plates when gross >= margin × limit (a guess)
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class EvidenceSection:
+    dir: str = "evidence"
+    min_free_mb: float = 64.0  # below this the station stops sealing and raises an alarm
+    render_documents: bool = True
+
+
+@dataclass(frozen=True)
+class HttpSection:
+    host: str = "127.0.0.1"
+    metrics_port: int = 9108  # health endpoint and Prometheus metrics; 0: off
+    console_port: int = 8000  # web console (the service app); 0: off
+
+
+@dataclass(frozen=True)
+class SimulationSection:
+    """The embedded simulated lane (used when ``wim.url = "sim"``)."""
+
+    seed: int = 1
+    speed: float = 1.0  # 1.0 real time; 20.0 twenty times faster
+    link: str = "tcp"  # "tcp" (loopback) or "pty"
+    batch_vehicles: int = 10
+    max_vehicles: int = 0  # 0: endless traffic
+    abnormal_fraction: float = 0.1
+    camera_clock_offset_ms: float = 120.0
+    camera_miss_fraction: float = 0.02  # frames the simulated camera fails to take
+    trucks_only: bool = False
+    speed_kmh: tuple[float, ...] = (5.0, 100.0)  # range of vehicle speeds [km/h]
+    start_utc: str = ""  # simulated time of the first sample; empty: now
+    drift_pct: float = 0.0  # injected sensitivity drift (SimOptions.drift_pct); 0: none
+    drift_start_utc: str = ""  # when the injected drift begins (required with drift_pct)
+    drift_ramp_h: float = 0.0  # 0: a step; else linear over this many hours
+    drift_channels: tuple[str, ...] = ()  # e.g. ["r1L", "r1R"]; empty: all channels
+
+
+@dataclass(frozen=True)
+class StationConfig:
+    station: StationSection = field(default_factory=StationSection)
+    site: SiteSection = field(default_factory=SiteSection)
+    lane: LaneSection = field(default_factory=LaneSection)
+    wim: WimSection = field(default_factory=WimSection)
+    device: DeviceSection = field(default_factory=DeviceSection)
+    drift: DriftSection = field(default_factory=DriftSection)
+    cameras: tuple[CameraSection, ...] = (
+        CameraSection("CAM-FRONT-1", "front", "spool/front", 12.0),
+        CameraSection("CAM-SIDE-1", "side", "spool/side", 14.0),
+        CameraSection("CAM-REAR-1", "rear", "spool/rear", 30.0),
+    )
+    linking: LinkingSection = field(default_factory=LinkingSection)
+    vision: VisionSection = field(default_factory=VisionSection)
+    evidence: EvidenceSection = field(default_factory=EvidenceSection)
+    http: HttpSection = field(default_factory=HttpSection)
+    simulation: SimulationSection = field(default_factory=SimulationSection)
+    base_dir: str = "."  # folder relative paths resolve against (the config file's)
+
+    def path(self, value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+    @property
+    def data_dir(self) -> Path:
+        return self.path(self.station.data_dir)
+
+    def data_path(self, value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else self.data_dir / p
+
+    def camera_spool(self, c: CameraSection) -> Path:
+        """Where a camera's frames enter linking: its spool folder, or for a URL camera the
+        folder its grabber writes into."""
+        return self.data_path(c.spool_dir) if c.spool_dir else (
+            self.data_dir / "cameras" / c.camera_id)
+
+    @property
+    def simulated(self) -> bool:
+        return self.wim.url == "sim"
+
+
+# ---------------------------------------------------------------------------- parsing
+def _fail(key: str, problem: str) -> StationConfigError:
+    return StationConfigError(f"station.toml: {key}: {problem}")
+
+
+def _convert(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise _fail(key, f"expected a table, got {type(value).__name__}")
+        return _build(hint, value, key)  # type: ignore[arg-type]
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise _fail(key, f"expected an array, got {type(value).__name__}")
+        return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+    if origin in (types.UnionType, typing.Union):
+        raise _fail(key, "internal: unions are not supported")
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise _fail(key, f"expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail(key, f"expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _fail(key, f"expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise _fail(key, f"expected a string, got {value!r}")
+        return value
+    raise _fail(key, f"internal: unsupported type {hint!r}")
+
+
+def _build(cls: type[Any], raw: dict[str, Any], prefix: str) -> Any:
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        if key not in names or key == "base_dir":
+            known = ", ".join(sorted(n for n in names if n != "base_dir"))
+            raise _fail(dotted, f"unknown key (known here: {known})")
+        kwargs[key] = _convert(value, hints[key], dotted)
+    return cls(**kwargs)
+
+
+def parse_config(raw: dict[str, Any], base_dir: Path | str = ".") -> StationConfig:
+    """Build and validate a configuration from parsed TOML (``camera`` is an array of
+    tables, stored as ``cameras``)."""
+    raw = dict(raw)
+    if "camera" in raw:
+        raw["cameras"] = raw.pop("camera")
+    elif "cameras" in raw:
+        raise _fail("cameras", "write cameras as [[camera]] tables")
+    cfg: StationConfig = _build(StationConfig, raw, "")
+    # absolute once, here: a relative base would follow the process's working folder
+    cfg = dataclasses.replace(cfg, base_dir=str(Path(base_dir).resolve()))
+    validate(cfg)
+    return cfg
+
+
+def load_config(path: Path | str | None) -> StationConfig:
+    """Read and validate ``station.toml``; ``None`` gives the embedded defaults."""
+    if path is None:  # relative defaults resolve against the working folder, made absolute
+        cfg = StationConfig(base_dir=str(Path.cwd().resolve()))
+        validate(cfg)
+        return cfg
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise StationConfigError(f"{p}: cannot read the configuration: {exc}") from exc
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise StationConfigError(f"{p}: not valid TOML: {exc}") from exc
+    try:
+        return parse_config(raw, p.resolve().parent)
+    except StationConfigError as exc:
+        raise StationConfigError(f"{p}: {exc}") from exc
+
+
+def parse_utc_key(key: str, text: str) -> datetime:
+    """An RFC 3339 time from the configuration (error names ``key``)."""
+    return _utc(key, text)
+
+
+def _utc(key: str, text: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise _fail(key, f"{text!r} is not an RFC 3339 time (e.g. 2025-06-01T00:00:00Z)"
+                    ) from None
+    if t.tzinfo is None:
+        raise _fail(key, f"{text!r} has no UTC offset; write it with Z")
+    return t.astimezone(UTC)
+
+
+def validate(cfg: StationConfig) -> None:
+    """Check values (not only types); raises :class:`StationConfigError` naming the key."""
+    def need(cond: bool, key: str, problem: str) -> None:
+        if not cond:
+            raise _fail(key, problem)
+
+    s = cfg.station
+    need(bool(s.station_id.strip()), "station.station_id", "must not be empty")
+    need(all(c.isalnum() or c in "-_" for c in s.station_id), "station.station_id",
+         "only letters, digits, '-' and '_' (it names package folders)")
+    need(s.center_url == "" or s.center_url.startswith(("http://", "https://")),
+         "station.center_url", "must be empty or an http(s):// URL")
+    if s.center_url:
+        need(bool(s.center_key_file), "station.center_key_file",
+             "is required with station.center_url (the center's public key, PEM, to check "
+             "its receipts)")
+    else:
+        need(not s.center_key_file, "station.center_key_file",
+             "is only used with station.center_url")
+    if s.center_key_file:
+        key_path = cfg.path(s.center_key_file)
+        need(key_path.is_file(), "station.center_key_file", f"{key_path} does not exist")
+        try:
+            load_public_key(key_path)
+        except (KeyFileError, OSError) as exc:
+            raise _fail("station.center_key_file",
+                        f"{key_path} is not an Ed25519 public key in PEM ({exc})") from None
+    need(0.5 <= s.upload_max_delay_s <= 3600, "station.upload_max_delay_s",
+         "must be within 0.5 … 3600 s")
+    need(0 < s.upload_timeout_s <= 600, "station.upload_timeout_s", "must be in (0, 600] s")
+    need(bool(cfg.site.site_id), "site.site_id", "must not be empty")
+    need(bool(cfg.site.jurisdiction), "site.jurisdiction", "must not be empty (e.g. CN, CN-ZJ)")
+    if cfg.site.published_utc:
+        _utc("site.published_utc", cfg.site.published_utc)
+    need(bool(cfg.lane.lane_id), "lane.lane_id", "must not be empty")
+    w = cfg.wim
+    need(w.url == "sim" or w.url.startswith(("tcp://", "serial://")), "wim.url",
+         "must be \"sim\", tcp://host:port or serial:///dev/… (ZSF/1 sample stream)")
+    need(w.read_timeout_s > 0, "wim.read_timeout_s", "must be > 0")
+    if w.calibration_profile:
+        need(cfg.path(w.calibration_profile).is_file(), "wim.calibration_profile",
+             f"{cfg.path(w.calibration_profile)} does not exist")
+    sn = w.sensor
+    need(len(sn.rows_x_m) >= 2, "wim.sensor.rows_x_m", "at least two rows are needed")
+    need(sn.rows_x_m[0] == 0.0, "wim.sensor.rows_x_m", "row 1 is the origin: start with 0.0")
+    need(all(b > a for a, b in zip(sn.rows_x_m, sn.rows_x_m[1:], strict=False)),
+         "wim.sensor.rows_x_m", "positions must increase downstream")
+    need(0 < sn.strip_width_m < 1, "wim.sensor.strip_width_m", "must be in (0, 1) m")
+    need(sn.sensitivity_per_n != 0, "wim.sensor.sensitivity_per_n", "must not be 0")
+    need(sn.full_scale > 0, "wim.sensor.full_scale", "must be > 0")
+    need(sn.sample_rate_hz > 0, "wim.sensor.sample_rate_hz", "must be > 0")
+    need(-50 <= sn.pavement_temperature_c <= 80, "wim.sensor.pavement_temperature_c",
+         "must be within -50 … 80 °C")
+    d = cfg.device
+    for key in ("certificate_valid_from", "certificate_valid_to"):
+        if getattr(d, key):
+            _utc(f"device.{key}", getattr(d, key))
+    for key in ("technical_review_date", "legal_review_date"):
+        value = getattr(d, key)
+        if value:
+            try:
+                datetime.strptime(value, "%Y-%m-%d")
+            except ValueError:
+                raise _fail(f"device.{key}", f"{value!r} is not a YYYY-MM-DD date") from None
+    if d.status_file:
+        _device_file(cfg)
+    else:
+        from zhichao.calibration.legal import INSTALLATION_TYPES
+
+        need(d.installation_type in INSTALLATION_TYPES, "device.installation_type",
+             f"must be one of {INSTALLATION_TYPES}")
+    need(30 <= cfg.drift.baseline_n <= 100_000, "drift.baseline_n", "must be 30 … 100000")
+    ids = [c.camera_id for c in cfg.cameras]
+    need(len(set(ids)) == len(ids), "camera", f"camera ids must be unique, got {ids}")
+    for i, c in enumerate(cfg.cameras):
+        need(c.role in CAMERA_ROLES, f"camera[{i}].role", f"must be one of {CAMERA_ROLES}")
+        need(bool(c.camera_id), f"camera[{i}].camera_id", "must not be empty")
+        need(bool(c.spool_dir) != bool(c.url), f"camera[{i}]",
+             "give exactly one of spool_dir (pushed frames) or url (a camera opened by URL)")
+        if c.url:
+            scheme = c.url.split("://", 1)[0] if "://" in c.url else ""
+            need(scheme in CAMERA_URL_SCHEMES, f"camera[{i}].url",
+                 f"{c.url!r}: the scheme must be one of {', '.join(CAMERA_URL_SCHEMES)} "
+                 f"(e.g. rtsp://host/stream, file:///video.mp4, folder:///frames)")
+            need(0 < c.max_fps <= 60, f"camera[{i}].max_fps", "must be in (0, 60]")
+            need(0 <= c.latency_s <= 5, f"camera[{i}].latency_s", "must be within 0 … 5 s")
+        need(0 <= c.trigger_distance_m <= 200, f"camera[{i}].trigger_distance_m",
+             "must be within 0 … 200 m")
+    lk = cfg.linking
+    need(0 < lk.window_s <= 5, "linking.window_s", "must be in (0, 5] s")
+    need(0 <= lk.wait_s <= 60, "linking.wait_s", "must be within 0 … 60 s")
+    v = cfg.vision
+    need(v.read in ("all", "candidates", "none"), "vision.read",
+         "must be \"all\", \"candidates\" or \"none\"")
+    need(0 < v.candidate_margin <= 1.5, "vision.candidate_margin", "must be in (0, 1.5]")
+    need(1 <= v.workers <= 8, "vision.workers", "must be 1 … 8")
+    need(cfg.evidence.min_free_mb >= 0, "evidence.min_free_mb", "must be >= 0")
+    for key in ("metrics_port", "console_port"):
+        port = getattr(cfg.http, key)
+        need(0 <= port <= 65535, f"http.{key}", "must be 0 … 65535")
+    sim = cfg.simulation
+    need(sim.speed >= 0, "simulation.speed", "must be >= 0 (0: as fast as possible)")
+    need(sim.link in ("tcp", "pty"), "simulation.link", "must be \"tcp\" or \"pty\"")
+    need(1 <= sim.batch_vehicles <= 100, "simulation.batch_vehicles", "must be 1 … 100")
+    need(sim.max_vehicles >= 0, "simulation.max_vehicles", "must be >= 0")
+    need(0 <= sim.abnormal_fraction <= 1, "simulation.abnormal_fraction", "must be 0 … 1")
+    need(abs(sim.camera_clock_offset_ms) < 10_000, "simulation.camera_clock_offset_ms",
+         "must be within ±10 s")
+    need(0 <= sim.camera_miss_fraction <= 1, "simulation.camera_miss_fraction", "must be 0 … 1")
+    if sim.start_utc:
+        _utc("simulation.start_utc", sim.start_utc)
+    need(-50 < sim.drift_pct < 100, "simulation.drift_pct", "must be within -50 … 100 %")
+    need(sim.drift_pct == 0 or bool(sim.drift_start_utc), "simulation.drift_start_utc",
+         "is required with simulation.drift_pct")
+    if sim.drift_start_utc:
+        _utc("simulation.drift_start_utc", sim.drift_start_utc)
+    need(sim.drift_ramp_h >= 0, "simulation.drift_ramp_h", "must be >= 0")
+    names = {f"r{r + 1}{side}" for r in range(len(sn.rows_x_m)) for side in "LR"}
+    for i, ch in enumerate(sim.drift_channels):
+        need(ch in names, f"simulation.drift_channels[{i}]",
+             f"{ch!r} is not a channel of this lane ({sorted(names)})")
+    need(len(sim.speed_kmh) == 2 and 1 <= sim.speed_kmh[0] <= sim.speed_kmh[1] <= 150,
+         "simulation.speed_kmh", "must be [low, high] within 1 … 150 km/h")
+
+
+def _device_file(cfg: StationConfig) -> Any:
+    """The ``device.status_file`` record (``DeviceLegalStatus``), checked against the site
+    and lane; errors name the key."""
+    from zhichao.calibration.errors import CalibrationError
+    from zhichao.calibration.legal import DeviceLegalStatus
+
+    key = "device.status_file"
+    path = cfg.path(cfg.device.status_file)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise _fail(key, f"{path}: cannot read ({exc.strerror})") from None
+    except ValueError as exc:
+        raise _fail(key, f"{path}: not valid JSON ({exc})") from None
+    try:
+        device = DeviceLegalStatus.from_json(raw, str(path))
+    except (CalibrationError, TypeError, ValueError, AttributeError) as exc:
+        raise _fail(key, f"{path}: not a valid zhichao.device/1 record ({exc})") from None
+    if device.site_id != cfg.site.site_id or device.lane_id != cfg.lane.lane_id:
+        raise _fail(key, f"{path} describes site {device.site_id!r} lane {device.lane_id!r}, "
+                         f"not this station's site {cfg.site.site_id!r} lane "
+                         f"{cfg.lane.lane_id!r}")
+    return device

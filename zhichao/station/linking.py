@@ -1,0 +1,236 @@
+"""Linking camera frames to weighed vehicles by lane and time.
+
+Each camera of the lane pushes JPEG frames into its spool folder, named
+``<camera id>-<camera time YYYYmmddTHHMMSSffffffZ>-<seq>.jpg`` in the camera's own clock.
+
+Clock offsets are measured, not assumed: a device's offset against the station's reference
+clock is the largest (device time − arrival time) over its recent frames (arrival is never
+before capture, so the largest difference is the one with the least delay), for the WIM
+unit per sample block and for a camera per file (arrival = the file's mtime).
+
+A vehicle crosses row 1 at ``t_row1`` (WIM clock) at ``speed_kmh`` with
+``acceleration_ms2``; a camera taking its frame ``trigger_distance_m`` downstream is
+expected at ``t_row1 + travel time``, converted to reference time with both offsets. A
+frame is linked to the vehicle whose prediction is nearest, only if it is within
+``window_s`` and clearly nearer to it than to any neighbour's prediction (ratio
+``AMBIGUITY_RATIO``); otherwise it is linked to nobody. A vehicle without a usable frame is
+kept and marked (``no_frame`` / ``ambiguous_frame``), so close vehicles never swap plates.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from zhichao.station.clock import Clock
+
+FRAME_NAME = re.compile(r"^(?P<cam>[A-Za-z0-9_-]+?)-(?P<t>\d{8}T\d{6}\d{6}Z)-(?P<seq>\d+)\.jpg$")
+AMBIGUITY_RATIO = 0.6  # a frame must be this much nearer to its vehicle than to the next
+
+
+def travel_time_s(distance_m: float, speed_ms: float, accel_ms2: float) -> float | None:
+    """Time to cover ``distance_m`` from ``speed_ms`` at constant ``accel_ms2`` [s]; None if
+    the vehicle would stop first (or is not moving forward)."""
+    if speed_ms <= 0.1:
+        return None
+    if abs(accel_ms2) < 1e-6:
+        return distance_m / speed_ms
+    disc = speed_ms * speed_ms + 2 * accel_ms2 * distance_m
+    if disc < 0:
+        return None
+    return (-speed_ms + math.sqrt(disc)) / accel_ms2
+
+
+class OffsetEstimator:
+    """max(device time − arrival time) over the observations of the last ``window_s``
+    seconds (wall clock) [s]. A long window keeps the estimate right while a device
+    delivers a backlog (after a station restart every block arrives late)."""
+
+    def __init__(self, window_s: float = 600.0) -> None:
+        self.window_s = window_s
+        self._values: deque[tuple[float, float]] = deque()
+        self._best: float | None = None
+
+    def add(self, device_minus_arrival_s: float, at_s: float | None = None) -> None:
+        now = time.monotonic() if at_s is None else at_s
+        if self._values and now - self._values[0][0] < 0.2:
+            # one observation per 0.2 s keeps the window small; keep the larger value
+            if device_minus_arrival_s > self._values[-1][1]:
+                self._values[-1] = (self._values[-1][0], device_minus_arrival_s)
+        else:
+            self._values.append((now, device_minus_arrival_s))
+        dropped = False
+        while self._values and now - self._values[0][0] > self.window_s:
+            self._values.popleft()
+            dropped = True
+        if dropped or self._best is None:
+            self._best = max(v for _, v in self._values)
+        else:
+            self._best = max(self._best, device_minus_arrival_s)
+
+    @property
+    def offset_s(self) -> float | None:
+        return self._best
+
+    @property
+    def n(self) -> int:
+        return len(self._values)
+
+
+@dataclass
+class Frame:
+    camera_id: str
+    role: str
+    camera_time: datetime
+    path: Path
+    ref_time: datetime | None = None  # camera time − measured offset
+    claimed_by: str | None = None
+
+
+def parse_frame_name(name: str) -> tuple[str, datetime] | None:
+    m = FRAME_NAME.match(name)
+    if m is None:
+        return None
+    t = datetime.strptime(m["t"], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+    return m["cam"], t
+
+
+@dataclass
+class CameraSpool:
+    camera_id: str
+    role: str
+    directory: Path
+    trigger_distance_m: float
+    offset: OffsetEstimator = field(default_factory=OffsetEstimator)
+    frames: dict[str, Frame] = field(default_factory=dict)
+    bad_names: int = 0
+    latest_camera_time: datetime | None = None  # newest frame seen (frames come in order)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    key: str
+    camera_id: str
+    ref_time: datetime | None  # None: the vehicle cannot reach the camera (stops, reverses)
+
+
+class FrameLinker:
+    def __init__(self, cameras: list[CameraSpool], clock: Clock, window_s: float) -> None:
+        self.cameras = {c.camera_id: c for c in cameras}
+        self.clock = clock
+        self.window_s = window_s
+        self.wim_offset = OffsetEstimator()
+
+    def scan(self) -> int:
+        """Pick up new frame files; returns how many."""
+        new = 0
+        for cam in self.cameras.values():
+            try:
+                entries = list(os.scandir(cam.directory))
+            except FileNotFoundError:
+                continue
+            for e in entries:
+                if e.name.startswith(".") or e.name in cam.frames:
+                    continue
+                parsed = parse_frame_name(e.name)
+                if parsed is None or parsed[0] != cam.camera_id:
+                    cam.bad_names += 1
+                    continue
+                try:
+                    mtime = e.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+                arrival = self.clock.at_wall(mtime)
+                cam.offset.add((parsed[1] - arrival).total_seconds())
+                if cam.latest_camera_time is None or parsed[1] > cam.latest_camera_time:
+                    cam.latest_camera_time = parsed[1]
+                cam.frames[e.name] = Frame(cam.camera_id, cam.role, parsed[1], Path(e.path))
+                new += 1
+        return new
+
+    def camera_offset_s(self, camera_id: str) -> float:
+        off = self.cameras[camera_id].offset.offset_s
+        return 0.0 if off is None else off
+
+    def offsets_ms(self) -> dict[str, float]:
+        out = {"wim": round(1000 * (self.wim_offset.offset_s or 0.0), 1)}
+        for cid in self.cameras:
+            out[cid] = round(1000 * self.camera_offset_s(cid), 1)
+        return out
+
+    def predict(self, key: str, t_row1_wim: datetime, speed_kmh: float | None,
+                accel_ms2: float | None) -> list[Prediction]:
+        wim_off = self.wim_offset.offset_s or 0.0
+        t_ref = t_row1_wim - timedelta(seconds=wim_off)
+        out = []
+        for cam in self.cameras.values():
+            dt = None
+            if speed_kmh is not None:
+                dt = travel_time_s(cam.trigger_distance_m, speed_kmh / 3.6, accel_ms2 or 0.0)
+            out.append(Prediction(key, cam.camera_id,
+                                  None if dt is None else t_ref + timedelta(seconds=dt)))
+        return out
+
+    def delivered_past(self, p: Prediction) -> bool:
+        """The camera has delivered a frame taken after ``p``'s window (a camera delivers
+        its frames in order, so no frame for ``p`` can still come)."""
+        cam = self.cameras[p.camera_id]
+        if p.ref_time is None:
+            return True
+        if cam.latest_camera_time is None:
+            return False
+        latest_ref = cam.latest_camera_time - timedelta(seconds=self.camera_offset_s(cam.camera_id))
+        return latest_ref > p.ref_time + timedelta(seconds=self.window_s)
+
+    def _frame_ref(self, f: Frame) -> datetime:
+        return f.camera_time - timedelta(seconds=self.camera_offset_s(f.camera_id))
+
+    def link(self, mine: list[Prediction], neighbours: list[Prediction]
+             ) -> dict[str, tuple[Frame | None, str]]:
+        """Frames for one vehicle per camera: (frame, status) with status ``linked``,
+        ``no_frame`` or ``ambiguous_frame``. Linked frames are claimed."""
+        out: dict[str, tuple[Frame | None, str]] = {}
+        for p in mine:
+            cam = self.cameras[p.camera_id]
+            if p.ref_time is None:
+                out[p.camera_id] = (None, "no_frame")
+                continue
+            others = [q.ref_time for q in neighbours
+                      if q.camera_id == p.camera_id and q.ref_time is not None]
+            best: tuple[float, Frame] | None = None
+            ambiguous = False
+            for f in cam.frames.values():
+                if f.claimed_by is not None:
+                    continue
+                d = abs((self._frame_ref(f) - p.ref_time).total_seconds())
+                if d > self.window_s:
+                    continue
+                nearest_other = min((abs((self._frame_ref(f) - o).total_seconds())
+                                     for o in others), default=math.inf)
+                if d > AMBIGUITY_RATIO * nearest_other:
+                    if d < nearest_other:
+                        ambiguous = True
+                    continue
+                if best is None or d < best[0]:
+                    best = (d, f)
+            if best is None:
+                out[p.camera_id] = (None, "ambiguous_frame" if ambiguous else "no_frame")
+            else:
+                best[1].claimed_by = p.key
+                best[1].ref_time = self._frame_ref(best[1])
+                out[p.camera_id] = (best[1], "linked")
+        return out
+
+    def forget(self, frame: Frame) -> None:
+        self.cameras[frame.camera_id].frames.pop(frame.path.name, None)
+
+    def stale(self, before_ref: datetime) -> list[Frame]:
+        """Unclaimed frames taken before ``before_ref`` (no vehicle can want them now)."""
+        return [f for cam in self.cameras.values() for f in cam.frames.values()
+                if f.claimed_by is None and self._frame_ref(f) < before_ref]

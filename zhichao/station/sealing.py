@@ -1,0 +1,223 @@
+"""Sealing overload cases into evidence packages, safely.
+
+* The station key (Ed25519) is created on first start (``0600``, written through a
+  temporary file, fsync, rename) and kept; the station log is a
+  :class:`zhichao.evidence.merkle.MerkleLog` in ``<evidence>/log``.
+* Before each seal the evidence folder is probed (exists, is writable — a real write, since
+  permission bits do not stop root —, has ``evidence.min_free_mb`` free). If not, sealing
+  stops with an alarm (``sealing_stopped``) and the case waits in ``pending_seal``; no
+  package is started.
+* :func:`zhichao.evidence.package.seal_package` writes ``<id>.partial`` and renames it; the
+  station then fsyncs every file and the folder before the case is marked sealed, so a
+  package marked sealed is durable. A SIGKILL between any two writes leaves a station that
+  starts: the log repairs a torn tail on open; a leftover ``*.partial`` folder of a pending
+  case that verifies in full (killed just before its rename) is completed, any other is
+  deleted; a package folder whose case is not marked sealed is verified: kept if it
+  verifies, moved to ``quarantine/`` if not; every case still pending is sealed again.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from zhichao.common import fsync_dir, write_atomic
+from zhichao.evidence.inputs import (
+    CaseInputs,
+    ClockSync,
+    DeviceStatus,
+    ImageRef,
+    PlateResult,
+    SiteInfo,
+    VehicleRecord,
+)
+from zhichao.evidence.merkle import MerkleLog
+from zhichao.evidence.package import SealResult, Station, seal_package
+from zhichao.evidence.signing import generate_key, load_private_key, private_pem
+from zhichao.evidence.verify import verify_package
+from zhichao.station.config import StationConfig, parse_utc_key
+from zhichao.station.device import device_from_config
+from zhichao.station.errors import SealingStoppedError
+
+DISK_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO}
+
+
+def fsync_tree(root: Path) -> None:
+    """fsync every file and folder under ``root`` and ``root``'s parent."""
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(dirpath))
+    fsync_dir(root.parent)
+
+
+def load_or_create_key(path: Path) -> tuple[Any, bool]:
+    """The station's private key; created (and kept) on first start. (key, created)."""
+    if path.exists():
+        return load_private_key(path), False
+    key = generate_key()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, private_pem(key), mode=0o600)
+    return key, True
+
+
+@dataclass(frozen=True)
+class CaseMaterial:
+    """What the pipeline knows about one overload passage, for its package."""
+
+    passage_key: str
+    record: dict[str, Any]
+    plate: PlateResult | None
+    images: tuple[ImageRef, ...]
+    clocks: ClockSync | None
+    waveform_path: str | None
+    device: dict[str, Any] | None = None  # DeviceStatus JSON at the passage (drift state)
+
+
+class Sealer:
+    def __init__(self, cfg: StationConfig) -> None:
+        self.cfg = cfg
+        self.dir = cfg.data_path(cfg.evidence.dir)
+        self.packages = self.dir / "packages"
+        self.quarantine = self.dir / "quarantine"
+        key_path = (cfg.path(cfg.station.key_file) if cfg.station.key_file
+                    else cfg.data_dir / "station-key.pem")
+        self.key, self.key_created = load_or_create_key(key_path)
+        self.key_path = key_path
+        key_name = cfg.station.key_name or f"zhichao-station-{cfg.station.station_id}"
+        self.station = Station(cfg.station.station_id, key_name, self.key)
+        self.packages.mkdir(parents=True, exist_ok=True)
+        # a log torn by a kill mid-append is repaired on open (back to the last complete
+        # entry; the repair is recorded in <log>/repairs.jsonl)
+        self.log = MerkleLog(self.dir / "log", origin=self.station.origin, create=True)
+        repair = getattr(self.log, "repair", None)
+        self.log_repair: int = int(repair["dropped_entries"]) if repair else 0
+        # the record from station.toml, for cases committed before the device status was
+        # part of their material; new cases carry their own (with the drift state)
+        self.device = DeviceStatus.from_json(device_from_config(cfg).to_evidence_json())
+        s = cfg.site
+        self.site = SiteInfo(
+            site_id=s.site_id, name_zh=s.name_zh, road_zh=s.road_zh or None,
+            stake_zh=s.stake_zh or None, jurisdiction=s.jurisdiction,
+            published_utc=parse_utc_key("site.published_utc", s.published_utc)
+            if s.published_utc else None,
+            announcement_zh=s.announcement_zh or None, authority_zh=s.authority_zh or None,
+            handling_place_zh=s.handling_place_zh or None)
+
+    def close(self) -> None:
+        self.log.close()
+
+    def package_dir(self, passage_key: str) -> Path:
+        return self.packages / passage_key
+
+    def check_writable(self) -> str | None:
+        """Why sealing cannot run now (English detail), or None."""
+        if not self.packages.is_dir():
+            return f"{self.packages} is missing or not a folder"
+        try:
+            st = os.statvfs(self.packages)
+        except OSError as exc:
+            return f"{self.packages}: {exc}"
+        free_mb = st.f_bavail * st.f_frsize / 1e6
+        if free_mb < self.cfg.evidence.min_free_mb:
+            return (f"{self.packages}: {free_mb:.1f} MB free < evidence.min_free_mb "
+                    f"{self.cfg.evidence.min_free_mb} MB")
+        probe = self.packages / ".write-probe"
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, b"x" * 4096)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            probe.unlink()
+        except OSError as exc:
+            return f"{self.packages}: not writable ({exc.strerror})"
+        return None
+
+    def seal(self, m: CaseMaterial) -> SealResult:
+        """Seal one case. Raises :class:`SealingStoppedError` when the disk refuses."""
+        why = self.check_writable()
+        if why is not None:
+            raise SealingStoppedError(why)
+        out = self.package_dir(m.passage_key)
+        case = CaseInputs(
+            vehicle=VehicleRecord.from_json(m.record, f"passage {m.passage_key}"),
+            device=(DeviceStatus.from_json(m.device, f"passage {m.passage_key}.device")
+                    if m.device is not None else self.device),
+            site=self.site, plate=m.plate, images=m.images,
+            clocks=m.clocks, registration=None, prior_violations=None,
+            waveform_path=m.waveform_path, station_id=self.cfg.station.station_id)
+        renderer = None if self.cfg.evidence.render_documents else _no_documents
+        try:
+            result = seal_package(case, out, station=self.station, log=self.log,
+                                  base_dir=self.cfg.data_dir, renderer=renderer)
+            fsync_tree(out)
+        except OSError as exc:
+            shutil.rmtree(out.with_name(out.name + ".partial"), ignore_errors=True)
+            if exc.errno in DISK_ERRNOS:
+                raise SealingStoppedError(f"{out}: {exc.strerror}") from exc
+            raise
+        return result
+
+    def recover(self, sealed_keys: set[str], pending_keys: list[str]) -> dict[str, Any]:
+        """Start-up clean-up; returns packages found complete for pending cases
+        ({passage key: manifest facts}) and counts."""
+        removed_partial = completed_partial = 0
+        pub = self.key.public_key()
+        pending = set(pending_keys)
+        for p in sorted(self.packages.glob("*.partial")):
+            key = p.name[:-len(".partial")]
+            final = self.package_dir(key)
+            # killed after the whole package was written and logged, before its rename:
+            # complete it (it verifies against this station's key and log) …
+            if key in pending and not final.exists() and p.is_dir() and verify_package(
+                    p, key=pub, log_dir=self.log.directory).ok:
+                fsync_tree(p)
+                p.rename(final)
+                fsync_dir(self.packages)
+                completed_partial += 1
+                continue
+            # … otherwise remove it: the case is sealed again
+            shutil.rmtree(p, ignore_errors=True)
+            removed_partial += 1
+        complete: dict[str, dict[str, Any]] = {}
+        quarantined = 0
+        for key in pending_keys:
+            out = self.package_dir(key)
+            if not out.exists():
+                continue
+            report = verify_package(out, key=pub, log_dir=self.log.directory)
+            if report.ok:
+                manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+                inclusion = json.loads((out / "seal" / "inclusion.json").read_text())
+                complete[key] = {"package_id": manifest["package_id"],
+                                 "eligibility": manifest["case"]["eligibility"]["status"],
+                                 "reasons": [r["code"] for r in
+                                             manifest["case"]["eligibility"]["reasons"]],
+                                 "log_index": int(inclusion["index"])}
+            else:
+                self.quarantine.mkdir(parents=True, exist_ok=True)
+                stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+                out.rename(self.quarantine / f"{out.name}-{stamp}")
+                quarantined += 1
+        return {"complete": complete, "removed_partial": removed_partial,
+                "completed_partial": completed_partial,
+                "log_repaired": self.log_repair,
+                "quarantined": quarantined,
+                "log_entries_without_package": max(0, self.log.size - len(sealed_keys)
+                                                   - len(complete))}
+
+
+def _no_documents(_doc: dict[str, Any], _read: Any) -> dict[str, bytes]:
+    return {}

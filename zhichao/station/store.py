@@ -1,0 +1,298 @@
+"""The station's durable store: SQLite in WAL mode, one writer (the pipeline thread).
+
+Every weighed vehicle is a row of ``passages`` (idempotency key ``<site>-<lane>-<first
+sample>``; a re-weighed vehicle within ``DUPLICATE_WINDOW_S`` of a stored one on the lane
+is the same vehicle and is not stored again). An overload gets a ``cases`` row in the same
+transaction (``pending_seal`` → ``sealed``); the outbox gets what the center must receive;
+``meta`` holds the durable stream position. A transaction is all or nothing, so a kill
+leaves no half-written row.
+
+Until the service core's models are on main, this is the station's own schema; the
+service engineer's passage/case functions will be written through beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from zhichao.common import format_utc
+from zhichao.station.errors import StoreError
+
+SCHEMA_VERSION = 2  # 2: passages.device_reasons
+DUPLICATE_WINDOW_S = 0.3
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS passages (
+    id INTEGER PRIMARY KEY,
+    passage_key TEXT NOT NULL UNIQUE,
+    site_id TEXT NOT NULL,
+    lane_id TEXT NOT NULL,
+    time_utc TEXT NOT NULL,
+    first_sample INTEGER NOT NULL,
+    last_sample INTEGER NOT NULL,
+    axle_count INTEGER NOT NULL,
+    gross_weight_kg REAL,
+    vehicle_class TEXT,
+    limit_kg REAL,
+    verdict TEXT NOT NULL,
+    overloaded INTEGER NOT NULL,
+    flags TEXT NOT NULL,
+    record TEXT NOT NULL,
+    frame_status TEXT NOT NULL,
+    frames TEXT NOT NULL,
+    plate TEXT,
+    plate_colour TEXT,
+    plate_confidence REAL,
+    plate_accepted INTEGER,
+    plate_review TEXT,
+    review_required INTEGER NOT NULL DEFAULT 0,
+    created_utc TEXT NOT NULL,
+    device_reasons TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX IF NOT EXISTS passages_lane_sample ON passages (lane_id, first_sample);
+CREATE TABLE IF NOT EXISTS cases (
+    id INTEGER PRIMARY KEY,
+    passage_key TEXT NOT NULL UNIQUE REFERENCES passages (passage_key),
+    status TEXT NOT NULL,
+    package_id TEXT,
+    package_dir TEXT,
+    manifest_sha256 TEXT,
+    log_index INTEGER,
+    eligibility TEXT,
+    eligibility_reasons TEXT,
+    review_state TEXT NOT NULL DEFAULT 'queued',
+    error TEXT,
+    material TEXT,
+    created_utc TEXT NOT NULL,
+    sealed_utc TEXT
+);
+CREATE TABLE IF NOT EXISTS alarms (
+    id INTEGER PRIMARY KEY,
+    time_utc TEXT NOT NULL,
+    code TEXT NOT NULL,
+    message_zh TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    active INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_utc TEXT NOT NULL,
+    sent_utc TEXT,
+    UNIQUE (kind, ref)
+);
+CREATE TABLE IF NOT EXISTS gaps (
+    id INTEGER PRIMARY KEY,
+    first_index INTEGER NOT NULL,
+    n_samples INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    time_utc TEXT NOT NULL
+);
+"""
+
+
+def utc_text(t: datetime | None = None) -> str:
+    """The store's timestamps: UTC to the millisecond."""
+    return format_utc(t, timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class PassageRow:
+    passage_key: str
+    site_id: str
+    lane_id: str
+    time_utc: str
+    first_sample: int
+    last_sample: int
+    axle_count: int
+    gross_weight_kg: float | None
+    vehicle_class: str | None
+    limit_kg: float | None
+    verdict: str
+    overloaded: bool
+    flags: list[str]
+    record: dict[str, Any]
+    frame_status: str
+    frames: list[dict[str, Any]]
+    plate: str | None
+    plate_colour: str | None
+    plate_confidence: float | None
+    plate_accepted: bool | None
+    plate_review: list[str]
+    review_required: bool = False  # undecidable or uncertain verdict: a human decides
+    device_reasons: list[dict[str, str]] = field(default_factory=list)  # device unusable
+
+
+class StationStore:
+    """Writer side (one per station process) and reads for status and tests."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        try:
+            if readonly:
+                self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0,
+                                          check_same_thread=False)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(path, timeout=10.0, isolation_level=None,
+                                          check_same_thread=False)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=FULL")
+                self.db.executescript(_SCHEMA)
+                cols = {str(r[1]) for r in self.db.execute("PRAGMA table_info(passages)")}
+                if "device_reasons" not in cols:  # a version-1 database
+                    self.db.execute("ALTER TABLE passages ADD COLUMN device_reasons TEXT "
+                                    "NOT NULL DEFAULT '[]'")
+                self.db.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT"
+                                "(key) DO UPDATE SET value = excluded.value",
+                                (str(SCHEMA_VERSION),))
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open the station database: {exc}") from exc
+        self.db.row_factory = sqlite3.Row
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All writes of one step commit together (or not at all)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # ------------------------------------------------------------------ meta
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, con: sqlite3.Connection, key: str, value: str) -> None:
+        con.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = "
+                    "excluded.value", (key, value))
+
+    # ------------------------------------------------------------------ passages
+    def find_duplicate(self, lane_id: str, first_sample: int, window_samples: int
+                       ) -> str | None:
+        row = self.db.execute(
+            "SELECT passage_key FROM passages WHERE lane_id = ? AND first_sample BETWEEN ? "
+            "AND ? LIMIT 1", (lane_id, first_sample - window_samples,
+                              first_sample + window_samples)).fetchone()
+        return None if row is None else str(row[0])
+
+    def insert_passage(self, con: sqlite3.Connection, p: PassageRow) -> None:
+        con.execute(
+            "INSERT INTO passages (passage_key, site_id, lane_id, time_utc, first_sample, "
+            "last_sample, axle_count, gross_weight_kg, vehicle_class, limit_kg, verdict, "
+            "overloaded, flags, record, frame_status, frames, plate, plate_colour, "
+            "plate_confidence, plate_accepted, plate_review, review_required, created_utc, "
+            "device_reasons) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (p.passage_key, p.site_id, p.lane_id, p.time_utc, p.first_sample, p.last_sample,
+             p.axle_count, p.gross_weight_kg, p.vehicle_class, p.limit_kg, p.verdict,
+             int(p.overloaded), json.dumps(p.flags), json.dumps(p.record, ensure_ascii=False),
+             p.frame_status, json.dumps(p.frames), p.plate, p.plate_colour, p.plate_confidence,
+             None if p.plate_accepted is None else int(p.plate_accepted),
+             json.dumps(p.plate_review), int(p.review_required), utc_text(),
+             json.dumps(p.device_reasons, ensure_ascii=False)))
+
+    def insert_case(self, con: sqlite3.Connection, passage_key: str) -> None:
+        con.execute("INSERT INTO cases (passage_key, status, created_utc) VALUES (?, "
+                    "'pending_seal', ?)", (passage_key, utc_text()))
+
+    def mark_sealed(self, con: sqlite3.Connection, passage_key: str, *, package_id: str,
+                    package_dir: str, manifest_sha256: str, log_index: int, eligibility: str,
+                    reasons: list[str]) -> None:
+        con.execute(
+            "UPDATE cases SET status = 'sealed', package_id = ?, package_dir = ?, "
+            "manifest_sha256 = ?, log_index = ?, eligibility = ?, eligibility_reasons = ?, "
+            "error = NULL, sealed_utc = ? WHERE passage_key = ?",
+            (package_id, package_dir, manifest_sha256, log_index, eligibility,
+             json.dumps(reasons), utc_text(), passage_key))
+
+    def mark_seal_error(self, con: sqlite3.Connection, passage_key: str, error: str) -> None:
+        con.execute("UPDATE cases SET error = ? WHERE passage_key = ?", (error, passage_key))
+
+    def pending_cases(self) -> list[str]:
+        return [str(r[0]) for r in self.db.execute(
+            "SELECT passage_key FROM cases WHERE status = 'pending_seal' ORDER BY id")]
+
+    def passage(self, key: str) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.db.execute(
+            "SELECT * FROM passages WHERE passage_key = ?", (key,)).fetchone()
+        return row
+
+    # ------------------------------------------------------------------ outbox, alarms
+    def enqueue(self, con: sqlite3.Connection, kind: str, ref: str, payload: dict[str, Any]
+                ) -> None:
+        con.execute("INSERT OR IGNORE INTO outbox (kind, ref, payload, created_utc) VALUES "
+                    "(?, ?, ?, ?)", (kind, ref, json.dumps(payload, ensure_ascii=False),
+                                     utc_text()))
+
+    def raise_alarm(self, code: str, message_zh: str, detail: str) -> None:
+        with self.transaction() as con:
+            self.raise_alarm_in(con, code, message_zh, detail)
+
+    def raise_alarm_in(self, con: sqlite3.Connection, code: str, message_zh: str,
+                       detail: str) -> None:
+        """Inside a transaction (e.g. with the passage that raised it); one active alarm
+        per code."""
+        active = con.execute("SELECT id FROM alarms WHERE code = ? AND active = 1",
+                             (code,)).fetchone()
+        if active is None:
+            con.execute("INSERT INTO alarms (time_utc, code, message_zh, detail, active) "
+                        "VALUES (?, ?, ?, ?, 1)", (utc_text(), code, message_zh, detail))
+
+    def clear_alarm(self, code: str) -> None:
+        with self.transaction() as con:
+            con.execute("UPDATE alarms SET active = 0 WHERE code = ? AND active = 1", (code,))
+
+    def record_gap(self, con: sqlite3.Connection, first_index: int, n: int, reason: str
+                   ) -> None:
+        con.execute("INSERT INTO gaps (first_index, n_samples, reason, time_utc) VALUES "
+                    "(?, ?, ?, ?)", (first_index, n, reason, utc_text()))
+
+    # ------------------------------------------------------------------ reads
+    def counts(self) -> dict[str, int]:
+        q = {
+            "passages": "SELECT COUNT(*) FROM passages",
+            "overloaded": "SELECT COUNT(*) FROM passages WHERE overloaded = 1",
+            "no_frame": "SELECT COUNT(*) FROM passages WHERE frame_status = 'no_frame'",
+            "review_required": "SELECT COUNT(*) FROM passages WHERE review_required = 1",
+            "device_unusable": "SELECT COUNT(*) FROM passages WHERE device_reasons != '[]'",
+            "calibration_drift": "SELECT COUNT(*) FROM passages WHERE flags LIKE "
+                                 "'%\"calibration_drift\"%'",
+            "cases": "SELECT COUNT(*) FROM cases",
+            "sealed": "SELECT COUNT(*) FROM cases WHERE status = 'sealed'",
+            "pending_seal": "SELECT COUNT(*) FROM cases WHERE status = 'pending_seal'",
+            "outbox_pending": "SELECT COUNT(*) FROM outbox WHERE sent_utc IS NULL",
+            "alarms_active": "SELECT COUNT(*) FROM alarms WHERE active = 1",
+            "gaps": "SELECT COUNT(*) FROM gaps",
+        }
+        out: dict[str, int] = {}
+        for k, sql in q.items():
+            try:
+                out[k] = int(self.db.execute(sql).fetchone()[0])
+            except sqlite3.OperationalError:  # a version-1 database read before upgrade
+                out[k] = 0
+        return out
+
+    def active_alarms(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.db.execute(
+            "SELECT time_utc, code, message_zh, detail FROM alarms WHERE active = 1")]
+
+    def recent_passages(self, n: int) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.db.execute(
+            "SELECT passage_key, time_utc, axle_count, gross_weight_kg, limit_kg, verdict, "
+            "overloaded, plate, frame_status FROM passages ORDER BY id DESC LIMIT ?", (n,))]
