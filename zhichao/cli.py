@@ -48,7 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    return run(build_parser(), argv)
+
+
+def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and call the chosen command's handler (its exit code); 2 with the
+    help when no command was chosen. Also used by the stages' light entry points."""
     args = parser.parse_args(argv)
     if getattr(args, "handler", None) is None:
         parser.print_help()

@@ -119,17 +119,11 @@ def _center_add_station(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``python -m zhichao.service.center_cli center …``: the same commands without
     loading the other stages (a lighter process for a center or an uploader)."""
+    from zhichao.cli import run
+
     parser = argparse.ArgumentParser(prog="python -m zhichao.service.center_cli")
     register(parser.add_subparsers(dest="command", metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    if getattr(args, "handler", None) is None:
-        parser.print_help()
-        return 2
-    try:
-        result: int = args.handler(args)
-    except KeyboardInterrupt:
-        return 130
-    return result
+    return run(parser, argv)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from zhichao.common import fsync_dir
 from zhichao.station.errors import JournalError
 
 _MAGIC = b"ZSJ1"
@@ -160,11 +161,7 @@ class SampleJournal:
         self._seg_first = first_index
         self._seg_samples = 0
         self._seg_bytes = 0
-        dfd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        fsync_dir(self.dir)
 
     def sync(self) -> None:
         self._last_sync = time.monotonic()

@@ -132,17 +132,11 @@ def _sync_status(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``python -m zhichao.station.sync_cli sync …``: the same commands without
     loading the other stages (a lighter process for a center or an uploader)."""
+    from zhichao.cli import run
+
     parser = argparse.ArgumentParser(prog="python -m zhichao.station.sync_cli")
     register(parser.add_subparsers(dest="command", metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    if getattr(args, "handler", None) is None:
-        parser.print_help()
-        return 2
-    try:
-        result: int = args.handler(args)
-    except KeyboardInterrupt:
-        return 130
-    return result
+    return run(parser, argv)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from zhichao.common import format_utc
+from zhichao.common import format_utc, fsync_dir
 from zhichao.evidence.errors import EvidenceError
 from zhichao.evidence.manifest import CHECKPOINT_NAME
 from zhichao.evidence.merkle import verify_consistency
@@ -220,14 +220,6 @@ class _Refusal(SyncError):  # noqa: N818 (internal control flow, never escapes)
         self.detail = detail
         self.quarantine = REFUSALS[code][3] if quarantine is None else quarantine
         self.extra = extra
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class CenterStore:
@@ -445,7 +437,7 @@ class CenterStore:
             self._fsync_file(spooled)
             os.replace(spooled, dest)
             if self.fsync:
-                _fsync_dir(dest_dir)
+                fsync_dir(dest_dir)
             now = datetime.now(UTC)
             receipt, signature = sign_receipt({
                 "kind": "package", "station_id": head.station_id, "item_sha256": sha,
@@ -681,7 +673,7 @@ class CenterStore:
         self._fsync_file(spooled)
         os.replace(spooled, dest)
         if self.fsync:
-            _fsync_dir(dest.parent)
+            fsync_dir(dest.parent)
         if refusal.code in ("log.fork", "log.index_taken") and station_id is not None:
             self._raise_fork_alarm(station_id)
         return self._record_quarantine(refusal, dest, content_sha256, claimed, station_id, kind)
