@@ -180,6 +180,30 @@ def test_tampered_package_is_refused_and_quarantined(center: Center, kit: Statio
     assert again.status_code == 422 and again.json()["code"] == "package.conflict"
 
 
+def test_duplicate_entry_names_are_refused(center: Center, kit: StationKit) -> None:
+    """A planted photo stored first under the same name as the genuine one (stored last,
+    so Python's zipfile reads the genuine one and ``unzip`` the planted one) is refused
+    and quarantined, never served."""
+    (folder,) = kit.seal(1)
+    data = pack_package(folder)
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            if info.filename == "original/image-front.jpg":
+                genuine = src.read(info.filename)
+                dst.writestr(zipfile.ZipInfo(info.filename, info.date_time), b"planted photo")
+                with pytest.warns(UserWarning, match="Duplicate name"):
+                    dst.writestr(zipfile.ZipInfo(info.filename, info.date_time), genuine)
+            else:
+                dst.writestr(info, src.read(info.filename))
+    response = put(center, out.getvalue())
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["code"] == "package.invalid" and "package.names" in body["failed_checks"]
+    assert center.store.counts()["packages"] == 0 and center.hooked == []
+    assert put(center, data).status_code == 201  # the genuine package still is accepted
+
+
 def test_garbage_wrong_hash_unknown_station_and_wrong_key(center: Center, kit: StationKit,
                                                           tmp_path: Path) -> None:
     garbage = center.client.put("/sync/v1/packages/" + "ab" * 32, content=b"not a zip")

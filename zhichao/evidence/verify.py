@@ -21,6 +21,7 @@ import base64
 import binascii
 import hashlib
 import json
+import unicodedata
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -107,6 +108,33 @@ class Report:
         return "\n".join(lines)
 
 
+class _AmbiguousNamesError(EvidenceError):
+    """A zip whose entry names can be read two ways (duplicates, look-alikes, unsafe)."""
+
+
+def zip_name_problems(names: list[str]) -> list[str]:
+    """Why a zip's entry names are ambiguous or unsafe (English; empty when they are not).
+
+    The same name twice lets two tools read two different files (Python's ``zipfile``
+    reads the last entry, ``unzip`` the first); names equal but for case or Unicode
+    normalisation collide on extraction; absolute names, ``..``, backslashes and control
+    characters escape or confuse the folder they are extracted to."""
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    for name in names:
+        if name.startswith("/") or "\\" in name or ".." in name.split("/") or any(
+                ord(c) < 32 or ord(c) == 127 for c in name) or (len(name) > 1 and name[1] == ":"):
+            problems.append(f"unsafe entry name {name!r}")
+        key = unicodedata.normalize("NFC", name.rstrip("/")).casefold()
+        if key in seen:
+            other = seen[key]
+            problems.append(f"entry {name!r} appears twice" if other == name else
+                            f"entries {other!r} and {name!r} differ only in case or "
+                            "Unicode normalisation")
+        seen.setdefault(key, name)
+    return problems
+
+
 class _Reader:
     """Read files of a package directory or .zip by their package-relative path."""
 
@@ -124,6 +152,9 @@ class _Reader:
             if bad is not None:
                 raise EvidenceError(f"{path}: zip member {bad} is corrupt (CRC error)")
             names = self._zip.namelist()
+            problems = zip_name_problems(names)
+            if problems:
+                raise _AmbiguousNamesError(f"{path}: " + "; ".join(problems[:5]))
             tops = {n.split("/", 1)[0] for n in names}
             if MANIFEST_NAME not in names and len(tops) == 1:
                 self._prefix = next(iter(tops)) + "/"
@@ -188,6 +219,11 @@ def verify_package(
 
     try:
         reader = _Reader(package)
+    except _AmbiguousNamesError as exc:
+        fail("package.names",
+             f"证据包内文件名重复、仅大小写不同或不安全，不同工具会读出不同内容：{exc}",
+             f"ambiguous or unsafe entry names (tools would read different files): {exc}")
+        return report
     except EvidenceError as exc:
         fail("package.unreadable", f"无法读取证据包：{exc}", f"cannot read the package: {exc}")
         return report
