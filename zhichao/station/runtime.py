@@ -10,13 +10,14 @@ Crash safety (a SIGKILL at any moment):
 * every received block is appended to the journal before it is weighed;
 * a vehicle is committed (passage row, case row for an overload, outbox, and the durable
   position) in one SQLite transaction, in weighing order;
-* the durable position is the last block boundary at least 10 s before the first sample
-  of the newest committed vehicle (or, on an idle lane, 30 s before the stream's end),
-  committed with the pulse detector's exact state there; a restart replays the journal from
-  there with a lane processor restored to that state (so every pulse, hence every vehicle,
-  is weighed bit for bit as in an uninterrupted run), drops re-weighed vehicles that were
-  already committed (first sample at or before the committed one, or a stored passage
-  within 0.3 s) and goes on with the live stream;
+* the durable position is a block boundary where the lane processor was quiescent
+  (nothing in progress), the newest before the next uncommitted vehicle (on an idle lane,
+  30 s behind the stream), committed with the processor's whole state there
+  (:class:`~zhichao.weighing.stream.LaneSnapshot`; the stream's first sample with a fresh
+  state before any); a restart replays the journal from there with a processor restored
+  to that state (so every vehicle after it is weighed bit for bit as in an uninterrupted
+  run), drops re-weighed vehicles that were already committed (first sample at or before
+  the committed one, or a stored passage within 0.3 s) and goes on with the live stream;
 * a lost stretch of samples (in the kernel's buffers when the station died, or a device
   reboot) is fed to the weighing core as a gap, so the vehicles it touches are flagged
   ``data_gap``, never silently weighed short; the gap is recorded in ``gaps``.
