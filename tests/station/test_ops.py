@@ -20,7 +20,7 @@ from zhichao.devices.recording import read_recording
 from zhichao.station.config import load_config
 from zhichao.station.errors import SealingStoppedError
 from zhichao.station.ops import OpsServer, StationMetrics
-from zhichao.station.runtime import clean_json
+from zhichao.station.passage import clean_json
 from zhichao.station.sealing import CaseMaterial, Sealer
 from zhichao.station.store import PassageRow, StationStore
 from zhichao.weighing.stream import weigh_recording

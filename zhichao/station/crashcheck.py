@@ -22,7 +22,7 @@ import numpy.typing as npt
 from zhichao.evidence.signing import load_private_key
 from zhichao.evidence.verify import verify_package
 from zhichao.station.config import StationConfig
-from zhichao.station.runtime import lane_meta
+from zhichao.station.passage import lane_meta
 from zhichao.station.simlane import SimulatedLane
 from zhichao.weighing.stream import LaneProcessor
 from zhichao.weighing.vehicle import WeighedVehicle

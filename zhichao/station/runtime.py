@@ -28,14 +28,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import queue
 import shutil
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +41,6 @@ import numpy as np
 import numpy.typing as npt
 
 from zhichao.common import format_utc, write_atomic
-from zhichao.devices.recording import ChannelSpec, RecordingMeta
 from zhichao.devices.samples import StreamSampleSource
 from zhichao.evidence.inputs import ClockSync, ImageRef, PlateResult
 from zhichao.station.alarms import StageHealth
@@ -57,14 +54,22 @@ from zhichao.station.device import (
 )
 from zhichao.station.errors import JournalError, SealingStoppedError
 from zhichao.station.journal import SampleJournal
-from zhichao.station.linking import CameraSpool, Frame, FrameLinker, Prediction
+from zhichao.station.linking import CameraSpool, FrameLinker, Prediction
 from zhichao.station.ops import StationMetrics
+from zhichao.station.passage import (
+    Pending,
+    clean_json,
+    is_plate_candidate,
+    lane_meta,
+    needs_human,
+    opens_case,
+)
 from zhichao.station.plates import PlateJob, PlateWorkers
-from zhichao.station.sealing import CaseMaterial, Sealer
+from zhichao.station.resume import RING_S, DurablePosition
+from zhichao.station.sealing import CaseMaterial, Sealer, material_from_json, material_to_json
 from zhichao.station.store import PassageRow, StationStore, utc_text
 from zhichao.station.upload import CenterLink
 from zhichao.weighing.calibration_profile import CalibrationProfile
-from zhichao.weighing.errors import WeighingError
 from zhichao.weighing.pulses import DetectorSnapshot
 from zhichao.weighing.stream import LaneProcessor, LaneSnapshot
 from zhichao.weighing.vehicle import WeighedVehicle
@@ -72,85 +77,7 @@ from zhichao.weighing.vehicle import WeighedVehicle
 LOG = logging.getLogger("zhichao.station")
 IDLE_ADVANCE_S = 30.0
 WAVEFORM_MARGIN_S = 0.5
-RING_S = 120.0
-LANE_STATE_KEY = "durable_lane_state"  # the lane processor's whole state at durable_index
-DETECTOR_STATE_KEY = "durable_detector_state"  # earlier versions: the detector's state only
 UPLOAD_DRAIN_S = 20.0
-
-
-def lane_meta(cfg: StationConfig, start_utc: datetime) -> RecordingMeta:
-    """The lane geometry of station.toml as the weighing core's metadata."""
-    s = cfg.wim.sensor
-    channels = []
-    for r, x in enumerate(s.rows_x_m):
-        for side in ("L", "R"):
-            channels.append(ChannelSpec(name=f"r{r + 1}{side}", kind="strip", row=r + 1,
-                                        side=side, x_m=float(x), width_m=s.strip_width_m,
-                                        sensitivity_per_n=s.sensitivity_per_n,
-                                        full_scale=s.full_scale))
-    return RecordingMeta(sample_rate_hz=s.sample_rate_hz, start_utc=start_utc,
-                         site_id=cfg.site.site_id, lane_id=cfg.lane.lane_id,
-                         pavement_temperature_c=s.pavement_temperature_c,
-                         channels=tuple(channels), extra={"station": cfg.station.station_id})
-
-
-def clean_json(value: Any) -> Any:
-    """NaN/inf → None (RFC 8785 and SQLite JSON have no NaN)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: clean_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean_json(v) for v in value]
-    return value
-
-
-def is_plate_candidate(v: WeighedVehicle, cfg: StationConfig) -> bool:
-    """Whether the plate is read: all vehicles, or (``candidates``) those whose weight
-    could matter: overloaded or uncertain verdicts, and any vehicle whose gross weight is at
-    least ``vision.candidate_margin`` × its limit."""
-    mode = cfg.vision.read
-    if mode == "all":
-        return True
-    if mode == "none":
-        return False
-    if v.overloaded or v.verdict in ("overloaded", "uncertain"):
-        return True
-    if v.gross_weight_kg is None or v.limit_kg is None:
-        return v.axle_count >= 2 and v.verdict == "undecidable"
-    return v.gross_weight_kg >= cfg.vision.candidate_margin * v.limit_kg
-
-
-def needs_human(v: WeighedVehicle) -> bool:
-    """An undecidable or uncertain verdict that might be an overload: the passage is marked
-    for a human (it is not a case: no limit was decided, or the excess is within the
-    uncertainty)."""
-    if v.verdict not in ("undecidable", "uncertain") or v.gross_weight_kg is None:
-        return False
-    limits: list[int] = list(v.limit_candidates_kg)
-    if not limits and v.limit_kg is not None:
-        limits = [v.limit_kg]
-    return not limits or v.gross_weight_kg > min(limits)
-
-
-def opens_case(v: WeighedVehicle) -> bool:
-    """Only a measured overload (beyond the allowance and the uncertainty) is sealed and
-    queued for review. An ``uncertain`` verdict is kept as a passage with its verdict (a
-    reviewer can see it) but never becomes a case: the law is never applied more strictly
-    than the measurement allows."""
-    return v.overloaded and v.verdict == "overloaded"
-
-
-@dataclass
-class Pending:
-    vehicle: WeighedVehicle
-    key: str
-    record: dict[str, Any]
-    predictions: list[Prediction]
-    state: str = "waiting_frames"  # → reading → ready
-    frames: dict[str, tuple[Frame | None, str]] = field(default_factory=dict)
-    plate: dict[str, Any] | None = None
-    t_emitted: float = field(default_factory=time.perf_counter)
 
 
 class Station:
@@ -204,13 +131,9 @@ class Station:
         self.proc: LaneProcessor | None = None
         self.pending: deque[Pending] = deque()
         self.ring: deque[tuple[int, npt.NDArray[np.float32]]] = deque()
-        # block boundaries where the lane processor was quiescent (nothing in progress)
-        # with its state there: the only points a restart can resume from bit for bit
-        self.quiet_points: deque[tuple[int, LaneSnapshot]] = deque()
-        self.resumed_exactly: bool | None = None
         self.stream_index = 0  # next station stream index expected
         self.index_offset = int(self.store.get_meta("index_offset") or 0)
-        self.durable_index = int(self.store.get_meta("durable_index") or 0)
+        self.durable = DurablePosition(self.store, self.fs)  # where a restart resumes
         self.committed_first = int(self.store.get_meta("committed_first_sample") or -1)
         epoch = self.store.get_meta("stream_epoch_utc")
         self.epoch: datetime | None = (datetime.fromisoformat(epoch) if epoch else None)
@@ -230,7 +153,6 @@ class Station:
         self.recovery: dict[str, Any] = {}
         self.replayed_samples = 0
         self.dropped_replayed = 0
-        self._last_idle_advance = 0
         self.health_snapshot: dict[str, Any] = {}
         self.failure: BaseException | None = None
         self.grabbers: list[Any] = []  # CameraGrabber per URL camera
@@ -281,60 +203,12 @@ class Station:
                              start_index=start_index, lane_snapshot=lane,
                              detector_snapshot=detector)
 
-    def _resume_processor(self, start: int) -> LaneProcessor:
-        """A processor for the journal replay from ``start``: restored to the lane state
-        stored with the durable position (bit for bit the uninterrupted weighing); with only
-        a detector state (a data folder of an earlier version) or none, or a state of other
-        settings (a new profile), a fresh or detector-restored one (it converges)."""
-        self.resumed_exactly = False
-        for key, parse in ((LANE_STATE_KEY, "lane"), (DETECTOR_STATE_KEY, "detector")):
-            raw = self.store.get_meta(key)
-            if not raw:
-                continue
-            try:
-                if parse == "lane":
-                    proc = self._new_processor(
-                        start, lane=LaneSnapshot.from_json(json.loads(raw)))
-                else:
-                    proc = self._new_processor(
-                        start, detector=DetectorSnapshot.from_json(json.loads(raw)))
-            except (ValueError, WeighingError) as exc:
-                LOG.warning("stored weighing state not usable; resuming with a fresh "
-                            "detector", extra={"fields": {"key": key, "error": str(exc)}})
-                continue
-            self.resumed_exactly = parse == "lane"
-            return proc
-        return self._new_processor(start)
-
-    def _durable_point(self, target: int) -> tuple[int, str] | None:
-        """The newest quiescent block boundary in [durable_index, target] with the lane
-        state there (JSON), or None when there is none (the durable position then stays)."""
-        best: tuple[int, LaneSnapshot] | None = None
-        for idx, snap in self.quiet_points:
-            if self.durable_index <= idx <= target:
-                best = (idx, snap)
-            elif idx > target:
-                break
-        if best is None:
-            return None
-        return best[0], json.dumps(best[1].to_json())
-
-    def _note_quiet_point(self) -> None:
-        """After a block: remember the state if the processor is quiescent; forget points
-        older than the ring except the newest of them (a busy lane may have no other)."""
-        assert self.proc is not None
-        if self.proc.is_quiescent():
-            self.quiet_points.append((self.stream_index, self.proc.lane_snapshot()))
-        horizon = self.stream_index - RING_S * self.fs
-        while len(self.quiet_points) > 1 and self.quiet_points[1][0] < horizon:
-            self.quiet_points.popleft()
-
     def _replay(self) -> None:
         end = self.journal.end_index
         if end is None or self.epoch is None:
             return
-        start = max(self.durable_index, 0)
-        self.proc = self._resume_processor(start)
+        start = max(self.durable.index, 0)
+        self.proc = self.durable.restored_processor(self._new_processor)
         self.stream_index = start
         for block in self.journal.replay(start):
             gap = block.gap_before_samples
@@ -344,7 +218,7 @@ class Station:
             self.replayed_samples += block.samples.shape[0]
         LOG.info("journal replayed", extra={"fields": {
             "from_index": start, "to_index": end, "samples": self.replayed_samples,
-            "detector_state_restored": self.resumed_exactly}})
+            "detector_state_restored": self.durable.resumed_exactly}})
 
     # ------------------------------------------------------------------ the pipeline
     def _weigh(self, first: int, samples: npt.NDArray[np.float32], gap: int, *,
@@ -355,7 +229,7 @@ class Station:
         self.metrics.stage_latency.labels("weighing").observe(time.perf_counter() - t0)
         self.stream_index = first + samples.shape[0]
         self.ring.append((first, samples))
-        self._note_quiet_point()
+        self.durable.note(self.proc, self.stream_index)
         while self.ring and self.ring[0][0] + self.ring[0][1].shape[0] < (
                 self.stream_index - RING_S * self.fs):
             self.ring.popleft()
@@ -519,9 +393,9 @@ class Station:
         # resume from any quiescent point up to there (re-weighed vehicles are dropped)
         target = (self.pending[0].vehicle.first_sample if self.pending
                   else self.stream_index)
-        point = self._durable_point(target)
-        resume, state_json = point if point is not None else (self.durable_index, "")
-        move = point is not None and resume != self.durable_index
+        point = self.durable.point(target)
+        resume, state_json = point if point is not None else (self.durable.index, "")
+        move = point is not None and resume != self.durable.index
         with self.store.transaction() as con:
             self.store.insert_passage(con, row)
             if material is not None:
@@ -534,7 +408,7 @@ class Station:
                                                        "plate": row.plate})
             self.store.set_meta(con, "committed_first_sample", str(v.first_sample))
             if move:
-                self._set_durable(con, resume, state_json)
+                self.durable.save(con, resume, state_json)
             off = self.linker.wim_offset.offset_s
             if off is not None:
                 self.store.set_meta(con, "wim_offset_s", repr(off))
@@ -554,7 +428,7 @@ class Station:
                 "estimated_factor": a.estimated_factor, "message_zh": a.message_zh}})
             self.metrics.errors.labels("calibration_drift").inc()
         self.committed_first = v.first_sample
-        self.durable_index = resume
+        self.durable.moved(resume)
         for f, _st in p.frames.values():  # after the commit; a kill here is reconciled
             if f is not None:
                 dst = self.frames_dir / day / p.key / f.path.name
@@ -599,26 +473,21 @@ class Station:
         write_atomic(path, buf.getvalue())
         return str(path)
 
-    def _set_durable(self, con: Any, index: int, state_json: str) -> None:
-        self.store.set_meta(con, "durable_index", str(index))
-        self.store.set_meta(con, LANE_STATE_KEY, state_json)
-        self.store.set_meta(con, DETECTOR_STATE_KEY, "")
-
     def _idle_advance(self) -> None:
         """On a quiet lane (nothing weighed waits to be committed), move the durable
         position to the newest quiescent point at least 30 s back and prune the journal."""
         if self.pending or self.proc is None:
             return
         target = self.stream_index - round(IDLE_ADVANCE_S * self.fs)
-        if target <= self.durable_index + round(10 * self.fs):
+        if target <= self.durable.index + round(10 * self.fs):
             return
-        point = self._durable_point(target)
-        if point is None or point[0] <= self.durable_index + round(10 * self.fs):
+        point = self.durable.point(target)
+        if point is None or point[0] <= self.durable.index + round(10 * self.fs):
             return
         with self.store.transaction() as con:
-            self._set_durable(con, point[0], point[1])
-        self.durable_index = point[0]
-        self.journal.prune(self.durable_index)
+            self.durable.save(con, point[0], point[1])
+        self.durable.moved(point[0])
+        self.journal.prune(self.durable.index)
 
     # ------------------------------------------------------------------ sealing thread
     def _sealer_loop(self, stop: threading.Event) -> None:
@@ -700,15 +569,15 @@ class Station:
                 # and the fresh state there: a restart before any commit replays from the
                 # very first sample exactly as this run weighs it
                 self.store.set_meta(con, "stream_first_index", str(idx))
-                self._set_durable(con, idx, json.dumps(fresh.lane_snapshot().to_json()))
-            self.durable_index = idx
+                self.durable.save(con, idx, json.dumps(fresh.lane_snapshot().to_json()))
+            self.durable.moved(idx)
             if self.proc is None:
                 self.proc, self.stream_index = fresh, idx
         if self.proc is None:
             # blocks reached an earlier run but none reached the journal (killed at once):
             # resume at the durable position; what the device sent since is a gap
-            start = max(self.durable_index, 0)
-            self.proc = self._resume_processor(start)
+            start = max(self.durable.index, 0)
+            self.proc = self.durable.restored_processor(self._new_processor)
             self.stream_index = start
         if idx < self.stream_index:
             overlap = self.stream_index - idx
@@ -784,7 +653,7 @@ class Station:
                     self._idle_advance()
                 if now - last_gauges > 1.0:
                     last_gauges = now
-                    self.journal.prune(self.durable_index)
+                    self.journal.prune(self.durable.index)
                     self._sync_service()
                     self._update_gauges()
                     self._drop_stale_frames()
@@ -939,32 +808,3 @@ def _sha256_file(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def material_to_json(m: CaseMaterial) -> dict[str, Any]:
-    return {
-        "passage_key": m.passage_key, "record": m.record,
-        "plate": None if m.plate is None else {
-            "text": m.plate.text, "colour": m.plate.colour, "confidence": m.plate.confidence,
-            "accepted": m.plate.accepted, "review_reasons": list(m.plate.review_reasons)},
-        "images": [{"path": i.path, "role": i.role, "capture_utc": format_utc(i.capture_utc),
-                    "camera_id": i.camera_id} for i in m.images],
-        "clocks": None if m.clocks is None else {
-            "reference_zh": m.clocks.reference_zh,
-            "measured_utc": format_utc(m.clocks.measured_utc),
-            "offsets_ms": m.clocks.offsets_ms},
-        "waveform_path": m.waveform_path, "device": m.device,
-    }
-
-
-def material_from_json(raw: dict[str, Any]) -> CaseMaterial:
-    return CaseMaterial(
-        passage_key=raw["passage_key"], record=raw["record"],
-        plate=None if raw["plate"] is None else PlateResult.from_json(raw["plate"]),
-        images=tuple(ImageRef.from_json(i) for i in raw["images"]),
-        clocks=None if raw["clocks"] is None else ClockSync.from_json(raw["clocks"]),
-        waveform_path=raw["waveform_path"], device=raw.get("device"))
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from zhichao.common import fsync_dir, write_atomic
+from zhichao.common import format_utc, fsync_dir, write_atomic
 from zhichao.evidence.inputs import (
     CaseInputs,
     ClockSync,
@@ -221,3 +221,28 @@ class Sealer:
 
 def _no_documents(_doc: dict[str, Any], _read: Any) -> dict[str, bytes]:
     return {}
+
+
+def material_to_json(m: CaseMaterial) -> dict[str, Any]:
+    return {
+        "passage_key": m.passage_key, "record": m.record,
+        "plate": None if m.plate is None else {
+            "text": m.plate.text, "colour": m.plate.colour, "confidence": m.plate.confidence,
+            "accepted": m.plate.accepted, "review_reasons": list(m.plate.review_reasons)},
+        "images": [{"path": i.path, "role": i.role, "capture_utc": format_utc(i.capture_utc),
+                    "camera_id": i.camera_id} for i in m.images],
+        "clocks": None if m.clocks is None else {
+            "reference_zh": m.clocks.reference_zh,
+            "measured_utc": format_utc(m.clocks.measured_utc),
+            "offsets_ms": m.clocks.offsets_ms},
+        "waveform_path": m.waveform_path, "device": m.device,
+    }
+
+
+def material_from_json(raw: dict[str, Any]) -> CaseMaterial:
+    return CaseMaterial(
+        passage_key=raw["passage_key"], record=raw["record"],
+        plate=None if raw["plate"] is None else PlateResult.from_json(raw["plate"]),
+        images=tuple(ImageRef.from_json(i) for i in raw["images"]),
+        clocks=None if raw["clocks"] is None else ClockSync.from_json(raw["clocks"]),
+        waveform_path=raw["waveform_path"], device=raw.get("device"))
