@@ -6,6 +6,7 @@ import base64
 import json
 import shutil
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -132,14 +133,47 @@ def test_replaced_key_is_detected(env: Env, sealed: Path) -> None:
     manifest["case"]["penalty"]["fine_yuan"] = 30000
     data = canonicalize(manifest)
     (sealed / "manifest.json").write_bytes(data)
-    (sealed / "manifest.sig").write_text(base64.b64encode(mallory.sign(data)).decode())
+    (sealed / "manifest.sig").write_text(base64.b64encode(mallory.sign(data)).decode() + "\n")
     (sealed / "station.pub").write_bytes(public_pem(mallory.public_key()))
     report = verify_package(sealed, key=env.station.key.public_key())
-    assert "signature.manifest" in report.codes()
-    assert "log.entry" in report.codes()
+    assert {"signature.manifest", "key.embedded", "log.entry"} <= report.codes()
     # Without the trusted key the verifier says the signer is not authenticated.
     unkeyed = verify_package(sealed)
     assert "key.untrusted" in {c.code for c in unkeyed.checks}
+    assert not unkeyed.origin_proven
+    assert "未被篡改" not in unkeyed.text()
+
+
+@pytest.mark.parametrize(("name", "change"), [
+    ("SHA256SUMS", lambda b: b[:-1] + bytes([b[-1] ^ 1])),  # the last byte
+    ("SHA256SUMS", lambda b: b.rstrip(b"\n")),
+    ("SHA256SUMS", lambda b: b"\n".join(reversed(b.rstrip(b"\n").split(b"\n"))) + b"\n"),
+    ("manifest.sig", lambda b: b.rstrip(b"\n")),
+    ("manifest.sig", lambda b: b + b" "),
+    ("seal/checkpoint.txt", lambda b: b.rstrip(b"\n")),
+    ("seal/checkpoint.txt", lambda b: b.replace(b"\n", b"\r\n")),
+    ("station.pub", lambda b: b[:-1] + bytes([b[-1] ^ 1])),
+    ("station.pub", lambda b: b""),
+], ids=["sums-last-byte", "sums-no-newline", "sums-reordered", "sig-stripped",
+        "sig-space", "checkpoint-stripped", "checkpoint-crlf", "pub-flipped", "pub-empty"])
+def test_every_unsigned_byte_is_checked(env: Env, sealed: Path, name: str,
+                                        change: Callable[[bytes], bytes]) -> None:
+    """Files outside the signature are exactly the bytes the format defines."""
+    path = sealed / name
+    path.write_bytes(change(path.read_bytes()))
+    report = verify_package(sealed, key=env.station.key.public_key())
+    assert not report.ok, name
+
+
+def test_verify_exit_codes(env: Env, sealed: Path, tmp_path: Path) -> None:
+    from zhichao.evidence.cli import verify_exit_code
+
+    assert verify_exit_code(verify_package(sealed, key=env.station.key.public_key())) == 0
+    unkeyed = verify_package(sealed)
+    assert verify_exit_code(unkeyed) == 3  # self-consistent, origin unproven
+    assert "来源未经证实" in unkeyed.text() and "未被篡改" not in unkeyed.text()
+    (sealed / "SHA256SUMS").write_bytes(b"")
+    assert verify_exit_code(verify_package(sealed)) == 1
 
 
 def test_wrong_key_is_named(env: Env, sealed: Path) -> None:

@@ -55,7 +55,15 @@ def _verify(args: argparse.Namespace) -> int:
                             witness_keys=witnesses, witness_required=required,
                             history=history)
     print(report.text())
-    return 0 if report.ok else 1
+    return verify_exit_code(report)
+
+
+def verify_exit_code(report: Any) -> int:
+    """0 verified against a trusted key; 3 self-consistent but the origin unproven (no
+    ``--key``); 1 a check failed (2 is bad input, before any check)."""
+    if not report.ok:
+        return 1
+    return 0 if report.origin_proven else 3
 
 
 def _review_event(args: argparse.Namespace) -> int:

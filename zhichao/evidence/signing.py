@@ -143,6 +143,10 @@ def parse_checkpoint(note: bytes) -> tuple[Checkpoint, bytes, list[tuple[str, by
         except binascii.Error:
             raise CheckpointError(f"bad signature encoding on line {line[:40]!r}") from None
         signatures.append((parts[0], blob))
+    rendered = body + "\n\n" + "".join(f"{EM_DASH} {name} {base64.b64encode(blob).decode()}\n"
+                                        for name, blob in signatures)
+    if rendered != text:  # every byte is as signed: nothing stripped, split or added
+        raise CheckpointError("checkpoint is not in its canonical form (bytes changed)")
     return Checkpoint(lines[0], size, root), (body + "\n").encode("utf-8"), signatures
 
 

@@ -52,6 +52,7 @@ from zhichao.evidence.signing import (
     Checkpoint,
     key_fingerprint,
     load_public_key_bytes,
+    public_pem,
     verify_checkpoint,
     verify_signature,
 )
@@ -91,6 +92,11 @@ class Report:
     def ok(self) -> bool:
         return bool(self.checks) and all(c.result is not Result.FAIL for c in self.checks)
 
+    @property
+    def origin_proven(self) -> bool:
+        """Checked against a key the caller trusts (``--key``), not the package's own."""
+        return "key.untrusted" not in self.codes(Result.WARN)
+
     def failures(self) -> list[Check]:
         return [c for c in self.checks if c.result is Result.FAIL]
 
@@ -100,10 +106,16 @@ class Report:
     def text(self) -> str:
         lines = [f"核验对象 Package: {self.package}"]
         lines += [c.line() for c in self.checks]
-        verdict = ("结论：全部检查通过，证据包完整、未被篡改。 / Result: all checks passed."
-                   if self.ok else
-                   f"结论：{len(self.failures())} 项检查失败，证据包不可信。 / "
-                   f"Result: {len(self.failures())} check(s) FAILED.")
+        if not self.ok:
+            verdict = (f"结论：{len(self.failures())} 项检查失败，证据包不可信。 / "
+                       f"Result: {len(self.failures())} check(s) FAILED.")
+        elif not self.origin_proven:
+            verdict = ("结论：内容自洽（哈希、签名与日志证明彼此一致），但未用可信的站点公钥"
+                       "（--key）核验，来源未经证实，不能据此认定证据真实。 / "
+                       "Result: self-consistent, "
+                       "but the origin is NOT proven (no trusted --key).")
+        else:
+            verdict = ("结论：全部检查通过，证据包完整、未被篡改。 / Result: all checks passed.")
         lines.append(verdict)
         return "\n".join(lines)
 
@@ -257,6 +269,9 @@ def verify_package(
     key_name = station["key_name"]
     # 2. Key and signature ------------------------------------------------------------
     embedded = reader.read(PUBLIC_KEY_NAME)
+    if key is not None and embedded != public_pem(key):
+        fail("key.embedded", f"包内 {PUBLIC_KEY_NAME} 缺失或与所给可信公钥不同",
+             f"{PUBLIC_KEY_NAME} is missing or differs from the trusted --key")
     if key is None:
         if embedded is None:
             fail("key.missing", "未提供 --key，包内也无公钥", "no --key given and no station.pub")
@@ -266,6 +281,9 @@ def verify_package(
         except EvidenceError as exc:
             fail("key.malformed", f"包内公钥无效：{exc}", f"embedded key invalid: {exc}")
             return report
+        if public_pem(key) != embedded:
+            fail("key.embedded", f"包内 {PUBLIC_KEY_NAME} 不是规范的 PEM 格式（字节被改动）",
+                 f"{PUBLIC_KEY_NAME} is not the canonical PEM form (bytes changed)")
         warn("key.untrusted", "未提供 --key：仅用包内公钥核验，签名者身份未独立确认",
              "no --key given: checked with the package's own key; signer NOT authenticated")
     fingerprint = key_fingerprint(key)
@@ -281,9 +299,11 @@ def verify_package(
         signature = b""
     if sig_text is None:
         fail("signature.missing", f"缺少 {SIGNATURE_NAME}", f"{SIGNATURE_NAME} is missing")
-    elif len(signature) != 64:
-        fail("signature.malformed", f"{SIGNATURE_NAME} 不是 64 字节的 Ed25519 签名",
-             f"{SIGNATURE_NAME} is not a 64-byte Ed25519 signature")
+    elif len(signature) != 64 or sig_text != base64.b64encode(signature) + b"\n":
+        fail("signature.malformed",
+             f"{SIGNATURE_NAME} 不是规范形式的 64 字节 Ed25519 签名（一行 Base64）",
+             f"{SIGNATURE_NAME} is not a 64-byte Ed25519 signature in its canonical form "
+             "(one line of base64)")
     elif verify_signature(key, signature, manifest_bytes):
         ok("signature.manifest", f"清单签名有效（Ed25519，公钥指纹 {fingerprint}）",
            f"manifest signature valid (Ed25519, key {fingerprint})")
@@ -316,9 +336,9 @@ def verify_package(
         fail("file.unlisted", f"证据包中有清单未列出的文件：{name}",
              f"file not listed in the manifest: {name}")
     sums = reader.read(SUMS_NAME)
-    expected_sums = {f"{manifest_sha}  {MANIFEST_NAME}"} | {
-        f"{e['sha256']}  {e['path']}" for e in files}
-    if sums is None or set(sums.decode("utf-8", "replace").splitlines()) != expected_sums:
+    expected_sums = "\n".join([f"{manifest_sha}  {MANIFEST_NAME}"] + [
+        f"{e['sha256']}  {e['path']}" for e in files]) + "\n"
+    if sums != expected_sums.encode("utf-8"):  # byte for byte, as sealed
         fail("sums.mismatch", f"{SUMS_NAME} 与清单不一致", f"{SUMS_NAME} disagrees with manifest")
     # 4. Log entry, inclusion proof, checkpoint ----------------------------------------
     entry_bytes = reader.read(ENTRY_NAME)
