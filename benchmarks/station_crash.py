@@ -40,6 +40,7 @@ import numpy as np
 from zhichao.station.config import load_config
 from zhichao.station.crashcheck import compare, reference_vehicles
 from zhichao.station.launcher import SimulatorProcess
+from zhichao.testing.procs import alive, descendants
 
 CONFIG = """
 [station]
@@ -54,36 +55,6 @@ seed = {seed}
 max_vehicles = {vehicles}
 start_utc = "2026-03-02T08:00:00Z"
 """
-
-
-def descendants(pid: int) -> set[int]:
-    """Every process below ``pid`` (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    out: set[int] = set()
-    todo = [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            if c not in out:
-                out.add(c)
-                todo.append(c)
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def wait_partial(packages: Path, deadline: float, p: subprocess.Popen[bytes]) -> bool:

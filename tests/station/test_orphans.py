@@ -32,28 +32,12 @@ from zhichao.station.launcher import (
 )
 from zhichao.station.plates import PlateJob, PlateWorkers
 from zhichao.station.simlane import DEVICES_FILE, STATE_STOPPED, pid_alive
+from zhichao.testing.procs import children
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs Linux /proc")
 
 IDLE_S = 2.0  # the lane's shortened idle time
 SLACK_S = 6.0  # a loaded 2-core machine: process exit, polling
-
-
-def _children(parent: int) -> dict[int, str]:
-    """Live processes whose parent is ``parent``: pid → command line."""
-    out: dict[int, str] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{name}/stat").read_text()
-            cmd = Path(f"/proc/{name}/cmdline").read_bytes()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == parent and fields[0] not in ("Z", "X"):
-            out[int(name)] = cmd.replace(b"\0", b" ").decode(errors="replace")
-    return out
 
 
 CHILD = """
@@ -101,15 +85,15 @@ def test_plate_workers_and_tracker_die_with_a_killed_station(tmp_path: Path, whe
         line = p.stdout.readline()
         assert line, "the stand-in station printed nothing"
         got = json.loads(line)
-        children = {int(k): v for k, v in got["children"].items()}
-        workers = [pid for pid, cmd in children.items() if "spawn_main" in cmd]
-        trackers = [pid for pid, cmd in children.items() if "resource_tracker" in cmd]
-        assert len(workers) == 2, children
+        kids = {int(k): v for k, v in got["children"].items()}
+        workers = [pid for pid, cmd in kids.items() if "spawn_main" in cmd]
+        trackers = [pid for pid, cmd in kids.items() if "resource_tracker" in cmd]
+        assert len(workers) == 2, kids
         if when == "ready":  # a job went through a worker: the pool is really up
             assert isinstance(got["result"], dict), got["result"]
             assert got["result"]["worker_pid"] in workers
             assert got["result"]["review_codes"] == ["no_plate"]
-            assert len(trackers) == 1, children
+            assert len(trackers) == 1, kids
         watched = workers + trackers
         assert all(pid_alive(pid) for pid in workers)
         os.kill(p.pid, signal.SIGKILL)
@@ -128,7 +112,7 @@ def test_plate_workers_and_tracker_die_with_a_killed_station(tmp_path: Path, whe
 
 
 def test_plate_workers_close_leaves_no_worker() -> None:
-    before = set(_children(os.getpid()))
+    before = set(children(os.getpid()))
     workers = PlateWorkers(2)
     try:
         workers.submit(PlateJob("p1", (), None))
@@ -138,7 +122,7 @@ def test_plate_workers_close_leaves_no_worker() -> None:
             results = list(workers.done())
             time.sleep(0.05)
         assert results and isinstance(results[0][1], dict), results
-        mine = {pid: cmd for pid, cmd in _children(os.getpid()).items()
+        mine = {pid: cmd for pid, cmd in children(os.getpid()).items()
                 if pid not in before and "spawn_main" in cmd}
         assert len(mine) == 2, mine
     finally:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from zhichao.evidence.signing import load_private_key, public_pem
+from zhichao.testing.procs import mentioning
 
 pytestmark = pytest.mark.slow  # minutes of simulated traffic or processes
 
@@ -50,9 +51,10 @@ def test_readme_main_command_seals_verifiable_cases_on_defaults(tmp_path: Path) 
     assert all(status == "sealed" for _, status, _ in cases), (cases, out[-3000:])
     assert alarms == [], alarms
 
+    pub = data / "station-key.pub"  # published beside the private key, as the README says
     key = load_private_key(data / "station-key.pem")
-    pub = tmp_path / "station.pub"
-    pub.write_bytes(public_pem(key.public_key()))
+    assert pub.read_bytes() == public_pem(key.public_key())
+    assert str(pub) in proc.stdout
     for _, _, package_dir in cases:
         v = subprocess.run(
             [sys.executable, "-m", "zhichao", "verify", package_dir, "--key", str(pub),
@@ -66,7 +68,7 @@ def test_readme_main_command_seals_verifiable_cases_on_defaults(tmp_path: Path) 
     assert errors == [], errors[:3]
 
     # a normal end leaves no process behind: not the simulated lane, not a plate worker
-    assert _processes_mentioning(str(work)) == []
+    assert mentioning(str(work)) == []
 
     # demo accounts: a simulated lane only, no administrator, passwords in a 0600 file
     accounts = data / "demo-accounts.json"
@@ -77,20 +79,3 @@ def test_readme_main_command_seals_verifiable_cases_on_defaults(tmp_path: Path) 
     for password in names.values():
         assert password not in out
 
-
-def _processes_mentioning(text: str) -> list[str]:
-    """Live processes whose command line names ``text`` (the simulated lane gets its data
-    folder as an argument) or whose working folder is inside it (plate workers)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            cwd = os.readlink(entry / "cwd")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and (text in cmd or cwd.startswith(text)):
-            found.append(f"{entry.name}: {cmd[:200]}")
-    return found

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from zhichao.evidence.verify import verify_package
 from zhichao.station.config import StationConfig
 from zhichao.station.passage import lane_meta
 from zhichao.station.simlane import SimulatedLane
+from zhichao.station.store import StationStore
 from zhichao.weighing.stream import LaneProcessor
 from zhichao.weighing.vehicle import WeighedVehicle
 
@@ -90,12 +92,11 @@ class CrashReport:
 
 
 def _rows(db: Path, sql: str) -> list[sqlite3.Row]:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    con.row_factory = sqlite3.Row
+    store = StationStore(db, readonly=True)
     try:
-        return list(con.execute(sql))
+        return list(store.db.execute(sql))
     finally:
-        con.close()
+        store.close()
 
 
 def compare(data_dir: Path, ref: list[WeighedVehicle], fs: float,
@@ -124,7 +125,7 @@ def compare(data_dir: Path, ref: list[WeighedVehicle], fs: float,
                       if b["first_sample"] - a["first_sample"] <= 0.3 * fs
                       and not {a["first_sample"], b["first_sample"]} <= ref_firsts
                       and not near_gap(a["first_sample"], b["last_sample"])]
-    rep.duplicated += [(f, f) for f in set(firsts) if firsts.count(f) > 1]
+    rep.duplicated += [(f, f) for f, n in Counter(firsts).items() if n > 1]
     by_first = {r["first_sample"]: r for r in rows}
     for v in ref:
         if near_gap(v.first_sample, v.last_sample):

@@ -55,6 +55,7 @@ def _configure(args: argparse.Namespace) -> Any:
 
 def _run(args: argparse.Namespace) -> int:
     from zhichao.station.launcher import start, stop_simulator
+    from zhichao.station.sealing import public_key_path
     from zhichao.station.simlane import TRUTH_FILE
     from zhichao.station.view import render, summary_lines
 
@@ -82,7 +83,8 @@ def _run(args: argparse.Namespace) -> int:
               f"监控指标 http://{cfg.http.host}:{running.ops.port}/metrics")
     print(running.console_note)
     if st.sealer.key_created:
-        print(f"已生成站点签名密钥 {st.sealer.key_path}")
+        print(f"已生成站点签名密钥 {st.sealer.key_path}（公钥 "
+              f"{public_key_path(st.sealer.key_path)}，用于 zhichao verify --key）")
     started = time.time()
     worker = threading.Thread(target=st.run, args=(stop, args.vehicles, running.devices_file),
                               name="station-pipeline")

@@ -39,7 +39,7 @@ from zhichao.evidence.inputs import (
 )
 from zhichao.evidence.merkle import MerkleLog
 from zhichao.evidence.package import SealResult, Station, seal_package
-from zhichao.evidence.signing import generate_key, load_private_key, private_pem
+from zhichao.evidence.signing import generate_key, load_private_key, private_pem, public_pem
 from zhichao.evidence.verify import verify_package
 from zhichao.station.config import StationConfig, parse_utc_key
 from zhichao.station.device import device_from_config
@@ -61,14 +61,27 @@ def fsync_tree(root: Path) -> None:
     fsync_dir(root.parent)
 
 
+def public_key_path(private_path: Path) -> Path:
+    """Where the station's public key is published: beside the private key, ``.pub``."""
+    return private_path.with_suffix(".pub")
+
+
 def load_or_create_key(path: Path) -> tuple[Any, bool]:
-    """The station's private key; created (and kept) on first start. (key, created)."""
-    if path.exists():
-        return load_private_key(path), False
-    key = generate_key()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, private_pem(key), mode=0o600)
-    return key, True
+    """The station's private key; created (and kept) on first start. (key, created).
+    Its public key is written beside it (:func:`public_key_path`, readable by all) for
+    ``zhichao verify --key`` and for registering the station at a center."""
+    created = not path.exists()
+    if created:
+        key = generate_key()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, private_pem(key), mode=0o600)
+    else:
+        key = load_private_key(path)
+    pub = public_pem(key.public_key())
+    pub_path = public_key_path(path)
+    if not pub_path.exists() or pub_path.read_bytes() != pub:
+        write_atomic(pub_path, pub)
+    return key, created
 
 
 @dataclass(frozen=True)
