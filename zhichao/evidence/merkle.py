@@ -57,12 +57,11 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
-from zhichao.common import write_atomic
+from zhichao.common import format_utc, fsync_dir, write_atomic
 from zhichao.evidence.errors import LogError
 
 LOG_FORMAT = "zhichao.log/1"
@@ -478,7 +477,7 @@ class MerkleLog:
     def _repair(self, tail: _Tail) -> dict[str, Any]:
         """Record, then cut the files back to the log of ``tail.size`` entries."""
         record: dict[str, Any] = {
-            "repaired_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "repaired_utc": format_utc(),
             **tail.describe(),
             "checkpoints_beyond": self._checkpoints_beyond(tail.size),
             "reason": REPAIR_REASON,
@@ -518,11 +517,7 @@ class MerkleLog:
         return record
 
     def _sync_folder(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(self.directory)
 
     # -- context management
     def close(self) -> None:
