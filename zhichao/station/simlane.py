@@ -494,6 +494,10 @@ def read_truth(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+class _Terminated(Exception):  # noqa: N818  (SIGTERM, raised in the main thread)
+    """SIGTERM reached the lane process."""
+
+
 def main(argv: list[str]) -> int:
     """``python -m zhichao.station.simlane [--idle-exit-s S] (--json CONFIG.json |
     CONFIG.toml | -) OUT``: run the lane until SIGTERM, or ``S`` seconds (default
@@ -520,10 +524,16 @@ def main(argv: list[str]) -> int:
     else:
         cfg = load_config(None if args.config == "-" else args.config)
     lane = SimulatedLane(cfg, args.out, idle_exit_s=args.idle_exit_s)
-    signal.signal(signal.SIGTERM, lambda *_: lane.stop.set())
+
+    def on_term(*_: object) -> None:
+        # raise, never ``lane.stop.set()`` here: the handler runs in the main thread, which
+        # may hold that Event's lock inside ``stop.wait()`` (a self-deadlock, seen)
+        raise _Terminated
+
+    signal.signal(signal.SIGTERM, on_term)
     try:
         lane.run()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Terminated):
         pass
     finally:
         lane.retire(STATE_STOPPING)
