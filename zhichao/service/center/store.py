@@ -24,31 +24,23 @@ import hashlib
 import json
 import logging
 import os
-import re
 import threading
-import zipfile
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from zhichao.common import format_utc, fsync_dir
+from zhichao.common import fsync_dir
 from zhichao.evidence.errors import EvidenceError
 from zhichao.evidence.manifest import CHECKPOINT_NAME
 from zhichao.evidence.merkle import verify_consistency
-from zhichao.evidence.signing import (
-    Checkpoint,
-    key_fingerprint,
-    load_public_key_bytes,
-    public_pem,
-    verify_checkpoint,
-)
+from zhichao.evidence.reader import PackageContents, PackageRefusedError, read_package
+from zhichao.evidence.signing import Checkpoint, load_public_key_bytes, verify_checkpoint
 from zhichao.evidence.verify import verify_package
 from zhichao.service.center.models import (
     SyncBase,
@@ -57,11 +49,28 @@ from zhichao.service.center.models import (
     SyncQuarantine,
     SyncStation,
 )
-from zhichao.sync.errors import OutboxError, SyncError
+from zhichao.service.center.outcomes import (
+    Accepted,
+    AcceptHook,
+    Outcome,
+    ProofClaim,
+    Refusal,
+    package_head,
+    package_manifest,
+    reader_refusal,
+)
+from zhichao.service.center.tables import (
+    check_schema,
+    create_tables,
+    make_engine,
+    register_station,
+    utc_text,
+)
+from zhichao.sync.errors import OutboxError
 from zhichao.sync.wire import (
     REFUSALS,
+    PackageHead,
     passage_bytes,
-    read_package_head,
     refusal_body,
     sha256_hex,
     sign_receipt,
@@ -73,153 +82,6 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_PACKAGE_BYTES = 64 * 1024 * 1024
 """Upload size limit (a guess: a package with a few photos and a short video is a few MB)."""
 MAX_PASSAGES_PER_REQUEST = 1000
-
-
-def make_engine(database_url: str) -> Engine:
-    """An engine for the sync tables; SQLite files get WAL, ``synchronous=FULL`` and a busy
-    timeout (PostgreSQL URLs: ``postgresql+psycopg://user@host:5432/db``)."""
-    engine = create_engine(database_url, pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
-            cursor.execute("PRAGMA busy_timeout=10000")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-    return engine
-
-
-def utc_text(moment: datetime) -> str:
-    """A database timestamp as RFC 3339 UTC (stored UTC; SQLite gives it back naive)."""
-    return format_utc(moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC))
-
-
-_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
-
-def _check_schema(schema: str | None) -> None:
-    if schema is not None and not _SCHEMA_NAME.match(schema):
-        raise SyncError(f"schema name {schema!r}: use 1–63 lowercase letters, digits or _")
-
-
-def create_tables(engine: Engine, schema: str | None = None) -> None:
-    """Bring the center database to the newest shipped migration (and create the
-    PostgreSQL ``schema`` if missing).
-
-    The sync tables come from the service's Alembic chain (revision 0003), so the same
-    database (and ``schema``) also holds the service core's tables that the accept hook
-    writes cases into. Sync tables made by ``create_all`` before the migration existed are
-    adopted as they are (see the migration).
-    """
-    from zhichao.service.db import make_engine as service_engine
-    from zhichao.service.db import upgrade
-
-    _check_schema(schema)
-    if engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:"):
-        raise SyncError("the center needs a database file or server, not in-memory SQLite")
-    migrating = service_engine(engine.url.render_as_string(hide_password=False), schema=schema)
-    try:
-        upgrade(migrating)
-    finally:
-        migrating.dispose()
-
-
-def register_station(engine: Engine, station_id: str, public_key_pem: bytes, *,
-                     schema: str | None = None, key_name: str | None = None,
-                     replace_key: bool = False) -> None:
-    """Trust ``public_key_pem`` for ``station_id`` (a key obtained independently of any
-    package: the agency's key list or the device register).
-
-    Raises
-    ------
-    SyncError
-        If the key is not an Ed25519 public key, or the station is registered with
-        another key and ``replace_key`` is false.
-    """
-    if schema is not None:
-        engine = engine.execution_options(schema_translate_map={None: schema})
-    try:
-        key = load_public_key_bytes(public_key_pem, f"key of station {station_id}")
-    except EvidenceError as exc:
-        raise SyncError(str(exc)) from None
-    fingerprint = key_fingerprint(key)
-    with Session(engine) as session, session.begin():
-        row = session.get(SyncStation, station_id)
-        if row is not None:
-            if row.key_sha256 != fingerprint and not replace_key:
-                raise SyncError(f"station {station_id} is registered with key "
-                                f"{row.key_sha256}; refusing to replace it with "
-                                f"{fingerprint} (pass replace_key)")
-            row.public_key_pem = public_pem(key).decode()
-            row.key_sha256 = fingerprint
-            row.key_name = key_name or row.key_name
-            return
-        session.add(SyncStation(
-            station_id=station_id, key_name=key_name or f"zhichao-station-{station_id}",
-            public_key_pem=public_pem(key).decode(), key_sha256=fingerprint,
-            log_origin=f"zhichao/station/{station_id}", registered_utc=datetime.now(UTC),
-            accepted_size=0))
-
-
-@dataclass(frozen=True)
-class Accepted:
-    """What the accept hook receives for each newly accepted item (never for duplicates)."""
-
-    kind: str  # "package" or "passage"
-    station_id: str
-    item_sha256: str
-    receipt: dict[str, Any]
-    package_path: Path | None = None  # the stored zip (verify/open it with zhichao.evidence)
-    manifest: dict[str, Any] | None = None
-    record: dict[str, Any] | None = None
-
-
-AcceptHook = Callable[[Accepted], None]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """An HTTP status and JSON body (the router returns them as they are)."""
-
-    status: int
-    body: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ProofClaim:
-    """The consistency proof an upload carries: from size ``first`` to size ``second``."""
-
-    first: int
-    second: int
-    hashes: list[bytes]
-
-    @staticmethod
-    def parse(first: str | None, second: str | None, hashes: str | None) -> ProofClaim | None:
-        """From the three headers; ``None`` when absent. Raises ``ValueError`` if malformed."""
-        if first is None and second is None:
-            return None
-        if first is None or second is None:
-            raise ValueError("both proof sizes are needed")
-        parts = [h for h in (hashes or "").split(",") if h]
-        decoded = [bytes.fromhex(h) for h in parts]
-        if any(len(h) != 32 for h in decoded):
-            raise ValueError("every proof hash must be 32 bytes of hex")
-        a, b = int(first), int(second)
-        if a < 0 or b < a:
-            raise ValueError(f"proof sizes {a} → {b} are not ordered")
-        return ProofClaim(a, b, decoded)
-
-
-class _Refusal(SyncError):  # noqa: N818 (internal control flow, never escapes)
-    def __init__(self, code: str, detail: str = "", quarantine: bool | None = None,
-                 **extra: Any) -> None:
-        super().__init__(code)
-        self.code = code
-        self.detail = detail
-        self.quarantine = REFUSALS[code][3] if quarantine is None else quarantine
-        self.extra = extra
 
 
 class CenterStore:
@@ -237,7 +99,7 @@ class CenterStore:
                  schema: str | None = None, hook: AcceptHook | None = None,
                  max_package_bytes: int = DEFAULT_MAX_PACKAGE_BYTES, fsync: bool = True
                  ) -> None:
-        _check_schema(schema)
+        check_schema(schema)
         if schema is not None:
             engine = engine.execution_options(schema_translate_map={None: schema})
         self.engine = engine
@@ -341,7 +203,7 @@ class CenterStore:
                 if total > self.max_package_bytes:
                     handle.close()
                     fd_path.unlink(missing_ok=True)
-                    return self._outcome(_Refusal(
+                    return self._outcome(Refusal(
                         "package.too_large", f"超过 {self.max_package_bytes} 字节 / over "
                         f"{self.max_package_bytes} bytes", quarantine=False))
                 digest.update(chunk)
@@ -355,43 +217,48 @@ class CenterStore:
         station_id: str | None = None
         try:
             try:
-                head = read_package_head(spooled.read_bytes(), "upload")
-            except OutboxError as exc:
-                raise _Refusal("package.unreadable", str(exc)) from None
+                contents = read_package(spooled, max_content_bytes=16 * self.max_package_bytes)
+            except PackageRefusedError as exc:
+                raise reader_refusal(exc) from None
+            head = self._head(spooled, contents)
             station_id = head.station_id
             if head.manifest_sha256 != claimed_sha256:
-                raise _Refusal("package.hash_mismatch",
+                raise Refusal("package.hash_mismatch",
                               f"{head.manifest_sha256} ≠ {claimed_sha256}")
             with self._sessions() as session:
                 station = session.get(SyncStation, head.station_id)
                 existing = session.scalar(select(SyncPackage).where(
                     SyncPackage.manifest_sha256 == claimed_sha256))
             if station is None:
-                raise _Refusal("station.unknown", head.station_id)
+                raise Refusal("station.unknown", head.station_id)
             if existing is not None and existing.content_sha256 == content_sha256:
                 spooled.unlink(missing_ok=True)
                 return self._receipt_outcome(200, existing.receipt, existing.receipt_signature,
                                              duplicate=True)
             key = load_public_key_bytes(station.public_key_pem.encode(), "registered key")
-            report = verify_package(spooled, key=key)
+            report = verify_package(spooled, key=key, contents=contents)
             if existing is not None:
                 if report.ok:  # same evidence, other zip bytes: same receipt
                     spooled.unlink(missing_ok=True)
                     return self._receipt_outcome(200, existing.receipt,
                                                  existing.receipt_signature, duplicate=True)
-                raise _Refusal("package.conflict", "; ".join(sorted(report.codes())))
+                raise Refusal("package.conflict", "; ".join(sorted(report.codes())),
+                              failed_checks=sorted(report.codes()))
             if not report.ok:
                 failed = report.failures()
+                codes = sorted({c.code for c in failed})
                 if any(c.code == "key.mismatch" for c in failed):
-                    raise _Refusal("station.key_mismatch", failed[0].message_zh)
-                raise _Refusal("package.invalid", "；".join(c.message_zh for c in failed[:5]),
-                              failed_checks=sorted({c.code for c in failed}))
-            checkpoint = self._package_checkpoint(spooled, station.key_name, key)
+                    raise Refusal("station.key_mismatch", failed[0].message_zh,
+                                  failed_checks=codes)
+                raise Refusal("package.invalid", "；".join(c.message_zh for c in failed[:5]),
+                              failed_checks=codes)
+            checkpoint = verify_checkpoint(contents.read(CHECKPOINT_NAME) or b"",
+                                           station.key_name, key)  # verified already
             if checkpoint.origin != station.log_origin:
-                raise _Refusal("log.origin", f"{checkpoint.origin} ≠ {station.log_origin}")
-            outcome, accepted = self._commit_package(head, checkpoint, spooled, content_sha256,
-                                                     proof)
-        except _Refusal as refusal:
+                raise Refusal("log.origin", f"{checkpoint.origin} ≠ {station.log_origin}")
+            outcome, accepted = self._commit_package(head, checkpoint, spooled, contents,
+                                                     content_sha256, proof)
+        except Refusal as refusal:
             return self._refuse_upload(refusal, spooled, content_sha256, claimed_sha256,
                                        station_id, "package")
         except BaseException:  # database down, disk full…: nothing recorded, sender retries
@@ -401,13 +268,19 @@ class CenterStore:
             self._deliver([accepted])
         return outcome
 
-    def _package_checkpoint(self, spooled: Path, key_name: str, key: Ed25519PublicKey
-                            ) -> Checkpoint:
-        with zipfile.ZipFile(spooled) as archive:
-            note = archive.read(CHECKPOINT_NAME)
-        return verify_checkpoint(note, key_name, key)  # verified already by verify_package
+    @staticmethod
+    def _head(spooled: Path, contents: PackageContents) -> PackageHead:
+        """Route the package; a package too broken to route is refused with the codes
+        ``zhichao verify`` gives it."""
+        try:
+            return package_head(contents)
+        except Refusal as refusal:
+            codes = sorted(verify_package(spooled, contents=contents).codes())
+            raise Refusal("package.unreadable", refusal.detail,
+                          failed_checks=codes) from None
 
-    def _commit_package(self, head: Any, cp: Checkpoint, spooled: Path, content_sha256: str,
+    def _commit_package(self, head: PackageHead, cp: Checkpoint, spooled: Path,
+                        contents: PackageContents, content_sha256: str,
                         proof: ProofClaim | None) -> tuple[Outcome, Accepted | None]:
         with self._lock, self._sessions.begin() as session:
             station = session.get(SyncStation, head.station_id, with_for_update=True)
@@ -423,13 +296,12 @@ class CenterStore:
                 SyncPackage.station_id == head.station_id,
                 SyncPackage.log_index == head.log_index))
             if taken is not None:
-                raise _Refusal("log.index_taken", f"第 {head.log_index} 条 / entry "
+                raise Refusal("log.index_taken", f"第 {head.log_index} 条 / entry "
                               f"{head.log_index} is {taken}")
             if cp.size > station.accepted_size:
                 station.accepted_size = cp.size
                 station.accepted_root = cp.root
-                with zipfile.ZipFile(spooled) as archive:
-                    station.accepted_note = archive.read(CHECKPOINT_NAME)
+                station.accepted_note = contents.read(CHECKPOINT_NAME)
             sha = head.manifest_sha256
             dest_dir = self.store_dir / "packages" / sha[:2]
             dest_dir.mkdir(exist_ok=True)
@@ -450,10 +322,8 @@ class CenterStore:
                 log_index=head.log_index, checkpoint_size=cp.size,
                 stored_path=dest.relative_to(self.store_dir).as_posix(), received_utc=now,
                 receipt=receipt, receipt_signature=signature, hook_delivered=False))
-        with zipfile.ZipFile(dest) as archive:
-            manifest = json.loads(archive.read("manifest.json"))
         accepted = Accepted("package", head.station_id, sha, json.loads(receipt), dest,
-                            manifest=manifest)
+                            manifest=package_manifest(contents))
         return self._receipt_outcome(201, receipt, signature, duplicate=False), accepted
 
     @staticmethod
@@ -464,19 +334,19 @@ class CenterStore:
             return  # the first checkpoint of a station is trusted on first use
         if cp.size == accepted:
             if cp.root != station.accepted_root:
-                raise _Refusal("log.fork", f"树大小 {accepted} 有两个不同的根 / two roots for "
+                raise Refusal("log.fork", f"树大小 {accepted} 有两个不同的根 / two roots for "
                               f"size {accepted}")
             return
         first, second = sorted((cp.size, accepted))
         if proof is None or (proof.first, proof.second) != (first, second):
-            raise _Refusal("log.proof_needed", f"{first} → {second}", proof_from=first,
+            raise Refusal("log.proof_needed", f"{first} → {second}", proof_from=first,
                           proof_to=second, accepted_size=accepted)
         if cp.size < accepted:
             ok = verify_consistency(first, second, cp.root, station.accepted_root, proof.hashes)
         else:
             ok = verify_consistency(first, second, station.accepted_root, cp.root, proof.hashes)
         if not ok:
-            raise _Refusal("log.fork", f"一致性证明 {first} → {second} 不成立 / consistency "
+            raise Refusal("log.fork", f"一致性证明 {first} → {second} 不成立 / consistency "
                           f"proof {first} -> {second} fails")
 
     # ---------------------------------------------------------------- checkpoints
@@ -486,16 +356,16 @@ class CenterStore:
         with self._sessions() as session:
             station = session.get(SyncStation, station_id)
         if station is None:
-            return self._outcome(_Refusal("station.unknown", station_id, quarantine=False))
+            return self._outcome(Refusal("station.unknown", station_id, quarantine=False))
         sha = sha256_hex(note)
         try:
             key = load_public_key_bytes(station.public_key_pem.encode(), "registered key")
             try:
                 cp = verify_checkpoint(note, station.key_name, key)
             except EvidenceError as exc:
-                raise _Refusal("checkpoint.invalid", str(exc)) from None
+                raise Refusal("checkpoint.invalid", str(exc)) from None
             if cp.origin != station.log_origin:
-                raise _Refusal("log.origin", f"{cp.origin} ≠ {station.log_origin}")
+                raise Refusal("log.origin", f"{cp.origin} ≠ {station.log_origin}")
             with self._lock, self._sessions.begin() as session:
                 row = session.get(SyncStation, station_id, with_for_update=True)
                 assert row is not None
@@ -504,7 +374,7 @@ class CenterStore:
                     row.accepted_size, row.accepted_root, row.accepted_note = (
                         cp.size, cp.root, note)
                 accepted = row.accepted_size
-        except _Refusal as refusal:
+        except Refusal as refusal:
             if not refusal.quarantine:
                 return self._outcome(refusal)
             if refusal.code == "log.fork":
@@ -521,9 +391,9 @@ class CenterStore:
         with self._sessions() as session:
             station = session.get(SyncStation, station_id)
         if station is None:
-            return self._outcome(_Refusal("station.unknown", station_id, quarantine=False))
+            return self._outcome(Refusal("station.unknown", station_id, quarantine=False))
         if len(items) > MAX_PASSAGES_PER_REQUEST:
-            return self._outcome(_Refusal("request.malformed", f"more than "
+            return self._outcome(Refusal("request.malformed", f"more than "
                                          f"{MAX_PASSAGES_PER_REQUEST} items"))
         key = load_public_key_bytes(station.public_key_pem.encode(), "registered key")
         results: list[dict[str, Any]] = []
@@ -547,7 +417,7 @@ class CenterStore:
                 results.append(result)
         for sha, (data, where) in forged.items():  # quarantined after the batch committed
             body = self._quarantine_bytes(data, sha, sha, station_id, "passage",
-                                          _Refusal("passage.signature", where))
+                                          Refusal("passage.signature", where))
             results = [body if r.get("_forged") == sha else r for r in results]
         self._deliver(accepted)
         return Outcome(200, {"results": results})
@@ -630,10 +500,9 @@ class CenterStore:
             for pkg in session.scalars(select(SyncPackage).where(
                     SyncPackage.hook_delivered.is_(False)).order_by(SyncPackage.id)):
                 path = self.store_dir / pkg.stored_path
-                with zipfile.ZipFile(path) as archive:
-                    manifest = json.loads(archive.read("manifest.json"))
                 pending.append(Accepted("package", pkg.station_id, pkg.manifest_sha256,
-                                        json.loads(pkg.receipt), path, manifest=manifest))
+                                        json.loads(pkg.receipt), path,
+                                        manifest=package_manifest(read_package(path))))
             for psg in session.scalars(select(SyncPassage).where(
                     SyncPassage.hook_delivered.is_(False)).order_by(SyncPassage.id)):
                 pending.append(Accepted("passage", psg.station_id, psg.record_sha256,
@@ -660,11 +529,10 @@ class CenterStore:
                                 "signature": signature})
 
     @staticmethod
-    def _outcome(refusal: _Refusal) -> Outcome:
-        return Outcome(REFUSALS[refusal.code][0],
-                       refusal_body(refusal.code, refusal.detail, **refusal.extra))
+    def _outcome(refusal: Refusal) -> Outcome:
+        return Outcome(REFUSALS[refusal.code][0], refusal.body())
 
-    def _refuse_upload(self, refusal: _Refusal, spooled: Path, content_sha256: str,
+    def _refuse_upload(self, refusal: Refusal, spooled: Path, content_sha256: str,
                        claimed: str | None, station_id: str | None, kind: str) -> Outcome:
         if not refusal.quarantine:
             spooled.unlink(missing_ok=True)
@@ -679,7 +547,7 @@ class CenterStore:
         return self._record_quarantine(refusal, dest, content_sha256, claimed, station_id, kind)
 
     def _quarantine_bytes(self, data: bytes, content_sha256: str, claimed: str | None,
-                          station_id: str | None, kind: str, refusal: _Refusal
+                          station_id: str | None, kind: str, refusal: Refusal
                           ) -> dict[str, Any]:
         dest = self.store_dir / "quarantine" / f"{content_sha256}.{refusal.code}"
         tmp = dest.with_name(dest.name + ".tmp")
@@ -692,9 +560,9 @@ class CenterStore:
         return self._record_quarantine(refusal, dest, content_sha256, claimed, station_id,
                                        kind).body
 
-    def _record_quarantine(self, refusal: _Refusal, dest: Path, content_sha256: str,
+    def _record_quarantine(self, refusal: Refusal, dest: Path, content_sha256: str,
                            claimed: str | None, station_id: str | None, kind: str) -> Outcome:
-        body = refusal_body(refusal.code, refusal.detail, **refusal.extra)
+        body = refusal.body()
         try:
             with self._sessions.begin() as session:
                 row = SyncQuarantine(
@@ -719,3 +587,7 @@ class CenterStore:
             if row is not None and row.fork_alarm_utc is None:
                 row.fork_alarm_utc = datetime.now(UTC)
         log.error("station %s: log fork detected; upload quarantined", station_id)
+
+
+__all__ = ["AcceptHook", "Accepted", "CenterStore", "Outcome", "ProofClaim", "create_tables",
+           "make_engine", "register_station", "utc_text"]
