@@ -4,6 +4,7 @@ receipts, duplicates, reordering, tampering, forks, quarantine, passages, the ho
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import random
@@ -402,3 +403,86 @@ def test_uploader_sends_the_newest_checkpoint_after_the_packages(
     assert summary.accepted == 2
     view = center.store.station_view("S001")
     assert view is not None and view["accepted_size"] == 5 and view["packages"] == 2
+
+
+def _case(folder: Path, station_id: str) -> Any:
+    from zhichao.service.models import Case
+
+    manifest = (folder / "manifest.json").read_bytes()
+    return Case(package_path=str(folder), station_id=station_id,
+                manifest_sha256=hashlib.sha256(manifest).hexdigest())
+
+
+def test_console_integrity_uses_the_registered_key(center: Center, kit: StationKit,
+                                                   tmp_path: Path) -> None:
+    """The case page verifies with the key the center registered for the station, never
+    with the key inside the package: a package re-sealed by another key (shipping its own
+    station.pub) fails, and so does one whose station has no registered key."""
+    from sqlalchemy.orm import Session
+
+    from zhichao.evidence.verify import verify_package
+    from zhichao.service.web.evidence_view import integrity
+
+    (genuine,) = kit.seal(1)
+    impostor = StationKit(tmp_path / "impostor", station_id="S001")  # same id, other key
+    (forged,) = impostor.seal(1)
+    assert verify_package(forged).ok  # self-consistent with its own embedded key
+    stranger = StationKit(tmp_path / "stranger", station_id="S999")
+    (unregistered,) = stranger.seal(1)
+    with Session(center.store.engine) as session:
+        good = integrity(_case(genuine, "S001"), session)
+        assert good.ok, good.checks
+        assert {"code": "key.registered", "css": "pass"}.items() <= good.checks[1].items()
+        bad = integrity(_case(forged, "S001"), session)
+        assert not bad.ok and "核验失败" in bad.summary_zh
+        assert {"key.mismatch", "key.embedded"} <= {c["code"] for c in bad.checks
+                                                    if c["css"] == "fail"}
+        alone = integrity(_case(unregistered, "S999"), session)
+        assert not alone.ok
+        assert [c["code"] for c in alone.checks if c["css"] == "fail"] == ["key.registered"]
+
+
+def _mutations(data: bytes) -> list[tuple[str, bytes]]:
+    """Zip-level forgeries of a packed package, each with the reason verify must give."""
+    from zhichao.testing.zipforge import build_zip, central_entries, with_comment, with_local_name
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        members = [(n, archive.read(n)) for n in archive.namelist()]
+    photo = next(i for i, (n, _) in enumerate(members) if n == "original/image-front.jpg")
+    first = central_entries(data)[0].name
+    return [
+        ("package.extra_data", b"MZ" + b"\0" * 62 + data),  # prepended (a self-extractor)
+        ("package.extra_data", with_comment(data, b"appended")),
+        ("package.header_mismatch", with_local_name(data, first, first.swapcase())),
+        ("package.names", build_zip([*members[:photo], ("original/image-front.jpg", b"planted"),
+                                     *members[photo:]])),
+        ("package.names", build_zip([*members, ("original/IMAGE-front.jpg", b"planted")])),
+        ("package.structure", build_zip(members, central_order=[1, 0, *range(2, len(members))])),
+        ("file.unlisted", build_zip([*members, ("original/extra.jpg", b"planted")])),
+    ]
+
+
+def test_center_refuses_what_verify_refuses_with_the_same_codes(
+        center: Center, kit: StationKit, tmp_path: Path) -> None:
+    """The same forged zips through ``zhichao verify`` and through the center's ingest:
+    both refuse, with the same reason code; the center quarantines each upload."""
+    from zhichao.evidence.verify import verify_package
+
+    (folder,) = kit.seal(1)
+    data = pack_package(folder)
+    sha = read_package_head(data, "t").manifest_sha256
+    forgeries = _mutations(data)
+    for i, (code, forged) in enumerate(forgeries):
+        path = tmp_path / f"forged-{i}.zip"
+        path.write_bytes(forged)
+        report = verify_package(path, key=kit.key.public_key())
+        assert report.codes() == {code}, report.text()
+        response = center.client.put(f"/sync/v1/packages/{sha}", content=forged)
+        body = response.json()
+        assert response.status_code == 422 and body["refused"] is True, body
+        assert body["code"] == "package.invalid" and body["failed_checks"] == [code]
+        stored = center.store.store_dir / center.store.quarantine_rows()[-1]["stored_path"]
+        assert stored.read_bytes() == forged
+    assert center.store.counts()["packages"] == 0 and center.hooked == []
+    assert len(center.store.quarantine_rows()) == len(forgeries)
+    assert put(center, data).status_code == 201

@@ -33,6 +33,7 @@ from zhichao.evidence.merkle import MerkleLog
 from zhichao.evidence.package import Station, seal_package
 from zhichao.evidence.signing import generate_key
 from zhichao.service import accounts, ingest
+from zhichao.service.center.tables import register_station
 from zhichao.service.db import transaction
 from zhichao.service.models import Case, Device, User
 from zhichao.service.settings import Settings
@@ -140,6 +141,9 @@ def make_web(tmp: Path, lane: Lane, *, url: str | None = None, schema: str | Non
                            "owner_query_per_client_per_minute": 1000, **settings_kw})
     app = create_console_app(settings, web=WebSettings(cookie_secure=cookie_secure))
     sessions = app.state.sessions
+    # The center's register of station keys: the key the lane above sealed with (this
+    # fixture made the packages itself); the integrity view checks against it.
+    register_station(app.state.engine, "S001", (lane.packages[0] / "station.pub").read_bytes())
     users: dict[str, User] = {}
     with transaction(sessions) as s:
         for role in STAFF_ROLES:

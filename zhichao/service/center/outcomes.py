@@ -83,9 +83,9 @@ class Refusal(SyncError):  # noqa: N818 (control flow inside the center, never e
 
 def reader_refusal(exc: PackageRefusedError) -> Refusal:
     """The upload refusal for a package the strict reader refused: the verifier's reason
-    code travels in ``failed_checks`` (and ``reason``), exactly as ``zhichao verify`` says."""
+    code travels in ``failed_checks``, exactly as ``zhichao verify`` says it."""
     code = "package.unreadable" if exc.code == "package.unreadable" else "package.invalid"
-    return Refusal(code, exc.message_zh, failed_checks=[exc.code], reason=exc.code)
+    return Refusal(code, exc.message_zh, failed_checks=[exc.code])
 
 
 def package_head(contents: PackageContents) -> PackageHead:

@@ -2,21 +2,30 @@
 
 Read-only helpers over :mod:`zhichao.service.owners` (manifest and file access) and
 :func:`zhichao.evidence.verify.verify_package`; no database writes here (the routes log
-every evidence view through ``owners.log_evidence_view``).
+every evidence view through ``owners.log_evidence_view``). The integrity view verifies
+with the key the center holds for the case's station (``sync_station``), never with the
+key inside the package: without a registered key the origin is unproven and the view
+fails.
 """
 
 from __future__ import annotations
 
 import hashlib
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from markupsafe import Markup
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, object_session
 
+from zhichao.evidence.errors import EvidenceError
+from zhichao.evidence.manifest import MANIFEST_NAME
+from zhichao.evidence.reader import PackageRefusedError, read_package
+from zhichao.evidence.signing import load_public_key_bytes
 from zhichao.evidence.verify import RESULT_ZH, Result, verify_package
 from zhichao.service import owners
+from zhichao.service.center.tables import registered_key_pem
 from zhichao.service.errors import NotFoundError
 from zhichao.service.models import Case
 from zhichao.service.web import svg
@@ -70,42 +79,63 @@ def _num(value: Any) -> float | None:
 
 
 def manifest_bytes(package_path: str) -> bytes:
-    """The raw ``manifest.json`` of a package directory or zip."""
-    path = Path(package_path)
+    """The raw ``manifest.json`` of a package directory or zip (read strictly)."""
     try:
-        if path.is_dir():
-            return (path / "manifest.json").read_bytes()
-        with zipfile.ZipFile(path) as zf:
-            names = [n for n in zf.namelist() if n.endswith("manifest.json")]
-            return zf.read(min(names, key=len))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-        raise NotFoundError(f"package at {package_path}: manifest unreadable ({exc})",
-                            "证据包暂不可用") from exc
+        data = read_package(Path(package_path)).read(MANIFEST_NAME)
+    except PackageRefusedError as exc:
+        raise NotFoundError(f"package at {package_path}: {exc}",
+                            f"证据包暂不可用（{exc.message_zh}）") from exc
+    if data is None:
+        raise NotFoundError(f"package at {package_path}: no {MANIFEST_NAME}", "证据包暂不可用")
+    return data
 
 
-def integrity(case: Case) -> IntegrityView:
-    """Offline verification of the stored package plus the registered manifest hash."""
+def _check(code: str, result: Result, message_zh: str) -> dict[str, str]:
+    return {"code": code, "result": RESULT_ZH[result], "css": result.value.lower(),
+            "message_zh": message_zh}
+
+
+def _registered_key(case: Case, session: Session | None) -> tuple[Any, dict[str, str]]:
+    """(the station key the center registered, or ``None``; the check saying which)."""
+    session = session if session is not None else object_session(case)
+    try:
+        pem = None if session is None else registered_key_pem(session, case.station_id)
+        key = None if pem is None else load_public_key_bytes(pem, "registered key")
+    except (SQLAlchemyError, EvidenceError) as exc:
+        return None, _check("key.registered", Result.FAIL,
+                            f"无法读取中心登记的站点公钥（{type(exc).__name__}），来源无法证实")
+    if key is None:
+        return None, _check("key.registered", Result.FAIL,
+                            f"中心未登记站点 {case.station_id or '（未知）'} 的公钥：只能用包内"
+                            "公钥核验，证据来源未经证实，须人工核查")
+    return key, _check("key.registered", Result.PASS,
+                       f"使用中心登记的站点 {case.station_id} 公钥核验（不使用包内公钥）")
+
+
+def integrity(case: Case, session: Session | None = None) -> IntegrityView:
+    """Offline verification of the stored package with the station key registered at the
+    center (``session``: the case's own session when not given), plus the registered
+    manifest hash."""
     checks: list[dict[str, str]] = []
     try:
         digest = hashlib.sha256(manifest_bytes(case.package_path)).hexdigest()
         same = digest == case.manifest_sha256
-        checks.append({"code": "center.manifest_sha256",
-                       "result": RESULT_ZH[Result.PASS if same else Result.FAIL],
-                       "css": "pass" if same else "fail",
-                       "message_zh": "清单哈希与登记时一致" if same else
-                       f"清单哈希与登记时不一致（登记 {case.manifest_sha256[:16]}…，"
-                       f"现为 {digest[:16]}…）"})
+        checks.append(_check("center.manifest_sha256", Result.PASS if same else Result.FAIL,
+                             "清单哈希与登记时一致" if same else
+                             f"清单哈希与登记时不一致（登记 {case.manifest_sha256[:16]}…，"
+                             f"现为 {digest[:16]}…）"))
     except NotFoundError as exc:
         same = False
-        checks.append({"code": "center.manifest_sha256", "result": RESULT_ZH[Result.FAIL],
-                       "css": "fail", "message_zh": exc.message_zh})
-    report = verify_package(Path(case.package_path))
+        checks.append(_check("center.manifest_sha256", Result.FAIL, exc.message_zh))
+    key, key_check = _registered_key(case, session)
+    checks.append(key_check)
+    report = verify_package(Path(case.package_path), key=key)
     for check in report.checks:
-        checks.append({"code": check.code, "result": RESULT_ZH[check.result],
-                       "css": check.result.value.lower(), "message_zh": check.message_zh})
-    ok = report.ok and same
+        checks.append(_check(check.code, check.result, check.message_zh))
+    ok = report.ok and same and key is not None
     failed = sum(1 for c in checks if c["css"] == "fail")
-    summary = ("证据包完整性核验通过：文件哈希、签名与日志证明均一致" if ok else
+    summary = ("证据包完整性核验通过：以中心登记的站点公钥核验，文件哈希、签名与日志证明均一致"
+               if ok else
                f"证据包完整性核验失败：{failed} 项未通过，不得作为处罚依据，须人工核查")
     return IntegrityView(ok, summary, checks)
 

@@ -1,0 +1,92 @@
+"""Forged zips for the tamper tests and ``benchmarks/evidence_fuzz.py``.
+
+A small zip writer of its own (stored or deflate, entries in any order, a central
+directory in any order, duplicate or unsafe names) and byte-level edits of an existing
+zip, so that the forgeries do not depend on what :mod:`zipfile` is willing to write.
+Layout after PKWARE's APPNOTE 6.3.10 §4.3.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+_LOCAL = struct.Struct("<4sHHHHHIIIHH")
+_CENTRAL = struct.Struct("<4sHHHHHHIIIHHHHHII")
+_END = struct.Struct("<4sHHHHIIH")
+_DOS_TIME, _DOS_DATE = 0, (1980 - 1980) << 9 | 1 << 5 | 1  # 1980-01-01 00:00
+_UNIX_FILE = 0o100644 << 16
+
+
+@dataclass(frozen=True)
+class CentralEntry:
+    """Where an entry's central directory header and local header are in a zip."""
+
+    name: str
+    header_offset: int  # of the central directory header
+    local_offset: int
+
+
+def build_zip(members: Sequence[tuple[str, bytes]], *, deflate: bool = False,
+              central_order: Sequence[int] | None = None, comment: bytes = b"") -> bytes:
+    """A zip of ``members`` in that order (names as given, duplicates allowed), its central
+    directory listing them in ``central_order`` (default: the same order)."""
+    body = bytearray()
+    headers: list[bytes] = []
+    for name, data in members:
+        raw_name = name.encode("utf-8")
+        flags = 0 if raw_name.isascii() else 0x800
+        payload = _deflate(data) if deflate else data
+        method = 8 if deflate else 0
+        crc = zlib.crc32(data)
+        offset = len(body)
+        body += _LOCAL.pack(b"PK\x03\x04", 20, flags, method, _DOS_TIME, _DOS_DATE, crc,
+                            len(payload), len(data), len(raw_name), 0) + raw_name + payload
+        headers.append(_CENTRAL.pack(b"PK\x01\x02", 3 << 8 | 20, 20, flags, method, _DOS_TIME,
+                                     _DOS_DATE, crc, len(payload), len(data), len(raw_name), 0,
+                                     0, 0, 0, _UNIX_FILE, offset) + raw_name)
+    order = range(len(headers)) if central_order is None else central_order
+    directory = b"".join(headers[i] for i in order)
+    end = _END.pack(b"PK\x05\x06", 0, 0, len(headers), len(headers), len(directory), len(body),
+                    len(comment))
+    return bytes(body) + directory + end + comment
+
+
+def _deflate(data: bytes) -> bytes:
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return compressor.compress(data) + compressor.flush()
+
+
+def central_entries(data: bytes) -> list[CentralEntry]:
+    """The entries of a well-formed zip as its central directory lists them."""
+    (_sig, _d, _cd, _n, total, _size, pos, _c) = _END.unpack_from(data, len(data) - _END.size)
+    entries = []
+    for _ in range(total):
+        fields = _CENTRAL.unpack_from(data, pos)
+        name_len, extra_len, comment_len, local = fields[10], fields[11], fields[12], fields[16]
+        name = data[pos + _CENTRAL.size:pos + _CENTRAL.size + name_len].decode("utf-8")
+        entries.append(CentralEntry(name, pos, local))
+        pos += _CENTRAL.size + name_len + extra_len + comment_len
+    return entries
+
+
+def with_comment(data: bytes, comment: bytes) -> bytes:
+    """The zip with a zip comment (the end record's length field and the bytes after it)."""
+    at = len(data) - _END.size
+    return data[:at + 20] + struct.pack("<H", len(comment)) + comment
+
+
+def with_local_name(data: bytes, old: str, new: str) -> bytes:
+    """The zip with the local header of ``old`` naming ``new`` (same length), the central
+    directory unchanged."""
+    raw_old, raw_new = old.encode("utf-8"), new.encode("utf-8")
+    if len(raw_old) != len(raw_new):
+        raise ValueError("the names must have the same length")
+    entry = next(e for e in central_entries(data) if e.name == old)
+    at = entry.local_offset + _LOCAL.size
+    return data[:at] + raw_new + data[at + len(raw_new):]
+
+
+__all__ = ["CentralEntry", "build_zip", "central_entries", "with_comment", "with_local_name"]
