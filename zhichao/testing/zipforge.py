@@ -8,10 +8,18 @@ Layout after PKWARE's APPNOTE 6.3.10 §4.3.
 
 from __future__ import annotations
 
+import io
 import struct
+import zipfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from zhichao.evidence.reader import PackageContents, PackageRefusedError, parse_zip
+from zhichao.evidence.verify import verify_package
 
 _LOCAL = struct.Struct("<4sHHHHHIIIHH")
 _CENTRAL = struct.Struct("<4sHHHHHHIIIHHHHHII")
@@ -89,4 +97,94 @@ def with_local_name(data: bytes, old: str, new: str) -> bytes:
     return data[:at] + raw_new + data[at + len(raw_new):]
 
 
-__all__ = ["CentralEntry", "build_zip", "central_entries", "with_comment", "with_local_name"]
+# ------------------------------------------------------------------ fuzzing
+
+
+@dataclass(frozen=True)
+class Base:
+    """A genuine package zip and what every reader must see in it."""
+
+    label: str
+    members: list[tuple[str, bytes]]  # as zipped, in order
+    deflate: bool
+    data: bytes
+    contents: dict[str, bytes]  # package-relative, as the strict reader gives them
+    lenient: dict[str, bytes]  # as Python's zipfile gives them
+
+    @staticmethod
+    def of(label: str, members: list[tuple[str, bytes]], *, deflate: bool) -> Base:
+        data = build_zip(members, deflate=deflate)
+        return Base(label, members, deflate, data, parse_zip(data), lenient_view(data) or {})
+
+
+def lenient_view(data: bytes) -> dict[str, bytes] | None:
+    """What Python's zipfile reads from ``data`` (``None`` when it cannot)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return {n: archive.read(n) for n in archive.namelist() if not n.endswith("/")}
+    except Exception:  # any failure of that reader is its refusal
+        return None
+
+
+def judge(mutant: bytes, base: Base, key: Ed25519PublicKey) -> str:
+    """The reason code the verifier refuses ``mutant`` with, or ``"accepted"`` after
+    showing that what it accepted is the original content, byte for byte, both as the
+    strict reader and as Python's zipfile read it.
+
+    Raises
+    ------
+    AssertionError
+        If the verifier accepts content other than the original.
+    """
+    try:
+        contents = PackageContents(Path(f"<{base.label}>"), parse_zip(mutant))
+    except PackageRefusedError as exc:
+        return exc.code
+    report = verify_package(contents.source, key=key, contents=contents)
+    if not report.ok:
+        return min(report.codes())
+    if contents.members != base.contents:
+        raise AssertionError(f"{base.label}: verify accepted other content")
+    other = lenient_view(mutant)
+    if other is not None and other != base.lenient:
+        raise AssertionError(f"{base.label}: verify accepted a zip zipfile reads otherwise")
+    return "accepted"
+
+
+def flip(data: bytes, at: int, xor: int) -> bytes:
+    at %= len(data)
+    return data[:at] + bytes([data[at] ^ (xor or 1)]) + data[at + 1:]
+
+
+def insert(data: bytes, at: int, chunk: bytes) -> bytes:
+    at %= len(data) + 1
+    return data[:at] + chunk + data[at:]
+
+
+def delete(data: bytes, at: int, count: int) -> bytes:
+    at %= len(data)
+    return data[:at] + data[at + max(1, count):]
+
+
+def duplicate(base: Base, index: int, planted: bytes, planted_first: bool) -> bytes:
+    members = list(base.members)
+    index %= len(members)
+    name = members[index][0]
+    members.insert(index if planted_first else index + 1, (name, planted))
+    return build_zip(members, deflate=base.deflate)
+
+
+def rename(base: Base, index: int, new_name: str) -> bytes:
+    members = list(base.members)
+    index %= len(members)
+    members[index] = (new_name, members[index][1])
+    return build_zip(members, deflate=base.deflate)
+
+
+def reorder_central(base: Base, order: Sequence[int]) -> bytes:
+    return build_zip(base.members, deflate=base.deflate, central_order=order)
+
+
+__all__ = ["Base", "CentralEntry", "build_zip", "central_entries", "delete", "duplicate",
+           "flip", "insert", "judge", "lenient_view", "rename", "reorder_central",
+           "with_comment", "with_local_name"]
