@@ -135,7 +135,7 @@ def legacy_append(log: MerkleLog, data: bytes) -> None:
                 n.flush()
             hashes = h._level_hashes(lower, (h._size - block) >> lower, block >> lower)
             h._nodes[lvl].seek(0, os.SEEK_END)
-            h._nodes[lvl].write(merkle._fold(hashes))
+            h._nodes[lvl].write(merkle.fold_hashes(hashes))
             handles.append(h._nodes[lvl])
     for handle in handles:
         handle.flush()

@@ -1,8 +1,5 @@
-"""RFC 6962 / RFC 9162 Merkle tree: hashing, proofs, verification, and a file-backed log.
-
-Hashing: ``leaf = SHA-256(0x00 ‖ entry)``, ``node = SHA-256(0x01 ‖ left ‖ right)``, the
-empty tree hashes to ``SHA-256("")``; a tree of n leaves splits at the largest power of
-two smaller than n.
+"""RFC 6962 / RFC 9162 Merkle tree: a file-backed log (hashing and proof verification
+are in :mod:`zhichao.evidence.merkle_proofs`, re-exported here).
 
 :class:`MerkleLog` keeps one directory per station::
 
@@ -52,154 +49,31 @@ A checkpoint is stored only after a complete append, so none can be beyond n; on
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
 from zhichao.common import format_utc, fsync_dir, write_atomic
 from zhichao.evidence.errors import LogError
+from zhichao.evidence.merkle_proofs import (
+    EMPTY_ROOT,
+    HASH_BYTES,
+    InclusionProof,
+    fold_hashes,
+    leaf_hash,
+    node_hash,
+    root_from_leaf_hashes,
+    split_size,
+    verify_consistency,
+    verify_inclusion,
+)
+from zhichao.evidence.merkle_tail import Tail
 
 LOG_FORMAT = "zhichao.log/1"
-HASH_BYTES = 32
 CACHE_LEVELS = (8, 16)
-EMPTY_ROOT = hashlib.sha256(b"").digest()
-
-
-def leaf_hash(entry: bytes) -> bytes:
-    return hashlib.sha256(b"\x00" + entry).digest()
-
-
-def node_hash(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha256(b"\x01" + left + right).digest()
-
-
-def _split(n: int) -> int:
-    """Largest power of two strictly smaller than n (n ≥ 2)."""
-    return 1 << ((n - 1).bit_length() - 1)
-
-
-def _fold(hashes: list[bytes]) -> bytes:
-    """Root of a perfect subtree given its 2**k leaves (or nodes) in order."""
-    level = hashes
-    while len(level) > 1:
-        level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level), 2)]
-    return level[0]
-
-
-def root_from_leaf_hashes(hashes: list[bytes]) -> bytes:
-    """RFC 6962 MTH of a list of leaf hashes (in memory; for tests and small trees)."""
-    n = len(hashes)
-    if n == 0:
-        return EMPTY_ROOT
-    if n == 1:
-        return hashes[0]
-    k = _split(n)
-    return node_hash(root_from_leaf_hashes(hashes[:k]), root_from_leaf_hashes(hashes[k:]))
-
-
-# ------------------------------------------------------------------ proof verification
-
-
-def verify_inclusion(index: int, size: int, leaf: bytes, proof: list[bytes], root: bytes
-                     ) -> bool:
-    """RFC 9162 §2.1.3.2: is ``leaf`` at ``index`` of the tree of ``size`` with ``root``?"""
-    if index < 0 or index >= size:
-        return False
-    fn, sn = index, size - 1
-    r = leaf
-    for p in proof:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            if not fn & 1:
-                while not fn & 1 and fn != 0:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            r = node_hash(r, p)
-        fn >>= 1
-        sn >>= 1
-    return sn == 0 and r == root
-
-
-def verify_consistency(size1: int, size2: int, root1: bytes, root2: bytes, proof: list[bytes]
-                       ) -> bool:
-    """RFC 9162 §2.1.4.2: is the tree (size2, root2) an append-only extension of (size1, root1)?"""
-    if size1 < 0 or size2 < size1:
-        return False
-    if size1 == size2:
-        return not proof and root1 == root2
-    if size1 == 0:
-        return not proof
-    if not proof and size1 & (size1 - 1):
-        return False
-    path = list(proof)
-    if size1 & (size1 - 1) == 0:  # exact power of two
-        path.insert(0, root1)
-    fn, sn = size1 - 1, size2 - 1
-    while fn & 1:
-        fn >>= 1
-        sn >>= 1
-    fr = sr = path[0]
-    for c in path[1:]:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            fr = node_hash(c, fr)
-            sr = node_hash(c, sr)
-            if not fn & 1:
-                while not fn & 1 and fn != 0:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            sr = node_hash(sr, c)
-        fn >>= 1
-        sn >>= 1
-    return sn == 0 and fr == root1 and sr == root2
-
-
-# ------------------------------------------------------------------------ the log
-
-
-@dataclass(frozen=True)
-class InclusionProof:
-    index: int
-    size: int
-    leaf_hash: bytes
-    hashes: tuple[bytes, ...]
-
-
-@dataclass
-class _Tail:
-    """What :meth:`MerkleLog._scan` found: the kept size and how each file differs from it."""
-
-    size: int
-    lengths: dict[str, int]  # every file's length as found
-    targets: dict[str, int]  # its length in the log of ``size`` entries, before recomputing
-    recompute: dict[int, bytes]  # cache level -> its missing trailing node
-    dropped_entries: int  # 1 when some file holds part of entry ``size``, else 0
-    entries_end: int  # end of the last kept entry in entries.bin
-
-    @property
-    def torn(self) -> bool:
-        return bool(self.recompute) or self.lengths != self.targets
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "size_before_files": dict(self.lengths),
-            "size_after": self.size,
-            "dropped_entries": self.dropped_entries,
-            "dropped_bytes": {name: self.lengths[name] - self.targets[name]
-                              for name in self.lengths},
-            "recomputed_nodes": {f"nodes-{lvl}.bin": 1 for lvl in sorted(self.recompute)},
-        }
-
 
 REPAIR_REASON = "torn tail after an interrupted append"
 _NOT_TORN = "not a torn tail of an interrupted append: the log is damaged or tampered"
@@ -311,7 +185,7 @@ class MerkleLog:
     def _offset(self, index: int) -> int:
         return int.from_bytes(self._read(self._index, 8 * index, 8), "big")
 
-    def _scan_read_only(self) -> _Tail:
+    def _scan_read_only(self) -> Tail:
         """:meth:`_scan` for a reader; an append racing the reads can look like damage."""
         for delay in (0.005, 0.02, 0.1):
             try:
@@ -320,7 +194,7 @@ class MerkleLog:
                 time.sleep(delay)
         return self._scan()
 
-    def _scan(self) -> _Tail:
+    def _scan(self) -> Tail:
         """Find the size of the log on disk and check the rest is at most a torn entry."""
         where = self.directory
         self._virtual = {}
@@ -411,7 +285,7 @@ class MerkleLog:
                     raise LogError(f"{where}/{name}: node {need - 1} is missing but entry {n} "
                                    f"was begun; {_NOT_TORN}")
                 span = 1 << (lvl - lower)
-                node = _fold(self._level_hashes(lower, (need - 1) * span, span))
+                node = fold_hashes(self._level_hashes(lower, (need - 1) * span, span))
                 recompute[lvl] = node
                 self._virtual[lvl] = (need - 1, node)
                 targets[name] = have * HASH_BYTES
@@ -429,9 +303,9 @@ class MerkleLog:
                 lower_complete = extra_node == HASH_BYTES
                 targets[name] = need * HASH_BYTES
             lower = lvl
-        return _Tail(n, lengths, targets, recompute, int(torn_entry), end)
+        return Tail(n, lengths, targets, recompute, int(torn_entry), end)
 
-    def _check_window(self, tail: _Tail) -> None:
+    def _check_window(self, tail: Tail) -> None:
         """Re-hash the last 2**8 entries and re-fold the last cached node of each level.
 
         Cheap (a few hundred entries), and it keeps damage next to the tail loud; the
@@ -463,7 +337,7 @@ class MerkleLog:
             j = (n >> lvl) - 1
             if j >= 0 and lvl not in tail.recompute:
                 span = 1 << (lvl - lower)
-                if self._level_hashes(lvl, j, 1)[0] != _fold(
+                if self._level_hashes(lvl, j, 1)[0] != fold_hashes(
                         self._level_hashes(lower, j * span, span)):
                     raise LogError(f"{where}/nodes-{lvl}.bin: node {j} is not the hash of "
                                    "its block: the log is damaged or tampered")
@@ -474,7 +348,7 @@ class MerkleLog:
         found = [(int(p.stem), p.name) for p in folder.glob("*.txt") if p.stem.isdigit()]
         return [name for cp_size, name in sorted(found) if cp_size > size]
 
-    def _repair(self, tail: _Tail) -> dict[str, Any]:
+    def _repair(self, tail: Tail) -> dict[str, Any]:
         """Record, then cut the files back to the log of ``tail.size`` entries."""
         record: dict[str, Any] = {
             "repaired_utc": format_utc(),
@@ -575,7 +449,7 @@ class MerkleLog:
         for lvl in CACHE_LEVELS:
             if size >= 1 << lvl:
                 level = lvl
-        return _fold(self._level_hashes(level, start >> level, size >> level))
+        return fold_hashes(self._level_hashes(level, start >> level, size >> level))
 
     def _mth(self, lo: int, hi: int) -> bytes:
         n = hi - lo
@@ -583,7 +457,7 @@ class MerkleLog:
             return EMPTY_ROOT
         if n & (n - 1) == 0:
             return self._perfect(lo, n)
-        k = _split(n)
+        k = split_size(n)
         return node_hash(self._perfect(lo, k), self._mth(lo + k, hi))
 
     def root(self, size: int | None = None) -> bytes:
@@ -599,7 +473,7 @@ class MerkleLog:
         proof: list[bytes] = []
         lo, hi = 0, n
         while hi - lo > 1:
-            k = _split(hi - lo)
+            k = split_size(hi - lo)
             if index - lo < k:
                 proof.append(self._mth(lo + k, hi))
                 hi = lo + k
@@ -623,7 +497,7 @@ class MerkleLog:
                 if not whole:
                     proof.append(self._mth(lo, hi))
                 return
-            k = _split(size)
+            k = split_size(size)
             if m <= k:
                 sub(m, lo, lo + k, whole)
                 proof.append(self._mth(lo + k, hi))
@@ -660,7 +534,7 @@ class MerkleLog:
         for lvl in CACHE_LEVELS:
             if size % (1 << lvl) == 0:
                 span = 1 << (lvl - lower)
-                node = _fold(self._level_hashes(lower, (size >> lower) - span, span))
+                node = fold_hashes(self._level_hashes(lower, (size >> lower) - span, span))
                 self._write(self._nodes[lvl], node)
             lower = lvl
         self._size = size
@@ -699,7 +573,12 @@ class MerkleLog:
                 problems.append(f"entry {i}: its hash differs from leaf hash {i} in leaves.bin")
         for lvl in CACHE_LEVELS:
             for j in range(self._size >> lvl):
-                expect = _fold(self._level_hashes(0, j << lvl, 1 << lvl))
+                expect = fold_hashes(self._level_hashes(0, j << lvl, 1 << lvl))
                 if self._level_hashes(lvl, j, 1)[0] != expect:
                     problems.append(f"nodes-{lvl}.bin: node {j} is wrong")
         return problems
+
+
+__all__ = ["CACHE_LEVELS", "EMPTY_ROOT", "LOG_FORMAT", "REPAIR_REASON", "InclusionProof",
+           "MerkleLog", "leaf_hash", "node_hash", "root_from_leaf_hashes", "verify_consistency",
+           "verify_inclusion"]
