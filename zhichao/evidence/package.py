@@ -256,29 +256,8 @@ def seal_package(
             rule_set = None
     eligibility = evaluate(case, rule_set, gate)
     penalty = _penalty_for(case, eligibility)
-    base = base_dir or Path.cwd()
 
-    sources: list[tuple[str, Path, dict[str, Any]]] = []
-    used: set[str] = set()
-    for img in case.images:
-        src = base / img.path
-        extra: dict[str, Any] = {"role": f"image_{img.role}",
-                                 "capture_utc": format_time(img.capture_utc),
-                                 "camera_id": img.camera_id,
-                                 "axle_count_visible": img.axle_count_visible,
-                                 "source_name": Path(img.path).name}
-        sources.append((_original_name(f"image-{img.role}", src, used), src, extra))
-    if case.waveform_path:
-        src = base / case.waveform_path
-        sources.append((_original_name("waveform", src, used), src,
-                        {"role": "waveform", "source_name": src.name}))
-    for vid in case.video_paths:
-        src = base / vid
-        sources.append((_original_name("video", src, used), src,
-                        {"role": "video", "source_name": src.name}))
-    for _, src, _ in sources:
-        if not src.is_file():
-            raise PackageError(f"original file {src} is missing or not a file")
+    sources = _original_sources(case, base_dir or Path.cwd())
 
     tmp = out_dir.with_name(out_dir.name + ".partial")
     if tmp.exists():
@@ -287,19 +266,8 @@ def seal_package(
     (tmp / "derived").mkdir()
     (tmp / "seal").mkdir()
     try:
-        file_entries: list[dict[str, Any]] = []
         record_bytes = canonicalize(case.vehicle.raw)
-        originals: dict[str, bytes] = {"original/vehicle.json": record_bytes}
-        (tmp / "original" / "vehicle.json").write_bytes(record_bytes)
-        file_entries.append({"path": "original/vehicle.json", "kind": "original",
-                             "role": "vehicle_record", "media_type": "application/json"})
-        for name, src, extra in sources:
-            dest = tmp / "original" / name
-            shutil.copyfile(src, dest)  # byte-for-byte, never re-encoded
-            originals[f"original/{name}"] = dest.read_bytes()
-            file_entries.append({"path": f"original/{name}", "kind": "original",
-                                 "media_type": mimetypes.guess_type(name)[0]
-                                 or "application/octet-stream", **extra})
+        file_entries, originals = _write_originals(tmp, record_bytes, sources)
         facts = case_facts(case, eligibility, penalty, rule_set, gate)
         package_id = "{}-{}-{}-{}".format(
             station.station_id, case.vehicle.time_utc.strftime("%Y%m%dT%H%M%S%fZ"),
@@ -352,26 +320,79 @@ def seal_package(
             "manifest_sha256": manifest_sha,
             "signature_sha256": hashlib.sha256(signature).hexdigest(),
         })
-        index = log.append(entry_bytes)
-        size = log.size
-        note = sign_checkpoint(Checkpoint(log.origin, size, log.root(size)), station.key_name,
-                               station.key)
-        if witnesses:
-            note = witness_checkpoint(log, note, witnesses)
-        token = request_timestamp(tsa, note) if tsa is not None else None
-        log.store_checkpoint(size, note, token)
-        proof = log.inclusion_proof(index, size)
-        (tmp / ENTRY_NAME).write_bytes(entry_bytes)
-        (tmp / INCLUSION_NAME).write_text(json.dumps({
-            "format": "zhichao.inclusion/1", "log_origin": log.origin, "index": index,
-            "size": size, "leaf_hash": proof.leaf_hash.hex(),
-            "hashes": [h.hex() for h in proof.hashes],
-        }, indent=1) + "\n")
-        (tmp / CHECKPOINT_NAME).write_bytes(note)
-        if token is not None:
-            (tmp / TIMESTAMP_NAME).write_bytes(token)
+        index = _log_and_seal(tmp, entry_bytes, log, station, witnesses, tsa)
         tmp.rename(out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return SealResult(out_dir, package_id, manifest_sha, index, eligibility, penalty)
+
+
+def _original_sources(case: CaseInputs, base: Path) -> list[tuple[str, Path, dict[str, Any]]]:
+    """(name in ``original/``, source file, manifest fields) of each captured file."""
+    sources: list[tuple[str, Path, dict[str, Any]]] = []
+    used: set[str] = set()
+    for img in case.images:
+        src = base / img.path
+        extra: dict[str, Any] = {"role": f"image_{img.role}",
+                                 "capture_utc": format_time(img.capture_utc),
+                                 "camera_id": img.camera_id,
+                                 "axle_count_visible": img.axle_count_visible,
+                                 "source_name": Path(img.path).name}
+        sources.append((_original_name(f"image-{img.role}", src, used), src, extra))
+    if case.waveform_path:
+        src = base / case.waveform_path
+        sources.append((_original_name("waveform", src, used), src,
+                        {"role": "waveform", "source_name": src.name}))
+    for vid in case.video_paths:
+        src = base / vid
+        sources.append((_original_name("video", src, used), src,
+                        {"role": "video", "source_name": src.name}))
+    for _, src, _ in sources:
+        if not src.is_file():
+            raise PackageError(f"original file {src} is missing or not a file")
+    return sources
+
+
+def _write_originals(tmp: Path, record_bytes: bytes,
+                     sources: list[tuple[str, Path, dict[str, Any]]]
+                     ) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
+    """Copy the originals into ``tmp/original`` byte for byte; (file entries, contents)."""
+    file_entries: list[dict[str, Any]] = []
+    originals: dict[str, bytes] = {"original/vehicle.json": record_bytes}
+    (tmp / "original" / "vehicle.json").write_bytes(record_bytes)
+    file_entries.append({"path": "original/vehicle.json", "kind": "original",
+                         "role": "vehicle_record", "media_type": "application/json"})
+    for name, src, extra in sources:
+        dest = tmp / "original" / name
+        shutil.copyfile(src, dest)  # byte-for-byte, never re-encoded
+        originals[f"original/{name}"] = dest.read_bytes()
+        file_entries.append({"path": f"original/{name}", "kind": "original",
+                             "media_type": mimetypes.guess_type(name)[0]
+                             or "application/octet-stream", **extra})
+    return file_entries, originals
+
+
+def _log_and_seal(tmp: Path, entry_bytes: bytes, log: MerkleLog, station: Station,
+                  witnesses: Sequence[WitnessClient], tsa: TimestampAuthority | None) -> int:
+    """Append the entry to the log, sign (witness, time-stamp) and store the checkpoint,
+    and write ``seal/``; the entry's log index."""
+    index = log.append(entry_bytes)
+    size = log.size
+    note = sign_checkpoint(Checkpoint(log.origin, size, log.root(size)), station.key_name,
+                           station.key)
+    if witnesses:
+        note = witness_checkpoint(log, note, witnesses)
+    token = request_timestamp(tsa, note) if tsa is not None else None
+    log.store_checkpoint(size, note, token)
+    proof = log.inclusion_proof(index, size)
+    (tmp / ENTRY_NAME).write_bytes(entry_bytes)
+    (tmp / INCLUSION_NAME).write_text(json.dumps({
+        "format": "zhichao.inclusion/1", "log_origin": log.origin, "index": index,
+        "size": size, "leaf_hash": proof.leaf_hash.hex(),
+        "hashes": [h.hex() for h in proof.hashes],
+    }, indent=1) + "\n")
+    (tmp / CHECKPOINT_NAME).write_bytes(note)
+    if token is not None:
+        (tmp / TIMESTAMP_NAME).write_bytes(token)
+    return index
