@@ -32,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from zhichao.common import utc_now as _utc_now
+from zhichao.evidence.reader import PackageRefusedError, read_package
 from zhichao.service import audit, workflow
 from zhichao.service.errors import (
     AuthenticationError,
@@ -309,16 +310,13 @@ def package_file(case: Case, name: str) -> tuple[str, bytes]:
     listed = {f.get("path"): f for f in manifest.get("files", []) if isinstance(f, dict)}
     if name not in listed:
         raise NotFoundError(f"{name!r} not listed in package {case.package_id}", "文件不存在")
-    path = Path(case.package_path)
-    try:
-        if path.is_dir():
-            data = (path / name).read_bytes()
-        else:
-            with zipfile.ZipFile(path) as zf:
-                match = [n for n in zf.namelist() if n == name or n.endswith("/" + name)]
-                data = zf.read(min(match, key=len))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise NotFoundError(f"{name} unreadable in {case.package_id}", "文件不存在") from exc
+    try:  # the one strict reader (zhichao.evidence.reader), as verify and the center read it
+        data = read_package(Path(case.package_path)).read(name)
+    except PackageRefusedError as exc:
+        raise NotFoundError(f"{name} unreadable in {case.package_id}: {exc}",
+                            "文件不存在") from exc
+    if data is None:
+        raise NotFoundError(f"{name} missing in {case.package_id}", "文件不存在")
     media_type = str(listed[name].get("media_type") or "")
     if media_type not in _SERVED_MEDIA_TYPES:  # never serve markup from a package
         media_type = "application/octet-stream"
