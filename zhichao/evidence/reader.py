@@ -116,12 +116,15 @@ def zip_name_problems(names: list[str]) -> list[str]:
 
     The same name twice lets two tools read two different files (Python's ``zipfile``
     reads the last entry, ``unzip`` the first); names equal but for case or Unicode
-    normalisation collide on extraction; absolute names, ``..``, backslashes and control
-    characters escape or confuse the folder they are extracted to."""
+    normalisation collide on extraction; absolute names, ``..``, ``.`` and empty segments
+    (``a//b``: the same file as ``a/b``), backslashes and control characters escape or
+    confuse the folder they are extracted to."""
     problems: list[str] = []
     seen: dict[str, str] = {}
     for name in names:
-        if name.startswith("/") or "\\" in name or ".." in name.split("/") or any(
+        segments = (name[:-1] if name.endswith("/") else name).split("/")
+        if name.startswith("/") or "\\" in name or any(
+                seg in ("", ".", "..") for seg in segments) or any(
                 ord(c) < 32 or ord(c) == 127 for c in name) or (len(name) > 1 and name[1] == ":"):
             problems.append(f"unsafe entry name {name!r}")
         key = unicodedata.normalize("NFC", name.rstrip("/")).casefold()
@@ -245,6 +248,10 @@ def parse_zip(data: bytes, *, max_content_bytes: int = MAX_CONTENT_BYTES) -> dic
     if cursor != cd_offset:
         raise PackageRefusedError("package.extra_data", f"{cd_offset - cursor} bytes between "
                                   "the last entry and the central directory")
+    for entry in entries:
+        if entry.is_dir and not any(name.startswith(entry.name) for name in members):
+            raise PackageRefusedError("package.structure",
+                                      f"directory entry {entry.name!r} holds no file")
     return _strip_top_folder(members)
 
 
@@ -260,8 +267,8 @@ def _end_record(data: bytes) -> tuple[int, int]:
     """(central directory offset, entry count) from the end record, which must end the file."""
     at = len(data) - _END.size
     if at < 0 or data[at:at + 4] != _END_SIG:
-        found = data.rfind(_END_SIG, max(0, len(data) - 65557))
-        if found < 0 or len(data) - found < _END.size:
+        found = _misplaced_end_record(data)
+        if found < 0:
             raise PackageRefusedError("package.unreadable",
                                       "not a zip archive (no end of central directory record; "
                                       "truncated or damaged?)")
@@ -285,6 +292,21 @@ def _end_record(data: bytes) -> tuple[int, int]:
         raise PackageRefusedError("package.extra_data", f"{at - cd_offset - cd_size} bytes "
                                   "between the central directory and its end record")
     return cd_offset, total
+
+
+def _misplaced_end_record(data: bytes) -> int:
+    """Offset of an end record that is not at the end of ``data`` but is one (it names a
+    comment that fills the rest, or a central directory that ends where it starts); -1."""
+    end = len(data)
+    while (found := data.rfind(_END_SIG, 0, end)) >= 0:
+        end = found + 3  # the next search looks strictly before this one
+        if len(data) - found < _END.size:
+            continue
+        fields = _END.unpack_from(data, found)
+        cd_size, cd_offset, comment = fields[5], fields[6], fields[7]
+        if found + _END.size + comment == len(data) or cd_offset + cd_size == found:
+            return found
+    return -1
 
 
 def _central_directory(data: bytes, cd_offset: int, count: int) -> list[_Entry]:
@@ -361,8 +383,9 @@ def _check_kind(name: str, flags: int, method: int, made_by: int, external: int)
         kind = stat.S_IFMT(external >> 16)
         expected = stat.S_IFDIR if is_dir else stat.S_IFREG
         if kind not in (0, expected):
-            raise PackageRefusedError("package.special", f"entry {name!r} is marked as "
-                                      f"{stat.filemode(external >> 16)} (not a regular file)")
+            raise PackageRefusedError("package.special", f"entry {name!r} is marked "
+                                      f"{stat.filemode(external >> 16)}, not as a "
+                                      + ("directory" if is_dir else "regular file"))
     if external & 0x10 and not is_dir:
         raise PackageRefusedError("package.special", f"entry {name!r} is marked a directory")
 

@@ -26,6 +26,7 @@ _CENTRAL = struct.Struct("<4sHHHHHHIIIHHHHHII")
 _END = struct.Struct("<4sHHHHIIH")
 _DOS_TIME, _DOS_DATE = 0, (1980 - 1980) << 9 | 1 << 5 | 1  # 1980-01-01 00:00
 _UNIX_FILE = 0o100644 << 16
+_UNIX_DIR = 0o40755 << 16 | 0x10
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,11 @@ class CentralEntry:
 
 
 def build_zip(members: Sequence[tuple[str, bytes]], *, deflate: bool = False,
-              central_order: Sequence[int] | None = None, comment: bytes = b"") -> bytes:
+              central_order: Sequence[int] | None = None, comment: bytes = b"",
+              extra: dict[str, bytes] | None = None) -> bytes:
     """A zip of ``members`` in that order (names as given, duplicates allowed), its central
-    directory listing them in ``central_order`` (default: the same order)."""
+    directory listing them in ``central_order`` (default: the same order); ``extra`` gives
+    some entries an extra field (in both headers)."""
     body = bytearray()
     headers: list[bytes] = []
     for name, data in members:
@@ -50,11 +53,15 @@ def build_zip(members: Sequence[tuple[str, bytes]], *, deflate: bool = False,
         method = 8 if deflate else 0
         crc = zlib.crc32(data)
         offset = len(body)
+        more = (extra or {}).get(name, b"")
         body += _LOCAL.pack(b"PK\x03\x04", 20, flags, method, _DOS_TIME, _DOS_DATE, crc,
-                            len(payload), len(data), len(raw_name), 0) + raw_name + payload
+                            len(payload), len(data), len(raw_name), len(more)) + raw_name + \
+            more + payload
         headers.append(_CENTRAL.pack(b"PK\x01\x02", 3 << 8 | 20, 20, flags, method, _DOS_TIME,
-                                     _DOS_DATE, crc, len(payload), len(data), len(raw_name), 0,
-                                     0, 0, 0, _UNIX_FILE, offset) + raw_name)
+                                     _DOS_DATE, crc, len(payload), len(data), len(raw_name),
+                                     len(more), 0, 0, 0,
+                                     _UNIX_DIR if name.endswith("/") else _UNIX_FILE,
+                                     offset) + raw_name + more)
     order = range(len(headers)) if central_order is None else central_order
     directory = b"".join(headers[i] for i in order)
     end = _END.pack(b"PK\x05\x06", 0, 0, len(headers), len(headers), len(directory), len(body),
@@ -78,6 +85,25 @@ def central_entries(data: bytes) -> list[CentralEntry]:
         entries.append(CentralEntry(name, pos, local))
         pos += _CENTRAL.size + name_len + extra_len + comment_len
     return entries
+
+
+CENTRAL_FIELDS = {"made_by": 4, "flags": 8, "method": 10, "crc": 16, "compressed": 20,
+                  "size": 24, "comment_len": 32, "disk": 34, "external": 38, "offset": 42}
+LOCAL_FIELDS = {"flags": 6, "method": 8, "crc": 14, "compressed": 18, "size": 22}
+_WIDTH = {"made_by": "<H", "flags": "<H", "method": "<H", "comment_len": "<H", "disk": "<H",
+          "crc": "<I", "compressed": "<I", "size": "<I", "external": "<I", "offset": "<I"}
+
+
+def patched(data: bytes, index: int, *, central: dict[str, int] | None = None,
+            local: dict[str, int] | None = None) -> bytes:
+    """The zip with fields of entry ``index`` set in its central and/or local header."""
+    entry = central_entries(data)[index]
+    out = bytearray(data)
+    for fields, base, table in ((central or {}, entry.header_offset, CENTRAL_FIELDS),
+                                (local or {}, entry.local_offset, LOCAL_FIELDS)):
+        for name, value in fields.items():
+            struct.pack_into(_WIDTH[name], out, base + table[name], value)
+    return bytes(out)
 
 
 def with_comment(data: bytes, comment: bytes) -> bytes:
@@ -186,5 +212,5 @@ def reorder_central(base: Base, order: Sequence[int]) -> bytes:
 
 
 __all__ = ["Base", "CentralEntry", "build_zip", "central_entries", "delete", "duplicate",
-           "flip", "insert", "judge", "lenient_view", "rename", "reorder_central",
+           "flip", "insert", "judge", "lenient_view", "patched", "rename", "reorder_central",
            "with_comment", "with_local_name"]
