@@ -23,15 +23,19 @@ import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from zhichao.evidence.inputs import CaseInputs
 from zhichao.evidence.merkle import MerkleLog
 from zhichao.evidence.package import Station, seal_package
-from zhichao.evidence.signing import generate_key
 from zhichao.testing import zipforge
 from zhichao.testing.cases import case_dict
 from zhichao.testing.zipforge import Base
+
+SEALED_UTC = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
 
 def _members(folder: Path) -> list[tuple[str, bytes]]:
@@ -44,9 +48,10 @@ def make_bases(root: Path, station: Station) -> list[Base]:
     base_dir.mkdir()
     case = CaseInputs.from_json(case_dict(base_dir))
     with MerkleLog(root / "log", origin=station.origin, create=True, fsync=False) as log:
-        seal_package(case, root / "documents", station=station, log=log, base_dir=base_dir)
+        seal_package(case, root / "documents", station=station, log=log, base_dir=base_dir,
+                     created_utc=SEALED_UTC)
         seal_package(case, root / "plain", station=station, log=log, base_dir=base_dir,
-                     renderer=lambda *_: {})
+                     renderer=lambda *_: {}, created_utc=SEALED_UTC)
     bases = []
     for label in ("documents", "plain"):
         for deflate in (False, True):
@@ -105,7 +110,9 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the counts here")
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    station = Station("S001", "zhichao-station-S001", generate_key())
+    # a fixed key and sealing time: the same seed gives the same mutants and counts
+    station = Station("S001", "zhichao-station-S001",
+                      Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
     key = station.key.public_key()
     with tempfile.TemporaryDirectory() as tmp:
         bases = make_bases(Path(tmp), station)
