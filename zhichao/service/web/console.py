@@ -33,8 +33,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from zhichao.common import utc_now
 from zhichao.evidence import documents
 from zhichao.service import accounts, audit, owners, workflow
-from zhichao.service.app import EVIDENCE_READ, STAFF_READ, create_app
+from zhichao.service.app import create_app
 from zhichao.service.db import transaction
+from zhichao.service.duties import CASE_READ as STAFF_READ
+from zhichao.service.duties import EVIDENCE_READ, REGISTRY_READ
 from zhichao.service.errors import (
     AuthenticationError,
     InvalidInputError,
@@ -64,7 +66,6 @@ from zhichao.service.workdays import china_date
 HERE = Path(__file__).parent
 CONSOLE = "/console"
 PORTAL = "/portal"
-REGISTRY_READ = (*STAFF_READ, "administrator")
 PAGE_CSP = ("default-src 'none'; img-src 'self'; style-src 'self'; font-src 'self'; "
             "form-action 'self'; "
             "frame-ancestors 'none'; base-uri 'none'")

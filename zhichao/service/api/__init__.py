@@ -1,0 +1,18 @@
+"""The JSON API's routes, one module per resource (FastAPI ``APIRouter``).
+
+``ROUTERS`` lists them in the order ``create_app`` includes them under ``/api/v1``:
+``auth`` (health, login, logout, me), ``cases`` (queue, detail, package, overdue),
+``case_actions`` (every workflow step, roles and separation of duties from
+``zhichao.service.duties``), ``statistics``, ``audit``, ``users`` and ``owner`` (the owner
+portal's JSON and the public disclosures). Dependencies are in ``deps``, models in
+``schemas``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from zhichao.service.api import audit, auth, case_actions, cases, owner, statistics, users
+
+ROUTERS: tuple[APIRouter, ...] = (auth.router, cases.router, case_actions.router,
+                                  statistics.router, audit.router, users.router, owner.router)
