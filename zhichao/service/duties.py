@@ -18,8 +18,10 @@ Legal basis (《中华人民共和国行政处罚法》, 2021 revision, in force
 * Art. 58: 法制审核 before the decision, by other staff than those who established the
   facts: the legal reviewer is not the technical reviewer.
 * Art. 57, 58: the decision is made by the authority's responsible person after review,
-  apart from the investigation and the reviews (four eyes on review and decision); the
-  steps that carry the decision outward (立案告知, 送达, 公示) are held to the same rule.
+  apart from the investigation and the reviews (four eyes on review and decision). The
+  steps that carry the case outward for the decision maker (立案告知, 送达, 公示) are held
+  to the same rule (issue 18); the law names the decision, not these steps, so those rows
+  are marked ``confirmed=False`` until legal review confirms them.
 * Art. 64(4): the hearing is conducted by staff who did not investigate the case; the
   technical reviewer of a non-site record is treated as its investigator (an
   interpretation: ``confirmed=False``, to be confirmed by legal review).
@@ -73,7 +75,8 @@ DUTIES: dict[str, Duty] = {d.action: d for d in (
     Duty("legal-review", "法制审核", ("legal_review",), ("legal_reviewer",),
          ("technical_review", "manual_override"), f"{LAW}第五十八条（法制审核）、第四十一条"),
     Duty("notify", "立案并告知", ("approved",), ("decision_maker",), DECIDING,
-         f"{LAW}第五十七条、第五十八条（决定与调查、审核分离）、第四十四条（告知）"),
+         f"{LAW}第五十七条、第五十八条（决定与调查、审核分离）、第四十四条（告知）",
+         confirmed=False),
     Duty("answer", "陈述申辩复核答复", ("notified",), ("legal_reviewer",), (),
          f"{LAW}第四十五条（复核）"),
     Duty("hearing", "听证记录", ("notified",), ("legal_reviewer",),
@@ -84,9 +87,9 @@ DUTIES: dict[str, Duty] = {d.action: d for d in (
     Duty("decision", "作出决定", ("statements_closed",), ("decision_maker",), DECIDING,
          f"{LAW}第五十七条、第五十八条（决定与调查、审核分离）"),
     Duty("serve", "送达决定书", ("decided",), ("decision_maker",), DECIDING,
-         f"{LAW}第五十七条、第五十八条、第六十一条（送达）"),
+         f"{LAW}第五十七条、第五十八条、第六十一条（送达）", confirmed=False),
     Duty("publish", "结案并公示", ("served",), ("decision_maker",), DECIDING,
-         f"{LAW}第五十七条、第五十八条、第四十八条（公示）"),
+         f"{LAW}第五十七条、第五十八条、第四十八条（公示）", confirmed=False),
     Duty("archive", "归档", ("published", "rejected"), ("decision_maker", "legal_reviewer"),
          (), f"{LAW}第四十七条（归档保存）"),
 )}
