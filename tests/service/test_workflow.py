@@ -483,3 +483,28 @@ def test_every_barred_part_of_the_table_is_enforced(sessions: sessionmaker[Sessi
                 s.expunge_all()
                 checked += 1
     assert checked >= 12
+
+
+def test_every_staff_transition_starts_from_the_duties_table() -> None:
+    """Each workflow function a staff member calls (``user: User``) starts with
+    ``_start(<action>, ...)`` on an action of ``duties.DUTIES``, and every action of the
+    table has its function: no transition can skip the role and separation checks."""
+    import ast
+    import inspect
+
+    from zhichao.service import duties
+
+    tree = ast.parse(inspect.getsource(workflow))
+    started: dict[str, str] = {}
+    for fn in tree.body:
+        if not isinstance(fn, ast.FunctionDef) or fn.name.startswith("_"):
+            continue
+        if "user" not in [a.arg for a in fn.args.args]:
+            continue
+        calls = [c for c in ast.walk(fn) if isinstance(c, ast.Call)
+                 and isinstance(c.func, ast.Name) and c.func.id == "_start"]
+        assert calls, f"{fn.name} does not check the duties table"
+        first = calls[0].args[0]
+        assert isinstance(first, ast.Constant) and first.value in duties.DUTIES, fn.name
+        started[fn.name] = first.value
+    assert sorted(started.values()) == sorted(duties.DUTIES), started
