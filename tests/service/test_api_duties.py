@@ -9,6 +9,7 @@ from pathlib import Path
 from tests.service.conftest import PASSWORD, Api, new_case, new_user
 from zhichao.common import utc_now
 from zhichao.service import duties
+from zhichao.service.api import routes_markdown
 from zhichao.service.db import transaction
 from zhichao.service.models import Case
 
@@ -115,3 +116,8 @@ def test_openapi_describes_every_answer_and_the_duties(api: Api) -> None:
 
 def test_docs_carry_the_duties_table() -> None:
     assert duties.markdown_table() in DOCS.read_text(encoding="utf-8")
+
+
+def test_docs_route_table_is_the_apps(api: Api) -> None:
+    table = routes_markdown(api.client.get("/openapi.json").json())
+    assert table in DOCS.read_text(encoding="utf-8")
