@@ -357,3 +357,154 @@ def test_overdue_cases_are_surfaced(sessions: sessionmaker[Session], sealed: Sea
     assert case.id not in early
     assert waiting and "陈述申辩期限已届满" in waiting[0].what_zh
     assert late and "第六十条" in late[0].what_zh and late[0].due == date(2026, 5, 14)
+
+
+# ---- separation of duties (duties.DUTIES), checked at every transition -----------------
+
+def _walk_to(sessions: sessionmaker[Session], sealed: Sealed, crew: Crew, tech: User,
+             before: str) -> Case:
+    """A case technically reviewed by ``tech`` and walked (by others) up to ``before``."""
+    case = new_case(sessions, sealed)
+    act(sessions, case.id, workflow.technical_review, tech, approve=True)
+    act(sessions, case.id, workflow.legal_review, crew.legal, approve=True)
+    steps: list[tuple[str, Any, dict[str, Any]]] = [
+        ("notify", workflow.open_and_notify,
+         {"channel": "sms", "policy": POLICY, "hearing_right": False, "now": NOTIFY_AT}),
+        ("close-statements", workflow.close_statements, {"now": AFTER_DEADLINES}),
+        ("decision", workflow.decide, {"outcome": "warning", "fine_yuan": 0,
+                                       "reasons": "依法裁量", "now": AFTER_DEADLINES}),
+        ("serve", workflow.serve, {"channel": "post",
+                                   "now": AFTER_DEADLINES + timedelta(days=1)}),
+        ("publish", workflow.publish, {}),
+    ]
+    for action, fn, kw in steps:
+        if action == before:
+            break
+        act(sessions, case.id, fn, crew.legal if action == "close-statements" else crew.boss,
+            **kw)
+    with transaction(sessions) as s:
+        got = s.get(Case, case.id)
+        assert got is not None
+        return got
+
+
+DECIDING_STEPS: list[tuple[str, Any, dict[str, Any]]] = [
+    ("notify", workflow.open_and_notify,
+     {"channel": "sms", "policy": POLICY, "hearing_right": False, "now": NOTIFY_AT}),
+    ("decision", workflow.decide,
+     {"outcome": "warning", "fine_yuan": 0, "reasons": "依法裁量", "now": AFTER_DEADLINES}),
+    ("serve", workflow.serve, {"channel": "post", "now": AFTER_DEADLINES + timedelta(days=1)}),
+    ("publish", workflow.publish, {}),
+]
+
+
+@pytest.mark.parametrize(("action", "fn", "kw"), DECIDING_STEPS,
+                         ids=[s[0] for s in DECIDING_STEPS])
+def test_technical_reviewer_who_is_also_decision_maker_is_refused(
+        sessions: sessionmaker[Session], sealed: Sealed, crew: Crew, action: str, fn: Any,
+        kw: dict[str, Any]) -> None:
+    """Issue 18: a user with both roles reviewed a case, then opened, served and published
+    it. Every step that carries the decision is refused to them, with the reason in zh-CN;
+    another decision maker does it."""
+    dual = new_user(sessions, "technical_reviewer", "decision_maker")
+    case = _walk_to(sessions, sealed, crew, dual, before=action)
+    with pytest.raises(PermissionDeniedError, match="four eyes") as info:
+        act(sessions, case.id, fn, dual, **kw)
+    assert info.value.http_status == 403
+    assert "技术审核人" in info.value.message_zh and "第五十七条" in info.value.message_zh
+    with transaction(sessions) as s:
+        unchanged = s.get(Case, case.id)
+        assert unchanged is not None and unchanged.version == case.version
+    act(sessions, case.id, fn, crew.boss, **kw)
+
+
+def test_legal_reviewer_who_is_also_decision_maker_is_refused(
+        sessions: sessionmaker[Session], sealed: Sealed, crew: Crew) -> None:
+    dual = new_user(sessions, "legal_reviewer", "decision_maker")
+    case = new_case(sessions, sealed)
+    act(sessions, case.id, workflow.technical_review, crew.tech, approve=True)
+    act(sessions, case.id, workflow.legal_review, dual, approve=True)
+    with pytest.raises(PermissionDeniedError) as info:
+        act(sessions, case.id, workflow.open_and_notify, dual, channel="sms", policy=POLICY,
+            hearing_right=False, now=NOTIFY_AT)
+    assert "法制审核人" in info.value.message_zh
+    act(sessions, case.id, workflow.open_and_notify, crew.boss,
+        channel="sms", policy=POLICY, hearing_right=False, now=NOTIFY_AT)
+
+
+def test_technical_reviewer_does_not_record_the_hearing(
+        sessions: sessionmaker[Session], sealed: Sealed, crew: Crew) -> None:
+    """Art. 64(4): the hearing is held by someone who did not investigate the case."""
+    case = new_case(sessions, sealed)
+    act(sessions, case.id, workflow.technical_review, crew.both, approve=True)
+    act(sessions, case.id, workflow.legal_review, crew.legal, approve=True)
+    act(sessions, case.id, workflow.open_and_notify, crew.boss, channel="sms", policy=POLICY,
+        hearing_right=True, now=NOTIFY_AT)
+    with transaction(sessions) as s:
+        c = s.get(Case, case.id)
+        assert c is not None
+        workflow.add_statement(s, c, kind="hearing_request", text="申请听证", contact=None,
+                               actor_label="owner", max_chars=100, now=NOTIFY_AT)
+    with pytest.raises(PermissionDeniedError, match="four eyes") as info:
+        act(sessions, case.id, workflow.record_hearing, crew.both,
+            held_utc=utc(2026, 3, 3, 2), summary="听证", now=utc(2026, 3, 4))
+    assert "第六十四条" in info.value.message_zh
+    act(sessions, case.id, workflow.record_hearing, crew.legal,
+        held_utc=utc(2026, 3, 3, 2), summary="听证", now=utc(2026, 3, 4))
+
+
+def test_every_barred_part_of_the_table_is_enforced(sessions: sessionmaker[Session],
+                                                    sealed: Sealed, crew: Crew) -> None:
+    """The table and the checks agree: for each action and each earlier part it bars, a
+    user who took that part (and holds the action's roles) is refused by ``duties.check``,
+    and one who did not is let through."""
+    from zhichao.service import duties
+
+    checked = 0
+    for row in duties.DUTIES.values():
+        for part in row.barred:
+            with transaction(sessions) as s:
+                user = s.get(User, new_user(sessions, *row.roles, station_id="S001").id)
+                assert user is not None
+                case = Case(id=10**6, state=row.from_states[0], station_id="S001",
+                            technical_reviewer_id=user.id if part == "technical_review"
+                            else None,
+                            legal_reviewer_id=user.id if part == "legal_review" else None,
+                            manual_override=part == "manual_override",
+                            manual_override_by=user.id if part == "manual_override"
+                            else None)
+                with pytest.raises(PermissionDeniedError):
+                    duties.check(row.action, user, case)
+                assert not duties.may(row.action, user, case)
+                other = Case(id=10**6, state=row.from_states[0], station_id="S002",
+                             manual_override=False)
+                duties.check(row.action, user, other)
+                assert duties.may(row.action, user, other)
+                s.expunge_all()
+                checked += 1
+    assert checked >= 12
+
+
+def test_every_staff_transition_starts_from_the_duties_table() -> None:
+    """Each workflow function a staff member calls (``user: User``) starts with
+    ``_start(<action>, ...)`` on an action of ``duties.DUTIES``, and every action of the
+    table has its function: no transition can skip the role and separation checks."""
+    import ast
+    import inspect
+
+    from zhichao.service import duties
+
+    tree = ast.parse(inspect.getsource(workflow))
+    started: dict[str, str] = {}
+    for fn in tree.body:
+        if not isinstance(fn, ast.FunctionDef) or fn.name.startswith("_"):
+            continue
+        if "user" not in [a.arg for a in fn.args.args]:
+            continue
+        calls = [c for c in ast.walk(fn) if isinstance(c, ast.Call)
+                 and isinstance(c.func, ast.Name) and c.func.id == "_start"]
+        assert calls, f"{fn.name} does not check the duties table"
+        first = calls[0].args[0]
+        assert isinstance(first, ast.Constant) and first.value in duties.DUTIES, fn.name
+        started[fn.name] = first.value
+    assert sorted(started.values()) == sorted(duties.DUTIES), started

@@ -11,9 +11,11 @@ States (``STATES_ZH``)::
 
 Rules enforced here (not in the routes):
 
-* Role per transition (``accounts.ROLES_ZH``); four eyes: the legal reviewer is not the
-  technical reviewer, the decision maker reviewed neither, and nobody reviews a manual
-  override made at their own station.
+* Role per transition and separation of duties, from one table (``duties.DUTIES``, checked
+  by ``_start`` at every transition): the legal reviewer is not the technical reviewer;
+  whoever opens, decides, serves or publishes a case reviewed none of it; nobody reviews a
+  manual override made at their own station; the hearing is not recorded by the case's
+  technical reviewer (Art. 64).
 * A rejection always needs a reason; a decision always needs reasons, is never heavier
   than the rules' proposal (行政处罚法 Art. 45: defending may not lead to a heavier
   penalty), and is made only after the statement and hearing periods are over and every
@@ -37,8 +39,8 @@ from sqlalchemy.orm import Session
 
 from zhichao.common import utc_now
 from zhichao.evidence.events import EventType
-from zhichao.service import audit, events
-from zhichao.service.accounts import require_role, user_label
+from zhichao.service import audit, duties, events
+from zhichao.service.accounts import user_label
 from zhichao.service.errors import (
     ConcurrentUpdateError,
     DeadlineError,
@@ -130,13 +132,14 @@ def _transition(session: Session, case: Case, to_state: str, *, actor: User | No
                          **(detail or {})})
 
 
-def _no_own_override(case: Case, user: User) -> None:
-    if case.manual_override and (
-            case.manual_override_by == user.id
-            or (user.station_id is not None and user.station_id == case.station_id)):
-        raise PermissionDeniedError(
-            f"user {user.username} may not review a manual override of own station",
-            "不得审核本站点的人工修正记录")
+def _start(action: str, case: Case, user: User, expected_version: int | None = None,
+           *, check_version: bool = True) -> None:
+    """Every transition starts here: role and separation of duties (``duties.DUTIES``),
+    then the version the user saw, then the state the action starts from."""
+    row = duties.check(action, user, case)
+    if check_version:
+        _check_version(case, expected_version)
+    _require_state(case, *row.from_states)
 
 
 def mark_manual_override(session: Session, case: Case, user: User, *, reason: str,
@@ -144,11 +147,9 @@ def mark_manual_override(session: Session, case: Case, user: User, *, reason: st
                          now: datetime | None = None) -> Case:
     """A station operator records a manual correction (e.g. a plate read by a person)."""
     now = now or utc_now()
-    require_role(user, "station_operator")
+    _start("manual-override", case, user, expected_version)
     if user.station_id != case.station_id:
         raise PermissionDeniedError("operator of another station", "只能修正本站点的记录")
-    _check_version(case, expected_version)
-    _require_state(case, "technical_review")
     case.manual_override = True
     case.manual_override_by = user.id
     case.manual_override_reason = _text(reason, "reason", required=True)
@@ -164,10 +165,7 @@ def technical_review(session: Session, case: Case, user: User, *, approve: bool,
                      now: datetime | None = None) -> Case:
     """技术审核: the record is 真实、清晰、完整、准确 and the device was lawful (Art. 41)."""
     now = now or utc_now()
-    require_role(user, "technical_reviewer")
-    _check_version(case, expected_version)
-    _require_state(case, "technical_review")
-    _no_own_override(case, user)
+    _start("technical-review", case, user, expected_version)
     needs_reason = not approve or case.eligibility_status != "ENFORCEABLE"
     text = _text(reason, "reason", required=needs_reason)
     session.add(Review(case_id=case.id, stage="technical", reviewer_id=user.id,
@@ -186,13 +184,7 @@ def legal_review(session: Session, case: Case, user: User, *, approve: bool,
                  now: datetime | None = None) -> Case:
     """法制审核, by a different person than the technical reviewer."""
     now = now or utc_now()
-    require_role(user, "legal_reviewer")
-    _check_version(case, expected_version)
-    _require_state(case, "legal_review")
-    if case.technical_reviewer_id == user.id:
-        raise PermissionDeniedError("four eyes: same person as the technical reviewer",
-                                    "法制审核人不得与技术审核人为同一人")
-    _no_own_override(case, user)
+    _start("legal-review", case, user, expected_version)
     text = _text(reason, "reason", required=not approve)
     session.add(Review(case_id=case.id, stage="legal", reviewer_id=user.id, approved=approve,
                        reason_zh=text, time_utc=now))
@@ -228,9 +220,7 @@ def open_and_notify(session: Session, case: Case, user: User, *, channel: str,
                     now: datetime | None = None) -> Notice:
     """立案 and 告知: record the notice and compute the statement and hearing deadlines."""
     now = now or utc_now()
-    require_role(user, "decision_maker")
-    _check_version(case, expected_version)
-    _require_state(case, "approved")
+    _start("notify", case, user, expected_version)
     if channel not in CHANNELS:
         raise InvalidInputError(f"channel {channel!r} not in {CHANNELS}", "告知方式无效")
     if case.proposed_outcome in (None, "none") or not case.plate:
@@ -303,8 +293,7 @@ def answer_statement(session: Session, case: Case, user: User, *, statement_id: 
                      response: str, now: datetime | None = None) -> Statement:
     """复核: the legal reviewer answers a statement (Art. 45: statements must be examined)."""
     now = now or utc_now()
-    require_role(user, "legal_reviewer")
-    _require_state(case, "notified")
+    _start("answer", case, user, check_version=False)
     statement = session.get(Statement, statement_id)
     if statement is None or statement.case_id != case.id:
         raise NotFoundError(f"statement {statement_id} not in case {case.id}", "陈述申辩不存在")
@@ -321,8 +310,7 @@ def answer_statement(session: Session, case: Case, user: User, *, statement_id: 
 def record_hearing(session: Session, case: Case, user: User, *, held_utc: datetime,
                    summary: str, now: datetime | None = None) -> Case:
     now = now or utc_now()
-    require_role(user, "legal_reviewer")
-    _require_state(case, "notified")
+    _start("hearing", case, user, check_version=False)
     if not case.hearing_requested:
         raise WorkflowError("no hearing was requested", "当事人未申请听证")
     if held_utc.tzinfo is None or held_utc > now:
@@ -344,9 +332,7 @@ def close_statements(session: Session, case: Case, user: User, *,
                      now: datetime | None = None) -> Case:
     """End the statement/hearing phase: periods over, every statement answered."""
     now = now or utc_now()
-    require_role(user, "legal_reviewer")
-    _check_version(case, expected_version)
-    _require_state(case, "notified")
+    _start("close-statements", case, user, expected_version)
     today = china_date(now)
     for due, name_zh in ((case.statement_due, "陈述申辩"), (case.hearing_request_due, "听证申请")):
         if due is not None and today <= due:
@@ -372,12 +358,7 @@ def decide(session: Session, case: Case, user: User, *, outcome: str, fine_yuan:
     """The decision, never heavier than the proposal, always with reasons."""
     now = now or utc_now()
     policy = policy or DeadlinePolicy()
-    require_role(user, "decision_maker")
-    _check_version(case, expected_version)
-    _require_state(case, "statements_closed")
-    if user.id in (case.technical_reviewer_id, case.legal_reviewer_id):
-        raise PermissionDeniedError("decision maker reviewed this case",
-                                    "作出决定的人员不得为本案审核人")
+    _start("decision", case, user, expected_version)
     text = _text(reasons, "reasons", required=True)
     assert text is not None
     proposed, proposed_fine = case.proposed_outcome, case.proposed_fine_yuan or 0
@@ -413,9 +394,7 @@ def serve(session: Session, case: Case, user: User, *, channel: str,
           served_utc: datetime | None = None, expected_version: int | None = None,
           now: datetime | None = None) -> Case:
     now = now or utc_now()
-    require_role(user, "decision_maker")
-    _check_version(case, expected_version)
-    _require_state(case, "decided")
+    _start("serve", case, user, expected_version)
     if channel not in CHANNELS:
         raise InvalidInputError(f"channel {channel!r} not in {CHANNELS}", "送达方式无效")
     served = served_utc or now
@@ -434,9 +413,7 @@ def publish(session: Session, case: Case, user: User, *, expected_version: int |
             now: datetime | None = None) -> Case:
     """结案并公示 (disclosure data is masked, see ``owners.public_disclosures``)."""
     now = now or utc_now()
-    require_role(user, "decision_maker")
-    _check_version(case, expected_version)
-    _require_state(case, "served")
+    _start("publish", case, user, expected_version)
     case.published_utc = now
     _transition(session, case, "published", actor=user, actor_label=user_label(user),
                 reason="结案并公示", now=now)
@@ -446,9 +423,7 @@ def publish(session: Session, case: Case, user: User, *, expected_version: int |
 def archive(session: Session, case: Case, user: User, *, expected_version: int | None = None,
             now: datetime | None = None) -> Case:
     now = now or utc_now()
-    require_role(user, "decision_maker", "legal_reviewer")
-    _check_version(case, expected_version)
-    _require_state(case, "published", "rejected")
+    _start("archive", case, user, expected_version)
     _transition(session, case, "archived", actor=user, actor_label=user_label(user),
                 reason="归档", now=now)
     return case

@@ -1,0 +1,149 @@
+"""Every workflow step of a case, one POST each; roles, separation of duties and legal
+source come from ``duties.DUTIES`` (route summary, description, ``x-roles``,
+``x-separation``, ``x-legal-source``), and the workflow function checks them again on the
+case itself, so the console and the CLI cannot differ from the API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Path
+from sqlalchemy.orm import Session
+
+from zhichao.service import duties, workflow
+from zhichao.service.api.cases import case_out
+from zhichao.service.api.deps import API, CaseId, SessionDep, SettingsDep, staff_for
+from zhichao.service.api.schemas import (
+    STAFF_ERRORS,
+    AnswerIn,
+    CaseOut,
+    DecisionIn,
+    HearingIn,
+    NotifyIn,
+    OverrideIn,
+    ReviewIn,
+    ServeIn,
+    VersionIn,
+)
+from zhichao.service.models import Case, User
+
+router = APIRouter(prefix=API, tags=["case actions"], responses=STAFF_ERRORS)
+F = TypeVar("F", bound=Callable[..., Any])
+StatementId = Annotated[int, Path(ge=1, le=2**31 - 1, description="陈述申辩编号")]
+
+
+def _action(action: str, path: str | None = None) -> Callable[[F], F]:
+    """``POST /cases/{case_id}/<action>`` documented from the duties table."""
+    return router.post(f"/cases/{{case_id}}/{path or action}",
+                       summary=duties.duty(action).label_zh,
+                       description=duties.description_zh(action),
+                       openapi_extra=duties.openapi_extra(action))
+
+
+def _case(session: Session, case_id: int) -> Case:
+    return workflow.get_case(session, case_id)
+
+
+def _done(session: Session, case: Case) -> CaseOut:
+    session.flush()  # the new version is what the client sends back next time
+    return case_out(case)
+
+
+@_action("manual-override")
+def manual_override(case_id: CaseId, body: OverrideIn, session: SessionDep,
+                    user: Annotated[User, Depends(staff_for("manual-override"))]) -> CaseOut:
+    case = _case(session, case_id)
+    workflow.mark_manual_override(session, case, user, reason=body.reason,
+                                  expected_version=body.expected_version)
+    return _done(session, case)
+
+
+@_action("technical-review")
+def technical_review(case_id: CaseId, body: ReviewIn, session: SessionDep,
+                     user: Annotated[User, Depends(staff_for("technical-review"))]
+                     ) -> CaseOut:
+    case = _case(session, case_id)
+    workflow.technical_review(session, case, user, approve=body.approve, reason=body.reason,
+                              expected_version=body.expected_version)
+    return _done(session, case)
+
+
+@_action("legal-review")
+def legal_review(case_id: CaseId, body: ReviewIn, session: SessionDep,
+                 user: Annotated[User, Depends(staff_for("legal-review"))]) -> CaseOut:
+    case = _case(session, case_id)
+    workflow.legal_review(session, case, user, approve=body.approve, reason=body.reason,
+                          expected_version=body.expected_version)
+    return _done(session, case)
+
+
+@_action("notify")
+def notify(case_id: CaseId, body: NotifyIn, session: SessionDep, settings: SettingsDep,
+           user: Annotated[User, Depends(staff_for("notify"))]) -> CaseOut:
+    case = _case(session, case_id)
+    workflow.open_and_notify(session, case, user, channel=body.channel,
+                             policy=settings.deadlines, hearing_right=body.hearing_right,
+                             expected_version=body.expected_version)
+    return _done(session, case)
+
+
+@_action("answer", "statements/{statement_id}/answer")
+def answer(case_id: CaseId, statement_id: StatementId, body: AnswerIn, session: SessionDep,
+           user: Annotated[User, Depends(staff_for("answer"))]) -> CaseOut:
+    case = _case(session, case_id)
+    workflow.answer_statement(session, case, user, statement_id=statement_id,
+                              response=body.response)
+    return _done(session, case)
+
+
+@_action("hearing")
+def hearing(case_id: CaseId, body: HearingIn, session: SessionDep,
+            user: Annotated[User, Depends(staff_for("hearing"))]) -> CaseOut:
+    case = _case(session, case_id)
+    workflow.record_hearing(session, case, user, held_utc=body.held_utc, summary=body.summary)
+    return _done(session, case)
+
+
+@_action("close-statements")
+def close_statements(case_id: CaseId, body: VersionIn, session: SessionDep,
+                     user: Annotated[User, Depends(staff_for("close-statements"))]
+                     ) -> CaseOut:
+    case = _case(session, case_id)
+    workflow.close_statements(session, case, user, expected_version=body.expected_version)
+    return _done(session, case)
+
+
+@_action("decision")
+def decision(case_id: CaseId, body: DecisionIn, session: SessionDep, settings: SettingsDep,
+             user: Annotated[User, Depends(staff_for("decision"))]) -> CaseOut:
+    case = _case(session, case_id)
+    workflow.decide(session, case, user, outcome=body.outcome, fine_yuan=body.fine_yuan,
+                    reasons=body.reasons, expected_version=body.expected_version,
+                    policy=settings.deadlines)
+    return _done(session, case)
+
+
+@_action("serve")
+def serve(case_id: CaseId, body: ServeIn, session: SessionDep,
+          user: Annotated[User, Depends(staff_for("serve"))]) -> CaseOut:
+    case = _case(session, case_id)
+    workflow.serve(session, case, user, channel=body.channel, served_utc=body.served_utc,
+                   expected_version=body.expected_version)
+    return _done(session, case)
+
+
+@_action("publish")
+def publish(case_id: CaseId, body: VersionIn, session: SessionDep,
+            user: Annotated[User, Depends(staff_for("publish"))]) -> CaseOut:
+    case = _case(session, case_id)
+    workflow.publish(session, case, user, expected_version=body.expected_version)
+    return _done(session, case)
+
+
+@_action("archive")
+def archive(case_id: CaseId, body: VersionIn, session: SessionDep,
+            user: Annotated[User, Depends(staff_for("archive"))]) -> CaseOut:
+    case = _case(session, case_id)
+    workflow.archive(session, case, user, expected_version=body.expected_version)
+    return _done(session, case)

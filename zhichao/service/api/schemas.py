@@ -1,0 +1,379 @@
+"""Pydantic models of the JSON API: what each route accepts (``*In``) and answers (``*Out``).
+
+Inputs forbid unknown fields and control characters; outputs describe every answer in the
+OpenAPI schema. Times are ISO 8601 text in UTC (``UtcText``), dates China dates
+(``DateText``), exactly as the service functions write them.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from zhichao.service.errors import InvalidInputError
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def no_control(value: str) -> str:
+    """Refuse C0 control characters other than tab, CR and LF (a validation error)."""
+    if _CONTROL.search(value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
+def clean_text(value: str, field: str, label_zh: str | None = None) -> str:
+    """``value`` when it has no control characters, else a 422 naming the field in zh-CN."""
+    if _CONTROL.search(value):
+        raise InvalidInputError(f"{field}: control characters",
+                                f"{label_zh or field}含有非法控制字符")
+    return value
+
+
+SafeStr = Annotated[str, AfterValidator(no_control)]
+Version = Annotated[int | None, Field(default=None, ge=1, le=2**31 - 1)]
+UtcText = Annotated[str, Field(description="UTC, ISO 8601", json_schema_extra={
+    "format": "date-time"})]
+DateText = Annotated[str, Field(description="中国日期 YYYY-MM-DD（北京时间）",
+                                json_schema_extra={"format": "date"})]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginIn(_In):
+    username: SafeStr = Field(min_length=1, max_length=64)
+    password: SafeStr = Field(min_length=1, max_length=256)
+
+
+class ReviewIn(_In):
+    approve: bool
+    reason: SafeStr | None = Field(default=None, max_length=2000)
+    expected_version: Version = None
+
+
+class NotifyIn(_In):
+    channel: SafeStr = Field(max_length=32)
+    hearing_right: bool | None = None
+    expected_version: Version = None
+
+
+class AnswerIn(_In):
+    response: SafeStr = Field(min_length=1, max_length=2000)
+
+
+class HearingIn(_In):
+    held_utc: datetime
+    summary: SafeStr = Field(min_length=1, max_length=2000)
+
+
+class VersionIn(_In):
+    expected_version: Version = None
+
+
+class OverrideIn(_In):
+    reason: SafeStr = Field(min_length=1, max_length=2000)
+    expected_version: Version = None
+
+
+class DecisionIn(_In):
+    outcome: SafeStr = Field(max_length=16)
+    fine_yuan: int = Field(ge=0, le=10_000_000)
+    reasons: SafeStr = Field(min_length=1, max_length=2000)
+    expected_version: Version = None
+
+
+class ServeIn(_In):
+    channel: SafeStr = Field(max_length=32)
+    served_utc: datetime | None = None
+    expected_version: Version = None
+
+
+class UserIn(_In):
+    username: SafeStr = Field(max_length=64)
+    password: SafeStr = Field(max_length=256)
+    display_name_zh: SafeStr = Field(max_length=100)
+    roles: list[SafeStr] = Field(min_length=1, max_length=6)
+    station_id: SafeStr | None = Field(default=None, max_length=64)
+
+
+class OwnerQueryIn(_In):
+    plate: SafeStr = Field(max_length=16, description="号牌，如 浙A12345")
+    plate_colour: SafeStr = Field(max_length=16, description="号牌颜色：蓝/黄/绿/黄绿/白/黑")
+    vin_last6: SafeStr | None = Field(default=None, max_length=6)
+    licence_file_number: SafeStr | None = Field(default=None, max_length=20)
+
+
+# ---- answers ---------------------------------------------------------------------------
+
+class ErrorOut(BaseModel):
+    error: str = Field(description="错误代码，如 permission_denied")
+    message_zh: str
+    message: str
+    fields: list[str] | None = Field(default=None, description="输入有误的字段（仅 422）")
+
+
+class MessageOut(BaseModel):
+    message_zh: str
+
+
+class HealthOut(BaseModel):
+    status: str
+    version: str
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+    display_name_zh: str
+    roles: list[str]
+    station_id: str | None
+    active: bool
+
+
+class UsersOut(BaseModel):
+    users: list[UserOut]
+
+
+class LoginOut(BaseModel):
+    token: str = Field(description="工作人员登录令牌（Authorization: Bearer）")
+    expires_utc: UtcText
+    user: UserOut
+
+
+class CaseOut(BaseModel):
+    id: int
+    version: int = Field(description="乐观锁版本号；办理时作为 expected_version 回传")
+    state: str
+    state_zh: str
+    package_id: str
+    manifest_sha256: str
+    station_id: str | None
+    site_id: str
+    time_utc: UtcText
+    plate: str | None
+    plate_colour: str | None
+    eligibility_status: str
+    proposed_outcome: str | None
+    proposed_fine_yuan: int | None
+    hearing_right: str | None
+    legal_basis_zh: str | None
+    manual_override: bool
+    manual_override_reason: str | None
+    technical_reviewer_id: int | None
+    legal_reviewer_id: int | None
+    hearing_requested: bool
+    hearing_held_utc: UtcText | None
+    opened_utc: UtcText | None
+    statement_due: DateText | None
+    hearing_request_due: DateText | None
+    decision_due: DateText | None
+    serve_due: DateText | None
+    published_utc: UtcText | None
+
+
+class CasesOut(BaseModel):
+    cases: list[CaseOut]
+
+
+class CaseEventOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_state: str | None = Field(alias="from")
+    to: str
+    actor: str
+    time_utc: UtcText
+    reason_zh: str | None
+
+
+class ReviewOut(BaseModel):
+    stage: str
+    reviewer_id: int
+    approved: bool
+    reason_zh: str | None
+    time_utc: UtcText
+
+
+class AttachmentOut(BaseModel):
+    filename: str
+    media_type: str
+    size_bytes: int
+    sha256: str
+
+
+class StatementOut(BaseModel):
+    id: int
+    kind: str
+    text_zh: str
+    filed_utc: UtcText
+    response_zh: str | None
+    attachments: list[AttachmentOut]
+
+
+class DecisionOut(BaseModel):
+    outcome: str
+    fine_yuan: int
+    reasons_zh: str
+    decided_by: int
+    decided_utc: UtcText
+    served_utc: UtcText | None
+
+
+class CaseDetailOut(CaseOut):
+    events: list[CaseEventOut]
+    reviews: list[ReviewOut]
+    statements: list[StatementOut]
+    decision: DecisionOut | None
+
+
+class OverdueOut(BaseModel):
+    case_id: int
+    state: str
+    due: DateText
+    what_zh: str
+
+
+class OverdueListOut(BaseModel):
+    overdue: list[OverdueOut]
+
+
+class StatisticsOut(BaseModel):
+    format: str = Field(description="zhichao.stats/1")
+    year: int
+    time_zone: str
+    figures: dict[str, int]
+    labels_zh: dict[str, str]
+
+
+class AuditEntryOut(BaseModel):
+    id: int
+    time_utc: UtcText
+    actor: str
+    action: str
+    object_type: str
+    object_id: str
+    detail: dict[str, Any]
+    prev_sha256: str
+    entry_sha256: str
+
+
+class AuditOut(BaseModel):
+    entries: list[AuditEntryOut]
+
+
+class ChainProblemOut(BaseModel):
+    entry_id: int
+    problem: str
+
+
+class AuditVerifyOut(BaseModel):
+    ok: bool
+    message_zh: str
+    problems: list[ChainProblemOut]
+
+
+class SiteOut(BaseModel):
+    site_id: str
+    name_zh: str
+    road_zh: str | None
+    stake_zh: str | None
+
+
+class WeightsOut(BaseModel):
+    gross_weight_kg: float | None
+    limit_kg: float | None
+    excess_kg: float | None
+    axle_count: int | None
+    axle_loads_kg: list[int | float | str] | None = Field(
+        description="各轴轴荷（kg），按证据包记录")
+    limit_basis_zh: str | None
+
+
+class OwnerStatementOut(BaseModel):
+    id: int
+    kind: str
+    filed_utc: UtcText
+    text_zh: str
+    response_zh: str | None
+    attachments: list[str]
+
+
+class OwnerDecisionOut(BaseModel):
+    outcome: str
+    outcome_zh: str
+    fine_yuan: int
+    reasons_zh: str
+    decided_utc: UtcText
+
+
+class OwnerRecordOut(BaseModel):
+    case_id: int
+    state: str
+    state_zh: str
+    time_utc: UtcText
+    plate: str | None
+    plate_colour: str | None
+    site: SiteOut | None
+    lane: str | None
+    weights: WeightsOut
+    legal_basis_zh: str | None
+    penalty_steps: list[dict[str, Any]] = Field(
+        description="处罚裁量步骤及其法律依据（证据包中的规则记录）")
+    proposed_outcome: str | None
+    proposed_fine_yuan: int | None
+    statement_due: DateText | None
+    hearing_request_due: DateText | None
+    photos: list[str]
+    package_id: str
+    manifest_sha256: str
+    statements: list[OwnerStatementOut]
+    decision: OwnerDecisionOut | None
+
+
+class OwnerQueryOut(BaseModel):
+    records: list[OwnerRecordOut]
+    owner_token: str | None = Field(description="车主查询凭证（X-Owner-Token），30 分钟有效")
+    message_zh: str
+
+
+class StatementFiledOut(BaseModel):
+    statement_id: int
+    filed_utc: UtcText
+    message_zh: str
+
+
+class DisclosureOut(BaseModel):
+    case_id: int
+    plate_masked: str
+    violation_date: DateText
+    site_zh: str
+    outcome: str
+    outcome_zh: str
+    fine_yuan: int
+    legal_basis_zh: str | None
+    decided_date: DateText
+    published_utc: UtcText | None
+
+
+class DisclosuresOut(BaseModel):
+    disclosures: list[DisclosureOut]
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    texts = {401: "未登录或登录已失效", 403: "角色不符或职责分离不允许（本案先前的审核人等）",
+             404: "未找到", 409: "案件状态、版本或期限不允许", 413: "请求内容过大",
+             422: "输入有误", 429: "请求过于频繁"}
+    return {code: {"model": ErrorOut, "description": texts[code]} for code in codes}
+
+
+STAFF_ERRORS = _errors(401, 403, 404, 409, 422)
+OWNER_ERRORS = _errors(401, 404, 409, 413, 422, 429)
+
+
+def media_answer(description: str, *media_types: str) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI description of a 200 answer that is a file, not JSON."""
+    return {200: {"content": {t: {} for t in media_types}, "description": description}}

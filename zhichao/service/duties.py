@@ -1,0 +1,182 @@
+"""Who may do what: one table for every case action and every staff read.
+
+``DUTIES`` maps each workflow action to the states it starts from, the roles allowed to do
+it, the earlier parts on the same case whose actor may not do it (separation of duties),
+and its legal source. The workflow functions call :func:`check` on every transition (so
+the JSON API, the console and the CLI cannot differ); the API's role dependencies and its
+OpenAPI extensions (``x-roles``, ``x-separation``, ``x-legal-source``), the console's forms
+and ``docs/service.md`` (:func:`markdown_table`) read the same table.
+
+Earlier parts (``PRIOR_ZH``): ``technical_review`` (the case's technical reviewer),
+``legal_review`` (its legal reviewer) and ``manual_override`` (the operator who recorded a
+manual correction, or any user of the station where it was made).
+
+Legal basis (《中华人民共和国行政处罚法》, 2021 revision, in force 2021-07-15):
+
+* Art. 41: records of electronic monitoring are reviewed (技术审核) before they are
+  evidence; the person who corrected a record does not review it (Art. 43, 回避).
+* Art. 58: 法制审核 before the decision, by other staff than those who established the
+  facts: the legal reviewer is not the technical reviewer.
+* Art. 57, 58: the decision is made by the authority's responsible person after review,
+  apart from the investigation and the reviews (four eyes on review and decision). The
+  steps that carry the case outward for the decision maker (立案告知, 送达, 公示) are held
+  to the same rule (issue 18); the law names the decision, not these steps, so those rows
+  are marked ``confirmed=False`` until legal review confirms them.
+* Art. 64(4): the hearing is conducted by staff who did not investigate the case; the
+  technical reviewer of a non-site record is treated as its investigator (an
+  interpretation: ``confirmed=False``, to be confirmed by legal review).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from zhichao.service.accounts import ROLES_ZH, require_role
+from zhichao.service.errors import PermissionDeniedError
+from zhichao.service.models import Case, User
+
+LAW = "《行政处罚法》"
+LAW_EFFECTIVE = date(2021, 7, 15)  # 2021 revision in force
+DECIDING = ("technical_review", "legal_review", "manual_override")
+
+PRIOR_ZH: dict[str, str] = {
+    "technical_review": "技术审核人",
+    "legal_review": "法制审核人",
+    "manual_override": "人工修正人（或修正站点的人员）",
+}
+PRIOR_EN: dict[str, str] = {
+    "technical_review": "the technical reviewer",
+    "legal_review": "the legal reviewer",
+    "manual_override": "the maker of the manual override or an operator of its own station",
+}
+
+
+@dataclass(frozen=True)
+class Duty:
+    """One case action: where it starts, who may do it, who may not, and why."""
+
+    action: str  # also the path segment of the API and console routes
+    label_zh: str
+    from_states: tuple[str, ...]
+    roles: tuple[str, ...]
+    barred: tuple[str, ...]  # earlier parts (PRIOR_ZH) whose actor may not do this
+    source_zh: str
+    effective: date = LAW_EFFECTIVE
+    confirmed: bool = True
+
+
+DUTIES: dict[str, Duty] = {d.action: d for d in (
+    Duty("manual-override", "人工修正标记", ("technical_review",), ("station_operator",), (),
+         f"{LAW}第四十一条第二款、第四十七条（记录须经审核，全过程记录）"),
+    Duty("technical-review", "技术审核", ("technical_review",), ("technical_reviewer",),
+         ("manual_override",), f"{LAW}第四十一条（技术审核）、第四十三条（回避）"),
+    Duty("legal-review", "法制审核", ("legal_review",), ("legal_reviewer",),
+         ("technical_review", "manual_override"), f"{LAW}第五十八条（法制审核）、第四十一条"),
+    Duty("notify", "立案并告知", ("approved",), ("decision_maker",), DECIDING,
+         f"{LAW}第五十七条、第五十八条（决定与调查、审核分离）、第四十四条（告知）",
+         confirmed=False),
+    Duty("answer", "陈述申辩复核答复", ("notified",), ("legal_reviewer",), (),
+         f"{LAW}第四十五条（复核）"),
+    Duty("hearing", "听证记录", ("notified",), ("legal_reviewer",),
+         ("technical_review", "manual_override"),
+         f"{LAW}第六十四条第四项（听证由非本案调查人员主持）", confirmed=False),
+    Duty("close-statements", "陈述申辩、听证处理完毕", ("notified",), ("legal_reviewer",), (),
+         f"{LAW}第四十四条、第四十五条、第六十二条"),
+    Duty("decision", "作出决定", ("statements_closed",), ("decision_maker",), DECIDING,
+         f"{LAW}第五十七条、第五十八条（决定与调查、审核分离）"),
+    Duty("serve", "送达决定书", ("decided",), ("decision_maker",), DECIDING,
+         f"{LAW}第五十七条、第五十八条、第六十一条（送达）", confirmed=False),
+    Duty("publish", "结案并公示", ("served",), ("decision_maker",), DECIDING,
+         f"{LAW}第五十七条、第五十八条、第四十八条（公示）", confirmed=False),
+    Duty("archive", "归档", ("published", "rejected"), ("decision_maker", "legal_reviewer"),
+         (), f"{LAW}第四十七条（归档保存）"),
+)}
+
+# Staff reads: which roles see what (the API, the console and the docs read this).
+CASE_READ = ("technical_reviewer", "legal_reviewer", "decision_maker", "auditor",
+             "station_operator")  # station operators: their own station only
+EVIDENCE_READ = ("technical_reviewer", "legal_reviewer", "decision_maker", "auditor")
+REGISTRY_READ = (*CASE_READ, "administrator")
+STATISTICS_READ = ("auditor", "decision_maker", "administrator")
+AUDIT_READ = ("auditor",)
+USER_ADMIN = ("administrator",)
+
+
+def duty(action: str) -> Duty:
+    """The table row of ``action`` (a programming error if there is none)."""
+    return DUTIES[action]
+
+
+def was(part: str, user: User, case: Case) -> bool:
+    """Whether ``user`` took ``part`` (a key of ``PRIOR_ZH``) in ``case`` before."""
+    if part == "technical_review":
+        return case.technical_reviewer_id == user.id
+    if part == "legal_review":
+        return case.legal_reviewer_id == user.id
+    if part == "manual_override":
+        return bool(case.manual_override) and (
+            case.manual_override_by == user.id
+            or (user.station_id is not None and user.station_id == case.station_id))
+    raise KeyError(part)
+
+
+def barred_by(action: str, user: User, case: Case) -> str | None:
+    """The first earlier part that bars ``user`` from ``action`` on ``case``, or None."""
+    return next((p for p in duty(action).barred if was(p, user, case)), None)
+
+
+def check(action: str, user: User, case: Case) -> Duty:
+    """Refuse (``PermissionDeniedError``, HTTP 403, zh-CN) a user without one of the
+    action's roles, or one whose earlier part in this case bars them; else the row."""
+    row = duty(action)
+    require_role(user, *row.roles)
+    part = barred_by(action, user, case)
+    if part is not None:
+        raise PermissionDeniedError(
+            f"four eyes: user {user.username} is {PRIOR_EN[part]} of case {case.id} and may "
+            f"not do {action} (separation of duties; {row.source_zh})",
+            f"您是本案的{PRIOR_ZH[part]}，不得办理“{row.label_zh}”（职责分离：{row.source_zh}）")
+    return row
+
+
+def may(action: str, user: User, case: Case) -> bool:
+    """Whether ``user`` may do ``action`` on ``case`` now (state, role, separation)."""
+    row = duty(action)
+    return (case.state in row.from_states and bool(user.role_set.intersection(row.roles))
+            and barred_by(action, user, case) is None)
+
+
+def openapi_extra(action: str | None = None, roles: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The OpenAPI extensions of a route: ``x-roles`` (and for an action its separation
+    rule and legal source)."""
+    if action is None:
+        return {"x-roles": list(roles)}
+    row = duty(action)
+    return {"x-roles": list(row.roles), "x-separation": list(row.barred),
+            "x-legal-source": row.source_zh, "x-effective": row.effective.isoformat(),
+            "x-confirmed": row.confirmed}
+
+
+def description_zh(action: str) -> str:
+    """A route description built from the table row."""
+    row = duty(action)
+    roles = "、".join(ROLES_ZH[r] for r in row.roles)
+    barred = "、".join(PRIOR_ZH[p] for p in row.barred) or "无"
+    mark = "" if row.confirmed else "（解释性规则，待法制审核确认）"
+    return (f"角色：{roles}。本案以下人员不得办理：{barred}。"
+            f"依据：{row.source_zh}{mark}，自 {row.effective.isoformat()} 施行。")
+
+
+def markdown_table() -> str:
+    """The table as Markdown (``docs/service.md`` carries this text; a test compares)."""
+    lines = ["| Action | 中文 | From state | Roles | Not by (same case) | Legal source | "
+             "In force | Confirmed |", "|---|---|---|---|---|---|---|---|"]
+    for row in DUTIES.values():
+        barred = ", ".join(row.barred) or "—"
+        confirmed = "yes" if row.confirmed else "no (interpretation)"
+        lines.append(f"| `{row.action}` | {row.label_zh} | {', '.join(row.from_states)} | "
+                     f"{', '.join(row.roles)} | {barred} | {row.source_zh} | "
+                     f"{row.effective.isoformat()} | {confirmed} |")
+    return "\n".join(lines)

@@ -1,0 +1,196 @@
+"""The owner portal (``/portal``): query by plate and VIN or 行驶证 file number, own records,
+photos, the sealed package, statements and hearing requests, and the public 公示 page."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import Path as PathParam
+from fastapi.responses import RedirectResponse, Response
+
+from zhichao.common import utc_now
+from zhichao.service import owners
+from zhichao.service.api.deps import owner_actor
+from zhichao.service.api.schemas import clean_text
+from zhichao.service.db import transaction
+from zhichao.service.errors import InvalidInputError, NotFoundError, ServiceError
+from zhichao.service.web import security
+from zhichao.service.web.pages import DONE_ZH, PORTAL, CaseId, Csrf, Pages, PagesDep
+from zhichao.service.workdays import china_date
+
+router = APIRouter(include_in_schema=False)
+
+
+def _grant(pages: Pages, request: Request) -> tuple[owners.OwnerGrant, str]:
+    token = request.cookies.get(security.OWNER_COOKIE)
+    return owners.read_owner_token(pages.settings, token), token or ""
+
+
+def _owner_csrf(pages: Pages, token: str) -> str:
+    return security.csrf_token(pages.secret, "owner", token)
+
+
+@router.get(f"{PORTAL}/")
+def portal_home(request: Request, pages: PagesDep) -> Response:
+    nonce, fresh = pages.pre_nonce(request)
+    page = pages.render(request, "owner_query.html", csrf=pages.pre_csrf(nonce),
+                        message_zh=None, form={})
+    return pages.with_pre(page, nonce, fresh)
+
+
+@router.post(f"{PORTAL}/query")
+def portal_query(request: Request, pages: PagesDep,
+                 plate: Annotated[str, Form(max_length=16)],
+                 plate_colour: Annotated[str, Form(max_length=16)],
+                 id_kind: Annotated[str, Form(pattern="^(vin|file)$")],
+                 secret_value: Annotated[str, Form(max_length=20)],
+                 csrf_token: Csrf = None) -> Response:
+    nonce, fresh = pages.pre_nonce(request)
+    form = {"plate": plate, "plate_colour": plate_colour, "id_kind": id_kind}
+    try:
+        security.check_csrf(pages.secret, "pre", request.cookies.get(security.PRE_COOKIE),
+                            csrf_token)
+        with transaction(pages.factory) as session:
+            answer = owners.owner_query(
+                session, pages.settings, pages.limiter, client_id=pages.client_id(request),
+                plate=plate, plate_colour=plate_colour,
+                vin_last6=secret_value if id_kind == "vin" else None,
+                licence_file_number=secret_value if id_kind == "file" else None)
+    except ServiceError as exc:
+        page = pages.render(request, "owner_query.html", status=exc.http_status,
+                            csrf=pages.pre_csrf(nonce), message_zh=exc.message_zh, form=form)
+        return pages.with_pre(page, nonce, fresh)
+    if not answer.get("owner_token"):
+        page = pages.render(request, "owner_query.html", status=200,
+                            csrf=pages.pre_csrf(nonce), message_zh=answer["message_zh"],
+                            form=form)
+        return pages.with_pre(page, nonce, fresh)
+    response = RedirectResponse(f"{PORTAL}/records", status_code=303)
+    security.set_cookie(response, pages.web, security.OWNER_COOKIE, answer["owner_token"],
+                        max_age_s=pages.settings.owner_token_ttl_s, path=PORTAL)
+    return response
+
+
+@router.get(f"{PORTAL}/records")
+def portal_records(request: Request, pages: PagesDep) -> Response:
+    try:
+        grant, token = _grant(pages, request)
+        with transaction(pages.factory) as session:
+            records = []
+            for case_id in sorted(grant.case_ids):
+                case = owners.owner_case(session, grant, case_id)
+                records.append(owners.owner_record_json(session, case))
+                owners.log_evidence_view(session, actor=owner_actor(grant), case=case,
+                                         what="portal_list")
+        return pages.render(request, "owner_results.html", records=records,
+                            csrf=_owner_csrf(pages, token))
+    except ServiceError as exc:
+        return pages.error_page(request, exc, back=f"{PORTAL}/")
+
+
+@router.get(f"{PORTAL}/records/{{case_id}}")
+def portal_record(request: Request, case_id: CaseId, pages: PagesDep,
+                  done: Annotated[str | None, Query(max_length=32)] = None) -> Response:
+    settings = pages.settings
+    try:
+        grant, token = _grant(pages, request)
+        with transaction(pages.factory) as session:
+            case = owners.owner_case(session, grant, case_id)
+            record = owners.owner_record_json(session, case)
+            owners.log_evidence_view(session, actor=owner_actor(grant), case=case,
+                                     what="portal_record")
+            today = china_date(utc_now())
+            can_state = case.state == "notified" and case.statement_due is not None \
+                and today <= case.statement_due
+            can_hearing = case.state == "notified" and case.hearing_right == "yes" \
+                and case.hearing_request_due is not None and today <= case.hearing_request_due
+        return pages.render(request, "owner_record.html", r=record,
+                            csrf=_owner_csrf(pages, token), can_state=can_state,
+                            can_hearing=can_hearing, done_zh=DONE_ZH.get(done or ""),
+                            max_files=settings.attachment_max_count,
+                            max_mb=settings.attachment_max_bytes // (1024 * 1024),
+                            max_chars=settings.statement_max_chars)
+    except ServiceError as exc:
+        return pages.error_page(request, exc, back=f"{PORTAL}/records")
+
+
+@router.get(f"{PORTAL}/records/{{case_id}}/files/{{name:path}}")
+def portal_file(request: Request, case_id: CaseId, pages: PagesDep,
+                name: Annotated[str, PathParam(max_length=200)]) -> Response:
+    try:
+        grant, _token = _grant(pages, request)
+        with transaction(pages.factory) as session:
+            case = owners.owner_case(session, grant, case_id)
+            media_type, data = owners.package_file(case, name)
+            if not media_type.startswith("image/"):
+                raise NotFoundError(f"{name}: not an image", "文件不存在")
+            owners.log_evidence_view(session, actor=owner_actor(grant), case=case, what=name)
+        return Response(data, media_type=media_type, headers={"Cache-Control": "no-store"})
+    except ServiceError as exc:
+        return pages.error_page(request, exc)
+
+
+@router.get(f"{PORTAL}/records/{{case_id}}/package")
+def portal_package(request: Request, case_id: CaseId, pages: PagesDep) -> Response:
+    try:
+        grant, _token = _grant(pages, request)
+        with transaction(pages.factory) as session:
+            case = owners.owner_case(session, grant, case_id)
+            filename, data = owners.package_zip(case)
+            owners.log_evidence_view(session, actor=owner_actor(grant), case=case,
+                                     what="package")
+        return Response(data, media_type="application/zip", headers={
+            "Content-Disposition": f'attachment; filename="{quote(filename)}"'})
+    except ServiceError as exc:
+        return pages.error_page(request, exc)
+
+
+@router.post(f"{PORTAL}/records/{{case_id}}/statements")
+def portal_statement(request: Request, case_id: CaseId, pages: PagesDep,
+                     text: Annotated[str, Form(max_length=20_000)],
+                     kind: Annotated[str, Form(pattern="^(statement|hearing_request)$")] =
+                     "statement",
+                     contact: Annotated[str | None, Form(max_length=100)] = None,
+                     files: Annotated[list[UploadFile] | None, File()] = None,
+                     csrf_token: Csrf = None) -> Response:
+    settings = pages.settings
+    back = f"{PORTAL}/records/{case_id}"
+    try:
+        grant, token = _grant(pages, request)
+        security.check_csrf(pages.secret, "owner", token, csrf_token)
+        uploads = [u for u in files or [] if u.filename]  # an empty file input sends one
+        if len(uploads) > settings.attachment_max_count:
+            raise InvalidInputError(f"at most {settings.attachment_max_count} attachments",
+                                    f"附件最多 {settings.attachment_max_count} 个")
+        blobs = [(u.filename or "attachment", u.file.read(settings.attachment_max_bytes + 1))
+                 for u in uploads]
+        with transaction(pages.factory) as session:
+            owners.file_statement(session, settings, grant, case_id=case_id, kind=kind,
+                                  text=clean_text(text, "text", "内容"),
+                                  contact=contact or None, files=blobs)
+    except ServiceError as exc:
+        return pages.error_page(request, exc, back=back)
+    return RedirectResponse(f"{back}?done=statement", status_code=303)
+
+
+@router.post(f"{PORTAL}/logout")
+def portal_logout(request: Request, pages: PagesDep, csrf_token: Csrf = None) -> Response:
+    try:
+        security.check_csrf(pages.secret, "owner", request.cookies.get(security.OWNER_COOKIE),
+                            csrf_token)
+    except ServiceError as exc:
+        return pages.error_page(request, exc)
+    response = RedirectResponse(f"{PORTAL}/", status_code=303)
+    security.clear_cookie(response, pages.web, security.OWNER_COOKIE, path=PORTAL)
+    return response
+
+
+@router.get(f"{PORTAL}/disclosures")
+def portal_disclosures(request: Request, pages: PagesDep,
+                       year: Annotated[int | None, Query(ge=2000, le=2100)] = None
+                       ) -> Response:
+    with transaction(pages.factory) as session:
+        rows = owners.public_disclosures(session, year=year)
+    return pages.render(request, "disclosures.html", rows=rows, year=year)
