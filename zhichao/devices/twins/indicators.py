@@ -11,7 +11,11 @@ from collections.abc import Sequence
 from typing import Self
 
 from zhichao.devices.faults import FaultInjector
-from zhichao.devices.indicators import encode_toledo, encode_xk3190, encode_xk3190_reversed
+from zhichao.devices.indicator_formats import (
+    encode_toledo,
+    encode_xk3190,
+    encode_xk3190_reversed,
+)
 from zhichao.devices.twins.links import PtyLink, TcpServerLink, TwinLink
 from zhichao.devices.twins.modbus import ModbusTwinServer
 
