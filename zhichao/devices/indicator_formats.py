@@ -133,8 +133,10 @@ class Xk3190Decoder(StreamDecoder):
         self._factor = XK3190_UNITS[weight_unit]
         self._shift = len(str(self._factor)) - 1  # decimals lost by the factor (t: 3)
 
-    def _reading(self, value: float, decimals: int, raw: bytes) -> WeightReading:
-        return WeightReading(value * self._factor, None, raw=raw,
+    def _reading(self, counts: int, decimals: int, raw: bytes) -> WeightReading:
+        """``counts`` display digits with ``decimals`` after the point, in kg (one correctly
+        rounded division: 32.450 t is exactly 32450 kg)."""
+        return WeightReading(counts * self._factor / 10**decimals, None, raw=raw,
                              decimals=max(0, decimals - self._shift))
 
     def _decode_at(self, buf: bytearray, pos: int,
@@ -165,8 +167,8 @@ class Xk3190Decoder(StreamDecoder):
         if decimals > 4:
             out.append(DecodeFault("format", where, 1, f"decimals {decimals} > 4"))
             return None
-        value = int(frame[2:8]) / 10**decimals
-        return self._reading(-value if frame[1] == ord("-") else value, decimals, frame)
+        counts = int(frame[2:8])
+        return self._reading(-counts if frame[1] == ord("-") else counts, decimals, frame)
 
     def _decode_reversed(self, frame: bytes, pos: int,
                          out: list[WeightReading | DecodeFault]) -> int:
@@ -175,14 +177,14 @@ class Xk3190Decoder(StreamDecoder):
         if len(body) < 7 or body.count(".") > 1 or not body.replace(".", "").isdigit():
             out.append(DecodeFault("format", where, 1, f"not a '=' frame: {frame!r}"))
             return 0
-        value = float(body)
+        counts = int(body.replace(".", ""))
         decimals = len(body) - body.index(".") - 1 if "." in body else 0
         used = 8
         if len(frame) > 8 and frame[8] in b"+-":
             used = 9
             if frame[8] == ord("-"):
-                value = -value
-        out.append(self._reading(value, decimals, frame[:used]))
+                counts = -counts
+        out.append(self._reading(counts, decimals, frame[:used]))
         return used
 
 

@@ -32,9 +32,10 @@ class StreamSampleSource(SampleSource):
     def from_url(cls, url: str | DeviceUrl, **kwargs: Any) -> StreamSampleSource:
         parsed = parse_device_url(url) if isinstance(url, str) else url
         transport = transport_for_url(parsed, default_baud_rate=921600)
-        for key, conv in (("stall_timeout_s", float), ("max_frame_bytes", int)):
-            if key in parsed.query and key not in kwargs:
-                kwargs[key] = conv(parsed.query[key])
+        if "stall_timeout_s" in parsed.query and "stall_timeout_s" not in kwargs:
+            kwargs["stall_timeout_s"] = parsed.get_float("stall_timeout_s", 2.0)
+        if "max_frame_bytes" in parsed.query and "max_frame_bytes" not in kwargs:
+            kwargs["max_frame_bytes"] = parsed.get_int("max_frame_bytes", 0)
         return cls(parsed.text, transport, **kwargs)
 
     def _connect(self, timeout_s: float) -> None:

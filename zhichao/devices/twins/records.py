@@ -132,7 +132,8 @@ class RecordLineTwin:
 
     @property
     def url(self) -> str:
-        return self.link.url
+        """``zwr+tcp://…`` or ``zwr+serial://…``: opens as a record source by itself."""
+        return "zwr+" + self.link.url
 
     def start(self) -> Self:
         self._thread = threading.Thread(target=self._run, name="zwr-twin", daemon=True)
@@ -271,7 +272,8 @@ class ModbusRecordTwin:
 
     @property
     def url(self) -> str:
-        return self.server.url
+        """The Modbus URL with ``kind=records``: opens as a record source by itself."""
+        return self.server.url + "&kind=records"
 
     def _happened(self) -> int:
         if self._t0 is None:
