@@ -25,6 +25,8 @@ Counter names used by the drivers (all start at 0):
 ``connect_failures``   failed connection attempts
 ``timeouts``           read phases that ran out of time with the link silent
 ``stalls``             link silent for longer than the stall limit
+``device_faults``      a device's status register raised a fault bit (shown as
+                       ``info["device_status"]``)
 """
 
 from __future__ import annotations
