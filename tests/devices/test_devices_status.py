@@ -200,9 +200,19 @@ def test_open_wim_device(url: str, kind: str, cls: type) -> None:
         assert isinstance(dev, SampleSource if kind == "samples" else RecordSource)
 
 
+def test_guess_kind_of_an_indicator_map() -> None:
+    from zhichao.devices.registry import guess_kind
+
+    assert guess_kind("modbus+tcp://h:502?device_id=1&map=zhichao") == "indicator"
+    assert guess_kind("modbus+rtu:///dev/ttyS0?map=tuna-id551") == "indicator"
+    assert guess_kind("modbus+tcp://h:502?device_id=1") == "samples"
+    assert guess_kind("zwr+tcp://h:1") == "records"
+
+
 @pytest.mark.parametrize(("url", "error"), [
     ("xk3190+serial:///dev/ttyS0", DeviceConfigurationError),  # an indicator
     ("folder:///srv/frames", DeviceConfigurationError),  # a camera
+    ("modbus+tcp://127.0.0.1:502?map=zhichao", DeviceConfigurationError),  # an indicator
     ("tcp://no-port", DeviceConfigurationError),
     ("zsf+tcp://127.0.0.1:9?stall_timeout_s=soon", DeviceConfigurationError),
     ("modbus+tcp://127.0.0.1:502?poll_interval_s=often", DeviceConfigurationError),

@@ -90,10 +90,13 @@ def open_device(kind: str, url: str, **settings: Any) -> Device:
 
 def guess_kind(url: str) -> str:
     """``samples`` unless the scheme only exists for another kind (``xk3190+…``,
-    ``zwr+…``, ``folder://``, ``rtsp://`` …) or a ``kind=`` query says otherwise."""
+    ``zwr+…``, ``folder://``, ``rtsp://`` …), a ``kind=`` query says otherwise, or a
+    Modbus URL names an indicator register ``map=``."""
     parsed = parse_device_url(url)
     if "kind" in parsed.query:
         return parsed.query["kind"]
+    if "map" in parsed.query and ("indicator", parsed.scheme) in BACKENDS:
+        return "indicator"
     kinds = [k for k, s in BACKENDS if s == parsed.scheme]
     return kinds[0] if kinds else "samples"
 
@@ -104,7 +107,7 @@ def wim_kind(url: str) -> str:
     kind = guess_kind(url)
     if kind not in WIM_KINDS:
         raise DeviceConfigurationError(
-            f"{url}: not a WIM device URL ({kind}); expected one of "
+            f"{url}: not a WIM device URL ({kind}) 不是称重设备地址; expected one of "
             + ", ".join(sorted({s for k, s in BACKENDS if k in WIM_KINDS}))
             + " (kind=records for a record controller on tcp://, serial:// or modbus+…)")
     return kind
