@@ -7,6 +7,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.devices.conftest import START_UTC, make_samples
 from tests.devices.test_devices_records import records
@@ -254,3 +256,47 @@ def test_wim_urls_deliver_through_the_registry() -> None:
             while len(got) < 2 and time.monotonic() < deadline:
                 got += rdev.records(max_records=2 - len(got), timeout_s=1.0)
     assert [r.seq for r in got] == [0, 1]
+
+
+# -- the shared decoder skeleton ---------------------------------------------------------
+
+def _stream(protocol: str) -> bytes:
+    if protocol == "xk3190":
+        return (b"\xffjunk" + encode_xk3190(-250.0, 0, a22_nibbles=True) + encode_xk3190(7.5, 1)
+                + b"=00.1000-" + encode_xk3190(20500.0, 0) + b"\x02+bad")
+    return (b"zz" + encode_toledo(1.25, decimals=2, motion=True, checksum=False)
+            + encode_toledo(10, overload=True) + b"\x02\x02" + encode_toledo(-3.5, decimals=1)
+            + b"\x02")
+
+
+def _summary(items: list[WeightReading | object]) -> list[tuple[object, ...]]:
+    return [(r.weight_kg, r.decimals, r.flags) if isinstance(r, WeightReading)
+            else (type(r).__name__,) for r in items]
+
+
+@settings(max_examples=200, deadline=None)
+@given(protocol=st.sampled_from(["xk3190", "toledo"]),
+       cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=12))
+def test_decoders_give_the_same_readings_however_the_bytes_arrive(
+        protocol: str, cuts: list[int]) -> None:
+    data = _stream(protocol)
+    new = Xk3190Decoder if protocol == "xk3190" else ToledoDecoder
+    whole = new().feed(data)
+    dec = new()
+    parts: list[WeightReading | object] = []
+    start = 0
+    for cut in sorted(c % (len(data) + 1) for c in cuts) + [len(data)]:
+        parts.extend(dec.feed(data[start:cut]))
+        start = cut
+    readings = [r for r in whole if isinstance(r, WeightReading)]
+    assert len(readings) == 4 if protocol == "xk3190" else 3
+    assert [x for x in _summary(parts) if len(x) > 1] == [x for x in _summary(whole)
+                                                          if len(x) > 1]
+
+
+@pytest.mark.parametrize("decoder", [Xk3190Decoder, ToledoDecoder])
+def test_buffer_overflow_is_reported_by_both_decoders(decoder: type) -> None:
+    dec = decoder(max_buffer_bytes=4)  # less than a frame: a started frame overflows it
+    items = dec.feed(b"\x02" + b"0" * 8)
+    assert [(f.kind, f.n_bytes, f.detail) for f in items] == [("garbage", 9, "buffer overflow")]
+    assert dec.feed(b"") == []
