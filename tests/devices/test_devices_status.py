@@ -127,6 +127,9 @@ def test_modbus_overload_is_never_stable_and_probe_says_so(
             assert r is not None and r.stable is True and r.overload and not r.is_weight
             with pytest.raises(DeviceTimeoutError):
                 scale.read_stable(0.3, n_identical=2)
+            h = scale.health_snapshot()
+            assert h.info["last_reading"] == "20500.37 kg [overload]"
+            assert h.counters["overload_readings"] >= 2
         assert main(["devices", "probe", twin.url, "--kind", "indicator",
                      "--listen-s", "0.3"]) == 0
         out = capsys.readouterr().out

@@ -89,6 +89,10 @@ class WeighingIndicator(Device):
                     continue
                 self.health.frame_received()
                 self.health.add("frames")
+                if r.overload:
+                    self.health.add("overload_readings")
+                self.health.info["last_reading"] = (
+                    f"{r.weight_text()} kg [{', '.join(r.flags) or 'stable'}]")
                 self._pending.append(r)
         return self._pending.popleft() if self._pending else None
 
