@@ -141,3 +141,111 @@ def test_indicator_examples() -> None:
     regs = [counts >> 16, counts & 0xFFFF, 0, 0, 0x8001, 2]
     r = decode_indicator_registers(regs, 0, INDICATOR_MAPS["zhichao"])
     assert r.weight_text() == "-20500.37" and r.stable is True
+
+
+# -- Modbus peers written from the register tables (a plain pymodbus server) --------------
+
+def _words(fmt: str, *values: object) -> list[int]:
+    """Big-endian bytes as 16-bit registers: most significant word first, as the docs say."""
+    raw = struct.pack(">" + fmt, *values)
+    return [int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw), 2)]
+
+
+class _StaticPeer:
+    """A real Modbus TCP server whose holding registers are the list given."""
+
+    def __init__(self, regs: list[int]) -> None:
+        from zhichao.devices.twins.modbus import ModbusTwinServer
+
+        self.regs = regs
+        self.server = ModbusTwinServer(len(regs), self._refresh)
+
+    def _refresh(self, regs: list[int], _fc: int, _address: int, _count: int) -> None:
+        regs[:len(self.regs)] = self.regs
+
+    def __enter__(self) -> _StaticPeer:
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()
+
+
+def test_sample_ring_peer_from_the_docs() -> None:
+    from zhichao.devices.base import Timeouts
+    from zhichao.devices.registry import open_wim_device
+    from zhichao.devices.sample_source import SampleSource
+
+    c, rate, ring, total = 2, 1000, 64, 50
+    newest_us = T0_US + (total - 1) * 1000
+    regs = [0] * (100 + ring * c)
+    regs[0:6] = [0x5A43, 1, c, rate, 7, 0x0001]
+    regs[6:8] = _words("f", 0.5)
+    regs[8:12] = _words("Q", total)
+    regs[12:16] = _words("q", newest_us)
+    regs[16] = ring
+    for i in range(total):
+        for ch in range(c):
+            regs[100 + (i % ring) * c + ch] = _words("h", (-1) ** ch * i)[0]
+    with _StaticPeer(regs) as peer:
+        url = peer.server.url
+        with open_wim_device(url, timeouts=Timeouts(1.0)) as dev:
+            assert isinstance(dev, SampleSource)
+            block = dev.read_block(3.0)
+    assert block is not None
+    first = total - (ring - max(4, ring // 4))  # the oldest row the driver reads
+    assert (block.first_index, block.n_samples, block.boot_id) == (first, total - first, 7)
+    rows = np.arange(first, total, dtype=np.float32)
+    np.testing.assert_array_equal(block.samples, np.stack([rows * 0.5, -rows * 0.5], axis=1))
+    assert block.device_time_utc == datetime.fromtimestamp(
+        (newest_us - (total - 1 - first) * 1000) / 1e6, UTC)
+
+
+def test_record_ring_and_indicator_peers_from_the_docs() -> None:
+    from zhichao.devices.base import Timeouts
+    from zhichao.devices.interfaces.modbus_indicator import ModbusIndicator
+    from zhichao.devices.record_source import RecordSource
+    from zhichao.devices.registry import open_wim_device
+
+    ring = 4
+    slot = [0] * 72
+    slot[0:2] = _words("I", 5)
+    slot[2:6] = _words("q", T0_US)
+    slot[6] = 4500  # 45.00 km/h
+    slot[7] = 0x8000  # acceleration not reported
+    slot[8] = 2
+    slot[9] = 0x0040  # incomplete
+    slot[10] = _words("h", -55)[0]  # −5.5 °C
+    slot[11] = 1
+    slot[12:14] = _words("I", 15000)
+    slot[14:16] = [6000, 9000]
+    slot[26] = 4200  # 4.2 m
+    slot[37:39] = _words("I", 15010)
+    slot[69] = 3
+    slot[71] = _crc16_modbus_from_docs(b"".join(r.to_bytes(2, "big") for r in slot[:71]))
+    regs = [0] * (100 + ring * 72)
+    regs[0:4] = [0x5A52, 1, 2, 0x0001]
+    regs[4:6] = _words("I", 6)  # records 0 … 5 written; seq 5 is the newest
+    regs[6:8] = [ring, 72]
+    regs[100 + (5 % ring) * 72:100 + (5 % ring) * 72 + 72] = slot
+    # records 2 … 4 are empty slots (their CRC register 0 is wrong): read again as torn
+    # reads, then rejected as gaps; record 5 is the one written here
+    peer = _StaticPeer(regs)
+    with peer, open_wim_device(peer.server.url + "&kind=records",
+                               timeouts=Timeouts(1.0)) as dev:
+        assert isinstance(dev, RecordSource)
+        got = dev.records(max_records=4, timeout_s=3.0)
+    mine = [r for r in got if r.seq == 5]
+    assert len(mine) == 1
+    r = mine[0]
+    assert (r.boot_id, r.lane_id, r.speed_kmh, r.acceleration_ms2) == (2, "3", 45.0, None)
+    assert (r.axle_loads_kg, r.axle_spacings_m, r.row_gross_weights_kg) == (
+        (6000.0, 9000.0), (4.2,), (15010.0,))
+    assert (r.pavement_temperature_c, r.status_names, r.wheel_loads_kg) == (
+        -5.5, ("incomplete",), ())
+    ind = _words("i", -2_050_037) + _words("i", -2_050_037) + [0x8001, 2]
+    with _StaticPeer(ind) as peer, ModbusIndicator.from_url(
+            peer.server.url + "&map=zhichao", poll_interval_s=0.01,
+            timeouts=Timeouts(1.0)) as scale:
+        reading = scale.read(2.0)
+    assert reading is not None and reading.weight_text() == "-20500.37" and reading.stable
