@@ -52,12 +52,12 @@ BACKENDS: dict[tuple[str, str], tuple[str, str]] = {
     ("records", "serial"): (_I + "zwr_stream", "StreamRecordSource"),
     ("records", "modbus+tcp"): (_I + "modbus_records", "ModbusRecordSource"),
     ("records", "modbus+rtu"): (_I + "modbus_records", "ModbusRecordSource"),
-    ("camera", "folder"): ("zhichao.devices.camera", "FolderCamera"),
-    ("camera", "file"): ("zhichao.devices.camera", "VideoCaptureCamera"),
-    ("camera", "rtsp"): ("zhichao.devices.camera", "VideoCaptureCamera"),
-    ("camera", "rtsps"): ("zhichao.devices.camera", "VideoCaptureCamera"),
-    ("camera", "usb"): ("zhichao.devices.camera", "VideoCaptureCamera"),
-    ("camera", "sim"): ("zhichao.devices.camera", "SimulatedCamera"),
+    ("camera", "folder"): (_I + "folder_camera", "FolderCamera"),
+    ("camera", "file"): (_I + "video_capture", "VideoCaptureCamera"),
+    ("camera", "rtsp"): (_I + "video_capture", "VideoCaptureCamera"),
+    ("camera", "rtsps"): (_I + "video_capture", "VideoCaptureCamera"),
+    ("camera", "usb"): (_I + "video_capture", "VideoCaptureCamera"),
+    ("camera", "sim"): (_I + "sim_camera", "SimulatedCamera"),
 }
 KINDS: tuple[str, ...] = ("samples", "records", "indicator", "camera")
 #: the kinds a station's WIM device (``wim.url``) can be

@@ -9,10 +9,13 @@ module                 kind        backend
 ``modbus_records``     records     :class:`ModbusRecordSource`: the Modbus record ring
 ``stream_indicator``   indicator   :class:`StreamIndicator`: XK3190 / Toledo continuous output
 ``modbus_indicator``   indicator   :class:`ModbusIndicator`: an indicator's register map
+``folder_camera``      camera      :class:`FolderCamera`: the images of a folder (a replay)
+``video_capture``      camera      :class:`VideoCaptureCamera`: OpenCV file, RTSP, USB
+``sim_camera``         camera      :class:`SimulatedCamera`: synthetic frames
 =====================  ==========  ===========================================================
 
 Each imports only its kind (:mod:`~zhichao.devices.sample_source`,
-:mod:`~zhichao.devices.record_source`, :mod:`~zhichao.devices.weighing_indicator`), its
-codec and its transport; :mod:`zhichao.devices.registry` imports them lazily by URL scheme.
-Cameras are in :mod:`zhichao.devices.camera`.
+:mod:`~zhichao.devices.record_source`, :mod:`~zhichao.devices.weighing_indicator`,
+:mod:`~zhichao.devices.camera_source`), its codec and its transport;
+:mod:`zhichao.devices.registry` imports them lazily by URL scheme.
 """
