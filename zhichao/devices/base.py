@@ -15,10 +15,12 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Self
 from urllib.parse import parse_qsl, urlsplit
 
 from zhichao.common import Backoff
+from zhichao.devices.data import bit_names
 from zhichao.devices.errors import (
     DeviceClosedError,
     DeviceConfigurationError,
@@ -27,6 +29,13 @@ from zhichao.devices.errors import (
 from zhichao.devices.health import DeviceHealth, HealthMonitor
 
 LOG = logging.getLogger("zhichao.devices")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def device_time(us: int) -> datetime:
+    """Device clock [µs since 1970 UTC] as a tz-aware UTC datetime (clamped to datetime's range)."""
+    us = min(max(us, -62_135_596_800_000_000), 253_402_300_799_000_000)
+    return EPOCH + timedelta(microseconds=us)
 
 
 @dataclass(frozen=True)
@@ -123,7 +132,7 @@ def parse_device_url(text: str) -> DeviceUrl:
         raise DeviceConfigurationError(f"not a device URL (scheme://…): {text!r}")
     scheme, _, rest = text.partition(":")
     scheme = scheme.lower()
-    if scheme == "serial" and not rest.startswith("///") and "://" in rest:
+    if scheme.rpartition("+")[2] == "serial" and not rest.startswith("///") and "://" in rest:
         # serial:loop:// or serial:socket://host:port — a pyserial URL handler
         base, _, q = rest.partition("?")
         return DeviceUrl(text, scheme, "", None, base, dict(parse_qsl(q)))
@@ -154,6 +163,7 @@ class Device(ABC):
         self._closed = False
         self._ever_connected = False
         self._next_attempt = 0.0
+        self._status_faults = 0
 
     # -- hooks ---------------------------------------------------------------------------
     @abstractmethod
@@ -260,6 +270,18 @@ class Device(ABC):
                 return False
         remaining = max(0.01, deadline - time.monotonic())
         return self._attempt(min(self.timeouts.connect, remaining), raise_errors=False)
+
+    def _note_status(self, status: int, table: dict[int, str], fault_mask: int) -> None:
+        """Show a device's status register in ``info["device_status"]`` (bit names, ``-``
+        when none is set); when its fault bits (``fault_mask``) change to a set that is not
+        empty, count ``device_faults`` and log it."""
+        names = bit_names(status, table)
+        self.health.info["device_status"] = ", ".join(names) or "-"
+        faults = status & fault_mask
+        if faults and faults != self._status_faults:
+            self.health.fault("device_faults", f"status {status:#06x}: "
+                              + ", ".join(bit_names(faults, table)))
+        self._status_faults = faults
 
     def _link_lost(self, reason: str) -> None:
         """Record a lost link, close it, and let the next read reconnect."""

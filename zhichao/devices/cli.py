@@ -6,6 +6,8 @@ import argparse
 import logging
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,11 +48,7 @@ def register(subparsers: Any) -> None:
 
 
 def _probe(args: argparse.Namespace) -> int:
-    from zhichao.devices.camera import Camera
-    from zhichao.devices.indicators import WeighingIndicator
-    from zhichao.devices.records import RecordSource
     from zhichao.devices.registry import guess_kind, open_device
-    from zhichao.devices.samples import SampleSource
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
@@ -66,45 +64,96 @@ def _probe(args: argparse.Namespace) -> int:
             print(f"cannot connect 无法连接: {exc}")
             print(device.health_snapshot().describe())
             return 1
+        listen = _LISTENERS[kind]
         deadline = time.monotonic() + args.listen_s
-        n = 0
+        seen = _Seen()
         while (remaining := deadline - time.monotonic()) > 0:
-            if isinstance(device, SampleSource):
-                block = device.read_block(remaining)
-                if block is not None:
-                    n += block.n_samples
-                    if block.reason:
-                        print(f"block at index {block.first_index}: {block.reason} "
-                              f"(gap {block.gap_before_samples})")
-            elif isinstance(device, WeighingIndicator):
-                r = device.read(remaining)
-                if r is not None:
-                    n += 1
-                    if n <= 3:
-                        print(f"weight {r.weight_kg:g} kg stable={r.stable} net={r.is_net}")
-            elif isinstance(device, RecordSource):
-                rec = device.read_record(remaining)
-                if rec is not None:
-                    n += 1
-                    if n <= 3:
-                        print(f"record {rec.boot_id}/{rec.seq} {rec.device_time_utc.isoformat()} "
-                              f"{rec.n_axles} axles {rec.gross_weight_kg:g} kg "
-                              f"{rec.speed_kmh:g} km/h status {','.join(rec.status_names) or '-'}"
-                              + (f" ({rec.reason})" if rec.reason else ""))
-            elif isinstance(device, Camera):
-                frame = device.grab(remaining)
-                if frame is not None:
-                    n += 1
-                    if n <= 3:
-                        print(f"frame {frame.index} {frame.width}×{frame.height} "
-                              f"at {frame.capture_utc.isoformat()} {frame.name}")
-                elif device.ended:
-                    break
+            if not listen(device, remaining, seen):
+                break
         unit = {"samples": "samples", "records": "records", "camera": "frames"}.get(
             kind, "readings")
-        print(f"{kind}: {n} {unit} in {args.listen_s:g} s")
+        summary = f" ({', '.join(f'{k} {v}' for k, v in seen.flags.items())})" \
+            if seen.flags else ""
+        print(f"{kind}: {seen.n} {unit} in {args.listen_s:g} s{summary}")
         print(device.health_snapshot().describe())
     return 0
+
+
+@dataclass
+class _Seen:
+    """What ``probe`` has received so far: the count, and how often each flag was set."""
+
+    n: int = 0
+    flags: dict[str, int] = field(default_factory=dict)
+    last_flags: tuple[str, ...] | None = None
+    printed: int = 0
+
+    def count(self, flags: tuple[str, ...]) -> bool:
+        """Count one item; True when it should be printed (the first three, and then each
+        change of its flags, at most 20 lines)."""
+        self.n += 1
+        for f in flags:
+            self.flags[f] = self.flags.get(f, 0) + 1
+        show = self.printed < 20 and (self.n <= 3 or flags != self.last_flags)
+        self.last_flags = flags
+        self.printed += show
+        return show
+
+
+def _num(x: float) -> str:
+    """A float as the shortest text that reads back as the same value (no rounding)."""
+    text = repr(float(x))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _listen_samples(device: Any, timeout_s: float, seen: _Seen) -> bool:
+    block = device.read_block(timeout_s)
+    if block is not None:
+        seen.n += block.n_samples
+        if block.reason:
+            print(f"block at index {block.first_index}: {block.reason} "
+                  f"(gap {block.gap_before_samples})")
+    return True
+
+
+def _listen_indicator(device: Any, timeout_s: float, seen: _Seen) -> bool:
+    r = device.read(timeout_s)
+    if r is not None and seen.count(r.flags):
+        flags = f" [{', '.join(r.flags)}]" if r.flags else ""
+        if not r.is_weight:
+            print(f"OVERLOAD 超量程: the display shows {r.weight_text()} kg, which is not a "
+                  f"weight{flags}")
+        else:
+            stable = {True: "stable 稳定", False: "unstable 未稳定",
+                      None: "stability unknown 无稳定位"}[r.stable]
+            print(f"weight {r.weight_text()} kg {stable}{' net 净重' if r.is_net else ''}"
+                  f"{flags}")
+    return True
+
+
+def _listen_records(device: Any, timeout_s: float, seen: _Seen) -> bool:
+    rec = device.read_record(timeout_s)
+    if rec is not None and seen.count(rec.status_names):
+        print(f"record {rec.boot_id}/{rec.seq} {rec.device_time_utc.isoformat()} "
+              f"{rec.n_axles} axles {_num(rec.gross_weight_kg)} kg "
+              f"{_num(rec.speed_kmh)} km/h status {','.join(rec.status_names) or '-'}"
+              + (f" ({rec.reason})" if rec.reason else ""))
+    return True
+
+
+def _listen_camera(device: Any, timeout_s: float, seen: _Seen) -> bool:
+    frame = device.grab(timeout_s)
+    if frame is not None:
+        if seen.count(()):
+            print(f"frame {frame.index} {frame.width}×{frame.height} "
+                  f"at {frame.capture_utc.isoformat()} {frame.name}")
+        return True
+    return not device.ended
+
+
+_LISTENERS: dict[str, Callable[[Any, float, _Seen], bool]] = {
+    "samples": _listen_samples, "indicator": _listen_indicator, "records": _listen_records,
+    "camera": _listen_camera}
 
 
 def _synthetic_samples(n: int = 50_000, n_channels: int = 8) -> np.ndarray:

@@ -25,6 +25,10 @@ Counter names used by the drivers (all start at 0):
 ``connect_failures``   failed connection attempts
 ``timeouts``           read phases that ran out of time with the link silent
 ``stalls``             link silent for longer than the stall limit
+``device_faults``      a device's status register raised a fault bit (shown as
+                       ``info["device_status"]``)
+``overload_readings``  indicator readings flagged overload (not weights; the last
+                       reading and its flags are ``info["last_reading"]``)
 """
 
 from __future__ import annotations

@@ -2,7 +2,26 @@
 
 ``open_device(kind, url)`` picks the backend from the URL's scheme, imports its module only
 then, and builds it with ``Class.from_url(url, **settings)``. An unknown scheme or a failed
-import raises :class:`~zhichao.devices.errors.DeviceNotAvailableError`, never ImportError.
+import raises :class:`~zhichao.devices.errors.DeviceNotAvailableError`, never ImportError;
+a malformed URL or setting raises :class:`~zhichao.devices.errors.DeviceConfigurationError`.
+
+A WIM device is either a sample source (raw strip samples, weighed by zhichao's core) or a
+record source (a vendor controller reporting finished vehicles). ``open_wim_device(url)``
+opens either from one URL (``wim_kind`` tells which, see ``docs/devices.md``):
+
+=================================================  =======  ==========================
+URL                                                kind     backend
+=================================================  =======  ==========================
+``zsf+tcp://host:port``, ``tcp://host:port``        samples  ZSF/1 frames over TCP
+``zsf+serial:///dev/ttyX``, ``serial:///dev/ttyX``  samples  ZSF/1 frames over serial
+``modbus+tcp://host:502``, ``modbus+rtu:///dev/X``  samples  the Modbus sample ring
+``zwr+tcp://host:port``                             records  ZWR/1 lines over TCP
+``zwr+serial:///dev/ttyX``                          records  ZWR/1 lines over serial
+``modbus+tcp://host:502?kind=records`` (or rtu)     records  the Modbus record ring
+=================================================  =======  ==========================
+
+``tcp://`` and ``serial://`` also take ``kind=records`` (ZWR/1). Nothing connects before
+the first read (or ``open()``).
 """
 
 from __future__ import annotations
@@ -11,31 +30,38 @@ import importlib
 from typing import Any
 
 from zhichao.devices.base import Device, parse_device_url
-from zhichao.devices.errors import DeviceNotAvailableError
+from zhichao.devices.errors import DeviceConfigurationError, DeviceNotAvailableError
 
+_I = "zhichao.devices.interfaces."
 BACKENDS: dict[tuple[str, str], tuple[str, str]] = {
-    ("samples", "tcp"): ("zhichao.devices.samples", "StreamSampleSource"),
-    ("samples", "serial"): ("zhichao.devices.samples", "StreamSampleSource"),
-    ("samples", "modbus+tcp"): ("zhichao.devices.samples", "ModbusSampleSource"),
-    ("samples", "modbus+rtu"): ("zhichao.devices.samples", "ModbusSampleSource"),
-    ("indicator", "xk3190+serial"): ("zhichao.devices.indicators", "StreamIndicator"),
-    ("indicator", "xk3190+tcp"): ("zhichao.devices.indicators", "StreamIndicator"),
-    ("indicator", "toledo+serial"): ("zhichao.devices.indicators", "StreamIndicator"),
-    ("indicator", "toledo+tcp"): ("zhichao.devices.indicators", "StreamIndicator"),
-    ("indicator", "modbus+tcp"): ("zhichao.devices.indicators", "ModbusIndicator"),
-    ("indicator", "modbus+rtu"): ("zhichao.devices.indicators", "ModbusIndicator"),
-    ("records", "tcp"): ("zhichao.devices.records", "StreamRecordSource"),
-    ("records", "serial"): ("zhichao.devices.records", "StreamRecordSource"),
-    ("records", "modbus+tcp"): ("zhichao.devices.records", "ModbusRecordSource"),
-    ("records", "modbus+rtu"): ("zhichao.devices.records", "ModbusRecordSource"),
-    ("camera", "folder"): ("zhichao.devices.camera", "FolderCamera"),
-    ("camera", "file"): ("zhichao.devices.camera", "VideoCaptureCamera"),
-    ("camera", "rtsp"): ("zhichao.devices.camera", "VideoCaptureCamera"),
-    ("camera", "rtsps"): ("zhichao.devices.camera", "VideoCaptureCamera"),
-    ("camera", "usb"): ("zhichao.devices.camera", "VideoCaptureCamera"),
-    ("camera", "sim"): ("zhichao.devices.camera", "SimulatedCamera"),
+    ("samples", "zsf+tcp"): (_I + "zsf_stream", "StreamSampleSource"),
+    ("samples", "zsf+serial"): (_I + "zsf_stream", "StreamSampleSource"),
+    ("samples", "tcp"): (_I + "zsf_stream", "StreamSampleSource"),
+    ("samples", "serial"): (_I + "zsf_stream", "StreamSampleSource"),
+    ("samples", "modbus+tcp"): (_I + "modbus_samples", "ModbusSampleSource"),
+    ("samples", "modbus+rtu"): (_I + "modbus_samples", "ModbusSampleSource"),
+    ("indicator", "xk3190+serial"): (_I + "stream_indicator", "StreamIndicator"),
+    ("indicator", "xk3190+tcp"): (_I + "stream_indicator", "StreamIndicator"),
+    ("indicator", "toledo+serial"): (_I + "stream_indicator", "StreamIndicator"),
+    ("indicator", "toledo+tcp"): (_I + "stream_indicator", "StreamIndicator"),
+    ("indicator", "modbus+tcp"): (_I + "modbus_indicator", "ModbusIndicator"),
+    ("indicator", "modbus+rtu"): (_I + "modbus_indicator", "ModbusIndicator"),
+    ("records", "zwr+tcp"): (_I + "zwr_stream", "StreamRecordSource"),
+    ("records", "zwr+serial"): (_I + "zwr_stream", "StreamRecordSource"),
+    ("records", "tcp"): (_I + "zwr_stream", "StreamRecordSource"),
+    ("records", "serial"): (_I + "zwr_stream", "StreamRecordSource"),
+    ("records", "modbus+tcp"): (_I + "modbus_records", "ModbusRecordSource"),
+    ("records", "modbus+rtu"): (_I + "modbus_records", "ModbusRecordSource"),
+    ("camera", "folder"): (_I + "folder_camera", "FolderCamera"),
+    ("camera", "file"): (_I + "video_capture", "VideoCaptureCamera"),
+    ("camera", "rtsp"): (_I + "video_capture", "VideoCaptureCamera"),
+    ("camera", "rtsps"): (_I + "video_capture", "VideoCaptureCamera"),
+    ("camera", "usb"): (_I + "video_capture", "VideoCaptureCamera"),
+    ("camera", "sim"): (_I + "sim_camera", "SimulatedCamera"),
 }
 KINDS: tuple[str, ...] = ("samples", "records", "indicator", "camera")
+#: the kinds a station's WIM device (``wim.url``) can be
+WIM_KINDS: tuple[str, ...] = ("samples", "records")
 
 
 def backend_class(kind: str, url: str) -> type[Device]:
@@ -64,9 +90,33 @@ def open_device(kind: str, url: str, **settings: Any) -> Device:
 
 def guess_kind(url: str) -> str:
     """``samples`` unless the scheme only exists for another kind (``xk3190+…``,
-    ``toledo+…``, ``folder://``, ``rtsp://`` …) or a ``kind=`` query says otherwise."""
+    ``zwr+…``, ``folder://``, ``rtsp://`` …), a ``kind=`` query says otherwise, or a
+    Modbus URL names an indicator register ``map=``."""
     parsed = parse_device_url(url)
     if "kind" in parsed.query:
         return parsed.query["kind"]
+    if "map" in parsed.query and ("indicator", parsed.scheme) in BACKENDS:
+        return "indicator"
     kinds = [k for k, s in BACKENDS if s == parsed.scheme]
     return kinds[0] if kinds else "samples"
+
+
+def wim_kind(url: str) -> str:
+    """``samples`` or ``records`` for a WIM device URL (see the module docstring); raises
+    :class:`DeviceConfigurationError` for a URL that names no WIM device."""
+    kind = guess_kind(url)
+    if kind not in WIM_KINDS:
+        raise DeviceConfigurationError(
+            f"{url}: not a WIM device URL ({kind}) 不是称重设备地址; expected one of "
+            + ", ".join(sorted({s for k, s in BACKENDS if k in WIM_KINDS}))
+            + " (kind=records for a record controller on tcp://, serial:// or modbus+…)")
+    return kind
+
+
+def open_wim_device(url: str, **settings: Any) -> Device:
+    """Build (not yet connect) the WIM device of ``url``: a
+    :class:`~zhichao.devices.sample_source.SampleSource` or a
+    :class:`~zhichao.devices.record_source.RecordSource`. Raises
+    :class:`DeviceConfigurationError` (bad URL or setting) or
+    :class:`DeviceNotAvailableError` (unknown scheme)."""
+    return open_device(wim_kind(url), url, **settings)

@@ -176,11 +176,13 @@ class SerialTransport(ByteTransport):
 
 
 def transport_for_url(url: DeviceUrl, *, default_baud_rate: int = 9600) -> ByteTransport:
-    """``tcp://host:port`` or ``serial:///dev/x?baud_rate=…`` (also ``serial:loop://``)."""
-    if url.scheme == "tcp":
+    """``tcp://host:port`` or ``serial:///dev/x?baud_rate=…`` (also ``serial:loop://``); a
+    protocol prefix (``zsf+tcp``, ``xk3190+serial`` …) names what travels on the link."""
+    link = url.scheme.rpartition("+")[2]
+    if link == "tcp":
         host, port = url.host_port()
         return TcpTransport(host, port)
-    if url.scheme == "serial":
+    if link == "serial":
         if not url.path:
             raise DeviceConfigurationError(f"{url.text}: serial URL needs a port path")
         return SerialTransport(

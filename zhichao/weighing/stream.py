@@ -8,9 +8,9 @@ It reads like the measurement flowchart::
 Feed it chunks of any size; a vehicle split across chunks is weighed once, exactly as from the
 whole recording, because every stage only acts on data that later samples cannot change.
 
-A stream can be resumed after the processor is lost (a station killed and restarted) from a
-:class:`LaneSnapshot` taken at a *quiescent* point (:meth:`LaneProcessor.is_quiescent`): then
-every vehicle from that point on is weighed bit for bit as by the uninterrupted processor.
+A stream can be resumed from a :class:`~zhichao.weighing.snapshot.LaneSnapshot` taken at a
+quiescent point (:meth:`LaneProcessor.is_quiescent`). The quality checks of one passage are
+plain functions in :mod:`zhichao.weighing.passage`.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ import hashlib
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from zhichao.common import format_utc
 from zhichao.devices.recording import Recording, RecordingMeta
+from zhichao.weighing import passage
 from zhichao.weighing.assemble import Measured, assemble_vehicle
 from zhichao.weighing.axles import (
     Kinematics,
@@ -39,6 +39,11 @@ from zhichao.weighing.calibration_profile import CalibrationProfile
 from zhichao.weighing.config import WeighingConfig
 from zhichao.weighing.errors import CalibrationProfileError, WeighingInputError
 from zhichao.weighing.pulses import DetectorSnapshot, PulseDetector, Pulses
+from zhichao.weighing.snapshot import (  # noqa: F401 - re-exported
+    LANE_SNAPSHOT_FORMAT,
+    LaneSnapshot,
+    LastVehicleSummary,
+)
 from zhichao.weighing.vehicle import WeighedVehicle
 
 G_MS2 = 9.80665
@@ -62,119 +67,6 @@ class _LastVehicle:
     # the emitted record, whose flags a close follower or a reversal updates in place;
     # None when restored from a snapshot (that record is already out of our hands)
     record: WeighedVehicle | None
-
-
-LANE_SNAPSHOT_FORMAT = "zhichao.lane-state/1"
-
-
-@dataclass(frozen=True)
-class LastVehicleSummary:
-    """The previous vehicle as far as later vehicles need it (see :class:`LaneSnapshot`)."""
-
-    ref: float  # sample index at which its last axle crossed row 1
-    v: float  # that axle's speed [m/sample]; 0 when unknown
-    last_sample: int
-
-
-@dataclass(frozen=True)
-class LaneSnapshot:
-    """The state of a quiescent :class:`LaneProcessor` before sample ``next_index``.
-
-    Quiescent means no vehicle is in progress (:meth:`LaneProcessor.is_quiescent`), so
-    beyond the pulse detector's state only two things still reach the future: the previous
-    vehicle (its gap to the next one: ``close_following``; the reversing link) and the
-    recent data gaps (``data_gap`` within 1 s). A processor restored from it and fed the
-    same blocks from ``next_index`` on weighs every later vehicle bit for bit as the
-    uninterrupted one. ``fingerprint`` covers the detector's settings and the lane geometry;
-    a processor with other ones refuses the snapshot.
-    """
-
-    detector: DetectorSnapshot
-    last_vehicle: LastVehicleSummary | None
-    gaps: tuple[tuple[int, int], ...]  # lost samples [first, end) that can flag a later vehicle
-    fingerprint: str
-
-    @property
-    def next_index(self) -> int:
-        return self.detector.next_index
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-safe form; floats travel as exact hexadecimal strings (``float.hex``)."""
-        last = self.last_vehicle
-        return {
-            "format": LANE_SNAPSHOT_FORMAT,
-            "next_index": int(self.next_index),
-            "detector": self.detector.to_json(),
-            "last_vehicle": None if last is None else {
-                "ref": float(last.ref).hex(), "v": float(last.v).hex(),
-                "last_sample": int(last.last_sample)},
-            "gaps": [[int(g0), int(g1)] for g0, g1 in self.gaps],
-            "fingerprint": self.fingerprint,
-        }
-
-    @classmethod
-    def from_json(cls, raw: Any) -> LaneSnapshot:
-        """Parse :meth:`to_json`'s form; anything malformed raises :class:`WeighingInputError`."""
-        what = "lane snapshot"
-        if not isinstance(raw, dict) or raw.get("format") != LANE_SNAPSHOT_FORMAT:
-            raise WeighingInputError(f"{what}: expected format {LANE_SNAPSHOT_FORMAT}")
-        _exact_keys(raw, {"format", "next_index", "detector", "last_vehicle", "gaps",
-                          "fingerprint"}, what)
-        detector = DetectorSnapshot.from_json(raw["detector"])
-        next_index = _json_int(raw["next_index"], f"{what}: next_index")
-        if next_index != detector.next_index:
-            raise WeighingInputError(
-                f"{what}: next_index {next_index} but the detector state is at "
-                f"{detector.next_index}")
-        fingerprint = raw["fingerprint"]
-        if not isinstance(fingerprint, str) or not fingerprint:
-            raise WeighingInputError(f"{what}: fingerprint must be a non-empty string")
-        last: LastVehicleSummary | None = None
-        lv = raw["last_vehicle"]
-        if lv is not None:
-            if not isinstance(lv, dict):
-                raise WeighingInputError(f"{what}: last_vehicle must be an object or null")
-            _exact_keys(lv, {"ref", "v", "last_sample"}, f"{what}: last_vehicle")
-            last = LastVehicleSummary(
-                ref=_json_hex_float(lv["ref"], f"{what}: last_vehicle.ref"),
-                v=_json_hex_float(lv["v"], f"{what}: last_vehicle.v"),
-                last_sample=_json_int(lv["last_sample"], f"{what}: last_vehicle.last_sample"))
-            if last.last_sample >= next_index:
-                raise WeighingInputError(
-                    f"{what}: last vehicle ends at {last.last_sample}, not before {next_index}")
-        gaps_raw = raw["gaps"]
-        if not isinstance(gaps_raw, list):
-            raise WeighingInputError(f"{what}: gaps must be a list")
-        gaps: list[tuple[int, int]] = []
-        for g in gaps_raw:
-            if not isinstance(g, list) or len(g) != 2:
-                raise WeighingInputError(f"{what}: a gap must be [first, end]")
-            g0, g1 = (_json_int(x, f"{what}: gap") for x in g)
-            if not g0 < g1 <= next_index:
-                raise WeighingInputError(f"{what}: bad gap [{g0}, {g1}) before {next_index}")
-            gaps.append((g0, g1))
-        return cls(detector, last, tuple(gaps), fingerprint)
-
-
-def _exact_keys(raw: dict[str, Any], keys: set[str], what: str) -> None:
-    if set(raw) != keys:
-        missing, extra = sorted(keys - set(raw)), sorted(set(raw) - keys)
-        raise WeighingInputError(f"{what}: missing keys {missing}, unknown keys {extra}")
-
-
-def _json_int(x: Any, what: str) -> int:
-    if type(x) is not int or x < 0:
-        raise WeighingInputError(f"{what} must be an integer >= 0, got {x!r}")
-    return x
-
-
-def _json_hex_float(x: Any, what: str) -> float:
-    if not isinstance(x, str):
-        raise WeighingInputError(f"{what} must be a float.hex() string, got {x!r}")
-    try:
-        return float.fromhex(x)
-    except ValueError as exc:
-        raise WeighingInputError(f"{what}: not a float.hex() string: {x!r}") from exc
 
 
 class LaneProcessor:
@@ -530,12 +422,13 @@ class LaneProcessor:
         per_row_counts = [sum(1 for tr in tracks if r in tr.hits) for r in range(self.n_rows)]
         if len(set(per_row_counts)) > 1:
             flags.append("axle_count_mismatch")
-        if self._backward_evidence(tracks, per_row_counts):
+        if passage.backward_evidence(tracks, per_row_counts):
             flags.append("reversing")
         time_ref = tracks[0].hits[tracks[0].first_row].t
         if kin is None:
             flags.append("unweighable")
-            self._link_reversing(flags, first_sample, self._comes_from_downstream(tracks[0]))
+            self._link_reversing(flags, first_sample,
+                                 passage.comes_from_downstream(tracks[0], self.n_rows))
             return self._record(time_ref, None, None, n_axles, [], [], [], None, flags, notes,
                                 [], [], first_sample, last_sample, None)
         fs = self.fs
@@ -553,7 +446,8 @@ class LaneProcessor:
             flags.append("irregular_motion")
             if any(tr.first_row != 0 for tr in tracks) and "reversing" not in flags:
                 flags.append("reversing")  # an axle from downstream, and no rigid forward fit
-        self._link_reversing(flags, first_sample, self._comes_from_downstream(tracks[0]))
+        self._link_reversing(flags, first_sample,
+                             passage.comes_from_downstream(tracks[0], self.n_rows))
         if any(h.saturated for h in all_hits):
             flags.append("saturation")
         if any(h.overlong for h in all_hits):
@@ -570,7 +464,7 @@ class LaneProcessor:
                     load_n = v_hit * (h.area[side] / fs) / self.width_m[ch]
                     load_n = load_n / self.temperature_divisor[ch] * k_speed
                     wheel[j, r, side] = load_n / G_MS2
-        rows_used, side_flags = self._usable_rows(wheel)
+        rows_used, side_flags = passage.usable_rows(wheel, self.cfg.quality)
         flags.extend(side_flags)
         axle_row = wheel.sum(axis=2)  # [axle, row], NaN where the axle missed the row
         use = np.zeros(self.n_rows, dtype=bool)
@@ -594,7 +488,7 @@ class LaneProcessor:
             dev = max(abs(g / gross - 1.0) for g in row_gross)
             if dev > q.max_row_deviation:
                 flags.append("rows_disagree")
-        if "straddling" not in flags and self._wheel_off_sensor(tracks, use):
+        if "straddling" not in flags and passage.wheel_off_sensor(tracks, use, self.cfg.quality):
             flags.append("wheel_off_sensor")
         spacings = [float(x) for x in np.diff(kin.axle_offsets_m)]
         for i, s in enumerate(spacings[:-1]):
@@ -605,26 +499,6 @@ class LaneProcessor:
         return self._record(time_ref, speed_kmh, kin.acceleration_ms2, n_axles, axle_loads,
                             wheel_loads, spacings, gross, flags, notes, row_gross,
                             complete_rows, first_sample, last_sample, kin)
-
-    def _backward_evidence(self, tracks: list[Track], per_row_counts: list[int]) -> bool:
-        """Do these tracks show an axle crossing the rows against the direction of travel?
-
-        Driving forward, every axle crosses row 1 first and every row sees each axle once.
-        An axle seen first on a downstream row came from downstream (or row 1 missed its
-        pulse: one such axle can be that, two in one passage hardly); an axle that re-crosses
-        a row backwards and then forwards adds two hits on that row.
-        """
-        orphans = sum(1 for tr in tracks if tr.first_row != 0)
-        if orphans >= 2:
-            return True
-        # a row crossed backwards and forwards again has two more hits than a row crossed
-        # once; a missed or split pulse makes a difference of one
-        return max(per_row_counts) - min(per_row_counts) >= 2
-
-    def _comes_from_downstream(self, tr: Track) -> bool:
-        """An axle first seen downstream that one missed pulse cannot explain: a forward axle
-        whose row-1 pulse was missed still crosses every other row, in order."""
-        return tr.first_row != 0 and sorted(tr.hits) != list(range(1, self.n_rows))
 
     def _link_reversing(self, flags: list[str], first_sample: int,
                         starts_downstream: bool) -> None:
@@ -641,72 +515,6 @@ class LaneProcessor:
             flags.append("reversing")
         if last.record is not None and "reversing" not in last.record.flags:
             last.record.flags.append("reversing")
-
-    def _wheel_off_sensor(self, tracks: list[Track], use: npt.NDArray[np.bool_]) -> bool:
-        """Is a wheel partly off its half-strip (over the outer edge or the centre joint)?
-
-        Each half-strip weighs what is on it, so a wheel partly off its half shifts the
-        axle's left/right split; so does a genuinely uneven load. The pulse *shape* tells them
-        apart: its length (area / peak, the tyre's contact length plus the strip width) grows
-        with the tyre's load, so the heavier wheel of an unevenly loaded axle also gives the
-        longer pulse, while a wheel partly off the strip keeps its full contact length and
-        loses only amplitude. A vehicle keeps its lateral position over the few metres of the
-        array, so the split must have the same sign on every row; rows where one side missed
-        its pulse say nothing about the split and are left out.
-        """
-        q = self.cfg.quality
-        for tr in tracks:
-            splits: list[float] = []
-            shapes: list[float] = []
-            for r, h in tr.hits.items():
-                if not (use[r] and all(h.present) and min(h.peak) > 0 and not h.saturated):
-                    continue
-                a_l, a_r = h.area
-                if a_l <= 0 or a_r <= 0:
-                    continue
-                splits.append((a_r - a_l) / (a_r + a_l))
-                len_l, len_r = a_l / h.peak[0], a_r / h.peak[1]
-                shapes.append((len_r - len_l) / (len_r + len_l))
-            if not splits:
-                continue
-            split = float(np.mean(splits))
-            if abs(split) <= q.shape_check_imbalance or \
-                    any(x * split <= 0 for x in splits):
-                continue
-            if abs(split) > q.max_wheel_imbalance:
-                return True
-            if float(np.mean(shapes)) / split < q.min_shape_response:
-                return True
-        return False
-
-    def _usable_rows(self, wheel: npt.NDArray[np.float64]) -> tuple[list[int], list[str]]:
-        """Rows whose two halves both work; flags for an empty side (straddling or dead)."""
-        q = self.cfg.quality
-        flags: list[str] = []
-        side_share = np.full((self.n_rows, 2), np.nan)
-        for r in range(self.n_rows):
-            w = wheel[:, r, :]
-            ok = np.isfinite(w).all(axis=1)
-            if ok.any():
-                tot = w[ok].sum()
-                if tot > 0:
-                    side_share[r] = w[ok].sum(axis=0) / tot
-        empty = side_share < q.empty_side_fraction
-        rows = list(range(self.n_rows))
-        for side in (0, 1):
-            col = empty[:, side]
-            known = np.isfinite(side_share[:, side])
-            if known.any() and np.all(col[known]):
-                if "straddling" not in flags:
-                    flags.append("straddling")
-            elif col.any():
-                # this side is empty on some rows only: those rows' channels are dead
-                for r_dead in np.nonzero(col)[0]:
-                    if int(r_dead) in rows:
-                        rows.remove(int(r_dead))
-                if "missing_channel" not in flags:
-                    flags.append("missing_channel")
-        return rows, flags
 
     def _record(self, t_row1: float, speed_kmh: float | None, accel: float | None,
                 n_axles: int, axle_loads: list[float], wheel_loads: list[list[float]],

@@ -11,7 +11,11 @@ from collections.abc import Sequence
 from typing import Self
 
 from zhichao.devices.faults import FaultInjector
-from zhichao.devices.indicators import encode_toledo, encode_xk3190, encode_xk3190_reversed
+from zhichao.devices.indicator_formats import (
+    encode_toledo,
+    encode_xk3190,
+    encode_xk3190_reversed,
+)
 from zhichao.devices.twins.links import PtyLink, TcpServerLink, TwinLink
 from zhichao.devices.twins.modbus import ModbusTwinServer
 
@@ -113,6 +117,8 @@ class ModbusIndicatorTwin:
         self.decimals = decimals
         self.tare_kg = tare_kg
         self.net_mode = net_mode
+        self.overload = False  # sets the overload bit (b1) of the status register
+        self.data_valid = True  # the data-valid bit (b15); clear: the indicator's error
         self._t0: float | None = None
         self.server = ModbusTwinServer(16, self._refresh)
 
@@ -130,7 +136,8 @@ class ModbusIndicatorTwin:
         net = round((weight - self.tare_kg) * factor) & 0xFFFFFFFF
         regs[0:2] = [gross >> 16, gross & 0xFFFF]
         regs[2:4] = [net >> 16, net & 0xFFFF]
-        regs[4] = (0 if motion else 1) | (4 if self.net_mode else 0) | 0x8000
+        regs[4] = ((0 if motion else 1) | (2 if self.overload else 0)
+                   | (4 if self.net_mode else 0) | (0x8000 if self.data_valid else 0))
         regs[5] = self.decimals
 
     def start(self) -> Self:

@@ -19,17 +19,17 @@ from typing import Any, Self
 import numpy as np
 
 from zhichao.common import utc_now
+from zhichao.devices.data import WimRecord
 from zhichao.devices.faults import LOSSY_KINDS, FaultInjector
-from zhichao.devices.records import (
+from zhichao.devices.record_ring import (
     RECORD_MAGIC,
     RECORD_RING_BASE,
     SLOT_REGISTERS,
-    WimRecord,
-    encode_record_line,
     encode_record_slot,
 )
 from zhichao.devices.twins.links import PtyLink, TcpServerLink, TwinLink
 from zhichao.devices.twins.modbus import ModbusTwinServer
+from zhichao.devices.zwr import encode_record_line
 
 LOG = logging.getLogger("zhichao.devices.twins")
 
@@ -132,7 +132,8 @@ class RecordLineTwin:
 
     @property
     def url(self) -> str:
-        return self.link.url
+        """``zwr+tcp://…`` or ``zwr+serial://…``: opens as a record source by itself."""
+        return "zwr+" + self.link.url
 
     def start(self) -> Self:
         self._thread = threading.Thread(target=self._run, name="zwr-twin", daemon=True)
@@ -259,6 +260,7 @@ class ModbusRecordTwin:
         self.interval_s = interval_s
         self.boot_id = 1
         self.paused = False
+        self.status = 0x0001  # the header status register: running (record_ring.RING_STATUS_BITS)
         self._t0: float | None = None
         self._index_at_boot = 0
         self._written = 0
@@ -270,7 +272,8 @@ class ModbusRecordTwin:
 
     @property
     def url(self) -> str:
-        return self.server.url
+        """The Modbus URL with ``kind=records``: opens as a record source by itself."""
+        return self.server.url + "&kind=records"
 
     def _happened(self) -> int:
         if self._t0 is None:
@@ -317,7 +320,7 @@ class ModbusRecordTwin:
             regs[base:base + SLOT_REGISTERS] = slot
         self._written = total
         us = round(now_utc.timestamp() * 1e6)
-        regs[0:4] = [RECORD_MAGIC, 1, self.boot_id, 1]
+        regs[0:4] = [RECORD_MAGIC, 1, self.boot_id, self.status]
         regs[4:6] = u32_to_regs(total)
         regs[6:8] = [self.ring, SLOT_REGISTERS]
         regs[8:12] = [(us >> 48) & 0xFFFF, (us >> 32) & 0xFFFF, (us >> 16) & 0xFFFF, us & 0xFFFF]

@@ -247,7 +247,7 @@ class ModbusSampleRingTwin:
                  start_utc: datetime, *, ring_samples: int = 1024, scale: float = 0.001,
                  speed: float = 1.0, serial_port: str | None = None,
                  client_port: str | None = None, baud_rate: int = 115200) -> None:
-        from zhichao.devices.samples import SAMPLE_MAGIC, SAMPLE_RING_BASE
+        from zhichao.devices.sample_ring import SAMPLE_MAGIC, SAMPLE_RING_BASE
         from zhichao.devices.twins.modbus import ModbusTwinServer
 
         self.samples = np.ascontiguousarray(samples, dtype=np.float32)
@@ -265,6 +265,7 @@ class ModbusSampleRingTwin:
         self._rec_at_boot = 0  # recording position of device sample 0
         self._written = 0  # device samples written into the ring
         self.paused = False
+        self.status = 0x0001  # the status register: acquiring (sample_ring.SAMPLE_STATUS_BITS)
         self.server = ModbusTwinServer(SAMPLE_RING_BASE + ring_samples * self.n_channels + 1,
                                        self._refresh, serial_port=serial_port,
                                        client_port=client_port, baud_rate=baud_rate)
@@ -297,7 +298,7 @@ class ModbusSampleRingTwin:
                                    .tolist())
         self._written = total
         newest_rec = self._rec_at_boot + max(total - 1, 0)
-        regs[0:6] = [self._magic, 1, c, self.rate, self.boot_id, 1]
+        regs[0:6] = [self._magic, 1, c, self.rate, self.boot_id, self.status]
         regs[6:8] = f32_to_regs(self.scale)
         regs[8:12] = u64_to_regs(total)
         regs[12:16] = u64_to_regs(self.start_us + round(newest_rec * 1e6 / self.rate))

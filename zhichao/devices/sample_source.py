@@ -1,0 +1,177 @@
+"""The WIM sample source kind: raw strip-sensor samples from a data-acquisition unit.
+
+:class:`SampleSource` is the abstract device kind. Its public :meth:`SampleSource.read_block`
+owns the read deadline, reconnection with back-off, stall detection, bad-value checks and
+the sequence bookkeeping (:class:`~zhichao.devices.tracking.SampleTracker`); a backend
+implements only ``_connect``, ``_disconnect`` and ``_read_frames_internal``. The backends
+are in :mod:`zhichao.devices.interfaces` (``zsf_stream``, ``modbus_samples``).
+
+The guarantee given to the weighing core: every sample received intact is delivered
+exactly once, at its true index (``first_index``), and every discontinuity — lost frames,
+reconnects, reboots, FIFO overruns, rejected frames — is reported on the next block as
+``gap_before_samples`` (> 0: exactly that many samples are missing; -1: unknown) with a
+``reason``. A device clock step never creates a fake gap: indices come from the device's
+sample counter, not its clock.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import abstractmethod
+from collections import deque
+from dataclasses import replace
+from typing import ClassVar
+
+import numpy as np
+
+from zhichao.common import Backoff, utc_now
+from zhichao.devices.base import DEFAULT_TIMEOUTS, Device, Timeouts
+from zhichao.devices.data import SampleBlock
+from zhichao.devices.errors import DeviceConnectionError, DeviceProtocolError
+from zhichao.devices.framing import SampleFrame
+from zhichao.devices.reasons import REASON_BAD_VALUES, REASON_RECONNECT
+from zhichao.devices.tracking import SampleTracker
+
+
+class SampleSource(Device):
+    """Abstract WIM sample source (template method: :meth:`read_block`).
+
+    Parameters
+    ----------
+    url : the device URL (also the ``where`` of its log lines).
+    timeouts : per-phase limits; ``read_s`` is the default wait of :meth:`read_block`.
+    backoff : reconnection back-off.
+    stall_timeout_s : a link silent this long is declared stalled and reconnected [s].
+    max_abs_value : a frame holding a value beyond this (or NaN/inf) is rejected and
+        reported as a gap [output units].
+    clock_jump_threshold_s : see :class:`~zhichao.devices.tracking.SampleTracker` [s].
+    max_block_samples : contiguous frames are merged into blocks of at most this many.
+    """
+
+    kind: ClassVar[str] = "samples"
+    #: seconds one call of the hook may block
+    poll_s: ClassVar[float] = 0.05
+
+    def __init__(self, url: str, *, timeouts: Timeouts = DEFAULT_TIMEOUTS,
+                 backoff: Backoff | None = None, stall_timeout_s: float = 2.0,
+                 max_abs_value: float = 1e9, clock_jump_threshold_s: float = 0.5,
+                 max_block_samples: int = 8192) -> None:
+        super().__init__(url, timeouts=timeouts, backoff=backoff)
+        self.stall_timeout_s = stall_timeout_s
+        self.max_abs_value = max_abs_value
+        self.max_block_samples = max_block_samples
+        self.tracker = SampleTracker(self.health, clock_jump_threshold_s=clock_jump_threshold_s)
+        self._queue: deque[SampleBlock] = deque()
+        self._last_data = time.monotonic()
+
+    # -- hooks ---------------------------------------------------------------------------
+    @abstractmethod
+    def _read_frames_internal(self, timeout_s: float) -> list[SampleFrame]:
+        """Return the frames received within ``timeout_s`` (possibly none).
+
+        Raise :class:`DeviceConnectionError` when the link is lost. Count and log bad
+        bytes in ``self.health``; never raise for them.
+        """
+
+    # -- template ------------------------------------------------------------------------
+    def _on_connected(self, reconnect: bool) -> None:
+        self._last_data = time.monotonic()
+        if reconnect:
+            self.tracker.note(REASON_RECONNECT)
+
+    def read_block(self, timeout_s: float | None = None) -> SampleBlock | None:
+        """The next block of samples, or None if none arrived within ``timeout_s``.
+
+        Never raises for link or data problems: they are counted in health and reported
+        on the blocks. Raises :class:`~zhichao.devices.errors.DeviceClosedError` after
+        :meth:`close`.
+        """
+        wait_s = self.timeouts.read if timeout_s is None else timeout_s
+        deadline = time.monotonic() + wait_s
+        while True:
+            if self._queue:
+                return self._pop_merged()
+            now = time.monotonic()
+            if now >= deadline and timeout_s != 0:
+                return None
+            if not self._ensure_connected(deadline):
+                if time.monotonic() >= deadline:
+                    return None
+                continue
+            remaining = max(0.0, deadline - time.monotonic())
+            bytes_before = self.health.count("bytes_received")
+            try:
+                frames = self._read_frames_internal(min(remaining, self.poll_s))
+            except DeviceConnectionError as exc:
+                self._link_lost(str(exc))
+                continue
+            except DeviceProtocolError as exc:
+                self.health.fault("bad_values", str(exc))
+                frames = []
+            if self.health.count("bytes_received") != bytes_before:
+                self._last_data = time.monotonic()
+            if frames:
+                self._accept(frames)
+            elif time.monotonic() - self._last_data > self.stall_timeout_s:
+                self.health.fault("stalls", f"no data for {self.stall_timeout_s:.3g} s")
+                self._link_lost("stalled")
+            if timeout_s == 0 and not self._queue:
+                return None
+
+    def blocks(self, *, max_blocks: int, timeout_s: float) -> list[SampleBlock]:
+        """Read until ``max_blocks`` blocks or ``timeout_s`` seconds, whichever first."""
+        deadline = time.monotonic() + timeout_s
+        out: list[SampleBlock] = []
+        while len(out) < max_blocks:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            block = self.read_block(remaining)
+            if block is not None:
+                out.append(block)
+        return out
+
+    def _accept(self, frames: list[SampleFrame]) -> None:
+        station = utc_now()
+        self._last_data = time.monotonic()
+        for frame in frames:
+            data = frame.samples
+            rate = frame.sample_rate_hz
+            if not (np.isfinite(rate) and 0 < rate <= 1e6):
+                self.health.fault("bad_values", f"frame seq {frame.seq}: sample rate {rate} Hz; "
+                                  "rejected", where=f"device index {frame.sample_index}")
+                self.tracker.note(REASON_BAD_VALUES)
+                continue
+            if not np.isfinite(data).all() or float(np.abs(data).max()) > self.max_abs_value:
+                self.health.fault("bad_values", f"frame seq {frame.seq}: NaN, inf or |value| > "
+                                  f"{self.max_abs_value:g}; rejected",
+                                  where=f"device index {frame.sample_index}")
+                self.tracker.note(REASON_BAD_VALUES)
+                continue
+            block = self.tracker.process(frame, station)
+            if block is None:
+                continue
+            self.health.frame_received()
+            self.health.add("frames")
+            self.health.add("samples", block.n_samples)
+            self._queue.append(block)
+
+    def _pop_merged(self) -> SampleBlock:
+        first = self._queue.popleft()
+        if not self._queue or not self._queue[0].plain:
+            return first
+        parts = [first.samples]
+        n = first.n_samples
+        end = first.end_index
+        while (self._queue and self._queue[0].plain and self._queue[0].first_index == end
+               and n + self._queue[0].n_samples <= self.max_block_samples):
+            nxt = self._queue.popleft()
+            parts.append(nxt.samples)
+            n += nxt.n_samples
+            end = nxt.end_index
+        if len(parts) == 1:
+            return first
+        return replace(first, samples=np.concatenate(parts))
+
+    def info(self) -> dict[str, object]:
+        return dict(self.health.info)
