@@ -40,7 +40,8 @@ def sec(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         sealed: Sealed) -> Iterator[Api]:
     made = make_api(request.param, tmp_path_factory.mktemp("sec"), sealed,
                     attachment_max_bytes=2000, attachment_max_count=2,
-                    owner_query_per_client_per_minute=1000, owner_query_min_duration_ms=60)
+                    owner_query_per_client_per_minute=1000, owner_query_min_duration_ms=60,
+                    login_free_failures=1000)  # the login throttle has tests of its own
     with transaction(made.sessions) as s:
         ingest.upsert_vehicle(s, plate="浙A00001", plate_colour="blue", vin=VIN_A,
                               licence_file_number="330100000001", owner_name_zh="张三")
