@@ -14,7 +14,8 @@ they stream in:
 
 Limits are per route (:class:`RouteLimit`, first match wins; anything else gets the
 default): uploads are allowed more than JSON queries. :func:`service_limits` is the
-service's table, from :class:`~zhichao.service.settings.Settings`.
+service's table, from :class:`~zhichao.service.settings.Settings`; :func:`center_limits`
+the center ingest server's (``zhichao center serve``).
 """
 
 from __future__ import annotations
@@ -53,6 +54,25 @@ def service_limits(settings: Settings) -> list[RouteLimit]:
     return [
         RouteLimit(r"/api/v1/owner/records/[^/]+/statements$", upload, "statement upload"),
         RouteLimit(r"/portal/records/[^/]+/statements$", upload, "statement upload (portal)"),
+    ]
+
+
+PASSAGE_BATCH_MAX_BYTES = 16 * 1024 * 1024  # guess: a station sends 200 passages a batch
+CENTER_DEFAULT_MAX_BYTES = 128 * 1024  # checkpoints (the route refuses over 64 KiB itself)
+
+
+def center_limits(max_package_bytes: int) -> list[RouteLimit]:
+    """The center ingest server's per-route limits (everything else:
+    :data:`CENTER_DEFAULT_MAX_BYTES`).
+
+    Packages: the route streams and refuses over ``max_package_bytes`` itself (with the
+    sync protocol's permanent ``package.too_large``), so this bound sits 1 MiB above it,
+    a backstop only. Passage batches (read whole by the route): up to
+    :data:`PASSAGE_BATCH_MAX_BYTES`.
+    """
+    return [
+        RouteLimit(r"/sync/v1/packages/", max_package_bytes + 1024 * 1024, "evidence package"),
+        RouteLimit(r"/sync/v1/passages$", PASSAGE_BATCH_MAX_BYTES, "passage batch"),
     ]
 
 

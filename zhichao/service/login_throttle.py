@@ -3,8 +3,8 @@
 After ``free_failures`` failed logins, the next attempt must wait ``base_delay_s``, and
 each further failure doubles the wait, up to a cap (``Settings.login_delay_*``):
 
-    delay_s(n) = 0                                              n <= free_failures
-               = min(cap_s, base_delay_s * 2 ** (n - free_failures - 1))   otherwise
+    delay_s(n) = 0                                                n < free_failures
+               = min(cap_s, base_delay_s * 2 ** (n - free_failures))   otherwise
 
 for ``n`` failures counted per account (the user name tried) and, separately, per client
 (the peer address, or what a trusted proxy said: ``Settings.forwarded_allow_ips``). An
@@ -56,9 +56,9 @@ class LoginThrottledError(AuthenticationError):
 
 def delay_s(failures: int, *, free_failures: int, base_delay_s: float, cap_s: float) -> float:
     """The wait after ``failures`` failed logins (see the module docstring)."""
-    if failures <= free_failures:
+    if failures < free_failures:
         return 0.0
-    return min(cap_s, base_delay_s * 2.0 ** min(failures - free_failures - 1, 60))
+    return min(cap_s, base_delay_s * 2.0 ** min(failures - free_failures, 60))
 
 
 @dataclass
