@@ -74,7 +74,7 @@ def _center_serve(args: argparse.Namespace) -> int:
     from zhichao.evidence.signing import load_private_key
     from zhichao.service.body_limit import CENTER_DEFAULT_MAX_BYTES, BodyLimit, center_limits
     from zhichao.service.center.server import create_center_app
-    from zhichao.service.settings import parse_forwarded_allow_ips
+    from zhichao.service.settings import parse_forwarded_allow_ips, uvicorn_proxy_options
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     max_package_bytes = int(args.max_package_mb * 1024 * 1024)
@@ -89,7 +89,7 @@ def _center_serve(args: argparse.Namespace) -> int:
     guarded = BodyLimit(app, default_bytes=CENTER_DEFAULT_MAX_BYTES,
                         routes=center_limits(max_package_bytes))
     uvicorn.run(guarded, host=args.host, port=args.port, log_level="warning",
-                proxy_headers=bool(proxies), forwarded_allow_ips=",".join(proxies))
+                **uvicorn_proxy_options(proxies))
     return 0
 
 

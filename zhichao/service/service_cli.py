@@ -123,7 +123,11 @@ def _fail(exc: ServiceError) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from zhichao.service.settings import Settings, parse_forwarded_allow_ips
+    from zhichao.service.settings import (
+        Settings,
+        parse_forwarded_allow_ips,
+        uvicorn_proxy_options,
+    )
 
     try:
         proxies = None if args.forwarded_allow_ips is None else parse_forwarded_allow_ips(
@@ -147,7 +151,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ServiceError as exc:
         return _fail(exc)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info",
-                **settings.uvicorn_proxy_options)  # type: ignore[arg-type]
+                **uvicorn_proxy_options(settings.forwarded_allow_ips))
     return 0
 
 

@@ -10,6 +10,7 @@ import os
 import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from zhichao.service.errors import ConfigError
 from zhichao.service.workdays import DeadlinePolicy, load_year_calendar
@@ -65,6 +66,13 @@ class Settings:
                               f"{self.events_flush_interval_s}: must be 0 (off) or positive",
                               "审核事件写入间隔配置错误")
         _check_forwarded_allow_ips(self.forwarded_allow_ips)
+        if self.login_free_failures < 0 or self.login_delay_base_s <= 0 \
+                or self.login_delay_max_per_account_s < 0 or self.login_delay_max_per_client_s < 0:
+            raise ConfigError("Settings.login_*: free failures >= 0, base delay > 0, caps >= 0",
+                              "登录限速配置错误")
+        if self.max_json_request_bytes < 1024:
+            raise ConfigError("Settings.max_json_request_bytes: at least 1024",
+                              "请求大小上限配置错误")
         if self.evidence_log_dir is not None and (not self.evidence_log_key_path
                                                   or not self.evidence_log_key_name):
             raise ConfigError("Settings.evidence_log_dir is set: evidence_log_key_path and "
@@ -88,15 +96,6 @@ class Settings:
         ``request.client`` already is the real client (kept so that code written against
         the old flag stays safe)."""
         return False
-
-    @property
-    def uvicorn_proxy_options(self) -> dict[str, object]:
-        """uvicorn's ``proxy_headers`` / ``forwarded_allow_ips`` for these settings
-        (uvicorn's own default would trust loopback)."""
-        if not self.forwarded_allow_ips:
-            return {"proxy_headers": False, "forwarded_allow_ips": ""}
-        return {"proxy_headers": True,
-                "forwarded_allow_ips": ",".join(self.forwarded_allow_ips)}
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -162,6 +161,13 @@ def parse_forwarded_allow_ips(text: str) -> tuple[str, ...]:
     hosts = tuple(part.strip() for part in text.split(",") if part.strip())
     _check_forwarded_allow_ips(hosts)
     return hosts
+
+
+def uvicorn_proxy_options(forwarded_allow_ips: tuple[str, ...]) -> dict[str, Any]:
+    """uvicorn's ``proxy_headers`` and ``forwarded_allow_ips`` for these proxies (none:
+    proxy headers off; uvicorn's own default would believe them from loopback)."""
+    return {"proxy_headers": bool(forwarded_allow_ips),
+            "forwarded_allow_ips": ",".join(forwarded_allow_ips)}
 
 
 def _check_forwarded_allow_ips(hosts: tuple[str, ...]) -> None:
