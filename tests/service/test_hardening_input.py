@@ -189,3 +189,31 @@ def test_no_route_answers_5xx_to_bad_input(walk: Walk) -> None:
         walk_route(walk, method, path, route)
     assert len(walk.seen) > 2000
     assert not walk.failures, "\n".join(walk.failures[:40])
+
+
+def test_errors_no_route_handled_still_answer_in_chinese(tmp_path: Path) -> None:
+    from pydantic import BaseModel
+
+    from zhichao.service.app import create_app
+
+    class Strict(BaseModel):
+        count: int
+
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'h.db'}"))
+
+    @app.get("/api/v1/test-model")
+    def build_model(value: str) -> dict[str, int]:
+        return {"count": Strict.model_validate({"count": value}).count}
+
+    @app.get("/api/v1/test-fault")
+    def fault() -> None:
+        raise RuntimeError("secret detail")
+
+    client = TestClient(app, raise_server_exceptions=False)
+    r = client.get("/api/v1/test-model", params={"value": "many"})
+    assert r.status_code == 422 and r.json()["message_zh"] == "输入有误：count", r.text
+    assert client.get("/api/v1/test-model", params={"value": "3"}).json() == {"count": 3}
+    r = client.get("/api/v1/test-fault")
+    assert r.status_code == 500 and "服务内部错误" in r.json()["message_zh"]
+    assert "secret detail" not in r.text
+    app.state.engine.dispose()

@@ -31,7 +31,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zhichao import __version__
 from zhichao.service import accounts, audit, events, owners, stats, workflow
-from zhichao.service.body_limit import BodyLimit, service_limits
 from zhichao.service.db import make_engine, session_factory, transaction, upgrade
 from zhichao.service.errors import (
     AuthenticationError,
@@ -39,7 +38,7 @@ from zhichao.service.errors import (
     PermissionDeniedError,
     ServiceError,
 )
-from zhichao.service.login_throttle import LoginContext, LoginThrottle
+from zhichao.service.guards import install_guards
 from zhichao.service.models import AuditEntry, Case, Decision, Review, Statement, User
 from zhichao.service.settings import Settings
 
@@ -241,10 +240,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessions = factory
     app.state.limiter = limiter
     app.state.event_flusher = flusher
-    app.state.login_throttle = LoginThrottle.from_settings(settings)  # hardening (#18)
-    app.add_middleware(LoginContext, throttle=app.state.login_throttle)
-    app.add_middleware(BodyLimit, default_bytes=settings.max_json_request_bytes,
-                       routes=service_limits(settings))
+    install_guards(app, settings)  # body limits, login throttle, error answers (#18)
 
     @app.exception_handler(ServiceError)
     async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:
