@@ -234,3 +234,6 @@ def test_proxies_are_trusted_only_when_named(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.delenv("ZHICHAO_FORWARDED_ALLOW_IPS")
     code = main(["serve", "--db", "sqlite:///unused.db", "--forwarded-allow-ips", "nonsense"])
     assert code == 1 and "可信代理地址无效" in capsys.readouterr().err
+    code = main(["center", "serve", "--db", "sqlite:///unused.db", "--store", "unused",
+                 "--key", "unused.pem", "--forwarded-allow-ips", "10.0.0.1,not-an-ip"])
+    assert code == 2 and "not-an-ip" in capsys.readouterr().err
