@@ -90,3 +90,31 @@ def test_the_center_keeps_its_protocol_refusal_for_packages(tmp_path: Path) -> N
     r = client.post("/sync/v1/stations/S001/checkpoints", content=b"c" * (200 * 1024))
     assert r.status_code == 413
     assert client.get("/sync/v1/health").status_code == 200
+
+
+def test_rate_limiter_and_throttle_memory_stay_bounded() -> None:
+    from zhichao.service import login_throttle, owners
+
+    now = [0.0]
+    limiter = owners.RateLimiter(clock=lambda: now[0])
+    for i in range(owners._MAX_KEYS + 5):
+        limiter.hit(f"client:{i}", limit=5, window_s=60)
+        now[0] += 0.001  # all within the hour: nothing is idle
+    assert len(limiter._hits) <= owners._MAX_KEYS
+    limiter.hit(f"client:{owners._MAX_KEYS + 4}", limit=5, window_s=60)  # recent ones kept
+    assert len(limiter._hits[f"client:{owners._MAX_KEYS + 4}"]) == 2
+    throttle = login_throttle.LoginThrottle(clock=lambda: now[0])
+    for i in range(login_throttle._MAX_KEYS // 2 + 5):
+        throttle.failed(f"name{i}", f"2001:db8:{i % 65536:x}:{i // 65536:x}::1")
+    assert len(throttle._failures) <= login_throttle._MAX_KEYS
+
+
+def test_ipv6_clients_count_by_their_64() -> None:
+    from zhichao.service.login_throttle import LoginThrottle, client_key
+
+    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::9")
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("::ffff:192.0.2.7") == client_key("192.0.2.7") == "192.0.2.7"
+    throttle = LoginThrottle(free_failures=1, max_delay_per_client_s=50)
+    throttle.failed("a", client_key("2001:db8:1:2::1"))
+    assert throttle.wait_s("b", client_key("2001:db8:1:2::fffe")) > 0

@@ -26,6 +26,7 @@ through each route. Outside a request (CLI, tests of the functions) nothing is t
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import threading
 import time
@@ -122,10 +123,18 @@ class LoginThrottle:
                 entry.count += 1
                 entry.last_s = now
             if len(self._failures) > _MAX_KEYS:
-                for k in [k for k, e in self._failures.items()
-                          if now - e.last_s > self.forget_after_s]:
-                    del self._failures[k]
+                self._forget(now)
         return self.wait_s(username, client)
+
+    def _forget(self, now: float) -> None:
+        """Drop idle counts; if that is not enough (many names or addresses within the
+        hour), the least recent ones, down to 90 % of the bound."""
+        for k in [k for k, e in self._failures.items() if now - e.last_s > self.forget_after_s]:
+            del self._failures[k]
+        if len(self._failures) > _MAX_KEYS:
+            by_age = sorted(self._failures, key=lambda k: self._failures[k].last_s)
+            for k in by_age[:len(by_age) - _MAX_KEYS * 9 // 10]:
+                del self._failures[k]
 
     def succeeded(self, username: str, client: str) -> None:
         """A good password: the account's count goes; the client becomes known to it."""
@@ -156,6 +165,22 @@ class LoginAttempt:
             raise LoginThrottledError(wait)
 
 
+def client_key(host: str | None) -> str:
+    """The client as counted: an IPv4 address as it is, an IPv6 address by its /64 (one
+    site or subscriber gets a whole /64, so single addresses would be free to rotate)."""
+    if not host:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host[:64]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
 _current: ContextVar[LoginAttempt | None] = ContextVar("zhichao_login_attempt", default=None)
 
 
@@ -178,8 +203,8 @@ class LoginContext:
             await self.app(scope, receive, send)
             return
         client: Any = scope.get("client")
-        host = str(client[0])[:64] if client else "unknown"
-        token = _current.set(LoginAttempt(self.throttle, host))
+        token = _current.set(LoginAttempt(self.throttle, client_key(client[0] if client
+                                                                    else None)))
         try:
             await self.app(scope, receive, send)
         finally:

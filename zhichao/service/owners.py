@@ -62,6 +62,9 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 
+_MAX_KEYS = 100_000
+
+
 class RateLimiter:
     """Sliding-window counters per key; thread-safe; ``clock`` is injectable for tests."""
 
@@ -79,9 +82,19 @@ class RateLimiter:
             if len(window) >= limit:
                 raise RateLimitedError(f"rate limit for {key.split(':', 1)[0]}")
             window.append(now)
-            if len(self._hits) > 100_000:  # forget idle keys so memory stays bounded
-                for k in [k for k, w in self._hits.items() if not w or w[-1] <= now - 3600]:
-                    del self._hits[k]
+            if len(self._hits) > _MAX_KEYS:
+                self._forget(now)
+
+    def _forget(self, now: float) -> None:
+        """Drop keys idle for an hour (the longest window); if that is not enough (many
+        clients or plates within the hour), the least recent, down to 90 % of the bound,
+        so memory stays bounded and this runs once per 10 000 new keys at most."""
+        for k in [k for k, w in self._hits.items() if not w or w[-1] <= now - 3600]:
+            del self._hits[k]
+        if len(self._hits) > _MAX_KEYS:
+            by_age = sorted(self._hits, key=lambda k: self._hits[k][-1])
+            for k in by_age[:len(by_age) - _MAX_KEYS * 9 // 10]:
+                del self._hits[k]
 
 
 def _b64(data: bytes) -> str:
