@@ -358,3 +358,16 @@ def test_package_downloads_never_serve_markup(sealed: Sealed, tmp_path: Any) -> 
     case = Case(package_id='x"; <script>', package_path=str(copy_dir))
     assert owners.package_zip(case)[0] == "x____script_.zip"
     assert owners.package_file(case, photo["path"])[0] == "application/octet-stream"
+
+
+def test_control_characters_in_stored_fields_are_refused(sec: Api) -> None:
+    case, token = _owner(sec)
+    url = f"/api/v1/owner/records/{case.id}/statements"
+    for data in ({"text": "陈述", "contact": "138\x000000"}, {"text": "陈述\x00", "contact": "x"},
+                 {"text": "陈述", "contact": "a\nb"}):
+        r = sec.client.post(url, headers=token, data=data)
+        assert r.status_code == 422 and "控制字符" in r.json()["message_zh"], (data, r.text)
+    r = sec.client.post(url, headers=token, data={"text": "第一行\n第二行\t完", "contact": "138"})
+    assert r.status_code == 200, r.text
+    r = sec.client.get("/api/v1/cases", params={"site_id": "S\x00"}, headers=sec.auth("auditor"))
+    assert r.status_code == 422 and r.json()["message_zh"] == "地址中含有非法控制字符"

@@ -193,6 +193,7 @@ def test_no_route_answers_5xx_to_bad_input(walk: Walk) -> None:
 
 def test_errors_no_route_handled_still_answer_in_chinese(tmp_path: Path) -> None:
     from pydantic import BaseModel
+    from sqlalchemy.exc import DataError
 
     from zhichao.service.app import create_app
 
@@ -209,6 +210,10 @@ def test_errors_no_route_handled_still_answer_in_chinese(tmp_path: Path) -> None
     def fault() -> None:
         raise RuntimeError("secret detail")
 
+    @app.get("/api/v1/test-data")
+    def refused_by_the_database() -> None:
+        raise DataError("INSERT …", {}, ValueError("text fields cannot contain NUL bytes"))
+
     client = TestClient(app, raise_server_exceptions=False)
     r = client.get("/api/v1/test-model", params={"value": "many"})
     assert r.status_code == 422 and r.json()["message_zh"] == "输入有误：count", r.text
@@ -216,4 +221,7 @@ def test_errors_no_route_handled_still_answer_in_chinese(tmp_path: Path) -> None
     r = client.get("/api/v1/test-fault")
     assert r.status_code == 500 and "服务内部错误" in r.json()["message_zh"]
     assert "secret detail" not in r.text
+    r = client.get("/api/v1/test-data")
+    assert r.status_code == 422 and "无法保存" in r.json()["message_zh"], r.text
+    assert "NUL" not in r.text
     app.state.engine.dispose()

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import io
 import json
+import re
 import threading
 import time
 import zipfile
@@ -63,6 +64,8 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 
 
 _MAX_KEYS = 100_000
+_TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # tab and line breaks pass
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class RateLimiter:
@@ -362,6 +365,9 @@ def file_statement(session: Session, settings: Settings, grant: OwnerGrant, *, c
                    now: datetime | None = None) -> Statement:
     """陈述申辩 (or a hearing request) with attachments: JPEG, PNG or PDF by magic bytes."""
     case = owner_case(session, grant, case_id)
+    if _TEXT_CONTROL.search(text) or (contact is not None and _CONTROL.search(contact)):
+        raise InvalidInputError("text or contact: control characters",
+                                "陈述内容或联系方式含有非法控制字符")
     if len(files) > settings.attachment_max_count:
         raise InvalidInputError(f"at most {settings.attachment_max_count} attachments",
                                 f"附件最多 {settings.attachment_max_count} 个")
