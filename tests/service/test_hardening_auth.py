@@ -179,7 +179,7 @@ def test_api_logins_wait_after_failures_and_every_attempt_is_audited(console_app
     assert codes == [401, 401, 401]
     r = _login(stranger, user.username, PASSWORD)  # right password, inside the wait: no oracle
     assert r.status_code == 429 and "秒后再试" in r.json()["message_zh"], r.text
-    assert r.json()["error"] == "login_throttled"
+    assert r.json()["error"] == "login_throttled" and int(r.headers["retry-after"]) >= 1
     assert _login(laptop, user.username, PASSWORD).status_code == 429  # a new client waits
     # the account's owner, from the client they used before, is not held up
     assert _login(office, user.username, PASSWORD).status_code == 200
@@ -211,6 +211,7 @@ def test_console_logins_are_throttled_alike(console_app: Any) -> None:
     assert [r.status_code for r in answers[:3]] == [401, 401, 401]
     assert "秒后再试" in answers[3].text and "zc_session" not in answers[3].headers.get(
         "set-cookie", "")
+    assert "retry-after" in answers[3].headers and "retry-after" not in answers[2].headers
     assert len(_audit(console_app, "auth.login_failed")) == 3
     assert len(_audit(console_app, "auth.login_throttled")) == 1
 

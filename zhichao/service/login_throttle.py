@@ -35,7 +35,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from zhichao.service.body_limit import ASGIApp, Receive, Scope, Send
+from zhichao.service.body_limit import ASGIApp, Message, Receive, Scope, Send
 from zhichao.service.errors import AuthenticationError
 from zhichao.service.settings import Settings
 
@@ -192,7 +192,7 @@ def current_attempt() -> LoginAttempt | None:
 class LoginContext:
     """ASGI middleware: makes each HTTP request's client and the app's throttle known to
     :func:`current_attempt` (the client as the ASGI server reports it, i.e. after its
-    trusted-proxy handling)."""
+    trusted-proxy handling), and adds ``Retry-After`` to the answer of a throttled login."""
 
     def __init__(self, app: ASGIApp, throttle: LoginThrottle) -> None:
         self.app = app
@@ -203,9 +203,16 @@ class LoginContext:
             await self.app(scope, receive, send)
             return
         client: Any = scope.get("client")
-        token = _current.set(LoginAttempt(self.throttle, client_key(client[0] if client
-                                                                    else None)))
+        attempt = LoginAttempt(self.throttle, client_key(client[0] if client else None))
+
+        async def send_with_retry_after(message: Message) -> None:
+            if message["type"] == "http.response.start" and attempt.throttled_for_s > 0:
+                seconds = str(max(1, math.ceil(attempt.throttled_for_s))).encode()
+                message["headers"] = [*message.get("headers", ()), (b"retry-after", seconds)]
+            await send(message)
+
+        token = _current.set(attempt)
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_with_retry_after)
         finally:
             _current.reset(token)
