@@ -40,7 +40,8 @@ def sec(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         sealed: Sealed) -> Iterator[Api]:
     made = make_api(request.param, tmp_path_factory.mktemp("sec"), sealed,
                     attachment_max_bytes=2000, attachment_max_count=2,
-                    owner_query_per_client_per_minute=1000, owner_query_min_duration_ms=60)
+                    owner_query_per_client_per_minute=1000, owner_query_min_duration_ms=60,
+                    login_free_failures=1000)  # the login throttle has tests of its own
     with transaction(made.sessions) as s:
         ingest.upsert_vehicle(s, plate="浙A00001", plate_colour="blue", vin=VIN_A,
                               licence_file_number="330100000001", owner_name_zh="张三")
@@ -357,3 +358,16 @@ def test_package_downloads_never_serve_markup(sealed: Sealed, tmp_path: Any) -> 
     case = Case(package_id='x"; <script>', package_path=str(copy_dir))
     assert owners.package_zip(case)[0] == "x____script_.zip"
     assert owners.package_file(case, photo["path"])[0] == "application/octet-stream"
+
+
+def test_control_characters_in_stored_fields_are_refused(sec: Api) -> None:
+    case, token = _owner(sec)
+    url = f"/api/v1/owner/records/{case.id}/statements"
+    for data in ({"text": "陈述", "contact": "138\x000000"}, {"text": "陈述\x00", "contact": "x"},
+                 {"text": "陈述", "contact": "a\nb"}):
+        r = sec.client.post(url, headers=token, data=data)
+        assert r.status_code == 422 and "控制字符" in r.json()["message_zh"], (data, r.text)
+    r = sec.client.post(url, headers=token, data={"text": "第一行\n第二行\t完", "contact": "138"})
+    assert r.status_code == 200, r.text
+    r = sec.client.get("/api/v1/cases", params={"site_id": "S\x00"}, headers=sec.auth("auditor"))
+    assert r.status_code == 422 and r.json()["message_zh"] == "地址中含有非法控制字符"

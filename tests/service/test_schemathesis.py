@@ -1,4 +1,5 @@
-"""A bounded schemathesis run over the OpenAPI schema: no operation answers 5xx.
+"""A bounded schemathesis run over the OpenAPI schema: no operation answers 5xx, to
+valid input or to input that breaks the schema (negative mode).
 
 Runs in-process (ASGI) on SQLite and on PostgreSQL (a random schema, dropped afterwards;
 skipped with the reason when no server answers, a failure when ``CI`` is set), authenticated
@@ -47,7 +48,11 @@ def _schema() -> schemathesis.BaseSchema:
 
 @pytest.fixture(scope="module")
 def fuzz_schema(fuzz_api: Api) -> schemathesis.BaseSchema:
-    return schemathesis.openapi.from_asgi("/openapi.json", fuzz_api.client.app)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", fuzz_api.client.app)
+    # valid and schema-violating data (wrong types, overlong strings, NUL and other control
+    # characters); test_hardening_input.py walks every route with non-UTF-8 bytes besides
+    schema.config.generation.update(modes=list(schemathesis.GenerationMode), allow_x00=True)
+    return schema
 
 
 schema = _schema()

@@ -1,4 +1,8 @@
-"""Accounts, roles, argon2 password hashes and expiring bearer tokens."""
+"""Accounts, roles, argon2 password hashes and expiring bearer tokens.
+
+Passwords must pass :mod:`zhichao.service.passwords`; logins are throttled per account and
+per client by :mod:`zhichao.service.login_throttle` when they come through the app.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,9 @@ from zhichao.service.errors import (
     InvalidInputError,
     PermissionDeniedError,
 )
+from zhichao.service.login_throttle import current_attempt
 from zhichao.service.models import AuthToken, User
+from zhichao.service.passwords import check_password
 
 ROLES_ZH: dict[str, str] = {
     "station_operator": "治超站操作员",
@@ -31,7 +37,6 @@ ROLES_ZH: dict[str, str] = {
     "administrator": "系统管理员",
 }
 _USERNAME = re.compile(r"^[a-z0-9_.-]{3,64}$")
-MIN_PASSWORD_CHARS = 12
 _hasher = PasswordHasher()  # argon2id, argon2-cffi defaults (RFC 9106 low-memory profile)
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
@@ -63,9 +68,7 @@ def create_user(session: Session, *, username: str, password: str, display_name_
     if not role_list or unknown:
         raise InvalidInputError(f"roles: unknown or empty {unknown or role_list}",
                                 "角色无效：" + "、".join(unknown or ["(空)"]))
-    if len(password) < MIN_PASSWORD_CHARS:
-        raise InvalidInputError(f"password: at least {MIN_PASSWORD_CHARS} characters",
-                                f"密码至少 {MIN_PASSWORD_CHARS} 位")
+    check_password(password, username=username)
     if not display_name_zh.strip() or len(display_name_zh) > 100:
         raise InvalidInputError("display_name_zh: 1–100 characters", "姓名须为 1–100 个字符")
     if "station_operator" in role_list and not station_id:
@@ -88,7 +91,12 @@ def authenticate(session: Session, *, username: str, password: str) -> User:
     """The active user with this password; one error for unknown user and wrong password.
 
     An unknown user costs one argon2 verification too, so timing does not tell them apart.
+    Inside a request, an attempt while a login wait runs is refused before the password
+    is checked (:class:`~zhichao.service.login_throttle.LoginThrottledError`, 429).
     """
+    attempt = current_attempt()
+    if attempt is not None:
+        attempt.check(username)
     user = session.scalars(select(User).where(User.username == username)).first()
     try:
         _hasher.verify(user.password_hash if user is not None else _DUMMY_HASH, password)
@@ -98,6 +106,8 @@ def authenticate(session: Session, *, username: str, password: str) -> User:
     if not ok or user is None:
         raise AuthenticationError("login failed: unknown user or wrong password",
                                   "用户名或密码错误")
+    if attempt is not None:
+        attempt.throttle.succeeded(username, attempt.client)
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     audit.append(session, actor=user_label(user), action="auth.login", object_type="user",
@@ -106,9 +116,23 @@ def authenticate(session: Session, *, username: str, password: str) -> User:
 
 
 def record_failed_login(session: Session, *, username: str, client_id: str) -> None:
-    """Audit a failed login (in its own transaction: the failing one is rolled back)."""
-    audit.append(session, actor=f"anonymous:{client_id[:64]}", action="auth.login_failed",
-                 object_type="user", object_id=username[:64], detail={})
+    """Audit a failed login (in its own transaction: the failing one is rolled back).
+
+    Inside a request it also counts for the login throttle: a wrong password is
+    ``auth.login_failed`` (detail: the wait it now imposes, ``delay_s``); an attempt
+    refused because a wait was running is ``auth.login_throttled`` (``retry_after_s``)
+    and does not lengthen the wait.
+    """
+    attempt = current_attempt()
+    detail: dict[str, float] = {}
+    action = "auth.login_failed"
+    if attempt is not None and attempt.throttled_for_s > 0:
+        action = "auth.login_throttled"
+        detail["retry_after_s"] = round(attempt.throttled_for_s, 3)
+    elif attempt is not None:
+        detail["delay_s"] = round(attempt.throttle.failed(username[:64], attempt.client), 3)
+    audit.append(session, actor=f"anonymous:{client_id[:64]}", action=action,
+                 object_type="user", object_id=username[:64], detail=detail)
 
 
 def _digest(token: str) -> str:

@@ -30,6 +30,7 @@ from zhichao.service.api import ROUTERS
 from zhichao.service.api.deps import API
 from zhichao.service.db import make_engine, session_factory, upgrade
 from zhichao.service.errors import ServiceError
+from zhichao.service.guards import install_guards
 from zhichao.service.settings import Settings
 
 __all__ = ["API", "create_app"]
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessions = session_factory(engine)
     app.state.limiter = owners.RateLimiter()
     app.state.event_flusher = _event_flusher(settings, app)
+    install_guards(app, settings)  # body limits, login throttle, error answers (#18)
     _install_error_handlers(app)
     _install_middleware(app, settings)
     for router in ROUTERS:

@@ -30,6 +30,9 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8700)
     serve.add_argument("--max-package-mb", type=float, default=64.0)
+    serve.add_argument("--forwarded-allow-ips", metavar="IPS",
+                       help="reverse proxies whose X-Forwarded-For is believed, comma-"
+                            "separated addresses or networks (default: none)")
     serve.add_argument("--no-service-hook", action="store_true",
                        help="only store and receipt what stations send; by default every "
                             "accepted package and passage is also registered in the service "
@@ -69,18 +72,24 @@ def _center_serve(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from zhichao.evidence.signing import load_private_key
+    from zhichao.service.body_limit import CENTER_DEFAULT_MAX_BYTES, BodyLimit, center_limits
     from zhichao.service.center.server import create_center_app
+    from zhichao.service.settings import parse_forwarded_allow_ips, uvicorn_proxy_options
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    max_package_bytes = int(args.max_package_mb * 1024 * 1024)
     try:
+        proxies = parse_forwarded_allow_ips(args.forwarded_allow_ips or "")
         key = load_private_key(Path(args.key))
         hook = None if args.no_service_hook else _service_hook(args)
         app = create_center_app(args.db, Path(args.store), key, schema=args.schema,
-                                max_package_bytes=int(args.max_package_mb * 1024 * 1024),
-                                hook=hook)
+                                max_package_bytes=max_package_bytes, hook=hook)
     except (ZhichaoError, OSError, SQLAlchemyError) as exc:
         return _error(exc)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    guarded = BodyLimit(app, default_bytes=CENTER_DEFAULT_MAX_BYTES,
+                        routes=center_limits(max_package_bytes))
+    uvicorn.run(guarded, host=args.host, port=args.port, log_level="warning",
+                **uvicorn_proxy_options(proxies))
     return 0
 
 

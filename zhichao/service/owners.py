@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import io
 import json
+import re
 import threading
 import time
 import zipfile
@@ -63,6 +64,11 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 
+_MAX_KEYS = 100_000
+_TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # tab and line breaks pass
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 class RateLimiter:
     """Sliding-window counters per key; thread-safe; ``clock`` is injectable for tests."""
 
@@ -80,9 +86,19 @@ class RateLimiter:
             if len(window) >= limit:
                 raise RateLimitedError(f"rate limit for {key.split(':', 1)[0]}")
             window.append(now)
-            if len(self._hits) > 100_000:  # forget idle keys so memory stays bounded
-                for k in [k for k, w in self._hits.items() if not w or w[-1] <= now - 3600]:
-                    del self._hits[k]
+            if len(self._hits) > _MAX_KEYS:
+                self._forget(now)
+
+    def _forget(self, now: float) -> None:
+        """Drop keys idle for an hour (the longest window); if that is not enough (many
+        clients or plates within the hour), the least recent, down to 90 % of the bound,
+        so memory stays bounded and this runs once per 10 000 new keys at most."""
+        for k in [k for k, w in self._hits.items() if not w or w[-1] <= now - 3600]:
+            del self._hits[k]
+        if len(self._hits) > _MAX_KEYS:
+            by_age = sorted(self._hits, key=lambda k: self._hits[k][-1])
+            for k in by_age[:len(by_age) - _MAX_KEYS * 9 // 10]:
+                del self._hits[k]
 
 
 def _b64(data: bytes) -> str:
@@ -347,6 +363,9 @@ def file_statement(session: Session, settings: Settings, grant: OwnerGrant, *, c
                    now: datetime | None = None) -> Statement:
     """陈述申辩 (or a hearing request) with attachments: JPEG, PNG or PDF by magic bytes."""
     case = owner_case(session, grant, case_id)
+    if _TEXT_CONTROL.search(text) or (contact is not None and _CONTROL.search(contact)):
+        raise InvalidInputError("text or contact: control characters",
+                                "陈述内容或联系方式含有非法控制字符")
     if len(files) > settings.attachment_max_count:
         raise InvalidInputError(f"at most {settings.attachment_max_count} attachments",
                                 f"附件最多 {settings.attachment_max_count} 个")

@@ -29,6 +29,11 @@ def register(subparsers: Any) -> None:
     db_args(serve)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--forwarded-allow-ips", metavar="IPS",
+                       help="reverse proxies whose X-Forwarded-For is believed, comma-"
+                            "separated addresses or networks (default "
+                            "$ZHICHAO_FORWARDED_ALLOW_IPS, else none: the peer address "
+                            "is the client, whatever the headers say)")
     serve.add_argument("--evidence-log", help="the center's Merkle log directory: review "
                                               "events are appended to it in the background "
                                               "(default $ZHICHAO_EVIDENCE_LOG; unset: off)")
@@ -118,10 +123,17 @@ def _fail(exc: ServiceError) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from zhichao.service.settings import Settings
+    from zhichao.service.settings import (
+        Settings,
+        parse_forwarded_allow_ips,
+        uvicorn_proxy_options,
+    )
 
     try:
+        proxies = None if args.forwarded_allow_ips is None else parse_forwarded_allow_ips(
+            args.forwarded_allow_ips)
         settings = Settings.from_env(
+            forwarded_allow_ips=proxies,
             database_url=_url(args), database_schema=args.schema,
             evidence_log_dir=args.evidence_log, evidence_log_key_path=args.evidence_key,
             evidence_log_key_name=args.evidence_key_name,
@@ -138,7 +150,8 @@ def _serve(args: argparse.Namespace) -> int:
             app = create_console_app(settings)
     except ServiceError as exc:
         return _fail(exc)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info",
+                **uvicorn_proxy_options(settings.forwarded_allow_ips))
     return 0
 
 

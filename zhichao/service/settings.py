@@ -5,10 +5,12 @@ Thresholds marked *guess* are operational choices, not law; each deployment sets
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from zhichao.service.errors import ConfigError
 from zhichao.service.workdays import DeadlinePolicy, load_year_calendar
@@ -28,12 +30,25 @@ class Settings:
     owner_query_per_client_per_minute: int = 10  # guess
     owner_query_per_plate_per_hour: int = 30  # guess; stops spreading one plate over clients
     login_per_client_per_minute: int = 20  # guess
+    # Login throttling (login_throttle.py): after login_free_failures failed logins, each
+    # further attempt waits login_delay_base_s, doubling per failure up to the caps; a
+    # delay, never a lock (the per-account cap is short so strangers cannot shut a person
+    # out; clients that logged into the account before skip the per-account delay).
+    login_free_failures: int = 3  # guess
+    login_delay_base_s: float = 1.0  # guess
+    login_delay_max_per_account_s: float = 60.0  # guess
+    login_delay_max_per_client_s: float = 900.0  # guess
     attachment_max_bytes: int = 5 * 1024 * 1024  # guess
     attachment_max_count: int = 5  # guess
     statement_max_chars: int = 5000  # guess
+    max_json_request_bytes: int = 64 * 1024  # guess; every body but uploads (body_limit.py)
     text_field_max_chars: int = 2000  # reasons, responses, summaries
     deadlines: DeadlinePolicy = field(default_factory=DeadlinePolicy)
-    trust_forwarded_for: bool = False  # only behind a proxy that sets X-Forwarded-For
+    # Reverse proxies whose X-Forwarded-For is believed (IP addresses or networks, "*" for
+    # any peer): none by default, so a forged header from a client changes nothing.
+    # ``zhichao serve --forwarded-allow-ips`` hands them to uvicorn, which then sets the
+    # request's client to the address the nearest untrusted hop gave.
+    forwarded_allow_ips: tuple[str, ...] = ()
     # The center's evidence Merkle log for review events (行政处罚法 Art. 47). When set, the
     # app appends pending review events in the background every events_flush_interval_s.
     evidence_log_dir: str | None = None
@@ -50,6 +65,14 @@ class Settings:
             raise ConfigError(f"Settings.events_flush_interval_s = "
                               f"{self.events_flush_interval_s}: must be 0 (off) or positive",
                               "审核事件写入间隔配置错误")
+        _check_forwarded_allow_ips(self.forwarded_allow_ips)
+        if self.login_free_failures < 0 or self.login_delay_base_s <= 0 \
+                or self.login_delay_max_per_account_s < 0 or self.login_delay_max_per_client_s < 0:
+            raise ConfigError("Settings.login_*: free failures >= 0, base delay > 0, caps >= 0",
+                              "登录限速配置错误")
+        if self.max_json_request_bytes < 1024:
+            raise ConfigError("Settings.max_json_request_bytes: at least 1024",
+                              "请求大小上限配置错误")
         if self.evidence_log_dir is not None and (not self.evidence_log_key_path
                                                   or not self.evidence_log_key_name):
             raise ConfigError("Settings.evidence_log_dir is set: evidence_log_key_path and "
@@ -63,12 +86,22 @@ class Settings:
 
     @property
     def max_request_bytes(self) -> int:
+        """The largest body of an upload route (owner statements with attachments)."""
         return self.attachment_max_count * self.attachment_max_bytes + 256 * 1024
+
+    @property
+    def trust_forwarded_for(self) -> bool:
+        """Always False: the app never reads ``X-Forwarded-For`` itself. The ASGI server
+        applies it, and only for connections from :attr:`forwarded_allow_ips`, so
+        ``request.client`` already is the real client (kept so that code written against
+        the old flag stays safe)."""
+        return False
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         """Settings from ``ZHICHAO_DATABASE_URL``, ``ZHICHAO_SECRET_KEY``,
-        ``ZHICHAO_DATABASE_SCHEMA``, ``ZHICHAO_EVIDENCE_LOG`` / ``_KEY`` / ``_KEY_NAME`` /
+        ``ZHICHAO_DATABASE_SCHEMA``, ``ZHICHAO_FORWARDED_ALLOW_IPS`` (comma-separated),
+        ``ZHICHAO_EVIDENCE_LOG`` / ``_KEY`` / ``_KEY_NAME`` /
         ``_LOG_ORIGIN``, ``ZHICHAO_EVENTS_FLUSH_INTERVAL_S``, ``ZHICHAO_HOLIDAY_FILES``
         (``zhichao.holidays/1`` files separated by the OS path separator: the official
         schedules of years the calendar package lacks), plus overrides. ``holiday_files=``
@@ -80,6 +113,8 @@ class Settings:
             values["secret_key"] = key
         if schema := os.environ.get("ZHICHAO_DATABASE_SCHEMA"):
             values["database_schema"] = schema
+        if proxies := os.environ.get("ZHICHAO_FORWARDED_ALLOW_IPS"):
+            values["forwarded_allow_ips"] = parse_forwarded_allow_ips(proxies)
         for env, name in (("ZHICHAO_EVIDENCE_LOG", "evidence_log_dir"),
                           ("ZHICHAO_EVIDENCE_KEY", "evidence_log_key_path"),
                           ("ZHICHAO_EVIDENCE_KEY_NAME", "evidence_log_key_name"),
@@ -119,3 +154,28 @@ class Settings:
         deadlines = replace(self.deadlines,
                             supplements=(*self.deadlines.supplements, *added))
         return replace(self, deadlines=deadlines)
+
+
+def parse_forwarded_allow_ips(text: str) -> tuple[str, ...]:
+    """``"10.0.0.5, 10.1.0.0/16"`` → ``("10.0.0.5", "10.1.0.0/16")`` (checked)."""
+    hosts = tuple(part.strip() for part in text.split(",") if part.strip())
+    _check_forwarded_allow_ips(hosts)
+    return hosts
+
+
+def uvicorn_proxy_options(forwarded_allow_ips: tuple[str, ...]) -> dict[str, Any]:
+    """uvicorn's ``proxy_headers`` and ``forwarded_allow_ips`` for these proxies (none:
+    proxy headers off; uvicorn's own default would believe them from loopback)."""
+    return {"proxy_headers": bool(forwarded_allow_ips),
+            "forwarded_allow_ips": ",".join(forwarded_allow_ips)}
+
+
+def _check_forwarded_allow_ips(hosts: tuple[str, ...]) -> None:
+    for host in hosts:
+        if host == "*":
+            continue
+        try:
+            ipaddress.ip_network(host, strict=False)
+        except ValueError:
+            raise ConfigError(f"forwarded_allow_ips: {host!r} is not an IP address or network",
+                              f"可信代理地址无效：{host!r}（须为 IP 地址或网段）") from None

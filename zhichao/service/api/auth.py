@@ -37,7 +37,7 @@ def health() -> HealthOut:
 @router.post("/auth/login", summary="工作人员登录")
 def login(body: LoginIn, request: Request, settings: SettingsDep, factory: FactoryDep,
           limiter: LimiterDep) -> LoginOut:
-    client = client_id(request, settings)
+    client = client_id(request)
     limiter.hit(f"login:{client}", limit=settings.login_per_client_per_minute, window_s=60)
     try:
         with transaction(factory) as session:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from zhichao.service import accounts, duties, owners, workflow
 from zhichao.service.db import transaction
 from zhichao.service.errors import AuthenticationError, PermissionDeniedError
+from zhichao.service.login_throttle import client_key
 from zhichao.service.models import Case, User
 from zhichao.service.settings import Settings
 
@@ -58,11 +59,11 @@ _owner_header = APIKeyHeader(name="X-Owner-Token", auto_error=False,
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def client_id(request: Request, settings: Settings) -> str:
-    """The client address the rate limits count (``X-Forwarded-For`` only when trusted)."""
-    if settings.trust_forwarded_for and (fwd := request.headers.get("x-forwarded-for")):
-        return fwd.split(",")[0].strip()[:64]
-    return request.client.host if request.client else "unknown"
+def client_id(request: Request) -> str:
+    """The client the rate limits count: the peer address, by its /64 for IPv6. A proxy's
+    ``X-Forwarded-For`` counts only through uvicorn's proxy headers, which ``zhichao serve``
+    turns on for the addresses in ``Settings.forwarded_allow_ips`` alone (none by default)."""
+    return client_key(request.client.host if request.client else None)
 
 
 def current_staff(session: SessionDep, creds: BearerDep) -> User:

@@ -42,7 +42,7 @@ FILE = media_answer("证据包中列明的文件", "image/jpeg", "image/png", "a
 def owner_query(body: OwnerQueryIn, request: Request, session: SessionDep,
                 settings: SettingsDep, limiter: LimiterDep) -> OwnerQueryOut:
     answer = owners.owner_query(session, settings, limiter,
-                                client_id=client_id(request, settings), plate=body.plate,
+                                client_id=client_id(request), plate=body.plate,
                                 plate_colour=body.plate_colour, vin_last6=body.vin_last6,
                                 licence_file_number=body.licence_file_number)
     return OwnerQueryOut.model_validate(answer)

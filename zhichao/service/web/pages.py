@@ -154,7 +154,7 @@ class Pages:
                            portal=request.url.path.startswith(PORTAL))
 
     def client_id(self, request: Request) -> str:
-        return client_id(request, self.settings)
+        return client_id(request)
 
     def staff_user(self, session: Session, request: Request, *roles: str) -> User:
         token = request.cookies.get(security.SESSION_COOKIE)

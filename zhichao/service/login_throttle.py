@@ -1,0 +1,218 @@
+"""Login throttling per account and per client: a growing delay, never a lock.
+
+After ``free_failures`` failed logins, the next attempt must wait ``base_delay_s``, and
+each further failure doubles the wait, up to a cap (``Settings.login_delay_*``):
+
+    delay_s(n) = 0                                                n < free_failures
+               = min(cap_s, base_delay_s * 2 ** (n - free_failures))   otherwise
+
+for ``n`` failures counted per account (the user name tried) and, separately, per client
+(the peer address, or what a trusted proxy said: ``Settings.forwarded_allow_ips``). An
+attempt inside either wait is refused without checking the password
+(:class:`LoginThrottledError`, 429, zh-CN "请 N 秒后再试"). The per-account cap is short
+(60 s by default) and clients that logged into the account before skip the per-account
+wait, so strangers guessing a name can slow its owner at most briefly and never lock them
+out; the per-client cap is long, so one source cannot guess fast. Counts are forgotten
+after ``forget_after_s`` without a failure, and a successful login clears its account's.
+
+State is in memory, per process (like :class:`~zhichao.service.owners.RateLimiter`).
+
+The login routes call :func:`zhichao.service.accounts.authenticate` and, when it fails,
+:func:`~zhichao.service.accounts.record_failed_login`; both look up the request's
+:class:`LoginAttempt` (set for every HTTP request by :class:`LoginContext`, an ASGI
+middleware), so the API and the console pages are throttled alike without passing it
+through each route. Outside a request (CLI, tests of the functions) nothing is throttled.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import threading
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from zhichao.service.body_limit import ASGIApp, Message, Receive, Scope, Send
+from zhichao.service.errors import AuthenticationError
+from zhichao.service.settings import Settings
+
+_MAX_KEYS = 100_000  # forget idle entries past this, so memory stays bounded
+_KNOWN_CLIENTS_PER_ACCOUNT = 16
+
+
+class LoginThrottledError(AuthenticationError):
+    """A login attempt inside the wait that earlier failures imposed."""
+
+    http_status = 429
+    default_zh = "登录失败次数过多，请稍后再试"
+
+    def __init__(self, retry_after_s: float) -> None:
+        self.retry_after_s = max(1, math.ceil(retry_after_s))
+        super().__init__(f"login throttled: retry after {self.retry_after_s} s",
+                         f"登录失败次数过多，请 {self.retry_after_s} 秒后再试")
+
+
+def delay_s(failures: int, *, free_failures: int, base_delay_s: float, cap_s: float) -> float:
+    """The wait after ``failures`` failed logins (see the module docstring)."""
+    if failures < free_failures:
+        return 0.0
+    return min(cap_s, base_delay_s * 2.0 ** min(failures - free_failures, 60))
+
+
+@dataclass
+class _Failures:
+    count: int = 0
+    last_s: float = 0.0
+
+
+class LoginThrottle:
+    """Failure counts per account and per client; thread-safe; ``clock`` injectable."""
+
+    def __init__(self, *, free_failures: int = 3, base_delay_s: float = 1.0,
+                 max_delay_per_account_s: float = 60.0, max_delay_per_client_s: float = 900.0,
+                 forget_after_s: float = 3600.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if free_failures < 0 or base_delay_s <= 0 or max_delay_per_account_s < 0 \
+                or max_delay_per_client_s < 0 or forget_after_s <= 0:
+            raise ValueError("login throttle: counts and delays must be positive")
+        self.free_failures = free_failures
+        self.base_delay_s = base_delay_s
+        self.caps_s = {"account": max_delay_per_account_s, "client": max_delay_per_client_s}
+        self.forget_after_s = max(forget_after_s, max_delay_per_client_s,
+                                  max_delay_per_account_s)
+        self._clock = clock
+        self._failures: dict[tuple[str, str], _Failures] = {}
+        self._known: dict[str, list[str]] = {}  # account → clients that logged in
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LoginThrottle:
+        return cls(free_failures=settings.login_free_failures,
+                   base_delay_s=settings.login_delay_base_s,
+                   max_delay_per_account_s=settings.login_delay_max_per_account_s,
+                   max_delay_per_client_s=settings.login_delay_max_per_client_s)
+
+    def _wait_s(self, kind: str, key: str, now: float) -> float:
+        entry = self._failures.get((kind, key))
+        if entry is None or now - entry.last_s > self.forget_after_s:
+            return 0.0
+        wait = delay_s(entry.count, free_failures=self.free_failures,
+                       base_delay_s=self.base_delay_s, cap_s=self.caps_s[kind])
+        return max(0.0, entry.last_s + wait - now)
+
+    def wait_s(self, username: str, client: str) -> float:
+        """Seconds this client must wait before trying this account (0: go ahead)."""
+        now = self._clock()
+        with self._lock:
+            waits = [self._wait_s("client", client, now)]
+            if client not in self._known.get(username, ()):
+                waits.append(self._wait_s("account", username, now))
+            return max(waits)
+
+    def failed(self, username: str, client: str) -> float:
+        """Count a failed login; returns the wait it imposes on this client now."""
+        now = self._clock()
+        with self._lock:
+            for kind, key in (("account", username), ("client", client)):
+                entry = self._failures.setdefault((kind, key), _Failures())
+                if now - entry.last_s > self.forget_after_s:
+                    entry.count = 0
+                entry.count += 1
+                entry.last_s = now
+            if len(self._failures) > _MAX_KEYS:
+                self._forget(now)
+        return self.wait_s(username, client)
+
+    def _forget(self, now: float) -> None:
+        """Drop idle counts; if that is not enough (many names or addresses within the
+        hour), the least recent ones, down to 90 % of the bound."""
+        for k in [k for k, e in self._failures.items() if now - e.last_s > self.forget_after_s]:
+            del self._failures[k]
+        if len(self._failures) > _MAX_KEYS:
+            by_age = sorted(self._failures, key=lambda k: self._failures[k].last_s)
+            for k in by_age[:len(by_age) - _MAX_KEYS * 9 // 10]:
+                del self._failures[k]
+
+    def succeeded(self, username: str, client: str) -> None:
+        """A good password: the account's count goes; the client becomes known to it."""
+        with self._lock:
+            self._failures.pop(("account", username), None)
+            known = self._known.setdefault(username, [])
+            if client in known:
+                known.remove(client)
+            known.append(client)
+            del known[:-_KNOWN_CLIENTS_PER_ACCOUNT]
+            if len(self._known) > _MAX_KEYS:
+                self._known.clear()
+
+
+@dataclass
+class LoginAttempt:
+    """The throttle and the client of the current request."""
+
+    throttle: LoginThrottle
+    client: str
+    throttled_for_s: float = field(default=0.0)
+
+    def check(self, username: str) -> None:
+        """Refuse (:class:`LoginThrottledError`) while a wait is running."""
+        wait = self.throttle.wait_s(username, self.client)
+        if wait > 0:
+            self.throttled_for_s = wait
+            raise LoginThrottledError(wait)
+
+
+def client_key(host: str | None) -> str:
+    """The client as counted: an IPv4 address as it is, an IPv6 address by its /64 (one
+    site or subscriber gets a whole /64, so single addresses would be free to rotate)."""
+    if not host:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host[:64]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+_current: ContextVar[LoginAttempt | None] = ContextVar("zhichao_login_attempt", default=None)
+
+
+def current_attempt() -> LoginAttempt | None:
+    """The current request's :class:`LoginAttempt` (None outside a request)."""
+    return _current.get()
+
+
+class LoginContext:
+    """ASGI middleware: makes each HTTP request's client and the app's throttle known to
+    :func:`current_attempt` (the client as the ASGI server reports it, i.e. after its
+    trusted-proxy handling), and adds ``Retry-After`` to the answer of a throttled login."""
+
+    def __init__(self, app: ASGIApp, throttle: LoginThrottle) -> None:
+        self.app = app
+        self.throttle = throttle
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client: Any = scope.get("client")
+        attempt = LoginAttempt(self.throttle, client_key(client[0] if client else None))
+
+        async def send_with_retry_after(message: Message) -> None:
+            if message["type"] == "http.response.start" and attempt.throttled_for_s > 0:
+                seconds = str(max(1, math.ceil(attempt.throttled_for_s))).encode()
+                message["headers"] = [*message.get("headers", ()), (b"retry-after", seconds)]
+            await send(message)
+
+        token = _current.set(attempt)
+        try:
+            await self.app(scope, receive, send_with_retry_after)
+        finally:
+            _current.reset(token)
