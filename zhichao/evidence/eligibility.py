@@ -18,7 +18,7 @@ every reason code is configurable (:attr:`GateConfig.severity`), as are all thre
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -64,6 +64,12 @@ ABNORMAL_DRIVING_FLAGS = frozenset({
 DATA_QUALITY_FLAGS = frozenset({"data_gap", "incomplete", "saturation", "missing_channel"})
 CLASS_FLAGS = frozenset({"class_undecidable", "axle_count_mismatch"})
 KNOWN_FLAGS = ABNORMAL_DRIVING_FLAGS | DATA_QUALITY_FLAGS | CLASS_FLAGS
+# the completeness of the record (photos, plate, clocks), apart from the verdict by the law
+RECORD_COMPLETENESS_CODES = frozenset({
+    "image_missing", "image_time_mismatch", "side_axles_not_shown", "plate_unavailable",
+    "plate_not_accepted", "plate_low_confidence", "plate_grammar_invalid",
+    "clock_unavailable", "clock_out_of_tolerance", "clock_sync_stale",
+})
 
 # Chinese plate grammar (shared/reference/plates.md): ordinary, small NEV, large NEV,
 # suffix plates. Letters exclude I and O in the serial.
@@ -239,10 +245,16 @@ class Eligibility:
     assessment: Assessment | None = None
     penalty: PenaltyProposal | None = None  # the lighter of the versions (Art. 37)
 
+    def status_by_law(self) -> Status:
+        """The status from the legal checks only (limit, tolerance, device, site, rule),
+        leaving out the completeness of the record's images, plate and clocks."""
+        return _worst(r for r in self.reasons if r.code not in RECORD_COMPLETENESS_CODES)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "status": str(self.status),
             "status_zh": STATUS_ZH[self.status],
+            "status_by_law": str(self.status_by_law()),
             "reasons": [r.to_json() for r in self.reasons],
             "requires_human_review": True,
             "assessment": None if self.assessment is None else self.assessment.to_json(),
@@ -278,14 +290,16 @@ def evaluate(case: CaseInputs, rules: RuleSet | None, config: GateConfig | None 
     _check_plate(case, cfg, add)
     _check_registration(case, axle_counts, add)
     penalty = _penalty(case, rules, rule, assessment, add)
+    return Eligibility(_worst(reasons), tuple(reasons), rule, assessment, penalty)
+
+
+def _worst(reasons: Iterable[Reason]) -> Status:
     severities = {r.severity for r in reasons}
     if Severity.UNUSABLE in severities:
-        status = Status.UNUSABLE
-    elif Severity.MANUAL_REVIEW in severities:
-        status = Status.MANUAL_REVIEW
-    else:
-        status = Status.ENFORCEABLE
-    return Eligibility(status, tuple(reasons), rule, assessment, penalty)
+        return Status.UNUSABLE
+    if Severity.MANUAL_REVIEW in severities:
+        return Status.MANUAL_REVIEW
+    return Status.ENFORCEABLE
 
 
 def _check_rule(case: CaseInputs, rules: RuleSet | None, add: Add) -> RuleVersion | None:

@@ -57,6 +57,8 @@ class LegalSource:
     status: str = ""
 
     def cite_zh(self) -> str:
+        if not self.law_zh:
+            return self.article_zh
         return f"《{self.law_zh}》{self.article_zh}" if not self.law_zh.startswith("（") else (
             f"{self.law_zh}{self.article_zh}"
         )

@@ -138,14 +138,14 @@ def _tolerance(case: CaseInputs, rule: RuleVersion | None, findings: list[tuple[
                                           / 100)
     jur = None if rule is None else jurisdiction_deduction_kg(rule, v.gross_weight_kg)
     jur = None if jur is None else _ceil(jur)
-    recorded = "称重记录所扣除的允差（含本点历史离散）"
-    options: list[tuple[Decimal, str]] = [(v.allowance_kg, recorded)]
+    options: list[tuple[Decimal, str]] = []  # at a tie the first, the device's error, names it
     if mpe is not None and cls is not None:
         options.append((mpe, f"{cls.source_zh} {cls.name}级使用中最大允许误差"
                              f"±{cls.in_service_pct:g}%（{cls.status}）"))
         if v.allowance_kg + Decimal("0.5") < mpe:
             findings.append(("deduction_below_device_error",
                              f"记录扣除 {v.allowance_kg} kg < 设备误差 {mpe} kg"))
+    options.append((v.allowance_kg, "称重记录所扣除的允差（本点历史离散 k·σ(v) 大于设备误差）"))
     if jur is not None and rule is not None:
         options.append((jur, f"辖区规定扣除 {rule.allowance_source.cite_zh()}"))
     tol, basis = max(options, key=lambda o: o[0])
