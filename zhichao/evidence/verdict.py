@@ -141,7 +141,7 @@ def _tolerance(case: CaseInputs, rule: RuleVersion | None, findings: list[tuple[
     options: list[tuple[Decimal, str]] = []  # at a tie the first, the device's error, names it
     if mpe is not None and cls is not None:
         options.append((mpe, f"{cls.source_zh} {cls.name}级使用中最大允许误差"
-                             f"±{cls.in_service_pct:g}%（{cls.status}）"))
+                             f"±{cls.in_service_pct:g}%（{cls.status_zh}）"))
         if v.allowance_kg + Decimal("0.5") < mpe:
             findings.append(("deduction_below_device_error",
                              f"记录扣除 {v.allowance_kg} kg < 设备误差 {mpe} kg"))
@@ -175,7 +175,7 @@ def assess(case: CaseInputs, rule: RuleVersion | None, cfg: ClassConfig | None =
         unconfirmed.extend(c.unconfirmed)
     cls = accuracy_class(None if case.device is None else case.device.accuracy_class)
     if cls is not None and not cls.confirmed:
-        unconfirmed.append(f"{cls.name}级使用中最大允许误差±{cls.in_service_pct:g}%（{cls.status}）")
+        unconfirmed.append(f"{cls.name}级使用中最大允许误差±{cls.in_service_pct:g}%（{cls.status_zh}）")
     verdict, excess = _verdict(case, c, limit, stricter, tol, findings)
     return Assessment(
         gross_kg=v.gross_weight_kg, vehicle_class=None if c is None else c.vehicle_class,

@@ -195,7 +195,7 @@ def _truck(n: int, cfg: ClassConfig, known: KnownAttributes) -> _Draft:
         d.limit_kg += cfg.air_suspension_bonus_kg
         d.basis += f"；{SOURCE_62}第三条第二款第（五）项；{STANDARD_2016}"
         d.unconfirmed.append(f"空气悬架且驱动轴双胎的{n}轴货车限值增加"
-                             f"{cfg.air_suspension_bonus_kg}千克（🟡）")
+                             f"{cfg.air_suspension_bonus_kg}千克（单一二手来源，待确认）")
         if known.air_suspension is None or known.dual_drive_tyres is None:
             d.stricter.append(StricterLimit(base, "若驱动轴非空气悬架或非双胎"))
     return d
@@ -213,7 +213,7 @@ def _combination(n: int, s: list[float], cfg: ClassConfig, known: KnownAttribute
         d.limit_kg = cfg.articulated_4_axle_air_limit_kg
         d.basis += f"；{STANDARD_2016}"
         d.unconfirmed.append(f"空气悬架、驱动轴双胎、半挂车轴距≥{cfg.semitrailer_spread_min_m}米的"
-                             f"四轴铰接列车限值{cfg.articulated_4_axle_air_limit_kg}千克（🟡）")
+                             f"四轴铰接列车限值{cfg.articulated_4_axle_air_limit_kg}千克（单一二手来源，待确认）")
         if None in (known.air_suspension, known.dual_drive_tyres, known.articulated):
             d.stricter.append(StricterLimit(base, "若非铰接列车、非空气悬架或驱动轴非双胎"))
     return d

@@ -55,6 +55,11 @@ class AccuracyClass:
     def confirmed(self) -> bool:
         return not self.status.startswith("❌")
 
+    @property
+    def status_zh(self) -> str:
+        """The status without law.md's emoji label (PDF fonts lack 🟡)."""
+        return self.status.replace("🟡 ", "待确认：").replace("❌ ", "")
+
 
 # One table. Only class 5 in service (±5 %) is sourced (law.md §2, S19: 🟡); the rest
 # follow the R134 pattern (in service = 2 × initial) from memory and are marked ❌.
@@ -64,7 +69,7 @@ ACCURACY_CLASSES: dict[str, AccuracyClass] = {
         AccuracyClass("0.5", 0.25, 0.50, _R134, "❌ 未确认（按R134模式推定）"),
         AccuracyClass("1", 0.50, 1.00, _R134, "❌ 未确认（按R134模式推定）"),
         AccuracyClass("2", 1.00, 2.00, _R134, "❌ 未确认（按R134模式推定）"),
-        AccuracyClass("5", 2.50, 5.00, _R134, "🟡 使用中±5%（单一来源）"),
+        AccuracyClass("5", 2.50, 5.00, _R134, "🟡 使用中±5%（单一二手来源）"),
         AccuracyClass("10", 5.00, 10.00, _R134, "❌ 未确认（按R134模式推定）"),
     )
 }
@@ -182,7 +187,7 @@ def tolerance_for(gross_kg: float, speed_kmh: float | None, cfg: OverloadConfig)
     governing = max(options, key=lambda k: options[k])
     basis = {
         "device_mpe": f"{cls.source_zh} {cls.name}级使用中最大允许误差±{cls.in_service_pct:g}%"
-                      f"（{cls.status}）",
+                      f"（{cls.status_zh}）",
         "site_scatter": f"本点历史数据估计的总重离散（{cfg.scatter_source}），"
                         f"k={cfg.coverage_factor:g}",
         "jurisdiction": cfg.jurisdiction_basis,
