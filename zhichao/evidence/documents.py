@@ -91,7 +91,7 @@ def _waveform(data: bytes | None) -> list[list[float]] | None:
 
 def _law(c: dict[str, Any]) -> dict[str, Any]:
     """The gate's verdict by the law; the record's figures in an older package."""
-    a = (c.get("eligibility") or {}).get("assessment")
+    a: dict[str, Any] | None = (c.get("eligibility") or {}).get("assessment")
     if a:
         return a
     limit = c.get("limit") or {}
