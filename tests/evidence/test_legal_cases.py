@@ -244,3 +244,36 @@ def test_evaluate_and_seal_reach_the_same_decision(tmp_path: Path, gross: float)
     manifest = json.loads((tmp_path / "pkg" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["case"]["eligibility"] == decision["eligibility"]
     assert manifest["case"]["penalty"] == decision["penalty"]
+
+
+def test_evaluate_bad_input_is_a_clear_error(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from zhichao.cli import main
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json", encoding="utf-8")
+    assert main(["evaluate", str(bad)]) == 2
+    assert "JSON 格式错误" in capsys.readouterr().err
+    raw = case_dict(tmp_path)
+    del raw["vehicle"]["gross_weight_kg"]
+    bad.write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
+    assert main(["evaluate", str(bad)]) == 2
+    assert "gross_weight_kg" in capsys.readouterr().err
+    raw = case_dict(tmp_path)
+    raw["registration"]["drive_axles"] = ["2"]
+    bad.write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
+    assert main(["evaluate", str(bad)]) == 2
+    assert "drive_axles" in capsys.readouterr().err
+
+
+def test_evaluate_text_shows_limit_tolerance_and_penalty(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from zhichao.cli import main
+
+    path = tmp_path / "case.json"
+    path.write_text(json.dumps(case_dict(tmp_path), ensure_ascii=False), encoding="utf-8")
+    assert main(["evaluate", str(path)]) == 0
+    out = capsys.readouterr().out
+    for text in ("ENFORCEABLE", "49000", "46000千克", "允差 tolerance: 620", "1级",
+                 "拟处罚 proposed penalty: 罚款 600 元", "第五十三条", "北京时间"):
+        assert text in out, text
