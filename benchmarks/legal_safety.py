@@ -14,6 +14,8 @@ lane (fixed sensors, ±1 % sensitivity error as the simulator makes them):
 4. **Overloaded trucks**: ``--over`` trucks loaded to 100–160 %; the share of those more
    than 10 % over their limit reported ``overloaded`` (target ≥ 85 %), and how the rest
    were reported.
+5. ``--defaults``: the same trucks weighed uncalibrated with the shipped configuration (no
+   site history: the conservative default σ(v)).
 
     nice -n 10 python3 benchmarks/legal_safety.py [--legal 1667] [--over 500] [--workers 2]
 
@@ -84,7 +86,7 @@ def _cfg(bands: tuple[ScatterBand, ...], k: float) -> WeighingConfig:
 
 
 def run(road: str, rows: int, n_legal: int, n_over: int, n_hist: int, k: float,
-        seed: int) -> dict[str, Any]:
+        seed: int, defaults: bool = False) -> dict[str, Any]:
     t0 = time.perf_counter()
     opts = SimOptions(n_rows=rows, road=road, sensor_seed=100 + seed, trucks_only=True,
                       abnormal_fraction=0.0)
@@ -104,6 +106,9 @@ def run(road: str, rows: int, n_legal: int, n_over: int, n_hist: int, k: float,
             res = _count(_weigh(legal, cfg, profile), _weigh(over, cfg, profile))
             res["sigma_by_band"] = [[b.speed_max_kmh, round(b.relative_sd, 4)] for b in bands]
             out[label] = res
+        if defaults:  # no site history yet: the shipped conservative σ(v) and k
+            out["no_history"] = _count(_weigh(legal, WeighingConfig(), None),
+                                       _weigh(over, WeighingConfig(), None))
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -137,18 +142,23 @@ def main() -> None:
     ap.add_argument("--history", type=int, default=600, help="in-service history per layout")
     ap.add_argument("--k", type=float, default=OverloadConfig().coverage_factor)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--defaults", action="store_true",
+                    help="also weigh uncalibrated with the shipped defaults (no site history)")
     ap.add_argument("--layouts", nargs="*", default=["smooth:2", "smooth:3", "smooth:4",
                                                       "rough:2", "rough:3", "rough:4"])
     ap.add_argument("--json", help="write the results here too")
     a = ap.parse_args()
     jobs = [(lay.split(":")[0], int(lay.split(":")[1])) for lay in a.layouts]
     with ProcessPoolExecutor(a.workers) as pool:
-        futures = [pool.submit(run, road, rows, a.legal, a.over, a.history, a.k, 10 * i + 3)
+        futures = [pool.submit(run, road, rows, a.legal, a.over, a.history, a.k, 10 * i + 3,
+                               a.defaults)
                    for i, (road, rows) in enumerate(jobs)]
         results = [f.result() for f in futures]
     total = {"legal": 0, "false": 0, "stricter": 0}
     for r in results:
-        for label in ("uncalibrated", "calibrated"):
+        for label in ("uncalibrated", "calibrated", "no_history"):
+            if label not in r:
+                continue
             x = r[label]
             total["legal"] += x["legal"]
             total["false"] += x["legal_reported_overloaded"]
