@@ -277,3 +277,17 @@ def test_evaluate_text_shows_limit_tolerance_and_penalty(
     for text in ("ENFORCEABLE", "49000", "46000千克", "允差 tolerance: 620", "1级",
                  "拟处罚 proposed penalty: 罚款 600 元", "第五十三条", "北京时间"):
         assert text in out, text
+
+
+def test_unconfirmed_class_mpe_is_configurable(tmp_path: Path) -> None:
+    """The ❌ table entries stay configurable: a deployment sets class 10 after legal review."""
+    from zhichao.evidence.eligibility import GateConfig
+
+    case = _case(tmp_path, _vehicle(SIX, 60000.0, 49000, allowance=6000.0), device_class="10")
+    plain = evaluate(case, load_rule_set("CN"))
+    assert plain.assessment is not None and plain.assessment.device_mpe_kg == 6000
+    assert "legal_values_unconfirmed" in _codes(plain)
+    set_ = evaluate(case, load_rule_set("CN"), GateConfig(class_mpe_in_service_pct={"10": 8.0}))
+    assert set_.assessment is not None and set_.assessment.device_mpe_kg == 4800
+    assert "legal_values_unconfirmed" not in _codes(set_)
+    assert set_.assessment.tolerance_kg == 6000  # the record's own 6 000 kg stays the larger

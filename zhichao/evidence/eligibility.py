@@ -221,6 +221,8 @@ class GateConfig:
     severity: dict[str, Severity] = field(default_factory=dict)
     # the facts a limit depends on, and the unconfirmed (🟡) limit values, configurable
     classes: ClassConfig = field(default_factory=ClassConfig)
+    # in-service MPE [%] per accuracy class set after legal review (replaces ❌ table values)
+    class_mpe_in_service_pct: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -234,6 +236,7 @@ class GateConfig:
             "severity_overrides": {k: str(v) for k, v in self.severity.items()},
             "air_suspension_bonus_kg": self.classes.air_suspension_bonus_kg,
             "articulated_4_axle_air_limit_kg": self.classes.articulated_4_axle_air_limit_kg,
+            "class_mpe_in_service_pct": dict(self.class_mpe_in_service_pct),
         }
 
 
@@ -280,7 +283,7 @@ def evaluate(case: CaseInputs, rules: RuleSet | None, config: GateConfig | None 
         reasons.append(Reason(code, cfg.severity.get(code, sev), zh, en, basis, detail))
 
     rule = _check_rule(case, rules, add)
-    assessment = assess(case, rule, cfg.classes)
+    assessment = assess(case, rule, cfg.classes, cfg.class_mpe_in_service_pct)
     _check_violation(case, assessment, add)
     _check_flags(case, reasons, add)
     _check_device(case, add)

@@ -23,6 +23,7 @@ The evidence stage does not take the weighing record's limit and deduction on tr
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
@@ -36,7 +37,7 @@ from zhichao.weighing.classification import (
     classify,
 )
 from zhichao.weighing.config import ClassConfig
-from zhichao.weighing.overload import accuracy_class
+from zhichao.weighing.overload import AccuracyClass, accuracy_class
 
 VERDICTS = ("overloaded", "within_limit", "depends_on_facts", "undecidable")
 TOLERANCE_LAW = LegalSource("中华人民共和国行政处罚法", "第四十条、第四十一条第二款", "✅P")
@@ -80,8 +81,7 @@ class Assessment:
                            f"{TOLERANCE_LAW.article_zh}；{self.tolerance_basis_zh}", status)
 
     def unconfirmed_tolerance(self) -> bool:
-        c = accuracy_class(self.device_class)
-        return c is None or not c.confirmed
+        return any("最大允许误差" in u for u in self.unconfirmed_zh) or self.device_class is None
 
     def to_json(self) -> dict[str, Any]:
         def d(x: Decimal | None) -> str | None:
@@ -129,11 +129,18 @@ def _ceil(x: Decimal) -> Decimal:
     return x.to_integral_value(rounding=ROUND_CEILING)
 
 
-def _tolerance(case: CaseInputs, rule: RuleVersion | None, findings: list[tuple[str, str]]
+def _device_class(case: CaseInputs, overrides: Mapping[str, float] | None
+                  ) -> AccuracyClass | None:
+    return accuracy_class(None if case.device is None else case.device.accuracy_class,
+                          overrides)
+
+
+def _tolerance(case: CaseInputs, rule: RuleVersion | None, findings: list[tuple[str, str]],
+               overrides: Mapping[str, float] | None = None
                ) -> tuple[Decimal, str, Decimal | None, Decimal | None]:
     """(tolerance, basis, device MPE, jurisdiction deduction): the largest, never a sum."""
     v = case.vehicle
-    cls = accuracy_class(None if case.device is None else case.device.accuracy_class)
+    cls = _device_class(case, overrides)
     mpe = None if cls is None else _ceil(v.gross_weight_kg * Decimal(str(cls.in_service_pct))
                                           / 100)
     jur = None if rule is None else jurisdiction_deduction_kg(rule, v.gross_weight_kg)
@@ -152,12 +159,13 @@ def _tolerance(case: CaseInputs, rule: RuleVersion | None, findings: list[tuple[
     return tol, basis, mpe, jur
 
 
-def assess(case: CaseInputs, rule: RuleVersion | None, cfg: ClassConfig | None = None
-           ) -> Assessment:
-    """The lawful limit, the tolerance, the excess and the verdict of ``case``."""
+def assess(case: CaseInputs, rule: RuleVersion | None, cfg: ClassConfig | None = None,
+           class_mpe_in_service_pct: Mapping[str, float] | None = None) -> Assessment:
+    """The lawful limit, the tolerance, the excess and the verdict of ``case``;
+    ``class_mpe_in_service_pct`` replaces unconfirmed MPE table entries (legal review)."""
     v = case.vehicle
     findings: list[tuple[str, str]] = []
-    tol, tol_basis, mpe, jur = _tolerance(case, rule, findings)
+    tol, tol_basis, mpe, jur = _tolerance(case, rule, findings, class_mpe_in_service_pct)
     c = _classify(case, cfg or ClassConfig())
     limit: Decimal | None = None
     table: int | None = None
@@ -173,7 +181,7 @@ def assess(case: CaseInputs, rule: RuleVersion | None, cfg: ClassConfig | None =
         limit = Decimal((table if table is not None else base) + (c.limit_kg - base))
         stricter = tuple(s - base + (table or base) for s in c.candidates_kg if s < c.limit_kg)
         unconfirmed.extend(c.unconfirmed)
-    cls = accuracy_class(None if case.device is None else case.device.accuracy_class)
+    cls = _device_class(case, class_mpe_in_service_pct)
     if cls is not None and not cls.confirmed:
         unconfirmed.append(f"{cls.name}级使用中最大允许误差±{cls.in_service_pct:g}%（{cls.status_zh}）")
     verdict, excess = _verdict(case, c, limit, stricter, tol, findings)

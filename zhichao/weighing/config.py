@@ -88,6 +88,9 @@ class OverloadConfig:
 
     # JJG 907 / OIML R134 vehicle-mass class of the device: its in-service MPE is deducted
     accuracy_class: str = "5"
+    # (class, in-service MPE %) pairs a deployment set after legal review, replacing the
+    # table's unconfirmed entries (zhichao.weighing.overload.ACCURACY_CLASSES)
+    class_mpe_in_service_pct: tuple[tuple[str, float], ...] = ()
     # a larger deduction set by the jurisdiction, as a fraction of gross (None: none); only
     # with its source in jurisdiction_basis
     jurisdiction_fraction: float | None = None
@@ -110,7 +113,7 @@ class OverloadConfig:
     def allowance_basis(self) -> str:
         from zhichao.weighing.overload import accuracy_class
 
-        c = accuracy_class(self.accuracy_class)
+        c = accuracy_class(self.accuracy_class, dict(self.class_mpe_in_service_pct))
         text = "" if c is None else (
             f"{c.source_zh} {c.name}级使用中最大允许误差±{c.in_service_pct:g}%（{c.status_zh}）")
         return (f"{text}；与本点历史离散 k·σ(v) 及辖区规定扣除取大者，不叠加"

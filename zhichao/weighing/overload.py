@@ -30,8 +30,8 @@ passage whose rows disagree, and the evidence gate sends it to manual review.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from zhichao.weighing.config import OverloadConfig
 from zhichao.weighing.errors import WeighingConfigError
@@ -75,12 +75,21 @@ ACCURACY_CLASSES: dict[str, AccuracyClass] = {
 }
 
 
-def accuracy_class(name: str | None) -> AccuracyClass | None:
-    """The table row of ``name`` (e.g. ``"5"``, ``"5级"``), or None when unknown."""
+def accuracy_class(name: str | None, overrides: Mapping[str, float] | None = None
+                   ) -> AccuracyClass | None:
+    """The table row of ``name`` (e.g. ``"5"``, ``"5级"``), or None when unknown.
+
+    ``overrides`` maps a class to an in-service MPE [%] a deployment has set after legal
+    review (the table's unconfirmed entries stay configurable); such a row says so.
+    """
     if name is None:
         return None
     key = str(name).strip().removesuffix("级").strip()
-    return ACCURACY_CLASSES.get(key)
+    row = ACCURACY_CLASSES.get(key)
+    if row is None or not overrides or key not in overrides:
+        return row
+    return replace(row, in_service_pct=float(overrides[key]),
+                   status="✅ 部署配置值（经法制审核确认）")
 
 
 def mpe_fraction(name: str) -> float:
@@ -176,7 +185,7 @@ class Tolerance:
 
 def tolerance_for(gross_kg: float, speed_kmh: float | None, cfg: OverloadConfig) -> Tolerance:
     """The larger of the device's MPE, the site's scatter and the jurisdiction's deduction."""
-    cls = accuracy_class(cfg.accuracy_class)
+    cls = accuracy_class(cfg.accuracy_class, dict(cfg.class_mpe_in_service_pct))
     assert cls is not None  # checked by OverloadConfig
     mpe = int(math.ceil(cls.in_service_pct / 100.0 * gross_kg))
     sigma = scatter_at(speed_kmh, cfg.scatter_bands)
