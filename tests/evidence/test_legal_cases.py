@@ -291,3 +291,11 @@ def test_unconfirmed_class_mpe_is_configurable(tmp_path: Path) -> None:
     assert set_.assessment is not None and set_.assessment.device_mpe_kg == 4800
     assert "legal_values_unconfirmed" not in _codes(set_)
     assert set_.assessment.tolerance_kg == 6000  # the record's own 6 000 kg stays the larger
+
+
+def test_registration_of_another_plate_gives_no_facts(tmp_path: Path) -> None:
+    """Registration facts apply only when the plate matches (otherwise the lenient limit)."""
+    r = _run(_case(tmp_path, _vehicle(SIX, 50500.0, 49000),
+                   reg={"plate_text": "浙J99999", "drive_axles": [2]}))
+    assert "registration_plate_mismatch" in _codes(r)
+    assert r.assessment is not None and r.assessment.limit_kg == 49000

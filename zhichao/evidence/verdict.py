@@ -104,10 +104,17 @@ class Assessment:
         }
 
 
+def registration_matches(case: CaseInputs) -> bool:
+    """Registration facts count only for the plate that was read."""
+    r, p = case.registration, case.plate
+    return r is not None and (p is None or not p.text or p.text == r.plate_text)
+
+
 def known_facts(case: CaseInputs) -> KnownAttributes:
-    """The registration's facts as the classifier's :class:`KnownAttributes`."""
+    """The registration's facts as the classifier's :class:`KnownAttributes` (none when the
+    registration is for another plate)."""
     r = case.registration
-    if r is None:
+    if r is None or not registration_matches(case):
         return KnownAttributes()
     mass = None if r.total_mass_kg is None else int(r.total_mass_kg)
     return KnownAttributes(drive_axles=r.drive_axles, single_tyre_axles=r.single_tyre_axles,
@@ -165,6 +172,10 @@ def assess(case: CaseInputs, rule: RuleVersion | None, cfg: ClassConfig | None =
     ``class_mpe_in_service_pct`` replaces unconfirmed MPE table entries (legal review)."""
     v = case.vehicle
     findings: list[tuple[str, str]] = []
+    if case.registration is not None and not registration_matches(case):
+        read = case.plate.text if case.plate else ""
+        findings.append(("registration_plate_mismatch",
+                         f"{case.registration.plate_text} ≠ {read}"))
     tol, tol_basis, mpe, jur = _tolerance(case, rule, findings, class_mpe_in_service_pct)
     c = _classify(case, cfg or ClassConfig())
     limit: Decimal | None = None
@@ -212,8 +223,8 @@ def _verdict(case: CaseInputs, c: Classification | None, limit: Decimal | None,
     elif v.limit_kg is not None and v.limit_kg > limit:
         findings.append(("limit_lowered_by_facts",
                          f"记录限值 {v.limit_kg} kg，依登记事实为 {limit} kg"))
-    if c.vehicle_class == "truck_2_axle" and (
-            case.registration is None or case.registration.total_mass_kg is None):
+    if c.vehicle_class == "truck_2_axle" and (not registration_matches(case) or (
+            case.registration is None or case.registration.total_mass_kg is None)):
         findings.append(("registration_needed", "二轴货车限值取18000千克与行驶证总质量之较小者"))
     if net > limit:
         return "overloaded", net - limit
