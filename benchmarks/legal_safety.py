@@ -9,8 +9,10 @@ lane (fixed sensors, ±1 % sensitivity error as the simulator makes them):
 2. **Calibration**: a profile fitted on the reference session (``zhichao calibrate``).
 3. **Legal trucks**: ``--legal`` trucks loaded to 85–100 % of their limit, driven normally,
    over the whole speed range; each is weighed uncalibrated and calibrated with the site's
-   σ(v). Counted: legal trucks reported ``overloaded`` (must be 0), and records whose limit
-   is stricter than the truth's lawful limit (must be 0).
+   σ(v). Counted: legal trucks reported ``overloaded`` (must be 0); legal trucks whose
+   measurement error exceeds the deduction (``gross − tolerance > true gross``: they would
+   have been reported overloaded had they been loaded exactly to their limit); and records
+   whose limit is stricter than the truth's lawful limit (must be 0).
 4. **Overloaded trucks**: ``--over`` trucks loaded to 100–160 %; the share of those more
    than 10 % over their limit reported ``overloaded`` (target ≥ 85 %), and how the rest
    were reported.
@@ -121,6 +123,11 @@ def _count(legal: list[tuple[dict[str, Any], Any]],
     stricter = sum(1 for t, w in legal + over if w is not None and w.limit_kg is not None
                    and w.limit_kg < t["limit_kg"])
     unweighed = sum(1 for _, w in legal if w is None)
+    # the stronger test: would the truck be reported overloaded had it been loaded exactly to
+    # its limit (same relative error)? i.e. its measurement error exceeds the deduction
+    at_limit = sum(1 for t, w in legal if w is not None and w.gross_weight_kg is not None
+                   and w.allowance_kg is not None and len(w.row_gross_weights_kg) >= 2
+                   and w.gross_weight_kg - w.allowance_kg > t["gross_weight_kg"])
     target = [(t, w) for t, w in over if t["gross_weight_kg"] > 1.1 * t["limit_kg"]]
     verdicts = Counter("missed" if w is None else w.verdict for _, w in target)
     detected = verdicts.get("overloaded", 0)
@@ -128,6 +135,7 @@ def _count(legal: list[tuple[dict[str, Any], Any]],
                   and set(w.flags) & ABNORMAL_FOR_REVIEW)
     return {"legal": n_legal, "legal_reported_overloaded": len(false),
             "false_configs": dict(Counter(false)), "legal_unweighed": unweighed,
+            "error_beyond_tolerance": at_limit,
             "limit_stricter_than_truth": stricter,
             "over_10pct": len(target), "detected": detected,
             "detection_pct": round(100.0 * detected / max(1, len(target)), 1),
@@ -164,7 +172,8 @@ def main() -> None:
             total["false"] += x["legal_reported_overloaded"]
             total["stricter"] += x["limit_stricter_than_truth"]
             print(f"{r['road']:6} {r['rows']} rows {label:12}: legal {x['legal']:5d}, reported "
-                  f"overloaded {x['legal_reported_overloaded']}; limit stricter than the law "
+                  f"overloaded {x['legal_reported_overloaded']} (error beyond the tolerance: "
+                  f"{x['error_beyond_tolerance']}); limit stricter than the law "
                   f"{x['limit_stricter_than_truth']}; >10 % over: {x['detected']}/"
                   f"{x['over_10pct']} = {x['detection_pct']} % overloaded "
                   f"({x['detected_but_flagged_for_review']} of them flagged for review); "
