@@ -21,6 +21,7 @@ _STAGE_CLI_MODULES: tuple[str, ...] = (
     "zhichao.calibration.cli",
     "zhichao.vision.cli",
     "zhichao.evidence.cli",
+    "zhichao.evidence.evaluate_cli",
     "zhichao.service.service_cli",
     "zhichao.service.center_cli",
     "zhichao.station.sync_cli",

@@ -122,16 +122,17 @@ def test_profiles_for_strips_or_other_lanes_are_refused() -> None:
 
 
 def test_status_bits_events_and_missing_rows() -> None:
-    rec = make_record(n_axles=5, gross_kg=60_000.0, status=0x0010 | 0x0800 | 0x8000,
-                      events=("clock_jump",), row_gross_weights_kg=(59_800.0, 60_200.0))
+    # 80 t on a 43 t limit: over even after the default (no site history) scatter deduction
+    rec = make_record(n_axles=5, gross_kg=80_000.0, status=0x0010 | 0x0800 | 0x8000,
+                      events=("clock_jump",), row_gross_weights_kg=(79_800.0, 80_200.0))
     out = weigh_reported(rec, site_id="S1")
     assert {"reversing", "data_gap", "calibration_invalid", "clock_jump"} <= set(out.flags)
     assert out.verdict == "overloaded" and out.lane_id == "2"
     assert out.flags_zh[out.flags.index("data_gap")] == "过车期间数据中断"
-    # without per-row weights the scatter is unknown: an apparent overload is uncertain
+    # without per-row weights the passage cannot be checked for an anomaly: uncertain (the
+    # uncertainty itself comes from the site's pooled history, not from the passage)
     no_rows = weigh_reported(replace(rec, row_gross_weights_kg=()), site_id="S1")
     assert no_rows.verdict == "uncertain" and not no_rows.overloaded
-    assert no_rows.uncertainty_kg is None
     fast = weigh_reported(replace(make_record(), speed_kmh=130.0, acceleration_ms2=2.0),
                           site_id="S1")
     assert {"speed_out_of_range", "acceleration"} <= set(fast.flags)

@@ -75,8 +75,14 @@ CASES: list[tuple[str, dict[str, Any], Status, str]] = [
      Status.MANUAL_REVIEW, "limit_undecidable"),
     ("uncertain", {"vehicle": vehicle_dict(verdict="uncertain", overloaded=False)},
      Status.MANUAL_REVIEW, "verdict_uncertain"),
-    ("wrong limit", {"vehicle": vehicle_dict(limit_kg=46000, excess_kg=16000)},
-     Status.MANUAL_REVIEW, "limit_mismatch"),
+    # 62号令 第三条第一款第（八）项: 46 t only if the drive axle is single, which is not known
+    ("stricter limit", {"vehicle": vehicle_dict(limit_kg=46000, excess_kg=16000)},
+     Status.MANUAL_REVIEW, "limit_stricter_than_law"),
+    # 行政处罚法 第四十条、第四十一条第二款: deduction below the class-1 MPE (620 kg)
+    ("small deduction", {"vehicle": vehicle_dict(allowance_kg=300.0)},
+     Status.MANUAL_REVIEW, "deduction_below_device_error"),
+    ("class 5 device, 1 % deducted", {"device": _device(accuracy_class="5")},
+     Status.MANUAL_REVIEW, "deduction_below_device_error"),
     ("no plate", {"plate": None}, Status.MANUAL_REVIEW, "plate_unavailable"),
     ("low confidence", {"plate": {"text": "浙J12345", "confidence": 0.9, "accepted": True}},
      Status.MANUAL_REVIEW, "plate_low_confidence"),
@@ -112,14 +118,15 @@ def test_missing_registration_is_only_info(tmp_path: Path) -> None:
     assert result.status is Status.ENFORCEABLE
     assert {r.code: r.severity for r in result.reasons} == {
         "registration_unavailable": Severity.INFO,
-        "rule_parameters_unconfirmed": Severity.INFO}
+        "rule_parameters_unconfirmed": Severity.INFO,
+        "legal_values_unconfirmed": Severity.INFO}  # the class-1 MPE (❌, shown)
 
 
 def test_unconfirmed_rule_parameters_are_surfaced(tmp_path: Path) -> None:
     result = _eval(tmp_path)
     reason = next(r for r in result.reasons if r.code == "rule_parameters_unconfirmed")
-    for name in ("effective_from", "penalty.part_tonne", "hearing_threshold_yuan",
-                 "statement_days", "allowance.method", "precedence"):
+    for name in ("penalty.part_tonne", "hearing_threshold_yuan", "statement_days",
+                 "precedence"):
         assert name in reason.detail, name
 
 

@@ -12,13 +12,8 @@ from typing import Any
 import pytest
 
 from zhichao.evidence.errors import RuleError
-from zhichao.evidence.rules import (
-    Outcome,
-    RuleVersion,
-    load_rule_set,
-    parse_rule_set,
-    propose_penalty,
-)
+from zhichao.evidence.penalty import Outcome, propose_penalty
+from zhichao.evidence.rules import RuleVersion, load_rule_set, parse_rule_set
 
 T2025 = datetime(2025, 6, 1, 2, 0, tzinfo=UTC)
 
@@ -28,7 +23,7 @@ def _rule(jurisdiction: str, **penalty_overrides: Any) -> RuleVersion:
         resources.files("zhichao.evidence").joinpath("rules", f"{jurisdiction.lower()}.json")
         .read_text(encoding="utf-8")
     )
-    raw["versions"][0]["penalty"].update(penalty_overrides)
+    raw["versions"][-1]["penalty"].update(penalty_overrides)  # the version in force in 2025
     return parse_rule_set(raw).in_force(T2025)
 
 
@@ -236,7 +231,7 @@ def _sources(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
 def test_every_parameter_carries_a_labelled_source(jurisdiction: str) -> None:
     raw = json.loads(resources.files("zhichao.evidence").joinpath(
         "rules", f"{jurisdiction}.json").read_text(encoding="utf-8"))
-    version = raw["versions"][0]
+    version = raw["versions"][-1]
     sources = dict(_sources(version))
     for key in (".limits.source", ".allowance.source", ".penalty.source", ".penalty.cap_source",
                 ".penalty.part_tonne_source", ".effective_from_source",
@@ -250,16 +245,19 @@ def test_every_parameter_carries_a_labelled_source(jurisdiction: str) -> None:
     # What law.md marks unconfirmed is marked unconfirmed here.
     assert sources[".penalty.part_tonne_source"]["status"] == "❌"
     assert sources[".hearing_threshold_source"]["status"] == "❌"
-    assert sources[".allowance.source"]["status"] == "❌"
-    assert version["effective_from_confirmed"] is False
+    # 行政处罚法 第四十条、第四十一条第二款 (primary text): no penalty inside the device's error
+    assert sources[".allowance.source"]["status"] == "✅P"
+    assert version["allowance"]["method"] == "device_mpe"
+    # 浙江省公路条例 第六十一条: in force from 2020-09-01 (primary); 62号令's date is not checked
+    assert version["effective_from_confirmed"] is (jurisdiction == "cn-zj")
     assert version["hearing_threshold_yuan"] is None
     assert version["hearing_request_days"] == 5  # 行政处罚法 Art. 64(1): 告知后五日内
 
 
 @pytest.mark.parametrize(("excess_kg", "listed"), [
-    (5000, {"effective_from", "allowance.method", "penalty.part_tonne",
-            "hearing_threshold_yuan", "statement_days"}),
-    (800, {"effective_from", "allowance.method", "statement_days"}),  # a warning, no fine
+    (5000, {"effective_from", "penalty.part_tonne", "hearing_threshold_yuan",
+            "statement_days"}),
+    (800, {"effective_from", "statement_days"}),  # a warning, no fine
     (0, set()),  # no violation: nothing to propose
 ])
 def test_unconfirmed_parameters_are_listed_to_the_reviewer(excess_kg: int, listed: set[str]

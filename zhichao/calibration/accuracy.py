@@ -43,16 +43,18 @@ from zhichao.devices.recording import read_recording
 from zhichao.weighing.calibration_profile import CalibrationProfile
 from zhichao.weighing.config import WeighingConfig
 from zhichao.weighing.errors import WeighingError
+from zhichao.weighing.overload import ACCURACY_CLASSES
 from zhichao.weighing.stream import ABNORMAL_FLAGS, weigh_recording
 from zhichao.weighing.vehicle import FLAGS_ZH
 
 DEFAULT_TABLES: dict[str, Any] = {
     "oiml_r134": {
         "source": "OIML R134-1:2006 / JJG 907-2006 pattern; wim.md §1.1",
-        # class: [MPE initial %, MPE in service %]; in-service = 2 × initial is [U]
-        "gross": {
-            "0.2": [0.10, 0.20], "0.5": [0.25, 0.50], "1": [0.50, 1.00],
-            "2": [1.00, 2.00], "5": [2.50, 5.00], "10": [5.00, 10.00]},
+        # class: [MPE initial %, MPE in service %], from the one cited table the overload
+        # verdict deducts (zhichao.weighing.overload.ACCURACY_CLASSES); in service = 2 ×
+        # initial is [U] except class 5 in service
+        "gross": {name: [c.initial_pct, c.in_service_pct]
+                  for name, c in ACCURACY_CLASSES.items()},
         "gross_status": {"initial": "C", "in_service": "U (2 × initial assumed)"},
         # axle class: [2-axle rigid single axle init, in service, other vehicles init, in s.]
         "axle": {

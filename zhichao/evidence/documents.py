@@ -89,8 +89,20 @@ def _waveform(data: bytes | None) -> list[list[float]] | None:
     return [samples[::step, c].tolist() for c in range(min(samples.shape[1], 8))]
 
 
+def _law(c: dict[str, Any]) -> dict[str, Any]:
+    """The gate's verdict by the law; the record's figures in an older package."""
+    a: dict[str, Any] | None = (c.get("eligibility") or {}).get("assessment")
+    if a:
+        return a
+    limit = c.get("limit") or {}
+    return {"limit_kg": limit.get("limit_kg"), "limit_basis": limit.get("limit_basis"),
+            "tolerance_kg": c.get("allowance_kg"), "tolerance_basis_zh": None,
+            "stricter_limits_zh": [], "unconfirmed_zh": []}
+
+
 def _facts(doc: dict[str, Any]) -> list[tuple[str, str]]:
     c = doc["case"]
+    law = _law(c)
     v = c["vehicle"]
     site = c.get("site") or {}
     dev = c.get("device") or {}
@@ -112,8 +124,11 @@ def _facts(doc: dict[str, Any]) -> list[tuple[str, str]]:
         ("车型", f"{_v(limit.get('vehicle_class_zh'))}（{_v(limit.get('vehicle_class'))}）"),
         ("轴数 / 车速", f"{_v(v.get('axle_count'))} 轴 / {_v(v.get('speed_kmh'))} km/h"),
         ("车货总质量", _v(v.get("gross_weight_kg"), " kg")),
-        ("限定标准", f"{_v(limit.get('limit_kg'), ' kg')}（{_v(limit.get('limit_basis'))}）"),
-        ("计量允差", _v(c.get("allowance_kg"), " kg")),
+        ("限定标准", f"{_v(law.get('limit_kg'), ' kg')}（{_v(law.get('limit_basis'))}）"
+         + "".join(f"；{s}" for s in law.get("stricter_limits_zh") or [])),
+        ("计量允差", _v(law.get("tolerance_kg"), " kg")
+         + (f"（{law['tolerance_basis_zh']}）" if law.get("tolerance_basis_zh") else "")),
+        ("待确认的数值", "；".join(law.get("unconfirmed_zh") or []) or "无"),
         ("超限量（扣除允差后）", _v(pen.get("excess_kg") or c.get("excess_after_allowance_kg"),
                                   " kg")),
         ("检测设备", f"{_v(dev.get('device_id'))}，准确度等级 {_v(dev.get('accuracy_class'))}"),
@@ -227,7 +242,7 @@ def sheet_html(doc: dict[str, Any], read: Reader) -> bytes:
                       f"（{html.escape(r['basis_zh'])}）</li>"
                       for r in (c.get("eligibility") or {}).get("reasons", []))
     loads = [float(x) for x in v.get("axle_loads_kg") or []]
-    limit = (c.get("limit") or {}).get("limit_kg")
+    limit = _law(c).get("limit_kg")
     body = (_table_html(_facts(doc)) + "<h2>现场照片</h2>" + (imgs or "<p>无照片。</p>")
             + "<h2>轴载图</h2>" + _svg_axles(loads, float(limit) if limit else None,
                                              float(v.get("gross_weight_kg") or 0))
@@ -286,8 +301,8 @@ def _notice_paragraphs(doc: dict[str, Any]) -> list[str]:
         f"{site.get('name_zh') or c.get('site_id')}（{_v(site.get('road_zh'))} "
         f"{_v(site.get('stake_zh'))}）第{_v(c.get('lane_id'))}车道，经依法检定合格的检测设备检测，"
         f"车货总质量为{_v(v.get('gross_weight_kg'))}千克，限定标准为"
-        f"{_v((c.get('limit') or {}).get('limit_kg'))}千克，扣除计量允差"
-        f"{_v(c.get('allowance_kg'))}千克后超限{_v(pen.get('excess_kg'))}千克。",
+        f"{_v(_law(c).get('limit_kg'))}千克，扣除计量允差"
+        f"{_v(_law(c).get('tolerance_kg'))}千克后超限{_v(pen.get('excess_kg'))}千克。",
         f"上述行为违反了《{(c.get('limit') or {}).get('rule_limit_source', {}).get('law_zh', '')}》"
         f"{(c.get('limit') or {}).get('rule_limit_source', {}).get('article_zh', '')}的规定。"
         f"依据《{pen['basis']['law_zh']}》{pen['basis']['article_zh']}，本机关拟对你（单位）作出"
@@ -493,7 +508,7 @@ def sheet_pdf(doc: dict[str, Any], read: Reader) -> bytes:
     pdf.add_page()
     _set_font(pdf, 12)
     loads = [float(x) for x in v.get("axle_loads_kg") or []]
-    limit = (c.get("limit") or {}).get("limit_kg")
+    limit = _law(c).get("limit_kg")
     pdf.cell(0, 8, f"轴载图（kg）  总质量 {_v(v.get('gross_weight_kg'))} kg，"
              f"限值 {_v(limit)} kg", new_x="LMARGIN", new_y="NEXT")
     _set_font(pdf, 8)

@@ -18,15 +18,21 @@ every reason code is configurable (:attr:`GateConfig.severity`), as are all thre
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from zhichao.common import utc_now
 from zhichao.evidence.errors import RuleError
 from zhichao.evidence.inputs import CaseInputs
+from zhichao.evidence.penalty import PenaltyProposal, lightest, propose_penalty, versions_to_compare
 from zhichao.evidence.rules import RuleSet, RuleVersion
+from zhichao.evidence.verdict import Assessment, assess
+from zhichao.weighing.config import ClassConfig
+from zhichao.weighing.overload import accuracy_class
 
 # The core computes in floating point; a recorded excess further than this from
 # gross - limit means the record is inconsistent.
@@ -58,6 +64,12 @@ ABNORMAL_DRIVING_FLAGS = frozenset({
 DATA_QUALITY_FLAGS = frozenset({"data_gap", "incomplete", "saturation", "missing_channel"})
 CLASS_FLAGS = frozenset({"class_undecidable", "axle_count_mismatch"})
 KNOWN_FLAGS = ABNORMAL_DRIVING_FLAGS | DATA_QUALITY_FLAGS | CLASS_FLAGS
+# the completeness of the record (photos, plate, clocks), apart from the verdict by the law
+RECORD_COMPLETENESS_CODES = frozenset({
+    "image_missing", "image_time_mismatch", "side_axles_not_shown", "plate_unavailable",
+    "plate_not_accepted", "plate_low_confidence", "plate_grammar_invalid",
+    "clock_unavailable", "clock_out_of_tolerance", "clock_sync_stale",
+})
 
 # Chinese plate grammar (shared/reference/plates.md): ordinary, small NEV, large NEV,
 # suffix plates. Letters exclude I and O in the serial.
@@ -138,6 +150,35 @@ _REASONS: dict[str, tuple[Severity, str, str, str]] = {
     "registration_mass_lower": (Severity.MANUAL_REVIEW, "行驶证总质量低于限值，应取较小值",
                                 "registered total mass below the table limit",
                                 "公路货运车辆超限超载认定标准（注）"),
+    "limit_stricter_than_law": (Severity.MANUAL_REVIEW,
+                                "称重记录限值严于依已知事实的法定限值，不提出处罚建议",
+                                "recorded limit stricter than the law allows for the facts",
+                                "62号令第三条；行政处罚法第五条（过罚相当）"),
+    "limit_lowered_by_facts": (Severity.MANUAL_REVIEW, "登记事实使限值低于称重记录限值，需核实",
+                               "registration facts lower the limit below the record's",
+                               "62号令第三条第二款"),
+    "limit_depends_on_facts": (Severity.MANUAL_REVIEW,
+                               "仅在设备无法识别的事实（如驱动轴、悬架）成立时才超限，需人工核实",
+                               "over only a stricter limit that unseen facts would make lawful",
+                               "62号令第三条；law.md R1.2"),
+    "registration_plate_mismatch": (Severity.MANUAL_REVIEW,
+                                    "登记信息号牌与识别号牌不一致，未采用登记事实",
+                                    "registration is for another plate; its facts not used",
+                                    "道路交通安全违法行为处理程序规定第二十二条（参照）"),
+    "registration_needed": (Severity.MANUAL_REVIEW, "二轴货车需核对行驶证核定总质量",
+                            "2-axle truck: the 行驶证 total mass must be checked",
+                            "公路货运车辆超限超载认定标准（注一）"),
+    "deduction_below_device_error": (Severity.MANUAL_REVIEW,
+                                     "称重记录扣除的允差小于设备准确度等级的最大允许误差",
+                                     "record deducted less than its device's error",
+                                     "行政处罚法第四十条、第四十一条第二款"),
+    "lenity_not_comparable": (Severity.MANUAL_REVIEW,
+                              "新旧规则处罚轻重无法比较（从旧兼从轻），需人工决定",
+                              "old and new rules cannot be ranked (lex mitior)",
+                              "行政处罚法第三十七条"),
+    "legal_values_unconfirmed": (Severity.INFO, "限值或允差所依据的数值尚未确认（可配置，见说明）",
+                                 "limit or tolerance rests on unconfirmed values",
+                                 "law.md §1.2、§2"),
     "axle_count_mismatch": (Severity.MANUAL_REVIEW, "轴数在传感器、照片或登记信息之间不一致",
                             "axle count inconsistent across sensors, images or registration",
                             "law.md R1.3"),
@@ -182,6 +223,10 @@ class GateConfig:
     plate_min_confidence: float = 0.95
     required_image_roles: tuple[str, ...] = ("front", "side", "rear")
     severity: dict[str, Severity] = field(default_factory=dict)
+    # the facts a limit depends on, and the unconfirmed (🟡) limit values, configurable
+    classes: ClassConfig = field(default_factory=ClassConfig)
+    # in-service MPE [%] per accuracy class set after legal review (replaces ❌ table values)
+    class_mpe_in_service_pct: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -193,6 +238,9 @@ class GateConfig:
             "plate_min_confidence": self.plate_min_confidence,
             "required_image_roles": list(self.required_image_roles),
             "severity_overrides": {k: str(v) for k, v in self.severity.items()},
+            "air_suspension_bonus_kg": self.classes.air_suspension_bonus_kg,
+            "articulated_4_axle_air_limit_kg": self.classes.articulated_4_axle_air_limit_kg,
+            "class_mpe_in_service_pct": dict(self.class_mpe_in_service_pct),
         }
 
 
@@ -200,14 +248,23 @@ class GateConfig:
 class Eligibility:
     status: Status
     reasons: tuple[Reason, ...]
-    rule: RuleVersion | None
+    rule: RuleVersion | None  # the version in force at the act
+    assessment: Assessment | None = None
+    penalty: PenaltyProposal | None = None  # the lighter of the versions (Art. 37)
+
+    def status_by_law(self) -> Status:
+        """The status from the legal checks only (limit, tolerance, device, site, rule),
+        leaving out the completeness of the record's images, plate and clocks."""
+        return _worst(r for r in self.reasons if r.code not in RECORD_COMPLETENESS_CODES)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "status": str(self.status),
             "status_zh": STATUS_ZH[self.status],
+            "status_by_law": str(self.status_by_law()),
             "reasons": [r.to_json() for r in self.reasons],
             "requires_human_review": True,
+            "assessment": None if self.assessment is None else self.assessment.to_json(),
         }
 
 
@@ -215,9 +272,13 @@ def plate_grammar_ok(text: str) -> bool:
     return any(p.match(text) for p in PLATE_PATTERNS)
 
 
+Add = Callable[..., None]
+
+
 def evaluate(case: CaseInputs, rules: RuleSet | None, config: GateConfig | None = None
              ) -> Eligibility:
-    """Run every check on ``case`` and return the status with all reasons found."""
+    """Run every check on ``case`` and return the status with all reasons found, the
+    verdict by the law (:mod:`zhichao.evidence.verdict`) and the penalty proposal."""
     cfg = config or GateConfig()
     reasons: list[Reason] = []
 
@@ -225,38 +286,64 @@ def evaluate(case: CaseInputs, rules: RuleSet | None, config: GateConfig | None 
         sev, zh, en, basis = _REASONS[code]
         reasons.append(Reason(code, cfg.severity.get(code, sev), zh, en, basis, detail))
 
-    v = case.vehicle
-    t = v.time_utc
-    # Violation and limit ---------------------------------------------------------
-    rule: RuleVersion | None = None
+    rule = _check_rule(case, rules, add)
+    assessment = assess(case, rule, cfg.classes, cfg.class_mpe_in_service_pct)
+    _check_violation(case, assessment, add)
+    _check_flags(case, reasons, add)
+    _check_device(case, add)
+    _check_site(case, cfg, add)
+    _check_clocks(case, cfg, add)
+    axle_counts = _check_images(case, cfg, add)
+    _check_plate(case, cfg, add)
+    _check_registration(case, axle_counts, add)
+    penalty = _penalty(case, rules, rule, assessment, add)
+    return Eligibility(_worst(reasons), tuple(reasons), rule, assessment, penalty)
+
+
+def _worst(reasons: Iterable[Reason]) -> Status:
+    severities = {r.severity for r in reasons}
+    if Severity.UNUSABLE in severities:
+        return Status.UNUSABLE
+    if Severity.MANUAL_REVIEW in severities:
+        return Status.MANUAL_REVIEW
+    return Status.ENFORCEABLE
+
+
+def _check_rule(case: CaseInputs, rules: RuleSet | None, add: Add) -> RuleVersion | None:
     if rules is None:
         add("rule_not_in_force", "no rule set for the site's jurisdiction")
-    else:
-        try:
-            rule = rules.in_force(t)
-        except RuleError as exc:
-            add("rule_not_in_force", str(exc))
-        else:
-            pending = rule.pending_legal_review()
-            if pending:
-                add("rule_parameters_unconfirmed", ", ".join(p.parameter for p in pending))
-    if v.verdict == "within_limit" or (v.verdict == "overloaded" and not v.overloaded):
-        add("no_violation", f"verdict={v.verdict}")
-    if v.verdict == "undecidable" or v.limit_kg is None or v.vehicle_class is None:
-        add("limit_undecidable", f"class={v.vehicle_class} limit={v.limit_kg}")
+        return None
+    try:
+        rule = rules.in_force(case.vehicle.time_utc)
+    except RuleError as exc:
+        add("rule_not_in_force", str(exc))
+        return None
+    pending = rule.pending_legal_review()
+    if pending:
+        add("rule_parameters_unconfirmed", ", ".join(p.parameter for p in pending))
+    return rule
+
+
+def _check_violation(case: CaseInputs, a: Assessment, add: Add) -> None:
+    """The verdict by the law; the record's own verdict may only make it more lenient."""
+    v = case.vehicle
+    for code, detail in a.findings:
+        add(code, detail)
+    if a.unconfirmed_zh:
+        add("legal_values_unconfirmed", "；".join(a.unconfirmed_zh))
+    record_clear = v.verdict == "within_limit" or (v.verdict == "overloaded" and not v.overloaded)
+    if a.verdict == "within_limit" or record_clear:
+        add("no_violation", f"record {v.verdict}; by law {a.verdict}, "
+                            f"{a.gross_kg} − {a.tolerance_kg} vs {a.limit_kg} kg")
     if v.verdict == "uncertain":
         add("verdict_uncertain")
-    if rule is not None and v.vehicle_class is not None and v.limit_kg is not None:
-        table = rule.limits_by_class_kg.get(v.vehicle_class)
-        if table is None or table != v.limit_kg:
-            add("limit_mismatch", f"record {v.limit_kg} kg, rule {rule.version}: {table} kg")
-    if (
-        v.limit_kg is not None and v.excess_kg is not None
-        and abs(v.excess_kg - (v.gross_weight_kg - v.limit_kg)) > EXCESS_TOLERANCE_KG
-    ):
+    if v.limit_kg is not None and v.excess_kg is not None and abs(
+            v.excess_kg - (v.gross_weight_kg - v.limit_kg)) > EXCESS_TOLERANCE_KG:
         add("excess_inconsistent", f"excess {v.excess_kg} != {v.gross_weight_kg}-{v.limit_kg}")
-    # Flags --------------------------------------------------------------------------
-    flags = set(v.flags)
+
+
+def _check_flags(case: CaseInputs, reasons: list[Reason], add: Add) -> None:
+    flags = set(case.vehicle.flags)
     if flags & DATA_QUALITY_FLAGS:
         add("data_quality", ",".join(sorted(flags & DATA_QUALITY_FLAGS)))
     if flags & ABNORMAL_DRIVING_FLAGS:
@@ -265,103 +352,120 @@ def evaluate(case: CaseInputs, rules: RuleSet | None, config: GateConfig | None 
         add("limit_undecidable", "flag class_undecidable")
     if flags - KNOWN_FLAGS:
         add("unknown_flag", ",".join(sorted(flags - KNOWN_FLAGS)))
-    # Device -----------------------------------------------------------------------
-    d = case.device
+
+
+def _check_device(case: CaseInputs, add: Add) -> None:
+    d, t = case.device, case.vehicle.time_utc
     if d is None:
         add("device_unavailable")
-    else:
-        if not d.technical_review_approved or d.technical_review_date is None or (
-            d.technical_review_date > t.date()
-        ):
-            add("device_technical_review", f"date={d.technical_review_date}")
-        if not d.legal_review_approved or d.legal_review_date is None or (
-            d.legal_review_date > t.date()
-        ):
-            add("device_legal_review", f"date={d.legal_review_date}")
-        if d.accuracy_class is None:
-            add("accuracy_class_unknown")
-        if not d.certificate_number or d.certificate_valid_from is None or (
-            d.certificate_valid_to is None
-        ):
-            add("certificate_unavailable")
-        elif not (d.certificate_valid_from <= t < d.certificate_valid_to):
-            add("certificate_invalid",
-                f"{d.certificate_number}: {d.certificate_valid_from.isoformat()} – "
-                f"{d.certificate_valid_to.isoformat()}, capture {t.isoformat()}")
-        if d.drift_alarm_open:
-            add("drift_alarm_open")
-    # Site ---------------------------------------------------------------------------
-    s = case.site
+        return
+    if not d.technical_review_approved or d.technical_review_date is None or (
+            d.technical_review_date > t.date()):
+        add("device_technical_review", f"date={d.technical_review_date}")
+    if not d.legal_review_approved or d.legal_review_date is None or (
+            d.legal_review_date > t.date()):
+        add("device_legal_review", f"date={d.legal_review_date}")
+    if accuracy_class(d.accuracy_class) is None:
+        add("accuracy_class_unknown", f"class={d.accuracy_class}")
+    if not d.certificate_number or d.certificate_valid_from is None or (
+            d.certificate_valid_to is None):
+        add("certificate_unavailable")
+    elif not (d.certificate_valid_from <= t < d.certificate_valid_to):
+        add("certificate_invalid",
+            f"{d.certificate_number}: {d.certificate_valid_from.isoformat()} – "
+            f"{d.certificate_valid_to.isoformat()}, capture {t.isoformat()}")
+    if d.drift_alarm_open:
+        add("drift_alarm_open")
+
+
+def _check_site(case: CaseInputs, cfg: GateConfig, add: Add) -> None:
+    s, v = case.site, case.vehicle
     if s is None:
         add("site_unavailable")
-    else:
-        if s.site_id != v.site_id:
-            add("site_mismatch", f"{v.site_id} vs {s.site_id}")
-        if s.published_utc is None:
-            add("site_not_published")
-        else:
-            lead = cfg.publication_lead_days.get(s.jurisdiction, cfg.default_publication_lead_days)
-            if s.published_utc + timedelta(days=lead) > t:
-                add("site_published_too_recently",
-                    f"published {s.published_utc.isoformat()}, lead {lead} d")
-    # Clocks -------------------------------------------------------------------------
+        return
+    if s.site_id != v.site_id:
+        add("site_mismatch", f"{v.site_id} vs {s.site_id}")
+    if s.published_utc is None:
+        add("site_not_published")
+        return
+    lead = cfg.publication_lead_days.get(s.jurisdiction, cfg.default_publication_lead_days)
+    if s.published_utc + timedelta(days=lead) > v.time_utc:
+        add("site_published_too_recently",
+            f"published {s.published_utc.isoformat()}, lead {lead} d")
+
+
+def _check_clocks(case: CaseInputs, cfg: GateConfig, add: Add) -> None:
     c = case.clocks
     if c is None or not c.offsets_ms:
         add("clock_unavailable")
-    else:
-        worst = max(abs(o) for o in c.offsets_ms.values())
-        if worst > cfg.clock_tolerance_ms:
-            add("clock_out_of_tolerance", f"max |offset| {worst} ms > {cfg.clock_tolerance_ms}")
-        if abs((t - c.measured_utc).total_seconds()) > cfg.clock_sync_max_age_s:
-            add("clock_sync_stale", f"measured {c.measured_utc.isoformat()}")
-    # Images -----------------------------------------------------------------------
+        return
+    worst = max(abs(o) for o in c.offsets_ms.values())
+    if worst > cfg.clock_tolerance_ms:
+        add("clock_out_of_tolerance", f"max |offset| {worst} ms > {cfg.clock_tolerance_ms}")
+    if abs((case.vehicle.time_utc - c.measured_utc).total_seconds()) > cfg.clock_sync_max_age_s:
+        add("clock_sync_stale", f"measured {c.measured_utc.isoformat()}")
+
+
+def _check_images(case: CaseInputs, cfg: GateConfig, add: Add) -> dict[str, int]:
+    v = case.vehicle
     roles = {img.role for img in case.images}
     missing = [r for r in cfg.required_image_roles if r not in roles]
     if missing:
         add("image_missing", ",".join(missing))
     late = [img.path for img in case.images
-            if abs((img.capture_utc - t).total_seconds()) > cfg.image_time_window_s]
+            if abs((img.capture_utc - v.time_utc).total_seconds()) > cfg.image_time_window_s]
     if late:
         add("image_time_mismatch", ",".join(late))
-    side = [img for img in case.images if img.role == "side"]
     axle_counts: dict[str, int] = {"wim": v.axle_count}
+    side = [img for img in case.images if img.role == "side"]
     if side:
         visible = [img.axle_count_visible for img in side if img.axle_count_visible is not None]
         if not visible:
             add("side_axles_not_shown")
         else:
             axle_counts["images"] = max(visible)
-    # Plate --------------------------------------------------------------------------
+    return axle_counts
+
+
+def _check_plate(case: CaseInputs, cfg: GateConfig, add: Add) -> None:
     p = case.plate
     if p is None or not p.text:
         add("plate_unavailable")
-    else:
-        if not p.accepted:
-            add("plate_not_accepted", ",".join(p.review_reasons))
-        if p.confidence is None or p.confidence < cfg.plate_min_confidence:
-            add("plate_low_confidence", f"{p.confidence} < {cfg.plate_min_confidence}")
-        if not plate_grammar_ok(p.text):
-            add("plate_grammar_invalid", p.text)
-    # Registration and axle counts -----------------------------------------------------
+        return
+    if not p.accepted:
+        add("plate_not_accepted", ",".join(p.review_reasons))
+    if p.confidence is None or p.confidence < cfg.plate_min_confidence:
+        add("plate_low_confidence", f"{p.confidence} < {cfg.plate_min_confidence}")
+    if not plate_grammar_ok(p.text):
+        add("plate_grammar_invalid", p.text)
+
+
+def _check_registration(case: CaseInputs, axle_counts: dict[str, int], add: Add) -> None:
     reg = case.registration
     if reg is None:
         add("registration_unavailable")
-    else:
-        if reg.axle_count is not None:
-            axle_counts["registration"] = reg.axle_count
-        if (
-            reg.total_mass_kg is not None and v.limit_kg is not None
-            and v.vehicle_class == "truck_2_axle" and reg.total_mass_kg < v.limit_kg
-        ):
-            add("registration_mass_lower", f"{reg.total_mass_kg} < {v.limit_kg}")
-    if len(set(axle_counts.values())) > 1 or "axle_count_mismatch" in flags:
+    elif reg.axle_count is not None:
+        axle_counts["registration"] = reg.axle_count
+    if len(set(axle_counts.values())) > 1 or "axle_count_mismatch" in case.vehicle.flags:
         add("axle_count_mismatch", ", ".join(f"{k}={n}" for k, n in axle_counts.items()))
-    # Outcome --------------------------------------------------------------------------
-    severities = {r.severity for r in reasons}
-    if Severity.UNUSABLE in severities:
-        status = Status.UNUSABLE
-    elif Severity.MANUAL_REVIEW in severities:
-        status = Status.MANUAL_REVIEW
-    else:
-        status = Status.ENFORCEABLE
-    return Eligibility(status, tuple(reasons), rule)
+
+
+def _penalty(case: CaseInputs, rules: RuleSet | None, rule: RuleVersion | None,
+             a: Assessment, add: Add) -> PenaltyProposal | None:
+    """The proposal under the lighter of the versions in force from the act to the
+    decision (行政处罚法 Art. 37); none unless the law's verdict is an overload."""
+    v = case.vehicle
+    if rules is None or rule is None or a.limit_kg is None or not a.penalty_allowed or (
+            v.verdict == "within_limit"):
+        return None
+    decided = case.decision_utc or utc_now()
+    proposals = [
+        propose_penalty(version, gross_weight_kg=v.gross_weight_kg, limit_kg=a.limit_kg,
+                        allowance_kg=a.tolerance_kg, prior_violations=case.prior_violations,
+                        limit_source=a.limit_source(), allowance_source=a.tolerance_source())
+        for version in versions_to_compare(rules, v.time_utc, max(decided, v.time_utc))
+    ]
+    chosen = lightest(proposals)
+    if not chosen.comparable:
+        add("lenity_not_comparable", chosen.detail)
+    return chosen.proposal

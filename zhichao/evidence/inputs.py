@@ -321,27 +321,66 @@ class ClockSync:
         )
 
 
+VEHICLE_KINDS = ("truck", "tractor", "agricultural", "low_speed_truck")
+
+
+def _opt_bool(raw: dict[str, Any], key: str, where: str) -> bool | None:
+    value = raw.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise InputError(f"{where}.{key}: expected true, false or null")
+    return value
+
+
+def _opt_axles(raw: dict[str, Any], key: str, where: str) -> tuple[int, ...] | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(
+            isinstance(a, int) and not isinstance(a, bool) and a >= 1 for a in value):
+        raise InputError(f"{where}.{key}: expected a list of axle numbers (1 = front)")
+    return tuple(value)
+
+
 @dataclass(frozen=True)
 class Registration:
-    """Registration data (行驶证 / 公告) looked up for the plate, when available."""
+    """Registration data (行驶证 / 公告) looked up for the plate, when available.
+
+    The facts a limit depends on are optional; ``None`` means not given, and the limit then
+    takes the value most lenient to the party (the reviewer is told which facts matter).
+    """
 
     plate_text: str
     axle_count: int | None
     total_mass_kg: Decimal | None  # 行驶证总质量
     owner_name_zh: str | None = None
     owner_address_zh: str | None = None
+    drive_axles: tuple[int, ...] | None = None  # 1-based axle numbers that drive
+    single_tyre_axles: tuple[int, ...] | None = None  # non-widened single tyres
+    air_suspension: bool | None = None
+    dual_drive_tyres: bool | None = None
+    articulated: bool | None = None  # 汽车列车 (True) or a rigid truck (False)
+    vehicle_kind: str | None = None  # truck | tractor (拖拉机) | agricultural | low_speed_truck
 
     @classmethod
     def from_json(cls, raw: Any, where: str = "registration") -> Registration:
         if not isinstance(raw, dict):
             raise InputError(f"{where}: expected a JSON object")
         axles = raw.get("axle_count")
+        kind = _opt_str(raw, "vehicle_kind", where)
+        if kind is not None and kind not in VEHICLE_KINDS:
+            raise InputError(f"{where}.vehicle_kind: {kind!r} not one of {VEHICLE_KINDS}")
         return cls(
             plate_text=_str(raw, "plate_text", where),
             axle_count=None if axles is None else int(axles),
             total_mass_kg=_opt_dec(raw, "total_mass_kg", where),
             owner_name_zh=_opt_str(raw, "owner_name_zh", where),
             owner_address_zh=_opt_str(raw, "owner_address_zh", where),
+            drive_axles=_opt_axles(raw, "drive_axles", where),
+            single_tyre_axles=_opt_axles(raw, "single_tyre_axles", where),
+            air_suspension=_opt_bool(raw, "air_suspension", where),
+            dual_drive_tyres=_opt_bool(raw, "dual_drive_tyres", where),
+            articulated=_opt_bool(raw, "articulated", where),
+            vehicle_kind=kind,
         )
 
 
@@ -360,6 +399,7 @@ class CaseInputs:
     waveform_path: str | None = None  # the raw recording file of the passage
     video_paths: tuple[str, ...] = ()
     station_id: str | None = None
+    decision_utc: datetime | None = None  # when the case is decided (从旧兼从轻); None: now
 
     @classmethod
     def from_json(cls, raw: Any, where: str = "case") -> CaseInputs:
@@ -389,4 +429,6 @@ class CaseInputs:
             waveform_path=_opt_str(raw, "waveform_path", where),
             video_paths=tuple(str(v) for v in videos),
             station_id=_opt_str(raw, "station_id", where),
+            decision_utc=None if raw.get("decision_utc") is None
+            else parse_time(raw["decision_utc"], f"{where}.decision_utc"),
         )

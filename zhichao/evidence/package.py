@@ -51,13 +51,8 @@ from zhichao.evidence.manifest import (
     TIMESTAMP_NAME,
 )
 from zhichao.evidence.merkle import MerkleLog
-from zhichao.evidence.rules import (
-    PenaltyProposal,
-    RuleSet,
-    allowance_for,
-    load_rule_set,
-    propose_penalty,
-)
+from zhichao.evidence.penalty import PenaltyProposal
+from zhichao.evidence.rules import RuleSet, load_rule_set
 from zhichao.evidence.signing import (
     Checkpoint,
     key_fingerprint,
@@ -207,13 +202,8 @@ def _original_name(prefix: str, source: Path, used: set[str]) -> str:
 
 
 def _penalty_for(case: CaseInputs, eligibility: Eligibility) -> PenaltyProposal | None:
-    v = case.vehicle
-    rule = eligibility.rule
-    if rule is None or v.limit_kg is None or v.verdict not in ("overloaded", "uncertain"):
-        return None
-    allowance = allowance_for(rule, v.gross_weight_kg, v.allowance_kg)
-    return propose_penalty(rule, gross_weight_kg=v.gross_weight_kg, limit_kg=v.limit_kg,
-                           allowance_kg=allowance, prior_violations=case.prior_violations)
+    """The gate's proposal (verdict by the law, 从旧兼从轻): ``zhichao evaluate`` shows it."""
+    return eligibility.penalty
 
 
 def seal_package(

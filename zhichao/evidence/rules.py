@@ -29,10 +29,9 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from enum import StrEnum
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,10 @@ from zhichao.evidence.errors import InputError, RuleError
 RULES_FORMAT = "zhichao.rules/1"
 _BEIJING = timezone(timedelta(hours=8))
 PART_TONNE_MODES = ("floor", "ceil", "pro_rata")
+# The deduction is never smaller than the device's in-service MPE (行政处罚法 Art. 40, 41(2));
+# "ratio_of_gross" sets a larger one for the jurisdiction (with its source); "as_recorded"
+# and "none" (older files) add nothing to the device's error.
+ALLOWANCE_METHODS = ("device_mpe", "ratio_of_gross", "as_recorded", "none")
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ class LegalSource:
     status: str = ""
 
     def cite_zh(self) -> str:
+        if not self.law_zh:
+            return self.article_zh
         return f"《{self.law_zh}》{self.article_zh}" if not self.law_zh.startswith("（") else (
             f"{self.law_zh}{self.article_zh}"
         )
@@ -145,11 +150,13 @@ class RuleVersion:
                 "effective_from", self.effective_from.astimezone(_BEIJING).isoformat(),
                 self.effective_from_source,
                 f"规则版本{self.version}的生效日期未经核对公报原文"))
-        if not self.allowance_source.confirmed:
+        if not self.allowance_source.confirmed or self.allowance_method == "ratio_of_gross":
             value = self.allowance_method + (
                 f"({self.allowance_ratio})" if self.allowance_ratio is not None else "")
             items.append(PendingParameter(
                 "allowance.method", value, self.allowance_source,
+                "辖区另定的计量允差扣除（大于设备在用最大允许误差部分）须经法制审核确认"
+                if self.allowance_method == "ratio_of_gross" else
                 "计量允差扣除方式无全国性规定，系可配置选择"))
         if not self.penalty.part_tonne_source.confirmed:
             items.append(PendingParameter(
@@ -279,7 +286,7 @@ def _version(raw: Any, jurisdiction: str, jurisdiction_zh: str, where: str) -> R
     by_class = _get(limits, "by_class_kg", dict, f"{where}.limits")
     allowance = _get(raw, "allowance", dict, where)
     method = allowance.get("method")
-    if method not in ("as_recorded", "none", "ratio_of_gross"):
+    if method not in ALLOWANCE_METHODS:
         raise RuleError(f"{where}.allowance.method: unknown {method!r}")
     ratio = allowance.get("ratio")
     repeat = _get(raw, "repeat_violation", dict, where)
@@ -381,241 +388,11 @@ def load_rule_set(jurisdiction: str, extra_dir: Path | None = None) -> RuleSet:
     return parse_rule_set(raw, where)
 
 
-# --------------------------------------------------------------------------- penalties
-
-
-class Outcome(StrEnum):
-    NONE = "none"  # not over the limit: no violation
-    WARNING = "warning"  # 警告
-    EDUCATION = "education"  # 批评教育, fine may be waived
-    FINE = "fine"
-
-
-OUTCOME_ZH = {
-    Outcome.NONE: "未超限，不予处罚",
-    Outcome.WARNING: "警告",
-    Outcome.EDUCATION: "批评教育（可以不予罚款）",
-    Outcome.FINE: "罚款",
-}
-
-
-@dataclass(frozen=True)
-class Step:
-    """One computed figure and the article it comes from."""
-
-    label_zh: str
-    value: str
-    unit: str
-    source: LegalSource
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "label_zh": self.label_zh,
-            "value": self.value,
-            "unit": self.unit,
-            "source": self.source.to_json(),
-        }
-
-
-@dataclass(frozen=True)
-class PenaltyProposal:
-    """A proposal for the reviewers, never a decision."""
-
-    jurisdiction: str
-    rule_version: str
-    outcome: Outcome
-    fine_yuan: int
-    excess_kg: Decimal
-    excess_ratio: Decimal | None
-    steps: tuple[Step, ...]
-    basis: LegalSource
-    hearing_right: bool | None  # None: threshold not configured → reviewer decides
-    reviewer_notes_zh: tuple[str, ...] = field(default=())
-    pending_legal_review: tuple[PendingParameter, ...] = field(default=())
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "jurisdiction": self.jurisdiction,
-            "rule_version": self.rule_version,
-            "outcome": str(self.outcome),
-            "outcome_zh": OUTCOME_ZH[self.outcome],
-            "fine_yuan": self.fine_yuan,
-            "excess_kg": str(self.excess_kg),
-            "excess_ratio": None if self.excess_ratio is None else str(self.excess_ratio),
-            "steps": [s.to_json() for s in self.steps],
-            "basis": self.basis.to_json(),
-            "hearing_right": self.hearing_right,
-            "reviewer_notes_zh": list(self.reviewer_notes_zh),
-            "pending_legal_review": [p.to_json() for p in self.pending_legal_review],
-            "is_decision": False,
-        }
-
-
-def _tonnes_yuan(mass_kg: Decimal, rule: PenaltyRule, rate: int) -> tuple[Decimal, Decimal]:
-    """(counted tonnes, yuan before the cap) for ``mass_kg`` at ``rate`` yuan per tonne."""
-    tonnes = mass_kg / Decimal(rule.tonne_kg)
-    if rule.part_tonne == "floor":
-        counted = tonnes.to_integral_value(rounding=ROUND_FLOOR)
-    elif rule.part_tonne == "ceil":
-        counted = tonnes.to_integral_value(rounding=ROUND_CEILING)
-    else:
-        counted = tonnes
-    yuan = (counted * rate).to_integral_value(rounding=ROUND_FLOOR)
-    return counted, yuan
-
-
-def _fmt(value: Decimal) -> str:
-    text = format(value.normalize(), "f")
-    return text
-
-
-def propose_penalty(
-    rule: RuleVersion,
-    *,
-    gross_weight_kg: Decimal,
-    limit_kg: Decimal,
-    allowance_kg: Decimal,
-    prior_violations: int | None = None,
-) -> PenaltyProposal:
-    """Compute the proposed penalty of one overload under ``rule``.
-
-    ``allowance_kg`` is the measurement allowance already chosen per the rule's allowance
-    policy (see :func:`allowance_for`). The vehicle is over the limit only when
-    ``gross - allowance > limit``: exactly at the limit is not over it.
-
-    ``prior_violations`` (in the rule's repeat window, not counting this one) only adds
-    notes for the reviewer; ``None`` means unknown.
-    """
-    if limit_kg <= 0:
-        raise RuleError(f"limit {limit_kg} kg is not positive")
-    p = rule.penalty
-    steps: list[Step] = [
-        Step("车货总质量（实测）", _fmt(gross_weight_kg), "kg", rule.limits_source),
-        Step("限定标准", _fmt(limit_kg), "kg", rule.limits_source),
-        Step("计量允差扣除", _fmt(allowance_kg), "kg", rule.allowance_source),
-    ]
-    excess = gross_weight_kg - allowance_kg - limit_kg
-    ratio = excess / limit_kg if excess > 0 else Decimal(0)
-    shown_excess = _fmt(max(excess, Decimal(0)))
-    steps.append(Step("超限质量（扣除允差后）", shown_excess, "kg", rule.limits_source))
-    steps.append(Step("超限率", _fmt((ratio * 100).quantize(Decimal("0.01"))), "%", p.source))
-    notes: list[str] = []
-    fine = 0
-    if excess <= 0:
-        outcome = Outcome.NONE
-    elif p.method == "per_tonne":
-        if excess <= p.warning_max_excess_kg:
-            outcome = Outcome.WARNING
-            label = f"超限不超过{p.warning_max_excess_kg}千克，予以警告"
-            steps.append(Step(label, "0", "元", p.source))
-        else:
-            outcome = Outcome.FINE
-            counted, yuan = _tonnes_yuan(excess, p, p.rate_yuan_per_tonne)
-            steps.append(
-                Step(f"计罚吨数（{p.part_tonne}）", _fmt(counted), "t", p.part_tonne_source)
-            )
-            label = f"每{p.tonne_kg}千克{p.rate_yuan_per_tonne}元"
-            steps.append(Step(label, _fmt(yuan), "元", p.source))
-            fine = int(yuan)
-    else:  # banded_ratio
-        assert p.education_below_ratio is not None
-        if ratio < p.education_below_ratio:
-            outcome = Outcome.EDUCATION
-            steps.append(Step(
-                f"超限率不足{_fmt(p.education_below_ratio * 100)}%，批评教育，可以不予罚款",
-                "0", "元", p.source,
-            ))
-        else:
-            total = Decimal(0)
-            for band in p.bands:
-                lower = limit_kg * band.from_ratio
-                upper = excess if band.to_ratio is None else min(excess, limit_kg * band.to_ratio)
-                part = upper - lower
-                if part <= 0:
-                    continue
-                counted, yuan = _tonnes_yuan(part, p, band.rate_yuan_per_tonne)
-                span = f"{_fmt(band.from_ratio * 100)}%" + (
-                    f"至{_fmt(band.to_ratio * 100)}%" if band.to_ratio is not None else "以上"
-                )
-                steps.append(Step(f"超限{span}部分质量", _fmt(part), "kg", p.source))
-                steps.append(Step(f"超限{span}部分计罚吨数（{p.part_tonne}）", _fmt(counted), "t",
-                                  p.part_tonne_source))
-                steps.append(Step(
-                    f"超限{span}部分，计{_fmt(counted)}吨×{band.rate_yuan_per_tonne}元/吨",
-                    _fmt(yuan), "元", p.source,
-                ))
-                total += yuan
-            fine = int(total)
-            outcome = Outcome.FINE if fine > 0 else Outcome.EDUCATION
-    if fine > p.cap_yuan:
-        steps.append(Step(f"罚款上限{p.cap_yuan}元", str(p.cap_yuan), "元", p.cap_source))
-        fine = p.cap_yuan
-    if outcome is not Outcome.NONE:
-        steps.append(Step("拟处罚款金额", str(fine), "元", p.source))
-    hearing: bool | None
-    if outcome is not Outcome.FINE:
-        hearing = False
-    elif rule.hearing_threshold_yuan is None:
-        hearing = None
-        notes.append(
-            f"本地“较大数额罚款”听证标准未配置（{rule.hearing_source.cite_zh()}），"
-            "请审核人员判断是否告知听证权利。"
-        )
-    else:
-        hearing = fine >= rule.hearing_threshold_yuan
-        if hearing:
-            notes.append(
-                f"拟罚款{fine}元达到听证标准{rule.hearing_threshold_yuan}元，"
-                f"应告知当事人有要求听证的权利（{rule.hearing_source.cite_zh()}）。"
-            )
-    if outcome is not Outcome.NONE:
-        if prior_violations is None:
-            notes.append(
-                f"一年内违法次数未知，请核查（{rule.repeat_source.cite_zh()}）；"
-                f"是否首次违法亦待核实（{rule.first_violation_source.cite_zh()}）。"
-            )
-        else:
-            if prior_violations + 1 > rule.repeat_more_than:
-                notes.append(
-                    f"{rule.repeat_window_days}天内本车第{prior_violations + 1}次违法，超过"
-                    f"{rule.repeat_more_than}次，建议审核人员考虑移送道路运输管理机构"
-                    f"（{rule.repeat_source.cite_zh()}）。"
-                )
-            if prior_violations == 0:
-                notes.append(
-                    "本车首次违法：如危害后果轻微并及时改正，可以不予行政处罚，"
-                    f"由审核人员决定（{rule.first_violation_source.cite_zh()}）。"
-                )
-        if p.education_may_waive_fine and outcome is Outcome.EDUCATION:
-            notes.append(f"依{p.source.cite_zh()}，可以不予罚款，由审核人员决定。")
-    pending = tuple(
-        item for item in rule.pending_legal_review()
-        if outcome is not Outcome.NONE and (
-            item.parameter not in ("penalty.part_tonne", "hearing_threshold_yuan")
-            or outcome is Outcome.FINE)
-    )
-    notes.extend(item.reviewer_note_zh() for item in pending)
-    return PenaltyProposal(
-        jurisdiction=rule.jurisdiction,
-        rule_version=rule.version,
-        outcome=outcome,
-        fine_yuan=fine,
-        excess_kg=max(excess, Decimal(0)),
-        excess_ratio=ratio,
-        steps=tuple(steps),
-        basis=p.source,
-        hearing_right=hearing,
-        reviewer_notes_zh=tuple(notes),
-        pending_legal_review=pending,
-    )
-
-
-def allowance_for(rule: RuleVersion, gross_weight_kg: Decimal, recorded_kg: Decimal) -> Decimal:
-    """The measurement allowance under the rule's policy."""
-    if rule.allowance_method == "none":
-        return Decimal(0)
-    if rule.allowance_method == "ratio_of_gross":
-        if rule.allowance_ratio is None:
-            raise RuleError(f"rule {rule.version}: allowance ratio_of_gross without ratio")
-        return gross_weight_kg * rule.allowance_ratio
-    return recorded_kg
+def jurisdiction_deduction_kg(rule: RuleVersion, gross_weight_kg: Decimal) -> Decimal | None:
+    """A deduction the jurisdiction sets above the device's error (``ratio_of_gross``), or
+    None. The tolerance is the larger of this and the device's MPE, never their sum."""
+    if rule.allowance_method != "ratio_of_gross":
+        return None
+    if rule.allowance_ratio is None:
+        raise RuleError(f"rule {rule.version}: allowance ratio_of_gross without ratio")
+    return gross_weight_kg * rule.allowance_ratio

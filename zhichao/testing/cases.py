@@ -25,8 +25,8 @@ def vehicle_dict(**overrides: Any) -> dict[str, Any]:
         "gross_weight_kg": 62000.0, "vehicle_class": "combination_6_axle",
         "vehicle_class_zh": "六轴汽车列车", "limit_kg": 49000,
         "limit_basis": "超限运输车辆行驶公路管理规定 第三条第一款第（八）项",
-        "limit_candidates_kg": [49000], "allowance_kg": 1000.0, "excess_kg": 13000.0,
-        "excess_after_allowance_kg": 12000.0, "uncertainty_kg": 800.0,
+        "limit_candidates_kg": [46000, 49000], "allowance_kg": 620.0, "excess_kg": 13000.0,
+        "excess_after_allowance_kg": 12380.0, "uncertainty_kg": 800.0,
         "verdict": "overloaded", "overloaded": True, "flags": [],
         "pavement_temperature_c": 24.0, "calibration_profile": "CAL-2025-03",
         "recording": "lane2-20250601.npz", "first_sample": 1000, "last_sample": 4000,
@@ -69,7 +69,8 @@ def case_dict(base: Path, **overrides: Any) -> dict[str, Any]:
         "device": {
             "device_id": "WIM-ZJ-0007", "technical_review_approved": True,
             "technical_review_date": "2024-03-01", "legal_review_approved": True,
-            "legal_review_date": "2024-03-05", "accuracy_class": "5",
+            # class 1 (±1 % in service, ❌ unconfirmed): the record deducts 620 kg of 62 t
+            "legal_review_date": "2024-03-05", "accuracy_class": "1",
             "certificate_number": "ZJJL-2025-0456", "certificate_issuer": "浙江省计量科学研究院",
             "certificate_valid_from": "2025-01-10T00:00:00+08:00",
             "certificate_valid_to": "2026-01-10T00:00:00+08:00", "drift_alarm_open": False,

@@ -64,7 +64,7 @@ def assemble_vehicle(m: Measured, cfg: WeighingConfig,
     gross = m.gross_weight_kg
     if gross is not None:
         res = check_overload(gross, limit, m.row_gross_weights_kg, cfg.overload,
-                             cls.candidates_kg if cls else ())
+                             cls.candidates_kg if cls else (), speed_kmh=m.speed_kmh)
         verdict, overloaded = res.verdict, res.overloaded
         if res.exceeds_all_candidates:
             notes.append(EXCEEDS_ALL_CANDIDATES_ZH)

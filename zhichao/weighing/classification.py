@@ -1,10 +1,22 @@
 """Stage 6: axle groups and configuration → 62号令 Art. 3 class and its total-mass limit.
 
 WIM sees axle count and spacings, not whether a vehicle is articulated, which axle drives,
-or its tyres. The class is decided from spacing patterns only where they are unambiguous;
-otherwise the limit is ``None`` with a flag and the candidate limits are listed — never
-silently the stricter or the looser one (law.md R1.2). Facts the WIM cannot see (drive axle,
-single tyres, the 行驶证 total mass) can be supplied as :class:`KnownAttributes`.
+its tyres or its suspension. Never stricter than the law: a fact that the WIM cannot see and
+that :class:`KnownAttributes` (registration data, images, a reviewer) does not give takes
+the value that gives the **most lenient** lawful limit, and the result names each fact that
+would lower it (:attr:`Classification.stricter`), for the reviewer. E.g. a six-axle
+combination whose drive axles cannot be told: limit 49 t, "46 t if the tractor's drive axle
+is a single axle" noted (62号令 Art. 3 para 1 item 8).
+
+Limits by fact (62号令 Art. 3; 认定标准 notes, law.md §1.2 — 🟡 values are configurable in
+:class:`~zhichao.weighing.config.ClassConfig` and marked in :attr:`Classification.unconfirmed`):
+
+* 2-axle truck: min(18 t, 行驶证 total mass); without registration 18 t, lower noted;
+* 3-/4-axle truck with dual-tyre drive axle and air suspension: +1 t (🟡);
+* 4-axle articulated with air suspension, dual drive tyres, semitrailer spread ≥ 1.8 m:
+  37 t (🟡);
+* every non-drive axle with single (not widened) tyres: −3 t (Art. 3 para 2 item 2);
+* 拖拉机、农用车、低速货车: the 行驶证 total mass (Art. 3 para 2 item 4).
 """
 
 from __future__ import annotations
@@ -48,26 +60,52 @@ LEGAL_CLASSES: dict[str, LegalClass] = {
 }
 SINGLE_TYRE_REDUCTION_KG = 3000
 SINGLE_TYRE_BASIS = f"{SOURCE_62}第三条第二款第（二）项"
+REGISTERED_MASS_BASIS = f"{SOURCE_62}第三条第二款第（四）项"
+STANDARD_2016 = "《公路货运车辆超限超载认定标准》（2016）表注（二手来源，待确认）"
+# 拖拉机、农用车、低速货车: the limit is the 行驶证 total mass (Art. 3 para 2 item 4)
+REGISTERED_MASS_KINDS = ("tractor", "agricultural", "low_speed_truck")
 
 
 @dataclass(frozen=True)
 class KnownAttributes:
-    """Facts from registration data, images or a reviewer that WIM cannot measure."""
+    """Facts from registration data, images or a reviewer that WIM cannot measure.
+
+    ``None`` means unknown: the fact then takes the value that gives the most lenient
+    lawful limit, and the stricter limit it would give is noted.
+    """
 
     drive_axles: tuple[int, ...] | None = None  # 1-based axle numbers that drive
     single_tyre_axles: tuple[int, ...] | None = None  # 1-based, non-widened single tyres
-    registered_total_mass_kg: int | None = None  # 行驶证 总质量 (caps a 2-axle truck)
+    registered_total_mass_kg: int | None = None  # 行驶证 总质量
+    air_suspension: bool | None = None  # drive axle(s) on air suspension
+    dual_drive_tyres: bool | None = None  # drive axle(s) with dual tyres
+    articulated: bool | None = None  # 汽车列车 (True) or a rigid truck (False)
+    vehicle_kind: str | None = None  # "tractor" (拖拉机) | "agricultural" | "low_speed_truck"
+
+
+@dataclass(frozen=True)
+class StricterLimit:
+    """A lower limit that a fact the WIM cannot see would make lawful."""
+
+    limit_kg: int | None  # None: the 行驶证 mass, not known
+    fact_zh: str
+
+    def note_zh(self) -> str:
+        value = "行驶证核定总质量" if self.limit_kg is None else f"{self.limit_kg}千克"
+        return f"{self.fact_zh}，限值为{value}"
 
 
 @dataclass(frozen=True)
 class Classification:
     vehicle_class: str | None
     name_zh: str | None
-    limit_kg: int | None
+    limit_kg: int | None  # the most lenient limit lawful for what is known
     basis: str
-    candidates_kg: tuple[int, ...]
+    candidates_kg: tuple[int, ...]  # the limit and every stricter one in stricter
     flags: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    stricter: tuple[StricterLimit, ...] = ()
+    unconfirmed: tuple[str, ...] = ()  # 🟡 values this limit rests on
 
 
 def axle_groups(spacings_m: list[float], group_spacing_m: float) -> list[list[int]]:
@@ -81,92 +119,156 @@ def axle_groups(spacings_m: list[float], group_spacing_m: float) -> list[list[in
     return groups
 
 
-def _decided(code: str, notes: tuple[str, ...] = ()) -> Classification:
+@dataclass
+class _Draft:
+    code: str
+    limit_kg: int
+    basis: str
+    notes: list[str] = field(default_factory=list)
+    stricter: list[StricterLimit] = field(default_factory=list)
+    unconfirmed: list[str] = field(default_factory=list)
+
+
+def _draft(code: str, *notes: str) -> _Draft:
     c = LEGAL_CLASSES[code]
-    return Classification(code, c.name_zh, c.limit_kg, c.basis, (c.limit_kg,), (), notes)
-
-
-def _undecided(codes: list[str], why: str) -> Classification:
-    cands = tuple(sorted({LEGAL_CLASSES[c].limit_kg for c in codes}))
-    basis = "；".join(sorted({LEGAL_CLASSES[c].basis for c in codes}))
-    return Classification(None, None, None, basis, cands, ("class_undecidable",), (why,))
+    return _Draft(code, c.limit_kg, c.basis, list(notes))
 
 
 def classify(spacings_m: list[float], cfg: ClassConfig | None = None,
              known: KnownAttributes | None = None) -> Classification:
-    """The 62号令 Art. 3 class of a vehicle from its axle spacings [m] (front to rear)."""
+    """The 62号令 Art. 3 class of a vehicle from its axle spacings [m] (front to rear), with
+    the most lenient limit lawful for what is known and the stricter ones noted."""
     cfg = cfg or ClassConfig()
     known = known or KnownAttributes()
-    base = _classify_pattern(spacings_m, cfg, known)
-    return _apply_known(base, spacings_m, known)
-
-
-def _classify_pattern(s: list[float], cfg: ClassConfig, known: KnownAttributes
-                      ) -> Classification:
-    n = len(s) + 1
-    compact = [x < cfg.compact_spacing_m for x in s]
-    if n < 2:
+    if len(spacings_m) < 1:
         return Classification(None, None, None, "", (), ("class_undecidable",),
                               ("少于两根轴，无法判定车型",))
-    if n == 2:
-        return _decided("truck_2_axle")
-    if n == 3:
-        if any(compact):
-            return _decided("truck_3_axle")
-        if all(x >= cfg.combination_min_spacing_m for x in s) and max(s) >= \
-                cfg.articulation_gap_m:
-            return _decided("combination_3_axle")
-        return _undecided(["truck_3_axle", "combination_3_axle"],
-                          "三轴车辆轴距模式不能区分货车与汽车列车")
-    if n == 4:
-        if compact[0] and compact[2] and s[1] < cfg.articulation_gap_m + 1.5:
-            return _decided("truck_4_axle")
-        if s[0] >= cfg.single_steer_min_m and max(s[1:]) >= cfg.articulation_gap_m:
-            return _decided("combination_4_axle")
-        return _undecided(["truck_4_axle", "combination_4_axle"],
-                          "四轴车辆轴距模式不能区分货车与汽车列车")
-    if n == 5:
-        return _decided("combination_5_axle")
-    # six or more axles: 49 t, or 46 t when the tractor's drive axle is a single axle
-    gaps = [i for i, x in enumerate(s) if x >= cfg.articulation_gap_m]
-    if not gaps or gaps[0] == 0:
-        return _undecided(["combination_6_axle", "combination_6_axle_single_drive"],
-                          "未找到牵引车与挂车之间的铰接间距，无法判定驱动轴")
-    tractor_last_spacing = s[gaps[0] - 1]  # spacing between the tractor's last two axles
-    if known.drive_axles is not None:
-        drives = [a for a in known.drive_axles if a <= gaps[0] + 1]
-        return _decided("combination_6_axle_single_drive" if len(drives) == 1
-                        else "combination_6_axle", ("驱动轴由外部数据确认",))
-    if tractor_last_spacing >= cfg.compact_spacing_m:
-        return _decided("combination_6_axle_single_drive")
+    d = _configuration(spacings_m, cfg, known)
+    _single_tyres(d, spacings_m, known)
+    _registered_mass(d, known)
     if cfg.rear_tandem_is_drive_tandem:
-        return _decided("combination_6_axle", ("按辖区规定将牵引车后双轴视为双驱动轴",))
-    return _undecided(["combination_6_axle", "combination_6_axle_single_drive"],
-                      "牵引车后部为双轴组，可能为双驱动轴（49吨）或单驱动轴加随动轴（46吨），需核查")
+        d.stricter = [x for x in d.stricter if "驱动轴为单轴" not in x.fact_zh]
+    stricter = tuple(x for x in d.stricter if x.limit_kg is None or x.limit_kg < d.limit_kg)
+    cands = tuple(sorted({d.limit_kg, *(x.limit_kg for x in stricter if x.limit_kg)}))
+    notes = [*d.notes, *(f"【限值取有利于当事人的值】{x.note_zh()}" for x in stricter),
+             *(f"【待确认规则（可配置）】{u}" for u in d.unconfirmed)]
+    return Classification(d.code, LEGAL_CLASSES[d.code].name_zh, d.limit_kg, d.basis, cands,
+                          (), tuple(notes), stricter, tuple(d.unconfirmed))
 
 
-def _apply_known(c: Classification, spacings_m: list[float], known: KnownAttributes
-                 ) -> Classification:
-    """Registration and tyre facts, where supplied, adjust a decided limit."""
-    if c.limit_kg is None:
-        return c
-    limit = c.limit_kg
-    basis = c.basis
-    notes = list(c.notes)
-    if known.single_tyre_axles:
-        n = len(spacings_m) + 1
-        drives = set(known.drive_axles or ())
-        # steer axles (the first one, or the first two when they form a group) are exempt
-        steer = {1} | ({2} if n > 2 and spacings_m[0] < 2.6 else set())
-        affected = [a for a in known.single_tyre_axles if a not in drives and a not in steer]
-        if affected:
-            limit -= SINGLE_TYRE_REDUCTION_KG * len(affected)
-            basis += f"；{SINGLE_TYRE_BASIS}"
-            notes.append(f"第{','.join(map(str, affected))}轴为单轮胎，限值减少"
-                         f"{SINGLE_TYRE_REDUCTION_KG * len(affected)}千克")
-    if c.vehicle_class == "truck_2_axle" and known.registered_total_mass_kg is not None:
-        if known.registered_total_mass_kg < limit:
-            limit = known.registered_total_mass_kg
-            notes.append("二轴货车以行驶证核定总质量为限")
-    return Classification(c.vehicle_class, c.name_zh, limit, basis, (limit,), c.flags,
-                          tuple(notes))
+def _configuration(s: list[float], cfg: ClassConfig, known: KnownAttributes) -> _Draft:
+    n = len(s) + 1
+    compact = [x < cfg.compact_spacing_m for x in s]
+    if n == 2:
+        return _draft("truck_2_axle")
+    if n in (3, 4):
+        if n == 3:
+            truck = any(compact)
+            combo = all(x >= cfg.combination_min_spacing_m for x in s) and \
+                max(s) >= cfg.articulation_gap_m
+        else:
+            truck = compact[0] and compact[2] and s[1] < cfg.articulation_gap_m + 1.5
+            combo = s[0] >= cfg.single_steer_min_m and max(s[1:]) >= cfg.articulation_gap_m
+        if known.articulated is not None:
+            truck, combo = not known.articulated, known.articulated
+        if truck and not combo:
+            return _truck(n, cfg, known)
+        d = _combination(n, s, cfg, known)
+        if not combo:  # the pattern does not tell: the combination's limit is the lenient one
+            t = _truck(n, cfg, known)
+            d.stricter.append(StricterLimit(t.limit_kg, f"若为{n}轴货车（非汽车列车）"))
+            d.notes.append(f"{n}轴车辆轴距模式不能区分货车与汽车列车")
+        return d
+    if n == 5:
+        return _draft("combination_5_axle")
+    return _six_axles(s, cfg, known)
+
+
+def _air_unknown_or_true(known: KnownAttributes) -> bool:
+    return known.air_suspension is not False and known.dual_drive_tyres is not False
+
+
+def _truck(n: int, cfg: ClassConfig, known: KnownAttributes) -> _Draft:
+    d = _draft("truck_3_axle" if n == 3 else "truck_4_axle")
+    if cfg.air_suspension_bonus_kg and _air_unknown_or_true(known):
+        base = d.limit_kg
+        d.limit_kg += cfg.air_suspension_bonus_kg
+        d.basis += f"；{SOURCE_62}第三条第二款第（五）项；{STANDARD_2016}"
+        d.unconfirmed.append(f"空气悬架且驱动轴双胎的{n}轴货车限值增加"
+                             f"{cfg.air_suspension_bonus_kg}千克（单一二手来源，待确认）")
+        if known.air_suspension is None or known.dual_drive_tyres is None:
+            d.stricter.append(StricterLimit(base, "若驱动轴非空气悬架或非双胎"))
+    return d
+
+
+def _combination(n: int, s: list[float], cfg: ClassConfig, known: KnownAttributes) -> _Draft:
+    d = _draft("combination_3_axle" if n == 3 else "combination_4_axle")
+    if n != 4 or not cfg.articulated_4_axle_air_limit_kg:
+        return d
+    # semitrailer spread d: the last two axles when they are the semitrailer's tandem
+    spread_ok = (s[-2] >= cfg.articulation_gap_m
+                 and cfg.semitrailer_spread_min_m <= s[-1] < cfg.articulation_gap_m)
+    if spread_ok and _air_unknown_or_true(known) and known.articulated is not False:
+        base = d.limit_kg
+        d.limit_kg = cfg.articulated_4_axle_air_limit_kg
+        d.basis += f"；{STANDARD_2016}"
+        d.unconfirmed.append(f"空气悬架、驱动轴双胎、半挂车轴距≥{cfg.semitrailer_spread_min_m}米的"
+                             f"四轴铰接列车限值{cfg.articulated_4_axle_air_limit_kg}千克（单一二手来源，待确认）")
+        if None in (known.air_suspension, known.dual_drive_tyres, known.articulated):
+            d.stricter.append(StricterLimit(base, "若非铰接列车、非空气悬架或驱动轴非双胎"))
+    return d
+
+
+def _six_axles(s: list[float], cfg: ClassConfig, known: KnownAttributes) -> _Draft:
+    """49 t, or 46 t when the tractor's drive axle is a single axle (Art. 3 para 1 item 8)."""
+    gaps = [i for i, x in enumerate(s) if x >= cfg.articulation_gap_m]
+    if known.drive_axles is not None and gaps:
+        drives = [a for a in known.drive_axles if a <= gaps[0] + 1]
+        return _draft("combination_6_axle_single_drive" if len(drives) == 1
+                      else "combination_6_axle", "驱动轴由外部数据确认")
+    if gaps and gaps[0] > 0 and s[gaps[0] - 1] >= cfg.compact_spacing_m:
+        return _draft("combination_6_axle_single_drive")  # the tractor ends in one axle
+    d = _draft("combination_6_axle")
+    d.stricter.append(StricterLimit(LEGAL_CLASSES["combination_6_axle_single_drive"].limit_kg,
+                                    "若牵引车驱动轴为单轴"))
+    if not gaps or gaps[0] == 0:
+        d.notes.append("未找到牵引车与挂车之间的铰接间距，无法判定驱动轴")
+    return d
+
+
+def _single_tyres(d: _Draft, spacings_m: list[float], known: KnownAttributes) -> None:
+    """−3 t per non-drive axle with single (not widened) tyres, where that is known."""
+    if not known.single_tyre_axles:
+        return
+    n = len(spacings_m) + 1
+    drives = set(known.drive_axles or ())
+    # steer axles (the first one, or the first two when they form a group) are exempt
+    steer = {1} | ({2} if n > 2 and spacings_m[0] < 2.6 else set())
+    affected = [a for a in known.single_tyre_axles if a not in drives and a not in steer]
+    if affected:
+        cut = SINGLE_TYRE_REDUCTION_KG * len(affected)
+        d.limit_kg -= cut
+        d.stricter = [StricterLimit(None if x.limit_kg is None else x.limit_kg - cut,
+                                    x.fact_zh) for x in d.stricter]
+        d.basis += f"；{SINGLE_TYRE_BASIS}"
+        d.notes.append(f"第{','.join(map(str, affected))}轴为单轮胎，限值减少{cut}千克")
+
+
+def _registered_mass(d: _Draft, known: KnownAttributes) -> None:
+    """2-axle trucks: min(18 t, 行驶证 mass); 拖拉机/农用车/低速货车: the 行驶证 mass."""
+    reg = known.registered_total_mass_kg
+    if known.vehicle_kind in REGISTERED_MASS_KINDS:
+        if reg is not None:
+            d.limit_kg, d.stricter = reg, []
+            d.basis = REGISTERED_MASS_BASIS
+            d.notes.append("拖拉机、农用车、低速货车以行驶证核定总质量为限")
+        return
+    if d.code != "truck_2_axle":
+        return
+    if reg is None:
+        d.stricter.append(StricterLimit(None, "若行驶证核定总质量低于18000千克"))
+        d.notes.append("二轴货车限值另受行驶证核定总质量限制，登记信息不可得，需核查")
+    elif reg < d.limit_kg:
+        d.limit_kg = reg
+        d.basis += f"；{STANDARD_2016}"
+        d.notes.append("二轴货车以行驶证核定总质量为限")

@@ -70,21 +70,54 @@ class QualityConfig:
     articulation_gap_min_m: float = 6.0
 
 
+# The site's gross-weight scatter σ(v) by speed band when no history of the site has been
+# pooled yet (zhichao.weighing.overload.estimate_scatter): per band the largest σ that
+# benchmarks/legal_safety.py estimated over its twelve simulated sites (smooth and rough
+# road, 2/3/4 rows, uncalibrated and calibrated), rounded up to 0.5 %, never decreasing
+# with speed. Replace it by the site's own estimate (reference runs and passages).
+DEFAULT_SCATTER_BANDS: tuple[tuple[float, float], ...] = (
+    (10.0, 0.015), (20.0, 0.020), (30.0, 0.020), (40.0, 0.040), (50.0, 0.055),
+    (60.0, 0.075), (70.0, 0.075), (80.0, 0.085), (90.0, 0.100), (100.0, 0.100),
+    (250.0, 0.100),
+)
+
+
 @dataclass(frozen=True)
 class OverloadConfig:
-    """Stage 7: the measurement allowance and the uncertainty-aware verdict."""
+    """Stage 7: the tolerance and the verdict (see :mod:`zhichao.weighing.overload`)."""
 
-    # allowance as a fraction of the measured gross weight: default the in-service MPE of an
-    # OIML R134 / JJG 907 class 5 instrument (5 %); configurable per jurisdiction and device
-    allowance_fraction: float = 0.05
-    allowance_basis: str = (
-        "JJG 907 / OIML R134 5级动态衡器使用中最大允许误差 ±5%（默认值，须按辖区规定配置）"
-    )
-    # one-sided confidence with which an overload must be shown beyond the allowance
-    confidence: float = 0.99
-    # TRL RR307: correlated dynamic errors make N rows worth less than N independent ones
-    spatial_correlation_factor: float = 1.25
+    # JJG 907 / OIML R134 vehicle-mass class of the device: its in-service MPE is deducted
+    accuracy_class: str = "5"
+    # (class, in-service MPE %) pairs a deployment set after legal review, replacing the
+    # table's unconfirmed entries (zhichao.weighing.overload.ACCURACY_CLASSES)
+    class_mpe_in_service_pct: tuple[tuple[str, float], ...] = ()
+    # a larger deduction set by the jurisdiction, as a fraction of gross (None: none); only
+    # with its source in jurisdiction_basis
+    jurisdiction_fraction: float | None = None
+    jurisdiction_basis: str = ""
+    # σ(v) of the gross weight by speed band, (speed_max_kmh, relative sd), pooled from the
+    # site's history; the default is a conservative simulator figure, not a site's own
+    scatter_bands_kmh_sd: tuple[tuple[float, float], ...] = DEFAULT_SCATTER_BANDS
+    scatter_source: str = "默认值：模拟粗糙路面两排传感器的最不利估计，应以本点历史数据替换"
+    # deduction k · σ(v) · gross: covers the scatter's tail with margin (legal_safety.py)
+    coverage_factor: float = 4.0
     group_spacing_m: float = 1.8  # axles closer than this form a group (BrAId; GB 1589)
+
+    @property
+    def scatter_bands(self) -> tuple[Any, ...]:
+        from zhichao.weighing.overload import ScatterBand
+
+        return tuple(ScatterBand(float(v), float(sd), 0) for v, sd in self.scatter_bands_kmh_sd)
+
+    @property
+    def allowance_basis(self) -> str:
+        from zhichao.weighing.overload import accuracy_class
+
+        c = accuracy_class(self.accuracy_class, dict(self.class_mpe_in_service_pct))
+        text = "" if c is None else (
+            f"{c.source_zh} {c.name}级使用中最大允许误差±{c.in_service_pct:g}%（{c.status_zh}）")
+        return (f"{text}；与本点历史离散 k·σ(v) 及辖区规定扣除取大者，不叠加"
+                + (f"（辖区：{self.jurisdiction_basis}）" if self.jurisdiction_basis else ""))
 
 
 @dataclass(frozen=True)
@@ -96,8 +129,15 @@ class ClassConfig:
     articulation_gap_m: float = 4.5  # tractor→trailer gaps are at least this
     combination_min_spacing_m: float = 3.0  # 3-axle combination: both spacings at least this
     # A tractor whose rear axles form a tandem may drive one axle (6x2 with a tag axle, 46 t)
-    # or both (6x4, 49 t); WIM cannot tell. Keep False unless the jurisdiction decides so.
+    # or both (6x4, 49 t); WIM cannot tell, so the lenient 49 t applies with "46 t if single
+    # drive" noted. True drops that note (the jurisdiction knows its fleet).
     rear_tandem_is_drive_tandem: bool = False
+    # 认定标准 notes (law.md §1.2, 🟡 one secondary source, unconfirmed; 0 switches off):
+    # +1 t for 3-/4-axle trucks with dual-tyre drive axle and air suspension, and 37 t for a
+    # 4-axle articulated combination with air suspension, dual drive tyres and d ≥ 1.8 m
+    air_suspension_bonus_kg: int = 1000
+    articulated_4_axle_air_limit_kg: int = 37000
+    semitrailer_spread_min_m: float = 1.8
 
 
 @dataclass(frozen=True)
@@ -120,10 +160,16 @@ class WeighingConfig:
         if not 0 < m.min_speed_kmh < m.max_speed_kmh:
             raise WeighingConfigError("need 0 < matching.min_speed_kmh < max_speed_kmh")
         o = self.overload
-        if not 0 <= o.allowance_fraction < 0.5:
-            raise WeighingConfigError("allowance_fraction must be in [0, 0.5)")
-        if not 0.5 < o.confidence < 1:
-            raise WeighingConfigError("confidence must be in (0.5, 1)")
+        from zhichao.weighing.overload import accuracy_class
+
+        if accuracy_class(o.accuracy_class) is None:
+            raise WeighingConfigError(f"unknown accuracy class {o.accuracy_class!r}")
+        if o.jurisdiction_fraction is not None and (
+                not 0 <= o.jurisdiction_fraction < 0.5 or not o.jurisdiction_basis):
+            raise WeighingConfigError("jurisdiction_fraction must be in [0, 0.5) and carry "
+                                      "its jurisdiction_basis (the rule and its source)")
+        if o.coverage_factor <= 0 or any(sd < 0 for _, sd in o.scatter_bands_kmh_sd):
+            raise WeighingConfigError("coverage_factor must be > 0, scatter sd >= 0")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WeighingConfig:

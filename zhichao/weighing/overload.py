@@ -1,89 +1,250 @@
-"""Stage 7: the overload check, with the allowance and the passage's own uncertainty.
+"""Stage 7: the overload check — the device's error, the site's scatter, the law's limit.
 
-A vehicle exactly at its limit is not over it (62号令 Art. 3: "超过" the limit). The
-allowance (default: the device's in-service MPE, 5 % for class 5) is subtracted before the
-excess counts. On top of that, a single passage scatters with the vehicle's dynamic loads;
-the rows of the array sample those at different moments, so their disagreement estimates
-this passage's own scatter (GUM Type A)::
+A vehicle exactly at its limit is not over it (62号令 Art. 3: "超过" the limit). Before the
+excess counts, one deduction (``tolerance``) is subtracted, and the same error is never
+counted twice — the larger of two estimates is taken, not their sum:
 
-    u = c · s_rows / √N            (c: spatial-correlation factor, TRL RR307)
-    overloaded  ⇔  gross − allowance − t(N−1, confidence) · u  >  limit
-    uncertain   ⇔  gross − allowance > limit, but not by that margin
+* the device's **in-service maximum permissible error** for its accuracy class
+  (:data:`ACCURACY_CLASSES`, OIML R134 / JJG 907; 行政处罚法 Art. 40, 41(2): no penalty while
+  the excess lies inside the device's error);
+* the site's **gross-weight scatter at this speed**, ``k · σ(v)``, where σ(v) is estimated
+  from the site's pooled history (:func:`estimate_scatter`: reference-truck runs against
+  their static weights, and in-service passages through the spread of their rows) — many
+  degrees of freedom, not a Student t on one passage's 1–3;
+* a larger deduction set by the jurisdiction (``OverloadConfig.jurisdiction_fraction``),
+  only with its source.
 
-so the core never claims a violation its measurement cannot support. With one row there is
-no estimate of scatter, and any apparent overload is ``uncertain``.
+::
+
+    tolerance   = max(MPE(class) · gross, k · σ(v) · gross, jurisdiction · gross)
+    overloaded  ⇔  gross − tolerance > limit                (limit: the most lenient lawful)
+    undecidable ⇔  not overloaded, but gross − tolerance > a stricter candidate limit that
+                   a fact the WIM cannot see would make lawful (e.g. 46 t for a single drive)
+    uncertain   ⇔  over, but the passage has fewer than two rows, so its own scatter
+                   cannot be checked for an anomaly
+
+The passage's own row scatter is only an anomaly check: ``rows_disagree`` (stage 8) flags a
+passage whose rows disagree, and the evidence gate sends it to manual review.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from functools import lru_cache
-
-from scipy import stats
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from zhichao.weighing.config import OverloadConfig
+from zhichao.weighing.errors import WeighingConfigError
 
 VERDICTS = ("overloaded", "within_limit", "uncertain", "undecidable")
+
+_R134 = "OIML R134-1:2006 / JJG 907-2006《动态公路车辆自动衡器》车辆总质量准确度等级"
+
+
+@dataclass(frozen=True)
+class AccuracyClass:
+    """One vehicle-mass accuracy class and its maximum permissible errors [% of the mass]."""
+
+    name: str
+    initial_pct: float  # initial verification
+    in_service_pct: float  # in service (使用中): the deduction
+    source_zh: str
+    status: str  # law.md confidence label; ❌ = not confirmed, configurable
+
+    @property
+    def confirmed(self) -> bool:
+        return not self.status.startswith("❌")
+
+    @property
+    def status_zh(self) -> str:
+        """The status without law.md's emoji label (PDF fonts lack 🟡)."""
+        return self.status.replace("🟡 ", "待确认：").replace("❌ ", "")
+
+
+# One table. Only class 5 in service (±5 %) is sourced (law.md §2, S19: 🟡); the rest
+# follow the R134 pattern (in service = 2 × initial) from memory and are marked ❌.
+ACCURACY_CLASSES: dict[str, AccuracyClass] = {
+    c.name: c for c in (
+        AccuracyClass("0.2", 0.10, 0.20, _R134, "❌ 未确认（按R134模式推定）"),
+        AccuracyClass("0.5", 0.25, 0.50, _R134, "❌ 未确认（按R134模式推定）"),
+        AccuracyClass("1", 0.50, 1.00, _R134, "❌ 未确认（按R134模式推定）"),
+        AccuracyClass("2", 1.00, 2.00, _R134, "❌ 未确认（按R134模式推定）"),
+        AccuracyClass("5", 2.50, 5.00, _R134, "🟡 使用中±5%（单一二手来源）"),
+        AccuracyClass("10", 5.00, 10.00, _R134, "❌ 未确认（按R134模式推定）"),
+    )
+}
+
+
+def accuracy_class(name: str | None, overrides: Mapping[str, float] | None = None
+                   ) -> AccuracyClass | None:
+    """The table row of ``name`` (e.g. ``"5"``, ``"5级"``), or None when unknown.
+
+    ``overrides`` maps a class to an in-service MPE [%] a deployment has set after legal
+    review (the table's unconfirmed entries stay configurable); such a row says so.
+    """
+    if name is None:
+        return None
+    key = str(name).strip().removesuffix("级").strip()
+    row = ACCURACY_CLASSES.get(key)
+    if row is None or not overrides or key not in overrides:
+        return row
+    return replace(row, in_service_pct=float(overrides[key]),
+                   status="✅ 部署配置值（经法制审核确认）")
+
+
+def mpe_fraction(name: str) -> float:
+    """In-service MPE of class ``name`` as a fraction of the mass.
+
+    Raises
+    ------
+    WeighingConfigError
+        If the class is not in :data:`ACCURACY_CLASSES`.
+    """
+    row = accuracy_class(name)
+    if row is None:
+        raise WeighingConfigError(f"accuracy class {name!r} not one of {sorted(ACCURACY_CLASSES)}")
+    return row.in_service_pct / 100.0
+
+
+@dataclass(frozen=True)
+class ScatterBand:
+    """Relative standard deviation of the gross weight for speeds below ``speed_max_kmh``."""
+
+    speed_max_kmh: float
+    relative_sd: float
+    samples: int  # passages pooled (degrees of freedom ≈ this or more)
+
+
+@dataclass(frozen=True)
+class HistoryPassage:
+    """One passage of the site's history: speed, the rows' gross weights, and — for a
+    reference-truck run — the truck's static gross weight."""
+
+    speed_kmh: float
+    row_gross_kg: Sequence[float]
+    reference_gross_kg: float | None = None
+
+
+def estimate_scatter(history: Iterable[HistoryPassage], band_kmh: float = 10.0,
+                     correlation_factor: float = 1.25) -> tuple[ScatterBand, ...]:
+    """Pool the site's history into speed bands of σ (relative sd of the gross weight).
+
+    A reference run contributes its error ``(mean of rows − static) / static``; an
+    in-service passage contributes ``c² · s²_rows / N`` (its rows' spread, c the spatial
+    correlation factor, TRL RR307). Per band the larger of the two pooled variances is
+    kept: the estimate is never smaller than either source supports.
+    """
+    ref: dict[int, list[float]] = {}
+    rows: dict[int, list[float]] = {}
+    for p in history:
+        g = [float(x) for x in p.row_gross_kg]
+        if not g or not all(math.isfinite(x) and x > 0 for x in g):
+            continue
+        band = int(abs(p.speed_kmh) // band_kmh)
+        mean = sum(g) / len(g)
+        if p.reference_gross_kg:
+            ref.setdefault(band, []).append((mean / p.reference_gross_kg - 1.0) ** 2)
+        if len(g) >= 2:
+            s2 = sum((x / mean - 1.0) ** 2 for x in g) / (len(g) - 1)
+            rows.setdefault(band, []).append(correlation_factor ** 2 * s2 / len(g))
+    out = []
+    for band in sorted(set(ref) | set(rows)):
+        var = max((sum(v) / len(v)) for v in (ref.get(band), rows.get(band)) if v)
+        n = len(ref.get(band, ())) + len(rows.get(band, ()))
+        out.append(ScatterBand((band + 1) * band_kmh, math.sqrt(var), n))
+    return tuple(out)
+
+
+def scatter_at(speed_kmh: float | None, bands: Sequence[ScatterBand]) -> float | None:
+    """σ at ``speed_kmh`` (the band containing it; the worst band when the speed or the
+    band is unknown — never a smaller value than the history supports)."""
+    if not bands:
+        return None
+    worst = max(b.relative_sd for b in bands)
+    if speed_kmh is None or not math.isfinite(speed_kmh):
+        return worst
+    lower = 0.0
+    for b in sorted(bands, key=lambda b: b.speed_max_kmh):
+        if lower <= abs(speed_kmh) < b.speed_max_kmh:
+            return b.relative_sd
+        lower = b.speed_max_kmh
+    return worst
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """The deduction and where it comes from."""
+
+    tolerance_kg: int
+    device_mpe_kg: int
+    scatter_kg: int | None  # k · σ(v) · gross
+    jurisdiction_kg: int | None
+    governing: str  # "device_mpe" | "site_scatter" | "jurisdiction"
+    basis_zh: str
+
+
+def tolerance_for(gross_kg: float, speed_kmh: float | None, cfg: OverloadConfig) -> Tolerance:
+    """The larger of the device's MPE, the site's scatter and the jurisdiction's deduction."""
+    cls = accuracy_class(cfg.accuracy_class, dict(cfg.class_mpe_in_service_pct))
+    assert cls is not None  # checked by OverloadConfig
+    mpe = int(math.ceil(cls.in_service_pct / 100.0 * gross_kg))
+    sigma = scatter_at(speed_kmh, cfg.scatter_bands)
+    scatter = None if sigma is None else int(math.ceil(cfg.coverage_factor * sigma * gross_kg))
+    jur = (None if cfg.jurisdiction_fraction is None
+           else int(math.ceil(cfg.jurisdiction_fraction * gross_kg)))
+    options = {"device_mpe": mpe, "site_scatter": scatter or 0, "jurisdiction": jur or 0}
+    governing = max(options, key=lambda k: options[k])
+    basis = {
+        "device_mpe": f"{cls.source_zh} {cls.name}级使用中最大允许误差±{cls.in_service_pct:g}%"
+                      f"（{cls.status_zh}）",
+        "site_scatter": f"本点历史数据估计的总重离散（{cfg.scatter_source}），"
+                        f"k={cfg.coverage_factor:g}",
+        "jurisdiction": cfg.jurisdiction_basis,
+    }[governing]
+    return Tolerance(options[governing], mpe, scatter, jur, governing, basis)
 
 
 @dataclass(frozen=True)
 class OverloadResult:
     verdict: str
     overloaded: bool
-    allowance_kg: int
+    allowance_kg: int  # the tolerance deducted
     excess_kg: int | None  # gross − limit, 0 when not over
     excess_after_allowance_kg: int | None
-    uncertainty_kg: float | None  # standard uncertainty of the gross weight from the rows
+    uncertainty_kg: float | None  # σ(v) · gross: standard uncertainty from the site's history
     coverage_factor: float | None
     exceeds_all_candidates: bool = False
-
-
-@lru_cache(maxsize=64)
-def coverage_factor(n_rows: int, confidence: float) -> float:
-    """One-sided Student-t quantile with N − 1 degrees of freedom."""
-    if n_rows < 2:
-        return math.inf
-    return float(stats.t.ppf(confidence, n_rows - 1))
-
-
-def row_uncertainty_kg(row_gross_kg: list[float], cfg: OverloadConfig) -> float | None:
-    """Standard uncertainty of the mean gross weight from the row estimates."""
-    n = len(row_gross_kg)
-    if n < 2:
-        return None
-    mean = sum(row_gross_kg) / n
-    var = sum((g - mean) ** 2 for g in row_gross_kg) / (n - 1)
-    return cfg.spatial_correlation_factor * math.sqrt(var / n)
+    tolerance: Tolerance | None = None
 
 
 def check_overload(gross_kg: float, limit_kg: int | None, row_gross_kg: list[float],
                    cfg: OverloadConfig | None = None,
-                   candidates_kg: tuple[int, ...] = ()) -> OverloadResult:
-    """Decide the verdict for one passage (see module docstring)."""
+                   candidates_kg: tuple[int, ...] = (),
+                   speed_kmh: float | None = None) -> OverloadResult:
+    """Decide the verdict for one passage (see module docstring).
+
+    ``limit_kg`` is the most lenient limit lawful for what is known of the vehicle;
+    ``candidates_kg`` also lists the stricter ones that unseen facts would make lawful.
+    """
     cfg = cfg or OverloadConfig()
-    allowance = int(round(cfg.allowance_fraction * gross_kg))
-    u = row_uncertainty_kg(row_gross_kg, cfg)
-    k = coverage_factor(len(row_gross_kg), cfg.confidence)
+    tol = tolerance_for(gross_kg, speed_kmh, cfg)
+    sigma = scatter_at(speed_kmh, cfg.scatter_bands)
+    u = None if sigma is None else sigma * gross_kg
+    k = cfg.coverage_factor
+    net = gross_kg - tol.tolerance_kg
     if limit_kg is None:
-        beyond_all = bool(candidates_kg) and all(
-            _margin(gross_kg, allowance, u, k, c) > 0 for c in candidates_kg)
-        return OverloadResult("undecidable", False, allowance, None, None, u,
-                              None if math.isinf(k) else k, beyond_all)
+        beyond_all = bool(candidates_kg) and net > max(candidates_kg)
+        return OverloadResult("undecidable", False, tol.tolerance_kg, None, None, u, k,
+                              beyond_all, tol)
     excess = max(0, int(round(gross_kg)) - limit_kg)
-    excess_after = max(0, int(round(gross_kg)) - allowance - limit_kg)
-    if excess_after <= 0:
-        verdict = "within_limit"
-    elif _margin(gross_kg, allowance, u, k, limit_kg) > 0:
-        verdict = "overloaded"
+    excess_after = max(0, int(round(net)) - limit_kg)
+    stricter = [c for c in candidates_kg if c < limit_kg]
+    if net > limit_kg:
+        # fewer than two rows: the passage cannot be checked for an anomaly (rows_disagree)
+        verdict = "overloaded" if len(row_gross_kg) >= 2 else "uncertain"
+    elif stricter and net > min(stricter):
+        verdict = "undecidable"
     else:
-        verdict = "uncertain"
-    return OverloadResult(verdict, verdict == "overloaded", allowance, excess, excess_after, u,
-                          None if math.isinf(k) else k)
-
-
-def _margin(gross_kg: float, allowance_kg: int, u: float | None, k: float, limit: int
-            ) -> float:
-    if u is None or math.isinf(k):
-        return -math.inf
-    return gross_kg - allowance_kg - k * u - limit
+        verdict = "within_limit"
+    return OverloadResult(verdict, verdict == "overloaded", tol.tolerance_kg, excess,
+                          excess_after, u, k, False, tol)
