@@ -228,7 +228,10 @@ class FrameLinker:
         return out
 
     def forget(self, frame: Frame) -> None:
-        self.cameras[frame.camera_id].frames.pop(frame.path.name, None)
+        self.forget_file(frame.camera_id, frame.path)
+
+    def forget_file(self, camera_id: str, path: Path) -> None:
+        self.cameras[camera_id].frames.pop(path.name, None)
 
     def stale(self, before_ref: datetime) -> list[Frame]:
         """Unclaimed frames taken before ``before_ref`` (no vehicle can want them now)."""

@@ -7,8 +7,9 @@ transaction (``pending_seal`` → ``sealed``); the outbox gets what the center m
 ``meta`` holds the durable stream position. A transaction is all or nothing, so a kill
 leaves no half-written row.
 
-Until the service core's models are on main, this is the station's own schema; the
-service engineer's passage/case functions will be written through beside it.
+Every SQL statement against ``station.db`` is in this module (the pipeline, the
+forwarder, ``zhichao status`` and the crash check call its methods). The service database
+is fed through the sync wire only (:mod:`zhichao.station.local_service`).
 """
 
 from __future__ import annotations
@@ -207,9 +208,43 @@ class StationStore:
              json.dumps(p.plate_review), int(p.review_required), utc_text(),
              json.dumps(p.device_reasons, ensure_ascii=False)))
 
-    def insert_case(self, con: sqlite3.Connection, passage_key: str) -> None:
-        con.execute("INSERT INTO cases (passage_key, status, created_utc) VALUES (?, "
-                    "'pending_seal', ?)", (passage_key, utc_text()))
+    def insert_case(self, con: sqlite3.Connection, passage_key: str,
+                    material: dict[str, Any] | None = None) -> None:
+        """A case waiting to be sealed, with what its package needs (``material``)."""
+        con.execute("INSERT INTO cases (passage_key, status, created_utc, material) VALUES "
+                    "(?, 'pending_seal', ?, ?)",
+                    (passage_key, utc_text(), None if material is None
+                     else json.dumps(material, ensure_ascii=False)))
+
+    def sealed_cases(self) -> set[str]:
+        return {str(r[0]) for r in self.db.execute(
+            "SELECT passage_key FROM cases WHERE status = 'sealed'")}
+
+    def case_material(self, passage_key: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT material FROM cases WHERE passage_key = ?",
+                              (passage_key,)).fetchone()
+        if row is None or not row[0]:
+            return None
+        material: dict[str, Any] = json.loads(row[0])
+        return material
+
+    def recent_frames(self, n: int) -> list[dict[str, Any]]:
+        """The frame lists of the newest ``n`` passages (for start-up reconciliation)."""
+        out: list[dict[str, Any]] = []
+        for row in self.db.execute("SELECT frames FROM passages ORDER BY id DESC LIMIT ?",
+                                   (n,)):
+            out.extend(json.loads(row[0]))
+        return out
+
+    def cases_overview(self) -> list[sqlite3.Row]:
+        return list(self.db.execute("SELECT passage_key, status, package_dir FROM cases"))
+
+    def all_passages(self) -> list[sqlite3.Row]:
+        return list(self.db.execute("SELECT * FROM passages ORDER BY first_sample"))
+
+    def gaps(self) -> list[tuple[int, int]]:
+        return [(int(r[0]), int(r[1])) for r in self.db.execute(
+            "SELECT first_index, n_samples FROM gaps")]
 
     def mark_sealed(self, con: sqlite3.Connection, passage_key: str, *, package_id: str,
                     package_dir: str, manifest_sha256: str, log_index: int, eligibility: str,
@@ -256,7 +291,49 @@ class StationStore:
 
     def clear_alarm(self, code: str) -> None:
         with self.transaction() as con:
-            con.execute("UPDATE alarms SET active = 0 WHERE code = ? AND active = 1", (code,))
+            self.clear_alarm_in(con, code)
+
+    def clear_alarm_in(self, con: sqlite3.Connection, code: str) -> None:
+        con.execute("UPDATE alarms SET active = 0 WHERE code = ? AND active = 1", (code,))
+
+    # ------------------------------------------------------------------ forwarding
+    def unforwarded(self, limit: int) -> list[sqlite3.Row]:
+        """Outbox rows not yet in the sync outbox, oldest first, with a package's folder."""
+        return list(self.db.execute(
+            "SELECT o.id, o.kind, o.ref, o.payload, c.package_dir FROM outbox o "
+            "LEFT JOIN cases c ON c.passage_key = o.ref AND o.kind = 'package' "
+            "WHERE o.sent_utc IS NULL ORDER BY o.id LIMIT ?", (limit,)))
+
+    def mark_forwarded(self, ids: list[int]) -> None:
+        now = utc_text()
+        with self.transaction() as con:
+            con.executemany("UPDATE outbox SET sent_utc = ? WHERE id = ?",
+                            [(now, i) for i in ids])
+
+    def count_unforwarded(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM outbox WHERE sent_utc IS NULL"
+                                   ).fetchone()[0])
+
+    def retire_service_link(self) -> int:
+        """Earlier versions copied passages and packages into the station's service
+        database directly (meta ``service_passage_id`` / ``service_case_id``); the outbox
+        rows they covered are marked forwarded once, so the sync wire does not register
+        them again. How many rows were marked."""
+        last_p = self.get_meta("service_passage_id")
+        last_c = self.get_meta("service_case_id")
+        if last_p is None and last_c is None:
+            return 0
+        now = utc_text()
+        with self.transaction() as con:
+            n = con.execute(
+                "UPDATE outbox SET sent_utc = ? WHERE sent_utc IS NULL AND ("
+                "(kind = 'passage' AND ref IN (SELECT passage_key FROM passages WHERE id <= ?))"
+                " OR (kind = 'package' AND ref IN (SELECT passage_key FROM cases WHERE "
+                "status = 'sealed' AND id <= ?)))",
+                (now, int(last_p or 0), int(last_c or 0))).rowcount
+            con.execute("DELETE FROM meta WHERE key IN ('service_passage_id', "
+                        "'service_case_id')")
+        return int(n)
 
     def record_gap(self, con: sqlite3.Connection, first_index: int, n: int, reason: str
                    ) -> None:

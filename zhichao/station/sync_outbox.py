@@ -246,3 +246,43 @@ class Outbox:
                 "receipt_b64", "receipt_sig", "refusal_code")
         rows = self._db.execute(f"SELECT {', '.join(cols)} FROM outbox ORDER BY seq")
         return [dict(zip(cols, r, strict=True)) for r in rows]
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+
+
+def last_done_utc(path: Path) -> str | None:
+    """The newest receipt's time in the outbox file at ``path`` (read-only), or None."""
+    if not path.exists():
+        return None
+    con = _read_only(path)
+    try:
+        row = con.execute("SELECT MAX(finished_utc) FROM outbox WHERE state = 'done'"
+                          ).fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        con.close()
+    return None if row is None or row[0] is None else str(row[0])
+
+
+def state_counts(path: Path) -> tuple[dict[str, int], str | None]:
+    """Items per state in the outbox file at ``path`` (read-only) and the oldest pending
+    item's last error."""
+    counts = {"pending": 0, "done": 0, "refused": 0}
+    last_error: str | None = None
+    if not path.exists():
+        return counts, None
+    con = _read_only(path)
+    try:
+        for state, n in con.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state"):
+            counts[str(state)] = int(n)
+        err = con.execute("SELECT last_error FROM outbox WHERE state = 'pending' AND "
+                          "last_error IS NOT NULL ORDER BY seq LIMIT 1").fetchone()
+        last_error = None if err is None else str(err[0])
+    except sqlite3.Error:
+        pass
+    finally:
+        con.close()
+    return counts, last_error

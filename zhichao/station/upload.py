@@ -15,25 +15,31 @@ pipeline's thread:
   to the center (oldest first, receipts checked with the center's public key from
   ``station.center_key_file``, exponential back-off while the center is down).
 
-The center being down only grows the sync outbox; weighing and sealing never wait on it.
-:func:`upload_status` reads both files read-only (for ``zhichao status``).
+The destination (:class:`UploadTarget`) is ``station.center_url`` with the center's key
+from ``station.center_key_file``, or, without a center, the station's own service on
+loopback (:mod:`zhichao.station.local_service`): the one way a passage reaches a service
+database. The center being down only grows the sync outbox; weighing and sealing never
+wait on it. :func:`upload_status` reads both files read-only (for ``zhichao status``).
+All SQL of ``station.db`` is in :mod:`zhichao.station.store`, that of the sync outbox in
+:mod:`zhichao.station.sync_outbox`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from zhichao.station.alarms import StageHealth
 from zhichao.station.config import StationConfig
-from zhichao.station.store import StationStore, utc_text
+from zhichao.station.store import StationStore
+from zhichao.station.sync_outbox import last_done_utc, state_counts
 
 LOG = logging.getLogger("zhichao.station.upload")
 SYNC_OUTBOX_NAME = "sync-outbox.sqlite"
@@ -44,18 +50,36 @@ def sync_outbox_path(data_dir: Path) -> Path:
     return data_dir / SYNC_OUTBOX_NAME
 
 
+@dataclass(frozen=True)
+class UploadTarget:
+    """Where the station's outbox goes: a center's URL and the key its receipts carry."""
+
+    center_url: str
+    center_key: Ed25519PublicKey
+    local: bool = False  # the station's own service on loopback (no center configured)
+
+
+def configured_target(cfg: StationConfig) -> UploadTarget | None:
+    """The enforcement center of ``station.toml``, or None where none is configured."""
+    from zhichao.evidence.signing import load_public_key
+
+    if not cfg.station.center_url:
+        return None
+    return UploadTarget(cfg.station.center_url,
+                        load_public_key(cfg.path(cfg.station.center_key_file)))
+
+
 class CenterLink:
     """The forwarder and the uploader, run by :meth:`run` in a thread of their own."""
 
-    def __init__(self, cfg: StationConfig, station_key: Ed25519PrivateKey, log_dir: Path
-                 ) -> None:
-        from zhichao.evidence.signing import load_public_key
-
+    def __init__(self, cfg: StationConfig, station_key: Ed25519PrivateKey, log_dir: Path,
+                 target: UploadTarget) -> None:
         self.cfg = cfg
+        self.target = target
         self.station_id = cfg.station.station_id
         self.key = station_key
         self.log_dir = log_dir
-        self.center_key = load_public_key(cfg.path(cfg.station.center_key_file))
+        self.center_key = target.center_key
         self.db_path = cfg.data_dir / "station.db"
         self.outbox_path = sync_outbox_path(cfg.data_dir)
         self.forwarded = 0
@@ -70,10 +94,7 @@ class CenterLink:
     # ------------------------------------------------------------------ forwarding
     def forward(self, store: StationStore, outbox: Any) -> int:
         """Move unforwarded station outbox rows into the sync outbox; how many moved."""
-        rows = store.db.execute(
-            "SELECT o.id, o.kind, o.ref, o.payload, c.package_dir FROM outbox o "
-            "LEFT JOIN cases c ON c.passage_key = o.ref AND o.kind = 'package' "
-            "WHERE o.sent_utc IS NULL ORDER BY o.id LIMIT ?", (FORWARD_BATCH,)).fetchall()
+        rows = store.unforwarded(FORWARD_BATCH)
         done: list[int] = []
         with outbox.batch():  # one fsync for the whole batch
             for row in rows:
@@ -97,19 +118,15 @@ class CenterLink:
                     continue
                 done.append(int(row["id"]))
         if done:  # only after the sync outbox committed
-            now = utc_text()
-            with store.transaction() as con:
-                con.executemany("UPDATE outbox SET sent_utc = ? WHERE id = ?",
-                                [(now, i) for i in done])
+            store.mark_forwarded(done)
         self.forwarded += len(done)
         return len(done)
 
     def _refresh(self, store: StationStore, outbox: Any) -> None:
         t = time.monotonic()
-        self.unforwarded = int(store.db.execute(
-            "SELECT COUNT(*) FROM outbox WHERE sent_utc IS NULL").fetchone()[0])
+        self.unforwarded = store.count_unforwarded()
         self.sync_pending = outbox.depth()
-        last = _last_done_utc(outbox.path)
+        last = last_done_utc(outbox.path)
         if last is not None:
             self.last_upload_utc = last
         self.refreshed_at = t
@@ -124,7 +141,7 @@ class CenterLink:
         store = StationStore(self.db_path)
         outbox = Outbox(self.outbox_path)
         st = self.cfg.station
-        uploader = Uploader(outbox, st.center_url, self.center_key, log_dir=self.log_dir,
+        uploader = Uploader(outbox, self.target.center_url, self.center_key, log_dir=self.log_dir,
                             backoff=Backoff(initial_s=0.5, max_s=st.upload_max_delay_s),
                             timeout_s=st.upload_timeout_s)
         stages = StageHealth(store)  # this thread's stage: forwarding and uploading
@@ -167,7 +184,8 @@ class CenterLink:
         return self.unforwarded + self.sync_pending
 
     def status(self) -> dict[str, Any]:
-        return {"center_url": self.cfg.station.center_url, "pending": self.pending(),
+        return {"center_url": self.cfg.station.center_url or None,
+                "local_service": self.target.local, "pending": self.pending(),
                 "unforwarded": self.unforwarded, "sync_pending": self.sync_pending,
                 "last_upload_utc": self.last_upload_utc, "forwarded": self.forwarded,
                 "center_failures": self.center_failures, "last_error": self.last_error}
@@ -182,52 +200,20 @@ class CenterLink:
         return False
 
 
-def _ro(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
-
-
-def _last_done_utc(path: Path) -> str | None:
-    if not path.exists():
-        return None
-    con = _ro(path)
-    try:
-        row = con.execute("SELECT MAX(finished_utc) FROM outbox WHERE state = 'done'"
-                          ).fetchone()
-    except sqlite3.Error:
-        return None
-    finally:
-        con.close()
-    return None if row is None or row[0] is None else str(row[0])
-
-
 def upload_status(cfg: StationConfig, data_dir: Path) -> dict[str, Any]:
     """The upload backlog from the files (read-only): station rows not yet forwarded,
     sync outbox items pending / done / refused, the last receipt's time."""
     out: dict[str, Any] = {"center_url": cfg.station.center_url or None}
     db = data_dir / "station.db"
     if db.exists():
-        con = _ro(db)
+        store = StationStore(db, readonly=True)
         try:
-            out["unforwarded"] = int(con.execute(
-                "SELECT COUNT(*) FROM outbox WHERE sent_utc IS NULL").fetchone()[0])
+            out["unforwarded"] = store.count_unforwarded()
         finally:
-            con.close()
+            store.close()
     path = sync_outbox_path(data_dir)
-    counts = {"pending": 0, "done": 0, "refused": 0}
-    if path.exists():
-        con = _ro(path)
-        try:
-            for state, n in con.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state"):
-                counts[str(state)] = int(n)
-            err = con.execute("SELECT last_error FROM outbox WHERE state = 'pending' AND "
-                              "last_error IS NOT NULL ORDER BY seq LIMIT 1").fetchone()
-            out["last_error"] = None if err is None else str(err[0])
-        except sqlite3.Error:
-            pass
-        finally:
-            con.close()
+    counts, out["last_error"] = state_counts(path)
     out.update({"sync_" + k: v for k, v in counts.items()})
-    out["pending"] = int(out.get("unforwarded", 0)) + counts["pending"] if \
-        cfg.station.center_url else int(out.get("unforwarded", 0))
-    out["last_upload_utc"] = _last_done_utc(path)
+    out["pending"] = int(out.get("unforwarded", 0)) + counts["pending"]
+    out["last_upload_utc"] = last_done_utc(path)
     return out
