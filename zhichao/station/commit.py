@@ -8,8 +8,9 @@
 3. :meth:`~Committer.case_material` — for a measured overload: the raw waveform and
    everything its package needs;
 4. :meth:`~Committer.passage_row` — the ``passages`` row (device usability, who reviews);
-5. :meth:`~Committer.store` — one transaction: passage, case, outbox row, the durable
-   position, the WIM offset, the drift state and any new drift alarm;
+5. :meth:`~Committer.store_passage` — one transaction: passage, case, the passage's signed
+   record in the outbox, the durable position, the WIM offset, the drift state and any
+   new drift alarm;
 6. :meth:`~Committer.move_frames` — the frames leave the spool (a kill before is
    reconciled at start-up);
 7. :meth:`~Committer.count` — metrics, the recent list, the log line.
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from zhichao.calibration.drift import DriftAlarm
 from zhichao.common import write_atomic
@@ -57,8 +59,9 @@ class Committer:
 
     def __init__(self, cfg: StationConfig, store: StationStore, device: DeviceRegister,
                  linker: FrameLinker, durable: DurablePosition, clock: Clock,
-                 metrics: StationMetrics, ring: Ring) -> None:
+                 metrics: StationMetrics, ring: Ring, station_key: Ed25519PrivateKey) -> None:
         self.cfg = cfg
+        self.key = station_key  # signs each passage's outbox item
         self.store = store
         self.device = device
         self.linker = linker
@@ -147,8 +150,7 @@ class Committer:
             self.store.insert_passage(con, row)
             if material is not None:
                 self.store.insert_case(con, row.passage_key, material_to_json(material))
-            self.store.enqueue(con, "passage", row.passage_key, {
-                "passage_key": row.passage_key, "record": row.record, "plate": row.plate})
+            self.store.enqueue_passage(con, row.record, self.cfg.station.station_id, self.key)
             self.store.set_meta(con, "committed_first_sample", str(row.first_sample))
             if point is not None and resume != self.durable.index:
                 self.durable.save(con, resume, state_json)

@@ -225,7 +225,6 @@ def connect_upload(cfg: StationConfig, station: Station, link: LocalService | No
     to the configured center, or (no center) to the station's own service on loopback."""
     target = configured_target(cfg)
     if target is None and link is not None:
-        station.store.retire_service_link()
         target = link.serve_center(station.sealer.key, station.sealer.station.key_name)
     if target is not None:
         station.connect_upload(target)

@@ -20,6 +20,7 @@ from zhichao.evidence.inputs import ImageRef, PlateResult
 from zhichao.evidence.package import SealResult
 from zhichao.station.sealing import CaseMaterial
 from zhichao.station.store import PassageRow
+from zhichao.station.sync_outbox import PackedPackage
 
 
 @dataclass(frozen=True)
@@ -95,3 +96,4 @@ class SealOutcome:
     result: SealResult | None = None
     detail: str = ""
     elapsed_s: float = 0.0
+    packed: PackedPackage | None = None  # the sealed package packed for upload

@@ -111,11 +111,17 @@ class Station:
         self.linker = FrameLinker(spools, self.clock, cfg.linking.window_s)
         self.profile = _load_profile(cfg)
         self.device = self._open_device()
+        adopted = self.store.adopt_legacy_outbox(
+            cfg.station.station_id, self.sealer.key,
+            service_link_covered=not cfg.station.center_url)
+        if adopted:
+            LOG.info("outbox of an earlier version taken over", extra={"fields": {
+                "items": adopted}})
         self.durable = DurablePosition(self.store, self.fs)  # where a restart resumes
         self.ring: Ring = Ring()
         self.link = LinkStage(cfg, self.linker, self.stages, self.metrics)
         self.committer = Committer(cfg, self.store, self.device, self.linker, self.durable,
-                                   self.clock, self.metrics, self.ring)
+                                   self.clock, self.metrics, self.ring, self.sealer.key)
         self.seals = SealStage(self.sealer, self.store, self.stages, self.metrics)
         self.proc: LaneProcessor | None = None
         self.stream_index = 0  # next station stream index expected
@@ -149,7 +155,7 @@ class Station:
     def connect_upload(self, target: UploadTarget) -> None:
         """Upload the outbox to ``target`` (a center, or the station's own service) from
         a thread of its own; call before :meth:`run`."""
-        self.center = CenterLink(self.cfg, self.sealer.key, self.sealer.log.directory, target)
+        self.center = CenterLink(self.cfg, self.sealer.log.directory, target)
 
     # ------------------------------------------------------------------ the state others read
     @property

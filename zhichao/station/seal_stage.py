@@ -4,7 +4,8 @@ The pipeline puts each new case's :class:`~zhichao.station.sealing.CaseMaterial`
 :attr:`SealStage.jobs`; the sealer thread (:meth:`SealStage.loop`) seals it and answers
 with a :class:`~zhichao.station.messages.SealOutcome`; the pipeline thread (the store's
 only writer) records the outcomes (:meth:`SealStage.collect`): the case marked sealed and
-its package queued in the outbox in one transaction, or the error, or the disk refusing
+its package (packed for upload by the sealer thread) queued in the outbox in one
+transaction, or the error, or the disk refusing
 (``sealing_stopped``, retried every 2 s). :meth:`SealStage.recover` runs at start-up
 (packages completed by a kill, cases still pending).
 """
@@ -16,6 +17,7 @@ import logging
 import queue
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from zhichao.station.alarms import StageHealth
@@ -24,6 +26,7 @@ from zhichao.station.messages import SealOutcome
 from zhichao.station.ops import StationMetrics
 from zhichao.station.sealing import CaseMaterial, Sealer, material_from_json
 from zhichao.station.store import StationStore
+from zhichao.station.sync_outbox import PackedPackage, pack
 
 LOG = logging.getLogger("zhichao.station")
 STOPPED_RETRY_S = 2.0
@@ -55,7 +58,11 @@ class SealStage:
                                        log_index=facts["log_index"],
                                        eligibility=facts["eligibility"],
                                        reasons=facts["reasons"])
-                self.store.enqueue(con, "package", key, {"package_id": facts["package_id"]})
+                self.store.enqueue_package(con, pack(out))
+        for key, folder in self.store.sealed_not_queued():
+            LOG.warning("sealed package not in the outbox; queued now", extra={"fields": {
+                "passage": key, "package": folder}})
+            self.store.enqueue_package_dir(Path(folder))
         self.recovery = {k: v for k, v in info.items() if k != "complete"}
         self.recovery["completed_on_start"] = len(info["complete"])
         for key in self.store.pending_cases():
@@ -90,8 +97,14 @@ class SealStage:
                 stop.wait(ERROR_RETRY_S)
                 continue
             retry = None
-            self.outcomes.put(SealOutcome("sealed", m.passage_key, res,
-                                          elapsed_s=time.perf_counter() - t0))
+            elapsed_s = time.perf_counter() - t0
+            try:
+                packed: PackedPackage | None = pack(res.directory)
+            except Exception:  # sealed all the same; queued at the next start
+                LOG.exception("packing a sealed package for upload failed")
+                packed = None
+            self.outcomes.put(SealOutcome("sealed", m.passage_key, res, elapsed_s=elapsed_s,
+                                          packed=packed))
 
     # ------------------------------------------------------------------ the pipeline's side
     def collect(self) -> None:
@@ -121,7 +134,8 @@ class SealStage:
                 package_dir=str(res.directory), manifest_sha256=res.manifest_sha256,
                 log_index=res.log_index, eligibility=str(res.eligibility.status),
                 reasons=[r.code for r in res.eligibility.reasons])
-            self.store.enqueue(con, "package", out.passage_key, {"package_id": res.package_id})
+            if out.packed is not None:
+                self.store.enqueue_package(con, out.packed)
         self.metrics.packages.inc()
         self.stages.succeeded("sealing")
         if self.stopped is not None:

@@ -23,10 +23,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from zhichao.common import format_utc
 from zhichao.station.errors import StoreError
+from zhichao.station.sync_outbox import SCHEMA as OUTBOX_SCHEMA
+from zhichao.station.sync_outbox import (
+    PackedPackage,
+    insert_package,
+    insert_packed,
+    insert_passage,
+)
 
-SCHEMA_VERSION = 2  # 2: passages.device_reasons
+SCHEMA_VERSION = 3  # 2: passages.device_reasons; 3: the sync outbox in station.db
+LEGACY_OUTBOX = "outbox_v2"  # version 2's outbox (forwarded to a file of its own)
+LEGACY_SYNC_OUTBOX = "sync-outbox.sqlite"
 DUPLICATE_WINDOW_S = 0.3
 
 _SCHEMA = """
@@ -82,15 +93,6 @@ CREATE TABLE IF NOT EXISTS alarms (
     message_zh TEXT NOT NULL,
     detail TEXT NOT NULL,
     active INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,
-    ref TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    created_utc TEXT NOT NULL,
-    sent_utc TEXT,
-    UNIQUE (kind, ref)
 );
 CREATE TABLE IF NOT EXISTS gaps (
     id INTEGER PRIMARY KEY,
@@ -149,17 +151,24 @@ class StationStore:
                                           check_same_thread=False)
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=FULL")
-                self.db.executescript(_SCHEMA)
-                cols = {str(r[1]) for r in self.db.execute("PRAGMA table_info(passages)")}
-                if "device_reasons" not in cols:  # a version-1 database
-                    self.db.execute("ALTER TABLE passages ADD COLUMN device_reasons TEXT "
-                                    "NOT NULL DEFAULT '[]'")
+                self._create()
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT"
                                 "(key) DO UPDATE SET value = excluded.value",
                                 (str(SCHEMA_VERSION),))
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: cannot open the station database: {exc}") from exc
         self.db.row_factory = sqlite3.Row
+
+    def _create(self) -> None:
+        self.db.executescript(_SCHEMA)
+        cols = {str(r[1]) for r in self.db.execute("PRAGMA table_info(passages)")}
+        if "device_reasons" not in cols:  # a version-1 database
+            self.db.execute("ALTER TABLE passages ADD COLUMN device_reasons TEXT "
+                            "NOT NULL DEFAULT '[]'")
+        outbox = {str(r[1]) for r in self.db.execute("PRAGMA table_info(outbox)")}
+        if "sent_utc" in outbox:  # version 2: rows forwarded to a sync outbox file
+            self.db.execute(f"ALTER TABLE outbox RENAME TO {LEGACY_OUTBOX}")
+        self.db.executescript(OUTBOX_SCHEMA)
 
     def close(self) -> None:
         self.db.close()
@@ -269,11 +278,27 @@ class StationStore:
         return row
 
     # ------------------------------------------------------------------ outbox, alarms
-    def enqueue(self, con: sqlite3.Connection, kind: str, ref: str, payload: dict[str, Any]
-                ) -> None:
-        con.execute("INSERT OR IGNORE INTO outbox (kind, ref, payload, created_utc) VALUES "
-                    "(?, ?, ?, ?)", (kind, ref, json.dumps(payload, ensure_ascii=False),
-                                     utc_text()))
+    def enqueue_passage(self, con: sqlite3.Connection, record: dict[str, Any],
+                        station_id: str, key: Ed25519PrivateKey) -> None:
+        """The passage's signed record into the outbox, in the passage's transaction."""
+        insert_passage(con, record, station_id, key)
+
+    def enqueue_package(self, con: sqlite3.Connection, packed: PackedPackage) -> None:
+        """A sealed package into the outbox, in the transaction that marks it sealed."""
+        insert_packed(con, packed)
+
+    def sealed_not_queued(self) -> list[tuple[str, str]]:
+        """(passage key, package folder) of sealed cases whose package is not in the
+        outbox (a package the sealer could not pack; version-2 data)."""
+        return [(str(r[0]), str(r[1])) for r in self.db.execute(
+            "SELECT passage_key, package_dir FROM cases WHERE status = 'sealed' AND "
+            "package_dir IS NOT NULL AND manifest_sha256 NOT IN (SELECT item_sha256 FROM "
+            "outbox)")]
+
+    def enqueue_package_dir(self, directory: Path) -> None:
+        """Pack and queue a sealed package folder (start-up reconciliation)."""
+        with self.transaction() as con:
+            insert_package(con, directory)
 
     def raise_alarm(self, code: str, message_zh: str, detail: str) -> None:
         with self.transaction() as con:
@@ -296,49 +321,62 @@ class StationStore:
     def clear_alarm_in(self, con: sqlite3.Connection, code: str) -> None:
         con.execute("UPDATE alarms SET active = 0 WHERE code = ? AND active = 1", (code,))
 
-    # ------------------------------------------------------------------ forwarding
-    def unforwarded(self, limit: int) -> list[sqlite3.Row]:
-        """Outbox rows not yet in the sync outbox, oldest first, with a package's folder."""
-        return list(self.db.execute(
-            "SELECT o.id, o.kind, o.ref, o.payload, c.package_dir FROM outbox o "
-            "LEFT JOIN cases c ON c.passage_key = o.ref AND o.kind = 'package' "
-            "WHERE o.sent_utc IS NULL ORDER BY o.id LIMIT ?", (limit,)))
-
-    def mark_forwarded(self, ids: list[int]) -> None:
-        now = utc_text()
-        with self.transaction() as con:
-            con.executemany("UPDATE outbox SET sent_utc = ? WHERE id = ?",
-                            [(now, i) for i in ids])
-
-    def count_unforwarded(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM outbox WHERE sent_utc IS NULL"
-                                   ).fetchone()[0])
-
-    def retire_service_link(self) -> int:
-        """Earlier versions copied passages and packages into the station's service
-        database directly (meta ``service_passage_id`` / ``service_case_id``); the outbox
-        rows they covered are marked forwarded once, so the sync wire does not register
-        them again. How many rows were marked."""
-        last_p = self.get_meta("service_passage_id")
-        last_c = self.get_meta("service_case_id")
-        if last_p is None and last_c is None:
-            return 0
-        now = utc_text()
-        with self.transaction() as con:
-            n = con.execute(
-                "UPDATE outbox SET sent_utc = ? WHERE sent_utc IS NULL AND ("
-                "(kind = 'passage' AND ref IN (SELECT passage_key FROM passages WHERE id <= ?))"
-                " OR (kind = 'package' AND ref IN (SELECT passage_key FROM cases WHERE "
-                "status = 'sealed' AND id <= ?)))",
-                (now, int(last_p or 0), int(last_c or 0))).rowcount
-            con.execute("DELETE FROM meta WHERE key IN ('service_passage_id', "
-                        "'service_case_id')")
-        return int(n)
-
     def record_gap(self, con: sqlite3.Connection, first_index: int, n: int, reason: str
                    ) -> None:
         con.execute("INSERT INTO gaps (first_index, n_samples, reason, time_utc) VALUES "
                     "(?, ?, ?, ?)", (first_index, n, reason, utc_text()))
+
+    # ------------------------------------------------------------------ version 2's outbox
+    def adopt_legacy_outbox(self, station_id: str, key: Ed25519PrivateKey, *,
+                            service_link_covered: bool) -> int:
+        """Version 2 had two outboxes in a row (``outbox`` here, forwarded to
+        ``sync-outbox.sqlite``) and copied passages into its own service database
+        directly. Once, on the first start of this version: the file's items (with their
+        state and receipts) are taken over, then the rows never forwarded are queued —
+        except, with ``service_link_covered`` (no center configured: they went to the
+        station's own service), those the direct copy had registered. How many items were
+        added; the file is renamed ``*.imported``."""
+        added = 0
+        legacy_file = self.path.parent / LEGACY_SYNC_OUTBOX
+        if legacy_file.exists():
+            added += self._import_sync_file(legacy_file)
+            legacy_file.rename(legacy_file.with_name(legacy_file.name + ".imported"))
+        if not self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                               (LEGACY_OUTBOX,)).fetchone():
+            return added
+        last_p = int(self.get_meta("service_passage_id") or 0) if service_link_covered else 0
+        last_c = int(self.get_meta("service_case_id") or 0) if service_link_covered else 0
+        with self.transaction() as con:
+            rows = con.execute(
+                f"SELECT o.kind, o.payload, c.package_dir FROM {LEGACY_OUTBOX} o "
+                "LEFT JOIN passages p ON p.passage_key = o.ref AND o.kind = 'passage' "
+                "LEFT JOIN cases c ON c.passage_key = o.ref AND o.kind = 'package' "
+                "WHERE o.sent_utc IS NULL AND NOT (o.kind = 'passage' AND p.id <= ?) "
+                "AND NOT (o.kind = 'package' AND c.id <= ?) ORDER BY o.id",
+                (last_p, last_c)).fetchall()
+            for kind, payload, package_dir in rows:
+                if kind == "passage":
+                    added += insert_passage(con, json.loads(payload)["record"], station_id,
+                                            key)[1]
+                elif package_dir:
+                    added += insert_package(con, Path(package_dir))[1]
+            con.execute(f"DROP TABLE {LEGACY_OUTBOX}")
+            con.execute("DELETE FROM meta WHERE key IN ('service_passage_id', "
+                        "'service_case_id')")
+        return added
+
+    def _import_sync_file(self, path: Path) -> int:
+        cols = ("item_sha256, kind, station_id, label, log_size, payload, signature, "
+                "enqueued_utc, state, attempts, next_attempt_s, last_error, receipt_b64, "
+                "receipt_sig, refusal_code, refusal_zh, finished_utc")
+        self.db.execute("ATTACH DATABASE ? AS legacy", (str(path),))
+        try:
+            with self.transaction() as con:
+                n = con.execute(f"INSERT OR IGNORE INTO main.outbox ({cols}) SELECT {cols} "
+                                "FROM legacy.outbox ORDER BY seq").rowcount
+        finally:
+            self.db.execute("DETACH DATABASE legacy")
+        return int(n)
 
     # ------------------------------------------------------------------ reads
     def counts(self) -> dict[str, int]:
@@ -353,7 +391,7 @@ class StationStore:
             "cases": "SELECT COUNT(*) FROM cases",
             "sealed": "SELECT COUNT(*) FROM cases WHERE status = 'sealed'",
             "pending_seal": "SELECT COUNT(*) FROM cases WHERE status = 'pending_seal'",
-            "outbox_pending": "SELECT COUNT(*) FROM outbox WHERE sent_utc IS NULL",
+            "outbox_pending": "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
             "alarms_active": "SELECT COUNT(*) FROM alarms WHERE active = 1",
             "gaps": "SELECT COUNT(*) FROM gaps",
         }
