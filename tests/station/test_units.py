@@ -12,8 +12,7 @@ import pytest
 from zhichao.station.clock import Clock
 from zhichao.station.errors import SealingStoppedError
 from zhichao.station.journal import SampleJournal
-from zhichao.station.linking import CameraSpool, FrameLinker
-from zhichao.station.simlane import utc_name
+from zhichao.station.linking import CameraSpool, FrameLinker, utc_name
 from zhichao.station.store import PassageRow, StationStore
 
 

@@ -93,6 +93,12 @@ class Frame:
     claimed_by: str | None = None
 
 
+def utc_name(t: datetime) -> str:
+    """The time part of a frame's file name (camera clock, UTC); :func:`parse_frame_name`
+    reads it back."""
+    return t.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+
+
 def parse_frame_name(name: str) -> tuple[str, datetime] | None:
     m = FRAME_NAME.match(name)
     if m is None:
