@@ -442,8 +442,7 @@ class Station:
 
     def _update_gauges(self) -> None:
         c = self.store.counts()
-        self.metrics.outbox_depth.set(self.center.pending() if self.center is not None
-                                      else c["outbox_pending"])
+        self.metrics.outbox_depth.set(c["outbox_pending"])  # the one outbox: fresh count
         self.metrics.pending_seal.set(c["pending_seal"])
         if self.source is not None:
             h = self.source.health_snapshot()
@@ -471,9 +470,9 @@ class Station:
                 "sealing_stopped": self.sealing_stopped, "recovery": self.seals.recovery,
                 "alarms": self.read_store.active_alarms(),
                 "device": self.committer.device_snapshot,
-                "upload": (self.center.status() if self.center is not None else
-                           {"center_url": None, "pending": c["outbox_pending"],
-                            "last_upload_utc": None}),
+                "upload": {**({"center_url": None, "last_upload_utc": None}
+                              if self.center is None else self.center.status()),
+                           "pending": c["outbox_pending"]},
                 "pending": len(self.link.pending)}
 
     def close(self) -> None:
