@@ -61,6 +61,13 @@ def _passages(data: Path) -> int:
         return 0
 
 
+def _outbox_gauge(metrics_port: int) -> float:
+    _, metrics = _get(f"http://127.0.0.1:{metrics_port}/metrics")
+    depth = [float(line.split()[-1]) for line in metrics.splitlines()
+             if line.startswith("zhichao_outbox_depth ")]
+    return depth[0] if depth else -1.0
+
+
 def _get(url: str) -> tuple[int, Any]:
     r = httpx.get(url, timeout=5)
     return r.status_code, (r.json() if "json" in r.headers.get("content-type", "") else r.text)
@@ -122,11 +129,10 @@ start_utc = "2026-03-02T08:00:00Z"
             wait_for(lambda: _passages(data) >= 8 and _sync_outbox(data).get("pending", 0) >= 8,
                      timeout_s=40, what="passages queued while the center is down")
             code, health = _get(f"http://127.0.0.1:{metrics_port}/health")
-            _, metrics = _get(f"http://127.0.0.1:{metrics_port}/metrics")
             assert health["upload"]["pending"] >= 8 and health["upload"]["last_upload_utc"] is None
-            depth = [float(line.split()[-1]) for line in metrics.splitlines()
-                     if line.startswith("zhichao_outbox_depth ")]
-            assert depth and depth[0] >= 1  # the gauge is refreshed every second
+            # the gauge is refreshed every second by the pipeline
+            wait_for(lambda: _outbox_gauge(metrics_port) >= 1, timeout_s=5,
+                     what="zhichao_outbox_depth showing the backlog")
             assert _sync_outbox(data).get("done", 0) == 0
             # 2. SIGKILL under traffic, restart.
             os.kill(p.pid, signal.SIGKILL)
