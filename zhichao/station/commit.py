@@ -232,6 +232,16 @@ class Committer:
         return str(path)
 
 
+def remove_dead_waveform_temporaries(waveforms_dir: Path) -> int:
+    """At start-up (the pipeline is the only writer of waveforms): temporary files of a
+    waveform write a kill interrupted (its passage was not committed; it is weighed and
+    written again). How many were removed."""
+    dead = list(waveforms_dir.glob(".*.tmp"))
+    for path in dead:
+        path.unlink(missing_ok=True)
+    return len(dead)
+
+
 def archive_committed_frames(store: StationStore) -> None:
     """Frames of committed passages still in a spool (killed between commit and move) are
     moved now."""

@@ -50,7 +50,12 @@ import numpy.typing as npt
 from zhichao.devices.samples import StreamSampleSource
 from zhichao.station.alarms import StageHealth
 from zhichao.station.clock import Clock
-from zhichao.station.commit import Committer, Ring, archive_committed_frames
+from zhichao.station.commit import (
+    Committer,
+    Ring,
+    archive_committed_frames,
+    remove_dead_waveform_temporaries,
+)
 from zhichao.station.config import StationConfig
 from zhichao.station.device import DRIFT_ALARM, DRIFT_STATE_KEY, DeviceRegister
 from zhichao.station.errors import JournalError
@@ -182,6 +187,8 @@ class Station:
     def _recover(self) -> None:
         self.seals.recover()
         archive_committed_frames(self.store)
+        self.seals.recovery["waveform_temporaries_removed"] = \
+            remove_dead_waveform_temporaries(self.committer.waveforms_dir)
         LOG.info("recovered", extra={"fields": self.seals.recovery})
 
     def _new_processor(self, start_index: int, *, lane: LaneSnapshot | None = None,
