@@ -38,9 +38,10 @@ from zhichao.station.clock import Clock
 from zhichao.station.config import StationConfig
 from zhichao.station.device import DRIFT_ALARM, DRIFT_STATE_KEY, DeviceRegister, reasons_json
 from zhichao.station.linking import FrameLinker
-from zhichao.station.messages import FrameFile, PassageCommit, PlateRead
+from zhichao.station.messages import FrameFile, PassageCommit
 from zhichao.station.ops import StationMetrics
 from zhichao.station.passage import Pending, clean_json, needs_human, opens_case
+from zhichao.station.plates import PlateRead
 from zhichao.station.resume import DurablePosition
 from zhichao.station.sealing import CaseMaterial, material_to_json
 from zhichao.station.store import PassageRow, StationStore

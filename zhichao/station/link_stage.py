@@ -21,10 +21,9 @@ from datetime import datetime, timedelta
 from zhichao.station.alarms import StageHealth
 from zhichao.station.config import StationConfig
 from zhichao.station.linking import FrameLinker, Prediction
-from zhichao.station.messages import PlateRead
 from zhichao.station.ops import StationMetrics
 from zhichao.station.passage import Pending, clean_json, is_plate_candidate
-from zhichao.station.plates import PlateJob, PlateWorkers
+from zhichao.station.plates import PlateJob, PlateRead, PlateWorkers
 from zhichao.weighing.vehicle import WeighedVehicle
 
 LOG = logging.getLogger("zhichao.station")
@@ -108,10 +107,9 @@ class LinkStage:
             if isinstance(res, BaseException):
                 self._plate_failed(p, res)
             else:
-                read = PlateRead.from_worker(res)
-                self.metrics.stage_latency.labels("plate").observe(read.latency_s or 0.0)
+                self.metrics.stage_latency.labels("plate").observe(res.latency_s or 0.0)
                 self.stages.succeeded("plates")
-                p.plate = read
+                p.plate = res
             p.state = "ready"
 
     def _plate_failed(self, p: Pending, exc: BaseException) -> None:

@@ -1,6 +1,7 @@
 """The messages that travel between the station's pipeline steps (frozen dataclasses).
 
-* :class:`PlateRead` — a plate worker's answer for one passage (or why there is none);
+* :class:`~zhichao.station.plates.PlateRead` — a plate worker's answer for one passage
+  (or why there is none; defined with the workers, which return it across processes);
 * :class:`FrameFile` — one linked camera frame: where the camera left it and where the
   passage keeps it;
 * :class:`PassageCommit` — what the commit step wrote for one vehicle (the passage row and,
@@ -13,45 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from zhichao.common import format_utc
-from zhichao.evidence.inputs import ImageRef, PlateResult
+from zhichao.evidence.inputs import ImageRef
 from zhichao.evidence.package import SealResult
+from zhichao.station.plates import PlateRead
 from zhichao.station.sealing import CaseMaterial
 from zhichao.station.store import PassageRow
 from zhichao.station.sync_outbox import PackedPackage
-
-
-@dataclass(frozen=True)
-class PlateRead:
-    """A plate decision (``plate`` None: nothing read, or ``error``: reading failed)."""
-
-    plate: str | None
-    colour: str | None
-    confidence: float | None
-    accepted: bool
-    review_codes: tuple[str, ...] = ()
-    latency_s: float | None = None
-    error: str | None = None
-
-    @classmethod
-    def from_worker(cls, raw: dict[str, Any]) -> PlateRead:
-        """From :func:`zhichao.station.plates.read_plate`'s answer."""
-        return cls(raw.get("plate"), raw.get("colour"), raw.get("confidence"),
-                   bool(raw.get("accepted")), tuple(raw.get("review_codes") or ()),
-                   raw.get("latency_s"))
-
-    @classmethod
-    def failed(cls, exc: BaseException) -> PlateRead:
-        """Reading failed: the passage goes to review without a plate."""
-        return cls(None, None, None, False, ("vision_error",), error=repr(exc))
-
-    def for_evidence(self) -> PlateResult | None:
-        if not self.plate:
-            return None
-        return PlateResult(self.plate, self.colour, self.confidence, self.accepted,
-                           self.review_codes)
 
 
 @dataclass(frozen=True)
@@ -97,3 +68,6 @@ class SealOutcome:
     detail: str = ""
     elapsed_s: float = 0.0
     packed: PackedPackage | None = None  # the sealed package packed for upload
+
+
+__all__ = ["FrameFile", "PassageCommit", "PlateRead", "SealOutcome"]

@@ -13,7 +13,7 @@ from typing import Any
 from zhichao.devices.recording import ChannelSpec, RecordingMeta
 from zhichao.station.config import StationConfig
 from zhichao.station.linking import Frame, Prediction
-from zhichao.station.messages import PlateRead
+from zhichao.station.plates import PlateRead
 from zhichao.weighing.vehicle import WeighedVehicle
 
 
