@@ -7,8 +7,8 @@ wire → a center, or the station's own service) and vision **worker processes**
 (:mod:`zhichao.station.plates`).
 
 The steps, each its own module with typed messages (:mod:`zhichao.station.messages`):
-intake and weighing (here: block → journal → :class:`~zhichao.weighing.stream.LaneProcessor`),
-linking and plates (:mod:`~zhichao.station.link_stage`), the commit
+intake and weighing (:mod:`~zhichao.station.intake`: block → journal →
+:class:`~zhichao.weighing.stream.LaneProcessor`), linking and plates (:mod:`~zhichao.station.link_stage`), the commit
 (:mod:`~zhichao.station.commit`), sealing (:mod:`~zhichao.station.seal_stage`), upload
 (:mod:`~zhichao.station.upload`). The clock and, on a simulated lane, the traffic's end
 are passed in by the launcher; nothing here knows whether the lane is simulated.
@@ -44,34 +44,27 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
 from zhichao.devices.samples import StreamSampleSource
 from zhichao.station.alarms import StageHealth
 from zhichao.station.clock import Clock
 from zhichao.station.commit import (
     Committer,
-    Ring,
     archive_committed_frames,
     remove_dead_waveform_temporaries,
 )
 from zhichao.station.config import StationConfig
 from zhichao.station.device import DRIFT_ALARM, DRIFT_STATE_KEY, DeviceRegister
-from zhichao.station.errors import JournalError
+from zhichao.station.intake import Intake
 from zhichao.station.journal import SampleJournal
 from zhichao.station.link_stage import LinkStage
 from zhichao.station.linking import CameraSpool, FrameLinker
 from zhichao.station.ops import StationMetrics
-from zhichao.station.passage import lane_meta
-from zhichao.station.resume import RING_S, DurablePosition
+from zhichao.station.resume import DurablePosition
 from zhichao.station.seal_stage import SealStage
 from zhichao.station.sealing import Sealer
 from zhichao.station.store import StationStore, utc_text
 from zhichao.station.upload import CenterLink, UploadTarget
 from zhichao.weighing.calibration_profile import CalibrationProfile
-from zhichao.weighing.pulses import DetectorSnapshot
-from zhichao.weighing.stream import LaneProcessor, LaneSnapshot
 from zhichao.weighing.vehicle import WeighedVehicle
 
 LOG = logging.getLogger("zhichao.station")
@@ -123,22 +116,18 @@ class Station:
             LOG.info("outbox of an earlier version taken over", extra={"fields": {
                 "items": adopted}})
         self.durable = DurablePosition(self.store, self.fs)  # where a restart resumes
-        self.ring: Ring = Ring()
+        self.intake = Intake(cfg, self.store, self.journal, self.durable, self.linker,
+                             self.clock, self.profile, self.stages, self.metrics,
+                             self._on_vehicle)
         self.link = LinkStage(cfg, self.linker, self.stages, self.metrics)
         self.committer = Committer(cfg, self.store, self.device, self.linker, self.durable,
-                                   self.clock, self.metrics, self.ring, self.sealer.key)
+                                   self.clock, self.metrics, self.intake.ring, self.sealer.key)
         self.seals = SealStage(self.sealer, self.store, self.stages, self.metrics)
-        self.proc: LaneProcessor | None = None
-        self.stream_index = 0  # next station stream index expected
-        self.index_offset = int(self.store.get_meta("index_offset") or 0)
-        epoch = self.store.get_meta("stream_epoch_utc")
-        self.epoch: datetime | None = (datetime.fromisoformat(epoch) if epoch else None)
         wim_off = self.store.get_meta("wim_offset_s")
         if wim_off is not None:
             self.linker.wim_offset.add(float(wim_off))
         self.source: StreamSampleSource | None = None
         self.traffic_end_index: int | None = None
-        self.replayed_samples = 0
         self.dropped_replayed = 0
         self.health_snapshot: dict[str, Any] = {}
         self.failure: BaseException | None = None
@@ -183,6 +172,13 @@ class Station:
     def sealing_stopped(self) -> str | None:
         return self.seals.stopped
 
+    @property
+    def stream_index(self) -> int:
+        return self.intake.stream_index
+
+    def _stream_time(self) -> datetime:
+        return self.intake.stream_time()
+
     # ------------------------------------------------------------------ start-up
     def _recover(self) -> None:
         self.seals.recover()
@@ -191,46 +187,7 @@ class Station:
             remove_dead_waveform_temporaries(self.committer.waveforms_dir)
         LOG.info("recovered", extra={"fields": self.seals.recovery})
 
-    def _new_processor(self, start_index: int, *, lane: LaneSnapshot | None = None,
-                       detector: DetectorSnapshot | None = None) -> LaneProcessor:
-        assert self.epoch is not None
-        return LaneProcessor(lane_meta(self.cfg, self.epoch), profile=self.profile,
-                             recording=f"station:{self.cfg.station.station_id}",
-                             start_index=start_index, lane_snapshot=lane,
-                             detector_snapshot=detector)
-
-    def _replay(self) -> None:
-        end = self.journal.end_index
-        if end is None or self.epoch is None:
-            return
-        start = max(self.durable.index, 0)
-        self.proc = self.durable.restored_processor(self._new_processor)
-        self.stream_index = start
-        for block in self.journal.replay(start):
-            gap = block.gap_before_samples
-            if block.first_index > self.stream_index:
-                gap = block.first_index - self.stream_index if gap >= 0 else -1
-            self._weigh(block.first_index, block.samples, gap)
-            self.replayed_samples += block.samples.shape[0]
-        LOG.info("journal replayed", extra={"fields": {
-            "from_index": start, "to_index": end, "samples": self.replayed_samples,
-            "detector_state_restored": self.durable.resumed_exactly}})
-
     # ------------------------------------------------------------------ weighing
-    def _weigh(self, first: int, samples: npt.NDArray[np.float32], gap: int) -> None:
-        assert self.proc is not None
-        t0 = time.perf_counter()
-        vehicles = self.proc.feed(samples, gap_before_samples=gap)
-        self.metrics.stage_latency.labels("weighing").observe(time.perf_counter() - t0)
-        self.stream_index = first + samples.shape[0]
-        self.ring.append((first, samples))
-        self.durable.note(self.proc, self.stream_index)
-        while self.ring and self.ring[0][0] + self.ring[0][1].shape[0] < (
-                self.stream_index - RING_S * self.fs):
-            self.ring.popleft()
-        for v in vehicles:
-            self._on_vehicle(v)
-
     def _on_vehicle(self, v: WeighedVehicle) -> None:
         cfg = self.cfg
         key = f"{cfg.site.site_id}-{cfg.lane.lane_id}-{v.first_sample}"
@@ -240,12 +197,8 @@ class Station:
             return
         self.link.add(v, key)
 
-    def _stream_time(self) -> datetime:
-        assert self.epoch is not None
-        return self.epoch + timedelta(seconds=self.stream_index / self.fs)
-
     def _advance_pending(self, final: bool = False) -> None:
-        if self.epoch is None:
+        if self.intake.epoch is None:
             return
         self.link.advance(self._stream_time(), final)
         for p in self.link.pop_ready():
@@ -258,7 +211,7 @@ class Station:
     def _idle_advance(self) -> None:
         """On a quiet lane (nothing weighed waits to be committed), move the durable
         position to the newest quiescent point at least 30 s back and prune the journal."""
-        if self.link.pending or self.proc is None:
+        if self.link.pending or self.intake.proc is None:
             return
         target = self.stream_index - round(IDLE_ADVANCE_S * self.fs)
         if target <= self.durable.index + round(10 * self.fs):
@@ -270,71 +223,6 @@ class Station:
             self.durable.save(con, point[0], point[1])
         self.durable.moved(point[0])
         self.journal.prune(self.durable.index)
-
-    # ------------------------------------------------------------------ intake
-    def _start_stream(self, idx: int, block: Any) -> None:
-        """The first block this station ever received: the stream's epoch, its first
-        index and the fresh state there (a restart before any commit replays from the
-        very first sample exactly as this run weighs it)."""
-        self.epoch = block.device_time_utc - timedelta(seconds=idx / self.fs)
-        fresh = self._new_processor(idx)
-        with self.store.transaction() as con:
-            self.store.set_meta(con, "stream_epoch_utc", self.epoch.isoformat())
-            # where this station's data begin (a device counter need not start at 0)
-            self.store.set_meta(con, "stream_first_index", str(idx))
-            self.durable.save(con, idx, json.dumps(fresh.lane_snapshot().to_json()))
-        self.durable.moved(idx)
-        if self.proc is None:
-            self.proc, self.stream_index = fresh, idx
-
-    def _align(self, block: Any, idx: int) -> tuple[int, npt.NDArray[np.float32], int]:
-        """The block's samples on the station's timeline: an overlap with what was weighed
-        is cut off, a device counter restart continues after a gap, lost samples are a
-        recorded gap. (first index, samples, gap before them)."""
-        gap = int(block.gap_before_samples)
-        if idx < self.stream_index:
-            overlap = self.stream_index - idx
-            if overlap < block.samples.shape[0] and block.reason in (None, "start"):
-                return self.stream_index, block.samples[overlap:], 0
-            # the device's counter restarted: continue our timeline after a gap
-            self.index_offset = self.stream_index - block.first_index
-            with self.store.transaction() as con:
-                self.store.set_meta(con, "index_offset", str(self.index_offset))
-                self.store.record_gap(con, self.stream_index, -1, block.reason or "reboot")
-            return self.stream_index, block.samples, -1
-        if idx > self.stream_index:
-            lost = idx - self.stream_index
-            gap = lost if gap >= 0 else -1
-            with self.store.transaction() as con:
-                self.store.record_gap(con, self.stream_index, lost,
-                                      block.reason or "sequence_gap")
-            self.metrics.errors.labels("wim_gap").inc()
-        return idx, block.samples, gap
-
-    def _on_block_live(self, block: Any) -> None:
-        idx = block.first_index + self.index_offset
-        if self.epoch is None:
-            self._start_stream(idx, block)
-        if self.proc is None:
-            # blocks reached an earlier run but none reached the journal (killed at once):
-            # resume at the durable position; what the device sent since is a gap
-            self.proc = self.durable.restored_processor(self._new_processor)
-            self.stream_index = max(self.durable.index, 0)
-        idx, samples, gap = self._align(block, idx)
-        if samples.shape[0] == 0:
-            return
-        wall = block.station_time_utc.timestamp()
-        dev_end = block.device_time_utc + timedelta(seconds=block.n_samples / self.fs)
-        self.linker.wim_offset.add((dev_end - self.clock.at_wall(wall)).total_seconds())
-        try:
-            self.journal.append(idx, samples, gap)
-        except JournalError as exc:  # weighing goes on; only a crash now would lose data
-            self.metrics.errors.labels("journal").inc()
-            self.stages.failed("journal", str(exc))
-        else:
-            self.stages.succeeded("journal")
-        self._weigh(idx, samples, gap)
-        self.metrics.samples.inc(samples.shape[0])
 
     # ------------------------------------------------------------------ main loop
     def run(self, stop: threading.Event, max_vehicles: int | None = None,
@@ -349,7 +237,7 @@ class Station:
         uploader: threading.Thread | None = None
         try:
             self._recover()
-            self._replay()
+            self.intake.replay()
             self._advance_pending()
             sealer.start()
             if self.center is not None:  # never waited on by the pipeline
@@ -385,7 +273,7 @@ class Station:
         while not stop.is_set():
             block = self.source.read_block(self.cfg.wim.read_timeout_s)
             if block is not None:
-                self._on_block_live(block)
+                self.intake.on_block(block)
             now = time.monotonic()
             if now - last_scan > 0.05:
                 self.linker.scan()
@@ -422,7 +310,7 @@ class Station:
         weighed vehicle is committed."""
         end = self.traffic_end_index
         return (end is not None and self.stream_index > end + TRAFFIC_TAIL_S * self.fs
-                and not self.link.pending and self.proc is not None)
+                and not self.link.pending and self.intake.proc is not None)
 
     def _drain_uploads(self, timeout_s: float) -> None:
         """At the end of a bounded run, give the uploader a moment to empty the outbox
@@ -432,7 +320,7 @@ class Station:
             LOG.warning("upload backlog left at exit", extra={"fields": self.center.status()})
 
     def _drop_stale_frames(self) -> None:
-        if self.epoch is None:
+        if self.intake.epoch is None:
             return
         horizon = self._stream_time() - timedelta(seconds=120)
         for f in self.linker.stale(horizon):
@@ -469,7 +357,7 @@ class Station:
                    "describe": h.describe()}
         return {"status": "degraded" if self.sealing_stopped or c["alarms_active"] else "ok",
                 "time_utc": utc_text(), "station_id": self.cfg.station.station_id,
-                "stream_time_utc": None if self.epoch is None else utc_text(
+                "stream_time_utc": None if self.intake.epoch is None else utc_text(
                     self._stream_time()),
                 "counts": c, "run_passages": self.run_passages, "wim": wim,
                 "clock_offsets_ms": self.linker.offsets_ms(),
