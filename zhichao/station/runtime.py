@@ -8,10 +8,11 @@ wire → a center, or the station's own service) and vision **worker processes**
 
 The steps, each its own module with typed messages (:mod:`zhichao.station.messages`):
 intake and weighing (:mod:`~zhichao.station.intake`: block → journal →
-:class:`~zhichao.weighing.stream.LaneProcessor`), linking and plates (:mod:`~zhichao.station.link_stage`), the commit
-(:mod:`~zhichao.station.commit`), sealing (:mod:`~zhichao.station.seal_stage`), upload
-(:mod:`~zhichao.station.upload`). The clock and, on a simulated lane, the traffic's end
-are passed in by the launcher; nothing here knows whether the lane is simulated.
+:class:`~zhichao.weighing.stream.LaneProcessor`), linking and plates
+(:mod:`~zhichao.station.link_stage`), the commit (:mod:`~zhichao.station.commit`),
+sealing (:mod:`~zhichao.station.seal_stage`), upload (:mod:`~zhichao.station.upload`).
+The clock and, on a simulated lane, the traffic's end are passed in by the launcher;
+nothing here knows whether the lane is simulated.
 
 Crash safety (a SIGKILL at any moment):
 
