@@ -69,11 +69,12 @@ def main() -> None:
     st = running.station
     cpu0 = time.process_time()
     t0 = time.perf_counter()
-    st.run(threading.Event(), None, running.devices_file)
+    st.run(threading.Event(), None, running.traffic_end)
     wall = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
     worker_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     children = worker_cpu.ru_utime + worker_cpu.ru_stime
+    running.stop_service()
     if running.simulator is not None:
         running.simulator.stop()
     h = st.health_snapshot

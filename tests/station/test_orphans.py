@@ -30,7 +30,7 @@ from zhichao.station.launcher import (
     attach_simulator,
     stop_simulator,
 )
-from zhichao.station.plates import PlateJob, PlateWorkers
+from zhichao.station.plates import PlateJob, PlateRead, PlateWorkers
 from zhichao.station.simlane import DEVICES_FILE, STATE_STOPPED, pid_alive
 from zhichao.testing.procs import children
 
@@ -41,7 +41,7 @@ SLACK_S = 6.0  # a loaded 2-core machine: process exit, polling
 
 
 CHILD = """
-import json, os, sys, time
+import dataclasses, json, os, sys, time
 from pathlib import Path
 from zhichao.station.plates import PlateJob, PlateWorkers
 
@@ -66,7 +66,8 @@ if __name__ == "__main__":
         deadline = time.monotonic() + 60
         while result is None and time.monotonic() < deadline:
             for _, res in workers.done():
-                result = res if isinstance(res, dict) else repr(res)
+                result = repr(res) if isinstance(res, BaseException) else \
+                    dataclasses.asdict(res)
             time.sleep(0.05)
     print(json.dumps({"children": children(), "result": result}), flush=True)
     time.sleep(600)
@@ -121,7 +122,7 @@ def test_plate_workers_close_leaves_no_worker() -> None:
         while not results and time.monotonic() < deadline:
             results = list(workers.done())
             time.sleep(0.05)
-        assert results and isinstance(results[0][1], dict), results
+        assert results and isinstance(results[0][1], PlateRead), results
         mine = {pid: cmd for pid, cmd in children(os.getpid()).items()
                 if pid not in before and "spawn_main" in cmd}
         assert len(mine) == 2, mine

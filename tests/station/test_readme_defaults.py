@@ -51,6 +51,18 @@ def test_readme_main_command_seals_verifiable_cases_on_defaults(tmp_path: Path) 
     assert all(status == "sealed" for _, status, _ in cases), (cases, out[-3000:])
     assert alarms == [], alarms
 
+    # the console's database got every passage and package through the sync wire (the
+    # station's own center on loopback), nothing left in the outbox
+    con = sqlite3.connect(data / "service.db")
+    service = con.execute("SELECT COUNT(*), COUNT(package_id) FROM passages").fetchone()
+    synced = con.execute("SELECT COUNT(*) FROM sync_passage").fetchone()[0]
+    con.close()
+    assert tuple(service) == (passages, len(cases)) and synced == passages, service
+    con = sqlite3.connect(data / "station.db")
+    left = con.execute("SELECT COUNT(*) FROM outbox WHERE state != 'done'").fetchone()[0]
+    con.close()
+    assert left == 0
+
     pub = data / "station-key.pub"  # published beside the private key, as the README says
     key = load_private_key(data / "station-key.pem")
     assert pub.read_bytes() == public_pem(key.public_key())

@@ -16,6 +16,7 @@ from zhichao.station.alarms import STAGE_ALARMS, StageHealth
 from zhichao.station.config import parse_config
 from zhichao.station.errors import JournalError
 from zhichao.station.journal import SampleJournal
+from zhichao.station.messages import SealOutcome
 from zhichao.station.runtime import Station
 from zhichao.station.store import StationStore
 
@@ -51,8 +52,9 @@ def test_failing_sealing_turns_health_degraded_until_a_seal_succeeds(tmp_path: P
             st.store.insert_case(con, "K-1")
         assert st.health()["status"] == "ok"
         for _ in range(STAGE_ALARMS["sealing"].after_failures):
-            st.seal_results.put(("error", ("K-1", "PackageError('original file missing')")))
-            st._collect_seals()
+            st.seals.outcomes.put(SealOutcome("error", "K-1",
+                                              detail="PackageError('original file missing')"))
+            st.seals.collect()
         h = st.health()
         assert h["status"] == "degraded"
         assert [a["code"] for a in h["alarms"]] == ["sealing_failed"]
@@ -60,8 +62,9 @@ def test_failing_sealing_turns_health_degraded_until_a_seal_succeeds(tmp_path: P
         res = SimpleNamespace(package_id="P-1", directory=tmp_path / "p", manifest_sha256="0",
                               log_index=0, eligibility=SimpleNamespace(status="usable",
                                                                        reasons=[]))
-        st.seal_results.put(("sealed", ("K-1", res, 0.1)))
-        st._collect_seals()
+        st.seals.outcomes.put(SealOutcome("sealed", "K-1", res,  # type: ignore[arg-type]
+                                          elapsed_s=0.1))
+        st.seals.collect()
         assert st.health()["status"] == "ok"
     finally:
         st.close()

@@ -12,8 +12,7 @@ import pytest
 from zhichao.station.clock import Clock
 from zhichao.station.errors import SealingStoppedError
 from zhichao.station.journal import SampleJournal
-from zhichao.station.linking import CameraSpool, FrameLinker
-from zhichao.station.simlane import utc_name
+from zhichao.station.linking import CameraSpool, FrameLinker, utc_name
 from zhichao.station.store import PassageRow, StationStore
 
 
@@ -119,3 +118,12 @@ def test_sealing_stops_below_free_space_threshold(tmp_path: Path) -> None:
     again = Sealer(cfg)
     assert not again.key_created  # the key is kept
     again.close()
+
+
+def test_waveform_temporaries_of_a_killed_write_are_removed_at_start(tmp_path: Path) -> None:
+    from zhichao.station.commit import remove_dead_waveform_temporaries
+
+    (tmp_path / "K-1.npz").write_bytes(b"kept")
+    (tmp_path / ".K-2.npz.4242.tmp").write_bytes(b"half")
+    assert remove_dead_waveform_temporaries(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["K-1.npz"]

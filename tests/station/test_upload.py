@@ -4,7 +4,8 @@ The center is down when the station starts (the outbox only grows, weighing goes
 station is SIGKILLed under traffic and restarted, then the center comes up. At the end
 every passage and every sealed package of the station is at the center exactly once
 (counted through the center's API, and matched item by item by content hash), nothing is
-refused or quarantined, and every sync-outbox item holds the center's receipt.
+refused or quarantined, and every outbox item holds the center's receipt. The outbox is
+one table of ``station.db``, filled in the passage's and the seal's own transactions.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ STATION_ID = "UPLOAD-TEST-01"
 
 
 def _sync_outbox(data: Path) -> dict[str, int]:
-    path = data / "sync-outbox.sqlite"
+    path = data / "station.db"
     if not path.exists():
         return {}
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
@@ -58,6 +59,13 @@ def _passages(data: Path) -> int:
         return int(query(db, "SELECT COUNT(*) FROM passages")[0][0])
     except sqlite3.Error:
         return 0
+
+
+def _outbox_gauge(metrics_port: int) -> float:
+    _, metrics = _get(f"http://127.0.0.1:{metrics_port}/metrics")
+    depth = [float(line.split()[-1]) for line in metrics.splitlines()
+             if line.startswith("zhichao_outbox_depth ")]
+    return depth[0] if depth else -1.0
 
 
 def _get(url: str) -> tuple[int, Any]:
@@ -121,11 +129,10 @@ start_utc = "2026-03-02T08:00:00Z"
             wait_for(lambda: _passages(data) >= 8 and _sync_outbox(data).get("pending", 0) >= 8,
                      timeout_s=40, what="passages queued while the center is down")
             code, health = _get(f"http://127.0.0.1:{metrics_port}/health")
-            _, metrics = _get(f"http://127.0.0.1:{metrics_port}/metrics")
             assert health["upload"]["pending"] >= 8 and health["upload"]["last_upload_utc"] is None
-            depth = [float(line.split()[-1]) for line in metrics.splitlines()
-                     if line.startswith("zhichao_outbox_depth ")]
-            assert depth and depth[0] >= 1  # the gauge is refreshed every second
+            # the gauge is refreshed every second by the pipeline
+            wait_for(lambda: _outbox_gauge(metrics_port) >= 1, timeout_s=5,
+                     what="zhichao_outbox_depth showing the backlog")
             assert _sync_outbox(data).get("done", 0) == 0
             # 2. SIGKILL under traffic, restart.
             os.kill(p.pid, signal.SIGKILL)
@@ -173,8 +180,9 @@ start_utc = "2026-03-02T08:00:00Z"
         assert tuple(service_passages) == (len(rows), len(sealed)), service_passages
         states = _sync_outbox(data)
         assert states == {"done": len(rows) + len(sealed)}
-        assert up["pending"] == 0 and up["unforwarded"] == 0 and up["last_upload_utc"]
-        con = sqlite3.connect(data / "sync-outbox.sqlite")
+        assert up["pending"] == 0 and up["last_upload_utc"]
+        assert not (data / "sync-outbox.sqlite").exists()  # one outbox, in station.db
+        con = sqlite3.connect(data / "station.db")
         for sha, rb64, rsig in con.execute(
                 "SELECT item_sha256, receipt_b64, receipt_sig FROM outbox"):
             check_receipt(rb64, rsig, center_key.public_key(), item_sha256=sha,
@@ -187,52 +195,89 @@ start_utc = "2026-03-02T08:00:00Z"
             pass
 
 
-def test_forwarding_twice_after_a_kill_between_commits_duplicates_nothing(tmp_path: Path
-                                                                         ) -> None:
-    """The forwarder commits the sync outbox first, then marks the station rows; a kill in
-    between (simulated by clearing the marks) forwards them again and adds nothing."""
+def _passage_row(key: str, rec: dict[str, Any], first: int) -> Any:
+    from zhichao.station.store import PassageRow
+
+    return PassageRow(key, "S", "1", rec["time_utc"], first, first + 10, 6, 40000.0, None,
+                      None, "within_limit", False, [], rec, "no_frame", [], None, None, None,
+                      None, [])
+
+
+def test_the_outbox_item_commits_with_its_passage_and_only_once(tmp_path: Path) -> None:
+    """No forwarding between queues: a passage's item is in the passage's transaction (a
+    rolled-back passage leaves none), and the same record queued again adds nothing."""
+    from tests.evidence.conftest import vehicle_dict
+    from zhichao.station.store import StationStore
+    from zhichao.station.sync_outbox import Outbox
+
+    key = generate_key()
+    store = StationStore(tmp_path / "station.db")
+    rec = vehicle_dict(first_sample=1000)
+    with pytest.raises(RuntimeError), store.transaction() as con:
+        store.insert_passage(con, _passage_row("k0", rec, 1000))
+        store.enqueue_passage(con, rec, STATION_ID, key)
+        raise RuntimeError("killed inside the passage's transaction")
+    outbox = Outbox(tmp_path / "station.db")
+    assert outbox.depth() == 0 and store.passage("k0") is None
+    for _ in range(2):
+        with store.transaction() as con:
+            store.enqueue_passage(con, rec, STATION_ID, key)
+    assert outbox.depth() == 1 and store.counts()["outbox_pending"] == 1
+    outbox.close()
+    store.close()
+
+
+def test_a_version_2_outbox_is_taken_over_once(tmp_path: Path) -> None:
+    """Version 2 queued rows in ``station.db`` and forwarded them to
+    ``sync-outbox.sqlite``; its first start on this version takes over the file's items
+    (states and receipts kept) and queues the rows never forwarded, except what its direct
+    copy into the station's own service had registered; a second start adds nothing."""
     from tests.evidence.conftest import vehicle_dict
     from tests.service.sync_helpers import StationKit
-    from zhichao.station.store import PassageRow, StationStore
+    from zhichao.station.store import StationStore
     from zhichao.station.sync_outbox import Outbox
-    from zhichao.station.upload import CenterLink, upload_status
+    from zhichao.station.upload import upload_status
 
     kit = StationKit(tmp_path / "kit", station_id=STATION_ID)
     folder = kit.seal(1)[0]
-    center_pub = tmp_path / "center.pub"
-    center_pub.write_bytes(public_pem(generate_key().public_key()))
-    cfg_path = tmp_path / "station.toml"
-    cfg_path.write_text(f'[station]\nstation_id = "{STATION_ID}"\ndata_dir = "data"\n'
-                        f'center_url = "http://127.0.0.1:9"\ncenter_key_file = "{center_pub}"\n',
-                        encoding="utf-8")
-    cfg = load_config(cfg_path)
-    store = StationStore(cfg.data_dir / "station.db")
+    data = tmp_path / "data"
+    data.mkdir()
+    recs = [vehicle_dict(first_sample=1000 * (i + 1)) for i in range(4)]
+    with Outbox(data / "sync-outbox.sqlite") as old:  # forwarded earlier, uploaded
+        sha, _ = old.enqueue_passage(recs[3], STATION_ID, kit.key)
+        old.mark_done(sha, "cmVjZWlwdA==", "sig")
+    con = sqlite3.connect(data / "station.db")
+    con.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, ref TEXT "
+                "NOT NULL, payload TEXT NOT NULL, created_utc TEXT NOT NULL, sent_utc TEXT, "
+                "UNIQUE (kind, ref))")
+    rows = [("passage", f"k{i}", json.dumps({"record": recs[i]})) for i in range(3)]
+    rows += [("package", "k0", "{}"), ("package", "k-missing", "{}")]
+    con.executemany("INSERT INTO outbox (kind, ref, payload, created_utc) VALUES (?, ?, ?, "
+                    "'2026-03-02T08:00:00Z')", rows)
+    con.commit()
+    con.close()
+    store = StationStore(data / "station.db")
     with store.transaction() as con:
         for i in range(3):
-            rec = vehicle_dict(first_sample=1000 * (i + 1))
-            store.insert_passage(con, PassageRow(
-                f"k{i}", "S", "1", rec["time_utc"], 1000 * (i + 1), 1000 * (i + 1) + 10, 6,
-                40000.0, None, None, "within_limit", False, [], rec, "no_frame", [], None,
-                None, None, None, []))
-            store.enqueue(con, "passage", f"k{i}", {"passage_key": f"k{i}", "record": rec})
+            store.insert_passage(con, _passage_row(f"k{i}", recs[i], 1000 * (i + 1)))
         store.insert_case(con, "k0")
-        con.execute("UPDATE cases SET status = 'sealed', package_dir = ? WHERE passage_key = "
-                    "'k0'", (str(folder),))
-        store.enqueue(con, "package", "k0", {})
-        store.enqueue(con, "package", "k-missing", {})  # a case without a package folder
-    link = CenterLink(cfg, kit.key, kit.log_dir)
-    outbox = Outbox(cfg.data_dir / "sync-outbox.sqlite")
-    assert link.forward(store, outbox) == 4
-    assert link.forward_errors == 1 and "k-missing" in str(link.last_error)
-    assert outbox.depth() == 4
-    with store.transaction() as con:  # the kill: the marks never committed
-        con.execute("UPDATE outbox SET sent_utc = NULL")
-    assert link.forward(store, outbox) == 4
-    assert outbox.depth() == 4  # idempotent by content hash
-    kinds = sorted(i["kind"] for i in outbox.items())
-    assert kinds == ["package", "passage", "passage", "passage"]
-    st = upload_status(cfg, cfg.data_dir)
-    assert st["unforwarded"] == 1 and st["sync_pending"] == 4 and st["pending"] == 5
-    assert st["last_upload_utc"] is None
-    outbox.close()
+        store.mark_sealed(con, "k0", package_id="P", package_dir=str(folder),
+                          manifest_sha256="0", log_index=0, eligibility="usable", reasons=[])
+        # version 2's direct copy had registered the first passage in its own service
+        store.set_meta(con, "service_passage_id", "1")
+    assert store.adopt_legacy_outbox(STATION_ID, kit.key, service_link_covered=True) == 4
+    assert not (data / "sync-outbox.sqlite").exists()
+    assert (data / "sync-outbox.sqlite.imported").exists()
+    with Outbox(data / "station.db") as outbox:
+        items = outbox.items()
+        assert sorted((i["kind"], i["state"]) for i in items) == [
+            ("package", "pending"), ("passage", "done"), ("passage", "pending"),
+            ("passage", "pending")]
+        assert outbox.receipt(sha) == ("cmVjZWlwdA==", "sig")
+    assert store.adopt_legacy_outbox(STATION_ID, kit.key, service_link_covered=True) == 0
     store.close()
+    cfg_path = tmp_path / "station.toml"
+    cfg_path.write_text(f'[station]\nstation_id = "{STATION_ID}"\ndata_dir = "data"\n',
+                        encoding="utf-8")
+    st = upload_status(load_config(cfg_path), data)
+    assert st["sync_pending"] == 3 and st["sync_done"] == 1 and st["pending"] == 3

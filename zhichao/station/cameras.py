@@ -28,7 +28,7 @@ from typing import Any
 from zhichao.common import write_atomic
 from zhichao.station.clock import Clock
 from zhichao.station.config import CAMERA_URL_SCHEMES
-from zhichao.station.simlane import utc_name
+from zhichao.station.linking import utc_name
 
 LOG = logging.getLogger("zhichao.station.cameras")
 URL_SCHEMES = CAMERA_URL_SCHEMES

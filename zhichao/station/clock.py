@@ -16,7 +16,10 @@ from pathlib import Path
 
 
 class Clock:
-    """UTC reference time; :meth:`at_wall` converts a wall-clock (``time.time()``) stamp."""
+    """UTC reference time; :meth:`at_wall` converts a wall-clock (``time.time()``) stamp.
+    :attr:`source_zh` names the time source in a package's clock record."""
+
+    source_zh = "站内参考时钟（GNSS/NTP 授时）"
 
     def now(self) -> datetime:
         return self.at_wall(time.time())
@@ -28,6 +31,8 @@ class Clock:
 @dataclass(frozen=True)
 class SimClock(Clock):
     """Simulated UTC: ``epoch_utc + (wall - wall0_s) × speed``."""
+
+    source_zh = "站内参考时钟（模拟授时）"
 
     epoch_utc: datetime
     wall0_s: float
@@ -54,6 +59,8 @@ class SimClock(Clock):
 class PublishedSimClock(Clock):
     """The simulator's clock, read from its ``devices.json`` once it is published there
     (the simulator publishes it when the station connects, before the first frame)."""
+
+    source_zh = SimClock.source_zh
 
     def __init__(self, devices_file: Path) -> None:
         self.devices_file = devices_file

@@ -320,58 +320,75 @@ def _utc(key: str, text: str) -> datetime:
 
 
 def validate(cfg: StationConfig) -> None:
-    """Check values (not only types); raises :class:`StationConfigError` naming the key."""
-    def need(cond: bool, key: str, problem: str) -> None:
-        if not cond:
-            raise _fail(key, problem)
+    """Check values (not only types); raises :class:`StationConfigError` naming the key.
+    Sections are checked in file order (the first problem is the one reported)."""
+    for check in (_check_station, _check_site_lane_wim, _check_device, _check_cameras,
+                  _check_pipeline, _check_simulation):
+        check(cfg)
 
+
+def _need(cond: bool, key: str, problem: str) -> None:
+    if not cond:
+        raise _fail(key, problem)
+
+
+def _check_station(cfg: StationConfig) -> None:
+    """The station's identity, its center and upload."""
     s = cfg.station
-    need(bool(s.station_id.strip()), "station.station_id", "must not be empty")
-    need(all(c.isalnum() or c in "-_" for c in s.station_id), "station.station_id",
-         "only letters, digits, '-' and '_' (it names package folders)")
-    need(s.center_url == "" or s.center_url.startswith(("http://", "https://")),
-         "station.center_url", "must be empty or an http(s):// URL")
+    _need(bool(s.station_id.strip()), "station.station_id", "must not be empty")
+    _need(all(c.isalnum() or c in "-_" for c in s.station_id), "station.station_id",
+          "only letters, digits, '-' and '_' (it names package folders)")
+    _need(s.center_url == "" or s.center_url.startswith(("http://", "https://")),
+          "station.center_url", "must be empty or an http(s):// URL")
     if s.center_url:
-        need(bool(s.center_key_file), "station.center_key_file",
-             "is required with station.center_url (the center's public key, PEM, to check "
-             "its receipts)")
+        _need(bool(s.center_key_file), "station.center_key_file",
+              "is required with station.center_url (the center's public key, PEM, to check "
+              "its receipts)")
     else:
-        need(not s.center_key_file, "station.center_key_file",
-             "is only used with station.center_url")
+        _need(not s.center_key_file, "station.center_key_file",
+              "is only used with station.center_url")
     if s.center_key_file:
         key_path = cfg.path(s.center_key_file)
-        need(key_path.is_file(), "station.center_key_file", f"{key_path} does not exist")
+        _need(key_path.is_file(), "station.center_key_file", f"{key_path} does not exist")
         try:
             load_public_key(key_path)
         except (KeyFileError, OSError) as exc:
             raise _fail("station.center_key_file",
                         f"{key_path} is not an Ed25519 public key in PEM ({exc})") from None
-    need(0.5 <= s.upload_max_delay_s <= 3600, "station.upload_max_delay_s",
-         "must be within 0.5 … 3600 s")
-    need(0 < s.upload_timeout_s <= 600, "station.upload_timeout_s", "must be in (0, 600] s")
-    need(bool(cfg.site.site_id), "site.site_id", "must not be empty")
-    need(bool(cfg.site.jurisdiction), "site.jurisdiction", "must not be empty (e.g. CN, CN-ZJ)")
+    _need(0.5 <= s.upload_max_delay_s <= 3600, "station.upload_max_delay_s",
+          "must be within 0.5 … 3600 s")
+    _need(0 < s.upload_timeout_s <= 600, "station.upload_timeout_s", "must be in (0, 600] s")
+
+
+def _check_site_lane_wim(cfg: StationConfig) -> None:
+    """Site, lane and the WIM stream's sensor geometry."""
+    _need(bool(cfg.site.site_id), "site.site_id", "must not be empty")
+    _need(bool(cfg.site.jurisdiction), "site.jurisdiction", "must not be empty (e.g. CN, CN-ZJ)")
     if cfg.site.published_utc:
         _utc("site.published_utc", cfg.site.published_utc)
-    need(bool(cfg.lane.lane_id), "lane.lane_id", "must not be empty")
+    _need(bool(cfg.lane.lane_id), "lane.lane_id", "must not be empty")
     w = cfg.wim
-    need(w.url == "sim" or w.url.startswith(("tcp://", "serial://")), "wim.url",
-         "must be \"sim\", tcp://host:port or serial:///dev/… (ZSF/1 sample stream)")
-    need(w.read_timeout_s > 0, "wim.read_timeout_s", "must be > 0")
+    _need(w.url == "sim" or w.url.startswith(("tcp://", "serial://")), "wim.url",
+          "must be \"sim\", tcp://host:port or serial:///dev/… (ZSF/1 sample stream)")
+    _need(w.read_timeout_s > 0, "wim.read_timeout_s", "must be > 0")
     if w.calibration_profile:
-        need(cfg.path(w.calibration_profile).is_file(), "wim.calibration_profile",
-             f"{cfg.path(w.calibration_profile)} does not exist")
+        _need(cfg.path(w.calibration_profile).is_file(), "wim.calibration_profile",
+              f"{cfg.path(w.calibration_profile)} does not exist")
     sn = w.sensor
-    need(len(sn.rows_x_m) >= 2, "wim.sensor.rows_x_m", "at least two rows are needed")
-    need(sn.rows_x_m[0] == 0.0, "wim.sensor.rows_x_m", "row 1 is the origin: start with 0.0")
-    need(all(b > a for a, b in zip(sn.rows_x_m, sn.rows_x_m[1:], strict=False)),
-         "wim.sensor.rows_x_m", "positions must increase downstream")
-    need(0 < sn.strip_width_m < 1, "wim.sensor.strip_width_m", "must be in (0, 1) m")
-    need(sn.sensitivity_per_n != 0, "wim.sensor.sensitivity_per_n", "must not be 0")
-    need(sn.full_scale > 0, "wim.sensor.full_scale", "must be > 0")
-    need(sn.sample_rate_hz > 0, "wim.sensor.sample_rate_hz", "must be > 0")
-    need(-50 <= sn.pavement_temperature_c <= 80, "wim.sensor.pavement_temperature_c",
-         "must be within -50 … 80 °C")
+    _need(len(sn.rows_x_m) >= 2, "wim.sensor.rows_x_m", "at least two rows are needed")
+    _need(sn.rows_x_m[0] == 0.0, "wim.sensor.rows_x_m", "row 1 is the origin: start with 0.0")
+    _need(all(b > a for a, b in zip(sn.rows_x_m, sn.rows_x_m[1:], strict=False)),
+          "wim.sensor.rows_x_m", "positions must increase downstream")
+    _need(0 < sn.strip_width_m < 1, "wim.sensor.strip_width_m", "must be in (0, 1) m")
+    _need(sn.sensitivity_per_n != 0, "wim.sensor.sensitivity_per_n", "must not be 0")
+    _need(sn.full_scale > 0, "wim.sensor.full_scale", "must be > 0")
+    _need(sn.sample_rate_hz > 0, "wim.sensor.sample_rate_hz", "must be > 0")
+    _need(-50 <= sn.pavement_temperature_c <= 80, "wim.sensor.pavement_temperature_c",
+          "must be within -50 … 80 °C")
+
+
+def _check_device(cfg: StationConfig) -> None:
+    """The WIM device's legal status and the drift monitor."""
     d = cfg.device
     for key in ("certificate_valid_from", "certificate_valid_to"):
         if getattr(d, key):
@@ -388,60 +405,72 @@ def validate(cfg: StationConfig) -> None:
     else:
         from zhichao.calibration.legal import INSTALLATION_TYPES
 
-        need(d.installation_type in INSTALLATION_TYPES, "device.installation_type",
-             f"must be one of {INSTALLATION_TYPES}")
-    need(30 <= cfg.drift.baseline_n <= 100_000, "drift.baseline_n", "must be 30 … 100000")
+        _need(d.installation_type in INSTALLATION_TYPES, "device.installation_type",
+              f"must be one of {INSTALLATION_TYPES}")
+    _need(30 <= cfg.drift.baseline_n <= 100_000, "drift.baseline_n", "must be 30 … 100000")
+
+
+def _check_cameras(cfg: StationConfig) -> None:
+    """Cameras: ids, roles, spool or URL."""
     ids = [c.camera_id for c in cfg.cameras]
-    need(len(set(ids)) == len(ids), "camera", f"camera ids must be unique, got {ids}")
+    _need(len(set(ids)) == len(ids), "camera", f"camera ids must be unique, got {ids}")
     for i, c in enumerate(cfg.cameras):
-        need(c.role in CAMERA_ROLES, f"camera[{i}].role", f"must be one of {CAMERA_ROLES}")
-        need(bool(c.camera_id), f"camera[{i}].camera_id", "must not be empty")
-        need(bool(c.spool_dir) != bool(c.url), f"camera[{i}]",
-             "give exactly one of spool_dir (pushed frames) or url (a camera opened by URL)")
+        _need(c.role in CAMERA_ROLES, f"camera[{i}].role", f"must be one of {CAMERA_ROLES}")
+        _need(bool(c.camera_id), f"camera[{i}].camera_id", "must not be empty")
+        _need(bool(c.spool_dir) != bool(c.url), f"camera[{i}]",
+              "give exactly one of spool_dir (pushed frames) or url (a camera opened by URL)")
         if c.url:
             scheme = c.url.split("://", 1)[0] if "://" in c.url else ""
-            need(scheme in CAMERA_URL_SCHEMES, f"camera[{i}].url",
-                 f"{c.url!r}: the scheme must be one of {', '.join(CAMERA_URL_SCHEMES)} "
-                 f"(e.g. rtsp://host/stream, file:///video.mp4, folder:///frames)")
-            need(0 < c.max_fps <= 60, f"camera[{i}].max_fps", "must be in (0, 60]")
-            need(0 <= c.latency_s <= 5, f"camera[{i}].latency_s", "must be within 0 … 5 s")
-        need(0 <= c.trigger_distance_m <= 200, f"camera[{i}].trigger_distance_m",
-             "must be within 0 … 200 m")
+            _need(scheme in CAMERA_URL_SCHEMES, f"camera[{i}].url",
+                  f"{c.url!r}: the scheme must be one of {', '.join(CAMERA_URL_SCHEMES)} "
+                  f"(e.g. rtsp://host/stream, file:///video.mp4, folder:///frames)")
+            _need(0 < c.max_fps <= 60, f"camera[{i}].max_fps", "must be in (0, 60]")
+            _need(0 <= c.latency_s <= 5, f"camera[{i}].latency_s", "must be within 0 … 5 s")
+        _need(0 <= c.trigger_distance_m <= 200, f"camera[{i}].trigger_distance_m",
+              "must be within 0 … 200 m")
+
+
+def _check_pipeline(cfg: StationConfig) -> None:
+    """Linking, plate reading, evidence and the HTTP ports."""
     lk = cfg.linking
-    need(0 < lk.window_s <= 5, "linking.window_s", "must be in (0, 5] s")
-    need(0 <= lk.wait_s <= 60, "linking.wait_s", "must be within 0 … 60 s")
+    _need(0 < lk.window_s <= 5, "linking.window_s", "must be in (0, 5] s")
+    _need(0 <= lk.wait_s <= 60, "linking.wait_s", "must be within 0 … 60 s")
     v = cfg.vision
-    need(v.read in ("all", "candidates", "none"), "vision.read",
-         "must be \"all\", \"candidates\" or \"none\"")
-    need(0 < v.candidate_margin <= 1.5, "vision.candidate_margin", "must be in (0, 1.5]")
-    need(1 <= v.workers <= 8, "vision.workers", "must be 1 … 8")
-    need(cfg.evidence.min_free_mb >= 0, "evidence.min_free_mb", "must be >= 0")
+    _need(v.read in ("all", "candidates", "none"), "vision.read",
+          "must be \"all\", \"candidates\" or \"none\"")
+    _need(0 < v.candidate_margin <= 1.5, "vision.candidate_margin", "must be in (0, 1.5]")
+    _need(1 <= v.workers <= 8, "vision.workers", "must be 1 … 8")
+    _need(cfg.evidence.min_free_mb >= 0, "evidence.min_free_mb", "must be >= 0")
     for key in ("metrics_port", "console_port"):
         port = getattr(cfg.http, key)
-        need(0 <= port <= 65535, f"http.{key}", "must be 0 … 65535")
+        _need(0 <= port <= 65535, f"http.{key}", "must be 0 … 65535")
+
+
+def _check_simulation(cfg: StationConfig) -> None:
+    """The simulated lane's options."""
     sim = cfg.simulation
-    need(sim.speed >= 0, "simulation.speed", "must be >= 0 (0: as fast as possible)")
-    need(sim.link in ("tcp", "pty"), "simulation.link", "must be \"tcp\" or \"pty\"")
-    need(1 <= sim.batch_vehicles <= 100, "simulation.batch_vehicles", "must be 1 … 100")
-    need(sim.max_vehicles >= 0, "simulation.max_vehicles", "must be >= 0")
-    need(0 <= sim.abnormal_fraction <= 1, "simulation.abnormal_fraction", "must be 0 … 1")
-    need(abs(sim.camera_clock_offset_ms) < 10_000, "simulation.camera_clock_offset_ms",
-         "must be within ±10 s")
-    need(0 <= sim.camera_miss_fraction <= 1, "simulation.camera_miss_fraction", "must be 0 … 1")
+    _need(sim.speed >= 0, "simulation.speed", "must be >= 0 (0: as fast as possible)")
+    _need(sim.link in ("tcp", "pty"), "simulation.link", "must be \"tcp\" or \"pty\"")
+    _need(1 <= sim.batch_vehicles <= 100, "simulation.batch_vehicles", "must be 1 … 100")
+    _need(sim.max_vehicles >= 0, "simulation.max_vehicles", "must be >= 0")
+    _need(0 <= sim.abnormal_fraction <= 1, "simulation.abnormal_fraction", "must be 0 … 1")
+    _need(abs(sim.camera_clock_offset_ms) < 10_000, "simulation.camera_clock_offset_ms",
+          "must be within ±10 s")
+    _need(0 <= sim.camera_miss_fraction <= 1, "simulation.camera_miss_fraction", "must be 0 … 1")
     if sim.start_utc:
         _utc("simulation.start_utc", sim.start_utc)
-    need(-50 < sim.drift_pct < 100, "simulation.drift_pct", "must be within -50 … 100 %")
-    need(sim.drift_pct == 0 or bool(sim.drift_start_utc), "simulation.drift_start_utc",
-         "is required with simulation.drift_pct")
+    _need(-50 < sim.drift_pct < 100, "simulation.drift_pct", "must be within -50 … 100 %")
+    _need(sim.drift_pct == 0 or bool(sim.drift_start_utc), "simulation.drift_start_utc",
+          "is required with simulation.drift_pct")
     if sim.drift_start_utc:
         _utc("simulation.drift_start_utc", sim.drift_start_utc)
-    need(sim.drift_ramp_h >= 0, "simulation.drift_ramp_h", "must be >= 0")
-    names = {f"r{r + 1}{side}" for r in range(len(sn.rows_x_m)) for side in "LR"}
+    _need(sim.drift_ramp_h >= 0, "simulation.drift_ramp_h", "must be >= 0")
+    names = {f"r{r + 1}{side}" for r in range(len(cfg.wim.sensor.rows_x_m)) for side in "LR"}
     for i, ch in enumerate(sim.drift_channels):
-        need(ch in names, f"simulation.drift_channels[{i}]",
-             f"{ch!r} is not a channel of this lane ({sorted(names)})")
-    need(len(sim.speed_kmh) == 2 and 1 <= sim.speed_kmh[0] <= sim.speed_kmh[1] <= 150,
-         "simulation.speed_kmh", "must be [low, high] within 1 … 150 km/h")
+        _need(ch in names, f"simulation.drift_channels[{i}]",
+              f"{ch!r} is not a channel of this lane ({sorted(names)})")
+    _need(len(sim.speed_kmh) == 2 and 1 <= sim.speed_kmh[0] <= sim.speed_kmh[1] <= 150,
+          "simulation.speed_kmh", "must be [low, high] within 1 … 150 km/h")
 
 
 def _device_file(cfg: StationConfig) -> Any:

@@ -11,7 +11,6 @@ verifies. Used by the crash test and ``benchmarks/station_crash.py``.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,12 +90,8 @@ class CrashReport:
                 "packages_on_disk": self.packages_on_disk, "leftovers": len(self.leftovers)}
 
 
-def _rows(db: Path, sql: str) -> list[sqlite3.Row]:
-    store = StationStore(db, readonly=True)
-    try:
-        return list(store.db.execute(sql))
-    finally:
-        store.close()
+def _read(db: Path) -> StationStore:
+    return StationStore(db, readonly=True)
 
 
 def compare(data_dir: Path, ref: list[WeighedVehicle], fs: float,
@@ -104,12 +99,13 @@ def compare(data_dir: Path, ref: list[WeighedVehicle], fs: float,
     """Compare the station's passages with ``ref``. Only vehicles within ``margin_s`` of a
     recorded gap are excused (a gap is samples the station never received: lost in the
     kernel's buffers when it died, or before its first block)."""
-    db = data_dir / "station.db"
-    rows = [dict(r) for r in _rows(db, "SELECT * FROM passages ORDER BY first_sample")]
-    gaps = [(int(r[0]), int(r[1])) for r in _rows(db, "SELECT first_index, n_samples "
-                                                      "FROM gaps")]
-    first = _rows(db, "SELECT value FROM meta WHERE key = 'stream_first_index'")
-    first_index = int(first[0][0]) if first else 0
+    store = _read(data_dir / "station.db")
+    try:
+        rows = [dict(r) for r in store.all_passages()]
+        gaps = store.gaps()
+        first_index = int(store.get_meta("stream_first_index") or 0)
+    finally:
+        store.close()
     if first_index > 0:
         gaps = [(0, first_index), *gaps]
     margin = int(margin_s * fs)
@@ -153,8 +149,11 @@ def compare(data_dir: Path, ref: list[WeighedVehicle], fs: float,
 
 def check_cases(data_dir: Path, rep: CrashReport) -> None:
     """Every case sealed once, every package verifies, no half-written file left."""
-    cases = _rows(data_dir / "station.db", "SELECT passage_key, status, package_dir "
-                                           "FROM cases")
+    store = _read(data_dir / "station.db")
+    try:
+        cases = store.cases_overview()
+    finally:
+        store.close()
     rep.cases = len(cases)
     pub = load_private_key(data_dir / "station-key.pem").public_key()
     for key, status, pkg in cases:

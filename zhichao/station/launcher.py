@@ -1,5 +1,7 @@
 """Starting a whole station: simulated devices (when ``wim.url = "sim"``), the station,
-the ops server, the web console; used by ``zhichao run``."""
+its upload target (a center, or its own service on loopback), the ops server, the web
+console; used by ``zhichao run``. The simulator's hooks (its clock, its traffic's end) are
+handed to the station here, never looked up by the pipeline."""
 
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ from typing import Any
 from zhichao.station.clock import Clock, PublishedSimClock
 from zhichao.station.config import StationConfig, parse_config
 from zhichao.station.errors import StationError
+from zhichao.station.local_service import LocalService, open_local_service
 from zhichao.station.ops import OpsServer, setup_logging
-from zhichao.station.runtime import Station
+from zhichao.station.runtime import Station, TrafficEnd, traffic_end_from
 from zhichao.station.simlane import (
     DEVICES_FILE,
     IDLE_EXIT_S,
@@ -31,6 +34,7 @@ from zhichao.station.simlane import (
     read_devices,
     wait_pid_gone,
 )
+from zhichao.station.upload import configured_target
 
 
 def config_to_json(cfg: StationConfig) -> dict[str, Any]:
@@ -129,17 +133,8 @@ def attach_simulator(cfg: StationConfig) -> tuple[Clock, str, Path] | None:
     return PublishedSimClock(path), str(info["wim_url"]), path
 
 
-def service_link(cfg: StationConfig) -> Any:
-    """The service core link, or None where the service stage is not installed."""
-    try:
-        from zhichao.station.service_link import ServiceLink
-
-        return ServiceLink(cfg)
-    except ImportError:
-        return None
-
-
-def start_console(cfg: StationConfig, link: Any) -> tuple[threading.Thread | None, str]:
+def start_console(cfg: StationConfig, link: LocalService | None
+                  ) -> tuple[threading.Thread | None, str]:
     """Serve the service console with uvicorn in a thread, on the service database."""
     if cfg.http.console_port == 0:
         return None, "网页控制台已关闭 (http.console_port = 0)"
@@ -173,6 +168,16 @@ class Running:
     simulator: SimulatorProcess | None
     devices_file: Path | None
     console_note: str
+    service: LocalService | None = None
+
+    @property
+    def traffic_end(self) -> TrafficEnd | None:
+        """For :meth:`Station.run`: a simulated lane's traffic end (None on a real lane)."""
+        return None if self.devices_file is None else traffic_end_from(self.devices_file)
+
+    def stop_service(self) -> None:
+        if self.service is not None:
+            self.service.stop()
 
 
 def start(cfg: StationConfig, *, log_stderr: bool, own_simulator: bool = True) -> Running:
@@ -192,21 +197,37 @@ def start(cfg: StationConfig, *, log_stderr: bool, own_simulator: bool = True) -
         else:
             sim = SimulatorProcess(cfg)
             clock, url, devices_file = sim.clock(), str(sim.info["wim_url"]), sim.devices_file
-    link = service_link(cfg)
-    station = Station(cfg, clock=clock, wim_url=url, service=link)
+    link = open_local_service(cfg)
+    station = Station(cfg, clock=clock, wim_url=url)
     ops = None
-    if cfg.http.metrics_port:
-        try:
-            ops = OpsServer(cfg.http.host, cfg.http.metrics_port, station.health,
-                            station.metrics).start()
-        except OSError as exc:
-            station.close()
-            if sim is not None:
-                sim.stop()
-            raise StationError(f"http.metrics_port {cfg.http.metrics_port}: cannot listen "
-                               f"({exc.strerror})") from exc
+    try:
+        connect_upload(cfg, station, link)
+        if cfg.http.metrics_port:
+            try:
+                ops = OpsServer(cfg.http.host, cfg.http.metrics_port, station.health,
+                                station.metrics).start()
+            except OSError as exc:
+                raise StationError(f"http.metrics_port {cfg.http.metrics_port}: cannot "
+                                   f"listen ({exc.strerror})") from exc
+    except BaseException:
+        station.close()
+        if link is not None:
+            link.stop()
+        if sim is not None:
+            sim.stop()
+        raise
     _, note = start_console(cfg, link)
-    return Running(station, ops, sim, devices_file, note)
+    return Running(station, ops, sim, devices_file, note, link)
+
+
+def connect_upload(cfg: StationConfig, station: Station, link: LocalService | None) -> None:
+    """The one way a passage reaches a service database: the station's outbox, uploaded
+    to the configured center, or (no center) to the station's own service on loopback."""
+    target = configured_target(cfg)
+    if target is None and link is not None:
+        target = link.serve_center(station.sealer.key, station.sealer.station.key_name)
+    if target is not None:
+        station.connect_upload(target)
 
 
 def wait_until(pred: Any, timeout_s: float) -> bool:

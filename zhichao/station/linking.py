@@ -93,6 +93,12 @@ class Frame:
     claimed_by: str | None = None
 
 
+def utc_name(t: datetime) -> str:
+    """The time part of a frame's file name (camera clock, UTC); :func:`parse_frame_name`
+    reads it back."""
+    return t.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+
+
 def parse_frame_name(name: str) -> tuple[str, datetime] | None:
     m = FRAME_NAME.match(name)
     if m is None:
@@ -228,7 +234,10 @@ class FrameLinker:
         return out
 
     def forget(self, frame: Frame) -> None:
-        self.cameras[frame.camera_id].frames.pop(frame.path.name, None)
+        self.forget_file(frame.camera_id, frame.path)
+
+    def forget_file(self, camera_id: str, path: Path) -> None:
+        self.cameras[camera_id].frames.pop(path.name, None)
 
     def stale(self, before_ref: datetime) -> list[Frame]:
         """Unclaimed frames taken before ``before_ref`` (no vehicle can want them now)."""

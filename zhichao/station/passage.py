@@ -13,6 +13,7 @@ from typing import Any
 from zhichao.devices.recording import ChannelSpec, RecordingMeta
 from zhichao.station.config import StationConfig
 from zhichao.station.linking import Frame, Prediction
+from zhichao.station.plates import PlateRead
 from zhichao.weighing.vehicle import WeighedVehicle
 
 
@@ -81,11 +82,14 @@ def opens_case(v: WeighedVehicle) -> bool:
 
 @dataclass
 class Pending:
+    """A weighed vehicle waiting for its frames and its plate (mutable: the link step
+    fills it in; the commit step turns it into a stored passage)."""
+
     vehicle: WeighedVehicle
     key: str
     record: dict[str, Any]
     predictions: list[Prediction]
     state: str = "waiting_frames"  # → reading → ready
     frames: dict[str, tuple[Frame | None, str]] = field(default_factory=dict)
-    plate: dict[str, Any] | None = None
+    plate: PlateRead | None = None
     t_emitted: float = field(default_factory=time.perf_counter)

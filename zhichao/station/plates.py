@@ -32,6 +32,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from zhichao.evidence.inputs import PlateResult
+
 _READER: Any = None
 
 #: how often a worker checks that the station (its parent) is still there
@@ -48,6 +50,32 @@ class PlateJob:
     passage_key: str
     frames: tuple[tuple[str, str, str], ...]  # (path, camera id, captured_at ISO UTC)
     axle_count: int | None
+
+
+@dataclass(frozen=True)
+class PlateRead:
+    """A plate decision (``plate`` None: nothing read, or ``error``: reading failed); what
+    a worker answers for a :class:`PlateJob`."""
+
+    plate: str | None
+    colour: str | None
+    confidence: float | None
+    accepted: bool
+    review_codes: tuple[str, ...] = ()
+    latency_s: float | None = None
+    error: str | None = None
+    worker_pid: int | None = None
+
+    @classmethod
+    def failed(cls, exc: BaseException) -> PlateRead:
+        """Reading failed: the passage goes to review without a plate."""
+        return cls(None, None, None, False, ("vision_error",), error=repr(exc))
+
+    def for_evidence(self) -> PlateResult | None:
+        if not self.plate:
+            return None
+        return PlateResult(self.plate, self.colour, self.confidence, self.accepted,
+                           self.review_codes)
 
 
 def _set_parent_death_signal() -> None:
@@ -89,8 +117,8 @@ def _init_worker(parent_pid: int) -> None:
     _READER.warm_up()
 
 
-def read_plate(job: PlateJob) -> dict[str, Any]:
-    """Runs in a worker: the plate decision as plain data."""
+def read_plate(job: PlateJob) -> PlateRead:
+    """Runs in a worker: the plate decision."""
     from zhichao.vision.vehicle import VehicleFrame, WeighedVehicleFacts, decide_vehicle
 
     t0 = time.perf_counter()
@@ -102,14 +130,8 @@ def read_plate(job: PlateJob) -> dict[str, Any]:
         frames.append(VehicleFrame(np.asarray(image, dtype=np.uint8), camera,
                                    datetime.fromisoformat(captured)))
     d = decide_vehicle(frames, _READER, WeighedVehicleFacts(axle_count=job.axle_count))
-    return {
-        "passage_key": job.passage_key, "plate": d.plate, "colour": d.colour.value,
-        "confidence": round(float(d.confidence), 4), "accepted": bool(d.accepted),
-        "review_codes": list(d.review_codes),
-        "review_zh": [r.message_zh for r in d.review_reasons],
-        "agreeing_frames": d.agreeing_frames, "frames_read": len(frames),
-        "latency_s": time.perf_counter() - t0, "worker_pid": os.getpid(),
-    }
+    return PlateRead(d.plate, d.colour.value, round(float(d.confidence), 4), bool(d.accepted),
+                     tuple(d.review_codes), time.perf_counter() - t0, worker_pid=os.getpid())
 
 
 def _worker_pid() -> int:
@@ -129,7 +151,7 @@ class PlateWorkers:
         self.workers = workers
         self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
                                         initializer=_init_worker, initargs=(os.getpid(),))
-        self.in_flight: dict[str, Future[dict[str, Any]]] = {}
+        self.in_flight: dict[str, Future[PlateRead]] = {}
         self._closed = threading.Event()
         spawned = threading.Event()
         self._spawner = threading.Thread(target=self._spawn_and_hold, args=(spawned,),
@@ -154,9 +176,9 @@ class PlateWorkers:
         """Queue ``job``; raises where the pool is broken (a worker died) or closed."""
         self.in_flight[job.passage_key] = self.pool.submit(read_plate, job)
 
-    def done(self) -> list[tuple[str, dict[str, Any] | BaseException]]:
+    def done(self) -> list[tuple[str, PlateRead | BaseException]]:
         """The finished jobs since the last call: (passage key, result or exception)."""
-        out: list[tuple[str, dict[str, Any] | BaseException]] = []
+        out: list[tuple[str, PlateRead | BaseException]] = []
         for key, fut in list(self.in_flight.items()):
             if fut.done():
                 del self.in_flight[key]

@@ -86,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"已生成站点签名密钥 {st.sealer.key_path}（公钥 "
               f"{public_key_path(st.sealer.key_path)}，用于 zhichao verify --key）")
     started = time.time()
-    worker = threading.Thread(target=st.run, args=(stop, args.vehicles, running.devices_file),
+    worker = threading.Thread(target=st.run, args=(stop, args.vehicles, running.traffic_end),
                               name="station-pipeline")
     worker.start()
     try:
@@ -107,6 +107,7 @@ def _run(args: argparse.Namespace) -> int:
     health = st.health_snapshot
     if running.ops is not None:
         running.ops.stop()
+    running.stop_service()
     # the simulated lane outlives a killed station, but ends with its station's normal end
     if running.simulator is not None:
         running.simulator.stop()

@@ -59,7 +59,7 @@ from zhichao.devices.sim.lane import SimOptions, plan_traffic, simulate_recordin
 from zhichao.devices.twins.links import PtyLink, TcpServerLink, TwinLink
 from zhichao.station.clock import SimClock
 from zhichao.station.config import StationConfig, parse_utc_key
-from zhichao.station.linking import travel_time_s
+from zhichao.station.linking import travel_time_s, utc_name
 from zhichao.station.scene import (
     front_scene,
     plate_colour_for,
@@ -81,10 +81,6 @@ STATE_RUNNING, STATE_STOPPING, STATE_STOPPED = "running", "stopping", "stopped"
 LANE_MODULE = "zhichao.station.simlane"
 
 LOG = logging.getLogger(__name__)
-
-
-def utc_name(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
 
 
 @dataclass

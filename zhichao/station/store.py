@@ -7,8 +7,9 @@ transaction (``pending_seal`` → ``sealed``); the outbox gets what the center m
 ``meta`` holds the durable stream position. A transaction is all or nothing, so a kill
 leaves no half-written row.
 
-Until the service core's models are on main, this is the station's own schema; the
-service engineer's passage/case functions will be written through beside it.
+Every SQL statement against ``station.db`` is in this module (the pipeline, the
+forwarder, ``zhichao status`` and the crash check call its methods). The service database
+is fed through the sync wire only (:mod:`zhichao.station.local_service`).
 """
 
 from __future__ import annotations
@@ -22,10 +23,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from zhichao.common import format_utc
 from zhichao.station.errors import StoreError
+from zhichao.station.sync_outbox import SCHEMA as OUTBOX_SCHEMA
+from zhichao.station.sync_outbox import (
+    PackedPackage,
+    insert_package,
+    insert_packed,
+    insert_passage,
+)
 
-SCHEMA_VERSION = 2  # 2: passages.device_reasons
+SCHEMA_VERSION = 3  # 2: passages.device_reasons; 3: the sync outbox in station.db
+LEGACY_OUTBOX = "outbox_v2"  # version 2's outbox (forwarded to a file of its own)
+LEGACY_SYNC_OUTBOX = "sync-outbox.sqlite"
 DUPLICATE_WINDOW_S = 0.3
 
 _SCHEMA = """
@@ -81,15 +93,6 @@ CREATE TABLE IF NOT EXISTS alarms (
     message_zh TEXT NOT NULL,
     detail TEXT NOT NULL,
     active INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,
-    ref TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    created_utc TEXT NOT NULL,
-    sent_utc TEXT,
-    UNIQUE (kind, ref)
 );
 CREATE TABLE IF NOT EXISTS gaps (
     id INTEGER PRIMARY KEY,
@@ -148,17 +151,24 @@ class StationStore:
                                           check_same_thread=False)
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=FULL")
-                self.db.executescript(_SCHEMA)
-                cols = {str(r[1]) for r in self.db.execute("PRAGMA table_info(passages)")}
-                if "device_reasons" not in cols:  # a version-1 database
-                    self.db.execute("ALTER TABLE passages ADD COLUMN device_reasons TEXT "
-                                    "NOT NULL DEFAULT '[]'")
+                self._create()
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT"
                                 "(key) DO UPDATE SET value = excluded.value",
                                 (str(SCHEMA_VERSION),))
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: cannot open the station database: {exc}") from exc
         self.db.row_factory = sqlite3.Row
+
+    def _create(self) -> None:
+        self.db.executescript(_SCHEMA)
+        cols = {str(r[1]) for r in self.db.execute("PRAGMA table_info(passages)")}
+        if "device_reasons" not in cols:  # a version-1 database
+            self.db.execute("ALTER TABLE passages ADD COLUMN device_reasons TEXT "
+                            "NOT NULL DEFAULT '[]'")
+        outbox = {str(r[1]) for r in self.db.execute("PRAGMA table_info(outbox)")}
+        if "sent_utc" in outbox:  # version 2: rows forwarded to a sync outbox file
+            self.db.execute(f"ALTER TABLE outbox RENAME TO {LEGACY_OUTBOX}")
+        self.db.executescript(OUTBOX_SCHEMA)
 
     def close(self) -> None:
         self.db.close()
@@ -207,9 +217,43 @@ class StationStore:
              json.dumps(p.plate_review), int(p.review_required), utc_text(),
              json.dumps(p.device_reasons, ensure_ascii=False)))
 
-    def insert_case(self, con: sqlite3.Connection, passage_key: str) -> None:
-        con.execute("INSERT INTO cases (passage_key, status, created_utc) VALUES (?, "
-                    "'pending_seal', ?)", (passage_key, utc_text()))
+    def insert_case(self, con: sqlite3.Connection, passage_key: str,
+                    material: dict[str, Any] | None = None) -> None:
+        """A case waiting to be sealed, with what its package needs (``material``)."""
+        con.execute("INSERT INTO cases (passage_key, status, created_utc, material) VALUES "
+                    "(?, 'pending_seal', ?, ?)",
+                    (passage_key, utc_text(), None if material is None
+                     else json.dumps(material, ensure_ascii=False)))
+
+    def sealed_cases(self) -> set[str]:
+        return {str(r[0]) for r in self.db.execute(
+            "SELECT passage_key FROM cases WHERE status = 'sealed'")}
+
+    def case_material(self, passage_key: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT material FROM cases WHERE passage_key = ?",
+                              (passage_key,)).fetchone()
+        if row is None or not row[0]:
+            return None
+        material: dict[str, Any] = json.loads(row[0])
+        return material
+
+    def recent_frames(self, n: int) -> list[dict[str, Any]]:
+        """The frame lists of the newest ``n`` passages (for start-up reconciliation)."""
+        out: list[dict[str, Any]] = []
+        for row in self.db.execute("SELECT frames FROM passages ORDER BY id DESC LIMIT ?",
+                                   (n,)):
+            out.extend(json.loads(row[0]))
+        return out
+
+    def cases_overview(self) -> list[sqlite3.Row]:
+        return list(self.db.execute("SELECT passage_key, status, package_dir FROM cases"))
+
+    def all_passages(self) -> list[sqlite3.Row]:
+        return list(self.db.execute("SELECT * FROM passages ORDER BY first_sample"))
+
+    def gaps(self) -> list[tuple[int, int]]:
+        return [(int(r[0]), int(r[1])) for r in self.db.execute(
+            "SELECT first_index, n_samples FROM gaps")]
 
     def mark_sealed(self, con: sqlite3.Connection, passage_key: str, *, package_id: str,
                     package_dir: str, manifest_sha256: str, log_index: int, eligibility: str,
@@ -234,11 +278,27 @@ class StationStore:
         return row
 
     # ------------------------------------------------------------------ outbox, alarms
-    def enqueue(self, con: sqlite3.Connection, kind: str, ref: str, payload: dict[str, Any]
-                ) -> None:
-        con.execute("INSERT OR IGNORE INTO outbox (kind, ref, payload, created_utc) VALUES "
-                    "(?, ?, ?, ?)", (kind, ref, json.dumps(payload, ensure_ascii=False),
-                                     utc_text()))
+    def enqueue_passage(self, con: sqlite3.Connection, record: dict[str, Any],
+                        station_id: str, key: Ed25519PrivateKey) -> None:
+        """The passage's signed record into the outbox, in the passage's transaction."""
+        insert_passage(con, record, station_id, key)
+
+    def enqueue_package(self, con: sqlite3.Connection, packed: PackedPackage) -> None:
+        """A sealed package into the outbox, in the transaction that marks it sealed."""
+        insert_packed(con, packed)
+
+    def sealed_not_queued(self) -> list[tuple[str, str]]:
+        """(passage key, package folder) of sealed cases whose package is not in the
+        outbox (a package the sealer could not pack; version-2 data)."""
+        return [(str(r[0]), str(r[1])) for r in self.db.execute(
+            "SELECT passage_key, package_dir FROM cases WHERE status = 'sealed' AND "
+            "package_dir IS NOT NULL AND manifest_sha256 NOT IN (SELECT item_sha256 FROM "
+            "outbox)")]
+
+    def enqueue_package_dir(self, directory: Path) -> None:
+        """Pack and queue a sealed package folder (start-up reconciliation)."""
+        with self.transaction() as con:
+            insert_package(con, directory)
 
     def raise_alarm(self, code: str, message_zh: str, detail: str) -> None:
         with self.transaction() as con:
@@ -256,12 +316,67 @@ class StationStore:
 
     def clear_alarm(self, code: str) -> None:
         with self.transaction() as con:
-            con.execute("UPDATE alarms SET active = 0 WHERE code = ? AND active = 1", (code,))
+            self.clear_alarm_in(con, code)
+
+    def clear_alarm_in(self, con: sqlite3.Connection, code: str) -> None:
+        con.execute("UPDATE alarms SET active = 0 WHERE code = ? AND active = 1", (code,))
 
     def record_gap(self, con: sqlite3.Connection, first_index: int, n: int, reason: str
                    ) -> None:
         con.execute("INSERT INTO gaps (first_index, n_samples, reason, time_utc) VALUES "
                     "(?, ?, ?, ?)", (first_index, n, reason, utc_text()))
+
+    # ------------------------------------------------------------------ version 2's outbox
+    def adopt_legacy_outbox(self, station_id: str, key: Ed25519PrivateKey, *,
+                            service_link_covered: bool) -> int:
+        """Version 2 had two outboxes in a row (``outbox`` here, forwarded to
+        ``sync-outbox.sqlite``) and copied passages into its own service database
+        directly. Once, on the first start of this version: the file's items (with their
+        state and receipts) are taken over, then the rows never forwarded are queued —
+        except, with ``service_link_covered`` (no center configured: they went to the
+        station's own service), those the direct copy had registered. How many items were
+        added; the file is renamed ``*.imported``."""
+        added = 0
+        legacy_file = self.path.parent / LEGACY_SYNC_OUTBOX
+        if legacy_file.exists():
+            added += self._import_sync_file(legacy_file)
+            legacy_file.rename(legacy_file.with_name(legacy_file.name + ".imported"))
+        if not self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                               (LEGACY_OUTBOX,)).fetchone():
+            return added
+        last_p = int(self.get_meta("service_passage_id") or 0) if service_link_covered else 0
+        last_c = int(self.get_meta("service_case_id") or 0) if service_link_covered else 0
+        with self.transaction() as con:
+            rows = con.execute(
+                f"SELECT o.kind, o.payload, c.package_dir FROM {LEGACY_OUTBOX} o "
+                "LEFT JOIN passages p ON p.passage_key = o.ref AND o.kind = 'passage' "
+                "LEFT JOIN cases c ON c.passage_key = o.ref AND o.kind = 'package' "
+                "WHERE o.sent_utc IS NULL AND NOT (o.kind = 'passage' AND p.id <= ?) "
+                "AND NOT (o.kind = 'package' AND c.id <= ?) ORDER BY o.id",
+                (last_p, last_c)).fetchall()
+            for kind, payload, package_dir in rows:
+                if kind == "passage":
+                    added += insert_passage(con, json.loads(payload)["record"], station_id,
+                                            key)[1]
+                elif package_dir:
+                    added += insert_package(con, Path(package_dir))[1]
+            con.execute(f"DROP TABLE {LEGACY_OUTBOX}")
+            con.execute("DELETE FROM meta WHERE key IN ('service_passage_id', "
+                        "'service_case_id')")
+        return added
+
+    def _import_sync_file(self, path: Path) -> int:
+        cols = ("item_sha256, kind, station_id, label, log_size, payload, signature, "
+                "enqueued_utc, state, attempts, next_attempt_s, last_error, receipt_b64, "
+                "receipt_sig, refusal_code, refusal_zh, finished_utc")
+        self.db.execute("ATTACH DATABASE ? AS legacy", (str(path),))
+        try:
+            with self.transaction() as con:
+                n = con.execute(f"INSERT OR IGNORE INTO main.outbox ({cols}) SELECT {cols} "
+                                "FROM legacy.outbox ORDER BY seq").rowcount
+        finally:
+            self.db.execute("DETACH DATABASE legacy")
+        return int(n)
 
     # ------------------------------------------------------------------ reads
     def counts(self) -> dict[str, int]:
@@ -276,7 +391,7 @@ class StationStore:
             "cases": "SELECT COUNT(*) FROM cases",
             "sealed": "SELECT COUNT(*) FROM cases WHERE status = 'sealed'",
             "pending_seal": "SELECT COUNT(*) FROM cases WHERE status = 'pending_seal'",
-            "outbox_pending": "SELECT COUNT(*) FROM outbox WHERE sent_utc IS NULL",
+            "outbox_pending": "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
             "alarms_active": "SELECT COUNT(*) FROM alarms WHERE active = 1",
             "gaps": "SELECT COUNT(*) FROM gaps",
         }

@@ -1,4 +1,10 @@
-"""The station's durable outbox: one SQLite file (WAL, ``synchronous=FULL``), station-local.
+"""The station's durable outbox: one SQLite table ``outbox`` (WAL, ``synchronous=FULL``).
+
+A running station keeps it in ``station.db``, where the pipeline inserts each passage's
+item in the passage's own transaction and each package's in the seal's
+(:func:`insert_passage`, :func:`insert_packed` on the store's connection): one outbox,
+nothing to forward. :class:`Outbox` opens the table in any SQLite file (``station.db``
+for the station's uploader, a file of its own for ``zhichao sync enqueue|push``).
 
 Every item is keyed by its content hash (``item_sha256``: the manifest SHA-256 of a
 package, the SHA-256 of a passage record's canonical JSON) and enqueued in one
@@ -78,6 +84,71 @@ class Item:
     attempts: int
 
 
+@dataclass(frozen=True)
+class PackedPackage:
+    """A sealed package packed for upload (:func:`pack`), ready to insert."""
+
+    manifest_sha256: str
+    station_id: str
+    package_id: str
+    checkpoint_size: int | None
+    data: bytes
+
+
+def pack(directory: Path) -> PackedPackage:
+    """Pack a sealed package folder (raises :class:`OutboxError` if it is not one)."""
+    data = pack_package(directory)
+    head = read_package_head(data, str(directory))
+    return PackedPackage(head.manifest_sha256, head.station_id, head.package_id,
+                         head.checkpoint_size, data)
+
+
+def _insert(con: sqlite3.Connection, row: dict[str, Any]) -> bool:
+    cur = con.execute(
+        "INSERT OR IGNORE INTO outbox (item_sha256, kind, station_id, label, log_size, "
+        "payload, signature, enqueued_utc) VALUES (:item_sha256, :kind, :station_id, "
+        ":label, :log_size, :payload, :signature, :enqueued_utc)", row)
+    return cur.rowcount == 1
+
+
+def has_item(con: sqlite3.Connection, item_sha256: str) -> bool:
+    return con.execute("SELECT 1 FROM outbox WHERE item_sha256 = ?", (item_sha256,)
+                       ).fetchone() is not None
+
+
+def insert_packed(con: sqlite3.Connection, packed: PackedPackage) -> bool:
+    """Insert a packed package on ``con`` (in the caller's transaction); newly added?"""
+    return _insert(con, {"item_sha256": packed.manifest_sha256, "kind": "package",
+                         "station_id": packed.station_id, "label": packed.package_id,
+                         "log_size": packed.checkpoint_size, "payload": packed.data,
+                         "signature": None, "enqueued_utc": _now_text()})
+
+
+def insert_package(con: sqlite3.Connection, directory: Path) -> tuple[str, bool]:
+    """Pack (unless already queued or sent) and insert a sealed package folder on
+    ``con``; (manifest_sha256, newly added?)."""
+    manifest = Path(directory) / MANIFEST_NAME
+    if manifest.is_file():
+        known = sha256_hex(manifest.read_bytes())
+        if has_item(con, known):
+            return known, False  # already queued or sent: no need to pack it again
+    packed = pack(directory)
+    return packed.manifest_sha256, insert_packed(con, packed)
+
+
+def insert_passage(con: sqlite3.Connection, record: Any, station_id: str,
+                   key: Ed25519PrivateKey) -> tuple[str, bool]:
+    """Sign and insert one passage record on ``con`` (in the caller's transaction);
+    (record SHA-256, newly added?)."""
+    data, signature = sign_passage(record, key)
+    sha = sha256_hex(data)
+    added = _insert(con, {"item_sha256": sha, "kind": "passage", "station_id": station_id,
+                          "label": str(record["time_utc"]), "log_size": None,
+                          "payload": data, "signature": signature,
+                          "enqueued_utc": _now_text()})
+    return sha, added
+
+
 class Outbox:
     """The outbox file at ``path`` (created if missing). Safe to share between the process
     that seals (enqueues) and the uploader process; use one uploader at a time."""
@@ -107,13 +178,6 @@ class Outbox:
         self.close()
 
     # ---------------------------------------------------------------- enqueue
-    def _insert(self, row: dict[str, Any]) -> bool:
-        cur = self._db.execute(
-            "INSERT OR IGNORE INTO outbox (item_sha256, kind, station_id, label, log_size, "
-            "payload, signature, enqueued_utc) VALUES (:item_sha256, :kind, :station_id, "
-            ":label, :log_size, :payload, :signature, :enqueued_utc)", row)
-        return cur.rowcount == 1
-
     def enqueue_package(self, directory: Path) -> tuple[str, bool]:
         """Enqueue a sealed package folder; (manifest_sha256, newly added?).
 
@@ -122,19 +186,7 @@ class Outbox:
         OutboxError
             If the folder is not a sealed package.
         """
-        manifest = Path(directory) / MANIFEST_NAME
-        if manifest.is_file():
-            known = sha256_hex(manifest.read_bytes())
-            if self._db.execute("SELECT 1 FROM outbox WHERE item_sha256 = ?", (known,)
-                                ).fetchone():
-                return known, False  # already queued or sent: no need to pack it again
-        data = pack_package(directory)
-        head = read_package_head(data, str(directory))
-        added = self._insert({"item_sha256": head.manifest_sha256, "kind": "package",
-                              "station_id": head.station_id, "label": head.package_id,
-                              "log_size": head.checkpoint_size, "payload": data,
-                              "signature": None, "enqueued_utc": _now_text()})
-        return head.manifest_sha256, added
+        return insert_package(self._db, directory)
 
     def enqueue_tree(self, packages_dir: Path) -> tuple[int, int]:
         """Enqueue every sealed package folder directly under ``packages_dir`` (those being
@@ -151,13 +203,7 @@ class Outbox:
     def enqueue_passage(self, record: Any, station_id: str, key: Ed25519PrivateKey
                         ) -> tuple[str, bool]:
         """Sign and enqueue one passage record; (record SHA-256, newly added?)."""
-        data, signature = sign_passage(record, key)
-        sha = sha256_hex(data)
-        added = self._insert({"item_sha256": sha, "kind": "passage", "station_id": station_id,
-                              "label": str(record["time_utc"]), "log_size": None,
-                              "payload": data, "signature": signature,
-                              "enqueued_utc": _now_text()})
-        return sha, added
+        return insert_passage(self._db, record, station_id, key)
 
     # ---------------------------------------------------------------- the uploader's side
     @contextmanager
@@ -246,3 +292,43 @@ class Outbox:
                 "receipt_b64", "receipt_sig", "refusal_code")
         rows = self._db.execute(f"SELECT {', '.join(cols)} FROM outbox ORDER BY seq")
         return [dict(zip(cols, r, strict=True)) for r in rows]
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+
+
+def last_done_utc(path: Path) -> str | None:
+    """The newest receipt's time in the outbox file at ``path`` (read-only), or None."""
+    if not path.exists():
+        return None
+    con = _read_only(path)
+    try:
+        row = con.execute("SELECT MAX(finished_utc) FROM outbox WHERE state = 'done'"
+                          ).fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        con.close()
+    return None if row is None or row[0] is None else str(row[0])
+
+
+def state_counts(path: Path) -> tuple[dict[str, int], str | None]:
+    """Items per state in the outbox file at ``path`` (read-only) and the oldest pending
+    item's last error."""
+    counts = {"pending": 0, "done": 0, "refused": 0}
+    last_error: str | None = None
+    if not path.exists():
+        return counts, None
+    con = _read_only(path)
+    try:
+        for state, n in con.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state"):
+            counts[str(state)] = int(n)
+        err = con.execute("SELECT last_error FROM outbox WHERE state = 'pending' AND "
+                          "last_error IS NOT NULL ORDER BY seq LIMIT 1").fetchone()
+        last_error = None if err is None else str(err[0])
+    except sqlite3.Error:
+        pass
+    finally:
+        con.close()
+    return counts, last_error

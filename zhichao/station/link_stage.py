@@ -1,0 +1,137 @@
+"""The linking and plate-reading step: weighed vehicles wait here for their frames.
+
+A weighed vehicle becomes a :class:`~zhichao.station.passage.Pending` (``waiting_frames``)
+with its predicted frame times; once every camera has delivered past its window, or the
+wait is over, its frames are linked (:class:`~zhichao.station.linking.FrameLinker`) and,
+for a plate candidate with a front frame, a :class:`~zhichao.station.plates.PlateJob`
+goes to the worker processes (``reading``); the worker's answer arrives as a
+:class:`~zhichao.station.messages.PlateRead` (``ready``). The pipeline commits ready
+passages in weighing order (:meth:`LinkStage.pop_ready`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+from zhichao.station.alarms import StageHealth
+from zhichao.station.config import StationConfig
+from zhichao.station.linking import FrameLinker, Prediction
+from zhichao.station.ops import StationMetrics
+from zhichao.station.passage import Pending, clean_json, is_plate_candidate
+from zhichao.station.plates import PlateJob, PlateRead, PlateWorkers
+from zhichao.weighing.vehicle import WeighedVehicle
+
+LOG = logging.getLogger("zhichao.station")
+
+
+class LinkStage:
+    def __init__(self, cfg: StationConfig, linker: FrameLinker, stages: StageHealth,
+                 metrics: StationMetrics) -> None:
+        self.cfg = cfg
+        self.linker = linker
+        self.stages = stages
+        self.metrics = metrics
+        self.pending: deque[Pending] = deque()
+        self.plates: PlateWorkers | None = (PlateWorkers(cfg.vision.workers)
+                                            if cfg.vision.read != "none" else None)
+
+    def add(self, v: WeighedVehicle, key: str) -> None:
+        if any(q.key == key for q in self.pending):  # the same vehicle emitted twice
+            LOG.warning("vehicle emitted twice by the weighing core; second dropped",
+                        extra={"fields": {"passage": key, "axles": v.axle_count}})
+            self.metrics.errors.labels("duplicate_vehicle").inc()
+            return
+        self.pending.append(Pending(v, key, clean_json(v.to_dict()), self._predict(v, key)))
+        self.metrics.vehicles_weighed.inc()
+
+    def _predict(self, v: WeighedVehicle, key: str) -> list[Prediction]:
+        return self.linker.predict(key, datetime.fromisoformat(v.time_utc), v.speed_kmh,
+                                   v.acceleration_ms2)
+
+    def advance(self, stream_time: datetime, final: bool = False) -> None:
+        """Link the vehicles whose frames are in (all of them when ``final``), submit
+        their plates and collect the plates read."""
+        wait = timedelta(seconds=self.cfg.linking.window_s + self.cfg.linking.wait_s)
+        wim_off = timedelta(seconds=self.linker.wim_offset.offset_s or 0.0)
+        now_ref = stream_time - wim_off
+        items = list(self.pending)
+        for q in items:  # with the offsets as measured now
+            if q.state == "waiting_frames":
+                q.predictions = self._predict(q.vehicle, q.key)
+        for i, p in enumerate(items):
+            if p.state != "waiting_frames":
+                continue
+            latest = max((q.ref_time for q in p.predictions if q.ref_time is not None),
+                         default=None)
+            ready_by_time = (latest is None or now_ref > latest + wait
+                             or all(self.linker.delivered_past(q) for q in p.predictions))
+            if not (final or ready_by_time):
+                break
+            neighbours = [q for j in (i - 1, i + 1) if 0 <= j < len(items)
+                          for q in items[j].predictions]
+            self._link(p, neighbours)
+        self._collect_plates()
+
+    def _link(self, p: Pending, neighbours: list[Prediction]) -> None:
+        t0 = time.perf_counter()
+        p.frames = self.linker.link(p.predictions, neighbours)
+        self.metrics.stage_latency.labels("linking").observe(time.perf_counter() - t0)
+        front = [f for f, st in p.frames.values() if f is not None and f.role == "front"]
+        if not (front and self.plates is not None and is_plate_candidate(p.vehicle, self.cfg)):
+            p.state = "ready"
+            return
+        job = PlateJob(p.key, tuple(
+            (str(f.path), f.camera_id, (f.ref_time or f.camera_time).isoformat())
+            for f in front), p.vehicle.axle_count)
+        try:
+            self.plates.submit(job)
+            p.state = "reading"
+        except Exception as exc:  # a broken pool: this vehicle to review, new pool
+            self._plate_failed(p, exc)
+            p.state = "ready"
+            self._restart_plate_workers()
+
+    def _collect_plates(self) -> None:
+        if self.plates is None:
+            return
+        by_key = {q.key: q for q in self.pending}
+        for key, res in self.plates.done():
+            p = by_key.get(key)
+            if p is None:
+                continue
+            if isinstance(res, BaseException):
+                self._plate_failed(p, res)
+            else:
+                self.metrics.stage_latency.labels("plate").observe(res.latency_s or 0.0)
+                self.stages.succeeded("plates")
+                p.plate = res
+            p.state = "ready"
+
+    def _plate_failed(self, p: Pending, exc: BaseException) -> None:
+        """The plate could not be read: the passage goes to review without a plate."""
+        LOG.error("plate reading failed", extra={"fields": {
+            "passage": p.key, "error": repr(exc)}})
+        self.metrics.errors.labels("vision").inc()
+        self.stages.failed("plates", f"{p.key}: {exc!r}")
+        p.plate = PlateRead.failed(exc)
+
+    def _restart_plate_workers(self) -> None:
+        if self.plates is None:
+            return
+        with contextlib.suppress(Exception):
+            self.plates.close()
+        self.plates = PlateWorkers(self.cfg.vision.workers)
+
+    def pop_ready(self) -> Iterator[Pending]:
+        """The ready passages at the head, in weighing order (each removed when taken)."""
+        while self.pending and self.pending[0].state == "ready":
+            yield self.pending.popleft()
+
+    def close(self) -> None:
+        if self.plates is not None:
+            self.plates.close()
