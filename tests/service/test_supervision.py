@@ -21,7 +21,7 @@ from zhichao.evidence.canonical import canonicalize
 from zhichao.evidence.merkle import MerkleLog
 from zhichao.evidence.package import Station
 from zhichao.evidence.signing import generate_key
-from zhichao.service import audit, events, ingest, supervision, workflow
+from zhichao.service import audit, duties, events, ingest, supervision, workflow
 from zhichao.service import supervision_reports as reports
 from zhichao.service.db import session_factory, transaction
 from zhichao.service.errors import (
@@ -238,3 +238,8 @@ def test_typical_cases_are_masked(db: Engine, sealed: Sealed) -> None:
     blob = reports.typical_csv(rows) + pdf_text(reports.typical_pdf(rows))
     assert "54321" not in blob and "浙B" not in blob and str(vin) not in blob
     assert "六轴货车超限百分之二十六" in blob
+
+
+def test_docs_carry_the_supervision_duties() -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "service.md"
+    assert duties.supervision_markdown_table() in docs.read_text(encoding="utf-8")
