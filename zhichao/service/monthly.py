@@ -28,7 +28,7 @@ from zhichao.service import stats
 from zhichao.service.errors import InvalidInputError, WorkflowError
 from zhichao.service.models import Device, Lane, Passage, Site
 from zhichao.service.report_pdf import Report, beijing
-from zhichao.service.workdays import CHINA_TZ
+from zhichao.service.workdays import CHINA_TZ, china_date
 from zhichao.service.workflow import STATES_ZH
 
 FORMAT = "zhichao.monthly/1"
@@ -57,43 +57,52 @@ def _sites(session: Session) -> list[str]:
     return sorted(found)
 
 
-def devices(session: Session, start: datetime, end: datetime,
-            site_id: str | None = None) -> dict[str, Any]:
-    """Per device: days with passages / days in the period (percent); drift alarms."""
+def device_days(session: Session, start: datetime, end: datetime) -> dict[str, int]:
+    """Per device: the number of China days in ``[start, end)`` with at least one passage
+    (one pass over the period's passages)."""
+    seen: set[tuple[str, Any]] = set()
+    stmt = (select(Passage.device_id, Passage.time_utc)
+            .where(Passage.time_utc >= start, Passage.time_utc < end,
+                   Passage.device_id.is_not(None))
+            .execution_options(yield_per=10_000))
+    for device_id, moment in session.execute(stmt):
+        if device_id is not None:
+            seen.add((device_id, china_date(moment)))
+    days: dict[str, int] = {}
+    for device_id, _day in seen:
+        days[device_id] = days.get(device_id, 0) + 1
+    return days
+
+
+def devices(session: Session, start: datetime, end: datetime, site_id: str | None,
+            days_by_device: dict[str, int]) -> dict[str, Any]:
+    """Per device of the site (all sites: every device): availability in percent of the
+    period's days; and the drift alarms."""
     stmt = select(Device, Lane).outerjoin(Lane, Lane.id == Device.lane_id)
     rows = [(d, ln) for d, ln in session.execute(stmt)
             if site_id is None or (ln is not None and ln.site_id == site_id)]
-    days = max(round((end - start) / timedelta(days=1)), 1)
-    seen: dict[str, int] = {d.device_id: 0 for d, _ln in rows}
-    day = start
-    while day < end and seen:
-        nxt = day + timedelta(days=1)
-        active = session.scalars(select(Passage.device_id).where(
-            Passage.time_utc >= day, Passage.time_utc < nxt,
-            Passage.device_id.in_(list(seen))).distinct())
-        for device_id in active:
-            if device_id is not None:
-                seen[device_id] += 1
-        day = nxt
+    period_days = max(round((end - start) / timedelta(days=1)), 1)
     drift = sum(1 for d, _ln in rows if d.health == "drift_alarm"
                 and d.health_updated_utc is not None and start <= d.health_updated_utc < end)
-    return {"availability_pct": {k: round(100 * v / days, 1) for k, v in seen.items()},
+    return {"availability_pct": {d.device_id: round(
+                100 * days_by_device.get(d.device_id, 0) / period_days, 1) for d, _ln in rows},
             "drift_alarms": drift}
 
 
-def _block(session: Session, start: datetime, end: datetime,
-           site_id: str | None) -> dict[str, Any]:
+def _block(session: Session, start: datetime, end: datetime, site_id: str | None,
+           days_by_device: dict[str, int]) -> dict[str, Any]:
     return {"figures": stats.period_figures(session, start, end, site_id),
             **stats.breakdowns(session, start, end, site_id),
-            "devices": devices(session, start, end, site_id)}
+            "devices": devices(session, start, end, site_id, days_by_device)}
 
 
 def _report(session: Session, start: datetime, end: datetime, **head: Any) -> dict[str, Any]:
+    days = device_days(session, start, end)
     return {"format": FORMAT, **head, "time_zone": "UTC+08:00",
             "start_utc": start.isoformat(), "end_utc": end.isoformat(),
             "labels_zh": stats.LABELS_ZH, "device_note_zh": DEVICE_NOTE_ZH,
-            "total": _block(session, start, end, None),
-            "sites": {s: _block(session, start, end, s) for s in _sites(session)}}
+            "total": _block(session, start, end, None, days),
+            "sites": {s: _block(session, start, end, s, days) for s in _sites(session)}}
 
 
 def monthly_report(session: Session, year: int, month: int,
