@@ -157,7 +157,14 @@ def test_campaign_end_to_end(db: Engine, sealed: Sealed, tmp_path: Path) -> None
             supervision.close_campaign(s, c, s.get(User, chief.id))
     for case_id in sample_ids[1:]:
         score(reviewer, case_id)
-    score(dual, sample_ids[1])
+    with transaction(f) as s:  # the dual-role reviewer has not scored yet
+        c = s.get(ReviewCampaign, campaign_id)
+        assert c is not None
+        assert supervision.outstanding(s, c) == [(i, dual.id) for i in sample_ids
+                                                 if i != handled]
+    for case_id in sample_ids:
+        if case_id != handled:
+            score(dual, case_id)
     with transaction(f) as s:
         c = s.get(ReviewCampaign, campaign_id)
         assert c is not None
@@ -179,12 +186,13 @@ def test_campaign_end_to_end(db: Engine, sealed: Sealed, tmp_path: Path) -> None
         {"item": k, "count": 1, "text_zh": supervision.CHECKLIST[k].text_zh,
          "source_zh": supervision.CHECKLIST[k].source_zh}
         for k in ("procedure.notice", "discretion.standard")]
-    assert report["scored_files"] == len(sample_ids) + 1
+    assert report["scored_files"] == 2 * len(sample_ids) - 1
     first = next(c for c in report["cases"] if c["case_id"] == sample_ids[0])
-    assert first["scores"][0]["total"] == 86 and first["grade_zh"] == "合格"
+    assert first["scores"][0]["total"] == 86 and first["mean_total"] == 93.0
+    assert first["grade_zh"] == "优秀"
     assert "U-" in first["scores"][0]["reviewer"]
     text = reports.campaign_csv(report)
-    assert len(text.splitlines()) == 1 + len(sample_ids) + 1
+    assert len(text.splitlines()) == 1 + 2 * len(sample_ids) - 1
     assert "补充告知并重新计算期限" in text and report["report_sha256"] in text
     pdf = pdf_text(reports.campaign_pdf(report))
     assert "案卷评查报告" in pdf and "补充告知并重新计算期限" in pdf and "北京时间" in pdf

@@ -46,7 +46,7 @@ def test_campaign_through_the_api(api: Api) -> None:
         "checklist": dict(ALL_MET, **{"law.basis": False})})
     assert r.status_code == 422 and "问题" in r.json()["message_zh"]
     r = api.client.post(f"{BASE}/campaigns/{cid}/close", headers=chief)
-    assert r.status_code == 409 and "未评查" in r.json()["message_zh"]
+    assert r.status_code == 409 and "未经全部评查人员评分" in r.json()["message_zh"]
     for i, row in enumerate(campaign["sample"]):
         checklist = dict(ALL_MET, **{"law.basis": i != 0})
         r = api.client.post(f"{BASE}/campaigns/{cid}/scores", headers=legal, json={

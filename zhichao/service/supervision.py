@@ -361,18 +361,39 @@ def build_report(session: Session, campaign: ReviewCampaign) -> dict[str, Any]:
     }
 
 
+def outstanding(session: Session, campaign: ReviewCampaign) -> list[tuple[int, int | None]]:
+    """(case, reviewer) pairs still to score: every reviewer of the campaign scores every
+    file of the sample, except the files they handled; a file every reviewer handled is
+    listed with reviewer ``None`` (another reviewer must be found)."""
+    done = {(case_id, reviewer_id) for case_id, reviewer_id in session.execute(
+        select(CampaignScore.case_id, CampaignScore.reviewer_id)
+        .where(CampaignScore.campaign_id == campaign.id))}
+    missing: list[tuple[int, int | None]] = []
+    for row in sample(session, campaign):
+        case = session.get(Case, row.case_id)
+        assert case is not None
+        barred = handlers(session, case)
+        eligible = [r for r in campaign.reviewer_ids if r not in barred]
+        if not eligible:
+            missing.append((row.case_id, None))
+        missing.extend((row.case_id, r) for r in eligible if (row.case_id, r) not in done)
+    return missing
+
+
 def close_campaign(session: Session, campaign: ReviewCampaign, user: User, *,
                    now: datetime | None = None) -> ReviewCampaign:
     """Freeze the report, hash it, queue its hash into every sampled case's evidence
-    history, and close the campaign. Every case of the sample must be scored."""
+    history, and close the campaign. Every reviewer must have scored every file they may
+    score (:func:`outstanding`)."""
     now = now or utc_now()
     duties.check_supervision("close-campaign", user)
     _require_open(campaign)
+    missing = outstanding(session, campaign)
+    if missing:
+        files = sorted({case_id for case_id, _r in missing})
+        raise WorkflowError(f"unscored case files (case, reviewer): {missing}",
+                            f"尚有 {len(files)} 件案卷未经全部评查人员评分，不能结束评查")
     report = build_report(session, campaign)
-    unscored = [c["case_id"] for c in report["cases"] if not c["scores"]]
-    if unscored:
-        raise WorkflowError(f"unscored case files: {unscored}",
-                            f"尚有 {len(unscored)} 件案卷未评查，不能结束评查")
     report["closed_utc"] = now.isoformat()
     digest = hashlib.sha256(canonicalize(report)).hexdigest()
     campaign.report, campaign.report_sha256 = report, digest
