@@ -251,3 +251,14 @@ def test_typical_cases_are_masked(db: Engine, sealed: Sealed) -> None:
 def test_docs_carry_the_supervision_duties() -> None:
     docs = Path(__file__).resolve().parents[2] / "docs" / "service.md"
     assert duties.supervision_markdown_table() in docs.read_text(encoding="utf-8")
+
+
+def test_the_supervisor_role_is_known_to_a_fresh_process() -> None:
+    import subprocess
+    import sys
+
+    code = ("import zhichao.service.accounts as a; "
+            "assert a.ROLES_ZH['supervisor'] == '执法监督员'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
