@@ -97,9 +97,11 @@ DUTIES: dict[str, Duty] = {d.action: d for d in (
 )}
 
 # Staff reads: which roles see what (the API, the console and the docs read this).
+# Supervisors read case files and their evidence for 案卷评查 (issue 22).
 CASE_READ = ("technical_reviewer", "legal_reviewer", "decision_maker", "auditor",
-             "station_operator")  # station operators: their own station only
-EVIDENCE_READ = ("technical_reviewer", "legal_reviewer", "decision_maker", "auditor")
+             "station_operator", "supervisor")  # station operators: their own station only
+EVIDENCE_READ = ("technical_reviewer", "legal_reviewer", "decision_maker", "auditor",
+                 "supervisor")
 REGISTRY_READ = (*CASE_READ, "administrator")
 STATISTICS_READ = ("auditor", "decision_maker", "administrator")
 AUDIT_READ = ("auditor",)

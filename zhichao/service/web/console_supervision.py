@@ -147,6 +147,8 @@ def campaign(request: Request, pages: PagesDep, campaign_id: CampaignId) -> Resp
                and user.id not in [s.reviewer_id for s in scored.get(case.id, [])]
                for _r, case in rows}
         return {"c": c, "rows": rows, "scored": scored, "may": may,
+                "outstanding": supervision.outstanding(session, c) if c.state == "open"
+                else [],
                 "report": reports.campaign_report(session, c),
                 "is_supervisor": bool(user.role_set.intersection(ROLE["close-campaign"]))}
     return _page(request, pages, "supervision_campaign.html", READ, build)
