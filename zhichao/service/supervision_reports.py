@@ -91,7 +91,7 @@ def campaign_pdf(report: dict[str, Any]) -> bytes:
                          s["reviewer"], s["total"], supervision.grade_zh(s["total"]),
                          s["problems_zh"] or "—", s["correction_zh"] or "—"))
     doc.table(("案卷", "检测点", "抽取", "评查人", "得分", "等次", "问题", "整改要求"), rows,
-              widths=(13, 20, 12, 17, 12, 14, 46, 46))
+              widths=(12, 26, 11, 17, 11, 11, 46, 46))
     doc.paragraph("依据：《行政处罚法》第七十五条（行政执法监督）；种子计划：每年度组织不少于1次的"
                   "执法案卷评查活动，各类案卷一般抽查数量不少于10件，实际案卷少于10件的按实际"
                   "数量评查。评查人员不评查本人办理的案卷（第四十三条，回避）。")
