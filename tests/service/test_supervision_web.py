@@ -24,7 +24,7 @@ __all__ = ["browser", "server"]  # fixtures used by name
 def _open_campaign(page: Any, base: str, web: Web) -> int:
     page.goto(f"{base}/console/")
     page.click('header a[href="/console/supervision"]')
-    assert "案卷评查活动" in page.content()
+    assert "案卷评查活动" in page.content() and page.locator("#yearly").count() == 1
     form = "#form-open-campaign"
     page.fill(f"{form} input[name=title]", "浏览器评查")
     page.fill(f"{form} input[name=period_start]", "2020-01-01")

@@ -105,7 +105,10 @@ def overview(request: Request, pages: PagesDep) -> Response:
     def build(session: Any, user: User) -> dict[str, Any]:
         campaigns = list(session.scalars(select(ReviewCampaign)
                                          .order_by(ReviewCampaign.id.desc())))
+        year = utc_now().astimezone(CHINA_TZ).year
+        held = any(c.opened_utc.astimezone(CHINA_TZ).year == year for c in campaigns)
         return {"campaigns": campaigns, "reviewers": _reviewer_choices(session),
+                "this_year": year, "held_this_year": held,
                 "states_all": workflow.STATES_ZH,
                 "may_open": bool(user.role_set.intersection(ROLE["open-campaign"]))}
     return _page(request, pages, "supervision.html", READ, build)
