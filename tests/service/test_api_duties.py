@@ -97,7 +97,8 @@ def test_openapi_describes_every_answer_and_the_duties(api: Api) -> None:
                     assert "$ref" in body["schema"], (method, path, body)
                 else:  # a file: zip, image, a JSON file of the package, CSV
                     assert media_type in {"application/zip", "image/jpeg", "image/png",
-                                          "application/json", "text/csv"}, (path, media_type)
+                                          "application/json", "text/csv",
+                                          "application/pdf"}, (path, media_type)
             if op.get("x-roles"):
                 assert {"401", "403"} <= set(op["responses"]), (method, path)
             action = path.rsplit("/", 1)[-1]

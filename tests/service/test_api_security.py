@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from tests.service.conftest import Api, Sealed, drop_schema, make_api, new_case
 from tests.service.test_api import JPEG, walk_to_notified
 from zhichao.common import utc_now
-from zhichao.service import ingest, owners
+from zhichao.service import accounts, ingest, owners
 from zhichao.service.db import transaction
 from zhichao.service.errors import RateLimitedError
 from zhichao.service.models import Case, Statement
@@ -337,8 +337,9 @@ def test_station_operator_sees_only_own_station(sec: Api) -> None:
 
 
 def test_logins_are_rate_limited(tmp_path: Any, sealed: Sealed) -> None:
-    api = make_api("sqlite", tmp_path, sealed, login_per_client_per_minute=8)
-    # make_api itself logged in the six role users; two more attempts are allowed.
+    roles = len(accounts.ROLES_ZH)
+    api = make_api("sqlite", tmp_path, sealed, login_per_client_per_minute=roles + 2)
+    # make_api itself logged in one user per role; two more attempts are allowed.
     codes = [api.client.post("/api/v1/auth/login", json={"username": "nobody",
                                                          "password": "wrong password"}
                              ).status_code for _ in range(4)]

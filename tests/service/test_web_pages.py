@@ -153,15 +153,16 @@ def test_roles_on_pages(web: Web) -> None:
     case_id = web.cases[0].id
     allowed = {
         "/console/": {"technical_reviewer", "legal_reviewer", "decision_maker", "auditor",
-                      "station_operator"},
+                      "station_operator", "supervisor"},
         f"/console/cases/{case_id}": {"technical_reviewer", "legal_reviewer",
-                                      "decision_maker", "auditor", "station_operator"},
+                                      "decision_maker", "auditor", "station_operator",
+                                      "supervisor"},
         f"/console/cases/{case_id}/package": {"technical_reviewer", "legal_reviewer",
-                                              "decision_maker", "auditor"},
+                                              "decision_maker", "auditor", "supervisor"},
         "/console/devices": {"technical_reviewer", "legal_reviewer", "decision_maker",
-                             "auditor", "station_operator", "administrator"},
+                             "auditor", "station_operator", "administrator", "supervisor"},
         "/console/dashboard": {"technical_reviewer", "legal_reviewer", "decision_maker",
-                               "auditor", "station_operator", "administrator"},
+                               "auditor", "station_operator", "administrator", "supervisor"},
     }
     for role in web.users:
         client = login(web, role)

@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from zhichao import __version__
 from zhichao.service import events, owners
 from zhichao.service.api import ROUTERS
+from zhichao.service.api import supervision as supervision_api
 from zhichao.service.api.deps import API
 from zhichao.service.db import make_engine, session_factory, upgrade
 from zhichao.service.errors import ServiceError
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_middleware(app, settings)
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(supervision_api.router)
     return app
 
 

@@ -45,11 +45,13 @@ PRIOR_ZH: dict[str, str] = {
     "technical_review": "技术审核人",
     "legal_review": "法制审核人",
     "manual_override": "人工修正人（或修正站点的人员）",
+    "handled": "办案人员（曾办理本案任一环节）",
 }
 PRIOR_EN: dict[str, str] = {
     "technical_review": "the technical reviewer",
     "legal_review": "the legal reviewer",
     "manual_override": "the maker of the manual override or an operator of its own station",
+    "handled": "a handler of the case (took part in any step of it)",
 }
 
 
@@ -95,13 +97,58 @@ DUTIES: dict[str, Duty] = {d.action: d for d in (
 )}
 
 # Staff reads: which roles see what (the API, the console and the docs read this).
+# Supervisors read case files and their evidence for 案卷评查 (issue 22).
 CASE_READ = ("technical_reviewer", "legal_reviewer", "decision_maker", "auditor",
-             "station_operator")  # station operators: their own station only
-EVIDENCE_READ = ("technical_reviewer", "legal_reviewer", "decision_maker", "auditor")
+             "station_operator", "supervisor")  # station operators: their own station only
+EVIDENCE_READ = ("technical_reviewer", "legal_reviewer", "decision_maker", "auditor",
+                 "supervisor")
 REGISTRY_READ = (*CASE_READ, "administrator")
 STATISTICS_READ = ("auditor", "decision_maker", "administrator")
 AUDIT_READ = ("auditor",)
 USER_ADMIN = ("administrator",)
+
+# ---- supervision of the enforcement itself (issue 22) ------------------------------------
+# The supervisor role (执法监督) is declared here with its duties until ``accounts.ROLES_ZH``
+# lists it itself; create_user reads ROLES_ZH at call time.
+ROLES_ZH.setdefault("supervisor", "执法监督员")
+SUPERVISION_LAW = "《行政处罚法》第七十五条（行政执法监督、评议、考核）"
+SEED_PLAN_REVIEW = ("种子计划（issue 22 引文）：每年度组织不少于1次的执法案卷评查活动，"
+                    "各类案卷一般抽查数量不少于10件，实际案卷少于10件的按实际数量评查")
+DISCLOSURE_GUIDE = ("国务院办公厅《关于全面推行行政执法公示制度执法全过程记录制度重大执法决定"
+                    "法制审核制度的指导意见》（国办发〔2018〕118号）：每年1月31日前公开上年度"
+                    "行政执法总体情况有关数据")
+
+
+@dataclass(frozen=True)
+class SupervisionDuty:
+    """One supervision action: who may do it, which earlier part in a case bars them."""
+
+    action: str
+    label_zh: str
+    roles: tuple[str, ...]
+    barred: tuple[str, ...]
+    source_zh: str
+    effective: date = LAW_EFFECTIVE
+    confirmed: bool = True
+
+
+SUPERVISION_DUTIES: dict[str, SupervisionDuty] = {d.action: d for d in (
+    SupervisionDuty("open-campaign", "发起案卷评查", ("supervisor",), (),
+                    f"{SUPERVISION_LAW}；{SEED_PLAN_REVIEW}", confirmed=False),
+    SupervisionDuty("add-case", "指定评查案卷（集中评查）", ("supervisor",), (),
+                    f"{SUPERVISION_LAW}；{SEED_PLAN_REVIEW}", confirmed=False),
+    SupervisionDuty("score", "案卷评分", ("supervisor", "legal_reviewer"), ("handled",),
+                    f"{SUPERVISION_LAW}；{LAW}第四十三条（回避：不评查本人办理的案卷）",
+                    confirmed=False),
+    SupervisionDuty("close-campaign", "评查结束并出具报告", ("supervisor",), (),
+                    f"{SUPERVISION_LAW}；{LAW}第四十七条（全过程记录）", confirmed=False),
+    SupervisionDuty("mark-typical", "标记典型案例", ("supervisor",), (),
+                    f"{LAW}第四十八条（公开）；《个人信息保护法》第二十八条、第五十一条（去标识化）",
+                    confirmed=False),
+    SupervisionDuty("statistics", "月度统计与年报", ("supervisor", *STATISTICS_READ), (),
+                    DISCLOSURE_GUIDE, effective=date(2018, 12, 5)),
+)}
+SUPERVISION_READ = ("supervisor", "legal_reviewer", "auditor")
 
 
 def duty(action: str) -> Duty:
@@ -115,6 +162,10 @@ def was(part: str, user: User, case: Case) -> bool:
         return case.technical_reviewer_id == user.id
     if part == "legal_review":
         return case.legal_reviewer_id == user.id
+    if part == "handled":
+        return user.id in {case.technical_reviewer_id, case.legal_reviewer_id,
+                           case.manual_override_by} or any(
+            e.actor_id == user.id for e in case.events)
     if part == "manual_override":
         return bool(case.manual_override) and (
             case.manual_override_by == user.id
@@ -178,5 +229,31 @@ def markdown_table() -> str:
         confirmed = "yes" if row.confirmed else "no (interpretation)"
         lines.append(f"| `{row.action}` | {row.label_zh} | {', '.join(row.from_states)} | "
                      f"{', '.join(row.roles)} | {barred} | {row.source_zh} | "
+                     f"{row.effective.isoformat()} | {confirmed} |")
+    return "\n".join(lines)
+
+
+def check_supervision(action: str, user: User, case: Case | None = None) -> SupervisionDuty:
+    """Refuse (403, zh-CN) a user without one of the action's roles, or (with ``case``)
+    one whose earlier part in the case bars them; else the row."""
+    row = SUPERVISION_DUTIES[action]
+    require_role(user, *row.roles)
+    part = None if case is None else next((p for p in row.barred if was(p, user, case)), None)
+    if part is not None and case is not None:
+        raise PermissionDeniedError(
+            f"user {user.username} is {PRIOR_EN[part]} of case {case.id} and may not do "
+            f"{action} ({row.source_zh})",
+            f"您是本案的{PRIOR_ZH[part]}，不得办理“{row.label_zh}”（{row.source_zh}）")
+    return row
+
+
+def supervision_markdown_table() -> str:
+    """The supervision rows as Markdown (``docs/service.md`` carries this text)."""
+    lines = ["| Action | 中文 | Roles | Not by (same case) | Legal source | In force | "
+             "Confirmed |", "|---|---|---|---|---|---|---|"]
+    for row in SUPERVISION_DUTIES.values():
+        confirmed = "yes" if row.confirmed else "no (interpretation)"
+        lines.append(f"| `{row.action}` | {row.label_zh} | {', '.join(row.roles)} | "
+                     f"{', '.join(row.barred) or '—'} | {row.source_zh} | "
                      f"{row.effective.isoformat()} | {confirmed} |")
     return "\n".join(lines)

@@ -340,3 +340,72 @@ class EvidenceEvent(Base):
     log_origin: Mapped[str | None] = mapped_column(String(200))
     log_index: Mapped[int | None]
     appended_utc: Mapped[datetime | None]
+
+
+# ---- supervision (issue 22): 案卷评查 campaigns and typical cases --------------------------
+
+class ReviewCampaign(Base):
+    """A 案卷评查 campaign: its period and scope, the recorded sample seed, its reviewers and,
+    once closed, the frozen report (canonical JSON) with its SHA-256."""
+
+    __tablename__ = "review_campaigns"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title_zh: Mapped[str] = mapped_column(String(200))
+    period_start: Mapped[date] = mapped_column(Date)  # China dates, inclusive
+    period_end: Mapped[date] = mapped_column(Date)
+    site_ids: Mapped[list[Any]] = mapped_column(JSON)  # empty: every site
+    states: Mapped[list[Any]] = mapped_column(JSON)  # empty: every state
+    seed: Mapped[str] = mapped_column(String(64))
+    min_sample: Mapped[int] = mapped_column(Integer)
+    reviewer_ids: Mapped[list[Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))  # open | closed
+    opened_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    opened_utc: Mapped[datetime]
+    closed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    closed_utc: Mapped[datetime | None]
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    report_sha256: Mapped[str | None] = mapped_column(String(64))
+
+
+class CampaignCase(Base):
+    """One case file in a campaign's sample: drawn at random (``rank`` in the draw) or
+    added on purpose by the supervisor."""
+
+    __tablename__ = "campaign_cases"
+    __table_args__ = (UniqueConstraint("campaign_id", "case_id", name="uq_campaign_cases"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("review_campaigns.id"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    how: Mapped[str] = mapped_column(String(16))  # random | chosen
+    rank: Mapped[int | None]
+
+
+class CampaignScore(Base):
+    """One reviewer's scoring of one case file: the checklist, the five dimension scores
+    derived from it, the problems found and the correction asked for."""
+
+    __tablename__ = "campaign_scores"
+    __table_args__ = (UniqueConstraint("campaign_id", "case_id", "reviewer_id",
+                                       name="uq_campaign_scores"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("review_campaigns.id"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    checklist: Mapped[dict[str, Any]] = mapped_column(JSON)  # item key -> true (met) / false
+    scores: Mapped[dict[str, Any]] = mapped_column(JSON)  # dimension key -> points
+    total: Mapped[int] = mapped_column(Integer)
+    problems_zh: Mapped[str | None] = mapped_column(Text)
+    correction_zh: Mapped[str | None] = mapped_column(Text)
+    time_utc: Mapped[datetime]
+
+
+class TypicalCase(Base):
+    """A decided case marked typical (典型案例) with a short zh-CN summary."""
+
+    __tablename__ = "typical_cases"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), unique=True)
+    title_zh: Mapped[str] = mapped_column(String(100))
+    summary_zh: Mapped[str] = mapped_column(Text)
+    marked_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    marked_utc: Mapped[datetime]

@@ -1,13 +1,13 @@
 """Server-rendered zh-CN pages: the staff console (``/console``) and the owner portal (``/portal``).
 
-:func:`create_console_app` builds the JSON API with
-:func:`zhichao.service.app.create_app` and adds the pages (one ``APIRouter`` module per
-resource: ``console_auth``, ``console_cases``, ``console_actions``, ``console_registry``,
+:func:`create_console_app` builds the JSON API with :func:`zhichao.service.app.create_app`
+and adds the pages (one ``APIRouter`` module per resource: ``console_auth``,
+``console_cases``, ``console_actions``, ``console_registry``, ``console_supervision``,
 ``portal``; shared machinery in ``pages``), their static files (``/assets``) and HTML error
-pages for non-API paths. Routes are thin, as in the API: authenticate from the cookie,
-check the role (the same ``duties`` table as the API), check the CSRF token on every POST,
-call one service function in a transaction, render or redirect. Every view of evidence
-(case page, photo, waveform, package) goes through ``owners.log_evidence_view``. Jinja2
+pages for non-API paths. Routes are thin, as in the API: authenticate from the cookie, check
+the role (the same ``duties`` table as the API), check the CSRF token on every POST, call
+one service function in a transaction, render or redirect. Every view of evidence (case
+page, photo, waveform, package) goes through ``owners.log_evidence_view``. Jinja2
 autoescaping is on for every template.
 """
 
@@ -31,6 +31,7 @@ from zhichao.service.web import (
     console_auth,
     console_cases,
     console_registry,
+    console_supervision,
     portal,
 )
 from zhichao.service.web.pages import (
@@ -46,7 +47,7 @@ from zhichao.service.web.pages import (
 from zhichao.service.web.security import WebSettings
 
 PAGE_ROUTERS = (console_auth.router, console_cases.router, console_actions.router,
-                console_registry.router, portal.router)
+                console_registry.router, console_supervision.router, portal.router)
 
 
 def create_console_app(settings: Settings | None = None, *,
@@ -56,6 +57,7 @@ def create_console_app(settings: Settings | None = None, *,
     web = web or WebSettings.from_env()
     app = create_app(settings)
     pages = Pages(settings, web, app.state.sessions, app.state.limiter, environment())
+    console_supervision.install(pages.env)
     app.state.web_settings = web
     app.state.pages = pages
     _install_page_headers(app)
