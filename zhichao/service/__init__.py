@@ -1,5 +1,2 @@
-"""zhichao.service: the top stage (FastAPI service, station runtime, CLI)."""
-
-# The supervisor role is declared with its duties (duties.py) until accounts.ROLES_ZH lists
-# it; importing the table here makes the role known wherever the service is used.
-from zhichao.service import duties as _duties  # noqa: F401
+"""zhichao.service: the center's review service (models, workflow, accounts, owners, ingest,
+audit, events, statistics, supervision, API, console, owner portal, the receiving end of sync)."""

@@ -35,6 +35,7 @@ ROLES_ZH: dict[str, str] = {
     "decision_maker": "处罚决定人",
     "auditor": "审计员",
     "administrator": "系统管理员",
+    "supervisor": "执法监督员",  # 案卷评查、统计与典型案例 (docs/service.md "Supervision")
 }
 _USERNAME = re.compile(r"^[a-z0-9_.-]{3,64}$")
 _hasher = PasswordHasher()  # argon2id, argon2-cffi defaults (RFC 9106 low-memory profile)

@@ -108,11 +108,8 @@ AUDIT_READ = ("auditor",)
 USER_ADMIN = ("administrator",)
 
 # ---- supervision of the enforcement itself (issue 22) ------------------------------------
-# The supervisor role (执法监督) is declared here with its duties until ``accounts.ROLES_ZH``
-# lists it itself; create_user reads ROLES_ZH at call time.
-ROLES_ZH.setdefault("supervisor", "执法监督员")
 SUPERVISION_LAW = "《行政处罚法》第七十五条（行政执法监督、评议、考核）"
-SEED_PLAN_REVIEW = ("种子计划（issue 22 引文）：每年度组织不少于1次的执法案卷评查活动，"
+SEED_PLAN_REVIEW = ("项目种子计划（原始文件名待核实）：每年度组织不少于1次的执法案卷评查活动，"
                     "各类案卷一般抽查数量不少于10件，实际案卷少于10件的按实际数量评查")
 DISCLOSURE_GUIDE = ("国务院办公厅《关于全面推行行政执法公示制度执法全过程记录制度重大执法决定"
                     "法制审核制度的指导意见》（国办发〔2018〕118号）：每年1月31日前公开上年度"
