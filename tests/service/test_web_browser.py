@@ -111,6 +111,16 @@ def state_of(web: Web, case_id: int) -> str:
         return case.state
 
 
+def loaded_width(page: Any, selector: str) -> int:
+    """The natural width of the first image matching ``selector`` once the browser has
+    finished loading it (0 when it failed to load): the check does not race the download."""
+    page.wait_for_function(
+        "s => { const i = document.querySelector(s); return i !== null && i.complete; }",
+        arg=selector, timeout=15_000)
+    width: int = page.locator(selector).first.evaluate("img => img.naturalWidth")
+    return width
+
+
 def test_walk_from_capture_to_publication(server: tuple[str, Web], browser: Any) -> None:
     base, web = server
     case_id = web.cases[2].id  # the fine-proposing overload (hearing right undetermined)
@@ -123,7 +133,7 @@ def test_walk_from_capture_to_publication(server: tuple[str, Web], browser: Any)
     tech.click(f'a[href="/console/cases/{case_id}"]')
     assert tech.inner_text("#case-state") == "待技术审核"
     assert "核验通过" in tech.inner_text("#integrity")
-    assert tech.locator("#plate-crop img").evaluate("img => img.naturalWidth") > 0
+    assert loaded_width(tech, "#plate-crop img") > 0
     assert tech.locator("#waveform svg polyline").count() >= 8
     assert tech.locator("#weights svg circle").count() == web.lane.records[2]["axle_count"]
     shot(tech, "02-case-technical-review")
@@ -171,7 +181,7 @@ def test_walk_from_capture_to_publication(server: tuple[str, Web], browser: Any)
     shot(owner, "04-owner-results")
     owner.click(f'a[href="/portal/records/{case_id}"]')
     assert "浙江省公路条例" in owner.inner_text("#legal-basis")
-    assert owner.locator("img").first.evaluate("img => img.naturalWidth") > 0
+    assert loaded_width(owner, "img") > 0
     attachment = ARTIFACTS / "statement-proof.jpg"
     attachment.parent.mkdir(parents=True, exist_ok=True)
     attachment.write_bytes(JPEG)
