@@ -36,7 +36,8 @@ _PROVINCE_X_MM = (10, 64)
 def _homography(corners_px: Corners) -> npt.NDArray[np.float64]:
     """Canonical plate → frame."""
     src = np.array([[0, 0], [_CANON_W, 0], [_CANON_W, _CANON_H], [0, _CANON_H]], dtype=np.float32)
-    return cv2.getPerspectiveTransform(src, np.array(corners_px, dtype=np.float32))
+    matrix = cv2.getPerspectiveTransform(src, np.array(corners_px, dtype=np.float32))
+    return np.asarray(matrix, dtype=np.float64)
 
 
 def _canonical(image: ImageBGR, corners_px: Corners) -> ImageBGR:
