@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from zhichao.vision.evaluate import LabelledImage, ReadImage
 from zhichao.vision.image import ImageBGR
 
 Corners = tuple[tuple[float, float], ...]
@@ -128,3 +129,79 @@ def downscale_to_width(image: ImageBGR, corners_px: Corners, width_px: float) ->
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(small, dtype=np.uint8)
+
+
+HAZARDS = ("second_plate", "province_swap", "province_blur", "small")
+SMALL_WIDTHS_PX = (60, 70, 80, 90, 100, 110, 120, 130, 140)
+"""Plate widths the ``small`` hazard cycles through, one per scene."""
+
+
+def _corners(read: ReadImage) -> Corners | None:
+    if not read.reads:
+        return None
+    if read.labelled.kind == "scene":
+        return read.reads[0].detection.corners_px
+    height, width = read.labelled.image.shape[:2] if read.labelled.image is not None else (0, 0)
+    return ((0.0, 0.0), (float(width), 0.0), (float(width), float(height)), (0.0, float(height)))
+
+
+def _derived(
+    base: LabelledImage, hazard: str, image: ImageBGR, label: str | None = None
+) -> LabelledImage:
+    return LabelledImage(
+        f"{base.file}+{hazard}", label or base.label, base.kind, base.colour, image
+    )
+
+
+def stress_images(
+    reads: list[ReadImage], hazards: tuple[str, ...] = HAZARDS
+) -> list[LabelledImage]:
+    """The stress set: each hazard applied to each read image that has a plate.
+
+    The plate's corners are those of the clean image's best detection (a crop's are its
+    own corners). Donors are chosen deterministically: the next image in order with a
+    different plate (``second_plate``), or of the same colour and another province
+    (``province_swap``; images without such a donor are skipped). File names are
+    ``<file>+<hazard>`` (``+small<width>`` for the downscales).
+    """
+    usable = [
+        (r, c) for r in reads if r.labelled.image is not None and (c := _corners(r)) is not None
+    ]
+    out: list[LabelledImage] = []
+    for i, (read, corners) in enumerate(usable):
+        base = read.labelled
+        assert base.image is not None
+        later = usable[i + 1 :] + usable[:i]
+
+        if "second_plate" in hazards and base.kind == "scene":
+            donor = next((d for d in later if d[0].labelled.label != base.label), None)
+            if donor is not None and donor[0].labelled.image is not None:
+                image = paste_second_plate(base.image, corners, donor[0].labelled.image, donor[1])
+                out.append(_derived(base, "second_plate", image))
+        if "province_swap" in hazards:
+            donor = next(
+                (
+                    d
+                    for d in later
+                    if d[0].labelled.colour == base.colour
+                    and d[0].labelled.label[:1] != base.label[:1]
+                ),
+                None,
+            )
+            if donor is not None and donor[0].labelled.image is not None:
+                image = swap_province(base.image, corners, donor[0].labelled.image, donor[1])
+                label = donor[0].labelled.label[:1] + base.label[1:]
+                out.append(_derived(base, "province_swap", image, label))
+        if "province_blur" in hazards:
+            out.append(_derived(base, "province_blur", blur_province(base.image, corners)))
+        if "small" in hazards:
+            width_px = SMALL_WIDTHS_PX[i % len(SMALL_WIDTHS_PX)]
+            image = downscale_to_width(base.image, corners, width_px)
+            out.append(_derived(base, f"small{width_px}", image))
+    return out
+
+
+def hazard_of(file: str) -> str:
+    """The hazard a stress-set file name carries (``small`` for every downscale)."""
+    hazard = file.rsplit("+", 1)[-1]
+    return "small" if hazard.startswith("small") else hazard

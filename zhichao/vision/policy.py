@@ -155,8 +155,15 @@ _LARGE_VEHICLE_COLOURS = frozenset(
 )
 
 
+_BLACK_PLATE_KINDS = frozenset({"embassy", "consulate", "hk_macao"})
+"""Kinds GA 36 issues on black plates. The colour classifier cannot tell black from a dark
+blue plate (it never answers black), so these kinds always go to review."""
+
+
 def colour_kind_consistent(colour: PlateColour, kind: str | None) -> bool:
     """False where the plate colour cannot go with the plate kind (e.g. a blue 8-character NEV)."""
+    if kind in _BLACK_PLATE_KINDS:
+        return colour is PlateColour.BLACK
     if kind in ("nev_small", "nev_large"):
         return colour in _NEV_COLOURS
     if kind in ("ordinary", "trailer", "coach"):
