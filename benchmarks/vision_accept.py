@@ -4,7 +4,8 @@ Run from the repository root (needs ../shared beside it):
 
     python3 benchmarks/vision_accept.py --fit     # thresholds, from shared/data/plates/train only
     python3 benchmarks/vision_accept.py           # dev figures and the dev stress set
-    python3 benchmarks/vision_accept.py --json    # the same, machine-readable
+    python3 benchmarks/vision_accept.py --widths  # dev accuracy against plate width
+    python3 benchmarks/vision_accept.py --json    # any of them, machine-readable
 
 Fitting (``--fit``) never reads the dev set. It reads the training set and its own stress
 set (province swapped or blurred on the same images), with the resolution rule off, and
@@ -49,6 +50,8 @@ CHAR_GRID = (0.5, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
 PROVINCE_GRID = (0.5, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
 FIT_WIDTHS_PX = (60, 70, 80, 90, 100, 110, 120)
 WIDTH_BINS_PX = (0, 80, 100, 120, 140, 160, 200, 10_000)
+SCENE_WIDTHS_PX = (60, 70, 80, 90, 100, 110, 120, 130, 140)
+CROP_WIDTHS_PX = (60, 70, 80, 90)
 
 
 def load_set(folder: Path, limit: int | None = None) -> list[LabelledImage]:
@@ -100,12 +103,7 @@ def fit_width(
             base = r.labelled
             if not r.reads or base.image is None:
                 continue
-            if base.kind == "scene":
-                corners = r.reads[0].detection.corners_px
-            else:
-                h, w = base.image.shape[:2]
-                corners = ((0.0, 0.0), (float(w), 0.0), (float(w), float(h)), (0.0, float(h)))
-            small = downscale_to_width(base.image, corners, width_px)
+            small = downscale_to_width(base.image, _corners(r), width_px)
             if small is not base.image:
                 images.append(replace(base, file=f"{base.file}@{width_px}", image=small))
         report = score(read_images(images, reader), no_width)
@@ -228,14 +226,62 @@ def run_report(reader: PlateReader, limit: int | None) -> dict[str, Any]:
     }
 
 
+def run_widths(reader: PlateReader, limit: int | None) -> dict[str, Any]:
+    """Dev scenes and crops shrunk so the plate is N px wide, decided with and without the
+    resolution rule (only images whose plate is wider than N take part at N)."""
+    dev = load_set(SHARED / "dev", limit)
+    reads = read_images(dev, reader)
+    no_width = PlatePolicy(min_plate_width_px=0)
+    rows: list[dict[str, Any]] = []
+    for kind, widths in (("scene", SCENE_WIDTHS_PX), ("crop", CROP_WIDTHS_PX)):
+        of_kind = [r for r in reads if r.labelled.kind == kind and r.reads]
+        for width_px in widths:
+            images = [
+                replace(r.labelled, file=f"{r.labelled.file}@{width_px}", image=small)
+                for r in of_kind
+                if r.labelled.image is not None
+                and (small := downscale_to_width(r.labelled.image, _corners(r), width_px))
+                is not r.labelled.image
+            ]
+            shrunk = read_images(images, reader)
+            bare, policy = score(shrunk, no_width), score(shrunk)
+            rows.append(
+                {
+                    "kind": kind,
+                    "width_px": width_px,
+                    "n": len(images),
+                    "exact": bare.group("all").exact,
+                    "accepted_without_width_rule": bare.group("all").accepted,
+                    "wrong_accepted_without_width_rule": len(wrong_accepted(bare)),
+                    "accepted": policy.group("all").accepted,
+                    "wrong_accepted": len(wrong_accepted(policy)),
+                }
+            )
+    return {"min_plate_width_px": PlatePolicy().min_plate_width_px, "widths": rows}
+
+
+def _corners(read: ReadImage) -> tuple[tuple[float, float], ...]:
+    if read.labelled.kind == "scene":
+        return read.reads[0].detection.corners_px
+    assert read.labelled.image is not None
+    h, w = read.labelled.image.shape[:2]
+    return ((0.0, 0.0), (float(w), 0.0), (float(w), float(h)), (0.0, float(h)))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fit", action="store_true", help="fit the thresholds on train")
+    parser.add_argument("--widths", action="store_true", help="dev accuracy against width")
     parser.add_argument("--limit", type=int, default=None, help="first N images of the set")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     reader = PlateReader()
-    result = run_fit(reader, args.limit) if args.fit else run_report(reader, args.limit)
+    if args.fit:
+        result = run_fit(reader, args.limit)
+    elif args.widths:
+        result = run_widths(reader, args.limit)
+    else:
+        result = run_report(reader, args.limit)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
         return 0

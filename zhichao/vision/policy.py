@@ -123,9 +123,10 @@ class PlatePolicy:
 
     min_confidence: float = 0.3
     """Voted confidence below this is ``low_confidence`` whatever else agrees."""
-    min_independent_reads: int = 2
-    """Decodings that must read the same text: a frame's second view counts as one and
-    each further frame as one. 2 means no single decoding is ever accepted alone."""
+    min_independent_reads: int = 3
+    """Decodings that must read the same text: each view of a frame counts as one (the
+    first read and the reader's two further views), each further frame as many again.
+    3: on a single frame, all three decodings must agree."""
     min_char_confidence: float = 0.99
     """*Fitted.* Lowest probability of each character after the province, in the k-th best
     agreeing decoding (k = ``min_independent_reads``)."""
