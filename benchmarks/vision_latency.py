@@ -8,8 +8,8 @@ Run from the repository root (needs ../shared beside it, or --dev DIR):
 Latency is measured per image from a decoded frame to the accept decision: detection,
 every decoding the accept policy needs (the first read and the reader's further views)
 and the policy itself (JPEG decoding is excluded and reported separately), with every
-onnxruntime session on one intra-op thread, after a warm-up pass. "plates/s per core" is 1000 / mean scene latency:
-scale with worker processes, one per core.
+onnxruntime session on one intra-op thread, after a warm-up pass. "plates/s per core"
+is 1000 / mean scene latency: scale with worker processes, one per core.
 """
 
 from __future__ import annotations
