@@ -50,8 +50,8 @@ CHAR_GRID = (0.5, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
 PROVINCE_GRID = (0.5, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
 FIT_WIDTHS_PX = (60, 70, 80, 90, 100, 110, 120)
 WIDTH_BINS_PX = (0, 80, 100, 120, 140, 160, 200, 10_000)
-SCENE_WIDTHS_PX = (60, 70, 80, 90, 100, 110, 120, 130, 140)
-CROP_WIDTHS_PX = (60, 70, 80, 90)
+SCENE_WIDTHS_PX = (60, 80, 100, 120, 140)
+CROP_WIDTHS_PX = (60, 80)
 
 
 def load_set(folder: Path, limit: int | None = None) -> list[LabelledImage]:
@@ -226,10 +226,10 @@ def run_report(reader: PlateReader, limit: int | None) -> dict[str, Any]:
     }
 
 
-def run_widths(reader: PlateReader, limit: int | None) -> dict[str, Any]:
+def run_widths(reader: PlateReader, limit: int | None, every: int = 1) -> dict[str, Any]:
     """Dev scenes and crops shrunk so the plate is N px wide, decided with and without the
     resolution rule (only images whose plate is wider than N take part at N)."""
-    dev = load_set(SHARED / "dev", limit)
+    dev = load_set(SHARED / "dev", limit)[::every]
     reads = read_images(dev, reader)
     no_width = PlatePolicy(min_plate_width_px=0)
     rows: list[dict[str, Any]] = []
@@ -272,6 +272,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fit", action="store_true", help="fit the thresholds on train")
     parser.add_argument("--widths", action="store_true", help="dev accuracy against width")
+    parser.add_argument("--every", type=int, default=1, help="--widths: every N-th image")
     parser.add_argument("--limit", type=int, default=None, help="first N images of the set")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -279,7 +280,7 @@ def main() -> int:
     if args.fit:
         result = run_fit(reader, args.limit)
     elif args.widths:
-        result = run_widths(reader, args.limit)
+        result = run_widths(reader, args.limit, args.every)
     else:
         result = run_report(reader, args.limit)
     if args.json:
