@@ -32,8 +32,8 @@ def codes(reasons: object) -> list[ReviewCode]:
 
 @pytest.fixture(scope="module")
 def sure_read(reader: PlateReader, dev_dir: Path) -> PlateRead:
-    read = reader.read_path(dev_dir / "toll_0004.jpg")[0]
-    assert read.text == "沪B74992"
+    read = reader.read_path(dev_dir / "toll_0009.jpg")[0]
+    assert read.text == "沪D47466"
     return read
 
 
@@ -55,7 +55,7 @@ def test_evidence_rules_apart() -> None:
 
 
 def test_every_view_agreeing_and_sure_is_accepted(sure_read: PlateRead) -> None:
-    assert [v.text for v in sure_read.views] == ["沪B74992"] * len(sure_read.views)
+    assert [v.text for v in sure_read.views] == ["沪D47466"] * len(sure_read.views)
     assert len(sure_read.views) + 1 >= POLICY.min_independent_reads
     assert assess_read(sure_read, POLICY) == ()
 
@@ -66,7 +66,7 @@ def test_one_decoding_alone_is_never_accepted(sure_read: PlateRead) -> None:
 
 
 def test_a_view_that_disagrees_sends_to_review(sure_read: PlateRead) -> None:
-    other = ViewRead("narrow", "沪B74997", sure_read.char_confidences)
+    other = ViewRead("narrow", "沪D47467", sure_read.char_confidences)
     dissent = replace(sure_read, views=(other, *sure_read.views[1:]))
     assert codes(assess_read(dissent, POLICY)) == [ReviewCode.UNCONFIRMED]
 
@@ -93,7 +93,7 @@ def test_other_frames_are_independent_evidence(sure_read: PlateRead) -> None:
     assert decide_from_reads(frames[:1]).review_codes == (ReviewCode.UNCONFIRMED.value,)
     assert decide_from_reads(frames[:2]).review_codes == (ReviewCode.UNCONFIRMED.value,)
     three = decide_from_reads(frames)
-    assert three.accepted and three.plate == "沪B74992" and three.agreeing_frames == 3
+    assert three.accepted and three.plate == "沪D47466" and three.agreeing_frames == 3
 
 
 def test_very_low_confidence_is_never_confirmed(reader: PlateReader, dev_dir: Path) -> None:
@@ -110,7 +110,7 @@ def test_lane_region_must_be_inside_the_frame() -> None:
 
 
 def test_plate_outside_the_lane_goes_to_review(reader: PlateReader, dev_dir: Path) -> None:
-    image = load_image(dev_dir / "toll_0004.jpg")
+    image = load_image(dev_dir / "toll_0009.jpg")
     reads = reader.read_image(image)
     frame = VehicleFrame(image, "front", T0)
     here = decide_from_reads([(frame, reads)])
@@ -118,7 +118,7 @@ def test_plate_outside_the_lane_goes_to_review(reader: PlateReader, dev_dir: Pat
     elsewhere = PlatePolicy(lane_regions={"front": LaneRegion(left=0.0, right=0.3)})
     decision = decide_from_reads([(frame, reads)], policy=elsewhere)
     assert decision.review_codes == (ReviewCode.OUTSIDE_LANE.value,)
-    assert decision.plate == "沪B74992"  # pre-filled for the reviewer, not accepted
+    assert decision.plate == "沪D47466"  # pre-filled for the reviewer, not accepted
     other_camera = PlatePolicy(lane_regions={"rear": LaneRegion(left=0.0, right=0.3)})
     assert decide_from_reads([(frame, reads)], policy=other_camera).accepted
 
