@@ -149,3 +149,13 @@ def test_two_plates_in_view_go_to_review(reader: PlateReader, dev_dir: Path) -> 
     mine = decide_from_reads([(frame, reads)], policy=left_lane)
     assert ReviewCode.MULTIPLE_PLATES.value not in mine.review_codes
     assert mine.plate == "川QEZ982"
+
+
+def test_views_are_skipped_only_where_they_cannot_change_a_decision(
+    reader: PlateReader, dev_dir: Path
+) -> None:
+    assert reader.config.views_min_confidence <= POLICY.min_char_confidence
+    assert reader.config.views_min_confidence <= POLICY.min_province_confidence
+    unsure = reader.read_path(dev_dir / "toll_0200.jpg")[0]
+    assert unsure.confidence < reader.config.views_min_confidence and unsure.views == ()
+    assert assess_read(unsure, POLICY) != ()

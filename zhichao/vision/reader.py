@@ -81,8 +81,13 @@ class VisionConfig:
     limits: ImageLimits = DEFAULT_LIMITS
     templates: tuple[Template, ...] = TEMPLATES
     views: tuple[LineView, ...] = DEFAULT_VIEWS
-    """Further decodings of every grammar-valid single-row read, which the accept policy
-    needs as agreeing evidence (empty: none, and no single frame is ever accepted)."""
+    """Further decodings of grammar-valid single-row reads, which the accept policy needs
+    as agreeing evidence (empty: none, and no single frame is ever accepted)."""
+    views_min_confidence: float = 0.95
+    """Views are decoded only for reads whose every character is at least this sure. Keep
+    it at or below ``PlatePolicy.min_char_confidence``: a read under it cannot pass that
+    threshold on its own frame anyway, so skipping its views changes no single-frame
+    decision (it saves latency), and over several frames it only removes evidence."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +250,12 @@ class PlateReader:
                 )
                 if _rank(double) > _rank(read):
                     read = double
-            if read.layout is Layout.SINGLE and read.text is not None and cfg.views:
+            if (
+                read.layout is Layout.SINGLE
+                and read.text is not None
+                and cfg.views
+                and read.confidence >= cfg.views_min_confidence
+            ):
                 read = replace(read, views=self._views(frame, read.detection.corners_px))
             reads.append(read)
         reads.sort(key=lambda r: _rank(r, by_detection=True), reverse=True)
