@@ -1,11 +1,13 @@
 """Per-vehicle plate decision from several frames (front and rear cameras).
 
-Flow: read every frame → group reads of the same physical plate (same camera and
+Flow: read every frame → set aside reads outside their camera's lane region (another
+vehicle's plate) → group reads of the same physical plate (same camera and
 overlapping boxes in consecutive frames, or the same-length text differing in at
 most two positions) → set trailer plates (…挂) aside, since they identify the
 semi-trailer, not the tractor → choose the best-supported tractor group → vote
 per character, weighted by each read's per-character probability → apply the
-:class:`~zhichao.vision.policy.PlatePolicy`.
+:class:`~zhichao.vision.policy.PlatePolicy`: agreeing decodings, per-character and
+province sureness, resolution, other plates in view, colour.
 
 The voted confidence of a position is the sum of the agreeing reads'
 probabilities divided by the number of valid reads in the group, so a read that
