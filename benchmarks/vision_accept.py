@@ -5,6 +5,7 @@ Run from the repository root (needs ../shared beside it):
     python3 benchmarks/vision_accept.py --fit     # thresholds, from shared/data/plates/train only
     python3 benchmarks/vision_accept.py           # dev figures and the dev stress set
     python3 benchmarks/vision_accept.py --widths  # dev accuracy against plate width
+    python3 benchmarks/vision_accept.py --colour  # plate colour on dev under lighting casts
     python3 benchmarks/vision_accept.py --json    # any of them, machine-readable
 
 Fitting (``--fit``) never reads the dev set. It reads the training set and its own stress
@@ -31,6 +32,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
+
 from zhichao.vision.evaluate import (
     EvalItem,
     EvalReport,
@@ -41,7 +45,8 @@ from zhichao.vision.evaluate import (
     score,
 )
 from zhichao.vision.hazards import downscale_to_width, hazard_of, stress_images
-from zhichao.vision.image import load_image
+from zhichao.vision.image import ImageBGR, load_image
+from zhichao.vision.plate_image import classify_colour, warp
 from zhichao.vision.policy import PlatePolicy
 from zhichao.vision.reader import PlateReader
 
@@ -260,6 +265,53 @@ def run_widths(reader: PlateReader, limit: int | None, every: int = 1) -> dict[s
     return {"min_plate_width_px": PlatePolicy().min_plate_width_px, "widths": rows}
 
 
+COLOUR_CASTS: dict[str, tuple[tuple[float, float, float], float, float]] = {
+    # name: (per-channel gain B, G, R; offset; share of grey mixed in)
+    "none": ((1.0, 1.0, 1.0), 0.0, 0.0),
+    "dark (x0.35)": ((0.35, 0.35, 0.35), 0.0, 0.0),
+    "sodium lamp (B x0.6, R x1.15)": ((0.6, 1.0, 1.15), 0.0, 0.0),
+    "half desaturated": ((1.0, 1.0, 1.0), 0.0, 0.5),
+    "over-exposed (x1.6 + 40)": ((1.6, 1.6, 1.6), 40.0, 0.0),
+}
+
+
+def _cast(
+    image: ImageBGR, gains: tuple[float, float, float], offset: float, grey: float
+) -> ImageBGR:
+    out = image.astype(np.float32)
+    if grey:
+        mono = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)[:, :, np.newaxis]
+        out = (1 - grey) * out + grey * mono
+    out = out * np.array(gains, dtype=np.float32) + offset
+    return np.ascontiguousarray(np.clip(out, 0, 255).astype(np.uint8))
+
+
+def run_colour(reader: PlateReader, limit: int | None) -> dict[str, Any]:
+    """Plate colour on every dev image (its best detection; a crop whole) under casts."""
+    dev = load_set(SHARED / "dev", limit)
+    plates: list[tuple[str, ImageBGR]] = []
+    for item in dev:
+        assert item.image is not None
+        if item.kind == "scene":
+            found = reader.detector.detect(item.image)
+            if not found:
+                continue
+            corners = found[0].corners_px
+        else:
+            h, w = item.image.shape[:2]
+            corners = ((0.0, 0.0), (float(w), 0.0), (float(w), float(h)), (0.0, float(h)))
+        plates.append((item.colour, warp(item.image, corners, 96, 32, 0.0, 0.0)))
+    whole = ((0.0, 0.0), (96.0, 0.0), (96.0, 32.0), (0.0, 32.0))
+    result: dict[str, Any] = {}
+    for name, (gains, offset, grey) in COLOUR_CASTS.items():
+        confusion = collections.Counter(
+            f"{label}->{classify_colour(_cast(plate, gains, offset, grey), whole).value}"
+            for label, plate in plates
+        )
+        result[name] = dict(sorted(confusion.items()))
+    return result
+
+
 def _corners(read: ReadImage) -> tuple[tuple[float, float], ...]:
     if read.labelled.kind == "scene":
         return read.reads[0].detection.corners_px
@@ -272,6 +324,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fit", action="store_true", help="fit the thresholds on train")
     parser.add_argument("--widths", action="store_true", help="dev accuracy against width")
+    parser.add_argument("--colour", action="store_true", help="colour under lighting casts")
     parser.add_argument("--every", type=int, default=1, help="--widths: every N-th image")
     parser.add_argument("--limit", type=int, default=None, help="first N images of the set")
     parser.add_argument("--json", action="store_true")
@@ -279,6 +332,8 @@ def main() -> int:
     reader = PlateReader()
     if args.fit:
         result = run_fit(reader, args.limit)
+    elif args.colour:
+        result = run_colour(reader, args.limit)
     elif args.widths:
         result = run_widths(reader, args.limit, args.every)
     else:
