@@ -12,10 +12,12 @@ import pytest
 
 from zhichao.vision.errors import PolicyError
 from zhichao.vision.image import ImageBGR, load_image
+from zhichao.vision.plate_image import PlateColour
 from zhichao.vision.policy import (
     LaneRegion,
     PlatePolicy,
     ReviewCode,
+    colour_kind_consistent,
     evidence_reasons,
     kth_best_char_confidences,
 )
@@ -159,3 +161,22 @@ def test_views_are_skipped_only_where_they_cannot_change_a_decision(
     unsure = reader.read_path(dev_dir / "toll_0200.jpg")[0]
     assert unsure.confidence < reader.config.views_min_confidence and unsure.views == ()
     assert assess_read(unsure, POLICY) != ()
+
+
+@pytest.mark.parametrize(
+    ("colour", "kind", "consistent"),
+    [
+        (PlateColour.BLUE, "ordinary", True),
+        (PlateColour.YELLOW, "trailer", True),
+        (PlateColour.WHITE, "ordinary", False),
+        (PlateColour.YELLOW_GREEN, "ordinary", False),
+        (PlateColour.GREEN, "nev_small", True),
+        (PlateColour.BLUE, "nev_small", False),
+        (PlateColour.WHITE, "police", True),
+        (PlateColour.BLUE, "police", False),
+        (PlateColour.BLUE, "embassy", False),
+        (PlateColour.BLUE, "hk_macao", False),
+    ],
+)
+def test_colour_goes_with_the_plate_kind(colour: PlateColour, kind: str, consistent: bool) -> None:
+    assert colour_kind_consistent(colour, kind) is consistent

@@ -158,6 +158,9 @@ _LARGE_VEHICLE_COLOURS = frozenset(
 )
 
 
+_ORDINARY_COLOURS = frozenset(
+    {PlateColour.BLUE, PlateColour.YELLOW, PlateColour.BLACK, PlateColour.UNKNOWN}
+)
 _BLACK_PLATE_KINDS = frozenset({"embassy", "consulate", "hk_macao"})
 """Kinds GA 36 issues on black plates. The colour classifier cannot tell black from a dark
 blue plate (it never answers black), so these kinds always go to review."""
@@ -170,7 +173,11 @@ def colour_kind_consistent(colour: PlateColour, kind: str | None) -> bool:
     if kind in ("nev_small", "nev_large"):
         return colour in _NEV_COLOURS
     if kind in ("ordinary", "trailer", "coach"):
-        return colour is not PlateColour.GREEN
+        # GA 36: blue (small), yellow (large, trailer, coach), black (legacy); white is for
+        # police and military plates, green and yellow-green for NEV plates only
+        return colour in _ORDINARY_COLOURS
+    if kind == "police":
+        return colour in (PlateColour.WHITE, PlateColour.UNKNOWN)
     return True
 
 
