@@ -41,7 +41,7 @@ def register(subparsers: Any) -> None:
         "--min-confidence",
         type=float,
         default=PlatePolicy().min_confidence,
-        help="policy: lowest per-character probability to auto-accept",
+        help="policy: voted confidence below which a read is low_confidence",
     )
     parser.set_defaults(handler=run)
 

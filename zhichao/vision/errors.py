@@ -13,7 +13,8 @@ One root, :class:`VisionError`, derived from :class:`zhichao.errors.ZhichaoError
     │   ├── ModelNotFoundError     no file at the configured or packaged path
     │   ├── ModelIntegrityError    SHA-256 differs from the pinned value
     │   └── ModelRuntimeError      onnxruntime failed loading or running it
-    └── FrameError                 a per-vehicle frame is malformed (e.g. naive time)
+    ├── FrameError                 a per-vehicle frame is malformed (e.g. naive time)
+    └── PolicyError                an accept-policy setting is out of range (e.g. a lane region)
 
 Foreign exceptions (OpenCV, onnxruntime, OSError) are translated once, where
 they arise, with ``raise ... from exc``.
@@ -75,3 +76,7 @@ class ModelRuntimeError(ModelError):
 
 class FrameError(VisionError):
     """A frame given for a per-vehicle decision is malformed."""
+
+
+class PolicyError(VisionError):
+    """An accept-policy setting is out of range."""

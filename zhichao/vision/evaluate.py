@@ -1,8 +1,10 @@
 """Scoring the reader on a labelled folder (``labels.csv`` as in ``shared/data/plates/dev``).
 
 ``labels.csv`` columns used: ``file``, ``plate``, ``kind`` (``scene`` or ``crop``) and
-``colour``. A scene counts as correct when the best read equals the label; a crop is
-read without detection. Character accuracy is 1 − edit distance / label length.
+``colour``. Each image is decided as one frame of one camera by the same accept policy
+the station uses (:func:`~zhichao.vision.vehicle.decide_from_reads`): a scene counts as
+correct when the decided plate equals the label; a crop is read without detection.
+Character accuracy is 1 − edit distance / label length.
 """
 
 from __future__ import annotations
@@ -10,15 +12,20 @@ from __future__ import annotations
 import csv
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from zhichao.vision.errors import ImageError, VisionError
-from zhichao.vision.image import load_image
-from zhichao.vision.policy import PlatePolicy
+from zhichao.vision.image import ImageBGR, load_image
+from zhichao.vision.policy import PlatePolicy, ReviewCode, ReviewReason
 from zhichao.vision.reader import PlateRead, PlateReader
-from zhichao.vision.vehicle import assess_read
+from zhichao.vision.vehicle import VehicleFrame, decide_from_reads, plate_width_px
+
+EVAL_CAMERA = "eval"
+"""Camera name every evaluated image is decided under (a policy may give it a lane region)."""
+_EVAL_TIME = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +41,8 @@ class EvalItem:
     accepted: bool
     review_codes: tuple[str, ...]
     latency_ms: float
+    width_px: float = 0.0
+    """Width of the best read's plate in the source image (0 when nothing was detected)."""
 
     @property
     def correct(self) -> bool:
@@ -53,6 +62,10 @@ class GroupScore:
     accepted: int
     accepted_correct: int
     colour_correct: int
+
+    @property
+    def wrong_accepted(self) -> int:
+        return self.accepted - self.accepted_correct
 
     @property
     def exact_rate(self) -> float:
@@ -126,6 +139,18 @@ def read_labels(folder: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@dataclass(frozen=True, slots=True)
+class LabelledImage:
+    """One image to score: a scene (detect, then read) or a crop (one plate, no detection)."""
+
+    file: str
+    label: str
+    kind: str
+    colour: str
+    image: ImageBGR | None
+    """None when the file could not be used (scored as no plate)."""
+
+
 def evaluate_folder(
     folder: str | Path,
     reader: PlateReader,
@@ -133,47 +158,104 @@ def evaluate_folder(
     limit: int | None = None,
     progress: Callable[[EvalItem], None] | None = None,
 ) -> EvalReport:
-    """Read every labelled image in ``folder`` and score the reads.
+    """Read every labelled image in ``folder`` and score the decisions.
 
     Latency is per image, decoding the file excluded, with the reader's thread setting.
     """
-    policy = policy or PlatePolicy()
     root = Path(folder)
     rows = read_labels(root)[:limit]
+
+    def images() -> Iterable[LabelledImage]:
+        for row in rows:
+            try:
+                image: ImageBGR | None = load_image(root / row["file"], reader.config.limits)
+            except ImageError:
+                image = None
+            kind = row.get("kind", "scene") or "scene"
+            yield LabelledImage(row["file"], row["plate"], kind, row.get("colour", ""), image)
+
+    return evaluate_images(images(), reader, policy, progress)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadImage:
+    """A labelled image with its reads, ready to be decided under any policy."""
+
+    labelled: LabelledImage
+    reads: tuple[PlateRead, ...]
+    latency_ms: float
+
+
+def _read_one(labelled: LabelledImage, reader: PlateReader) -> ReadImage:
+    reads: list[PlateRead] = []
+    latency_ms = 0.0
+    if labelled.image is not None:
+        start = time.perf_counter()
+        if labelled.kind == "scene":
+            reads = reader.read_image(labelled.image, labelled.file)
+        else:
+            reads = [reader.read_crop(labelled.image, labelled.file)]
+        latency_ms = (time.perf_counter() - start) * 1000
+    return ReadImage(labelled, tuple(reads), latency_ms)
+
+
+def read_images(images: Iterable[LabelledImage], reader: PlateReader) -> list[ReadImage]:
+    """Read every image once (scenes: detect and read; crops: read as one plate)."""
+    reader.warm_up()
+    return [_read_one(labelled, reader) for labelled in images]
+
+
+def decide_read_image(read: ReadImage, policy: PlatePolicy) -> EvalItem:
+    """Decide one read image as one frame of camera :data:`EVAL_CAMERA` and score it."""
+    labelled = read.labelled
+    top = read.reads[0] if read.reads else None
+    plate, colour = None, ""
+    reasons: tuple[ReviewReason, ...] = (ReviewReason.of(ReviewCode.NO_PLATE),)
+    if labelled.image is not None:
+        frame = VehicleFrame(labelled.image, EVAL_CAMERA, _EVAL_TIME)
+        decision = decide_from_reads([(frame, list(read.reads))], policy=policy)
+        plate, colour, reasons = decision.plate, decision.colour.value, decision.review_reasons
+    return EvalItem(
+        file=labelled.file,
+        label=labelled.label,
+        kind=labelled.kind,
+        colour=labelled.colour,
+        read=plate,
+        raw_read=top.raw_text if top else "",
+        read_colour=colour if top else "",
+        confidence=top.confidence if top else 0.0,
+        accepted=not reasons,
+        review_codes=tuple(r.code.value for r in reasons),
+        latency_ms=read.latency_ms,
+        width_px=plate_width_px(top) if top else 0.0,
+    )
+
+
+def score(reads: Iterable[ReadImage], policy: PlatePolicy | None = None) -> EvalReport:
+    """Decide every read image under ``policy`` (default :class:`PlatePolicy`) and score it."""
+    policy = policy or PlatePolicy()
+    return _report([decide_read_image(r, policy) for r in reads])
+
+
+def evaluate_images(
+    images: Iterable[LabelledImage],
+    reader: PlateReader,
+    policy: PlatePolicy | None = None,
+    progress: Callable[[EvalItem], None] | None = None,
+) -> EvalReport:
+    """Read, decide with ``policy`` and score every image."""
+    policy = policy or PlatePolicy()
     reader.warm_up()
     items: list[EvalItem] = []
-    for row in rows:
-        path = root / row["file"]
-        kind = row.get("kind", "scene") or "scene"
-        top: PlateRead | None
-        try:
-            image = load_image(path, reader.config.limits)
-            start = time.perf_counter()
-            if kind == "scene":
-                reads = reader.read_image(image, str(path))
-                top = reads[0] if reads else None
-            else:
-                top = reader.read_crop(image, str(path))
-            latency_ms = (time.perf_counter() - start) * 1000
-        except ImageError:
-            top, latency_ms = None, 0.0
-        reasons = assess_read(top, policy)
-        item = EvalItem(
-            file=row["file"],
-            label=row["plate"],
-            kind=kind,
-            colour=row.get("colour", ""),
-            read=top.text if top else None,
-            raw_read=top.raw_text if top else "",
-            read_colour=top.colour.value if top else "",
-            confidence=top.confidence if top else 0.0,
-            accepted=not reasons,
-            review_codes=tuple(r.code.value for r in reasons),
-            latency_ms=latency_ms,
-        )
+    for labelled in images:
+        item = decide_read_image(_read_one(labelled, reader), policy)
         items.append(item)
         if progress is not None:
             progress(item)
+    return _report(items)
+
+
+def _report(items: list[EvalItem]) -> EvalReport:
     groups = [_score("all", items)]
     for kind in sorted({i.kind for i in items}):
         of_kind = [i for i in items if i.kind == kind]

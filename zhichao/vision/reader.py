@@ -30,6 +30,7 @@ from zhichao.vision.plate_image import (
     classify_colour,
     classify_layout,
     double_row_lines,
+    equalised,
     single_row_line,
 )
 from zhichao.vision.recognise import LineRecogniser
@@ -41,6 +42,28 @@ class DecodeSettings:
     beam_width: int = 12
     prune_probability: float = 1e-3
     max_alternatives: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class LineView:
+    """One more decoding of a single-row plate: another line width, margin or contrast.
+
+    Another width moves every character to other CTC steps; the equalised view (grey,
+    CLAHE) changes the input statistics. They are not independent of the first read (one
+    model), but a confusion must survive all of them to be accepted (``docs/vision.md``).
+    """
+
+    name: str
+    width_px: int
+    margin_x: float = 0.04
+    margin_y: float = 0.06
+    equalise: bool = False
+
+
+DEFAULT_VIEWS: tuple[LineView, ...] = (
+    LineView("narrow", 160),
+    LineView("equalised", 200, equalise=True),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,16 +80,29 @@ class VisionConfig:
     decode: DecodeSettings = field(default_factory=DecodeSettings)
     limits: ImageLimits = DEFAULT_LIMITS
     templates: tuple[Template, ...] = TEMPLATES
-    second_view_below_confidence: float = 0.9
-    """Single-row reads less sure than this are read a second time (0 disables)."""
-    second_view_width_px: int = 160
-    """Line width of the second view (the first uses ``rectify.single_width_px``)."""
+    views: tuple[LineView, ...] = DEFAULT_VIEWS
+    """Further decodings of grammar-valid single-row reads, which the accept policy needs
+    as agreeing evidence (empty: none, and no single frame is ever accepted)."""
+    views_min_confidence: float = 0.95
+    """Views are decoded only for reads whose every character is at least this sure. Keep
+    it at or below ``PlatePolicy.min_char_confidence``: a read under it cannot pass that
+    threshold on its own frame anyway, so skipping its views changes no single-frame
+    decision (it saves latency), and over several frames it only removes evidence."""
 
 
 @dataclass(frozen=True, slots=True)
 class Alternative:
     text: str
     probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class ViewRead:
+    """The read of one :class:`LineView` of a plate."""
+
+    view: str
+    text: str | None
+    char_confidences: tuple[float, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,13 +126,25 @@ class PlateRead:
     detection: Detection
     height_width_ratio: float
     line_images: tuple[ImageBGR, ...] = field(repr=False, compare=False)
-    second_view_text: str | None = None
-    """Read of the second view, when one was made (unsure single-row reads only)."""
-    second_view_confidence: float | None = None
+    views: tuple[ViewRead, ...] = ()
+    """Reads of the configured :class:`LineView` s (valid single-row reads only)."""
+
+    @property
+    def second_view_text(self) -> str | None:
+        """Text of the first further view, when one was made."""
+        return self.views[0].text if self.views else None
 
     @property
     def confirmed_by_second_view(self) -> bool:
         return self.text is not None and self.second_view_text == self.text
+
+    def agreeing_decodings(self, text: str) -> list[tuple[float, ...]]:
+        """Per-character probabilities of every decoding of this plate that reads ``text``."""
+        if self.text != text:
+            return []
+        out = [self.char_confidences]
+        out += [v.char_confidences for v in self.views if v.text == text]
+        return out
 
     @property
     def box_px(self) -> tuple[float, float, float, float]:
@@ -205,24 +253,33 @@ class PlateReader:
             if (
                 read.layout is Layout.SINGLE
                 and read.text is not None
-                and read.confidence < cfg.second_view_below_confidence
+                and cfg.views
+                and read.confidence >= cfg.views_min_confidence
             ):
-                read = self._second_view(frame, read)
+                read = replace(read, views=self._views(frame, read.detection.corners_px))
             reads.append(read)
         reads.sort(key=lambda r: _rank(r, by_detection=True), reverse=True)
         return reads
 
-    def _second_view(self, frame: ImageBGR, read: PlateRead) -> PlateRead:
-        """Re-read an unsure single-row plate at another horizontal stretch.
-
-        A different width moves every character to other CTC steps; reads that
-        survive it are far less often wrong (measured in docs/vision.md).
-        """
-        rectify = replace(self.config.rectify, single_width_px=self.config.second_view_width_px)
-        line = single_row_line(frame, read.detection.corners_px, rectify)
-        result = self._decode(self.recogniser.recognise([line])[0], self.config.templates)
-        confidence = min(result.char_probabilities) if result.text else 0.0
-        return replace(read, second_view_text=result.text, second_view_confidence=confidence)
+    def _views(
+        self, frame: ImageBGR, corners_px: tuple[tuple[float, float], ...]
+    ) -> tuple[ViewRead, ...]:
+        """Decode the configured further views of a single-row plate."""
+        out: list[ViewRead] = []
+        for view in self.config.views:
+            rectify = replace(
+                self.config.rectify,
+                single_width_px=view.width_px,
+                margin_x=view.margin_x,
+                margin_y=view.margin_y,
+            )
+            line = single_row_line(frame, corners_px, rectify)
+            if view.equalise:
+                line = equalised(line)
+            result = self._decode(self.recogniser.recognise([line])[0], self.config.templates)
+            chars = result.char_probabilities if result.text else ()
+            out.append(ViewRead(view.name, result.text, chars))
+        return tuple(out)
 
     @staticmethod
     def _make_read(

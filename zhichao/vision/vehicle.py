@@ -1,11 +1,13 @@
 """Per-vehicle plate decision from several frames (front and rear cameras).
 
-Flow: read every frame → group reads of the same physical plate (same camera and
+Flow: read every frame → set aside reads outside their camera's lane region (another
+vehicle's plate) → group reads of the same physical plate (same camera and
 overlapping boxes in consecutive frames, or the same-length text differing in at
 most two positions) → set trailer plates (…挂) aside, since they identify the
 semi-trailer, not the tractor → choose the best-supported tractor group → vote
 per character, weighted by each read's per-character probability → apply the
-:class:`~zhichao.vision.policy.PlatePolicy`.
+:class:`~zhichao.vision.policy.PlatePolicy`: agreeing decodings, per-character and
+province sureness, resolution, other plates in view, colour.
 
 The voted confidence of a position is the sum of the agreeing reads'
 probabilities divided by the number of valid reads in the group, so a read that
@@ -30,6 +32,8 @@ from zhichao.vision.policy import (
     ReviewCode,
     ReviewReason,
     colour_kind_consistent,
+    evidence_reasons,
+    kth_best_char_confidences,
     vehicle_conflict,
 )
 from zhichao.vision.reader import PlateRead, PlateReader
@@ -104,7 +108,8 @@ class VehiclePlateDecision:
 
 
 def assess_read(read: PlateRead | None, policy: PlatePolicy) -> tuple[ReviewReason, ...]:
-    """Review reasons for a single read on its own (an empty tuple means auto-accept)."""
+    """Review reasons for a single read on its own, as one frame of its own camera would get
+    (no lane region, no other plate in view); an empty tuple means auto-accept."""
     if read is None:
         return (ReviewReason.of(ReviewCode.NO_PLATE),)
     reasons: list[ReviewReason] = []
@@ -114,26 +119,44 @@ def assess_read(read: PlateRead | None, policy: PlatePolicy) -> tuple[ReviewReas
         reasons.append(
             ReviewReason.of(ReviewCode.LOW_CONFIDENCE, f"confidence {read.confidence:.3f}")
         )
-    elif read.confidence < policy.confident_alone and not read.confirmed_by_second_view:
-        reasons.append(
-            ReviewReason.of(
-                ReviewCode.UNCONFIRMED,
-                f"confidence {read.confidence:.3f}; second view {read.second_view_text!r}",
-            )
+    else:
+        decodings = read.agreeing_decodings(read.text)
+        reasons += evidence_reasons(
+            len(decodings),
+            kth_best_char_confidences(decodings, policy.min_independent_reads),
+            policy,
         )
-    width_px = _plate_width_px(read)
-    if width_px < policy.min_plate_width_px:
-        reasons.append(ReviewReason.of(ReviewCode.LOW_RESOLUTION, f"plate {width_px:.0f} px wide"))
-    if policy.require_known_colour and read.colour is PlateColour.UNKNOWN:
-        reasons.append(ReviewReason.of(ReviewCode.COLOUR_UNKNOWN))
-    if read.text is not None and not colour_kind_consistent(read.colour, read.kind):
-        reasons.append(
-            ReviewReason.of(ReviewCode.COLOUR_KIND_MISMATCH, f"{read.colour.value} {read.kind}")
-        )
+    reasons += _resolution_reasons(plate_width_px(read), policy)
+    reasons += _colour_reasons(read.colour, read.kind, read.text, WeighedVehicleFacts(), policy)
     return tuple(reasons)
 
 
-def _plate_width_px(read: PlateRead) -> float:
+def _resolution_reasons(width_px: float, policy: PlatePolicy) -> list[ReviewReason]:
+    if width_px < policy.min_plate_width_px:
+        return [ReviewReason.of(ReviewCode.LOW_RESOLUTION, f"plate {width_px:.0f} px wide")]
+    return []
+
+
+def _colour_reasons(
+    colour: PlateColour,
+    kind: str | None,
+    text: str | None,
+    facts: WeighedVehicleFacts,
+    policy: PlatePolicy,
+) -> list[ReviewReason]:
+    reasons: list[ReviewReason] = []
+    if policy.require_known_colour and colour is PlateColour.UNKNOWN:
+        reasons.append(ReviewReason.of(ReviewCode.COLOUR_UNKNOWN))
+    if text is not None and not colour_kind_consistent(colour, kind):
+        reasons.append(ReviewReason.of(ReviewCode.COLOUR_KIND_MISMATCH, f"{colour.value} {kind}"))
+    conflict = vehicle_conflict(colour, kind, facts.axle_count, policy)
+    if conflict is not None:
+        reasons.append(ReviewReason.of(ReviewCode.VEHICLE_CONFLICT, conflict))
+    return reasons
+
+
+def plate_width_px(read: PlateRead) -> float:
+    """Width of the read's plate in the source frame (mean of its top and bottom edges)."""
     c = np.array(read.detection.corners_px, dtype=np.float64)
     return float((np.linalg.norm(c[1] - c[0]) + np.linalg.norm(c[2] - c[3])) / 2)
 
@@ -156,6 +179,7 @@ def _similar(a: str | None, b: str | None) -> bool:
 class _Entry:
     source: PlateSource
     read: PlateRead
+    in_lane: bool = True
 
 
 def _group(entries: list[_Entry], link_window: timedelta) -> list[list[_Entry]]:
@@ -207,17 +231,12 @@ def _vote(group: list[_Entry]) -> tuple[str | None, float, int]:
     return voted, confidence, agreeing
 
 
-def decide_from_reads(
-    frame_reads: Sequence[tuple[VehicleFrame, list[PlateRead]]],
-    facts: WeighedVehicleFacts | None = None,
-    policy: PlatePolicy | None = None,
-    link_window: timedelta = timedelta(seconds=10),
-) -> VehiclePlateDecision:
-    """Decide from reads already made (see :func:`decide_vehicle`)."""
-    policy = policy or PlatePolicy()
-    facts = facts or WeighedVehicleFacts()
+def _entries(
+    frame_reads: Sequence[tuple[VehicleFrame, list[PlateRead]]], policy: PlatePolicy
+) -> list[_Entry]:
     entries: list[_Entry] = []
     for index, (frame, reads) in enumerate(frame_reads):
+        region = policy.region(frame.camera)
         for read in reads:
             source = PlateSource(
                 frame_index=index,
@@ -231,86 +250,85 @@ def decide_from_reads(
                 layout=read.layout,
                 crops=read.line_images,
             )
-            entries.append(_Entry(source, read))
-    all_sources = tuple(e.source for e in entries)
-    if not entries:
-        return VehiclePlateDecision(
-            None,
-            None,
-            PlateColour.UNKNOWN,
-            None,
-            0.0,
-            False,
-            (ReviewReason.of(ReviewCode.NO_PLATE),),
-            (),
-            (),
-            None,
-            0,
-        )
-    groups = _group(entries, link_window)
-    trailer_groups = [g for g in groups if any(is_trailer_plate(e.read.text or "") for e in g)]
-    tractor_groups = [g for g in groups if g not in trailer_groups]
-    trailer_plate = None
-    if trailer_groups:
-        best_trailer = max(trailer_groups, key=lambda g: sum(e.read.confidence for e in g))
-        trailer_plate = _vote(best_trailer)[0]
-    reasons: list[ReviewReason] = []
-    alternatives: dict[str, float] = defaultdict(float)
+            entries.append(_Entry(source, read, region.contains(read.box_px, frame.image.shape)))
+    return entries
+
+
+def _alternatives(entries: list[_Entry], voted: str | None) -> tuple[PlateAlternative, ...]:
+    support: dict[str, float] = defaultdict(float)
     for e in entries:
         if e.read.text is not None and not is_trailer_plate(e.read.text):
-            alternatives[e.read.text] += e.read.confidence
+            support[e.read.text] += e.read.confidence
         for alt in e.read.alternatives:
             if not is_trailer_plate(alt.text):
-                alternatives[alt.text] += 0.0
-    if not tractor_groups:
-        reasons.append(ReviewReason.of(ReviewCode.TRAILER_PLATE_ONLY))
-        return VehiclePlateDecision(
-            None,
-            None,
-            PlateColour.UNKNOWN,
-            None,
-            0.0,
-            False,
-            tuple(reasons),
-            all_sources,
-            tuple(
-                PlateAlternative(t, s)
-                for t, s in sorted(alternatives.items(), key=lambda kv: -kv[1])
-            ),
-            trailer_plate,
-            0,
-        )
+                support[alt.text] += 0.0
+    support.pop(voted or "", None)
+    ranked = sorted(support.items(), key=lambda kv: -kv[1])
+    return tuple(PlateAlternative(t, s) for t, s in ranked)
 
-    def support(group: list[_Entry]) -> float:
-        return sum(e.read.confidence * e.read.detection.score for e in group) + 1e-3 * len(group)
 
-    tractor_groups.sort(key=support, reverse=True)
-    main = tractor_groups[0]
-    voted, confidence, _ = _vote(main)
-    valid = [e for e in main if e.read.text is not None]
-    best = max(main, key=lambda e: (e.read.text is not None, e.read.confidence))
+def _support(group: list[_Entry]) -> float:
+    return sum(e.read.confidence * e.read.detection.score for e in group) + 1e-3 * len(group)
+
+
+def _text_reasons(
+    main: list[_Entry], voted: str | None, confidence: float, policy: PlatePolicy
+) -> list[ReviewReason]:
+    """Grammar, confidence, independent agreement and resolution of the chosen group."""
+    reasons: list[ReviewReason] = []
     if voted is None:
         raw = ", ".join(sorted({e.read.raw_text for e in main}))
         reasons.append(ReviewReason.of(ReviewCode.GRAMMAR_INVALID, f"raw reads {raw}"))
-    kind = plate_kind(voted) if voted else None
-    if voted is not None and kind is None:
+    elif plate_kind(voted) is None:
         reasons.append(ReviewReason.of(ReviewCode.GRAMMAR_INVALID, f"voted {voted!r}"))
-    if voted is not None and confidence < policy.min_confidence:
+    elif confidence < policy.min_confidence:
         reasons.append(ReviewReason.of(ReviewCode.LOW_CONFIDENCE, f"confidence {confidence:.3f}"))
-    elif voted is not None and confidence < policy.confident_alone:
-        agreeing_reads = [e.read for e in valid if e.read.text == voted]
-        confirmations = len(agreeing_reads) + sum(
-            r.confirmed_by_second_view for r in agreeing_reads
+    else:
+        decodings = [d for e in main for d in e.read.agreeing_decodings(voted)]
+        reasons += evidence_reasons(
+            len(decodings),
+            kth_best_char_confidences(decodings, policy.min_independent_reads),
+            policy,
         )
-        if confirmations < 2:
-            reasons.append(ReviewReason.of(ReviewCode.UNCONFIRMED, f"confidence {confidence:.3f}"))
-    if max(_plate_width_px(e.read) for e in main) < policy.min_plate_width_px:
-        reasons.append(ReviewReason.of(ReviewCode.LOW_RESOLUTION))
-    disagreeing = [e for e in valid if e.read.text != voted]
-    # Another plate seen with some confidence (front ≠ rear, or two plates in view).
+    reasons += _resolution_reasons(max(plate_width_px(e.read) for e in main), policy)
+    return reasons
+
+
+def _plausible(read: PlateRead, policy: PlatePolicy) -> bool:
+    """Could this detection be a real plate (of another vehicle)?"""
+    raw_chars = len(read.raw_text.replace("|", ""))
+    return read.text is not None or raw_chars >= policy.rival_min_raw_chars
+
+
+def _rival_reasons(
+    main: list[_Entry],
+    others: list[list[_Entry]],
+    candidates: list[_Entry],
+    policy: PlatePolicy,
+) -> list[ReviewReason]:
+    """Another plausible plate in a frame of the chosen plate, or another plate read elsewhere."""
+    reasons: list[ReviewReason] = []
+    for frame_index in {e.source.frame_index for e in main}:
+        in_frame = [
+            e
+            for e in candidates
+            if e.source.frame_index == frame_index and _plausible(e.read, policy)
+        ]
+        apart = any(
+            _iou(a.source.box_px, b.source.box_px) < 0.1
+            for i, a in enumerate(in_frame)
+            for b in in_frame[i + 1 :]
+        )
+        if apart:
+            detail = ", ".join(repr(e.read.text or e.read.raw_text) for e in in_frame)
+            reasons.append(ReviewReason.of(ReviewCode.MULTIPLE_PLATES, detail))
+            break
+    voted = _vote(main)[0]
+    disagreeing = [e for e in main if e.read.text is not None and e.read.text != voted]
+    # Another plate seen with some confidence (front ≠ rear, or a plate in another frame).
     rivals = [
         e
-        for g in tractor_groups[1:]
+        for g in others
         for e in g
         if e.read.text is not None and e.read.confidence >= policy.min_confidence
     ]
@@ -322,6 +340,71 @@ def decide_from_reads(
         code = ReviewCode.CAMERA_DISAGREEMENT if other_cameras else ReviewCode.FRAME_DISAGREEMENT
         if all(r.code is not code for r in reasons):
             reasons.append(ReviewReason.of(code, f"{e.source.camera} read {e.read.text!r}"))
+    return reasons
+
+
+def _voted_colour(main: list[_Entry]) -> PlateColour:
+    weights: dict[PlateColour, float] = defaultdict(float)
+    for e in main:
+        weights[e.read.colour] += e.read.confidence + 1e-3
+    return max(weights, key=lambda c: weights[c])
+
+
+def _no_tractor_decision(
+    reasons: list[ReviewReason],
+    entries: list[_Entry],
+    trailer_plate: str | None,
+) -> VehiclePlateDecision:
+    return VehiclePlateDecision(
+        plate=None,
+        kind=None,
+        colour=PlateColour.UNKNOWN,
+        layout=None,
+        confidence=0.0,
+        accepted=False,
+        review_reasons=tuple(reasons),
+        sources=tuple(e.source for e in entries),
+        alternatives=_alternatives(entries, None),
+        trailer_plate=trailer_plate,
+        agreeing_frames=0,
+    )
+
+
+def decide_from_reads(
+    frame_reads: Sequence[tuple[VehicleFrame, list[PlateRead]]],
+    facts: WeighedVehicleFacts | None = None,
+    policy: PlatePolicy | None = None,
+    link_window: timedelta = timedelta(seconds=10),
+) -> VehiclePlateDecision:
+    """Decide from reads already made (see :func:`decide_vehicle`)."""
+    policy = policy or PlatePolicy()
+    facts = facts or WeighedVehicleFacts()
+    entries = _entries(frame_reads, policy)
+    if not entries:
+        return _no_tractor_decision([ReviewReason.of(ReviewCode.NO_PLATE)], [], None)
+    reasons: list[ReviewReason] = []
+    candidates = [e for e in entries if e.in_lane]
+    if not candidates:  # every plate seen lies outside this lane's expected region
+        reasons.append(ReviewReason.of(ReviewCode.OUTSIDE_LANE, f"{len(entries)} plates"))
+        candidates = entries
+    groups = _group(candidates, link_window)
+    trailer_groups = [g for g in groups if any(is_trailer_plate(e.read.text or "") for e in g)]
+    tractor_groups = sorted(
+        (g for g in groups if g not in trailer_groups), key=_support, reverse=True
+    )
+    trailer_plate = None
+    if trailer_groups:
+        best_trailer = max(trailer_groups, key=lambda g: sum(e.read.confidence for e in g))
+        trailer_plate = _vote(best_trailer)[0]
+    if not tractor_groups:
+        reasons.append(ReviewReason.of(ReviewCode.TRAILER_PLATE_ONLY))
+        return _no_tractor_decision(reasons, entries, trailer_plate)
+    main = tractor_groups[0]
+    voted, confidence, _ = _vote(main)
+    kind = plate_kind(voted) if voted else None
+    reasons += _text_reasons(main, voted, confidence, policy)
+    reasons += _rival_reasons(main, tractor_groups[1:], candidates, policy)
+    valid = [e for e in main if e.read.text is not None]
     agreeing_frames = len({e.source.frame_index for e in valid if e.read.text == voted})
     if voted is not None and agreeing_frames < policy.min_agreeing_frames:
         reasons.append(
@@ -329,19 +412,9 @@ def decide_from_reads(
                 ReviewCode.TOO_FEW_FRAMES, f"{agreeing_frames} < {policy.min_agreeing_frames}"
             )
         )
-    colour_weights: dict[PlateColour, float] = defaultdict(float)
-    for e in main:
-        colour_weights[e.read.colour] += e.read.confidence + 1e-3
-    colour = max(colour_weights, key=lambda c: colour_weights[c])
-    if policy.require_known_colour and colour is PlateColour.UNKNOWN:
-        reasons.append(ReviewReason.of(ReviewCode.COLOUR_UNKNOWN))
-    if voted is not None and not colour_kind_consistent(colour, kind):
-        reasons.append(ReviewReason.of(ReviewCode.COLOUR_KIND_MISMATCH, f"{colour.value} {kind}"))
-    conflict = vehicle_conflict(colour, kind, facts.axle_count, policy)
-    if conflict is not None:
-        reasons.append(ReviewReason.of(ReviewCode.VEHICLE_CONFLICT, conflict))
-    main_sources = tuple(e.source for e in main)
-    alternatives.pop(voted or "", None)
+    colour = _voted_colour(main)
+    reasons += _colour_reasons(colour, kind, voted, facts, policy)
+    best = max(main, key=lambda e: (e.read.text is not None, e.read.confidence))
     return VehiclePlateDecision(
         plate=voted,
         kind=kind,
@@ -350,10 +423,8 @@ def decide_from_reads(
         confidence=confidence,
         accepted=not reasons,
         review_reasons=tuple(reasons),
-        sources=main_sources,
-        alternatives=tuple(
-            PlateAlternative(t, s) for t, s in sorted(alternatives.items(), key=lambda kv: -kv[1])
-        ),
+        sources=tuple(e.source for e in main),
+        alternatives=_alternatives(entries, voted),
         trailer_plate=trailer_plate,
         agreeing_frames=agreeing_frames,
     )
