@@ -79,12 +79,13 @@ def _version(engine: Engine) -> str:
         return str(conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one())
 
 
+HEAD = "0004_procedure_by_law"  # the newest revision (issue 17: the procedure by the law)
 SYNC_TABLES = {"sync_station", "sync_package", "sync_passage", "sync_quarantine"}
 
 
 def test_head_equals_both_metadata(bare: Bare) -> None:
     upgrade(bare.engine)
-    assert _version(bare.engine) == "0003"
+    assert _version(bare.engine) == HEAD
     assert _diff(bare.engine, [Base.metadata, SyncBase.metadata]) == []
     # each metadata on its own, over its own tables
     assert _diff(bare.engine, Base.metadata, only=Base.metadata) == []
@@ -98,20 +99,33 @@ def test_upgrade_from_0002_keeps_service_data(bare: Bare, sealed: Sealed,
     assert not _tables(bare.engine) & SYNC_TABLES
     sessions = session_factory(bare.engine)
     user = new_user(sessions, "technical_reviewer")
-    case = new_case(sessions, sealed)
+    # the Case model is at head, so the old-schema rows are written in SQL
+    with bare.engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO passages (source_key, site_id, lane_code, time_utc, overloaded, flags,"
+            " received_utc) VALUES ('old-1', 'S', '1', '2026-01-01 00:00:00', true, '[]',"
+            " '2026-01-01 00:00:00')"))
+        passage_id = conn.execute(text("SELECT id FROM passages")).scalar_one()
+        conn.execute(text(
+            "INSERT INTO cases (version, passage_id, package_id, manifest_sha256, package_path,"
+            " site_id, time_utc, state, eligibility_status, manual_override, hearing_requested,"
+            " created_utc, updated_utc) VALUES (1, :p, 'old-pkg', :sha, '/x', 'S',"
+            " '2026-01-01 00:00:00', 'technical_review', 'ENFORCEABLE', false, false,"
+            " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"), {"p": passage_id, "sha": "a" * 64})
+        case_id = conn.execute(text("SELECT id FROM cases")).scalar_one()
     with transaction(sessions) as s:
         audit.append(s, actor="test", action="test.entry", object_type="test", object_id="1")
         before = s.query(AuditEntry).count()
 
     upgrade(bare.engine)
 
-    assert _version(bare.engine) == "0003"
+    assert _version(bare.engine) == HEAD
     assert _diff(bare.engine, [Base.metadata, SyncBase.metadata]) == []
     with transaction(sessions) as s:
         assert s.get(User, user.id) is not None
-        kept = s.get(Case, case.id)
+        kept = s.get(Case, case_id)
         assert kept is not None and kept.state == "technical_review"
-        assert kept.manifest_sha256 == case.manifest_sha256
+        assert kept.manifest_sha256 == "a" * 64 and kept.publish_due is None
         assert s.query(AuditEntry).count() == before
         assert audit.verify_chain(s) == []
     # the triggers of 0001 still hold after the upgrade
@@ -138,7 +152,7 @@ def test_sync_tables_made_by_create_all_are_adopted(bare: Bare) -> None:
 
     sync_store.create_tables(sync_store.make_engine(bare.url), bare.schema)
 
-    assert _version(bare.engine) == "0003"
+    assert _version(bare.engine) == HEAD
     assert _diff(bare.engine, [Base.metadata, SyncBase.metadata]) == []
     with bare.engine.connect() as conn:
         assert conn.execute(text("SELECT station_id FROM sync_station")).scalars().all() == [
@@ -159,7 +173,7 @@ def test_center_store_migrates_into_its_schema(bare: Bare, tmp_path: Path) -> No
     center = sync_store.CenterStore(sync_store.make_engine(bare.url), tmp_path / "store",
                                     generate_key(), schema=bare.schema)
     center.create_tables()
-    assert _version(bare.engine) == "0003"
+    assert _version(bare.engine) == HEAD
     assert SYNC_TABLES | set(Base.metadata.tables) <= _tables(bare.engine)
     if bare.schema is not None:  # in the store's own schema
         assert set(inspect(bare.engine).get_table_names(schema=bare.schema)) >= SYNC_TABLES
