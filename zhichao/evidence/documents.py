@@ -493,18 +493,27 @@ def sheet_pdf(doc: dict[str, Any], read: Reader) -> bytes:
     return _finish(pdf, "evidence_sheet.pdf")
 
 
-def notice_pdf(doc: dict[str, Any]) -> bytes:
-    pdf = _pdf("违法行为通知书")
-    _pdf_title(pdf, "违法行为通知书")
-    _set_font(pdf, 9)
-    pdf.cell(0, 6, "（拟处理意见，须经技术审核和法制审核后方可送达）",
-             new_x="LMARGIN", new_y="NEXT", align="C")
+def paragraphs_pdf(title: str, paragraphs: list[str], subtitle: str | None = None,
+                   filename: str = "notice.pdf", footer: str = NOTICE_FOOTER) -> bytes:
+    """A document of paragraphs (the notice, the decision, a copy notice) as a PDF."""
+    pdf = _pdf(title)
+    _pdf_title(pdf, title)
+    if subtitle:
+        _set_font(pdf, 9)
+        pdf.cell(0, 6, subtitle, new_x="LMARGIN", new_y="NEXT", align="C")
     _set_font(pdf, 11)
-    for para in _notice_paragraphs(doc):
+    for para in paragraphs:
         pdf.multi_cell(0, 7, para, new_x="LMARGIN", new_y="NEXT")
         pdf.ln(2)
-    _pdf_footer(pdf)
-    return _finish(pdf, "notice.pdf")
+    pdf.ln(4)
+    _set_font(pdf, 8)
+    pdf.multi_cell(0, 5, footer)
+    return _finish(pdf, filename)
+
+
+def notice_pdf(doc: dict[str, Any]) -> bytes:
+    return paragraphs_pdf("违法行为通知书", _notice_paragraphs(doc),
+                          "（拟处理意见，须经技术审核和法制审核后方可送达）")
 
 
 def render_all(doc: dict[str, Any], read: Reader) -> dict[str, bytes]:
