@@ -23,7 +23,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, MetaData, inspect, text
 
-from tests.service.conftest import PG_URL, Sealed, new_case, new_user, require_postgresql
+from tests.service.conftest import PG_URL, Sealed, new_user, require_postgresql
 from zhichao.evidence.signing import generate_key, public_pem
 from zhichao.service import audit
 from zhichao.service.center import store as sync_store

@@ -113,6 +113,10 @@ REGISTRY_READ = (*CASE_READ, "administrator")
 STATISTICS_READ = ("auditor", "decision_maker", "administrator")
 AUDIT_READ = ("auditor",)
 USER_ADMIN = ("administrator",)
+# 抄告 outbox (62号令 Art. 44): the decision maker's office sends and records it.
+COPY_NOTICES = ("decision_maker",)
+# Removing expired plates (个人信息保护法 Art. 19) is an administrator's task.
+RETENTION_RUN = ("administrator",)
 
 
 def duty(action: str) -> Duty:

@@ -33,6 +33,9 @@ class Settings:
     statement_max_chars: int = 5000  # guess
     text_field_max_chars: int = 2000  # reasons, responses, summaries
     deadlines: DeadlinePolicy = field(default_factory=DeadlinePolicy)
+    # 个人信息保护法 Art. 19: plates of passages that are not cases are removed after this
+    # many days. UNCONFIRMED default (no legal period found); each deployment decides.
+    passage_plate_retention_days: int = 30
     trust_forwarded_for: bool = False  # only behind a proxy that sets X-Forwarded-For
     # The center's evidence Merkle log for review events (行政处罚法 Art. 47). When set, the
     # app appends pending review events in the background every events_flush_interval_s.
