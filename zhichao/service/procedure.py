@@ -51,7 +51,8 @@ def serve_notice(session: Session, case: Case, user: User, *, delivered_utc: dat
     notice = _notice(session, case)
     if notice.served_on is not None:
         raise WorkflowError("notice already served", f"告知书已于 {notice.served_on} 送达")
-    if delivered_utc.tzinfo is None or delivered_utc > now or delivered_utc < notice.issued_utc:
+    issued_minute = notice.issued_utc.replace(second=0, microsecond=0)  # forms give minutes
+    if delivered_utc.tzinfo is None or delivered_utc > now or delivered_utc < issued_minute:
         raise InvalidInputError("delivered_utc: a UTC time between issue and now",
                                 "送达（签收、交付、到达或公告）时间须在告知书发出之后、当前时间之前")
     proof_text = _text(proof, "proof", required=True, max_chars=500)
