@@ -1,7 +1,8 @@
 """The steps of the procedure around the notice and the published decision: recording
 service of the notice, the party's waiver, and a decision changed or revoked.
 
-* ``serve_notice`` (行政处罚法 Art. 61, applying 民事诉讼法 2023 Art. 87–95): the officer
+* ``serve_notice`` (行政处罚法 Art. 61, applying the 民事诉讼法 service rules; Art. 95 for
+  announcements): the officer
   records when the notice reached the party — the signed receipt (in person), postal
   delivery, arrival in the electronic system the party agreed to, or the publication of an
   announcement (then served 30 days later, Art. 95). The statement and hearing request

@@ -75,7 +75,8 @@ OUTCOMES_ZH: dict[str, str] = {
 PROPOSED_ZH = {"fine": "罚款", "warning": "警告", "education": "批评教育", "none": "不予处罚"}
 CHANNELS = ("app", "sms", "post", "in_person", "announcement")
 # How each channel is served, and what marks the moment of service (行政处罚法 Art. 61,
-# applying 民事诉讼法 2023 Art. 87–95): the officer records that moment (serve-notice).
+# applying the 民事诉讼法 service rules, Art. 95 for announcements): the officer records
+# that moment (serve-notice). The article numbers of the other rules are unconfirmed.
 SERVICE_ZH: dict[str, str] = {
     "in_person": "直接送达：以受送达人在送达回证上签收的日期为送达日期",
     "post": "邮寄送达：以邮件交付受送达人（签收）的日期为送达日期",
