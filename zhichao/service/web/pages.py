@@ -79,10 +79,11 @@ class Viewer:
 def _fmt_utc(value: object) -> str:
     """A stored UTC time as people read it: 北京时间, labelled (storage stays UTC)."""
     if isinstance(value, str) and value:
+        text = value
         try:
-            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
-            return value
+            return text
     if not isinstance(value, datetime) or value.tzinfo is None:
         return "—"
     return value.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S") + "（北京时间）"
