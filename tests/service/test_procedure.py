@@ -311,8 +311,11 @@ def test_no_copy_for_education_and_referral_after_three(sessions: sessionmaker[S
     with transaction(sessions) as s:
         assert s.scalars(select(CopyNotice).where(CopyNotice.case_id == educated.id)).first() \
             is None
+    revoked = decided(sessions, sealed, crew, outcome="warning", fine=0, plate="浙J3R001",
+                      time_utc=utc(2026, 2, 10, 2))
+    act(sessions, revoked.id, procedure.revoke, crew.boss, kind="revoked", reason="复议撤销")
     referrals = []
-    for month in (1, 3, 5, 6):  # four violations within one year
+    for month in (1, 3, 5, 6):  # four violations within one year (a revoked one not counted)
         case = decided(sessions, sealed, crew, outcome="warning", fine=0, plate="浙J3R001",
                        time_utc=utc(2026, month, 10, 2))
         with transaction(sessions) as s:

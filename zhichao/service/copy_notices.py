@@ -1,9 +1,9 @@
 """抄告: the copy notice to the transport authority of the vehicle's registration place.
 
 《超限运输车辆行驶公路管理规定》(交通运输部令2016年第62号) Art. 44: within 7 working days of
-closing a case (结案; here: the decision served), the highway authority sends the vehicle's
-plate and type, its operator and 道路运输证号, the driver and 从业资格证, the source of
-loading, the decision and other case data to the transport authority where the vehicle is
+closing a case (结案; here: the day the decision was served), the highway authority sends
+the vehicle's plate and type, its operator and 道路运输证号, the driver and 从业资格证, the
+source of loading, the decision and other case data to the transport authority where the vehicle is
 registered. Only penalties are copied (``COPIED_OUTCOMES``: a fine or a warning; education
 and no-penalty decisions are not): an interpretation, unconfirmed.
 
@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from zhichao.evidence import documents, notice_text
 from zhichao.service import audit
 from zhichao.service.errors import NotFoundError, WorkflowError
-from zhichao.service.models import Case, CopyNotice, Decision
+from zhichao.service.models import Case, CaseEvent, CopyNotice, Decision
 from zhichao.service.workdays import DeadlinePolicy, china_date
 
 FORMAT = "zhichao.copy-notice/1"
@@ -62,12 +62,14 @@ def authority_for(plate: str | None) -> str:
 
 def violations_in_year(session: Session, case: Case) -> int:
     """Served penalties of the same vehicle whose violation lies in the 365 days up to
-    this case's (this case included)."""
+    this case's (this case included); a decision revoked or changed does not count."""
     start = case.time_utc - timedelta(days=365)
+    revoked = select(CaseEvent.case_id).where(CaseEvent.to_state == "revoked")
     rows = session.execute(
         select(Case.id).join(Decision, Decision.case_id == Case.id)
         .where(Case.plate == case.plate, Case.plate_colour == case.plate_colour,
                Case.time_utc >= start, Case.time_utc <= case.time_utc,
+               Case.id.not_in(revoked),
                Decision.outcome.in_(COPIED_OUTCOMES), Decision.served_utc.is_not(None))).all()
     return len({r[0] for r in rows} | {case.id})
 
@@ -106,7 +108,8 @@ def queue(session: Session, case: Case, decision: Decision, *, policy: DeadlineP
     session.flush()  # this decision's service counts
     count = violations_in_year(session, case)
     copy = CopyNotice(case_id=case.id, authority_zh=authority_for(case.plate),
-                      due=policy.copy_notice_due(china_date(now)), referral=count >
+                      due=policy.copy_notice_due(china_date(decision.served_utc or now)),
+                      referral=count >
                       REFERRAL_THRESHOLD, payload=_payload(case, decision, count),
                       created_utc=now)
     session.add(copy)
