@@ -57,7 +57,11 @@ class ReviewIn(_In):
 
 
 class NotifyIn(_In):
-    channel: SafeStr = Field(max_length=32)
+    """立案并告知；陈述申辩、听证申请期限自记录送达（serve-notice）之日起算。"""
+
+    channel: SafeStr = Field(max_length=32, description=(
+        "告知方式：in_person（直接送达）| post（邮寄）| app、sms（电子送达，须当事人同意）"
+        "| announcement（公告，经过三十日视为送达）"))
     hearing_right: bool | None = None
     expected_version: Version = None
 
