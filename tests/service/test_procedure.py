@@ -361,3 +361,27 @@ def test_plates_of_passages_that_are_not_cases_are_removed(sessions: sessionmake
         ).first()
         assert entry is not None and entry.detail["count"] == count
     assert (sealed.directory / "manifest.json").read_bytes() == manifest
+
+
+def test_retention_command_removes_and_audits(tmp_path: Any,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """``zhichao retention run``: the periodic job (cron) of 个人信息保护法 Art. 19."""
+    from zhichao.cli import main
+    from zhichao.service.db import make_engine, session_factory, upgrade
+    from zhichao.testing.cases import vehicle_dict
+
+    url = f"sqlite:///{tmp_path / 'retention.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    with transaction(session_factory(engine)) as s:
+        ingest.register_passage(s, vehicle_dict(time_utc="2020-01-01T00:00:00Z"),
+                                station_id="S001", plate="浙J4C001", plate_colour="黄")
+    assert main(["retention", "run", "--db", url, "--days", "30"]) == 0
+    assert "已删除 1 条" in capsys.readouterr().out
+    assert main(["retention", "run", "--db", url, "--days", "0"]) == 1
+    assert "保存期限" in capsys.readouterr().err
+    with transaction(session_factory(engine)) as s:
+        assert s.scalars(select(Passage.plate)).all() == [None]
+        assert len(s.scalars(select(AuditEntry).where(
+            AuditEntry.action == "retention.plates_removed")).all()) == 1
+    engine.dispose()
