@@ -40,9 +40,15 @@ def beijing_time_zh(text: str | None) -> str:
 
 
 def _v(value: Any, unit: str = "") -> str:
+    """A fact as printed: ``—`` when missing; whole numbers without ``.0``."""
     if value is None or value == "":
         return "—"
-    return f"{value}{unit}"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return f"{value}{unit}"
+    text = f"{number:.0f}" if number.is_integer() else f"{number:g}"
+    return f"{text}{unit}"
 
 
 def vehicle_class_zh(case: dict[str, Any]) -> str:
@@ -138,13 +144,14 @@ def notice_paragraphs(doc: dict[str, Any], periods: Periods | None = None,
     warning = [] if status == "ENFORCEABLE" else [
         f"【注意】本案证据资格审查结论为“{(c.get('eligibility') or {}).get('status_zh', '未知')}”，"
         "在问题解决并经审核前，本通知书不得送达。"]
-    fine = f"，罚款人民币{pen['fine_yuan']}元。" if pen.get("fine_yuan") else "。"
+    proposal = (f"罚款人民币{pen['fine_yuan']}元" if pen.get("fine_yuan")
+                else str(pen["outcome_zh"]))
     return [
         *warning,
         f"{owner}：" + (f"（地址：{reg['owner_address_zh']}）"
                        if reg.get("owner_address_zh") else ""),
         facts_paragraph(doc, plate),
-        _rule_paragraph(c, f"本机关拟对你（单位）作出如下行政处理：{pen['outcome_zh']}{fine}"),
+        _rule_paragraph(c, f"本机关拟对你（单位）作出如下行政处理：{proposal}。"),
         f"根据{LAW_ZH}第四十四条、第四十五条，你（单位）有权进行陈述和申辩，"
         f"请{deadline}到{site.get('handling_place_zh') or '本机关指定地点'}或通过线上渠道"
         f"查询证据、提出陈述申辩；陈述申辩不会导致加重处罚。期满未提出的，本机关将依据"
@@ -167,7 +174,7 @@ def decision_paragraphs(doc: dict[str, Any], *, outcome_zh: str, fine_yuan: int,
     site = c.get("site") or {}
     reg = c.get("registration") or {}
     authority = site.get("authority_zh") or "（执法机关名称）"
-    penalty = f"{outcome_zh}" + (f"，罚款人民币{fine_yuan}元" if fine_yuan else "")
+    penalty = f"罚款人民币{fine_yuan}元" if fine_yuan else outcome_zh
     pay = ("请自收到本决定书之日起十五日内到指定银行或者通过电子支付系统缴纳罚款；到期不缴纳"
            f"的，每日按罚款数额的百分之三加处罚款（{LAW_ZH}第六十七条、第七十二条）。"
            if fine_yuan else "")

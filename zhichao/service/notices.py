@@ -55,11 +55,16 @@ def notice_text_zh(case: Case, policy: DeadlinePolicy) -> str:
     return "\n".join(notice_text.notice_paragraphs(doc, periods, plate=case.plate))
 
 
-def decision_text_zh(case: Case, decision: Decision, outcome_zh: str) -> str:
+# What the served decision says for each outcome (a fine is stated with its amount).
+DECIDED_ZH = {"fine": "罚款", "reduced": "罚款（依法减轻）", "warning": "警告",
+              "education": "不予行政处罚，予以批评教育", "no_penalty": "不予行政处罚"}
+
+
+def decision_text_zh(case: Case, decision: Decision) -> str:
     """行政处罚决定书 as served (Art. 59)."""
     doc = case_document(case)
     return "\n".join(notice_text.decision_paragraphs(
-        doc, outcome_zh=outcome_zh, fine_yuan=decision.fine_yuan,
+        doc, outcome_zh=DECIDED_ZH[decision.outcome], fine_yuan=decision.fine_yuan,
         reasons_zh=decision.reasons_zh, decided_utc=decision.decided_utc.isoformat(),
         plate=case.plate, review_days=REVIEW_DAYS, lawsuit_months=LAWSUIT_MONTHS))
 

@@ -386,7 +386,7 @@ def decide(session: Session, case: Case, user: User, *, outcome: str, fine_yuan:
             f"{proposed_fine} 元）")
     decision = Decision(case_id=case.id, outcome=outcome, fine_yuan=fine_yuan,
                         reasons_zh=text, decided_by=user.id, decided_utc=now)
-    decision.text_zh = notices.decision_text_zh(case, decision, OUTCOMES_ZH[outcome])
+    decision.text_zh = notices.decision_text_zh(case, decision)
     session.add(decision)
     case.serve_due = policy.serve_due(china_date(now))
     case.publish_due = (policy.publish_due(china_date(now)) if outcome in PUBLISHED_OUTCOMES
