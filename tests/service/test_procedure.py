@@ -140,6 +140,20 @@ def test_announcement_is_served_thirty_days_after_publication(
         act(sessions, case.id, workflow.close_statements, crew.legal, now=utc(2026, 6, 20))
 
 
+def test_post_returned_then_announced(sessions: sessionmaker[Session], sealed: Sealed,
+                                      crew: Crew) -> None:
+    """Sent by post, returned undelivered, then announced (浙江省公路条例 Art. 40): served
+    30 days after the announcement (民事诉讼法 Art. 95)."""
+    case = notified(sessions, sealed, crew, channel="post")
+    with pytest.raises(InvalidInputError):
+        act(sessions, case.id, procedure.serve_notice, crew.boss, delivered_utc=DELIVERED,
+            proof="x", policy=POLICY, channel="pigeon", now=DELIVERED)
+    notice = act(sessions, case.id, procedure.serve_notice, crew.boss,
+                 delivered_utc=DELIVERED, proof="浙江政务服务网公告 2026-001", policy=POLICY,
+                 channel="announcement", now=DELIVERED)
+    assert notice.channel == "announcement" and notice.served_on == date(2026, 7, 1)
+
+
 def test_statement_before_service_is_accepted(sessions: sessionmaker[Session], sealed: Sealed,
                                              crew: Crew) -> None:
     case = notified(sessions, sealed, crew)

@@ -27,7 +27,7 @@ from zhichao.service.accounts import user_label
 from zhichao.service.errors import InvalidInputError, WorkflowError
 from zhichao.service.models import Case, Notice, User
 from zhichao.service.workdays import DeadlinePolicy, china_date
-from zhichao.service.workflow import _start, _text, _transition
+from zhichao.service.workflow import SERVICE_ZH, _start, _text, _transition
 
 WAIVE_SCOPES = ("statement", "hearing", "all")
 REVOCATION_ZH = {"changed": "变更", "revoked": "撤销", "unlawful": "确认违法",
@@ -44,14 +44,22 @@ def _notice(session: Session, case: Case) -> Notice:
 
 
 def serve_notice(session: Session, case: Case, user: User, *, delivered_utc: datetime,
-                 proof: str, policy: DeadlinePolicy, expected_version: int | None = None,
-                 now: datetime | None = None) -> Notice:
-    """Record the service of the notice and start the statement and hearing periods."""
+                 proof: str, policy: DeadlinePolicy, channel: str | None = None,
+                 expected_version: int | None = None, now: datetime | None = None) -> Notice:
+    """Record the service of the notice and start the statement and hearing periods.
+
+    ``channel`` is how it was finally served when that differs from the issue channel
+    (e.g. an announcement after the post came back undelivered, 浙江省公路条例 Art. 40)."""
     now = now or utc_now()
     _start("serve-notice", case, user, expected_version)
     notice = _notice(session, case)
     if notice.served_on is not None:
         raise WorkflowError("notice already served", f"告知书已于 {notice.served_on} 送达")
+    if channel is not None and channel != notice.channel:
+        if channel not in SERVICE_ZH:
+            raise InvalidInputError(f"channel {channel!r} not in {tuple(SERVICE_ZH)}",
+                                    "送达方式无效")
+        notice.channel = channel
     issued_minute = notice.issued_utc.replace(second=0, microsecond=0)  # forms give minutes
     if delivered_utc.tzinfo is None or delivered_utc > now or delivered_utc < issued_minute:
         raise InvalidInputError("delivered_utc: a UTC time between issue and now",

@@ -98,7 +98,7 @@ def serve_notice(case_id: CaseId, body: NoticeServiceIn, session: SessionDep,
     case = _case(session, case_id)
     procedure.serve_notice(session, case, user, delivered_utc=body.delivered_utc,
                            proof=body.proof, policy=settings.deadlines,
-                           expected_version=body.expected_version)
+                           channel=body.channel, expected_version=body.expected_version)
     return _done(session, case)
 
 

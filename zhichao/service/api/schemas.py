@@ -105,6 +105,9 @@ class NoticeServiceIn(_In):
         "同意的系统的时间，公告送达为公告发出时间（经过三十日视为送达）"))
     proof: SafeStr = Field(min_length=1, max_length=500,
                            description="送达凭证：送达回证编号、邮件单号、系统回执或公告网址")
+    channel: SafeStr | None = Field(default=None, max_length=32, description=(
+        "实际送达方式（与告知方式不同时填写，如邮寄被退回后公告送达）：in_person | post | app "
+        "| sms | announcement"))
     expected_version: Version = None
 
 

@@ -109,11 +109,13 @@ def notify(request: Request, pages: PagesDep, case_id: CaseId, expected_version:
 def serve_notice(request: Request, pages: PagesDep, case_id: CaseId, expected_version: Ver,
                  delivered: Annotated[str, Form(max_length=32)],
                  proof: Annotated[str, Form(max_length=500)],
+                 channel: Annotated[str | None, Form(max_length=32)] = None,
                  csrf_token: Csrf = None) -> Response:
     return act(request, pages, case_id, "serve-notice", csrf_token,
                lambda s, c, u: procedure.serve_notice(
                    s, c, u, delivered_utc=_beijing_time(delivered, "delivered"), proof=proof,
-                   policy=pages.settings.deadlines, expected_version=expected_version))
+                   policy=pages.settings.deadlines, channel=channel or None,
+                   expected_version=expected_version))
 
 
 @router.post(f"{CONSOLE}/cases/{{case_id}}/waive")
