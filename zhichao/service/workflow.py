@@ -22,6 +22,10 @@ Rules enforced here (not in the routes):
   statement has been answered (Art. 44, 45, 62–64).
 * An undecided hearing right (no threshold configured) must be decided by a human when the
   case is opened; it is never assumed.
+* The statement and hearing periods run from service of the notice (``procedure.py``:
+  serve-notice, waiver, revocation); 公示 only for ``PUBLISHED_OUTCOMES``, by
+  ``Case.publish_due``; serving a penalty queues its 抄告 (``copy_notices.py``); a decided,
+  served or published case may end ``revoked`` (Art. 48).
 * Optimistic locking: ``expected_version`` must equal ``Case.version``; a concurrent
   change in another session makes the commit fail (``ConcurrentUpdateError``).
 * Cases are never deleted (database trigger); every transition writes a ``CaseEvent``
