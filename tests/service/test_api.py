@@ -38,6 +38,9 @@ def walk_to_notified(api: Api, case_id: int, version: int = 1) -> dict:
     r = c.post(f"/api/v1/cases/{case_id}/notify", headers=api.auth("decision_maker"),
                json={"channel": "sms", "hearing_right": True})
     assert r.status_code == 200, r.text
+    r = c.post(f"/api/v1/cases/{case_id}/serve-notice", headers=api.auth("decision_maker"),
+               json={"delivered_utc": utc_now().isoformat(), "proof": "短信回执"})
+    assert r.status_code == 200, r.text  # the periods run from service (Art. 44, 64)
     return r.json()
 
 

@@ -51,7 +51,8 @@ def test_reviewer_with_decision_role_cannot_carry_the_case_forward(api: Api) -> 
     _ok(api, "legal_reviewer", case.id, "legal-review", {"approve": True})
     steps: list[tuple[str, dict[str, object], str]] = [
         ("notify", {"channel": "sms", "hearing_right": False}, "legal_reviewer"),
-        ("decision", {"outcome": "warning", "fine_yuan": 0, "reasons": "依法裁量"}, ""),
+        ("serve-notice", {"delivered_utc": utc_now().isoformat(), "proof": "回执"}, ""),
+        ("decision", {"outcome": "reduced", "fine_yuan": 100, "reasons": "依法裁量"}, ""),
         ("serve", {"channel": "post"}, ""),
         ("publish", {}, ""),
     ]
@@ -95,7 +96,7 @@ def test_openapi_describes_every_answer_and_the_duties(api: Api) -> None:
             for media_type, body in content.items():
                 if "schema" in body:  # JSON: a named model, never {} or a bare object
                     assert "$ref" in body["schema"], (method, path, body)
-                else:  # a file: zip, image, a JSON file of the package, CSV
+                else:  # a file: zip, image, package JSON, CSV, PDF
                     assert media_type in {"application/zip", "image/jpeg", "image/png",
                                           "application/json", "text/csv",
                                           "application/pdf"}, (path, media_type)

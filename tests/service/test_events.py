@@ -14,7 +14,7 @@ from zhichao.evidence.events import find_events
 from zhichao.evidence.merkle import MerkleLog
 from zhichao.evidence.package import Station
 from zhichao.evidence.signing import generate_key
-from zhichao.service import events, ingest, workflow
+from zhichao.service import events, ingest, procedure, workflow
 from zhichao.service.db import transaction
 from zhichao.service.models import Case, EvidenceEvent, User
 
@@ -32,6 +32,8 @@ def test_review_events_are_appended_once_and_found_by_the_verifier_side(
     act(sessions, case.id, workflow.legal_review, legal, approve=True, reason="符合法定条件")
     act(sessions, case.id, workflow.open_and_notify, boss, channel="sms", policy=POLICY,
         hearing_right=True, now=NOTIFY_AT)
+    act(sessions, case.id, procedure.serve_notice, boss, delivered_utc=NOTIFY_AT,
+        proof="短信回执", policy=POLICY, now=NOTIFY_AT)  # the periods run from service
     with transaction(sessions) as s:
         c = s.get(Case, case.id)
         assert c is not None
@@ -48,12 +50,13 @@ def test_review_events_are_appended_once_and_found_by_the_verifier_side(
     log = MerkleLog(tmp_path / "center-log", origin="zhichao/center/test", create=True,
                     fsync=False)
     try:
-        assert events.flush_to_log(sessions, log, center) == 6
+        assert events.flush_to_log(sessions, log, center) == 7
         assert events.flush_to_log(sessions, log, center) == 0  # nothing twice
         found = find_events(log, sealed.manifest_sha256)
         kinds = [(e.event_type.value, e.outcome) for _i, _b, e in found]
         assert kinds == [("technical_review", "approved"), ("legal_review", "approved"),
-                         ("service", "notice_issued"), ("statement", "filed"),
+                         ("service", "notice_issued"), ("service", "notice_served"),
+                         ("statement", "filed"),
                          ("decision", "warning"), ("service", "decision_served")]
         assert all(e.actor_id.startswith(("U-", "owner")) for _i, _b, e in found)
         assert found[1][2].reason_zh == "符合法定条件"

@@ -24,7 +24,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, MetaData, inspect, text
 
-from tests.service.conftest import PG_URL, Sealed, new_case, new_user, require_postgresql
+from tests.service.conftest import PG_URL, Sealed, new_user, require_postgresql
 from zhichao.evidence.signing import generate_key, public_pem
 from zhichao.service import audit
 from zhichao.service.center import store as sync_store
@@ -108,7 +108,20 @@ def test_upgrade_from_0002_keeps_service_data(bare: Bare, sealed: Sealed,
     assert not _tables(bare.engine) & SYNC_TABLES
     sessions = session_factory(bare.engine)
     user = new_user(sessions, "technical_reviewer")
-    case = new_case(sessions, sealed)
+    # the Case model is at head, so the old-schema rows are written in SQL
+    with bare.engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO passages (source_key, site_id, lane_code, time_utc, overloaded, flags,"
+            " received_utc) VALUES ('old-1', 'S', '1', '2026-01-01 00:00:00', true, '[]',"
+            " '2026-01-01 00:00:00')"))
+        passage_id = conn.execute(text("SELECT id FROM passages")).scalar_one()
+        conn.execute(text(
+            "INSERT INTO cases (version, passage_id, package_id, manifest_sha256, package_path,"
+            " site_id, time_utc, state, eligibility_status, manual_override, hearing_requested,"
+            " created_utc, updated_utc) VALUES (1, :p, 'old-pkg', :sha, '/x', 'S',"
+            " '2026-01-01 00:00:00', 'technical_review', 'ENFORCEABLE', false, false,"
+            " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"), {"p": passage_id, "sha": "a" * 64})
+        case_id = conn.execute(text("SELECT id FROM cases")).scalar_one()
     with transaction(sessions) as s:
         audit.append(s, actor="test", action="test.entry", object_type="test", object_id="1")
         before = s.query(AuditEntry).count()
@@ -119,9 +132,9 @@ def test_upgrade_from_0002_keeps_service_data(bare: Bare, sealed: Sealed,
     assert _diff(bare.engine, [Base.metadata, SyncBase.metadata]) == []
     with transaction(sessions) as s:
         assert s.get(User, user.id) is not None
-        kept = s.get(Case, case.id)
+        kept = s.get(Case, case_id)
         assert kept is not None and kept.state == "technical_review"
-        assert kept.manifest_sha256 == case.manifest_sha256
+        assert kept.manifest_sha256 == "a" * 64 and kept.publish_due is None
         assert s.query(AuditEntry).count() == before
         assert audit.verify_chain(s) == []
     # the triggers of 0001 still hold after the upgrade

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from tests.service.conftest import Sealed, new_case, new_user, utc
-from zhichao.service import stats, workflow
+from zhichao.service import procedure, stats, workflow
 from zhichao.service.db import session_factory, transaction
 from zhichao.service.ingest import register_passage
 from zhichao.service.models import Case, User
@@ -32,6 +32,8 @@ def test_annual_statistics_count_each_event(fresh_db: Engine, sealed: Sealed) ->
         act(case.id, workflow.legal_review, legal, approve=True, now=OPEN)
         act(case.id, workflow.open_and_notify, boss, channel="sms", policy=DeadlinePolicy(),
             hearing_right=True, now=OPEN)
+        act(case.id, procedure.serve_notice, boss, delivered_utc=OPEN, proof="短信回执",
+            policy=DeadlinePolicy(), now=OPEN)  # the periods run from service
         with transaction(f) as s:
             c = s.get(Case, case.id)
             assert c is not None

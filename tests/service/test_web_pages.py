@@ -9,6 +9,7 @@ import re
 import secrets
 import zipfile
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,11 @@ def case_state(web: Web, case_id: int) -> tuple[str, int]:
         case = s.get(Case, case_id)
         assert case is not None
         return case.state, case.version
+
+
+def served_now() -> str:
+    """Now as a console user types it: 北京时间, no zone."""
+    return (datetime.now(UTC) + timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M")
 
 
 def act(client: TestClient, case_id: int, action: str, **data: object) -> object:
@@ -322,6 +328,8 @@ def test_walk_with_injected_html_everywhere(web: Web) -> None:
     boss = login(web, "decision_maker")
     r = act(boss, case_id, "notify", channel="sms", hearing_right="yes")
     assert r.status_code == 303, r.text
+    r = act(boss, case_id, "serve-notice", delivered=served_now(), proof=INJECT[:400])
+    assert r.status_code == 303, r.text
     # the owner files a statement and a hearing request, all fields injected
     owner = TestClient(web.app)
     page = owner.get("/portal/").text
@@ -377,6 +385,8 @@ def test_owner_portal(web: Web) -> None:
     act(login(web, "technical_reviewer"), case_id, "technical-review", verdict="approve")
     act(login(web, "legal_reviewer"), case_id, "legal-review", verdict="approve")
     assert act(boss, case_id, "notify", channel="sms", hearing_right="no").status_code == 303
+    assert act(boss, case_id, "serve-notice", delivered=served_now(),
+               proof="短信回执").status_code == 303
 
     def query(secret: str, kind: str = "vin", plate: str = PLATES[0]) -> object:
         client = TestClient(web.app)

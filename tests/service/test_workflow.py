@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from tests.service.conftest import Sealed, new_case, new_user, utc
-from zhichao.service import audit, workflow
+from zhichao.service import audit, procedure, workflow
 from zhichao.service.db import transaction
 from zhichao.service.errors import (
     ConcurrentUpdateError,
@@ -56,6 +56,13 @@ def act(sessions: sessionmaker[Session], case_id: int, fn: Any, user: User, **kw
         return result if not isinstance(result, Case) else case
 
 
+def serve_notice(sessions: sessionmaker[Session], case_id: int, crew: Crew,
+                 delivered: Any = NOTIFY_AT) -> Any:
+    """Record service the day the notice was sent (an SMS arriving at once)."""
+    return act(sessions, case_id, procedure.serve_notice, crew.boss, delivered_utc=delivered,
+               proof="短信送达回执 0001", policy=POLICY, now=delivered + timedelta(minutes=1))
+
+
 def to_notified(sessions: sessionmaker[Session], sealed: Sealed, crew: Crew,
                 **case_kw: Any) -> Case:
     case = new_case(sessions, sealed, **case_kw)
@@ -63,6 +70,7 @@ def to_notified(sessions: sessionmaker[Session], sealed: Sealed, crew: Crew,
     act(sessions, case.id, workflow.legal_review, crew.legal, approve=True)
     act(sessions, case.id, workflow.open_and_notify, crew.boss, channel="sms", policy=POLICY,
         hearing_right=True, now=NOTIFY_AT)
+    serve_notice(sessions, case.id, crew)
     with transaction(sessions) as s:
         got = s.get(Case, case.id)
         assert got is not None
@@ -79,8 +87,10 @@ def test_full_walk_logs_every_transition(sessions: sessionmaker[Session], sealed
     act(sessions, case.id, workflow.legal_review, crew.legal, approve=True)
     notice = act(sessions, case.id, workflow.open_and_notify, crew.boss, channel="sms",
                  policy=POLICY, hearing_right=False, now=NOTIFY_AT)
+    assert notice.statement_due is None  # Art. 44: the periods run from service
+    assert "陈述和申辩" in notice.text_zh and "北京时间" in notice.text_zh
+    notice = serve_notice(sessions, case.id, crew)
     assert notice.statement_due == date(2026, 2, 28) and notice.hearing_request_due is None
-    assert "陈述和申辩" in notice.text_zh
     with transaction(sessions) as s:
         c = s.get(Case, case.id)
         assert c is not None and c.decision_due == date(2026, 5, 14)  # 13 Feb + 90 days
@@ -212,6 +222,7 @@ def test_undetermined_hearing_right_must_be_decided_by_a_person(
             policy=POLICY, now=NOTIFY_AT)
     notice = act(sessions, case.id, workflow.open_and_notify, crew.boss, channel="sms",
                  policy=POLICY, hearing_right=True, now=NOTIFY_AT)
+    notice = serve_notice(sessions, case.id, crew)
     assert notice.hearing_request_due == date(2026, 2, 27)  # 5 working days over 春节
 
 
@@ -370,8 +381,11 @@ def _walk_to(sessions: sessionmaker[Session], sealed: Sealed, crew: Crew, tech: 
     steps: list[tuple[str, Any, dict[str, Any]]] = [
         ("notify", workflow.open_and_notify,
          {"channel": "sms", "policy": POLICY, "hearing_right": False, "now": NOTIFY_AT}),
+        ("serve-notice", procedure.serve_notice,
+         {"delivered_utc": NOTIFY_AT, "proof": "回执", "policy": POLICY,
+          "now": NOTIFY_AT + timedelta(minutes=1)}),
         ("close-statements", workflow.close_statements, {"now": AFTER_DEADLINES}),
-        ("decision", workflow.decide, {"outcome": "warning", "fine_yuan": 0,
+        ("decision", workflow.decide, {"outcome": "reduced", "fine_yuan": 100,
                                        "reasons": "依法裁量", "now": AFTER_DEADLINES}),
         ("serve", workflow.serve, {"channel": "post",
                                    "now": AFTER_DEADLINES + timedelta(days=1)}),
@@ -391,10 +405,14 @@ def _walk_to(sessions: sessionmaker[Session], sealed: Sealed, crew: Crew, tech: 
 DECIDING_STEPS: list[tuple[str, Any, dict[str, Any]]] = [
     ("notify", workflow.open_and_notify,
      {"channel": "sms", "policy": POLICY, "hearing_right": False, "now": NOTIFY_AT}),
+    ("serve-notice", procedure.serve_notice,
+     {"delivered_utc": NOTIFY_AT, "proof": "回执", "policy": POLICY,
+      "now": NOTIFY_AT + timedelta(minutes=1)}),
     ("decision", workflow.decide,
-     {"outcome": "warning", "fine_yuan": 0, "reasons": "依法裁量", "now": AFTER_DEADLINES}),
+     {"outcome": "reduced", "fine_yuan": 100, "reasons": "依法裁量", "now": AFTER_DEADLINES}),
     ("serve", workflow.serve, {"channel": "post", "now": AFTER_DEADLINES + timedelta(days=1)}),
     ("publish", workflow.publish, {}),
+    ("revoke", procedure.revoke, {"kind": "revoked", "reason": "经行政复议撤销"}),
 ]
 
 
@@ -440,6 +458,7 @@ def test_technical_reviewer_does_not_record_the_hearing(
     act(sessions, case.id, workflow.legal_review, crew.legal, approve=True)
     act(sessions, case.id, workflow.open_and_notify, crew.boss, channel="sms", policy=POLICY,
         hearing_right=True, now=NOTIFY_AT)
+    serve_notice(sessions, case.id, crew)
     with transaction(sessions) as s:
         c = s.get(Case, case.id)
         assert c is not None
@@ -494,9 +513,10 @@ def test_every_staff_transition_starts_from_the_duties_table() -> None:
 
     from zhichao.service import duties
 
-    tree = ast.parse(inspect.getsource(workflow))
     started: dict[str, str] = {}
-    for fn in tree.body:
+    functions = [fn for module in (workflow, procedure)
+                 for fn in ast.parse(inspect.getsource(module)).body]
+    for fn in functions:
         if not isinstance(fn, ast.FunctionDef) or fn.name.startswith("_"):
             continue
         if "user" not in [a.arg for a in fn.args.args]:

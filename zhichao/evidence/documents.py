@@ -21,14 +21,16 @@ import io
 import logging
 import unicodedata
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
 import numpy as np
 
+from zhichao.evidence import notice_text
 from zhichao.evidence.errors import DocumentError
+from zhichao.evidence.notice_text import law_figures as _law
 
 LOGGER = logging.getLogger(__name__)
 LATIN_FONT_NAME = "DejaVuSans-Latin.ttf"
@@ -44,22 +46,13 @@ PDF_FONTS = BASE_PDF_FONTS + EXTRA_PDF_FONTS
 BEIJING = timezone(timedelta(hours=8))
 ROLE_ZH = {"image_front": "车辆前部", "image_side": "车辆侧面（全部车轴）",
            "image_rear": "车辆尾部", "image_plate": "号牌特写"}
-# The deadlines for 陈述、申辩 and for requesting a hearing come from the rule version in
-# force (manifest case.rule_set.statement_days / hearing_request_days, each with its
-# source); these defaults only serve packages sealed before the rules carried them.
-LEGACY_STATEMENT_DAYS = {"CN-ZJ": 15}
-LEGACY_HEARING_REQUEST_DAYS = 5  # 行政处罚法 第六十四条第（一）项: 告知后五日内
 NOTICE_FOOTER = ("本文书为证据包派生文件，由系统依签名清单及原始文件自动生成；"
                  "内容以原始文件和已签名清单为准，未经技术审核和法制审核不得作为处罚依据。")
 
 Reader = Callable[[str], bytes | None]
 
 
-def _bj(text: str | None) -> str:
-    if not text:
-        return "—"
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
-    return moment.astimezone(BEIJING).strftime("%Y年%m月%d日 %H:%M:%S") + "（北京时间）"
+_bj = notice_text.beijing_time_zh
 
 
 def _v(value: Any, unit: str = "") -> str:
@@ -89,17 +82,6 @@ def _waveform(data: bytes | None) -> list[list[float]] | None:
     return [samples[::step, c].tolist() for c in range(min(samples.shape[1], 8))]
 
 
-def _law(c: dict[str, Any]) -> dict[str, Any]:
-    """The gate's verdict by the law; the record's figures in an older package."""
-    a: dict[str, Any] | None = (c.get("eligibility") or {}).get("assessment")
-    if a:
-        return a
-    limit = c.get("limit") or {}
-    return {"limit_kg": limit.get("limit_kg"), "limit_basis": limit.get("limit_basis"),
-            "tolerance_kg": c.get("allowance_kg"), "tolerance_basis_zh": None,
-            "stricter_limits_zh": [], "unconfirmed_zh": []}
-
-
 def _facts(doc: dict[str, Any]) -> list[tuple[str, str]]:
     c = doc["case"]
     law = _law(c)
@@ -107,7 +89,6 @@ def _facts(doc: dict[str, Any]) -> list[tuple[str, str]]:
     site = c.get("site") or {}
     dev = c.get("device") or {}
     plate = c.get("plate") or {}
-    limit = c.get("limit") or {}
     pen = c.get("penalty") or {}
     elig = c.get("eligibility") or {}
     reg = c.get("registration") or {}
@@ -121,7 +102,7 @@ def _facts(doc: dict[str, Any]) -> list[tuple[str, str]]:
                  f"识别置信度 {_v(plate.get('confidence'))}）"),
         ("车辆所有人（登记）", f"{_v(reg.get('owner_name_zh'))}，"
                              f"地址 {_v(reg.get('owner_address_zh'))}"),
-        ("车型", f"{_v(limit.get('vehicle_class_zh'))}（{_v(limit.get('vehicle_class'))}）"),
+        ("车型", notice_text.vehicle_class_zh(c)),
         ("轴数 / 车速", f"{_v(v.get('axle_count'))} 轴 / {_v(v.get('speed_kmh'))} km/h"),
         ("车货总质量", _v(v.get("gross_weight_kg"), " kg")),
         ("限定标准", f"{_v(law.get('limit_kg'), ' kg')}（{_v(law.get('limit_basis'))}）"
@@ -134,8 +115,8 @@ def _facts(doc: dict[str, Any]) -> list[tuple[str, str]]:
         ("检测设备", f"{_v(dev.get('device_id'))}，准确度等级 {_v(dev.get('accuracy_class'))}"),
         ("计量检定证书", f"{_v(dev.get('certificate_number'))}"
                          f"（{_v(dev.get('certificate_issuer'))}，"
-                         f"有效期 {_v(dev.get('certificate_valid_from'))} 至 "
-                         f"{_v(dev.get('certificate_valid_to'))}）"),
+                         f"有效期 {_bj(dev.get('certificate_valid_from'))} 至 "
+                         f"{_bj(dev.get('certificate_valid_to'))}）"),
         ("监测点公布", f"{_bj(site.get('published_utc'))} {_v(site.get('announcement_zh'))}"),
         ("拟处理意见", f"{_v(pen.get('outcome_zh'))}，拟罚款 {_v(pen.get('fine_yuan'))} 元"
          if pen else "—（未超限或限值无法确定）"),
@@ -267,54 +248,7 @@ def _pending_rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _notice_paragraphs(doc: dict[str, Any]) -> list[str]:
-    c = doc["case"]
-    v = c["vehicle"]
-    site = c.get("site") or {}
-    pen = c["penalty"]
-    plate = (c.get("plate") or {}).get("text") or "（号牌待审核确认）"
-    reg = c.get("registration") or {}
-    owner = reg.get("owner_name_zh") or "车辆所有人"
-    rule_set = c.get("rule_set") or {}
-    jur = rule_set.get("jurisdiction", "")
-    days = (rule_set.get("statement_days") if "statement_days" in rule_set
-            else LEGACY_STATEMENT_DAYS.get(jur))
-    deadline = f"自收到本通知书之日起{days}日内" if days else "在规定期限内"
-    request_days = rule_set.get("hearing_request_days") or LEGACY_HEARING_REQUEST_DAYS
-    hearing = pen.get("hearing_right")
-    hearing_text = (
-        f"本案拟作出较大数额罚款，您有权在收到本通知书之日起{request_days}日内要求听证"
-        "（《中华人民共和国行政处罚法》第六十三条、第六十四条）；逾期视为放弃听证。"
-        if hearing else
-        f"如本案拟罚款达到本地较大数额标准，您有权在收到本通知书之日起{request_days}日内要求听证"
-        "（《中华人民共和国行政处罚法》第六十三条、第六十四条）。"
-        if hearing is None else "")
-    status = (c.get("eligibility") or {}).get("status")
-    warning = [] if status == "ENFORCEABLE" else [
-        f"【注意】本案证据资格审查结论为“{(c.get('eligibility') or {}).get('status_zh', '未知')}”，"
-        "在问题解决并经审核前，本通知书不得送达。"]
-    paras = [
-        *warning,
-        f"{owner}：" + (f"（地址：{reg['owner_address_zh']}）"
-                       if reg.get("owner_address_zh") else ""),
-        f"经查，号牌为{plate}的车辆（{_v((c.get('limit') or {}).get('vehicle_class_zh'))}，"
-        f"{_v(v.get('axle_count'))}轴）于{_bj(c.get('time_utc'))}行经"
-        f"{site.get('name_zh') or c.get('site_id')}（{_v(site.get('road_zh'))} "
-        f"{_v(site.get('stake_zh'))}）第{_v(c.get('lane_id'))}车道，经依法检定合格的检测设备检测，"
-        f"车货总质量为{_v(v.get('gross_weight_kg'))}千克，限定标准为"
-        f"{_v(_law(c).get('limit_kg'))}千克，扣除计量允差"
-        f"{_v(_law(c).get('tolerance_kg'))}千克后超限{_v(pen.get('excess_kg'))}千克。",
-        f"上述行为违反了《{(c.get('limit') or {}).get('rule_limit_source', {}).get('law_zh', '')}》"
-        f"{(c.get('limit') or {}).get('rule_limit_source', {}).get('article_zh', '')}的规定。"
-        f"依据《{pen['basis']['law_zh']}》{pen['basis']['article_zh']}，本机关拟对你（单位）作出"
-        f"如下行政处理：{pen['outcome_zh']}" + (f"，罚款人民币{pen['fine_yuan']}元。"
-                                              if pen["fine_yuan"] else "。"),
-        f"根据《中华人民共和国行政处罚法》第四十四条、第四十五条，你（单位）有权进行陈述和申辩，"
-        f"请{deadline}到{site.get('handling_place_zh') or '本机关指定地点'}或通过线上渠道"
-        f"查询证据、提出陈述申辩；陈述申辩不会导致加重处罚。{hearing_text}",
-        f"证据包编号：{doc['package_id']}。可凭此编号查询全部证据（照片、称重数据、检定证书）。",
-        f"执法机关：{site.get('authority_zh') or '（执法机关名称）'}",
-    ]
-    return paras
+    return notice_text.notice_paragraphs(doc)
 
 
 def notice_html(doc: dict[str, Any]) -> bytes:
@@ -563,18 +497,27 @@ def sheet_pdf(doc: dict[str, Any], read: Reader) -> bytes:
     return _finish(pdf, "evidence_sheet.pdf")
 
 
-def notice_pdf(doc: dict[str, Any]) -> bytes:
-    pdf = _pdf("违法行为通知书")
-    _pdf_title(pdf, "违法行为通知书")
-    _set_font(pdf, 9)
-    pdf.cell(0, 6, "（拟处理意见，须经技术审核和法制审核后方可送达）",
-             new_x="LMARGIN", new_y="NEXT", align="C")
+def paragraphs_pdf(title: str, paragraphs: list[str], subtitle: str | None = None,
+                   filename: str = "notice.pdf", footer: str = NOTICE_FOOTER) -> bytes:
+    """A document of paragraphs (the notice, the decision, a copy notice) as a PDF."""
+    pdf = _pdf(title)
+    _pdf_title(pdf, title)
+    if subtitle:
+        _set_font(pdf, 9)
+        pdf.cell(0, 6, subtitle, new_x="LMARGIN", new_y="NEXT", align="C")
     _set_font(pdf, 11)
-    for para in _notice_paragraphs(doc):
+    for para in paragraphs:
         pdf.multi_cell(0, 7, para, new_x="LMARGIN", new_y="NEXT")
         pdf.ln(2)
-    _pdf_footer(pdf)
-    return _finish(pdf, "notice.pdf")
+    pdf.ln(4)
+    _set_font(pdf, 8)
+    pdf.multi_cell(0, 5, footer)
+    return _finish(pdf, filename)
+
+
+def notice_pdf(doc: dict[str, Any]) -> bytes:
+    return paragraphs_pdf("违法行为通知书", _notice_paragraphs(doc),
+                          "（拟处理意见，须经技术审核和法制审核后方可送达）")
 
 
 def render_all(doc: dict[str, Any], read: Reader) -> dict[str, bytes]:

@@ -79,6 +79,12 @@ DUTIES: dict[str, Duty] = {d.action: d for d in (
     Duty("notify", "立案并告知", ("approved",), ("decision_maker",), DECIDING,
          f"{LAW}第五十七条、第五十八条（决定与调查、审核分离）、第四十四条（告知）",
          confirmed=False),
+    Duty("serve-notice", "记录告知书送达", ("notified",), ("decision_maker",), DECIDING,
+         f"{LAW}第五十七条、第五十八条、第六十一条（送达，准用《民事诉讼法》：直接送达以签收为准，邮寄以交付为准，"
+         "电子送达以到达当事人同意的系统为准，公告经过三十日视为送达）、第四十四条",
+         confirmed=False),
+    Duty("waive", "记录当事人放弃陈述申辩或听证", ("notified",), ("legal_reviewer",), (),
+         f"{LAW}第六十二条（当事人明确放弃陈述或者申辩权利的除外）、第六十四条"),
     Duty("answer", "陈述申辩复核答复", ("notified",), ("legal_reviewer",), (),
          f"{LAW}第四十五条（复核）"),
     Duty("hearing", "听证记录", ("notified",), ("legal_reviewer",),
@@ -92,8 +98,13 @@ DUTIES: dict[str, Duty] = {d.action: d for d in (
          f"{LAW}第五十七条、第五十八条、第六十一条（送达）", confirmed=False),
     Duty("publish", "结案并公示", ("served",), ("decision_maker",), DECIDING,
          f"{LAW}第五十七条、第五十八条、第四十八条（公示）", confirmed=False),
-    Duty("archive", "归档", ("published", "rejected"), ("decision_maker", "legal_reviewer"),
-         (), f"{LAW}第四十七条（归档保存）"),
+    Duty("revoke", "决定被变更、撤销或确认违法、无效（撤回公示）",
+         ("decided", "served", "published"), ("decision_maker",), DECIDING,
+         f"{LAW}第五十七条、第五十八条、第四十八条第二款（三日内撤回行政处罚决定信息并公开说明"
+         "理由）",
+         confirmed=False),
+    Duty("archive", "归档", ("published", "served", "revoked", "rejected"),
+         ("decision_maker", "legal_reviewer"), (), f"{LAW}第四十七条（归档保存）"),
 )}
 
 # Staff reads: which roles see what (the API, the console and the docs read this).
@@ -106,6 +117,10 @@ REGISTRY_READ = (*CASE_READ, "administrator")
 STATISTICS_READ = ("auditor", "decision_maker", "administrator")
 AUDIT_READ = ("auditor",)
 USER_ADMIN = ("administrator",)
+# 抄告 outbox (62号令 Art. 44): the decision maker's office sends and records it.
+COPY_NOTICES = ("decision_maker",)
+# Removing expired plates (个人信息保护法 Art. 19) is an administrator's task.
+RETENTION_RUN = ("administrator",)
 
 # ---- supervision of the enforcement itself (issue 22) ------------------------------------
 SUPERVISION_LAW = "《行政处罚法》第七十五条（行政执法监督、评议、考核）"

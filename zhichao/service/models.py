@@ -151,6 +151,7 @@ class Passage(Base):
     eligibility_status: Mapped[str | None] = mapped_column(String(32))
     package_id: Mapped[str | None] = mapped_column(String(200))
     received_utc: Mapped[datetime] = mapped_column(default=utc_now)
+    plate_removed_utc: Mapped[datetime | None]  # retention (个人信息保护法 Art. 19)
 
 
 class Case(Base):
@@ -193,6 +194,14 @@ class Case(Base):
     decision_due: Mapped[date | None] = mapped_column(Date)
     serve_due: Mapped[date | None] = mapped_column(Date)
     published_utc: Mapped[datetime | None]
+    # The procedure by the law (migration 0004): recorded waivers (Art. 62), the 公示
+    # deadline and its withdrawal (Art. 48), and a revoked or changed decision.
+    statement_waived_utc: Mapped[datetime | None]
+    hearing_waived_utc: Mapped[datetime | None]
+    waiver_record_zh: Mapped[str | None] = mapped_column(Text)
+    publish_due: Mapped[date | None] = mapped_column(Date)
+    publication_withdrawn_utc: Mapped[datetime | None]
+    withdrawal_reason_zh: Mapped[str | None] = mapped_column(Text)
     created_utc: Mapped[datetime] = mapped_column(default=utc_now)
     updated_utc: Mapped[datetime] = mapped_column(default=utc_now)
 
@@ -237,6 +246,12 @@ class Notice(Base):
     statement_due: Mapped[date | None] = mapped_column(Date)
     hearing_request_due: Mapped[date | None] = mapped_column(Date)
     text_zh: Mapped[str] = mapped_column(Text)
+    # Service of the notice (migration 0004): the moment the party got it (signed receipt,
+    # postal delivery, arrival in the agreed electronic system, or publication of the
+    # announcement), the legal service date derived from it, and the proof.
+    delivered_utc: Mapped[datetime | None]
+    served_on: Mapped[date | None] = mapped_column(Date)
+    service_proof_zh: Mapped[str | None] = mapped_column(Text)
 
 
 class Statement(Base):
@@ -277,6 +292,24 @@ class Decision(Base):
     decided_utc: Mapped[datetime]
     served_utc: Mapped[datetime | None]
     served_channel: Mapped[str | None] = mapped_column(String(32))
+    text_zh: Mapped[str | None] = mapped_column(Text)  # the 决定书 as served (Art. 59)
+
+
+class CopyNotice(Base):
+    """抄告 outbox (62号令 Art. 44): one copy notice per closed case with a penalty, to the
+    transport authority of the vehicle's registration place; sent and acknowledged times
+    are recorded when the officer confirms them."""
+
+    __tablename__ = "copy_notices"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), unique=True)
+    authority_zh: Mapped[str] = mapped_column(String(200))
+    due: Mapped[date] = mapped_column(Date)
+    referral: Mapped[bool] = mapped_column(Boolean, default=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_utc: Mapped[datetime]
+    sent_utc: Mapped[datetime | None]
+    acknowledged_utc: Mapped[datetime | None]
 
 
 class User(Base):

@@ -406,7 +406,9 @@ def public_disclosures(session: Session, *, year: int | None = None) -> list[dic
     rows = session.execute(
         select(Case, Decision, Site).join(Decision, Decision.case_id == Case.id)
         .outerjoin(Site, Site.site_id == Case.site_id)
-        .where(Case.state.in_(("published", "archived"))).order_by(Case.published_utc)).all()
+        .where(Case.state.in_(("published", "archived")), Case.published_utc.is_not(None),
+               Case.publication_withdrawn_utc.is_(None))  # withdrawn: Art. 48
+        .order_by(Case.published_utc)).all()
     out: list[dict[str, Any]] = []
     for case, decision, site in rows:
         decided = china_date(decision.decided_utc)

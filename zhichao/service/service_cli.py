@@ -95,6 +95,15 @@ def register(subparsers: Any) -> None:
     flush.add_argument("--origin", help="log origin, to create a new log")
     flush.set_defaults(handler=_events_flush)
 
+    ret = subparsers.add_parser("retention", help="personal data retention (个人信息保护法 "
+                                                  "Art. 19); run it daily, e.g. from cron")
+    r_sub = ret.add_subparsers(dest="retention_command", metavar="TASK", required=True)
+    run = r_sub.add_parser("run", help="remove the plates of non-case passages older than "
+                                       "--days (default 30, unconfirmed)")
+    db_args(run)
+    run.add_argument("--days", type=int, default=30, help="retention period in days")
+    run.set_defaults(handler=_retention_run)
+
     aud = subparsers.add_parser("audit", help="service audit log")
     a_sub = aud.add_subparsers(dest="audit_command", metavar="TASK", required=True)
     ver = a_sub.add_parser("verify", help="recompute the audit log's hash chain")
@@ -225,6 +234,20 @@ def _stats(args: argparse.Namespace) -> int:
         sys.stdout.write(stats.statistics_csv(figures))
     else:
         print(json.dumps(figures, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _retention_run(args: argparse.Namespace) -> int:
+    from zhichao.service import retention
+    from zhichao.service.db import transaction
+
+    try:
+        with transaction(_factory(args)) as session:
+            count = retention.remove_expired_plates(session, retention_days=args.days,
+                                                    actor="cli:retention")
+    except ServiceError as exc:
+        return _fail(exc)
+    print(f"已删除 {count} 条非案件过车记录的号牌（保存期限 {args.days} 天）")
     return 0
 
 

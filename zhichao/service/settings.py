@@ -49,6 +49,9 @@ class Settings:
     # ``zhichao serve --forwarded-allow-ips`` hands them to uvicorn, which then sets the
     # request's client to the address the nearest untrusted hop gave.
     forwarded_allow_ips: tuple[str, ...] = ()
+    # 个人信息保护法 Art. 19: plates of passages that are not cases are removed after this
+    # many days. UNCONFIRMED default (no legal period found); each deployment decides.
+    passage_plate_retention_days: int = 30
     # The center's evidence Merkle log for review events (行政处罚法 Art. 47). When set, the
     # app appends pending review events in the background every events_flush_interval_s.
     evidence_log_dir: str | None = None

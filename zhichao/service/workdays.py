@@ -144,6 +144,21 @@ class DeadlinePolicy:
         90, "calendar", "《行政处罚法》第六十条（立案之日起九十日内）", True)
     serve: DeadlineRule = DeadlineRule(
         7, "working", "《行政处罚法》第六十一条、第八十五条（七日，工作日）", True)
+    # Service by announcement is deemed made 30 days after publication.
+    announcement: DeadlineRule = DeadlineRule(
+        30, "calendar", "《民事诉讼法》（2023）第九十五条（经过三十日，即视为送达），"
+        "行政处罚法第六十一条准用；须法制审核确认", False)
+    # 公示 of a decision: 7 working days (20 also appears); believed 国办发〔2018〕118号.
+    publish: DeadlineRule = DeadlineRule(
+        7, "working", "国办发〔2018〕118号（作出决定之日起七个工作日内公开；另见二十个工作日"
+        "之说）；未经确认", False)
+    # Withdrawal of a published decision that was changed or revoked (Art. 48: 三日).
+    withdraw: DeadlineRule = DeadlineRule(
+        3, "working", "《行政处罚法》第四十八条、第八十五条（三日内撤回，工作日）", True)
+    # 抄告 to the transport authority of the registration place (62号令 Art. 44).
+    copy_notice: DeadlineRule = DeadlineRule(
+        7, "working", "《超限运输车辆行驶公路管理规定》（交通运输部令2016年第62号）第四十四条"
+        "（结案之日起七个工作日内抄告）", True)
     supplements: tuple[YearCalendar, ...] = ()
 
     def statement_due(self, start: date) -> date:
@@ -157,3 +172,17 @@ class DeadlinePolicy:
 
     def serve_due(self, start: date) -> date:
         return self.serve.due(start, self.supplements)
+
+    def announcement_served_on(self, published: date) -> date:
+        """The day an announced notice counts as served: 30 days after publication, the
+        last day not moved (a deemed service date, not a period's end)."""
+        return published + timedelta(days=self.announcement.days)
+
+    def publish_due(self, start: date) -> date:
+        return self.publish.due(start, self.supplements)
+
+    def withdraw_due(self, start: date) -> date:
+        return self.withdraw.due(start, self.supplements)
+
+    def copy_notice_due(self, start: date) -> date:
+        return self.copy_notice.due(start, self.supplements)

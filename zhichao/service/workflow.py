@@ -22,6 +22,10 @@ Rules enforced here (not in the routes):
   statement has been answered (Art. 44, 45, 62–64).
 * An undecided hearing right (no threshold configured) must be decided by a human when the
   case is opened; it is never assumed.
+* The statement and hearing periods run from service of the notice (``procedure.py``:
+  serve-notice, waiver, revocation); 公示 only for ``PUBLISHED_OUTCOMES``, by
+  ``Case.publish_due``; serving a penalty queues its 抄告 (``copy_notices.py``); a decided,
+  served or published case may end ``revoked`` (Art. 48).
 * Optimistic locking: ``expected_version`` must equal ``Case.version``; a concurrent
   change in another session makes the commit fail (``ConcurrentUpdateError``).
 * Cases are never deleted (database trigger); every transition writes a ``CaseEvent``
@@ -39,7 +43,7 @@ from sqlalchemy.orm import Session
 
 from zhichao.common import utc_now
 from zhichao.evidence.events import EventType
-from zhichao.service import audit, duties, events
+from zhichao.service import audit, copy_notices, duties, events, notices
 from zhichao.service.accounts import user_label
 from zhichao.service.errors import (
     ConcurrentUpdateError,
@@ -62,6 +66,7 @@ STATES_ZH: dict[str, str] = {
     "decided": "已作出决定，待送达",
     "served": "决定书已送达",
     "published": "已结案并公示",
+    "revoked": "决定已被变更、撤销或确认违法、无效",
     "archived": "已归档",
 }
 OUTCOMES_ZH: dict[str, str] = {
@@ -73,8 +78,22 @@ OUTCOMES_ZH: dict[str, str] = {
 }
 PROPOSED_ZH = {"fine": "罚款", "warning": "警告", "education": "批评教育", "none": "不予处罚"}
 CHANNELS = ("app", "sms", "post", "in_person", "announcement")
+# How each channel is served, and what marks the moment of service (行政处罚法 Art. 61,
+# applying the 民事诉讼法 service rules, Art. 95 for announcements): the officer records
+# that moment (serve-notice). The article numbers of the other rules are unconfirmed.
+SERVICE_ZH: dict[str, str] = {
+    "in_person": "直接送达：以受送达人在送达回证上签收的日期为送达日期",
+    "post": "邮寄送达：以邮件交付受送达人（签收）的日期为送达日期",
+    "app": "电子送达（当事人同意的系统）：以送达信息到达该系统的日期为送达日期",
+    "sms": "电子送达（当事人同意的号码）：以短信到达的日期为送达日期",
+    "announcement": "公告送达：自公告发出之日起经过三十日，视为送达",
+}
+# Decisions published (公示, Art. 48: 具有一定社会影响的行政处罚决定应当依法公开). Which
+# decisions have "一定社会影响" is not settled: fines are published, warnings, education and
+# no-penalty decisions are not. UNCONFIRMED: a deployment sets its own list.
+PUBLISHED_OUTCOMES = ("fine", "reduced")
 OWNER_VISIBLE_STATES = ("notified", "statements_closed", "decided", "served", "published",
-                        "archived")
+                        "revoked", "archived")
 
 
 def _text(value: str | None, field: str, *, required: bool, max_chars: int = 2000) -> str | None:
@@ -197,28 +216,12 @@ def legal_review(session: Session, case: Case, user: User, *, approve: bool,
     return case
 
 
-def notice_text_zh(case: Case, statement_due: date, hearing_due: date | None) -> str:
-    fine = (f"罚款人民币 {case.proposed_fine_yuan} 元" if case.proposed_outcome == "fine"
-            else {"warning": "警告", "education": "批评教育"}.get(case.proposed_outcome or "",
-                                                               "待定"))
-    lines = [
-        f"案件编号：{case.id}；号牌：{case.plate}（{case.plate_colour}）",
-        f"违法时间（UTC）：{case.time_utc.isoformat()}；地点：{case.site_id}",
-        f"拟作出的行政处罚：{fine}",
-        f"您有权进行陈述和申辩，请于 {statement_due.isoformat()} 前（含当日）提出"
-        "（《行政处罚法》第四十四条、第四十五条）。",
-    ]
-    if hearing_due is not None:
-        lines.append(f"您有权要求听证，请于 {hearing_due.isoformat()} 前（含当日）提出"
-                     "（《行政处罚法》第六十三条、第六十四条）。")
-    return "\n".join(lines)
-
-
 def open_and_notify(session: Session, case: Case, user: User, *, channel: str,
                     policy: DeadlinePolicy, hearing_right: bool | None = None,
                     expected_version: int | None = None,
                     now: datetime | None = None) -> Notice:
-    """立案 and 告知: record the notice and compute the statement and hearing deadlines."""
+    """立案 and 告知: record the notice (its text from the one renderer). The statement
+    and hearing periods run from service, recorded with ``procedure.serve_notice``."""
     now = now or utc_now()
     _start("notify", case, user, expected_version)
     if channel not in CHANNELS:
@@ -232,23 +235,15 @@ def open_and_notify(session: Session, case: Case, user: User, *, channel: str,
                 "hearing_right: threshold not configured; the decision maker must decide",
                 "听证权利无法由规则确定（未配置较大数额标准），须人工确定是否告知听证权利")
         case.hearing_right = "yes" if hearing_right else "no"
-    today = china_date(now)
-    case.statement_due = policy.statement_due(today)
-    case.hearing_request_due = (policy.hearing_request_due(today)
-                                if case.hearing_right == "yes" else None)
-    case.decision_due = policy.decision_due(today)
+    case.statement_due = case.hearing_request_due = None  # counted from service
+    case.decision_due = policy.decision_due(china_date(now))
     case.opened_utc = now
     notice = Notice(case_id=case.id, kind="notification", issued_utc=now, channel=channel,
-                    statement_due=case.statement_due,
-                    hearing_request_due=case.hearing_request_due,
-                    text_zh=notice_text_zh(case, case.statement_due, case.hearing_request_due))
+                    text_zh=notices.notice_text_zh(case, policy))
     session.add(notice)
     _transition(session, case, "notified", actor=user, actor_label=user_label(user),
                 reason=f"立案并告知（{channel}）", now=now,
-                detail={"statement_due": case.statement_due.isoformat(),
-                        "hearing_request_due": None if case.hearing_request_due is None
-                        else case.hearing_request_due.isoformat(),
-                        "decision_due": case.decision_due.isoformat()},
+                detail={"channel": channel, "decision_due": case.decision_due.isoformat()},
                 event=(EventType.SERVICE, "notice_issued", "立案并告知"))
     return notice
 
@@ -259,14 +254,14 @@ def add_statement(session: Session, case: Case, *, kind: str, text: str, contact
     now = now or utc_now()
     _require_state(case, "notified")
     today = china_date(now)
-    if kind == "statement":
-        if case.statement_due is None or today > case.statement_due:
+    if kind == "statement":  # before service the period has not begun: accepted
+        if case.statement_due is not None and today > case.statement_due:
             raise DeadlineError(f"statement period ended {case.statement_due}",
                                 f"陈述申辩期限已于 {case.statement_due} 届满")
     elif kind == "hearing_request":
-        if case.hearing_right != "yes" or case.hearing_request_due is None:
+        if case.hearing_right != "yes":
             raise WorkflowError("no hearing right in this case", "本案不适用听证程序")
-        if today > case.hearing_request_due:
+        if case.hearing_request_due is not None and today > case.hearing_request_due:
             raise DeadlineError(f"hearing request period ended {case.hearing_request_due}",
                                 f"听证申请期限已于 {case.hearing_request_due} 届满")
         case.hearing_requested = True
@@ -333,11 +328,7 @@ def close_statements(session: Session, case: Case, user: User, *,
     """End the statement/hearing phase: periods over, every statement answered."""
     now = now or utc_now()
     _start("close-statements", case, user, expected_version)
-    today = china_date(now)
-    for due, name_zh in ((case.statement_due, "陈述申辩"), (case.hearing_request_due, "听证申请")):
-        if due is not None and today <= due:
-            raise DeadlineError(f"{name_zh} period runs until {due}",
-                                f"{name_zh}期限至 {due} 届满，期满前不得作出决定")
+    check_periods_over(case, china_date(now))
     statements = session.scalars(select(Statement).where(Statement.case_id == case.id)).all()
     open_ones = [s.id for s in statements if s.handled_utc is None]
     if open_ones:
@@ -350,6 +341,23 @@ def close_statements(session: Session, case: Case, user: User, *,
     _transition(session, case, "statements_closed", actor=user, actor_label=user_label(user),
                 reason=reason, now=now)
     return case
+
+
+def check_periods_over(case: Case, today: date) -> None:
+    """No decision before the notice was served and the statement and hearing request
+    periods ended, unless the party waived them in a recorded act (Art. 44, 62, 64)."""
+    notice_served = case.statement_due is not None
+    if not notice_served and not (case.statement_waived_utc and (
+            case.hearing_right != "yes" or case.hearing_waived_utc)):
+        raise DeadlineError("the notice has not been served",
+                            "告知书尚未送达（未记录送达日期），陈述申辩期限尚未起算")
+    for due, waived, name_zh in (
+            (case.statement_due, case.statement_waived_utc, "陈述申辩"),
+            (case.hearing_request_due, case.hearing_waived_utc, "听证申请")):
+        if due is not None and today <= due and waived is None:
+            raise DeadlineError(f"{name_zh} period runs until {due}",
+                                f"{name_zh}期限至 {due} 届满，期满前不得作出决定"
+                                "（当事人明确放弃并有记录的除外）")
 
 
 def decide(session: Session, case: Case, user: User, *, outcome: str, fine_yuan: int,
@@ -382,8 +390,11 @@ def decide(session: Session, case: Case, user: User, *, outcome: str, fine_yuan:
             f"{proposed_fine} 元）")
     decision = Decision(case_id=case.id, outcome=outcome, fine_yuan=fine_yuan,
                         reasons_zh=text, decided_by=user.id, decided_utc=now)
+    decision.text_zh = notices.decision_text_zh(case, decision)
     session.add(decision)
     case.serve_due = policy.serve_due(china_date(now))
+    case.publish_due = (policy.publish_due(china_date(now)) if outcome in PUBLISHED_OUTCOMES
+                        else None)
     _transition(session, case, "decided", actor=user, actor_label=user_label(user),
                 reason=text, now=now, detail={"outcome": outcome, "fine_yuan": fine_yuan},
                 event=(EventType.DECISION, outcome, "作出决定"))
@@ -392,7 +403,8 @@ def decide(session: Session, case: Case, user: User, *, outcome: str, fine_yuan:
 
 def serve(session: Session, case: Case, user: User, *, channel: str,
           served_utc: datetime | None = None, expected_version: int | None = None,
-          now: datetime | None = None) -> Case:
+          policy: DeadlinePolicy | None = None, now: datetime | None = None) -> Case:
+    """送达 of the decision; a penalty's 抄告 is queued in the same transaction."""
     now = now or utc_now()
     _start("serve", case, user, expected_version)
     if channel not in CHANNELS:
@@ -406,6 +418,7 @@ def serve(session: Session, case: Case, user: User, *, channel: str,
     _transition(session, case, "served", actor=user, actor_label=user_label(user),
                 reason=f"决定书已送达（{channel}）", now=now,
                 event=(EventType.SERVICE, "decision_served", "决定书已送达"))
+    copy_notices.queue(session, case, decision, policy=policy or DeadlinePolicy(), now=now)
     return case
 
 
@@ -414,6 +427,10 @@ def publish(session: Session, case: Case, user: User, *, expected_version: int |
     """结案并公示 (disclosure data is masked, see ``owners.public_disclosures``)."""
     now = now or utc_now()
     _start("publish", case, user, expected_version)
+    decision = session.scalars(select(Decision).where(Decision.case_id == case.id)).one()
+    if decision.outcome not in PUBLISHED_OUTCOMES:
+        raise WorkflowError(f"outcome {decision.outcome} is not published",
+                            f"“{OUTCOMES_ZH[decision.outcome]}”的决定不予公示，可直接归档")
     case.published_utc = now
     _transition(session, case, "published", actor=user, actor_label=user_label(user),
                 reason="结案并公示", now=now)
@@ -424,6 +441,9 @@ def archive(session: Session, case: Case, user: User, *, expected_version: int |
             now: datetime | None = None) -> Case:
     now = now or utc_now()
     _start("archive", case, user, expected_version)
+    if case.state == "served" and case.publish_due is not None:
+        raise WorkflowError("a published decision is archived after 公示",
+                            "本决定须先公示，公示后方可归档")
     _transition(session, case, "archived", actor=user, actor_label=user_label(user),
                 reason="归档", now=now)
     return case
@@ -456,4 +476,10 @@ def overdue_cases(session: Session, *, now: datetime | None = None) -> list[Over
         elif case.state == "decided" and case.serve_due is not None and today > case.serve_due:
             out.append(Overdue(case.id, case.state, case.serve_due,
                                "已超过送达期限（《行政处罚法》第六十一条）"))
+    published = session.scalars(select(Case).where(
+        Case.state.in_(("decided", "served")), Case.publish_due.is_not(None))).all()
+    out.extend(Overdue(c.id, c.state, c.publish_due, "已超过公示期限（国办发〔2018〕118号，"
+                       "期限待确认）") for c in published
+               if c.publish_due is not None and today > c.publish_due)
+    out.extend(Overdue(*row) for row in copy_notices.overdue(session, today))
     return out

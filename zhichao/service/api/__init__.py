@@ -3,7 +3,8 @@
 ``ROUTERS`` lists them in the order ``create_app`` includes them under ``/api/v1``:
 ``auth`` (health, login, logout, me), ``cases`` (queue, detail, package, overdue),
 ``case_actions`` (every workflow step, roles and separation of duties from
-``zhichao.service.duties``), ``statistics``, ``audit``, ``users`` and ``owner`` (the owner
+``zhichao.service.duties``), ``documents`` (served notice and decision PDFs, the 抄告
+outbox, the retention run), ``statistics``, ``audit``, ``users`` and ``owner`` (the owner
 portal's JSON and the public disclosures). Dependencies are in ``deps``, models in
 ``schemas``.
 """
@@ -14,10 +15,20 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from zhichao.service.api import audit, auth, case_actions, cases, owner, statistics, users
+from zhichao.service.api import (
+    audit,
+    auth,
+    case_actions,
+    cases,
+    documents,
+    owner,
+    statistics,
+    users,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (auth.router, cases.router, case_actions.router,
-                                  statistics.router, audit.router, users.router, owner.router)
+                                  documents.router, statistics.router, audit.router,
+                                  users.router, owner.router)
 
 
 def routes_markdown(openapi: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, Path
 from sqlalchemy.orm import Session
 
-from zhichao.service import duties, workflow
+from zhichao.service import duties, procedure, workflow
 from zhichao.service.api.cases import case_out
 from zhichao.service.api.deps import API, CaseId, SessionDep, SettingsDep, staff_for
 from zhichao.service.api.schemas import (
@@ -20,11 +20,14 @@ from zhichao.service.api.schemas import (
     CaseOut,
     DecisionIn,
     HearingIn,
+    NoticeServiceIn,
     NotifyIn,
     OverrideIn,
     ReviewIn,
+    RevokeIn,
     ServeIn,
     VersionIn,
+    WaiveIn,
 )
 from zhichao.service.models import Case, User
 
@@ -88,6 +91,26 @@ def notify(case_id: CaseId, body: NotifyIn, session: SessionDep, settings: Setti
     return _done(session, case)
 
 
+@_action("serve-notice")
+def serve_notice(case_id: CaseId, body: NoticeServiceIn, session: SessionDep,
+                 settings: SettingsDep,
+                 user: Annotated[User, Depends(staff_for("serve-notice"))]) -> CaseOut:
+    case = _case(session, case_id)
+    procedure.serve_notice(session, case, user, delivered_utc=body.delivered_utc,
+                           proof=body.proof, policy=settings.deadlines,
+                           channel=body.channel, expected_version=body.expected_version)
+    return _done(session, case)
+
+
+@_action("waive")
+def waive(case_id: CaseId, body: WaiveIn, session: SessionDep,
+          user: Annotated[User, Depends(staff_for("waive"))]) -> CaseOut:
+    case = _case(session, case_id)
+    procedure.waive(session, case, user, scope=body.scope, record=body.record,
+                    expected_version=body.expected_version)
+    return _done(session, case)
+
+
 @_action("answer", "statements/{statement_id}/answer")
 def answer(case_id: CaseId, statement_id: StatementId, body: AnswerIn, session: SessionDep,
            user: Annotated[User, Depends(staff_for("answer"))]) -> CaseOut:
@@ -125,11 +148,11 @@ def decision(case_id: CaseId, body: DecisionIn, session: SessionDep, settings: S
 
 
 @_action("serve")
-def serve(case_id: CaseId, body: ServeIn, session: SessionDep,
+def serve(case_id: CaseId, body: ServeIn, session: SessionDep, settings: SettingsDep,
           user: Annotated[User, Depends(staff_for("serve"))]) -> CaseOut:
     case = _case(session, case_id)
     workflow.serve(session, case, user, channel=body.channel, served_utc=body.served_utc,
-                   expected_version=body.expected_version)
+                   expected_version=body.expected_version, policy=settings.deadlines)
     return _done(session, case)
 
 
@@ -138,6 +161,15 @@ def publish(case_id: CaseId, body: VersionIn, session: SessionDep,
             user: Annotated[User, Depends(staff_for("publish"))]) -> CaseOut:
     case = _case(session, case_id)
     workflow.publish(session, case, user, expected_version=body.expected_version)
+    return _done(session, case)
+
+
+@_action("revoke")
+def revoke(case_id: CaseId, body: RevokeIn, session: SessionDep,
+           user: Annotated[User, Depends(staff_for("revoke"))]) -> CaseOut:
+    case = _case(session, case_id)
+    procedure.revoke(session, case, user, kind=body.kind, reason=body.reason,
+                     expected_version=body.expected_version)
     return _done(session, case)
 
 

@@ -56,7 +56,11 @@ def case_fields(case: Case) -> dict[str, Any]:
         "statement_due": _iso(case.statement_due),
         "hearing_request_due": _iso(case.hearing_request_due),
         "decision_due": _iso(case.decision_due), "serve_due": _iso(case.serve_due),
-        "published_utc": _iso(case.published_utc),
+        "published_utc": _iso(case.published_utc), "publish_due": _iso(case.publish_due),
+        "statement_waived_utc": _iso(case.statement_waived_utc),
+        "hearing_waived_utc": _iso(case.hearing_waived_utc),
+        "publication_withdrawn_utc": _iso(case.publication_withdrawn_utc),
+        "withdrawal_reason_zh": case.withdrawal_reason_zh,
     }
 
 

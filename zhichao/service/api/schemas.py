@@ -57,7 +57,11 @@ class ReviewIn(_In):
 
 
 class NotifyIn(_In):
-    channel: SafeStr = Field(max_length=32)
+    """立案并告知；陈述申辩、听证申请期限自记录送达（serve-notice）之日起算。"""
+
+    channel: SafeStr = Field(max_length=32, description=(
+        "告知方式：in_person（直接送达）| post（邮寄）| app、sms（电子送达，须当事人同意）"
+        "| announcement（公告，经过三十日视为送达）"))
     hearing_right: bool | None = None
     expected_version: Version = None
 
@@ -91,6 +95,61 @@ class ServeIn(_In):
     channel: SafeStr = Field(max_length=32)
     served_utc: datetime | None = None
     expected_version: Version = None
+
+
+class NoticeServiceIn(_In):
+    """送达 of the notice: when it reached the party, and the proof."""
+
+    delivered_utc: datetime = Field(description=(
+        "UTC 时间（ISO 8601，带时区）：直接送达为签收时间，邮寄为交付时间，电子送达为到达当事人"
+        "同意的系统的时间，公告送达为公告发出时间（经过三十日视为送达）"))
+    proof: SafeStr = Field(min_length=1, max_length=500,
+                           description="送达凭证：送达回证编号、邮件单号、系统回执或公告网址")
+    channel: SafeStr | None = Field(default=None, max_length=32, description=(
+        "实际送达方式（与告知方式不同时填写，如邮寄被退回后公告送达）：in_person | post | app "
+        "| sms | announcement"))
+    expected_version: Version = None
+
+
+class WaiveIn(_In):
+    """当事人明确放弃陈述申辩（及听证）权利的记录（行政处罚法第六十二条）。"""
+
+    scope: SafeStr = Field(max_length=16, description="statement | hearing | all")
+    record: SafeStr = Field(min_length=1, max_length=1000,
+                            description="当事人放弃的书面或系统记录（如声明编号、签署时间）")
+    expected_version: Version = None
+
+
+class RevokeIn(_In):
+    """决定被变更、撤销、确认违法或确认无效（行政处罚法第四十八条第二款）。"""
+
+    kind: SafeStr = Field(max_length=16, description="changed | revoked | unlawful | void")
+    reason: SafeStr = Field(min_length=1, max_length=2000,
+                            description="理由（随撤回的公示一并公开说明）")
+    expected_version: Version = None
+
+
+class CopyNoticeOut(BaseModel):
+    """抄告（62号令第四十四条）：JSON 导出，与 PDF 内容一致。"""
+
+    model_config = ConfigDict(extra="allow")
+    copy_notice_id: int
+    case_id: int
+    format: str = Field(description="zhichao.copy-notice/1")
+    authority_zh: str
+    due: DateText
+    referral: bool = Field(description="一年内违法超过三次，建议依公路安全保护条例第六十六条处理")
+    sent_utc: UtcText | None
+    acknowledged_utc: UtcText | None
+
+
+class CopyNoticesOut(BaseModel):
+    copy_notices: list[CopyNoticeOut]
+
+
+class RetentionOut(BaseModel):
+    removed: int = Field(description="删除号牌的非案件过车记录数")
+    retention_days: int
 
 
 class UserIn(_In):
@@ -174,6 +233,11 @@ class CaseOut(BaseModel):
     decision_due: DateText | None
     serve_due: DateText | None
     published_utc: UtcText | None
+    publish_due: DateText | None = None
+    statement_waived_utc: UtcText | None = None
+    hearing_waived_utc: UtcText | None = None
+    publication_withdrawn_utc: UtcText | None = None
+    withdrawal_reason_zh: str | None = None
 
 
 class CasesOut(BaseModel):

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from zhichao.service import duties, workflow
+from zhichao.service import duties, procedure, workflow
 from zhichao.service.errors import InvalidInputError, ServiceError
 from zhichao.service.models import Case, User
 from zhichao.service.web.pages import (
@@ -24,6 +24,7 @@ from zhichao.service.web.pages import (
     Text2000,
     Ver,
 )
+from zhichao.service.workdays import CHINA_TZ
 
 router = APIRouter(include_in_schema=False)
 Step = Callable[[Session, Case, User], Any]
@@ -50,13 +51,14 @@ def _approve(value: str) -> bool:
     return value == "approve"
 
 
-def _held_utc(text: str) -> datetime:
+def _beijing_time(text: str, field: str) -> datetime:
+    """A time typed on a console form: 北京时间 unless it names its zone; stored as UTC."""
     try:
-        held = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError as exc:
-        raise InvalidInputError(f"held_utc {text!r}",
-                                "听证时间格式应为 YYYY-MM-DDTHH:MM（UTC）") from exc
-    return held if held.tzinfo else held.replace(tzinfo=UTC)
+        raise InvalidInputError(f"{field} {text!r}",
+                                "时间格式应为 YYYY-MM-DDTHH:MM（北京时间）") from exc
+    return (moment if moment.tzinfo else moment.replace(tzinfo=CHINA_TZ)).astimezone(UTC)
 
 
 Verdict = Annotated[str, Form(max_length=10)]
@@ -103,6 +105,37 @@ def notify(request: Request, pages: PagesDep, case_id: CaseId, expected_version:
                    hearing_right=right, expected_version=expected_version))
 
 
+@router.post(f"{CONSOLE}/cases/{{case_id}}/serve-notice")
+def serve_notice(request: Request, pages: PagesDep, case_id: CaseId, expected_version: Ver,
+                 delivered: Annotated[str, Form(max_length=32)],
+                 proof: Annotated[str, Form(max_length=500)],
+                 channel: Annotated[str | None, Form(max_length=32)] = None,
+                 csrf_token: Csrf = None) -> Response:
+    return act(request, pages, case_id, "serve-notice", csrf_token,
+               lambda s, c, u: procedure.serve_notice(
+                   s, c, u, delivered_utc=_beijing_time(delivered, "delivered"), proof=proof,
+                   policy=pages.settings.deadlines, channel=channel or None,
+                   expected_version=expected_version))
+
+
+@router.post(f"{CONSOLE}/cases/{{case_id}}/waive")
+def waive(request: Request, pages: PagesDep, case_id: CaseId, expected_version: Ver,
+          scope: Annotated[str, Form(max_length=16)], record: Text2000Required,
+          csrf_token: Csrf = None) -> Response:
+    return act(request, pages, case_id, "waive", csrf_token,
+               lambda s, c, u: procedure.waive(s, c, u, scope=scope, record=record,
+                                               expected_version=expected_version))
+
+
+@router.post(f"{CONSOLE}/cases/{{case_id}}/revoke")
+def revoke(request: Request, pages: PagesDep, case_id: CaseId, expected_version: Ver,
+           kind: Annotated[str, Form(max_length=16)], reason: Text2000Required,
+           csrf_token: Csrf = None) -> Response:
+    return act(request, pages, case_id, "revoke", csrf_token,
+               lambda s, c, u: procedure.revoke(s, c, u, kind=kind, reason=reason,
+                                                expected_version=expected_version))
+
+
 @router.post(f"{CONSOLE}/cases/{{case_id}}/statements/{{statement_id}}/answer")
 def answer(request: Request, pages: PagesDep, case_id: CaseId, statement_id: StatementId,
            response: Text2000Required, csrf_token: Csrf = None) -> Response:
@@ -117,7 +150,7 @@ def hearing(request: Request, pages: PagesDep, case_id: CaseId,
             csrf_token: Csrf = None) -> Response:
     return act(request, pages, case_id, "hearing", csrf_token,
                lambda s, c, u: workflow.record_hearing(
-                   s, c, u, held_utc=_held_utc(held_utc), summary=summary))
+                   s, c, u, held_utc=_beijing_time(held_utc, "held_utc"), summary=summary))
 
 
 @router.post(f"{CONSOLE}/cases/{{case_id}}/close-statements")
@@ -144,7 +177,8 @@ def serve(request: Request, pages: PagesDep, case_id: CaseId, expected_version: 
           channel: Channel, csrf_token: Csrf = None) -> Response:
     return act(request, pages, case_id, "serve", csrf_token,
                lambda s, c, u: workflow.serve(s, c, u, channel=channel,
-                                              expected_version=expected_version))
+                                              expected_version=expected_version,
+                                              policy=pages.settings.deadlines))
 
 
 @router.post(f"{CONSOLE}/cases/{{case_id}}/publish")

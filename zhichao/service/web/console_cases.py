@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -35,6 +35,7 @@ from zhichao.service.web.pages import (
     parse_date,
     visible_case,
 )
+from zhichao.service.workdays import end_of_china_day_utc
 
 router = APIRouter(include_in_schema=False)
 
@@ -52,12 +53,10 @@ def _queue_query(session: Session, user: User, state: str | None, site_id: str |
         stmt = stmt.where(Case.site_id == site_id)
     if lane:
         stmt = stmt.where(Passage.lane_code == lane)
-    if start is not None:
-        stmt = stmt.where(Case.time_utc >= datetime(start.year, start.month, start.day,
-                                                    tzinfo=UTC))
+    if start is not None:  # dates are 北京时间 dates, as the pages show them
+        stmt = stmt.where(Case.time_utc >= end_of_china_day_utc(start - timedelta(days=1)))
     if end is not None:
-        stmt = stmt.where(Case.time_utc < datetime(end.year, end.month, end.day, tzinfo=UTC)
-                          + timedelta(days=1))
+        stmt = stmt.where(Case.time_utc < end_of_china_day_utc(end))
     if user.role_set == {"station_operator"}:
         stmt = stmt.where(Case.station_id == user.station_id)
     return stmt

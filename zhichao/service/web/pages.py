@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -36,6 +36,7 @@ from zhichao.service.models import User
 from zhichao.service.settings import Settings
 from zhichao.service.web import security
 from zhichao.service.web.security import WebSettings
+from zhichao.service.workdays import CHINA_TZ
 
 HERE = Path(__file__).parent
 CONSOLE = "/console"
@@ -76,9 +77,16 @@ class Viewer:
 
 
 def _fmt_utc(value: object) -> str:
-    if not isinstance(value, datetime):
+    """A stored UTC time as people read it: 北京时间, labelled (storage stays UTC)."""
+    if isinstance(value, str) and value:
+        text = value
+        try:
+            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return text
+    if not isinstance(value, datetime) or value.tzinfo is None:
         return "—"
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return value.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S") + "（北京时间）"
 
 
 def _fmt_kg(value: Any) -> str:

@@ -102,10 +102,11 @@ def portal_record(request: Request, case_id: CaseId, pages: PagesDep,
             owners.log_evidence_view(session, actor=owner_actor(grant), case=case,
                                      what="portal_record")
             today = china_date(utc_now())
-            can_state = case.state == "notified" and case.statement_due is not None \
-                and today <= case.statement_due
-            can_hearing = case.state == "notified" and case.hearing_right == "yes" \
-                and case.hearing_request_due is not None and today <= case.hearing_request_due
+            # before service the periods have not begun: filing is open (Art. 44, 64)
+            can_state = case.state == "notified" and (
+                case.statement_due is None or today <= case.statement_due)
+            can_hearing = case.state == "notified" and case.hearing_right == "yes" and (
+                case.hearing_request_due is None or today <= case.hearing_request_due)
         return pages.render(request, "owner_record.html", r=record,
                             csrf=_owner_csrf(pages, token), can_state=can_state,
                             can_hearing=can_hearing, done_zh=DONE_ZH.get(done or ""),

@@ -1,7 +1,7 @@
 """supervision: 案卷评查 campaigns, their samples and scores, typical cases (issue 22)
 
-Revision ID: 0004_supervision
-Revises: 0003
+Revision ID: 0005_supervision
+Revises: 0004_procedure_by_law
 Create Date: 2026-12-06 11:00:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from zhichao.service.models import UTCDateTime
 
-revision = "0004_supervision"
-down_revision = "0003"
+revision = "0005_supervision"
+down_revision = "0004_procedure_by_law"
 branch_labels = None
 depends_on = None
 
