@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pypdfium2 as pdfium
@@ -21,7 +21,7 @@ from zhichao.evidence.canonical import canonicalize
 from zhichao.evidence.merkle import MerkleLog
 from zhichao.evidence.package import Station
 from zhichao.evidence.signing import generate_key
-from zhichao.service import audit, duties, events, ingest, supervision, workflow
+from zhichao.service import audit, duties, events, ingest, procedure, supervision, workflow
 from zhichao.service import supervision_reports as reports
 from zhichao.service.db import session_factory, transaction
 from zhichao.service.errors import (
@@ -68,6 +68,8 @@ def decide_case(sessions: sessionmaker[Session], case_id: int, tech: User, legal
     act(sessions, case_id, workflow.legal_review, legal, approve=True, now=OPEN)
     act(sessions, case_id, workflow.open_and_notify, boss, channel="sms",
         policy=DeadlinePolicy(), hearing_right=False, now=OPEN)
+    act(sessions, case_id, procedure.serve_notice, boss, delivered_utc=OPEN,
+        proof="短信送达回执", policy=DeadlinePolicy(), now=OPEN + timedelta(minutes=1))
     act(sessions, case_id, workflow.close_statements, legal, now=LATER)
     act(sessions, case_id, workflow.decide, boss, outcome="reduced", fine_yuan=500,
         reasons="依法处罚", now=LATER)
