@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import random
 import secrets
@@ -30,10 +29,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from zhichao.evidence.inputs import CaseInputs  # noqa: E402
-from zhichao.evidence.merkle import MerkleLog  # noqa: E402
-from zhichao.evidence.package import Station, seal_package  # noqa: E402
-from zhichao.evidence.signing import generate_key  # noqa: E402
 from zhichao.evidence.verify import verify_package  # noqa: E402
 from zhichao.service import audit, ingest, owners  # noqa: E402
 from zhichao.service.db import (  # noqa: E402
@@ -44,7 +39,7 @@ from zhichao.service.db import (  # noqa: E402
     upgrade,
 )
 from zhichao.service.settings import Settings  # noqa: E402
-from zhichao.testing.cases import case_dict  # noqa: E402  (a real case with photos)
+from zhichao.testing.cases import seal_plain_case  # noqa: E402  (a real case, photos)
 
 PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
@@ -57,20 +52,6 @@ def plate(i: int) -> str:
 
 def vin(i: int) -> str:
     return f"LFWAD{i:012d}"
-
-
-def seal_one(tmp: Path) -> tuple[Path, dict[str, Any], str]:
-    base = tmp / "in"
-    base.mkdir()
-    station = Station("S001", "zhichao-station-S001", generate_key())
-    log = MerkleLog(tmp / "log", origin=station.origin, create=True, fsync=False)
-    try:
-        result = seal_package(CaseInputs.from_json(case_dict(base)), tmp / "pkg",
-                              station=station, log=log, base_dir=base, renderer=lambda *_: {})
-    finally:
-        log.close()
-    raw = (result.directory / "manifest.json").read_bytes()
-    return result.directory, json.loads(raw), hashlib.sha256(raw).hexdigest()
 
 
 def bulk_load(engine: Any, n_passages: int, n_cases: int, n_vehicles: int,
@@ -194,7 +175,9 @@ def main() -> int:
                         owner_query_per_plate_per_hour=10**9)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            package_dir, manifest, digest = seal_one(Path(tmp))
+            sealed = seal_plain_case(Path(tmp))
+            package_dir, manifest, digest = (sealed.directory, sealed.manifest,
+                                             sealed.manifest_sha256)
             print(f"bulk load: {args.passages} passages, {args.cases} cases, "
                   f"{args.vehicles} vehicles", flush=True)
             t = time.perf_counter()

@@ -31,10 +31,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from zhichao.evidence.inputs import CaseInputs  # noqa: E402
-from zhichao.evidence.merkle import MerkleLog  # noqa: E402
-from zhichao.evidence.package import Station, seal_package  # noqa: E402
-from zhichao.evidence.signing import generate_key  # noqa: E402
 from zhichao.service import accounts, ingest, monthly, supervision  # noqa: E402
 from zhichao.service import supervision_reports as reports  # noqa: E402
 from zhichao.service.db import (  # noqa: E402
@@ -45,25 +41,15 @@ from zhichao.service.db import (  # noqa: E402
     upgrade,
 )
 from zhichao.service.models import Device, Passage, ReviewCampaign, User  # noqa: E402
-from zhichao.testing.cases import case_dict  # noqa: E402
+from zhichao.testing.cases import seal_plain_case  # noqa: E402
 
 YEAR_START = datetime(2024, 12, 31, 16, tzinfo=UTC)  # 2025-01-01 00:00 China time
 
 
-def _sealed(root: Path) -> tuple[dict[str, Any], Path]:
-    base = root / "in"
-    base.mkdir()
-    station = Station("S001", "zhichao-station-S001", generate_key())
-    with MerkleLog(root / "log", origin=station.origin, create=True, fsync=False) as log:
-        result = seal_package(CaseInputs.from_json(case_dict(base)), root / "pkg",
-                              station=station, log=log, base_dir=base,
-                              renderer=lambda *_: {})
-    return json.loads((result.directory / "manifest.json").read_bytes()), result.directory
-
-
 def load(sessions: Any, root: Path, *, passages: int, cases: int, sites: int,
          devices: int) -> None:
-    manifest, package = _sealed(root)
+    sealed = seal_plain_case(root)
+    manifest, package = sealed.manifest, sealed.directory
     rng = random.Random(7)
     with transaction(sessions) as s:
         for _ in range(cases):
