@@ -38,11 +38,6 @@ from zhichao.testing.zipforge import Base
 SEALED_UTC = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
 
-def _members(folder: Path) -> list[tuple[str, bytes]]:
-    return [(p.relative_to(folder).as_posix(), p.read_bytes())
-            for p in sorted(folder.rglob("*")) if p.is_file()]
-
-
 def make_bases(root: Path, station: Station) -> list[Base]:
     base_dir = root / "in"
     base_dir.mkdir()
@@ -52,14 +47,7 @@ def make_bases(root: Path, station: Station) -> list[Base]:
                      created_utc=SEALED_UTC)
         seal_package(case, root / "plain", station=station, log=log, base_dir=base_dir,
                      renderer=lambda *_: {}, created_utc=SEALED_UTC)
-    bases = []
-    for label in ("documents", "plain"):
-        for deflate in (False, True):
-            bases.append(Base.of(f"{label}-{'deflate' if deflate else 'stored'}",
-                                 _members(root / label), deflate=deflate))
-    bases.append(Base.of("plain-in-folder", [(f"pkg/{n}", d) for n, d in
-                                             _members(root / "plain")], deflate=False))
-    return bases
+    return zipforge.fuzz_bases(root / "documents", root / "plain")
 
 
 def _name(rng: random.Random, old: str) -> str:

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import random
-import secrets
 import statistics
 import sys
 import tempfile
@@ -30,21 +28,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from zhichao.evidence.inputs import CaseInputs  # noqa: E402
-from zhichao.evidence.merkle import MerkleLog  # noqa: E402
-from zhichao.evidence.package import Station, seal_package  # noqa: E402
-from zhichao.evidence.signing import generate_key  # noqa: E402
 from zhichao.evidence.verify import verify_package  # noqa: E402
 from zhichao.service import audit, ingest, owners  # noqa: E402
-from zhichao.service.db import (  # noqa: E402
-    drop_schema,
-    make_engine,
-    session_factory,
-    transaction,
-    upgrade,
-)
+from zhichao.service.db import session_factory, transaction  # noqa: E402
 from zhichao.service.settings import Settings  # noqa: E402
-from zhichao.testing.cases import case_dict  # noqa: E402  (a real case with photos)
+from zhichao.testing.cases import seal_plain_case  # noqa: E402  (a real case, photos)
+from zhichao.testing.databases import scratch_database  # noqa: E402
 
 PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
@@ -57,20 +46,6 @@ def plate(i: int) -> str:
 
 def vin(i: int) -> str:
     return f"LFWAD{i:012d}"
-
-
-def seal_one(tmp: Path) -> tuple[Path, dict[str, Any], str]:
-    base = tmp / "in"
-    base.mkdir()
-    station = Station("S001", "zhichao-station-S001", generate_key())
-    log = MerkleLog(tmp / "log", origin=station.origin, create=True, fsync=False)
-    try:
-        result = seal_package(CaseInputs.from_json(case_dict(base)), tmp / "pkg",
-                              station=station, log=log, base_dir=base, renderer=lambda *_: {})
-    finally:
-        log.close()
-    raw = (result.directory / "manifest.json").read_bytes()
-    return result.directory, json.loads(raw), hashlib.sha256(raw).hexdigest()
 
 
 def bulk_load(engine: Any, n_passages: int, n_cases: int, n_vehicles: int,
@@ -184,57 +159,52 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--ingest", type=int, default=1000)
     args = ap.parse_args()
-    schema = f"bench_{secrets.token_hex(4)}"
-    engine = make_engine(args.url, schema=schema)
-    upgrade(engine)
-    factory = session_factory(engine)
-    settings = Settings(database_url=args.url, database_schema=schema, migrate_on_start=False,
-                        owner_query_min_duration_ms=0,
-                        owner_query_per_client_per_minute=10**9,
-                        owner_query_per_plate_per_hour=10**9)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            package_dir, manifest, digest = seal_one(Path(tmp))
-            print(f"bulk load: {args.passages} passages, {args.cases} cases, "
-                  f"{args.vehicles} vehicles", flush=True)
-            t = time.perf_counter()
-            bulk_load(engine, args.passages, args.cases, args.vehicles, package_dir)
-            print(f"  total {time.perf_counter() - t:.1f} s", flush=True)
-            results = [owner_bench(factory, settings, args.queries, args.vehicles, threads)
-                       for threads in (1, 4)]
-            for r in results:
-                print("owner query:", json.dumps({k: round(v, 2) for k, v in r.items()}),
-                      flush=True)
-            # The floor under both: one audit entry + COMMIT (the WAL fsync of this disk).
-            laps = []
-            for _ in range(200):
-                t = time.perf_counter()
-                with transaction(factory) as s:
-                    audit.append(s, actor="bench", action="bench.commit",
-                                 object_type="bench", object_id="0")
-                laps.append(time.perf_counter() - t)
-            print(f"commit floor (audit append + COMMIT): p50 "
-                  f"{1000 * statistics.median(laps):.1f} ms, p99 {1000 * pct(laps, 0.99):.1f} ms",
+    with scratch_database(args.url) as (engine, schema), \
+            tempfile.TemporaryDirectory() as tmp:
+        factory = session_factory(engine)
+        settings = Settings(database_url=args.url, database_schema=schema,
+                            migrate_on_start=False, owner_query_min_duration_ms=0,
+                            owner_query_per_client_per_minute=10**9,
+                            owner_query_per_plate_per_hour=10**9)
+        sealed = seal_plain_case(Path(tmp))
+        package_dir, manifest = sealed.directory, sealed.manifest
+        print(f"bulk load: {args.passages} passages, {args.cases} cases, "
+              f"{args.vehicles} vehicles", flush=True)
+        t = time.perf_counter()
+        bulk_load(engine, args.passages, args.cases, args.vehicles, package_dir)
+        print(f"  total {time.perf_counter() - t:.1f} s", flush=True)
+        results = [owner_bench(factory, settings, args.queries, args.vehicles, threads)
+                   for threads in (1, 4)]
+        for r in results:
+            print("owner query:", json.dumps({k: round(v, 2) for k, v in r.items()}),
                   flush=True)
-            # Center ingest: registration of verified packages (one transaction each).
+        # The floor under both: one audit entry + COMMIT (the WAL fsync of this disk).
+        laps = []
+        for _ in range(200):
             t = time.perf_counter()
-            for k in range(args.ingest):
-                m = copy.deepcopy(manifest)
-                m["package_id"] = f"{manifest['package_id']}-{k}"
-                with transaction(factory) as s:
-                    ingest.register_ingested_package(s, m, package_dir,
-                                                     manifest_sha256=f"{k:064x}")
-            reg = args.ingest / (time.perf_counter() - t)
-            n_verify = min(200, args.ingest)
-            t = time.perf_counter()
-            for _ in range(n_verify):
-                assert verify_package(package_dir).ok
-            ver = n_verify / (time.perf_counter() - t)
-            print(f"ingest: register {reg:.0f} packages/s; verify {ver:.0f} packages/s; "
-                  f"verify+register ≈ {1 / (1 / reg + 1 / ver):.0f} packages/s", flush=True)
-            del digest
-    finally:
-        drop_schema(engine)
+            with transaction(factory) as s:
+                audit.append(s, actor="bench", action="bench.commit",
+                             object_type="bench", object_id="0")
+            laps.append(time.perf_counter() - t)
+        print(f"commit floor (audit append + COMMIT): p50 "
+              f"{1000 * statistics.median(laps):.1f} ms, p99 {1000 * pct(laps, 0.99):.1f} ms",
+              flush=True)
+        # Center ingest: registration of verified packages (one transaction each).
+        t = time.perf_counter()
+        for k in range(args.ingest):
+            m = copy.deepcopy(manifest)
+            m["package_id"] = f"{manifest['package_id']}-{k}"
+            with transaction(factory) as s:
+                ingest.register_ingested_package(s, m, package_dir,
+                                                 manifest_sha256=f"{k:064x}")
+        reg = args.ingest / (time.perf_counter() - t)
+        n_verify = min(200, args.ingest)
+        t = time.perf_counter()
+        for _ in range(n_verify):
+            assert verify_package(package_dir).ok
+        ver = n_verify / (time.perf_counter() - t)
+        print(f"ingest: register {reg:.0f} packages/s; verify {ver:.0f} packages/s; "
+              f"verify+register ≈ {1 / (1 / reg + 1 / ver):.0f} packages/s", flush=True)
     return 0
 
 

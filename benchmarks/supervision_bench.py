@@ -31,39 +31,20 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from zhichao.evidence.inputs import CaseInputs  # noqa: E402
-from zhichao.evidence.merkle import MerkleLog  # noqa: E402
-from zhichao.evidence.package import Station, seal_package  # noqa: E402
-from zhichao.evidence.signing import generate_key  # noqa: E402
 from zhichao.service import accounts, ingest, monthly, supervision  # noqa: E402
 from zhichao.service import supervision_reports as reports  # noqa: E402
-from zhichao.service.db import (  # noqa: E402
-    drop_schema,
-    make_engine,
-    session_factory,
-    transaction,
-    upgrade,
-)
+from zhichao.service.db import session_factory, transaction  # noqa: E402
 from zhichao.service.models import Device, Passage, ReviewCampaign, User  # noqa: E402
-from zhichao.testing.cases import case_dict  # noqa: E402
+from zhichao.testing.cases import seal_plain_case  # noqa: E402
+from zhichao.testing.databases import scratch_database  # noqa: E402
 
 YEAR_START = datetime(2024, 12, 31, 16, tzinfo=UTC)  # 2025-01-01 00:00 China time
 
 
-def _sealed(root: Path) -> tuple[dict[str, Any], Path]:
-    base = root / "in"
-    base.mkdir()
-    station = Station("S001", "zhichao-station-S001", generate_key())
-    with MerkleLog(root / "log", origin=station.origin, create=True, fsync=False) as log:
-        result = seal_package(CaseInputs.from_json(case_dict(base)), root / "pkg",
-                              station=station, log=log, base_dir=base,
-                              renderer=lambda *_: {})
-    return json.loads((result.directory / "manifest.json").read_bytes()), result.directory
-
-
 def load(sessions: Any, root: Path, *, passages: int, cases: int, sites: int,
          devices: int) -> None:
-    manifest, package = _sealed(root)
+    sealed = seal_plain_case(root)
+    manifest, package = sealed.manifest, sealed.directory
     rng = random.Random(7)
     with transaction(sessions) as s:
         for _ in range(cases):
@@ -97,9 +78,9 @@ def timed(label: str, fn: Callable[[], Any], out: list[tuple[str, float]]) -> An
 def run(sessions: Any) -> list[tuple[str, float]]:
     out: list[tuple[str, float]] = []
     with transaction(sessions) as s:
-        chief = accounts.create_user(s, username="bench-chief", password="x" * 16,
+        chief = accounts.create_user(s, username="bench-chief", password=secrets.token_urlsafe(18),
                                      display_name_zh="监督", roles=["supervisor"])
-        rev = accounts.create_user(s, username="bench-rev", password="x" * 16,
+        rev = accounts.create_user(s, username="bench-rev", password=secrets.token_urlsafe(18),
                                    display_name_zh="评查", roles=["supervisor"])
         ids = (chief.id, rev.id)
     with transaction(sessions) as s:
@@ -143,10 +124,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         url = args.url or f"sqlite:///{root / 'bench.db'}"
-        schema = f"zb_{secrets.token_hex(4)}" if url.startswith("postgresql") else None
-        engine = make_engine(url, schema=schema)
-        try:
-            upgrade(engine)
+        with scratch_database(url) as (engine, _):
             sessions = session_factory(engine)
             t0 = time.perf_counter()
             load(sessions, root, passages=args.passages, cases=args.cases, sites=args.sites,
@@ -155,10 +133,6 @@ def main() -> int:
                   f"{args.cases} cases: {time.perf_counter() - t0:.1f} s")
             for label, seconds in run(sessions):
                 print(f"| {label} | {seconds * 1000:.0f} ms |")
-        finally:
-            if schema is not None:
-                drop_schema(engine)
-            engine.dispose()
     return 0
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tests.devices.conftest import START_UTC, make_samples
 from tests.devices.test_devices_records import records
 from zhichao.cli import main
-from zhichao.devices.base import Timeouts
+from zhichao.devices.base import Timeouts, parse_device_url
 from zhichao.devices.data import WeightReading, bit_names, format_kg
 from zhichao.devices.errors import (
     DeviceConfigurationError,
@@ -153,6 +153,27 @@ def test_xk3190_weight_unit_from_the_url() -> None:
         assert scale.health_snapshot().info["weight_unit"] == "t"
     with pytest.raises(DeviceConfigurationError):
         StreamIndicator.from_url("toledo+serial:loop://?weight_unit=t")
+
+
+def test_url_settings_become_keywords_and_a_given_keyword_wins() -> None:
+    url = parse_device_url("zsf+tcp://h:1?stall_timeout_s=3.5&max_frame_bytes=0x100"
+                           "&weight_unit=t&other=x")
+    assert url.settings({}, stall_timeout_s=float, max_frame_bytes=int, weight_unit=str) == {
+        "stall_timeout_s": 3.5, "max_frame_bytes": 256, "weight_unit": "t"}
+    assert url.settings({"stall_timeout_s": 1.0, "timeouts": None}, stall_timeout_s=float,
+                        poll_interval_s=float) == {"stall_timeout_s": 1.0, "timeouts": None}
+    with pytest.raises(DeviceConfigurationError, match="max_frame_bytes"):
+        parse_device_url("tcp://h:1?max_frame_bytes=big").settings({}, max_frame_bytes=int)
+
+
+def test_every_modbus_backend_takes_poll_interval_from_its_url() -> None:
+    for cls, query in ((ModbusSampleSource, ""), (ModbusRecordSource, "&kind=records"),
+                       (ModbusIndicator, "&map=zhichao")):
+        url = f"modbus+tcp://127.0.0.1:9?poll_interval_s=0.25{query}"
+        with cls.from_url(url) as dev:
+            assert dev._modbus.poll_interval_s == 0.25, cls.__name__
+        with cls.from_url(url, poll_interval_s=0.5) as dev:
+            assert dev._modbus.poll_interval_s == 0.5, cls.__name__
 
 
 def test_sample_ring_status_bits_are_shown(capsys: pytest.CaptureFixture[str]) -> None:

@@ -35,11 +35,6 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database
 NO_DOCS: Any = lambda *_: {}  # noqa: E731
 
 
-def _members(folder: Path) -> list[tuple[str, bytes]]:
-    return [(p.relative_to(folder).as_posix(), p.read_bytes())
-            for p in sorted(folder.rglob("*")) if p.is_file()]
-
-
 @pytest.fixture(scope="session")
 def bases(tmp_path_factory: pytest.TempPathFactory, station: Station,
           sealed_template: Path) -> list[Base]:
@@ -51,14 +46,7 @@ def bases(tmp_path_factory: pytest.TempPathFactory, station: Station,
         seal_package(case, root / "plain", station=station, log=log, base_dir=base_dir,
                      renderer=NO_DOCS)
     shutil.rmtree(base_dir)
-    made = []
-    for label, folder in (("documents", sealed_template), ("plain", root / "plain")):
-        for deflate in (False, True):
-            made.append(Base.of(f"{label}-{'deflate' if deflate else 'stored'}",
-                                _members(folder), deflate=deflate))
-    prefixed = [(f"pkg/{n}", d) for n, d in _members(root / "plain")]
-    made.append(Base.of("plain-in-folder", prefixed, deflate=False))
-    return made
+    return zipforge.fuzz_bases(sealed_template, root / "plain")
 
 
 @pytest.fixture(scope="session")

@@ -25,15 +25,11 @@ from argon2 import PasswordHasher
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.evidence.conftest import case_dict
-from zhichao.evidence.inputs import CaseInputs
-from zhichao.evidence.merkle import MerkleLog
-from zhichao.evidence.package import Station, seal_package
-from zhichao.evidence.signing import generate_key
 from zhichao.service import accounts, ingest
 from zhichao.service.db import drop_schema, make_engine, session_factory, transaction, upgrade
 from zhichao.service.models import Case, User
 from zhichao.service.workdays import DeadlinePolicy, YearCalendar
+from zhichao.testing.cases import SealedCase, seal_plain_case
 
 PG_URL = os.environ.get("ZHICHAO_TEST_PG_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -110,29 +106,13 @@ def sessions(db: Engine) -> sessionmaker[Session]:
     return session_factory(db)
 
 
-@dataclass
-class Sealed:
-    directory: Path
-    manifest: dict[str, Any]
-    manifest_sha256: str
+Sealed = SealedCase
 
 
 @pytest.fixture(scope="session")
 def sealed(tmp_path_factory: pytest.TempPathFactory) -> Sealed:
     """One real sealed package (documents skipped for speed) from the evidence stage."""
-    root = tmp_path_factory.mktemp("sealed")
-    base = root / "in"
-    base.mkdir()
-    station = Station("S001", "zhichao-station-S001", generate_key())
-    log = MerkleLog(root / "log", origin=station.origin, create=True, fsync=False)
-    try:
-        result = seal_package(CaseInputs.from_json(case_dict(base)), root / "pkg",
-                              station=station, log=log, base_dir=base,
-                              renderer=lambda *_: {})
-    finally:
-        log.close()
-    raw = (result.directory / "manifest.json").read_bytes()
-    return Sealed(result.directory, json.loads(raw), hashlib.sha256(raw).hexdigest())
+    return seal_plain_case(tmp_path_factory.mktemp("sealed"))
 
 
 def variant(sealed: Sealed, *, plate: str | None = None, penalty: Any = "keep",

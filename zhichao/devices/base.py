@@ -16,7 +16,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 from urllib.parse import parse_qsl, urlsplit
 
 from zhichao.common import Backoff
@@ -118,6 +118,17 @@ class DeviceUrl:
 
     def get_str(self, key: str, default: str) -> str:
         return self.query.get(key, default)
+
+    def settings(self, kwargs: dict[str, Any],
+                 **types: type[float] | type[int] | type[str]) -> dict[str, Any]:
+        """A backend's ``from_url`` keywords: ``kwargs`` with each setting named in ``types``
+        that the URL's query holds added, as that type (a keyword argument given wins)."""
+        out = dict(kwargs)
+        for key, kind in types.items():
+            if key in self.query and key not in kwargs:
+                out[key] = (self.get_float(key, 0.0) if kind is float
+                            else self.get_int(key, 0) if kind is int else self.get_str(key, ""))
+        return out
 
     def host_port(self, default_port: int | None = None) -> tuple[str, int]:
         port = self.port if self.port is not None else default_port

@@ -98,6 +98,31 @@ class EndOfStream(Exception):  # noqa: N818 - a signal between hook and template
     """Raised by a hook when a finite source (folder, file) has no more frames."""
 
 
+class FramePacer:
+    """Paces a replay at ``fps`` frames per second (0: as fast as frames are read)."""
+
+    def __init__(self, fps: float) -> None:
+        self.fps = fps
+        self._next_due = 0.0
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait for the next frame's turn; False (after waiting ``timeout_s``) when it does
+        not come within ``timeout_s``."""
+        if self.fps <= 0:
+            return True
+        now = time.monotonic()
+        if self._next_due == 0.0:
+            self._next_due = now
+        wait = self._next_due - now
+        if wait > timeout_s:
+            time.sleep(timeout_s)
+            return False
+        if wait > 0:
+            time.sleep(wait)
+        self._next_due += 1.0 / self.fps
+        return True
+
+
 class Camera(Device):
     """Abstract camera (template methods: :meth:`grab`, :meth:`trigger`).
 

@@ -116,44 +116,51 @@ def _listen_samples(device: Any, timeout_s: float, seen: _Seen) -> bool:
     return True
 
 
-def _listen_indicator(device: Any, timeout_s: float, seen: _Seen) -> bool:
-    r = device.read(timeout_s)
-    if r is not None and seen.count(r.flags):
-        flags = f" [{', '.join(r.flags)}]" if r.flags else ""
-        if not r.is_weight:
-            print(f"OVERLOAD 超量程: the display shows {r.weight_text()} kg, which is not a "
-                  f"weight{flags}")
-        else:
-            stable = {True: "stable 稳定", False: "unstable 未稳定",
-                      None: "stability unknown 无稳定位"}[r.stable]
-            print(f"weight {r.weight_text()} kg {stable}{' net 净重' if r.is_net else ''}"
-                  f"{flags}")
-    return True
+def _describe_reading(r: Any) -> str:
+    flags = f" [{', '.join(r.flags)}]" if r.flags else ""
+    if not r.is_weight:
+        return (f"OVERLOAD 超量程: the display shows {r.weight_text()} kg, which is not a "
+                f"weight{flags}")
+    stable = {True: "stable 稳定", False: "unstable 未稳定",
+              None: "stability unknown 无稳定位"}[r.stable]
+    return f"weight {r.weight_text()} kg {stable}{' net 净重' if r.is_net else ''}{flags}"
 
 
-def _listen_records(device: Any, timeout_s: float, seen: _Seen) -> bool:
-    rec = device.read_record(timeout_s)
-    if rec is not None and seen.count(rec.status_names):
-        print(f"record {rec.boot_id}/{rec.seq} {rec.device_time_utc.isoformat()} "
-              f"{rec.n_axles} axles {_num(rec.gross_weight_kg)} kg "
-              f"{_num(rec.speed_kmh)} km/h status {','.join(rec.status_names) or '-'}"
-              + (f" ({rec.reason})" if rec.reason else ""))
-    return True
+def _describe_record(rec: Any) -> str:
+    return (f"record {rec.boot_id}/{rec.seq} {rec.device_time_utc.isoformat()} "
+            f"{rec.n_axles} axles {_num(rec.gross_weight_kg)} kg "
+            f"{_num(rec.speed_kmh)} km/h status {','.join(rec.status_names) or '-'}"
+            + (f" ({rec.reason})" if rec.reason else ""))
 
 
-def _listen_camera(device: Any, timeout_s: float, seen: _Seen) -> bool:
-    frame = device.grab(timeout_s)
-    if frame is not None:
-        if seen.count(()):
-            print(f"frame {frame.index} {frame.width}×{frame.height} "
-                  f"at {frame.capture_utc.isoformat()} {frame.name}")
+def _describe_frame(frame: Any) -> str:
+    return (f"frame {frame.index} {frame.width}×{frame.height} "
+            f"at {frame.capture_utc.isoformat()} {frame.name}")
+
+
+@dataclass(frozen=True)
+class _Listener:
+    """Probe one item of a kind: ``read`` is the device's method, ``flags`` what is counted
+    of an item, ``describe`` its line. False when the source has ended."""
+
+    read: str
+    flags: Callable[[Any], tuple[str, ...]]
+    describe: Callable[[Any], str]
+
+    def __call__(self, device: Any, timeout_s: float, seen: _Seen) -> bool:
+        item = getattr(device, self.read)(timeout_s)
+        if item is None:
+            return not getattr(device, "ended", False)
+        if seen.count(self.flags(item)):
+            print(self.describe(item))
         return True
-    return not device.ended
 
 
 _LISTENERS: dict[str, Callable[[Any, float, _Seen], bool]] = {
-    "samples": _listen_samples, "indicator": _listen_indicator, "records": _listen_records,
-    "camera": _listen_camera}
+    "samples": _listen_samples,
+    "indicator": _Listener("read", lambda r: r.flags, _describe_reading),
+    "records": _Listener("read_record", lambda rec: rec.status_names, _describe_record),
+    "camera": _Listener("grab", lambda frame: (), _describe_frame)}
 
 
 def _synthetic_samples(n: int = 50_000, n_channels: int = 8) -> np.ndarray:

@@ -10,10 +10,11 @@ only here, and only when a Modbus backend is opened. Every pymodbus exception be
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from zhichao.devices.base import DeviceUrl
+from zhichao.devices.base import DeviceUrl, parse_device_url
 from zhichao.devices.errors import (
     DeviceConfigurationError,
     DeviceConnectionError,
@@ -117,6 +118,56 @@ class ModbusLink:
         if client is not None:
             with contextlib.suppress(Exception):
                 client.close()
+
+
+class ModbusPoller:
+    """What every polled Modbus backend keeps: its parsed URL, one link at a time, and the
+    time of its last poll, so that polls are at least ``poll_interval_s`` apart [s]."""
+
+    def __init__(self, url: str, *, poll_interval_s: float) -> None:
+        self.parsed = parse_device_url(url)
+        self.poll_interval_s = poll_interval_s
+        self._link: ModbusLink | None = None
+        self._last_poll = 0.0
+
+    def open(self, timeout_s: float) -> ModbusLink:
+        """Connect a new link (timeouts of ``timeout_s`` per request)."""
+        link = ModbusLink(self.parsed, timeout_s=timeout_s)
+        link.connect()
+        self._link = link
+        return link
+
+    def open_ring(self, timeout_s: float, *, count: int, magic: int, what: str) -> list[int]:
+        """Connect and read the first ``count`` registers; register 0 must be ``magic``,
+        or the link is closed and :class:`DeviceConnectionError` names ``what`` it expected."""
+        head = self.open(timeout_s).read_holding(0, count)
+        if head[0] != magic:
+            self.close()
+            raise DeviceConnectionError(
+                f"{self.parsed.text}: not a {what} (register 0 = {head[0]:#06x})")
+        return head
+
+    def close(self) -> None:
+        link, self._link = self._link, None
+        if link is not None:
+            link.close()
+
+    def link(self) -> ModbusLink:
+        """The open link; :class:`DeviceConnectionError` when there is none."""
+        if self._link is None:
+            raise DeviceConnectionError(f"{self.parsed.text}: not connected")
+        return self._link
+
+    def due(self, timeout_s: float) -> bool:
+        """Wait (at most ``timeout_s``) until the next poll is due; True when it is, and
+        the poll counts as made now."""
+        wait = self._last_poll + self.poll_interval_s - time.monotonic()
+        if wait > 0:
+            time.sleep(min(wait, timeout_s))
+            if wait > timeout_s:
+                return False
+        self._last_poll = time.monotonic()
+        return True
 
 
 def regs_to_u32(regs: Sequence[int]) -> int:

@@ -1,7 +1,8 @@
 """The WIM sample source kind: raw strip-sensor samples from a data-acquisition unit.
 
 :class:`SampleSource` is the abstract device kind. Its public :meth:`SampleSource.read_block`
-owns the read deadline, reconnection with back-off, stall detection, bad-value checks and
+owns the read deadline, reconnection with back-off, stall detection (the poll loop of
+:class:`~zhichao.devices.polled.PolledSource`), bad-value checks and
 the sequence bookkeeping (:class:`~zhichao.devices.tracking.SampleTracker`); a backend
 implements only ``_connect``, ``_disconnect`` and ``_read_frames_internal``. The backends
 are in :mod:`zhichao.devices.interfaces` (``zsf_stream``, ``modbus_samples``).
@@ -18,22 +19,21 @@ from __future__ import annotations
 
 import time
 from abc import abstractmethod
-from collections import deque
 from dataclasses import replace
 from typing import ClassVar
 
 import numpy as np
 
 from zhichao.common import Backoff, utc_now
-from zhichao.devices.base import DEFAULT_TIMEOUTS, Device, Timeouts
+from zhichao.devices.base import DEFAULT_TIMEOUTS, Timeouts
 from zhichao.devices.data import SampleBlock
-from zhichao.devices.errors import DeviceConnectionError, DeviceProtocolError
 from zhichao.devices.framing import SampleFrame
-from zhichao.devices.reasons import REASON_BAD_VALUES, REASON_RECONNECT
+from zhichao.devices.polled import PolledSource
+from zhichao.devices.reasons import REASON_BAD_VALUES
 from zhichao.devices.tracking import SampleTracker
 
 
-class SampleSource(Device):
+class SampleSource(PolledSource[SampleFrame, SampleBlock]):
     """Abstract WIM sample source (template method: :meth:`read_block`).
 
     Parameters
@@ -49,20 +49,17 @@ class SampleSource(Device):
     """
 
     kind: ClassVar[str] = "samples"
-    #: seconds one call of the hook may block
-    poll_s: ClassVar[float] = 0.05
+    tracker: SampleTracker
 
     def __init__(self, url: str, *, timeouts: Timeouts = DEFAULT_TIMEOUTS,
                  backoff: Backoff | None = None, stall_timeout_s: float = 2.0,
                  max_abs_value: float = 1e9, clock_jump_threshold_s: float = 0.5,
                  max_block_samples: int = 8192) -> None:
-        super().__init__(url, timeouts=timeouts, backoff=backoff)
-        self.stall_timeout_s = stall_timeout_s
+        super().__init__(url, timeouts=timeouts, backoff=backoff,
+                         stall_timeout_s=stall_timeout_s)
         self.max_abs_value = max_abs_value
         self.max_block_samples = max_block_samples
         self.tracker = SampleTracker(self.health, clock_jump_threshold_s=clock_jump_threshold_s)
-        self._queue: deque[SampleBlock] = deque()
-        self._last_data = time.monotonic()
 
     # -- hooks ---------------------------------------------------------------------------
     @abstractmethod
@@ -74,10 +71,8 @@ class SampleSource(Device):
         """
 
     # -- template ------------------------------------------------------------------------
-    def _on_connected(self, reconnect: bool) -> None:
-        self._last_data = time.monotonic()
-        if reconnect:
-            self.tracker.note(REASON_RECONNECT)
+    def _read_parts(self, timeout_s: float) -> list[SampleFrame]:
+        return self._read_frames_internal(timeout_s)
 
     def read_block(self, timeout_s: float | None = None) -> SampleBlock | None:
         """The next block of samples, or None if none arrived within ``timeout_s``.
@@ -86,55 +81,18 @@ class SampleSource(Device):
         on the blocks. Raises :class:`~zhichao.devices.errors.DeviceClosedError` after
         :meth:`close`.
         """
-        wait_s = self.timeouts.read if timeout_s is None else timeout_s
-        deadline = time.monotonic() + wait_s
-        while True:
-            if self._queue:
-                return self._pop_merged()
-            now = time.monotonic()
-            if now >= deadline and timeout_s != 0:
-                return None
-            if not self._ensure_connected(deadline):
-                if time.monotonic() >= deadline:
-                    return None
-                continue
-            remaining = max(0.0, deadline - time.monotonic())
-            bytes_before = self.health.count("bytes_received")
-            try:
-                frames = self._read_frames_internal(min(remaining, self.poll_s))
-            except DeviceConnectionError as exc:
-                self._link_lost(str(exc))
-                continue
-            except DeviceProtocolError as exc:
-                self.health.fault("bad_values", str(exc))
-                frames = []
-            if self.health.count("bytes_received") != bytes_before:
-                self._last_data = time.monotonic()
-            if frames:
-                self._accept(frames)
-            elif time.monotonic() - self._last_data > self.stall_timeout_s:
-                self.health.fault("stalls", f"no data for {self.stall_timeout_s:.3g} s")
-                self._link_lost("stalled")
-            if timeout_s == 0 and not self._queue:
-                return None
+        return self._next(timeout_s)
 
     def blocks(self, *, max_blocks: int, timeout_s: float) -> list[SampleBlock]:
         """Read until ``max_blocks`` blocks or ``timeout_s`` seconds, whichever first."""
-        deadline = time.monotonic() + timeout_s
-        out: list[SampleBlock] = []
-        while len(out) < max_blocks:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            block = self.read_block(remaining)
-            if block is not None:
-                out.append(block)
-        return out
+        return self._next_many(max_blocks, timeout_s)
 
-    def _accept(self, frames: list[SampleFrame]) -> None:
+    def _take(self, parts: list[SampleFrame]) -> bool:
+        if not parts:
+            return False
         station = utc_now()
         self._last_data = time.monotonic()
-        for frame in frames:
+        for frame in parts:
             data = frame.samples
             rate = frame.sample_rate_hz
             if not (np.isfinite(rate) and 0 < rate <= 1e6):
@@ -155,8 +113,9 @@ class SampleSource(Device):
             self.health.add("frames")
             self.health.add("samples", block.n_samples)
             self._queue.append(block)
+        return True
 
-    def _pop_merged(self) -> SampleBlock:
+    def _pop(self) -> SampleBlock:
         first = self._queue.popleft()
         if not self._queue or not self._queue[0].plain:
             return first

@@ -19,6 +19,7 @@ from zhichao.devices.errors import (
     DeviceNotAvailableError,
     DeviceTimeoutError,
 )
+from zhichao.devices.health import HealthMonitor
 
 
 class ByteTransport(ABC):
@@ -173,6 +174,33 @@ class SerialTransport(ByteTransport):
         if ser is not None:
             with contextlib.suppress(Exception):  # closing a dead port may fail
                 ser.close()
+
+
+class StreamBackend(ABC):
+    """What the backends over a byte stream share (mixed in before their device kind):
+    the link is the transport, a new link starts a new decoder, and bytes received are
+    counted in health."""
+
+    transport: ByteTransport
+    health: HealthMonitor
+
+    @abstractmethod
+    def _reset_decoder(self) -> None:
+        """Start decoding afresh (after a (re)connection)."""
+
+    def _connect(self, timeout_s: float) -> None:
+        self.transport.open(timeout_s)
+        self._reset_decoder()
+
+    def _disconnect(self) -> None:
+        self.transport.close()
+
+    def _receive(self, max_bytes: int, timeout_s: float) -> bytes:
+        """Bytes received within ``timeout_s`` (``b""``: none), counted in health."""
+        data = self.transport.read(max_bytes, timeout_s)
+        if data:
+            self.health.add("bytes_received", len(data))
+        return data
 
 
 def transport_for_url(url: DeviceUrl, *, default_baud_rate: int = 9600) -> ByteTransport:

@@ -1,15 +1,24 @@
 """A complete, enforceable case with synthetic photos and a raw waveform: the evidence
-tests' fixture, also used by the benchmarks and the station's fault tests."""
+tests' fixture, also used by the benchmarks and the station's fault tests; and that case
+sealed (:func:`seal_plain_case`), the one real package the service's tests and benchmarks
+register."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from zhichao.evidence.inputs import CaseInputs
+from zhichao.evidence.merkle import MerkleLog
+from zhichao.evidence.package import Station, seal_package
+from zhichao.evidence.signing import generate_key
 
 T = "2025-06-01T02:03:04.500000Z"
 
@@ -100,3 +109,26 @@ def case_dict(base: Path, **overrides: Any) -> dict[str, Any]:
     }
     case.update(overrides)
     return case
+
+
+@dataclass(frozen=True)
+class SealedCase:
+    """A sealed package: its folder, its manifest and the manifest's SHA-256 (hex)."""
+
+    directory: Path
+    manifest: dict[str, Any]
+    manifest_sha256: str
+
+
+def seal_plain_case(root: Path) -> SealedCase:
+    """:func:`case_dict` sealed under ``root`` by a fresh station ``S001`` (new key), its
+    documents skipped for speed."""
+    base = root / "in"
+    base.mkdir()
+    station = Station("S001", "zhichao-station-S001", generate_key())
+    with MerkleLog(root / "log", origin=station.origin, create=True, fsync=False) as log:
+        result = seal_package(CaseInputs.from_json(case_dict(base)), root / "pkg",
+                              station=station, log=log, base_dir=base,
+                              renderer=lambda *_: {})
+    raw = (result.directory / "manifest.json").read_bytes()
+    return SealedCase(result.directory, json.loads(raw), hashlib.sha256(raw).hexdigest())

@@ -143,6 +143,25 @@ class Base:
         return Base(label, members, deflate, data, parse_zip(data), lenient_view(data) or {})
 
 
+def folder_members(folder: Path) -> list[tuple[str, bytes]]:
+    """A sealed package folder's files as zip members, in name order."""
+    return [(p.relative_to(folder).as_posix(), p.read_bytes())
+            for p in sorted(folder.rglob("*")) if p.is_file()]
+
+
+def fuzz_bases(documents: Path, plain: Path) -> list[Base]:
+    """The zips the fuzzers mutate, from a package sealed with its documents and one
+    without: each stored and deflated, and the plain one inside a folder."""
+    bases = []
+    for label, folder in (("documents", documents), ("plain", plain)):
+        for deflate in (False, True):
+            bases.append(Base.of(f"{label}-{'deflate' if deflate else 'stored'}",
+                                 folder_members(folder), deflate=deflate))
+    prefixed = [(f"pkg/{n}", d) for n, d in folder_members(plain)]
+    bases.append(Base.of("plain-in-folder", prefixed, deflate=False))
+    return bases
+
+
 def lenient_view(data: bytes) -> dict[str, bytes] | None:
     """What Python's zipfile reads from ``data`` (``None`` when it cannot)."""
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from zhichao.devices.camera_source import (
     IMAGE_SUFFIXES,
     Camera,
     EndOfStream,
+    FramePacer,
     opencv,
 )
 from zhichao.devices.errors import (
@@ -35,7 +35,7 @@ class FolderCamera(Camera):
         self.loop = loop
         self._files: list[Path] = []
         self._pos = 0
-        self._next_due = 0.0
+        self._pacer = FramePacer(fps)
 
     @classmethod
     def from_url(cls, url: str | DeviceUrl, **kwargs: Any) -> FolderCamera:
@@ -66,17 +66,8 @@ class FolderCamera(Camera):
             if not self.loop:
                 raise EndOfStream
             self._pos = 0
-        if self.fps > 0:
-            now = time.monotonic()
-            if self._next_due == 0.0:
-                self._next_due = now
-            wait = self._next_due - now
-            if wait > timeout_s:
-                time.sleep(timeout_s)
-                return None
-            if wait > 0:
-                time.sleep(wait)
-            self._next_due += 1.0 / self.fps
+        if not self._pacer.wait(timeout_s):
+            return None
         path = self._files[self._pos]
         self._pos += 1
         cv2 = opencv()

@@ -7,13 +7,12 @@ URLs: ``modbus+tcp://host:502?device_id=1&kind=records``,
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, ClassVar
 
 from zhichao.devices.base import DeviceUrl, parse_device_url
 from zhichao.devices.data import WimRecord, check_record
-from zhichao.devices.errors import DeviceConnectionError, DeviceProtocolError
-from zhichao.devices.modbus import ModbusLink, regs_to_u32
+from zhichao.devices.errors import DeviceProtocolError
+from zhichao.devices.modbus import ModbusPoller, regs_to_u32
 from zhichao.devices.reasons import REASON_BAD_VALUES, REASON_OVERRUN
 from zhichao.devices.record_ring import (
     HEADER_COUNT,
@@ -41,11 +40,8 @@ class ModbusRecordSource(RecordSource):
     def __init__(self, url: str, *, poll_interval_s: float = 0.05,
                  max_records_per_poll: int = 16, **kwargs: Any) -> None:
         super().__init__(url, **kwargs)
-        self._parsed = parse_device_url(url)
-        self.poll_interval_s = poll_interval_s
+        self._modbus = ModbusPoller(url, poll_interval_s=poll_interval_s)
         self.max_records_per_poll = max_records_per_poll
-        self._link: ModbusLink | None = None
-        self._last_poll = 0.0
         self._torn_retries = 0
         self._next_read = 0
         self._read_boot = -1
@@ -54,40 +50,20 @@ class ModbusRecordSource(RecordSource):
     @classmethod
     def from_url(cls, url: str | DeviceUrl, **kwargs: Any) -> ModbusRecordSource:
         parsed = parse_device_url(url) if isinstance(url, str) else url
-        if "poll_interval_s" in parsed.query and "poll_interval_s" not in kwargs:
-            kwargs["poll_interval_s"] = parsed.get_float("poll_interval_s", 0.05)
-        return cls(parsed.text, **kwargs)
-
-    def _modbus(self) -> ModbusLink:
-        if self._link is None:
-            raise DeviceConnectionError(f"{self.url}: not connected")
-        return self._link
+        return cls(parsed.text, **parsed.settings(kwargs, poll_interval_s=float))
 
     def _connect(self, timeout_s: float) -> None:
-        link = ModbusLink(self._parsed, timeout_s=min(timeout_s, self.timeouts.read))
-        link.connect()
-        self._link = link
-        head = link.read_holding(0, HEADER_COUNT)
-        if head[0] != RECORD_MAGIC:
-            link.close()
-            self._link = None
-            raise DeviceConnectionError(
-                f"{self.url}: not a zhichao record ring (register 0 = {head[0]:#06x})")
+        head = self._modbus.open_ring(min(timeout_s, self.timeouts.read), count=HEADER_COUNT,
+                                      magic=RECORD_MAGIC, what="zhichao record ring")
         self.health.info.update(boot_id=head[2], ring_slots=head[6])
 
     def _disconnect(self) -> None:
-        link, self._link = self._link, None
-        if link is not None:
-            link.close()
+        self._modbus.close()
 
     def _read_records_internal(self, timeout_s: float) -> list[WimRecord | str]:
-        wait = self._last_poll + self.poll_interval_s - time.monotonic()
-        if wait > 0:
-            time.sleep(min(wait, timeout_s))
-            if wait > timeout_s:
-                return []
-        self._last_poll = time.monotonic()
-        link = self._modbus()
+        if not self._modbus.due(timeout_s):
+            return []
+        link = self._modbus.link()
         head = link.read_holding(0, HEADER_COUNT)
         self.health.add("bytes_received", 2 * HEADER_COUNT)
         if head[0] != RECORD_MAGIC:

@@ -6,15 +6,19 @@ setting ``poll_interval_s``.
 
 from __future__ import annotations
 
-import time
 from typing import Any, ClassVar
 
 import numpy as np
 
 from zhichao.devices.base import DeviceUrl, parse_device_url
-from zhichao.devices.errors import DeviceConnectionError, DeviceProtocolError
+from zhichao.devices.errors import DeviceProtocolError
 from zhichao.devices.framing import SampleFrame
-from zhichao.devices.modbus import ModbusLink, regs_to_f32, regs_to_i64, regs_to_u64
+from zhichao.devices.modbus import (
+    ModbusPoller,
+    regs_to_f32,
+    regs_to_i64,
+    regs_to_u64,
+)
 from zhichao.devices.reasons import REASON_OVERRUN
 from zhichao.devices.sample_ring import (
     SAMPLE_MAGIC,
@@ -40,52 +44,28 @@ class ModbusSampleSource(SampleSource):
     def __init__(self, url: str, *, poll_interval_s: float = 0.02,
                  max_samples_per_poll: int = 4096, **kwargs: object) -> None:
         super().__init__(url, **kwargs)  # type: ignore[arg-type]
-        self._parsed = parse_device_url(url)
-        self.poll_interval_s = poll_interval_s
+        self._modbus = ModbusPoller(url, poll_interval_s=poll_interval_s)
         self.max_samples_per_poll = max_samples_per_poll
-        self._link: object = None
         self._seq = 0
-        self._n_channels = 0
-        self._ring = 0
-        self._last_poll = 0.0
 
     @classmethod
     def from_url(cls, url: str | DeviceUrl, **kwargs: Any) -> ModbusSampleSource:
         parsed = parse_device_url(url) if isinstance(url, str) else url
-        if "poll_interval_s" in parsed.query and "poll_interval_s" not in kwargs:
-            kwargs["poll_interval_s"] = parsed.get_float("poll_interval_s", 0.02)
-        return cls(parsed.text, **kwargs)
-
-    def _modbus(self) -> ModbusLink:
-        if not isinstance(self._link, ModbusLink):
-            raise DeviceConnectionError(f"{self.url}: not connected")
-        return self._link
+        return cls(parsed.text, **parsed.settings(kwargs, poll_interval_s=float))
 
     def _connect(self, timeout_s: float) -> None:
-        link = ModbusLink(self._parsed, timeout_s=min(timeout_s, self.timeouts.read))
-        link.connect()
-        self._link = link
-        status = link.read_holding(0, STATUS_COUNT)
-        if status[0] != SAMPLE_MAGIC:
-            link.close()
-            raise DeviceConnectionError(
-                f"{self.url}: not a zhichao sample ring (register 0 = {status[0]:#06x})")
+        status = self._modbus.open_ring(min(timeout_s, self.timeouts.read), count=STATUS_COUNT,
+                                        magic=SAMPLE_MAGIC, what="zhichao sample ring")
         self.health.info.update(n_channels=status[2], sample_rate_hz=status[3],
                                 ring_samples=status[16], boot_id=status[4])
 
     def _disconnect(self) -> None:
-        link, self._link = self._link, None
-        if isinstance(link, ModbusLink):
-            link.close()
+        self._modbus.close()
 
     def _read_frames_internal(self, timeout_s: float) -> list[SampleFrame]:
-        wait = self._last_poll + self.poll_interval_s - time.monotonic()
-        if wait > 0:
-            time.sleep(min(wait, timeout_s))
-            if wait > timeout_s:
-                return []
-        self._last_poll = time.monotonic()
-        link = self._modbus()
+        if not self._modbus.due(timeout_s):
+            return []
+        link = self._modbus.link()
         st = link.read_holding(0, STATUS_COUNT)
         if st[0] != SAMPLE_MAGIC:
             raise DeviceProtocolError(f"{self.url}: register 0 = {st[0]:#06x}, not the magic")

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 
 from zhichao.devices.base import DeviceUrl, parse_device_url
-from zhichao.devices.camera_source import (
-    Camera,
-    opencv,
-)
-from zhichao.devices.errors import (
-    DeviceConfigurationError,
-)
+from zhichao.devices.camera_source import Camera, FramePacer, opencv
+from zhichao.devices.errors import DeviceConfigurationError
 
 
 class SimulatedCamera(Camera):
@@ -32,7 +26,7 @@ class SimulatedCamera(Camera):
         self.height = height
         self.fps = fps
         self._n = 0
-        self._next_due = 0.0
+        self._pacer = FramePacer(fps)
 
     @classmethod
     def from_url(cls, url: str | DeviceUrl, **kwargs: Any) -> SimulatedCamera:
@@ -48,17 +42,8 @@ class SimulatedCamera(Camera):
         pass
 
     def _read_frame_internal(self, timeout_s: float) -> tuple[Any, str] | None:
-        if self.fps > 0:
-            now = time.monotonic()
-            if self._next_due == 0.0:
-                self._next_due = now
-            wait = self._next_due - now
-            if wait > timeout_s:
-                time.sleep(timeout_s)
-                return None
-            if wait > 0:
-                time.sleep(wait)
-            self._next_due += 1.0 / self.fps
+        if not self._pacer.wait(timeout_s):
+            return None
         cv2 = opencv()
         img = np.full((self.height, self.width, 3), 40, dtype=np.uint8)
         x = (self._n * 7) % self.width

@@ -14,11 +14,11 @@ from zhichao.devices.base import DeviceUrl, parse_device_url
 from zhichao.devices.data import WeightReading
 from zhichao.devices.errors import DeviceConfigurationError
 from zhichao.devices.indicator_formats import XK3190_UNITS, ToledoDecoder, Xk3190Decoder
-from zhichao.devices.transports import ByteTransport, transport_for_url
+from zhichao.devices.transports import ByteTransport, StreamBackend, transport_for_url
 from zhichao.devices.weighing_indicator import WeighingIndicator
 
 
-class StreamIndicator(WeighingIndicator):
+class StreamIndicator(StreamBackend, WeighingIndicator):
     """XK3190 or Toledo continuous output over serial or TCP."""
 
     def __init__(self, url: str, transport: ByteTransport, protocol: str, *,
@@ -33,12 +33,12 @@ class StreamIndicator(WeighingIndicator):
         self.protocol = protocol
         self.weight_unit = weight_unit
         self.transport = transport
-        self._new_decoder()
+        self._reset_decoder()
         self.health.info.update(protocol=protocol, transport=transport.description)
         if protocol == "xk3190":
             self.health.info["weight_unit"] = weight_unit
 
-    def _new_decoder(self) -> None:
+    def _reset_decoder(self) -> None:
         self.decoder: Xk3190Decoder | ToledoDecoder = (
             Xk3190Decoder(weight_unit=self.weight_unit) if self.protocol == "xk3190"
             else ToledoDecoder())
@@ -47,23 +47,13 @@ class StreamIndicator(WeighingIndicator):
     def from_url(cls, url: str | DeviceUrl, **kwargs: Any) -> StreamIndicator:
         parsed = parse_device_url(url) if isinstance(url, str) else url
         protocol = parsed.scheme.partition("+")[0]
-        if "weight_unit" in parsed.query and "weight_unit" not in kwargs:
-            kwargs["weight_unit"] = parsed.get_str("weight_unit", "kg")
         return cls(parsed.text, transport_for_url(parsed, default_baud_rate=9600), protocol,
-                   **kwargs)
-
-    def _connect(self, timeout_s: float) -> None:
-        self.transport.open(timeout_s)
-        self._new_decoder()
-
-    def _disconnect(self) -> None:
-        self.transport.close()
+                   **parsed.settings(kwargs, weight_unit=str))
 
     def _read_internal(self, timeout_s: float) -> list[WeightReading]:
-        data = self.transport.read(4096, timeout_s)
+        data = self._receive(4096, timeout_s)
         if not data:
             return []
-        self.health.add("bytes_received", len(data))
         readings: list[WeightReading] = []
         for item in self.decoder.feed(data):
             if isinstance(item, WeightReading):

@@ -13,10 +13,10 @@ from typing import Any, ClassVar
 from zhichao.devices.base import DeviceUrl, parse_device_url
 from zhichao.devices.framing import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameFault, SampleFrame
 from zhichao.devices.sample_source import SampleSource
-from zhichao.devices.transports import ByteTransport, transport_for_url
+from zhichao.devices.transports import ByteTransport, StreamBackend, transport_for_url
 
 
-class StreamSampleSource(SampleSource):
+class StreamSampleSource(StreamBackend, SampleSource):
     """``ZSF/1`` frames over a byte stream (TCP or serial)."""
 
     def __init__(self, url: str, transport: ByteTransport, *,
@@ -31,25 +31,16 @@ class StreamSampleSource(SampleSource):
     @classmethod
     def from_url(cls, url: str | DeviceUrl, **kwargs: Any) -> StreamSampleSource:
         parsed = parse_device_url(url) if isinstance(url, str) else url
-        transport = transport_for_url(parsed, default_baud_rate=921600)
-        if "stall_timeout_s" in parsed.query and "stall_timeout_s" not in kwargs:
-            kwargs["stall_timeout_s"] = parsed.get_float("stall_timeout_s", 2.0)
-        if "max_frame_bytes" in parsed.query and "max_frame_bytes" not in kwargs:
-            kwargs["max_frame_bytes"] = parsed.get_int("max_frame_bytes", 0)
-        return cls(parsed.text, transport, **kwargs)
+        return cls(parsed.text, transport_for_url(parsed, default_baud_rate=921600),
+                   **parsed.settings(kwargs, stall_timeout_s=float, max_frame_bytes=int))
 
-    def _connect(self, timeout_s: float) -> None:
-        self.transport.open(timeout_s)
+    def _reset_decoder(self) -> None:
         self.decoder.reset()
 
-    def _disconnect(self) -> None:
-        self.transport.close()
-
     def _read_frames_internal(self, timeout_s: float) -> list[SampleFrame]:
-        data = self.transport.read(self.read_chunk_bytes, timeout_s)
+        data = self._receive(self.read_chunk_bytes, timeout_s)
         if not data:
             return []
-        self.health.add("bytes_received", len(data))
         frames: list[SampleFrame] = []
         for item in self.decoder.feed(data):
             if isinstance(item, SampleFrame):

@@ -13,11 +13,11 @@ from zhichao.devices.base import DeviceUrl, parse_device_url
 from zhichao.devices.data import WimRecord
 from zhichao.devices.reasons import REASON_BAD_VALUES
 from zhichao.devices.record_source import RecordSource
-from zhichao.devices.transports import ByteTransport, transport_for_url
+from zhichao.devices.transports import ByteTransport, StreamBackend, transport_for_url
 from zhichao.devices.zwr import MAX_LINE_BYTES, RecordLineDecoder
 
 
-class StreamRecordSource(RecordSource):
+class StreamRecordSource(StreamBackend, RecordSource):
     """``ZWR/1`` lines over a byte stream (serial or TCP)."""
 
     def __init__(self, url: str, transport: ByteTransport, *,
@@ -31,23 +31,16 @@ class StreamRecordSource(RecordSource):
     @classmethod
     def from_url(cls, url: str | DeviceUrl, **kwargs: Any) -> StreamRecordSource:
         parsed = parse_device_url(url) if isinstance(url, str) else url
-        transport = transport_for_url(parsed, default_baud_rate=9600)
-        if "stall_timeout_s" in parsed.query and "stall_timeout_s" not in kwargs:
-            kwargs["stall_timeout_s"] = parsed.get_float("stall_timeout_s", 0.0)
-        return cls(parsed.text, transport, **kwargs)
+        return cls(parsed.text, transport_for_url(parsed, default_baud_rate=9600),
+                   **parsed.settings(kwargs, stall_timeout_s=float))
 
-    def _connect(self, timeout_s: float) -> None:
-        self.transport.open(timeout_s)
+    def _reset_decoder(self) -> None:
         self.decoder.reset()
 
-    def _disconnect(self) -> None:
-        self.transport.close()
-
     def _read_records_internal(self, timeout_s: float) -> list[WimRecord | str]:
-        data = self.transport.read(1 << 16, timeout_s)
+        data = self._receive(1 << 16, timeout_s)
         if not data:
             return []
-        self.health.add("bytes_received", len(data))
         out: list[WimRecord | str] = []
         for item in self.decoder.feed(data):
             if isinstance(item, WimRecord):
