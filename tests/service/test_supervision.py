@@ -95,6 +95,27 @@ def test_scores_follow_the_checklist() -> None:
         assert item.dimension in supervision.DIMENSIONS_ZH and "第" in item.source_zh
 
 
+def report_hash_reaches_the_log(f: sessionmaker[Session], tmp_path: Path, campaign_id: int,
+                                chief: User, n_sampled: int, other_case: int) -> None:
+    """The sealed report's hash goes into each sampled case's history in a real log, and
+    a closed campaign takes no more cases."""
+    station = Station("center", "zhichao-center", generate_key())
+    with MerkleLog(tmp_path / "log", origin="center.test/log", create=True,
+                   fsync=False) as log:
+        appended = events.flush_to_log(f, log, station)
+    assert appended >= n_sampled
+    with transaction(f) as s:
+        assert s.scalar(select(func.count()).select_from(EvidenceEvent).where(
+            EvidenceEvent.outcome == "case_file_review",
+            EvidenceEvent.log_index.is_(None))) == 0
+        c = s.get(ReviewCampaign, campaign_id)
+        assert c is not None
+        with pytest.raises(WorkflowError):
+            supervision.add_case(s, c, s.get(User, chief.id), case_id=other_case)
+    entries = (tmp_path / "log").rglob("*")
+    assert any(p.is_file() for p in entries)
+
+
 def test_campaign_end_to_end(db: Engine, sealed: Sealed, tmp_path: Path) -> None:
     f = session_factory(db)
     ids = many_cases(f, sealed, 300)
@@ -199,22 +220,7 @@ def test_campaign_end_to_end(db: Engine, sealed: Sealed, tmp_path: Path) -> None
     pdf = pdf_text(reports.campaign_pdf(report))
     assert "案卷评查报告" in pdf and "补充告知并重新计算期限" in pdf and "北京时间" in pdf
 
-    # the sealed report's hash goes into each sampled case's history in a real log
-    station = Station("center", "zhichao-center", generate_key())
-    with MerkleLog(tmp_path / "log", origin="center.test/log", create=True,
-                   fsync=False) as log:
-        appended = events.flush_to_log(f, log, station)
-    assert appended >= len(sample_ids)
-    with transaction(f) as s:
-        assert s.scalar(select(func.count()).select_from(EvidenceEvent).where(
-            EvidenceEvent.outcome == "case_file_review",
-            EvidenceEvent.log_index.is_(None))) == 0
-        c = s.get(ReviewCampaign, campaign_id)
-        assert c is not None
-        with pytest.raises(WorkflowError):
-            supervision.add_case(s, c, s.get(User, chief.id), case_id=ids[0])
-    entries = (tmp_path / "log").rglob("*")
-    assert any(p.is_file() for p in entries)
+    report_hash_reaches_the_log(f, tmp_path, campaign_id, chief, len(sample_ids), ids[0])
     assert json.dumps(report, ensure_ascii=False).count("case_file_review") == 0
 
 

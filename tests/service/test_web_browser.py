@@ -121,12 +121,9 @@ def loaded_width(page: Any, selector: str) -> int:
     return width
 
 
-def test_walk_from_capture_to_publication(server: tuple[str, Web], browser: Any) -> None:
-    base, web = server
-    case_id = web.cases[2].id  # the fine-proposing overload (hearing right undetermined)
-    plate = PLATES[2]
-
-    # technical review: the queue, the case page with its evidence, approve
+def tech_review_in_two_tabs(browser: Any, base: str, web: Web, case_id: int) -> None:
+    """Technical review: the queue, the case page with its evidence, approve; the same
+    case open in a second tab is refused as stale (optimistic lock)."""
     tech = staff(browser, base, web, "technical_reviewer")
     tech.goto(f"{base}/console/?state=technical_review")
     shot(tech, "01-queue-technical-reviewer")
@@ -150,23 +147,10 @@ def test_walk_from_capture_to_publication(server: tuple[str, Web], browser: Any)
     shot(second_tab, "02b-stale-form-refused")
     assert state_of(web, case_id) == "legal_review"
 
-    # the same person may not also do the legal review: a different user does it
-    legal = staff(browser, base, web, "legal_reviewer")
-    legal.goto(f"{base}/console/cases/{case_id}")
-    legal.check("#form-legal-review input[value=approve]")
-    legal.fill("#form-legal-review textarea[name=reason]", "证据确实充分，适用法律正确。")
-    legal.click("#form-legal-review button[type=submit]")
-    assert legal.inner_text("#case-state") == "审核通过，待立案告知"
 
-    boss = staff(browser, base, web, "decision_maker")
-    boss.goto(f"{base}/console/cases/{case_id}")
-    boss.select_option("#form-notify select[name=channel]", "sms")
-    boss.select_option("#form-notify select[name=hearing_right]", "yes")
-    shot(boss, "03-case-notify-form")
-    boss.click("#form-notify button[type=submit]")
-    assert boss.inner_text("#case-state") == "已立案并告知，陈述申辩期"
-
-    # the owner: query (plate + colour + last 6 of the VIN), view, file a statement
+def owner_files_a_statement(browser: Any, base: str, case_id: int, plate: str) -> None:
+    """The owner: query (plate + colour + last 6 of the VIN), view, file a statement,
+    download the package."""
     owner_ctx = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
     owner = owner_ctx.new_page()
     owner.goto(f"{base}/portal/")
@@ -194,6 +178,32 @@ def test_walk_from_capture_to_publication(server: tuple[str, Web], browser: Any)
     with owner.expect_download() as download:
         owner.click("#package-link")
     assert download.value.suggested_filename.endswith(".zip")
+
+
+def test_walk_from_capture_to_publication(server: tuple[str, Web], browser: Any) -> None:
+    base, web = server
+    case_id = web.cases[2].id  # the fine-proposing overload (hearing right undetermined)
+    plate = PLATES[2]
+
+    tech_review_in_two_tabs(browser, base, web, case_id)
+
+    # the same person may not also do the legal review: a different user does it
+    legal = staff(browser, base, web, "legal_reviewer")
+    legal.goto(f"{base}/console/cases/{case_id}")
+    legal.check("#form-legal-review input[value=approve]")
+    legal.fill("#form-legal-review textarea[name=reason]", "证据确实充分，适用法律正确。")
+    legal.click("#form-legal-review button[type=submit]")
+    assert legal.inner_text("#case-state") == "审核通过，待立案告知"
+
+    boss = staff(browser, base, web, "decision_maker")
+    boss.goto(f"{base}/console/cases/{case_id}")
+    boss.select_option("#form-notify select[name=channel]", "sms")
+    boss.select_option("#form-notify select[name=hearing_right]", "yes")
+    shot(boss, "03-case-notify-form")
+    boss.click("#form-notify button[type=submit]")
+    assert boss.inner_text("#case-state") == "已立案并告知，陈述申辩期"
+
+    owner_files_a_statement(browser, base, case_id, plate)
 
     # legal reviewer answers; the periods run out; statements closed
     legal.goto(f"{base}/console/cases/{case_id}")
