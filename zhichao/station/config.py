@@ -73,7 +73,7 @@ class SensorSection:
 
 @dataclass(frozen=True)
 class WimSection:
-    url: str = "sim"  # "sim", tcp://host:port or serial:///dev/ttyX?baud_rate=921600
+    url: str = "sim"  # "sim" or a WIM device URL (docs/devices.md): samples or records
     calibration_profile: str = ""  # path to a zhichao.calibration/1 profile; empty: identity
     read_timeout_s: float = 0.1
     sensor: SensorSection = field(default_factory=SensorSection)
@@ -368,8 +368,8 @@ def _check_site_lane_wim(cfg: StationConfig) -> None:
         _utc("site.published_utc", cfg.site.published_utc)
     _need(bool(cfg.lane.lane_id), "lane.lane_id", "must not be empty")
     w = cfg.wim
-    _need(w.url == "sim" or w.url.startswith(("tcp://", "serial://")), "wim.url",
-          "must be \"sim\", tcp://host:port or serial:///dev/… (ZSF/1 sample stream)")
+    if w.url != "sim":
+        wim_url_kind(w.url)
     _need(w.read_timeout_s > 0, "wim.read_timeout_s", "must be > 0")
     if w.calibration_profile:
         _need(cfg.path(w.calibration_profile).is_file(), "wim.calibration_profile",
@@ -385,6 +385,24 @@ def _check_site_lane_wim(cfg: StationConfig) -> None:
     _need(sn.sample_rate_hz > 0, "wim.sensor.sample_rate_hz", "must be > 0")
     _need(-50 <= sn.pavement_temperature_c <= 80, "wim.sensor.pavement_temperature_c",
           "must be within -50 … 80 °C")
+
+
+def wim_url_kind(url: str) -> str:
+    """``samples`` or ``records`` for ``wim.url`` (any WIM device of the devices stage's
+    registry: ZSF/1 over TCP or serial, the Modbus sample ring, ZWR/1 lines, the Modbus
+    record ring); the device is built, not connected, so every setting is checked."""
+    from zhichao.devices.errors import DeviceError
+    from zhichao.devices.registry import open_wim_device, wim_kind
+
+    try:
+        kind = wim_kind(url)
+        open_wim_device(url).close()
+    except DeviceError as exc:
+        raise _fail("wim.url", f"{exc} (\"sim\", or a WIM device URL: zsf+tcp://host:port, "
+                    "zsf+serial:///dev/ttyX, modbus+tcp://host:502, modbus+rtu:///dev/ttyX, "
+                    "zwr+tcp://host:port, zwr+serial:///dev/ttyX, modbus+…?kind=records; "
+                    "tcp:// and serial:// are ZSF/1)") from None
+    return kind
 
 
 def _check_device(cfg: StationConfig) -> None:
@@ -404,6 +422,10 @@ def _check_device(cfg: StationConfig) -> None:
         _device_file(cfg)
     else:
         from zhichao.calibration.legal import INSTALLATION_TYPES
+        from zhichao.weighing.overload import ACCURACY_CLASSES, accuracy_class
+
+        _need(accuracy_class(d.accuracy_class) is not None, "device.accuracy_class",
+              f"{d.accuracy_class!r} is not one of {sorted(ACCURACY_CLASSES)}")
 
         _need(d.installation_type in INSTALLATION_TYPES, "device.installation_type",
               f"must be one of {INSTALLATION_TYPES}")
