@@ -103,8 +103,8 @@ class ZwrPeer:
                     self.sent.append(seq)
                     seq += 1
                     self._stop.wait(self.interval_s)
-                while not self._stop.is_set():  # all sent: keep the link open
-                    self._stop.wait(0.1)
+                while not self._stop.is_set() and seq == len(self.vehicles):
+                    self._stop.wait(0.1)  # all sent: keep the link open
 
 
 # ------------------------------------------------------------------ Modbus sample ring

@@ -391,12 +391,16 @@ def wim_url_kind(url: str) -> str:
     """``samples`` or ``records`` for ``wim.url`` (any WIM device of the devices stage's
     registry: ZSF/1 over TCP or serial, the Modbus sample ring, ZWR/1 lines, the Modbus
     record ring); the device is built, not connected, so every setting is checked."""
+    from zhichao.devices.base import parse_device_url
     from zhichao.devices.errors import DeviceError
     from zhichao.devices.registry import open_wim_device, wim_kind
 
     try:
         kind = wim_kind(url)
         open_wim_device(url).close()
+        parsed = parse_device_url(url)
+        if parsed.scheme.startswith("modbus+"):  # read by the Modbus link at connect
+            parsed.get_int("device_id", 1)
     except DeviceError as exc:
         raise _fail("wim.url", f"{exc} (\"sim\", or a WIM device URL: zsf+tcp://host:port, "
                     "zsf+serial:///dev/ttyX, modbus+tcp://host:502, modbus+rtu:///dev/ttyX, "

@@ -158,7 +158,7 @@ class Station:
     def _record_intake(self) -> RecordIntake | None:
         """For a vendor record controller (``wim.url`` of kind ``records``): its intake,
         with the profile checked for records (only the ``reported`` channel, this lane)."""
-        if wim_url_kind(self.wim_url) != "records":
+        if self.wim_url == "sim" or wim_url_kind(self.wim_url) != "records":
             return None
         if self.profile is not None:
             try:
