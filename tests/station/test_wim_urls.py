@@ -20,7 +20,7 @@ from tests.station.conftest import query
 from tests.station.peers import Vehicle, ZwrPeer
 from zhichao.common import format_utc
 from zhichao.devices.data import WimRecord
-from zhichao.station.config import load_config, parse_config
+from zhichao.station.config import parse_config
 from zhichao.station.device import device_accuracy_class, weighing_config
 from zhichao.station.errors import StationConfigError
 from zhichao.station.record_intake import (
