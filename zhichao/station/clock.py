@@ -27,6 +27,10 @@ class Clock:
     def at_wall(self, wall_s: float) -> datetime:
         return datetime.fromtimestamp(wall_s, UTC)
 
+    def wall_of(self, ref: datetime) -> float:
+        """The wall-clock second (``time.time()``) at which the reference shows ``ref``."""
+        return ref.timestamp()
+
 
 @dataclass(frozen=True)
 class SimClock(Clock):
@@ -40,6 +44,9 @@ class SimClock(Clock):
 
     def at_wall(self, wall_s: float) -> datetime:
         return self.epoch_utc + timedelta(seconds=(wall_s - self.wall0_s) * self.speed)
+
+    def wall_of(self, ref: datetime) -> float:
+        return self.wall_at((ref - self.epoch_utc).total_seconds())
 
     def wall_at(self, sim_s_from_epoch: float) -> float:
         """Wall-clock second at which ``sim_s_from_epoch`` of simulated time is reached."""
@@ -79,3 +86,7 @@ class PublishedSimClock(Clock):
     def at_wall(self, wall_s: float) -> datetime:
         clock = self._load()
         return super().at_wall(wall_s) if clock is None else clock.at_wall(wall_s)
+
+    def wall_of(self, ref: datetime) -> float:
+        clock = self._load()
+        return super().wall_of(ref) if clock is None else clock.wall_of(ref)

@@ -123,6 +123,9 @@ class CameraSection:
     url: str = ""  # a devices-stage camera URL instead of a spool folder
     max_fps: float = 10.0  # URL cameras: frames taken into the linking path per second
     latency_s: float = 0.0  # URL cameras: exposure-to-delivery delay (measure per site)
+    # URL cameras: "continuous" frames at max_fps, or "triggered": one frame at each
+    # vehicle's predicted arrival (continuous again after TRIGGER_MISSES misses in a row)
+    capture: str = "continuous"
 
 
 @dataclass(frozen=True)
@@ -452,6 +455,10 @@ def _check_cameras(cfg: StationConfig) -> None:
                   f"(e.g. rtsp://host/stream, file:///video.mp4, folder:///frames)")
             _need(0 < c.max_fps <= 60, f"camera[{i}].max_fps", "must be in (0, 60]")
             _need(0 <= c.latency_s <= 5, f"camera[{i}].latency_s", "must be within 0 … 5 s")
+        _need(c.capture in ("continuous", "triggered"), f"camera[{i}].capture",
+              "must be \"continuous\" or \"triggered\"")
+        _need(c.capture == "continuous" or bool(c.url), f"camera[{i}].capture",
+              "\"triggered\" needs a camera opened by url")
         _need(0 <= c.trigger_distance_m <= 200, f"camera[{i}].trigger_distance_m",
               "must be within 0 … 200 m")
 

@@ -229,6 +229,19 @@ class Station:
             self.dropped_replayed += 1
             return
         self.link.add(v, key, extra)
+        self._trigger_cameras(key)
+
+    def _trigger_cameras(self, key: str) -> None:
+        """Triggered capture: each such camera is asked for a frame at the vehicle's
+        predicted arrival (reference clock → wall clock)."""
+        if not self.link.pending or self.link.pending[-1].key != key:
+            return
+        for p in self.link.pending[-1].predictions:
+            if p.ref_time is None:
+                continue
+            for g in self.grabbers:
+                if g.camera_id == p.camera_id and g.triggered:
+                    g.request(key, self.clock.wall_of(p.ref_time))
 
     def _advance_pending(self, final: bool = False) -> None:
         if not self._started():
@@ -353,7 +366,8 @@ class Station:
             if c.url:
                 self.grabbers.append(CameraGrabber(
                     c.camera_id, c.url, self.cfg.camera_spool(c), self.clock,
-                    max_fps=c.max_fps, latency_s=c.latency_s).start())
+                    max_fps=c.max_fps, latency_s=c.latency_s,
+                    triggered=c.capture == "triggered").start())
 
     def _traffic_done(self) -> bool:
         """Simulated traffic is over: the stream is 20 s past its last vehicle and every
