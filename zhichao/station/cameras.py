@@ -152,6 +152,9 @@ class CameraGrabber:
                     self._serve_trigger()
                     due = time.monotonic()
                     continue
+                if not self.clock.ready:  # a frame stamped before the reference is known
+                    self._stop.wait(0.05)  # would be taken for a clock offset of months
+                    continue
                 frame = self._next_frame()
                 if frame is not None:
                     self._write(frame)

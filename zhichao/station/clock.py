@@ -24,6 +24,11 @@ class Clock:
     def now(self) -> datetime:
         return self.at_wall(time.time())
 
+    @property
+    def ready(self) -> bool:
+        """Whether the reference is known (a simulated lane's is published later)."""
+        return True
+
     def at_wall(self, wall_s: float) -> datetime:
         return datetime.fromtimestamp(wall_s, UTC)
 
@@ -82,6 +87,10 @@ class PublishedSimClock(Clock):
             if raw.get("clock"):
                 self._clock = SimClock.from_json(raw["clock"])
         return self._clock
+
+    @property
+    def ready(self) -> bool:
+        return self._load() is not None
 
     def at_wall(self, wall_s: float) -> datetime:
         clock = self._load()
