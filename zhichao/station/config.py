@@ -405,10 +405,8 @@ def wim_url_kind(url: str) -> str:
         if parsed.scheme.startswith("modbus+"):  # read by the Modbus link at connect
             parsed.get_int("device_id", 1)
     except DeviceError as exc:
-        raise _fail("wim.url", f"{exc} (\"sim\", or a WIM device URL: zsf+tcp://host:port, "
-                    "zsf+serial:///dev/ttyX, modbus+tcp://host:502, modbus+rtu:///dev/ttyX, "
-                    "zwr+tcp://host:port, zwr+serial:///dev/ttyX, modbus+…?kind=records; "
-                    "tcp:// and serial:// are ZSF/1)") from None
+        raise _fail("wim.url", f"{exc} (\"sim\" or a WIM device URL: docs/devices.md, URLs)"
+                    ) from None
     return kind
 
 
