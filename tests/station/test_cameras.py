@@ -26,6 +26,7 @@ from zhichao.station.linking import travel_time_s
 
 N_VEHICLES = 30
 REAR_M = 30.0
+TRIGGERED_M = 60.0
 
 
 def _video(path: Path, frames: int = 60) -> None:
@@ -112,12 +113,84 @@ start_utc = "2026-03-02T08:00:00Z"
     assert fronts >= 0.9 * len(rows)
 
 
+def test_triggered_capture_takes_one_video_frame_per_vehicle(tmp_path: Path) -> None:
+    """``capture = "triggered"``: the rear camera (a real ``VideoCapture`` file source) is
+    triggered at each vehicle's predicted arrival instead of streaming 25 frames/s; the
+    triggered frames are linked to their vehicles. The camera is 60 m downstream: a vehicle
+    is weighed (after its last axle left the array) before it gets there; at 30 m many
+    are not, and the grabber falls back to continuous frames."""
+    video = tmp_path / "rear.avi"
+    _video(video)
+    n_vehicles = 15
+    cfg_path = tmp_path / "station.toml"
+    cfg_path.write_text(f"""
+[station]
+data_dir = "{tmp_path / 'station'}"
+[evidence]
+render_documents = false
+[vision]
+read = "none"
+[http]
+metrics_port = 0
+console_port = 0
+[[camera]]
+camera_id = "CAM-FRONT-1"
+role = "front"
+spool_dir = "spool/front"
+trigger_distance_m = 12.0
+[[camera]]
+camera_id = "CAM-REAR-1"
+role = "rear"
+url = "file://{video}?loop=1"
+capture = "triggered"
+trigger_distance_m = {TRIGGERED_M}
+[simulation]
+speed = 5.0
+speed_kmh = [30.0, 90.0]
+seed = 3
+max_vehicles = {n_vehicles}
+abnormal_fraction = 0.0
+start_utc = "2026-03-02T08:00:00Z"
+""", encoding="utf-8")
+    cfg = load_config(cfg_path)
+    res = subprocess.run([sys.executable, "-m", "zhichao", "run", "--config", str(cfg_path),
+                          "--no-view"], capture_output=True, text=True, timeout=200)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = query(cfg.data_dir / "station.db", "SELECT record, frames FROM passages")
+    assert len(rows) >= 0.9 * n_vehicles
+    worst, linked, paths = 0.0, 0, set()
+    for record_text, frames_text in rows:
+        rear = [f for f in json.loads(frames_text) if f["camera_id"] == "CAM-REAR-1"]
+        if not rear:
+            continue
+        paths.add(rear[0]["path"])
+        rec = json.loads(record_text)
+        dt = travel_time_s(TRIGGERED_M, rec["speed_kmh"] / 3.6,
+                           rec["acceleration_ms2"] or 0.0)
+        assert dt is not None
+        expected = datetime.fromisoformat(rec["time_utc"]) + timedelta(seconds=dt)
+        got = datetime.fromisoformat(rear[0]["capture_utc"])
+        worst = max(worst, abs((got - expected).total_seconds()))
+        linked += 1
+    unclaimed = list((cfg.data_dir / "cameras" / "CAM-REAR-1").glob("*.jpg"))
+    log = (cfg.data_dir / "station.log.jsonl").read_text("utf-8")
+    print(f"\nTRIGGERED: {linked}/{len(rows)} passages with a triggered rear frame, "
+          f"{len(unclaimed)} frames unclaimed, worst |capture − expected| {worst:.3f} s")
+    assert "continuous frames from now on" not in log  # no fallback
+    assert linked == len(paths) >= 0.8 * len(rows)
+    assert linked + len(unclaimed) <= len(rows) + 3  # one frame per vehicle, not a stream
+    assert worst <= cfg.linking.window_s
+
+
 @pytest.mark.parametrize(("camera", "problem"), [
     ({"camera_id": "C", "role": "front"}, "exactly one of spool_dir"),
     ({"camera_id": "C", "role": "front", "spool_dir": "s", "url": "sim://c"},
      "exactly one of spool_dir"),
     ({"camera_id": "C", "role": "front", "url": "http://cam/x.jpg"}, "scheme must be"),
     ({"camera_id": "C", "role": "front", "url": "sim://c", "max_fps": 0.0}, "max_fps"),
+    ({"camera_id": "C", "role": "front", "url": "sim://c", "capture": "burst"}, "capture"),
+    ({"camera_id": "C", "role": "front", "spool_dir": "s", "capture": "triggered"},
+     "needs a camera opened by url"),
 ])
 def test_camera_source_is_validated(camera: dict[str, object], problem: str) -> None:
     with pytest.raises(StationConfigError) as info:

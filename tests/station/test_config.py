@@ -24,7 +24,7 @@ def test_embedded_defaults_and_example_are_valid() -> None:
     ({"station": {"statoin_id": "X"}}, "station.statoin_id", "unknown key"),
     ({"wim": {"sensor": {"rows_x_m": [0.0, 3.0, 2.0]}}}, "wim.sensor.rows_x_m", "increase"),
     ({"wim": {"read_timeout_s": "fast"}}, "wim.read_timeout_s", "expected a number"),
-    ({"wim": {"url": "http://x"}}, "wim.url", "ZSF/1"),
+    ({"wim": {"url": "http://x"}}, "wim.url", "WIM device URL"),
     ({"camera": [{"role": "top"}]}, "camera[0].role", "one of"),
     ({"site": {"published_utc": "2025-06-01 00:00"}}, "site.published_utc", "UTC offset"),
     ({"vision": {"read": "some"}}, "vision.read", "candidates"),

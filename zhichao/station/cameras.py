@@ -12,9 +12,18 @@ reference clock; the measured offset of such a camera is therefore only its writ
 
 A live source (stream, USB) is grabbed continuously by the devices stage's own thread
 (its buffer holds the newest frames; this grabber takes the newest one at its pace); a
-replay (folder, file) is read one frame per tick. Unclaimed frames of a URL camera are
-deleted when stale (continuous frames no vehicle claimed are not evidence of anything);
-linked ones are kept with their passage like any other.
+replay (folder, file) is read one frame per tick.
+
+With ``capture = "triggered"`` the grabber writes one frame per vehicle instead: the
+station asks for it (:meth:`CameraGrabber.request`) with the vehicle's predicted arrival at
+the camera as soon as the vehicle is weighed, and at that moment the grabber calls the
+devices stage's ``Camera.trigger`` (the buffered frame nearest the time, or the next one
+grabbed). After :data:`TRIGGER_MISSES` triggers in a row that got no frame within the
+camera's ``max_trigger_skew_s`` the grabber falls back to continuous frames (logged).
+
+Unclaimed frames of a URL camera are deleted when stale (continuous frames no vehicle
+claimed are not evidence of anything); linked ones are kept with their passage like any
+other.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +42,16 @@ from zhichao.station.linking import utc_name
 
 LOG = logging.getLogger("zhichao.station.cameras")
 URL_SCHEMES = CAMERA_URL_SCHEMES
+TRIGGER_MISSES = 3  # triggers in a row without a frame in tolerance → continuous frames
+TRIGGER_TIMEOUT_S = 0.5  # a trigger waits this long for a frame at or after its time
 
 
 class CameraGrabber:
     """One URL camera → its spool folder, in a thread of its own."""
 
     def __init__(self, camera_id: str, url: str, spool: Path, clock: Clock, *,
-                 max_fps: float, latency_s: float, jpeg_quality: int = 90) -> None:
+                 max_fps: float, latency_s: float, jpeg_quality: int = 90,
+                 triggered: bool = False) -> None:
         from zhichao.devices.camera import Camera
         from zhichao.devices.registry import open_device
 
@@ -53,6 +66,10 @@ class CameraGrabber:
         self.camera: Camera = device
         self.written = 0
         self.errors = 0
+        self.triggered = triggered
+        self.trigger_misses = 0  # in a row
+        self._requests: list[tuple[float, str]] = []  # (wall second, label), sorted
+        self._requests_lock = threading.Lock()
         self._seq = 0
         self._last_index = -1
         self._thread: threading.Thread | None = None
@@ -76,26 +93,71 @@ class CameraGrabber:
             return newest
         return self.camera.grab(self.period_s)
 
-    def _loop(self) -> None:
+    def request(self, label: str, at_wall_s: float) -> None:
+        """A frame at wall-clock second ``at_wall_s`` (a vehicle's predicted arrival), in
+        triggered capture; ignored otherwise."""
+        if self.triggered:
+            with self._requests_lock:
+                self._requests.append((at_wall_s, label))
+                self._requests.sort()
+
+    def _due_request(self) -> tuple[float, str] | None:
+        with self._requests_lock:
+            if self._requests and self._requests[0][0] <= time.time():
+                return self._requests.pop(0)
+        return None
+
+    def _serve_trigger(self) -> None:
+        """Answer the request that is due, if any; fall back to continuous frames after
+        :data:`TRIGGER_MISSES` misses in a row."""
+        due = self._due_request()
+        if due is None:
+            self._stop.wait(0.005)
+            return
+        at_wall_s, label = due
+        got = self.camera.trigger(datetime.fromtimestamp(at_wall_s, UTC), label=label,
+                                  timeout_s=TRIGGER_TIMEOUT_S)
+        if got is not None and got.frame.index != self._last_index:  # not twice
+            self._write(got.frame)
+        if got is None or abs(got.skew_s) > self.camera.max_trigger_skew_s:
+            self.trigger_misses += 1
+        else:
+            self.trigger_misses = 0
+        if self.trigger_misses >= TRIGGER_MISSES:
+            self.triggered = False
+            LOG.warning("camera triggers missed; continuous frames from now on", extra={
+                "fields": {"camera": self.camera_id, "misses": self.trigger_misses}})
+
+    def _write(self, frame: Any) -> None:
         import cv2
 
+        self._last_index = frame.index
+        ok, jpg = cv2.imencode(".jpg", frame.image,
+                               [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+        if not ok:
+            raise ValueError(f"{self.url}: JPEG encoding failed")
+        ref = self.clock.at_wall(frame.capture_utc.timestamp())
+        self._seq += 1
+        name = f"{self.camera_id}-{utc_name(ref)}-{self._seq:07d}.jpg"
+        # not fsynced: a frame becomes evidence only inside a sealed package, and sealing
+        # fsyncs every file it writes
+        write_atomic(self.spool / name, jpg.tobytes(), fsync=False)
+        self.written += 1
+
+    def _loop(self) -> None:
         due = time.monotonic()
         while not self._stop.is_set():
             try:
+                if self.triggered:
+                    self._serve_trigger()
+                    due = time.monotonic()
+                    continue
+                if not self.clock.ready:  # a frame stamped before the reference is known
+                    self._stop.wait(0.05)  # would be taken for a clock offset of months
+                    continue
                 frame = self._next_frame()
                 if frame is not None:
-                    self._last_index = frame.index
-                    ok, jpg = cv2.imencode(".jpg", frame.image,
-                                           [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-                    if not ok:
-                        raise ValueError(f"{self.url}: JPEG encoding failed")
-                    ref = self.clock.at_wall(frame.capture_utc.timestamp())
-                    self._seq += 1
-                    name = f"{self.camera_id}-{utc_name(ref)}-{self._seq:07d}.jpg"
-                    # not fsynced: a frame becomes evidence only inside a sealed package,
-                    # and sealing fsyncs every file it writes
-                    write_atomic(self.spool / name, jpg.tobytes(), fsync=False)
-                    self.written += 1
+                    self._write(frame)
                 elif self.camera.ended:
                     LOG.warning("camera source ended", extra={"fields": {
                         "camera": self.camera_id, "url": self.url}})
@@ -114,7 +176,9 @@ class CameraGrabber:
     def health(self) -> dict[str, Any]:
         h = self.camera.health_snapshot()
         return {"camera_id": self.camera_id, "url": self.url, "written": self.written,
-                "errors": self.errors + h.error_count, "ended": self.camera.ended}
+                "errors": self.errors + h.error_count, "ended": self.camera.ended,
+                "capture": "triggered" if self.triggered else "continuous",
+                "triggers": h.counters.get("triggers", 0)}
 
     def close(self) -> None:
         self._stop.set()

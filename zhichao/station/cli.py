@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from zhichao.station.config import load_config
+from zhichao.station.config import load_config, wim_url_kind
 from zhichao.station.errors import StationError
 
 
@@ -34,8 +34,12 @@ def _check(args: argparse.Namespace) -> int:
     except StationError as exc:
         print(f"配置无效 (invalid): {exc}", file=sys.stderr)
         return 1
+    kind = "模拟车道" if cfg.simulated else {
+        "samples": "原始采样，本系统称重", "records": "称重控制器上报车辆记录，本系统复算"}[
+        wim_url_kind(cfg.wim.url)]
     print(f"{args.file}: 配置有效 (valid) — 站点 {cfg.station.station_id}，"
-          f"车道 {cfg.lane.lane_id}，称重设备 {cfg.wim.url}，相机 {len(cfg.cameras)} 台")
+          f"车道 {cfg.lane.lane_id}，称重设备 {cfg.wim.url}（{kind}），"
+          f"相机 {len(cfg.cameras)} 台")
     return 0
 
 

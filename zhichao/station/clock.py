@@ -24,8 +24,17 @@ class Clock:
     def now(self) -> datetime:
         return self.at_wall(time.time())
 
+    @property
+    def ready(self) -> bool:
+        """Whether the reference is known (a simulated lane's is published later)."""
+        return True
+
     def at_wall(self, wall_s: float) -> datetime:
         return datetime.fromtimestamp(wall_s, UTC)
+
+    def wall_of(self, ref: datetime) -> float:
+        """The wall-clock second (``time.time()``) at which the reference shows ``ref``."""
+        return ref.timestamp()
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,9 @@ class SimClock(Clock):
 
     def at_wall(self, wall_s: float) -> datetime:
         return self.epoch_utc + timedelta(seconds=(wall_s - self.wall0_s) * self.speed)
+
+    def wall_of(self, ref: datetime) -> float:
+        return self.wall_at((ref - self.epoch_utc).total_seconds())
 
     def wall_at(self, sim_s_from_epoch: float) -> float:
         """Wall-clock second at which ``sim_s_from_epoch`` of simulated time is reached."""
@@ -76,6 +88,14 @@ class PublishedSimClock(Clock):
                 self._clock = SimClock.from_json(raw["clock"])
         return self._clock
 
+    @property
+    def ready(self) -> bool:
+        return self._load() is not None
+
     def at_wall(self, wall_s: float) -> datetime:
         clock = self._load()
         return super().at_wall(wall_s) if clock is None else clock.at_wall(wall_s)
+
+    def wall_of(self, ref: datetime) -> float:
+        clock = self._load()
+        return super().wall_of(ref) if clock is None else clock.wall_of(ref)

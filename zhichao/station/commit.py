@@ -99,7 +99,7 @@ class Committer:
         """The drift monitor sees every vehicle once, in weighing order; its state is
         committed with the passage."""
         v, new_alarms, drift_changed = self.device.process(p.vehicle)
-        p.record = clean_json(v.to_dict())
+        p.record = clean_json({**v.to_dict(), **p.extra})
         return v, new_alarms, drift_changed
 
     def frame_files(self, p: Pending, v: WeighedVehicle) -> tuple[FrameFile, ...]:

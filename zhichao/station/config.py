@@ -73,7 +73,7 @@ class SensorSection:
 
 @dataclass(frozen=True)
 class WimSection:
-    url: str = "sim"  # "sim", tcp://host:port or serial:///dev/ttyX?baud_rate=921600
+    url: str = "sim"  # "sim" or a WIM device URL (docs/devices.md): samples or records
     calibration_profile: str = ""  # path to a zhichao.calibration/1 profile; empty: identity
     read_timeout_s: float = 0.1
     sensor: SensorSection = field(default_factory=SensorSection)
@@ -123,6 +123,9 @@ class CameraSection:
     url: str = ""  # a devices-stage camera URL instead of a spool folder
     max_fps: float = 10.0  # URL cameras: frames taken into the linking path per second
     latency_s: float = 0.0  # URL cameras: exposure-to-delivery delay (measure per site)
+    # URL cameras: "continuous" frames at max_fps, or "triggered": one frame at each
+    # vehicle's predicted arrival (continuous again after TRIGGER_MISSES misses in a row)
+    capture: str = "continuous"
 
 
 @dataclass(frozen=True)
@@ -368,8 +371,8 @@ def _check_site_lane_wim(cfg: StationConfig) -> None:
         _utc("site.published_utc", cfg.site.published_utc)
     _need(bool(cfg.lane.lane_id), "lane.lane_id", "must not be empty")
     w = cfg.wim
-    _need(w.url == "sim" or w.url.startswith(("tcp://", "serial://")), "wim.url",
-          "must be \"sim\", tcp://host:port or serial:///dev/… (ZSF/1 sample stream)")
+    if w.url != "sim":
+        wim_url_kind(w.url)
     _need(w.read_timeout_s > 0, "wim.read_timeout_s", "must be > 0")
     if w.calibration_profile:
         _need(cfg.path(w.calibration_profile).is_file(), "wim.calibration_profile",
@@ -385,6 +388,26 @@ def _check_site_lane_wim(cfg: StationConfig) -> None:
     _need(sn.sample_rate_hz > 0, "wim.sensor.sample_rate_hz", "must be > 0")
     _need(-50 <= sn.pavement_temperature_c <= 80, "wim.sensor.pavement_temperature_c",
           "must be within -50 … 80 °C")
+
+
+def wim_url_kind(url: str) -> str:
+    """``samples`` or ``records`` for ``wim.url`` (any WIM device of the devices stage's
+    registry: ZSF/1 over TCP or serial, the Modbus sample ring, ZWR/1 lines, the Modbus
+    record ring); the device is built, not connected, so every setting is checked."""
+    from zhichao.devices.base import parse_device_url
+    from zhichao.devices.errors import DeviceError
+    from zhichao.devices.registry import open_wim_device, wim_kind
+
+    try:
+        kind = wim_kind(url)
+        open_wim_device(url).close()
+        parsed = parse_device_url(url)
+        if parsed.scheme.startswith("modbus+"):  # read by the Modbus link at connect
+            parsed.get_int("device_id", 1)
+    except DeviceError as exc:
+        raise _fail("wim.url", f"{exc} (\"sim\" or a WIM device URL: docs/devices.md, URLs)"
+                    ) from None
+    return kind
 
 
 def _check_device(cfg: StationConfig) -> None:
@@ -404,6 +427,10 @@ def _check_device(cfg: StationConfig) -> None:
         _device_file(cfg)
     else:
         from zhichao.calibration.legal import INSTALLATION_TYPES
+        from zhichao.weighing.overload import ACCURACY_CLASSES, accuracy_class
+
+        _need(accuracy_class(d.accuracy_class) is not None, "device.accuracy_class",
+              f"{d.accuracy_class!r} is not one of {sorted(ACCURACY_CLASSES)}")
 
         _need(d.installation_type in INSTALLATION_TYPES, "device.installation_type",
               f"must be one of {INSTALLATION_TYPES}")
@@ -426,6 +453,10 @@ def _check_cameras(cfg: StationConfig) -> None:
                   f"(e.g. rtsp://host/stream, file:///video.mp4, folder:///frames)")
             _need(0 < c.max_fps <= 60, f"camera[{i}].max_fps", "must be in (0, 60]")
             _need(0 <= c.latency_s <= 5, f"camera[{i}].latency_s", "must be within 0 … 5 s")
+        _need(c.capture in ("continuous", "triggered"), f"camera[{i}].capture",
+              "must be \"continuous\" or \"triggered\"")
+        _need(c.capture == "continuous" or bool(c.url), f"camera[{i}].capture",
+              "\"triggered\" needs a camera opened by url")
         _need(0 <= c.trigger_distance_m <= 200, f"camera[{i}].trigger_distance_m",
               "must be within 0 … 200 m")
 

@@ -36,6 +36,8 @@ from zhichao.calibration.legal import (
 )
 from zhichao.common import format_utc
 from zhichao.station.config import StationConfig, _device_file, parse_utc_key
+from zhichao.weighing.config import OverloadConfig, WeighingConfig
+from zhichao.weighing.overload import ACCURACY_CLASSES, accuracy_class
 from zhichao.weighing.vehicle import WeighedVehicle
 
 LOG = logging.getLogger("zhichao.station.device")
@@ -70,6 +72,32 @@ def device_from_config(cfg: StationConfig) -> DeviceLegalStatus:
                            if d.legal_review_date else None),
         drift_alarm_open=d.drift_alarm_open,
         drift_alarm_since_utc=None)
+
+
+def device_accuracy_class(cfg: StationConfig, at: datetime | None = None) -> str:
+    """The WIM device's accuracy class for the weighing core's tolerance: from the
+    certificate in force at ``at`` (now) in ``device.status_file``, else ``[device]
+    accuracy_class``. A class that is not known (no certificate in force, or a class
+    outside the table) takes the most lenient class of the table (the largest in-service
+    MPE) — never stricter than the device allows; the evidence gate refuses such a case
+    anyway (``accuracy_class_unknown``, from the same record)."""
+    if cfg.device.status_file:
+        name = device_from_config(cfg).accuracy_class_at(at or datetime.now(UTC))
+    else:
+        name = cfg.device.accuracy_class or None
+    row = accuracy_class(name)
+    if row is not None:
+        return row.name
+    lenient = max(ACCURACY_CLASSES.values(), key=lambda c: c.in_service_pct)
+    LOG.warning("device accuracy class unknown; the weighing tolerance uses the most "
+                "lenient class", extra={"fields": {"class": name, "used": lenient.name}})
+    return lenient.name
+
+
+def weighing_config(cfg: StationConfig) -> WeighingConfig:
+    """The weighing core's configuration for this lane: the defaults with the device's
+    accuracy class (:func:`device_accuracy_class`), whose in-service MPE is deducted."""
+    return WeighingConfig(overload=OverloadConfig(accuracy_class=device_accuracy_class(cfg)))
 
 
 def _time(text: str) -> datetime:

@@ -26,6 +26,7 @@ from zhichao.station.alarms import StageHealth
 from zhichao.station.clock import Clock
 from zhichao.station.commit import Ring
 from zhichao.station.config import StationConfig
+from zhichao.station.device import weighing_config
 from zhichao.station.errors import JournalError
 from zhichao.station.journal import SampleJournal
 from zhichao.station.linking import FrameLinker
@@ -58,6 +59,7 @@ class Intake:
         self.metrics = metrics
         self.on_vehicle = on_vehicle
         self.fs = cfg.wim.sensor.sample_rate_hz
+        self.weighing = weighing_config(cfg)  # the device's accuracy class in its tolerance
         self.proc: LaneProcessor | None = None
         self.stream_index = 0  # next station stream index expected
         self.index_offset = int(store.get_meta("index_offset") or 0)
@@ -69,7 +71,8 @@ class Intake:
     def new_processor(self, start_index: int, *, lane: LaneSnapshot | None = None,
                       detector: DetectorSnapshot | None = None) -> LaneProcessor:
         assert self.epoch is not None
-        return LaneProcessor(lane_meta(self.cfg, self.epoch), profile=self.profile,
+        return LaneProcessor(lane_meta(self.cfg, self.epoch), self.weighing,
+                             profile=self.profile,
                              recording=f"station:{self.cfg.station.station_id}",
                              start_index=start_index, lane_snapshot=lane,
                              detector_snapshot=detector)

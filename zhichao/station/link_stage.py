@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 from zhichao.station.alarms import StageHealth
 from zhichao.station.config import StationConfig
@@ -40,13 +41,14 @@ class LinkStage:
         self.plates: PlateWorkers | None = (PlateWorkers(cfg.vision.workers)
                                             if cfg.vision.read != "none" else None)
 
-    def add(self, v: WeighedVehicle, key: str) -> None:
+    def add(self, v: WeighedVehicle, key: str, extra: dict[str, Any] | None = None) -> None:
         if any(q.key == key for q in self.pending):  # the same vehicle emitted twice
             LOG.warning("vehicle emitted twice by the weighing core; second dropped",
                         extra={"fields": {"passage": key, "axles": v.axle_count}})
             self.metrics.errors.labels("duplicate_vehicle").inc()
             return
-        self.pending.append(Pending(v, key, clean_json(v.to_dict()), self._predict(v, key)))
+        self.pending.append(Pending(v, key, clean_json(v.to_dict()), self._predict(v, key),
+                                    extra=extra or {}))
         self.metrics.vehicles_weighed.inc()
 
     def _predict(self, v: WeighedVehicle, key: str) -> list[Prediction]:

@@ -92,4 +92,6 @@ class Pending:
     state: str = "waiting_frames"  # → reading → ready
     frames: dict[str, tuple[Frame | None, str]] = field(default_factory=dict)
     plate: PlateRead | None = None
+    # keys added to the stored record (a record passage's ``wim_source``)
+    extra: dict[str, Any] = field(default_factory=dict)
     t_emitted: float = field(default_factory=time.perf_counter)

@@ -45,7 +45,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from zhichao.devices.samples import StreamSampleSource
+from zhichao.devices.base import Device, parse_device_url
+from zhichao.devices.record_source import RecordSource
+from zhichao.devices.registry import open_wim_device
+from zhichao.devices.sample_source import SampleSource
 from zhichao.station.alarms import StageHealth
 from zhichao.station.clock import Clock
 from zhichao.station.commit import (
@@ -53,19 +56,23 @@ from zhichao.station.commit import (
     archive_committed_frames,
     remove_dead_waveform_temporaries,
 )
-from zhichao.station.config import StationConfig
+from zhichao.station.config import StationConfig, wim_url_kind
 from zhichao.station.device import DRIFT_ALARM, DRIFT_STATE_KEY, DeviceRegister
+from zhichao.station.errors import StationError
 from zhichao.station.intake import Intake
 from zhichao.station.journal import SampleJournal
 from zhichao.station.link_stage import LinkStage
 from zhichao.station.linking import CameraSpool, FrameLinker
 from zhichao.station.ops import StationMetrics
+from zhichao.station.record_intake import RecordIntake, RecordJournal
 from zhichao.station.resume import DurablePosition
 from zhichao.station.seal_stage import SealStage
 from zhichao.station.sealing import Sealer
 from zhichao.station.store import StationStore, utc_text
 from zhichao.station.upload import CenterLink, UploadTarget
 from zhichao.weighing.calibration_profile import CalibrationProfile
+from zhichao.weighing.errors import CalibrationProfileError
+from zhichao.weighing.reported import check_profile_for_records
 from zhichao.weighing.vehicle import WeighedVehicle
 
 LOG = logging.getLogger("zhichao.station")
@@ -120,6 +127,7 @@ class Station:
         self.intake = Intake(cfg, self.store, self.journal, self.durable, self.linker,
                              self.clock, self.profile, self.stages, self.metrics,
                              self._on_vehicle)
+        self.records = self._record_intake()  # None: a sample stream
         self.link = LinkStage(cfg, self.linker, self.stages, self.metrics)
         self.committer = Committer(cfg, self.store, self.device, self.linker, self.durable,
                                    self.clock, self.metrics, self.intake.ring, self.sealer.key)
@@ -127,7 +135,7 @@ class Station:
         wim_off = self.store.get_meta("wim_offset_s")
         if wim_off is not None:
             self.linker.wim_offset.add(float(wim_off))
-        self.source: StreamSampleSource | None = None
+        self.source: Device | None = None
         self.traffic_end_index: int | None = None
         self.dropped_replayed = 0
         self.health_snapshot: dict[str, Any] = {}
@@ -146,6 +154,22 @@ class Station:
             LOG.info("drift monitor reset", extra={"fields": {
                 "why": device.reset_on_start}})
         return device
+
+    def _record_intake(self) -> RecordIntake | None:
+        """For a vendor record controller (``wim.url`` of kind ``records``): its intake,
+        with the profile checked for records (only the ``reported`` channel, this lane)."""
+        if self.wim_url == "sim" or wim_url_kind(self.wim_url) != "records":
+            return None
+        if self.profile is not None:
+            try:
+                check_profile_for_records(self.profile, self.cfg.site.site_id,
+                                          self.cfg.lane.lane_id)
+            except CalibrationProfileError as exc:
+                raise StationError(f"wim.calibration_profile: {exc}") from None
+        return RecordIntake(self.cfg, self.store, RecordJournal(self.cfg.data_dir / "records"),
+                            self.linker, self.clock, self.profile, self.intake.weighing,
+                            self.metrics, self._on_vehicle,
+                            parse_device_url(self.wim_url).scheme)
 
     def connect_upload(self, target: UploadTarget) -> None:
         """Upload the outbox to ``target`` (a center, or the station's own service) from
@@ -175,10 +199,15 @@ class Station:
 
     @property
     def stream_index(self) -> int:
-        return self.intake.stream_index
+        return self.intake.stream_index if self.records is None else self.records.stream_index
 
     def _stream_time(self) -> datetime:
-        return self.intake.stream_time()
+        return self.intake.stream_time() if self.records is None else \
+            self.records.stream_time()
+
+    def _started(self) -> bool:
+        """Whether the lane has a timeline yet (a sample stream's epoch; records: always)."""
+        return self.records is not None or self.intake.epoch is not None
 
     # ------------------------------------------------------------------ start-up
     def _recover(self) -> None:
@@ -189,17 +218,33 @@ class Station:
         LOG.info("recovered", extra={"fields": self.seals.recovery})
 
     # ------------------------------------------------------------------ weighing
-    def _on_vehicle(self, v: WeighedVehicle) -> None:
+    def _on_vehicle(self, v: WeighedVehicle, extra: dict[str, Any] | None = None) -> None:
+        """A weighed vehicle (``extra``: what a record passage's package says about the
+        device). A record's first sample is its ordinal: no neighbour is a duplicate."""
         cfg = self.cfg
         key = f"{cfg.site.site_id}-{cfg.lane.lane_id}-{v.first_sample}"
-        if v.first_sample <= self.committer.committed_first or self.store.find_duplicate(
-                cfg.lane.lane_id, v.first_sample, round(0.3 * self.fs)) is not None:
+        if v.first_sample <= self.committer.committed_first or (
+                self.records is None and self.store.find_duplicate(
+                    cfg.lane.lane_id, v.first_sample, round(0.3 * self.fs)) is not None):
             self.dropped_replayed += 1
             return
-        self.link.add(v, key)
+        self.link.add(v, key, extra)
+        self._trigger_cameras(key)
+
+    def _trigger_cameras(self, key: str) -> None:
+        """Triggered capture: each such camera is asked for a frame at the vehicle's
+        predicted arrival (reference clock → wall clock)."""
+        if not self.link.pending or self.link.pending[-1].key != key:
+            return
+        for p in self.link.pending[-1].predictions:
+            if p.ref_time is None:
+                continue
+            for g in self.grabbers:
+                if g.camera_id == p.camera_id and g.triggered:
+                    g.request(key, self.clock.wall_of(p.ref_time))
 
     def _advance_pending(self, final: bool = False) -> None:
-        if self.intake.epoch is None:
+        if not self._started():
             return
         self.link.advance(self._stream_time(), final)
         for p in self.link.pop_ready():
@@ -239,6 +284,8 @@ class Station:
         try:
             self._recover()
             self.intake.replay()
+            if self.records is not None:
+                self.records.replay(self.committer.committed_first)
             self._advance_pending()
             sealer.start()
             if self.center is not None:  # never waited on by the pipeline
@@ -246,7 +293,7 @@ class Station:
                                             name="station-uploader", daemon=True)
                 uploader.start()
             self._start_grabbers()
-            self.source = StreamSampleSource.from_url(self.wim_url)
+            self.source = open_wim_device(self.wim_url)
             self._loop(stop, max_vehicles, traffic_end)
             self._advance_pending(final=self._traffic_done())
             self.seals.drain(timeout_s=120.0 if not stop.is_set() else 5.0)
@@ -272,9 +319,7 @@ class Station:
         assert self.source is not None
         last_scan = last_traffic = last_gauges = 0.0
         while not stop.is_set():
-            block = self.source.read_block(self.cfg.wim.read_timeout_s)
-            if block is not None:
-                self.intake.on_block(block)
+            self._read_device()
             now = time.monotonic()
             if now - last_scan > 0.05:
                 self.linker.scan()
@@ -285,6 +330,8 @@ class Station:
             if now - last_gauges > 1.0:
                 last_gauges = now
                 self.journal.prune(self.durable.index)
+                if self.records is not None:
+                    self.records.journal.prune(self.committer.committed_first)
                 self._update_gauges()
                 self._drop_stale_frames()
             if traffic_end is not None and now - last_traffic > 1.0:
@@ -297,6 +344,21 @@ class Station:
             if self._traffic_done():
                 return
 
+    def _read_device(self) -> None:
+        """One read from the WIM device: a sample block or a controller's record."""
+        timeout_s = self.cfg.wim.read_timeout_s
+        if isinstance(self.source, SampleSource):
+            block = self.source.read_block(timeout_s)
+            if block is not None:
+                self.intake.on_block(block)
+        elif isinstance(self.source, RecordSource) and self.records is not None:
+            record = self.source.read_record(timeout_s)
+            if record is not None:
+                self.records.on_record(record)
+        else:
+            raise StationError(f"wim.url {self.wim_url}: {type(self.source).__name__} is "
+                               "no WIM device")
+
     def _start_grabbers(self) -> None:
         from zhichao.station.cameras import CameraGrabber
 
@@ -304,7 +366,8 @@ class Station:
             if c.url:
                 self.grabbers.append(CameraGrabber(
                     c.camera_id, c.url, self.cfg.camera_spool(c), self.clock,
-                    max_fps=c.max_fps, latency_s=c.latency_s).start())
+                    max_fps=c.max_fps, latency_s=c.latency_s,
+                    triggered=c.capture == "triggered").start())
 
     def _traffic_done(self) -> bool:
         """Simulated traffic is over: the stream is 20 s past its last vehicle and every
@@ -321,7 +384,7 @@ class Station:
             LOG.warning("upload backlog left at exit", extra={"fields": self.center.status()})
 
     def _drop_stale_frames(self) -> None:
-        if self.intake.epoch is None:
+        if not self._started():
             return
         horizon = self._stream_time() - timedelta(seconds=120)
         for f in self.linker.stale(horizon):
@@ -358,7 +421,7 @@ class Station:
                    "describe": h.describe()}
         return {"status": "degraded" if self.sealing_stopped or c["alarms_active"] else "ok",
                 "time_utc": utc_text(), "station_id": self.cfg.station.station_id,
-                "stream_time_utc": None if self.intake.epoch is None else utc_text(
+                "stream_time_utc": None if not self._started() else utc_text(
                     self._stream_time()),
                 "counts": c, "run_passages": self.run_passages, "wim": wim,
                 "clock_offsets_ms": self.linker.offsets_ms(),
@@ -380,6 +443,8 @@ class Station:
             g.close()
         self.link.close()
         self.journal.close()
+        if self.records is not None:
+            self.records.journal.close()
         self.sealer.close()
         self.store.close()
         self.read_store.close()
