@@ -133,7 +133,7 @@ def test_plate_workers_close_leaves_no_worker() -> None:
     assert took < 7.0
     # close() returns when each worker is exiting (its sentinel closed); the kernel's last
     # step of the exit may take a moment more
-    deadline = time.monotonic() + 1.0
+    deadline = time.monotonic() + 5.0  # generous: CI machines may be loaded
     while [pid for pid in mine if pid_alive(pid)] and time.monotonic() < deadline:
         time.sleep(0.02)
     assert [pid for pid in mine if pid_alive(pid)] == []
