@@ -16,6 +16,7 @@ from zhichao.weighing.overload import (
     mpe_fraction,
     tolerance_for,
 )
+from zhichao.weighing.scatter import upper_sd
 
 
 # 62号令 第三条第一款 (items 4–8), with the 认定标准 air-suspension note applied to trucks
@@ -179,7 +180,10 @@ def test_scatter_is_pooled_from_reference_runs_and_passages() -> None:
     ref = [HistoryPassage(55.0, [40800, 41200], 40000.0)] * 20  # +2.5 %
     rows = [HistoryPassage(55.0, [39000, 41000])] * 20  # rows ±2.5 % around the mean
     bands = estimate_scatter(ref + rows, band_kmh=10.0, correlation_factor=1.0)
-    assert [b.speed_max_kmh for b in bands] == [60.0]
-    # reference: 0.025; rows: s² = 2 · 0.025² / 1, / N=2 → 0.025
-    assert bands[0].relative_sd == pytest.approx(0.025, rel=1e-3)
+    assert [(b.speed_min_kmh, b.speed_max_kmh) for b in bands] == [(50.0, 60.0)]
+    # reference: 0.025 on 20 dof; rows: s² = 2 · 0.025² / 1, / N=2 → 0.025 on 40 dof
+    assert bands[0].estimate == pytest.approx(0.025, rel=1e-3)
+    # the bound: the reference pool's, on fewer degrees of freedom, is the larger
+    assert bands[0].relative_sd == pytest.approx(upper_sd(0.025 ** 2, 20), rel=1e-6)
+    assert bands[0].relative_sd > 0.025
     assert bands[0].samples == 60  # a reference run counts in both pools
