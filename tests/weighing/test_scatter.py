@@ -126,3 +126,24 @@ def test_legal_trucks_at_their_limit_are_never_reported_overloaded(tmp_path: Pat
     r = check_overload(31000 * 1.05, 31000, [31000 * 1.05] * 2, OverloadConfig(),
                        speed_kmh=20.0, axle_count=4)
     assert not r.overloaded
+
+
+def test_weigh_pools_the_scatter_of_its_own_recordings(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    from zhichao.cli import main
+
+    opts = SimOptions(n_rows=4, trucks_only=True, abnormal_fraction=0.0, sensor_seed=3,
+                      speed_kmh=(41.0, 49.0))
+    recs = [str(p) for p in simulate(150, 23, tmp_path, opts, 50)]
+    assert main(["weigh", "--json", *recs]) == 0
+    prior = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert main(["weigh", "--json", "--pool-scatter", *recs]) == 0
+    pooled = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(pooled) == len(prior) >= 140
+    # a smooth road's measured scatter is far below the rough-road prior; axle classes
+    # with fewer than 30 passages in the band keep the prior
+    pairs = [(p["uncertainty_kg"], q["uncertainty_kg"]) for p, q in zip(pooled, prior,
+                                                                        strict=True)]
+    assert all(p <= q + 1.0 for p, q in pairs)
+    assert sum(p < 0.8 * q for p, q in pairs) >= 0.6 * len(pairs)

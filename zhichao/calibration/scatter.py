@@ -29,20 +29,21 @@ from zhichao.devices.recording import read_recording
 from zhichao.weighing.calibration_profile import CalibrationProfile
 from zhichao.weighing.config import WeighingConfig
 from zhichao.weighing.errors import WeighingError
-from zhichao.weighing.overload import accuracy_class
 from zhichao.weighing.scatter import (
     AXLE_CLASSES,
+    BAND_KMH,
+    CONFIDENCE,
+    MIN_PASSAGES,
     HistoryPassage,
-    ScatterBand,
+    common_error_sd,
     estimate_scatter,
-    profile_scatter,
+    pooled_bands,
+    pooling_passages,
     scatter_document,
-    static_sd,
 )
 from zhichao.weighing.stream import ABNORMAL_FLAGS, weigh_recording
 
-# passages whose driving or data the flags already send to review are not history of
-# normal driving; rows_disagree and close_following stay in (keeping them widens σ)
+# reference passes the flags would send to review are left out (as the fit does)
 EXCLUDED_FLAGS = ABNORMAL_FLAGS - {"rows_disagree", "close_following"}
 
 
@@ -50,9 +51,9 @@ EXCLUDED_FLAGS = ABNORMAL_FLAGS - {"rows_disagree", "close_following"}
 class ScatterConfig:
     """How passages are pooled. *guess*: engineering choices, not law."""
 
-    band_kmh: float = 10.0
-    confidence: float = 0.95  # one-sided, of the upper bound on σ
-    min_passages: int = 30  # guess: fewer in a band → that band is left to the prior
+    band_kmh: float = BAND_KMH
+    confidence: float = CONFIDENCE  # one-sided, of the upper bound on σ
+    min_passages: int = MIN_PASSAGES  # fewer in a band → that band is left to the prior
     min_reference_passes: int = 8  # guess, as FitConfig.min_passes_for_scale
     # σ per axle-count class too (None: one σ for all vehicles in a speed band)
     axle_classes: tuple[tuple[int, int], ...] | None = AXLE_CLASSES
@@ -90,45 +91,15 @@ def reference_scatter(recordings: Iterable[Path], static_gross_kg: Mapping[str, 
 
 
 def in_service_history(recordings: Iterable[Path], profile: CalibrationProfile | None,
-                       wcfg: WeighingConfig | None = None
-                       ) -> tuple[list[HistoryPassage], str | None, str | None]:
-    """Weigh in-service recordings; the passages fit for pooling, and the site and lane."""
+                       wcfg: WeighingConfig | None = None) -> list[HistoryPassage]:
+    """Weigh in-service recordings; the passages fit for pooling."""
     out: list[HistoryPassage] = []
-    site = lane = None
     for path in recordings:
         try:
-            vehicles = weigh_recording(read_recording(path), wcfg, profile)
+            out.extend(pooling_passages(weigh_recording(read_recording(path), wcfg, profile)))
         except (DeviceError, WeighingError) as exc:
             raise CalibrationError(f"{path}: {exc}") from None
-        for v in vehicles:
-            site, lane = site or v.site_id, lane or v.lane_id
-            if (v.gross_weight_kg and v.speed_kmh is not None and v.axle_count >= 2
-                    and len(v.row_gross_weights_kg) >= 2
-                    and not set(v.flags) & EXCLUDED_FLAGS):
-                out.append(HistoryPassage(v.speed_kmh, v.row_gross_weights_kg,
-                                          axle_count=v.axle_count))
-    return out, site, lane
-
-
-def common_error_sd(accuracy_class_name: str, profile: CalibrationProfile | None) -> float:
-    """The error common to all rows, which row spread cannot see. Uncalibrated: the class's
-    static allowance (:func:`~zhichao.weighing.scatter.static_sd`). Calibrated: the smallest
-    σ bound the profile's reference runs measured (their whole error, the common part
-    included), or the class's allowance when the profile has none."""
-    cls = accuracy_class(accuracy_class_name)
-    if cls is None:
-        raise CalibrationError(f"unknown accuracy class {accuracy_class_name!r}")
-    measured = profile_scatter(profile.raw, profile.profile_id) if profile else ()
-    return min((b.relative_sd for b in measured), default=static_sd(cls.initial_pct))
-
-
-def in_service_scatter(history: list[HistoryPassage], common_sd: float,
-                       cfg: ScatterConfig | None = None) -> tuple[ScatterBand, ...]:
-    """σ(v) bands from in-service passages' row spread, ``common_sd`` in quadrature."""
-    cfg = cfg or ScatterConfig()
-    return estimate_scatter(history, cfg.band_kmh, confidence=cfg.confidence,
-                            min_samples=cfg.min_passages, static_relative_sd=common_sd,
-                            axle_classes=cfg.axle_classes)
+    return out
 
 
 def scatter_file(recordings: list[Path], profile: CalibrationProfile | None,
@@ -136,14 +107,19 @@ def scatter_file(recordings: list[Path], profile: CalibrationProfile | None,
                  ) -> dict[str, Any]:
     """The ``zhichao.scatter/1`` document for in-service recordings."""
     cfg = cfg or ScatterConfig()
-    history, site, lane = in_service_history(recordings, profile)
+    history = in_service_history(recordings, profile)
     if not history:
         raise CalibrationError("no passage fit for pooling (need weighed vehicles with two "
                                "or more rows and no abnormal-driving flag)")
-    common = common_error_sd(accuracy_class_name, profile)
-    bands = in_service_scatter(history, common, cfg)
+    try:
+        common = common_error_sd(accuracy_class_name, profile)
+    except WeighingError as exc:
+        raise CalibrationError(str(exc)) from None
+    bands = pooled_bands(history, common, cfg.band_kmh, cfg.confidence, cfg.min_passages,
+                         cfg.axle_classes)
+    meta = read_recording(recordings[0]).meta
     return scatter_document(
-        bands, method="in_service_rows", site_id=site, lane_id=lane,
+        bands, method="in_service_rows", site_id=meta.site_id, lane_id=meta.lane_id,
         profile_id=profile.profile_id if profile else None, confidence=cfg.confidence,
         passages=len(history),
         extra={"accuracy_class": accuracy_class_name, "common_relative_sd": common,

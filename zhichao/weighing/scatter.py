@@ -39,6 +39,7 @@ from zhichao.weighing.errors import CalibrationProfileError
 
 if TYPE_CHECKING:
     from zhichao.weighing.calibration_profile import CalibrationProfile
+    from zhichao.weighing.vehicle import WeighedVehicle
 
 SCATTER_FORMAT = "zhichao.scatter/1"
 
@@ -51,6 +52,11 @@ DLC_OFFSET = -0.0193
 DLC_FLOOR = 0.05
 ROW_CORRELATION = 1.25  # TRL RR307: 9 sensors 3.6 % vs 2.9 % ideal (wim.md §2.4)
 PRIOR_SPEED_KMH = 100.0  # an unknown speed: the top of the operating range (R134 v_max)
+# pooling in-service passages (guesses, engineering choices, not law): band width, the
+# one-sided confidence of the upper bound, the fewest passages a band needs (fewer: prior)
+BAND_KMH = 10.0
+CONFIDENCE = 0.95
+MIN_PASSAGES = 30
 ALL_AXLES = 99
 # in-service σ is pooled per axle-count class as well: a rigid two-axle truck bounces as one
 # body, an articulated vehicle as two with independent phases (its gross averages them)
@@ -281,3 +287,41 @@ def site_config(cfg: WeighingConfig | None, profile: CalibrationProfile | None =
         _doc, bands = read_scatter(scatter_path)
         cfg = cfg.with_scatter(bands, f"本点在役过车离散（{Path(scatter_path).name}）")
     return cfg
+
+
+def pooling_passages(vehicles: Iterable[WeighedVehicle]) -> list[HistoryPassage]:
+    """The passages fit for pooling: weighed trucks with two or more rows whose driving and
+    data the flags do not already send to review (rows_disagree and close_following stay
+    in: keeping them widens σ)."""
+    from zhichao.weighing.stream import ABNORMAL_FLAGS
+
+    excluded = ABNORMAL_FLAGS - {"rows_disagree", "close_following"}
+    return [HistoryPassage(v.speed_kmh, v.row_gross_weights_kg, axle_count=v.axle_count)
+            for v in vehicles
+            if v.gross_weight_kg and v.speed_kmh is not None and v.axle_count >= 2
+            and len(v.row_gross_weights_kg) >= 2 and not set(v.flags) & excluded]
+
+
+def common_error_sd(accuracy_class_name: str, profile: CalibrationProfile | None) -> float:
+    """The error common to all rows, which row spread cannot see. Uncalibrated: the class's
+    static allowance (:func:`static_sd`). Calibrated: the smallest σ bound the profile's
+    reference runs measured (their whole error, the common part included), or the class's
+    allowance when the profile has none."""
+    from zhichao.weighing.overload import accuracy_class
+
+    cls = accuracy_class(accuracy_class_name)
+    if cls is None:
+        raise CalibrationProfileError(f"unknown accuracy class {accuracy_class_name!r}")
+    measured = profile_scatter(profile.raw, profile.profile_id) if profile else ()
+    return min((b.relative_sd for b in measured), default=static_sd(cls.initial_pct))
+
+
+def pooled_bands(history: Iterable[HistoryPassage], common_sd: float,
+                 band_kmh: float = BAND_KMH, confidence: float = CONFIDENCE,
+                 min_passages: int = MIN_PASSAGES,
+                 axle_classes: Sequence[tuple[int, int]] | None = AXLE_CLASSES
+                 ) -> tuple[ScatterBand, ...]:
+    """σ(v) bands from in-service passages' row spread, ``common_sd`` in quadrature."""
+    return estimate_scatter(history, band_kmh, confidence=confidence,
+                            min_samples=min_passages, static_relative_sd=common_sd,
+                            axle_classes=axle_classes)
