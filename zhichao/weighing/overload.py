@@ -135,11 +135,14 @@ def site_sigma(speed_kmh: float | None, rows: int, cfg: OverloadConfig,
     (and axle count), else the physics prior for the device's class
     (:func:`prior_scatter`); and its source."""
     sigma = scatter_at(speed_kmh, cfg.scatter_bands, axle_count)
-    if sigma is not None:
-        return sigma, cfg.scatter_source
     cls = accuracy_class(cfg.accuracy_class, dict(cfg.class_mpe_in_service_pct))
     assert cls is not None  # checked by OverloadConfig
-    return prior_scatter(speed_kmh, rows, cls.initial_pct), PRIOR_SOURCE_ZH
+    prior = prior_scatter(speed_kmh, rows, cls.initial_pct)
+    known_speed = speed_kmh is not None and math.isfinite(speed_kmh)
+    # an unknown speed: the worst band, or the prior at the top speed if that is larger
+    if sigma is not None and (known_speed or sigma >= prior):
+        return sigma, cfg.scatter_source
+    return prior, PRIOR_SOURCE_ZH
 
 
 def tolerance_for(gross_kg: float, speed_kmh: float | None, cfg: OverloadConfig,
