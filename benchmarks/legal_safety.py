@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from zhichao.calibration.fit import calibrate, write_profile
-from zhichao.calibration.scatter import scatter_file
+from zhichao.calibration.scatter import ScatterConfig, scatter_file
 from zhichao.devices.recording import read_recording
 from zhichao.devices.sim import SimOptions, simulate
 from zhichao.devices.sim.lane import read_truth
@@ -54,7 +54,7 @@ from zhichao.devices.sim.reference import make_fleet, simulate_reference_session
 from zhichao.weighing.calibration_profile import CalibrationProfile, load_profile
 from zhichao.weighing.config import OverloadConfig, WeighingConfig
 from zhichao.weighing.evaluation import match_vehicles
-from zhichao.weighing.scatter import profile_scatter, site_config, write_scatter
+from zhichao.weighing.scatter import AXLE_CLASSES, profile_scatter, site_config, write_scatter
 from zhichao.weighing.stream import weigh_recording
 
 ABNORMAL_FOR_REVIEW = {"speed_out_of_range", "acceleration", "reversing", "wheel_off_sensor",
@@ -74,7 +74,7 @@ def _weigh(paths: list[Path], cfg: WeighingConfig,
 
 
 def run(road: str, rows: int, n_legal: int, n_over: int, n_hist: int, k: float,
-        seed: int) -> dict[str, Any]:
+        seed: int, axle_classes: bool = True) -> dict[str, Any]:
     t0 = time.perf_counter()
     opts = SimOptions(n_rows=rows, road=road, sensor_seed=100 + seed, trucks_only=True,
                       abnormal_fraction=0.0)
@@ -95,7 +95,8 @@ def run(road: str, rows: int, n_legal: int, n_over: int, n_hist: int, k: float,
             profile = prof if label == "calibrated" else None
             cfg, doc = base, None
             if label != "no_history":
-                doc = scatter_file(hist, profile, "5")
+                doc = scatter_file(hist, profile, "5", ScatterConfig(
+                    axle_classes=AXLE_CLASSES if axle_classes else None))
                 cfg = site_config(base, profile, write_scatter(doc, d / f"{label}.json"))
             res = _count(_weigh(legal, cfg, profile), _weigh(over, cfg, profile))
             if doc is not None:
@@ -148,6 +149,8 @@ def main() -> None:
     ap.add_argument("--seed-base", type=int, default=1000,
                     help="layout i uses seeds base + 10·i + 0…3")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--no-axle-classes", action="store_true",
+                    help="pool in-service σ per speed band only (one pool for all axle counts)")
     ap.add_argument("--layouts", nargs="*", default=["smooth:2", "smooth:3", "smooth:4",
                                                       "rough:2", "rough:3", "rough:4"])
     ap.add_argument("--json", help="write the results here too")
@@ -155,7 +158,7 @@ def main() -> None:
     jobs = [(lay.split(":")[0], int(lay.split(":")[1])) for lay in a.layouts]
     with ProcessPoolExecutor(a.workers) as pool:
         futures = [pool.submit(run, road, rows, a.legal, a.over, a.history, a.k,
-                               a.seed_base + 10 * i)
+                               a.seed_base + 10 * i, not a.no_axle_classes)
                    for i, (road, rows) in enumerate(jobs)]
         results = [f.result() for f in futures]
     total = {"legal": 0, "false": 0, "stricter": 0, "beyond": 0}
