@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from zhichao.weighing.classification import KnownAttributes, axle_groups, classify
@@ -16,6 +18,7 @@ from zhichao.weighing.overload import (
     mpe_fraction,
     tolerance_for,
 )
+from zhichao.weighing.scatter import prior_scatter, upper_sd
 
 
 # 62号令 第三条第一款 (items 4–8), with the 认定标准 air-suspension note applied to trucks
@@ -106,7 +109,8 @@ def test_axle_groups() -> None:
     assert axle_groups([3.3, 1.35, 7.0, 1.31, 1.31], 1.8) == [[1], [2, 3], [4, 5, 6]]
 
 
-# Scatter small enough that the device's MPE governs (class 5: ±5 %, 🟡)
+# Scatter small enough that the device's MPE governs (class 5: ±5 %, 🟡), at a known speed
+# (an unknown one takes the prior at 100 km/h)
 QUIET = OverloadConfig(scatter_bands_kmh_sd=((250.0, 0.005),))
 
 
@@ -119,19 +123,21 @@ def test_accuracy_class_table_marks_unconfirmed_entries() -> None:
 
 def test_at_the_limit_is_not_over() -> None:
     # 62号令 第三条: "超过" the limit
-    r = check_overload(18000, 18000, [18000, 18000, 18000, 18000], QUIET)
+    r = check_overload(18000, 18000, [18000, 18000, 18000, 18000], QUIET,
+                       speed_kmh=50.0)
     assert (r.verdict, r.overloaded, r.excess_kg) == ("within_limit", False, 0)
 
 
 def test_device_error_is_deducted_before_the_excess_counts() -> None:
     # 行政处罚法 第四十条、第四十一条第二款: 18 900 kg over by 900, inside ±5 % (945 kg)
-    r = check_overload(18900, 18000, [18900] * 4, QUIET)
+    r = check_overload(18900, 18000, [18900] * 4, QUIET, speed_kmh=50.0)
     assert r.excess_kg == 900 and r.allowance_kg == 945
     assert r.excess_after_allowance_kg == 0 and r.verdict == "within_limit"
     # a class-10 device deducts 10 %
     c10 = check_overload(19900, 18000, [19900] * 4,
                          OverloadConfig(accuracy_class="10",
-                                        scatter_bands_kmh_sd=((250.0, 0.005),)))
+                                        scatter_bands_kmh_sd=((250.0, 0.005),)),
+                         speed_kmh=50.0)
     assert c10.allowance_kg == 1990 and c10.verdict == "within_limit"
 
 
@@ -143,8 +149,11 @@ def test_the_larger_deduction_not_the_sum() -> None:
     fast = tolerance_for(40000, 80.0, cfg)  # 4 × 2 % = 8 % > 5 %
     assert (fast.tolerance_kg, fast.governing) == (3200, "site_scatter")
     assert fast.tolerance_kg < fast.device_mpe_kg + (fast.scatter_kg or 0)
-    unknown_speed = tolerance_for(40000, None, cfg)  # the worst band
-    assert unknown_speed.tolerance_kg == 3200
+    # an unknown speed: the worst band, or the prior at 100 km/h when that is larger
+    assert tolerance_for(40000, None, cfg, rows=4).tolerance_kg == math.ceil(
+        4.0 * prior_scatter(None, 4, 2.5) * 40000)
+    high = OverloadConfig(scatter_bands_kmh_sd=((250.0, 0.30),))
+    assert tolerance_for(40000, None, high, rows=4).tolerance_kg == 48000
 
 
 def test_jurisdiction_deduction_needs_its_source() -> None:
@@ -158,20 +167,21 @@ def test_jurisdiction_deduction_needs_its_source() -> None:
 
 def test_verdicts_between_candidate_limits() -> None:
     # six-axle, drive unknown: > 49 t + tolerance overloaded; between 46 and 49 t undecidable
-    over = check_overload(53000, 49000, [53000] * 4, QUIET, (46000, 49000))
+    over = check_overload(53000, 49000, [53000] * 4, QUIET, (46000, 49000), 50.0)
     assert over.verdict == "overloaded" and over.overloaded
-    between = check_overload(50000, 49000, [50000] * 4, QUIET, (46000, 49000))
+    between = check_overload(50000, 49000, [50000] * 4, QUIET, (46000, 49000), 50.0)
     assert between.verdict == "undecidable" and not between.overloaded
-    within = check_overload(48000, 49000, [48000] * 4, QUIET, (46000, 49000))
+    within = check_overload(48000, 49000, [48000] * 4, QUIET, (46000, 49000), 50.0)
     assert within.verdict == "within_limit"
 
 
 def test_one_row_cannot_be_checked_for_an_anomaly() -> None:
-    assert check_overload(30000, 18000, [30000], QUIET).verdict == "uncertain"
+    assert check_overload(30000, 18000, [30000], QUIET, speed_kmh=50.0).verdict == "uncertain"
 
 
 def test_no_limit_means_undecidable_never_a_default() -> None:
-    r = check_overload(60000, None, [60000] * 4, QUIET, candidates_kg=(46000, 49000))
+    r = check_overload(60000, None, [60000] * 4, QUIET, candidates_kg=(46000, 49000),
+                       speed_kmh=50.0)
     assert r.verdict == "undecidable" and not r.overloaded and r.exceeds_all_candidates
 
 
@@ -179,7 +189,10 @@ def test_scatter_is_pooled_from_reference_runs_and_passages() -> None:
     ref = [HistoryPassage(55.0, [40800, 41200], 40000.0)] * 20  # +2.5 %
     rows = [HistoryPassage(55.0, [39000, 41000])] * 20  # rows ±2.5 % around the mean
     bands = estimate_scatter(ref + rows, band_kmh=10.0, correlation_factor=1.0)
-    assert [b.speed_max_kmh for b in bands] == [60.0]
-    # reference: 0.025; rows: s² = 2 · 0.025² / 1, / N=2 → 0.025
-    assert bands[0].relative_sd == pytest.approx(0.025, rel=1e-3)
+    assert [(b.speed_min_kmh, b.speed_max_kmh) for b in bands] == [(50.0, 60.0)]
+    # reference: 0.025 on 20 dof; rows: s² = 2 · 0.025² / 1, / N=2 → 0.025 on 40 dof
+    assert bands[0].estimate == pytest.approx(0.025, rel=1e-3)
+    # the bound: the reference pool's, on fewer degrees of freedom, is the larger
+    assert bands[0].relative_sd == pytest.approx(upper_sd(0.025 ** 2, 20), rel=1e-6)
+    assert bands[0].relative_sd > 0.025
     assert bands[0].samples == 60  # a reference run counts in both pools

@@ -14,9 +14,11 @@ from zhichao.calibration.errors import CalibrationError
 from zhichao.calibration.fit import REJECTION_ZH, FitConfig, calibrate, write_profile
 from zhichao.calibration.measure import sha256_file
 from zhichao.calibration.report import PHASE_ZH, write_report
+from zhichao.calibration.scatter import ScatterConfig, scatter_file
 from zhichao.common import parse_utc
 from zhichao.weighing.calibration_profile import load_profile
 from zhichao.weighing.errors import WeighingError
+from zhichao.weighing.scatter import write_scatter
 
 
 def register(subparsers: Any) -> None:
@@ -39,6 +41,22 @@ def register(subparsers: Any) -> None:
     cal.add_argument("--created-utc", default=None,
                      help="creation time (RFC 3339, Z); default now")
     cal.set_defaults(handler=_calibrate)
+
+    sc = subparsers.add_parser(
+        "scatter", help="pool in-service passages into the site's σ(v) file",
+        description="Weigh in-service recordings and pool the spread of each passage's rows "
+                    "into the site's gross-weight scatter σ(v) per speed band (upper "
+                    "confidence bounds; zhichao.scatter/1), for zhichao weigh --scatter and "
+                    "the station. See docs/calibration.md.")
+    sc.add_argument("recordings", nargs="+", type=Path, metavar="RECORDING",
+                    help="recording files (or folders of *.npz)")
+    sc.add_argument("--calibration", type=Path, default=None, metavar="PROFILE")
+    sc.add_argument("--accuracy-class", default="5")
+    sc.add_argument("--out", type=Path, required=True, metavar="SCATTER.json")
+    sc.add_argument("--band-kmh", type=float, default=ScatterConfig.band_kmh)
+    sc.add_argument("--min-passages", type=int, default=ScatterConfig.min_passages)
+    sc.add_argument("--confidence", type=float, default=ScatterConfig.confidence)
+    sc.set_defaults(handler=_scatter)
 
     acc = subparsers.add_parser(
         "accuracy", help="verify the accuracy class against reference trucks",
@@ -88,6 +106,24 @@ def _calibrate(args: argparse.Namespace) -> int:
         print(f"  剔除 {p.recording}：{REJECTION_ZH.get(p.reason or '', p.reason)} {p.detail}")
     for note in fit["notes"]:
         print(f"  注意：{note}")
+    return 0
+
+
+def _scatter(args: argparse.Namespace) -> int:
+    try:
+        profile = load_profile(args.calibration) if args.calibration else None
+        cfg = ScatterConfig(args.band_kmh, args.confidence, args.min_passages)
+        doc = scatter_file(_expand(args.recordings), profile, args.accuracy_class, cfg)
+        write_scatter(doc, args.out)
+    except (CalibrationError, WeighingError) as exc:
+        print(f"zhichao scatter: {exc}", file=sys.stderr)
+        return 2
+    print(f"本点总重离散已写入 {args.out}：汇总过车 {doc['passages']} 次，"
+          f"{len(doc['bands'])} 个速度段（每段至少 {cfg.min_passages} 次，其余速度段按先验）")
+    for b in doc["bands"]:
+        print(f"  {b['speed_min_kmh']:g}–{b['speed_max_kmh']:g} km/h：σ 上限 "
+              f"{b['relative_sd'] * 100:.2f} %（估计 {b['estimate'] * 100:.2f} %，"
+              f"{b['samples']} 次）")
     return 0
 
 

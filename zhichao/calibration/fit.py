@@ -64,6 +64,7 @@ from zhichao.calibration.profile_doc import (  # noqa: F401 - write_profile re-e
     write_profile,
 )
 from zhichao.calibration.reference import ReferenceWeights, read_reference
+from zhichao.calibration.scatter import reference_scatter
 from zhichao.weighing.calibration_profile import parse_profile
 from zhichao.weighing.config import WeighingConfig
 from zhichao.weighing.stream import ABNORMAL_FLAGS
@@ -439,7 +440,7 @@ def calibrate(recordings: list[Path], reference_csv: Path, *,
                     sl = p.loads.side_loads_kg
                     before[p.recording] = float(np.nanmean(sl.sum(axis=1))
                                                 / p.reference_gross_kg - 1.0) * 100
-        for _ in range(cfg.max_outlier_rounds + 1):
+        for rnd in range(cfg.max_outlier_rounds + 1):
             used = [p for p in passes if p.used]
             if len(used) < cfg.min_passes:
                 raise CalibrationFitError(
@@ -450,7 +451,8 @@ def calibrate(recordings: list[Path], reference_csv: Path, *,
             # each pass against the scatter of passes at its own speed (dynamic loads grow
             # with speed: one σ for all speeds would reject fast passes for being fast)
             out = outlier_passes(sol.pass_error, sol.pass_sd, cfg.outlier_sigma)
-            if not out:
+            # the last round only fits: rejecting there would leave sol without its passes
+            if not out or rnd == cfg.max_outlier_rounds:
                 break
             med = float(np.median(sol.pass_error))
             for i in out:
@@ -474,5 +476,11 @@ def calibrate(recordings: list[Path], reference_csv: Path, *,
     assert sol is not None and base is not None
     profile = profile_json(sol, base, nominal, passes, cfg, reference_csv, site, lane,
                             created_utc or datetime.now(UTC), supersedes)
+    # σ(v) after correction: the passes of normal driving (outliers included) weighed again
+    # with this profile, as the core will weigh traffic (zhichao.calibration.scatter)
+    normal = {p.recording for p in passes if p.used or p.reason == "outlier"}
+    profile["site_scatter"] = reference_scatter(
+        [p for p in paths if p.name in normal], {n: refs[n].gross_weight_kg for n in normal},
+        parse_profile(profile, "fitted profile"), sol.knots_kmh, cfg.speed_knot_step_kmh)
     parse_profile(profile, "fitted profile")  # the core must accept what we write
     return CalibrationResult(profile, passes)

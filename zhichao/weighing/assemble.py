@@ -64,7 +64,8 @@ def assemble_vehicle(m: Measured, cfg: WeighingConfig,
     gross = m.gross_weight_kg
     if gross is not None:
         res = check_overload(gross, limit, m.row_gross_weights_kg, cfg.overload,
-                             cls.candidates_kg if cls else (), speed_kmh=m.speed_kmh)
+                             cls.candidates_kg if cls else (), speed_kmh=m.speed_kmh,
+                             axle_count=n_axles)
         verdict, overloaded = res.verdict, res.overloaded
         if res.exceeds_all_candidates:
             notes.append(EXCEEDS_ALL_CANDIDATES_ZH)

@@ -12,7 +12,9 @@ from zhichao.devices.recording import read_recording
 from zhichao.devices.sim.lane import SimOptions, simulate
 from zhichao.devices.sim.traffic import ABNORMAL_KINDS, LOAD_PROFILES
 from zhichao.weighing.calibration_profile import load_profile
+from zhichao.weighing.config import OverloadConfig, WeighingConfig
 from zhichao.weighing.errors import WeighingError
+from zhichao.weighing.scatter import common_error_sd, pooled_bands, pooling_passages, site_config
 from zhichao.weighing.stream import weigh_recording
 from zhichao.weighing.vehicle import WeighedVehicle
 
@@ -46,7 +48,15 @@ def register(subparsers: Any) -> None:
         "weigh", help="weigh recorded vehicles",
         description="Weigh every vehicle in zhichao.raw/1 recordings.")
     weigh.add_argument("recordings", nargs="+", type=Path, metavar="RECORDING")
-    weigh.add_argument("--calibration", type=Path, default=None, metavar="PROFILE")
+    weigh.add_argument("--calibration", "--profile", type=Path, default=None, metavar="PROFILE",
+                       help="calibration profile; its σ(v) from reference runs is used too")
+    weigh.add_argument("--scatter", type=Path, default=None, metavar="SCATTER.json",
+                       help="the site's σ(v) from in-service passages (zhichao scatter)")
+    weigh.add_argument("--pool-scatter", action="store_true",
+                       help="also pool σ(v) from the in-service passages of these recordings "
+                            "(their rows' spread) before deciding the verdicts")
+    weigh.add_argument("--accuracy-class", default="5",
+                       help="the device's accuracy class (its in-service MPE is deducted)")
     weigh.add_argument("--json", action="store_true", help="one JSON object per vehicle per line")
     weigh.add_argument("--chunk-samples", type=int, default=None,
                        help="feed the core in chunks of this many samples (as a live stream)")
@@ -74,18 +84,28 @@ def _simulate(args: argparse.Namespace) -> int:
 def _weigh(args: argparse.Namespace) -> int:
     try:
         profile = load_profile(args.calibration) if args.calibration else None
+        cfg = site_config(WeighingConfig(overload=OverloadConfig(
+            accuracy_class=args.accuracy_class)), profile, args.scatter)
     except WeighingError as exc:
         print(f"zhichao weigh: {exc}", file=sys.stderr)
         return 2
     status = 0
+    weighed: list[tuple[Path, list[WeighedVehicle]]] = []
     for path in args.recordings:
         try:
             rec = read_recording(path)
-            vehicles = weigh_recording(rec, profile=profile, chunk_samples=args.chunk_samples)
+            weighed.append((path, weigh_recording(rec, cfg, profile=profile,
+                                                  chunk_samples=args.chunk_samples)))
         except (DeviceError, WeighingError) as exc:
             print(f"zhichao weigh: {exc}", file=sys.stderr)
             status = 2
-            continue
+    if args.pool_scatter:
+        bands = pooled_bands(pooling_passages(v for _, vs in weighed for v in vs),
+                             common_error_sd(args.accuracy_class, profile))
+        cfg = cfg.with_scatter(bands, "本批记录在役过车离散（--pool-scatter）")
+        weighed = [(p, weigh_recording(read_recording(p), cfg, profile=profile,
+                                       chunk_samples=args.chunk_samples)) for p, _ in weighed]
+    for path, vehicles in weighed:
         if args.json:
             for v in vehicles:
                 print(v.to_json())

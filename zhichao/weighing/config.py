@@ -6,6 +6,7 @@ marked there as unconfirmed (acceleration threshold, allowance) are configurable
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -70,18 +71,6 @@ class QualityConfig:
     articulation_gap_min_m: float = 6.0
 
 
-# The site's gross-weight scatter σ(v) by speed band when no history of the site has been
-# pooled yet (zhichao.weighing.overload.estimate_scatter): per band the largest σ that
-# benchmarks/legal_safety.py estimated over its twelve simulated sites (smooth and rough
-# road, 2/3/4 rows, uncalibrated and calibrated), rounded up to 0.5 %, never decreasing
-# with speed. Replace it by the site's own estimate (reference runs and passages).
-DEFAULT_SCATTER_BANDS: tuple[tuple[float, float], ...] = (
-    (10.0, 0.015), (20.0, 0.020), (30.0, 0.020), (40.0, 0.040), (50.0, 0.055),
-    (60.0, 0.075), (70.0, 0.075), (80.0, 0.085), (90.0, 0.100), (100.0, 0.100),
-    (250.0, 0.100),
-)
-
-
 @dataclass(frozen=True)
 class OverloadConfig:
     """Stage 7: the tolerance and the verdict (see :mod:`zhichao.weighing.overload`)."""
@@ -95,19 +84,27 @@ class OverloadConfig:
     # with its source in jurisdiction_basis
     jurisdiction_fraction: float | None = None
     jurisdiction_basis: str = ""
-    # σ(v) of the gross weight by speed band, (speed_max_kmh, relative sd), pooled from the
-    # site's history; the default is a conservative simulator figure, not a site's own
-    scatter_bands_kmh_sd: tuple[tuple[float, float], ...] = DEFAULT_SCATTER_BANDS
-    scatter_source: str = "默认值：模拟粗糙路面两排传感器的最不利估计，应以本点历史数据替换"
+    # σ(v) of the gross weight by speed band, hand-set as (speed_max_kmh, relative sd), each
+    # band starting where the previous ends; and as measured (speed_min_kmh, speed_max_kmh,
+    # relative sd, passages) from a calibration profile or a zhichao.scatter/1 file
+    # (zhichao.weighing.scatter). Where several cover a speed the largest σ applies; where
+    # none does, the physics prior for the device's class (no history: conservative).
+    scatter_bands_kmh_sd: tuple[tuple[float, float], ...] = ()
+    # (each measured band may add axles_min, axles_max: the axle counts it holds for)
+    scatter_measured: tuple[tuple[float, ...], ...] = ()
+    scatter_source: str = "部署配置值"
     # deduction k · σ(v) · gross: covers the scatter's tail with margin (legal_safety.py)
     coverage_factor: float = 4.0
     group_spacing_m: float = 1.8  # axles closer than this form a group (BrAId; GB 1589)
 
     @property
     def scatter_bands(self) -> tuple[Any, ...]:
-        from zhichao.weighing.overload import ScatterBand
+        from zhichao.weighing.scatter import ScatterBand, contiguous_bands
 
-        return tuple(ScatterBand(float(v), float(sd), 0) for v, sd in self.scatter_bands_kmh_sd)
+        return contiguous_bands(self.scatter_bands_kmh_sd) + tuple(
+            ScatterBand(float(m[1]), float(m[2]), int(m[3]), float(m[0]), None, 0,
+                        *(int(a) for a in m[4:6]))
+            for m in self.scatter_measured)
 
     @property
     def allowance_basis(self) -> str:
@@ -168,8 +165,23 @@ class WeighingConfig:
                 not 0 <= o.jurisdiction_fraction < 0.5 or not o.jurisdiction_basis):
             raise WeighingConfigError("jurisdiction_fraction must be in [0, 0.5) and carry "
                                       "its jurisdiction_basis (the rule and its source)")
-        if o.coverage_factor <= 0 or any(sd < 0 for _, sd in o.scatter_bands_kmh_sd):
-            raise WeighingConfigError("coverage_factor must be > 0, scatter sd >= 0")
+        if o.coverage_factor <= 0 or any(sd < 0 for _, sd in o.scatter_bands_kmh_sd) or any(
+                len(m) not in (4, 6) or m[2] < 0 or not 0 <= m[0] < m[1]
+                for m in o.scatter_measured):
+            raise WeighingConfigError("coverage_factor must be > 0, scatter sd >= 0, "
+                                      "measured bands 0 <= speed_min_kmh < speed_max_kmh")
+
+    def with_scatter(self, bands: Sequence[Any], source: str) -> WeighingConfig:
+        """This configuration with the measured σ(v) ``bands`` (ScatterBand) added."""
+        if not bands:
+            return self
+        o = self.overload
+        measured = tuple(o.scatter_measured) + tuple(
+            (b.speed_min_kmh, b.speed_max_kmh, b.relative_sd, b.samples, b.axles_min,
+             b.axles_max) for b in bands)
+        src = source if not (o.scatter_measured or o.scatter_bands_kmh_sd) else \
+            f"{o.scatter_source}；{source}"
+        return replace(self, overload=replace(o, scatter_measured=measured, scatter_source=src))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WeighingConfig:

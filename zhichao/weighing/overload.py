@@ -7,10 +7,12 @@ counted twice — the larger of two estimates is taken, not their sum:
 * the device's **in-service maximum permissible error** for its accuracy class
   (:data:`ACCURACY_CLASSES`, OIML R134 / JJG 907; 行政处罚法 Art. 40, 41(2): no penalty while
   the excess lies inside the device's error);
-* the site's **gross-weight scatter at this speed**, ``k · σ(v)``, where σ(v) is estimated
-  from the site's pooled history (:func:`estimate_scatter`: reference-truck runs against
-  their static weights, and in-service passages through the spread of their rows) — many
-  degrees of freedom, not a Student t on one passage's 1–3;
+* the site's **gross-weight scatter at this speed**, ``k · σ(v)``, where σ(v) is pooled
+  from the site's history (:mod:`zhichao.weighing.scatter`: reference-truck runs in the
+  calibration profile, in-service passages through the spread of their rows, each an upper
+  confidence bound) — many degrees of freedom, not a Student t on one passage's 1–3; where
+  no history covers the speed, the physics prior for the device's class and the passage's
+  number of rows (:func:`zhichao.weighing.scatter.prior_scatter`);
 * a larger deduction set by the jurisdiction (``OverloadConfig.jurisdiction_fraction``),
   only with its source.
 
@@ -30,11 +32,20 @@ passage whose rows disagree, and the evidence gate sends it to manual review.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from zhichao.weighing.config import OverloadConfig
 from zhichao.weighing.errors import WeighingConfigError
+from zhichao.weighing.scatter import (  # noqa: F401 - re-exported
+    HistoryPassage,
+    ScatterBand,
+    estimate_scatter,
+    prior_scatter,
+    scatter_at,
+)
+
+PRIOR_SOURCE_ZH = "本点尚无历史数据：按器具准确度等级与粗糙路面动载模型的保守先验"
 
 VERDICTS = ("overloaded", "within_limit", "uncertain", "undecidable")
 
@@ -107,71 +118,6 @@ def mpe_fraction(name: str) -> float:
 
 
 @dataclass(frozen=True)
-class ScatterBand:
-    """Relative standard deviation of the gross weight for speeds below ``speed_max_kmh``."""
-
-    speed_max_kmh: float
-    relative_sd: float
-    samples: int  # passages pooled (degrees of freedom ≈ this or more)
-
-
-@dataclass(frozen=True)
-class HistoryPassage:
-    """One passage of the site's history: speed, the rows' gross weights, and — for a
-    reference-truck run — the truck's static gross weight."""
-
-    speed_kmh: float
-    row_gross_kg: Sequence[float]
-    reference_gross_kg: float | None = None
-
-
-def estimate_scatter(history: Iterable[HistoryPassage], band_kmh: float = 10.0,
-                     correlation_factor: float = 1.25) -> tuple[ScatterBand, ...]:
-    """Pool the site's history into speed bands of σ (relative sd of the gross weight).
-
-    A reference run contributes its error ``(mean of rows − static) / static``; an
-    in-service passage contributes ``c² · s²_rows / N`` (its rows' spread, c the spatial
-    correlation factor, TRL RR307). Per band the larger of the two pooled variances is
-    kept: the estimate is never smaller than either source supports.
-    """
-    ref: dict[int, list[float]] = {}
-    rows: dict[int, list[float]] = {}
-    for p in history:
-        g = [float(x) for x in p.row_gross_kg]
-        if not g or not all(math.isfinite(x) and x > 0 for x in g):
-            continue
-        band = int(abs(p.speed_kmh) // band_kmh)
-        mean = sum(g) / len(g)
-        if p.reference_gross_kg:
-            ref.setdefault(band, []).append((mean / p.reference_gross_kg - 1.0) ** 2)
-        if len(g) >= 2:
-            s2 = sum((x / mean - 1.0) ** 2 for x in g) / (len(g) - 1)
-            rows.setdefault(band, []).append(correlation_factor ** 2 * s2 / len(g))
-    out = []
-    for band in sorted(set(ref) | set(rows)):
-        var = max((sum(v) / len(v)) for v in (ref.get(band), rows.get(band)) if v)
-        n = len(ref.get(band, ())) + len(rows.get(band, ()))
-        out.append(ScatterBand((band + 1) * band_kmh, math.sqrt(var), n))
-    return tuple(out)
-
-
-def scatter_at(speed_kmh: float | None, bands: Sequence[ScatterBand]) -> float | None:
-    """σ at ``speed_kmh`` (the band containing it; the worst band when the speed or the
-    band is unknown — never a smaller value than the history supports)."""
-    if not bands:
-        return None
-    worst = max(b.relative_sd for b in bands)
-    if speed_kmh is None or not math.isfinite(speed_kmh):
-        return worst
-    lower = 0.0
-    for b in sorted(bands, key=lambda b: b.speed_max_kmh):
-        if lower <= abs(speed_kmh) < b.speed_max_kmh:
-            return b.relative_sd
-        lower = b.speed_max_kmh
-    return worst
-
-
-@dataclass(frozen=True)
 class Tolerance:
     """The deduction and where it comes from."""
 
@@ -183,21 +129,38 @@ class Tolerance:
     basis_zh: str
 
 
-def tolerance_for(gross_kg: float, speed_kmh: float | None, cfg: OverloadConfig) -> Tolerance:
+def site_sigma(speed_kmh: float | None, rows: int, cfg: OverloadConfig,
+               axle_count: int | None = None) -> tuple[float, str]:
+    """σ(v) for a passage with ``rows`` rows: the site's bands where one covers the speed
+    (and axle count), else the physics prior for the device's class
+    (:func:`prior_scatter`); and its source."""
+    sigma = scatter_at(speed_kmh, cfg.scatter_bands, axle_count)
+    cls = accuracy_class(cfg.accuracy_class, dict(cfg.class_mpe_in_service_pct))
+    assert cls is not None  # checked by OverloadConfig
+    prior = prior_scatter(speed_kmh, rows, cls.initial_pct)
+    known_speed = speed_kmh is not None and math.isfinite(speed_kmh)
+    # an unknown speed: the worst band, or the prior at the top speed if that is larger
+    if sigma is not None and (known_speed or sigma >= prior):
+        return sigma, cfg.scatter_source
+    return prior, PRIOR_SOURCE_ZH
+
+
+def tolerance_for(gross_kg: float, speed_kmh: float | None, cfg: OverloadConfig,
+                  rows: int = 1, axle_count: int | None = None) -> Tolerance:
     """The larger of the device's MPE, the site's scatter and the jurisdiction's deduction."""
     cls = accuracy_class(cfg.accuracy_class, dict(cfg.class_mpe_in_service_pct))
     assert cls is not None  # checked by OverloadConfig
     mpe = int(math.ceil(cls.in_service_pct / 100.0 * gross_kg))
-    sigma = scatter_at(speed_kmh, cfg.scatter_bands)
-    scatter = None if sigma is None else int(math.ceil(cfg.coverage_factor * sigma * gross_kg))
+    sigma, source = site_sigma(speed_kmh, rows, cfg, axle_count)
+    scatter = int(math.ceil(cfg.coverage_factor * sigma * gross_kg))
     jur = (None if cfg.jurisdiction_fraction is None
            else int(math.ceil(cfg.jurisdiction_fraction * gross_kg)))
-    options = {"device_mpe": mpe, "site_scatter": scatter or 0, "jurisdiction": jur or 0}
+    options = {"device_mpe": mpe, "site_scatter": scatter, "jurisdiction": jur or 0}
     governing = max(options, key=lambda k: options[k])
     basis = {
         "device_mpe": f"{cls.source_zh} {cls.name}级使用中最大允许误差±{cls.in_service_pct:g}%"
                       f"（{cls.status_zh}）",
-        "site_scatter": f"本点历史数据估计的总重离散（{cfg.scatter_source}），"
+        "site_scatter": f"本点总重离散σ(v)={sigma * 100:.2f}%（{source}），"
                         f"k={cfg.coverage_factor:g}",
         "jurisdiction": cfg.jurisdiction_basis,
     }[governing]
@@ -220,16 +183,17 @@ class OverloadResult:
 def check_overload(gross_kg: float, limit_kg: int | None, row_gross_kg: list[float],
                    cfg: OverloadConfig | None = None,
                    candidates_kg: tuple[int, ...] = (),
-                   speed_kmh: float | None = None) -> OverloadResult:
+                   speed_kmh: float | None = None,
+                   axle_count: int | None = None) -> OverloadResult:
     """Decide the verdict for one passage (see module docstring).
 
     ``limit_kg`` is the most lenient limit lawful for what is known of the vehicle;
     ``candidates_kg`` also lists the stricter ones that unseen facts would make lawful.
     """
     cfg = cfg or OverloadConfig()
-    tol = tolerance_for(gross_kg, speed_kmh, cfg)
-    sigma = scatter_at(speed_kmh, cfg.scatter_bands)
-    u = None if sigma is None else sigma * gross_kg
+    rows = max(1, len(row_gross_kg))
+    tol = tolerance_for(gross_kg, speed_kmh, cfg, rows, axle_count)
+    u = site_sigma(speed_kmh, rows, cfg, axle_count)[0] * gross_kg
     k = cfg.coverage_factor
     net = gross_kg - tol.tolerance_kg
     if limit_kg is None:

@@ -1,0 +1,149 @@
+"""σ(v): upper confidence bounds, the physics prior and its fallbacks, axle-count classes,
+and a legal truck at its limit never reported overloaded (行政处罚法 Art. 40, 41(2): no
+penalty while the excess may be the device's error)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from zhichao.devices.recording import read_recording
+from zhichao.devices.sim import SimOptions, simulate
+from zhichao.devices.sim.lane import read_truth
+from zhichao.weighing.config import OverloadConfig, WeighingConfig
+from zhichao.weighing.errors import CalibrationProfileError, WeighingConfigError
+from zhichao.weighing.evaluation import match_vehicles
+from zhichao.weighing.overload import PRIOR_SOURCE_ZH, check_overload, tolerance_for
+from zhichao.weighing.scatter import (
+    SCATTER_FORMAT,
+    HistoryPassage,
+    ScatterBand,
+    estimate_scatter,
+    prior_scatter,
+    read_scatter,
+    scatter_at,
+    scatter_document,
+    site_config,
+    static_sd,
+    upper_sd,
+    write_scatter,
+)
+from zhichao.weighing.stream import weigh_recording
+
+
+def test_upper_bound_shrinks_towards_the_estimate_with_more_data() -> None:
+    few, many = upper_sd(0.03 ** 2, 10), upper_sd(0.03 ** 2, 10_000)
+    assert few > many > 0.03
+    assert many == pytest.approx(0.03, rel=0.03)
+    assert math.isinf(upper_sd(0.03 ** 2, 0))
+
+
+def test_prior_grows_with_speed_shrinks_with_rows_and_keeps_the_static_part() -> None:
+    st = static_sd(2.5)  # class 5, initial MPE 2.5 %
+    assert prior_scatter(90.0, 2, 2.5) > prior_scatter(40.0, 2, 2.5) > st
+    assert prior_scatter(90.0, 4, 2.5) < prior_scatter(90.0, 2, 2.5)
+    # unknown speed: the top of the operating range
+    assert prior_scatter(None, 4, 2.5) == prior_scatter(100.0, 4, 2.5)
+
+
+def test_without_history_the_prior_governs_and_says_so() -> None:
+    t = tolerance_for(40000, 80.0, OverloadConfig(), rows=4)
+    sigma = prior_scatter(80.0, 4, 2.5)
+    assert t.governing == "site_scatter" and PRIOR_SOURCE_ZH in t.basis_zh
+    assert t.tolerance_kg == math.ceil(4.0 * sigma * 40000)
+    # fewer rows, larger deduction
+    assert tolerance_for(40000, 80.0, OverloadConfig(), rows=2).tolerance_kg > t.tolerance_kg
+
+
+def test_sparse_bands_are_left_to_the_prior() -> None:
+    hist = [HistoryPassage(25.0, [30000, 30300, 29900, 30100])] * 40 + \
+        [HistoryPassage(75.0, [30000, 31000, 29000, 30500])] * 5
+    bands = estimate_scatter(hist, min_samples=30)
+    assert [(b.speed_min_kmh, b.speed_max_kmh) for b in bands] == [(20.0, 30.0)]
+    cfg = WeighingConfig().with_scatter(bands, "test").overload
+    assert scatter_at(25.0, cfg.scatter_bands) == bands[0].relative_sd
+    assert scatter_at(75.0, cfg.scatter_bands) is None  # → the prior
+    at75 = tolerance_for(30000, 75.0, cfg, rows=4)
+    assert PRIOR_SOURCE_ZH in at75.basis_zh
+
+
+def test_axle_classes_pool_separately_and_unknown_axles_take_the_worst() -> None:
+    two = [HistoryPassage(45.0, [20000, 22000], axle_count=2)] * 40
+    six = [HistoryPassage(45.0, [40000, 40400], axle_count=6)] * 40
+    bands = estimate_scatter(two + six, min_samples=30, axle_classes=((2, 2), (5, 99)))
+    assert len(bands) == 2
+    s2, s6 = scatter_at(45.0, bands, 2), scatter_at(45.0, bands, 6)
+    assert s2 is not None and s6 is not None and s2 > 4 * s6
+    assert scatter_at(45.0, bands, None) == s2  # axle count unknown: the larger
+    assert scatter_at(45.0, bands, 3) is None  # no class for 3 axles → the prior
+
+
+def test_where_two_sources_cover_a_speed_the_larger_applies(tmp_path: Path) -> None:
+    file_band = ScatterBand(60.0, 0.02, 100, 50.0)
+    doc = scatter_document([file_band], method="in_service_rows", site_id="S", lane_id="1",
+                           profile_id=None, confidence=0.95, passages=100)
+    path = write_scatter(doc, tmp_path / "s.json")
+    assert read_scatter(path)[0]["format"] == SCATTER_FORMAT
+    cfg = site_config(WeighingConfig(overload=OverloadConfig(
+        scatter_bands_kmh_sd=((250.0, 0.03),))), None, path)
+    assert scatter_at(55.0, cfg.overload.scatter_bands) == 0.03
+    cfg = site_config(None, None, path)
+    assert scatter_at(55.0, cfg.overload.scatter_bands) == 0.02
+
+
+def test_bad_scatter_files_and_bands_are_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": SCATTER_FORMAT, "bands": [
+        {"speed_min_kmh": 50, "speed_max_kmh": 40, "relative_sd": 0.02}]}), encoding="utf-8")
+    with pytest.raises(CalibrationProfileError):
+        read_scatter(bad)
+    with pytest.raises(CalibrationProfileError):
+        read_scatter(tmp_path / "missing.json")
+    with pytest.raises(WeighingConfigError):
+        WeighingConfig(overload=OverloadConfig(scatter_measured=((60.0, 50.0, 0.02, 10),)))
+
+
+def test_legal_trucks_at_their_limit_are_never_reported_overloaded(tmp_path: Path) -> None:
+    """Rough road, 2 rows, the shipped defaults (no history): each legal truck's
+    measurement error stays inside its deduction, so none would be reported overloaded
+    even loaded exactly to its limit; and none is."""
+    opts = SimOptions(n_rows=2, road="rough", trucks_only=True, abnormal_fraction=0.0,
+                      load_profile="near_limit", sensor_seed=5)
+    n = 0
+    for p in simulate(60, 17, tmp_path, opts, 30):
+        for m in match_vehicles(read_truth(p)["vehicles"], weigh_recording(read_recording(p))):
+            w, t = m.weighed, m.truth
+            assert w is not None and w.gross_weight_kg and w.allowance_kg is not None
+            if t["gross_weight_kg"] <= t["limit_kg"]:
+                n += 1
+                assert not w.overloaded
+                assert w.gross_weight_kg - w.allowance_kg <= t["gross_weight_kg"]
+    assert n >= 50
+    # and the verdict itself: a passage reading its limit plus the device's error is not over
+    r = check_overload(31000 * 1.05, 31000, [31000 * 1.05] * 2, OverloadConfig(),
+                       speed_kmh=20.0, axle_count=4)
+    assert not r.overloaded
+
+
+def test_weigh_pools_the_scatter_of_its_own_recordings(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    from zhichao.cli import main
+
+    opts = SimOptions(n_rows=4, trucks_only=True, abnormal_fraction=0.0, sensor_seed=3,
+                      speed_kmh=(41.0, 49.0))
+    recs = [str(p) for p in simulate(150, 23, tmp_path, opts, 50)]
+    assert main(["weigh", "--json", *recs]) == 0
+    prior = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert main(["weigh", "--json", "--pool-scatter", *recs]) == 0
+    pooled = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(pooled) == len(prior) >= 140
+    # a smooth road's measured scatter is far below the rough-road prior; axle classes
+    # with fewer than 30 passages in the band keep the prior
+    pairs = [(p["uncertainty_kg"], q["uncertainty_kg"]) for p, q in zip(pooled, prior,
+                                                                        strict=True)]
+    assert all(p <= q + 1.0 for p, q in pairs)
+    assert sum(p < 0.8 * q for p, q in pairs) >= 0.6 * len(pairs)
