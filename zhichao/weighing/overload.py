@@ -23,7 +23,9 @@ counted twice — the larger of two estimates is taken, not their sum:
     undecidable ⇔  not overloaded, but gross − tolerance > a stricter candidate limit that
                    a fact the WIM cannot see would make lawful (e.g. 46 t for a single drive)
     uncertain   ⇔  over, but the passage has fewer than two rows, so its own scatter
-                   cannot be checked for an anomaly
+                   cannot be checked for an anomaly; or not over after the deduction, but
+                   gross − MPE(class) · gross > limit: over by more than the device's error
+                   and within the site's scatter — never a case, marked for a human
 
 The passage's own row scatter is only an anomaly check: ``rows_disagree`` (stage 8) flags a
 passage whose rows disagree, and the evidence gate sends it to manual review.
@@ -208,6 +210,11 @@ def check_overload(gross_kg: float, limit_kg: int | None, row_gross_kg: list[flo
         verdict = "overloaded" if len(row_gross_kg) >= 2 else "uncertain"
     elif stricter and net > min(stricter):
         verdict = "undecidable"
+    elif gross_kg - tol.device_mpe_kg > limit_kg:
+        # over by more than the device's error, but not by more than the site's scatter at
+        # this speed: not proven, never a case, and not silently dropped either (a human
+        # may send the truck to static re-weighing)
+        verdict = "uncertain"
     else:
         verdict = "within_limit"
     return OverloadResult(verdict, verdict == "overloaded", tol.tolerance_kg, excess,
