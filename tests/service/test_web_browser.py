@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from tests.service.conftest import PASSWORD
 from tests.service.test_web_common import (
@@ -30,7 +31,7 @@ from tests.service.test_web_common import (
     shared_lane,
 )
 from zhichao.service.db import transaction
-from zhichao.service.models import AuditEntry, Case
+from zhichao.service.models import AuditEntry, Case, Decision
 
 CHROMIUM = Path(os.environ.get("ZHICHAO_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
@@ -241,7 +242,9 @@ def test_walk_from_capture_to_publication(server: tuple[str, Web], browser: Any)
     public = browser.new_context(locale="zh-CN").new_page()
     public.goto(f"{base}/portal/disclosures")
     table = public.inner_text("#disclosures")
-    assert plate not in table and plate[:2] + "***" in table and "600" in table
+    with transaction(web.sessions) as s:
+        fine = s.scalars(select(Decision.fine_yuan).where(Decision.case_id == case_id)).one()
+    assert plate not in table and plate[:2] + "***" in table and str(fine) in table
     assert "温岭某某物流" not in public.content()
     shot(public, "08-public-disclosures")
 
