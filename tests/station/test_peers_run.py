@@ -77,8 +77,10 @@ def test_zwr_record_controller_peer_through_zhichao_run(tmp_path: Path) -> None:
     assert [r[0] for r in rows] == [0, 1, 2, 3]  # the station's record ordinals
     assert [r[1] for r in rows] == [2, 2, 3, 2]
     assert [r[2] for r in rows] == [27000.0, 15000.0, 28500.0, 26000.0]
-    assert [r[3] for r in rows] == ["overloaded", "within_limit", "within_limit",
-                                    "overloaded"]
+    # with no site history the deduction is the cautious prior (docs/evidence.md): 28.5 t
+    # on three axles and 26 t on two are over their limits by more than the class-5 error
+    # but within that deduction: uncertain, marked for a human, no case
+    assert [r[3] for r in rows] == ["overloaded", "within_limit", "uncertain", "uncertain"]
     for seq, row in enumerate(rows):
         record = json.loads(row[4])
         src = record["wim_source"]
@@ -87,7 +89,7 @@ def test_zwr_record_controller_peer_through_zhichao_run(tmp_path: Path) -> None:
         assert record["lane_id"] == "1"  # the station's lane, not the controller's "2"
     assert "close_following" in json.loads(rows[3][4])["flags"]  # the status bit 0x0020
     manifests = _sealed_and_verified(data)
-    assert len(manifests) == 2
+    assert len(manifests) == 1
     for m in manifests:
         vehicle = m["case"]["vehicle"]
         assert vehicle["wim_source"]["kind"] == "records"  # which kind of device weighed
@@ -96,9 +98,9 @@ def test_zwr_record_controller_peer_through_zhichao_run(tmp_path: Path) -> None:
 
 
 def _lane() -> tuple[np.ndarray, list[float]]:
-    """Four overloaded-profile trucks on a 2-row, 1 kHz lane (seed 2: three of them
-    overloaded by the core offline)."""
-    opts = SimOptions(n_rows=2, sample_rate_hz=1000.0, speed_kmh=(40.0, 70.0),
+    """Four overloaded-profile trucks on a 2-row, 1 kHz lane at 10–15 km/h (seed 2), slow
+    enough that the default deduction (no site history) leaves each of them overloaded."""
+    opts = SimOptions(n_rows=2, sample_rate_hz=1000.0, speed_kmh=(10.0, 15.0),
                       abnormal_fraction=0.0, trucks_only=True, load_profile="overloaded",
                       temperature_c=(20.0, 20.0))
     rng = np.random.default_rng(2)
@@ -120,10 +122,9 @@ pavement_temperature_c = 20.0""")
     rows = query(data / "station.db", "SELECT axle_count, verdict, record FROM passages "
                                       "ORDER BY first_sample")
     assert [r[0] for r in rows] == [6, 6, 2, 5]
-    assert [r[1] for r in rows] == ["overloaded", "overloaded", "overloaded",
-                                    "within_limit"]
+    assert [r[1] for r in rows] == ["overloaded"] * 4
     assert all("wim_source" not in json.loads(r[2]) for r in rows)  # zhichao weighed them
     gaps = query(data / "station.db", "SELECT COUNT(*) FROM gaps")
     assert gaps == [(0,)]
     manifests = _sealed_and_verified(data)
-    assert len(manifests) == 3
+    assert len(manifests) == 4

@@ -124,16 +124,22 @@ def test_accuracy_class_of_the_register_in_force(tmp_path: Path) -> None:
 
 
 def test_record_weighed_with_the_device_class() -> None:
-    """At 8 km/h the scatter deduction (4 × 1.5 %) is below class 10's ±10 %: the class the
-    device has decides the tolerance."""
+    """The station's device class reaches the weighing: its in-service MPE is the device
+    part of the tolerance (class 5: ±5 %, class 10: ±10 % of 27 t), and never less than it
+    is deducted."""
+    from zhichao.weighing.overload import tolerance_for
     from zhichao.weighing.reported import weigh_reported
 
     r = WimRecord(1, 0, datetime.now(UTC), "1", 8.0, None, (7000.0, 20000.0), (), (5.0,),
                   27000.0, (26900.0, 27100.0), 0, None)
-    low = weigh_reported(r, site_id="S", config=weighing_config(parse_config({})))
-    high = weigh_reported(r, site_id="S", config=weighing_config(
-        parse_config({"device": {"accuracy_class": "10"}})))
-    assert low.allowance_kg == 1620 and high.allowance_kg == 2700
+    configs = [weighing_config(parse_config({})),
+               weighing_config(parse_config({"device": {"accuracy_class": "10"}}))]
+    mpe = [tolerance_for(27000.0, 8.0, c.overload, rows=2, axle_count=2).device_mpe_kg
+           for c in configs]
+    assert mpe == [1350, 2700]
+    for c, device_mpe_kg in zip(configs, mpe, strict=True):
+        out = weigh_reported(r, site_id="S", config=c)
+        assert out.allowance_kg >= device_mpe_kg
 
 
 # ------------------------------------------------------------------ record journal, resume
