@@ -85,7 +85,7 @@ def reference_scatter(recordings: Iterable[Path], static_gross_kg: Mapping[str, 
                              min_samples=cfg.min_reference_passes, band_offset_kmh=offset)
     return {"method": "reference_runs", "confidence": cfg.confidence,
             "passes": len(history), "bands": [b.to_json() for b in bands],
-            "basis": "参考车过车按本校准参数复称，总重误差按速度分段汇总，取σ的单侧"
+            "basis": "参考车过车按本校准参数复称，总重误差按速度分段汇总，取标准差的单侧"
                      f"{cfg.confidence:.0%}置信上限；过车不足{cfg.min_reference_passes}次的"
                      "速度段不给值（由先验或在役数据覆盖）"}
 

@@ -113,7 +113,7 @@ class OverloadConfig:
         c = accuracy_class(self.accuracy_class, dict(self.class_mpe_in_service_pct))
         text = "" if c is None else (
             f"{c.source_zh} {c.name}级使用中最大允许误差±{c.in_service_pct:g}%（{c.status_zh}）")
-        return (f"{text}；与本点历史离散 k·σ(v) 及辖区规定扣除取大者，不叠加"
+        return (f"{text}；与本点历史离散度的k倍及辖区规定扣除取大者，不叠加"
                 + (f"（辖区：{self.jurisdiction_basis}）" if self.jurisdiction_basis else ""))
 
 

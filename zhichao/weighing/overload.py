@@ -162,7 +162,7 @@ def tolerance_for(gross_kg: float, speed_kmh: float | None, cfg: OverloadConfig,
     basis = {
         "device_mpe": f"{cls.source_zh} {cls.name}级使用中最大允许误差±{cls.in_service_pct:g}%"
                       f"（{cls.status_zh}）",
-        "site_scatter": f"本点总重离散σ(v)={sigma * 100:.2f}%（{source}），"
+        "site_scatter": f"本点该车速下总重相对标准差 {sigma * 100:.2f}%（{source}），"
                         f"k={cfg.coverage_factor:g}",
         "jurisdiction": cfg.jurisdiction_basis,
     }[governing]
