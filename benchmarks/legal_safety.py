@@ -10,11 +10,14 @@ tools a site runs (``docs/calibration.md``, "The site's scatter σ(v)"):
 2. **In-service history**: ``--history`` trucks of mixed loads pooled by
    :func:`zhichao.calibration.scatter.scatter_file` (``zhichao scatter``), once without and
    once with the profile: σ(v) per 10 km/h band and axle-count class from the rows' spread.
-3. Three ways of weighing every truck: ``no_history`` (the shipped defaults: the physics
-   prior for class 5), ``uncalibrated`` (no profile, the site's scatter file) and
-   ``calibrated`` (the profile with its σ(v), and the scatter file pooled under it) — as
+3. Four ways of weighing every truck: ``no_history`` (the physics prior for class 5:
+   ``zhichao weigh --no-pool-scatter``), ``batch`` (``zhichao weigh``'s default: σ(v) pooled
+   from the very trucks weighed — the legal and the overloaded ones of this site — as a
+   station pools its own passages), ``uncalibrated`` (no profile, the site's scatter file)
+   and ``calibrated`` (the profile with its σ(v), and the scatter file pooled under it) — as
    ``zhichao weigh [--calibration PROFILE] --scatter FILE`` does
-   (:func:`zhichao.weighing.scatter.site_config`).
+   (:func:`zhichao.weighing.scatter.site_config`). The tolerance is the larger of the class's
+   MPE and k·σ(v); σ(v) is the dynamic scatter (the class covers the common error).
 4. **Legal trucks**: ``--legal`` trucks loaded to 85–100 % of their limit, driven normally
    over 5–100 km/h. Counted: legal trucks reported ``overloaded`` (must be 0); legal trucks
    whose error exceeds the deduction (``gross − tolerance > true gross``: they would have
@@ -54,13 +57,20 @@ from zhichao.devices.sim.reference import make_fleet, simulate_reference_session
 from zhichao.weighing.calibration_profile import CalibrationProfile, load_profile
 from zhichao.weighing.config import OverloadConfig, WeighingConfig
 from zhichao.weighing.evaluation import match_vehicles
-from zhichao.weighing.scatter import AXLE_CLASSES, profile_scatter, site_config, write_scatter
+from zhichao.weighing.scatter import (
+    AXLE_CLASSES,
+    pooled_bands,
+    pooling_passages,
+    profile_scatter,
+    site_config,
+    write_scatter,
+)
 from zhichao.weighing.stream import weigh_recording
 
 ABNORMAL_FOR_REVIEW = {"speed_out_of_range", "acceleration", "reversing", "wheel_off_sensor",
                        "straddling", "rows_disagree", "close_following",
                        "possible_merged_vehicles"}
-LABELS = ("no_history", "uncalibrated", "calibrated")
+LABELS = ("no_history", "batch", "uncalibrated", "calibrated")
 
 
 def _weigh(paths: list[Path], cfg: WeighingConfig,
@@ -94,7 +104,10 @@ def run(road: str, rows: int, n_legal: int, n_over: int, n_hist: int, k: float,
         for label in LABELS:
             profile = prof if label == "calibrated" else None
             cfg, doc = base, None
-            if label != "no_history":
+            if label == "batch":
+                first = [v for p in legal + over for v in weigh_recording(read_recording(p), base)]
+                cfg = base.with_scatter(pooled_bands(pooling_passages(first)), "batch")
+            elif label != "no_history":
                 doc = scatter_file(hist, profile, "5", ScatterConfig(
                     axle_classes=AXLE_CLASSES if axle_classes else None))
                 cfg = site_config(base, profile, write_scatter(doc, d / f"{label}.json"))

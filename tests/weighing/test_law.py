@@ -151,7 +151,7 @@ def test_the_larger_deduction_not_the_sum() -> None:
     assert fast.tolerance_kg < fast.device_mpe_kg + (fast.scatter_kg or 0)
     # an unknown speed: the worst band, or the prior at 100 km/h when that is larger
     assert tolerance_for(40000, None, cfg, rows=4).tolerance_kg == math.ceil(
-        4.0 * prior_scatter(None, 4, 2.5) * 40000)
+        4.0 * prior_scatter(None, 4) * 40000)
     high = OverloadConfig(scatter_bands_kmh_sd=((250.0, 0.30),))
     assert tolerance_for(40000, None, high, rows=4).tolerance_kg == 48000
 

@@ -9,8 +9,8 @@
   rows weigh the same vehicle at different phases of its bounce; their spread, pooled over
   many passages, estimates the scatter of the rows' mean (see
   :mod:`zhichao.weighing.scatter`), per speed band and axle-count class. The error common
-  to all rows, which row spread cannot see, is added in quadrature
-  (:func:`common_error_sd`).
+  to all rows, which row spread cannot see, is the accuracy class's part of the tolerance
+  (the larger of the two is deducted, never their sum).
 
 Both give upper confidence bounds; bands with too few passages are left out, so the prior
 (or the other source) covers those speeds.
@@ -29,13 +29,13 @@ from zhichao.devices.recording import read_recording
 from zhichao.weighing.calibration_profile import CalibrationProfile
 from zhichao.weighing.config import WeighingConfig
 from zhichao.weighing.errors import WeighingError
+from zhichao.weighing.overload import accuracy_class
 from zhichao.weighing.scatter import (
     AXLE_CLASSES,
     BAND_KMH,
     CONFIDENCE,
     MIN_PASSAGES,
     HistoryPassage,
-    common_error_sd,
     estimate_scatter,
     pooled_bands,
     pooling_passages,
@@ -111,18 +111,16 @@ def scatter_file(recordings: list[Path], profile: CalibrationProfile | None,
     if not history:
         raise CalibrationError("no passage fit for pooling (need weighed vehicles with two "
                                "or more rows and no abnormal-driving flag)")
-    try:
-        common = common_error_sd(accuracy_class_name, profile)
-    except WeighingError as exc:
-        raise CalibrationError(str(exc)) from None
-    bands = pooled_bands(history, common, cfg.band_kmh, cfg.confidence, cfg.min_passages,
+    if accuracy_class(accuracy_class_name) is None:
+        raise CalibrationError(f"unknown accuracy class {accuracy_class_name!r}")
+    bands = pooled_bands(history, cfg.band_kmh, cfg.confidence, cfg.min_passages,
                          cfg.axle_classes)
     meta = read_recording(recordings[0]).meta
     return scatter_document(
         bands, method="in_service_rows", site_id=meta.site_id, lane_id=meta.lane_id,
         profile_id=profile.profile_id if profile else None, confidence=cfg.confidence,
         passages=len(history),
-        extra={"accuracy_class": accuracy_class_name, "common_relative_sd": common,
+        extra={"accuracy_class": accuracy_class_name,
                "band_kmh": cfg.band_kmh, "min_passages": cfg.min_passages,
                "axle_classes": [list(c) for c in cfg.axle_classes or ()],
                "recordings": [p.name for p in recordings]})

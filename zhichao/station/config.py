@@ -77,6 +77,14 @@ class WimSection:
     calibration_profile: str = ""  # path to a zhichao.calibration/1 profile; empty: identity
     read_timeout_s: float = 0.1
     sensor: SensorSection = field(default_factory=SensorSection)
+    # the site's σ(v) (docs/calibration.md): a zhichao.scatter/1 file (`zhichao scatter`),
+    # and the lane's own in-service passages pooled every `pool_every_passages` passages
+    # over the last `pool_window_days` (guesses: engineering choices, not law)
+    scatter_file: str = ""
+    pool_scatter: bool = True
+    pool_every_passages: int = 200
+    pool_window_days: float = 30.0
+    pool_max_passages: int = 20000
 
 
 @dataclass(frozen=True)
@@ -377,6 +385,12 @@ def _check_site_lane_wim(cfg: StationConfig) -> None:
     if w.calibration_profile:
         _need(cfg.path(w.calibration_profile).is_file(), "wim.calibration_profile",
               f"{cfg.path(w.calibration_profile)} does not exist")
+    if w.scatter_file:
+        _need(cfg.path(w.scatter_file).is_file(), "wim.scatter_file",
+              f"{cfg.path(w.scatter_file)} does not exist")
+    _need(w.pool_every_passages >= 1, "wim.pool_every_passages", "must be >= 1")
+    _need(w.pool_window_days > 0, "wim.pool_window_days", "must be > 0")
+    _need(w.pool_max_passages >= 30, "wim.pool_max_passages", "must be >= 30")
     sn = w.sensor
     _need(len(sn.rows_x_m) >= 2, "wim.sensor.rows_x_m", "at least two rows are needed")
     _need(sn.rows_x_m[0] == 0.0, "wim.sensor.rows_x_m", "row 1 is the origin: start with 0.0")

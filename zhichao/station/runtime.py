@@ -68,9 +68,11 @@ from zhichao.station.record_intake import RecordIntake, RecordJournal
 from zhichao.station.resume import DurablePosition
 from zhichao.station.seal_stage import SealStage
 from zhichao.station.sealing import Sealer
+from zhichao.station.site_scatter import SiteScatter
 from zhichao.station.store import StationStore, utc_text
 from zhichao.station.upload import CenterLink, UploadTarget
 from zhichao.weighing.calibration_profile import CalibrationProfile
+from zhichao.weighing.config import WeighingConfig
 from zhichao.weighing.errors import CalibrationProfileError
 from zhichao.weighing.reported import check_profile_for_records
 from zhichao.weighing.vehicle import WeighedVehicle
@@ -127,7 +129,11 @@ class Station:
         self.intake = Intake(cfg, self.store, self.journal, self.durable, self.linker,
                              self.clock, self.profile, self.stages, self.metrics,
                              self._on_vehicle)
+        # the site's σ(v): profile, scatter file and this lane's own passages, pooled
+        self.scatter = SiteScatter(cfg, self.store, self.intake.weighing, self.profile)
+        self.intake.weighing = self.scatter.pool()
         self.records = self._record_intake()  # None: a sample stream
+        self.scatter.listeners.append(self._use_weighing)
         self.link = LinkStage(cfg, self.linker, self.stages, self.metrics)
         self.committer = Committer(cfg, self.store, self.device, self.linker, self.durable,
                                    self.clock, self.metrics, self.intake.ring, self.sealer.key)
@@ -231,6 +237,14 @@ class Station:
         self.link.add(v, key, extra)
         self._trigger_cameras(key)
 
+    def _use_weighing(self, weighing: WeighingConfig) -> None:
+        """The site's σ(v) was pooled again: the next vehicles are decided with it."""
+        self.intake.weighing = weighing
+        if self.intake.proc is not None:
+            self.intake.proc.use_overload(weighing.overload)
+        if self.records is not None:
+            self.records.weighing = weighing
+
     def _trigger_cameras(self, key: str) -> None:
         """Triggered capture: each such camera is asked for a frame at the vehicle's
         predicted arrival (reference clock → wall clock)."""
@@ -253,6 +267,7 @@ class Station:
             done = self.committer.commit(p, target)
             if done.material is not None:
                 self.seals.jobs.put(done.material)
+            self.scatter.note()
 
     def _idle_advance(self) -> None:
         """On a quiet lane (nothing weighed waits to be committed), move the durable

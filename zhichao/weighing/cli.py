@@ -11,10 +11,10 @@ from zhichao.devices.errors import DeviceError
 from zhichao.devices.recording import read_recording
 from zhichao.devices.sim.lane import SimOptions, simulate
 from zhichao.devices.sim.traffic import ABNORMAL_KINDS, LOAD_PROFILES
-from zhichao.weighing.calibration_profile import load_profile
+from zhichao.weighing.calibration_profile import CalibrationProfile, load_profile
 from zhichao.weighing.config import OverloadConfig, WeighingConfig
 from zhichao.weighing.errors import WeighingError
-from zhichao.weighing.scatter import common_error_sd, pooled_bands, pooling_passages, site_config
+from zhichao.weighing.scatter import pooled_bands, pooling_passages, site_config
 from zhichao.weighing.stream import weigh_recording
 from zhichao.weighing.vehicle import WeighedVehicle
 
@@ -52,9 +52,12 @@ def register(subparsers: Any) -> None:
                        help="calibration profile; its σ(v) from reference runs is used too")
     weigh.add_argument("--scatter", type=Path, default=None, metavar="SCATTER.json",
                        help="the site's σ(v) from in-service passages (zhichao scatter)")
-    weigh.add_argument("--pool-scatter", action="store_true",
-                       help="also pool σ(v) from the in-service passages of these recordings "
-                            "(their rows' spread) before deciding the verdicts")
+    weigh.add_argument("--pool-scatter", action=argparse.BooleanOptionalAction, default=True,
+                       help="pool σ(v) from the in-service passages of these recordings (their "
+                            "rows' spread), per site and lane, before deciding the verdicts: "
+                            "the site's history (default; speed bands with fewer than 30 "
+                            "passages keep the cautious prior). --no-pool-scatter: the "
+                            "--scatter file, the profile's σ(v) and the prior only")
     weigh.add_argument("--accuracy-class", default="5",
                        help="the device's accuracy class (its in-service MPE is deducted)")
     weigh.add_argument("--json", action="store_true", help="one JSON object per vehicle per line")
@@ -100,11 +103,7 @@ def _weigh(args: argparse.Namespace) -> int:
             print(f"zhichao weigh: {exc}", file=sys.stderr)
             status = 2
     if args.pool_scatter:
-        bands = pooled_bands(pooling_passages(v for _, vs in weighed for v in vs),
-                             common_error_sd(args.accuracy_class, profile))
-        cfg = cfg.with_scatter(bands, "本批记录在役过车离散（--pool-scatter）")
-        weighed = [(p, weigh_recording(read_recording(p), cfg, profile=profile,
-                                       chunk_samples=args.chunk_samples)) for p, _ in weighed]
+        weighed = _pooled_again(weighed, cfg, profile, args.chunk_samples)
     for path, vehicles in weighed:
         if args.json:
             for v in vehicles:
@@ -112,6 +111,32 @@ def _weigh(args: argparse.Namespace) -> int:
         else:
             print_table(vehicles, sys.stdout, title=str(path))
     return status
+
+
+def _pooled_again(weighed: list[tuple[Path, list[WeighedVehicle]]], cfg: WeighingConfig,
+                  profile: CalibrationProfile | None, chunk_samples: int | None
+                  ) -> list[tuple[Path, list[WeighedVehicle]]]:
+    """Weigh the recordings again with σ(v) pooled from their own in-service passages, one
+    pool per site and lane (a site's scatter is its own); recordings whose pool has no band
+    (too few passages) keep their first weighing."""
+    sites: dict[tuple[str, str], list[WeighedVehicle]] = {}
+    for _, vs in weighed:
+        for v in vs:
+            sites.setdefault((v.site_id, v.lane_id), []).append(v)
+    site_cfg = {}
+    for (site, lane), vs in sites.items():
+        bands = pooled_bands(pooling_passages(vs))
+        if bands:
+            site_cfg[(site, lane)] = cfg.with_scatter(
+                bands, f"本批记录在役过车离散（站点{site}车道{lane}，{len(vs)}辆）")
+    out = []
+    for path, vs in weighed:
+        key = (vs[0].site_id, vs[0].lane_id) if vs else None
+        if key in site_cfg:
+            vs = weigh_recording(read_recording(path), site_cfg[key], profile=profile,
+                                 chunk_samples=chunk_samples)
+        out.append((path, vs))
+    return out
 
 
 VERDICT_ZH = {"overloaded": "超限", "within_limit": "未超限", "uncertain": "存疑（需复核）",

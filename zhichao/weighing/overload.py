@@ -139,7 +139,7 @@ def site_sigma(speed_kmh: float | None, rows: int, cfg: OverloadConfig,
     sigma = scatter_at(speed_kmh, cfg.scatter_bands, axle_count)
     cls = accuracy_class(cfg.accuracy_class, dict(cfg.class_mpe_in_service_pct))
     assert cls is not None  # checked by OverloadConfig
-    prior = prior_scatter(speed_kmh, rows, cls.initial_pct)
+    prior = prior_scatter(speed_kmh, rows)
     known_speed = speed_kmh is not None and math.isfinite(speed_kmh)
     # an unknown speed: the worst band, or the prior at the top speed if that is larger
     if sigma is not None and (known_speed or sigma >= prior):

@@ -10,10 +10,16 @@ about the static gross, by speed band. The overload check deducts ``k · σ(v) �
 * **in-service passages** (``zhichao scatter`` writes a ``zhichao.scatter/1`` file): the
   rows of one passage weigh the same vehicle at different phases of its bounce, so
   ``c² · s²_rows / N`` (s the rows' relative spread, N rows, c the spatial-correlation
-  factor, TRL RR307 ≈ 1.25) estimates the variance of their mean. Row spread cannot see an
-  error common to all rows (sensitivity drift, temperature); that static part is added in
-  quadrature as the uncalibrated device's allowance (:func:`static_sd`);
-* with neither: :func:`prior_scatter`, from the device class and documented physics.
+  factor, TRL RR307 ≈ 1.25) estimates the variance of their mean;
+* with neither: :func:`prior_scatter`, from documented physics.
+
+σ is the **dynamic** scatter only. The error common to all rows (sensitivity, temperature,
+the calibration's bias), which row spread cannot see, is what the device's accuracy class
+bounds: the verified in-service MPE covers it in normal driving, and the tolerance is the
+*larger* of the class's MPE and ``k · σ(v)`` (:func:`zhichao.weighing.overload.tolerance_for`),
+never their sum — the same error is not counted twice (the verdict issue, item 1). A device
+whose common error leaves its class is the drift monitor's and the certificate gate's business
+(``docs/calibration.md``), not the deduction's.
 
 Every pooled value is an **upper confidence bound** (one-sided, ``confidence``, χ² on the
 pooled degrees of freedom): a band pooled from few passages gets a larger σ than its point
@@ -110,26 +116,18 @@ def upper_sd(variance: float, dof: int, confidence: float = 0.95) -> float:
     return math.sqrt(variance * dof / float(chi2.ppf(1.0 - confidence, dof)))
 
 
-def static_sd(initial_mpe_pct: float) -> float:
-    """The error common to all rows of an uncalibrated device (sensitivity, temperature),
-    which row spread cannot see: the class's initial-verification MPE read as the half
-    width of a uniform distribution (σ = MPE/√3)."""
-    return initial_mpe_pct / 100.0 / math.sqrt(3.0)
-
-
-def prior_scatter(speed_kmh: float | None, rows: int, initial_mpe_pct: float) -> float:
+def prior_scatter(speed_kmh: float | None, rows: int) -> float:
     """σ with no history of the site: documented physics for a rough road, averaged over
-    ``rows`` rows with spatial correlation, and the device's static allowance."""
+    ``rows`` rows with spatial correlation (the common error is the class MPE's part)."""
     v = PRIOR_SPEED_KMH if speed_kmh is None or not math.isfinite(speed_kmh) else abs(speed_kmh)
     a1 = DLC_SLOPE_PER_KMH * v + DLC_OFFSET
     dlc = max(DLC_FLOOR, a1 * math.sqrt(0.5 + 0.02))
-    dyn = ROW_CORRELATION * dlc / math.sqrt(max(1, rows))
-    return math.hypot(dyn, static_sd(initial_mpe_pct))
+    return ROW_CORRELATION * dlc / math.sqrt(max(1, rows))
 
 
 def estimate_scatter(history: Iterable[HistoryPassage], band_kmh: float = 10.0,
                      correlation_factor: float = ROW_CORRELATION, confidence: float = 0.95,
-                     min_samples: int = 1, static_relative_sd: float = 0.0,
+                     min_samples: int = 1,
                      band_offset_kmh: float = 0.0,
                      axle_classes: Sequence[tuple[int, int]] | None = None
                      ) -> tuple[ScatterBand, ...]:
@@ -137,8 +135,7 @@ def estimate_scatter(history: Iterable[HistoryPassage], band_kmh: float = 10.0,
 
     A reference run contributes its error ``(mean of rows − static) / static`` (1 degree of
     freedom); an in-service passage ``c² · s²_rows / N`` (N − 1). Per band the larger of
-    the two pooled bounds is kept; ``static_relative_sd`` (the error row spread cannot see)
-    is added in quadrature to the rows' bound. Bands with fewer than ``min_samples``
+    the two pooled bounds is kept. Bands with fewer than ``min_samples``
     passages are left out (the prior covers them). Bands are
     ``[offset + i·band_kmh, offset + (i+1)·band_kmh)``; with ``axle_classes`` each speed
     band is split by axle count (passages of unknown or unlisted axle count are left out).
@@ -177,9 +174,7 @@ def estimate_scatter(history: Iterable[HistoryPassage], band_kmh: float = 10.0,
         if w:
             var = sum(v for v, _ in w) / len(w)
             dof = sum(d for _, d in w)
-            st2 = static_relative_sd ** 2
-            bounds.append((math.sqrt(upper_sd(var, dof, confidence) ** 2 + st2),
-                           math.sqrt(var + st2), dof))
+            bounds.append((upper_sd(var, dof, confidence), math.sqrt(var), dof))
         bound, est, dof = max(bounds)
         lo = band_offset_kmh + band[0] * band_kmh
         amin, amax = classes[band[1]]
@@ -290,38 +285,42 @@ def site_config(cfg: WeighingConfig | None, profile: CalibrationProfile | None =
 
 
 def pooling_passages(vehicles: Iterable[WeighedVehicle]) -> list[HistoryPassage]:
-    """The passages fit for pooling: weighed trucks with two or more rows whose driving and
+    """The passages fit for pooling (:func:`pooling_passage`) among weighed vehicles."""
+    out = (pooling_passage(v.gross_weight_kg, v.speed_kmh, v.axle_count,
+                           v.row_gross_weights_kg, v.flags) for v in vehicles)
+    return [p for p in out if p is not None]
+
+
+def pooling_records(records: Iterable[Mapping[str, Any]]) -> list[HistoryPassage]:
+    """The same from ``zhichao.vehicle/1`` records (e.g. a station's stored passages)."""
+    out = (pooling_passage(r.get("gross_weight_kg"), r.get("speed_kmh"),
+                           int(r.get("axle_count") or 0), r.get("row_gross_weights_kg") or [],
+                           r.get("flags") or []) for r in records)
+    return [p for p in out if p is not None]
+
+
+def pooling_passage(gross_kg: float | None, speed_kmh: float | None, axle_count: int,
+                    row_gross_kg: Sequence[float], flags: Iterable[str]
+                    ) -> HistoryPassage | None:
+    """A passage fit for pooling: a weighed truck with two or more rows whose driving and
     data the flags do not already send to review (rows_disagree and close_following stay
-    in: keeping them widens σ)."""
+    in: keeping them widens σ); None otherwise."""
     from zhichao.weighing.stream import ABNORMAL_FLAGS
 
     excluded = ABNORMAL_FLAGS - {"rows_disagree", "close_following"}
-    return [HistoryPassage(v.speed_kmh, v.row_gross_weights_kg, axle_count=v.axle_count)
-            for v in vehicles
-            if v.gross_weight_kg and v.speed_kmh is not None and v.axle_count >= 2
-            and len(v.row_gross_weights_kg) >= 2 and not set(v.flags) & excluded]
+    if (not gross_kg or speed_kmh is None or axle_count < 2 or len(row_gross_kg) < 2
+            or set(flags) & excluded):
+        return None
+    return HistoryPassage(float(speed_kmh), [float(x) for x in row_gross_kg],
+                          axle_count=axle_count)
 
 
-def common_error_sd(accuracy_class_name: str, profile: CalibrationProfile | None) -> float:
-    """The error common to all rows, which row spread cannot see. Uncalibrated: the class's
-    static allowance (:func:`static_sd`). Calibrated: the smallest σ bound the profile's
-    reference runs measured (their whole error, the common part included), or the class's
-    allowance when the profile has none."""
-    from zhichao.weighing.overload import accuracy_class
-
-    cls = accuracy_class(accuracy_class_name)
-    if cls is None:
-        raise CalibrationProfileError(f"unknown accuracy class {accuracy_class_name!r}")
-    measured = profile_scatter(profile.raw, profile.profile_id) if profile else ()
-    return min((b.relative_sd for b in measured), default=static_sd(cls.initial_pct))
-
-
-def pooled_bands(history: Iterable[HistoryPassage], common_sd: float,
+def pooled_bands(history: Iterable[HistoryPassage],
                  band_kmh: float = BAND_KMH, confidence: float = CONFIDENCE,
                  min_passages: int = MIN_PASSAGES,
                  axle_classes: Sequence[tuple[int, int]] | None = AXLE_CLASSES
                  ) -> tuple[ScatterBand, ...]:
-    """σ(v) bands from in-service passages' row spread, ``common_sd`` in quadrature."""
+    """σ(v) bands from in-service passages' row spread (the dynamic scatter)."""
     return estimate_scatter(history, band_kmh, confidence=confidence,
-                            min_samples=min_passages, static_relative_sd=common_sd,
+                            min_samples=min_passages,
                             axle_classes=axle_classes)

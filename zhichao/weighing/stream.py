@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -36,7 +36,7 @@ from zhichao.weighing.axles import (
     row_hits_from_pulses,
 )
 from zhichao.weighing.calibration_profile import CalibrationProfile
-from zhichao.weighing.config import WeighingConfig
+from zhichao.weighing.config import OverloadConfig, WeighingConfig
 from zhichao.weighing.errors import CalibrationProfileError, WeighingInputError
 from zhichao.weighing.pulses import DetectorSnapshot, PulseDetector, Pulses
 from zhichao.weighing.snapshot import (  # noqa: F401 - re-exported
@@ -160,6 +160,11 @@ class LaneProcessor:
                 self._last_vehicle = _LastVehicle(last.ref, last.v, last.last_sample, None)
             self._gaps = list(lane_snapshot.gaps)
 
+
+    def use_overload(self, overload: OverloadConfig) -> None:
+        """Decide the verdicts of vehicles finished from now on with ``overload`` (e.g. the
+        site's σ(v) pooled again); detection, matching and loads are unchanged."""
+        self.cfg = replace(self.cfg, overload=overload)
     def _check_profile(self, profile: CalibrationProfile) -> None:
         names = {c.name for c in self.meta.channels}
         unknown = set(profile.channels) - names

@@ -1,0 +1,98 @@
+"""The lane pools its own in-service passages into σ(v) (the verdict issue, item 1: the
+row scatter from the site's pooled history, not a Student t on one passage's rows)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from zhichao.devices.recording import read_recording
+from zhichao.devices.sim import SimOptions, simulate
+from zhichao.station.config import StationConfig
+from zhichao.station.device import weighing_config
+from zhichao.station.site_scatter import POOL_FILE, SiteScatter
+from zhichao.station.store import PassageRow, StationStore
+from zhichao.weighing.overload import tolerance_for
+from zhichao.weighing.scatter import read_scatter, scatter_at
+from zhichao.weighing.stream import weigh_recording
+from zhichao.weighing.vehicle import WeighedVehicle
+
+
+def _vehicles(tmp: Path, n: int) -> list[WeighedVehicle]:
+    opts = SimOptions(n_rows=4, trucks_only=True, abnormal_fraction=0.0, sensor_seed=5,
+                      speed_kmh=(41.0, 49.0))
+    out: list[WeighedVehicle] = []
+    for p in simulate(n, 31, tmp, opts, 50):
+        out.extend(weigh_recording(read_recording(p)))
+    return out
+
+
+def _store(store: StationStore, vs: list[WeighedVehicle], lane: str, time_utc: str | None = None
+           ) -> None:
+    with store.transaction() as con:
+        for i, v in enumerate(vs):
+            t = time_utc or v.time_utc
+            store.insert_passage(con, PassageRow(
+                f"S-{lane}-{i}-{t}", v.site_id, lane, t, v.first_sample + i, v.last_sample + i,
+                v.axle_count, v.gross_weight_kg, v.vehicle_class, v.limit_kg, v.verdict,
+                v.overloaded, v.flags, v.to_dict(), "linked", [], None, None, None, None, []))
+
+
+def test_the_lane_pools_its_own_passages(tmp_path: Path) -> None:
+    cfg = StationConfig(base_dir=str(tmp_path))
+    cfg = replace(cfg, wim=replace(cfg.wim, pool_every_passages=50))
+    cfg.data_dir.mkdir(parents=True)
+    store = StationStore(cfg.data_dir / "station.db")
+    scatter = SiteScatter(cfg, store, weighing_config(cfg), None)
+    # nothing stored yet: no band, the prior, no file
+    assert scatter.pool() is scatter.fixed and not (cfg.data_dir / POOL_FILE).exists()
+    seen: list[object] = []
+    scatter.listeners.append(seen.append)
+    vs = _vehicles(tmp_path / "rec", 160)
+    _store(store, vs, cfg.lane.lane_id)
+    # another lane's passages and passages older than the window are not this pool's
+    _store(store, vs[:40], "other-lane")
+    _store(store, vs[:40], cfg.lane.lane_id, time_utc="2020-01-01T00:00:00Z")
+    for _ in range(49):
+        scatter.note()
+    assert not seen
+    scatter.note()
+    assert len(seen) == 1 and seen[0] is scatter.current
+    doc, bands = read_scatter(cfg.data_dir / POOL_FILE)
+    assert bands and doc["source"] == "station" and doc["lane_id"] == cfg.lane.lane_id
+    fit = [v for v in vs if len(v.row_gross_weights_kg) >= 2 and v.axle_count >= 2]
+    assert doc["passages"] == scatter.pooled_passages <= len(fit) <= 160
+    assert doc["passages"] >= 0.9 * len(fit)
+    assert doc["first_passage_utc"] >= min(v.time_utc for v in vs)
+    # the next vehicles are decided with the pool, and their basis names it
+    o = scatter.current.overload
+    v = next(v for v in vs if v.axle_count >= 5 and v.gross_weight_kg)
+    sigma = scatter_at(v.speed_kmh, o.scatter_bands, v.axle_count)
+    assert sigma is not None and sigma < 0.05
+    prior = tolerance_for(v.gross_weight_kg or 0, v.speed_kmh, scatter.fixed.overload, 4,
+                          v.axle_count)
+    pooled = tolerance_for(v.gross_weight_kg or 0, v.speed_kmh, o, 4, v.axle_count)
+    assert pooled.tolerance_kg < prior.tolerance_kg
+    assert "本车道在役过车离散" in o.scatter_source and POOL_FILE in o.scatter_source
+    store.close()
+
+
+def test_pooling_can_be_turned_off_and_a_scatter_file_is_used(tmp_path: Path) -> None:
+    cfg = StationConfig(base_dir=str(tmp_path))
+    cfg.data_dir.mkdir(parents=True)
+    store = StationStore(cfg.data_dir / "station.db")
+    vs = _vehicles(tmp_path / "rec", 100)
+    _store(store, vs, cfg.lane.lane_id)
+    off = replace(cfg, wim=replace(cfg.wim, pool_scatter=False))
+    scatter = SiteScatter(off, store, weighing_config(off), None)
+    assert scatter.pool() is scatter.fixed and not (cfg.data_dir / POOL_FILE).exists()
+    # the site's file from `zhichao scatter` is used without pooling
+    on = SiteScatter(cfg, store, weighing_config(cfg), None)
+    on.pool()
+    file_cfg = replace(off, wim=replace(off.wim, scatter_file=str(cfg.data_dir / POOL_FILE)))
+    from_file = SiteScatter(file_cfg, store, weighing_config(file_cfg), None)
+    assert from_file.current.overload.scatter_measured
+    assert json.loads((cfg.data_dir / POOL_FILE).read_text("utf-8"))["format"] == \
+        "zhichao.scatter/1"
+    store.close()
