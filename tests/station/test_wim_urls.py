@@ -233,9 +233,11 @@ console_port = 0
         for target in (4, 9):
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                     start_new_session=True)
-            assert _wait_for(lambda t=target: db.exists() and len(_committed(db)) >= t, 60)
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            try:
+                assert _wait_for(lambda t=target: db.exists() and len(_committed(db)) >= t, 60)
+            finally:  # killed in any case: a failed wait leaves no station behind
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 text=True, start_new_session=True)
         try:
