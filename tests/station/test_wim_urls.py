@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -188,9 +189,13 @@ def test_redelivered_and_missed_records() -> None:
 
 
 def _committed(db: Path) -> list[tuple[int, int]]:
-    """(ordinal, controller seq) of every stored passage."""
-    return [(int(n), int(json.loads(rec)["wim_source"]["seq"])) for n, rec in query(
-        db, "SELECT first_sample, record FROM passages ORDER BY first_sample")]
+    """(ordinal, controller seq) of every stored passage (none while the station is still
+    creating its database: the file exists a moment before its tables)."""
+    try:
+        rows = query(db, "SELECT first_sample, record FROM passages ORDER BY first_sample")
+    except sqlite3.OperationalError:
+        return []
+    return [(int(n), int(json.loads(rec)["wim_source"]["seq"])) for n, rec in rows]
 
 
 def _wait_for(pred: object, timeout_s: float) -> bool:
@@ -256,7 +261,11 @@ console_port = 0
     assert journalled <= set(seqs)  # every record received is stored
     gaps = query(db, "SELECT n_samples, reason FROM gaps")
     assert all(reason == "station_restart" and n > 0 for n, reason in gaps)
-    assert len(seqs) + sum(n for n, _ in gaps) == len(vehicles)  # the rest: counted gaps
+    assert len(seqs) + sum(n for n, _ in gaps) == len(vehicles), (  # the rest: counted gaps
+        seqs, query(db, "SELECT first_index, n_samples, reason FROM gaps"),
+        [(e["message"], e.get("fields")) for e in map(json.loads, (
+            data / "station.log.jsonl").read_text("utf-8").splitlines())
+         if "record" in e["message"] or "gap" in e["message"]])
     log = [json.loads(line) for line in (data / "station.log.jsonl").read_text(
         "utf-8").splitlines()]
     replayed = [e["records"] for e in log if e["message"] == "record journal replayed"]

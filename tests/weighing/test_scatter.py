@@ -149,9 +149,11 @@ def test_weigh_pools_the_scatter_of_its_own_recordings(tmp_path: Path,
     prior = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert main(["weigh", "--json", *recs]) == 0  # pooling is the default
     pooled = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
-    assert all("本批记录在役过车离散" in v["allowance_basis"] for v in pooled
-               if "本点尚无历史数据" not in v["allowance_basis"]
-               and "最大允许误差" not in v["allowance_basis"])
+    # the record names what governed its deduction: the batch's own pool, where it did
+    assert sum("本批记录在役过车离散" in v["allowance_basis"] for v in pooled) >= 0.5 * len(pooled)
+    assert not any("本批记录在役过车离散" in v["allowance_basis"] for v in prior)
+    assert all("本点尚无历史数据" in v["allowance_basis"] for v in prior
+               if "最大允许误差" not in v["allowance_basis"])
     assert len(pooled) == len(prior) >= 140
     # a smooth road's measured scatter is far below the rough-road prior; axle classes
     # with fewer than 30 passages in the band keep the prior

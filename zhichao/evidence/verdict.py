@@ -159,7 +159,10 @@ def _tolerance(case: CaseInputs, rule: RuleVersion | None, findings: list[tuple[
         if v.allowance_kg + Decimal("0.5") < mpe:
             findings.append(("deduction_below_device_error",
                              f"记录扣除 {v.allowance_kg} kg < 设备误差 {mpe} kg"))
-    options.append((v.allowance_kg, "称重记录所扣除的允差（本点历史离散度的k倍大于设备误差）"))
+    recorded = v.raw.get("allowance_basis")
+    options.append((v.allowance_kg, "称重记录所扣除的允差" + (
+        f"：{recorded}" if isinstance(recorded, str) and recorded
+        else "（本点历史离散度的k倍大于设备误差）")))
     if jur is not None and rule is not None:
         options.append((jur, f"辖区规定扣除 {rule.allowance_source.cite_zh()}"))
     tol, basis = max(options, key=lambda o: o[0])

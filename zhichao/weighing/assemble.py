@@ -47,6 +47,9 @@ class Measured:
     last_sample: int
 
 
+RULE_ZH = "器具误差、本点离散度的k倍与辖区规定扣除取大者，不叠加"
+
+
 def assemble_vehicle(m: Measured, cfg: WeighingConfig,
                      known: KnownAttributes | None = None) -> WeighedVehicle:
     """Classify, find the limit, decide the verdict and build the record."""
@@ -91,7 +94,8 @@ def assemble_vehicle(m: Measured, cfg: WeighingConfig,
         limit_basis=cls.basis if cls else "",
         limit_candidates_kg=list(cls.candidates_kg) if cls else [],
         allowance_kg=res.allowance_kg if res else None,
-        allowance_basis=cfg.overload.allowance_basis,
+        allowance_basis=(cfg.overload.allowance_basis if res is None or res.tolerance is None
+                         else f"{res.tolerance.basis_zh}（{RULE_ZH}）"),
         excess_kg=res.excess_kg if res else None,
         excess_after_allowance_kg=res.excess_after_allowance_kg if res else None,
         uncertainty_kg=None if res is None or res.uncertainty_kg is None else round(
