@@ -5,10 +5,10 @@ A :class:`ClockMonitor` checks the reference clock at start and every
 :data:`RETRY_S`) in a thread of its own, so a slow or silent server never stalls weighing:
 
 * a real lane: each configured NTP server is asked once (:mod:`.timesource`); the check
-  uses the answer with the smallest round trip, and passes when ``|offset| + error bound
-  ≤ clock.max_offset_ms`` and the servers that answered agree within that tolerance;
-  no server configured, none answering, a kiss-o'-death or an unsynchronised server fail
-  it;
+  fails when the servers that answered disagree by more than ``clock.max_offset_ms``
+  (which one is right is not known), else it takes the answer with the smallest round
+  trip and passes when ``|offset| + error bound ≤ clock.max_offset_ms``; no server
+  configured, none answering, a kiss-o'-death or an unsynchronised server fail it;
 * a simulated lane: the reference is the simulator's published clock; the check reads the
   published clock again and passes when the station's is the same (offset 0 by
   construction: the source is stated as 模拟授时, never as NTP).
@@ -157,10 +157,10 @@ def ntp_check(cfg: ClockSection, now: Callable[[], datetime]) -> CheckRecord:
     offsets_ms = [r.offset_s * 1000 for r in replies]
     bound_ms = best.error_bound_s * 1000
     result = "good"
-    if abs(best.offset_s) * 1000 + bound_ms > max_ms:
-        result = "offset_exceeded"
-    elif max(offsets_ms) - min(offsets_ms) > max_ms:
+    if max(offsets_ms) - min(offsets_ms) > max_ms:  # which one is right is not known
         result = "servers_disagree"
+    elif abs(best.offset_s) * 1000 + bound_ms > max_ms:
+        result = "offset_exceeded"
     return CheckRecord(at, "ntp", best.server, result, max_ms,
                        offset_ms=round(best.offset_s * 1000, 3),
                        delay_ms=round(best.delay_s * 1000, 3), stratum=best.stratum,
