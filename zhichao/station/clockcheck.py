@@ -39,6 +39,7 @@ from typing import Any
 
 from zhichao.evidence._util import format_time, parse_time
 from zhichao.evidence.inputs import ClockSync, ReferenceCheck
+from zhichao.evidence.notice_text import beijing_time_zh
 from zhichao.station.clock import Clock, PublishedSimClock, SimClock
 from zhichao.station.config import ClockSection
 from zhichao.station.errors import TimeSourceError
@@ -356,3 +357,16 @@ def last_check(data_dir: Path) -> dict[str, Any] | None:
         except ValueError:
             continue
     return None
+
+
+def clock_line(check: dict[str, Any] | None) -> str:
+    """``zhichao status``: the last check of the time source (zh-CN, 北京时间)."""
+    if check is None:
+        return "授时核验：尚无记录（站点运行时开始核验）"
+    result = str(check.get("result"))
+    offset = check.get("offset_ms")
+    return (f"授时核验：{beijing_time_zh(check.get('checked_utc'))} "
+            f"{SOURCE_ZH.get(str(check.get('source')), '未配置授时源')} "
+            f"{check.get('server') or ''} — {RESULT_ZH.get(result, result)}"
+            + ("" if offset is None else f"，偏差 {offset} ms")
+            + ("" if result == "good" else "（新案件将转人工复核）"))
