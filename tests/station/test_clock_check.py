@@ -8,15 +8,24 @@ shown to be right cannot be used unreviewed)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.station.conftest import query as db_query
+from tests.station.peers import Vehicle, ZwrPeer
 from tests.station.sntp_peer import SntpPeer
+from zhichao.cli import main
 from zhichao.evidence.documents import sheet_html
 from zhichao.evidence.eligibility import Status, evaluate
 from zhichao.evidence.evaluate_cli import rules_for
@@ -270,3 +279,107 @@ def test_clock_config_is_validated(tmp_path: Path) -> None:
                      ({"timeout_s": -1.0}, "clock.timeout_s")):
         with pytest.raises(StationConfigError, match=key.replace("[", r"\[")):
             parse_config({"clock": bad}, tmp_path)
+
+
+def test_evaluate_shows_the_clock(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    case = case_dict(tmp_path)
+    (tmp_path / "ok.json").write_text(json.dumps(case, ensure_ascii=False), "utf-8")
+    case["clocks"]["reference_check"] = {
+        "verified": False, "source": "ntp", "reason": "check_failed: refused",
+        "reason_zh": "通行前最近一次核验未通过：授时服务器拒绝服务（kiss-o'-death）"}
+    (tmp_path / "bad.json").write_text(json.dumps(case, ensure_ascii=False), "utf-8")
+    assert main(["evaluate", str(tmp_path / "ok.json")]) == 0
+    out = capsys.readouterr().out
+    assert "ENFORCEABLE" in out and "时钟 clock: 已核验" in out and "北京时间" in out
+    assert main(["evaluate", str(tmp_path / "bad.json")]) == 0
+    out = capsys.readouterr().out
+    assert "MANUAL_REVIEW" in out and "clock_not_verified" in out and "拒绝服务" in out
+
+
+# ---------------------------------------------------------------------------- a real lane
+def _wait(pred: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.slow
+def test_station_without_a_time_source_alarms_and_sends_cases_to_review(
+        tmp_path: Path) -> None:
+    """A station on a record controller whose NTP server is silent: the alarm opens and
+    its cases say 时钟未核验 (gate: clock_not_verified); the server answers again: the
+    alarm closes and the next cases carry the good check."""
+    data = tmp_path / "station"
+    heavy = Vehicle(42.5, (7000.0, 20000.0), (5.0,), (26900.0, 27100.0))  # 2 axles, 27 t
+    db = data / "station.db"
+
+    def sealed() -> list[tuple[str, str, str]]:
+        if not db.exists():
+            return []
+        return [(k, d, r) for k, d, r in db_query(
+            db, "SELECT passage_key, package_dir, eligibility_reasons FROM cases "
+                "WHERE status = 'sealed' ORDER BY id")]
+
+    def clock_of(package_dir: str) -> dict[str, Any]:
+        manifest = json.loads((Path(package_dir) / "manifest.json").read_text("utf-8"))
+        clocks: dict[str, Any] = manifest["case"]["clocks"]
+        return clocks
+
+    def alarm_active() -> list[tuple[int]]:
+        return db_query(db, f"SELECT active FROM alarms WHERE code = '{CLOCK_ALARM}'")
+
+    with SntpPeer(silent=True) as ntp, ZwrPeer([heavy] * 30, interval_s=0.4) as zwr:
+        cfg_path = tmp_path / "station.toml"
+        cfg_path.write_text(f"""camera = []
+[station]
+data_dir = "{data}"
+[wim]
+url = "{zwr.url}"
+[evidence]
+render_documents = false
+[vision]
+read = "none"
+[http]
+metrics_port = 0
+console_port = 0
+[clock]
+servers = ["{ntp.address}"]
+check_interval_s = 2.0
+timeout_s = 0.5
+""", encoding="utf-8")
+        proc = subprocess.Popen([sys.executable, "-m", "zhichao", "run", "--config",
+                                 str(cfg_path), "--no-view"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            assert _wait(lambda: len(sealed()) >= 3 and alarm_active() == [(1,)], 60)
+            n_unverified = len(sealed())
+            ntp.silent = False
+            assert _wait(lambda: alarm_active() == [(0,)], 20)
+            assert _wait(lambda: any(clock_of(d)["reference_check"]["verified"]
+                                     for _, d, _ in sealed()), 30)
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            _out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err[-3000:]
+    cases = sealed()
+    for _, package_dir, reasons in cases[:n_unverified]:
+        clocks = clock_of(package_dir)
+        assert clocks["reference_check"]["verified"] is False, clocks
+        assert clocks["reference_zh"].startswith("时钟未核验")
+        assert "clock_not_verified" in json.loads(reasons)
+    verified = [(clock_of(d), json.loads(r)) for _, d, r in cases
+                if clock_of(d)["reference_check"]["verified"]]
+    assert verified
+    for clocks, reasons in verified:
+        assert clocks["reference_zh"] == "站内参考时钟（NTP 授时，已核验）"
+        assert clocks["reference_check"]["server"] == ntp.address
+        assert "clock_not_verified" not in reasons
+    checks = [json.loads(x) for x in (data / "clock" / "checks.jsonl").read_text(
+        "utf-8").splitlines()]
+    assert checks[0]["result"] == "unreachable" and checks[-1]["result"] == "good"
+    status = subprocess.run([sys.executable, "-m", "zhichao", "status", "--config",
+                             str(cfg_path)], capture_output=True, text=True, timeout=60)
+    assert "授时核验" in status.stdout and "核验通过" in status.stdout, status.stdout
