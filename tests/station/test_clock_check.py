@@ -148,6 +148,13 @@ def test_checks_are_recorded_repeated_each_interval_and_alarm_opens_and_closes(
     assert all(x["checked_utc"].endswith("Z") for x in lines)
     assert last_check(tmp_path) == lines[-1]  # what `zhichao status` shows
     assert ClockMonitor(_cfg(), Clock(), tmp_path).checks[-1].to_json() == lines[-1]
+    # a line torn by a kill is skipped, and the next check starts a line of its own
+    with open(tmp_path / "clock" / "checks.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"checked_utc": "2026-')
+    again = ClockMonitor(_cfg(), Clock(), tmp_path)
+    assert again.checks[-1].to_json() == lines[-1]
+    again.check_now()
+    assert ClockMonitor(_cfg(), Clock(), tmp_path).checks[-1].result == "no_source"
 
 
 def test_hourly_check_on_the_reference_clock(tmp_path: Path) -> None:

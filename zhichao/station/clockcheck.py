@@ -215,10 +215,13 @@ class ClockMonitor:
         """The checks of earlier runs (they cover passages replayed at a restart)."""
         out: list[CheckRecord] = []
         try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
+            text = self.path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return out
-        for line in lines[-KEEP_CHECKS:]:
+        if text and not text.endswith("\n"):  # torn by a kill: the next check starts a line
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write("\n")
+        for line in text.splitlines()[-KEEP_CHECKS:]:
             try:
                 out.append(CheckRecord.from_json(json.loads(line)))
             except (ValueError, KeyError, TypeError):
