@@ -157,6 +157,24 @@ def test_checks_are_recorded_repeated_each_interval_and_alarm_opens_and_closes(
     assert ClockMonitor(_cfg(), Clock(), tmp_path).checks[-1].result == "no_source"
 
 
+def test_offset_too_big_opens_the_alarm_and_health_degrades(tmp_path: Path) -> None:
+    store = StationStore(tmp_path / "station.db")
+    try:
+        with SntpPeer(offset_s=-0.7) as far:
+            monitor = ClockMonitor(_cfg(far.address), Clock(), tmp_path)
+            rec = monitor.check_now()
+            monitor.sync_alarm(store)
+            assert rec.result == "offset_exceeded" and abs(rec.offset_ms + 700) < 20  # type: ignore[operator]
+            assert [a["code"] for a in store.active_alarms()] == [CLOCK_ALARM]
+            assert store.counts()["alarms_active"] == 1  # what turns /health degraded
+            far.offset_s = 0.0
+            assert monitor.check_now().good
+            monitor.sync_alarm(store)
+            assert store.active_alarms() == []
+    finally:
+        store.close()
+
+
 def test_hourly_check_on_the_reference_clock(tmp_path: Path) -> None:
     """Due by the reference clock too: with a clock running 3600× faster, a check an hour
     of reference time after the last one is due after one second."""
