@@ -38,6 +38,7 @@ from zhichao.service.db import transaction
 from zhichao.service.models import Case, Device, User
 from zhichao.service.settings import Settings
 from zhichao.service.web import WebSettings, create_console_app
+from zhichao.testing.cases import verified_check
 
 SIM_SEED = 28  # this seed's four trucks include three overloaded ones by the default deduction
 SIM_START = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
@@ -88,9 +89,10 @@ def simulated_packages(root: Path, plates: list[str]) -> Lane:
                 "registration": {"plate_text": plate, "axle_count": record["axle_count"],
                                  "total_mass_kg": record["limit_kg"],
                                  "owner_name_zh": "温岭某某物流有限公司"},
-                "clocks": {"reference_zh": "北斗授时",
+                "clocks": {"reference_zh": "站内参考时钟（NTP 授时，已核验）",
                            "measured_utc": _utc(t - timedelta(minutes=5)),
-                           "offsets_ms": {"WIM-ZJ-0007": 3.0, "CAM-F": -12.0, "CAM-S": 8.0}},
+                           "offsets_ms": {"WIM-ZJ-0007": 3.0, "CAM-F": -12.0, "CAM-S": 8.0},
+                           "reference_check": verified_check(_utc(t - timedelta(minutes=5)))},
             })
             case["device"]["certificate_valid_from"] = "2026-01-01T00:00:00+08:00"
             case["device"]["certificate_valid_to"] = "2027-01-01T00:00:00+08:00"

@@ -75,6 +75,17 @@ def test_readme_main_command_seals_verifiable_cases_on_defaults(tmp_path: Path) 
         assert v.returncode == 0, v.stdout[-3000:] + v.stderr[-2000:]
         assert "全部检查通过" in v.stdout
 
+    # the clock claim (issue 17 item 5): the simulator's published clock, checked, and
+    # said as such (模拟授时, never NTP); no case goes to review for its clock
+    checks = [json.loads(x) for x in (data / "clock" / "checks.jsonl").read_text(
+        encoding="utf-8").splitlines()]
+    assert checks and all(c["source"] == "sim" and c["result"] == "good" for c in checks)
+    for _, _, package_dir in cases:
+        case = json.loads((Path(package_dir) / "manifest.json").read_text("utf-8"))["case"]
+        assert case["clocks"]["reference_check"]["verified"] is True, case["clocks"]
+        assert case["clocks"]["reference_zh"] == "站内参考时钟（模拟授时，已核验）"
+        assert "clock_not_verified" not in {r["code"] for r in case["eligibility"]["reasons"]}
+
     errors = [rec for rec in map(json.loads, (data / "station.log.jsonl").read_text(
         encoding="utf-8").splitlines()) if rec.get("level") in ("error", "critical")]
     assert errors == [], errors[:3]

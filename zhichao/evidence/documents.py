@@ -121,12 +121,31 @@ def _facts(doc: dict[str, Any]) -> list[tuple[str, str]]:
         ("拟处理意见", f"{_v(pen.get('outcome_zh'))}，拟罚款 {_v(pen.get('fine_yuan'))} 元"
          if pen else "—（未超限或限值无法确定）"),
         ("处罚依据", f"《{pen['basis']['law_zh']}》{pen['basis']['article_zh']}" if pen else "—"),
+        ("时钟核验", _clock_zh(c)),
         ("证据资格审查", f"{elig.get('status_zh', '—')}（{elig.get('status', '—')}）"),
         ("异常标记", "、".join(c.get("flags") or []) or "无"),
         ("称重软件 / 标定参数", f"{_v(c.get('weighing_software_version'))} / "
                               f"{_v(c.get('calibration_profile'))}"),
     ]
     return rows
+
+
+def _clock_zh(c: dict[str, Any]) -> str:
+    """The clock record: whether the station verified its reference time source."""
+    clocks = c.get("clocks")
+    if not clocks:
+        return "时钟同步记录缺失"
+    check = clocks.get("reference_check")
+    if check is None:
+        return f"{_v(clocks.get('reference_zh'))}（未记录授时核验）"
+    if not check.get("verified"):
+        return f"时钟未核验：{_v(check.get('reason_zh'))}"
+    source = {"ntp": "NTP 授时", "sim": "模拟授时"}.get(check.get("source"),
+                                                      _v(check.get("source")))
+    return (f"站内参考时钟（{source}，已核验）：核验时间 {_bj(check.get('checked_utc'))}，"
+            f"偏差 {_v(check.get('offset_ms'), ' ms')}（误差界 "
+            f"{_v(check.get('error_bound_ms'), ' ms')}，容限 "
+            f"{_v(check.get('max_offset_ms'), ' ms')}），授时源 {_v(check.get('server'))}")
 
 
 def _images(doc: dict[str, Any], read: Reader) -> list[tuple[str, str, bytes]]:

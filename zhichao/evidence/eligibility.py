@@ -68,7 +68,7 @@ KNOWN_FLAGS = ABNORMAL_DRIVING_FLAGS | DATA_QUALITY_FLAGS | CLASS_FLAGS
 RECORD_COMPLETENESS_CODES = frozenset({
     "image_missing", "image_time_mismatch", "side_axles_not_shown", "plate_unavailable",
     "plate_not_accepted", "plate_low_confidence", "plate_grammar_invalid",
-    "clock_unavailable", "clock_out_of_tolerance", "clock_sync_stale",
+    "clock_unavailable", "clock_out_of_tolerance", "clock_sync_stale", "clock_not_verified",
 })
 
 # Chinese plate grammar (shared/reference/plates.md): ordinary, small NEV, large NEV,
@@ -119,6 +119,14 @@ _REASONS: dict[str, tuple[Severity, str, str, str]] = {
                                "clock offset beyond tolerance", "行政处罚法第四十一条第二款"),
     "clock_sync_stale": (Severity.UNUSABLE, "时钟同步记录过旧", "clock sync measurement too old",
                          "行政处罚法第四十一条第二款"),
+    # the time of the act must be accurate (Art. 41 para 2: 真实、清晰、完整、准确; law.md
+    # §4.5: a record whose time is missing is not evidence); a station that did not verify
+    # its time source cannot show that it is, so a person decides (not unusable: the
+    # time may well be right, and the record is kept)
+    "clock_not_verified": (Severity.MANUAL_REVIEW,
+                           "站内参考时钟未核验（授时源未经核验或核验未通过）",
+                           "the station's reference clock was not verified",
+                           "行政处罚法第四十一条第二款（准确）"),
     "data_quality": (Severity.UNUSABLE, "称重数据不完整（数据缺失/饱和/通道缺失）",
                      "weighing data incomplete", "行政处罚法第四十一条第二款（完整）"),
     "image_missing": (Severity.UNUSABLE, "缺少必需的照片", "a required image is missing",
@@ -219,6 +227,9 @@ class GateConfig:
     default_publication_lead_days: int = 0
     clock_tolerance_ms: float = 500.0
     clock_sync_max_age_s: float = 3600.0
+    # a check of the station's time source covers a passage this long after it: hourly
+    # checks (issue #17) plus 300 s for a check under way or retried (a choice)
+    clock_check_max_age_s: float = 3900.0
     image_time_window_s: float = 10.0
     plate_min_confidence: float = 0.95
     required_image_roles: tuple[str, ...] = ("front", "side", "rear")
@@ -234,6 +245,7 @@ class GateConfig:
             "default_publication_lead_days": self.default_publication_lead_days,
             "clock_tolerance_ms": self.clock_tolerance_ms,
             "clock_sync_max_age_s": self.clock_sync_max_age_s,
+            "clock_check_max_age_s": self.clock_check_max_age_s,
             "image_time_window_s": self.image_time_window_s,
             "plate_min_confidence": self.plate_min_confidence,
             "required_image_roles": list(self.required_image_roles),
@@ -404,6 +416,31 @@ def _check_clocks(case: CaseInputs, cfg: GateConfig, add: Add) -> None:
         add("clock_out_of_tolerance", f"max |offset| {worst} ms > {cfg.clock_tolerance_ms}")
     if abs((case.vehicle.time_utc - c.measured_utc).total_seconds()) > cfg.clock_sync_max_age_s:
         add("clock_sync_stale", f"measured {c.measured_utc.isoformat()}")
+    why = clock_not_verified(case, cfg)
+    if why:
+        add("clock_not_verified", why)
+
+
+def clock_not_verified(case: CaseInputs, cfg: GateConfig) -> str:
+    """Why the record does not show a verified reference clock at the act ("" if it
+    does): the station's claim, checked again against the gate's own thresholds."""
+    c = case.clocks
+    r = None if c is None else c.reference_check
+    if r is None:
+        return "no check of the reference time source recorded"
+    if not r.verified:
+        return f"{r.reason or 'not verified'}（{r.reason_zh}）" if r.reason_zh else (
+            r.reason or "not verified")
+    if r.checked_utc is None or r.offset_ms is None:
+        return "verified without a check time or offset"
+    age_s = (case.vehicle.time_utc - r.checked_utc).total_seconds()
+    if not 0 <= age_s <= cfg.clock_check_max_age_s:
+        return (f"check at {r.checked_utc.isoformat()} is {age_s:.0f} s before the act "
+                f"(0 … {cfg.clock_check_max_age_s:g} s)")
+    bound_ms = abs(r.offset_ms) + (r.error_bound_ms or 0.0)
+    if bound_ms > cfg.clock_tolerance_ms:
+        return f"|offset| + error bound {bound_ms:.1f} ms > {cfg.clock_tolerance_ms:g} ms"
+    return ""
 
 
 def _check_images(case: CaseInputs, cfg: GateConfig, add: Add) -> dict[str, int]:

@@ -50,6 +50,18 @@ def format_beijing(t: datetime) -> str:
     return t.astimezone(_BEIJING).strftime("%Y-%m-%d %H:%M:%S 北京时间")
 
 
+def _clock_line(case: CaseInputs, result: Eligibility) -> str:
+    """Whether the station verified its reference clock (the gate's view)."""
+    failed = next((r for r in result.reasons if r.code == "clock_not_verified"), None)
+    check = None if case.clocks is None else case.clocks.reference_check
+    if failed is not None:
+        return f"时钟 clock: 未核验 not verified — {failed.detail}"
+    if check is None or check.checked_utc is None:
+        return "时钟 clock: —"
+    return (f"时钟 clock: 已核验 verified（{check.source} {check.server}，"
+            f"{format_beijing(check.checked_utc)}，偏差 offset {check.offset_ms} ms）")
+
+
 def _text(case: CaseInputs, result: Eligibility) -> str:
     a = result.assessment
     lines = [f"违法时间 act: {format_beijing(case.vehicle.time_utc)}",
@@ -58,6 +70,7 @@ def _text(case: CaseInputs, result: Eligibility) -> str:
     for r in result.reasons:
         lines.append(f"  [{r.severity}] {r.code}: {r.message_zh}（{r.basis_zh}）"
                      + (f" — {r.detail}" if r.detail else ""))
+    lines.append(_clock_line(case, result))
     if a is not None:
         lines += [
             f"车型 class: {a.vehicle_class_zh or '—'} ({a.vehicle_class or '—'})",

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from zhichao.evidence._util import parse_time, to_decimal
+from zhichao.evidence._util import format_time, parse_time, to_decimal
 from zhichao.evidence.errors import InputError
 
 VEHICLE_FORMAT = "zhichao.vehicle/1"
@@ -298,13 +298,71 @@ class ImageRef:
         )
 
 
+def _opt_num(raw: dict[str, Any], key: str, where: str) -> float | None:
+    value = raw.get(key)
+    return None if value is None else float(to_decimal(value, f"{where}.{key}"))
+
+
+@dataclass(frozen=True)
+class ReferenceCheck:
+    """The station's check of its reference time source that covers the passage (or why
+    none does): an NTP exchange, or on a simulated lane the simulator's published clock.
+    ``verified`` is the station's claim; the gate checks it again."""
+
+    verified: bool
+    source: str  # "ntp", "sim", or "" where no check was made
+    server: str = ""
+    checked_utc: datetime | None = None  # reference time of the check
+    offset_ms: float | None = None  # source minus station clock
+    delay_ms: float | None = None  # round trip
+    stratum: int | None = None
+    error_bound_ms: float | None = None  # |true offset − offset_ms| at most this
+    max_offset_ms: float | None = None  # the station's tolerance
+    max_age_s: float | None = None  # how old a covering check may be
+    reason: str = ""  # why not verified (English code: detail)
+    reason_zh: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"verified": self.verified, "source": self.source, "server": self.server,
+                "checked_utc": None if self.checked_utc is None
+                else format_time(self.checked_utc),
+                "offset_ms": self.offset_ms, "delay_ms": self.delay_ms,
+                "stratum": self.stratum, "error_bound_ms": self.error_bound_ms,
+                "max_offset_ms": self.max_offset_ms, "max_age_s": self.max_age_s,
+                "reason": self.reason, "reason_zh": self.reason_zh}
+
+    @classmethod
+    def from_json(cls, raw: Any, where: str = "clocks.reference_check") -> ReferenceCheck:
+        if not isinstance(raw, dict):
+            raise InputError(f"{where}: expected a JSON object")
+        verified = raw.get("verified")
+        if not isinstance(verified, bool):
+            raise InputError(f"{where}.verified: expected true or false")
+        stratum = raw.get("stratum")
+        if stratum is not None and (isinstance(stratum, bool) or not isinstance(stratum, int)):
+            raise InputError(f"{where}.stratum: expected an integer")
+        checked = raw.get("checked_utc")
+        return cls(
+            verified=verified, source=str(raw.get("source") or ""),
+            server=str(raw.get("server") or ""),
+            checked_utc=None if checked is None else parse_time(checked, f"{where}.checked_utc"),
+            offset_ms=_opt_num(raw, "offset_ms", where),
+            delay_ms=_opt_num(raw, "delay_ms", where), stratum=stratum,
+            error_bound_ms=_opt_num(raw, "error_bound_ms", where),
+            max_offset_ms=_opt_num(raw, "max_offset_ms", where),
+            max_age_s=_opt_num(raw, "max_age_s", where),
+            reason=str(raw.get("reason") or ""), reason_zh=str(raw.get("reason_zh") or ""))
+
+
 @dataclass(frozen=True)
 class ClockSync:
-    """Clock offsets of the station's devices against the reference time source [ms]."""
+    """Clock offsets of the station's devices against the reference time source [ms],
+    and the check of that reference (``None``: not recorded, e.g. an older package)."""
 
-    reference_zh: str  # e.g. "北斗/GNSS 授时"
+    reference_zh: str  # e.g. "站内参考时钟（NTP 授时，已核验）"
     measured_utc: datetime
     offsets_ms: dict[str, float]  # device or camera id -> offset [ms]
+    reference_check: ReferenceCheck | None = None
 
     @classmethod
     def from_json(cls, raw: Any, where: str = "clocks") -> ClockSync:
@@ -313,12 +371,22 @@ class ClockSync:
         offsets = _req(raw, "offsets_ms", where)
         if not isinstance(offsets, dict):
             raise InputError(f"{where}.offsets_ms: expected an object of id -> ms")
+        check = raw.get("reference_check")
         return cls(
             reference_zh=str(raw.get("reference_zh", "")),
             measured_utc=parse_time(_req(raw, "measured_utc", where), f"{where}.measured_utc"),
             offsets_ms={str(k): float(to_decimal(v, f"{where}.offsets_ms.{k}"))
                         for k, v in offsets.items()},
+            reference_check=None if check is None
+            else ReferenceCheck.from_json(check, f"{where}.reference_check"),
         )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"reference_zh": self.reference_zh,
+                "measured_utc": format_time(self.measured_utc),
+                "offsets_ms": dict(self.offsets_ms),
+                "reference_check": None if self.reference_check is None
+                else self.reference_check.to_json()}
 
 
 VEHICLE_KINDS = ("truck", "tractor", "agricultural", "low_speed_truck")

@@ -177,10 +177,7 @@ def case_facts(case: CaseInputs, eligibility: Eligibility, penalty: PenaltyPropo
             "total_mass_kg": _dec(r.total_mass_kg), "owner_name_zh": r.owner_name_zh,
             "owner_address_zh": r.owner_address_zh,
         },
-        "clocks": None if c is None else {
-            "reference_zh": c.reference_zh, "measured_utc": format_time(c.measured_utc),
-            "offsets_ms": dict(c.offsets_ms),
-        },
+        "clocks": None if c is None else c.to_json(),
         "flags": list(v.flags),
         "eligibility": eligibility.to_json(),
         "gate_config": gate.to_json(),

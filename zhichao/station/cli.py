@@ -44,6 +44,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from zhichao.station.clockcheck import clock_line, last_check
     from zhichao.station.store import StationStore
     from zhichao.station.upload import upload_status
     from zhichao.station.view import upload_line
@@ -78,6 +79,7 @@ def _status(args: argparse.Namespace) -> int:
             live = None
     out["running"] = live
     out["upload"] = upload_status(cfg, data)
+    out["clock_check"] = last_check(data)
     if args.json:
         print(json.dumps(out, ensure_ascii=False, indent=1))
         return 0
@@ -88,6 +90,7 @@ def _status(args: argparse.Namespace) -> int:
           f"案件 {c['cases']}（已封存 {c['sealed']}，待封存 {c['pending_seal']}），"
           f"待上传 {out['upload']['pending']}，数据缺口 {c['gaps']}")
     print(upload_line(out["upload"]))
+    print(clock_line(out["clock_check"]))
     device = (live or {}).get("device") or {}
     if device:
         print(f"称重设备 {device.get('device_id')}：" + (

@@ -1,9 +1,12 @@
 """The station's reference clock.
 
-A real station's reference is its system clock, disciplined by GNSS/NTP (UTC). The
-simulated lane may run faster than real time; then the reference is a :class:`SimClock`
-that both the simulated devices and the station derive from the same (epoch, wall-clock
-start, speed) triple, published by the simulator in ``devices.json``.
+A real station's reference is its system clock (UTC), which the host disciplines (NTP,
+or GNSS through an NTP server); the station does not take that on trust: it checks the
+clock against its configured time sources (:mod:`zhichao.station.clockcheck`), and a
+package claims a verified clock only when a good check covers its passage. The simulated
+lane may run faster than real time; then the reference is a :class:`SimClock` that both
+the simulated devices and the station derive from the same (epoch, wall-clock start,
+speed) triple, published by the simulator in ``devices.json``.
 """
 
 from __future__ import annotations
@@ -17,9 +20,7 @@ from pathlib import Path
 
 class Clock:
     """UTC reference time; :meth:`at_wall` converts a wall-clock (``time.time()``) stamp.
-    :attr:`source_zh` names the time source in a package's clock record."""
-
-    source_zh = "站内参考时钟（GNSS/NTP 授时）"
+    What a package says about it comes from the checks of :mod:`.clockcheck`."""
 
     def now(self) -> datetime:
         return self.at_wall(time.time())
@@ -40,8 +41,6 @@ class Clock:
 @dataclass(frozen=True)
 class SimClock(Clock):
     """Simulated UTC: ``epoch_utc + (wall - wall0_s) × speed``."""
-
-    source_zh = "站内参考时钟（模拟授时）"
 
     epoch_utc: datetime
     wall0_s: float
@@ -71,8 +70,6 @@ class SimClock(Clock):
 class PublishedSimClock(Clock):
     """The simulator's clock, read from its ``devices.json`` once it is published there
     (the simulator publishes it when the station connects, before the first frame)."""
-
-    source_zh = SimClock.source_zh
 
     def __init__(self, devices_file: Path) -> None:
         self.devices_file = devices_file

@@ -33,8 +33,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from zhichao.calibration.drift import DriftAlarm
 from zhichao.common import write_atomic
-from zhichao.evidence.inputs import ClockSync
+from zhichao.evidence._util import parse_time
 from zhichao.station.clock import Clock
+from zhichao.station.clockcheck import ClockMonitor
 from zhichao.station.config import StationConfig
 from zhichao.station.device import DRIFT_ALARM, DRIFT_STATE_KEY, DeviceRegister, reasons_json
 from zhichao.station.linking import FrameLinker
@@ -60,7 +61,8 @@ class Committer:
 
     def __init__(self, cfg: StationConfig, store: StationStore, device: DeviceRegister,
                  linker: FrameLinker, durable: DurablePosition, clock: Clock,
-                 metrics: StationMetrics, ring: Ring, station_key: Ed25519PrivateKey) -> None:
+                 metrics: StationMetrics, ring: Ring, station_key: Ed25519PrivateKey,
+                 reference: ClockMonitor) -> None:
         self.cfg = cfg
         self.key = station_key  # signs each passage's outbox item
         self.store = store
@@ -68,6 +70,7 @@ class Committer:
         self.linker = linker
         self.durable = durable
         self.clock = clock
+        self.reference = reference  # the time-source checks that cover a passage
         self.metrics = metrics
         self.ring = ring
         self.fs = cfg.wim.sensor.sample_rate_hz
@@ -115,7 +118,8 @@ class Committer:
         if not opens_case(v):
             return None
         plate = p.plate or NO_PLATE
-        clocks = ClockSync(self.clock.source_zh, self.clock.now(), self.linker.offsets_ms())
+        clocks = self.reference.clock_sync(parse_time(v.time_utc, "time_utc"),
+                                           self.linker.offsets_ms())
         return CaseMaterial(p.key, p.record, plate.for_evidence(),
                             tuple(f.image() for f in frames), clocks,
                             self.write_waveform(p), self.device.evidence_json(v.time_utc))

@@ -158,6 +158,20 @@ class EvidenceSection:
 
 
 @dataclass(frozen=True)
+class ClockSection:
+    """Checking the station's time source (:mod:`zhichao.station.clockcheck`). A package
+    claims a verified clock only when a good check covers its passage. On a simulated
+    lane the reference is the simulator's published clock and ``servers`` is not used."""
+
+    servers: tuple[str, ...] = ()  # NTP servers, "host" or "host:port"; empty: unverified
+    # |offset| + error bound beyond this fails the check; 500 ms is not from a standard
+    # (none found in shared/reference): unconfirmed, the same as the gate's default
+    max_offset_ms: float = 500.0
+    check_interval_s: float = 3600.0  # at least hourly (issue #17)
+    timeout_s: float = 2.0  # one server's answer
+
+
+@dataclass(frozen=True)
 class HttpSection:
     host: str = "127.0.0.1"
     metrics_port: int = 9108  # health endpoint and Prometheus metrics; 0: off
@@ -202,6 +216,7 @@ class StationConfig:
     vision: VisionSection = field(default_factory=VisionSection)
     evidence: EvidenceSection = field(default_factory=EvidenceSection)
     http: HttpSection = field(default_factory=HttpSection)
+    clock: ClockSection = field(default_factory=ClockSection)
     simulation: SimulationSection = field(default_factory=SimulationSection)
     base_dir: str = "."  # folder relative paths resolve against (the config file's)
 
@@ -334,7 +349,7 @@ def validate(cfg: StationConfig) -> None:
     """Check values (not only types); raises :class:`StationConfigError` naming the key.
     Sections are checked in file order (the first problem is the one reported)."""
     for check in (_check_station, _check_site_lane_wim, _check_device, _check_cameras,
-                  _check_pipeline, _check_simulation):
+                  _check_pipeline, _check_clock, _check_simulation):
         check(cfg)
 
 
@@ -489,6 +504,24 @@ def _check_pipeline(cfg: StationConfig) -> None:
     for key in ("metrics_port", "console_port"):
         port = getattr(cfg.http, key)
         _need(0 <= port <= 65535, f"http.{key}", "must be 0 … 65535")
+
+
+def _check_clock(cfg: StationConfig) -> None:
+    """The time-source check."""
+    from zhichao.station.timesource import parse_server
+
+    c = cfg.clock
+    for i, server in enumerate(c.servers):
+        try:
+            host, port = parse_server(server)
+        except ValueError:
+            host, port = "", 0
+        _need(bool(host) and 0 < port < 65536, f"clock.servers[{i}]",
+              f"{server!r} is not host, host:port or [v6]:port")
+    _need(0 < c.max_offset_ms <= 10_000, "clock.max_offset_ms", "must be in (0, 10000] ms")
+    _need(0 < c.check_interval_s <= 3600, "clock.check_interval_s",
+          "must be in (0, 3600] s (the clock is checked at least hourly)")
+    _need(0 < c.timeout_s <= 30, "clock.timeout_s", "must be in (0, 30] s")
 
 
 def _check_simulation(cfg: StationConfig) -> None:

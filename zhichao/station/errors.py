@@ -7,7 +7,8 @@ Tree::
         ├── StationConfigError   station.toml is unusable (names the key and the problem)
         ├── StoreError           the station database is unusable or inconsistent
         ├── JournalError         the raw sample journal is unusable
-        └── SealingStoppedError  evidence cannot be written safely (disk full, read-only)
+        ├── SealingStoppedError  evidence cannot be written safely (disk full, read-only)
+        └── TimeSourceError      a time source gave no usable answer (clock check)
 """
 
 from __future__ import annotations
@@ -33,3 +34,7 @@ class JournalError(StationError):
 
 class SealingStoppedError(StationError):
     """Sealing is stopped: the evidence folder is full, read-only or missing."""
+
+
+class TimeSourceError(StationError):
+    """A time source (an NTP server) gave no usable answer (the message says why)."""

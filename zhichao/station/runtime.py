@@ -51,6 +51,7 @@ from zhichao.devices.registry import open_wim_device
 from zhichao.devices.sample_source import SampleSource
 from zhichao.station.alarms import StageHealth
 from zhichao.station.clock import Clock
+from zhichao.station.clockcheck import ClockMonitor
 from zhichao.station.commit import (
     Committer,
     archive_committed_frames,
@@ -118,6 +119,7 @@ class Station:
             s.directory.mkdir(parents=True, exist_ok=True)
         self.linker = FrameLinker(spools, self.clock, cfg.linking.window_s)
         self.profile = _load_profile(cfg)
+        self.clock_check = ClockMonitor(cfg.clock, self.clock, data)  # checked in run()
         self.device = self._open_device()
         adopted = self.store.adopt_legacy_outbox(
             cfg.station.station_id, self.sealer.key,
@@ -136,7 +138,8 @@ class Station:
         self.scatter.listeners.append(self._use_weighing)
         self.link = LinkStage(cfg, self.linker, self.stages, self.metrics)
         self.committer = Committer(cfg, self.store, self.device, self.linker, self.durable,
-                                   self.clock, self.metrics, self.intake.ring, self.sealer.key)
+                                   self.clock, self.metrics, self.intake.ring, self.sealer.key,
+                                   self.clock_check)
         self.seals = SealStage(self.sealer, self.store, self.stages, self.metrics)
         wim_off = self.store.get_meta("wim_offset_s")
         if wim_off is not None:
@@ -296,6 +299,9 @@ class Station:
                                   name="station-sealer", daemon=True)
         upload_stop = threading.Event()
         uploader: threading.Thread | None = None
+        clock_stop = threading.Event()  # the time-source checks, at start and hourly
+        threading.Thread(target=self.clock_check.run, args=(clock_stop,),
+                         name="station-clock-check", daemon=True).start()
         try:
             self._recover()
             self.intake.replay()
@@ -319,6 +325,7 @@ class Station:
             LOG.exception("station pipeline failed")
             raise
         finally:
+            clock_stop.set()
             seal_stop.set()
             upload_stop.set()
             self.seals.jobs.put(None)
@@ -349,6 +356,7 @@ class Station:
                     self.records.journal.prune(self.committer.committed_first)
                 self._update_gauges()
                 self._drop_stale_frames()
+                self.clock_check.sync_alarm(self.store)
             if traffic_end is not None and now - last_traffic > 1.0:
                 last_traffic = now
                 end = traffic_end()
@@ -440,6 +448,7 @@ class Station:
                     self._stream_time()),
                 "counts": c, "run_passages": self.run_passages, "wim": wim,
                 "clock_offsets_ms": self.linker.offsets_ms(),
+                "clock_check": self.clock_check.status_json(),
                 "cameras": [g.health() for g in self.grabbers],
                 "sealing_stopped": self.sealing_stopped, "recovery": self.seals.recovery,
                 "alarms": self.read_store.active_alarms(),

@@ -244,10 +244,7 @@ def material_to_json(m: CaseMaterial) -> dict[str, Any]:
             "accepted": m.plate.accepted, "review_reasons": list(m.plate.review_reasons)},
         "images": [{"path": i.path, "role": i.role, "capture_utc": format_utc(i.capture_utc),
                     "camera_id": i.camera_id} for i in m.images],
-        "clocks": None if m.clocks is None else {
-            "reference_zh": m.clocks.reference_zh,
-            "measured_utc": format_utc(m.clocks.measured_utc),
-            "offsets_ms": m.clocks.offsets_ms},
+        "clocks": None if m.clocks is None else m.clocks.to_json(),
         "waveform_path": m.waveform_path, "device": m.device,
     }
 

@@ -9,6 +9,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from zhichao.station.clockcheck import clock_line
+
 VERDICT_ZH = {"overloaded": "超限", "within_limit": "未超限", "uncertain": "不确定",
               "undecidable": "无法判定"}
 FRAME_ZH = {"linked": "已关联", "no_frame": "无图像", "ambiguous_frame": "图像不确定"}
@@ -57,6 +59,8 @@ def render(health: dict[str, Any], recent: list[dict[str, Any]], started_s: floa
              style="green" if wim.get("connected") else "red"),
         f"设备错误 {wim.get('errors', 0)}", f"时钟偏差 {offs}")
     dev.add_row(upload_line(health.get("upload") or {}))
+    if "clock_check" in health:
+        dev.add_row(clock_line(health["clock_check"].get("last_check")))
     for a in health.get("alarms") or []:
         dev.add_row(Text(f"告警 {a['code']}：{a['message_zh']}", style="bold red"))
     device = health.get("device") or {}
@@ -90,6 +94,8 @@ def summary_lines(health: dict[str, Any], elapsed_s: float) -> list[str]:
         "时钟偏差：" + ", ".join(f"{k} {v:+.1f} ms"
                              for k, v in health["clock_offsets_ms"].items()),
     ]
+    if "clock_check" in health:
+        lines.append(clock_line(health["clock_check"].get("last_check")))
     for a in health.get("alarms") or []:
         lines.append(f"告警 {a['code']}：{a['message_zh']}")
     if health.get("sealing_stopped"):

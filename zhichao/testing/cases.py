@@ -66,6 +66,14 @@ def waveform(path: Path) -> None:
         np.savez(handle, samples=samples, meta=meta)
 
 
+def verified_check(checked_utc: str, offset_ms: float = 2.5) -> dict[str, Any]:
+    """A clock record's ``reference_check``: a good NTP check at ``checked_utc``."""
+    return {"verified": True, "source": "ntp", "server": "10.0.0.1:123",
+            "checked_utc": checked_utc, "offset_ms": offset_ms, "delay_ms": 1.2,
+            "stratum": 2, "error_bound_ms": 1.1, "max_offset_ms": 500.0,
+            "max_age_s": 3900.0, "reason": "", "reason_zh": ""}
+
+
 def case_dict(base: Path, **overrides: Any) -> dict[str, Any]:
     for role, colour in (("front", (160, 40, 40)), ("side", (40, 120, 40)),
                          ("rear", (40, 40, 160)), ("plate", (200, 180, 0))):
@@ -99,8 +107,10 @@ def case_dict(base: Path, **overrides: Any) -> dict[str, Any]:
             {"path": "rear.jpg", "role": "rear", "capture_utc": "2025-06-01T02:03:06Z"},
             {"path": "plate.jpg", "role": "plate", "capture_utc": T},
         ],
-        "clocks": {"reference_zh": "北斗授时", "measured_utc": "2025-06-01T02:00:00Z",
-                   "offsets_ms": {"WIM-ZJ-0007": 3.0, "CAM-F": -12.0, "CAM-S": 8.0}},
+        "clocks": {"reference_zh": "站内参考时钟（NTP 授时，已核验）",
+                   "measured_utc": "2025-06-01T02:00:00Z",
+                   "offsets_ms": {"WIM-ZJ-0007": 3.0, "CAM-F": -12.0, "CAM-S": 8.0},
+                   "reference_check": verified_check("2025-06-01T01:30:00Z")},
         "registration": {"plate_text": "浙J12345", "axle_count": 6, "total_mass_kg": 49000,
                          "owner_name_zh": "温岭某某物流有限公司"},
         "prior_violations": 0,

@@ -1,0 +1,375 @@
+"""Checking the station's time source, recording each check, and what covers a passage.
+
+A :class:`ClockMonitor` checks the reference clock at start and every
+``clock.check_interval_s`` (at most an hour; a failed check is retried after
+:data:`RETRY_S`) in a thread of its own, so a slow or silent server never stalls weighing:
+
+* a real lane: each configured NTP server is asked once (:mod:`.timesource`); the check
+  fails when the servers that answered disagree by more than ``clock.max_offset_ms``
+  (which one is right is not known), else it takes the answer with the smallest round
+  trip and passes when ``|offset| + error bound ≤ clock.max_offset_ms``; no server
+  configured, none answering, a kiss-o'-death or an unsynchronised server fail it;
+* a simulated lane: the reference is the simulator's published clock; the check reads the
+  published clock again and passes when the station's is the same (offset 0 by
+  construction: the source is stated as 模拟授时, never as NTP).
+
+Every check is a line of ``<data>/clock/checks.jsonl`` (fsynced; times UTC): reference
+time of the check, source, server, offset, delay, stratum, error bound, result, detail.
+A failing check opens the alarm ``clock_unverified`` (health degraded); the next good one
+closes it (:meth:`ClockMonitor.sync_alarm`, called from the pipeline thread, the store's
+only writer). A passage is covered (:meth:`ClockMonitor.covering`) by the latest check at
+or before it, when that check was good and at most ``check_interval_s`` + 300 s old and
+no later check known at commit found the clock off; its package's clock record carries
+that check (verified) or says why none covers it (not verified: the gate sends the case
+to manual review, ``clock_not_verified``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from zhichao.evidence._util import format_time, parse_time
+from zhichao.evidence.inputs import ClockSync, ReferenceCheck
+from zhichao.evidence.notice_text import beijing_time_zh
+from zhichao.station.clock import Clock, PublishedSimClock, SimClock
+from zhichao.station.config import ClockSection
+from zhichao.station.errors import TimeSourceError
+from zhichao.station.store import StationStore
+from zhichao.station.timesource import (
+    KissOfDeathError,
+    NoReplyError,
+    SntpReply,
+    UnsynchronisedError,
+    query,
+)
+
+LOG = logging.getLogger("zhichao.station")
+CHECKS_FILE = Path("clock") / "checks.jsonl"
+CLOCK_ALARM = "clock_unverified"
+CLOCK_ALARM_ZH = ("站内时钟未能核验（授时服务器无应答、拒绝服务、未同步或时钟偏差超限），"
+                  "新案件将转人工复核，请检查授时")
+AGE_MARGIN_S = 300.0  # a check under way or retried (a choice; the gate allows the same)
+RETRY_S = 60.0  # after a failed check
+KEEP_CHECKS = 500  # in memory (the file keeps every check)
+
+RESULT_ZH = {
+    "good": "核验通过",
+    "offset_exceeded": "时钟偏差超出容限",
+    "servers_disagree": "各授时服务器结果不一致",
+    "unreachable": "授时服务器无应答",
+    "refused": "授时服务器拒绝服务（kiss-o'-death）",
+    "unsynchronised": "授时服务器自身未同步",
+    "bad_reply": "授时服务器应答无效",
+    "no_source": "未配置授时服务器（[clock] servers）",
+    "sim_mismatch": "与模拟器发布的时钟不一致",
+}
+#: results that show the clock off (not only unchecked): a passage before them is not
+#: covered by an earlier good check
+CLOCK_OFF = frozenset({"offset_exceeded", "servers_disagree", "sim_mismatch"})
+SOURCE_ZH = {"ntp": "NTP 授时", "sim": "模拟授时"}
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    """One check of the time source (a line of ``checks.jsonl``)."""
+
+    checked_utc: datetime  # the reference clock's time at the check
+    source: str  # "ntp" | "sim" | "none"
+    server: str
+    result: str  # a key of RESULT_ZH
+    max_offset_ms: float
+    offset_ms: float | None = None
+    delay_ms: float | None = None
+    stratum: int | None = None
+    error_bound_ms: float | None = None
+    detail: str = ""
+    replies: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def good(self) -> bool:
+        return self.result == "good"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"checked_utc": format_time(self.checked_utc), "source": self.source,
+                "server": self.server, "result": self.result,
+                "result_zh": RESULT_ZH.get(self.result, self.result),
+                "offset_ms": self.offset_ms, "delay_ms": self.delay_ms,
+                "stratum": self.stratum, "error_bound_ms": self.error_bound_ms,
+                "max_offset_ms": self.max_offset_ms, "detail": self.detail,
+                "replies": list(self.replies)}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> CheckRecord:
+        return cls(checked_utc=parse_time(raw["checked_utc"], "checked_utc"),
+                   source=str(raw["source"]), server=str(raw.get("server") or ""),
+                   result=str(raw["result"]), max_offset_ms=float(raw["max_offset_ms"]),
+                   offset_ms=raw.get("offset_ms"), delay_ms=raw.get("delay_ms"),
+                   stratum=raw.get("stratum"), error_bound_ms=raw.get("error_bound_ms"),
+                   detail=str(raw.get("detail") or ""),
+                   replies=tuple(raw.get("replies") or ()))
+
+
+def _reply_json(r: SntpReply) -> dict[str, Any]:
+    return {"server": r.server, "offset_ms": round(r.offset_s * 1000, 3),
+            "delay_ms": round(r.delay_s * 1000, 3), "stratum": r.stratum, "leap": r.leap,
+            "root_delay_ms": round(r.root_delay_s * 1000, 3),
+            "root_dispersion_ms": round(r.root_dispersion_s * 1000, 3),
+            "error_bound_ms": round(r.error_bound_s * 1000, 3),
+            "reference_id": r.reference_id}
+
+
+def ntp_check(cfg: ClockSection, now: Callable[[], datetime]) -> CheckRecord:
+    """Ask every configured server once; judge the best answer (see the module)."""
+    max_ms = cfg.max_offset_ms
+    if not cfg.servers:
+        return CheckRecord(now(), "none", "", "no_source", max_ms,
+                           detail="no [clock] servers configured")
+    replies: list[SntpReply] = []
+    failures: list[tuple[str, str]] = []  # (result, detail)
+    for server in cfg.servers:
+        try:
+            replies.append(query(server, cfg.timeout_s))
+        except KissOfDeathError as exc:
+            failures.append(("refused", str(exc)))
+        except UnsynchronisedError as exc:
+            failures.append(("unsynchronised", str(exc)))
+        except NoReplyError as exc:
+            failures.append(("unreachable", str(exc)))
+        except TimeSourceError as exc:
+            failures.append(("bad_reply", str(exc)))
+    at = now()
+    detail = "; ".join(d for _, d in failures)
+    if not replies:
+        # the most telling failure: a server that refused or is unsynchronised says more
+        # than one that is silent
+        order = ("refused", "unsynchronised", "bad_reply", "unreachable")
+        result = min((r for r, _ in failures), key=order.index)
+        return CheckRecord(at, "ntp", ", ".join(cfg.servers), result, max_ms, detail=detail)
+    best = min(replies, key=lambda r: r.delay_s)
+    offsets_ms = [r.offset_s * 1000 for r in replies]
+    bound_ms = best.error_bound_s * 1000
+    result = "good"
+    if max(offsets_ms) - min(offsets_ms) > max_ms:  # which one is right is not known
+        result = "servers_disagree"
+    elif abs(best.offset_s) * 1000 + bound_ms > max_ms:
+        result = "offset_exceeded"
+    return CheckRecord(at, "ntp", best.server, result, max_ms,
+                       offset_ms=round(best.offset_s * 1000, 3),
+                       delay_ms=round(best.delay_s * 1000, 3), stratum=best.stratum,
+                       error_bound_ms=round(bound_ms, 3), detail=detail,
+                       replies=tuple(_reply_json(r) for r in replies))
+
+
+def sim_check(clock: Clock, cfg: ClockSection) -> CheckRecord:
+    """The simulated lane: the station's clock against the simulator's published one."""
+    at = clock.now()
+    if isinstance(clock, PublishedSimClock):
+        fresh = PublishedSimClock(clock.devices_file)
+        if not fresh.ready:
+            return CheckRecord(at, "sim", str(clock.devices_file), "sim_mismatch",
+                               cfg.max_offset_ms, detail="the simulator's clock is not "
+                               "published any more")
+        wall_s = time.time()
+        offset_ms = (fresh.at_wall(wall_s) - clock.at_wall(wall_s)).total_seconds() * 1000
+        server = str(clock.devices_file.name)
+    else:
+        offset_ms, server = 0.0, "in-process SimClock"
+    result = "good" if abs(offset_ms) <= cfg.max_offset_ms else "sim_mismatch"
+    return CheckRecord(at, "sim", server, result, cfg.max_offset_ms,
+                       offset_ms=round(offset_ms, 3), delay_ms=0.0, error_bound_ms=0.0,
+                       detail="verified against the simulator's published clock")
+
+
+class ClockMonitor:
+    """Checks (own thread), the record of checks, the alarm and passage coverage."""
+
+    def __init__(self, cfg: ClockSection, clock: Clock, data_dir: Path) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.path = data_dir / CHECKS_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self.checks: list[CheckRecord] = self._load()
+        self._last_mono: float | None = None
+        self._last_ref: datetime | None = None
+        self._alarm_open: bool | None = None  # unknown until the first sync_alarm
+
+    @property
+    def simulated(self) -> bool:
+        return isinstance(self.clock, SimClock | PublishedSimClock)
+
+    @property
+    def max_age_s(self) -> float:
+        return self.cfg.check_interval_s + AGE_MARGIN_S
+
+    def _load(self) -> list[CheckRecord]:
+        """The checks of earlier runs (they cover passages replayed at a restart)."""
+        out: list[CheckRecord] = []
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return out
+        if text and not text.endswith("\n"):  # torn by a kill: the next check starts a line
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write("\n")
+        for line in text.splitlines()[-KEEP_CHECKS:]:
+            try:
+                out.append(CheckRecord.from_json(json.loads(line)))
+            except (ValueError, KeyError, TypeError):
+                continue  # a line torn by a kill
+        return out
+
+    # ------------------------------------------------------------------ checking
+    def check_now(self) -> CheckRecord:
+        """Check the time source once and record the check."""
+        rec = sim_check(self.clock, self.cfg) if self.simulated else ntp_check(
+            self.cfg, self.clock.now)
+        line = json.dumps(rec.to_json(), ensure_ascii=False) + "\n"
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        with self._lock:
+            self.checks.append(rec)
+            del self.checks[:-KEEP_CHECKS]
+            self._last_mono, self._last_ref = time.monotonic(), rec.checked_utc
+        (LOG.info if rec.good else LOG.warning)("clock check", extra={"fields": rec.to_json()})
+        return rec
+
+    def due(self) -> bool:
+        """A check is due: none yet this run, or the interval (after a failure
+        :data:`RETRY_S`) passed on the reference clock or the monotonic clock."""
+        if not self.clock.ready:
+            return False  # a simulated lane's clock is published when the station connects
+        with self._lock:
+            if self._last_mono is None or self._last_ref is None or not self.checks:
+                return True
+            wait_s = self.cfg.check_interval_s if self.checks[-1].good else min(
+                RETRY_S, self.cfg.check_interval_s)
+            return (time.monotonic() - self._last_mono >= wait_s
+                    or (self.clock.now() - self._last_ref).total_seconds() >= wait_s)
+
+    def run(self, stop: threading.Event) -> None:
+        """The checking thread: a check whenever one is due, until ``stop``."""
+        while not stop.is_set():
+            if self.due():
+                try:
+                    self.check_now()
+                except OSError:  # the record cannot be written: retried, logged loudly
+                    LOG.exception("clock check not recorded")
+                    stop.wait(RETRY_S)
+            stop.wait(0.1)
+
+    def last(self) -> CheckRecord | None:
+        with self._lock:
+            return self.checks[-1] if self.checks else None
+
+    # ------------------------------------------------------------------ the alarm
+    def sync_alarm(self, store: StationStore) -> None:
+        """Open ``clock_unverified`` after a failed check, close it after a good one
+        (pipeline thread: the store's only writer)."""
+        last = self.last()
+        if last is None:
+            return
+        if self._alarm_open is None:
+            self._alarm_open = any(a["code"] == CLOCK_ALARM for a in store.active_alarms())
+        if not last.good and not self._alarm_open:
+            store.raise_alarm(CLOCK_ALARM, CLOCK_ALARM_ZH,
+                              f"{format_time(last.checked_utc)} {last.source} {last.server}: "
+                              f"{last.result} {last.detail}"[:2000])
+            self._alarm_open = True
+            LOG.error("clock alarm opened", extra={"fields": last.to_json()})
+        elif last.good and self._alarm_open:
+            store.clear_alarm(CLOCK_ALARM)
+            self._alarm_open = False
+            LOG.info("clock alarm closed", extra={"fields": last.to_json()})
+
+    # ------------------------------------------------------------------ coverage
+    def covering(self, passage_utc: datetime) -> ReferenceCheck:
+        """The check that covers a passage at ``passage_utc`` (reference time), or why
+        none does."""
+        with self._lock:
+            checks = list(self.checks)
+        before = [c for c in checks if c.checked_utc <= passage_utc]
+        after = [c for c in checks if c.checked_utc > passage_utc]
+        if not before:
+            return _unverified("no_check", "通行前无授时核验记录")
+        c = before[-1]
+        claim = ReferenceCheck(
+            True, c.source, server=c.server, checked_utc=c.checked_utc,
+            offset_ms=c.offset_ms, delay_ms=c.delay_ms, stratum=c.stratum,
+            error_bound_ms=c.error_bound_ms, max_offset_ms=c.max_offset_ms,
+            max_age_s=self.max_age_s)
+        age_s = (passage_utc - c.checked_utc).total_seconds()
+        if not c.good:
+            return replace(claim, verified=False, reason=f"check_failed: {c.result}",
+                           reason_zh=f"通行前最近一次核验未通过：{RESULT_ZH[c.result]}")
+        if age_s > self.max_age_s:
+            return replace(claim, verified=False, reason=f"check_too_old: {age_s:.0f} s",
+                           reason_zh=f"通行前最近一次核验已过 {age_s:.0f} 秒"
+                                     f"（上限 {self.max_age_s:.0f} 秒）")
+        if after and after[0].result in CLOCK_OFF:
+            return replace(claim, verified=False,
+                           reason=f"next_check_failed: {after[0].result}",
+                           reason_zh=f"通行后的下一次核验发现{RESULT_ZH[after[0].result]}")
+        return claim
+
+    def clock_sync(self, passage_utc: datetime, offsets_ms: dict[str, float]) -> ClockSync:
+        """A package's clock record: the devices' offsets and the covering check."""
+        check = self.covering(passage_utc)
+        return ClockSync(reference_zh(check), self.clock.now(), offsets_ms, check)
+
+    def status_json(self) -> dict[str, Any]:
+        """For ``/health`` and ``zhichao status``."""
+        last = self.last()
+        return {"simulated": self.simulated, "servers": list(self.cfg.servers),
+                "check_interval_s": self.cfg.check_interval_s,
+                "last_check": None if last is None else last.to_json()}
+
+
+def _unverified(reason: str, reason_zh: str) -> ReferenceCheck:
+    return ReferenceCheck(False, "", reason=reason, reason_zh=reason_zh)
+
+
+def reference_zh(check: ReferenceCheck) -> str:
+    """The clock claim a package makes (zh-CN)."""
+    if check.verified:
+        return f"站内参考时钟（{SOURCE_ZH.get(check.source, check.source)}，已核验）"
+    return f"时钟未核验（{check.reason_zh}）"
+
+
+def last_check(data_dir: Path) -> dict[str, Any] | None:
+    """The newest recorded check (``zhichao status``, without a running station)."""
+    try:
+        lines = (data_dir / CHECKS_FILE).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return None
+    for line in reversed(lines):
+        try:
+            out: dict[str, Any] = json.loads(line)
+            return out
+        except ValueError:
+            continue
+    return None
+
+
+def clock_line(check: dict[str, Any] | None) -> str:
+    """``zhichao status``: the last check of the time source (zh-CN, 北京时间)."""
+    if check is None:
+        return "授时核验：尚无记录（站点运行时开始核验）"
+    result = str(check.get("result"))
+    offset = check.get("offset_ms")
+    return (f"授时核验：{beijing_time_zh(check.get('checked_utc'))} "
+            f"{SOURCE_ZH.get(str(check.get('source')), '未配置授时源')} "
+            f"{check.get('server') or ''} — {RESULT_ZH.get(result, result)}"
+            + ("" if offset is None else f"，偏差 {offset} ms")
+            + ("" if result == "good" else "（新案件将转人工复核）"))
