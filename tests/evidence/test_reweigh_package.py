@@ -1,0 +1,104 @@
+"""The static re-weighing's supplementary package: sealed, logged, verified, tamper-evident,
+and checked against the original package it names."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.evidence.conftest import Env, case_dict
+from tests.evidence.test_reweigh_rule import reading
+from zhichao.evidence.errors import PackageError
+from zhichao.evidence.inputs import CaseInputs
+from zhichao.evidence.package import seal_package
+from zhichao.evidence.report import Result
+from zhichao.evidence.reweigh import (
+    OriginalRef,
+    seal_reweigh,
+    vehicle_record_sha256,
+    verify_reweigh,
+)
+from zhichao.evidence.static_reading import StaticReading
+from zhichao.evidence.verify import verify_package
+
+
+def _sealed(env: Env, name: str = "pkg") -> tuple[CaseInputs, Path, OriginalRef]:
+    base = env.root / f"in-{name}"
+    base.mkdir()
+    case = CaseInputs.from_json(case_dict(base))
+    res = seal_package(case, env.root / name, station=env.station, log=env.log, base_dir=base,
+                       renderer=lambda *_: {})
+    ref = OriginalRef("S001-2-1000", vehicle_record_sha256(case.vehicle.raw), res.package_id,
+                      res.manifest_sha256)
+    return case, res.directory, ref
+
+
+def _supplement(env: Env, case: CaseInputs, ref: OriginalRef, weight_kg: float = 46060
+                ) -> Path:
+    static = StaticReading.from_json(reading(weight_kg))
+    res = seal_reweigh(dataclasses.replace(case, static_reweigh=static), ref,
+                       env.root / "reweigh", station=env.station, log=env.log)
+    assert res.log_index == 1
+    return res.directory
+
+
+def test_supplement_verifies_and_names_its_original(env: Env) -> None:
+    case, original, ref = _sealed(env)
+    sup = _supplement(env, case, ref)
+    key = env.station.key.public_key()
+    report = verify_package(sup, key=key, log_dir=env.log.directory)
+    assert report.ok, report.text()
+    assert "reweigh.reading" in report.codes(Result.PASS)
+    both = verify_reweigh(sup, original, key=key)
+    assert both.ok, both.text()
+    manifest = json.loads((sup / "manifest.json").read_bytes())
+    assert manifest["format"] == "zhichao.reweigh/1"
+    named = manifest["case"]["original"]
+    assert named["manifest_sha256"] == hashlib.sha256(
+        (original / "manifest.json").read_bytes()).hexdigest()
+    elig = manifest["case"]["decision"]["eligibility"]
+    assert elig["status"] == "UNUSABLE"  # WIM 62 t, static 46 060 kg: not over
+    assert elig["assessment"]["gross_kg"] == "46060"
+    assert elig["assessment"]["wim_gross_kg"] == "62000"
+    assert (original / "manifest.json").exists()  # the case package is untouched
+    assert verify_package(original, key=key).ok
+
+
+def test_tampered_supplement_fails(env: Env) -> None:
+    case, _original, ref = _sealed(env)
+    sup = _supplement(env, case, ref)
+    key = env.station.key.public_key()
+    bad = env.root / "bad"
+    shutil.copytree(sup, bad)
+    path = bad / "original" / "static-reading.json"
+    path.write_bytes(path.read_bytes().replace(b'"46060"', b'"46000"'))
+    assert "file.hash" in verify_package(bad, key=key).codes()
+    bad2 = env.root / "bad2"
+    shutil.copytree(sup, bad2)
+    m = bad2 / "manifest.json"
+    m.write_bytes(m.read_bytes().replace(b'"46060"', b'"46000"', 1))
+    codes = verify_package(bad2, key=key).codes()
+    assert {"signature.manifest", "reweigh.reading"} & codes
+
+
+def test_supplement_against_another_original_fails(env: Env) -> None:
+    case, _original, ref = _sealed(env, "pkg")
+    sup = _supplement(env, case, ref)
+    _case2, other, _ = _sealed(env, "other")
+    report = verify_reweigh(sup, other, key=env.station.key.public_key())
+    assert "reweigh.original" in report.codes()
+
+
+@pytest.mark.parametrize("flag", ["unstable", "overload", "net"])
+def test_a_flagged_reading_is_never_sealed(env: Env, flag: str) -> None:
+    case, _original, ref = _sealed(env)
+    static = StaticReading.from_json(reading(46060, flags=[flag]))
+    with pytest.raises(PackageError, match="仪表"):
+        seal_reweigh(dataclasses.replace(case, static_reweigh=static), ref,
+                     env.root / "rw", station=env.station, log=env.log)
+    assert not (env.root / "rw").exists()
