@@ -193,7 +193,7 @@ def test_xk3190_on_a_pty_static_overload_wim_missed_goes_to_review(
                     excess_kg=None, excess_after_allowance_kg=None, allowance_kg=485.0)
         rows = listen(cfg, lambda rs: bool(rs))
     assert rows[0]["stable_by"] == "detector" and rows[0]["weight_kg"] == "52000"
-    rc, out, err = link(capsys, cfg, "--passage", "ZJ-G60-K123-2-2000")
+    rc, _out, err = link(capsys, cfg, "--passage", "ZJ-G60-K123-2-2000")
     assert rc == 0, err
     store = ReadingStore(cfg.data_dir / "station.db")
     row = store.passage_reweighs("ZJ-G60-K123-2-2000")[0]
