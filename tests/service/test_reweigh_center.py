@@ -1,0 +1,102 @@
+"""The center receives a static re-weighing's supplementary package through the same sync
+as any package and attaches it to the case it names (after the case, if it came first);
+a supplement naming other evidence than the registered case is refused."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from tests.evidence.test_reweigh_rule import reading
+from tests.service.sync_helpers import Database, StationKit, database
+from zhichao.common import Backoff
+from zhichao.evidence.inputs import CaseInputs
+from zhichao.evidence.merkle import MerkleLog
+from zhichao.evidence.package import Station
+from zhichao.evidence.reweigh import OriginalRef, seal_reweigh, vehicle_record_sha256
+from zhichao.evidence.signing import generate_key
+from zhichao.evidence.static_reading import StaticReading
+from zhichao.service.center.server import create_center_app
+from zhichao.service.center.service_hook import ServiceHook
+from zhichao.service.center.store import CenterStore
+from zhichao.service.db import make_engine, session_factory, transaction
+from zhichao.service.errors import IngestError
+from zhichao.service.models import Case
+from zhichao.service.reweigh import register_reweigh, reweighs_of
+from zhichao.station.sync_outbox import Outbox
+from zhichao.station.uploader import Uploader
+from zhichao.testing.cases import case_dict, vehicle_dict
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    yield from database(request.param, tmp_path)
+
+
+def supplement(kit: StationKit, original: Path) -> Path:
+    """The re-weighing of the kit's first package (same vehicle record), sealed into the
+    kit's log after it."""
+    raw = case_dict(kit.inputs, vehicle=vehicle_dict(first_sample=1000, station_seq=0))
+    case = CaseInputs.from_json(raw)
+    manifest_bytes = (original / "manifest.json").read_bytes()
+    manifest = json.loads(manifest_bytes)
+    assert manifest["case"]["vehicle"] == case.vehicle.raw
+    ref = OriginalRef("S001-2-1000", vehicle_record_sha256(case.vehicle.raw),
+                      manifest["package_id"], hashlib.sha256(manifest_bytes).hexdigest())
+    static = StaticReading.from_json(reading(61800))
+    station = Station(kit.station_id, kit.key_name, kit.key)
+    with MerkleLog(kit.log_dir, origin=station.origin, create=True, fsync=False) as log:
+        res = seal_reweigh(dataclasses.replace(case, static_reweigh=static), ref,
+                           kit.root / "reweigh", station=station, log=log)
+    return res.directory
+
+
+def test_supplement_is_attached_to_its_case_even_when_it_arrives_first(
+        db: Database, tmp_path: Path) -> None:
+    service = make_engine(db.url, schema=db.schema)
+    key = generate_key()
+    app = create_center_app(db.url, tmp_path / "store", key, schema=db.schema,
+                            hook=ServiceHook.for_engine(service))
+    store: CenterStore = app.state.sync_store
+    kit = StationKit(tmp_path / "station")
+    store.register_station(kit.station_id, kit.public_pem)
+    (original,) = kit.seal(1)
+    sup = supplement(kit, original)
+    with Outbox(tmp_path / "outbox.sqlite") as outbox:
+        outbox.enqueue_package(sup)  # the supplement first: it must wait for its case
+        outbox.enqueue_package(original)
+        summary = Uploader(outbox, "http://testserver", key.public_key(),
+                           log_dir=kit.log_dir, backoff=Backoff(0.01, 0.05),
+                           client=TestClient(app)).run(until_empty=True, max_runtime_s=60)
+    assert summary.accepted == 2 and summary.refused == 0
+    assert store.counts()["hook_pending"] == 1  # the supplement, waiting for its case
+    assert store.redeliver() == 1
+    assert store.counts()["hook_pending"] == 0
+    assert store.redeliver() == 0
+    with transaction(session_factory(service)) as s:
+        (case,) = s.scalars(select(Case)).all()
+        attached = reweighs_of(s, "case", case.id)
+        assert len(attached) == 1
+        entry = attached[0]
+        assert entry["static_weight_kg"] == "61800" and entry["wim_gross_kg"] == "62000"
+        assert entry["officer"] == "执法员 张三" and entry["status"] == "ENFORCEABLE"
+        assert entry["original"]["package_id"] == case.package_id
+        assert Path(entry["package_path"]).is_file()
+        # registered again (at-least-once delivery): nothing new
+        sup_manifest = json.loads((sup / "manifest.json").read_bytes())
+        sha = hashlib.sha256((sup / "manifest.json").read_bytes()).hexdigest()
+        register_reweigh(s, sup_manifest, entry["package_path"], manifest_sha256=sha)
+        assert len(reweighs_of(s, "case", case.id)) == 1
+        # a supplement naming other evidence under the case's package id is refused
+        forged = json.loads(json.dumps(sup_manifest))
+        forged["case"]["original"]["manifest_sha256"] = "0" * 64
+        with pytest.raises(IngestError, match="refused"):
+            register_reweigh(s, forged, entry["package_path"], manifest_sha256="1" * 64)
+    service.dispose()
