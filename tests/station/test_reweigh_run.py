@@ -78,7 +78,7 @@ stable_min_s = 0.2
                 time.sleep(0.5)
             assert proc.poll() is None, "the station stopped before uploading the link"
             proc.terminate()
-            out, err = proc.communicate(timeout=60)
+            _out, err = proc.communicate(timeout=60)
         finally:
             if proc.poll() is None:
                 proc.kill()
