@@ -15,7 +15,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from tests.evidence.test_reweigh_rule import reading
+from tests.service.conftest import PASSWORD, TEST_POLICY, new_user
 from tests.service.sync_helpers import Database, StationKit, database
+from tests.service.test_web_common import csrf_of
 from zhichao.common import Backoff
 from zhichao.evidence.inputs import CaseInputs
 from zhichao.evidence.merkle import MerkleLog
@@ -58,6 +60,7 @@ def supplement(kit: StationKit, original: Path) -> Path:
     return res.directory
 
 
+@pytest.mark.slow  # a center, a service and a console on each backend
 def test_supplement_is_attached_to_its_case_even_when_it_arrives_first(
         db: Database, tmp_path: Path) -> None:
     service = make_engine(db.url, schema=db.schema)
@@ -99,4 +102,31 @@ def test_supplement_is_attached_to_its_case_even_when_it_arrives_first(
         forged["case"]["original"]["manifest_sha256"] = "0" * 64
         with pytest.raises(IngestError, match="refused"):
             register_reweigh(s, forged, entry["package_path"], manifest_sha256="1" * 64)
+        case_id = case.id
     service.dispose()
+    html = case_page(db, case_id)
+    assert "静态复检" in html and "61,800 kg" in html and "62,000 kg" in html
+    assert "执法员 张三" in html and "ZJJL-S-2025-01" in html
+
+
+def case_page(db: Database, case_id: int) -> str:
+    """The console's case page as a technical reviewer sees it."""
+    from zhichao.service.settings import Settings
+    from zhichao.service.web import WebSettings, create_console_app
+
+    app = create_console_app(Settings(database_url=db.url, database_schema=db.schema,
+                                      deadlines=TEST_POLICY),
+                             web=WebSettings(cookie_secure=False))
+    try:
+        reviewer = new_user(app.state.sessions, "technical_reviewer")
+        client = TestClient(app)
+        page = client.get("/console/login")
+        r = client.post("/console/login", follow_redirects=False, data={
+            "username": reviewer.username, "password": PASSWORD,
+            "csrf_token": csrf_of(page.text), "next": "/console/"})
+        assert r.status_code == 303, r.text
+        got = client.get(f"/console/cases/{case_id}")
+        assert got.status_code == 200, got.text
+        return str(got.text)
+    finally:
+        app.state.engine.dispose()
