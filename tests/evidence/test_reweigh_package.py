@@ -102,3 +102,18 @@ def test_a_flagged_reading_is_never_sealed(env: Env, flag: str) -> None:
         seal_reweigh(dataclasses.replace(case, static_reweigh=static), ref,
                      env.root / "rw", station=env.station, log=env.log)
     assert not (env.root / "rw").exists()
+
+
+def test_zhichao_verify_with_original(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    from zhichao.cli import main
+    from zhichao.evidence.signing import public_pem
+
+    case, original, ref = _sealed(env)
+    sup = _supplement(env, case, ref)
+    _case2, other, _ = _sealed(env, "other")
+    key = env.root / "station.pub"
+    key.write_bytes(public_pem(env.station.key.public_key()))
+    assert main(["verify", str(sup), "--key", str(key), "--original", str(original)]) == 0
+    assert "reweigh.original" in capsys.readouterr().out
+    assert main(["verify", str(sup), "--key", str(key), "--original", str(other)]) == 1
+    assert "复检包所指原始证据包与所给证据包不一致" in capsys.readouterr().out

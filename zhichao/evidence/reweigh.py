@@ -222,8 +222,17 @@ def verify_reweigh(package: Path, original: Path | None = None, *,
     from zhichao.evidence.verify import verify_package
 
     report = verify_package(package, key=key, log_dir=log_dir)
-    if original is None:
-        return report
+    if original is not None:
+        check_original(report, package, original, key=key, log_dir=log_dir)
+    return report
+
+
+def check_original(report: Report, package: Path, original: Path, *,
+                   key: Ed25519PublicKey | None = None, log_dir: Path | None = None) -> None:
+    """Add ``reweigh.original`` to ``report``: ``original`` verifies and is exactly the
+    package the supplement ``package`` names."""
+    from zhichao.evidence.verify import verify_package
+
     checks = Checks(report)
     try:
         sup = _manifest(read_package(package)) or {}
@@ -231,7 +240,7 @@ def verify_reweigh(package: Path, original: Path | None = None, *,
     except PackageRefusedError as exc:
         checks.fail("reweigh.original", f"原始证据包无法读取：{exc.message_zh}",
                     f"original package unreadable: {exc.message_en}")
-        return report
+        return
     named = ((sup.get("case") or {}).get("original")) or {}
     raw_manifest = contents.read(MANIFEST_NAME) or b""
     orig_sha = hashlib.sha256(raw_manifest).hexdigest()
@@ -257,4 +266,3 @@ def verify_reweigh(package: Path, original: Path | None = None, *,
         checks.ok("reweigh.original",
                   f"原始证据包 {orig.get('package_id')} 核验通过，且正是复检包所指",
                   f"original {orig.get('package_id')} verifies and is the one named")
-    return report
