@@ -260,3 +260,25 @@ def test_config_refuses_an_incomplete_static_scale(tmp_path: Path) -> None:
                                        "scale_id": "S1"}}, tmp_path)
     with pytest.raises(StationConfigError, match="static_scale.url"):
         parse_config({"static_scale": {"url": "zwr+tcp://127.0.0.1:9"}}, tmp_path)
+
+
+def test_a_link_that_cannot_be_sealed_is_an_alarm_not_a_crash(tmp_path: Path) -> None:
+    from zhichao.devices.data import WeightReading
+    from zhichao.station.reweigh_stage import SEAL_ALARM_CODE
+    from zhichao.station.static_scale import SettledReading
+
+    cfg = write_config(tmp_path, "xk3190+serial:///dev/null")
+    store = StationStore(cfg.data_dir / "station.db")
+    sealer = Sealer(cfg)
+    stage = ReweighStage(cfg, store, sealer)
+    try:
+        rid = stage.readings.add(SettledReading(WeightReading(46060.0, None, raw=b"\x02"), (),
+                                                "detector"), "xk3190")
+        assert stage.readings.link(rid, "NO-SUCH-PASSAGE", "执法员 张三")
+        stage.step()  # never raises into the pipeline
+        assert SEAL_ALARM_CODE in {a["code"] for a in store.active_alarms()}
+        assert "NO-SUCH-PASSAGE" in (stage.readings.get(rid) or {})["error"]
+    finally:
+        stage.close()
+        sealer.close()
+        store.close()

@@ -44,6 +44,8 @@ from zhichao.station.sync_outbox import insert_package
 LOG = logging.getLogger("zhichao.station")
 ALARM_CODE = "static_scale_failed"
 ALARM_ZH = "静态复检衡器连续无读数（连接中断或仪表故障），复检无法记录，请检查衡器和仪表"
+SEAL_ALARM_CODE = "reweigh_sealing_failed"
+SEAL_ALARM_ZH = "静态复检补充证据包封存失败，已关联的复检尚未形成证据，请检查（详见日志）"
 
 
 class ReweighStage:
@@ -59,7 +61,9 @@ class ReweighStage:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.failures = 0
-        self.alarm_open = any(a["code"] == ALARM_CODE for a in store.active_alarms())
+        active = {a["code"] for a in store.active_alarms()}
+        self.alarm_open = ALARM_CODE in active
+        self.seal_alarm_open = SEAL_ALARM_CODE in active
         self.sealed = 0
 
     # ------------------------------------------------------------------ the scale
@@ -104,9 +108,17 @@ class ReweighStage:
 
     # ------------------------------------------------------------------ sealing
     def step(self) -> None:
-        """One pass of the pipeline thread: store readings, seal what was linked."""
-        self.collect()
-        self.seal_pending()
+        """One pass of the pipeline thread: store readings, seal what was linked. Never
+        raises: a failure here must not stop weighing (it is logged and an alarm)."""
+        try:
+            self.collect()
+            self.seal_pending()
+        except Exception as exc:
+            LOG.exception("static re-weighing step failed")
+            try:
+                self._seal_failed(repr(exc))
+            except Exception:  # the store itself fails: the pipeline's own steps report it
+                LOG.exception("static re-weighing alarm could not be raised")
 
     def seal_pending(self) -> int:
         """Seal every linked reading whose original is ready; how many were sealed."""
@@ -119,8 +131,17 @@ class ReweighStage:
                 LOG.exception("sealing a static re-weighing failed")
                 self.readings.db.execute("UPDATE static_readings SET error = ? WHERE id = ?",
                                          (repr(exc)[:2000], row["id"]))
+                self._seal_failed(f"reading {row['id']}: {exc!r}")
+        if done and self.seal_alarm_open:
+            self.store.clear_alarm(SEAL_ALARM_CODE)
+            self.seal_alarm_open = False
         self.sealed += done
         return done
+
+    def _seal_failed(self, detail: str) -> None:
+        if not self.seal_alarm_open:
+            self.store.raise_alarm(SEAL_ALARM_CODE, SEAL_ALARM_ZH, detail[:2000])
+            self.seal_alarm_open = True
 
     def _case_row(self, passage_key: str) -> dict[str, Any] | None:
         row = self.readings.db.execute(

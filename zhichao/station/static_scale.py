@@ -248,8 +248,8 @@ class ScaleReader:
     def run(self, stop: threading.Event) -> None:
         from zhichao.devices.registry import open_device
 
-        self.device = open_device("indicator", self.url)
         try:
+            self.device = open_device("indicator", self.url)
             while not stop.is_set():
                 r = self.device.read(1.0)
                 if r is None:
@@ -265,7 +265,8 @@ class ScaleReader:
             LOG.exception("static scale reader failed")
             self.out.put(f"{self.url}: reader failed: {exc!r}")
         finally:
-            self.device.close()
+            if self.device is not None:
+                self.device.close()
 
     def start(self, stop: threading.Event) -> threading.Thread:
         thread = threading.Thread(target=self.run, args=(stop,), name="static-scale",
