@@ -67,9 +67,13 @@ def register(subparsers: Any) -> None:
 
 
 def _config(path: Path | None) -> StationConfig:
+    """The station's configuration, with its database created if it is new."""
+    from zhichao.station.store import StationStore
+
     cfg = load_config(path)
     if not cfg.static_scale.url:
         raise RefusedError("本站未配置静态复检衡器（station.toml 的 [static_scale]）")
+    StationStore(cfg.data_dir / "station.db").close()  # the passages table exists
     return cfg
 
 
