@@ -112,22 +112,23 @@ def parse_officer_time(text: str) -> datetime:
         UTC)
 
 
-def find_passage(store: ReadingStore, args: argparse.Namespace) -> dict[str, Any]:
+def find_passage(store: ReadingStore, passage_key: str | None, plate_text: str | None,
+                 time_text: str | None, window_s: float = 120.0) -> dict[str, Any]:
     """The one passage the officer named (by key, or by plate and time)."""
     db = store.db
-    if args.passage:
+    if passage_key:
         row = db.execute("SELECT * FROM passages WHERE passage_key = ?",
-                         (args.passage,)).fetchone()
+                         (passage_key,)).fetchone()
         if row is None:
-            raise RefusedError(f"未找到通行记录 {args.passage}")
+            raise RefusedError(f"未找到通行记录 {passage_key}")
         return dict(row)
-    if not args.plate or not args.time:
-        raise RefusedError("请给出 --passage，或同时给出 --plate 和 --time")
+    if not plate_text or not time_text:
+        raise RefusedError("请给出通行记录编号，或同时给出号牌和通行时间")
     from zhichao.service.ingest import normalise_plate
 
-    plate = normalise_plate(args.plate)
-    t = parse_officer_time(args.time)
-    lo, hi = t - timedelta(seconds=args.window_s), t + timedelta(seconds=args.window_s)
+    plate = normalise_plate(plate_text)
+    t = parse_officer_time(time_text)
+    lo, hi = t - timedelta(seconds=window_s), t + timedelta(seconds=window_s)
     rows = [dict(r) for r in db.execute(  # text bounds to the second, then exactly
         "SELECT * FROM passages WHERE time_utc >= ? AND time_utc <= ? ORDER BY time_utc",
         (utc_text(lo)[:19], utc_text(hi)[:19] + "~"))]
@@ -135,11 +136,11 @@ def find_passage(store: ReadingStore, args: argparse.Namespace) -> dict[str, Any
              and lo <= parse_time(r["time_utc"], "passage.time_utc") <= hi]
     if not found:
         raise RefusedError(f"未找到号牌 {plate} 在 {t.astimezone(BEIJING):%Y-%m-%d %H:%M:%S}"
-                           f"（北京时间）前后 {args.window_s:g} 秒内的通行记录")
+                           f"（北京时间）前后 {window_s:g} 秒内的通行记录")
     if len(found) > 1:
         keys = "、".join(r["passage_key"] for r in found)
         raise RefusedError(f"号牌 {plate} 在该时段有 {len(found)} 条通行记录（{keys}），"
-                           "请用 --passage 指定")
+                           "请指定通行记录编号")
     return found[0]
 
 
@@ -176,23 +177,35 @@ def choose_reading(store: ReadingStore, cfg: StationConfig, passage: dict[str, A
     return row
 
 
+def link_reading(cfg: StationConfig, officer: str, *, passage_key: str | None = None,
+                 plate: str | None = None, time_text: str | None = None,
+                 window_s: float = 120.0, reading_id: int | None = None
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Link a reading to a passage (the CLI and the console form); (reading, passage).
+    Raises :class:`RefusedError` with the zh-CN reason."""
+    if not officer.strip():
+        raise RefusedError("复检执法人员不能为空")
+    store = ReadingStore(cfg.data_dir / "station.db")
+    try:
+        passage = find_passage(store, passage_key, plate, time_text, window_s)
+        earlier = store.passage_reweighs(passage["passage_key"])
+        if earlier:
+            raise RefusedError(f"通行 {passage['passage_key']} 已有复检读数 "
+                               f"#{earlier[0]['id']}（{earlier[0]['status']}）")
+        row = choose_reading(store, cfg, passage, reading_id)
+        if not store.link(row["id"], passage["passage_key"], officer.strip()):
+            raise RefusedError(f"读数 #{row['id']} 已被关联")
+    finally:
+        store.close()
+    return row, passage
+
+
 def _link(args: argparse.Namespace) -> int:
     try:
         cfg = _config(args.config)
-        if not args.officer.strip():
-            raise RefusedError("--officer 不能为空（复检执法人员）")
-        store = ReadingStore(cfg.data_dir / "station.db")
-        try:
-            passage = find_passage(store, args)
-            earlier = store.passage_reweighs(passage["passage_key"])
-            if earlier:
-                raise RefusedError(f"通行 {passage['passage_key']} 已有复检读数 "
-                                   f"#{earlier[0]['id']}（{earlier[0]['status']}）")
-            row = choose_reading(store, cfg, passage, args.reading)
-            if not store.link(row["id"], passage["passage_key"], args.officer.strip()):
-                raise RefusedError(f"读数 #{row['id']} 已被关联")
-        finally:
-            store.close()
+        row, passage = link_reading(cfg, args.officer, passage_key=args.passage,
+                                    plate=args.plate, time_text=args.time,
+                                    window_s=args.window_s, reading_id=args.reading)
     except ZhichaoError as exc:
         return _error(exc)
     print(f"已关联 linked: 读数 #{row['id']} {row['weight_kg']} kg → 通行 "
