@@ -117,3 +117,18 @@ def test_zhichao_verify_with_original(env: Env, capsys: pytest.CaptureFixture[st
     assert "reweigh.original" in capsys.readouterr().out
     assert main(["verify", str(sup), "--key", str(key), "--original", str(other)]) == 1
     assert "复检包所指原始证据包与所给证据包不一致" in capsys.readouterr().out
+
+
+def test_a_case_sealed_with_its_static_reading_carries_it(env: Env) -> None:
+    """``zhichao seal`` on the case file ``zhichao evaluate`` takes: the decision uses the
+    static weight, so the reading is in the signed manifest too."""
+    base = env.root / "in"
+    base.mkdir()
+    case = CaseInputs.from_json(case_dict(base, static_reweigh=reading(61800)))
+    res = seal_package(case, env.root / "pkg", station=env.station, log=env.log,
+                       base_dir=base, renderer=lambda *_: {})
+    facts = json.loads((res.directory / "manifest.json").read_bytes())["case"]
+    assert facts["static_reweigh"]["weight_kg"] == "61800"
+    assert facts["eligibility"]["assessment"]["gross_kg"] == "61800"
+    assert facts["vehicle"]["gross_weight_kg"] == 62000.0  # the WIM weight stays
+    assert verify_package(res.directory, key=env.station.key.public_key()).ok
