@@ -132,3 +132,25 @@ def test_a_case_sealed_with_its_static_reading_carries_it(env: Env) -> None:
     assert facts["eligibility"]["assessment"]["gross_kg"] == "61800"
     assert facts["vehicle"]["gross_weight_kg"] == 62000.0  # the WIM weight stays
     assert verify_package(res.directory, key=env.station.key.public_key()).ok
+    from zhichao.evidence.notice_text import notice_paragraphs
+
+    text = "".join(notice_paragraphs({"package_id": res.package_id, "case": facts}))
+    assert "经检测设备动态检测，车货总质量为62000" in text
+    assert "复检，车货总质量为61800千克" in text and "ZJJL-S-2025-01" in text
+
+
+def test_documents_of_a_reweighed_case_name_both_weights_in_covered_characters(
+        env: Env) -> None:
+    from zhichao.evidence.documents import uncovered_characters
+
+    base = env.root / "in"
+    base.mkdir()
+    case = CaseInputs.from_json(case_dict(base, static_reweigh=reading(61800)))
+    res = seal_package(case, env.root / "pkg", station=env.station, log=env.log,
+                       base_dir=base)
+    sheet = (res.directory / "derived" / "evidence_sheet.html").read_text(encoding="utf-8")
+    assert "静态复检总质量（证据重量）" in sheet and "62000" in sheet
+    facts = json.loads((res.directory / "manifest.json").read_bytes())["case"]
+    legal = facts["eligibility"]["assessment"]
+    texts = [legal["tolerance_basis_zh"], *legal["unconfirmed_zh"]]
+    assert uncovered_characters(texts) == [], texts

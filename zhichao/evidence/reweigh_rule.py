@@ -45,7 +45,7 @@ STATIC_REASONS: dict[str, tuple[str, str, str, str]] = {
     "static_certificate_invalid": (
         "unusable", "复检时静态衡器计量检定证书无效或等级未知",
         "static scale certificate not valid at the re-weighing",
-        "计量法第九条；公路超限检测站管理办法（🟡）"),
+        "计量法第九条；公路超限检测站管理办法（待确认）"),
     "static_before_passage": (
         "unusable", "静态复检时间早于通行时间，不是该次通行的复检",
         "static reading taken before the passage", "行政处罚法第四十一条第二款"),
@@ -93,9 +93,9 @@ def static_tolerance(case: CaseInputs, rule: RuleVersion | None
         e = format(cert.division_kg.normalize(), "f")
         if not cls.confirmed:
             note = (f"静态衡器{cls.name}级使用中最大允许误差（{cls.source_zh}，e = {e} kg，"
-                    f"{cls.status}）")
+                    f"{cls.status_zh}）")
         options.append((mpe, f"{cls.source_zh} 静态衡器{cls.name}级使用中最大允许误差"
-                             f"（e = {e} kg，{cls.status}）"))
+                             f"（e = {e} kg，{cls.status_zh}）"))
     if jur is not None and rule is not None:
         options.append((jur, f"辖区规定扣除 {rule.allowance_source.cite_zh()}"))
     if not options:

@@ -56,6 +56,11 @@ class StaticClass:
     def confirmed(self) -> bool:
         return self.status.startswith("✅")
 
+    @property
+    def status_zh(self) -> str:
+        """The status in words (the PDF fonts lack law.md's emoji labels)."""
+        return "已确认" if self.confirmed else "待确认：仅有二手来源"
+
 
 _JJG539 = "JJG 539《数字指示秤检定规程》（参照 OIML R76-1）"
 STATIC_CLASSES: dict[str, StaticClass] = {
