@@ -1,13 +1,18 @@
-"""Static re-weighing at the station: a real indicator (pty, Modbus TCP) configured in
+"""Static re-weighing at the station: a real indicator (pty — the project's Toledo twin and
+an XK3190 peer written from docs/devices.md alone —, Modbus TCP) configured in
 station.toml, its settled readings stored with their flags, linked by the officer's CLI,
 sealed as a supplementary package that verifies and goes to the outbox; flagged readings
 are refused in zh-CN; a scale that stops answering opens an alarm."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import threading
 import time
+import tty
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +31,48 @@ from zhichao.station.reweigh_stage import ALARM_CODE, ReweighStage
 from zhichao.station.sealing import CaseMaterial, Sealer, material_to_json
 from zhichao.station.static_scale import ReadingStore
 from zhichao.station.store import PassageRow, StationStore
+
+
+class Xk3190Peer:
+    """An XK3190 indicator written from docs/devices.md alone (not the project's twin):
+    12-byte tF = 0 frames of one weight on a pty, 20 a second."""
+
+    def __init__(self, weight_kg: int) -> None:
+        self.frame = self.encode(weight_kg, 0)
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        self.url = f"xk3190+serial://{os.ttyname(self.slave)}?baud_rate=9600"
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def encode(counts: int, decimals: int) -> bytes:
+        body = b"+" + f"{counts:06d}{decimals}".encode()  # sign, 6 digits, decimals
+        xor = 0
+        for byte in body:  # XOR of bytes 2 … 9
+            xor ^= byte
+        return b"\x02" + body + f"{xor:02X}".encode() + b"\x03"
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(self.master, self.frame)
+            self.stop.wait(0.05)
+
+    def __enter__(self) -> Xk3190Peer:
+        os.set_blocking(self.master, False)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        os.close(self.master)
+        os.close(self.slave)
+
+
+def test_the_peer_encodes_the_documented_example() -> None:
+    assert Xk3190Peer.encode(1234, 2) == bytes.fromhex("022B30303132333432314403")
 
 
 def _t(dt: datetime) -> str:
@@ -185,8 +232,8 @@ def test_xk3190_on_a_pty_static_overload_wim_missed_goes_to_review(
     """XK3190 frames have no stable bit: the detector calls it stable. WIM said within
     limit (no case); the static scale says overloaded: a supplement naming the passage, a
     reviewer with both weights."""
-    with StreamIndicatorTwin("xk3190", [(52000.0, False)], link="pty", rate_hz=50) as twin:
-        cfg = write_config(tmp_path, twin.url)
+    with Xk3190Peer(52000) as peer:
+        cfg = write_config(tmp_path, peer.url)
         passed = datetime.now(UTC) - timedelta(seconds=10)
         add_passage(cfg, "ZJ-G60-K123-2-2000", "浙J12345", passed, case=False,
                     gross_weight_kg=48500.0, verdict="within_limit", overloaded=False,
