@@ -9,6 +9,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -30,7 +31,7 @@ from zhichao.service.center.service_hook import ServiceHook
 from zhichao.service.center.store import CenterStore
 from zhichao.service.db import make_engine, session_factory, transaction
 from zhichao.service.errors import IngestError
-from zhichao.service.models import Case
+from zhichao.service.models import Case, User
 from zhichao.service.reweigh import register_reweigh, reweighs_of
 from zhichao.station.sync_outbox import Outbox
 from zhichao.station.uploader import Uploader
@@ -42,7 +43,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     yield from database(request.param, tmp_path)
 
 
-def supplement(kit: StationKit, original: Path) -> Path:
+def supplement(kit: StationKit, original: Path, weight_kg: float = 61800) -> Path:
     """The re-weighing of the kit's first package (same vehicle record), sealed into the
     kit's log after it."""
     raw = case_dict(kit.inputs, vehicle=vehicle_dict(first_sample=1000, station_seq=0))
@@ -52,7 +53,7 @@ def supplement(kit: StationKit, original: Path) -> Path:
     assert manifest["case"]["vehicle"] == case.vehicle.raw
     ref = OriginalRef("S001-2-1000", vehicle_record_sha256(case.vehicle.raw),
                       manifest["package_id"], hashlib.sha256(manifest_bytes).hexdigest())
-    static = StaticReading.from_json(reading(61800))
+    static = StaticReading.from_json(reading(weight_kg))
     station = Station(kit.station_id, kit.key_name, kit.key)
     with MerkleLog(kit.log_dir, origin=station.origin, create=True, fsync=False) as log:
         res = seal_reweigh(dataclasses.replace(case, static_reweigh=static), ref,
@@ -130,3 +131,39 @@ def case_page(db: Database, case_id: int) -> str:
         return str(got.text)
     finally:
         app.state.engine.dispose()
+
+
+@pytest.mark.slow  # a migrated service database
+def test_a_reweighing_without_penalty_bars_approving_the_wim_proposal(tmp_path: Path) -> None:
+    """WIM 62 t (a fine proposed); the verified static scale says 46 060 kg (not over):
+    the reviewers may reject, never approve the WIM proposal."""
+    from zhichao.service import workflow
+    from zhichao.service.db import upgrade
+    from zhichao.service.errors import WorkflowError
+    from zhichao.service.ingest import register_ingested_package
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'service.db'}")
+    upgrade(engine)
+    sessions = session_factory(engine)
+    kit = StationKit(tmp_path / "station")
+    (original,) = kit.seal(1)
+    sup = supplement(kit, original, 46060)
+    sha = hashlib.sha256((sup / "manifest.json").read_bytes()).hexdigest()
+    reviewer = new_user(sessions, "technical_reviewer")
+    with transaction(sessions) as s:
+        case = register_ingested_package(s, None, original)
+        assert isinstance(case, Case) and case.proposed_outcome not in (None, "none")
+        register_reweigh(s, json.loads((sup / "manifest.json").read_bytes()), sup,
+                         manifest_sha256=sha)
+        case_id = case.id
+    def review(s: Any, approve: bool, reason: str) -> Case:
+        case, user = s.get(Case, case_id), s.get(User, reviewer.id)
+        assert case is not None and user is not None
+        return workflow.technical_review(s, case, user, approve=approve, reason=reason)
+
+    with pytest.raises(WorkflowError) as info, transaction(sessions) as s:
+        review(s, True, "按动态称重")
+    assert "静态复检" in info.value.message_zh and "请驳回" in info.value.message_zh
+    with transaction(sessions) as s:
+        assert review(s, False, "静态复检未超限").state == "rejected"
+    engine.dispose()

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from zhichao.common import utc_now
 from zhichao.service import audit
-from zhichao.service.errors import IngestError
+from zhichao.service.errors import IngestError, WorkflowError
 from zhichao.service.models import AuditEntry, Case, Passage
 
 REWEIGH_FORMAT = "zhichao.reweigh/1"
@@ -108,3 +108,24 @@ def reweighs_of(session: Session, object_type: str, object_id: int) -> list[dict
     return [dict(e.detail) for e in session.scalars(select(AuditEntry).where(
         AuditEntry.action == ACTION, AuditEntry.object_type == object_type,
         AuditEntry.object_id == str(object_id)).order_by(AuditEntry.id))]
+
+
+def check_approval(session: Session, case: Case) -> None:
+    """A case whose latest static re-weighing proposes no penalty (the verified static
+    weight is within limit + tolerance, or the re-weighing makes the evidence unusable)
+    cannot be approved on its WIM proposal: never stricter than the measurement that is
+    the evidence allows (行政处罚法 Art. 40, 41(2)). Raises :class:`WorkflowError`."""
+    attached = reweighs_of(session, "case", case.id)
+    if not attached:
+        return
+    latest = attached[-1]
+    if latest.get("penalty_outcome") in (None, "none") or latest.get("status") == "UNUSABLE":
+        raise WorkflowError(
+            f"case {case.id}: static re-weighing {latest.get('package_id')} proposes no "
+            f"penalty ({latest.get('status')}, {latest.get('verdict')})",
+            f"静态复检（{_kg(latest.get('static_weight_kg'))}）认定不予处罚"
+            f"（{latest.get('verdict')}），不得按动态称重结果通过审核，请驳回")
+
+
+def _kg(value: Any) -> str:
+    return "—" if value is None else f"{value} kg"
