@@ -26,6 +26,7 @@ _STAGE_CLI_MODULES: tuple[str, ...] = (
     "zhichao.service.center_cli",
     "zhichao.station.sync_cli",
     "zhichao.station.run_cli",
+    "zhichao.station.reweigh_cli",
 )
 
 

@@ -54,6 +54,10 @@ def _verify(args: argparse.Namespace) -> int:
                             log_dir=Path(args.log) if args.log else None, tsa_roots=roots,
                             witness_keys=witnesses, witness_required=required,
                             history=history)
+    if args.original:  # a re-weighing's supplement and the case package it names
+        from zhichao.evidence.reweigh import check_original
+
+        check_original(report, Path(args.package), Path(args.original), key=key)
     print(report.text())
     return verify_exit_code(report)
 
@@ -251,6 +255,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--witness-count", type=int,
                    help="cosignatures required (default: all --witness-key given)")
     p.add_argument("--history", help="history bundle (zhichao history) with review events")
+    p.add_argument("--original", help="for a static re-weighing's supplement: the case "
+                   "package it names (checked to verify and to be exactly that one)")
     p.set_defaults(handler=_verify)
 
     p = subparsers.add_parser("review-event", help="log a review/decision/service event")

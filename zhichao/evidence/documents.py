@@ -104,7 +104,13 @@ def _facts(doc: dict[str, Any]) -> list[tuple[str, str]]:
                              f"地址 {_v(reg.get('owner_address_zh'))}"),
         ("车型", notice_text.vehicle_class_zh(c)),
         ("轴数 / 车速", f"{_v(v.get('axle_count'))} 轴 / {_v(v.get('speed_kmh'))} km/h"),
-        ("车货总质量", _v(v.get("gross_weight_kg"), " kg")),
+        ("车货总质量", _v(v.get("gross_weight_kg"), " kg")
+         + ("（动态检测）" if c.get("static_reweigh") else "")),
+        *([("静态复检总质量（证据重量）",
+            f"{_v(c['static_reweigh'].get('weight_kg'), ' kg')}，"
+            f"{_bj(c['static_reweigh'].get('reading_utc'))}，检定证书 "
+            f"{_v((c['static_reweigh'].get('certificate') or {}).get('certificate_number'))}")]
+          if c.get("static_reweigh") else []),
         ("限定标准", f"{_v(law.get('limit_kg'), ' kg')}（{_v(law.get('limit_basis'))}）"
          + "".join(f"；{s}" for s in law.get("stricter_limits_zh") or [])),
         ("计量允差", _v(law.get("tolerance_kg"), " kg")

@@ -29,6 +29,7 @@ from zhichao.common import utc_now
 from zhichao.evidence.errors import RuleError
 from zhichao.evidence.inputs import CaseInputs
 from zhichao.evidence.penalty import PenaltyProposal, lightest, propose_penalty, versions_to_compare
+from zhichao.evidence.reweigh_rule import STATIC_REASONS, check_static
 from zhichao.evidence.rules import RuleSet, RuleVersion
 from zhichao.evidence.verdict import Assessment, assess
 from zhichao.weighing.config import ClassConfig
@@ -200,6 +201,9 @@ _REASONS: dict[str, tuple[Severity, str, str, str]] = {
                           "no rule version in force at the violation time", "—"),
     "excess_inconsistent": (Severity.MANUAL_REVIEW, "称重记录超限量与总质量、限值不一致",
                             "recorded excess inconsistent with gross and limit", "—"),
+    # a linked static re-weighing (复检): zhichao.evidence.reweigh_rule
+    **{code: (Severity(sev), zh, en, basis)
+       for code, (sev, zh, en, basis) in STATIC_REASONS.items()},
 }
 
 
@@ -303,6 +307,7 @@ def evaluate(case: CaseInputs, rules: RuleSet | None, config: GateConfig | None 
     _check_violation(case, assessment, add)
     _check_flags(case, reasons, add)
     _check_device(case, add)
+    check_static(case, assessment.verdict, add)
     _check_site(case, cfg, add)
     _check_clocks(case, cfg, add)
     axle_counts = _check_images(case, cfg, add)
@@ -343,11 +348,13 @@ def _check_violation(case: CaseInputs, a: Assessment, add: Add) -> None:
         add(code, detail)
     if a.unconfirmed_zh:
         add("legal_values_unconfirmed", "；".join(a.unconfirmed_zh))
-    record_clear = v.verdict == "within_limit" or (v.verdict == "overloaded" and not v.overloaded)
+    static = case.static_reweigh is not None  # the WIM record's verdict is not the evidence
+    record_clear = not static and (
+        v.verdict == "within_limit" or (v.verdict == "overloaded" and not v.overloaded))
     if a.verdict == "within_limit" or record_clear:
         add("no_violation", f"record {v.verdict}; by law {a.verdict}, "
                             f"{a.gross_kg} − {a.tolerance_kg} vs {a.limit_kg} kg")
-    if v.verdict == "uncertain":
+    if v.verdict == "uncertain" and not static:
         add("verdict_uncertain")
     if v.limit_kg is not None and v.excess_kg is not None and abs(
             v.excess_kg - (v.gross_weight_kg - v.limit_kg)) > EXCESS_TOLERANCE_KG:
@@ -359,7 +366,8 @@ def _check_flags(case: CaseInputs, reasons: list[Reason], add: Add) -> None:
     if flags & DATA_QUALITY_FLAGS:
         add("data_quality", ",".join(sorted(flags & DATA_QUALITY_FLAGS)))
     if flags & ABNORMAL_DRIVING_FLAGS:
-        add("abnormal_driving", ",".join(sorted(flags & ABNORMAL_DRIVING_FLAGS)))
+        add("abnormal_driving_reweighed" if case.static_reweigh is not None
+            else "abnormal_driving", ",".join(sorted(flags & ABNORMAL_DRIVING_FLAGS)))
     if "class_undecidable" in flags and not any(r.code == "limit_undecidable" for r in reasons):
         add("limit_undecidable", "flag class_undecidable")
     if flags - KNOWN_FLAGS:
@@ -377,6 +385,8 @@ def _check_device(case: CaseInputs, add: Add) -> None:
     if not d.legal_review_approved or d.legal_review_date is None or (
             d.legal_review_date > t.date()):
         add("device_legal_review", f"date={d.legal_review_date}")
+    if case.static_reweigh is not None:
+        return  # the WIM weight is not the evidence: the static scale's facts are checked
     if accuracy_class(d.accuracy_class) is None:
         add("accuracy_class_unknown", f"class={d.accuracy_class}")
     if not d.certificate_number or d.certificate_valid_from is None or (
@@ -493,11 +503,11 @@ def _penalty(case: CaseInputs, rules: RuleSet | None, rule: RuleVersion | None,
     decision (行政处罚法 Art. 37); none unless the law's verdict is an overload."""
     v = case.vehicle
     if rules is None or rule is None or a.limit_kg is None or not a.penalty_allowed or (
-            v.verdict == "within_limit"):
+            v.verdict == "within_limit" and case.static_reweigh is None):
         return None
     decided = case.decision_utc or utc_now()
     proposals = [
-        propose_penalty(version, gross_weight_kg=v.gross_weight_kg, limit_kg=a.limit_kg,
+        propose_penalty(version, gross_weight_kg=a.gross_kg, limit_kg=a.limit_kg,
                         allowance_kg=a.tolerance_kg, prior_violations=case.prior_violations,
                         limit_source=a.limit_source(), allowance_source=a.tolerance_source())
         for version in versions_to_compare(rules, v.time_utc, max(decided, v.time_utc))

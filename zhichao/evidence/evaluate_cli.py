@@ -76,7 +76,9 @@ def _text(case: CaseInputs, result: Eligibility) -> str:
             f"车型 class: {a.vehicle_class_zh or '—'} ({a.vehicle_class or '—'})",
             f"限值 limit: {a.limit_kg if a.limit_kg is not None else '—'} kg — {a.limit_basis}",
             *(f"  较严限值 stricter if: {s}" for s in a.stricter_zh),
-            f"总质量 gross: {a.gross_kg} kg",
+            f"总质量 gross: {a.gross_kg} kg" + (
+                f"（静态复检为证据重量 static re-weighing; 动态 WIM {a.wim_gross_kg} kg）"
+                if a.weight_source == "static" else ""),
             f"允差 tolerance: {a.tolerance_kg} kg — {a.tolerance_basis_zh}"
             f"（设备误差 {a.device_mpe_kg} kg，记录扣除 {a.recorded_allowance_kg} kg）",
             f"超限 excess (after tolerance): {a.excess_kg} kg — verdict {a.verdict}",

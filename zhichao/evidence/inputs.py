@@ -17,6 +17,7 @@ from typing import Any
 
 from zhichao.evidence._util import format_time, parse_time, to_decimal
 from zhichao.evidence.errors import InputError
+from zhichao.evidence.static_reading import StaticReading
 
 VEHICLE_FORMAT = "zhichao.vehicle/1"
 VERDICTS = ("overloaded", "within_limit", "uncertain", "undecidable")
@@ -468,6 +469,8 @@ class CaseInputs:
     video_paths: tuple[str, ...] = ()
     station_id: str | None = None
     decision_utc: datetime | None = None  # when the case is decided (从旧兼从轻); None: now
+    # a stable static re-weighing (复检) linked to this passage: the evidence weight
+    static_reweigh: StaticReading | None = None
 
     @classmethod
     def from_json(cls, raw: Any, where: str = "case") -> CaseInputs:
@@ -499,4 +502,5 @@ class CaseInputs:
             station_id=_opt_str(raw, "station_id", where),
             decision_utc=None if raw.get("decision_utc") is None
             else parse_time(raw["decision_utc"], f"{where}.decision_utc"),
+            static_reweigh=opt("static_reweigh", StaticReading),
         )

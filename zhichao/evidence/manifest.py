@@ -14,6 +14,9 @@ from typing import Any
 from zhichao.evidence.errors import PackageError
 
 MANIFEST_FORMAT = "zhichao.evidence/1"
+#: a static re-weighing's supplementary package (zhichao.evidence.reweigh): same layout
+REWEIGH_FORMAT = "zhichao.reweigh/1"
+MANIFEST_FORMATS = (MANIFEST_FORMAT, REWEIGH_FORMAT)
 MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "manifest.sig"
 PUBLIC_KEY_NAME = "station.pub"
@@ -41,9 +44,10 @@ def check_manifest(manifest: Any) -> list[dict[str, Any]]:
     """
     if not isinstance(manifest, dict):
         raise PackageError(f"{MANIFEST_NAME}: top level is not a JSON object")
-    if manifest.get("format") != MANIFEST_FORMAT:
+    if manifest.get("format") not in MANIFEST_FORMATS:
         raise PackageError(
-            f"{MANIFEST_NAME}.format: {manifest.get('format')!r} is not {MANIFEST_FORMAT}"
+            f"{MANIFEST_NAME}.format: {manifest.get('format')!r} is not "
+            f"{' or '.join(MANIFEST_FORMATS)}"
         )
     for key in ("package_id", "created_utc"):
         if not isinstance(manifest.get(key), str):

@@ -114,11 +114,19 @@ def facts_paragraph(doc: dict[str, Any], plate: str | None = None) -> str:
                  if loads else "")
     place = site.get("name_zh") or f"监测点（编号 {c.get('site_id')}，名称待补录）"
     excess = pen.get("excess_kg") or c.get("excess_after_allowance_kg")
+    static = c.get("static_reweigh")  # a static re-weighing is the evidence weight
+    measured = (f"经依法检定合格的检测设备检测，车货总质量为{_v(v.get('gross_weight_kg'))}千克"
+                f"{axle_text}")
+    if static:
+        cert = (static.get("certificate") or {}).get("certificate_number")
+        measured = (f"经检测设备动态检测，车货总质量为{_v(v.get('gross_weight_kg'))}千克"
+                    f"{axle_text}；经依法检定合格的静态衡器（检定证书{_v(cert)}）于"
+                    f"{beijing_time_zh(static.get('reading_utc'))}复检，车货总质量为"
+                    f"{_v(static.get('weight_kg'))}千克")
     return (
         f"经查，号牌为{plate}的车辆（{vehicle_class_zh(c)}，{_v(v.get('axle_count'))}轴）"
         f"于{beijing_time_zh(c.get('time_utc'))}行经{place}（{_v(site.get('road_zh'))} "
-        f"{_v(site.get('stake_zh'))}）第{_v(c.get('lane_id'))}车道，经依法检定合格的检测设备"
-        f"检测，车货总质量为{_v(v.get('gross_weight_kg'))}千克{axle_text}；限定标准为"
+        f"{_v(site.get('stake_zh'))}）第{_v(c.get('lane_id'))}车道，{measured}；限定标准为"
         f"{_v(law.get('limit_kg'))}千克（{_v(law.get('limit_basis'))}），扣除计量允差"
         f"{_v(law.get('tolerance_kg'))}千克后超限{_v(excess)}千克。")
 

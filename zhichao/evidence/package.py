@@ -184,6 +184,9 @@ def case_facts(case: CaseInputs, eligibility: Eligibility, penalty: PenaltyPropo
         "prior_violations": case.prior_violations,
         "calibration_profile": v.calibration_profile,
         "weighing_software_version": v.software_version,
+        # a linked static re-weighing is the evidence weight: the reading goes with it
+        **({} if case.static_reweigh is None
+           else {"static_reweigh": case.static_reweigh.to_json()}),
     }
 
 

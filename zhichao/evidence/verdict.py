@@ -29,6 +29,7 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from zhichao.evidence.inputs import CaseInputs
+from zhichao.evidence.reweigh_rule import STATIC_SOURCE, WIM_SOURCE, static_tolerance
 from zhichao.evidence.rules import LegalSource, RuleVersion, jurisdiction_deduction_kg
 from zhichao.weighing.classification import (
     LEGAL_CLASSES,
@@ -66,6 +67,8 @@ class Assessment:
     excess_kg: Decimal  # gross − tolerance − limit, 0 when not over
     verdict: str
     findings: tuple[tuple[str, str], ...]  # (gate reason code, detail)
+    weight_source: str = WIM_SOURCE  # "static": a linked static re-weighing is the evidence
+    wim_gross_kg: Decimal | None = None  # with a static weight: the WIM weight, shown beside
 
     @property
     def penalty_allowed(self) -> bool:
@@ -101,6 +104,8 @@ class Assessment:
             "recorded_allowance_kg": d(self.recorded_allowance_kg),
             "jurisdiction_deduction_kg": d(self.jurisdiction_deduction_kg),
             "excess_kg": d(self.excess_kg),
+            **({} if self.weight_source == WIM_SOURCE else {
+                "weight_source": self.weight_source, "wim_gross_kg": d(self.wim_gross_kg)}),
         }
 
 
@@ -179,12 +184,21 @@ def assess(case: CaseInputs, rule: RuleVersion | None, cfg: ClassConfig | None =
         read = case.plate.text if case.plate else ""
         findings.append(("registration_plate_mismatch",
                          f"{case.registration.plate_text} ≠ {read}"))
-    tol, tol_basis, mpe, jur = _tolerance(case, rule, findings, class_mpe_in_service_pct)
+    static = case.static_reweigh
+    unconfirmed: list[str] = []
+    if static is None:
+        gross = v.gross_weight_kg
+        tol, tol_basis, mpe, jur = _tolerance(case, rule, findings, class_mpe_in_service_pct)
+    else:  # the static re-weighing is the evidence weight (reweigh_rule)
+        gross = static.weight_kg
+        tol, tol_basis, mpe, jur, note = static_tolerance(case, rule)
+        if note:  # the MPE table is not confirmed
+            unconfirmed.append(note)
+        unconfirmed.extend(static.certificate.unconfirmed_zh)
     c = _classify(case, cfg or ClassConfig())
     limit: Decimal | None = None
     table: int | None = None
     stricter: tuple[int, ...] = ()
-    unconfirmed: list[str] = []
     if c is not None and c.vehicle_class is not None and c.limit_kg is not None:
         base = LEGAL_CLASSES[c.vehicle_class].limit_kg
         table = None if rule is None else rule.limits_by_class_kg.get(c.vehicle_class)
@@ -196,30 +210,35 @@ def assess(case: CaseInputs, rule: RuleVersion | None, cfg: ClassConfig | None =
         stricter = tuple(s - base + (table or base) for s in c.candidates_kg if s < c.limit_kg)
         unconfirmed.extend(c.unconfirmed)
     cls = _device_class(case, class_mpe_in_service_pct)
-    if cls is not None and not cls.confirmed:
+    if static is None and cls is not None and not cls.confirmed:
         unconfirmed.append(f"{cls.name}级使用中最大允许误差±{cls.in_service_pct:g}%（{cls.status_zh}）")
-    verdict, excess = _verdict(case, c, limit, stricter, tol, findings)
+    verdict, excess = _verdict(case, c, limit, stricter, gross - tol, findings)
+    device_class = None if cls is None else cls.name
+    if static is not None:
+        device_class = f"static_{static.certificate.accuracy_class}"
     return Assessment(
-        gross_kg=v.gross_weight_kg, vehicle_class=None if c is None else c.vehicle_class,
+        gross_kg=gross, vehicle_class=None if c is None else c.vehicle_class,
         vehicle_class_zh=None if c is None else c.name_zh, limit_kg=limit,
         limit_basis="" if c is None else c.basis,
         stricter_zh=() if c is None else tuple(s.note_zh() for s in c.stricter),
         stricter_limits_kg=stricter, unconfirmed_zh=tuple(unconfirmed),
         record_limit_kg=v.limit_kg, rule_table_limit_kg=table, tolerance_kg=tol,
-        tolerance_basis_zh=tol_basis, device_class=None if cls is None else cls.name,
+        tolerance_basis_zh=tol_basis, device_class=device_class,
         device_mpe_kg=mpe, recorded_allowance_kg=v.allowance_kg,
         jurisdiction_deduction_kg=jur, excess_kg=excess, verdict=verdict,
-        findings=tuple(findings))
+        findings=tuple(findings),
+        weight_source=STATIC_SOURCE if static is not None else WIM_SOURCE,
+        wim_gross_kg=None if static is None else v.gross_weight_kg)
 
 
 def _verdict(case: CaseInputs, c: Classification | None, limit: Decimal | None,
-             stricter: tuple[int, ...], tol: Decimal, findings: list[tuple[str, str]]
+             stricter: tuple[int, ...], net: Decimal, findings: list[tuple[str, str]]
              ) -> tuple[str, Decimal]:
+    """The verdict of ``net`` (the evidence weight less the tolerance) against the limit."""
     v = case.vehicle
     if c is None or limit is None:
         findings.append(("limit_undecidable", f"axles={v.axle_count}"))
         return "undecidable", Decimal(0)
-    net = v.gross_weight_kg - tol
     if v.limit_kg is not None and v.limit_kg < limit:
         findings.append(("limit_stricter_than_law",
                          f"记录限值 {v.limit_kg} kg < 依已知事实的法定限值 {limit} kg"))

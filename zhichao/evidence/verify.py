@@ -39,6 +39,7 @@ from zhichao.evidence.manifest import (
     INCLUSION_NAME,
     MANIFEST_NAME,
     PUBLIC_KEY_NAME,
+    REWEIGH_FORMAT,
     SEAL_FILES,
     SIGNATURE_NAME,
     SUMS_NAME,
@@ -138,6 +139,10 @@ def verify_package(
         return report
     key, signature = checked
     _check_files(contents, manifest, checks)
+    if manifest.data.get("format") == REWEIGH_FORMAT:  # a static re-weighing's supplement
+        from zhichao.evidence.reweigh import check_reweigh
+
+        check_reweigh(contents, manifest.data, checks)
     seal = _check_seal(contents, manifest, signature, key, checks)
     _check_timestamp(contents, seal.note, tsa_roots, checks)
     _check_beyond(seal, manifest, key, checks, trusted_checkpoint=trusted_checkpoint,

@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 
 from zhichao.common import utc_now
 from zhichao.evidence.events import EventType
-from zhichao.service import audit, copy_notices, duties, events, notices
+from zhichao.service import audit, copy_notices, duties, events, notices, reweigh
 from zhichao.service.accounts import user_label
 from zhichao.service.errors import (
     ConcurrentUpdateError,
@@ -185,6 +185,8 @@ def technical_review(session: Session, case: Case, user: User, *, approve: bool,
     """技术审核: the record is 真实、清晰、完整、准确 and the device was lawful (Art. 41)."""
     now = now or utc_now()
     _start("technical-review", case, user, expected_version)
+    if approve:  # a static re-weighing (复检) that proposes no penalty bars approval
+        reweigh.check_approval(session, case)
     needs_reason = not approve or case.eligibility_status != "ENFORCEABLE"
     text = _text(reason, "reason", required=needs_reason)
     session.add(Review(case_id=case.id, stage="technical", reviewer_id=user.id,
@@ -204,6 +206,8 @@ def legal_review(session: Session, case: Case, user: User, *, approve: bool,
     """法制审核, by a different person than the technical reviewer."""
     now = now or utc_now()
     _start("legal-review", case, user, expected_version)
+    if approve:
+        reweigh.check_approval(session, case)
     text = _text(reason, "reason", required=not approve)
     session.add(Review(case_id=case.id, stage="legal", reviewer_id=user.id, approved=approve,
                        reason_zh=text, time_utc=now))

@@ -200,6 +200,26 @@ class SimulationSection:
 
 
 @dataclass(frozen=True)
+class StaticScaleSection:
+    """The station's static weighbridge for re-weighing (复检); none while ``url`` is empty.
+    Checked by :func:`zhichao.station.static_scale.check_config` (docs/station.md)."""
+
+    url: str = ""  # a weighing-indicator URL of the devices stage (xk3190+…, toledo+…, modbus+…)
+    scale_id: str = ""
+    certificate_number: str = ""
+    certificate_issuer: str = ""
+    accuracy_class: str = "III"  # JJG 539 / OIML R76: III (中准确度级) or IIII
+    division_kg: float = 20.0  # verification scale interval e [kg] (e = d on a truck scale)
+    max_capacity_kg: float = 100000.0
+    certificate_valid_from: str = ""  # RFC 3339; empty: not stated
+    certificate_valid_until: str = ""  # RFC 3339, required with url
+    unconfirmed: tuple[str, ...] = ()  # values a human must still confirm (shown in cases)
+    stable_readings: int = 5  # equal readings that make a weight stable without a stable bit
+    stable_min_s: float = 1.0  # … spanning at least this long
+    max_delay_s: float = 7200.0  # a reading later after the passage is not linked (a guess)
+
+
+@dataclass(frozen=True)
 class StationConfig:
     station: StationSection = field(default_factory=StationSection)
     site: SiteSection = field(default_factory=SiteSection)
@@ -218,6 +238,7 @@ class StationConfig:
     http: HttpSection = field(default_factory=HttpSection)
     clock: ClockSection = field(default_factory=ClockSection)
     simulation: SimulationSection = field(default_factory=SimulationSection)
+    static_scale: StaticScaleSection = field(default_factory=StaticScaleSection)
     base_dir: str = "."  # folder relative paths resolve against (the config file's)
 
     def path(self, value: str) -> Path:
@@ -351,6 +372,10 @@ def validate(cfg: StationConfig) -> None:
     for check in (_check_station, _check_site_lane_wim, _check_device, _check_cameras,
                   _check_pipeline, _check_clock, _check_simulation):
         check(cfg)
+    if cfg.static_scale.url or cfg.static_scale != StaticScaleSection():
+        from zhichao.station.static_scale import check_config
+
+        check_config(cfg)
 
 
 def _need(cond: bool, key: str, problem: str) -> None:

@@ -147,6 +147,9 @@ def start_console(cfg: StationConfig, link: LocalService | None
     import uvicorn
 
     app = create_console_app(link.settings)
+    from zhichao.station.reweigh_console import mount
+
+    mount(app, cfg)  # the 静态复检 page, with a static scale
     server = uvicorn.Server(uvicorn.Config(app, host=cfg.http.host, port=cfg.http.console_port,
                                            log_level="warning"))
     t = threading.Thread(target=server.run, name="station-console", daemon=True)

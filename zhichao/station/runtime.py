@@ -141,6 +141,11 @@ class Station:
                                    self.clock, self.metrics, self.intake.ring, self.sealer.key,
                                    self.clock_check)
         self.seals = SealStage(self.sealer, self.store, self.stages, self.metrics)
+        self.reweigh: Any = None  # the static scale (复检), when station.toml has one
+        if cfg.static_scale.url:
+            from zhichao.station.reweigh_stage import ReweighStage
+
+            self.reweigh = ReweighStage(cfg, self.store, self.sealer)
         wim_off = self.store.get_meta("wim_offset_s")
         if wim_off is not None:
             self.linker.wim_offset.add(float(wim_off))
@@ -314,6 +319,8 @@ class Station:
                                             name="station-uploader", daemon=True)
                 uploader.start()
             self._start_grabbers()
+            if self.reweigh is not None:
+                self.reweigh.start_reader()
             self.source = open_wim_device(self.wim_url)
             self._loop(stop, max_vehicles, traffic_end)
             self._advance_pending(final=self._traffic_done())
@@ -357,6 +364,8 @@ class Station:
                 self._update_gauges()
                 self._drop_stale_frames()
                 self.clock_check.sync_alarm(self.store)
+                if self.reweigh is not None:  # static readings in, linked ones sealed
+                    self.reweigh.step()
             if traffic_end is not None and now - last_traffic > 1.0:
                 last_traffic = now
                 end = traffic_end()
@@ -465,6 +474,8 @@ class Station:
             self.source.close()
         for g in self.grabbers:
             g.close()
+        if self.reweigh is not None:
+            self.reweigh.close()
         self.link.close()
         self.journal.close()
         if self.records is not None:

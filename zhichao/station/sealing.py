@@ -22,6 +22,7 @@ import errno
 import json
 import os
 import shutil
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,6 +114,8 @@ class Sealer:
         # a log torn by a kill mid-append is repaired on open (back to the last complete
         # entry; the repair is recorded in <log>/repairs.jsonl)
         self.log = MerkleLog(self.dir / "log", origin=self.station.origin, create=True)
+        # held while appending: the sealer thread and the re-weighing stage share the log
+        self.log_lock = threading.Lock()
         repair = getattr(self.log, "repair", None)
         self.log_repair: int = int(repair["dropped_entries"]) if repair else 0
         # the record from station.toml, for cases committed before the device status was
@@ -173,8 +176,9 @@ class Sealer:
             waveform_path=m.waveform_path, station_id=self.cfg.station.station_id)
         renderer = None if self.cfg.evidence.render_documents else _no_documents
         try:
-            result = seal_package(case, out, station=self.station, log=self.log,
-                                  base_dir=self.cfg.data_dir, renderer=renderer)
+            with self.log_lock:
+                result = seal_package(case, out, station=self.station, log=self.log,
+                                      base_dir=self.cfg.data_dir, renderer=renderer)
             fsync_tree(out)
         except OSError as exc:
             shutil.rmtree(out.with_name(out.name + ".partial"), ignore_errors=True)

@@ -38,6 +38,7 @@ from zhichao.service.ingest import (
     register_passage,
 )
 from zhichao.service.models import Case
+from zhichao.service.reweigh import is_reweigh, register_reweigh
 from zhichao.sync.errors import SyncError
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,11 @@ class ServiceHook:
         manifest = item.manifest
         if manifest is None:  # read it from the stored zip (and check it is the one accepted)
             manifest, _sha = read_package_manifest(path, expected_sha256=item.item_sha256)
+        if is_reweigh(manifest):  # a static re-weighing: attached to its case or passage
+            entry = register_reweigh(session, manifest, path, manifest_sha256=item.item_sha256)
+            log.info("re-weighing %s from %s attached to %s %s", item.item_sha256[:16],
+                     item.station_id, entry.object_type, entry.object_id)
+            return
         row = register_ingested_package(session, manifest, path,
                                         manifest_sha256=item.item_sha256,
                                         passage_source_key=_vehicle_key(manifest))
