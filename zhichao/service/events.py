@@ -42,6 +42,7 @@ from zhichao.evidence.package import Station
 from zhichao.evidence.signing import load_private_key
 from zhichao.service.errors import ConfigError, IngestError
 from zhichao.service.models import Case, EvidenceEvent, User
+from zhichao.service.objectstore import local_package
 
 
 def actor_id(user: User | None) -> str:
@@ -58,7 +59,7 @@ def enqueue(session: Session, case: Case, *, event_type: EventType, actor: str,
 
 def package_log_position(package_path: str) -> tuple[str, int]:
     """(station log origin, index of the sealing entry) of a stored package."""
-    path = Path(package_path)
+    path = local_package(package_path)
 
     def read(name: str) -> Any:
         if path.is_dir():
