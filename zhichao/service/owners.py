@@ -49,6 +49,7 @@ from zhichao.service.ingest import (
 )
 from zhichao.service.models import Attachment, Case, Decision, Passage, Site, Statement, Vehicle
 from zhichao.service.objectstore import local_package
+from zhichao.service.ratelimit import Limiter
 from zhichao.service.settings import Settings
 from zhichao.service.workdays import china_date
 
@@ -70,7 +71,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class RateLimiter:
-    """Sliding-window counters per key; thread-safe; ``clock`` is injectable for tests."""
+    """Sliding-window counters per key, in this process's memory; thread-safe; ``clock``
+    is injectable for tests. Replicas share limits through
+    :class:`zhichao.service.ratelimit.RedisRateLimiter` instead (``Settings.redis_url``)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -171,7 +174,7 @@ def _validate_query(plate: str, plate_colour: str, vin_last6: str | None,
     return norm_plate, colour, "file", secret
 
 
-def owner_query(session: Session, settings: Settings, limiter: RateLimiter, *, client_id: str,
+def owner_query(session: Session, settings: Settings, limiter: Limiter, *, client_id: str,
                 plate: str, plate_colour: str, vin_last6: str | None = None,
                 licence_file_number: str | None = None,
                 now: datetime | None = None) -> dict[str, Any]:
