@@ -4,7 +4,9 @@ processes, 50 stations uploading at once through the real sync client (each thre
 same moment through two replicas (duplicate retries racing each other), and one replica
 killed with SIGKILL while uploads are under way; the stations go on with the next replica,
 and a fresh replica started afterwards takes over what the dead one had not handed to the
-service. At the end every package and every passage is in the center exactly once (sync
+service. The replicas share nothing but the database and an S3-compatible bucket (a
+moto server process on loopback): each has its own store folder, as on separate machines.
+At the end every package and every passage is in the center exactly once (sync
 tables and service tables), every outbox item holds a receipt that verifies, and the
 audit chain verifies.
 """
@@ -29,9 +31,12 @@ from zhichao.service.models import AuditEntry, Case, Passage
 from zhichao.station.sync_outbox import Outbox
 from zhichao.station.uploader import Uploader
 from zhichao.sync.wire import check_receipt
+from zhichao.testing.objectstore import CREDENTIALS, MotoServer
+from zhichao.testing.sync import free_port
 
 pytestmark = pytest.mark.slow  # several processes and a few hundred uploads
 
+BUCKET = "zhichao-replicas"
 STATIONS = 50
 TWINS = 10  # stations whose items a second outbox sends at the same time
 PACKAGES = 2  # per station
@@ -61,13 +66,25 @@ def _station_thread(kit: StationKit, outbox_path: Path, urls: list[str], first: 
             turn += 1
 
 
+@pytest.fixture
+def s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
+    server = MotoServer(free_port(), tmp_path / "moto.log")
+    server.start()
+    server.make_bucket(BUCKET)
+    for name, value in CREDENTIALS.items():  # inherited by the replica processes
+        monkeypatch.setenv(name, value)
+    yield server
+    server.stop()
+
+
 def test_three_replicas_fifty_stations_duplicates_and_a_killed_replica(
-        db: Database, tmp_path: Path) -> None:
+        db: Database, s3: MotoServer, tmp_path: Path) -> None:
     assert db.schema is not None
     create_tables(db.engine, db.schema)
     center_key = generate_key()
-    store = tmp_path / "store"  # one folder (one machine); S3 is the multi-machine option
-    replicas = [CenterProcess(db, store, center_key, _workdir(tmp_path, f"r{i}"))
+    shared = ("--object-store", f"s3://{BUCKET}/packages/", "--s3-endpoint-url", s3.url)
+    replicas = [CenterProcess(db, tmp_path / f"store{i}", center_key,
+                              _workdir(tmp_path, f"r{i}"), extra_args=shared)
                 for i in range(4)]
     kits: list[StationKit] = []
     outboxes: list[tuple[StationKit, Path]] = []
@@ -118,6 +135,14 @@ def test_three_replicas_fifty_stations_duplicates_and_a_killed_replica(
         assert "Exception in ASGI application" not in log, log[-3000:]
         assert "accept hook failed" not in log, log[-3000:]
     _check_exactly_once(db, kits, outboxes, health, center_pub)
+    with db.engine.connect() as conn:
+        locations = conn.execute(text(
+            f'SELECT stored_path, content_sha256 FROM "{db.schema}".sync_package')).all()
+    objects = s3.client().list_objects_v2(Bucket=BUCKET, Prefix="packages/")["Contents"]
+    assert sorted(o["Key"] for o in objects) == sorted(
+        f"packages/{sha[:2]}/{sha}.zip" for _path, sha in locations)
+    assert all(path == f"s3://{BUCKET}/packages/{sha[:2]}/{sha}.zip"
+               for path, sha in locations)
 
 
 def _workdir(root: Path, name: str) -> Path:
