@@ -9,25 +9,48 @@ moto server process on loopback): each has its own store folder, as on separate 
 At the end every package and every passage is in the center exactly once (sync
 tables and service tables), every outbox item holds a receipt that verifies, and the
 audit chain verifies.
+
+Then two ``zhichao serve`` replicas on the same database, Redis and evidence-log folder
+(both running the background flusher) take the technical review of every case at once,
+ten reviewers' threads alternating between them with one sign-in token: each case's review
+event is in the evidence log exactly once, the log opens (its structure checks) and the
+audit chain still verifies.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import func, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from tests.service.sync_helpers import CenterProcess, Database, StationKit, database, wait_for
+from tests.service.conftest import PASSWORD
+from tests.service.sync_helpers import (
+    ROOT,
+    CenterProcess,
+    Database,
+    StationKit,
+    database,
+    wait_for,
+    zhichao_cmd,
+)
 from zhichao.common import Backoff
-from zhichao.evidence.signing import generate_key
+from zhichao.evidence.events import find_events
+from zhichao.evidence.merkle import MerkleLog
+from zhichao.evidence.signing import generate_key, private_pem
+from zhichao.service import accounts
 from zhichao.service.audit import verify_chain
 from zhichao.service.center.store import create_tables, register_station
-from zhichao.service.models import AuditEntry, Case, Passage
+from zhichao.service.db import make_engine, session_factory, transaction
+from zhichao.service.models import AuditEntry, Case, EvidenceEvent, Passage
 from zhichao.station.sync_outbox import Outbox
 from zhichao.station.uploader import Uploader
 from zhichao.sync.wire import check_receipt
@@ -37,6 +60,7 @@ from zhichao.testing.sync import free_port
 pytestmark = pytest.mark.slow  # several processes and a few hundred uploads
 
 BUCKET = "zhichao-replicas"
+REDIS_URL = os.environ.get("ZHICHAO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 STATIONS = 50
 TWINS = 10  # stations whose items a second outbox sends at the same time
 PACKAGES = 2  # per station
@@ -103,8 +127,8 @@ def test_three_replicas_fifty_stations_duplicates_and_a_killed_replica(
                     outbox.enqueue_passage(record, kit.station_id, kit.key)
             outboxes.append((kit, path))
         kits.append(kit)
-    for replica in replicas[:3]:
-        replica.start(timeout_s=60)
+    serve = _start_service_replicas(db, s3, tmp_path)  # starting meanwhile (for phase 2)
+    _start_all(replicas[:3])
     center_pub = center_key.public_key()
     urls = [r.url for r in replicas[:3]]
     report = {"center_failures": 0, "refused": 0}
@@ -125,6 +149,9 @@ def test_three_replicas_fifty_stations_duplicates_and_a_killed_replica(
         wait_for(lambda: replicas[3].health()["hook_pending"] == 0, timeout_s=60,
                  what="the service hook to take every accepted item")
         health = replicas[3].health()
+    except BaseException:
+        _stop(serve[0])
+        raise
     finally:
         for replica in replicas:
             replica.kill()
@@ -143,6 +170,104 @@ def test_three_replicas_fifty_stations_duplicates_and_a_killed_replica(
         f"packages/{sha[:2]}/{sha}.zip" for _path, sha in locations)
     assert all(path == f"s3://{BUCKET}/packages/{sha[:2]}/{sha}.zip"
                for path, sha in locations)
+    _review_on_two_service_replicas(db, serve, tmp_path)
+
+
+def _start_all(replicas: list[CenterProcess]) -> None:
+    """Start replicas side by side (each start waits for its health answer)."""
+    with ThreadPoolExecutor(len(replicas)) as pool:
+        for future in [pool.submit(r.start, 90.0) for r in replicas]:
+            future.result()
+
+
+Serve = tuple[list["subprocess.Popen[bytes]"], list[str], Path]
+
+
+def _start_service_replicas(db: Database, s3: MotoServer, tmp_path: Path) -> Serve:
+    """Two ``zhichao serve`` processes on the center's database, one Redis and one evidence
+    log folder, each with the background flusher (not yet waited for)."""
+    key_path = tmp_path / "center-log.key"
+    key_path.write_bytes(private_pem(generate_key()))
+    log_dir = tmp_path / "center-log"
+    env = {**os.environ, "ZHICHAO_SECRET_KEY": "r" * 40, "ZHICHAO_S3_ENDPOINT_URL": s3.url,
+           "ZHICHAO_OBJECT_CACHE": str(tmp_path / "serve-cache")}
+    ports = [free_port(), free_port()]
+    procs = []
+    for n, port in enumerate(ports):
+        with (tmp_path / f"serve{n}.log").open("wb") as out:
+            procs.append(subprocess.Popen(
+                [*zhichao_cmd("serve", "--db", db.url, "--schema", str(db.schema), "--port",
+                              str(port), "--evidence-log", str(log_dir), "--evidence-key",
+                              str(key_path), "--evidence-key-name", "zhichao-center",
+                              "--evidence-log-origin", "zhichao/center/replicas",
+                              "--events-flush-interval-s", "0.3", "--redis-url",
+                              REDIS_URL)],
+                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env))
+    return procs, [f"http://127.0.0.1:{port}/api/v1" for port in ports], log_dir
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.wait(20)
+
+
+def _review_on_two_service_replicas(db: Database, serve: Serve, tmp_path: Path) -> None:
+    procs, bases, log_dir = serve
+    engine = make_engine(db.url, schema=db.schema)
+    sessions = session_factory(engine)
+    with transaction(sessions) as session:
+        accounts.create_user(session, username="reviewer1", password=PASSWORD,
+                             display_name_zh="审核员", roles=["technical_reviewer"])
+        cases = [(c.id, c.manifest_sha256) for c in session.scalars(select(Case))]
+    try:
+        for base in bases:
+            wait_for(lambda b=base: _up(b), timeout_s=90, what="zhichao serve")
+        r = httpx.post(bases[0] + "/auth/login", json={"username": "reviewer1",
+                                                       "password": PASSWORD}, timeout=30)
+        assert r.status_code == 200, r.text
+        auth = {"Authorization": f"Bearer {r.json()['token']}"}  # valid on every replica
+
+        def review(part: list[tuple[int, str]], first: int) -> None:
+            with httpx.Client(timeout=30) as client:
+                for i, (case_id, _sha) in enumerate(part):
+                    answer = client.post(f"{bases[(first + i) % 2]}/cases/{case_id}/"
+                                         "technical-review", headers=auth,
+                                         json={"approve": True})
+                    assert answer.status_code == 200, answer.text
+
+        with ThreadPoolExecutor(10) as pool:
+            for future in [pool.submit(review, cases[t::10], t) for t in range(10)]:
+                future.result()
+        wait_for(lambda: _unlogged(sessions) == 0, timeout_s=90,
+                 what="every review event in the evidence log")
+    finally:
+        _stop(procs)
+    for n in range(len(procs)):
+        log = (tmp_path / f"serve{n}.log").read_text()
+        assert "Traceback" not in log, log[-3000:]
+    with MerkleLog(log_dir, read_only=True) as merkle:  # opening checks the log's structure
+        assert merkle.size == len(cases)
+        for _case_id, sha in cases:
+            assert [e.event_type.value for _i, _b, e in find_events(merkle, sha)] == [
+                "technical_review"]
+    with Session(engine) as session:
+        assert verify_chain(session) == []
+    engine.dispose()
+
+
+def _up(base: str) -> bool:
+    try:
+        return httpx.get(base + "/health", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _unlogged(sessions: sessionmaker[Session]) -> int:
+    with sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(EvidenceEvent).where(
+            EvidenceEvent.log_index.is_(None))) or 0)
 
 
 def _workdir(root: Path, name: str) -> Path:
