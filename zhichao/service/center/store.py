@@ -2,7 +2,8 @@
 
 :class:`CenterStore` owns a directory and the sync tables::
 
-    STORE/packages/ab/<manifest_sha256>.zip   accepted packages (content-addressed)
+    STORE/packages/ab/<manifest_sha256>.zip   accepted packages (content-addressed), or
+                                              an S3 bucket (``files``, objectstore.py)
     STORE/quarantine/<content_sha256>.<code>  refused uploads, kept for investigation
     STORE/tmp/                                uploads being received (fsynced before use)
 
@@ -11,9 +12,12 @@ Order of an ingest: the upload is spooled to ``tmp/``; routed by its manifest
 :func:`zhichao.evidence.verify.verify_package` against the station key *registered at the
 center* (never the one in the package); its checkpoint is checked for consistency with
 the last checkpoint of that station the center accepted (same size → same root; otherwise
-an RFC 6962 consistency proof the station sends); then, under a lock, the file is fsynced,
-renamed into ``packages/`` (atomic), the directory fsynced, the row and its signed receipt
-committed, and only then is the accept hook called.
+an RFC 6962 consistency proof the station sends); then, holding the station's row
+``FOR UPDATE`` (one ingest per station at a time across every replica on PostgreSQL; a
+process lock on SQLite), the file is kept (fsynced and renamed into ``packages/``, or put
+into the bucket), the row and its signed receipt committed, and only then is the accept
+hook called. A race with another replica that ends in a unique violation is answered as a
+duplicate.
 """
 
 from __future__ import annotations
