@@ -2,7 +2,7 @@
 
     python3 benchmarks/center_replicas.py [--stations 30] [--packages 4] [--passages 40]
                                           [--replicas 1,2,3] [--object-store]
-                                          [--profile-packages 40]
+                                          [--profile-packages 40] [--no-service-hook]
 
 For each replica count N: a fresh PostgreSQL schema, N real ``zhichao center serve``
 processes on loopback (service hook on, the default: every package also becomes a case in
@@ -16,7 +16,8 @@ records (``--passages`` per station, in batches of 200). Reported per phase:
 * replica CPU per item: user + system CPU of the replica processes (``/proc/<pid>/stat``)
   over the phase, divided by the items;
 * PostgreSQL server CPU per item: the same for every ``postgres`` process on the machine
-  (it includes whatever else uses that server meanwhile: an upper bound).
+  (it includes whatever else uses that server meanwhile: an upper bound);
+* the stations' CPU per item (this process: the 30 uploader threads and their outboxes).
 
 Then "where the time goes": one replica's work (``CenterStore.ingest_package`` with the
 service hook, no HTTP) run in this process under cProfile for ``--profile-packages``
@@ -131,12 +132,12 @@ def run_phase(stations: list[tuple[StationKit, Path]], urls: list[str], center_p
 
 def bench_replicas(n: int, url: str, kits: list[StationKit], folders: dict[str, list[Path]],
                    records: dict[str, list[dict[str, Any]]], work: Path,
-                   s3: MotoServer | None) -> dict[str, Any]:
+                   s3: MotoServer | None, hook: bool = True) -> dict[str, Any]:
     db = new_database(url)
     center_key = generate_key()
-    extra: tuple[str, ...] = ()
+    extra: tuple[str, ...] = () if hook else ("--no-service-hook",)
     if s3 is not None:
-        extra = ("--object-store", f"s3://{BUCKET}/n{n}-{uuid.uuid4().hex[:6]}/",
+        extra += ("--object-store", f"s3://{BUCKET}/n{n}-{uuid.uuid4().hex[:6]}/",
                  "--s3-endpoint-url", s3.url)
     replicas = [CenterProcess(db, work / f"n{n}-store{i}", center_key,
                               _mkdir(work / f"n{n}-r{i}"), extra_args=extra) for i in range(n)]
@@ -167,7 +168,9 @@ def bench_replicas(n: int, url: str, kits: list[StationKit], folders: dict[str, 
                         for k in kits)
             pids = [r.proc.pid for r in replicas if r.proc is not None]
             cpu0, pg0 = sum(cpu_s(p) for p in pids), postgres_cpu_s()
+            own0 = time.process_time()
             wall = run_phase(stations, urls, center_key.public_key())
+            own = time.process_time() - own0
             cpu1, pg1 = sum(cpu_s(p) for p in pids), postgres_cpu_s()
             if phase == "packages":  # the hook runs after the receipt: let it finish
                 deadline = time.monotonic() + 120
@@ -177,7 +180,8 @@ def bench_replicas(n: int, url: str, kits: list[StationKit], folders: dict[str, 
             result[phase] = {"items": items, "wall_s": round(wall, 2),
                              "per_s": round(items / wall, 1),
                              "replica_cpu_ms_per_item": round((cpu1 - cpu0) / items * 1e3, 2),
-                             "postgres_cpu_ms_per_item": round((pg1 - pg0) / items * 1e3, 2)}
+                             "postgres_cpu_ms_per_item": round((pg1 - pg0) / items * 1e3, 2),
+                             "stations_cpu_ms_per_item": round(own / items * 1e3, 2)}
         health = replicas[0].health()
         assert (health["packages"], health["passages"]) == (
             result["packages"]["items"], result["passages"]["items"]), health
@@ -307,6 +311,8 @@ def main() -> int:
     parser.add_argument("--object-store", action="store_true",
                         help="packages in a moto S3 server on loopback instead of folders")
     parser.add_argument("--profile-packages", type=int, default=40)
+    parser.add_argument("--no-service-hook", action="store_true",
+                        help="replicas only store and receipt (no cases, no audit entries)")
     args = parser.parse_args()
     url = postgres_url()
     if url is None:
@@ -331,19 +337,21 @@ def main() -> int:
                    for i, k in enumerate(kits)}
         results = []
         for n in (int(x) for x in args.replicas.split(",")):
-            result = bench_replicas(n, url, kits, folders, records, work, s3)
+            result = bench_replicas(n, url, kits, folders, records, work, s3,
+                                    hook=not args.no_service_hook)
             results.append(result)
             print(json.dumps(result), flush=True)
         profile = profile_one_replica(url, args.profile_packages, work)
         print(json.dumps({"profile_one_replica": profile}, ensure_ascii=False), flush=True)
-    print("\n| replicas | packages/s | replica CPU ms/package | PostgreSQL CPU ms/package "
-          "| passages/s | replica CPU ms/passage | PostgreSQL CPU ms/passage |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| replicas | packages/s | CPU ms/package: replicas, PostgreSQL, stations "
+          "| passages/s | CPU ms/passage: replicas, PostgreSQL, stations |")
+    print("|---|---|---|---|---|")
     for r in results:
         pk, ps = r["packages"], r["passages"]
-        print(f"| {r['replicas']} | {pk['per_s']} | {pk['replica_cpu_ms_per_item']} | "
-              f"{pk['postgres_cpu_ms_per_item']} | {ps['per_s']} | "
-              f"{ps['replica_cpu_ms_per_item']} | {ps['postgres_cpu_ms_per_item']} |")
+        print(f"| {r['replicas']} | {pk['per_s']} | {pk['replica_cpu_ms_per_item']}, "
+              f"{pk['postgres_cpu_ms_per_item']}, {pk['stations_cpu_ms_per_item']} | "
+              f"{ps['per_s']} | {ps['replica_cpu_ms_per_item']}, "
+              f"{ps['postgres_cpu_ms_per_item']}, {ps['stations_cpu_ms_per_item']} |")
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
     return 0
 
