@@ -15,8 +15,9 @@ records (``--passages`` per station, in batches of 200). Reported per phase:
 * packages/s or passages/s, end to end (the stations run on the same machine);
 * replica CPU per item: user + system CPU of the replica processes (``/proc/<pid>/stat``)
   over the phase, divided by the items;
-* PostgreSQL server CPU per item: the same for every ``postgres`` process on the machine
-  (it includes whatever else uses that server meanwhile: an upper bound);
+* PostgreSQL CPU per item: the same for the server processes (backends) serving the
+  replicas' connections (found by their ``application_name``, sampled every 0.1 s so that
+  short-lived connections count too; other users of the server are left out);
 * the stations' CPU per item (this process: the 30 uploader threads and their outboxes).
 
 Then "where the time goes": one replica's work (``CenterStore.ingest_package`` with the
@@ -48,7 +49,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -84,19 +85,54 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) * _TICK_S
 
 
-def postgres_cpu_s() -> float:
-    total = 0.0
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if (proc / "comm").read_text().strip() == "postgres":
-                    total += cpu_s(int(proc.name))
-            except OSError:
-                continue
-    return total
+class BackendCpu:
+    """CPU seconds of the PostgreSQL backends serving the replicas (their connections carry
+    ``application_name``), sampled every ``period_s`` from ``pg_stat_activity`` and
+    ``/proc`` so that backends closed during a phase still count (up to their last
+    sample). Other users of the same server are not counted."""
+
+    def __init__(self, engine: Engine, application_name: str, period_s: float = 0.1) -> None:
+        self.engine = engine
+        self.application_name = application_name
+        self.period_s = period_s
+        self.last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _sample(self) -> None:
+        with self.engine.connect() as conn:
+            pids = conn.execute(text("SELECT pid FROM pg_stat_activity WHERE "
+                                     "application_name = :a"),
+                                {"a": self.application_name}).scalars().all()
+        for pid in pids:
+            seconds = cpu_s(int(pid))
+            if seconds:
+                self.last[int(pid)] = seconds
+
+    def start(self) -> dict[int, float]:
+        self._sample()
+        baseline = dict(self.last)
+        self._stop.clear()
+
+        def loop() -> None:
+            while not self._stop.wait(self.period_s):
+                self._sample()
+
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+        return baseline
+
+    def stop(self, baseline: dict[int, float]) -> float:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._sample()
+        return sum(v - baseline.get(pid, 0.0) for pid, v in self.last.items())
 
 
-def new_database(url: str) -> Database:
+def new_database(url: str, application_name: str | None = None) -> Database:
+    if application_name is not None:
+        url = f"{url}?application_name={application_name}"
     return Database(url, f"replica_bench_{uuid.uuid4().hex[:10]}", make_engine(url))
 
 
@@ -133,7 +169,9 @@ def run_phase(stations: list[tuple[StationKit, Path]], urls: list[str], center_p
 def bench_replicas(n: int, url: str, kits: list[StationKit], folders: dict[str, list[Path]],
                    records: dict[str, list[dict[str, Any]]], work: Path,
                    s3: MotoServer | None, hook: bool = True) -> dict[str, Any]:
-    db = new_database(url)
+    app_name = f"zhichao-bench-{uuid.uuid4().hex[:8]}"
+    db = new_database(url, app_name)
+    backends = BackendCpu(make_engine(url), app_name)
     center_key = generate_key()
     extra: tuple[str, ...] = () if hook else ("--no-service-hook",)
     if s3 is not None:
@@ -167,20 +205,16 @@ def bench_replicas(n: int, url: str, kits: list[StationKit], folders: dict[str, 
             items = sum(len((folders if phase == "packages" else records)[k.station_id])
                         for k in kits)
             pids = [r.proc.pid for r in replicas if r.proc is not None]
-            cpu0, pg0 = sum(cpu_s(p) for p in pids), postgres_cpu_s()
+            cpu0, pg_base = sum(cpu_s(p) for p in pids), backends.start()
             own0 = time.process_time()
             wall = run_phase(stations, urls, center_key.public_key())
             own = time.process_time() - own0
-            cpu1, pg1 = sum(cpu_s(p) for p in pids), postgres_cpu_s()
-            if phase == "packages":  # the hook runs after the receipt: let it finish
-                deadline = time.monotonic() + 120
-                while replicas[0].health()["hook_pending"] and time.monotonic() < deadline:
-                    time.sleep(0.2)
-                cpu1, pg1 = sum(cpu_s(p) for p in pids), postgres_cpu_s()
+            pg_s = backends.stop(pg_base)
+            cpu1 = sum(cpu_s(p) for p in pids)
             result[phase] = {"items": items, "wall_s": round(wall, 2),
                              "per_s": round(items / wall, 1),
                              "replica_cpu_ms_per_item": round((cpu1 - cpu0) / items * 1e3, 2),
-                             "postgres_cpu_ms_per_item": round((pg1 - pg0) / items * 1e3, 2),
+                             "postgres_cpu_ms_per_item": round(pg_s / items * 1e3, 2),
                              "stations_cpu_ms_per_item": round(own / items * 1e3, 2)}
         health = replicas[0].health()
         assert (health["packages"], health["passages"]) == (
@@ -189,6 +223,7 @@ def bench_replicas(n: int, url: str, kits: list[StationKit], folders: dict[str, 
     finally:
         for replica in replicas:
             replica.kill()
+        backends.engine.dispose()
         db.drop()
 
 
