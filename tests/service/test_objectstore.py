@@ -149,3 +149,11 @@ def _location(store: CenterStore, manifest_sha256: str) -> str:
             SyncPackage.manifest_sha256 == manifest_sha256))
         assert row is not None
         return row.stored_path
+
+
+def test_bad_locations_are_refused_clearly(tmp_path: Path) -> None:
+    with pytest.raises(ObjectStoreError, match="s3://bucket/prefix"):
+        S3Packages.from_uri("http://not-s3/x", cache_dir=tmp_path)
+    with pytest.raises(ObjectStoreError, match="not an s3://bucket/key"):
+        local_package("s3://bucket-only")
+    assert local_package("packages/ab/x.zip") == Path("packages/ab/x.zip")  # a path as it is
