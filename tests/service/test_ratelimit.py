@@ -120,6 +120,7 @@ def test_owner_queries_are_limited_in_total_across_replicas(tmp_path: Path,
     assert codes == [200] * 5 + [429] * 3
     other = TestClient(apps[1], client=(_ip(), 40000))
     assert _query(other, _plate()) == 200  # another client has its own count
+    assert other.get("/api/v1/health").json()["status"] == "ok"
 
 
 def test_login_waits_follow_the_client_to_another_replica(tmp_path: Path,
@@ -153,6 +154,7 @@ def test_redis_down_refuses_guarded_requests_loudly(tmp_path: Path,
     r = client.post("/api/v1/auth/login", json={"username": "x", "password": "y"})
     assert r.status_code == 503 and r.json()["message_zh"] == "限流服务暂不可用，请稍后再试"
     assert "fail closed" in caplog.text
+    assert client.get("/api/v1/health").json()["status"] == "degraded"
     throttle = RedisLoginThrottle(redis_client(dead))
     with pytest.raises(LimitBackendError):
         throttle.wait_s("x", "10.0.0.1")

@@ -21,7 +21,8 @@ queries, staff logins) are refused with :class:`LimitBackendError` (503, zh-CN
 reasoning: these limits are what stands between the public and password guessing or
 enumerating whose vehicle was fined (个人信息保护法); letting requests through unlimited
 while Redis is away would drop that protection silently. Staff already signed in keep
-working (their tokens are in the database), and nothing else depends on Redis.
+working (their tokens are in the database), and nothing else depends on Redis. The health
+route (``GET /api/v1/health``) answers ``"status": "degraded"`` while Redis is away.
 """
 
 from __future__ import annotations
@@ -124,6 +125,16 @@ class RedisRateLimiter:
         if not counted:
             raise RateLimitedError(f"rate limit for {key.split(':', 1)[0]}")
 
+    def reachable(self) -> bool:
+        """Whether Redis answers (the health route reports ``degraded`` when not)."""
+        import redis
+
+        try:
+            return bool(self.client.ping())
+        except redis.RedisError as exc:
+            log.error("rate-limit store unreachable: %s: %s", type(exc).__name__, exc)
+            return False
+
 
 class RedisLoginThrottle(LoginThrottle):
     """:class:`LoginThrottle` with its counts in Redis (same delays, shared by replicas)."""
@@ -190,6 +201,12 @@ class RedisLoginThrottle(LoginThrottle):
             pipe.execute()
         except redis.RedisError as exc:
             raise _unavailable("recording a login", exc) from exc
+
+
+def limits_reachable(limiter: Limiter) -> bool:
+    """False when the limiter keeps its counts in a store that does not answer."""
+    check = getattr(limiter, "reachable", None)
+    return True if check is None else bool(check())
 
 
 def make_limiter(settings: Settings) -> Limiter:
