@@ -25,13 +25,14 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zhichao import __version__
-from zhichao.service import events, owners
+from zhichao.service import events
 from zhichao.service.api import ROUTERS
 from zhichao.service.api import supervision as supervision_api
 from zhichao.service.api.deps import API
 from zhichao.service.db import make_engine, session_factory, upgrade
 from zhichao.service.errors import ServiceError
 from zhichao.service.guards import install_guards
+from zhichao.service.ratelimit import make_limiter
 from zhichao.service.settings import Settings
 
 __all__ = ["API", "create_app"]
@@ -86,7 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
-    app.state.limiter = owners.RateLimiter()
+    app.state.limiter = make_limiter(settings)  # in Redis when settings.redis_url is set
     app.state.event_flusher = _event_flusher(settings, app)
     install_guards(app, settings)  # body limits, login throttle, error answers (#18)
     _install_error_handlers(app)

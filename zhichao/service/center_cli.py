@@ -3,6 +3,11 @@ station → center sync, docs/sync.md).
 
     zhichao center serve --db URL --store DIR --key center.key [--host H --port P]
                          [--no-service-hook | --service-db URL [--service-schema S]]
+                         [--object-store s3://BUCKET/PREFIX [--s3-endpoint-url URL]]
+
+Replicas: any number of ``center serve`` processes may run on one PostgreSQL database
+(each on its own port, behind a load balancer); with ``--object-store`` they share the
+packages too, so they may run on different machines (docs/service.md, "Replicas").
     zhichao center add-station --db URL --station S001 --key S001.pub
 
 Exit codes: 0 success, 1 something was refused or is left over, 2 bad input or usage.
@@ -38,6 +43,13 @@ def register(subparsers: Any) -> None:
                             "accepted package and passage is also registered in the service "
                             "database (cases in technical review), the one given by --db and "
                             "--schema unless --service-db is set")
+    serve.add_argument("--object-store", metavar="S3_URI",
+                       help="keep accepted packages in this S3-compatible bucket and key "
+                            "prefix (s3://bucket/prefix/; credentials from the AWS_* "
+                            "environment or boto3's config) instead of STORE/packages")
+    serve.add_argument("--s3-endpoint-url", metavar="URL",
+                       help="endpoint of the S3-compatible store (default: "
+                            "$ZHICHAO_S3_ENDPOINT_URL, else AWS)")
     serve.add_argument("--service-db", help="service database URL for the hook (default: "
                                             "--db); migrated at start")
     serve.add_argument("--service-schema", help="PostgreSQL schema of --service-db "
@@ -82,8 +94,14 @@ def _center_serve(args: argparse.Namespace) -> int:
         proxies = parse_forwarded_allow_ips(args.forwarded_allow_ips or "")
         key = load_private_key(Path(args.key))
         hook = None if args.no_service_hook else _service_hook(args)
+        files = None
+        if args.object_store:
+            from zhichao.service.objectstore import S3Packages
+
+            files = S3Packages.from_uri(args.object_store, endpoint_url=args.s3_endpoint_url,
+                                        cache_dir=Path(args.store) / "object-cache")
         app = create_center_app(args.db, Path(args.store), key, schema=args.schema,
-                                max_package_bytes=max_package_bytes, hook=hook)
+                                max_package_bytes=max_package_bytes, hook=hook, files=files)
     except (ZhichaoError, OSError, SQLAlchemyError) as exc:
         return _error(exc)
     guarded = BodyLimit(app, default_bytes=CENTER_DEFAULT_MAX_BYTES,

@@ -14,7 +14,11 @@ The log's actor ids are pseudonymous (``U-<user id>``, ``owner``), never names.
 ``create_app``'s lifespan when ``Settings.evidence_log_dir`` is set): every
 ``events_flush_interval_s`` it opens the log (taking its writer lock, so two app workers or
 a concurrent ``zhichao events flush`` never append at once), appends what is pending and
-closes it. An error (the log locked by another writer, a package whose log position cannot
+closes it. On PostgreSQL a round first takes a session-level advisory lock
+(``pg_try_advisory_lock``) and skips the round when another replica holds it, so any number
+of ``zhichao serve`` replicas may run the flusher on one log directory (the directory must
+be one: local to one machine, or a shared folder) and exactly one appends at a time. An
+error (the log locked by another writer, a package whose log position cannot
 be read, the database away) is logged and retried at the next interval; nothing is marked
 done that was not appended.
 """
@@ -31,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from zhichao.common import utc_now
@@ -42,6 +46,7 @@ from zhichao.evidence.package import Station
 from zhichao.evidence.signing import load_private_key
 from zhichao.service.errors import ConfigError, IngestError
 from zhichao.service.models import Case, EvidenceEvent, User
+from zhichao.service.objectstore import local_package
 
 
 def actor_id(user: User | None) -> str:
@@ -58,7 +63,7 @@ def enqueue(session: Session, case: Case, *, event_type: EventType, actor: str,
 
 def package_log_position(package_path: str) -> tuple[str, int]:
     """(station log origin, index of the sealing entry) of a stored package."""
-    path = Path(package_path)
+    path = local_package(package_path)
 
     def read(name: str) -> Any:
         if path.is_dir():
@@ -105,6 +110,7 @@ def flush_to_log(sessions: sessionmaker[Session], log: MerkleLog, signer: Statio
 
 
 _log = logging.getLogger(__name__)
+_PG_FLUSH_LOCK_KEY = 0x7A68_6576_6C6F_67  # "zhevlog": one flusher at a time across replicas
 
 
 class EventFlusher:
@@ -142,12 +148,24 @@ class EventFlusher:
         self._stopping = threading.Event()
 
     def flush_once(self) -> int:
-        """One round: open the log, append what is pending, close it; returns the count."""
-        create = self.origin is not None and not (self.log_dir / "log.json").exists()
-        with MerkleLog(self.log_dir, origin=self.origin, create=create,
-                       fsync=self.fsync) as merkle:
-            count = flush_to_log(self.sessions, merkle, self.signer,
-                                 should_stop=self._stopping.is_set)
+        """One round: open the log, append what is pending, close it; returns the count
+        (0 when another replica is flushing: PostgreSQL advisory lock)."""
+        with self.sessions() as guard:
+            postgres = guard.get_bind().dialect.name == "postgresql"
+            if postgres and not guard.execute(text("SELECT pg_try_advisory_lock(:k)"),
+                                              {"k": _PG_FLUSH_LOCK_KEY}).scalar_one():
+                return 0
+            try:
+                create = self.origin is not None and not (self.log_dir / "log.json").exists()
+                with MerkleLog(self.log_dir, origin=self.origin, create=create,
+                               fsync=self.fsync) as merkle:
+                    count = flush_to_log(self.sessions, merkle, self.signer,
+                                         should_stop=self._stopping.is_set)
+            finally:
+                if postgres:
+                    guard.execute(text("SELECT pg_advisory_unlock(:k)"),
+                                  {"k": _PG_FLUSH_LOCK_KEY})
+                    guard.commit()
         self.appended += count
         return count
 

@@ -28,7 +28,8 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DataError
 
 from zhichao.service.body_limit import ASGIApp, BodyLimit, Receive, Scope, Send, service_limits
-from zhichao.service.login_throttle import LoginContext, LoginThrottle
+from zhichao.service.login_throttle import LoginContext
+from zhichao.service.ratelimit import make_login_throttle
 from zhichao.service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install_guards(app: FastAPI, settings: Settings) -> None:
     """URL and body checks, login throttling and the error answers above, on ``app``."""
-    app.state.login_throttle = LoginThrottle.from_settings(settings)
+    app.state.login_throttle = make_login_throttle(settings)  # Redis if redis_url is set
     app.add_middleware(LoginContext, throttle=app.state.login_throttle)
     app.add_middleware(BodyLimit, default_bytes=settings.max_json_request_bytes,
                        routes=service_limits(settings))

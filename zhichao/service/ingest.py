@@ -27,6 +27,7 @@ from zhichao.evidence.canonical import canonicalize
 from zhichao.service import audit
 from zhichao.service.errors import IngestError, InvalidInputError
 from zhichao.service.models import Case, Device, Lane, Passage, Site, Vehicle
+from zhichao.service.objectstore import local_package
 
 PLATE_COLOURS_ZH: dict[str, str] = {
     "blue": "蓝", "yellow": "黄", "green": "绿", "yellow_green": "黄绿", "white": "白",
@@ -204,7 +205,7 @@ def read_package_manifest(package_path: Path | str, *, expected_sha256: str | No
     IngestError
         If the package or its manifest cannot be read, or its hash is not ``expected_sha256``.
     """
-    path = Path(package_path)
+    path = local_package(package_path)  # an s3:// location: a verified local copy
     try:
         if path.is_dir():
             raw = (path / "manifest.json").read_bytes()

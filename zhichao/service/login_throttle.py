@@ -15,7 +15,9 @@ wait, so strangers guessing a name can slow its owner at most briefly and never 
 out; the per-client cap is long, so one source cannot guess fast. Counts are forgotten
 after ``forget_after_s`` without a failure, and a successful login clears its account's.
 
-State is in memory, per process (like :class:`~zhichao.service.owners.RateLimiter`).
+State is in memory, per process (like :class:`~zhichao.service.owners.RateLimiter`);
+replicas share it in Redis instead (:class:`zhichao.service.ratelimit.RedisLoginThrottle`,
+``Settings.redis_url``).
 
 The login routes call :func:`zhichao.service.accounts.authenticate` and, when it fails,
 :func:`~zhichao.service.accounts.record_failed_login`; both look up the request's

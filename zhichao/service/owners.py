@@ -26,7 +26,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -49,6 +48,8 @@ from zhichao.service.ingest import (
     read_package_manifest,
 )
 from zhichao.service.models import Attachment, Case, Decision, Passage, Site, Statement, Vehicle
+from zhichao.service.objectstore import local_package
+from zhichao.service.ratelimit import Limiter
 from zhichao.service.settings import Settings
 from zhichao.service.workdays import china_date
 
@@ -70,7 +71,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class RateLimiter:
-    """Sliding-window counters per key; thread-safe; ``clock`` is injectable for tests."""
+    """Sliding-window counters per key, in this process's memory; thread-safe; ``clock``
+    is injectable for tests. Replicas share limits through
+    :class:`zhichao.service.ratelimit.RedisRateLimiter` instead (``Settings.redis_url``)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -171,7 +174,7 @@ def _validate_query(plate: str, plate_colour: str, vin_last6: str | None,
     return norm_plate, colour, "file", secret
 
 
-def owner_query(session: Session, settings: Settings, limiter: RateLimiter, *, client_id: str,
+def owner_query(session: Session, settings: Settings, limiter: Limiter, *, client_id: str,
                 plate: str, plate_colour: str, vin_last6: str | None = None,
                 licence_file_number: str | None = None,
                 now: datetime | None = None) -> dict[str, Any]:
@@ -307,7 +310,7 @@ def _download_name(package_id: str) -> str:
 
 def package_zip(case: Case) -> tuple[str, bytes]:
     """The sealed package as a ``.zip`` (a stored zip is returned byte for byte)."""
-    path = Path(case.package_path)
+    path = local_package(case.package_path)
     name = _download_name(case.package_id)
     if path.is_file():
         return name, path.read_bytes()
@@ -327,7 +330,7 @@ def package_file(case: Case, name: str) -> tuple[str, bytes]:
     if name not in listed:
         raise NotFoundError(f"{name!r} not listed in package {case.package_id}", "文件不存在")
     try:  # the one strict reader (zhichao.evidence.reader), as verify and the center read it
-        data = read_package(Path(case.package_path)).read(name)
+        data = read_package(local_package(case.package_path)).read(name)
     except PackageRefusedError as exc:
         raise NotFoundError(f"{name} unreadable in {case.package_id}: {exc}",
                             "文件不存在") from exc

@@ -46,6 +46,8 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--events-flush-interval-s", type=float,
                        help="seconds between background appends (default 5; 0: off, then "
                             "use 'zhichao events flush')")
+    serve.add_argument("--redis-url", help="Redis for request limits shared by replicas "
+                       "(default: $ZHICHAO_REDIS_URL; none: limits per process)")
     serve.add_argument("--holidays", action="append", metavar="FILE",
                        help="official holiday schedule (zhichao.holidays/1) of a year the "
                             "calendar package lacks; repeatable ($ZHICHAO_HOLIDAY_FILES)")
@@ -148,7 +150,7 @@ def _serve(args: argparse.Namespace) -> int:
             evidence_log_key_name=args.evidence_key_name,
             evidence_log_origin=args.evidence_log_origin,
             events_flush_interval_s=args.events_flush_interval_s,
-            holiday_files=args.holidays)
+            holiday_files=args.holidays, redis_url=args.redis_url)
         app: Any
         try:  # the web console and owner pages wrap the API when they are installed
             from zhichao.service.web.console import create_console_app

@@ -59,6 +59,9 @@ class Settings:
     evidence_log_key_name: str | None = None  # key name in the signed checkpoints
     evidence_log_origin: str | None = None  # needed only to create a new log
     events_flush_interval_s: float = 5.0  # guess; 0 turns the background flusher off
+    # Shared request limits (ratelimit.py): with several replicas, set a Redis URL so each
+    # limit holds in total; None keeps the counts in this process (the embedded default).
+    redis_url: str | None = None
 
     def __post_init__(self) -> None:
         if self.secret_key in _PLACEHOLDER_SECRETS or len(self.secret_key) < 32:
@@ -104,6 +107,7 @@ class Settings:
     def from_env(cls, **overrides: object) -> Settings:
         """Settings from ``ZHICHAO_DATABASE_URL``, ``ZHICHAO_SECRET_KEY``,
         ``ZHICHAO_DATABASE_SCHEMA``, ``ZHICHAO_FORWARDED_ALLOW_IPS`` (comma-separated),
+        ``ZHICHAO_REDIS_URL`` (shared rate limits, ratelimit.py),
         ``ZHICHAO_EVIDENCE_LOG`` / ``_KEY`` / ``_KEY_NAME`` /
         ``_LOG_ORIGIN``, ``ZHICHAO_EVENTS_FLUSH_INTERVAL_S``, ``ZHICHAO_HOLIDAY_FILES``
         (``zhichao.holidays/1`` files separated by the OS path separator: the official
@@ -114,6 +118,8 @@ class Settings:
             values["database_url"] = url
         if key := os.environ.get("ZHICHAO_SECRET_KEY"):
             values["secret_key"] = key
+        if redis_url := os.environ.get("ZHICHAO_REDIS_URL"):
+            values["redis_url"] = redis_url
         if schema := os.environ.get("ZHICHAO_DATABASE_SCHEMA"):
             values["database_schema"] = schema
         if proxies := os.environ.get("ZHICHAO_FORWARDED_ALLOW_IPS"):

@@ -20,6 +20,7 @@ from zhichao.service.api.schemas import HealthOut, LoginIn, LoginOut, MessageOut
 from zhichao.service.db import transaction
 from zhichao.service.errors import AuthenticationError
 from zhichao.service.models import User
+from zhichao.service.ratelimit import limits_reachable
 
 router = APIRouter(prefix=API, tags=["auth"])
 
@@ -30,8 +31,11 @@ def user_out(user: User) -> UserOut:
 
 
 @router.get("/health", summary="服务状态")
-def health() -> HealthOut:
-    return HealthOut(status="ok", version=__version__)
+def health(limiter: LimiterDep) -> HealthOut:
+    # degraded: the shared rate-limit store (Redis) does not answer; logins and owner
+    # queries are refused meanwhile (fail closed, ratelimit.py)
+    status = "ok" if limits_reachable(limiter) else "degraded"
+    return HealthOut(status=status, version=__version__)
 
 
 @router.post("/auth/login", summary="工作人员登录")

@@ -21,6 +21,7 @@ from zhichao.service.db import transaction
 from zhichao.service.errors import AuthenticationError, PermissionDeniedError
 from zhichao.service.login_throttle import client_key
 from zhichao.service.models import Case, User
+from zhichao.service.ratelimit import Limiter
 from zhichao.service.settings import Settings
 
 API = "/api/v1"
@@ -37,8 +38,8 @@ def get_factory(request: Request) -> sessionmaker[Session]:
     return factory
 
 
-def get_limiter(request: Request) -> owners.RateLimiter:
-    limiter: owners.RateLimiter = request.app.state.limiter
+def get_limiter(request: Request) -> Limiter:
+    limiter: Limiter = request.app.state.limiter
     return limiter
 
 
@@ -50,7 +51,7 @@ def get_session(factory: Annotated[sessionmaker[Session], Depends(get_factory)]
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 FactoryDep = Annotated[sessionmaker[Session], Depends(get_factory)]
-LimiterDep = Annotated[owners.RateLimiter, Depends(get_limiter)]
+LimiterDep = Annotated[Limiter, Depends(get_limiter)]
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 _bearer = HTTPBearer(auto_error=False, description="工作人员登录令牌")

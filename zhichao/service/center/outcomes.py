@@ -26,6 +26,9 @@ class Accepted:
     package_path: Path | None = None  # the stored zip (verify/open it with zhichao.evidence)
     manifest: dict[str, Any] | None = None
     record: dict[str, Any] | None = None
+    # Where the package is kept, as recorded (a path under the store, or s3://bucket/key):
+    # what the service records as the case's package location.
+    location: str | None = None
 
 
 AcceptHook = Callable[[Accepted], None]

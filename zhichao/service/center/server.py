@@ -35,6 +35,7 @@ from zhichao.service.center.store import (
     ProofClaim,
     make_engine,
 )
+from zhichao.service.objectstore import PackageFiles
 from zhichao.sync.wire import (
     API_PREFIX,
     HEADER_PROOF,
@@ -131,16 +132,18 @@ def sync_router(store: CenterStore) -> APIRouter:
 def create_center_app(database_url: str, store_dir: Path, center_key: Ed25519PrivateKey, *,
                       schema: str | None = None, hook: AcceptHook | None = None,
                       max_package_bytes: int = DEFAULT_MAX_PACKAGE_BYTES,
-                      create_tables: bool = True) -> FastAPI:
+                      create_tables: bool = True, files: PackageFiles | None = None
+                      ) -> FastAPI:
     """A standalone center app: its own engine, store and tables.
 
     ``hook`` receives each newly accepted item (:class:`~zhichao.service.center.store.Accepted`)
     after it is committed; see docs/sync.md. Items the hook failed on are offered again
-    at start-up.
+    at start-up. ``files`` keeps accepted packages (default: ``store_dir/packages``; an
+    :class:`~zhichao.service.objectstore.S3Packages` for replicas on several machines).
     """
     engine = make_engine(database_url)
     store = CenterStore(engine, store_dir, center_key, schema=schema, hook=hook,
-                        max_package_bytes=max_package_bytes)
+                        max_package_bytes=max_package_bytes, files=files)
     if create_tables:
         store.create_tables()
     store.redeliver()

@@ -14,6 +14,13 @@ restart) adds nothing twice. A package's passage is keyed like the passage recor
 same vehicle (``sync:<SHA-256 of the canonical vehicle record>``): a station that sends a
 vehicle both ways gets one passage, linked to its package, whichever arrives first.
 
+Replicas: several center processes may deliver at once (and a replica starting up offers
+again what another is delivering). Every row the hook writes has a unique key (passage
+source key, case package id, site, lane, device), so of two concurrent deliveries of one
+item, or of two items that add the same site, one commits and the other fails with an
+integrity error; :meth:`ServiceHook.deliver_many` then runs its transaction again (up to
+``RETRIES`` times), which now finds the rows and adds nothing.
+
 ``zhichao center serve`` installs it on the database the sync tables live in (the same URL
 and schema), unless ``--no-service-hook``.
 """
@@ -26,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from zhichao.evidence.canonical import canonicalize
@@ -38,10 +46,12 @@ from zhichao.service.ingest import (
     register_passage,
 )
 from zhichao.service.models import Case
+from zhichao.service.objectstore import S3_SCHEME
 from zhichao.service.reweigh import is_reweigh, register_reweigh
 from zhichao.sync.errors import SyncError
 
 log = logging.getLogger(__name__)
+RETRIES = 5
 
 
 def passage_key(record_sha256: str) -> str:
@@ -78,7 +88,19 @@ class ServiceHook:
         self.deliver_many([item])
 
     def deliver_many(self, items: list[Accepted]) -> None:
-        """Register ``items`` in one transaction (all or nothing)."""
+        """Register ``items`` in one transaction (all or nothing); a transaction that lost
+        a race on a unique key to another replica is run again."""
+        for attempt in range(1, RETRIES + 1):
+            try:
+                self._deliver_once(items)
+                return
+            except IntegrityError:
+                if attempt == RETRIES:
+                    raise
+                log.info("accept hook: a concurrent delivery wrote the same rows first; "
+                         "again (%d/%d)", attempt, RETRIES)
+
+    def _deliver_once(self, items: list[Accepted]) -> None:
         with transaction(self.sessions) as session:
             for item in items:
                 if item.kind == "package":
@@ -97,12 +119,17 @@ class ServiceHook:
         manifest = item.manifest
         if manifest is None:  # read it from the stored zip (and check it is the one accepted)
             manifest, _sha = read_package_manifest(path, expected_sha256=item.item_sha256)
+        # An object-store location (s3://…) is what every replica can open; a folder path
+        # is this machine's.
+        where: Path | str = item.location if item.location is not None and \
+            item.location.startswith(S3_SCHEME) else path
         if is_reweigh(manifest):  # a static re-weighing: attached to its case or passage
-            entry = register_reweigh(session, manifest, path, manifest_sha256=item.item_sha256)
+            entry = register_reweigh(session, manifest, where,
+                                     manifest_sha256=item.item_sha256)
             log.info("re-weighing %s from %s attached to %s %s", item.item_sha256[:16],
                      item.station_id, entry.object_type, entry.object_id)
             return
-        row = register_ingested_package(session, manifest, path,
+        row = register_ingested_package(session, manifest, where,
                                         manifest_sha256=item.item_sha256,
                                         passage_source_key=_vehicle_key(manifest))
         log.info("package %s from %s registered: %s", item.item_sha256[:16], item.station_id,

@@ -2,7 +2,8 @@
 
 :class:`CenterStore` owns a directory and the sync tables::
 
-    STORE/packages/ab/<manifest_sha256>.zip   accepted packages (content-addressed)
+    STORE/packages/ab/<manifest_sha256>.zip   accepted packages (content-addressed), or
+                                              an S3 bucket (``files``, objectstore.py)
     STORE/quarantine/<content_sha256>.<code>  refused uploads, kept for investigation
     STORE/tmp/                                uploads being received (fsynced before use)
 
@@ -11,9 +12,12 @@ Order of an ingest: the upload is spooled to ``tmp/``; routed by its manifest
 :func:`zhichao.evidence.verify.verify_package` against the station key *registered at the
 center* (never the one in the package); its checkpoint is checked for consistency with
 the last checkpoint of that station the center accepted (same size → same root; otherwise
-an RFC 6962 consistency proof the station sends); then, under a lock, the file is fsynced,
-renamed into ``packages/`` (atomic), the directory fsynced, the row and its signed receipt
-committed, and only then is the accept hook called.
+an RFC 6962 consistency proof the station sends); then, holding the station's row
+``FOR UPDATE`` (one ingest per station at a time across every replica on PostgreSQL; a
+process lock on SQLite), the file is kept (fsynced and renamed into ``packages/``, or put
+into the bucket), the row and its signed receipt committed, and only then is the accept
+hook called. A race with another replica that ends in a unique violation is answered as a
+duplicate.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +47,7 @@ from zhichao.evidence.merkle import verify_consistency
 from zhichao.evidence.reader import PackageContents, PackageRefusedError, read_package
 from zhichao.evidence.signing import Checkpoint, load_public_key_bytes, verify_checkpoint
 from zhichao.evidence.verify import verify_package
+from zhichao.service.center.delivery import HookDelivery
 from zhichao.service.center.models import (
     SyncBase,
     SyncPackage,
@@ -66,6 +72,7 @@ from zhichao.service.center.tables import (
     register_station,
     utc_text,
 )
+from zhichao.service.objectstore import FolderPackages, PackageFiles
 from zhichao.sync.errors import OutboxError
 from zhichao.sync.wire import (
     REFUSALS,
@@ -84,7 +91,7 @@ DEFAULT_MAX_PACKAGE_BYTES = 64 * 1024 * 1024
 MAX_PASSAGES_PER_REQUEST = 1000
 
 
-class CenterStore:
+class CenterStore(HookDelivery):
     """Ingest of packages and passages into ``store_dir`` and the sync tables.
 
     ``schema`` puts the tables in that PostgreSQL schema (created if missing); leave it
@@ -97,8 +104,8 @@ class CenterStore:
 
     def __init__(self, engine: Engine, store_dir: Path, center_key: Ed25519PrivateKey, *,
                  schema: str | None = None, hook: AcceptHook | None = None,
-                 max_package_bytes: int = DEFAULT_MAX_PACKAGE_BYTES, fsync: bool = True
-                 ) -> None:
+                 max_package_bytes: int = DEFAULT_MAX_PACKAGE_BYTES, fsync: bool = True,
+                 files: PackageFiles | None = None) -> None:
         check_schema(schema)
         if schema is not None:
             engine = engine.execution_options(schema_translate_map={None: schema})
@@ -110,10 +117,17 @@ class CenterStore:
         self.max_package_bytes = max_package_bytes
         self.fsync = fsync
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self.files: PackageFiles = files or FolderPackages(self.store_dir)
         self._lock = threading.Lock()
-        for sub in ("packages", "quarantine", "tmp"):
+        for sub in ("quarantine", "tmp"):
             (self.store_dir / sub).mkdir(parents=True, exist_ok=True)
         self._drop_dead_spools()
+
+    def _serial(self) -> AbstractContextManager[Any]:
+        """In-process serialisation, for SQLite only (one writer; the embedded center is one
+        process). On PostgreSQL, replicas serialise per station on the database: each ingest
+        transaction first takes the station's row ``FOR UPDATE``."""
+        return self._lock if self.engine.dialect.name == "sqlite" else nullcontext()
 
     def _drop_dead_spools(self) -> None:
         """Remove uploads half-received by a center process that has died (their sender
@@ -282,7 +296,25 @@ class CenterStore:
     def _commit_package(self, head: PackageHead, cp: Checkpoint, spooled: Path,
                         contents: PackageContents, content_sha256: str,
                         proof: ProofClaim | None) -> tuple[Outcome, Accepted | None]:
-        with self._lock, self._sessions.begin() as session:
+        try:
+            return self._commit_package_once(head, cp, spooled, contents, content_sha256,
+                                             proof)
+        except IntegrityError:  # a replica committed the same package meanwhile
+            with self._sessions() as session:
+                existing = session.scalar(select(SyncPackage).where(
+                    SyncPackage.manifest_sha256 == head.manifest_sha256))
+            if existing is None:
+                raise
+            spooled.unlink(missing_ok=True)
+            return self._receipt_outcome(200, existing.receipt, existing.receipt_signature,
+                                         duplicate=True), None
+
+    def _commit_package_once(self, head: PackageHead, cp: Checkpoint, spooled: Path,
+                             contents: PackageContents, content_sha256: str,
+                             proof: ProofClaim | None) -> tuple[Outcome, Accepted | None]:
+        with self._serial(), self._sessions.begin() as session:
+            # The station's row, FOR UPDATE: one ingest per station at a time, across every
+            # replica (its accepted checkpoint is read and advanced below).
             station = session.get(SyncStation, head.station_id, with_for_update=True)
             assert station is not None
             existing = session.scalar(select(SyncPackage).where(
@@ -303,13 +335,11 @@ class CenterStore:
                 station.accepted_root = cp.root
                 station.accepted_note = contents.read(CHECKPOINT_NAME)
             sha = head.manifest_sha256
-            dest_dir = self.store_dir / "packages" / sha[:2]
-            dest_dir.mkdir(exist_ok=True)
-            dest = dest_dir / f"{sha}.zip"
-            self._fsync_file(spooled)
-            os.replace(spooled, dest)
-            if self.fsync:
-                fsync_dir(dest_dir)
+            size_bytes = spooled.stat().st_size
+            # Kept before the row commits: a crash in between leaves an unreferenced file or
+            # object (harmless; the retry keeps the same one), never a row without bytes.
+            location = self.files.keep(spooled, manifest_sha256=sha,
+                                       content_sha256=content_sha256, fsync=self.fsync)
             now = datetime.now(UTC)
             receipt, signature = sign_receipt({
                 "kind": "package", "station_id": head.station_id, "item_sha256": sha,
@@ -318,12 +348,13 @@ class CenterStore:
                 "received_utc": utc_text(now)}, self.center_key)
             session.add(SyncPackage(
                 manifest_sha256=sha, station_id=head.station_id, package_id=head.package_id,
-                content_sha256=content_sha256, size_bytes=dest.stat().st_size,
+                content_sha256=content_sha256, size_bytes=size_bytes,
                 log_index=head.log_index, checkpoint_size=cp.size,
-                stored_path=dest.relative_to(self.store_dir).as_posix(), received_utc=now,
+                stored_path=location, received_utc=now,
                 receipt=receipt, receipt_signature=signature, hook_delivered=False))
-        accepted = Accepted("package", head.station_id, sha, json.loads(receipt), dest,
-                            manifest=package_manifest(contents))
+        accepted = Accepted("package", head.station_id, sha, json.loads(receipt),
+                            self.files.local_copy(location),
+                            manifest=package_manifest(contents), location=location)
         return self._receipt_outcome(201, receipt, signature, duplicate=False), accepted
 
     @staticmethod
@@ -366,7 +397,7 @@ class CenterStore:
                 raise Refusal("checkpoint.invalid", str(exc)) from None
             if cp.origin != station.log_origin:
                 raise Refusal("log.origin", f"{cp.origin} ≠ {station.log_origin}")
-            with self._lock, self._sessions.begin() as session:
+            with self._serial(), self._sessions.begin() as session:
                 row = session.get(SyncStation, station_id, with_for_update=True)
                 assert row is not None
                 self._check_consistency(row, cp, proof)
@@ -396,10 +427,28 @@ class CenterStore:
             return self._outcome(Refusal("request.malformed", f"more than "
                                          f"{MAX_PASSAGES_PER_REQUEST} items"))
         key = load_public_key_bytes(station.public_key_pem.encode(), "registered key")
+        try:
+            results, accepted, forged = self._passage_batch(station_id, key, items)
+        except IntegrityError:  # another replica took some of these meanwhile: now duplicates
+            results, accepted, forged = self._passage_batch(station_id, key, items)
+        for sha, (data, where) in forged.items():  # quarantined after the batch committed
+            body = self._quarantine_bytes(data, sha, sha, station_id, "passage",
+                                          Refusal("passage.signature", where))
+            results = [body if r.get("_forged") == sha else r for r in results]
+        self._deliver(accepted)
+        return Outcome(200, {"results": results})
+
+    def _passage_batch(self, station_id: str, key: Ed25519PublicKey, items: list[Any]
+                       ) -> tuple[list[dict[str, Any]], list[Accepted],
+                                  dict[str, tuple[bytes, str]]]:
+        """One transaction for a batch: (results, newly accepted, forged by hash)."""
         results: list[dict[str, Any]] = []
         accepted: list[Accepted] = []
         forged: dict[str, tuple[bytes, str]] = {}
-        with self._lock, self._sessions.begin() as session, session.no_autoflush:
+        with self._serial(), self._sessions.begin() as session, session.no_autoflush:
+            # One batch per station at a time across replicas, so the duplicate look-up
+            # below sees every record another replica committed for this station.
+            session.get(SyncStation, station_id, with_for_update=True)
             seen: dict[str, dict[str, Any]] = {}
             shas = []
             for item in items:
@@ -415,12 +464,7 @@ class CenterStore:
                 result = self._one_passage(session, station_id, key, i, item, seen, accepted,
                                            forged)
                 results.append(result)
-        for sha, (data, where) in forged.items():  # quarantined after the batch committed
-            body = self._quarantine_bytes(data, sha, sha, station_id, "passage",
-                                          Refusal("passage.signature", where))
-            results = [body if r.get("_forged") == sha else r for r in results]
-        self._deliver(accepted)
-        return Outcome(200, {"results": results})
+        return results, accepted, forged
 
     def _one_passage(self, session: Session, station_id: str, key: Ed25519PublicKey, i: int,
                      item: Any, seen: dict[str, dict[str, Any]], accepted: list[Accepted],
@@ -453,63 +497,6 @@ class CenterStore:
                                  record=record))
         seen[sha] = result
         return result
-
-    # ---------------------------------------------------------------- hook
-    def _deliver(self, items: list[Accepted]) -> None:
-        if self.hook is None or not items:
-            return
-        many = getattr(self.hook, "deliver_many", None)
-        if many is not None and len(items) > 1:  # e.g. one transaction for a passage batch
-            try:
-                many(items)
-            except Exception:  # all or nothing: fall back to one by one below
-                log.warning("sync accept hook failed for a batch of %d items; delivering "
-                            "them one by one", len(items), exc_info=True)
-            else:
-                self._mark_delivered(items)
-                return
-        done: list[Accepted] = []
-        for item in items:
-            try:
-                self.hook(item)
-            except Exception:  # the hook is the main service's code: never lose the item
-                log.exception("sync accept hook failed for %s %s; will redeliver",
-                              item.kind, item.item_sha256)
-                continue
-            done.append(item)
-        self._mark_delivered(done)
-
-    def _mark_delivered(self, items: list[Accepted]) -> None:
-        if not items:
-            return
-        with self._sessions.begin() as session:
-            for item in items:
-                model: Any = SyncPackage if item.kind == "package" else SyncPassage
-                column = (SyncPackage.manifest_sha256 if item.kind == "package"
-                          else SyncPassage.record_sha256)
-                row = session.scalar(select(model).where(column == item.item_sha256))
-                if row is not None:
-                    row.hook_delivered = True
-
-    def redeliver(self) -> int:
-        """Call the hook again for every accepted item it has not yet taken; return how many."""
-        if self.hook is None:
-            return 0
-        pending: list[Accepted] = []
-        with self._sessions() as session:
-            for pkg in session.scalars(select(SyncPackage).where(
-                    SyncPackage.hook_delivered.is_(False)).order_by(SyncPackage.id)):
-                path = self.store_dir / pkg.stored_path
-                pending.append(Accepted("package", pkg.station_id, pkg.manifest_sha256,
-                                        json.loads(pkg.receipt), path,
-                                        manifest=package_manifest(read_package(path))))
-            for psg in session.scalars(select(SyncPassage).where(
-                    SyncPassage.hook_delivered.is_(False)).order_by(SyncPassage.id)):
-                pending.append(Accepted("passage", psg.station_id, psg.record_sha256,
-                                        json.loads(psg.receipt), record=json.loads(psg.record)))
-        before = len(pending)
-        self._deliver(pending)
-        return before
 
     def _fsync_file(self, path: Path) -> None:
         if self.fsync:

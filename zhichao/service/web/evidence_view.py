@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from markupsafe import Markup
@@ -28,6 +27,7 @@ from zhichao.service import owners
 from zhichao.service.center.tables import registered_key_pem
 from zhichao.service.errors import NotFoundError
 from zhichao.service.models import Case
+from zhichao.service.objectstore import local_package
 from zhichao.service.web import svg
 from zhichao.weighing.vehicle import FLAGS_ZH
 
@@ -81,7 +81,7 @@ def _num(value: Any) -> float | None:
 def manifest_bytes(package_path: str) -> bytes:
     """The raw ``manifest.json`` of a package directory or zip (read strictly)."""
     try:
-        data = read_package(Path(package_path)).read(MANIFEST_NAME)
+        data = read_package(local_package(package_path)).read(MANIFEST_NAME)
     except PackageRefusedError as exc:
         raise NotFoundError(f"package at {package_path}: {exc}",
                             f"证据包暂不可用（{exc.message_zh}）") from exc
@@ -129,7 +129,7 @@ def integrity(case: Case, session: Session | None = None) -> IntegrityView:
         checks.append(_check("center.manifest_sha256", Result.FAIL, exc.message_zh))
     key, key_check = _registered_key(case, session)
     checks.append(key_check)
-    report = verify_package(Path(case.package_path), key=key)
+    report = verify_package(local_package(case.package_path), key=key)
     for check in report.checks:
         checks.append(_check(check.code, check.result, check.message_zh))
     ok = report.ok and same and key is not None

@@ -23,7 +23,7 @@ from jinja2 import Environment, FileSystemLoader, Undefined, select_autoescape
 from sqlalchemy.orm import Session, sessionmaker
 
 from zhichao.evidence import documents
-from zhichao.service import accounts, owners, workflow
+from zhichao.service import accounts, workflow
 from zhichao.service.api.deps import client_id, visible_case
 from zhichao.service.db import transaction
 from zhichao.service.errors import (
@@ -33,6 +33,7 @@ from zhichao.service.errors import (
 )
 from zhichao.service.ingest import PLATE_COLOURS_ZH
 from zhichao.service.models import User
+from zhichao.service.ratelimit import Limiter
 from zhichao.service.settings import Settings
 from zhichao.service.web import security
 from zhichao.service.web.security import WebSettings
@@ -136,7 +137,7 @@ class Pages:
     settings: Settings
     web: WebSettings
     factory: sessionmaker[Session]
-    limiter: owners.RateLimiter
+    limiter: Limiter
     env: Environment
 
     @property

@@ -1,0 +1,230 @@
+"""Request limits shared by every replica of the service, kept in Redis.
+
+The embedded service counts in its own memory (:class:`zhichao.service.owners.RateLimiter`,
+:class:`zhichao.service.login_throttle.LoginThrottle`): right for one process, but N
+replicas behind a load balancer would allow N times each limit. With
+``Settings.redis_url`` (``ZHICHAO_REDIS_URL``, e.g. ``redis://127.0.0.1:6379/0``) the
+app uses the classes here instead, so a limit holds in total, whichever replica a request
+reaches:
+
+* :class:`RedisRateLimiter` — the same sliding window as the in-memory limiter: one sorted
+  set per key (``zhichao:rl:<key>``) holding the times of the hits inside the window; a Lua
+  script drops the old ones, counts, and adds the new hit only when under the limit, all
+  at once on the server, with the server's clock (replicas' clocks never disagree);
+* :class:`RedisLoginThrottle` — the login throttle's failure counts per account and per
+  client and each account's known clients, with the same delays
+  (:func:`zhichao.service.login_throttle.delay_s`).
+
+Redis unreachable (down, refused, timed out): **fail closed**. The guarded requests (owner
+queries, staff logins) are refused with :class:`LimitBackendError` (503, zh-CN
+"限流服务暂不可用，请稍后再试") and the error is logged at ERROR on every refusal. The
+reasoning: these limits are what stands between the public and password guessing or
+enumerating whose vehicle was fined (个人信息保护法); letting requests through unlimited
+while Redis is away would drop that protection silently. Staff already signed in keep
+working (their tokens are in the database), and nothing else depends on Redis. The health
+route (``GET /api/v1/health``) answers ``"status": "degraded"`` while Redis is away.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any, Protocol
+
+from zhichao.service.errors import RateLimitedError, ServiceError
+from zhichao.service.login_throttle import LoginThrottle, delay_s
+from zhichao.service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PREFIX = "zhichao:"
+KNOWN_CLIENTS_TTL_S = 90 * 24 * 3600  # how long a client stays "known" to an account (guess)
+_KNOWN_CLIENTS_PER_ACCOUNT = 16
+_TIMEOUT_S = 2.0
+
+# KEYS[1] the window's sorted set; ARGV: limit, window in ms, a unique member.
+# Returns 1 if the hit was counted, 0 if the limit is reached.
+_SLIDING_WINDOW = """
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window_ms = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - window_ms)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now_ms, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], window_ms)
+return 1
+"""
+
+# KEYS: the account's and the client's failure hashes; ARGV[1]: forget-after in ms.
+# Counts one failure on each (restarting a count idle for longer than forget-after).
+_FAILED = """
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local forget_ms = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  local last = tonumber(redis.call('HGET', KEYS[i], 'last_ms') or '0')
+  if now_ms - last > forget_ms then
+    redis.call('HSET', KEYS[i], 'count', 0)
+  end
+  redis.call('HINCRBY', KEYS[i], 'count', 1)
+  redis.call('HSET', KEYS[i], 'last_ms', now_ms)
+  redis.call('PEXPIRE', KEYS[i], forget_ms)
+end
+return now_ms
+"""
+
+
+class Limiter(Protocol):
+    """What the routes call: count one hit on ``key``, or raise
+    :class:`~zhichao.service.errors.RateLimitedError` when ``limit`` hits are in the last
+    ``window_s`` seconds."""
+
+    def hit(self, key: str, *, limit: int, window_s: float) -> None: ...
+
+
+class LimitBackendError(ServiceError):
+    """The shared limit store (Redis) cannot be reached: the request is refused."""
+
+    http_status = 503
+    default_zh = "限流服务暂不可用，请稍后再试"
+
+
+def redis_client(url: str) -> Any:
+    """A Redis client with short time-outs (a dead Redis must not hang requests)."""
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=_TIMEOUT_S,
+                                socket_connect_timeout=_TIMEOUT_S, decode_responses=True)
+
+
+def _unavailable(what: str, exc: Exception) -> LimitBackendError:
+    log.error("rate-limit store unreachable during %s: %s: %s (request refused: fail "
+              "closed)", what, type(exc).__name__, exc)
+    return LimitBackendError(f"rate-limit store unreachable ({type(exc).__name__}: {exc})")
+
+
+class RedisRateLimiter:
+    """Sliding-window limits in Redis, shared by every process using the same server."""
+
+    def __init__(self, client: Any, *, prefix: str = PREFIX) -> None:
+        self.client = client
+        self.prefix = prefix
+        self._script = client.register_script(_SLIDING_WINDOW)
+
+    def hit(self, key: str, *, limit: int, window_s: float) -> None:
+        import redis
+
+        try:
+            counted = self._script(keys=[f"{self.prefix}rl:{key}"],
+                                   args=[limit, max(1, int(window_s * 1000)),
+                                         uuid.uuid4().hex])
+        except redis.RedisError as exc:
+            raise _unavailable("a rate-limit check", exc) from exc
+        if not counted:
+            raise RateLimitedError(f"rate limit for {key.split(':', 1)[0]}")
+
+    def reachable(self) -> bool:
+        """Whether Redis answers (the health route reports ``degraded`` when not)."""
+        import redis
+
+        try:
+            return bool(self.client.ping())
+        except redis.RedisError as exc:
+            log.error("rate-limit store unreachable: %s: %s", type(exc).__name__, exc)
+            return False
+
+
+class RedisLoginThrottle(LoginThrottle):
+    """:class:`LoginThrottle` with its counts in Redis (same delays, shared by replicas)."""
+
+    def __init__(self, client: Any, *, prefix: str = PREFIX, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.client = client
+        self.prefix = prefix
+        self._failed_script = client.register_script(_FAILED)
+
+    def _key(self, kind: str, key: str) -> str:
+        return f"{self.prefix}login:{kind}:{key}"
+
+    def _wait_at(self, kind: str, entry: dict[str, str], now_ms: int) -> float:
+        if not entry:
+            return 0.0
+        last_ms = int(entry.get("last_ms", 0))
+        if now_ms - last_ms > self.forget_after_s * 1000:
+            return 0.0
+        wait = delay_s(int(entry.get("count", 0)), free_failures=self.free_failures,
+                       base_delay_s=self.base_delay_s, cap_s=self.caps_s[kind])
+        return max(0.0, (last_ms - now_ms) / 1000 + wait)
+
+    def wait_s(self, username: str, client: str) -> float:
+        import redis
+
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.time()
+            pipe.hgetall(self._key("client", client))
+            pipe.hgetall(self._key("account", username))
+            pipe.lrange(self._key("known", username), 0, -1)
+            (seconds, micros), by_client, by_account, known = pipe.execute()
+        except redis.RedisError as exc:
+            raise _unavailable("a login check", exc) from exc
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        waits = [self._wait_at("client", by_client, now_ms)]
+        if client not in known:
+            waits.append(self._wait_at("account", by_account, now_ms))
+        return max(waits)
+
+    def failed(self, username: str, client: str) -> float:
+        import redis
+
+        try:
+            self._failed_script(keys=[self._key("account", username),
+                                      self._key("client", client)],
+                                args=[int(self.forget_after_s * 1000)])
+        except redis.RedisError as exc:
+            raise _unavailable("counting a failed login", exc) from exc
+        return self.wait_s(username, client)
+
+    def succeeded(self, username: str, client: str) -> None:
+        import redis
+
+        known = self._key("known", username)
+        try:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.delete(self._key("account", username))
+            pipe.lrem(known, 0, client)
+            pipe.rpush(known, client)
+            pipe.ltrim(known, -_KNOWN_CLIENTS_PER_ACCOUNT, -1)
+            pipe.expire(known, KNOWN_CLIENTS_TTL_S)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise _unavailable("recording a login", exc) from exc
+
+
+def limits_reachable(limiter: Limiter) -> bool:
+    """False when the limiter keeps its counts in a store that does not answer."""
+    check = getattr(limiter, "reachable", None)
+    return True if check is None else bool(check())
+
+
+def make_limiter(settings: Settings) -> Limiter:
+    """Redis-backed when ``settings.redis_url`` is set, else the in-process limiter."""
+    if settings.redis_url:
+        return RedisRateLimiter(redis_client(settings.redis_url))
+    from zhichao.service.owners import RateLimiter
+
+    return RateLimiter()
+
+
+def make_login_throttle(settings: Settings) -> LoginThrottle:
+    """Redis-backed when ``settings.redis_url`` is set, else the in-process throttle."""
+    kwargs: dict[str, Any] = {
+        "free_failures": settings.login_free_failures,
+        "base_delay_s": settings.login_delay_base_s,
+        "max_delay_per_account_s": settings.login_delay_max_per_account_s,
+        "max_delay_per_client_s": settings.login_delay_max_per_client_s}
+    if settings.redis_url:
+        return RedisLoginThrottle(redis_client(settings.redis_url), **kwargs)
+    return LoginThrottle(**kwargs)
