@@ -239,7 +239,7 @@ console_port = 0
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                     start_new_session=True)
             try:
-                assert _wait_for(lambda t=target: db.exists() and len(_committed(db)) >= t, 60)
+                assert _wait_for(lambda t=target: db.exists() and len(_committed(db)) >= t, 180)
             finally:  # killed in any case: a failed wait leaves no station behind
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
