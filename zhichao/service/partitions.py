@@ -20,7 +20,10 @@ month named ``passages_pYYYYMM``. What partitioning costs, and how it is handled
   :data:`MONTHS_AHEAD` months past now) and on demand: before an ORM insert of a
   ``Passage`` whose month has none, :func:`ensure_month` makes it in a side connection
   (``CREATE TABLE`` + ``ATTACH PARTITION``, which takes only a SHARE UPDATE EXCLUSIVE lock
-  on ``passages``, so it runs beside open transactions that read or write passages).
+  on ``passages``, so it runs beside open transactions that read or write passages; it
+  also locks ``cases`` (SHARE ROW EXCLUSIVE: the foreign key), so where the inserting
+  transaction itself has written a case already, the month is made inside that
+  transaction instead, and other writers of ``cases`` wait for its commit).
 """
 
 from __future__ import annotations
@@ -141,9 +144,13 @@ def ensure_ahead(conn: Connection, now: datetime, *, months_ahead: int = MONTHS_
     return ensure_months(conn, months_between(month_of(now), last))
 
 
-def ensure_month(engine: Engine, moment: datetime, *, lock_timeout_ms: int = 5000) -> None:
-    """The partition for ``moment``'s month exists after this (made in its own committed
-    transaction if it was missing; a replica making it at the same time is fine)."""
+def ensure_month(engine: Engine, moment: datetime, *, lock_timeout_ms: int = 500,
+                 within: Connection | None = None) -> None:
+    """The partition for ``moment``'s month exists after this: made in a side connection
+    and committed at once; where that cannot get its locks in ``lock_timeout_ms`` (the
+    caller's own open transaction has written ``cases``, whose foreign key ATTACH must
+    extend), made inside ``within`` (the caller's transaction, in a savepoint) instead.
+    A replica making it at the same time is fine; a failure is loud."""
     year, month = month_of(moment)
     name = partition_name(year, month)
     key = (f"{id(engine)}:{engine.url}", name)
@@ -151,16 +158,27 @@ def ensure_month(engine: Engine, moment: datetime, *, lock_timeout_ms: int = 500
         if key in _known:
             return
     with engine.connect() as conn:
-        if not _exists(conn, name):
+        made = _exists(conn, name)
+        if not made:
             try:
                 conn.execute(text(f"SET lock_timeout = {int(lock_timeout_ms)}"))
                 ensure_months(conn, [(year, month)])
                 conn.commit()
+                made = True
             except DBAPIError as exc:
                 conn.rollback()
-                if not _exists(conn, name):  # not made by a peer either: loud
+                made = _exists(conn, name)  # made by a peer meanwhile?
+                if not made and within is None:
                     raise PartitionError(f"cannot create partition {name}: {exc}",
                                          "过车记录分区创建失败，请联系系统管理员") from exc
+    if not made and within is not None:
+        try:
+            with within.begin_nested():
+                ensure_months(within, [(year, month)])
+        except DBAPIError as exc:
+            raise PartitionError(f"cannot create partition {name}: {exc}",
+                                 "过车记录分区创建失败，请联系系统管理员") from exc
+        return  # not cached: it exists only if the caller's transaction commits
     with _known_lock:
         _known.add(key)
 
@@ -184,7 +202,7 @@ def _partition_for_insert(_mapper: Any, connection: Connection, target: Passage)
             return
     if not is_partitioned(connection):  # before migration 0006 (or a plain table)
         return
-    ensure_month(engine, target.time_utc)
+    ensure_month(engine, target.time_utc, within=connection)
 
 
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool,
