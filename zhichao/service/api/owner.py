@@ -44,7 +44,8 @@ def owner_query(body: OwnerQueryIn, request: Request, session: SessionDep,
     answer = owners.owner_query(session, settings, limiter,
                                 client_id=client_id(request), plate=body.plate,
                                 plate_colour=body.plate_colour, vin_last6=body.vin_last6,
-                                licence_file_number=body.licence_file_number)
+                                licence_file_number=body.licence_file_number,
+                                after=body.after, limit=body.limit)
     return OwnerQueryOut.model_validate(answer)
 
 
