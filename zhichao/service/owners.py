@@ -176,11 +176,18 @@ def _validate_query(plate: str, plate_colour: str, vin_last6: str | None,
 def owner_query(session: Session, settings: Settings, limiter: RateLimiter, *, client_id: str,
                 plate: str, plate_colour: str, vin_last6: str | None = None,
                 licence_file_number: str | None = None, after: str | None = None,
-                limit: int = OWNER_PAGE_SIZE, now: datetime | None = None) -> dict[str, Any]:
+                limit: int = OWNER_PAGE_SIZE, pad: bool = True,
+                now: datetime | None = None) -> dict[str, Any]:
     """Find the owner's cases, newest first, ``limit`` per page from the keyset cursor
     ``after`` (the answer's ``next_after``); :data:`NOTHING_FOUND` unless every detail
     matches. Two index lookups (vehicle; cases by plate, colour, time, id), then the page's
-    records in two statements, then the audit entry (its lock is held only to commit)."""
+    records in two statements, then the audit entry (its lock is held only to commit).
+
+    ``pad``: answer no sooner than ``Settings.owner_query_min_duration_ms`` after the
+    start, sleeping *before* the audit entry (so the audit lock is never held asleep);
+    callers that can wait outside the transaction pass ``pad=False`` and wait after the
+    commit with :func:`floor_left_s` (the JSON route: an async sleep, no thread, no
+    connection held)."""
     started = time.perf_counter()
     now = now or _utc_now()
     norm_plate, colour, kind, secret = _validate_query(plate, plate_colour, vin_last6,
@@ -210,6 +217,8 @@ def owner_query(session: Session, settings: Settings, limiter: RateLimiter, *, c
     page = page[:limit]
     shown = matched and bool(page) and vehicle is not None
     records = owner_records(session, [row.id for row in page]) if shown else []
+    if pad:
+        time.sleep(floor_left_s(started, settings))
     # One audit entry per query, found or not (same work either way); when records are
     # shown it names every case whose evidence the owner now sees.
     audit.append(session, actor="owner" if not shown or vehicle is None
@@ -227,7 +236,6 @@ def owner_query(session: Session, settings: Settings, limiter: RateLimiter, *, c
             "message_zh": f"查询到 {len(records)} 条记录" + ("（还有更早的记录）" if more else "")}
     else:
         answer = dict(NOTHING_FOUND)
-    _pad(started, settings.owner_query_min_duration_ms)
     return answer
 
 
@@ -248,10 +256,11 @@ def _parse_cursor(after: str | None) -> tuple[datetime, int] | None:
         raise InvalidInputError(f"after: not a cursor ({exc})", "翻页参数有误，请重新查询") from exc
 
 
-def _pad(started: float, min_duration_ms: int) -> None:
-    left = min_duration_ms / 1000 - (time.perf_counter() - started)
-    if left > 0:
-        time.sleep(left)
+def floor_left_s(started: float, settings: Settings) -> float:
+    """Seconds still to wait so that an owner query started at ``started``
+    (``time.perf_counter()``) answers no sooner than the floor."""
+    return max(0.0, settings.owner_query_min_duration_ms / 1000
+               - (time.perf_counter() - started))
 
 
 def read_manifest(package_path: str) -> dict[str, Any]:
