@@ -5,7 +5,8 @@ latency percentiles, and the database's share of each query.
     python3 benchmarks/owner_queries.py [--admin-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
         [--database zhichao_bench] [--passages 10000000] [--cases 1000000]
         [--vehicles 800000] [--queries 4000] [--procs 1,2,4] [--servers 2] [--clients 4]
-        [--sqlite-passages 1000000] [--sqlite-cases 100000] [--skip-sqlite] [--keep]
+        [--sqlite-passages 1000000] [--sqlite-cases 100000] [--skip-sqlite]
+        [--skip-postgresql] [--keep] [--reuse]
 
 PostgreSQL: a dedicated database (``--database``, dropped and made afresh, dropped again at
 the end unless ``--keep``), migrated to head, filled with COPY (``cursor.copy``), then
@@ -189,18 +190,24 @@ def jobs(n: int, n_vehicles: int, seed: int) -> list[tuple[str, str]]:
 
 
 def _direct_worker(url: str, work: list[tuple[str, str]], start_at: float,
-                   wid: int) -> list[tuple[float, float, int]]:
-    """(total s, database s, records) per query, in this process."""
+                   wid: int) -> list[tuple[float, float, int, float]]:
+    """(total s, database s, records, audit-lock hold s) per query, in this process. The
+    hold is from the audit append lock's grant (``pg_advisory_xact_lock`` returned) to
+    the end of COMMIT: the one stretch no two queries can share."""
     engine = make_engine(url)
     db_s = [0.0]
+    locked_at = [0.0]
 
     @event.listens_for(engine, "before_cursor_execute")
     def _before(*_a: Any) -> None:
         db_s.append(time.perf_counter())
 
     @event.listens_for(engine, "after_cursor_execute")
-    def _after(*_a: Any) -> None:
-        db_s[0] += time.perf_counter() - db_s.pop()
+    def _after(_conn: Any, _cur: Any, statement: str, *_a: Any) -> None:
+        now = time.perf_counter()
+        db_s[0] += now - db_s.pop()
+        if statement.startswith("SELECT pg_advisory_xact_lock"):
+            locked_at[0] = now
 
     factory = session_factory(engine)
     settings = bench_settings(url)
@@ -221,7 +228,8 @@ def _direct_worker(url: str, work: list[tuple[str, str]], start_at: float,
         session.commit()
         done = time.perf_counter()
         session.close()
-        out.append((done - t, db_s[0] + done - c, len(answer["records"])))
+        out.append((done - t, db_s[0] + done - c, len(answer["records"]),
+                    done - locked_at[0] if locked_at[0] else 0.0))
     engine.dispose()
     return out
 
@@ -250,10 +258,14 @@ def run_direct(url: str, n_queries: int, n_vehicles: int, procs: int) -> dict[st
     wall = max(0.001, time.time() - start_at)
     flat = [r for part in results for r in part]
     found = sum(1 for r in flat if r[2])
+    hold = [r[3] for r in flat if r[3] > 0]
+    mean_hold = statistics.fmean(hold) if hold else 0.0
     return summarise(f"direct x{procs}", [r[0] for r in flat], wall, found=found,
                      db_p50_ms=round(1000 * statistics.median(r[1] for r in flat), 2),
                      db_p99_ms=round(1000 * pct([r[1] for r in flat], 0.99), 2),
-                     db_share=round(sum(r[1] for r in flat) / sum(r[0] for r in flat), 2))
+                     db_share=round(sum(r[1] for r in flat) / sum(r[0] for r in flat), 2),
+                     audit_lock_hold_mean_ms=round(1000 * mean_hold, 2),
+                     audit_lock_ceiling_qps=round(1 / mean_hold) if mean_hold else None)
 
 
 def serve(url: str, port: int) -> None:
@@ -341,19 +353,24 @@ def explain(engine: Any, n_vehicles: int) -> None:
 
 def postgresql(args: argparse.Namespace, package: str) -> None:
     admin = make_engine(args.admin_url).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{args.database}"'))
-        conn.execute(text(f'CREATE DATABASE "{args.database}"'))
+    if not args.reuse:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{args.database}"'))
+            conn.execute(text(f'CREATE DATABASE "{args.database}"'))
     url = make_url(args.admin_url).set(database=args.database).render_as_string(False)
     try:
         engine = make_engine(url)
-        upgrade(engine)
-        print(f"PostgreSQL: {args.passages} passages, {args.cases} cases, {args.vehicles} "
-              f"vehicles into {args.database}", flush=True)
-        t = time.perf_counter()
-        took = load_postgresql(engine, args.passages, args.cases, args.vehicles, package)
-        print(json.dumps({"load_total_s": round(time.perf_counter() - t),
-                          **{k: round(v) for k, v in took.items()}}), flush=True)
+        if args.reuse:  # a database kept by --keep: point its cases at this run's package
+            with engine.begin() as conn:
+                conn.execute(text("UPDATE cases SET package_path = :p"), {"p": package})
+        else:
+            upgrade(engine)
+            print(f"PostgreSQL: {args.passages} passages, {args.cases} cases, "
+                  f"{args.vehicles} vehicles into {args.database}", flush=True)
+            t = time.perf_counter()
+            took = load_postgresql(engine, args.passages, args.cases, args.vehicles, package)
+            print(json.dumps({"load_total_s": round(time.perf_counter() - t),
+                              **{k: round(v) for k, v in took.items()}}), flush=True)
         with engine.connect() as conn:
             size = conn.execute(text("SELECT pg_size_pretty(pg_database_size("
                                      "current_database()))")).scalar()
@@ -410,6 +427,8 @@ def main() -> int:
     ap.add_argument("--skip-sqlite", action="store_true")
     ap.add_argument("--skip-postgresql", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the benchmark database")
+    ap.add_argument("--reuse", action="store_true",
+                    help="query the database a --keep run left (no load)")
     args = ap.parse_args()
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start",
           flush=True)
