@@ -179,8 +179,11 @@ def ensure_month(engine: Engine, moment: datetime, *, lock_timeout_ms: int = 500
             raise PartitionError(f"cannot create partition {name}: {exc}",
                                  "过车记录分区创建失败，请联系系统管理员") from exc
         return  # not cached: it exists only if the caller's transaction commits
-    with _known_lock:
-        _known.add(key)
+    if month_range(year, month)[1] > datetime.now(UTC):
+        # only months not yet over are cached: retention drops past months only, so a
+        # cached name never goes stale in another replica; a past month costs one lookup
+        with _known_lock:
+            _known.add(key)
 
 
 def forget(name: str) -> None:
