@@ -327,6 +327,25 @@ def run_http(url: str, n_queries: int, n_vehicles: int, servers: int,
                      wall, found=sum(1 for r in flat if r[1]))
 
 
+def round_trips(engine: Any, n: int = 300) -> None:
+    """What one round trip and one flushed commit cost on this machine right now."""
+    laps: dict[str, list[float]] = {"select 1": [], "insert + commit": []}
+    with engine.connect() as conn:
+        conn.execute(text("CREATE TEMP TABLE rt_probe (x int)"))
+        conn.commit()
+        for _ in range(n):
+            t = time.perf_counter()
+            conn.execute(text("SELECT 1")).all()
+            laps["select 1"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            conn.execute(text("INSERT INTO rt_probe VALUES (1)"))
+            conn.commit()
+            laps["insert + commit"].append(time.perf_counter() - t)
+    print(json.dumps({k: {"p50_ms": round(1000 * statistics.median(v), 3),
+                          "p90_ms": round(1000 * pct(v, 0.9), 3)} for k, v in laps.items()}),
+          flush=True)
+
+
 def explain(engine: Any, n_vehicles: int) -> None:
     """EXPLAIN ANALYZE of the query's statements for one vehicle with cases."""
     p = plate(5)
@@ -376,6 +395,7 @@ def postgresql(args: argparse.Namespace, package: str) -> None:
                                      "current_database()))")).scalar()
             print(f"database size: {size}", flush=True)
         explain(engine, args.vehicles)
+        round_trips(engine)
         engine.dispose()
         for procs in args.procs:
             run_direct(url, args.queries, args.vehicles, procs)
