@@ -191,3 +191,24 @@ def test_retention_on_sqlite_is_row_by_row(tmp_path: Path) -> None:
         retention.remove_expired_plates(s, retention_days=30, actor="test",
                                         row_retention_days=10, now=NOW)
     engine.dispose()
+
+
+@pytest.mark.slow  # two CLI processes
+def test_the_cli_drops_whole_months_when_asked(pg: Engine) -> None:
+    import subprocess
+    import sys
+
+    from zhichao.service.db import _search_path_schema
+    with transaction(session_factory(pg)) as s:
+        _passage(s, "long-ago", datetime(2025, 1, 10, tzinfo=UTC))
+    base = [sys.executable, "-m", "zhichao", "retention", "run", "--db", PG_URL, "--schema",
+            str(_search_path_schema(pg)), "--days", "30"]
+    kept = subprocess.run(base, capture_output=True, text=True, timeout=120)
+    assert kept.returncode == 0, kept.stderr
+    with pg.connect() as conn:  # without the flag the rows stay (statistics)
+        assert (2025, 1) in partitions.list_partitions(conn)
+    dropped = subprocess.run(base + ["--drop-months-after-days", "180"], capture_output=True,
+                             text=True, timeout=120)
+    assert dropped.returncode == 0, dropped.stderr
+    with pg.connect() as conn:
+        assert (2025, 1) not in partitions.list_partitions(conn)
