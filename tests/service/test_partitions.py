@@ -5,7 +5,8 @@ drops whole months; SQLite keeps one plain table.
   its month's partition; 0006 → 0005 puts them back in one table; both backends.
 * An ORM insert lands in its month's partition; a month without one gets it on demand.
 * Retention drops a month past the row period that holds no case (audit entry with the
-  row count), leaves a month holding a case whole (its other plates removed row by row).
+  row count), leaves a month holding a case whole (its other plates removed row by row);
+  ``zhichao retention run`` does so only with ``--drop-months-after-days``.
 """
 
 from __future__ import annotations
