@@ -190,17 +190,21 @@ def jobs(n: int, n_vehicles: int, seed: int) -> list[tuple[str, str]]:
 
 
 def _direct_worker(url: str, work: list[tuple[str, str]], start_at: float,
-                   wid: int) -> list[tuple[float, float, int, float]]:
-    """(total s, database s, records, audit-lock hold s) per query, in this process. The
-    hold is from the audit append lock's grant (``pg_advisory_xact_lock`` returned) to
-    the end of COMMIT: the one stretch no two queries can share."""
+                   wid: int) -> list[tuple[float, float, int, float, float]]:
+    """(total s, database s, records, audit-lock hold s, read s) per query, in this
+    process. The hold is from the audit append lock's grant (``pg_advisory_xact_lock``
+    returned) to the end of COMMIT: the one stretch no two queries can share; the read
+    part is from the start to the lock request (the query's own work, Python included)."""
     engine = make_engine(url)
     db_s = [0.0]
     locked_at = [0.0]
+    lock_asked = [0.0]
 
     @event.listens_for(engine, "before_cursor_execute")
-    def _before(*_a: Any) -> None:
+    def _before(_conn: Any, _cur: Any, statement: str, *_a: Any) -> None:
         db_s.append(time.perf_counter())
+        if statement.startswith("SELECT pg_advisory_xact_lock"):
+            lock_asked[0] = db_s[-1]
 
     @event.listens_for(engine, "after_cursor_execute")
     def _after(_conn: Any, _cur: Any, statement: str, *_a: Any) -> None:
@@ -218,7 +222,7 @@ def _direct_worker(url: str, work: list[tuple[str, str]], start_at: float,
         time.sleep(0.005)
     out = []
     for j, (p, secret) in enumerate(work):
-        db_s[0] = 0.0
+        db_s[0] = locked_at[0] = lock_asked[0] = 0.0
         t = time.perf_counter()
         session = factory()
         session.begin()
@@ -229,7 +233,8 @@ def _direct_worker(url: str, work: list[tuple[str, str]], start_at: float,
         done = time.perf_counter()
         session.close()
         out.append((done - t, db_s[0] + done - c, len(answer["records"]),
-                    done - locked_at[0] if locked_at[0] else 0.0))
+                    done - locked_at[0] if locked_at[0] else 0.0,
+                    lock_asked[0] - t if lock_asked[0] else c - t))
     engine.dispose()
     return out
 
@@ -264,6 +269,8 @@ def run_direct(url: str, n_queries: int, n_vehicles: int, procs: int) -> dict[st
                      db_p50_ms=round(1000 * statistics.median(r[1] for r in flat), 2),
                      db_p99_ms=round(1000 * pct([r[1] for r in flat], 0.99), 2),
                      db_share=round(sum(r[1] for r in flat) / sum(r[0] for r in flat), 2),
+                     read_p50_ms=round(1000 * statistics.median(r[4] for r in flat), 2),
+                     read_p99_ms=round(1000 * pct([r[4] for r in flat], 0.99), 2),
                      audit_lock_hold_mean_ms=round(1000 * mean_hold, 2),
                      audit_lock_ceiling_qps=round(1 / mean_hold) if mean_hold else None)
 
