@@ -5,6 +5,8 @@ per UTC month, ``passages_pYYYYMM``); its rows are copied over, so the upgrade t
 and space in proportion to the table (about the table's size again, once). The primary
 key becomes ``(id, time_utc)``, ``source_key`` is unique with ``time_utc``, and the
 foreign key of ``cases`` names ``(passage_id, time_utc)``; see ``service/partitions.py``.
+A case whose ``time_utc`` differs from its passage's stops the upgrade (the foreign key
+cannot be made; the transaction rolls back, nothing changed).
 SQLite: unchanged but for the index.
 
 Both: ``ix_cases_plate (plate, plate_colour)`` is replaced by ``ix_cases_owner (plate,
