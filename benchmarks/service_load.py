@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from zhichao.evidence.verify import verify_package  # noqa: E402
-from zhichao.service import audit, ingest, owners  # noqa: E402
+from zhichao.service import audit, ingest, owners, partitions  # noqa: E402
 from zhichao.service.db import session_factory, transaction  # noqa: E402
 from zhichao.service.settings import Settings  # noqa: E402
 from zhichao.testing.cases import seal_plain_case  # noqa: E402  (a real case, photos)
@@ -52,6 +52,11 @@ def bulk_load(engine: Any, n_passages: int, n_cases: int, n_vehicles: int,
               package_dir: Path) -> None:
     rng = random.Random(7)
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    with engine.begin() as conn:  # COPY bypasses the ORM hook that makes missing months
+        if partitions.is_partitioned(conn):
+            partitions.ensure_months(conn, partitions.months_between(
+                partitions.month_of(t0),
+                partitions.month_of(t0 + timedelta(seconds=n_passages * 20))))
     raw = engine.raw_connection()
     try:
         conn = raw.driver_connection

@@ -38,6 +38,7 @@ from zhichao.service.db import (
     upgrade,
 )
 from zhichao.service.models import AuditEntry, Base, Case, User
+from zhichao.service.partitions import include_object
 
 HEAD = ScriptDirectory.from_config(alembic_config(make_engine("sqlite://"))).get_current_head()
 
@@ -71,7 +72,7 @@ def bare(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Bare]:
 def _diff(engine: Engine, metadata: MetaData | list[MetaData], *,
           only: MetaData | None = None) -> list[object]:
     """``compare_metadata``; with ``only``, the database's tables outside it are ignored."""
-    opts: dict[str, object] = {}
+    opts: dict[str, object] = {"include_object": include_object}  # monthly partitions
     if only is not None:
         names = set(only.tables)
         opts["include_name"] = lambda name, type_, _parent: (

@@ -123,7 +123,12 @@ class Vehicle(Base):
 
 
 class Passage(Base):
-    """Every weighed vehicle (overloaded or not): statistics and drift need all of them."""
+    """Every weighed vehicle (overloaded or not): statistics and drift need all of them.
+
+    On PostgreSQL the table is partitioned by month of ``time_utc`` (migration 0006): there
+    the primary key is ``(id, time_utc)`` and ``source_key`` is unique with ``time_utc``;
+    see ``partitions.py`` for why the ORM keeps the one-column key.
+    """
 
     __tablename__ = "passages"
     __table_args__ = (
@@ -159,7 +164,8 @@ class Case(Base):
 
     __tablename__ = "cases"
     __table_args__ = (
-        Index("ix_cases_plate", "plate", "plate_colour"),
+        # the owner query: its filter and its keyset order (newest first) in one index
+        Index("ix_cases_owner", "plate", "plate_colour", "time_utc", "id"),
         Index("ix_cases_state", "state"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -442,3 +448,7 @@ class TypicalCase(Base):
     summary_zh: Mapped[str] = mapped_column(Text)
     marked_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     marked_utc: Mapped[datetime]
+
+
+# Registers the before-insert hook that makes a missing month's partition (PostgreSQL).
+from zhichao.service import partitions as _partitions  # noqa: E402,F401

@@ -25,10 +25,10 @@ import zipfile
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from zhichao.common import utc_now as _utc_now
@@ -53,8 +53,10 @@ from zhichao.service.ratelimit import Limiter
 from zhichao.service.settings import Settings
 from zhichao.service.workdays import china_date
 
+OWNER_PAGE_SIZE = 20  # records per page of an owner query (keyset pagination)
+OWNER_PAGE_MAX = 100
 NOTHING_FOUND: dict[str, Any] = {
-    "records": [], "owner_token": None,
+    "records": [], "owner_token": None, "next_after": None,
     "message_zh": "未查询到与所填信息相符的记录。请核对号牌、号牌颜色和车辆识别代号后六位"
                   "（或行驶证档案编号）。",
 }
@@ -176,27 +178,50 @@ def _validate_query(plate: str, plate_colour: str, vin_last6: str | None,
 
 def owner_query(session: Session, settings: Settings, limiter: Limiter, *, client_id: str,
                 plate: str, plate_colour: str, vin_last6: str | None = None,
-                licence_file_number: str | None = None,
+                licence_file_number: str | None = None, after: str | None = None,
+                limit: int = OWNER_PAGE_SIZE, pad: bool = True,
                 now: datetime | None = None) -> dict[str, Any]:
-    """Find the owner's cases; :data:`NOTHING_FOUND` unless every detail matches."""
+    """Find the owner's cases, newest first, ``limit`` per page from the keyset cursor
+    ``after`` (the answer's ``next_after``); :data:`NOTHING_FOUND` unless every detail
+    matches. Two index lookups (vehicle; cases by plate, colour, time, id), then the page's
+    records in two statements, then the audit entry (its lock is held only to commit).
+
+    ``pad``: answer no sooner than ``Settings.owner_query_min_duration_ms`` after the
+    start, sleeping *before* the audit entry (so the audit lock is never held asleep);
+    callers that can wait outside the transaction pass ``pad=False`` and wait after the
+    commit with :func:`floor_left_s` (the JSON route: an async sleep, no thread, no
+    connection held)."""
     started = time.perf_counter()
     now = now or _utc_now()
     norm_plate, colour, kind, secret = _validate_query(plate, plate_colour, vin_last6,
                                                        licence_file_number)
+    if not 1 <= limit <= OWNER_PAGE_MAX:
+        raise InvalidInputError(f"limit: 1..{OWNER_PAGE_MAX}", f"每页条数须为 1–{OWNER_PAGE_MAX}")
+    cursor = _parse_cursor(after)
     limiter.hit(f"client:{client_id}", limit=settings.owner_query_per_client_per_minute,
                 window_s=60)
     limiter.hit(f"plate:{norm_plate}:{colour}", limit=settings.owner_query_per_plate_per_hour,
                 window_s=3600)
-    vehicle = session.scalars(select(Vehicle).where(Vehicle.plate == norm_plate,
-                                                    Vehicle.plate_colour == colour)).first()
+    vehicle = session.execute(select(Vehicle.id, Vehicle.vin, Vehicle.licence_file_number)
+                              .where(Vehicle.plate == norm_plate,
+                                     Vehicle.plate_colour == colour)).first()
     known = "\x00" * 32
     if vehicle is not None:
         known = (vehicle.vin[-6:] if kind == "vin" else vehicle.licence_file_number) or known
     matched = hmac.compare_digest(known.upper().encode(), secret.encode()) and vehicle is not None
-    cases = session.scalars(select(Case).where(
+    stmt = (select(Case.id, Case.time_utc).where(
         Case.plate == norm_plate, Case.plate_colour == colour,
-        Case.state.in_(workflow.OWNER_VISIBLE_STATES)).order_by(Case.time_utc)).all()
-    shown = matched and bool(cases) and vehicle is not None
+        Case.state.in_(workflow.OWNER_VISIBLE_STATES))
+        .order_by(Case.time_utc.desc(), Case.id.desc()).limit(limit + 1))
+    if cursor is not None:
+        stmt = stmt.where(tuple_(Case.time_utc, Case.id) < tuple_(*cursor))
+    page = session.execute(stmt).all()
+    more = len(page) > limit
+    page = page[:limit]
+    shown = matched and bool(page) and vehicle is not None
+    records = owner_records(session, [row.id for row in page]) if shown else []
+    if pad:
+        time.sleep(floor_left_s(started, settings))
     # One audit entry per query, found or not (same work either way); when records are
     # shown it names every case whose evidence the owner now sees.
     audit.append(session, actor="owner" if not shown or vehicle is None
@@ -204,25 +229,41 @@ def owner_query(session: Session, settings: Settings, limiter: Limiter, *, clien
                  object_type="vehicle",
                  object_id=hashlib.sha256(f"{norm_plate}|{colour}".encode()).hexdigest()[:16],
                  now=now, detail={"matched": shown, "by": kind,
-                                  "evidence_viewed_case_ids": [c.id for c in cases]
-                                  if shown else []})
+                                  "evidence_viewed_case_ids": [r["case_id"] for r in records]})
     if shown and vehicle is not None:
-        grant = OwnerGrant(vehicle.id, frozenset(c.id for c in cases),
+        grant = OwnerGrant(vehicle.id, frozenset(r["case_id"] for r in records),
                            int(now.timestamp()) + settings.owner_token_ttl_s)
-        records = [owner_record_json(session, c) for c in cases]
-        answer: dict[str, Any] = {"records": records,
-                                  "owner_token": make_owner_token(settings, grant),
-                                  "message_zh": f"查询到 {len(records)} 条记录"}
+        answer: dict[str, Any] = {
+            "records": records, "owner_token": make_owner_token(settings, grant),
+            "next_after": _cursor(page[-1].time_utc, page[-1].id) if more else None,
+            "message_zh": f"查询到 {len(records)} 条记录" + ("（还有更早的记录）" if more else "")}
     else:
         answer = dict(NOTHING_FOUND)
-    _pad(started, settings.owner_query_min_duration_ms)
     return answer
 
 
-def _pad(started: float, min_duration_ms: int) -> None:
-    left = min_duration_ms / 1000 - (time.perf_counter() - started)
-    if left > 0:
-        time.sleep(left)
+def _cursor(time_utc: datetime, case_id: int) -> str:
+    return f"{time_utc.astimezone(UTC).isoformat(timespec='microseconds')}~{case_id}"
+
+
+def _parse_cursor(after: str | None) -> tuple[datetime, int] | None:
+    if after is None:
+        return None
+    try:
+        when_text, id_text = after.split("~")
+        when = datetime.fromisoformat(when_text)
+        if when.tzinfo is None or len(id_text) > 18:
+            raise ValueError("naive time or long id")
+        return when.astimezone(UTC), int(id_text)
+    except ValueError as exc:
+        raise InvalidInputError(f"after: not a cursor ({exc})", "翻页参数有误，请重新查询") from exc
+
+
+def floor_left_s(started: float, settings: Settings) -> float:
+    """Seconds still to wait so that an owner query started at ``started``
+    (``time.perf_counter()``) answers no sooner than the floor."""
+    return max(0.0, settings.owner_query_min_duration_ms / 1000
+               - (time.perf_counter() - started))
 
 
 def read_manifest(package_path: str) -> dict[str, Any]:
@@ -234,57 +275,97 @@ def read_manifest(package_path: str) -> dict[str, Any]:
     return manifest
 
 
-def owner_record_json(session: Session, case: Case) -> dict[str, Any]:
-    """What the owner sees of one of their own cases (no other person's data)."""
-    passage = session.get(Passage, case.passage_id)
-    site = session.get(Site, case.site_id)
-    decision = session.scalars(select(Decision).where(Decision.case_id == case.id)).first()
-    statements = session.scalars(select(Statement).where(Statement.case_id == case.id)
-                                 .order_by(Statement.id)).all()
-    manifest = read_manifest(case.package_path)
+_RECORD_COLUMNS = (
+    Case.id, Case.state, Case.time_utc, Case.plate, Case.plate_colour, Case.site_id,
+    Case.legal_basis_zh, Case.proposed_outcome, Case.proposed_fine_yuan, Case.statement_due,
+    Case.hearing_request_due, Case.package_id, Case.package_path, Case.manifest_sha256,
+    Passage.lane_code, Passage.gross_weight_kg, Passage.limit_kg, Passage.excess_kg,
+    Site.name_zh.label("site_name_zh"), Site.road_zh, Site.stake_zh,
+    Decision.outcome, Decision.fine_yuan, Decision.reasons_zh, Decision.decided_utc)
+
+
+def owner_records(session: Session, case_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """What the owner sees of these cases (no other person's data), in the order given:
+    the columns shown in one statement (case, its passage, site, decision), the statements
+    with their attachments' names in a second; the photos, axle loads and penalty steps
+    from each package's manifest (the sealed evidence: not in the database)."""
+    if not case_ids:
+        return []
+    rows = session.execute(
+        select(*_RECORD_COLUMNS).select_from(Case)
+        .outerjoin(Passage, (Passage.id == Case.passage_id)
+                   & (Passage.time_utc == Case.time_utc))  # the partition: pruned
+        .outerjoin(Site, Site.site_id == Case.site_id)
+        .outerjoin(Decision, Decision.case_id == Case.id)
+        .where(Case.id.in_(case_ids))).all()
+    statements: dict[int, list[dict[str, Any]]] = {}
+    by_id: dict[int, dict[str, Any]] = {}
+    for st in session.execute(
+            select(Statement.id, Statement.case_id, Statement.kind, Statement.filed_utc,
+                   Statement.text_zh, Statement.response_zh, Attachment.filename)
+            .outerjoin(Attachment, Attachment.statement_id == Statement.id)
+            .where(Statement.case_id.in_(case_ids))
+            .order_by(Statement.id, Attachment.id)):
+        if st.id not in by_id:
+            by_id[st.id] = {"id": st.id, "kind": st.kind, "filed_utc": st.filed_utc.isoformat(),
+                            "text_zh": st.text_zh, "response_zh": st.response_zh,
+                            "attachments": []}
+            statements.setdefault(st.case_id, []).append(by_id[st.id])
+        if st.filename is not None:
+            by_id[st.id]["attachments"].append(st.filename)
+    order = {case_id: k for k, case_id in enumerate(case_ids)}
+    return [_record(row, statements.get(row.id, []))
+            for row in sorted(rows, key=lambda r: order[r.id])]
+
+
+def _record(row: Any, statements: list[dict[str, Any]]) -> dict[str, Any]:
+    manifest = read_manifest(row.package_path)
     facts = manifest.get("case") or {}
     vehicle = facts.get("vehicle") or {}
     penalty = facts.get("penalty") or {}
     photos = [f["path"] for f in manifest.get("files", [])
               if isinstance(f, dict) and str(f.get("role", "")).startswith("image_")]
+    has_passage = row.lane_code is not None
     return {
-        "case_id": case.id,
-        "state": case.state,
-        "state_zh": workflow.STATES_ZH[case.state],
-        "time_utc": case.time_utc.isoformat(),
-        "plate": case.plate,
-        "plate_colour": case.plate_colour,
-        "site": None if site is None else {
-            "site_id": site.site_id, "name_zh": site.name_zh, "road_zh": site.road_zh,
-            "stake_zh": site.stake_zh},
-        "lane": None if passage is None else passage.lane_code,
+        "case_id": row.id,
+        "state": row.state,
+        "state_zh": workflow.STATES_ZH[row.state],
+        "time_utc": row.time_utc.isoformat(),
+        "plate": row.plate,
+        "plate_colour": row.plate_colour,
+        "site": None if row.site_name_zh is None else {
+            "site_id": row.site_id, "name_zh": row.site_name_zh, "road_zh": row.road_zh,
+            "stake_zh": row.stake_zh},
+        "lane": row.lane_code,
         "weights": {
-            "gross_weight_kg": None if passage is None else passage.gross_weight_kg,
-            "limit_kg": None if passage is None else passage.limit_kg,
-            "excess_kg": None if passage is None else passage.excess_kg,
+            "gross_weight_kg": row.gross_weight_kg if has_passage else None,
+            "limit_kg": row.limit_kg if has_passage else None,
+            "excess_kg": row.excess_kg if has_passage else None,
             "axle_count": vehicle.get("axle_count"),
             "axle_loads_kg": vehicle.get("axle_loads_kg"),
             "limit_basis_zh": vehicle.get("limit_basis"),
         },
-        "legal_basis_zh": case.legal_basis_zh,
+        "legal_basis_zh": row.legal_basis_zh,
         "penalty_steps": penalty.get("steps", []),
-        "proposed_outcome": case.proposed_outcome,
-        "proposed_fine_yuan": case.proposed_fine_yuan,
-        "statement_due": None if case.statement_due is None else case.statement_due.isoformat(),
-        "hearing_request_due": None if case.hearing_request_due is None
-        else case.hearing_request_due.isoformat(),
+        "proposed_outcome": row.proposed_outcome,
+        "proposed_fine_yuan": row.proposed_fine_yuan,
+        "statement_due": None if row.statement_due is None else row.statement_due.isoformat(),
+        "hearing_request_due": None if row.hearing_request_due is None
+        else row.hearing_request_due.isoformat(),
         "photos": photos,
-        "package_id": case.package_id,
-        "manifest_sha256": case.manifest_sha256,
-        "statements": [{"id": s.id, "kind": s.kind, "filed_utc": s.filed_utc.isoformat(),
-                        "text_zh": s.text_zh, "response_zh": s.response_zh,
-                        "attachments": [a.filename for a in s.attachments]}
-                       for s in statements],
-        "decision": None if decision is None else {
-            "outcome": decision.outcome, "outcome_zh": workflow.OUTCOMES_ZH[decision.outcome],
-            "fine_yuan": decision.fine_yuan, "reasons_zh": decision.reasons_zh,
-            "decided_utc": decision.decided_utc.isoformat()},
+        "package_id": row.package_id,
+        "manifest_sha256": row.manifest_sha256,
+        "statements": statements,
+        "decision": None if row.outcome is None else {
+            "outcome": row.outcome, "outcome_zh": workflow.OUTCOMES_ZH[row.outcome],
+            "fine_yuan": row.fine_yuan, "reasons_zh": row.reasons_zh,
+            "decided_utc": row.decided_utc.isoformat()},
     }
+
+
+def owner_record_json(session: Session, case: Case) -> dict[str, Any]:
+    """What the owner sees of one of their own cases."""
+    return owner_records(session, [case.id])[0]
 
 
 def owner_case(session: Session, grant: OwnerGrant, case_id: int) -> Case:

@@ -104,6 +104,9 @@ def register(subparsers: Any) -> None:
                                        "--days (default 30, unconfirmed)")
     db_args(run)
     run.add_argument("--days", type=int, default=30, help="retention period in days")
+    run.add_argument("--drop-months-after-days", type=int, default=None, metavar="DAYS",
+                     help="PostgreSQL: also drop whole months of passages older than DAYS "
+                          "that hold no case (default: keep the rows for statistics)")
     run.set_defaults(handler=_retention_run)
 
     aud = subparsers.add_parser("audit", help="service audit log")
@@ -245,8 +248,9 @@ def _retention_run(args: argparse.Namespace) -> int:
 
     try:
         with transaction(_factory(args)) as session:
-            count = retention.remove_expired_plates(session, retention_days=args.days,
-                                                    actor="cli:retention")
+            count = retention.remove_expired_plates(
+                session, retention_days=args.days, actor="cli:retention",
+                row_retention_days=args.drop_months_after_days)
     except ServiceError as exc:
         return _fail(exc)
     print(f"已删除 {count} 条非案件过车记录的号牌（保存期限 {args.days} 天）")

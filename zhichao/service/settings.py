@@ -52,6 +52,10 @@ class Settings:
     # 个人信息保护法 Art. 19: plates of passages that are not cases are removed after this
     # many days. UNCONFIRMED default (no legal period found); each deployment decides.
     passage_plate_retention_days: int = 30
+    # How long passage rows (weights, class, verdict: the monthly statistics) are kept. When
+    # set, retention drops whole months of passages past it that hold no case (PostgreSQL,
+    # partitioned by month); unset (default): rows are kept, only plates are removed.
+    passage_row_retention_days: int | None = None
     # The center's evidence Merkle log for review events (行政处罚法 Art. 47). When set, the
     # app appends pending review events in the background every events_flush_interval_s.
     evidence_log_dir: str | None = None

@@ -122,6 +122,7 @@ def copy_notice_acknowledged(copy_id: CopyId, session: SessionDep,
 def run_retention(session: SessionDep, settings: SettingsDep,
                   user: RetentionAdmin) -> RetentionOut:
     days = settings.passage_plate_retention_days
-    removed = retention.remove_expired_plates(session, retention_days=days,
-                                              actor=accounts.user_label(user))
+    removed = retention.remove_expired_plates(
+        session, retention_days=days, actor=accounts.user_label(user),
+        row_retention_days=settings.passage_row_retention_days)
     return RetentionOut(removed=removed, retention_days=days)

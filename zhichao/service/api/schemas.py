@@ -165,6 +165,9 @@ class OwnerQueryIn(_In):
     plate_colour: SafeStr = Field(max_length=16, description="号牌颜色：蓝/黄/绿/黄绿/白/黑")
     vin_last6: SafeStr | None = Field(default=None, max_length=6)
     licence_file_number: SafeStr | None = Field(default=None, max_length=20)
+    after: SafeStr | None = Field(default=None, max_length=64,
+                                  description="翻页：上一页答复中的 next_after")
+    limit: int = Field(default=20, ge=1, le=100, description="每页条数（最新的在前）")
 
 
 # ---- answers ---------------------------------------------------------------------------
@@ -400,7 +403,10 @@ class OwnerRecordOut(BaseModel):
 
 class OwnerQueryOut(BaseModel):
     records: list[OwnerRecordOut]
-    owner_token: str | None = Field(description="车主查询凭证（X-Owner-Token），30 分钟有效")
+    owner_token: str | None = Field(description="车主查询凭证（X-Owner-Token），30 分钟有效；"
+                                                "只含本页记录")
+    next_after: str | None = Field(default=None,
+                                   description="还有更早的记录时：下一页的 after 参数")
     message_zh: str
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from zhichao.service.center.models import SyncBase
 from zhichao.service.models import Base
+from zhichao.service.partitions import include_object
 
 engine = context.config.attributes.get("engine")
 if not isinstance(engine, Engine):
@@ -18,7 +19,8 @@ if not isinstance(engine, Engine):
 
 with engine.connect() as connection:
     context.configure(connection=connection, target_metadata=[Base.metadata, SyncBase.metadata],
-                      render_as_batch=engine.dialect.name == "sqlite")
+                      render_as_batch=engine.dialect.name == "sqlite",
+                      include_object=include_object)
     with context.begin_transaction():
         context.run_migrations()
     connection.commit()

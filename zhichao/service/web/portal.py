@@ -3,6 +3,7 @@ photos, the sealed package, statements and hearing requests, and the public å…¬ç
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 from urllib.parse import quote
 
@@ -52,12 +53,16 @@ def portal_query(request: Request, pages: PagesDep,
     try:
         security.check_csrf(pages.secret, "pre", request.cookies.get(security.PRE_COOKIE),
                             csrf_token)
+        started = time.perf_counter()
         with transaction(pages.factory) as session:
             answer = owners.owner_query(
                 session, pages.settings, pages.limiter, client_id=pages.client_id(request),
                 plate=plate, plate_colour=plate_colour,
                 vin_last6=secret_value if id_kind == "vin" else None,
-                licence_file_number=secret_value if id_kind == "file" else None)
+                licence_file_number=secret_value if id_kind == "file" else None,
+                limit=owners.OWNER_PAGE_MAX,  # the portal lists the newest 100
+                pad=False)
+        time.sleep(owners.floor_left_s(started, pages.settings))  # after the commit
     except ServiceError as exc:
         page = pages.render(request, "owner_query.html", status=exc.http_status,
                             csrf=pages.pre_csrf(nonce), message_zh=exc.message_zh, form=form)
@@ -78,10 +83,10 @@ def portal_records(request: Request, pages: PagesDep) -> Response:
     try:
         grant, token = _grant(pages, request)
         with transaction(pages.factory) as session:
-            records = []
-            for case_id in sorted(grant.case_ids):
-                case = owners.owner_case(session, grant, case_id)
-                records.append(owners.owner_record_json(session, case))
+            cases = [owners.owner_case(session, grant, case_id)
+                     for case_id in sorted(grant.case_ids)]
+            records = owners.owner_records(session, [c.id for c in cases])
+            for case in cases:
                 owners.log_evidence_view(session, actor=owner_actor(grant), case=case,
                                          what="portal_list")
         return pages.render(request, "owner_results.html", records=records,
