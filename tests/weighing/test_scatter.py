@@ -156,8 +156,22 @@ def test_weigh_pools_the_scatter_of_its_own_recordings(tmp_path: Path,
                if "最大允许误差" not in v["allowance_basis"])
     assert len(pooled) == len(prior) >= 140
     # a smooth road's measured scatter is far below the rough-road prior; axle classes
-    # with fewer than 30 passages in the band keep the prior
+    # with fewer than 10 passages (20 degrees of freedom) in the band keep the prior
     pairs = [(p["uncertainty_kg"], q["uncertainty_kg"]) for p, q in zip(pooled, prior,
                                                                         strict=True)]
     assert all(p <= q + 1.0 for p, q in pairs)
     assert sum(p < 0.8 * q for p, q in pairs) >= 0.6 * len(pairs)
+
+
+def test_a_small_pool_needs_ten_passages_and_twenty_degrees_of_freedom() -> None:
+    from zhichao.weighing.scatter import MIN_DOF, MIN_PASSAGES, pooled_bands
+
+    two_rows = [HistoryPassage(45.0, [30000.0, 30600.0], axle_count=5)]
+    four_rows = [HistoryPassage(45.0, [30000.0, 30600.0, 29800.0, 30200.0], axle_count=5)]
+    assert (MIN_PASSAGES, MIN_DOF) == (10, 20)
+    assert pooled_bands(four_rows * 9) == ()  # 9 passages: too few
+    (band,) = pooled_bands(four_rows * 10)  # 10 passages, 30 degrees of freedom
+    assert band.dof == 30 and band.relative_sd > band.estimate
+    assert pooled_bands(two_rows * 19) == ()  # 19 degrees of freedom
+    (band,) = pooled_bands(two_rows * 20)
+    assert band.dof == 20

@@ -55,9 +55,10 @@ def register(subparsers: Any) -> None:
     weigh.add_argument("--pool-scatter", action=argparse.BooleanOptionalAction, default=True,
                        help="pool σ(v) from the in-service passages of these recordings (their "
                             "rows' spread), per site and lane, before deciding the verdicts: "
-                            "the site's history (default; speed bands with fewer than 30 "
-                            "passages keep the cautious prior). --no-pool-scatter: the "
-                            "--scatter file, the profile's σ(v) and the prior only")
+                            "the site's history (default; speed bands with fewer than 10 "
+                            "passages or 20 degrees of freedom keep the cautious prior). "
+                            "--no-pool-scatter: the --scatter file, the profile's σ(v) and "
+                            "the prior only")
     weigh.add_argument("--accuracy-class", default="5",
                        help="the device's accuracy class (its in-service MPE is deducted)")
     weigh.add_argument("--json", action="store_true", help="one JSON object per vehicle per line")

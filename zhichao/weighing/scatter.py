@@ -62,7 +62,12 @@ PRIOR_SPEED_KMH = 100.0  # an unknown speed: the top of the operating range (R13
 # one-sided confidence of the upper bound, the fewest passages a band needs (fewer: prior)
 BAND_KMH = 10.0
 CONFIDENCE = 0.95
-MIN_PASSAGES = 30
+# A small pool is protected by its upper confidence bound (χ² on its degrees of freedom);
+# at least 10 passages and 20 degrees of freedom (bound ≤ 1.36 × the estimate) keep it from
+# resting on a handful of trucks. Until 2026-12-06 15:00 UTC: 30 passages (explored on the
+# development seeds only: detection with pools of 300–600 trucks, same safety margin).
+MIN_PASSAGES = 10
+MIN_DOF = 20
 ALL_AXLES = 99
 # in-service σ is pooled per axle-count class as well: a rigid two-axle truck bounces as one
 # body, an articulated vehicle as two with independent phases (its gross averages them)
@@ -129,14 +134,15 @@ def estimate_scatter(history: Iterable[HistoryPassage], band_kmh: float = 10.0,
                      correlation_factor: float = ROW_CORRELATION, confidence: float = 0.95,
                      min_samples: int = 1,
                      band_offset_kmh: float = 0.0,
-                     axle_classes: Sequence[tuple[int, int]] | None = None
-                     ) -> tuple[ScatterBand, ...]:
+                     axle_classes: Sequence[tuple[int, int]] | None = None,
+                     min_dof: int = 0) -> tuple[ScatterBand, ...]:
     """Pool the site's history into speed bands of σ (upper confidence bounds).
 
     A reference run contributes its error ``(mean of rows − static) / static`` (1 degree of
     freedom); an in-service passage ``c² · s²_rows / N`` (N − 1). Per band the larger of
     the two pooled bounds is kept. Bands with fewer than ``min_samples``
-    passages are left out (the prior covers them). Bands are
+    passages, and in-service pools with fewer than ``min_dof`` degrees of freedom, are left
+    out (the prior covers them). Bands are
     ``[offset + i·band_kmh, offset + (i+1)·band_kmh)``; with ``axle_classes`` each speed
     band is split by axle count (passages of unknown or unlisted axle count are left out).
     """
@@ -171,10 +177,12 @@ def estimate_scatter(history: Iterable[HistoryPassage], band_kmh: float = 10.0,
         if r:
             var = sum(r) / len(r)
             bounds.append((upper_sd(var, len(r), confidence), math.sqrt(var), len(r)))
-        if w:
+        if w and sum(d for _, d in w) >= min_dof:
             var = sum(v for v, _ in w) / len(w)
             dof = sum(d for _, d in w)
             bounds.append((upper_sd(var, dof, confidence), math.sqrt(var), dof))
+        if not bounds:
+            continue
         bound, est, dof = max(bounds)
         lo = band_offset_kmh + band[0] * band_kmh
         amin, amax = classes[band[1]]
@@ -322,5 +330,5 @@ def pooled_bands(history: Iterable[HistoryPassage],
                  ) -> tuple[ScatterBand, ...]:
     """σ(v) bands from in-service passages' row spread (the dynamic scatter)."""
     return estimate_scatter(history, band_kmh, confidence=confidence,
-                            min_samples=min_passages,
-                            axle_classes=axle_classes)
+                            min_samples=min_passages, axle_classes=axle_classes,
+                            min_dof=MIN_DOF)
