@@ -86,6 +86,10 @@ def decided(sessions: sessionmaker[Session], sealed: Sealed, crew: Crew, *, outc
         with transaction(sessions) as s:
             row = s.get(Case, case.id)
             assert row is not None
+            passage = s.get(Passage, row.passage_id)
+            assert passage is not None
+            passage.time_utc = time_utc  # the act's time is its passage's (one month partition)
+            s.flush()  # first the passage (PostgreSQL: the case follows, ON UPDATE CASCADE)
             row.time_utc = time_utc
     served(sessions, case.id, crew)
     later = utc(2026, 7, 1, 2)

@@ -194,6 +194,7 @@ def forget(name: str) -> None:
 
 
 @event.listens_for(Passage, "before_insert")
+@event.listens_for(Passage, "before_update")  # a passage moved to another month (a correction)
 def _partition_for_insert(_mapper: Any, connection: Connection, target: Passage) -> None:
     if connection.dialect.name != "postgresql" or target.time_utc is None:
         return

@@ -81,7 +81,7 @@ def _partition() -> None:
     op.execute(f"INSERT INTO passages SELECT * FROM {_OLD}")
     op.execute(f"DROP TABLE {_OLD}")
     op.execute("ALTER TABLE cases ADD CONSTRAINT fk_cases_passage_month FOREIGN KEY "
-               "(passage_id, time_utc) REFERENCES passages (id, time_utc)")
+               "(passage_id, time_utc) REFERENCES passages (id, time_utc) ON UPDATE CASCADE")
     op.execute("ANALYZE passages")
 
 
