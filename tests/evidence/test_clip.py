@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from zhichao.evidence.clip import ClipError, encode_clip, probe_clip
-from zhichao.evidence.inputs import CaseInputs, VideoClipRef
+from zhichao.evidence.inputs import CaseInputs
 from zhichao.evidence.package import seal_package
 from zhichao.evidence.reader import PackageRefusedError, parse_zip, read_package
 from zhichao.evidence.verify import verify_package
