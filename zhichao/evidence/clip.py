@@ -109,7 +109,8 @@ def encode_clip(frames: Sequence[tuple[float, npt.NDArray[np.uint8]]], path: Pat
                 image = _even(image)
                 if image.shape[:2] != (height, width):
                     import cv2
-                    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+                    image = np.asarray(cv2.resize(image, (width, height),
+                                                  interpolation=cv2.INTER_AREA), np.uint8)
                 vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
                 pts = max(last_pts + 1, round(t * 1000))
                 vf.pts, vf.time_base = pts, TIME_BASE
