@@ -25,7 +25,8 @@ from zhichao.station.errors import StationConfigError
 
 EXAMPLE_CONFIG = Path(__file__).with_name("station.example.toml")
 CAMERA_ROLES = ("front", "side", "rear")
-CAMERA_URL_SCHEMES = ("folder", "file", "rtsp", "rtsps", "usb", "sim")  # zhichao.devices
+CAMERA_URL_SCHEMES = ("folder", "file", "rtsp", "rtsps", "usb", "sim", "http",
+                      "https")  # zhichao.devices
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,22 @@ class CameraSection:
     # URL cameras: "continuous" frames at max_fps, or "triggered": one frame at each
     # vehicle's predicted arrival (continuous again after TRIGGER_MISSES misses in a row)
     capture: str = "continuous"
+    # a camera that pushes stills (spool_dir) and also streams video: its stream URL
+    # (rtsp://, http:// MJPEG, …), recorded for passage clips (zhichao.station.clips)
+    stream_url: str = ""
+
+
+@dataclass(frozen=True)
+class ClipSection:
+    """Passage clips (``[cameras]`` in station.toml): each streaming camera keeps its last
+    ``clip_before_s + clip_after_s + 3`` s of frames at up to ``clip_fps``, scaled to at
+    most ``clip_max_width`` pixels wide (memory per camera ≈ that × fps × width × height
+    × 3 bytes); a case's package gets the clip around the passage."""
+
+    clip_before_s: float = 3.0
+    clip_after_s: float = 3.0
+    clip_fps: float = 10.0
+    clip_max_width: int = 640
 
 
 @dataclass(frozen=True)
@@ -190,6 +207,7 @@ class StationConfig:
         CameraSection("CAM-SIDE-1", "side", "spool/side", 14.0),
         CameraSection("CAM-REAR-1", "rear", "spool/rear", 30.0),
     )
+    camera_clips: ClipSection = field(default_factory=ClipSection)  # [cameras] clip_*
     linking: LinkingSection = field(default_factory=LinkingSection)
     vision: VisionSection = field(default_factory=VisionSection)
     evidence: EvidenceSection = field(default_factory=EvidenceSection)
@@ -274,6 +292,8 @@ def parse_config(raw: dict[str, Any], base_dir: Path | str = ".") -> StationConf
     """Build and validate a configuration from parsed TOML (``camera`` is an array of
     tables, stored as ``cameras``)."""
     raw = dict(raw)
+    if isinstance(raw.get("cameras"), dict):  # [cameras]: the clip settings of all cameras
+        raw["camera_clips"] = raw.pop("cameras")
     if "camera" in raw:
         raw["cameras"] = raw.pop("camera")
     elif "cameras" in raw:
@@ -453,12 +473,23 @@ def _check_cameras(cfg: StationConfig) -> None:
                   f"(e.g. rtsp://host/stream, file:///video.mp4, folder:///frames)")
             _need(0 < c.max_fps <= 60, f"camera[{i}].max_fps", "must be in (0, 60]")
             _need(0 <= c.latency_s <= 5, f"camera[{i}].latency_s", "must be within 0 … 5 s")
+        _need(not (c.stream_url and c.url), f"camera[{i}].stream_url",
+              "a camera opened by url streams through it; stream_url is for spool cameras")
+        if c.stream_url:
+            _need(c.stream_url.split(":", 1)[0].lower() in CAMERA_URL_SCHEMES,
+                  f"camera[{i}].stream_url", f"scheme must be one of {CAMERA_URL_SCHEMES}")
         _need(c.capture in ("continuous", "triggered"), f"camera[{i}].capture",
               "must be \"continuous\" or \"triggered\"")
         _need(c.capture == "continuous" or bool(c.url), f"camera[{i}].capture",
               "\"triggered\" needs a camera opened by url")
         _need(0 <= c.trigger_distance_m <= 200, f"camera[{i}].trigger_distance_m",
               "must be within 0 … 200 m")
+    k = cfg.camera_clips
+    _need(0 <= k.clip_before_s <= 30, "cameras.clip_before_s", "must be within 0 … 30 s")
+    _need(0 < k.clip_after_s <= 30, "cameras.clip_after_s", "must be within (0, 30] s")
+    _need(0 < k.clip_fps <= 30, "cameras.clip_fps", "must be within (0, 30]")
+    _need(64 <= k.clip_max_width <= 1920, "cameras.clip_max_width",
+          "must be within 64 … 1920 pixels")
 
 
 def _check_pipeline(cfg: StationConfig) -> None:
