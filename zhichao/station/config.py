@@ -185,6 +185,7 @@ class SimulationSection:
     abnormal_fraction: float = 0.1
     camera_clock_offset_ms: float = 120.0
     camera_miss_fraction: float = 0.02  # frames the simulated camera fails to take
+    camera_stream_fps: float = 15.0  # the cameras' MJPEG streams, frames per wall second; 0: off
     trucks_only: bool = False
     speed_kmh: tuple[float, ...] = (5.0, 100.0)  # range of vehicle speeds [km/h]
     start_utc: str = ""  # simulated time of the first sample; empty: now
@@ -519,6 +520,8 @@ def _check_simulation(cfg: StationConfig) -> None:
     _need(abs(sim.camera_clock_offset_ms) < 10_000, "simulation.camera_clock_offset_ms",
           "must be within ±10 s")
     _need(0 <= sim.camera_miss_fraction <= 1, "simulation.camera_miss_fraction", "must be 0 … 1")
+    _need(0 <= sim.camera_stream_fps <= 30, "simulation.camera_stream_fps",
+          "must be 0 … 30 (0: the simulated cameras do not stream)")
     if sim.start_utc:
         _utc("simulation.start_utc", sim.start_utc)
     _need(-50 < sim.drift_pct < 100, "simulation.drift_pct", "must be within -50 … 100 %")

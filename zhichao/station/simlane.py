@@ -67,6 +67,7 @@ from zhichao.station.scene import (
     rear_scene,
     side_scene,
 )
+from zhichao.station.sim_streams import SimStreams
 
 DEVICES_FILE = "devices.json"
 TRUTH_FILE = "truth.jsonl"
@@ -125,6 +126,10 @@ class SimulatedLane:
         self._devices_lock = threading.Lock()
         self._devices: dict[str, Any] | None = None  # what was published last
         self._state = STATE_RUNNING
+        # each simulated camera also streams video (MJPEG over HTTP) for passage clips
+        self.streams = SimStreams(
+            [c.camera_id for c in cfg.cameras if not c.url and not c.stream_url],
+            fps=sim.camera_stream_fps) if sim.camera_stream_fps > 0 else None
 
     def _opts(self, start: datetime) -> SimOptions:
         sim, sn = self.cfg.simulation, self.cfg.wim.sensor
@@ -211,7 +216,8 @@ class SimulatedLane:
         info = {"traffic_end_index": traffic_end_index, "wim_url": self.link.url,
                 "clock": None if clock is None else clock.to_json(),
                 "truth": str(self.truth_path), "pid": os.getpid(),
-                "spools": [str(s) for s in self.spools], "state": STATE_RUNNING}
+                "spools": [str(s) for s in self.spools], "state": STATE_RUNNING,
+                "streams": {} if self.streams is None else self.streams.urls}
         with self._devices_lock:
             if self._state != STATE_RUNNING:  # ending: never un-mark the file
                 return
@@ -285,6 +291,9 @@ class SimulatedLane:
                 for shot in shots:
                     frame = self._render(shot)
                     if frame is not None:
+                        if self.streams is not None:
+                            self.streams.add_vehicle(self.cfg.cameras[shot.camera].camera_id,
+                                                     shot.index / self.fs, frame[1])
                         due = clock.wall_at(shot.index / self.fs)
                         self._camera_q.put((due, self._frame_seq,
                                             self.spools[shot.camera] / frame[0], frame[1]))
@@ -333,6 +342,8 @@ class SimulatedLane:
         # first frame, so the station reads it before it sees any sample); traffic is
         # generated a few seconds ahead so the stream and the cameras start on time
         clock = SimClock(self.epoch, time.time() + 2.0, self.speed)
+        if self.streams is not None:
+            self.streams.set_clock(self.epoch, clock.wall0_s, self.speed)
         self._publish(clock)
         batches: queue.Queue[tuple[npt.NDArray[np.float32], list[_Shot]]] = queue.Queue(3)
         threading.Thread(target=self._generate_or_stop, args=(batches, clock), name="sim-traffic",
@@ -370,6 +381,8 @@ class SimulatedLane:
     def close(self) -> None:
         self.stop.set()
         self.link.close()
+        if self.streams is not None:
+            self.streams.close()
 
 
 def tty_open_elsewhere(tty_path: str) -> bool | None:
