@@ -72,13 +72,24 @@ def _even(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     return image[:h - h % 2, :w - w % 2]
 
 
+def to_i420(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """A BGR image as planar YUV 4:2:0 (I420, ``[h × 3/2, w]``; even size): half the
+    bytes of BGR, and what the encoder takes without converting."""
+    import cv2
+
+    return np.asarray(cv2.cvtColor(_even(image), cv2.COLOR_BGR2YUV_I420), np.uint8)
+
+
 def encode_clip(frames: Sequence[tuple[float, npt.NDArray[np.uint8]]], path: Path, *,
-                fps: float, crf: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET) -> ClipInfo:
-    """Write ``frames`` — (seconds from the clip's start, BGR image) in time order — as
-    an H.264/MP4 file at ``path`` (written in place: the caller renames it into view).
+                fps: float, crf: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET,
+                i420: bool = False) -> ClipInfo:
+    """Write ``frames`` — (seconds from the clip's start, BGR image, or I420 from
+    :func:`to_i420` with ``i420``) in time order — as an H.264/MP4 file at ``path``
+    (written in place: the caller renames it into view).
 
     ``fps`` is the nominal rate (the encoder's rate control and the last frame's
-    duration). Frames of another size than the first are resized to it.
+    duration). BGR frames of another size than the first are resized to it; I420 frames
+    must all have the first one's size.
 
     Raises
     ------
@@ -91,8 +102,10 @@ def encode_clip(frames: Sequence[tuple[float, npt.NDArray[np.uint8]]], path: Pat
     if any(b <= a for a, b in zip(times, times[1:], strict=False)) or times[0] < 0:
         raise ClipError(f"{path.name}: frame times must start at >= 0 and increase")
     av = _av()
-    first = _even(frames[0][1])
+    first = frames[0][1] if i420 else _even(frames[0][1])
     height, width = first.shape[:2]
+    if i420:
+        height = height * 2 // 3
     if width < 16 or height < 16:
         raise ClipError(f"{path.name}: frames of {width}×{height} are too small")
     rate = Fraction(max(1, round(fps * 1000)), 1000)
@@ -106,12 +119,7 @@ def encode_clip(frames: Sequence[tuple[float, npt.NDArray[np.uint8]]], path: Pat
                                             "threads": "1"}
             last_pts = -1
             for t, image in frames:
-                image = _even(image)
-                if image.shape[:2] != (height, width):
-                    import cv2
-                    image = np.asarray(cv2.resize(image, (width, height),
-                                                  interpolation=cv2.INTER_AREA), np.uint8)
-                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+                vf = _video_frame(av, image, first.shape, (width, height), i420)
                 pts = max(last_pts + 1, round(t * 1000))
                 vf.pts, vf.time_base = pts, TIME_BASE
                 last_pts = pts
@@ -124,6 +132,19 @@ def encode_clip(frames: Sequence[tuple[float, npt.NDArray[np.uint8]]], path: Pat
             os.unlink(path)
         raise ClipError(f"{path.name}: encoding failed: {exc}") from exc
     return probe_clip(path.read_bytes(), where=path.name)
+
+
+def _video_frame(av: Any, image: npt.NDArray[np.uint8], first_shape: tuple[int, ...],
+                 size: tuple[int, int], i420: bool) -> Any:
+    if i420:
+        if image.shape != first_shape:
+            raise ValueError(f"I420 frame {image.shape}, expected {first_shape}")
+        return av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="yuv420p")
+    image = _even(image)
+    if image.shape[:2] != (size[1], size[0]):
+        import cv2
+        image = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)
+    return av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
 
 
 def probe_clip(data: bytes, *, where: str = "clip") -> ClipInfo:

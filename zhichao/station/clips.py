@@ -6,8 +6,9 @@ already come through the devices stage) or when it pushes stills to a spool and 
 ``stream_url`` (RTSP, MJPEG over HTTP, …; on the simulated lane the lane's own MJPEG
 streams). For each such camera a :class:`ClipRecorder` thread keeps the frames of the last
 ``clip_before_s + clip_after_s + RING_MARGIN_S`` seconds (reference clock) at up to
-``clip_fps``, scaled to at most ``clip_max_width`` pixels wide — a bounded
-:class:`FrameRing`.
+``clip_fps``, scaled to at most ``clip_max_width`` pixels wide, as YUV 4:2:0 — a
+bounded :class:`FrameRing` (3 + 3 + 4 s × 10 fps × 640 × 360 × 1.5 B ≈ 35 MB per camera
+at the defaults).
 
 When a vehicle that may become a case is weighed, the station asks each recorder for the
 window ``[t − clip_before_s, t + clip_after_s]`` around the vehicle's predicted time ``t``
@@ -43,14 +44,14 @@ import numpy as np
 import numpy.typing as npt
 
 from zhichao.common import write_atomic
-from zhichao.evidence.clip import CLIP_SUFFIX, ClipError, encode_clip
+from zhichao.evidence.clip import CLIP_SUFFIX, ClipError, encode_clip, to_i420
 from zhichao.evidence.inputs import VideoClipRef
 from zhichao.station.clock import Clock
 from zhichao.station.config import ClipSection, StationConfig
 
 LOG = logging.getLogger("zhichao.station.clips")
 CLIPS_DIR = "clips"
-RING_MARGIN_S = 3.0  # the ring holds this much more than a clip: a request comes late
+RING_MARGIN_S = 4.0  # the ring holds this much more than a clip: a request comes late
 STREAM_WAIT_S = 5.0  # wall seconds past a window's end a recorder waits for its frames
 SEAL_WAIT_S = 30.0  # wall seconds past that the sealer waits for a clip's file
 POLL_S = 0.01
@@ -86,12 +87,13 @@ class ClipRequest:
 
 
 class FrameRing:
-    """The recent frames of one camera (reference time, image), oldest first: at most
-    one per ``1 / fps`` seconds, none older than ``keep_s`` behind the newest, images at
-    most ``max_width`` wide."""
+    """The recent frames of one camera (reference time, I420 image), oldest first: at
+    most one per ``1 / fps`` seconds and at most ``keep_s × fps + 2`` frames, scaled to
+    at most ``max_width`` pixels wide (even sizes). Memory is bounded by the frame count
+    × ``1.5 × width × height`` bytes; a stream slower than ``fps`` (a time-lapse
+    simulated lane) keeps a longer stretch in the same frames."""
 
     def __init__(self, keep_s: float, fps: float, max_width: int) -> None:
-        self.keep = timedelta(seconds=keep_s)
         self.min_gap = timedelta(seconds=0.999 / fps)
         self.max_width = max_width
         self._frames: deque[tuple[datetime, Image]] = deque(
@@ -101,6 +103,10 @@ class FrameRing:
     def add(self, t: datetime, image: Image) -> bool:
         """Keep the frame (True) unless it is too soon after the newest, or not newer."""
         with self._lock:
+            if self._frames and t < self._frames[-1][0] - timedelta(seconds=1):
+                LOG.warning("clock stepped back: clip ring restarted", extra={"fields": {
+                    "newest": self._frames[-1][0].isoformat(), "frame": t.isoformat()}})
+                self._frames.clear()
             if self._frames and t < self._frames[-1][0] + self.min_gap:
                 return False
         h, w = image.shape[:2]
@@ -109,10 +115,11 @@ class FrameRing:
             size = (self.max_width, max(2, round(h * self.max_width / w)))
             image = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA),
                                np.uint8)
+        i420 = to_i420(image)
         with self._lock:
-            self._frames.append((t, image))
-            while self._frames and self._frames[0][0] < t - self.keep:
-                self._frames.popleft()
+            if self._frames and self._frames[-1][1].shape != i420.shape:
+                self._frames.clear()  # the camera changed its frame size
+            self._frames.append((t, i420))
         return True
 
     @property
@@ -190,6 +197,8 @@ class ClipRecorder:
             frames = [f for f in self.camera.recent() if f.index > self._last_index]
         for f in frames:
             self._last_index = max(self._last_index, f.index)
+            if not self.clock.ready:  # a simulated lane's clock is published later
+                continue
             self.ring.add(self.clock.at_wall(f.capture_utc.timestamp()), f.image)
 
     def _due(self) -> list[ClipRequest]:
@@ -222,15 +231,17 @@ class ClipRecorder:
         reason = ""
         if not frames:
             newest = self.ring.newest
-            reason = ("the camera's stream gave no frame in the window" if newest is None
-                      or newest > req.end_utc else
+            reason = ("the camera's stream has given no frame yet (not connected)"
+                      if newest is None else
+                      "the camera's stream gave no frame in the window"
+                      if newest > req.end_utc else
                       f"the camera's stream stopped before the window (last frame "
                       f"{newest.isoformat()})")
         else:
             tmp = path.with_name(f".{path.stem}.tmp{CLIP_SUFFIX}")
             try:
                 encode_clip([((t - req.start_utc).total_seconds(), img) for t, img in frames],
-                            tmp, fps=self.settings.clip_fps)
+                            tmp, fps=self.settings.clip_fps, i420=True)
                 os.replace(tmp, path)
             except (ClipError, OSError) as exc:
                 tmp.unlink(missing_ok=True)

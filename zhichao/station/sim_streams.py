@@ -122,9 +122,10 @@ class SimStreams:
             y1 = min(h, y0 + sh)
             if y1 > y0:
                 img[y0:y1, x0:x0 + sw] = small[:y1 - y0]
-        assert self.epoch is not None
-        stamp = (self.epoch + timedelta(seconds=sim_s)).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-        cv2.putText(img, f"{cam.camera_id} {stamp} UTC", (8, 22), cv2.FONT_HERSHEY_SIMPLEX,
+        stamp = ("(lane clock not started)" if self.epoch is None else (
+            self.epoch + timedelta(seconds=sim_s)).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+            + " UTC")
+        cv2.putText(img, f"{cam.camera_id} {stamp}", (8, 22), cv2.FONT_HERSHEY_SIMPLEX,
                     0.55, (255, 255, 255), 1, cv2.LINE_AA)
         return img
 
@@ -132,17 +133,17 @@ class SimStreams:
         period = 1.0 / self.fps
         due = time.monotonic()
         while not self._stop.is_set():
-            if self.epoch is not None:
-                sim_s = (time.time() - self.wall0_s) * self.speed
-                for cam in self.cameras.values():
-                    if cam.clients == 0:
-                        continue
-                    ok, jpg = cv2.imencode(".jpg", self._frame(cam, sim_s),
-                                           [cv2.IMWRITE_JPEG_QUALITY, 85])
-                    if ok:
-                        with cam.cond:
-                            cam.jpeg, cam.seq = jpg.tobytes(), cam.seq + 1
-                            cam.cond.notify_all()
+            # frames also before the lane's clock starts: a client connects at once
+            sim_s = (time.time() - self.wall0_s) * self.speed if self.epoch else -1e9
+            for cam in self.cameras.values():
+                if cam.clients == 0:
+                    continue
+                ok, jpg = cv2.imencode(".jpg", self._frame(cam, sim_s),
+                                       [cv2.IMWRITE_JPEG_QUALITY, 85])
+                if ok:
+                    with cam.cond:
+                        cam.jpeg, cam.seq = jpg.tobytes(), cam.seq + 1
+                        cam.cond.notify_all()
             due = max(due + period, time.monotonic())
             self._stop.wait(due - time.monotonic())
 
