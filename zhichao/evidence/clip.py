@@ -114,7 +114,8 @@ def encode_clip(frames: Sequence[tuple[float, npt.NDArray[np.uint8]]], path: Pat
                      options={"movflags": "+faststart"}) as container:
             stream = container.add_stream("libx264", rate=rate)
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            stream.time_base = TIME_BASE
+            stream.time_base = TIME_BASE  # frames keep their capture times (to the ms):
+            stream.codec_context.time_base = TIME_BASE  # not rounded to 1 / fps
             stream.codec_context.options = {"preset": preset, "crf": str(crf),
                                             "threads": "1"}
             last_pts = -1

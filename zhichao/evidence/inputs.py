@@ -311,6 +311,8 @@ class VideoClipRef:
     end_utc: datetime
     path: str | None = None
     missing_reason: str | None = None
+    first_frame_utc: datetime | None = None  # capture times of the clip's first and last
+    last_frame_utc: datetime | None = None  # frames (reference clock), when known
 
     @classmethod
     def from_json(cls, raw: Any, where: str = "video") -> VideoClipRef:
@@ -322,7 +324,11 @@ class VideoClipRef:
         return cls(camera_id=_str(raw, "camera_id", where),
                    start_utc=parse_time(_req(raw, "start_utc", where), f"{where}.start_utc"),
                    end_utc=parse_time(_req(raw, "end_utc", where), f"{where}.end_utc"),
-                   path=path, missing_reason=reason)
+                   path=path, missing_reason=reason,
+                   first_frame_utc=None if raw.get("first_frame_utc") is None else parse_time(
+                       raw["first_frame_utc"], f"{where}.first_frame_utc"),
+                   last_frame_utc=None if raw.get("last_frame_utc") is None else parse_time(
+                       raw["last_frame_utc"], f"{where}.last_frame_utc"))
 
 
 @dataclass(frozen=True)

@@ -366,8 +366,11 @@ def _video_sources(case: CaseInputs, base: Path,
             except (OSError, ClipError) as exc:
                 reason = f"the clip file cannot be used: {exc}"
             else:
+                frames = {k: format_time(t) for k, t in (("first_frame_utc", v.first_frame_utc),
+                                                         ("last_frame_utc", v.last_frame_utc))
+                          if t is not None}
                 sources.append((_original_name(f"video-{v.camera_id}", src, used), src,
-                                {"role": "video", **facts, "source_name": src.name,
+                                {"role": "video", **facts, **frames, "source_name": src.name,
                                  **info.to_json()}))
                 continue
         missing.append({**facts, "reason": reason or "unknown"})

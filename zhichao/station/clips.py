@@ -73,6 +73,11 @@ class ClipRequest:
     def missing_path(self) -> Path:
         return Path(self.path).with_suffix(".missing.json")
 
+    @property
+    def frames_path(self) -> Path:
+        """Beside the clip: the capture times of its first and last frames."""
+        return Path(self.path).with_suffix(".frames.json")
+
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "camera_id": self.camera_id,
                 "start_utc": self.start_utc.isoformat(), "end_utc": self.end_utc.isoformat(),
@@ -185,7 +190,7 @@ class ClipRecorder:
             self._requests = [r for r in self._requests if r.key != key]
             if key in self._cutting:
                 self._discarded.add(key)
-        for suffix in (CLIP_SUFFIX, ".missing.json"):
+        for suffix in (CLIP_SUFFIX, ".missing.json", ".frames.json"):
             (self.clips_dir / f"{key}-{self.camera_id}{suffix}").unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ the thread
@@ -242,6 +247,10 @@ class ClipRecorder:
             try:
                 encode_clip([((t - req.start_utc).total_seconds(), img) for t, img in frames],
                             tmp, fps=self.settings.clip_fps, i420=True)
+                write_atomic(req.frames_path, json.dumps({
+                    "first_frame_utc": frames[0][0].isoformat(),
+                    "last_frame_utc": frames[-1][0].isoformat(), "frames": len(frames)}
+                    ).encode(), fsync=False)
                 os.replace(tmp, path)
             except (ClipError, OSError) as exc:
                 tmp.unlink(missing_ok=True)
@@ -364,7 +373,14 @@ def resolve_clips(requests: Sequence[ClipRequest], *,
             time.sleep(0.05)
         reason: str | None = None
         if path.exists():
-            out.append(VideoClipRef(req.camera_id, req.start_utc, req.end_utc, str(path)))
+            try:
+                times = json.loads(req.frames_path.read_text("utf-8"))
+                first = datetime.fromisoformat(times["first_frame_utc"])
+                last = datetime.fromisoformat(times["last_frame_utc"])
+            except (OSError, ValueError, KeyError):
+                first = last = None
+            out.append(VideoClipRef(req.camera_id, req.start_utc, req.end_utc, str(path),
+                                    first_frame_utc=first, last_frame_utc=last))
             continue
         if marker.exists():
             try:
