@@ -373,6 +373,8 @@ def resolve_clips(requests: Sequence[ClipRequest], *,
             time.sleep(0.05)
         reason: str | None = None
         if path.exists():
+            first: datetime | None
+            last: datetime | None
             try:
                 times = json.loads(req.frames_path.read_text("utf-8"))
                 first = datetime.fromisoformat(times["first_frame_utc"])
