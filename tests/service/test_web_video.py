@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+
 import httpx
 import pytest
 
