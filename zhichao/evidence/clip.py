@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from zhichao.evidence.errors import EvidenceError
+from zhichao.evidence.errors import ClipError
 
 CLIP_MEDIA_TYPE = "video/mp4"
 CLIP_CODEC = "h264"
@@ -36,10 +36,6 @@ TIME_BASE = Fraction(1, 1000)  # presentation times in milliseconds
 DEFAULT_CRF = 26  # x264 constant quality (lower: better and larger); measured in docs
 DEFAULT_PRESET = "veryfast"
 MAX_DECODE_FRAMES = 10_000  # a clip is seconds long; refuse to decode a feature film
-
-
-class ClipError(EvidenceError):
-    """A clip cannot be encoded, or a file is not a decodable H.264/MP4 clip."""
 
 
 @dataclass(frozen=True)
