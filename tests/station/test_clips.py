@@ -1,7 +1,7 @@
 """Passage clips: a real ``VideoCapture`` stream (MJPEG over HTTP, the simulated lane's
-camera stream) → the recorder's ring → an H.264/MP4 clip of the asked window; a camera
-that gives no frames is recorded as missing, with why, and opens the clips alarm; the
-sealer puts the clip, or the reason, into a package that verifies."""
+camera stream) → the recorder's ring → an H.264/MP4 clip of the asked window, for a case
+only; a camera that gives no frames is recorded as missing, with why, and opens the clips
+alarm; the sealer puts the clip, or the reason, into a package that verifies."""
 
 from __future__ import annotations
 
@@ -87,6 +87,9 @@ def test_stream_to_clip_of_the_window_and_missing_frames(tmp_path: Path) -> None
         maker.dir = tmp_path
         center = clock.now() - timedelta(seconds=0.2)
         reqs = maker.request("K1", {"CAM-A": center, "CAM-DEAD": center})
+        no_case = maker.request("K0", {"CAM-A": center})
+        maker.decide("K1", keep=True)  # the commit: a case
+        maker.decide("K0", keep=False)  # … and a passage that is no case
         req = next(r for r in reqs if r.camera_id == "CAM-A")
         assert (req.start_utc, req.end_utc) == (center - timedelta(seconds=1.0),
                                                 center + timedelta(seconds=0.5))
@@ -116,15 +119,16 @@ def test_stream_to_clip_of_the_window_and_missing_frames(tmp_path: Path) -> None
         assert refs["CAM-DEAD"].path is None and "no frame" in str(
             refs["CAM-DEAD"].missing_reason)
 
-        # a passage that is no case: its clip is not kept
-        maker.discard("K1")
-        assert not Path(req.path).exists() and not dead_req.missing_path.exists()
+        # a passage that is no case: nothing encoded, nothing left behind
+        assert not Path(no_case[0].path).exists() and rec.made == 1
+        assert not any(p.req.key == "K0" for p in rec._pending)
 
         # missed clips, one after another, open the clips alarm
         store = StationStore(tmp_path / "station.db")
         stages = StageHealth(store)
         for i in range(STAGE_ALARMS["clips"].after_failures):
             maker.request(f"K{i + 2}", {"CAM-DEAD": clock.now() - timedelta(seconds=30)})
+            maker.decide(f"K{i + 2}", keep=True)
         assert _wait_for(lambda: dead.missed >= 4, 15.0)
         outcomes = maker.outcomes()
         assert [ok for ok, _ in outcomes].count(False) >= 4

@@ -14,12 +14,14 @@ When a vehicle that may become a case is weighed, the station asks each recorder
 window ``[t − clip_before_s, t + clip_after_s]`` around the vehicle's predicted time ``t``
 at that camera (:meth:`ClipMaker.request`). Once the camera has delivered a frame past
 the window (or :data:`STREAM_WAIT_S` wall seconds after the window's end, whichever comes
-first) the recorder encodes the window's frames (:func:`zhichao.evidence.clip.encode_clip`,
-H.264/MP4) to ``<data>/clips/<passage>-<camera>.mp4``, or, when the camera gave no frame
-in the window, writes ``<passage>-<camera>.missing.json`` with the reason. The case's
-material lists the clips asked for (:class:`ClipRequest`); the sealer waits for each
-clip's file or marker (:func:`resolve_clips`) and the package records the clip, or that
-it is missing and why. A passage that does not become a case has its clips discarded.
+first) the recorder takes the window's frames from the ring; once the passage's commit
+says it is a case (:meth:`ClipMaker.decide`) it encodes them
+(:func:`zhichao.evidence.clip.encode_clip`, H.264/MP4) to
+``<data>/clips/<passage>-<camera>.mp4``, or, when the camera gave no frame in the window,
+writes ``<passage>-<camera>.missing.json`` with the reason; a passage that is no case
+costs no encoding. The case's material lists the clips asked for (:class:`ClipRequest`);
+the sealer waits for each clip's file or marker (:func:`resolve_clips`) and the package
+records the clip, or that it is missing and why.
 
 Each clip made or missed is an outcome for the pipeline thread (``clips`` stage of
 :mod:`zhichao.station.alarms`): failures in a row open an alarm.
@@ -54,6 +56,7 @@ CLIPS_DIR = "clips"
 RING_MARGIN_S = 4.0  # the ring holds this much more than a clip: a request comes late
 STREAM_WAIT_S = 5.0  # wall seconds past a window's end a recorder waits for its frames
 SEAL_WAIT_S = 30.0  # wall seconds past that the sealer waits for a clip's file
+DECISION_WAIT_S = 300.0  # a request the commit never decided on is dropped after this
 POLL_S = 0.01
 Image = npt.NDArray[np.uint8]
 
@@ -89,6 +92,18 @@ class ClipRequest:
                    datetime.fromisoformat(str(raw["start_utc"])),
                    datetime.fromisoformat(str(raw["end_utc"])), str(raw["path"]),
                    float(raw["deadline_wall_s"]))
+
+
+@dataclass
+class _Pending:
+    """A request inside its recorder: the window's frames once it is over, and the
+    commit's decision (case or not) once known."""
+
+    req: ClipRequest
+    since: float  # time.monotonic() of the request
+    frames: list[tuple[datetime, Image]] | None = None
+    newest: datetime | None = None  # the ring's newest frame when the window was cut
+    keep: bool | None = None
 
 
 class FrameRing:
@@ -164,9 +179,7 @@ class ClipRecorder:
         self.outcomes: queue.Queue[tuple[bool, str]] = queue.Queue()
         self.made = 0
         self.missed = 0
-        self._requests: list[ClipRequest] = []
-        self._cutting: set[str] = set()  # keys whose clip is being cut now
-        self._discarded: set[str] = set()  # … and were discarded meanwhile
+        self._pending: list[_Pending] = []
         self._lock = threading.Lock()
         self._last_index = -1
         self._stop = threading.Event()
@@ -182,16 +195,18 @@ class ClipRecorder:
 
     def request(self, req: ClipRequest) -> None:
         with self._lock:
-            self._requests.append(req)
+            self._pending.append(_Pending(req, time.monotonic()))
 
-    def discard(self, key: str) -> None:
-        """The passage is no case: drop its request, or its clip if made already."""
+    def decide(self, key: str, keep: bool) -> None:
+        """The passage's commit: a case (``keep``: its clip is encoded once its window
+        is over) or not (its frames are dropped, nothing is encoded)."""
         with self._lock:
-            self._requests = [r for r in self._requests if r.key != key]
-            if key in self._cutting:
-                self._discarded.add(key)
-        for suffix in (CLIP_SUFFIX, ".missing.json", ".frames.json"):
-            (self.clips_dir / f"{key}-{self.camera_id}{suffix}").unlink(missing_ok=True)
+            for p in self._pending:
+                if p.req.key == key:
+                    p.keep = keep
+        if not keep:
+            for suffix in (CLIP_SUFFIX, ".missing.json", ".frames.json"):
+                (self.clips_dir / f"{key}-{self.camera_id}{suffix}").unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ the thread
     def _take_frames(self) -> None:
@@ -206,22 +221,28 @@ class ClipRecorder:
                 continue
             self.ring.add(self.clock.at_wall(f.capture_utc.timestamp()), f.image)
 
-    def _due(self) -> list[ClipRequest]:
+    def _due(self) -> list[_Pending]:
+        """Take the window's frames of each request whose window is over (a frame past it,
+        or its deadline); the requests that are cut and decided, to encode or drop."""
         newest = self.ring.newest
-        now = time.time()
+        now, mono = time.time(), time.monotonic()
         with self._lock:
-            due = [r for r in self._requests if (newest is not None and newest > r.end_utc)
-                   or now >= r.deadline_wall_s]
-            self._requests = [r for r in self._requests if r not in due]
-            self._cutting.update(r.key for r in due)
-        return due
+            for p in self._pending:
+                if p.frames is None and ((newest is not None and newest > p.req.end_utc)
+                                         or now >= p.req.deadline_wall_s):
+                    p.frames = self.ring.window(p.req.start_utc, p.req.end_utc)
+                    p.newest = newest
+            done = [p for p in self._pending if p.frames is not None and (
+                p.keep is not None or mono - p.since > DECISION_WAIT_S)]
+            self._pending = [p for p in self._pending if p not in done]
+        return [p for p in done if p.keep]  # undecided for long: the passage was dropped
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
                 self._take_frames()
-                for req in self._due():
-                    self._cut(req)
+                for p in self._due():
+                    self._cut(p)
             except Exception as exc:  # never die silently; the next tick tries again
                 LOG.exception("clip recorder error")
                 self.outcomes.put((False, f"{self.camera_id}: {exc!r}"))
@@ -229,13 +250,12 @@ class ClipRecorder:
             if not (self.owns_camera and not self.camera.live_source):
                 self._stop.wait(POLL_S)
 
-    def _cut(self, req: ClipRequest) -> None:
-        """Encode the window's frames to ``req.path``, or write why there are none."""
-        frames = self.ring.window(req.start_utc, req.end_utc)
+    def _cut(self, p: _Pending) -> None:
+        """Encode the window's frames to the request's path, or write why there are none."""
+        req, frames, newest = p.req, p.frames or [], p.newest
         path = Path(req.path)
         reason = ""
         if not frames:
-            newest = self.ring.newest
             reason = ("the camera's stream has given no frame yet (not connected)"
                       if newest is None else
                       "the camera's stream gave no frame in the window"
@@ -255,13 +275,6 @@ class ClipRecorder:
             except (ClipError, OSError) as exc:
                 tmp.unlink(missing_ok=True)
                 reason = f"encoding the clip failed: {exc}"
-        with self._lock:
-            discarded = req.key in self._discarded
-            self._discarded.discard(req.key)
-            self._cutting.discard(req.key)
-        if discarded:
-            path.unlink(missing_ok=True)
-            return
         if reason:
             write_atomic(req.missing_path, json.dumps({"reason": reason}).encode(),
                          fsync=False)
@@ -311,9 +324,10 @@ class ClipMaker:
             out.append(req)
         return tuple(out)
 
-    def discard(self, key: str) -> None:
+    def decide(self, key: str, keep: bool) -> None:
+        """After the passage's commit: a case (its clips are encoded) or not (dropped)."""
         for rec in self.recorders.values():
-            rec.discard(key)
+            rec.decide(key, keep)
 
     def outcomes(self) -> list[tuple[bool, str]]:
         out: list[tuple[bool, str]] = []

@@ -273,10 +273,10 @@ class Station:
             target = (self.link.pending[0].vehicle.first_sample if self.link.pending
                       else self.stream_index)
             done = self.committer.commit(p, target)
+            if p.clips and self.clips is not None:  # a case's clips are encoded, others not
+                self.clips.decide(p.key, keep=done.material is not None)
             if done.material is not None:
                 self.seals.jobs.put(done.material)
-            elif p.clips and self.clips is not None:  # no case: its clips are not kept
-                self.clips.discard(p.key)
 
     def _clip_outcomes(self) -> None:
         """Clips made or missed since the last look: the ``clips`` stage's alarm."""
