@@ -42,7 +42,8 @@ class _Camera:
         road = np.clip(rng.normal(95, 10, (h, w)), 0, 255).astype(np.uint8)
         self.background: Image = np.ascontiguousarray(
             np.asarray(cv2.cvtColor(road, cv2.COLOR_GRAY2BGR), np.uint8))
-        self.vehicles: list[tuple[float, Image]] = []  # (simulated second, still)
+        # (simulated second, the still: JPEG as pushed, decoded when first drawn)
+        self.vehicles: list[tuple[float, bytes | Image]] = []
         self.lock = threading.Lock()
         self.cond = threading.Condition()
         self.seq = 0
@@ -53,8 +54,8 @@ class _Camera:
 class SimStreams:
     """One MJPEG stream per simulated camera; :attr:`urls` maps camera id → URL."""
 
-    def __init__(self, camera_ids: Sequence[str], *, fps: float = 15.0,
-                 size: tuple[int, int] = (640, 360), host: str = "127.0.0.1") -> None:
+    def __init__(self, camera_ids: Sequence[str], *, fps: float = 8.0,
+                 size: tuple[int, int] = (480, 270), host: str = "127.0.0.1") -> None:
         self.fps = fps
         self.cameras = {cid: _Camera(cid, size) for cid in camera_ids}
         self.epoch: datetime | None = None
@@ -99,20 +100,30 @@ class SimStreams:
         cam = self.cameras.get(camera_id)
         if cam is None:
             return
+        with cam.lock:  # decoded by the render thread, not on the traffic generator's time
+            cam.vehicles.append((sim_s, jpeg))
+
+    @staticmethod
+    def _still(cam: _Camera, jpeg: bytes) -> Image | None:
         img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
         if img is None:
-            return
-        still = np.asarray(cv2.resize(img, cam.size, interpolation=cv2.INTER_AREA), np.uint8)
-        with cam.lock:
-            cam.vehicles.append((sim_s, still))
+            return None
+        return np.asarray(cv2.resize(img, cam.size, interpolation=cv2.INTER_AREA), np.uint8)
 
     def _frame(self, cam: _Camera, sim_s: float) -> Image:
         img: Image = cam.background.copy()
         w, h = cam.size
         with cam.lock:
             cam.vehicles = [(t, s) for t, s in cam.vehicles if t > sim_s - SHOW_S]
-            near = [(t, s) for t, s in cam.vehicles if t - SHOW_S <= sim_s]
-        for t, still in near[:1]:
+            near = [(i, t, s) for i, (t, s) in enumerate(cam.vehicles)
+                    if t - SHOW_S <= sim_s][:1]
+        for i, t, raw in near:
+            still = self._still(cam, raw) if isinstance(raw, bytes) else raw
+            if still is None:
+                continue
+            with cam.lock:
+                if i < len(cam.vehicles) and cam.vehicles[i][0] == t:
+                    cam.vehicles[i] = (t, still)
             # approaching: from 40 % to full size at its moment; then leaving downwards
             k = 0.4 + 0.6 * min(1.0, max(0.0, 1.0 - (t - sim_s) / SHOW_S))
             sw, sh = max(2, int(w * k)), max(2, int(h * k))
