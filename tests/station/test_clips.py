@@ -65,6 +65,9 @@ def test_ring_is_bounded_and_thins_to_its_rate() -> None:
     assert sum(kept) == 50  # one frame per 0.2 s
     assert len(ring) == 12  # keep_s × fps + 2
     assert ring.memory_bytes() == 12 * 64 * 36 * 3 // 2  # scaled to 64 wide, I420
+    # a 12 fps source into a 10 fps ring keeps 10 frames a second (not every other one)
+    ring = FrameRing(keep_s=10.0, fps=10.0, max_width=64)
+    assert sum(ring.add(t0 + timedelta(seconds=i / 12), img) for i in range(120)) == 100
 
 
 @pytest.mark.slow  # a real stream for a few seconds, and a dead one's deadline

@@ -108,14 +108,15 @@ class _Pending:
 
 class FrameRing:
     """The recent frames of one camera (reference time, I420 image), oldest first: at
-    most one per ``1 / fps`` seconds and at most ``keep_s × fps + 2`` frames, scaled to
+    most one per ``1 / fps`` slot of the clock and at most ``keep_s × fps + 2`` frames, scaled to
     at most ``max_width`` pixels wide (even sizes). Memory is bounded by the frame count
     × ``1.5 × width × height`` bytes; a stream slower than ``fps`` (a time-lapse
     simulated lane) keeps a longer stretch in the same frames."""
 
     def __init__(self, keep_s: float, fps: float, max_width: int) -> None:
-        self.min_gap = timedelta(seconds=0.999 / fps)
+        self.fps = fps
         self.max_width = max_width
+        self._last_slot = -1  # frames are kept one per 1 / fps slot of the clock
         self._frames: deque[tuple[datetime, Image]] = deque(
             maxlen=int(keep_s * fps) + 2)
         self._lock = threading.Lock()
@@ -127,8 +128,11 @@ class FrameRing:
                 LOG.warning("clock stepped back: clip ring restarted", extra={"fields": {
                     "newest": self._frames[-1][0].isoformat(), "frame": t.isoformat()}})
                 self._frames.clear()
-            if self._frames and t < self._frames[-1][0] + self.min_gap:
+                self._last_slot = -1
+            slot = int(t.timestamp() * self.fps)
+            if self._frames and (slot <= self._last_slot or t <= self._frames[-1][0]):
                 return False
+            self._last_slot = slot
         h, w = image.shape[:2]
         if w > self.max_width:
             import cv2

@@ -185,7 +185,7 @@ class SimulationSection:
     abnormal_fraction: float = 0.1
     camera_clock_offset_ms: float = 120.0
     camera_miss_fraction: float = 0.02  # frames the simulated camera fails to take
-    camera_stream_fps: float = 8.0  # the cameras' MJPEG streams, frames per wall second; 0: off
+    camera_stream_fps: float = 12.0  # the cameras' MJPEG streams, frames per wall second; 0: off
     trucks_only: bool = False
     speed_kmh: tuple[float, ...] = (5.0, 100.0)  # range of vehicle speeds [km/h]
     start_utc: str = ""  # simulated time of the first sample; empty: now

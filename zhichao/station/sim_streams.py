@@ -54,7 +54,7 @@ class _Camera:
 class SimStreams:
     """One MJPEG stream per simulated camera; :attr:`urls` maps camera id → URL."""
 
-    def __init__(self, camera_ids: Sequence[str], *, fps: float = 8.0,
+    def __init__(self, camera_ids: Sequence[str], *, fps: float = 12.0,
                  size: tuple[int, int] = (480, 270), host: str = "127.0.0.1") -> None:
         self.fps = fps
         self.cameras = {cid: _Camera(cid, size) for cid in camera_ids}
