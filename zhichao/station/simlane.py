@@ -78,10 +78,20 @@ IDLE_EXIT_S = 60.0
 ATTACH_GRACE_S = 2.0
 #: ``devices.json`` ``state`` values
 STATE_RUNNING, STATE_STOPPING, STATE_STOPPED = "running", "stopping", "stopped"
+#: the simulated cameras stream only if this many frames per simulated second result
+MIN_STREAM_FPS_SIMULATED = 0.5
 #: what a simulated lane's command line contains (``python -m`` it)
 LANE_MODULE = "zhichao.station.simlane"
 
 LOG = logging.getLogger(__name__)
+
+
+def streams_at(stream_fps: float, speed: float) -> bool:
+    """Whether the simulated cameras stream: ``stream_fps`` frames per wall second must
+    give at least :data:`MIN_STREAM_FPS_SIMULATED` per simulated second (faster, a 6 s
+    clip would hold one or two frames, and windows without any would open the station's
+    clips alarm for nothing but the time-lapse)."""
+    return stream_fps > 0 and stream_fps / speed >= MIN_STREAM_FPS_SIMULATED
 
 
 @dataclass
@@ -126,10 +136,11 @@ class SimulatedLane:
         self._devices_lock = threading.Lock()
         self._devices: dict[str, Any] | None = None  # what was published last
         self._state = STATE_RUNNING
-        # each simulated camera also streams video (MJPEG over HTTP) for passage clips
+        # each simulated camera also streams video (MJPEG over HTTP) for passage clips,
+        # unless the lane runs so fast that a clip would hold hardly a frame
         self.streams = SimStreams(
             [c.camera_id for c in cfg.cameras if not c.url and not c.stream_url],
-            fps=sim.camera_stream_fps) if sim.camera_stream_fps > 0 else None
+            fps=sim.camera_stream_fps) if streams_at(sim.camera_stream_fps, self.speed) else None
 
     def _opts(self, start: datetime) -> SimOptions:
         sim, sn = self.cfg.simulation, self.cfg.wim.sensor
