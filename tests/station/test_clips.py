@@ -29,6 +29,7 @@ from zhichao.station.clock import Clock
 from zhichao.station.config import ClipSection, parse_config
 from zhichao.station.sealing import CaseMaterial, Sealer, material_from_json, material_to_json
 from zhichao.station.sim_streams import SimStreams
+from zhichao.station.simlane import streams_at
 from zhichao.station.store import StationStore
 from zhichao.testing.cases import vehicle_dict
 
@@ -68,6 +69,12 @@ def test_ring_is_bounded_and_thins_to_its_rate() -> None:
     # a 12 fps source into a 10 fps ring keeps 10 frames a second (not every other one)
     ring = FrameRing(keep_s=10.0, fps=10.0, max_width=64)
     assert sum(ring.add(t0 + timedelta(seconds=i / 12), img) for i in range(120)) == 100
+
+
+def test_simulated_cameras_stream_only_where_a_clip_gets_frames() -> None:
+    assert streams_at(12.0, 1.0) and streams_at(12.0, 20.0)  # the README command: 20x
+    assert not streams_at(12.0, 40.0)  # 0.3 frames per simulated second
+    assert not streams_at(0.0, 1.0)
 
 
 @pytest.mark.slow  # a real stream for a few seconds, and a dead one's deadline
