@@ -52,6 +52,24 @@ def _utc(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _clips(base: Path, t: datetime) -> list[dict[str, Any]]:
+    import numpy as np
+
+    from zhichao.evidence.clip import encode_clip
+
+    frames = []
+    for i in range(30):
+        img = np.full((180, 320, 3), 70, np.uint8)
+        img[60:120, 10 * i:10 * i + 40] = (0, 190, 230)  # a yellow block driving across
+        frames.append((i / 10, img))
+    encode_clip(frames, base / "front.mp4", fps=10)
+    window = {"start_utc": _utc(t - timedelta(seconds=1.5)),
+              "end_utc": _utc(t + timedelta(seconds=1.5))}
+    return [{"camera_id": "CAM-F", "path": "front.mp4", **window},
+            {"camera_id": "CAM-R", "missing_reason": "the camera's stream gave no frame "
+             "in the window", **window}]
+
+
 @dataclass
 class Lane:
     """Sealed packages of the simulated overloads, ready to register."""
@@ -61,8 +79,10 @@ class Lane:
     others: list[dict[str, Any]] = field(default_factory=list)  # the lane's other passages
 
 
-def simulated_packages(root: Path, plates: list[str]) -> Lane:
-    """Simulate a truck lane, weigh it, seal each overloaded vehicle (one plate each)."""
+def simulated_packages(root: Path, plates: list[str], *, clips: bool = False) -> Lane:
+    """Simulate a truck lane, weigh it, seal each overloaded vehicle (one plate each);
+    with ``clips`` each package also holds a front camera clip (H.264/MP4) and says that
+    the rear camera's is missing."""
     from zhichao.weighing.stream import weigh_recording
 
     opts = SimOptions(trucks_only=True, abnormal_fraction=0.0, load_profile="overloaded",
@@ -100,6 +120,8 @@ def simulated_packages(root: Path, plates: list[str]) -> Lane:
                 image["capture_utc"] = _utc(t + timedelta(seconds=dt))
                 if image["role"] == "side":
                     image["axle_count_visible"] = record["axle_count"]
+            if clips:
+                case["videos"] = _clips(base, t)
             result = seal_package(CaseInputs.from_json(case), root / f"pkg{k}",
                                   station=station, log=log, base_dir=base,
                                   renderer=lambda *_: {})

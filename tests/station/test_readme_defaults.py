@@ -74,6 +74,13 @@ def test_readme_main_command_seals_verifiable_cases_on_defaults(tmp_path: Path) 
             cwd=work, capture_output=True, text=True, timeout=120)
         assert v.returncode == 0, v.stdout[-3000:] + v.stderr[-2000:]
         assert "全部检查通过" in v.stdout
+        # the simulated cameras stream: each case carries its clips (H.264/MP4), decoded
+        # by verify, or says why one is missing
+        manifest = json.loads((Path(package_dir) / "manifest.json").read_text("utf-8"))
+        clips = [f for f in manifest["files"] if f["role"] == "video"]
+        assert clips and all(f["frame_count"] >= 1 for f in clips), manifest["case"].get(
+            "videos_missing")
+        assert "file.video" in v.stdout
 
     # the clock claim (issue 17 item 5): the simulator's published clock, checked, and
     # said as such (模拟授时, never NTP); no case goes to review for its clock

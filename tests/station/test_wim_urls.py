@@ -54,7 +54,8 @@ def test_every_wim_url_is_accepted(url: str, kind: str) -> None:
 
 
 @pytest.mark.parametrize(("url", "problem"), [
-    ("http://127.0.0.1/wim", "no samples backend for scheme 'http'"),
+    ("ftp://127.0.0.1/wim", "no samples backend for scheme 'ftp'"),
+    ("http://127.0.0.1/wim", "not a WIM device URL (camera)"),  # MJPEG camera streams
     ("xk3190+serial:///dev/ttyS0", "not a WIM device URL (indicator)"),
     ("modbus+tcp://127.0.0.1:502?map=zhichao", "not a WIM device URL (indicator)"),
     ("folder:///srv/frames", "not a WIM device URL (camera)"),

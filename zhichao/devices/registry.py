@@ -57,6 +57,8 @@ BACKENDS: dict[tuple[str, str], tuple[str, str]] = {
     ("camera", "rtsp"): (_I + "video_capture", "VideoCaptureCamera"),
     ("camera", "rtsps"): (_I + "video_capture", "VideoCaptureCamera"),
     ("camera", "usb"): (_I + "video_capture", "VideoCaptureCamera"),
+    ("camera", "http"): (_I + "video_capture", "VideoCaptureCamera"),  # MJPEG over HTTP
+    ("camera", "https"): (_I + "video_capture", "VideoCaptureCamera"),
     ("camera", "sim"): (_I + "sim_camera", "SimulatedCamera"),
 }
 KINDS: tuple[str, ...] = ("samples", "records", "indicator", "camera")

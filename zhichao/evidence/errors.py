@@ -12,6 +12,7 @@ Tree::
         ├── LogError                  the Merkle log store is damaged or misused
         ├── TimestampError            an RFC 3161 request/response failed
         ├── PackageError              a package cannot be written or read (names the file)
+        ├── ClipError                 a passage clip cannot be encoded, or does not decode
         ├── DocumentError             an evidence document cannot be rendered
         ├── EventError                a review/decision event is malformed or misplaced
         └── WitnessError              a witness refuses to cosign a checkpoint
@@ -87,3 +88,7 @@ class WitnessConflictError(WitnessError):
 
 class WitnessForkError(WitnessError):
     """The checkpoint contradicts one the witness already cosigned: the log forked."""
+
+
+class ClipError(EvidenceError):
+    """A passage clip cannot be encoded, or a file is not a decodable H.264/MP4 clip."""

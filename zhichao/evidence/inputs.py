@@ -356,6 +356,39 @@ class ReferenceCheck:
 
 
 @dataclass(frozen=True)
+class VideoClipRef:
+    """The video clip of the passage from one streaming camera, or why there is none.
+
+    ``start_utc``/``end_utc``: the window asked for (reference clock). ``path``: the
+    H.264/MP4 file (:mod:`zhichao.evidence.clip`); ``None`` with ``missing_reason``
+    (English) when the camera could not give it: the package says so."""
+
+    camera_id: str
+    start_utc: datetime
+    end_utc: datetime
+    path: str | None = None
+    missing_reason: str | None = None
+    first_frame_utc: datetime | None = None  # capture times of the clip's first and last
+    last_frame_utc: datetime | None = None  # frames (reference clock), when known
+
+    @classmethod
+    def from_json(cls, raw: Any, where: str = "video") -> VideoClipRef:
+        if not isinstance(raw, dict):
+            raise InputError(f"{where}: expected a JSON object")
+        path, reason = _opt_str(raw, "path", where), _opt_str(raw, "missing_reason", where)
+        if (path is None) == (reason is None):
+            raise InputError(f"{where}: give exactly one of path or missing_reason")
+        return cls(camera_id=_str(raw, "camera_id", where),
+                   start_utc=parse_time(_req(raw, "start_utc", where), f"{where}.start_utc"),
+                   end_utc=parse_time(_req(raw, "end_utc", where), f"{where}.end_utc"),
+                   path=path, missing_reason=reason,
+                   first_frame_utc=None if raw.get("first_frame_utc") is None else parse_time(
+                       raw["first_frame_utc"], f"{where}.first_frame_utc"),
+                   last_frame_utc=None if raw.get("last_frame_utc") is None else parse_time(
+                       raw["last_frame_utc"], f"{where}.last_frame_utc"))
+
+
+@dataclass(frozen=True)
 class ClockSync:
     """Clock offsets of the station's devices against the reference time source [ms],
     and the check of that reference (``None``: not recorded, e.g. an older package)."""
@@ -467,6 +500,7 @@ class CaseInputs:
     prior_violations: int | None = None  # in the repeat window, not counting this one
     waveform_path: str | None = None  # the raw recording file of the passage
     video_paths: tuple[str, ...] = ()
+    videos: tuple[VideoClipRef, ...] = ()  # a clip (or why none) per streaming camera
     station_id: str | None = None
     decision_utc: datetime | None = None  # when the case is decided (从旧兼从轻); None: now
     # a stable static re-weighing (复检) linked to this passage: the evidence weight
@@ -499,6 +533,8 @@ class CaseInputs:
             prior_violations=None if prior is None else int(prior),
             waveform_path=_opt_str(raw, "waveform_path", where),
             video_paths=tuple(str(v) for v in videos),
+            videos=tuple(VideoClipRef.from_json(v, f"{where}.videos[{i}]")
+                         for i, v in enumerate(raw.get("videos") or [])),
             station_id=_opt_str(raw, "station_id", where),
             decision_utc=None if raw.get("decision_utc") is None
             else parse_time(raw["decision_utc"], f"{where}.decision_utc"),

@@ -248,6 +248,7 @@ def seal_package(
     penalty = _penalty_for(case, eligibility)
 
     sources = _original_sources(case, base_dir or Path.cwd())
+    videos_missing = _video_sources(case, base_dir or Path.cwd(), sources)
 
     tmp = out_dir.with_name(out_dir.name + ".partial")
     if tmp.exists():
@@ -259,6 +260,8 @@ def seal_package(
         record_bytes = canonicalize(case.vehicle.raw)
         file_entries, originals = _write_originals(tmp, record_bytes, sources)
         facts = case_facts(case, eligibility, penalty, rule_set, gate)
+        if case.videos:  # a streaming camera's clip, or why there is none
+            facts["videos_missing"] = videos_missing
         package_id = "{}-{}-{}-{}".format(
             station.station_id, case.vehicle.time_utc.strftime("%Y%m%dT%H%M%S%fZ"),
             case.vehicle.lane_id, hashlib.sha256(record_bytes).hexdigest()[:8])
@@ -342,6 +345,36 @@ def _original_sources(case: CaseInputs, base: Path) -> list[tuple[str, Path, dic
         if not src.is_file():
             raise PackageError(f"original file {src} is missing or not a file")
     return sources
+
+
+def _video_sources(case: CaseInputs, base: Path,
+                   sources: list[tuple[str, Path, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Add each clip of ``case.videos`` that decodes to ``sources`` (with what decoding
+    found); the clips that are missing or do not decode, with why (manifest facts)."""
+    from zhichao.evidence.clip import ClipError, probe_clip
+
+    used = {name for name, _, _ in sources}
+    missing: list[dict[str, Any]] = []
+    for v in case.videos:
+        facts = {"camera_id": v.camera_id, "start_utc": format_time(v.start_utc),
+                 "end_utc": format_time(v.end_utc)}
+        reason = v.missing_reason
+        if v.path is not None:
+            src = base / v.path
+            try:
+                info = probe_clip(src.read_bytes(), where=src.name)
+            except (OSError, ClipError) as exc:
+                reason = f"the clip file cannot be used: {exc}"
+            else:
+                frames = {k: format_time(t) for k, t in (("first_frame_utc", v.first_frame_utc),
+                                                         ("last_frame_utc", v.last_frame_utc))
+                          if t is not None}
+                sources.append((_original_name(f"video-{v.camera_id}", src, used), src,
+                                {"role": "video", **facts, **frames, "source_name": src.name,
+                                 **info.to_json()}))
+                continue
+        missing.append({**facts, "reason": reason or "unknown"})
+    return missing
 
 
 def _write_originals(tmp: Path, record_bytes: bytes,

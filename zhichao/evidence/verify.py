@@ -256,6 +256,8 @@ def _check_files(reader: PackageContents, m: _Manifest, checks: Checks) -> None:
         kind = "原始" if entry["kind"] == "original" else "派生"
         ok("file.hash", f"{kind}文件 {path} SHA-256 = {actual}", f"{entry['kind']} file {path} "
            f"SHA-256 = {actual}")
+        if entry.get("role") == "video":
+            _check_video(path, data, entry, checks)
     for name in sorted(set(reader.names()) - listed - SEAL_FILES):
         fail("file.unlisted", f"证据包中有清单未列出的文件：{name}",
              f"file not listed in the manifest: {name}")
@@ -264,6 +266,29 @@ def _check_files(reader: PackageContents, m: _Manifest, checks: Checks) -> None:
         f"{e['sha256']}  {e['path']}" for e in files]) + "\n"
     if sums != expected_sums.encode("utf-8"):  # byte for byte, as sealed
         fail("sums.mismatch", f"{SUMS_NAME} 与清单不一致", f"{SUMS_NAME} disagrees with manifest")
+
+
+def _check_video(path: str, data: bytes, entry: dict[str, Any], checks: Checks) -> None:
+    """A clip must decode as H.264/MP4 to what the manifest says (frames, duration)."""
+    from zhichao.evidence.clip import ClipError, probe_clip
+
+    try:
+        info = probe_clip(data, where=path)
+    except ClipError as exc:
+        checks.fail("file.video", f"视频无法解码：{path}（{exc}）",
+                    f"video does not decode: {path} ({exc})")
+        return
+    said = (entry.get("codec"), entry.get("frame_count"), entry.get("duration_s"))
+    found = (info.codec, info.frame_count, info.duration_s)
+    if said != found:
+        checks.fail("file.video", f"视频解码结果与清单不符：{path}（清单 {said}，实为 {found}）",
+                    f"video decodes to other than the manifest says: {path} "
+                    f"(manifest {said}, decoded {found})")
+        return
+    checks.ok("file.video", f"视频 {path} 可解码：{info.codec}，{info.frame_count} 帧，"
+              f"{info.duration_s:.3f} 秒，{info.width}×{info.height}",
+              f"video {path} decodes: {info.codec}, {info.frame_count} frames, "
+              f"{info.duration_s:.3f} s, {info.width}×{info.height}")
 
 
 def _check_seal(reader: PackageContents, m: _Manifest, signature: bytes, key: Ed25519PublicKey,

@@ -31,6 +31,9 @@ STAGE_ALARMS: dict[str, StageAlarm] = {
                          "车牌识别连续失败，通行记录缺少车牌，请检查识别进程和摄像机"),
     "upload": StageAlarm("upload_failing", 5,
                          "向执法中心上传连续失败，记录在本地积压，请检查网络和中心服务"),
+    "clips": StageAlarm("clips_failing", 3,
+                        "视频片段（全过程记录）连续无法生成：摄像机视频流中断或编码失败，"
+                        "案件证据包缺少视频，请检查摄像机视频流"),
     "journal": StageAlarm("journal_failed", 1,
                           "原始数据日志写入失败，站点崩溃时数据可能无法恢复，请检查磁盘"),
 }

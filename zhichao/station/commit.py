@@ -122,7 +122,8 @@ class Committer:
                                            self.linker.offsets_ms())
         return CaseMaterial(p.key, p.record, plate.for_evidence(),
                             tuple(f.image() for f in frames), clocks,
-                            self.write_waveform(p), self.device.evidence_json(v.time_utc))
+                            self.write_waveform(p), self.device.evidence_json(v.time_utc),
+                            clips=tuple(r.to_json() for r in p.clips))
 
     def passage_row(self, p: Pending, v: WeighedVehicle, frames: tuple[FrameFile, ...]
                     ) -> PassageRow:

@@ -25,7 +25,8 @@ from zhichao.station.errors import StationConfigError
 
 EXAMPLE_CONFIG = Path(__file__).with_name("station.example.toml")
 CAMERA_ROLES = ("front", "side", "rear")
-CAMERA_URL_SCHEMES = ("folder", "file", "rtsp", "rtsps", "usb", "sim")  # zhichao.devices
+CAMERA_URL_SCHEMES = ("folder", "file", "rtsp", "rtsps", "usb", "sim", "http",
+                      "https")  # zhichao.devices
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,22 @@ class CameraSection:
     # URL cameras: "continuous" frames at max_fps, or "triggered": one frame at each
     # vehicle's predicted arrival (continuous again after TRIGGER_MISSES misses in a row)
     capture: str = "continuous"
+    # a camera that pushes stills (spool_dir) and also streams video: its stream URL
+    # (rtsp://, http:// MJPEG, …), recorded for passage clips (zhichao.station.clips)
+    stream_url: str = ""
+
+
+@dataclass(frozen=True)
+class ClipSection:
+    """Passage clips (``[cameras]`` in station.toml): each streaming camera keeps its last
+    ``clip_before_s + clip_after_s + 3`` s of frames at up to ``clip_fps``, scaled to at
+    most ``clip_max_width`` pixels wide (memory per camera ≈ that × fps × width × height
+    × 3 bytes); a case's package gets the clip around the passage."""
+
+    clip_before_s: float = 3.0
+    clip_after_s: float = 3.0
+    clip_fps: float = 10.0
+    clip_max_width: int = 640
 
 
 @dataclass(frozen=True)
@@ -190,6 +207,7 @@ class SimulationSection:
     abnormal_fraction: float = 0.1
     camera_clock_offset_ms: float = 120.0
     camera_miss_fraction: float = 0.02  # frames the simulated camera fails to take
+    camera_stream_fps: float = 12.0  # the cameras' MJPEG streams, frames per wall second; 0: off
     trucks_only: bool = False
     speed_kmh: tuple[float, ...] = (5.0, 100.0)  # range of vehicle speeds [km/h]
     start_utc: str = ""  # simulated time of the first sample; empty: now
@@ -232,6 +250,7 @@ class StationConfig:
         CameraSection("CAM-SIDE-1", "side", "spool/side", 14.0),
         CameraSection("CAM-REAR-1", "rear", "spool/rear", 30.0),
     )
+    camera_clips: ClipSection = field(default_factory=ClipSection)  # [cameras] clip_*
     linking: LinkingSection = field(default_factory=LinkingSection)
     vision: VisionSection = field(default_factory=VisionSection)
     evidence: EvidenceSection = field(default_factory=EvidenceSection)
@@ -318,6 +337,8 @@ def parse_config(raw: dict[str, Any], base_dir: Path | str = ".") -> StationConf
     """Build and validate a configuration from parsed TOML (``camera`` is an array of
     tables, stored as ``cameras``)."""
     raw = dict(raw)
+    if isinstance(raw.get("cameras"), dict):  # [cameras]: the clip settings of all cameras
+        raw["camera_clips"] = raw.pop("cameras")
     if "camera" in raw:
         raw["cameras"] = raw.pop("camera")
     elif "cameras" in raw:
@@ -507,12 +528,23 @@ def _check_cameras(cfg: StationConfig) -> None:
                   f"(e.g. rtsp://host/stream, file:///video.mp4, folder:///frames)")
             _need(0 < c.max_fps <= 60, f"camera[{i}].max_fps", "must be in (0, 60]")
             _need(0 <= c.latency_s <= 5, f"camera[{i}].latency_s", "must be within 0 … 5 s")
+        _need(not (c.stream_url and c.url), f"camera[{i}].stream_url",
+              "a camera opened by url streams through it; stream_url is for spool cameras")
+        if c.stream_url:
+            _need(c.stream_url.split(":", 1)[0].lower() in CAMERA_URL_SCHEMES,
+                  f"camera[{i}].stream_url", f"scheme must be one of {CAMERA_URL_SCHEMES}")
         _need(c.capture in ("continuous", "triggered"), f"camera[{i}].capture",
               "must be \"continuous\" or \"triggered\"")
         _need(c.capture == "continuous" or bool(c.url), f"camera[{i}].capture",
               "\"triggered\" needs a camera opened by url")
         _need(0 <= c.trigger_distance_m <= 200, f"camera[{i}].trigger_distance_m",
               "must be within 0 … 200 m")
+    k = cfg.camera_clips
+    _need(0 <= k.clip_before_s <= 30, "cameras.clip_before_s", "must be within 0 … 30 s")
+    _need(0 < k.clip_after_s <= 30, "cameras.clip_after_s", "must be within (0, 30] s")
+    _need(0 < k.clip_fps <= 30, "cameras.clip_fps", "must be within (0, 30]")
+    _need(64 <= k.clip_max_width <= 1920, "cameras.clip_max_width",
+          "must be within 64 … 1920 pixels")
 
 
 def _check_pipeline(cfg: StationConfig) -> None:
@@ -560,6 +592,8 @@ def _check_simulation(cfg: StationConfig) -> None:
     _need(abs(sim.camera_clock_offset_ms) < 10_000, "simulation.camera_clock_offset_ms",
           "must be within ±10 s")
     _need(0 <= sim.camera_miss_fraction <= 1, "simulation.camera_miss_fraction", "must be 0 … 1")
+    _need(0 <= sim.camera_stream_fps <= 30, "simulation.camera_stream_fps",
+          "must be 0 … 30 (0: the simulated cameras do not stream)")
     if sim.start_utc:
         _utc("simulation.start_utc", sim.start_utc)
     _need(-50 < sim.drift_pct < 100, "simulation.drift_pct", "must be within -50 … 100 %")

@@ -201,7 +201,8 @@ def start(cfg: StationConfig, *, log_stderr: bool, own_simulator: bool = True) -
             sim = SimulatorProcess(cfg)
             clock, url, devices_file = sim.clock(), str(sim.info["wim_url"]), sim.devices_file
     link = open_local_service(cfg)
-    station = Station(cfg, clock=clock, wim_url=url)
+    streams = (load_devices(devices_file) or {}).get("streams") if devices_file else None
+    station = Station(cfg, clock=clock, wim_url=url, stream_urls=streams or None)
     ops = None
     try:
         connect_upload(cfg, station, link)

@@ -94,4 +94,5 @@ class Pending:
     plate: PlateRead | None = None
     # keys added to the stored record (a record passage's ``wim_source``)
     extra: dict[str, Any] = field(default_factory=dict)
+    clips: tuple[Any, ...] = ()  # the ClipRequests asked for it (zhichao.station.clips)
     t_emitted: float = field(default_factory=time.perf_counter)

@@ -50,6 +50,7 @@ from zhichao.devices.record_source import RecordSource
 from zhichao.devices.registry import open_wim_device
 from zhichao.devices.sample_source import SampleSource
 from zhichao.station.alarms import StageHealth
+from zhichao.station.clips import ClipMaker
 from zhichao.station.clock import Clock
 from zhichao.station.clockcheck import ClockMonitor
 from zhichao.station.commit import (
@@ -65,6 +66,7 @@ from zhichao.station.journal import SampleJournal
 from zhichao.station.link_stage import LinkStage
 from zhichao.station.linking import CameraSpool, FrameLinker
 from zhichao.station.ops import StationMetrics
+from zhichao.station.passage import opens_case
 from zhichao.station.record_intake import RecordIntake, RecordJournal
 from zhichao.station.resume import DurablePosition
 from zhichao.station.seal_stage import SealStage
@@ -98,8 +100,10 @@ def _load_profile(cfg: StationConfig) -> CalibrationProfile | None:
 
 class Station:
     def __init__(self, cfg: StationConfig, *, clock: Clock | None = None,
-                 wim_url: str | None = None, metrics: StationMetrics | None = None) -> None:
+                 wim_url: str | None = None, metrics: StationMetrics | None = None,
+                 stream_urls: dict[str, str] | None = None) -> None:
         self.cfg = cfg
+        self.stream_urls = stream_urls or {}  # camera id → video stream (simulated lane)
         self.clock = clock or Clock()
         self.wim_url = wim_url or cfg.wim.url
         self.metrics = metrics or StationMetrics()
@@ -155,6 +159,7 @@ class Station:
         self.health_snapshot: dict[str, Any] = {}
         self.failure: BaseException | None = None
         self.grabbers: list[Any] = []  # CameraGrabber per URL camera
+        self.clips: ClipMaker | None = None  # passage clips of the streaming cameras
         self._url_cameras = {c.camera_id for c in cfg.cameras if c.url}
 
     def _open_device(self) -> DeviceRegister:
@@ -244,6 +249,23 @@ class Station:
             return
         self.link.add(v, key, extra)
         self._trigger_cameras(key)
+        self._request_clips(key)
+
+    def _request_clips(self, key: str) -> None:
+        """A vehicle that may become a case: its clip from each streaming camera, around
+        its predicted time there (the vehicle's own time for a camera it cannot reach)."""
+        if self.clips is None or not self.link.pending or self.link.pending[-1].key != key:
+            return
+        p = self.link.pending[-1]
+        v = p.vehicle
+        if not (opens_case(v) or v.overloaded or v.verdict in ("overloaded", "uncertain")):
+            return
+        t_ref = datetime.fromisoformat(v.time_utc) - timedelta(
+            seconds=self.linker.wim_offset.offset_s or 0.0)
+        centers = {c.camera_id: t_ref for c in self.cfg.cameras}
+        centers.update({q.camera_id: q.ref_time for q in p.predictions
+                        if q.ref_time is not None})
+        p.clips = self.clips.request(key, centers)
 
     def _use_weighing(self, weighing: WeighingConfig) -> None:
         """The site's σ(v) was pooled again: the next vehicles are decided with it."""
@@ -273,9 +295,21 @@ class Station:
             target = (self.link.pending[0].vehicle.first_sample if self.link.pending
                       else self.stream_index)
             done = self.committer.commit(p, target)
+            if p.clips and self.clips is not None:  # a case's clips are encoded, others not
+                self.clips.decide(p.key, keep=done.material is not None)
             if done.material is not None:
                 self.seals.jobs.put(done.material)
             self.scatter.note()
+
+    def _clip_outcomes(self) -> None:
+        """Clips made or missed since the last look: the ``clips`` stage's alarm."""
+        if self.clips is None:
+            return
+        for ok, detail in self.clips.outcomes():
+            if ok:
+                self.stages.succeeded("clips")
+            else:
+                self.stages.failed("clips", detail)
 
     def _idle_advance(self) -> None:
         """On a quiet lane (nothing weighed waits to be committed), move the durable
@@ -366,6 +400,7 @@ class Station:
                 self.clock_check.sync_alarm(self.store)
                 if self.reweigh is not None:  # static readings in, linked ones sealed
                     self.reweigh.step()
+                self._clip_outcomes()
             if traffic_end is not None and now - last_traffic > 1.0:
                 last_traffic = now
                 end = traffic_end()
@@ -400,6 +435,9 @@ class Station:
                     c.camera_id, c.url, self.cfg.camera_spool(c), self.clock,
                     max_fps=c.max_fps, latency_s=c.latency_s,
                     triggered=c.capture == "triggered").start())
+        from zhichao.station.clips import start_clip_maker
+
+        self.clips = start_clip_maker(self.cfg, self.clock, self.grabbers, self.stream_urls)
 
     def _traffic_done(self) -> bool:
         """Simulated traffic is over: the stream is 20 s past its last vehicle and every
@@ -459,6 +497,7 @@ class Station:
                 "clock_offsets_ms": self.linker.offsets_ms(),
                 "clock_check": self.clock_check.status_json(),
                 "cameras": [g.health() for g in self.grabbers],
+                "clips": [] if self.clips is None else self.clips.health(),
                 "sealing_stopped": self.sealing_stopped, "recovery": self.seals.recovery,
                 "alarms": self.read_store.active_alarms(),
                 "device": self.committer.device_snapshot,
@@ -472,6 +511,8 @@ class Station:
         self._closed = True
         if self.source is not None:
             self.source.close()
+        if self.clips is not None:
+            self.clips.close()
         for g in self.grabbers:
             g.close()
         if self.reweigh is not None:

@@ -42,6 +42,7 @@ from zhichao.evidence.merkle import MerkleLog
 from zhichao.evidence.package import SealResult, Station, seal_package
 from zhichao.evidence.signing import generate_key, load_private_key, private_pem, public_pem
 from zhichao.evidence.verify import verify_package
+from zhichao.station.clips import ClipRequest, resolve_clips
 from zhichao.station.config import StationConfig, parse_utc_key
 from zhichao.station.device import device_from_config
 from zhichao.station.errors import SealingStoppedError
@@ -96,6 +97,7 @@ class CaseMaterial:
     clocks: ClockSync | None
     waveform_path: str | None
     device: dict[str, Any] | None = None  # DeviceStatus JSON at the passage (drift state)
+    clips: tuple[dict[str, Any], ...] = ()  # ClipRequest JSON (zhichao.station.clips)
 
 
 class Sealer:
@@ -167,13 +169,15 @@ class Sealer:
         if why is not None:
             raise SealingStoppedError(why)
         out = self.package_dir(m.passage_key)
+        videos = resolve_clips(tuple(ClipRequest.from_json(c) for c in m.clips))
         case = CaseInputs(
             vehicle=VehicleRecord.from_json(m.record, f"passage {m.passage_key}"),
             device=(DeviceStatus.from_json(m.device, f"passage {m.passage_key}.device")
                     if m.device is not None else self.device),
             site=self.site, plate=m.plate, images=m.images,
             clocks=m.clocks, registration=None, prior_violations=None,
-            waveform_path=m.waveform_path, station_id=self.cfg.station.station_id)
+            waveform_path=m.waveform_path, videos=videos,
+            station_id=self.cfg.station.station_id)
         renderer = None if self.cfg.evidence.render_documents else _no_documents
         try:
             with self.log_lock:
@@ -249,7 +253,7 @@ def material_to_json(m: CaseMaterial) -> dict[str, Any]:
         "images": [{"path": i.path, "role": i.role, "capture_utc": format_utc(i.capture_utc),
                     "camera_id": i.camera_id} for i in m.images],
         "clocks": None if m.clocks is None else m.clocks.to_json(),
-        "waveform_path": m.waveform_path, "device": m.device,
+        "waveform_path": m.waveform_path, "device": m.device, "clips": list(m.clips),
     }
 
 
@@ -259,4 +263,5 @@ def material_from_json(raw: dict[str, Any]) -> CaseMaterial:
         plate=None if raw["plate"] is None else PlateResult.from_json(raw["plate"]),
         images=tuple(ImageRef.from_json(i) for i in raw["images"]),
         clocks=None if raw["clocks"] is None else ClockSync.from_json(raw["clocks"]),
-        waveform_path=raw["waveform_path"], device=raw.get("device"))
+        waveform_path=raw["waveform_path"], device=raw.get("device"),
+        clips=tuple(raw.get("clips") or ()))

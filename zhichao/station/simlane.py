@@ -67,6 +67,7 @@ from zhichao.station.scene import (
     rear_scene,
     side_scene,
 )
+from zhichao.station.sim_streams import SimStreams
 
 DEVICES_FILE = "devices.json"
 TRUTH_FILE = "truth.jsonl"
@@ -77,10 +78,20 @@ IDLE_EXIT_S = 60.0
 ATTACH_GRACE_S = 2.0
 #: ``devices.json`` ``state`` values
 STATE_RUNNING, STATE_STOPPING, STATE_STOPPED = "running", "stopping", "stopped"
+#: the simulated cameras stream only if this many frames per simulated second result
+MIN_STREAM_FPS_SIMULATED = 0.5
 #: what a simulated lane's command line contains (``python -m`` it)
 LANE_MODULE = "zhichao.station.simlane"
 
 LOG = logging.getLogger(__name__)
+
+
+def streams_at(stream_fps: float, speed: float) -> bool:
+    """Whether the simulated cameras stream: ``stream_fps`` frames per wall second must
+    give at least :data:`MIN_STREAM_FPS_SIMULATED` per simulated second (faster, a 6 s
+    clip would hold one or two frames, and windows without any would open the station's
+    clips alarm for nothing but the time-lapse)."""
+    return stream_fps > 0 and stream_fps / speed >= MIN_STREAM_FPS_SIMULATED
 
 
 @dataclass
@@ -125,6 +136,11 @@ class SimulatedLane:
         self._devices_lock = threading.Lock()
         self._devices: dict[str, Any] | None = None  # what was published last
         self._state = STATE_RUNNING
+        # each simulated camera also streams video (MJPEG over HTTP) for passage clips,
+        # unless the lane runs so fast that a clip would hold hardly a frame
+        self.streams = SimStreams(
+            [c.camera_id for c in cfg.cameras if not c.url and not c.stream_url],
+            fps=sim.camera_stream_fps) if streams_at(sim.camera_stream_fps, self.speed) else None
 
     def _opts(self, start: datetime) -> SimOptions:
         sim, sn = self.cfg.simulation, self.cfg.wim.sensor
@@ -211,7 +227,8 @@ class SimulatedLane:
         info = {"traffic_end_index": traffic_end_index, "wim_url": self.link.url,
                 "clock": None if clock is None else clock.to_json(),
                 "truth": str(self.truth_path), "pid": os.getpid(),
-                "spools": [str(s) for s in self.spools], "state": STATE_RUNNING}
+                "spools": [str(s) for s in self.spools], "state": STATE_RUNNING,
+                "streams": {} if self.streams is None else self.streams.urls}
         with self._devices_lock:
             if self._state != STATE_RUNNING:  # ending: never un-mark the file
                 return
@@ -285,6 +302,9 @@ class SimulatedLane:
                 for shot in shots:
                     frame = self._render(shot)
                     if frame is not None:
+                        if self.streams is not None:
+                            self.streams.add_vehicle(self.cfg.cameras[shot.camera].camera_id,
+                                                     shot.index / self.fs, frame[1])
                         due = clock.wall_at(shot.index / self.fs)
                         self._camera_q.put((due, self._frame_seq,
                                             self.spools[shot.camera] / frame[0], frame[1]))
@@ -333,6 +353,8 @@ class SimulatedLane:
         # first frame, so the station reads it before it sees any sample); traffic is
         # generated a few seconds ahead so the stream and the cameras start on time
         clock = SimClock(self.epoch, time.time() + 2.0, self.speed)
+        if self.streams is not None:
+            self.streams.set_clock(self.epoch, clock.wall0_s, self.speed)
         self._publish(clock)
         batches: queue.Queue[tuple[npt.NDArray[np.float32], list[_Shot]]] = queue.Queue(3)
         threading.Thread(target=self._generate_or_stop, args=(batches, clock), name="sim-traffic",
@@ -370,6 +392,8 @@ class SimulatedLane:
     def close(self) -> None:
         self.stop.set()
         self.link.close()
+        if self.streams is not None:
+            self.streams.close()
 
 
 def tty_open_elsewhere(tty_path: str) -> bool | None:

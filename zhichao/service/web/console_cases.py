@@ -163,8 +163,8 @@ def case_file(request: Request, case_id: CaseId, pages: PagesDep,
         with pages.staff_tx(request, *duties.CASE_READ) as (session, user):
             case = visible_case(session, user, case_id)
             media_type, data = owners.package_file(case, name)
-            if not media_type.startswith("image/"):
-                raise NotFoundError(f"{name}: not an image", "文件不存在")
+            if not (media_type.startswith("image/") or media_type == "video/mp4"):
+                raise NotFoundError(f"{name}: not an image or clip", "文件不存在")
             owners.log_evidence_view(session, actor=accounts.user_label(user), case=case,
                                      what=name)
         return Response(data, media_type=media_type, headers={"Cache-Control": "no-store"})

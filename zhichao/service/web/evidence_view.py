@@ -61,6 +61,25 @@ class EvidenceView:
     waveform_figure: Markup | None
     waveform_note_zh: str | None
     problems_zh: list[str]
+    videos: list[dict[str, str]] = field(default_factory=list)  # the passage's clips
+    videos_missing: list[dict[str, str]] = field(default_factory=list)  # … and why none
+
+
+# why a clip is missing (the package says it in English, zhichao.station.clips), for officers
+CLIP_MISSING_ZH = (
+    ("the camera's stream has given no frame yet", "摄像机视频流尚未接通，没有画面"),
+    ("the camera's stream gave no frame in the window", "摄像机视频流在该时段内没有画面"),
+    ("the camera's stream stopped before the window", "摄像机视频流在该时段之前已中断"),
+    ("encoding the clip failed", "视频编码失败"),
+    ("no clip was made", "站点在该时段结束前停止或重启，未生成视频"),
+    ("the clip file cannot be used", "视频文件无法解码"),
+)
+
+
+def _clip_missing_zh(reason: Any) -> str:
+    text = str(reason or "")
+    zh = next((z for prefix, z in CLIP_MISSING_ZH if text.startswith(prefix)), "原因未登记")
+    return f"{zh}（记录原文：{text}）"
 
 
 def unavailable_view(message_zh: str) -> EvidenceView:
@@ -206,6 +225,14 @@ def evidence_view(case: Case, *, waveform_max_points: int = 600) -> EvidenceView
         except (NotFoundError, svg.WaveformError) as exc:
             note = f"原始波形无法读取：{exc}"
             problems.append(note)
+    videos = [{"path": str(f.get("path")), "camera_id": str(f.get("camera_id") or "—"),
+               "start_utc": str(f.get("start_utc") or "—"),
+               "end_utc": str(f.get("end_utc") or "—"),
+               "frames": str(f.get("frame_count") or "—"),
+               "duration_s": str(f.get("duration_s") or "—")}
+              for f in files if f.get("role") == "video"]
+    missing = [{"camera_id": str(m.get("camera_id")), "reason": _clip_missing_zh(m.get("reason"))}
+               for m in facts.get("videos_missing") or [] if isinstance(m, dict)]
     return EvidenceView(manifest=manifest, photos=photos, plate_crop=plate_crop,
                         vehicle=vehicle, flags=flag_rows, reasons=reasons,
                         eligibility_zh=str(eligibility.get("status_zh") or
@@ -213,4 +240,4 @@ def evidence_view(case: Case, *, waveform_max_points: int = 600) -> EvidenceView
                         penalty=penalty, limit=limit, axle_rows=axle_rows,
                         axle_figure=axle_figure, load_figure=load_figure,
                         waveform_figure=waveform_figure, waveform_note_zh=note,
-                        problems_zh=problems)
+                        problems_zh=problems, videos=videos, videos_missing=missing)

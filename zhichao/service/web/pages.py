@@ -42,7 +42,8 @@ from zhichao.service.workdays import CHINA_TZ
 HERE = Path(__file__).parent
 CONSOLE = "/console"
 PORTAL = "/portal"
-PAGE_CSP = ("default-src 'none'; img-src 'self'; style-src 'self'; font-src 'self'; "
+PAGE_CSP = ("default-src 'none'; img-src 'self'; media-src 'self'; style-src 'self'; "
+            "font-src 'self'; "
             "form-action 'self'; "
             "frame-ancestors 'none'; base-uri 'none'")
 # The evidence stage's shipped fonts (its licences lie beside them), served to the pages so
