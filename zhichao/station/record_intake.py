@@ -243,8 +243,10 @@ class RecordIntake:
             missed = missed_since(last, r)
             if missed:
                 with self.store.transaction() as con:
+                    # counted from the newest journalled record: a gap recorded there by a
+                    # run killed before it journalled anything more is part of this one
                     self.store.record_gap(con, self.journal.end_ordinal, missed,
-                                          "station_restart")
+                                          "station_restart", supersedes=True)
                 self.metrics.errors.labels("wim_gap").inc()
         if r.gap_before_records:
             with self.store.transaction() as con:

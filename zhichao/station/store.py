@@ -321,8 +321,15 @@ class StationStore:
     def clear_alarm_in(self, con: sqlite3.Connection, code: str) -> None:
         con.execute("UPDATE alarms SET active = 0 WHERE code = ? AND active = 1", (code,))
 
-    def record_gap(self, con: sqlite3.Connection, first_index: int, n: int, reason: str
-                   ) -> None:
+    def record_gap(self, con: sqlite3.Connection, first_index: int, n: int, reason: str,
+                   *, supersedes: bool = False) -> None:
+        """A gap of ``n`` before ``first_index``. ``supersedes``: it counts from the same
+        point as an earlier gap of the same reason there, and so includes it (a station
+        killed again before it journalled the record after that gap): that one is replaced,
+        never counted twice."""
+        if supersedes:
+            con.execute("DELETE FROM gaps WHERE first_index = ? AND reason = ?",
+                        (first_index, reason))
         con.execute("INSERT INTO gaps (first_index, n_samples, reason, time_utc) VALUES "
                     "(?, ?, ?, ?)", (first_index, n, reason, utc_text()))
 
