@@ -1,7 +1,7 @@
 # ruff: noqa: T201  (a training script: it reports on stdout)
 """Export a checkpoint to ONNX (opset 17, input [N, 1, 32, 160]) and check it against PyTorch.
 
-    python3 training/plates/export.py training/plates/runs/v1/best.pt zhichao/vision/models/plate_crnn.onnx
+    python3 training/plates/export.py CHECKPOINT zhichao/vision/models/plate_crnn.onnx
 
 Prints the file's SHA-256 (pin it in ``zhichao/vision/runtime.py``) and the largest
 difference between onnxruntime's and PyTorch's outputs on rendered plates.
@@ -51,7 +51,9 @@ def main() -> None:
     diff = max(float(np.abs(a - b).max()) for a, b in zip(ref, got, strict=True))
     digest = hashlib.sha256(target.read_bytes()).hexdigest()
     print(f"step {state.get('step')} record {state.get('record')}")
-    print(f"{target}: {target.stat().st_size} bytes, sha256 {digest}, max |onnx - torch| {diff:.2e}")
+    print(
+        f"{target}: {target.stat().st_size} bytes, sha256 {digest}, max |onnx - torch| {diff:.2e}"
+    )
 
 
 if __name__ == "__main__":

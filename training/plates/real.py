@@ -12,21 +12,15 @@ project's detector, and the detection whose read fits the label best is kept.
 from __future__ import annotations
 
 import csv
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from zhichao.vision.evaluate import is_held_out
 from zhichao.vision.image import load_image
 
 TRAIN_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "plates" / "train"
-HELD_OUT_PERCENT = 15
-
-
-def is_held_out(file_name: str) -> bool:
-    """Fixed split by file name: SHA-1 of the name, mod 100, under 15 → held out."""
-    return int(hashlib.sha1(file_name.encode()).hexdigest(), 16) % 100 < HELD_OUT_PERCENT
 
 
 @dataclass

@@ -99,7 +99,9 @@ def random_spec(rng: random.Random) -> PlateSpec:
         return PlateSpec(text, "yellow_double", True)
     if r < 0.80:
         mark = rng.choice("DF")
-        text = p + letter + mark + rng.choice(SERIAL) + "".join(rng.choice(DIGITS) for _ in range(4))
+        text = (
+            p + letter + mark + rng.choice(SERIAL) + "".join(rng.choice(DIGITS) for _ in range(4))
+        )
         return PlateSpec(text, "green", False)
     if r < 0.86:
         text = p + letter + "".join(rng.choice(DIGITS) for _ in range(5)) + rng.choice("DF")
@@ -169,7 +171,9 @@ def _background(spec: PlateSpec, w: int, h: int, rng: random.Random) -> np.ndarr
         img[:] = BLACK_BG
     elif style == "green":
         t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
-        img[:] = (1 - t) * np.array((230, 245, 230), np.float32) + t * np.array(GREEN_BG, np.float32)
+        img[:] = (1 - t) * np.array((230, 245, 230), np.float32) + t * np.array(
+            GREEN_BG, np.float32
+        )
     else:  # yellow_green: yellow left, green right
         img[:] = YELLOW_BG
         img[:, int(w * 0.27) :] = GREEN_BG
@@ -237,17 +241,27 @@ def _surround(plate: np.ndarray, rng: random.Random) -> tuple[np.ndarray, np.nda
     h, w = plate.shape[:2]
     pad = int(w * 0.35)
     base = np.array([rng.uniform(0, 255) for _ in range(3)], np.float32)
-    small = np.random.default_rng(rng.randrange(1 << 30)).normal(0, rng.uniform(2, 25), ((h + 2 * pad) // 6 + 1, (w + 2 * pad) // 6 + 1, 3))
-    canvas = cv2.resize(np.clip(small + base, 0, 255).astype(np.uint8), (w + 2 * pad, h + 2 * pad), interpolation=cv2.INTER_NEAREST)
+    small = np.random.default_rng(rng.randrange(1 << 30)).normal(
+        0, rng.uniform(2, 25), ((h + 2 * pad) // 6 + 1, (w + 2 * pad) // 6 + 1, 3)
+    )
+    canvas = cv2.resize(
+        np.clip(small + base, 0, 255).astype(np.uint8),
+        (w + 2 * pad, h + 2 * pad),
+        interpolation=cv2.INTER_NEAREST,
+    )
     if rng.random() < 0.3:  # a grille or bumper edge
         for _ in range(rng.randint(1, 4)):
             y = rng.randrange(canvas.shape[0])
             shade = rng.uniform(0, 255)
-            cv2.line(canvas, (0, y), (canvas.shape[1], y), (shade, shade, shade), rng.randint(2, 12))
+            cv2.line(
+                canvas, (0, y), (canvas.shape[1], y), (shade, shade, shade), rng.randint(2, 12)
+            )
     if rng.random() < 0.5:  # plate frame
         t = rng.randint(4, 14)
         shade = rng.choice([rng.uniform(0, 60), rng.uniform(150, 230)])
-        cv2.rectangle(canvas, (pad - t, pad - t), (pad + w + t, pad + h + t), (shade, shade, shade), -1)
+        cv2.rectangle(
+            canvas, (pad - t, pad - t), (pad + w + t, pad + h + t), (shade, shade, shade), -1
+        )
     canvas[pad : pad + h, pad : pad + w] = plate
     corners = np.array([[pad, pad], [pad + w, pad], [pad + w, pad + h], [pad, pad + h]], np.float32)
     return canvas, corners
@@ -267,7 +281,9 @@ def _degrade(img: np.ndarray, rng: random.Random) -> np.ndarray:
         out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.4, 1.3))
     mode = rng.random()
     if mode < 0.15:  # night infrared: grey, strong light, low contrast, noise
-        grey = cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_BGR2GRAY).astype(np.float32)
+        grey = cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_BGR2GRAY).astype(
+            np.float32
+        )
         if rng.random() < 0.5:
             grey = 255 - grey
         grey = grey * rng.uniform(0.3, 0.8) + rng.uniform(20, 120)
@@ -296,7 +312,7 @@ def render_sample(rng: random.Random) -> tuple[np.ndarray, str, bool]:
     if rng.random() < 0.15:
         _rust(plate, rng)
     canvas, corners = _surround(plate, rng)
-    ph, pw = plate.shape[:2]
+    pw = plate.shape[1]
     target_w = rng.choice([rng.uniform(60, 110), rng.uniform(80, 260)])
     scale = target_w / pw
     # perspective: jitter each corner, rotate a little
@@ -304,7 +320,13 @@ def render_sample(rng: random.Random) -> tuple[np.ndarray, str, bool]:
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]], np.float32)
     centre = corners.mean(axis=0)
     dst = (corners - centre) @ rot.T * scale
-    dst += np.array([[rng.uniform(-0.07, 0.07) * target_w, rng.uniform(-0.07, 0.07) * target_w] for _ in range(4)], np.float32)
+    dst += np.array(
+        [
+            [rng.uniform(-0.07, 0.07) * target_w, rng.uniform(-0.07, 0.07) * target_w]
+            for _ in range(4)
+        ],
+        np.float32,
+    )
     if rng.random() < 0.3:  # horizontal squeeze (seen from the side)
         dst[:, 0] *= rng.uniform(0.7, 1.0)
     ch, cw = canvas.shape[:2]
@@ -314,7 +336,12 @@ def render_sample(rng: random.Random) -> tuple[np.ndarray, str, bool]:
     offset = -full_dst.min(axis=0)
     matrix = cv2.getPerspectiveTransform(corners, (dst + offset).astype(np.float32))
     size = np.ceil(full_dst.max(axis=0) + offset).astype(int) + 1
-    scene = cv2.warpPerspective(canvas, matrix, (int(size[0]), int(size[1])), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    scene = cv2.warpPerspective(
+        canvas,
+        matrix,
+        (int(size[0]), int(size[1])),
+        flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+    )
     plate_corners = dst + offset
     scene = _degrade(scene, rng)
     if rng.random() < 0.15:  # small occlusion at an edge (tow bar, hook, shadow)
@@ -324,14 +351,22 @@ def render_sample(rng: random.Random) -> tuple[np.ndarray, str, bool]:
         shade = rng.uniform(0, 255)
         if rng.random() < 0.5:
             yy = int(y0 + rng.uniform(0.75, 0.95) * ph_s)
-            cv2.rectangle(scene, (int(x0 + rng.uniform(0, 0.6) * pw_s), yy), (int(x0 + rng.uniform(0.3, 1) * pw_s), int(y1 + 5)), (shade, shade, shade), -1)
+            cv2.rectangle(
+                scene,
+                (int(x0 + rng.uniform(0, 0.6) * pw_s), yy),
+                (int(x0 + rng.uniform(0.3, 1) * pw_s), int(y1 + 5)),
+                (shade, shade, shade),
+                -1,
+            )
         else:
             xx = int(x0 + rng.uniform(-0.02, 0.03) * pw_s)
             cv2.rectangle(scene, (0, 0), (max(0, xx), scene.shape[0]), (shade, shade, shade), -1)
     # detector error: corners off by a few % of the plate size
     size_w = float(np.linalg.norm(plate_corners[1] - plate_corners[0]))
     size_h = float(np.linalg.norm(plate_corners[3] - plate_corners[0]))
-    noisy = plate_corners + np.array([[rng.gauss(0, 0.02) * size_w, rng.gauss(0, 0.04) * size_h] for _ in range(4)], np.float32)
+    noisy = plate_corners + np.array(
+        [[rng.gauss(0, 0.02) * size_w, rng.gauss(0, 0.04) * size_h] for _ in range(4)], np.float32
+    )
     corners_t = tuple((float(x), float(y)) for x, y in noisy)
     line = plate_line(scene, corners_t, spec.double_row)
     assert plate_kind(spec.text) is not None, spec.text
@@ -342,10 +377,10 @@ if __name__ == "__main__":
     import sys
 
     rng = random.Random(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
-    out_dir = Path(sys.argv[2]) if len(sys.argv) > 2 else Path("/tmp/plate_samples")
+    out_dir = Path(sys.argv[2])  # python3 training/plates/render.py SEED OUT_DIR: a 40-line grid
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i in range(40):
-        line, text, _ = render_sample(rng)
-        rows.append(line)
-    cv2.imwrite(str(out_dir / "grid.png"), np.concatenate([np.concatenate(rows[i : i + 4], axis=1) for i in range(0, 40, 4)], axis=0))
+    rows = [render_sample(rng)[0] for _ in range(40)]
+    cv2.imwrite(
+        str(out_dir / "grid.png"),
+        np.concatenate([np.concatenate(rows[i : i + 4], axis=1) for i in range(0, 40, 4)], axis=0),
+    )

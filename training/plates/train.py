@@ -1,16 +1,21 @@
 # ruff: noqa: T201  (a training script: it reports on stdout)
 """Train the plate recogniser (CPU, PyTorch), with checkpoints and ``--resume``.
 
-    nice -n 5 python3 training/plates/train.py --out training/plates/runs/v1 --steps 3000
-    nice -n 5 python3 training/plates/train.py --out training/plates/runs/v1 --steps 3000 --resume
-    python3 training/plates/export.py training/plates/runs/v1/best.pt zhichao/vision/models/plate_crnn.onnx
+    R=training/plates/runs
+    nice -n 6 python3 training/plates/shards.py --out $R/shards --shards 80 &
+    nice -n 5 python3 training/plates/train.py --out $R/v1 --shards $R/shards \
+        --steps 4000 --time-budget-s 3600          # add --resume to continue from $R/v1/last.pt
+    python3 training/plates/export.py $R/v1/best.pt zhichao/vision/models/plate_crnn.onnx
 
-Each batch is ``--batch`` lines: rendered plates (``render.py``, a fresh random plate each
-time, seeded by (seed, step, index)) and ``--real-per-batch`` real training plates
+Each batch is ``--batch`` lines: rendered plates drawn from the shards ``shards.py`` has
+written so far (``--shards``; shifted by a few pixels, gain/offset) and
+``--real-per-batch`` real training plates
 (``real.py``, the part not held out) cut with jittered corners and small photometric
 changes. Loss: CTC over blank + the plate alphabet, plus ``--province-weight`` × the
-cross-entropy of the province head. AdamW, one-cycle learning rate. Every
-``--ckpt-every`` steps: a checkpoint (model, optimiser, scheduler, step) and a
+cross-entropy of the province head. AdamW; learning rate warm-up then cosine over the
+run's progress = max(step / --steps, wall time / --time-budget-s), so a run on a busy
+machine still ends annealed in time (the number of steps it made is in its log). Every
+``--ckpt-every`` steps: a checkpoint (model, optimiser, step, elapsed time) and a
 validation on fixed rendered plates and the held-out real plates (greedy exact).
 """
 
@@ -41,7 +46,9 @@ def real_line(plate: RealPlate, rng: random.Random) -> np.ndarray:
     c = np.array(plate.corners, np.float32)
     w = float(np.linalg.norm(c[1] - c[0]))
     h = float(np.linalg.norm(c[3] - c[0]))
-    noisy = c + np.array([[rng.gauss(0, 0.02) * w, rng.gauss(0, 0.04) * h] for _ in range(4)], np.float32)
+    noisy = c + np.array(
+        [[rng.gauss(0, 0.02) * w, rng.gauss(0, 0.04) * h] for _ in range(4)], np.float32
+    )
     line = plate_line(plate.image, tuple((float(x), float(y)) for x, y in noisy), plate.double_row)
     out = line.astype(np.float32) * rng.uniform(0.6, 1.3) + rng.uniform(-40, 40)
     if rng.random() < 0.3:
@@ -52,29 +59,56 @@ def real_line(plate: RealPlate, rng: random.Random) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-class Batches(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
-    def __init__(self, seed: int, start_step: int, batch: int, real: list[RealPlate], real_per_batch: int) -> None:
-        self.seed, self.start_step, self.batch = seed, start_step, batch
-        self.real, self.real_per_batch = real, real_per_batch
+class ShardPool:
+    """Rendered lines from the shards present in ``folder`` (re-scanned on :meth:`refresh`)."""
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        step = self.start_step
-        while True:
-            rng = random.Random(f"{self.seed}:{step}")
-            lines, texts = [], []
-            for _ in range(self.batch - self.real_per_batch):
-                line, text, _ = render_sample(rng)
-                lines.append(line)
-                texts.append(text)
-            for _ in range(self.real_per_batch if self.real else 0):
-                plate = rng.choice(self.real)
-                lines.append(real_line(plate, rng))
-                texts.append(plate.text)
-            yield encode(lines, texts)
-            step += 1
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.loaded: set[str] = set()
+        self.lines: list[np.ndarray] = []
+        self.texts: list[str] = []
+
+    def refresh(self) -> None:
+        for path in sorted(self.folder.glob("shard_[0-9][0-9][0-9].npz")):
+            if path.name in self.loaded:
+                continue
+            with np.load(path) as data:
+                self.lines.extend(data["lines"])
+                self.texts.extend(str(t) for t in data["texts"])
+            self.loaded.add(path.name)
 
 
-def encode(lines: list[np.ndarray], texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def shifted(line: np.ndarray, rng: random.Random) -> np.ndarray:
+    """A cheap new look at a rendered line: a shift of a few pixels and a gain/offset."""
+    dx, dy = rng.randint(-3, 3), rng.randint(-1, 1)
+    matrix = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
+    out = cv2.warpAffine(
+        line, matrix, (line.shape[1], line.shape[0]), borderMode=cv2.BORDER_REPLICATE
+    )
+    out = out.astype(np.float32) * rng.uniform(0.8, 1.2) + rng.uniform(-20, 20)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def batch_at(
+    step: int, seed: int, pool: ShardPool, real: list[RealPlate], size: int, n_real: int
+) -> tuple[torch.Tensor, ...]:
+    """Batch ``step``: drawn from the pool and the real plates by a (seed, step) generator."""
+    rng = random.Random(f"{seed}:{step}")
+    lines, texts = [], []
+    for _ in range(size - n_real):
+        k = rng.randrange(len(pool.lines))
+        lines.append(shifted(pool.lines[k], rng))
+        texts.append(pool.texts[k])
+    for _ in range(n_real if real else 0):
+        plate = rng.choice(real)
+        lines.append(real_line(plate, rng))
+        texts.append(plate.text)
+    return encode(lines, texts)
+
+
+def encode(
+    lines: list[np.ndarray], texts: list[str]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     x = torch.from_numpy(to_tensor(lines))
     targets = torch.tensor([INDEX[ch] for t in texts for ch in t], dtype=torch.long)
     lengths = torch.tensor([len(t) for t in texts], dtype=torch.long)
@@ -106,8 +140,18 @@ def evaluate(model: PlateCRNN, lines: list[np.ndarray], texts: list[str]) -> dic
     model.train()
     exact = sum(r == t for r, t in zip(reads, texts, strict=True)) / max(1, len(texts))
     first = sum(r[:1] == t[:1] for r, t in zip(reads, texts, strict=True)) / max(1, len(texts))
-    head = sum(PROVINCE_CLASSES[p] == t[0] for p, t in zip(provinces, texts, strict=True)) / max(1, len(texts))
+    head = sum(PROVINCE_CLASSES[p] == t[0] for p, t in zip(provinces, texts, strict=True)) / max(
+        1, len(texts)
+    )
     return {"exact": round(exact, 4), "char1": round(first, 4), "province_head": round(head, 4)}
+
+
+def learning_rate(progress: float, peak: float) -> float:
+    """Linear warm-up over the first 5 % of the run, then cosine down to 2 % of the peak."""
+    if progress < 0.05:
+        return peak * (0.1 + 0.9 * progress / 0.05)
+    t = (progress - 0.05) / 0.95
+    return peak * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * t)))
 
 
 def main() -> None:
@@ -120,8 +164,19 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=20)
     ap.add_argument("--ckpt-every", type=int, default=100)
     ap.add_argument("--province-weight", type=float, default=0.5)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="1: on a shared 2-core box two threads cost 4x the CPU per step (measured)",
+    )
+    ap.add_argument(
+        "--time-budget-s",
+        type=float,
+        default=0.0,
+        help="also end (annealed) after this much wall time",
+    )
+    ap.add_argument("--shards", type=Path, required=True, help="folder shards.py renders into")
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -131,59 +186,95 @@ def main() -> None:
     real_train = load_real()
     real_held = load_real(held_out=True)
     val_rng = random.Random(f"{args.seed}:validation")
-    val_synth = [render_sample(val_rng) for _ in range(600)]
+    val_synth = [render_sample(val_rng) for _ in range(300)]
     val_real = [plate_line(p.image, p.corners, p.double_row) for p in real_held]
 
     model = PlateCRNN()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.1)
-    step, best = 0, -1.0
+    step, best, elapsed_before = 0, -1.0, 0.0
     ckpt = args.out / "last.pt"
     if args.resume and ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
         step, best = state["step"], state["best"]
+        elapsed_before = state.get("elapsed_s", 0.0)
         print(f"resumed at step {step}", flush=True)
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
     ce = nn.CrossEntropyLoss()
-    data = torch.utils.data.DataLoader(
-        Batches(args.seed, step, args.batch, real_train, args.real_per_batch),
-        batch_size=None,
-        num_workers=args.workers,
-        prefetch_factor=4 if args.workers else None,
-    )
+    pool = ShardPool(args.shards)
+    while True:
+        pool.refresh()
+        if pool.lines:
+            break
+        time.sleep(10)
     started = time.time()
     log = (args.out / "log.jsonl").open("a", encoding="utf-8")
     model.train()
-    for x, targets, lengths, province in data:
-        if step >= args.steps:
-            break
+
+    def progress() -> float:
+        by_time = (
+            (elapsed_before + time.time() - started) / args.time_budget_s
+            if args.time_budget_s
+            else 0.0
+        )
+        return min(1.0, max(step / args.steps, by_time))
+
+    while progress() < 1.0:
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(progress(), args.lr)
+        if step % 25 == 0:
+            pool.refresh()
+        x, targets, lengths, province = batch_at(
+            step, args.seed, pool, real_train, args.batch, args.real_per_batch
+        )
         logits, prov = model(x)
         log_probs = logits.log_softmax(-1).permute(1, 0, 2)
         input_lengths = torch.full((x.shape[0],), log_probs.shape[0], dtype=torch.long)
-        loss = ctc(log_probs, targets, input_lengths, lengths) + args.province_weight * ce(prov, province)
+        loss = ctc(log_probs, targets, input_lengths, lengths) + args.province_weight * ce(
+            prov, province
+        )
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
-        sched.step()
         step += 1
         if step % 20 == 0:
-            print(f"step {step} loss {loss.item():.3f} lr {sched.get_last_lr()[0]:.5f} {time.time() - started:.0f}s", flush=True)
-        if step % args.ckpt_every == 0 or step == args.steps:
+            print(
+                f"step {step} loss {loss.item():.3f} lr {opt.param_groups[0]['lr']:.5f} "
+                f"pool {len(pool.lines)} {time.time() - started:.0f}s",
+                flush=True,
+            )
+        if step % args.ckpt_every == 0 or progress() >= 1.0:
             synth = evaluate(model, [v[0] for v in val_synth], [v[1] for v in val_synth])
             real = evaluate(model, val_real, [p.text for p in real_held])
             score = synth["exact"] + real["exact"]
-            record = {"step": step, "loss": round(loss.item(), 4), "synth": synth, "held_out_real": real, "elapsed_s": round(time.time() - started)}
+            record = {
+                "step": step,
+                "loss": round(loss.item(), 4),
+                "synth": synth,
+                "held_out_real": real,
+                "elapsed_s": round(elapsed_before + time.time() - started),
+            }
             print(json.dumps(record), flush=True)
             log.write(json.dumps(record) + "\n")
             log.flush()
             if score > best:
                 best = score
-                torch.save({"model": model.state_dict(), "step": step, "record": record}, args.out / "best.pt")
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step, "best": best}, ckpt)
+                torch.save(
+                    {"model": model.state_dict(), "step": step, "record": record},
+                    args.out / "best.pt",
+                )
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "opt": opt.state_dict(),
+                    "step": step,
+                    "best": best,
+                    "elapsed_s": elapsed_before + time.time() - started,
+                },
+                ckpt,
+            )
     print("done", flush=True)
 
 

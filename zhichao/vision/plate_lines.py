@@ -52,7 +52,9 @@ def double_line(image: ImageBGR, corners_px: tuple[tuple[float, float], ...]) ->
     bottom_width = LINE_WIDTH_PX - DOUBLE_TOP_WIDTH_PX
     line = np.concatenate(
         [
-            cv2.resize(_grey(top), (DOUBLE_TOP_WIDTH_PX, LINE_HEIGHT_PX), interpolation=cv2.INTER_AREA),
+            cv2.resize(
+                _grey(top), (DOUBLE_TOP_WIDTH_PX, LINE_HEIGHT_PX), interpolation=cv2.INTER_AREA
+            ),
             cv2.resize(_grey(bottom), (bottom_width, LINE_HEIGHT_PX), interpolation=cv2.INTER_AREA),
         ],
         axis=1,

@@ -199,7 +199,10 @@ class PlateReader:
             RECOGNISER_PPOCRV4, cfg.recogniser_path, cfg.recogniser_sha256, cfg.intra_op_threads
         )
         self.plate_model = OnnxModel(
-            RECOGNISER_PLATE_CRNN, cfg.plate_model_path, cfg.plate_model_sha256, cfg.intra_op_threads
+            RECOGNISER_PLATE_CRNN,
+            cfg.plate_model_path,
+            cfg.plate_model_sha256,
+            cfg.intra_op_threads,
         )
         self.detector = PlateDetector(self.detector_model, cfg.detector)
         self.recogniser = LineRecogniser(self.recogniser_model)

