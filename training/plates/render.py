@@ -120,12 +120,17 @@ def random_spec(rng: random.Random) -> PlateSpec:
     return PlateSpec(text, "black", False)
 
 
+@functools.lru_cache(maxsize=16)
+def _font(path: str) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(path, 160)
+
+
 @functools.lru_cache(maxsize=4096)
 def _glyph(ch: str, font_index: int, box_w: int, box_h: int) -> np.ndarray:
     """A glyph's ink (0-255 mask) condensed into a box_w × box_h box."""
     cjk = ord(ch) > 127
     path = CJK_FONT if cjk else [f for f in LATIN_FONTS if f.exists()][font_index]
-    font = ImageFont.truetype(str(path), 160)
+    font = _font(str(path))
     canvas = Image.new("L", (260, 260), 0)
     ImageDraw.Draw(canvas).text((30, 10), ch, fill=255, font=font)
     mask = np.array(canvas)
