@@ -146,6 +146,15 @@ def evaluate(model: PlateCRNN, lines: list[np.ndarray], texts: list[str]) -> dic
     return {"exact": round(exact, 4), "char1": round(first, 4), "province_head": round(head, 4)}
 
 
+def resume(ckpt: Path, model: PlateCRNN, opt: torch.optim.Optimizer) -> tuple[int, float, float]:
+    """Load ``last.pt`` into model and optimiser; (step, best score, elapsed seconds)."""
+    state = torch.load(ckpt, weights_only=False)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["opt"])
+    print(f"resumed at step {state['step']}", flush=True)
+    return state["step"], state["best"], state.get("elapsed_s", 0.0)
+
+
 def learning_rate(progress: float, peak: float) -> float:
     """Linear warm-up over the first 5 % of the run, then cosine down to 2 % of the peak."""
     if progress < 0.05:
@@ -194,12 +203,7 @@ def main() -> None:
     step, best, elapsed_before = 0, -1.0, 0.0
     ckpt = args.out / "last.pt"
     if args.resume and ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        step, best = state["step"], state["best"]
-        elapsed_before = state.get("elapsed_s", 0.0)
-        print(f"resumed at step {step}", flush=True)
+        step, best, elapsed_before = resume(ckpt, model, opt)
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
     ce = nn.CrossEntropyLoss()
     pool = ShardPool(args.shards)
