@@ -148,6 +148,26 @@ def _glyph(ch: str, font_index: int, box_w: int, box_h: int) -> np.ndarray:
     return out
 
 
+GLYPH_JITTER = False
+"""Second run (``shards.py --glyph-jitter``): vary each glyph's stroke width, width and
+position in its box, and warp it slightly, so the model leans less on one font's shapes."""
+
+
+def _jitter_glyph(mask: np.ndarray, rng: random.Random) -> np.ndarray:
+    h, w = mask.shape
+    k = rng.choice([0, 0, 3, 5])
+    if k and rng.random() < 0.5:
+        mask = cv2.dilate(mask, np.ones((k, k), np.uint8))
+    elif k:
+        mask = cv2.erode(mask, np.ones((k - 2, k - 2), np.uint8))
+    sx, sy = rng.uniform(0.8, 1.05), rng.uniform(0.9, 1.02)
+    src = np.float32([[0, 0], [w, 0], [0, h]])
+    dx, dy = (1 - sx) * w / 2 + rng.uniform(-2, 2), (1 - sy) * h / 2 + rng.uniform(-2, 2)
+    shear = rng.uniform(-0.06, 0.06) * w
+    dst = np.float32([[dx + shear, dy], [dx + sx * w + shear, dy], [dx, dy + sy * h]])
+    return cv2.warpAffine(mask, cv2.getAffineTransform(src, dst), (w, h))
+
+
 def _layout(spec: PlateSpec) -> tuple[int, int, list[tuple[int, int, int, int]]]:
     """(width, height, character boxes x, y, w, h) in mm = px."""
     n = len(spec.text)
@@ -199,6 +219,8 @@ def render_plate(spec: PlateSpec, rng: random.Random) -> np.ndarray:
         mask = _glyph(ch, font_index, bw, bh).astype(np.float32) / 255.0
         if bold:
             mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
+        if GLYPH_JITTER:
+            mask = _jitter_glyph(mask, rng)
         colour = ink
         if ch == "警" or (spec.style == "white" and i == 0 and rng.random() < 0.1):
             colour = np.array(RED, np.float32)

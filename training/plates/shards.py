@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training.plates import render
 from training.plates.render import render_sample
 
 
@@ -27,7 +28,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=20)
     ap.add_argument("--shards", type=int, default=60)
     ap.add_argument("--per-shard", type=int, default=500)
+    ap.add_argument("--glyph-jitter", action="store_true", help="render.GLYPH_JITTER")
     args = ap.parse_args()
+    render.GLYPH_JITTER = args.glyph_jitter
     args.out.mkdir(parents=True, exist_ok=True)
     for i in range(args.shards):
         path = args.out / f"shard_{i:03d}.npz"

@@ -62,20 +62,20 @@ def real_line(plate: RealPlate, rng: random.Random) -> np.ndarray:
 class ShardPool:
     """Rendered lines from the shards present in ``folder`` (re-scanned on :meth:`refresh`)."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    def __init__(self, folders: list[Path]) -> None:
+        self.folders = folders
         self.loaded: set[str] = set()
         self.lines: list[np.ndarray] = []
         self.texts: list[str] = []
 
     def refresh(self) -> None:
-        for path in sorted(self.folder.glob("shard_[0-9][0-9][0-9].npz")):
-            if path.name in self.loaded:
+        for path in sorted(p for f in self.folders for p in f.glob("shard_[0-9][0-9][0-9].npz")):
+            if str(path) in self.loaded:
                 continue
             with np.load(path) as data:
                 self.lines.extend(data["lines"])
                 self.texts.extend(str(t) for t in data["texts"])
-            self.loaded.add(path.name)
+            self.loaded.add(str(path))
 
 
 def shifted(line: np.ndarray, rng: random.Random) -> np.ndarray:
@@ -185,7 +185,8 @@ def main() -> None:
         default=0.0,
         help="also end (annealed) after this much wall time",
     )
-    ap.add_argument("--shards", type=Path, required=True, help="folder shards.py renders into")
+    ap.add_argument("--shards", type=Path, nargs="+", required=True, help="shards.py folders")
+    ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint's weights")
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -201,6 +202,8 @@ def main() -> None:
     model = PlateCRNN()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     step, best, elapsed_before = 0, -1.0, 0.0
+    if args.init is not None:
+        model.load_state_dict(torch.load(args.init, weights_only=False)["model"])
     ckpt = args.out / "last.pt"
     if args.resume and ckpt.exists():
         step, best, elapsed_before = resume(ckpt, model, opt)

@@ -139,13 +139,13 @@ class PlatePolicy:
     """*Fitted* (0.5 was the loosest with no wrong plate accepted on the held-out part;
     two grid steps stricter). The plate model's province head must name the read's
     province at least this sure."""
-    min_char_confidence: float = 0.9
-    """*Fitted* on the held-out 15 % of train (0.5 was the loosest with no wrong plate
+    min_char_confidence: float = 0.95
+    """*Fitted* on the held-out 15 % of train (0.8 was the loosest with no wrong plate
     accepted; two grid steps stricter, as that part is small). Lowest probability of each
     character after the province, in the k-th best agreeing decoding
     (k = ``min_independent_reads``: the lower of the two recognisers' on one frame)."""
-    min_province_confidence: float = 0.95
-    """*Fitted* (0.8 + two steps). The same for the province character, on its own
+    min_province_confidence: float = 0.9
+    """*Fitted* (0.5 + two steps). The same for the province character, on its own
     (both recognisers confuse province characters more than letters and digits)."""
     min_plate_width_px: float = 70.0
     """*Fitted* (no wrong plate accepted on the held-out part shrunk to 60 px and wider;
