@@ -6,7 +6,8 @@ Run from the repository root (needs ../shared beside it, or --dev DIR):
     python3 benchmarks/vision_latency.py --json     # machine-readable
 
 Latency is measured per image from a decoded frame to the accept decision: detection,
-every decoding the accept policy needs (the first read and the reader's further views)
+every decoding the accept policy needs (PP-OCRv4's read and the plate model's; with
+``--before``, PP-OCRv4's read and its two further views, the reader before the plate model)
 and the policy itself (JPEG decoding is excluded and reported separately), with every
 onnxruntime session on one intra-op thread, after a warm-up pass. "plates/s per core"
 is 1000 / mean scene latency: scale with worker processes, one per core. The ``_cpu``
@@ -23,12 +24,13 @@ import os
 import platform
 import statistics
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from zhichao.vision.evaluate import percentile
 from zhichao.vision.image import ImageBGR, load_image
-from zhichao.vision.reader import PlateReader, VisionConfig
+from zhichao.vision.reader import PPOCR_VIEWS, PlateReader, VisionConfig
 from zhichao.vision.vehicle import VehicleFrame, decide_from_reads
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -50,11 +52,18 @@ def main() -> int:
     parser.add_argument("--dev", type=Path, default=DEFAULT_DEV)
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--every", type=int, default=1, help="every N-th dev image only")
+    parser.add_argument(
+        "--before",
+        action="store_true",
+        help="the reader before the plate model: PP-OCRv4 and its two further views",
+    )
+    parser.add_argument("--detector-side-px", type=int, default=None, help="detector input side")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
     with (args.dev / "labels.csv").open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+        rows = list(csv.DictReader(handle))[:: args.every]
     decode_ms: list[float] = []
     scenes: list[ImageBGR] = []
     crops: list[ImageBGR] = []
@@ -65,7 +74,13 @@ def main() -> int:
         (scenes if row["kind"] == "scene" else crops).append(image)
 
     start = time.perf_counter()
-    reader = PlateReader(VisionConfig(intra_op_threads=args.threads))
+    config = VisionConfig(intra_op_threads=args.threads)
+    if args.before:
+        config = replace(config, views=PPOCR_VIEWS, use_plate_model=False)
+    if args.detector_side_px:
+        detector = replace(config.detector, max_side_px=args.detector_side_px)
+        config = replace(config, detector=detector)
+    reader = PlateReader(config)
     reader.warm_up()
     load_ms = (time.perf_counter() - start) * 1000
     for image in scenes[:20]:
@@ -94,6 +109,8 @@ def main() -> int:
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "threads_per_session": args.threads,
+        "reader": "before (PP-OCRv4 + 2 views)" if args.before else "PP-OCRv4 + plate model",
+        "detector_max_side_px": config.detector.max_side_px,
         "passes": args.passes,
         "model_load_ms": round(load_ms, 1),
         "jpeg_decode": summary(decode_ms),

@@ -21,7 +21,7 @@ from zhichao.vision.policy import (
     evidence_reasons,
     kth_best_char_confidences,
 )
-from zhichao.vision.reader import PlateRead, PlateReader, ViewRead
+from zhichao.vision.reader import PPOCR_VIEWS, PlateRead, PlateReader, VisionConfig
 from zhichao.vision.vehicle import VehicleFrame, assess_read, decide_from_reads
 
 T0 = datetime(2026, 11, 22, 8, 0, 0, tzinfo=UTC)
@@ -34,8 +34,8 @@ def codes(reasons: object) -> list[ReviewCode]:
 
 @pytest.fixture(scope="module")
 def sure_read(reader: PlateReader, dev_dir: Path) -> PlateRead:
-    read = reader.read_path(dev_dir / "toll_0009.jpg")[0]
-    assert read.text == "沪D47466"
+    read = reader.read_path(dev_dir / "toll_0008.jpg")[0]
+    assert read.text == "沪CT8805"
     return read
 
 
@@ -48,54 +48,89 @@ def test_kth_best_per_position() -> None:
 
 def test_evidence_rules_apart() -> None:
     sure = (0.999,) * 7
-    assert evidence_reasons(3, sure, POLICY) == []
-    assert codes(evidence_reasons(2, sure, POLICY)) == [ReviewCode.UNCONFIRMED]
+    assert evidence_reasons(2, sure, POLICY) == []
+    assert codes(evidence_reasons(1, sure, POLICY)) == [ReviewCode.UNCONFIRMED]
     weak_province = (POLICY.min_province_confidence - 0.01,) + (0.999,) * 6
-    assert codes(evidence_reasons(3, weak_province, POLICY)) == [ReviewCode.PROVINCE_UNCERTAIN]
+    assert codes(evidence_reasons(2, weak_province, POLICY)) == [ReviewCode.PROVINCE_UNCERTAIN]
     weak_letter = (0.999, POLICY.min_char_confidence - 0.01) + (0.999,) * 5
-    assert codes(evidence_reasons(3, weak_letter, POLICY)) == [ReviewCode.LOW_CONFIDENCE]
+    assert codes(evidence_reasons(2, weak_letter, POLICY)) == [ReviewCode.LOW_CONFIDENCE]
 
 
-def test_every_view_agreeing_and_sure_is_accepted(sure_read: PlateRead) -> None:
-    assert [v.text for v in sure_read.views] == ["沪D47466"] * len(sure_read.views)
-    assert len(sure_read.views) + 1 >= POLICY.min_independent_reads
+def test_both_recognisers_agreeing_and_sure_is_accepted(sure_read: PlateRead) -> None:
+    assert sure_read.second is not None and sure_read.second.text == "沪CT8805"
+    assert sure_read.recognisers_agree and sure_read.second.province == "沪"
+    assert len(sure_read.agreeing_decodings("沪CT8805")) >= POLICY.min_independent_reads
     assert assess_read(sure_read, POLICY) == ()
 
 
-def test_one_decoding_alone_is_never_accepted(sure_read: PlateRead) -> None:
-    alone = replace(sure_read, views=())
-    assert codes(assess_read(alone, POLICY)) == [ReviewCode.UNCONFIRMED]
+def test_one_recogniser_alone_is_never_accepted(sure_read: PlateRead) -> None:
+    alone = replace(sure_read, second=None)
+    assert codes(assess_read(alone, POLICY)) == [
+        ReviewCode.UNCONFIRMED,
+        ReviewCode.RECOGNISER_DISAGREEMENT,
+    ]
 
 
-def test_a_view_that_disagrees_sends_to_review(sure_read: PlateRead) -> None:
-    other = ViewRead("narrow", "沪D47467", sure_read.char_confidences)
-    dissent = replace(sure_read, views=(other, *sure_read.views[1:]))
-    assert codes(assess_read(dissent, POLICY)) == [ReviewCode.UNCONFIRMED]
+def test_recognisers_that_disagree_send_to_review(sure_read: PlateRead) -> None:
+    assert sure_read.second is not None
+    other = replace(sure_read.second, text="沪CT8806")
+    assert codes(assess_read(replace(sure_read, second=other), POLICY)) == [
+        ReviewCode.UNCONFIRMED,
+        ReviewCode.RECOGNISER_DISAGREEMENT,
+    ]
 
 
 def test_uncertain_province_alone_sends_to_review(sure_read: PlateRead) -> None:
+    assert sure_read.second is not None
+
     def weak(chars: tuple[float, ...]) -> tuple[float, ...]:
         return (0.6, *chars[1:])
 
     read = replace(
         sure_read,
         char_confidences=weak(sure_read.char_confidences),
-        views=tuple(replace(v, char_confidences=weak(v.char_confidences)) for v in sure_read.views),
+        second=replace(sure_read.second, char_confidences=weak(sure_read.second.char_confidences)),
     )
     assert codes(assess_read(read, POLICY)) == [ReviewCode.PROVINCE_UNCERTAIN]
 
 
-def test_other_frames_are_independent_evidence(sure_read: PlateRead) -> None:
+def test_province_head_that_names_another_province_sends_to_review(sure_read: PlateRead) -> None:
+    assert sure_read.second is not None
+    other_head = replace(sure_read.second, province="浙", province_confidence=0.99)
+    assert codes(assess_read(replace(sure_read, second=other_head), POLICY)) == [
+        ReviewCode.PROVINCE_UNCERTAIN
+    ]
+    unsure_head = replace(sure_read.second, province_confidence=0.5)
+    assert codes(assess_read(replace(sure_read, second=unsure_head), POLICY)) == [
+        ReviewCode.PROVINCE_UNCERTAIN
+    ]
+
+
+def test_other_frames_do_not_replace_the_second_recogniser(sure_read: PlateRead) -> None:
     image = np.zeros((1200, 1600, 3), dtype=np.uint8)
-    alone = replace(sure_read, views=())
+    alone = replace(sure_read, second=None)
     frames = [
         (VehicleFrame(image, "front", T0 + timedelta(milliseconds=200 * i)), [alone])
         for i in range(3)
     ]
-    assert decide_from_reads(frames[:1]).review_codes == (ReviewCode.UNCONFIRMED.value,)
-    assert decide_from_reads(frames[:2]).review_codes == (ReviewCode.UNCONFIRMED.value,)
+    assert decide_from_reads(frames[:1]).review_codes == (
+        ReviewCode.UNCONFIRMED.value,
+        ReviewCode.RECOGNISER_DISAGREEMENT.value,
+    )
     three = decide_from_reads(frames)
-    assert three.accepted and three.plate == "沪D47466" and three.agreeing_frames == 3
+    assert three.review_codes == (ReviewCode.RECOGNISER_DISAGREEMENT.value,)
+    # with the agreement rule off, other frames are independent evidence on their own
+    loose = PlatePolicy(require_recogniser_agreement=False)
+    assert decide_from_reads(frames[:1], policy=loose).review_codes == (
+        ReviewCode.UNCONFIRMED.value,
+    )
+    both = decide_from_reads(frames[:2], policy=loose)
+    assert both.accepted and both.plate == "沪CT8805" and both.agreeing_frames == 2
+    # one frame where the plate model reads otherwise sends the vehicle to review
+    assert sure_read.second is not None
+    dissent = replace(sure_read, second=replace(sure_read.second, text="沪CT8806"))
+    mixed = [(frames[0][0], [sure_read]), (frames[1][0], [dissent])]
+    assert ReviewCode.RECOGNISER_DISAGREEMENT.value in decide_from_reads(mixed).review_codes
 
 
 def test_very_low_confidence_is_never_confirmed(reader: PlateReader, dev_dir: Path) -> None:
@@ -112,7 +147,7 @@ def test_lane_region_must_be_inside_the_frame() -> None:
 
 
 def test_plate_outside_the_lane_goes_to_review(reader: PlateReader, dev_dir: Path) -> None:
-    image = load_image(dev_dir / "toll_0009.jpg")
+    image = load_image(dev_dir / "toll_0008.jpg")
     reads = reader.read_image(image)
     frame = VehicleFrame(image, "front", T0)
     here = decide_from_reads([(frame, reads)])
@@ -120,7 +155,7 @@ def test_plate_outside_the_lane_goes_to_review(reader: PlateReader, dev_dir: Pat
     elsewhere = PlatePolicy(lane_regions={"front": LaneRegion(left=0.0, right=0.3)})
     decision = decide_from_reads([(frame, reads)], policy=elsewhere)
     assert decision.review_codes == (ReviewCode.OUTSIDE_LANE.value,)
-    assert decision.plate == "沪D47466"  # pre-filled for the reviewer, not accepted
+    assert decision.plate == "沪CT8805"  # pre-filled for the reviewer, not accepted
     other_camera = PlatePolicy(lane_regions={"rear": LaneRegion(left=0.0, right=0.3)})
     assert decide_from_reads([(frame, reads)], policy=other_camera).accepted
 
@@ -153,13 +188,10 @@ def test_two_plates_in_view_go_to_review(reader: PlateReader, dev_dir: Path) -> 
     assert mine.plate == "川QEZ982"
 
 
-def test_views_are_skipped_only_where_they_cannot_change_a_decision(
-    reader: PlateReader, dev_dir: Path
-) -> None:
-    assert reader.config.views_min_confidence <= POLICY.min_char_confidence
-    assert reader.config.views_min_confidence <= POLICY.min_province_confidence
-    unsure = reader.read_path(dev_dir / "toll_0200.jpg")[0]
-    assert unsure.confidence < reader.config.views_min_confidence and unsure.views == ()
+def test_views_are_skipped_only_where_they_cannot_change_a_decision(dev_dir: Path) -> None:
+    with_views = PlateReader(VisionConfig(views=PPOCR_VIEWS, use_plate_model=False))
+    unsure = with_views.read_path(dev_dir / "toll_0200.jpg")[0]
+    assert unsure.confidence < with_views.config.views_min_confidence and unsure.views == ()
     assert assess_read(unsure, POLICY) != ()
 
 

@@ -10,6 +10,7 @@ Character accuracy is 1 − edit distance / label length.
 from __future__ import annotations
 
 import csv
+import hashlib
 import statistics
 import time
 from collections.abc import Callable, Iterable
@@ -98,6 +99,16 @@ class EvalReport:
     @property
     def misses(self) -> tuple[EvalItem, ...]:
         return tuple(i for i in self.items if not i.correct)
+
+
+HELD_OUT_PERCENT = 15
+"""Share of ``shared/data/plates/train`` kept apart from the plate model's training:
+what the accept policy's thresholds are fitted on."""
+
+
+def is_held_out(file_name: str) -> bool:
+    """Fixed split of the training set by file name: SHA-1 of the name, mod 100, < 15."""
+    return int(hashlib.sha1(file_name.encode()).hexdigest(), 16) % 100 < HELD_OUT_PERCENT
 
 
 def edit_distance(a: str, b: str) -> int:

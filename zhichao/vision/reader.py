@@ -33,8 +33,14 @@ from zhichao.vision.plate_image import (
     equalised,
     single_row_line,
 )
+from zhichao.vision.plate_model import PlateModelRecogniser, SecondRead
 from zhichao.vision.recognise import LineRecogniser
-from zhichao.vision.runtime import DETECTOR_CLP_DET, RECOGNISER_PPOCRV4, OnnxModel
+from zhichao.vision.runtime import (
+    DETECTOR_CLP_DET,
+    RECOGNISER_PLATE_CRNN,
+    RECOGNISER_PPOCRV4,
+    OnnxModel,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +66,11 @@ class LineView:
     equalise: bool = False
 
 
-DEFAULT_VIEWS: tuple[LineView, ...] = (
+DEFAULT_VIEWS: tuple[LineView, ...] = ()
+"""No further PP-OCRv4 views by default: the plate model is the independent second read
+(cheaper, and independent in data and architecture). ``PPOCR_VIEWS`` are the former ones."""
+
+PPOCR_VIEWS: tuple[LineView, ...] = (
     LineView("narrow", 160),
     LineView("equalised", 200, equalise=True),
 )
@@ -74,6 +84,10 @@ class VisionConfig:
     detector_sha256: str | None = None
     recogniser_path: str | None = None
     recogniser_sha256: str | None = None
+    plate_model_path: str | None = None
+    plate_model_sha256: str | None = None
+    use_plate_model: bool = True
+    """Read every plate with the plate model too (the accept policy needs it)."""
     intra_op_threads: int = 1
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     rectify: RectifySettings = field(default_factory=RectifySettings)
@@ -128,6 +142,8 @@ class PlateRead:
     line_images: tuple[ImageBGR, ...] = field(repr=False, compare=False)
     views: tuple[ViewRead, ...] = ()
     """Reads of the configured :class:`LineView` s (valid single-row reads only)."""
+    second: SecondRead | None = None
+    """The plate model's read of the same detection (None when it is switched off)."""
 
     @property
     def second_view_text(self) -> str | None:
@@ -140,11 +156,16 @@ class PlateRead:
 
     def agreeing_decodings(self, text: str) -> list[tuple[float, ...]]:
         """Per-character probabilities of every decoding of this plate that reads ``text``."""
-        if self.text != text:
-            return []
-        out = [self.char_confidences]
+        out = [self.char_confidences] if self.text == text else []
         out += [v.char_confidences for v in self.views if v.text == text]
+        if self.second is not None and self.second.text == text:
+            out.append(self.second.char_confidences)
         return out
+
+    @property
+    def recognisers_agree(self) -> bool:
+        """PP-OCRv4 and the plate model read the same valid text."""
+        return self.text is not None and self.second is not None and self.second.text == self.text
 
     @property
     def box_px(self) -> tuple[float, float, float, float]:
@@ -177,18 +198,31 @@ class PlateReader:
         self.recogniser_model = OnnxModel(
             RECOGNISER_PPOCRV4, cfg.recogniser_path, cfg.recogniser_sha256, cfg.intra_op_threads
         )
+        self.plate_model = OnnxModel(
+            RECOGNISER_PLATE_CRNN,
+            cfg.plate_model_path,
+            cfg.plate_model_sha256,
+            cfg.intra_op_threads,
+        )
         self.detector = PlateDetector(self.detector_model, cfg.detector)
         self.recogniser = LineRecogniser(self.recogniser_model)
+        self.second_recogniser = PlateModelRecogniser(self.plate_model)
         self._row_templates = split_templates(cfg.templates)
 
     def model_ids(self) -> dict[str, str | None]:
         """SHA-256 of each loaded model file (None until loaded), for the evidence record."""
-        return {"detector": self.detector_model.sha256, "recogniser": self.recogniser_model.sha256}
+        return {
+            "detector": self.detector_model.sha256,
+            "recogniser": self.recogniser_model.sha256,
+            "plate_model": self.plate_model.sha256,
+        }
 
     def warm_up(self) -> None:
         """Load both sessions now (otherwise the first frame pays for it)."""
         self.detector_model.session()
         self.recogniser.recognise([np.zeros((48, 64, 3), dtype=np.uint8)])
+        if self.config.use_plate_model:
+            self.plate_model.session()
 
     def read_path(self, path: str | Path) -> list[PlateRead]:
         """Read plates in an image file. Raises an ``ImageError`` for unusable files."""
@@ -257,6 +291,12 @@ class PlateReader:
                 and read.confidence >= cfg.views_min_confidence
             ):
                 read = replace(read, views=self._views(frame, read.detection.corners_px))
+            if cfg.use_plate_model:
+                layouts = (False, True) if layout is Layout.DOUBLE else (False,)
+                second, _ = self.second_recogniser.read(
+                    frame, detection.corners_px, layouts, cfg.templates
+                )
+                read = replace(read, second=second)
             reads.append(read)
         reads.sort(key=lambda r: _rank(r, by_detection=True), reverse=True)
         return reads

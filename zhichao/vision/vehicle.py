@@ -34,6 +34,7 @@ from zhichao.vision.policy import (
     colour_kind_consistent,
     evidence_reasons,
     kth_best_char_confidences,
+    recogniser_reasons,
     vehicle_conflict,
 )
 from zhichao.vision.reader import PlateRead, PlateReader
@@ -126,9 +127,24 @@ def assess_read(read: PlateRead | None, policy: PlatePolicy) -> tuple[ReviewReas
             kth_best_char_confidences(decodings, policy.min_independent_reads),
             policy,
         )
+        reasons += _dedupe(reasons, recogniser_reasons([_pair(read)], read.text, policy))
     reasons += _resolution_reasons(plate_width_px(read), policy)
     reasons += _colour_reasons(read.colour, read.kind, read.text, WeighedVehicleFacts(), policy)
     return tuple(reasons)
+
+
+def _pair(read: PlateRead) -> tuple[str | None, str | None, str, float]:
+    """(PP-OCRv4 text, plate-model text, province head answer, its probability)."""
+    second = read.second
+    if second is None:
+        return read.text, None, "", 0.0
+    return read.text, second.text, second.province, second.province_confidence
+
+
+def _dedupe(have: list[ReviewReason], new: list[ReviewReason]) -> list[ReviewReason]:
+    """``new`` without the codes already in ``have`` (details of the first one kept)."""
+    codes = {r.code for r in have}
+    return [r for r in new if r.code not in codes]
 
 
 def _resolution_reasons(width_px: float, policy: PlatePolicy) -> list[ReviewReason]:
@@ -290,6 +306,8 @@ def _text_reasons(
             kth_best_char_confidences(decodings, policy.min_independent_reads),
             policy,
         )
+        pairs = [_pair(e.read) for e in main]
+        reasons += _dedupe(reasons, recogniser_reasons(pairs, voted, policy))
     reasons += _resolution_reasons(max(plate_width_px(e.read) for e in main), policy)
     return reasons
 

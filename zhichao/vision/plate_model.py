@@ -1,0 +1,97 @@
+"""The second, plate-specific recogniser: a small CRNN trained here (``training/plates/``).
+
+Model I/O: input ``line`` [N, 1, 32, 160] float32, grey scaled to [-1, 1] (built by
+:mod:`zhichao.vision.plate_lines`; a double-row plate's two rows side by side); outputs
+``probs`` [N, 40, 1 + len(ALPHABET)], softmax over CTC blank and
+:data:`~zhichao.vision.grammar.ALPHABET` in that order (what :func:`zhichao.vision.ctc.decode`
+takes as it is), and ``province`` [N, 32], softmax of a separate head over
+:data:`PROVINCE_CLASSES` — a second opinion on the first character.
+
+It was trained on rendered GA 36 plates and the training part of
+``shared/data/plates/train`` only (recipe: ``docs/vision.md``), so it is independent of
+PP-OCRv4 in data, architecture and input; the accept policy wants both to agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from zhichao.vision import ctc
+from zhichao.vision.errors import ModelRuntimeError
+from zhichao.vision.grammar import ALPHABET, PROVINCES, Template
+from zhichao.vision.image import ImageBGR
+from zhichao.vision.plate_lines import GreyLine, plate_line, to_tensor
+from zhichao.vision.runtime import OnnxModel
+
+PROVINCE_CLASSES = PROVINCES + "使"
+
+
+@dataclass(frozen=True, slots=True)
+class SecondRead:
+    """The plate model's read of one plate."""
+
+    text: str | None
+    """Best grammar-valid string (constrained CTC decoding), or None."""
+    char_confidences: tuple[float, ...]
+    province: str
+    """The province head's answer (always one of :data:`PROVINCE_CLASSES`)."""
+    province_confidence: float
+    double_row: bool
+
+    @property
+    def confidence(self) -> float:
+        return min(self.char_confidences) if self.char_confidences else 0.0
+
+    @property
+    def province_agrees(self) -> bool:
+        """The province head names the same first character as the CTC read."""
+        return self.text is not None and self.text[0] == self.province
+
+
+class PlateModelRecogniser:
+    """Runs the plate model on lines and decodes them under the plate grammar."""
+
+    def __init__(self, model: OnnxModel) -> None:
+        self.model = model
+
+    def run(self, lines: list[GreyLine]) -> list[tuple[ctc.FloatArray, np.ndarray]]:
+        """(per-step probabilities (40, 1 + K), province probabilities) for each line."""
+        if not lines:
+            return []
+        probs, province = self.model.run(to_tensor(lines))
+        if probs.shape[-1] != 1 + len(ALPHABET) or province.shape[-1] != len(PROVINCE_CLASSES):
+            raise ModelRuntimeError(
+                f"{self.model.path}: outputs {probs.shape}, {province.shape} do not fit the "
+                f"plate alphabet ({1 + len(ALPHABET)}) and provinces ({len(PROVINCE_CLASSES)})"
+            )
+        return [(probs[i].astype(np.float64), province[i]) for i in range(len(lines))]
+
+    def read(
+        self,
+        image: ImageBGR,
+        corners_px: tuple[tuple[float, float], ...],
+        layouts: tuple[bool, ...],
+        templates: tuple[Template, ...],
+        beam_width: int = 8,
+    ) -> tuple[SecondRead, GreyLine]:
+        """Read the plate at ``corners_px`` as each layout in ``layouts`` (double_row flags)
+        and keep the best: grammar-valid first, then the surest."""
+        lines = [plate_line(image, corners_px, double) for double in layouts]
+        best: tuple[tuple[bool, float], SecondRead, GreyLine] | None = None
+        for double, line, (probs, province) in zip(layouts, lines, self.run(lines), strict=True):
+            result = ctc.decode(probs, templates, beam_width=beam_width, max_alternatives=0)
+            k = int(np.argmax(province))
+            read = SecondRead(
+                text=result.text,
+                char_confidences=result.char_probabilities if result.text else (),
+                province=PROVINCE_CLASSES[k],
+                province_confidence=float(province[k]),
+                double_row=double,
+            )
+            key = (read.text is not None, read.confidence)
+            if best is None or key > best[0]:
+                best = (key, read, line)
+        assert best is not None
+        return best[1], best[2]
