@@ -309,9 +309,11 @@ console_port = 0
         db = data / "station.db"
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
-        assert _wait_for(lambda: db.exists() and len(_committed(db)) >= 5, 60)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        try:
+            assert _wait_for(lambda: db.exists() and len(_committed(db)) >= 5, 180)
+        finally:  # killed in any case: a failed wait leaves no station behind
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         time.sleep(1.0)  # records happen meanwhile; the ring keeps them
         res = subprocess.run(cmd + ["--vehicles", str(20 - len(_committed(db)))],
                              capture_output=True, text=True, timeout=120)
