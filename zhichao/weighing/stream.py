@@ -44,7 +44,7 @@ from zhichao.weighing.snapshot import (  # noqa: F401 - re-exported
     LaneSnapshot,
     LastVehicleSummary,
 )
-from zhichao.weighing.vehicle import WeighedVehicle
+from zhichao.weighing.vehicle import ABNORMAL_FLAGS, WeighedVehicle  # noqa: F401 - re-exported
 
 G_MS2 = 9.80665
 
@@ -165,6 +165,7 @@ class LaneProcessor:
         """Decide the verdicts of vehicles finished from now on with ``overload`` (e.g. the
         site's σ(v) pooled again); detection, matching and loads are unchanged."""
         self.cfg = replace(self.cfg, overload=overload)
+
     def _check_profile(self, profile: CalibrationProfile) -> None:
         names = {c.name for c in self.meta.channels}
         unknown = set(profile.channels) - names
@@ -557,16 +558,6 @@ def _select(p: Pulses, mask: npt.NDArray[np.bool_]) -> Pulses:
 
 def _r(x: float, nd: int) -> float:
     return round(x, nd) if math.isfinite(x) else float("nan")
-
-
-# flags that mean the passage was not driven normally: the record can never be enforced
-# without a human (the eligibility gate reads them)
-ABNORMAL_FLAGS: frozenset[str] = frozenset({
-    "speed_out_of_range", "acceleration", "irregular_motion", "reversing", "wheel_off_sensor",
-    "straddling", "rows_disagree", "close_following", "possible_merged_vehicles",
-    "saturation", "missing_channel", "axle_count_mismatch", "data_gap", "incomplete",
-    "stopped_on_sensor", "unweighable",
-})
 
 
 def weigh_recording(recording: Recording, config: WeighingConfig | None = None,

@@ -36,6 +36,16 @@ FLAGS_ZH: dict[str, str] = {
 }
 
 
+# flags that mean the passage was not driven normally: the record can never be enforced
+# without a human (the eligibility gate reads them)
+ABNORMAL_FLAGS: frozenset[str] = frozenset({
+    "speed_out_of_range", "acceleration", "irregular_motion", "reversing", "wheel_off_sensor",
+    "straddling", "rows_disagree", "close_following", "possible_merged_vehicles",
+    "saturation", "missing_channel", "axle_count_mismatch", "data_gap", "incomplete",
+    "stopped_on_sensor", "unweighable",
+})
+
+
 @dataclass
 class WeighedVehicle:
     """One vehicle passage as weighed by the core. Times are UTC, loads in kg."""
