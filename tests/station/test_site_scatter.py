@@ -9,6 +9,7 @@ from pathlib import Path
 
 from zhichao.devices.recording import read_recording
 from zhichao.devices.sim import SimOptions, simulate
+from zhichao.station.alarms import StageHealth
 from zhichao.station.config import StationConfig
 from zhichao.station.device import weighing_config
 from zhichao.station.site_scatter import POOL_FILE, SiteScatter
@@ -54,10 +55,11 @@ def test_the_lane_pools_its_own_passages(tmp_path: Path) -> None:
     # another lane's passages and passages older than the window are not this pool's
     _store(store, vs[:40], "other-lane")
     _store(store, vs[:40], cfg.lane.lane_id, time_utc="2020-01-01T00:00:00Z")
+    stages = StageHealth(store)
     for _ in range(49):
-        scatter.note()
+        scatter.note(stages)
     assert not seen
-    scatter.note()
+    scatter.note(stages)
     assert len(seen) == 1 and seen[0] is scatter.current
     doc, bands = read_scatter(cfg.data_dir / POOL_FILE)
     assert bands and doc["source"] == "station" and doc["lane_id"] == cfg.lane.lane_id
@@ -95,4 +97,25 @@ def test_pooling_can_be_turned_off_and_a_scatter_file_is_used(tmp_path: Path) ->
     assert from_file.current.overload.scatter_measured
     assert json.loads((cfg.data_dir / POOL_FILE).read_text("utf-8"))["format"] == \
         "zhichao.scatter/1"
+    store.close()
+
+
+def test_a_pool_that_fails_keeps_the_sigma_in_use_and_opens_an_alarm(tmp_path: Path) -> None:
+    """Failures are loud, weighing goes on: a pool that cannot be written keeps the σ(v) in
+    use and, the second time in a row, opens the stage's alarm (health degraded)."""
+    cfg = StationConfig(base_dir=str(tmp_path))
+    cfg = replace(cfg, wim=replace(cfg.wim, pool_every_passages=1))
+    cfg.data_dir.mkdir(parents=True)
+    store = StationStore(cfg.data_dir / "station.db")
+    _store(store, _vehicles(tmp_path / "rec", 60), cfg.lane.lane_id)
+    (cfg.data_dir / POOL_FILE).mkdir()  # the pool file cannot be written
+    scatter = SiteScatter(cfg, store, weighing_config(cfg), None)
+    stages = StageHealth(store)
+    scatter.note(stages)
+    assert scatter.current is scatter.fixed and not store.active_alarms()
+    scatter.note(stages)
+    assert [a["code"] for a in store.active_alarms()] == ["site_scatter_failed"]
+    (cfg.data_dir / POOL_FILE).rmdir()
+    scatter.note(stages)  # it works again: the alarm closes, the pool is in use
+    assert not store.active_alarms() and scatter.current is not scatter.fixed
     store.close()

@@ -34,6 +34,9 @@ STAGE_ALARMS: dict[str, StageAlarm] = {
     "clips": StageAlarm("clips_failing", 3,
                         "视频片段（全过程记录）连续无法生成：摄像机视频流中断或编码失败，"
                         "案件证据包缺少视频，请检查摄像机视频流"),
+    "scatter": StageAlarm("site_scatter_failed", 2,
+                          "本车道称重离散度（σ(v)）连续无法汇总更新，超限判定沿用上次结果或保守先验，"
+                          "请检查站点数据库和磁盘"),
     "journal": StageAlarm("journal_failed", 1,
                           "原始数据日志写入失败，站点崩溃时数据可能无法恢复，请检查磁盘"),
 }

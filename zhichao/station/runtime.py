@@ -299,7 +299,7 @@ class Station:
                 self.clips.decide(p.key, keep=done.material is not None)
             if done.material is not None:
                 self.seals.jobs.put(done.material)
-            self.scatter.note()
+            self.scatter.note(self.stages)
 
     def _clip_outcomes(self) -> None:
         """Clips made or missed since the last look: the ``clips`` stage's alarm."""

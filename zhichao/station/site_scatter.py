@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from zhichao.common import format_utc
+from zhichao.station.alarms import StageHealth
 from zhichao.station.config import StationConfig
 from zhichao.station.errors import StationError
 from zhichao.station.store import StationStore
@@ -63,11 +65,20 @@ class SiteScatter:
     def file(self) -> Path:
         return self.cfg.data_dir / POOL_FILE
 
-    def note(self, n: int = 1) -> None:
-        """``n`` passages committed; pool again when enough have come since the last."""
+    def note(self, stages: StageHealth, n: int = 1) -> None:
+        """``n`` passages committed; pool again when enough have come since the last. A pool
+        that fails (database, disk) keeps the σ(v) in use — the last pool, or the cautious
+        prior — and counts against the ``scatter`` stage's alarm; weighing goes on."""
         self.since_pool += n
-        if self.cfg.wim.pool_scatter and self.since_pool >= self.cfg.wim.pool_every_passages:
+        if not (self.cfg.wim.pool_scatter
+                and self.since_pool >= self.cfg.wim.pool_every_passages):
+            return
+        try:
             self.pool()
+        except (OSError, sqlite3.Error, ValueError) as exc:
+            stages.failed("scatter", f"{type(exc).__name__}: {exc}")
+        else:
+            stages.succeeded("scatter")
 
     def pool(self) -> WeighingConfig:
         """Pool the stored passages of the window now; tell the listeners."""
