@@ -157,20 +157,11 @@ def ensure_month(engine: Engine, moment: datetime, *, lock_timeout_ms: int = 500
     with _known_lock:
         if key in _known:
             return
-    with engine.connect() as conn:
-        made = _exists(conn, name)
-        if not made:
-            try:
-                conn.execute(text(f"SET lock_timeout = {int(lock_timeout_ms)}"))
-                ensure_months(conn, [(year, month)])
-                conn.commit()
-                made = True
-            except DBAPIError as exc:
-                conn.rollback()
-                made = _exists(conn, name)  # made by a peer meanwhile?
-                if not made and within is None:
-                    raise PartitionError(f"cannot create partition {name}: {exc}",
-                                         "过车记录分区创建失败，请联系系统管理员") from exc
+    # the caller's own connection answers "exists?" (no second connection per insert: a
+    # pool of N connections would otherwise serve only N/2 concurrent transactions)
+    made = within is not None and _exists(within, name)
+    if not made:
+        made = _make_aside(engine, year, month, lock_timeout_ms, must=within is None)
     if not made and within is not None:
         try:
             with within.begin_nested():
@@ -184,6 +175,29 @@ def ensure_month(engine: Engine, moment: datetime, *, lock_timeout_ms: int = 500
         # cached name never goes stale in another replica; a past month costs one lookup
         with _known_lock:
             _known.add(key)
+
+
+def _make_aside(engine: Engine, year: int, month: int, lock_timeout_ms: int, *,
+                must: bool) -> bool:
+    """Make the month's partition in a connection of its own, committed at once; whether
+    it exists now. ``must``: a failure raises instead of returning False."""
+    name = partition_name(year, month)
+    with engine.connect() as conn:
+        if _exists(conn, name):
+            return True
+        try:
+            conn.execute(text(f"SET lock_timeout = {int(lock_timeout_ms)}"))
+            ensure_months(conn, [(year, month)])
+            conn.commit()
+            return True
+        except DBAPIError as exc:
+            conn.rollback()
+            if _exists(conn, name):  # made by a peer meanwhile
+                return True
+            if must:
+                raise PartitionError(f"cannot create partition {name}: {exc}",
+                                     "过车记录分区创建失败，请联系系统管理员") from exc
+            return False
 
 
 def forget(name: str) -> None:

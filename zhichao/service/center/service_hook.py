@@ -29,15 +29,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from zhichao.evidence.canonical import canonicalize
 from zhichao.evidence.errors import EvidenceError
+from zhichao.service import partitions
 from zhichao.service.center.store import Accepted
 from zhichao.service.db import session_factory, transaction
 from zhichao.service.ingest import (
@@ -57,6 +59,25 @@ RETRIES = 5
 def passage_key(record_sha256: str) -> str:
     """The service ``source_key`` of a passage record the center accepted."""
     return f"sync:{record_sha256}"
+
+
+def _retryable(exc: IntegrityError | OperationalError) -> bool:
+    """A unique-key race, or a deadlock / serialization failure PostgreSQL resolved by
+    aborting this transaction: running it again is the remedy."""
+    if isinstance(exc, IntegrityError):
+        return True
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) in ("40P01", "40001")
+
+
+def _time_of(item: Accepted) -> datetime | None:
+    """The passage time an item will insert (its month's partition), where known."""
+    raw: Any = item.record if item.kind == "passage" else (
+        ((item.manifest or {}).get("case") or {}).get("vehicle"))
+    text = raw.get("time_utc") if isinstance(raw, dict) else None
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None
 
 
 def _vehicle_key(manifest: dict[str, Any]) -> str | None:
@@ -89,16 +110,30 @@ class ServiceHook:
 
     def deliver_many(self, items: list[Accepted]) -> None:
         """Register ``items`` in one transaction (all or nothing); a transaction that lost
-        a race on a unique key to another replica is run again."""
+        a race on a unique key to another replica, or that PostgreSQL chose as a deadlock
+        victim, is run again. The months' passage partitions are made first, outside the
+        transaction: made inside it, their locks would wait on other replicas' inserts
+        while those wait on this transaction's audit lock."""
+        self._partitions_for(items)
         for attempt in range(1, RETRIES + 1):
             try:
                 self._deliver_once(items)
                 return
-            except IntegrityError:
-                if attempt == RETRIES:
+            except (IntegrityError, OperationalError) as exc:
+                if attempt == RETRIES or not _retryable(exc):
                     raise
-                log.info("accept hook: a concurrent delivery wrote the same rows first; "
-                         "again (%d/%d)", attempt, RETRIES)
+                log.info("accept hook: a concurrent delivery wrote the same rows first or "
+                         "deadlocked with this one; again (%d/%d)", attempt, RETRIES)
+
+    def _partitions_for(self, items: list[Accepted]) -> None:
+        engine = self.sessions.kw.get("bind")
+        if not isinstance(engine, Engine) or engine.dialect.name != "postgresql":
+            return
+        for moment in sorted({t for t in map(_time_of, items) if t is not None}):
+            try:
+                partitions.ensure_month(engine, moment)
+            except partitions.PartitionError as exc:  # busy: made inside the transaction
+                log.warning("accept hook: partition for %s not made ahead: %s", moment, exc)
 
     def _deliver_once(self, items: list[Accepted]) -> None:
         with transaction(self.sessions) as session:
