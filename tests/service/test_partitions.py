@@ -143,6 +143,20 @@ def test_a_passage_lands_in_its_month_and_a_missing_month_is_made(pg: Engine) ->
         assert {(2031, 7), (2031, 8)} <= set(partitions.list_partitions(conn))
 
 
+def test_making_a_month_aside_leaves_no_lock_timeout_on_the_pooled_connection(
+        pg: Engine) -> None:
+    """The side connection's short lock timeout ends with its transaction: left on the
+    pooled connection, it timed out a later delivery's wait for the audit lock (CI)."""
+    with pg.connect() as conn:
+        default = conn.execute(text("SHOW lock_timeout")).scalar_one()
+    partitions.ensure_month(pg, datetime(2032, 3, 5, tzinfo=UTC), lock_timeout_ms=321)
+    with pg.connect() as conn:
+        assert (2032, 3) in partitions.list_partitions(conn)
+    for _ in range(pg.pool.size() + 1):  # every pooled connection, whichever made it
+        with pg.connect() as conn:
+            assert conn.execute(text("SHOW lock_timeout")).scalar_one() == default
+
+
 def test_retention_drops_an_expired_month_and_keeps_a_month_with_a_case(pg: Engine) -> None:
     sessions = session_factory(pg)
     with transaction(sessions) as s:

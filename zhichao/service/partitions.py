@@ -186,7 +186,9 @@ def _make_aside(engine: Engine, year: int, month: int, lock_timeout_ms: int, *,
         if _exists(conn, name):
             return True
         try:
-            conn.execute(text(f"SET lock_timeout = {int(lock_timeout_ms)}"))
+            # SET LOCAL: ends with this transaction. A plain SET would stay on the pooled
+            # connection and time out a later transaction's wait for the audit lock
+            conn.execute(text(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}"))
             ensure_months(conn, [(year, month)])
             conn.commit()
             return True

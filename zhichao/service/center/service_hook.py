@@ -62,11 +62,12 @@ def passage_key(record_sha256: str) -> str:
 
 
 def _retryable(exc: IntegrityError | OperationalError) -> bool:
-    """A unique-key race, or a deadlock / serialization failure PostgreSQL resolved by
-    aborting this transaction: running it again is the remedy."""
+    """A unique-key race, a deadlock / serialization failure PostgreSQL resolved by
+    aborting this transaction, or a lock wait past a configured ``lock_timeout``:
+    running it again is the remedy."""
     if isinstance(exc, IntegrityError):
         return True
-    return getattr(getattr(exc, "orig", None), "sqlstate", None) in ("40P01", "40001")
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) in ("40P01", "40001", "55P03")
 
 
 def _time_of(item: Accepted) -> datetime | None:
