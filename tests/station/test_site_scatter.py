@@ -15,7 +15,7 @@ from zhichao.station.device import weighing_config
 from zhichao.station.site_scatter import POOL_FILE, SiteScatter
 from zhichao.station.store import PassageRow, StationStore
 from zhichao.weighing.overload import tolerance_for
-from zhichao.weighing.scatter import read_scatter, scatter_at
+from zhichao.weighing.scatter import HistoryPassage, pooling_records, read_scatter, scatter_at
 from zhichao.weighing.stream import weigh_recording
 from zhichao.weighing.vehicle import WeighedVehicle
 
@@ -118,4 +118,42 @@ def test_a_pool_that_fails_keeps_the_sigma_in_use_and_opens_an_alarm(tmp_path: P
     (cfg.data_dir / POOL_FILE).rmdir()
     scatter.note(stages)  # it works again: the alarm closes, the pool is in use
     assert not store.active_alarms() and scatter.current is not scatter.fixed
+    store.close()
+
+
+def test_the_pool_reads_what_pooling_reads_from_whole_records(tmp_path: Path) -> None:
+    """The store pulls speed and row grosses with json_extract, and a pool reads only the
+    rows stored since the last one: its bands equal those of the whole stored records of
+    the lane's window (newest ``pool_max_passages``, within ``pool_window_days``)."""
+    cfg = StationConfig(base_dir=str(tmp_path))
+    cfg = replace(cfg, wim=replace(cfg.wim, pool_max_passages=50))
+    cfg.data_dir.mkdir(parents=True)
+    store = StationStore(cfg.data_dir / "station.db")
+    lane = cfg.lane.lane_id
+    vs = _vehicles(tmp_path / "rec", 60)
+    _store(store, vs[:10], lane, time_utc="2020-01-01T00:00:00Z")  # out of the window
+    _store(store, vs[:10], "other-lane")
+    _store(store, vs[:30], lane)
+    scatter = SiteScatter(cfg, store, weighing_config(cfg), None)
+
+    def whole() -> list[HistoryPassage]:
+        rows = [r for r in store.all_passages() if r["lane_id"] == lane
+                and not r["time_utc"].startswith("2020")]
+        rows.sort(key=lambda r: r["id"])
+        return pooling_records(json.loads(r["record"]) for r in rows[-50:])
+
+    assert [p for _, _, p in scatter._window() if p is not None] == whole()
+    rows = store.pooling_rows(lane, 0, 1000)
+    assert [r["id"] for r in rows] == sorted(r["id"] for r in rows)
+    assert len(store.pooling_rows(lane, 0, 7)) == 7
+    assert store.pooling_rows(lane, rows[-1]["id"], 1000) == []
+    with store.transaction() as con:  # 30 more: 30 kept + 30 new, capped at the newest 50
+        for i, v in enumerate(vs[30:]):
+            store.insert_passage(con, PassageRow(
+                f"late-{i}", v.site_id, lane, v.time_utc, 10**6 + i, 10**6 + i, v.axle_count,
+                v.gross_weight_kg, v.vehicle_class, v.limit_kg, v.verdict, v.overloaded,
+                v.flags, v.to_dict(), "linked", [], None, None, None, None, []))
+    window = scatter._window()
+    assert len(window) == 50 and [p for _, _, p in window if p is not None] == whole()
+    assert scatter.pool() is scatter.current and scatter.pooled_passages == len(whole())
     store.close()

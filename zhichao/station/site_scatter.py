@@ -15,13 +15,11 @@ Only the pipeline thread calls :meth:`SiteScatter.note`; it reads the station's 
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from zhichao.common import format_utc
 from zhichao.station.alarms import StageHealth
@@ -33,8 +31,9 @@ from zhichao.weighing.config import WeighingConfig
 from zhichao.weighing.errors import WeighingError
 from zhichao.weighing.scatter import (
     CONFIDENCE,
+    HistoryPassage,
     pooled_bands,
-    pooling_records,
+    pooling_passage,
     scatter_document,
     site_config,
     write_scatter,
@@ -59,6 +58,9 @@ class SiteScatter:
         self.current = self.fixed
         self.pooled_passages = 0
         self.since_pool = 0
+        # the window's passages (row id, time, the passage fit for pooling or None), in
+        # storage order, kept between pools: each pool reads only the rows stored since
+        self._rows: list[tuple[int, str, HistoryPassage | None]] = []
         self.listeners: list[Callable[[WeighingConfig], None]] = []
 
     @property
@@ -85,15 +87,15 @@ class SiteScatter:
         self.since_pool = 0
         if not self.cfg.wim.pool_scatter:
             return self.current
-        records = self._window()
-        history = pooling_records(records)
+        window = self._window()
+        history = [p for _, _, p in window if p is not None]
         bands = pooled_bands(history)
         self.pooled_passages = len(history)
         if not bands:
             return self.current
         w = self.cfg.wim
-        first = min(str(r["time_utc"]) for r in records)
-        last = max(str(r["time_utc"]) for r in records)
+        first = min(t for _, t, _ in window)
+        last = max(t for _, t, _ in window)
         doc = scatter_document(
             bands, method="in_service_rows", site_id=self.cfg.site.site_id,
             lane_id=self.cfg.lane.lane_id, profile_id=None, confidence=CONFIDENCE,
@@ -110,20 +112,19 @@ class SiteScatter:
             fn(self.current)
         return self.current
 
-    def _window(self) -> list[dict[str, Any]]:
+    def _window(self) -> list[tuple[int, str, HistoryPassage | None]]:
+        """The lane's newest ``pool_max_passages`` passages of the last ``pool_window_days``
+        before its newest one: the rows kept from the last pool, the rows stored since."""
         w = self.cfg.wim
-        newest = self.store.db.execute("SELECT MAX(time_utc) FROM passages").fetchone()[0]
-        if newest is None:
+        after = self._rows[-1][0] if self._rows else 0
+        for r in self.store.pooling_rows(self.cfg.lane.lane_id, after, w.pool_max_passages):
+            self._rows.append((r["id"], r["time_utc"], pooling_passage(
+                r["gross_weight_kg"], r["speed_kmh"], int(r["axle_count"] or 0),
+                r["row_gross_weights_kg"], r["flags"])))
+        if not self._rows:
             return []
-        since = format_utc(datetime.fromisoformat(str(newest).replace("Z", "+00:00"))
+        newest = max(t for _, t, _ in self._rows)
+        since = format_utc(datetime.fromisoformat(newest.replace("Z", "+00:00"))
                            - timedelta(days=w.pool_window_days))
-        rows = self.store.db.execute(
-            "SELECT time_utc, record FROM passages WHERE time_utc >= ? AND lane_id = ? "
-            "ORDER BY id DESC LIMIT ?",
-            (since, self.cfg.lane.lane_id, w.pool_max_passages))
-        out = []
-        for t, record in rows:
-            r = json.loads(record)
-            r["time_utc"] = t
-            out.append(r)
-        return out
+        self._rows = [r for r in self._rows[-w.pool_max_passages:] if r[1] >= since]
+        return self._rows

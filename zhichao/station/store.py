@@ -251,6 +251,22 @@ class StationStore:
     def all_passages(self) -> list[sqlite3.Row]:
         return list(self.db.execute("SELECT * FROM passages ORDER BY first_sample"))
 
+    def pooling_rows(self, lane_id: str, after_id: int, limit: int) -> list[dict[str, Any]]:
+        """The lane's passages stored after row ``after_id`` (the newest ``limit`` of them, in
+        storage order), each with only what pooling σ(v) reads: row id, time, gross, speed,
+        axle count, row grosses and flags. SQLite's ``json_extract`` takes the two fields
+        that live only in the record, so a pool does not parse whole records."""
+        rows = self.db.execute(
+            "SELECT id, time_utc, gross_weight_kg, axle_count, flags, "
+            "json_extract(record, '$.speed_kmh'), "
+            "json_extract(record, '$.row_gross_weights_kg') "
+            "FROM passages WHERE lane_id = ? AND id > ? ORDER BY id DESC LIMIT ?",
+            (lane_id, after_id, limit)).fetchall()
+        return [{"id": int(row_id), "time_utc": str(t), "gross_weight_kg": gross,
+                 "axle_count": axles, "flags": json.loads(flags), "speed_kmh": speed,
+                 "row_gross_weights_kg": json.loads(row_gross) if row_gross else []}
+                for row_id, t, gross, axles, flags, speed, row_gross in reversed(rows)]
+
     def gaps(self) -> list[tuple[int, int]]:
         return [(int(r[0]), int(r[1])) for r in self.db.execute(
             "SELECT first_index, n_samples FROM gaps")]
