@@ -18,11 +18,15 @@ from zhichao.weighing.errors import CalibrationProfileError, WeighingConfigError
 from zhichao.weighing.evaluation import match_vehicles
 from zhichao.weighing.overload import PRIOR_SOURCE_ZH, check_overload, tolerance_for
 from zhichao.weighing.scatter import (
+    IN_SERVICE,
+    REFERENCE,
     SCATTER_FORMAT,
     HistoryPassage,
     ScatterBand,
+    combined_bound,
     estimate_scatter,
     prior_scatter,
+    profile_scatter,
     read_scatter,
     scatter_at,
     scatter_document,
@@ -175,3 +179,62 @@ def test_a_small_pool_needs_ten_passages_and_twenty_degrees_of_freedom() -> None
     assert pooled_bands(two_rows * 19) == ()  # 19 degrees of freedom
     (band,) = pooled_bands(two_rows * 20)
     assert band.dof == 20
+
+
+def _band(kind: str, est: float | None, dof: int, lo: float = 40.0, hi: float = 60.0,
+          amin: int = 0, amax: int = 99) -> ScatterBand:
+    bound = upper_sd((est or 0.03) ** 2, max(dof, 1))
+    return ScatterBand(hi, bound, dof, lo, est, dof, amin, amax, kind)
+
+
+def test_reference_and_in_service_bands_that_agree_pool_their_degrees_of_freedom() -> None:
+    """A 9-pass reference band no longer sets the deduction by its own wide bound where the
+    site's many in-service passages show the same scatter (issue 16 item 1: σ from the
+    site's pooled history, reference runs and in-service passages)."""
+    ref, ins = _band(REFERENCE, 0.021, 9), _band(IN_SERVICE, 0.020, 400)
+    both = combined_bound(ref, ins)
+    assert both == pytest.approx(upper_sd((9 * 0.021 ** 2 + 400 * 0.020 ** 2) / 409, 409))
+    assert 0.020 < both < 1.01 * ins.relative_sd < ref.relative_sd
+    assert ref.relative_sd > 1.5 * 0.021  # why it mattered: 9 passes, bound ≈ 1.6 × estimate
+    # scatter_at applies it where both kinds cover the speed and axle count
+    assert scatter_at(50.0, [ref, ins], 5) == pytest.approx(both)
+    assert scatter_at(30.0, [ref, ins], 5) is None
+    # a hand-set band still joins the maximum
+    hand = ScatterBand(60.0, 0.05, 0, 40.0)
+    assert scatter_at(50.0, [ref, ins, hand], 5) == 0.05
+
+
+@pytest.mark.parametrize("ref_est", [0.045, 0.006])
+def test_bands_that_disagree_keep_the_larger_bound(ref_est: float) -> None:
+    """Reference trucks showing more error than the rows' spread (a calibration error) or
+    much less (trucks unlike the site's traffic): not one population, the larger applies."""
+    ref, ins = _band(REFERENCE, ref_est, 9), _band(IN_SERVICE, 0.020, 400)
+    assert combined_bound(ref, ins) == max(ref.relative_sd, ins.relative_sd)
+    assert scatter_at(50.0, [ref, ins], 5) == max(ref.relative_sd, ins.relative_sd)
+
+
+def test_bands_without_estimate_or_kind_keep_the_larger_bound() -> None:
+    ins = _band(IN_SERVICE, 0.020, 400)
+    no_est = ScatterBand(60.0, 0.05, 9, 40.0, None, 0, 0, 99, REFERENCE)
+    assert combined_bound(no_est, ins) == 0.05
+    unknown = _band("", 0.021, 9)
+    assert scatter_at(50.0, [unknown, ins], 5) == unknown.relative_sd
+
+
+def test_band_kinds_survive_config_files_and_old_documents(tmp_path: Path) -> None:
+    ref, ins = _band(REFERENCE, 0.021, 9), _band(IN_SERVICE, 0.020, 400, amin=5)
+    cfg = WeighingConfig().with_scatter([ref], "ref").with_scatter([ins], "ins")
+    back = cfg.overload.scatter_bands
+    assert [(b.kind, b.estimate, b.dof, b.axles_min) for b in back] == [
+        (REFERENCE, 0.021, 9, 0), (IN_SERVICE, 0.020, 400, 5)]
+    assert scatter_at(50.0, back, 5) == pytest.approx(combined_bound(ref, ins))
+    # documents written before bands carried their kind take it from the method
+    old = {"method": "reference_runs", "bands": [
+        {k: v for k, v in ref.to_json().items() if k != "kind"}]}
+    assert profile_scatter({"site_scatter": old})[0].kind == REFERENCE
+    doc = scatter_document([ins], method="in_service_rows", site_id="S", lane_id="1",
+                           profile_id=None, confidence=0.95, passages=400)
+    del doc["bands"][0]["kind"]
+    assert read_scatter(write_scatter(doc, tmp_path / "s.json"))[1][0].kind == IN_SERVICE
+    with pytest.raises(CalibrationProfileError):
+        profile_scatter({"site_scatter": {"bands": [ref.to_json() | {"kind": "guess"}]}})

@@ -12,6 +12,10 @@ from typing import Any
 
 from zhichao.weighing.errors import WeighingConfigError
 
+# what a measured σ(v) band was pooled from (zhichao.weighing.scatter): unknown or both,
+# reference-truck runs, in-service passages; a band tuple stores the index
+SCATTER_KINDS: tuple[str, ...] = ("", "reference", "in_service")
+
 
 @dataclass(frozen=True)
 class DetectionConfig:
@@ -90,7 +94,8 @@ class OverloadConfig:
     # (zhichao.weighing.scatter). Where several cover a speed the largest σ applies; where
     # none does, the physics prior for the device's class (no history: conservative).
     scatter_bands_kmh_sd: tuple[tuple[float, float], ...] = ()
-    # (each measured band may add axles_min, axles_max: the axle counts it holds for)
+    # (each measured band may add axles_min, axles_max: the axle counts it holds for; and
+    # then its estimate (−1: none), degrees of freedom and kind: SCATTER_KINDS' index)
     scatter_measured: tuple[tuple[float, ...], ...] = ()
     scatter_source: str = "部署配置值"
     # deduction k · σ(v) · gross: covers the scatter's tail with margin (legal_safety.py)
@@ -99,11 +104,15 @@ class OverloadConfig:
 
     @property
     def scatter_bands(self) -> tuple[Any, ...]:
-        from zhichao.weighing.scatter import ScatterBand, contiguous_bands
+        from zhichao.weighing.scatter import ALL_AXLES, ScatterBand, contiguous_bands
 
         return contiguous_bands(self.scatter_bands_kmh_sd) + tuple(
-            ScatterBand(float(m[1]), float(m[2]), int(m[3]), float(m[0]), None, 0,
-                        *(int(a) for a in m[4:6]))
+            ScatterBand(float(m[1]), float(m[2]), int(m[3]), float(m[0]),
+                        estimate=None if len(m) < 9 or m[6] < 0 else float(m[6]),
+                        dof=0 if len(m) < 9 else int(m[7]),
+                        axles_min=int(m[4]) if len(m) >= 6 else 0,
+                        axles_max=int(m[5]) if len(m) >= 6 else ALL_AXLES,
+                        kind=SCATTER_KINDS[int(m[8])] if len(m) >= 9 else "")
             for m in self.scatter_measured)
 
     @property
@@ -166,7 +175,8 @@ class WeighingConfig:
             raise WeighingConfigError("jurisdiction_fraction must be in [0, 0.5) and carry "
                                       "its jurisdiction_basis (the rule and its source)")
         if o.coverage_factor <= 0 or any(sd < 0 for _, sd in o.scatter_bands_kmh_sd) or any(
-                len(m) not in (4, 6) or m[2] < 0 or not 0 <= m[0] < m[1]
+                len(m) not in (4, 6, 9) or m[2] < 0 or not 0 <= m[0] < m[1]
+                or (len(m) == 9 and not 0 <= m[8] < len(SCATTER_KINDS))
                 for m in o.scatter_measured):
             raise WeighingConfigError("coverage_factor must be > 0, scatter sd >= 0, "
                                       "measured bands 0 <= speed_min_kmh < speed_max_kmh")
@@ -178,7 +188,8 @@ class WeighingConfig:
         o = self.overload
         measured = tuple(o.scatter_measured) + tuple(
             (b.speed_min_kmh, b.speed_max_kmh, b.relative_sd, b.samples, b.axles_min,
-             b.axles_max) for b in bands)
+             b.axles_max, -1.0 if b.estimate is None else b.estimate, b.dof,
+             SCATTER_KINDS.index(b.kind)) for b in bands)
         src = source if not (o.scatter_measured or o.scatter_bands_kmh_sd) else \
             f"{o.scatter_source}；{source}"
         return replace(self, overload=replace(o, scatter_measured=measured, scatter_source=src))

@@ -38,9 +38,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scipy.stats import chi2
+from scipy.stats import f as f_dist
 
 from zhichao.common import format_utc, utc_now, write_atomic
-from zhichao.weighing.config import WeighingConfig
+from zhichao.weighing.config import SCATTER_KINDS, WeighingConfig
 from zhichao.weighing.errors import CalibrationProfileError
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ CONFIDENCE = 0.95
 MIN_PASSAGES = 10
 MIN_DOF = 20
 ALL_AXLES = 99
+REFERENCE, IN_SERVICE = SCATTER_KINDS[1], SCATTER_KINDS[2]
 # in-service σ is pooled per axle-count class as well: a rigid two-axle truck bounces as one
 # body, an articulated vehicle as two with independent phases (its gross averages them)
 AXLE_CLASSES: tuple[tuple[int, int], ...] = ((2, 2), (3, 4), (5, ALL_AXLES))
@@ -90,6 +92,9 @@ class ScatterBand:
     dof: int = 0
     axles_min: int = 0  # the axle counts the band holds for (0–99: all)
     axles_max: int = ALL_AXLES
+    # what it was pooled from: REFERENCE (reference-truck errors against their static
+    # weights), IN_SERVICE (in-service passages' row spread), "" (both, hand-set, unknown)
+    kind: str = ""
 
     def covers(self, speed_kmh: float, axle_count: int | None) -> bool:
         return self.speed_min_kmh <= speed_kmh < self.speed_max_kmh and (
@@ -99,7 +104,7 @@ class ScatterBand:
         return {"speed_min_kmh": self.speed_min_kmh, "speed_max_kmh": self.speed_max_kmh,
                 "axles_min": self.axles_min, "axles_max": self.axles_max,
                 "relative_sd": self.relative_sd, "estimate": self.estimate,
-                "samples": self.samples, "dof": self.dof}
+                "samples": self.samples, "dof": self.dof, "kind": self.kind}
 
 
 @dataclass(frozen=True)
@@ -173,34 +178,76 @@ def estimate_scatter(history: Iterable[HistoryPassage], band_kmh: float = 10.0,
         n = len(r) + len(w)
         if n < min_samples:
             continue
-        bounds: list[tuple[float, float, int]] = []  # (bound, estimate, dof)
+        bounds: list[tuple[float, float, int, str]] = []  # (bound, estimate, dof, kind)
         if r:
             var = sum(r) / len(r)
-            bounds.append((upper_sd(var, len(r), confidence), math.sqrt(var), len(r)))
+            bounds.append((upper_sd(var, len(r), confidence), math.sqrt(var), len(r),
+                           REFERENCE))
         if w and sum(d for _, d in w) >= min_dof:
             var = sum(v for v, _ in w) / len(w)
             dof = sum(d for _, d in w)
-            bounds.append((upper_sd(var, dof, confidence), math.sqrt(var), dof))
+            bounds.append((upper_sd(var, dof, confidence), math.sqrt(var), dof, IN_SERVICE))
         if not bounds:
             continue
-        bound, est, dof = max(bounds)
+        bound, est, dof, kind = max(bounds)
         lo = band_offset_kmh + band[0] * band_kmh
         amin, amax = classes[band[1]]
-        out.append(ScatterBand(lo + band_kmh, bound, n, lo, est, dof, amin, amax))
+        out.append(ScatterBand(lo + band_kmh, bound, n, lo, est, dof, amin, amax,
+                               kind if len(bounds) == 1 else ""))
     return tuple(out)
 
 
 def scatter_at(speed_kmh: float | None, bands: Sequence[ScatterBand],
                axle_count: int | None = None) -> float | None:
-    """σ at ``speed_kmh`` for a vehicle of ``axle_count`` axles: the largest band covering
-    both (an unknown axle count: every band of that speed); None when none does (the
-    caller falls back to the prior). An unknown speed takes the worst band."""
+    """σ at ``speed_kmh`` for a vehicle of ``axle_count`` axles from the bands covering
+    both (an unknown axle count: every band of that speed): the largest, except that the
+    reference runs' and the in-service passages' bands are one estimate where they agree
+    (:func:`combined_bound`); None when none covers (the caller falls back to the prior).
+    An unknown speed takes the worst band."""
     if not bands:
         return None
     if speed_kmh is None or not math.isfinite(speed_kmh):
         return max(b.relative_sd for b in bands)
-    hits = [b.relative_sd for b in bands if b.covers(abs(speed_kmh), axle_count)]
-    return max(hits) if hits else None
+    hits = [b for b in bands if b.covers(abs(speed_kmh), axle_count)]
+    if not hits:
+        return None
+    ref = [b for b in hits if b.kind == REFERENCE]
+    ins = [b for b in hits if b.kind == IN_SERVICE]
+    rest = [b.relative_sd for b in hits if b.kind not in (REFERENCE, IN_SERVICE)]
+    if not (ref and ins):
+        return max(b.relative_sd for b in hits)
+    r = max(ref, key=lambda b: b.relative_sd)
+    w = max(ins, key=lambda b: b.relative_sd)
+    return max([combined_bound(r, w), *rest])
+
+
+def combined_bound(reference: ScatterBand, in_service: ScatterBand,
+                   confidence: float = CONFIDENCE) -> float:
+    """One σ bound from a reference-run band and an in-service band of the same speed.
+
+    Both estimate the scatter of a passage's gross weight about the truck's true weight
+    (the reference runs against the static weights, on a few passes; the in-service
+    passages from their rows' spread, on many). Where the two variances agree — a
+    two-sided F test at ``1 − confidence`` does not tell them apart — they are one estimate
+    and pool on their combined degrees of freedom, so a reference session of 9 passes per
+    band no longer sets the deduction by its own wide bound. Where they differ (e.g. the
+    reference trucks show an error the rows' spread does not: a calibration error, or
+    trucks that bounce unlike the site's traffic), or where either lacks its estimate and
+    degrees of freedom, the larger bound applies, as before."""
+    ref_est, ins_est = reference.estimate, in_service.estimate
+    larger = max(reference.relative_sd, in_service.relative_sd)
+    if (ref_est is None or ins_est is None or reference.dof < 1 or in_service.dof < 1
+            or ins_est <= 0 or ref_est <= 0):
+        return larger
+    ratio = ref_est ** 2 / ins_est ** 2
+    tail = (1.0 - confidence) / 2.0
+    low = float(f_dist.ppf(tail, reference.dof, in_service.dof))
+    high = float(f_dist.ppf(1.0 - tail, reference.dof, in_service.dof))
+    if not low <= ratio <= high:
+        return larger
+    dof = reference.dof + in_service.dof
+    var = (reference.dof * ref_est ** 2 + in_service.dof * ins_est ** 2) / dof
+    return upper_sd(var, dof, confidence)
 
 
 def contiguous_bands(pairs: Sequence[tuple[float, float]]) -> tuple[ScatterBand, ...]:
@@ -213,8 +260,9 @@ def contiguous_bands(pairs: Sequence[tuple[float, float]]) -> tuple[ScatterBand,
     return tuple(out)
 
 
-def parse_bands(items: Any, where: str) -> tuple[ScatterBand, ...]:
-    """Bands from their JSON form (a list of :meth:`ScatterBand.to_json` objects)."""
+def parse_bands(items: Any, where: str, kind: str = "") -> tuple[ScatterBand, ...]:
+    """Bands from their JSON form (a list of :meth:`ScatterBand.to_json` objects); a band
+    without its own ``kind`` takes ``kind`` (what its document says it was pooled from)."""
     if not isinstance(items, list):
         raise CalibrationProfileError(f"{where}: 'bands' must be a list")
     out = []
@@ -225,13 +273,15 @@ def parse_bands(items: Any, where: str) -> tuple[ScatterBand, ...]:
             est = b.get("estimate")
             dof = int(b.get("dof", 0))
             amin, amax = int(b.get("axles_min", 0)), int(b.get("axles_max", ALL_AXLES))
+            band_kind = str(b.get("kind", kind))
         except (KeyError, TypeError, ValueError):
             raise CalibrationProfileError(f"{where}: a band needs speed_min_kmh, "
                                           f"speed_max_kmh and relative_sd") from None
-        if not (math.isfinite(sd) and 0 <= sd < 1 and 0 <= lo < hi and 0 <= amin <= amax):
+        if not (math.isfinite(sd) and 0 <= sd < 1 and 0 <= lo < hi and 0 <= amin <= amax
+                and band_kind in ("", REFERENCE, IN_SERVICE)):
             raise CalibrationProfileError(f"{where}: bad band {b!r}")
         out.append(ScatterBand(hi, sd, n, lo, None if est is None else float(est), dof,
-                               amin, amax))
+                               amin, amax, band_kind))
     return tuple(out)
 
 
@@ -242,7 +292,8 @@ def profile_scatter(raw: Mapping[str, Any], where: str = "<profile>") -> tuple[S
         return ()
     if not isinstance(block, dict):
         raise CalibrationProfileError(f"{where}: 'site_scatter' must be an object")
-    return parse_bands(block.get("bands"), f"{where}: site_scatter")
+    return parse_bands(block.get("bands"), f"{where}: site_scatter",
+                       REFERENCE if block.get("method") == "reference_runs" else "")
 
 
 def scatter_document(bands: Sequence[ScatterBand], *, method: str, site_id: str | None,
@@ -274,7 +325,8 @@ def read_scatter(path: str | Path) -> tuple[dict[str, Any], tuple[ScatterBand, .
         raise CalibrationProfileError(f"{p}: unreadable scatter file ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != SCATTER_FORMAT:
         raise CalibrationProfileError(f"{p}: format must be {SCATTER_FORMAT!r}")
-    return doc, parse_bands(doc.get("bands"), str(p))
+    return doc, parse_bands(doc.get("bands"), str(p),
+                            IN_SERVICE if doc.get("method") == "in_service_rows" else "")
 
 
 def site_config(cfg: WeighingConfig | None, profile: CalibrationProfile | None = None,
