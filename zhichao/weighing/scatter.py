@@ -25,7 +25,9 @@ Every pooled value is an **upper confidence bound** (one-sided, ``confidence``, 
 pooled degrees of freedom): a band pooled from few passages gets a larger σ than its point
 estimate. Bands with fewer than ``min_samples`` passages are left out, and a speed that no
 band covers takes the prior — never a smaller value than the evidence supports. Where two
-sources cover a speed, the larger σ is used.
+sources cover a speed, the larger σ is used, except that a reference-run band and an
+in-service band that agree (:func:`combined_bound`) are one estimate on their pooled degrees
+of freedom.
 """
 
 from __future__ import annotations
@@ -333,7 +335,8 @@ def site_config(cfg: WeighingConfig | None, profile: CalibrationProfile | None =
                 scatter_path: str | Path | None = None) -> WeighingConfig:
     """``cfg`` with the σ(v) of the calibration profile (its reference runs) and of a
     ``zhichao.scatter/1`` file (in-service passages) added; each source's bands cover only
-    their speeds, the larger σ applies where both do, the prior where neither does."""
+    their speeds; where both do, :func:`scatter_at` decides (pooled where they agree, else
+    the larger); the prior where neither does."""
     cfg = cfg or WeighingConfig()
     if profile is not None:
         cfg = cfg.with_scatter(profile_scatter(profile.raw, profile.profile_id),
