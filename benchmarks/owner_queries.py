@@ -199,10 +199,12 @@ def jobs(n: int, n_vehicles: int, seed: int) -> list[tuple[str, str]]:
 
 
 def _direct_worker(url: str, work: list[tuple[str, str]], start_at: float, wid: int
-                   ) -> tuple[list[tuple[float, float, int, float, float]],
+                   ) -> tuple[list[tuple[float, float, int, float, float, float]],
                               tuple[float, float]]:
-    """(total s, database s, records, lock hold s, read s) per query, in this process, and
-    the CPU seconds of this process and of its PostgreSQL backend over the run.
+    """(total s, database s, records, lock hold s, read s, lock wait s) per query, in this
+    process, and the CPU seconds of this process and of its PostgreSQL backend over the
+    run. The lock wait is from the lock request to its grant (behind the sealer's barrier
+    when it waits for the exclusive lock).
     The hold is from the access-log write's lock grant (``pg_advisory_xact_lock_shared``
     returned; shared, so queries share it) to the end of COMMIT; the read part is from the
     start to the lock request (the query's own work, Python included)."""
@@ -247,7 +249,8 @@ def _direct_worker(url: str, work: list[tuple[str, str]], start_at: float, wid: 
         session.close()
         out.append((done - t, db_s[0] + done - c, len(answer["records"]),
                     done - locked_at[0] if locked_at[0] else 0.0,
-                    lock_asked[0] - t if lock_asked[0] else c - t))
+                    lock_asked[0] - t if lock_asked[0] else c - t,
+                    locked_at[0] - lock_asked[0] if locked_at[0] else 0.0))
     cpu = (time.process_time() - cpu_python, _cpu_s(backend) - cpu_pg)
     engine.dispose()
     return out, cpu
@@ -350,6 +353,8 @@ def run_direct(url: str, n_queries: int, n_vehicles: int, procs: int) -> dict[st
                     write_p50_ms=round(1000 * statistics.median(write), 2),
                     write_p99_ms=round(1000 * pct(write, 0.99), 2),
                     lock_hold_mean_ms=round(1000 * mean_hold, 2),
+                    lock_wait_p99_ms=round(1000 * pct([r[5] for r in flat], 0.99), 2),
+                    lock_wait_max_ms=round(1000 * max(r[5] for r in flat), 2),
                     cpu_python_ms_per_query=round(1000 * cpu_python / len(flat), 2),
                     cpu_pg_backend_ms_per_query=round(1000 * cpu_pg / len(flat), 2),
                     sealer={"rounds": len(barrier_s), "seals": seals, "rows": sealed_rows,

@@ -192,17 +192,19 @@ def test_concurrent_queries_and_sealers_seal_every_row_exactly_once(tmp_path: Pa
             except BaseException as exc:
                 errors.append(exc)
 
-        def sealer() -> None:
+        def sealer(polite_s: float) -> None:
             try:
                 while not stop.is_set():
-                    if (seal := access_log.seal_pending(sessions)) is not None:
+                    if (seal := access_log.seal_pending(sessions,
+                                                        polite_s=polite_s)) is not None:
                         seals.append(seal)
                     time.sleep(0.001)
             except BaseException as exc:
                 errors.append(exc)
 
         writers = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
-        sealers = [threading.Thread(target=sealer) for _ in range(2)]
+        # one sealer waits for the exclusive lock at once, the other tries it first
+        sealers = [threading.Thread(target=sealer, args=(p,)) for p in (0.0, 0.05)]
         for t in sealers + writers:
             t.start()
         for t in writers:
@@ -222,6 +224,49 @@ def test_concurrent_queries_and_sealers_seal_every_row_exactly_once(tmp_path: Pa
         check = _check(sessions)
         assert check.problems == [] and check.access.unsealed == 0
         assert check.access.seals == len(seals)
+    finally:
+        drop_schema(engine)
+        engine.dispose()
+
+
+def _shared_lock_ms(sessions: sessionmaker[Session], *, lock_timeout_ms: int) -> float:
+    """Milliseconds one writer's shared lock took (raises if over ``lock_timeout_ms``)."""
+    with transaction(sessions) as s:
+        s.execute(text(f"SET LOCAL lock_timeout = '{lock_timeout_ms}ms'"))
+        t = time.perf_counter()
+        access_log.record_owner_access(s, actor="owner", object_id="0" * 16, detail={})
+        return 1000 * (time.perf_counter() - t)
+
+
+def test_the_barrier_tries_before_it_waits(tmp_path: Path) -> None:
+    """PostgreSQL: while the barrier only tries the exclusive lock, a new query's shared
+    lock is granted at once; once it waits for it, new queries queue behind it; the
+    barrier's M covers the writer it waited for."""
+    require_postgresql()
+    from tests.service.conftest import new_engine
+    from zhichao.service.db import drop_schema
+
+    engine, _schema = new_engine("postgresql", tmp_path)
+    try:
+        sessions = session_factory(engine)
+        holder = sessions()
+        holder.begin()
+        held_id = access_log.record_owner_access(holder, actor="owner", object_id="h" * 16,
+                                                 detail={})
+        result: list[int] = []
+        barrier = threading.Thread(target=lambda: result.append(
+            access_log.barrier_max_id(sessions, polite_s=2.0)))
+        barrier.start()
+        time.sleep(0.2)  # the barrier is trying
+        assert _shared_lock_ms(sessions, lock_timeout_ms=5000) < 500
+        time.sleep(2.5)  # now it waits for the holder: a new query queues behind it
+        with pytest.raises(Exception, match="lock timeout"):
+            _shared_lock_ms(sessions, lock_timeout_ms=100)
+        assert barrier.is_alive()
+        holder.commit()
+        holder.close()
+        barrier.join(timeout=30)
+        assert result and result[0] >= held_id
     finally:
         drop_schema(engine)
         engine.dispose()

@@ -39,10 +39,11 @@ with a smaller id. Therefore:
    row is sealed exactly once.
 
 The barrier and the seal are separate transactions so that the exclusive lock is held for
-two round trips only (not while waiting for the chain lock). While the barrier waits for
-in-flight writers, new shared requests queue behind it (PostgreSQL grants no lock that
-conflicts with a waiting request), so owner queries stall for at most the in-flight
-queries' INSERT + COMMIT and the barrier's own two round trips, once per interval.
+two round trips only (not while waiting for the chain lock). A *waiting* exclusive request
+would make new shared requests queue behind it (PostgreSQL grants no lock that conflicts
+with a waiting request), stalling owner queries for the in-flight ones' INSERT + COMMIT;
+so the barrier first only tries the lock for a while (a failed try leaves no request
+behind) and waits for it only if it never comes free (:func:`barrier_max_id`).
 
 SQLite: every transaction starts with ``BEGIN IMMEDIATE`` (one writer at a time), so no
 writer is in flight while the barrier reads M; new rows take ``max(rowid) + 1`` and rows
@@ -60,6 +61,7 @@ import asyncio
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -119,15 +121,30 @@ def record_owner_access(session: Session, *, actor: str, object_id: str,
         .returning(OwnerAccessEntry.id)).scalar_one())
 
 
-def barrier_max_id(sessions: sessionmaker[Session]) -> int:
+def barrier_max_id(sessions: sessionmaker[Session], *, polite_s: float = 0.05) -> int:
     """The largest access-row id such that every row at or below it is committed and no
-    row at or below it can still appear (the module docstring's step 2); 0 when empty."""
+    row at or below it can still appear (the module docstring's step 2); 0 when empty.
+
+    PostgreSQL: for up to ``polite_s`` the exclusive lock is only *tried* (every
+    millisecond): a try does not queue, so queries arriving meanwhile are not held up
+    behind it. Under a load that never leaves the lock free, it then waits for it (new
+    queries queue behind it for the in-flight ones' INSERT + COMMIT), so sealing never
+    starves."""
     with transaction(sessions) as session:
         if _is_postgresql(session):
-            session.execute(text("SELECT pg_advisory_xact_lock(:k)"),
-                            {"k": _PG_ACCESS_LOCK_KEY})
+            _exclusive(session, polite_s)
         return int(session.scalar(select(func.coalesce(func.max(OwnerAccessEntry.id), 0)))
                    or 0)
+
+
+def _exclusive(session: Session, polite_s: float) -> None:
+    deadline = time.monotonic() + polite_s
+    while time.monotonic() < deadline:
+        if session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"),
+                           {"k": _PG_ACCESS_LOCK_KEY}).scalar_one():
+            return
+        time.sleep(0.001)
+    session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_ACCESS_LOCK_KEY})
 
 
 def last_sealed_id(session: Session) -> int:
@@ -166,10 +183,10 @@ def seal_through(session: Session, through_id: int, *, now: datetime | None = No
     return Seal(entry.id, after_id + 1, through_id, len(hashes))
 
 
-def seal_pending(sessions: sessionmaker[Session], *, now: datetime | None = None
-                 ) -> Seal | None:
+def seal_pending(sessions: sessionmaker[Session], *, now: datetime | None = None,
+                 polite_s: float = 0.05) -> Seal | None:
     """Barrier, then seal everything committed so far (None: nothing new)."""
-    through_id = barrier_max_id(sessions)
+    through_id = barrier_max_id(sessions, polite_s=polite_s)
     if through_id == 0:
         return None
     with transaction(sessions) as session:
