@@ -98,6 +98,30 @@ def test_a_query_writes_an_access_row_and_sealing_chains_it(fresh_db: Engine) ->
     assert _check(sessions).access.unsealed == 0
 
 
+def test_a_sealer_behind_another_seals_only_what_lies_beyond(fresh_db: Engine) -> None:
+    """Two replicas' sealers with barrier ids M1 < M2, in either order under the chain's
+    lock: the ranges stay contiguous, no row twice."""
+    sessions = session_factory(fresh_db)
+    for _ in range(2):
+        _query(sessions)
+    m1 = access_log.barrier_max_id(sessions)
+    _query(sessions)
+    m2 = access_log.barrier_max_id(sessions)
+    assert m2 > m1
+    with transaction(sessions) as s:  # the later barrier seals first ...
+        first = access_log.seal_through(s, m2)
+    with transaction(sessions) as s:  # ... so the earlier one finds nothing left
+        assert access_log.seal_through(s, m1) is None
+        assert access_log.seal_through(s, m2) is None
+    assert first is not None and (first.first_id, first.count) == (1, 3)
+    _query(sessions)
+    m3 = access_log.barrier_max_id(sessions)
+    with transaction(sessions) as s:
+        later = access_log.seal_through(s, m3)
+    assert later is not None and (later.first_id, later.last_id, later.count) == (m2 + 1, m3, 1)
+    assert _check(sessions).problems == []
+
+
 @pytest.mark.parametrize("statement", [
     "UPDATE owner_access_log SET actor = 'mallory'",
     "DELETE FROM owner_access_log",
