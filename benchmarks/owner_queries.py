@@ -19,9 +19,18 @@ Two drivers, both several OS processes (one Python process is the limit otherwis
 
 * ``direct``: P processes call ``owners.owner_query`` in their own transaction; per query
   the total time and the database time (every ``cursor.execute`` plus the COMMIT) are
-  recorded, so the Python share is the difference.
-* ``http``: S real server processes (uvicorn, the service's app) and C client processes
-  (httpx, keep-alive) posting ``/api/v1/owner/query``: the HTTP time per query.
+  recorded, so the Python share is the difference. A separate sealer process seals the
+  owner access log every second meanwhile (``access_log.seal_pending``, as the service's
+  background sealer does), and after the run everything is sealed and verified.
+* ``http``: S real server processes (uvicorn, the service's app, each sealing every
+  second as in production) and C client processes (httpx, keep-alive) posting
+  ``/api/v1/owner/query``: the HTTP time per query.
+
+Per direct query the *read part* (start to the lock request of the access-log write: the
+query's own statements and Python) and the *write part* (lock request to the end of
+COMMIT) are split; the write holds only a shared lock (``access_log.py``). With code from
+before the access log (the entry appended to the audit chain under its global lock) the
+same split names the audit append. ``--reuse`` migrates the kept database to head first.
 
 SQLite: the same queries on a file database of ``--sqlite-*`` size (SQLite is the station's
 embedded database; one writer at a time, so the direct driver with 1 and 2 processes).
@@ -51,8 +60,8 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import event, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from zhichao.service import owners, partitions  # noqa: E402
-from zhichao.service.db import make_engine, session_factory, upgrade  # noqa: E402
+from zhichao.service import access_log, owners, partitions  # noqa: E402
+from zhichao.service.db import make_engine, session_factory, transaction, upgrade  # noqa: E402
 from zhichao.service.settings import Settings  # noqa: E402
 from zhichao.testing.cases import seal_plain_case  # noqa: E402
 
@@ -189,12 +198,16 @@ def jobs(n: int, n_vehicles: int, seed: int) -> list[tuple[str, str]]:
     return out
 
 
-def _direct_worker(url: str, work: list[tuple[str, str]], start_at: float,
-                   wid: int) -> list[tuple[float, float, int, float, float]]:
-    """(total s, database s, records, audit-lock hold s, read s) per query, in this
-    process. The hold is from the audit append lock's grant (``pg_advisory_xact_lock``
-    returned) to the end of COMMIT: the one stretch no two queries can share; the read
-    part is from the start to the lock request (the query's own work, Python included)."""
+def _direct_worker(url: str, work: list[tuple[str, str]], start_at: float, wid: int
+                   ) -> tuple[list[tuple[float, float, int, float, float, float]],
+                              tuple[float, float]]:
+    """(total s, database s, records, lock hold s, read s, lock wait s) per query, in this
+    process, and the CPU seconds of this process and of its PostgreSQL backend over the
+    run. The lock wait is from the lock request to its grant (behind the sealer's barrier
+    when it waits for the exclusive lock).
+    The hold is from the access-log write's lock grant (``pg_advisory_xact_lock_shared``
+    returned; shared, so queries share it) to the end of COMMIT; the read part is from the
+    start to the lock request (the query's own work, Python included)."""
     engine = make_engine(url)
     db_s = [0.0]
     locked_at = [0.0]
@@ -217,9 +230,11 @@ def _direct_worker(url: str, work: list[tuple[str, str]], start_at: float,
     settings = bench_settings(url)
     limiter = owners.RateLimiter()
     with factory() as warm:  # the pool's connection is made before the clock starts
-        warm.execute(text("SELECT 1"))
+        backend = warm.execute(text("SELECT pg_backend_pid()")).scalar() \
+            if engine.dialect.name == "postgresql" else None
     while time.time() < start_at:
         time.sleep(0.005)
+    cpu_python, cpu_pg = time.process_time(), _cpu_s(backend)
     out = []
     for j, (p, secret) in enumerate(work):
         db_s[0] = locked_at[0] = lock_asked[0] = 0.0
@@ -234,9 +249,23 @@ def _direct_worker(url: str, work: list[tuple[str, str]], start_at: float,
         session.close()
         out.append((done - t, db_s[0] + done - c, len(answer["records"]),
                     done - locked_at[0] if locked_at[0] else 0.0,
-                    lock_asked[0] - t if lock_asked[0] else c - t))
+                    lock_asked[0] - t if lock_asked[0] else c - t,
+                    locked_at[0] - lock_asked[0] if locked_at[0] else 0.0))
+    cpu = (time.process_time() - cpu_python, _cpu_s(backend) - cpu_pg)
     engine.dispose()
-    return out
+    return out, cpu
+
+
+def _cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) of a local process so far (the query's PostgreSQL
+    backend; the server runs on this machine); 0.0 when unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -253,26 +282,88 @@ def summarise(label: str, laps: list[float], wall_s: float, **extra: Any) -> dic
     return out
 
 
+def _sealer(url: str, interval_s: float, stop: Any, out: Any) -> None:
+    """The service's sealer in its own process: seal every ``interval_s`` until ``stop``;
+    puts (seals, rows sealed, barrier s per round, seal s per round) on ``out``."""
+    engine = make_engine(url)
+    sessions = session_factory(engine)
+    with sessions() as warm:  # the connection is made before the first timed round
+        warm.execute(text("SELECT 1"))
+    seals = rows = 0
+    barrier_s: list[float] = []
+    seal_s: list[float] = []
+    while not stop.is_set():
+        t = time.perf_counter()
+        through = access_log.barrier_max_id(sessions)
+        b = time.perf_counter()
+        with transaction(sessions) as session:
+            seal = access_log.seal_through(session, through) if through else None
+        barrier_s.append(b - t)
+        seal_s.append(time.perf_counter() - b)
+        if seal is not None:
+            seals += 1
+            rows += seal.count
+        stop.wait(interval_s)
+    engine.dispose()
+    out.put((seals, rows, barrier_s, seal_s))
+
+
+def _seal_and_verify(url: str) -> dict[str, Any]:
+    """Seal what is left, then verify the chain and the access log."""
+    engine = make_engine(url)
+    sessions = session_factory(engine)
+    access_log.seal_pending(sessions)
+    with transaction(sessions) as session:
+        check = access_log.verify_all(session)
+    engine.dispose()
+    return {"problems": len(check.problems), "access_entries": check.access.entries,
+            "seals": check.access.seals, "unsealed": check.access.unsealed}
+
+
 def run_direct(url: str, n_queries: int, n_vehicles: int, procs: int) -> dict[str, Any]:
     work = jobs(n_queries, n_vehicles, seed=procs)
     parts = [work[k::procs] for k in range(procs)]
     start_at = time.time() + 3.0
-    with mp.get_context("spawn").Pool(procs) as pool:
-        results = pool.starmap(_direct_worker,
-                               [(url, parts[k], start_at, k) for k in range(procs)])
-    wall = max(0.001, time.time() - start_at)
-    flat = [r for part in results for r in part]
+    ctx = mp.get_context("spawn")
+    stop, box = ctx.Event(), ctx.Queue()
+    sealer = ctx.Process(target=_sealer, args=(url, 1.0, stop, box))
+    sealer.start()
+    try:
+        with ctx.Pool(procs) as pool:
+            results = pool.starmap(_direct_worker,
+                                   [(url, parts[k], start_at, k) for k in range(procs)])
+        wall = max(0.001, time.time() - start_at)
+    finally:
+        stop.set()
+        seals, sealed_rows, barrier_s, seal_s = box.get(timeout=120)
+        sealer.join(timeout=30)
+    flat = [r for part, _ in results for r in part]
+    cpu_python = sum(cpu[0] for _, cpu in results)
+    cpu_pg = sum(cpu[1] for _, cpu in results)
     found = sum(1 for r in flat if r[2])
     hold = [r[3] for r in flat if r[3] > 0]
     mean_hold = statistics.fmean(hold) if hold else 0.0
-    return summarise(f"direct x{procs}", [r[0] for r in flat], wall, found=found,
-                     db_p50_ms=round(1000 * statistics.median(r[1] for r in flat), 2),
-                     db_p99_ms=round(1000 * pct([r[1] for r in flat], 0.99), 2),
-                     db_share=round(sum(r[1] for r in flat) / sum(r[0] for r in flat), 2),
-                     read_p50_ms=round(1000 * statistics.median(r[4] for r in flat), 2),
-                     read_p99_ms=round(1000 * pct([r[4] for r in flat], 0.99), 2),
-                     audit_lock_hold_mean_ms=round(1000 * mean_hold, 2),
-                     audit_lock_ceiling_qps=round(1 / mean_hold) if mean_hold else None)
+    write = [r[0] - r[4] for r in flat]
+    out = summarise(f"direct x{procs}", [r[0] for r in flat], wall, found=found,
+                    db_p50_ms=round(1000 * statistics.median(r[1] for r in flat), 2),
+                    db_p99_ms=round(1000 * pct([r[1] for r in flat], 0.99), 2),
+                    db_share=round(sum(r[1] for r in flat) / sum(r[0] for r in flat), 2),
+                    read_p50_ms=round(1000 * statistics.median(r[4] for r in flat), 2),
+                    read_p99_ms=round(1000 * pct([r[4] for r in flat], 0.99), 2),
+                    write_p50_ms=round(1000 * statistics.median(write), 2),
+                    write_p99_ms=round(1000 * pct(write, 0.99), 2),
+                    lock_hold_mean_ms=round(1000 * mean_hold, 2),
+                    lock_wait_p99_ms=round(1000 * pct([r[5] for r in flat], 0.99), 2),
+                    lock_wait_max_ms=round(1000 * max(r[5] for r in flat), 2),
+                    cpu_python_ms_per_query=round(1000 * cpu_python / len(flat), 2),
+                    cpu_pg_backend_ms_per_query=round(1000 * cpu_pg / len(flat), 2),
+                    sealer={"rounds": len(barrier_s), "seals": seals, "rows": sealed_rows,
+                            "barrier_p50_ms": round(1000 * statistics.median(barrier_s), 2)
+                            if barrier_s else None,
+                            "barrier_max_ms": round(1000 * max(barrier_s, default=0), 2),
+                            "seal_max_ms": round(1000 * max(seal_s, default=0), 2)})
+    print(json.dumps({"after direct": _seal_and_verify(url)}), flush=True)
+    return out
 
 
 def serve(url: str, port: int) -> None:
@@ -330,24 +421,34 @@ def run_http(url: str, n_queries: int, n_vehicles: int, servers: int,
         for proc in procs:
             proc.wait(timeout=30)
     flat = [r for part in results for r in part]
-    return summarise(f"http {servers} servers x {clients} clients", [r[0] for r in flat],
-                     wall, found=sum(1 for r in flat if r[1]))
+    out = summarise(f"http {servers} servers x {clients} clients", [r[0] for r in flat],
+                    wall, found=sum(1 for r in flat if r[1]))
+    print(json.dumps({"after http": _seal_and_verify(url)}), flush=True)
+    return out
 
 
 def round_trips(engine: Any, n: int = 300) -> None:
-    """What one round trip and one flushed commit cost on this machine right now."""
-    laps: dict[str, list[float]] = {"select 1": [], "insert + commit": []}
+    """What one round trip and one commit cost on this machine right now: ``insert +
+    commit`` into a temporary table (no WAL: a round trip's cost), ``insert + durable
+    commit`` into a plain table (the WAL flush every owner query's commit waits for)."""
+    laps: dict[str, list[float]] = {"select 1": [], "insert + commit": [],
+                                    "insert + durable commit": []}
     with engine.connect() as conn:
         conn.execute(text("CREATE TEMP TABLE rt_probe (x int)"))
+        conn.execute(text("CREATE TABLE IF NOT EXISTS rt_probe_durable (x int)"))
         conn.commit()
         for _ in range(n):
             t = time.perf_counter()
             conn.execute(text("SELECT 1")).all()
             laps["select 1"].append(time.perf_counter() - t)
-            t = time.perf_counter()
-            conn.execute(text("INSERT INTO rt_probe VALUES (1)"))
-            conn.commit()
-            laps["insert + commit"].append(time.perf_counter() - t)
+            for name, table in (("insert + commit", "rt_probe"),
+                                ("insert + durable commit", "rt_probe_durable")):
+                t = time.perf_counter()
+                conn.execute(text(f"INSERT INTO {table} VALUES (1)"))
+                conn.commit()
+                laps[name].append(time.perf_counter() - t)
+        conn.execute(text("DROP TABLE rt_probe_durable"))
+        conn.commit()
     print(json.dumps({k: {"p50_ms": round(1000 * statistics.median(v), 3),
                           "p90_ms": round(1000 * pct(v, 0.9), 3)} for k, v in laps.items()}),
           flush=True)
@@ -387,6 +488,7 @@ def postgresql(args: argparse.Namespace, package: str) -> None:
     try:
         engine = make_engine(url)
         if args.reuse:  # a database kept by --keep: point its cases at this run's package
+            upgrade(engine)  # (and bring it to this code's schema)
             with engine.begin() as conn:
                 conn.execute(text("UPDATE cases SET package_path = :p"), {"p": package})
         else:

@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zhichao import __version__
-from zhichao.service import events
+from zhichao.service import access_log, events
 from zhichao.service.api import ROUTERS
 from zhichao.service.api import supervision as supervision_api
 from zhichao.service.api.deps import API
@@ -63,14 +63,18 @@ def _event_flusher(settings: Settings, app: FastAPI) -> events.EventFlusher | No
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    flusher: events.EventFlusher | None = app.state.event_flusher
-    task = None if flusher is None else asyncio.create_task(flusher.run())
+    """Background work while the app serves: the review-event flusher (when configured)
+    and the owner access log's sealer (``Settings.owner_access_seal_interval_s``)."""
+    workers: list[events.EventFlusher | access_log.AccessSealer] = [
+        w for w in (app.state.event_flusher, app.state.access_sealer) if w is not None]
+    tasks = [asyncio.create_task(w.run()) for w in workers]
     try:
         yield
     finally:
-        if flusher is not None and task is not None:
-            flusher.stop()
-            await task  # the event being appended finishes; nothing is cut in half
+        for worker in workers:
+            worker.stop()
+        for task in tasks:
+            await task  # the round in progress finishes; nothing is cut in half
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -89,6 +93,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessions = session_factory(engine)
     app.state.limiter = make_limiter(settings)  # in Redis when settings.redis_url is set
     app.state.event_flusher = _event_flusher(settings, app)
+    app.state.access_sealer = None if settings.owner_access_seal_interval_s == 0 else \
+        access_log.AccessSealer(app.state.sessions,
+                                interval_s=settings.owner_access_seal_interval_s)
     install_guards(app, settings)  # body limits, login throttle, error answers (#18)
     _install_error_handlers(app)
     _install_middleware(app, settings)

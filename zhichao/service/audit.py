@@ -3,9 +3,11 @@
 Each entry's ``entry_sha256`` is SHA-256 over ``prev_sha256`` and the RFC 8785 canonical
 JSON of the entry's fields, so removing, reordering or altering an entry breaks the chain
 (:func:`verify_chain`). The database itself refuses UPDATE and DELETE on ``audit_log``
-(triggers, migration 0001). Appends are serialised: PostgreSQL takes a transaction-level
-advisory lock; SQLite has one writer at a time anyway. An entry is written in the same
-transaction as the change it records, so either both exist or neither does.
+(triggers, migration 0001). Owner queries are logged apart, in ``owner_access_log``, and
+sealed into this chain in batches (``access_log.py``). Appends are serialised: PostgreSQL
+takes a transaction-level advisory lock; SQLite has one writer at a time anyway. An entry
+is written in the same transaction as the change it records, so either both exist or
+neither does.
 """
 
 from __future__ import annotations
@@ -37,11 +39,19 @@ def _fields(time_utc: datetime, actor: str, action: str, object_type: str, objec
             "detail": detail}
 
 
+def lock_chain(session: Session) -> None:
+    """Take the chain's append lock for the rest of the caller's transaction (PostgreSQL:
+    the advisory lock; SQLite: the transaction's ``BEGIN IMMEDIATE`` already is one).
+    A caller that must read the chain and then append consistently takes it first;
+    :func:`append` takes it again (the same transaction may hold it more than once)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK_KEY})
+
+
 def append(session: Session, *, actor: str, action: str, object_type: str, object_id: str,
            detail: dict[str, Any] | None = None, now: datetime | None = None) -> AuditEntry:
     """Append one entry to the chain inside the caller's transaction."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK_KEY})
+    lock_chain(session)
     session.flush()
     last = session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(1)).first()
     prev = GENESIS_SHA256 if last is None else last.entry_sha256
@@ -58,8 +68,12 @@ def append(session: Session, *, actor: str, action: str, object_type: str, objec
 
 @dataclass(frozen=True)
 class ChainProblem:
+    """A problem found at row ``entry_id`` of ``table`` (``audit_log``, or
+    ``owner_access_log`` from :func:`zhichao.service.access_log.verify_access_log`)."""
+
     entry_id: int
     problem: str
+    table: str = "audit_log"
 
 
 def verify_chain(session: Session) -> list[ChainProblem]:

@@ -5,8 +5,9 @@ zones, stores naive UTC and gets ``tzinfo=UTC`` back on read. Legal dates (deadl
 plain :class:`datetime.date` values in China time (UTC+8), see ``calendar.py``.
 
 The schema is created only by the Alembic migrations in ``migrations/`` (a test checks
-that the migrated schema equals this metadata). ``audit_log`` is append-only and
-``cases`` rows are never deleted: database triggers refuse it (migration 0001).
+that the migrated schema equals this metadata). ``audit_log`` (and
+``owner_access_log``, 0007) is append-only and ``cases`` rows are never deleted: database
+triggers refuse it (migration 0001).
 """
 
 from __future__ import annotations
@@ -349,15 +350,32 @@ class AuditEntry(Base):
     """Append-only, hash-chained audit log. The database refuses UPDATE and DELETE."""
 
     __tablename__ = "audit_log"
+    # (action, id): "the newest entry of this action" is one index probe (the access-log
+    # sealer's last seal, access_log.py); also serves plain look-ups by action (0007).
+    __table_args__ = (Index("ix_audit_log_action_id", "action", "id"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     time_utc: Mapped[datetime]
     actor: Mapped[str] = mapped_column(String(200))
-    action: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(64))
     object_type: Mapped[str] = mapped_column(String(32))
     object_id: Mapped[str] = mapped_column(String(200))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_sha256: Mapped[str] = mapped_column(String(64))
     entry_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class OwnerAccessEntry(Base):
+    """One owner query (found or not), append-only: the database refuses UPDATE and DELETE
+    (migration 0007). ``entry_sha256`` is SHA-256 of the RFC 8785 JSON of the other
+    fields but ``id``; batches are sealed into the audit chain (``access_log.py``)."""
+
+    __tablename__ = "owner_access_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    time_utc: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(200))
+    object_id: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    entry_sha256: Mapped[str] = mapped_column(String(64))
 
 
 class EvidenceEvent(Base):

@@ -9,6 +9,8 @@ Queries are rate-limited per client and per plate (in memory, per process).
 
 A successful query returns a short-lived owner token (HMAC-signed, no table) naming the
 cases it may open; every view of a record or its evidence is written to the audit log.
+Every query is written to the owner access log (``access_log.py``), which is sealed into
+the audit chain in batches.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from zhichao.common import utc_now as _utc_now
 from zhichao.evidence.reader import PackageRefusedError, read_package
-from zhichao.service import audit, workflow
+from zhichao.service import access_log, audit, workflow
 from zhichao.service.errors import (
     AuthenticationError,
     IngestError,
@@ -184,10 +186,12 @@ def owner_query(session: Session, settings: Settings, limiter: Limiter, *, clien
     """Find the owner's cases, newest first, ``limit`` per page from the keyset cursor
     ``after`` (the answer's ``next_after``); :data:`NOTHING_FOUND` unless every detail
     matches. Two index lookups (vehicle; cases by plate, colour, time, id), then the page's
-    records in two statements, then the audit entry (its lock is held only to commit).
+    records in two statements, then the access-log entry (``access_log.py``: a shared
+    lock, held only to commit; queries never wait for each other, nor for the audit chain).
 
     ``pad``: answer no sooner than ``Settings.owner_query_min_duration_ms`` after the
-    start, sleeping *before* the audit entry (so the audit lock is never held asleep);
+    start, sleeping *before* the access entry (so its lock is never held asleep: the
+    sealer's barrier would wait for it, and new queries behind the barrier);
     callers that can wait outside the transaction pass ``pad=False`` and wait after the
     commit with :func:`floor_left_s` (the JSON route: an async sleep, no thread, no
     connection held)."""
@@ -222,14 +226,15 @@ def owner_query(session: Session, settings: Settings, limiter: Limiter, *, clien
     records = owner_records(session, [row.id for row in page]) if shown else []
     if pad:
         time.sleep(floor_left_s(started, settings))
-    # One audit entry per query, found or not (same work either way); when records are
-    # shown it names every case whose evidence the owner now sees.
-    audit.append(session, actor="owner" if not shown or vehicle is None
-                 else f"owner:vehicle:{vehicle.id}", action="owner.query",
-                 object_type="vehicle",
-                 object_id=hashlib.sha256(f"{norm_plate}|{colour}".encode()).hexdigest()[:16],
-                 now=now, detail={"matched": shown, "by": kind,
-                                  "evidence_viewed_case_ids": [r["case_id"] for r in records]})
+    # One access entry per query, found or not (same work either way); when records are
+    # shown it names every case whose evidence the owner now sees. Sealed into the audit
+    # chain in batches (access_log.py).
+    access_log.record_owner_access(
+        session, actor="owner" if not shown or vehicle is None
+        else f"owner:vehicle:{vehicle.id}",
+        object_id=hashlib.sha256(f"{norm_plate}|{colour}".encode()).hexdigest()[:16],
+        now=now, detail={"matched": shown, "by": kind,
+                         "evidence_viewed_case_ids": [r["case_id"] for r in records]})
     if shown and vehicle is not None:
         grant = OwnerGrant(vehicle.id, frozenset(r["case_id"] for r in records),
                            int(now.timestamp()) + settings.owner_token_ttl_s)

@@ -1,4 +1,4 @@
-"""``zhichao serve | db upgrade | users add | vehicles import | stats | audit verify``.
+"""``zhichao serve | db upgrade | users add | vehicles import | stats | audit verify|seal``.
 
 The database comes from ``--db`` or ``ZHICHAO_DATABASE_URL`` (default
 ``sqlite:///zhichao-service.db``); PostgreSQL: ``postgresql+psycopg://user@host:5432/db``.
@@ -111,9 +111,16 @@ def register(subparsers: Any) -> None:
 
     aud = subparsers.add_parser("audit", help="service audit log")
     a_sub = aud.add_subparsers(dest="audit_command", metavar="TASK", required=True)
-    ver = a_sub.add_parser("verify", help="recompute the audit log's hash chain")
+    ver = a_sub.add_parser("verify", help="recompute the audit log's hash chain and check "
+                                          "the owner access log against its seals")
+    ver.add_argument("--seal", action="store_true",
+                     help="seal the owner access log's committed rows first")
     db_args(ver)
     ver.set_defaults(handler=_audit_verify)
+    seal = a_sub.add_parser("seal", help="seal the owner access log's committed, unsealed "
+                                         "rows into one audit-chain entry")
+    db_args(seal)
+    seal.set_defaults(handler=_audit_seal)
 
 
 def _url(args: argparse.Namespace) -> str:
@@ -258,18 +265,40 @@ def _retention_run(args: argparse.Namespace) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    from zhichao.service import audit
+    from zhichao.service import access_log
     from zhichao.service.db import transaction
 
     try:
-        with transaction(_factory(args)) as session:
-            problems = audit.verify_chain(session)
+        factory = _factory(args)
+        if args.seal:
+            access_log.seal_pending(factory)
+        with transaction(factory) as session:
+            check = access_log.verify_all(session)
     except ServiceError as exc:
         return _fail(exc)
-    for p in problems:
-        print(f"条目 {p.entry_id}：{p.problem}")
-    print("审计日志链完整" if not problems else f"审计日志链校验失败：{len(problems)} 处")
-    return 0 if not problems else 1
+    for p in check.problems:
+        where = "条目" if p.table == "audit_log" else "车主查询记录"
+        print(f"{where} {p.entry_id}：{p.problem}")
+    print(f"车主查询记录 {check.access.entries} 条，已封存批次 {check.access.seals} 个，"
+          f"尚未封存 {check.access.unsealed} 条")
+    print("审计日志链完整" if not check.problems
+          else f"审计日志链校验失败：{len(check.problems)} 处")
+    return 0 if not check.problems else 1
+
+
+def _audit_seal(args: argparse.Namespace) -> int:
+    from zhichao.service import access_log
+
+    try:
+        seal = access_log.seal_pending(_factory(args))
+    except ServiceError as exc:
+        return _fail(exc)
+    if seal is None:
+        print("没有待封存的车主查询记录")
+    else:
+        print(f"已封存车主查询记录 {seal.first_id}–{seal.last_id}（{seal.count} 条），"
+              f"审计日志条目 {seal.audit_entry_id}")
+    return 0
 
 
 def _events_flush(args: argparse.Namespace) -> int:

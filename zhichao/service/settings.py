@@ -63,6 +63,11 @@ class Settings:
     evidence_log_key_name: str | None = None  # key name in the signed checkpoints
     evidence_log_origin: str | None = None  # needed only to create a new log
     events_flush_interval_s: float = 5.0  # guess; 0 turns the background flusher off
+    # Owner queries go to owner_access_log; every this many seconds the app seals the new
+    # rows into one audit-chain entry (access_log.py). Each replica may seal; 0 turns the
+    # app's sealer off (then run ``zhichao audit seal`` from elsewhere, or rows stay
+    # unsealed). guess: 1 s bounds what is not yet in the chain to about a second.
+    owner_access_seal_interval_s: float = 1.0
     # Shared request limits (ratelimit.py): with several replicas, set a Redis URL so each
     # limit holds in total; None keeps the counts in this process (the embedded default).
     redis_url: str | None = None
@@ -75,6 +80,10 @@ class Settings:
             raise ConfigError(f"Settings.events_flush_interval_s = "
                               f"{self.events_flush_interval_s}: must be 0 (off) or positive",
                               "审核事件写入间隔配置错误")
+        if self.owner_access_seal_interval_s < 0:
+            raise ConfigError(f"Settings.owner_access_seal_interval_s = "
+                              f"{self.owner_access_seal_interval_s}: must be 0 (off) or "
+                              "positive", "车主查询记录封存间隔配置错误")
         _check_forwarded_allow_ips(self.forwarded_allow_ips)
         if self.login_free_failures < 0 or self.login_delay_base_s <= 0 \
                 or self.login_delay_max_per_account_s < 0 or self.login_delay_max_per_client_s < 0:
@@ -113,7 +122,8 @@ class Settings:
         ``ZHICHAO_DATABASE_SCHEMA``, ``ZHICHAO_FORWARDED_ALLOW_IPS`` (comma-separated),
         ``ZHICHAO_REDIS_URL`` (shared rate limits, ratelimit.py),
         ``ZHICHAO_EVIDENCE_LOG`` / ``_KEY`` / ``_KEY_NAME`` /
-        ``_LOG_ORIGIN``, ``ZHICHAO_EVENTS_FLUSH_INTERVAL_S``, ``ZHICHAO_HOLIDAY_FILES``
+        ``_LOG_ORIGIN``, ``ZHICHAO_EVENTS_FLUSH_INTERVAL_S``,
+        ``ZHICHAO_OWNER_ACCESS_SEAL_INTERVAL_S``, ``ZHICHAO_HOLIDAY_FILES``
         (``zhichao.holidays/1`` files separated by the OS path separator: the official
         schedules of years the calendar package lacks), plus overrides. ``holiday_files=``
         (a sequence of paths) may be given as an override too."""
@@ -134,12 +144,16 @@ class Settings:
                           ("ZHICHAO_EVIDENCE_LOG_ORIGIN", "evidence_log_origin")):
             if value := os.environ.get(env):
                 values[name] = value
-        if interval := os.environ.get("ZHICHAO_EVENTS_FLUSH_INTERVAL_S"):
-            try:
-                values["events_flush_interval_s"] = float(interval)
-            except ValueError:
-                raise ConfigError(f"ZHICHAO_EVENTS_FLUSH_INTERVAL_S={interval!r}: not a "
-                                  "number", "审核事件写入间隔须为数字") from None
+        for env, name, zh in (
+                ("ZHICHAO_EVENTS_FLUSH_INTERVAL_S", "events_flush_interval_s",
+                 "审核事件写入间隔须为数字"),
+                ("ZHICHAO_OWNER_ACCESS_SEAL_INTERVAL_S", "owner_access_seal_interval_s",
+                 "车主查询记录封存间隔须为数字")):
+            if interval := os.environ.get(env):
+                try:
+                    values[name] = float(interval)
+                except ValueError:
+                    raise ConfigError(f"{env}={interval!r}: not a number", zh) from None
         raw_files = overrides.pop("holiday_files", None)
         holiday_files: list[str] = [str(p) for p in raw_files] if isinstance(
             raw_files, (list, tuple)) else []
