@@ -337,6 +337,37 @@ def test_the_app_seals_in_the_background(tmp_path: Path) -> None:
     off.state.engine.dispose()
 
 
+def test_a_sealer_that_keeps_failing_turns_the_health_degraded(tmp_path: Path) -> None:
+    """Failures are loud: two failed rounds in a row and ``/api/v1/health`` says degraded,
+    naming the sealer in zh-CN; the first round that succeeds again clears it."""
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'app.db'}",
+                        owner_query_min_duration_ms=0, owner_access_seal_interval_s=0.05)
+    app = create_app(settings)
+    sealer = app.state.access_sealer
+
+    def wait(what: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 10
+        while not what() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert what()
+
+    with TestClient(app) as client:
+        assert client.get("/api/v1/health").json()["status"] == "ok"
+        with app.state.engine.begin() as conn:  # the table the sealer reads is gone
+            conn.execute(text("ALTER TABLE owner_access_log RENAME TO owner_access_away"))
+        wait(lambda: sealer.failing_rounds >= 2)
+        health = client.get("/api/v1/health").json()
+        assert health["status"] == "degraded"
+        assert any("车主查询记录封存连续" in p for p in health["problems_zh"])
+        with app.state.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE owner_access_away RENAME TO owner_access_log"))
+        wait(lambda: sealer.failing_rounds == 0)
+        health = client.get("/api/v1/health").json()
+        assert health == {"status": "ok", "version": health["version"], "problems_zh": []}
+    assert sealer.failures >= 2
+    app.state.engine.dispose()
+
+
 def test_settings_refuse_a_negative_seal_interval(monkeypatch: pytest.MonkeyPatch) -> None:
     from zhichao.service.errors import ConfigError
     with pytest.raises(ConfigError, match="owner_access_seal_interval_s"):

@@ -29,6 +29,7 @@ from zhichao.service import access_log, events
 from zhichao.service.api import ROUTERS
 from zhichao.service.api import supervision as supervision_api
 from zhichao.service.api.deps import API
+from zhichao.service.background import background_workers
 from zhichao.service.db import make_engine, session_factory, upgrade
 from zhichao.service.errors import ServiceError
 from zhichao.service.guards import install_guards
@@ -65,8 +66,7 @@ def _event_flusher(settings: Settings, app: FastAPI) -> events.EventFlusher | No
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Background work while the app serves: the review-event flusher (when configured)
     and the owner access log's sealer (``Settings.owner_access_seal_interval_s``)."""
-    workers: list[events.EventFlusher | access_log.AccessSealer] = [
-        w for w in (app.state.event_flusher, app.state.access_sealer) if w is not None]
+    workers = background_workers(app)
     tasks = [asyncio.create_task(w.run()) for w in workers]
     try:
         yield

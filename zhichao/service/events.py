@@ -25,10 +25,7 @@ done that was not appended.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-import threading
 import zipfile
 from collections.abc import Callable
 from datetime import datetime
@@ -44,6 +41,7 @@ from zhichao.evidence.events import EventType, ReviewEvent, record_review_event
 from zhichao.evidence.merkle import MerkleLog
 from zhichao.evidence.package import Station
 from zhichao.evidence.signing import load_private_key
+from zhichao.service.background import Periodic
 from zhichao.service.errors import ConfigError, IngestError
 from zhichao.service.models import Case, EvidenceEvent, User
 from zhichao.service.objectstore import local_package
@@ -109,11 +107,10 @@ def flush_to_log(sessions: sessionmaker[Session], log: MerkleLog, signer: Statio
     return done
 
 
-_log = logging.getLogger(__name__)
 _PG_FLUSH_LOCK_KEY = 0x7A68_6576_6C6F_67  # "zhevlog": one flusher at a time across replicas
 
 
-class EventFlusher:
+class EventFlusher(Periodic):
     """Appends pending review events to the center's log every ``interval_s`` seconds.
 
     Raises
@@ -122,6 +119,8 @@ class EventFlusher:
         If the key cannot be read, or the log does not exist and no ``origin`` is given to
         create it.
     """
+
+    name_zh = "审核事件写入证据日志"
 
     def __init__(self, sessions: sessionmaker[Session], log_dir: Path, *, key_path: Path,
                  key_name: str, origin: str | None = None, interval_s: float = 5.0,
@@ -137,15 +136,13 @@ class EventFlusher:
         if not (Path(log_dir) / "log.json").exists() and origin is None:
             raise ConfigError(f"evidence log {log_dir} does not exist; set its origin to "
                               "create it", "证据日志不存在，且未配置日志来源，无法创建")
+        super().__init__(interval_s)
         self.sessions = sessions
         self.log_dir = Path(log_dir)
         self.signer = Station("center", key_name, key)
         self.origin = origin
-        self.interval_s = interval_s
         self.fsync = fsync
         self.appended = 0  # events appended since start (for tests and health)
-        self.failures = 0  # rounds that ended in an error
-        self._stopping = threading.Event()
 
     def flush_once(self) -> int:
         """One round: open the log, append what is pending, close it; returns the count
@@ -160,7 +157,7 @@ class EventFlusher:
                 with MerkleLog(self.log_dir, origin=self.origin, create=create,
                                fsync=self.fsync) as merkle:
                     count = flush_to_log(self.sessions, merkle, self.signer,
-                                         should_stop=self._stopping.is_set)
+                                         should_stop=self.stopping.is_set)
             finally:
                 if postgres:
                     guard.execute(text("SELECT pg_advisory_unlock(:k)"),
@@ -169,29 +166,7 @@ class EventFlusher:
         self.appended += count
         return count
 
-    async def run(self) -> None:
-        """Flush every ``interval_s`` until :meth:`stop`; errors are logged and retried."""
-        self._stopping.clear()
-        while not self._stopping.is_set():
-            try:
-                count = await asyncio.to_thread(self.flush_once)
-                if count:
-                    _log.info("appended %d review event(s) to the evidence log %s", count,
-                             self.log_dir)
-            except Exception as exc:  # keep the app serving; the events stay pending
-                self.failures += 1
-                _log.error("review events flush to %s failed (retrying in %.1f s): %s: %s",
-                          self.log_dir, self.interval_s, type(exc).__name__, exc)
-            await self._sleep()
-
-    async def _sleep(self) -> None:
-        deadline = asyncio.get_running_loop().time() + self.interval_s
-        while not self._stopping.is_set():
-            left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                return
-            await asyncio.sleep(min(left, 0.05))
-
-    def stop(self) -> None:
-        """Ask :meth:`run` to end (after the event being appended, if any)."""
-        self._stopping.set()
+    def round(self) -> str | None:
+        count = self.flush_once()
+        return (f"appended {count} review event(s) to the evidence log {self.log_dir}"
+                if count else None)

@@ -17,6 +17,7 @@ from zhichao.service.api.deps import (
     client_id,
 )
 from zhichao.service.api.schemas import HealthOut, LoginIn, LoginOut, MessageOut, UserOut
+from zhichao.service.background import background_workers
 from zhichao.service.db import transaction
 from zhichao.service.errors import AuthenticationError
 from zhichao.service.models import User
@@ -30,12 +31,18 @@ def user_out(user: User) -> UserOut:
                    roles=sorted(user.role_set), station_id=user.station_id, active=user.active)
 
 
+LIMITS_UNREACHABLE_ZH = "限流存储（Redis）无法访问，登录与车主查询暂停"
+
+
 @router.get("/health", summary="服务状态")
-def health(limiter: LimiterDep) -> HealthOut:
-    # degraded: the shared rate-limit store (Redis) does not answer; logins and owner
-    # queries are refused meanwhile (fail closed, ratelimit.py)
-    status = "ok" if limits_reachable(limiter) else "degraded"
-    return HealthOut(status=status, version=__version__)
+def health(limiter: LimiterDep, request: Request) -> HealthOut:
+    # degraded: the shared rate-limit store (Redis) does not answer (logins and owner
+    # queries are refused meanwhile: fail closed, ratelimit.py), or a background worker
+    # keeps failing (background.py: events not appended, owner access rows not sealed)
+    problems = [] if limits_reachable(limiter) else [LIMITS_UNREACHABLE_ZH]
+    problems += [p for w in background_workers(request.app) if (p := w.problem_zh())]
+    return HealthOut(status="degraded" if problems else "ok", version=__version__,
+                     problems_zh=problems)
 
 
 @router.post("/auth/login", summary="工作人员登录")

@@ -186,6 +186,7 @@ class MessageOut(BaseModel):
 class HealthOut(BaseModel):
     status: str
     version: str
+    problems_zh: list[str] = []
 
 
 class UserOut(BaseModel):
