@@ -62,9 +62,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import Table, func, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from zhichao.common import utc_now
@@ -107,15 +107,18 @@ def record_owner_access(session: Session, *, actor: str, object_id: str,
     under the shared barrier lock, taken before the INSERT and held to the end of the
     transaction). A Core INSERT, not the ORM's unit of work: this runs once per query."""
     if _is_postgresql(session):
-        session.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"),
-                        {"k": _PG_ACCESS_LOCK_KEY})
+        session.execute(_SHARED_LOCK, {"k": _PG_ACCESS_LOCK_KEY})
     time_utc = now or utc_now()
     detail = dict(detail)
-    return int(session.execute(
-        insert(OwnerAccessEntry).values(
-            time_utc=time_utc, actor=actor, object_id=object_id, detail=detail,
-            entry_sha256=entry_hash(time_utc, actor, object_id, detail))
-        .returning(OwnerAccessEntry.id)).scalar_one())
+    return int(session.execute(_INSERT, {
+        "time_utc": time_utc, "actor": actor, "object_id": object_id, "detail": detail,
+        "entry_sha256": entry_hash(time_utc, actor, object_id, detail)}).scalar_one())
+
+
+# built once: building and keying the statements per query was a good part of its CPU
+_SHARED_LOCK = text("SELECT pg_advisory_xact_lock_shared(:k)")
+_TABLE = cast(Table, OwnerAccessEntry.__table__)
+_INSERT = insert(_TABLE).returning(_TABLE.c.id)
 
 
 def barrier_max_id(sessions: sessionmaker[Session], *, polite_s: float = 0.05) -> int:

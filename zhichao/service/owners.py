@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import bindparam, select, tuple_
 from sqlalchemy.orm import Session
 
 from zhichao.common import utc_now as _utc_now
@@ -206,20 +206,14 @@ def owner_query(session: Session, settings: Settings, limiter: Limiter, *, clien
                 window_s=60)
     limiter.hit(f"plate:{norm_plate}:{colour}", limit=settings.owner_query_per_plate_per_hour,
                 window_s=3600)
-    vehicle = session.execute(select(Vehicle.id, Vehicle.vin, Vehicle.licence_file_number)
-                              .where(Vehicle.plate == norm_plate,
-                                     Vehicle.plate_colour == colour)).first()
+    vehicle = session.execute(_VEHICLE, {"plate": norm_plate, "colour": colour}).first()
     known = "\x00" * 32
     if vehicle is not None:
         known = (vehicle.vin[-6:] if kind == "vin" else vehicle.licence_file_number) or known
     matched = hmac.compare_digest(known.upper().encode(), secret.encode()) and vehicle is not None
-    stmt = (select(Case.id, Case.time_utc).where(
-        Case.plate == norm_plate, Case.plate_colour == colour,
-        Case.state.in_(workflow.OWNER_VISIBLE_STATES))
-        .order_by(Case.time_utc.desc(), Case.id.desc()).limit(limit + 1))
-    if cursor is not None:
-        stmt = stmt.where(tuple_(Case.time_utc, Case.id) < tuple_(*cursor))
-    page = session.execute(stmt).all()
+    page = session.execute(_PAGE if cursor is None else _PAGE_AFTER, {
+        "plate": norm_plate, "colour": colour, "n": limit + 1,
+        **({} if cursor is None else {"after_time": cursor[0], "after_id": cursor[1]})}).all()
     more = len(page) > limit
     page = page[:limit]
     shown = matched and bool(page) and vehicle is not None
@@ -289,6 +283,33 @@ _RECORD_COLUMNS = (
     Decision.outcome, Decision.fine_yuan, Decision.reasons_zh, Decision.decided_utc)
 
 
+# The owner query's statements, built once (building and keying a statement per query
+# cost about a third of a query's CPU: docs/service.md, "Owner queries at provincial
+# scale"); the values are bound at each execution.
+_VEHICLE = select(Vehicle.id, Vehicle.vin, Vehicle.licence_file_number).where(
+    Vehicle.plate == bindparam("plate"), Vehicle.plate_colour == bindparam("colour"))
+_PAGE = (select(Case.id, Case.time_utc).where(
+    Case.plate == bindparam("plate"), Case.plate_colour == bindparam("colour"),
+    Case.state.in_(workflow.OWNER_VISIBLE_STATES))
+    .order_by(Case.time_utc.desc(), Case.id.desc()).limit(bindparam("n")))
+_PAGE_AFTER = _PAGE.where(  # keyset: the page after (time, id), newest first
+    tuple_(Case.time_utc, Case.id) < tuple_(bindparam("after_time", type_=Case.time_utc.type),
+                                            bindparam("after_id", type_=Case.id.type)))
+_RECORDS = (
+    select(*_RECORD_COLUMNS).select_from(Case)
+    .outerjoin(Passage, (Passage.id == Case.passage_id)
+               & (Passage.time_utc == Case.time_utc))  # the partition: pruned
+    .outerjoin(Site, Site.site_id == Case.site_id)
+    .outerjoin(Decision, Decision.case_id == Case.id)
+    .where(Case.id.in_(bindparam("ids", expanding=True))))
+_STATEMENTS = (
+    select(Statement.id, Statement.case_id, Statement.kind, Statement.filed_utc,
+           Statement.text_zh, Statement.response_zh, Attachment.filename)
+    .outerjoin(Attachment, Attachment.statement_id == Statement.id)
+    .where(Statement.case_id.in_(bindparam("ids", expanding=True)))
+    .order_by(Statement.id, Attachment.id))
+
+
 def owner_records(session: Session, case_ids: Sequence[int]) -> list[dict[str, Any]]:
     """What the owner sees of these cases (no other person's data), in the order given:
     the columns shown in one statement (case, its passage, site, decision), the statements
@@ -296,21 +317,11 @@ def owner_records(session: Session, case_ids: Sequence[int]) -> list[dict[str, A
     from each package's manifest (the sealed evidence: not in the database)."""
     if not case_ids:
         return []
-    rows = session.execute(
-        select(*_RECORD_COLUMNS).select_from(Case)
-        .outerjoin(Passage, (Passage.id == Case.passage_id)
-                   & (Passage.time_utc == Case.time_utc))  # the partition: pruned
-        .outerjoin(Site, Site.site_id == Case.site_id)
-        .outerjoin(Decision, Decision.case_id == Case.id)
-        .where(Case.id.in_(case_ids))).all()
+    ids = {"ids": list(case_ids)}
+    rows = session.execute(_RECORDS, ids).all()
     statements: dict[int, list[dict[str, Any]]] = {}
     by_id: dict[int, dict[str, Any]] = {}
-    for st in session.execute(
-            select(Statement.id, Statement.case_id, Statement.kind, Statement.filed_utc,
-                   Statement.text_zh, Statement.response_zh, Attachment.filename)
-            .outerjoin(Attachment, Attachment.statement_id == Statement.id)
-            .where(Statement.case_id.in_(case_ids))
-            .order_by(Statement.id, Attachment.id)):
+    for st in session.execute(_STATEMENTS, ids):
         if st.id not in by_id:
             by_id[st.id] = {"id": st.id, "kind": st.kind, "filed_utc": st.filed_utc.isoformat(),
                             "text_zh": st.text_zh, "response_zh": st.response_zh,
