@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path as FilePath
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zhichao import __version__
@@ -30,6 +31,7 @@ from zhichao.service.api import ROUTERS
 from zhichao.service.api import supervision as supervision_api
 from zhichao.service.api.deps import API
 from zhichao.service.background import background_workers
+from zhichao.service.body_limit import ASGIApp, Message, Receive, Scope, Send
 from zhichao.service.db import make_engine, session_factory, upgrade
 from zhichao.service.errors import ServiceError
 from zhichao.service.guards import install_guards
@@ -130,21 +132,43 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
     """Request limits and security headers (the one place middleware is added)."""
+    app.add_middleware(LimitsAndHeaders, max_request_bytes=settings.max_request_bytes)
 
-    @app.middleware("http")
-    async def _limits_and_headers(request: Request,
-                                  call_next: Callable[[Request], Awaitable[Response]]
-                                  ) -> Response:
-        length = request.headers.get("content-length")
+
+_API_HEADERS = {"Cache-Control": "no-store",
+                "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'"}
+
+
+class LimitsAndHeaders:
+    """ASGI middleware: 413 for a declared body over ``max_request_bytes`` (or a malformed
+    Content-Length); ``X-Content-Type-Options: nosniff`` on every answer, and no caching
+    and no framing on the API's. Plain ASGI, not ``@app.middleware("http")`` (which wraps
+    every request in an extra task and memory streams)."""
+
+    def __init__(self, app: ASGIApp, *, max_request_bytes: int) -> None:
+        self.app = app
+        self.max_request_bytes = max_request_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length")
         if length is not None and (not length.isdigit()
-                                   or int(length) > settings.max_request_bytes):
-            return JSONResponse(status_code=413, content={
+                                   or int(length) > self.max_request_bytes):
+            await JSONResponse(status_code=413, content={
                 "error": "http_413", "message_zh": "请求内容过大",
-                "message": f"body over {settings.max_request_bytes} bytes"})
-        response = await call_next(request)
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        if request.url.path.startswith(API):
-            response.headers["Cache-Control"] = "no-store"
-            response.headers["Content-Security-Policy"] = "default-src 'none'; " \
-                                                          "frame-ancestors 'none'"
-        return response
+                "message": f"body over {self.max_request_bytes} bytes"})(scope, receive, send)
+            return
+        api = str(scope.get("path", "")).startswith(API)
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["X-Content-Type-Options"] = "nosniff"
+                if api:
+                    for name, value in _API_HEADERS.items():
+                        headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

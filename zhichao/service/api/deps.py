@@ -28,17 +28,20 @@ API = "/api/v1"
 CaseId = Annotated[int, Path(ge=1, le=2**31 - 1, description="案件编号")]
 
 
-def get_settings(request: Request) -> Settings:
+# The accessors below only read app.state: ``async def`` so FastAPI calls them on the event
+# loop (a plain ``def`` dependency is run in the worker thread pool, a hop per dependency
+# per request: a third of an owner query's server CPU, docs/service.md)
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_factory(request: Request) -> sessionmaker[Session]:
+async def get_factory(request: Request) -> sessionmaker[Session]:
     factory: sessionmaker[Session] = request.app.state.sessions
     return factory
 
 
-def get_limiter(request: Request) -> Limiter:
+async def get_limiter(request: Request) -> Limiter:
     limiter: Limiter = request.app.state.limiter
     return limiter
 
