@@ -8,6 +8,9 @@ Run from the repository root (needs ../shared beside it):
     python3 benchmarks/vision_accept.py --widths  # dev accuracy against plate width
     python3 benchmarks/vision_accept.py --colour  # plate colour on dev under lighting casts
     python3 benchmarks/vision_accept.py --json    # any of them, machine-readable
+    python3 benchmarks/vision_accept.py --plate-model CANDIDATE.onnx [--fit]  # a new plate
+                                                  # model, before it replaces the shipped one
+    python3 benchmarks/vision_accept.py --policy '{"min_char_confidence": 0.9}'  # other values
 
 Fitting (``--fit``) never reads the dev set. It reads the held-out part of the training set
 (``zhichao.vision.evaluate.is_held_out``: about 15 %, never trained on by the plate model)
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import hashlib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -189,6 +193,7 @@ def run_fit(reader: PlateReader, limit: int | None) -> dict[str, Any]:
         "min_province_head_confidence": head,
         "safe_from_width_px": safe_width,
         "min_plate_width_px": width,
+        "plate_model_alone": second_only(reads),
         "grid": grid,
         "widths": widths,
     }
@@ -400,8 +405,20 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None, help="first N images of the set")
     parser.add_argument("--before", action="store_true", help="the reader before the plate model")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--plate-model", type=Path, default=None, help="this ONNX file instead of the shipped one"
+    )
+    parser.add_argument(
+        "--policy", default="{}", help="PlatePolicy fields to change for the report, as JSON"
+    )
     args = parser.parse_args()
+    policy = replace(PlatePolicy(), **json.loads(args.policy))
     reader = PlateReader()
+    if args.plate_model is not None:
+        digest = hashlib.sha256(args.plate_model.read_bytes()).hexdigest()
+        reader = PlateReader(
+            VisionConfig(plate_model_path=str(args.plate_model), plate_model_sha256=digest)
+        )
     if args.before:
         reader = PlateReader(VisionConfig(views=PPOCR_VIEWS, use_plate_model=False))
         result = run_report(reader, args.limit, BEFORE_POLICY)
@@ -412,7 +429,7 @@ def main() -> int:
     elif args.widths:
         result = run_widths(reader, args.limit, args.every)
     else:
-        result = run_report(reader, args.limit)
+        result = run_report(reader, args.limit, policy)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
         return 0
