@@ -254,10 +254,12 @@ def describe(report: EvalReport) -> dict[str, Any]:
 
 
 def second_only(reads: list[ReadImage]) -> dict[str, Any]:
-    """The plate model on its own: its read of the best detection, exact per group and
-    character errors per position (reads as long as the label)."""
+    """The plate model on its own: its read of the best detection, exact per group,
+    character errors per position and province confusions (label->read; reads as long
+    as the label)."""
     groups: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
     errors: collections.Counter[int] = collections.Counter()
+    provinces: collections.Counter[str] = collections.Counter()
     for r in reads:
         best = r.reads[0] if r.reads else None
         text = best.second.text if best is not None and best.second is not None else None
@@ -268,9 +270,12 @@ def second_only(reads: list[ReadImage]) -> dict[str, Any]:
         if text is not None and len(text) == len(label):
             for pos, (a, b) in enumerate(zip(text, label, strict=True)):
                 errors[pos + 1] += a != b
+            if text[0] != label[0]:
+                provinces[f"{label[0]}->{text[0]}"] += 1
     return {
         "exact": {k: f"{v[1]}/{v[0]}" for k, v in sorted(groups.items())},
         "errors_by_position": {str(p): errors[p] for p in sorted(errors)},
+        "province_confusion": dict(provinces.most_common()),
     }
 
 
