@@ -8,6 +8,9 @@ Run from the repository root (needs ../shared beside it):
     python3 benchmarks/vision_accept.py --widths  # dev accuracy against plate width
     python3 benchmarks/vision_accept.py --colour  # plate colour on dev under lighting casts
     python3 benchmarks/vision_accept.py --json    # any of them, machine-readable
+    python3 benchmarks/vision_accept.py --plate-model CANDIDATE.onnx [--fit]  # a new plate
+                                                  # model, before it replaces the shipped one
+    python3 benchmarks/vision_accept.py --policy '{"min_char_confidence": 0.9}'  # other values
 
 Fitting (``--fit``) never reads the dev set. It reads the held-out part of the training set
 (``zhichao.vision.evaluate.is_held_out``: about 15 %, never trained on by the plate model)
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import hashlib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -189,6 +193,7 @@ def run_fit(reader: PlateReader, limit: int | None) -> dict[str, Any]:
         "min_province_head_confidence": head,
         "safe_from_width_px": safe_width,
         "min_plate_width_px": width,
+        "plate_model_alone": second_only(reads),
         "grid": grid,
         "widths": widths,
     }
@@ -249,10 +254,12 @@ def describe(report: EvalReport) -> dict[str, Any]:
 
 
 def second_only(reads: list[ReadImage]) -> dict[str, Any]:
-    """The plate model on its own: its read of the best detection, exact per group and
-    character errors per position (reads as long as the label)."""
+    """The plate model on its own: its read of the best detection, exact per group,
+    character errors per position and province confusions (label->read; reads as long
+    as the label)."""
     groups: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
     errors: collections.Counter[int] = collections.Counter()
+    provinces: collections.Counter[str] = collections.Counter()
     for r in reads:
         best = r.reads[0] if r.reads else None
         text = best.second.text if best is not None and best.second is not None else None
@@ -263,9 +270,12 @@ def second_only(reads: list[ReadImage]) -> dict[str, Any]:
         if text is not None and len(text) == len(label):
             for pos, (a, b) in enumerate(zip(text, label, strict=True)):
                 errors[pos + 1] += a != b
+            if text[0] != label[0]:
+                provinces[f"{label[0]}->{text[0]}"] += 1
     return {
         "exact": {k: f"{v[1]}/{v[0]}" for k, v in sorted(groups.items())},
         "errors_by_position": {str(p): errors[p] for p in sorted(errors)},
+        "province_confusion": dict(provinces.most_common()),
     }
 
 
@@ -400,8 +410,20 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None, help="first N images of the set")
     parser.add_argument("--before", action="store_true", help="the reader before the plate model")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--plate-model", type=Path, default=None, help="this ONNX file instead of the shipped one"
+    )
+    parser.add_argument(
+        "--policy", default="{}", help="PlatePolicy fields to change for the report, as JSON"
+    )
     args = parser.parse_args()
+    policy = replace(PlatePolicy(), **json.loads(args.policy))
     reader = PlateReader()
+    if args.plate_model is not None:
+        digest = hashlib.sha256(args.plate_model.read_bytes()).hexdigest()
+        reader = PlateReader(
+            VisionConfig(plate_model_path=str(args.plate_model), plate_model_sha256=digest)
+        )
     if args.before:
         reader = PlateReader(VisionConfig(views=PPOCR_VIEWS, use_plate_model=False))
         result = run_report(reader, args.limit, BEFORE_POLICY)
@@ -412,7 +434,7 @@ def main() -> int:
     elif args.widths:
         result = run_widths(reader, args.limit, args.every)
     else:
-        result = run_report(reader, args.limit)
+        result = run_report(reader, args.limit, policy)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
         return 0

@@ -1,0 +1,67 @@
+"""The plate model's training renders (``training/plates/render.py``): CJK faces, provinces.
+
+No torch needed: the renderer uses numpy, OpenCV and PIL only.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.plates import render
+from zhichao.vision.grammar import PROVINCES, plate_kind
+from zhichao.vision.plate_lines import LINE_HEIGHT_PX, LINE_WIDTH_PX
+
+
+@pytest.fixture
+def faces() -> Iterator[None]:
+    """Restore the renderer's face list and its caches after a test changes them."""
+    saved = render.CJK_FONTS
+    render.available_cjk_fonts.cache_clear()
+    render._glyph.cache_clear()
+    yield
+    render.CJK_FONTS = saved
+    render.available_cjk_fonts.cache_clear()
+    render._glyph.cache_clear()
+
+
+def test_renders_with_the_shipped_font_alone(faces: None, tmp_path: Path) -> None:
+    shipped = render.CJK_FONTS[0]
+    assert shipped.path == render.CJK_FONT
+    render.CJK_FONTS = (shipped, replace(shipped, path=tmp_path / "absent.ttc"))
+    assert render.available_cjk_fonts() == (shipped,)
+    line, text, _ = render.render_sample(random.Random(3))
+    assert line.shape == (LINE_HEIGHT_PX, LINE_WIDTH_PX)
+    assert plate_kind(text) is not None
+
+
+def test_a_face_without_the_plate_characters_is_skipped(faces: None) -> None:
+    shipped = render.CJK_FONTS[0]
+    latin_only = replace(shipped, path=render.LATIN_FONTS[0])
+    render.CJK_FONTS = (latin_only, shipped)
+    assert render.available_cjk_fonts() == (shipped,)
+
+
+def test_province_glyphs_differ_between_faces_and_strokes(faces: None) -> None:
+    if len(render.available_cjk_fonts()) < 2:
+        pytest.skip("only the shipped CJK font here (install the fonts in the recipe)")
+    a = render._glyph("浙", 0, 45, 90, 0).astype(float)
+    b = render._glyph("浙", 1, 45, 90, 0).astype(float)
+    thick = render._glyph("浙", 0, 45, 90, 6).astype(float)
+    assert np.abs(a - b).mean() > 10
+    assert (thick > 127).sum() > (a > 127).sum() * 1.1
+
+
+def test_provinces_are_balanced() -> None:
+    rng = random.Random(7)
+    n = 62_000
+    counts = collections.Counter(render.random_spec(rng).text[0] for _ in range(n))
+    shares = np.array([counts[p] / n for p in PROVINCES])
+    # 31 provinces; the rest is 使 (about 1.4 %); each ≈ 3.2 %, binomial σ ≈ 0.07 %
+    assert shares.min() > 0.029 and shares.max() < 0.0345, dict(counts)
