@@ -310,10 +310,14 @@ def test_the_api_query_goes_to_the_access_log_and_verify_counts_unsealed(api: Ap
             AuditEntry.action == "owner.query")) == 0
     answer = c.get("/api/v1/audit/verify", headers=api.auth("auditor")).json()
     assert answer["ok"] is True and "1 条尚未封存" in answer["message_zh"]
+    assert answer["access_log"] == {"entries": before + 1, "seals": chain_before,
+                                    "unsealed": 1}
     access_log.seal_pending(sessions)
     assert len(_seals(sessions)) == chain_before + 1
     answer = c.get("/api/v1/audit/verify", headers=api.auth("auditor")).json()
-    assert answer == {"ok": True, "message_zh": "审计日志链完整", "problems": []}
+    assert answer == {"ok": True, "message_zh": "审计日志链完整", "problems": [],
+                      "access_log": {"entries": before + 1, "seals": chain_before + 1,
+                                     "unsealed": 0}}
 
 
 def test_the_app_seals_in_the_background(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from zhichao.service import access_log, duties
 from zhichao.service.api.deps import API, Auditor, SessionDep
 from zhichao.service.api.schemas import (
     STAFF_ERRORS,
+    AccessLogOut,
     AuditEntryOut,
     AuditOut,
     AuditVerifyOut,
@@ -40,8 +41,8 @@ def audit_log(session: SessionDep, user: Auditor,
             openapi_extra=duties.openapi_extra(roles=duties.AUDIT_READ))
 def audit_verify(session: SessionDep, user: Auditor) -> AuditVerifyOut:
     """The chain, and the owner access log against its seals (``access_log.py``); a
-    problem in an access row names the table in its text. Rows not yet sealed are no
-    problem; the message says how many there are."""
+    problem names its table (``table``; an access row's also in its text). Rows not yet
+    sealed are no problem; ``access_log`` and the message say how many there are."""
     del user
     check = access_log.verify_all(session)
     problems = check.problems
@@ -52,4 +53,7 @@ def audit_verify(session: SessionDep, user: Auditor) -> AuditVerifyOut:
         message_zh=("审计日志链完整" if not problems else "审计日志链校验失败") + unsealed,
         problems=[ChainProblemOut(entry_id=p.entry_id,
                                   problem=p.problem if p.table == "audit_log"
-                                  else f"{p.table}: {p.problem}") for p in problems])
+                                  else f"{p.table}: {p.problem}", table=p.table)
+                  for p in problems],
+        access_log=AccessLogOut(entries=check.access.entries, seals=check.access.seals,
+                                unsealed=check.access.unsealed))

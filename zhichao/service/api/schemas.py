@@ -336,12 +336,20 @@ class AuditOut(BaseModel):
 class ChainProblemOut(BaseModel):
     entry_id: int
     problem: str
+    table: str = "audit_log"  # or owner_access_log (the row's id in entry_id)
+
+
+class AccessLogOut(BaseModel):
+    entries: int  # owner access rows
+    seals: int  # owner.access_sealed entries in the chain
+    unsealed: int  # rows after the last seal (sealed within a second or so; no problem)
 
 
 class AuditVerifyOut(BaseModel):
     ok: bool
     message_zh: str
     problems: list[ChainProblemOut]
+    access_log: AccessLogOut | None = None
 
 
 class SiteOut(BaseModel):
