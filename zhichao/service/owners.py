@@ -5,7 +5,8 @@ file number), never the plate alone. The answer to "no such vehicle", "wrong VIN
 "right VIN but no case" is the same JSON (:data:`NOTHING_FOUND`), and every query —
 found or not — does the same database work and is padded to at least
 ``Settings.owner_query_min_duration_ms``, so neither shape nor timing tells them apart.
-Queries are rate-limited per client and per plate (in memory, per process).
+Queries are rate-limited per client and per plate (in memory, or in Redis shared by the
+replicas: ``ratelimit.py``).
 
 A successful query returns a short-lived owner token (HMAC-signed, no table) naming the
 cases it may open; every view of a record or its evidence is written to the audit log.
