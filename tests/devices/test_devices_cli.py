@@ -69,3 +69,28 @@ def test_simulate_records_twin(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["devices", "simulate", "records", "--link", "pty",
                  "--duration-s", "0.2"]) == 0
     assert "records twin" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("kind", "url", "unknown"), [
+    ("samples", "tcp://127.0.0.1:9?stall_timeout_s=2&bogus=1", "bogus"),
+    ("records", "modbus+tcp://127.0.0.1:9?kind=records&device_id=2&baudrate=9600", "baudrate"),
+    ("indicator", "xk3190+tcp://127.0.0.1:9?baud_rate=9600", "baud_rate"),
+    ("indicator", "modbus+tcp://127.0.0.1:9?map=zhichao&poll_interval=0.1", "poll_interval"),
+    ("camera", "folder:///nonexistent?fps=5&frame_rate=5", "frame_rate"),
+])
+def test_unknown_url_settings_are_refused(kind: str, url: str, unknown: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A setting the backend does not read is an error naming it and what the backend
+    does read, through the registry and through ``devices probe`` (exit 2, nothing
+    opened); the same URL without it builds."""
+    from zhichao.devices.errors import DeviceConfigurationError
+
+    with pytest.raises(DeviceConfigurationError) as err:
+        open_device(kind, url)
+    assert f"unknown setting(s) {unknown} " in str(err.value)
+    assert "this backend reads:" in str(err.value) and "无法识别" in str(err.value)
+    assert main(["devices", "probe", url, "--kind", kind, "--listen-s", "0.1"]) == 2
+    assert unknown in capsys.readouterr().out
+    base, _, query = url.partition("?")
+    kept = "&".join(kv for kv in query.split("&") if not kv.startswith(unknown + "="))
+    open_device(kind, f"{base}?{kept}").close()

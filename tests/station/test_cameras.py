@@ -197,6 +197,10 @@ start_utc = "2026-03-02T08:00:00Z"
     ({"camera_id": "C", "role": "front", "url": "sim://c", "capture": "burst"}, "capture"),
     ({"camera_id": "C", "role": "front", "spool_dir": "s", "capture": "triggered"},
      "needs a camera opened by url"),
+    ({"camera_id": "C", "role": "front", "url": "rtsp://cam/v?fps=5"},
+     "camera[0].url: rtsp://cam/v?fps=5: unknown setting(s) fps"),
+    ({"camera_id": "C", "role": "front", "spool_dir": "s", "stream_url": "http://cam/v?x=1"},
+     "camera[0].stream_url: http://cam/v?x=1: unknown setting(s) x"),
 ])
 def test_camera_source_is_validated(camera: dict[str, object], problem: str) -> None:
     with pytest.raises(StationConfigError) as info:

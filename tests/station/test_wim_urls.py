@@ -61,6 +61,11 @@ def test_every_wim_url_is_accepted(url: str, kind: str) -> None:
     ("folder:///srv/frames", "not a WIM device URL (camera)"),
     ("zwr+tcp://127.0.0.1", "wim.url"),
     ("modbus+tcp://127.0.0.1:502?device_id=x", "device_id"),
+    # settings no backend reads are refused, not ignored (a typo, another backend's setting)
+    ("zwr+tcp://127.0.0.1:4001?bogus=1", "unknown setting(s) bogus"),
+    ("serial:///dev/ttyUSB0?baud=9600", "unknown setting(s) baud for a samples device"),
+    ("modbus+tcp://127.0.0.1:502?baud_rate=9600", "unknown setting(s) baud_rate"),
+    ("modbus+rtu:///dev/ttyS1?parity=X", "parity must be N, E or O"),
 ])
 def test_bad_wim_urls_are_refused_naming_the_key(url: str, problem: str) -> None:
     with pytest.raises(StationConfigError) as err:

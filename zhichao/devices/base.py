@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Self
@@ -82,6 +83,11 @@ class Timeouts:
 DEFAULT_TIMEOUTS = Timeouts(2.0)
 
 
+#: while a registry builds a device, the URL settings its backend asked for (any
+#: :class:`DeviceUrl` of it, parsed again or not), so that settings nobody reads are refused
+ASKED_SETTINGS: ContextVar[set[str] | None] = ContextVar("ASKED_SETTINGS", default=None)
+
+
 @dataclass(frozen=True)
 class DeviceUrl:
     """A parsed device URL, e.g. ``tcp://127.0.0.1:5020`` or ``serial:///dev/ttyUSB0?baud_rate=9600``.
@@ -98,7 +104,13 @@ class DeviceUrl:
     path: str
     query: dict[str, str]
 
+    def _ask(self, *keys: str) -> None:
+        asked = ASKED_SETTINGS.get()
+        if asked is not None:
+            asked.update(keys)
+
     def get_float(self, key: str, default: float) -> float:
+        self._ask(key)
         if key not in self.query:
             return default
         try:
@@ -108,6 +120,7 @@ class DeviceUrl:
                 f"{self.text}: {key} must be a number, got {self.query[key]!r}") from None
 
     def get_int(self, key: str, default: int) -> int:
+        self._ask(key)
         if key not in self.query:
             return default
         try:
@@ -117,6 +130,7 @@ class DeviceUrl:
                 f"{self.text}: {key} must be an integer, got {self.query[key]!r}") from None
 
     def get_str(self, key: str, default: str) -> str:
+        self._ask(key)
         return self.query.get(key, default)
 
     def settings(self, kwargs: dict[str, Any],
@@ -124,6 +138,7 @@ class DeviceUrl:
         """A backend's ``from_url`` keywords: ``kwargs`` with each setting named in ``types``
         that the URL's query holds added, as that type (a keyword argument given wins)."""
         out = dict(kwargs)
+        self._ask(*types)
         for key, kind in types.items():
             if key in self.query and key not in kwargs:
                 out[key] = (self.get_float(key, 0.0) if kind is float

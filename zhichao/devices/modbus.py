@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from zhichao.devices.base import DeviceUrl, parse_device_url
@@ -25,14 +26,43 @@ from zhichao.devices.errors import (
 MAX_REGISTERS_PER_READ = 125
 
 
+@dataclass(frozen=True)
+class ModbusSettings:
+    """A Modbus URL's settings, read (and checked) when the device is built, not when it
+    first connects: ``device_id`` (unit, 1), and for RTU the serial line's ``baud_rate``
+    (19200), ``bytesize`` (8), ``parity`` (N, E or O) and ``stopbits`` (1)."""
+
+    device_id: int
+    baud_rate: int = 19200
+    bytesize: int = 8
+    parity: str = "N"
+    stopbits: int = 1
+
+    @classmethod
+    def from_url(cls, url: DeviceUrl) -> ModbusSettings:
+        if url.scheme not in ("modbus+tcp", "modbus+rtu"):
+            raise DeviceConfigurationError(f"{url.text}: expected modbus+tcp:// or modbus+rtu://")
+        device_id = url.get_int("device_id", 1)
+        if url.scheme == "modbus+tcp":
+            return cls(device_id)
+        if not url.path:
+            raise DeviceConfigurationError(f"{url.text}: needs a serial port path")
+        settings = cls(device_id, url.get_int("baud_rate", 19200), url.get_int("bytesize", 8),
+                       url.get_str("parity", "N").upper(), url.get_int("stopbits", 1))
+        if settings.parity not in ("N", "E", "O"):
+            raise DeviceConfigurationError(
+                f"{url.text}: parity must be N, E or O, got {settings.parity!r}")
+        return settings
+
+
 class ModbusLink:
     """One Modbus client; ``read_holding`` / ``write_holding`` raise only our errors."""
 
-    def __init__(self, url: DeviceUrl, *, timeout_s: float) -> None:
-        if url.scheme not in ("modbus+tcp", "modbus+rtu"):
-            raise DeviceConfigurationError(f"{url.text}: expected modbus+tcp:// or modbus+rtu://")
+    def __init__(self, url: DeviceUrl, *, timeout_s: float,
+                 settings: ModbusSettings | None = None) -> None:
+        self.settings = settings if settings is not None else ModbusSettings.from_url(url)
         self.url = url
-        self.device_id = url.get_int("device_id", 1)
+        self.device_id = self.settings.device_id
         self.timeout_s = timeout_s
         self._client: Any = None
 
@@ -48,15 +78,11 @@ class ModbusLink:
             client: Any = ModbusTcpClient(host, port=port, timeout=self.timeout_s, retries=0,
                                           reconnect_delay=0, reconnect_delay_max=0)
         else:
-            if not self.url.path:
-                raise DeviceConfigurationError(f"{self.url.text}: needs a serial port path")
+            s = self.settings
             client = ModbusSerialClient(
-                self.url.path, framer=FramerType.RTU,
-                baudrate=self.url.get_int("baud_rate", 19200),
-                bytesize=self.url.get_int("bytesize", 8),
-                parity=self.url.get_str("parity", "N").upper(),
-                stopbits=self.url.get_int("stopbits", 1), timeout=self.timeout_s, retries=0,
-                reconnect_delay=0, reconnect_delay_max=0)
+                self.url.path, framer=FramerType.RTU, baudrate=s.baud_rate,
+                bytesize=s.bytesize, parity=s.parity, stopbits=s.stopbits,
+                timeout=self.timeout_s, retries=0, reconnect_delay=0, reconnect_delay_max=0)
         try:
             ok = client.connect()
         except Exception as exc:
@@ -126,13 +152,14 @@ class ModbusPoller:
 
     def __init__(self, url: str, *, poll_interval_s: float) -> None:
         self.parsed = parse_device_url(url)
+        self.settings = ModbusSettings.from_url(self.parsed)  # checked now, not at connect
         self.poll_interval_s = poll_interval_s
         self._link: ModbusLink | None = None
         self._last_poll = 0.0
 
     def open(self, timeout_s: float) -> ModbusLink:
         """Connect a new link (timeouts of ``timeout_s`` per request)."""
-        link = ModbusLink(self.parsed, timeout_s=timeout_s)
+        link = ModbusLink(self.parsed, timeout_s=timeout_s, settings=self.settings)
         link.connect()
         self._link = link
         return link

@@ -29,7 +29,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from zhichao.devices.base import Device, parse_device_url
+from zhichao.devices.base import ASKED_SETTINGS, Device, parse_device_url
 from zhichao.devices.errors import DeviceConfigurationError, DeviceNotAvailableError
 
 _I = "zhichao.devices.interfaces."
@@ -83,10 +83,33 @@ def backend_class(kind: str, url: str) -> type[Device]:
     return cls
 
 
+#: query settings the registry itself reads (to choose the kind), not the backend
+REGISTRY_SETTINGS: tuple[str, ...] = ("kind",)
+
+
 def open_device(kind: str, url: str, **settings: Any) -> Device:
-    """Build (not yet connect) the device for ``url``; drivers connect on first read."""
+    """Build (not yet connect) the device for ``url``; drivers connect on first read.
+
+    A query setting that the backend does not read (a typo such as ``baud=9600``, or a
+    setting of another backend) is refused with :class:`DeviceConfigurationError`, naming
+    the settings this backend does read: a setting silently ignored is a device configured
+    other than the operator believes."""
     cls = backend_class(kind, url)
-    device: Device = cls.from_url(url, **settings)  # type: ignore[attr-defined]
+    parsed = parse_device_url(url)
+    asked: set[str] = set()
+    token = ASKED_SETTINGS.set(asked)
+    try:
+        device: Device = cls.from_url(parsed, **settings)  # type: ignore[attr-defined]
+    finally:
+        ASKED_SETTINGS.reset(token)
+    unknown = sorted(set(parsed.query) - asked - set(REGISTRY_SETTINGS))
+    if unknown:
+        device.close()
+        known = sorted(asked) or ["(none)"]
+        raise DeviceConfigurationError(
+            f"{url}: unknown setting(s) {', '.join(unknown)} for a {kind} device over "
+            f"{parsed.scheme}:// 设备地址含无法识别的参数 (this backend reads: "
+            f"{', '.join(known)}; docs/devices.md)")
     return device
 
 

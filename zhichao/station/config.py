@@ -279,20 +279,27 @@ def wim_url_kind(url: str) -> str:
     """``samples`` or ``records`` for ``wim.url`` (any WIM device of the devices stage's
     registry: ZSF/1 over TCP or serial, the Modbus sample ring, ZWR/1 lines, the Modbus
     record ring); the device is built, not connected, so every setting is checked."""
-    from zhichao.devices.base import parse_device_url
     from zhichao.devices.errors import DeviceError
     from zhichao.devices.registry import open_wim_device, wim_kind
 
     try:
         kind = wim_kind(url)
         open_wim_device(url).close()
-        parsed = parse_device_url(url)
-        if parsed.scheme.startswith("modbus+"):  # read by the Modbus link at connect
-            parsed.get_int("device_id", 1)
     except DeviceError as exc:
         raise _fail("wim.url", f"{exc} (\"sim\" or a WIM device URL: docs/devices.md, URLs)"
                     ) from None
     return kind
+
+
+def _check_camera_url(key: str, url: str) -> None:
+    """A camera URL builds (not opens) its camera: its settings are checked now."""
+    from zhichao.devices.errors import DeviceError
+    from zhichao.devices.registry import open_device
+
+    try:
+        open_device("camera", url).close()
+    except DeviceError as exc:
+        raise _fail(key, f"{exc} (a camera URL: docs/devices.md, URLs)") from None
 
 
 def _check_device(cfg: StationConfig) -> None:
@@ -336,6 +343,7 @@ def _check_cameras(cfg: StationConfig) -> None:
             _need(scheme in CAMERA_URL_SCHEMES, f"camera[{i}].url",
                   f"{c.url!r}: the scheme must be one of {', '.join(CAMERA_URL_SCHEMES)} "
                   f"(e.g. rtsp://host/stream, file:///video.mp4, folder:///frames)")
+            _check_camera_url(f"camera[{i}].url", c.url)
             _need(0 < c.max_fps <= 60, f"camera[{i}].max_fps", "must be in (0, 60]")
             _need(0 <= c.latency_s <= 5, f"camera[{i}].latency_s", "must be within 0 … 5 s")
         _need(not (c.stream_url and c.url), f"camera[{i}].stream_url",
@@ -343,6 +351,7 @@ def _check_cameras(cfg: StationConfig) -> None:
         if c.stream_url:
             _need(c.stream_url.split(":", 1)[0].lower() in CAMERA_URL_SCHEMES,
                   f"camera[{i}].stream_url", f"scheme must be one of {CAMERA_URL_SCHEMES}")
+            _check_camera_url(f"camera[{i}].stream_url", c.stream_url)
         _need(c.capture in ("continuous", "triggered"), f"camera[{i}].capture",
               "must be \"continuous\" or \"triggered\"")
         _need(c.capture == "continuous" or bool(c.url), f"camera[{i}].capture",
