@@ -14,7 +14,9 @@ Its GNSS time is the host's clock plus ``offset_s``; so PPS ``real − clock`` i
 too. ``mode`` is the fix mode it reports (1: no fix, no time). ``behaviour`` breaks it:
 ``silent`` (accepts, sends nothing), ``garbage`` (a line that is not JSON after VERSION),
 ``truncated`` (half an object, then closes), ``close`` (closes after VERSION),
-``not_gpsd`` (a banner that is not a VERSION object). All can be changed while it runs.
+``not_gpsd`` (a banner that is not a VERSION object), ``long_line`` (an endless line),
+``refuse`` (every request answered with an ERROR object). All can be changed while it
+runs; ``host`` is the address it listens on.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class GpsdPeer:
     def __init__(self, *, offset_s: float = 0.0, mode: int = 3, pps: bool = True,
                  toff: bool = True, interval_s: float = 0.2, latency_s: float = 0.05,
                  ept_s: float = 0.005, satellites_used: int = 9,
-                 behaviour: str = "normal") -> None:
+                 behaviour: str = "normal", host: str = "127.0.0.1") -> None:
         self.offset_s = offset_s
         self.mode = mode
         self.pps = pps
@@ -59,7 +61,8 @@ class GpsdPeer:
         self.requests: list[str] = []
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
+        self.host = host
         self.sock.listen(8)
         self.sock.settimeout(0.1)
         self.port: int = self.sock.getsockname()[1]
@@ -69,7 +72,7 @@ class GpsdPeer:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def __enter__(self) -> GpsdPeer:
         self._accept.start()
@@ -141,6 +144,10 @@ class GpsdPeer:
                 conn.sendall(b"$GPRMC,123519,A,4807.038,N,01131.000,E*6A\r\n")
                 self._stop.wait(30)
                 return
+            if behaviour == "long_line" and watch:
+                while not self._stop.is_set():
+                    conn.sendall(b'{"class":"TPV","padding":"' + b"x" * 4096)
+                return
             if behaviour == "truncated" and watch:
                 conn.sendall(b'{"class":"TPV","device":"/dev/ttyS0","mode":3,"ti')
                 return
@@ -152,6 +159,9 @@ class GpsdPeer:
                  ) -> dict[str, Any]:
         """One command: ``?NAME;`` or ``?NAME={...}`` (the ';' already cut off)."""
         self.requests.append(line)
+        if self.behaviour == "refuse":
+            self._send(conn, {"class": "ERROR", "message": "Can't perform WATCH"})
+            return watch
         if not line.startswith("?"):
             self._send(conn, {"class": "ERROR", "message": f"Unrecognized request '{line}'"})
             return watch

@@ -83,6 +83,7 @@ RESULT_ZH = {
 #: results that show the clock off (not only unchecked): a passage before them is not
 #: covered by an earlier good check
 CLOCK_OFF = frozenset({"offset_exceeded", "servers_disagree", "sim_mismatch"})
+METHOD_ZH = {"pps": "秒脉冲 PPS", "toff": "串口时间（无秒脉冲）", "tpv": "定位报文时间（无秒脉冲）"}
 #: when no source answered, the failure the record names: a server that refused, is
 #: unsynchronised or has no fix says more than one that is silent
 FAILURE_ORDER = ("refused", "unsynchronised", "no_fix", "bad_reply", "unreachable")
@@ -411,8 +412,13 @@ def clock_line(check: dict[str, Any] | None) -> str:
         return "授时核验：尚无记录（站点运行时开始核验）"
     result = str(check.get("result"))
     offset = check.get("offset_ms")
+    fix = ""
+    if check.get("fix_mode") is not None:  # GNSS: the fix, the satellites, how offset came
+        sats = check.get("satellites")
+        fix = (f"（{check['fix_mode']}D 定位" + ("" if sats is None else f"，{sats} 颗卫星")
+               + f"，{METHOD_ZH.get(str(check.get('method')), '—')}）")
     return (f"授时核验：{beijing_time_zh(check.get('checked_utc'))} "
             f"{TIME_SOURCE_ZH.get(str(check.get('source')), '未配置授时源')} "
-            f"{check.get('server') or ''} — {RESULT_ZH.get(result, result)}"
+            f"{check.get('server') or ''}{fix} — {RESULT_ZH.get(result, result)}"
             + ("" if offset is None else f"，偏差 {offset} ms")
             + ("" if result == "good" else "（新案件将转人工复核）"))
