@@ -21,6 +21,7 @@ runs; ``host`` is the address it listens on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -99,11 +100,8 @@ class GpsdPeer:
 
     def _client(self, conn: socket.socket) -> None:
         conn.settimeout(0.02)
-        with conn:
-            try:
-                self._session(conn)
-            except OSError:
-                pass  # the client went away
+        with conn, contextlib.suppress(OSError):  # OSError: the client went away
+            self._session(conn)
 
     @staticmethod
     def _send(conn: socket.socket, obj: dict[str, Any]) -> None:

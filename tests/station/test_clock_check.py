@@ -41,8 +41,8 @@ from zhichao.station.clockcheck import (
     CheckRecord,
     ClockMonitor,
     last_check,
-    source_check,
     reference_zh,
+    source_check,
 )
 from zhichao.station.config import ClockSection, StationConfigError, parse_config
 from zhichao.station.store import StationStore

@@ -275,7 +275,8 @@ def test_a_gnss_check_covers_a_passage_and_no_fix_goes_to_review(tmp_path: Path)
     result, sync = results["nofix"]
     assert result.status == Status.MANUAL_REVIEW
     assert "clock_not_verified" in {r.code for r in result.reasons}
-    assert sync.reference_zh == "时钟未核验（通行前最近一次核验未通过：卫星接收机未定位（无 GNSS 时间））"
+    assert sync.reference_zh == ("时钟未核验（通行前最近一次核验未通过："
+                                 "卫星接收机未定位（无 GNSS 时间））")
 
 
 def test_gnss_config_is_validated(tmp_path: Path) -> None:

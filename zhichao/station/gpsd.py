@@ -349,6 +349,9 @@ def query_gpsd(server: str, timeout_s: float) -> GnssReading:
                 _take(got[0], got[1], heard, label)
     if not heard.fixed():
         modes = sorted({int(t["mode"]) for t, _, _ in heard.tpv.values()})
+        if modes and max(modes) >= 2:
+            raise NoFixError(f"{label}: TPV mode {max(modes)} without a time within "
+                             f"{timeout_s:g} s")
         if modes:
             raise NoFixError(f"{label}: no fix within {timeout_s:g} s (TPV mode "
                              f"{'/'.join(map(str, modes))}; 2 or 3 needed)")
