@@ -52,7 +52,7 @@ GPSD_PORT = 2947
 SCHEME = "gpsd://"
 WATCH = b'?WATCH={"enable":true,"json":true,"pps":true};\n'
 PROTO_MAJOR = 3  # gpsd_json(5): clients check the major version
-MAX_LINE_BYTES = 16_384  # gpsd's longest objects (SKY with many satellites) are a few KiB
+MAX_LINE_BYTES = 16_384  # a choice: far above a SKY object with dozens of satellites
 MAX_TOTAL_BYTES = 4 * 1024 * 1024  # read in one exchange
 PPS_WAIT_S = 1.5  # after the first fix: a PPS comes once a second
 # gpsd_json(5), TOFF: the time from the serial stream is 10 … 700 ms after the pulse
