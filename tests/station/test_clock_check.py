@@ -41,8 +41,8 @@ from zhichao.station.clockcheck import (
     CheckRecord,
     ClockMonitor,
     last_check,
-    ntp_check,
     reference_zh,
+    source_check,
 )
 from zhichao.station.config import ClockSection, StationConfigError, parse_config
 from zhichao.station.store import StationStore
@@ -99,18 +99,18 @@ def test_check_results_good_offset_too_big_unreachable_refused_disagreeing() -> 
     now = lambda: T0  # noqa: E731
     with SntpPeer(offset_s=0.01) as good, SntpPeer(offset_s=0.8) as far, \
             SntpPeer(silent=True) as silent, SntpPeer(kiss="DENY") as deny:
-        ok = ntp_check(_cfg(good.address), now)
+        ok = source_check(_cfg(good.address), now)
         assert ok.good and ok.source == "ntp" and ok.server == good.address
         assert ok.stratum == 2 and abs(ok.offset_ms - 10) < 5  # type: ignore[operator]
-        assert ntp_check(_cfg(far.address), now).result == "offset_exceeded"
-        assert ntp_check(_cfg(far.address, max_offset_ms=1000.0), now).good
-        assert ntp_check(_cfg(silent.address), now).result == "unreachable"
-        assert ntp_check(_cfg(deny.address), now).result == "refused"
+        assert source_check(_cfg(far.address), now).result == "offset_exceeded"
+        assert source_check(_cfg(far.address, max_offset_ms=1000.0), now).good
+        assert source_check(_cfg(silent.address), now).result == "unreachable"
+        assert source_check(_cfg(deny.address), now).result == "refused"
         # one silent server of two: the other decides
-        assert ntp_check(_cfg(silent.address, good.address), now).good
-        assert ntp_check(_cfg(good.address, far.address), now).result == "servers_disagree"
-        assert ntp_check(_cfg(good.address, far.address, max_offset_ms=1000.0), now).good
-    assert ntp_check(_cfg(), now).result == "no_source"
+        assert source_check(_cfg(silent.address, good.address), now).good
+        assert source_check(_cfg(good.address, far.address), now).result == "servers_disagree"
+        assert source_check(_cfg(good.address, far.address, max_offset_ms=1000.0), now).good
+    assert source_check(_cfg(), now).result == "no_source"
 
 
 def test_checks_are_recorded_repeated_each_interval_and_alarm_opens_and_closes(

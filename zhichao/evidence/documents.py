@@ -30,6 +30,7 @@ import numpy as np
 
 from zhichao.evidence import notice_text
 from zhichao.evidence.errors import DocumentError
+from zhichao.evidence.inputs import TIME_SOURCE_ZH
 from zhichao.evidence.notice_text import law_figures as _law
 
 LOGGER = logging.getLogger(__name__)
@@ -146,8 +147,7 @@ def _clock_zh(c: dict[str, Any]) -> str:
         return f"{_v(clocks.get('reference_zh'))}（未记录授时核验）"
     if not check.get("verified"):
         return f"时钟未核验：{_v(check.get('reason_zh'))}"
-    source = {"ntp": "NTP 授时", "sim": "模拟授时"}.get(check.get("source"),
-                                                      _v(check.get("source")))
+    source = TIME_SOURCE_ZH.get(check.get("source") or "", _v(check.get("source")))
     return (f"站内参考时钟（{source}，已核验）：核验时间 {_bj(check.get('checked_utc'))}，"
             f"偏差 {_v(check.get('offset_ms'), ' ms')}（误差界 "
             f"{_v(check.get('error_bound_ms'), ' ms')}，容限 "

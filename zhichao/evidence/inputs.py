@@ -304,15 +304,21 @@ def _opt_num(raw: dict[str, Any], key: str, where: str) -> float | None:
     return None if value is None else float(to_decimal(value, f"{where}.{key}"))
 
 
+#: how a package names the time source its clock was checked against (zh-CN): the claim
+#: (``reference_zh``), the 取证单, ``zhichao status`` and the live view all take it from here
+TIME_SOURCE_ZH = {"ntp": "NTP 授时", "gnss": "GNSS 卫星授时", "sim": "模拟授时"}
+
+
 @dataclass(frozen=True)
 class ReferenceCheck:
     """The station's check of its reference time source that covers the passage (or why
-    none does): an NTP exchange, or on a simulated lane the simulator's published clock.
-    ``verified`` is the station's claim; the gate checks it again."""
+    none does): an NTP exchange, a GNSS receiver through gpsd, or on a simulated lane the
+    simulator's published clock. ``verified`` is the station's claim; the gate checks it
+    again."""
 
     verified: bool
-    source: str  # "ntp", "sim", or "" where no check was made
-    server: str = ""
+    source: str  # a key of TIME_SOURCE_ZH, or "" where no check was made
+    server: str = ""  # "host:port" (NTP), "gpsd://host:port" (GNSS), "devices.json" (sim)
     checked_utc: datetime | None = None  # reference time of the check
     offset_ms: float | None = None  # source minus station clock
     delay_ms: float | None = None  # round trip

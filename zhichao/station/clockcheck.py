@@ -4,17 +4,22 @@ A :class:`ClockMonitor` checks the reference clock at start and every
 ``clock.check_interval_s`` (at most an hour; a failed check is retried after
 :data:`RETRY_S`) in a thread of its own, so a slow or silent server never stalls weighing:
 
-* a real lane: each configured NTP server is asked once (:mod:`.timesource`); the check
-  fails when the servers that answered disagree by more than ``clock.max_offset_ms``
-  (which one is right is not known), else it takes the answer with the smallest round
-  trip and passes when ``|offset| + error bound ≤ clock.max_offset_ms``; no server
-  configured, none answering, a kiss-o'-death or an unsynchronised server fail it;
+* a real lane: each configured NTP server is asked once (:mod:`.timesource`) and each
+  configured gpsd is listened to once (:mod:`.gpsd`: a GNSS fix, the offset from its PPS,
+  else from TOFF or TPV with a larger error bound); the check fails when the sources that
+  answered disagree by more than ``clock.max_offset_ms`` (which one is right is not
+  known), else it takes the answer with the smallest error bound and passes when
+  ``|offset| + error bound ≤ clock.max_offset_ms`` (``offset_exceeded`` when the offset
+  alone is beyond it, ``bound_exceeded`` when only the bound makes it so); no source
+  configured, none answering, a kiss-o'-death, an unsynchronised server or a receiver
+  without a fix fail it;
 * a simulated lane: the reference is the simulator's published clock; the check reads the
   published clock again and passes when the station's is the same (offset 0 by
-  construction: the source is stated as 模拟授时, never as NTP).
+  construction: the source is stated as 模拟授时, never as NTP or GNSS).
 
 Every check is a line of ``<data>/clock/checks.jsonl`` (fsynced; times UTC): reference
-time of the check, source, server, offset, delay, stratum, error bound, result, detail.
+time of the check, source (``ntp``, ``gnss``, ``sim``), server, offset, delay, stratum,
+GNSS device, fix mode, satellites and method, error bound, result, detail.
 A failing check opens the alarm ``clock_unverified`` (health degraded); the next good one
 closes it (:meth:`ClockMonitor.sync_alarm`, called from the pipeline thread, the store's
 only writer). A passage is covered (:meth:`ClockMonitor.covering`) by the latest check at
@@ -38,11 +43,12 @@ from pathlib import Path
 from typing import Any
 
 from zhichao.evidence._util import format_time, parse_time
-from zhichao.evidence.inputs import ClockSync, ReferenceCheck
+from zhichao.evidence.inputs import TIME_SOURCE_ZH, ClockSync, ReferenceCheck
 from zhichao.evidence.notice_text import beijing_time_zh
 from zhichao.station.clock import Clock, PublishedSimClock, SimClock
 from zhichao.station.config import ClockSection
 from zhichao.station.errors import TimeSourceError
+from zhichao.station.gpsd import GnssReading, NoFixError, gpsd_label, query_gpsd
 from zhichao.station.store import StationStore
 from zhichao.station.timesource import (
     KissOfDeathError,
@@ -55,8 +61,8 @@ from zhichao.station.timesource import (
 LOG = logging.getLogger("zhichao.station")
 CHECKS_FILE = Path("clock") / "checks.jsonl"
 CLOCK_ALARM = "clock_unverified"
-CLOCK_ALARM_ZH = ("站内时钟未能核验（授时服务器无应答、拒绝服务、未同步或时钟偏差超限），"
-                  "新案件将转人工复核，请检查授时")
+CLOCK_ALARM_ZH = ("站内时钟未能核验（授时服务器无应答、拒绝服务、未同步，卫星接收机未定位，"
+                  "或时钟偏差超限），新案件将转人工复核，请检查授时")
 AGE_MARGIN_S = 300.0  # a check under way or retried (a choice; the gate allows the same)
 RETRY_S = 60.0  # after a failed check
 KEEP_CHECKS = 500  # in memory (the file keeps every check)
@@ -64,18 +70,23 @@ KEEP_CHECKS = 500  # in memory (the file keeps every check)
 RESULT_ZH = {
     "good": "核验通过",
     "offset_exceeded": "时钟偏差超出容限",
-    "servers_disagree": "各授时服务器结果不一致",
+    "bound_exceeded": "偏差加误差界超出容限（无法证明时钟偏差在容限内）",
+    "servers_disagree": "各授时源结果不一致",
     "unreachable": "授时服务器无应答",
     "refused": "授时服务器拒绝服务（kiss-o'-death）",
     "unsynchronised": "授时服务器自身未同步",
+    "no_fix": "卫星接收机未定位（无 GNSS 时间）",
     "bad_reply": "授时服务器应答无效",
-    "no_source": "未配置授时服务器（[clock] servers）",
+    "no_source": "未配置授时源（[clock] servers / gnss）",
     "sim_mismatch": "与模拟器发布的时钟不一致",
 }
 #: results that show the clock off (not only unchecked): a passage before them is not
 #: covered by an earlier good check
 CLOCK_OFF = frozenset({"offset_exceeded", "servers_disagree", "sim_mismatch"})
-SOURCE_ZH = {"ntp": "NTP 授时", "sim": "模拟授时"}
+METHOD_ZH = {"pps": "秒脉冲 PPS", "toff": "串口时间（无秒脉冲）", "tpv": "定位报文时间（无秒脉冲）"}
+#: when no source answered, the failure the record names: a server that refused, is
+#: unsynchronised or has no fix says more than one that is silent
+FAILURE_ORDER = ("refused", "unsynchronised", "no_fix", "bad_reply", "unreachable")
 
 
 @dataclass(frozen=True)
@@ -83,16 +94,20 @@ class CheckRecord:
     """One check of the time source (a line of ``checks.jsonl``)."""
 
     checked_utc: datetime  # the reference clock's time at the check
-    source: str  # "ntp" | "sim" | "none"
+    source: str  # "ntp" | "gnss" | "sim" | "none"
     server: str
     result: str  # a key of RESULT_ZH
     max_offset_ms: float
-    offset_ms: float | None = None
-    delay_ms: float | None = None
-    stratum: int | None = None
+    offset_ms: float | None = None  # source minus station clock
+    delay_ms: float | None = None  # NTP round trip
+    stratum: int | None = None  # NTP
     error_bound_ms: float | None = None
     detail: str = ""
     replies: tuple[dict[str, Any], ...] = ()
+    device: str = ""  # GNSS: the receiver, as gpsd names it
+    fix_mode: int | None = None  # GNSS: 2 (2D) or 3 (3D)
+    satellites: int | None = None  # GNSS: used in the fix, when gpsd says
+    method: str = ""  # GNSS: "pps" | "toff" | "tpv" (see zhichao.station.gpsd)
 
     @property
     def good(self) -> bool:
@@ -104,6 +119,8 @@ class CheckRecord:
                 "result_zh": RESULT_ZH.get(self.result, self.result),
                 "offset_ms": self.offset_ms, "delay_ms": self.delay_ms,
                 "stratum": self.stratum, "error_bound_ms": self.error_bound_ms,
+                "device": self.device, "fix_mode": self.fix_mode,
+                "satellites": self.satellites, "method": self.method,
                 "max_offset_ms": self.max_offset_ms, "detail": self.detail,
                 "replies": list(self.replies)}
 
@@ -115,11 +132,15 @@ class CheckRecord:
                    offset_ms=raw.get("offset_ms"), delay_ms=raw.get("delay_ms"),
                    stratum=raw.get("stratum"), error_bound_ms=raw.get("error_bound_ms"),
                    detail=str(raw.get("detail") or ""),
-                   replies=tuple(raw.get("replies") or ()))
+                   replies=tuple(raw.get("replies") or ()),
+                   device=str(raw.get("device") or ""), fix_mode=raw.get("fix_mode"),
+                   satellites=raw.get("satellites"), method=str(raw.get("method") or ""))
 
 
-def _reply_json(r: SntpReply) -> dict[str, Any]:
-    return {"server": r.server, "offset_ms": round(r.offset_s * 1000, 3),
+def _reply_json(r: SntpReply | GnssReading) -> dict[str, Any]:
+    if isinstance(r, GnssReading):
+        return r.to_json()
+    return {"source": "ntp", "server": r.server, "offset_ms": round(r.offset_s * 1000, 3),
             "delay_ms": round(r.delay_s * 1000, 3), "stratum": r.stratum, "leap": r.leap,
             "root_delay_ms": round(r.root_delay_s * 1000, 3),
             "root_dispersion_ms": round(r.root_dispersion_s * 1000, 3),
@@ -127,46 +148,68 @@ def _reply_json(r: SntpReply) -> dict[str, Any]:
             "reference_id": r.reference_id}
 
 
-def ntp_check(cfg: ClockSection, now: Callable[[], datetime]) -> CheckRecord:
-    """Ask every configured server once; judge the best answer (see the module)."""
-    max_ms = cfg.max_offset_ms
-    if not cfg.servers:
-        return CheckRecord(now(), "none", "", "no_source", max_ms,
-                           detail="no [clock] servers configured")
-    replies: list[SntpReply] = []
-    failures: list[tuple[str, str]] = []  # (result, detail)
+def _ask(cfg: ClockSection) -> tuple[list[SntpReply | GnssReading], list[tuple[str, str, str]]]:
+    """Every configured source once: the answers, and (result, source, detail) of the
+    sources that gave none."""
+    answers: list[SntpReply | GnssReading] = []
+    failures: list[tuple[str, str, str]] = []
     for server in cfg.servers:
         try:
-            replies.append(query(server, cfg.timeout_s))
+            answers.append(query(server, cfg.timeout_s))
         except KissOfDeathError as exc:
-            failures.append(("refused", str(exc)))
+            failures.append(("refused", "ntp", str(exc)))
         except UnsynchronisedError as exc:
-            failures.append(("unsynchronised", str(exc)))
+            failures.append(("unsynchronised", "ntp", str(exc)))
         except NoReplyError as exc:
-            failures.append(("unreachable", str(exc)))
+            failures.append(("unreachable", "ntp", str(exc)))
         except TimeSourceError as exc:
-            failures.append(("bad_reply", str(exc)))
+            failures.append(("bad_reply", "ntp", str(exc)))
+    for address in cfg.gnss:
+        try:
+            answers.append(query_gpsd(address, cfg.gnss_timeout_s))
+        except NoFixError as exc:
+            failures.append(("no_fix", "gnss", str(exc)))
+        except NoReplyError as exc:
+            failures.append(("unreachable", "gnss", str(exc)))
+        except TimeSourceError as exc:
+            failures.append(("bad_reply", "gnss", str(exc)))
+    return answers, failures
+
+
+def source_check(cfg: ClockSection, now: Callable[[], datetime]) -> CheckRecord:
+    """Ask every configured source once; judge the best answer (see the module)."""
+    max_ms = cfg.max_offset_ms
+    if not cfg.servers and not cfg.gnss:
+        return CheckRecord(now(), "none", "", "no_source", max_ms,
+                           detail="no [clock] servers or gnss configured")
+    answers, failures = _ask(cfg)
     at = now()
-    detail = "; ".join(d for _, d in failures)
-    if not replies:
-        # the most telling failure: a server that refused or is unsynchronised says more
-        # than one that is silent
-        order = ("refused", "unsynchronised", "bad_reply", "unreachable")
-        result = min((r for r, _ in failures), key=order.index)
-        return CheckRecord(at, "ntp", ", ".join(cfg.servers), result, max_ms, detail=detail)
-    best = min(replies, key=lambda r: r.delay_s)
-    offsets_ms = [r.offset_s * 1000 for r in replies]
-    bound_ms = best.error_bound_s * 1000
+    detail = "; ".join(d for _, _, d in failures)
+    if not answers:
+        result, source, _ = min(failures, key=lambda f: FAILURE_ORDER.index(f[0]))
+        names = [*cfg.servers, *(gpsd_label(g) for g in cfg.gnss)]
+        return CheckRecord(at, source, ", ".join(names), result, max_ms, detail=detail)
+    best = min(answers, key=lambda r: r.error_bound_s)
+    offsets_ms = [r.offset_s * 1000 for r in answers]
+    offset_ms, bound_ms = best.offset_s * 1000, best.error_bound_s * 1000
     result = "good"
     if max(offsets_ms) - min(offsets_ms) > max_ms:  # which one is right is not known
         result = "servers_disagree"
-    elif abs(best.offset_s) * 1000 + bound_ms > max_ms:
+    elif abs(offset_ms) > max_ms:
         result = "offset_exceeded"
+    elif abs(offset_ms) + bound_ms > max_ms:  # not shown off, but not shown right either
+        result = "bound_exceeded"
+    replies = tuple(_reply_json(r) for r in answers)
+    if isinstance(best, GnssReading):
+        return CheckRecord(at, "gnss", best.server, result, max_ms,
+                           offset_ms=round(offset_ms, 3), error_bound_ms=round(bound_ms, 3),
+                           detail="; ".join(d for d in (best.detail, detail) if d),
+                           replies=replies, device=best.device, fix_mode=best.mode,
+                           satellites=best.satellites, method=best.method)
     return CheckRecord(at, "ntp", best.server, result, max_ms,
-                       offset_ms=round(best.offset_s * 1000, 3),
+                       offset_ms=round(offset_ms, 3),
                        delay_ms=round(best.delay_s * 1000, 3), stratum=best.stratum,
-                       error_bound_ms=round(bound_ms, 3), detail=detail,
-                       replies=tuple(_reply_json(r) for r in replies))
+                       error_bound_ms=round(bound_ms, 3), detail=detail, replies=replies)
 
 
 def sim_check(clock: Clock, cfg: ClockSection) -> CheckRecord:
@@ -231,7 +274,7 @@ class ClockMonitor:
     # ------------------------------------------------------------------ checking
     def check_now(self) -> CheckRecord:
         """Check the time source once and record the check."""
-        rec = sim_check(self.clock, self.cfg) if self.simulated else ntp_check(
+        rec = sim_check(self.clock, self.cfg) if self.simulated else source_check(
             self.cfg, self.clock.now)
         line = json.dumps(rec.to_json(), ensure_ascii=False) + "\n"
         with open(self.path, "a", encoding="utf-8") as f:
@@ -332,6 +375,7 @@ class ClockMonitor:
         """For ``/health`` and ``zhichao status``."""
         last = self.last()
         return {"simulated": self.simulated, "servers": list(self.cfg.servers),
+                "gnss": [gpsd_label(g) for g in self.cfg.gnss],
                 "check_interval_s": self.cfg.check_interval_s,
                 "last_check": None if last is None else last.to_json()}
 
@@ -343,7 +387,7 @@ def _unverified(reason: str, reason_zh: str) -> ReferenceCheck:
 def reference_zh(check: ReferenceCheck) -> str:
     """The clock claim a package makes (zh-CN)."""
     if check.verified:
-        return f"站内参考时钟（{SOURCE_ZH.get(check.source, check.source)}，已核验）"
+        return f"站内参考时钟（{TIME_SOURCE_ZH.get(check.source, check.source)}，已核验）"
     return f"时钟未核验（{check.reason_zh}）"
 
 
@@ -368,8 +412,13 @@ def clock_line(check: dict[str, Any] | None) -> str:
         return "授时核验：尚无记录（站点运行时开始核验）"
     result = str(check.get("result"))
     offset = check.get("offset_ms")
+    fix = ""
+    if check.get("fix_mode") is not None:  # GNSS: the fix, the satellites, how offset came
+        sats = check.get("satellites")
+        fix = (f"（{check['fix_mode']}D 定位" + ("" if sats is None else f"，{sats} 颗卫星")
+               + f"，{METHOD_ZH.get(str(check.get('method')), '—')}）")
     return (f"授时核验：{beijing_time_zh(check.get('checked_utc'))} "
-            f"{SOURCE_ZH.get(str(check.get('source')), '未配置授时源')} "
-            f"{check.get('server') or ''} — {RESULT_ZH.get(result, result)}"
+            f"{TIME_SOURCE_ZH.get(str(check.get('source')), '未配置授时源')} "
+            f"{check.get('server') or ''}{fix} — {RESULT_ZH.get(result, result)}"
             + ("" if offset is None else f"，偏差 {offset} ms")
             + ("" if result == "good" else "（新案件将转人工复核）"))

@@ -384,6 +384,7 @@ def _check_pipeline(cfg: StationConfig) -> None:
 
 def _check_clock(cfg: StationConfig) -> None:
     """The time-source check."""
+    from zhichao.station.gpsd import parse_gpsd
     from zhichao.station.timesource import parse_server
 
     c = cfg.clock
@@ -394,10 +395,18 @@ def _check_clock(cfg: StationConfig) -> None:
             host, port = "", 0
         _need(bool(host) and 0 < port < 65536, f"clock.servers[{i}]",
               f"{server!r} is not host, host:port or [v6]:port")
+    for i, address in enumerate(c.gnss):
+        try:
+            host, port = parse_gpsd(address)
+        except ValueError:
+            host, port = "", 0
+        _need(bool(host) and 0 < port < 65536, f"clock.gnss[{i}]",
+              f"{address!r} is not gpsd://host:port (or host, host:port, [v6]:port)")
     _need(0 < c.max_offset_ms <= 10_000, "clock.max_offset_ms", "must be in (0, 10000] ms")
     _need(0 < c.check_interval_s <= 3600, "clock.check_interval_s",
           "must be in (0, 3600] s (the clock is checked at least hourly)")
     _need(0 < c.timeout_s <= 30, "clock.timeout_s", "must be in (0, 30] s")
+    _need(0 < c.gnss_timeout_s <= 30, "clock.gnss_timeout_s", "must be in (0, 30] s")
 
 
 def _check_simulation(cfg: StationConfig) -> None:

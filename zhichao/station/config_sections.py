@@ -156,14 +156,20 @@ class EvidenceSection:
 class ClockSection:
     """Checking the station's time source (:mod:`zhichao.station.clockcheck`). A package
     claims a verified clock only when a good check covers its passage. On a simulated
-    lane the reference is the simulator's published clock and ``servers`` is not used."""
+    lane the reference is the simulator's published clock and ``servers`` and ``gnss``
+    are not used. With both kinds configured, every source that answered must agree within
+    ``max_offset_ms`` and the answer with the smallest error bound is judged."""
 
-    servers: tuple[str, ...] = ()  # NTP servers, "host" or "host:port"; empty: unverified
+    servers: tuple[str, ...] = ()  # NTP servers, "host" or "host:port"
+    # gpsd daemons of GNSS receivers, "gpsd://host:port" (or "host[:port]", port 2947);
+    # no servers and no gnss: the clock of a real lane is not verified
+    gnss: tuple[str, ...] = ()
     # |offset| + error bound beyond this fails the check; 500 ms is not from a standard
     # (none found in shared/reference): unconfirmed, the same as the gate's default
     max_offset_ms: float = 500.0
     check_interval_s: float = 3600.0  # at least hourly (issue #17)
-    timeout_s: float = 2.0  # one server's answer
+    timeout_s: float = 2.0  # one NTP server's answer
+    gnss_timeout_s: float = 5.0  # listening to one gpsd for a fix and a PPS (1 Hz)
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,7 @@ A reply is refused (RFC 4330 §5, RFC 5905 §7.4) when its mode is not 4, its le
 indicator is 3 (server clock not synchronised), its stratum is 0 (a kiss-o'-death: the
 four ASCII characters of the reference id say why, e.g. ``DENY``, ``RATE``) or above 15,
 its transmit time is 0, or its originate time is not the request's transmit time (a late
-or forged reply). GNSS (e.g. gpsd) is not read: nothing here could be tested against a
-receiver, so a station disciplined by GNSS is checked through an NTP server it feeds.
+or forged reply). A GNSS receiver is asked through gpsd (:mod:`.gpsd`).
 """
 
 from __future__ import annotations
@@ -89,16 +88,16 @@ def _short(value: int) -> float:
     return value / 2**16
 
 
-def parse_server(text: str) -> tuple[str, int]:
+def parse_server(text: str, default_port: int = NTP_PORT) -> tuple[str, int]:
     """``host``, ``host:port`` or ``[v6]:port`` → (host, port)."""
     text = text.strip()
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else NTP_PORT
+        return host, int(rest[1:]) if rest.startswith(":") else default_port
     if text.count(":") == 1:
         host, port = text.split(":")
         return host, int(port)
-    return text, NTP_PORT
+    return text, default_port
 
 
 def request(transmit_ts: int) -> bytes:
