@@ -21,9 +21,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.service.conftest import Api, new_case, utc
 from tests.service.test_procedure import Crew, act, decided
-from tests.service.test_procedure import crew as crew  # noqa: PLC0414 (the module fixture)
-from tests.service.test_procedure_api import pdf_text, post, reviewed_and_notified, \
-    served_and_waived
+from tests.service.test_procedure import crew as crew  # the module's fixture
+from tests.service.test_procedure_api import (
+    pdf_text,
+    post,
+    reviewed_and_notified,
+    served_and_waived,
+)
 from zhichao.service import copy_notices, procedure, workflow
 from zhichao.service.db import alembic_config, session_factory, transaction, upgrade
 from zhichao.service.errors import WorkflowError
@@ -164,10 +168,10 @@ def test_referral_marks_follow_the_revocation(sessions: sessionmaker[Session], s
                                ("may", utc(2026, 5, 10, 2)), ("jun", utc(2026, 6, 10, 2)),
                                ("late_jun", utc(2026, 6, 20, 2)))}
     with transaction(sessions) as s:
-        ids = {name: copies(s, case.id)["copy"].id for name, case in made.items()}
-        marks = {name: (s.get(CopyNotice, i).payload["violations_in_year"],  # type: ignore[union-attr]
-                        s.get(CopyNotice, i).referral)  # type: ignore[union-attr]
-                 for name, i in ids.items()}
+        rows = {name: copies(s, case.id)["copy"] for name, case in made.items()}
+        ids = {name: copy.id for name, copy in rows.items()}
+        marks = {name: (copy.payload["violations_in_year"], copy.referral)
+                 for name, copy in rows.items()}
     assert marks == {"jan": (1, False), "mar": (2, False), "may": (3, False),
                      "jun": (4, True), "late_jun": (5, True)}
     send(sessions, ids["jun"])  # the fourth went out with its referral suggestion
@@ -184,7 +188,8 @@ def test_referral_marks_follow_the_revocation(sessions: sessionmaker[Session], s
         assert copy_notices.export_json(jun)["referral"] is False
         # unsent: corrected (four, still more than three)
         assert late.referral and late.payload["violations_in_year"] == 4
-        assert s.get(CopyNotice, ids["jan"]).payload["violations_in_year"] == 1  # type: ignore[union-attr]
+        assert copies(s, made["jan"].id)["copy"].payload["violations_in_year"] == 1
+        assert copies(s, made["may"].id)["copy"].payload["violations_in_year"] == 2
         withdrawal = mar["withdrawal"]
         data = copy_notices.export_json(withdrawal)
         assert data["withdrawn"] is None and withdrawal.withdraws_id == mar["copy"].id

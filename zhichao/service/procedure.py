@@ -136,6 +136,6 @@ def revoke(session: Session, case: Case, user: User, *, kind: str, reason: str,
                 detail={"kind": kind, "withdrawn": case.publication_withdrawn_utc is not None},
                 event=(EventType.DECISION, f"decision_{kind}", "决定被变更或撤销"))
     copy_notices.follow_revocation(session, case, kind=kind, kind_zh=REVOCATION_ZH[kind],
-                                   reason_zh=text, policy=policy or DeadlinePolicy(),
+                                   reason_zh=text or "", policy=policy or DeadlinePolicy(),
                                    actor=user_label(user), now=now)
     return case
