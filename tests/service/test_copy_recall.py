@@ -129,10 +129,12 @@ def test_revoke_after_sending_queues_a_withdrawal(sessions: sessionmaker[Session
         words = pdf_as_text(copy_notices.export_pdf(withdrawal))
         for expected in ("撤回抄告函", "北京时间", f"抄告编号{original.id}",
                          "2026年07月03日10:00:00", "被撤销", "行政复议决定撤销原处罚决定",
-                         "浙J7W001", "原抄告函现予撤回"):
+                         "浙J7W001（黄色）", "原抄告函现予撤回"):
             assert expected in words, expected
-        for internal in ("revoked", "withdrawal", "reduced", "None"):
+        for internal in ("revoked", "withdrawal", "reduced", "yellow", "None"):
             assert internal not in words, internal
+        copy_words = pdf_as_text(copy_notices.export_pdf(original))
+        assert "浙J7W001（黄色）" in copy_words and "yellow" not in copy_words
 
         assert overdue_what(s, case.id, utc(2026, 7, 15, 2)) == []
         late = overdue_what(s, case.id, utc(2026, 7, 16, 2))

@@ -33,18 +33,18 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from zhichao.evidence import documents, notice_text
 from zhichao.service import audit
 from zhichao.service.errors import NotFoundError, WorkflowError
+from zhichao.service.ingest import PLATE_COLOURS_ZH
 from zhichao.service.models import Case, CaseEvent, CopyNotice, Decision
 from zhichao.service.workdays import DeadlinePolicy, china_date
 
 FORMAT = "zhichao.copy-notice/1"
 WITHDRAWAL_FORMAT = "zhichao.copy-notice-withdrawal/1"
-KINDS_ZH = {"copy": "抄告", "withdrawal": "撤回抄告"}
 STATES_ZH = {"pending": "待发送", "sent": "已发送", "acknowledged": "已获回执",
              "cancelled": "已作废（决定被变更或撤销，未发送）"}
 REFERRAL_FORMAT = "zhichao.referral/1"  # unconfirmed: no official list format found
@@ -75,16 +75,20 @@ def authority_for(plate: str | None) -> str:
     return f"{province}{prefix}号牌车籍地道路运输管理机构（须人工核实）"
 
 
+def _revoked_cases() -> Select[Any]:
+    """The ids of cases whose decision was revoked (they stay revoked when archived)."""
+    return select(CaseEvent.case_id).where(CaseEvent.to_state == "revoked")
+
+
 def violations_in_year(session: Session, case: Case) -> int:
     """Served penalties of the same vehicle whose violation lies in the 365 days up to
     this case's (this case included); a decision revoked or changed does not count."""
     start = case.time_utc - timedelta(days=365)
-    revoked = select(CaseEvent.case_id).where(CaseEvent.to_state == "revoked")
     rows = session.execute(
         select(Case.id).join(Decision, Decision.case_id == Case.id)
         .where(Case.plate == case.plate, Case.plate_colour == case.plate_colour,
                Case.time_utc >= start, Case.time_utc <= case.time_utc,
-               Case.id.not_in(revoked),
+               Case.id.not_in(_revoked_cases()),
                Decision.outcome.in_(COPIED_OUTCOMES), Decision.served_utc.is_not(None))).all()
     return len({r[0] for r in rows} | {case.id})
 
@@ -224,6 +228,12 @@ def export_json(copy: CopyNotice) -> dict[str, Any]:
             "withdraws_copy_notice_id": copy.withdraws_id}
 
 
+def _colour_zh(colour: str | None) -> str:
+    """The plate colour as a person reads it (``yellow`` → 黄色)."""
+    zh = PLATE_COLOURS_ZH.get(colour or "")
+    return "号牌颜色未识别" if zh is None else f"{zh}色"
+
+
 def paragraphs_zh(copy: CopyNotice) -> list[str]:
     p = copy.payload
     d = p["decision"]
@@ -231,7 +241,7 @@ def paragraphs_zh(copy: CopyNotice) -> list[str]:
         f"{copy.authority_zh}：",
         f"依据{SOURCE_ZH}，现将超限运输违法案件（案件编号 {p['case_id']}，证据包 "
         f"{p['package_id']}）抄告如下。",
-        f"车辆号牌：{p['plate']}（{p['plate_colour']}）；车辆类型：{p['vehicle_type_zh']}；"
+        f"车辆号牌：{p['plate']}（{_colour_zh(p['plate_colour'])}）；车辆类型：{p['vehicle_type_zh']}；"
         f"经营者：{p['operator_zh']}；道路运输证号：{p['road_transport_certificate']}。",
         f"驾驶人：{p['driver_zh']}；从业资格证号：{p['driver_qualification']}；驾驶人所在单位："
         f"{p['driver_employer_zh']}；货物装载源头：{p['loading_source_zh']}。",
@@ -256,7 +266,7 @@ def withdrawal_paragraphs_zh(copy: CopyNotice) -> list[str]:
     else:
         lines.append(f"本机关对超限运输违法案件（{case_zh}）作出的处理决定，已于{r['time_zh']}"
                      f"被{r['kind_zh']}。理由：{r['reason_zh']}")
-    lines.append(f"车辆号牌：{p['plate']}（{p['plate_colour']}）；违法时间："
+    lines.append(f"车辆号牌：{p['plate']}（{_colour_zh(p['plate_colour'])}）；违法时间："
                  f"{p['violation_time_zh']}；地点：{p['site_zh']}。")
     if withdrawn is not None:
         lines.append("原抄告函现予撤回，请勿再据此处理；已据此采取措施的，请予核查。")
@@ -297,7 +307,8 @@ def _recount(session: Session, case: Case, *, actor: str,
     rows = session.execute(
         select(CopyNotice, Case).join(Case, Case.id == CopyNotice.case_id)
         .where(CopyNotice.kind == "copy", CopyNotice.cancelled_utc.is_(None),
-               CopyNotice.case_id != case.id, Case.plate == case.plate,
+               CopyNotice.case_id != case.id, CopyNotice.case_id.not_in(_revoked_cases()),
+               Case.plate == case.plate,
                Case.plate_colour == case.plate_colour, Case.time_utc >= case.time_utc,
                Case.time_utc <= case.time_utc + timedelta(days=365))
         .order_by(CopyNotice.id)).all()
