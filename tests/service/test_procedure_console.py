@@ -1,5 +1,6 @@
 """The console's procedure forms (issue 17): record service of the notice in 北京时间,
-the party's waiver (行政处罚法 Art. 62), and a revoked decision withdrawn from 公示 (Art. 48);
+the party's waiver (行政处罚法 Art. 62), and a revoked decision withdrawn from 公示 (Art. 48)
+with its unsent 抄告 cancelled;
 every time on the page in 北京时间. SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -8,11 +9,13 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import select
 
 from tests.service.conftest import PG_URL, require_postgresql
 from tests.service.test_web_common import Web, make_web, shared_lane
 from tests.service.test_web_pages import act, case_state, login, served_now
-from zhichao.service.db import drop_schema
+from zhichao.service.db import drop_schema, session_factory
+from zhichao.service.models import CopyNotice
 
 
 @pytest.fixture(params=["sqlite", "postgresql"], scope="module")
@@ -66,3 +69,7 @@ def test_console_walk_with_service_waiver_and_revocation(web: Web) -> None:
     page = boss.get(f"/console/cases/{case_id}").text
     assert "公示已撤回" in page and "复议变更原决定" in page
     assert "复议变更原决定" not in boss.get("/portal/disclosures").text
+    with session_factory(web.app.state.engine)() as s:  # its unsent 抄告 is cancelled too
+        copy = s.scalars(select(CopyNotice).where(CopyNotice.case_id == case_id)).one()
+        assert copy.cancelled_utc is not None and copy.sent_utc is None
+        assert copy.cancel_reason_zh == "处理决定被变更：复议变更原决定"

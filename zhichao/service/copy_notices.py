@@ -17,6 +17,15 @@ A vehicle with more than three violations in one year is marked for referral (�
 条例 Art. 66: the transport authority revokes the 车辆营运证); the count is over cases with a
 served penalty whose violation time lies within 365 days up to this case's. The referral
 list's format is ``REFERRAL_FORMAT`` (unconfirmed: no official format was found).
+
+A decision changed, revoked, or declared unlawful or void (``procedure.revoke``) is
+followed here in the same transaction (:func:`follow_revocation`): an unsent copy is
+cancelled (kept, never sent, no longer overdue); a sent one gets a withdrawal
+(撤回抄告, ``WITHDRAWAL_FORMAT``) in the same outbox, sent, acknowledged and overdue like
+any copy, due ``DeadlinePolicy.copy_withdrawal`` after the revocation (unconfirmed: no rule
+names a period). The other copies of the vehicle whose year counted the revoked case are
+recounted: an unsent one's count and referral are corrected; a sent one whose referral no
+longer holds is unmarked and its referral suggestion withdrawn in the same withdrawal.
 """
 
 from __future__ import annotations
@@ -24,22 +33,28 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from zhichao.evidence import documents, notice_text
 from zhichao.service import audit
 from zhichao.service.errors import NotFoundError, WorkflowError
+from zhichao.service.ingest import PLATE_COLOURS_ZH
 from zhichao.service.models import Case, CaseEvent, CopyNotice, Decision
 from zhichao.service.workdays import DeadlinePolicy, china_date
 
 FORMAT = "zhichao.copy-notice/1"
+WITHDRAWAL_FORMAT = "zhichao.copy-notice-withdrawal/1"
+STATES_ZH = {"pending": "待发送", "sent": "已发送", "acknowledged": "已获回执",
+             "cancelled": "已作废（决定被变更或撤销，未发送）"}
 REFERRAL_FORMAT = "zhichao.referral/1"  # unconfirmed: no official list format found
 COPIED_OUTCOMES = ("fine", "reduced", "warning")  # interpretation, unconfirmed
 REFERRAL_THRESHOLD = 3  # 公路安全保护条例 Art. 66: "1年内违法超限运输超过3次"
 NOT_COLLECTED_ZH = "未采集（非现场检测记录不含此项，须人工补录）"
 SOURCE_ZH = ("《超限运输车辆行驶公路管理规定》（交通运输部令2016年第62号）第四十四条；"
              "《公路安全保护条例》第六十六条")
+WITHDRAWAL_SOURCE_ZH = ("《超限运输车辆行驶公路管理规定》（交通运输部令2016年第62号）第四十四条、"
+                        "《公路安全保护条例》第六十六条（撤回抄告无明文规定，参照抄告办理）")
 PROVINCES_ZH = {  # the plate's first character (GA 36)
     "京": "北京市", "津": "天津市", "沪": "上海市", "渝": "重庆市", "冀": "河北省",
     "晋": "山西省", "辽": "辽宁省", "吉": "吉林省", "黑": "黑龙江省", "苏": "江苏省",
@@ -60,16 +75,20 @@ def authority_for(plate: str | None) -> str:
     return f"{province}{prefix}号牌车籍地道路运输管理机构（须人工核实）"
 
 
+def _revoked_cases() -> Select[Any]:
+    """The ids of cases whose decision was revoked (they stay revoked when archived)."""
+    return select(CaseEvent.case_id).where(CaseEvent.to_state == "revoked")
+
+
 def violations_in_year(session: Session, case: Case) -> int:
     """Served penalties of the same vehicle whose violation lies in the 365 days up to
     this case's (this case included); a decision revoked or changed does not count."""
     start = case.time_utc - timedelta(days=365)
-    revoked = select(CaseEvent.case_id).where(CaseEvent.to_state == "revoked")
     rows = session.execute(
         select(Case.id).join(Decision, Decision.case_id == Case.id)
         .where(Case.plate == case.plate, Case.plate_colour == case.plate_colour,
                Case.time_utc >= start, Case.time_utc <= case.time_utc,
-               Case.id.not_in(revoked),
+               Case.id.not_in(_revoked_cases()),
                Decision.outcome.in_(COPIED_OUTCOMES), Decision.served_utc.is_not(None))).all()
     return len({r[0] for r in rows} | {case.id})
 
@@ -132,6 +151,8 @@ def mark(session: Session, copy: CopyNotice, *, what: str, actor: str,
          now: datetime) -> CopyNotice:
     """Record that the copy was sent (``what="sent"``) or acknowledged (``"acknowledged"``;
     only after it was sent); each is recorded once."""
+    if copy.cancelled_utc is not None:
+        raise WorkflowError(f"copy notice {copy.id} is cancelled", _CANCELLED_ZH)
     if what == "sent":
         if copy.sent_utc is not None:
             raise WorkflowError("already sent", "该抄告已记录发送")
@@ -149,21 +170,68 @@ def mark(session: Session, copy: CopyNotice, *, what: str, actor: str,
     return copy
 
 
+_OVERDUE_ZH = {"copy": "抄告已超过七个工作日未发送（62号令第四十四条）",
+               "withdrawal": "撤回抄告已超过期限未发送（参照62号令第四十四条，期限未经确认）"}
+_CANCELLED_ZH = "该抄告已作废（处理决定已被变更、撤销或确认违法、无效），不得发送"
+
+
 def overdue(session: Session, today: date) -> list[tuple[int, str, date, str]]:
-    """(case id, state, due, what) of every unsent copy notice past its due date."""
+    """(case id, state, due, what) of every unsent copy notice or withdrawal past its due
+    date; a cancelled copy is never overdue."""
     rows = session.execute(select(CopyNotice, Case.state).join(Case, Case.id == CopyNotice.case_id)
-                           .where(CopyNotice.sent_utc.is_(None), CopyNotice.due < today)).all()
-    return [(c.case_id, state, c.due, "抄告已超过七个工作日未发送（62号令第四十四条）")
-            for c, state in rows]
+                           .where(CopyNotice.sent_utc.is_(None),
+                                  CopyNotice.cancelled_utc.is_(None),
+                                  CopyNotice.due < today)).all()
+    return [(c.case_id, state, c.due, _OVERDUE_ZH[c.kind]) for c, state in rows]
+
+
+def state(copy: CopyNotice) -> str:
+    """Where the copy stands in the outbox: a key of ``STATES_ZH``."""
+    if copy.cancelled_utc is not None:
+        return "cancelled"
+    if copy.sent_utc is None:
+        return "pending"
+    return "sent" if copy.acknowledged_utc is None else "acknowledged"
+
+
+def outbox(session: Session, wanted: str | None = None) -> list[CopyNotice]:
+    """The outbox, oldest first; ``wanted`` (a key of ``STATES_ZH``) keeps only those."""
+    query = select(CopyNotice).order_by(CopyNotice.id)
+    if wanted == "pending":
+        query = query.where(CopyNotice.sent_utc.is_(None), CopyNotice.cancelled_utc.is_(None))
+    elif wanted == "sent":
+        query = query.where(CopyNotice.sent_utc.is_not(None),
+                            CopyNotice.acknowledged_utc.is_(None))
+    elif wanted == "acknowledged":
+        query = query.where(CopyNotice.acknowledged_utc.is_not(None))
+    elif wanted == "cancelled":
+        query = query.where(CopyNotice.cancelled_utc.is_not(None))
+    elif wanted is not None:
+        raise ValueError(wanted)
+    return list(session.scalars(query).all())
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
 
 
 def export_json(copy: CopyNotice) -> dict[str, Any]:
     """The documented export: the payload with the addressee, due date and outbox state."""
-    return {**copy.payload, "copy_notice_id": copy.id, "authority_zh": copy.authority_zh,
-            "due": copy.due.isoformat(), "created_utc": copy.created_utc.isoformat(),
-            "sent_utc": None if copy.sent_utc is None else copy.sent_utc.isoformat(),
-            "acknowledged_utc": None if copy.acknowledged_utc is None
-            else copy.acknowledged_utc.isoformat()}
+    return {**copy.payload, "kind": copy.kind, "copy_notice_id": copy.id,
+            "referral": copy.referral,
+            "authority_zh": copy.authority_zh, "due": copy.due.isoformat(),
+            "created_utc": copy.created_utc.isoformat(),
+            "state": state(copy), "state_zh": STATES_ZH[state(copy)],
+            "sent_utc": _iso(copy.sent_utc), "acknowledged_utc": _iso(copy.acknowledged_utc),
+            "cancelled_utc": _iso(copy.cancelled_utc),
+            "cancel_reason_zh": copy.cancel_reason_zh,
+            "withdraws_copy_notice_id": copy.withdraws_id}
+
+
+def _colour_zh(colour: str | None) -> str:
+    """The plate colour as a person reads it (``yellow`` → 黄色)."""
+    zh = PLATE_COLOURS_ZH.get(colour or "")
+    return "号牌颜色未识别" if zh is None else f"{zh}色"
 
 
 def paragraphs_zh(copy: CopyNotice) -> list[str]:
@@ -173,7 +241,7 @@ def paragraphs_zh(copy: CopyNotice) -> list[str]:
         f"{copy.authority_zh}：",
         f"依据{SOURCE_ZH}，现将超限运输违法案件（案件编号 {p['case_id']}，证据包 "
         f"{p['package_id']}）抄告如下。",
-        f"车辆号牌：{p['plate']}（{p['plate_colour']}）；车辆类型：{p['vehicle_type_zh']}；"
+        f"车辆号牌：{p['plate']}（{_colour_zh(p['plate_colour'])}）；车辆类型：{p['vehicle_type_zh']}；"
         f"经营者：{p['operator_zh']}；道路运输证号：{p['road_transport_certificate']}。",
         f"驾驶人：{p['driver_zh']}；从业资格证号：{p['driver_qualification']}；驾驶人所在单位："
         f"{p['driver_employer_zh']}；货物装载源头：{p['loading_source_zh']}。",
@@ -185,7 +253,148 @@ def paragraphs_zh(copy: CopyNotice) -> list[str]:
     return lines
 
 
+def withdrawal_paragraphs_zh(copy: CopyNotice) -> list[str]:
+    p = copy.payload
+    r = p["revocation"]
+    withdrawn = p["withdrawn"]
+    case_zh = f"案件编号 {p['case_id']}，证据包 {p['package_id']}"
+    lines = [f"{copy.authority_zh}："]
+    if withdrawn is not None:
+        lines.append(f"本机关于{withdrawn['sent_zh']}向你单位抄告的超限运输违法案件（抄告编号 "
+                     f"{withdrawn['copy_notice_id']}，{case_zh}），其处理决定已于{r['time_zh']}"
+                     f"被{r['kind_zh']}。理由：{r['reason_zh']}")
+    else:
+        lines.append(f"本机关对超限运输违法案件（{case_zh}）作出的处理决定，已于{r['time_zh']}"
+                     f"被{r['kind_zh']}。理由：{r['reason_zh']}")
+    lines.append(f"车辆号牌：{p['plate']}（{_colour_zh(p['plate_colour'])}）；违法时间："
+                 f"{p['violation_time_zh']}；地点：{p['site_zh']}。")
+    if withdrawn is not None:
+        lines.append("原抄告函现予撤回，请勿再据此处理；已据此采取措施的，请予核查。")
+    if p["referrals_withdrawn"]:
+        items = "；".join(
+            f"抄告编号 {w['copy_notice_id']}（案件编号 {w['case_id']}，{w['sent_zh']}发送，"
+            f"原计 {w['violations_in_year_before']} 次，现计 {w['violations_in_year']} 次）"
+            for w in p["referrals_withdrawn"])
+        lines.append(f"因上述决定被{r['kind_zh']}，该车辆一年内违法超限运输次数相应减少，已不超过"
+                     f"三次。下列抄告函中依《公路安全保护条例》第六十六条提出的处理建议一并撤回：{items}。")
+    lines.append(f"依据：{p['source_zh']}。")
+    return lines
+
+
 def export_pdf(copy: CopyNotice) -> bytes:
+    """The letter as sent (zh-CN, 北京时间); a cancelled copy has none to send."""
+    if copy.cancelled_utc is not None:
+        raise WorkflowError(f"copy notice {copy.id} is cancelled", _CANCELLED_ZH)
+    if copy.kind == "withdrawal":
+        return documents.paragraphs_pdf(
+            "超限运输违法行为撤回抄告函", withdrawal_paragraphs_zh(copy),
+            filename="copy-notice-withdrawal.pdf",
+            footer="本撤回函由系统依已记录的处理决定变更、撤销或确认违法、无效生成；时间均为北京时间。")
     return documents.paragraphs_pdf("超限运输违法行为抄告函", paragraphs_zh(copy),
                                     filename="copy-notice.pdf",
                                     footer="本抄告函由系统依已送达的处罚决定生成；时间均为北京时间。")
+
+
+# ---- a decision changed, revoked, or declared unlawful or void ---------------------------
+
+def _recount(session: Session, case: Case, *, actor: str,
+             now: datetime) -> list[dict[str, Any]]:
+    """Recount the vehicle's other live copies whose year held ``case`` (now revoked):
+    an unsent one gets its count and referral corrected; a sent one whose referral no
+    longer holds is unmarked. Each change is audited. Returns the sent ones unmarked."""
+    if not case.plate:
+        return []
+    rows = session.execute(
+        select(CopyNotice, Case).join(Case, Case.id == CopyNotice.case_id)
+        .where(CopyNotice.kind == "copy", CopyNotice.cancelled_utc.is_(None),
+               CopyNotice.case_id != case.id, CopyNotice.case_id.not_in(_revoked_cases()),
+               Case.plate == case.plate,
+               Case.plate_colour == case.plate_colour, Case.time_utc >= case.time_utc,
+               Case.time_utc <= case.time_utc + timedelta(days=365))
+        .order_by(CopyNotice.id)).all()
+    unmarked: list[dict[str, Any]] = []
+    for copy, other in rows:
+        before = int(copy.payload["violations_in_year"])
+        count = violations_in_year(session, other)
+        referral = count > REFERRAL_THRESHOLD
+        if count == before and referral == copy.referral:
+            continue
+        detail = {"copy_notice_id": copy.id, "revoked_case_id": case.id,
+                  "violations_in_year_before": before, "violations_in_year": count,
+                  "referral_before": copy.referral, "referral": referral,
+                  "sent": copy.sent_utc is not None}
+        if copy.sent_utc is None:  # not yet sent: the letter itself is corrected
+            copy.payload = {**copy.payload, "violations_in_year": count, "referral": referral}
+        elif referral or not copy.referral:
+            continue  # sent, and its referral suggestion (or none) still stands
+        else:
+            unmarked.append({"copy_notice_id": copy.id, "case_id": copy.case_id,
+                             "sent_utc": _iso(copy.sent_utc),
+                             "sent_zh": notice_text.beijing_time_zh(_iso(copy.sent_utc)),
+                             "violations_in_year_before": before, "violations_in_year": count})
+        action = ("copy_notice.referral_unmarked" if copy.referral and not referral
+                  else "copy_notice.recounted")
+        copy.referral = referral
+        audit.append(session, actor=actor, action=action, object_type="case",
+                     object_id=str(copy.case_id), now=now, detail=detail)
+    return unmarked
+
+
+def follow_revocation(session: Session, case: Case, *, kind: str, kind_zh: str,
+                      reason_zh: str, policy: DeadlinePolicy, actor: str,
+                      now: datetime) -> CopyNotice | None:
+    """After the case moved to ``revoked`` (same transaction): cancel its unsent copy, or
+    queue the withdrawal of its sent copy; recount the vehicle's other copies. Returns
+    the withdrawal queued, if any (none for a case that had no copy)."""
+    session.flush()  # the revoked transition is what violations_in_year leaves out
+    original = session.scalars(select(CopyNotice).where(
+        CopyNotice.case_id == case.id, CopyNotice.kind == "copy")).first()
+    if original is None:
+        return None  # no served penalty was copied: nothing was counted or sent
+    unmarked = _recount(session, case, actor=actor, now=now)
+    if original.referral:  # its own referral suggestion falls with the decision
+        original.referral = False
+        audit.append(session, actor=actor, action="copy_notice.referral_unmarked",
+                     object_type="case", object_id=str(case.id), now=now,
+                     detail={"copy_notice_id": original.id, "revoked_case_id": case.id,
+                             "referral_before": True, "referral": False,
+                             "sent": original.sent_utc is not None})
+    sent = original.sent_utc is not None
+    if not sent and original.cancelled_utc is None:
+        original.cancelled_utc = now
+        original.cancel_reason_zh = f"处理决定被{kind_zh}：{reason_zh}"
+        audit.append(session, actor=actor, action="copy_notice.cancelled", object_type="case",
+                     object_id=str(case.id), now=now,
+                     detail={"copy_notice_id": original.id, "kind": kind,
+                             "reason": reason_zh})
+    if not sent and not unmarked:
+        return None
+    p = original.payload
+    payload = {
+        "format": WITHDRAWAL_FORMAT, "source_zh": WITHDRAWAL_SOURCE_ZH, "case_id": case.id,
+        "package_id": case.package_id, "plate": case.plate, "plate_colour": case.plate_colour,
+        "violation_time_utc": p["violation_time_utc"],
+        "violation_time_zh": p["violation_time_zh"], "site_zh": p["site_zh"],
+        "withdrawn": None if not sent else {
+            "copy_notice_id": original.id, "format": p["format"],
+            "sent_utc": _iso(original.sent_utc),
+            "sent_zh": notice_text.beijing_time_zh(_iso(original.sent_utc))},
+        "revocation": {"kind": kind, "kind_zh": kind_zh, "reason_zh": reason_zh,
+                       "time_utc": now.isoformat(),
+                       "time_zh": notice_text.beijing_time_zh(now.isoformat())},
+        "referrals_withdrawn": unmarked, "referral": False,
+        "due_source_zh": policy.copy_withdrawal.source_zh,
+        "due_confirmed": policy.copy_withdrawal.confirmed,
+    }
+    withdrawal = CopyNotice(case_id=case.id, kind="withdrawal", withdraws_id=original.id,
+                            authority_zh=original.authority_zh,
+                            due=policy.copy_withdrawal_due(china_date(now)), referral=False,
+                            payload=payload, created_utc=now)
+    session.add(withdrawal)
+    session.flush()
+    audit.append(session, actor=actor, action="copy_notice.withdrawal_queued",
+                 object_type="case", object_id=str(case.id), now=now,
+                 detail={"copy_notice_id": withdrawal.id, "withdraws_id": original.id,
+                         "original_sent": sent, "due": withdrawal.due.isoformat(),
+                         "referrals_withdrawn": [w["copy_notice_id"] for w in unmarked]})
+    return withdrawal

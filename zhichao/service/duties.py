@@ -98,7 +98,7 @@ DUTIES: dict[str, Duty] = {d.action: d for d in (
          f"{LAW}第五十七条、第五十八条、第六十一条（送达）", confirmed=False),
     Duty("publish", "结案并公示", ("served",), ("decision_maker",), DECIDING,
          f"{LAW}第五十七条、第五十八条、第四十八条（公示）", confirmed=False),
-    Duty("revoke", "决定被变更、撤销或确认违法、无效（撤回公示）",
+    Duty("revoke", "决定被变更、撤销或确认违法、无效（撤回公示，作废或撤回抄告）",
          ("decided", "served", "published"), ("decision_maker",), DECIDING,
          f"{LAW}第五十七条、第五十八条、第四十八条第二款（三日内撤回行政处罚决定信息并公开说明"
          "理由）",

@@ -305,11 +305,21 @@ class Decision(Base):
 class CopyNotice(Base):
     """抄告 outbox (62号令 Art. 44): one copy notice per closed case with a penalty, to the
     transport authority of the vehicle's registration place; sent and acknowledged times
-    are recorded when the officer confirms them."""
+    are recorded when the officer confirms them.
+
+    When the decision is later changed or revoked (migration 0008) an unsent copy is
+    cancelled (``cancelled_utc``, ``cancel_reason_zh``; never sent), and a sent one gets a
+    second row of the same case, ``kind="withdrawal"`` (撤回抄告), naming it in
+    ``withdraws_id``; one row of each kind per case at most."""
 
     __tablename__ = "copy_notices"
+    __table_args__ = (UniqueConstraint("case_id", "kind", name="uq_copy_notices_case_kind"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), unique=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    kind: Mapped[str] = mapped_column(String(16), default="copy",
+                                      server_default="copy")  # copy | withdrawal
+    withdraws_id: Mapped[int | None] = mapped_column(
+        ForeignKey("copy_notices.id", name="fk_copy_notices_withdraws_id"))
     authority_zh: Mapped[str] = mapped_column(String(200))
     due: Mapped[date] = mapped_column(Date)
     referral: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -317,6 +327,8 @@ class CopyNotice(Base):
     created_utc: Mapped[datetime]
     sent_utc: Mapped[datetime | None]
     acknowledged_utc: Mapped[datetime | None]
+    cancelled_utc: Mapped[datetime | None]
+    cancel_reason_zh: Mapped[str | None] = mapped_column(Text)
 
 
 class User(Base):

@@ -10,7 +10,8 @@ service of the notice, the party's waiver, and a decision changed or revoked.
 * ``waive`` (Art. 62): the party's explicit waiver of statement (and of the hearing), as a
   recorded act; only then may the decision come before the periods end.
 * ``revoke`` (Art. 48 para. 2): a decision changed, revoked, or declared unlawful or void;
-  a published one is withdrawn in the same act, with the reason, so the 3-day limit holds.
+  a published one is withdrawn in the same act, with the reason, so the 3-day limit holds;
+  its 抄告 is cancelled if unsent or withdrawn if sent (62号令 Art. 44, ``copy_notices``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from zhichao.common import utc_now
 from zhichao.evidence.events import EventType
-from zhichao.service import audit
+from zhichao.service import audit, copy_notices
 from zhichao.service.accounts import user_label
 from zhichao.service.errors import InvalidInputError, WorkflowError
 from zhichao.service.models import Case, Notice, User
@@ -114,9 +115,13 @@ def waive(session: Session, case: Case, user: User, *, scope: str, record: str,
 
 
 def revoke(session: Session, case: Case, user: User, *, kind: str, reason: str,
-           expected_version: int | None = None, now: datetime | None = None) -> Case:
+           policy: DeadlinePolicy | None = None, expected_version: int | None = None,
+           now: datetime | None = None) -> Case:
     """A decision changed, revoked, or declared unlawful or void; a published one is
-    withdrawn from the disclosures at once, with the reason (Art. 48 para. 2)."""
+    withdrawn from the disclosures at once, with the reason (Art. 48 para. 2). Its 抄告
+    follows in the same transaction (``copy_notices.follow_revocation``): an unsent copy
+    is cancelled, a sent one gets a withdrawal due ``policy.copy_withdrawal`` later, and
+    the vehicle's referral marks are recounted."""
     now = now or utc_now()
     _start("revoke", case, user, expected_version)
     if kind not in REVOCATION_ZH:
@@ -130,4 +135,7 @@ def revoke(session: Session, case: Case, user: User, *, kind: str, reason: str,
                 reason=f"决定被{REVOCATION_ZH[kind]}：{text}", now=now,
                 detail={"kind": kind, "withdrawn": case.publication_withdrawn_utc is not None},
                 event=(EventType.DECISION, f"decision_{kind}", "决定被变更或撤销"))
+    copy_notices.follow_revocation(session, case, kind=kind, kind_zh=REVOCATION_ZH[kind],
+                                   reason_zh=text or "", policy=policy or DeadlinePolicy(),
+                                   actor=user_label(user), now=now)
     return case

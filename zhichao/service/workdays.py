@@ -159,6 +159,12 @@ class DeadlinePolicy:
     copy_notice: DeadlineRule = DeadlineRule(
         7, "working", "《超限运输车辆行驶公路管理规定》（交通运输部令2016年第62号）第四十四条"
         "（结案之日起七个工作日内抄告）", True)
+    # 撤回抄告 of a sent copy whose decision was changed or revoked: no rule names a period;
+    # the copy notice's own 7 working days, counted from the revocation (unconfirmed).
+    copy_withdrawal: DeadlineRule = DeadlineRule(
+        7, "working", "参照《超限运输车辆行驶公路管理规定》（交通运输部令2016年第62号）第四十四条"
+        "（七个工作日），自决定被变更、撤销或确认违法、无效之日起算；撤回抄告的期限无明文规定，"
+        "未经确认", False)
     supplements: tuple[YearCalendar, ...] = ()
 
     def statement_due(self, start: date) -> date:
@@ -186,3 +192,6 @@ class DeadlinePolicy:
 
     def copy_notice_due(self, start: date) -> date:
         return self.copy_notice.due(start, self.supplements)
+
+    def copy_withdrawal_due(self, start: date) -> date:
+        return self.copy_withdrawal.due(start, self.supplements)

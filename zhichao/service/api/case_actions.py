@@ -146,10 +146,11 @@ def publish(case_id: CaseId, body: VersionIn, session: SessionDep,
 
 
 @_action("revoke")
-def revoke(case_id: CaseId, body: RevokeIn, session: SessionDep,
+def revoke(case_id: CaseId, body: RevokeIn, session: SessionDep, settings: SettingsDep,
            user: Annotated[User, Depends(staff_for("revoke"))]) -> CaseOut:
     return _run(session, case_id, procedure.revoke, user, kind=body.kind,
-                reason=body.reason, expected_version=body.expected_version)
+                reason=body.reason, policy=settings.deadlines,
+                expected_version=body.expected_version)
 
 
 @_action("archive")

@@ -1,12 +1,12 @@
 """The served documents and the 抄告 outbox: the notice and decision as PDFs made from the
-recorded text (``notices.text_pdf``), copy notices as JSON and PDF with their sent and
-acknowledged times, and the retention run."""
+recorded text (``notices.text_pdf``), copy notices and their withdrawals (撤回抄告) as JSON
+and PDF with their sent and acknowledged times, and the retention run."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 from sqlalchemy import select
 
@@ -33,6 +33,8 @@ from zhichao.service.models import CopyNotice, Decision, Notice, User
 router = APIRouter(prefix=API, tags=["documents"], responses=STAFF_ERRORS)
 PDF = media_answer("PDF（中文，时间为北京时间）", "application/pdf")
 CopyId = Annotated[int, Path(ge=1, le=2**31 - 1, description="抄告编号")]
+OutboxState = Annotated[Literal["pending", "sent", "acknowledged", "cancelled"] | None, Query(
+    description="只列出此状态：pending（待发送）| sent | acknowledged | cancelled（已作废）")]
 CopyClerk = Annotated[User, Depends(staff_with(*duties.COPY_NOTICES))]
 RetentionAdmin = Annotated[User, Depends(staff_with(*duties.RETENTION_RUN))]
 
@@ -75,12 +77,12 @@ def _out(copy: CopyNotice) -> CopyNoticeOut:
     return CopyNoticeOut.model_validate(copy_notices.export_json(copy))
 
 
-@router.get("/copy-notices", summary="抄告发件箱",
+@router.get("/copy-notices", summary="抄告发件箱（含撤回抄告）",
             openapi_extra=duties.openapi_extra(roles=duties.COPY_NOTICES))
-def list_copy_notices(session: SessionDep, user: CopyClerk) -> CopyNoticesOut:
+def list_copy_notices(session: SessionDep, user: CopyClerk,
+                      state: OutboxState = None) -> CopyNoticesOut:
     del user
-    rows = session.scalars(select(CopyNotice).order_by(CopyNotice.id)).all()
-    return CopyNoticesOut(copy_notices=[_out(c) for c in rows])
+    return CopyNoticesOut(copy_notices=[_out(c) for c in copy_notices.outbox(session, state)])
 
 
 @router.get("/copy-notices/{copy_id}", summary="抄告（JSON 导出）",
@@ -90,7 +92,7 @@ def get_copy_notice(copy_id: CopyId, session: SessionDep, user: CopyClerk) -> Co
     return _out(copy_notices.get(session, copy_id))
 
 
-@router.get("/copy-notices/{copy_id}/pdf", summary="抄告函（PDF）",
+@router.get("/copy-notices/{copy_id}/pdf", summary="抄告函或撤回抄告函（PDF；已作废的抄告无）",
             openapi_extra=duties.openapi_extra(roles=duties.COPY_NOTICES),
             response_class=Response, responses=PDF)
 def copy_notice_pdf(copy_id: CopyId, session: SessionDep, user: CopyClerk) -> Response:

@@ -129,18 +129,64 @@ class RevokeIn(_In):
     expected_version: Version = None
 
 
+class CopyWithdrawnOut(BaseModel):
+    """撤回抄告所撤回的原抄告。"""
+
+    copy_notice_id: int
+    format: str
+    sent_utc: UtcText
+    sent_zh: str = Field(description="发送时间（北京时间）")
+
+
+class RevocationOut(BaseModel):
+    """处理决定被变更、撤销、确认违法或确认无效。"""
+
+    kind: str = Field(description="changed | revoked | unlawful | void")
+    kind_zh: str = Field(description="变更 | 撤销 | 确认违法 | 确认无效")
+    reason_zh: str
+    time_utc: UtcText
+    time_zh: str = Field(description="北京时间")
+
+
+class ReferralWithdrawnOut(BaseModel):
+    """一并撤回的移送建议（公路安全保护条例第六十六条）：已发送的抄告，其车辆一年内违法次数
+    因本决定被撤销而不再超过三次。"""
+
+    copy_notice_id: int
+    case_id: int
+    sent_utc: UtcText
+    sent_zh: str = Field(description="发送时间（北京时间）")
+    violations_in_year_before: int
+    violations_in_year: int
+
+
 class CopyNoticeOut(BaseModel):
-    """抄告（62号令第四十四条）：JSON 导出，与 PDF 内容一致。"""
+    """抄告（62号令第四十四条）或撤回抄告：JSON 导出，与 PDF 内容一致。抄告
+    （``kind = copy``，``zhichao.copy-notice/1``）另有案件事实字段；撤回抄告
+    （``kind = withdrawal``，``zhichao.copy-notice-withdrawal/1``）另有 ``withdrawn``、
+    ``revocation``、``referrals_withdrawn``。"""
 
     model_config = ConfigDict(extra="allow")
     copy_notice_id: int
     case_id: int
-    format: str = Field(description="zhichao.copy-notice/1")
+    kind: str = Field(description="copy（抄告） | withdrawal（撤回抄告）")
+    format: str = Field(description="zhichao.copy-notice/1 | zhichao.copy-notice-withdrawal/1")
     authority_zh: str
     due: DateText
-    referral: bool = Field(description="一年内违法超过三次，建议依公路安全保护条例第六十六条处理")
+    referral: bool = Field(description=(
+        "当前标记：一年内违法超过三次，建议依公路安全保护条例第六十六条处理（决定被撤销后重新计算）"))
+    state: str = Field(description="pending | sent | acknowledged | cancelled")
+    state_zh: str
     sent_utc: UtcText | None
     acknowledged_utc: UtcText | None
+    cancelled_utc: UtcText | None = Field(description="作废时间：决定被变更或撤销时尚未发送")
+    cancel_reason_zh: str | None
+    withdraws_copy_notice_id: int | None = Field(description="撤回抄告：所撤回的原抄告编号")
+    withdrawn: CopyWithdrawnOut | None = Field(default=None, description=(
+        "撤回抄告：已发送的原抄告（原抄告未发送时为空，仅撤回移送建议）"))
+    revocation: RevocationOut | None = Field(default=None, description="撤回抄告：决定如何被改变")
+    referrals_withdrawn: list[ReferralWithdrawnOut] | None = Field(
+        default=None, description="撤回抄告：一并撤回的移送建议")
 
 
 class CopyNoticesOut(BaseModel):

@@ -133,6 +133,7 @@ def revoke(request: Request, pages: PagesDep, case_id: CaseId, expected_version:
            csrf_token: Csrf = None) -> Response:
     return act(request, pages, case_id, "revoke", csrf_token,
                lambda s, c, u: procedure.revoke(s, c, u, kind=kind, reason=reason,
+                                                policy=pages.settings.deadlines,
                                                 expected_version=expected_version))
 
 
