@@ -118,8 +118,10 @@ class Retention:
         try:
             if dry_run:
                 return self._dry_run(cut, cutoff)
-            with self.store.transaction() as con:
-                self.store.start_purge(con, cut, BATCH_PASSAGES, utc_text(now))
+            room = BATCH_PASSAGES - len(self.store.purging(BATCH_PASSAGES))  # a killed run's
+            if room > 0:
+                with self.store.transaction() as con:
+                    self.store.start_purge(con, cut, room, utc_text(now))
             rows = self.store.purging(BATCH_PASSAGES)
             listed = [self._delete_files(r) for r in rows]
             unlinked, unlinked_more = self._delete_unlinked(cutoff)
