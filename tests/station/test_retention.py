@@ -426,6 +426,26 @@ def test_the_running_station_runs_retention_and_reports_it(tmp_path: Path) -> No
         st.close()
 
 
+def test_the_running_station_judges_age_by_its_reference_clock(lane: Lane,
+                                                                tmp_path: Path) -> None:
+    """A simulated lane dated in the past (``simulation.start_utc``) is not purged while it
+    runs: "now" is the simulator's clock, and nothing runs before it is published."""
+    import time
+
+    from zhichao.station.clock import PublishedSimClock, SimClock
+
+    key = lane.add(OLD, "浙A11111")
+    sim = SimClock(OLD + timedelta(hours=1), time.time(), 1.0)
+    stage = RetentionStage(lane.cfg, lane.store, StageHealth(lane.store), sim)
+    run = stage.step()
+    assert run is not None and run.passages_purged == 0
+    assert run.cutoff_utc < _t(OLD)  # a month before the simulated now
+    unpublished = PublishedSimClock(tmp_path / "no-devices.json")
+    assert RetentionStage(lane.cfg, lane.store, StageHealth(lane.store),
+                          unpublished).step() is None
+    assert lane.row(key)["plate"] == "浙A11111"
+
+
 def test_an_older_database_gets_the_new_columns(lane: Lane) -> None:
     key = lane.add(OLD, "浙A11111")
     lane.store.close()

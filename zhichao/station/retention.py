@@ -28,9 +28,10 @@ marked "purging", never "purged" with files left; the next run finishes them fir
 A run that removed anything writes one ``retention_runs`` row (what, how many, the cut-off,
 the period and its source) — the durable audit record (``zhichao status`` shows the newest).
 The running station runs retention on its pipeline thread (the store's one writer) at start
-and every ``retention.check_interval_s``, in batches of :data:`BATCH_PASSAGES`; two failed
-runs in a row open the ``retention_failed`` alarm (:mod:`zhichao.station.alarms`), closed by
-the next good run. ``zhichao retention station`` runs it once from the command line.
+and every ``retention.check_interval_s``, "now" being its reference clock, in batches of
+:data:`BATCH_PASSAGES`; two failed runs in a row open the ``retention_failed`` alarm
+(:mod:`zhichao.station.alarms`), closed by the next good run. ``zhichao retention station``
+runs it once from the command line (wall clock, UTC).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from typing import Any
 
 from zhichao.common import format_utc, utc_now
 from zhichao.station.alarms import StageHealth
+from zhichao.station.clock import Clock
 from zhichao.station.config import StationConfig
 from zhichao.station.errors import RetentionError, StationError
 from zhichao.station.linking import parse_frame_name
@@ -240,22 +242,26 @@ class Retention:
 class RetentionStage:
     """Retention in the running station: called from the pipeline thread (the store's
     writer) about once a second; runs at start, then every ``check_interval_s`` (a full
-    batch: again at once; a failure: again within :data:`RETRY_AFTER_FAILURE_S`)."""
+    batch: again at once; a failure: again within :data:`RETRY_AFTER_FAILURE_S`). "Now" is
+    the station's reference clock (on a simulated lane the simulator's, whose passages may
+    lie in the past); no run before that clock is known."""
 
-    def __init__(self, cfg: StationConfig, store: StationStore, stages: StageHealth) -> None:
+    def __init__(self, cfg: StationConfig, store: StationStore, stages: StageHealth,
+                 clock: Clock | None = None) -> None:
         self.retention = Retention(cfg, store)
         self.interval_s = cfg.retention.check_interval_s
         self.stages = stages
+        self.clock = clock or Clock()
         self.next_s = 0.0  # monotonic time of the next run: at start
         self.last: RetentionRun | None = None
 
     def step(self, now_s: float | None = None) -> RetentionRun | None:
         """Run if due. Never raises: a failure counts against the ``retention`` alarm."""
         now_s = time.monotonic() if now_s is None else now_s
-        if now_s < self.next_s:
+        if now_s < self.next_s or not self.clock.ready:
             return None
         try:
-            run = self.retention.run()
+            run = self.retention.run(self.clock.now())
         except RetentionError as exc:
             LOG.error("retention failed", extra={"fields": {"error": str(exc)}})
             try:
