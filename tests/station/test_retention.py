@@ -446,6 +446,41 @@ def test_the_running_station_judges_age_by_its_reference_clock(lane: Lane,
     assert lane.row(key)["plate"] == "浙A11111"
 
 
+@pytest.mark.slow  # a simulated lane for a few vehicles (about 30 s)
+def test_a_running_lane_purges_an_expired_passage_and_keeps_its_own(tmp_path: Path) -> None:
+    """``zhichao run`` on a data folder holding a passage 40 days old: the station's loop
+    purges it at start (audit row ``station``) and keeps the passages it weighs now."""
+    import subprocess
+    import sys
+
+    from tests.station.conftest import write_config
+
+    cfg = write_config(tmp_path / "station.toml", tmp_path / "data", vehicles=4)
+    store = StationStore(cfg.data_dir / "station.db")
+    sealer = Sealer(cfg)
+    seeded = Lane(cfg, store, sealer)
+    old = seeded.add(datetime.now(UTC) - timedelta(days=40), "浙A11111")
+    sealer.close()
+    store.close()
+    res = subprocess.run([sys.executable, "-m", "zhichao", "run", "--config",
+                          str(tmp_path / "station.toml"), "--no-view"],
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ,
+                              "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert res.returncode == 0, res.stderr[-3000:]
+    store = StationStore(cfg.data_dir / "station.db")
+    try:
+        row = store.passage(old)
+        assert row is not None and row["plate"] is None and row["purged_utc"]
+        assert [r["trigger"] for r in store.retention_runs()] == ["station"]
+        fresh = [dict(r) for r in store.all_passages() if r["passage_key"] != old]
+        assert len(fresh) >= 3 and all(r["purged_utc"] is None for r in fresh)
+        listed = [Path(f["path"]) for r in fresh for f in json.loads(r["frames"])]
+        assert listed and all(f.is_file() for f in listed)  # its own frames stay
+    finally:
+        store.close()
+
+
 def test_an_older_database_gets_the_new_columns(lane: Lane) -> None:
     key = lane.add(OLD, "浙A11111")
     lane.store.close()
