@@ -513,7 +513,7 @@ def test_batches_bound_one_step_and_run_all_finishes(lane: Lane,
     total = Retention(lane.cfg, lane.store).run_all(NOW)
     assert total.passages_purged == 3 and not total.more
     assert all(lane.row(k)["plate"] is None for k in keys)
-    assert BATCH_PASSAGES == 500
+    assert BATCH_PASSAGES == 100
 
 
 # ---------------------------------------------------------------------------- configuration

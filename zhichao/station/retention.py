@@ -58,8 +58,8 @@ from zhichao.station.store import PLATE_KEYS, StationStore, utc_text
 LOG = logging.getLogger("zhichao.station")
 SOURCE_ZH = ("《个人信息保护法》第十九条：保存期限应当为实现处理目的所必要的最短时间"
              "（具体天数未见法定依据：默认 30 天，未确认）")
-BATCH_PASSAGES = 500  # passages per batch: a batch is one pipeline step (bounded stall)
-BATCH_UNLINKED = 2000  # unlinked frames deleted per batch
+BATCH_PASSAGES = 100  # passages per batch: one pipeline step (see benchmarks/station_retention.py)
+BATCH_UNLINKED = 500  # unlinked frames deleted per batch
 RETRY_AFTER_FAILURE_S = 600.0  # a failed run is tried again this soon (or at the interval)
 UNLINKED_DIR = "unlinked"
 
@@ -126,6 +126,7 @@ class Retention:
                     self.store.start_purge(con, cut, room, utc_text(now))
             rows = self.store.purging(BATCH_PASSAGES)
             listed = [self._delete_files(r) for r in rows]
+            self._remove_empty_days(rows)
             unlinked, unlinked_more = self._delete_unlinked(cutoff)
             _, held = self.store.expiry_counts(cut)
             purged = frames = 0
@@ -199,10 +200,18 @@ class Retention:
             if path.exists():
                 raise RetentionError(f"retention: {path} is still there after deletion")
         day = str(row["time_utc"])[:10].replace("-", "")
-        for folder in (self.frames_dir / day / key, self.frames_dir / day):
-            with contextlib.suppress(OSError):  # not empty, or gone: fine
-                folder.rmdir()
+        with contextlib.suppress(OSError):  # not empty (a file not listed), or gone: fine
+            (self.frames_dir / day / key).rmdir()
         return len(_json_list(row["frames"]))
+
+    def _remove_empty_days(self, rows: list[dict[str, Any]]) -> None:
+        """The day folders of a batch that are empty now (once per day, not per passage:
+        a failed ``rmdir`` of a full folder is not free)."""
+        for day in {str(r["time_utc"])[:10].replace("-", "") for r in rows}:
+            folder = self.frames_dir / day
+            with contextlib.suppress(OSError):
+                if not any(folder.iterdir()):
+                    folder.rmdir()
 
     def _unlinked_older(self, cutoff: datetime, limit: int | None) -> list[Path]:
         folder = self.frames_dir / UNLINKED_DIR
@@ -292,11 +301,10 @@ def _json_list(text: str) -> list[dict[str, Any]]:
 
 
 def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-    except (ValueError, OSError):
-        return False
-    return True
+    """Whether ``path`` names something inside ``folder`` (lexically: ``..`` resolved, links
+    not followed — deleting a link deletes the link)."""
+    a, b = os.path.abspath(path), os.path.abspath(folder)
+    return a != b and os.path.commonpath((a, b)) == b
 
 
 def _glob_escape(text: str) -> str:
