@@ -516,6 +516,43 @@ def test_batches_bound_one_step_and_run_all_finishes(lane: Lane,
     assert BATCH_PASSAGES == 100
 
 
+def test_only_files_inside_the_frames_and_spool_folders_are_deleted(lane: Lane,
+                                                                      tmp_path: Path) -> None:
+    """A frame list naming a file elsewhere (a hand-edited row, a moved folder) never makes
+    retention delete outside ``<data>/frames`` and the camera spools."""
+    key = lane.add(OLD, "浙A11111", n_frames=1)
+    outside = tmp_path / "elsewhere" / key / "keep.jpg"
+    outside.parent.mkdir(parents=True)
+    outside.write_bytes(b"not the station's")
+    spooled = lane.cfg.data_dir / "spool" / "front" / "never-moved.jpg"
+    spooled.parent.mkdir(parents=True, exist_ok=True)
+    spooled.write_bytes(b"frame")
+    row = lane.row(key)
+    frames = json.loads(row["frames"]) + [
+        {"camera_id": "X", "role": "side", "path": str(outside), "spool_path": str(outside)},
+        {"camera_id": "Y", "role": "rear", "path": str(lane.frames / ".." / ".." / "k.jpg"),
+         "spool_path": str(spooled)}]
+    lane.store.db.execute("UPDATE passages SET frames = ? WHERE passage_key = ?",
+                          (json.dumps(frames), key))
+    (tmp_path / "k.jpg").write_bytes(b"outside too")
+    run = Retention(lane.cfg, lane.store).run(NOW)
+    assert run.passages_purged == 1 and run.frames_removed == 3
+    assert outside.exists() and (tmp_path / "k.jpg").exists()
+    assert not spooled.exists()  # the passage's own frame, left in a camera spool
+    assert not lane.frame_dir(key, OLD).exists()
+
+
+def test_a_station_only_install_gets_the_retention_command() -> None:
+    import argparse
+
+    from zhichao.station import cli as station_cli
+
+    parser = argparse.ArgumentParser(prog="zhichao")
+    station_cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["retention", "station", "--dry-run", "--days", "7"])
+    assert args.dry_run and args.days == 7 and args.handler is not None
+
+
 # ---------------------------------------------------------------------------- configuration
 @pytest.mark.parametrize(("table", "message"), [
     ({"passage_days": 0}, "retention.passage_days: must be 1 … 3650"),
