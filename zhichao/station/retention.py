@@ -61,6 +61,7 @@ SOURCE_ZH = ("《个人信息保护法》第十九条：保存期限应当为实
 BATCH_PASSAGES = 100  # passages per batch: one pipeline step (see benchmarks/station_retention.py)
 BATCH_UNLINKED = 500  # unlinked frames deleted per batch
 RETRY_AFTER_FAILURE_S = 600.0  # a failed run is tried again this soon (or at the interval)
+BACKLOG_PAUSE_S = 5.0  # after a full batch the next one comes this soon (weighing first)
 UNLINKED_DIR = "unlinked"
 
 
@@ -251,7 +252,8 @@ class Retention:
 class RetentionStage:
     """Retention in the running station: called from the pipeline thread (the store's
     writer) about once a second; runs at start, then every ``check_interval_s`` (a full
-    batch: again at once; a failure: again within :data:`RETRY_AFTER_FAILURE_S`). "Now" is
+    batch: the next after :data:`BACKLOG_PAUSE_S`; a failure: again within
+    :data:`RETRY_AFTER_FAILURE_S`). "Now" is
     the station's reference clock (on a simulated lane the simulator's, whose passages may
     lie in the past); no run before that clock is known."""
 
@@ -281,7 +283,7 @@ class RetentionStage:
             return None
         self.stages.succeeded("retention")
         self.last = run
-        self.next_s = now_s + (0.0 if run.more else self.interval_s)
+        self.next_s = now_s + (BACKLOG_PAUSE_S if run.more else self.interval_s)
         return run
 
     def status(self) -> dict[str, Any] | None:
