@@ -37,6 +37,9 @@ STAGE_ALARMS: dict[str, StageAlarm] = {
     "scatter": StageAlarm("site_scatter_failed", 2,
                           "本车道称重离散度（σ(v)）连续无法汇总更新，超限判定沿用上次结果或保守先验，"
                           "请检查站点数据库和磁盘"),
+    "retention": StageAlarm("retention_failed", 2,
+                            "个人信息到期清理（非案件通行的号牌和图片）连续失败，超期个人信息仍保存在"
+                            "站点，请检查磁盘和站点数据库（详见日志）"),
     "journal": StageAlarm("journal_failed", 1,
                           "原始数据日志写入失败，站点崩溃时数据可能无法恢复，请检查磁盘"),
 }

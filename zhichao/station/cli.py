@@ -1,4 +1,5 @@
-"""``zhichao config check FILE`` and ``zhichao status`` (operator commands)."""
+"""``zhichao config check FILE``, ``zhichao status`` and ``zhichao retention station``
+(operator commands)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,32 @@ def register(subparsers: Any) -> None:
     status.add_argument("--data-dir", type=Path, help="override station.data_dir")
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=_status)
+    ret = _retention_tasks(subparsers).add_parser(
+        "station", help="remove the plates and frames of a station's passages that are no "
+                        "case, past retention.passage_days (default 30, unconfirmed)",
+        description="个人信息到期清理（站点）：删除超过保存期限的非案件通行记录的号牌和图片；"
+                    "案件、复检和未上传的记录不动。可在站点运行时执行。")
+    ret.add_argument("--config", type=Path, help="station.toml (default: embedded)")
+    ret.add_argument("--data-dir", type=Path, help="override station.data_dir")
+    ret.add_argument("--days", type=int, help="override retention.passage_days")
+    ret.add_argument("--dry-run", action="store_true",
+                     help="count what would be removed; change nothing")
+    ret.add_argument("--json", action="store_true")
+    ret.set_defaults(handler=_retention)
+
+
+def _retention_tasks(subparsers: Any) -> Any:
+    """The tasks of ``zhichao retention`` (the service's ``run`` is there when the service
+    is installed; a station-only install gets the command from here)."""
+    existing = subparsers.choices.get("retention")
+    if existing is None:
+        ret = subparsers.add_parser("retention", help="personal data retention (个人信息保护法 "
+                                                      "Art. 19)")
+        return ret.add_subparsers(dest="retention_command", metavar="TASK", required=True)
+    for action in existing._actions:  # argparse keeps a parser's sub-commands here
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    raise RuntimeError("zhichao retention has no tasks")  # a programming error
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -39,7 +66,8 @@ def _check(args: argparse.Namespace) -> int:
         wim_url_kind(cfg.wim.url)]
     print(f"{args.file}: 配置有效 (valid) — 站点 {cfg.station.station_id}，"
           f"车道 {cfg.lane.lane_id}，称重设备 {cfg.wim.url}（{kind}），"
-          f"相机 {len(cfg.cameras)} 台")
+          f"相机 {len(cfg.cameras)} 台；非案件通行的号牌和图片保存 "
+          f"{cfg.retention.passage_days} 天（未确认，个人信息保护法第十九条）")
     return 0
 
 
@@ -64,7 +92,8 @@ def _status(args: argparse.Namespace) -> int:
     try:
         out: dict[str, Any] = {"data_dir": str(data), "counts": store.counts(),
                                "alarms": store.active_alarms(),
-                               "recent": store.recent_passages(5)}
+                               "recent": store.recent_passages(5),
+                               "retention": store.retention_runs(1)}
     finally:
         store.close()
     live: dict[str, Any] | None = None
@@ -91,6 +120,7 @@ def _status(args: argparse.Namespace) -> int:
           f"待上传 {out['upload']['pending']}，数据缺口 {c['gaps']}")
     print(upload_line(out["upload"]))
     print(clock_line(out["clock_check"]))
+    print(retention_line(cfg.retention.passage_days, c.get("purged", 0), out["retention"]))
     device = (live or {}).get("device") or {}
     if device:
         print(f"称重设备 {device.get('device_id')}：" + (
@@ -101,4 +131,54 @@ def _status(args: argparse.Namespace) -> int:
         print(f"告警 {a['time_utc']} {a['code']}：{a['message_zh']}（{a['detail']}）")
     if not out["alarms"]:
         print("无告警")
+    return 0
+
+
+def retention_line(days: int, purged: int, runs: list[dict[str, Any]]) -> str:
+    """One line for the operator: the period, passages purged, the newest audit record."""
+    line = f"个人信息保存期限 {days} 天（未确认）：已清理非案件通行 {purged} 条"
+    if runs:
+        r = runs[0]
+        line += (f"，最近一次 {r['time_utc']}（UTC）清理通行 {r['passages_purged']} 条、图片 "
+                 f"{r['frames_removed'] + r['unlinked_frames_deleted']} 张，待上传暂缓 "
+                 f"{r['held_undelivered']} 条")
+    return line
+
+
+def _retention(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from zhichao.station.retention import Retention, RetentionError
+    from zhichao.station.store import StationStore
+
+    try:
+        cfg = load_config(args.config)
+        if args.data_dir is not None:
+            cfg = dataclasses.replace(cfg, station=dataclasses.replace(
+                cfg.station, data_dir=str(args.data_dir.resolve())))
+        if args.days is not None and args.days < 1:
+            raise StationError("--days: the period must be at least 1 day")
+        db = cfg.data_dir / "station.db"
+        if not db.exists():
+            raise StationError(f"{db} does not exist (the station has not run here)")
+        store = StationStore(db)  # SQLite transactions: safe beside a running station
+    except StationError as exc:
+        print(f"zhichao retention station: {exc}", file=sys.stderr)
+        return 2
+    try:
+        retention = Retention(cfg, store, days=args.days)
+        run = (retention.run(dry_run=True) if args.dry_run
+               else retention.run_all(trigger="cli"))
+    except RetentionError as exc:
+        print(f"个人信息到期清理失败（retention failed）：{exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(run.to_json(), ensure_ascii=False, indent=1))
+        return 0
+    verb = "将清理（试运行，未改动）" if args.dry_run else "已清理"
+    print(f"截止时间 {run.cutoff_utc}（UTC，保存期限 {run.passage_days} 天，未确认）：{verb}"
+          f"非案件通行 {run.passages_purged} 条（图片 {run.frames_removed} 张），未关联图片 "
+          f"{run.unlinked_frames_deleted} 张；尚未上传、暂缓清理 {run.held_undelivered} 条")
     return 0

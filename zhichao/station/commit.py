@@ -206,9 +206,12 @@ class Committer:
                             "verdict": v.verdict, "overloaded": v.overloaded,
                             "plate": row.plate, "frame": row.frame_status,
                             "flags": v.flags})
+        # no plate text in the log: the log is never purged (retention removes the plate
+        # from station.db, zhichao.station.retention); the passage key finds it there
         LOG.info("passage", extra={"fields": {
             "passage": p.key, "time_utc": v.time_utc, "axles": v.axle_count,
-            "gross_kg": v.gross_weight_kg, "verdict": v.verdict, "plate": row.plate,
+            "gross_kg": v.gross_weight_kg, "verdict": v.verdict,
+            "plate_read": row.plate is not None,
             "frame_status": row.frame_status, "offsets_ms": self.linker.offsets_ms()}})
 
     # ------------------------------------------------------------------ helpers

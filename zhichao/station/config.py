@@ -31,6 +31,7 @@ from zhichao.station.config_sections import (  # noqa: F401 - re-exported
     HttpSection,
     LaneSection,
     LinkingSection,
+    RetentionSection,
     SensorSection,
     SimulationSection,
     SiteSection,
@@ -68,6 +69,7 @@ class StationConfig:
     clock: ClockSection = field(default_factory=ClockSection)
     simulation: SimulationSection = field(default_factory=SimulationSection)
     static_scale: StaticScaleSection = field(default_factory=StaticScaleSection)
+    retention: RetentionSection = field(default_factory=RetentionSection)
     base_dir: str = "."  # folder relative paths resolve against (the config file's)
 
     def path(self, value: str) -> Path:
@@ -201,7 +203,7 @@ def validate(cfg: StationConfig) -> None:
     """Check values (not only types); raises :class:`StationConfigError` naming the key.
     Sections are checked in file order (the first problem is the one reported)."""
     for check in (_check_station, _check_site_lane_wim, _check_device, _check_cameras,
-                  _check_pipeline, _check_clock, _check_simulation):
+                  _check_pipeline, _check_clock, _check_simulation, _check_retention):
         check(cfg)
     if cfg.static_scale.url or cfg.static_scale != StaticScaleSection():
         from zhichao.station.static_scale import check_config
@@ -436,6 +438,20 @@ def _check_simulation(cfg: StationConfig) -> None:
               f"{ch!r} is not a channel of this lane ({sorted(names)})")
     _need(len(sim.speed_kmh) == 2 and 1 <= sim.speed_kmh[0] <= sim.speed_kmh[1] <= 150,
           "simulation.speed_kmh", "must be [low, high] within 1 … 150 km/h")
+
+
+def _check_retention(cfg: StationConfig) -> None:
+    """``[retention]``: the period of personal data of passages that are no case."""
+    r = cfg.retention
+    _need(1 <= r.passage_days <= 3650, "retention.passage_days",
+          "must be 1 … 3650 days (30 is the unconfirmed default)")
+    _need(60 <= r.check_interval_s <= 86400, "retention.check_interval_s",
+          "must be within 60 … 86400 s")
+    if cfg.static_scale.url:  # a reading may be linked up to max_delay_s after its passage
+        _need(r.passage_days * 86400 > cfg.static_scale.max_delay_s + 3600,
+              "retention.passage_days", f"{r.passage_days} days leaves no time to link a "
+              f"static re-weighing (static_scale.max_delay_s = "
+              f"{cfg.static_scale.max_delay_s:g} s) before the passage is purged")
 
 
 def _device_file(cfg: StationConfig) -> Any:

@@ -173,6 +173,17 @@ class ClockSection:
 
 
 @dataclass(frozen=True)
+class RetentionSection:
+    """Retention of personal data at the station (:mod:`zhichao.station.retention`): the
+    plate and camera frames of a passage that is no case are removed ``passage_days`` after
+    its passage time. 30 days is UNCONFIRMED: no legal period was found; 个人信息保护法
+    Art. 19 only says 保存期限应当为实现处理目的所必要的最短时间."""
+
+    passage_days: int = 30  # unconfirmed (no legal period found); 1 … 3650
+    check_interval_s: float = 3600.0  # the running station checks at start and this often
+
+
+@dataclass(frozen=True)
 class HttpSection:
     host: str = "127.0.0.1"
     metrics_port: int = 9108  # health endpoint and Prometheus metrics; 0: off

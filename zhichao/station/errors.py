@@ -8,7 +8,8 @@ Tree::
         ├── StoreError           the station database is unusable or inconsistent
         ├── JournalError         the raw sample journal is unusable
         ├── SealingStoppedError  evidence cannot be written safely (disk full, read-only)
-        └── TimeSourceError      a time source gave no usable answer (clock check)
+        ├── TimeSourceError      a time source gave no usable answer (clock check)
+        └── RetentionError       a retention run could not finish (files, database)
 """
 
 from __future__ import annotations
@@ -38,3 +39,8 @@ class SealingStoppedError(StationError):
 
 class TimeSourceError(StationError):
     """A time source (an NTP server) gave no usable answer (the message says why)."""
+
+
+class RetentionError(StationError):
+    """A retention run could not finish: a file that cannot be deleted, the database
+    (nothing is marked purged that still has files; the next run finishes it)."""

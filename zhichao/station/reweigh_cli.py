@@ -188,13 +188,17 @@ def link_reading(cfg: StationConfig, officer: str, *, passage_key: str | None = 
     store = ReadingStore(cfg.data_dir / "station.db")
     try:
         passage = find_passage(store, passage_key, plate, time_text, window_s)
+        if passage.get("purge_started_utc"):
+            raise RefusedError(f"通行 {passage['passage_key']} 已超过个人信息保存期限，号牌和图片"
+                               "已删除（或正在删除），不能再关联复检")
         earlier = store.passage_reweighs(passage["passage_key"])
         if earlier:
             raise RefusedError(f"通行 {passage['passage_key']} 已有复检读数 "
                                f"#{earlier[0]['id']}（{earlier[0]['status']}）")
         row = choose_reading(store, cfg, passage, reading_id)
         if not store.link(row["id"], passage["passage_key"], officer.strip()):
-            raise RefusedError(f"读数 #{row['id']} 已被关联")
+            raise RefusedError(f"读数 #{row['id']} 已被关联，或通行 {passage['passage_key']} "
+                               "已到个人信息保存期限")
     finally:
         store.close()
     return row, passage

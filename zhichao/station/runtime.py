@@ -69,6 +69,7 @@ from zhichao.station.ops import StationMetrics
 from zhichao.station.passage import opens_case
 from zhichao.station.record_intake import RecordIntake, RecordJournal
 from zhichao.station.resume import DurablePosition
+from zhichao.station.retention import RetentionStage
 from zhichao.station.seal_stage import SealStage
 from zhichao.station.sealing import Sealer
 from zhichao.station.site_scatter import SiteScatter
@@ -145,6 +146,8 @@ class Station:
                                    self.clock, self.metrics, self.intake.ring, self.sealer.key,
                                    self.clock_check)
         self.seals = SealStage(self.sealer, self.store, self.stages, self.metrics)
+        # personal data of passages that are no case, past retention.passage_days
+        self.retention = RetentionStage(cfg, self.store, self.stages, self.clock)
         self.reweigh: Any = None  # the static scale (复检), when station.toml has one
         if cfg.static_scale.url:
             from zhichao.station.reweigh_stage import ReweighStage
@@ -401,6 +404,7 @@ class Station:
                 if self.reweigh is not None:  # static readings in, linked ones sealed
                     self.reweigh.step()
                 self._clip_outcomes()
+                self.retention.step()  # at start, then every retention.check_interval_s
             if traffic_end is not None and now - last_traffic > 1.0:
                 last_traffic = now
                 end = traffic_end()
@@ -499,6 +503,7 @@ class Station:
                 "cameras": [g.health() for g in self.grabbers],
                 "clips": [] if self.clips is None else self.clips.health(),
                 "sealing_stopped": self.sealing_stopped, "recovery": self.seals.recovery,
+                "retention": self.retention.status(),
                 "alarms": self.read_store.active_alarms(),
                 "device": self.committer.device_snapshot,
                 "upload": {**({"center_url": None, "last_upload_utc": None}

@@ -203,11 +203,14 @@ class ReadingStore:
             "ORDER BY reading_utc", (utc_text(start), utc_text(end)))]
 
     def link(self, reading_id: int, passage_key: str, officer: str) -> bool:
-        """Mark a free reading linked (the sealer takes it); False if it was taken."""
+        """Mark a free reading linked (the sealer takes it); False if it was taken, or the
+        passage's personal data is being removed (retention, :mod:`zhichao.station.retention`:
+        checked in the same statement, so a purge and a link never cross)."""
         cur = self.db.execute(
             "UPDATE static_readings SET passage_key = ?, officer = ?, linked_utc = ?, "
-            "status = 'linked' WHERE id = ? AND status = 'free'",
-            (passage_key, officer, utc_text(), reading_id))
+            "status = 'linked' WHERE id = ? AND status = 'free' AND NOT EXISTS (SELECT 1 "
+            "FROM passages WHERE passage_key = ? AND purge_started_utc IS NOT NULL)",
+            (passage_key, officer, utc_text(), reading_id, passage_key))
         return cur.rowcount == 1
 
     def linked(self) -> list[dict[str, Any]]:

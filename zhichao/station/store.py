@@ -35,7 +35,9 @@ from zhichao.station.sync_outbox import (
     insert_passage,
 )
 
-SCHEMA_VERSION = 3  # 2: passages.device_reasons; 3: the sync outbox in station.db
+# 2: passages.device_reasons; 3: the sync outbox in station.db; 4: retention (passages
+# purge_started_utc / purged_utc, retention_runs)
+SCHEMA_VERSION = 4
 LEGACY_OUTBOX = "outbox_v2"  # version 2's outbox (forwarded to a file of its own)
 LEGACY_SYNC_OUTBOX = "sync-outbox.sqlite"
 DUPLICATE_WINDOW_S = 0.3
@@ -67,7 +69,9 @@ CREATE TABLE IF NOT EXISTS passages (
     plate_review TEXT,
     review_required INTEGER NOT NULL DEFAULT 0,
     created_utc TEXT NOT NULL,
-    device_reasons TEXT NOT NULL DEFAULT '[]'
+    device_reasons TEXT NOT NULL DEFAULT '[]',
+    purge_started_utc TEXT,
+    purged_utc TEXT
 );
 CREATE INDEX IF NOT EXISTS passages_lane_sample ON passages (lane_id, first_sample);
 CREATE TABLE IF NOT EXISTS cases (
@@ -101,7 +105,28 @@ CREATE TABLE IF NOT EXISTS gaps (
     reason TEXT NOT NULL,
     time_utc TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS retention_runs (
+    id INTEGER PRIMARY KEY,
+    time_utc TEXT NOT NULL,
+    cutoff_utc TEXT NOT NULL,
+    passage_days INTEGER NOT NULL,
+    passages_purged INTEGER NOT NULL,
+    frames_removed INTEGER NOT NULL,
+    unlinked_frames_deleted INTEGER NOT NULL,
+    held_undelivered INTEGER NOT NULL,
+    trigger TEXT NOT NULL,
+    source_zh TEXT NOT NULL
+);
 """
+# after the columns of version 4 exist (an older database gets them by ALTER first)
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS passages_unpurged ON passages (time_utc) WHERE purged_utc IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_label ON outbox (label);
+"""
+#: what a purge removes from a passage's stored record, should a record ever carry it
+PLATE_KEYS = ("plate", "plate_colour", "plate_text")
+_UNDELIVERED = ("EXISTS (SELECT 1 FROM outbox o WHERE o.kind = 'passage' AND "
+                "o.label = p.time_utc AND o.state != 'done')")
 
 
 def utc_text(t: datetime | None = None) -> str:
@@ -165,10 +190,14 @@ class StationStore:
         if "device_reasons" not in cols:  # a version-1 database
             self.db.execute("ALTER TABLE passages ADD COLUMN device_reasons TEXT "
                             "NOT NULL DEFAULT '[]'")
+        for col in ("purge_started_utc", "purged_utc"):  # versions 1 to 3
+            if col not in cols:
+                self.db.execute(f"ALTER TABLE passages ADD COLUMN {col} TEXT")
         outbox = {str(r[1]) for r in self.db.execute("PRAGMA table_info(outbox)")}
         if "sent_utc" in outbox:  # version 2: rows forwarded to a sync outbox file
             self.db.execute(f"ALTER TABLE outbox RENAME TO {LEGACY_OUTBOX}")
         self.db.executescript(OUTBOX_SCHEMA)
+        self.db.executescript(_INDEXES)
 
     def close(self) -> None:
         self.db.close()
@@ -349,6 +378,77 @@ class StationStore:
         con.execute("INSERT INTO gaps (first_index, n_samples, reason, time_utc) VALUES "
                     "(?, ?, ?, ?)", (first_index, n, reason, utc_text()))
 
+    # ------------------------------------------------------------------ retention
+    def _has_table(self, con: sqlite3.Connection, name: str) -> bool:
+        return con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                           (name,)).fetchone() is not None
+
+    def _expiry_where(self, con: sqlite3.Connection) -> str:
+        """Passages past the cut-off (``:cutoff``) that retention may concern: not purged,
+        not a case's, not named by a static re-weighing (linked or sealed: 复检 evidence)."""
+        where = ("p.time_utc < :cutoff AND p.purged_utc IS NULL AND NOT EXISTS "
+                 "(SELECT 1 FROM cases c WHERE c.passage_key = p.passage_key)")
+        if self._has_table(con, "static_readings"):  # the static scale's table, if any
+            where += (" AND NOT EXISTS (SELECT 1 FROM static_readings s "
+                      "WHERE s.passage_key = p.passage_key)")
+        return where
+
+    def start_purge(self, con: sqlite3.Connection, cutoff_utc: str, limit: int,
+                    now_utc: str) -> int:
+        """Mark up to ``limit`` expired passages whose record the outbox has delivered (or
+        never held) as being purged (``purge_started_utc``): from now on no re-weighing can
+        be linked to them. In the caller's transaction; how many were marked."""
+        cur = con.execute(
+            f"UPDATE passages SET purge_started_utc = :now WHERE id IN (SELECT p.id FROM "
+            f"passages p WHERE {self._expiry_where(con)} AND p.purge_started_utc IS NULL "
+            f"AND NOT {_UNDELIVERED} ORDER BY p.time_utc LIMIT :limit)",
+            {"cutoff": cutoff_utc, "now": now_utc, "limit": limit})
+        return int(cur.rowcount)
+
+    def purging(self, limit: int) -> list[dict[str, Any]]:
+        """Passages marked for purging and not purged yet (this run's, or a killed run's)."""
+        return [dict(r) for r in self.db.execute(
+            "SELECT passage_key, time_utc, record, frames FROM passages WHERE "
+            "purge_started_utc IS NOT NULL AND purged_utc IS NULL ORDER BY id LIMIT ?",
+            (limit,))]
+
+    def expiry_counts(self, cutoff_utc: str) -> tuple[int, int]:
+        """(expired passages retention may purge now, expired ones held: the outbox has not
+        delivered their record)."""
+        where = self._expiry_where(self.db)
+        due, held = self.db.execute(
+            f"SELECT COALESCE(SUM(NOT {_UNDELIVERED}), 0), COALESCE(SUM({_UNDELIVERED}), 0) "
+            f"FROM passages p WHERE {where}", {"cutoff": cutoff_utc}).fetchone()
+        return int(due), int(held)
+
+    def mark_purged(self, con: sqlite3.Connection, passage_key: str, record: dict[str, Any],
+                    now_utc: str) -> bool:
+        """The passage's frames are gone: remove its plate (and any plate in its record),
+        drop its frame list, keep the rest (weights, class, verdict, time). Newly purged?"""
+        cur = con.execute(
+            "UPDATE passages SET plate = NULL, plate_colour = NULL, frames = '[]', "
+            "record = ?, purged_utc = ? WHERE passage_key = ? AND "
+            "purge_started_utc IS NOT NULL AND purged_utc IS NULL",
+            (json.dumps(record, ensure_ascii=False), now_utc, passage_key))
+        return cur.rowcount == 1
+
+    def insert_retention_run(self, con: sqlite3.Connection, run: dict[str, Any]) -> None:
+        """The audit record of one retention run that removed something."""
+        con.execute(
+            "INSERT INTO retention_runs (time_utc, cutoff_utc, passage_days, passages_purged, "
+            "frames_removed, unlinked_frames_deleted, held_undelivered, trigger, source_zh) "
+            "VALUES (:time_utc, :cutoff_utc, :passage_days, :passages_purged, "
+            ":frames_removed, :unlinked_frames_deleted, :held_undelivered, :trigger, "
+            ":source_zh)", run)
+
+    def retention_runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest audit records of retention, newest first."""
+        try:
+            return [dict(r) for r in self.db.execute(
+                "SELECT * FROM retention_runs ORDER BY id DESC LIMIT ?", (limit,))]
+        except sqlite3.OperationalError:  # a database of an earlier version, read-only
+            return []
+
     # ------------------------------------------------------------------ version 2's outbox
     def adopt_legacy_outbox(self, station_id: str, key: Ed25519PrivateKey, *,
                             service_link_covered: bool) -> int:
@@ -417,6 +517,7 @@ class StationStore:
             "outbox_pending": "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
             "alarms_active": "SELECT COUNT(*) FROM alarms WHERE active = 1",
             "gaps": "SELECT COUNT(*) FROM gaps",
+            "purged": "SELECT COUNT(*) FROM passages WHERE purged_utc IS NOT NULL",
         }
         out: dict[str, int] = {}
         for k, sql in q.items():
