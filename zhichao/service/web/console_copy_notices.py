@@ -151,7 +151,7 @@ def _record(request: Request, pages: PagesDep, copy_id: int, what: str,
 
 @router.post(f"{OUTBOX}/{{copy_id}}/sent")
 def outbox_sent(request: Request, pages: PagesDep, copy_id: CopyId,
-                channel: Annotated[str, Form(max_length=32)],
+                channel: Annotated[str | None, Form(max_length=32)] = None,
                 reference: Annotated[str | None, Form(max_length=200)] = None,
                 csrf_token: Csrf = None) -> Response:
     return _record(request, pages, copy_id, "sent", csrf_token, channel, reference)
