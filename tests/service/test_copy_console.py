@@ -4,7 +4,8 @@ first, with case, plate, kind, authority, due date, times in 北京时间, overd
 marks; the JSON download equal to the API's export and the PDF; recording sent (channel and
 reference, audited, escaped) and acknowledged through ``copy_notices.mark``, refused twice,
 out of order, cancelled, without CSRF or with bad input (zh-CN, never 5xx); a revoked case's
-cancelled copy and a withdrawal (撤回抄告); the case page links to its copy notices."""
+cancelled copy and a withdrawal (撤回抄告); the case page links to its copy notices; the
+API's optional channel and reference; migration 0009 keeps old rows (channel null)."""
 
 from __future__ import annotations
 
@@ -16,13 +17,20 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from alembic import command
+from sqlalchemy import Engine, select, text
 
-from tests.service.conftest import PASSWORD, PG_URL, require_postgresql
+from tests.service.conftest import PASSWORD, PG_URL, Sealed, new_case, require_postgresql
 from tests.service.test_web_common import INJECT, Web, csrf_of, make_web, shared_lane
 from tests.service.test_web_pages import login
 from zhichao.service import procedure, workflow
-from zhichao.service.db import drop_schema, transaction
+from zhichao.service.db import (
+    alembic_config,
+    drop_schema,
+    session_factory,
+    transaction,
+    upgrade,
+)
 from zhichao.service.models import AuditEntry, Case, CopyNotice, User
 
 OUTBOX = "/console/copy-notices"
@@ -224,8 +232,15 @@ def test_outbox_walk(web: Web) -> None:
 
     # a revoked decision: the unsent copy is cancelled (no PDF, no forms), a sent one is
     # withdrawn (撤回抄告, pending, its own PDF)
-    assert record(boss, recalled_copy, "sent", channel="electronic",
-                  reference="浙交抄〔2026〕1号").status_code == 303  # type: ignore[attr-defined]
+    # the API takes the same channel and reference (optional body), checked the same way
+    clerk = api_token(web, api, "decision_maker")
+    url = f"/api/v1/copy-notices/{recalled_copy}/sent"
+    r = api.post(url, headers=clerk, json={"channel": "pigeon"})
+    assert r.status_code == 422 and r.json()["message_zh"] == "发送方式无效"
+    assert api.post(url, headers=clerk, json={"channel": "post", "x": 1}).status_code == 422
+    r = api.post(url, headers=clerk, json={"channel": "electronic",
+                                           "reference": "浙交抄〔2026〕1号"})
+    assert r.status_code == 200 and r.json()["sent_channel_zh"] == "电子公文系统"
     for case_id in (late, recalled):
         _step(web, case_id, "decision_maker", procedure.revoke, kind="revoked",
               reason="行政复议撤销", policy=web.settings.deadlines)
@@ -248,3 +263,26 @@ def test_outbox_walk(web: Web) -> None:
     assert data["kind"] == "withdrawal" and data["withdraws_copy_notice_id"] == recalled_copy
     assert listed(boss.get(f"{OUTBOX}?state=cancelled").text) == [late_copy]
 
+
+
+def test_migration_0009_keeps_old_copies_without_a_channel(fresh_db: Engine,
+                                                           sealed: Sealed) -> None:
+    sessions = session_factory(fresh_db)
+    case = new_case(sessions, sealed, plate="浙J9M001")
+    command.downgrade(alembic_config(fresh_db), "0008_copy_notice_withdrawal")
+    with fresh_db.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO copy_notices (case_id, kind, authority_zh, due, referral, payload, "
+            "created_utc, sent_utc) VALUES (:c, 'copy', '浙江省', '2026-07-13', false, '{}', "
+            "'2026-07-02 02:00:00', '2026-07-03 02:00:00')"), {"c": case.id})
+    upgrade(fresh_db)
+    with transaction(sessions) as s:
+        old = s.scalars(select(CopyNotice).where(CopyNotice.case_id == case.id)).one()
+        assert (old.sent_channel, old.sent_reference) == (None, None)
+        assert old.sent_utc is not None
+        old.sent_channel, old.sent_reference = "post", "EMS 1"
+    command.downgrade(alembic_config(fresh_db), "0008_copy_notice_withdrawal")
+    with fresh_db.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM copy_notices WHERE case_id = :c"),
+                            {"c": case.id}).scalar_one() == 1
+    upgrade(fresh_db)
