@@ -15,9 +15,10 @@ import secrets
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 from alembic import command
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, text
 
 from tests.service.conftest import PASSWORD, PG_URL, Sealed, new_case, require_postgresql
@@ -93,10 +94,11 @@ def listed(html: str) -> list[int]:
     return [int(i) for i in re.findall(r'<tr id="copy-(\d+)"', html)]
 
 
-def record(client: TestClient, copy_id: int, what: str, **data: str) -> object:
+def record(client: TestClient, copy_id: int, what: str, **data: str) -> httpx.Response:
     page = client.get(OUTBOX)
-    return client.post(f"{OUTBOX}/{copy_id}/{what}", follow_redirects=False,
-                       data={"csrf_token": csrf_of(page.text), **data})
+    answer: httpx.Response = client.post(f"{OUTBOX}/{copy_id}/{what}", follow_redirects=False,
+                                         data={"csrf_token": csrf_of(page.text), **data})
+    return answer
 
 
 def api_token(web: Web, client: TestClient, role: str) -> dict[str, str]:
@@ -127,7 +129,7 @@ def test_menu_and_page_only_for_the_roles_of_the_duties_table(web: Web) -> None:
 
 def test_bad_input_gets_a_zh_page_never_5xx(web: Web) -> None:
     boss = login(web, "decision_maker")
-    for path, status, text in (
+    for path, status, message in (
             (f"{OUTBOX}?state=lost", 422, "抄告状态无效"),
             (f"{OUTBOX}?case_id=abc", 422, "案件编号应为正整数"),
             (f"{OUTBOX}?case_id=9999999999", 422, "案件编号应为正整数"),
@@ -136,12 +138,12 @@ def test_bad_input_gets_a_zh_page_never_5xx(web: Web) -> None:
             (f"{OUTBOX}/999999/json", 404, "抄告不存在"),
             (f"{OUTBOX}/999999/pdf", 404, "抄告不存在")):
         r = boss.get(path)
-        assert r.status_code == status and text in r.text, (path, r.status_code)
+        assert r.status_code == status and message in r.text, (path, r.status_code)
     assert "没有符合条件的抄告" in boss.get(f"{OUTBOX}?case_id=424242").text
     r = boss.post(f"{OUTBOX}/999999/sent", data={"channel": "post"})
     assert r.status_code == 403 and "表单已失效" in r.text  # no CSRF token
     r = record(boss, 999999, "sent", channel="post")
-    assert r.status_code == 404 and "抄告不存在" in r.text  # type: ignore[attr-defined]
+    assert r.status_code == 404 and "抄告不存在" in r.text
 
 
 def test_outbox_walk(web: Web) -> None:
@@ -151,10 +153,10 @@ def test_outbox_walk(web: Web) -> None:
     late_copy = served_penalty(web, late)
     recalled_copy = served_penalty(web, recalled)
     with transaction(web.sessions) as s:  # the only way a test lets 7 working days pass
-        row = s.get(CopyNotice, late_copy)
-        assert row is not None
-        row.due = date.today() - timedelta(days=3)
-        row.referral = True  # as if the vehicle had three more served penalties this year
+        overdue = s.get(CopyNotice, late_copy)
+        assert overdue is not None
+        overdue.due = date.today() - timedelta(days=3)
+        overdue.referral = True  # as if the vehicle had three more served penalties this year
 
     # the list: overdue first, every column, 北京时间 labelled
     page = boss.get(OUTBOX)
@@ -193,21 +195,21 @@ def test_outbox_walk(web: Web) -> None:
 
     # record sent: channel required and checked, reference escaped and kept
     r = record(boss, first_copy, "sent", channel="", reference="x")
-    assert r.status_code == 422 and "请选择发送方式" in r.text  # type: ignore[attr-defined]
+    assert r.status_code == 422 and "请选择发送方式" in r.text
     r = record(boss, first_copy, "sent", channel="pigeon")
-    assert r.status_code == 422 and "发送方式无效" in r.text  # type: ignore[attr-defined]
+    assert r.status_code == 422 and "发送方式无效" in r.text
     r = record(boss, first_copy, "sent", channel="post", reference="EMS\x01")
-    assert r.status_code == 422 and "控制字符" in r.text  # type: ignore[attr-defined]
+    assert r.status_code == 422 and "控制字符" in r.text
     r = record(boss, first_copy, "acknowledged")
-    assert r.status_code == 409 and "尚未发送" in r.text  # type: ignore[attr-defined]
+    assert r.status_code == 409 and "尚未发送" in r.text
     r = record(boss, first_copy, "sent", channel="post", reference=f"EMS 9 {INJECT}")
-    assert r.status_code == 303, r.text  # type: ignore[attr-defined]
-    page = boss.get(r.headers["location"])  # type: ignore[attr-defined]
+    assert r.status_code == 303, r.text
+    page = boss.get(r.headers["location"])
     assert "已记录发送" in page.text and INJECT not in page.text
     row = row_of(page.text, first_copy)
     assert "已发送" in row and "发送：" in row and "（北京时间）（邮寄，EMS 9 &lt;script&gt;" in row
     r = record(boss, first_copy, "sent", channel="post")
-    assert r.status_code == 409 and "该抄告已记录发送" in r.text  # type: ignore[attr-defined]
+    assert r.status_code == 409 and "该抄告已记录发送" in r.text
     assert got.json() != boss.get(f"{OUTBOX}/{first_copy}/json").json()
     sent = boss.get(f"{OUTBOX}/{first_copy}/json").json()
     assert (sent["state"], sent["sent_channel"], sent["sent_channel_zh"]) == ("sent", "post",
@@ -218,10 +220,10 @@ def test_outbox_walk(web: Web) -> None:
 
     # record acknowledged
     r = record(boss, first_copy, "acknowledged")
-    assert r.status_code == 303, r.text  # type: ignore[attr-defined]
+    assert r.status_code == 303, r.text
     row = row_of(boss.get(OUTBOX).text, first_copy)
     assert "已获回执" in row and "确认收到：" in row and "form-" not in row
-    assert record(boss, first_copy, "acknowledged").status_code == 409  # type: ignore[attr-defined]
+    assert record(boss, first_copy, "acknowledged").status_code == 409
     assert listed(boss.get(f"{OUTBOX}?state=acknowledged").text) == [first_copy]
     with transaction(web.sessions) as s:
         audit = {a.action: a for a in s.scalars(select(AuditEntry).where(
@@ -250,7 +252,7 @@ def test_outbox_walk(web: Web) -> None:
     assert "/pdf" not in row and "form-" not in row and "逾期" not in row
     r = boss.get(f"{OUTBOX}/{late_copy}/pdf")
     assert r.status_code == 409 and "已作废" in r.text
-    assert record(boss, late_copy, "sent", channel="post").status_code == 409  # type: ignore[attr-defined]
+    assert record(boss, late_copy, "sent", channel="post").status_code == 409
     with transaction(web.sessions) as s:
         withdrawal = s.scalars(select(CopyNotice).where(
             CopyNotice.case_id == recalled, CopyNotice.kind == "withdrawal")).one().id

@@ -5,7 +5,8 @@
 邮件单号 or the system's receipt number), both recorded with ``sent_utc``; rows sent before
 this revision keep them null ("not recorded").
 
-Downgrade drops both columns (the audit log keeps what was recorded).
+Both columns are added and dropped in place (SQLite >= 3.35, as 0004); downgrade drops
+them (the audit log keeps what was recorded).
 
 Revision ID: 0009_copy_notice_channel
 Revises: 0008_copy_notice_withdrawal
@@ -24,12 +25,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("copy_notices") as batch:
-        batch.add_column(sa.Column("sent_channel", sa.String(length=32), nullable=True))
-        batch.add_column(sa.Column("sent_reference", sa.String(length=200), nullable=True))
+    op.add_column("copy_notices", sa.Column("sent_channel", sa.String(length=32),
+                                            nullable=True))
+    op.add_column("copy_notices", sa.Column("sent_reference", sa.String(length=200),
+                                            nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("copy_notices") as batch:
-        batch.drop_column("sent_reference")
-        batch.drop_column("sent_channel")
+    # SQLite >= 3.35 drops a column in place, as 0004 does: no rebuild, which would fail on
+    # the self-reference of a withdrawal's ``withdraws_id`` with foreign keys on
+    for name in ("sent_reference", "sent_channel"):
+        op.drop_column("copy_notices", name)
