@@ -26,6 +26,9 @@ any copy, due ``DeadlinePolicy.copy_withdrawal`` after the revocation (unconfirm
 names a period). The other copies of the vehicle whose year counted the revoked case are
 recounted: an unsent one's count and referral are corrected; a sent one whose referral no
 longer holds is unmarked and its referral suggestion withdrawn in the same withdrawal.
+
+Sending is recorded with how (``SENT_CHANNELS_ZH``) and the letter's 文号 or 邮件单号
+(migration 0009), from the API or the console's 抄告 page (``web/console_copy_notices``).
 """
 
 from __future__ import annotations
@@ -213,6 +216,12 @@ def overdue(session: Session, today: date) -> list[tuple[int, str, date, str]]:
                                   CopyNotice.cancelled_utc.is_(None),
                                   CopyNotice.due < today)).all()
     return [(c.case_id, state, c.due, _OVERDUE_ZH[c.kind]) for c, state in rows]
+
+
+def is_overdue(copy: CopyNotice, today: date) -> bool:
+    """Whether ``copy`` is overdue on ``today`` (China date): unsent, not cancelled, past
+    its due date (the rule of :func:`overdue` and of the outbox's order)."""
+    return copy.sent_utc is None and copy.cancelled_utc is None and copy.due < today
 
 
 def state(copy: CopyNotice) -> str:

@@ -57,9 +57,8 @@ def outbox_rows(session: Session, wanted: str | None, case_id: int | None, today
         select(Case).where(Case.id.in_({c.case_id for c in copies})))}
     rows = []
     for copy in copies:
-        state = copy_notices.state(copy)
-        rows.append(Row(copy, cases[copy.case_id], state,
-                        state == "pending" and copy.due < today))
+        rows.append(Row(copy, cases[copy.case_id], copy_notices.state(copy),
+                        copy_notices.is_overdue(copy, today)))
     return rows
 
 
