@@ -26,19 +26,24 @@ any copy, due ``DeadlinePolicy.copy_withdrawal`` after the revocation (unconfirm
 names a period). The other copies of the vehicle whose year counted the revoked case are
 recounted: an unsent one's count and referral are corrected; a sent one whose referral no
 longer holds is unmarked and its referral suggestion withdrawn in the same withdrawal.
+
+Sending is recorded with how (``SENT_CHANNELS_ZH``) and the letter's 文号 or 邮件单号
+(migration 0009), from the API or the console's 抄告 page (``web/console_copy_notices``).
 """
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, and_, select
+from sqlalchemy import case as sql_case
 from sqlalchemy.orm import Session
 
 from zhichao.evidence import documents, notice_text
 from zhichao.service import audit
-from zhichao.service.errors import NotFoundError, WorkflowError
+from zhichao.service.errors import InvalidInputError, NotFoundError, WorkflowError
 from zhichao.service.ingest import PLATE_COLOURS_ZH
 from zhichao.service.models import Case, CaseEvent, CopyNotice, Decision
 from zhichao.service.workdays import DeadlinePolicy, china_date
@@ -47,6 +52,12 @@ FORMAT = "zhichao.copy-notice/1"
 WITHDRAWAL_FORMAT = "zhichao.copy-notice-withdrawal/1"
 STATES_ZH = {"pending": "待发送", "sent": "已发送", "acknowledged": "已获回执",
              "cancelled": "已作废（决定被变更或撤销，未发送）"}
+# How a copy leaves the office (recorded with its sent time); a guess at the usual ways
+# between two authorities, not from a rule.
+SENT_CHANNELS_ZH = {"document_exchange": "公文交换（机要）", "electronic": "电子公文系统",
+                    "post": "邮寄", "in_person": "直接递交", "fax": "传真"}
+REFERENCE_MAX_CHARS = 200  # the column's width
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 REFERRAL_FORMAT = "zhichao.referral/1"  # unconfirmed: no official list format found
 COPIED_OUTCOMES = ("fine", "reduced", "warning")  # interpretation, unconfirmed
 REFERRAL_THRESHOLD = 3  # 公路安全保护条例 Art. 66: "1年内违法超限运输超过3次"
@@ -148,15 +159,23 @@ def get(session: Session, copy_id: int) -> CopyNotice:
 
 
 def mark(session: Session, copy: CopyNotice, *, what: str, actor: str,
-         now: datetime) -> CopyNotice:
-    """Record that the copy was sent (``what="sent"``) or acknowledged (``"acknowledged"``;
-    only after it was sent); each is recorded once."""
+         now: datetime, channel: str | None = None,
+         reference: str | None = None) -> CopyNotice:
+    """Record that the copy was sent (``what="sent"``, with how: ``channel``, a key of
+    ``SENT_CHANNELS_ZH``, and ``reference``, its 文号 or 邮件单号; both optional) or
+    acknowledged (``"acknowledged"``; only after it was sent); each is recorded once."""
+    if what != "sent" and (channel is not None or reference is not None):
+        raise ValueError("channel and reference belong to sending")
+    channel, reference = _sending(channel, reference)
     if copy.cancelled_utc is not None:
         raise WorkflowError(f"copy notice {copy.id} is cancelled", _CANCELLED_ZH)
+    detail: dict[str, Any] = {"copy_notice_id": copy.id}
     if what == "sent":
         if copy.sent_utc is not None:
             raise WorkflowError("already sent", "该抄告已记录发送")
         copy.sent_utc = now
+        copy.sent_channel, copy.sent_reference = channel, reference
+        detail.update(channel=channel, reference=reference)
     elif what == "acknowledged":
         if copy.sent_utc is None:
             raise WorkflowError("not sent yet", "该抄告尚未发送，不能记录回执")
@@ -166,8 +185,22 @@ def mark(session: Session, copy: CopyNotice, *, what: str, actor: str,
     else:
         raise ValueError(what)
     audit.append(session, actor=actor, action=f"copy_notice.{what}", object_type="case",
-                 object_id=str(copy.case_id), now=now, detail={"copy_notice_id": copy.id})
+                 object_id=str(copy.case_id), now=now, detail=detail)
     return copy
+
+
+def _sending(channel: str | None, reference: str | None) -> tuple[str | None, str | None]:
+    """The channel and reference of a sending, checked (422, zh-CN); blanks are None."""
+    channel = (channel or "").strip() or None
+    reference = (reference or "").strip() or None
+    if channel is not None and channel not in SENT_CHANNELS_ZH:
+        raise InvalidInputError(f"channel {channel!r} not in {tuple(SENT_CHANNELS_ZH)}",
+                                "发送方式无效")
+    if reference is not None and (len(reference) > REFERENCE_MAX_CHARS
+                                  or _CONTROL.search(reference)):
+        raise InvalidInputError("reference: too long or control characters",
+                                f"文号或单号不得超过 {REFERENCE_MAX_CHARS} 字，且不得含控制字符")
+    return channel, reference
 
 
 _OVERDUE_ZH = {"copy": "抄告已超过七个工作日未发送（62号令第四十四条）",
@@ -185,6 +218,12 @@ def overdue(session: Session, today: date) -> list[tuple[int, str, date, str]]:
     return [(c.case_id, state, c.due, _OVERDUE_ZH[c.kind]) for c, state in rows]
 
 
+def is_overdue(copy: CopyNotice, today: date) -> bool:
+    """Whether ``copy`` is overdue on ``today`` (China date): unsent, not cancelled, past
+    its due date (the rule of :func:`overdue` and of the outbox's order)."""
+    return copy.sent_utc is None and copy.cancelled_utc is None and copy.due < today
+
+
 def state(copy: CopyNotice) -> str:
     """Where the copy stands in the outbox: a key of ``STATES_ZH``."""
     if copy.cancelled_utc is not None:
@@ -194,9 +233,20 @@ def state(copy: CopyNotice) -> str:
     return "sent" if copy.acknowledged_utc is None else "acknowledged"
 
 
-def outbox(session: Session, wanted: str | None = None) -> list[CopyNotice]:
-    """The outbox, oldest first; ``wanted`` (a key of ``STATES_ZH``) keeps only those."""
+def outbox(session: Session, wanted: str | None = None, *, case_id: int | None = None,
+           overdue_first_on: date | None = None, offset: int = 0,
+           limit: int | None = None) -> list[CopyNotice]:
+    """The outbox, oldest first; ``wanted`` (a key of ``STATES_ZH``) keeps only those,
+    ``case_id`` only that case's. With ``overdue_first_on`` (today's China date) those
+    overdue that day come first, then all by due date."""
     query = select(CopyNotice).order_by(CopyNotice.id)
+    if overdue_first_on is not None:
+        late = and_(CopyNotice.sent_utc.is_(None), CopyNotice.cancelled_utc.is_(None),
+                    CopyNotice.due < overdue_first_on)
+        query = select(CopyNotice).order_by(sql_case((late, 0), else_=1), CopyNotice.due,
+                                            CopyNotice.id)
+    if case_id is not None:
+        query = query.where(CopyNotice.case_id == case_id)
     if wanted == "pending":
         query = query.where(CopyNotice.sent_utc.is_(None), CopyNotice.cancelled_utc.is_(None))
     elif wanted == "sent":
@@ -208,7 +258,7 @@ def outbox(session: Session, wanted: str | None = None) -> list[CopyNotice]:
         query = query.where(CopyNotice.cancelled_utc.is_not(None))
     elif wanted is not None:
         raise ValueError(wanted)
-    return list(session.scalars(query).all())
+    return list(session.scalars(query.offset(offset).limit(limit)).all())
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -222,7 +272,10 @@ def export_json(copy: CopyNotice) -> dict[str, Any]:
             "authority_zh": copy.authority_zh, "due": copy.due.isoformat(),
             "created_utc": copy.created_utc.isoformat(),
             "state": state(copy), "state_zh": STATES_ZH[state(copy)],
-            "sent_utc": _iso(copy.sent_utc), "acknowledged_utc": _iso(copy.acknowledged_utc),
+            "sent_utc": _iso(copy.sent_utc), "sent_channel": copy.sent_channel,
+            "sent_channel_zh": SENT_CHANNELS_ZH.get(copy.sent_channel or ""),
+            "sent_reference": copy.sent_reference,
+            "acknowledged_utc": _iso(copy.acknowledged_utc),
             "cancelled_utc": _iso(copy.cancelled_utc),
             "cancel_reason_zh": copy.cancel_reason_zh,
             "withdraws_copy_notice_id": copy.withdraws_id}

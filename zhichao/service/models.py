@@ -310,7 +310,9 @@ class CopyNotice(Base):
     When the decision is later changed or revoked (migration 0008) an unsent copy is
     cancelled (``cancelled_utc``, ``cancel_reason_zh``; never sent), and a sent one gets a
     second row of the same case, ``kind="withdrawal"`` (撤回抄告), naming it in
-    ``withdraws_id``; one row of each kind per case at most."""
+    ``withdraws_id``; one row of each kind per case at most. How it was sent
+    (``sent_channel``, a key of ``copy_notices.SENT_CHANNELS_ZH``) and its reference
+    (文号, 邮件单号) are recorded with the sent time (migration 0009)."""
 
     __tablename__ = "copy_notices"
     __table_args__ = (UniqueConstraint("case_id", "kind", name="uq_copy_notices_case_kind"),)
@@ -326,6 +328,8 @@ class CopyNotice(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_utc: Mapped[datetime]
     sent_utc: Mapped[datetime | None]
+    sent_channel: Mapped[str | None] = mapped_column(String(32))  # migration 0009
+    sent_reference: Mapped[str | None] = mapped_column(String(200))  # 文号 or 邮件单号
     acknowledged_utc: Mapped[datetime | None]
     cancelled_utc: Mapped[datetime | None]
     cancel_reason_zh: Mapped[str | None] = mapped_column(Text)

@@ -24,6 +24,7 @@ from zhichao.service.api.schemas import (
     STAFF_ERRORS,
     CopyNoticeOut,
     CopyNoticesOut,
+    CopySentIn,
     RetentionOut,
     media_answer,
 )
@@ -73,8 +74,10 @@ def decision_pdf(case_id: CaseId, session: SessionDep, user: EvidenceReader) -> 
                                                             decision.text_zh))
 
 
-def _out(copy: CopyNotice) -> CopyNoticeOut:
+def copy_notice_out(copy: CopyNotice) -> CopyNoticeOut:
+    """The JSON export of one copy notice (the API's answer and the console's download)."""
     return CopyNoticeOut.model_validate(copy_notices.export_json(copy))
+
 
 
 @router.get("/copy-notices", summary="抄告发件箱（含撤回抄告）",
@@ -82,14 +85,15 @@ def _out(copy: CopyNotice) -> CopyNoticeOut:
 def list_copy_notices(session: SessionDep, user: CopyClerk,
                       state: OutboxState = None) -> CopyNoticesOut:
     del user
-    return CopyNoticesOut(copy_notices=[_out(c) for c in copy_notices.outbox(session, state)])
+    return CopyNoticesOut(copy_notices=[copy_notice_out(c)
+                                        for c in copy_notices.outbox(session, state)])
 
 
 @router.get("/copy-notices/{copy_id}", summary="抄告（JSON 导出）",
             openapi_extra=duties.openapi_extra(roles=duties.COPY_NOTICES))
 def get_copy_notice(copy_id: CopyId, session: SessionDep, user: CopyClerk) -> CopyNoticeOut:
     del user
-    return _out(copy_notices.get(session, copy_id))
+    return copy_notice_out(copy_notices.get(session, copy_id))
 
 
 @router.get("/copy-notices/{copy_id}/pdf", summary="抄告函或撤回抄告函（PDF；已作废的抄告无）",
@@ -103,10 +107,13 @@ def copy_notice_pdf(copy_id: CopyId, session: SessionDep, user: CopyClerk) -> Re
 
 @router.post("/copy-notices/{copy_id}/sent", summary="记录抄告已发送",
              openapi_extra=duties.openapi_extra(roles=duties.COPY_NOTICES))
-def copy_notice_sent(copy_id: CopyId, session: SessionDep, user: CopyClerk) -> CopyNoticeOut:
+def copy_notice_sent(copy_id: CopyId, session: SessionDep, user: CopyClerk,
+                     body: CopySentIn | None = None) -> CopyNoticeOut:
+    sent = body or CopySentIn()
     copy = copy_notices.mark(session, copy_notices.get(session, copy_id), what="sent",
-                             actor=accounts.user_label(user), now=utc_now())
-    return _out(copy)
+                             actor=accounts.user_label(user), now=utc_now(),
+                             channel=sent.channel, reference=sent.reference)
+    return copy_notice_out(copy)
 
 
 @router.post("/copy-notices/{copy_id}/acknowledged", summary="记录抄告已获回执",
@@ -116,7 +123,7 @@ def copy_notice_acknowledged(copy_id: CopyId, session: SessionDep,
     copy = copy_notices.mark(session, copy_notices.get(session, copy_id),
                              what="acknowledged", actor=accounts.user_label(user),
                              now=utc_now())
-    return _out(copy)
+    return copy_notice_out(copy)
 
 
 @router.post("/retention/run", summary="删除超过保存期限的非案件过车号牌",

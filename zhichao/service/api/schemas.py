@@ -178,6 +178,11 @@ class CopyNoticeOut(BaseModel):
     state: str = Field(description="pending | sent | acknowledged | cancelled")
     state_zh: str
     sent_utc: UtcText | None
+    sent_channel: str | None = Field(default=None, description=(
+        "发送方式：document_exchange（公文交换） | electronic（电子公文系统） | post（邮寄） | "
+        "in_person（直接递交） | fax（传真）；未记录为空"))
+    sent_channel_zh: str | None = None
+    sent_reference: str | None = Field(default=None, description="文号、邮件单号或系统回执编号")
     acknowledged_utc: UtcText | None
     cancelled_utc: UtcText | None = Field(description="作废时间：决定被变更或撤销时尚未发送")
     cancel_reason_zh: str | None
@@ -187,6 +192,16 @@ class CopyNoticeOut(BaseModel):
     revocation: RevocationOut | None = Field(default=None, description="撤回抄告：决定如何被改变")
     referrals_withdrawn: list[ReferralWithdrawnOut] | None = Field(
         default=None, description="撤回抄告：一并撤回的移送建议")
+
+
+class CopySentIn(_In):
+    """记录抄告已发送：发送方式与文号或单号（均可省略，省略即未记录）。"""
+
+    channel: SafeStr | None = Field(default=None, max_length=32, description=(
+        "document_exchange（公文交换） | electronic（电子公文系统） | post（邮寄） | "
+        "in_person（直接递交） | fax（传真）"))
+    reference: SafeStr | None = Field(default=None, max_length=200,
+                                      description="文号、邮件单号或系统回执编号")
 
 
 class CopyNoticesOut(BaseModel):

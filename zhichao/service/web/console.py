@@ -2,13 +2,13 @@
 
 :func:`create_console_app` builds the JSON API with :func:`zhichao.service.app.create_app`
 and adds the pages (one ``APIRouter`` module per resource: ``console_auth``,
-``console_cases``, ``console_actions``, ``console_registry``, ``console_supervision``,
-``portal``; shared machinery in ``pages``), their static files (``/assets``) and HTML error
-pages for non-API paths. Routes are thin, as in the API: authenticate from the cookie, check
-the role (the same ``duties`` table as the API), check the CSRF token on every POST, call
-one service function in a transaction, render or redirect. Every view of evidence (case
-page, photo, waveform, package) goes through ``owners.log_evidence_view``. Jinja2
-autoescaping is on for every template.
+``console_cases``, ``console_actions``, ``console_copy_notices``, ``console_registry``,
+``console_supervision``, ``portal``; shared machinery in ``pages``), their static files
+(``/assets``) and HTML error pages for non-API paths. Routes are thin, as in the API:
+authenticate from the cookie, check the role (the same ``duties`` table as the API), check
+the CSRF token on every POST, call one service function in a transaction, render or
+redirect. Every view of evidence (case page, photo, waveform, package) goes through
+``owners.log_evidence_view``. Jinja2 autoescaping is on for every template.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from zhichao.service.web import (
     console_actions,
     console_auth,
     console_cases,
+    console_copy_notices,
     console_registry,
     console_supervision,
     portal,
@@ -47,7 +48,8 @@ from zhichao.service.web.pages import (
 from zhichao.service.web.security import WebSettings
 
 PAGE_ROUTERS = (console_auth.router, console_cases.router, console_actions.router,
-                console_registry.router, console_supervision.router, portal.router)
+                console_copy_notices.router, console_registry.router,
+                console_supervision.router, portal.router)
 
 
 def create_console_app(settings: Settings | None = None, *,

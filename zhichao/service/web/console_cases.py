@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from zhichao.service import accounts, duties, owners, workflow
+from zhichao.service import accounts, copy_notices, duties, owners, workflow
 from zhichao.service.errors import InvalidInputError, NotFoundError, ServiceError
 from zhichao.service.models import (
     AuditEntry,
@@ -136,6 +136,10 @@ def case_context(pages: Pages, session: Session, user: User, case: Case) -> dict
             "late": [o for o in workflow.overdue_cases(session) if o.case_id == case.id],
             "may": may, "barred": barred,
             "evidence_read": bool(user.role_set.intersection(duties.EVIDENCE_READ)),
+            "copies": [(c, copy_notices.state(c)) for c in copy_notices.outbox(
+                session, case_id=case.id)],
+            "copy_read": bool(user.role_set.intersection(duties.COPY_NOTICES)),
+            "copy_states_zh": copy_notices.STATES_ZH,
             "today": date.today().isoformat()}
 
 

@@ -23,7 +23,7 @@ from jinja2 import Environment, FileSystemLoader, Undefined, select_autoescape
 from sqlalchemy.orm import Session, sessionmaker
 
 from zhichao.evidence import documents
-from zhichao.service import accounts, workflow
+from zhichao.service import accounts, duties, workflow
 from zhichao.service.api.deps import client_id, visible_case
 from zhichao.service.db import transaction
 from zhichao.service.errors import (
@@ -109,7 +109,8 @@ def environment() -> Environment:
     env.filters["urlpath"] = lambda s: quote(str(s), safe="/")
     env.globals.update(states_zh=workflow.STATES_ZH, roles_zh=accounts.ROLES_ZH,
                        colours_zh=PLATE_COLOURS_ZH, outcomes_zh=OUTCOMES_ZH,
-                       channels_zh=CHANNELS_ZH, health_zh=HEALTH_ZH)
+                       channels_zh=CHANNELS_ZH, health_zh=HEALTH_ZH,
+                       copy_notice_roles=duties.COPY_NOTICES)
     return env
 
 
