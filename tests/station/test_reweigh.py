@@ -329,3 +329,51 @@ def test_a_link_that_cannot_be_sealed_is_an_alarm_not_a_crash(tmp_path: Path) ->
         stage.close()
         sealer.close()
         store.close()
+
+
+def test_a_restarted_station_counts_supplements_as_log_entries_with_a_package(
+        tmp_path: Path) -> None:
+    """The start-up recovery's ``log_entries_without_package`` counts the log against the
+    case packages and the supplements: a station with sealed re-weighings reports 0; a
+    supplement moved away (quarantined) leaves its entry without a package."""
+    from zhichao.devices.data import WeightReading
+    from zhichao.station.static_scale import SettledReading
+
+    cfg = write_config(tmp_path, "xk3190+serial:///dev/null")
+    passed = datetime.now(UTC) - timedelta(minutes=5)
+    add_passage(cfg, "ZJ-G60-K123-2-1000", "冀A12345", passed, case=True)
+    add_passage(cfg, "ZJ-G60-K123-2-2000", "浙J12345", passed, case=False,
+                gross_weight_kg=48500.0, verdict="within_limit", overloaded=False,
+                excess_kg=None, excess_after_allowance_kg=None, allowance_kg=485.0)
+    store = StationStore(cfg.data_dir / "station.db")
+    sealer = Sealer(cfg)
+    stage = ReweighStage(cfg, store, sealer)
+    try:
+        for key, weight in (("ZJ-G60-K123-2-1000", 46060.0), ("ZJ-G60-K123-2-2000", 52000.0)):
+            rid = stage.readings.add(SettledReading(WeightReading(weight, True, raw=b"\x02"),
+                                                    (), "device"), "toledo")
+            assert stage.readings.link(rid, key, "执法员 张三")
+        assert stage.seal_pending() == 2
+    finally:
+        stage.close()
+        sealer.close()
+        store.close()
+
+    def restart() -> dict[str, Any]:
+        store = StationStore(cfg.data_dir / "station.db")
+        sealer = Sealer(cfg)
+        try:
+            assert sealer.log.size == 3  # one case package, two supplements
+            return sealer.recover(store.sealed_cases(), store.pending_cases())
+        finally:
+            sealer.close()
+            store.close()
+
+    info = restart()
+    assert info["supplements_sealed"] == 2
+    assert info["log_entries_without_package"] == 0
+    sup = next((cfg.data_dir / "evidence" / "reweigh").iterdir())
+    sup.rename(tmp_path / "moved-away")
+    info = restart()
+    assert info["supplements_sealed"] == 1
+    assert info["log_entries_without_package"] == 1

@@ -189,7 +189,7 @@ class ReweighStage:
         original = OriginalRef(row["passage_key"], vehicle_record_sha256(inputs.vehicle.raw),
                                None if case is None else case["package_id"],
                                None if case is None else case["manifest_sha256"])
-        out = self.sealer.dir / "reweigh" / f"{row['passage_key']}-{row['id']}"
+        out = self.sealer.reweigh_dir / f"{row['passage_key']}-{row['id']}"
         out.parent.mkdir(parents=True, exist_ok=True)
         if not self._adopt(out):
             shutil.rmtree(out.with_name(out.name + ".partial"), ignore_errors=True)
