@@ -79,7 +79,8 @@ def _t(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def write_config(tmp: Path, url: str, *, valid_days: float = 365.0) -> StationConfig:
+def write_config(tmp: Path, url: str, *, valid_days: float = 365.0,
+                 render_documents: bool = False) -> StationConfig:
     now = datetime.now(UTC)
     path = tmp / "station.toml"
     path.write_text(f"""
@@ -90,7 +91,7 @@ site_id = "ZJ-G60-K123"
 [lane]
 lane_id = "2"
 [evidence]
-render_documents = false
+render_documents = {str(render_documents).lower()}
 [http]
 metrics_port = 0
 console_port = 0
@@ -377,3 +378,38 @@ def test_a_restarted_station_counts_supplements_as_log_entries_with_a_package(
     info = restart()
     assert info["supplements_sealed"] == 1
     assert info["log_entries_without_package"] == 1
+
+
+@pytest.mark.parametrize("render", [True, False])
+def test_a_supplement_carries_its_record_unless_documents_are_off(
+        tmp_path: Path, render: bool) -> None:
+    """``evidence.render_documents`` (on by default) governs the supplement's 复检记录 as it
+    governs a case's documents; either way the supplement verifies."""
+    from zhichao.devices.data import WeightReading
+    from zhichao.station.static_scale import SettledReading
+
+    cfg = write_config(tmp_path, "xk3190+serial:///dev/null", render_documents=render)
+    add_passage(cfg, "ZJ-G60-K123-2-1000", "冀A12345",
+                datetime.now(UTC) - timedelta(minutes=5), case=True)
+    store = StationStore(cfg.data_dir / "station.db")
+    sealer = Sealer(cfg)
+    stage = ReweighStage(cfg, store, sealer)
+    try:
+        rid = stage.readings.add(SettledReading(WeightReading(61800.0, True, raw=b"\x02"),
+                                                (), "device"), "toledo")
+        assert stage.readings.link(rid, "ZJ-G60-K123-2-1000", "执法员 张三")
+        assert stage.seal_pending() == 1
+        sup = Path((stage.readings.get(rid) or {})["package_dir"])
+        assert verify_package(sup, key=sealer.key.public_key(),
+                              log_dir=sealer.log.directory).ok
+    finally:
+        stage.close()
+        sealer.close()
+        store.close()
+    paths = [f["path"] for f in json.loads((sup / "manifest.json").read_bytes())["files"]]
+    record = ["derived/reweigh_record.html", "derived/reweigh_record.pdf"]
+    assert paths == ["original/static-reading.json", *(record if render else [])]
+    if render:
+        html = (sup / "derived" / "reweigh_record.html").read_text(encoding="utf-8")
+        assert "61800 kg" in html and "62000 kg" in html and "冀A12345" in html
+        assert "执法员 张三" in html and "ZJJL-S-0001" in html and "（北京时间）" in html

@@ -6,7 +6,8 @@ or, while no station runs, ``zhichao reweigh`` itself. An officer's link
 (``zhichao reweigh link``) only marks a reading ``linked`` in ``station.db``; the holder of
 the log then seals the supplementary package (:func:`zhichao.evidence.reweigh.seal_reweigh`:
 the reading, its flags, the scale's certificate, the officer, the original it names, the
-decision with the static weight), fsyncs it and, in one transaction, marks the reading
+decision with the static weight, and the 复检记录 in HTML and PDF unless
+``evidence.render_documents`` is off), fsyncs it and, in one transaction, marks the reading
 ``sealed`` and queues the package in the outbox (uploaded like any package). A case whose
 own package is not sealed yet waits. A kill between sealing and that transaction leaves a
 package folder that verifies: it is adopted on the next pass (one that does not is moved
@@ -193,9 +194,12 @@ class ReweighStage:
         out.parent.mkdir(parents=True, exist_ok=True)
         if not self._adopt(out):
             shutil.rmtree(out.with_name(out.name + ".partial"), ignore_errors=True)
+            # the 复检记录 (HTML, PDF) as a case's documents: unless evidence.render_documents
+            # is off
+            renderer = None if self.cfg.evidence.render_documents else _no_documents
             with self.sealer.log_lock:
                 res = seal_reweigh(inputs, original, out, station=self.sealer.station,
-                                   log=self.sealer.log)
+                                   log=self.sealer.log, renderer=renderer)
             fsync_tree(out)
             LOG.info("static re-weighing sealed", extra={"fields": {
                 "passage": row["passage_key"], "package": res.package_id,
@@ -223,3 +227,7 @@ class ReweighStage:
     def close(self) -> None:
         self.stop_reader()
         self.readings.close()
+
+
+def _no_documents(_doc: dict[str, Any], _read: Any) -> dict[str, bytes]:
+    return {}
