@@ -413,3 +413,67 @@ def test_a_supplement_carries_its_record_unless_documents_are_off(
         html = (sup / "derived" / "reweigh_record.html").read_text(encoding="utf-8")
         assert "61800 kg" in html and "62000 kg" in html and "冀A12345" in html
         assert "执法员 张三" in html and "ZJJL-S-0001" in html and "（北京时间）" in html
+
+
+def test_a_running_stage_seals_in_its_sealing_thread(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the reader started (a running station, ``zhichao reweigh listen``), the
+    supplement and its 复检记录 are written by the stage's sealing thread, not by the
+    pipeline thread that calls :meth:`step`; the pipeline thread records the outcome (the
+    store's single writer); a failure in the sealing thread is an alarm and the reading's
+    error, and the thread goes on."""
+    import logging
+
+    from zhichao.devices.data import WeightReading
+    from zhichao.evidence import documents
+    from zhichao.evidence.errors import DocumentError
+    from zhichao.station.reweigh_stage import SEAL_ALARM_CODE
+    from zhichao.station.static_scale import SettledReading
+
+    real = documents.render_reweigh
+
+    def render(doc: dict[str, Any], read: Any = None) -> dict[str, bytes]:
+        if doc["case"]["reading"]["weight_kg"] == "50000":
+            raise DocumentError("test: the renderer fails")
+        return real(doc, read)
+
+    monkeypatch.setattr(documents, "render_reweigh", render)
+    cfg = write_config(tmp_path, "xk3190+serial:///dev/null", render_documents=True)
+    passed = datetime.now(UTC) - timedelta(minutes=5)
+    add_passage(cfg, "ZJ-G60-K123-2-1000", "冀A12345", passed, case=True)
+    add_passage(cfg, "ZJ-G60-K123-2-2000", "浙J12345", passed, case=False)
+    store = StationStore(cfg.data_dir / "station.db")
+    sealer = Sealer(cfg)
+    stage = ReweighStage(cfg, store, sealer)
+    caplog.set_level(logging.INFO, logger="zhichao.station")
+    stage.start_reader()
+    try:
+        rid = stage.readings.add(SettledReading(WeightReading(61800.0, True, raw=b"\x02"),
+                                                (), "device"), "toledo")
+        bad = stage.readings.add(SettledReading(WeightReading(50000.0, True, raw=b"\x02"),
+                                                (), "device"), "toledo")
+        assert stage.readings.link(rid, "ZJ-G60-K123-2-1000", "执法员 张三")
+        assert stage.readings.link(bad, "ZJ-G60-K123-2-2000", "执法员 张三")
+        deadline = time.monotonic() + 60
+        while (stage.readings.get(rid) or {})["status"] != "sealed" or not (
+                stage.readings.get(bad) or {})["error"]:
+            assert time.monotonic() < deadline, "not sealed"
+            stage.step()
+            time.sleep(0.05)
+        assert SEAL_ALARM_CODE in {a["code"] for a in store.active_alarms()}
+        assert "the renderer fails" in (stage.readings.get(bad) or {})["error"]
+        assert (stage.readings.get(bad) or {})["status"] == "linked"  # tried again
+        assert stage._sealer_thread is not None and stage._sealer_thread.is_alive()
+    finally:
+        stage.close()
+    sealed = [r for r in caplog.records if r.getMessage() == "static re-weighing sealed"]
+    assert [r.threadName for r in sealed] == ["reweigh-sealer"]
+    row = ReadingStore(cfg.data_dir / "station.db").get(rid) or {}
+    sup = Path(row["package_dir"])
+    assert (sup / "derived" / "reweigh_record.pdf").is_file()
+    assert verify_package(sup, key=sealer.key.public_key(), log_dir=sealer.log.directory).ok
+    assert row["package_id"] in [r[0] for r in query(cfg.data_dir / "station.db",
+                                                     "SELECT label FROM outbox")]
+    sealer.close()
+    store.close()

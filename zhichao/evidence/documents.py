@@ -34,6 +34,7 @@ from zhichao.evidence import notice_text
 from zhichao.evidence.errors import DocumentError
 from zhichao.evidence.inputs import TIME_SOURCE_ZH
 from zhichao.evidence.notice_text import law_figures as _law
+from zhichao.evidence.static_reading import FLAG_ZH, STABLE_BY_ZH
 
 LOGGER = logging.getLogger(__name__)
 LATIN_FONT_NAME = "DejaVuSans-Latin.ttf"
@@ -554,11 +555,6 @@ REWEIGH_FILES = ("derived/reweigh_record.html", "derived/reweigh_record.pdf")
 VERDICT_ZH = {"overloaded": "超限", "within_limit": "未超限",
               "depends_on_facts": "是否超限取决于待核实的登记事实（需人工核定）",
               "undecidable": "限值无法确定（需人工核定）"}
-#: the indicator's status flags of a reading (zhichao.evidence.static_reading)
-FLAG_ZH = {"overload": "超载/欠载（超出称量范围）", "unstable": "动态（未稳定）", "net": "净重（去皮）",
-           "error": "数据无效（错误位）", "stability_unknown": "未判定稳定"}
-STABLE_BY_ZH = {"device": "仪表稳定位（仪表自身判定稳定）",
-                "detector": "连续相同读数判定稳定（该仪表协议无稳定位）"}
 #: why a supplement's decision proposes no penalty, by the verdict with the static weight
 NO_PROPOSAL_ZH = {"within_limit": "不予处罚：以静态复检重量认定未超限",
                   "depends_on_facts": "暂无拟处理意见：是否超限取决于待核实的登记事实",

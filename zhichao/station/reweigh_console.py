@@ -20,6 +20,7 @@ from typing import Annotated
 from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from zhichao.evidence.static_reading import FLAG_ZH, STABLE_BY_ZH
 from zhichao.service.errors import InvalidInputError, ServiceError
 from zhichao.service.models import User
 from zhichao.service.web.pages import CONSOLE, PagesDep
@@ -50,6 +51,7 @@ def reweigh_router(cfg: StationConfig) -> APIRouter:
                 html = pages.env.from_string(PAGE.read_text(encoding="utf-8")).render(
                     request_path=request.url.path, user=user, csrf=pages.staff_csrf(request),
                     rows=rows, done=done, scale_id=cfg.static_scale.scale_id,
+                    flags_zh=FLAG_ZH, stable_by_zh=STABLE_BY_ZH,
                     certificate=cfg.static_scale.certificate_number)
             return HTMLResponse(html)
         except ServiceError as exc:
