@@ -93,7 +93,8 @@ def run(n: int, documents: bool = True) -> dict[str, object]:
                                  if f.is_file()))
                 e = sup.decision["eligibility"]
                 outcomes[f"{e['status']}/{e['assessment']['verdict']}"] += 1
-    return {"supplements": n, "documents": documents, "seal_ms_median": 1000 * statistics.median(seal_s),
+    return {"supplements": n, "documents": documents,
+            "seal_ms_median": 1000 * statistics.median(seal_s),
             "seal_ms_p95": 1000 * pct(seal_s, 0.95),
             "verify_with_original_ms_median": 1000 * statistics.median(verify_s),
             "supplement_bytes_median": statistics.median(sizes),
