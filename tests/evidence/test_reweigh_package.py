@@ -246,3 +246,26 @@ def test_a_supplement_without_documents_still_verifies(env: Env) -> None:
     assert sorted(p.name for p in out.iterdir()) == ["reweigh_record.html",
                                                      "reweigh_record.pdf"]
     assert "46060 kg" in (out / "reweigh_record.html").read_text(encoding="utf-8")
+
+
+def test_the_record_of_an_older_manifest_and_certificate_dates(env: Env) -> None:
+    """A manifest without the site and class facts (sealed before the 复检记录) still
+    renders, saying what it lacks; a certificate ending at 北京时间 midnight is valid
+    through the day before."""
+    from zhichao.evidence.documents import reweigh_rows
+
+    case, _original, ref = _sealed(env)
+    sup = _supplement(env, case, ref)
+    manifest = json.loads((sup / "manifest.json").read_bytes())
+    facts = dict(manifest["case"])
+    facts.pop("site")
+    facts["passage"] = {k: v for k, v in facts["passage"].items()
+                        if k not in ("axle_count", "vehicle_class_zh")}
+    facts["reading"] = dict(facts["reading"], certificate=dict(
+        facts["reading"]["certificate"], valid_from="2025-01-09T16:00:00Z",
+        valid_until="2026-01-09T16:00:00Z"))
+    rows = dict(reweigh_rows({"package_id": manifest["package_id"], "case": facts}))
+    assert rows["监测点"] == f"监测点编号 {facts['passage']['site_id']}（名称未载入本补充包）"
+    assert rows["车型"] == "六轴及六轴以上汽车列车"  # the gate's class, in Chinese
+    assert ("有效期 2025年01月10日（北京时间） 至 2026年01月09日（北京时间，含当日）"
+            in rows["静态衡器检定证书"])

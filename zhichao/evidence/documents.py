@@ -552,7 +552,7 @@ def notice_pdf(doc: dict[str, Any]) -> bytes:
 
 REWEIGH_TITLE = "超限运输车辆静态复检记录"
 REWEIGH_FILES = ("derived/reweigh_record.html", "derived/reweigh_record.pdf")
-VERDICT_ZH = {"overloaded": "超限", "within_limit": "未超限",
+VERDICT_ZH = {"overloaded": "超限", "within_limit": "未超限", "uncertain": "存疑（需复核）",
               "depends_on_facts": "是否超限取决于待核实的登记事实（需人工核定）",
               "undecidable": "限值无法确定（需人工核定）"}
 #: why a supplement's decision proposes no penalty, by the verdict with the static weight
@@ -660,7 +660,8 @@ def reweigh_rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
         ("静态衡器检定证书", _cert_zh(cert)),
         ("复检执法人员", _v(c.get("officer"))),
         ("动态称重总质量（筛选）", _kg(p.get("wim_gross_kg"))
-         + f"（动态称重结论：{VERDICT_ZH.get(str(p.get('wim_verdict')), '未记录')}）"),
+         + "（动态称重结论：" + (VERDICT_ZH.get(str(p["wim_verdict"]), "未识别的结论")
+                               if p.get("wim_verdict") else "未记录") + "）"),
         ("证据重量", evidence),
         ("限定标准", f"{_kg(a.get('limit_kg'))}（{_v(a.get('limit_basis'))}）"
          + "".join(f"；{x}" for x in a.get("stricter_limits_zh") or [])),
