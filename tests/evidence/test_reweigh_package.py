@@ -154,3 +154,118 @@ def test_documents_of_a_reweighed_case_name_both_weights_in_covered_characters(
     legal = facts["eligibility"]["assessment"]
     texts = [legal["tolerance_basis_zh"], *legal["unconfirmed_zh"]]
     assert uncovered_characters(texts) == [], texts
+
+
+def _text_of_pdf(data: bytes) -> str:
+    pdfium = pytest.importorskip("pypdfium2")
+    pdf = pdfium.PdfDocument(data)
+    return "".join(pdf[i].get_textpage().get_text_range() for i in range(len(pdf)))
+
+
+def test_a_supplement_carries_its_reweigh_record(env: Env) -> None:
+    """The 复检记录 (HTML and PDF): listed and hashed like any member, made from the
+    manifest alone, in zh-CN with 北京时间 times, both weights, the certificate, the limit
+    with its article, the tolerance and the decision — never an internal identifier."""
+    from zhichao.evidence.documents import REWEIGH_FILES, render_reweigh, uncovered_characters
+
+    case, _original, ref = _sealed(env)
+    sup = _supplement(env, case, ref, weight_kg=61800)
+    manifest = json.loads((sup / "manifest.json").read_bytes())
+    listed = {f["path"]: f for f in manifest["files"]}
+    assert set(REWEIGH_FILES) <= set(listed)
+    for path in REWEIGH_FILES:
+        entry = listed[path]
+        data = (sup / path).read_bytes()
+        assert entry["kind"] == "derived" and entry["sha256"] == hashlib.sha256(
+            data).hexdigest()
+        assert entry["derived_from"] == ["manifest.case", "original/static-reading.json"]
+        assert f"{entry['sha256']}  {path}" in (sup / "SHA256SUMS").read_text()
+    html = (sup / "derived" / "reweigh_record.html").read_text(encoding="utf-8")
+    pdf = (sup / "derived" / "reweigh_record.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF")
+    facts = manifest["case"]
+    assert manifest["case"]["site"]["name_zh"]  # the site is in the supplement's facts
+    for text in (html, _text_of_pdf(pdf).replace("\n", "")):
+        for expected in ("超限运输车辆静态复检记录", "（北京时间）", "61800 kg", "62000 kg",
+                         "ZJJL-S-2025-01", "执法员 张三", facts["site"]["name_zh"],
+                         "证据重量", "静态复检重量", "仪表稳定位", "本文书为证据包派生文件",
+                         "超限运输车辆行驶公路管理规定"):
+            assert expected in text, expected
+        for ident in ("overloaded", "within_limit", "ENFORCEABLE", "MANUAL_REVIEW",
+                      "UNUSABLE", "truck_", "static_wim"):
+            assert ident not in text, ident
+    # the passage at 2025-06-01T02:30Z (the evidence tests' case) is 10:30 北京时间
+    assert "2025年06月01日 10:" in html
+    # the documents are made from the manifest alone: re-made, the same bytes (HTML)
+    doc = {"package_id": manifest["package_id"], "case": facts}
+    assert render_reweigh(doc)["derived/reweigh_record.html"] == html.encode()
+    assert uncovered_characters([html]) == []
+    key = env.station.key.public_key()
+    report = verify_package(sup, key=key, log_dir=env.log.directory)
+    assert report.ok, report.text()
+    assert {"derived/reweigh_record.pdf", "derived/reweigh_record.html"} <= {
+        c.message_en.split()[2] for c in report.checks if c.code == "file.hash"}
+
+
+def test_a_tampered_or_added_record_fails_verify(env: Env) -> None:
+    case, _original, ref = _sealed(env)
+    sup = _supplement(env, case, ref)
+    key = env.station.key.public_key()
+    bad = env.root / "bad"
+    shutil.copytree(sup, bad)
+    path = bad / "derived" / "reweigh_record.html"
+    path.write_bytes(path.read_bytes().replace(b"46060", b"45060"))
+    assert "file.hash" in verify_package(bad, key=key).codes()
+    extra = env.root / "extra"
+    shutil.copytree(sup, extra)
+    (extra / "derived" / "reweigh_record2.pdf").write_bytes(b"%PDF-1.4")
+    assert "file.unlisted" in verify_package(extra, key=key).codes()
+    gone = env.root / "gone"
+    shutil.copytree(sup, gone)
+    (gone / "derived" / "reweigh_record.pdf").unlink()
+    assert "file.missing" in verify_package(gone, key=key).codes()
+
+
+def test_a_supplement_without_documents_still_verifies(env: Env) -> None:
+    """A supplement sealed before the 复检记录 existed has only its reading file; it
+    verifies, with its original, and ``zhichao render`` makes its record afterwards."""
+    from zhichao.cli import main
+
+    case, original, ref = _sealed(env)
+    static = StaticReading.from_json(reading(46060))
+    sup = seal_reweigh(dataclasses.replace(case, static_reweigh=static), ref,
+                       env.root / "old", station=env.station, log=env.log,
+                       renderer=lambda *_: {}).directory
+    manifest = json.loads((sup / "manifest.json").read_bytes())
+    assert [f["path"] for f in manifest["files"]] == ["original/static-reading.json"]
+    assert not (sup / "derived").exists()
+    key = env.station.key.public_key()
+    assert verify_reweigh(sup, original, key=key, log_dir=env.log.directory).ok
+    out = env.root / "rendered"
+    assert main(["render", str(sup), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["reweigh_record.html",
+                                                     "reweigh_record.pdf"]
+    assert "46060 kg" in (out / "reweigh_record.html").read_text(encoding="utf-8")
+
+
+def test_the_record_of_an_older_manifest_and_certificate_dates(env: Env) -> None:
+    """A manifest without the site and class facts (sealed before the 复检记录) still
+    renders, saying what it lacks; a certificate ending at 北京时间 midnight is valid
+    through the day before."""
+    from zhichao.evidence.documents import reweigh_rows
+
+    case, _original, ref = _sealed(env)
+    sup = _supplement(env, case, ref)
+    manifest = json.loads((sup / "manifest.json").read_bytes())
+    facts = dict(manifest["case"])
+    facts.pop("site")
+    facts["passage"] = {k: v for k, v in facts["passage"].items()
+                        if k not in ("axle_count", "vehicle_class_zh")}
+    facts["reading"] = dict(facts["reading"], certificate=dict(
+        facts["reading"]["certificate"], valid_from="2025-01-09T16:00:00Z",
+        valid_until="2026-01-09T16:00:00Z"))
+    rows = dict(reweigh_rows({"package_id": manifest["package_id"], "case": facts}))
+    assert rows["监测点"] == f"监测点编号 {facts['passage']['site_id']}（名称未载入本补充包）"
+    assert rows["车型"] == "六轴及六轴以上汽车列车"  # the gate's class, in Chinese
+    assert ("有效期 2025年01月10日（北京时间） 至 2026年01月09日（北京时间，含当日）"
+            in rows["静态衡器检定证书"])

@@ -79,7 +79,8 @@ def _t(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def write_config(tmp: Path, url: str, *, valid_days: float = 365.0) -> StationConfig:
+def write_config(tmp: Path, url: str, *, valid_days: float = 365.0,
+                 render_documents: bool = False) -> StationConfig:
     now = datetime.now(UTC)
     path = tmp / "station.toml"
     path.write_text(f"""
@@ -90,7 +91,7 @@ site_id = "ZJ-G60-K123"
 [lane]
 lane_id = "2"
 [evidence]
-render_documents = false
+render_documents = {str(render_documents).lower()}
 [http]
 metrics_port = 0
 console_port = 0
@@ -329,3 +330,150 @@ def test_a_link_that_cannot_be_sealed_is_an_alarm_not_a_crash(tmp_path: Path) ->
         stage.close()
         sealer.close()
         store.close()
+
+
+def test_a_restarted_station_counts_supplements_as_log_entries_with_a_package(
+        tmp_path: Path) -> None:
+    """The start-up recovery's ``log_entries_without_package`` counts the log against the
+    case packages and the supplements: a station with sealed re-weighings reports 0; a
+    supplement moved away (quarantined) leaves its entry without a package."""
+    from zhichao.devices.data import WeightReading
+    from zhichao.station.static_scale import SettledReading
+
+    cfg = write_config(tmp_path, "xk3190+serial:///dev/null")
+    passed = datetime.now(UTC) - timedelta(minutes=5)
+    add_passage(cfg, "ZJ-G60-K123-2-1000", "冀A12345", passed, case=True)
+    add_passage(cfg, "ZJ-G60-K123-2-2000", "浙J12345", passed, case=False,
+                gross_weight_kg=48500.0, verdict="within_limit", overloaded=False,
+                excess_kg=None, excess_after_allowance_kg=None, allowance_kg=485.0)
+    store = StationStore(cfg.data_dir / "station.db")
+    sealer = Sealer(cfg)
+    stage = ReweighStage(cfg, store, sealer)
+    try:
+        for key, weight in (("ZJ-G60-K123-2-1000", 46060.0), ("ZJ-G60-K123-2-2000", 52000.0)):
+            rid = stage.readings.add(SettledReading(WeightReading(weight, True, raw=b"\x02"),
+                                                    (), "device"), "toledo")
+            assert stage.readings.link(rid, key, "执法员 张三")
+        assert stage.seal_pending() == 2
+    finally:
+        stage.close()
+        sealer.close()
+        store.close()
+
+    def restart() -> dict[str, Any]:
+        store = StationStore(cfg.data_dir / "station.db")
+        sealer = Sealer(cfg)
+        try:
+            assert sealer.log.size == 3  # one case package, two supplements
+            return sealer.recover(store.sealed_cases(), store.pending_cases())
+        finally:
+            sealer.close()
+            store.close()
+
+    info = restart()
+    assert info["supplements_sealed"] == 2
+    assert info["log_entries_without_package"] == 0
+    sup = next((cfg.data_dir / "evidence" / "reweigh").iterdir())
+    sup.rename(tmp_path / "moved-away")
+    info = restart()
+    assert info["supplements_sealed"] == 1
+    assert info["log_entries_without_package"] == 1
+
+
+@pytest.mark.parametrize("render", [True, False])
+def test_a_supplement_carries_its_record_unless_documents_are_off(
+        tmp_path: Path, render: bool) -> None:
+    """``evidence.render_documents`` (on by default) governs the supplement's 复检记录 as it
+    governs a case's documents; either way the supplement verifies."""
+    from zhichao.devices.data import WeightReading
+    from zhichao.station.static_scale import SettledReading
+
+    cfg = write_config(tmp_path, "xk3190+serial:///dev/null", render_documents=render)
+    add_passage(cfg, "ZJ-G60-K123-2-1000", "冀A12345",
+                datetime.now(UTC) - timedelta(minutes=5), case=True)
+    store = StationStore(cfg.data_dir / "station.db")
+    sealer = Sealer(cfg)
+    stage = ReweighStage(cfg, store, sealer)
+    try:
+        rid = stage.readings.add(SettledReading(WeightReading(61800.0, True, raw=b"\x02"),
+                                                (), "device"), "toledo")
+        assert stage.readings.link(rid, "ZJ-G60-K123-2-1000", "执法员 张三")
+        assert stage.seal_pending() == 1
+        sup = Path((stage.readings.get(rid) or {})["package_dir"])
+        assert verify_package(sup, key=sealer.key.public_key(),
+                              log_dir=sealer.log.directory).ok
+    finally:
+        stage.close()
+        sealer.close()
+        store.close()
+    paths = [f["path"] for f in json.loads((sup / "manifest.json").read_bytes())["files"]]
+    record = ["derived/reweigh_record.html", "derived/reweigh_record.pdf"]
+    assert paths == ["original/static-reading.json", *(record if render else [])]
+    if render:
+        html = (sup / "derived" / "reweigh_record.html").read_text(encoding="utf-8")
+        assert "61800 kg" in html and "62000 kg" in html and "冀A12345" in html
+        assert "执法员 张三" in html and "ZJJL-S-0001" in html and "（北京时间）" in html
+
+
+def test_a_running_stage_seals_in_its_sealing_thread(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the reader started (a running station, ``zhichao reweigh listen``), the
+    supplement and its 复检记录 are written by the stage's sealing thread, not by the
+    pipeline thread that calls :meth:`step`; the pipeline thread records the outcome (the
+    store's single writer); a failure in the sealing thread is an alarm and the reading's
+    error, and the thread goes on."""
+    import logging
+
+    from zhichao.devices.data import WeightReading
+    from zhichao.evidence import documents
+    from zhichao.evidence.errors import DocumentError
+    from zhichao.station.reweigh_stage import SEAL_ALARM_CODE
+    from zhichao.station.static_scale import SettledReading
+
+    real = documents.render_reweigh
+
+    def render(doc: dict[str, Any], read: Any = None) -> dict[str, bytes]:
+        if doc["case"]["reading"]["weight_kg"] == "50000":
+            raise DocumentError("test: the renderer fails")
+        return real(doc, read)
+
+    monkeypatch.setattr(documents, "render_reweigh", render)
+    cfg = write_config(tmp_path, "xk3190+serial:///dev/null", render_documents=True)
+    passed = datetime.now(UTC) - timedelta(minutes=5)
+    add_passage(cfg, "ZJ-G60-K123-2-1000", "冀A12345", passed, case=True)
+    add_passage(cfg, "ZJ-G60-K123-2-2000", "浙J12345", passed, case=False)
+    store = StationStore(cfg.data_dir / "station.db")
+    sealer = Sealer(cfg)
+    stage = ReweighStage(cfg, store, sealer)
+    caplog.set_level(logging.INFO, logger="zhichao.station")
+    stage.start_reader()
+    try:
+        rid = stage.readings.add(SettledReading(WeightReading(61800.0, True, raw=b"\x02"),
+                                                (), "device"), "toledo")
+        bad = stage.readings.add(SettledReading(WeightReading(50000.0, True, raw=b"\x02"),
+                                                (), "device"), "toledo")
+        assert stage.readings.link(rid, "ZJ-G60-K123-2-1000", "执法员 张三")
+        assert stage.readings.link(bad, "ZJ-G60-K123-2-2000", "执法员 张三")
+        deadline = time.monotonic() + 60
+        while (stage.readings.get(rid) or {})["status"] != "sealed" or not (
+                stage.readings.get(bad) or {})["error"]:
+            assert time.monotonic() < deadline, "not sealed"
+            stage.step()
+            time.sleep(0.05)
+        assert SEAL_ALARM_CODE in {a["code"] for a in store.active_alarms()}
+        assert "the renderer fails" in (stage.readings.get(bad) or {})["error"]
+        assert (stage.readings.get(bad) or {})["status"] == "linked"  # tried again
+        assert stage._sealer_thread is not None and stage._sealer_thread.is_alive()
+    finally:
+        stage.close()
+    sealed = [r for r in caplog.records if r.getMessage() == "static re-weighing sealed"]
+    assert [r.threadName for r in sealed] == ["reweigh-sealer"]
+    row = ReadingStore(cfg.data_dir / "station.db").get(rid) or {}
+    sup = Path(row["package_dir"])
+    assert (sup / "derived" / "reweigh_record.pdf").is_file()
+    assert verify_package(sup, key=sealer.key.public_key(), log_dir=sealer.log.directory).ok
+    assert row["package_id"] in [r[0] for r in query(cfg.data_dir / "station.db",
+                                                     "SELECT label FROM outbox")]
+    sealer.close()
+    store.close()

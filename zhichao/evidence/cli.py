@@ -197,7 +197,8 @@ def _seal(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from zhichao.evidence.documents import render_all
+    from zhichao.evidence.documents import render_all, render_reweigh
+    from zhichao.evidence.manifest import REWEIGH_FORMAT
     from zhichao.evidence.verify import verify_package
 
     pkg = Path(args.package)
@@ -215,7 +216,10 @@ def _render(args: argparse.Namespace) -> int:
         return target.read_bytes() if target.is_file() else None
 
     try:
-        docs = render_all(doc, read)
+        if manifest.get("format") == REWEIGH_FORMAT:  # a supplement: its 复检记录
+            docs = render_reweigh(doc, read)
+        else:
+            docs = render_all(doc, read)
     except EvidenceError as exc:
         print(f"错误 error: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""zh-CN evidence documents, made from the package alone: 取证单 and 违法行为通知书.
+"""zh-CN evidence documents, made from the package alone: 取证单 and 违法行为通知书 of a case
+package, and the 复检记录 of a static re-weighing's supplement (:func:`render_reweigh`).
 
 Both are derived files (HTML, self-contained with embedded photos and SVG plots; and PDF
 with the bundled fonts of ``fonts/``: DejaVu Sans for Latin, a GB 2312 subset of Droid
@@ -21,7 +22,8 @@ import io
 import logging
 import unicodedata
 from collections.abc import Callable, Iterable
-from datetime import timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
+from decimal import Decimal
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -32,6 +34,7 @@ from zhichao.evidence import notice_text
 from zhichao.evidence.errors import DocumentError
 from zhichao.evidence.inputs import TIME_SOURCE_ZH
 from zhichao.evidence.notice_text import law_figures as _law
+from zhichao.evidence.static_reading import FLAG_ZH, STABLE_BY_ZH
 
 LOGGER = logging.getLogger(__name__)
 LATIN_FONT_NAME = "DejaVuSans-Latin.ttf"
@@ -543,6 +546,188 @@ def paragraphs_pdf(title: str, paragraphs: list[str], subtitle: str | None = Non
 def notice_pdf(doc: dict[str, Any]) -> bytes:
     return paragraphs_pdf("违法行为通知书", _notice_paragraphs(doc),
                           "（拟处理意见，须经技术审核和法制审核后方可送达）")
+
+
+# ----------------------------------------------------------- 复检记录 (supplements)
+
+REWEIGH_TITLE = "超限运输车辆静态复检记录"
+REWEIGH_FILES = ("derived/reweigh_record.html", "derived/reweigh_record.pdf")
+VERDICT_ZH = {"overloaded": "超限", "within_limit": "未超限", "uncertain": "存疑（需复核）",
+              "depends_on_facts": "是否超限取决于待核实的登记事实（需人工核定）",
+              "undecidable": "限值无法确定（需人工核定）"}
+#: why a supplement's decision proposes no penalty, by the verdict with the static weight
+NO_PROPOSAL_ZH = {"within_limit": "不予处罚：以静态复检重量认定未超限",
+                  "depends_on_facts": "暂无拟处理意见：是否超限取决于待核实的登记事实",
+                  "undecidable": "暂无拟处理意见：限值无法确定，需人工核定",
+                  "": "暂无拟处理意见（见证据资格审查理由）"}
+INDICATOR_ZH = {"toledo": "托利多连续输出", "xk3190": "XK3190 连续输出", "modbus": "Modbus TCP"}
+
+
+def _kg(value: Any) -> str:
+    """A weight as printed: ``—`` when missing; exact, without trailing zeros."""
+    if value is None or value == "":
+        return "—"
+    try:
+        d = Decimal(str(value))
+    except ArithmeticError:
+        return f"{value} kg"
+    text = format(d.normalize(), "f") if d == d.to_integral_value() else format(d, "f")
+    return f"{text} kg"
+
+
+def _bj_date(text: str | None) -> str:
+    """A UTC time as its 北京时间 date, labelled (``—`` when missing)."""
+    if not text:
+        return "—"
+    return _bj(text)[:11] + "（北京时间）"
+
+
+def _bj_last_day(text: str | None) -> str:
+    """The last 北京时间 day an exclusive end time ``valid_until`` still covers (an end
+    at 北京时间 midnight covers the day before); a time too where it is not midnight."""
+    if not text:
+        return "—"
+    end = datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(BEIJING)
+    if end.time() == time(0):
+        return (end - timedelta(days=1)).strftime("%Y年%m月%d日") + "（北京时间，含当日）"
+    return end.strftime("%Y年%m月%d日 %H:%M:%S") + "（北京时间）前"
+
+
+def _cert_zh(cert: dict[str, Any]) -> str:
+    valid_from = cert.get("valid_from")
+    until = _bj_last_day(cert.get("valid_until"))
+    validity = (f"有效期 {_bj_date(valid_from)} 至 {until}" if valid_from
+                else f"有效期至 {until}")
+    return (f"{_v(cert.get('certificate_number'))}（{_v(cert.get('issuer_zh'))}，"
+            f"衡器 {_v(cert.get('scale_id'))}，{_v(cert.get('accuracy_class'))} 级，"
+            f"检定分度值 e = {_kg(cert.get('division_kg'))}，最大秤量 "
+            f"{_kg(cert.get('max_capacity_kg'))}，{validity}）")
+
+
+def reweigh_rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """The 复检记录's facts from a supplement's manifest (``zhichao.reweigh/1``): the passage,
+    the reading, the scale's certificate, the officer, both weights, the limit, the
+    tolerance and the decision the rule gives with the static weight — in zh-CN, times in
+    北京时间 (labelled)."""
+    c = doc["case"]
+    p = c.get("passage") or {}
+    r = c.get("reading") or {}
+    cert = r.get("certificate") or {}
+    site = c.get("site") or {}
+    original = c.get("original") or {}
+    decision = c.get("decision") or {}
+    elig = decision.get("eligibility") or {}
+    a = elig.get("assessment") or {}
+    pen = decision.get("penalty") or {}
+    flags = r.get("flags") or []
+    static_kg = a.get("gross_kg") if a.get("weight_source") == "static" else None
+    evidence = (f"静态复检重量 {_kg(static_kg or r.get('weight_kg'))}（经检定的静态衡器，"
+                "车辆静止称重）；动态称重重量仅用于筛选，列于上栏备查")
+    place = " ".join(x for x in (site.get("name_zh"), site.get("road_zh"),
+                                 site.get("stake_zh")) if x)
+    if original.get("package_id"):
+        orig = (f"证据包 {original['package_id']}（清单 SHA-256 "
+                f"{_v(original.get('manifest_sha256'))}）")
+    else:
+        orig = f"通行记录 {_v(original.get('passage_key'))}（无证据包，未经动态称重认定超限）"
+    unconfirmed = [*(a.get("unconfirmed_zh") or []),
+                   *(x for x in cert.get("unconfirmed_zh") or []
+                     if x not in (a.get("unconfirmed_zh") or []))]
+    if pen:
+        proposal = f"{_v(pen.get('outcome_zh'))}，拟罚款 {_v(pen.get('fine_yuan'))} 元"
+        basis = _cite(pen["basis"]) if pen.get("basis") else "—"
+    else:
+        proposal, basis = NO_PROPOSAL_ZH.get(str(a.get("verdict")), NO_PROPOSAL_ZH[""]), "—"
+    return [
+        ("复检补充包编号", doc["package_id"]),
+        ("所补充的原始证据", orig),
+        ("通行时间", _bj(p.get("time_utc"))),
+        ("监测点", place or f"监测点编号 {_v(p.get('site_id'))}（名称未载入本补充包）"),
+        ("车道", _v(p.get("lane_id"))),
+        ("号牌", _v(p.get("plate"))),
+        ("车型", str(a.get("vehicle_class_zh") or p.get("vehicle_class_zh")
+                    or notice_text.CLASS_UNKNOWN_ZH)
+         + (f"，{p['axle_count']} 轴" if p.get("axle_count") else "")),
+        ("复检时间", _bj(r.get("reading_utc"))),
+        ("关联时间", _bj(r.get("linked_utc"))),
+        ("静态复检总质量", _kg(r.get("weight_kg"))),
+        ("稳定判定", STABLE_BY_ZH.get(str(r.get("stable_by")), "未判定稳定")),
+        ("仪表状态标志", "、".join(FLAG_ZH.get(f, "未知标志") for f in flags)
+         or "无（非超载、非动态、非净重，数据有效）"),
+        ("称重仪表", f"{INDICATOR_ZH.get(str(r.get('indicator')), _v(r.get('indicator')))}，"
+                     f"读数编号 {_v(r.get('reading_id'))}，原始报文（十六进制）"
+                     f"{_v(r.get('raw_hex'))}"),
+        ("静态衡器检定证书", _cert_zh(cert)),
+        ("复检执法人员", _v(c.get("officer"))),
+        ("动态称重总质量（筛选）", _kg(p.get("wim_gross_kg"))
+         + "（动态称重结论：" + (VERDICT_ZH.get(str(p["wim_verdict"]), "未识别的结论")
+                               if p.get("wim_verdict") else "未记录") + "）"),
+        ("证据重量", evidence),
+        ("限定标准", f"{_kg(a.get('limit_kg'))}（{_v(a.get('limit_basis'))}）"
+         + "".join(f"；{x}" for x in a.get("stricter_limits_zh") or [])),
+        ("计量允差", _kg(a.get("tolerance_kg"))
+         + (f"（{a['tolerance_basis_zh']}）" if a.get("tolerance_basis_zh") else "")),
+        ("待确认的数值", "；".join(unconfirmed) or "无"),
+        ("复检认定", VERDICT_ZH.get(str(a.get("verdict")), "无法认定")
+         + (f"，扣除允差后超限 {_kg(a.get('excess_kg'))}"
+            if a.get("verdict") == "overloaded" else "")),
+        ("拟处理意见", proposal),
+        ("处罚依据", basis),
+        ("证据资格审查", _v(elig.get("status_zh"))),
+    ]
+
+
+def _reweigh_reasons(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    elig = (doc["case"].get("decision") or {}).get("eligibility") or {}
+    return [(str(i), f"{r.get('message_zh')}（{r.get('basis_zh')}）")
+            for i, r in enumerate(elig.get("reasons") or [], 1)] or [("—", "无")]
+
+
+def _reweigh_pending(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """The proposal's rule parameters not confirmed by legal review, numbered (the
+    parameter's name is an identifier: its note says what it is)."""
+    pen = (doc["case"].get("decision") or {}).get("penalty") or {}
+    return [(str(i), f"{p.get('note_zh')}；当前取值：{_v(p.get('value'))}"
+             f"（{_cite(p.get('source') or {})}）")
+            for i, p in enumerate(pen.get("pending_legal_review") or [], 1)] or [("—", "无")]
+
+
+def reweigh_html(doc: dict[str, Any]) -> bytes:
+    body = (_table_html(reweigh_rows(doc)) + "<h2>证据资格审查理由</h2>"
+            + _table_html(_reweigh_reasons(doc)) + "<h2>待法制审核确认的规则参数</h2>"
+            + _table_html(_reweigh_pending(doc)))
+    return _html_page(REWEIGH_TITLE, body)
+
+
+def reweigh_pdf(doc: dict[str, Any]) -> bytes:
+    pdf = _pdf(REWEIGH_TITLE)
+    _pdf_title(pdf, REWEIGH_TITLE)
+    _pdf_table(pdf, reweigh_rows(doc))
+    for heading, rows in (("证据资格审查理由", _reweigh_reasons(doc)),
+                          ("待法制审核确认的规则参数", _reweigh_pending(doc))):
+        _set_font(pdf, 12)
+        pdf.cell(0, 8, heading, new_x="LMARGIN", new_y="NEXT")
+        _set_font(pdf, 9)
+        _pdf_table(pdf, rows)
+    _pdf_footer(pdf)
+    return _finish(pdf, "reweigh_record.pdf")
+
+
+def render_reweigh(doc: dict[str, Any], read: Reader | None = None) -> dict[str, bytes]:
+    """The derived documents of a static re-weighing's supplement: 复检记录 in HTML and PDF.
+
+    Raises
+    ------
+    DocumentError
+        If a document cannot be rendered.
+    """
+    del read  # made from the manifest alone; the reading file is its copy
+    try:
+        html_path, pdf_path = REWEIGH_FILES
+        return {html_path: reweigh_html(doc), pdf_path: reweigh_pdf(doc)}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DocumentError(f"cannot render the re-weighing record: {type(exc).__name__}: "
+                            f"{exc}") from exc
 
 
 def render_all(doc: dict[str, Any], read: Reader) -> dict[str, bytes]:

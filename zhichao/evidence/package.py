@@ -38,7 +38,7 @@ from zhichao.evidence._util import format_time
 from zhichao.evidence.canonical import canonicalize
 from zhichao.evidence.eligibility import Eligibility, GateConfig, evaluate
 from zhichao.evidence.errors import EvidenceError, PackageError, RuleError
-from zhichao.evidence.inputs import CaseInputs, DeviceStatus
+from zhichao.evidence.inputs import CaseInputs, DeviceStatus, SiteInfo
 from zhichao.evidence.manifest import (
     CHECKPOINT_NAME,
     ENTRY_NAME,
@@ -121,6 +121,17 @@ def _device_json(d: DeviceStatus | None) -> dict[str, Any] | None:
     }
 
 
+def site_json(s: SiteInfo | None) -> dict[str, Any] | None:
+    """The site as the manifests record it (a case package's and a supplement's)."""
+    return None if s is None else {
+        "site_id": s.site_id, "name_zh": s.name_zh, "road_zh": s.road_zh,
+        "stake_zh": s.stake_zh, "jurisdiction": s.jurisdiction,
+        "published_utc": None if s.published_utc is None else format_time(s.published_utc),
+        "announcement_zh": s.announcement_zh, "authority_zh": s.authority_zh,
+        "handling_place_zh": s.handling_place_zh,
+    }
+
+
 def case_facts(case: CaseInputs, eligibility: Eligibility, penalty: PenaltyProposal | None,
                rule_set: RuleSet | None, gate: GateConfig) -> dict[str, Any]:
     """The ``case`` section of the manifest: every fact, as JSON data."""
@@ -129,13 +140,7 @@ def case_facts(case: CaseInputs, eligibility: Eligibility, penalty: PenaltyPropo
     rule = eligibility.rule
     return {
         "time_utc": format_time(v.time_utc),
-        "site": None if s is None else {
-            "site_id": s.site_id, "name_zh": s.name_zh, "road_zh": s.road_zh,
-            "stake_zh": s.stake_zh, "jurisdiction": s.jurisdiction,
-            "published_utc": None if s.published_utc is None else format_time(s.published_utc),
-            "announcement_zh": s.announcement_zh, "authority_zh": s.authority_zh,
-            "handling_place_zh": s.handling_place_zh,
-        },
+        "site": site_json(s),
         "site_id": v.site_id,
         "lane_id": v.lane_id,
         "device": _device_json(case.device),

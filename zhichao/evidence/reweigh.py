@@ -9,12 +9,17 @@ checks it like any package. It holds:
 * ``original/static-reading.json`` — the reading (:class:`StaticReading`: weight, status
   flags, how it was called stable, the raw frame bytes, the scale's certificate, the
   officer), RFC 8785 canonical;
+* ``derived/reweigh_record.html`` and ``.pdf`` — the 复检记录, a zh-CN document made from
+  the manifest's facts alone (:func:`zhichao.evidence.documents.render_reweigh`, the same
+  renderer family, fonts and "derived file" footer as a case's 取证单); hashed and listed
+  like any member (supplements sealed before it carry none and still verify);
 * ``manifest.case`` (``kind: static_reweigh``) — the original it supplements
   (``original``: the case package's ``package_id`` and ``manifest_sha256`` — the hash that
   binds every file of it — or, for a passage that had no case, the passage key and the
   SHA-256 of its canonical vehicle record), the reading again, and the decision the rule
   (:mod:`zhichao.evidence.reweigh_rule`) gives with the static weight: eligibility,
-  assessment (static and WIM weight), penalty proposal.
+  assessment (static and WIM weight), penalty proposal; the passage (time, site, lane,
+  plate, axles, class, WIM weight and verdict) and the site (name, road, stake).
 
 The log entry is ``type: reweigh_sealed``. :func:`check_reweigh` adds the supplement's own
 checks to a verification (the reading file is the manifest's reading; the reading is a
@@ -27,6 +32,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import mimetypes
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,7 +55,13 @@ from zhichao.evidence.manifest import (
     SUMS_NAME,
 )
 from zhichao.evidence.merkle import MerkleLog
-from zhichao.evidence.package import ENTRY_FORMAT, Station, _log_and_seal
+from zhichao.evidence.package import (
+    ENTRY_FORMAT,
+    Renderer,
+    Station,
+    _log_and_seal,
+    site_json,
+)
 from zhichao.evidence.reader import PackageContents, PackageRefusedError, read_package
 from zhichao.evidence.report import Checks, Report
 from zhichao.evidence.rules import load_rule_set
@@ -106,10 +118,14 @@ def decision(case: CaseInputs, rules_dir: Path | None = None,
 
 def seal_reweigh(case: CaseInputs, original: OriginalRef, out_dir: Path, *, station: Station,
                  log: MerkleLog, rules_dir: Path | None = None, gate: GateConfig | None = None,
-                 created_utc: datetime | None = None) -> ReweighResult:
+                 created_utc: datetime | None = None, renderer: Renderer | None = None
+                 ) -> ReweighResult:
     """Seal the supplement of ``case`` (whose ``static_reweigh`` is the linked reading) in
-    the new folder ``out_dir``; append it to ``log``. Raises :class:`PackageError` if the
-    folder exists, the case has no reading, or the reading is no weight."""
+    the new folder ``out_dir``; append it to ``log``. ``renderer`` makes the derived
+    documents (default: :func:`zhichao.evidence.documents.render_reweigh`, the 复检记录);
+    ``lambda *_: {}`` skips them. Raises :class:`PackageError` if the folder exists, the
+    case has no reading, or the reading is no weight; :class:`DocumentError` if a document
+    cannot be rendered."""
     reading = case.static_reweigh
     if reading is None:
         raise PackageError("a re-weighing package needs a linked static reading")
@@ -129,18 +145,35 @@ def seal_reweigh(case: CaseInputs, original: OriginalRef, out_dir: Path, *, stat
         "passage": {"time_utc": format_time(v.time_utc), "site_id": v.site_id,
                     "lane_id": v.lane_id, "plate": None if case.plate is None
                     else case.plate.text, "wim_gross_kg": format(v.gross_weight_kg, "f"),
-                    "wim_verdict": v.verdict},
+                    "wim_verdict": v.verdict, "axle_count": v.axle_count,
+                    "vehicle_class_zh": v.vehicle_class_zh},
+        "site": site_json(case.site),
         "reading": reading.to_json(), "officer": reading.officer,
         "decision": sealed_decision,
     }
+    if renderer is None:
+        from zhichao.evidence.documents import render_reweigh
+        renderer = render_reweigh
     tmp = out_dir.with_name(out_dir.name + ".partial")
     (tmp / "original").mkdir(parents=True)
     (tmp / "seal").mkdir()
     try:
         (tmp / READING_PATH).write_bytes(reading_bytes)
-        files = [{"path": READING_PATH, "kind": "original", "role": "static_reading",
-                  "media_type": "application/json", "size_bytes": len(reading_bytes),
-                  "sha256": hashlib.sha256(reading_bytes).hexdigest()}]
+        files: list[dict[str, Any]] = [
+            {"path": READING_PATH, "kind": "original", "role": "static_reading",
+             "media_type": "application/json", "size_bytes": len(reading_bytes),
+             "sha256": hashlib.sha256(reading_bytes).hexdigest()}]
+        derived = renderer({"package_id": package_id, "case": facts,
+                            "files": [dict(f) for f in files]}, {READING_PATH: reading_bytes}.get)
+        if derived:
+            (tmp / "derived").mkdir()
+        for path, data in sorted(derived.items()):  # 复检记录, as a case's 取证单
+            (tmp / path).write_bytes(data)
+            files.append({"path": path, "kind": "derived", "role": Path(path).stem,
+                          "media_type": mimetypes.guess_type(path)[0]
+                          or "application/octet-stream", "size_bytes": len(data),
+                          "sha256": hashlib.sha256(data).hexdigest(),
+                          "derived_from": ["manifest.case", READING_PATH]})
         public = station.key.public_key()
         manifest = {
             "format": REWEIGH_FORMAT, "package_id": package_id,
@@ -156,8 +189,9 @@ def seal_reweigh(case: CaseInputs, original: OriginalRef, out_dir: Path, *, stat
         (tmp / SIGNATURE_NAME).write_text(base64.b64encode(signature).decode() + "\n")
         (tmp / PUBLIC_KEY_NAME).write_bytes(public_pem(public))
         manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
-        (tmp / SUMS_NAME).write_text(f"{manifest_sha}  {MANIFEST_NAME}\n"
-                                     f"{files[0]['sha256']}  {READING_PATH}\n")
+        (tmp / SUMS_NAME).write_text("".join(
+            [f"{manifest_sha}  {MANIFEST_NAME}\n"]
+            + [f"{f['sha256']}  {f['path']}\n" for f in files]))
         entry = canonicalize({"format": ENTRY_FORMAT, "type": ENTRY_TYPE,
                               "package_id": package_id, "manifest_sha256": manifest_sha,
                               "signature_sha256": hashlib.sha256(signature).hexdigest()})

@@ -80,6 +80,15 @@ BLOCKING_FLAGS: dict[str, str] = {
     "error": "仪表报告数据无效（错误位），该读数不是重量",
 }
 
+#: the status flags in words, for officers and documents (the console, the 复检记录)
+FLAG_ZH: dict[str, str] = {
+    "overload": "超载/欠载（超出称量范围）", "unstable": "动态（未稳定）",
+    "net": "净重（去皮）", "error": "数据无效（错误位）", "stability_unknown": "未判定稳定",
+}
+#: how a reading was called stable (:attr:`StaticReading.stable_by`), in words
+STABLE_BY_ZH: dict[str, str] = {"device": "仪表稳定位（仪表自身判定稳定）",
+                                "detector": "连续相同读数判定稳定（该仪表协议无稳定位）"}
+
 
 def static_mpe_kg(load_kg: Decimal, division_kg: Decimal, class_name: str, *,
                   in_service: bool = True) -> Decimal | None:

@@ -3,8 +3,9 @@
 Mounted on the station's web console (``zhichao run`` with ``http.console_port`` and a
 ``[static_scale]``) by :func:`mount`. ``GET /console/reweigh`` lists the static scale's
 readings (北京时间, weight, flags, how it was called stable, link and package state) and the
-form; ``POST /console/reweigh/link`` (CSRF-checked, signed-in station operator or
-administrator) links a reading to a passage found by plate and time (北京时间) or passage
+form; it is in the console's top menu for the roles that may link (station operators and
+administrators). ``POST /console/reweigh/link`` (CSRF-checked, signed-in station operator
+or administrator) links a reading to a passage found by plate and time (北京时间) or passage
 key, with :func:`zhichao.station.reweigh_cli.link_reading` — the same checks and zh-CN
 refusals as ``zhichao reweigh link``. The officer is the signed-in user. The running
 station seals the link within about a second and uploads it (docs/station.md).
@@ -19,6 +20,7 @@ from typing import Annotated
 from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from zhichao.evidence.static_reading import FLAG_ZH, STABLE_BY_ZH
 from zhichao.service.errors import InvalidInputError, ServiceError
 from zhichao.service.models import User
 from zhichao.service.web.pages import CONSOLE, PagesDep
@@ -49,6 +51,7 @@ def reweigh_router(cfg: StationConfig) -> APIRouter:
                 html = pages.env.from_string(PAGE.read_text(encoding="utf-8")).render(
                     request_path=request.url.path, user=user, csrf=pages.staff_csrf(request),
                     rows=rows, done=done, scale_id=cfg.static_scale.scale_id,
+                    flags_zh=FLAG_ZH, stable_by_zh=STABLE_BY_ZH,
                     certificate=cfg.static_scale.certificate_number)
             return HTMLResponse(html)
         except ServiceError as exc:
@@ -91,10 +94,17 @@ def _reading_id(text: str) -> int | None:
     return int(text)
 
 
+MENU_ITEM = {"href": f"{CONSOLE}/reweigh", "label_zh": "静态复检", "roles": ROLES}
+
+
 def mount(app: FastAPI, cfg: StationConfig) -> None:
-    """Add the page to the station's console app (only with a static scale)."""
+    """Add the page to the station's console app and its top menu, for the roles that may
+    link readings (only with a static scale)."""
     if cfg.static_scale.url:
         app.include_router(reweigh_router(cfg))
+        menu = app.state.pages.env.globals["menu_extra"]
+        if MENU_ITEM not in menu:
+            menu.append(MENU_ITEM)
 
 
 __all__ = ["mount", "reweigh_router"]

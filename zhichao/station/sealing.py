@@ -14,6 +14,8 @@
   case that verifies in full (killed just before its rename) is completed, any other is
   deleted; a package folder whose case is not marked sealed is verified: kept if it
   verifies, moved to ``quarantine/`` if not; every case still pending is sealed again.
+  ``log_entries_without_package`` counts the log's entries that neither a case package nor
+  a static re-weighing's supplement (``<evidence>/reweigh/``) accounts for.
 """
 
 from __future__ import annotations
@@ -135,6 +137,21 @@ class Sealer:
     def close(self) -> None:
         self.log.close()
 
+    @property
+    def reweigh_dir(self) -> Path:
+        """Where the static re-weighings' supplements are sealed (``reweigh_stage``)."""
+        return self.dir / "reweigh"
+
+    def supplements_sealed(self) -> int:
+        """The supplements (``zhichao.reweigh/1``) in :attr:`reweigh_dir`: each was
+        appended to the log once before its folder got its final name (a ``.partial``
+        left by a kill is not one; one that fails to verify is quarantined by the
+        re-weighing stage, and its entry is then without a package)."""
+        if not self.reweigh_dir.is_dir():
+            return 0
+        return sum(1 for p in self.reweigh_dir.iterdir()
+                   if p.is_dir() and not p.name.endswith(".partial"))
+
     def package_dir(self, passage_key: str) -> Path:
         return self.packages / passage_key
 
@@ -232,12 +249,14 @@ class Sealer:
                 stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
                 out.rename(self.quarantine / f"{out.name}-{stamp}")
                 quarantined += 1
+        # the log holds the case packages and the re-weighings' supplements
+        supplements = self.supplements_sealed()
         return {"complete": complete, "removed_partial": removed_partial,
                 "completed_partial": completed_partial,
                 "log_repaired": self.log_repair,
-                "quarantined": quarantined,
+                "quarantined": quarantined, "supplements_sealed": supplements,
                 "log_entries_without_package": max(0, self.log.size - len(sealed_keys)
-                                                   - len(complete))}
+                                                   - len(complete) - supplements)}
 
 
 def _no_documents(_doc: dict[str, Any], _read: Any) -> dict[str, bytes]:

@@ -111,6 +111,9 @@ def environment() -> Environment:
                        colours_zh=PLATE_COLOURS_ZH, outcomes_zh=OUTCOMES_ZH,
                        channels_zh=CHANNELS_ZH, health_zh=HEALTH_ZH,
                        copy_notice_roles=duties.COPY_NOTICES)
+    # pages a host adds to the console's top menu, each {"href", "label_zh", "roles"}:
+    # shown to a user with one of its roles (the station adds 静态复检, reweigh_console)
+    env.globals["menu_extra"] = []
     return env
 
 
