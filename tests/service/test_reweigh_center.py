@@ -108,6 +108,12 @@ def test_supplement_is_attached_to_its_case_even_when_it_arrives_first(
     html = case_page(db, case_id)
     assert "静态复检" in html and "61,800 kg" in html and "62,000 kg" in html
     assert "执法员 张三" in html and "ZJJL-S-2025-01" in html
+    # the 静态复检 row in Chinese names, never the internal identifiers
+    section = html[html.index("<h2>静态复检</h2>"):html.index('id="waveform"')]
+    for internal in ("ENFORCEABLE", "MANUAL_REVIEW", "UNUSABLE", "overloaded", "within_limit",
+                     "depends_on_facts", "undecidable", ">fine<", "理由代码"):
+        assert internal not in section, internal
+    assert "依法：" in section and any(z in section for z in ("超限", "未超限", "需人工核定"))
 
 
 def case_page(db: Database, case_id: int) -> str:

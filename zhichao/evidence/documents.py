@@ -35,6 +35,7 @@ from zhichao.evidence.errors import DocumentError
 from zhichao.evidence.inputs import TIME_SOURCE_ZH
 from zhichao.evidence.notice_text import law_figures as _law
 from zhichao.evidence.static_reading import FLAG_ZH, STABLE_BY_ZH
+from zhichao.evidence.verdict import VERDICT_ZH
 
 LOGGER = logging.getLogger(__name__)
 LATIN_FONT_NAME = "DejaVuSans-Latin.ttf"
@@ -552,9 +553,6 @@ def notice_pdf(doc: dict[str, Any]) -> bytes:
 
 REWEIGH_TITLE = "超限运输车辆静态复检记录"
 REWEIGH_FILES = ("derived/reweigh_record.html", "derived/reweigh_record.pdf")
-VERDICT_ZH = {"overloaded": "超限", "within_limit": "未超限", "uncertain": "存疑（需复核）",
-              "depends_on_facts": "是否超限取决于待核实的登记事实（需人工核定）",
-              "undecidable": "限值无法确定（需人工核定）"}
 #: why a supplement's decision proposes no penalty, by the verdict with the static weight
 NO_PROPOSAL_ZH = {"within_limit": "不予处罚：以静态复检重量认定未超限",
                   "depends_on_facts": "暂无拟处理意见：是否超限取决于待核实的登记事实",

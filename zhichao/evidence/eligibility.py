@@ -83,6 +83,12 @@ PLATE_PATTERNS = (
     re.compile(rf"^[{_PROVINCES}][A-Z][{_S}]{{4}}[挂学警港澳领]$"),
 )
 
+def reason_zh(code: str) -> str:
+    """The Chinese text of a reason code (the code itself only if it is unknown)."""
+    entry = _REASONS.get(code)
+    return entry[1] if entry else code
+
+
 # code -> (default severity, zh text, en text, basis)
 _REASONS: dict[str, tuple[Severity, str, str, str]] = {
     "no_violation": (Severity.UNUSABLE, "未超限，无违法事实", "not over the limit",

@@ -38,9 +38,13 @@ from zhichao.weighing.classification import (
     classify,
 )
 from zhichao.weighing.config import ClassConfig
+from zhichao.weighing.overload import VERDICT_ZH as WEIGHING_VERDICT_ZH
 from zhichao.weighing.overload import AccuracyClass, accuracy_class
 
 VERDICTS = ("overloaded", "within_limit", "depends_on_facts", "undecidable")
+#: Chinese names of the weighing verdicts and of the verdicts by the law
+VERDICT_ZH = {**WEIGHING_VERDICT_ZH,
+              "depends_on_facts": "是否超限取决于待核实的登记事实（需人工核定）"}
 TOLERANCE_LAW = LegalSource("中华人民共和国行政处罚法", "第四十条、第四十一条第二款", "✅P")
 
 

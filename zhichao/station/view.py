@@ -10,9 +10,8 @@ from rich.table import Table
 from rich.text import Text
 
 from zhichao.station.clockcheck import clock_line
+from zhichao.weighing.overload import VERDICT_ZH
 
-VERDICT_ZH = {"overloaded": "超限", "within_limit": "未超限", "uncertain": "不确定",
-              "undecidable": "无法判定"}
 FRAME_ZH = {"linked": "已关联", "no_frame": "无图像", "ambiguous_frame": "图像不确定"}
 
 

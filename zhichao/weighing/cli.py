@@ -14,6 +14,7 @@ from zhichao.devices.sim.traffic import ABNORMAL_KINDS, LOAD_PROFILES
 from zhichao.weighing.calibration_profile import CalibrationProfile, load_profile
 from zhichao.weighing.config import OverloadConfig, WeighingConfig
 from zhichao.weighing.errors import WeighingError
+from zhichao.weighing.overload import VERDICT_ZH
 from zhichao.weighing.scatter import pooled_bands, pooling_passages, site_config
 from zhichao.weighing.stream import weigh_recording
 from zhichao.weighing.vehicle import WeighedVehicle
@@ -140,8 +141,6 @@ def _pooled_again(weighed: list[tuple[Path, list[WeighedVehicle]]], cfg: Weighin
     return out
 
 
-VERDICT_ZH = {"overloaded": "超限", "within_limit": "未超限", "uncertain": "存疑（需复核）",
-              "undecidable": "限值待定"}
 
 
 def print_table(vehicles: list[WeighedVehicle], out: TextIO, title: str | None = None) -> None:

@@ -50,6 +50,10 @@ from zhichao.weighing.scatter import (  # noqa: F401 - re-exported
 PRIOR_SOURCE_ZH = "本点尚无历史数据：按器具准确度等级与粗糙路面动载模型的保守先验"
 
 VERDICTS = ("overloaded", "within_limit", "uncertain", "undecidable")
+#: the one Chinese name of each weighing verdict, for everything a person reads (the
+#: evidence stage adds its verdict by the law, ``zhichao.evidence.verdict.VERDICT_ZH``)
+VERDICT_ZH = {"overloaded": "超限", "within_limit": "未超限", "uncertain": "存疑（需复核）",
+              "undecidable": "限值无法确定（需人工核定）"}
 
 _R134 = "OIML R134-1:2006 / JJG 907-2006《动态公路车辆自动衡器》车辆总质量准确度等级"
 

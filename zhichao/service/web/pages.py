@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, Undefined, select_autoescape
 from sqlalchemy.orm import Session, sessionmaker
 
-from zhichao.evidence import documents
+from zhichao.evidence import documents, eligibility, verdict
 from zhichao.service import accounts, duties, workflow
 from zhichao.service.api.deps import client_id, visible_case
 from zhichao.service.db import transaction
@@ -110,7 +110,10 @@ def environment() -> Environment:
     env.globals.update(states_zh=workflow.STATES_ZH, roles_zh=accounts.ROLES_ZH,
                        colours_zh=PLATE_COLOURS_ZH, outcomes_zh=OUTCOMES_ZH,
                        channels_zh=CHANNELS_ZH, health_zh=HEALTH_ZH,
-                       copy_notice_roles=duties.COPY_NOTICES)
+                       copy_notice_roles=duties.COPY_NOTICES,
+                       eligibility_zh={str(k): v for k, v in eligibility.STATUS_ZH.items()},
+                       verdicts_zh=verdict.VERDICT_ZH)
+    env.filters["reason_zh"] = eligibility.reason_zh
     # pages a host adds to the console's top menu, each {"href", "label_zh", "roles"}:
     # shown to a user with one of its roles (the station adds 静态复检, reweigh_console)
     env.globals["menu_extra"] = []
