@@ -73,3 +73,40 @@ def test_double_row_layout_is_split_and_read(reader: PlateReader, dev_dir: Path)
     assert read.layout is Layout.DOUBLE
     assert read.text == "沪B74992"
     assert len(read.line_images) == 2
+
+
+def test_compiled_decoding_equals_the_reference_on_real_recogniser_output(
+    reader: PlateReader, dev_dir: Path
+) -> None:
+    """Both recognisers' real outputs on dev images decode identically with the compiled
+    kernels and the plain-Python reference (texts, alternatives, every probability)."""
+    from zhichao.vision import ctc
+    from zhichao.vision.grammar import TEMPLATES, split_templates
+    from zhichao.vision.plate_image import double_row_lines, single_row_line
+    from zhichao.vision.plate_lines import plate_line
+
+    tops, bottoms = split_templates(TEMPLATES)
+    files = ["toll_0001.jpg", "toll_0004.jpg", "toll_0075.jpg", "ccpd_0005.jpg", "ccpd_0006.jpg"]
+    decoded = 0
+    for name in files:
+        image = load_image(dev_dir / name)
+        for detection in reader.detector.detect(image):
+            corners = detection.corners_px
+            line = single_row_line(image, corners, reader.config.rectify)
+            top, bottom = double_row_lines(image, corners, reader.config.rectify)
+            cases = [(probs, TEMPLATES, 12) for probs in reader.recogniser.recognise([line])]
+            top_probs, bottom_probs = reader.recogniser.recognise([top, bottom])
+            cases += [(top_probs, tops, 12), (bottom_probs, bottoms, 12)]
+            for double in (False, True):
+                ((probs, _),) = reader.second_recogniser.run([plate_line(image, corners, double)])
+                cases.append((probs, TEMPLATES, 8))
+            for probs, templates, beam in cases:
+                fast = ctc.decode(probs, templates, beam)
+                assert fast == ctc.decode_reference(probs, templates, beam)
+                if fast.text:
+                    text = fast.text
+                    assert ctc.char_probabilities(probs, text) == (
+                        ctc.char_probabilities_reference(probs, text)
+                    )
+                decoded += 1
+    assert decoded >= 5 * len(files)
