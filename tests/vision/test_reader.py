@@ -110,3 +110,15 @@ def test_compiled_decoding_equals_the_reference_on_real_recogniser_output(
                     )
                 decoded += 1
     assert decoded >= 5 * len(files)
+
+
+def test_detector_input_tensor_is_the_mean_subtracted_nchw_frame() -> None:
+    from zhichao.vision.detect import _MEAN_BGR, input_tensor
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, size=(37, 53, 3), dtype=np.uint8)
+    for frame in (image, image[:, ::-1], image[5:30, 7:40]):
+        expected = (frame.astype(np.float32) - _MEAN_BGR).transpose(2, 0, 1)[np.newaxis]
+        tensor = input_tensor(frame)
+        assert tensor.dtype == np.float32 and tensor.flags.c_contiguous
+        assert np.array_equal(tensor, expected)

@@ -494,6 +494,14 @@ def decode(
     )
 
 
+def warm_up() -> None:
+    """Compile the kernels now (a few seconds the first time; numba caches them on disk)."""
+    probs = np.zeros((4, 1 + len(ALPHABET)))
+    probs[:, 0] = 1.0
+    decode(probs)
+    char_probabilities(probs, ALPHABET[0])
+
+
 def _complete_kind(text: str, templates: tuple[Template, ...]) -> str | None:
     """The first template ``text`` completes (as ``_TemplateIndex.complete_kind``, unmemoised:
     a station decodes without end, and remembering every plate read would grow)."""

@@ -83,6 +83,20 @@ def build_priors(height_px: int, width_px: int) -> FloatArray:
     return np.concatenate(parts, axis=0)
 
 
+def input_tensor(image: ImageBGR) -> npt.NDArray[np.float32]:
+    """The model input: BGR minus the mean, float32 NCHW [1, 3, H, W].
+
+    Written channel by channel into the output (no float HWC copy and transpose): the
+    same float32 subtraction, so the same values as
+    ``(image.astype(np.float32) - _MEAN_BGR).transpose(2, 0, 1)[np.newaxis]``.
+    """
+    height, width = image.shape[:2]
+    tensor = np.empty((1, 3, height, width), dtype=np.float32)
+    for channel in range(3):
+        np.subtract(image[:, :, channel], _MEAN_BGR[channel], out=tensor[0, channel])
+    return tensor
+
+
 def _nms(boxes: FloatArray, scores: FloatArray, iou_threshold: float) -> list[int]:
     order = np.argsort(-scores)
     keep: list[int] = []
@@ -149,8 +163,7 @@ class PlateDetector:
         else:
             small = image
         h_in, w_in = small.shape[:2]
-        tensor = (small.astype(np.float32) - _MEAN_BGR).transpose(2, 0, 1)[np.newaxis]
-        loc, conf, landms = self.model.run(np.ascontiguousarray(tensor))
+        loc, conf, landms = self.model.run(input_tensor(small))
         priors = self._priors_for(h_in, w_in)
         scores = conf[0, :, 1].astype(np.float64)
         candidates = np.flatnonzero(scores > settings.score_threshold)

@@ -218,9 +218,10 @@ class PlateReader:
         }
 
     def warm_up(self) -> None:
-        """Load both sessions now (otherwise the first frame pays for it)."""
+        """Load the sessions and compile the decoder now (otherwise the first frame pays)."""
         self.detector_model.session()
         self.recogniser.recognise([np.zeros((48, 64, 3), dtype=np.uint8)])
+        ctc.warm_up()
         if self.config.use_plate_model:
             self.plate_model.session()
 
