@@ -122,3 +122,33 @@ def test_detector_input_tensor_is_the_mean_subtracted_nchw_frame() -> None:
         tensor = input_tensor(frame)
         assert tensor.dtype == np.float32 and tensor.flags.c_contiguous
         assert np.array_equal(tensor, expected)
+
+
+def test_two_stage_detection_reads_the_plate_in_frame_coordinates(
+    reader: PlateReader, dev_dir: Path
+) -> None:
+    """The optional two-stage detector (coarse pass, then a crop per plate) returns boxes and
+    corners in the frame's pixels, near the one-stage ones, and the same read."""
+    from dataclasses import replace
+
+    from zhichao.vision.reader import VisionConfig
+
+    image = load_image(dev_dir / "toll_0004.jpg")
+    one = reader.read_image(image)[0]
+    config = VisionConfig()
+    two_stage = PlateReader(replace(config, detector=replace(config.detector, coarse_side_px=320)))
+    two = two_stage.read_image(image)[0]
+    assert two.text == one.text == "沪B74992"
+    assert all(abs(a - b) < 8 for a, b in zip(two.box_px, one.box_px, strict=True))
+    for (xa, ya), (xb, yb) in zip(two.detection.corners_px, one.detection.corners_px, strict=True):
+        assert abs(xa - xb) < 8 and abs(ya - yb) < 8
+
+
+def test_detector_settings_refuse_an_unknown_resize_method() -> None:
+    import pytest
+
+    from zhichao.vision.detect import DetectorSettings
+
+    assert DetectorSettings(resize_interpolation="linear").resize_interpolation == "linear"
+    with pytest.raises(ValueError, match="resize_interpolation"):
+        DetectorSettings(resize_interpolation="cubic")

@@ -38,7 +38,7 @@ from zhichao.vision.recognise import LineRecogniser
 from zhichao.vision.runtime import (
     DETECTOR_CLP_DET,
     RECOGNISER_PLATE_CRNN,
-    RECOGNISER_PPOCRV4,
+    RECOGNISER_PPOCRV4_FUSED,
     OnnxModel,
 )
 
@@ -196,7 +196,10 @@ class PlateReader:
             DETECTOR_CLP_DET, cfg.detector_path, cfg.detector_sha256, cfg.intra_op_threads
         )
         self.recogniser_model = OnnxModel(
-            RECOGNISER_PPOCRV4, cfg.recogniser_path, cfg.recogniser_sha256, cfg.intra_op_threads
+            RECOGNISER_PPOCRV4_FUSED,
+            cfg.recogniser_path,
+            cfg.recogniser_sha256,
+            cfg.intra_op_threads,
         )
         self.plate_model = OnnxModel(
             RECOGNISER_PLATE_CRNN,
