@@ -241,6 +241,33 @@ def compare(original: Path, fused: Path, lines: list[np.ndarray]) -> float:
     return worst
 
 
+def time_both(original: Path, fused: Path, rounds: int = 5, runs: int = 30) -> tuple[float, float]:
+    """Median ms per 48 × 200 line on one thread, the two sessions alternating by rounds."""
+    import statistics
+    import time
+
+    import onnxruntime as ort
+
+    def session(path: Path) -> Any:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    line = np.random.default_rng(0).uniform(-1, 1, size=(1, 3, 48, 200)).astype(np.float32)
+    sessions = (session(original), session(fused))
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(rounds):
+        for s, out in zip(sessions, times, strict=True):
+            for _ in range(3):
+                s.run(None, {"x": line})
+            for _ in range(runs):
+                start = time.perf_counter()
+                s.run(None, {"x": line})
+                out.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=RECOGNISER_PPOCRV4_FUSED.packaged_path())
@@ -256,7 +283,9 @@ def main() -> int:
     ]
     worst = compare(source, args.out, lines)
     digest = sha256_of(args.out)
+    before_ms, after_ms = time_both(source, args.out)
     print(f"rewrites: {counts}")
+    print(f"one 48 x 200 line, one thread, median: {before_ms:.2f} ms -> {after_ms:.2f} ms")
     print(f"largest output difference on {len(lines)} random lines: {worst:.3g}")
     print(f"{args.out}: {args.out.stat().st_size} bytes, SHA-256 {digest}")
     if digest != RECOGNISER_PPOCRV4_FUSED.sha256:
