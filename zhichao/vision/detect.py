@@ -55,6 +55,7 @@ class DetectorSettings:
     min_width_px: float = 16.0
     prior_cache_size: int = 16
     resize_interpolation: str = "area"
+    """How a frame is downscaled for detection: ``"area"`` (cv2.INTER_AREA) or ``"linear"``."""
     coarse_side_px: int = 0
     """Two stages when > 0 (not the default; measured in ``docs/vision.md``): find plates at
     this input size, then detect each again on a crop around it scaled so the plate is
@@ -63,7 +64,6 @@ class DetectorSettings:
     refine_plate_width_px: float = 120.0
     refine_margin: tuple[float, float] = (1.0, 1.5)
     """Crop around a first-stage box: plate widths left and right, plate heights above and below."""
-    """How a frame is downscaled for detection: ``"area"`` (cv2.INTER_AREA) or ``"linear"``."""
 
     def __post_init__(self) -> None:
         if self.resize_interpolation not in _INTERPOLATIONS:
