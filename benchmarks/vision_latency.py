@@ -4,6 +4,8 @@ Run from the repository root (needs ../shared beside it, or --dev DIR):
 
     python3 benchmarks/vision_latency.py            # 3 passes over the 300 dev images
     python3 benchmarks/vision_latency.py --json     # machine-readable
+    mkdir /tmp/before && git archive REV | tar -x -C /tmp/before   # another version, then:
+    python3 benchmarks/vision_latency.py --compare /tmp/before --rounds 4 --every 3
 
 Latency is measured per image from a decoded frame to the accept decision: detection,
 every decoding the accept policy needs (PP-OCRv4's read and the plate model's; with
@@ -13,16 +15,25 @@ onnxruntime session on one intra-op thread, after a warm-up pass. "plates/s per 
 is 1000 / mean scene latency: scale with worker processes, one per core. The ``_cpu``
 rows are the process's CPU time per scene (``time.process_time``): on a machine shared
 with other jobs they stay near what an idle machine's wall time would be.
+
+``--compare DIR`` measures two versions of the code on a shared machine: it runs this
+benchmark (one pass each) alternately from ``DIR`` (another checkout, "before": its own
+``benchmarks/vision_latency.py`` with ``PYTHONPATH=DIR``) and from this checkout ("after"),
+``--rounds`` times, each in a fresh process, so that load from other jobs falls on both
+alike. It prints each round and the mean of the rounds, with the load average.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import csv
 import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -60,7 +71,16 @@ def main() -> int:
     )
     parser.add_argument("--detector-side-px", type=int, default=None, help="detector input side")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--compare", type=Path, default=None, help="another checkout to alternate with"
+    )
+    parser.add_argument("--rounds", type=int, default=4, help="--compare: rounds of each")
+    parser.add_argument(
+        "--stages", action="store_true", help="also time each step inside a scene (wall ms)"
+    )
     args = parser.parse_args()
+    if args.compare is not None:
+        return compare(args)
 
     with (args.dev / "labels.csv").open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))[:: args.every]
@@ -122,6 +142,15 @@ def main() -> int:
         "plates_per_s_per_core": round(1000 / statistics.fmean(scene_ms), 1),
         "crops_per_s_per_core": round(1000 / statistics.fmean(crop_ms), 1),
     }
+    if args.stages:
+        # a separate pass over the scenes, after the measured ones: the wrappers cost a little
+        stage_s: collections.Counter[str] = collections.Counter()
+        time_stages(reader, stage_s)
+        for image in scenes:
+            reader.read_image(image)
+        result["stages_ms_per_scene"] = {
+            k: round(v * 1000 / len(scenes), 2) for k, v in stage_s.most_common()
+        }
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
         return 0
@@ -144,10 +173,88 @@ def main() -> int:
             f"{name:<22}{s['n']:>6}{s['mean_ms']:>10}{s['p50_ms']:>9}{s['p95_ms']:>9}"
             f"{s['max_ms']:>9}"
         )
+    for name, value in dict(result.get("stages_ms_per_scene", {})).items():  # type: ignore[call-overload]
+        print(f"  step {name:<34}{value:>8} ms per scene")
     print(
         f"plates/s per core (scenes): {result['plates_per_s_per_core']}; "
         f"crops/s per core: {result['crops_per_s_per_core']}"
     )
+    return 0
+
+
+def time_stages(reader: PlateReader, totals: collections.Counter[str]) -> None:
+    """Wrap the steps of a scene read so each adds its wall time to ``totals``."""
+    import zhichao.vision.reader as reader_module
+    from zhichao.vision import ctc, detect
+
+    def timed(owner: object, name: str, label: str) -> None:
+        inner = getattr(owner, name)
+
+        def wrapper(*args: object, **kwargs: object) -> object:
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                totals[label] += time.perf_counter() - start
+
+        setattr(owner, name, wrapper)
+
+    timed(reader.detector_model, "run", "detector: onnxruntime")
+    timed(detect.cv2, "resize", "detector: resize (cv2)")
+    timed(detect, "input_tensor", "detector: input tensor")
+    timed(reader.recogniser_model, "run", "PP-OCRv4: onnxruntime")
+    timed(reader.plate_model, "run", "plate model: onnxruntime")
+    timed(ctc, "decode", "CTC decoding (both)")
+    timed(reader_module, "classify_colour", "colour")
+    timed(reader_module, "single_row_line", "PP-OCRv4 line warp")
+    timed(reader, "read_image", "read_image (all of the above and more)")
+
+
+STAGES = ("scene", "scene_detect_only", "scene_cpu", "scene_detect_only_cpu", "crop")
+
+
+def compare(args: argparse.Namespace) -> int:
+    """Alternate one pass of ``args.compare``'s code ("before") and this checkout's ("after")."""
+    here = Path(__file__).resolve().parents[1]
+    sides = {"before": args.compare.resolve(), "after": here}
+    common = ["--json", "--passes", "1", "--every", str(args.every), "--dev", str(args.dev)]
+    common += ["--threads", str(args.threads)]
+    runs: dict[str, list[dict[str, object]]] = {"before": [], "after": []}
+    for round_no in range(args.rounds):
+        for side, root in sides.items():
+            env = dict(os.environ, PYTHONPATH=str(root))
+            script = root / "benchmarks" / "vision_latency.py"
+            done = subprocess.run(
+                [sys.executable, str(script), *common],
+                env=env,
+                cwd=root,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            result["load_average_1min"] = round(os.getloadavg()[0], 2)
+            runs[side].append(result)
+            if not args.json:
+                scene = result["scene"]
+                assert isinstance(scene, dict)
+                print(
+                    f"round {round_no + 1} {side:<7} scene wall mean {scene['mean_ms']:>6} ms, "
+                    f"p95 {scene['p95_ms']:>6} ms; load average {result['load_average_1min']}"
+                )
+    means = {
+        side: {
+            stage: round(statistics.fmean(float(r[stage]["mean_ms"]) for r in results), 2)  # type: ignore[index]
+            for stage in STAGES
+        }
+        for side, results in runs.items()
+    }
+    if args.json:
+        print(json.dumps({"rounds": runs, "mean_of_rounds": means}, ensure_ascii=False))
+        return 0
+    print(f"{'mean of rounds, ms':<24}{'before':>10}{'after':>10}")
+    for stage in STAGES:
+        print(f"{stage:<24}{means['before'][stage]:>10}{means['after'][stage]:>10}")
     return 0
 
 

@@ -104,3 +104,69 @@ def test_every_template_can_be_decoded() -> None:
     for text in ("鲁H1234挂", "使014578", "粤BFA1234", "粤B12345D", "粤Z1234港"):
         result = ctc.decode(matrix(spelled(text)), TEMPLATES)
         assert result.text == text
+
+
+# --- the compiled kernels against the plain-Python reference --------------------------
+
+
+def peaky(rng: np.random.Generator, n_steps: int, spread: float = 2.0) -> np.ndarray:
+    """Random softmax rows with one dominant column each, like a recogniser's output."""
+    logits = rng.normal(0.0, spread, size=(n_steps, 1 + len(ALPHABET)))
+    logits[np.arange(n_steps), rng.integers(0, 1 + len(ALPHABET), n_steps)] += rng.uniform(
+        0.0, 12.0, n_steps
+    )
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("n_steps", [1, 3, 25, 40])
+@pytest.mark.parametrize("beam_width", [1, 8, 12])
+def test_compiled_decode_equals_the_reference_exactly(n_steps: int, beam_width: int) -> None:
+    from zhichao.vision.grammar import split_templates
+
+    rng = np.random.default_rng(n_steps * 100 + beam_width)
+    for templates in (TEMPLATES, *split_templates(TEMPLATES)):
+        for spread in (0.5, 2.0, 4.0):
+            for _ in range(10):
+                probs = peaky(rng, n_steps, spread)
+                fast = ctc.decode(probs, templates, beam_width)
+                slow = ctc.decode_reference(probs, templates, beam_width)
+                assert fast == slow  # texts, kinds, every probability bit for bit
+
+
+def test_compiled_decode_equals_the_reference_on_ties_and_zeros() -> None:
+    # equal totals (ties keep the reference's order) and rows of exact zeros
+    steps = spelled("浙A0D384")
+    steps[6] = {"D": 0.45, "0": 0.45}
+    steps[8] = {"3": 0.5, "8": 0.5}
+    probs = matrix(steps)
+    assert ctc.decode(probs) == ctc.decode_reference(probs)
+    zeros = np.zeros((6, 1 + len(ALPHABET)))
+    assert ctc.decode(zeros) == ctc.decode_reference(zeros)
+    assert ctc.decode(zeros).text is None
+    prune_none = ctc.decode(probs, prune_probability=0.0)
+    assert prune_none == ctc.decode_reference(probs, prune_probability=0.0)
+
+
+def test_compiled_char_probabilities_equal_the_reference() -> None:
+    rng = np.random.default_rng(11)
+    for text in ("浙A0D384", "皖AD1166", "粤BD12345", "使014578", "AA"):
+        for n_steps in (len(text), 25, 40):
+            probs = peaky(rng, n_steps)
+            assert ctc.char_probabilities(probs, text) == ctc.char_probabilities_reference(
+                probs, text
+            )
+    assert ctc.char_probabilities(peaky(rng, 5), "") == ()
+
+
+def test_decode_refuses_malformed_probabilities() -> None:
+    with pytest.raises(ValueError, match="steps"):
+        ctc.decode(np.zeros((5, 10)))
+    with pytest.raises(ValueError, match="steps"):
+        ctc.decode(np.zeros(1 + len(ALPHABET)))
+    bad = matrix(spelled("浙A0D384"))
+    bad[3, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        ctc.decode(bad)
+    with pytest.raises(ValueError, match="beam_width"):
+        ctc.decode(matrix(spelled("浙A0D384")), beam_width=0)

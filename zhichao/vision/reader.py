@@ -38,7 +38,7 @@ from zhichao.vision.recognise import LineRecogniser
 from zhichao.vision.runtime import (
     DETECTOR_CLP_DET,
     RECOGNISER_PLATE_CRNN,
-    RECOGNISER_PPOCRV4,
+    RECOGNISER_PPOCRV4_FUSED,
     OnnxModel,
 )
 
@@ -196,7 +196,10 @@ class PlateReader:
             DETECTOR_CLP_DET, cfg.detector_path, cfg.detector_sha256, cfg.intra_op_threads
         )
         self.recogniser_model = OnnxModel(
-            RECOGNISER_PPOCRV4, cfg.recogniser_path, cfg.recogniser_sha256, cfg.intra_op_threads
+            RECOGNISER_PPOCRV4_FUSED,
+            cfg.recogniser_path,
+            cfg.recogniser_sha256,
+            cfg.intra_op_threads,
         )
         self.plate_model = OnnxModel(
             RECOGNISER_PLATE_CRNN,
@@ -218,9 +221,10 @@ class PlateReader:
         }
 
     def warm_up(self) -> None:
-        """Load both sessions now (otherwise the first frame pays for it)."""
+        """Load the sessions and compile the decoder now (otherwise the first frame pays)."""
         self.detector_model.session()
         self.recogniser.recognise([np.zeros((48, 64, 3), dtype=np.uint8)])
+        ctc.warm_up()
         if self.config.use_plate_model:
             self.plate_model.session()
 
