@@ -94,3 +94,18 @@ def test_unknown_url_settings_are_refused(kind: str, url: str, unknown: str,
     base, _, query = url.partition("?")
     kept = "&".join(kv for kv in query.split("&") if not kv.startswith(unknown + "="))
     open_device(kind, f"{base}?{kept}").close()
+
+
+@pytest.mark.parametrize("url", [
+    "rtsp://10.0.0.5:554/cam/realmonitor?channel=1&subtype=0",  # Dahua
+    "rtsp://10.0.0.6/axis-media/media.amp?videocodec=h264",  # Axis
+    "http://10.0.0.7/video.cgi?channel=1",
+])
+def test_a_network_cameras_own_query_is_passed_on(url: str) -> None:
+    """The query of an rtsp/http camera URL is the camera's, not this backend's settings:
+    the camera is built with the URL untouched (nothing refused, nothing dropped)."""
+    camera = open_device("camera", url)
+    try:
+        assert camera.source == url  # type: ignore[attr-defined]
+    finally:
+        camera.close()

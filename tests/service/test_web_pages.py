@@ -30,6 +30,7 @@ from tests.service.test_web_common import (
     shared_lane,
     version_of,
 )
+from zhichao.evidence.eligibility import SEVERITY_ZH
 from zhichao.service.db import drop_schema, transaction
 from zhichao.service.models import AuditEntry, Case, User
 from zhichao.service.web import svg
@@ -240,10 +241,12 @@ def test_case_page_shows_the_evidence(web: Web) -> None:
     assert f"{record['gross_weight_kg']:,.0f} kg" in html
     assert f"{record['limit_kg']:,.0f} kg" in html
     assert record["limit_basis"] in html and "浙江省公路条例" in html
-    assert "证据条件检查未发现问题" in html or "严重程度" in html
     # reasons and their severity in Chinese, the codes only as a hover title
     flags = html[html.index('id="flags"'):html.index('id="penalty"')]
     assert not any(s in flags for s in (">MANUAL_REVIEW<", ">UNUSABLE<", "<code>"))
+    rows = re.findall(r'<tr><td title="([a-z_]+)">[^<]+</td><td>([^<]+)</td>', flags)
+    assert rows, flags  # the simulated records carry reasons (side_axles_not_shown …)
+    assert {severity for _code, severity in rows} <= set(SEVERITY_ZH.values()), rows
     for n in range(1, record["axle_count"] + 1):
         assert f'fill="#fff">{n}</text>' in html
     assert "待技术审核" in html and "package.registered" in html

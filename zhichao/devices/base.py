@@ -179,6 +179,9 @@ class Device(ABC):
     """
 
     kind: ClassVar[str] = "device"
+    #: URL schemes whose query belongs to the device itself (passed on untouched), not to
+    #: this backend: the registry refuses unknown settings only for the other schemes
+    QUERY_PASSES_THROUGH: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, url: str, *, timeouts: Timeouts = DEFAULT_TIMEOUTS,
                  backoff: Backoff | None = None) -> None:

@@ -93,7 +93,8 @@ def open_device(kind: str, url: str, **settings: Any) -> Device:
     A query setting that the backend does not read (a typo such as ``baud=9600``, or a
     setting of another backend) is refused with :class:`DeviceConfigurationError`, naming
     the settings this backend does read: a setting silently ignored is a device configured
-    other than the operator believes."""
+    other than the operator believes. A network camera's query (``rtsp://…?channel=1``)
+    is the camera's own and is passed on (``QUERY_PASSES_THROUGH``)."""
     cls = backend_class(kind, url)
     parsed = parse_device_url(url)
     asked: set[str] = set()
@@ -103,7 +104,7 @@ def open_device(kind: str, url: str, **settings: Any) -> Device:
     finally:
         ASKED_SETTINGS.reset(token)
     unknown = sorted(set(parsed.query) - asked - set(REGISTRY_SETTINGS))
-    if unknown:
+    if unknown and parsed.scheme not in cls.QUERY_PASSES_THROUGH:
         device.close()
         known = sorted(asked) or ["(none)"]
         raise DeviceConfigurationError(

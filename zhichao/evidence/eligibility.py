@@ -52,6 +52,13 @@ class Severity(StrEnum):
     UNUSABLE = "unusable"
 
 
+#: what a reason does to the case, in Chinese (the case page's 严重程度)
+SEVERITY_ZH = {
+    Severity.INFO: "提示（不影响证据资格）",
+    Severity.MANUAL_REVIEW: "需人工复核",
+    Severity.UNUSABLE: "不得作为处罚证据",
+}
+
 STATUS_ZH = {
     Status.ENFORCEABLE: "可进入审核（证据条件齐备）",
     Status.MANUAL_REVIEW: "需人工复核",

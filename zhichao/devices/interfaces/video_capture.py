@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 from zhichao.devices.base import DeviceUrl, parse_device_url
 from zhichao.devices.camera_source import (
@@ -25,6 +25,11 @@ class VideoCaptureCamera(Camera):
     ``source`` is a file path, an ``rtsp://`` URL or a device index; ``loop`` restarts a
     file at its end. Live sources that fail to deliver are reconnected with back-off.
     """
+
+    #: a network camera's URL goes to the camera as it is, query included (Dahua's
+    #: ``?channel=1&subtype=0``, Axis's ``?videocodec=h264``): the query is the camera's,
+    #: not settings of this backend, so the registry does not check it
+    QUERY_PASSES_THROUGH: ClassVar[frozenset[str]] = frozenset({"rtsp", "rtsps", "http", "https"})
 
     def __init__(self, url: str, source: str | int, *, loop: bool = False,
                  live: bool = True, **kwargs: Any) -> None:
@@ -52,7 +57,7 @@ class VideoCaptureCamera(Camera):
                 raise DeviceConfigurationError(
                     f"{parsed.text}: usb:// takes a device index, e.g. usb://0") from None
             return cls(parsed.text, index, **kwargs)
-        if parsed.scheme in ("rtsp", "rtsps", "http", "https"):
+        if parsed.scheme in cls.QUERY_PASSES_THROUGH:
             return cls(parsed.text, parsed.text.split("#")[0], **kwargs)
         raise DeviceConfigurationError(f"{parsed.text}: expected file://, rtsp:// or usb://")
 

@@ -112,6 +112,7 @@ def environment() -> Environment:
                        channels_zh=CHANNELS_ZH, health_zh=HEALTH_ZH,
                        copy_notice_roles=duties.COPY_NOTICES,
                        eligibility_zh={str(k): v for k, v in eligibility.STATUS_ZH.items()},
+                       severity_zh={str(k): v for k, v in eligibility.SEVERITY_ZH.items()},
                        verdicts_zh=verdict.VERDICT_ZH)
     env.filters["reason_zh"] = eligibility.reason_zh
     # pages a host adds to the console's top menu, each {"href", "label_zh", "roles"}:
