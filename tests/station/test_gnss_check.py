@@ -36,9 +36,12 @@ from zhichao.evidence.verify import verify_package
 from zhichao.station.clock import Clock
 from zhichao.station.clockcheck import (
     CLOCK_ALARM,
+    CLOCK_OFF,
     CheckRecord,
     ClockMonitor,
     clock_line,
+    interval_ms,
+    judge,
     reference_zh,
     source_check,
 )
@@ -46,6 +49,7 @@ from zhichao.station.config import ClockSection, StationConfigError, parse_confi
 from zhichao.station.errors import TimeSourceError
 from zhichao.station.gpsd import (
     SERIAL_LATENCY_MAX_S,
+    GnssReading,
     NoFixError,
     gpsd_label,
     parse_gpsd,
@@ -197,6 +201,67 @@ def test_ntp_and_gnss_together() -> None:
         assert rec.result == "no_fix" and rec.source == "gnss"
         assert rec.server == f"{silent.address}, gpsd://{nofix.address}"
         assert "no reply" in rec.detail and "no fix" in rec.detail
+
+
+def test_toff_is_judged_by_its_one_sided_interval() -> None:
+    """TOFF's true offset lies in [offset, offset + bound] (the serial latency is not
+    corrected): −600 ms with a 700 ms bound could be 0, so not shown off; +600 ms is."""
+    with GpsdPeer(offset_s=-0.55, pps=False, latency_s=0.05, ept_s=0.0) as gpsd:
+        rec = source_check(_cfg(gnss=(gpsd.address,)), now)
+        assert rec.method == "toff" and abs(rec.offset_ms + 600) < 50, rec  # type: ignore[operator]
+        assert rec.error_bound_ms == pytest.approx(SERIAL_LATENCY_MAX_S * 1000)
+        assert rec.result == "bound_exceeded" and rec.result not in CLOCK_OFF, rec
+        gpsd.offset_s = 0.65  # TOFF +600 ms: even at its low end beyond 500 ms
+        rec = source_check(_cfg(gnss=(gpsd.address,)), now)
+        assert rec.method == "toff" and abs(rec.offset_ms - 600) < 50, rec  # type: ignore[operator]
+        assert rec.result == "offset_exceeded" and rec.result in CLOCK_OFF, rec
+        # −350 ms: [−350, +350] lies within ±500 ms, so shown right without a PPS
+        gpsd.offset_s = -0.3
+        assert source_check(_cfg(gnss=(gpsd.address,)), now).good
+
+
+def test_sources_disagree_only_when_their_intervals_are_apart() -> None:
+    """NTP at 0 and a gpsd's TPV at −0.6 s (bound over 700 ms, one-sided): the intervals
+    overlap, so no disagreement and the NTP answer (smallest bound) decides. NTP at 0 and a
+    PPS at +0.8 s (tiny bounds) are 800 ms apart: which one is right is not known."""
+    host = _non_loopback_ipv4() or "127.0.0.1"  # a remote gpsd is judged by TPV
+    with SntpPeer(offset_s=0.0) as ntp, GpsdPeer(offset_s=-0.55, pps=False, toff=False,
+                                                 latency_s=0.05, host=host) as tpv, \
+            GpsdPeer(offset_s=0.8) as pps:
+        rec = source_check(_cfg(servers=(ntp.address,), gnss=(tpv.address,)), now)
+        gnss = next(r for r in rec.replies if r["source"] == "gnss")
+        assert gnss["method"] == "tpv" and abs(gnss["offset_ms"] + 600) < 50, gnss
+        assert gnss["error_bound_ms"] >= 700
+        assert rec.good and rec.source == "ntp", rec
+        rec = source_check(_cfg(servers=(ntp.address,), gnss=(pps.address,)), now)
+        assert rec.result == "servers_disagree" and rec.result in CLOCK_OFF, rec
+
+
+def test_the_interval_rule() -> None:
+    """:func:`judge` and :func:`interval_ms` on numbers: one rule for every source."""
+    def gnss(method: str, offset_s: float, bound_s: float, ept_s: float = 0.0) -> GnssReading:
+        return GnssReading("gpsd://x", RECEIVER, 3, method, offset_s, bound_s, 9, ept_s,
+                           "3.25", "")
+    assert interval_ms(gnss("pps", 0.1, 0.001)) == pytest.approx((99.0, 101.0))
+    assert interval_ms(gnss("toff", -0.6, 0.705, 0.005)) == pytest.approx((-605.0, 105.0))
+    assert interval_ms(gnss("tpv", 0.2, 0.71)) == pytest.approx((200.0, 910.0))
+
+    def one(low: float, high: float) -> str:
+        return judge([(low, high)], (low, high), 500.0)
+    assert one(-600, 100) == "bound_exceeded"  # TOFF −600 ms, bound 700: could be 0
+    assert one(600, 1300) == "offset_exceeded"  # TOFF +600 ms: at least 600
+    assert one(-1300, -501) == "offset_exceeded" and one(-350, 350) == "good"
+    assert one(-500, 500) == "good" and one(-500.5, 0) == "bound_exceeded"
+    # precise answers (tiny bounds) as before: |offset| + bound against the tolerance
+    assert one(498.9, 499.1) == "good" and one(499.9, 500.1) == "bound_exceeded"
+    assert one(700.9, 701.1) == "offset_exceeded" and one(-701.1, -700.9) == "offset_exceeded"
+    # disagreement: the gap between two intervals, not between their offsets
+    ntp = (-1.0, 1.0)
+    assert judge([ntp, (-600, 100)], ntp, 500.0) == "good"  # overlapping
+    assert judge([ntp, (799, 801)], ntp, 500.0) == "servers_disagree"
+    assert judge([ntp, (501, 1300)], ntp, 500.0) == "good"  # 500 ms apart: not more
+    assert judge([ntp, (502, 1300)], ntp, 500.0) == "servers_disagree"
+    assert judge([(-700, -100), (300, 900)], (-700, -100), 500.0) == "bound_exceeded"
 
 
 def test_offset_too_big_opens_the_alarm_and_the_record_says_gnss(tmp_path: Path) -> None:

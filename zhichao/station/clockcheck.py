@@ -6,11 +6,15 @@ A :class:`ClockMonitor` checks the reference clock at start and every
 
 * a real lane: each configured NTP server is asked once (:mod:`.timesource`) and each
   configured gpsd is listened to once (:mod:`.gpsd`: a GNSS fix, the offset from its PPS,
-  else from TOFF or TPV with a larger error bound); the check fails when the sources that
-  answered disagree by more than ``clock.max_offset_ms`` (which one is right is not
-  known), else it takes the answer with the smallest error bound and passes when
-  ``|offset| + error bound ≤ clock.max_offset_ms`` (``offset_exceeded`` when the offset
-  alone is beyond it, ``bound_exceeded`` when only the bound makes it so); no source
+  else from TOFF or TPV with a larger error bound). Each answer gives an interval for the
+  true offset (:func:`interval_ms`): NTP and PPS symmetric, offset ∓ error bound; TOFF and
+  TPV one-sided, [offset − ept, offset + error bound] (the serial latency is not
+  corrected). One rule for every source, with M = ``clock.max_offset_ms``: the check fails
+  as ``servers_disagree`` when two answers' intervals are more than M apart (which one is
+  right is not known), else it judges the answer with the smallest error bound
+  (:func:`judge`): ``good`` when its whole interval lies within [−M, +M],
+  ``offset_exceeded`` (the clock shown off) when the whole interval lies outside it,
+  ``bound_exceeded`` otherwise (the clock not shown right, nor shown off); no source
   configured, none answering, a kiss-o'-death, an unsynchronised server or a receiver
   without a fix fail it;
 * a simulated lane: the reference is the simulator's published clock; the check reads the
@@ -69,9 +73,9 @@ KEEP_CHECKS = 500  # in memory (the file keeps every check)
 
 RESULT_ZH = {
     "good": "核验通过",
-    "offset_exceeded": "时钟偏差超出容限",
-    "bound_exceeded": "偏差加误差界超出容限（无法证明时钟偏差在容限内）",
-    "servers_disagree": "各授时源结果不一致",
+    "offset_exceeded": "时钟偏差超出容限（计入误差范围仍超出）",
+    "bound_exceeded": "误差范围超出容限（无法证明时钟偏差在容限内）",
+    "servers_disagree": "各授时源结果不一致（误差范围相距超过容限）",
     "unreachable": "授时服务器无应答",
     "refused": "授时服务器拒绝服务（kiss-o'-death）",
     "unsynchronised": "授时服务器自身未同步",
@@ -81,7 +85,7 @@ RESULT_ZH = {
     "sim_mismatch": "与模拟器发布的时钟不一致",
 }
 #: results that show the clock off (not only unchecked): a passage before them is not
-#: covered by an earlier good check
+#: covered by an earlier good check (``bound_exceeded`` is not one: see :func:`judge`)
 CLOCK_OFF = frozenset({"offset_exceeded", "servers_disagree", "sim_mismatch"})
 METHOD_ZH = {"pps": "秒脉冲 PPS", "toff": "串口时间（无秒脉冲）", "tpv": "定位报文时间（无秒脉冲）"}
 #: when no source answered, the failure the record names: a server that refused, is
@@ -176,6 +180,32 @@ def _ask(cfg: ClockSection) -> tuple[list[SntpReply | GnssReading], list[tuple[s
     return answers, failures
 
 
+def interval_ms(r: SntpReply | GnssReading) -> tuple[float, float]:
+    """Where the true offset (source minus station clock) lies, (low, high) in ms: NTP
+    symmetric, offset ∓ error bound; GNSS as :attr:`GnssReading.interval_s` says (PPS
+    symmetric, TOFF and TPV one-sided)."""
+    if isinstance(r, GnssReading):
+        low_s, high_s = r.interval_s
+    else:
+        low_s, high_s = r.offset_s - r.error_bound_s, r.offset_s + r.error_bound_s
+    return low_s * 1000, high_s * 1000
+
+
+def judge(intervals_ms: list[tuple[float, float]], best: tuple[float, float],
+          max_ms: float) -> str:
+    """The result of a check whose answers gave ``intervals_ms`` and whose judged answer
+    (smallest error bound) gave ``best``, against the tolerance ±``max_ms``."""
+    gap_ms = max(low for low, _ in intervals_ms) - min(high for _, high in intervals_ms)
+    if gap_ms > max_ms:  # two answers more than the tolerance apart: which is right?
+        return "servers_disagree"
+    low, high = best
+    if -max_ms <= low and high <= max_ms:
+        return "good"
+    if high < -max_ms or low > max_ms:  # whatever the true offset, it is beyond
+        return "offset_exceeded"
+    return "bound_exceeded"  # not shown off, but not shown right either
+
+
 def source_check(cfg: ClockSection, now: Callable[[], datetime]) -> CheckRecord:
     """Ask every configured source once; judge the best answer (see the module)."""
     max_ms = cfg.max_offset_ms
@@ -190,15 +220,8 @@ def source_check(cfg: ClockSection, now: Callable[[], datetime]) -> CheckRecord:
         names = [*cfg.servers, *(gpsd_label(g) for g in cfg.gnss)]
         return CheckRecord(at, source, ", ".join(names), result, max_ms, detail=detail)
     best = min(answers, key=lambda r: r.error_bound_s)
-    offsets_ms = [r.offset_s * 1000 for r in answers]
     offset_ms, bound_ms = best.offset_s * 1000, best.error_bound_s * 1000
-    result = "good"
-    if max(offsets_ms) - min(offsets_ms) > max_ms:  # which one is right is not known
-        result = "servers_disagree"
-    elif abs(offset_ms) > max_ms:
-        result = "offset_exceeded"
-    elif abs(offset_ms) + bound_ms > max_ms:  # not shown off, but not shown right either
-        result = "bound_exceeded"
+    result = judge([interval_ms(r) for r in answers], interval_ms(best), max_ms)
     replies = tuple(_reply_json(r) for r in answers)
     if isinstance(best, GnssReading):
         return CheckRecord(at, "gnss", best.server, result, max_ms,

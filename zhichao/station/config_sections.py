@@ -157,8 +157,9 @@ class ClockSection:
     """Checking the station's time source (:mod:`zhichao.station.clockcheck`). A package
     claims a verified clock only when a good check covers its passage. On a simulated
     lane the reference is the simulator's published clock and ``servers`` and ``gnss``
-    are not used. With both kinds configured, every source that answered must agree within
-    ``max_offset_ms`` and the answer with the smallest error bound is judged."""
+    are not used. Every source that answered must agree (their intervals for the true
+    offset at most ``max_offset_ms`` apart) and the answer with the smallest error bound is
+    judged (:func:`zhichao.station.clockcheck.judge`)."""
 
     servers: tuple[str, ...] = ()  # NTP servers, "host" or "host:port"
     # gpsd daemons of GNSS receivers, "gpsd://host:port" (or "host[:port]", port 2947);

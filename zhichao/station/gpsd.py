@@ -22,13 +22,17 @@ the NTP offset) and its error bound come from, smallest error bound first:
   sample's age (how far a clock may run off in the time since the pulse).
 * ``toff``: real − clock of the latest TOFF. Error bound :data:`SERIAL_LATENCY_MAX_S`
   + ept: gpsd_json(5) says the time taken from the serial data lags the start of the GNSS
-  second by 10 to 700 ms; the lag is not corrected, so the true offset lies within
-  [offset, offset + 700 ms].
+  second by 10 to 700 ms; the lag is not corrected. The station clock is read when the
+  data arrives, L after the GNSS time in it, so offset = true offset − L: the true offset
+  lies within [offset − ept, offset + 700 ms + ept] (one-sided, :attr:`GnssReading.interval_s`).
 * ``tpv``: TPV time − the local time its line arrived. Error bound
-  :data:`SERIAL_LATENCY_MAX_S` + ept + the TCP connect time (the network's share).
+  :data:`SERIAL_LATENCY_MAX_S` + ept + the TCP connect time (the network's share); one-sided
+  like TOFF (the network delay, too, only makes the measured offset smaller).
 
-Without a PPS the bound is over 700 ms, so such a check passes only where
-``clock.max_offset_ms`` is larger than that. PPS and TOFF compare gpsd's host clock, so
+The check (:mod:`.clockcheck`) judges the interval, not offset ± bound. Without a PPS the
+interval is over 700 ms wide, so such a check passes only where it fits in
+±``clock.max_offset_ms`` (at 500 ms: a measured offset of about −495 … −205 ms). PPS and
+TOFF compare gpsd's host clock, so
 they are used only when gpsd is on this host (a loopback address); a remote gpsd is judged
 by TPV. Every read has a deadline; a line is at most :data:`MAX_LINE_BYTES`; anything that
 is not a JSON object with a class, a first object that is not VERSION, a protocol major
@@ -79,6 +83,17 @@ class GnssReading:
     ept_s: float | None
     release: str  # gpsd's version
     detail: str
+
+    @property
+    def interval_s(self) -> tuple[float, float]:
+        """Where the true offset (GNSS minus station clock) lies, (low, high): ``pps``
+        symmetric, offset ∓ error bound; ``toff`` and ``tpv`` one-sided, [offset − ept,
+        offset + error bound]: the uncorrected serial (and network) latency only makes the
+        measured offset smaller than the true one; ept, GNSS's own time error, goes both
+        ways (it is already part of the error bound)."""
+        if self.method == "pps":
+            return self.offset_s - self.error_bound_s, self.offset_s + self.error_bound_s
+        return self.offset_s - max(self.ept_s or 0.0, 0.0), self.offset_s + self.error_bound_s
 
     def to_json(self) -> dict[str, Any]:
         return {"source": "gnss", "server": self.server, "device": self.device,
