@@ -68,7 +68,8 @@ def downgrade() -> None:
             f"migration 0008 downgrade refused: {held} withdrawal or cancelled copy notice "
             "rows exist; the old schema would delete the withdrawals and make the cancelled "
             "copies sendable again",
-            f"拒绝降级：存在 {held} 条撤回抄告或已作废抄告记录，降级将删除撤回抄告、使作废抄告可再次发送")
+            f"拒绝降级：存在 {held} 条撤回抄告或已作废抄告记录，"
+            "降级将删除撤回抄告、使作废抄告可再次发送")
     with op.batch_alter_table("copy_notices", naming_convention=_NAMING) as batch:
         batch.drop_constraint("fk_copy_notices_withdraws_id", type_="foreignkey")
         batch.drop_constraint("uq_copy_notices_case_kind", type_="unique")
