@@ -32,6 +32,7 @@ from zhichao.service.db import (
     transaction,
     upgrade,
 )
+from zhichao.service.errors import WorkflowError
 from zhichao.service.models import AuditEntry, Case, CopyNotice, User
 
 OUTBOX = "/console/copy-notices"
@@ -265,6 +266,27 @@ def test_outbox_walk(web: Web) -> None:
     assert data["kind"] == "withdrawal" and data["withdraws_copy_notice_id"] == recalled_copy
     assert listed(boss.get(f"{OUTBOX}?state=cancelled").text) == [late_copy]
 
+    # a withdrawal of referral suggestions only (the revoked case's own copy never left,
+    # as copy_notices.follow_revocation writes it): it names the copies it corrects, not
+    # the cancelled one
+    with transaction(web.sessions) as s:
+        only = CopyNotice(case_id=first, kind="withdrawal", withdraws_id=None,
+                          authority_zh="浙江省", due=date.today(), referral=False,
+                          payload={"referrals_withdrawn": [{"copy_notice_id": first_copy},
+                                                           {"copy_notice_id": recalled_copy}]},
+                          created_utc=datetime.now(UTC))
+        s.add(only)
+        s.flush()
+        only_id = only.id
+    row = row_of(boss.get(OUTBOX).text, only_id)
+    assert f"（撤回第 {first_copy}、{recalled_copy} 号的移送建议）" in row, row
+    assert f"撤回第 {first_copy} 号）" not in row
+
+
+
+def _head(engine: Engine) -> str:
+    with engine.connect() as conn:
+        return str(conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one())
 
 
 def test_migration_0009_keeps_old_copies_without_a_channel(fresh_db: Engine,
@@ -283,7 +305,21 @@ def test_migration_0009_keeps_old_copies_without_a_channel(fresh_db: Engine,
         assert (old.sent_channel, old.sent_reference) == (None, None)
         assert old.sent_utc is not None
         old.sent_channel, old.sent_reference = "post", "EMS 1"
+    # how a letter was sent is a record: the downgrade that would drop it is refused
+    with pytest.raises(WorkflowError, match="0009 downgrade refused: 1 ") as refused:
+        command.downgrade(alembic_config(fresh_db), "0008_copy_notice_withdrawal")
+    assert "拒绝降级" in refused.value.message_zh
+    assert _head(fresh_db) == "0009_copy_notice_channel"
+    with transaction(sessions) as s:  # only the reference left: still refused
+        s.scalars(select(CopyNotice).where(CopyNotice.case_id == case.id)).one() \
+            .sent_channel = None
+    with pytest.raises(WorkflowError, match="0009 downgrade refused"):
+        command.downgrade(alembic_config(fresh_db), "0008_copy_notice_withdrawal")
+    with transaction(sessions) as s:  # none recorded: the downgrade runs
+        s.scalars(select(CopyNotice).where(CopyNotice.case_id == case.id)).one() \
+            .sent_reference = None
     command.downgrade(alembic_config(fresh_db), "0008_copy_notice_withdrawal")
+    assert _head(fresh_db) == "0008_copy_notice_withdrawal"
     with fresh_db.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM copy_notices WHERE case_id = :c"),
                             {"c": case.id}).scalar_one() == 1

@@ -1,10 +1,13 @@
-"""A revoked or changed decision reaches its 抄告 (62号令 Art. 44; 行政处罚法 Art. 48 para. 2;
+"""A revoked or void decision reaches its 抄告 (62号令 Art. 44; 行政处罚法 Art. 48 para. 2;
 公路安全保护条例 Art. 66), on SQLite and PostgreSQL: an unsent copy is cancelled (never sent,
 not overdue, not pending); a sent one gets a withdrawal (撤回抄告) in the same outbox,
 exported as JSON and a zh-CN PDF, overdue, sent and acknowledged like any copy; a case
 without a copy changes nothing; the vehicle's referral marks are recounted (a sent
-referral withdrawn, an unsent count corrected); the same through the HTTP API; migration
-0008 keeps old rows and allows one copy and one withdrawal per case."""
+referral withdrawn, an unsent count corrected; a withdrawal of referrals only names no
+unsent copy); a changed decision or one declared unlawful (not revoked) keeps its copy,
+sent or pending, and its count; the same through the HTTP API; migration 0008 keeps old
+rows, allows one copy and one withdrawal per case, and refuses a downgrade that would
+lose a withdrawal or revive a cancelled copy."""
 
 from __future__ import annotations
 
@@ -61,6 +64,11 @@ def revoke(sessions: sessionmaker[Session], case_id: int, crew: Crew, kind: str,
         policy=POLICY, now=now)
 
 
+def head(engine: Engine) -> str:
+    with engine.connect() as conn:
+        return str(conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one())
+
+
 def overdue_what(s: Session, case_id: int, day: datetime) -> list[str]:
     return [o.what_zh for o in workflow.overdue_cases(s, now=day) if o.case_id == case_id]
 
@@ -77,13 +85,13 @@ def pdf_as_text(data: bytes) -> str:
 def test_revoke_before_sending_cancels_the_copy(sessions: sessionmaker[Session],
                                                 sealed: Any, crew: Crew) -> None:
     case = decided(sessions, sealed, crew, outcome="reduced", fine=300, plate="浙J7C001")
-    revoke(sessions, case.id, crew, "changed", "复议机关变更处罚决定")
+    revoke(sessions, case.id, crew, "void", "复议机关确认处罚决定无效")
     with transaction(sessions) as s:
         rows = copies(s, case.id)
         assert set(rows) == {"copy"}  # nothing was sent: no withdrawal
         copy = rows["copy"]
         assert copy.cancelled_utc == REVOKED and copy.sent_utc is None
-        assert copy.cancel_reason_zh == "处理决定被变更：复议机关变更处罚决定"
+        assert copy.cancel_reason_zh == "处理决定被确认无效：复议机关确认处罚决定无效"
         data = copy_notices.export_json(copy)
         assert (data["state"], data["kind"], data["cancelled_utc"]) == (
             "cancelled", "copy", REVOKED.isoformat())
@@ -178,7 +186,7 @@ def test_referral_marks_follow_the_revocation(sessions: sessionmaker[Session], s
                      "jun": (4, True), "late_jun": (5, True)}
     send(sessions, ids["jun"])  # the fourth went out with its referral suggestion
 
-    revoke(sessions, made["mar"].id, crew, "unlawful", "法院判决确认违法")
+    revoke(sessions, made["mar"].id, crew, "void", "法院判决确认无效")
     with transaction(sessions) as s:
         mar = copies(s, made["mar"].id)
         assert mar["copy"].cancelled_utc is not None  # unsent: cancelled
@@ -194,15 +202,22 @@ def test_referral_marks_follow_the_revocation(sessions: sessionmaker[Session], s
         assert copies(s, made["may"].id)["copy"].payload["violations_in_year"] == 2
         withdrawal = mar["withdrawal"]
         data = copy_notices.export_json(withdrawal)
-        assert data["withdrawn"] is None and withdrawal.withdraws_id == mar["copy"].id
-        assert data["revocation"]["kind_zh"] == "确认违法"
+        # the cancelled copy never left: the withdrawal names the referral copies only
+        assert data["withdrawn"] is None and withdrawal.withdraws_id is None
+        assert data["withdraws_copy_notice_id"] is None
+        assert data["revocation"]["kind_zh"] == "确认无效"
         assert data["referrals_withdrawn"] == [{
             "copy_notice_id": jun.id, "case_id": made["jun"].id,
             "sent_utc": SENT.isoformat(), "sent_zh": "2026年07月03日 10:00:00（北京时间）",
             "violations_in_year_before": 4, "violations_in_year": 3}]
         words = pdf_as_text(copy_notices.export_pdf(withdrawal))
         assert f"抄告编号{jun.id}" in words and "处理建议一并撤回" in words
-        assert "被确认违法" in words and "原抄告函现予撤回" not in words
+        assert "被确认无效" in words and "原抄告函现予撤回" not in words
+        queued = s.scalars(select(AuditEntry).where(
+            AuditEntry.action == "copy_notice.withdrawal_queued",
+            AuditEntry.object_id == str(made["mar"].id))).one()
+        assert queued.detail["withdraws_id"] is None
+        assert queued.detail["referrals_withdrawn"] == [jun.id]
         assert actions(s, made["jun"].id)[-1] == "copy_notice.referral_unmarked"
         assert actions(s, made["late_jun"].id)[-1] == "copy_notice.recounted"
         assert actions(s, made["mar"].id)[-2:] == ["copy_notice.cancelled",
@@ -222,6 +237,49 @@ def test_referral_marks_follow_the_revocation(sessions: sessionmaker[Session], s
         assert late_rows["copy"].cancelled_utc is not None
         assert actions(s, made["late_jun"].id)[-2:] == ["copy_notice.referral_unmarked",
                                                         "copy_notice.cancelled"]
+
+
+@pytest.mark.parametrize("kind", ["changed", "unlawful"])
+def test_changed_or_unlawful_keeps_the_copy_and_the_count(
+        sessions: sessionmaker[Session], sealed: Any, crew: Crew, kind: str) -> None:
+    """A 变更 (a penalty still) or a 确认违法 without 撤销 (行政诉讼法 Art. 74: the act stays
+    in force): the copy stands, sent or pending, and the case keeps counting."""
+    plate = {"changed": "浙J7K001", "unlawful": "浙J7K002"}[kind]
+    made = {name: decided(sessions, sealed, crew, outcome="warning", fine=0, plate=plate,
+                          time_utc=when)
+            for name, when in (("jan", utc(2026, 1, 10, 2)), ("mar", utc(2026, 3, 10, 2)),
+                               ("may", utc(2026, 5, 10, 2)), ("jun", utc(2026, 6, 10, 2)))}
+    with transaction(sessions) as s:
+        ids = {name: copies(s, case.id)["copy"].id for name, case in made.items()}
+    send(sessions, ids["jun"])  # the fourth, sent with its referral suggestion
+    revoke(sessions, made["mar"].id, crew, kind, "复议或判决")  # unsent
+    revoke(sessions, made["jun"].id, crew, kind, "复议或判决",  # sent
+           now=utc(2026, 7, 7, 2))
+    with transaction(sessions) as s:
+        mar, jun = copies(s, made["mar"].id), copies(s, made["jun"].id)
+        assert set(mar) == {"copy"} and set(jun) == {"copy"}  # no withdrawal
+        assert mar["copy"].cancelled_utc is None and copy_notices.state(mar["copy"]) == "pending"
+        assert mar["copy"].id in {c.id for c in copy_notices.outbox(s, "pending")}
+        assert copy_notices.export_pdf(mar["copy"]).startswith(b"%PDF")  # sendable as is
+        assert copy_notices.state(jun["copy"]) == "sent" and jun["copy"].referral
+        assert jun["copy"].payload["violations_in_year"] == 4
+        for name in ("mar", "jun"):
+            assert actions(s, made[name].id)[-1] == "copy_notice.kept"
+            kept = s.scalars(select(AuditEntry).where(
+                AuditEntry.action == "copy_notice.kept",
+                AuditEntry.object_id == str(made[name].id))).one()
+            assert kept.detail["kind"] == kind and kept.detail["corrected_copy"] is False
+        assert [copy_notices.violations_in_year(s, made[n]) for n in made] == [1, 2, 3, 4]
+        assert copies(s, made["may"].id)["copy"].payload["violations_in_year"] == 3
+    send(sessions, ids["mar"], utc(2026, 7, 8, 2))  # the pending copy goes out as it is
+    with transaction(sessions) as s:
+        assert copy_notices.state(copies(s, made["mar"].id)["copy"]) == "sent"
+    # a fifth violation still counts the changed or unlawful ones: five, a referral
+    fifth = decided(sessions, sealed, crew, outcome="warning", fine=0, plate=plate,
+                    time_utc=utc(2026, 6, 20, 2))
+    with transaction(sessions) as s:
+        copy = copies(s, fifth.id)["copy"]
+        assert copy.payload["violations_in_year"] == 5 and copy.referral
 
 
 # ---- through the HTTP API ---------------------------------------------------------------
@@ -272,16 +330,22 @@ def test_withdrawal_and_cancellation_through_http(api: Api) -> None:
 
     unsent_case = _served_fine(api, "浙J7H002")
     post(api, "decision_maker", unsent_case, "revoke",
-         {"kind": "changed", "reason": "复议机关变更原决定"})
+         {"kind": "void", "reason": "复议机关确认原决定无效"})
     rows = _outbox(api, unsent_case)
     assert set(rows) == {"copy"} and rows["copy"]["state"] == "cancelled"
-    assert "变更" in rows["copy"]["cancel_reason_zh"]
+    assert "确认无效" in rows["copy"]["cancel_reason_zh"]
     assert _outbox(api, unsent_case, "pending") == {}
     assert set(_outbox(api, unsent_case, "cancelled")) == {"copy"}
     curl = f"/api/v1/copy-notices/{rows['copy']['copy_notice_id']}"
     for r in (api.client.get(f"{curl}/pdf", headers=clerk),
               api.client.post(f"{curl}/sent", headers=clerk)):
         assert r.status_code == 409 and "已作废" in r.json()["message_zh"]
+    changed_case = _served_fine(api, "浙J7H003")  # a 变更: the copy stays pending
+    post(api, "decision_maker", changed_case, "revoke",
+         {"kind": "changed", "reason": "复议机关变更原决定"})
+    rows = _outbox(api, changed_case)
+    assert set(rows) == {"copy"} and rows["copy"]["state"] == "pending"
+    assert rows["copy"]["cancel_reason_zh"] is None
     assert api.client.get("/api/v1/copy-notices", params={"state": "lost"},
                           headers=clerk).status_code == 422
 
@@ -323,7 +387,24 @@ def test_migration_0008_keeps_copies_and_allows_one_withdrawal(fresh_db: Engine,
                          due=date(2026, 7, 15), referral=False, payload={},
                          created_utc=utc(2026, 7, 6)))
 
+    # a withdrawal is a legal record: the downgrade that would delete it is refused
+    with pytest.raises(WorkflowError, match="0008 downgrade refused: 1 ") as refused:
+        command.downgrade(alembic_config(engine), "0007_owner_access_log")
+    assert "拒绝降级" in refused.value.message_zh
+    # nothing of 0008 ran; PostgreSQL rolls back the whole downgrade (one transaction),
+    # SQLite keeps 0009's own step down
+    assert head(engine) == ("0009_copy_notice_channel" if engine.dialect.name == "postgresql"
+                            else "0008_copy_notice_withdrawal")
+    with engine.begin() as conn:  # a cancelled copy would be sendable again: refused too
+        conn.execute(text("DELETE FROM copy_notices WHERE kind = 'withdrawal'"))
+        conn.execute(text("UPDATE copy_notices SET cancelled_utc = :t WHERE case_id = :c"),
+                     {"t": utc(2026, 7, 6), "c": case.id})
+    with pytest.raises(WorkflowError, match="0008 downgrade refused"):
+        command.downgrade(alembic_config(engine), "0007_owner_access_log")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE copy_notices SET cancelled_utc = NULL"))
     command.downgrade(alembic_config(engine), "0007_owner_access_log")
+    assert head(engine) == "0007_owner_access_log"
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM copy_notices WHERE case_id = :c"),
                             {"c": case.id}).scalar_one() == 1

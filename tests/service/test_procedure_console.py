@@ -69,7 +69,7 @@ def test_console_walk_with_service_waiver_and_revocation(web: Web) -> None:
     page = boss.get(f"/console/cases/{case_id}").text
     assert "公示已撤回" in page and "复议变更原决定" in page
     assert "复议变更原决定" not in boss.get("/portal/disclosures").text
-    with session_factory(web.app.state.engine)() as s:  # its unsent 抄告 is cancelled too
+    with session_factory(web.app.state.engine)() as s:  # a 变更 keeps its unsent 抄告 pending
         copy = s.scalars(select(CopyNotice).where(CopyNotice.case_id == case_id)).one()
-        assert copy.cancelled_utc is not None and copy.sent_utc is None
-        assert copy.cancel_reason_zh == "处理决定被变更：复议变更原决定"
+        assert copy.cancelled_utc is None and copy.sent_utc is None
+        assert copy.cancel_reason_zh is None

@@ -18,14 +18,20 @@ A vehicle with more than three violations in one year is marked for referral (�
 served penalty whose violation time lies within 365 days up to this case's. The referral
 list's format is ``REFERRAL_FORMAT`` (unconfirmed: no official format was found).
 
-A decision changed, revoked, or declared unlawful or void (``procedure.revoke``) is
-followed here in the same transaction (:func:`follow_revocation`): an unsent copy is
-cancelled (kept, never sent, no longer overdue); a sent one gets a withdrawal
-(撤回抄告, ``WITHDRAWAL_FORMAT``) in the same outbox, sent, acknowledged and overdue like
-any copy, due ``DeadlinePolicy.copy_withdrawal`` after the revocation (unconfirmed: no rule
-names a period). The other copies of the vehicle whose year counted the revoked case are
-recounted: an unsent one's count and referral are corrected; a sent one whose referral no
-longer holds is unmarked and its referral suggestion withdrawn in the same withdrawal.
+A decision revoked (撤销) or declared void (确认无效) — the kinds that remove the penalty,
+``procedure.PENALTY_REMOVED_KINDS`` — is followed here in the same transaction
+(:func:`follow_revocation`): an unsent copy is cancelled (kept, never sent, no longer
+overdue); a sent one gets a withdrawal (撤回抄告, ``WITHDRAWAL_FORMAT``) in the same
+outbox, sent, acknowledged and overdue like any copy, due ``DeadlinePolicy.copy_withdrawal``
+after the revocation (unconfirmed: no rule names a period). The case no longer counts for
+the vehicle's year, so the other copies whose year counted it are recounted: an unsent
+one's count and referral are corrected; a sent one whose referral no longer holds is
+unmarked and its referral suggestion withdrawn in the same withdrawal.
+
+A decision changed (变更, e.g. a reduced fine) or declared unlawful without being revoked
+(确认违法, 行政诉讼法 Art. 74: the act stays in force) still punishes the same violation:
+its copy stands (an unsent one stays pending and is sent as it is) and the case keeps
+counting. A corrected copy (更正抄告) carrying the changed decision is not built (known gap).
 
 Sending is recorded with how (``SENT_CHANNELS_ZH``) and the letter's 文号 or 邮件单号
 (migration 0009), from the API or the console's 抄告 page (``web/console_copy_notices``).
@@ -45,13 +51,13 @@ from zhichao.evidence import documents, notice_text
 from zhichao.service import audit
 from zhichao.service.errors import InvalidInputError, NotFoundError, WorkflowError
 from zhichao.service.ingest import PLATE_COLOURS_ZH
-from zhichao.service.models import Case, CaseEvent, CopyNotice, Decision
+from zhichao.service.models import Case, CopyNotice, Decision, EvidenceEvent
 from zhichao.service.workdays import DeadlinePolicy, china_date
 
 FORMAT = "zhichao.copy-notice/1"
 WITHDRAWAL_FORMAT = "zhichao.copy-notice-withdrawal/1"
 STATES_ZH = {"pending": "待发送", "sent": "已发送", "acknowledged": "已获回执",
-             "cancelled": "已作废（决定被变更或撤销，未发送）"}
+             "cancelled": "已作废（决定被撤销或确认无效，未发送）"}
 # How a copy leaves the office (recorded with its sent time); a guess at the usual ways
 # between two authorities, not from a rule.
 SENT_CHANNELS_ZH = {"document_exchange": "公文交换（机要）", "electronic": "电子公文系统",
@@ -86,20 +92,32 @@ def authority_for(plate: str | None) -> str:
     return f"{province}{prefix}号牌车籍地道路运输管理机构（须人工核实）"
 
 
-def _revoked_cases() -> Select[Any]:
-    """The ids of cases whose decision was revoked (they stay revoked when archived)."""
-    return select(CaseEvent.case_id).where(CaseEvent.to_state == "revoked")
+def removes_penalty(kind: str) -> bool:
+    """Whether a revocation of ``kind`` (a key of ``procedure.REVOCATION_ZH``) takes the
+    penalty away (撤销, 确认无效), so its copy and its count fall with it."""
+    from zhichao.service import procedure  # procedure calls this module (no cycle at load)
+    return kind in procedure.PENALTY_REMOVED_KINDS
+
+
+def _penalty_removed_cases() -> Select[Any]:
+    """The ids of cases whose penalty was removed (revoked or declared void; they stay so
+    when archived). The kind is read from the revocation's evidence event (its outcome,
+    ``procedure.revocation_outcome``): a case revoked by a 变更 or a 确认违法 is not here."""
+    from zhichao.service import procedure
+    return select(EvidenceEvent.case_id).where(EvidenceEvent.outcome.in_(
+        [procedure.revocation_outcome(k) for k in procedure.PENALTY_REMOVED_KINDS]))
 
 
 def violations_in_year(session: Session, case: Case) -> int:
     """Served penalties of the same vehicle whose violation lies in the 365 days up to
-    this case's (this case included); a decision revoked or changed does not count."""
+    this case's (this case included); a decision revoked or declared void does not count
+    (a changed one, or one declared unlawful but not revoked, does)."""
     start = case.time_utc - timedelta(days=365)
     rows = session.execute(
         select(Case.id).join(Decision, Decision.case_id == Case.id)
         .where(Case.plate == case.plate, Case.plate_colour == case.plate_colour,
                Case.time_utc >= start, Case.time_utc <= case.time_utc,
-               Case.id.not_in(_revoked_cases()),
+               Case.id.not_in(_penalty_removed_cases()),
                Decision.outcome.in_(COPIED_OUTCOMES), Decision.served_utc.is_not(None))).all()
     return len({r[0] for r in rows} | {case.id})
 
@@ -205,7 +223,7 @@ def _sending(channel: str | None, reference: str | None) -> tuple[str | None, st
 
 _OVERDUE_ZH = {"copy": "抄告已超过七个工作日未发送（62号令第四十四条）",
                "withdrawal": "撤回抄告已超过期限未发送（参照62号令第四十四条，期限未经确认）"}
-_CANCELLED_ZH = "该抄告已作废（处理决定已被变更、撤销或确认违法、无效），不得发送"
+_CANCELLED_ZH = "该抄告已作废（处理决定已被撤销或确认无效），不得发送"
 
 
 def overdue(session: Session, today: date) -> list[tuple[int, str, date, str]]:
@@ -342,7 +360,7 @@ def export_pdf(copy: CopyNotice) -> bytes:
         return documents.paragraphs_pdf(
             "超限运输违法行为撤回抄告函", withdrawal_paragraphs_zh(copy),
             filename="copy-notice-withdrawal.pdf",
-            footer="本撤回函由系统依已记录的处理决定变更、撤销或确认违法、无效生成；时间均为北京时间。")
+            footer="本撤回函由系统依已记录的处理决定被撤销或确认无效生成；时间均为北京时间。")
     return documents.paragraphs_pdf("超限运输违法行为抄告函", paragraphs_zh(copy),
                                     filename="copy-notice.pdf",
                                     footer="本抄告函由系统依已送达的处罚决定生成；时间均为北京时间。")
@@ -352,7 +370,8 @@ def export_pdf(copy: CopyNotice) -> bytes:
 
 def _recount(session: Session, case: Case, *, actor: str,
              now: datetime) -> list[dict[str, Any]]:
-    """Recount the vehicle's other live copies whose year held ``case`` (now revoked):
+    """Recount the vehicle's other live copies whose year held ``case`` (its penalty
+    now removed):
     an unsent one gets its count and referral corrected; a sent one whose referral no
     longer holds is unmarked. Each change is audited. Returns the sent ones unmarked."""
     if not case.plate:
@@ -360,7 +379,7 @@ def _recount(session: Session, case: Case, *, actor: str,
     rows = session.execute(
         select(CopyNotice, Case).join(Case, Case.id == CopyNotice.case_id)
         .where(CopyNotice.kind == "copy", CopyNotice.cancelled_utc.is_(None),
-               CopyNotice.case_id != case.id, CopyNotice.case_id.not_in(_revoked_cases()),
+               CopyNotice.case_id != case.id, CopyNotice.case_id.not_in(_penalty_removed_cases()),
                Case.plate == case.plate,
                Case.plate_colour == case.plate_colour, Case.time_utc >= case.time_utc,
                Case.time_utc <= case.time_utc + timedelta(days=365))
@@ -396,14 +415,24 @@ def _recount(session: Session, case: Case, *, actor: str,
 def follow_revocation(session: Session, case: Case, *, kind: str, kind_zh: str,
                       reason_zh: str, policy: DeadlinePolicy, actor: str,
                       now: datetime) -> CopyNotice | None:
-    """After the case moved to ``revoked`` (same transaction): cancel its unsent copy, or
-    queue the withdrawal of its sent copy; recount the vehicle's other copies. Returns
-    the withdrawal queued, if any (none for a case that had no copy)."""
-    session.flush()  # the revoked transition is what violations_in_year leaves out
+    """After the case moved to ``revoked`` (same transaction). When ``kind`` removes the
+    penalty (:func:`removes_penalty`): cancel its unsent copy, or queue the withdrawal of
+    its sent copy; recount the vehicle's other copies. Otherwise (变更, 确认违法) the copy
+    stands as it is and the case keeps counting; that is audited. Returns the withdrawal
+    queued, if any (none for a case that had no copy)."""
+    session.flush()  # the revocation's evidence event is what violations_in_year reads
     original = session.scalars(select(CopyNotice).where(
         CopyNotice.case_id == case.id, CopyNotice.kind == "copy")).first()
     if original is None:
         return None  # no served penalty was copied: nothing was counted or sent
+    if not removes_penalty(kind):  # still a penalty for the same violation
+        audit.append(session, actor=actor, action="copy_notice.kept", object_type="case",
+                     object_id=str(case.id), now=now,
+                     detail={"copy_notice_id": original.id, "kind": kind,
+                             "sent": original.sent_utc is not None,
+                             "cancelled": original.cancelled_utc is not None,
+                             "corrected_copy": False})
+        return None
     unmarked = _recount(session, case, actor=actor, now=now)
     if original.referral:  # its own referral suggestion falls with the decision
         original.referral = False
@@ -439,7 +468,10 @@ def follow_revocation(session: Session, case: Case, *, kind: str, kind_zh: str,
         "due_source_zh": policy.copy_withdrawal.source_zh,
         "due_confirmed": policy.copy_withdrawal.confirmed,
     }
-    withdrawal = CopyNotice(case_id=case.id, kind="withdrawal", withdraws_id=original.id,
+    # it names the copy it withdraws only when that copy was sent; otherwise it corrects
+    # only the referral copies listed in ``referrals_withdrawn``
+    withdrawal = CopyNotice(case_id=case.id, kind="withdrawal",
+                            withdraws_id=original.id if sent else None,
                             authority_zh=original.authority_zh,
                             due=policy.copy_withdrawal_due(china_date(now)), referral=False,
                             payload=payload, created_utc=now)
@@ -447,7 +479,8 @@ def follow_revocation(session: Session, case: Case, *, kind: str, kind_zh: str,
     session.flush()
     audit.append(session, actor=actor, action="copy_notice.withdrawal_queued",
                  object_type="case", object_id=str(case.id), now=now,
-                 detail={"copy_notice_id": withdrawal.id, "withdraws_id": original.id,
+                 detail={"copy_notice_id": withdrawal.id,
+                         "withdraws_id": withdrawal.withdraws_id,
                          "original_sent": sent, "due": withdrawal.due.isoformat(),
                          "referrals_withdrawn": [w["copy_notice_id"] for w in unmarked]})
     return withdrawal

@@ -11,7 +11,9 @@ service of the notice, the party's waiver, and a decision changed or revoked.
   recorded act; only then may the decision come before the periods end.
 * ``revoke`` (Art. 48 para. 2): a decision changed, revoked, or declared unlawful or void;
   a published one is withdrawn in the same act, with the reason, so the 3-day limit holds;
-  its 抄告 is cancelled if unsent or withdrawn if sent (62号令 Art. 44, ``copy_notices``).
+  when the penalty is removed (撤销, 确认无效: ``PENALTY_REMOVED_KINDS``) its 抄告 is
+  cancelled if unsent or withdrawn if sent (62号令 Art. 44, ``copy_notices``); after a
+  变更 or a 确认违法 it stands.
 """
 
 from __future__ import annotations
@@ -33,6 +35,17 @@ from zhichao.service.workflow import SERVICE_ZH, _start, _text, _transition
 WAIVE_SCOPES = ("statement", "hearing", "all")
 REVOCATION_ZH = {"changed": "变更", "revoked": "撤销", "unlawful": "确认违法",
                  "void": "确认无效"}
+# The kinds that take the penalty away: 撤销 and 确认无效. A 变更 (e.g. a reduced fine) is
+# still a penalty for the same violation, and 确认违法 without 撤销 (行政诉讼法 Art. 74)
+# leaves the act in force: their 抄告 stands and the case keeps counting for the vehicle's
+# year (62号令 Art. 44, 公路安全保护条例 Art. 66). Read by ``copy_notices``.
+PENALTY_REMOVED_KINDS = ("revoked", "void")
+
+
+def revocation_outcome(kind: str) -> str:
+    """The evidence event's outcome that records a revocation of ``kind`` (where
+    ``copy_notices`` reads which kind a revoked case had)."""
+    return f"decision_{kind}"
 
 
 def _notice(session: Session, case: Case) -> Notice:
@@ -119,9 +132,10 @@ def revoke(session: Session, case: Case, user: User, *, kind: str, reason: str,
            now: datetime | None = None) -> Case:
     """A decision changed, revoked, or declared unlawful or void; a published one is
     withdrawn from the disclosures at once, with the reason (Art. 48 para. 2). Its 抄告
-    follows in the same transaction (``copy_notices.follow_revocation``): an unsent copy
-    is cancelled, a sent one gets a withdrawal due ``policy.copy_withdrawal`` later, and
-    the vehicle's referral marks are recounted."""
+    follows in the same transaction (``copy_notices.follow_revocation``): for a kind that
+    removes the penalty (``PENALTY_REMOVED_KINDS``) an unsent copy is cancelled, a sent one
+    gets a withdrawal due ``policy.copy_withdrawal`` later, and the vehicle's referral
+    marks are recounted; for the others the copy and the count stand."""
     now = now or utc_now()
     _start("revoke", case, user, expected_version)
     if kind not in REVOCATION_ZH:
@@ -134,7 +148,7 @@ def revoke(session: Session, case: Case, user: User, *, kind: str, reason: str,
     _transition(session, case, "revoked", actor=user, actor_label=user_label(user),
                 reason=f"决定被{REVOCATION_ZH[kind]}：{text}", now=now,
                 detail={"kind": kind, "withdrawn": case.publication_withdrawn_utc is not None},
-                event=(EventType.DECISION, f"decision_{kind}", "决定被变更或撤销"))
+                event=(EventType.DECISION, revocation_outcome(kind), "决定被变更或撤销"))
     copy_notices.follow_revocation(session, case, kind=kind, kind_zh=REVOCATION_ZH[kind],
                                    reason_zh=text or "", policy=policy or DeadlinePolicy(),
                                    actor=user_label(user), now=now)

@@ -12,8 +12,9 @@ refers to it); its unnamed unique constraint of 0004 is named by the naming conv
 it can be dropped. PostgreSQL alters it in place (``copy_notices_case_id_key`` is the
 name PostgreSQL gave 0004's constraint).
 
-Downgrade removes withdrawal rows (the old schema cannot hold two rows of one case) and
-the new columns.
+Downgrade is refused while any withdrawal row or any cancelled copy exists: the old schema
+cannot hold a withdrawal (a legal record) nor mark a copy cancelled (it would be pending
+and sendable again). On a table without them it drops the new columns.
 
 Revision ID: 0008_copy_notice_withdrawal
 Revises: 0007_owner_access_log
@@ -25,6 +26,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from zhichao.service.errors import WorkflowError
 from zhichao.service.models import UTCDateTime
 
 revision = "0008_copy_notice_withdrawal"
@@ -58,7 +60,16 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DELETE FROM copy_notices WHERE kind <> 'copy'")
+    held = op.get_bind().execute(sa.text(
+        "SELECT count(*) FROM copy_notices WHERE kind <> 'copy' OR cancelled_utc IS NOT NULL"
+    )).scalar_one()
+    if held:
+        raise WorkflowError(
+            f"migration 0008 downgrade refused: {held} withdrawal or cancelled copy notice "
+            "rows exist; the old schema would delete the withdrawals and make the cancelled "
+            "copies sendable again",
+            f"拒绝降级：存在 {held} 条撤回抄告或已作废抄告记录，"
+            "降级将删除撤回抄告、使作废抄告可再次发送")
     with op.batch_alter_table("copy_notices", naming_convention=_NAMING) as batch:
         batch.drop_constraint("fk_copy_notices_withdraws_id", type_="foreignkey")
         batch.drop_constraint("uq_copy_notices_case_kind", type_="unique")
