@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from zhichao.evidence.inputs import ClockSync, ImageRef, PlateResult
 from zhichao.evidence.verify import verify_package
 from zhichao.station.alarms import STAGE_ALARMS, StageHealth
 from zhichao.station.clock import Clock
-from zhichao.station.clockcheck import ClockMonitor
+from zhichao.station.clockcheck import CheckRecord, ClockMonitor
 from zhichao.station.config import ClockSection, StationConfig, load_config, parse_config
 from zhichao.station.errors import RetentionError, StationConfigError
 from zhichao.station.retention import BATCH_PASSAGES, Retention, RetentionStage
@@ -688,8 +688,19 @@ def test_the_command_dry_runs_runs_and_refuses_bad_input(
     lane.add(datetime.now(UTC) - timedelta(days=31), "浙A22222", outbox="pending")
     toml = str(Path(lane.cfg.base_dir) / "station.toml")
     assert main(["retention", "station", "--config", toml, "--dry-run"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "试运行" in out and "非案件通行 1 条" in out and "暂缓清理 1 条" in out
+    assert "站点最近一次授时核验无记录" in err  # the wall clock decides: the operator is warned
+    checks = lane.cfg.data_dir / "clock" / "checks.jsonl"
+    checks.parent.mkdir(parents=True, exist_ok=True)
+    good = CheckRecord(datetime.now(UTC), "ntp", "10.0.0.1:123", "good", 500.0, offset_ms=2.0)
+    checks.write_text(json.dumps(good.to_json()) + "\n" + json.dumps(
+        replace(good, result="unreachable").to_json()) + "\n", encoding="utf-8")
+    assert main(["retention", "station", "--config", toml, "--dry-run"]) == 0
+    assert "站点最近一次授时核验未通过" in capsys.readouterr().err
+    checks.write_text(json.dumps(good.to_json()) + "\n", encoding="utf-8")
+    assert main(["retention", "station", "--config", toml, "--dry-run"]) == 0
+    assert "授时核验" not in capsys.readouterr().err
     assert lane.row(key)["plate"] == "浙A11111"
     assert main(["retention", "station", "--config", toml, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
