@@ -477,3 +477,61 @@ def test_a_running_stage_seals_in_its_sealing_thread(
                                                      "SELECT label FROM outbox")]
     sealer.close()
     store.close()
+
+
+def test_the_evidence_log_is_not_closed_under_a_supplement_being_sealed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stop whose wait for the sealing thread runs out while it renders the 复检记录
+    (under the log lock) and appends: ``Sealer.close()`` waits for that append, so the
+    supplement is complete and in the log; nothing is appended after the close."""
+    from zhichao.devices.data import WeightReading
+    from zhichao.evidence import documents
+    from zhichao.evidence.merkle import MerkleLog
+    from zhichao.station import reweigh_stage
+    from zhichao.station.errors import SealingStoppedError
+    from zhichao.station.static_scale import SettledReading
+
+    real = documents.render_reweigh
+    rendering, release = threading.Event(), threading.Event()
+
+    def slow_render(doc: dict[str, Any], read: Any = None) -> dict[str, bytes]:
+        rendering.set()
+        release.wait(20)  # a slow PDF
+        return real(doc, read)
+
+    monkeypatch.setattr(documents, "render_reweigh", slow_render)
+    monkeypatch.setattr(reweigh_stage, "SEAL_JOIN_S", 0.2)
+    cfg = write_config(tmp_path, "xk3190+serial:///dev/null", render_documents=True)
+    add_passage(cfg, "ZJ-G60-K123-2-1000", "冀A12345", datetime.now(UTC) - timedelta(
+        minutes=5), case=True)
+    store = StationStore(cfg.data_dir / "station.db")
+    sealer = Sealer(cfg)
+    entries_before = sealer.log.size
+    stage = ReweighStage(cfg, store, sealer)
+    stage.start_reader()
+    rid = stage.readings.add(SettledReading(WeightReading(61800.0, True, raw=b"\x02"),
+                                            (), "device"), "toledo")
+    assert stage.readings.link(rid, "ZJ-G60-K123-2-1000", "执法员 张三")
+    deadline = time.monotonic() + 30
+    while not rendering.is_set():
+        assert time.monotonic() < deadline, "the supplement was never handed over"
+        stage.step()
+        time.sleep(0.05)
+    thread = stage._sealer_thread
+    stage.close()  # its wait (0.2 s here) runs out: the thread is still rendering
+    assert thread is not None and thread.is_alive()
+    closer = threading.Thread(target=sealer.close)
+    closer.start()
+    closer.join(0.5)
+    assert closer.is_alive()  # the log stays open under the append
+    release.set()
+    closer.join(30)
+    thread.join(30)
+    assert not closer.is_alive() and not thread.is_alive() and sealer.closed
+    out = sealer.reweigh_dir / f"ZJ-G60-K123-2-1000-{rid}"
+    with MerkleLog(sealer.dir / "log", origin=sealer.station.origin) as log:
+        assert log.size == entries_before + 1 and not getattr(log, "repair", None)
+    assert verify_package(out, key=sealer.key.public_key(), log_dir=sealer.dir / "log").ok
+    with sealer.log_lock, pytest.raises(SealingStoppedError, match="closed"):
+        sealer.check_open()  # what a later supplement or case meets
+    store.close()
