@@ -575,10 +575,9 @@ def test_a_running_lane_purges_an_expired_passage_and_keeps_its_own(tmp_path: Pa
         store.close()
 
 
-def test_an_older_database_gets_the_new_columns(lane: Lane) -> None:
-    key = lane.add(OLD, "浙A11111")
-    lane.store.close()
-    con = sqlite3.connect(lane.cfg.data_dir / "station.db")  # as version 3 left it
+def _as_version_3(db: Path) -> None:
+    """Turn a station database back into what version 3 left (no retention columns)."""
+    con = sqlite3.connect(db)
     con.execute("DROP INDEX passages_unpurged")
     con.execute("DROP INDEX outbox_label")
     con.execute("ALTER TABLE passages DROP COLUMN purge_started_utc")
@@ -587,6 +586,12 @@ def test_an_older_database_gets_the_new_columns(lane: Lane) -> None:
     con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     con.commit()
     con.close()
+
+
+def test_an_older_database_gets_the_new_columns(lane: Lane) -> None:
+    key = lane.add(OLD, "浙A11111")
+    lane.store.close()
+    _as_version_3(lane.cfg.data_dir / "station.db")
     old = StationStore(lane.cfg.data_dir / "station.db", readonly=True)
     assert old.counts()["purged"] == 0 and old.retention_runs() == []
     old.close()

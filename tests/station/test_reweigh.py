@@ -535,3 +535,45 @@ def test_the_evidence_log_is_not_closed_under_a_supplement_being_sealed(
     with sealer.log_lock, pytest.raises(SealingStoppedError, match="closed"):
         sealer.check_open()  # what a later supplement or case meets
     store.close()
+
+
+def test_a_link_on_a_database_no_station_start_has_upgraded(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``zhichao reweigh link`` and the console form (both through :func:`link_reading`)
+    on a version-3 ``station.db`` (software updated, the station not started since): the
+    schema is upgraded first, so the link neither fails on ``purge_started_utc`` nor
+    shows a traceback."""
+    import sqlite3
+
+    from tests.station.test_retention import _as_version_3
+    from zhichao.devices.data import WeightReading
+    from zhichao.station.reweigh_cli import link_reading
+    from zhichao.station.static_scale import SettledReading
+
+    cfg = write_config(tmp_path, "xk3190+serial:///dev/null")
+    passed = datetime.now(UTC) - timedelta(minutes=5)
+    add_passage(cfg, "ZJ-G60-K123-2-1000", "冀A12345", passed, case=False)
+    add_passage(cfg, "ZJ-G60-K123-2-2000", "浙J12345", passed, case=False)
+    db = cfg.data_dir / "station.db"
+    readings = ReadingStore(db)
+    first, second = (readings.add(SettledReading(WeightReading(w, True, raw=b"\x02"), (),
+                                                 "device"), "toledo")
+                     for w in (46060.0, 38000.0))
+    readings.close()
+    _as_version_3(db)
+    with pytest.raises(sqlite3.OperationalError, match="purge_started_utc"):  # the defect
+        ReadingStore(db).link(first, "ZJ-G60-K123-2-1000", "执法员 张三")
+    # the console's path
+    row, passage = link_reading(cfg, "执法员 王五", passage_key="ZJ-G60-K123-2-1000",
+                                reading_id=first)
+    assert row["id"] == first and passage["passage_key"] == "ZJ-G60-K123-2-1000"
+    assert query(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [("4",)]
+    _as_version_3(db)
+    # the command line's
+    rc, out, err = link(capsys, cfg, "--passage", "ZJ-G60-K123-2-2000", "--reading",
+                        str(second))
+    assert rc == 0 and "Traceback" not in err, err
+    assert f"已关联 linked: 读数 #{second}" in out
+    store = ReadingStore(db)
+    assert [(store.get(i) or {}).get("status") for i in (first, second)] == ["sealed"] * 2
+    store.close()
