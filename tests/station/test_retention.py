@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.station.sntp_peer import SntpPeer
 from zhichao.cli import main
 from zhichao.devices.data import WeightReading
 from zhichao.evidence.inputs import ClockSync, ImageRef, PlateResult
@@ -35,8 +36,6 @@ from zhichao.station.static_scale import ReadingStore, SettledReading
 from zhichao.station.store import StationStore
 from zhichao.station.sync_outbox import Outbox, insert_passage
 from zhichao.testing.cases import photo, vehicle_dict
-
-from tests.station.sntp_peer import SntpPeer
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 OLD = NOW - timedelta(days=40)

@@ -30,8 +30,8 @@ from zhichao.errors import ZhichaoError
 from zhichao.evidence._util import parse_time
 from zhichao.evidence.static_reading import reading_problem
 from zhichao.station.config import StationConfig, load_config
-from zhichao.station.static_scale import ReadingStore, certificate_of, reading_of
 from zhichao.station.errors import StoreError
+from zhichao.station.static_scale import ReadingStore, certificate_of, reading_of
 from zhichao.station.store import StationStore, utc_text
 
 BEIJING = timezone(timedelta(hours=8))
