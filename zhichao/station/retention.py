@@ -30,8 +30,11 @@ the period and its source) — the durable audit record (``zhichao status`` show
 The running station runs retention on its pipeline thread (the store's one writer) at start
 and every ``retention.check_interval_s``, "now" being its reference clock, in batches of
 :data:`BATCH_PASSAGES`; two failed runs in a row open the ``retention_failed`` alarm
-(:mod:`zhichao.station.alarms`), closed by the next good run. ``zhichao retention station``
-runs it once from the command line (wall clock, UTC).
+(:mod:`zhichao.station.alarms`), closed by the next good run. It deletes only while that
+clock is verified (the station's latest time-source check is good) and no jump of it was
+seen; otherwise it waits and says why (:class:`RetentionStage`). ``zhichao retention
+station`` runs it once from the command line (wall clock, UTC; it warns when the station's
+last clock check is not good).
 """
 
 from __future__ import annotations
