@@ -11,19 +11,22 @@ import json
 import os
 import shutil
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.station.sntp_peer import SntpPeer
 from zhichao.cli import main
 from zhichao.devices.data import WeightReading
 from zhichao.evidence.inputs import ClockSync, ImageRef, PlateResult
 from zhichao.evidence.verify import verify_package
 from zhichao.station.alarms import STAGE_ALARMS, StageHealth
-from zhichao.station.config import StationConfig, load_config, parse_config
+from zhichao.station.clock import Clock
+from zhichao.station.clockcheck import CheckRecord, ClockMonitor
+from zhichao.station.config import ClockSection, StationConfig, load_config, parse_config
 from zhichao.station.errors import RetentionError, StationConfigError
 from zhichao.station.retention import BATCH_PASSAGES, Retention, RetentionStage
 from zhichao.station.reweigh_cli import RefusedError, link_reading
@@ -404,26 +407,116 @@ def test_two_failed_runs_open_an_alarm_closed_by_the_next_good_run(lane: Lane) -
     assert stage.next_s == t + lane.cfg.retention.check_interval_s  # an interval later
 
 
-def test_the_running_station_runs_retention_and_reports_it(tmp_path: Path) -> None:
+def test_the_running_station_runs_retention_only_while_its_clock_is_verified(
+        tmp_path: Path) -> None:
+    """A real lane: "now" is the system clock, so nothing is deleted before a check of the
+    time source made by this run is good — a failed check purges nothing, says why in
+    health and is no failure of the stage; after a good check the passage is purged."""
+    with SntpPeer(silent=True) as peer:
+        cfg = parse_config({"station": {"data_dir": str(tmp_path / "st")},
+                            "vision": {"read": "none"}, "retention": {"passage_days": 5},
+                            "clock": {"servers": [peer.address], "timeout_s": 0.3},
+                            "http": {"metrics_port": 0, "console_port": 0}}, tmp_path)
+        store = StationStore(cfg.data_dir / "station.db")
+        sealer = Sealer(cfg)
+        lane = Lane(cfg, store, sealer)
+        key = lane.add(datetime.now(UTC) - timedelta(days=6), "浙A11111")
+        sealer.close()
+        store.close()
+        st = Station(cfg)
+        try:
+            assert st.retention.step() is None  # no check yet in this run
+            assert st.retention.status()["waiting"].startswith(  # type: ignore[index]
+                "clock_unverified: no_check")
+            assert not st.clock_check.check_now().good  # the server is silent
+            assert st.retention.step() is None
+            h = st.health()
+            assert "时钟未核验，个人信息清理暂停" in h["retention"]["waiting_zh"], h["retention"]
+            assert "unreachable" in h["retention"]["waiting"]
+            assert st.retention.next_s == 0.0  # no run was tried: no failure, no retry wait
+            assert STAGE_ALARMS["retention"].code not in {
+                a["code"] for a in st.store.active_alarms()}
+            assert st.store.passage(key)["plate"] == "浙A11111"  # type: ignore[index]
+            assert st.store.retention_runs() == []
+            peer.silent = False
+            assert st.clock_check.check_now().good
+            run = st.retention.step()
+            assert run is not None and run.passages_purged == 1
+            assert st.retention.next_s > 0 and st.retention.step() is None  # an interval later
+            h = st.health()
+            assert h["retention"]["passages_purged"] == 1 and h["counts"]["purged"] == 1
+            assert "waiting" not in h["retention"]
+            assert st.store.passage(key)["plate"] is None  # type: ignore[index]
+        finally:
+            st.close()
+
+
+def test_the_default_real_lane_never_purges_without_a_time_source(tmp_path: Path) -> None:
+    """The embedded defaults name no NTP server nor GNSS receiver: the check fails
+    (``no_source``) and retention waits, saying so."""
     cfg = parse_config({"station": {"data_dir": str(tmp_path / "st")},
-                        "vision": {"read": "none"}, "retention": {"passage_days": 5},
+                        "vision": {"read": "none"},
                         "http": {"metrics_port": 0, "console_port": 0}}, tmp_path)
     store = StationStore(cfg.data_dir / "station.db")
     sealer = Sealer(cfg)
-    lane = Lane(cfg, store, sealer)
-    key = lane.add(datetime.now(UTC) - timedelta(days=6), "浙A11111")
+    key = Lane(cfg, store, sealer).add(datetime.now(UTC) - timedelta(days=40), "浙A11111")
     sealer.close()
     store.close()
     st = Station(cfg)
     try:
-        run = st.retention.step()
-        assert run is not None and run.passages_purged == 1
-        assert st.retention.next_s > 0 and st.retention.step() is None  # an interval later
-        h = st.health()
-        assert h["retention"]["passages_purged"] == 1 and h["counts"]["purged"] == 1
-        assert st.store.passage(key)["plate"] is None  # type: ignore[index]
+        assert st.clock_check.check_now().result == "no_source"
+        assert st.retention.step() is None
+        assert "no_source" in st.health()["retention"]["waiting"]
+        assert st.store.passage(key)["plate"] == "浙A11111"  # type: ignore[index]
     finally:
         st.close()
+
+
+class _SteppedClock(Clock):
+    """A system clock that can be set forward (a bad RTC, NTP misconfigured, GNSS week
+    rollover)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.t = now
+
+    def now(self) -> datetime:
+        return self.t
+
+
+def test_a_forward_clock_jump_stops_retention_until_a_check_after_it(lane: Lane,
+                                                                     tmp_path: Path) -> None:
+    """Inside one process: the reference clock 60 days ahead of the monotonic clock since
+    the last run → no run (the passage of 3 days ago keeps its plate), until a check of
+    the time source made after the jump is good."""
+    recent = lane.add(NOW - timedelta(days=3), "浙A22222")
+    clock = _SteppedClock(NOW)
+    with SntpPeer() as peer:
+        checks = ClockMonitor(ClockSection(servers=(peer.address,), timeout_s=0.5), clock,
+                              tmp_path / "clockcheck")
+        assert checks.check_now().good
+        stage = RetentionStage(lane.cfg, lane.store, StageHealth(lane.store), clock, checks)
+        run = stage.step(1000.0)
+        assert run is not None and run.passages_purged == 0
+        clock.t = NOW + timedelta(days=60)  # 60 days ahead, 1 h of monotonic time later
+        assert stage.step(1000.0 + 3600.0) is None
+        status = stage.status()
+        assert status is not None and status["waiting"].startswith("clock_jump")
+        assert "跳变" in status["waiting_zh"]
+        row = lane.row(recent)
+        assert row["plate"] == "浙A22222" and row["purge_started_utc"] is None
+        assert stage.step(1000.0 + 7200.0) is None  # still held: the last check is older
+        assert checks.check_now().good  # a check after the jump (the source agrees)
+        run = stage.step(1000.0 + 7300.0)
+    assert run is not None and run.passages_purged == 1
+    assert "waiting" not in (stage.status() or {})
+
+
+def test_a_clock_running_with_the_monotonic_one_is_no_jump(lane: Lane) -> None:
+    clock = _SteppedClock(NOW)
+    stage = RetentionStage(lane.cfg, lane.store, StageHealth(lane.store), clock)
+    assert stage.step(0.0) is not None
+    clock.t = NOW + timedelta(seconds=lane.cfg.retention.check_interval_s + 3500)
+    assert stage.step(lane.cfg.retention.check_interval_s) is not None  # < 1 h ahead
 
 
 def test_the_running_station_judges_age_by_its_reference_clock(lane: Lane,
@@ -481,10 +574,9 @@ def test_a_running_lane_purges_an_expired_passage_and_keeps_its_own(tmp_path: Pa
         store.close()
 
 
-def test_an_older_database_gets_the_new_columns(lane: Lane) -> None:
-    key = lane.add(OLD, "浙A11111")
-    lane.store.close()
-    con = sqlite3.connect(lane.cfg.data_dir / "station.db")  # as version 3 left it
+def _as_version_3(db: Path) -> None:
+    """Turn a station database back into what version 3 left (no retention columns)."""
+    con = sqlite3.connect(db)
     con.execute("DROP INDEX passages_unpurged")
     con.execute("DROP INDEX outbox_label")
     con.execute("ALTER TABLE passages DROP COLUMN purge_started_utc")
@@ -493,6 +585,12 @@ def test_an_older_database_gets_the_new_columns(lane: Lane) -> None:
     con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     con.commit()
     con.close()
+
+
+def test_an_older_database_gets_the_new_columns(lane: Lane) -> None:
+    key = lane.add(OLD, "浙A11111")
+    lane.store.close()
+    _as_version_3(lane.cfg.data_dir / "station.db")
     old = StationStore(lane.cfg.data_dir / "station.db", readonly=True)
     assert old.counts()["purged"] == 0 and old.retention_runs() == []
     old.close()
@@ -594,8 +692,19 @@ def test_the_command_dry_runs_runs_and_refuses_bad_input(
     lane.add(datetime.now(UTC) - timedelta(days=31), "浙A22222", outbox="pending")
     toml = str(Path(lane.cfg.base_dir) / "station.toml")
     assert main(["retention", "station", "--config", toml, "--dry-run"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "试运行" in out and "非案件通行 1 条" in out and "暂缓清理 1 条" in out
+    assert "站点最近一次授时核验无记录" in err  # the wall clock decides: the operator is warned
+    checks = lane.cfg.data_dir / "clock" / "checks.jsonl"
+    checks.parent.mkdir(parents=True, exist_ok=True)
+    good = CheckRecord(datetime.now(UTC), "ntp", "10.0.0.1:123", "good", 500.0, offset_ms=2.0)
+    checks.write_text(json.dumps(good.to_json()) + "\n" + json.dumps(
+        replace(good, result="unreachable").to_json()) + "\n", encoding="utf-8")
+    assert main(["retention", "station", "--config", toml, "--dry-run"]) == 0
+    assert "站点最近一次授时核验未通过" in capsys.readouterr().err
+    checks.write_text(json.dumps(good.to_json()) + "\n", encoding="utf-8")
+    assert main(["retention", "station", "--config", toml, "--dry-run"]) == 0
+    assert "授时核验" not in capsys.readouterr().err
     assert lane.row(key)["plate"] == "浙A11111"
     assert main(["retention", "station", "--config", toml, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)

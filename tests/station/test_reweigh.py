@@ -477,3 +477,103 @@ def test_a_running_stage_seals_in_its_sealing_thread(
                                                      "SELECT label FROM outbox")]
     sealer.close()
     store.close()
+
+
+def test_the_evidence_log_is_not_closed_under_a_supplement_being_sealed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stop whose wait for the sealing thread runs out while it renders the 复检记录
+    (under the log lock) and appends: ``Sealer.close()`` waits for that append, so the
+    supplement is complete and in the log; nothing is appended after the close."""
+    from zhichao.devices.data import WeightReading
+    from zhichao.evidence import documents
+    from zhichao.evidence.merkle import MerkleLog
+    from zhichao.station import reweigh_stage
+    from zhichao.station.errors import SealingStoppedError
+    from zhichao.station.static_scale import SettledReading
+
+    real = documents.render_reweigh
+    rendering, release = threading.Event(), threading.Event()
+
+    def slow_render(doc: dict[str, Any], read: Any = None) -> dict[str, bytes]:
+        rendering.set()
+        release.wait(20)  # a slow PDF
+        return real(doc, read)
+
+    monkeypatch.setattr(documents, "render_reweigh", slow_render)
+    monkeypatch.setattr(reweigh_stage, "SEAL_JOIN_S", 0.2)
+    cfg = write_config(tmp_path, "xk3190+serial:///dev/null", render_documents=True)
+    add_passage(cfg, "ZJ-G60-K123-2-1000", "冀A12345", datetime.now(UTC) - timedelta(
+        minutes=5), case=True)
+    store = StationStore(cfg.data_dir / "station.db")
+    sealer = Sealer(cfg)
+    entries_before = sealer.log.size
+    stage = ReweighStage(cfg, store, sealer)
+    stage.start_reader()
+    rid = stage.readings.add(SettledReading(WeightReading(61800.0, True, raw=b"\x02"),
+                                            (), "device"), "toledo")
+    assert stage.readings.link(rid, "ZJ-G60-K123-2-1000", "执法员 张三")
+    deadline = time.monotonic() + 30
+    while not rendering.is_set():
+        assert time.monotonic() < deadline, "the supplement was never handed over"
+        stage.step()
+        time.sleep(0.05)
+    thread = stage._sealer_thread
+    stage.close()  # its wait (0.2 s here) runs out: the thread is still rendering
+    assert thread is not None and thread.is_alive()
+    closer = threading.Thread(target=sealer.close)
+    closer.start()
+    closer.join(0.5)
+    assert closer.is_alive()  # the log stays open under the append
+    release.set()
+    closer.join(30)
+    thread.join(30)
+    assert not closer.is_alive() and not thread.is_alive() and sealer.closed
+    out = sealer.reweigh_dir / f"ZJ-G60-K123-2-1000-{rid}"
+    with MerkleLog(sealer.dir / "log", origin=sealer.station.origin) as log:
+        assert log.size == entries_before + 1 and not getattr(log, "repair", None)
+    assert verify_package(out, key=sealer.key.public_key(), log_dir=sealer.dir / "log").ok
+    with sealer.log_lock, pytest.raises(SealingStoppedError, match="closed"):
+        sealer.check_open()  # what a later supplement or case meets
+    store.close()
+
+
+def test_a_link_on_a_database_no_station_start_has_upgraded(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``zhichao reweigh link`` and the console form (both through :func:`link_reading`)
+    on a version-3 ``station.db`` (software updated, the station not started since): the
+    schema is upgraded first, so the link neither fails on ``purge_started_utc`` nor
+    shows a traceback."""
+    import sqlite3
+
+    from tests.station.test_retention import _as_version_3
+    from zhichao.devices.data import WeightReading
+    from zhichao.station.reweigh_cli import link_reading
+    from zhichao.station.static_scale import SettledReading
+
+    cfg = write_config(tmp_path, "xk3190+serial:///dev/null")
+    passed = datetime.now(UTC) - timedelta(minutes=5)
+    add_passage(cfg, "ZJ-G60-K123-2-1000", "冀A12345", passed, case=False)
+    add_passage(cfg, "ZJ-G60-K123-2-2000", "浙J12345", passed, case=False)
+    db = cfg.data_dir / "station.db"
+    readings = ReadingStore(db)
+    first, second = (readings.add(SettledReading(WeightReading(w, True, raw=b"\x02"), (),
+                                                 "device"), "toledo")
+                     for w in (46060.0, 38000.0))
+    readings.close()
+    _as_version_3(db)
+    with pytest.raises(sqlite3.OperationalError, match="purge_started_utc"):  # the defect
+        ReadingStore(db).link(first, "ZJ-G60-K123-2-1000", "执法员 张三")
+    # the console's path
+    row, passage = link_reading(cfg, "执法员 王五", passage_key="ZJ-G60-K123-2-1000",
+                                reading_id=first)
+    assert row["id"] == first and passage["passage_key"] == "ZJ-G60-K123-2-1000"
+    assert query(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [("4",)]
+    _as_version_3(db)
+    # the command line's
+    rc, out, err = link(capsys, cfg, "--passage", "ZJ-G60-K123-2-2000", "--reading",
+                        str(second))
+    assert rc == 0 and "Traceback" not in err, err
+    assert f"已关联 linked: 读数 #{second}" in out
+    store = ReadingStore(db)
+    assert [(store.get(i) or {}).get("status") for i in (first, second)] == ["sealed"] * 2
+    store.close()

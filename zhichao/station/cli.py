@@ -121,6 +121,9 @@ def _status(args: argparse.Namespace) -> int:
     print(upload_line(out["upload"]))
     print(clock_line(out["clock_check"]))
     print(retention_line(cfg.retention.passage_days, c.get("purged", 0), out["retention"]))
+    waiting_zh = ((live or {}).get("retention") or {}).get("waiting_zh")
+    if waiting_zh:
+        print(f"个人信息清理：{waiting_zh}")
     device = (live or {}).get("device") or {}
     if device:
         print(f"称重设备 {device.get('device_id')}：" + (
@@ -145,9 +148,20 @@ def retention_line(days: int, purged: int, runs: list[dict[str, Any]]) -> str:
     return line
 
 
+def retention_clock_warning(check: dict[str, Any] | None) -> str:
+    """``zhichao retention station`` deletes by this machine's clock: a warning (zh-CN) when
+    the station's last check of its time source (``clock/checks.jsonl``) is not good."""
+    if check is not None and check.get("result") == "good":
+        return ""
+    return ("警告：站点最近一次授时核验" + ("无记录" if check is None else "未通过")
+            + "，本命令按本机时钟判断到期，请先确认本机时钟正确（运行中的站点在时钟未核验时"
+            "暂停清理）")
+
+
 def _retention(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from zhichao.station.clockcheck import last_check
     from zhichao.station.retention import Retention, RetentionError
     from zhichao.station.store import StationStore
 
@@ -165,6 +179,9 @@ def _retention(args: argparse.Namespace) -> int:
     except StationError as exc:
         print(f"zhichao retention station: {exc}", file=sys.stderr)
         return 2
+    clock_warning = retention_clock_warning(last_check(cfg.data_dir))
+    if clock_warning:
+        print(clock_warning, file=sys.stderr)
     try:
         retention = Retention(cfg, store, days=args.days)
         run = (retention.run(dry_run=True) if args.dry_run

@@ -339,6 +339,24 @@ class ClockMonitor:
         with self._lock:
             return self.checks[-1] if self.checks else None
 
+    def verified_now(self) -> tuple[str | None, str]:
+        """Whether the reference clock counts as verified now (retention's gate): the latest
+        check was made by this process, was good and is at most :attr:`max_age_s` old on
+        the monotonic clock. ``(None, "")`` when verified, else ``(reason, reason_zh)``."""
+        with self._lock:
+            last = self.checks[-1] if self.checks else None
+            last_mono = self._last_mono
+        if last is None or last_mono is None:
+            return "no_check", "本次运行尚无授时核验"
+        if not last.good:
+            return (f"check_failed: {last.result}",
+                    f"最近一次授时核验未通过：{RESULT_ZH.get(last.result, last.result)}")
+        age_s = time.monotonic() - last_mono
+        if age_s > self.max_age_s:
+            return (f"check_too_old: {age_s:.0f} s",
+                    f"最近一次授时核验已过 {age_s:.0f} 秒（上限 {self.max_age_s:.0f} 秒）")
+        return None, ""
+
     # ------------------------------------------------------------------ the alarm
     def sync_alarm(self, store: StationStore) -> None:
         """Open ``clock_unverified`` after a failed check, close it after a good one

@@ -30,8 +30,11 @@ the period and its source) — the durable audit record (``zhichao status`` show
 The running station runs retention on its pipeline thread (the store's one writer) at start
 and every ``retention.check_interval_s``, "now" being its reference clock, in batches of
 :data:`BATCH_PASSAGES`; two failed runs in a row open the ``retention_failed`` alarm
-(:mod:`zhichao.station.alarms`), closed by the next good run. ``zhichao retention station``
-runs it once from the command line (wall clock, UTC).
+(:mod:`zhichao.station.alarms`), closed by the next good run. It deletes only while that
+clock is verified (the station's latest time-source check is good) and no jump of it was
+seen; otherwise it waits and says why (:class:`RetentionStage`). ``zhichao retention
+station`` runs it once from the command line (wall clock, UTC; it warns when the station's
+last clock check is not good).
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ from typing import Any
 
 from zhichao.common import format_utc, utc_now
 from zhichao.station.alarms import StageHealth
-from zhichao.station.clock import Clock
+from zhichao.station.clock import Clock, PublishedSimClock, SimClock
+from zhichao.station.clockcheck import ClockMonitor
 from zhichao.station.config import StationConfig
 from zhichao.station.errors import RetentionError, StationError
 from zhichao.station.linking import parse_frame_name
@@ -63,6 +67,7 @@ BATCH_UNLINKED = 500  # unlinked frames deleted per batch
 RETRY_AFTER_FAILURE_S = 600.0  # a failed run is tried again this soon (or at the interval)
 BACKLOG_PAUSE_S = 5.0  # after a full batch the next one comes this soon (weighing first)
 UNLINKED_DIR = "unlinked"
+JUMP_TOLERANCE_S = 3600.0  # the reference clock may run this far ahead of the monotonic one
 
 
 @dataclass(frozen=True)
@@ -255,24 +260,75 @@ class RetentionStage:
     batch: the next after :data:`BACKLOG_PAUSE_S`; a failure: again within
     :data:`RETRY_AFTER_FAILURE_S`). "Now" is
     the station's reference clock (on a simulated lane the simulator's, whose passages may
-    lie in the past); no run before that clock is known."""
+    lie in the past); no run before that clock is known.
+
+    Deletion depends on "now", so it runs only while that clock is verified (``clock_check``,
+    the station's :class:`ClockMonitor`: its latest check, made by this process, is good;
+    on a simulated lane the check is the simulator's clock). While it is not, and after a
+    jump of the reference clock (it advanced more than the monotonic clock since the last
+    run + :data:`JUMP_TOLERANCE_S`: held until a good check after the jump), the stage
+    waits: it deletes nothing, :meth:`status` says why, and waiting is no failure of the
+    stage (the ``clock_unverified`` alarm already is open). ``clock_check=None`` (a
+    caller that checked the clock itself, tests): no verification gate, the jump guard
+    still holds (until a restart)."""
 
     def __init__(self, cfg: StationConfig, store: StationStore, stages: StageHealth,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, clock_check: ClockMonitor | None = None) -> None:
         self.retention = Retention(cfg, store)
         self.interval_s = cfg.retention.check_interval_s
         self.stages = stages
         self.clock = clock or Clock()
+        self.clock_check = clock_check
         self.next_s = 0.0  # monotonic time of the next run: at start
         self.last: RetentionRun | None = None
+        self.waiting: tuple[str, str] | None = None  # (reason, reason_zh) while it waits
+        self._last_run: tuple[float, datetime] | None = None  # (monotonic s, reference)
+        self._jump_ref: datetime | None = None  # reference time a jump was seen at
+
+    def _wait_reason(self, now_s: float, ref: datetime) -> tuple[str, str] | None:
+        """Why no run may delete now, or None."""
+        if self._last_run is not None and not isinstance(self.clock,
+                                                         SimClock | PublishedSimClock):
+            mono_s, last_ref = self._last_run
+            ahead_s = (ref - last_ref).total_seconds() - (now_s - mono_s)
+            if ahead_s > JUMP_TOLERANCE_S and self._jump_ref is None:
+                self._jump_ref = ref
+                LOG.error("retention: reference clock jumped", extra={"fields": {
+                    "ahead_s": round(ahead_s), "last_run_ref_utc": utc_text(last_ref),
+                    "now_ref_utc": utc_text(ref)}})
+        if self._jump_ref is not None:
+            last = None if self.clock_check is None else self.clock_check.last()
+            if last is not None and last.good and last.checked_utc >= self._jump_ref:
+                self._jump_ref = None  # the new time was verified after the jump
+            else:
+                return ("clock_jump: " + utc_text(self._jump_ref),
+                        "参考时钟跳变（较单调时钟超前逾 1 小时），个人信息清理暂停，"
+                        "待跳变后授时核验通过")
+        if self.clock_check is not None:
+            reason, reason_zh = self.clock_check.verified_now()
+            if reason is not None:
+                return f"clock_unverified: {reason}", f"时钟未核验，个人信息清理暂停（{reason_zh}）"
+        return None
 
     def step(self, now_s: float | None = None) -> RetentionRun | None:
-        """Run if due. Never raises: a failure counts against the ``retention`` alarm."""
+        """Run if due and the clock is verified. Never raises: a failure counts against the
+        ``retention`` alarm; waiting for the clock does not."""
         now_s = time.monotonic() if now_s is None else now_s
         if now_s < self.next_s or not self.clock.ready:
             return None
+        ref = self.clock.now()
+        waiting = self._wait_reason(now_s, ref)
+        if waiting != self.waiting:
+            if waiting is not None:
+                LOG.warning("retention waits", extra={"fields": {"reason": waiting[0]}})
+            elif self.waiting is not None:
+                LOG.info("retention resumes", extra={"fields": {"was": self.waiting[0]}})
+            self.waiting = waiting
+        if waiting is not None:
+            return None  # tried again at the next step (cheap): no run, no failure
+        self._last_run = (now_s, ref)
         try:
-            run = self.retention.run(self.clock.now())
+            run = self.retention.run(ref)
         except RetentionError as exc:
             LOG.error("retention failed", extra={"fields": {"error": str(exc)}})
             try:
@@ -287,7 +343,11 @@ class RetentionStage:
         return run
 
     def status(self) -> dict[str, Any] | None:
-        return None if self.last is None else self.last.to_json()
+        """The last run (health ``retention``), and why the stage waits, if it does."""
+        out: dict[str, Any] = {} if self.last is None else self.last.to_json()
+        if self.waiting is not None:
+            out["waiting"], out["waiting_zh"] = self.waiting
+        return out or None
 
 
 def _json(text: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import threading
 import time
@@ -29,8 +30,9 @@ from zhichao.errors import ZhichaoError
 from zhichao.evidence._util import parse_time
 from zhichao.evidence.static_reading import reading_problem
 from zhichao.station.config import StationConfig, load_config
+from zhichao.station.errors import StoreError
 from zhichao.station.static_scale import ReadingStore, certificate_of, reading_of
-from zhichao.station.store import utc_text
+from zhichao.station.store import StationStore, utc_text
 
 BEIJING = timezone(timedelta(hours=8))
 
@@ -68,7 +70,6 @@ def register(subparsers: Any) -> None:
 
 def _config(path: Path | None) -> StationConfig:
     """The station's configuration, with its database created if it is new."""
-    from zhichao.station.store import StationStore
 
     cfg = load_config(path)
     if not cfg.static_scale.url:
@@ -185,7 +186,12 @@ def link_reading(cfg: StationConfig, officer: str, *, passage_key: str | None = 
     Raises :class:`RefusedError` with the zh-CN reason."""
     if not officer.strip():
         raise RefusedError("复检执法人员不能为空")
-    store = ReadingStore(cfg.data_dir / "station.db")
+    db = cfg.data_dir / "station.db"
+    try:  # the link reads the newest schema (purge_started_utc): upgrade a database no
+        StationStore(db).close()  # station start has upgraded yet (a no-op when current)
+    except StoreError as exc:
+        raise RefusedError(f"站点数据库无法打开或升级，不能关联复检：{exc}") from exc
+    store = ReadingStore(db)
     try:
         passage = find_passage(store, passage_key, plate, time_text, window_s)
         if passage.get("purge_started_utc"):
@@ -196,7 +202,11 @@ def link_reading(cfg: StationConfig, officer: str, *, passage_key: str | None = 
             raise RefusedError(f"通行 {passage['passage_key']} 已有复检读数 "
                                f"#{earlier[0]['id']}（{earlier[0]['status']}）")
         row = choose_reading(store, cfg, passage, reading_id)
-        if not store.link(row["id"], passage["passage_key"], officer.strip()):
+        try:
+            linked = store.link(row["id"], passage["passage_key"], officer.strip())
+        except sqlite3.Error as exc:  # e.g. the database changed under it: no traceback
+            raise RefusedError(f"站点数据库出错，复检未关联：{exc}") from exc
+        if not linked:
             raise RefusedError(f"读数 #{row['id']} 已被关联，或通行 {passage['passage_key']} "
                                "已到个人信息保存期限")
     finally:
@@ -222,7 +232,6 @@ def _seal_now(cfg: StationConfig, passage_key: str) -> int:
     from zhichao.evidence.errors import LogError
     from zhichao.station.reweigh_stage import ReweighStage
     from zhichao.station.sealing import Sealer
-    from zhichao.station.store import StationStore
 
     try:
         sealer = Sealer(cfg)
@@ -267,7 +276,6 @@ def _listen(args: argparse.Namespace) -> int:
     from zhichao.evidence.errors import LogError
     from zhichao.station.reweigh_stage import ReweighStage
     from zhichao.station.sealing import Sealer
-    from zhichao.station.store import StationStore
 
     try:
         cfg = _config(args.config)

@@ -47,6 +47,7 @@ from zhichao.station.store import StationStore
 from zhichao.station.sync_outbox import insert_package
 
 LOG = logging.getLogger("zhichao.station")
+SEAL_JOIN_S = 30.0  # stop_reader waits this long for the supplement under way
 ALARM_CODE = "static_scale_failed"
 ALARM_ZH = "静态复检衡器连续无读数（连接中断或仪表故障），复检无法记录，请检查衡器和仪表"
 SEAL_ALARM_CODE = "reweigh_sealing_failed"
@@ -103,7 +104,10 @@ class ReweighStage:
             self._thread.join(timeout=5)
         if self._sealer_thread is not None:  # finish the job under way, record it
             self.jobs.put(None)
-            self._sealer_thread.join(timeout=30)
+            self._sealer_thread.join(timeout=SEAL_JOIN_S)
+            if self._sealer_thread.is_alive():  # Sealer.close() waits for its append
+                LOG.warning("static re-weighing still sealing at stop: the evidence log "
+                            "closes after it")
             try:
                 self.record_outcomes()
             except Exception:  # a sealed folder not recorded is adopted at the next pass
@@ -312,6 +316,7 @@ class ReweighStage:
         # is off
         renderer = None if self.cfg.evidence.render_documents else _no_documents
         with self.sealer.log_lock:
+            self.sealer.check_open()  # a thread outliving stop_reader: the next start seals it
             res = seal_reweigh(job.inputs, job.original, out, station=self.sealer.station,
                                log=self.sealer.log, renderer=renderer)
         fsync_tree(out)

@@ -147,7 +147,8 @@ class Station:
                                    self.clock_check)
         self.seals = SealStage(self.sealer, self.store, self.stages, self.metrics)
         # personal data of passages that are no case, past retention.passage_days
-        self.retention = RetentionStage(cfg, self.store, self.stages, self.clock)
+        self.retention = RetentionStage(cfg, self.store, self.stages, self.clock,
+                                        self.clock_check)
         self.reweigh: Any = None  # the static scale (复检), when station.toml has one
         if cfg.static_scale.url:
             from zhichao.station.reweigh_stage import ReweighStage

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import shutil
 import threading
@@ -49,6 +50,9 @@ from zhichao.station.config import StationConfig, parse_utc_key
 from zhichao.station.device import device_from_config
 from zhichao.station.errors import SealingStoppedError
 
+LOG = logging.getLogger("zhichao.station")
+#: how long :meth:`Sealer.close` waits for an append under way (a PDF being rendered)
+CLOSE_WAIT_S = 300.0
 DISK_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO}
 
 
@@ -120,6 +124,7 @@ class Sealer:
         self.log = MerkleLog(self.dir / "log", origin=self.station.origin, create=True)
         # held while appending: the sealer thread and the re-weighing stage share the log
         self.log_lock = threading.Lock()
+        self.closed = False  # set by close(): no append after it
         repair = getattr(self.log, "repair", None)
         self.log_repair: int = int(repair["dropped_entries"]) if repair else 0
         # the record from station.toml, for cases committed before the device status was
@@ -134,8 +139,29 @@ class Sealer:
             announcement_zh=s.announcement_zh or None, authority_zh=s.authority_zh or None,
             handling_place_zh=s.handling_place_zh or None)
 
-    def close(self) -> None:
-        self.log.close()
+    def close(self, wait_s: float = CLOSE_WAIT_S) -> None:
+        """Close the evidence log, never under an append: it takes :attr:`log_lock` (held
+        by the case sealer and the re-weighing thread while they seal; neither calls this
+        under it). An append still under way after ``wait_s`` leaves the log open (logged;
+        the process is ending: a torn entry is repaired at the next open, and the next
+        start adopts or seals the folder again); a later append finds it closed."""
+        if not self.log_lock.acquire(timeout=wait_s):
+            LOG.error("evidence log not closed: an append is still under way",
+                      extra={"fields": {"waited_s": wait_s}})
+            self.closed = True  # nothing new starts on it
+            return
+        try:
+            if not self.closed:
+                self.closed = True
+                self.log.close()
+        finally:
+            self.log_lock.release()
+
+    def check_open(self) -> None:
+        """Raise :class:`SealingStoppedError` when the log is closed (call under
+        :attr:`log_lock`)."""
+        if self.closed:
+            raise SealingStoppedError(f"{self.dir / 'log'}: the evidence log is closed")
 
     @property
     def reweigh_dir(self) -> Path:
@@ -198,6 +224,7 @@ class Sealer:
         renderer = None if self.cfg.evidence.render_documents else _no_documents
         try:
             with self.log_lock:
+                self.check_open()
                 result = seal_package(case, out, station=self.station, log=self.log,
                                       base_dir=self.cfg.data_dir, renderer=renderer)
             fsync_tree(out)
