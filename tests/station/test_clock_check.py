@@ -332,12 +332,21 @@ def _wait(pred: Callable[[], bool], timeout_s: float) -> bool:
     return False
 
 
-@pytest.mark.slow
-def test_station_without_a_time_source_alarms_and_sends_cases_to_review(
-        tmp_path: Path) -> None:
-    """A station on a record controller whose NTP server is silent: the alarm opens and
-    its cases say 时钟未核验 (gate: clock_not_verified); the server answers again: the
-    alarm closes and the next cases carry the good check."""
+def clock_of(package_dir: str) -> dict[str, Any]:
+    """The clocks record of a sealed package's manifest."""
+    manifest = json.loads((Path(package_dir) / "manifest.json").read_text("utf-8"))
+    clocks: dict[str, Any] = manifest["case"]["clocks"]
+    return clocks
+
+
+def run_clock_station(tmp_path: Path, clock_toml: str, make_good: Callable[[], None]
+                      ) -> tuple[Path, list[tuple[str, str, str]], int]:
+    """A ``zhichao run`` station on a ZWR/1 peer whose ``[clock]`` is ``clock_toml`` and
+    whose time source fails at first: waits for 3+ sealed cases and the open alarm, calls
+    ``make_good`` (the source answers well from now on), waits for the alarm to close and
+    a verified package, stops the station. Returns the config path, the sealed cases
+    (passage key, package folder, eligibility reasons) and how many were sealed before
+    ``make_good``."""
     data = tmp_path / "station"
     heavy = Vehicle(42.5, (7000.0, 20000.0), (5.0,), (26900.0, 27100.0))  # 2 axles, 27 t
     db = data / "station.db"
@@ -350,15 +359,10 @@ def test_station_without_a_time_source_alarms_and_sends_cases_to_review(
         except sqlite3.OperationalError:
             return []
 
-    def clock_of(package_dir: str) -> dict[str, Any]:
-        manifest = json.loads((Path(package_dir) / "manifest.json").read_text("utf-8"))
-        clocks: dict[str, Any] = manifest["case"]["clocks"]
-        return clocks
-
     def alarm_active() -> list[tuple[int]]:
         return db_query(db, f"SELECT active FROM alarms WHERE code = '{CLOCK_ALARM}'")
 
-    with SntpPeer(silent=True) as ntp, ZwrPeer([heavy] * 30, interval_s=0.4) as zwr:
+    with ZwrPeer([heavy] * 30, interval_s=0.4) as zwr:
         cfg_path = tmp_path / "station.toml"
         cfg_path.write_text(f"""camera = []
 [station]
@@ -373,9 +377,7 @@ read = "none"
 metrics_port = 0
 console_port = 0
 [clock]
-servers = ["{ntp.address}"]
-check_interval_s = 2.0
-timeout_s = 0.5
+{clock_toml}
 """, encoding="utf-8")
         proc = subprocess.Popen([sys.executable, "-m", "zhichao", "run", "--config",
                                  str(cfg_path), "--no-view"], stdout=subprocess.DEVNULL,
@@ -383,7 +385,7 @@ timeout_s = 0.5
         try:
             assert _wait(lambda: len(sealed()) >= 3 and alarm_active() == [(1,)], 60)
             n_unverified = len(sealed())
-            ntp.silent = False
+            make_good()
             assert _wait(lambda: alarm_active() == [(0,)], 20)
             assert _wait(lambda: any(clock_of(d)["reference_check"]["verified"]
                                      for _, d, _ in sealed()), 30)
@@ -397,6 +399,23 @@ timeout_s = 0.5
         assert clocks["reference_check"]["verified"] is False, clocks
         assert clocks["reference_zh"].startswith("时钟未核验")
         assert "clock_not_verified" in json.loads(reasons)
+    return cfg_path, cases, n_unverified
+
+
+@pytest.mark.slow
+def test_station_without_a_time_source_alarms_and_sends_cases_to_review(
+        tmp_path: Path) -> None:
+    """A station on a record controller whose NTP server is silent: the alarm opens and
+    its cases say 时钟未核验 (gate: clock_not_verified); the server answers again: the
+    alarm closes and the next cases carry the good check."""
+    data = tmp_path / "station"
+    with SntpPeer(silent=True) as ntp:
+        def answer() -> None:
+            ntp.silent = False
+
+        cfg_path, cases, _n = run_clock_station(
+            tmp_path, f'servers = ["{ntp.address}"]\ncheck_interval_s = 2.0\ntimeout_s = 0.5',
+            answer)
     verified = [(clock_of(d), json.loads(r)) for _, d, r in cases
                 if clock_of(d)["reference_check"]["verified"]]
     assert verified

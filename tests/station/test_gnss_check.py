@@ -6,25 +6,19 @@ claim and a station whose receiver has no fix and then a fix."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.station.conftest import query as db_query
 from tests.station.gpsd_peer import PULSE, RECEIVER, GpsdPeer
-from tests.station.peers import Vehicle, ZwrPeer
 from tests.station.sntp_peer import SntpPeer
+from tests.station.test_clock_check import clock_of, run_clock_station
 from zhichao.evidence.documents import sheet_html
 from zhichao.evidence.eligibility import Status, evaluate
 from zhichao.evidence.evaluate_cli import rules_for
@@ -365,80 +359,19 @@ def test_gnss_config_is_validated(tmp_path: Path) -> None:
     assert res.returncode != 0 and "clock.gnss[0]" in res.stdout + res.stderr
 
 
-# ---------------------------------------------------------------------------- a real lane
-def _wait(pred: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 @pytest.mark.slow
 def test_station_with_a_receiver_without_then_with_a_fix(tmp_path: Path) -> None:
     """A station whose only time source is gpsd: while the receiver has no fix the alarm
     is open and its cases say 时钟未核验 (gate: clock_not_verified); once it has a fix
     with a PPS the alarm closes and the next packages claim GNSS 卫星授时."""
     data = tmp_path / "station"
-    heavy = Vehicle(42.5, (7000.0, 20000.0), (5.0,), (26900.0, 27100.0))
-    db = data / "station.db"
-
-    def sealed() -> list[tuple[str, str, str]]:
-        try:
-            return [(k, d, r) for k, d, r in db_query(
-                db, "SELECT passage_key, package_dir, eligibility_reasons FROM cases "
-                    "WHERE status = 'sealed' ORDER BY id")] if db.exists() else []
-        except sqlite3.OperationalError:
-            return []
-
-    def clock_of(package_dir: str) -> dict[str, Any]:
-        manifest = json.loads((Path(package_dir) / "manifest.json").read_text("utf-8"))
-        clocks: dict[str, Any] = manifest["case"]["clocks"]
-        return clocks
-
-    def alarm_active() -> list[tuple[int]]:
-        return db_query(db, f"SELECT active FROM alarms WHERE code = '{CLOCK_ALARM}'")
-
-    with GpsdPeer(mode=1) as gpsd, ZwrPeer([heavy] * 30, interval_s=0.4) as zwr:
-        cfg_path = tmp_path / "station.toml"
-        cfg_path.write_text(f"""camera = []
-[station]
-data_dir = "{data}"
-[wim]
-url = "{zwr.url}"
-[evidence]
-render_documents = false
-[vision]
-read = "none"
-[http]
-metrics_port = 0
-console_port = 0
-[clock]
-gnss = ["gpsd://{gpsd.address}"]
-check_interval_s = 2.0
-gnss_timeout_s = 0.6
-""", encoding="utf-8")
-        proc = subprocess.Popen([sys.executable, "-m", "zhichao", "run", "--config",
-                                 str(cfg_path), "--no-view"], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
-        try:
-            assert _wait(lambda: len(sealed()) >= 3 and alarm_active() == [(1,)], 60)
-            n_unverified = len(sealed())
+    with GpsdPeer(mode=1) as gpsd:
+        def fix() -> None:
             gpsd.mode = 3
-            assert _wait(lambda: alarm_active() == [(0,)], 20)
-            assert _wait(lambda: any(clock_of(d)["reference_check"]["verified"]
-                                     for _, d, _ in sealed()), 30)
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            _out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err[-3000:]
-    cases = sealed()
-    for _, package_dir, reasons in cases[:n_unverified]:
-        clocks = clock_of(package_dir)
-        assert clocks["reference_check"]["verified"] is False, clocks
-        assert clocks["reference_zh"].startswith("时钟未核验")
-        assert "clock_not_verified" in json.loads(reasons)
+
+        cfg_path, cases, _n = run_clock_station(
+            tmp_path, f'gnss = ["gpsd://{gpsd.address}"]\ncheck_interval_s = 2.0\n'
+                      'gnss_timeout_s = 0.6', fix)
     # a passage before the first check's answer has none; the later ones the failed one
     assert any("卫星接收机未定位" in clock_of(d)["reference_zh"] for _, d, _ in cases)
     verified = [(clock_of(d), json.loads(r)) for _, d, r in cases

@@ -152,31 +152,27 @@ def _reply_json(r: SntpReply | GnssReading) -> dict[str, Any]:
             "reference_id": r.reference_id}
 
 
+#: why a source gave no answer, by its error (the first matching class wins)
+FAILURE_OF: tuple[tuple[type[TimeSourceError], str], ...] = (
+    (KissOfDeathError, "refused"), (UnsynchronisedError, "unsynchronised"),
+    (NoFixError, "no_fix"), (NoReplyError, "unreachable"), (TimeSourceError, "bad_reply"))
+
+
 def _ask(cfg: ClockSection) -> tuple[list[SntpReply | GnssReading], list[tuple[str, str, str]]]:
     """Every configured source once: the answers, and (result, source, detail) of the
     sources that gave none."""
     answers: list[SntpReply | GnssReading] = []
     failures: list[tuple[str, str, str]] = []
-    for server in cfg.servers:
+    asks: list[tuple[str, Callable[[], SntpReply | GnssReading]]] = [
+        *(("ntp", lambda s=server: query(s, cfg.timeout_s)) for server in cfg.servers),
+        *(("gnss", lambda a=address: query_gpsd(a, cfg.gnss_timeout_s))
+          for address in cfg.gnss)]
+    for source, ask in asks:
         try:
-            answers.append(query(server, cfg.timeout_s))
-        except KissOfDeathError as exc:
-            failures.append(("refused", "ntp", str(exc)))
-        except UnsynchronisedError as exc:
-            failures.append(("unsynchronised", "ntp", str(exc)))
-        except NoReplyError as exc:
-            failures.append(("unreachable", "ntp", str(exc)))
+            answers.append(ask())
         except TimeSourceError as exc:
-            failures.append(("bad_reply", "ntp", str(exc)))
-    for address in cfg.gnss:
-        try:
-            answers.append(query_gpsd(address, cfg.gnss_timeout_s))
-        except NoFixError as exc:
-            failures.append(("no_fix", "gnss", str(exc)))
-        except NoReplyError as exc:
-            failures.append(("unreachable", "gnss", str(exc)))
-        except TimeSourceError as exc:
-            failures.append(("bad_reply", "gnss", str(exc)))
+            result = next(r for kind, r in FAILURE_OF if isinstance(exc, kind))
+            failures.append((result, source, str(exc)))
     return answers, failures
 
 
