@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 
 from zhichao.station.config import SIM_FRONT_REGION, SIM_REAR_REGION, load_config
+from zhichao.station.link_stage import plate_job
+from zhichao.station.linking import Frame
 from zhichao.station.plates import PlateJob, PlateRead, PlateWorkers, lane_regions
 from zhichao.station.scene import front_scene, plate_colour_for, random_plate, rear_scene
 from zhichao.vision.policy import LaneRegion
@@ -78,6 +80,23 @@ def _decide(pool: PlateWorkers, frames: list[tuple[str, str]], axles: int) -> Pl
             return res
         time.sleep(0.05)
     raise AssertionError("the plate worker gave no answer in 120 s")
+
+
+def test_every_front_and_rear_frame_goes_into_the_job(tmp_path: Path) -> None:
+    t = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+    front = Frame(FRONT, "front", t, tmp_path / "f.jpg")
+    side = Frame("CAM-SIDE-1", "side", t, tmp_path / "s.jpg")
+    rear = Frame(REAR, "rear", t, tmp_path / "r.jpg", ref_time=t)
+    job = plate_job("k", {FRONT: (front, "linked"), "CAM-SIDE-1": (side, "linked"),
+                          REAR: (rear, "linked")}, 5)
+    assert job is not None and job.axle_count == 5
+    assert [(camera, Path(path).name) for path, camera, _ in job.frames] == [
+        (FRONT, "f.jpg"), (REAR, "r.jpg")]
+    only_rear = plate_job("k", {FRONT: (None, "no_frame"), REAR: (rear, "linked")}, 5)
+    assert only_rear is not None and [c for _, c, _ in only_rear.frames] == [REAR]
+    # neither a front nor a rear frame: nothing to read
+    assert plate_job("k", {FRONT: (None, "no_frame"), "CAM-SIDE-1": (side, "linked"),
+                           REAR: (None, "no_frame")}, 5) is None
 
 
 def test_the_config_gives_the_workers_each_cameras_region() -> None:

@@ -143,12 +143,16 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
     raise _fail(key, f"internal: unsupported type {hint!r}")
 
 
+# StationConfig fields whose TOML name differs: [[camera]] tables, [cameras] clip settings
+TOML_NAMES = {"cameras": "camera", "camera_clips": "cameras"}
+
+
 def _build(cls: type[Any], raw: dict[str, Any], prefix: str) -> Any:
     hints = get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
-        dotted = f"{prefix}.{key}" if prefix else key
+        dotted = f"{prefix}.{key}" if prefix else TOML_NAMES.get(key, key)
         if key not in names or key == "base_dir":
             known = ", ".join(sorted(n for n in names if n != "base_dir"))
             raise _fail(dotted, f"unknown key (known here: {known})")

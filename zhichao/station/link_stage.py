@@ -22,13 +22,25 @@ from typing import Any
 
 from zhichao.station.alarms import StageHealth
 from zhichao.station.config import PLATE_ROLES, StationConfig
-from zhichao.station.linking import FrameLinker, Prediction
+from zhichao.station.linking import Frame, FrameLinker, Prediction
 from zhichao.station.ops import StationMetrics
 from zhichao.station.passage import Pending, clean_json, is_plate_candidate
 from zhichao.station.plates import PlateJob, PlateRead, PlateWorkers, lane_regions
 from zhichao.weighing.vehicle import WeighedVehicle
 
 LOG = logging.getLogger("zhichao.station")
+
+
+def plate_job(key: str, frames: dict[str, tuple[Frame | None, str]],
+              axle_count: int | None) -> PlateJob | None:
+    """The plate job of a linked vehicle: every linked frame of a role that shows the plate
+    (:data:`PLATE_ROLES`, front and rear), in camera order; None when it has none."""
+    shown = [f for f, _status in frames.values() if f is not None and f.role in PLATE_ROLES]
+    if not shown:
+        return None
+    return PlateJob(key, tuple(
+        (str(f.path), f.camera_id, (f.ref_time or f.camera_time).isoformat()) for f in shown),
+        axle_count)
 
 
 class LinkStage:
@@ -84,13 +96,10 @@ class LinkStage:
         t0 = time.perf_counter()
         p.frames = self.linker.link(p.predictions, neighbours)
         self.metrics.stage_latency.labels("linking").observe(time.perf_counter() - t0)
-        shown = [f for f, st in p.frames.values() if f is not None and f.role in PLATE_ROLES]
-        if not (shown and self.plates is not None and is_plate_candidate(p.vehicle, self.cfg)):
+        job = plate_job(p.key, p.frames, p.vehicle.axle_count)
+        if not (job and self.plates is not None and is_plate_candidate(p.vehicle, self.cfg)):
             p.state = "ready"
             return
-        job = PlateJob(p.key, tuple(
-            (str(f.path), f.camera_id, (f.ref_time or f.camera_time).isoformat())
-            for f in shown), p.vehicle.axle_count)
         try:
             self.plates.submit(job)
             p.state = "reading"
