@@ -126,13 +126,9 @@ def lane_regions(cameras: Sequence[CameraSection]) -> LaneRegions:
 
 
 def _init_worker(parent_pid: int, regions: LaneRegions) -> None:
-    _watch_parent(parent_pid)
-    load_reader(regions)
-
-
-def load_reader(regions: LaneRegions) -> None:
-    """Load this process's reader and its policy (a worker does it once, at its start)."""
+    """A worker's start: watch the station, load the reader and the policy once."""
     global _READER, _POLICY
+    _watch_parent(parent_pid)
     from zhichao.vision.policy import LaneRegion, PlatePolicy
     from zhichao.vision.reader import PlateReader, VisionConfig
 
