@@ -41,6 +41,35 @@ def test_errors_name_the_key(raw: dict[str, object], key: str, problem: str) -> 
     assert key in str(info.value) and problem in str(info.value)
 
 
+def _camera(**keys: object) -> dict[str, object]:
+    return {"camera": [{"camera_id": "C1", "role": "front", "spool_dir": "s", **keys}]}
+
+
+@pytest.mark.parametrize(("region", "problem"), [
+    ([0.1, 0.2, 0.9], "4 numbers"),
+    ([0.1, 0.2, 0.9, 0.8, 1.0], "4 numbers"),
+    ([0.6, 0.2, 0.4, 0.9], "left < right"),
+    ([0.1, 0.9, 0.9, 0.9], "top < bottom"),
+    ([-0.1, 0.2, 0.9, 0.9], "0 <= left"),
+    ([0.1, 0.2, 1.2, 0.9], "right <= 1"),
+])
+def test_a_bad_lane_region_is_refused(region: list[float], problem: str) -> None:
+    with pytest.raises(StationConfigError) as info:
+        parse_config(_camera(lane_region=region))
+    assert "camera[0].lane_region" in str(info.value)
+    assert str(region) in str(info.value)
+    assert all(word in str(info.value) for word in problem.split())
+
+
+def test_a_lane_region_is_read() -> None:
+    cfg = parse_config(_camera(lane_region=[0.25, 0.5, 0.75, 1]))
+    assert cfg.cameras[0].lane_region == (0.25, 0.5, 0.75, 1.0)
+    assert parse_config(_camera()).cameras[0].lane_region == ()  # the whole frame
+    with pytest.raises(StationConfigError, match=r"camera\[0\]\.lane_region\[1\]: expected a "
+                                                  "number"):
+        parse_config(_camera(lane_region=[0.1, "top", 0.9, 0.9]))
+
+
 def test_center_key_file_must_be_a_public_key(tmp_path: Path) -> None:
     from zhichao.evidence.signing import generate_key, private_pem, public_pem
 

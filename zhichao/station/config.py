@@ -44,6 +44,16 @@ from zhichao.station.errors import StationConfigError
 
 EXAMPLE_CONFIG = Path(__file__).with_name("station.example.toml")
 CAMERA_ROLES = ("front", "side", "rear")
+PLATE_ROLES = ("front", "rear")  # the roles whose frames show the plate (side: the axles)
+# The simulated lane's lane regions ([left, top, right, bottom] of the frame), from where
+# zhichao.station.scene draws the plate, with a margin of at least 0.06 of the frame:
+# front (960 × 540): plate centre x = w/2 ± (0.15 w + 40 px) = 0.31 … 0.69 w; y = 0.68 …
+#   0.8 h + half a plate height (27 … 38 px) = 0.73 … 0.87 h → [0.2, 0.6, 0.8, 0.95];
+# rear (960 × 540): x = w/2 ± (0.1 w + 30 px) = 0.37 … 0.63 w; y = 0.62 … 0.74 h →
+#   [0.25, 0.5, 0.75, 0.85]. The corners' perspective jitter (± 4 % of the plate, ≤ 10 px)
+#   moves the centre by less than 0.01 of the frame.
+SIM_FRONT_REGION = (0.2, 0.6, 0.8, 0.95)
+SIM_REAR_REGION = (0.25, 0.5, 0.75, 0.85)
 CAMERA_URL_SCHEMES = ("folder", "file", "rtsp", "rtsps", "usb", "sim", "http",
                       "https")  # zhichao.devices
 
@@ -57,9 +67,10 @@ class StationConfig:
     device: DeviceSection = field(default_factory=DeviceSection)
     drift: DriftSection = field(default_factory=DriftSection)
     cameras: tuple[CameraSection, ...] = (
-        CameraSection("CAM-FRONT-1", "front", "spool/front", 12.0),
+        CameraSection("CAM-FRONT-1", "front", "spool/front", 12.0,
+                      lane_region=SIM_FRONT_REGION),
         CameraSection("CAM-SIDE-1", "side", "spool/side", 14.0),
-        CameraSection("CAM-REAR-1", "rear", "spool/rear", 30.0),
+        CameraSection("CAM-REAR-1", "rear", "spool/rear", 30.0, lane_region=SIM_REAR_REGION),
     )
     camera_clips: ClipSection = field(default_factory=ClipSection)  # [cameras] clip_*
     linking: LinkingSection = field(default_factory=LinkingSection)
@@ -132,12 +143,16 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
     raise _fail(key, f"internal: unsupported type {hint!r}")
 
 
+# StationConfig fields whose TOML name differs: [[camera]] tables, [cameras] clip settings
+TOML_NAMES = {"cameras": "camera", "camera_clips": "cameras"}
+
+
 def _build(cls: type[Any], raw: dict[str, Any], prefix: str) -> Any:
     hints = get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
-        dotted = f"{prefix}.{key}" if prefix else key
+        dotted = f"{prefix}.{key}" if prefix else TOML_NAMES.get(key, key)
         if key not in names or key == "base_dir":
             known = ", ".join(sorted(n for n in names if n != "base_dir"))
             raise _fail(dotted, f"unknown key (known here: {known})")
@@ -332,7 +347,7 @@ def _check_device(cfg: StationConfig) -> None:
 
 
 def _check_cameras(cfg: StationConfig) -> None:
-    """Cameras: ids, roles, spool or URL."""
+    """Cameras: ids, roles, spool or URL, lane regions."""
     ids = [c.camera_id for c in cfg.cameras]
     _need(len(set(ids)) == len(ids), "camera", f"camera ids must be unique, got {ids}")
     for i, c in enumerate(cfg.cameras):
@@ -360,12 +375,25 @@ def _check_cameras(cfg: StationConfig) -> None:
               "\"triggered\" needs a camera opened by url")
         _need(0 <= c.trigger_distance_m <= 200, f"camera[{i}].trigger_distance_m",
               "must be within 0 … 200 m")
+        _check_lane_region(f"camera[{i}].lane_region", c.lane_region)
     k = cfg.camera_clips
     _need(0 <= k.clip_before_s <= 30, "cameras.clip_before_s", "must be within 0 … 30 s")
     _need(0 < k.clip_after_s <= 30, "cameras.clip_after_s", "must be within (0, 30] s")
     _need(0 < k.clip_fps <= 30, "cameras.clip_fps", "must be within (0, 30]")
     _need(64 <= k.clip_max_width <= 1920, "cameras.clip_max_width",
           "must be within 64 … 1920 pixels")
+
+
+def _check_lane_region(key: str, region: tuple[float, ...]) -> None:
+    """Empty (the whole frame) or [left, top, right, bottom], fractions of the frame."""
+    if not region:
+        return
+    _need(len(region) == 4, key, f"{list(region)}: give [left, top, right, bottom] (4 numbers, "
+          "fractions of the frame), or leave it empty for the whole frame")
+    left, top, right, bottom = region
+    _need(0 <= left < right <= 1 and 0 <= top < bottom <= 1, key,
+          f"{list(region)}: needs 0 <= left < right <= 1 and 0 <= top < bottom <= 1 "
+          "(fractions of the frame's width and height)")
 
 
 def _check_pipeline(cfg: StationConfig) -> None:

@@ -116,6 +116,10 @@ class CameraSection:
     # a camera that pushes stills (spool_dir) and also streams video: its stream URL
     # (rtsp://, http:// MJPEG, …), recorded for passage clips (zhichao.station.clips)
     stream_url: str = ""
+    # where this camera sees the weighed vehicle's plate: fractions [left, top, right, bottom]
+    # of the frame, set at installation from the lane geometry and the trigger position; a
+    # plate whose centre lies outside is taken as another vehicle's. Empty: the whole frame
+    lane_region: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)

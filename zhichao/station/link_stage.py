@@ -3,8 +3,9 @@
 A weighed vehicle becomes a :class:`~zhichao.station.passage.Pending` (``waiting_frames``)
 with its predicted frame times; once every camera has delivered past its window, or the
 wait is over, its frames are linked (:class:`~zhichao.station.linking.FrameLinker`) and,
-for a plate candidate with a front frame, a :class:`~zhichao.station.plates.PlateJob`
-goes to the worker processes (``reading``); the worker's answer arrives as a
+for a plate candidate with a front or rear frame, a :class:`~zhichao.station.plates.PlateJob`
+with all its plate-bearing frames (:data:`~zhichao.station.config.PLATE_ROLES`) goes to the
+worker processes (``reading``); the worker's answer arrives as a
 :class:`~zhichao.station.messages.PlateRead` (``ready``). The pipeline commits ready
 passages in weighing order (:meth:`LinkStage.pop_ready`).
 """
@@ -20,14 +21,26 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from zhichao.station.alarms import StageHealth
-from zhichao.station.config import StationConfig
-from zhichao.station.linking import FrameLinker, Prediction
+from zhichao.station.config import PLATE_ROLES, StationConfig
+from zhichao.station.linking import Frame, FrameLinker, Prediction
 from zhichao.station.ops import StationMetrics
 from zhichao.station.passage import Pending, clean_json, is_plate_candidate
-from zhichao.station.plates import PlateJob, PlateRead, PlateWorkers
+from zhichao.station.plates import PlateJob, PlateRead, PlateWorkers, lane_regions
 from zhichao.weighing.vehicle import WeighedVehicle
 
 LOG = logging.getLogger("zhichao.station")
+
+
+def plate_job(key: str, frames: dict[str, tuple[Frame | None, str]],
+              axle_count: int | None) -> PlateJob | None:
+    """The plate job of a linked vehicle: every linked frame of a role that shows the plate
+    (:data:`PLATE_ROLES`, front and rear), in camera order; None when it has none."""
+    shown = [f for f, _status in frames.values() if f is not None and f.role in PLATE_ROLES]
+    if not shown:
+        return None
+    return PlateJob(key, tuple(
+        (str(f.path), f.camera_id, (f.ref_time or f.camera_time).isoformat()) for f in shown),
+        axle_count)
 
 
 class LinkStage:
@@ -38,7 +51,7 @@ class LinkStage:
         self.stages = stages
         self.metrics = metrics
         self.pending: deque[Pending] = deque()
-        self.plates: PlateWorkers | None = (PlateWorkers(cfg.vision.workers)
+        self.plates: PlateWorkers | None = (self._start_plate_workers()
                                             if cfg.vision.read != "none" else None)
 
     def add(self, v: WeighedVehicle, key: str, extra: dict[str, Any] | None = None) -> None:
@@ -83,13 +96,10 @@ class LinkStage:
         t0 = time.perf_counter()
         p.frames = self.linker.link(p.predictions, neighbours)
         self.metrics.stage_latency.labels("linking").observe(time.perf_counter() - t0)
-        front = [f for f, st in p.frames.values() if f is not None and f.role == "front"]
-        if not (front and self.plates is not None and is_plate_candidate(p.vehicle, self.cfg)):
+        job = plate_job(p.key, p.frames, p.vehicle.axle_count)
+        if not (job and self.plates is not None and is_plate_candidate(p.vehicle, self.cfg)):
             p.state = "ready"
             return
-        job = PlateJob(p.key, tuple(
-            (str(f.path), f.camera_id, (f.ref_time or f.camera_time).isoformat())
-            for f in front), p.vehicle.axle_count)
         try:
             self.plates.submit(job)
             p.state = "reading"
@@ -127,7 +137,10 @@ class LinkStage:
             return
         with contextlib.suppress(Exception):
             self.plates.close()
-        self.plates = PlateWorkers(self.cfg.vision.workers)
+        self.plates = self._start_plate_workers()
+
+    def _start_plate_workers(self) -> PlateWorkers:
+        return PlateWorkers(self.cfg.vision.workers, lane_regions(self.cfg.cameras))
 
     def pop_ready(self) -> Iterator[Pending]:
         """The ready passages at the head, in weighing order (each removed when taken)."""

@@ -1,8 +1,11 @@
 """Plate reading off the pipeline thread: a worker process per ``vision.workers``.
 
 Each worker loads the shipped detector and recogniser once (:class:`PlateReader`, one ONNX
-thread) and decides a vehicle's plate from its linked front frames with
-:func:`zhichao.vision.vehicle.decide_vehicle`. The pipeline submits and goes on weighing;
+thread) and decides a vehicle's plate from all its linked plate-bearing frames (front and
+rear: the reads of every frame vote) with :func:`zhichao.vision.vehicle.decide_vehicle`,
+under a :class:`~zhichao.vision.policy.PlatePolicy` whose only setting from the station is
+each camera's lane region (``camera[i].lane_region``); every other value is the vision
+stage's default. The pipeline submits and goes on weighing;
 results are collected when ready, so weighing never waits for vision.
 
 Workers never outlive the station: each one watches its parent (on Linux the kernel sends it
@@ -24,6 +27,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,8 +37,13 @@ import cv2
 import numpy as np
 
 from zhichao.evidence.inputs import PlateResult
+from zhichao.station.config_sections import CameraSection
 
 _READER: Any = None
+_POLICY: Any = None
+
+#: camera id → its lane region (left, top, right, bottom), fractions of the frame
+LaneRegions = dict[str, tuple[float, float, float, float]]
 
 #: how often a worker checks that the station (its parent) is still there
 PARENT_POLL_S = 0.5
@@ -48,7 +57,8 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 @dataclass(frozen=True)
 class PlateJob:
     passage_key: str
-    frames: tuple[tuple[str, str, str], ...]  # (path, camera id, captured_at ISO UTC)
+    # every plate-bearing frame (front and rear): (path, camera id, captured_at ISO UTC)
+    frames: tuple[tuple[str, str, str], ...]
     axle_count: int | None
 
 
@@ -108,11 +118,22 @@ def _watch_parent(parent_pid: int) -> None:
                      daemon=True).start()
 
 
-def _init_worker(parent_pid: int) -> None:
-    global _READER
+def lane_regions(cameras: Sequence[CameraSection]) -> LaneRegions:
+    """The cameras' lane regions (cameras without one see their plate anywhere)."""
+    return {c.camera_id: (c.lane_region[0], c.lane_region[1], c.lane_region[2],
+                          c.lane_region[3])
+            for c in cameras if c.lane_region}
+
+
+def _init_worker(parent_pid: int, regions: LaneRegions) -> None:
+    """A worker's start: watch the station, load the reader and the policy once."""
+    global _READER, _POLICY
     _watch_parent(parent_pid)
+    from zhichao.vision.policy import LaneRegion, PlatePolicy
     from zhichao.vision.reader import PlateReader, VisionConfig
 
+    _POLICY = PlatePolicy(lane_regions={camera: LaneRegion(*region)
+                                        for camera, region in regions.items()})
     _READER = PlateReader(VisionConfig(intra_op_threads=1))
     _READER.warm_up()
 
@@ -129,7 +150,8 @@ def read_plate(job: PlateJob) -> PlateRead:
             continue
         frames.append(VehicleFrame(np.asarray(image, dtype=np.uint8), camera,
                                    datetime.fromisoformat(captured)))
-    d = decide_vehicle(frames, _READER, WeighedVehicleFacts(axle_count=job.axle_count))
+    d = decide_vehicle(frames, _READER, WeighedVehicleFacts(axle_count=job.axle_count),
+                       _POLICY)
     return PlateRead(d.plate, d.colour.value, round(float(d.confidence), 4), bool(d.accepted),
                      tuple(d.review_codes), time.perf_counter() - t0, worker_pid=os.getpid())
 
@@ -139,18 +161,20 @@ def _worker_pid() -> int:
 
 
 class PlateWorkers:
-    """A pool of ``workers`` plate-reading processes (spawned, never forked).
+    """A pool of ``workers`` plate-reading processes (spawned, never forked), deciding under
+    the lane ``regions`` (camera id → region; plain tuples, as they cross to the workers).
 
     All workers are started at once, from a thread of the pool's own that lives until
     :meth:`close` (Linux ties a worker's parent-death signal to the spawning thread, so a
     worker must not be spawned by a caller's thread that may end first).
     """
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, regions: LaneRegions | None = None) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.workers = workers
         self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                        initializer=_init_worker, initargs=(os.getpid(),))
+                                        initializer=_init_worker,
+                                        initargs=(os.getpid(), dict(regions or {})))
         self.in_flight: dict[str, Future[PlateRead]] = {}
         self._closed = threading.Event()
         spawned = threading.Event()

@@ -214,7 +214,7 @@ class SimulatedLane:
             offs = [0.0, *np.cumsum(v["axle_spacings_m"]).tolist()]
             img = side_scene(offs, rng)
         else:
-            img = rear_scene(rng)
+            img = rear_scene(v["plate"], v["colour"], rng, is_truck=bool(v["is_truck"]))
         ok, jpg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 92])
         if not ok:
             return None

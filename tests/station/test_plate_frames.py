@@ -1,0 +1,168 @@
+"""The station reads every plate-bearing frame of a vehicle and knows its lane (issue #20,
+items 3 and 4): the plate workers decide under each camera's lane region, a rear frame (a
+truck's yellow double-row plate, rendered by the simulated lane) is read and votes, and a
+front and a rear that show different plates send the vehicle to review.
+
+Real parts: the shipped detector and recognisers in a real (spawned) worker process, and
+JPEG frames rendered by the simulated lane's scene code.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from zhichao.station.config import SIM_FRONT_REGION, SIM_REAR_REGION, load_config
+from zhichao.station.link_stage import plate_job
+from zhichao.station.linking import Frame
+from zhichao.station.plates import PlateJob, PlateRead, PlateWorkers, lane_regions
+from zhichao.station.scene import front_scene, plate_colour_for, random_plate, rear_scene
+from zhichao.vision.policy import LaneRegion
+from zhichao.vision.reader import PlateReader
+
+FRONT, REAR = "CAM-FRONT-1", "CAM-REAR-1"
+WHOLE = "CAM-WHOLE"  # no lane region: the whole frame
+ELSEWHERE = "CAM-ELSEWHERE"  # a region in the frame's top-left corner, where no plate is drawn
+REGIONS = {FRONT: SIM_FRONT_REGION, REAR: SIM_REAR_REGION, ELSEWHERE: (0.0, 0.0, 0.2, 0.2)}
+CAPTURED = datetime(2026, 1, 5, 8, 0, tzinfo=UTC).isoformat()
+# seeds (np.random.default_rng([SEED, n])) of simulated vehicles whose frames the shipped
+# reader reads exactly: a car whose front plate is accepted, trucks whose rear is read
+CAR_SEED, TRUCK_SEEDS = 1, (4, 5)
+
+
+def _vehicle(seed: int, is_truck: bool) -> tuple[str, str]:
+    rng = np.random.default_rng([seed, 0])
+    return random_plate(rng), plate_colour_for(is_truck)
+
+
+def _frame(folder: Path, name: str, image: np.ndarray) -> str:
+    path = folder / f"{name}.jpg"
+    ok, jpg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])  # as the lane does
+    assert ok
+    path.write_bytes(jpg.tobytes())
+    return str(path)
+
+
+def _front(folder: Path, seed: int, is_truck: bool) -> str:
+    text, colour = _vehicle(seed, is_truck)
+    rng = np.random.default_rng([seed, 1])
+    return _frame(folder, f"front-{seed}", front_scene(text, colour, rng, is_truck=is_truck))
+
+
+def _rear(folder: Path, seed: int, is_truck: bool) -> str:
+    text, colour = _vehicle(seed, is_truck)
+    rng = np.random.default_rng([seed, 2])
+    return _frame(folder, f"rear-{seed}", rear_scene(text, colour, rng, is_truck=is_truck))
+
+
+@pytest.fixture(scope="module")
+def workers() -> Iterator[PlateWorkers]:
+    pool = PlateWorkers(1, REGIONS)
+    yield pool
+    pool.close()
+
+
+def _decide(pool: PlateWorkers, frames: list[tuple[str, str]], axles: int) -> PlateRead:
+    key = f"p{time.monotonic_ns()}"
+    pool.submit(PlateJob(key, tuple((path, camera, CAPTURED) for path, camera in frames), axles))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for done_key, res in pool.done():
+            assert done_key == key
+            assert isinstance(res, PlateRead), res
+            assert res.error is None, res.error
+            return res
+        time.sleep(0.05)
+    raise AssertionError("the plate worker gave no answer in 120 s")
+
+
+def test_every_front_and_rear_frame_goes_into_the_job(tmp_path: Path) -> None:
+    t = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+    front = Frame(FRONT, "front", t, tmp_path / "f.jpg")
+    side = Frame("CAM-SIDE-1", "side", t, tmp_path / "s.jpg")
+    rear = Frame(REAR, "rear", t, tmp_path / "r.jpg", ref_time=t)
+    job = plate_job("k", {FRONT: (front, "linked"), "CAM-SIDE-1": (side, "linked"),
+                          REAR: (rear, "linked")}, 5)
+    assert job is not None and job.axle_count == 5
+    assert [(camera, Path(path).name) for path, camera, _ in job.frames] == [
+        (FRONT, "f.jpg"), (REAR, "r.jpg")]
+    only_rear = plate_job("k", {FRONT: (None, "no_frame"), REAR: (rear, "linked")}, 5)
+    assert only_rear is not None and [c for _, c, _ in only_rear.frames] == [REAR]
+    # neither a front nor a rear frame: nothing to read
+    assert plate_job("k", {FRONT: (None, "no_frame"), "CAM-SIDE-1": (side, "linked"),
+                           REAR: (None, "no_frame")}, 5) is None
+
+
+def test_the_config_gives_the_workers_each_cameras_region() -> None:
+    cfg = load_config(None)  # the simulated lane of the README's command
+    assert lane_regions(cfg.cameras) == {FRONT: SIM_FRONT_REGION, REAR: SIM_REAR_REGION}
+
+
+def test_a_plate_outside_the_lane_region_is_not_accepted(
+        workers: PlateWorkers, tmp_path: Path) -> None:
+    path = _front(tmp_path, CAR_SEED, is_truck=False)
+    whole = _decide(workers, [(path, WHOLE)], 2)
+    assert whole.accepted and whole.plate == _vehicle(CAR_SEED, False)[0]
+    outside = _decide(workers, [(path, ELSEWHERE)], 2)
+    assert not outside.accepted
+    assert "plate_outside_lane" in outside.review_codes
+    # the same frame with the simulated lane's front region around its plate: as before
+    around = _decide(workers, [(path, FRONT)], 2)
+    assert (around.plate, around.accepted, around.review_codes) == (
+        whole.plate, whole.accepted, whole.review_codes)
+
+
+@pytest.mark.parametrize("seed", TRUCK_SEEDS)
+def test_a_rear_frame_alone_is_read(workers: PlateWorkers, tmp_path: Path, seed: int) -> None:
+    res = _decide(workers, [(_rear(tmp_path, seed, is_truck=True), REAR)], 4)
+    assert res.plate == _vehicle(seed, True)[0]
+    assert res.colour == "yellow"
+
+
+def test_front_and_rear_vote_together(workers: PlateWorkers, tmp_path: Path) -> None:
+    seed = TRUCK_SEEDS[0]
+    res = _decide(workers, [(_front(tmp_path, seed, True), FRONT),
+                            (_rear(tmp_path, seed, True), REAR)], 4)
+    assert res.plate == _vehicle(seed, True)[0]
+    assert "camera_disagreement" not in res.review_codes
+
+
+def test_front_and_rear_of_different_plates_go_to_review(
+        workers: PlateWorkers, tmp_path: Path) -> None:
+    front_seed, rear_seed = TRUCK_SEEDS
+    res = _decide(workers, [(_front(tmp_path, front_seed, True), FRONT),
+                            (_rear(tmp_path, rear_seed, True), REAR)], 4)
+    assert not res.accepted
+    assert "camera_disagreement" in res.review_codes
+
+
+@pytest.fixture(scope="module")
+def reader() -> PlateReader:
+    r = PlateReader()
+    r.warm_up()
+    return r
+
+
+@pytest.mark.parametrize(("role", "is_truck"), [
+    ("front", False), ("front", True), ("rear", False), ("rear", True)])
+def test_the_simulated_plates_lie_in_the_simulated_regions(
+        reader: PlateReader, role: str, is_truck: bool) -> None:
+    """Where the reader finds the simulated lane's plates, over seeded vehicles: inside the
+    default cameras' regions (the regions are derived from the scene's numbers)."""
+    region = LaneRegion(*(SIM_FRONT_REGION if role == "front" else SIM_REAR_REGION))
+    scene = front_scene if role == "front" else rear_scene
+    found = 0
+    for seed in range(12):
+        text, colour = _vehicle(100 + seed, is_truck)
+        image = scene(text, colour, np.random.default_rng([100 + seed, 9]), is_truck=is_truck)
+        reads = reader.read_image(image)
+        for read in reads:
+            assert region.contains(read.box_px, image.shape), (role, seed, read.box_px)
+        found += bool(reads)
+    assert found >= 11
