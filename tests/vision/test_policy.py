@@ -17,6 +17,7 @@ from zhichao.vision.policy import (
     LaneRegion,
     PlatePolicy,
     ReviewCode,
+    both_recognisers_char_confidences,
     colour_kind_consistent,
     evidence_reasons,
     kth_best_char_confidences,
@@ -131,6 +132,79 @@ def test_other_frames_do_not_replace_the_second_recogniser(sure_read: PlateRead)
     dissent = replace(sure_read, second=replace(sure_read.second, text="沪CT8806"))
     mixed = [(frames[0][0], [sure_read]), (frames[1][0], [dissent])]
     assert ReviewCode.RECOGNISER_DISAGREEMENT.value in decide_from_reads(mixed).review_codes
+
+
+def _frames(reads: list[PlateRead]) -> list[tuple[VehicleFrame, list[PlateRead]]]:
+    """One frame per read, of two cameras in turn (front, rear), 200 ms apart."""
+    image = np.zeros((1200, 1600, 3), dtype=np.uint8)
+    return [
+        (VehicleFrame(image, ("front", "rear")[i % 2], T0 + timedelta(milliseconds=200 * i)),
+         [read])
+        for i, read in enumerate(reads)
+    ]
+
+
+def _second_reading(read: PlateRead, text: str | None, chars: tuple[float, ...]) -> PlateRead:
+    assert read.second is not None
+    return replace(read, second=replace(read.second, text=text, char_confidences=chars))
+
+
+def test_each_recogniser_must_be_sure_itself() -> None:
+    primary = [(0.99, 0.5, 0.99), (0.6, 0.99, 0.99)]
+    second = [(0.97, 0.96, 0.8)]
+    assert both_recognisers_char_confidences(primary, second) == (0.97, 0.96, 0.8)
+    assert both_recognisers_char_confidences(primary, []) == ()
+    assert both_recognisers_char_confidences([], second) == ()
+
+
+def test_an_unsure_or_missing_second_read_on_another_frame_neither_confirms_nor_vetoes(
+    sure_read: PlateRead,
+) -> None:
+    """Item 4: every frame votes. A frame where the plate model reads nothing, or another
+    text it is unsure of, does not undo a frame both recognisers read surely; a sure other
+    read does (and on one frame both must agree, as before)."""
+    text = "沪CT8805"
+    sure_chars = sure_read.second.char_confidences if sure_read.second else ()
+    unsure_other = _second_reading(sure_read, "沪CT8806", (*sure_chars[:6], 0.3))
+    sure_other = _second_reading(sure_read, "沪CT8806", (*sure_chars[:6], 0.97))
+    none = _second_reading(sure_read, None, ())
+    for other in (unsure_other, none):
+        d = decide_from_reads(_frames([sure_read, other]))
+        assert d.accepted and d.plate == text, d.review_codes
+        alone = decide_from_reads(_frames([other]))
+        assert ReviewCode.RECOGNISER_DISAGREEMENT.value in alone.review_codes
+    d = decide_from_reads(_frames([sure_read, sure_other]))
+    assert not d.accepted and ReviewCode.RECOGNISER_DISAGREEMENT.value in d.review_codes
+    # no frame confirmed by both: review, however many frames PP-OCRv4 reads it on
+    d = decide_from_reads(_frames([unsure_other, none, unsure_other]))
+    assert not d.accepted and ReviewCode.RECOGNISER_DISAGREEMENT.value in d.review_codes
+    # a different-length read of the plate model is a sure dissent
+    longer = _second_reading(sure_read, "沪CT88056", (*sure_chars, 0.1))
+    assert not decide_from_reads(_frames([sure_read, longer])).accepted
+
+
+def test_the_province_head_of_another_frame_can_only_veto(sure_read: PlateRead) -> None:
+    assert sure_read.second is not None
+    sure_elsewhere = replace(sure_read, second=replace(
+        sure_read.second, text=None, char_confidences=(), province="浙",
+        province_confidence=0.97))
+    d = decide_from_reads(_frames([sure_read, sure_elsewhere]))
+    assert d.review_codes == (ReviewCode.PROVINCE_UNCERTAIN.value,)
+    unsure_elsewhere = replace(sure_elsewhere, second=replace(
+        sure_elsewhere.second, province_confidence=0.6))  # type: ignore[arg-type]
+    assert decide_from_reads(_frames([sure_read, unsure_elsewhere])).accepted
+
+
+def test_frames_of_one_recogniser_do_not_make_the_other_sure(sure_read: PlateRead) -> None:
+    """Two frames both read, the plate model unsure of a letter on each: PP-OCRv4's two sure
+    reads do not stand in for it (the k-th best over all decodings would have let them)."""
+    assert sure_read.second is not None
+    chars = sure_read.second.char_confidences
+    unsure_letter = _second_reading(sure_read, "沪CT8805", (chars[0], 0.8, *chars[2:]))
+    d = decide_from_reads(_frames([unsure_letter, unsure_letter]))
+    assert d.review_codes == (ReviewCode.LOW_CONFIDENCE.value,)
+    one_sure = decide_from_reads(_frames([unsure_letter, sure_read]))
+    assert one_sure.accepted
 
 
 def test_very_low_confidence_is_never_confirmed(reader: PlateReader, dev_dir: Path) -> None:

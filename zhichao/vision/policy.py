@@ -134,7 +134,15 @@ class PlatePolicy:
     as one (and each configured PP-OCRv4 view), each further frame as many again.
     2: on a single frame, both recognisers must agree."""
     require_recogniser_agreement: bool = True
-    """Every read behind the text must be read the same by both recognisers."""
+    """Both recognisers must read the text: on one frame, that frame; over several, at
+    least one frame read the same by both and no frame where the plate model surely reads
+    another plate (``min_dissent_confidence``)."""
+    min_dissent_confidence: float = 0.5
+    """Over several frames: a frame where PP-OCRv4 reads the text and the plate model
+    another counts against the text when the plate model's surest differing character is
+    at least this sure (less sure, or no read: that frame neither confirms nor vetoes).
+    *Not fitted* (there is no labelled multi-frame data): 0.5 means the plate model's own
+    choice holds most of its probability there. One frame's rule does not use it."""
     min_province_head_confidence: float = 0.9
     """*Fitted* (0.5 was the loosest with no wrong plate accepted on the held-out part;
     two grid steps stricter). The plate model's province head must name the read's
@@ -142,8 +150,9 @@ class PlatePolicy:
     min_char_confidence: float = 0.95
     """*Fitted* on the held-out 15 % of train (0.8 was the loosest with no wrong plate
     accepted; two grid steps stricter, as that part is small). Lowest probability of each
-    character after the province, in the k-th best agreeing decoding
-    (k = ``min_independent_reads``: the lower of the two recognisers' on one frame)."""
+    character after the province: with ``require_recogniser_agreement``, the lower of the
+    two recognisers' surest read of it over the confirming frames (on one frame: the lower
+    of the two); without, in the k-th best agreeing decoding (k = ``min_independent_reads``)."""
     min_province_confidence: float = 0.9
     """*Fitted* (0.5 + two steps). The same for the province character, on its own
     (both recognisers confuse province characters more than letters and digits)."""
@@ -224,28 +233,90 @@ def kth_best_char_confidences(decodings: list[tuple[float, ...]], k: int) -> tup
     return tuple(out)
 
 
-def recogniser_reasons(
-    pairs: list[tuple[str | None, str | None, str, float]], text: str, policy: PlatePolicy
-) -> list[ReviewReason]:
-    """Reasons from the two recognisers behind ``text``.
+@dataclass(frozen=True, slots=True)
+class RecogniserReads:
+    """What the two recognisers read on one frame's plate (for :func:`recogniser_reasons`)."""
 
-    ``pairs``: per read, (PP-OCRv4 text, plate-model text, plate-model province head's
-    answer, its probability). Reads where neither recogniser read ``text`` are left out.
-    Every other read must be read as ``text`` by both, and the province head must name
-    ``text``'s first character with at least ``min_province_head_confidence``.
+    primary_text: str | None
+    """PP-OCRv4's text (None: no grammar-valid read)."""
+    second_text: str | None
+    """The plate model's text (None: none, or the plate model is off)."""
+    second_chars: tuple[float, ...]
+    """The plate model's per-character probabilities."""
+    province: str
+    """The plate model's province head: its answer and that answer's probability."""
+    province_confidence: float
+
+    def confirms(self, text: str) -> bool:
+        return self.primary_text == self.second_text == text
+
+
+def _sure_dissent(reads: RecogniserReads, text: str, policy: PlatePolicy) -> bool:
+    """One recogniser read ``text`` and the other surely read another plate: another valid
+    text of another length, or one whose surest character where it differs from ``text``
+    holds at least ``min_dissent_confidence``. A missing or unsure other read is no dissent.
+    (A PP-OCRv4 read of another text is a rival read of its own: ``vehicle._rival_reasons``.)
+    """
+    if reads.confirms(text) or text not in (reads.primary_text, reads.second_text):
+        return False
+    if reads.second_text == text:  # the plate model read it, PP-OCRv4 did not
+        return False
+    other, chars = reads.second_text, reads.second_chars
+    if other is None:
+        return False
+    if len(other) != len(text) or len(chars) != len(other):
+        return True
+    return max(p for a, b, p in zip(other, text, chars, strict=True) if a != b) >= (
+        policy.min_dissent_confidence
+    )
+
+
+def recogniser_reasons(
+    reads: list[RecogniserReads], text: str, policy: PlatePolicy
+) -> list[ReviewReason]:
+    """Reasons from the two recognisers behind ``text``, over the frames of one plate.
+
+    At least one frame must be read as ``text`` by both (it *confirms* it), and no frame
+    may hold a sure dissent of the plate model (:func:`_sure_dissent`); on one frame this
+    is: both read ``text``. The province head must name ``text``'s first character with at
+    least ``min_province_head_confidence`` on a confirming frame, and must not name another
+    province that surely on any frame.
     """
     if not policy.require_recogniser_agreement:
         return []
-    behind = [p for p in pairs if text in (p[0], p[1])]
-    split = [p for p in behind if p[0] != p[1]]
-    if not behind or split:
-        detail = ", ".join(f"{a!r} vs {b!r}" for a, b, _, _ in split) or "no second read"
-        return [ReviewReason.of(ReviewCode.RECOGNISER_DISAGREEMENT, detail)]
-    weak = [p for p in behind if p[2] != text[0] or p[3] < policy.min_province_head_confidence]
-    if weak:
-        detail = ", ".join(f"province head {p[2]} at {p[3]:.3f}" for p in weak)
+    confirming = [r for r in reads if r.confirms(text)]
+    dissent = [r for r in reads if _sure_dissent(r, text, policy)]
+    if not confirming or dissent:
+        split = [r for r in reads
+                 if text in (r.primary_text, r.second_text) and not r.confirms(text)]
+        detail = ", ".join(f"{r.primary_text!r} vs {r.second_text!r}" for r in split)
+        return [ReviewReason.of(ReviewCode.RECOGNISER_DISAGREEMENT, detail or "no second read")]
+    head = policy.min_province_head_confidence
+    named = any(r.province == text[0] and r.province_confidence >= head for r in confirming)
+    against = [r for r in reads if r.province != text[0] and r.province_confidence >= head]
+    if not named or against:
+        detail = ", ".join(f"province head {r.province} at {r.province_confidence:.3f}"
+                           for r in (against or confirming))
         return [ReviewReason.of(ReviewCode.PROVINCE_UNCERTAIN, detail)]
     return []
+
+
+def both_recognisers_char_confidences(
+    primary: list[tuple[float, ...]], second: list[tuple[float, ...]]
+) -> tuple[float, ...]:
+    """Per position, the lower of the two recognisers' surest probability of the text's
+    character: ``primary`` holds PP-OCRv4's decodings (and its views') of the confirming
+    frames, ``second`` the plate model's. On one frame without views: the lower of the two
+    reads, as :func:`kth_best_char_confidences` with k = 2 gives. Each recogniser has to be
+    sure of every character itself; several frames of one never stand in for the other."""
+    if not primary or not second:
+        return ()
+    length = len(primary[0])
+    best = [
+        tuple(max(d[pos] for d in side if len(d) == length) for pos in range(length))
+        for side in (primary, second)
+    ]
+    return tuple(min(a, b) for a, b in zip(*best, strict=True))
 
 
 def evidence_reasons(

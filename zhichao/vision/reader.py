@@ -154,10 +154,15 @@ class PlateRead:
     def confirmed_by_second_view(self) -> bool:
         return self.text is not None and self.second_view_text == self.text
 
+    def primary_decodings(self, text: str) -> list[tuple[float, ...]]:
+        """Per-character probabilities of PP-OCRv4's decodings (the read and its views)
+        that read ``text``."""
+        out = [self.char_confidences] if self.text == text else []
+        return out + [v.char_confidences for v in self.views if v.text == text]
+
     def agreeing_decodings(self, text: str) -> list[tuple[float, ...]]:
         """Per-character probabilities of every decoding of this plate that reads ``text``."""
-        out = [self.char_confidences] if self.text == text else []
-        out += [v.char_confidences for v in self.views if v.text == text]
+        out = self.primary_decodings(text)
         if self.second is not None and self.second.text == text:
             out.append(self.second.char_confidences)
         return out

@@ -29,8 +29,10 @@ from zhichao.vision.image import ImageBGR
 from zhichao.vision.plate_image import Layout, PlateColour
 from zhichao.vision.policy import (
     PlatePolicy,
+    RecogniserReads,
     ReviewCode,
     ReviewReason,
+    both_recognisers_char_confidences,
     colour_kind_consistent,
     evidence_reasons,
     kth_best_char_confidences,
@@ -121,10 +123,9 @@ def assess_read(read: PlateRead | None, policy: PlatePolicy) -> tuple[ReviewReas
             ReviewReason.of(ReviewCode.LOW_CONFIDENCE, f"confidence {read.confidence:.3f}")
         )
     else:
-        decodings = read.agreeing_decodings(read.text)
         reasons += evidence_reasons(
-            len(decodings),
-            kth_best_char_confidences(decodings, policy.min_independent_reads),
+            len(read.agreeing_decodings(read.text)),
+            _char_confidences([read], read.text, policy),
             policy,
         )
         reasons += _dedupe(reasons, recogniser_reasons([_pair(read)], read.text, policy))
@@ -133,12 +134,28 @@ def assess_read(read: PlateRead | None, policy: PlatePolicy) -> tuple[ReviewReas
     return tuple(reasons)
 
 
-def _pair(read: PlateRead) -> tuple[str | None, str | None, str, float]:
-    """(PP-OCRv4 text, plate-model text, province head answer, its probability)."""
+def _pair(read: PlateRead) -> RecogniserReads:
+    """What PP-OCRv4 and the plate model read on this plate."""
     second = read.second
     if second is None:
-        return read.text, None, "", 0.0
-    return read.text, second.text, second.province, second.province_confidence
+        return RecogniserReads(read.text, None, (), "", 0.0)
+    return RecogniserReads(read.text, second.text, second.char_confidences, second.province,
+                           second.province_confidence)
+
+
+def _char_confidences(reads: list[PlateRead], text: str, policy: PlatePolicy) -> tuple[float, ...]:
+    """The per-character sureness the thresholds apply to (``PlatePolicy.min_char_confidence``):
+    with the agreement rule, each recogniser's surest read over the frames both read as
+    ``text``, the lower of the two; else the k-th best over every agreeing decoding."""
+    if policy.require_recogniser_agreement:
+        confirming = [r for r in reads if r.recognisers_agree and r.text == text]
+        if confirming:
+            return both_recognisers_char_confidences(
+                [d for r in confirming for d in r.primary_decodings(text)],
+                [r.second.char_confidences for r in confirming if r.second is not None],
+            )
+    decodings = [d for r in reads for d in r.agreeing_decodings(text)]
+    return kth_best_char_confidences(decodings, policy.min_independent_reads)
 
 
 def _dedupe(have: list[ReviewReason], new: list[ReviewReason]) -> list[ReviewReason]:
@@ -302,9 +319,7 @@ def _text_reasons(
     else:
         decodings = [d for e in main for d in e.read.agreeing_decodings(voted)]
         reasons += evidence_reasons(
-            len(decodings),
-            kth_best_char_confidences(decodings, policy.min_independent_reads),
-            policy,
+            len(decodings), _char_confidences([e.read for e in main], voted, policy), policy
         )
         pairs = [_pair(e.read) for e in main]
         reasons += _dedupe(reasons, recogniser_reasons(pairs, voted, policy))
