@@ -19,9 +19,15 @@ import numpy as np
 import pytest
 
 from zhichao.station.config import SIM_FRONT_REGION, SIM_REAR_REGION, load_config
-from zhichao.station.link_stage import plate_job
+from zhichao.station.link_stage import LinkStage, plate_job
 from zhichao.station.linking import Frame
-from zhichao.station.plates import PlateJob, PlateRead, PlateWorkers, lane_regions
+from zhichao.station.plates import (
+    PlateJob,
+    PlateRead,
+    PlateWorkers,
+    _worker_lane_regions,
+    lane_regions,
+)
 from zhichao.station.scene import front_scene, plate_colour_for, random_plate, rear_scene
 from zhichao.vision.policy import LaneRegion
 from zhichao.vision.reader import PlateReader
@@ -100,8 +106,18 @@ def test_every_front_and_rear_frame_goes_into_the_job(tmp_path: Path) -> None:
 
 
 def test_the_config_gives_the_workers_each_cameras_region() -> None:
+    """The station's link stage starts its workers, and restarts them, with the regions."""
     cfg = load_config(None)  # the simulated lane of the README's command
-    assert lane_regions(cfg.cameras) == {FRONT: SIM_FRONT_REGION, REAR: SIM_REAR_REGION}
+    expected = {FRONT: SIM_FRONT_REGION, REAR: SIM_REAR_REGION}
+    assert lane_regions(cfg.cameras) == expected
+    stage = LinkStage(cfg, None, None, None)  # type: ignore[arg-type]  # only its workers
+    try:
+        for _ in range(2):
+            assert stage.plates is not None
+            assert stage.plates.pool.submit(_worker_lane_regions).result(timeout=120) == expected
+            stage._restart_plate_workers()
+    finally:
+        stage.close()
 
 
 def test_a_plate_outside_the_lane_region_is_not_accepted(
@@ -131,6 +147,9 @@ def test_front_and_rear_vote_together(workers: PlateWorkers, tmp_path: Path) -> 
                             (_rear(tmp_path, seed, True), REAR)], 4)
     assert res.plate == _vehicle(seed, True)[0]
     assert "camera_disagreement" not in res.review_codes
+    # both frames were read: the rear alone reads the same plate (it votes, not a no-read)
+    rear = _decide(workers, [(_rear(tmp_path, seed, True), REAR)], 4)
+    assert rear.plate == res.plate
 
 
 def test_front_and_rear_of_different_plates_go_to_review(

@@ -183,16 +183,55 @@ def test_an_unsure_or_missing_second_read_on_another_frame_neither_confirms_nor_
     assert not decide_from_reads(_frames([sure_read, longer])).accepted
 
 
-def test_the_province_head_of_another_frame_can_only_veto(sure_read: PlateRead) -> None:
+def test_the_province_head_of_another_frame_vetoes_when_it_is_sure(sure_read: PlateRead) -> None:
     assert sure_read.second is not None
-    sure_elsewhere = replace(sure_read, second=replace(
-        sure_read.second, text=None, char_confidences=(), province="浙",
-        province_confidence=0.97))
-    d = decide_from_reads(_frames([sure_read, sure_elsewhere]))
+
+    def head(read: PlateRead, province: str, p: float) -> PlateRead:
+        assert read.second is not None
+        return replace(read, second=replace(read.second, province=province,
+                                            province_confidence=p))
+
+    no_text = _second_reading(sure_read, None, ())
+    for p, accepted in ((0.97, False), (0.6, False), (0.4, True)):
+        d = decide_from_reads(_frames([sure_read, head(no_text, "浙", p)]))
+        assert d.accepted is accepted, (p, d.review_codes)
+        if not accepted:
+            assert d.review_codes == (ReviewCode.PROVINCE_UNCERTAIN.value,)
+    # a frame both read, whose head names another province just under the threshold:
+    # not confirming, and a sure dissent (review found this accepted)
+    d = decide_from_reads(_frames([sure_read, head(sure_read, "浙", 0.89)]))
     assert d.review_codes == (ReviewCode.PROVINCE_UNCERTAIN.value,)
-    unsure_elsewhere = replace(sure_elsewhere, second=replace(
-        sure_elsewhere.second, province_confidence=0.6))  # type: ignore[arg-type]
-    assert decide_from_reads(_frames([sure_read, unsure_elsewhere])).accepted
+    # a frame both read whose head is unsure of the same province confirms nothing: the
+    # other frame's unsure letter still counts (review: each alone failed, both passed)
+    chars = sure_read.second.char_confidences
+    weak_letter = _second_reading(sure_read, "沪CT8805", (chars[0], 0.8, *chars[2:]))
+    d = decide_from_reads(_frames([weak_letter, head(sure_read, "沪", 0.6)]))
+    assert d.review_codes == (ReviewCode.LOW_CONFIDENCE.value,)
+
+
+def test_one_frame_keeps_the_one_frame_rule_with_two_reads_in_it(sure_read: PlateRead) -> None:
+    """Two overlapping boxes of one plate in one frame (the detector keeps boxes up to IoU
+    0.4): every read behind the text must be confirmed, as before."""
+    x0, y0, x1, y1 = sure_read.box_px
+    shift = (x1 - x0) * 0.45
+    box = (x0 + shift, y0, x1 + shift, y1)
+    other = _second_reading(sure_read, "沪CT8806", (*sure_read.char_confidences[:6], 0.3))
+    other = replace(other, detection=replace(other.detection, box_px=box))
+    image = np.zeros((1200, 1600, 3), dtype=np.uint8)
+    d = decide_from_reads([(VehicleFrame(image, "front", T0), [sure_read, other])])
+    assert ReviewCode.RECOGNISER_DISAGREEMENT.value in d.review_codes and not d.accepted
+
+
+def test_only_confirming_frames_count_over_several_frames(sure_read: PlateRead) -> None:
+    ppocr_only = _second_reading(sure_read, None, ())
+    frames = _frames([sure_read, ppocr_only])
+    assert decide_from_reads(frames).accepted
+    two_frames = decide_from_reads(frames, policy=PlatePolicy(min_agreeing_frames=2))
+    assert two_frames.review_codes == (ReviewCode.TOO_FEW_FRAMES.value,)
+    three_reads = decide_from_reads(frames, policy=PlatePolicy(min_independent_reads=3))
+    assert three_reads.review_codes == (ReviewCode.UNCONFIRMED.value,)
+    assert decide_from_reads(_frames([sure_read, sure_read]),
+                             policy=PlatePolicy(min_agreeing_frames=2)).accepted
 
 
 def test_frames_of_one_recogniser_do_not_make_the_other_sure(sure_read: PlateRead) -> None:

@@ -160,6 +160,12 @@ def _worker_pid() -> int:
     return os.getpid()
 
 
+def _worker_lane_regions() -> LaneRegions:
+    """The lane regions this worker's policy decides under (for tests and diagnosis)."""
+    return {camera: (r.left, r.top, r.right, r.bottom)
+            for camera, r in _POLICY.lane_regions.items()}
+
+
 class PlateWorkers:
     """A pool of ``workers`` plate-reading processes (spawned, never forked), deciding under
     the lane ``regions`` (camera id → region; plain tuples, as they cross to the workers).

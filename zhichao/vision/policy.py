@@ -8,13 +8,17 @@ reason codes and zh-CN texts a reviewer reads.
 The policy accepts only on independent, agreeing evidence (issue #20, item 3):
 
 - two independent recognisers — PP-OCRv4 (general OCR) and the plate model trained here
-  (``zhichao.vision.plate_model``) — read the same grammar-valid text on every read that
-  supports it, and the plate model's province head names the same province;
+  (``zhichao.vision.plate_model``) — read the same grammar-valid text, and the plate
+  model's province head names the same province: on one frame, on every read behind the
+  text; over several frames, on at least one frame, with no frame where the plate model
+  surely reads another plate (:func:`recogniser_reasons`);
 - at least ``min_independent_reads`` decodings read it (each recogniser's read of each
-  frame counts as one, and so does any configured PP-OCRv4 view);
+  frame counts as one, and so does any configured PP-OCRv4 view; over several frames,
+  only those of the confirming frames);
 - every character after the province is at least ``min_char_confidence`` sure, and the
   province character at least ``min_province_confidence``, in ``min_independent_reads``
-  of those decodings (the k-th best decoding per position);
+  of those decodings (the k-th best decoding per position), and over several frames in
+  each recogniser's own surest read (:func:`both_recognisers_char_confidences`);
 - the plate is wide enough (``min_plate_width_px``), its colour is known, goes with its
   kind, and goes with the weighed vehicle (``large_vehicle_min_axles``);
 - it is the plate of the vehicle in this lane: inside the camera's ``lane_regions``
@@ -134,13 +138,16 @@ class PlatePolicy:
     as one (and each configured PP-OCRv4 view), each further frame as many again.
     2: on a single frame, both recognisers must agree."""
     require_recogniser_agreement: bool = True
-    """Both recognisers must read the text: on one frame, that frame; over several, at
-    least one frame read the same by both and no frame where the plate model surely reads
-    another plate (``min_dissent_confidence``)."""
+    """Both recognisers must read the text: on one frame, every read behind it; over
+    several, at least one frame read the same by both (province head included) and no
+    frame where the plate model surely reads another plate or province
+    (``min_dissent_confidence``). Over several frames only the confirming frames count
+    for ``min_independent_reads`` and ``min_agreeing_frames``."""
     min_dissent_confidence: float = 0.5
     """Over several frames: a frame where PP-OCRv4 reads the text and the plate model
     another counts against the text when the plate model's surest differing character is
-    at least this sure (less sure, or no read: that frame neither confirms nor vetoes).
+    at least this sure, and so does a province head naming another province this surely
+    (less sure, or no read: that frame neither confirms nor vetoes).
     *Not fitted* (there is no labelled multi-frame data): 0.5 means the plate model's own
     choice holds most of its probability there. One frame's rule does not use it."""
     min_province_head_confidence: float = 0.9
@@ -250,20 +257,30 @@ class RecogniserReads:
     def confirms(self, text: str) -> bool:
         return self.primary_text == self.second_text == text
 
+    def behind(self, text: str) -> bool:
+        """At least one recogniser read ``text`` here."""
+        return text in (self.primary_text, self.second_text)
+
+    def head_names(self, text: str, policy: PlatePolicy) -> bool:
+        return self.province == text[0] and (
+            self.province_confidence >= policy.min_province_head_confidence
+        )
+
 
 def _sure_dissent(reads: RecogniserReads, text: str, policy: PlatePolicy) -> bool:
-    """One recogniser read ``text`` and the other surely read another plate: another valid
-    text of another length, or one whose surest character where it differs from ``text``
-    holds at least ``min_dissent_confidence``. A missing or unsure other read is no dissent.
-    (A PP-OCRv4 read of another text is a rival read of its own: ``vehicle._rival_reasons``.)
-    """
-    if reads.confirms(text) or text not in (reads.primary_text, reads.second_text):
+    """The plate model surely reads another plate than ``text``: its province head names
+    another province with at least ``min_dissent_confidence``, or PP-OCRv4 read ``text``
+    and the plate model another valid text, of another length or with its surest
+    differing character at least ``min_dissent_confidence``. A missing or unsure other
+    read is no dissent. (PP-OCRv4 reading another text is a rival read of its own:
+    ``vehicle._rival_reasons``.)"""
+    if reads.province and reads.province != text[0] and (
+        reads.province_confidence >= policy.min_dissent_confidence
+    ):
+        return True
+    if reads.primary_text != text or reads.second_text in (None, text):
         return False
-    if reads.second_text == text:  # the plate model read it, PP-OCRv4 did not
-        return False
-    other, chars = reads.second_text, reads.second_chars
-    if other is None:
-        return False
+    other, chars = reads.second_text or "", reads.second_chars
     if len(other) != len(text) or len(chars) != len(other):
         return True
     return max(p for a, b, p in zip(other, text, chars, strict=True) if a != b) >= (
@@ -271,34 +288,66 @@ def _sure_dissent(reads: RecogniserReads, text: str, policy: PlatePolicy) -> boo
     )
 
 
-def recogniser_reasons(
+def frame_confirms(frame: list[RecogniserReads], text: str, policy: PlatePolicy) -> bool:
+    """One frame confirms ``text``: every read of it behind ``text`` is read as ``text`` by
+    both recognisers, with the province head naming its province surely (and there is
+    one). This is the whole recogniser rule on a single frame."""
+    behind = [r for r in frame if r.behind(text)]
+    return bool(behind) and all(r.confirms(text) and r.head_names(text, policy) for r in behind)
+
+
+def _one_frame_reasons(
     reads: list[RecogniserReads], text: str, policy: PlatePolicy
 ) -> list[ReviewReason]:
-    """Reasons from the two recognisers behind ``text``, over the frames of one plate.
+    """The rule on one frame: every read behind ``text`` is read so by both recognisers
+    (else ``recogniser_disagreement``), each with the province head naming the province
+    surely (else ``province_uncertain``)."""
+    behind = [r for r in reads if r.behind(text)]
+    split = [r for r in behind if not r.confirms(text)]
+    if not behind or split:
+        detail = ", ".join(f"{r.primary_text!r} vs {r.second_text!r}" for r in split)
+        return [ReviewReason.of(ReviewCode.RECOGNISER_DISAGREEMENT, detail or "no second read")]
+    weak = [r for r in behind if not r.head_names(text, policy)]
+    if weak:
+        detail = ", ".join(f"province head {r.province} at {r.province_confidence:.3f}"
+                           for r in weak)
+        return [ReviewReason.of(ReviewCode.PROVINCE_UNCERTAIN, detail)]
+    return []
 
-    At least one frame must be read as ``text`` by both (it *confirms* it), and no frame
-    may hold a sure dissent of the plate model (:func:`_sure_dissent`); on one frame this
-    is: both read ``text``. The province head must name ``text``'s first character with at
-    least ``min_province_head_confidence`` on a confirming frame, and must not name another
-    province that surely on any frame.
+
+def recogniser_reasons(
+    frames: list[list[RecogniserReads]], text: str, policy: PlatePolicy
+) -> list[ReviewReason]:
+    """Reasons from the two recognisers behind ``text``; ``frames`` holds, per frame, the
+    reads of the plate in it (usually one).
+
+    On one frame: :func:`_one_frame_reasons`. Over several: at least one frame must
+    confirm ``text`` (:func:`frame_confirms`), and no read of any frame may be a sure
+    dissent of the plate model (:func:`_sure_dissent`); a frame that neither confirms nor
+    dissents (the plate model read nothing, or another text or province unsurely) counts
+    neither way.
     """
     if not policy.require_recogniser_agreement:
         return []
-    confirming = [r for r in reads if r.confirms(text)]
-    dissent = [r for r in reads if _sure_dissent(r, text, policy)]
-    if not confirming or dissent:
-        split = [r for r in reads
-                 if text in (r.primary_text, r.second_text) and not r.confirms(text)]
-        detail = ", ".join(f"{r.primary_text!r} vs {r.second_text!r}" for r in split)
-        return [ReviewReason.of(ReviewCode.RECOGNISER_DISAGREEMENT, detail or "no second read")]
-    head = policy.min_province_head_confidence
-    named = any(r.province == text[0] and r.province_confidence >= head for r in confirming)
-    against = [r for r in reads if r.province != text[0] and r.province_confidence >= head]
-    if not named or against:
+    if len(frames) == 1:
+        return _one_frame_reasons(frames[0], text, policy)
+    reads = [r for frame in frames for r in frame]
+    confirming = [f for f in frames if frame_confirms(f, text, policy)]
+    text_dissent = [r for r in reads if r.primary_text == text
+                    and r.second_text not in (None, text) and _sure_dissent(r, text, policy)]
+    head_dissent = [r for r in reads if _sure_dissent(r, text, policy) and r not in text_dissent]
+    reasons: list[ReviewReason] = []
+    split = [r for r in reads if r.behind(text) and not r.confirms(text)]
+    if text_dissent or (not confirming and (split or not any(r.behind(text) for r in reads))):
+        detail = ", ".join(f"{r.primary_text!r} vs {r.second_text!r}"
+                           for r in (text_dissent or split))
+        reasons.append(ReviewReason.of(ReviewCode.RECOGNISER_DISAGREEMENT,
+                                       detail or "no second read"))
+    if head_dissent or (not confirming and not reasons):
         detail = ", ".join(f"province head {r.province} at {r.province_confidence:.3f}"
-                           for r in (against or confirming))
-        return [ReviewReason.of(ReviewCode.PROVINCE_UNCERTAIN, detail)]
-    return []
+                           for r in (head_dissent or reads))
+        reasons.append(ReviewReason.of(ReviewCode.PROVINCE_UNCERTAIN, detail))
+    return reasons
 
 
 def both_recognisers_char_confidences(
@@ -324,8 +373,10 @@ def evidence_reasons(
 ) -> list[ReviewReason]:
     """Reasons from the agreement and sureness of the decodings behind a grammar-valid text.
 
-    ``char_confidences`` are :func:`kth_best_char_confidences` of the agreeing decodings;
-    position 0 is the province character (every 7/8-character civil plate; 使 too).
+    ``char_confidences``: per position, what the thresholds apply to (``vehicle``'s
+    ``_evidence``: the k-th best of the agreeing decodings, and over several frames no
+    more than each recogniser's surest); position 0 is the province character (every
+    7/8-character civil plate; 使 too).
     """
     reasons: list[ReviewReason] = []
     if independent_reads < policy.min_independent_reads:

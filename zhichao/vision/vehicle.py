@@ -35,6 +35,7 @@ from zhichao.vision.policy import (
     both_recognisers_char_confidences,
     colour_kind_consistent,
     evidence_reasons,
+    frame_confirms,
     kth_best_char_confidences,
     recogniser_reasons,
     vehicle_conflict,
@@ -123,12 +124,12 @@ def assess_read(read: PlateRead | None, policy: PlatePolicy) -> tuple[ReviewReas
             ReviewReason.of(ReviewCode.LOW_CONFIDENCE, f"confidence {read.confidence:.3f}")
         )
     else:
+        decodings = read.agreeing_decodings(read.text)
         reasons += evidence_reasons(
-            len(read.agreeing_decodings(read.text)),
-            _char_confidences([read], read.text, policy),
+            len(decodings), kth_best_char_confidences(decodings, policy.min_independent_reads),
             policy,
         )
-        reasons += _dedupe(reasons, recogniser_reasons([_pair(read)], read.text, policy))
+        reasons += _dedupe(reasons, recogniser_reasons([[_pair(read)]], read.text, policy))
     reasons += _resolution_reasons(plate_width_px(read), policy)
     reasons += _colour_reasons(read.colour, read.kind, read.text, WeighedVehicleFacts(), policy)
     return tuple(reasons)
@@ -143,19 +144,42 @@ def _pair(read: PlateRead) -> RecogniserReads:
                            second.province_confidence)
 
 
-def _char_confidences(reads: list[PlateRead], text: str, policy: PlatePolicy) -> tuple[float, ...]:
-    """The per-character sureness the thresholds apply to (``PlatePolicy.min_char_confidence``):
-    with the agreement rule, each recogniser's surest read over the frames both read as
-    ``text``, the lower of the two; else the k-th best over every agreeing decoding."""
-    if policy.require_recogniser_agreement:
-        confirming = [r for r in reads if r.recognisers_agree and r.text == text]
-        if confirming:
-            return both_recognisers_char_confidences(
-                [d for r in confirming for d in r.primary_decodings(text)],
-                [r.second.char_confidences for r in confirming if r.second is not None],
-            )
+def _by_frame(main: list[_Entry]) -> list[list[_Entry]]:
+    frames: dict[int, list[_Entry]] = defaultdict(list)
+    for e in main:
+        frames[e.source.frame_index].append(e)
+    return list(frames.values())
+
+
+def _confirming(main: list[_Entry], text: str, policy: PlatePolicy) -> list[list[_Entry]] | None:
+    """Over several frames with the agreement rule: the frames that confirm ``text``
+    (:func:`frame_confirms`); None on one frame or without the rule (every read counts)."""
+    frames = _by_frame(main)
+    if not policy.require_recogniser_agreement or len(frames) < 2:
+        return None
+    return [f for f in frames if frame_confirms([_pair(e.read) for e in f], text, policy)]
+
+
+def _evidence(main: list[_Entry], text: str, policy: PlatePolicy) -> list[ReviewReason]:
+    """``evidence_reasons`` over the decodings that count: on one frame (or without the
+    agreement rule) every decoding that reads ``text``, the k-th best per position; over
+    several frames only those of the confirming frames, and no character surer than the
+    less sure recogniser's surest read of it (one recogniser's frames never stand in for
+    the other's)."""
+    confirming = _confirming(main, text, policy)
+    if not confirming:  # one frame, no rule, or none confirms (recogniser_reasons says so)
+        decodings = [d for e in main for d in e.read.agreeing_decodings(text)]
+        chars = kth_best_char_confidences(decodings, policy.min_independent_reads)
+        return evidence_reasons(len(decodings), chars, policy)
+    reads = [e.read for f in confirming for e in f]
     decodings = [d for r in reads for d in r.agreeing_decodings(text)]
-    return kth_best_char_confidences(decodings, policy.min_independent_reads)
+    kth = kth_best_char_confidences(decodings, policy.min_independent_reads)
+    own = both_recognisers_char_confidences(
+        [d for r in reads for d in r.primary_decodings(text)],
+        [r.second.char_confidences for r in reads if r.second is not None],
+    )
+    chars = tuple(min(a, b) for a, b in zip(kth, own, strict=True)) if own else kth
+    return evidence_reasons(len(decodings), chars, policy)
 
 
 def _dedupe(have: list[ReviewReason], new: list[ReviewReason]) -> list[ReviewReason]:
@@ -317,12 +341,9 @@ def _text_reasons(
     elif confidence < policy.min_confidence:
         reasons.append(ReviewReason.of(ReviewCode.LOW_CONFIDENCE, f"confidence {confidence:.3f}"))
     else:
-        decodings = [d for e in main for d in e.read.agreeing_decodings(voted)]
-        reasons += evidence_reasons(
-            len(decodings), _char_confidences([e.read for e in main], voted, policy), policy
-        )
-        pairs = [_pair(e.read) for e in main]
-        reasons += _dedupe(reasons, recogniser_reasons(pairs, voted, policy))
+        reasons += _evidence(main, voted, policy)
+        frames = [[_pair(e.read) for e in f] for f in _by_frame(main)]
+        reasons += _dedupe(reasons, recogniser_reasons(frames, voted, policy))
     reasons += _resolution_reasons(max(plate_width_px(e.read) for e in main), policy)
     return reasons
 
@@ -439,10 +460,13 @@ def decide_from_reads(
     reasons += _rival_reasons(main, tractor_groups[1:], candidates, policy)
     valid = [e for e in main if e.read.text is not None]
     agreeing_frames = len({e.source.frame_index for e in valid if e.read.text == voted})
-    if voted is not None and agreeing_frames < policy.min_agreeing_frames:
+    confirming = _confirming(main, voted, policy) if voted is not None else None
+    # over several frames only confirming ones count (none: recogniser_reasons says so)
+    counted = len(confirming) if confirming else agreeing_frames
+    if voted is not None and counted < policy.min_agreeing_frames:
         reasons.append(
             ReviewReason.of(
-                ReviewCode.TOO_FEW_FRAMES, f"{agreeing_frames} < {policy.min_agreeing_frames}"
+                ReviewCode.TOO_FEW_FRAMES, f"{counted} < {policy.min_agreeing_frames}"
             )
         )
     colour = _voted_colour(main)
