@@ -5,6 +5,7 @@ Figures for 2 rows and a rough road are measured by ``benchmarks/weighing_accura
 
 from __future__ import annotations
 
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -28,16 +29,29 @@ def _run(out: Path, n: int, seed: int, opts: SimOptions) -> list[Match]:
     return matches
 
 
-@pytest.fixture(scope="module")
-def normal(tmp_path_factory: pytest.TempPathFactory) -> list[Match]:
-    out = tmp_path_factory.mktemp("normal")
-    return _run(out, 400, 2024, SimOptions(abnormal_fraction=0.0))
+def _lane(args: tuple[Path, int, int, SimOptions]) -> list[Match]:
+    return _run(*args)
 
 
 @pytest.fixture(scope="module")
-def abnormal(tmp_path_factory: pytest.TempPathFactory) -> list[Match]:
-    out = tmp_path_factory.mktemp("abnormal")
-    return _run(out, 400, 77, ABNORMAL_OPTS)
+def lanes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Match]]:
+    """400 normal and 400 abnormal vehicles, the two lanes simulated and weighed side by
+    side (one process each: the suite runs serially on 2 cores)."""
+    jobs = {"normal": (tmp_path_factory.mktemp("normal"), 400, 2024,
+                       SimOptions(abnormal_fraction=0.0)),
+            "abnormal": (tmp_path_factory.mktemp("abnormal"), 400, 77, ABNORMAL_OPTS)}
+    with ProcessPoolExecutor(2) as pool:
+        return dict(zip(jobs, pool.map(_lane, jobs.values()), strict=True))
+
+
+@pytest.fixture(scope="module")
+def normal(lanes: dict[str, list[Match]]) -> list[Match]:
+    return lanes["normal"]
+
+
+@pytest.fixture(scope="module")
+def abnormal(lanes: dict[str, list[Match]]) -> list[Match]:
+    return lanes["abnormal"]
 
 
 def test_axle_count(normal: list[Match]) -> None:
