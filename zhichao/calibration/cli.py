@@ -13,7 +13,6 @@ from zhichao.calibration.accuracy import AccuracyConfig, load_tables, verify_acc
 from zhichao.calibration.errors import CalibrationError
 from zhichao.calibration.fit import REJECTION_ZH, FitConfig, calibrate, write_profile
 from zhichao.calibration.measure import sha256_file
-from zhichao.calibration.report import PHASE_ZH, write_report
 from zhichao.calibration.scatter import ScatterConfig, scatter_file
 from zhichao.common import parse_utc
 from zhichao.weighing.calibration_profile import load_profile
@@ -128,6 +127,10 @@ def _scatter(args: argparse.Namespace) -> int:
 
 
 def _accuracy(args: argparse.Namespace) -> int:
+    # the report draws with matplotlib (~1 s to import): only this command loads it, not
+    # every ``zhichao`` process
+    from zhichao.calibration.report import PHASE_ZH, write_report
+
     try:
         profile = load_profile(args.calibration) if args.calibration else None
         cfg = AccuracyConfig(tables=load_tables(args.tables)) if args.tables else \
