@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from zhichao.calibration.accuracy import AccuracyConfig, load_tables, verify_accuracy
 from zhichao.calibration.errors import CalibrationError
 from zhichao.calibration.fit import REJECTION_ZH, FitConfig, calibrate, write_profile
 from zhichao.calibration.measure import sha256_file
@@ -127,8 +126,9 @@ def _scatter(args: argparse.Namespace) -> int:
 
 
 def _accuracy(args: argparse.Namespace) -> int:
-    # the report draws with matplotlib (~1 s to import): only this command loads it, not
-    # every ``zhichao`` process
+    # the accuracy check (scipy.stats) and its report (matplotlib) take seconds to import:
+    # only this command loads them, not every ``zhichao`` process
+    from zhichao.calibration.accuracy import AccuracyConfig, load_tables, verify_accuracy
     from zhichao.calibration.report import PHASE_ZH, write_report
 
     try:
