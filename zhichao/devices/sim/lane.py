@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -463,21 +464,22 @@ def _truth_of(idx: int, p: PlacedVehicle, opts: SimOptions) -> dict[str, Any]:
     }
 
 
-def simulate(n_vehicles: int, seed: int, out_dir: str | Path, opts: SimOptions | None = None,
-             vehicles_per_recording: int = 10) -> list[Path]:
-    """Write recordings plus one ground-truth JSON per recording; deterministic per seed.
-
-    Returns the recording paths (``rec_00001.npz`` with ``rec_00001.truth.json``).
-    """
+def simulated_recordings(n_vehicles: int, seed: int, opts: SimOptions | None = None,
+                         vehicles_per_recording: int = 10
+                         ) -> Iterator[tuple[npt.NDArray[np.float32], RecordingMeta,
+                                             dict[str, Any]]]:
+    """The recordings :func:`simulate` writes, in memory: ``(samples, meta, truth)`` each,
+    deterministic per seed (the arguments are checked at once, not at the first one)."""
     if n_vehicles < 1:
         raise SimulationError("--vehicles must be at least 1")
     if vehicles_per_recording < 1:
         raise SimulationError("vehicles per recording must be at least 1")
-    opts = opts or SimOptions()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    return _recordings(n_vehicles, seed, opts or SimOptions(), vehicles_per_recording)
+
+
+def _recordings(n_vehicles: int, seed: int, opts: SimOptions, vehicles_per_recording: int
+                ) -> Iterator[tuple[npt.NDArray[np.float32], RecordingMeta, dict[str, Any]]]:
     root = np.random.default_rng(seed)
-    paths: list[Path] = []
     n_rec = math.ceil(n_vehicles / vehicles_per_recording)
     start = opts.start_utc
     for k in range(n_rec):
@@ -486,13 +488,27 @@ def simulate(n_vehicles: int, seed: int, out_dir: str | Path, opts: SimOptions |
         rec_opts = SimOptions(**{**asdict(opts), "start_utc": start})
         vehicles = plan_traffic(rng, count, rec_opts)
         samples, meta, truth = simulate_recording(rng, vehicles, rec_opts)
+        yield samples, meta, truth
+        start = start + timedelta(seconds=samples.shape[0] / opts.sample_rate_hz + 1.0)
+
+
+def simulate(n_vehicles: int, seed: int, out_dir: str | Path, opts: SimOptions | None = None,
+             vehicles_per_recording: int = 10) -> list[Path]:
+    """Write recordings plus one ground-truth JSON per recording; deterministic per seed.
+
+    Returns the recording paths (``rec_00001.npz`` with ``rec_00001.truth.json``).
+    """
+    recordings = simulated_recordings(n_vehicles, seed, opts, vehicles_per_recording)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for k, (samples, meta, truth) in enumerate(recordings):
         name = f"rec_{k + 1:05d}"
         path = write_recording(out / f"{name}.npz", samples, meta)
         truth["recording"] = path.name
         (out / f"{name}.truth.json").write_text(
             json.dumps(truth, ensure_ascii=False, indent=1), encoding="utf-8")
         paths.append(path)
-        start = start + timedelta(seconds=samples.shape[0] / opts.sample_rate_hz + 1.0)
     return paths
 
 
