@@ -5,14 +5,14 @@ Figures for 2 rows and a rough road are measured by ``benchmarks/weighing_accura
 
 from __future__ import annotations
 
-from pathlib import Path
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pytest
 
-from zhichao.devices.recording import read_recording
-from zhichao.devices.sim import SimOptions, simulate
-from zhichao.devices.sim.lane import read_truth
+from zhichao.devices.recording import Recording
+from zhichao.devices.sim import SimOptions
+from zhichao.devices.sim.lane import simulated_recordings
 from zhichao.weighing.evaluation import Match, backward_row_crossings, flag_hit, match_vehicles
 from zhichao.weighing.stream import weigh_recording
 
@@ -21,23 +21,34 @@ pytestmark = pytest.mark.slow  # minutes of simulated traffic or processes
 ABNORMAL_OPTS = SimOptions(abnormal_fraction=0.6)
 
 
-def _run(out: Path, n: int, seed: int, opts: SimOptions) -> list[Match]:
+def _lane(args: tuple[int, int, SimOptions]) -> list[Match]:
+    """Vehicles simulated and weighed in memory (the recording format is tested on its
+    own)."""
+    n, seed, opts = args
     matches: list[Match] = []
-    for p in simulate(n, seed, out, opts, vehicles_per_recording=20):
-        matches += match_vehicles(read_truth(p)["vehicles"], weigh_recording(read_recording(p)))
+    for samples, meta, truth in simulated_recordings(n, seed, opts, vehicles_per_recording=20):
+        matches += match_vehicles(truth["vehicles"], weigh_recording(Recording(samples, meta)))
     return matches
 
 
 @pytest.fixture(scope="module")
-def normal(tmp_path_factory: pytest.TempPathFactory) -> list[Match]:
-    out = tmp_path_factory.mktemp("normal")
-    return _run(out, 400, 2024, SimOptions(abnormal_fraction=0.0))
+def lanes() -> dict[str, list[Match]]:
+    """400 normal and 400 abnormal vehicles, the two lanes simulated and weighed side by
+    side (one process each: the suite runs serially on 2 cores)."""
+    jobs = {"normal": (400, 2024, SimOptions(abnormal_fraction=0.0)),
+            "abnormal": (400, 77, ABNORMAL_OPTS)}
+    with ProcessPoolExecutor(2) as pool:
+        return dict(zip(jobs, pool.map(_lane, jobs.values()), strict=True))
 
 
 @pytest.fixture(scope="module")
-def abnormal(tmp_path_factory: pytest.TempPathFactory) -> list[Match]:
-    out = tmp_path_factory.mktemp("abnormal")
-    return _run(out, 400, 77, ABNORMAL_OPTS)
+def normal(lanes: dict[str, list[Match]]) -> list[Match]:
+    return lanes["normal"]
+
+
+@pytest.fixture(scope="module")
+def abnormal(lanes: dict[str, list[Match]]) -> list[Match]:
+    return lanes["abnormal"]
 
 
 def test_axle_count(normal: list[Match]) -> None:

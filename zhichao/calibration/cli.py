@@ -9,11 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from zhichao.calibration.accuracy import AccuracyConfig, load_tables, verify_accuracy
 from zhichao.calibration.errors import CalibrationError
 from zhichao.calibration.fit import REJECTION_ZH, FitConfig, calibrate, write_profile
 from zhichao.calibration.measure import sha256_file
-from zhichao.calibration.report import PHASE_ZH, write_report
 from zhichao.calibration.scatter import ScatterConfig, scatter_file
 from zhichao.common import parse_utc
 from zhichao.weighing.calibration_profile import load_profile
@@ -128,6 +126,11 @@ def _scatter(args: argparse.Namespace) -> int:
 
 
 def _accuracy(args: argparse.Namespace) -> int:
+    # the accuracy check (scipy.stats) and its report (matplotlib) take seconds to import:
+    # only this command loads them, not every ``zhichao`` process
+    from zhichao.calibration.accuracy import AccuracyConfig, load_tables, verify_accuracy
+    from zhichao.calibration.report import PHASE_ZH, write_report
+
     try:
         profile = load_profile(args.calibration) if args.calibration else None
         cfg = AccuracyConfig(tables=load_tables(args.tables)) if args.tables else \

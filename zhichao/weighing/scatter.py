@@ -39,9 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scipy.stats import chi2
-from scipy.stats import f as f_dist
-
 from zhichao.common import format_utc, utc_now, write_atomic
 from zhichao.weighing.config import SCATTER_KINDS, WeighingConfig
 from zhichao.weighing.errors import CalibrationProfileError
@@ -125,6 +122,9 @@ def upper_sd(variance: float, dof: int, confidence: float = 0.95) -> float:
     freedom: ``σ̂ · √(dof / χ²_{1−confidence}(dof))`` (normal errors)."""
     if dof < 1:
         return math.inf
+    from scipy.stats import chi2  # here, not at the top: scipy.stats takes ~1 s to import,
+    # and every process that reads an evidence package imports this module
+
     return math.sqrt(variance * dof / float(chi2.ppf(1.0 - confidence, dof)))
 
 
@@ -243,6 +243,8 @@ def combined_bound(reference: ScatterBand, in_service: ScatterBand,
         return larger
     ratio = ref_est ** 2 / ins_est ** 2
     tail = (1.0 - confidence) / 2.0
+    from scipy.stats import f as f_dist  # imported here: see upper_sd
+
     low = float(f_dist.ppf(tail, reference.dof, in_service.dof))
     high = float(f_dist.ppf(1.0 - tail, reference.dof, in_service.dof))
     if not low <= ratio <= high:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -312,7 +313,8 @@ def simulate_recording(rng: np.random.Generator, vehicles: list[SimVehicle],
     if opts.dead_channel_probability > 0 and rng.random() < opts.dead_channel_probability:
         dead.append(int(rng.integers(n_ch)))
 
-    force = np.zeros((n_samples, n_ch), dtype=np.float64)
+    # channel-major while synthesizing (each channel contiguous), sample-major on return
+    force = np.zeros((n_ch, n_samples), dtype=np.float64)
     truth_vehicles: list[dict[str, Any]] = []
     for idx, p in enumerate(placed):
         v = p.vehicle
@@ -321,8 +323,8 @@ def simulate_recording(rng: np.random.Generator, vehicles: list[SimVehicle],
         monotonic = bool(np.all(np.diff(p.x_front_m) >= 0))
         for j in range(v.n_axles):
             xa = p.x_front_m - v.axle_offsets_m[j]
-            dyn = (1.0 + v.body_amp[j] * np.sin(2 * np.pi * v.body_hz[j] * t_abs + v.body_phase[j])
-                   + v.hop_amp[j] * np.sin(2 * np.pi * v.hop_hz[j] * t_abs + v.hop_phase[j]))
+            # the dynamic load factor, evaluated only where a tyre is over a strip
+            body_w, hop_w = 2 * np.pi * v.body_hz[j], 2 * np.pi * v.hop_hz[j]
             b = tyre_width_m(v, j)
             for side, sign in ((0, -1.0), (1, 1.0)):
                 wheel_kg = float(v.wheel_loads_kg[j, side])
@@ -332,14 +334,23 @@ def simulate_recording(rng: np.random.Generator, vehicles: list[SimVehicle],
                 for r, x_row in enumerate(rows_m):
                     lo = x_row - contact / 2 - 1e-3
                     hi = x_row + opts.strip_width_m + contact / 2 + 1e-3
+                    # a slice where the axle only moves forward (no index copies)
+                    sel: slice | npt.NDArray[np.intp]
                     if monotonic:
                         a_i, b_i = np.searchsorted(xa, [lo, hi])
-                        sel = np.arange(a_i, b_i)
+                        sel = slice(int(a_i), int(b_i))
+                        at: slice | npt.NDArray[np.intp] = slice(k0 + int(a_i), k0 + int(b_i))
+                        if b_i <= a_i:
+                            continue
                     else:
                         sel = np.nonzero((xa > lo) & (xa < hi))[0]
-                    if len(sel) == 0:
-                        continue
-                    f_n = (wheel_kg * G_MS2 * dyn[sel]
+                        at = k0 + sel
+                        if len(sel) == 0:
+                            continue
+                    t_sel = t_abs[sel]
+                    dyn = (1.0 + v.body_amp[j] * np.sin(body_w * t_sel + v.body_phase[j])
+                           + v.hop_amp[j] * np.sin(hop_w * t_sel + v.hop_phase[j]))
+                    f_n = (wheel_kg * G_MS2 * dyn
                            * _long_fraction(xa[sel], x_row, opts.strip_width_m, contact))
                     for half in (0, 1):
                         if lat[half] <= 0:
@@ -347,12 +358,13 @@ def simulate_recording(rng: np.random.Generator, vehicles: list[SimVehicle],
                         ch = 2 * r + half
                         y_rel = y / opts.half_length_m * (1 if half else -1)
                         s_along = 1.0 + along[ch] * (y_rel - 0.5)
-                        force[k0 + sel, ch] += f_n * lat[half] * s_along
+                        force[ch, at] += f_n * lat[half] * s_along
         truth_vehicles.append(_truth_of(idx, p, opts))
 
-    out = force * sens_true[None, :]
+    out = force
+    out *= sens_true[:, None]
     for ch in dead:
-        out[:, ch] = 0.0
+        out[ch] = 0.0
     # offsets: initial offset plus a slow random walk (0.1 s steps), linearly interpolated
     step_s = 0.1
     n_steps = int(math.ceil(n_samples / fs / step_s)) + 2
@@ -361,11 +373,16 @@ def simulate_recording(rng: np.random.Generator, vehicles: list[SimVehicle],
     walk += rng.uniform(-opts.offset_units, opts.offset_units, n_ch)[None, :]
     t_steps = np.arange(n_steps) * step_s
     t_samples = np.arange(n_samples) / fs
-    samples = np.empty((n_samples, n_ch), dtype=np.float32)
-    noise = rng.standard_normal((n_samples, n_ch), dtype=np.float32) * np.float32(opts.noise_units)
+    noise = rng.standard_normal((n_samples, n_ch), dtype=np.float32)
+    noise *= np.float32(opts.noise_units)
+    by_channel = np.empty((n_ch, n_samples), dtype=np.float32)
     for ch in range(n_ch):
-        samples[:, ch] = out[:, ch] + np.interp(t_samples, t_steps, walk[:, ch]) + noise[:, ch]
-    np.clip(samples, -opts.full_scale, opts.full_scale, out=samples)
+        row = out[ch]
+        row += np.interp(t_samples, t_steps, walk[:, ch])
+        row += noise[:, ch]
+        by_channel[ch] = row
+    np.clip(by_channel, -opts.full_scale, opts.full_scale, out=by_channel)
+    samples = np.ascontiguousarray(by_channel.T)
 
     channels = []
     for r, x_row in enumerate(rows_m):
@@ -447,21 +464,22 @@ def _truth_of(idx: int, p: PlacedVehicle, opts: SimOptions) -> dict[str, Any]:
     }
 
 
-def simulate(n_vehicles: int, seed: int, out_dir: str | Path, opts: SimOptions | None = None,
-             vehicles_per_recording: int = 10) -> list[Path]:
-    """Write recordings plus one ground-truth JSON per recording; deterministic per seed.
-
-    Returns the recording paths (``rec_00001.npz`` with ``rec_00001.truth.json``).
-    """
+def simulated_recordings(n_vehicles: int, seed: int, opts: SimOptions | None = None,
+                         vehicles_per_recording: int = 10
+                         ) -> Iterator[tuple[npt.NDArray[np.float32], RecordingMeta,
+                                             dict[str, Any]]]:
+    """The recordings :func:`simulate` writes, in memory: ``(samples, meta, truth)`` each,
+    deterministic per seed (the arguments are checked at once, not at the first one)."""
     if n_vehicles < 1:
         raise SimulationError("--vehicles must be at least 1")
     if vehicles_per_recording < 1:
         raise SimulationError("vehicles per recording must be at least 1")
-    opts = opts or SimOptions()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    return _recordings(n_vehicles, seed, opts or SimOptions(), vehicles_per_recording)
+
+
+def _recordings(n_vehicles: int, seed: int, opts: SimOptions, vehicles_per_recording: int
+                ) -> Iterator[tuple[npt.NDArray[np.float32], RecordingMeta, dict[str, Any]]]:
     root = np.random.default_rng(seed)
-    paths: list[Path] = []
     n_rec = math.ceil(n_vehicles / vehicles_per_recording)
     start = opts.start_utc
     for k in range(n_rec):
@@ -470,13 +488,27 @@ def simulate(n_vehicles: int, seed: int, out_dir: str | Path, opts: SimOptions |
         rec_opts = SimOptions(**{**asdict(opts), "start_utc": start})
         vehicles = plan_traffic(rng, count, rec_opts)
         samples, meta, truth = simulate_recording(rng, vehicles, rec_opts)
+        yield samples, meta, truth
+        start = start + timedelta(seconds=samples.shape[0] / opts.sample_rate_hz + 1.0)
+
+
+def simulate(n_vehicles: int, seed: int, out_dir: str | Path, opts: SimOptions | None = None,
+             vehicles_per_recording: int = 10) -> list[Path]:
+    """Write recordings plus one ground-truth JSON per recording; deterministic per seed.
+
+    Returns the recording paths (``rec_00001.npz`` with ``rec_00001.truth.json``).
+    """
+    recordings = simulated_recordings(n_vehicles, seed, opts, vehicles_per_recording)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for k, (samples, meta, truth) in enumerate(recordings):
         name = f"rec_{k + 1:05d}"
         path = write_recording(out / f"{name}.npz", samples, meta)
         truth["recording"] = path.name
         (out / f"{name}.truth.json").write_text(
             json.dumps(truth, ensure_ascii=False, indent=1), encoding="utf-8")
         paths.append(path)
-        start = start + timedelta(seconds=samples.shape[0] / opts.sample_rate_hz + 1.0)
     return paths
 
 
