@@ -23,7 +23,12 @@ from zhichao.vision.policy import (
     kth_best_char_confidences,
 )
 from zhichao.vision.reader import PPOCR_VIEWS, PlateRead, PlateReader, VisionConfig
-from zhichao.vision.vehicle import VehicleFrame, assess_read, decide_from_reads
+from zhichao.vision.vehicle import (
+    VehicleFrame,
+    WeighedVehicleFacts,
+    assess_read,
+    decide_from_reads,
+)
 
 T0 = datetime(2026, 11, 22, 8, 0, 0, tzinfo=UTC)
 POLICY = PlatePolicy()
@@ -232,6 +237,55 @@ def test_only_confirming_frames_count_over_several_frames(sure_read: PlateRead) 
     assert three_reads.review_codes == (ReviewCode.UNCONFIRMED.value,)
     assert decide_from_reads(_frames([sure_read, sure_read]),
                              policy=PlatePolicy(min_agreeing_frames=2)).accepted
+
+
+def _narrow(read: PlateRead, width_px: float) -> PlateRead:
+    """The same read with its plate ``width_px`` wide (corners scaled about the top left)."""
+    c = np.array(read.detection.corners_px, dtype=np.float64)
+    scale = width_px / float(np.linalg.norm(c[1] - c[0]))
+    corners = tuple((float(x), float(y)) for x, y in c[0] + (c - c[0]) * scale)
+    x0, y0 = c[0]
+    box = (float(x0), float(y0), float(x0 + (read.box_px[2] - read.box_px[0]) * scale),
+           float(y0 + (read.box_px[3] - read.box_px[1]) * scale))
+    return replace(read, detection=replace(read.detection, corners_px=corners, box_px=box))
+
+
+def test_width_and_colour_come_from_the_confirming_frames(sure_read: PlateRead) -> None:
+    """A frame that counts neither way must not lend the confirming frame its width or its
+    colour (second review: a 51 px confirmed plate plus a wide PP-OCRv4-only frame, or a
+    blue confirmed plate plus yellow PP-OCRv4-only frames on a truck, were accepted)."""
+    narrow = _narrow(sure_read, 51.0)
+    ppocr_only = _second_reading(sure_read, None, ())
+    assert decide_from_reads(_frames([narrow])).review_codes == (
+        ReviewCode.LOW_RESOLUTION.value,)
+    d = decide_from_reads(_frames([narrow, ppocr_only]))
+    assert not d.accepted and ReviewCode.LOW_RESOLUTION.value in d.review_codes
+    truck = WeighedVehicleFacts(axle_count=4)
+    yellow = replace(ppocr_only, colour=PlateColour.YELLOW)
+    assert sure_read.colour is PlateColour.BLUE
+    d = decide_from_reads(_frames([sure_read, yellow, yellow]), truck)
+    assert not d.accepted and ReviewCode.VEHICLE_CONFLICT.value in d.review_codes
+    unknown = replace(sure_read, colour=PlateColour.UNKNOWN)
+    d = decide_from_reads(_frames([unknown, ppocr_only, ppocr_only]))
+    assert not d.accepted and ReviewCode.COLOUR_UNKNOWN.value in d.review_codes
+
+
+def test_a_second_read_of_another_text_lends_no_sureness(sure_read: PlateRead) -> None:
+    """An overlapping detection in a confirming frame where PP-OCRv4 reads nothing and the
+    plate model surely reads another plate must not make the plate model sure of this one."""
+    assert sure_read.second is not None
+    chars = sure_read.second.char_confidences
+    unsure = _second_reading(sure_read, "沪CT8805", (*chars[:3], 0.8, *chars[4:]))
+    x0, y0, x1, y1 = sure_read.box_px
+    shift = (x1 - x0) * 0.45
+    lender = _second_reading(replace(sure_read, text=None), "沪CT8806", (0.999,) * 7)
+    lender = replace(lender, detection=replace(lender.detection,
+                                               box_px=(x0 + shift, y0, x1 + shift, y1)))
+    image = np.zeros((1200, 1600, 3), dtype=np.uint8)
+    frames = [(VehicleFrame(image, "front", T0), [unsure, lender]),
+              (VehicleFrame(image, "front", T0 + timedelta(milliseconds=200)), [unsure])]
+    d = decide_from_reads(frames)
+    assert not d.accepted and ReviewCode.LOW_CONFIDENCE.value in d.review_codes
 
 
 def test_frames_of_one_recogniser_do_not_make_the_other_sure(sure_read: PlateRead) -> None:

@@ -10,8 +10,10 @@ The policy accepts only on independent, agreeing evidence (issue #20, item 3):
 - two independent recognisers — PP-OCRv4 (general OCR) and the plate model trained here
   (``zhichao.vision.plate_model``) — read the same grammar-valid text, and the plate
   model's province head names the same province: on one frame, on every read behind the
-  text; over several frames, on at least one frame, with no frame where the plate model
-  surely reads another plate (:func:`recogniser_reasons`);
+  text; over several frames, on at least one frame, with no frame where PP-OCRv4 reads
+  the text and the plate model surely another plate, and no province head surely naming
+  another province (:func:`recogniser_reasons`); width and colour are then judged on the
+  confirming frames;
 - at least ``min_independent_reads`` decodings read it (each recogniser's read of each
   frame counts as one, and so does any configured PP-OCRv4 view; over several frames,
   only those of the confirming frames);
@@ -139,15 +141,17 @@ class PlatePolicy:
     2: on a single frame, both recognisers must agree."""
     require_recogniser_agreement: bool = True
     """Both recognisers must read the text: on one frame, every read behind it; over
-    several, at least one frame read the same by both (province head included) and no
-    frame where the plate model surely reads another plate or province
-    (``min_dissent_confidence``). Over several frames only the confirming frames count
-    for ``min_independent_reads`` and ``min_agreeing_frames``."""
+    several, at least one frame read the same by both (province head included), no frame
+    where PP-OCRv4 reads the text and the plate model surely another plate, and no
+    province head surely naming another province (``min_dissent_confidence``). Over
+    several frames only the confirming frames count for ``min_independent_reads`` and
+    ``min_agreeing_frames``, and for the plate's width and colour."""
     min_dissent_confidence: float = 0.5
     """Over several frames: a frame where PP-OCRv4 reads the text and the plate model
     another counts against the text when the plate model's surest differing character is
-    at least this sure, and so does a province head naming another province this surely
-    (less sure, or no read: that frame neither confirms nor vetoes).
+    at least this sure (a valid read of another length always counts against it), and
+    so does a province head naming another province this surely (less sure, or no read:
+    that frame neither confirms nor vetoes).
     *Not fitted* (there is no labelled multi-frame data): 0.5 means the plate model's own
     choice holds most of its probability there. One frame's rule does not use it."""
     min_province_head_confidence: float = 0.9
@@ -157,9 +161,10 @@ class PlatePolicy:
     min_char_confidence: float = 0.95
     """*Fitted* on the held-out 15 % of train (0.8 was the loosest with no wrong plate
     accepted; two grid steps stricter, as that part is small). Lowest probability of each
-    character after the province: with ``require_recogniser_agreement``, the lower of the
-    two recognisers' surest read of it over the confirming frames (on one frame: the lower
-    of the two); without, in the k-th best agreeing decoding (k = ``min_independent_reads``)."""
+    character after the province, in the k-th best agreeing decoding (k =
+    ``min_independent_reads``; on one frame with k = 2 and no views: the lower of the two
+    recognisers'); over several frames with ``require_recogniser_agreement``, over the
+    confirming frames only, and no surer than the less sure recogniser's surest read."""
     min_province_confidence: float = 0.9
     """*Fitted* (0.5 + two steps). The same for the province character, on its own
     (both recognisers confuse province characters more than letters and digits)."""

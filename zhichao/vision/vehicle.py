@@ -160,6 +160,13 @@ def _confirming(main: list[_Entry], text: str, policy: PlatePolicy) -> list[list
     return [f for f in frames if frame_confirms([_pair(e.read) for e in f], text, policy)]
 
 
+def _basis(main: list[_Entry], text: str, policy: PlatePolicy) -> list[_Entry]:
+    """The reads the plate's width and colour are judged on: over several frames with the
+    agreement rule, those of the confirming frames (when any); else every read."""
+    confirming = _confirming(main, text, policy)
+    return [e for f in confirming for e in f] if confirming else main
+
+
 def _evidence(main: list[_Entry], text: str, policy: PlatePolicy) -> list[ReviewReason]:
     """``evidence_reasons`` over the decodings that count: on one frame (or without the
     agreement rule) every decoding that reads ``text``, the k-th best per position; over
@@ -176,7 +183,8 @@ def _evidence(main: list[_Entry], text: str, policy: PlatePolicy) -> list[Review
     kth = kth_best_char_confidences(decodings, policy.min_independent_reads)
     own = both_recognisers_char_confidences(
         [d for r in reads for d in r.primary_decodings(text)],
-        [r.second.char_confidences for r in reads if r.second is not None],
+        [r.second.char_confidences for r in reads
+         if r.second is not None and r.second.text == text],
     )
     chars = tuple(min(a, b) for a, b in zip(kth, own, strict=True)) if own else kth
     return evidence_reasons(len(decodings), chars, policy)
@@ -344,7 +352,10 @@ def _text_reasons(
         reasons += _evidence(main, voted, policy)
         frames = [[_pair(e.read) for e in f] for f in _by_frame(main)]
         reasons += _dedupe(reasons, recogniser_reasons(frames, voted, policy))
-    reasons += _resolution_reasons(max(plate_width_px(e.read) for e in main), policy)
+    # over several frames the width is a confirming frame's: the agreement must not rest
+    # on a plate too narrow to trust while a frame that counts neither way supplies it
+    basis = _basis(main, voted, policy) if voted is not None else main
+    reasons += _resolution_reasons(max(plate_width_px(e.read) for e in basis), policy)
     return reasons
 
 
@@ -469,7 +480,7 @@ def decide_from_reads(
                 ReviewCode.TOO_FEW_FRAMES, f"{counted} < {policy.min_agreeing_frames}"
             )
         )
-    colour = _voted_colour(main)
+    colour = _voted_colour(_basis(main, voted, policy) if voted is not None else main)
     reasons += _colour_reasons(colour, kind, voted, facts, policy)
     best = max(main, key=lambda e: (e.read.text is not None, e.read.confidence))
     return VehiclePlateDecision(
