@@ -270,6 +270,24 @@ def test_width_and_colour_come_from_the_confirming_frames(sure_read: PlateRead) 
     assert not d.accepted and ReviewCode.COLOUR_UNKNOWN.value in d.review_codes
 
 
+def test_a_sure_other_plate_where_ppocr_reads_nothing_vetoes(sure_read: PlateRead) -> None:
+    """The next frame of the same camera, tracked with the plate (same box): PP-OCRv4 reads
+    nothing valid there and the plate model surely reads another plate: review."""
+    image = np.zeros((1200, 1600, 3), dtype=np.uint8)
+    chars = sure_read.char_confidences
+
+    def next_frame(second_text: str | None, p: float) -> list[tuple[VehicleFrame, list[PlateRead]]]:
+        other = _second_reading(replace(sure_read, text=None), second_text,
+                                (*chars[:6], p) if second_text else ())
+        return [(VehicleFrame(image, "front", T0), [sure_read]),
+                (VehicleFrame(image, "front", T0 + timedelta(milliseconds=200)), [other])]
+
+    d = decide_from_reads(next_frame("沪CT8806", 0.97))
+    assert not d.accepted and ReviewCode.RECOGNISER_DISAGREEMENT.value in d.review_codes
+    assert decide_from_reads(next_frame("沪CT8806", 0.3)).accepted
+    assert decide_from_reads(next_frame(None, 0.0)).accepted
+
+
 def test_a_second_read_of_another_text_lends_no_sureness(sure_read: PlateRead) -> None:
     """An overlapping detection in a confirming frame where PP-OCRv4 reads nothing and the
     plate model surely reads another plate must not make the plate model sure of this one."""

@@ -11,7 +11,8 @@ The policy accepts only on independent, agreeing evidence (issue #20, item 3):
   (``zhichao.vision.plate_model``) — read the same grammar-valid text, and the plate
   model's province head names the same province: on one frame, on every read behind the
   text; over several frames, on at least one frame, with no frame where PP-OCRv4 reads
-  the text and the plate model surely another plate, and no province head surely naming
+  the text (or nothing valid) and the plate model surely another plate, and no province
+  head surely naming
   another province (:func:`recogniser_reasons`); width and colour are then judged on the
   confirming frames;
 - at least ``min_independent_reads`` decodings read it (each recogniser's read of each
@@ -142,13 +143,14 @@ class PlatePolicy:
     require_recogniser_agreement: bool = True
     """Both recognisers must read the text: on one frame, every read behind it; over
     several, at least one frame read the same by both (province head included), no frame
-    where PP-OCRv4 reads the text and the plate model surely another plate, and no
+    where PP-OCRv4 reads the text (or nothing valid) and the plate model surely another
+    plate, and no
     province head surely naming another province (``min_dissent_confidence``). Over
     several frames only the confirming frames count for ``min_independent_reads`` and
     ``min_agreeing_frames``, and for the plate's width and colour."""
     min_dissent_confidence: float = 0.5
-    """Over several frames: a frame where PP-OCRv4 reads the text and the plate model
-    another counts against the text when the plate model's surest differing character is
+    """Over several frames: a frame where PP-OCRv4 reads the text (or nothing valid) and the
+    plate model another counts against the text when the plate model's surest differing character is
     at least this sure (a valid read of another length always counts against it), and
     so does a province head naming another province this surely (less sure, or no read:
     that frame neither confirms nor vetoes).
@@ -272,18 +274,21 @@ class RecogniserReads:
         )
 
 
-def _sure_dissent(reads: RecogniserReads, text: str, policy: PlatePolicy) -> bool:
-    """The plate model surely reads another plate than ``text``: its province head names
-    another province with at least ``min_dissent_confidence``, or PP-OCRv4 read ``text``
-    and the plate model another valid text, of another length or with its surest
-    differing character at least ``min_dissent_confidence``. A missing or unsure other
-    read is no dissent. (PP-OCRv4 reading another text is a rival read of its own:
-    ``vehicle._rival_reasons``.)"""
-    if reads.province and reads.province != text[0] and (
+def _sure_head_dissent(reads: RecogniserReads, text: str, policy: PlatePolicy) -> bool:
+    """The plate model's province head names another province than ``text``'s with at
+    least ``min_dissent_confidence``."""
+    return bool(reads.province) and reads.province != text[0] and (
         reads.province_confidence >= policy.min_dissent_confidence
-    ):
-        return True
-    if reads.primary_text != text or reads.second_text in (None, text):
+    )
+
+
+def _sure_text_dissent(reads: RecogniserReads, text: str, policy: PlatePolicy) -> bool:
+    """The plate model surely reads another valid plate than ``text`` where PP-OCRv4 reads
+    ``text`` or nothing valid: another length, or its surest character where it differs
+    from ``text`` at least ``min_dissent_confidence``. A missing or unsure other read is no
+    dissent. (PP-OCRv4 reading another text is a rival read of its own:
+    ``vehicle._rival_reasons``.)"""
+    if reads.primary_text not in (text, None) or reads.second_text in (None, text):
         return False
     other, chars = reads.second_text or "", reads.second_chars
     if len(other) != len(text) or len(chars) != len(other):
@@ -328,7 +333,8 @@ def recogniser_reasons(
 
     On one frame: :func:`_one_frame_reasons`. Over several: at least one frame must
     confirm ``text`` (:func:`frame_confirms`), and no read of any frame may be a sure
-    dissent of the plate model (:func:`_sure_dissent`); a frame that neither confirms nor
+    dissent of the plate model (:func:`_sure_text_dissent`, :func:`_sure_head_dissent`);
+    a frame that neither confirms nor
     dissents (the plate model read nothing, or another text or province unsurely) counts
     neither way.
     """
@@ -338,9 +344,8 @@ def recogniser_reasons(
         return _one_frame_reasons(frames[0], text, policy)
     reads = [r for frame in frames for r in frame]
     confirming = [f for f in frames if frame_confirms(f, text, policy)]
-    text_dissent = [r for r in reads if r.primary_text == text
-                    and r.second_text not in (None, text) and _sure_dissent(r, text, policy)]
-    head_dissent = [r for r in reads if _sure_dissent(r, text, policy) and r not in text_dissent]
+    text_dissent = [r for r in reads if _sure_text_dissent(r, text, policy)]
+    head_dissent = [r for r in reads if _sure_head_dissent(r, text, policy)]
     reasons: list[ReviewReason] = []
     split = [r for r in reads if r.behind(text) and not r.confirms(text)]
     if text_dissent or (not confirming and (split or not any(r.behind(text) for r in reads))):
