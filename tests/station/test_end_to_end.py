@@ -5,7 +5,7 @@ unit over TCP loopback speaking ZSF/1, three cameras pushing JPEG frames). Plate
 by the shipped detector and recogniser from the rendered frames; to fit the 2-core budget
 only plate *candidates* are read (trucks whose gross weight is ≥ 0.9 × their limit, or whose
 verdict is not clearly legal) and the PDF documents are not rendered (packages are sealed,
-logged and verified all the same). Speeds are 30–90 km/h at 25× real time.
+logged and verified all the same). Speeds are 30–90 km/h at 40× real time.
 """
 
 from __future__ import annotations

@@ -230,9 +230,11 @@ def test_one_frame_keeps_the_one_frame_rule_with_two_reads_in_it(sure_read: Plat
 def test_only_confirming_frames_count_over_several_frames(sure_read: PlateRead) -> None:
     ppocr_only = _second_reading(sure_read, None, ())
     frames = _frames([sure_read, ppocr_only])
-    assert decide_from_reads(frames).accepted
+    one_confirms = decide_from_reads(frames)
+    assert one_confirms.accepted and one_confirms.agreeing_frames == 1
     two_frames = decide_from_reads(frames, policy=PlatePolicy(min_agreeing_frames=2))
     assert two_frames.review_codes == (ReviewCode.TOO_FEW_FRAMES.value,)
+    assert two_frames.agreeing_frames == 1  # the field says what the rule counted
     three_reads = decide_from_reads(frames, policy=PlatePolicy(min_independent_reads=3))
     assert three_reads.review_codes == (ReviewCode.UNCONFIRMED.value,)
     assert decide_from_reads(_frames([sure_read, sure_read]),

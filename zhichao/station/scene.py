@@ -77,12 +77,7 @@ def _glyph(ch: str, fg: tuple[int, int, int], bg: tuple[int, int, int],
 @lru_cache(maxsize=256)
 def render_plate(text: str, colour: str) -> ImageBGR:
     """The single-row plate at 1 px per mm (440 × 140), BGR."""
-    if len(text) != 7:
-        raise StationError(f"plate {text!r}: only 7-character single-row plates are drawn")
-    bg, fg = _plate_colours(colour)
-    im = np.empty((140, 440, 3), np.uint8)
-    im[:] = bg
-    cv2.rectangle(im, (4, 4), (435, 135), fg, 3)
+    im, (bg, fg) = _blank_plate(text, colour, 140, "single-row"), _plate_colours(colour)
     x = 15.5
     for i, ch in enumerate(text):
         g = _glyph(ch, fg, bg)
@@ -103,16 +98,22 @@ DOUBLE_BOTTOM_X_MM = tuple(27.5 + 80 * i for i in range(5))
 @lru_cache(maxsize=256)
 def render_double_plate(text: str, colour: str) -> ImageBGR:
     """The double-row plate at 1 px per mm (440 × 220), BGR."""
-    if len(text) != 7:
-        raise StationError(f"plate {text!r}: only 7-character double-row plates are drawn")
-    bg, fg = _plate_colours(colour)
-    im = np.empty((220, 440, 3), np.uint8)
-    im[:] = bg
-    cv2.rectangle(im, (4, 4), (435, 215), fg, 3)
+    im, (bg, fg) = _blank_plate(text, colour, 220, "double-row"), _plate_colours(colour)
     for ch, x in zip(text[:2], DOUBLE_TOP_X_MM, strict=True):
         im[15:75, x:x + 80] = _glyph(ch, fg, bg, (80, 60))
     for ch, xf in zip(text[2:], DOUBLE_BOTTOM_X_MM, strict=True):
         im[90:200, int(xf):int(xf) + 65] = _glyph(ch, fg, bg, (65, 110))
+    return im
+
+
+def _blank_plate(text: str, colour: str, height_mm: int, layout: str) -> ImageBGR:
+    """A 440 mm wide plate of ``colour`` with its rim, no characters yet (1 px per mm)."""
+    if len(text) != 7:
+        raise StationError(f"plate {text!r}: only 7-character {layout} plates are drawn")
+    bg, fg = _plate_colours(colour)
+    im = np.empty((height_mm, 440, 3), np.uint8)
+    im[:] = bg
+    cv2.rectangle(im, (4, 4), (435, height_mm - 5), fg, 3)
     return im
 
 

@@ -105,6 +105,9 @@ class VehiclePlateDecision:
     trailer_plate: str | None
     """The semi-trailer's own …挂 plate, when one was read (never the tractor's identity)."""
     agreeing_frames: int
+    """The frames that count for ``min_agreeing_frames``: over several frames, those that
+    confirm the plate (both recognisers, :func:`~zhichao.vision.policy.frame_confirms`);
+    on one frame, or without the agreement rule, those where PP-OCRv4 reads it."""
 
     @property
     def review_codes(self) -> tuple[str, ...]:
@@ -160,20 +163,20 @@ def _confirming(main: list[_Entry], text: str, policy: PlatePolicy) -> list[list
     return [f for f in frames if frame_confirms([_pair(e.read) for e in f], text, policy)]
 
 
-def _basis(main: list[_Entry], text: str, policy: PlatePolicy) -> list[_Entry]:
+def _basis(main: list[_Entry], confirming: list[list[_Entry]] | None) -> list[_Entry]:
     """The reads the plate's width and colour are judged on: over several frames with the
     agreement rule, those of the confirming frames (when any); else every read."""
-    confirming = _confirming(main, text, policy)
     return [e for f in confirming for e in f] if confirming else main
 
 
-def _evidence(main: list[_Entry], text: str, policy: PlatePolicy) -> list[ReviewReason]:
+def _evidence(
+    main: list[_Entry], text: str, policy: PlatePolicy, confirming: list[list[_Entry]] | None
+) -> list[ReviewReason]:
     """``evidence_reasons`` over the decodings that count: on one frame (or without the
     agreement rule) every decoding that reads ``text``, the k-th best per position; over
-    several frames only those of the confirming frames, and no character surer than the
-    less sure recogniser's surest read of it (one recogniser's frames never stand in for
-    the other's)."""
-    confirming = _confirming(main, text, policy)
+    several frames only those of the ``confirming`` frames (:func:`_confirming`), and no
+    character surer than the less sure recogniser's surest read of it (one recogniser's
+    frames never stand in for the other's)."""
     if not confirming:  # one frame, no rule, or none confirms (recogniser_reasons says so)
         decodings = [d for e in main for d in e.read.agreeing_decodings(text)]
         chars = kth_best_char_confidences(decodings, policy.min_independent_reads)
@@ -337,9 +340,14 @@ def _support(group: list[_Entry]) -> float:
 
 
 def _text_reasons(
-    main: list[_Entry], voted: str | None, confidence: float, policy: PlatePolicy
+    main: list[_Entry],
+    voted: str | None,
+    confidence: float,
+    policy: PlatePolicy,
+    confirming: list[list[_Entry]] | None,
 ) -> list[ReviewReason]:
-    """Grammar, confidence, independent agreement and resolution of the chosen group."""
+    """Grammar, confidence, independent agreement and resolution of the chosen group
+    (``confirming``: :func:`_confirming` of ``voted``)."""
     reasons: list[ReviewReason] = []
     if voted is None:
         raw = ", ".join(sorted({e.read.raw_text for e in main}))
@@ -349,12 +357,12 @@ def _text_reasons(
     elif confidence < policy.min_confidence:
         reasons.append(ReviewReason.of(ReviewCode.LOW_CONFIDENCE, f"confidence {confidence:.3f}"))
     else:
-        reasons += _evidence(main, voted, policy)
+        reasons += _evidence(main, voted, policy, confirming)
         frames = [[_pair(e.read) for e in f] for f in _by_frame(main)]
         reasons += _dedupe(reasons, recogniser_reasons(frames, voted, policy))
     # over several frames the width is a confirming frame's: the agreement must not rest
     # on a plate too narrow to trust while a frame that counts neither way supplies it
-    basis = _basis(main, voted, policy) if voted is not None else main
+    basis = _basis(main, confirming)
     reasons += _resolution_reasons(max(plate_width_px(e.read) for e in basis), policy)
     return reasons
 
@@ -467,20 +475,23 @@ def decide_from_reads(
     main = tractor_groups[0]
     voted, confidence, _ = _vote(main)
     kind = plate_kind(voted) if voted else None
-    reasons += _text_reasons(main, voted, confidence, policy)
-    reasons += _rival_reasons(main, tractor_groups[1:], candidates, policy)
-    valid = [e for e in main if e.read.text is not None]
-    agreeing_frames = len({e.source.frame_index for e in valid if e.read.text == voted})
     confirming = _confirming(main, voted, policy) if voted is not None else None
-    # over several frames only confirming ones count (none: recogniser_reasons says so)
-    counted = len(confirming) if confirming else agreeing_frames
-    if voted is not None and counted < policy.min_agreeing_frames:
+    reasons += _text_reasons(main, voted, confidence, policy, confirming)
+    reasons += _rival_reasons(main, tractor_groups[1:], candidates, policy)
+    # the frames that count: over several frames with the agreement rule the confirming
+    # ones (none confirming: recogniser_reasons says so); else those that read the text
+    agreeing_frames = (
+        len(confirming)
+        if confirming
+        else len({e.source.frame_index for e in main if voted and e.read.text == voted})
+    )
+    if voted is not None and agreeing_frames < policy.min_agreeing_frames:
         reasons.append(
             ReviewReason.of(
-                ReviewCode.TOO_FEW_FRAMES, f"{counted} < {policy.min_agreeing_frames}"
+                ReviewCode.TOO_FEW_FRAMES, f"{agreeing_frames} < {policy.min_agreeing_frames}"
             )
         )
-    colour = _voted_colour(_basis(main, voted, policy) if voted is not None else main)
+    colour = _voted_colour(_basis(main, confirming))
     reasons += _colour_reasons(colour, kind, voted, facts, policy)
     best = max(main, key=lambda e: (e.read.text is not None, e.read.confidence))
     return VehiclePlateDecision(
