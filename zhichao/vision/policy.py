@@ -160,9 +160,10 @@ class PlatePolicy:
     """*Fitted* (0.5 was the loosest with no wrong plate accepted on the held-out part;
     two grid steps stricter). The plate model's province head must name the read's
     province at least this sure."""
-    min_char_confidence: float = 0.95
-    """*Fitted* on the held-out 15 % of train (0.8 was the loosest with no wrong plate
-    accepted; two grid steps stricter, as that part is small). Lowest probability of each
+    min_char_confidence: float = 0.9
+    """*Fitted* on the held-out 15 % of train for the shipped plate model (0.5 was the
+    loosest with no wrong plate accepted; two grid steps stricter, as that part is small:
+    ``benchmarks/vision_accept.py --fit``). Lowest probability of each
     character after the province, in the k-th best agreeing decoding (k =
     ``min_independent_reads``; on one frame with k = 2 and no views: the lower of the two
     recognisers'); over several frames with ``require_recogniser_agreement``, over the

@@ -83,7 +83,7 @@ on one thread (``docs/vision.md``)."""
 RECOGNISER_PLATE_CRNN = ModelSpec(
     name="plate CRNN (trained here, training/plates/)",
     filename="plate_crnn.onnx",
-    sha256="cf49dcef602e3cfaed2559f455d1a009a255a363aa950f716ffcbd9ec95f7e4c",
+    sha256="27ddbc8d6e6615389900c40b89cc9a6c20d22cb119351fc8ff4bbf0c05e2ae0e",
     wheel_package="zhichao",
     wheel_relpath="vision/models/plate_crnn.onnx",
     licence="Apache-2.0",
