@@ -26,6 +26,7 @@ import json
 import random
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -37,20 +38,25 @@ from training.plates.model import PROVINCE_CLASSES, PlateCRNN
 from training.plates.real import RealPlate, load_real
 from training.plates.render import render_sample
 from zhichao.vision.grammar import ALPHABET
+from zhichao.vision.hazards import swap_province
 from zhichao.vision.plate_lines import plate_line, to_tensor
 
 INDEX = {ch: i + 1 for i, ch in enumerate(ALPHABET)}
 
 
-def real_line(plate: RealPlate, rng: random.Random) -> np.ndarray:
-    """A real plate's line, with corner jitter and a little photometric change."""
+def real_line(plate: RealPlate, rng: random.Random, image: np.ndarray | None = None) -> np.ndarray:
+    """A real plate's line, with corner jitter and a little photometric change.
+
+    ``image`` replaces the plate's own image (a transplant of it, same corners).
+    """
     c = np.array(plate.corners, np.float32)
     w = float(np.linalg.norm(c[1] - c[0]))
     h = float(np.linalg.norm(c[3] - c[0]))
     noisy = c + np.array(
         [[rng.gauss(0, 0.02) * w, rng.gauss(0, 0.04) * h] for _ in range(4)], np.float32
     )
-    line = plate_line(plate.image, tuple((float(x), float(y)) for x, y in noisy), plate.double_row)
+    source = plate.image if image is None else image
+    line = plate_line(source, tuple((float(x), float(y)) for x, y in noisy), plate.double_row)
     out = line.astype(np.float32) * rng.uniform(0.6, 1.3) + rng.uniform(-40, 40)
     if rng.random() < 0.3:
         out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, 1.0))
@@ -101,6 +107,37 @@ def province_weights(real: list[RealPlate], exponent: float) -> list[float]:
     return [1.0 / counts[p.text[0]] ** exponent for p in real]
 
 
+@dataclass(frozen=True)
+class RealMix:
+    """How the real lines of a batch are varied (all off: as the shipped model's runs)."""
+
+    weights: list[float] | None = None
+    """Draw weights of the real plates (:func:`province_weights`), or uniform."""
+    transplant: float = 0.0
+    """Share of real lines whose province character is another real plate's (another
+    province, drawn with weight √(its plates), so the one 湘 plate is not a third of
+    them): real glyphs of the rarer
+    provinces on many real plates, the label changed with it."""
+    invert: float = 0.0
+    """Share of real lines inverted: the real blue plates' light-on-dark characters as
+    dark-on-light, the polarity of yellow, white and green plates, with real blur,
+    noise and compression."""
+
+
+def transplant_line(
+    plate: RealPlate, real: list[RealPlate], rng: random.Random
+) -> tuple[np.ndarray, str]:
+    """``plate``'s line with the province character of a real plate of another province."""
+    counts = Counter(p.text[0] for p in real if p.text[0] != plate.text[0])
+    if not counts or plate.double_row:
+        return real_line(plate, rng), plate.text
+    provinces = sorted(counts)
+    province = rng.choices(provinces, [counts[p] ** 0.5 for p in provinces])[0]
+    donor = rng.choice([p for p in real if p.text[0] == province and not p.double_row])
+    image = swap_province(plate.image, plate.corners, donor.image, donor.corners)
+    return real_line(plate, rng, image), province + plate.text[1:]
+
+
 def batch_at(
     step: int,
     seed: int,
@@ -108,9 +145,10 @@ def batch_at(
     real: list[RealPlate],
     size: int,
     n_real: int,
-    real_weights: list[float] | None = None,
+    mix: RealMix | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """Batch ``step``: drawn from the pool and the real plates by a (seed, step) generator."""
+    mix = mix or RealMix()
     rng = random.Random(f"{seed}:{step}")
     lines, texts = [], []
     for _ in range(size - n_real):
@@ -118,10 +156,26 @@ def batch_at(
         lines.append(shifted(pool.lines[k], rng))
         texts.append(pool.texts[k])
     for _ in range(n_real if real else 0):
-        plate = rng.choices(real, real_weights)[0] if real_weights else rng.choice(real)
-        lines.append(real_line(plate, rng))
-        texts.append(plate.text)
+        plate = rng.choices(real, mix.weights)[0] if mix.weights else rng.choice(real)
+        if mix.transplant and rng.random() < mix.transplant:
+            line, text = transplant_line(plate, real, rng)
+        else:
+            line, text = real_line(plate, rng), plate.text
+        if mix.invert and rng.random() < mix.invert:
+            line = 255 - line
+        lines.append(line)
+        texts.append(text)
     return encode(lines, texts)
+
+
+def set_training(model: PlateCRNN, frozen_norms: bool) -> None:
+    """Training mode; with ``frozen_norms`` the batch norms stay in eval mode (a model
+    loaded from ONNX, whose norms are the identity plus a bias: :mod:`from_onnx`)."""
+    model.train()
+    if frozen_norms:
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
+                module.eval()
 
 
 def encode(
@@ -146,7 +200,9 @@ def greedy(logits: torch.Tensor) -> list[str]:
     return out
 
 
-def evaluate(model: PlateCRNN, lines: list[np.ndarray], texts: list[str]) -> dict[str, float]:
+def evaluate(
+    model: PlateCRNN, lines: list[np.ndarray], texts: list[str], frozen_norms: bool = False
+) -> dict[str, float]:
     model.eval()
     with torch.no_grad():
         reads: list[str] = []
@@ -155,7 +211,7 @@ def evaluate(model: PlateCRNN, lines: list[np.ndarray], texts: list[str]) -> dic
             logits, prov = model(torch.from_numpy(to_tensor(lines[i : i + 128])))
             reads += greedy(logits)
             provinces += prov.argmax(-1).tolist()
-    model.train()
+    set_training(model, frozen_norms)
     exact = sum(r == t for r, t in zip(reads, texts, strict=True)) / max(1, len(texts))
     first = sum(r[:1] == t[:1] for r, t in zip(reads, texts, strict=True)) / max(1, len(texts))
     head = sum(PROVINCE_CLASSES[p] == t[0] for p, t in zip(provinces, texts, strict=True)) / max(
@@ -211,6 +267,14 @@ def main() -> None:
     )
     ap.add_argument("--shards", type=Path, nargs="+", required=True, help="shards.py folders")
     ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint's weights")
+    ap.add_argument(
+        "--init-onnx",
+        type=Path,
+        default=None,
+        help="start from this exported model (batch norms folded, kept frozen: from_onnx.py)",
+    )
+    ap.add_argument("--real-transplant", type=float, default=0.0, help="RealMix.transplant")
+    ap.add_argument("--real-invert", type=float, default=0.0, help="RealMix.invert")
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -219,7 +283,11 @@ def main() -> None:
 
     real_train = load_real()
     real_held = load_real(held_out=True)
-    real_weights = province_weights(real_train, args.real_balance) if args.real_balance else None
+    mix = RealMix(
+        province_weights(real_train, args.real_balance) if args.real_balance else None,
+        args.real_transplant,
+        args.real_invert,
+    )
     val_rng = random.Random(f"{args.seed}:validation")
     val_synth = [render_sample(val_rng) for _ in range(300)]
     val_real = [plate_line(p.image, p.corners, p.double_row) for p in real_held]
@@ -229,6 +297,11 @@ def main() -> None:
     step, best, elapsed_before = 0, -1.0, 0.0
     if args.init is not None:
         model.load_state_dict(torch.load(args.init, weights_only=False)["model"])
+    frozen_norms = args.init_onnx is not None
+    if frozen_norms:
+        from training.plates.from_onnx import load_onnx_weights
+
+        load_onnx_weights(model, args.init_onnx)
     ckpt = args.out / "last.pt"
     if args.resume and ckpt.exists():
         step, best, elapsed_before = resume(ckpt, model, opt)
@@ -242,7 +315,7 @@ def main() -> None:
         time.sleep(10)
     started = time.time()
     log = (args.out / "log.jsonl").open("a", encoding="utf-8")
-    model.train()
+    set_training(model, frozen_norms)
 
     def progress() -> float:
         by_time = (
@@ -258,7 +331,7 @@ def main() -> None:
         if step % 25 == 0:
             pool.refresh()
         x, targets, lengths, province = batch_at(
-            step, args.seed, pool, real_train, args.batch, args.real_per_batch, real_weights
+            step, args.seed, pool, real_train, args.batch, args.real_per_batch, mix
         )
         logits, prov = model(x)
         log_probs = logits.log_softmax(-1).permute(1, 0, 2)
@@ -278,8 +351,10 @@ def main() -> None:
                 flush=True,
             )
         if step % args.ckpt_every == 0 or progress() >= 1.0:
-            synth = evaluate(model, [v[0] for v in val_synth], [v[1] for v in val_synth])
-            real = evaluate(model, val_real, [p.text for p in real_held])
+            synth = evaluate(
+                model, [v[0] for v in val_synth], [v[1] for v in val_synth], frozen_norms
+            )
+            real = evaluate(model, val_real, [p.text for p in real_held], frozen_norms)
             score = synth["exact"] + real["exact"]
             record = {
                 "step": step,
