@@ -12,13 +12,18 @@ project's detector, and the detection whose read fits the label best is kept.
 from __future__ import annotations
 
 import csv
+import random
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from zhichao.vision.evaluate import is_held_out
+from zhichao.vision.hazards import swap_province
 from zhichao.vision.image import load_image
+from zhichao.vision.plate_lines import plate_line
 
 TRAIN_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "plates" / "train"
 
@@ -63,3 +68,67 @@ def load_real(train_dir: Path = TRAIN_DIR, held_out: bool = False) -> list[RealP
         corners = tuple((x - cx0, y - cy0) for x, y in det.corners_px)
         out.append(RealPlate(row["file"], row["plate"], crop, corners, False))
     return out
+
+
+def real_line(plate: RealPlate, rng: random.Random, image: np.ndarray | None = None) -> np.ndarray:
+    """A real plate's line, with corner jitter and a little photometric change.
+
+    ``image`` replaces the plate's own image (a transplant of it, same corners).
+    """
+    c = np.array(plate.corners, np.float32)
+    w = float(np.linalg.norm(c[1] - c[0]))
+    h = float(np.linalg.norm(c[3] - c[0]))
+    noisy = c + np.array(
+        [[rng.gauss(0, 0.02) * w, rng.gauss(0, 0.04) * h] for _ in range(4)], np.float32
+    )
+    source = plate.image if image is None else image
+    line = plate_line(source, tuple((float(x), float(y)) for x, y in noisy), plate.double_row)
+    out = line.astype(np.float32) * rng.uniform(0.6, 1.3) + rng.uniform(-40, 40)
+    if rng.random() < 0.3:
+        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, 1.0))
+    if rng.random() < 0.2:
+        small_w = rng.randint(50, 100)
+        out = cv2.resize(cv2.resize(out, (small_w, 12)), (line.shape[1], line.shape[0]))
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def province_weights(real: list[RealPlate], exponent: float) -> list[float]:
+    """Draw weights of the real plates: 1 / (plates of its province) ** ``exponent``.
+
+    The real plates are almost all 皖 (699 of 727); 0 draws them uniformly (all 皖), 0.5
+    draws 皖 about two thirds of the time, so the model does not learn that a real-looking
+    plate is a 皖 plate.
+    """
+    counts = Counter(p.text[0] for p in real)
+    return [1.0 / counts[p.text[0]] ** exponent for p in real]
+
+
+@dataclass(frozen=True)
+class RealMix:
+    """How the real lines of a batch are varied (all off: as the first three runs)."""
+
+    weights: list[float] | None = None
+    """Draw weights of the real plates (:func:`province_weights`), or uniform."""
+    transplant: float = 0.0
+    """Share of real lines whose province character is another real plate's (another
+    province, drawn with weight √(its plates), so the one 湘 plate is not a third of
+    them): real glyphs of the rarer provinces on many real plates, the label changed
+    with it (:func:`transplant_line`)."""
+    invert: float = 0.0
+    """Share of real lines inverted: the real blue plates' light-on-dark characters as
+    dark-on-light, the polarity of yellow, white and green plates, with real blur,
+    noise and compression."""
+
+
+def transplant_line(
+    plate: RealPlate, real: list[RealPlate], rng: random.Random
+) -> tuple[np.ndarray, str]:
+    """``plate``'s line with the province character of a real plate of another province."""
+    counts = Counter(p.text[0] for p in real if p.text[0] != plate.text[0])
+    if not counts or plate.double_row:
+        return real_line(plate, rng), plate.text
+    provinces = sorted(counts)
+    province = rng.choices(provinces, [counts[p] ** 0.5 for p in provinces])[0]
+    donor = rng.choice([p for p in real if p.text[0] == province and not p.double_row])
+    image = swap_province(plate.image, plate.corners, donor.image, donor.corners)
+    return real_line(plate, rng, image), province + plate.text[1:]
