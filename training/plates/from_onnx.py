@@ -10,8 +10,9 @@ it is fine-tuned (``train.py --init-onnx`` does), so they stay that identity.
 
     python3 training/plates/from_onnx.py zhichao/vision/models/plate_crnn.onnx OUT.pt
 
-writes a checkpoint ``train.py --init`` takes, after checking that PyTorch and
-onnxruntime give the same outputs on rendered lines.
+writes a checkpoint ``train.py --init`` takes (marked ``frozen_norms``, so its batch
+norms stay frozen there too), after checking that PyTorch and onnxruntime give the same
+outputs on rendered lines. ``train.py --init-onnx FILE`` does both in one step.
 """
 
 from __future__ import annotations
@@ -89,7 +90,15 @@ def main() -> None:
     diff = max_difference(model, source)
     if diff > 1e-4:
         raise SystemExit(f"{source}: PyTorch and onnxruntime differ by {diff:.2e}")
-    torch.save({"model": model.state_dict(), "step": 0, "record": {"from": str(source)}}, target)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "step": 0,
+            "record": {"from": str(source)},
+            "frozen_norms": True,
+        },
+        target,
+    )
     print(f"{target}: from {source}, max |onnx - torch| {diff:.2e}")
 
 

@@ -111,24 +111,113 @@ class RealMix:
     """Draw weights of the real plates (:func:`province_weights`), or uniform."""
     transplant: float = 0.0
     """Share of real lines whose province character is another real plate's (another
-    province, drawn with weight √(its plates), so the one 湘 plate is not a third of
-    them): real glyphs of the rarer provinces on many real plates, the label changed
-    with it (:func:`transplant_line`)."""
+    province, drawn with weight √(its plates), so a one-plate province such as 湘 is not
+    drawn as often as 苏 with 9): real glyphs of the rarer provinces on many real plates,
+    the label changed with it (:func:`transplant_line`)."""
     invert: float = 0.0
     """Share of real lines inverted: the real blue plates' light-on-dark characters as
     dark-on-light, the polarity of yellow, white and green plates, with real blur,
     noise and compression."""
+    double_row: float = 0.0
+    """Share of real lines re-laid as yellow double-row plates (:func:`double_row_line`;
+    these are always inverted and never inverted again)."""
+
+
+def _transplanted(
+    plate: RealPlate, real: list[RealPlate], rng: random.Random
+) -> tuple[np.ndarray, str] | None:
+    """``plate``'s image with a real province character of another province, and its
+    label; None when no other province is present."""
+    counts = Counter(p.text[0] for p in real if p.text[0] != plate.text[0] and not p.double_row)
+    if not counts or plate.double_row:
+        return None
+    provinces = sorted(counts)
+    province = rng.choices(provinces, [counts[p] ** 0.5 for p in provinces])[0]
+    donor = rng.choice([p for p in real if p.text[0] == province and not p.double_row])
+    image = swap_province(plate.image, plate.corners, donor.image, donor.corners)
+    return image, province + plate.text[1:]
 
 
 def transplant_line(
     plate: RealPlate, real: list[RealPlate], rng: random.Random
 ) -> tuple[np.ndarray, str]:
     """``plate``'s line with the province character of a real plate of another province."""
-    counts = Counter(p.text[0] for p in real if p.text[0] != plate.text[0])
-    if not counts or plate.double_row:
+    moved = _transplanted(plate, real, rng)
+    if moved is None:
         return real_line(plate, rng), plate.text
-    provinces = sorted(counts)
-    province = rng.choices(provinces, [counts[p] ** 0.5 for p in provinces])[0]
-    donor = rng.choice([p for p in real if p.text[0] == province and not p.double_row])
-    image = swap_province(plate.image, plate.corners, donor.image, donor.corners)
-    return real_line(plate, rng, image), province + plate.text[1:]
+    return real_line(plate, rng, moved[0]), moved[1]
+
+
+# GA 36-2018 at 1 px per mm. Single-row plate 440 × 140: seven characters 45 × 90 mm,
+# 25 mm from the top, from 15.5 mm, 12 mm apart, 34 mm after the second (the dot).
+# Double-row plate 440 × 220: the province and letter 80 × 60 mm at 110 and 250 mm, 15 mm
+# from the top; the five serial characters 65 × 110 mm from 27.5 mm, 15 mm apart, 90 mm
+# from the top.
+_SINGLE_BOXES_MM = tuple(
+    (x, 25.0, 45.0, 90.0) for x in (15.5, 72.5, 151.5, 208.5, 265.5, 322.5, 379.5)
+)
+_DOUBLE_BOXES_MM = ((110.0, 15.0, 80.0, 60.0), (250.0, 15.0, 80.0, 60.0)) + tuple(
+    (27.5 + 80.0 * i, 90.0, 65.0, 110.0) for i in range(5)
+)
+_CELL_MARGIN_MM = 5.0
+"""Taken around each single-row character (and scaled with it), so strokes are not cut."""
+
+
+def relay_double_row(
+    image: np.ndarray,
+    corners: tuple[tuple[float, float], ...],
+    rng: random.Random,
+    jitter_mm: float = 3.0,
+) -> np.ndarray:
+    """A real single-row plate's characters re-laid as a 440 × 220 double-row plate.
+
+    Each character of the single-row plate (its GA 36 box plus a margin) is scaled into
+    its double-row box (plus the margin scaled alike; up to ``jitter_mm`` of shift) on
+    the plate's own background, pasted with feathered edges, with a rim in the
+    characters' brightness: real glyph pixels, blur and noise in the layout of a large
+    vehicle's rear plate.
+    """
+    src = np.array(corners, np.float32)
+    dst = np.array([[0, 0], [440, 0], [440, 140], [0, 140]], np.float32)
+    flat = cv2.warpPerspective(
+        image, cv2.getPerspectiveTransform(src, dst), (440, 140), borderMode=cv2.BORDER_REPLICATE
+    ).astype(np.float32)
+    grey = cv2.cvtColor(flat, cv2.COLOR_BGR2GRAY)
+    background = np.median(flat.reshape(-1, 3), axis=0)
+    ink = flat.reshape(-1, 3)[grey.reshape(-1) >= np.percentile(grey, 92)].mean(axis=0)
+    canvas = np.empty((220, 440, 3), np.float32)
+    canvas[:] = background
+    cv2.rectangle(canvas, (4, 4), (435, 215), ink.tolist(), 3)
+    m = _CELL_MARGIN_MM
+    for (sx, sy, sw, sh), (x, y, w, h) in zip(_SINGLE_BOXES_MM, _DOUBLE_BOXES_MM, strict=True):
+        cell = flat[int(sy - m) : int(sy + sh + m), int(sx - m) : int(sx + sw + m)]
+        mx, my = m * w / sw, m * h / sh
+        dx, dy = rng.uniform(-jitter_mm, jitter_mm), rng.uniform(-jitter_mm, jitter_mm)
+        x0 = int(round(min(max(x - mx + dx, 7.0), 433.0 - w - 2 * mx)))
+        y0 = int(round(min(max(y - my + dy, 7.0), 213.0 - h - 2 * my)))
+        tw, th = int(round(w + 2 * mx)), int(round(h + 2 * my))
+        scaled = cv2.resize(cell, (tw, th))
+        alpha = np.zeros((th, tw), np.float32)
+        inset_x, inset_y = max(1, int(mx / 2)), max(1, int(my / 2))
+        alpha[inset_y:-inset_y, inset_x:-inset_x] = 1.0
+        alpha = cv2.GaussianBlur(alpha, (0, 0), max(1.0, min(mx, my) / 3))[:, :, None]
+        region = canvas[y0 : y0 + th, x0 : x0 + tw]
+        canvas[y0 : y0 + th, x0 : x0 + tw] = alpha * scaled + (1 - alpha) * region
+    return np.clip(canvas, 0, 255).astype(np.uint8)
+
+
+def double_row_line(
+    plate: RealPlate, real: list[RealPlate], rng: random.Random, transplant: float
+) -> tuple[np.ndarray, str]:
+    """A real plate re-laid as a double-row plate (province transplanted with probability
+    ``transplant``), cut as the runtime cuts a double-row plate, in the dark-on-light
+    polarity of the yellow double-row plates."""
+    image, text = plate.image, plate.text
+    if transplant and rng.random() < transplant:
+        moved = _transplanted(plate, real, rng)
+        if moved is not None:
+            image, text = moved
+    relaid = relay_double_row(image, plate.corners, rng)
+    corners = ((0.0, 0.0), (440.0, 0.0), (440.0, 220.0), (0.0, 220.0))
+    as_double = RealPlate(plate.file, text, relaid, corners, True)
+    return 255 - real_line(as_double, rng), text

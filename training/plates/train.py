@@ -36,6 +36,7 @@ from training.plates.model import PROVINCE_CLASSES, PlateCRNN
 from training.plates.real import (
     RealMix,
     RealPlate,
+    double_row_line,
     load_real,
     province_weights,
     real_line,
@@ -97,6 +98,11 @@ def batch_at(
         texts.append(pool.texts[k])
     for _ in range(n_real if real else 0):
         plate = rng.choices(real, mix.weights)[0] if mix.weights else rng.choice(real)
+        if mix.double_row and rng.random() < mix.double_row:
+            line, text = double_row_line(plate, real, rng, mix.transplant)
+            lines.append(line)
+            texts.append(text)
+            continue
         if mix.transplant and rng.random() < mix.transplant:
             line, text = transplant_line(plate, real, rng)
         else:
@@ -160,13 +166,21 @@ def evaluate(
     return {"exact": round(exact, 4), "char1": round(first, 4), "province_head": round(head, 4)}
 
 
-def resume(ckpt: Path, model: PlateCRNN, opt: torch.optim.Optimizer) -> tuple[int, float, float]:
-    """Load ``last.pt`` into model and optimiser; (step, best score, elapsed seconds)."""
+def resume(
+    ckpt: Path, model: PlateCRNN, opt: torch.optim.Optimizer
+) -> tuple[int, float, float, bool]:
+    """Load ``last.pt`` into model and optimiser; (step, best score, elapsed seconds,
+    whether its batch norms are frozen)."""
     state = torch.load(ckpt, weights_only=False)
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["opt"])
     print(f"resumed at step {state['step']}", flush=True)
-    return state["step"], state["best"], state.get("elapsed_s", 0.0)
+    return (
+        state["step"],
+        state["best"],
+        state.get("elapsed_s", 0.0),
+        bool(state.get("frozen_norms", False)),
+    )
 
 
 def learning_rate(progress: float, peak: float) -> float:
@@ -206,7 +220,12 @@ def main() -> None:
         help="also end (annealed) after this much wall time",
     )
     ap.add_argument("--shards", type=Path, nargs="+", required=True, help="shards.py folders")
-    ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint's weights")
+    ap.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start from this checkpoint's weights (frozen batch norms stay frozen)",
+    )
     ap.add_argument(
         "--init-onnx",
         type=Path,
@@ -215,6 +234,7 @@ def main() -> None:
     )
     ap.add_argument("--real-transplant", type=float, default=0.0, help="RealMix.transplant")
     ap.add_argument("--real-invert", type=float, default=0.0, help="RealMix.invert")
+    ap.add_argument("--real-double-row", type=float, default=0.0, help="RealMix.double_row")
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -227,6 +247,7 @@ def main() -> None:
         province_weights(real_train, args.real_balance) if args.real_balance else None,
         args.real_transplant,
         args.real_invert,
+        args.real_double_row,
     )
     val_rng = random.Random(f"{args.seed}:validation")
     val_synth = [render_sample(val_rng) for _ in range(300)]
@@ -235,16 +256,26 @@ def main() -> None:
     model = PlateCRNN()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     step, best, elapsed_before = 0, -1.0, 0.0
-    if args.init is not None:
-        model.load_state_dict(torch.load(args.init, weights_only=False)["model"])
+    if args.init is not None and args.init_onnx is not None:
+        raise SystemExit("give --init or --init-onnx, not both")
+    # a model whose batch norms were folded (from_onnx.py) keeps them frozen for good:
+    # the flag travels in every checkpoint made from it
     frozen_norms = args.init_onnx is not None
-    if frozen_norms:
-        from training.plates.from_onnx import load_onnx_weights
+    if args.init is not None:
+        state = torch.load(args.init, weights_only=False)
+        model.load_state_dict(state["model"])
+        frozen_norms = bool(state.get("frozen_norms", False))
+    if args.init_onnx is not None:
+        from training.plates.from_onnx import load_onnx_weights, max_difference
 
         load_onnx_weights(model, args.init_onnx)
+        diff = max_difference(model, args.init_onnx)
+        if diff > 1e-4:
+            raise SystemExit(f"{args.init_onnx}: PyTorch and onnxruntime differ by {diff:.2e}")
     ckpt = args.out / "last.pt"
     if args.resume and ckpt.exists():
-        step, best, elapsed_before = resume(ckpt, model, opt)
+        step, best, elapsed_before, resumed_frozen = resume(ckpt, model, opt)
+        frozen_norms = frozen_norms or resumed_frozen
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
     ce = nn.CrossEntropyLoss()
     pool = ShardPool(args.shards)
@@ -309,7 +340,12 @@ def main() -> None:
             if score > best:
                 best = score
                 torch.save(
-                    {"model": model.state_dict(), "step": step, "record": record},
+                    {
+                        "model": model.state_dict(),
+                        "step": step,
+                        "record": record,
+                        "frozen_norms": frozen_norms,
+                    },
                     args.out / "best.pt",
                 )
             torch.save(
@@ -319,6 +355,7 @@ def main() -> None:
                     "step": step,
                     "best": best,
                     "elapsed_s": elapsed_before + time.time() - started,
+                    "frozen_norms": frozen_norms,
                 },
                 ckpt,
             )

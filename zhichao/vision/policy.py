@@ -163,7 +163,9 @@ class PlatePolicy:
     min_char_confidence: float = 0.9
     """*Fitted* on the held-out 15 % of train for the shipped plate model (0.5 was the
     loosest with no wrong plate accepted; two grid steps stricter, as that part is small:
-    ``benchmarks/vision_accept.py --fit``). Lowest probability of each
+    ``benchmarks/vision_accept.py --fit``; the same held-out part also chose the plate
+    model's checkpoint, so the margin is optimistic: docs/vision.md, *Fourth run*). Lowest
+    probability of each
     character after the province, in the k-th best agreeing decoding (k =
     ``min_independent_reads``; on one frame with k = 2 and no views: the lower of the two
     recognisers'); over several frames with ``require_recogniser_agreement``, over the

@@ -107,7 +107,8 @@ class VehiclePlateDecision:
     agreeing_frames: int
     """The frames that count for ``min_agreeing_frames``: over several frames, those that
     confirm the plate (both recognisers, :func:`~zhichao.vision.policy.frame_confirms`);
-    on one frame, or without the agreement rule, those where PP-OCRv4 reads it."""
+    on one frame, without the agreement rule, or when no frame confirms (the decision then
+    carries ``recogniser_disagreement``), those where PP-OCRv4 reads it."""
 
     @property
     def review_codes(self) -> tuple[str, ...]:
