@@ -161,8 +161,8 @@ class PlatePolicy:
     two grid steps stricter). The plate model's province head must name the read's
     province at least this sure."""
     min_char_confidence: float = 0.9
-    """*Fitted* on the held-out 15 % of train for the shipped plate model (0.5 was the
-    loosest with no wrong plate accepted; two grid steps stricter, as that part is small:
+    """*Fitted* on the held-out 15 % of train for the shipped plate model (0.5, the grid's
+    loosest, accepted no wrong plate; two grid steps stricter, as that part is small:
     ``benchmarks/vision_accept.py --fit``; the same held-out part also chose the plate
     model's checkpoint, so the margin is optimistic: docs/vision.md, *Fourth run*). Lowest
     probability of each
