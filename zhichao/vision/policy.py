@@ -12,9 +12,8 @@ The policy accepts only on independent, agreeing evidence (issue #20, item 3):
   model's province head names the same province: on one frame, on every read behind the
   text; over several frames, on at least one frame, with no frame where PP-OCRv4 reads
   the text (or nothing valid) and the plate model surely another plate, and no province
-  head surely naming
-  another province (:func:`recogniser_reasons`); width and colour are then judged on the
-  confirming frames;
+  head surely naming another province (:func:`recogniser_reasons`); width and colour are
+  then judged on the confirming frames;
 - at least ``min_independent_reads`` decodings read it (each recogniser's read of each
   frame counts as one, and so does any configured PP-OCRv4 view; over several frames,
   only those of the confirming frames);
@@ -144,16 +143,16 @@ class PlatePolicy:
     """Both recognisers must read the text: on one frame, every read behind it; over
     several, at least one frame read the same by both (province head included), no frame
     where PP-OCRv4 reads the text (or nothing valid) and the plate model surely another
-    plate, and no
-    province head surely naming another province (``min_dissent_confidence``). Over
-    several frames only the confirming frames count for ``min_independent_reads`` and
-    ``min_agreeing_frames``, and for the plate's width and colour."""
+    plate, and no province head surely naming another province
+    (``min_dissent_confidence``). Over several frames only the confirming frames count
+    for ``min_independent_reads`` and ``min_agreeing_frames``, and for the plate's width
+    and colour."""
     min_dissent_confidence: float = 0.5
-    """Over several frames: a frame where PP-OCRv4 reads the text (or nothing valid) and the
-    plate model another counts against the text when the plate model's surest differing character is
-    at least this sure (a valid read of another length always counts against it), and
-    so does a province head naming another province this surely (less sure, or no read:
-    that frame neither confirms nor vetoes).
+    """Over several frames: a frame where PP-OCRv4 reads the text (or nothing valid) and
+    the plate model another counts against the text when the plate model's surest
+    differing character is at least this sure (a valid read of another length always
+    counts against it), and so does a province head naming another province this surely
+    (less sure, or no read: that frame neither confirms nor vetoes).
     *Not fitted* (there is no labelled multi-frame data): 0.5 means the plate model's own
     choice holds most of its probability there. One frame's rule does not use it."""
     min_province_head_confidence: float = 0.9
@@ -337,9 +336,8 @@ def recogniser_reasons(
     On one frame: :func:`_one_frame_reasons`. Over several: at least one frame must
     confirm ``text`` (:func:`frame_confirms`), and no read of any frame may be a sure
     dissent of the plate model (:func:`_sure_text_dissent`, :func:`_sure_head_dissent`);
-    a frame that neither confirms nor
-    dissents (the plate model read nothing, or another text or province unsurely) counts
-    neither way.
+    a frame that neither confirms nor dissents (the plate model read nothing, or another
+    text or province unsurely) counts neither way.
     """
     if not policy.require_recogniser_agreement:
         return []
