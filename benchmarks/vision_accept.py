@@ -416,14 +416,28 @@ def main() -> int:
     parser.add_argument(
         "--policy", default="{}", help="PlatePolicy fields to change for the report, as JSON"
     )
+    parser.add_argument(
+        "--province-from-ctc",
+        action="store_true",
+        help="the plate model's CTC decoding decides its province (before 2026-12-07)",
+    )
+    parser.add_argument(
+        "--no-fold",
+        action="store_true",
+        help="PP-OCRv4's I and O not folded into 1 and 0 (before 2026-12-07)",
+    )
     args = parser.parse_args()
     policy = replace(PlatePolicy(), **json.loads(args.policy))
-    reader = PlateReader()
+    config = VisionConfig(
+        plate_model_province_from_head=not args.province_from_ctc,
+        ppocr_fold_lookalikes=not args.no_fold,
+    )
     if args.plate_model is not None:
         digest = hashlib.sha256(args.plate_model.read_bytes()).hexdigest()
-        reader = PlateReader(
-            VisionConfig(plate_model_path=str(args.plate_model), plate_model_sha256=digest)
+        config = replace(
+            config, plate_model_path=str(args.plate_model), plate_model_sha256=digest
         )
+    reader = PlateReader(config)
     if args.before:
         reader = PlateReader(VisionConfig(views=PPOCR_VIEWS, use_plate_model=False))
         result = run_report(reader, args.limit, BEFORE_POLICY)

@@ -33,8 +33,12 @@ class SecondRead:
     """The plate model's read of one plate."""
 
     text: str | None
-    """Best grammar-valid string (constrained CTC decoding), or None."""
+    """Best grammar-valid string (constrained CTC decoding), or None. With the province
+    head deciding (the default), its first character is the head's answer wherever a
+    grammar-valid path through it exists (:meth:`PlateModelRecogniser.decode`)."""
     char_confidences: tuple[float, ...]
+    """Per character; with the province head deciding, position 0 is the head's
+    probability of its answer, the rest the CTC decoding's."""
     province: str
     """The province head's answer (always one of :data:`PROVINCE_CLASSES`)."""
     province_confidence: float
@@ -50,11 +54,29 @@ class SecondRead:
         return self.text is not None and self.text[0] == self.province
 
 
-class PlateModelRecogniser:
-    """Runs the plate model on lines and decodes them under the plate grammar."""
+def with_province(templates: tuple[Template, ...], province: str) -> tuple[Template, ...]:
+    """``templates`` that allow ``province`` first, narrowed to it there."""
+    return tuple(
+        Template(t.kind, (frozenset(province), *t.positions[1:]))
+        for t in templates
+        if t.positions and province in t.positions[0]
+    )
 
-    def __init__(self, model: OnnxModel) -> None:
+
+class PlateModelRecogniser:
+    """Runs the plate model on lines and decodes them under the plate grammar.
+
+    ``province_from_head``: the province head, trained on the first character alone,
+    decides it (issue #20 item 2). The CTC read is decoded again with the first position
+    narrowed to the head's answer when the two differ, so the other characters are
+    aligned to that province, and position 0 carries the head's probability. Without a
+    grammar-valid path through the head's answer the CTC read stays as it is, and the
+    accept policy sees a head that does not name its province.
+    """
+
+    def __init__(self, model: OnnxModel, province_from_head: bool = True) -> None:
         self.model = model
+        self.province_from_head = province_from_head
 
     def run(self, lines: list[GreyLine]) -> list[tuple[ctc.FloatArray, np.ndarray]]:
         """(per-step probabilities (40, 1 + K), province probabilities) for each line."""
@@ -81,17 +103,43 @@ class PlateModelRecogniser:
         lines = [plate_line(image, corners_px, double) for double in layouts]
         best: tuple[tuple[bool, float], SecondRead, GreyLine] | None = None
         for double, line, (probs, province) in zip(layouts, lines, self.run(lines), strict=True):
-            result = ctc.decode(probs, templates, beam_width=beam_width, max_alternatives=0)
-            k = int(np.argmax(province))
-            read = SecondRead(
-                text=result.text,
-                char_confidences=result.char_probabilities if result.text else (),
-                province=PROVINCE_CLASSES[k],
-                province_confidence=float(province[k]),
-                double_row=double,
-            )
+            read = self.decode(probs, province, templates, double, beam_width)
             key = (read.text is not None, read.confidence)
             if best is None or key > best[0]:
                 best = (key, read, line)
         assert best is not None
         return best[1], best[2]
+
+    def decode(
+        self,
+        probs: ctc.FloatArray,
+        province: np.ndarray,
+        templates: tuple[Template, ...],
+        double_row: bool = False,
+        beam_width: int = 8,
+    ) -> SecondRead:
+        """One line's outputs (``run``) as a read under ``templates``."""
+        k = int(np.argmax(province))
+        head, head_p = PROVINCE_CLASSES[k], float(province[k])
+        result = ctc.decode(probs, templates, beam_width=beam_width, max_alternatives=0)
+        chars = result.char_probabilities if result.text else ()
+        text = result.text
+        if self.province_from_head and text is not None:
+            if text[0] != head:
+                narrowed = with_province(templates, head)
+                again = (
+                    ctc.decode(probs, narrowed, beam_width=beam_width, max_alternatives=0)
+                    if narrowed
+                    else None
+                )
+                if again is not None and again.text is not None:
+                    text, chars = again.text, again.char_probabilities
+            if text[0] == head:
+                chars = (head_p, *chars[1:])
+        return SecondRead(
+            text=text,
+            char_confidences=tuple(chars),
+            province=head,
+            province_confidence=head_p,
+            double_row=double_row,
+        )

@@ -88,6 +88,12 @@ class VisionConfig:
     plate_model_sha256: str | None = None
     use_plate_model: bool = True
     """Read every plate with the plate model too (the accept policy needs it)."""
+    plate_model_province_from_head: bool = True
+    """The plate model's province head decides its first character (False: its CTC
+    decoding does, as before 2026-12-07; see :class:`PlateModelRecogniser`)."""
+    ppocr_fold_lookalikes: bool = True
+    """PP-OCRv4's I read as 1, and O and 0 one glyph (False: as before 2026-12-07; see
+    :mod:`zhichao.vision.recognise`)."""
     intra_op_threads: int = 1
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     rectify: RectifySettings = field(default_factory=RectifySettings)
@@ -213,8 +219,12 @@ class PlateReader:
             cfg.intra_op_threads,
         )
         self.detector = PlateDetector(self.detector_model, cfg.detector)
-        self.recogniser = LineRecogniser(self.recogniser_model)
-        self.second_recogniser = PlateModelRecogniser(self.plate_model)
+        self.recogniser = LineRecogniser(
+            self.recogniser_model, fold_lookalikes=cfg.ppocr_fold_lookalikes
+        )
+        self.second_recogniser = PlateModelRecogniser(
+            self.plate_model, cfg.plate_model_province_from_head
+        )
         self._row_templates = split_templates(cfg.templates)
 
     def model_ids(self) -> dict[str, str | None]:

@@ -7,6 +7,12 @@ We keep the blank column, fold the separator characters a plate's dot may be
 read as into it, and keep one column per :data:`~zhichao.vision.grammar.ALPHABET`
 character; everything else is dropped, which is what lets the constrained
 decoder ignore look-alike Chinese characters.
+
+GA 36 leaves I and O out of the serial because they cannot be told from 1 and 0
+(``shared/reference/plates.md`` §6), and no template position allows both O and 0. So
+PP-OCRv4's I is read as 1, and O and 0 each get their summed probability: the grammar
+keeps the one its position allows (0 in the serial, O as the issuing letter of 粤O).
+Without this a clear 0 that PP-OCRv4 splits between O and 0 was an unsure character.
 """
 
 from __future__ import annotations
@@ -24,18 +30,26 @@ FloatArray = npt.NDArray[np.float64]
 INPUT_HEIGHT_PX = 48
 SEPARATORS = "·.-•・ "
 """Characters the plate's dot or a gap may be read as: treated as blank."""
+READ_AS = {"I": "1"}
+"""Dictionary characters no plate has, read as the plate character they cannot be told from."""
+SAME_GLYPH = ("O", "0")
+"""Two plate characters no template position allows both of: each gets their sum."""
 
 
 class LineRecogniser:
     """Runs the recogniser on batches of equal-height line images."""
 
-    def __init__(self, model: OnnxModel, max_batch: int = 1) -> None:
+    def __init__(self, model: OnnxModel, max_batch: int = 1, fold_lookalikes: bool = True) -> None:
         self.model = model
         self.max_batch = max_batch
         """Lines per run. 1 by default: on one CPU thread a batch of 2 lines of
         48 x 240 px took 2.5x as long as one line (measured), so batching does not pay."""
         self._columns: npt.NDArray[np.int64] | None = None
         self._separator_columns: npt.NDArray[np.int64] | None = None
+        self._read_as: list[tuple[int, int]] = []
+        """(dictionary column, reduced column) pairs of :data:`READ_AS`."""
+        self.fold_lookalikes = fold_lookalikes
+        """:data:`READ_AS` and :data:`SAME_GLYPH` (False: as before 2026-12-07)."""
 
     def _column_map(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         if self._columns is None or self._separator_columns is None:
@@ -55,6 +69,11 @@ class LineRecogniser:
             self._separator_columns = np.array(
                 [position[ch] for ch in SEPARATORS if ch in position], dtype=np.int64
             )
+            self._read_as = [
+                (position[ch], 1 + ALPHABET.index(plate_ch))
+                for ch, plate_ch in READ_AS.items()
+                if ch in position
+            ]
         return self._columns, self._separator_columns
 
     def recognise(self, lines: list[ImageBGR]) -> list[FloatArray]:
@@ -86,5 +105,22 @@ class LineRecogniser:
             full = output[i].astype(np.float64)
             reduced = full[:, columns]
             reduced[:, 0] += full[:, separators].sum(axis=1)
+            if self.fold_lookalikes:
+                fold_lookalikes(reduced, full, self._read_as)
             results.append(reduced)
         return results
+
+
+_SAME_GLYPH_COLUMNS = [1 + ALPHABET.index(ch) for ch in SAME_GLYPH]
+
+
+def fold_lookalikes(
+    reduced: FloatArray, full: FloatArray, read_as: list[tuple[int, int]]
+) -> None:
+    """In place: add each :data:`READ_AS` dictionary column of ``full`` to its plate
+    column of ``reduced``, and give both :data:`SAME_GLYPH` columns their sum."""
+    for source, target in read_as:
+        reduced[:, target] += full[:, source]
+    same = reduced[:, _SAME_GLYPH_COLUMNS].sum(axis=1)
+    for column in _SAME_GLYPH_COLUMNS:
+        reduced[:, column] = same
