@@ -399,22 +399,3 @@ def test_views_are_skipped_only_where_they_cannot_change_a_decision(dev_dir: Pat
 )
 def test_colour_goes_with_the_plate_kind(colour: PlateColour, kind: str, consistent: bool) -> None:
     assert colour_kind_consistent(colour, kind) is consistent
-
-
-def test_plate_model_read_is_prefilled_when_ppocr_reads_nothing_valid(
-    sure_read: PlateRead, dev_dir: Path
-) -> None:
-    frame = VehicleFrame(load_image(dev_dir / "toll_0008.jpg"), "front", T0)
-    invalid = replace(sure_read, text=None, kind=None, char_confidences=())
-    decision = decide_from_reads([(frame, [invalid])])
-    assert decision.plate == "沪CT8805" and decision.kind == "ordinary"
-    assert not decision.accepted
-    assert codes(decision.review_reasons) == [ReviewCode.GRAMMAR_INVALID]
-    assert "plate model read '沪CT8805'" in decision.review_reasons[0].detail
-    assert sure_read.second is not None
-    assert decision.confidence == pytest.approx(sure_read.second.confidence)
-    # a trailer plate is the trailer's, never offered as the tractor's; nothing read: None
-    trailer = replace(invalid, second=replace(sure_read.second, text="沪C1234挂"))
-    assert decide_from_reads([(frame, [trailer])]).plate is None
-    neither = replace(invalid, second=replace(sure_read.second, text=None))
-    assert decide_from_reads([(frame, [neither])]).plate is None

@@ -88,9 +88,7 @@ class PlateAlternative:
 class VehiclePlateDecision:
     """The plate decision for one vehicle.
 
-    ``plate`` is None when nothing valid was read. Where PP-OCRv4 read nothing valid and
-    the plate model did, ``plate`` is the plate model's read, pre-filled for the reviewer
-    with ``grammar_invalid`` among the reasons. ``accepted`` is True only when no
+    ``plate`` is None when nothing valid was read. ``accepted`` is True only when no
     review reason applies; it still means pre-filled for 审核确认, never an automatic
     penalty.
     """
@@ -354,9 +352,7 @@ def _text_reasons(
     reasons: list[ReviewReason] = []
     if voted is None:
         raw = ", ".join(sorted({e.read.raw_text for e in main}))
-        prefill = _plate_model_prefill(main)
-        detail = f"raw reads {raw}" + (f"; plate model read {prefill[0]!r}" if prefill else "")
-        reasons.append(ReviewReason.of(ReviewCode.GRAMMAR_INVALID, detail))
+        reasons.append(ReviewReason.of(ReviewCode.GRAMMAR_INVALID, f"raw reads {raw}"))
     elif plate_kind(voted) is None:
         reasons.append(ReviewReason.of(ReviewCode.GRAMMAR_INVALID, f"voted {voted!r}"))
     elif confidence < policy.min_confidence:
@@ -370,20 +366,6 @@ def _text_reasons(
     basis = _basis(main, confirming)
     reasons += _resolution_reasons(max(plate_width_px(e.read) for e in basis), policy)
     return reasons
-
-
-def _plate_model_prefill(main: list[_Entry]) -> tuple[str, float] | None:
-    """The plate model's surest grammar-valid read of the group, and its confidence: what
-    the reviewer is shown when PP-OCRv4 read nothing valid (never accepted: the decision
-    carries ``grammar_invalid``). A …挂 read is the trailer's plate and is not offered."""
-    reads = [
-        (e.read.second.text, e.read.second.confidence)
-        for e in main
-        if e.read.second is not None
-        and e.read.second.text is not None
-        and not is_trailer_plate(e.read.second.text)
-    ]
-    return max(reads, key=lambda r: r[1]) if reads else None
 
 
 def _plausible(read: PlateRead, policy: PlatePolicy) -> bool:
@@ -513,12 +495,8 @@ def decide_from_reads(
     colour = _voted_colour(_basis(main, confirming))
     reasons += _colour_reasons(colour, kind, voted, facts, policy)
     best = max(main, key=lambda e: (e.read.text is not None, e.read.confidence))
-    plate = voted
-    if voted is None and (prefill := _plate_model_prefill(main)) is not None:
-        plate, confidence = prefill  # for the reviewer only: grammar_invalid stays
-        kind = plate_kind(plate)
     return VehiclePlateDecision(
-        plate=plate,
+        plate=voted,
         kind=kind,
         colour=colour,
         layout=best.read.layout,
