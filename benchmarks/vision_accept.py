@@ -437,18 +437,19 @@ def main() -> int:
         config = replace(
             config, plate_model_path=str(args.plate_model), plate_model_sha256=digest
         )
-    reader = PlateReader(config)
     if args.before:
-        reader = PlateReader(VisionConfig(views=PPOCR_VIEWS, use_plate_model=False))
-        result = run_report(reader, args.limit, BEFORE_POLICY)
-    elif args.fit:
-        result = run_fit(reader, args.limit)
-    elif args.colour:
-        result = run_colour(reader, args.limit)
-    elif args.widths:
-        result = run_widths(reader, args.limit, args.every)
+        before = VisionConfig(views=PPOCR_VIEWS, use_plate_model=False, ppocr_fold_lookalikes=False)
+        result = run_report(PlateReader(before), args.limit, BEFORE_POLICY)
     else:
-        result = run_report(reader, args.limit, policy)
+        reader = PlateReader(config)
+        if args.fit:
+            result = run_fit(reader, args.limit)
+        elif args.colour:
+            result = run_colour(reader, args.limit)
+        elif args.widths:
+            result = run_widths(reader, args.limit, args.every)
+        else:
+            result = run_report(reader, args.limit, policy)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
         return 0

@@ -49,6 +49,17 @@ def test_head_answer_replaces_a_different_ctc_province() -> None:
     assert (read.province, read.province_confidence) == ("沪", pytest.approx(0.998))
 
 
+def test_a_surer_ctc_province_is_not_overridden() -> None:
+    # the CTC reads 甘 at 0.985, the head 沪 at 0.95: the read stays 甘 (the policy then
+    # sees a head not naming the read's province, and a sure other read still dissents)
+    probs = ctc_probs("甘B74992", {"甘": 0.985, "沪": 0.01})
+    for head_p in (0.95, 0.35):
+        read = recogniser().decode(probs, head("沪", head_p), TEMPLATES)
+        assert read.text == "甘B74992"
+        assert read.char_confidences[0] == pytest.approx(0.985)
+        assert (read.province, read.province_confidence) == ("沪", pytest.approx(head_p))
+
+
 def test_ctc_decides_when_switched_off() -> None:
     probs = ctc_probs("甘B74992", {"甘": 0.84, "沪": 0.1})
     read = recogniser(from_head=False).decode(probs, head("沪", 0.998), TEMPLATES)

@@ -34,11 +34,11 @@ class SecondRead:
 
     text: str | None
     """Best grammar-valid string (constrained CTC decoding), or None. With the province
-    head deciding (the default), its first character is the head's answer wherever a
-    grammar-valid path through it exists (:meth:`PlateModelRecogniser.decode`)."""
+    head deciding (the default), its first character is the head's answer where the head
+    is surer than the CTC decoding (:meth:`PlateModelRecogniser.decode`)."""
     char_confidences: tuple[float, ...]
     """Per character; with the province head deciding, position 0 is the head's
-    probability of its answer, the rest the CTC decoding's."""
+    probability of its answer when the text carries it, the rest the CTC decoding's."""
     province: str
     """The province head's answer (always one of :data:`PROVINCE_CLASSES`)."""
     province_confidence: float
@@ -67,11 +67,13 @@ class PlateModelRecogniser:
     """Runs the plate model on lines and decodes them under the plate grammar.
 
     ``province_from_head``: the province head, trained on the first character alone,
-    decides it (issue #20 item 2). The CTC read is decoded again with the first position
-    narrowed to the head's answer when the two differ, so the other characters are
-    aligned to that province, and position 0 carries the head's probability. Without a
-    grammar-valid path through the head's answer the CTC read stays as it is, and the
-    accept policy sees a head that does not name its province.
+    decides it (issue #20 item 2) where it is surer of its answer than the CTC decoding is
+    of its own province: the line is then decoded again with the first position narrowed
+    to the head's answer, so the other characters are aligned to that province. Where the
+    text's province is the head's, position 0 carries the head's probability. Where the
+    CTC decoding is the surer one, or no grammar-valid path runs through the head's
+    answer, the CTC read stays as it is, and the accept policy sees a head that does not
+    name the read's province: a sure other province still vetoes as before.
     """
 
     def __init__(self, model: OnnxModel, province_from_head: bool = True) -> None:
@@ -125,7 +127,7 @@ class PlateModelRecogniser:
         chars = result.char_probabilities if result.text else ()
         text = result.text
         if self.province_from_head and text is not None:
-            if text[0] != head:
+            if text[0] != head and head_p > chars[0]:
                 narrowed = with_province(templates, head)
                 again = (
                     ctc.decode(probs, narrowed, beam_width=beam_width, max_alternatives=0)

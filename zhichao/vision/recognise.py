@@ -9,10 +9,11 @@ character; everything else is dropped, which is what lets the constrained
 decoder ignore look-alike Chinese characters.
 
 GA 36 leaves I and O out of the serial because they cannot be told from 1 and 0
-(``shared/reference/plates.md`` §6), and no template position allows both O and 0. So
-PP-OCRv4's I is read as 1, and O and 0 each get their summed probability: the grammar
-keeps the one its position allows (0 in the serial, O as the issuing letter of 粤O).
-Without this a clear 0 that PP-OCRv4 splits between O and 0 was an unsure character.
+(``shared/reference/plates.md`` §6). So PP-OCRv4's I (no plate character) is read as 1,
+and its O adds to 0 (the O column itself is kept for the issuing letter, where O is
+allowed and 0 is not, and nothing is added to it). Without this a clear 0 or 1 that
+PP-OCRv4 splits between 0 / O or 1 / I was an unsure character. Nothing else is folded:
+look-alikes the grammar allows both of (D / 0, Q / 0, Z / 7, 8 / B) stay apart.
 """
 
 from __future__ import annotations
@@ -30,10 +31,9 @@ FloatArray = npt.NDArray[np.float64]
 INPUT_HEIGHT_PX = 48
 SEPARATORS = "·.-•・ "
 """Characters the plate's dot or a gap may be read as: treated as blank."""
-READ_AS = {"I": "1"}
-"""Dictionary characters no plate has, read as the plate character they cannot be told from."""
-SAME_GLYPH = ("O", "0")
-"""Two plate characters no template position allows both of: each gets their sum."""
+READ_AS = {"I": "1", "O": "0"}
+"""Dictionary character → the plate character its probability is added to: GA 36 has no I
+anywhere and no O in the serial, where they would be 1 and 0."""
 
 
 class LineRecogniser:
@@ -49,7 +49,7 @@ class LineRecogniser:
         self._read_as: list[tuple[int, int]] = []
         """(dictionary column, reduced column) pairs of :data:`READ_AS`."""
         self.fold_lookalikes = fold_lookalikes
-        """:data:`READ_AS` and :data:`SAME_GLYPH` (False: as before 2026-12-07)."""
+        """:data:`READ_AS` (False: as before 2026-12-07)."""
 
     def _column_map(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         if self._columns is None or self._separator_columns is None:
@@ -111,16 +111,10 @@ class LineRecogniser:
         return results
 
 
-_SAME_GLYPH_COLUMNS = [1 + ALPHABET.index(ch) for ch in SAME_GLYPH]
-
-
 def fold_lookalikes(
     reduced: FloatArray, full: FloatArray, read_as: list[tuple[int, int]]
 ) -> None:
     """In place: add each :data:`READ_AS` dictionary column of ``full`` to its plate
-    column of ``reduced``, and give both :data:`SAME_GLYPH` columns their sum."""
+    column of ``reduced`` (the source column itself is left as it is)."""
     for source, target in read_as:
         reduced[:, target] += full[:, source]
-    same = reduced[:, _SAME_GLYPH_COLUMNS].sum(axis=1)
-    for column in _SAME_GLYPH_COLUMNS:
-        reduced[:, column] = same
