@@ -78,6 +78,32 @@ def test_simulated_cameras_stream_only_where_a_clip_gets_frames() -> None:
 
 
 @pytest.mark.slow  # a real stream for a few seconds, and a dead one's deadline
+def test_a_new_stream_client_gets_a_frame_first_not_an_empty_part() -> None:
+    """The first part a client reads is a rendered JPEG (an empty part made OpenCV report
+    "no frame from the stream", a disconnect warning on every start of the README's run)."""
+    streams = SimStreams(["CAM-A"], fps=20.0, size=(320, 180))
+    url = streams.urls["CAM-A"]
+    try:
+        with socket.create_connection(("127.0.0.1", int(url.split(":")[2].split("/")[0])),
+                                      timeout=5.0) as sock:
+            sock.sendall(b"GET /CAM-A.mjpg HTTP/1.0\r\n\r\n")
+            data = b""
+            while data.count(b"\r\n\r\n") < 2:  # the HTTP header, then the first part's
+                chunk = sock.recv(65536)
+                assert chunk, data[:200]
+                data += chunk
+        part_header = data.split(b"\r\n\r\n")[1]
+        length = int(part_header.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+        assert length > 1000  # a JPEG of the road, not an empty part
+        with open_device("camera", url) as camera:
+            camera.open()
+            frame = camera.grab(5.0)
+            assert frame is not None
+            assert camera.health_snapshot().counters.get("disconnects", 0) == 0
+    finally:
+        streams.close()
+
+
 def test_stream_to_clip_of_the_window_and_missing_frames(tmp_path: Path) -> None:
     streams = SimStreams(["CAM-A"], fps=20.0, size=(320, 180))
     now = time.time()

@@ -161,7 +161,7 @@ class SimStreams:
     def _serve(self, cam: _Camera, handler: BaseHTTPRequestHandler) -> None:
         with cam.cond:
             cam.clients += 1
-        seen = -1
+        seen = 0  # seq 0 is "nothing rendered yet": never send an empty part
         try:
             while not self._stop.is_set():
                 with cam.cond:
