@@ -424,7 +424,7 @@ def main() -> int:
     parser.add_argument(
         "--no-fold",
         action="store_true",
-        help="PP-OCRv4's I and O not folded into 1 and 0 (before 2026-12-07)",
+        help="PP-OCRv4's I not folded into 1 (before 2026-12-07)",
     )
     args = parser.parse_args()
     policy = replace(PlatePolicy(), **json.loads(args.policy))

@@ -77,7 +77,6 @@ def test_simulated_cameras_stream_only_where_a_clip_gets_frames() -> None:
     assert not streams_at(0.0, 1.0)
 
 
-@pytest.mark.slow  # a real stream for a few seconds, and a dead one's deadline
 def test_a_new_stream_client_gets_a_frame_first_not_an_empty_part() -> None:
     """The first part a client reads is a rendered JPEG (an empty part made OpenCV report
     "no frame from the stream", a disconnect warning on every start of the README's run)."""
@@ -104,6 +103,7 @@ def test_a_new_stream_client_gets_a_frame_first_not_an_empty_part() -> None:
         streams.close()
 
 
+@pytest.mark.slow  # a real stream for a few seconds, and a dead one's deadline
 def test_stream_to_clip_of_the_window_and_missing_frames(tmp_path: Path) -> None:
     streams = SimStreams(["CAM-A"], fps=20.0, size=(320, 180))
     now = time.time()

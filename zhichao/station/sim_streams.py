@@ -161,7 +161,9 @@ class SimStreams:
     def _serve(self, cam: _Camera, handler: BaseHTTPRequestHandler) -> None:
         with cam.cond:
             cam.clients += 1
-        seen = 0  # seq 0 is "nothing rendered yet": never send an empty part
+            # the next frame rendered for this client: never an empty part (seq 0, nothing
+            # rendered yet) nor a stale one from an earlier client
+            seen = cam.seq
         try:
             while not self._stop.is_set():
                 with cam.cond:

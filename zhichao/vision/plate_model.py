@@ -5,7 +5,8 @@ Model I/O: input ``line`` [N, 1, 32, 160] float32, grey scaled to [-1, 1] (built
 ``probs`` [N, 40, 1 + len(ALPHABET)], softmax over CTC blank and
 :data:`~zhichao.vision.grammar.ALPHABET` in that order (what :func:`zhichao.vision.ctc.decode`
 takes as it is), and ``province`` [N, 32], softmax of a separate head over
-:data:`PROVINCE_CLASSES` — a second opinion on the first character.
+:data:`PROVINCE_CLASSES` — its own reader of the first character, which decides it where
+it is surer than the CTC decoding (:class:`PlateModelRecogniser`).
 
 It was trained on rendered GA 36 plates and the training part of
 ``shared/data/plates/train`` only (recipe: ``docs/vision.md``), so it is independent of
@@ -50,7 +51,8 @@ class SecondRead:
 
     @property
     def province_agrees(self) -> bool:
-        """The province head names the same first character as the CTC read."""
+        """The province head names the read's first character (which is the head's
+        answer wherever the head decided it)."""
         return self.text is not None and self.text[0] == self.province
 
 
@@ -126,7 +128,7 @@ class PlateModelRecogniser:
         result = ctc.decode(probs, templates, beam_width=beam_width, max_alternatives=0)
         chars = result.char_probabilities if result.text else ()
         text = result.text
-        if self.province_from_head and text is not None:
+        if self.province_from_head and text:
             if text[0] != head and head_p > chars[0]:
                 narrowed = with_province(templates, head)
                 again = (

@@ -171,7 +171,10 @@ class PlatePolicy:
     confirming frames only, and no surer than the less sure recogniser's surest read."""
     min_province_confidence: float = 0.9
     """*Fitted* (0.5 + two steps). The same for the province character, on its own
-    (both recognisers confuse province characters more than letters and digits)."""
+    (both recognisers confuse province characters more than letters and digits). The
+    plate model's probability of its province is its province head's wherever the read
+    names the head's answer (``PlateModelRecogniser``), so on the plate model's side this
+    asks what ``min_province_head_confidence`` asks; PP-OCRv4's must pass it too."""
     min_plate_width_px: float = 70.0
     """*Fitted* (no wrong plate accepted on the held-out part shrunk to 60 px and wider;
     one 10 px step added as a margin). Narrower plates (source pixels) always go to review."""

@@ -92,7 +92,7 @@ class VisionConfig:
     """The plate model's province head decides its first character (False: its CTC
     decoding does, as before 2026-12-07; see :class:`PlateModelRecogniser`)."""
     ppocr_fold_lookalikes: bool = True
-    """PP-OCRv4's I and O add to 1 and 0 (False: as before 2026-12-07; see
+    """PP-OCRv4's I adds to 1 (False: as before 2026-12-07; see
     :mod:`zhichao.vision.recognise`)."""
     intra_op_threads: int = 1
     detector: DetectorSettings = field(default_factory=DetectorSettings)

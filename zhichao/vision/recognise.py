@@ -8,12 +8,14 @@ read as into it, and keep one column per :data:`~zhichao.vision.grammar.ALPHABET
 character; everything else is dropped, which is what lets the constrained
 decoder ignore look-alike Chinese characters.
 
-GA 36 leaves I and O out of the serial because they cannot be told from 1 and 0
-(``shared/reference/plates.md`` §6). So PP-OCRv4's I (no plate character) is read as 1,
-and its O adds to 0 (the O column itself is kept for the issuing letter, where O is
-allowed and 0 is not, and nothing is added to it). Without this a clear 0 or 1 that
-PP-OCRv4 splits between 0 / O or 1 / I was an unsure character. Nothing else is folded:
-look-alikes the grammar allows both of (D / 0, Q / 0, Z / 7, 8 / B) stay apart.
+GA 36 leaves I out of every plate because it cannot be told from 1
+(``shared/reference/plates.md`` §6), so PP-OCRv4's I (a dictionary character the
+reduction would drop) is added to 1: without this a clear 1 that PP-OCRv4 split between 1
+and I was an unsure character. O is *not* folded into 0, though GA 36 has no O in the
+serial either: O is a plate character (the issuing letter, 粤O…), so its probability
+would count twice, and an issuing-letter O lasting several steps could be spent as O and
+then again as a serial 0 with no blank between (粤O1234D read as 粤O01234D). Nothing else
+is folded (D / 0, Q / 0, Z / 7, 8 / B are all plate characters).
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ FloatArray = npt.NDArray[np.float64]
 INPUT_HEIGHT_PX = 48
 SEPARATORS = "·.-•・ "
 """Characters the plate's dot or a gap may be read as: treated as blank."""
-READ_AS = {"I": "1", "O": "0"}
-"""Dictionary character → the plate character its probability is added to: GA 36 has no I
-anywhere and no O in the serial, where they would be 1 and 0."""
+READ_AS = {"I": "1"}
+"""Dictionary character that no plate has → the plate character its probability is added
+to. Only characters outside :data:`~zhichao.vision.grammar.ALPHABET` may be here, so no
+probability is counted twice."""
 
 
 class LineRecogniser:
