@@ -13,7 +13,7 @@ import pytest
 from zhichao.vision.evaluate import EvalReport, evaluate_folder
 from zhichao.vision.reader import PlateReader
 
-MIN_SCENES_ACCEPTED = 0.78
+MIN_SCENES_ACCEPTED = 0.77
 """A few points under the measured share (docs/vision.md), so a regression shows."""
 
 
