@@ -23,6 +23,7 @@ import numpy as np
 from zhichao.vision.evaluate import is_held_out
 from zhichao.vision.hazards import swap_province
 from zhichao.vision.image import load_image
+from zhichao.vision.plate_image import GA36_DOUBLE_BOXES_MM, GA36_SINGLE_BOXES_MM
 from zhichao.vision.plate_lines import plate_line
 
 TRAIN_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "plates" / "train"
@@ -148,17 +149,6 @@ def transplant_line(
     return real_line(plate, rng, moved[0]), moved[1]
 
 
-# GA 36-2018 at 1 px per mm. Single-row plate 440 × 140: seven characters 45 × 90 mm,
-# 25 mm from the top, from 15.5 mm, 12 mm apart, 34 mm after the second (the dot).
-# Double-row plate 440 × 220: the province and letter 80 × 60 mm at 110 and 250 mm, 15 mm
-# from the top; the five serial characters 65 × 110 mm from 27.5 mm, 15 mm apart, 90 mm
-# from the top.
-_SINGLE_BOXES_MM = tuple(
-    (x, 25.0, 45.0, 90.0) for x in (15.5, 72.5, 151.5, 208.5, 265.5, 322.5, 379.5)
-)
-_DOUBLE_BOXES_MM = ((110.0, 15.0, 80.0, 60.0), (250.0, 15.0, 80.0, 60.0)) + tuple(
-    (27.5 + 80.0 * i, 90.0, 65.0, 110.0) for i in range(5)
-)
 _CELL_MARGIN_MM = 5.0
 """Taken around each single-row character (and scaled with it), so strokes are not cut."""
 
@@ -189,7 +179,9 @@ def relay_double_row(
     canvas[:] = background
     cv2.rectangle(canvas, (4, 4), (435, 215), ink.tolist(), 3)
     m = _CELL_MARGIN_MM
-    for (sx, sy, sw, sh), (x, y, w, h) in zip(_SINGLE_BOXES_MM, _DOUBLE_BOXES_MM, strict=True):
+    for (sx, sy, sw, sh), (x, y, w, h) in zip(
+        GA36_SINGLE_BOXES_MM, GA36_DOUBLE_BOXES_MM, strict=True
+    ):
         cell = flat[int(sy - m) : int(sy + sh + m), int(sx - m) : int(sx + sw + m)]
         mx, my = m * w / sw, m * h / sh
         dx, dy = rng.uniform(-jitter_mm, jitter_mm), rng.uniform(-jitter_mm, jitter_mm)

@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from zhichao.vision.grammar import ALPHABET, LETTERS, PROVINCES, SERIAL, plate_kind
+from zhichao.vision.plate_image import GA36_DOUBLE_BOXES_MM, GA36_SINGLE_BOXES_MM, BoxMm
 from zhichao.vision.plate_lines import plate_line
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -269,15 +270,18 @@ def _layout(spec: PlateSpec) -> tuple[int, int, list[tuple[int, int, int, int]]]
     """(width, height, character boxes x, y, w, h) in mm = px."""
     n = len(spec.text)
     if spec.double_row:
-        boxes = [(110, 15, 80, 60), (250, 15, 80, 60)]
-        boxes += [(int(27.5 + 80 * i), 90, 65, 110) for i in range(5)]
-        return 440, 220, boxes
+        return 440, 220, [_px(box) for box in GA36_DOUBLE_BOXES_MM]
     if n == 8:
         boxes = [(15, 25, 43, 90), (67, 25, 43, 90)]
         boxes += [(164 + 52 * i, 25, 43, 90) for i in range(6)]
         return 480, 140, boxes
-    xs = [15, 72, 151, 208, 265, 322, 379]
-    return 440, 140, [(x, 25, 45, 90) for x in xs]
+    return 440, 140, [_px(box) for box in GA36_SINGLE_BOXES_MM]
+
+
+def _px(box: BoxMm) -> tuple[int, int, int, int]:
+    """A GA 36 box in whole pixels at 1 px per mm (the corner rounded down)."""
+    x, y, w, h = box
+    return int(x), int(y), int(w), int(h)
 
 
 def _background(spec: PlateSpec, w: int, h: int, rng: random.Random) -> np.ndarray:

@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 import zhichao.evidence
 from zhichao.station.errors import StationError
+from zhichao.vision.plate_image import GA36_DOUBLE_BOXES_MM, GA36_SINGLE_BOXES_MM, BoxMm
 
 ImageBGR = npt.NDArray[np.uint8]
 FONT_DIR = Path(zhichao.evidence.__file__).resolve().parent / "fonts"  # shipped with evidence
@@ -78,32 +79,29 @@ def _glyph(ch: str, fg: tuple[int, int, int], bg: tuple[int, int, int],
 def render_plate(text: str, colour: str) -> ImageBGR:
     """The single-row plate at 1 px per mm (440 × 140), BGR."""
     im, (bg, fg) = _blank_plate(text, colour, 140, "single-row"), _plate_colours(colour)
-    x = 15.5
-    for i, ch in enumerate(text):
-        g = _glyph(ch, fg, bg)
-        im[25:115, int(x):int(x) + 45] = g
-        x += 45 + (34 if i == 1 else 12)
+    _draw_characters(im, text, GA36_SINGLE_BOXES_MM, fg, bg)
     cv2.circle(im, (int(15.5 + 2 * 45 + 12 + 11), 70), 5, fg, -1)
     return im
 
 
-# GA 36 double-row plate (large vehicles' rear plate), 440 × 220 mm: the top row holds the
-# province and the letter, 80 × 60 mm each, 60 mm apart, centred ((440 - 2·80 - 60) / 2 =
-# 110), 15 mm from the top; the bottom row the 5 serial characters, 65 × 110 mm each,
-# 15 mm apart, centred ((440 - 5·65 - 4·15) / 2 = 27.5), 90 mm from the top.
-DOUBLE_TOP_X_MM = (110, 250)
-DOUBLE_BOTTOM_X_MM = tuple(27.5 + 80 * i for i in range(5))
-
-
 @lru_cache(maxsize=256)
 def render_double_plate(text: str, colour: str) -> ImageBGR:
-    """The double-row plate at 1 px per mm (440 × 220), BGR."""
+    """The double-row plate at 1 px per mm (440 × 220), BGR (large vehicles' rear plate)."""
     im, (bg, fg) = _blank_plate(text, colour, 220, "double-row"), _plate_colours(colour)
-    for ch, x in zip(text[:2], DOUBLE_TOP_X_MM, strict=True):
-        im[15:75, x:x + 80] = _glyph(ch, fg, bg, (80, 60))
-    for ch, xf in zip(text[2:], DOUBLE_BOTTOM_X_MM, strict=True):
-        im[90:200, int(xf):int(xf) + 65] = _glyph(ch, fg, bg, (65, 110))
+    _draw_characters(im, text, GA36_DOUBLE_BOXES_MM, fg, bg)
     return im
+
+
+def _draw_characters(
+    im: ImageBGR,
+    text: str,
+    boxes: tuple[BoxMm, ...],
+    fg: tuple[int, int, int],
+    bg: tuple[int, int, int],
+) -> None:
+    """Each character of ``text`` into its GA 36 box (1 px per mm, corner rounded down)."""
+    for ch, (x, y, w, h) in zip(text, boxes, strict=True):
+        im[int(y):int(y) + int(h), int(x):int(x) + int(w)] = _glyph(ch, fg, bg, (int(w), int(h)))
 
 
 def _blank_plate(text: str, colour: str, height_mm: int, layout: str) -> ImageBGR:

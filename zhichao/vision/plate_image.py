@@ -19,6 +19,22 @@ import numpy.typing as npt
 from zhichao.vision.image import ImageBGR
 from zhichao.vision.recognise import INPUT_HEIGHT_PX
 
+BoxMm = tuple[float, float, float, float]
+"""A character box on a plate: x, y, width, height in mm (1 px per mm at full size)."""
+GA36_SINGLE_BOXES_MM: tuple[BoxMm, ...] = tuple(
+    (x, 25.0, 45.0, 90.0) for x in (15.5, 72.5, 151.5, 208.5, 265.5, 322.5, 379.5)
+)
+"""GA 36-2018 single-row plate, 440 × 140 mm: seven characters 45 × 90 mm, 25 mm from the
+top, from 15.5 mm, 12 mm apart and 34 mm after the second (the dot). The one table of this
+layout (the simulated lane's plates, the training renders and re-lays use it)."""
+GA36_DOUBLE_BOXES_MM: tuple[BoxMm, ...] = (
+    (110.0, 15.0, 80.0, 60.0),
+    (250.0, 15.0, 80.0, 60.0),
+) + tuple((27.5 + 80.0 * i, 90.0, 65.0, 110.0) for i in range(5))
+"""GA 36-2018 double-row plate, 440 × 220 mm: the province and the letter 80 × 60 mm,
+60 mm apart, centred, 15 mm from the top; the five serial characters 65 × 110 mm, 15 mm
+apart, centred, 90 mm from the top."""
+
 
 class Layout(StrEnum):
     SINGLE = "single"
