@@ -6,6 +6,7 @@ Run from the repository root:
     python3 benchmarks/station_rear_plates.py --vehicles 60 --cars
     python3 benchmarks/station_rear_plates.py --plate-model CANDIDATE.onnx \
         --policy '{"min_char_confidence": 0.9}'     # a candidate plate model at its thresholds
+    python3 benchmarks/station_rear_plates.py --backend onnxruntime --precision f32
 
 For N seeded simulated vehicles (trucks: yellow plates, the rear one double-row; cars: blue
 single-row front and rear) it renders the front and rear frames as the simulated lane does
@@ -33,6 +34,7 @@ from zhichao.station.config import SIM_FRONT_REGION, SIM_REAR_REGION
 from zhichao.station.scene import front_scene, plate_colour_for, random_plate, rear_scene
 from zhichao.vision.policy import LaneRegion, PlatePolicy
 from zhichao.vision.reader import PlateReader, VisionConfig
+from zhichao.vision.runtime import INFERENCE_BACKENDS, INFERENCE_PRECISIONS
 from zhichao.vision.vehicle import VehicleFrame, WeighedVehicleFacts, decide_from_reads
 
 FRONT, REAR = "CAM-FRONT-1", "CAM-REAR-1"
@@ -53,13 +55,16 @@ def main() -> None:
     ap.add_argument("--cars", action="store_true", help="cars (blue single-row) not trucks")
     ap.add_argument("--plate-model", type=Path, help="this ONNX file instead of the shipped one")
     ap.add_argument("--policy", default="{}", help="PlatePolicy fields to change, as JSON")
+    ap.add_argument("--backend", choices=INFERENCE_BACKENDS, default="openvino")
+    ap.add_argument("--precision", choices=INFERENCE_PRECISIONS, default="bf16")
     args = ap.parse_args()
     is_truck = not args.cars
     policy = replace(POLICY, **json.loads(args.policy))
-    config = VisionConfig()
+    config = VisionConfig(inference_backend=args.backend, inference_precision=args.precision)
     if args.plate_model is not None:
         digest = hashlib.sha256(args.plate_model.read_bytes()).hexdigest()
-        config = VisionConfig(plate_model_path=str(args.plate_model), plate_model_sha256=digest)
+        config = replace(config, plate_model_path=str(args.plate_model),
+                         plate_model_sha256=digest)
     reader = PlateReader(config)
     reader.warm_up()
     facts = WeighedVehicleFacts(axle_count=4 if is_truck else 2)

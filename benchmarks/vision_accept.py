@@ -11,6 +11,7 @@ Run from the repository root (needs ../shared beside it):
     python3 benchmarks/vision_accept.py --plate-model CANDIDATE.onnx [--fit]  # a new plate
                                                   # model, before it replaces the shipped one
     python3 benchmarks/vision_accept.py --policy '{"min_char_confidence": 0.9}'  # other values
+    python3 benchmarks/vision_accept.py --backend onnxruntime --precision f32  # another runtime
 
 Fitting (``--fit``) never reads the dev set. It reads the held-out part of the training set
 (``zhichao.vision.evaluate.is_held_out``: about 15 %, never trained on by the plate model)
@@ -58,6 +59,7 @@ from zhichao.vision.image import ImageBGR, load_image
 from zhichao.vision.plate_image import classify_colour, warp
 from zhichao.vision.policy import PlatePolicy
 from zhichao.vision.reader import PPOCR_VIEWS, PlateReader, VisionConfig
+from zhichao.vision.runtime import INFERENCE_BACKENDS, INFERENCE_PRECISIONS
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "plates"
 CHAR_GRID = (0.5, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
@@ -426,19 +428,27 @@ def main() -> int:
         action="store_true",
         help="PP-OCRv4's I not folded into 1 (before 2026-12-07)",
     )
+    parser.add_argument("--backend", choices=INFERENCE_BACKENDS, default="openvino")
+    parser.add_argument("--precision", choices=INFERENCE_PRECISIONS, default="bf16")
     args = parser.parse_args()
     policy = replace(PlatePolicy(), **json.loads(args.policy))
     config = VisionConfig(
         plate_model_province_from_head=not args.province_from_ctc,
         ppocr_fold_lookalikes=not args.no_fold,
+        inference_backend=args.backend,
+        inference_precision=args.precision,
     )
     if args.plate_model is not None:
         digest = hashlib.sha256(args.plate_model.read_bytes()).hexdigest()
-        config = replace(
-            config, plate_model_path=str(args.plate_model), plate_model_sha256=digest
-        )
+        config = replace(config, plate_model_path=str(args.plate_model), plate_model_sha256=digest)
     if args.before:
-        before = VisionConfig(views=PPOCR_VIEWS, use_plate_model=False, ppocr_fold_lookalikes=False)
+        before = VisionConfig(
+            views=PPOCR_VIEWS,
+            use_plate_model=False,
+            ppocr_fold_lookalikes=False,
+            inference_backend=args.backend,
+            inference_precision=args.precision,
+        )
         result = run_report(PlateReader(before), args.limit, BEFORE_POLICY)
     else:
         reader = PlateReader(config)

@@ -4,6 +4,10 @@ Run from the repository root (needs ../shared beside it):
 
     python3 benchmarks/vision_detector_choice.py          # train: every variant, the choice
     python3 benchmarks/vision_detector_choice.py --json
+    python3 benchmarks/vision_detector_choice.py --backend onnxruntime --precision f32  # as in docs
+
+The figures in ``docs/vision.md`` (*Latency*, run 2) were measured with onnxruntime in
+float32, the default then; the models now run on OpenVINO in bfloat16 by default.
 
 The detector's cost grows with its input's pixel count (≈ 14 ms at 457 × 512 on one thread,
 ≈ 9.4 ms at 372 × 416), and ``cv2.INTER_AREA`` downscaling costs ≈ 3.5 ms a frame against
@@ -48,6 +52,7 @@ from zhichao.vision.hazards import downscale_to_width, stress_images
 from zhichao.vision.image import load_image
 from zhichao.vision.policy import PlatePolicy
 from zhichao.vision.reader import PlateReader, VisionConfig
+from zhichao.vision.runtime import INFERENCE_BACKENDS, INFERENCE_PRECISIONS
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "plates"
 SHIPPED = (512, "area", 0)
@@ -124,9 +129,12 @@ def build_set(reader: PlateReader) -> list[LabelledImage]:
 
 
 def run_variant(
-    frames: list[LabelledImage], side_px: int, interpolation: str, coarse_px: int
+    frames: list[LabelledImage],
+    side_px: int,
+    interpolation: str,
+    coarse_px: int,
+    config: VisionConfig,
 ) -> tuple[dict[str, Any], dict[str, tuple[str | None, bool]]]:
-    config = VisionConfig()
     detector = replace(
         config.detector,
         max_side_px=side_px,
@@ -180,12 +188,15 @@ def choose(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--backend", choices=INFERENCE_BACKENDS, default="openvino")
+    parser.add_argument("--precision", choices=INFERENCE_PRECISIONS, default="bf16")
     args = parser.parse_args()
-    frames = build_set(PlateReader())
+    runtime = VisionConfig(inference_backend=args.backend, inference_precision=args.precision)
+    frames = build_set(PlateReader(runtime))
     rows: list[dict[str, Any]] = []
     all_decisions: list[dict[str, tuple[str | None, bool]]] = []
     for side_px, interpolation, coarse_px in VARIANTS:
-        row, decisions = run_variant(frames, side_px, interpolation, coarse_px)
+        row, decisions = run_variant(frames, side_px, interpolation, coarse_px, runtime)
         rows.append(row)
         all_decisions.append(decisions)
     shipped = all_decisions[VARIANTS.index(SHIPPED)]

@@ -11,16 +11,21 @@ Latency is measured per image from a decoded frame to the accept decision: detec
 every decoding the accept policy needs (PP-OCRv4's read and the plate model's; with
 ``--before``, PP-OCRv4's read and its two further views, the reader before the plate model)
 and the policy itself (JPEG decoding is excluded and reported separately), with every
-onnxruntime session on one intra-op thread, after a warm-up pass. "plates/s per core"
+model on one inference thread, after a warm-up pass. "plates/s per core"
 is 1000 / mean scene latency: scale with worker processes, one per core. The ``_cpu``
 rows are the process's CPU time per scene (``time.process_time``): on a machine shared
 with other jobs they stay near what an idle machine's wall time would be.
+
+The models run on OpenVINO in bfloat16 by default (``--backend``, ``--precision``; the
+runtime used is printed).
 
 ``--compare DIR`` measures two versions of the code on a shared machine: it runs this
 benchmark (one pass each) alternately from ``DIR`` (another checkout, "before": its own
 ``benchmarks/vision_latency.py`` with ``PYTHONPATH=DIR``) and from this checkout ("after"),
 ``--rounds`` times, each in a fresh process, so that load from other jobs falls on both
-alike. It prints each round and the mean of the rounds, with the load average.
+alike. It prints each round and the mean of the rounds, with the load average. With
+``--compare . --before-args '--backend onnxruntime --precision f32'`` it compares two
+runtimes of this checkout.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import csv
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -42,6 +48,7 @@ from pathlib import Path
 from zhichao.vision.evaluate import percentile
 from zhichao.vision.image import ImageBGR, load_image
 from zhichao.vision.reader import PPOCR_VIEWS, PlateReader, VisionConfig
+from zhichao.vision.runtime import INFERENCE_BACKENDS, INFERENCE_PRECISIONS
 from zhichao.vision.vehicle import VehicleFrame, decide_from_reads
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -76,6 +83,14 @@ def main() -> int:
     )
     parser.add_argument("--rounds", type=int, default=4, help="--compare: rounds of each")
     parser.add_argument(
+        "--before-args",
+        default="",
+        help="--compare: more arguments for the before side (e.g. with --compare . : "
+        "'--backend onnxruntime --precision f32')",
+    )
+    parser.add_argument("--backend", choices=INFERENCE_BACKENDS, default="openvino")
+    parser.add_argument("--precision", choices=INFERENCE_PRECISIONS, default="bf16")
+    parser.add_argument(
         "--stages", action="store_true", help="also time each step inside a scene (wall ms)"
     )
     args = parser.parse_args()
@@ -94,7 +109,11 @@ def main() -> int:
         (scenes if row["kind"] == "scene" else crops).append(image)
 
     start = time.perf_counter()
-    config = VisionConfig(intra_op_threads=args.threads)
+    config = VisionConfig(
+        intra_op_threads=args.threads,
+        inference_backend=args.backend,
+        inference_precision=args.precision,
+    )
     if args.before:
         config = replace(config, views=PPOCR_VIEWS, use_plate_model=False)
     if args.detector_side_px:
@@ -130,6 +149,7 @@ def main() -> int:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "threads_per_session": args.threads,
         "reader": "before (PP-OCRv4 + 2 views)" if args.before else "PP-OCRv4 + plate model",
+        "runtime": reader.model_ids()["runtime"],
         "detector_max_side_px": config.detector.max_side_px,
         "passes": args.passes,
         "model_load_ms": round(load_ms, 1),
@@ -155,7 +175,7 @@ def main() -> int:
         print(json.dumps(result, ensure_ascii=False))
         return 0
     print(
-        f"machine: {result['machine']}; {args.threads} thread(s) per session; "
+        f"machine: {result['machine']}; {result['runtime']}, {args.threads} thread(s) per session; "
         f"{args.passes} passes; model load + warm-up {load_ms:.0f} ms"
     )
     print(f"{'stage':<22}{'n':>6}{'mean ms':>10}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}")
@@ -199,11 +219,11 @@ def time_stages(reader: PlateReader, totals: collections.Counter[str]) -> None:
 
         setattr(owner, name, wrapper)
 
-    timed(reader.detector_model, "run", "detector: onnxruntime")
+    timed(reader.detector_model, "run", "detector: inference")
     timed(detect.cv2, "resize", "detector: resize (cv2)")
     timed(detect, "input_tensor", "detector: input tensor")
-    timed(reader.recogniser_model, "run", "PP-OCRv4: onnxruntime")
-    timed(reader.plate_model, "run", "plate model: onnxruntime")
+    timed(reader.recogniser_model, "run", "PP-OCRv4: inference")
+    timed(reader.plate_model, "run", "plate model: inference")
     timed(ctc, "decode", "CTC decoding (both)")
     timed(reader_module, "classify_colour", "colour")
     timed(reader_module, "single_row_line", "PP-OCRv4 line warp")
@@ -219,13 +239,17 @@ def compare(args: argparse.Namespace) -> int:
     sides = {"before": args.compare.resolve(), "after": here}
     common = ["--json", "--passes", "1", "--every", str(args.every), "--dev", str(args.dev)]
     common += ["--threads", str(args.threads)]
+    extra = {
+        "before": shlex.split(args.before_args),
+        "after": ["--backend", args.backend, "--precision", args.precision],
+    }
     runs: dict[str, list[dict[str, object]]] = {"before": [], "after": []}
     for round_no in range(args.rounds):
         for side, root in sides.items():
             env = dict(os.environ, PYTHONPATH=str(root))
             script = root / "benchmarks" / "vision_latency.py"
             done = subprocess.run(
-                [sys.executable, str(script), *common],
+                [sys.executable, str(script), *common, *extra[side]],
                 env=env,
                 cwd=root,
                 capture_output=True,

@@ -28,6 +28,8 @@ def test_embedded_defaults_and_example_are_valid() -> None:
     ({"camera": [{"role": "top"}]}, "camera[0].role", "one of"),
     ({"site": {"published_utc": "2025-06-01 00:00"}}, "site.published_utc", "UTC offset"),
     ({"vision": {"read": "some"}}, "vision.read", "candidates"),
+    ({"vision": {"inference_backend": "tensorrt"}}, "vision.inference_backend", "onnxruntime"),
+    ({"vision": {"inference_precision": "int8"}}, "vision.inference_precision", "f32"),
     ({"device": {"legal_review_date": "10/05/2025"}}, "device.legal_review_date", "YYYY"),
     ({"station": {"center_url": "http://127.0.0.1:9"}}, "station.center_key_file", "required"),
     ({"station": {"center_key_file": "c.pub"}}, "station.center_key_file", "only used"),

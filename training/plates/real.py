@@ -55,7 +55,9 @@ def load_real(train_dir: Path = TRAIN_DIR, held_out: bool = False) -> list[RealP
             corners = ((0.0, 0.0), (float(w), 0.0), (float(w), float(h)), (0.0, float(h)))
             out.append(RealPlate(row["file"], row["plate"], image, corners, False))
             continue
-        reader = reader or PlateReader(VisionConfig(use_plate_model=False))
+        # the corners the shipped plate model was trained on: onnxruntime in float32
+        reader = reader or PlateReader(VisionConfig(
+            use_plate_model=False, inference_backend="onnxruntime", inference_precision="f32"))
         reads = reader.read_image(image, row["file"])
         match = [r for r in reads if r.text == row["plate"]] or reads[:1]
         if not match:

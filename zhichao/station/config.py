@@ -41,6 +41,7 @@ from zhichao.station.config_sections import (  # noqa: F401 - re-exported
     WimSection,
 )
 from zhichao.station.errors import StationConfigError
+from zhichao.vision.runtime import INFERENCE_BACKENDS, INFERENCE_PRECISIONS
 
 EXAMPLE_CONFIG = Path(__file__).with_name("station.example.toml")
 CAMERA_ROLES = ("front", "side", "rear")
@@ -406,6 +407,10 @@ def _check_pipeline(cfg: StationConfig) -> None:
           "must be \"all\", \"candidates\" or \"none\"")
     _need(0 < v.candidate_margin <= 1.5, "vision.candidate_margin", "must be in (0, 1.5]")
     _need(1 <= v.workers <= 8, "vision.workers", "must be 1 … 8")
+    _need(v.inference_backend in INFERENCE_BACKENDS, "vision.inference_backend",
+          f"must be one of {', '.join(INFERENCE_BACKENDS)}")
+    _need(v.inference_precision in INFERENCE_PRECISIONS, "vision.inference_precision",
+          f"must be one of {', '.join(INFERENCE_PRECISIONS)}")
     _need(cfg.evidence.min_free_mb >= 0, "evidence.min_free_mb", "must be >= 0")
     for key in ("metrics_port", "console_port"):
         port = getattr(cfg.http, key)

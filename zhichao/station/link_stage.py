@@ -140,7 +140,9 @@ class LinkStage:
         self.plates = self._start_plate_workers()
 
     def _start_plate_workers(self) -> PlateWorkers:
-        return PlateWorkers(self.cfg.vision.workers, lane_regions(self.cfg.cameras))
+        v = self.cfg.vision
+        return PlateWorkers(v.workers, lane_regions(self.cfg.cameras),
+                            (v.inference_backend, v.inference_precision))
 
     def pop_ready(self) -> Iterator[Pending]:
         """The ready passages at the head, in weighing order (each removed when taken)."""

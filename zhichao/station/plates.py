@@ -125,8 +125,10 @@ def lane_regions(cameras: Sequence[CameraSection]) -> LaneRegions:
             for c in cameras if c.lane_region}
 
 
-def _init_worker(parent_pid: int, regions: LaneRegions) -> None:
-    """A worker's start: watch the station, load the reader and the policy once."""
+def _init_worker(parent_pid: int, regions: LaneRegions,
+                 runtime: tuple[str, str] = ("openvino", "bf16")) -> None:
+    """A worker's start: watch the station, load the reader (its models on ``runtime``,
+    backend and precision) and the policy once."""
     global _READER, _POLICY
     _watch_parent(parent_pid)
     from zhichao.vision.policy import LaneRegion, PlatePolicy
@@ -134,7 +136,8 @@ def _init_worker(parent_pid: int, regions: LaneRegions) -> None:
 
     _POLICY = PlatePolicy(lane_regions={camera: LaneRegion(*region)
                                         for camera, region in regions.items()})
-    _READER = PlateReader(VisionConfig(intra_op_threads=1))
+    _READER = PlateReader(VisionConfig(intra_op_threads=1, inference_backend=runtime[0],
+                                       inference_precision=runtime[1]))
     _READER.warm_up()
 
 
@@ -160,6 +163,13 @@ def _worker_pid() -> int:
     return os.getpid()
 
 
+def _worker_runtime() -> str | None:
+    """What runs this worker's plate models, e.g. ``openvino 2026.4.1 bf16`` (for tests and
+    diagnosis)."""
+    runtime: str | None = _READER.model_ids()["runtime"]
+    return runtime
+
+
 def _worker_lane_regions() -> LaneRegions:
     """The lane regions this worker's policy decides under (for tests and diagnosis)."""
     return {camera: (r.left, r.top, r.right, r.bottom)
@@ -175,12 +185,13 @@ class PlateWorkers:
     worker must not be spawned by a caller's thread that may end first).
     """
 
-    def __init__(self, workers: int, regions: LaneRegions | None = None) -> None:
+    def __init__(self, workers: int, regions: LaneRegions | None = None,
+                 runtime: tuple[str, str] = ("openvino", "bf16")) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.workers = workers
         self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
                                         initializer=_init_worker,
-                                        initargs=(os.getpid(), dict(regions or {})))
+                                        initargs=(os.getpid(), dict(regions or {}), runtime))
         self.in_flight: dict[str, Future[PlateRead]] = {}
         self._closed = threading.Event()
         spawned = threading.Event()

@@ -19,6 +19,7 @@ from zhichao.vision.errors import ImageError, VisionError
 from zhichao.vision.evaluate import EvalReport, evaluate_folder
 from zhichao.vision.policy import PlatePolicy
 from zhichao.vision.reader import PlateRead, PlateReader, VisionConfig
+from zhichao.vision.runtime import INFERENCE_BACKENDS, INFERENCE_PRECISIONS
 from zhichao.vision.vehicle import assess_read
 
 
@@ -38,6 +39,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--detector", default=None, help="path of a plate detector .onnx")
     parser.add_argument("--recogniser", default=None, help="path of a recogniser .onnx")
     parser.add_argument(
+        "--backend", choices=INFERENCE_BACKENDS, default="openvino", help="what runs the models"
+    )
+    parser.add_argument(
+        "--precision", choices=INFERENCE_PRECISIONS, default="bf16", help="bf16 or f32"
+    )
+    parser.add_argument(
         "--min-confidence",
         type=float,
         default=PlatePolicy().min_confidence,
@@ -52,6 +59,8 @@ def _reader(args: argparse.Namespace) -> PlateReader:
             detector_path=args.detector,
             recogniser_path=args.recogniser,
             intra_op_threads=args.threads,
+            inference_backend=args.backend,
+            inference_precision=args.precision,
         )
     )
 

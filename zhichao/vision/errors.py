@@ -12,11 +12,11 @@ One root, :class:`VisionError`, derived from :class:`zhichao.errors.ZhichaoError
     ├── ModelError                 a model file cannot be used
     │   ├── ModelNotFoundError     no file at the configured or packaged path
     │   ├── ModelIntegrityError    SHA-256 differs from the pinned value
-    │   └── ModelRuntimeError      onnxruntime failed loading or running it
+    │   └── ModelRuntimeError      the runtime failed loading or running it, or an input misfits
     ├── FrameError                 a per-vehicle frame is malformed (e.g. naive time)
     └── PolicyError                an accept-policy setting is out of range (e.g. a lane region)
 
-Foreign exceptions (OpenCV, onnxruntime, OSError) are translated once, where
+Foreign exceptions (OpenCV, OpenVINO, onnxruntime, OSError) are translated once, where
 they arise, with ``raise ... from exc``.
 """
 
@@ -71,7 +71,7 @@ class ModelIntegrityError(ModelError):
 
 
 class ModelRuntimeError(ModelError):
-    """onnxruntime failed to load or run the model."""
+    """The inference runtime failed to load or run the model, or an input does not fit it."""
 
 
 class FrameError(VisionError):

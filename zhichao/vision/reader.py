@@ -39,6 +39,7 @@ from zhichao.vision.runtime import (
     DETECTOR_CLP_DET,
     RECOGNISER_PLATE_CRNN,
     RECOGNISER_PPOCRV4_FUSED,
+    ModelSpec,
     OnnxModel,
 )
 
@@ -95,6 +96,13 @@ class VisionConfig:
     """PP-OCRv4's I adds to 1 (False: as before 2026-12-07; see
     :mod:`zhichao.vision.recognise`)."""
     intra_op_threads: int = 1
+    inference_backend: str = "openvino"
+    """What runs the three ONNX files: ``openvino`` or ``onnxruntime``
+    (:data:`~zhichao.vision.runtime.INFERENCE_BACKENDS`)."""
+    inference_precision: str = "bf16"
+    """``bf16`` (OpenVINO in bfloat16 where the CPU computes it natively, float32 elsewhere:
+    :data:`~zhichao.vision.runtime.INFERENCE_PRECISIONS`) or ``f32``. The accept policy was
+    checked under both on this project's machine (``docs/vision.md``, *Latency*, run 3)."""
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     rectify: RectifySettings = field(default_factory=RectifySettings)
     decode: DecodeSettings = field(default_factory=DecodeSettings)
@@ -203,20 +211,23 @@ class PlateReader:
     def __init__(self, config: VisionConfig | None = None) -> None:
         self.config = config or VisionConfig()
         cfg = self.config
-        self.detector_model = OnnxModel(
-            DETECTOR_CLP_DET, cfg.detector_path, cfg.detector_sha256, cfg.intra_op_threads
+
+        def model(spec: ModelSpec, path: str | None, sha256: str | None) -> OnnxModel:
+            return OnnxModel(
+                spec,
+                path,
+                sha256,
+                cfg.intra_op_threads,
+                cfg.inference_backend,
+                cfg.inference_precision,
+            )
+
+        self.detector_model = model(DETECTOR_CLP_DET, cfg.detector_path, cfg.detector_sha256)
+        self.recogniser_model = model(
+            RECOGNISER_PPOCRV4_FUSED, cfg.recogniser_path, cfg.recogniser_sha256
         )
-        self.recogniser_model = OnnxModel(
-            RECOGNISER_PPOCRV4_FUSED,
-            cfg.recogniser_path,
-            cfg.recogniser_sha256,
-            cfg.intra_op_threads,
-        )
-        self.plate_model = OnnxModel(
-            RECOGNISER_PLATE_CRNN,
-            cfg.plate_model_path,
-            cfg.plate_model_sha256,
-            cfg.intra_op_threads,
+        self.plate_model = model(
+            RECOGNISER_PLATE_CRNN, cfg.plate_model_path, cfg.plate_model_sha256
         )
         self.detector = PlateDetector(self.detector_model, cfg.detector)
         self.recogniser = LineRecogniser(
@@ -228,20 +239,24 @@ class PlateReader:
         self._row_templates = split_templates(cfg.templates)
 
     def model_ids(self) -> dict[str, str | None]:
-        """SHA-256 of each loaded model file (None until loaded), for the evidence record."""
+        """SHA-256 of each loaded model file (None until loaded) and what ran them (the first
+        loaded model's runtime, e.g. ``openvino 2026.4.1 bf16``)."""
+        models = (self.detector_model, self.recogniser_model, self.plate_model)
         return {
             "detector": self.detector_model.sha256,
             "recogniser": self.recogniser_model.sha256,
             "plate_model": self.plate_model.sha256,
+            "runtime": next((m.runtime_id for m in models if m.loaded), None),
         }
 
     def warm_up(self) -> None:
-        """Load the sessions and compile the decoder now (otherwise the first frame pays)."""
-        self.detector_model.session()
+        """Load the models, run each once and compile the decoder now (otherwise the first
+        frame pays; OpenVINO also prepares a thread's infer request on its first run)."""
+        self.detector.detect_at(np.zeros((64, 64, 3), dtype=np.uint8), 64)
         self.recogniser.recognise([np.zeros((48, 64, 3), dtype=np.uint8)])
         ctc.warm_up()
         if self.config.use_plate_model:
-            self.plate_model.session()
+            self.second_recogniser.run([np.zeros((32, 160), dtype=np.uint8)])
 
     def read_path(self, path: str | Path) -> list[PlateRead]:
         """Read plates in an image file. Raises an ``ImageError`` for unusable files."""
