@@ -101,7 +101,10 @@ def test_check_results_good_offset_too_big_unreachable_refused_disagreeing() -> 
             SntpPeer(silent=True) as silent, SntpPeer(kiss="DENY") as deny:
         ok = source_check(_cfg(good.address), now)
         assert ok.good and ok.source == "ntp" and ok.server == good.address
-        assert ok.stratum == 2 and abs(ok.offset_ms - 10) < 5  # type: ignore[operator]
+        # within the check's own error bound (half the round trip and more), which a busy
+        # machine widens, and at least as close as 5 ms
+        assert ok.stratum == 2 and ok.error_bound_ms is not None
+        assert abs(ok.offset_ms - 10) <= max(5.0, ok.error_bound_ms)  # type: ignore[operator]
         assert source_check(_cfg(far.address), now).result == "offset_exceeded"
         assert source_check(_cfg(far.address, max_offset_ms=1000.0), now).good
         assert source_check(_cfg(silent.address), now).result == "unreachable"
@@ -165,7 +168,8 @@ def test_offset_too_big_opens_the_alarm_and_health_degrades(tmp_path: Path) -> N
             monitor = ClockMonitor(_cfg(far.address), Clock(), tmp_path)
             rec = monitor.check_now()
             monitor.sync_alarm(store)
-            assert rec.result == "offset_exceeded" and abs(rec.offset_ms + 700) < 20  # type: ignore[operator]
+            assert rec.result == "offset_exceeded" and rec.error_bound_ms is not None
+            assert abs(rec.offset_ms + 700) <= max(20.0, rec.error_bound_ms)  # type: ignore[operator]
             assert [a["code"] for a in store.active_alarms()] == [CLOCK_ALARM]
             assert store.counts()["alarms_active"] == 1  # what turns /health degraded
             far.offset_s = 0.0

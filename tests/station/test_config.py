@@ -43,6 +43,21 @@ def test_errors_name_the_key(raw: dict[str, object], key: str, problem: str) -> 
     assert key in str(info.value) and problem in str(info.value)
 
 
+def test_the_example_names_every_vision_key_and_a_runtime_is_read() -> None:
+    import dataclasses
+    import tomllib
+
+    from zhichao.station.config_sections import VisionSection
+
+    example = tomllib.loads(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+    assert set(example["vision"]) == {f.name for f in dataclasses.fields(VisionSection)}
+    vision = parse_config(
+        {"vision": {"inference_backend": "onnxruntime", "inference_precision": "f32"}}
+    ).vision
+    assert (vision.inference_backend, vision.inference_precision) == ("onnxruntime", "f32")
+    assert load_config(None).vision.inference_backend == "openvino"
+
+
 def _camera(**keys: object) -> dict[str, object]:
     return {"camera": [{"camera_id": "C1", "role": "front", "spool_dir": "s", **keys}]}
 

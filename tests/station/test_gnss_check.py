@@ -83,13 +83,15 @@ def test_without_pps_the_offset_carries_the_serial_latency_bound() -> None:
     with GpsdPeer(offset_s=0.1, pps=False, latency_s=0.05) as gpsd:
         toff = query_gpsd(gpsd.address, timeout_s=3.0)
     assert toff.method == "toff" and "no PPS" in toff.detail
-    assert abs(toff.offset_s - 0.05) < 0.01  # real − clock: latency not corrected
+    # real − clock: latency not corrected; the peer's sleep may only run late (a busy machine)
+    assert -0.01 < toff.offset_s - 0.05 < 0.04
     assert toff.error_bound_s == pytest.approx(SERIAL_LATENCY_MAX_S + 0.005)
     with GpsdPeer(offset_s=0.1, pps=False, toff=False, latency_s=0.05) as gpsd:
         tpv = query_gpsd(gpsd.address, timeout_s=3.0)
     assert tpv.method == "tpv" and tpv.mode == 3
     # the TPV's time against its arrival: offset − latency, within the TPV's 1 ms rounding
-    assert -0.01 < tpv.offset_s - 0.05 < 0.01, tpv
+    # (the peer's sleep may only run late, on a busy machine)
+    assert -0.01 < tpv.offset_s - 0.05 < 0.04, tpv
     assert SERIAL_LATENCY_MAX_S + 0.005 <= tpv.error_bound_s < SERIAL_LATENCY_MAX_S + 0.05
 
 

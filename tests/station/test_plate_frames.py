@@ -27,8 +27,8 @@ from zhichao.station.plates import (
     PlateRead,
     PlateWorkers,
     _worker_lane_regions,
-    _worker_runtime,
     lane_regions,
+    worker_runtime,
 )
 from zhichao.station.scene import front_scene, plate_colour_for, random_plate, rear_scene
 from zhichao.vision.policy import LaneRegion
@@ -110,11 +110,11 @@ def test_every_front_and_rear_frame_goes_into_the_job(tmp_path: Path) -> None:
 @pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
 def test_the_config_gives_the_workers_each_cameras_region(backend: str) -> None:
     """The station's link stage starts its workers, and restarts them, with the regions and
-    the configured inference runtime (``[vision] inference_backend``)."""
+    the configured inference runtime (``[vision] inference_backend`` and
+    ``inference_precision``: float32 here, which every CPU runs, unlike the default)."""
     cfg = load_config(None)  # the simulated lane of the README's command
-    if backend != cfg.vision.inference_backend:
-        cfg = dataclasses.replace(cfg, vision=dataclasses.replace(
-            cfg.vision, inference_backend=backend, inference_precision="f32"))
+    cfg = dataclasses.replace(cfg, vision=dataclasses.replace(
+        cfg.vision, inference_backend=backend, inference_precision="f32"))
     expected = {FRONT: SIM_FRONT_REGION, REAR: SIM_REAR_REGION}
     assert lane_regions(cfg.cameras) == expected
     stage = LinkStage(cfg, None, None, None)  # type: ignore[arg-type]  # only its workers
@@ -122,8 +122,9 @@ def test_the_config_gives_the_workers_each_cameras_region(backend: str) -> None:
         for _ in range(2):
             assert stage.plates is not None
             assert stage.plates.pool.submit(_worker_lane_regions).result(timeout=120) == expected
-            runtime = stage.plates.pool.submit(_worker_runtime).result(timeout=120)
+            runtime = stage.plates.pool.submit(worker_runtime).result(timeout=120)
             assert runtime is not None and runtime.startswith(backend + " ")
+            assert runtime.endswith(" f32")
             stage._restart_plate_workers()
     finally:
         stage.close()

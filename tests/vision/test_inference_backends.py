@@ -110,14 +110,14 @@ def test_runs_from_several_threads_alike(inputs: dict[str, list[np.ndarray]]) ->
     model = OnnxModel(DETECTOR_CLP_DET, backend="openvino")
     tensors = inputs[DETECTOR_CLP_DET.filename]
     alone = [model.run(t) for t in tensors]
-    results: dict[tuple[int, int], list[np.ndarray]] = {}
+    results: dict[tuple[int, int, int], list[np.ndarray]] = {}
     errors: list[BaseException] = []
 
     def work(worker: int) -> None:
         try:
-            for _ in range(3):
+            for round_no in range(3):
                 for i, t in enumerate(tensors):
-                    results[(worker, i)] = model.run(t)
+                    results[(worker, round_no, i)] = model.run(t)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -126,8 +126,8 @@ def test_runs_from_several_threads_alike(inputs: dict[str, list[np.ndarray]]) ->
         t.start()
     for t in threads:
         t.join()
-    assert not errors
-    for (_, i), outputs in results.items():
+    assert not errors and len(results) == 4 * 3 * len(tensors)
+    for (_, _, i), outputs in results.items():
         for a, b in zip(alone[i], outputs, strict=True):
             assert np.array_equal(a, b)
 

@@ -147,8 +147,8 @@ class VisionSection:
     read: str = "candidates"  # "all", "candidates" (trucks that may be overloaded), "none"
     candidate_margin: float = 0.9  # read plates when gross >= margin × limit (a guess)
     workers: int = 1
-    # what runs the plate models (docs/vision.md, "Inference"): "openvino" or "onnxruntime",
-    # in "bf16" (where the CPU computes it natively; float32 elsewhere) or "f32"
+    # what runs the plate models (docs/vision.md, "Pipeline"): "openvino" or "onnxruntime",
+    # in "bf16" (OpenVINO, where the CPU computes it natively; float32 elsewhere) or "f32"
     inference_backend: str = "openvino"
     inference_precision: str = "bf16"
 

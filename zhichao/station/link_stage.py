@@ -17,6 +17,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,7 +26,13 @@ from zhichao.station.config import PLATE_ROLES, StationConfig
 from zhichao.station.linking import Frame, FrameLinker, Prediction
 from zhichao.station.ops import StationMetrics
 from zhichao.station.passage import Pending, clean_json, is_plate_candidate
-from zhichao.station.plates import PlateJob, PlateRead, PlateWorkers, lane_regions
+from zhichao.station.plates import (
+    PlateJob,
+    PlateRead,
+    PlateWorkers,
+    lane_regions,
+    worker_runtime,
+)
 from zhichao.weighing.vehicle import WeighedVehicle
 
 LOG = logging.getLogger("zhichao.station")
@@ -141,8 +148,19 @@ class LinkStage:
 
     def _start_plate_workers(self) -> PlateWorkers:
         v = self.cfg.vision
-        return PlateWorkers(v.workers, lane_regions(self.cfg.cameras),
-                            (v.inference_backend, v.inference_precision))
+        workers = PlateWorkers(v.workers, lane_regions(self.cfg.cameras),
+                               (v.inference_backend, v.inference_precision))
+        configured = f"{v.inference_backend} {v.inference_precision}"
+
+        def say(done: Future[str | None]) -> None:
+            # bfloat16 is used only where the CPU has it natively: say what runs
+            if not done.cancelled() and done.exception() is None:
+                LOG.info("plate workers read with %s (configured: %s)", done.result(),
+                         configured, extra={"fields": {"runtime": done.result(),
+                                                       "configured": configured}})
+
+        workers.pool.submit(worker_runtime).add_done_callback(say)
+        return workers
 
     def pop_ready(self) -> Iterator[Pending]:
         """The ready passages at the head, in weighing order (each removed when taken)."""

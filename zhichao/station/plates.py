@@ -1,11 +1,13 @@
 """Plate reading off the pipeline thread: a worker process per ``vision.workers``.
 
-Each worker loads the shipped detector and recogniser once (:class:`PlateReader`, one ONNX
-thread) and decides a vehicle's plate from all its linked plate-bearing frames (front and
-rear: the reads of every frame vote) with :func:`zhichao.vision.vehicle.decide_vehicle`,
-under a :class:`~zhichao.vision.policy.PlatePolicy` whose only setting from the station is
-each camera's lane region (``camera[i].lane_region``); every other value is the vision
-stage's default. The pipeline submits and goes on weighing;
+Each worker loads the shipped detector and recognisers once (:class:`PlateReader`, one
+inference thread per model, on the runtime ``[vision] inference_backend`` /
+``inference_precision`` names) and decides a vehicle's plate from all its linked
+plate-bearing frames (front and rear: the reads of every frame vote) with
+:func:`zhichao.vision.vehicle.decide_vehicle`, under a
+:class:`~zhichao.vision.policy.PlatePolicy` whose only setting from the station is each
+camera's lane region (``camera[i].lane_region``); every other value is the vision stage's
+default. The pipeline submits and goes on weighing;
 results are collected when ready, so weighing never waits for vision.
 
 Workers never outlive the station: each one watches its parent (on Linux the kernel sends it
@@ -29,7 +31,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -126,9 +128,9 @@ def lane_regions(cameras: Sequence[CameraSection]) -> LaneRegions:
 
 
 def _init_worker(parent_pid: int, regions: LaneRegions,
-                 runtime: tuple[str, str] = ("openvino", "bf16")) -> None:
+                 runtime: tuple[str, str] | None = None) -> None:
     """A worker's start: watch the station, load the reader (its models on ``runtime``,
-    backend and precision) and the policy once."""
+    backend and precision; None: the vision stage's default) and the policy once."""
     global _READER, _POLICY
     _watch_parent(parent_pid)
     from zhichao.vision.policy import LaneRegion, PlatePolicy
@@ -136,8 +138,10 @@ def _init_worker(parent_pid: int, regions: LaneRegions,
 
     _POLICY = PlatePolicy(lane_regions={camera: LaneRegion(*region)
                                         for camera, region in regions.items()})
-    _READER = PlateReader(VisionConfig(intra_op_threads=1, inference_backend=runtime[0],
-                                       inference_precision=runtime[1]))
+    config = VisionConfig(intra_op_threads=1)
+    if runtime is not None:
+        config = replace(config, inference_backend=runtime[0], inference_precision=runtime[1])
+    _READER = PlateReader(config)
     _READER.warm_up()
 
 
@@ -163,7 +167,7 @@ def _worker_pid() -> int:
     return os.getpid()
 
 
-def _worker_runtime() -> str | None:
+def worker_runtime() -> str | None:
     """What runs this worker's plate models, e.g. ``openvino 2026.4.1 bf16`` (for tests and
     diagnosis)."""
     runtime: str | None = _READER.model_ids()["runtime"]
@@ -186,7 +190,7 @@ class PlateWorkers:
     """
 
     def __init__(self, workers: int, regions: LaneRegions | None = None,
-                 runtime: tuple[str, str] = ("openvino", "bf16")) -> None:
+                 runtime: tuple[str, str] | None = None) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.workers = workers
         self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
