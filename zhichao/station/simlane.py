@@ -76,6 +76,8 @@ TRUTH_FILE = "truth.jsonl"
 IDLE_EXIT_S = 60.0
 #: a lane whose frames were delivered this recently has a reader (seconds)
 ATTACH_GRACE_S = 2.0
+#: the simulated lane's first sample is due this long after the station connects [s]
+SIM_START_DELAY_S = 1.0
 #: ``devices.json`` ``state`` values
 STATE_RUNNING, STATE_STOPPING, STATE_STOPPED = "running", "stopping", "stopped"
 #: the simulated cameras stream only if this many frames per simulated second result
@@ -351,8 +353,10 @@ class SimulatedLane:
             return
         # simulated time starts when the station first connects (published before the
         # first frame, so the station reads it before it sees any sample); traffic is
-        # generated a few seconds ahead so the stream and the cameras start on time
-        clock = SimClock(self.epoch, time.time() + 2.0, self.speed)
+        # generated ahead so the stream and the cameras start on time. The first samples
+        # must arrive well within the station's stall timeout (2 s for a sample stream):
+        # a lane that starts later is, to the station, a silent device.
+        clock = SimClock(self.epoch, time.time() + SIM_START_DELAY_S, self.speed)
         if self.streams is not None:
             self.streams.set_clock(self.epoch, clock.wall0_s, self.speed)
         self._publish(clock)
