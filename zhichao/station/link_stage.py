@@ -159,7 +159,9 @@ class LinkStage:
                          configured, extra={"fields": {"runtime": done.result(),
                                                        "configured": configured}})
 
-        workers.pool.submit(worker_runtime).add_done_callback(say)
+        # a pool that broke at once shows on the next job's submit, where it is handled
+        with contextlib.suppress(Exception):
+            workers.pool.submit(worker_runtime).add_done_callback(say)
         return workers
 
     def pop_ready(self) -> Iterator[Pending]:
