@@ -11,9 +11,7 @@ Latency is measured per image from a decoded frame to the accept decision: detec
 every decoding the accept policy needs (PP-OCRv4's read and the plate model's; with
 ``--before``, PP-OCRv4's read and its two further views, the reader before the plate model)
 and the policy itself (JPEG decoding is excluded and reported separately), with every
-model on one inference thread, after a warm-up that reads every image twice (OpenVINO
-compiles a model for each input size from its second run: ≈ 0.3 s once per size, which a
-station with fixed camera sizes pays at start; ``warm_up_ms`` reports it). "plates/s per core"
+model on one inference thread, after a warm-up pass. "plates/s per core"
 is 1000 / mean scene latency: scale with worker processes, one per core. The ``_cpu``
 rows are the process's CPU time per scene (``time.process_time``): on a machine shared
 with other jobs they stay near what an idle machine's wall time would be.
@@ -124,17 +122,8 @@ def main() -> int:
     reader = PlateReader(config)
     reader.warm_up()
     load_ms = (time.perf_counter() - start) * 1000
-    # warm-up: every image twice, so that OpenVINO has compiled its models for each input
-    # size (runtime.STATIC_SHAPE_AFTER_RUNS; a station's frames are all one size, so it
-    # pays this once) and the measured passes are the steady state
-    start = time.perf_counter()
-    for _ in range(2):
-        for image in scenes:
-            reader.read_image(image)
-            reader.detector.detect(image)
-        for image in crops:
-            reader.read_crop(image)
-    warm_ms = (time.perf_counter() - start) * 1000
+    for image in scenes[:20]:
+        reader.read_image(image)
 
     scene_ms: list[float] = []
     scene_cpu_ms: list[float] = []
@@ -164,7 +153,6 @@ def main() -> int:
         "detector_max_side_px": config.detector.max_side_px,
         "passes": args.passes,
         "model_load_ms": round(load_ms, 1),
-        "warm_up_ms": round(warm_ms, 1),
         "jpeg_decode": summary(decode_ms),
         "scene": summary(scene_ms),
         "scene_detect_only": summary(detect_ms),

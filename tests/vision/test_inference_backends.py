@@ -186,33 +186,3 @@ def test_without_openvino_the_error_says_what_to_do() -> None:
         "OnnxModel(DETECTOR_CLP_DET, backend='onnxruntime').session()\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
-
-
-@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.filename)
-def test_a_shape_run_again_gets_its_own_model_with_the_same_outputs(
-    spec: ModelSpec, inputs: dict[str, list[np.ndarray]]
-) -> None:
-    """From the second run of a shape on, OpenVINO runs a model compiled for that shape
-    (faster); its outputs are bit-identical to the dynamic-shape model's, so a read never
-    depends on which frames came before."""
-    model = OnnxModel(spec, backend="openvino")
-    for tensor in inputs[spec.filename]:
-        first = model.run(tensor)  # the dynamic-shape model (the shape may be new)
-        again = model.run(tensor)
-        assert tuple(tensor.shape) in model._static
-        for a, b in zip(first, again, strict=True):
-            assert np.array_equal(a, b)
-
-
-def test_at_most_so_many_shape_models_are_kept() -> None:
-    from zhichao.vision.runtime import STATIC_SHAPES_KEPT
-
-    model = OnnxModel(DETECTOR_CLP_DET, backend="openvino")
-    shapes = [(1, 3, 32 + 8 * k, 64) for k in range(STATIC_SHAPES_KEPT + 2)]
-    for shape in shapes:
-        for _ in range(2):
-            model.run(np.zeros(shape, dtype=np.float32))
-    assert list(model._static) == shapes[-STATIC_SHAPES_KEPT:]
-    # a dropped shape's request goes with it; running it again compiles it again
-    model.run(np.zeros(shapes[0], dtype=np.float32))
-    assert shapes[0] in model._static and len(model._static) == STATIC_SHAPES_KEPT

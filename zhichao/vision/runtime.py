@@ -12,7 +12,6 @@ should pin its hash too).
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import importlib.util
 import threading
@@ -156,17 +155,6 @@ AVX-512 CPU without them would only emulate bfloat16, slower than float32
 in float32 whichever is asked."""
 
 
-STATIC_SHAPE_AFTER_RUNS = 2
-"""OpenVINO: an input shape run this often gets a model compiled for that shape alone, ≈ 9 %
-faster for the detector and 6 % for PP-OCRv4 than the dynamic-shape one on one thread, with
-bit-identical outputs (a test checks it). Not on first sight: compiling takes ≈ 0.3 s, and
-a folder of images of all different sizes would pay it per image."""
-
-STATIC_SHAPES_KEPT = 8
-"""OpenVINO: at most this many shape-specific models per model file (the least recently
-used is dropped)."""
-
-
 def _openvino() -> Any:
     try:
         import openvino
@@ -223,9 +211,6 @@ class OnnxModel:
         self.input_name = ""
         self._input_shape: Any = None
         self._metadata: dict[str, str] = {}
-        self._ov: tuple[Any, dict[str, Any]] | None = None  # OpenVINO core and config
-        self._shape_runs: collections.Counter[tuple[int, ...]] = collections.Counter()
-        self._static: collections.OrderedDict[tuple[int, ...], Any] = collections.OrderedDict()
 
     @property
     def loaded(self) -> bool:
@@ -313,47 +298,7 @@ class OnnxModel:
         except Exception as exc:  # OpenVINO raises its own untyped errors
             raise ModelRuntimeError(f"{path}: OpenVINO cannot load it: {exc}") from exc
         self.precision = "bf16" if used == ov.Type.bf16 else "f32"
-        self._ov = (core, config)
         return compiled
-
-    def _openvino_model_for(self, shape: tuple[int, ...]) -> Any:
-        """The compiled model to run an input of ``shape`` on: one compiled for that shape
-        once it has been run :data:`STATIC_SHAPE_AFTER_RUNS` times, the dynamic one before."""
-        with self._lock:
-            static = self._static.get(shape)
-            if static is not None:
-                self._static.move_to_end(shape)
-                return static
-            if len(self._shape_runs) > 1000:  # a stream of ever new sizes: forget them
-                self._shape_runs.clear()
-            self._shape_runs[shape] += 1
-            if self._shape_runs[shape] < STATIC_SHAPE_AFTER_RUNS or self._ov is None:
-                return self._session
-            core, config = self._ov
-            model = core.read_model(str(self.path))
-            model.reshape(list(shape))
-            static = core.compile_model(model, "CPU", config)
-            self._static[shape] = static
-            while len(self._static) > STATIC_SHAPES_KEPT:
-                self._static.popitem(last=False)
-            return static
-
-    def _openvino_request(self, compiled: Any) -> Any:
-        """This thread's infer request of ``compiled`` (requests are not shareable between
-        threads); requests of models no longer kept are let go."""
-        requests: dict[int, tuple[Any, Any]] | None = getattr(self._local, "requests", None)
-        if requests is None:
-            requests = self._local.requests = {}
-        entry = requests.get(id(compiled))
-        if entry is not None and entry[0] is compiled:
-            return entry[1]
-        with self._lock:
-            kept = {id(self._session), *(id(m) for m in self._static.values())}
-        for key in [k for k in requests if k not in kept]:
-            del requests[key]
-        request = compiled.create_infer_request()
-        requests[id(compiled)] = (compiled, request)
-        return request
 
     def metadata(self) -> dict[str, str]:
         """The ONNX file's metadata properties (e.g. PP-OCRv4's ``character`` dictionary)."""
@@ -378,10 +323,11 @@ class OnnxModel:
                 # outputs (or worse): refuse it here, as onnxruntime does.
                 if not self._input_shape.compatible(_openvino().PartialShape(list(tensor.shape))):
                     raise ValueError(f"the model's input is {self._input_shape}")
-                compiled = self._openvino_model_for(tuple(tensor.shape))
-                request = self._openvino_request(compiled)
+                request = getattr(self._local, "request", None)
+                if request is None:
+                    request = self._local.request = session.create_infer_request()
                 result = request.infer({0: np.ascontiguousarray(tensor)})
-                return [np.asarray(result[output]) for output in compiled.outputs]
+                return [np.asarray(result[output]) for output in session.outputs]
             outputs: list[npt.NDArray[np.float32]] = session.run(None, {self.input_name: tensor})
         except Exception as exc:
             raise ModelRuntimeError(
