@@ -41,8 +41,10 @@ def test_first_samples_arrive_within_the_stall_timeout(tmp_path: Path) -> None:
             first = link.recv(1)
             waited_s = time.monotonic() - connected
         assert first, "the lane closed the link"
-        # due after SIM_START_DELAY_S; the rest of the stall timeout is the margin
-        assert waited_s < STALL_TIMEOUT_S - 0.2, waited_s
+        # due after SIM_START_DELAY_S (or once the first batch's frames are rendered, on a
+        # busy machine); the rest of the stall timeout is the margin. The old delay, 2 s,
+        # gave 2.02 s here.
+        assert waited_s < STALL_TIMEOUT_S - 0.05, waited_s
     finally:
         lane.stop.set()
         runner.join(timeout=10)
