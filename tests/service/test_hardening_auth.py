@@ -4,7 +4,6 @@ settings, and the password rules."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -132,6 +131,19 @@ def test_per_account_and_per_client_waits_never_lock() -> None:
 # ---------------------------------------------------------------- the real app
 
 
+class _Clock:
+    """A monotonic clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now_s = 1000.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+    def advance(self, seconds: float) -> None:
+        self.now_s += seconds
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def console_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     import secrets
@@ -149,6 +161,12 @@ def console_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]
         database_url=url, database_schema=schema, deadlines=TEST_POLICY,
         login_free_failures=3, login_delay_base_s=0.4, login_delay_max_per_account_s=0.8,
         login_delay_max_per_client_s=30.0), web=WebSettings(cookie_secure=False))
+    # the throttle's waits run on a clock the tests move (a request on a busy machine, e.g.
+    # with another test process beside it, can take longer than the 0.4 s wait itself)
+    clock = _Clock()
+    assert isinstance(app.state.login_throttle, LoginThrottle)
+    app.state.login_throttle._clock = clock
+    app.state.test_clock = clock
     yield app
     if schema is not None:
         drop_schema(app.state.engine)
@@ -189,7 +207,7 @@ def test_api_logins_wait_after_failures_and_every_attempt_is_audited(console_app
     assert [_login(other, user.username, "guess number two").status_code
             for _ in range(3)] == [401, 401, 401]
     assert _login(laptop, user.username, PASSWORD).status_code == 429
-    time.sleep(0.9)  # the per-account cap is 0.8 s here
+    console_app.state.test_clock.advance(0.9)  # the per-account cap is 0.8 s here
     assert _login(laptop, user.username, PASSWORD).status_code == 200
     failed = _audit(console_app, "auth.login_failed")
     throttled = _audit(console_app, "auth.login_throttled")
