@@ -8,6 +8,7 @@ runs, the configuration and the command line."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -468,6 +469,29 @@ def test_the_default_real_lane_never_purges_without_a_time_source(tmp_path: Path
         assert st.retention.step() is None
         assert "no_source" in st.health()["retention"]["waiting"]
         assert st.store.passage(key)["plate"] == "浙A11111"  # type: ignore[index]
+    finally:
+        st.close()
+
+
+def test_waiting_for_the_first_clock_check_is_said_not_warned(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Every start waits for its first clock check (``no_check``) for a moment: that is
+    logged at info; a check that fails (``no_source``) is a warning."""
+    cfg = parse_config({"station": {"data_dir": str(tmp_path / "st")},
+                        "vision": {"read": "none"},
+                        "http": {"metrics_port": 0, "console_port": 0}}, tmp_path)
+    st = Station(cfg)
+    try:
+        def waits() -> list[tuple[int, str]]:
+            return [(r.levelno, str(getattr(r, "fields", {}).get("reason")))
+                    for r in caplog.records if r.getMessage() == "retention waits"]
+
+        with caplog.at_level(logging.INFO, logger="zhichao.station"):
+            assert st.retention.step() is None
+            assert waits() == [(logging.INFO, "clock_unverified: no_check")]
+            assert st.clock_check.check_now().result == "no_source"
+            assert st.retention.step() is None
+            assert waits()[1:] == [(logging.WARNING, "clock_unverified: check_failed: no_source")]
     finally:
         st.close()
 

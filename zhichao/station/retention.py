@@ -320,7 +320,11 @@ class RetentionStage:
         waiting = self._wait_reason(now_s, ref)
         if waiting != self.waiting:
             if waiting is not None:
-                LOG.warning("retention waits", extra={"fields": {"reason": waiting[0]}})
+                # before this run's first clock check, waiting is how every start begins
+                # (the check follows within moments), not a fault: said, not warned
+                starting = waiting[0] == "clock_unverified: no_check"
+                LOG.log(logging.INFO if starting else logging.WARNING, "retention waits",
+                        extra={"fields": {"reason": waiting[0]}})
             elif self.waiting is not None:
                 LOG.info("retention resumes", extra={"fields": {"was": self.waiting[0]}})
             self.waiting = waiting
