@@ -34,7 +34,7 @@ from zhichao.station.config import SIM_FRONT_REGION, SIM_REAR_REGION
 from zhichao.station.scene import front_scene, plate_colour_for, random_plate, rear_scene
 from zhichao.vision.policy import LaneRegion, PlatePolicy
 from zhichao.vision.reader import PlateReader, VisionConfig
-from zhichao.vision.runtime import INFERENCE_BACKENDS, INFERENCE_PRECISIONS
+from zhichao.vision.runtime import add_inference_arguments
 from zhichao.vision.vehicle import VehicleFrame, WeighedVehicleFacts, decide_from_reads
 
 FRONT, REAR = "CAM-FRONT-1", "CAM-REAR-1"
@@ -55,8 +55,7 @@ def main() -> None:
     ap.add_argument("--cars", action="store_true", help="cars (blue single-row) not trucks")
     ap.add_argument("--plate-model", type=Path, help="this ONNX file instead of the shipped one")
     ap.add_argument("--policy", default="{}", help="PlatePolicy fields to change, as JSON")
-    ap.add_argument("--backend", choices=INFERENCE_BACKENDS, default="openvino")
-    ap.add_argument("--precision", choices=INFERENCE_PRECISIONS, default="bf16")
+    add_inference_arguments(ap)
     args = ap.parse_args()
     is_truck = not args.cars
     policy = replace(POLICY, **json.loads(args.policy))

@@ -59,7 +59,7 @@ from zhichao.vision.image import ImageBGR, load_image
 from zhichao.vision.plate_image import classify_colour, warp
 from zhichao.vision.policy import PlatePolicy
 from zhichao.vision.reader import PPOCR_VIEWS, PlateReader, VisionConfig
-from zhichao.vision.runtime import INFERENCE_BACKENDS, INFERENCE_PRECISIONS
+from zhichao.vision.runtime import add_inference_arguments
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "plates"
 CHAR_GRID = (0.5, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
@@ -428,8 +428,7 @@ def main() -> int:
         action="store_true",
         help="PP-OCRv4's I not folded into 1 (before 2026-12-07)",
     )
-    parser.add_argument("--backend", choices=INFERENCE_BACKENDS, default="openvino")
-    parser.add_argument("--precision", choices=INFERENCE_PRECISIONS, default="bf16")
+    add_inference_arguments(parser)
     args = parser.parse_args()
     policy = replace(PlatePolicy(), **json.loads(args.policy))
     config = VisionConfig(

@@ -52,7 +52,7 @@ from zhichao.vision.hazards import downscale_to_width, stress_images
 from zhichao.vision.image import load_image
 from zhichao.vision.policy import PlatePolicy
 from zhichao.vision.reader import PlateReader, VisionConfig
-from zhichao.vision.runtime import INFERENCE_BACKENDS, INFERENCE_PRECISIONS
+from zhichao.vision.runtime import add_inference_arguments
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "plates"
 SHIPPED = (512, "area", 0)
@@ -188,8 +188,7 @@ def choose(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--backend", choices=INFERENCE_BACKENDS, default="openvino")
-    parser.add_argument("--precision", choices=INFERENCE_PRECISIONS, default="bf16")
+    add_inference_arguments(parser)
     args = parser.parse_args()
     runtime = VisionConfig(inference_backend=args.backend, inference_precision=args.precision)
     frames = build_set(PlateReader(runtime))

@@ -48,7 +48,7 @@ from pathlib import Path
 from zhichao.vision.evaluate import percentile
 from zhichao.vision.image import ImageBGR, load_image
 from zhichao.vision.reader import PPOCR_VIEWS, PlateReader, VisionConfig
-from zhichao.vision.runtime import INFERENCE_BACKENDS, INFERENCE_PRECISIONS
+from zhichao.vision.runtime import add_inference_arguments
 from zhichao.vision.vehicle import VehicleFrame, decide_from_reads
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -88,8 +88,7 @@ def main() -> int:
         help="--compare: more arguments for the before side (e.g. with --compare . : "
         "'--backend onnxruntime --precision f32')",
     )
-    parser.add_argument("--backend", choices=INFERENCE_BACKENDS, default="openvino")
-    parser.add_argument("--precision", choices=INFERENCE_PRECISIONS, default="bf16")
+    add_inference_arguments(parser)
     parser.add_argument(
         "--stages", action="store_true", help="also time each step inside a scene (wall ms)"
     )

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from zhichao.vision.runtime import DEFAULT_INFERENCE_BACKEND, DEFAULT_INFERENCE_PRECISION
+
 
 @dataclass(frozen=True)
 class StationSection:
@@ -149,8 +151,8 @@ class VisionSection:
     workers: int = 1
     # what runs the plate models (docs/vision.md, "Pipeline"): "openvino" or "onnxruntime",
     # in "bf16" (OpenVINO, where the CPU computes it natively; float32 elsewhere) or "f32"
-    inference_backend: str = "openvino"
-    inference_precision: str = "bf16"
+    inference_backend: str = DEFAULT_INFERENCE_BACKEND
+    inference_precision: str = DEFAULT_INFERENCE_PRECISION
 
 
 @dataclass(frozen=True)

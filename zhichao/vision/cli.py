@@ -19,7 +19,7 @@ from zhichao.vision.errors import ImageError, VisionError
 from zhichao.vision.evaluate import EvalReport, evaluate_folder
 from zhichao.vision.policy import PlatePolicy
 from zhichao.vision.reader import PlateRead, PlateReader, VisionConfig
-from zhichao.vision.runtime import INFERENCE_BACKENDS, INFERENCE_PRECISIONS
+from zhichao.vision.runtime import add_inference_arguments
 from zhichao.vision.vehicle import assess_read
 
 
@@ -38,12 +38,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads per model")
     parser.add_argument("--detector", default=None, help="path of a plate detector .onnx")
     parser.add_argument("--recogniser", default=None, help="path of a recogniser .onnx")
-    parser.add_argument(
-        "--backend", choices=INFERENCE_BACKENDS, default="openvino", help="what runs the models"
-    )
-    parser.add_argument(
-        "--precision", choices=INFERENCE_PRECISIONS, default="bf16", help="bf16 or f32"
-    )
+    add_inference_arguments(parser)
     parser.add_argument(
         "--min-confidence",
         type=float,

@@ -36,6 +36,8 @@ from zhichao.vision.plate_image import (
 from zhichao.vision.plate_model import PlateModelRecogniser, SecondRead
 from zhichao.vision.recognise import LineRecogniser
 from zhichao.vision.runtime import (
+    DEFAULT_INFERENCE_BACKEND,
+    DEFAULT_INFERENCE_PRECISION,
     DETECTOR_CLP_DET,
     RECOGNISER_PLATE_CRNN,
     RECOGNISER_PPOCRV4_FUSED,
@@ -96,10 +98,10 @@ class VisionConfig:
     """PP-OCRv4's I adds to 1 (False: as before 2026-12-07; see
     :mod:`zhichao.vision.recognise`)."""
     intra_op_threads: int = 1
-    inference_backend: str = "openvino"
+    inference_backend: str = DEFAULT_INFERENCE_BACKEND
     """What runs the three ONNX files: ``openvino`` or ``onnxruntime``
     (:data:`~zhichao.vision.runtime.INFERENCE_BACKENDS`)."""
-    inference_precision: str = "bf16"
+    inference_precision: str = DEFAULT_INFERENCE_PRECISION
     """``bf16`` (OpenVINO in bfloat16 where the CPU computes it natively, float32 elsewhere:
     :data:`~zhichao.vision.runtime.INFERENCE_PRECISIONS`) or ``f32``. The accept policy was
     checked under both on this project's machine (``docs/vision.md``, *Latency*, run 3)."""

@@ -12,6 +12,7 @@ should pin its hash too).
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import importlib.util
 import threading
@@ -166,10 +167,25 @@ def _openvino() -> Any:
     return openvino
 
 
+DEFAULT_INFERENCE_BACKEND = "openvino"
+DEFAULT_INFERENCE_PRECISION = "bf16"
+
+
+def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--backend`` and ``--precision`` (for the CLI and the benchmarks)."""
+    parser.add_argument("--backend", choices=INFERENCE_BACKENDS,
+                        default=DEFAULT_INFERENCE_BACKEND, help="what runs the models")
+    parser.add_argument("--precision", choices=INFERENCE_PRECISIONS,
+                        default=DEFAULT_INFERENCE_PRECISION, help="bf16 or f32")
+
+
+def _native_bf16(core: Any) -> bool:
+    return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
 def native_bf16() -> bool:
     """Whether OpenVINO computes bfloat16 natively on this machine's CPU."""
-    ov = _openvino()
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return _native_bf16(_openvino().Core())
 
 
 class OnnxModel:
@@ -186,8 +202,8 @@ class OnnxModel:
         path: str | Path | None = None,
         sha256: str | None = None,
         intra_op_threads: int = 1,
-        backend: str = "openvino",
-        precision: str = "bf16",
+        backend: str = DEFAULT_INFERENCE_BACKEND,
+        precision: str = DEFAULT_INFERENCE_PRECISION,
     ) -> None:
         if intra_op_threads < 1:
             raise ValueError("intra_op_threads must be >= 1")
@@ -274,9 +290,7 @@ class OnnxModel:
         ov = _openvino()
         try:
             core = ov.Core()
-            bf16 = self.requested_precision == "bf16" and "BF16" in core.get_property(
-                "CPU", "OPTIMIZATION_CAPABILITIES"
-            )
+            bf16 = self.requested_precision == "bf16" and _native_bf16(core)
             config = {
                 "INFERENCE_NUM_THREADS": self.intra_op_threads,
                 "NUM_STREAMS": 1,
