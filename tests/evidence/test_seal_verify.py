@@ -309,3 +309,31 @@ def test_missing_original_names_the_file(env: Env, good_case: tuple[CaseInputs, 
 
 def test_station_type() -> None:
     assert Station("A", "n", generate_key()).origin == "zhichao/station/A"
+
+
+def test_the_plate_reader_is_sealed_and_shown(env: Env,
+                                              good_case: tuple[CaseInputs, Path]) -> None:
+    """A plate result's ``reader`` (models, runtime, thresholds) goes into the signed
+    manifest as given and onto the reviewers' sheet; a package without one says so."""
+    from dataclasses import replace
+
+    from zhichao.evidence.documents import sheet_html
+
+    case, base = good_case
+    assert case.plate is not None
+    reader = {"software_version": "0.1.0", "runtime": "openvino 2026.4.1 bf16",
+              "models_sha256": {"detector": "a" * 64, "recogniser": "b" * 64,
+                                "plate_model": "c" * 64},
+              "settings": {"views": []},
+              "policy": {"min_char_confidence": 0.9, "min_province_confidence": 0.9,
+                         "min_province_head_confidence": 0.9, "min_plate_width_px": 70.0}}
+    pkg = _seal(env, replace(case, plate=replace(case.plate, reader=reader)), base, "reader",
+                renderer=NO_DOCS)
+    assert verify_package(pkg, key=env.station.key.public_key()).ok
+    manifest = json.loads((pkg / "manifest.json").read_text())
+    assert manifest["case"]["plate"]["reader"] == reader
+    sheet = sheet_html(manifest, lambda _name: None).decode()
+    assert "号牌识别依据" in sheet and "openvino 2026.4.1 bf16" in sheet
+    assert "a" * 16 in sheet and "号牌宽度不小于 70" in sheet
+    manifest["case"]["plate"].pop("reader")  # sealed before the reader was recorded
+    assert "号牌识别依据</td><td>未记录" in sheet_html(manifest, lambda _name: None).decode()

@@ -10,6 +10,7 @@ JPEG frames rendered by the simulated lane's scene code.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,6 +20,8 @@ import cv2
 import numpy as np
 import pytest
 
+from zhichao.evidence.errors import InputError
+from zhichao.evidence.inputs import PlateResult
 from zhichao.station.config import SIM_FRONT_REGION, SIM_REAR_REGION, load_config
 from zhichao.station.link_stage import LinkStage, plate_job
 from zhichao.station.linking import Frame
@@ -31,8 +34,13 @@ from zhichao.station.plates import (
     worker_runtime,
 )
 from zhichao.station.scene import front_scene, plate_colour_for, random_plate, rear_scene
-from zhichao.vision.policy import LaneRegion
+from zhichao.vision.policy import LaneRegion, PlatePolicy
 from zhichao.vision.reader import PlateReader
+from zhichao.vision.runtime import (
+    DETECTOR_CLP_DET,
+    RECOGNISER_PLATE_CRNN,
+    RECOGNISER_PPOCRV4_FUSED,
+)
 
 FRONT, REAR = "CAM-FRONT-1", "CAM-REAR-1"
 WHOLE = "CAM-WHOLE"  # no lane region: the whole frame
@@ -142,6 +150,28 @@ def test_a_plate_outside_the_lane_region_is_not_accepted(
     around = _decide(workers, [(path, FRONT)], 2)
     assert (around.plate, around.accepted, around.review_codes) == (
         whole.plate, whole.accepted, whole.review_codes)
+
+
+def test_a_read_records_what_decided_it(workers: PlateWorkers, tmp_path: Path) -> None:
+    """The evidence of a plate names the model files (SHA-256), the runtime that computed
+    them and the policy's thresholds and lane regions it was decided under."""
+    res = _decide(workers, [(_front(tmp_path, CAR_SEED, is_truck=False), FRONT)], 2)
+    reader = res.reader
+    assert reader is not None
+    assert reader["models_sha256"] == {"detector": DETECTOR_CLP_DET.sha256,
+                                       "recogniser": RECOGNISER_PPOCRV4_FUSED.sha256,
+                                       "plate_model": RECOGNISER_PLATE_CRNN.sha256}
+    assert reader["runtime"] == workers.pool.submit(worker_runtime).result(timeout=120)
+    assert reader["policy"]["lane_regions"][FRONT] == dict(zip(
+        ("left", "top", "right", "bottom"), REGIONS[FRONT], strict=True))
+    assert reader["policy"]["min_plate_width_px"] == PlatePolicy().min_plate_width_px
+    evidence = res.for_evidence()
+    assert evidence is not None and evidence.reader == reader
+    # it survives the case material's JSON and is checked when read back
+    assert PlateResult.from_json(json.loads(json.dumps(evidence.to_json()))) == evidence
+    with pytest.raises(InputError, match="models_sha256.detector"):
+        PlateResult.from_json({**evidence.to_json(), "reader": {
+            **reader, "models_sha256": {**reader["models_sha256"], "detector": "x"}}})
 
 
 @pytest.mark.parametrize("seed", TRUCK_SEEDS)

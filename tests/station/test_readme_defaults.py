@@ -19,6 +19,13 @@ import pytest
 
 from zhichao.evidence.signing import load_private_key, public_pem
 from zhichao.testing.procs import mentioning
+from zhichao.vision.policy import PlatePolicy
+from zhichao.vision.runtime import (
+    DEFAULT_INFERENCE_BACKEND,
+    DETECTOR_CLP_DET,
+    RECOGNISER_PLATE_CRNN,
+    RECOGNISER_PPOCRV4_FUSED,
+)
 
 pytestmark = pytest.mark.slow  # minutes of simulated traffic or processes
 
@@ -87,8 +94,18 @@ def test_readme_main_command_seals_verifiable_cases_on_defaults(tmp_path: Path) 
     checks = [json.loads(x) for x in (data / "clock" / "checks.jsonl").read_text(
         encoding="utf-8").splitlines()]
     assert checks and all(c["source"] == "sim" and c["result"] == "good" for c in checks)
+    shipped = {"detector": DETECTOR_CLP_DET.sha256,
+               "recogniser": RECOGNISER_PPOCRV4_FUSED.sha256,
+               "plate_model": RECOGNISER_PLATE_CRNN.sha256}
     for _, _, package_dir in cases:
         case = json.loads((Path(package_dir) / "manifest.json").read_text("utf-8"))["case"]
+        # what decided the plate: the shipped models, the runtime and the policy's thresholds
+        # (a case whose plate nothing read has no plate result to record it in)
+        if case["plate"] is not None:
+            reader = case["plate"]["reader"]
+            assert reader["models_sha256"] == shipped, reader
+            assert reader["runtime"].split()[0] == DEFAULT_INFERENCE_BACKEND, reader
+            assert reader["policy"]["min_char_confidence"] == PlatePolicy().min_char_confidence
         assert case["clocks"]["reference_check"]["verified"] is True, case["clocks"]
         assert case["clocks"]["reference_zh"] == "站内参考时钟（模拟授时，已核验）"
         assert "clock_not_verified" not in {r["code"] for r in case["eligibility"]["reasons"]}

@@ -599,12 +599,14 @@ def test_a_running_lane_purges_an_expired_passage_and_keeps_its_own(tmp_path: Pa
 
 
 def _as_version_3(db: Path) -> None:
-    """Turn a station database back into what version 3 left (no retention columns)."""
+    """Turn a station database back into what version 3 left (no retention columns, and no
+    plate_reader: version 5's)."""
     con = sqlite3.connect(db)
     con.execute("DROP INDEX passages_unpurged")
     con.execute("DROP INDEX outbox_label")
     con.execute("ALTER TABLE passages DROP COLUMN purge_started_utc")
     con.execute("ALTER TABLE passages DROP COLUMN purged_utc")
+    con.execute("ALTER TABLE passages DROP COLUMN plate_reader")
     con.execute("DROP TABLE retention_runs")
     con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     con.commit()
@@ -619,7 +621,8 @@ def test_an_older_database_gets_the_new_columns(lane: Lane) -> None:
     assert old.counts()["purged"] == 0 and old.retention_runs() == []
     old.close()
     lane.store = StationStore(lane.cfg.data_dir / "station.db")
-    assert lane.store.get_meta("schema_version") == "4"
+    assert lane.store.get_meta("schema_version") == "5"
+    assert lane.row(key)["plate_reader"] is None  # the column is there, empty for old rows
     assert Retention(lane.cfg, lane.store).run(NOW).passages_purged == 1
     assert lane.row(key)["plate"] is None
 

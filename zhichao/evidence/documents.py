@@ -66,6 +66,26 @@ def _v(value: Any, unit: str = "") -> str:
     return f"{value}{unit}"
 
 
+_READER_MODELS_ZH = (("detector", "号牌检测"), ("recogniser", "通用文字识别"),
+                     ("plate_model", "号牌识别"))
+
+
+def _plate_reader_zh(reader: Any) -> str:
+    """Which software, models (SHA-256, first 16 hex digits; the manifest has them whole),
+    runtime and accept thresholds decided the plate."""
+    if not isinstance(reader, dict):
+        return "未记录"
+    models = reader.get("models_sha256") or {}
+    policy = reader.get("policy") or {}
+    hashes = "，".join(f"{zh} {str(models.get(key) or '—')[:16]}"
+                      for key, zh in _READER_MODELS_ZH)
+    return (f"zhichao {_v(reader.get('software_version'))}，运行 {_v(reader.get('runtime'))}；"
+            f"模型 SHA-256：{hashes}；自动采信阈值：字符 {_v(policy.get('min_char_confidence'))}"
+            f"，省份 {_v(policy.get('min_province_confidence'))}，省份判别 "
+            f"{_v(policy.get('min_province_head_confidence'))}，号牌宽度不小于 "
+            f"{_v(policy.get('min_plate_width_px'), ' px')}")
+
+
 def _cite(source: dict[str, Any]) -> str:
     law = str(source.get("law_zh", ""))
     art = str(source.get("article_zh", ""))
@@ -105,6 +125,7 @@ def _facts(doc: dict[str, Any]) -> list[tuple[str, str]]:
         ("车道", _v(c.get("lane_id"))),
         ("号牌", f"{_v(plate.get('text'))}（{_v(plate.get('colour'))}，"
                  f"识别置信度 {_v(plate.get('confidence'))}）"),
+        ("号牌识别依据", _plate_reader_zh(plate.get("reader"))),
         ("车辆所有人（登记）", f"{_v(reg.get('owner_name_zh'))}，"
                              f"地址 {_v(reg.get('owner_address_zh'))}"),
         ("车型", notice_text.vehicle_class_zh(c)),

@@ -252,11 +252,23 @@ class PlateResult:
     confidence: float | None
     accepted: bool
     review_reasons: tuple[str, ...] = ()
+    reader: dict[str, Any] | None = None
+    """What decided it (``zhichao.vision.vehicle.read_provenance``): the models' SHA-256, the
+    runtime that computed them, the reader's settings and the accept policy's thresholds.
+    None for a result recorded before it was kept."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"text": self.text, "colour": self.colour, "confidence": self.confidence,
+                "accepted": self.accepted, "review_reasons": list(self.review_reasons),
+                **({} if self.reader is None else {"reader": self.reader})}
 
     @classmethod
     def from_json(cls, raw: Any, where: str = "plate") -> PlateResult:
         if not isinstance(raw, dict):
             raise InputError(f"{where}: expected a JSON object")
+        reader = raw.get("reader")
+        if reader is not None:
+            check_plate_reader(reader, f"{where}.reader")
         conf = raw.get("confidence")
         if conf is not None and (isinstance(conf, bool) or not isinstance(conf, int | float)):
             raise InputError(f"{where}.confidence: expected a number")
@@ -269,7 +281,33 @@ class PlateResult:
             confidence=None if conf is None else float(conf),
             accepted=raw.get("accepted") is True,
             review_reasons=tuple(str(r) for r in reasons),
+            reader=reader,
         )
+
+
+_READER_MODELS = ("detector", "recogniser", "plate_model")
+
+
+def check_plate_reader(raw: Any, where: str = "plate.reader") -> None:
+    """A plate result's ``reader`` record: raise :class:`InputError` unless it names each
+    model by a SHA-256 (64 lowercase hex digits, or null: not loaded), the runtime and the
+    software version as text (or null), and the settings and policy as JSON objects."""
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: expected a JSON object")
+    models = raw.get("models_sha256")
+    if not isinstance(models, dict) or set(models) != set(_READER_MODELS):
+        raise InputError(f"{where}.models_sha256: expected an object with "
+                         f"{', '.join(_READER_MODELS)}")
+    for name, digest in models.items():
+        if digest is not None and not (isinstance(digest, str) and len(digest) == 64
+                                       and all(c in "0123456789abcdef" for c in digest)):
+            raise InputError(f"{where}.models_sha256.{name}: not 64 lowercase hex digits")
+    for key in ("runtime", "software_version"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise InputError(f"{where}.{key}: expected text")
+    for key in ("settings", "policy"):
+        if not isinstance(raw.get(key), dict):
+            raise InputError(f"{where}.{key}: expected a JSON object")
 
 
 @dataclass(frozen=True)

@@ -173,10 +173,7 @@ def case_facts(case: CaseInputs, eligibility: Eligibility, penalty: PenaltyPropo
             else [p.to_json() for p in rule.pending_legal_review()],
         },
         "penalty": None if penalty is None else penalty.to_json(),
-        "plate": None if p is None else {
-            "text": p.text, "colour": p.colour, "confidence": p.confidence,
-            "accepted": p.accepted, "review_reasons": list(p.review_reasons),
-        },
+        "plate": None if p is None else p.to_json(),
         "registration": None if r is None else {
             "plate_text": r.plate_text, "axle_count": r.axle_count,
             "total_mass_kg": _dec(r.total_mass_kg), "owner_name_zh": r.owner_name_zh,

@@ -43,6 +43,7 @@ from zhichao.station.config_sections import CameraSection
 
 _READER: Any = None
 _POLICY: Any = None
+_PROVENANCE: dict[str, Any] | None = None  # what decides this worker's plates
 
 #: camera id → its lane region (left, top, right, bottom), fractions of the frame
 LaneRegions = dict[str, tuple[float, float, float, float]]
@@ -77,6 +78,7 @@ class PlateRead:
     latency_s: float | None = None
     error: str | None = None
     worker_pid: int | None = None
+    reader: dict[str, Any] | None = None  # zhichao.vision.vehicle.read_provenance
 
     @classmethod
     def failed(cls, exc: BaseException) -> PlateRead:
@@ -87,7 +89,7 @@ class PlateRead:
         if not self.plate:
             return None
         return PlateResult(self.plate, self.colour, self.confidence, self.accepted,
-                           self.review_codes)
+                           self.review_codes, self.reader)
 
 
 def _set_parent_death_signal() -> None:
@@ -131,10 +133,11 @@ def _init_worker(parent_pid: int, regions: LaneRegions,
                  runtime: tuple[str, str] | None = None) -> None:
     """A worker's start: watch the station, load the reader (its models on ``runtime``,
     backend and precision; None: the vision stage's default) and the policy once."""
-    global _READER, _POLICY
+    global _READER, _POLICY, _PROVENANCE
     _watch_parent(parent_pid)
     from zhichao.vision.policy import LaneRegion, PlatePolicy
     from zhichao.vision.reader import PlateReader, VisionConfig
+    from zhichao.vision.vehicle import read_provenance
 
     _POLICY = PlatePolicy(lane_regions={camera: LaneRegion(*region)
                                         for camera, region in regions.items()})
@@ -143,6 +146,7 @@ def _init_worker(parent_pid: int, regions: LaneRegions,
         config = replace(config, inference_backend=runtime[0], inference_precision=runtime[1])
     _READER = PlateReader(config)
     _READER.warm_up()
+    _PROVENANCE = read_provenance(_READER, _POLICY)
 
 
 def read_plate(job: PlateJob) -> PlateRead:
@@ -160,7 +164,8 @@ def read_plate(job: PlateJob) -> PlateRead:
     d = decide_vehicle(frames, _READER, WeighedVehicleFacts(axle_count=job.axle_count),
                        _POLICY)
     return PlateRead(d.plate, d.colour.value, round(float(d.confidence), 4), bool(d.accepted),
-                     tuple(d.review_codes), time.perf_counter() - t0, worker_pid=os.getpid())
+                     tuple(d.review_codes), time.perf_counter() - t0, worker_pid=os.getpid(),
+                     reader=_PROVENANCE)
 
 
 def _worker_pid() -> int:

@@ -276,9 +276,11 @@ class ReweighStage:
                 static_reweigh=static)
         plate = None
         if passage["plate"]:
+            reader = passage["plate_reader"]
             plate = PlateResult(passage["plate"], passage["plate_colour"],
                                 passage["plate_confidence"], bool(passage["plate_accepted"]),
-                                tuple(json.loads(passage["plate_review"] or "[]")))
+                                tuple(json.loads(passage["plate_review"] or "[]")),
+                                None if reader is None else json.loads(reader))
         images = tuple(ImageRef.from_json({"path": f["path"], "role": f["role"],
                                            "capture_utc": f["capture_utc"],
                                            "camera_id": f["camera_id"]}, where)

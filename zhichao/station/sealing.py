@@ -293,9 +293,7 @@ def _no_documents(_doc: dict[str, Any], _read: Any) -> dict[str, bytes]:
 def material_to_json(m: CaseMaterial) -> dict[str, Any]:
     return {
         "passage_key": m.passage_key, "record": m.record,
-        "plate": None if m.plate is None else {
-            "text": m.plate.text, "colour": m.plate.colour, "confidence": m.plate.confidence,
-            "accepted": m.plate.accepted, "review_reasons": list(m.plate.review_reasons)},
+        "plate": None if m.plate is None else m.plate.to_json(),
         "images": [{"path": i.path, "role": i.role, "capture_utc": format_utc(i.capture_utc),
                     "camera_id": i.camera_id} for i in m.images],
         "clocks": None if m.clocks is None else m.clocks.to_json(),

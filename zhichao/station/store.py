@@ -37,7 +37,7 @@ from zhichao.station.sync_outbox import (
 
 # 2: passages.device_reasons; 3: the sync outbox in station.db; 4: retention (passages
 # purge_started_utc / purged_utc, retention_runs)
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 LEGACY_OUTBOX = "outbox_v2"  # version 2's outbox (forwarded to a file of its own)
 LEGACY_SYNC_OUTBOX = "sync-outbox.sqlite"
 DUPLICATE_WINDOW_S = 0.3
@@ -67,6 +67,7 @@ CREATE TABLE IF NOT EXISTS passages (
     plate_confidence REAL,
     plate_accepted INTEGER,
     plate_review TEXT,
+    plate_reader TEXT,
     review_required INTEGER NOT NULL DEFAULT 0,
     created_utc TEXT NOT NULL,
     device_reasons TEXT NOT NULL DEFAULT '[]',
@@ -159,6 +160,7 @@ class PassageRow:
     plate_review: list[str]
     review_required: bool = False  # undecidable or uncertain verdict: a human decides
     device_reasons: list[dict[str, str]] = field(default_factory=list)  # device unusable
+    plate_reader: dict[str, Any] | None = None  # what decided the plate (vision provenance)
 
 
 class StationStore:
@@ -190,7 +192,8 @@ class StationStore:
         if "device_reasons" not in cols:  # a version-1 database
             self.db.execute("ALTER TABLE passages ADD COLUMN device_reasons TEXT "
                             "NOT NULL DEFAULT '[]'")
-        for col in ("purge_started_utc", "purged_utc"):  # versions 1 to 3
+        # purge_* (versions 1 to 3), plate_reader (versions 1 to 4)
+        for col in ("purge_started_utc", "purged_utc", "plate_reader"):
             if col not in cols:
                 self.db.execute(f"ALTER TABLE passages ADD COLUMN {col} TEXT")
         outbox = {str(r[1]) for r in self.db.execute("PRAGMA table_info(outbox)")}
@@ -237,14 +240,16 @@ class StationStore:
             "last_sample, axle_count, gross_weight_kg, vehicle_class, limit_kg, verdict, "
             "overloaded, flags, record, frame_status, frames, plate, plate_colour, "
             "plate_confidence, plate_accepted, plate_review, review_required, created_utc, "
-            "device_reasons) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "device_reasons, plate_reader) VALUES "
+            "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (p.passage_key, p.site_id, p.lane_id, p.time_utc, p.first_sample, p.last_sample,
              p.axle_count, p.gross_weight_kg, p.vehicle_class, p.limit_kg, p.verdict,
              int(p.overloaded), json.dumps(p.flags), json.dumps(p.record, ensure_ascii=False),
              p.frame_status, json.dumps(p.frames), p.plate, p.plate_colour, p.plate_confidence,
              None if p.plate_accepted is None else int(p.plate_accepted),
              json.dumps(p.plate_review), int(p.review_required), utc_text(),
-             json.dumps(p.device_reasons, ensure_ascii=False)))
+             json.dumps(p.device_reasons, ensure_ascii=False),
+             None if p.plate_reader is None else json.dumps(p.plate_reader)))
 
     def insert_case(self, con: sqlite3.Connection, passage_key: str,
                     material: dict[str, Any] | None = None) -> None:

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -539,3 +540,33 @@ def decide_vehicle(
         for frame in frames
     ]
     return decide_from_reads(frame_reads, facts, policy)
+
+
+def read_provenance(reader: PlateReader, policy: PlatePolicy) -> dict[str, Any]:
+    """What decided a plate, for its evidence record: the SHA-256 of each model file, what
+    computed them (e.g. ``openvino 2026.4.1 bf16``: the same files can decide differently in
+    float32, ``docs/vision.md`` *Latency* run 3), the reader's settings that change a
+    decision and every threshold of the accept policy, with the software's version.
+
+    Call it after the models are loaded (:meth:`PlateReader.warm_up`); before, the model
+    hashes and the runtime are None.
+    """
+    from zhichao import __version__
+
+    config = reader.config
+    return {
+        "software_version": __version__,
+        "models_sha256": {k: v for k, v in reader.model_ids().items() if k != "runtime"},
+        "runtime": reader.model_ids()["runtime"],
+        "settings": {
+            "use_plate_model": config.use_plate_model,
+            "plate_model_province_from_head": config.plate_model_province_from_head,
+            "ppocr_fold_lookalikes": config.ppocr_fold_lookalikes,
+            "views": [view.name for view in config.views],
+        },
+        "policy": {
+            f.name: ({camera: asdict(region) for camera, region in policy.lane_regions.items()}
+                     if f.name == "lane_regions" else getattr(policy, f.name))
+            for f in fields(policy)
+        },
+    }
