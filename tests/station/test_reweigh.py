@@ -30,7 +30,7 @@ from zhichao.station.config import StationConfig, load_config
 from zhichao.station.reweigh_stage import ALARM_CODE, ReweighStage
 from zhichao.station.sealing import CaseMaterial, Sealer, material_to_json
 from zhichao.station.static_scale import ReadingStore
-from zhichao.station.store import PassageRow, StationStore
+from zhichao.station.store import SCHEMA_VERSION, PassageRow, StationStore
 
 
 class Xk3190Peer:
@@ -567,7 +567,8 @@ def test_a_link_on_a_database_no_station_start_has_upgraded(
     row, passage = link_reading(cfg, "执法员 王五", passage_key="ZJ-G60-K123-2-1000",
                                 reading_id=first)
     assert row["id"] == first and passage["passage_key"] == "ZJ-G60-K123-2-1000"
-    assert query(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [("4",)]
+    assert query(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [
+        (str(SCHEMA_VERSION),)]
     _as_version_3(db)
     # the command line's
     rc, out, err = link(capsys, cfg, "--passage", "ZJ-G60-K123-2-2000", "--reading",
