@@ -207,6 +207,9 @@ def _counts(items: list[EvalItem]) -> dict[str, Any]:
         "exact": sum(i.correct for i in items),
         "accepted": sum(i.accepted for i in items),
         "wrong_accepted": sum(i.accepted and not i.correct for i in items),
+        # PP-OCRv4 read nothing valid, the plate model did: its read is filled in (review)
+        "plate_model_filled": sum(i.plate_model_only for i in items),
+        "plate_model_filled_right": sum(i.plate_model_only and i.correct for i in items),
     }
 
 
@@ -252,6 +255,8 @@ def describe(report: EvalReport) -> dict[str, Any]:
         "colour_confusion": dict(sorted(colours.items())),
         "review_codes": dict(codes.most_common()),
         "wrong_accepted": [(i.file, i.label, i.read) for i in wrong_accepted(report)],
+        "plate_model_filled": {k: v for k, v in _counts(items).items()
+                               if k.startswith("plate_model_filled")},
     }
 
 

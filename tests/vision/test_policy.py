@@ -77,6 +77,37 @@ def test_one_recogniser_alone_is_never_accepted(sure_read: PlateRead) -> None:
     ]
 
 
+def test_the_plate_model_alone_fills_in_but_is_never_accepted(sure_read: PlateRead) -> None:
+    """PP-OCRv4 reads nothing grammar-valid: the plate model's valid read is what the
+    reviewer sees (never accepted, whatever its confidence); without one, no plate."""
+    image = np.zeros((1200, 1600, 3), dtype=np.uint8)
+    assert sure_read.second is not None
+    nothing = replace(sure_read, text=None, alternatives=())
+    frame = VehicleFrame(image, "front", T0)
+    decision = decide_from_reads([(frame, [nothing])])
+    assert decision.plate == sure_read.second.text and not decision.accepted
+    assert decision.kind is not None
+    assert decision.confidence == pytest.approx(sure_read.second.confidence)
+    assert decision.review_codes[:1] == (ReviewCode.GRAMMAR_INVALID.value,)
+    assert ReviewCode.UNCONFIRMED.value in decision.review_codes
+    assert "plate model alone" in str([r.detail for r in decision.review_reasons])
+    # however sure, over several frames too
+    sure_second = replace(sure_read.second, char_confidences=(1.0,) * 7,
+                          province_confidence=1.0)
+    frames = [(VehicleFrame(image, "front", T0 + timedelta(milliseconds=200 * i)),
+               [replace(nothing, second=sure_second)]) for i in range(3)]
+    assert not decide_from_reads(frames).accepted
+    assert decide_from_reads(frames).plate == sure_read.second.text
+    # neither recogniser read a valid plate: nothing is filled in
+    none = decide_from_reads([(frame, [replace(nothing, second=replace(
+        sure_read.second, text=None))])])
+    assert none.plate is None and none.review_codes == (ReviewCode.GRAMMAR_INVALID.value,)
+    # a …挂 read of the plate model is not a tractor's plate
+    trailer = decide_from_reads([(frame, [replace(nothing, second=replace(
+        sure_read.second, text="沪C1234挂"))])])
+    assert trailer.plate is None
+
+
 def test_recognisers_that_disagree_send_to_review(sure_read: PlateRead) -> None:
     assert sure_read.second is not None
     other = replace(sure_read.second, text="沪CT8806")

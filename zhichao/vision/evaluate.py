@@ -44,6 +44,8 @@ class EvalItem:
     latency_ms: float
     width_px: float = 0.0
     """Width of the best read's plate in the source image (0 when nothing was detected)."""
+    plate_model_only: bool = False
+    """``read`` is the plate model's (PP-OCRv4 read nothing valid; never accepted)."""
 
     @property
     def correct(self) -> bool:
@@ -220,12 +222,13 @@ def decide_read_image(read: ReadImage, policy: PlatePolicy) -> EvalItem:
     """Decide one read image as one frame of camera :data:`EVAL_CAMERA` and score it."""
     labelled = read.labelled
     top = read.reads[0] if read.reads else None
-    plate, colour = None, ""
+    plate, colour, plate_model_only = None, "", False
     reasons: tuple[ReviewReason, ...] = (ReviewReason.of(ReviewCode.NO_PLATE),)
     if labelled.image is not None:
         frame = VehicleFrame(labelled.image, EVAL_CAMERA, _EVAL_TIME)
         decision = decide_from_reads([(frame, list(read.reads))], policy=policy)
         plate, colour, reasons = decision.plate, decision.colour.value, decision.review_reasons
+        plate_model_only = decision.plate_model_only
     return EvalItem(
         file=labelled.file,
         label=labelled.label,
@@ -239,6 +242,7 @@ def decide_read_image(read: ReadImage, policy: PlatePolicy) -> EvalItem:
         review_codes=tuple(r.code.value for r in reasons),
         latency_ms=read.latency_ms,
         width_px=plate_width_px(top) if top else 0.0,
+        plate_model_only=plate_model_only,
     )
 
 

@@ -91,7 +91,9 @@ class VehiclePlateDecision:
 
     ``plate`` is None when nothing valid was read. ``accepted`` is True only when no
     review reason applies; it still means pre-filled for 审核确认, never an automatic
-    penalty.
+    penalty. Where PP-OCRv4 read nothing grammar-valid but the plate model did, ``plate``
+    is the plate model's read, for the reviewer to check (:func:`_plate_model_suggestion`;
+    never accepted: it carries ``grammar_invalid`` and ``unconfirmed_read``).
     """
 
     plate: str | None
@@ -110,6 +112,8 @@ class VehiclePlateDecision:
     confirm the plate (both recognisers, :func:`~zhichao.vision.policy.frame_confirms`);
     on one frame, without the agreement rule, or when no frame confirms (the decision then
     carries ``recogniser_disagreement``), those where PP-OCRv4 reads it."""
+    plate_model_only: bool = False
+    """``plate`` is the plate model's read: PP-OCRv4 read nothing grammar-valid."""
 
     @property
     def review_codes(self) -> tuple[str, ...]:
@@ -445,6 +449,26 @@ def _no_tractor_decision(
     )
 
 
+def _plate_model_suggestion(main: list[_Entry]) -> tuple[str, float] | None:
+    """The plate model's surest grammar-valid read of the chosen plate (not a …挂 plate),
+    with its confidence, for a plate PP-OCRv4 read nothing valid of; None if it has none.
+
+    Only a pre-fill for the reviewer: one recogniser alone is never enough to accept.
+    """
+    reads = [
+        e.read.second
+        for e in main
+        if e.read.second is not None
+        and e.read.second.text is not None
+        and not is_trailer_plate(e.read.second.text)
+    ]
+    if not reads:
+        return None
+    best = max(reads, key=lambda r: r.confidence)
+    assert best.text is not None
+    return best.text, best.confidence
+
+
 def decide_from_reads(
     frame_reads: Sequence[tuple[VehicleFrame, list[PlateRead]]],
     facts: WeighedVehicleFacts | None = None,
@@ -496,8 +520,16 @@ def decide_from_reads(
     colour = _voted_colour(_basis(main, confirming))
     reasons += _colour_reasons(colour, kind, voted, facts, policy)
     best = max(main, key=lambda e: (e.read.text is not None, e.read.confidence))
+    plate = voted
+    suggestion = _plate_model_suggestion(main) if voted is None else None
+    if suggestion is not None:  # PP-OCRv4 read nothing valid (grammar_invalid is there)
+        plate, confidence = suggestion
+        kind = plate_kind(plate)
+        reasons.append(
+            ReviewReason.of(ReviewCode.UNCONFIRMED, f"plate model alone read {plate!r}")
+        )
     return VehiclePlateDecision(
-        plate=voted,
+        plate=plate,
         kind=kind,
         colour=colour,
         layout=best.read.layout,
@@ -505,9 +537,10 @@ def decide_from_reads(
         accepted=not reasons,
         review_reasons=tuple(reasons),
         sources=tuple(e.source for e in main),
-        alternatives=_alternatives(entries, voted),
+        alternatives=_alternatives(entries, plate),
         trailer_plate=trailer_plate,
         agreeing_frames=agreeing_frames,
+        plate_model_only=suggestion is not None,
     )
 
 
