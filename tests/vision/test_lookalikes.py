@@ -83,3 +83,62 @@ def test_the_real_dictionary_folds_i_into_one(reader: PlateReader, dev_dir: Path
     assert np.allclose(folded[:, COL["1"]], before[:, COL["1"]] + full[0][:, i_column])
     others = [c for c in range(folded.shape[1]) if c != COL["1"]]
     assert np.array_equal(folded[:, others], before[:, others])
+
+
+def test_zero_and_o_never_share_a_position() -> None:
+    # what makes counting them together sound: 0 only in the serial, O only as the
+    # issuing letter (粤O…); a pair that shares a position is refused
+    assert ctc.SHARED_LOOKALIKES == (("0", "O"),)
+    assert ctc.exclusive_pairs(ctc.SHARED_LOOKALIKES)
+    assert not ctc.exclusive_pairs((("0", "D"),))
+    probs = _steps(_spelled("浙A0D384"))
+    for bad in ((("0", "D"),), (("0", "0"),), (("0", "I"),), (("0",),)):
+        with pytest.raises(ValueError, match="look-alikes"):
+            ctc.char_probabilities(probs, "浙A0D384", bad)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="look-alikes"):
+            ctc.decode(probs, shared_lookalikes=bad)  # type: ignore[arg-type]
+
+
+def test_a_serial_zero_split_with_o_is_as_sure_as_both() -> None:
+    rows = _spelled("浙DX0L19")
+    rows[6] = {"0": 0.52, "O": 0.45}  # the serial's first character, split 0 / O
+    probs = _steps(rows)
+    plain = ctc.decode(probs)
+    shared = ctc.decode(probs, shared_lookalikes=ctc.SHARED_LOOKALIKES)
+    assert plain.text == shared.text == "浙DX0L19"  # the decoding is the same
+    assert plain.alternatives == shared.alternatives
+    assert plain.char_probabilities[3] == pytest.approx(0.52)
+    assert shared.char_probabilities[3] == pytest.approx(0.97)
+    others = [i for i in range(7) if i != 3]
+    assert [shared.char_probabilities[i] for i in others] == [
+        plain.char_probabilities[i] for i in others]
+    assert shared == ctc.decode_reference(probs, shared_lookalikes=ctc.SHARED_LOOKALIKES)
+    # an issuing-letter O split with 0 likewise
+    rows = _spelled("粤O1234D")
+    rows[2] = {"O": 0.5, "0": 0.47}
+    read = ctc.decode(_steps(rows), shared_lookalikes=ctc.SHARED_LOOKALIKES)
+    assert read.text == "粤O1234D" and read.char_probabilities[1] == pytest.approx(0.97)
+
+
+def test_an_issuing_o_lends_nothing_to_the_next_zero() -> None:
+    # 粤O01234 with a long O: the serial 0's confidence is its own steps' (the alignment
+    # is the plain one), not the O's steps spent a second time
+    rows = [{"粤": 0.97}, {}, {"O": 0.9, "0": 0.05}, {"O": 0.9, "0": 0.05}, {"O": 0.6, "0": 0.3},
+            {}, {"0": 0.5, "D": 0.45}, {}]
+    rows += _spelled("1234")
+    probs = _steps(rows)
+    read = ctc.decode(probs, shared_lookalikes=ctc.SHARED_LOOKALIKES)
+    assert read.text == "粤O01234"
+    assert read.char_probabilities[2] == pytest.approx(0.5)  # its own step: 0 0.5, O 0
+
+
+def test_shared_char_probabilities_equal_the_reference() -> None:
+    rng = np.random.default_rng(12)
+    for text in ("浙A0D384", "粤O01234", "皖AD10066", "使014578"):
+        for n_steps in (len(text), 25, 40):
+            logits = rng.normal(0.0, 2.0, size=(n_steps, 1 + len(ALPHABET)))
+            e = np.exp(logits - logits.max(axis=1, keepdims=True))
+            probs = e / e.sum(axis=1, keepdims=True)
+            assert ctc.char_probabilities(
+                probs, text, ctc.SHARED_LOOKALIKES
+            ) == ctc.char_probabilities_reference(probs, text, ctc.SHARED_LOOKALIKES)

@@ -24,6 +24,7 @@ arXiv:1408.2873 (prefix beam search).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,38 @@ from zhichao.weighing._numba import kernel
 FloatArray = npt.NDArray[np.float64]
 
 _COLUMN = {ch: i + 1 for i, ch in enumerate(ALPHABET)}
+
+SHARED_LOOKALIKES: tuple[tuple[str, str], ...] = (("0", "O"),)
+"""Pairs of plate characters that look alike and that no template allows at the same
+position (GA 36: 0 only in the serial, O only as the issuing letter, 粤O…), so wherever a
+decoded text has one, the other's probability on the same steps is the same glyph's. With
+``shared_lookalikes``, a character's confidence (:func:`char_probabilities`) counts both;
+the decoding itself and the alignment do not change. :func:`exclusive_pairs` checks the
+condition against the templates."""
+
+
+def exclusive_pairs(
+    pairs: tuple[tuple[str, str], ...], templates: tuple[Template, ...] = TEMPLATES
+) -> bool:
+    """True when no position of any template allows both characters of any pair."""
+    return all(
+        not (a in allowed and b in allowed)
+        for a, b in pairs
+        for t in templates
+        for allowed in t.positions
+    )
+
+
+def _values(probs: FloatArray, shared: tuple[tuple[str, str], ...]) -> FloatArray:
+    """``probs`` with each column of a ``shared`` pair replaced by the pair's sum."""
+    if not shared:
+        return probs
+    values = probs.copy()
+    for a, b in shared:
+        both = probs[:, _COLUMN[a]] + probs[:, _COLUMN[b]]
+        values[:, _COLUMN[a]] = both
+        values[:, _COLUMN[b]] = both
+    return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,15 +155,18 @@ def greedy_text(probs: FloatArray) -> str:
     return "".join(out)
 
 
-def char_probabilities_reference(probs: FloatArray, text: str) -> tuple[float, ...]:
+def char_probabilities_reference(
+    probs: FloatArray, text: str, shared_lookalikes: tuple[tuple[str, str], ...] = ()
+) -> tuple[float, ...]:
     """Per-character probability along the best (Viterbi) CTC alignment of ``text``
     (plain numpy: the reference :func:`char_probabilities` is tested against).
 
     Each character's value is the highest probability it has on the steps the
-    alignment assigns to it.
+    alignment assigns to it (with its ``shared_lookalikes`` partner's added there).
     """
     if not text:
         return ()
+    values = _values(probs, shared_lookalikes)
     labels = [_COLUMN[c] for c in text]
     ext = [0]
     for col in labels:
@@ -163,7 +199,7 @@ def char_probabilities_reference(probs: FloatArray, text: str) -> tuple[float, .
     result = []
     for i, col in enumerate(labels):
         steps = np.flatnonzero(path == 2 * i + 1)
-        result.append(float(probs[steps, col].max()) if steps.size else 0.0)
+        result.append(float(values[steps, col].max()) if steps.size else 0.0)
     return tuple(result)
 
 
@@ -173,6 +209,7 @@ def decode_reference(
     beam_width: int = 12,
     prune_probability: float = 1e-3,
     max_alternatives: int = 5,
+    shared_lookalikes: tuple[tuple[str, str], ...] = (),
 ) -> DecodeResult:
     """Most probable string that matches one of ``templates`` (plain Python: the
     reference :func:`decode` is tested against; the same arguments and result).
@@ -222,7 +259,7 @@ def decode_reference(
         text=best.text,
         kind=best.kind,
         probability=best.probability,
-        char_probabilities=char_probabilities_reference(probs, best.text),
+        char_probabilities=char_probabilities_reference(probs, best.text, shared_lookalikes),
         alternatives=tuple(complete[1 : 1 + max_alternatives]),
         greedy_text=raw,
     )
@@ -421,24 +458,45 @@ def _viterbi_kernel(
     return result
 
 
-def char_probabilities(probs: FloatArray, text: str) -> tuple[float, ...]:
+def char_probabilities(
+    probs: FloatArray, text: str, shared_lookalikes: tuple[tuple[str, str], ...] = ()
+) -> tuple[float, ...]:
     """Per-character probability along the best (Viterbi) CTC alignment of ``text``.
 
     Each character's value is the highest probability it has on the steps the
-    alignment assigns to it (0 when it has none). Compiled; the same values as
+    alignment assigns to it (0 when it has none); with ``shared_lookalikes``
+    (:data:`SHARED_LOOKALIKES`: pairs :func:`exclusive_pairs` holds for), a character of
+    a pair gets its partner's probability on those steps added. The alignment uses
+    ``probs`` as they are. Compiled; the same values as
     :func:`char_probabilities_reference`.
+
+    Raises
+    ------
+    ValueError
+        ``probs`` is malformed (as :func:`decode`), or a pair's characters are not plate
+        characters or share a template position.
     """
     if not text:
         return ()
     probs = _checked(probs)
+    _check_shared(shared_lookalikes)
     labels = np.array([_COLUMN[c] for c in text], dtype=np.int64)
     ext = np.zeros(2 * len(labels) + 1, dtype=np.int64)
     ext[1::2] = labels
     logp = np.log(np.maximum(probs[:, ext], 1e-30))
     skip_ok = np.zeros(len(ext), dtype=np.bool_)
     skip_ok[2:] = (ext[2:] != 0) & (ext[2:] != ext[:-2])
-    result = _viterbi_kernel(logp, skip_ok, probs, labels)
+    result = _viterbi_kernel(logp, skip_ok, _values(probs, shared_lookalikes), labels)
     return tuple(float(v) for v in result)
+
+
+@functools.lru_cache(maxsize=16)
+def _check_shared(pairs: tuple[tuple[str, str], ...]) -> None:
+    for pair in pairs:
+        if len(pair) != 2 or any(ch not in _COLUMN for ch in pair) or pair[0] == pair[1]:
+            raise ValueError(f"shared look-alikes {pair!r}: not two different plate characters")
+    if not exclusive_pairs(pairs):
+        raise ValueError(f"shared look-alikes {pairs!r}: a template allows both at one position")
 
 
 def decode(
@@ -447,6 +505,7 @@ def decode(
     beam_width: int = 12,
     prune_probability: float = 1e-3,
     max_alternatives: int = 5,
+    shared_lookalikes: tuple[tuple[str, str], ...] = (),
 ) -> DecodeResult:
     """Most probable string that matches one of ``templates``.
 
@@ -456,6 +515,8 @@ def decode(
         Per-step probabilities; column 0 is blank.
     beam_width : number of prefixes kept per step.
     prune_probability : characters below this probability at a step are not tried there.
+    shared_lookalikes : pairs whose probabilities the chosen text's character
+        confidences count together (:func:`char_probabilities`); the search ignores it.
 
     The beam search runs compiled; the result is that of :func:`decode_reference`.
 
@@ -467,6 +528,7 @@ def decode(
     """
     if beam_width < 1:
         raise ValueError(f"beam_width must be >= 1, not {beam_width}")
+    _check_shared(shared_lookalikes)
     probs = _checked(probs)
     tables = _tables_for(templates)
     complete: list[Candidate] = []
@@ -488,7 +550,7 @@ def decode(
         text=best.text,
         kind=best.kind,
         probability=best.probability,
-        char_probabilities=char_probabilities(probs, best.text),
+        char_probabilities=char_probabilities(probs, best.text, shared_lookalikes),
         alternatives=tuple(complete[1 : 1 + max_alternatives]),
         greedy_text=raw,
     )

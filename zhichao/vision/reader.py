@@ -95,8 +95,9 @@ class VisionConfig:
     """The plate model's province head decides its first character (False: its CTC
     decoding does, as before 2026-12-07; see :class:`PlateModelRecogniser`)."""
     ppocr_fold_lookalikes: bool = True
-    """PP-OCRv4's I adds to 1 (False: as before 2026-12-07; see
-    :mod:`zhichao.vision.recognise`)."""
+    """PP-OCRv4's I adds to 1 (:mod:`zhichao.vision.recognise`), and a decoded 0 or O is
+    as sure as 0 and O together (:data:`~zhichao.vision.ctc.SHARED_LOOKALIKES`; the grammar
+    never allows both at one position). False: as before 2026-12-07."""
     intra_op_threads: int = 1
     inference_backend: str = DEFAULT_INFERENCE_BACKEND
     """What runs the three ONNX files: ``openvino`` or ``onnxruntime``
@@ -383,8 +384,14 @@ class PlateReader:
         )
 
     def _decode(self, probs: ctc.FloatArray, templates: tuple[Template, ...]) -> ctc.DecodeResult:
+        """PP-OCRv4's decoding; with ``ppocr_fold_lookalikes`` a decoded 0 (serial) or O
+        (issuing letter) is as sure as PP-OCRv4 is of the round glyph, 0 and O together
+        (:data:`~zhichao.vision.ctc.SHARED_LOOKALIKES`)."""
         d = self.config.decode
-        return ctc.decode(probs, templates, d.beam_width, d.prune_probability, d.max_alternatives)
+        shared = ctc.SHARED_LOOKALIKES if self.config.ppocr_fold_lookalikes else ()
+        return ctc.decode(
+            probs, templates, d.beam_width, d.prune_probability, d.max_alternatives, shared
+        )
 
     def _decode_single(self, probs: ctc.FloatArray) -> _Decoded:
         result = self._decode(probs, self.config.templates)

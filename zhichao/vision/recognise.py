@@ -11,11 +11,14 @@ decoder ignore look-alike Chinese characters.
 GA 36 leaves I out of every plate because it cannot be told from 1
 (``shared/reference/plates.md`` §6), so PP-OCRv4's I (a dictionary character the
 reduction would drop) is added to 1: without this a clear 1 that PP-OCRv4 split between 1
-and I was an unsure character. O is *not* folded into 0, though GA 36 has no O in the
+and I was an unsure character. O is *not* folded into 0 here, though GA 36 has no O in the
 serial either: O is a plate character (the issuing letter, 粤O…), so its probability
 would count twice, and an issuing-letter O lasting several steps could be spent as O and
-then again as a serial 0 with no blank between (粤O1234D read as 粤O01234D). Nothing else
-is folded (D / 0, Q / 0, Z / 7, 8 / B are all plate characters).
+then again as a serial 0 with no blank between (粤O1234D read as 粤O01234D). Instead the
+decoded text's 0s and Os are judged on 0 and O together, after decoding and on the plain
+alignment (:data:`zhichao.vision.ctc.SHARED_LOOKALIKES`, ``PlateReader``): no position
+allows both. Nothing else is folded (D / 0, Q / 0, Z / 7, 8 / B are all plate
+characters, often at the same position).
 """
 
 from __future__ import annotations
