@@ -317,7 +317,7 @@ def test_the_plate_reader_is_sealed_and_shown(env: Env,
     manifest as given and onto the reviewers' sheet; a package without one says so."""
     from dataclasses import replace
 
-    from zhichao.evidence.documents import sheet_html
+    from zhichao.evidence.documents import SHEET_PLATE_READS, sheet_html
 
     case, base = good_case
     assert case.plate is not None
@@ -327,13 +327,26 @@ def test_the_plate_reader_is_sealed_and_shown(env: Env,
               "settings": {"views": []},
               "policy": {"min_char_confidence": 0.9, "min_province_confidence": 0.9,
                          "min_province_head_confidence": 0.9, "min_plate_width_px": 70.0}}
-    pkg = _seal(env, replace(case, plate=replace(case.plate, reader=reader)), base, "reader",
-                renderer=NO_DOCS)
+    reads = tuple({"camera": "CAM-FRONT-1", "captured_utc": "2025-06-01T02:03:04Z",
+                   "box_px": [100.0, 200.0, 260.0, 250.0], "text": case.plate.text,
+                   "char_confidences": [0.99, 0.42], "colour": "yellow", "layout": "single",
+                   "plate_model": {"text": case.plate.text, "char_confidences": [1.0],
+                                   "province": "浙", "province_confidence": 0.97}}
+                  for _ in range(8))
+    alternatives = ({"text": "浙J12346", "support": 0.31},)
+    plate = replace(case.plate, reader=reader, reads=reads, alternatives=alternatives)
+    pkg = _seal(env, replace(case, plate=plate), base, "reader", renderer=NO_DOCS)
     assert verify_package(pkg, key=env.station.key.public_key()).ok
     manifest = json.loads((pkg / "manifest.json").read_text())
     assert manifest["case"]["plate"]["reader"] == reader
+    assert manifest["case"]["plate"]["reads"] == list(reads)
+    assert manifest["case"]["plate"]["alternatives"] == list(alternatives)
     sheet = sheet_html(manifest, lambda _name: None).decode()
     assert "号牌识别依据" in sheet and "openvino 2026.4.1 bf16" in sheet
     assert "a" * 16 in sheet and "号牌宽度不小于 70" in sheet
+    # each read (its least sure character, 北京时间), up to the sheet's limit, and the rivals
+    assert sheet.count("号牌读数 ") == SHEET_PLATE_READS
+    assert "最低字符置信度 0.42" in sheet and "2025年06月01日 10:03:04（北京时间）" in sheet
+    assert "另有 2 次读数" in sheet and "浙J12346（支持度 0.31）" in sheet
     manifest["case"]["plate"].pop("reader")  # sealed before the reader was recorded
     assert "号牌识别依据</td><td>未记录" in sheet_html(manifest, lambda _name: None).decode()

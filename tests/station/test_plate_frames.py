@@ -154,7 +154,8 @@ def test_a_plate_outside_the_lane_region_is_not_accepted(
 
 def test_a_read_records_what_decided_it(workers: PlateWorkers, tmp_path: Path) -> None:
     """The evidence of a plate names the model files (SHA-256), the runtime that computed
-    them and the policy's thresholds and lane regions it was decided under."""
+    them and the policy's thresholds and lane regions it was decided under, and keeps every
+    read behind it."""
     res = _decide(workers, [(_front(tmp_path, CAR_SEED, is_truck=False), FRONT)], 2)
     reader = res.reader
     assert reader is not None
@@ -165,10 +166,21 @@ def test_a_read_records_what_decided_it(workers: PlateWorkers, tmp_path: Path) -
     assert reader["policy"]["lane_regions"][FRONT] == dict(zip(
         ("left", "top", "right", "bottom"), REGIONS[FRONT], strict=True))
     assert reader["policy"]["min_plate_width_px"] == PlatePolicy().min_plate_width_px
+    # every read behind the plate: camera, time, box, both recognisers' texts and scores
+    assert res.reads and all(r["camera"] == FRONT and r["captured_utc"] == "2026-01-05T08:00:00Z"
+                             for r in res.reads)
+    (read,) = res.reads
+    assert read["text"] == res.plate and len(read["char_confidences"]) == len(res.plate or "")
+    assert read["plate_model"]["text"] == res.plate and read["plate_model"]["province"]
+    assert len(read["box_px"]) == 4 and read["box_px"][2] > read["box_px"][0]
+    assert res.record() == {"reader": reader, "reads": list(res.reads),
+                            "alternatives": list(res.alternatives)}
     evidence = res.for_evidence()
-    assert evidence is not None and evidence.reader == reader
+    assert evidence is not None and evidence.reader == reader and evidence.reads == res.reads
     # it survives the case material's JSON and is checked when read back
     assert PlateResult.from_json(json.loads(json.dumps(evidence.to_json()))) == evidence
+    with pytest.raises(InputError, match=r"reads\[0\].box_px"):
+        PlateResult.from_json({**evidence.to_json(), "reads": [{"camera": FRONT}]})
     with pytest.raises(InputError, match="models_sha256.detector"):
         PlateResult.from_json({**evidence.to_json(), "reader": {
             **reader, "models_sha256": {**reader["models_sha256"], "detector": "x"}}})

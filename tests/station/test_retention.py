@@ -105,7 +105,11 @@ class Lane:
                          1000 * self.n + 500, 6, record["gross_weight_kg"],
                          record["vehicle_class"], record["limit_kg"], record["verdict"],
                          record["overloaded"], [], record, "linked", frames, plate,
-                         "yellow" if plate else None, 0.97, True, [])
+                         "yellow" if plate else None, 0.97, True, [],
+                         plate_record=None if not plate else {
+                             "reader": None, "alternatives": [],
+                             "reads": [{"camera": "CAM-FRONT-1", "text": plate,
+                                        "box_px": [10.0, 20.0, 170.0, 70.0]}]})
         with self.store.transaction() as con:
             self.store.insert_passage(con, row)
             if outbox is not None:
@@ -205,6 +209,7 @@ def test_exactly_the_expired_non_case_passages_lose_plate_and_frames(lane: Lane)
     for key, when in ((gone, OLD), (legacy, OLD - timedelta(hours=3))):
         row = lane.row(key)
         assert row["plate"] is None and row["plate_colour"] is None
+        assert row["plate_record"] is None  # its reads hold the plate text
         assert json.loads(row["frames"]) == []
         assert row["purged_utc"] and row["purge_started_utc"]
         assert not lane.frame_dir(key, when).exists()
@@ -261,6 +266,7 @@ def test_the_period_is_configurable_and_a_dry_run_changes_nothing(lane: Lane) ->
     dry = Retention(lane.cfg, lane.store, days=7).run(NOW, dry_run=True)
     assert dry.dry_run and dry.passages_purged == 1 and dry.frames_removed == 0
     assert lane.row(key)["plate"] == "浙A11111" and _files(lane.frame_dir(key, NEW))
+    assert "浙A11111" in lane.row(key)["plate_record"]  # kept with the plate
     assert _runs(lane.store) == []
     assert Retention(lane.cfg, lane.store).run(NOW).passages_purged == 0  # 30 days
     assert Retention(lane.cfg, lane.store, days=7).run(NOW).passages_purged == 1
@@ -600,13 +606,13 @@ def test_a_running_lane_purges_an_expired_passage_and_keeps_its_own(tmp_path: Pa
 
 def _as_version_3(db: Path) -> None:
     """Turn a station database back into what version 3 left (no retention columns, and no
-    plate_reader: version 5's)."""
+    plate_record: version 5's)."""
     con = sqlite3.connect(db)
     con.execute("DROP INDEX passages_unpurged")
     con.execute("DROP INDEX outbox_label")
     con.execute("ALTER TABLE passages DROP COLUMN purge_started_utc")
     con.execute("ALTER TABLE passages DROP COLUMN purged_utc")
-    con.execute("ALTER TABLE passages DROP COLUMN plate_reader")
+    con.execute("ALTER TABLE passages DROP COLUMN plate_record")
     con.execute("DROP TABLE retention_runs")
     con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     con.commit()
@@ -622,7 +628,7 @@ def test_an_older_database_gets_the_new_columns(lane: Lane) -> None:
     old.close()
     lane.store = StationStore(lane.cfg.data_dir / "station.db")
     assert lane.store.get_meta("schema_version") == "5"
-    assert lane.row(key)["plate_reader"] is None  # the column is there, empty for old rows
+    assert lane.row(key)["plate_record"] is None  # the column is there, empty for old rows
     assert Retention(lane.cfg, lane.store).run(NOW).passages_purged == 1
     assert lane.row(key)["plate"] is None
 

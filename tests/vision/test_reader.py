@@ -152,3 +152,44 @@ def test_detector_settings_refuse_an_unknown_resize_method() -> None:
     assert DetectorSettings(resize_interpolation="linear").resize_interpolation == "linear"
     with pytest.raises(ValueError, match="resize_interpolation"):
         DetectorSettings(resize_interpolation="cubic")
+
+
+def _double_plate(shift_px: int = 0) -> np.ndarray:
+    """A 440 × 220 yellow double-row plate with dark strokes (box outlines) where GA 36 puts
+    its characters, moved up by ``shift_px`` (corners that cut the plate's top)."""
+    from zhichao.vision.plate_image import GA36_DOUBLE_BOXES_MM
+
+    plate = np.full((220 + shift_px, 440, 3), (0, 200, 240), dtype=np.uint8)
+    for x, y, w, h in GA36_DOUBLE_BOXES_MM:
+        cv2.rectangle(plate, (int(x), int(y)), (int(x + w), int(y + h)), (20, 20, 20), 8)
+    return np.ascontiguousarray(plate[shift_px:shift_px + 220])
+
+
+def test_the_rows_of_a_double_row_plate_are_split_at_the_gap_between_them() -> None:
+    from zhichao.vision.plate_image import (
+        DOUBLE_BOTTOM_FIXED_ROWS,
+        DOUBLE_TOP_FIXED_ROWS,
+        GA36_DOUBLE_BOXES_MM,
+        GA36_SINGLE_BOXES_MM,
+        double_row_split,
+    )
+
+    top_end = GA36_DOUBLE_BOXES_MM[0][1] + GA36_DOUBLE_BOXES_MM[0][3]  # 75 mm
+    bottom_start = GA36_DOUBLE_BOXES_MM[2][1]  # 90 mm
+    (t0, t1), (b0, b1) = double_row_split(_double_plate())
+    assert t0 == 0 and top_end <= t1 == b0 <= bottom_start and b1 == 220
+    # corners that cut 25 px off the top: the fixed split (to 88) would take the bottom
+    # row's tops into the top line; the gap moves with the rows
+    (t0, t1), (b0, b1) = double_row_split(_double_plate(25))
+    assert top_end - 25 <= t1 == b0 <= bottom_start - 25
+    assert DOUBLE_TOP_FIXED_ROWS[1] > bottom_start - 25
+    # no ink-free row where the gap would be (a single-row plate, or nothing at all): the
+    # fixed GA 36 proportions
+    single = np.full((220, 440, 3), (0, 200, 240), dtype=np.uint8)
+    for x, _y, w, _h in GA36_SINGLE_BOXES_MM:
+        cv2.rectangle(single, (int(x), 30), (int(x + w), 190), (20, 20, 20), 8)
+    fixed = (DOUBLE_TOP_FIXED_ROWS, DOUBLE_BOTTOM_FIXED_ROWS)
+    assert double_row_split(single) == fixed
+    assert double_row_split(np.full((220, 440, 3), 200, dtype=np.uint8)) == fixed
+    # light characters on a dark plate: the characters are still the minority
+    assert double_row_split(255 - _double_plate(25)) == double_row_split(_double_plate(25))

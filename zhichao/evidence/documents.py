@@ -86,6 +86,43 @@ def _plate_reader_zh(reader: Any) -> str:
             f"{_v(policy.get('min_plate_width_px'), ' px')}")
 
 
+#: reads listed on the sheet; the manifest keeps every one
+SHEET_PLATE_READS = 6
+
+
+def _low(values: Any) -> str:
+    """The lowest of a read's per-character probabilities (``—`` without any)."""
+    numbers = [float(v) for v in values or [] if isinstance(v, int | float)]
+    return f"{min(numbers):.2f}" if numbers else "—"
+
+
+def _plate_reads_rows(plate: dict[str, Any]) -> list[tuple[str, str]]:
+    """One row per read of the plate (each recogniser's text and its least sure character,
+    the province head, where in the frame), then the other strings seen."""
+    reads = [r for r in plate.get("reads") or [] if isinstance(r, dict)]
+    rows = []
+    for i, r in enumerate(reads[:SHEET_PLATE_READS], 1):
+        second = r.get("plate_model") if isinstance(r.get("plate_model"), dict) else None
+        box = ",".join(f"{float(v):.0f}" for v in r.get("box_px") or []
+                       if isinstance(v, int | float))
+        model = ("未运行" if second is None else
+                 f"{_v(second.get('text'))}（最低字符置信度 {_low(second.get('char_confidences'))}"
+                 f"，省份判别 {_v(second.get('province'))} "
+                 f"{_v(second.get('province_confidence'))}）")
+        rows.append((f"号牌读数 {i}",
+                     f"相机 {_v(r.get('camera'))}，{_bj(r.get('captured_utc'))}；通用文字识别 "
+                     f"{_v(r.get('text'))}（最低字符置信度 {_low(r.get('char_confidences'))}）；"
+                     f"号牌识别模型 {model}；颜色 {_v(r.get('colour'))}；"
+                     f"画面位置 {box or '—'} px"))
+    if len(reads) > SHEET_PLATE_READS:
+        rows.append(("号牌读数", f"另有 {len(reads) - SHEET_PLATE_READS} 次读数，见签名清单"))
+    others = [a for a in plate.get("alternatives") or [] if isinstance(a, dict)]
+    if others:
+        rows.append(("其他号牌读数", "；".join(
+            f"{_v(a.get('text'))}（支持度 {_v(a.get('support'))}）" for a in others[:10])))
+    return rows
+
+
 def _cite(source: dict[str, Any]) -> str:
     law = str(source.get("law_zh", ""))
     art = str(source.get("article_zh", ""))
@@ -126,6 +163,7 @@ def _facts(doc: dict[str, Any]) -> list[tuple[str, str]]:
         ("号牌", f"{_v(plate.get('text'))}（{_v(plate.get('colour'))}，"
                  f"识别置信度 {_v(plate.get('confidence'))}）"),
         ("号牌识别依据", _plate_reader_zh(plate.get("reader"))),
+        *_plate_reads_rows(plate),
         ("车辆所有人（登记）", f"{_v(reg.get('owner_name_zh'))}，"
                              f"地址 {_v(reg.get('owner_address_zh'))}"),
         ("车型", notice_text.vehicle_class_zh(c)),

@@ -256,11 +256,18 @@ class PlateResult:
     """What decided it (``zhichao.vision.vehicle.read_provenance``): the models' SHA-256, the
     runtime that computed them, the reader's settings and the accept policy's thresholds.
     None for a result recorded before it was kept."""
+    reads: tuple[dict[str, Any], ...] = ()
+    """Every read of the chosen plate (``zhichao.vision.vehicle.decision_reads``): camera,
+    time, box, each recogniser's text and per-character probabilities, province head."""
+    alternatives: tuple[dict[str, Any], ...] = ()
+    """Other plate strings seen for the vehicle, with their support."""
 
     def to_json(self) -> dict[str, Any]:
         return {"text": self.text, "colour": self.colour, "confidence": self.confidence,
                 "accepted": self.accepted, "review_reasons": list(self.review_reasons),
-                **({} if self.reader is None else {"reader": self.reader})}
+                **({} if self.reader is None else {"reader": self.reader}),
+                **({"reads": list(self.reads)} if self.reads else {}),
+                **({"alternatives": list(self.alternatives)} if self.alternatives else {})}
 
     @classmethod
     def from_json(cls, raw: Any, where: str = "plate") -> PlateResult:
@@ -269,6 +276,9 @@ class PlateResult:
         reader = raw.get("reader")
         if reader is not None:
             check_plate_reader(reader, f"{where}.reader")
+        reads = _objects(raw.get("reads"), f"{where}.reads", ("camera", "box_px"))
+        alternatives = _objects(raw.get("alternatives"), f"{where}.alternatives",
+                                ("text", "support"))
         conf = raw.get("confidence")
         if conf is not None and (isinstance(conf, bool) or not isinstance(conf, int | float)):
             raise InputError(f"{where}.confidence: expected a number")
@@ -282,7 +292,24 @@ class PlateResult:
             accepted=raw.get("accepted") is True,
             review_reasons=tuple(str(r) for r in reasons),
             reader=reader,
+            reads=reads,
+            alternatives=alternatives,
         )
+
+
+def _objects(raw: Any, where: str, required: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
+    """An optional list of JSON objects, each with the ``required`` keys."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise InputError(f"{where}: expected a list")
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise InputError(f"{where}[{i}]: expected a JSON object")
+        for key in required:
+            if key not in item:
+                raise InputError(f"{where}[{i}].{key}: missing")
+    return tuple(raw)
 
 
 _READER_MODELS = ("detector", "recogniser", "plate_model")

@@ -141,7 +141,7 @@ class Committer:
             plate_confidence=None if plate is None else plate.confidence,
             plate_accepted=None if plate is None else plate.accepted,
             plate_review=[] if plate is None else list(plate.review_codes),
-            plate_reader=None if plate is None else plate.reader,
+            plate_record=None if plate is None else plate.record(),
             review_required=needs_human(v) or not use.usable,
             device_reasons=reasons_json(use.reasons))
 

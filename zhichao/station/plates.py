@@ -79,17 +79,27 @@ class PlateRead:
     error: str | None = None
     worker_pid: int | None = None
     reader: dict[str, Any] | None = None  # zhichao.vision.vehicle.read_provenance
+    reads: tuple[dict[str, Any], ...] = ()  # zhichao.vision.vehicle.decision_reads
+    alternatives: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def failed(cls, exc: BaseException) -> PlateRead:
         """Reading failed: the passage goes to review without a plate."""
         return cls(None, None, None, False, ("vision_error",), error=repr(exc))
 
+    def record(self) -> dict[str, Any] | None:
+        """What the station keeps beside the text (``passages.plate_record``): the reader's
+        provenance, every read of the plate and the other strings seen."""
+        if self.reader is None and not self.reads and not self.alternatives:
+            return None
+        return {"reader": self.reader, "reads": list(self.reads),
+                "alternatives": list(self.alternatives)}
+
     def for_evidence(self) -> PlateResult | None:
         if not self.plate:
             return None
         return PlateResult(self.plate, self.colour, self.confidence, self.accepted,
-                           self.review_codes, self.reader)
+                           self.review_codes, self.reader, self.reads, self.alternatives)
 
 
 def _set_parent_death_signal() -> None:
@@ -151,7 +161,12 @@ def _init_worker(parent_pid: int, regions: LaneRegions,
 
 def read_plate(job: PlateJob) -> PlateRead:
     """Runs in a worker: the plate decision."""
-    from zhichao.vision.vehicle import VehicleFrame, WeighedVehicleFacts, decide_vehicle
+    from zhichao.vision.vehicle import (
+        VehicleFrame,
+        WeighedVehicleFacts,
+        decide_vehicle,
+        decision_reads,
+    )
 
     t0 = time.perf_counter()
     frames = []
@@ -163,9 +178,11 @@ def read_plate(job: PlateJob) -> PlateRead:
                                    datetime.fromisoformat(captured)))
     d = decide_vehicle(frames, _READER, WeighedVehicleFacts(axle_count=job.axle_count),
                        _POLICY)
+    detail = decision_reads(d)
     return PlateRead(d.plate, d.colour.value, round(float(d.confidence), 4), bool(d.accepted),
                      tuple(d.review_codes), time.perf_counter() - t0, worker_pid=os.getpid(),
-                     reader=_PROVENANCE)
+                     reader=_PROVENANCE, reads=tuple(detail["reads"]),
+                     alternatives=tuple(detail["alternatives"]))
 
 
 def _worker_pid() -> int:

@@ -276,11 +276,12 @@ class ReweighStage:
                 static_reweigh=static)
         plate = None
         if passage["plate"]:
-            reader = passage["plate_reader"]
+            record = json.loads(passage["plate_record"] or "{}")
             plate = PlateResult(passage["plate"], passage["plate_colour"],
                                 passage["plate_confidence"], bool(passage["plate_accepted"]),
                                 tuple(json.loads(passage["plate_review"] or "[]")),
-                                None if reader is None else json.loads(reader))
+                                record.get("reader"), tuple(record.get("reads") or ()),
+                                tuple(record.get("alternatives") or ()))
         images = tuple(ImageRef.from_json({"path": f["path"], "role": f["role"],
                                            "capture_utc": f["capture_utc"],
                                            "camera_id": f["camera_id"]}, where)

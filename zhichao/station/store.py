@@ -67,7 +67,7 @@ CREATE TABLE IF NOT EXISTS passages (
     plate_confidence REAL,
     plate_accepted INTEGER,
     plate_review TEXT,
-    plate_reader TEXT,
+    plate_record TEXT,
     review_required INTEGER NOT NULL DEFAULT 0,
     created_utc TEXT NOT NULL,
     device_reasons TEXT NOT NULL DEFAULT '[]',
@@ -160,7 +160,8 @@ class PassageRow:
     plate_review: list[str]
     review_required: bool = False  # undecidable or uncertain verdict: a human decides
     device_reasons: list[dict[str, str]] = field(default_factory=list)  # device unusable
-    plate_reader: dict[str, Any] | None = None  # what decided the plate (vision provenance)
+    # what decided the plate and every read of it (PlateResult.record); purged with the plate
+    plate_record: dict[str, Any] | None = None
 
 
 class StationStore:
@@ -192,8 +193,8 @@ class StationStore:
         if "device_reasons" not in cols:  # a version-1 database
             self.db.execute("ALTER TABLE passages ADD COLUMN device_reasons TEXT "
                             "NOT NULL DEFAULT '[]'")
-        # purge_* (versions 1 to 3), plate_reader (versions 1 to 4)
-        for col in ("purge_started_utc", "purged_utc", "plate_reader"):
+        # purge_* (versions 1 to 3), plate_record (versions 1 to 4)
+        for col in ("purge_started_utc", "purged_utc", "plate_record"):
             if col not in cols:
                 self.db.execute(f"ALTER TABLE passages ADD COLUMN {col} TEXT")
         outbox = {str(r[1]) for r in self.db.execute("PRAGMA table_info(outbox)")}
@@ -240,7 +241,7 @@ class StationStore:
             "last_sample, axle_count, gross_weight_kg, vehicle_class, limit_kg, verdict, "
             "overloaded, flags, record, frame_status, frames, plate, plate_colour, "
             "plate_confidence, plate_accepted, plate_review, review_required, created_utc, "
-            "device_reasons, plate_reader) VALUES "
+            "device_reasons, plate_record) VALUES "
             "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (p.passage_key, p.site_id, p.lane_id, p.time_utc, p.first_sample, p.last_sample,
              p.axle_count, p.gross_weight_kg, p.vehicle_class, p.limit_kg, p.verdict,
@@ -249,7 +250,8 @@ class StationStore:
              None if p.plate_accepted is None else int(p.plate_accepted),
              json.dumps(p.plate_review), int(p.review_required), utc_text(),
              json.dumps(p.device_reasons, ensure_ascii=False),
-             None if p.plate_reader is None else json.dumps(p.plate_reader)))
+             None if p.plate_record is None else json.dumps(p.plate_record,
+                                                             ensure_ascii=False)))
 
     def insert_case(self, con: sqlite3.Connection, passage_key: str,
                     material: dict[str, Any] | None = None) -> None:
@@ -428,10 +430,12 @@ class StationStore:
 
     def mark_purged(self, con: sqlite3.Connection, passage_key: str, record: dict[str, Any],
                     now_utc: str) -> bool:
-        """The passage's frames are gone: remove its plate (and any plate in its record),
-        drop its frame list, keep the rest (weights, class, verdict, time). Newly purged?"""
+        """The passage's frames are gone: remove its plate (and any plate in its record, and
+        its plate reads), drop its frame list, keep the rest (weights, class, verdict,
+        time). Newly purged?"""
         cur = con.execute(
-            "UPDATE passages SET plate = NULL, plate_colour = NULL, frames = '[]', "
+            "UPDATE passages SET plate = NULL, plate_colour = NULL, plate_record = NULL, "
+            "frames = '[]', "
             "record = ?, purged_utc = ? WHERE passage_key = ? AND "
             "purge_started_utc IS NOT NULL AND purged_utc IS NULL",
             (json.dumps(record, ensure_ascii=False), now_utc, passage_key))

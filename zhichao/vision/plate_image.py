@@ -3,8 +3,9 @@
 Physical plate sizes (GA 36-2018): single-row 440 × 140 mm (height/width ≈ 0.32),
 double-row 440 × 220 mm (≈ 0.50). The layout is classified from the 4 detected
 corners' geometry; a double-row plate is split into its top row (province +
-issuing letter, ≈ 0–40 % of the height, middle 70 % of the width) and bottom
-row (≈ 33–100 % of the height), each read on its own.
+issuing letter, middle 70 % of the width) and bottom row at the ink-free gap between
+them (:func:`double_row_split`; ≈ 0–40 % and 33–100 % of the height where no gap is
+seen), each read on its own.
 """
 
 from __future__ import annotations
@@ -125,13 +126,71 @@ def equalised(line: ImageBGR) -> ImageBGR:
     return np.ascontiguousarray(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), dtype=np.uint8)
 
 
+DOUBLE_PLATE_PX = (440, 220)
+"""A double-row plate is warped to this size (width, height: 1 px per mm of GA 36) to split."""
+DOUBLE_TOP_FIXED_ROWS = (0, 88)
+"""The top row (province + letter) where no gap between the rows is seen: 0-40 % of the height."""
+DOUBLE_BOTTOM_FIXED_ROWS = (73, 220)
+"""The bottom row where no gap is seen: 33-100 % of the height (overlapping the top's rows, as
+the corners may be off)."""
+DOUBLE_TOP_COLUMNS = (66, 374)
+"""The top row's two characters: the middle 70 % of the width."""
+DOUBLE_GAP_SEARCH = (0.2, 0.6)
+"""Where the gap between the rows is looked for, as fractions of the warped height (GA 36:
+the top row ends at 34 %, the bottom row starts at 41 %)."""
+DOUBLE_GAP_MAX_INK = 0.02
+"""A row of the gap has at most this share of character pixels (a tolerance for noise, not
+fitted)."""
+
+
+def double_row_split(plate: ImageBGR) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(top rows, bottom rows) of a warped double-row plate (:data:`DOUBLE_PLATE_PX`).
+
+    The detector's corners of a double-row plate can cut its top or bottom, which moves
+    the rows in the warped plate: a fixed split then cuts a character of the top row or
+    takes the tops of the bottom row's characters into it. So the split is the middle of
+    the widest run of ink-free rows (characters split from the background by Otsu, the
+    minority class, in the middle 70 % of the width) within :data:`DOUBLE_GAP_SEARCH`; where
+    no row there is free of ink (a single-row plate, heavy dirt), the fixed GA 36
+    proportions (:data:`DOUBLE_TOP_FIXED_ROWS`, :data:`DOUBLE_BOTTOM_FIXED_ROWS`).
+    """
+    fixed = (DOUBLE_TOP_FIXED_ROWS, DOUBLE_BOTTOM_FIXED_ROWS)
+    height, width = plate.shape[:2]
+    grey = cv2.cvtColor(plate, cv2.COLOR_BGR2GRAY) if plate.ndim == 3 else plate
+    band = np.ascontiguousarray(grey[:, DOUBLE_TOP_COLUMNS[0]:DOUBLE_TOP_COLUMNS[1]])
+    if band.size == 0 or int(band.max()) == int(band.min()):
+        return fixed
+    _, mask = cv2.threshold(band, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    ink = mask > 0
+    if ink.mean() > 0.5:  # the characters are the minority
+        ink = ~ink
+    profile = ink.mean(axis=1)
+    lo, hi = (round(f * height) for f in DOUBLE_GAP_SEARCH)
+    empty = profile[lo:hi] <= DOUBLE_GAP_MAX_INK
+    best_start, best_len, start = 0, 0, None
+    for i, is_empty in enumerate([*empty.tolist(), False]):
+        if is_empty and start is None:
+            start = i
+        elif not is_empty and start is not None:
+            if i - start > best_len:
+                best_start, best_len = start, i - start
+            start = None
+    if best_len == 0:
+        return fixed
+    split = lo + best_start + best_len // 2
+    return (0, split), (split, height)
+
+
 def double_row_lines(
     image: ImageBGR, corners_px: tuple[tuple[float, float], ...], settings: RectifySettings
 ) -> tuple[ImageBGR, ImageBGR]:
-    """(top row, bottom row) lines of a double-row plate, each 48 px high."""
-    plate = warp(image, corners_px, 440, 220, settings.margin_x / 2, settings.margin_y / 2)
-    top = plate[0:88, 66:374]  # 0-40 % of the height, middle 70 % of the width
-    bottom = plate[73:220, :]  # 33-100 % of the height
+    """(top row, bottom row) lines of a double-row plate, each 48 px high
+    (:func:`double_row_split`)."""
+    plate = warp(image, corners_px, *DOUBLE_PLATE_PX, settings.margin_x / 2,
+                 settings.margin_y / 2)
+    (top0, top1), (bottom0, bottom1) = double_row_split(plate)
+    top = plate[top0:top1, DOUBLE_TOP_COLUMNS[0]:DOUBLE_TOP_COLUMNS[1]]
+    bottom = plate[bottom0:bottom1, :]
     top_w = max(16, round(top.shape[1] * INPUT_HEIGHT_PX / top.shape[0] * 1.2))
     bottom_w = settings.single_width_px
     return (

@@ -21,7 +21,12 @@ import numpy as np
 import numpy.typing as npt
 
 from zhichao.vision.image import ImageBGR
-from zhichao.vision.plate_image import warp
+from zhichao.vision.plate_image import (
+    DOUBLE_PLATE_PX,
+    DOUBLE_TOP_COLUMNS,
+    double_row_split,
+    warp,
+)
 
 LINE_HEIGHT_PX = 32
 LINE_WIDTH_PX = 160
@@ -46,9 +51,10 @@ def single_line(image: ImageBGR, corners_px: tuple[tuple[float, float], ...]) ->
 
 def double_line(image: ImageBGR, corners_px: tuple[tuple[float, float], ...]) -> GreyLine:
     """A double-row plate as one line: top row (48 px) then bottom row (112 px), side by side."""
-    plate = warp(image, corners_px, 440, 220, MARGIN_X / 2, MARGIN_Y / 2)
-    top = plate[0:88, 66:374]
-    bottom = plate[73:220, :]
+    plate = warp(image, corners_px, *DOUBLE_PLATE_PX, MARGIN_X / 2, MARGIN_Y / 2)
+    (top0, top1), (bottom0, bottom1) = double_row_split(plate)
+    top = plate[top0:top1, DOUBLE_TOP_COLUMNS[0]:DOUBLE_TOP_COLUMNS[1]]
+    bottom = plate[bottom0:bottom1, :]
     bottom_width = LINE_WIDTH_PX - DOUBLE_TOP_WIDTH_PX
     line = np.concatenate(
         [

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ from zhichao.vision.errors import FrameError
 from zhichao.vision.grammar import is_trailer_plate, plate_kind
 from zhichao.vision.image import ImageBGR
 from zhichao.vision.plate_image import Layout, PlateColour
+from zhichao.vision.plate_model import SecondRead
 from zhichao.vision.policy import (
     PlatePolicy,
     RecogniserReads,
@@ -75,6 +76,10 @@ class PlateSource:
     layout: Layout
     crops: tuple[ImageBGR, ...] = field(repr=False, compare=False)
     """The rectified line images read (one row, or top and bottom of a double-row plate)."""
+    char_confidences: tuple[float, ...] = ()
+    """PP-OCRv4's per-character probabilities of ``text``."""
+    second: SecondRead | None = None
+    """The plate model's read of the same plate (None when it was not run)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +328,8 @@ def _entries(
                 colour=read.colour,
                 layout=read.layout,
                 crops=read.line_images,
+                char_confidences=read.char_confidences,
+                second=read.second,
             )
             entries.append(_Entry(source, read, region.contains(read.box_px, frame.image.shape)))
     return entries
@@ -602,4 +609,40 @@ def read_provenance(reader: PlateReader, policy: PlatePolicy) -> dict[str, Any]:
                      if f.name == "lane_regions" else getattr(policy, f.name))
             for f in fields(policy)
         },
+    }
+
+
+def _rounded(values: Sequence[float]) -> list[float]:
+    return [round(float(v), 4) for v in values]
+
+
+def decision_reads(decision: VehiclePlateDecision) -> dict[str, Any]:
+    """The reads behind ``decision``, for its evidence record (JSON data, UTC times):
+    every read of the chosen plate (camera, time, box in the frame's pixels, PP-OCRv4's
+    text and per-character probabilities, colour, layout, and the plate model's text,
+    per-character probabilities and province head), and the other plate strings seen
+    with their support."""
+    reads = []
+    for s in decision.sources:
+        second = s.second
+        reads.append({
+            "camera": s.camera,
+            "captured_utc": s.captured_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "box_px": _rounded(s.box_px),
+            "text": s.text,
+            "raw_text": s.raw_text,
+            "char_confidences": _rounded(s.char_confidences),
+            "colour": s.colour.value,
+            "layout": s.layout.value,
+            "plate_model": None if second is None else {
+                "text": second.text,
+                "char_confidences": _rounded(second.char_confidences),
+                "province": second.province,
+                "province_confidence": round(float(second.province_confidence), 4),
+            },
+        })
+    return {
+        "reads": reads,
+        "alternatives": [{"text": a.text, "support": round(float(a.support), 4)}
+                         for a in decision.alternatives],
     }
