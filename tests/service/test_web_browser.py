@@ -132,6 +132,8 @@ def tech_review_in_two_tabs(browser: Any, base: str, web: Web, case_id: int) -> 
     assert tech.inner_text("#case-state") == "待技术审核"
     assert "核验通过" in tech.inner_text("#integrity")
     assert loaded_width(tech, "#plate-crop img") > 0
+    # the close-up of each plate read, cut from its photo by the server
+    assert loaded_width(tech, "#plate-reads img.plate-read-crop") > 0
     assert tech.locator("#waveform svg polyline").count() >= 8
     assert tech.locator("#weights svg circle").count() == web.lane.records[2]["axle_count"]
     shot(tech, "02-case-technical-review")

@@ -79,6 +79,21 @@ class Lane:
     others: list[dict[str, Any]] = field(default_factory=list)  # the lane's other passages
 
 
+#: where the front photo's plate read lies (``zhichao.testing.cases.photo``: 320 × 200 px)
+FRONT_READ_BOX_PX = [100.0, 100.0, 220.0, 130.0]
+
+
+def plate_reads(plate: str, captured_utc: str) -> list[dict[str, Any]]:
+    """The station's record of the reads behind a plate: one on the front photo (CAM-F),
+    one by a camera whose photo the package does not hold."""
+    model = {"text": plate, "char_confidences": [0.99] * len(plate), "province": plate[0],
+             "province_confidence": 0.97}
+    return [{"camera": camera, "captured_utc": captured_utc, "box_px": FRONT_READ_BOX_PX,
+             "text": plate, "raw_text": plate, "char_confidences": [0.98] * len(plate),
+             "colour": "yellow", "layout": "single", "plate_model": model}
+            for camera in ("CAM-F", "CAM-R9")]
+
+
 def simulated_packages(root: Path, plates: list[str], *, clips: bool = False) -> Lane:
     """Simulate a truck lane, weigh it, seal each overloaded vehicle (one plate each);
     with ``clips`` each package also holds a front camera clip (H.264/MP4) and says that
@@ -105,7 +120,8 @@ def simulated_packages(root: Path, plates: list[str], *, clips: bool = False) ->
             case = case_dict(base)
             case.update({
                 "vehicle": record,
-                "plate": {"text": plate, "colour": "黄", "confidence": 0.99, "accepted": True},
+                "plate": {"text": plate, "colour": "黄", "confidence": 0.99, "accepted": True,
+                          "reads": plate_reads(plate, _utc(t))},
                 "registration": {"plate_text": plate, "axle_count": record["axle_count"],
                                  "total_mass_kg": record["limit_kg"],
                                  "owner_name_zh": "温岭某某物流有限公司"},

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from tests.service.conftest import PASSWORD, PG_URL, require_postgresql
 from tests.service.test_web_common import (
     FILE_NO,
+    FRONT_READ_BOX_PX,
     INJECT,
     PLATES,
     VIN,
@@ -235,7 +236,12 @@ def test_case_page_shows_the_evidence(web: Web) -> None:
     before = evidence_views(web, case.id)
     html = client.get(f"/console/cases/{case.id}").text
     assert "证据包完整性核验通过" in html and "清单哈希与登记时一致" in html
-    assert html.count("<img ") == 4 and 'id="plate-crop"' in html and "号牌特写" in html
+    # 4 photos and the close-up of the read made on the front photo (the other read's
+    # camera has no photo in the package)
+    assert html.count("<img ") == 5 and 'id="plate-crop"' in html and "号牌特写" in html
+    reads = html[html.index('id="plate-reads"'):]
+    assert reads.count('class="plate-read"') == 2 and "照片不在证据包中" in reads
+    assert f"{case.plate}（最低 0.98）" in reads and "（北京时间）" in reads
     assert html.count("<svg ") == 3  # load bar, axle diagram, waveform
     assert "<title>原始称重波形</title>" in html and "本车过秤区间" in html
     assert f"{record['gross_weight_kg']:,.0f} kg" in html
@@ -254,13 +260,29 @@ def test_case_page_shows_the_evidence(web: Web) -> None:
     assert evidence_views(web, case.id) == before + 1
     photo = client.get(f"/console/cases/{case.id}/files/original/image-plate.jpg")
     assert photo.status_code == 200 and photo.content.startswith(b"\xff\xd8")
+    # a read's close-up: its box and a quarter of it on each side, cut from its photo
+    crop = client.get(f"/console/cases/{case.id}/plate-reads/0")
+    assert crop.status_code == 200 and crop.headers["content-type"] == "image/jpeg"
+    from PIL import Image
+
+    x0, y0, x1, y1 = FRONT_READ_BOX_PX
+    with Image.open(io.BytesIO(crop.content)) as image:
+        assert image.size == (int(x1 + 30 + 1) - int(x0 - 30), int(y1 + 7.5 + 1) - int(y0 - 7.5))
+    for missing in (1, 2, 999):  # no photo, no such read
+        page = client.get(f"/console/cases/{case.id}/plate-reads/{missing}")
+        assert page.status_code == 404 and "号牌特写不存在" in page.text
+    assert client.get(f"/console/cases/{case.id}/plate-reads/-1").status_code == 422
+    with transaction(web.sessions) as s:  # the close-up was logged as an evidence view
+        seen = s.scalars(select(AuditEntry.detail).where(
+            AuditEntry.action == "evidence.view", AuditEntry.object_id == str(case.id))).all()
+    assert {"what": "plate_read/0"} in seen
     assert client.get(f"/console/cases/{case.id}/files/manifest.json").status_code == 404
     assert client.get(f"/console/cases/{case.id}/files/../../etc/passwd").status_code == 404
     pkg = client.get(f"/console/cases/{case.id}/package")
     assert pkg.headers["content-type"] == "application/zip"
     assert any(n.endswith("manifest.json") for n in zipfile.ZipFile(io.BytesIO(pkg.content))
                .namelist())
-    assert evidence_views(web, case.id) == before + 3
+    assert evidence_views(web, case.id) == before + 4  # page, photo, close-up, package
 
 
 def test_tampered_package_is_shown_as_failed(web: Web) -> None:

@@ -155,7 +155,7 @@ def double_row_split(plate: ImageBGR) -> tuple[tuple[int, int], tuple[int, int]]
     proportions (:data:`DOUBLE_TOP_FIXED_ROWS`, :data:`DOUBLE_BOTTOM_FIXED_ROWS`).
     """
     fixed = (DOUBLE_TOP_FIXED_ROWS, DOUBLE_BOTTOM_FIXED_ROWS)
-    height, width = plate.shape[:2]
+    height = plate.shape[0]
     grey = cv2.cvtColor(plate, cv2.COLOR_BGR2GRAY) if plate.ndim == 3 else plate
     band = np.ascontiguousarray(grey[:, DOUBLE_TOP_COLUMNS[0]:DOUBLE_TOP_COLUMNS[1]])
     if band.size == 0 or int(band.max()) == int(band.min()):

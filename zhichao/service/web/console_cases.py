@@ -25,7 +25,12 @@ from zhichao.service.models import (
     Statement,
     User,
 )
-from zhichao.service.web.evidence_view import evidence_view, integrity, unavailable_view
+from zhichao.service.web.evidence_view import (
+    evidence_view,
+    integrity,
+    plate_read_crop,
+    unavailable_view,
+)
 from zhichao.service.web.pages import (
     CONSOLE,
     DONE_ZH,
@@ -172,6 +177,21 @@ def case_file(request: Request, case_id: CaseId, pages: PagesDep,
             owners.log_evidence_view(session, actor=accounts.user_label(user), case=case,
                                      what=name)
         return Response(data, media_type=media_type, headers={"Cache-Control": "no-store"})
+    except ServiceError as exc:
+        return pages.error_page(request, exc)
+
+
+@router.get(f"{CONSOLE}/cases/{{case_id}}/plate-reads/{{n}}")
+def case_plate_read(request: Request, case_id: CaseId, pages: PagesDep,
+                    n: Annotated[int, PathParam(ge=0, le=999)]) -> Response:
+    """A plate read's close-up, cut from the package photo it was read on."""
+    try:
+        with pages.staff_tx(request, *duties.CASE_READ) as (session, user):
+            case = visible_case(session, user, case_id)
+            data = plate_read_crop(case, n)
+            owners.log_evidence_view(session, actor=accounts.user_label(user), case=case,
+                                     what=f"plate_read/{n}")
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
     except ServiceError as exc:
         return pages.error_page(request, exc)
 

@@ -63,6 +63,7 @@ class EvidenceView:
     problems_zh: list[str]
     videos: list[dict[str, str]] = field(default_factory=list)  # the passage's clips
     videos_missing: list[dict[str, str]] = field(default_factory=list)  # … and why none
+    plate_reads: list[dict[str, Any]] = field(default_factory=list)  # the reads behind the plate
 
 
 # why a clip is missing (the package says it in English, zhichao.station.clips), for officers
@@ -80,6 +81,92 @@ def _clip_missing_zh(reason: Any) -> str:
     text = str(reason or "")
     zh = next((z for prefix, z in CLIP_MISSING_ZH if text.startswith(prefix)), "原因未登记")
     return f"{zh}（记录原文：{text}）"
+
+
+#: the share of a read's box added on each side of its close-up
+PLATE_CROP_MARGIN = 0.25
+
+
+def _low(values: Any) -> str:
+    numbers = [float(v) for v in values or [] if isinstance(v, int | float)
+               and not isinstance(v, bool)]
+    return f"{min(numbers):.2f}" if numbers else "—"
+
+
+def _box(raw: Any) -> tuple[float, float, float, float] | None:
+    if not isinstance(raw, list) or len(raw) != 4 or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in raw):
+        return None
+    x0, y0, x1, y1 = (float(v) for v in raw)
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+def _read_image(files: list[dict[str, Any]], read: dict[str, Any]) -> str | None:
+    """The package photo a plate read was made on: the camera's photo (its capture time
+    decides between several)."""
+    photos = [f for f in files if str(f.get("role", "")).startswith("image_")
+              and f.get("camera_id") == read.get("camera")]
+    if len(photos) > 1:
+        photos = [f for f in photos if f.get("capture_utc") == read.get("captured_utc")]
+    return str(photos[0].get("path")) if len(photos) == 1 else None
+
+
+def plate_reads(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The sealed reads behind the plate (``case.plate.reads``), for the reviewers' table:
+    each recogniser's text and least sure character, the province head, and the photo
+    and box its close-up is cut from (None when the photo is not in the package)."""
+    facts = manifest.get("case") if isinstance(manifest.get("case"), dict) else {}
+    plate = facts.get("plate") if isinstance(facts, dict) else None
+    if not isinstance(plate, dict):
+        return []
+    files = [f for f in manifest.get("files", []) if isinstance(f, dict)]
+    rows = []
+    for n, read in enumerate(r for r in plate.get("reads") or [] if isinstance(r, dict)):
+        second = read.get("plate_model") if isinstance(read.get("plate_model"), dict) else {}
+        box = _box(read.get("box_px"))
+        image = _read_image(files, read) if box is not None else None
+        rows.append({
+            "n": n, "camera": str(read.get("camera") or "—"),
+            "captured_utc": str(read.get("captured_utc") or "—"),
+            "text": str(read.get("text") or "—"), "low": _low(read.get("char_confidences")),
+            "model_text": str(second.get("text") or "—"),
+            "model_low": _low(second.get("char_confidences")),
+            "province": str(second.get("province") or "—"),
+            "province_confidence": _low([second.get("province_confidence")]),
+            "colour": str(read.get("colour") or "—"),
+            "image": image, "box_px": box,
+        })
+    return rows
+
+
+def plate_read_crop(case: Case, n: int) -> bytes:
+    """A JPEG close-up of the plate of read ``n``: its box (with
+    :data:`PLATE_CROP_MARGIN` on each side) cut from the package photo it was read on."""
+    from io import BytesIO
+
+    from PIL import Image, UnidentifiedImageError
+
+    reads = plate_reads(owners.read_manifest(case.package_path))
+    if not 0 <= n < len(reads) or reads[n]["image"] is None:
+        raise NotFoundError(f"plate read {n}: none with a photo in {case.package_id}",
+                            "号牌特写不存在")
+    _media, data = owners.package_file(case, reads[n]["image"])
+    x0, y0, x1, y1 = reads[n]["box_px"]
+    dx, dy = (x1 - x0) * PLATE_CROP_MARGIN, (y1 - y0) * PLATE_CROP_MARGIN
+    try:
+        with Image.open(BytesIO(data)) as image:
+            width, height = image.size
+            box = (max(0, int(x0 - dx)), max(0, int(y0 - dy)),
+                   min(width, int(x1 + dx + 1)), min(height, int(y1 + dy + 1)))
+            if box[2] <= box[0] or box[3] <= box[1]:
+                raise NotFoundError(f"plate read {n}: its box lies outside the photo",
+                                    "号牌特写不存在")
+            out = BytesIO()
+            image.crop(box).convert("RGB").save(out, format="JPEG", quality=90)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise NotFoundError(f"plate read {n}: the photo cannot be decoded: {exc}",
+                            "号牌特写不存在") from exc
+    return out.getvalue()
 
 
 def unavailable_view(message_zh: str) -> EvidenceView:
@@ -240,4 +327,5 @@ def evidence_view(case: Case, *, waveform_max_points: int = 600) -> EvidenceView
                         penalty=penalty, limit=limit, axle_rows=axle_rows,
                         axle_figure=axle_figure, load_figure=load_figure,
                         waveform_figure=waveform_figure, waveform_note_zh=note,
-                        problems_zh=problems, videos=videos, videos_missing=missing)
+                        problems_zh=problems, videos=videos, videos_missing=missing,
+                        plate_reads=plate_reads(manifest))
