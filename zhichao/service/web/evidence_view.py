@@ -122,7 +122,8 @@ def plate_reads(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     files = [f for f in manifest.get("files", []) if isinstance(f, dict)]
     rows = []
     for n, read in enumerate(r for r in plate.get("reads") or [] if isinstance(r, dict)):
-        second = read.get("plate_model") if isinstance(read.get("plate_model"), dict) else {}
+        model = read.get("plate_model")
+        second: dict[str, Any] = model if isinstance(model, dict) else {}
         box = _box(read.get("box_px"))
         image = _read_image(files, read) if box is not None else None
         rows.append({
