@@ -348,5 +348,52 @@ def test_the_plate_reader_is_sealed_and_shown(env: Env,
     assert sheet.count("号牌读数 ") == SHEET_PLATE_READS
     assert "最低字符置信度 0.42" in sheet and "2025年06月01日 10:03:04（北京时间）" in sheet
     assert "另有 2 次读数" in sheet and "浙J12346（支持度 0.31）" in sheet
+    assert "颜色 黄" in sheet and "颜色 yellow" not in sheet  # as officers name it
+    manifest["case"]["plate"]["reader"]["models_sha256"]["plate_model"] = None
+    manifest["case"]["plate"]["alternatives"] = [{"text": f"浙J1234{i}", "support": 0.1}
+                                                 for i in range(12)]
+    sheet = sheet_html(manifest, lambda _name: None).decode()
+    assert "号牌识别 未加载" in sheet and "另有 2 个，见签名清单" in sheet
+    # the PDF sheet carries the same rows
+    import pypdfium2 as pdfium
+
+    from zhichao.evidence.documents import sheet_pdf
+
+    pdf = pdfium.PdfDocument(sheet_pdf(manifest, lambda _name: None))
+    text = "".join(pdf[i].get_textpage().get_text_range() for i in range(len(pdf)))
+    flat = "".join(text.split())
+    assert "号牌识别依据" in flat and "号牌读数1" in flat and "最低字符置信度0.42" in flat
     manifest["case"]["plate"].pop("reader")  # sealed before the reader was recorded
     assert "号牌识别依据</td><td>未记录" in sheet_html(manifest, lambda _name: None).decode()
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"captured_utc": 12}, r"reads\[0\].captured_utc"),
+    ({"captured_utc": "2025-06-01T02:03:04"}, r"reads\[0\].captured_utc"),  # no offset
+    ({"box_px": 5}, r"reads\[0\].box_px"),
+    ({"box_px": [1, 2, 3, float("nan")]}, r"reads\[0\].box_px"),
+    ({"char_confidences": 3}, r"reads\[0\].char_confidences"),
+    ({"char_confidences": [0.5, 1.5]}, r"reads\[0\].char_confidences"),
+    ({"text": "浙" * 100}, r"reads\[0\].text"),
+    ({"camera": None}, r"reads\[0\].camera"),
+    ({"plate_model": "x"}, r"reads\[0\].plate_model"),
+    ({"plate_model": {"province_confidence": True}}, r"plate_model.province_confidence"),
+])
+def test_a_malformed_plate_read_is_refused_naming_the_field(
+        good_case: tuple[CaseInputs, Path], change: dict[str, object], field: str) -> None:
+    from zhichao.evidence.errors import InputError
+    from zhichao.evidence.inputs import PlateResult
+
+    case, _base = good_case
+    assert case.plate is not None
+    read = {"camera": "CAM-F", "captured_utc": "2025-06-01T02:03:04Z",
+            "box_px": [1.0, 2.0, 30.0, 12.0], "text": "浙J12345",
+            "char_confidences": [0.9] * 7, "plate_model": None}
+    good = {**case.plate.to_json(), "reads": [read]}
+    assert PlateResult.from_json(good).reads == (read,)
+    with pytest.raises(InputError, match=field):
+        PlateResult.from_json({**good, "reads": [{**read, **change}]})
+    with pytest.raises(InputError, match="at most 64"):
+        PlateResult.from_json({**good, "reads": [read] * 65})
+    with pytest.raises(InputError, match=r"alternatives\[0\].support"):
+        PlateResult.from_json({**good, "alternatives": [{"text": "浙J1", "support": "x"}]})

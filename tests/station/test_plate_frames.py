@@ -180,7 +180,7 @@ def test_a_read_records_what_decided_it(workers: PlateWorkers, tmp_path: Path) -
     # it survives the case material's JSON and is checked when read back
     assert PlateResult.from_json(json.loads(json.dumps(evidence.to_json()))) == evidence
     with pytest.raises(InputError, match=r"reads\[0\].box_px"):
-        PlateResult.from_json({**evidence.to_json(), "reads": [{"camera": FRONT}]})
+        PlateResult.from_json({**evidence.to_json(), "reads": [{**read, "box_px": None}]})
     with pytest.raises(InputError, match="models_sha256.detector"):
         PlateResult.from_json({**evidence.to_json(), "reader": {
             **reader, "models_sha256": {**reader["models_sha256"], "detector": "x"}}})

@@ -94,22 +94,26 @@ def test_readme_main_command_seals_verifiable_cases_on_defaults(tmp_path: Path) 
     checks = [json.loads(x) for x in (data / "clock" / "checks.jsonl").read_text(
         encoding="utf-8").splitlines()]
     assert checks and all(c["source"] == "sim" and c["result"] == "good" for c in checks)
+    with_plate = 0
     shipped = {"detector": DETECTOR_CLP_DET.sha256,
                "recogniser": RECOGNISER_PPOCRV4_FUSED.sha256,
                "plate_model": RECOGNISER_PLATE_CRNN.sha256}
     for _, _, package_dir in cases:
         case = json.loads((Path(package_dir) / "manifest.json").read_text("utf-8"))["case"]
         # what decided the plate: the shipped models, the runtime and the policy's thresholds
-        # (a case whose plate nothing read has no plate result to record it in)
+        # (a case where nothing at all was read has no plate result to record it in)
+        with_plate += case["plate"] is not None
         if case["plate"] is not None:
             reader = case["plate"]["reader"]
             assert reader["models_sha256"] == shipped, reader
             assert reader["runtime"].split()[0] == DEFAULT_INFERENCE_BACKEND, reader
             assert reader["policy"]["min_char_confidence"] == PlatePolicy().min_char_confidence
+            assert case["plate"]["reads"], "the reads behind the plate are sealed with it"
         assert case["clocks"]["reference_check"]["verified"] is True, case["clocks"]
         assert case["clocks"]["reference_zh"] == "站内参考时钟（模拟授时，已核验）"
         assert "clock_not_verified" not in {r["code"] for r in case["eligibility"]["reasons"]}
 
+    assert with_plate, "no sealed case recorded a plate read: the reader record is untested"
     errors = [rec for rec in map(json.loads, (data / "station.log.jsonl").read_text(
         encoding="utf-8").splitlines()) if rec.get("level") in ("error", "critical")]
     assert errors == [], errors[:3]

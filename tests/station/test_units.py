@@ -55,6 +55,33 @@ def test_store_transaction_is_all_or_nothing_and_duplicates_are_found(tmp_path: 
     s.close()
 
 
+def test_a_plate_reader_record_is_kept_once(tmp_path: Path) -> None:
+    """Every passage a worker decides names the same reader: station.db keeps its record
+    once (``plate_readers``, by SHA-256) and gives it back with each passage's reads."""
+    from dataclasses import replace
+
+    reader = {"software_version": "0.1.0", "runtime": "openvino 2026.4.1 bf16",
+              "models_sha256": {"detector": "a" * 64, "recogniser": "b" * 64,
+                                "plate_model": "c" * 64},
+              "settings": {}, "policy": {"min_char_confidence": 0.9}}
+    s = StationStore(tmp_path / "s.db")
+    with s.transaction() as con:
+        for n, key in enumerate(("k1", "k2", "k3")):
+            record = {"reader": reader, "alternatives": [],
+                      "reads": [{"camera": "F", "text": f"浙A1234{n}", "box_px": [1, 2, 3, 4]}]}
+            s.insert_passage(con, replace(_row(key, 1000 * (n + 1)), plate=f"浙A1234{n}",
+                                          plate_record=None if key == "k3" else record))
+    assert s.db.execute("SELECT COUNT(*) FROM plate_readers").fetchone()[0] == 1
+    stored = s.db.execute("SELECT plate_record FROM passages WHERE passage_key = 'k2'"
+                          ).fetchone()[0]
+    assert "openvino" not in stored and "reader_sha256" in stored
+    back = s.plate_record(s.passage("k2"))
+    assert back is not None and back["reader"] == reader
+    assert back["reads"][0]["text"] == "浙A12341"
+    assert s.plate_record(s.passage("k3")) is None
+    s.close()
+
+
 def test_dense_traffic_never_swaps_frames(tmp_path: Path) -> None:
     """400 vehicles 0.35–1.2 s apart at row 1 (a close follower keeps its leader's speed, as
     it must in one lane; others 40–100 km/h), camera 12 m downstream with a +150 ms clock and

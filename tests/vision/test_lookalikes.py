@@ -132,6 +132,50 @@ def test_an_issuing_o_lends_nothing_to_the_next_zero() -> None:
     assert read.char_probabilities[2] == pytest.approx(0.5)  # its own step: 0 0.5, O 0
 
 
+def test_one_glyph_split_over_o_and_zero_is_not_counted_twice() -> None:
+    # 粤O1234D whose O is split over O and 0 steps with no blank between: decoded as the
+    # NEV 粤O01234D, and both the O and the 0 must stay as unsure as they were (summed,
+    # each would count the same glyph: 0.95 / 0.95)
+    rows = [{"粤": 0.97}, {}, {"O": 0.75, "0": 0.20}, {"O": 0.35, "0": 0.60}, {}]
+    rows += _spelled("1234D")
+    probs = _steps(rows)
+    plain = ctc.decode(probs)
+    shared = ctc.decode(probs, shared_lookalikes=ctc.SHARED_LOOKALIKES)
+    assert plain.text == shared.text == "粤O01234D"
+    assert shared.char_probabilities == plain.char_probabilities
+    assert shared.char_probabilities[1:3] == pytest.approx((0.75, 0.60))
+    assert shared == ctc.decode_reference(probs, shared_lookalikes=ctc.SHARED_LOOKALIKES)
+    # with a character between them, each is its own glyph again
+    rows = [{"粤": 0.97}, {}, {"O": 0.5, "0": 0.47}, {}, {"1": 0.97}, {}, {"0": 0.5, "O": 0.47}, {}]
+    rows += _spelled("234")
+    read = ctc.decode(_steps(rows), shared_lookalikes=ctc.SHARED_LOOKALIKES)
+    assert read.text == "粤O10234"
+    assert read.char_probabilities[1] == read.char_probabilities[3] == pytest.approx(0.97)
+
+
+def test_a_pair_is_checked_against_the_templates_in_use() -> None:
+    from zhichao.vision.grammar import Template
+
+    both = (Template("odd", (frozenset("浙"), frozenset("0O"), frozenset("12"))),)
+    probs = _steps(_spelled("浙01"))
+    assert ctc.decode(probs, both).text == "浙01"
+    with pytest.raises(ValueError, match="look-alikes"):
+        ctc.decode(probs, both, shared_lookalikes=ctc.SHARED_LOOKALIKES)
+    with pytest.raises(ValueError, match="look-alikes"):
+        ctc.char_probabilities(probs, "浙01", ctc.SHARED_LOOKALIKES, both)
+    with pytest.raises(ValueError, match="look-alikes"):
+        ctc.decode(probs, shared_lookalikes=[["0", "O"]])  # type: ignore[arg-type]
+
+
+def test_a_shared_confidence_is_at_most_one() -> None:
+    rows = _spelled("浙DX0L19")
+    rows[6] = {"0": 0.6, "O": 0.45}  # rounding (bfloat16) can make a row sum above 1
+    probs = _steps(rows)
+    probs[6, 0] = 0.0
+    read = ctc.decode(probs, shared_lookalikes=ctc.SHARED_LOOKALIKES)
+    assert read.char_probabilities[3] == 1.0
+
+
 def test_shared_char_probabilities_equal_the_reference() -> None:
     rng = np.random.default_rng(12)
     for text in ("浙A0D384", "粤O01234", "皖AD10066", "使014578"):

@@ -88,9 +88,11 @@ def test_the_plate_model_alone_fills_in_but_is_never_accepted(sure_read: PlateRe
     assert decision.plate == sure_read.second.text and not decision.accepted
     assert decision.kind is not None
     assert decision.confidence == pytest.approx(sure_read.second.confidence)
-    assert decision.review_codes[:1] == (ReviewCode.GRAMMAR_INVALID.value,)
-    assert ReviewCode.UNCONFIRMED.value in decision.review_codes
-    assert "plate model alone" in str([r.detail for r in decision.review_reasons])
+    assert decision.review_codes[:1] == (ReviewCode.PLATE_MODEL_ONLY.value,)
+    assert ReviewCode.GRAMMAR_INVALID.value not in decision.review_codes  # the plate is valid
+    assert decision.plate_model_only
+    assert "plate model alone" in decision.review_reasons[0].detail
+    assert "PP-OCRv4 raw reads" in decision.review_reasons[0].detail
     # however sure, over several frames too
     sure_second = replace(sure_read.second, char_confidences=(1.0,) * 7,
                           province_confidence=1.0)

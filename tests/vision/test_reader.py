@@ -6,6 +6,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from zhichao.vision.detect import Detection
 from zhichao.vision.image import load_image
@@ -156,13 +157,17 @@ def test_detector_settings_refuse_an_unknown_resize_method() -> None:
 
 def _double_plate(shift_px: int = 0) -> np.ndarray:
     """A 440 × 220 yellow double-row plate with dark strokes (box outlines) where GA 36 puts
-    its characters, moved up by ``shift_px`` (corners that cut the plate's top)."""
+    its characters, moved up by ``shift_px`` (corners that cut the plate's top; negative:
+    corners that reach above it, a dark margin above the plate)."""
     from zhichao.vision.plate_image import GA36_DOUBLE_BOXES_MM
 
-    plate = np.full((220 + shift_px, 440, 3), (0, 200, 240), dtype=np.uint8)
+    up, down = max(shift_px, 0), max(-shift_px, 0)
+    plate = np.full((220 + up, 440, 3), (0, 200, 240), dtype=np.uint8)
     for x, y, w, h in GA36_DOUBLE_BOXES_MM:
         cv2.rectangle(plate, (int(x), int(y)), (int(x + w), int(y + h)), (20, 20, 20), 8)
-    return np.ascontiguousarray(plate[shift_px:shift_px + 220])
+    plate = plate[up:up + 220 - down]
+    margin = np.full((down, 440, 3), (0, 200, 240), dtype=np.uint8)  # plate-coloured: no ink
+    return np.ascontiguousarray(np.concatenate([margin, plate]))
 
 
 def test_the_rows_of_a_double_row_plate_are_split_at_the_gap_between_them() -> None:
@@ -193,3 +198,8 @@ def test_the_rows_of_a_double_row_plate_are_split_at_the_gap_between_them() -> N
     assert double_row_split(np.full((220, 440, 3), 200, dtype=np.uint8)) == fixed
     # light characters on a dark plate: the characters are still the minority
     assert double_row_split(255 - _double_plate(25)) == double_row_split(_double_plate(25))
+    # corners reaching 40 px above the plate: the empty margin above the top row is no gap
+    (t0, t1), (b0, b1) = double_row_split(_double_plate(-40))
+    assert top_end + 40 <= t1 == b0 <= bottom_start + 40
+    with pytest.raises(ValueError, match="440, 220"):
+        double_row_split(np.zeros((110, 220, 3), dtype=np.uint8))

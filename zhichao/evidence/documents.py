@@ -36,6 +36,7 @@ from zhichao.evidence.inputs import TIME_SOURCE_ZH
 from zhichao.evidence.notice_text import law_figures as _law
 from zhichao.evidence.static_reading import FLAG_ZH, STABLE_BY_ZH
 from zhichao.evidence.verdict import VERDICT_ZH
+from zhichao.vision.plate_image import PLATE_COLOURS_ZH
 
 LOGGER = logging.getLogger(__name__)
 LATIN_FONT_NAME = "DejaVuSans-Latin.ttf"
@@ -77,7 +78,7 @@ def _plate_reader_zh(reader: Any) -> str:
         return "未记录"
     models = reader.get("models_sha256") or {}
     policy = reader.get("policy") or {}
-    hashes = "，".join(f"{zh} {str(models.get(key) or '—')[:16]}"
+    hashes = "，".join(f"{zh} {str(models.get(key) or '未加载')[:16]}"
                       for key, zh in _READER_MODELS_ZH)
     return (f"zhichao {_v(reader.get('software_version'))}，运行 {_v(reader.get('runtime'))}；"
             f"模型 SHA-256：{hashes}；自动采信阈值：字符 {_v(policy.get('min_char_confidence'))}"
@@ -86,8 +87,9 @@ def _plate_reader_zh(reader: Any) -> str:
             f"{_v(policy.get('min_plate_width_px'), ' px')}")
 
 
-#: reads listed on the sheet; the manifest keeps every one
+#: reads and other plate strings listed on the sheet; the manifest keeps every one
 SHEET_PLATE_READS = 6
+SHEET_PLATE_ALTERNATIVES = 10
 
 
 def _low(values: Any) -> str:
@@ -112,15 +114,23 @@ def _plate_reads_rows(plate: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append((f"号牌读数 {i}",
                      f"相机 {_v(r.get('camera'))}，{_bj(r.get('captured_utc'))}；通用文字识别 "
                      f"{_v(r.get('text'))}（最低字符置信度 {_low(r.get('char_confidences'))}）；"
-                     f"号牌识别模型 {model}；颜色 {_v(r.get('colour'))}；"
+                     f"号牌识别模型 {model}；颜色 {_colour_zh(r.get('colour'))}；"
                      f"画面位置 {box or '—'} px"))
     if len(reads) > SHEET_PLATE_READS:
         rows.append(("号牌读数", f"另有 {len(reads) - SHEET_PLATE_READS} 次读数，见签名清单"))
     others = [a for a in plate.get("alternatives") or [] if isinstance(a, dict)]
     if others:
+        more = len(others) - SHEET_PLATE_ALTERNATIVES
         rows.append(("其他号牌读数", "；".join(
-            f"{_v(a.get('text'))}（支持度 {_v(a.get('support'))}）" for a in others[:10])))
+            f"{_v(a.get('text'))}（支持度 {_v(a.get('support'))}）"
+            for a in others[:SHEET_PLATE_ALTERNATIVES])
+            + (f"；另有 {more} 个，见签名清单" if more > 0 else "")))
     return rows
+
+
+def _colour_zh(colour: Any) -> str:
+    """A plate colour as officers name it (蓝, 黄 …); a name the table lacks as it is."""
+    return PLATE_COLOURS_ZH.get(str(colour), _v(colour))
 
 
 def _cite(source: dict[str, Any]) -> str:
@@ -160,7 +170,7 @@ def _facts(doc: dict[str, Any]) -> list[tuple[str, str]]:
         ("监测点", " ".join(x for x in (site.get("name_zh"), site.get("road_zh"),
                                         site.get("stake_zh")) if x) or c.get("site_id", "—")),
         ("车道", _v(c.get("lane_id"))),
-        ("号牌", f"{_v(plate.get('text'))}（{_v(plate.get('colour'))}，"
+        ("号牌", f"{_v(plate.get('text'))}（{_colour_zh(plate.get('colour'))}，"
                  f"识别置信度 {_v(plate.get('confidence'))}）"),
         ("号牌识别依据", _plate_reader_zh(plate.get("reader"))),
         *_plate_reads_rows(plate),
@@ -805,6 +815,6 @@ def render_all(doc: dict[str, Any], read: Reader) -> dict[str, bytes]:
             out["derived/notice.pdf"] = notice_pdf(doc)
     except DocumentError:
         raise
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise DocumentError(f"cannot render documents: {type(exc).__name__}: {exc}") from exc
     return out

@@ -10,6 +10,7 @@ field when something is wrong. A part that is missing is passed as ``None`` and 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -276,9 +277,9 @@ class PlateResult:
         reader = raw.get("reader")
         if reader is not None:
             check_plate_reader(reader, f"{where}.reader")
-        reads = _objects(raw.get("reads"), f"{where}.reads", ("camera", "box_px"))
-        alternatives = _objects(raw.get("alternatives"), f"{where}.alternatives",
-                                ("text", "support"))
+        reads = _listed(raw.get("reads"), f"{where}.reads", check_plate_read)
+        alternatives = _listed(raw.get("alternatives"), f"{where}.alternatives",
+                               _check_alternative)
         conf = raw.get("confidence")
         if conf is not None and (isinstance(conf, bool) or not isinstance(conf, int | float)):
             raise InputError(f"{where}.confidence: expected a number")
@@ -297,19 +298,81 @@ class PlateResult:
         )
 
 
-def _objects(raw: Any, where: str, required: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
-    """An optional list of JSON objects, each with the ``required`` keys."""
+MAX_PLATE_READS = 64
+"""Reads a plate result may list (a station keeps every read of one vehicle: a few)."""
+MAX_PLATE_TEXT = 32
+"""Characters of any text in a read (a plate has 7 or 8; a raw read a few more)."""
+
+
+def _listed(raw: Any, where: str, check: Any) -> tuple[dict[str, Any], ...]:
+    """An optional list of at most :data:`MAX_PLATE_READS` JSON objects, each checked."""
     if raw is None:
         return ()
     if not isinstance(raw, list):
         raise InputError(f"{where}: expected a list")
+    if len(raw) > MAX_PLATE_READS:
+        raise InputError(f"{where}: {len(raw)} entries, at most {MAX_PLATE_READS}")
     for i, item in enumerate(raw):
-        if not isinstance(item, dict):
-            raise InputError(f"{where}[{i}]: expected a JSON object")
-        for key in required:
-            if key not in item:
-                raise InputError(f"{where}[{i}].{key}: missing")
+        check(item, f"{where}[{i}]")
     return tuple(raw)
+
+
+def _short_text(raw: dict[str, Any], key: str, where: str, *, required: bool = False) -> None:
+    value = raw.get(key)
+    if value is None and not required:
+        return
+    if not isinstance(value, str) or len(value) > MAX_PLATE_TEXT:
+        raise InputError(f"{where}.{key}: expected text of at most {MAX_PLATE_TEXT} characters")
+
+
+def _probabilities(raw: dict[str, Any], key: str, where: str) -> None:
+    values = raw.get(key)
+    if values is None:
+        return
+    if not isinstance(values, list) or len(values) > MAX_PLATE_TEXT or not all(
+            _is_number(v) and 0.0 <= v <= 1.0 for v in values):
+        raise InputError(f"{where}.{key}: expected a list of probabilities (0 to 1)")
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def check_plate_read(raw: Any, where: str = "plate.reads[0]") -> None:
+    """One read of a plate result's ``reads``: raise :class:`InputError` naming the field
+    unless ``camera`` is text, ``captured_utc`` an RFC 3339 time with an offset, ``box_px``
+    four finite numbers (left, top, right, bottom), the texts short text or null, the
+    per-character probabilities lists of numbers from 0 to 1, and ``plate_model`` null or an
+    object of the same kind (``province_confidence`` a probability)."""
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: expected a JSON object")
+    _short_text(raw, "camera", where, required=True)
+    parse_time(raw.get("captured_utc"), f"{where}.captured_utc")
+    box = raw.get("box_px")
+    if not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) for v in box):
+        raise InputError(f"{where}.box_px: expected four numbers (left, top, right, bottom)")
+    for key in ("text", "raw_text", "colour", "layout"):
+        _short_text(raw, key, where)
+    _probabilities(raw, "char_confidences", where)
+    model = raw.get("plate_model")
+    if model is not None:
+        if not isinstance(model, dict):
+            raise InputError(f"{where}.plate_model: expected a JSON object")
+        _short_text(model, "text", f"{where}.plate_model")
+        _short_text(model, "province", f"{where}.plate_model")
+        _probabilities(model, "char_confidences", f"{where}.plate_model")
+        conf = model.get("province_confidence")
+        if conf is not None and not (_is_number(conf) and 0.0 <= conf <= 1.0):
+            raise InputError(f"{where}.plate_model.province_confidence: expected a probability")
+
+
+def _check_alternative(raw: Any, where: str) -> None:
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: expected a JSON object")
+    _short_text(raw, "text", where, required=True)
+    if not _is_number(raw.get("support")):
+        raise InputError(f"{where}.support: expected a number")
 
 
 _READER_MODELS = ("detector", "recogniser", "plate_model")

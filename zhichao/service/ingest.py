@@ -28,11 +28,8 @@ from zhichao.service import audit
 from zhichao.service.errors import IngestError, InvalidInputError
 from zhichao.service.models import Case, Device, Lane, Passage, Site, Vehicle
 from zhichao.service.objectstore import local_package
+from zhichao.vision.plate_image import PLATE_COLOURS_ZH
 
-PLATE_COLOURS_ZH: dict[str, str] = {
-    "blue": "蓝", "yellow": "黄", "green": "绿", "yellow_green": "黄绿", "white": "白",
-    "black": "黑",
-}
 _COLOUR_FROM_ZH = {zh: code for code, zh in PLATE_COLOURS_ZH.items()}
 _COLOUR_FROM_ZH.update({"蓝色": "blue", "黄色": "yellow", "绿色": "green", "白色": "white",
                         "黑色": "black", "渐变绿": "green", "黄绿色": "yellow_green"})

@@ -96,10 +96,14 @@ class PlateRead:
                 "alternatives": list(self.alternatives)}
 
     def for_evidence(self) -> PlateResult | None:
-        if not self.plate:
+        """The plate as the package records it; without a decided plate, still its reads
+        and the reader that made them (the reviewer needs them most then); None when
+        nothing at all was read."""
+        if not self.plate and self.record() is None:
             return None
-        return PlateResult(self.plate, self.colour, self.confidence, self.accepted,
-                           self.review_codes, self.reader, self.reads, self.alternatives)
+        return PlateResult(self.plate or None, self.colour, self.confidence,
+                           self.accepted and bool(self.plate), self.review_codes,
+                           self.reader, self.reads, self.alternatives)
 
 
 def _set_parent_death_signal() -> None:

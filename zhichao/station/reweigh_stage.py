@@ -275,13 +275,14 @@ class ReweighStage:
                 images=m.images, clocks=m.clocks, station_id=self.cfg.station.station_id,
                 static_reweigh=static)
         plate = None
-        if passage["plate"]:
-            record = json.loads(passage["plate_record"] or "{}")
-            plate = PlateResult(passage["plate"], passage["plate_colour"],
-                                passage["plate_confidence"], bool(passage["plate_accepted"]),
-                                tuple(json.loads(passage["plate_review"] or "[]")),
-                                record.get("reader"), tuple(record.get("reads") or ()),
-                                tuple(record.get("alternatives") or ()))
+        record = self.store.plate_record(passage)
+        if passage["plate"] or record is not None:  # checked as any package input is
+            plate = PlateResult.from_json({
+                "text": passage["plate"], "colour": passage["plate_colour"],
+                "confidence": passage["plate_confidence"],
+                "accepted": bool(passage["plate_accepted"]) and bool(passage["plate"]),
+                "review_reasons": json.loads(passage["plate_review"] or "[]"),
+                **(record or {})}, f"{where}.plate")
         images = tuple(ImageRef.from_json({"path": f["path"], "role": f["role"],
                                            "capture_utc": f["capture_utc"],
                                            "camera_id": f["camera_id"]}, where)

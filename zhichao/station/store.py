@@ -14,6 +14,7 @@ is fed through the sync wire only (:mod:`zhichao.station.local_service`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -105,6 +106,10 @@ CREATE TABLE IF NOT EXISTS gaps (
     n_samples INTEGER NOT NULL,
     reason TEXT NOT NULL,
     time_utc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS plate_readers (
+    sha256 TEXT PRIMARY KEY,
+    reader TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS retention_runs (
     id INTEGER PRIMARY KEY,
@@ -235,6 +240,36 @@ class StationStore:
                               first_sample + window_samples)).fetchone()
         return None if row is None else str(row[0])
 
+    def _stored_plate_record(self, con: sqlite3.Connection, record: dict[str, Any] | None
+                             ) -> str | None:
+        """``passages.plate_record`` as stored: the reader's record (the same for every
+        passage a worker decides) kept once in ``plate_readers`` under its SHA-256, the
+        passage naming it (``reader_sha256``)."""
+        if record is None:
+            return None
+        stored = {k: v for k, v in record.items() if k != "reader"}
+        reader = record.get("reader")
+        if reader is not None:
+            text = json.dumps(reader, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            con.execute("INSERT OR IGNORE INTO plate_readers (sha256, reader) VALUES (?, ?)",
+                        (digest, text))
+            stored["reader_sha256"] = digest
+        return json.dumps(stored, ensure_ascii=False)
+
+    def plate_record(self, passage: Any) -> dict[str, Any] | None:
+        """A passage row's plate record with its reader's record put back (``reader``: None
+        when the passage names none or it is missing)."""
+        raw = passage["plate_record"]
+        if not raw:
+            return None
+        record: dict[str, Any] = json.loads(raw)
+        digest = record.pop("reader_sha256", None)
+        row = None if digest is None else self.db.execute(
+            "SELECT reader FROM plate_readers WHERE sha256 = ?", (digest,)).fetchone()
+        record["reader"] = None if row is None else json.loads(row[0])
+        return record
+
     def insert_passage(self, con: sqlite3.Connection, p: PassageRow) -> None:
         con.execute(
             "INSERT INTO passages (passage_key, site_id, lane_id, time_utc, first_sample, "
@@ -250,8 +285,7 @@ class StationStore:
              None if p.plate_accepted is None else int(p.plate_accepted),
              json.dumps(p.plate_review), int(p.review_required), utc_text(),
              json.dumps(p.device_reasons, ensure_ascii=False),
-             None if p.plate_record is None else json.dumps(p.plate_record,
-                                                             ensure_ascii=False)))
+             self._stored_plate_record(con, p.plate_record)))
 
     def insert_case(self, con: sqlite3.Connection, passage_key: str,
                     material: dict[str, Any] | None = None) -> None:

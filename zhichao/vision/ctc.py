@@ -41,9 +41,11 @@ SHARED_LOOKALIKES: tuple[tuple[str, str], ...] = (("0", "O"),)
 """Pairs of plate characters that look alike and that no template allows at the same
 position (GA 36: 0 only in the serial, O only as the issuing letter, 粤O…), so wherever a
 decoded text has one, the other's probability on the same steps is the same glyph's. With
-``shared_lookalikes``, a character's confidence (:func:`char_probabilities`) counts both;
-the decoding itself and the alignment do not change. :func:`exclusive_pairs` checks the
-condition against the templates."""
+``shared_lookalikes``, a character's confidence (:func:`char_probabilities`) counts both,
+except where the partner stands next to it in the text (an issuing-letter O followed by a
+serial 0: one glyph split over O and 0 steps could count as both); the decoding itself and
+the alignment do not change. :func:`exclusive_pairs` checks the condition against the
+templates."""
 
 
 def exclusive_pairs(
@@ -58,15 +60,22 @@ def exclusive_pairs(
     )
 
 
-def _values(probs: FloatArray, shared: tuple[tuple[str, str], ...]) -> FloatArray:
-    """``probs`` with each column of a ``shared`` pair replaced by the pair's sum."""
-    if not shared:
-        return probs
-    values = probs.copy()
-    for a, b in shared:
-        both = probs[:, _COLUMN[a]] + probs[:, _COLUMN[b]]
-        values[:, _COLUMN[a]] = both
-        values[:, _COLUMN[b]] = both
+def _label_values(
+    probs: FloatArray, text: str, shared: tuple[tuple[str, str], ...]
+) -> FloatArray:
+    """(steps, len(text)): each character of ``text``'s probability at each step; for a
+    character of a ``shared`` pair, the pair's sum (at most 1) — unless its partner stands
+    next to it in ``text``: one round glyph split over O and 0 steps could then count as
+    both, the issuing letter and the serial's first character (粤O1234D read as
+    粤O01234D), so both keep their own probability."""
+    values = np.asarray(probs, dtype=np.float64)[:, [_COLUMN[c] for c in text]].copy()
+    partner = {a: b for a, b in shared} | {b: a for a, b in shared}
+    for i, ch in enumerate(text):
+        other = partner.get(ch)
+        if other is None or other in text[max(0, i - 1):i] or other in text[i + 1:i + 2]:
+            continue
+        both = np.asarray(probs[:, _COLUMN[ch]] + probs[:, _COLUMN[other]], dtype=np.float64)
+        values[:, i] = np.minimum(both, 1.0)
     return values
 
 
@@ -162,11 +171,12 @@ def char_probabilities_reference(
     (plain numpy: the reference :func:`char_probabilities` is tested against).
 
     Each character's value is the highest probability it has on the steps the
-    alignment assigns to it (with its ``shared_lookalikes`` partner's added there).
+    alignment assigns to it (with its ``shared_lookalikes`` partner's added there, as
+    :func:`char_probabilities` says).
     """
     if not text:
         return ()
-    values = _values(probs, shared_lookalikes)
+    values = _label_values(probs, text, shared_lookalikes)
     labels = [_COLUMN[c] for c in text]
     ext = [0]
     for col in labels:
@@ -197,9 +207,9 @@ def char_probabilities_reference(
     for t in range(n_steps - 1, 0, -1):
         path[t - 1] = back[t, path[t]]
     result = []
-    for i, col in enumerate(labels):
+    for i in range(len(labels)):
         steps = np.flatnonzero(path == 2 * i + 1)
-        result.append(float(values[steps, col].max()) if steps.size else 0.0)
+        result.append(float(values[steps, i].max()) if steps.size else 0.0)
     return tuple(result)
 
 
@@ -459,43 +469,59 @@ def _viterbi_kernel(
 
 
 def char_probabilities(
-    probs: FloatArray, text: str, shared_lookalikes: tuple[tuple[str, str], ...] = ()
+    probs: FloatArray,
+    text: str,
+    shared_lookalikes: tuple[tuple[str, str], ...] = (),
+    templates: tuple[Template, ...] = TEMPLATES,
 ) -> tuple[float, ...]:
     """Per-character probability along the best (Viterbi) CTC alignment of ``text``.
 
     Each character's value is the highest probability it has on the steps the
     alignment assigns to it (0 when it has none); with ``shared_lookalikes``
-    (:data:`SHARED_LOOKALIKES`: pairs :func:`exclusive_pairs` holds for), a character of
-    a pair gets its partner's probability on those steps added. The alignment uses
-    ``probs`` as they are. Compiled; the same values as
+    (:data:`SHARED_LOOKALIKES`: pairs :func:`exclusive_pairs` holds for in ``templates``),
+    a character of a pair gets its partner's probability on those steps added (at most
+    1), except where its partner stands next to it in ``text`` (one glyph could then count
+    twice). The alignment uses ``probs`` as they are. Compiled; the same values as
     :func:`char_probabilities_reference`.
 
     Raises
     ------
     ValueError
         ``probs`` is malformed (as :func:`decode`), or a pair's characters are not plate
-        characters or share a template position.
+        characters or share a position of one of ``templates``.
     """
     if not text:
         return ()
     probs = _checked(probs)
-    _check_shared(shared_lookalikes)
+    _check_shared(shared_lookalikes, templates)
     labels = np.array([_COLUMN[c] for c in text], dtype=np.int64)
     ext = np.zeros(2 * len(labels) + 1, dtype=np.int64)
     ext[1::2] = labels
     logp = np.log(np.maximum(probs[:, ext], 1e-30))
     skip_ok = np.zeros(len(ext), dtype=np.bool_)
     skip_ok[2:] = (ext[2:] != 0) & (ext[2:] != ext[:-2])
-    result = _viterbi_kernel(logp, skip_ok, _values(probs, shared_lookalikes), labels)
+    values = _label_values(probs, text, shared_lookalikes)
+    result = _viterbi_kernel(logp, skip_ok, values, np.arange(len(text), dtype=np.int64))
     return tuple(float(v) for v in result)
 
 
+def _check_shared(
+    pairs: tuple[tuple[str, str], ...], templates: tuple[Template, ...] = TEMPLATES
+) -> None:
+    try:
+        _check_shared_cached(pairs, templates)
+    except TypeError as exc:  # unhashable: not a tuple of pairs
+        raise ValueError(f"shared look-alikes {pairs!r}: not a tuple of pairs") from exc
+
+
 @functools.lru_cache(maxsize=16)
-def _check_shared(pairs: tuple[tuple[str, str], ...]) -> None:
+def _check_shared_cached(
+    pairs: tuple[tuple[str, str], ...], templates: tuple[Template, ...]
+) -> None:
     for pair in pairs:
         if len(pair) != 2 or any(ch not in _COLUMN for ch in pair) or pair[0] == pair[1]:
             raise ValueError(f"shared look-alikes {pair!r}: not two different plate characters")
-    if not exclusive_pairs(pairs):
+    if not exclusive_pairs(pairs, templates):
         raise ValueError(f"shared look-alikes {pairs!r}: a template allows both at one position")
 
 
@@ -528,7 +554,7 @@ def decode(
     """
     if beam_width < 1:
         raise ValueError(f"beam_width must be >= 1, not {beam_width}")
-    _check_shared(shared_lookalikes)
+    _check_shared(shared_lookalikes, templates)
     probs = _checked(probs)
     tables = _tables_for(templates)
     complete: list[Candidate] = []
@@ -550,7 +576,7 @@ def decode(
         text=best.text,
         kind=best.kind,
         probability=best.probability,
-        char_probabilities=char_probabilities(probs, best.text, shared_lookalikes),
+        char_probabilities=char_probabilities(probs, best.text, shared_lookalikes, templates),
         alternatives=tuple(complete[1 : 1 + max_alternatives]),
         greedy_text=raw,
     )

@@ -52,6 +52,14 @@ class PlateColour(StrEnum):
     UNKNOWN = "unknown"
 
 
+PLATE_COLOURS_ZH: dict[str, str] = {
+    PlateColour.BLUE.value: "蓝", PlateColour.YELLOW.value: "黄", PlateColour.GREEN.value: "绿",
+    PlateColour.YELLOW_GREEN.value: "黄绿", PlateColour.WHITE.value: "白",
+    PlateColour.BLACK.value: "黑",
+}
+"""A plate colour as officers and owners name it (the one table; ``unknown`` has none)."""
+
+
 @dataclass(frozen=True, slots=True)
 class RectifySettings:
     single_width_px: int = 200
@@ -150,10 +158,19 @@ def double_row_split(plate: ImageBGR) -> tuple[tuple[int, int], tuple[int, int]]
     the rows in the warped plate: a fixed split then cuts a character of the top row or
     takes the tops of the bottom row's characters into it. So the split is the middle of
     the widest run of ink-free rows (characters split from the background by Otsu, the
-    minority class, in the middle 70 % of the width) within :data:`DOUBLE_GAP_SEARCH`; where
-    no row there is free of ink (a single-row plate, heavy dirt), the fixed GA 36
-    proportions (:data:`DOUBLE_TOP_FIXED_ROWS`, :data:`DOUBLE_BOTTOM_FIXED_ROWS`).
+    minority class, in the middle 70 % of the width) within :data:`DOUBLE_GAP_SEARCH` that
+    has ink above and below it (a gap between two rows, not the margin beyond the plate);
+    where there is none (a single-row plate, heavy dirt), the fixed GA 36 proportions
+    (:data:`DOUBLE_TOP_FIXED_ROWS`, :data:`DOUBLE_BOTTOM_FIXED_ROWS`).
+
+    Raises
+    ------
+    ValueError
+        ``plate`` is not :data:`DOUBLE_PLATE_PX`.
     """
+    if tuple(plate.shape[1::-1]) != DOUBLE_PLATE_PX:
+        raise ValueError(f"a warped double-row plate is {DOUBLE_PLATE_PX} px (width, height), "
+                         f"not {tuple(plate.shape[1::-1])}")
     fixed = (DOUBLE_TOP_FIXED_ROWS, DOUBLE_BOTTOM_FIXED_ROWS)
     height = plate.shape[0]
     grey = cv2.cvtColor(plate, cv2.COLOR_BGR2GRAY) if plate.ndim == 3 else plate
@@ -166,18 +183,21 @@ def double_row_split(plate: ImageBGR) -> tuple[tuple[int, int], tuple[int, int]]
         ink = ~ink
     profile = ink.mean(axis=1)
     lo, hi = (round(f * height) for f in DOUBLE_GAP_SEARCH)
-    empty = profile[lo:hi] <= DOUBLE_GAP_MAX_INK
+    inked = profile > DOUBLE_GAP_MAX_INK
     best_start, best_len, start = 0, 0, None
-    for i, is_empty in enumerate([*empty.tolist(), False]):
-        if is_empty and start is None:
-            start = i
-        elif not is_empty and start is not None:
-            if i - start > best_len:
-                best_start, best_len = start, i - start
-            start = None
+    for i in range(lo, hi + 1):
+        if i < hi and not inked[i]:
+            start = i if start is None else start
+            continue
+        # a gap lies between two rows of characters: ink above it and below it (the
+        # margin above the top row, where the corners reach beyond the plate, is none)
+        if start is not None and inked[:start].any() and inked[i:].any() \
+                and i - start > best_len:
+            best_start, best_len = start, i - start
+        start = None
     if best_len == 0:
         return fixed
-    split = lo + best_start + best_len // 2
+    split = best_start + best_len // 2
     return (0, split), (split, height)
 
 

@@ -60,6 +60,7 @@ class ReviewCode(StrEnum):
     MULTIPLE_PLATES = "multiple_plates_in_view"
     OUTSIDE_LANE = "plate_outside_lane"
     RECOGNISER_DISAGREEMENT = "recogniser_disagreement"
+    PLATE_MODEL_ONLY = "plate_model_only"
 
 
 REVIEW_TEXT_ZH: dict[ReviewCode, str] = {
@@ -79,6 +80,9 @@ REVIEW_TEXT_ZH: dict[ReviewCode, str] = {
     ReviewCode.MULTIPLE_PLATES: "画面中有多块号牌，无法确定哪块属于被称重车辆，需人工核对",
     ReviewCode.OUTSIDE_LANE: "号牌不在本车道预期位置，可能是其他车辆的号牌，需人工核对",
     ReviewCode.RECOGNISER_DISAGREEMENT: "两个独立的号牌识别模型结果不一致，需人工核对",
+    ReviewCode.PLATE_MODEL_ONLY: (
+        "通用文字识别未读出符合编码规则的号牌，所示号牌仅由号牌识别模型读出，需人工核对"
+    ),
 }
 
 

@@ -429,9 +429,10 @@ class PlateReader:
         if top.text and bottom.text and best_text == top.text + bottom.text:
             chars = top.char_probabilities + bottom.char_probabilities
         else:
-            chars = ctc.char_probabilities(top_probs, best_text[:top_len]) + ctc.char_probabilities(
-                bottom_probs, best_text[top_len:]
-            )
+            shared = ctc.SHARED_LOOKALIKES if self.config.ppocr_fold_lookalikes else ()
+            chars = ctc.char_probabilities(
+                top_probs, best_text[:top_len], shared, tops
+            ) + ctc.char_probabilities(bottom_probs, best_text[top_len:], shared, bottoms)
         limit = 1 + self.config.decode.max_alternatives
         alternatives = tuple(Alternative(t, p) for t, p in joined[1:limit])
         kind = plate_kind(best_text, self.config.templates)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from zhichao.vision.ctc import SHARED_LOOKALIKES
 from zhichao.vision.errors import FrameError
 from zhichao.vision.grammar import is_trailer_plate, plate_kind
 from zhichao.vision.image import ImageBGR
@@ -98,8 +99,8 @@ class VehiclePlateDecision:
     review reason applies; it still means pre-filled for 审核确认, never an automatic
     penalty. Where PP-OCRv4 read nothing grammar-valid but the plate model did, ``plate``
     is the plate model's read, for the reviewer to check (:func:`_plate_model_suggestion`;
-    never accepted: it carries ``grammar_invalid`` and ``unconfirmed_read``).
-    """
+    never accepted: it carries ``plate_model_only`` in place of ``grammar_invalid``, and the
+    colour checks of its kind)."""
 
     plate: str | None
     kind: str | None
@@ -529,12 +530,16 @@ def decide_from_reads(
     best = max(main, key=lambda e: (e.read.text is not None, e.read.confidence))
     plate = voted
     suggestion = _plate_model_suggestion(main) if voted is None else None
-    if suggestion is not None:  # PP-OCRv4 read nothing valid (grammar_invalid is there)
-        plate, confidence = suggestion
+    if suggestion is not None:  # PP-OCRv4 read nothing valid: plate_model_only, not
+        plate, confidence = suggestion  # grammar_invalid, which the filled plate is not
         kind = plate_kind(plate)
-        reasons.append(
-            ReviewReason.of(ReviewCode.UNCONFIRMED, f"plate model alone read {plate!r}")
-        )
+        raw = ", ".join(sorted({e.read.raw_text for e in main}))
+        alone = ReviewReason.of(
+            ReviewCode.PLATE_MODEL_ONLY,
+            f"plate model alone read {plate!r}; PP-OCRv4 raw reads {raw}",
+        )  # never accepted: this reason is always there
+        reasons = [alone] + [r for r in reasons if r.code is not ReviewCode.GRAMMAR_INVALID]
+        reasons += _dedupe(reasons, _colour_reasons(colour, kind, plate, facts, policy))
     return VehiclePlateDecision(
         plate=plate,
         kind=kind,
@@ -602,6 +607,9 @@ def read_provenance(reader: PlateReader, policy: PlatePolicy) -> dict[str, Any]:
             "use_plate_model": config.use_plate_model,
             "plate_model_province_from_head": config.plate_model_province_from_head,
             "ppocr_fold_lookalikes": config.ppocr_fold_lookalikes,
+            "ppocr_shared_lookalikes": [list(pair) for pair in SHARED_LOOKALIKES]
+            if config.ppocr_fold_lookalikes else [],
+            "double_row_split": "ink_gap",
             "views": [view.name for view in config.views],
         },
         "policy": {
