@@ -432,3 +432,27 @@ def test_views_are_skipped_only_where_they_cannot_change_a_decision(dev_dir: Pat
 )
 def test_colour_goes_with_the_plate_kind(colour: PlateColour, kind: str, consistent: bool) -> None:
     assert colour_kind_consistent(colour, kind) is consistent
+
+
+def test_the_reads_record_is_what_evidence_accepts(sure_read: PlateRead) -> None:
+    """``decision_reads``: JSON data, UTC times, probabilities within [0, 1] (a folded
+    look-alike under bfloat16 can exceed 1 by rounding), raw reads cut to a bounded length."""
+    import json
+
+    from zhichao.vision.vehicle import READ_TEXT_MAX_CHARS, decision_reads
+
+    assert sure_read.second is not None
+    over = replace(sure_read, char_confidences=(1.0039,) + sure_read.char_confidences[1:],
+                   raw_text="A" * 300,
+                   second=replace(sure_read.second, province_confidence=1.0078))
+    image = np.zeros((1200, 1600, 3), dtype=np.uint8)
+    decision = decide_from_reads([(VehicleFrame(image, "front", T0), [over])])
+    record = decision_reads(decision)
+    assert json.loads(json.dumps(record)) == record
+    (read,) = record["reads"]
+    assert read["captured_utc"] == "2026-11-22T08:00:00Z" and read["camera"] == "front"
+    assert read["char_confidences"][0] == 1.0 and all(
+        0.0 <= v <= 1.0 for v in read["char_confidences"])
+    assert read["plate_model"]["province_confidence"] == 1.0
+    assert len(read["raw_text"]) == READ_TEXT_MAX_CHARS
+    assert read["text"] == decision.plate and len(read["box_px"]) == 4

@@ -300,8 +300,9 @@ class PlateResult:
 
 MAX_PLATE_READS = 64
 """Reads a plate result may list (a station keeps every read of one vehicle: a few)."""
-MAX_PLATE_TEXT = 32
-"""Characters of any text in a read (a plate has 7 or 8; a raw read a few more)."""
+MAX_PLATE_TEXT = 128
+"""Characters of any text in a read (a plate has 7 or 8; an unconstrained raw read of a
+double-row plate's two lines up to about 60; a camera id as configured)."""
 
 
 def _listed(raw: Any, where: str, check: Any) -> tuple[dict[str, Any], ...]:

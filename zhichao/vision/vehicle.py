@@ -624,6 +624,16 @@ def _rounded(values: Sequence[float]) -> list[float]:
     return [round(float(v), 4) for v in values]
 
 
+def _probabilities(values: Sequence[float]) -> list[float]:
+    """Probabilities as recorded: rounded, within [0, 1] (bfloat16 rounding, or a folded
+    look-alike, can put one a hair above 1)."""
+    return [min(1.0, max(0.0, v)) for v in _rounded(values)]
+
+
+#: the longest text a read records (an unconstrained raw read is cut there)
+READ_TEXT_MAX_CHARS = 128
+
+
 def decision_reads(decision: VehiclePlateDecision) -> dict[str, Any]:
     """The reads behind ``decision``, for its evidence record (JSON data, UTC times):
     every read of the chosen plate (camera, time, box in the frame's pixels, PP-OCRv4's
@@ -638,15 +648,15 @@ def decision_reads(decision: VehiclePlateDecision) -> dict[str, Any]:
             "captured_utc": s.captured_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "box_px": _rounded(s.box_px),
             "text": s.text,
-            "raw_text": s.raw_text,
-            "char_confidences": _rounded(s.char_confidences),
+            "raw_text": s.raw_text[:READ_TEXT_MAX_CHARS],
+            "char_confidences": _probabilities(s.char_confidences),
             "colour": s.colour.value,
             "layout": s.layout.value,
             "plate_model": None if second is None else {
                 "text": second.text,
-                "char_confidences": _rounded(second.char_confidences),
+                "char_confidences": _probabilities(second.char_confidences),
                 "province": second.province,
-                "province_confidence": round(float(second.province_confidence), 4),
+                "province_confidence": _probabilities([second.province_confidence])[0],
             },
         })
     return {
