@@ -347,6 +347,9 @@ def _check_device(cfg: StationConfig) -> None:
     _need(30 <= cfg.drift.baseline_n <= 100_000, "drift.baseline_n", "must be 30 … 100000")
 
 
+MAX_CAMERA_ID_CHARS = 64
+
+
 def _check_cameras(cfg: StationConfig) -> None:
     """Cameras: ids, roles, spool or URL, lane regions."""
     ids = [c.camera_id for c in cfg.cameras]
@@ -354,6 +357,9 @@ def _check_cameras(cfg: StationConfig) -> None:
     for i, c in enumerate(cfg.cameras):
         _need(c.role in CAMERA_ROLES, f"camera[{i}].role", f"must be one of {CAMERA_ROLES}")
         _need(bool(c.camera_id), f"camera[{i}].camera_id", "must not be empty")
+        _need(len(c.camera_id) <= MAX_CAMERA_ID_CHARS and "/" not in c.camera_id,
+              f"camera[{i}].camera_id", f"at most {MAX_CAMERA_ID_CHARS} characters, no '/' "
+              "(it names a folder and goes into each plate read's evidence record)")
         _need(bool(c.spool_dir) != bool(c.url), f"camera[{i}]",
               "give exactly one of spool_dir (pushed frames) or url (a camera opened by URL)")
         if c.url:
