@@ -395,5 +395,10 @@ def test_a_malformed_plate_read_is_refused_naming_the_field(
         PlateResult.from_json({**good, "reads": [{**read, **change}]})
     with pytest.raises(InputError, match="at most 64"):
         PlateResult.from_json({**good, "reads": [read] * 65})
+    # the vision stage records no more than the evidence accepts
+    from zhichao.evidence.inputs import MAX_PLATE_READS, MAX_PLATE_TEXT
+    from zhichao.vision.vehicle import MAX_RECORDED_READS, READ_TEXT_MAX_CHARS
+
+    assert (MAX_RECORDED_READS, READ_TEXT_MAX_CHARS) == (MAX_PLATE_READS, MAX_PLATE_TEXT)
     with pytest.raises(InputError, match=r"alternatives\[0\].support"):
         PlateResult.from_json({**good, "alternatives": [{"text": "浙J1", "support": "x"}]})

@@ -751,3 +751,29 @@ def test_the_command_dry_runs_runs_and_refuses_bad_input(
     assert "does not exist" in capsys.readouterr().err
     assert main(["status", "--config", toml]) == 0
     assert "已清理非案件通行 1 条" in capsys.readouterr().out
+
+
+def test_a_pending_case_whose_material_cannot_be_read_does_not_stop_a_start(
+        lane: Lane) -> None:
+    """Recovery at start re-reads each pending case's material: one that fails the evidence
+    checks (here a plate read without a time) is recorded on its case and as a failed
+    sealing step; the station still starts and the other pending case is queued."""
+    from zhichao.station.alarms import StageHealth
+    from zhichao.station.ops import StationMetrics
+    from zhichao.station.seal_stage import SealStage
+
+    bad = lane.add(NEW, "浙A11111", case="pending")
+    good = lane.add(NEW, "浙A22222", case="pending")
+    material = lane.store.case_material(bad)
+    assert material is not None
+    material["plate"]["reads"] = [{"camera": "CAM-FRONT-1", "box_px": [1, 2, 3, 4]}]
+    lane.store.db.execute("UPDATE cases SET material = ? WHERE passage_key = ?",
+                          (json.dumps(material, ensure_ascii=False), bad))
+    stage = SealStage(lane.sealer, lane.store, StageHealth(lane.store), StationMetrics())
+    stage.recover()  # does not raise
+    queued = [stage.jobs.get_nowait().passage_key for _ in range(stage.jobs.qsize())]
+    assert queued == [good]
+    stage.collect()
+    error = lane.store.db.execute("SELECT error FROM cases WHERE passage_key = ?",
+                                  (bad,)).fetchone()[0]
+    assert "case material unreadable" in error and "captured_utc" in error

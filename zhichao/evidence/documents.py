@@ -130,6 +130,8 @@ def _plate_reads_rows(plate: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _colour_zh(colour: Any) -> str:
     """A plate colour as officers name it (蓝, 黄 …); a name the table lacks as it is."""
+    if colour == "unknown":
+        return "未识别"
     return PLATE_COLOURS_ZH.get(str(colour), _v(colour))
 
 

@@ -299,7 +299,8 @@ class PlateResult:
 
 
 MAX_PLATE_READS = 64
-"""Reads a plate result may list (a station keeps every read of one vehicle: a few)."""
+"""Reads (and other strings) a plate result may list; the vision stage records at most as
+many (``zhichao.vision.vehicle.MAX_RECORDED_READS``, a test keeps them equal)."""
 MAX_PLATE_TEXT = 128
 """Characters of any text in a read (a plate has 7 or 8; an unconstrained raw read of a
 double-row plate's two lines up to about 60; a camera id as configured)."""

@@ -22,6 +22,7 @@ bounded time for the workers to finish and kills any that do not.
 from __future__ import annotations
 
 import ctypes
+import logging
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -38,8 +39,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from zhichao.evidence.errors import InputError
 from zhichao.evidence.inputs import PlateResult
 from zhichao.station.config_sections import CameraSection
+
+LOG = logging.getLogger("zhichao.station")
 
 _READER: Any = None
 _POLICY: Any = None
@@ -101,9 +105,16 @@ class PlateRead:
         nothing at all was read."""
         if not self.plate and self.record() is None:
             return None
-        return PlateResult(self.plate or None, self.colour, self.confidence,
-                           self.accepted and bool(self.plate), self.review_codes,
-                           self.reader, self.reads, self.alternatives)
+        result = PlateResult(self.plate or None, self.colour, self.confidence,
+                             self.accepted and bool(self.plate), self.review_codes,
+                             self.reader, self.reads, self.alternatives)
+        try:  # checked now, as sealing (and a restart's recovery) will check it
+            return PlateResult.from_json(result.to_json())
+        except InputError as exc:  # never expected: the vision stage bounds every field
+            LOG.error("plate reads left out of the evidence: they do not pass its checks",
+                      extra={"fields": {"error": str(exc)}})
+            return PlateResult(result.text, result.colour, result.confidence,
+                               result.accepted, result.review_reasons)
 
 
 def _set_parent_death_signal() -> None:

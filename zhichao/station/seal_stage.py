@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from zhichao.evidence.errors import EvidenceError
 from zhichao.station.alarms import StageHealth
 from zhichao.station.errors import SealingStoppedError
 from zhichao.station.messages import SealOutcome
@@ -67,8 +68,16 @@ class SealStage:
         self.recovery["completed_on_start"] = len(info["complete"])
         for key in self.store.pending_cases():
             material = self.store.case_material(key)
-            if material is not None:
+            if material is None:
+                continue
+            try:
                 self.jobs.put(material_from_json(material))
+            except (EvidenceError, KeyError, TypeError, ValueError) as exc:
+                # recorded on the case and as a failed sealing step; the station starts
+                LOG.error("a pending case's material cannot be read; not sealed",
+                          extra={"fields": {"passage": key, "error": repr(exc)}})
+                self.outcomes.put(SealOutcome("error", key,
+                                              detail=f"case material unreadable: {exc!r}"))
 
     # ------------------------------------------------------------------ the sealer thread
     def loop(self, stop: threading.Event) -> None:

@@ -265,9 +265,11 @@ class StationStore:
             return None
         record: dict[str, Any] = json.loads(raw)
         digest = record.pop("reader_sha256", None)
-        row = None if digest is None else self.db.execute(
-            "SELECT reader FROM plate_readers WHERE sha256 = ?", (digest,)).fetchone()
-        record["reader"] = None if row is None else json.loads(row[0])
+        if digest is not None:
+            row = self.db.execute("SELECT reader FROM plate_readers WHERE sha256 = ?",
+                                  (digest,)).fetchone()
+            record["reader"] = None if row is None else json.loads(row[0])
+        record.setdefault("reader", None)
         return record
 
     def insert_passage(self, con: sqlite3.Connection, p: PassageRow) -> None:

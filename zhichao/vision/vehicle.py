@@ -16,6 +16,7 @@ disagrees lowers it; the plate's confidence is the lowest position's.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -626,12 +627,16 @@ def _rounded(values: Sequence[float]) -> list[float]:
 
 def _probabilities(values: Sequence[float]) -> list[float]:
     """Probabilities as recorded: rounded, within [0, 1] (bfloat16 rounding, or a folded
-    look-alike, can put one a hair above 1)."""
-    return [min(1.0, max(0.0, v)) for v in _rounded(values)]
+    look-alike, can put one a hair above 1; a NaN, which no decoder passes, as 0)."""
+    return [min(1.0, max(0.0, v)) if math.isfinite(v) else (1.0 if v > 0 else 0.0)
+            for v in _rounded(values)]
 
 
 #: the longest text a read records (an unconstrained raw read is cut there)
 READ_TEXT_MAX_CHARS = 128
+#: the most reads, and the most other strings, a decision records (the surest first);
+#: ``zhichao.evidence.inputs`` refuses more
+MAX_RECORDED_READS = 64
 
 
 def decision_reads(decision: VehiclePlateDecision) -> dict[str, Any]:
@@ -641,12 +646,12 @@ def decision_reads(decision: VehiclePlateDecision) -> dict[str, Any]:
     per-character probabilities and province head), and the other plate strings seen
     with their support."""
     reads = []
-    for s in decision.sources:
+    for s in decision.sources[:MAX_RECORDED_READS]:
         second = s.second
         reads.append({
             "camera": s.camera,
             "captured_utc": s.captured_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-            "box_px": _rounded(s.box_px),
+            "box_px": [v if math.isfinite(v) else 0.0 for v in _rounded(s.box_px)],
             "text": s.text,
             "raw_text": s.raw_text[:READ_TEXT_MAX_CHARS],
             "char_confidences": _probabilities(s.char_confidences),
@@ -661,6 +666,8 @@ def decision_reads(decision: VehiclePlateDecision) -> dict[str, Any]:
         })
     return {
         "reads": reads,
-        "alternatives": [{"text": a.text, "support": round(float(a.support), 4)}
-                         for a in decision.alternatives],
+        "alternatives": [{"text": a.text[:READ_TEXT_MAX_CHARS],
+                          "support": round(float(a.support), 4) if math.isfinite(a.support)
+                          else 0.0}
+                         for a in decision.alternatives[:MAX_RECORDED_READS]],
     }

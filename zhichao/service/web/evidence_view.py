@@ -11,7 +11,9 @@ fails.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from markupsafe import Markup
@@ -29,6 +31,7 @@ from zhichao.service.errors import NotFoundError
 from zhichao.service.models import Case
 from zhichao.service.objectstore import local_package
 from zhichao.service.web import svg
+from zhichao.vision.plate_image import PLATE_COLOURS_ZH
 from zhichao.weighing.vehicle import FLAGS_ZH
 
 IMAGE_ROLES_ZH = {
@@ -95,7 +98,8 @@ def _low(values: Any) -> str:
 
 def _box(raw: Any) -> tuple[float, float, float, float] | None:
     if not isinstance(raw, list) or len(raw) != 4 or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in raw):
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            for v in raw):
         return None
     x0, y0, x1, y1 = (float(v) for v in raw)
     return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
@@ -107,8 +111,26 @@ def _read_image(files: list[dict[str, Any]], read: dict[str, Any]) -> str | None
     photos = [f for f in files if str(f.get("role", "")).startswith("image_")
               and f.get("camera_id") == read.get("camera")]
     if len(photos) > 1:
-        photos = [f for f in photos if f.get("capture_utc") == read.get("captured_utc")]
+        when = _utc_time(read.get("captured_utc"))
+        photos = [f for f in photos
+                  if when is not None and _utc_time(f.get("capture_utc")) == when]
     return str(photos[0].get("path")) if len(photos) == 1 else None
+
+
+def _colour_zh(colour: Any) -> str:
+    if colour == "unknown":
+        return "未识别"
+    return PLATE_COLOURS_ZH.get(str(colour), str(colour or "—"))
+
+
+def _utc_time(text: Any) -> datetime | None:
+    """A recorded time as an instant (the same instant is written with or without
+    microseconds by different writers)."""
+    try:
+        value = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo is not None else None
 
 
 def plate_reads(manifest: dict[str, Any]) -> list[dict[str, Any]]:
@@ -134,7 +156,7 @@ def plate_reads(manifest: dict[str, Any]) -> list[dict[str, Any]]:
             "model_low": _low(second.get("char_confidences")),
             "province": str(second.get("province") or "—"),
             "province_confidence": _low([second.get("province_confidence")]),
-            "colour": str(read.get("colour") or "—"),
+            "colour": _colour_zh(read.get("colour")),
             "image": image, "box_px": box,
         })
     return rows
@@ -164,7 +186,8 @@ def plate_read_crop(case: Case, n: int) -> bytes:
                                     "号牌特写不存在")
             out = BytesIO()
             image.crop(box).convert("RGB").save(out, format="JPEG", quality=90)
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError,
+            SyntaxError, EOFError) as exc:  # whatever a damaged photo makes Pillow raise
         raise NotFoundError(f"plate read {n}: the photo cannot be decoded: {exc}",
                             "号牌特写不存在") from exc
     return out.getvalue()
