@@ -443,10 +443,19 @@ def test_owner_portal(web: Web) -> None:
     assert "温岭某某物流" not in page and VIN not in page
     photo = client.get(f"/portal/records/{case_id}/files/original/image-front.jpg")  # type: ignore[attr-defined]
     assert photo.status_code == 200 and photo.content.startswith(b"\xff\xd8")
+    # the plate close-up of the read made on a photo in the package (one of two reads)
+    assert page.count('class="plate-closeup"') == 1 and "号牌特写 1" in page
+    closeup = client.get(f"/portal/records/{case_id}/plate-reads/0")  # type: ignore[attr-defined]
+    assert closeup.status_code == 200 and closeup.content.startswith(b"\xff\xd8")
+    assert client.get(f"/portal/records/{case_id}/plate-reads/1").status_code == 404  # type: ignore[attr-defined]
+    assert "最低" not in page  # the recognisers' scores are for reviewers
     assert client.get(f"/portal/records/{case_id}/package").status_code == 200  # type: ignore[attr-defined]
     # another vehicle's case is not reachable with this owner's cookie
     other = web.cases[2].id
     assert client.get(f"/portal/records/{other}").status_code == 404  # type: ignore[attr-defined]
+    assert client.get(f"/portal/records/{other}/plate-reads/0").status_code == 404  # type: ignore[attr-defined]
+    assert TestClient(web.app).get(f"/portal/records/{case_id}/plate-reads/0").status_code in (
+        401, 403, 404)  # no owner session
     # attachments: wrong type and oversize are refused with a clear message
     token = csrf_of(page)
     r = client.post(f"/portal/records/{case_id}/statements",  # type: ignore[attr-defined]

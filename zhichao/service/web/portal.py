@@ -18,6 +18,7 @@ from zhichao.service.api.schemas import clean_text
 from zhichao.service.db import transaction
 from zhichao.service.errors import InvalidInputError, NotFoundError, ServiceError
 from zhichao.service.web import security
+from zhichao.service.web.evidence_view import plate_read_crop, plate_reads
 from zhichao.service.web.pages import DONE_ZH, PORTAL, CaseId, Csrf, Pages, PagesDep
 from zhichao.service.workdays import china_date
 
@@ -104,6 +105,8 @@ def portal_record(request: Request, case_id: CaseId, pages: PagesDep,
         with transaction(pages.factory) as session:
             case = owners.owner_case(session, grant, case_id)
             record = owners.owner_record_json(session, case)
+            closeups = [r["n"] for r in plate_reads(owners.read_manifest(case.package_path))
+                        if r["image"] is not None]
             owners.log_evidence_view(session, actor=owner_actor(grant), case=case,
                                      what="portal_record")
             today = china_date(utc_now())
@@ -112,7 +115,7 @@ def portal_record(request: Request, case_id: CaseId, pages: PagesDep,
                 case.statement_due is None or today <= case.statement_due)
             can_hearing = case.state == "notified" and case.hearing_right == "yes" and (
                 case.hearing_request_due is None or today <= case.hearing_request_due)
-        return pages.render(request, "owner_record.html", r=record,
+        return pages.render(request, "owner_record.html", r=record, closeups=closeups,
                             csrf=_owner_csrf(pages, token), can_state=can_state,
                             can_hearing=can_hearing, done_zh=DONE_ZH.get(done or ""),
                             max_files=settings.attachment_max_count,
@@ -134,6 +137,23 @@ def portal_file(request: Request, case_id: CaseId, pages: PagesDep,
                 raise NotFoundError(f"{name}: not an image", "文件不存在")
             owners.log_evidence_view(session, actor=owner_actor(grant), case=case, what=name)
         return Response(data, media_type=media_type, headers={"Cache-Control": "no-store"})
+    except ServiceError as exc:
+        return pages.error_page(request, exc)
+
+
+@router.get(f"{PORTAL}/records/{{case_id}}/plate-reads/{{n}}")
+def portal_plate_read(request: Request, case_id: CaseId, pages: PagesDep,
+                      n: Annotated[int, PathParam(ge=0, le=999)]) -> Response:
+    """A plate read's close-up, cut from the package photo it was read on (as the
+    console's)."""
+    try:
+        grant, _token = _grant(pages, request)
+        with transaction(pages.factory) as session:
+            case = owners.owner_case(session, grant, case_id)
+            data = plate_read_crop(case, n)
+            owners.log_evidence_view(session, actor=owner_actor(grant), case=case,
+                                     what=f"plate_read/{n}")
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
     except ServiceError as exc:
         return pages.error_page(request, exc)
 
