@@ -92,9 +92,11 @@ SHEET_PLATE_READS = 6
 SHEET_PLATE_ALTERNATIVES = 10
 
 
-def _low(values: Any) -> str:
-    """The lowest of a read's per-character probabilities (``—`` without any)."""
-    numbers = [float(v) for v in values or [] if isinstance(v, int | float)]
+def lowest_probability(values: Any) -> str:
+    """The lowest of a read's per-character probabilities, two decimals (``—`` without
+    any); the sheet's and the console's 最低."""
+    numbers = [float(v) for v in values or []
+               if isinstance(v, int | float) and not isinstance(v, bool)]
     return f"{min(numbers):.2f}" if numbers else "—"
 
 
@@ -107,14 +109,15 @@ def _plate_reads_rows(plate: dict[str, Any]) -> list[tuple[str, str]]:
         second = r.get("plate_model") if isinstance(r.get("plate_model"), dict) else None
         box = ",".join(f"{float(v):.0f}" for v in r.get("box_px") or []
                        if isinstance(v, int | float))
+        low = lowest_probability
         model = ("未运行" if second is None else
-                 f"{_v(second.get('text'))}（最低字符置信度 {_low(second.get('char_confidences'))}"
+                 f"{_v(second.get('text'))}（最低字符置信度 {low(second.get('char_confidences'))}"
                  f"，省份判别 {_v(second.get('province'))} "
                  f"{_v(second.get('province_confidence'))}）")
         rows.append((f"号牌读数 {i}",
                      f"相机 {_v(r.get('camera'))}，{_bj(r.get('captured_utc'))}；通用文字识别 "
-                     f"{_v(r.get('text'))}（最低字符置信度 {_low(r.get('char_confidences'))}）；"
-                     f"号牌识别模型 {model}；颜色 {_colour_zh(r.get('colour'))}；"
+                     f"{_v(r.get('text'))}（最低字符置信度 {low(r.get('char_confidences'))}）；"
+                     f"号牌识别模型 {model}；颜色 {colour_zh(r.get('colour'))}；"
                      f"画面位置 {box or '—'} px"))
     if len(reads) > SHEET_PLATE_READS:
         rows.append(("号牌读数", f"另有 {len(reads) - SHEET_PLATE_READS} 次读数，见签名清单"))
@@ -128,8 +131,9 @@ def _plate_reads_rows(plate: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def _colour_zh(colour: Any) -> str:
-    """A plate colour as officers name it (蓝, 黄 …); a name the table lacks as it is."""
+def colour_zh(colour: Any) -> str:
+    """A plate colour as officers name it (蓝, 黄 …; ``unknown`` → 未识别); a name the table
+    lacks as it is."""
     if colour == "unknown":
         return "未识别"
     return PLATE_COLOURS_ZH.get(str(colour), _v(colour))
@@ -172,7 +176,7 @@ def _facts(doc: dict[str, Any]) -> list[tuple[str, str]]:
         ("监测点", " ".join(x for x in (site.get("name_zh"), site.get("road_zh"),
                                         site.get("stake_zh")) if x) or c.get("site_id", "—")),
         ("车道", _v(c.get("lane_id"))),
-        ("号牌", f"{_v(plate.get('text'))}（{_colour_zh(plate.get('colour'))}，"
+        ("号牌", f"{_v(plate.get('text'))}（{colour_zh(plate.get('colour'))}，"
                  f"识别置信度 {_v(plate.get('confidence'))}）"),
         ("号牌识别依据", _plate_reader_zh(plate.get("reader"))),
         *_plate_reads_rows(plate),

@@ -240,6 +240,8 @@ class PlateReader:
             self.plate_model, cfg.plate_model_province_from_head
         )
         self._row_templates = split_templates(cfg.templates)
+        # PP-OCRv4's 0 / O judged together (ppocr_fold_lookalikes), in every decoding of it
+        self._shared_lookalikes = ctc.SHARED_LOOKALIKES if cfg.ppocr_fold_lookalikes else ()
 
     def model_ids(self) -> dict[str, str | None]:
         """SHA-256 of each loaded model file (None until loaded) and what ran them (the first
@@ -388,9 +390,9 @@ class PlateReader:
         (issuing letter) is as sure as PP-OCRv4 is of the round glyph, 0 and O together
         (:data:`~zhichao.vision.ctc.SHARED_LOOKALIKES`)."""
         d = self.config.decode
-        shared = ctc.SHARED_LOOKALIKES if self.config.ppocr_fold_lookalikes else ()
         return ctc.decode(
-            probs, templates, d.beam_width, d.prune_probability, d.max_alternatives, shared
+            probs, templates, d.beam_width, d.prune_probability, d.max_alternatives,
+            self._shared_lookalikes,
         )
 
     def _decode_single(self, probs: ctc.FloatArray) -> _Decoded:
@@ -429,7 +431,7 @@ class PlateReader:
         if top.text and bottom.text and best_text == top.text + bottom.text:
             chars = top.char_probabilities + bottom.char_probabilities
         else:
-            shared = ctc.SHARED_LOOKALIKES if self.config.ppocr_fold_lookalikes else ()
+            shared = self._shared_lookalikes
             chars = ctc.char_probabilities(
                 top_probs, best_text[:top_len], shared, tops
             ) + ctc.char_probabilities(bottom_probs, best_text[top_len:], shared, bottoms)

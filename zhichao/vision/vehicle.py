@@ -600,10 +600,11 @@ def read_provenance(reader: PlateReader, policy: PlatePolicy) -> dict[str, Any]:
     from zhichao import __version__
 
     config = reader.config
+    ids = reader.model_ids()
     return {
         "software_version": __version__,
-        "models_sha256": {k: v for k, v in reader.model_ids().items() if k != "runtime"},
-        "runtime": reader.model_ids()["runtime"],
+        "models_sha256": {k: v for k, v in ids.items() if k != "runtime"},
+        "runtime": ids["runtime"],
         "settings": {
             "use_plate_model": config.use_plate_model,
             "plate_model_province_from_head": config.plate_model_province_from_head,

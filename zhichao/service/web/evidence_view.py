@@ -20,6 +20,7 @@ from markupsafe import Markup
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, object_session
 
+from zhichao.evidence.documents import colour_zh, lowest_probability
 from zhichao.evidence.errors import EvidenceError
 from zhichao.evidence.manifest import MANIFEST_NAME
 from zhichao.evidence.reader import PackageRefusedError, read_package
@@ -31,7 +32,6 @@ from zhichao.service.errors import NotFoundError
 from zhichao.service.models import Case
 from zhichao.service.objectstore import local_package
 from zhichao.service.web import svg
-from zhichao.vision.plate_image import PLATE_COLOURS_ZH
 from zhichao.weighing.vehicle import FLAGS_ZH
 
 IMAGE_ROLES_ZH = {
@@ -90,12 +90,6 @@ def _clip_missing_zh(reason: Any) -> str:
 PLATE_CROP_MARGIN = 0.25
 
 
-def _low(values: Any) -> str:
-    numbers = [float(v) for v in values or [] if isinstance(v, int | float)
-               and not isinstance(v, bool)]
-    return f"{min(numbers):.2f}" if numbers else "—"
-
-
 def _box(raw: Any) -> tuple[float, float, float, float] | None:
     if not isinstance(raw, list) or len(raw) != 4 or not all(
             isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
@@ -115,12 +109,6 @@ def _read_image(files: list[dict[str, Any]], read: dict[str, Any]) -> str | None
         photos = [f for f in photos
                   if when is not None and _utc_time(f.get("capture_utc")) == when]
     return str(photos[0].get("path")) if len(photos) == 1 else None
-
-
-def _colour_zh(colour: Any) -> str:
-    if colour == "unknown":
-        return "未识别"
-    return PLATE_COLOURS_ZH.get(str(colour), str(colour or "—"))
 
 
 def _utc_time(text: Any) -> datetime | None:
@@ -151,12 +139,13 @@ def plate_reads(manifest: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({
             "n": n, "camera": str(read.get("camera") or "—"),
             "captured_utc": str(read.get("captured_utc") or "—"),
-            "text": str(read.get("text") or "—"), "low": _low(read.get("char_confidences")),
+            "text": str(read.get("text") or "—"),
+            "low": lowest_probability(read.get("char_confidences")),
             "model_text": str(second.get("text") or "—"),
-            "model_low": _low(second.get("char_confidences")),
+            "model_low": lowest_probability(second.get("char_confidences")),
             "province": str(second.get("province") or "—"),
-            "province_confidence": _low([second.get("province_confidence")]),
-            "colour": _colour_zh(read.get("colour")),
+            "province_confidence": lowest_probability([second.get("province_confidence")]),
+            "colour": colour_zh(read.get("colour")),
             "image": image, "box_px": box,
         })
     return rows
