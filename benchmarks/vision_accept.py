@@ -210,6 +210,9 @@ def _counts(items: list[EvalItem]) -> dict[str, Any]:
         # PP-OCRv4 read nothing valid, the plate model did: its read is filled in (review)
         "plate_model_filled": sum(i.plate_model_only for i in items),
         "plate_model_filled_right": sum(i.plate_model_only and i.correct for i in items),
+        # the province chosen with the plate model's head, PP-OCRv4 having read another
+        "province_joint": sum(i.province_joint for i in items),
+        "province_joint_right": sum(i.province_joint and i.correct for i in items),
     }
 
 
@@ -256,7 +259,7 @@ def describe(report: EvalReport) -> dict[str, Any]:
         "review_codes": dict(codes.most_common()),
         "wrong_accepted": [(i.file, i.label, i.read) for i in wrong_accepted(report)],
         "plate_model_filled": {k: v for k, v in _counts(items).items()
-                               if k.startswith("plate_model_filled")},
+                               if k.startswith(("plate_model_filled", "province_joint"))},
     }
 
 
@@ -433,12 +436,19 @@ def main() -> int:
         action="store_true",
         help="PP-OCRv4's I not folded into 1 (before 2026-12-07)",
     )
+    parser.add_argument(
+        "--no-joint-province",
+        action="store_true",
+        help="PP-OCRv4's province kept where the plate model's head surely names another "
+        "(before 2026-12-08)",
+    )
     add_inference_arguments(parser)
     args = parser.parse_args()
     policy = replace(PlatePolicy(), **json.loads(args.policy))
     config = VisionConfig(
         plate_model_province_from_head=not args.province_from_ctc,
         ppocr_fold_lookalikes=not args.no_fold,
+        joint_province=not args.no_joint_province,
         inference_backend=args.backend,
         inference_precision=args.precision,
     )

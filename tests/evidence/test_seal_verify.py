@@ -349,6 +349,12 @@ def test_the_plate_reader_is_sealed_and_shown(env: Env,
     assert "最低字符置信度 0.42" in sheet and "2025年06月01日 10:03:04（北京时间）" in sheet
     assert "另有 2 次读数" in sheet and "浙J12346（支持度 0.31）" in sheet
     assert "颜色 黄" in sheet and "颜色 yellow" not in sheet  # as officers name it
+    assert "共同判定" not in sheet
+    # a read whose province was chosen with the plate model's head shows PP-OCRv4's own read
+    joint = dict(manifest["case"]["plate"]["reads"][0], ppocr_own_text="皖J12345")
+    manifest["case"]["plate"]["reads"][0] = joint
+    sheet = sheet_html(manifest, lambda _name: None).decode()
+    assert f"通用文字识别 皖J12345，省份简称经两个模型共同判定为 {case.plate.text}" in sheet
     manifest["case"]["plate"]["reader"]["models_sha256"]["plate_model"] = None
     manifest["case"]["plate"]["alternatives"] = [{"text": f"浙J1234{i}", "support": 0.1}
                                                  for i in range(12)]
@@ -375,6 +381,8 @@ def test_the_plate_reader_is_sealed_and_shown(env: Env,
     ({"char_confidences": 3}, r"reads\[0\].char_confidences"),
     ({"char_confidences": [0.5, 1.5]}, r"reads\[0\].char_confidences"),
     ({"text": "浙" * 200}, r"reads\[0\].text"),
+    ({"ppocr_own_text": 7}, r"reads\[0\].ppocr_own_text"),
+    ({"ppocr_own_text": "皖" * 200}, r"reads\[0\].ppocr_own_text"),
     ({"camera": None}, r"reads\[0\].camera"),
     ({"plate_model": "x"}, r"reads\[0\].plate_model"),
     ({"plate_model": {"province_confidence": True}}, r"plate_model.province_confidence"),

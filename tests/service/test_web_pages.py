@@ -574,3 +574,24 @@ def test_page_queries_are_rate_limited(tmp_path: Path,
         assert codes == [401, 401, 429]
     finally:
         web.app.state.engine.dispose()
+
+
+def test_a_read_whose_province_both_models_chose_shows_ppocr_own_read() -> None:
+    """号牌识别记录: where the province was chosen with the plate model's province head,
+    the reviewer sees PP-OCRv4's own read and the jointly chosen plate, marked for checking."""
+    from zhichao.service.web.evidence_view import plate_reads
+    from zhichao.service.web.pages import HERE, environment
+
+    read = {"camera": "CAM-F", "captured_utc": "2025-06-01T02:03:04Z",
+            "box_px": [1.0, 2.0, 30.0, 12.0], "text": "浙A71W58",
+            "char_confidences": [0.97] + [0.99] * 6, "plate_model": None}
+    manifest = {"case": {"plate": {"reads": [read, {**read, "ppocr_own_text": "皖A71W58"}]}}}
+    rows = plate_reads(manifest)
+    assert [r["own_text"] for r in rows] == [None, "皖A71W58"]
+    source = (HERE / "templates" / "case.html").read_text(encoding="utf-8")
+    start = source.index("{% if ev.plate_reads %}")
+    section = source[start:source.index("{% endif %}", source.index("</table>", start)) + 11]
+    html = environment().from_string(section).render(ev={"plate_reads": rows}, case={"id": 1})
+    first, second = html.split('class="plate-read"')[1:]
+    assert "浙A71W58（最低 0.97）" in first and "共同判定" not in first
+    assert "皖A71W58；" in second and "省份简称经两个模型共同判定为 浙A71W58，需人工核对" in second

@@ -116,7 +116,7 @@ def _plate_reads_rows(plate: dict[str, Any]) -> list[tuple[str, str]]:
                  f"{_v(second.get('province_confidence'))}）")
         rows.append((f"号牌读数 {i}",
                      f"相机 {_v(r.get('camera'))}，{_bj(r.get('captured_utc'))}；通用文字识别 "
-                     f"{_v(r.get('text'))}（最低字符置信度 {low(r.get('char_confidences'))}）；"
+                     f"{_ppocr_text_zh(r)}（最低字符置信度 {low(r.get('char_confidences'))}）；"
                      f"号牌识别模型 {model}；颜色 {colour_zh(r.get('colour'))}；"
                      f"画面位置 {box or '—'} px"))
     if len(reads) > SHEET_PLATE_READS:
@@ -129,6 +129,15 @@ def _plate_reads_rows(plate: dict[str, Any]) -> list[tuple[str, str]]:
             for a in others[:SHEET_PLATE_ALTERNATIVES])
             + (f"；另有 {more} 个，见签名清单" if more > 0 else "")))
     return rows
+
+
+def _ppocr_text_zh(read: dict[str, Any]) -> str:
+    """PP-OCRv4's text of a read; where the province was chosen with the plate model's
+    province head, its own read and what both chose."""
+    own = read.get("ppocr_own_text")
+    if own:
+        return f"{_v(own)}，省份简称经两个模型共同判定为 {_v(read.get('text'))}，需人工核对"
+    return _v(read.get("text"))
 
 
 def colour_zh(colour: Any) -> str:

@@ -620,3 +620,36 @@ def label_probability(probs: FloatArray, text: str) -> float:
         shifted2 = np.where(skip_ok, np.concatenate([[0.0, 0.0], alpha[:-2]]), 0.0)
         alpha = (alpha + shifted1 + shifted2) * emit[t]
     return float(alpha[-1] + alpha[-2])
+
+
+def first_character_probabilities(probs: FloatArray, firsts: str, rest: str) -> FloatArray:
+    """Total CTC probability of ``c + rest`` for each character ``c`` of ``firsts``, all at
+    once (the forward algorithm, vectorised over ``firsts``); the same values as
+    :func:`label_probability` of each string. Used to weigh each province a plate could
+    start with against the rest of PP-OCRv4's read (:func:`zhichao.vision.reader.joint_province`).
+
+    Raises
+    ------
+    ValueError
+        ``probs`` is malformed (as :func:`decode`), or a character is not a plate character.
+    """
+    probs = _checked(probs)
+    unknown = [c for c in firsts + rest if c not in _COLUMN]
+    if unknown or not firsts:
+        raise ValueError(f"not plate characters (or none to weigh): {unknown!r}")
+    ext = np.zeros((len(firsts), 2 * (1 + len(rest)) + 1), dtype=np.int64)
+    ext[:, 1] = [_COLUMN[c] for c in firsts]
+    ext[:, 3::2] = [_COLUMN[c] for c in rest]
+    n_states = ext.shape[1]
+    skip_ok = np.zeros(ext.shape, dtype=np.bool_)
+    skip_ok[:, 2:] = (ext[:, 2:] != 0) & (ext[:, 2:] != ext[:, :-2])
+    emit = probs[:, ext]  # (steps, len(firsts), states)
+    alpha = np.zeros((len(firsts), n_states))
+    alpha[:, 0] = emit[0, :, 0]
+    alpha[:, 1] = emit[0, :, 1]
+    for t in range(1, probs.shape[0]):
+        shifted = alpha.copy()
+        shifted[:, 1:] += alpha[:, :-1]
+        shifted[:, 2:] += np.where(skip_ok[:, 2:], alpha[:, :-2], 0.0)
+        alpha = shifted * emit[t]
+    return np.asarray(alpha[:, -1] + alpha[:, -2], dtype=np.float64)

@@ -46,6 +46,8 @@ class EvalItem:
     """Width of the best read's plate in the source image (0 when nothing was detected)."""
     plate_model_only: bool = False
     """``read`` is the plate model's (PP-OCRv4 read nothing valid; never accepted)."""
+    province_joint: bool = False
+    """``read``'s province was chosen with the plate model's head (never accepted)."""
 
     @property
     def correct(self) -> bool:
@@ -222,13 +224,14 @@ def decide_read_image(read: ReadImage, policy: PlatePolicy) -> EvalItem:
     """Decide one read image as one frame of camera :data:`EVAL_CAMERA` and score it."""
     labelled = read.labelled
     top = read.reads[0] if read.reads else None
-    plate, colour, plate_model_only = None, "", False
+    plate, colour, plate_model_only, province_joint = None, "", False, False
     reasons: tuple[ReviewReason, ...] = (ReviewReason.of(ReviewCode.NO_PLATE),)
     if labelled.image is not None:
         frame = VehicleFrame(labelled.image, EVAL_CAMERA, _EVAL_TIME)
         decision = decide_from_reads([(frame, list(read.reads))], policy=policy)
         plate, colour, reasons = decision.plate, decision.colour.value, decision.review_reasons
         plate_model_only = decision.plate_model_only
+        province_joint = decision.province_joint
     return EvalItem(
         file=labelled.file,
         label=labelled.label,
@@ -243,6 +246,7 @@ def decide_read_image(read: ReadImage, policy: PlatePolicy) -> EvalItem:
         latency_ms=read.latency_ms,
         width_px=plate_width_px(top) if top else 0.0,
         plate_model_only=plate_model_only,
+        province_joint=province_joint,
     )
 
 

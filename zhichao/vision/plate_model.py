@@ -15,7 +15,7 @@ PP-OCRv4 in data, architecture and input; the accept policy wants both to agree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -44,6 +44,9 @@ class SecondRead:
     """The province head's answer (always one of :data:`PROVINCE_CLASSES`)."""
     province_confidence: float
     double_row: bool
+    province_probabilities: tuple[float, ...] = field(default=(), repr=False, compare=False)
+    """The province head's whole output, one probability per :data:`PROVINCE_CLASSES`
+    (empty where not known); what :func:`~zhichao.vision.reader.joint_province` weighs."""
 
     @property
     def confidence(self) -> float:
@@ -146,4 +149,5 @@ class PlateModelRecogniser:
             province=head,
             province_confidence=head_p,
             double_row=double_row,
+            province_probabilities=tuple(float(v) for v in province),
         )

@@ -8,6 +8,7 @@ the fastest setting measured on a 2-vCPU box), so scale with processes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from zhichao.vision.plate_image import (
     equalised,
     single_row_line,
 )
-from zhichao.vision.plate_model import PlateModelRecogniser, SecondRead
+from zhichao.vision.plate_model import PROVINCE_CLASSES, PlateModelRecogniser, SecondRead
 from zhichao.vision.recognise import LineRecogniser
 from zhichao.vision.runtime import (
     DEFAULT_INFERENCE_BACKEND,
@@ -98,6 +99,15 @@ class VisionConfig:
     """PP-OCRv4's I adds to 1 (:mod:`zhichao.vision.recognise`), and a decoded 0 or O is
     as sure as 0 and O together (:data:`~zhichao.vision.ctc.SHARED_LOOKALIKES`; the grammar
     never allows both at one position). False: as before 2026-12-07."""
+    joint_province: bool = True
+    """Where the plate model's province head surely (``joint_province_min_head_confidence``)
+    names another province than PP-OCRv4's read, the read's province is the one most
+    probable under both recognisers together (:func:`joint_province`); the read keeps
+    PP-OCRv4's own text in ``ppocr_own_text`` and always goes to review. False: as before
+    2026-12-08."""
+    joint_province_min_head_confidence: float = 0.5
+    """The head's answer must be at least this sure: the accept policy's
+    ``min_dissent_confidence``, where the head's other province already vetoes acceptance."""
     intra_op_threads: int = 1
     inference_backend: str = DEFAULT_INFERENCE_BACKEND
     """What runs the three ONNX files: ``openvino`` or ``onnxruntime``
@@ -161,6 +171,11 @@ class PlateRead:
     """Reads of the configured :class:`LineView` s (valid single-row reads only)."""
     second: SecondRead | None = None
     """The plate model's read of the same detection (None when it is switched off)."""
+    ppocr_own_text: str | None = None
+    """PP-OCRv4's own decoding where ``text``'s province was chosen with the plate model's
+    province head (:func:`joint_province`; None where ``text`` is PP-OCRv4's own). Then
+    ``char_confidences[0]`` is the two recognisers' joint probability of that province, the
+    other characters PP-OCRv4's, and the read is never accepted (``province_uncertain``)."""
 
     @property
     def second_view_text(self) -> str | None:
@@ -196,6 +211,40 @@ class PlateRead:
     @property
     def grammar_valid(self) -> bool:
         return self.text is not None
+
+
+def joint_province(
+    probs: ctc.FloatArray, row_text: str, head: Sequence[float], candidates: str
+) -> tuple[str, float]:
+    """The province most probable under PP-OCRv4 and the plate model's province head
+    together, and its probability under both (normalised over ``candidates``).
+
+    Each candidate ``c`` scores ``P(c + row_text[1:])`` under PP-OCRv4's CTC output
+    ``probs`` for the row that holds the province (the forward algorithm: every alignment,
+    the rest of the row as read) times the head's probability of ``c``: the two readers'
+    evidence combined as independent (they share no data, architecture or input scaling),
+    with no parameter. ``head`` holds one probability per
+    :data:`~zhichao.vision.plate_model.PROVINCE_CLASSES`; ``candidates`` are the provinces
+    the plate's grammar allows there.
+
+    Raises
+    ------
+    ValueError
+        ``head`` is not one probability per province class, ``candidates`` is empty or
+        names something not a province class, ``row_text`` is empty, or ``probs`` is
+        malformed (:func:`zhichao.vision.ctc.first_character_probabilities`).
+    """
+    if len(head) != len(PROVINCE_CLASSES) or not all(
+        np.isfinite(v) and v >= 0.0 for v in head
+    ):
+        raise ValueError(f"head: expected {len(PROVINCE_CLASSES)} probabilities")
+    if not candidates or any(c not in PROVINCE_CLASSES for c in candidates) or not row_text:
+        raise ValueError(f"candidates {candidates!r} or row {row_text!r}: not provinces / empty")
+    ppocr = ctc.first_character_probabilities(probs, candidates, row_text[1:])
+    joint = ppocr * np.array([head[PROVINCE_CLASSES.index(c)] for c in candidates])
+    total = float(joint.sum())
+    best = int(np.argmax(joint))
+    return candidates[best], float(joint[best]) / total if total > 0 else 0.0
 
 
 _Decoded = tuple[str | None, str | None, float, tuple[float, ...], str, tuple[Alternative, ...]]
@@ -301,13 +350,14 @@ class PlateReader:
             layout, ratio = classify_layout(detection.corners_px, cfg.rectify)
             colour = classify_colour(frame, detection.corners_px)
             single_line = single_row_line(frame, detection.corners_px, cfg.rectify)
+            province_probs = self.recogniser.recognise([single_line])[0]
             read = self._make_read(
                 detection,
                 Layout.SINGLE,
                 ratio,
                 colour,
                 [single_line],
-                self._decode_single(self.recogniser.recognise([single_line])[0]),
+                self._decode_single(province_probs),
             )
             if layout is Layout.DOUBLE:
                 # Corner geometry alone is noisy: read both ways and keep the surer read.
@@ -322,7 +372,7 @@ class PlateReader:
                     self._decode_double(top_probs, bottom_probs),
                 )
                 if _rank(double) > _rank(read):
-                    read = double
+                    read, province_probs = double, top_probs
             if (
                 read.layout is Layout.SINGLE
                 and read.text is not None
@@ -335,10 +385,59 @@ class PlateReader:
                 second, _ = self.second_recogniser.read(
                     frame, detection.corners_px, layouts, cfg.templates
                 )
-                read = replace(read, second=second)
+                read = self._with_joint_province(replace(read, second=second), province_probs)
             reads.append(read)
         reads.sort(key=lambda r: _rank(r, by_detection=True), reverse=True)
         return reads
+
+    def _with_joint_province(self, read: PlateRead, province_probs: ctc.FloatArray) -> PlateRead:
+        """``read`` with its province chosen by both recognisers (:func:`joint_province`)
+        where the plate model's head surely names another one; else ``read`` as it is.
+        ``province_probs``: PP-OCRv4's output for the row holding the province."""
+        cfg = self.config
+        second = read.second
+        if (
+            not cfg.joint_province
+            or read.text is None
+            or second is None
+            or len(second.province_probabilities) != len(PROVINCE_CLASSES)
+            or second.province == read.text[0]
+            or second.province_confidence < cfg.joint_province_min_head_confidence
+        ):
+            return read
+        double = read.layout is Layout.DOUBLE
+        row = read.text[:DOUBLE_ROW_TOP_LENGTH] if double else read.text
+        candidates = "".join(
+            c for c in PROVINCE_CLASSES if plate_kind(c + read.text[1:], cfg.templates)
+        )
+        if read.text[0] not in candidates:  # not a province first (no such template)
+            return read
+        chosen, joint_p = joint_province(
+            province_probs, row, second.province_probabilities, candidates
+        )
+        if chosen == read.text[0]:
+            return read
+        text = chosen + read.text[1:]
+        row_templates = self._row_templates[0] if double else cfg.templates
+        realigned = ctc.char_probabilities(
+            province_probs, chosen + row[1:], self._shared_lookalikes, row_templates
+        )
+        chars = (joint_p, *realigned[1:], *read.char_confidences[len(row):])
+        own, new = ctc.first_character_probabilities(province_probs, read.text[0] + chosen, row[1:])
+        probability = read.probability * float(new / own) if own > 0 else 0.0
+        kept = tuple(a for a in read.alternatives if a.text != text)
+        return replace(
+            read,
+            text=text,
+            kind=plate_kind(text, cfg.templates),
+            char_confidences=chars,
+            confidence=min(chars),
+            probability=probability,
+            alternatives=(Alternative(read.text, read.probability), *kept)[
+                : max(1, cfg.decode.max_alternatives)
+            ],
+            ppocr_own_text=read.text,
+        )
 
     def _views(
         self, frame: ImageBGR, corners_px: tuple[tuple[float, float], ...]

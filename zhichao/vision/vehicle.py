@@ -82,6 +82,9 @@ class PlateSource:
     """PP-OCRv4's per-character probabilities of ``text``."""
     second: SecondRead | None = None
     """The plate model's read of the same plate (None when it was not run)."""
+    ppocr_own_text: str | None = None
+    """PP-OCRv4's own decoding where ``text``'s province was chosen with the plate model's
+    province head (:attr:`PlateRead.ppocr_own_text`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,13 +129,21 @@ class VehiclePlateDecision:
     def review_codes(self) -> tuple[str, ...]:
         return tuple(r.code.value for r in self.review_reasons)
 
+    @property
+    def province_joint(self) -> bool:
+        """A read of ``plate`` had its province chosen with the plate model's province head
+        (:attr:`PlateSource.ppocr_own_text`); the decision then carries ``province_uncertain``."""
+        return self.plate is not None and any(
+            s.ppocr_own_text is not None and s.text == self.plate for s in self.sources
+        )
+
 
 def assess_read(read: PlateRead | None, policy: PlatePolicy) -> tuple[ReviewReason, ...]:
     """Review reasons for a single read on its own, as one frame of its own camera would get
     (no lane region, no other plate in view); an empty tuple means auto-accept."""
     if read is None:
         return (ReviewReason.of(ReviewCode.NO_PLATE),)
-    reasons: list[ReviewReason] = []
+    reasons = _joint_province_reasons([read], read.text)
     if read.text is None:
         reasons.append(ReviewReason.of(ReviewCode.GRAMMAR_INVALID, f"raw read {read.raw_text!r}"))
     elif read.confidence < policy.min_confidence:
@@ -141,10 +152,10 @@ def assess_read(read: PlateRead | None, policy: PlatePolicy) -> tuple[ReviewReas
         )
     else:
         decodings = read.agreeing_decodings(read.text)
-        reasons += evidence_reasons(
+        reasons += _dedupe(reasons, evidence_reasons(
             len(decodings), kth_best_char_confidences(decodings, policy.min_independent_reads),
             policy,
-        )
+        ))
         reasons += _dedupe(reasons, recogniser_reasons([[_pair(read)]], read.text, policy))
     reasons += _resolution_reasons(plate_width_px(read), policy)
     reasons += _colour_reasons(read.colour, read.kind, read.text, WeighedVehicleFacts(), policy)
@@ -204,6 +215,22 @@ def _evidence(
     )
     chars = tuple(min(a, b) for a, b in zip(kth, own, strict=True)) if own else kth
     return evidence_reasons(len(decodings), chars, policy)
+
+
+def _joint_province_reasons(reads: Sequence[PlateRead], text: str | None) -> list[ReviewReason]:
+    """``province_uncertain`` where a read of ``text`` has its province chosen with the plate
+    model's head (:attr:`PlateRead.ppocr_own_text`): PP-OCRv4 read another one, so the two
+    recognisers did not agree by themselves and a person checks it."""
+    for read in reads:
+        if text is not None and read.text == text and read.ppocr_own_text is not None:
+            second = read.second
+            head = f"{second.province} ({second.province_confidence:.3f})" if second else "?"
+            return [ReviewReason.of(
+                ReviewCode.PROVINCE_UNCERTAIN,
+                f"PP-OCRv4 read {read.ppocr_own_text!r}; province {text[0]} chosen with the "
+                f"plate model's province head {head}",
+            )]
+    return []
 
 
 def _dedupe(have: list[ReviewReason], new: list[ReviewReason]) -> list[ReviewReason]:
@@ -332,6 +359,7 @@ def _entries(
                 crops=read.line_images,
                 char_confidences=read.char_confidences,
                 second=read.second,
+                ppocr_own_text=read.ppocr_own_text,
             )
             entries.append(_Entry(source, read, region.contains(read.box_px, frame.image.shape)))
     return entries
@@ -363,7 +391,7 @@ def _text_reasons(
 ) -> list[ReviewReason]:
     """Grammar, confidence, independent agreement and resolution of the chosen group
     (``confirming``: :func:`_confirming` of ``voted``)."""
-    reasons: list[ReviewReason] = []
+    reasons = _joint_province_reasons([e.read for e in main], voted)
     if voted is None:
         raw = ", ".join(sorted({e.read.raw_text for e in main}))
         reasons.append(ReviewReason.of(ReviewCode.GRAMMAR_INVALID, f"raw reads {raw}"))
@@ -372,7 +400,7 @@ def _text_reasons(
     elif confidence < policy.min_confidence:
         reasons.append(ReviewReason.of(ReviewCode.LOW_CONFIDENCE, f"confidence {confidence:.3f}"))
     else:
-        reasons += _evidence(main, voted, policy, confirming)
+        reasons += _dedupe(reasons, _evidence(main, voted, policy, confirming))
         frames = [[_pair(e.read) for e in f] for f in _by_frame(main)]
         reasons += _dedupe(reasons, recogniser_reasons(frames, voted, policy))
     # over several frames the width is a confirming frame's: the agreement must not rest
@@ -609,6 +637,8 @@ def read_provenance(reader: PlateReader, policy: PlatePolicy) -> dict[str, Any]:
             "use_plate_model": config.use_plate_model,
             "plate_model_province_from_head": config.plate_model_province_from_head,
             "ppocr_fold_lookalikes": config.ppocr_fold_lookalikes,
+            "joint_province": config.joint_province,
+            "joint_province_min_head_confidence": config.joint_province_min_head_confidence,
             "ppocr_shared_lookalikes": [list(pair) for pair in SHARED_LOOKALIKES]
             if config.ppocr_fold_lookalikes else [],
             "double_row_split": "ink_gap",
@@ -654,6 +684,7 @@ def decision_reads(decision: VehiclePlateDecision) -> dict[str, Any]:
             "captured_utc": s.captured_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "box_px": [v if math.isfinite(v) else 0.0 for v in _rounded(s.box_px)],
             "text": s.text,
+            "ppocr_own_text": s.ppocr_own_text,
             "raw_text": s.raw_text[:READ_TEXT_MAX_CHARS],
             "char_confidences": _probabilities(s.char_confidences),
             "colour": s.colour.value,

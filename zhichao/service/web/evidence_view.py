@@ -123,7 +123,8 @@ def _utc_time(text: Any) -> datetime | None:
 
 def plate_reads(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     """The sealed reads behind the plate (``case.plate.reads``), for the reviewers' table:
-    each recogniser's text and least sure character, the province head, and the photo
+    each recogniser's text and least sure character (``own_text``: PP-OCRv4's own read where
+    the province was chosen with the plate model's head), the province head, and the photo
     and box its close-up is cut from (None when the photo is not in the package)."""
     facts = manifest.get("case") if isinstance(manifest.get("case"), dict) else {}
     plate = facts.get("plate") if isinstance(facts, dict) else None
@@ -140,6 +141,7 @@ def plate_reads(manifest: dict[str, Any]) -> list[dict[str, Any]]:
             "n": n, "camera": str(read.get("camera") or "—"),
             "captured_utc": str(read.get("captured_utc") or "—"),
             "text": str(read.get("text") or "—"),
+            "own_text": str(read["ppocr_own_text"]) if read.get("ppocr_own_text") else None,
             "low": lowest_probability(read.get("char_confidences")),
             "model_text": str(second.get("text") or "—"),
             "model_low": lowest_probability(second.get("char_confidences")),
