@@ -354,7 +354,8 @@ def test_the_plate_reader_is_sealed_and_shown(env: Env,
     joint = dict(manifest["case"]["plate"]["reads"][0], ppocr_own_text="皖J12345")
     manifest["case"]["plate"]["reads"][0] = joint
     sheet = sheet_html(manifest, lambda _name: None).decode()
-    assert f"通用文字识别 皖J12345，省份简称经两个模型共同判定为 {case.plate.text}" in sheet
+    assert (f"通用文字识别 皖J12345；两个识别模型共同判定省份简称为“{case.plate.text[0]}”"
+            f"（号牌 {case.plate.text}，最低字符置信度 0.42），需人工核对") in sheet
     manifest["case"]["plate"]["reader"]["models_sha256"]["plate_model"] = None
     manifest["case"]["plate"]["alternatives"] = [{"text": f"浙J1234{i}", "support": 0.1}
                                                  for i in range(12)]

@@ -139,18 +139,104 @@ def test_a_joint_read_is_never_accepted_however_sure(
     assert decide_from_reads([(frames[0][0], [replace(sure, ppocr_own_text=None)])]).accepted
 
 
-def test_the_head_must_be_sure_and_disagree(reader: PlateReader, dev_dir: Path) -> None:
+def _split_row(text: str, first: dict[str, float]) -> np.ndarray:
+    """PP-OCRv4-like output for ``text`` (a blank between repeated characters) whose first
+    step is split as ``first``, every other character at 0.99."""
+    steps: list[dict[str, float]] = [first]
+    for prev, ch in zip(text, text[1:], strict=False):
+        if ch == prev:
+            steps.append({})
+        steps.append({ch: 0.99})
+    return _probs(steps)
+
+
+def _with_head(read: PlateRead, province: str, p: float) -> PlateRead:
+    assert read.second is not None
+    return replace(read, second=replace(read.second, province=province, province_confidence=p,
+                                        province_probabilities=_head(**{province: p})))
+
+
+@pytest.fixture(scope="module")
+def sure_read(reader: PlateReader, dev_dir: Path) -> PlateRead:
     read = reader.read_path(dev_dir / "toll_0008.jpg")[0]
     assert read.text == "沪CT8805" and read.ppocr_own_text is None and read.second is not None
-    probs = reader.recogniser.recognise([read.line_images[0]])[0]
-    unsure_head = replace(read.second, province="浙", province_confidence=0.49,
-                          province_probabilities=_head(浙=0.49))
-    unsure = replace(read, second=unsure_head)
-    assert reader._with_joint_province(unsure, probs) == unsure
+    return read
+
+
+def test_the_head_must_be_sure_and_disagree(reader: PlateReader, sure_read: PlateRead) -> None:
+    # PP-OCRv4 split between 沪 and 浙: a head naming 浙 at 0.51 chooses it, at 0.49 nothing
+    split = _split_row("沪CT8805", {"沪": 0.3, "浙": 0.25})
+    chosen = reader._with_joint_province(_with_head(sure_read, "浙", 0.51), split)
+    assert chosen.text == "浙CT8805" and chosen.ppocr_own_text == "沪CT8805"
+    assert len(chosen.char_confidences) == 7 and chosen.char_confidences[1:] == pytest.approx(
+        (0.99,) * 6)
+    assert chosen.alternatives[0].text == "沪CT8805" and chosen.kind == sure_read.kind
+    assert 0.0 < chosen.probability < sure_read.probability
+    unsure = _with_head(sure_read, "浙", 0.49)
+    assert reader._with_joint_province(unsure, split) == unsure
+    agreeing = _with_head(sure_read, "沪", 0.9)
+    assert reader._with_joint_province(agreeing, split) == agreeing
     # a sure head against a sure PP-OCRv4 read: the product keeps PP-OCRv4's province
-    sure_head = replace(unsure_head, province_confidence=0.99,
-                        province_probabilities=_head(浙=0.99))
-    kept = reader._with_joint_province(replace(read, second=sure_head), probs)
+    sure = _split_row("沪CT8805", {"沪": 0.99, "浙": 1e-5})
+    kept = reader._with_joint_province(_with_head(sure_read, "浙", 0.99), sure)
     assert kept.text == "沪CT8805" and kept.ppocr_own_text is None
     off = PlateReader(VisionConfig(joint_province=False))
-    assert off._with_joint_province(replace(read, second=sure_head), probs).ppocr_own_text is None
+    assert off._with_joint_province(_with_head(sure_read, "浙", 0.99), split).text == "沪CT8805"
+    # nothing to choose by, or a head that is not a distribution: the read stays as it is
+    zero = _with_head(sure_read, "浙", 0.99)
+    assert zero.second is not None
+    zero = replace(zero, second=replace(zero.second, province_probabilities=(0.0,) * 32))
+    assert reader._with_joint_province(zero, split) == zero
+    nan = replace(zero, second=replace(zero.second, province_confidence=float("nan"),
+                                       province_probabilities=(float("nan"),) * 32))
+    assert reader._with_joint_province(nan, split) == nan
+    # a head whose answer cannot start this plate (使 on an ordinary plate)
+    embassy = _with_head(sure_read, "使", 0.99)
+    assert reader._with_joint_province(embassy, split) == embassy
+    assert joint_province(split, "沪CT8805", (0.0,) * 32, PROVINCES) is None
+
+
+def test_a_double_row_plate_chooses_in_its_top_row(
+    reader: PlateReader, sure_read: PlateRead
+) -> None:
+    """A double-row plate's province is in its top row (province + letter): only that row's
+    output is weighed and realigned; the bottom row's characters stay as read."""
+    from zhichao.vision.plate_image import Layout
+
+    bottom = (0.97, 0.96, 0.95, 0.94, 0.93)
+    double = replace(_with_head(sure_read, "浙", 0.8), layout=Layout.DOUBLE,
+                     char_confidences=(0.3, 0.98, *bottom))
+    top = _split_row("沪C", {"沪": 0.3, "浙": 0.25})
+    chosen = reader._with_joint_province(double, top)
+    assert chosen.text == "浙CT8805" and chosen.ppocr_own_text == "沪CT8805"
+    assert chosen.char_confidences[1] == pytest.approx(0.99)
+    assert chosen.char_confidences[2:] == bottom and len(chosen.char_confidences) == 7
+    assert chosen.confidence == min(chosen.char_confidences)
+
+
+def test_a_joint_read_in_another_group_still_sends_to_review(sure_read: PlateRead) -> None:
+    """The joint choice changes a read's text: a rear read that differed from the front's
+    plate in two places (and vetoed it) may now differ in three and form a group of its own,
+    or leave the trailer's group; the decision still goes to review."""
+    image = np.zeros((1200, 1600, 3), dtype=np.uint8)
+    assert sure_read.second is not None
+    front = replace(sure_read, second=replace(sure_read.second, text=sure_read.text,
+                                              char_confidences=(1.0,) * 7,
+                                              province_confidence=1.0))
+    alone = decide_from_reads([(VehicleFrame(image, "front", T0), [front])])
+    assert alone.accepted  # the front read alone is accepted: the rear read is what matters
+    rear_frame = VehicleFrame(image, "rear", T0)
+    # PP-OCRv4's own reads differ from 沪CT8805 in 2 places (one group with the front read,
+    # which they veto), the jointly chosen ones in 3: a group of their own
+    for text in ("浙CT8X0X", "浙CT8X0挂"):  # a tractor plate read unsurely; a trailer plate
+        rear = replace(front, text=text, ppocr_own_text="沪" + text[1:], confidence=0.2,
+                       char_confidences=(0.6, 0.2, *(0.9,) * (len(text) - 2)))
+        own = replace(rear, text=rear.ppocr_own_text, ppocr_own_text=None)
+        before = decide_from_reads([(VehicleFrame(image, "front", T0), [front]),
+                                    (rear_frame, [own])])
+        assert not before.accepted, text
+        decision = decide_from_reads([(VehicleFrame(image, "front", T0), [front]),
+                                      (rear_frame, [rear])])
+        assert not decision.accepted, text
+        assert decision.plate == "沪CT8805"  # the groups did split
+        assert ReviewCode.PROVINCE_UNCERTAIN.value in decision.review_codes

@@ -116,7 +116,7 @@ def _plate_reads_rows(plate: dict[str, Any]) -> list[tuple[str, str]]:
                  f"{_v(second.get('province_confidence'))}）")
         rows.append((f"号牌读数 {i}",
                      f"相机 {_v(r.get('camera'))}，{_bj(r.get('captured_utc'))}；通用文字识别 "
-                     f"{_ppocr_text_zh(r)}（最低字符置信度 {low(r.get('char_confidences'))}）；"
+                     f"{_ppocr_text_zh(r)}；"
                      f"号牌识别模型 {model}；颜色 {colour_zh(r.get('colour'))}；"
                      f"画面位置 {box or '—'} px"))
     if len(reads) > SHEET_PLATE_READS:
@@ -132,12 +132,15 @@ def _plate_reads_rows(plate: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _ppocr_text_zh(read: dict[str, Any]) -> str:
-    """PP-OCRv4's text of a read; where the province was chosen with the plate model's
-    province head, its own read and what both chose."""
-    own = read.get("ppocr_own_text")
+    """PP-OCRv4's text of a read and its least sure character; where the province was
+    chosen with the plate model's province head, PP-OCRv4's own read, then the province
+    both chose and the read with it (whose least sure character that is)."""
+    low = lowest_probability(read.get("char_confidences"))
+    own, text = read.get("ppocr_own_text"), _v(read.get("text"))
     if own:
-        return f"{_v(own)}，省份简称经两个模型共同判定为 {_v(read.get('text'))}，需人工核对"
-    return _v(read.get("text"))
+        return (f"{_v(own)}；两个识别模型共同判定省份简称为“{text[:1]}”（号牌 {text}，"
+                f"最低字符置信度 {low}），需人工核对")
+    return f"{text}（最低字符置信度 {low}）"
 
 
 def colour_zh(colour: Any) -> str:

@@ -344,11 +344,11 @@ def _is_number(value: Any) -> bool:
 def check_plate_read(raw: Any, where: str = "plate.reads[0]") -> None:
     """One read of a plate result's ``reads``: raise :class:`InputError` naming the field
     unless ``camera`` is text, ``captured_utc`` an RFC 3339 time with an offset, ``box_px``
-    four finite numbers (left, top, right, bottom), the texts short text or null (or absent,
-    as ``ppocr_own_text``, PP-OCRv4's own read where the province was chosen with the plate
-    model, is before 2026-12-08), the per-character probabilities lists of numbers from 0 to
-    1, and ``plate_model`` null or an object of the same kind (``province_confidence`` a
-    probability)."""
+    four finite numbers (left, top, right, bottom), the texts short text or null (or absent:
+    ``ppocr_own_text``, PP-OCRv4's own read where the province was chosen with the plate
+    model, is absent from reads recorded before 2026-12-08), the per-character probabilities
+    lists of numbers from 0 to 1, and ``plate_model`` null or an object of the same kind
+    (``province_confidence`` a probability)."""
     if not isinstance(raw, dict):
         raise InputError(f"{where}: expected a JSON object")
     _short_text(raw, "camera", where, required=True)

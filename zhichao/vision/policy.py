@@ -8,7 +8,9 @@ reason codes and zh-CN texts a reviewer reads.
 The policy accepts only on independent, agreeing evidence (issue #20, item 3):
 
 - two independent recognisers — PP-OCRv4 (general OCR) and the plate model trained here
-  (``zhichao.vision.plate_model``) — read the same grammar-valid text, and the plate
+  (``zhichao.vision.plate_model``) — read the same grammar-valid text (PP-OCRv4's own read:
+  a province chosen with the plate model's head never counts as PP-OCRv4's, and such a read
+  always goes to review, ``zhichao.vision.vehicle``), and the plate
   model's province head names the same province: on one frame, on every read behind the
   text; over several frames, on at least one frame, with no frame where PP-OCRv4 reads
   the text (or nothing valid) and the plate model surely another plate, and no province

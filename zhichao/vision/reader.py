@@ -8,6 +8,7 @@ the fastest setting measured on a 2-vCPU box), so scale with processes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -106,8 +107,10 @@ class VisionConfig:
     PP-OCRv4's own text in ``ppocr_own_text`` and always goes to review. False: as before
     2026-12-08."""
     joint_province_min_head_confidence: float = 0.5
-    """The head's answer must be at least this sure: the accept policy's
-    ``min_dissent_confidence``, where the head's other province already vetoes acceptance."""
+    """The head's answer must be at least this sure. 0.5 is the default of the accept
+    policy's ``min_dissent_confidence`` (a separate setting), where the head's other province
+    already vetoes acceptance; the decision refuses a jointly chosen province whatever either
+    value is (:func:`~zhichao.vision.vehicle.decide_from_reads`)."""
     intra_op_threads: int = 1
     inference_backend: str = DEFAULT_INFERENCE_BACKEND
     """What runs the three ONNX files: ``openvino`` or ``onnxruntime``
@@ -215,9 +218,10 @@ class PlateRead:
 
 def joint_province(
     probs: ctc.FloatArray, row_text: str, head: Sequence[float], candidates: str
-) -> tuple[str, float]:
+) -> tuple[str, float] | None:
     """The province most probable under PP-OCRv4 and the plate model's province head
-    together, and its probability under both (normalised over ``candidates``).
+    together, and its probability under both (normalised over ``candidates``); None where
+    no candidate has a positive probability under both (nothing to choose by).
 
     Each candidate ``c`` scores ``P(c + row_text[1:])`` under PP-OCRv4's CTC output
     ``probs`` for the row that holds the province (the forward algorithm: every alignment,
@@ -243,8 +247,10 @@ def joint_province(
     ppocr = ctc.first_character_probabilities(probs, candidates, row_text[1:])
     joint = ppocr * np.array([head[PROVINCE_CLASSES.index(c)] for c in candidates])
     total = float(joint.sum())
+    if not (np.isfinite(total) and total > 0.0):
+        return None
     best = int(np.argmax(joint))
-    return candidates[best], float(joint[best]) / total if total > 0 else 0.0
+    return candidates[best], float(joint[best]) / total
 
 
 _Decoded = tuple[str | None, str | None, float, tuple[float, ...], str, tuple[Alternative, ...]]
@@ -401,8 +407,9 @@ class PlateReader:
             or read.text is None
             or second is None
             or len(second.province_probabilities) != len(PROVINCE_CLASSES)
+            or not all(math.isfinite(v) for v in second.province_probabilities)
             or second.province == read.text[0]
-            or second.province_confidence < cfg.joint_province_min_head_confidence
+            or not second.province_confidence >= cfg.joint_province_min_head_confidence
         ):
             return read
         double = read.layout is Layout.DOUBLE
@@ -410,13 +417,12 @@ class PlateReader:
         candidates = "".join(
             c for c in PROVINCE_CLASSES if plate_kind(c + read.text[1:], cfg.templates)
         )
-        if read.text[0] not in candidates:  # not a province first (no such template)
+        if read.text[0] not in candidates or second.province not in candidates:
+            return read  # not a province first, or the head's answer cannot start this plate
+        joint = joint_province(province_probs, row, second.province_probabilities, candidates)
+        if joint is None or joint[0] == read.text[0]:
             return read
-        chosen, joint_p = joint_province(
-            province_probs, row, second.province_probabilities, candidates
-        )
-        if chosen == read.text[0]:
-            return read
+        chosen, joint_p = joint
         text = chosen + read.text[1:]
         row_templates = self._row_templates[0] if double else cfg.templates
         realigned = ctc.char_probabilities(

@@ -143,7 +143,7 @@ def assess_read(read: PlateRead | None, policy: PlatePolicy) -> tuple[ReviewReas
     (no lane region, no other plate in view); an empty tuple means auto-accept."""
     if read is None:
         return (ReviewReason.of(ReviewCode.NO_PLATE),)
-    reasons = _joint_province_reasons([read], read.text)
+    reasons = _joint_province_reasons([read])
     if read.text is None:
         reasons.append(ReviewReason.of(ReviewCode.GRAMMAR_INVALID, f"raw read {read.raw_text!r}"))
     elif read.confidence < policy.min_confidence:
@@ -165,9 +165,10 @@ def assess_read(read: PlateRead | None, policy: PlatePolicy) -> tuple[ReviewReas
 def _pair(read: PlateRead) -> RecogniserReads:
     """What PP-OCRv4 and the plate model read on this plate."""
     second = read.second
+    own = read.ppocr_own_text or read.text  # PP-OCRv4's own read, not a jointly chosen one
     if second is None:
-        return RecogniserReads(read.text, None, (), "", 0.0)
-    return RecogniserReads(read.text, second.text, second.char_confidences, second.province,
+        return RecogniserReads(own, None, (), "", 0.0)
+    return RecogniserReads(own, second.text, second.char_confidences, second.province,
                            second.province_confidence)
 
 
@@ -217,18 +218,20 @@ def _evidence(
     return evidence_reasons(len(decodings), chars, policy)
 
 
-def _joint_province_reasons(reads: Sequence[PlateRead], text: str | None) -> list[ReviewReason]:
-    """``province_uncertain`` where a read of ``text`` has its province chosen with the plate
-    model's head (:attr:`PlateRead.ppocr_own_text`): PP-OCRv4 read another one, so the two
-    recognisers did not agree by themselves and a person checks it."""
+def _joint_province_reasons(reads: Sequence[PlateRead]) -> list[ReviewReason]:
+    """``province_uncertain`` where any of ``reads`` had its province chosen with the plate
+    model's head (:attr:`PlateRead.ppocr_own_text`): the two recognisers did not agree by
+    themselves there. Any such read, not only one of the decided text: the choice changes a
+    read's text and confidence, so it can move the read into another group (or out of the
+    trailer's), where it would no longer veto as PP-OCRv4's own read did."""
     for read in reads:
-        if text is not None and read.text == text and read.ppocr_own_text is not None:
+        if read.ppocr_own_text is not None and read.text is not None:
             second = read.second
             head = f"{second.province} ({second.province_confidence:.3f})" if second else "?"
             return [ReviewReason.of(
                 ReviewCode.PROVINCE_UNCERTAIN,
-                f"PP-OCRv4 read {read.ppocr_own_text!r}; province {text[0]} chosen with the "
-                f"plate model's province head {head}",
+                f"PP-OCRv4 read {read.ppocr_own_text!r}; province of {read.text!r} chosen with "
+                f"the plate model's province head {head}",
             )]
     return []
 
@@ -391,7 +394,7 @@ def _text_reasons(
 ) -> list[ReviewReason]:
     """Grammar, confidence, independent agreement and resolution of the chosen group
     (``confirming``: :func:`_confirming` of ``voted``)."""
-    reasons = _joint_province_reasons([e.read for e in main], voted)
+    reasons: list[ReviewReason] = []
     if voted is None:
         raw = ", ".join(sorted({e.read.raw_text for e in main}))
         reasons.append(ReviewReason.of(ReviewCode.GRAMMAR_INVALID, f"raw reads {raw}"))
@@ -539,7 +542,8 @@ def decide_from_reads(
     voted, confidence, _ = _vote(main)
     kind = plate_kind(voted) if voted else None
     confirming = _confirming(main, voted, policy) if voted is not None else None
-    reasons += _text_reasons(main, voted, confidence, policy, confirming)
+    joint = _joint_province_reasons([e.read for e in candidates])
+    reasons += joint + _dedupe(joint, _text_reasons(main, voted, confidence, policy, confirming))
     reasons += _rival_reasons(main, tractor_groups[1:], candidates, policy)
     # the frames that count: over several frames with the agreement rule the confirming
     # ones (none confirming: recogniser_reasons says so); else those that read the text
