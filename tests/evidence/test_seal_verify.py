@@ -351,11 +351,13 @@ def test_the_plate_reader_is_sealed_and_shown(env: Env,
     assert "颜色 黄" in sheet and "颜色 yellow" not in sheet  # as officers name it
     assert "共同判定" not in sheet
     # a read whose province was chosen with the plate model's head shows PP-OCRv4's own read
-    joint = dict(manifest["case"]["plate"]["reads"][0], ppocr_own_text="皖J12345")
+    joint = dict(manifest["case"]["plate"]["reads"][0], text="皖J12345",
+                 joint_text=case.plate.text, joint_char_confidences=[0.87, 0.99])
     manifest["case"]["plate"]["reads"][0] = joint
     sheet = sheet_html(manifest, lambda _name: None).decode()
-    assert (f"通用文字识别 皖J12345；两个识别模型共同判定省份简称为“{case.plate.text[0]}”"
-            f"（号牌 {case.plate.text}，最低字符置信度 0.42），需人工核对") in sheet
+    assert (f"通用文字识别 皖J12345（最低字符置信度 0.42）；两个识别模型共同判定省份简称为"
+            f"“{case.plate.text[0]}”（号牌 {case.plate.text}，最低字符置信度 0.87），需人工核对"
+            ) in sheet
     manifest["case"]["plate"]["reader"]["models_sha256"]["plate_model"] = None
     manifest["case"]["plate"]["alternatives"] = [{"text": f"浙J1234{i}", "support": 0.1}
                                                  for i in range(12)]
@@ -382,8 +384,9 @@ def test_the_plate_reader_is_sealed_and_shown(env: Env,
     ({"char_confidences": 3}, r"reads\[0\].char_confidences"),
     ({"char_confidences": [0.5, 1.5]}, r"reads\[0\].char_confidences"),
     ({"text": "浙" * 200}, r"reads\[0\].text"),
-    ({"ppocr_own_text": 7}, r"reads\[0\].ppocr_own_text"),
-    ({"ppocr_own_text": "皖" * 200}, r"reads\[0\].ppocr_own_text"),
+    ({"joint_text": 7}, r"reads\[0\].joint_text"),
+    ({"joint_text": "皖" * 200}, r"reads\[0\].joint_text"),
+    ({"joint_char_confidences": [1.5]}, r"reads\[0\].joint_char_confidences"),
     ({"camera": None}, r"reads\[0\].camera"),
     ({"plate_model": "x"}, r"reads\[0\].plate_model"),
     ({"plate_model": {"province_confidence": True}}, r"plate_model.province_confidence"),

@@ -21,7 +21,7 @@ def test_plates_json_one_object_per_image(
     assert best["colour"] == "yellow" and best["layout"] == "single"
     assert best["accepted"] is True
     assert len(best["box"]) == 4 and 0 < best["confidence"] <= 1
-    assert best["ppocr_own_text"] is None  # PP-OCRv4's own read: the province head agrees
+    assert best["joint_text"] is None  # the province head agrees with PP-OCRv4
 
 
 def test_plates_text_output(dev_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

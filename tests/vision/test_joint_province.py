@@ -69,13 +69,19 @@ def test_the_province_both_find_most_probable() -> None:
     # PP-OCRv4 barely prefers 豫 to 赣 (a blurred glyph); the head surely names 赣
     steps = [{"豫": 0.3, "赣": 0.25}, {"A": 0.99}, {"1": 0.99}]
     probs = _probs(steps)
-    chosen, p = joint_province(probs, "豫A1", _head(赣=0.9, 豫=0.05), PROVINCES)
-    assert chosen == "赣" and 0.5 < p < 1.0
+    assert joint_province(probs, "豫A1", _head(赣=0.9, 豫=0.05), PROVINCES) == (
+        "赣", pytest.approx(0.25 * 0.9 / (0.25 * 0.9 + 0.3 * 0.05), rel=1e-3))
     # a sure PP-OCRv4 read stands against a head that is sure of another province
     sure = _probs([{"豫": 0.99, "赣": 0.001}, {"A": 0.99}, {"1": 0.99}])
-    assert joint_province(sure, "豫A1", _head(赣=0.9, 豫=0.001), PROVINCES)[0] == "豫"
-    # only the candidates are weighed
-    assert joint_province(probs, "豫A1", _head(赣=0.9, 豫=0.05), "豫")[0] == "豫"
+    assert joint_province(sure, "豫A1", _head(赣=0.9, 豫=0.001), PROVINCES) == (
+        "豫", pytest.approx(0.99 * 0.001 / (0.99 * 0.001 + 0.001 * 0.9), rel=1e-2))
+    # only the candidates are weighed: without 赣, the product of the others decides
+    three = _probs([{"豫": 0.3, "赣": 0.25, "皖": 0.2}, {"A": 0.99}, {"1": 0.99}])
+    head = _head(赣=0.6, 皖=0.35, 豫=0.01)
+    assert joint_province(three, "豫A1", head, PROVINCES) == ("赣", pytest.approx(
+        0.15 / (0.15 + 0.07 + 0.003), rel=1e-2))
+    assert joint_province(three, "豫A1", head, "豫皖") == ("皖", pytest.approx(
+        0.07 / (0.07 + 0.003), rel=1e-2))
     for head, candidates, row in (((0.5,) * 3, PROVINCES, "豫A1"),
                                   (_head(赣=0.9), "", "豫A1"),
                                   (_head(赣=0.9), "A", "豫A1"),
@@ -99,44 +105,86 @@ def test_a_blurred_province_is_chosen_with_the_head_and_sent_to_review(
 ) -> None:
     image, read = blurred
     assert read.second is not None and read.second.province == "浙"
-    assert read.text == "浙A71W58"
-    assert read.ppocr_own_text is not None and read.ppocr_own_text[0] != "浙"
-    assert read.ppocr_own_text[1:] == read.text[1:]
-    assert read.alternatives[0].text == read.ppocr_own_text  # PP-OCRv4's own read kept
-    assert read.confidence == min(read.char_confidences)
+    assert read.text is not None and read.text[0] != "浙"  # PP-OCRv4's own read stays
+    assert read.joint_text == "浙" + read.text[1:] == "浙A71W58"
+    assert len(read.joint_char_confidences) == 7
     decision = decide_from_reads([(VehicleFrame(image, "front", T0), [read])])
     assert decision.plate == "浙A71W58" and not decision.accepted
-    assert decision.province_joint
+    assert decision.province_joint and decision.kind == read.kind
     assert decision.review_codes[0] == ReviewCode.PROVINCE_UNCERTAIN.value
-    assert "chosen with the plate model's province head" in decision.review_reasons[0].detail
+    assert "the plate model's province head together" in decision.review_reasons[0].detail
+    assert read.text in [a.text for a in decision.alternatives]  # PP-OCRv4's own read
     assert ReviewCode.PROVINCE_UNCERTAIN in [r.code for r in assess_read(read, PlatePolicy())]
     (record,) = decision_reads(decision)["reads"]
     assert json.loads(json.dumps(record)) == record
-    assert record["text"] == "浙A71W58" and record["ppocr_own_text"] == read.ppocr_own_text
-    # switched off: PP-OCRv4's own read, as before
+    assert record["text"] == read.text and record["joint_text"] == "浙A71W58"
+    assert len(record["joint_char_confidences"]) == 7
+    # switched off: the same read without the joint plate, decided as before
     off = PlateReader(replace(reader.config, joint_province=False))
     plain = off.read_image(image)[0]
-    assert plain.text == read.ppocr_own_text and plain.ppocr_own_text is None
+    assert plain.joint_text is None
+    assert plain == replace(read, joint_text=None, joint_char_confidences=())
+    before = decide_from_reads([(VehicleFrame(image, "front", T0), [plain])])
+    assert before.plate == read.text and not before.province_joint
+    assert set(before.review_codes) <= set(decision.review_codes)
 
 
-def test_a_joint_read_is_never_accepted_however_sure(
+def _made_sure(read: PlateRead) -> PlateRead:
+    """``read`` as if both recognisers read PP-OCRv4's text surely (accepted on its own)."""
+    assert read.second is not None and read.text is not None
+    return replace(
+        read,
+        char_confidences=(1.0,) * len(read.text),
+        confidence=1.0,
+        second=replace(read.second, text=read.text, char_confidences=(1.0,) * 7,
+                       province=read.text[0], province_confidence=1.0),
+    )
+
+
+def test_a_joint_plate_is_never_accepted_however_sure(
     blurred: tuple[np.ndarray, PlateRead],
 ) -> None:
     image, read = blurred
-    assert read.second is not None
-    sure = replace(
-        read,
-        char_confidences=(1.0,) * len(read.text or ""),
-        confidence=1.0,
-        second=replace(read.second, text=read.text, char_confidences=(1.0,) * 7,
-                       province_confidence=1.0),
-    )
+    sure = _made_sure(read)
+    plain = replace(sure, joint_text=None, joint_char_confidences=())
     frames = [(VehicleFrame(image, camera, T0), [sure]) for camera in ("front", "rear")]
-    for decision in (decide_from_reads(frames[:1]), decide_from_reads(frames)):
-        assert not decision.accepted
-        assert ReviewCode.PROVINCE_UNCERTAIN.value in decision.review_codes
-    # the same read without the joint choice is accepted: the code is what stops it
-    assert decide_from_reads([(frames[0][0], [replace(sure, ppocr_own_text=None)])]).accepted
+    for n in (1, 2):
+        assert decide_from_reads([(f, [plain]) for f, _ in frames[:n]]).accepted
+        decision = decide_from_reads(frames[:n])
+        assert not decision.accepted and decision.plate == "浙A71W58"
+        assert decision.review_codes == (ReviewCode.PROVINCE_UNCERTAIN.value,)
+    assert ReviewCode.PROVINCE_UNCERTAIN in [r.code for r in assess_read(sure, PlatePolicy())]
+    assert assess_read(plain, PlatePolicy()) == ()
+
+
+def test_the_decision_is_pp_ocrv4s_own_with_at_most_a_reason_more(
+    blurred: tuple[np.ndarray, PlateRead], sure_read: PlateRead
+) -> None:
+    """Whatever the frames, a decision with joint plates is the decision on PP-OCRv4's own
+    reads (groups, vote, reasons) with at most the joint plate filled in and
+    ``province_uncertain`` added: it is never accepted where that one was not."""
+    image, read = blurred
+    assert sure_read.second is not None
+    front = _made_sure(sure_read)
+    others = [read, _made_sure(read)]
+    for text in ("沪CT8X0X", "沪CT8X0挂", "沪CT8805"):  # 2 places from the front, a trailer
+        rear = replace(front, text=text, confidence=0.2,
+                       char_confidences=(0.6, 0.2, *(0.9,) * (len(text) - 2)))
+        others.append(replace(rear, joint_text="浙" + text[1:],
+                              joint_char_confidences=(0.95, *rear.char_confidences[1:])))
+    for other in others:
+        for frames in ([("front", [front]), ("rear", [other])], [("rear", [other])],
+                       [("front", [front, other])]):
+            with_joint = [(VehicleFrame(image, cam, T0), reads) for cam, reads in frames]
+            without = [(f, [replace(r, joint_text=None, joint_char_confidences=())
+                            for r in reads]) for f, reads in with_joint]
+            after, before = decide_from_reads(with_joint), decide_from_reads(without)
+            assert after.accepted <= before.accepted
+            assert set(before.review_codes) <= set(after.review_codes)
+            assert [s.text for s in after.sources] == [s.text for s in before.sources]
+            if after.plate != before.plate:
+                assert after.province_joint and not after.accepted
+                assert after.review_codes[0] == ReviewCode.PROVINCE_UNCERTAIN.value
 
 
 def _split_row(text: str, first: dict[str, float]) -> np.ndarray:
@@ -159,19 +207,20 @@ def _with_head(read: PlateRead, province: str, p: float) -> PlateRead:
 @pytest.fixture(scope="module")
 def sure_read(reader: PlateReader, dev_dir: Path) -> PlateRead:
     read = reader.read_path(dev_dir / "toll_0008.jpg")[0]
-    assert read.text == "沪CT8805" and read.ppocr_own_text is None and read.second is not None
+    assert read.text == "沪CT8805" and read.joint_text is None and read.second is not None
     return read
 
 
 def test_the_head_must_be_sure_and_disagree(reader: PlateReader, sure_read: PlateRead) -> None:
     # PP-OCRv4 split between 沪 and 浙: a head naming 浙 at 0.51 chooses it, at 0.49 nothing
     split = _split_row("沪CT8805", {"沪": 0.3, "浙": 0.25})
-    chosen = reader._with_joint_province(_with_head(sure_read, "浙", 0.51), split)
-    assert chosen.text == "浙CT8805" and chosen.ppocr_own_text == "沪CT8805"
-    assert len(chosen.char_confidences) == 7 and chosen.char_confidences[1:] == pytest.approx(
-        (0.99,) * 6)
-    assert chosen.alternatives[0].text == "沪CT8805" and chosen.kind == sure_read.kind
-    assert 0.0 < chosen.probability < sure_read.probability
+    headed = _with_head(sure_read, "浙", 0.51)
+    chosen = reader._with_joint_province(headed, split)
+    assert chosen.joint_text == "浙CT8805"
+    assert len(chosen.joint_char_confidences) == 7
+    assert 0.5 < chosen.joint_char_confidences[0] < 1.0
+    assert chosen.joint_char_confidences[1:] == pytest.approx((0.99,) * 6)
+    assert replace(chosen, joint_text=None, joint_char_confidences=()) == headed  # own read kept
     unsure = _with_head(sure_read, "浙", 0.49)
     assert reader._with_joint_province(unsure, split) == unsure
     agreeing = _with_head(sure_read, "沪", 0.9)
@@ -179,16 +228,19 @@ def test_the_head_must_be_sure_and_disagree(reader: PlateReader, sure_read: Plat
     # a sure head against a sure PP-OCRv4 read: the product keeps PP-OCRv4's province
     sure = _split_row("沪CT8805", {"沪": 0.99, "浙": 1e-5})
     kept = reader._with_joint_province(_with_head(sure_read, "浙", 0.99), sure)
-    assert kept.text == "沪CT8805" and kept.ppocr_own_text is None
+    assert kept.joint_text is None
     off = PlateReader(VisionConfig(joint_province=False))
-    assert off._with_joint_province(_with_head(sure_read, "浙", 0.99), split).text == "沪CT8805"
+    assert off._with_joint_province(_with_head(sure_read, "浙", 0.99), split).joint_text is None
     # nothing to choose by, or a head that is not a distribution: the read stays as it is
-    zero = _with_head(sure_read, "浙", 0.99)
-    assert zero.second is not None
-    zero = replace(zero, second=replace(zero.second, province_probabilities=(0.0,) * 32))
+    headed = _with_head(sure_read, "浙", 0.99)
+    assert headed.second is not None
+    head_zero = replace(headed.second, province_probabilities=(0.0,) * 32)
+    zero = replace(sure_read, second=head_zero)
     assert reader._with_joint_province(zero, split) == zero
-    nan = replace(zero, second=replace(zero.second, province_confidence=float("nan"),
-                                       province_probabilities=(float("nan"),) * 32))
+    for bad in ((float("nan"),) * 32, (-0.5,) * 32):  # the confidence itself finite, 0.99
+        odd = replace(zero, second=replace(head_zero, province_probabilities=bad))
+        assert reader._with_joint_province(odd, split) == odd
+    nan = replace(zero, second=replace(head_zero, province_confidence=float("nan")))
     assert reader._with_joint_province(nan, split) == nan
     # a head whose answer cannot start this plate (使 on an ordinary plate)
     embassy = _with_head(sure_read, "使", 0.99)
@@ -208,35 +260,7 @@ def test_a_double_row_plate_chooses_in_its_top_row(
                      char_confidences=(0.3, 0.98, *bottom))
     top = _split_row("沪C", {"沪": 0.3, "浙": 0.25})
     chosen = reader._with_joint_province(double, top)
-    assert chosen.text == "浙CT8805" and chosen.ppocr_own_text == "沪CT8805"
-    assert chosen.char_confidences[1] == pytest.approx(0.99)
-    assert chosen.char_confidences[2:] == bottom and len(chosen.char_confidences) == 7
-    assert chosen.confidence == min(chosen.char_confidences)
-
-
-def test_a_joint_read_in_another_group_still_sends_to_review(sure_read: PlateRead) -> None:
-    """The joint choice changes a read's text: a rear read that differed from the front's
-    plate in two places (and vetoed it) may now differ in three and form a group of its own,
-    or leave the trailer's group; the decision still goes to review."""
-    image = np.zeros((1200, 1600, 3), dtype=np.uint8)
-    assert sure_read.second is not None
-    front = replace(sure_read, second=replace(sure_read.second, text=sure_read.text,
-                                              char_confidences=(1.0,) * 7,
-                                              province_confidence=1.0))
-    alone = decide_from_reads([(VehicleFrame(image, "front", T0), [front])])
-    assert alone.accepted  # the front read alone is accepted: the rear read is what matters
-    rear_frame = VehicleFrame(image, "rear", T0)
-    # PP-OCRv4's own reads differ from 沪CT8805 in 2 places (one group with the front read,
-    # which they veto), the jointly chosen ones in 3: a group of their own
-    for text in ("浙CT8X0X", "浙CT8X0挂"):  # a tractor plate read unsurely; a trailer plate
-        rear = replace(front, text=text, ppocr_own_text="沪" + text[1:], confidence=0.2,
-                       char_confidences=(0.6, 0.2, *(0.9,) * (len(text) - 2)))
-        own = replace(rear, text=rear.ppocr_own_text, ppocr_own_text=None)
-        before = decide_from_reads([(VehicleFrame(image, "front", T0), [front]),
-                                    (rear_frame, [own])])
-        assert not before.accepted, text
-        decision = decide_from_reads([(VehicleFrame(image, "front", T0), [front]),
-                                      (rear_frame, [rear])])
-        assert not decision.accepted, text
-        assert decision.plate == "沪CT8805"  # the groups did split
-        assert ReviewCode.PROVINCE_UNCERTAIN.value in decision.review_codes
+    assert chosen.joint_text == "浙CT8805" and chosen.text == "沪CT8805"
+    assert chosen.joint_char_confidences[1] == pytest.approx(0.99)
+    assert chosen.joint_char_confidences[2:] == bottom
+    assert len(chosen.joint_char_confidences) == 7

@@ -132,15 +132,16 @@ def _plate_reads_rows(plate: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _ppocr_text_zh(read: dict[str, Any]) -> str:
-    """PP-OCRv4's text of a read and its least sure character; where the province was
-    chosen with the plate model's province head, PP-OCRv4's own read, then the province
-    both chose and the read with it (whose least sure character that is)."""
+    """PP-OCRv4's text of a read and its least sure character; where the two recognisers
+    chose another province together, that plate too (and its least sure character)."""
     low = lowest_probability(read.get("char_confidences"))
-    own, text = read.get("ppocr_own_text"), _v(read.get("text"))
-    if own:
-        return (f"{_v(own)}；两个识别模型共同判定省份简称为“{text[:1]}”（号牌 {text}，"
-                f"最低字符置信度 {low}），需人工核对")
-    return f"{text}（最低字符置信度 {low}）"
+    text = f"{_v(read.get('text'))}（最低字符置信度 {low}）"
+    joint = read.get("joint_text")
+    if joint:
+        joint_low = lowest_probability(read.get("joint_char_confidences"))
+        text += (f"；两个识别模型共同判定省份简称为“{str(joint)[:1]}”（号牌 {_v(joint)}，"
+                 f"最低字符置信度 {joint_low}），需人工核对")
+    return text
 
 
 def colour_zh(colour: Any) -> str:

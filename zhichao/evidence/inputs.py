@@ -345,10 +345,10 @@ def check_plate_read(raw: Any, where: str = "plate.reads[0]") -> None:
     """One read of a plate result's ``reads``: raise :class:`InputError` naming the field
     unless ``camera`` is text, ``captured_utc`` an RFC 3339 time with an offset, ``box_px``
     four finite numbers (left, top, right, bottom), the texts short text or null (or absent:
-    ``ppocr_own_text``, PP-OCRv4's own read where the province was chosen with the plate
-    model, is absent from reads recorded before 2026-12-08), the per-character probabilities
-    lists of numbers from 0 to 1, and ``plate_model`` null or an object of the same kind
-    (``province_confidence`` a probability)."""
+    ``joint_text``, the plate with the province both recognisers chose together, and its
+    ``joint_char_confidences`` are absent from reads recorded before 2026-12-08), the
+    per-character probabilities lists of numbers from 0 to 1, and ``plate_model`` null or
+    an object of the same kind (``province_confidence`` a probability)."""
     if not isinstance(raw, dict):
         raise InputError(f"{where}: expected a JSON object")
     _short_text(raw, "camera", where, required=True)
@@ -356,9 +356,10 @@ def check_plate_read(raw: Any, where: str = "plate.reads[0]") -> None:
     box = raw.get("box_px")
     if not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) for v in box):
         raise InputError(f"{where}.box_px: expected four numbers (left, top, right, bottom)")
-    for key in ("text", "ppocr_own_text", "raw_text", "colour", "layout"):
+    for key in ("text", "joint_text", "raw_text", "colour", "layout"):
         _short_text(raw, key, where)
     _probabilities(raw, "char_confidences", where)
+    _probabilities(raw, "joint_char_confidences", where)
     model = raw.get("plate_model")
     if model is not None:
         if not isinstance(model, dict):

@@ -71,7 +71,7 @@ def _plate_json(read: PlateRead, policy: PlatePolicy) -> dict[str, Any]:
         "box": [round(v, 1) for v in read.box_px],
         "kind": read.kind,
         "raw_text": read.raw_text,
-        "ppocr_own_text": read.ppocr_own_text,
+        "joint_text": read.joint_text,
         "review": [r.code.value for r in reasons],
         "alternatives": [a.text for a in read.alternatives],
     }

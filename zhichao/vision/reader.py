@@ -102,14 +102,14 @@ class VisionConfig:
     never allows both at one position). False: as before 2026-12-07."""
     joint_province: bool = True
     """Where the plate model's province head surely (``joint_province_min_head_confidence``)
-    names another province than PP-OCRv4's read, the read's province is the one most
-    probable under both recognisers together (:func:`joint_province`); the read keeps
-    PP-OCRv4's own text in ``ppocr_own_text`` and always goes to review. False: as before
-    2026-12-08."""
+    names another province than PP-OCRv4's read, the read also carries the plate with the
+    province most probable under both recognisers together (``PlateRead.joint_text``,
+    :func:`joint_province`): what a reviewer finds filled in, never accepted. False: as
+    before 2026-12-08."""
     joint_province_min_head_confidence: float = 0.5
     """The head's answer must be at least this sure. 0.5 is the default of the accept
     policy's ``min_dissent_confidence`` (a separate setting), where the head's other province
-    already vetoes acceptance; the decision refuses a jointly chosen province whatever either
+    already vetoes acceptance; a jointly chosen province is never accepted whatever either
     value is (:func:`~zhichao.vision.vehicle.decide_from_reads`)."""
     intra_op_threads: int = 1
     inference_backend: str = DEFAULT_INFERENCE_BACKEND
@@ -174,11 +174,16 @@ class PlateRead:
     """Reads of the configured :class:`LineView` s (valid single-row reads only)."""
     second: SecondRead | None = None
     """The plate model's read of the same detection (None when it is switched off)."""
-    ppocr_own_text: str | None = None
-    """PP-OCRv4's own decoding where ``text``'s province was chosen with the plate model's
-    province head (:func:`joint_province`; None where ``text`` is PP-OCRv4's own). Then
-    ``char_confidences[0]`` is the two recognisers' joint probability of that province, the
-    other characters PP-OCRv4's, and the read is never accepted (``province_uncertain``)."""
+    joint_text: str | None = None
+    """``text`` with the province both recognisers find most probable together, where that
+    is another one than PP-OCRv4's (:func:`joint_province`); None elsewhere. ``text`` and
+    every other field stay PP-OCRv4's own read: the accept policy judges that, and the
+    joint plate is only what a reviewer finds filled in
+    (:func:`~zhichao.vision.vehicle.decide_from_reads`)."""
+    joint_char_confidences: tuple[float, ...] = ()
+    """Per character of ``joint_text``: position 1 the province's probability under both
+    recognisers (normalised over the provinces the plate allows), the rest PP-OCRv4's
+    along the realigned decoding."""
 
     @property
     def second_view_text(self) -> str | None:
@@ -397,8 +402,9 @@ class PlateReader:
         return reads
 
     def _with_joint_province(self, read: PlateRead, province_probs: ctc.FloatArray) -> PlateRead:
-        """``read`` with its province chosen by both recognisers (:func:`joint_province`)
-        where the plate model's head surely names another one; else ``read`` as it is.
+        """``read`` with ``joint_text``, its plate with the province chosen by both
+        recognisers (:func:`joint_province`), where the plate model's head surely names
+        another one and both together choose another than PP-OCRv4; else ``read`` as it is.
         ``province_probs``: PP-OCRv4's output for the row holding the province."""
         cfg = self.config
         second = read.second
@@ -407,7 +413,7 @@ class PlateReader:
             or read.text is None
             or second is None
             or len(second.province_probabilities) != len(PROVINCE_CLASSES)
-            or not all(math.isfinite(v) for v in second.province_probabilities)
+            or not all(math.isfinite(v) and v >= 0.0 for v in second.province_probabilities)
             or second.province == read.text[0]
             or not second.province_confidence >= cfg.joint_province_min_head_confidence
         ):
@@ -429,21 +435,7 @@ class PlateReader:
             province_probs, chosen + row[1:], self._shared_lookalikes, row_templates
         )
         chars = (joint_p, *realigned[1:], *read.char_confidences[len(row):])
-        own, new = ctc.first_character_probabilities(province_probs, read.text[0] + chosen, row[1:])
-        probability = read.probability * float(new / own) if own > 0 else 0.0
-        kept = tuple(a for a in read.alternatives if a.text != text)
-        return replace(
-            read,
-            text=text,
-            kind=plate_kind(text, cfg.templates),
-            char_confidences=chars,
-            confidence=min(chars),
-            probability=probability,
-            alternatives=(Alternative(read.text, read.probability), *kept)[
-                : max(1, cfg.decode.max_alternatives)
-            ],
-            ppocr_own_text=read.text,
-        )
+        return replace(read, joint_text=text, joint_char_confidences=chars)
 
     def _views(
         self, frame: ImageBGR, corners_px: tuple[tuple[float, float], ...]

@@ -82,9 +82,11 @@ class PlateSource:
     """PP-OCRv4's per-character probabilities of ``text``."""
     second: SecondRead | None = None
     """The plate model's read of the same plate (None when it was not run)."""
-    ppocr_own_text: str | None = None
-    """PP-OCRv4's own decoding where ``text``'s province was chosen with the plate model's
-    province head (:attr:`PlateRead.ppocr_own_text`)."""
+    joint_text: str | None = None
+    """The plate with the province both recognisers find most probable together, where
+    that is another than ``text``'s (:attr:`PlateRead.joint_text`)."""
+    joint_char_confidences: tuple[float, ...] = ()
+    """Per character of ``joint_text`` (:attr:`PlateRead.joint_char_confidences`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,18 +126,13 @@ class VehiclePlateDecision:
     carries ``recogniser_disagreement``), those where PP-OCRv4 reads it."""
     plate_model_only: bool = False
     """``plate`` is the plate model's read: PP-OCRv4 read nothing grammar-valid."""
+    province_joint: bool = False
+    """``plate``'s province is the one both recognisers find most probable together, not
+    PP-OCRv4's (:func:`decide_from_reads`); never accepted."""
 
     @property
     def review_codes(self) -> tuple[str, ...]:
         return tuple(r.code.value for r in self.review_reasons)
-
-    @property
-    def province_joint(self) -> bool:
-        """A read of ``plate`` had its province chosen with the plate model's province head
-        (:attr:`PlateSource.ppocr_own_text`); the decision then carries ``province_uncertain``."""
-        return self.plate is not None and any(
-            s.ppocr_own_text is not None and s.text == self.plate for s in self.sources
-        )
 
 
 def assess_read(read: PlateRead | None, policy: PlatePolicy) -> tuple[ReviewReason, ...]:
@@ -143,7 +140,7 @@ def assess_read(read: PlateRead | None, policy: PlatePolicy) -> tuple[ReviewReas
     (no lane region, no other plate in view); an empty tuple means auto-accept."""
     if read is None:
         return (ReviewReason.of(ReviewCode.NO_PLATE),)
-    reasons = _joint_province_reasons([read])
+    reasons = [] if read.joint_text is None else [_joint_reason(read.text, read.joint_text)]
     if read.text is None:
         reasons.append(ReviewReason.of(ReviewCode.GRAMMAR_INVALID, f"raw read {read.raw_text!r}"))
     elif read.confidence < policy.min_confidence:
@@ -165,10 +162,9 @@ def assess_read(read: PlateRead | None, policy: PlatePolicy) -> tuple[ReviewReas
 def _pair(read: PlateRead) -> RecogniserReads:
     """What PP-OCRv4 and the plate model read on this plate."""
     second = read.second
-    own = read.ppocr_own_text or read.text  # PP-OCRv4's own read, not a jointly chosen one
     if second is None:
-        return RecogniserReads(own, None, (), "", 0.0)
-    return RecogniserReads(own, second.text, second.char_confidences, second.province,
+        return RecogniserReads(read.text, None, (), "", 0.0)
+    return RecogniserReads(read.text, second.text, second.char_confidences, second.province,
                            second.province_confidence)
 
 
@@ -218,22 +214,14 @@ def _evidence(
     return evidence_reasons(len(decodings), chars, policy)
 
 
-def _joint_province_reasons(reads: Sequence[PlateRead]) -> list[ReviewReason]:
-    """``province_uncertain`` where any of ``reads`` had its province chosen with the plate
-    model's head (:attr:`PlateRead.ppocr_own_text`): the two recognisers did not agree by
-    themselves there. Any such read, not only one of the decided text: the choice changes a
-    read's text and confidence, so it can move the read into another group (or out of the
-    trailer's), where it would no longer veto as PP-OCRv4's own read did."""
-    for read in reads:
-        if read.ppocr_own_text is not None and read.text is not None:
-            second = read.second
-            head = f"{second.province} ({second.province_confidence:.3f})" if second else "?"
-            return [ReviewReason.of(
-                ReviewCode.PROVINCE_UNCERTAIN,
-                f"PP-OCRv4 read {read.ppocr_own_text!r}; province of {read.text!r} chosen with "
-                f"the plate model's province head {head}",
-            )]
-    return []
+def _joint_reason(ppocr_text: str | None, joint_text: str) -> ReviewReason:
+    """``province_uncertain`` for a plate whose province both recognisers chose together:
+    PP-OCRv4 read another one, so a person checks it."""
+    return ReviewReason.of(
+        ReviewCode.PROVINCE_UNCERTAIN,
+        f"PP-OCRv4 read {ppocr_text!r}; province of {joint_text!r} chosen by PP-OCRv4 and the "
+        "plate model's province head together",
+    )
 
 
 def _dedupe(have: list[ReviewReason], new: list[ReviewReason]) -> list[ReviewReason]:
@@ -320,25 +308,33 @@ def _group(entries: list[_Entry], link_window: timedelta) -> list[list[_Entry]]:
     return list(groups.values())
 
 
-def _vote(group: list[_Entry]) -> tuple[str | None, float, int]:
-    """(voted text, voted confidence, number of reads agreeing with it) for one group."""
-    valid = [e for e in group if e.read.text is not None]
+def _vote(group: list[_Entry], joint: bool = False) -> tuple[str | None, float, int]:
+    """(voted text, voted confidence, number of reads agreeing with it) for one group; with
+    ``joint``, each read's ``joint_text`` (and its probabilities) where it has one."""
+
+    def read_of(e: _Entry) -> tuple[str | None, tuple[float, ...]]:
+        joint_text = e.read.joint_text
+        if joint and joint_text is not None and (
+                len(e.read.joint_char_confidences) == len(joint_text)):
+            return joint_text, e.read.joint_char_confidences
+        return e.read.text, e.read.char_confidences
+
+    valid = [read_of(e) for e in group if e.read.text is not None]
     if not valid:
         return None, 0.0, 0
     lengths: dict[int, float] = defaultdict(float)
-    for e in valid:
-        lengths[len(e.read.text or "")] += sum(e.read.char_confidences)
+    for text, chars in valid:
+        lengths[len(text or "")] += sum(chars)
     length = max(lengths, key=lambda n: lengths[n])
     weights: list[dict[str, float]] = [defaultdict(float) for _ in range(length)]
-    for e in valid:
-        text = e.read.text or ""
-        if len(text) != length:
+    for text, chars in valid:
+        if len(text or "") != length:
             continue
-        for pos, (ch, p) in enumerate(zip(text, e.read.char_confidences, strict=True)):
+        for pos, (ch, p) in enumerate(zip(text or "", chars, strict=True)):
             weights[pos][ch] += p
     voted = "".join(max(w, key=lambda c: w[c]) for w in weights)
     confidence = min(max(w.values()) for w in weights) / len(valid)
-    agreeing = sum(1 for e in valid if e.read.text == voted)
+    agreeing = sum(1 for text, _ in valid if text == voted)
     return voted, confidence, agreeing
 
 
@@ -362,7 +358,8 @@ def _entries(
                 crops=read.line_images,
                 char_confidences=read.char_confidences,
                 second=read.second,
-                ppocr_own_text=read.ppocr_own_text,
+                joint_text=read.joint_text,
+                joint_char_confidences=read.joint_char_confidences,
             )
             entries.append(_Entry(source, read, region.contains(read.box_px, frame.image.shape)))
     return entries
@@ -542,8 +539,7 @@ def decide_from_reads(
     voted, confidence, _ = _vote(main)
     kind = plate_kind(voted) if voted else None
     confirming = _confirming(main, voted, policy) if voted is not None else None
-    joint = _joint_province_reasons([e.read for e in candidates])
-    reasons += joint + _dedupe(joint, _text_reasons(main, voted, confidence, policy, confirming))
+    reasons += _text_reasons(main, voted, confidence, policy, confirming)
     reasons += _rival_reasons(main, tractor_groups[1:], candidates, policy)
     # the frames that count: over several frames with the agreement rule the confirming
     # ones (none confirming: recogniser_reasons says so); else those that read the text
@@ -573,6 +569,17 @@ def decide_from_reads(
         )  # never accepted: this reason is always there
         reasons = [alone] + [r for r in reasons if r.code is not ReviewCode.GRAMMAR_INVALID]
         reasons += _dedupe(reasons, _colour_reasons(colour, kind, plate, facts, policy))
+    # everything above is PP-OCRv4's own reads, as before the joint province; where its
+    # reads with the province both recognisers chose vote another plate, that plate is what
+    # the reviewer finds filled in, never accepted
+    joint_plate, joint_confidence, _ = _vote(main, joint=True) if voted else (None, 0.0, 0)
+    province_joint = joint_plate is not None and joint_plate != voted
+    if province_joint:
+        assert joint_plate is not None
+        plate, confidence, kind = joint_plate, joint_confidence, plate_kind(joint_plate)
+        first = _joint_reason(voted, joint_plate)
+        reasons = [first] + _dedupe([first], reasons)
+        reasons += _dedupe(reasons, _colour_reasons(colour, kind, plate, facts, policy))
     return VehiclePlateDecision(
         plate=plate,
         kind=kind,
@@ -586,6 +593,7 @@ def decide_from_reads(
         trailer_plate=trailer_plate,
         agreeing_frames=agreeing_frames,
         plate_model_only=suggestion is not None,
+        province_joint=province_joint,
     )
 
 
@@ -688,7 +696,8 @@ def decision_reads(decision: VehiclePlateDecision) -> dict[str, Any]:
             "captured_utc": s.captured_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "box_px": [v if math.isfinite(v) else 0.0 for v in _rounded(s.box_px)],
             "text": s.text,
-            "ppocr_own_text": s.ppocr_own_text,
+            "joint_text": s.joint_text,
+            "joint_char_confidences": _probabilities(s.joint_char_confidences),
             "raw_text": s.raw_text[:READ_TEXT_MAX_CHARS],
             "char_confidences": _probabilities(s.char_confidences),
             "colour": s.colour.value,

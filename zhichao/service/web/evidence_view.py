@@ -123,8 +123,9 @@ def _utc_time(text: Any) -> datetime | None:
 
 def plate_reads(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     """The sealed reads behind the plate (``case.plate.reads``), for the reviewers' table:
-    each recogniser's text and least sure character (``own_text``: PP-OCRv4's own read where
-    the province was chosen with the plate model's head), the province head, and the photo
+    each recogniser's text and least sure character (``joint_text``: the plate with the
+    province both recognisers chose together, where that is another), the province head,
+    and the photo
     and box its close-up is cut from (None when the photo is not in the package)."""
     facts = manifest.get("case") if isinstance(manifest.get("case"), dict) else {}
     plate = facts.get("plate") if isinstance(facts, dict) else None
@@ -141,7 +142,8 @@ def plate_reads(manifest: dict[str, Any]) -> list[dict[str, Any]]:
             "n": n, "camera": str(read.get("camera") or "—"),
             "captured_utc": str(read.get("captured_utc") or "—"),
             "text": str(read.get("text") or "—"),
-            "own_text": str(read["ppocr_own_text"]) if read.get("ppocr_own_text") else None,
+            "joint_text": str(read["joint_text"]) if read.get("joint_text") else None,
+            "joint_low": lowest_probability(read.get("joint_char_confidences")),
             "low": lowest_probability(read.get("char_confidences")),
             "model_text": str(second.get("text") or "—"),
             "model_low": lowest_probability(second.get("char_confidences")),
