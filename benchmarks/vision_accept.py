@@ -259,7 +259,9 @@ def describe(report: EvalReport) -> dict[str, Any]:
         "review_codes": dict(codes.most_common()),
         "wrong_accepted": [(i.file, i.label, i.read) for i in wrong_accepted(report)],
         "plate_model_filled": {k: v for k, v in _counts(items).items()
-                               if k.startswith(("plate_model_filled", "province_joint"))},
+                               if k.startswith("plate_model_filled")},
+        "province_joint": {k: v for k, v in _counts(items).items()
+                           if k.startswith("province_joint")},
     }
 
 
@@ -439,7 +441,7 @@ def main() -> int:
     parser.add_argument(
         "--no-joint-province",
         action="store_true",
-        help="PP-OCRv4's province kept where the plate model's head surely names another "
+        help="no joint province: the plate filled in is always PP-OCRv4's vote "
         "(before 2026-12-08)",
     )
     add_inference_arguments(parser)

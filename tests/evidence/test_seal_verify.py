@@ -349,15 +349,15 @@ def test_the_plate_reader_is_sealed_and_shown(env: Env,
     assert "最低字符置信度 0.42" in sheet and "2025年06月01日 10:03:04（北京时间）" in sheet
     assert "另有 2 次读数" in sheet and "浙J12346（支持度 0.31）" in sheet
     assert "颜色 黄" in sheet and "颜色 yellow" not in sheet  # as officers name it
-    assert "共同判定" not in sheet
+    assert "综合两个识别模型" not in sheet
     # a read whose province was chosen with the plate model's head shows PP-OCRv4's own read
     joint = dict(manifest["case"]["plate"]["reads"][0], text="皖J12345",
                  joint_text=case.plate.text, joint_char_confidences=[0.87, 0.99])
     manifest["case"]["plate"]["reads"][0] = joint
     sheet = sheet_html(manifest, lambda _name: None).decode()
-    assert (f"通用文字识别 皖J12345（最低字符置信度 0.42）；两个识别模型共同判定省份简称为"
-            f"“{case.plate.text[0]}”（号牌 {case.plate.text}，最低字符置信度 0.87），需人工核对"
-            ) in sheet
+    assert (f"通用文字识别 皖J12345（最低字符置信度 0.42）；综合两个识别模型的概率，"
+            f"省份简称最可能为“{case.plate.text[0]}”（号牌 {case.plate.text}，综合概率 0.87），"
+            "需人工核对") in sheet
     manifest["case"]["plate"]["reader"]["models_sha256"]["plate_model"] = None
     manifest["case"]["plate"]["alternatives"] = [{"text": f"浙J1234{i}", "support": 0.1}
                                                  for i in range(12)]

@@ -598,6 +598,7 @@ def test_a_plate_whose_province_both_models_chose_is_shown_beside_ppocr_read() -
     section = source[start:source.index("{% endif %}", source.index("</table>", start)) + 11]
     html = environment().from_string(section).render(ev={"plate_reads": rows}, case={"id": 1})
     first, second = html.split('class="plate-read"')[1:]
-    assert "浙A71W58（最低 0.97）" in first and "共同判定" not in first
+    assert "浙A71W58（最低 0.97）" in first and "综合两个识别模型" not in first
     assert "皖A71W58（最低 0.97）；" in second
-    assert "两个识别模型共同判定省份简称为“浙”（号牌 浙A71W58，最低 0.93），需人工核对" in second
+    assert ("综合两个识别模型的概率，省份简称最可能为“浙”（号牌 浙A71W58，综合概率 0.93），"
+            "需人工核对") in second

@@ -111,10 +111,10 @@ def test_a_blurred_province_is_chosen_with_the_head_and_sent_to_review(
     decision = decide_from_reads([(VehicleFrame(image, "front", T0), [read])])
     assert decision.plate == "浙A71W58" and not decision.accepted
     assert decision.province_joint and decision.kind == read.kind
-    assert decision.review_codes[0] == ReviewCode.PROVINCE_UNCERTAIN.value
+    assert decision.review_codes[0] == ReviewCode.PROVINCE_JOINT.value
     assert "the plate model's province head together" in decision.review_reasons[0].detail
     assert read.text in [a.text for a in decision.alternatives]  # PP-OCRv4's own read
-    assert ReviewCode.PROVINCE_UNCERTAIN in [r.code for r in assess_read(read, PlatePolicy())]
+    assert ReviewCode.PROVINCE_JOINT in [r.code for r in assess_read(read, PlatePolicy())]
     (record,) = decision_reads(decision)["reads"]
     assert json.loads(json.dumps(record)) == record
     assert record["text"] == read.text and record["joint_text"] == "浙A71W58"
@@ -152,8 +152,8 @@ def test_a_joint_plate_is_never_accepted_however_sure(
         assert decide_from_reads([(f, [plain]) for f, _ in frames[:n]]).accepted
         decision = decide_from_reads(frames[:n])
         assert not decision.accepted and decision.plate == "浙A71W58"
-        assert decision.review_codes == (ReviewCode.PROVINCE_UNCERTAIN.value,)
-    assert ReviewCode.PROVINCE_UNCERTAIN in [r.code for r in assess_read(sure, PlatePolicy())]
+        assert decision.review_codes == (ReviewCode.PROVINCE_JOINT.value,)
+    assert [r.code for r in assess_read(sure, PlatePolicy())] == [ReviewCode.PROVINCE_JOINT]
     assert assess_read(plain, PlatePolicy()) == ()
 
 
@@ -161,30 +161,47 @@ def test_the_decision_is_pp_ocrv4s_own_with_at_most_a_reason_more(
     blurred: tuple[np.ndarray, PlateRead], sure_read: PlateRead
 ) -> None:
     """Whatever the frames, a decision with joint plates is the decision on PP-OCRv4's own
-    reads (groups, vote, reasons) with at most the joint plate filled in and
-    ``province_uncertain`` added: it is never accepted where that one was not."""
+    reads (groups, vote, reasons, confidence, colour, sources) with at most the province of
+    the plate filled in changed and ``province_joint`` put first: never accepted where that
+    one was not."""
     image, read = blurred
     assert sure_read.second is not None
     front = _made_sure(sure_read)
     others = [read, _made_sure(read)]
-    for text in ("沪CT8X0X", "沪CT8X0挂", "沪CT8805"):  # 2 places from the front, a trailer
+    # reads 2 places from the front's (one group), a trailer's, the front's own text; the
+    # joint plate's other characters realigned to other probabilities than PP-OCRv4's
+    for text in ("沪CT8X0X", "沪CT8X0挂", "沪CT8805", "沪CT8806"):
         rear = replace(front, text=text, confidence=0.2,
                        char_confidences=(0.6, 0.2, *(0.9,) * (len(text) - 2)))
         others.append(replace(rear, joint_text="浙" + text[1:],
-                              joint_char_confidences=(0.95, *rear.char_confidences[1:])))
+                              joint_char_confidences=(0.95, 0.99, *(0.3,) * (len(text) - 2))))
+    changed = 0
     for other in others:
         for frames in ([("front", [front]), ("rear", [other])], [("rear", [other])],
-                       [("front", [front, other])]):
+                       [("front", [front, other])], [("rear", [other]), ("rear", [front])]):
             with_joint = [(VehicleFrame(image, cam, T0), reads) for cam, reads in frames]
             without = [(f, [replace(r, joint_text=None, joint_char_confidences=())
                             for r in reads]) for f, reads in with_joint]
             after, before = decide_from_reads(with_joint), decide_from_reads(without)
             assert after.accepted <= before.accepted
-            assert set(before.review_codes) <= set(after.review_codes)
+            for name in ("confidence", "colour", "layout", "alternatives", "trailer_plate",
+                         "agreeing_frames", "plate_model_only"):
+                if name != "alternatives" or after.plate == before.plate:
+                    assert getattr(after, name) == getattr(before, name), name
             assert [s.text for s in after.sources] == [s.text for s in before.sources]
-            if after.plate != before.plate:
+            if after.plate == before.plate:
+                assert after.review_reasons == before.review_reasons
+                assert not after.province_joint
+            else:
+                assert before.plate is not None and after.plate is not None
+                assert after.plate[1:] == before.plate[1:]  # only the province
                 assert after.province_joint and not after.accepted
-                assert after.review_codes[0] == ReviewCode.PROVINCE_UNCERTAIN.value
+                assert after.review_codes[0] == ReviewCode.PROVINCE_JOINT.value
+                assert after.review_reasons[1:len(before.review_reasons) + 1] == \
+                    before.review_reasons
+                assert before.plate in [a.text for a in after.alternatives]
+                changed += 1
+    assert changed >= 6  # the joint plates do change the plate filled in
 
 
 def _split_row(text: str, first: dict[str, float]) -> np.ndarray:

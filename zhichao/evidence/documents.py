@@ -132,16 +132,23 @@ def _plate_reads_rows(plate: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _ppocr_text_zh(read: dict[str, Any]) -> str:
-    """PP-OCRv4's text of a read and its least sure character; where the two recognisers
-    chose another province together, that plate too (and its least sure character)."""
+    """PP-OCRv4's text of a read and its least sure character; where PP-OCRv4 and the plate
+    model's province head together find another province most probable, that plate too,
+    with the province's probability under both."""
     low = lowest_probability(read.get("char_confidences"))
     text = f"{_v(read.get('text'))}（最低字符置信度 {low}）"
     joint = read.get("joint_text")
     if joint:
-        joint_low = lowest_probability(read.get("joint_char_confidences"))
-        text += (f"；两个识别模型共同判定省份简称为“{str(joint)[:1]}”（号牌 {_v(joint)}，"
-                 f"最低字符置信度 {joint_low}），需人工核对")
+        text += (f"；综合两个识别模型的概率，省份简称最可能为“{str(joint)[:1]}”（号牌 {_v(joint)}，"
+                 f"综合概率 {joint_province_probability(read)}），需人工核对")
     return text
+
+
+def joint_province_probability(read: dict[str, Any]) -> str:
+    """The probability both recognisers together give the joint plate's province (the first
+    of ``joint_char_confidences``), two decimals; ``—`` without one."""
+    values = read.get("joint_char_confidences") or []
+    return lowest_probability(values[:1]) if isinstance(values, list) else "—"
 
 
 def colour_zh(colour: Any) -> str:

@@ -8,9 +8,9 @@ reason codes and zh-CN texts a reviewer reads.
 The policy accepts only on independent, agreeing evidence (issue #20, item 3):
 
 - two independent recognisers — PP-OCRv4 (general OCR) and the plate model trained here
-  (``zhichao.vision.plate_model``) — read the same grammar-valid text (PP-OCRv4's own read:
-  a province chosen with the plate model's head never counts as PP-OCRv4's, and such a read
-  always goes to review, ``zhichao.vision.vehicle``), and the plate
+  (``zhichao.vision.plate_model``) — read the same grammar-valid text (PP-OCRv4's own
+  read; a plate whose province was chosen with the plate model's head is only ever filled in
+  for review, ``province_joint``, :func:`zhichao.vision.vehicle.decide_from_reads`), and the plate
   model's province head names the same province: on one frame, on every read behind the
   text; over several frames, on at least one frame, with no frame where PP-OCRv4 reads
   the text (or nothing valid) and the plate model surely another plate, and no province
@@ -63,6 +63,7 @@ class ReviewCode(StrEnum):
     OUTSIDE_LANE = "plate_outside_lane"
     RECOGNISER_DISAGREEMENT = "recogniser_disagreement"
     PLATE_MODEL_ONLY = "plate_model_only"
+    PROVINCE_JOINT = "province_joint"
 
 
 REVIEW_TEXT_ZH: dict[ReviewCode, str] = {
@@ -84,6 +85,9 @@ REVIEW_TEXT_ZH: dict[ReviewCode, str] = {
     ReviewCode.RECOGNISER_DISAGREEMENT: "两个独立的号牌识别模型结果不一致，需人工核对",
     ReviewCode.PLATE_MODEL_ONLY: (
         "通用文字识别未读出符合编码规则的号牌，所示号牌仅由号牌识别模型读出，需人工核对"
+    ),
+    ReviewCode.PROVINCE_JOINT: (
+        "所示号牌的省份简称系综合两个识别模型的概率得出，与通用文字识别结果不同，需人工核对"
     ),
 }
 

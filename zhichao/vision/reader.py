@@ -104,8 +104,8 @@ class VisionConfig:
     """Where the plate model's province head surely (``joint_province_min_head_confidence``)
     names another province than PP-OCRv4's read, the read also carries the plate with the
     province most probable under both recognisers together (``PlateRead.joint_text``,
-    :func:`joint_province`): what a reviewer finds filled in, never accepted. False: as
-    before 2026-12-08."""
+    :func:`joint_province`); where that province wins the decided group's vote, it is what
+    a reviewer finds filled in, never accepted. False: as before 2026-12-08."""
     joint_province_min_head_confidence: float = 0.5
     """The head's answer must be at least this sure. 0.5 is the default of the accept
     policy's ``min_dissent_confidence`` (a separate setting), where the head's other province

@@ -149,10 +149,10 @@ def assess_read(read: PlateRead | None, policy: PlatePolicy) -> tuple[ReviewReas
         )
     else:
         decodings = read.agreeing_decodings(read.text)
-        reasons += _dedupe(reasons, evidence_reasons(
+        reasons += evidence_reasons(
             len(decodings), kth_best_char_confidences(decodings, policy.min_independent_reads),
             policy,
-        ))
+        )
         reasons += _dedupe(reasons, recogniser_reasons([[_pair(read)]], read.text, policy))
     reasons += _resolution_reasons(plate_width_px(read), policy)
     reasons += _colour_reasons(read.colour, read.kind, read.text, WeighedVehicleFacts(), policy)
@@ -215,13 +215,37 @@ def _evidence(
 
 
 def _joint_reason(ppocr_text: str | None, joint_text: str) -> ReviewReason:
-    """``province_uncertain`` for a plate whose province both recognisers chose together:
-    PP-OCRv4 read another one, so a person checks it."""
+    """``province_joint``: the plate shown has the province both recognisers find most
+    probable together, not PP-OCRv4's, so a person checks it."""
     return ReviewReason.of(
-        ReviewCode.PROVINCE_UNCERTAIN,
+        ReviewCode.PROVINCE_JOINT,
         f"PP-OCRv4 read {ppocr_text!r}; province of {joint_text!r} chosen by PP-OCRv4 and the "
         "plate model's province head together",
     )
+
+
+def _joint_plate(main: list[_Entry], voted: str) -> str | None:
+    """``voted`` with the province the group's reads vote when each read that has a joint
+    plate (:attr:`PlateRead.joint_text`) counts its joint province with its joint
+    probability, where that is another grammar-valid plate; None elsewhere. Only the
+    province changes: the other characters stay PP-OCRv4's vote."""
+    weights: dict[str, float] = defaultdict(float)
+    joint = False
+    for e in main:
+        text, chars = e.read.text, e.read.char_confidences
+        if text is None or len(text) != len(voted) or not chars:
+            continue
+        joint_text, joint_chars = e.read.joint_text, e.read.joint_char_confidences
+        if joint_text is not None and len(joint_text) == len(text) == len(joint_chars):
+            weights[joint_text[0]] += joint_chars[0]
+            joint = True
+        else:
+            weights[text[0]] += chars[0]
+    if not joint:
+        return None
+    province = max(weights, key=lambda c: weights[c])
+    plate = province + voted[1:]
+    return plate if province != voted[0] and plate_kind(plate) is not None else None
 
 
 def _dedupe(have: list[ReviewReason], new: list[ReviewReason]) -> list[ReviewReason]:
@@ -308,33 +332,25 @@ def _group(entries: list[_Entry], link_window: timedelta) -> list[list[_Entry]]:
     return list(groups.values())
 
 
-def _vote(group: list[_Entry], joint: bool = False) -> tuple[str | None, float, int]:
-    """(voted text, voted confidence, number of reads agreeing with it) for one group; with
-    ``joint``, each read's ``joint_text`` (and its probabilities) where it has one."""
-
-    def read_of(e: _Entry) -> tuple[str | None, tuple[float, ...]]:
-        joint_text = e.read.joint_text
-        if joint and joint_text is not None and (
-                len(e.read.joint_char_confidences) == len(joint_text)):
-            return joint_text, e.read.joint_char_confidences
-        return e.read.text, e.read.char_confidences
-
-    valid = [read_of(e) for e in group if e.read.text is not None]
+def _vote(group: list[_Entry]) -> tuple[str | None, float, int]:
+    """(voted text, voted confidence, number of reads agreeing with it) for one group."""
+    valid = [e for e in group if e.read.text is not None]
     if not valid:
         return None, 0.0, 0
     lengths: dict[int, float] = defaultdict(float)
-    for text, chars in valid:
-        lengths[len(text or "")] += sum(chars)
+    for e in valid:
+        lengths[len(e.read.text or "")] += sum(e.read.char_confidences)
     length = max(lengths, key=lambda n: lengths[n])
     weights: list[dict[str, float]] = [defaultdict(float) for _ in range(length)]
-    for text, chars in valid:
-        if len(text or "") != length:
+    for e in valid:
+        text = e.read.text or ""
+        if len(text) != length:
             continue
-        for pos, (ch, p) in enumerate(zip(text or "", chars, strict=True)):
+        for pos, (ch, p) in enumerate(zip(text, e.read.char_confidences, strict=True)):
             weights[pos][ch] += p
     voted = "".join(max(w, key=lambda c: w[c]) for w in weights)
     confidence = min(max(w.values()) for w in weights) / len(valid)
-    agreeing = sum(1 for text, _ in valid if text == voted)
+    agreeing = sum(1 for e in valid if e.read.text == voted)
     return voted, confidence, agreeing
 
 
@@ -400,7 +416,7 @@ def _text_reasons(
     elif confidence < policy.min_confidence:
         reasons.append(ReviewReason.of(ReviewCode.LOW_CONFIDENCE, f"confidence {confidence:.3f}"))
     else:
-        reasons += _dedupe(reasons, _evidence(main, voted, policy, confirming))
+        reasons += _evidence(main, voted, policy, confirming)
         frames = [[_pair(e.read) for e in f] for f in _by_frame(main)]
         reasons += _dedupe(reasons, recogniser_reasons(frames, voted, policy))
     # over several frames the width is a confirming frame's: the agreement must not rest
@@ -569,16 +585,13 @@ def decide_from_reads(
         )  # never accepted: this reason is always there
         reasons = [alone] + [r for r in reasons if r.code is not ReviewCode.GRAMMAR_INVALID]
         reasons += _dedupe(reasons, _colour_reasons(colour, kind, plate, facts, policy))
-    # everything above is PP-OCRv4's own reads, as before the joint province; where its
-    # reads with the province both recognisers chose vote another plate, that plate is what
-    # the reviewer finds filled in, never accepted
-    joint_plate, joint_confidence, _ = _vote(main, joint=True) if voted else (None, 0.0, 0)
-    province_joint = joint_plate is not None and joint_plate != voted
-    if province_joint:
-        assert joint_plate is not None
-        plate, confidence, kind = joint_plate, joint_confidence, plate_kind(joint_plate)
-        first = _joint_reason(voted, joint_plate)
-        reasons = [first] + _dedupe([first], reasons)
+    # everything above is PP-OCRv4's own reads, as before the joint province; where the
+    # province both recognisers chose wins the group's vote, that plate is what the reviewer
+    # finds filled in, never accepted (every reason above stays; its confidence PP-OCRv4's)
+    joint_plate = _joint_plate(main, voted) if voted is not None else None
+    if joint_plate is not None:
+        plate, kind = joint_plate, plate_kind(joint_plate)
+        reasons = [_joint_reason(voted, joint_plate), *reasons]
         reasons += _dedupe(reasons, _colour_reasons(colour, kind, plate, facts, policy))
     return VehiclePlateDecision(
         plate=plate,
@@ -593,7 +606,7 @@ def decide_from_reads(
         trailer_plate=trailer_plate,
         agreeing_frames=agreeing_frames,
         plate_model_only=suggestion is not None,
-        province_joint=province_joint,
+        province_joint=joint_plate is not None,
     )
 
 
@@ -685,7 +698,8 @@ MAX_RECORDED_READS = 64
 def decision_reads(decision: VehiclePlateDecision) -> dict[str, Any]:
     """The reads behind ``decision``, for its evidence record (JSON data, UTC times):
     every read of the chosen plate (camera, time, box in the frame's pixels, PP-OCRv4's
-    text and per-character probabilities, colour, layout, and the plate model's text,
+    text and per-character probabilities, its joint plate where it has one
+    (:attr:`PlateRead.joint_text`, null else), colour, layout, and the plate model's text,
     per-character probabilities and province head), and the other plate strings seen
     with their support."""
     reads = []

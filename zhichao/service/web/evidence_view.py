@@ -20,7 +20,7 @@ from markupsafe import Markup
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, object_session
 
-from zhichao.evidence.documents import colour_zh, lowest_probability
+from zhichao.evidence.documents import colour_zh, joint_province_probability, lowest_probability
 from zhichao.evidence.errors import EvidenceError
 from zhichao.evidence.manifest import MANIFEST_NAME
 from zhichao.evidence.reader import PackageRefusedError, read_package
@@ -143,7 +143,7 @@ def plate_reads(manifest: dict[str, Any]) -> list[dict[str, Any]]:
             "captured_utc": str(read.get("captured_utc") or "—"),
             "text": str(read.get("text") or "—"),
             "joint_text": str(read["joint_text"]) if read.get("joint_text") else None,
-            "joint_low": lowest_probability(read.get("joint_char_confidences")),
+            "joint_p": joint_province_probability(read),
             "low": lowest_probability(read.get("char_confidences")),
             "model_text": str(second.get("text") or "—"),
             "model_low": lowest_probability(second.get("char_confidences")),
