@@ -522,6 +522,22 @@ def _plate_model_suggestion(main: list[_Entry]) -> tuple[str, float] | None:
     return best.text, best.confidence
 
 
+def _filled_in(
+    plate: str,
+    first: ReviewReason,
+    others: list[ReviewReason],
+    colour: PlateColour,
+    facts: WeighedVehicleFacts,
+    policy: PlatePolicy,
+) -> tuple[str | None, list[ReviewReason]]:
+    """A plate filled in for the reviewer that is not PP-OCRv4's vote: its kind, and the
+    reasons with ``first`` (why it is filled in; it is never accepted) before ``others``
+    and the colour checks of that kind added."""
+    kind = plate_kind(plate)
+    reasons = [first, *others]
+    return kind, reasons + _dedupe(reasons, _colour_reasons(colour, kind, plate, facts, policy))
+
+
 def decide_from_reads(
     frame_reads: Sequence[tuple[VehicleFrame, list[PlateRead]]],
     facts: WeighedVehicleFacts | None = None,
@@ -577,22 +593,21 @@ def decide_from_reads(
     suggestion = _plate_model_suggestion(main) if voted is None else None
     if suggestion is not None:  # PP-OCRv4 read nothing valid: plate_model_only, not
         plate, confidence = suggestion  # grammar_invalid, which the filled plate is not
-        kind = plate_kind(plate)
         raw = ", ".join(sorted({e.read.raw_text for e in main}))
         alone = ReviewReason.of(
             ReviewCode.PLATE_MODEL_ONLY,
             f"plate model alone read {plate!r}; PP-OCRv4 raw reads {raw}",
         )  # never accepted: this reason is always there
-        reasons = [alone] + [r for r in reasons if r.code is not ReviewCode.GRAMMAR_INVALID]
-        reasons += _dedupe(reasons, _colour_reasons(colour, kind, plate, facts, policy))
+        others = [r for r in reasons if r.code is not ReviewCode.GRAMMAR_INVALID]
+        kind, reasons = _filled_in(plate, alone, others, colour, facts, policy)
     # everything above is PP-OCRv4's own reads, as before the joint province; where the
     # province both recognisers chose wins the group's vote, that plate is what the reviewer
     # finds filled in, never accepted (every reason above stays; its confidence PP-OCRv4's)
     joint_plate = _joint_plate(main, voted) if voted is not None else None
     if joint_plate is not None:
-        plate, kind = joint_plate, plate_kind(joint_plate)
-        reasons = [_joint_reason(voted, joint_plate), *reasons]
-        reasons += _dedupe(reasons, _colour_reasons(colour, kind, plate, facts, policy))
+        plate = joint_plate
+        first = _joint_reason(voted, joint_plate)
+        kind, reasons = _filled_in(plate, first, reasons, colour, facts, policy)
     return VehiclePlateDecision(
         plate=plate,
         kind=kind,

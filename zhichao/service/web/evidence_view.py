@@ -20,8 +20,9 @@ from markupsafe import Markup
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, object_session
 
+from zhichao.evidence._util import parse_time
 from zhichao.evidence.documents import colour_zh, joint_province_probability, lowest_probability
-from zhichao.evidence.errors import EvidenceError
+from zhichao.evidence.errors import EvidenceError, InputError
 from zhichao.evidence.manifest import MANIFEST_NAME
 from zhichao.evidence.reader import PackageRefusedError, read_package
 from zhichao.evidence.signing import load_public_key_bytes
@@ -113,20 +114,19 @@ def _read_image(files: list[dict[str, Any]], read: dict[str, Any]) -> str | None
 
 def _utc_time(text: Any) -> datetime | None:
     """A recorded time as an instant (the same instant is written with or without
-    microseconds by different writers)."""
+    microseconds by different writers); None where it is not one."""
     try:
-        value = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
+        return parse_time(text, "captured_utc")
+    except InputError:
         return None
-    return value if value.tzinfo is not None else None
 
 
 def plate_reads(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     """The sealed reads behind the plate (``case.plate.reads``), for the reviewers' table:
     each recogniser's text and least sure character (``joint_text``: the plate with the
     province both recognisers chose together, where that is another), the province head,
-    and the photo
-    and box its close-up is cut from (None when the photo is not in the package)."""
+    and the photo and box its close-up is cut from (None when the photo is not in the
+    package)."""
     facts = manifest.get("case") if isinstance(manifest.get("case"), dict) else {}
     plate = facts.get("plate") if isinstance(facts, dict) else None
     if not isinstance(plate, dict):
