@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 
 from tests.service.test_copy_console import served_penalty
-from tests.service.test_web_browser import browser, server, shot, staff
+from tests.service.test_web_browser import browser, server, shot, staff, submit
 from tests.service.test_web_common import Web
 from zhichao.service.db import transaction
 from zhichao.service.models import CopyNotice
@@ -28,7 +28,7 @@ def test_outbox_in_a_browser(server: tuple[str, Web], browser: Any, tmp_path: Pa
     copy_id = served_penalty(web, case_id)
 
     boss = staff(browser, base, web, "decision_maker")
-    boss.click("#menu-copy-notices")
+    submit(boss, "#menu-copy-notices")
     assert boss.url.endswith("/console/copy-notices")
     row = f"#copy-{copy_id}"
     assert boss.inner_text(f"{row} .state") == "待发送"
@@ -37,10 +37,10 @@ def test_outbox_in_a_browser(server: tuple[str, Web], browser: Any, tmp_path: Pa
     shot(boss, "11-copy-notices-pending")
 
     boss.select_option("form.filters select[name=state]", "sent")
-    boss.click("form.filters button[type=submit]")
+    submit(boss, "form.filters button[type=submit]")
     assert "state=sent" in boss.url and boss.locator(row).count() == 0
     boss.select_option("form.filters select[name=state]", "pending")
-    boss.click("form.filters button[type=submit]")
+    submit(boss, "form.filters button[type=submit]")
     assert boss.locator(row).count() == 1
 
     with boss.expect_download() as download:
@@ -60,12 +60,12 @@ def test_outbox_in_a_browser(server: tuple[str, Web], browser: Any, tmp_path: Pa
 
     boss.select_option(f"{row} select[name=channel]", "document_exchange")
     boss.fill(f"{row} input[name=reference]", "浙交抄〔2026〕7号")
-    boss.click(f"{row} .form-sent button[type=submit]")
+    submit(boss, f"{row} .form-sent button[type=submit]")
     assert boss.inner_text("#flash") == "已记录发送"
     assert boss.inner_text(f"{row} .state") == "已发送"
     assert "公文交换（机要），浙交抄〔2026〕7号" in boss.inner_text(f"{row} .times")
     shot(boss, "12-copy-notices-sent")
-    boss.click(f"{row} .form-acknowledged button[type=submit]")
+    submit(boss, f"{row} .form-acknowledged button[type=submit]")
     assert boss.inner_text("#flash").startswith("已记录对方确认收到")
     assert boss.inner_text(f"{row} .state") == "已获回执"
     assert "确认收到：" in boss.inner_text(f"{row} .times")
@@ -73,7 +73,7 @@ def test_outbox_in_a_browser(server: tuple[str, Web], browser: Any, tmp_path: Pa
     shot(boss, "13-copy-notices-acknowledged")
 
     boss.goto(f"{base}/console/cases/{case_id}")
-    boss.click("#copy-notices-link")
+    submit(boss, "#copy-notices-link")
     assert boss.locator("#copy-notices tbody tr").count() == 1
 
     with transaction(web.sessions) as s:

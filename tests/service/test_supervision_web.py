@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from tests.service.conftest import Sealed
 from tests.service.test_supervision import decide_case, many_cases, pdf_text
-from tests.service.test_web_browser import browser, server, shot, staff
+from tests.service.test_web_browser import browser, server, shot, staff, submit
 from tests.service.test_web_common import Web
 from zhichao.service.db import transaction
 from zhichao.service.models import AuditEntry, CampaignCase, Case, ReviewCampaign
@@ -23,7 +23,7 @@ __all__ = ["browser", "server"]  # fixtures used by name
 
 def _open_campaign(page: Any, base: str, web: Web) -> int:
     page.goto(f"{base}/console/")
-    page.click('header a[href="/console/supervision"]')
+    submit(page, 'header a[href="/console/supervision"]')
     assert "案卷评查活动" in page.content() and page.locator("#yearly").count() == 1
     form = "#form-open-campaign"
     page.fill(f"{form} input[name=title]", "浏览器评查")
@@ -31,8 +31,7 @@ def _open_campaign(page: Any, base: str, web: Web) -> int:
     page.fill(f"{form} input[name=period_end]", "2030-12-31")
     page.check(f'{form} input[name=reviewer_ids][value="{web.users["legal_reviewer"].id}"]')
     page.fill(f"{form} input[name=seed]", "browser-seed-01")
-    page.click(f"{form} button[type=submit]")
-    page.wait_for_load_state()
+    submit(page, f"{form} button[type=submit]")
     assert "评查活动已发起" in page.content() and "北京时间" in page.content()
     return int(page.url.split("campaign_id=")[1].split("&")[0])
 
@@ -50,31 +49,31 @@ def test_supervision_in_the_browser(server: tuple[str, Web], browser: Any,
                      if i not in drawn)
     assert len(drawn) == 10
     chief.fill("#form-add-case input[name=case_id]", str(extra))
-    chief.click("#form-add-case button[type=submit]")
+    submit(chief, "#form-add-case button[type=submit]")
     assert "已指定评查案卷" in chief.content() and "指定评查" in chief.content()
     shot(chief, "supervision-campaign")
 
     legal = staff(browser, base, web, "legal_reviewer")
     campaign_url = f"{base}/console/supervision/campaign?campaign_id={campaign_id}"
     legal.goto(campaign_url)
-    legal.click("a.score-link")
+    submit(legal, "a.score-link")
     legal.check("#unmet-procedure-notice")
-    legal.click("#form-score button[type=submit]")
+    submit(legal, "#form-score button[type=submit]")
     assert "发现的问题" in legal.content()  # refused: a failed item needs the problem
     legal.go_back()
     legal.check("#unmet-procedure-notice")
     legal.fill("#form-score textarea[name=problems]", "告知书未载明听证权利")
     legal.fill("#form-score textarea[name=correction]", "补充告知")
     shot(legal, "supervision-score")
-    legal.click("#form-score button[type=submit]")
+    submit(legal, "#form-score button[type=submit]")
     assert "评分已保存" in legal.content()
     while legal.locator("a.score-link").count():
-        legal.click("a.score-link")
-        legal.click("#form-score button[type=submit]")
+        submit(legal, "a.score-link")
+        submit(legal, "#form-score button[type=submit]")
         assert "评分已保存" in legal.content(), legal.content()
 
     chief.goto(campaign_url)
-    chief.click("#form-close button[type=submit]")
+    submit(chief, "#form-close button[type=submit]")
     assert "报告已封存" in chief.content()
     sha = chief.inner_text("#report-sha256")
     pdf = chief.request.get(f"{base}/console/supervision/campaign/report"
@@ -89,7 +88,7 @@ def test_supervision_in_the_browser(server: tuple[str, Web], browser: Any,
     chief.goto(f"{base}/console/supervision/statistics")
     chief.fill("#form-period input[name=year]", "2025")
     chief.fill("#form-period input[name=month]", "")
-    chief.click("#form-period button[type=submit]")
+    submit(chief, "#form-period button[type=submit]")
     assert "2025年度治超非现场执法统计年报" in chief.content()
     assert chief.locator("svg.figure").count() == 3
     shot(chief, "supervision-annual")
@@ -101,7 +100,7 @@ def test_supervision_in_the_browser(server: tuple[str, Web], browser: Any,
     chief.fill("#form-typical input[name=case_id]", str(case_id))
     chief.fill("#form-typical input[name=title]", "六轴货车严重超限")
     chief.fill("#form-typical textarea[name=summary]", "六轴货车超限，依法处以罚款。")
-    chief.click("#form-typical button[type=submit]")
+    submit(chief, "#form-typical button[type=submit]")
     page = chief.content()
     assert "已列为典型案例" in page and "六轴货车超限，依法处以罚款。" in page
     with transaction(web.sessions) as s:

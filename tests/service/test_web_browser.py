@@ -93,14 +93,21 @@ def shot(page: Any, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+def submit(page: Any, selector: str) -> None:
+    """Click what loads another page and wait until that page has loaded: ``content()`` or
+    ``locator().count()`` read while the next document is still loading can see nothing
+    (an empty ``content()`` was seen once on CI after a form's redirect)."""
+    page.click(selector)
+    page.wait_for_load_state()
+
+
 def staff(browser: Any, base: str, web: Web, role: str) -> Any:
     context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.goto(f"{base}/console/login")
     page.fill("input[name=username]", web.users[role].username)
     page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
+    submit(page, "button[type=submit]")
     assert "/console/login" not in page.url, page.content()
     return page
 
@@ -128,7 +135,7 @@ def tech_review_in_two_tabs(browser: Any, base: str, web: Web, case_id: int) -> 
     tech = staff(browser, base, web, "technical_reviewer")
     tech.goto(f"{base}/console/?state=technical_review")
     shot(tech, "01-queue-technical-reviewer")
-    tech.click(f'a[href="/console/cases/{case_id}"]')
+    submit(tech, f'a[href="/console/cases/{case_id}"]')
     assert tech.inner_text("#case-state") == "待技术审核"
     assert "核验通过" in tech.inner_text("#integrity")
     assert loaded_width(tech, "#plate-crop img") > 0
@@ -140,12 +147,12 @@ def tech_review_in_two_tabs(browser: Any, base: str, web: Web, case_id: int) -> 
     second_tab = tech.context.new_page()  # the same case open twice (optimistic lock)
     second_tab.goto(tech.url)
     tech.check("#form-technical-review input[value=approve]")
-    tech.click("#form-technical-review button[type=submit]")
+    submit(tech, "#form-technical-review button[type=submit]")
     assert tech.inner_text("#flash") == "技术审核意见已提交"
     assert tech.inner_text("#case-state") == "待法制审核"
     second_tab.check("#form-technical-review input[value=reject]")
     second_tab.fill("#form-technical-review textarea[name=reason]", "照片不清晰")
-    second_tab.click("#form-technical-review button[type=submit]")
+    submit(second_tab, "#form-technical-review button[type=submit]")
     assert "已被他人更新" in second_tab.inner_text("#error-message")
     shot(second_tab, "02b-stale-form-refused")
     assert state_of(web, case_id) == "legal_review"
@@ -160,13 +167,13 @@ def owner_files_a_statement(browser: Any, base: str, case_id: int, plate: str) -
     owner.fill("input[name=plate]", plate)
     owner.select_option("select[name=plate_colour]", "黄")
     owner.fill("input[name=secret_value]", "999999")
-    owner.click("#form-query button[type=submit]")
+    submit(owner, "#form-query button[type=submit]")
     assert "未查询到" in owner.inner_text("#query-message")
     owner.fill("input[name=secret_value]", VIN[-6:])
-    owner.click("#form-query button[type=submit]")
+    submit(owner, "#form-query button[type=submit]")
     assert owner.url.endswith("/portal/records")
     shot(owner, "04-owner-results")
-    owner.click(f'a[href="/portal/records/{case_id}"]')
+    submit(owner, f'a[href="/portal/records/{case_id}"]')
     assert "浙江省公路条例" in owner.inner_text("#legal-basis")
     assert loaded_width(owner, "img") > 0
     attachment = ARTIFACTS / "statement-proof.jpg"
@@ -175,7 +182,7 @@ def owner_files_a_statement(browser: Any, base: str, case_id: int, plate: str) -
     owner.fill("#form-statement textarea[name=text]", "当日车辆装载货物有误，请复核称重记录。")
     owner.set_input_files("#form-statement input[name=files]", str(attachment))
     shot(owner, "05-owner-record-statement")
-    owner.click("#form-statement button[type=submit]")
+    submit(owner, "#form-statement button[type=submit]")
     assert owner.inner_text("#flash").startswith("陈述申辩已提交")
     assert "statement-proof.jpg" in owner.inner_text("#statements")
     with owner.expect_download() as download:
@@ -195,7 +202,7 @@ def test_walk_from_capture_to_publication(server: tuple[str, Web], browser: Any)
     legal.goto(f"{base}/console/cases/{case_id}")
     legal.check("#form-legal-review input[value=approve]")
     legal.fill("#form-legal-review textarea[name=reason]", "证据确实充分，适用法律正确。")
-    legal.click("#form-legal-review button[type=submit]")
+    submit(legal, "#form-legal-review button[type=submit]")
     assert legal.inner_text("#case-state") == "审核通过，待立案告知"
 
     boss = staff(browser, base, web, "decision_maker")
@@ -203,7 +210,7 @@ def test_walk_from_capture_to_publication(server: tuple[str, Web], browser: Any)
     boss.select_option("#form-notify select[name=channel]", "sms")
     boss.select_option("#form-notify select[name=hearing_right]", "yes")
     shot(boss, "03-case-notify-form")
-    boss.click("#form-notify button[type=submit]")
+    submit(boss, "#form-notify button[type=submit]")
     assert boss.inner_text("#case-state") == "已立案并告知，陈述申辩期"
 
     owner_files_a_statement(browser, base, case_id, plate)
@@ -211,22 +218,22 @@ def test_walk_from_capture_to_publication(server: tuple[str, Web], browser: Any)
     # legal reviewer answers; the periods run out; statements closed
     legal.goto(f"{base}/console/cases/{case_id}")
     legal.fill(".form-answer textarea[name=response]", "经复核，称重设备检定有效，记录准确。")
-    legal.click(".form-answer button[type=submit]")
+    submit(legal, ".form-answer button[type=submit]")
     assert "复核答复" in legal.inner_text("#statements")
     past_statement_period(web.sessions, case_id)
     legal.goto(f"{base}/console/cases/{case_id}")
-    legal.click("#form-close-statements button[type=submit]")
+    submit(legal, "#form-close-statements button[type=submit]")
     assert legal.inner_text("#case-state") == "陈述申辩、听证已处理，待决定"
 
     # decision, service, publication
     boss.goto(f"{base}/console/cases/{case_id}")
     boss.select_option("#form-decision select[name=outcome]", "fine")
     boss.fill("#form-decision textarea[name=reasons]", "超限运输事实清楚，依法按规则建议罚款。")
-    boss.click("#form-decision button[type=submit]")
+    submit(boss, "#form-decision button[type=submit]")
     assert boss.inner_text("#case-state") == "已作出决定，待送达"
     boss.select_option("#form-serve select[name=channel]", "post")
-    boss.click("#form-serve button[type=submit]")
-    boss.click("#form-publish button[type=submit]")
+    submit(boss, "#form-serve button[type=submit]")
+    submit(boss, "#form-publish button[type=submit]")
     assert boss.inner_text("#case-state") == "已结案并公示"
     shot(boss, "06-case-published")
     assert state_of(web, case_id) == "published"
