@@ -101,11 +101,19 @@ class PlateSpec:
     double_row: bool
 
 
+SERIAL_Q_SHARE = 0.0
+"""Seventh run (``shards.py --serial-q-share P``): a serial letter is Q with probability P
+(else uniform over the serial letters, Q among them); 0 draws as every earlier run did."""
+
+
 def _serial(rng: random.Random, n: int) -> str:
     out = []
     letters = rng.random() < 0.5
     for _ in range(n):
         if letters and rng.random() < 0.3:
+            if SERIAL_Q_SHARE and rng.random() < SERIAL_Q_SHARE:
+                out.append("Q")
+                continue
             out.append(rng.choice(SERIAL_LETTERS))
         else:
             out.append(rng.choice(DIGITS))
@@ -195,14 +203,35 @@ def available_cjk_fonts() -> tuple[CjkFont, ...]:
     return tuple(out)
 
 
+GA36_Q = False
+"""Seventh run (``shards.py --ga36-q``): draw Q as GA 36's plate font does, the ring of O
+with a short tail at its lower right inside the character box (:func:`_ga36_q`), instead
+of the fonts' Q, whose long tail below the baseline, squeezed into the box, looks like no
+real plate's Q (the plate model read real Q as 0)."""
+
+
+def _ga36_q(font_index: int, box_w: int, box_h: int) -> np.ndarray:
+    """Q as on a plate: the font's O condensed into the box, with a short diagonal tail
+    from inside the ring's lower right out to its edge, as thick as the ring's stroke."""
+    ring = _glyph("O", font_index, box_w, box_h).copy()
+    inked = (ring > 127).astype(np.uint8)
+    stroke = max(2, int(round(2 * cv2.distanceTransform(inked, cv2.DIST_L2, 3).max())))
+    start = (int(round(0.55 * box_w)), int(round(0.72 * box_h)))
+    end = (box_w - 1 - stroke // 3, box_h - 1 - stroke // 3)
+    cv2.line(ring, start, end, 255, stroke, lineType=cv2.LINE_AA)
+    return ring
+
+
 @functools.lru_cache(maxsize=16384)
 def _glyph(ch: str, font_index: int, box_w: int, box_h: int, stroke: int = 0) -> np.ndarray:
     """A glyph's ink (0-255 mask) condensed into a box_w × box_h box.
 
     ``font_index`` indexes the available Latin fonts for ASCII characters and
     :func:`available_cjk_fonts` for the others; ``stroke`` thickens the outline (px at
-    160 px, before condensing).
+    160 px, before condensing). With :data:`GA36_Q`, Q is :func:`_ga36_q`.
     """
+    if ch == "Q" and GA36_Q:
+        return _ga36_q(font_index, box_w, box_h)
     cjk = ord(ch) > 127
     if cjk:
         face = available_cjk_fonts()[font_index]

@@ -29,8 +29,12 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=60)
     ap.add_argument("--per-shard", type=int, default=500)
     ap.add_argument("--glyph-jitter", action="store_true", help="render.GLYPH_JITTER")
+    ap.add_argument("--ga36-q", action="store_true", help="render.GA36_Q")
+    ap.add_argument("--serial-q-share", type=float, default=0.0, help="render.SERIAL_Q_SHARE")
     args = ap.parse_args()
     render.GLYPH_JITTER = args.glyph_jitter
+    render.GA36_Q = args.ga36_q
+    render.SERIAL_Q_SHARE = args.serial_q_share
     args.out.mkdir(parents=True, exist_ok=True)
     for i in range(args.shards):
         path = args.out / f"shard_{i:03d}.npz"

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from training.plates import render
 from training.plates.model import PROVINCE_CLASSES, PlateCRNN
 from training.plates.real import (
     RealMix,
@@ -235,8 +236,14 @@ def main() -> None:
     ap.add_argument("--real-transplant", type=float, default=0.0, help="RealMix.transplant")
     ap.add_argument("--real-invert", type=float, default=0.0, help="RealMix.invert")
     ap.add_argument("--real-double-row", type=float, default=0.0, help="RealMix.double_row")
+    ap.add_argument(
+        "--ga36-q",
+        action="store_true",
+        help="render.GA36_Q for the rendered validation plates (as the shards were drawn)",
+    )
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
+    render.GA36_Q = args.ga36_q
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
