@@ -92,9 +92,9 @@ def test_the_province_both_find_most_probable() -> None:
 
 @pytest.fixture(scope="module")
 def blurred(reader: PlateReader, dev_dir: Path) -> tuple[np.ndarray, PlateRead]:
-    """A real dev scene (浙A71W58) with its province character blurred away: PP-OCRv4 reads
+    """A real dev scene (浙A8DW01) with its province character blurred away: PP-OCRv4 reads
     another province unsurely, the province head still reads 浙 (docs/vision.md)."""
-    image = load_image(dev_dir / "toll_0039.jpg")
+    image = load_image(dev_dir / "toll_0043.jpg")
     corners = reader.read_image(image)[0].detection.corners_px
     hazy = blur_province(image, corners)
     return hazy, reader.read_image(hazy)[0]
@@ -106,10 +106,10 @@ def test_a_blurred_province_is_chosen_with_the_head_and_sent_to_review(
     image, read = blurred
     assert read.second is not None and read.second.province == "浙"
     assert read.text is not None and read.text[0] != "浙"  # PP-OCRv4's own read stays
-    assert read.joint_text == "浙" + read.text[1:] == "浙A71W58"
+    assert read.joint_text == "浙" + read.text[1:] == "浙A8DW01"
     assert len(read.joint_char_confidences) == 7
     decision = decide_from_reads([(VehicleFrame(image, "front", T0), [read])])
-    assert decision.plate == "浙A71W58" and not decision.accepted
+    assert decision.plate == "浙A8DW01" and not decision.accepted
     assert decision.province_joint and decision.kind == read.kind
     assert decision.review_codes[0] == ReviewCode.PROVINCE_JOINT.value
     assert "the plate model's province head together" in decision.review_reasons[0].detail
@@ -117,7 +117,7 @@ def test_a_blurred_province_is_chosen_with_the_head_and_sent_to_review(
     assert ReviewCode.PROVINCE_JOINT in [r.code for r in assess_read(read, PlatePolicy())]
     (record,) = decision_reads(decision)["reads"]
     assert json.loads(json.dumps(record)) == record
-    assert record["text"] == read.text and record["joint_text"] == "浙A71W58"
+    assert record["text"] == read.text and record["joint_text"] == "浙A8DW01"
     assert len(record["joint_char_confidences"]) == 7
     # switched off: the same read without the joint plate, decided as before
     off = PlateReader(replace(reader.config, joint_province=False))
@@ -151,7 +151,7 @@ def test_a_joint_plate_is_never_accepted_however_sure(
     for n in (1, 2):
         assert decide_from_reads([(f, [plain]) for f, _ in frames[:n]]).accepted
         decision = decide_from_reads(frames[:n])
-        assert not decision.accepted and decision.plate == "浙A71W58"
+        assert not decision.accepted and decision.plate == "浙A8DW01"
         assert decision.review_codes == (ReviewCode.PROVINCE_JOINT.value,)
     assert [r.code for r in assess_read(sure, PlatePolicy())] == [ReviewCode.PROVINCE_JOINT]
     assert assess_read(plain, PlatePolicy()) == ()
