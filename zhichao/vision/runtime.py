@@ -84,7 +84,7 @@ on one thread (``docs/vision.md``)."""
 RECOGNISER_PLATE_CRNN = ModelSpec(
     name="plate CRNN (trained here, training/plates/)",
     filename="plate_crnn.onnx",
-    sha256="27ddbc8d6e6615389900c40b89cc9a6c20d22cb119351fc8ff4bbf0c05e2ae0e",
+    sha256="0dcb45de59f2f56885932f1a7ca15ccf14a49fea62666dc4c33f76e71b3ba4df",
     wheel_package="zhichao",
     wheel_relpath="vision/models/plate_crnn.onnx",
     licence="Apache-2.0",
