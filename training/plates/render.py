@@ -212,7 +212,13 @@ real plate's Q (the plate model read real Q as 0)."""
 
 def _ga36_q(font_index: int, box_w: int, box_h: int) -> np.ndarray:
     """Q as on a plate: the font's O condensed into the box, with a short diagonal tail
-    from inside the ring's lower right out to its edge, as thick as the ring's stroke."""
+    from inside the ring's lower right out to its edge.
+
+    The tail's width is twice the largest distance from the O's ink to its background,
+    measured inside the box; where the condensed ring touches the box's edges the whole
+    stroke counts, so the tail comes out about 1.3–2 × as wide as the ring's sides, and
+    its round start cap reaches into the ring's hole. The seventh run was trained on
+    exactly this (``docs/vision.md``, *Seventh run*), so it stays as it is."""
     ring = _glyph("O", font_index, box_w, box_h).copy()
     inked = (ring > 127).astype(np.uint8)
     stroke = max(2, int(round(2 * cv2.distanceTransform(inked, cv2.DIST_L2, 3).max())))
@@ -223,14 +229,17 @@ def _ga36_q(font_index: int, box_w: int, box_h: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16384)
-def _glyph(ch: str, font_index: int, box_w: int, box_h: int, stroke: int = 0) -> np.ndarray:
+def _glyph(
+    ch: str, font_index: int, box_w: int, box_h: int, stroke: int = 0, ga36_q: bool = False
+) -> np.ndarray:
     """A glyph's ink (0-255 mask) condensed into a box_w × box_h box.
 
     ``font_index`` indexes the available Latin fonts for ASCII characters and
     :func:`available_cjk_fonts` for the others; ``stroke`` thickens the outline (px at
-    160 px, before condensing). With :data:`GA36_Q`, Q is :func:`_ga36_q`.
+    160 px, before condensing). With ``ga36_q`` (the renderer passes :data:`GA36_Q`, so
+    the cache keys on it), Q is :func:`_ga36_q`.
     """
-    if ch == "Q" and GA36_Q:
+    if ch == "Q" and ga36_q:
         return _ga36_q(font_index, box_w, box_h)
     cjk = ord(ch) > 127
     if cjk:
@@ -352,7 +361,7 @@ def render_plate(spec: PlateSpec, rng: random.Random) -> np.ndarray:
         if ord(ch) > 127:
             mask = _cjk_glyph(ch, cjk_index, cjk_stroke, bw, bh, rng)
         else:
-            mask = _glyph(ch, font_index, bw, bh).astype(np.float32) / 255.0
+            mask = _glyph(ch, font_index, bw, bh, ga36_q=GA36_Q).astype(np.float32) / 255.0
             if bold:
                 mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
         if GLYPH_JITTER:

@@ -32,6 +32,8 @@ def main() -> None:
     ap.add_argument("--ga36-q", action="store_true", help="render.GA36_Q")
     ap.add_argument("--serial-q-share", type=float, default=0.0, help="render.SERIAL_Q_SHARE")
     args = ap.parse_args()
+    if not 0.0 <= args.serial_q_share <= 1.0:
+        ap.error("--serial-q-share is a probability, 0 to 1")
     render.GLYPH_JITTER = args.glyph_jitter
     render.GA36_Q = args.ga36_q
     render.SERIAL_Q_SHARE = args.serial_q_share
