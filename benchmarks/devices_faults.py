@@ -48,7 +48,7 @@ def main() -> None:
     blocks: list[SampleBlock] = []
     t0 = time.perf_counter()
     with StreamSampleSource.from_url(twin.url, timeouts=Timeouts(1.0),
-                                     backoff=Backoff(0.01, 0.1), stall_timeout_s=0.3) as src:
+                                     backoff=Backoff(0.01, 0.1), stall_timeout_s=1.0) as src:
         src.open()
         with twin:
             while True:

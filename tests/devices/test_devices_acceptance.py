@@ -41,7 +41,12 @@ from zhichao.weighing.reported import weigh_reported
 from zhichao.weighing.stream import LaneProcessor
 from zhichao.weighing.vehicle import WeighedVehicle
 
-pytestmark = pytest.mark.slow  # minutes of simulated traffic or processes
+pytestmark = [
+    pytest.mark.slow,  # minutes of simulated traffic or processes
+    # the whole-lane tests run on one worker, one after the other: side by side on a
+    # 2-core machine they starved each other (docs/station.md, known weaknesses)
+    pytest.mark.xdist_group("whole_lane"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +84,7 @@ def streamed(lane: tuple[np.ndarray, RecordingMeta, list[WeighedVehicle]]) -> St
     twin = SampleStreamTwin(samples, RATE_HZ, meta.start_utc, speed=0,
                             samples_per_frame=FRAME_SAMPLES, injector=injector)
     source = StreamSampleSource.from_url(twin.url, timeouts=Timeouts(1.0),
-                                         backoff=Backoff(0.01, 0.1), stall_timeout_s=0.3)
+                                         backoff=Backoff(0.01, 0.1), stall_timeout_s=1.0)
     blocks: list[SampleBlock] = []
     with source:
         source.open()

@@ -25,7 +25,12 @@ from tests.station.conftest import write_config
 from zhichao.station.crashcheck import compare, reference_vehicles
 from zhichao.station.launcher import SimulatorProcess
 
-pytestmark = pytest.mark.slow  # minutes of simulated traffic or processes
+pytestmark = [
+    pytest.mark.slow,  # minutes of simulated traffic or processes
+    # the whole-lane tests run on one worker, one after the other: side by side on a
+    # 2-core machine they starved each other (docs/station.md, known weaknesses)
+    pytest.mark.xdist_group("whole_lane"),
+]
 
 N_VEHICLES = 150
 KILLS = 5

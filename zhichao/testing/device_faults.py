@@ -26,7 +26,7 @@ def fault_schedule(n_frames: int, seed: int) -> dict[int, list[Fault]]:
              "drop": 30, "disconnect": 12, "reboot": 8, "clock_jump": 10, "bad_values": 12,
              "stall": 2}
     params = {"disconnect": 3, "reboot": 4, "corrupt": 3, "garbage": 40, "split": 4,
-              "stall": 0.6}
+              "stall": 2.0}
     frames = rnd.sample(range(20, n_frames - 20, 3), sum(kinds.values()))
     out: dict[int, list[Fault]] = {}
     i = 0
