@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import os
-import time
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from zhichao.station.alarms import StageHealth
 from zhichao.station.clock import Clock
-from zhichao.station.config import load_config
 from zhichao.station.errors import SealingStoppedError
 from zhichao.station.journal import SampleJournal
-from zhichao.station.link_stage import LinkStage
-from zhichao.station.linking import CameraSpool, FrameLinker, OffsetEstimator, utc_name
-from zhichao.station.ops import StationMetrics
+from zhichao.station.linking import CameraSpool, FrameLinker, utc_name
 from zhichao.station.store import PassageRow, StationStore
-from zhichao.weighing.vehicle import WeighedVehicle
 
 
 def test_journal_round_trip_torn_tail_and_prune(tmp_path: Path) -> None:
@@ -161,75 +154,3 @@ def test_waveform_temporaries_of_a_killed_write_are_removed_at_start(tmp_path: P
     (tmp_path / ".K-2.npz.4242.tmp").write_bytes(b"half")
     assert remove_dead_waveform_temporaries(tmp_path) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["K-1.npz"]
-
-
-def _weighed(time_utc: datetime, first_sample: int) -> WeighedVehicle:
-    return WeighedVehicle(
-        time_utc=time_utc.isoformat(), site_id="S", lane_id="L", speed_kmh=60.0,
-        acceleration_ms2=0.0, axle_count=2, axle_loads_kg=[5000.0, 8000.0],
-        wheel_loads_kg=[[2500.0, 2500.0], [4000.0, 4000.0]], axle_spacings_m=[4.0],
-        axle_groups=[[0], [1]], gross_weight_kg=13000.0, vehicle_class="2", vehicle_class_zh="二轴",
-        limit_kg=18000, limit_basis="", limit_candidates_kg=[18000], allowance_kg=0,
-        allowance_basis="", excess_kg=0, excess_after_allowance_kg=0, uncertainty_kg=100.0,
-        coverage_factor=2.0, verdict="within_limit", overloaded=False, flags=[],
-        row_gross_weights_kg=[13000.0], rows_used=[0], pavement_temperature_c=None,
-        calibration_profile=None, recording=None, first_sample=first_sample,
-        last_sample=first_sample + 100)
-
-
-def test_the_wim_offset_settles_only_once_it_holds() -> None:
-    est = OffsetEstimator(settle_tolerance_s=0.3)
-    assert est.settled_for_s(at_s=5.0) == 0.0  # nothing observed
-    est.add(-7.0, at_s=0.0)  # every early block arrives 7 s late
-    est.add(-6.9, at_s=0.5)  # within the tolerance: still settling since 0
-    assert est.settled_for_s(at_s=0.9) == pytest.approx(0.9)
-    est.add(-0.02, at_s=1.0)  # a timely block: the estimate moves by 7 s
-    assert est.offset_s == pytest.approx(-0.02)
-    assert est.settled_for_s(at_s=1.4) == pytest.approx(0.4)
-    est.add(-0.01, at_s=1.6)  # a few ms more: it holds
-    assert est.settled_for_s(at_s=2.5) == pytest.approx(1.5)
-
-
-def test_no_vehicle_is_linked_while_the_wim_offset_moves(tmp_path: Path) -> None:
-    """Start-up on a starved machine (seen in a CI-like run): the first WIM blocks arrive
-    7 s late, so the offset measured on them alone predicts vehicle A's frame 7 s late,
-    where vehicle B's frame is. Linking waits until the offset has held for
-    ``linking.settle_s``; by then a timely block has corrected it and A gets its own frame."""
-    spool = tmp_path / "front"
-    spool.mkdir()
-    clock = Clock()
-    cam = CameraSpool("CAM-F", "front", spool, 12.0)
-    linker = FrameLinker([cam], clock, window_s=0.6)
-    t_a = datetime.now(UTC) - timedelta(seconds=30)
-    travel = timedelta(seconds=12 / (60 / 3.6))
-    for name, t in (("a", t_a + travel), ("b", t_a + timedelta(seconds=7) + travel)):
-        path = spool / f"CAM-F-{utc_name(t)}-{ord(name):06d}.jpg"
-        path.write_bytes(b"jpeg")
-        os.utime(path, (t.timestamp() + 0.05, t.timestamp() + 0.05))
-    linker.scan()
-    cfg = load_config(None)
-    cfg = replace(cfg, vision=replace(cfg.vision, read="none"),
-                  linking=replace(cfg.linking, settle_s=0.3))
-    stages = StageHealth(StationStore(tmp_path / "station.db"))
-    stage = LinkStage(cfg, linker, stages, StationMetrics())
-    linker.wim_offset.add(-7.0)  # the late blocks
-    stage.add(_weighed(t_a, 1000), "A")
-    stream_end = t_a + timedelta(seconds=40)
-    stage.advance(stream_end - timedelta(seconds=7))
-    assert stage.holding() and stage.pending[0].state == "waiting_frames"
-    linker.wim_offset.add(-0.01)  # a timely block: the offset moves by 7 s
-    stage.advance(stream_end)
-    assert stage.holding() and stage.pending[0].state == "waiting_frames"
-    time.sleep(0.35)
-    stage.advance(stream_end)
-    assert not stage.holding()
-    (p,) = stage.pop_ready()
-    frame, status = p.frames["CAM-F"]
-    assert status == "linked" and frame is not None
-    assert frame.path.name.endswith(f"{ord('a'):06d}.jpg")
-    # without the wait, the offset of the late blocks alone links B's frame to A
-    eager = FrameLinker([CameraSpool("CAM-F", "front", spool, 12.0)], clock, window_s=0.6)
-    eager.scan()
-    eager.wim_offset.add(-7.0)
-    wrong, _ = eager.link(eager.predict("A", t_a, 60.0, 0.0), [])["CAM-F"]
-    assert wrong is not None and wrong.path.name.endswith(f"{ord('b'):06d}.jpg")

@@ -40,9 +40,6 @@ STAGE_ALARMS: dict[str, StageAlarm] = {
     "retention": StageAlarm("retention_failed", 2,
                             "个人信息到期清理（非案件通行的号牌和图片）连续失败，超期个人信息仍保存在"
                             "站点，请检查磁盘和站点数据库（详见日志）"),
-    "linking": StageAlarm("clock_offset_unsettled", 1,
-                          "称重设备时钟偏差的估计持续变化，照片暂停与车辆关联（以免关联到其他车辆），"
-                          "通行记录等待关联，请检查称重设备连接和站点负载"),
     "journal": StageAlarm("journal_failed", 1,
                           "原始数据日志写入失败，站点崩溃时数据可能无法恢复，请检查磁盘"),
 }

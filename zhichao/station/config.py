@@ -408,7 +408,6 @@ def _check_pipeline(cfg: StationConfig) -> None:
     lk = cfg.linking
     _need(0 < lk.window_s <= 5, "linking.window_s", "must be in (0, 5] s")
     _need(0 <= lk.wait_s <= 60, "linking.wait_s", "must be within 0 … 60 s")
-    _need(0 <= lk.settle_s <= 60, "linking.settle_s", "must be within 0 … 60 s")
     v = cfg.vision
     _need(v.read in ("all", "candidates", "none"), "vision.read",
           "must be \"all\", \"candidates\" or \"none\"")

@@ -141,10 +141,6 @@ class ClipSection:
 class LinkingSection:
     window_s: float = 0.6  # a frame more than this from the predicted time is not linked
     wait_s: float = 10.0  # give up waiting for a frame this long after its window [s]
-    # link no vehicle until the WIM clock offset has held within half the window this long
-    # (wall clock) [s]: at start-up, and after it moved, an offset measured on late
-    # blocks alone would link frames to the wrong vehicle (docs/station.md, Linking)
-    settle_s: float = 1.0
     max_clock_offset_s: float = 2.0  # a device clock further off than this raises an alarm
 
 

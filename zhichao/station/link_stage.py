@@ -36,9 +36,6 @@ from zhichao.station.plates import (
 from zhichao.weighing.vehicle import WeighedVehicle
 
 LOG = logging.getLogger("zhichao.station")
-HOLD_ALARM_S = 30.0
-"""Linking held this long (wall clock) for an unsettled WIM clock offset opens the
-``linking`` stage alarm (:data:`~zhichao.station.alarms.STAGE_ALARMS`)."""
 
 
 def plate_job(key: str, frames: dict[str, tuple[Frame | None, str]],
@@ -61,7 +58,6 @@ class LinkStage:
         self.stages = stages
         self.metrics = metrics
         self.pending: deque[Pending] = deque()
-        self._held_since: float | None = None  # monotonic time linking began to wait
         self.plates: PlateWorkers | None = (self._start_plate_workers()
                                             if cfg.vision.read != "none" else None)
 
@@ -79,30 +75,9 @@ class LinkStage:
         return self.linker.predict(key, datetime.fromisoformat(v.time_utc), v.speed_kmh,
                                    v.acceleration_ms2)
 
-    def holding(self) -> bool:
-        """Whether linking waits for the WIM clock offset to settle
-        (``linking.settle_s``; :meth:`~zhichao.station.linking.OffsetEstimator.settled_for_s`)."""
-        return self.linker.wim_offset.settled_for_s() < self.cfg.linking.settle_s
-
     def advance(self, stream_time: datetime, final: bool = False) -> None:
         """Link the vehicles whose frames are in (all of them when ``final``), submit
         their plates and collect the plates read."""
-        if not final and self.holding():
-            # the WIM clock offset is still moving: frames linked now could be another
-            # vehicle's; the vehicles wait (their frames stay in the spool, the journal
-            # keeps their samples), loudly if it lasts
-            now = time.monotonic()
-            if self._held_since is None:
-                self._held_since = now
-            elif now - self._held_since > HOLD_ALARM_S:
-                self.stages.failed("linking", (
-                    f"WIM clock offset {self.linker.wim_offset.offset_s!r} s still moving "
-                    f"after {now - self._held_since:.0f} s; {len(self.pending)} vehicles wait"))
-            self._collect_plates()
-            return
-        if self._held_since is not None:
-            self._held_since = None
-            self.stages.succeeded("linking")
         wait = timedelta(seconds=self.cfg.linking.window_s + self.cfg.linking.wait_s)
         wim_off = timedelta(seconds=self.linker.wim_offset.offset_s or 0.0)
         now_ref = stream_time - wim_off

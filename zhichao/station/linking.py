@@ -50,20 +50,12 @@ def travel_time_s(distance_m: float, speed_ms: float, accel_ms2: float) -> float
 class OffsetEstimator:
     """max(device time − arrival time) over the observations of the last ``window_s``
     seconds (wall clock) [s]. A long window keeps the estimate right while a device
-    delivers a backlog (after a station restart every block arrives late).
+    delivers a backlog (after a station restart every block arrives late)."""
 
-    While every observation so far arrived late (a first start whose first blocks were
-    queued, a station starved of CPU), the estimate is off by that lateness and rises as
-    timely observations come. :meth:`settled_for_s` says how long (wall clock) it has
-    stayed within ``settle_tolerance_s`` of its value then; the link step links nothing
-    until that is long enough (``linking.settle_s``)."""
-
-    def __init__(self, window_s: float = 600.0, settle_tolerance_s: float = 0.3) -> None:
+    def __init__(self, window_s: float = 600.0) -> None:
         self.window_s = window_s
-        self.settle_tolerance_s = settle_tolerance_s
         self._values: deque[tuple[float, float]] = deque()
         self._best: float | None = None
-        self._anchor: tuple[float, float] | None = None  # (since, estimate then)
 
     def add(self, device_minus_arrival_s: float, at_s: float | None = None) -> None:
         now = time.monotonic() if at_s is None else at_s
@@ -81,20 +73,10 @@ class OffsetEstimator:
             self._best = max(v for _, v in self._values)
         else:
             self._best = max(self._best, device_minus_arrival_s)
-        if self._anchor is None or abs(self._best - self._anchor[1]) > self.settle_tolerance_s:
-            self._anchor = (now, self._best)
 
     @property
     def offset_s(self) -> float | None:
         return self._best
-
-    def settled_for_s(self, at_s: float | None = None) -> float:
-        """Wall seconds since the estimate last moved by more than ``settle_tolerance_s``
-        (0 before any observation)."""
-        if self._anchor is None:
-            return 0.0
-        now = time.monotonic() if at_s is None else at_s
-        return max(0.0, now - self._anchor[0])
 
     @property
     def n(self) -> int:
@@ -149,8 +131,7 @@ class FrameLinker:
         self.cameras = {c.camera_id: c for c in cameras}
         self.clock = clock
         self.window_s = window_s
-        # a move of half the window is what could link a frame to the wrong vehicle
-        self.wim_offset = OffsetEstimator(settle_tolerance_s=window_s / 2)
+        self.wim_offset = OffsetEstimator()
 
     def scan(self) -> int:
         """Pick up new frame files; returns how many."""

@@ -459,8 +459,8 @@ class Station:
             LOG.warning("upload backlog left at exit", extra={"fields": self.center.status()})
 
     def _drop_stale_frames(self) -> None:
-        if not self._started() or self.link.holding():
-            return  # while linking waits, a waiting vehicle's frames are not stale
+        if not self._started():
+            return
         horizon = self._stream_time() - timedelta(seconds=120)
         for f in self.linker.stale(horizon):
             if f.camera_id in self._url_cameras:  # continuous frames: not kept
