@@ -12,7 +12,7 @@ import pytest
 from zhichao.station.clock import Clock
 from zhichao.station.errors import SealingStoppedError
 from zhichao.station.journal import SampleJournal
-from zhichao.station.linking import CameraSpool, FrameLinker, utc_name
+from zhichao.station.linking import CameraSpool, FrameLinker, OffsetEstimator, utc_name
 from zhichao.station.store import PassageRow, StationStore
 
 
@@ -154,3 +154,36 @@ def test_waveform_temporaries_of_a_killed_write_are_removed_at_start(tmp_path: P
     (tmp_path / ".K-2.npz.4242.tmp").write_bytes(b"half")
     assert remove_dead_waveform_temporaries(tmp_path) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["K-1.npz"]
+
+
+def _offset_reference(observations: list[tuple[float, float]], window_s: float,
+                      bucket_s: float) -> float:
+    """OffsetEstimator's answer after ``observations`` ((at, value), in time order), the
+    slow way: buckets of ``bucket_s`` from their first observation, each its largest
+    value; the largest bucket started within ``window_s`` of the last observation."""
+    buckets: list[list[float]] = []
+    for at, value in observations:
+        if buckets and at - buckets[-1][0] < bucket_s:
+            buckets[-1][1] = max(buckets[-1][1], value)
+        else:
+            buckets.append([at, value])
+    now = observations[-1][0]
+    return max(v for start, v in buckets if now - start <= window_s)
+
+
+def test_offset_estimator_is_the_windowed_maximum_in_constant_time() -> None:
+    rng = np.random.default_rng(11)
+    est = OffsetEstimator(window_s=5.0)
+    seen: list[tuple[float, float]] = []
+    at = 0.0
+    for _ in range(3000):
+        at += float(rng.choice([0.005, 0.02, 0.05, 0.3, 1.7, 6.0], p=[.3, .3, .2, .1, .07, .03]))
+        value = float(rng.normal(-0.5, 1.0))
+        est.add(value, at_s=at)
+        seen.append((at, value))
+        assert est.offset_s == _offset_reference(seen, 5.0, est.BUCKET_S)
+    # buckets, not observations, are kept: 50 blocks a second for 10 minutes of window
+    long = OffsetEstimator()
+    for i in range(50 * 700):
+        long.add(-0.01 * (i % 13), at_s=i * 0.02)
+    assert long.n <= 600 / long.BUCKET_S + 1

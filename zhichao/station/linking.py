@@ -52,27 +52,38 @@ class OffsetEstimator:
     seconds (wall clock) [s]. A long window keeps the estimate right while a device
     delivers a backlog (after a station restart every block arrives late)."""
 
+    BUCKET_S = 0.2
+    """Observations within this long of a bucket's first are one bucket (its largest)."""
+
     def __init__(self, window_s: float = 600.0) -> None:
         self.window_s = window_s
-        self._values: deque[tuple[float, float]] = deque()
+        self._values: deque[tuple[float, float]] = deque()  # (bucket start, largest value)
+        # the buckets that can still become the maximum: values strictly decreasing, so
+        # the window's maximum is the first (O(1) per observation, not O(window))
+        self._candidates: deque[tuple[float, float]] = deque()
         self._best: float | None = None
 
     def add(self, device_minus_arrival_s: float, at_s: float | None = None) -> None:
         now = time.monotonic() if at_s is None else at_s
-        if self._values and now - self._values[0][0] < 0.2:
-            # one observation per 0.2 s keeps the window small; keep the larger value
-            if device_minus_arrival_s > self._values[-1][1]:
-                self._values[-1] = (self._values[-1][0], device_minus_arrival_s)
+        value = device_minus_arrival_s
+        if self._values and now - self._values[-1][0] < self.BUCKET_S:
+            start, largest = self._values[-1]
+            if value > largest:  # one bucket per 0.2 s keeps the window small
+                self._values[-1] = (start, value)
+                self._candidate(start, value)
         else:
-            self._values.append((now, device_minus_arrival_s))
-        dropped = False
+            self._values.append((now, value))
+            self._candidate(now, value)
         while self._values and now - self._values[0][0] > self.window_s:
-            self._values.popleft()
-            dropped = True
-        if dropped or self._best is None:
-            self._best = max(v for _, v in self._values)
-        else:
-            self._best = max(self._best, device_minus_arrival_s)
+            start, _ = self._values.popleft()
+            while self._candidates and self._candidates[0][0] <= start:
+                self._candidates.popleft()
+        self._best = self._candidates[0][1] if self._candidates else None
+
+    def _candidate(self, start: float, value: float) -> None:
+        while self._candidates and self._candidates[-1][1] <= value:
+            self._candidates.pop()
+        self._candidates.append((start, value))
 
     @property
     def offset_s(self) -> float | None:
