@@ -44,7 +44,7 @@ from zhichao.weighing.vehicle import WeighedVehicle
 pytestmark = [
     pytest.mark.slow,  # minutes of simulated traffic or processes
     # the whole-lane tests run on one worker, one after the other: side by side on a
-    # 2-core machine they starved each other (docs/station.md, known weaknesses)
+    # 2-core machine one starved the other once (docs/station.md, known weaknesses)
     pytest.mark.xdist_group("whole_lane"),
 ]
 

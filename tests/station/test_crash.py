@@ -28,7 +28,7 @@ from zhichao.station.launcher import SimulatorProcess
 pytestmark = [
     pytest.mark.slow,  # minutes of simulated traffic or processes
     # the whole-lane tests run on one worker, one after the other: side by side on a
-    # 2-core machine they starved each other (docs/station.md, known weaknesses)
+    # 2-core machine one starved the other once (docs/station.md, known weaknesses)
     pytest.mark.xdist_group("whole_lane"),
 ]
 
