@@ -271,6 +271,7 @@ def test_the_barrier_tries_before_it_waits(tmp_path: Path) -> None:
     from zhichao.service.db import drop_schema
 
     engine, _schema = new_engine("postgresql", tmp_path)
+    holder: Session | None = None
     try:
         sessions = session_factory(engine)
         holder = sessions()
@@ -292,8 +293,37 @@ def test_the_barrier_tries_before_it_waits(tmp_path: Path) -> None:
         barrier.join(timeout=30)
         assert result and result[0] >= held_id
     finally:
+        if holder is not None:  # a failed check must not leave its lock and rows held
+            holder.close()
         drop_schema(engine)
         engine.dispose()
+
+
+def test_the_access_locks_are_per_schema(tmp_path: Path) -> None:
+    """PostgreSQL: a writer's shared lock holds back the barrier of its own schema only;
+    another deployment's (another schema of the same database) takes its lock at once."""
+    require_postgresql()
+    from tests.service.conftest import new_engine
+    from zhichao.service.db import drop_schema
+
+    mine, _ = new_engine("postgresql", tmp_path / "a")
+    other, _ = new_engine("postgresql", tmp_path / "b")
+    holder: Session | None = None
+    try:
+        holder = session_factory(mine)()
+        holder.begin()
+        access_log.record_owner_access(holder, actor="owner", object_id="h" * 16, detail={})
+        for engine, free in ((other, True), (mine, False)):
+            with transaction(session_factory(engine)) as s:
+                got = s.execute(access_log._TRY_EXCLUSIVE_LOCK,
+                                {"k": access_log._PG_ACCESS_LOCK_KEY}).scalar_one()
+            assert got is free
+    finally:
+        if holder is not None:
+            holder.close()
+        for engine in (mine, other):
+            drop_schema(engine)
+            engine.dispose()
 
 
 def test_the_api_query_goes_to_the_access_log_and_verify_counts_unsealed(api: Api) -> None:

@@ -17,10 +17,10 @@ The barrier (PostgreSQL). A row's id comes from the table's sequence at INSERT b
 visible only at COMMIT, so "every row with id <= M" read now might miss an in-flight row
 with a smaller id. Therefore:
 
-1. Every writer (:func:`record_owner_access`) takes ``pg_advisory_xact_lock_shared(K)``
+1. Every writer (:func:`record_owner_access`) takes ``pg_advisory_xact_lock_shared(K, S)``
    *before* its INSERT, so before its ``nextval``, and holds it to the end of its
    transaction. Shared: queries never wait for each other.
-2. The sealer's barrier transaction takes ``pg_advisory_xact_lock(K)`` (exclusive) and
+2. The sealer's barrier transaction takes ``pg_advisory_xact_lock(K, S)`` (exclusive) and
    then reads ``M = max(id)`` in a new statement (READ COMMITTED: a snapshot taken after
    the lock was granted), and commits. When the exclusive lock is granted no transaction
    holds the shared one, so every writer either (a) ended before the grant, and its row,
@@ -64,7 +64,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select, text
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from zhichao.common import utc_now
@@ -72,13 +72,13 @@ from zhichao.evidence.canonical import canonicalize
 from zhichao.service import audit
 from zhichao.service.audit import ChainProblem
 from zhichao.service.background import Periodic
-from zhichao.service.db import transaction
+from zhichao.service.db import advisory_lock_sql, transaction
 from zhichao.service.errors import ConfigError
 from zhichao.service.models import AuditEntry, OwnerAccessEntry
 
 SEALED_ACTION = "owner.access_sealed"
 SEALER_ACTOR = "system:access-sealer"
-_PG_ACCESS_LOCK_KEY = 0x7A68_6163_6365_73  # "zhacces": owner-query writers vs. the barrier
+_PG_ACCESS_LOCK_KEY = 0x7A68_6163  # "zhac": owner-query writers vs. the barrier (int4)
 
 
 def entry_hash(time_utc: datetime, actor: str, object_id: str, detail: dict[str, Any]) -> str:
@@ -116,7 +116,9 @@ def record_owner_access(session: Session, *, actor: str, object_id: str,
 
 
 # built once: building and keying the statements per query was a good part of its CPU
-_SHARED_LOCK = text("SELECT pg_advisory_xact_lock_shared(:k)")
+_SHARED_LOCK = advisory_lock_sql("pg_advisory_xact_lock_shared")
+_TRY_EXCLUSIVE_LOCK = advisory_lock_sql("pg_try_advisory_xact_lock")
+_EXCLUSIVE_LOCK = advisory_lock_sql("pg_advisory_xact_lock")
 _TABLE = cast(Table, OwnerAccessEntry.__table__)
 _INSERT = insert(_TABLE).returning(_TABLE.c.id)
 
@@ -140,11 +142,11 @@ def barrier_max_id(sessions: sessionmaker[Session], *, polite_s: float = 0.05) -
 def _exclusive(session: Session, polite_s: float) -> None:
     deadline = time.monotonic() + polite_s
     while time.monotonic() < deadline:
-        if session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"),
+        if session.execute(_TRY_EXCLUSIVE_LOCK,
                            {"k": _PG_ACCESS_LOCK_KEY}).scalar_one():
             return
         time.sleep(0.001)
-    session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_ACCESS_LOCK_KEY})
+    session.execute(_EXCLUSIVE_LOCK, {"k": _PG_ACCESS_LOCK_KEY})
 
 
 def last_sealed_id(session: Session) -> int:

@@ -17,15 +17,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from zhichao.common import utc_now
 from zhichao.evidence.canonical import canonicalize
+from zhichao.service.db import advisory_lock_sql
 from zhichao.service.models import AuditEntry
 
 GENESIS_SHA256 = "0" * 64
-_PG_AUDIT_LOCK_KEY = 0x7A68_6175_6469_74  # "zhaudit": one lock for every appender
+_PG_AUDIT_LOCK_KEY = 0x7A68_6175  # "zhau": one lock for every appender (int4; per schema)
+_CHAIN_LOCK = advisory_lock_sql("pg_advisory_xact_lock")
 
 
 def _entry_hash(prev_sha256: str, fields: dict[str, Any]) -> str:
@@ -45,7 +47,7 @@ def lock_chain(session: Session) -> None:
     A caller that must read the chain and then append consistently takes it first;
     :func:`append` takes it again (the same transaction may hold it more than once)."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK_KEY})
+        session.execute(_CHAIN_LOCK, {"k": _PG_AUDIT_LOCK_KEY})
 
 
 def append(session: Session, *, actor: str, action: str, object_type: str, object_id: str,

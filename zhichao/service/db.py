@@ -18,7 +18,7 @@ from weakref import WeakKeyDictionary
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, TextClause, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -113,6 +113,17 @@ def drop_schema(engine: Engine) -> None:
 
 def _search_path_schema(engine: Engine) -> str | None:
     return _SCHEMAS.get(engine)
+
+
+def advisory_lock_sql(function: str) -> TextClause:
+    """``SELECT function(:k, <this schema>)`` for one of PostgreSQL's two-key advisory-lock
+    functions: every lock the service takes is keyed by its int4 class key ``:k`` and by
+    the schema its tables are in. Advisory locks are database-wide: without the schema,
+    deployments in other schemas of one database (and parallel test runs, one schema each)
+    wait for each other's locks, and a transaction left open in one can hang another (seen
+    in a CI-like run on 2026-12-07: two test workers' access-log locks queued behind each
+    other until nothing moved)."""
+    return text(f"SELECT {function}(CAST(:k AS integer), hashtext(current_schema()))")
 
 
 @contextmanager

@@ -32,7 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from zhichao.common import utc_now
@@ -42,6 +42,7 @@ from zhichao.evidence.merkle import MerkleLog
 from zhichao.evidence.package import Station
 from zhichao.evidence.signing import load_private_key
 from zhichao.service.background import Periodic
+from zhichao.service.db import advisory_lock_sql
 from zhichao.service.errors import ConfigError, IngestError
 from zhichao.service.models import Case, EvidenceEvent, User
 from zhichao.service.objectstore import local_package
@@ -107,7 +108,9 @@ def flush_to_log(sessions: sessionmaker[Session], log: MerkleLog, signer: Statio
     return done
 
 
-_PG_FLUSH_LOCK_KEY = 0x7A68_6576_6C6F_67  # "zhevlog": one flusher at a time across replicas
+_PG_FLUSH_LOCK_KEY = 0x7A68_6576  # "zhev": one flusher at a time across replicas (int4; per schema)
+_TRY_FLUSH_LOCK = advisory_lock_sql("pg_try_advisory_lock")
+_FLUSH_UNLOCK = advisory_lock_sql("pg_advisory_unlock")
 
 
 class EventFlusher(Periodic):
@@ -149,7 +152,7 @@ class EventFlusher(Periodic):
         (0 when another replica is flushing: PostgreSQL advisory lock)."""
         with self.sessions() as guard:
             postgres = guard.get_bind().dialect.name == "postgresql"
-            if postgres and not guard.execute(text("SELECT pg_try_advisory_lock(:k)"),
+            if postgres and not guard.execute(_TRY_FLUSH_LOCK,
                                               {"k": _PG_FLUSH_LOCK_KEY}).scalar_one():
                 return 0
             try:
@@ -160,7 +163,7 @@ class EventFlusher(Periodic):
                                          should_stop=self.stopping.is_set)
             finally:
                 if postgres:
-                    guard.execute(text("SELECT pg_advisory_unlock(:k)"),
+                    guard.execute(_FLUSH_UNLOCK,
                                   {"k": _PG_FLUSH_LOCK_KEY})
                     guard.commit()
         self.appended += count
