@@ -40,6 +40,9 @@ STAGE_ALARMS: dict[str, StageAlarm] = {
     "retention": StageAlarm("retention_failed", 2,
                             "个人信息到期清理（非案件通行的号牌和图片）连续失败，超期个人信息仍保存在"
                             "站点，请检查磁盘和站点数据库（详见日志）"),
+    "linking": StageAlarm("clock_offset_unsettled", 1,
+                          "设备时钟偏差持续未能测定稳定（设备或站点计算机处理滞后），图像与称重记录的"
+                          "关联无法确认，号牌一律转人工核对，请检查设备连接和站点计算机负载"),
     "journal": StageAlarm("journal_failed", 1,
                           "原始数据日志写入失败，站点崩溃时数据可能无法恢复，请检查磁盘"),
 }

@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,6 +34,7 @@ from zhichao.station.plates import (
     lane_regions,
     worker_runtime,
 )
+from zhichao.vision.policy import ReviewCode
 from zhichao.weighing.vehicle import WeighedVehicle
 
 LOG = logging.getLogger("zhichao.station")
@@ -50,6 +52,23 @@ def plate_job(key: str, frames: dict[str, tuple[Frame | None, str]],
         axle_count)
 
 
+def unsettled_plate(read: PlateRead, unsettled: tuple[str, ...]) -> PlateRead:
+    """The plate of a vehicle linked while those devices' clock offsets were unsettled:
+    never auto-accepted (its frames may show another vehicle), to review with
+    :attr:`ReviewCode.LINK_UNSETTLED`."""
+    if not unsettled:
+        return read
+    code = ReviewCode.LINK_UNSETTLED.value
+    return replace(read, accepted=False, review_codes=(
+        *read.review_codes, *(() if code in read.review_codes else (code,))))
+
+
+UNSETTLED_ALARM_S = 30.0
+"""Wall-clock seconds of unsettled clock offsets (every plate to review) before a link
+opens the ``clock_offset_unsettled`` alarm. A station starting on a busy 2-core machine
+was seen unsettled for about 5 s while its plate workers loaded their models."""
+
+
 class LinkStage:
     def __init__(self, cfg: StationConfig, linker: FrameLinker, stages: StageHealth,
                  metrics: StationMetrics) -> None:
@@ -58,6 +77,8 @@ class LinkStage:
         self.stages = stages
         self.metrics = metrics
         self.pending: deque[Pending] = deque()
+        self._unsettled: list[str] = []  # devices whose offsets were unsettled at the last link
+        self._unsettled_since: dict[str, float] = {}  # device → unsettled since (monotonic)
         self.plates: PlateWorkers | None = (self._start_plate_workers()
                                             if cfg.vision.read != "none" else None)
 
@@ -102,6 +123,26 @@ class LinkStage:
     def _link(self, p: Pending, neighbours: list[Prediction]) -> None:
         t0 = time.perf_counter()
         p.frames = self.linker.link(p.predictions, neighbours)
+        used = [cid for cid, (f, _st) in p.frames.items() if f is not None]
+        unsettled = self.linker.unsettled()
+        if unsettled != self._unsettled:  # say when the offsets settle or move
+            LOG.info("clock offsets %s", "unsettled: " + ", ".join(unsettled) if unsettled
+                     else "settled", extra={"fields": {
+                         "unsettled": unsettled, "offsets_ms": self.linker.offsets_ms(),
+                         "passage": p.key}})
+            now = time.monotonic()
+            self._unsettled_since = {d: self._unsettled_since.get(d, now) for d in unsettled}
+            self._unsettled = unsettled
+        if not self.linker.settled(used):
+            p.unsettled = tuple(d for d in unsettled if d in ("wim", *used))
+        if not p.unsettled:
+            self.stages.succeeded("linking")
+        elif time.monotonic() - min(self._unsettled_since[d] for d in p.unsettled) \
+                >= UNSETTLED_ALARM_S:
+            # its plate goes to review (unsettled_plate), as every plate has for a while
+            self.stages.failed("linking", f"{p.key}: offsets of {', '.join(p.unsettled)} "
+                               f"not settled for {UNSETTLED_ALARM_S:.0f} s or more; "
+                               f"offsets {self.linker.offsets_ms()} ms")
         self.metrics.stage_latency.labels("linking").observe(time.perf_counter() - t0)
         job = plate_job(p.key, p.frames, p.vehicle.axle_count)
         if not (job and self.plates is not None and is_plate_candidate(p.vehicle, self.cfg)):
@@ -128,7 +169,7 @@ class LinkStage:
             else:
                 self.metrics.stage_latency.labels("plate").observe(res.latency_s or 0.0)
                 self.stages.succeeded("plates")
-                p.plate = res
+                p.plate = unsettled_plate(res, p.unsettled)
             p.state = "ready"
 
     def _plate_failed(self, p: Pending, exc: BaseException) -> None:

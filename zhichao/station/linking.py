@@ -8,6 +8,14 @@ clock is the largest (device time − arrival time) over its recent frames (arri
 before capture, so the largest difference is the one with the least delay), for the WIM
 unit per sample block and for a camera per file (arrival = the file's mtime).
 
+That largest difference is only a lower bound of the true offset: while every observation
+so far arrived late (a starved station or device at start-up, a backlog) it is off by the
+least lateness seen, and a frame of a later vehicle can be linked. An estimate is
+*settled* once it has not moved by more than a quarter of the link window for
+``SETTLE_S`` of wall clock, with at least ``SETTLE_N`` observations that reached it
+(within that tolerance) over that time; a link made with any estimate unsettled is marked
+so (:meth:`FrameLinker.settled`), and the station never auto-accepts its plate.
+
 A vehicle crosses row 1 at ``t_row1`` (WIM clock) at ``speed_kmh`` with
 ``acceleration_ms2``; a camera taking its frame ``trigger_distance_m`` downstream is
 expected at ``t_row1 + travel time``, converted to reference time with both offsets. A
@@ -47,21 +55,49 @@ def travel_time_s(distance_m: float, speed_ms: float, accel_ms2: float) -> float
     return (-speed_ms + math.sqrt(disc)) / accel_ms2
 
 
+SETTLE_S = 2.0
+"""Wall-clock seconds an offset estimate must hold (and be reached) before links made with
+it are trusted. Starvation is a wall-clock event: at the simulated lane's 40× a 0.6 s
+window is 15 ms of wall clock, so the hold is in wall seconds, not reference seconds."""
+SETTLE_N = 3
+"""Observations that must reach the estimate over ``SETTLE_S`` (a camera that writes one
+frame per vehicle settles after its third vehicle at the soonest)."""
+SETTLE_TOLERANCE = 0.25
+"""A move of the estimate by more than this × the link window unsettles it; an
+observation within it of the estimate reaches it."""
+
+
 class OffsetEstimator:
     """max(device time − arrival time) over the observations of the last ``window_s``
     seconds (wall clock) [s]. A long window keeps the estimate right while a device
-    delivers a backlog (after a station restart every block arrives late)."""
+    delivers a backlog (after a station restart every block arrives late).
+
+    :attr:`settled` says whether the estimate can be trusted yet (module docstring):
+    it has held within ``tolerance_s`` for ``settle_s`` of wall clock, reached by at least
+    ``settle_n`` observations over that time (every observation counts where
+    ``require_reach`` is False: a WIM controller's vehicle records arrive seconds after
+    the vehicle, each with its own delay, so none need reach the estimate)."""
 
     BUCKET_S = 0.2
     """Observations within this long of a bucket's first are one bucket (its largest)."""
 
-    def __init__(self, window_s: float = 600.0) -> None:
+    def __init__(self, window_s: float = 600.0, *, tolerance_s: float = 0.15,
+                 settle_s: float = SETTLE_S, settle_n: int = SETTLE_N,
+                 require_reach: bool = True) -> None:
         self.window_s = window_s
+        self.tolerance_s = tolerance_s
+        self.settle_s = settle_s
+        self.settle_n = settle_n
+        self.require_reach = require_reach
         self._values: deque[tuple[float, float]] = deque()  # (bucket start, largest value)
         # the buckets that can still become the maximum: values strictly decreasing, so
         # the window's maximum is the first (O(1) per observation, not O(window))
         self._candidates: deque[tuple[float, float]] = deque()
         self._best: float | None = None
+        self._anchor: float | None = None  # the estimate when it last moved
+        self._reached_first = 0.0  # wall time of the first observation reaching it since
+        self._reached_last = 0.0
+        self._reached_n = 0
 
     def add(self, device_minus_arrival_s: float, at_s: float | None = None) -> None:
         now = time.monotonic() if at_s is None else at_s
@@ -79,6 +115,24 @@ class OffsetEstimator:
             while self._candidates and self._candidates[0][0] <= start:
                 self._candidates.popleft()
         self._best = self._candidates[0][1] if self._candidates else None
+        self._settle(value, now)
+
+    def _settle(self, value: float, now: float) -> None:
+        best = self._best
+        assert best is not None
+        if self._anchor is None or abs(best - self._anchor) > self.tolerance_s:
+            self._anchor = best  # moved: every link until it settles again is unsettled
+            self._reached_n = 0
+        if not self.require_reach or value >= best - self.tolerance_s:
+            if self._reached_n == 0:
+                self._reached_first = now
+            self._reached_n += 1
+            self._reached_last = now
+
+    @property
+    def settled(self) -> bool:
+        return (self._reached_n >= self.settle_n
+                and self._reached_last - self._reached_first >= self.settle_s)
 
     def _candidate(self, start: float, value: float) -> None:
         while self._candidates and self._candidates[-1][1] <= value:
@@ -142,10 +196,25 @@ class FrameLinker:
         self.cameras = {c.camera_id: c for c in cameras}
         self.clock = clock
         self.window_s = window_s
-        self.wim_offset = OffsetEstimator()
+        tolerance_s = SETTLE_TOLERANCE * window_s
+        self.wim_offset = OffsetEstimator(tolerance_s=tolerance_s)
+        for c in cameras:
+            c.offset.tolerance_s = tolerance_s
 
-    def scan(self) -> int:
-        """Pick up new frame files; returns how many."""
+    def settled(self, camera_ids: list[str]) -> bool:
+        """Whether the WIM offset and those cameras' offsets are settled (module
+        docstring): a link made before is not trusted."""
+        return self.wim_offset.settled and all(
+            self.cameras[cid].offset.settled for cid in camera_ids)
+
+    def unsettled(self) -> list[str]:
+        """The devices whose offsets are not settled (``wim`` and camera ids)."""
+        out = [] if self.wim_offset.settled else ["wim"]
+        return out + [cid for cid, c in self.cameras.items() if not c.offset.settled]
+
+    def scan(self, at_s: float | None = None) -> int:
+        """Pick up new frame files; returns how many. ``at_s``: the monotonic time of the
+        scan (now when None; a test's own clock)."""
         new = 0
         for cam in self.cameras.values():
             try:
@@ -164,7 +233,7 @@ class FrameLinker:
                 except FileNotFoundError:
                     continue
                 arrival = self.clock.at_wall(mtime)
-                cam.offset.add((parsed[1] - arrival).total_seconds())
+                cam.offset.add((parsed[1] - arrival).total_seconds(), at_s)
                 if cam.latest_camera_time is None or parsed[1] > cam.latest_camera_time:
                     cam.latest_camera_time = parsed[1]
                 cam.frames[e.name] = Frame(cam.camera_id, cam.role, parsed[1], Path(e.path))

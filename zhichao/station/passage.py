@@ -95,4 +95,7 @@ class Pending:
     # keys added to the stored record (a record passage's ``wim_source``)
     extra: dict[str, Any] = field(default_factory=dict)
     clips: tuple[Any, ...] = ()  # the ClipRequests asked for it (zhichao.station.clips)
+    # the devices whose clock offsets were not settled when it was linked (linking.py):
+    # its plate is never auto-accepted then
+    unsettled: tuple[str, ...] = ()
     t_emitted: float = field(default_factory=time.perf_counter)

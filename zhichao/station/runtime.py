@@ -140,6 +140,8 @@ class Station:
         self.scatter = SiteScatter(cfg, self.store, self.intake.weighing, self.profile)
         self.intake.weighing = self.scatter.pool()
         self.records = self._record_intake()  # None: a sample stream
+        if self.records is not None:  # each record arrives with a delay of its own
+            self.linker.wim_offset.require_reach = False
         self.scatter.listeners.append(self._use_weighing)
         self.link = LinkStage(cfg, self.linker, self.stages, self.metrics)
         self.committer = Committer(cfg, self.store, self.device, self.linker, self.durable,

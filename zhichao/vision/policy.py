@@ -64,6 +64,9 @@ class ReviewCode(StrEnum):
     RECOGNISER_DISAGREEMENT = "recogniser_disagreement"
     PLATE_MODEL_ONLY = "plate_model_only"
     PROVINCE_JOINT = "province_joint"
+    LINK_UNSETTLED = "frame_link_unsettled"
+    """Set by the station, not by vision: the frames were linked to the vehicle while a
+    device's clock offset was not yet settled (``zhichao.station.linking``)."""
 
 
 REVIEW_TEXT_ZH: dict[ReviewCode, str] = {
@@ -88,6 +91,9 @@ REVIEW_TEXT_ZH: dict[ReviewCode, str] = {
     ),
     ReviewCode.PROVINCE_JOINT: (
         "所示号牌的省份简称系综合两个识别模型的概率得出，与通用文字识别结果不同，需人工核对"
+    ),
+    ReviewCode.LINK_UNSETTLED: (
+        "图像与本次称重关联时，设备时钟偏差尚未测定稳定，图像可能属于其他车辆，需人工核对"
     ),
 }
 
