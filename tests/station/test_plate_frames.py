@@ -237,3 +237,56 @@ def test_the_simulated_plates_lie_in_the_simulated_regions(
             assert region.contains(read.box_px, image.shape), (role, seed, read.box_px)
         found += bool(reads)
     assert found >= 11
+
+
+@pytest.mark.parametrize("settled", [False, True])
+def test_a_plate_linked_before_the_offsets_settle_is_read_but_not_accepted(
+        workers: PlateWorkers, tmp_path: Path, settled: bool) -> None:
+    """The link step (docs/station.md, *Settled offsets*): the car's front plate, which
+    the workers accept, is read all the same when its link was made with the WIM offset
+    unsettled, but goes to review with ``frame_link_unsettled``; settled, it is accepted."""
+    from tests.station.test_offset_settling import weighed_vehicle
+    from zhichao.station.alarms import StageHealth
+    from zhichao.station.clock import Clock
+    from zhichao.station.linking import CameraSpool, FrameLinker, utc_name
+    from zhichao.station.ops import StationMetrics
+    from zhichao.station.passage import Pending
+    from zhichao.station.store import StationStore
+
+    cfg = load_config(None)
+    cfg = dataclasses.replace(cfg, vision=dataclasses.replace(cfg.vision, read="none"))
+    spool = tmp_path / "front"
+    spool.mkdir()
+    linker = FrameLinker([CameraSpool(FRONT, "front", spool, 12.0)], Clock(), 0.6)
+    store = StationStore(tmp_path / "station.db")
+    stage = LinkStage(cfg, linker, StageHealth(store), StationMetrics())  # no pool of its own
+    stage.cfg = dataclasses.replace(cfg, vision=dataclasses.replace(cfg.vision,
+                                                                    read="candidates"))
+    stage.plates = workers  # the module's real pool (not closed here)
+    t_row1 = datetime(2026, 12, 7, 14, 2, 55, tzinfo=UTC)
+    shot = t_row1 + (datetime(2026, 1, 1, 0, 0, 0, 600000) - datetime(2026, 1, 1))
+    image = Path(_front(tmp_path, CAR_SEED, is_truck=False))
+    image.rename(spool / f"{FRONT}-{utc_name(shot)}-000001.jpg")
+    now = time.monotonic()
+    linker.scan(at_s=now - 3)
+    for i in range(150):
+        linker.cameras[FRONT].offset.add(0.0, at_s=now - 3 + 0.02 * i)
+        if settled or i == 0:
+            linker.wim_offset.add(0.0, at_s=now - 3 + 0.02 * i)
+    assert linker.unsettled() == ([] if settled else ["wim"])
+    v = weighed_vehicle(t_row1.isoformat().replace("+00:00", "Z"))
+    stage.pending.append(Pending(v, "k", {}, stage._predict(v, "k")))
+    stage.advance(t_row1, final=True)
+    (p,) = stage.pending
+    assert p.frames[FRONT][1] == "linked" and p.state == "reading"
+    deadline = time.monotonic() + 120
+    while p.state != "ready" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        stage._collect_plates()
+    assert p.plate is not None and p.plate.plate == _vehicle(CAR_SEED, False)[0]
+    if settled:
+        assert p.plate.accepted and p.unsettled == ()
+    else:
+        assert not p.plate.accepted and p.unsettled == ("wim",)
+        assert p.plate.review_codes[-1] == "frame_link_unsettled"
+    store.close()

@@ -162,7 +162,7 @@ class Committer:
             if point is not None and resume != self.durable.index:
                 self.durable.save(con, resume, state_json)
             off = self.linker.wim_offset.offset_s
-            if off is not None:
+            if off is not None and self.linker.wim_offset.settled:  # never a starved guess
                 self.store.set_meta(con, "wim_offset_s", repr(off))
             if drift_changed:
                 self.store.set_meta(con, DRIFT_STATE_KEY, self.device.state_json())

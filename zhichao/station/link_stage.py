@@ -78,7 +78,6 @@ class LinkStage:
         self.metrics = metrics
         self.pending: deque[Pending] = deque()
         self._unsettled: list[str] = []  # devices whose offsets were unsettled at the last link
-        self._unsettled_since: dict[str, float] = {}  # device → unsettled since (monotonic)
         self.plates: PlateWorkers | None = (self._start_plate_workers()
                                             if cfg.vision.read != "none" else None)
 
@@ -124,25 +123,8 @@ class LinkStage:
         t0 = time.perf_counter()
         p.frames = self.linker.link(p.predictions, neighbours)
         used = [cid for cid, (f, _st) in p.frames.items() if f is not None]
-        unsettled = self.linker.unsettled()
-        if unsettled != self._unsettled:  # say when the offsets settle or move
-            LOG.info("clock offsets %s", "unsettled: " + ", ".join(unsettled) if unsettled
-                     else "settled", extra={"fields": {
-                         "unsettled": unsettled, "offsets_ms": self.linker.offsets_ms(),
-                         "passage": p.key}})
-            now = time.monotonic()
-            self._unsettled_since = {d: self._unsettled_since.get(d, now) for d in unsettled}
-            self._unsettled = unsettled
-        if not self.linker.settled(used):
-            p.unsettled = tuple(d for d in unsettled if d in ("wim", *used))
-        if not p.unsettled:
-            self.stages.succeeded("linking")
-        elif time.monotonic() - min(self._unsettled_since[d] for d in p.unsettled) \
-                >= UNSETTLED_ALARM_S:
-            # its plate goes to review (unsettled_plate), as every plate has for a while
-            self.stages.failed("linking", f"{p.key}: offsets of {', '.join(p.unsettled)} "
-                               f"not settled for {UNSETTLED_ALARM_S:.0f} s or more; "
-                               f"offsets {self.linker.offsets_ms()} ms")
+        p.unsettled = tuple(self.linker.unsettled(["wim", *used]))
+        self._watch_offsets(p.key)
         self.metrics.stage_latency.labels("linking").observe(time.perf_counter() - t0)
         job = plate_job(p.key, p.frames, p.vehicle.axle_count)
         if not (job and self.plates is not None and is_plate_candidate(p.vehicle, self.cfg)):
@@ -155,6 +137,24 @@ class LinkStage:
             self._plate_failed(p, exc)
             p.state = "ready"
             self._restart_plate_workers()
+
+    def _watch_offsets(self, key: str) -> None:
+        """Say when the offsets settle or move (info), and keep the alarm of offsets
+        unsettled for :data:`UNSETTLED_ALARM_S` open while any is."""
+        unsettled = self.linker.unsettled()
+        if unsettled != self._unsettled:
+            LOG.info("clock offsets %s", "unsettled: " + ", ".join(unsettled) if unsettled
+                     else "settled", extra={"fields": {
+                         "unsettled": unsettled, "offsets_ms": self.linker.offsets_ms(),
+                         "passage": key}})
+            self._unsettled = unsettled
+        overdue = self.linker.overdue(UNSETTLED_ALARM_S)
+        if overdue:  # every plate of a link that uses them goes to review (unsettled_plate)
+            self.stages.failed("linking", f"{key}: offsets of {', '.join(overdue)} not "
+                               f"settled for {UNSETTLED_ALARM_S:.0f} s or more; offsets "
+                               f"{self.linker.offsets_ms()} ms")
+        else:
+            self.stages.succeeded("linking")
 
     def _collect_plates(self) -> None:
         if self.plates is None:

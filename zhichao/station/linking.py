@@ -94,10 +94,20 @@ class OffsetEstimator:
         # the window's maximum is the first (O(1) per observation, not O(window))
         self._candidates: deque[tuple[float, float]] = deque()
         self._best: float | None = None
+        self._restored: float | None = None  # a stored estimate, until the first observation
         self._anchor: float | None = None  # the estimate when it last moved
+        self._moved_at = 0.0  # wall time it last moved (or was first observed)
+        self._since_n = 0  # observations since
         self._reached_first = 0.0  # wall time of the first observation reaching it since
         self._reached_last = 0.0
         self._reached_n = 0
+
+    def restore(self, offset_s: float) -> None:
+        """A stored estimate (an earlier run's, ``wim_offset_s``): the offset until the
+        first observation, which replaces it. It is never an observation: it neither
+        enters the maximum nor settles anything (the device's clock may have been set
+        while the station was down)."""
+        self._restored = offset_s
 
     def add(self, device_minus_arrival_s: float, at_s: float | None = None) -> None:
         now = time.monotonic() if at_s is None else at_s
@@ -122,7 +132,10 @@ class OffsetEstimator:
         assert best is not None
         if self._anchor is None or abs(best - self._anchor) > self.tolerance_s:
             self._anchor = best  # moved: every link until it settles again is unsettled
+            self._moved_at = now
+            self._since_n = 0
             self._reached_n = 0
+        self._since_n += 1
         if not self.require_reach or value >= best - self.tolerance_s:
             if self._reached_n == 0:
                 self._reached_first = now
@@ -134,6 +147,19 @@ class OffsetEstimator:
         return (self._reached_n >= self.settle_n
                 and self._reached_last - self._reached_first >= self.settle_s)
 
+    def overdue(self, limit_s: float, now_s: float | None = None) -> bool:
+        """Unsettled for ``limit_s`` of wall clock since the estimate last moved, with at
+        least ``settle_n`` observations since (a camera that wrote only two frames, a
+        minute apart, is not overdue: it has not had its chance)."""
+        now = time.monotonic() if now_s is None else now_s
+        return (self._best is not None and not self.settled
+                and self._since_n >= self.settle_n and now - self._moved_at >= limit_s)
+
+    @property
+    def observed(self) -> bool:
+        """Whether it has an observation of its own (not only a restored estimate)."""
+        return self._best is not None
+
     def _candidate(self, start: float, value: float) -> None:
         while self._candidates and self._candidates[-1][1] <= value:
             self._candidates.pop()
@@ -141,7 +167,7 @@ class OffsetEstimator:
 
     @property
     def offset_s(self) -> float | None:
-        return self._best
+        return self._best if self._best is not None else self._restored
 
     @property
     def n(self) -> int:
@@ -201,16 +227,23 @@ class FrameLinker:
         for c in cameras:
             c.offset.tolerance_s = tolerance_s
 
-    def settled(self, camera_ids: list[str]) -> bool:
-        """Whether the WIM offset and those cameras' offsets are settled (module
-        docstring): a link made before is not trusted."""
-        return self.wim_offset.settled and all(
-            self.cameras[cid].offset.settled for cid in camera_ids)
+    def estimators(self) -> dict[str, OffsetEstimator]:
+        """Every device's offset estimator: ``wim`` and the camera ids."""
+        return {"wim": self.wim_offset, **{cid: c.offset for cid, c in self.cameras.items()}}
 
-    def unsettled(self) -> list[str]:
-        """The devices whose offsets are not settled (``wim`` and camera ids)."""
-        out = [] if self.wim_offset.settled else ["wim"]
-        return out + [cid for cid, c in self.cameras.items() if not c.offset.settled]
+    def unsettled(self, devices: list[str] | None = None) -> list[str]:
+        """Those of ``devices`` (``wim``, camera ids) whose offsets are not settled (module
+        docstring): a link that used one is not trusted. None: ``wim`` and every camera
+        that has delivered a frame."""
+        est = self.estimators()
+        names = devices if devices is not None else [
+            d for d, e in est.items() if d == "wim" or e.observed]
+        return [d for d in names if not est[d].settled]
+
+    def overdue(self, limit_s: float) -> list[str]:
+        """The devices unsettled for ``limit_s`` of wall clock (:meth:`OffsetEstimator.overdue`)."""
+        now = time.monotonic()
+        return [d for d, e in self.estimators().items() if e.overdue(limit_s, now)]
 
     def scan(self, at_s: float | None = None) -> int:
         """Pick up new frame files; returns how many. ``at_s``: the monotonic time of the

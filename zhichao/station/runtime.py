@@ -158,7 +158,7 @@ class Station:
             self.reweigh = ReweighStage(cfg, self.store, self.sealer)
         wim_off = self.store.get_meta("wim_offset_s")
         if wim_off is not None:
-            self.linker.wim_offset.add(float(wim_off))
+            self.linker.wim_offset.restore(float(wim_off))  # until the first block
         self.source: Device | None = None
         self.traffic_end_index: int | None = None
         self.dropped_replayed = 0
