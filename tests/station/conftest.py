@@ -9,6 +9,7 @@ from typing import Any
 
 from zhichao.station.config import StationConfig, load_config
 from zhichao.station.crashcheck import reference_vehicles
+from zhichao.weighing.vehicle import WeighedVehicle
 
 __all__ = ["passages", "query", "reference_vehicles", "truth", "write_config"]
 
@@ -51,3 +52,19 @@ def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
 def truth(data_dir: Path) -> list[dict[str, Any]]:
     lines = (data_dir / "sim" / "truth.jsonl").read_text(encoding="utf-8").splitlines()
     return [json.loads(x) for x in lines if x.strip()]
+
+
+def weighed_vehicle(time_utc: str = "2026-12-07T14:02:55Z", *, speed_kmh: float = 72.0,
+                    verdict: str = "overloaded") -> WeighedVehicle:
+    """A weighed two-axle truck as the core emits it (only what linking reads matters)."""
+    return WeighedVehicle(
+        time_utc=time_utc, site_id="S", lane_id="1", speed_kmh=speed_kmh,
+        acceleration_ms2=0.0, axle_count=2, axle_loads_kg=[8000.0, 12000.0],
+        wheel_loads_kg=[[4000.0, 4000.0], [6000.0, 6000.0]], axle_spacings_m=[4.0],
+        axle_groups=[[1], [2]], gross_weight_kg=20000.0, vehicle_class="truck_2_axle",
+        vehicle_class_zh="二轴货车", limit_kg=18000, limit_basis="test",
+        limit_candidates_kg=[18000], allowance_kg=500, allowance_basis="test",
+        excess_kg=2000, excess_after_allowance_kg=1500, uncertainty_kg=200.0,
+        coverage_factor=2.0, verdict=verdict, overloaded=verdict == "overloaded", flags=[],
+        row_gross_weights_kg=[20000.0], rows_used=[0], pavement_temperature_c=None,
+        calibration_profile=None, recording=None, first_sample=0, last_sample=100)

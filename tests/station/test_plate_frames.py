@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
@@ -245,7 +246,7 @@ def test_a_plate_linked_before_the_offsets_settle_is_read_but_not_accepted(
     """The link step (docs/station.md, *Settled offsets*): the car's front plate, which
     the workers accept, is read all the same when its link was made with the WIM offset
     unsettled, but goes to review with ``frame_link_unsettled``; settled, it is accepted."""
-    from tests.station.test_offset_settling import weighed_vehicle
+    from tests.station.conftest import weighed_vehicle
     from zhichao.station.alarms import StageHealth
     from zhichao.station.clock import Clock
     from zhichao.station.linking import CameraSpool, FrameLinker, utc_name
@@ -264,9 +265,10 @@ def test_a_plate_linked_before_the_offsets_settle_is_read_but_not_accepted(
                                                                     read="candidates"))
     stage.plates = workers  # the module's real pool (not closed here)
     t_row1 = datetime(2026, 12, 7, 14, 2, 55, tzinfo=UTC)
-    shot = t_row1 + (datetime(2026, 1, 1, 0, 0, 0, 600000) - datetime(2026, 1, 1))
-    image = Path(_front(tmp_path, CAR_SEED, is_truck=False))
-    image.rename(spool / f"{FRONT}-{utc_name(shot)}-000001.jpg")
+    shot = t_row1 + timedelta(seconds=0.6)  # 12 m at 72 km/h
+    image = spool / f"{FRONT}-{utc_name(shot)}-000001.jpg"
+    Path(_front(tmp_path, CAR_SEED, is_truck=False)).rename(image)
+    os.utime(image, (shot.timestamp(), shot.timestamp()))  # written at its capture
     now = time.monotonic()
     linker.scan(at_s=now - 3)
     for i in range(150):

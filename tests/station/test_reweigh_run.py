@@ -59,7 +59,11 @@ stable_min_s = 0.2
             deadline = time.monotonic() + 240
             case_key = reading_id = None
             while time.monotonic() < deadline and proc.poll() is None:
-                sealed = _rows(db, "SELECT passage_key FROM cases WHERE status = 'sealed'")
+                # a case the center reviews: on a loaded machine the first vehicles after
+                # the start can have no frame (docs/station.md, Settled offsets), and their
+                # UNUSABLE packages are registered as passages, not cases
+                sealed = _rows(db, "SELECT passage_key FROM cases WHERE status = 'sealed' "
+                                   "AND eligibility != 'UNUSABLE' ORDER BY id")
                 readings = _rows(db, "SELECT id FROM static_readings")
                 if sealed and readings:
                     case_key, reading_id = str(sealed[0][0]), int(str(readings[0][0]))

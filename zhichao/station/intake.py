@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from zhichao.devices.reasons import EVENT_CLOCK_JUMP
 from zhichao.station.alarms import StageHealth
 from zhichao.station.clock import Clock
 from zhichao.station.commit import Ring
@@ -165,6 +166,8 @@ class Intake:
             return
         wall = block.station_time_utc.timestamp()
         dev_end = block.device_time_utc + timedelta(seconds=block.n_samples / self.fs)
+        if EVENT_CLOCK_JUMP in block.events:  # its offsets so far no longer apply
+            self.linker.wim_offset.reset()
         self.linker.wim_offset.add((dev_end - self.clock.at_wall(wall)).total_seconds())
         try:
             self.journal.append(idx, samples, gap)

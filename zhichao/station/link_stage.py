@@ -124,6 +124,8 @@ class LinkStage:
         p.frames = self.linker.link(p.predictions, neighbours)
         used = [cid for cid, (f, _st) in p.frames.items() if f is not None]
         p.unsettled = tuple(self.linker.unsettled(["wim", *used]))
+        if p.unsettled:  # in the passage's record (and a case's package), plate read or not
+            p.extra["frame_link_unsettled"] = list(p.unsettled)
         self._watch_offsets(p.key)
         self.metrics.stage_latency.labels("linking").observe(time.perf_counter() - t0)
         job = plate_job(p.key, p.frames, p.vehicle.axle_count)
@@ -178,7 +180,7 @@ class LinkStage:
             "passage": p.key, "error": repr(exc)}})
         self.metrics.errors.labels("vision").inc()
         self.stages.failed("plates", f"{p.key}: {exc!r}")
-        p.plate = PlateRead.failed(exc)
+        p.plate = unsettled_plate(PlateRead.failed(exc), p.unsettled)
 
     def _restart_plate_workers(self) -> None:
         if self.plates is None:

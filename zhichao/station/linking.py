@@ -14,7 +14,7 @@ least lateness seen, and a frame of a later vehicle can be linked. An estimate i
 *settled* once it has not moved by more than a quarter of the link window for
 ``SETTLE_S`` of wall clock, with at least ``SETTLE_N`` observations that reached it
 (within that tolerance) over that time; a link made with any estimate unsettled is marked
-so (:meth:`FrameLinker.settled`), and the station never auto-accepts its plate.
+so (:meth:`FrameLinker.unsettled`), and the station never auto-accepts its plate.
 
 A vehicle crosses row 1 at ``t_row1`` (WIM clock) at ``speed_kmh`` with
 ``acceleration_ms2``; a camera taking its frame ``trigger_distance_m`` downstream is
@@ -37,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from zhichao.station.clock import Clock
+from zhichao.station.config_sections import LinkingSection
 
 FRAME_NAME = re.compile(r"^(?P<cam>[A-Za-z0-9_-]+?)-(?P<t>\d{8}T\d{6}\d{6}Z)-(?P<seq>\d+)\.jpg$")
 AMBIGUITY_RATIO = 0.6  # a frame must be this much nearer to its vehicle than to the next
@@ -60,11 +61,34 @@ SETTLE_S = 2.0
 it are trusted. Starvation is a wall-clock event: at the simulated lane's 40× a 0.6 s
 window is 15 ms of wall clock, so the hold is in wall seconds, not reference seconds."""
 SETTLE_N = 3
-"""Observations that must reach the estimate over ``SETTLE_S`` (a camera that writes one
-frame per vehicle settles after its third vehicle at the soonest)."""
-SETTLE_TOLERANCE = 0.25
+"""Observations (in distinct 0.2 s buckets) that must reach the estimate over ``SETTLE_S``
+(a camera that writes one frame per vehicle settles after its third vehicle at the
+soonest); as many that do not reach it, over as long, unsettle it again."""
+SETTLE_TOLERANCE_OF_WINDOW = 0.25
 """A move of the estimate by more than this × the link window unsettles it; an
 observation within it of the estimate reaches it."""
+DEFAULT_TOLERANCE_S = SETTLE_TOLERANCE_OF_WINDOW * LinkingSection.window_s
+
+
+@dataclass
+class _Run:
+    """Buckets in a run: how many, the first's and the last's start (wall clock [s])."""
+
+    n: int = 0
+    first_s: float = 0.0
+    last_s: float | None = None
+
+    def note(self, bucket_s: float) -> None:
+        if self.last_s == bucket_s:  # this bucket is counted
+            return
+        if self.n == 0:
+            self.first_s = bucket_s
+        self.n += 1
+        self.last_s = bucket_s
+
+    def spans(self, n: int, duration_s: float) -> bool:
+        return (self.n >= n and self.last_s is not None
+                and self.last_s - self.first_s >= duration_s)
 
 
 class OffsetEstimator:
@@ -72,16 +96,18 @@ class OffsetEstimator:
     seconds (wall clock) [s]. A long window keeps the estimate right while a device
     delivers a backlog (after a station restart every block arrives late).
 
-    :attr:`settled` says whether the estimate can be trusted yet (module docstring):
-    it has held within ``tolerance_s`` for ``settle_s`` of wall clock, reached by at least
-    ``settle_n`` observations over that time (every observation counts where
+    :attr:`settled` says whether the estimate can be trusted (module docstring): it has
+    held within ``tolerance_s`` for ``settle_s`` of wall clock, reached by observations
+    in at least ``settle_n`` buckets over that time (every observation counts where
     ``require_reach`` is False: a WIM controller's vehicle records arrive seconds after
-    the vehicle, each with its own delay, so none need reach the estimate)."""
+    the vehicle, each with its own delay, so none need reach the estimate), and the
+    observations since have not stopped reaching it (``settle_n`` buckets over
+    ``settle_s`` that do not: a device clock stepped back, which the maximum hides)."""
 
     BUCKET_S = 0.2
     """Observations within this long of a bucket's first are one bucket (its largest)."""
 
-    def __init__(self, window_s: float = 600.0, *, tolerance_s: float = 0.15,
+    def __init__(self, window_s: float = 600.0, *, tolerance_s: float = DEFAULT_TOLERANCE_S,
                  settle_s: float = SETTLE_S, settle_n: int = SETTLE_N,
                  require_reach: bool = True) -> None:
         self.window_s = window_s
@@ -89,18 +115,24 @@ class OffsetEstimator:
         self.settle_s = settle_s
         self.settle_n = settle_n
         self.require_reach = require_reach
+        self._restored: float | None = None  # a stored estimate, until the first observation
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every observation (the device's clock stepped: they no longer apply)."""
         self._values: deque[tuple[float, float]] = deque()  # (bucket start, largest value)
         # the buckets that can still become the maximum: values strictly decreasing, so
         # the window's maximum is the first (O(1) per observation, not O(window))
         self._candidates: deque[tuple[float, float]] = deque()
         self._best: float | None = None
-        self._restored: float | None = None  # a stored estimate, until the first observation
         self._anchor: float | None = None  # the estimate when it last moved
-        self._moved_at = 0.0  # wall time it last moved (or was first observed)
-        self._since_n = 0  # observations since
-        self._reached_first = 0.0  # wall time of the first observation reaching it since
-        self._reached_last = 0.0
-        self._reached_n = 0
+        # buckets (wall clock of their start [s]) that reached the estimate since it last
+        # moved, and those in a row since the last that did: (count, first, last)
+        self._reached = _Run()
+        self._missed = _Run()
+        self._settled = False
+        self._unsettled_since_s: float | None = None  # wall clock; None while settled
+        self._buckets_unsettled = 0  # buckets observed since then
 
     def restore(self, offset_s: float) -> None:
         """A stored estimate (an earlier run's, ``wim_offset_s``): the offset until the
@@ -117,43 +149,51 @@ class OffsetEstimator:
             if value > largest:  # one bucket per 0.2 s keeps the window small
                 self._values[-1] = (start, value)
                 self._candidate(start, value)
+            new_bucket = False
         else:
+            start = now
             self._values.append((now, value))
             self._candidate(now, value)
+            new_bucket = True
         while self._values and now - self._values[0][0] > self.window_s:
-            start, _ = self._values.popleft()
-            while self._candidates and self._candidates[0][0] <= start:
+            gone, _ = self._values.popleft()
+            while self._candidates and self._candidates[0][0] <= gone:
                 self._candidates.popleft()
         self._best = self._candidates[0][1] if self._candidates else None
-        self._settle(value, now)
+        self._settle(value, start, new_bucket)
 
-    def _settle(self, value: float, now: float) -> None:
+    def _settle(self, value: float, bucket_s: float, new_bucket: bool) -> None:
         best = self._best
         assert best is not None
         if self._anchor is None or abs(best - self._anchor) > self.tolerance_s:
             self._anchor = best  # moved: every link until it settles again is unsettled
-            self._moved_at = now
-            self._since_n = 0
-            self._reached_n = 0
-        self._since_n += 1
+            self._reached, self._missed = _Run(), _Run()
         if not self.require_reach or value >= best - self.tolerance_s:
-            if self._reached_n == 0:
-                self._reached_first = now
-            self._reached_n += 1
-            self._reached_last = now
+            self._reached.note(bucket_s)
+            self._missed = _Run()
+        elif self._reached.last_s != bucket_s:  # a bucket none of whose observations reached
+            self._missed.note(bucket_s)
+        self._settled = (self._reached.spans(self.settle_n, self.settle_s)
+                         and not self._missed.spans(self.settle_n, self.settle_s))
+        if self._settled:
+            self._unsettled_since_s = None
+        elif self._unsettled_since_s is None:
+            self._unsettled_since_s, self._buckets_unsettled = bucket_s, 0
+        if new_bucket and not self._settled:
+            self._buckets_unsettled += 1
 
     @property
     def settled(self) -> bool:
-        return (self._reached_n >= self.settle_n
-                and self._reached_last - self._reached_first >= self.settle_s)
+        return self._settled
 
     def overdue(self, limit_s: float, now_s: float | None = None) -> bool:
-        """Unsettled for ``limit_s`` of wall clock since the estimate last moved, with at
-        least ``settle_n`` observations since (a camera that wrote only two frames, a
-        minute apart, is not overdue: it has not had its chance)."""
+        """Unsettled for ``limit_s`` of wall clock since it last was settled (or since its
+        first observation), with observations in at least ``settle_n`` buckets since (a
+        camera that wrote only two frames, a minute apart, has not had its chance)."""
         now = time.monotonic() if now_s is None else now_s
-        return (self._best is not None and not self.settled
-                and self._since_n >= self.settle_n and now - self._moved_at >= limit_s)
+        return (self._unsettled_since_s is not None
+                and self._buckets_unsettled >= self.settle_n
+                and now - self._unsettled_since_s >= limit_s)
 
     @property
     def observed(self) -> bool:
@@ -222,7 +262,7 @@ class FrameLinker:
         self.cameras = {c.camera_id: c for c in cameras}
         self.clock = clock
         self.window_s = window_s
-        tolerance_s = SETTLE_TOLERANCE * window_s
+        tolerance_s = SETTLE_TOLERANCE_OF_WINDOW * window_s
         self.wim_offset = OffsetEstimator(tolerance_s=tolerance_s)
         for c in cameras:
             c.offset.tolerance_s = tolerance_s

@@ -39,6 +39,7 @@ from typing import Any
 
 from zhichao.common import format_utc, fsync_dir
 from zhichao.devices.data import WimRecord
+from zhichao.devices.reasons import EVENT_CLOCK_JUMP
 from zhichao.station.clock import Clock
 from zhichao.station.config import StationConfig
 from zhichao.station.errors import JournalError
@@ -258,6 +259,8 @@ class RecordIntake:
         if r.station_time_utc is not None:
             self.last_receipt_utc = r.station_time_utc
             arrival = self.clock.at_wall(r.station_time_utc.timestamp())
+            if EVENT_CLOCK_JUMP in r.events:  # its offsets so far no longer apply
+                self.linker.wim_offset.reset()
             self.linker.wim_offset.add((r.device_time_utc - arrival).total_seconds())
         self.weigh(n, r)
 
