@@ -87,13 +87,16 @@ def test_observations_that_stop_reaching_unsettle_it_and_a_clock_step_resets_it(
     blocks no longer reach the estimate, and after the hold it is unsettled; the step
     reported by the device (``clock_jump``) resets the estimator, which settles again on
     the new offset."""
-    est = OffsetEstimator(tolerance_s=0.15)
+    est = OffsetEstimator(tolerance_s=0.15, miss_s=0.6)
     assert _feed(est, [(i * 0.02, 0.0) for i in range(150)])[-1]
-    stepped = _feed(est, [(3.0 + i * 0.02, -1.0) for i in range(150)])
+    # blocks 0.3 s late for 3 s (a busy station at 40×: 7.5 ms of wall clock) is a lag
+    # within the link window, not a step: still settled
+    assert all(_feed(est, [(3.0 + i * 0.02, -0.3) for i in range(150)]))
+    stepped = _feed(est, [(6.0 + i * 0.02, -1.0) for i in range(150)])
     assert stepped[0] and not stepped[-1] and est.offset_s == 0.0
     est.reset()
     assert est.offset_s is None and not est.observed
-    again = _feed(est, [(6.0 + i * 0.02, -1.0) for i in range(150)])
+    again = _feed(est, [(9.0 + i * 0.02, -1.0) for i in range(150)])
     assert again[-1] and est.offset_s == -1.0
 
 

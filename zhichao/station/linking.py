@@ -63,7 +63,8 @@ window is 15 ms of wall clock, so the hold is in wall seconds, not reference sec
 SETTLE_N = 3
 """Observations (in distinct 0.2 s buckets) that must reach the estimate over ``SETTLE_S``
 (a camera that writes one frame per vehicle settles after its third vehicle at the
-soonest); as many that do not reach it, over as long, unsettle it again."""
+soonest); as many in a row that fall a link window below it, over as long, unsettle it
+again."""
 SETTLE_TOLERANCE_OF_WINDOW = 0.25
 """A move of the estimate by more than this × the link window unsettles it; an
 observation within it of the estimate reaches it."""
@@ -101,17 +102,20 @@ class OffsetEstimator:
     in at least ``settle_n`` buckets over that time (every observation counts where
     ``require_reach`` is False: a WIM controller's vehicle records arrive seconds after
     the vehicle, each with its own delay, so none need reach the estimate), and the
-    observations since have not stopped reaching it (``settle_n`` buckets over
-    ``settle_s`` that do not: a device clock stepped back, which the maximum hides)."""
+    observations since have not stopped coming near it (``settle_n`` buckets in a row over
+    ``settle_s`` all more than ``miss_s`` below it, the link window: a device clock stepped
+    back, which the maximum hides; a smaller margin unsettled a busy simulated lane at 40×,
+    whose blocks were often stamped a few milliseconds late)."""
 
     BUCKET_S = 0.2
     """Observations within this long of a bucket's first are one bucket (its largest)."""
 
     def __init__(self, window_s: float = 600.0, *, tolerance_s: float = DEFAULT_TOLERANCE_S,
-                 settle_s: float = SETTLE_S, settle_n: int = SETTLE_N,
-                 require_reach: bool = True) -> None:
+                 miss_s: float = LinkingSection.window_s, settle_s: float = SETTLE_S,
+                 settle_n: int = SETTLE_N, require_reach: bool = True) -> None:
         self.window_s = window_s
         self.tolerance_s = tolerance_s
+        self.miss_s = miss_s
         self.settle_s = settle_s
         self.settle_n = settle_n
         self.require_reach = require_reach
@@ -170,8 +174,9 @@ class OffsetEstimator:
             self._reached, self._missed = _Run(), _Run()
         if not self.require_reach or value >= best - self.tolerance_s:
             self._reached.note(bucket_s)
+        if not self.require_reach or value >= best - self.miss_s:
             self._missed = _Run()
-        elif self._reached.last_s != bucket_s:  # a bucket none of whose observations reached
+        elif self._reached.last_s != bucket_s:  # a bucket none of whose observations came near
             self._missed.note(bucket_s)
         self._settled = (self._reached.spans(self.settle_n, self.settle_s)
                          and not self._missed.spans(self.settle_n, self.settle_s))
@@ -263,9 +268,9 @@ class FrameLinker:
         self.clock = clock
         self.window_s = window_s
         tolerance_s = SETTLE_TOLERANCE_OF_WINDOW * window_s
-        self.wim_offset = OffsetEstimator(tolerance_s=tolerance_s)
+        self.wim_offset = OffsetEstimator(tolerance_s=tolerance_s, miss_s=window_s)
         for c in cameras:
-            c.offset.tolerance_s = tolerance_s
+            c.offset.tolerance_s, c.offset.miss_s = tolerance_s, window_s
 
     def estimators(self) -> dict[str, OffsetEstimator]:
         """Every device's offset estimator: ``wim`` and the camera ids."""
