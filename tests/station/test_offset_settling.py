@@ -306,3 +306,57 @@ def test_only_a_settled_offset_is_stored_for_the_next_run(tmp_path: Path) -> Non
         assert float(st.store.get_meta("wim_offset_s") or "nan") == -0.02
     finally:
         st.close()
+
+
+def test_a_device_clock_step_does_not_move_a_sample_streams_offset(tmp_path: Path) -> None:
+    """A sample stream's vehicles are timed on the station's sample timeline (epoch +
+    index / rate, fixed at the first block), so its offset is observed there too: a WIM
+    unit whose clock steps 5 s back (an NTP correction, reported as ``clock_jump``) moves
+    neither, and the estimate stays settled and right."""
+    import numpy as np
+
+    from zhichao.devices.data import SampleBlock
+    from zhichao.devices.reasons import EVENT_CLOCK_JUMP
+
+    st = Station(_station_cfg(tmp_path))
+    try:
+        fs = st.fs
+        n = int(fs * 0.02)  # a block every 20 ms, on time (device time = arrival)
+        channels = 2 * len(st.cfg.wim.sensor.rows_x_m)
+        t0 = datetime.now(UTC) - timedelta(seconds=4)
+        for i in range(200):
+            start = t0 + timedelta(seconds=i * 0.02)
+            step = timedelta(seconds=-5 if i >= 150 else 0)
+            st.intake.on_block(SampleBlock(
+                first_index=i * n, samples=np.zeros((n, channels), np.float32),
+                device_time_utc=start + step, station_time_utc=start + timedelta(seconds=0.02),
+                gap_before_samples=0, reason="start" if i == 0 else None,
+                sample_rate_hz=fs, events=(EVENT_CLOCK_JUMP,) if i == 150 else ()))
+        est = st.linker.wim_offset
+        assert est.offset_s is not None and abs(est.offset_s) < 0.01
+        assert est.generation == 0
+    finally:
+        st.close()
+
+
+def test_a_vehicle_weighed_before_a_reset_is_never_trusted(tmp_path: Path) -> None:
+    """A record lane's vehicle times are the controller's clock: after a reported step the
+    estimator starts again, and a vehicle weighed before it, still waiting for its frames,
+    is linked unsettled however settled the new estimate is."""
+    stage, linker, store = _stage(tmp_path)
+    now = time.monotonic()
+    for i in range(150):
+        linker.wim_offset.add(0.0, at_s=now - 6 + 0.02 * i)
+        linker.cameras["CAM-F"].offset.add(0.0, at_s=now - 6 + 0.02 * i)
+    stage.add(weighed_vehicle(), "before")
+    linker.wim_offset.reset()  # the controller's clock stepped
+    for i in range(150):
+        linker.wim_offset.add(-5.0, at_s=now - 3 + 0.02 * i)
+    stage.add(weighed_vehicle(), "after")
+    assert linker.unsettled() == []
+    before, after = stage.pending
+    stage._link(before, [])
+    stage._link(after, [])
+    assert before.unsettled == ("wim",) and after.unsettled == ()
+    stage.close()
+    store.close()

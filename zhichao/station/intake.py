@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from zhichao.devices.reasons import EVENT_CLOCK_JUMP
 from zhichao.station.alarms import StageHealth
 from zhichao.station.clock import Clock
 from zhichao.station.commit import Ring
@@ -165,10 +164,11 @@ class Intake:
         if samples.shape[0] == 0:
             return
         wall = block.station_time_utc.timestamp()
-        dev_end = block.device_time_utc + timedelta(seconds=block.n_samples / self.fs)
-        if EVENT_CLOCK_JUMP in block.events:  # its offsets so far no longer apply
-            self.linker.wim_offset.reset()
-        self.linker.wim_offset.add((dev_end - self.clock.at_wall(wall)).total_seconds())
+        # on the station's sample timeline, where its vehicles' times are (epoch + index /
+        # rate, fixed at the first block): a step of the device's clock moves neither
+        assert self.epoch is not None
+        end = self.epoch + timedelta(seconds=(idx + samples.shape[0]) / self.fs)
+        self.linker.wim_offset.add((end - self.clock.at_wall(wall)).total_seconds())
         try:
             self.journal.append(idx, samples, gap)
         except JournalError as exc:  # weighing goes on; only a crash now would lose data

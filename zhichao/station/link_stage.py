@@ -88,7 +88,8 @@ class LinkStage:
             self.metrics.errors.labels("duplicate_vehicle").inc()
             return
         self.pending.append(Pending(v, key, clean_json(v.to_dict()), self._predict(v, key),
-                                    extra=extra or {}))
+                                    extra=extra or {},
+                                    wim_generation=self.linker.wim_offset.generation))
         self.metrics.vehicles_weighed.inc()
 
     def _predict(self, v: WeighedVehicle, key: str) -> list[Prediction]:
@@ -124,6 +125,8 @@ class LinkStage:
         p.frames = self.linker.link(p.predictions, neighbours)
         used = [cid for cid, (f, _st) in p.frames.items() if f is not None]
         p.unsettled = tuple(self.linker.unsettled(["wim", *used]))
+        if p.wim_generation != self.linker.wim_offset.generation and "wim" not in p.unsettled:
+            p.unsettled = ("wim", *p.unsettled)  # weighed on the WIM unit's old clock
         if p.unsettled:  # in the passage's record (and a case's package), plate read or not
             p.extra["frame_link_unsettled"] = list(p.unsettled)
         self._watch_offsets(p.key)

@@ -120,10 +120,16 @@ class OffsetEstimator:
         self.settle_n = settle_n
         self.require_reach = require_reach
         self._restored: float | None = None  # a stored estimate, until the first observation
+        self.generation = -1  # reset() makes it 0
+        self._unsettled_since_s: float | None = None  # wall clock; None while settled
+        self._buckets_unsettled = 0  # buckets observed since then
         self.reset()
 
     def reset(self) -> None:
-        """Forget every observation (the device's clock stepped: they no longer apply)."""
+        """Forget every observation (the device's clock stepped: they no longer apply).
+        :attr:`generation` counts the resets; an offset unsettled before stays unsettled
+        since then (for :meth:`overdue`)."""
+        self.generation += 1
         self._values: deque[tuple[float, float]] = deque()  # (bucket start, largest value)
         # the buckets that can still become the maximum: values strictly decreasing, so
         # the window's maximum is the first (O(1) per observation, not O(window))
@@ -135,8 +141,6 @@ class OffsetEstimator:
         self._reached = _Run()
         self._missed = _Run()
         self._settled = False
-        self._unsettled_since_s: float | None = None  # wall clock; None while settled
-        self._buckets_unsettled = 0  # buckets observed since then
 
     def restore(self, offset_s: float) -> None:
         """A stored estimate (an earlier run's, ``wim_offset_s``): the offset until the
@@ -148,6 +152,7 @@ class OffsetEstimator:
     def add(self, device_minus_arrival_s: float, at_s: float | None = None) -> None:
         now = time.monotonic() if at_s is None else at_s
         value = device_minus_arrival_s
+        self._restored = None  # replaced by the first observation
         if self._values and now - self._values[-1][0] < self.BUCKET_S:
             start, largest = self._values[-1]
             if value > largest:  # one bucket per 0.2 s keeps the window small
@@ -164,7 +169,9 @@ class OffsetEstimator:
             while self._candidates and self._candidates[0][0] <= gone:
                 self._candidates.popleft()
         self._best = self._candidates[0][1] if self._candidates else None
-        self._settle(value, start, new_bucket)
+        # the bucket's largest value decides whether it reaches (or misses) the estimate,
+        # whatever the order of its observations
+        self._settle(self._values[-1][1], start, new_bucket)
 
     def _settle(self, value: float, bucket_s: float, new_bucket: bool) -> None:
         best = self._best
@@ -182,9 +189,9 @@ class OffsetEstimator:
                          and not self._missed.spans(self.settle_n, self.settle_s))
         if self._settled:
             self._unsettled_since_s = None
-        elif self._unsettled_since_s is None:
-            self._unsettled_since_s, self._buckets_unsettled = bucket_s, 0
-        if new_bucket and not self._settled:
+        elif self._unsettled_since_s is None:  # this bucket is the first unsettled one
+            self._unsettled_since_s, self._buckets_unsettled = bucket_s, 1
+        elif new_bucket:
             self._buckets_unsettled += 1
 
     @property

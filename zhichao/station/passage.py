@@ -98,4 +98,7 @@ class Pending:
     # the devices whose clock offsets were not settled when it was linked (linking.py):
     # its plate is never auto-accepted then
     unsettled: tuple[str, ...] = ()
+    # the WIM offset estimator's generation when it was weighed (a reset since — the
+    # device's clock stepped — leaves its time on the old clock: never trusted)
+    wim_generation: int = 0
     t_emitted: float = field(default_factory=time.perf_counter)

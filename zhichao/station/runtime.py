@@ -352,7 +352,8 @@ class Station:
             self.intake.replay()
             if self.records is not None:
                 self.records.replay(self.committer.committed_first)
-            self.linker.scan()  # the frames in the spools, for the vehicles replayed
+            if self.clock.ready:  # the frames in the spools, for the vehicles replayed
+                self.linker.scan()
             self._advance_pending()
             sealer.start()
             if self.center is not None:  # never waited on by the pipeline
