@@ -13,6 +13,7 @@ the stored passages once each, in order, ends with (nothing lost or repeated by 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -68,7 +69,10 @@ start_utc = "2026-03-02T08:00:00Z"
 
 def _vehicle(record: dict[str, Any]) -> WeighedVehicle:
     """A stored record back as the core's output (null → NaN, the drift mark removed)."""
-    raw = {k: v for k, v in record.items() if k != "flags_zh"}
+    # the stored record's own keys (flags_zh, and what the station adds: wim_source of a
+    # record lane, frame_link_unsettled of a vehicle linked with unsettled clock offsets)
+    names = {f.name for f in dataclasses.fields(WeighedVehicle)}
+    raw = {k: v for k, v in record.items() if k in names}
     raw["flags"] = [f for f in raw["flags"] if f != "calibration_drift"]
     raw["notes"] = [n for n in raw.get("notes", []) if "漂移" not in n]
     raw["wheel_loads_kg"] = [[math.nan if x is None else x for x in w]

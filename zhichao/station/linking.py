@@ -103,15 +103,15 @@ class OffsetEstimator:
     ``require_reach`` is False: a WIM controller's vehicle records arrive seconds after
     the vehicle, each with its own delay, so none need reach the estimate), and the
     observations since have not stopped coming near it (``settle_n`` buckets in a row over
-    ``settle_s`` all more than ``miss_s`` below it, the link window: a device clock stepped
+    ``settle_s`` all more than ``miss_s`` below it, the link window: a camera clock stepped
     back, which the maximum hides; a smaller margin unsettled a busy simulated lane at 40×,
-    whose blocks were often stamped a few milliseconds late)."""
+    whose blocks were often stamped a few milliseconds late; None: no such rule)."""
 
     BUCKET_S = 0.2
     """Observations within this long of a bucket's first are one bucket (its largest)."""
 
     def __init__(self, window_s: float = 600.0, *, tolerance_s: float = DEFAULT_TOLERANCE_S,
-                 miss_s: float = LinkingSection.window_s, settle_s: float = SETTLE_S,
+                 miss_s: float | None = LinkingSection.window_s, settle_s: float = SETTLE_S,
                  settle_n: int = SETTLE_N, require_reach: bool = True) -> None:
         self.window_s = window_s
         self.tolerance_s = tolerance_s
@@ -181,7 +181,7 @@ class OffsetEstimator:
             self._reached, self._missed = _Run(), _Run()
         if not self.require_reach or value >= best - self.tolerance_s:
             self._reached.note(bucket_s)
-        if not self.require_reach or value >= best - self.miss_s:
+        if not self.require_reach or self.miss_s is None or value >= best - self.miss_s:
             self._missed = _Run()
         elif self._reached.last_s != bucket_s:  # a bucket none of whose observations came near
             self._missed.note(bucket_s)
@@ -275,7 +275,10 @@ class FrameLinker:
         self.clock = clock
         self.window_s = window_s
         tolerance_s = SETTLE_TOLERANCE_OF_WINDOW * window_s
-        self.wim_offset = OffsetEstimator(tolerance_s=tolerance_s, miss_s=window_s)
+        # the WIM unit's clock cannot step under its offset: a sample stream's offset is
+        # observed on the station's sample timeline, and a record lane resets on a reported
+        # step; a miss rule would only unsettle an intake that is behind (a busy 40× lane)
+        self.wim_offset = OffsetEstimator(tolerance_s=tolerance_s, miss_s=None)
         for c in cameras:
             c.offset.tolerance_s, c.offset.miss_s = tolerance_s, window_s
 
