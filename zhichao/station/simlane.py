@@ -103,6 +103,10 @@ class _Shot:
     vehicle: dict[str, Any]
 
 
+_Rendered = tuple[npt.NDArray[np.float32], list[_Shot], list[tuple[str, bytes] | None]]
+"""A batch's samples, its shots and their frames (file name, JPEG; None: not encoded)."""
+
+
 class SimulatedLane:
     """Generates traffic and plays the WIM unit and the cameras until stopped (``stop``
     set, e.g. by SIGTERM) or, in :meth:`run`, until no station was attached for
@@ -277,20 +281,32 @@ class SimulatedLane:
                 self.stop.set()
                 return
 
+    def _first_batch(self) -> _Rendered | None:
+        """The first batch, its frames rendered, before the lane is published: rendering
+        took 1.9–2.6 s on a busy 2-core machine, and a station that had connected waited
+        that long for its first sample (past its 2 s stall timeout)."""
+        sim = self.cfg.simulation
+        n = min(sim.max_vehicles, sim.batch_vehicles) if sim.max_vehicles else sim.batch_vehicles
+        if n <= 0:
+            return None
+        samples, shots = self._batch(0, 0, n, None)
+        return samples, shots, [self._render(shot) for shot in shots]
+
     def _generate_or_stop(self, out: queue.Queue[tuple[npt.NDArray[np.float32], list[_Shot]]],
-                          clock: SimClock) -> None:
+                          clock: SimClock, first: _Rendered | None = None) -> None:
         """The traffic thread: a failure ends the lane (loudly), it never leaves the lane
         alive with nothing to send (a station would wait on it forever)."""
         try:
-            self._generate(out, clock)
+            self._generate(out, clock, first)
         except Exception:
             LOG.exception("simulated lane: traffic generation failed; the lane stops")
             self.retire(STATE_STOPPING)
             self.stop.set()
 
     def _generate(self, out: queue.Queue[tuple[npt.NDArray[np.float32], list[_Shot]]],
-                  clock: SimClock) -> None:
-        """Traffic ahead of the stream: batches with their frames already rendered."""
+                  clock: SimClock, first: _Rendered | None = None) -> None:
+        """Traffic ahead of the stream: batches with their frames already rendered (the
+        first one, ``first``, before the lane was published)."""
         sim = self.cfg.simulation
         rng = np.random.default_rng([sim.seed, 10**6])
         index, k = 0, 0
@@ -298,11 +314,15 @@ class SimulatedLane:
         n_ch = 2 * len(self.cfg.wim.sensor.rows_x_m)
         while not self.stop.is_set():
             left = sim.max_vehicles - self.vehicles_out if sim.max_vehicles else sim.batch_vehicles
-            if left > 0:
-                samples, shots = self._batch(k, index, min(left, sim.batch_vehicles), tail)
+            if first is not None or left > 0:
+                if first is not None:
+                    samples, shots, frames = first
+                    first = None
+                else:
+                    samples, shots = self._batch(k, index, min(left, sim.batch_vehicles), tail)
+                    frames = [self._render(shot) for shot in shots]
                 k += 1
-                for shot in shots:
-                    frame = self._render(shot)
+                for shot, frame in zip(shots, frames, strict=True):
                     if frame is not None:
                         if self.streams is not None:
                             self.streams.add_vehicle(self.cfg.cameras[shot.camera].camera_id,
@@ -345,6 +365,7 @@ class SimulatedLane:
     def run(self) -> None:
         """Publish ``devices.json`` and stream until ``stop`` is set (or the lane was idle
         for ``idle_exit_s``)."""
+        first = self._first_batch()
         self._publish(None)
         if self.idle_exit_s > 0:
             threading.Thread(target=self._watch_idle, name="sim-idle-watch",
@@ -361,8 +382,8 @@ class SimulatedLane:
             self.streams.set_clock(self.epoch, clock.wall0_s, self.speed)
         self._publish(clock)
         batches: queue.Queue[tuple[npt.NDArray[np.float32], list[_Shot]]] = queue.Queue(3)
-        threading.Thread(target=self._generate_or_stop, args=(batches, clock), name="sim-traffic",
-                         daemon=True).start()
+        threading.Thread(target=self._generate_or_stop, args=(batches, clock, first),
+                         name="sim-traffic", daemon=True).start()
         threading.Thread(target=self._cameras, name="sim-cameras", daemon=True).start()
         index, seq, boot = 0, 0, True
         while not self.stop.is_set():
