@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,11 +44,14 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes, *, fsync: bool = True, mode: int = 0o644) -> None:
+def write_atomic(path: Path, data: bytes, *, fsync: bool = True, mode: int = 0o644,
+                 stamp_now: bool = False) -> None:
     """Write ``data`` to ``path`` so that a reader (or a restart after a kill) sees the old
     content or the new, never a mix: a temporary name in the same folder, fsync, rename,
     fsync of the folder. ``fsync=False`` skips both fsyncs (a kill is still safe; a power
-    loss may lose the write) for data that is not evidence."""
+    loss may lose the write) for data that is not evidence. ``stamp_now``: the file's
+    modification time is set from ``time.time()`` just before the rename (the filesystem's
+    own stamp comes from a coarser kernel clock, which can lag behind)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
@@ -62,6 +66,9 @@ def write_atomic(path: Path, data: bytes, *, fsync: bool = True, mode: int = 0o6
         tmp.unlink(missing_ok=True)
         raise
     os.close(fd)
+    if stamp_now:
+        now_ns = time.time_ns()
+        os.utime(tmp, ns=(now_ns, now_ns))
     os.replace(tmp, path)
     if fsync:
         fsync_dir(path.parent)
