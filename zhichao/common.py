@@ -8,7 +8,7 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 
@@ -16,6 +16,19 @@ from pathlib import Path
 def utc_now() -> datetime:
     """Now, tz-aware UTC (storage and file formats are UTC; pages show 北京时间)."""
     return datetime.now(UTC)
+
+
+BEIJING = timezone(timedelta(hours=8), "北京时间")
+"""China Standard Time (UTC+8, no daylight saving): the time of dates in law and approvals."""
+
+
+def beijing_date(t: datetime) -> date:
+    """The calendar date in Beijing of an aware moment (a date in law, such as the day a
+    device was approved, is a Beijing date; a UTC moment before 16:00 falls on the same
+    date, one after it on the next)."""
+    if t.tzinfo is None:
+        raise ValueError("beijing_date needs an aware datetime")
+    return t.astimezone(BEIJING).date()
 
 
 def format_utc(t: datetime | None = None, *, timespec: str = "microseconds") -> str:

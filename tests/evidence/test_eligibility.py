@@ -152,3 +152,20 @@ def test_malformed_vehicle_names_the_field(field: str, value: Any, message: str)
 def test_extra_keys_are_tolerated() -> None:
     record = VehicleRecord.from_json(vehicle_dict(new_key=[1, 2]))
     assert record.raw["new_key"] == [1, 2]
+
+
+@pytest.mark.parametrize(("time_utc", "review_date", "refused"), [
+    # 07:00 北京时间 on 1 June is 23:00 UTC on 31 May: approved that (Beijing) day
+    ("2025-05-31T23:00:00Z", "2025-06-01", False),
+    ("2025-06-01T15:59:59Z", "2025-06-02", True),  # 23:59:59 北京时间 on 1 June
+    ("2025-06-01T16:00:00Z", "2025-06-02", False),  # 00:00 北京时间 on 2 June
+])
+def test_device_approval_dates_are_beijing_dates(tmp_path: Path, time_utc: str,
+                                                 review_date: str, refused: bool) -> None:
+    device = _device(technical_review_date=review_date, legal_review_date=review_date,
+                     certificate_valid_from="2025-01-01T00:00:00Z",
+                     certificate_valid_to="2026-01-01T00:00:00Z")
+    result = _eval(tmp_path, vehicle=vehicle_dict(time_utc=time_utc), device=device)
+    codes = {r.code for r in result.reasons}
+    assert ({"device_technical_review", "device_legal_review"} <= codes) is refused
+    assert not ({"device_technical_review", "device_legal_review"} & codes) or refused

@@ -90,8 +90,10 @@ def test_allowance_is_subtracted_before_the_excess() -> None:
         (0, "floor", Outcome.NONE, 0),
         (1, "floor", Outcome.EDUCATION, 0),
         (9799, "floor", Outcome.EDUCATION, 0),  # just under 20 %
-        (9800, "floor", Outcome.EDUCATION, 0),  # exactly 20 %: nothing in the 300/t band
-        (9801, "floor", Outcome.EDUCATION, 0),  # 1 kg in the band, no whole tonne
+        # not under 20 %: the article fines; nothing (or 1 kg) in the 300/t band counts no
+        # whole tonne under floor, 0 yuan, still a fine (not 批评教育)
+        (9800, "floor", Outcome.FINE, 0),
+        (9801, "floor", Outcome.FINE, 0),
         (9801, "ceil", Outcome.FINE, 300),
         (10800, "floor", Outcome.FINE, 300),  # 1 000 kg in the band
         (24500, "floor", Outcome.FINE, 4200),  # exactly 50 %: 14 700 kg → 14 t × 300
@@ -109,6 +111,18 @@ def test_zhejiang_art53(excess_kg: int, part_tonne: str, outcome: Outcome, fine_
     assert proposal.outcome is outcome
     assert proposal.fine_yuan == fine_yuan
     assert proposal.basis.law_zh == "浙江省公路条例"
+
+
+def test_zhejiang_fine_rounded_to_nothing_is_not_education() -> None:
+    # 59 500 kg against 49 000: 21.4 % over, 700 kg in the 300/t band, 0 t under floor
+    zero = _propose(_rule("CN-ZJ", part_tonne="floor"), 10500)
+    assert zero.outcome is Outcome.FINE and zero.fine_yuan == 0
+    assert not any("可以不予罚款" in n for n in zero.reviewer_notes_zh)
+    assert any("计得罚款0元" in n and "法制审核" in n for n in zero.reviewer_notes_zh)
+    under = _propose(_rule("CN-ZJ", part_tonne="floor"), 9799)  # under 20 %: education
+    assert under.outcome is Outcome.EDUCATION
+    assert any("可以不予罚款" in n for n in under.reviewer_notes_zh)
+    assert not any("计得罚款0元" in n for n in under.reviewer_notes_zh)
 
 
 def test_zhejiang_values_differ_from_national() -> None:

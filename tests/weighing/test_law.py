@@ -32,8 +32,6 @@ from zhichao.weighing.scatter import prior_scatter, upper_sd
     ([3.6, 7.0, 1.31], "combination_4_axle", 36000),
     ([3.3, 1.35, 6.8], "combination_4_axle", 36000),
     ([3.6, 7.0, 1.31, 1.31], "combination_5_axle", 43000),
-    ([1.9, 2.8, 7.0, 1.31, 1.31], "combination_6_axle_single_drive", 46000),
-    ([3.6, 7.0, 1.31, 1.31, 1.31], "combination_6_axle_single_drive", 46000),
 ])
 def test_decidable_classes(spacings: list[float], code: str, limit: int) -> None:
     c = classify(spacings)
@@ -46,6 +44,14 @@ def test_decidable_classes(spacings: list[float], code: str, limit: int) -> None
 # What WIM cannot see takes the most lenient value; the stricter one is named.
 @pytest.mark.parametrize(("spacings", "limit", "stricter"), [
     ([3.3, 1.35, 7.0, 1.31, 1.31], 49000, 46000),  # 6x4 or 6x2 with a tag axle
+    # a tractor that ends in one axle: its drive axle is not seen by WIM either (the first
+    # long spacing can lie inside a full trailer: the next case)
+    ([1.9, 2.8, 7.0, 1.31, 1.31], 49000, 46000),
+    ([3.6, 7.0, 1.31, 1.31, 1.31], 49000, 46000),
+    # a 6x4 rigid truck + a full trailer behind a 3.5 m drawbar: the 5.0 m spacing is the
+    # trailer's own wheelbase, axle 4 its front axle, not a single drive axle
+    ([3.8, 1.35, 3.5, 5.0, 1.3], 49000, 46000),
+    ([1.8, 3.2, 1.35, 3.0, 4.8, 1.3], 49000, 46000),  # 7 axles, the same
     ([3.0, 3.0], 27000, 26000),  # truck or combination (item 5)
     ([2.7, 3.4, 3.0], 36000, 32000),  # item 6
 ])
@@ -70,9 +76,46 @@ def test_external_facts_decide_the_drive_axle_and_tyres() -> None:
     policy = classify([3.3, 1.35, 7.0, 1.31, 1.31],
                       ClassConfig(rear_tandem_is_drive_tandem=True))
     assert policy.limit_kg == 49000 and not policy.stricter
+    # the fleet setting speaks of rear tandems only: a tractor ending in one axle keeps
+    # the note
+    one = classify([3.6, 7.0, 1.31, 1.31, 1.31], ClassConfig(rear_tandem_is_drive_tandem=True))
+    assert [s.limit_kg for s in one.stricter] == [46000]
     # 第三条第二款第（二）项: −3 000 kg per non-drive axle with single tyres
     tyres = classify([3.6, 7.0, 1.31, 1.31], known=KnownAttributes(single_tyre_axles=(3, 4, 5)))
     assert tyres.limit_kg == 43000 - 3 * 3000
+
+
+# 第三条第二款第（二）项: only the axles the law presumes dual-tyred (2-/3-axle groups and
+# trailer axles) that are not drive axles lose 3 000 kg for single tyres
+@pytest.mark.parametrize(("spacings", "known", "limit", "noted"), [
+    # a 2-axle truck's rear axle: not in a group, not a trailer's: no presumption, no cut
+    ([4.5], KnownAttributes(single_tyre_axles=(2,)), 18000, None),
+    # a 4x2 tractor + 1-axle semitrailer: axle 2 is the tractor's (could drive), axle 3 the
+    # trailer's
+    ([3.6, 7.0], KnownAttributes(single_tyre_axles=(2,)), 27000, None),
+    ([3.6, 7.0], KnownAttributes(single_tyre_axles=(3,)), 24000, None),
+    # a 3-axle truck's rear tandem with drive unknown: it could drive: noted, not applied
+    ([3.8, 1.35], KnownAttributes(single_tyre_axles=(3,), air_suspension=False), 25000, 22000),
+    # the same with axle 2 known to drive: axle 3 is a non-drive group axle: cut
+    ([3.8, 1.35], KnownAttributes(single_tyre_axles=(3,), drive_axles=(2,),
+                                  air_suspension=False), 22000, None),
+    ([3.8, 1.35], KnownAttributes(single_tyre_axles=(2,), drive_axles=(2,),
+                                  air_suspension=False), 25000, None),
+    # steer axles are never cut, twin steer included
+    ([1.9, 4.0, 1.35], KnownAttributes(single_tyre_axles=(1, 2), air_suspension=False),
+     31000, None),
+    # a semitrailer's tridem: trailer axles, cut whatever the tractor's drive
+    ([3.6, 7.0, 1.31, 1.31], KnownAttributes(single_tyre_axles=(4,)), 40000, None),
+])
+def test_single_tyres_cut_only_presumed_dual_non_drive_axles(
+        spacings: list[float], known: KnownAttributes, limit: int, noted: int | None) -> None:
+    c = classify(spacings, known=known)
+    assert c.limit_kg == limit
+    tyre_notes = [s for s in c.stricter if "单轮胎" in s.fact_zh]
+    if noted is None:
+        assert not tyre_notes
+    else:
+        assert [s.limit_kg for s in tyre_notes] == [noted] and noted in c.candidates_kg
 
 
 def test_two_axle_truck_takes_the_registered_mass_when_lower() -> None:

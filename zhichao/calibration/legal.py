@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from zhichao.calibration.errors import DeviceRecordError
-from zhichao.common import format_utc, parse_utc
+from zhichao.common import beijing_date, format_utc, parse_utc
 
 INSTALLATION_TYPES = ("in_pavement_strip", "platform", "bending_plate", "other")
 GROSS_CLASSES = ("0.2", "0.5", "1", "2", "5", "10")
@@ -165,10 +165,10 @@ class DeviceLegalStatus:
                 reasons.append(Reason("drift_alarm_open", "" if since is None else
                                       f"since {format_utc(since)}"))
         if not self.technical_review_approved or self.technical_review_date is None or \
-                self.technical_review_date > t.date():
+                self.technical_review_date > beijing_date(t):
             reasons.append(Reason("technical_review_missing"))
         if not self.legal_review_approved or self.legal_review_date is None or \
-                self.legal_review_date > t.date():
+                self.legal_review_date > beijing_date(t):
             reasons.append(Reason("legal_review_missing"))
         if self.installation_type == "in_pavement_strip":
             warnings.append(Reason("outside_jjg907_scope"))

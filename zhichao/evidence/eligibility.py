@@ -25,7 +25,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from zhichao.common import utc_now
+from zhichao.common import beijing_date, utc_now
 from zhichao.evidence.errors import RuleError
 from zhichao.evidence.inputs import CaseInputs
 from zhichao.evidence.penalty import PenaltyProposal, lightest, propose_penalty, versions_to_compare
@@ -393,10 +393,10 @@ def _check_device(case: CaseInputs, add: Add) -> None:
         add("device_unavailable")
         return
     if not d.technical_review_approved or d.technical_review_date is None or (
-            d.technical_review_date > t.date()):
+            d.technical_review_date > beijing_date(t)):
         add("device_technical_review", f"date={d.technical_review_date}")
     if not d.legal_review_approved or d.legal_review_date is None or (
-            d.legal_review_date > t.date()):
+            d.legal_review_date > beijing_date(t)):
         add("device_legal_review", f"date={d.legal_review_date}")
     if case.static_reweigh is not None:
         return  # the WIM weight is not the evidence: the static scale's facts are checked

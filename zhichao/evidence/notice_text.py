@@ -165,7 +165,7 @@ def notice_paragraphs(doc: dict[str, Any], periods: Periods | None = None,
         f"【注意】本案证据资格审查结论为“{(c.get('eligibility') or {}).get('status_zh', '未知')}”，"
         "在问题解决并经审核前，本通知书不得送达。"]
     proposal = (f"罚款人民币{pen['fine_yuan']}元" if pen.get("fine_yuan")
-                else str(pen["outcome_zh"]))
+                else _no_amount(str(pen["outcome_zh"])))
     return [
         *warning,
         f"{owner}：" + (f"（地址：{reg['owner_address_zh']}）"
@@ -182,6 +182,14 @@ def notice_paragraphs(doc: dict[str, Any], periods: Periods | None = None,
     ]
 
 
+def _no_amount(outcome_zh: str) -> str:
+    """An outcome without an amount; a fine whose counted tonnes rounded to nothing says so
+    (浙江省公路条例 Art. 53 at just over 20 %: the rounding rule is for legal review)."""
+    if outcome_zh == "罚款":
+        return "罚款（按计罚吨数取整规则计得0元，须经法制审核确认）"
+    return outcome_zh
+
+
 def decision_paragraphs(doc: dict[str, Any], *, outcome_zh: str, fine_yuan: int,
                         reasons_zh: str, decided_utc: str, plate: str | None = None,
                         review_days: int = 60, lawsuit_months: int = 6) -> list[str]:
@@ -194,9 +202,10 @@ def decision_paragraphs(doc: dict[str, Any], *, outcome_zh: str, fine_yuan: int,
     site = c.get("site") or {}
     reg = c.get("registration") or {}
     authority = site.get("authority_zh") or "（执法机关名称）"
-    penalty = f"罚款人民币{fine_yuan}元" if fine_yuan else outcome_zh
+    penalty = f"罚款人民币{fine_yuan}元" if fine_yuan else _no_amount(outcome_zh)
     pay = ("请自收到本决定书之日起十五日内到指定银行或者通过电子支付系统缴纳罚款；到期不缴纳"
-           f"的，每日按罚款数额的百分之三加处罚款（{LAW_ZH}第六十七条、第七十二条）。"
+           "的，每日按罚款数额的百分之三加处罚款，加处罚款的数额不得超出罚款的数额"
+           f"（{LAW_ZH}第六十七条、第七十二条）。"
            if fine_yuan else "")
     paras = [
         f"当事人：{reg.get('owner_name_zh') or '车辆所有人'}"

@@ -141,8 +141,9 @@ def _banded(p: PenaltyRule, excess: Decimal, ratio: Decimal, limit_kg: Decimal,
         steps.append(Step(f"超限{span}部分，计{_fmt(counted)}吨×{band.rate_yuan_per_tonne}元/吨",
                           _fmt(yuan), "元", p.source))
         total += yuan
-    fine = int(total)
-    return (Outcome.FINE if fine > 0 else Outcome.EDUCATION), fine
+    # at or over the education ratio the article fines; a part under one counted tonne can
+    # round to 0 yuan, which stays a fine (not 批评教育) with its rounding for legal review
+    return Outcome.FINE, int(total)
 
 
 def _hearing(rule: RuleVersion, outcome: Outcome, fine: int, notes: list[str]) -> bool | None:
@@ -215,6 +216,9 @@ def propose_penalty(
         fine = p.cap_yuan
     if outcome is not Outcome.NONE:
         steps.append(Step("拟处罚款金额", str(fine), "元", p.source))
+    if outcome is Outcome.FINE and fine == 0:
+        notes.append(f"超限部分按计罚吨数取整规则（{p.part_tonne}）计得罚款0元；"
+                     f"取整规则依据：{p.part_tonne_source.cite_zh()}，请法制审核确认。")
     hearing = _hearing(rule, outcome, fine, notes)
     if outcome is not Outcome.NONE:
         _history_notes(rule, prior_violations, notes)

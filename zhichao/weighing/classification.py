@@ -15,7 +15,10 @@ Limits by fact (62号令 Art. 3; 认定标准 notes, law.md §1.2 — 🟡 value
 * 3-/4-axle truck with dual-tyre drive axle and air suspension: +1 t (🟡);
 * 4-axle articulated with air suspension, dual drive tyres, semitrailer spread ≥ 1.8 m:
   37 t (🟡);
-* every non-drive axle with single (not widened) tyres: −3 t (Art. 3 para 2 item 2);
+* every axle with single (not widened) tyres that the law presumes dual-tyred (in a 2- or
+  3-axle group, or on a trailer) and that is not a drive axle: −3 t (Art. 3 para 2 item 2);
+  an axle that could be a drive axle (drive unknown, on the motor vehicle) only noted;
+* 6+ axles: 49 t; 46 t (tractor with a single drive axle) only where external data say so;
 * 拖拉机、农用车、低速货车: the 行驶证 total mass (Art. 3 para 2 item 4).
 """
 
@@ -127,6 +130,7 @@ class _Draft:
     notes: list[str] = field(default_factory=list)
     stricter: list[StricterLimit] = field(default_factory=list)
     unconfirmed: list[str] = field(default_factory=list)
+    certain_combination: bool = False  # an 汽车列车 for sure (not only the lenient choice)
 
 
 def _draft(code: str, *notes: str) -> _Draft:
@@ -144,10 +148,8 @@ def classify(spacings_m: list[float], cfg: ClassConfig | None = None,
         return Classification(None, None, None, "", (), ("class_undecidable",),
                               ("少于两根轴，无法判定车型",))
     d = _configuration(spacings_m, cfg, known)
-    _single_tyres(d, spacings_m, known)
+    _single_tyres(d, spacings_m, cfg, known, d.certain_combination)
     _registered_mass(d, known)
-    if cfg.rear_tandem_is_drive_tandem:
-        d.stricter = [x for x in d.stricter if "驱动轴为单轴" not in x.fact_zh]
     stricter = tuple(x for x in d.stricter if x.limit_kg is None or x.limit_kg < d.limit_kg)
     cands = tuple(sorted({d.limit_kg, *(x.limit_kg for x in stricter if x.limit_kg)}))
     notes = [*d.notes, *(f"【限值取有利于当事人的值】{x.note_zh()}" for x in stricter),
@@ -174,14 +176,18 @@ def _configuration(s: list[float], cfg: ClassConfig, known: KnownAttributes) -> 
         if truck and not combo:
             return _truck(n, cfg, known)
         d = _combination(n, s, cfg, known)
+        d.certain_combination = combo
         if not combo:  # the pattern does not tell: the combination's limit is the lenient one
             t = _truck(n, cfg, known)
             d.stricter.append(StricterLimit(t.limit_kg, f"若为{n}轴货车（非汽车列车）"))
             d.notes.append(f"{n}轴车辆轴距模式不能区分货车与汽车列车")
         return d
     if n == 5:
-        return _draft("combination_5_axle")
-    return _six_axles(s, cfg, known)
+        d = _draft("combination_5_axle")
+    else:
+        d = _six_axles(s, cfg, known)
+    d.certain_combination = True  # five axles and more: only 汽车列车 in the table
+    return d
 
 
 def _air_unknown_or_true(known: KnownAttributes) -> bool:
@@ -220,38 +226,70 @@ def _combination(n: int, s: list[float], cfg: ClassConfig, known: KnownAttribute
 
 
 def _six_axles(s: list[float], cfg: ClassConfig, known: KnownAttributes) -> _Draft:
-    """49 t, or 46 t when the tractor's drive axle is a single axle (Art. 3 para 1 item 8)."""
+    """49 t, or 46 t when the tractor's drive axle is a single axle (Art. 3 para 1 item 8)
+    and external data (registration, a reviewer) say so; otherwise 49 t, 46 t noted."""
     gaps = [i for i, x in enumerate(s) if x >= cfg.articulation_gap_m]
     if known.drive_axles is not None and gaps:
         drives = [a for a in known.drive_axles if a <= gaps[0] + 1]
         return _draft("combination_6_axle_single_drive" if len(drives) == 1
                       else "combination_6_axle", "驱动轴由外部数据确认")
-    if gaps and gaps[0] > 0 and s[gaps[0] - 1] >= cfg.compact_spacing_m:
-        return _draft("combination_6_axle_single_drive")  # the tractor ends in one axle
+    # never from the spacings alone: a rigid truck's drawbar can be shorter than the gap
+    # rule, so the first long spacing may lie inside a full trailer (a 6x4 truck + full
+    # trailer read as a single-drive tractor); which axle drives is a fact WIM cannot see
     d = _draft("combination_6_axle")
-    d.stricter.append(StricterLimit(LEGAL_CLASSES["combination_6_axle_single_drive"].limit_kg,
-                                    "若牵引车驱动轴为单轴"))
+    # the jurisdiction's fleet setting: a tractor whose last axles form a tandem drives both
+    rear_tandem = bool(gaps) and gaps[0] > 0 and s[gaps[0] - 1] < cfg.compact_spacing_m
+    if not (cfg.rear_tandem_is_drive_tandem and rear_tandem):
+        d.stricter.append(StricterLimit(
+            LEGAL_CLASSES["combination_6_axle_single_drive"].limit_kg, "若牵引车驱动轴为单轴"))
     if not gaps or gaps[0] == 0:
         d.notes.append("未找到牵引车与挂车之间的铰接间距，无法判定驱动轴")
     return d
 
 
-def _single_tyres(d: _Draft, spacings_m: list[float], known: KnownAttributes) -> None:
-    """−3 t per non-drive axle with single (not widened) tyres, where that is known."""
+def first_trailer_axle(spacings_m: list[float], cfg: ClassConfig) -> int | None:
+    """The first axle behind the first tractor-to-trailer gap (1-based), where the motor
+    vehicle has at least two axles; None when no spacing is that long."""
+    for i, x in enumerate(spacings_m):
+        if i >= 1 and x >= cfg.articulation_gap_m:
+            return i + 2
+    return None
+
+
+def _single_tyres(d: _Draft, spacings_m: list[float], cfg: ClassConfig,
+                  known: KnownAttributes, combination: bool) -> None:
+    """−3 t per axle with single (not widened) tyres that the law presumes dual-tyred: an
+    axle of a 2- or 3-axle group, or a trailer axle, that is not a drive axle (62号令
+    第三条第二款第（二）项). A motor-vehicle axle whose drive is not known could be a drive
+    axle: its cut is only noted (the most lenient lawful value). Steer axles are never cut.
+    ``combination``: the class is surely an 汽车列车 (the axles behind its gap are a
+    trailer's)."""
     if not known.single_tyre_axles:
         return
     n = len(spacings_m) + 1
-    drives = set(known.drive_axles or ())
-    # steer axles (the first one, or the first two when they form a group) are exempt
-    steer = {1} | ({2} if n > 2 and spacings_m[0] < 2.6 else set())
-    affected = [a for a in known.single_tyre_axles if a not in drives and a not in steer]
-    if affected:
-        cut = SINGLE_TYRE_REDUCTION_KG * len(affected)
+    steer = {1} | ({2} if n > 2 and spacings_m[0] < cfg.compact_spacing_m else set())
+    grouped = {a for g in axle_groups(spacings_m, cfg.group_spacing_m) if len(g) in (2, 3)
+               for a in g}
+    first_trailer = first_trailer_axle(spacings_m, cfg) if combination else None
+    trailer = set(range(first_trailer, n + 1)) if first_trailer is not None else set()
+    drives = set(known.drive_axles) if known.drive_axles is not None else None
+    presumed_dual = [a for a in sorted(set(known.single_tyre_axles))
+                     if 1 <= a <= n and a not in steer and (a in grouped or a in trailer)]
+    certain = [a for a in presumed_dual
+               if (a not in drives if drives is not None else a in trailer)]
+    possible = [a for a in presumed_dual if a not in certain and drives is None]
+    if certain:
+        cut = SINGLE_TYRE_REDUCTION_KG * len(certain)
         d.limit_kg -= cut
         d.stricter = [StricterLimit(None if x.limit_kg is None else x.limit_kg - cut,
                                     x.fact_zh) for x in d.stricter]
         d.basis += f"；{SINGLE_TYRE_BASIS}"
-        d.notes.append(f"第{','.join(map(str, affected))}轴为单轮胎，限值减少{cut}千克")
+        d.notes.append(f"第{','.join(map(str, certain))}轴为单轮胎（非驱动轴），"
+                       f"限值减少{cut}千克")
+    if possible:
+        d.stricter.append(StricterLimit(
+            d.limit_kg - SINGLE_TYRE_REDUCTION_KG * len(possible),
+            f"若单轮胎的第{','.join(map(str, possible))}轴非驱动轴"))
 
 
 def _registered_mass(d: _Draft, known: KnownAttributes) -> None:

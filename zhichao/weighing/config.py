@@ -133,10 +133,14 @@ class ClassConfig:
     compact_spacing_m: float = 2.6  # tandem, tridem and twin-steer spacings are below this
     single_steer_min_m: float = 2.8  # a single steer axle is at least this far from the next
     articulation_gap_m: float = 4.5  # tractor→trailer gaps are at least this
+    # axles closer than this form a 2- or 3-axle group, which the law presumes dual-tyred
+    # (62号令 第三条第二款第（二）项; GB 1589 groups: tandems are 1.3–1.4 m)
+    group_spacing_m: float = 1.8
     combination_min_spacing_m: float = 3.0  # 3-axle combination: both spacings at least this
-    # A tractor whose rear axles form a tandem may drive one axle (6x2 with a tag axle, 46 t)
-    # or both (6x4, 49 t); WIM cannot tell, so the lenient 49 t applies with "46 t if single
-    # drive" noted. True drops that note (the jurisdiction knows its fleet).
+    # Which axle of a 6+-axle combination's tractor drives is not seen by WIM (a single
+    # drive axle: 46 t), so the lenient 49 t applies with "46 t if single drive" noted. A
+    # tractor whose rear axles form a tandem may drive one (6x2 with a tag axle) or both
+    # (6x4): True drops that note for such tractors (the jurisdiction knows its fleet).
     rear_tandem_is_drive_tandem: bool = False
     # 认定标准 notes (law.md §1.2, 🟡 one secondary source, unconfirmed; 0 switches off):
     # +1 t for 3-/4-axle trucks with dual-tyre drive axle and air suspension, and 37 t for a
