@@ -73,7 +73,8 @@ def test_evidence_json_round_trips_through_the_evidence_stage() -> None:
     assert set(raw) == {"device_id", "technical_review_approved", "technical_review_date",
                         "legal_review_approved", "legal_review_date", "accuracy_class",
                         "certificate_number", "certificate_issuer", "certificate_valid_from",
-                        "certificate_valid_to", "drift_alarm_open", "manufacturer", "model"}
+                        "certificate_valid_to", "drift_alarm_open", "manufacturer", "model",
+                        "installation_type"}
     s = DeviceStatus.from_json(raw)
     assert s.device_id == d.device_id
     assert s.accuracy_class == "5"
@@ -85,6 +86,7 @@ def test_evidence_json_round_trips_through_the_evidence_stage() -> None:
     assert s.legal_review_approved and s.legal_review_date == date(2025, 12, 28)
     assert s.drift_alarm_open is True
     assert (s.manufacturer, s.model) == ("某某称重", "QZ-4")
+    assert s.installation_type == d.installation_type  # law.md R2.1, judged by the gate
     # and our own record round-trips too
     again = DeviceLegalStatus.from_json(d.to_json())
     assert again == d

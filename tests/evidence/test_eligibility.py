@@ -169,3 +169,20 @@ def test_device_approval_dates_are_beijing_dates(tmp_path: Path, time_utc: str,
     codes = {r.code for r in result.reasons}
     assert ({"device_technical_review", "device_legal_review"} <= codes) is refused
     assert not ({"device_technical_review", "device_legal_review"} & codes) or refused
+
+
+def test_in_pavement_sensors_need_legal_review(tmp_path: Path) -> None:
+    # law.md §2 (🟡): sensors laid in ordinary pavement are outside JJG 907-2006's scope;
+    # whether their certificate shows the device verified (浙江 Art. 40) is for legal review
+    strip = _eval(tmp_path, device=_device(installation_type="in_pavement_strip",
+                                           accuracy_class="1"))
+    assert strip.status is Status.MANUAL_REVIEW
+    assert "device_outside_jjg907_scope" in {r.code for r in strip.reasons}
+    plate = _eval(tmp_path, device=_device(installation_type="platform", accuracy_class="1"))
+    assert plate.status is Status.ENFORCEABLE, plate.reasons
+    unknown = _eval(tmp_path, device=_device(accuracy_class="1"))  # not recorded: said
+    assert unknown.status is Status.ENFORCEABLE
+    assert [r.severity for r in unknown.reasons if r.code == "device_installation_unknown"
+            ] == [Severity.INFO]
+    with pytest.raises(InputError, match="installation_type"):
+        _eval(tmp_path, device=_device(installation_type="quartz"))

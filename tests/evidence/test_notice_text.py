@@ -41,3 +41,16 @@ def test_notice_of_a_fine_counted_to_nothing(sealed_template: Path) -> None:
     case["penalty"] = {**case["penalty"], "outcome_zh": "罚款", "fine_yuan": 0}
     text = "".join(notice_paragraphs({**doc, "case": case}))
     assert "计得0元" in text
+
+
+def test_the_device_is_called_verified_only_within_jjg907(sealed_template: Path) -> None:
+    doc = _doc(sealed_template)
+    case = dict(doc["case"])  # type: ignore[call-overload]
+    assert case["device"]["installation_type"] == "bending_plate"
+    assert "经依法检定合格的检测设备检测" in "".join(notice_paragraphs(doc))
+    for installation, expected in (
+            ("in_pavement_strip", "经路面直埋式检测设备（计量证书ZJJL-2025-0456）检测"),
+            (None, "经检测设备（计量证书ZJJL-2025-0456）检测")):
+        case["device"] = {**case["device"], "installation_type": installation}
+        text = "".join(notice_paragraphs({**doc, "case": case}))
+        assert expected in text and "检定合格的检测设备" not in text

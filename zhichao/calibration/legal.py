@@ -200,6 +200,7 @@ class DeviceLegalStatus:
             "drift_alarm_open": self.drift_alarm_open,
             "manufacturer": self.manufacturer,
             "model": self.model,
+            "installation_type": self.installation_type,
         }
 
     def to_json(self) -> dict[str, Any]:

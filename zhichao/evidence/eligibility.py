@@ -27,7 +27,7 @@ from typing import Any
 
 from zhichao.common import beijing_date, utc_now
 from zhichao.evidence.errors import RuleError
-from zhichao.evidence.inputs import CaseInputs
+from zhichao.evidence.inputs import WITHIN_JJG907, CaseInputs
 from zhichao.evidence.penalty import PenaltyProposal, lightest, propose_penalty, versions_to_compare
 from zhichao.evidence.reweigh_rule import STATIC_REASONS, check_static
 from zhichao.evidence.rules import RuleSet, RuleVersion
@@ -118,6 +118,16 @@ _REASONS: dict[str, tuple[Severity, str, str, str]] = {
                             "浙江省公路条例第四十条；河南省治超条例第十条"),
     "drift_alarm_open": (Severity.UNUSABLE, "设备漂移报警未关闭（或状态未知）",
                          "device drift alarm open or unknown", "law.md §2"),
+    "device_outside_jjg907_scope": (
+        Severity.MANUAL_REVIEW,
+        "称重设备为路面直埋式传感器，不在JJG 907-2006检定规程适用范围内（只能参照其校准），"
+        "其证书能否证明“经计量检定合格”须法制审核确认",
+        "in-pavement sensors are outside JJG 907-2006's scope: whether the device's "
+        "certificate shows it verified needs legal review",
+        "JJG 907-2006 适用范围（law.md §2，🟡）；浙江省公路条例第四十条"),
+    "device_installation_unknown": (Severity.INFO, "设备安装形式未登记，无法判断其检定依据",
+                                    "device installation type not recorded",
+                                    "law.md R2.1"),
     "site_unavailable": (Severity.UNUSABLE, "监测点信息不可得", "site not available",
                          "行政处罚法第四十一条第一款"),
     "site_mismatch": (Severity.UNUSABLE, "称重记录与监测点编号不一致",
@@ -411,6 +421,10 @@ def _check_device(case: CaseInputs, add: Add) -> None:
             f"{d.certificate_valid_to.isoformat()}, capture {t.isoformat()}")
     if d.drift_alarm_open:
         add("drift_alarm_open")
+    if d.installation_type is None:
+        add("device_installation_unknown")
+    elif d.installation_type not in WITHIN_JJG907:
+        add("device_outside_jjg907_scope", d.installation_type)
 
 
 def _check_site(case: CaseInputs, cfg: GateConfig, add: Add) -> None:

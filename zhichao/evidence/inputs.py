@@ -165,6 +165,21 @@ class VehicleRecord:
         )
 
 
+
+INSTALLATION_TYPES = ("in_pavement_strip", "platform", "bending_plate", "other")
+"""How a weighing device is installed (law.md R2.1); sensors laid in ordinary pavement
+(``in_pavement_strip``) are outside JJG 907-2006's scope (law.md §2, 🟡)."""
+WITHIN_JJG907 = ("platform", "bending_plate")
+
+
+def _installation(raw: dict[str, Any], where: str) -> str | None:
+    value = _opt_str(raw, "installation_type", where)
+    if value is not None and value not in INSTALLATION_TYPES:
+        raise InputError(f"{where}.installation_type: {value!r} is not one of "
+                         f"{', '.join(INSTALLATION_TYPES)}")
+    return value
+
+
 @dataclass(frozen=True)
 class DeviceStatus:
     """The legal status of a weighing device (from calibration / the device register)."""
@@ -182,6 +197,8 @@ class DeviceStatus:
     drift_alarm_open: bool
     manufacturer: str | None = None
     model: str | None = None
+    # law.md R2.1: in_pavement_strip | platform | bending_plate | other; None: not recorded
+    installation_type: str | None = None
 
     @classmethod
     def from_json(cls, raw: Any, where: str = "device") -> DeviceStatus:
@@ -209,6 +226,7 @@ class DeviceStatus:
             drift_alarm_open=raw.get("drift_alarm_open", True) is not False,
             manufacturer=_opt_str(raw, "manufacturer", where),
             model=_opt_str(raw, "model", where),
+            installation_type=_installation(raw, where),
         )
 
 

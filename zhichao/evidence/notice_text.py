@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from zhichao.evidence.inputs import WITHIN_JJG907
+
 BEIJING = timezone(timedelta(hours=8))
 # The deadlines for 陈述、申辩 and for requesting a hearing come from the rule version in
 # force (manifest case.rule_set.statement_days / hearing_request_days, each with its
@@ -101,6 +103,17 @@ def law_figures(c: dict[str, Any]) -> dict[str, Any]:
             "stricter_limits_zh": [], "unconfirmed_zh": []}
 
 
+def _device_zh(device: dict[str, Any]) -> str:
+    """The weighing device as the facts paragraph names it: "verified" (检定合格) only for
+    an installation within JJG 907-2006's scope; an in-pavement or unrecorded one is named
+    by its certificate, which the legal review judges (law.md §2, R2.1)."""
+    if device.get("installation_type") in WITHIN_JJG907:
+        return "依法检定合格的检测设备"
+    cert = device.get("certificate_number")
+    kind = "路面直埋式" if device.get("installation_type") == "in_pavement_strip" else ""
+    return f"{kind}检测设备（计量证书{cert or '—'}）"
+
+
 def facts_paragraph(doc: dict[str, Any], plate: str | None = None) -> str:
     """The facts of the violation (Art. 44: 事实): when, where, what was measured."""
     c = doc["case"]
@@ -115,8 +128,8 @@ def facts_paragraph(doc: dict[str, Any], plate: str | None = None) -> str:
     place = site.get("name_zh") or f"监测点（编号 {c.get('site_id')}，名称待补录）"
     excess = pen.get("excess_kg") or c.get("excess_after_allowance_kg")
     static = c.get("static_reweigh")  # a static re-weighing is the evidence weight
-    measured = (f"经依法检定合格的检测设备检测，车货总质量为{_v(v.get('gross_weight_kg'))}千克"
-                f"{axle_text}")
+    measured = (f"经{_device_zh(c.get('device') or {})}检测，车货总质量为"
+                f"{_v(v.get('gross_weight_kg'))}千克{axle_text}")
     if static:
         cert = (static.get("certificate") or {}).get("certificate_number")
         measured = (f"经检测设备动态检测，车货总质量为{_v(v.get('gross_weight_kg'))}千克"

@@ -118,6 +118,7 @@ def _device_json(d: DeviceStatus | None) -> dict[str, Any] | None:
         "drift_alarm_open": d.drift_alarm_open,
         "manufacturer": d.manufacturer,
         "model": d.model,
+        "installation_type": d.installation_type,
     }
 
 

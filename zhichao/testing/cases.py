@@ -91,6 +91,7 @@ def case_dict(base: Path, **overrides: Any) -> dict[str, Any]:
             "certificate_number": "ZJJL-2025-0456", "certificate_issuer": "浙江省计量科学研究院",
             "certificate_valid_from": "2025-01-10T00:00:00+08:00",
             "certificate_valid_to": "2026-01-10T00:00:00+08:00", "drift_alarm_open": False,
+            "installation_type": "bending_plate",  # within JJG 907-2006's scope
         },
         "site": {
             "site_id": "ZJ-G60-K123", "name_zh": "沪昆高速温岭段非现场检测点",
