@@ -299,3 +299,23 @@ def test_registration_of_another_plate_gives_no_facts(tmp_path: Path) -> None:
                    reg={"plate_text": "浙J99999", "drive_axles": [2]}))
     assert "registration_plate_mismatch" in _codes(r)
     assert r.assessment is not None and r.assessment.limit_kg == 49000
+
+
+def test_a_bus_is_not_judged_by_the_goods_vehicle_table(tmp_path: Path) -> None:
+    """62号令 第三条第一款: every row is a 货车 or an 汽车列车; an articulated bus (客车) at
+    29 t is no 三轴汽车列车 over 27 t."""
+    r = _run(_case(tmp_path, _vehicle([5.9, 6.4], 29000.0, 27000),
+                   reg={"vehicle_kind": "passenger"}))
+    assert r.status is Status.MANUAL_REVIEW and "limit_undecidable" in _codes(r)
+    assert r.penalty is None
+
+
+def test_a_truck_with_a_full_trailer_is_not_taken_for_a_single_drive_tractor(
+        tmp_path: Path) -> None:
+    """62号令 第三条第一款第（八）项: 46 t only where the tractor's drive axle is single; a
+    6x4 truck + full trailer (3.5 m drawbar, the trailer's own 5.0 m wheelbase) at 50.5 t
+    is over 46 t only: review, no proposal."""
+    r = _run(_case(tmp_path, _vehicle([3.8, 1.35, 3.5, 5.0, 1.3], 50500.0, 49000)))
+    assert r.assessment is not None and r.assessment.limit_kg == 49000
+    assert r.status is Status.MANUAL_REVIEW and "limit_depends_on_facts" in _codes(r)
+    assert r.penalty is None

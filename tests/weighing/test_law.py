@@ -239,3 +239,14 @@ def test_scatter_is_pooled_from_reference_runs_and_passages() -> None:
     assert bands[0].relative_sd == pytest.approx(upper_sd(0.025 ** 2, 20), rel=1e-6)
     assert bands[0].relative_sd > 0.025
     assert bands[0].samples == 60  # a reference run counts in both pools
+
+
+@pytest.mark.parametrize("known", [
+    KnownAttributes(vehicle_kind="passenger"),  # an articulated bus: no row of the table
+    KnownAttributes(vehicle_kind="special_purpose"),  # 专用作业车: Art. 3 para 2 item 5
+    KnownAttributes(vehicle_kind="tractor"),  # 拖拉机 without its 行驶证 mass: item 4
+])
+def test_kinds_the_table_does_not_judge_are_undecidable(known: KnownAttributes) -> None:
+    c = classify([5.9, 6.4], known=known)
+    assert c.limit_kg is None and c.vehicle_class is None
+    assert c.flags == ("class_undecidable",) and c.notes and "需人工核定" in c.notes[0]

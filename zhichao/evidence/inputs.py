@@ -580,7 +580,11 @@ class ClockSync:
                 else self.reference_check.to_json()}
 
 
-VEHICLE_KINDS = ("truck", "tractor", "agricultural", "low_speed_truck")
+# the registration's vehicle kind: "tractor" is a farm tractor (拖拉机), never a semi-trailer
+# tractor (半挂牵引车, a "truck" here); passenger (客车) and special_purpose (专用作业车)
+# are not judged by the 62号令 Art. 3 table (zhichao.weighing.classification)
+VEHICLE_KINDS = ("truck", "tractor", "agricultural", "low_speed_truck", "passenger",
+                 "special_purpose")
 
 
 def _opt_bool(raw: dict[str, Any], key: str, where: str) -> bool | None:

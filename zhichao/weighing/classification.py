@@ -65,8 +65,15 @@ SINGLE_TYRE_REDUCTION_KG = 3000
 SINGLE_TYRE_BASIS = f"{SOURCE_62}第三条第二款第（二）项"
 REGISTERED_MASS_BASIS = f"{SOURCE_62}第三条第二款第（四）项"
 STANDARD_2016 = "《公路货运车辆超限超载认定标准》（2016）表注（二手来源，待确认）"
-# 拖拉机、农用车、低速货车: the limit is the 行驶证 total mass (Art. 3 para 2 item 4)
+# 拖拉机、农用车、低速货车: the limit is the 行驶证 total mass (Art. 3 para 2 item 4);
+# "tractor" is a farm tractor (拖拉机), never a semi-trailer tractor (半挂牵引车)
 REGISTERED_MASS_KINDS = ("tractor", "agricultural", "low_speed_truck")
+# kinds the Art. 3 table does not judge: every row is a 货车 or an 汽车列车
+NOT_IN_TABLE_KINDS: dict[str, str] = {
+    "passenger": "客车不属于62号令第三条第一款所列货车或汽车列车，不按该表认定超限，需人工核定",
+    "special_purpose": ("专用作业车符合GB 1589的不认定为超限（62号令第三条第二款第（五）项），"
+                        "需人工核定"),
+}
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,9 @@ class KnownAttributes:
     air_suspension: bool | None = None  # drive axle(s) on air suspension
     dual_drive_tyres: bool | None = None  # drive axle(s) with dual tyres
     articulated: bool | None = None  # 汽车列车 (True) or a rigid truck (False)
-    vehicle_kind: str | None = None  # "tractor" (拖拉机) | "agricultural" | "low_speed_truck"
+    # "truck" | "tractor" (拖拉机, a farm tractor) | "agricultural" | "low_speed_truck" |
+    # "passenger" (客车) | "special_purpose" (专用作业车)
+    vehicle_kind: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +156,14 @@ def classify(spacings_m: list[float], cfg: ClassConfig | None = None,
     if len(spacings_m) < 1:
         return Classification(None, None, None, "", (), ("class_undecidable",),
                               ("少于两根轴，无法判定车型",))
+    if known.vehicle_kind in NOT_IN_TABLE_KINDS:
+        return Classification(None, None, None, f"{SOURCE_62}第三条", (), ("class_undecidable",),
+                              (NOT_IN_TABLE_KINDS[known.vehicle_kind],))
+    if known.vehicle_kind in REGISTERED_MASS_KINDS and known.registered_total_mass_kg is None:
+        return Classification(None, None, None, REGISTERED_MASS_BASIS, (),
+                              ("class_undecidable",),
+                              ("拖拉机、农用车、低速货车以行驶证核定总质量为限，核定总质量不可得，"
+                               "需人工核定",))
     d = _configuration(spacings_m, cfg, known)
     _single_tyres(d, spacings_m, cfg, known, d.certain_combination)
     _registered_mass(d, known)
