@@ -103,6 +103,15 @@ def test_supplement_is_attached_to_its_case_even_when_it_arrives_first(
         forged["case"]["original"]["manifest_sha256"] = "0" * 64
         with pytest.raises(IngestError, match="refused"):
             register_reweigh(s, forged, entry["package_path"], manifest_sha256="1" * 64)
+        # and so is another station's supplement naming this station's case: it could
+        # block or override the case's own re-weighing (the latest counts)
+        other = json.loads(json.dumps(sup_manifest))
+        other["station"]["station_id"] = "S002"
+        assert case.station_id == kit.station_id != "S002"
+        with pytest.raises(IngestError, match="station S002") as refused:
+            register_reweigh(s, other, entry["package_path"], manifest_sha256="2" * 64)
+        assert refused.value.message_zh == "复检包所指原始记录属于其他检测站，已拒绝"
+        assert len(reweighs_of(s, "case", case.id)) == 1
         case_id = case.id
     service.dispose()
     html = case_page(db, case_id)

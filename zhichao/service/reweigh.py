@@ -13,7 +13,8 @@ entries (``action = "reweigh.attached"``); the package itself stays in the cente
 The original must be registered first: until it is, :class:`~zhichao.service.errors.IngestError`
 is raised and the center's store redelivers the item later. A supplement that names a
 case package with another manifest hash than the one registered is refused (never
-attached to the wrong evidence).
+attached to the wrong evidence), and so is one from another station than the case's or
+passage's (it could block or override that station's own re-weighing).
 """
 
 from __future__ import annotations
@@ -38,8 +39,19 @@ def is_reweigh(manifest: dict[str, Any]) -> bool:
     return manifest.get("format") == REWEIGH_FORMAT
 
 
-def _target(session: Session, original: dict[str, Any]) -> tuple[str, int]:
-    """(object type, id) the supplement attaches to; raises while it is not registered."""
+def _same_station(kind: str, owner: str | None, station: str | None) -> None:
+    """A supplement only attaches to its own station's case or passage: another station's
+    could block or override its decision (check_approval reads the latest)."""
+    if owner is not None and owner != station:
+        raise IngestError(f"re-weighing from station {station} names a {kind} of station "
+                          f"{owner}; refused",
+                          "复检包所指原始记录属于其他检测站，已拒绝")
+
+
+def _target(session: Session, original: dict[str, Any], station: str | None
+            ) -> tuple[str, int]:
+    """(object type, id) the supplement attaches to; raises while it is not registered, or
+    where it is another station's."""
     package_id = original.get("package_id")
     if package_id:
         case = session.scalars(select(Case).where(Case.package_id == package_id)).first()
@@ -49,7 +61,9 @@ def _target(session: Session, original: dict[str, Any]) -> tuple[str, int]:
             if passage is None:
                 raise IngestError(f"re-weighing: original package {package_id} not registered "
                                   "yet", "复检包所指原始证据包尚未登记，稍后重试")
+            _same_station("passage", passage.station_id, station)
             return "passage", passage.id
+        _same_station("case", case.station_id, station)
         if case.manifest_sha256 != original.get("manifest_sha256"):
             raise IngestError(f"re-weighing: names {package_id} with manifest "
                               f"{original.get('manifest_sha256')}, registered "
@@ -61,6 +75,7 @@ def _target(session: Session, original: dict[str, Any]) -> tuple[str, int]:
     if passage is None:
         raise IngestError(f"re-weighing: passage {original.get('passage_key')} not "
                           "registered yet", "复检所指通行记录尚未登记，稍后重试")
+    _same_station("passage", passage.station_id, station)
     return "passage", passage.id
 
 
@@ -73,7 +88,8 @@ def register_reweigh(session: Session, manifest: dict[str, Any], package_path: P
     facts = manifest.get("case")
     if not isinstance(facts, dict) or not isinstance(facts.get("original"), dict):
         raise IngestError("manifest.case.original: missing")
-    object_type, object_id = _target(session, facts["original"])
+    station = (manifest.get("station") or {}).get("station_id")
+    object_type, object_id = _target(session, facts["original"], station)
     for entry in session.scalars(select(AuditEntry).where(
             AuditEntry.action == ACTION, AuditEntry.object_type == object_type,
             AuditEntry.object_id == str(object_id))):
@@ -97,7 +113,6 @@ def register_reweigh(session: Session, manifest: dict[str, Any], package_path: P
         "reasons": [r.get("code") for r in elig.get("reasons") or []],
         "penalty_outcome": penalty.get("outcome"), "fine_yuan": penalty.get("fine_yuan"),
     }
-    station = (manifest.get("station") or {}).get("station_id")
     return audit.append(session, actor=f"station:{station}", action=ACTION,
                         object_type=object_type, object_id=str(object_id),
                         now=now or utc_now(), detail=detail)
