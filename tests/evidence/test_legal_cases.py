@@ -319,3 +319,15 @@ def test_a_truck_with_a_full_trailer_is_not_taken_for_a_single_drive_tractor(
     assert r.assessment is not None and r.assessment.limit_kg == 49000
     assert r.status is Status.MANUAL_REVIEW and "limit_depends_on_facts" in _codes(r)
     assert r.penalty is None
+
+
+def test_the_ambiguous_tractor_kind_is_refused(tmp_path: Path) -> None:
+    """62号令 第三条第二款第（四）项 is about 拖拉机; a semi-trailer tractor (半挂牵引车) fed as
+    "tractor" would have had its own 行驶证 mass as the combination's limit."""
+    from zhichao.evidence.errors import InputError
+
+    with pytest.raises(InputError, match="farm_tractor"):
+        _case(tmp_path, _vehicle(SIX, 60000.0, 49000), reg={"vehicle_kind": "tractor"})
+    farm = _run(_case(tmp_path, _vehicle([2.5], 6000.0, 4500),
+                      reg={"vehicle_kind": "farm_tractor", "total_mass_kg": 4500}))
+    assert farm.assessment is not None and farm.assessment.limit_kg == 4500

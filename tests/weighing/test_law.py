@@ -244,7 +244,7 @@ def test_scatter_is_pooled_from_reference_runs_and_passages() -> None:
 @pytest.mark.parametrize("known", [
     KnownAttributes(vehicle_kind="passenger"),  # an articulated bus: no row of the table
     KnownAttributes(vehicle_kind="special_purpose"),  # 专用作业车: Art. 3 para 2 item 5
-    KnownAttributes(vehicle_kind="tractor"),  # 拖拉机 without its 行驶证 mass: item 4
+    KnownAttributes(vehicle_kind="farm_tractor"),  # 拖拉机 without its 行驶证 mass: item 4
 ])
 def test_kinds_the_table_does_not_judge_are_undecidable(known: KnownAttributes) -> None:
     c = classify([5.9, 6.4], known=known)

@@ -580,10 +580,11 @@ class ClockSync:
                 else self.reference_check.to_json()}
 
 
-# the registration's vehicle kind: "tractor" is a farm tractor (拖拉机), never a semi-trailer
-# tractor (半挂牵引车, a "truck" here); passenger (客车) and special_purpose (专用作业车)
-# are not judged by the 62号令 Art. 3 table (zhichao.weighing.classification)
-VEHICLE_KINDS = ("truck", "tractor", "agricultural", "low_speed_truck", "passenger",
+# the registration's vehicle kind: "farm_tractor" is a 拖拉机 (its 行驶证 mass is its
+# limit), never a semi-trailer tractor (半挂牵引车: "truck"; the bare word "tractor" is
+# refused as ambiguous); passenger (客车) and special_purpose (专用作业车) are not judged by
+# the 62号令 Art. 3 table (zhichao.weighing.classification)
+VEHICLE_KINDS = ("truck", "farm_tractor", "agricultural", "low_speed_truck", "passenger",
                  "special_purpose")
 
 
@@ -622,7 +623,7 @@ class Registration:
     air_suspension: bool | None = None
     dual_drive_tyres: bool | None = None
     articulated: bool | None = None  # 汽车列车 (True) or a rigid truck (False)
-    vehicle_kind: str | None = None  # truck | tractor (拖拉机) | agricultural | low_speed_truck
+    vehicle_kind: str | None = None  # VEHICLE_KINDS
 
     @classmethod
     def from_json(cls, raw: Any, where: str = "registration") -> Registration:
@@ -630,6 +631,9 @@ class Registration:
             raise InputError(f"{where}: expected a JSON object")
         axles = raw.get("axle_count")
         kind = _opt_str(raw, "vehicle_kind", where)
+        if kind == "tractor":
+            raise InputError(f"{where}.vehicle_kind: 'tractor' is ambiguous: 'farm_tractor' "
+                             "for a 拖拉机, 'truck' for a semi-trailer tractor (半挂牵引车)")
         if kind is not None and kind not in VEHICLE_KINDS:
             raise InputError(f"{where}.vehicle_kind: {kind!r} not one of {VEHICLE_KINDS}")
         return cls(

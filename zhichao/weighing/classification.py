@@ -66,8 +66,8 @@ SINGLE_TYRE_BASIS = f"{SOURCE_62}第三条第二款第（二）项"
 REGISTERED_MASS_BASIS = f"{SOURCE_62}第三条第二款第（四）项"
 STANDARD_2016 = "《公路货运车辆超限超载认定标准》（2016）表注（二手来源，待确认）"
 # 拖拉机、农用车、低速货车: the limit is the 行驶证 total mass (Art. 3 para 2 item 4);
-# "tractor" is a farm tractor (拖拉机), never a semi-trailer tractor (半挂牵引车)
-REGISTERED_MASS_KINDS = ("tractor", "agricultural", "low_speed_truck")
+# "farm_tractor" is a 拖拉机, never a semi-trailer tractor (半挂牵引车: a "truck" here)
+REGISTERED_MASS_KINDS = ("farm_tractor", "agricultural", "low_speed_truck")
 # kinds the Art. 3 table does not judge: every row is a 货车 or an 汽车列车
 NOT_IN_TABLE_KINDS: dict[str, str] = {
     "passenger": "客车不属于62号令第三条第一款所列货车或汽车列车，不按该表认定超限，需人工核定",
@@ -90,7 +90,7 @@ class KnownAttributes:
     air_suspension: bool | None = None  # drive axle(s) on air suspension
     dual_drive_tyres: bool | None = None  # drive axle(s) with dual tyres
     articulated: bool | None = None  # 汽车列车 (True) or a rigid truck (False)
-    # "truck" | "tractor" (拖拉机, a farm tractor) | "agricultural" | "low_speed_truck" |
+    # "truck" | "farm_tractor" (拖拉机) | "agricultural" | "low_speed_truck" |
     # "passenger" (客车) | "special_purpose" (专用作业车)
     vehicle_kind: str | None = None
 
