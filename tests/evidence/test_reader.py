@@ -142,7 +142,7 @@ def test_a_deflate_bomb_is_refused_before_inflating(members: Members) -> None:
     forged = patched(data, len(members), central={"size": 64 << 20}, local={"size": 64 << 20})
     with pytest.raises(PackageRefusedError) as refused:
         parse_zip(forged, max_content_bytes=1 << 20)
-    assert refused.value.code == "package.structure"
+    assert refused.value.code == "package.too_large"
 
 
 def test_special_files_in_a_folder_are_refused(sealed_template: Path, tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ anything two tools could read two ways or that hides bytes:
   name that is not UTF-8 (or non-ASCII without the zip's UTF-8 flag), an Info-ZIP Unicode
   path field (another name for the same entry).
 * ``package.special``: a symlink, device, FIFO or socket (in a folder, or marked so by a
-  zip entry's external attributes).
+  zip entry's external attributes — read as a Unix mode whatever the "made by" host,
+  since Info-ZIP's ``unzip`` makes symlinks for hosts 2, 3, 5, 16 and 30).
 * ``package.extra_data``: bytes before the first local header, between entries, between
   the central directory and its end record, after the end record, a zip comment or an
   entry comment.
@@ -20,7 +21,12 @@ anything two tools could read two ways or that hides bytes:
   ``package.zip64`` (zip64 records or fields, more than one disk).
 * ``package.structure``: a central directory out of order or of the wrong size, malformed
   extra fields, unknown flag bits, deflate data that does not end exactly where the entry
-  ends or inflates to another size, a directory entry with content, too large contents.
+  ends or inflates to another size, a directory entry with content.
+* ``package.too_large``: the contents add up to more than ``max_content_bytes``
+  (:data:`MAX_CONTENT_BYTES` unless the caller sets it: the center sets twice its upload
+  limit), or a deflated entry inflates more than :data:`MAX_DEFLATE_RATIO` times its
+  compressed size (a deflate bomb) — both decided from the central directory, before
+  anything is inflated.
 * ``package.crc``: an entry whose CRC-32 is not that of its content.
 
 The zip is parsed here with :mod:`struct` after PKWARE's APPNOTE 6.3.10 (§4.3: local file
@@ -43,8 +49,14 @@ from pathlib import Path
 from zhichao.evidence.errors import PackageError
 from zhichao.evidence.manifest import MANIFEST_NAME
 
-MAX_CONTENT_BYTES = 1024 * 1024 * 1024
-"""Refuse a package whose members add up to more (a deflate bomb; real ones are a few MB)."""
+MAX_CONTENT_BYTES = 128 * 1024 * 1024
+"""Refuse a package whose members add up to more (real ones are a few MB; twice the
+center's default upload limit of 64 MiB)."""
+MAX_DEFLATE_RATIO = 100
+"""A deflated entry may inflate to at most this many times its compressed size, plus
+:data:`_RATIO_FREE_BYTES` (JSON and HTML deflate 5–10×; zeros 1 000×)."""
+_RATIO_FREE_BYTES = 1024 * 1024
+_ZIP_OVERHEAD_BYTES = 1024 * 1024  # headers and names of a zip beyond its contents
 
 REFUSALS: dict[str, tuple[str, str]] = {
     "package.unreadable": ("无法读取证据包", "cannot read the package"),
@@ -66,6 +78,9 @@ REFUSALS: dict[str, tuple[str, str]] = {
                       "the zip uses zip64 or several disks (never needed by a package)"),
     "package.structure": ("zip 结构损坏或不合规范", "malformed zip structure"),
     "package.crc": ("zip 条目的 CRC-32 与内容不符", "a zip entry fails its CRC-32"),
+    "package.too_large": ("证据包内容超过允许的大小，或压缩比异常（疑为压缩炸弹）",
+                          "the package's contents exceed the size limit, or an entry "
+                          "inflates implausibly (a deflate bomb)"),
 }
 
 _LOCAL = struct.Struct("<4sHHHHHIIIHH")  # APPNOTE 4.3.7
@@ -77,7 +92,6 @@ _FLAG_ENCRYPTED, _FLAG_DESCRIPTOR, _FLAG_STRONG, _FLAG_UTF8 = 0x1, 0x8, 0x40, 0x
 _FLAGS_ALLOWED = 0x2 | 0x4 | _FLAG_DESCRIPTOR | _FLAG_UTF8
 _STORED, _DEFLATED, _AES = 0, 8, 99
 _ZIP64_EXTRA, _UNICODE_PATH_EXTRA = 0x0001, 0x7075
-_UNIX = 3
 
 
 class PackageRefusedError(PackageError):
@@ -150,6 +164,10 @@ def read_package(path: Path, *, max_content_bytes: int = MAX_CONTENT_BYTES) -> P
         members = _read_folder(path, max_content_bytes)
     elif path.is_file():
         try:
+            if path.stat().st_size > max_content_bytes + _ZIP_OVERHEAD_BYTES:
+                raise PackageRefusedError("package.too_large", f"{path}: the zip is "
+                                          f"{path.stat().st_size} bytes, over "
+                                          f"{max_content_bytes} bytes of contents")
             data = path.read_bytes()
         except OSError as exc:
             raise PackageRefusedError("package.unreadable", f"{path}: {exc}") from None
@@ -184,13 +202,16 @@ def _read_folder(root: Path, max_content_bytes: int) -> dict[str, bytes]:
             except UnicodeEncodeError:
                 raise PackageRefusedError("package.names",
                                           f"{name!r} is not a UTF-8 name") from None
+            if total + entry.stat(follow_symlinks=False).st_size > max_content_bytes:
+                raise PackageRefusedError("package.too_large",
+                                          f"contents over {max_content_bytes} bytes (at {name})")
             try:
                 members[name] = Path(entry.path).read_bytes()
             except OSError as exc:
                 raise PackageRefusedError("package.unreadable", f"{name}: {exc}") from None
             total += len(members[name])
-            if total > max_content_bytes:
-                raise PackageRefusedError("package.structure",
+            if total > max_content_bytes:  # grew while being read
+                raise PackageRefusedError("package.too_large",
                                           f"contents over {max_content_bytes} bytes")
     problems = zip_name_problems(sorted(members))
     if problems:
@@ -227,9 +248,16 @@ def parse_zip(data: bytes, *, max_content_bytes: int = MAX_CONTENT_BYTES) -> dic
     problems = zip_name_problems([e.name for e in entries])
     if problems:
         raise PackageRefusedError("package.names", "; ".join(problems[:5]))
-    if sum(e.size_bytes for e in entries) > max_content_bytes:
-        raise PackageRefusedError("package.structure",
-                                  f"contents over {max_content_bytes} bytes")
+    total = sum(e.size_bytes for e in entries)
+    if total > max_content_bytes:
+        raise PackageRefusedError("package.too_large", f"contents of {total} bytes declared, "
+                                  f"over {max_content_bytes} bytes")
+    for e in entries:
+        if e.method == _DEFLATED and e.size_bytes > (
+                MAX_DEFLATE_RATIO * e.compressed_bytes + _RATIO_FREE_BYTES):
+            raise PackageRefusedError("package.too_large", f"entry {e.name!r} inflates "
+                                      f"{e.compressed_bytes} bytes to {e.size_bytes} (more "
+                                      f"than {MAX_DEFLATE_RATIO} times)")
     members: dict[str, bytes] = {}
     cursor = 0
     for entry in entries:
@@ -317,7 +345,7 @@ def _central_directory(data: bytes, cd_offset: int, count: int) -> list[_Entry]:
         if pos + _CENTRAL.size > end or data[pos:pos + 4] != _CENTRAL_SIG:
             raise PackageRefusedError("package.structure",
                                       f"central directory entry {i} is not at byte {pos}")
-        (_sig, made_by, needed, flags, method, mtime, mdate, crc, csize, usize, name_len,
+        (_sig, _made_by, needed, flags, method, mtime, mdate, crc, csize, usize, name_len,
          extra_len, comment_len, disk, _internal, external, offset) = _CENTRAL.unpack_from(
             data, pos)
         raw_name = data[pos + _CENTRAL.size:pos + _CENTRAL.size + name_len]
@@ -330,7 +358,7 @@ def _central_directory(data: bytes, cd_offset: int, count: int) -> list[_Entry]:
         _check_extra(data[extra_at:extra_at + extra_len], name)
         if comment_len:
             raise PackageRefusedError("package.extra_data", f"entry {name!r} has a comment")
-        _check_kind(name, flags, method, made_by, external)
+        _check_kind(name, flags, method, external)
         if disk or 0xFFFFFFFF in (csize, usize, offset):
             raise PackageRefusedError("package.zip64", f"entry {name!r} has zip64 sizes")
         if entries and offset <= entries[-1].offset:
@@ -370,7 +398,7 @@ def _check_extra(extra: bytes, name: str) -> None:
                                       "field gives it a second name")
 
 
-def _check_kind(name: str, flags: int, method: int, made_by: int, external: int) -> None:
+def _check_kind(name: str, flags: int, method: int, external: int) -> None:
     if flags & (_FLAG_ENCRYPTED | _FLAG_STRONG) or method == _AES:
         raise PackageRefusedError("package.encrypted", f"entry {name!r}")
     if flags & ~_FLAGS_ALLOWED & 0xFFFF:
@@ -379,7 +407,10 @@ def _check_kind(name: str, flags: int, method: int, made_by: int, external: int)
     if method not in (_STORED, _DEFLATED):
         raise PackageRefusedError("package.compression", f"entry {name!r}: method {method}")
     is_dir = name.endswith("/")
-    if made_by >> 8 == _UNIX:
+    # The high 16 bits are a Unix mode whenever they are set, whatever the "made by"
+    # host says: Info-ZIP's unzip makes a symlink of an S_IFLNK entry of host 2 (OS/2),
+    # 3, 5 (Atari), 16 (BeOS) or 30 (AtheOS) alike. MS-DOS-style zips leave them 0.
+    if external >> 16:
         kind = stat.S_IFMT(external >> 16)
         expected = stat.S_IFDIR if is_dir else stat.S_IFREG
         if kind not in (0, expected):
@@ -455,5 +486,5 @@ def _inflate(raw: bytes, entry: _Entry) -> bytes:
     return content
 
 
-__all__ = ["REFUSALS", "PackageContents", "PackageRefusedError", "parse_zip", "read_package",
-           "zip_name_problems"]
+__all__ = ["MAX_CONTENT_BYTES", "MAX_DEFLATE_RATIO", "REFUSALS", "PackageContents",
+           "PackageRefusedError", "parse_zip", "read_package", "zip_name_problems"]

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import mimetypes
 import shutil
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from zhichao import __version__
+from zhichao.evidence import strict_json
 from zhichao.evidence._util import format_time
 from zhichao.evidence.canonical import canonicalize
 from zhichao.evidence.eligibility import GateConfig, evaluate
@@ -205,17 +205,26 @@ def seal_reweigh(case: CaseInputs, original: OriginalRef, out_dir: Path, *, stat
 
 def _manifest(contents: PackageContents) -> dict[str, Any] | None:
     try:
-        raw: Any = json.loads(contents.read(MANIFEST_NAME) or b"null")
-    except (ValueError, UnicodeDecodeError):
+        raw: Any = strict_json.loads(contents.read(MANIFEST_NAME) or b"null", MANIFEST_NAME)
+    except EvidenceError:
         return None
     return raw if isinstance(raw, dict) else None
 
 
-def check_reweigh(contents: PackageContents, manifest: dict[str, Any], checks: Checks) -> None:
+def check_reweigh(contents: PackageContents, manifest: dict[str, Any], checks: Checks, *,
+                  signed: bool = True) -> None:
     """The supplement's own checks (called by ``verify_package`` for ``zhichao.reweigh/1``):
     the case section names an original, the reading file is the manifest's reading, and
-    the reading is a weight."""
+    the reading is a weight. With ``signed`` false (the manifest's signature or key
+    failed) the reading is not interpreted: reported as not checked."""
+    if not signed:
+        checks.warn("reweigh.reading", "复检读数未检查：清单签名未通过核验，不解析未经签名的内容",
+                    "static reading not checked: the manifest signature failed, unsigned "
+                    "content is not interpreted")
+        return
     case = manifest.get("case") or {}
+    if not isinstance(case, dict):
+        case = {}
     original = case.get("original")
     if case.get("kind") != "static_reweigh" or not isinstance(original, dict) or not (
             isinstance(original.get("passage_key"), str)
@@ -225,10 +234,11 @@ def check_reweigh(contents: PackageContents, manifest: dict[str, Any], checks: C
         return
     data = contents.read(READING_PATH)
     try:
-        reading = StaticReading.from_json(json.loads(data or b"null"), READING_PATH)
+        reading = StaticReading.from_json(strict_json.loads(data or b"null", READING_PATH),
+                                          READING_PATH)
         same = data == canonicalize(case.get("reading")) and canonicalize(
             reading.to_json()) == data
-    except (EvidenceError, ValueError, UnicodeDecodeError) as exc:
+    except (EvidenceError, ValueError, ArithmeticError, UnicodeDecodeError) as exc:
         checks.fail("reweigh.reading", f"复检读数文件无效：{exc}",
                     f"{READING_PATH} is not a valid static reading: {exc}")
         return

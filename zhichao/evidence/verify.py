@@ -23,6 +23,7 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +32,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from zhichao.evidence import strict_json
 from zhichao.evidence.canonical import canonicalize
-from zhichao.evidence.errors import EvidenceError, LogError
+from zhichao.evidence.errors import EvidenceError, InputError, LogError
 from zhichao.evidence.manifest import (
     CHECKPOINT_NAME,
     ENTRY_NAME,
@@ -71,8 +73,11 @@ from zhichao.evidence.verify_log import (
     check_trusted,
     check_witnesses,
     cosigned,
+    station_log_origin,
     witness_names,
 )
+
+log = logging.getLogger(__name__)
 
 
 def load_tsa_roots(path: Path | None) -> list[x509.Certificate] | None:
@@ -91,6 +96,13 @@ class _Manifest:
     @property
     def key_name(self) -> str:
         return str(self.data["station"]["key_name"])
+
+
+@dataclass(frozen=True)
+class _Signed:
+    key: Ed25519PublicKey
+    signature: bytes
+    trusted: bool  # the manifest signature verified with a key whose fingerprint it names
 
 
 @dataclass(frozen=True)
@@ -122,34 +134,56 @@ def verify_package(
     with ``log_dir`` the events are read from the log itself. ``contents`` is the package
     as :func:`zhichao.evidence.reader.read_package` read it already (the center reads it
     once to route it).
+
+    Bad input gives failed checks. As a backstop, an exception nothing foresaw becomes a
+    failed ``package.malformed`` check naming the exception's type (and is logged with its
+    traceback), so a verifier bug cannot pass a package nor crash the center.
     """
     report = Report(str(package), [])
     checks = Checks(report)
+    try:
+        _verify(package, report, checks, key=key, trusted_checkpoint=trusted_checkpoint,
+                consistency_proof=consistency_proof, log_dir=log_dir, tsa_roots=tsa_roots,
+                witness_keys=witness_keys, witness_required=witness_required,
+                history=history, contents=contents)
+    except Exception as exc:  # the backstop; every foreseen problem is a check of its own
+        log.exception("verify %s: unexpected %s", package, type(exc).__name__)
+        what = f"{type(exc).__name__}: {str(exc)[:200]}"
+        checks.fail("package.malformed", f"核验中出现意外错误，证据包不予采信（{what}）",
+                    f"unexpected error while verifying; the package is not accepted ({what})")
+    return report
+
+
+def _verify(package: Path, report: Report, checks: Checks, *, key: Ed25519PublicKey | None,
+            trusted_checkpoint: bytes | None, consistency_proof: list[bytes] | None,
+            log_dir: Path | None, tsa_roots: list[x509.Certificate] | None,
+            witness_keys: Mapping[str, Ed25519PublicKey] | None, witness_required: int,
+            history: bytes | None, contents: PackageContents | None) -> None:
     if contents is None:
         try:
             contents = read_package(package)
         except PackageRefusedError as exc:
             checks.fail(exc.code, exc.message_zh, exc.message_en)
-            return report
+            return
     manifest = _check_manifest(contents, checks)
     if manifest is None:
-        return report
-    checked = _check_key_and_signature(contents, manifest, key, checks)
-    if checked is None:
-        return report
-    key, signature = checked
-    _check_files(contents, manifest, checks)
+        return
+    signed = _check_key_and_signature(contents, manifest, key, checks)
+    if signed is None:
+        return
+    # Decoding clips and interpreting a re-weighing only for a manifest that is signed:
+    # unsigned input gets hashing, never an expensive decoder.
+    _check_files(contents, manifest, checks, decode=signed.trusted)
     if manifest.data.get("format") == REWEIGH_FORMAT:  # a static re-weighing's supplement
         from zhichao.evidence.reweigh import check_reweigh
 
-        check_reweigh(contents, manifest.data, checks)
-    seal = _check_seal(contents, manifest, signature, key, checks)
+        check_reweigh(contents, manifest.data, checks, signed=signed.trusted)
+    seal = _check_seal(contents, manifest, signed.signature, signed.key, checks)
     _check_timestamp(contents, seal.note, tsa_roots, checks)
-    _check_beyond(seal, manifest, key, checks, trusted_checkpoint=trusted_checkpoint,
+    _check_beyond(seal, manifest, signed.key, checks, trusted_checkpoint=trusted_checkpoint,
                   consistency_proof=consistency_proof, log_dir=log_dir,
                   witnesses=dict(witness_keys or {}), witness_required=witness_required,
                   history=history)
-    return report
 
 
 def _check_manifest(reader: PackageContents, checks: Checks) -> _Manifest | None:
@@ -159,12 +193,13 @@ def _check_manifest(reader: PackageContents, checks: Checks) -> _Manifest | None
         fail("manifest.missing", f"缺少 {MANIFEST_NAME}", f"{MANIFEST_NAME} is missing")
         return None
     try:
-        manifest: Any = json.loads(manifest_bytes.decode("utf-8"))
-        files = check_manifest(manifest)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        manifest: Any = strict_json.loads(manifest_bytes, MANIFEST_NAME)
+    except EvidenceError as exc:
         fail("manifest.malformed", f"{MANIFEST_NAME} 不是有效的 JSON：{exc}",
              f"{MANIFEST_NAME} is not valid JSON: {exc}")
         return None
+    try:
+        files = check_manifest(manifest)
     except EvidenceError as exc:
         fail("manifest.malformed", f"清单结构错误：{exc}", f"manifest malformed: {exc}")
         return None
@@ -183,7 +218,7 @@ def _check_manifest(reader: PackageContents, checks: Checks) -> _Manifest | None
 
 
 def _check_key_and_signature(reader: PackageContents, m: _Manifest, key: Ed25519PublicKey | None,
-                             checks: Checks) -> tuple[Ed25519PublicKey, bytes] | None:
+                             checks: Checks) -> _Signed | None:
     ok, fail, warn = checks.ok, checks.fail, checks.warn
     station = m.data["station"]
     manifest_bytes = m.raw
@@ -206,7 +241,8 @@ def _check_key_and_signature(reader: PackageContents, m: _Manifest, key: Ed25519
         warn("key.untrusted", "未提供 --key：仅用包内公钥核验，签名者身份未独立确认",
              "no --key given: checked with the package's own key; signer NOT authenticated")
     fingerprint = key_fingerprint(key)
-    if fingerprint != station["key_sha256"]:
+    trusted = fingerprint == station["key_sha256"]
+    if not trusted:
         fail("key.mismatch",
              f"清单记载的站点公钥指纹 {station['key_sha256']} 与所用公钥 {fingerprint} 不同",
              f"manifest names key {station['key_sha256']}, verifying key is {fingerprint}")
@@ -226,13 +262,16 @@ def _check_key_and_signature(reader: PackageContents, m: _Manifest, key: Ed25519
     elif verify_signature(key, signature, manifest_bytes):
         ok("signature.manifest", f"清单签名有效（Ed25519，公钥指纹 {fingerprint}）",
            f"manifest signature valid (Ed25519, key {fingerprint})")
+        return _Signed(key, signature, trusted)
     else:
         fail("signature.manifest", f"清单签名无效（{SIGNATURE_NAME}，公钥 {fingerprint}）",
              f"manifest signature INVALID ({SIGNATURE_NAME}, key {fingerprint})")
-    return key, signature
+    return _Signed(key, signature, False)
 
 
-def _check_files(reader: PackageContents, m: _Manifest, checks: Checks) -> None:
+def _check_files(reader: PackageContents, m: _Manifest, checks: Checks, *, decode: bool
+                 ) -> None:
+    """Every listed file's size and digests; with ``decode``, clips are decoded too."""
     ok, fail = checks.ok, checks.fail
     files, manifest_sha = m.files, m.sha256
     listed = set()
@@ -257,7 +296,13 @@ def _check_files(reader: PackageContents, m: _Manifest, checks: Checks) -> None:
         ok("file.hash", f"{kind}文件 {path} SHA-256 = {actual}", f"{entry['kind']} file {path} "
            f"SHA-256 = {actual}")
         if entry.get("role") == "video":
-            _check_video(path, data, entry, checks)
+            if decode:
+                _check_video(path, data, entry, checks)
+            else:
+                checks.warn("file.video",
+                            f"视频未解码：{path}（清单签名未通过核验，不解码未经签名的视频）",
+                            f"video not decoded: {path} (the manifest signature failed; "
+                            "unsigned video is not decoded)")
     for name in sorted(set(reader.names()) - listed - SEAL_FILES):
         fail("file.unlisted", f"证据包中有清单未列出的文件：{name}",
              f"file not listed in the manifest: {name}")
@@ -304,8 +349,8 @@ def _check_seal(reader: PackageContents, m: _Manifest, signature: bytes, key: Ed
         fail("log.missing", "缺少日志条目或检查点（seal/）", "log entry or checkpoint missing")
     else:
         try:
-            log_entry: Any = json.loads(entry_bytes)
-        except (ValueError, UnicodeDecodeError):
+            log_entry: Any = strict_json.loads(entry_bytes, ENTRY_NAME)
+        except EvidenceError:
             log_entry = None
         if not isinstance(log_entry, dict) or log_entry.get("manifest_sha256") != manifest_sha or (
             log_entry.get("signature_sha256") != hashlib.sha256(signature).hexdigest()
@@ -314,9 +359,7 @@ def _check_seal(reader: PackageContents, m: _Manifest, signature: bytes, key: Ed
                  "log entry does not bind this manifest and signature (seal/entry.json)")
         inc_bytes = reader.read(INCLUSION_NAME) or b"null"
         try:
-            inc = json.loads(inc_bytes)
-            index, size = int(inc["index"]), int(inc["size"])
-            hashes = [bytes.fromhex(h) for h in inc["hashes"]]
+            index, size, hashes, inc = read_inclusion(inc_bytes)
             problem = ""
             if inc.get("format") != "zhichao.inclusion/1":
                 problem = "format is not zhichao.inclusion/1"
@@ -326,7 +369,7 @@ def _check_seal(reader: PackageContents, m: _Manifest, signature: bytes, key: Ed
                 problem = "the file is not in its sealed form (edited)"
             if problem:
                 raise ValueError(problem)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, EvidenceError) as exc:
             fail("log.proof.malformed", f"包含证明（{INCLUSION_NAME}）无效：{exc}",
                  f"inclusion proof ({INCLUSION_NAME}) malformed: {exc}")
         else:
@@ -339,6 +382,7 @@ def _check_seal(reader: PackageContents, m: _Manifest, signature: bytes, key: Ed
                 fail("checkpoint.signature", f"检查点签名无效：{exc}",
                      f"checkpoint signature invalid: {exc}")
             if checkpoint is not None:
+                _check_origin(checkpoint, station, checks)
                 if checkpoint.size != size:
                     fail("log.inclusion", "包含证明的树大小与检查点不同",
                          "inclusion proof tree size differs from the checkpoint")
@@ -354,6 +398,40 @@ def _check_seal(reader: PackageContents, m: _Manifest, signature: bytes, key: Ed
                     fail("log.inclusion", f"日志包含证明无效（第 {index} 条，树大小 {size}）",
                          f"inclusion proof INVALID (entry {index}, tree size {size})")
     return _Seal(checkpoint, note, index, entry_bytes)
+
+
+def read_inclusion(data: bytes) -> tuple[int, int, list[bytes], dict[str, Any]]:
+    """(index, size, audit path, the object) of ``seal/inclusion.json``, types checked
+    exactly (the center routes on the same function).
+
+    Raises
+    ------
+    InputError
+        Not JSON, or a field missing or of the wrong type.
+    """
+    inc = strict_json.loads(data, INCLUSION_NAME)
+    index = strict_json.integer(inc, "index", INCLUSION_NAME)
+    size = strict_json.integer(inc, "size", INCLUSION_NAME, minimum=1)
+    try:
+        hashes = [bytes.fromhex(h) for h in strict_json.strings(inc, "hashes", INCLUSION_NAME)]
+    except ValueError:
+        raise InputError(f"{INCLUSION_NAME}.hashes: not hex") from None
+    return index, size, hashes, inc
+
+
+def _check_origin(checkpoint: Checkpoint, station: dict[str, Any], checks: Checks) -> None:
+    """The signed checkpoint is of the log the manifest names, and that log is the
+    station's (``zhichao/station/<station_id>``, the origin the center requires)."""
+    expected = station_log_origin(station["station_id"])
+    named = station.get("log_origin")
+    if checkpoint.origin == named == expected:
+        checks.ok("log.origin", f"检查点属于站点日志 {expected}",
+                  f"checkpoint is of the station's log {expected}")
+        return
+    checks.fail("log.origin", f"检查点的日志来源 {checkpoint.origin!r} 与清单记载的 "
+                f"{named!r} 或站点日志 {expected!r} 不符",
+                f"checkpoint origin {checkpoint.origin!r} is not the manifest's log_origin "
+                f"{named!r} or the station's log {expected!r}")
 
 
 def _check_timestamp(reader: PackageContents, note: bytes | None,
@@ -424,4 +502,4 @@ def _check_beyond(seal: _Seal, m: _Manifest, key: Ed25519PublicKey, checks: Chec
 
 
 __all__ = ["RESULT_ZH", "Check", "Report", "Result", "audit_log", "load_tsa_roots",
-           "verify_package", "zip_name_problems"]
+           "read_inclusion", "station_log_origin", "verify_package", "zip_name_problems"]

@@ -6,17 +6,26 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from zhichao.evidence import strict_json
 from zhichao.evidence.errors import EvidenceError, LogError
 from zhichao.evidence.merkle import MerkleLog, leaf_hash, verify_consistency, verify_inclusion
 from zhichao.evidence.report import Check, Emit, Report, Result
 from zhichao.evidence.signing import Checkpoint, verify_checkpoint
 from zhichao.evidence.witness import check_cosignatures
+
+STATION_ORIGIN_PREFIX = "zhichao/station/"
+
+
+def station_log_origin(station_id: str) -> str:
+    """The origin of station ``station_id``'s log, ``zhichao/station/<station_id>``: what
+    the center requires of every checkpoint it accepts from that station, and what the
+    verifier requires of a package's checkpoint (one rule, so the two cannot drift)."""
+    return STATION_ORIGIN_PREFIX + station_id
 
 
 def cosigned(note: bytes, witnesses: Mapping[str, Ed25519PublicKey]) -> bool:
@@ -91,14 +100,20 @@ def check_history(log: MerkleLog | None, history: bytes | None, manifest_sha: st
         for i, _data, event in find_events(log, manifest_sha, max(0, package_index + 1)):
             events.append((i, event, cp is not None and i < cp.size))
     if history is not None:
+        where = "history"
         try:
-            bundle = json.loads(history)
-            cp = verify_checkpoint(bundle["checkpoint"].encode("utf-8"), key_name, key)
-            items = [(int(e["index"]), base64.b64decode(e["entry_b64"], validate=True),
-                      [bytes.fromhex(h) for h in e["hashes"]]) for e in bundle["events"]]
-            pending = int(bundle.get("not_yet_checkpointed", 0))
-        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error,
-                EvidenceError) as exc:
+            bundle = strict_json.loads(history, where)
+            cp = verify_checkpoint(strict_json.string(bundle, "checkpoint", where)
+                                   .encode("utf-8"), key_name, key)
+            items = [(strict_json.integer(e, "index", f"{where}.events[{n}]"),
+                      base64.b64decode(strict_json.string(e, "entry_b64",
+                                                          f"{where}.events[{n}]"), validate=True),
+                      [bytes.fromhex(h) for h in strict_json.strings(
+                          e, "hashes", f"{where}.events[{n}]")])
+                     for n, e in enumerate(strict_json.objects(bundle, "events", where))]
+            pending = (strict_json.integer(bundle, "not_yet_checkpointed", where)
+                       if "not_yet_checkpointed" in bundle else 0)
+        except (ValueError, binascii.Error, EvidenceError) as exc:
             fail("history.malformed", f"审核记录文件无效：{exc}", f"history file invalid: {exc}")
             return
         if cp.origin != origin:
@@ -111,8 +126,9 @@ def check_history(log: MerkleLog | None, history: bytes | None, manifest_sha: st
                      f"inclusion proof of history entry {i} FAILS")
                 continue
             try:
-                event = ReviewEvent.from_entry(json.loads(data), f"log entry {i}")
-            except (EvidenceError, ValueError, UnicodeDecodeError) as exc:
+                event = ReviewEvent.from_entry(strict_json.loads(data, f"log entry {i}"),
+                                               f"log entry {i}")
+            except (EvidenceError, ValueError, ArithmeticError) as exc:
                 fail("history.malformed", f"审核记录第 {i} 条无效：{exc}",
                      f"history entry {i} invalid: {exc}")
                 continue
@@ -268,5 +284,6 @@ def audit_log(log_dir: Path, key: Ed25519PublicKey, key_name: str) -> Report:
 
 
 
-__all__ = ["audit_log", "check_against_log", "check_history", "check_trusted",
-           "check_witnesses", "cosigned", "witness_names"]
+__all__ = ["STATION_ORIGIN_PREFIX", "audit_log", "check_against_log", "check_history",
+           "check_trusted", "check_witnesses", "cosigned", "station_log_origin",
+           "witness_names"]

@@ -3,14 +3,16 @@ the head of a package read through the strict reader."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zhichao.evidence import strict_json
+from zhichao.evidence.errors import EvidenceError
 from zhichao.evidence.manifest import INCLUSION_NAME, MANIFEST_NAME
 from zhichao.evidence.reader import PackageContents, PackageRefusedError
+from zhichao.evidence.verify import read_inclusion
 from zhichao.sync.errors import SyncError
 from zhichao.sync.wire import REFUSALS, PackageHead, refusal_body, sha256_hex
 
@@ -104,18 +106,22 @@ def package_head(contents: PackageContents) -> PackageHead:
     try:
         if manifest_bytes is None or inclusion_bytes is None:
             raise ValueError(f"{MANIFEST_NAME} or {INCLUSION_NAME} missing")
-        manifest, inclusion = json.loads(manifest_bytes), json.loads(inclusion_bytes)
-        return PackageHead(sha256_hex(manifest_bytes), str(manifest["package_id"]),
-                           str(manifest["station"]["station_id"]), int(inclusion["index"]),
-                           int(inclusion["size"]))
-    except (ValueError, KeyError, TypeError) as exc:
+        manifest = strict_json.loads(manifest_bytes, MANIFEST_NAME)
+        index, size, _hashes, _inc = read_inclusion(inclusion_bytes)
+        station = strict_json.member(manifest, "station", MANIFEST_NAME)
+        return PackageHead(sha256_hex(manifest_bytes),
+                           strict_json.string(manifest, "package_id", MANIFEST_NAME),
+                           strict_json.string(station, "station_id", f"{MANIFEST_NAME}.station"),
+                           index, size)
+    except (ValueError, EvidenceError) as exc:
         raise Refusal("package.unreadable", f"manifest or {INCLUSION_NAME} malformed "
                       f"({exc})") from None
 
 
 def package_manifest(contents: PackageContents) -> dict[str, Any]:
     """The manifest of a package the center accepted (so verified already)."""
-    manifest: dict[str, Any] = json.loads(contents.read(MANIFEST_NAME) or b"{}")
+    manifest: dict[str, Any] = strict_json.loads(contents.read(MANIFEST_NAME) or b"{}",
+                                                 MANIFEST_NAME)
     return manifest
 
 

@@ -27,6 +27,8 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from zhichao.evidence import strict_json
+from zhichao.evidence.errors import EvidenceError
 from zhichao.service.center.store import (
     DEFAULT_MAX_PACKAGE_BYTES,
     AcceptHook,
@@ -93,12 +95,12 @@ def sync_router(store: CenterStore) -> APIRouter:
     @router.post("/passages")
     async def post_passages(request: Request) -> JSONResponse:
         try:
-            body: Any = await request.json()
-            station_id = body["station_id"]
-            items = body["items"]
-            if not isinstance(station_id, str) or not isinstance(items, list):
-                raise TypeError("station_id must be a string and items a list")
-        except (ValueError, KeyError, TypeError) as exc:
+            body: Any = strict_json.loads(await request.body(), "request body")
+            station_id = strict_json.string(body, "station_id", "request body")
+            items = strict_json.member(body, "items", "request body")
+            if not isinstance(items, list):
+                raise TypeError("items must be a list")
+        except (EvidenceError, TypeError) as exc:
             return _refused("request.malformed", str(exc))
         return _json(await run_in_threadpool(store.ingest_passages, station_id, items))
 

@@ -41,12 +41,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from zhichao.common import fsync_dir
+from zhichao.evidence import strict_json
 from zhichao.evidence.errors import EvidenceError
 from zhichao.evidence.manifest import CHECKPOINT_NAME
 from zhichao.evidence.merkle import verify_consistency
 from zhichao.evidence.reader import PackageContents, PackageRefusedError, read_package
 from zhichao.evidence.signing import Checkpoint, load_public_key_bytes, verify_checkpoint
-from zhichao.evidence.verify import verify_package
+from zhichao.evidence.verify import station_log_origin, verify_package
 from zhichao.service.center.delivery import HookDelivery
 from zhichao.service.center.models import (
     SyncBase,
@@ -88,6 +89,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PACKAGE_BYTES = 64 * 1024 * 1024
 """Upload size limit (a guess: a package with a few photos and a short video is a few MB)."""
+CONTENT_FACTOR = 2
+"""The strict reader refuses an upload whose contents add up to more than this many times
+the upload limit (a package is zipped stored, so its contents are smaller than the zip;
+a deflate bomb is refused before it is inflated)."""
 MAX_PASSAGES_PER_REQUEST = 1000
 
 
@@ -230,10 +235,7 @@ class CenterStore(HookDelivery):
         """Ingest one spooled upload (the file is moved into the store or quarantine)."""
         station_id: str | None = None
         try:
-            try:
-                contents = read_package(spooled, max_content_bytes=16 * self.max_package_bytes)
-            except PackageRefusedError as exc:
-                raise reader_refusal(exc) from None
+            contents = self._read(spooled)
             head = self._head(spooled, contents)
             station_id = head.station_id
             if head.manifest_sha256 != claimed_sha256:
@@ -264,12 +266,16 @@ class CenterStore(HookDelivery):
                 if any(c.code == "key.mismatch" for c in failed):
                     raise Refusal("station.key_mismatch", failed[0].message_zh,
                                   failed_checks=codes)
+                if codes == ["log.origin"]:
+                    raise Refusal("log.origin", failed[0].message_zh, failed_checks=codes)
                 raise Refusal("package.invalid", "；".join(c.message_zh for c in failed[:5]),
                               failed_checks=codes)
-            checkpoint = verify_checkpoint(contents.read(CHECKPOINT_NAME) or b"",
-                                           station.key_name, key)  # verified already
-            if checkpoint.origin != station.log_origin:
-                raise Refusal("log.origin", f"{checkpoint.origin} ≠ {station.log_origin}")
+            try:  # verified with the manifest's key name; the registered one may differ
+                checkpoint = verify_checkpoint(contents.read(CHECKPOINT_NAME) or b"",
+                                               station.key_name, key)
+            except EvidenceError as exc:
+                raise Refusal("checkpoint.invalid", str(exc)) from None
+            self._check_origin(station, checkpoint)
             outcome, accepted = self._commit_package(head, checkpoint, spooled, contents,
                                                      content_sha256, proof)
         except Refusal as refusal:
@@ -281,6 +287,26 @@ class CenterStore(HookDelivery):
         if accepted is not None:
             self._deliver([accepted])
         return outcome
+
+    @staticmethod
+    def _check_origin(station: SyncStation, cp: Checkpoint) -> None:
+        """The checkpoint is of the station's log (the rule ``zhichao verify`` applies)."""
+        expected = station_log_origin(station.station_id)
+        if cp.origin != expected or station.log_origin != expected:
+            raise Refusal("log.origin", f"{cp.origin} ≠ {expected}")
+
+    def _read(self, spooled: Path) -> PackageContents:
+        """The upload through the strict reader; any refusal (and, as a backstop, any
+        error nothing foresaw in the bytes) is a refusal of the upload, never a 5xx."""
+        try:
+            return read_package(spooled,
+                                max_content_bytes=CONTENT_FACTOR * self.max_package_bytes)
+        except PackageRefusedError as exc:
+            raise reader_refusal(exc) from None
+        except (ValueError, ArithmeticError, LookupError, RecursionError) as exc:
+            log.exception("reading upload %s", spooled.name)
+            raise Refusal("package.unreadable", f"{type(exc).__name__}: {str(exc)[:200]}",
+                          failed_checks=["package.malformed"]) from None
 
     @staticmethod
     def _head(spooled: Path, contents: PackageContents) -> PackageHead:
@@ -395,8 +421,7 @@ class CenterStore(HookDelivery):
                 cp = verify_checkpoint(note, station.key_name, key)
             except EvidenceError as exc:
                 raise Refusal("checkpoint.invalid", str(exc)) from None
-            if cp.origin != station.log_origin:
-                raise Refusal("log.origin", f"{cp.origin} ≠ {station.log_origin}")
+            self._check_origin(station, cp)
             with self._serial(), self._sessions.begin() as session:
                 row = session.get(SyncStation, station_id, with_for_update=True)
                 assert row is not None
@@ -473,10 +498,11 @@ class CenterStore(HookDelivery):
         try:
             data = base64.b64decode(str(item["record_b64"]), validate=True)
             signature = str(item["signature"])
-            record = json.loads(data)
+            record = strict_json.loads(data, f"{where}.record_b64")
             if passage_bytes(record, where) != data:
                 raise ValueError("record bytes are not RFC 8785 canonical")
-        except (KeyError, TypeError, ValueError, binascii.Error, OutboxError) as exc:
+        except (KeyError, TypeError, ValueError, binascii.Error, OutboxError,
+                EvidenceError) as exc:
             return refusal_body("passage.malformed", f"{where}: {exc}")
         sha = sha256_hex(data)
         if sha in seen:
