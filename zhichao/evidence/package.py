@@ -60,6 +60,7 @@ from zhichao.evidence.signing import (
     sign_checkpoint,
 )
 from zhichao.evidence.tsa import TimestampAuthority, request_timestamp
+from zhichao.evidence.verify_log import station_log_origin
 from zhichao.evidence.witness import WitnessClient, witness_checkpoint
 
 ENTRY_FORMAT = "zhichao.log-entry/1"
@@ -74,7 +75,7 @@ class Station:
 
     @property
     def origin(self) -> str:
-        return f"zhichao/station/{self.station_id}"
+        return station_log_origin(self.station_id)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from zhichao.common import Backoff
 from zhichao.evidence.errors import LogError
 from zhichao.evidence.merkle import MerkleLog
+from zhichao.evidence.verify_log import STATION_ORIGIN_PREFIX
 from zhichao.station.sync_outbox import Item, Outbox
 from zhichao.sync.errors import ReceiptError, SyncError
 from zhichao.sync.wire import (
@@ -229,10 +230,9 @@ class Uploader:
             note = (self.log_dir / "checkpoints" / f"{size}.txt").read_bytes()
         except (OSError, ValueError, KeyError):
             return None
-        prefix = "zhichao/station/"
-        if not origin.startswith(prefix):
+        if not origin.startswith(STATION_ORIGIN_PREFIX):
             return None
-        return origin[len(prefix):], size, note
+        return origin[len(STATION_ORIGIN_PREFIX):], size, note
 
     def _checkpoint(self) -> bool:
         """Send the log's newest checkpoint once the package queue is empty, so the center's

@@ -34,7 +34,6 @@ import base64
 import binascii
 import hashlib
 import io
-import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from zhichao.evidence import strict_json
 from zhichao.evidence.canonical import canonicalize
 from zhichao.evidence.errors import EvidenceError
 from zhichao.evidence.manifest import MANIFEST_NAME
@@ -107,15 +107,16 @@ def read_package_head(data: bytes, where: str) -> PackageHead:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             manifest_bytes = archive.read(MANIFEST_NAME)
-            inclusion = json.loads(archive.read("seal/inclusion.json"))
-    except (zipfile.BadZipFile, KeyError, ValueError, EOFError) as exc:
+            inclusion = strict_json.loads(archive.read("seal/inclusion.json"),
+                                          f"{where}: seal/inclusion.json")
+    except (zipfile.BadZipFile, KeyError, ValueError, EOFError, EvidenceError) as exc:
         raise OutboxError(f"{where}: not a packed evidence package ({exc})") from None
     try:
-        manifest = json.loads(manifest_bytes)
+        manifest = strict_json.loads(manifest_bytes, f"{where}: {MANIFEST_NAME}")
         return PackageHead(sha256_hex(manifest_bytes), str(manifest["package_id"]),
                            str(manifest["station"]["station_id"]), int(inclusion["index"]),
                            int(inclusion["size"]))
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, EvidenceError) as exc:
         raise OutboxError(f"{where}: manifest or seal/inclusion.json malformed ({exc})") from None
 
 
@@ -179,11 +180,14 @@ def check_receipt(receipt_b64: str, signature_b64: str, key: Ed25519PublicKey, *
     try:
         data = base64.b64decode(receipt_b64, validate=True)
         sig = base64.b64decode(signature_b64, validate=True)
-        body = json.loads(data)
     except (binascii.Error, ValueError) as exc:
         raise ReceiptError(f"receipt for {item_sha256}: malformed ({exc})") from None
     if len(sig) != 64 or not verify_signature(key, sig, data):
         raise ReceiptError(f"receipt for {item_sha256}: signature is not the center's")
+    try:  # parsed only once it is known to be the center's, and strictly even then
+        body = strict_json.loads(data, f"receipt for {item_sha256}")
+    except EvidenceError as exc:
+        raise ReceiptError(str(exc)) from None
     if not isinstance(body, dict) or body.get("format") != RECEIPT_FORMAT:
         raise ReceiptError(f"receipt for {item_sha256}: not a {RECEIPT_FORMAT} receipt")
     if body.get("item_sha256") != item_sha256 or body.get("station_id") != station_id:
