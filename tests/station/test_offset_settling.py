@@ -331,7 +331,8 @@ def test_a_device_clock_step_does_not_move_a_sample_streams_offset(tmp_path: Pat
                 first_index=i * n, samples=np.zeros((n, channels), np.float32),
                 device_time_utc=start + step, station_time_utc=start + timedelta(seconds=0.02),
                 gap_before_samples=0, reason="start" if i == 0 else None,
-                sample_rate_hz=fs, events=(EVENT_CLOCK_JUMP,) if i == 150 else ()))
+                sample_rate_hz=fs, events=(EVENT_CLOCK_JUMP,) if i == 150 else (),
+                device_index=i * n))
         est = st.linker.wim_offset
         assert est.offset_s is not None and abs(est.offset_s) < 0.01
         assert est.generation == 0

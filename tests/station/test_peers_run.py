@@ -5,12 +5,16 @@ Modbus TCP sample ring): cases are sealed and verify against the station's key."
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from tests.station.conftest import query
 from tests.station.peers import ModbusSamplePeer, Vehicle, ZwrPeer
@@ -128,3 +132,49 @@ pavement_temperature_c = 20.0""")
     assert gaps == [(0,)]
     manifests = _sealed_and_verified(data)
     assert len(manifests) == 4
+
+
+@pytest.mark.slow  # two station processes on a 33 s lane (about 50 s)
+def test_modbus_sample_ring_station_killed_and_restarted_stores_each_vehicle_once(
+        tmp_path: Path) -> None:
+    """A station SIGKILLed after two of the four trucks and restarted at once, with a
+    ring deep enough (16 s) that the new driver would read back samples the station
+    already journalled and weighed: each truck is stored exactly once, no gap, no new
+    counter offset."""
+    samples, rows_x_m = _lane()
+    data = tmp_path / "station"
+    db = data / "station.db"
+
+    def committed() -> int:
+        try:
+            return int(query(db, "SELECT COUNT(*) FROM passages")[0][0])
+        except Exception:  # not created yet, or locked for a moment
+            return 0
+
+    with ModbusSamplePeer(samples, 1000, ring_rows=16000) as peer:
+        cfg_path = _station_toml(tmp_path / "station.toml", data, peer.url, extra=f"""
+[wim.sensor]
+rows_x_m = {rows_x_m}
+sample_rate_hz = 1000.0
+pavement_temperature_c = 20.0""")
+        cmd = [sys.executable, "-m", "zhichao", "run", "--config", str(cfg_path), "--no-view"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            deadline = time.monotonic() + 120
+            while committed() < 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:  # killed in any case: a failed wait leaves no station behind
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        before = committed()
+        assert 2 <= before < 4
+        res = subprocess.run(cmd + ["--vehicles", str(4 - before)], capture_output=True,
+                             text=True, timeout=150)
+        assert res.returncode == 0, res.stderr[-3000:]
+    rows = query(db, "SELECT first_sample, axle_count, verdict FROM passages "
+                     "ORDER BY first_sample")
+    assert [r[1] for r in rows] == [6, 6, 2, 5], rows
+    assert [r[2] for r in rows] == ["overloaded"] * 4
+    assert query(db, "SELECT COUNT(*) FROM gaps") == [(0,)]
+    assert query(db, "SELECT COUNT(*) FROM outbox WHERE kind = 'passage'") == [(4,)]

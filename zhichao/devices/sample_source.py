@@ -83,6 +83,13 @@ class SampleSource(PolledSource[SampleFrame, SampleBlock]):
         """
         return self._next(timeout_s)
 
+    def resume_at(self, boot_id: int, device_index: int) -> None:
+        """Where a restarted reader would like the stream to start: the device index of
+        the first sample it has not kept, in power-up ``boot_id``. A hint, before the
+        first read: a backend that can read back (a sample ring) starts there while the
+        device is in that power-up and still holds it; others ignore it (the reader drops
+        what it already has)."""
+
     def blocks(self, *, max_blocks: int, timeout_s: float) -> list[SampleBlock]:
         """Read until ``max_blocks`` blocks or ``timeout_s`` seconds, whichever first."""
         return self._next_many(max_blocks, timeout_s)

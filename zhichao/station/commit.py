@@ -11,16 +11,19 @@
 5. :meth:`~Committer.store_passage` — one transaction: passage, case, the passage's signed
    record in the outbox, the durable position, the WIM offset, the drift state and any
    new drift alarm;
-6. :meth:`~Committer.move_frames` — the frames leave the spool (a kill before is
+6. :meth:`~Committer.move_frames` — the frames leave the spool, each whole and durable
+   before the spool's copy goes (:func:`move_frame`; a kill before or during it is
    reconciled at start-up);
 7. :meth:`~Committer.count` — metrics, the recent list, the log line.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
+import os
 import shutil
 import time
 from collections import deque
@@ -32,7 +35,7 @@ import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from zhichao.calibration.drift import DriftAlarm
-from zhichao.common import write_atomic
+from zhichao.common import fsync_dir, write_atomic
 from zhichao.evidence._util import parse_time
 from zhichao.station.clock import Clock
 from zhichao.station.clockcheck import ClockMonitor
@@ -186,8 +189,7 @@ class Committer:
         """After the commit; a kill before this is reconciled on start
         (:func:`archive_committed_frames`)."""
         for f in frames:
-            f.path.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(f.spool_path, f.path)
+            move_frame(f.spool_path, f.path)
             self.linker.forget_file(f.camera_id, f.spool_path)
 
     def count(self, p: Pending, v: WeighedVehicle, done: PassageCommit, t0: float) -> None:
@@ -252,11 +254,37 @@ def remove_dead_waveform_temporaries(waveforms_dir: Path) -> int:
     return len(dead)
 
 
+def move_frame(src: Path, dst: Path) -> None:
+    """Move a frame from its spool into its passage's folder so that ``dst`` is whole and
+    on disk before ``src`` goes: on one filesystem fsync and rename; across filesystems a
+    copy to a temporary name beside ``dst``, fsync, rename, then the source is removed.
+    A kill at any point leaves the source (authoritative: :func:`archive_committed_frames`
+    moves it again) or a whole ``dst``; ``dst`` is never a truncated copy."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with open(src, "rb") as fh:  # what the camera wrote reaches the disk first
+        os.fsync(fh.fileno())
+    try:
+        os.rename(src, dst)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        tmp = dst.with_name(f".{dst.name}.part")
+        with open(src, "rb") as fi, open(tmp, "wb") as fo:
+            shutil.copyfileobj(fi, fo, 1 << 20)
+            fo.flush()
+            os.fsync(fo.fileno())
+        os.replace(tmp, dst)
+        fsync_dir(dst.parent)
+        src.unlink()
+        return
+    fsync_dir(dst.parent)
+
+
 def archive_committed_frames(store: StationStore) -> None:
-    """Frames of committed passages still in a spool (killed between commit and move) are
-    moved now."""
+    """Frames of committed passages still in a spool (killed between the commit and the
+    end of their move) are moved now. The spool's file is authoritative: a ``dst``
+    beside it may be a copy a kill cut short, so it is made again."""
     for f in store.recent_frames(500):
         src, dst = Path(f["spool_path"]), Path(f["path"])
-        if src.exists() and not dst.exists():
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(src, dst)
+        if src.exists():
+            move_frame(src, dst)

@@ -8,6 +8,13 @@ commit may move the durable position to (:class:`~zhichao.station.resume.Durable
 and keeps the last :data:`~zhichao.station.resume.RING_S` seconds of samples (the
 waveforms of cases). On start-up :meth:`Intake.replay` weighs the journal again from the
 durable position with the processor restored to its state there.
+
+A restarted station knows where the device's own counter stands against its timeline
+(:class:`DeviceAnchor`, stored before the block it describes is journalled): while the
+device is still in the same power-up (same ``boot_id``, its clock agreeing with its
+counter), the blocks of the new run are placed by their device index, so what a sample
+ring sends again (samples already journalled and weighed) is dropped, never weighed a
+second time; the ring driver is told where to resume (:meth:`Intake.resume_point`).
 """
 
 from __future__ import annotations
@@ -16,12 +23,14 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from zhichao.devices.reasons import REASON_FORMAT_CHANGE, REASON_REBOOT
 from zhichao.station.alarms import StageHealth
 from zhichao.station.clock import Clock
 from zhichao.station.commit import Ring
@@ -40,6 +49,57 @@ from zhichao.weighing.stream import LaneProcessor, LaneSnapshot
 from zhichao.weighing.vehicle import WeighedVehicle
 
 LOG = logging.getLogger("zhichao.station")
+ANCHOR_KEY = "device_anchor"  # meta: the device's counter against the station's timeline
+ANCHOR_REFRESH_S = 60.0  # the anchor's reference sample is renewed this often [s]
+#: a device clock that disagrees with its counter (against the anchor) by more than
+#: this plus the relative tolerance is another power-up, whatever its boot id says [s]
+ANCHOR_CLOCK_TOLERANCE_S = 2.0
+ANCHOR_CLOCK_TOLERANCE_REL = 1e-3  # crystal drift between counter and clock, generous
+REASON_STATION_RESTART = "station_restart"  # samples the device made while none read
+
+
+@dataclass(frozen=True)
+class DeviceAnchor:
+    """Where the device's counter stands against the station's timeline.
+
+    station index = device index + ``offset_samples`` for every sample of power-up
+    ``boot_id``; ``device_index`` had the device time ``device_time_utc`` (to tell a
+    power-up whose boot id repeats an earlier one: its clock disagrees with its counter).
+    """
+
+    boot_id: int
+    offset_samples: int
+    device_index: int
+    device_time_utc: datetime
+
+    def to_json(self) -> str:
+        return json.dumps({"boot_id": self.boot_id, "offset_samples": self.offset_samples,
+                           "device_index": self.device_index,
+                           "device_time_utc": self.device_time_utc.isoformat()})
+
+    @classmethod
+    def from_json(cls, text: str | None) -> DeviceAnchor | None:
+        if not text:
+            return None
+        try:
+            raw = json.loads(text)
+            return cls(int(raw["boot_id"]), int(raw["offset_samples"]),
+                       int(raw["device_index"]),
+                       datetime.fromisoformat(raw["device_time_utc"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            LOG.warning("stored device anchor not usable", extra={"fields": {
+                "error": repr(exc)}})
+            return None
+
+    def continued_by(self, block: Any) -> bool:
+        """Whether ``block`` comes from the same power-up: the same boot id, and the
+        device clock agreeing with the counter since the anchor."""
+        if int(block.boot_id) != self.boot_id:
+            return False
+        counted_s = (int(block.device_index) - self.device_index) / float(block.sample_rate_hz)
+        clock_s = (block.device_time_utc - self.device_time_utc).total_seconds()
+        return bool(abs(clock_s - counted_s) <= (ANCHOR_CLOCK_TOLERANCE_S
+                                                 + ANCHOR_CLOCK_TOLERANCE_REL * abs(counted_s)))
 
 
 class Intake:
@@ -67,6 +127,11 @@ class Intake:
         self.epoch: datetime | None = (datetime.fromisoformat(epoch) if epoch else None)
         self.ring: Ring = Ring()
         self.replayed_samples = 0
+        self.anchor = DeviceAnchor.from_json(store.get_meta(ANCHOR_KEY))
+        self.run_started = False  # whether this run has received a block
+        # this run's blocks of this power-up continue the journal: an overlap is dropped
+        self.continuing_boot: int | None = None
+        self.kept_this_run = False
 
     def new_processor(self, start_index: int, *, lane: LaneSnapshot | None = None,
                       detector: DetectorSnapshot | None = None) -> LaneProcessor:
@@ -122,36 +187,94 @@ class Intake:
             self.store.set_meta(con, "stream_epoch_utc", self.epoch.isoformat())
             # where this station's data begin (a device counter need not start at 0)
             self.store.set_meta(con, "stream_first_index", str(idx))
+            anchor = self._anchor_of(block)
+            self.store.set_meta(con, ANCHOR_KEY, anchor.to_json())
             self.durable.save(con, idx, json.dumps(fresh.lane_snapshot().to_json()))
         self.durable.moved(idx)
+        self.anchor = anchor
         if self.proc is None:
             self.proc, self.stream_index = fresh, idx
+
+    def resume_point(self) -> tuple[int, int] | None:
+        """(boot id, device index) of the first sample this station has not journalled,
+        for a driver that can read back (a sample ring); None when not known."""
+        if self.anchor is None or self.epoch is None:
+            return None
+        start = self.stream_index if self.proc is not None else max(self.durable.index, 0)
+        return self.anchor.boot_id, start - self.anchor.offset_samples
+
+    def _first_of_run(self, block: Any) -> None:
+        """The first block of this run: a device still in the power-up of the stored
+        anchor is placed by its own counter (the tracker of a new run starts at 0)."""
+        anchor = self.anchor
+        if anchor is None or self.epoch is None or not anchor.continued_by(block):
+            return
+        self.index_offset = anchor.offset_samples - (int(block.first_index)
+                                                     - int(block.device_index))
+        self.continuing_boot = anchor.boot_id
+
+    def _anchor_of(self, block: Any) -> DeviceAnchor:
+        return DeviceAnchor(int(block.boot_id),
+                            int(block.first_index) + self.index_offset
+                            - int(block.device_index),
+                            int(block.device_index), block.device_time_utc)
+
+    def _keep_anchor(self, block: Any) -> None:
+        """Store where the device's counter stands before the block is journalled (when
+        it moved: a reboot, a counter restart; and every minute, for the clock check)."""
+        new = self._anchor_of(block)
+        a = self.anchor
+        if a is not None and a.boot_id == new.boot_id \
+                and a.offset_samples == new.offset_samples \
+                and 0 <= new.device_index - a.device_index < (
+                    ANCHOR_REFRESH_S * float(block.sample_rate_hz)):
+            return
+        with self.store.transaction() as con:
+            self.store.set_meta(con, ANCHOR_KEY, new.to_json())
+            self.store.set_meta(con, "index_offset", str(self.index_offset))
+        self.anchor = new
 
     def _align(self, block: Any, idx: int) -> tuple[int, npt.NDArray[np.float32], int]:
         """The block's samples on the station's timeline: an overlap with what was weighed
         is cut off, a device counter restart continues after a gap, lost samples are a
         recorded gap. (first index, samples, gap before them)."""
         gap = int(block.gap_before_samples)
+        continuing = (self.continuing_boot is not None
+                      and int(block.boot_id) == self.continuing_boot
+                      and block.reason not in (REASON_REBOOT, REASON_FORMAT_CHANGE))
         if idx < self.stream_index:
             overlap = self.stream_index - idx
+            if continuing:  # sent again (a ring read back): what was journalled is dropped
+                return self.stream_index, block.samples[overlap:], 0
             if overlap < block.samples.shape[0] and block.reason in (None, "start"):
                 return self.stream_index, block.samples[overlap:], 0
             # the device's counter restarted: continue our timeline after a gap
             self.index_offset = self.stream_index - block.first_index
             with self.store.transaction() as con:
                 self.store.set_meta(con, "index_offset", str(self.index_offset))
-                self.store.record_gap(con, self.stream_index, -1, block.reason or "reboot")
+                rebooted = self.anchor is not None and int(block.boot_id) != self.anchor.boot_id
+                self.store.record_gap(con, self.stream_index, -1, REASON_REBOOT if rebooted
+                                      else block.reason or "reboot")
             return self.stream_index, block.samples, -1
         if idx > self.stream_index:
             lost = idx - self.stream_index
             gap = lost if gap >= 0 else -1
+            reason = block.reason or "sequence_gap"
+            restart = continuing and not self.kept_this_run
+            if restart:  # made while no station read them (older than the ring holds)
+                reason, gap = REASON_STATION_RESTART, lost
             with self.store.transaction() as con:
-                self.store.record_gap(con, self.stream_index, lost,
-                                      block.reason or "sequence_gap")
+                # a run killed before it journalled the block after its gap recorded the
+                # same gap from the same point: replaced, never counted twice
+                self.store.record_gap(con, self.stream_index, lost, reason,
+                                      supersedes=restart)
             self.metrics.errors.labels("wim_gap").inc()
         return idx, block.samples, gap
 
     def on_block(self, block: Any) -> None:
+        if not self.run_started:
+            self.run_started = True
+            self._first_of_run(block)
         idx = block.first_index + self.index_offset
         if self.epoch is None:
             self._start_stream(idx, block)
@@ -163,6 +286,8 @@ class Intake:
         idx, samples, gap = self._align(block, idx)
         if samples.shape[0] == 0:
             return
+        self._keep_anchor(block)
+        self.kept_this_run = True
         wall = block.station_time_utc.timestamp()
         # on the station's sample timeline, where its vehicles' times are (epoch + index /
         # rate, fixed at the first block): a step of the device's clock moves neither

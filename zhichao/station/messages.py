@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from zhichao.common import format_utc
 from zhichao.evidence.inputs import ImageRef
@@ -59,15 +59,18 @@ class PassageCommit:
 
 @dataclass(frozen=True)
 class SealOutcome:
-    """The sealer's answer: ``sealed`` (with its result), ``stopped`` (the disk refuses;
-    retried) or ``error`` (recorded on the case; retried)."""
+    """The sealer's answer: ``sealed`` (with its result), ``adopted`` (its package was
+    already complete: ``facts``), ``stopped`` (the disk refuses; retried), ``error``
+    (recorded on the case; retried) or ``set_aside`` (failed too often: the next cases go
+    first, it is retried later)."""
 
-    kind: Literal["sealed", "stopped", "error"]
+    kind: Literal["sealed", "adopted", "stopped", "error", "set_aside"]
     passage_key: str
     result: SealResult | None = None
     detail: str = ""
     elapsed_s: float = 0.0
     packed: PackedPackage | None = None  # the sealed package packed for upload
+    facts: dict[str, Any] | None = None  # ``adopted``: the package's manifest facts
 
 
 __all__ = ["FrameFile", "PassageCommit", "PlateRead", "SealOutcome"]

@@ -364,6 +364,9 @@ class Station:
             if self.reweigh is not None:
                 self.reweigh.start_reader()
             self.source = open_wim_device(self.wim_url)
+            resume = self.intake.resume_point()
+            if resume is not None and isinstance(self.source, SampleSource):
+                self.source.resume_at(*resume)  # a sample ring sends nothing twice
             self._loop(stop, max_vehicles, traffic_end)
             self._advance_pending(final=self._traffic_done())
             self.seals.drain(timeout_s=120.0 if not stop.is_set() else 5.0)

@@ -8,6 +8,12 @@ its package (packed for upload by the sealer thread) queued in the outbox in one
 transaction, or the error, or the disk refusing
 (``sealing_stopped``, retried every 2 s). :meth:`SealStage.recover` runs at start-up
 (packages completed by a kill, cases still pending).
+
+A case that fails :data:`MAX_SEAL_ATTEMPTS` times in a row (material that cannot be sealed,
+an I/O error after its package got its name) never blocks the cases after it: it is set
+aside (still ``pending_seal``; the ``case_not_sealed`` alarm names it until it is sealed)
+and retried every :data:`SET_ASIDE_RETRY_S`; a retry that finds its package complete
+adopts it, as start-up recovery does.
 """
 
 from __future__ import annotations
@@ -32,6 +38,11 @@ from zhichao.station.sync_outbox import PackedPackage, pack
 LOG = logging.getLogger("zhichao.station")
 STOPPED_RETRY_S = 2.0
 ERROR_RETRY_S = 5.0
+MAX_SEAL_ATTEMPTS = 3  # failures in a row before a case is set aside
+SET_ASIDE_RETRY_S = 300.0  # a set-aside case is tried again this often [s]
+ASIDE_ALARM = "case_not_sealed"
+ASIDE_ALARM_ZH = ("案件反复封存失败，已暂缓并定期重试，其他案件照常封存；"
+                  "请检查该案件（详见告警详情和日志）")
 
 
 class SealStage:
@@ -44,6 +55,9 @@ class SealStage:
         self.jobs: queue.Queue[CaseMaterial | None] = queue.Queue()
         self.outcomes: queue.Queue[SealOutcome] = queue.Queue()
         self.stopped: str | None = None  # why sealing stopped (the disk refuses), or None
+        self.aside: dict[str, str] = {}  # cases set aside (pipeline thread): key → error
+        # open from an earlier run: its cases are tried again, and set aside again
+        self.aside_alarm_open = any(r["code"] == ASIDE_ALARM for r in store.active_alarms())
         self.recovery: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ start-up
@@ -51,15 +65,7 @@ class SealStage:
         """Complete what a kill interrupted; queue every case still pending."""
         info = self.sealer.recover(self.store.sealed_cases(), self.store.pending_cases())
         for key, facts in info["complete"].items():
-            out = self.sealer.package_dir(key)
-            sha = hashlib.sha256((out / "manifest.json").read_bytes()).hexdigest()
-            with self.store.transaction() as con:
-                self.store.mark_sealed(con, key, package_id=facts["package_id"],
-                                       package_dir=str(out), manifest_sha256=sha,
-                                       log_index=facts["log_index"],
-                                       eligibility=facts["eligibility"],
-                                       reasons=facts["reasons"])
-                self.store.enqueue_package(con, pack(out))
+            self._mark_complete(key, facts, pack(self.sealer.package_dir(key)))
         for key, folder in self.store.sealed_not_queued():
             LOG.warning("sealed package not in the outbox; queued now", extra={"fields": {
                 "passage": key, "package": folder}})
@@ -82,8 +88,12 @@ class SealStage:
     # ------------------------------------------------------------------ the sealer thread
     def loop(self, stop: threading.Event) -> None:
         retry: CaseMaterial | None = None
+        failures: dict[str, int] = {}  # failures in a row, per case
+        aside: list[tuple[float, CaseMaterial]] = []  # (when to retry [monotonic], case)
         while not stop.is_set():
             m = retry
+            if m is None and aside and aside[0][0] <= time.monotonic():
+                m = aside.pop(0)[1]
             if m is None:
                 try:
                     m = self.jobs.get(timeout=0.2)
@@ -99,13 +109,28 @@ class SealStage:
                 retry = m
                 stop.wait(STOPPED_RETRY_S)
                 continue
-            except Exception as exc:  # recorded on the case; retried after a pause
+            except Exception as exc:  # recorded on the case; retried, then set aside
                 LOG.exception("sealing failed")
+                retry = None
+                if self._adopted(m.passage_key):
+                    failures.pop(m.passage_key, None)
+                    continue
+                n = failures.get(m.passage_key, 0) + 1
+                failures[m.passage_key] = n
                 self.outcomes.put(SealOutcome("error", m.passage_key, detail=repr(exc)))
+                if n >= MAX_SEAL_ATTEMPTS:  # the next cases go first
+                    LOG.error("case set aside after repeated sealing failures", extra={
+                        "fields": {"passage": m.passage_key, "failures": n,
+                                   "retry_in_s": SET_ASIDE_RETRY_S}})
+                    aside.append((time.monotonic() + SET_ASIDE_RETRY_S, m))
+                    self.outcomes.put(SealOutcome("set_aside", m.passage_key,
+                                                  detail=repr(exc)))
+                    continue
                 retry = m
                 stop.wait(ERROR_RETRY_S)
                 continue
             retry = None
+            failures.pop(m.passage_key, None)
             elapsed_s = time.perf_counter() - t0
             try:
                 packed: PackedPackage | None = pack(res.directory)
@@ -114,6 +139,22 @@ class SealStage:
                 packed = None
             self.outcomes.put(SealOutcome("sealed", m.passage_key, res, elapsed_s=elapsed_s,
                                           packed=packed))
+
+    def _adopted(self, key: str) -> bool:
+        """After a failure: the case's package complete under its final name (a failure
+        after its rename) is adopted as start-up recovery does."""
+        try:
+            facts = self.sealer.take_over(key)
+            packed = None if facts is None else pack(self.sealer.package_dir(key))
+        except Exception:  # not adoptable now: a failure like the one before
+            LOG.exception("checking an existing package failed")
+            return False
+        if facts is None:
+            return False
+        LOG.warning("a failed case's package was complete; adopted", extra={"fields": {
+            "passage": key}})
+        self.outcomes.put(SealOutcome("adopted", key, facts=facts, packed=packed))
+        return True
 
     # ------------------------------------------------------------------ the pipeline's side
     def collect(self) -> None:
@@ -125,13 +166,54 @@ class SealStage:
                 return
             if out.kind == "sealed":
                 self._sealed(out)
+            elif out.kind == "adopted":
+                assert out.facts is not None
+                self._mark_complete(out.passage_key, out.facts, out.packed)
+                self.metrics.packages.inc()
+                self._done(out.passage_key)
             elif out.kind == "stopped":
                 self._stopped(out)
+            elif out.kind == "set_aside":
+                new = out.passage_key not in self.aside
+                self.aside[out.passage_key] = out.detail
+                if new or not self.aside_alarm_open:
+                    self._aside_alarm()
             else:
                 self.metrics.errors.labels("sealing").inc()
                 with self.store.transaction() as con:
                     self.store.mark_seal_error(con, out.passage_key, out.detail)
                 self.stages.failed("sealing", f"{out.passage_key}: {out.detail}")
+
+    def _mark_complete(self, key: str, facts: dict[str, Any],
+                       packed: PackedPackage | None) -> None:
+        """A case whose package was found complete (start-up, or a retry): sealed."""
+        out = self.sealer.package_dir(key)
+        sha = hashlib.sha256((out / "manifest.json").read_bytes()).hexdigest()
+        with self.store.transaction() as con:
+            self.store.mark_sealed(con, key, package_id=facts["package_id"],
+                                   package_dir=str(out), manifest_sha256=sha,
+                                   log_index=facts["log_index"],
+                                   eligibility=facts["eligibility"],
+                                   reasons=facts["reasons"])
+            if packed is not None:
+                self.store.enqueue_package(con, packed)
+
+    def _aside_alarm(self) -> None:
+        """The ``case_not_sealed`` alarm names the cases set aside; closed once none is."""
+        with self.store.transaction() as con:
+            self.store.clear_alarm_in(con, ASIDE_ALARM)  # the detail names those aside now
+            if self.aside:
+                detail = "; ".join(f"{k}: {e}" for k, e in sorted(self.aside.items()))
+                self.store.raise_alarm_in(con, ASIDE_ALARM, ASIDE_ALARM_ZH, detail[:2000])
+        if self.aside:
+            LOG.error("cases set aside, not sealed", extra={"fields": {
+                "passages": sorted(self.aside)}})
+        self.aside_alarm_open = bool(self.aside)
+
+    def _done(self, key: str) -> None:
+        if self.aside.pop(key, None) is not None or (self.aside_alarm_open
+                                                     and not self.aside):
+            self._aside_alarm()
 
     def _sealed(self, out: SealOutcome) -> None:
         res = out.result
@@ -147,6 +229,7 @@ class SealStage:
                 self.store.enqueue_package(con, out.packed)
         self.metrics.packages.inc()
         self.stages.succeeded("sealing")
+        self._done(out.passage_key)
         if self.stopped is not None:
             self.stopped = None
             self.store.clear_alarm("sealing_stopped")
@@ -165,6 +248,6 @@ class SealStage:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             self.collect()
-            if not self.store.pending_cases() or self.stopped is not None:
+            if set(self.store.pending_cases()) <= set(self.aside) or self.stopped is not None:
                 return
             time.sleep(0.05)

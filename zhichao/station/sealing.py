@@ -235,6 +235,27 @@ class Sealer:
             raise
         return result
 
+    def take_over(self, key: str) -> dict[str, Any] | None:
+        """A pending case's final package folder, already there (a kill, or a failure after
+        its rename): its manifest facts if it verifies against this station's key and log
+        (it is the case's package), else None, the folder moved to the quarantine (the
+        case is sealed again)."""
+        out = self.package_dir(key)
+        if not out.exists():
+            return None
+        report = verify_package(out, key=self.key.public_key(), log_dir=self.log.directory)
+        if report.ok:
+            manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+            inclusion = json.loads((out / "seal" / "inclusion.json").read_text())
+            return {"package_id": manifest["package_id"],
+                    "eligibility": manifest["case"]["eligibility"]["status"],
+                    "reasons": [r["code"] for r in manifest["case"]["eligibility"]["reasons"]],
+                    "log_index": int(inclusion["index"])}
+        self.quarantine.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        out.rename(self.quarantine / f"{out.name}-{stamp}")
+        return None
+
     def recover(self, sealed_keys: set[str], pending_keys: list[str]) -> dict[str, Any]:
         """Start-up clean-up; returns packages found complete for pending cases
         ({passage key: manifest facts}) and counts."""
@@ -259,22 +280,12 @@ class Sealer:
         complete: dict[str, dict[str, Any]] = {}
         quarantined = 0
         for key in pending_keys:
-            out = self.package_dir(key)
-            if not out.exists():
+            if not self.package_dir(key).exists():
                 continue
-            report = verify_package(out, key=pub, log_dir=self.log.directory)
-            if report.ok:
-                manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-                inclusion = json.loads((out / "seal" / "inclusion.json").read_text())
-                complete[key] = {"package_id": manifest["package_id"],
-                                 "eligibility": manifest["case"]["eligibility"]["status"],
-                                 "reasons": [r["code"] for r in
-                                             manifest["case"]["eligibility"]["reasons"]],
-                                 "log_index": int(inclusion["index"])}
+            facts = self.take_over(key)
+            if facts is not None:
+                complete[key] = facts
             else:
-                self.quarantine.mkdir(parents=True, exist_ok=True)
-                stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-                out.rename(self.quarantine / f"{out.name}-{stamp}")
                 quarantined += 1
         # the log holds the case packages and the re-weighings' supplements
         supplements = self.supplements_sealed()

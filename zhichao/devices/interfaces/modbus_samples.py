@@ -36,7 +36,10 @@ class ModbusSampleSource(SampleSource):
     The driver keeps its own read pointer, so a lost reply never loses data: it simply
     reads the same samples again. It reads at most ``ring - guard`` samples behind the
     newest and re-reads the sample counter after each poll, so samples overwritten while
-    they were being read are discarded and reported as a ``fifo_overrun`` gap.
+    they were being read are discarded and reported as a ``fifo_overrun`` gap. A new
+    driver starts there too, or at the point a restarted reader gives
+    (:meth:`resume_at`) while the ring still holds it: samples the reader already has
+    are not sent again, and those made while none read are not lost.
     """
 
     poll_s: ClassVar[float] = 0.02
@@ -47,11 +50,25 @@ class ModbusSampleSource(SampleSource):
         self._modbus = ModbusPoller(url, poll_interval_s=poll_interval_s)
         self.max_samples_per_poll = max_samples_per_poll
         self._seq = 0
+        self._resume: tuple[int, int] | None = None  # (boot id, device index) to start at
 
     @classmethod
     def from_url(cls, url: str | DeviceUrl, **kwargs: Any) -> ModbusSampleSource:
         parsed = parse_device_url(url) if isinstance(url, str) else url
         return cls(parsed.text, **parsed.settings(kwargs, poll_interval_s=float))
+
+    def resume_at(self, boot_id: int, device_index: int) -> None:
+        self._resume = (boot_id, device_index)
+
+    def _first_start(self, boot_id: int, oldest_safe: int, total: int) -> int:
+        """Where the first poll reads from: the reader's resume point in this power-up
+        while the ring still holds it (older: an overrun), else the oldest safe sample."""
+        if self._resume is None or self._resume[0] != boot_id or self._resume[1] > total:
+            return oldest_safe
+        if self._resume[1] < oldest_safe:
+            self.tracker.note(REASON_OVERRUN)
+            return oldest_safe
+        return self._resume[1]
 
     def _connect(self, timeout_s: float) -> None:
         status = self._modbus.open_ring(min(timeout_s, self.timeouts.read), count=STATUS_COUNT,
@@ -80,7 +97,9 @@ class ModbusSampleSource(SampleSource):
         oldest_safe = max(0, total - (ring - guard))
         nxt = self.tracker.next_device_index
         same_boot = nxt is not None and self.health.info.get("boot_id") == boot_id
-        if not same_boot or nxt is None or nxt > total:
+        if nxt is None:
+            start = self._first_start(boot_id, oldest_safe, total)
+        elif not same_boot or nxt > total:
             start = oldest_safe
         elif nxt < oldest_safe:
             self.tracker.note(REASON_OVERRUN)

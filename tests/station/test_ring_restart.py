@@ -1,0 +1,158 @@
+"""A station restarted while its WIM device stays up: what a sample ring sends again is
+dropped (never weighed twice), a real device restart is still a gap of unknown length."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tests.station.conftest import query
+from zhichao.devices.data import SampleBlock
+from zhichao.station.config import parse_config
+from zhichao.station.intake import ANCHOR_KEY, DeviceAnchor
+from zhichao.station.runtime import Station
+
+T0 = datetime(2026, 12, 7, 6, 0, tzinfo=UTC)
+BLOCK = 200  # samples per block
+
+
+def _cfg(tmp_path: Path) -> Any:
+    return parse_config({"station": {"data_dir": str(tmp_path / "st")},
+                         "vision": {"read": "none"},
+                         "http": {"metrics_port": 0, "console_port": 0}}, tmp_path)
+
+
+def _block(st: Station, device_index: int, *, boot_id: int = 5, n: int = BLOCK,
+           tracker_offset: int = 0, reason: str | None = None,
+           device_t0: datetime = T0) -> SampleBlock:
+    """A block as a new driver's tracker gives it: stream index = device index + the
+    tracker's own offset (0 in a new run); the device clock runs with its counter."""
+    fs = st.fs
+    channels = 2 * len(st.cfg.wim.sensor.rows_x_m)
+    samples = np.full((n, channels), float(device_index % 997), np.float32)
+    t = device_t0 + timedelta(seconds=device_index / fs)
+    return SampleBlock(first_index=device_index + tracker_offset, samples=samples,
+                       device_time_utc=t, station_time_utc=t, gap_before_samples=0,
+                       reason=reason, sample_rate_hz=fs, boot_id=boot_id,
+                       device_index=device_index)
+
+
+def _first_run(tmp_path: Path, blocks: int) -> int:
+    """A run that journals ``blocks`` blocks of boot 5 from device index 10 000, then
+    dies; the journal's end."""
+    st = Station(_cfg(tmp_path))
+    try:
+        for i in range(blocks):
+            st.intake.on_block(_block(st, 10_000 + i * BLOCK,
+                                      reason="start" if i == 0 else None))
+        end = st.intake.stream_index
+    finally:
+        st.close()
+    return end
+
+
+def _restarted(tmp_path: Path) -> Station:
+    st = Station(_cfg(tmp_path))
+    st.intake.replay()
+    return st
+
+
+def test_a_ring_read_back_after_a_restart_is_not_weighed_again(tmp_path: Path) -> None:
+    """The new run's driver starts ¾ of the ring back (same power-up): the samples the
+    journal has are dropped, the rest continue it with no gap and no new offset, and
+    the driver is told where to resume."""
+    end = _first_run(tmp_path, 40)
+    st = _restarted(tmp_path)
+    try:
+        assert st.intake.resume_point() == (5, end)
+        first_end = st.journal.end_index
+        # 30 blocks already journalled, then 5 new ones (the ring's read-back)
+        start = end - 30 * BLOCK
+        for i in range(35):
+            st.intake.on_block(_block(st, start + i * BLOCK, reason="start" if i == 0 else None))
+        assert first_end == end
+        assert st.intake.stream_index == end + 5 * BLOCK
+        blocks = list(st.journal.replay(0))
+        firsts = [b.first_index for b in blocks]
+        assert firsts == sorted(set(firsts))  # nothing journalled twice
+        assert sum(b.samples.shape[0] for b in blocks) == 45 * BLOCK
+        assert all(b.gap_before_samples == 0 for b in blocks)
+    finally:
+        st.close()
+    assert query(tmp_path / "st" / "station.db", "SELECT COUNT(*) FROM gaps") == [(0,)]
+    assert query(tmp_path / "st" / "station.db",
+                 "SELECT value FROM meta WHERE key = 'index_offset'") in ([], [("0",)])
+
+
+def test_a_partly_journalled_first_block_is_trimmed(tmp_path: Path) -> None:
+    end = _first_run(tmp_path, 10)
+    st = _restarted(tmp_path)
+    try:
+        st.intake.on_block(_block(st, end - 150, n=4096, reason="start"))
+        assert st.intake.stream_index == end - 150 + 4096
+        last = list(st.journal.replay(0))[-1]
+        assert (last.first_index, last.samples.shape[0], last.gap_before_samples) == (
+            end, 4096 - 150, 0)
+    finally:
+        st.close()
+
+
+def test_samples_older_than_the_ring_are_a_station_restart_gap(tmp_path: Path) -> None:
+    """Down longer than the ring holds: the first block is past the journal's end by an
+    exactly known number of samples (same power-up): a gap of that many, counted once."""
+    end = _first_run(tmp_path, 10)
+    st = _restarted(tmp_path)  # a run killed after it recorded the gap, not the block
+    try:
+        block = _block(st, end + 5000, reason="start")
+        st.intake._first_of_run(block)  # on_block up to the journal
+        st.intake._align(block, block.first_index + st.intake.index_offset)
+    finally:
+        st.close()
+    st = _restarted(tmp_path)
+    try:
+        st.intake.on_block(_block(st, end + 5000, reason="start"))
+        last = list(st.journal.replay(0))[-1]
+        assert (last.first_index, last.gap_before_samples) == (end + 5000, 5000)
+    finally:
+        st.close()
+    assert query(tmp_path / "st" / "station.db", "SELECT first_index, n_samples, reason "
+                 "FROM gaps") == [(end, 5000, "station_restart")]
+
+
+def test_a_device_reboot_while_the_station_was_down_is_still_a_gap(tmp_path: Path) -> None:
+    """A new power-up (new boot id) whose counter starts again: the timeline continues
+    after a gap of unknown length, as before."""
+    end = _first_run(tmp_path, 10)
+    st = _restarted(tmp_path)
+    try:
+        st.intake.on_block(_block(st, 0, boot_id=6, reason="start",
+                                  device_t0=T0 + timedelta(minutes=5)))
+        last = list(st.journal.replay(0))[-1]
+        assert (last.first_index, last.gap_before_samples) == (end, -1)
+        assert st.intake.index_offset == end
+    finally:
+        st.close()
+    db = tmp_path / "st" / "station.db"
+    assert query(db, "SELECT first_index, n_samples, reason FROM gaps") == [
+        (end, -1, "device_reboot")]
+    anchor = DeviceAnchor.from_json(query(db, f"SELECT value FROM meta WHERE key = "
+                                              f"'{ANCHOR_KEY}'")[0][0])
+    assert anchor is not None and (anchor.boot_id, anchor.offset_samples) == (6, end)
+
+
+def test_a_repeated_boot_id_with_a_restarted_counter_is_a_reboot(tmp_path: Path) -> None:
+    """A device whose boot id did not change although it restarted (its counter back at
+    0, its clock minutes later): its clock disagrees with its counter, so its samples are
+    a new power-up's, not ones the station already has (they would be dropped)."""
+    end = _first_run(tmp_path, 10)
+    st = _restarted(tmp_path)
+    try:
+        st.intake.on_block(_block(st, 0, boot_id=5, reason="start",
+                                  device_t0=T0 + timedelta(minutes=5)))
+        last = list(st.journal.replay(0))[-1]
+        assert (last.first_index, last.gap_before_samples) == (end, -1)
+    finally:
+        st.close()
