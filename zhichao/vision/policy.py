@@ -64,6 +64,7 @@ class ReviewCode(StrEnum):
     RECOGNISER_DISAGREEMENT = "recogniser_disagreement"
     PLATE_MODEL_ONLY = "plate_model_only"
     PROVINCE_JOINT = "province_joint"
+    COLOUR_DISAGREEMENT = "colour_disagreement"
     LINK_UNSETTLED = "frame_link_unsettled"
     """Set by the station, not by vision: the frames were linked to the vehicle while a
     device's clock offset was not yet settled (``zhichao.station.linking``)."""
@@ -92,6 +93,7 @@ REVIEW_TEXT_ZH: dict[ReviewCode, str] = {
     ReviewCode.PROVINCE_JOINT: (
         "所示号牌的省份简称系综合两个识别模型的概率得出，与通用文字识别结果不同，需人工核对"
     ),
+    ReviewCode.COLOUR_DISAGREEMENT: "不同图像帧中同一号牌的颜色识别结果不一致，需人工核对",
     ReviewCode.LINK_UNSETTLED: (
         "图像与本次称重关联时，设备时钟偏差尚未测定稳定，图像可能属于其他车辆，需人工核对"
     ),
@@ -229,8 +231,10 @@ def colour_kind_consistent(colour: PlateColour, kind: str | None) -> bool:
         return colour is PlateColour.BLACK
     if kind in ("nev_small", "nev_large"):
         return colour in _NEV_COLOURS
-    if kind in ("ordinary", "trailer", "coach"):
-        # GA 36: blue (small), yellow (large, trailer, coach), black (legacy); white is for
+    if kind == "coach":  # GA 36: 教练汽车号牌 are yellow (a blue one is a misread colour)
+        return colour in (PlateColour.YELLOW, PlateColour.UNKNOWN)
+    if kind in ("ordinary", "trailer"):
+        # GA 36: blue (small), yellow (large, trailer), black (legacy); white is for
         # police and military plates, green and yellow-green for NEV plates only
         return colour in _ORDINARY_COLOURS
     if kind == "police":
@@ -254,6 +258,21 @@ def vehicle_conflict(
     if colour not in _LARGE_VEHICLE_COLOURS and colour is not PlateColour.UNKNOWN:
         return f"{colour.value} plate on a {axle_count}-axle vehicle"
     return None
+
+
+_SAME_PLATE_COLOURS = (
+    frozenset({PlateColour.YELLOW, PlateColour.YELLOW_GREEN}),
+    frozenset({PlateColour.GREEN, PlateColour.YELLOW_GREEN}),
+)
+"""Colours one physical plate can be read as (a large NEV plate's yellow-to-green
+gradient); any other two known colours are two different plates or a misread."""
+
+
+def colours_disagree(colours: set[PlateColour]) -> bool:
+    """Whether the known colours read on one plate cannot all be the same plate's."""
+    known = sorted(colours - {PlateColour.UNKNOWN})
+    return any(a != b and not any({a, b} <= family for family in _SAME_PLATE_COLOURS)
+               for i, a in enumerate(known) for b in known[i + 1:])
 
 
 def kth_best_char_confidences(decodings: list[tuple[float, ...]], k: int) -> tuple[float, ...]:

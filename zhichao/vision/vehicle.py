@@ -38,6 +38,7 @@ from zhichao.vision.policy import (
     ReviewReason,
     both_recognisers_char_confidences,
     colour_kind_consistent,
+    colours_disagree,
     evidence_reasons,
     frame_confirms,
     kth_best_char_confidences,
@@ -150,9 +151,7 @@ def assess_read(read: PlateRead | None, policy: PlatePolicy) -> tuple[ReviewReas
     else:
         decodings = read.agreeing_decodings(read.text)
         reasons += evidence_reasons(
-            len(decodings), kth_best_char_confidences(decodings, policy.min_independent_reads),
-            policy,
-        )
+            len(decodings), _sure_in_both([read], read.text, decodings, policy), policy)
         reasons += _dedupe(reasons, recogniser_reasons([[_pair(read)]], read.text, policy))
     reasons += _resolution_reasons(plate_width_px(read), policy)
     reasons += _colour_reasons(read.colour, read.kind, read.text, WeighedVehicleFacts(), policy)
@@ -198,20 +197,27 @@ def _evidence(
     several frames only those of the ``confirming`` frames (:func:`_confirming`), and no
     character surer than the less sure recogniser's surest read of it (one recogniser's
     frames never stand in for the other's)."""
-    if not confirming:  # one frame, no rule, or none confirms (recogniser_reasons says so)
-        decodings = [d for e in main for d in e.read.agreeing_decodings(text)]
-        chars = kth_best_char_confidences(decodings, policy.min_independent_reads)
-        return evidence_reasons(len(decodings), chars, policy)
-    reads = [e.read for f in confirming for e in f]
+    reads = [e.read for f in confirming for e in f] if confirming else [e.read for e in main]
     decodings = [d for r in reads for d in r.agreeing_decodings(text)]
+    return evidence_reasons(len(decodings), _sure_in_both(reads, text, decodings, policy),
+                            policy)
+
+
+def _sure_in_both(reads: list[PlateRead], text: str, decodings: list[tuple[float, ...]],
+                  policy: PlatePolicy) -> tuple[float, ...]:
+    """Per position, what the thresholds apply to: the k-th best of the agreeing
+    ``decodings``, and with the agreement rule no surer than the less sure recogniser's
+    surest read of it — on one frame too: two detections of one plate (or PP-OCRv4's views)
+    read from the same pixels never make an unsure plate model sure (found by review)."""
     kth = kth_best_char_confidences(decodings, policy.min_independent_reads)
+    if not policy.require_recogniser_agreement:
+        return kth
     own = both_recognisers_char_confidences(
         [d for r in reads for d in r.primary_decodings(text)],
         [r.second.char_confidences for r in reads
          if r.second is not None and r.second.text == text],
     )
-    chars = tuple(min(a, b) for a, b in zip(kth, own, strict=True)) if own else kth
-    return evidence_reasons(len(decodings), chars, policy)
+    return tuple(min(a, b) for a, b in zip(kth, own, strict=True)) if own else kth
 
 
 def _joint_reason(ppocr_text: str | None, joint_text: str) -> ReviewReason:
@@ -298,6 +304,22 @@ def _similar(a: str | None, b: str | None) -> bool:
     return sum(x != y for x, y in zip(a, b, strict=True)) <= 2
 
 
+def _group_text(read: PlateRead) -> str | None:
+    """The text a read is grouped by: PP-OCRv4's, or where it read nothing valid the plate
+    model's (so a frame only the plate model read, on another camera, is judged with the
+    plate it shows: a sure other plate there vetoes; found by review)."""
+    if read.text is not None:
+        return read.text
+    return read.second.text if read.second is not None else None
+
+
+def _same_text(a: PlateRead, b: PlateRead) -> bool:
+    """Reads similar enough to be one plate read twice; a trailer's …挂 plate is never one
+    with a tractor's plate, however similar (found by review: 鲁H1234挂 took 鲁H12345)."""
+    ta, tb = _group_text(a), _group_text(b)
+    return _similar(ta, tb) and is_trailer_plate(ta or "") == is_trailer_plate(tb or "")
+
+
 @dataclass(slots=True)
 class _Entry:
     source: PlateSource
@@ -324,7 +346,7 @@ def _group(entries: list[_Entry], link_window: timedelta) -> list[list[_Entry]]:
                 and abs(a.source.captured_at - b.source.captured_at) <= link_window
                 and _iou(a.source.box_px, b.source.box_px) >= 0.2
             )
-            if tracked or _similar(a.read.text, b.read.text):
+            if tracked or _same_text(a.read, b.read):
                 parent[find(i)] = find(j)
     groups: dict[int, list[_Entry]] = defaultdict(list)
     for i, entry in enumerate(entries):
@@ -389,6 +411,9 @@ def _alternatives(entries: list[_Entry], voted: str | None) -> tuple[PlateAltern
         for alt in e.read.alternatives:
             if not is_trailer_plate(alt.text):
                 support[alt.text] += 0.0
+        second = e.read.second  # the plate model's plate is shown too, never hidden
+        if second is not None and second.text is not None and not is_trailer_plate(second.text):
+            support[second.text] += 0.0
     support.pop(voted or "", None)
     ranked = sorted(support.items(), key=lambda kv: -kv[1])
     return tuple(PlateAlternative(t, s) for t, s in ranked)
@@ -458,12 +483,7 @@ def _rival_reasons(
     voted = _vote(main)[0]
     disagreeing = [e for e in main if e.read.text is not None and e.read.text != voted]
     # Another plate seen with some confidence (front ≠ rear, or a plate in another frame).
-    rivals = [
-        e
-        for g in others
-        for e in g
-        if e.read.text is not None and e.read.confidence >= policy.min_confidence
-    ]
+    rivals = [e for g in others for e in g if _rival_text(e.read, policy) is not None]
     cameras_main = {e.source.camera for e in main}
     for e in disagreeing + rivals:
         other_cameras = cameras_main - {e.source.camera} or {
@@ -471,7 +491,42 @@ def _rival_reasons(
         }
         code = ReviewCode.CAMERA_DISAGREEMENT if other_cameras else ReviewCode.FRAME_DISAGREEMENT
         if all(r.code is not code for r in reasons):
-            reasons.append(ReviewReason.of(code, f"{e.source.camera} read {e.read.text!r}"))
+            text = e.read.text if e in disagreeing else _rival_text(e.read, policy)
+            reasons.append(ReviewReason.of(code, f"{e.source.camera} read {text!r}"))
+    return reasons
+
+
+def _rival_text(read: PlateRead, policy: PlatePolicy) -> str | None:
+    """The other plate a read of another group shows, where either recogniser reads it with
+    some sureness: PP-OCRv4 at ``min_confidence``, or the plate model (a valid plate other
+    than a …挂 one) at ``min_dissent_confidence`` — a rear frame PP-OCRv4 reads nothing
+    valid of can still show another vehicle's plate (found by review)."""
+    if read.text is not None and read.confidence >= policy.min_confidence:
+        return read.text
+    second = read.second
+    if (second is not None and second.text is not None and not is_trailer_plate(second.text)
+            and second.confidence >= policy.min_dissent_confidence):
+        return second.text
+    return None
+
+
+def _colour_agreement_reasons(basis: list[_Entry], kind: str | None,
+                              facts: WeighedVehicleFacts, policy: PlatePolicy,
+                              have: list[ReviewReason]) -> list[ReviewReason]:
+    """The colours read on the plate's frames must be one plate's (number and colour are
+    its registration identity: a blue front and a yellow rear are two plates or a misread),
+    and none may conflict with the weighed vehicle (a vote hid a blue front plate on a
+    3-axle truck; found by review)."""
+    colours = {e.read.colour for e in basis}
+    reasons: list[ReviewReason] = []
+    if colours_disagree(colours):
+        detail = ", ".join(sorted(f"{e.source.camera} {e.read.colour.value}" for e in basis))
+        reasons.append(ReviewReason.of(ReviewCode.COLOUR_DISAGREEMENT, detail))
+    for c in sorted(colours):
+        conflict = vehicle_conflict(c, kind, facts.axle_count, policy)
+        if conflict is not None:
+            reasons += _dedupe(have + reasons,
+                               [ReviewReason.of(ReviewCode.VEHICLE_CONFLICT, conflict)])
     return reasons
 
 
@@ -563,7 +618,9 @@ def decide_from_reads(
     trailer_plate = None
     if trailer_groups:
         best_trailer = max(trailer_groups, key=lambda g: sum(e.read.confidence for e in g))
-        trailer_plate = _vote(best_trailer)[0]
+        # voted from its …挂 reads only (a misread of it in a tracked frame is no trailer's)
+        trailer_plate = _vote([e for e in best_trailer
+                               if is_trailer_plate(e.read.text or "")])[0]
     if not tractor_groups:
         reasons.append(ReviewReason.of(ReviewCode.TRAILER_PLATE_ONLY))
         return _no_tractor_decision(reasons, entries, trailer_plate)
@@ -586,8 +643,10 @@ def decide_from_reads(
                 ReviewCode.TOO_FEW_FRAMES, f"{agreeing_frames} < {policy.min_agreeing_frames}"
             )
         )
-    colour = _voted_colour(_basis(main, confirming))
+    basis = _basis(main, confirming)
+    colour = _voted_colour(basis)
     reasons += _colour_reasons(colour, kind, voted, facts, policy)
+    reasons += _colour_agreement_reasons(basis, kind, facts, policy, reasons)
     best = max(main, key=lambda e: (e.read.text is not None, e.read.confidence))
     plate = voted
     suggestion = _plate_model_suggestion(main) if voted is None else None
