@@ -292,3 +292,17 @@ def test_a_plate_linked_before_the_offsets_settle_is_read_but_not_accepted(
         assert not p.plate.accepted and p.unsettled == ("wim",)
         assert p.plate.review_codes[-1] == "frame_link_unsettled"
     store.close()
+
+
+def test_a_frame_that_cannot_be_decoded_sends_the_plate_to_review(
+        workers: PlateWorkers, tmp_path: Path) -> None:
+    """A corrupt rear frame could have vetoed the front's plate: decided without it, the
+    plate is never accepted (``frame_unreadable``), and the readable front is still read."""
+    front = _front(tmp_path, CAR_SEED, False)
+    whole = _decide(workers, [(front, "front")], 2)
+    assert whole.accepted
+    broken = tmp_path / "rear-broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not a whole jpeg")
+    res = _decide(workers, [(front, "front"), (str(broken), "rear")], 2)
+    assert res.plate == whole.plate and not res.accepted
+    assert res.review_codes == (*whole.review_codes, "frame_unreadable")

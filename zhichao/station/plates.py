@@ -176,6 +176,7 @@ def _init_worker(parent_pid: int, regions: LaneRegions,
 
 def read_plate(job: PlateJob) -> PlateRead:
     """Runs in a worker: the plate decision."""
+    from zhichao.vision.policy import ReviewCode
     from zhichao.vision.vehicle import (
         VehicleFrame,
         WeighedVehicleFacts,
@@ -185,18 +186,25 @@ def read_plate(job: PlateJob) -> PlateRead:
 
     t0 = time.perf_counter()
     frames = []
+    unreadable = []
     for path, camera, captured in job.frames:
         image = cv2.imread(path, cv2.IMREAD_COLOR)
-        if image is None:
+        if image is None:  # decided without it, which it could have vetoed: never accepted
+            unreadable.append(path)
             continue
         frames.append(VehicleFrame(np.asarray(image, dtype=np.uint8), camera,
                                    datetime.fromisoformat(captured)))
     d = decide_vehicle(frames, _READER, WeighedVehicleFacts(axle_count=job.axle_count),
                        _POLICY)
     detail = decision_reads(d)
-    return PlateRead(d.plate, d.colour.value, round(float(d.confidence), 4), bool(d.accepted),
-                     tuple(d.review_codes), time.perf_counter() - t0, worker_pid=os.getpid(),
-                     reader=_PROVENANCE, reads=tuple(detail["reads"]),
+    codes = tuple(d.review_codes)
+    if unreadable:
+        LOG.warning("plate: %d frame(s) could not be decoded, to review: %s",
+                    len(unreadable), ", ".join(unreadable))
+        codes = (*codes, ReviewCode.FRAME_UNREADABLE.value)
+    return PlateRead(d.plate, d.colour.value, round(float(d.confidence), 4),
+                     bool(d.accepted) and not unreadable, codes, time.perf_counter() - t0,
+                     worker_pid=os.getpid(), reader=_PROVENANCE, reads=tuple(detail["reads"]),
                      alternatives=tuple(detail["alternatives"]))
 
 

@@ -65,6 +65,9 @@ class ReviewCode(StrEnum):
     PLATE_MODEL_ONLY = "plate_model_only"
     PROVINCE_JOINT = "province_joint"
     COLOUR_DISAGREEMENT = "colour_disagreement"
+    FRAME_UNREADABLE = "frame_unreadable"
+    """Set by the station: a frame linked to the vehicle could not be decoded (a corrupt or
+    vanished file), so the plate was decided without it (it could have vetoed)."""
     LINK_UNSETTLED = "frame_link_unsettled"
     """Set by the station, not by vision: the frames were linked to the vehicle while a
     device's clock offset was not yet settled (``zhichao.station.linking``)."""
@@ -94,6 +97,9 @@ REVIEW_TEXT_ZH: dict[ReviewCode, str] = {
         "所示号牌的省份简称系综合两个识别模型的概率得出，与通用文字识别结果不同，需人工核对"
     ),
     ReviewCode.COLOUR_DISAGREEMENT: "不同图像帧中同一号牌的颜色识别结果不一致，需人工核对",
+    ReviewCode.FRAME_UNREADABLE: (
+        "部分关联图像无法读取（文件损坏或缺失），号牌未经全部图像核对，需人工核对"
+    ),
     ReviewCode.LINK_UNSETTLED: (
         "图像与本次称重关联时，设备时钟偏差尚未测定稳定，图像可能属于其他车辆，需人工核对"
     ),
