@@ -165,11 +165,15 @@ class Api:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
 
 
-def make_api(backend: str, tmp_path: Path, sealed: Sealed, **settings_kw: Any) -> Api:
+def make_api(backend: str, tmp_path: Path, sealed: Sealed, *, console: bool = False,
+             **settings_kw: Any) -> Api:
+    """The JSON API (with ``console``: and the console and portal pages, cookies over
+    plain HTTP) with one signed-in user per role."""
     from fastapi.testclient import TestClient
 
     from zhichao.service.app import create_app
     from zhichao.service.settings import Settings
+    from zhichao.service.web import WebSettings, create_console_app
 
     if backend == "sqlite":
         url, schema = f"sqlite:///{tmp_path / 'api.db'}", None
@@ -179,7 +183,8 @@ def make_api(backend: str, tmp_path: Path, sealed: Sealed, **settings_kw: Any) -
     settings = Settings(database_url=url, database_schema=schema,
                         **{"owner_query_min_duration_ms": 20, "deadlines": TEST_POLICY,
                            **settings_kw})
-    app = create_app(settings)
+    app = (create_console_app(settings, web=WebSettings(cookie_secure=False)) if console
+           else create_app(settings))
     sessions = app.state.sessions
     users: dict[str, User] = {}
     for role in accounts.ROLES_ZH:

@@ -103,7 +103,7 @@ def test_staff_walk_and_owner_portal(api: Api) -> None:
         today = utc_now().date()
         row.statement_due = row.hearing_request_due = today - timedelta(days=30)
     r = c.post(f"/api/v1/cases/{case.id}/hearing", headers=api.auth("legal_reviewer"),
-               json={"held_utc": (utc_now() - timedelta(hours=1)).isoformat(),
+               json={"held_utc": utc_now().isoformat(),  # after the request, not before
                      "summary": "当事人到场"})
     assert r.status_code == 200, r.text
     r = c.post(f"/api/v1/cases/{case.id}/close-statements", headers=api.auth("legal_reviewer"),

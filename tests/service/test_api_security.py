@@ -18,7 +18,7 @@ from zhichao.common import utc_now
 from zhichao.service import accounts, ingest, owners
 from zhichao.service.db import transaction
 from zhichao.service.errors import RateLimitedError
-from zhichao.service.models import Case, Statement
+from zhichao.service.models import Case, CaseHolder, Statement, Vehicle
 
 VIN_A, VIN_B, VIN_C = "LFWADRJF1J1111111", "LSGBL5334HF222222", "LSGBL5334HF333333"
 PUBLIC = {"/api/v1/health", "/api/v1/auth/login", "/api/v1/owner/query",
@@ -59,7 +59,10 @@ def _cases_for(api: Api, plate: str) -> Case:
     with transaction(api.sessions) as s:  # stored colour: the sealed package says 黄
         row = s.get(Case, case.id)
         assert row is not None
-        row.plate_colour = "blue"
+        vin = s.scalars(select(Vehicle.vin).where(Vehicle.plate == plate,
+                                                  Vehicle.plate_colour == "blue")).one()
+        row.plate_colour = "blue"  # and the VIN registered under the blue plate (as ingest)
+        s.add(CaseHolder(case_id=case.id, vin=vin, bound_utc=utc_now()))
     walk_to_notified(api, case.id, version=2)
     return case
 
@@ -113,7 +116,7 @@ def test_owner_routes_need_a_valid_owner_token(sec: Api) -> None:
     case = _cases_for(sec, "浙A00001")
     forged = owners.make_owner_token(
         type(sec.settings)(secret_key="x" * 40),
-        owners.OwnerGrant(1, frozenset({case.id}), int(time.time()) + 600))
+        owners.OwnerGrant("0" * 16, frozenset({case.id}), int(time.time()) + 600))
     for headers in ({}, {"X-Owner-Token": "abc.def"}, {"X-Owner-Token": forged},
                     {"Authorization": f"Bearer {sec.tokens['decision_maker']}"}):
         for url in (f"/api/v1/owner/records/{case.id}", f"/api/v1/owner/records/{case.id}/package"):

@@ -50,13 +50,13 @@ def test_review_events_are_appended_once_and_found_by_the_verifier_side(
     log = MerkleLog(tmp_path / "center-log", origin="zhichao/center/test", create=True,
                     fsync=False)
     try:
-        assert events.flush_to_log(sessions, log, center) == 7
+        assert events.flush_to_log(sessions, log, center) == 8
         assert events.flush_to_log(sessions, log, center) == 0  # nothing twice
         found = find_events(log, sealed.manifest_sha256)
         kinds = [(e.event_type.value, e.outcome) for _i, _b, e in found]
         assert kinds == [("technical_review", "approved"), ("legal_review", "approved"),
                          ("service", "notice_issued"), ("service", "notice_served"),
-                         ("statement", "filed"),
+                         ("statement", "filed"), ("statement", "answered"),
                          ("decision", "warning"), ("service", "decision_served")]
         assert all(e.actor_id.startswith(("U-", "owner")) for _i, _b, e in found)
         assert found[1][2].reason_zh == "符合法定条件"

@@ -244,7 +244,8 @@ def test_errors_no_route_handled_still_answer_in_chinese(tmp_path: Path) -> None
 
     client = TestClient(app, raise_server_exceptions=False)
     r = client.get("/api/v1/test-model", params={"value": "many"})
-    assert r.status_code == 422 and r.json()["message_zh"] == "输入有误：count", r.text
+    assert r.status_code == 422 and r.json()["message_zh"] == "输入有误：某项输入格式有误", r.text
+    assert r.json()["fields"] == ["count"]  # the field's name stays for developers
     assert client.get("/api/v1/test-model", params={"value": "3"}).json() == {"count": 3}
     r = client.get("/api/v1/test-fault")
     assert r.status_code == 500 and "服务内部错误" in r.json()["message_zh"]

@@ -16,9 +16,11 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -37,7 +39,7 @@ from zhichao.service.db import (
     transaction,
     upgrade,
 )
-from zhichao.service.models import AuditEntry, Base, Case, User
+from zhichao.service.models import AuditEntry, Base, Case, CaseHolder, Passage, User
 from zhichao.service.partitions import include_object
 
 HEAD = ScriptDirectory.from_config(alembic_config(make_engine("sqlite://"))).get_current_head()
@@ -188,3 +190,42 @@ def test_center_store_migrates_into_its_schema(bare: Bare, tmp_path: Path) -> No
     if bare.schema is not None:  # in the store's own schema
         assert set(inspect(bare.engine).get_table_names(schema=bare.schema)) >= SYNC_TABLES
     center.engine.dispose()
+
+
+def test_0010_binds_existing_cases_to_their_plates_vin(bare: Bare, sealed: Sealed) -> None:
+    """An existing center database starts: its cases get (``case_holders``) the VIN their
+    plate's registry row holds; a case of a plate the registry does not know stays
+    unbound. Downgrade is refused once a plate has passed to another vehicle."""
+    upgrade(bare.engine, "0009_copy_notice_channel")
+    sessions = session_factory(bare.engine)
+    with transaction(sessions) as s:  # the Passage model is unchanged since (partitions)
+        passages = [Passage(source_key=f"old-{k}", site_id="S", lane_code="1",
+                            time_utc=datetime(2026, 1, 1, tzinfo=UTC), overloaded=True,
+                            flags=[]) for k in range(2)]
+        s.add_all(passages)
+        s.flush()
+        passage_ids = [p.id for p in passages]
+    with bare.engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO vehicles (plate, plate_colour, vin, updated_utc) VALUES "
+            "('浙A10001', 'yellow', 'LFWADRJF1J0000001', '2026-01-01 00:00:00')"))
+        for k, plate in enumerate(("浙A10001", "浙A10002")):
+            passage_id = passage_ids[k]
+            conn.execute(text(
+                "INSERT INTO cases (version, passage_id, package_id, manifest_sha256,"
+                " package_path, site_id, time_utc, plate, plate_colour, state,"
+                " eligibility_status, manual_override, hearing_requested, created_utc,"
+                " updated_utc) VALUES (1, :p, :pkg, :sha, '/x', 'S', '2026-01-01 00:00:00',"
+                " :plate, 'yellow', 'notified', 'ENFORCEABLE', false, false,"
+                " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"),
+                {"p": passage_id, "pkg": f"old-pkg-{k}", "sha": "a" * 64, "plate": plate})
+    upgrade(bare.engine)
+    assert _diff(bare.engine, [Base.metadata, SyncBase.metadata]) == []
+    with transaction(sessions) as s:
+        holders = {h.case_id: h.vin for h in s.query(CaseHolder).all()}
+        bound = {c.plate: holders.get(c.id) for c in s.query(Case).all()}
+        assert bound == {"浙A10001": "LFWADRJF1J0000001", "浙A10002": None}
+    with bare.engine.begin() as conn:
+        conn.execute(text("UPDATE vehicles SET vin = 'LSGBL5334HF000002'"))
+    with pytest.raises(Exception, match="0010 downgrade refused"):
+        command.downgrade(alembic_config(bare.engine), "0009_copy_notice_channel")

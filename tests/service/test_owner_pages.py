@@ -14,7 +14,7 @@ from tests.service.conftest import Sealed
 from zhichao.service import owners
 from zhichao.service.db import session_factory, transaction
 from zhichao.service.errors import InvalidInputError
-from zhichao.service.models import Case, Passage, Vehicle
+from zhichao.service.models import Case, CaseHolder, Passage, Vehicle
 from zhichao.service.settings import Settings
 
 PLATE, VIN = "浙A7P123", "LFWAD0000000T4Q21"
@@ -47,6 +47,7 @@ def _cases(db: Engine, sealed: Sealed, tag: str) -> list[int]:
                      eligibility_status="ENFORCEABLE")
             s.add(c)
             s.flush()
+            s.add(CaseHolder(case_id=c.id, vin=VIN, bound_utc=when))  # as ingest binds it
             if state == "notified":
                 visible.append((when, c.id))
     return [case_id for _, case_id in sorted(visible, reverse=True)]

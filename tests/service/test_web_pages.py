@@ -35,6 +35,7 @@ from zhichao.evidence.eligibility import SEVERITY_ZH
 from zhichao.service.db import drop_schema, transaction
 from zhichao.service.models import AuditEntry, Case, User
 from zhichao.service.web import svg
+from zhichao.service.workdays import CHINA_TZ
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 200
 
@@ -318,13 +319,13 @@ def test_malformed_forms_get_a_page(web: Web) -> None:
     r = client.post(f"/console/cases/{case_id}/technical-review",
                     data={"csrf_token": token, "expected_version": "1"})  # no verdict
     assert r.status_code == 422 and r.headers["content-type"].startswith("text/html")
-    assert "输入有误" in r.text and "verdict" in r.text
+    assert "输入有误" in r.text and "请填写审核意见" in r.text and "verdict" not in r.text
     r = client.post(f"/console/cases/{case_id}/technical-review",
                     data={"csrf_token": token, "expected_version": "1", "verdict": "maybe"})
     assert r.status_code == 422 and "请选择" in r.text
     r = client.post(f"/console/cases/{case_id}/technical-review", data={
         "csrf_token": token, "expected_version": "1", "verdict": "reject"})
-    assert r.status_code == 422 and "必须填写理由" in r.text
+    assert r.status_code == 422 and "请填写理由" in r.text
     assert client.get("/console/no-such-page").status_code == 404
     assert client.get("/api/v1/no-such-route").headers["content-type"] == "application/json"
     assert case_state(web, case_id) == ("technical_review", 1)
@@ -381,7 +382,8 @@ def test_walk_with_injected_html_everywhere(web: Web) -> None:
                        data={"csrf_token": csrf_of(html), "response": INJECT})
         assert r.status_code == 303
     r = legal.post(f"/console/cases/{case_id}/hearing", follow_redirects=False, data={
-        "csrf_token": csrf_of(html), "held_utc": "2026-03-10T02:00", "summary": INJECT})
+        "csrf_token": csrf_of(html), "summary": INJECT,  # held now: after the request
+        "held_utc": datetime.now(UTC).astimezone(CHINA_TZ).strftime("%Y-%m-%dT%H:%M")})
     assert r.status_code == 303, r.text
     past_statement_period(web.sessions, case_id)
     assert act(legal, case_id, "close-statements").status_code == 303
@@ -524,7 +526,7 @@ def test_queue_filters(web: Web) -> None:
     assert web.cases[2].id in ids(state=state)
     assert ids(overdue="1") <= all_ids
     r = client.get("/console/", params={"date_from": "03/02/2026"})
-    assert r.status_code == 422 and "日期格式" in r.text
+    assert r.status_code == 422 and "起始日期的格式应为 YYYY-MM-DD" in r.text
     r = client.get("/console/", params={"state": "nonsense"})
     assert r.status_code == 422 and "案件状态无效" in r.text
 

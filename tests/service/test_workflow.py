@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,8 +21,16 @@ from zhichao.service.errors import (
     PermissionDeniedError,
     WorkflowError,
 )
-from zhichao.service.models import AuditEntry, Case, CaseEvent, Decision, Review, User
-from zhichao.service.workdays import DeadlinePolicy
+from zhichao.service.models import (
+    AuditEntry,
+    Case,
+    CaseEvent,
+    Decision,
+    EvidenceEvent,
+    Review,
+    User,
+)
+from zhichao.service.workdays import CHINA_TZ, DeadlinePolicy
 
 POLICY = DeadlinePolicy()
 NOTIFY_AT = utc(2026, 2, 13, 2, 0)  # Friday 13 Feb 2026, 10:00 in Beijing
@@ -528,3 +536,91 @@ def test_every_staff_transition_starts_from_the_duties_table() -> None:
         assert isinstance(first, ast.Constant) and first.value in duties.DUTIES, fn.name
         started[fn.name] = first.value
     assert sorted(started.values()) == sorted(duties.DUTIES), started
+
+
+def test_a_hearing_is_recorded_once_and_after_its_request(sessions: sessionmaker[Session],
+                                                          sealed: Sealed, crew: Crew) -> None:
+    case = to_notified(sessions, sealed, crew)
+    asked = NOTIFY_AT + timedelta(days=2)
+    with transaction(sessions) as s:
+        c = s.get(Case, case.id)
+        assert c is not None
+        workflow.add_statement(s, c, kind="hearing_request", text="申请听证", contact=None,
+                               actor_label="owner", max_chars=100, now=asked)
+    for held, text in ((asked - timedelta(hours=1), "不得早于当事人申请听证的时间"),
+                       (utc(2026, 3, 5), "不得晚于当前时间"),
+                       (datetime(1, 1, 1, tzinfo=CHINA_TZ), "须在 2000 年至 2100 年之间")):
+        with pytest.raises(InvalidInputError) as info:
+            act(sessions, case.id, workflow.record_hearing, crew.legal, held_utc=held,
+                summary="听证", now=utc(2026, 3, 4))
+        assert text in info.value.message_zh
+    act(sessions, case.id, workflow.record_hearing, crew.legal,
+        held_utc=utc(2026, 3, 3, 2), summary="当事人到场陈述", now=utc(2026, 3, 4))
+    with pytest.raises(WorkflowError, match="already recorded") as refused:
+        act(sessions, case.id, workflow.record_hearing, crew.legal,
+            held_utc=utc(2026, 3, 3, 5), summary="改写的笔录", now=utc(2026, 3, 4))
+    assert "不得覆盖" in refused.value.message_zh and refused.value.http_status == 409
+    with transaction(sessions) as s:
+        c = s.get(Case, case.id)
+        assert c is not None and c.hearing_held_utc == utc(2026, 3, 3, 2)
+        assert c.hearing_summary_zh == "当事人到场陈述"
+
+
+def test_a_statement_is_answered_once_and_the_answer_is_logged(
+        sessions: sessionmaker[Session], sealed: Sealed, crew: Crew) -> None:
+    case = to_notified(sessions, sealed, crew)
+    with transaction(sessions) as s:
+        c = s.get(Case, case.id)
+        assert c is not None
+        statement_id = workflow.add_statement(
+            s, c, kind="statement", text="请复核", contact=None, actor_label="owner",
+            max_chars=100, now=NOTIFY_AT + timedelta(days=1)).id
+    act(sessions, case.id, workflow.answer_statement, crew.legal, statement_id=statement_id,
+        response="经复核，称重数据有效。")
+    with pytest.raises(WorkflowError, match="already answered") as refused:
+        act(sessions, case.id, workflow.answer_statement, crew.legal,
+            statement_id=statement_id, response="改口的答复")
+    assert refused.value.http_status == 409 and "不得修改" in refused.value.message_zh
+    with transaction(sessions) as s:
+        st = s.get(workflow.Statement, statement_id)
+        assert st is not None and st.response_zh == "经复核，称重数据有效。"
+        entries = s.scalars(select(AuditEntry).where(
+            AuditEntry.action == "case.statement_answered",
+            AuditEntry.object_id == str(case.id))).all()
+        assert [e.detail["response"] for e in entries] == ["经复核，称重数据有效。"]
+        answered = s.scalars(select(EvidenceEvent).where(
+            EvidenceEvent.case_id == case.id, EvidenceEvent.outcome == "answered")).all()
+        assert [e.reason_zh for e in answered] == ["经复核，称重数据有效。"]
+
+
+def test_a_decision_is_served_after_it_was_made_and_not_in_the_future(
+        sessions: sessionmaker[Session], sealed: Sealed, crew: Crew) -> None:
+    case = to_notified(sessions, sealed, crew)
+    act(sessions, case.id, workflow.close_statements, crew.legal, now=AFTER_DEADLINES)
+    act(sessions, case.id, workflow.decide, crew.boss, outcome="warning", fine_yuan=0,
+        reasons="首次违法", now=AFTER_DEADLINES)
+    now = AFTER_DEADLINES + timedelta(days=1)
+    for served, text in ((AFTER_DEADLINES - timedelta(days=1), "不得早于作出决定的时间"),
+                         (now + timedelta(hours=1), "不得晚于当前时间"),
+                         (datetime(9999, 12, 31, 23, tzinfo=CHINA_TZ), "须在 2000 年")):
+        with pytest.raises(InvalidInputError) as info:
+            act(sessions, case.id, workflow.serve, crew.boss, channel="post",
+                served_utc=served, now=now)
+        assert text in info.value.message_zh
+    act(sessions, case.id, workflow.serve, crew.boss, channel="post",
+        served_utc=AFTER_DEADLINES + timedelta(hours=3), now=now)
+    with transaction(sessions) as s:
+        d = s.scalars(select(Decision).where(Decision.case_id == case.id)).one()
+        assert d.served_utc == AFTER_DEADLINES + timedelta(hours=3)
+
+
+def test_typed_text_counts_a_crlf_as_one_character_and_names_fields_in_chinese() -> None:
+    assert workflow._text("甲\r\n乙", "text", required=True, max_chars=3) == "甲\n乙"
+    with pytest.raises(InvalidInputError) as info:
+        workflow._text("甲\r\n乙丙", "text", required=True, max_chars=3)
+    assert info.value.message_zh.startswith("陈述申辩内容不得超过 3 个字符")
+    for field, label in (("reasons", "决定理由"), ("response", "答复内容"), ("proof", "送达凭证"),
+                         ("record", "当事人放弃权利的记录"), ("reason", "理由")):
+        with pytest.raises(InvalidInputError) as info:
+            workflow._text("  ", field, required=True)
+        assert info.value.message_zh == f"请填写{label}"

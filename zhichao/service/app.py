@@ -35,6 +35,7 @@ from zhichao.service.body_limit import ASGIApp, Message, Receive, Scope, Send
 from zhichao.service.db import make_engine, session_factory, upgrade
 from zhichao.service.errors import ServiceError
 from zhichao.service.guards import install_guards
+from zhichao.service.inputs import validation_message_zh
 from zhichao.service.ratelimit import make_limiter
 from zhichao.service.settings import Settings
 
@@ -117,9 +118,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [".".join(str(p) for p in err.get("loc", ())) for err in exc.errors()]
+        errors = exc.errors()
+        fields = [".".join(str(p) for p in err.get("loc", ())) for err in errors]
         return JSONResponse(status_code=422, content={
-            "error": "invalid_input", "message_zh": "输入有误：" + "、".join(fields[:10]),
+            "error": "invalid_input", "message_zh": validation_message_zh(errors),
             "message": "request validation failed", "fields": fields[:50]})
 
     @app.exception_handler(StarletteHTTPException)

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DataError
 
 from zhichao.service.body_limit import ASGIApp, BodyLimit, Receive, Scope, Send, service_limits
+from zhichao.service.inputs import validation_message_zh
 from zhichao.service.login_throttle import LoginContext
 from zhichao.service.ratelimit import make_login_throttle
 from zhichao.service.settings import Settings
@@ -61,9 +62,10 @@ class NoControlInURL:
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ValidationError)
-    fields = [".".join(str(p) for p in err.get("loc", ())) for err in exc.errors()]
+    errors = exc.errors()
+    fields = [".".join(str(p) for p in err.get("loc", ())) for err in errors]
     return JSONResponse(status_code=422, content={
-        "error": "invalid_input", "message_zh": "输入有误：" + "、".join(fields[:10]),
+        "error": "invalid_input", "message_zh": validation_message_zh(errors),
         "message": "validation failed", "fields": fields[:50]})
 
 

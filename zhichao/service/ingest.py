@@ -14,19 +14,29 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 import zipfile
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, exists, insert, literal, select
 from sqlalchemy.orm import Session
 
 from zhichao.common import utc_now
 from zhichao.evidence.canonical import canonicalize
 from zhichao.service import audit
 from zhichao.service.errors import IngestError, InvalidInputError
-from zhichao.service.models import Case, Device, Lane, Passage, Site, Vehicle
+from zhichao.service.models import (
+    Case,
+    CaseHolder,
+    Device,
+    Lane,
+    Passage,
+    Site,
+    UTCDateTime,
+    Vehicle,
+)
 from zhichao.service.objectstore import local_package
 from zhichao.vision.plate_image import PLATE_COLOURS_ZH
 
@@ -35,11 +45,19 @@ _COLOUR_FROM_ZH.update({"蓝色": "blue", "黄色": "yellow", "绿色": "green",
                         "黑色": "black", "渐变绿": "green", "黄绿色": "yellow_green"})
 
 
+# Separators people type inside a plate: middle dots of every script (·・‧∙⋅•), full stops
+# and hyphens; after NFKC a full-width ．or ･ is one of these, an ideographic space a space.
+_PLATE_SEPARATORS = frozenset("·・‧∙⋅•.-")
+
+
 def normalise_plate(plate: str | None) -> str | None:
-    """Upper case, no spaces or separator dots (浙A·12345 → 浙A12345)."""
+    """NFKC (full-width Ｊ５ → J5), upper case, no spaces or separator dots
+    (浙A·12345, 浙A・12345, 浙Ａ１２３４５ → 浙A12345). The one plate normaliser: what
+    stations send, what the registry imports and what owners type all go through it."""
     if plate is None:
         return None
-    text = "".join(ch for ch in plate.strip().upper() if ch not in " ·.-•")
+    text = unicodedata.normalize("NFKC", plate).upper()
+    text = "".join(ch for ch in text if ch not in _PLATE_SEPARATORS and not ch.isspace())
     return text or None
 
 
@@ -327,6 +345,10 @@ def register_ingested_package(session: Session, manifest: dict[str, Any] | None,
         created_utc=now, updated_utc=now)
     session.add(case)
     session.flush()
+    holder_vin = _plate_holder_vin(session, passage)
+    if holder_vin is not None:  # the vehicle holding the plate now is the case's
+        session.add(CaseHolder(case_id=case.id, vin=holder_vin, bound_utc=now))
+        session.flush()
     audit.append(session, actor=f"station:{station.get('station_id')}",
                  action="package.registered", object_type="case", object_id=str(case.id),
                  now=now, detail={"package_id": package_id, "manifest_sha256": manifest_sha256,
@@ -334,10 +356,33 @@ def register_ingested_package(session: Session, manifest: dict[str, Any] | None,
     return case
 
 
+def _plate_holder_vin(session: Session, passage: Passage) -> str | None:
+    """The VIN of the vehicle registered under the passage's plate now (the case's holder)."""
+    if passage.plate is None or passage.plate_colour is None:
+        return None
+    return session.scalars(select(Vehicle.vin).where(
+        Vehicle.plate == passage.plate, Vehicle.plate_colour == passage.plate_colour)).first()
+
+
+def _bind_unbound_cases(session: Session, plate: str, plate_colour: str, vin: str) -> None:
+    """Give the plate's cases that have no holder yet (registered before the registry knew
+    the plate) this VIN, in one INSERT … SELECT. A bound case keeps its VIN for good."""
+    session.flush()
+    unbound = (select(Case.id, literal(vin, String(17)), literal(utc_now(), UTCDateTime()))
+               .where(Case.plate == plate, Case.plate_colour == plate_colour,
+                      ~exists().where(CaseHolder.case_id == Case.id)))
+    session.execute(insert(CaseHolder).from_select(["case_id", "vin", "bound_utc"], unbound))
+
+
 def upsert_vehicle(session: Session, *, plate: str, plate_colour: str, vin: str,
                    licence_file_number: str | None = None, owner_name_zh: str | None = None,
                    owner_phone: str | None = None) -> Vehicle:
-    """Registration data from the vehicle registry (车管所) that owners prove themselves with."""
+    """Registration data from the vehicle registry (车管所) that owners prove themselves with.
+
+    The row is the plate's current holder. When a re-import gives the plate another VIN,
+    the plate's cases keep the VIN they were registered under (``CaseHolder``): the new
+    holder never sees the old holder's cases, and the old holder still finds them with
+    their own VIN. Cases registered before the registry knew the plate get this VIN."""
     plate = normalise_plate(plate) or ""
     colour = normalise_colour(plate_colour)
     if not plate or colour is None:
@@ -351,6 +396,9 @@ def upsert_vehicle(session: Session, *, plate: str, plate_colour: str, vin: str,
     if row is None:
         row = Vehicle(plate=plate, plate_colour=plate_colour, vin=vin)
         session.add(row)
+    elif row.vin != vin:  # the plate passed to another vehicle: its cases stay the old one's
+        _bind_unbound_cases(session, plate, plate_colour, row.vin)
+    _bind_unbound_cases(session, plate, plate_colour, vin)
     row.vin = vin
     row.licence_file_number = licence_file_number
     row.owner_name_zh = owner_name_zh

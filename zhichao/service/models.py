@@ -216,6 +216,21 @@ class Case(Base):
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 (SQLAlchemy reads it)
 
 
+class CaseHolder(Base):
+    """The VIN of the vehicle that held a case's plate when the case was registered
+    (migration 0010; no row while the registry does not know the plate): the owner query
+    shows the case only to that vehicle's holder, never to a later holder of the plate.
+    Written once (``ingest``), never changed. A table of its own, not a column of
+    ``cases``, so that the case rows (and the migrations' tests that write them at older
+    revisions) stay as they were."""
+
+    __tablename__ = "case_holders"
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), primary_key=True,
+                                         autoincrement=False)
+    vin: Mapped[str] = mapped_column(String(17))
+    bound_utc: Mapped[datetime]
+
+
 class CaseEvent(Base):
     """One state transition of a case: who, when, why."""
 

@@ -8,8 +8,17 @@ found or not — does the same database work and is padded to at least
 Queries are rate-limited per client and per plate (in memory, or in Redis shared by the
 replicas: ``ratelimit.py``).
 
+A plate passes from vehicle to vehicle; a case belongs to the vehicle that held its plate
+when the case was registered (``CaseHolder``, bound by ``ingest``), never to whoever holds
+the plate now. So the VIN's last six find the cases registered under a VIN ending in them
+(the plate's former holder still finds their own cases after the registry re-imports the
+plate with another VIN), and the 行驶证 file number, which only the current registry row
+holds, finds the cases of the current holder's VIN.
+
 A successful query returns a short-lived owner token (HMAC-signed, no table) naming the
-cases it may open; every view of a record or its evidence is written to the audit log.
+cases it may open and the holder (a keyed digest of the cases' VIN), checked again on
+every open (:func:`owner_case`); every view of a record or its evidence is written to the
+audit log.
 Every query is written to the owner access log (``access_log.py``), which is sealed into
 the audit chain in batches.
 """
@@ -50,7 +59,17 @@ from zhichao.service.ingest import (
     normalise_plate,
     read_package_manifest,
 )
-from zhichao.service.models import Attachment, Case, Decision, Passage, Site, Statement, Vehicle
+from zhichao.service.inputs import check_time
+from zhichao.service.models import (
+    Attachment,
+    Case,
+    CaseHolder,
+    Decision,
+    Passage,
+    Site,
+    Statement,
+    Vehicle,
+)
 from zhichao.service.objectstore import local_package
 from zhichao.service.ratelimit import Limiter
 from zhichao.service.settings import Settings
@@ -119,13 +138,23 @@ def _unb64(text: str) -> bytes:
 
 @dataclass(frozen=True)
 class OwnerGrant:
-    vehicle_id: int
+    """What an owner token grants: the cases, of one holder (:func:`holder_key` of the VIN
+    the cases were registered under), until the expiry."""
+
+    holder: str
     case_ids: frozenset[int]
     expires_epoch_s: int
 
 
+def holder_key(settings: Settings, vin: str) -> str:
+    """A VIN's holder key: keyed (the VIN cannot be read back from a token or the audit
+    log's actor), stable (one holder's queries link up)."""
+    return hmac.new(settings.secret_key.encode(), b"holder\n" + vin.encode(),
+                    hashlib.sha256).hexdigest()[:16]
+
+
 def make_owner_token(settings: Settings, grant: OwnerGrant) -> str:
-    body = json.dumps({"v": grant.vehicle_id, "c": sorted(grant.case_ids),
+    body = json.dumps({"h": grant.holder, "c": sorted(grant.case_ids),
                        "exp": grant.expires_epoch_s}, separators=(",", ":")).encode()
     mac = hmac.new(settings.secret_key.encode(), b"owner\n" + body, hashlib.sha256).digest()
     return f"{_b64(body)}.{_b64(mac)}"
@@ -145,7 +174,8 @@ def read_owner_token(settings: Settings, token: str | None, *,
         if not hmac.compare_digest(mac, expected):
             raise bad
         data = json.loads(body)
-        grant = OwnerGrant(int(data["v"]), frozenset(int(c) for c in data["c"]), int(data["exp"]))
+        grant = OwnerGrant(str(data["h"]), frozenset(int(c) for c in data["c"]),
+                           int(data["exp"]))
     except (ValueError, KeyError, TypeError) as exc:
         raise bad from exc
     if grant.expires_epoch_s <= (now or _utc_now()).timestamp():
@@ -208,30 +238,33 @@ def owner_query(session: Session, settings: Settings, limiter: Limiter, *, clien
     limiter.hit(f"plate:{norm_plate}:{colour}", limit=settings.owner_query_per_plate_per_hour,
                 window_s=3600)
     vehicle = session.execute(_VEHICLE, {"plate": norm_plate, "colour": colour}).first()
-    known = "\x00" * 32
-    if vehicle is not None:
-        known = (vehicle.vin[-6:] if kind == "vin" else vehicle.licence_file_number) or known
-    matched = hmac.compare_digest(known.upper().encode(), secret.encode()) and vehicle is not None
+    if kind == "vin":  # the cases registered under a VIN ending in these six prove it
+        proven, pattern = True, "_" * 11 + secret
+    else:  # the file number is the current holder's: the cases of the current VIN
+        known = (None if vehicle is None else vehicle.licence_file_number) or "\x00" * 32
+        proven = hmac.compare_digest(known.upper().encode(), secret.encode()) \
+            and vehicle is not None
+        pattern = vehicle.vin if proven and vehicle is not None else _NO_VIN
     page = session.execute(_PAGE if cursor is None else _PAGE_AFTER, {
-        "plate": norm_plate, "colour": colour, "n": limit + 1,
+        "plate": norm_plate, "colour": colour, "vin": pattern, "n": limit + 1,
         **({} if cursor is None else {"after_time": cursor[0], "after_id": cursor[1]})}).all()
     more = len(page) > limit
     page = page[:limit]
-    shown = matched and bool(page) and vehicle is not None
+    shown = proven and bool(page)
     records = owner_records(session, [row.id for row in page]) if shown else []
+    holder = holder_key(settings, page[0].vin) if shown else ""
     if pad:
         time.sleep(floor_left_s(started, settings))
     # One access entry per query, found or not (same work either way); when records are
     # shown it names every case whose evidence the owner now sees. Sealed into the audit
     # chain in batches (access_log.py).
     access_log.record_owner_access(
-        session, actor="owner" if not shown or vehicle is None
-        else f"owner:vehicle:{vehicle.id}",
+        session, actor=f"owner:vin:{holder}" if shown else "owner",
         object_id=hashlib.sha256(f"{norm_plate}|{colour}".encode()).hexdigest()[:16],
         now=now, detail={"matched": shown, "by": kind,
                          "evidence_viewed_case_ids": [r["case_id"] for r in records]})
-    if shown and vehicle is not None:
-        grant = OwnerGrant(vehicle.id, frozenset(r["case_id"] for r in records),
+    if shown:
+        grant = OwnerGrant(holder, frozenset(r["case_id"] for r in records),
                            int(now.timestamp()) + settings.owner_token_ttl_s)
         answer: dict[str, Any] = {
             "records": records, "owner_token": make_owner_token(settings, grant),
@@ -254,8 +287,8 @@ def _parse_cursor(after: str | None) -> tuple[datetime, int] | None:
         when = datetime.fromisoformat(when_text)
         if when.tzinfo is None or len(id_text) > 18:
             raise ValueError("naive time or long id")
-        return when.astimezone(UTC), int(id_text)
-    except ValueError as exc:
+        return check_time(when, "after"), int(id_text)  # year 1 or 9999: refused, no 500
+    except (ValueError, InvalidInputError) as exc:
         raise InvalidInputError(f"after: not a cursor ({exc})", "翻页参数有误，请重新查询") from exc
 
 
@@ -289,8 +322,13 @@ _RECORD_COLUMNS = (
 # scale"); the values are bound at each execution.
 _VEHICLE = select(Vehicle.id, Vehicle.vin, Vehicle.licence_file_number).where(
     Vehicle.plate == bindparam("plate"), Vehicle.plate_colour == bindparam("colour"))
-_PAGE = (select(Case.id, Case.time_utc).where(
+# ``vin``: a LIKE pattern, 11 ``_`` and the last six (the VIN route) or the whole VIN (the
+# file route); both are letters and digits only (checked), so nothing else is a wildcard.
+_NO_VIN = "#" * 17  # matches no VIN: a failed file-number check does the same work
+_PAGE = (select(Case.id, Case.time_utc, CaseHolder.vin)
+         .join(CaseHolder, CaseHolder.case_id == Case.id).where(
     Case.plate == bindparam("plate"), Case.plate_colour == bindparam("colour"),
+    CaseHolder.vin.like(bindparam("vin")),
     Case.state.in_(workflow.OWNER_VISIBLE_STATES))
     .order_by(Case.time_utc.desc(), Case.id.desc()).limit(bindparam("n")))
 _PAGE_AFTER = _PAGE.where(  # keyset: the page after (time, id), newest first
@@ -385,12 +423,13 @@ def owner_record_json(session: Session, case: Case) -> dict[str, Any]:
     return owner_records(session, [case.id])[0]
 
 
-def owner_case(session: Session, grant: OwnerGrant, case_id: int) -> Case:
-    """The case if the grant covers it and the vehicle still matches; else 404."""
+def owner_case(session: Session, settings: Settings, grant: OwnerGrant, case_id: int) -> Case:
+    """The case if the grant covers it and it was registered under the grant's holder's VIN
+    (not whoever holds its plate now); else 404."""
     case = session.get(Case, case_id)
-    vehicle = session.get(Vehicle, grant.vehicle_id)
-    if (case is None or vehicle is None or case_id not in grant.case_ids
-            or (case.plate, case.plate_colour) != (vehicle.plate, vehicle.plate_colour)
+    holder = session.get(CaseHolder, case_id)
+    if (case is None or holder is None or case_id not in grant.case_ids
+            or not hmac.compare_digest(holder_key(settings, holder.vin), grant.holder)
             or case.state not in workflow.OWNER_VISIBLE_STATES):
         raise NotFoundError(f"case {case_id} not covered by owner grant", "记录不存在")
     return case
@@ -463,7 +502,7 @@ def file_statement(session: Session, settings: Settings, grant: OwnerGrant, *, c
                    files: Sequence[tuple[str, bytes]] = (),
                    now: datetime | None = None) -> Statement:
     """陈述申辩 (or a hearing request) with attachments: JPEG, PNG or PDF by magic bytes."""
-    case = owner_case(session, grant, case_id)
+    case = owner_case(session, settings, grant, case_id)
     if _TEXT_CONTROL.search(text) or (contact is not None and _CONTROL.search(contact)):
         raise InvalidInputError("text or contact: control characters",
                                 "陈述内容或联系方式含有非法控制字符")
@@ -485,7 +524,7 @@ def file_statement(session: Session, settings: Settings, grant: OwnerGrant, *, c
         checked.append((_safe_filename(name), media_type, data))
     statement = workflow.add_statement(
         session, case, kind=kind, text=text, contact=contact,
-        actor_label=f"owner:vehicle:{grant.vehicle_id}", max_chars=settings.statement_max_chars,
+        actor_label=f"owner:vin:{grant.holder}", max_chars=settings.statement_max_chars,
         now=now)
     for name, media_type, data in checked:
         session.add(Attachment(statement_id=statement.id, filename=name, media_type=media_type,

@@ -28,6 +28,7 @@ from zhichao.evidence.events import EventType
 from zhichao.service import audit, copy_notices
 from zhichao.service.accounts import user_label
 from zhichao.service.errors import InvalidInputError, WorkflowError
+from zhichao.service.inputs import check_time
 from zhichao.service.models import Case, Notice, User
 from zhichao.service.workdays import DeadlinePolicy, china_date
 from zhichao.service.workflow import SERVICE_ZH, _start, _text, _transition
@@ -75,7 +76,8 @@ def serve_notice(session: Session, case: Case, user: User, *, delivered_utc: dat
                                     "送达方式无效")
         notice.channel = channel
     issued_minute = notice.issued_utc.replace(second=0, microsecond=0)  # forms give minutes
-    if delivered_utc.tzinfo is None or delivered_utc > now or delivered_utc < issued_minute:
+    delivered_utc = check_time(delivered_utc, "delivered_utc")  # year 1 or 9999: 422
+    if delivered_utc > now or delivered_utc < issued_minute:
         raise InvalidInputError("delivered_utc: a UTC time between issue and now",
                                 "送达（签收、交付、到达或公告）时间须在告知书发出之后、当前时间之前")
     proof_text = _text(proof, "proof", required=True, max_chars=500)

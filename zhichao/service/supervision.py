@@ -42,6 +42,7 @@ from zhichao.service.errors import (
     PermissionDeniedError,
     WorkflowError,
 )
+from zhichao.service.inputs import check_date
 from zhichao.service.models import (
     CampaignCase,
     CampaignScore,
@@ -191,6 +192,8 @@ def open_campaign(session: Session, user: User, *, title: str, period_start: dat
     now = now or utc_now()
     duties.check_supervision("open-campaign", user)
     title_zh = _text(title, "title", "评查活动名称", max_chars=200)
+    check_date(period_start, "period_start")  # year 1 or 9999 overflow the UTC bounds
+    check_date(period_end, "period_end")
     if period_end < period_start:
         raise InvalidInputError("period: end before start", "评查期间的结束日期早于开始日期")
     if not MIN_SAMPLE <= min_sample <= 10000:

@@ -35,7 +35,7 @@ Rules enforced here (not in the routes):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -53,6 +53,7 @@ from zhichao.service.errors import (
     PermissionDeniedError,
     WorkflowError,
 )
+from zhichao.service.inputs import beijing_minute_zh, check_time, label_zh
 from zhichao.service.models import Case, CaseEvent, Decision, Notice, Review, Statement, User
 from zhichao.service.workdays import DeadlinePolicy, china_date
 
@@ -97,16 +98,21 @@ OWNER_VISIBLE_STATES = ("notified", "statements_closed", "decided", "served", "p
 
 
 def _text(value: str | None, field: str, *, required: bool, max_chars: int = 2000) -> str | None:
+    """Typed text, stripped, with CRLF as LF (a browser sends a textarea's line breaks as
+    CRLF but its ``maxlength`` counts each as one character: so do we); zh-CN refusals
+    name the field by its label (``inputs.FIELDS_ZH``)."""
+    label = label_zh(field)
     if value is None or not value.strip():
         if required:
-            raise InvalidInputError(f"{field}: a reason is required", f"{field}：必须填写理由")
+            raise InvalidInputError(f"{field}: required", f"请填写{label}")
         return None
+    value = value.replace("\r\n", "\n").strip()
     if len(value) > max_chars:
         raise InvalidInputError(f"{field}: at most {max_chars} characters",
-                                f"{field}：不得超过 {max_chars} 个字符")
+                                f"{label}不得超过 {max_chars} 个字符（现为 {len(value)} 个）")
     if any(ord(c) < 32 and c not in "\n\r\t" for c in value):
-        raise InvalidInputError(f"{field}: control characters", f"{field}：含有非法控制字符")
-    return value.strip()
+        raise InvalidInputError(f"{field}: control characters", f"{label}含有非法控制字符")
+    return value
 
 
 def get_case(session: Session, case_id: int) -> Case:
@@ -290,30 +296,69 @@ def add_statement(session: Session, case: Case, *, kind: str, text: str, contact
 
 def answer_statement(session: Session, case: Case, user: User, *, statement_id: int,
                      response: str, now: datetime | None = None) -> Statement:
-    """复核: the legal reviewer answers a statement (Art. 45: statements must be examined)."""
+    """复核: the legal reviewer answers a statement (Art. 45: statements must be examined).
+    A statement is answered once: a second answer is refused (409), never overwrites the
+    first; the answer's text is in the audit entry and the evidence log's event."""
     now = now or utc_now()
     _start("answer", case, user, check_version=False)
     statement = session.get(Statement, statement_id)
     if statement is None or statement.case_id != case.id:
         raise NotFoundError(f"statement {statement_id} not in case {case.id}", "陈述申辩不存在")
-    statement.response_zh = _text(response, "response", required=True)
+    if statement.handled_utc is not None or statement.response_zh is not None:
+        when = beijing_minute_zh(statement.handled_utc) if statement.handled_utc else "此前"
+        raise WorkflowError(f"statement {statement_id} already answered",
+                            f"该陈述申辩已于 {when} 答复，答复不得修改或覆盖")
+    text = _text(response, "response", required=True)
+    assert text is not None
+    statement.response_zh = text
     statement.handled_utc = now
     statement.handled_by = user.id
     case.updated_utc = now
     audit.append(session, actor=user_label(user), action="case.statement_answered",
                  object_type="case", object_id=str(case.id), now=now,
-                 detail={"statement_id": statement_id})
+                 detail={"statement_id": statement_id, "response": text})
+    events.enqueue(session, case, event_type=EventType.STATEMENT, actor=events.actor_id(user),
+                   outcome="answered", reason_zh=text, now=now,
+                   details={"statement_id": statement_id})
     return statement
+
+
+CLOCK_SKEW = timedelta(seconds=60)  # a time "now" on the officer's clock may be this ahead
+
+
+def _hearing_requested_utc(session: Session, case: Case) -> datetime | None:
+    """When the party asked for the hearing (the first request), else when the notice that
+    gave the right was issued."""
+    asked = session.scalars(select(Statement.filed_utc).where(
+        Statement.case_id == case.id, Statement.kind == "hearing_request")
+        .order_by(Statement.filed_utc)).first()
+    if asked is not None:
+        return asked
+    return session.scalars(select(Notice.issued_utc).where(
+        Notice.case_id == case.id, Notice.kind == "notification")
+        .order_by(Notice.id)).first()
 
 
 def record_hearing(session: Session, case: Case, user: User, *, held_utc: datetime,
                    summary: str, now: datetime | None = None) -> Case:
+    """The hearing as held: once (a second record is refused, 409), at a time after the
+    request (forms give minutes: the request's minute counts) and not in the future."""
     now = now or utc_now()
     _start("hearing", case, user, check_version=False)
     if not case.hearing_requested:
         raise WorkflowError("no hearing was requested", "当事人未申请听证")
-    if held_utc.tzinfo is None or held_utc > now:
-        raise InvalidInputError("held_utc: a past UTC time", "听证时间须为已发生的时间（UTC）")
+    if case.hearing_held_utc is not None:
+        raise WorkflowError("hearing already recorded",
+                            f"听证已记录（举行时间 {beijing_minute_zh(case.hearing_held_utc)}），"
+                            "记录不得覆盖")
+    held_utc = check_time(held_utc, "held_utc")
+    if held_utc > now + CLOCK_SKEW:
+        raise InvalidInputError("held_utc: in the future", "听证时间不得晚于当前时间")
+    requested = _hearing_requested_utc(session, case)
+    if requested is not None and held_utc < requested.replace(second=0, microsecond=0):
+        raise InvalidInputError(f"held_utc {held_utc.isoformat()} before the request "
+                                f"{requested.isoformat()}",
+                                f"听证时间不得早于当事人申请听证的时间（{beijing_minute_zh(requested)}）")
     case.hearing_held_utc = held_utc
     case.hearing_summary_zh = _text(summary, "summary", required=True)
     case.updated_utc = now
@@ -413,10 +458,15 @@ def serve(session: Session, case: Case, user: User, *, channel: str,
     _start("serve", case, user, expected_version)
     if channel not in CHANNELS:
         raise InvalidInputError(f"channel {channel!r} not in {CHANNELS}", "送达方式无效")
-    served = served_utc or now
-    if served.tzinfo is None or served > now:
-        raise InvalidInputError("served_utc: a past UTC time", "送达时间须为已发生的时间（UTC）")
+    served = now if served_utc is None else check_time(served_utc, "served_utc")
+    if served > now + CLOCK_SKEW:
+        raise InvalidInputError("served_utc: in the future", "送达时间不得晚于当前时间")
     decision = session.scalars(select(Decision).where(Decision.case_id == case.id)).one()
+    if served < decision.decided_utc.replace(second=0, microsecond=0):
+        raise InvalidInputError(
+            f"served_utc {served.isoformat()} before the decision "
+            f"{decision.decided_utc.isoformat()}",
+            f"送达时间不得早于作出决定的时间（{beijing_minute_zh(decision.decided_utc)}）")
     decision.served_utc = served
     decision.served_channel = channel
     _transition(session, case, "served", actor=user, actor_label=user_label(user),

@@ -115,7 +115,7 @@ def list_cases(session: SessionDep, user: CaseReader,
     if state is not None:
         stmt = stmt.where(Case.state == state)
     if site_id is not None:
-        stmt = stmt.where(Case.site_id == clean_text(site_id, "site_id", "站点编号"))
+        stmt = stmt.where(Case.site_id == clean_text(site_id, "site_id"))
     if user.role_set == {"station_operator"}:
         stmt = stmt.where(Case.station_id == user.station_id)
     return CasesOut(cases=[case_out(c) for c in session.scalars(stmt)])

@@ -120,4 +120,4 @@ OwnerGrantDep = Annotated[owners.OwnerGrant, Depends(owner_grant)]
 
 
 def owner_actor(grant: owners.OwnerGrant) -> str:
-    return f"owner:vehicle:{grant.vehicle_id}"
+    return f"owner:vin:{grant.holder}"

@@ -65,16 +65,18 @@ async def owner_query(body: OwnerQueryIn, request: Request, factory: FactoryDep,
 
 
 @router.get("/owner/records/{case_id}", summary="车主查看本人记录")
-def owner_record(case_id: CaseId, grant: OwnerGrantDep, session: SessionDep) -> OwnerRecordOut:
-    case = owners.owner_case(session, grant, case_id)
+def owner_record(case_id: CaseId, grant: OwnerGrantDep, session: SessionDep,
+                 settings: SettingsDep) -> OwnerRecordOut:
+    case = owners.owner_case(session, settings, grant, case_id)
     owners.log_evidence_view(session, actor=owner_actor(grant), case=case, what="record")
     return OwnerRecordOut.model_validate(owners.owner_record_json(session, case))
 
 
 @router.get("/owner/records/{case_id}/package", summary="车主下载证据包",
             response_class=Response, responses=ZIP)
-def owner_package(case_id: CaseId, grant: OwnerGrantDep, session: SessionDep) -> Response:
-    case = owners.owner_case(session, grant, case_id)
+def owner_package(case_id: CaseId, grant: OwnerGrantDep, session: SessionDep,
+                  settings: SettingsDep) -> Response:
+    case = owners.owner_case(session, settings, grant, case_id)
     name, data = owners.package_zip(case)
     owners.log_evidence_view(session, actor=owner_actor(grant), case=case, what="package")
     return zip_response(name, data)
@@ -83,8 +85,8 @@ def owner_package(case_id: CaseId, grant: OwnerGrantDep, session: SessionDep) ->
 @router.get("/owner/records/{case_id}/files/{name:path}", summary="车主查看照片等文件",
             response_class=Response, responses=FILE)
 def owner_file(case_id: CaseId, name: Annotated[str, Path(max_length=200)],
-               grant: OwnerGrantDep, session: SessionDep) -> Response:
-    case = owners.owner_case(session, grant, case_id)
+               grant: OwnerGrantDep, session: SessionDep, settings: SettingsDep) -> Response:
+    case = owners.owner_case(session, settings, grant, case_id)
     media_type, data = owners.package_file(case, name)
     owners.log_evidence_view(session, actor=owner_actor(grant), case=case, what=name)
     return Response(data, media_type=media_type)
@@ -106,7 +108,7 @@ def owner_statement(case_id: CaseId, grant: OwnerGrantDep, session: SessionDep,
     blobs = [(u.filename or "attachment", u.file.read(settings.attachment_max_bytes + 1))
              for u in uploads]
     statement = owners.file_statement(session, settings, grant, case_id=case_id, kind=kind,
-                                      text=clean_text(text, "text", "内容"), contact=contact,
+                                      text=clean_text(text, "text"), contact=contact,
                                       files=blobs)
     return StatementFiledOut(statement_id=statement.id,
                              filed_utc=statement.filed_utc.isoformat(),

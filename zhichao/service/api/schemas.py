@@ -8,12 +8,12 @@ OpenAPI schema. Times are ISO 8601 text in UTC (``UtcText``), dates China dates
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from zhichao.service.errors import InvalidInputError
+from zhichao.service.inputs import PlausibleTime, label_zh
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -25,11 +25,12 @@ def no_control(value: str) -> str:
     return value
 
 
-def clean_text(value: str, field: str, label_zh: str | None = None) -> str:
-    """``value`` when it has no control characters, else a 422 naming the field in zh-CN."""
+def clean_text(value: str, field: str) -> str:
+    """``value`` when it has no control characters, else a 422 naming the field by its
+    zh-CN label (``inputs.FIELDS_ZH``)."""
     if _CONTROL.search(value):
         raise InvalidInputError(f"{field}: control characters",
-                                f"{label_zh or field}含有非法控制字符")
+                                f"{label_zh(field)}含有非法控制字符")
     return value
 
 
@@ -71,7 +72,8 @@ class AnswerIn(_In):
 
 
 class HearingIn(_In):
-    held_utc: datetime
+    held_utc: PlausibleTime = Field(description=(
+        "听证举行时间（ISO 8601，带时区）：不早于听证申请，不晚于当前时间"))
     summary: SafeStr = Field(min_length=1, max_length=2000)
 
 
@@ -93,14 +95,15 @@ class DecisionIn(_In):
 
 class ServeIn(_In):
     channel: SafeStr = Field(max_length=32)
-    served_utc: datetime | None = None
+    served_utc: PlausibleTime | None = Field(default=None, description=(
+        "送达时间（ISO 8601，带时区）：不早于作出决定，不晚于当前时间；省略为当前时间"))
     expected_version: Version = None
 
 
 class NoticeServiceIn(_In):
     """送达 of the notice: when it reached the party, and the proof."""
 
-    delivered_utc: datetime = Field(description=(
+    delivered_utc: PlausibleTime = Field(description=(
         "UTC 时间（ISO 8601，带时区）：直接送达为签收时间，邮寄为交付时间，电子送达为到达当事人"
         "同意的系统的时间，公告送达为公告发出时间（经过三十日视为送达）"))
     proof: SafeStr = Field(min_length=1, max_length=500,

@@ -4,7 +4,6 @@ and the 年报, typical cases. Roles from ``duties.SUPERVISION_DUTIES``; the rul
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -17,6 +16,7 @@ from zhichao.service import duties, monthly, supervision, workflow
 from zhichao.service import supervision_reports as reports
 from zhichao.service.api.deps import API, CaseId, SessionDep, staff_with
 from zhichao.service.api.schemas import STAFF_ERRORS, SafeStr, _In, media_answer
+from zhichao.service.inputs import PlausibleDate
 from zhichao.service.models import CampaignScore, ReviewCampaign, User
 
 router = APIRouter(prefix=f"{API}/supervision", tags=["supervision"], responses=STAFF_ERRORS)
@@ -42,8 +42,8 @@ READ_EXTRA = duties.openapi_extra(roles=duties.SUPERVISION_READ)
 
 class CampaignIn(_In):
     title: SafeStr = Field(min_length=1, max_length=200)
-    period_start: date
-    period_end: date
+    period_start: PlausibleDate
+    period_end: PlausibleDate
     site_ids: list[SafeStr] = Field(default_factory=list, max_length=100)
     states: list[SafeStr] = Field(default_factory=list, max_length=20)
     reviewer_ids: list[int] = Field(min_length=1, max_length=50)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from zhichao.common import format_utc
 from zhichao.evidence.errors import EvidenceError
 from zhichao.evidence.signing import key_fingerprint, load_public_key_bytes, public_pem
+from zhichao.evidence.verify_log import station_log_origin
 from zhichao.service.center.models import SyncStation
 from zhichao.sync.errors import SyncError
 
@@ -100,7 +101,7 @@ def register_station(engine: Engine, station_id: str, public_key_pem: bytes, *,
         session.add(SyncStation(
             station_id=station_id, key_name=key_name or f"zhichao-station-{station_id}",
             public_key_pem=public_pem(key).decode(), key_sha256=fingerprint,
-            log_origin=f"zhichao/station/{station_id}", registered_utc=datetime.now(UTC),
+            log_origin=station_log_origin(station_id), registered_utc=datetime.now(UTC),
             accepted_size=0))
 
 

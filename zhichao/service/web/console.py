@@ -25,6 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zhichao.service.app import create_app
+from zhichao.service.inputs import validation_message_zh
 from zhichao.service.settings import Settings
 from zhichao.service.web import (
     console_actions,
@@ -119,9 +120,8 @@ def _install_page_errors(app: FastAPI, pages: Pages) -> None:
     async def _validation_error(request: Request, exc: Exception) -> Response:
         if not _is_page(request) or not isinstance(exc, RequestValidationError):
             return await _delegate(api_validation_handler, request, exc)
-        fields = [str(err.get("loc", ("?",))[-1]) for err in exc.errors()]
         return pages.render(request, "error.html", status=422, user=None,
-                            message_zh="输入有误，请检查：" + "、".join(fields[:10]), back=None,
+                            message_zh=validation_message_zh(exc.errors()), back=None,
                             portal=request.url.path.startswith(PORTAL))
 
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -5,7 +5,6 @@ case, exactly as for the API."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -14,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from zhichao.service import duties, procedure, workflow
 from zhichao.service.errors import InvalidInputError, ServiceError
+from zhichao.service.inputs import parse_beijing_time
 from zhichao.service.models import Case, User
 from zhichao.service.web.pages import (
     CONSOLE,
@@ -24,7 +24,6 @@ from zhichao.service.web.pages import (
     Text2000,
     Ver,
 )
-from zhichao.service.workdays import CHINA_TZ
 
 router = APIRouter(include_in_schema=False)
 Step = Callable[[Session, Case, User], Any]
@@ -49,16 +48,6 @@ def _approve(value: str) -> bool:
     if value not in ("approve", "reject"):
         raise InvalidInputError(f"decision {value!r}", "请选择“通过”或“不通过”")
     return value == "approve"
-
-
-def _beijing_time(text: str, field: str) -> datetime:
-    """A time typed on a console form: 北京时间 unless it names its zone; stored as UTC."""
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise InvalidInputError(f"{field} {text!r}",
-                                "时间格式应为 YYYY-MM-DDTHH:MM（北京时间）") from exc
-    return (moment if moment.tzinfo else moment.replace(tzinfo=CHINA_TZ)).astimezone(UTC)
 
 
 Verdict = Annotated[str, Form(max_length=10)]
@@ -113,7 +102,7 @@ def serve_notice(request: Request, pages: PagesDep, case_id: CaseId, expected_ve
                  csrf_token: Csrf = None) -> Response:
     return act(request, pages, case_id, "serve-notice", csrf_token,
                lambda s, c, u: procedure.serve_notice(
-                   s, c, u, delivered_utc=_beijing_time(delivered, "delivered"), proof=proof,
+                   s, c, u, delivered_utc=parse_beijing_time(delivered, "delivered"), proof=proof,
                    policy=pages.settings.deadlines, channel=channel or None,
                    expected_version=expected_version))
 
@@ -151,7 +140,7 @@ def hearing(request: Request, pages: PagesDep, case_id: CaseId,
             csrf_token: Csrf = None) -> Response:
     return act(request, pages, case_id, "hearing", csrf_token,
                lambda s, c, u: workflow.record_hearing(
-                   s, c, u, held_utc=_beijing_time(held_utc, "held_utc"), summary=summary))
+                   s, c, u, held_utc=parse_beijing_time(held_utc, "held_utc"), summary=summary))
 
 
 @router.post(f"{CONSOLE}/cases/{{case_id}}/close-statements")

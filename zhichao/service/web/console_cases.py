@@ -49,7 +49,7 @@ def _queue_query(session: Session, user: User, state: str | None, site_id: str |
                  lane: str | None, date_from: str | None, date_to: str | None) -> Any:
     if state and state not in workflow.STATES_ZH:
         raise InvalidInputError(f"state {state!r} unknown", "案件状态无效")
-    start, end = parse_date(date_from, "起始日期"), parse_date(date_to, "截止日期")
+    start, end = parse_date(date_from, "date_from"), parse_date(date_to, "date_to")
     stmt = (select(Case, Passage.lane_code).join(Passage, Passage.id == Case.passage_id)
             .order_by(Case.time_utc, Case.id))
     if state:

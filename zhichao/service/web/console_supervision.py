@@ -125,7 +125,7 @@ def open_campaign(request: Request, pages: PagesDep, title: Short,
                   seed: Annotated[str, Form(max_length=64)] = "",
                   csrf_token: Csrf = None) -> Response:
     def do(session: Any, user: User) -> str:
-        start, end = parse_date(period_start, "开始日期"), parse_date(period_end, "结束日期")
+        start, end = parse_date(period_start, "period_start"), parse_date(period_end, "period_end")
         if start is None or end is None:
             raise InvalidInputError("period required", "请填写评查期间")
         c = supervision.open_campaign(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -28,10 +28,10 @@ from zhichao.service.api.deps import client_id, visible_case
 from zhichao.service.db import transaction
 from zhichao.service.errors import (
     AuthenticationError,
-    InvalidInputError,
     ServiceError,
 )
 from zhichao.service.ingest import PLATE_COLOURS_ZH
+from zhichao.service.inputs import parse_date
 from zhichao.service.models import User
 from zhichao.service.ratelimit import Limiter
 from zhichao.service.settings import Settings
@@ -121,16 +121,6 @@ def environment() -> Environment:
     return env
 
 
-def parse_date(value: str | None, field: str) -> date | None:
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError as exc:
-        raise InvalidInputError(f"{field}: {value!r} is not YYYY-MM-DD",
-                                f"{field}：日期格式应为 YYYY-MM-DD") from exc
-
-
 def safe_next(target: str | None) -> str:
     """A ``/console/…`` path to go to after login, never another site (no open redirect)."""
     if target and target.startswith(CONSOLE + "/") and "//" not in target \
@@ -216,4 +206,4 @@ def get_pages(request: Request) -> Pages:
 
 
 PagesDep = Annotated[Pages, Depends(get_pages)]
-__all__ = ["CONSOLE", "PORTAL", "Pages", "PagesDep", "visible_case"]
+__all__ = ["CONSOLE", "PORTAL", "Pages", "PagesDep", "parse_date", "visible_case"]

@@ -10,6 +10,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from zhichao.common import utc_now
 from zhichao.service import owners
@@ -84,7 +85,7 @@ def portal_records(request: Request, pages: PagesDep) -> Response:
     try:
         grant, token = _grant(pages, request)
         with transaction(pages.factory) as session:
-            cases = [owners.owner_case(session, grant, case_id)
+            cases = [owners.owner_case(session, pages.settings, grant, case_id)
                      for case_id in sorted(grant.case_ids)]
             records = owners.owner_records(session, [c.id for c in cases])
             for case in cases:
@@ -99,30 +100,42 @@ def portal_records(request: Request, pages: PagesDep) -> Response:
 @router.get(f"{PORTAL}/records/{{case_id}}")
 def portal_record(request: Request, case_id: CaseId, pages: PagesDep,
                   done: Annotated[str | None, Query(max_length=32)] = None) -> Response:
-    settings = pages.settings
     try:
         grant, token = _grant(pages, request)
         with transaction(pages.factory) as session:
-            case = owners.owner_case(session, grant, case_id)
-            record = owners.owner_record_json(session, case)
-            closeups = [r["n"] for r in plate_reads(owners.read_manifest(case.package_path))
-                        if r["image"] is not None]
-            owners.log_evidence_view(session, actor=owner_actor(grant), case=case,
-                                     what="portal_record")
-            today = china_date(utc_now())
-            # before service the periods have not begun: filing is open (Art. 44, 64)
-            can_state = case.state == "notified" and (
-                case.statement_due is None or today <= case.statement_due)
-            can_hearing = case.state == "notified" and case.hearing_right == "yes" and (
-                case.hearing_request_due is None or today <= case.hearing_request_due)
-        return pages.render(request, "owner_record.html", r=record, closeups=closeups,
-                            csrf=_owner_csrf(pages, token), can_state=can_state,
-                            can_hearing=can_hearing, done_zh=DONE_ZH.get(done or ""),
-                            max_files=settings.attachment_max_count,
-                            max_mb=settings.attachment_max_bytes // (1024 * 1024),
-                            max_chars=settings.statement_max_chars)
+            return _record_page(pages, request, session, grant, token, case_id,
+                                done_zh=DONE_ZH.get(done or ""))
     except ServiceError as exc:
         return pages.error_page(request, exc, back=f"{PORTAL}/records")
+
+
+def _record_page(pages: Pages, request: Request, session: Session, grant: owners.OwnerGrant,
+                 token: str, case_id: int, *, status: int = 200, done_zh: str | None = None,
+                 statement_error_zh: str | None = None,
+                 kept: dict[str, str] | None = None) -> Response:
+    """The record page; after a refused statement, with the refusal beside the form and
+    what the owner typed still in it (``kept``)."""
+    settings = pages.settings
+    case = owners.owner_case(session, settings, grant, case_id)
+    record = owners.owner_record_json(session, case)
+    closeups = [r["n"] for r in plate_reads(owners.read_manifest(case.package_path))
+                if r["image"] is not None]
+    owners.log_evidence_view(session, actor=owner_actor(grant), case=case,
+                             what="portal_record")
+    today = china_date(utc_now())
+    # before service the periods have not begun: filing is open (Art. 44, 64)
+    can_state = case.state == "notified" and (
+        case.statement_due is None or today <= case.statement_due)
+    can_hearing = case.state == "notified" and case.hearing_right == "yes" and (
+        case.hearing_request_due is None or today <= case.hearing_request_due)
+    return pages.render(request, "owner_record.html", status=status, r=record,
+                        closeups=closeups, csrf=_owner_csrf(pages, token),
+                        can_state=can_state, can_hearing=can_hearing, done_zh=done_zh,
+                        statement_error_zh=statement_error_zh,
+                        kept=kept or {"text": "", "contact": "", "kind": "statement"},
+                        max_files=settings.attachment_max_count,
+                        max_mb=settings.attachment_max_bytes // (1024 * 1024),
+                        max_chars=settings.statement_max_chars)
 
 
 @router.get(f"{PORTAL}/records/{{case_id}}/files/{{name:path}}")
@@ -131,7 +144,7 @@ def portal_file(request: Request, case_id: CaseId, pages: PagesDep,
     try:
         grant, _token = _grant(pages, request)
         with transaction(pages.factory) as session:
-            case = owners.owner_case(session, grant, case_id)
+            case = owners.owner_case(session, pages.settings, grant, case_id)
             media_type, data = owners.package_file(case, name)
             if not media_type.startswith("image/"):
                 raise NotFoundError(f"{name}: not an image", "文件不存在")
@@ -149,7 +162,7 @@ def portal_plate_read(request: Request, case_id: CaseId, pages: PagesDep,
     try:
         grant, _token = _grant(pages, request)
         with transaction(pages.factory) as session:
-            case = owners.owner_case(session, grant, case_id)
+            case = owners.owner_case(session, pages.settings, grant, case_id)
             data = plate_read_crop(case, n)
             owners.log_evidence_view(session, actor=owner_actor(grant), case=case,
                                      what=f"plate_read/{n}")
@@ -163,7 +176,7 @@ def portal_package(request: Request, case_id: CaseId, pages: PagesDep) -> Respon
     try:
         grant, _token = _grant(pages, request)
         with transaction(pages.factory) as session:
-            case = owners.owner_case(session, grant, case_id)
+            case = owners.owner_case(session, pages.settings, grant, case_id)
             filename, data = owners.package_zip(case)
             owners.log_evidence_view(session, actor=owner_actor(grant), case=case,
                                      what="package")
@@ -173,20 +186,33 @@ def portal_package(request: Request, case_id: CaseId, pages: PagesDep) -> Respon
         return pages.error_page(request, exc)
 
 
+_NOT_FILED_ZH = "。您填写的内容尚未提交，请复制保存后重新查询"
+_FILES_LOST_ZH = "。已选择的附件未能保留（浏览器不会保留已选文件），请重新选择后提交"
+
+
 @router.post(f"{PORTAL}/records/{{case_id}}/statements")
 def portal_statement(request: Request, case_id: CaseId, pages: PagesDep,
-                     text: Annotated[str, Form(max_length=20_000)],
+                     text: Annotated[str, Form()] = "",
                      kind: Annotated[str, Form(pattern="^(statement|hearing_request)$")] =
                      "statement",
-                     contact: Annotated[str | None, Form(max_length=100)] = None,
+                     contact: Annotated[str, Form()] = "",
                      files: Annotated[list[UploadFile] | None, File()] = None,
                      csrf_token: Csrf = None) -> Response:
+    """File a statement. Text and contact are checked here, not by the form's declaration,
+    so that any refusal shows the record page again with what the owner typed and the
+    reason beside the form (a browser cannot keep chosen files: the message says so)."""
     settings = pages.settings
     back = f"{PORTAL}/records/{case_id}"
+    kept = {"text": text, "contact": contact, "kind": kind}
+    uploads = [u for u in files or [] if u.filename]  # an empty file input sends one
     try:
         grant, token = _grant(pages, request)
+    except ServiceError as exc:  # token expired: the record cannot be shown, the text can
+        return pages.render(request, "error.html", status=exc.http_status, user=None,
+                            message_zh=exc.message_zh + _NOT_FILED_ZH,
+                            back=f"{PORTAL}/", portal=True, kept_text=text)
+    try:
         security.check_csrf(pages.secret, "owner", token, csrf_token)
-        uploads = [u for u in files or [] if u.filename]  # an empty file input sends one
         if len(uploads) > settings.attachment_max_count:
             raise InvalidInputError(f"at most {settings.attachment_max_count} attachments",
                                     f"附件最多 {settings.attachment_max_count} 个")
@@ -194,10 +220,19 @@ def portal_statement(request: Request, case_id: CaseId, pages: PagesDep,
                  for u in uploads]
         with transaction(pages.factory) as session:
             owners.file_statement(session, settings, grant, case_id=case_id, kind=kind,
-                                  text=clean_text(text, "text", "内容"),
+                                  text=clean_text(text, "text"),
                                   contact=contact or None, files=blobs)
     except ServiceError as exc:
-        return pages.error_page(request, exc, back=back)
+        message = exc.message_zh + (_FILES_LOST_ZH if uploads else "")
+        try:
+            with transaction(pages.factory) as session:
+                return _record_page(pages, request, session, grant, token, case_id,
+                                    status=exc.http_status, statement_error_zh=message,
+                                    kept=kept)
+        except ServiceError as again:
+            return pages.render(request, "error.html", status=again.http_status, user=None,
+                                message_zh=again.message_zh, back=back, portal=True,
+                                kept_text=text)
     return RedirectResponse(f"{back}?done=statement", status_code=303)
 
 
