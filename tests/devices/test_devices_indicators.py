@@ -8,6 +8,7 @@ from zhichao.common import Backoff
 from zhichao.devices.base import Timeouts
 from zhichao.devices.errors import DeviceTimeoutError
 from zhichao.devices.faults import Fault, FaultInjector
+from zhichao.devices.indicator_formats import LATCH_FRAMES
 from zhichao.devices.indicators import (
     DecodeFault,
     ModbusIndicator,
@@ -47,7 +48,9 @@ def test_xk3190_a22_nibbles_negative_and_bad_xor() -> None:
 def test_xk3190_reversed_format() -> None:
     dec = Xk3190Decoder()
     assert _weights(dec.feed(b"=00.1000-")) == [-1.0]
-    assert _weights(dec.feed(b"=0543200=0543200=")) == [23450.0, 23450.0]
+    # without a sign byte: delivered once the stream is known to carry none
+    unsigned = Xk3190Decoder()
+    assert _weights(unsigned.feed(b"=0543200" * (LATCH_FRAMES + 1) + b"=")) == [23450.0] * 2
 
 
 def test_toledo_frames() -> None:
@@ -56,7 +59,7 @@ def test_toledo_frames() -> None:
     (r,) = ToledoDecoder().feed(frame + b"\x02")
     assert isinstance(r, WeightReading)
     assert (r.weight_kg, r.tare_kg, r.is_net, r.stable) == (12345, 345, True, True)
-    moving = encode_toledo(1.25, decimals=2, motion=True, checksum=False)
+    moving = encode_toledo(1.25, decimals=2, motion=True)
     bad = bytearray(encode_toledo(10))
     bad[-1] ^= 0x01
     items = ToledoDecoder().feed(b"zz" + moving + bytes(bad) + encode_toledo(-3.5, decimals=1)

@@ -4,6 +4,7 @@ WIM URL (ZSF/1 and ZWR/1 over TCP and serial, both Modbus rings, TCP and RTU).""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -288,12 +289,12 @@ def _stream(protocol: str) -> bytes:
     if protocol == "xk3190":
         return (b"\xffjunk" + encode_xk3190(-250.0, 0, a22_nibbles=True) + encode_xk3190(7.5, 1)
                 + b"=00.1000-" + encode_xk3190(20500.0, 0) + b"\x02+bad")
-    return (b"zz" + encode_toledo(1.25, decimals=2, motion=True, checksum=False)
+    return (b"zz" + encode_toledo(1.25, decimals=2, motion=True)
             + encode_toledo(10, overload=True) + b"\x02\x02" + encode_toledo(-3.5, decimals=1)
             + b"\x02")
 
 
-def _summary(items: list[WeightReading | object]) -> list[tuple[object, ...]]:
+def _summary(items: Sequence[object]) -> list[tuple[object, ...]]:
     return [(r.weight_kg, r.decimals, r.flags) if isinstance(r, WeightReading)
             else (type(r).__name__,) for r in items]
 
@@ -313,7 +314,7 @@ def test_decoders_give_the_same_readings_however_the_bytes_arrive(
         parts.extend(dec.feed(data[start:cut]))
         start = cut
     readings = [r for r in whole if isinstance(r, WeightReading)]
-    assert len(readings) == 4 if protocol == "xk3190" else 3
+    assert len(readings) == (4 if protocol == "xk3190" else 3)
     assert [x for x in _summary(parts) if len(x) > 1] == [x for x in _summary(whole)
                                                           if len(x) > 1]
 

@@ -18,7 +18,8 @@ offset  size  field             meaning
 16      8     sample_index      u64 index of the frame's first sample since power-up
 24      8     device_time_us    i64 device clock at the first sample [µs since 1970 UTC]
 32      4     sample_rate_hz    float32 [Hz]
-36      4     scale             float32, output units per count (1.0 for float32)
+36      4     scale             float32, output units per count (1.0 for float32; an
+                                int16 frame's must be finite and > 0)
 40      …     payload           n_samples × n_channels values, sample-major
 end-2   2     crc               CRC-16/CCITT-FALSE over bytes 2 … end-3 (all but sync, crc)
 ======  ====  ================  ==========================================================
@@ -32,6 +33,7 @@ offset, so the driver can count and log it.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -220,6 +222,8 @@ class FrameDecoder:
                 problem = f"n_samples {n_samples}"
             elif reserved != 0 or flags & ~FLAG_BOOT:
                 problem = "reserved bits set"
+            elif encoding == ENCODING_INT16 and not (math.isfinite(scale) and scale > 0):
+                problem = f"int16 scale {scale} (must be finite and > 0)"
             if problem:
                 out.append(FrameFault("bad_header", self._buf_offset + pos, 1, problem))
                 self._skip(out, pos, pos + 1, None)
