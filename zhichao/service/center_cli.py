@@ -62,6 +62,10 @@ def register(subparsers: Any) -> None:
     add.add_argument("--key", required=True, help="station public key (PEM)")
     add.add_argument("--key-name", help="default zhichao-station-<id>")
     add.add_argument("--replace-key", action="store_true")
+    add.add_argument("--previous-key-valid-below", type=int, metavar="LOG_SIZE",
+                     help="with --replace-key: the station's log size when it changed keys; "
+                          "the replaced key stays trusted for entries below it (default: the "
+                          "size the center has accepted)")
     add.set_defaults(handler=_center_add_station)
     center.set_defaults(handler=lambda _args: (center.print_help(), 2)[1])
 
@@ -136,7 +140,8 @@ def _center_add_station(args: argparse.Namespace) -> int:
         engine = make_engine(args.db)
         create_tables(engine, args.schema)
         register_station(engine, args.station, pem, schema=args.schema,
-                         key_name=args.key_name, replace_key=args.replace_key)
+                         key_name=args.key_name, replace_key=args.replace_key,
+                         previous_key_valid_below=args.previous_key_valid_below)
     except (ZhichaoError, OSError) as exc:
         return _error(exc)
     print(f"站点 {args.station} 已登记 / station {args.station} registered")

@@ -45,6 +45,21 @@ class SyncStation(SyncBase):
                                                             nullable=True)
 
 
+class SyncStationKey(SyncBase):
+    """A station's replaced public key: trusted only for what it sealed, the log entries
+    below ``valid_below_log_size`` (migration 0011)."""
+
+    __tablename__ = "sync_station_key"
+
+    station_id: Mapped[str] = mapped_column(ForeignKey("sync_station.station_id"),
+                                            primary_key=True)
+    key_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_name: Mapped[str] = mapped_column(String(200))
+    public_key_pem: Mapped[str] = mapped_column(Text)
+    replaced_utc: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    valid_below_log_size: Mapped[int] = mapped_column(BigInteger)
+
+
 class SyncPackage(SyncBase):
     """An accepted evidence package, stored content-addressed under the store directory."""
 

@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from zhichao.common import fsync_dir
 from zhichao.evidence import strict_json
 from zhichao.evidence.errors import EvidenceError
-from zhichao.evidence.manifest import CHECKPOINT_NAME
+from zhichao.evidence.manifest import CHECKPOINT_NAME, MANIFEST_NAME
 from zhichao.evidence.merkle import verify_consistency
 from zhichao.evidence.reader import PackageContents, PackageRefusedError, read_package
 from zhichao.evidence.signing import Checkpoint, load_public_key_bytes, verify_checkpoint
@@ -71,6 +71,7 @@ from zhichao.service.center.tables import (
     create_tables,
     make_engine,
     register_station,
+    trusted_key,
     utc_text,
 )
 from zhichao.service.objectstore import FolderPackages, PackageFiles
@@ -94,6 +95,17 @@ CONTENT_FACTOR = 2
 the upload limit (a package is zipped stored, so its contents are smaller than the zip;
 a deflate bomb is refused before it is inflated)."""
 MAX_PASSAGES_PER_REQUEST = 1000
+
+
+def _named_key_sha256(contents: PackageContents) -> str | None:
+    """The key fingerprint a package's manifest names (a claim, checked by the verifier;
+    it only picks which of the station's trusted keys to verify with)."""
+    try:
+        manifest = strict_json.loads(contents.read(MANIFEST_NAME) or b"", MANIFEST_NAME)
+        station = strict_json.member(manifest, "station", MANIFEST_NAME)
+        return strict_json.string(station, "key_sha256", f"{MANIFEST_NAME}.station")
+    except EvidenceError:
+        return None
 
 
 class CenterStore(HookDelivery):
@@ -156,9 +168,11 @@ class CenterStore(HookDelivery):
         create_tables(self.engine, self.schema)
 
     def register_station(self, station_id: str, public_key_pem: bytes, *,
-                         key_name: str | None = None, replace_key: bool = False) -> None:
+                         key_name: str | None = None, replace_key: bool = False,
+                         previous_key_valid_below: int | None = None) -> None:
         register_station(self.engine, station_id, public_key_pem, key_name=key_name,
-                         replace_key=replace_key)
+                         replace_key=replace_key,
+                         previous_key_valid_below=previous_key_valid_below)
 
     # ---------------------------------------------------------------- queries
     def station_view(self, station_id: str) -> dict[str, Any] | None:
@@ -251,7 +265,11 @@ class CenterStore(HookDelivery):
                 spooled.unlink(missing_ok=True)
                 return self._receipt_outcome(200, existing.receipt, existing.receipt_signature,
                                              duplicate=True)
-            key = load_public_key_bytes(station.public_key_pem.encode(), "registered key")
+            with self._sessions() as session:  # a replaced key for what it sealed
+                pem, key_name = trusted_key(session, station.station_id,
+                                            _named_key_sha256(contents), head.log_index) or (
+                    station.public_key_pem.encode(), station.key_name)
+            key = load_public_key_bytes(pem, "registered key")
             report = verify_package(spooled, key=key, contents=contents)
             if existing is not None:
                 if report.ok:  # same evidence, other zip bytes: same receipt
@@ -272,7 +290,7 @@ class CenterStore(HookDelivery):
                               failed_checks=codes)
             try:  # verified with the manifest's key name; the registered one may differ
                 checkpoint = verify_checkpoint(contents.read(CHECKPOINT_NAME) or b"",
-                                               station.key_name, key)
+                                               key_name, key)
             except EvidenceError as exc:
                 raise Refusal("checkpoint.invalid", str(exc)) from None
             self._check_origin(station, checkpoint)

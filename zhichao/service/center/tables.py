@@ -13,7 +13,7 @@ from zhichao.common import format_utc
 from zhichao.evidence.errors import EvidenceError
 from zhichao.evidence.signing import key_fingerprint, load_public_key_bytes, public_pem
 from zhichao.evidence.verify_log import station_log_origin
-from zhichao.service.center.models import SyncStation
+from zhichao.service.center.models import SyncStation, SyncStationKey
 from zhichao.sync.errors import SyncError
 
 
@@ -70,9 +70,15 @@ def create_tables(engine: Engine, schema: str | None = None) -> None:
 
 def register_station(engine: Engine, station_id: str, public_key_pem: bytes, *,
                      schema: str | None = None, key_name: str | None = None,
-                     replace_key: bool = False) -> None:
+                     replace_key: bool = False,
+                     previous_key_valid_below: int | None = None) -> None:
     """Trust ``public_key_pem`` for ``station_id`` (a key obtained independently of any
     package: the agency's key list or the device register).
+
+    Replacing a key (``replace_key``) keeps the replaced one trusted for what it sealed:
+    the station's log entries below ``previous_key_valid_below`` (the log size when the
+    station changed keys; default the size the center has accepted, which leaves packages
+    sealed before the change but not yet uploaded refused — give the size to accept them).
 
     Raises
     ------
@@ -94,6 +100,11 @@ def register_station(engine: Engine, station_id: str, public_key_pem: bytes, *,
                 raise SyncError(f"station {station_id} is registered with key "
                                 f"{row.key_sha256}; refusing to replace it with "
                                 f"{fingerprint} (pass replace_key)")
+            if row.key_sha256 != fingerprint:
+                _keep_replaced_key(session, row, previous_key_valid_below)
+                again = session.get(SyncStationKey, (station_id, fingerprint))
+                if again is not None:  # a replaced key made current again
+                    session.delete(again)
             row.public_key_pem = public_pem(key).decode()
             row.key_sha256 = fingerprint
             row.key_name = key_name or row.key_name
@@ -105,13 +116,38 @@ def register_station(engine: Engine, station_id: str, public_key_pem: bytes, *,
             accepted_size=0))
 
 
-def registered_key_pem(session: Session, station_id: str | None) -> bytes | None:
-    """The public key (PEM) the center holds for ``station_id``; ``None`` if unregistered."""
+def _keep_replaced_key(session: Session, row: SyncStation, valid_below: int | None) -> None:
+    below = row.accepted_size if valid_below is None else valid_below
+    if below < 0:
+        raise SyncError(f"station {row.station_id}: previous_key_valid_below {below} < 0")
+    old = session.get(SyncStationKey, (row.station_id, row.key_sha256))
+    if old is None:
+        session.add(SyncStationKey(
+            station_id=row.station_id, key_sha256=row.key_sha256, key_name=row.key_name,
+            public_key_pem=row.public_key_pem, replaced_utc=datetime.now(UTC),
+            valid_below_log_size=below))
+    else:
+        old.valid_below_log_size = below
+
+
+def trusted_key(session: Session, station_id: str | None, key_sha256: str | None,
+                log_index: int | None) -> tuple[bytes, str] | None:
+    """(PEM, key name) of the key the center trusts for a package of ``station_id`` whose
+    manifest names ``key_sha256`` and whose log entry is ``log_index``: a replaced key of
+    the station with that fingerprint where the entry lies below its
+    ``valid_below_log_size``, else the current key (a package signed otherwise then fails
+    ``key.mismatch``); ``None`` if the station is not registered."""
     if station_id is None:
         return None
     row = session.get(SyncStation, station_id)
-    return None if row is None else row.public_key_pem.encode()
+    if row is None:
+        return None
+    if key_sha256 is not None and key_sha256 != row.key_sha256 and log_index is not None:
+        old = session.get(SyncStationKey, (station_id, key_sha256))
+        if old is not None and 0 <= log_index < old.valid_below_log_size:
+            return old.public_key_pem.encode(), old.key_name
+    return row.public_key_pem.encode(), row.key_name
 
 
 __all__ = ["check_schema", "create_tables", "make_engine", "register_station",
-           "registered_key_pem", "utc_text"]
+           "trusted_key", "utc_text"]

@@ -20,15 +20,16 @@ from markupsafe import Markup
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, object_session
 
+from zhichao.evidence import strict_json
 from zhichao.evidence._util import parse_time
 from zhichao.evidence.documents import colour_zh, joint_province_probability, lowest_probability
 from zhichao.evidence.errors import EvidenceError, InputError
-from zhichao.evidence.manifest import MANIFEST_NAME
+from zhichao.evidence.manifest import INCLUSION_NAME, MANIFEST_NAME
 from zhichao.evidence.reader import PackageRefusedError, read_package
 from zhichao.evidence.signing import load_public_key_bytes
-from zhichao.evidence.verify import RESULT_ZH, Result, verify_package
+from zhichao.evidence.verify import RESULT_ZH, Result, read_inclusion, verify_package
 from zhichao.service import owners
-from zhichao.service.center.tables import registered_key_pem
+from zhichao.service.center.tables import trusted_key
 from zhichao.service.errors import NotFoundError
 from zhichao.service.models import Case
 from zhichao.service.objectstore import local_package
@@ -218,11 +219,30 @@ def _check(code: str, result: Result, message_zh: str) -> dict[str, str]:
             "message_zh": message_zh}
 
 
+def _key_claim(package_path: str) -> tuple[str | None, int | None]:
+    """(the key fingerprint the manifest names, the package's log index): claims that only
+    pick which of the station's registered keys verifies it (a replaced key is trusted for
+    what it sealed); the verifier checks both."""
+    try:
+        contents = read_package(local_package(package_path))
+        manifest = strict_json.loads(contents.read(MANIFEST_NAME) or b"", MANIFEST_NAME)
+        station = strict_json.member(manifest, "station", MANIFEST_NAME)
+        named = strict_json.string(station, "key_sha256", f"{MANIFEST_NAME}.station")
+        index = read_inclusion(contents.read(INCLUSION_NAME) or b"")[0]
+    except (PackageRefusedError, EvidenceError, NotFoundError, OSError):
+        return None, None
+    return named, index
+
+
 def _registered_key(case: Case, session: Session | None) -> tuple[Any, dict[str, str]]:
-    """(the station key the center registered, or ``None``; the check saying which)."""
+    """(the station key the center registered for this package — its current key, or a
+    replaced one for what that key sealed — or ``None``; the check saying which)."""
     session = session if session is not None else object_session(case)
     try:
-        pem = None if session is None else registered_key_pem(session, case.station_id)
+        named, index = _key_claim(case.package_path)
+        trusted = None if session is None else trusted_key(session, case.station_id, named,
+                                                            index)
+        pem = None if trusted is None else trusted[0]
         key = None if pem is None else load_public_key_bytes(pem, "registered key")
     except (SQLAlchemyError, EvidenceError) as exc:
         return None, _check("key.registered", Result.FAIL,
