@@ -67,6 +67,10 @@ def test_unusable_or_no_penalty_keeps_only_the_passage(sessions: sessionmaker[Se
     (lambda m: m["case"].pop("vehicle"), "vehicle"),
     (lambda m: m["case"]["vehicle"].update(time_utc="yesterday"), "time_utc"),
     (lambda m: m["case"]["vehicle"].update(time_utc="2025-06-01T02:03:04"), "offset"),
+    # a package id is its station's (station-time-lane-hash): another station's id taken
+    # first would make the genuine package fail for ever
+    (lambda m: m["station"].update(station_id="S002"), "not an id of station 'S002'"),
+    (lambda m: m.update(package_id="S0011-" + m["package_id"]), "not an id of station"),
 ])
 def test_malformed_manifests_are_refused_by_name(sessions: sessionmaker[Session],
                                                  sealed: Sealed, mutate: object,

@@ -281,6 +281,12 @@ def register_ingested_package(session: Session, manifest: dict[str, Any] | None,
         raise IngestError("manifest.package_id: missing")
     if len(manifest_sha256) != 64:
         raise InvalidInputError("manifest_sha256: 64 hex digits")
+    station_id = _obj(manifest, "station", "manifest").get("station_id")
+    if not isinstance(station_id, str) or not package_id.startswith(f"{station_id}-"):
+        # package ids begin with their station's id (station-time-lane-hash): another
+        # station's id taken first would make the genuine package fail for ever
+        raise IngestError(f"package {package_id}: not an id of station {station_id!r}; refused",
+                          "证据包编号与所属检测站不符，已拒绝")
     existing = session.scalars(select(Case).where(Case.package_id == package_id)).first()
     if existing is not None:
         if existing.manifest_sha256 != manifest_sha256:
