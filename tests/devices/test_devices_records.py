@@ -313,3 +313,22 @@ def test_modbus_ring_absurd_and_damaged_slots_become_gaps() -> None:
     assert by_seq[5].gap_before_records == 1 and by_seq[5].reason == "bad_values"
     assert by_seq[8].gap_before_records == 1 and by_seq[8].reason == "bad_values"
     assert h.counters["bad_values"] == 2 and h.counters["torn_reads"] == 3
+
+
+def test_modbus_record_ring_beyond_register_65535_is_refused_not_raised() -> None:
+    """A header claiming 1 000 slots (slots up to register 100 + 1000 × 72 > 65535): a
+    protocol error, counted as ``bad_values``; read_record never raises pymodbus's
+    ValueError."""
+    from zhichao.devices.modbus import u32_to_regs
+
+    class BigRing(ModbusRecordTwin):
+        def _refresh(self, regs: list[int], fc: int, address: int, count: int) -> None:
+            super()._refresh(regs, fc, address, count)
+            regs[4:6] = u32_to_regs(1950)
+            regs[6] = 1000
+
+    with BigRing(records(4)) as twin, ModbusRecordSource.from_url(
+            twin.url, poll_interval_s=0.01, timeouts=Timeouts(1.0)) as source:
+        assert source.read_record(0.3) is None
+        h = source.health_snapshot()
+    assert h.counters["bad_values"] >= 1 and "65535" in (h.last_error or "")

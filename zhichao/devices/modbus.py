@@ -4,7 +4,8 @@ URLs: ``modbus+tcp://host:502?device_id=1`` and
 ``modbus+rtu:///dev/ttyUSB0?baud_rate=19200&parity=E&device_id=1``. pymodbus is imported
 only here, and only when a Modbus backend is opened. Every pymodbus exception becomes a
 :class:`~zhichao.devices.errors.DeviceConnectionError`; a Modbus exception *response*
-(illegal address …) becomes a :class:`~zhichao.devices.errors.DeviceProtocolError`.
+(illegal address …), and a request pymodbus refuses to build (an address beyond 65535,
+a ``ValueError``), become a :class:`~zhichao.devices.errors.DeviceProtocolError`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from zhichao.devices.errors import (
 )
 
 MAX_REGISTERS_PER_READ = 125
+#: registers a Modbus unit can address (0 … 65535)
+MODBUS_ADDRESSES = 65536
 
 
 @dataclass(frozen=True)
@@ -114,12 +117,17 @@ class ModbusLink:
         from pymodbus.exceptions import ModbusException
 
         client = self._require()
+        if address < 0 or count < 1 or address + count > MODBUS_ADDRESSES:
+            raise DeviceProtocolError(
+                f"{self.url.text}: read {address}+{count}: beyond register 65535")
         try:
             rr = client.read_holding_registers(address, count=count, device_id=self.device_id)
         except ModbusException as exc:
             raise DeviceConnectionError(f"{self.url.text}: read {address}+{count}: {exc}") from exc
         except OSError as exc:
             raise DeviceConnectionError(f"{self.url.text}: read {address}+{count}: {exc}") from exc
+        except ValueError as exc:  # pymodbus refused to build the request
+            raise DeviceProtocolError(f"{self.url.text}: read {address}+{count}: {exc}") from exc
         if rr.isError():
             raise DeviceProtocolError(f"{self.url.text}: read {address}+{count} refused: {rr}")
         regs = list(rr.registers)
@@ -136,6 +144,8 @@ class ModbusLink:
             rr = client.write_registers(address, list(values), device_id=self.device_id)
         except (ModbusException, OSError) as exc:
             raise DeviceConnectionError(f"{self.url.text}: write {address}: {exc}") from exc
+        except ValueError as exc:  # pymodbus refused to build the request
+            raise DeviceProtocolError(f"{self.url.text}: write {address}: {exc}") from exc
         if rr.isError():
             raise DeviceProtocolError(f"{self.url.text}: write {address} refused: {rr}")
 

@@ -13,6 +13,10 @@ reconnects, reboots, FIFO overruns, rejected frames — is reported on the next 
 ``gap_before_samples`` (> 0: exactly that many samples are missing; -1: unknown) with a
 ``reason``. A device clock step never creates a fake gap: indices come from the device's
 sample counter, not its clock.
+
+int16 samples (ZSF/1 encoding 1, the Modbus sample ring) at the int16 full scale
+(−32768 or 32767 counts: a saturated ADC) are delivered, counted in health as
+``saturated_samples`` (logged) and their block carries the event ``saturation``.
 """
 
 from __future__ import annotations
@@ -27,10 +31,27 @@ import numpy as np
 from zhichao.common import Backoff, utc_now
 from zhichao.devices.base import DEFAULT_TIMEOUTS, Timeouts
 from zhichao.devices.data import SampleBlock
-from zhichao.devices.framing import SampleFrame
+from zhichao.devices.framing import ENCODING_INT16, SampleFrame
 from zhichao.devices.polled import PolledSource
 from zhichao.devices.reasons import REASON_BAD_VALUES
 from zhichao.devices.tracking import SampleTracker
+
+#: a block holding int16 samples at full scale (a saturated ADC); no samples lost
+EVENT_SATURATION = "saturation"
+INT16_FULL_SCALE_COUNTS = (-32768, 32767)
+
+
+def saturated_rows(frame: SampleFrame) -> tuple[int, list[int]]:
+    """Rows of an int16 frame holding a full-scale count (−32768 or 32767) on some
+    channel, and those channels; (0, []) for float32 frames."""
+    if frame.encoding != ENCODING_INT16 or not frame.scale > 0:
+        return 0, []
+    counts = np.rint(frame.samples.astype(np.float64) / frame.scale)
+    low, high = INT16_FULL_SCALE_COUNTS
+    hit = (counts <= low) | (counts >= high)
+    if not hit.any():
+        return 0, []
+    return int(hit.any(axis=1).sum()), [int(c) for c in np.flatnonzero(hit.any(axis=0))]
 
 
 class SampleSource(PolledSource[SampleFrame, SampleBlock]):
@@ -116,11 +137,24 @@ class SampleSource(PolledSource[SampleFrame, SampleBlock]):
             block = self.tracker.process(frame, station)
             if block is None:
                 continue
+            block = self._flag_saturation(frame, block)
             self.health.frame_received()
             self.health.add("frames")
             self.health.add("samples", block.n_samples)
             self._queue.append(block)
         return True
+
+    def _flag_saturation(self, frame: SampleFrame, block: SampleBlock) -> SampleBlock:
+        """Count, log and mark a block whose int16 samples sit at full scale."""
+        view = frame if block.n_samples == frame.n_samples else replace(
+            frame, samples=block.samples)  # the rows the tracker kept
+        n_rows, channels = saturated_rows(view)
+        if not n_rows:
+            return block
+        self.health.fault("saturated_samples", f"{n_rows} rows at the int16 full scale "
+                          f"(±32767 counts × {frame.scale:g}) on channels {channels}",
+                          n=n_rows, where=f"device index {block.device_index}")
+        return replace(block, events=(*block.events, EVENT_SATURATION))
 
     def _pop(self) -> SampleBlock:
         first = self._queue.popleft()

@@ -10,10 +10,15 @@ step, and the device − station clock offset. Two thin specialisations add what
     counts samples (:class:`~zhichao.devices.framing.SampleFrame` rows): overlapping
     frames are trimmed, a reboot's loss is estimated so the station's timeline continues,
     a clock step is a device time that differs from the one its sample counter predicts.
+    A counter that goes back is a resend (trimmed or dropped) only when the frame's device
+    time is the one already delivered for that index and its boot flag is clear; else the
+    device restarted without changing its boot id, a reboot.
 :class:`RecordTracker`
-    counts controller records: a record resent after a reconnect is a duplicate, a counter
-    that goes back without a boot change is a reboot, a clock step is a (device − station)
-    time off the recent median (records arrive after a varying processing delay).
+    counts controller records: a record resent after a reconnect (same boot, seq and
+    device time as one delivered) is a duplicate, a record of a gap already reported that
+    arrives late is delivered and taken out of the gap, any other counter that goes back
+    without a boot change is a reboot, a clock step is a (device − station) time off the
+    recent median (records arrive after a varying processing delay).
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ from __future__ import annotations
 import logging
 import statistics
 from collections import deque
-from dataclasses import replace
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import ClassVar
 
 from zhichao.devices.base import device_time
@@ -120,6 +125,8 @@ class SampleTracker(SequenceTracker):
         self._n_channels = 0
         self._anchor: tuple[int, int] = (0, 0)  # (device index, device time µs)
         self._last_station: datetime | None = None
+        # recent delivered runs of this power-up: (first device index, end, first time µs)
+        self._delivered: deque[tuple[int, int, int]] = deque(maxlen=64)
 
     @property
     def next_stream_index(self) -> int:
@@ -129,9 +136,31 @@ class SampleTracker(SequenceTracker):
     def next_device_index(self) -> int | None:
         return self._next if self._started else None
 
+    @property
+    def boot_id(self) -> int | None:
+        """The power-up the counter expected next belongs to (None before the first)."""
+        return self._boot_id if self._started else None
+
     def _predicted_time_us(self, device_index: int) -> float:
         idx, t_us = self._anchor
         return t_us + (device_index - idx) * 1e6 / self._rate
+
+    def _delivered_time_us(self, device_index: int) -> float:
+        """The device time already delivered for ``device_index`` (predicted from the
+        last block when no recent block holds it)."""
+        for first, end, t_us in reversed(self._delivered):
+            if first <= device_index < end:
+                return t_us + (device_index - first) * 1e6 / self._rate
+        return self._predicted_time_us(device_index)
+
+    def _is_resend(self, frame: SampleFrame) -> bool:
+        """A frame whose counter went back is a resend of samples already delivered only
+        when its boot flag is clear and its device time is theirs (within
+        ``clock_jump_threshold_s``); otherwise the device restarted keeping its boot id."""
+        if frame.boot:
+            return False
+        step_s = (frame.device_time_us - self._delivered_time_us(frame.sample_index)) / 1e6
+        return abs(step_s) <= self.clock_jump_threshold_s
 
     def process(self, frame: SampleFrame, station_time: datetime) -> SampleBlock | None:
         """Account for one frame; return its block, or None for a full duplicate."""
@@ -148,6 +177,8 @@ class SampleTracker(SequenceTracker):
         elif (frame.boot_id != self._boot_id or rate != self._rate
               or frame.n_channels != self._n_channels):
             gap, reason = -1, self._discontinuity(frame, station_time)
+        elif device_index < self._next and not self._is_resend(frame):
+            gap, reason = -1, self._discontinuity(frame, station_time, counter_back=True)
         elif device_index > self._next:
             gap, reason = self._forward_gap(device_index, f"device index {self._next}")
         elif device_index < self._next:
@@ -168,6 +199,9 @@ class SampleTracker(SequenceTracker):
         self._n_channels = frame.n_channels
         self._anchor = (device_index, first_time_us)
         n = int(samples.shape[0])
+        if gap < 0 or first:
+            self._delivered.clear()
+        self._delivered.append((device_index, device_index + n, first_time_us))
         self._last_station = station_time
         self._add_offset(first_time_us / 1e6 + n / rate - station_time.timestamp())
         self._advance(frame.boot_id, device_index + n)
@@ -178,12 +212,21 @@ class SampleTracker(SequenceTracker):
             events=tuple(e for e in events if e != reason),
             boot_id=frame.boot_id, device_index=device_index)
 
-    def _discontinuity(self, frame: SampleFrame, station_time: datetime) -> str:
-        """A reboot or a format change: continue the station timeline after the estimated
-        loss; the block says ``-1`` (an unknown number lost)."""
-        is_reboot = frame.boot_id != self._boot_id
+    def _discontinuity(self, frame: SampleFrame, station_time: datetime, *,
+                       counter_back: bool = False) -> str:
+        """A reboot (a new boot id, or a counter that went back to samples not delivered)
+        or a format change: continue the station timeline after the estimated loss; the
+        block says ``-1`` (an unknown number lost)."""
+        is_reboot = counter_back or frame.boot_id != self._boot_id
         lost = self._estimate_lost(frame, station_time, use_device_clock=is_reboot)
         self._offset = self.next_stream_index + lost - frame.sample_index
+        if counter_back:
+            flag = "boot flag set" if frame.boot else "device time not that of the samples sent"
+            self.health.fault("reboots", f"sample counter went back {self._next} -> "
+                              f"{frame.sample_index} without a boot_id change ({flag}), "
+                              f"about {lost} samples lost while it restarted",
+                              where=f"device index {frame.sample_index}")
+            return REASON_REBOOT
         if is_reboot:
             self.health.fault("reboots", f"boot_id {self._boot_id} -> {frame.boot_id}, "
                               f"about {lost} samples lost while it restarted",
@@ -217,8 +260,22 @@ class SampleTracker(SequenceTracker):
         return by_station
 
 
+@dataclass
+class _Hole:
+    """A forward gap reported in a record stream: counters ``[first_seq, end_seq)`` of
+    power-up ``boot_id``, between the records at ``after_utc`` and ``before_utc``."""
+
+    boot_id: int
+    first_seq: int
+    end_seq: int
+    after_utc: datetime
+    before_utc: datetime
+    late: set[int] = field(default_factory=set)  # counters delivered late since
+
+
 class RecordTracker(SequenceTracker):
-    """Gaps, duplicates, reboots and clock steps of a controller's record stream.
+    """Gaps, duplicates, late records, reboots and clock steps of a controller's record
+    stream.
 
     Parameters
     ----------
@@ -226,7 +283,8 @@ class RecordTracker(SequenceTracker):
     clock_jump_threshold_s : a record whose (device − station) time differs from the
         recent median by more than this is a device clock step [s]. Records arrive after
         the controller's processing delay, which varies; the default 2 s is a guess that
-        must exceed that variation (configurable).
+        must exceed that variation (configurable). It is also how far a late record's
+        device time may lie outside the records around its gap [s].
     """
 
     unit: ClassVar[str] = "records"
@@ -234,7 +292,10 @@ class RecordTracker(SequenceTracker):
     def __init__(self, health: HealthMonitor, *, clock_jump_threshold_s: float = 2.0) -> None:
         super().__init__(health, clock_jump_threshold_s=clock_jump_threshold_s,
                          offsets_kept=16)
-        self._recent: dict[int, datetime] = {}  # seq -> device time, last 256 delivered
+        # (boot id, seq) -> device time, the last 256 delivered
+        self._recent: dict[tuple[int, int], datetime] = {}
+        self._holes: deque[_Hole] = deque(maxlen=16)  # the last forward gaps reported
+        self._last_time: datetime | None = None  # device time of the newest in order
 
     @property
     def next_seq(self) -> int | None:
@@ -249,6 +310,10 @@ class RecordTracker(SequenceTracker):
         reason = self._pending_reason
         gap = 0
         where = f"record {r.boot_id}/{r.seq}"
+        if self._started and self._recent.get((r.boot_id, r.seq)) == r.device_time_utc:
+            self.health.fault("duplicates", f"record {r.boot_id}/{r.seq} already delivered",
+                              where=where, level=logging.INFO)
+            return None
         if not self._started:
             reason = self._start()
         elif r.boot_id != self._boot_id:
@@ -257,17 +322,22 @@ class RecordTracker(SequenceTracker):
                               "of vehicles passing while it restarted are unknown", where=where)
         elif r.seq > self._next:
             gap, reason = self._forward_gap(r.seq, f"record {r.boot_id}/{self._next}")
-        elif r.seq < self._next and self._recent.get(r.seq) == r.device_time_utc:
-            self.health.fault("duplicates", f"record {r.boot_id}/{r.seq} already delivered",
-                              where=where, level=logging.INFO)
-            return None
+            if self._last_time is not None:
+                self._holes.append(_Hole(r.boot_id, self._next, r.seq, self._last_time,
+                                         r.device_time_utc))
         elif r.seq < self._next:
+            hole = self._hole_of(r)
+            if hole is not None:
+                return self._late(r, hole, station_time, source)
             # the counter went back without a boot change: a controller that keeps no boot
             # counter restarted. Not a duplicate (a different vehicle): never drop it.
             gap, reason = -1, REASON_REBOOT
             self.health.fault("reboots", f"record counter went back {self._next - 1} -> "
                               f"{r.seq} without a boot change", where=where)
-            self._recent.clear()
+            if self._last_time is not None and r.device_time_utc < self._last_time:
+                # its clock went back too: a new vehicle may repeat an old (seq, time)
+                self._recent.clear()
+            self._holes.clear()
         events = [e for e in self._pending_events if e != reason]
         offset_s = (r.device_time_utc - station_time).total_seconds()
         if self._offsets and reason != REASON_REBOOT:
@@ -279,11 +349,41 @@ class RecordTracker(SequenceTracker):
         elif reason == REASON_REBOOT:
             self._offsets.clear()
         self._add_offset(offset_s)
-        if r.boot_id != self._boot_id:
-            self._recent.clear()
-        self._recent[r.seq] = r.device_time_utc
-        if len(self._recent) > 256:
-            del self._recent[next(iter(self._recent))]
+        self._remember(r)
+        self._last_time = r.device_time_utc
         self._advance(r.boot_id, r.seq + 1)
         return replace(r, station_time_utc=station_time, gap_before_records=gap, reason=reason,
                        events=tuple(events), source=source)
+
+    def _remember(self, r: WimRecord) -> None:
+        key = (r.boot_id, r.seq)
+        self._recent.pop(key, None)
+        self._recent[key] = r.device_time_utc
+        if len(self._recent) > 256:
+            del self._recent[next(iter(self._recent))]
+
+    def _hole_of(self, r: WimRecord) -> _Hole | None:
+        """The reported gap ``r`` belongs to, if it is a late arrival: same power-up, a
+        counter inside the gap not delivered since, and a device time between the records
+        around the gap (± ``clock_jump_threshold_s``)."""
+        slack = timedelta(seconds=self.clock_jump_threshold_s)
+        for hole in reversed(self._holes):
+            if (hole.boot_id == r.boot_id and hole.first_seq <= r.seq < hole.end_seq
+                    and r.seq not in hole.late
+                    and hole.after_utc - slack <= r.device_time_utc <= hole.before_utc + slack):
+                return hole
+        return None
+
+    def _late(self, r: WimRecord, hole: _Hole, station_time: datetime,
+              source: str) -> WimRecord:
+        """A record of a reported gap that arrived after later ones: delivered (no gap
+        before it, the stream's counter and pending reason untouched) and taken out of the
+        loss count."""
+        hole.late.add(r.seq)
+        self.health.add(f"{self.unit}_lost", -1)
+        self.health.fault("late_records", f"record {r.boot_id}/{r.seq} arrived after "
+                          f"{r.boot_id}/{self._next - 1}; it is no longer counted missing",
+                          where=f"record {r.boot_id}/{r.seq}", level=logging.INFO)
+        self._remember(r)
+        return replace(r, station_time_utc=station_time, gap_before_records=0, reason=None,
+                       events=(), source=source)

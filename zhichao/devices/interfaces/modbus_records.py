@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from zhichao.devices.base import DeviceUrl, parse_device_url
 from zhichao.devices.data import WimRecord, check_record
 from zhichao.devices.errors import DeviceProtocolError
-from zhichao.devices.modbus import ModbusPoller, regs_to_u32
+from zhichao.devices.modbus import MODBUS_ADDRESSES, ModbusPoller, regs_to_u32
 from zhichao.devices.reasons import REASON_BAD_VALUES, REASON_OVERRUN
 from zhichao.devices.record_ring import (
     HEADER_COUNT,
@@ -72,6 +72,10 @@ class ModbusRecordSource(RecordSource):
         boot_id, total, ring, slot_size = head[2], regs_to_u32(head[4:6]), head[6], head[7]
         if ring < 2 or slot_size != SLOT_REGISTERS:
             raise DeviceProtocolError(f"{self.url}: absurd header registers {head}")
+        if RECORD_RING_BASE + ring * SLOT_REGISTERS > MODBUS_ADDRESSES:
+            raise DeviceProtocolError(
+                f"{self.url}: a ring of {ring} slots ends at register "
+                f"{RECORD_RING_BASE + ring * SLOT_REGISTERS - 1}, beyond 65535")
         out: list[WimRecord | str] = []
         if self._read_boot != boot_id or self._next_read > total:
             # first poll, or the controller restarted: take what its ring still holds

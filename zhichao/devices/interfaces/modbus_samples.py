@@ -6,14 +6,16 @@ setting ``poll_interval_s``.
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar
 
 import numpy as np
 
 from zhichao.devices.base import DeviceUrl, parse_device_url
 from zhichao.devices.errors import DeviceProtocolError
-from zhichao.devices.framing import SampleFrame
+from zhichao.devices.framing import ENCODING_INT16, SampleFrame
 from zhichao.devices.modbus import (
+    MODBUS_ADDRESSES,
     ModbusPoller,
     regs_to_f32,
     regs_to_i64,
@@ -39,16 +41,24 @@ class ModbusSampleSource(SampleSource):
     they were being read are discarded and reported as a ``fifo_overrun`` gap. A new
     driver starts there too, or at the point a restarted reader gives
     (:meth:`resume_at`) while the ring still holds it: samples the reader already has
-    are not sent again, and those made while none read are not lost.
+    are not sent again, and those made while none read are not lost. After a power-up
+    (a new boot id, or a counter below the pointer) it starts at the oldest safe row of
+    the new power-up (row 0 while the ring still holds it).
+
+    One poll reads at most ``max_samples_per_poll`` rows and issues no further row
+    request once it has spent ``max_poll_read_s`` [s] (the rest is read at the next
+    poll), so a slow link (RTU) never holds the caller long past its deadline.
     """
 
     poll_s: ClassVar[float] = 0.02
 
     def __init__(self, url: str, *, poll_interval_s: float = 0.02,
-                 max_samples_per_poll: int = 4096, **kwargs: object) -> None:
+                 max_samples_per_poll: int = 4096, max_poll_read_s: float = 0.1,
+                 **kwargs: object) -> None:
         super().__init__(url, **kwargs)  # type: ignore[arg-type]
         self._modbus = ModbusPoller(url, poll_interval_s=poll_interval_s)
         self.max_samples_per_poll = max_samples_per_poll
+        self.max_poll_read_s = max_poll_read_s
         self._seq = 0
         self._resume: tuple[int, int] | None = None  # (boot id, device index) to start at
 
@@ -79,6 +89,21 @@ class ModbusSampleSource(SampleSource):
     def _disconnect(self) -> None:
         self._modbus.close()
 
+    def _start_row(self, boot_id: int, total: int, oldest_safe: int) -> int:
+        """The first row this poll reads: the pointer while it belongs to this power-up
+        and the ring holds it; else the resume point or the oldest safe row."""
+        nxt = self.tracker.next_device_index
+        if nxt is None:
+            return self._first_start(boot_id, oldest_safe, total)
+        if self.tracker.boot_id != boot_id or nxt > total:
+            # the unit restarted (a new boot id, or its counter fell below the pointer):
+            # the new power-up from its oldest safe row, 0 while the ring holds it
+            return oldest_safe
+        if nxt < oldest_safe:
+            self.tracker.note(REASON_OVERRUN)
+            return oldest_safe
+        return nxt
+
     def _read_frames_internal(self, timeout_s: float) -> list[SampleFrame]:
         if not self._modbus.due(timeout_s):
             return []
@@ -93,35 +118,35 @@ class ModbusSampleSource(SampleSource):
         newest_us = regs_to_i64(st[12:16])
         if not (1 <= n_ch <= 64 and rate > 0 and ring > 8 and scale > 0 and np.isfinite(scale)):
             raise DeviceProtocolError(f"{self.url}: absurd status registers {st}")
+        if SAMPLE_RING_BASE + ring * n_ch > MODBUS_ADDRESSES:
+            raise DeviceProtocolError(
+                f"{self.url}: a ring of {ring} rows × {n_ch} channels ends at register "
+                f"{SAMPLE_RING_BASE + ring * n_ch - 1}, beyond 65535")
         guard = max(4, ring // 4)
         oldest_safe = max(0, total - (ring - guard))
-        nxt = self.tracker.next_device_index
-        same_boot = nxt is not None and self.health.info.get("boot_id") == boot_id
-        if nxt is None:
-            start = self._first_start(boot_id, oldest_safe, total)
-        elif not same_boot or nxt > total:
-            start = oldest_safe
-        elif nxt < oldest_safe:
-            self.tracker.note(REASON_OVERRUN)
-            start = oldest_safe
-        else:
-            start = nxt
+        start = self._start_row(boot_id, total, oldest_safe)
         self.health.info["boot_id"] = boot_id
         stop = min(total, start + self.max_samples_per_poll)
         if stop <= start:
             return []
         per_read = max(1, 125 // n_ch)
         values: list[int] = []
+        read_until = time.monotonic() + self.max_poll_read_s
         i = start
         while i < stop:
+            if i > start and time.monotonic() >= read_until:
+                break  # the rest at the next poll
             slot = i % ring
             n = min(per_read, stop - i, ring - slot)
             values.extend(link.read_holding(SAMPLE_RING_BASE + slot * n_ch, n * n_ch))
             i += n
+        stop = i
         total_after = regs_to_u64(link.read_holding(8, 4))
-        valid_from = max(start, total_after - ring) if total_after >= total else start
         if total_after < total:  # rebooted while we read: keep nothing of this poll
             return []
+        # the unit may be writing row total_after (not yet counted) into the slot of row
+        # total_after − R: keep only rows from total_after − R + 1 on
+        valid_from = max(start, total_after - ring + 1)
         raw = np.asarray(values, dtype=np.uint16).view(np.int16).reshape(-1, n_ch)
         raw = raw[valid_from - start:]
         if raw.shape[0] == 0:
@@ -134,4 +159,4 @@ class ModbusSampleSource(SampleSource):
         self._seq += 1
         self.health.add("bytes_received", 2 * (len(values) + 2 * STATUS_COUNT))
         return [SampleFrame(boot_id, self._seq, valid_from, t_first_us, float(rate),
-                            np.ascontiguousarray(samples), False, 1, scale)]
+                            np.ascontiguousarray(samples), False, ENCODING_INT16, scale)]
