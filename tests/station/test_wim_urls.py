@@ -170,6 +170,10 @@ def test_record_journal_replays_cuts_a_torn_tail_and_prunes(tmp_path: Path) -> N
     journal = RecordJournal(tmp_path / "records", segment_records=4)
     assert journal.end_ordinal == 10 and journal.last is not None
     assert journal.last[1].seq == 9
+    # reopened, it remembers its records by (boot, counter), to tell resends from late ones
+    newest = journal.last[1]
+    assert journal.recent[(newest.boot_id, 9)] == newest.device_time_utc
+    assert len(journal.recent) == 10
     assert [n for n, _ in journal.replay(6)] == [7, 8, 9]
     journal.prune(8)  # segments 0-3 and 4-7 are committed; the newest stays
     assert sorted(p.name for p in (tmp_path / "records").glob("*.jsonl")) == ["rec-8.jsonl"]
@@ -188,6 +192,14 @@ def test_redelivered_and_missed_records() -> None:
     # the counter went back with a later time: a controller without a boot counter restarted
     assert not redelivered(last, _record(3, 2, t + timedelta(seconds=5)))
     assert not redelivered(None, last)
+    # with the journal's recent records: a resend of one of them is a resend; a record
+    # inside the remembered run that was never journalled arrived late, and is kept
+    recent = {(3, seq): t - timedelta(seconds=10 - seq) for seq in (7, 8, 10)}
+    recent[(3, 10)] = t
+    assert redelivered(last, _record(3, 8, t - timedelta(seconds=2)), recent)
+    assert not redelivered(last, _record(3, 9, t - timedelta(seconds=1)), recent)  # late
+    assert redelivered(last, _record(3, 4, t - timedelta(seconds=30)), recent)  # before
+    assert not redelivered(last, _record(3, 11, t + timedelta(seconds=2)), recent)
     assert missed_since(last, _record(3, 11, t)) == 0
     assert missed_since(last, _record(3, 14, t)) == 3
     assert missed_since(last, _record(4, 0, t)) == -1

@@ -31,7 +31,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -95,6 +96,9 @@ class RecordJournal:
         self._seg_count = 0
         self._last_sync = time.monotonic()
         self.last: tuple[int, WimRecord] | None = None  # the newest journalled record
+        # (boot, seq) → device time of the newest RECENT_RECORDS journalled records: a resend
+        # is told from a late arrival by them (:func:`redelivered`)
+        self.recent: OrderedDict[tuple[int, int], datetime] = OrderedDict()
         for path in self._segments():
             self._recover(path)
 
@@ -116,6 +120,7 @@ class RecordJournal:
                 break
             good += len(line)
             self.last = last
+            self._remember(last[1])
         if good < len(data):
             with open(path, "r+b") as f:
                 f.truncate(good)
@@ -143,6 +148,7 @@ class RecordJournal:
         except OSError as exc:
             raise JournalError(f"{self.dir}: cannot append record {n}: {exc}") from exc
         self.last = (n, r)
+        self._remember(r)
 
     def _open_segment(self, n: int) -> None:
         if self._fd is not None:
@@ -152,6 +158,12 @@ class RecordJournal:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._seg_count = 0
         fsync_dir(self.dir)
+
+    def _remember(self, r: WimRecord) -> None:
+        self.recent[(r.boot_id, r.seq)] = r.device_time_utc
+        self.recent.move_to_end((r.boot_id, r.seq))
+        while len(self.recent) > RECENT_RECORDS:
+            self.recent.popitem(last=False)
 
     def replay(self, after: int) -> Iterator[tuple[int, WimRecord]]:
         """The journalled records with an ordinal above ``after``, in order."""
@@ -177,12 +189,30 @@ class RecordJournal:
             self._fd = None
 
 
-def redelivered(last: WimRecord | None, r: WimRecord) -> bool:
-    """``r`` is a record the station already has: the same controller boot, a counter not
-    above the newest journalled record's and a device time not after it (a controller
-    that restarted without a boot counter sends new vehicles: later times, kept)."""
-    return (last is not None and r.boot_id == last.boot_id and r.seq <= last.seq
-            and r.device_time_utc <= last.device_time_utc)
+RECENT_RECORDS = 1024
+"""Journalled records remembered by (boot, counter) to tell a resend from a late one."""
+
+
+def redelivered(last: WimRecord | None, r: WimRecord,
+                recent: Mapping[tuple[int, int], datetime] | None = None) -> bool:
+    """``r`` is a record the station already has: one of the ``recent`` journalled records
+    again (same boot, counter and device time), or the same controller boot, a counter
+    not above the newest journalled record's and a device time not after it (a controller
+    that restarted without a boot counter sends new vehicles: later times, kept). A
+    record of the newest boot below the newest counter that ``recent`` does not hold while
+    it reaches back past that counter is a **late arrival** (a controller that delivered
+    it after a later one; the driver reports the gap it had opened filled): kept, never
+    dropped as a resend."""
+    if recent is not None and recent.get((r.boot_id, r.seq)) == r.device_time_utc:
+        return True
+    if not (last is not None and r.boot_id == last.boot_id and r.seq <= last.seq
+            and r.device_time_utc <= last.device_time_utc):
+        return False
+    if recent is not None and (r.boot_id, r.seq) not in recent:
+        oldest = min((seq for boot, seq in recent if boot == r.boot_id), default=None)
+        if oldest is not None and oldest < r.seq:
+            return False  # inside the remembered run, never journalled: late, not resent
+    return True
 
 
 def missed_since(last: WimRecord | None, r: WimRecord) -> int:
@@ -236,9 +266,12 @@ class RecordIntake:
 
     def on_record(self, r: WimRecord) -> None:
         last = None if self.journal.last is None else self.journal.last[1]
-        if redelivered(last, r):
+        if redelivered(last, r, self.journal.recent):
             self.redelivered += 1
             return
+        if last is not None and r.boot_id == last.boot_id and r.seq < last.seq:
+            LOG.info("a late record kept", extra={"fields": {
+                "boot_id": r.boot_id, "seq": r.seq, "newest_seq": last.seq}})
         if not self._station_gap_checked:  # the first record of this run
             self._station_gap_checked = True
             missed = missed_since(last, r)
