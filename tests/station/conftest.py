@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from zhichao.station.config import StationConfig, load_config
 from zhichao.station.crashcheck import reference_vehicles
+from zhichao.station.diskspace import RESERVE_NAME
 from zhichao.weighing.vehicle import WeighedVehicle
 
 __all__ = ["passages", "query", "reference_vehicles", "truth", "write_config"]
@@ -68,3 +72,12 @@ def weighed_vehicle(time_utc: str = "2026-12-07T14:02:55Z", *, speed_kmh: float 
         coverage_factor=2.0, verdict=verdict, overloaded=verdict == "overloaded", flags=[],
         row_gross_weights_kg=[20000.0], rows_used=[0], pavement_temperature_c=None,
         calibration_profile=None, recording=None, first_sample=0, last_sample=100)
+
+
+@pytest.fixture(autouse=True)
+def _no_disk_reserve_left(tmp_path: Path) -> Iterator[None]:
+    """Every station makes a disk reserve (``station.disk_reserve_mb``, 64 MiB by default)
+    in its data folder; pytest keeps the folders of recent runs, so it is removed."""
+    yield
+    for p in tmp_path.rglob(RESERVE_NAME):
+        p.unlink(missing_ok=True)

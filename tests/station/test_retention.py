@@ -614,6 +614,7 @@ def _as_version_3(db: Path) -> None:
     con.execute("ALTER TABLE passages DROP COLUMN purged_utc")
     con.execute("ALTER TABLE passages DROP COLUMN plate_record")
     con.execute("DROP TABLE retention_runs")
+    con.execute("ALTER TABLE cases DROP COLUMN unusable_files")
     con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     con.commit()
     con.close()
@@ -627,7 +628,7 @@ def test_an_older_database_gets_the_new_columns(lane: Lane) -> None:
     assert old.counts()["purged"] == 0 and old.retention_runs() == []
     old.close()
     lane.store = StationStore(lane.cfg.data_dir / "station.db")
-    assert lane.store.get_meta("schema_version") == "5"
+    assert lane.store.get_meta("schema_version") == "6"
     assert lane.row(key)["plate_record"] is None  # the column is there, empty for old rows
     assert Retention(lane.cfg, lane.store).run(NOW).passages_purged == 1
     assert lane.row(key)["plate"] is None

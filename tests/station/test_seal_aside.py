@@ -80,10 +80,10 @@ def test_a_case_that_cannot_be_sealed_does_not_block_the_next(
     real = lane.sealer.seal
     poisoned = {"on": True}
 
-    def seal(m: Any) -> Any:
+    def seal(m: Any, *rest: Any) -> Any:
         if m.passage_key == bad and poisoned["on"]:
             raise ValueError("record cannot be read")
-        return real(m)
+        return real(m, *rest)
 
     monkeypatch.setattr(lane.sealer, "seal", seal)
     _queue(lane, running, bad, good)
@@ -108,7 +108,7 @@ def test_a_package_complete_before_the_failure_is_adopted(
     real = lane.sealer.seal
     calls: list[str] = []
 
-    def seal(m: Any) -> Any:
+    def seal(m: Any, *rest: Any) -> Any:
         calls.append(m.passage_key)
         real(m)
         raise OSError(errno.EIO, "fsync failed")

@@ -45,6 +45,11 @@ STAGE_ALARMS: dict[str, StageAlarm] = {
                           "无法确认，相关车辆的号牌均转人工核对，请检查设备连接和站点计算机负载"),
     "journal": StageAlarm("journal_failed", 1,
                           "原始数据日志写入失败，站点崩溃时数据可能无法恢复，请检查磁盘"),
+    # zhichao.station.diskspace: the data folder below evidence.min_free_mb, or a write
+    # of the pipeline refused for want of space; commits wait until there is room
+    "disk": StageAlarm("disk_full", 1,
+                       "站点数据盘空间不足，通行记录暂停写入（已称重车辆在内存和原始数据日志中等待，"
+                       "空间恢复后自动写入），请立即清理磁盘空间"),
 }
 
 

@@ -139,8 +139,9 @@ class CameraGrabber:
         ref = self.clock.at_wall(frame.capture_utc.timestamp())
         self._seq += 1
         name = f"{self.camera_id}-{utc_name(ref)}-{self._seq:07d}.jpg"
-        # not fsynced: a frame becomes evidence only inside a sealed package, and sealing
-        # fsyncs every file it writes
+        # not fsynced (most frames are never linked): the commit fsyncs a linked frame as
+        # it moves it into its passage's folder (commit.move_frame), and the sealer seals
+        # a frame a power cut left empty or cut short as missing (sealing.jpeg_unusable)
         write_atomic(self.spool / name, jpg.tobytes(), fsync=False)
         self.written += 1
 

@@ -21,7 +21,10 @@ says it is a case (:meth:`ClipMaker.decide`) it encodes them
 writes ``<passage>-<camera>.missing.json`` with the reason; a passage that is no case
 costs no encoding. The case's material lists the clips asked for (:class:`ClipRequest`);
 the sealer waits for each clip's file or marker (:func:`resolve_clips`) and the package
-records the clip, or that it is missing and why.
+records the clip, or that it is missing and why. The clip, its frame times and its marker
+are fsynced before they get their names (a case's clip is made after its commit, so the
+recorder, not the commit, makes it durable); the sealer still checks that the clip is a
+whole MP4 (:func:`clip_unusable`) and seals one that is not as missing.
 
 Each clip made or missed is an outcome for the pipeline thread (``clips`` stage of
 :mod:`zhichao.station.alarms`): failures in a row open an alarm.
@@ -45,7 +48,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from zhichao.common import write_atomic
+from zhichao.common import fsync_dir, write_atomic
 from zhichao.evidence.clip import CLIP_SUFFIX, ClipError, encode_clip, to_i420
 from zhichao.evidence.inputs import VideoClipRef
 from zhichao.station.clock import Clock
@@ -274,14 +277,15 @@ class ClipRecorder:
                 write_atomic(req.frames_path, json.dumps({
                     "first_frame_utc": frames[0][0].isoformat(),
                     "last_frame_utc": frames[-1][0].isoformat(), "frames": len(frames)}
-                    ).encode(), fsync=False)
+                    ).encode())
+                fsync_file(tmp)  # a case's original: whole on disk before it has its name
                 os.replace(tmp, path)
+                fsync_dir(path.parent)
             except (ClipError, OSError) as exc:
                 tmp.unlink(missing_ok=True)
                 reason = f"encoding the clip failed: {exc}"
         if reason:
-            write_atomic(req.missing_path, json.dumps({"reason": reason}).encode(),
-                         fsync=False)
+            write_atomic(req.missing_path, json.dumps({"reason": reason}).encode())
             self.missed += 1
             self.outcomes.put((False, f"{req.key} {self.camera_id}: {reason}"))
         else:
@@ -377,6 +381,58 @@ def start_clip_maker(cfg: StationConfig, clock: Clock, grabbers: Sequence[Any],
     for r in recorders:
         r.start()
     return ClipMaker(cfg, clock, recorders)
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+MP4_REQUIRED_BOXES = frozenset({b"ftyp", b"moov", b"mdat"})
+
+
+def clip_unusable(path: Path) -> str | None:
+    """Why the file at ``path`` is no whole MP4 (English), or None: gone, empty, or its
+    top-level boxes do not fill the file exactly with ``ftyp``, ``moov`` and ``mdat``
+    among them (a file cut short, or zeros where its tail should be). Reads only the box
+    headers; the package decodes every frame of a clip it takes. Other read errors (EIO)
+    are raised: the disk, not the file."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size == 0:
+                return "the file is empty (0 bytes)"
+            seen: set[bytes] = set()
+            at = 0
+            while at < size:
+                fh.seek(at)
+                head = fh.read(16)
+                if len(head) < 8:
+                    return f"cut short: a box header at byte {at} of {size}"
+                box_size, kind = int.from_bytes(head[:4], "big"), head[4:8]
+                if box_size == 1:  # a 64-bit size follows the type
+                    if len(head) < 16:
+                        return f"cut short: a box header at byte {at} of {size}"
+                    box_size = int.from_bytes(head[8:16], "big")
+                elif box_size == 0:  # the last box, to the end of the file
+                    box_size = size - at
+                if box_size < 8 or at + box_size > size:
+                    return (f"cut short or damaged: box {kind.decode('latin-1')!r} at byte "
+                            f"{at} claims "
+                            f"{box_size} bytes, the file has {size}")
+                seen.add(kind)
+                at += box_size
+    except FileNotFoundError:
+        return "the file is missing"
+    except IsADirectoryError:
+        return "not a file"
+    missing = sorted(k.decode("latin-1") for k in MP4_REQUIRED_BOXES - seen)
+    if missing:
+        return f"not a whole MP4: no {', '.join(missing)} box ({size} bytes)"
+    return None
 
 
 def resolve_clips(requests: Sequence[ClipRequest], *,

@@ -15,6 +15,13 @@
    before the spool's copy goes (:func:`move_frame`; a kill before or during it is
    reconciled at start-up);
 7. :meth:`~Committer.count` — metrics, the recent list, the log line.
+
+A full disk (:func:`zhichao.station.diskspace.is_disk_full`) before or inside step 5
+leaves nothing stored: the error reaches the caller, which keeps the vehicle and tries
+its commit again once there is room (step 1 is not repeated: :attr:`Pending.observed`).
+After step 5 the passage is stored: frames that cannot be moved for want of space wait
+in :attr:`Committer.unmoved` (:meth:`~Committer.move_unmoved`, and at start-up) and
+:attr:`Committer.disk_error` says why.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from zhichao.station.clock import Clock
 from zhichao.station.clockcheck import ClockMonitor
 from zhichao.station.config import StationConfig
 from zhichao.station.device import DRIFT_ALARM, DRIFT_STATE_KEY, DeviceRegister, reasons_json
+from zhichao.station.diskspace import is_disk_full
 from zhichao.station.linking import FrameLinker
 from zhichao.station.messages import FrameFile, PassageCommit
 from zhichao.station.ops import StationMetrics
@@ -85,6 +93,8 @@ class Committer:
         self.run_passages = 0
         self.run_cases = 0
         self.recent: deque[dict[str, Any]] = deque(maxlen=20)
+        self.unmoved: list[FrameFile] = []  # stored passages' frames still in a spool
+        self.disk_error: str | None = None  # why frames wait in unmoved, until read
 
     def commit(self, p: Pending, resume_target: int) -> PassageCommit:
         """Store ``p``; the durable position may move up to ``resume_target`` (the first
@@ -95,7 +105,13 @@ class Committer:
         material = self.case_material(p, v, frames)
         row = self.passage_row(p, v, frames)
         self.store_passage(row, material, resume_target, new_alarms, drift_changed)
-        self.move_frames(frames)
+        try:
+            self.move_frames(frames)
+        except Exception as exc:  # stored: its frames wait for room (or the next start)
+            if not is_disk_full(exc):
+                raise
+            self.disk_error = f"moving the frames of {p.key}: {exc}"
+            self.unmoved.extend(f for f in frames if f.spool_path.exists())
         done = PassageCommit(row, material, frames)
         self.count(p, v, done, t0)
         return done
@@ -104,7 +120,9 @@ class Committer:
     def observe_drift(self, p: Pending) -> tuple[WeighedVehicle, list[DriftAlarm], bool]:
         """The drift monitor sees every vehicle once, in weighing order; its state is
         committed with the passage."""
-        v, new_alarms, drift_changed = self.device.process(p.vehicle)
+        if p.observed is None:
+            p.observed = self.device.process(p.vehicle)
+        v, new_alarms, drift_changed = p.observed
         p.record = clean_json({**v.to_dict(), **p.extra})
         return v, new_alarms, drift_changed
 
@@ -191,6 +209,15 @@ class Committer:
         for f in frames:
             move_frame(f.spool_path, f.path)
             self.linker.forget_file(f.camera_id, f.spool_path)
+
+    def move_unmoved(self) -> None:
+        """Move the frames a full disk left in their spools (disk errors are raised)."""
+        while self.unmoved:
+            f = self.unmoved[0]
+            if f.spool_path.exists():
+                move_frame(f.spool_path, f.path)
+            self.linker.forget_file(f.camera_id, f.spool_path)
+            self.unmoved.pop(0)
 
     def count(self, p: Pending, v: WeighedVehicle, done: PassageCommit, t0: float) -> None:
         row = done.row

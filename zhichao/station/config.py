@@ -258,6 +258,7 @@ def _check_station(cfg: StationConfig) -> None:
     _need(0.5 <= s.upload_max_delay_s <= 3600, "station.upload_max_delay_s",
           "must be within 0.5 … 3600 s")
     _need(0 < s.upload_timeout_s <= 600, "station.upload_timeout_s", "must be in (0, 600] s")
+    _need(0 <= s.disk_reserve_mb <= 4096, "station.disk_reserve_mb", "must be in [0, 4096] MiB")
 
 
 def _check_site_lane_wim(cfg: StationConfig) -> None:

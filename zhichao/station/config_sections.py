@@ -20,6 +20,9 @@ class StationSection:
     upload_max_delay_s: float = 60.0  # longest back-off while the center is down (a guess)
     upload_timeout_s: float = 30.0  # one HTTP request to the center
     log_json: bool = True
+    # a preallocated file in the data folder that start-up deletes on a full disk, so the
+    # database can open and the disk_full alarm be stored (zhichao.station.diskspace)
+    disk_reserve_mb: float = 64.0
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from zhichao.common import format_utc
 from zhichao.evidence.inputs import ImageRef
 from zhichao.evidence.package import SealResult
 from zhichao.station.plates import PlateRead
-from zhichao.station.sealing import CaseMaterial
+from zhichao.station.sealing import CaseMaterial, UnusableFile
 from zhichao.station.store import PassageRow
 from zhichao.station.sync_outbox import PackedPackage
 
@@ -71,6 +71,7 @@ class SealOutcome:
     elapsed_s: float = 0.0
     packed: PackedPackage | None = None  # the sealed package packed for upload
     facts: dict[str, Any] | None = None  # ``adopted``: the package's manifest facts
+    unusable: tuple[UnusableFile, ...] = ()  # ``sealed``: originals sealed as missing
 
 
 __all__ = ["FrameFile", "PassageCommit", "PlateRead", "SealOutcome"]

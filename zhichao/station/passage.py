@@ -102,3 +102,6 @@ class Pending:
     # device's clock stepped — leaves its time on the old clock: never trusted)
     wim_generation: int = 0
     t_emitted: float = field(default_factory=time.perf_counter)
+    # the drift monitor's answer (vehicle, new alarms, state changed), once it saw the
+    # vehicle: a commit tried again (the disk was full) never shows it the vehicle twice
+    observed: tuple[WeighedVehicle, list[Any], bool] | None = None

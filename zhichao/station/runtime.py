@@ -30,6 +30,11 @@ Crash safety (a SIGKILL at any moment):
 * a lost stretch of samples (in the kernel's buffers when the station died, or a device
   reboot) is fed to the weighing core as a gap, so the vehicles it touches are flagged
   ``data_gap``, never silently weighed short; the gap is recorded in ``gaps``.
+
+A full disk never ends the pipeline (:mod:`~zhichao.station.diskspace`): a write refused
+for want of space, or the data folder below ``evidence.min_free_mb``, stops the commits
+(vehicles wait, in order) with the ``disk_full`` alarm open, and they are tried again
+every 2 s once there is room.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ from zhichao.station.commit import (
 )
 from zhichao.station.config import StationConfig, wim_url_kind
 from zhichao.station.device import DRIFT_ALARM, DRIFT_STATE_KEY, DeviceRegister
+from zhichao.station.diskspace import DiskGuard, DiskReserve, is_disk_full, prepare_data_dir
 from zhichao.station.errors import StationError
 from zhichao.station.intake import Intake
 from zhichao.station.journal import SampleJournal
@@ -71,7 +77,7 @@ from zhichao.station.record_intake import RecordIntake, RecordJournal
 from zhichao.station.resume import DurablePosition
 from zhichao.station.retention import RetentionStage
 from zhichao.station.seal_stage import SealStage
-from zhichao.station.sealing import Sealer
+from zhichao.station.sealing import CaseMaterial, Sealer
 from zhichao.station.site_scatter import SiteScatter
 from zhichao.station.store import StationStore, utc_text
 from zhichao.station.upload import CenterLink, UploadTarget
@@ -111,10 +117,17 @@ class Station:
         self.fs = cfg.wim.sensor.sample_rate_hz
         data = cfg.data_dir
         data.mkdir(parents=True, exist_ok=True)
+        # on a full disk the reserve goes first, so the database opens and the alarm stays
+        self.reserve = DiskReserve(data, cfg.station.disk_reserve_mb)
+        short = prepare_data_dir(data, self.reserve, cfg.evidence.min_free_mb)
         self.store = StationStore(data / "station.db")
         self.read_store = StationStore(data / "station.db", readonly=True)  # for health()
         self._closed = False
         self.stages = StageHealth(self.store)  # the pipeline thread's stages
+        self.disk = DiskGuard(data, cfg.evidence.min_free_mb, self.reserve, self.stages)
+        if short is not None:
+            self.disk.full(short)
+        self.held_seals: list[CaseMaterial] = []  # cases whose frames wait for room
         self.journal = SampleJournal(data / "journal")
         self.sealer = Sealer(cfg)
         self.center: CenterLink | None = None  # see connect_upload()
@@ -167,6 +180,7 @@ class Station:
         self.grabbers: list[Any] = []  # CameraGrabber per URL camera
         self.clips: ClipMaker | None = None  # passage clips of the streaming cameras
         self._url_cameras = {c.camera_id for c in cfg.cameras if c.url}
+        self._last_scan = self._last_gauges = 0.0  # monotonic [s] of the loop's due steps
 
     def _open_device(self) -> DeviceRegister:
         device = DeviceRegister(self.cfg, None if self.profile is None
@@ -297,15 +311,48 @@ class Station:
         if not self._started():
             return
         self.link.advance(self._stream_time(), final)
+        if self.disk.stopped is not None or not self._frames_moved():
+            return  # the disk is full: the vehicles wait, in order
         for p in self.link.pop_ready():
             target = (self.link.pending[0].vehicle.first_sample if self.link.pending
                       else self.stream_index)
-            done = self.committer.commit(p, target)
+            try:
+                done = self.committer.commit(p, target)
+            except Exception as exc:
+                if not is_disk_full(exc):
+                    raise
+                self.link.pending.appendleft(p)  # nothing of it stored: tried again
+                self.disk.full(f"committing {p.key}: {exc}")
+                return
             if p.clips and self.clips is not None:  # a case's clips are encoded, others not
                 self.clips.decide(p.key, keep=done.material is not None)
             if done.material is not None:
-                self.seals.jobs.put(done.material)
+                self.held_seals.append(done.material)
+            if self.committer.disk_error is not None:  # stored; its frames wait for room
+                self.disk.full(self.committer.disk_error)
+                self.committer.disk_error = None
+                return
+            self._queue_seals()
             self.scatter.note(self.stages)
+
+    def _frames_moved(self) -> bool:
+        """Frames a full disk left in their spools are moved before anything else is
+        committed; only then are their cases sealed (the sealer takes the frames from the
+        passage's folder)."""
+        try:
+            self.committer.move_unmoved()
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            self.disk.full(f"moving frames: {exc}")
+            return False
+        self._queue_seals()
+        return True
+
+    def _queue_seals(self) -> None:
+        for m in self.held_seals:
+            self.seals.jobs.put(m)
+        self.held_seals.clear()
 
     def _clip_outcomes(self) -> None:
         """Clips made or missed since the last look: the ``clips`` stage's alarm."""
@@ -369,6 +416,11 @@ class Station:
                 self.source.resume_at(*resume)  # a sample ring sends nothing twice
             self._loop(stop, max_vehicles, traffic_end)
             self._advance_pending(final=self._traffic_done())
+            if self.disk.stopped is not None and self.link.pending:
+                LOG.error("vehicles not committed at exit: the disk is full; the next start "
+                          "weighs them again from the journal", extra={"fields": {
+                              "vehicles": len(self.link.pending),
+                              "disk": self.disk.stopped}})
             self.seals.drain(timeout_s=120.0 if not stop.is_set() else 5.0)
             if self.center is not None and not stop.is_set():
                 self._drain_uploads(UPLOAD_DRAIN_S)
@@ -391,28 +443,18 @@ class Station:
     def _loop(self, stop: threading.Event, max_vehicles: int | None,
               traffic_end: TrafficEnd | None) -> None:
         assert self.source is not None
-        last_scan = last_traffic = last_gauges = 0.0
+        last_traffic = 0.0
+        self._last_scan = self._last_gauges = 0.0
         while not stop.is_set():
-            self._read_device()
+            try:
+                self._step()
+            except Exception as exc:  # a full disk stops the writing, never the station
+                if not is_disk_full(exc):
+                    raise
+                if self.disk.stopped is None:  # logged once; the alarm says the rest
+                    LOG.exception("a write of the pipeline failed: the disk is full")
+                self.disk.full(f"{type(exc).__name__}: {exc}")
             now = time.monotonic()
-            if now - last_scan > 0.05:
-                self.linker.scan()
-                last_scan = now
-                self._advance_pending()
-                self.seals.collect()
-                self._idle_advance()
-            if now - last_gauges > 1.0:
-                last_gauges = now
-                self.journal.prune(self.durable.index)
-                if self.records is not None:
-                    self.records.journal.prune(self.committer.committed_first)
-                self._update_gauges()
-                self._drop_stale_frames()
-                self.clock_check.sync_alarm(self.store)
-                if self.reweigh is not None:  # static readings in, linked ones sealed
-                    self.reweigh.step()
-                self._clip_outcomes()
-                self.retention.step()  # at start, then every retention.check_interval_s
             if traffic_end is not None and now - last_traffic > 1.0:
                 last_traffic = now
                 end = traffic_end()
@@ -422,6 +464,31 @@ class Station:
                 return
             if self._traffic_done():
                 return
+
+    def _step(self) -> None:
+        """One read of the device and what is due (each due step marked done before it
+        runs: one that fails on a full disk is not repeated at once)."""
+        self._read_device()
+        now = time.monotonic()
+        self.disk.poll()
+        if now - self._last_scan > 0.05:
+            self._last_scan = now
+            self.linker.scan()
+            self._advance_pending()
+            self.seals.collect()
+            self._idle_advance()
+        if now - self._last_gauges > 1.0:
+            self._last_gauges = now
+            self.journal.prune(self.durable.index)
+            if self.records is not None:
+                self.records.journal.prune(self.committer.committed_first)
+            self._update_gauges()
+            self._drop_stale_frames()
+            self.clock_check.sync_alarm(self.store)
+            if self.reweigh is not None:  # static readings in, linked ones sealed
+                self.reweigh.step()
+            self._clip_outcomes()
+            self.retention.step()  # at start, then every retention.check_interval_s
 
     def _read_device(self) -> None:
         """One read from the WIM device: a sample block or a controller's record."""
@@ -501,7 +568,8 @@ class Station:
             h = self.source.health_snapshot()
             wim = {"connected": self.source.connected, "errors": h.error_count,
                    "describe": h.describe()}
-        return {"status": "degraded" if self.sealing_stopped or c["alarms_active"] else "ok",
+        degraded = self.sealing_stopped or self.disk.stopped or c["alarms_active"]
+        return {"status": "degraded" if degraded else "ok",
                 "time_utc": utc_text(), "station_id": self.cfg.station.station_id,
                 "stream_time_utc": None if not self._started() else utc_text(
                     self._stream_time()),
@@ -511,6 +579,7 @@ class Station:
                 "cameras": [g.health() for g in self.grabbers],
                 "clips": [] if self.clips is None else self.clips.health(),
                 "sealing_stopped": self.sealing_stopped, "recovery": self.seals.recovery,
+                "disk_stopped": self.disk.stopped,
                 "retention": self.retention.status(),
                 "alarms": self.read_store.active_alarms(),
                 "device": self.committer.device_snapshot,

@@ -31,7 +31,7 @@ from zhichao.station.alarms import StageHealth
 from zhichao.station.errors import SealingStoppedError
 from zhichao.station.messages import SealOutcome
 from zhichao.station.ops import StationMetrics
-from zhichao.station.sealing import CaseMaterial, Sealer, material_from_json
+from zhichao.station.sealing import CaseMaterial, Sealer, UnusableFile, material_from_json
 from zhichao.station.store import StationStore
 from zhichao.station.sync_outbox import PackedPackage, pack
 
@@ -102,8 +102,9 @@ class SealStage:
             if m is None:
                 return
             t0 = time.perf_counter()
+            unusable: list[UnusableFile] = []
             try:
-                res = self.sealer.seal(m)
+                res = self.sealer.seal(m, unusable)
             except SealingStoppedError as exc:
                 self.outcomes.put(SealOutcome("stopped", m.passage_key, detail=str(exc)))
                 retry = m
@@ -138,7 +139,7 @@ class SealStage:
                 LOG.exception("packing a sealed package for upload failed")
                 packed = None
             self.outcomes.put(SealOutcome("sealed", m.passage_key, res, elapsed_s=elapsed_s,
-                                          packed=packed))
+                                          packed=packed, unusable=tuple(unusable)))
 
     def _adopted(self, key: str) -> bool:
         """After a failure: the case's package complete under its final name (a failure
@@ -224,10 +225,13 @@ class SealStage:
                 con, out.passage_key, package_id=res.package_id,
                 package_dir=str(res.directory), manifest_sha256=res.manifest_sha256,
                 log_index=res.log_index, eligibility=str(res.eligibility.status),
-                reasons=[r.code for r in res.eligibility.reasons])
+                reasons=[r.code for r in res.eligibility.reasons],
+                unusable=[u.to_json() for u in out.unusable])
             if out.packed is not None:
                 self.store.enqueue_package(con, out.packed)
         self.metrics.packages.inc()
+        for u in out.unusable:
+            self.metrics.errors.labels(f"unusable_{u.kind}").inc()
         self.stages.succeeded("sealing")
         self._done(out.passage_key)
         if self.stopped is not None:

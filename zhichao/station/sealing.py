@@ -16,6 +16,15 @@
   verifies, moved to ``quarantine/`` if not; every case still pending is sealed again.
   ``log_entries_without_package`` counts the log's entries that neither a case package nor
   a static re-weighing's supplement (``<evidence>/reweigh/``) accounts for.
+* The originals are checked before a case is sealed (:meth:`Sealer.usable_images`,
+  :func:`zhichao.station.clips.clip_unusable`): an image must be a whole JPEG (non-empty,
+  SOI at its start, EOI at its end), a clip a whole MP4 (its top-level boxes fill the file,
+  ``ftyp``, ``moov`` and ``mdat`` among them). A power cut can leave a renamed file whose
+  contents never reached the disk (a zero-length or zero-filled file under its final
+  name); such a file, or one that is gone, is treated as missing — the image is left out
+  (the gate then says ``image_missing`` for a required role), the clip is recorded as
+  missing with why — never sealed and signed as an original. Each one is logged and
+  recorded on the case (``cases.unusable_files``, :class:`UnusableFile`).
 """
 
 from __future__ import annotations
@@ -26,10 +35,10 @@ import logging
 import os
 import shutil
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from zhichao.common import format_utc, fsync_dir, write_atomic
 from zhichao.evidence.inputs import (
@@ -40,12 +49,13 @@ from zhichao.evidence.inputs import (
     PlateResult,
     SiteInfo,
     VehicleRecord,
+    VideoClipRef,
 )
 from zhichao.evidence.merkle import MerkleLog
 from zhichao.evidence.package import SealResult, Station, seal_package
 from zhichao.evidence.signing import generate_key, load_private_key, private_pem, public_pem
 from zhichao.evidence.verify import verify_package
-from zhichao.station.clips import ClipRequest, resolve_clips
+from zhichao.station.clips import ClipRequest, clip_unusable, resolve_clips
 from zhichao.station.config import StationConfig, parse_utc_key
 from zhichao.station.device import device_from_config
 from zhichao.station.errors import SealingStoppedError
@@ -54,6 +64,49 @@ LOG = logging.getLogger("zhichao.station")
 #: how long :meth:`Sealer.close` waits for an append under way (a PDF being rendered)
 CLOSE_WAIT_S = 300.0
 DISK_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO}
+
+
+JPEG_SOI = b"\xff\xd8"
+JPEG_EOI = b"\xff\xd9"
+
+
+@dataclass(frozen=True)
+class UnusableFile:
+    """An original of a case that was not sealed: gone, empty or cut short (a power cut
+    after its rename, before its contents reached the disk). Recorded on the case."""
+
+    kind: Literal["image", "clip"]
+    source: str  # the image's role, or the clip's camera id
+    path: str
+    reason: str  # English
+
+    def to_json(self) -> dict[str, str]:
+        return {"kind": self.kind, "source": self.source, "path": self.path,
+                "reason": self.reason}
+
+
+def jpeg_unusable(path: Path) -> str | None:
+    """Why the file at ``path`` is no whole JPEG (English), or None: gone, empty, not
+    starting with SOI or not ending with EOI (a file cut short, or zeros where its tail
+    should be). Other read errors (EIO) are raised: the disk, not the file."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+            size = os.fstat(fh.fileno()).st_size
+            if size >= 4:
+                fh.seek(size - 2)
+            tail = fh.read(2)
+    except FileNotFoundError:
+        return "the file is missing"
+    except IsADirectoryError:
+        return "not a file"
+    if size == 0:
+        return "the file is empty (0 bytes)"
+    if head != JPEG_SOI:
+        return f"not a JPEG: no start-of-image marker ({size} bytes)"
+    if size < 4 or tail != JPEG_EOI:
+        return f"a truncated JPEG: no end-of-image marker at its end ({size} bytes)"
+    return None
 
 
 def fsync_tree(root: Path) -> None:
@@ -206,23 +259,62 @@ class Sealer:
             return f"{self.packages}: not writable ({exc.strerror})"
         return None
 
-    def seal(self, m: CaseMaterial) -> SealResult:
-        """Seal one case. Raises :class:`SealingStoppedError` when the disk refuses."""
+    def usable_images(self, m: CaseMaterial, unusable: list[UnusableFile]
+                      ) -> tuple[ImageRef, ...]:
+        """``m``'s images that are whole JPEGs; each other one is logged and appended to
+        ``unusable`` (it is sealed as missing, never as a corrupt original)."""
+        out = []
+        for img in m.images:
+            why = jpeg_unusable(self.cfg.data_dir / img.path)
+            if why is None:
+                out.append(img)
+                continue
+            LOG.warning("case image unusable; sealed as missing", extra={"fields": {
+                "passage": m.passage_key, "role": img.role, "path": img.path,
+                "reason": why}})
+            unusable.append(UnusableFile("image", img.role, img.path, why))
+        return tuple(out)
+
+    def usable_clips(self, m: CaseMaterial, unusable: list[UnusableFile]
+                     ) -> tuple[VideoClipRef, ...]:
+        """``m``'s clips (:func:`resolve_clips`); a clip file that is no whole MP4 becomes
+        a missing clip with why, logged and appended to ``unusable``."""
+        out = []
+        for v in resolve_clips(tuple(ClipRequest.from_json(c) for c in m.clips)):
+            why = None if v.path is None else clip_unusable(self.cfg.data_dir / v.path)
+            if why is None:
+                out.append(v)
+                continue
+            assert v.path is not None
+            LOG.warning("case clip unusable; sealed as missing", extra={"fields": {
+                "passage": m.passage_key, "camera": v.camera_id, "path": v.path,
+                "reason": why}})
+            unusable.append(UnusableFile("clip", v.camera_id, v.path, why))
+            out.append(replace(v, path=None, first_frame_utc=None, last_frame_utc=None,
+                               missing_reason=f"the clip file is unusable: {why}"))
+        return tuple(out)
+
+    def seal(self, m: CaseMaterial, unusable: list[UnusableFile] | None = None
+             ) -> SealResult:
+        """Seal one case. Raises :class:`SealingStoppedError` when the disk refuses. The
+        originals that were left out as unusable are appended to ``unusable``."""
         why = self.check_writable()
         if why is not None:
             raise SealingStoppedError(why)
         out = self.package_dir(m.passage_key)
-        videos = resolve_clips(tuple(ClipRequest.from_json(c) for c in m.clips))
-        case = CaseInputs(
-            vehicle=VehicleRecord.from_json(m.record, f"passage {m.passage_key}"),
-            device=(DeviceStatus.from_json(m.device, f"passage {m.passage_key}.device")
-                    if m.device is not None else self.device),
-            site=self.site, plate=m.plate, images=m.images,
-            clocks=m.clocks, registration=None, prior_violations=None,
-            waveform_path=m.waveform_path, videos=videos,
-            station_id=self.cfg.station.station_id)
+        left_out: list[UnusableFile] = []
         renderer = None if self.cfg.evidence.render_documents else _no_documents
         try:
+            images = self.usable_images(m, left_out)
+            videos = self.usable_clips(m, left_out)
+            case = CaseInputs(
+                vehicle=VehicleRecord.from_json(m.record, f"passage {m.passage_key}"),
+                device=(DeviceStatus.from_json(m.device, f"passage {m.passage_key}.device")
+                        if m.device is not None else self.device),
+                site=self.site, plate=m.plate, images=images,
+                clocks=m.clocks, registration=None, prior_violations=None,
+                waveform_path=m.waveform_path, videos=videos,
+                station_id=self.cfg.station.station_id)
             with self.log_lock:
                 self.check_open()
                 result = seal_package(case, out, station=self.station, log=self.log,
@@ -233,6 +325,8 @@ class Sealer:
             if exc.errno in DISK_ERRNOS:
                 raise SealingStoppedError(f"{out}: {exc.strerror}") from exc
             raise
+        if unusable is not None:
+            unusable.extend(left_out)
         return result
 
     def take_over(self, key: str) -> dict[str, Any] | None:

@@ -37,8 +37,9 @@ from zhichao.station.sync_outbox import (
 )
 
 # 2: passages.device_reasons; 3: the sync outbox in station.db; 4: retention (passages
-# purge_started_utc / purged_utc, retention_runs)
-SCHEMA_VERSION = 5
+# purge_started_utc / purged_utc, retention_runs); 5: passages.plate_record;
+# 6: cases.unusable_files
+SCHEMA_VERSION = 6
 LEGACY_OUTBOX = "outbox_v2"  # version 2's outbox (forwarded to a file of its own)
 LEGACY_SYNC_OUTBOX = "sync-outbox.sqlite"
 DUPLICATE_WINDOW_S = 0.3
@@ -90,7 +91,8 @@ CREATE TABLE IF NOT EXISTS cases (
     error TEXT,
     material TEXT,
     created_utc TEXT NOT NULL,
-    sealed_utc TEXT
+    sealed_utc TEXT,
+    unusable_files TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS alarms (
     id INTEGER PRIMARY KEY,
@@ -185,9 +187,11 @@ class StationStore:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=FULL")
                 self._create()
-                self.db.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT"
-                                "(key) DO UPDATE SET value = excluded.value",
-                                (str(SCHEMA_VERSION),))
+                if self.get_meta("schema_version") != str(SCHEMA_VERSION):
+                    # written only when it changes: a start on a full disk writes nothing
+                    self.db.execute("INSERT INTO meta VALUES ('schema_version', ?) ON "
+                                    "CONFLICT(key) DO UPDATE SET value = excluded.value",
+                                    (str(SCHEMA_VERSION),))
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: cannot open the station database: {exc}") from exc
         self.db.row_factory = sqlite3.Row
@@ -202,6 +206,10 @@ class StationStore:
         for col in ("purge_started_utc", "purged_utc", "plate_record"):
             if col not in cols:
                 self.db.execute(f"ALTER TABLE passages ADD COLUMN {col} TEXT")
+        case_cols = {str(r[1]) for r in self.db.execute("PRAGMA table_info(cases)")}
+        if "unusable_files" not in case_cols:  # versions 1 to 5
+            self.db.execute("ALTER TABLE cases ADD COLUMN unusable_files TEXT "
+                            "NOT NULL DEFAULT '[]'")
         outbox = {str(r[1]) for r in self.db.execute("PRAGMA table_info(outbox)")}
         if "sent_utc" in outbox:  # version 2: rows forwarded to a sync outbox file
             self.db.execute(f"ALTER TABLE outbox RENAME TO {LEGACY_OUTBOX}")
@@ -213,14 +221,16 @@ class StationStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """All writes of one step commit together (or not at all)."""
+        """All writes of one step commit together (or not at all: a failed COMMIT, the
+        disk full, is rolled back too, so the next step can begin)."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
+            self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
 
     # ------------------------------------------------------------------ meta
     def get_meta(self, key: str) -> str | None:
@@ -345,13 +355,25 @@ class StationStore:
 
     def mark_sealed(self, con: sqlite3.Connection, passage_key: str, *, package_id: str,
                     package_dir: str, manifest_sha256: str, log_index: int, eligibility: str,
-                    reasons: list[str]) -> None:
+                    reasons: list[str], unusable: list[dict[str, str]] | None = None) -> None:
+        """``unusable``: originals sealed as missing (gone, empty or cut short; see
+        :class:`zhichao.station.sealing.UnusableFile`); None keeps what is recorded."""
         con.execute(
             "UPDATE cases SET status = 'sealed', package_id = ?, package_dir = ?, "
             "manifest_sha256 = ?, log_index = ?, eligibility = ?, eligibility_reasons = ?, "
-            "error = NULL, sealed_utc = ? WHERE passage_key = ?",
+            "error = NULL, sealed_utc = ?, unusable_files = COALESCE(?, unusable_files) "
+            "WHERE passage_key = ?",
             (package_id, package_dir, manifest_sha256, log_index, eligibility,
-             json.dumps(reasons), utc_text(), passage_key))
+             json.dumps(reasons), utc_text(),
+             None if unusable is None else json.dumps(unusable, ensure_ascii=False),
+             passage_key))
+
+    def unusable_files(self, passage_key: str) -> list[dict[str, str]]:
+        """The case's originals that were sealed as missing (:meth:`mark_sealed`)."""
+        row = self.db.execute("SELECT unusable_files FROM cases WHERE passage_key = ?",
+                              (passage_key,)).fetchone()
+        out: list[dict[str, str]] = [] if row is None else json.loads(row[0] or "[]")
+        return out
 
     def mark_seal_error(self, con: sqlite3.Connection, passage_key: str, error: str) -> None:
         con.execute("UPDATE cases SET error = ? WHERE passage_key = ?", (error, passage_key))
