@@ -186,3 +186,27 @@ def test_in_pavement_sensors_need_legal_review(tmp_path: Path) -> None:
             ] == [Severity.INFO]
     with pytest.raises(InputError, match="installation_type"):
         _eval(tmp_path, device=_device(installation_type="quartz"))
+
+
+def test_a_record_weighed_during_a_drift_alarm_is_unusable(tmp_path: Path) -> None:
+    # the station's drift monitor flags every record while its alarm is open; a device
+    # status that says closed (a package sealed from a stale one) must not make it usable
+    flagged = _eval(tmp_path, vehicle=vehicle_dict(flags=["calibration_drift"]))
+    assert flagged.status is Status.UNUSABLE
+    assert "record_drift_flag" in {r.code for r in flagged.reasons}
+    assert "unknown_flag" not in {r.code for r in flagged.reasons}
+
+
+@pytest.mark.parametrize(("flag", "status"), [
+    ("calibration_not_in_force", Status.UNUSABLE),  # weighed uncorrected
+    ("outside_calibration_range", Status.MANUAL_REVIEW),  # extrapolated correction
+])
+def test_calibration_profile_flags_are_known_reasons(tmp_path: Path, flag: str,
+                                                     status: Status) -> None:
+    from zhichao.weighing.vehicle import CALIBRATION_FLAGS, FLAGS_ZH
+
+    assert flag in CALIBRATION_FLAGS and flag in FLAGS_ZH  # the core raises it
+    r = _eval(tmp_path, vehicle=vehicle_dict(flags=[flag]))
+    codes = {x.code for x in r.reasons}
+    assert flag in codes and "unknown_flag" not in codes
+    assert r.status is status

@@ -116,3 +116,23 @@ def test_config_check_command(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 1
     assert "lane.lane_id" in res.stderr
+
+
+def test_a_real_device_never_gets_the_simulated_certificate(tmp_path: Path) -> None:
+    """The embedded [device] record is the simulated lane's (SIM-CERT-0001, both reviews
+    approved); a station with a real WIM device that station.toml does not describe has no
+    certificate and no approvals, so the evidence gate refuses its cases until they are
+    given (a review found a Modbus lane sealing with the simulated certificate)."""
+    from zhichao.station.device import device_from_config
+
+    real = parse_config({"wim": {"url": "modbus+tcp://10.0.0.5:502"}}, tmp_path)
+    device = device_from_config(real)
+    assert device.certificates == [] and not device.technical_review_approved
+    assert not device.legal_review_approved and real.device.accuracy_class == ""
+    given = parse_config({"wim": {"url": "modbus+tcp://10.0.0.5:502"},
+                          "device": {"device_id": "WIM-ZJ-0007", "accuracy_class": "5"}},
+                         tmp_path)
+    assert given.device.device_id == "WIM-ZJ-0007" and given.device.accuracy_class == "5"
+    assert not given.device.technical_review_approved  # what it does not say stays unset
+    sim = parse_config({}, tmp_path)
+    assert device_from_config(sim).certificates[0].number == "SIM-CERT-0001"

@@ -37,6 +37,17 @@ data_dir = "{data}"
 [wim]
 url = "{url}"
 {extra}
+[device]  # the peer stands for a device with its certificate and both reviews
+device_id = "PEER-WIM-01"
+accuracy_class = "5"
+technical_review_approved = true
+technical_review_date = "2025-05-01"
+legal_review_approved = true
+legal_review_date = "2025-05-10"
+certificate_number = "PEER-CERT-0001"
+certificate_issuer = "测试计量检定机构"
+certificate_valid_from = "2025-05-01T00:00:00Z"
+certificate_valid_to = "2030-05-01T00:00:00Z"
 [evidence]
 render_documents = false
 [vision]

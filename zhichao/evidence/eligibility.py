@@ -71,7 +71,12 @@ ABNORMAL_DRIVING_FLAGS = frozenset({
 })
 DATA_QUALITY_FLAGS = frozenset({"data_gap", "incomplete", "saturation", "missing_channel"})
 CLASS_FLAGS = frozenset({"class_undecidable", "axle_count_mismatch"})
-KNOWN_FLAGS = ABNORMAL_DRIVING_FLAGS | DATA_QUALITY_FLAGS | CLASS_FLAGS
+DRIFT_FLAG = "calibration_drift"  # the station's drift monitor: an open alarm at weighing
+KNOWN_FLAGS = ABNORMAL_DRIVING_FLAGS | DATA_QUALITY_FLAGS | CLASS_FLAGS | {DRIFT_FLAG}
+# the calibration profile at the passage (zhichao.weighing.vehicle.CALIBRATION_FLAGS): each
+# flag is its own reason code (severity and basis in _REASONS)
+CALIBRATION_FLAGS = frozenset({"calibration_not_in_force", "outside_calibration_range"})
+KNOWN_FLAGS = KNOWN_FLAGS | CALIBRATION_FLAGS
 # the completeness of the record (photos, plate, clocks), apart from the verdict by the law
 RECORD_COMPLETENESS_CODES = frozenset({
     "image_missing", "image_time_mismatch", "side_axles_not_shown", "plate_unavailable",
@@ -118,6 +123,23 @@ _REASONS: dict[str, tuple[Severity, str, str, str]] = {
                             "浙江省公路条例第四十条；河南省治超条例第十条"),
     "drift_alarm_open": (Severity.UNUSABLE, "设备漂移报警未关闭（或状态未知）",
                          "device drift alarm open or unknown", "law.md §2"),
+    "record_drift_flag": (Severity.UNUSABLE, "称重记录带有设备标定漂移报警标记，不得作为处罚证据",
+                          "the record was weighed with the device's drift alarm open",
+                          "law.md §2"),
+    # the profile in force is part of the instrument as verified: a passage weighed without
+    # it (uncorrected: up to the sensors' whole bias) is not a weighing by the device as
+    # verified and calibrated, and the class's MPE deducted no longer bounds its error
+    "calibration_not_in_force": (
+        Severity.UNUSABLE, "过车时在用标定参数不在有效期内，称重数据未经标定修正",
+        "calibration profile not in force at capture: weighed uncorrected",
+        "计量法第九条；浙江省公路条例第四十条；河南省治超条例第十条（law.md §2、§4.5）"),
+    # an extrapolated speed/temperature correction: accuracy must still hold (the non-stop
+    # requirement, law.md §2 🟡), and nothing shows it outside the fitted range; a human
+    # decides (or a static re-weigh), as for abnormal driving (law.md §4.5)
+    "outside_calibration_range": (
+        Severity.MANUAL_REVIEW, "车速或路面温度超出标定参数的拟合范围（修正为外推）",
+        "speed or pavement temperature outside the calibration's fitted range",
+        "law.md §2（不停车设备技术要求，🟡）、§4.5"),
     "device_outside_jjg907_scope": (
         Severity.MANUAL_REVIEW,
         "称重设备为路面直埋式传感器，不在JJG 907-2006检定规程适用范围内（只能参照其校准），"
@@ -391,6 +413,11 @@ def _check_flags(case: CaseInputs, reasons: list[Reason], add: Add) -> None:
     if flags & ABNORMAL_DRIVING_FLAGS:
         add("abnormal_driving_reweighed" if case.static_reweigh is not None
             else "abnormal_driving", ",".join(sorted(flags & ABNORMAL_DRIVING_FLAGS)))
+    if DRIFT_FLAG in flags and case.static_reweigh is None:  # the WIM weight is the evidence
+        add("record_drift_flag")
+    if case.static_reweigh is None:  # the WIM weight is the evidence
+        for flag in sorted(flags & CALIBRATION_FLAGS):
+            add(flag)
     if "class_undecidable" in flags and not any(r.code == "limit_undecidable" for r in reasons):
         add("limit_undecidable", "flag class_undecidable")
     if flags - KNOWN_FLAGS:

@@ -161,6 +161,18 @@ def _build(cls: type[Any], raw: dict[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
+UNREGISTERED_DEVICE: dict[str, Any] = {
+    "device_id": "WIM-UNREGISTERED", "technical_review_approved": False,
+    "technical_review_date": "", "legal_review_approved": False, "legal_review_date": "",
+    "accuracy_class": "", "certificate_number": "", "certificate_issuer": "",
+    "certificate_valid_from": "", "certificate_valid_to": "", "manufacturer": "",
+    "model": ""}
+"""``[device]`` keys a station with a real WIM device (``wim.url`` other than ``sim``) gets
+where station.toml leaves them out: no certificate, no approvals, class unknown — the
+evidence gate refuses its cases until they are given (the embedded values are the
+simulated lane's: ``SIM-CERT-0001``, both reviews approved)."""
+
+
 def parse_config(raw: dict[str, Any], base_dir: Path | str = ".") -> StationConfig:
     """Build and validate a configuration from parsed TOML (``camera`` is an array of
     tables, stored as ``cameras``)."""
@@ -171,6 +183,14 @@ def parse_config(raw: dict[str, Any], base_dir: Path | str = ".") -> StationConf
         raw["cameras"] = raw.pop("camera")
     elif "cameras" in raw:
         raise _fail("cameras", "write cameras as [[camera]] tables")
+    wim = raw.get("wim")
+    if isinstance(wim, dict) and wim.get("url", "sim") != "sim":
+        device = raw.get("device")
+        if not (isinstance(device, dict) and device.get("status_file")):
+            # the embedded device record is the simulated lane's: a real device that
+            # station.toml does not describe has no certificate and no approvals
+            raw["device"] = {**UNREGISTERED_DEVICE,
+                             **(device if isinstance(device, dict) else {})}
     cfg: StationConfig = _build(StationConfig, raw, "")
     # absolute once, here: a relative base would follow the process's working folder
     cfg = dataclasses.replace(cfg, base_dir=str(Path(base_dir).resolve()))
@@ -340,8 +360,10 @@ def _check_device(cfg: StationConfig) -> None:
         from zhichao.calibration.legal import INSTALLATION_TYPES
         from zhichao.weighing.overload import ACCURACY_CLASSES, accuracy_class
 
-        _need(accuracy_class(d.accuracy_class) is not None, "device.accuracy_class",
-              f"{d.accuracy_class!r} is not one of {sorted(ACCURACY_CLASSES)}")
+        _need(not d.accuracy_class or accuracy_class(d.accuracy_class) is not None,
+              "device.accuracy_class",
+              f"{d.accuracy_class!r} is not one of {sorted(ACCURACY_CLASSES)} (or empty: "
+              "unknown)")
 
         _need(d.installation_type in INSTALLATION_TYPES, "device.installation_type",
               f"must be one of {INSTALLATION_TYPES}")
