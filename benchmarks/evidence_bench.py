@@ -38,11 +38,11 @@ from zhichao.evidence.inputs import CaseInputs  # noqa: E402
 from zhichao.evidence.merkle import (  # noqa: E402
     CACHE_LEVELS,
     MerkleLog,
-    _fold,
     leaf_hash,
     verify_consistency,
     verify_inclusion,
 )
+from zhichao.evidence.merkle_proofs import fold_hashes as _fold  # noqa: E402
 from zhichao.evidence.package import Station, seal_package  # noqa: E402
 from zhichao.evidence.signing import Checkpoint, generate_key, sign_checkpoint  # noqa: E402
 from zhichao.evidence.verify import verify_package  # noqa: E402

@@ -52,7 +52,7 @@ STATIC_REASONS: dict[str, tuple[str, str, str, str]] = {
     "static_only_overload": (
         "manual_review", "仅静态复检认定超限（动态称重未认定），需人工核实两次称重",
         "overloaded by the static reading only; WIM did not find it",
-        "行政处罚法第四十一条第二款；law.md §4.5"),
+        "行政处罚法第四十一条第二款"),
     "static_wim_disagree": (
         "manual_review", "静态复检与动态称重之差超出动态设备允差，需核实是否同一车辆、同一载货",
         "static and WIM weights differ by more than the WIM tolerance",
@@ -60,7 +60,7 @@ STATIC_REASONS: dict[str, tuple[str, str, str, str]] = {
     "abnormal_driving_reweighed": (
         "info", "动态称重时异常行驶，已以静态复检重量为证据",
         "abnormal driving on the WIM lane; the static re-weighing is the evidence",
-        "law.md §4.5"),
+        "浙江省公路条例第三十九条"),
 }
 
 Add = Callable[..., None]
