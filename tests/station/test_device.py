@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from zhichao.calibration.legal import Certificate, DeviceLegalStatus
+from zhichao.common import format_utc
 from zhichao.evidence.inputs import DeviceStatus
 from zhichao.station.config import parse_config
 from zhichao.station.device import DeviceRegister, device_from_config
@@ -140,6 +142,16 @@ def test_live_view_shows_alarms_device_and_upload() -> None:
     assert "待上传 7" in text_out and "最近成功上传 尚无" in text_out
     lines = "\n".join(summary_lines(health, 1.0))
     assert "calibration_drift" in lines and "待上传 7" in lines
+    # a recent passage's time in 北京时间, as the column says; start-up recovery in words
+    recent = [{"time_utc": "2026-12-07T19:41:00.323Z", "plate": "浙J12345", "axles": 5,
+               "gross_kg": 52000.0, "limit_kg": 43000, "verdict": "overloaded",
+               "frame": "linked", "flags": [], "overloaded": True}]
+    console = Console(record=True, width=160)
+    console.print(render(health, recent, time.time()))
+    table = console.export_text()
+    assert "时间（北京时间）" in table and "03:41:00.323" in table and "19:41:00" not in table
+    lines = "\n".join(summary_lines({**health, "recovery": {"removed_partial": 1}}, 1.0))
+    assert "删除未完成的证据包 1" in lines and "removed_partial" not in lines
 
 
 def test_a_verification_after_a_drift_alarm_closes_it_on_start(tmp_path: Path) -> None:
@@ -171,3 +183,65 @@ def test_a_verification_after_a_drift_alarm_closes_it_on_start(tmp_path: Path) -
     again = DeviceRegister(parse_config({"device": {"status_file": "dev.json"}}, tmp_path),
                            "profile-A", after.state_json())
     assert again.reset_on_start is None
+
+
+def _profile(pid: str, created: datetime, days: int = 365) -> Any:
+    from zhichao.weighing.calibration_profile import parse_profile
+
+    return parse_profile({
+        "format": "zhichao.calibration/1", "profile_id": pid,
+        "created_utc": format_utc(created), "valid_from_utc": format_utc(created),
+        "valid_until_utc": format_utc(created + timedelta(days=days)),
+        "operating_range": {"speed_kmh": [20.0, 80.0], "temperature_c": [0.0, 40.0]}})
+
+
+def test_the_profile_validity_goes_into_the_device_record(tmp_path: Path) -> None:
+    rec = _record()
+    rec.certificates[0] = Certificate("C-1", "检定机构", datetime(2025, 1, 1, tzinfo=UTC),
+                                      datetime(2027, 1, 1, tzinfo=UTC), "5")
+    (tmp_path / "dev.json").write_text(json.dumps(rec.to_json()), encoding="utf-8")
+    cfg = parse_config({"device": {"status_file": "dev.json"}}, tmp_path)
+    prof = _profile("CAL-A", datetime(2025, 1, 1, tzinfo=UTC), days=30)
+    reg = DeviceRegister(cfg, "CAL-A", None, profile=prof)
+    assert reg.base.calibration_valid_until_utc == prof.valid_until_utc
+    assert "calibration_expired" in [w.code for w in reg.usability(
+        "2025-03-01T00:00:00Z").warnings]
+    assert "calibration_expired" not in [w.code for w in reg.usability(
+        "2025-01-15T00:00:00Z").warnings]
+
+
+def test_a_drift_alarm_is_closed_only_by_a_later_profile_and_its_interval_stays(
+        tmp_path: Path) -> None:
+    from zhichao.calibration.drift import DriftAlarm
+
+    rec = _record()
+    rec.certificates[0] = Certificate("C-1", "检定机构", datetime(2025, 1, 1, tzinfo=UTC),
+                                      datetime(2099, 1, 1, tzinfo=UTC), "5")
+    (tmp_path / "dev.json").write_text(json.dumps(rec.to_json()), encoding="utf-8")
+    cfg = parse_config({"device": {"status_file": "dev.json"}}, tmp_path)
+    old = _profile("CAL-A", datetime(2025, 1, 1, tzinfo=UTC))
+    first = DeviceRegister(cfg, "CAL-A", None, profile=old)
+    first.monitor.alarms.append(DriftAlarm(
+        "steer", "2025-06-01T00:00:00.000000Z", 600, 40, "high", 1.06, 0.943, "漂移",
+        since_utc="2025-05-30T00:00:00.000000Z"))
+    state = first.state_json()
+    inside = "2025-05-31T00:00:00Z"  # drifted, weighed before the alarm was raised
+    for pid, prof in (("CAL-A", old), (None, None), ("CAL-OLD", _profile(
+            "CAL-OLD", datetime(2024, 6, 1, tzinfo=UTC))), ("CAL-UNDATED", None)):
+        reg = DeviceRegister(cfg, pid, state, profile=prof)
+        assert reg.monitor.alarm_open and reg.reset_on_start is None, pid
+        assert (reg.alarm_kept is not None) == (pid != "CAL-A")
+        assert "drift_alarm_open" in [r.code for r in reg.usability(inside).reasons]
+        assert reg.usability("2025-05-29T00:00:00Z").usable
+    new = _profile("CAL-B", datetime(2025, 6, 10, tzinfo=UTC))
+    reg = DeviceRegister(cfg, "CAL-B", state, profile=new)
+    assert reg.reset_on_start is not None and not reg.monitor.alarm_open
+    # the alarm's interval stays refused after it is closed: a late or replayed passage
+    assert [r.code for r in reg.usability(inside).reasons] == ["drift_alarm_interval"]
+    assert reg.evidence_json(inside)["drift_alarm_open"] is True
+    assert reg.usability("2025-05-29T00:00:00Z").usable
+    # ... and across a restart (the monitor's history is its state)
+    again = DeviceRegister(cfg, "CAL-B", reg.state_json(), profile=new)
+    assert again.reset_on_start is None
+    assert not again.usability(inside).usable
+    assert again.usability(format_utc(datetime.now(UTC) + timedelta(minutes=1))).usable

@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from zhichao.evidence.notice_text import beijing_time_zh
 from zhichao.station.config import load_config, wim_url_kind
 from zhichao.station.errors import StationError
 
@@ -85,8 +86,8 @@ def _status(args: argparse.Namespace) -> int:
     data = args.data_dir.resolve() if args.data_dir else cfg.data_dir
     db = data / "station.db"
     if not db.exists():
-        print(f"zhichao status: {db} does not exist (the station has not run here)",
-              file=sys.stderr)
+        print(f"zhichao status: 此处尚无站点数据库（站点未在此运行过）{db} does not exist "
+              "(the station has not run here)", file=sys.stderr)
         return 1
     store = StationStore(db, readonly=True)
     try:
@@ -131,7 +132,8 @@ def _status(args: argparse.Namespace) -> int:
                 r["text_zh"] for r in device.get("reasons", [])) + "）")
             + f"，漂移监测已观测 {device.get('drift_trucks_seen', 0)} 辆货车")
     for a in out["alarms"]:
-        print(f"告警 {a['time_utc']} {a['code']}：{a['message_zh']}（{a['detail']}）")
+        print(f"告警 {beijing_time_zh(a['time_utc'])} {a['code']}：{a['message_zh']}"
+              f"（详情 detail：{a['detail']}）")
     if not out["alarms"]:
         print("无告警")
     return 0
@@ -142,7 +144,8 @@ def retention_line(days: int, purged: int, runs: list[dict[str, Any]]) -> str:
     line = f"个人信息保存期限 {days} 天（未确认）：已清理非案件通行 {purged} 条"
     if runs:
         r = runs[0]
-        line += (f"，最近一次 {r['time_utc']}（UTC）清理通行 {r['passages_purged']} 条、图片 "
+        line += (f"，最近一次 {beijing_time_zh(r['time_utc'])}清理通行 "
+                 f"{r['passages_purged']} 条、图片 "
                  f"{r['frames_removed'] + r['unlinked_frames_deleted']} 张，待上传暂缓 "
                  f"{r['held_undelivered']} 条")
     return line
@@ -174,7 +177,8 @@ def _retention(args: argparse.Namespace) -> int:
             raise StationError("--days: the period must be at least 1 day")
         db = cfg.data_dir / "station.db"
         if not db.exists():
-            raise StationError(f"{db} does not exist (the station has not run here)")
+            raise StationError(f"此处尚无站点数据库（站点未在此运行过）{db} does not exist "
+                               "(the station has not run here)")
         store = StationStore(db)  # SQLite transactions: safe beside a running station
     except StationError as exc:
         print(f"zhichao retention station: {exc}", file=sys.stderr)
@@ -195,7 +199,8 @@ def _retention(args: argparse.Namespace) -> int:
         print(json.dumps(run.to_json(), ensure_ascii=False, indent=1))
         return 0
     verb = "将清理（试运行，未改动）" if args.dry_run else "已清理"
-    print(f"截止时间 {run.cutoff_utc}（UTC，保存期限 {run.passage_days} 天，未确认）：{verb}"
+    print(f"截止时间 {beijing_time_zh(run.cutoff_utc)}（保存期限 {run.passage_days} 天，"
+          f"未确认）：{verb}"
           f"非案件通行 {run.passages_purged} 条（图片 {run.frames_removed} 张），未关联图片 "
           f"{run.unlinked_frames_deleted} 张；尚未上传、暂缓清理 {run.held_undelivered} 条")
     return 0

@@ -195,8 +195,9 @@ def start(cfg: StationConfig, *, log_stderr: bool, own_simulator: bool = True) -
             clock, url, devices_file = attached
         elif not own_simulator:  # --attach never starts other traffic behind one's back
             raise StationError(
-                f"--attach: no simulated lane is running for {cfg.data_dir} (it ended with "
-                "its station, or after 60 s alone); run without --attach to start one")
+                f"--attach：{cfg.data_dir} 没有正在运行的模拟车道（它随站点结束，或独自运行 60 秒后"
+                "结束），请不带 --attach 运行以启动一个 / no simulated lane is running for "
+                f"{cfg.data_dir}; run without --attach to start one")
         else:
             sim = SimulatorProcess(cfg)
             clock, url, devices_file = sim.clock(), str(sim.info["wim_url"]), sim.devices_file

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from zhichao.evidence.notice_text import BEIJING
 from zhichao.station.clockcheck import clock_line
 from zhichao.weighing.overload import VERDICT_ZH
 
@@ -69,11 +71,11 @@ def render(health: dict[str, Any], recent: list[dict[str, Any]], started_s: floa
     if health.get("sealing_stopped"):
         dev.add_row(Text("证据封存已停止：" + str(health["sealing_stopped"]), style="bold red"))
     t = Table(title="最近通行车辆", expand=True)
-    for col in ("时间 (UTC)", "车牌", "轴数", "总重 kg", "限值 kg", "结论", "图像", "标记"):
+    for col in ("时间（北京时间）", "车牌", "轴数", "总重 kg", "限值 kg", "结论", "图像", "标记"):
         t.add_column(col)
     for r in reversed(recent):
         style = "red" if r["overloaded"] else None
-        t.add_row(r["time_utc"][11:23], r.get("plate") or "—", str(r["axles"]),
+        t.add_row(beijing_clock(r["time_utc"]), r.get("plate") or "—", str(r["axles"]),
                   _kg(r["gross_kg"]), _kg(r["limit_kg"]),
                   VERDICT_ZH.get(r["verdict"], r["verdict"]),
                   FRAME_ZH.get(r["frame"], r["frame"]), ",".join(r["flags"][:3]),
@@ -101,5 +103,23 @@ def summary_lines(health: dict[str, Any], elapsed_s: float) -> list[str]:
         lines.append(f"告警：证据封存已停止（{health['sealing_stopped']}）")
     rec = health.get("recovery") or {}
     if rec:
-        lines.append("启动恢复：" + ", ".join(f"{k}={v}" for k, v in rec.items()))
+        lines.append("启动恢复：" + "，".join(f"{RECOVERY_ZH.get(k, k)} {v}"
+                                         for k, v in rec.items()))
     return lines
+
+
+RECOVERY_ZH = {
+    "removed_partial": "删除未完成的证据包", "completed_partial": "补全的证据包",
+    "log_repaired": "日志修复", "quarantined": "隔离的证据包",
+    "supplements_sealed": "已封存复检补充包",
+    "log_entries_without_package": "无对应证据包的日志条目",
+    "waveform_temporaries_removed": "删除的波形临时文件",
+}
+"""What start-up recovery did, in the operator's words (``Sealer.recover``)."""
+
+
+def beijing_clock(time_utc: str) -> str:
+    """The clock time of a UTC ISO 8601 time in 北京时间 (HH:MM:SS.mmm), for the live table
+    whose column says so."""
+    moment = datetime.fromisoformat(time_utc.replace("Z", "+00:00"))
+    return moment.astimezone(BEIJING).strftime("%H:%M:%S.%f")[:12]
