@@ -102,6 +102,23 @@ class DeviceAnchor:
                                                  + ANCHOR_CLOCK_TOLERANCE_REL * abs(counted_s)))
 
 
+RING_HOLD_MAX_S = 900.0
+"""Stream seconds of samples the ring keeps at most for vehicles waiting for their commit
+(a lane whose plate workers start slowly at 20x speed waited longer than RING_S, and a
+case was sealed without its waveform); 1 kHz × 8 channels: about 29 MB."""
+
+
+def evict(ring: Ring, stream_index: int, fs: float, held: int | None) -> None:
+    """Drop the ring's blocks older than :data:`RING_S` before ``stream_index``, keeping
+    those from ``held`` on (a vehicle waiting for its commit needs them for its waveform),
+    at most :data:`RING_HOLD_MAX_S` back."""
+    horizon = stream_index - RING_S * fs
+    if held is not None:
+        horizon = max(min(horizon, held), stream_index - RING_HOLD_MAX_S * fs)
+    while ring and ring[0][0] + ring[0][1].shape[0] < horizon:
+        ring.popleft()
+
+
 class Intake:
     def __init__(self, cfg: StationConfig, store: StationStore, journal: SampleJournal,
                  durable: DurablePosition, linker: FrameLinker, clock: Clock,
@@ -126,6 +143,9 @@ class Intake:
         epoch = store.get_meta("stream_epoch_utc")
         self.epoch: datetime | None = (datetime.fromisoformat(epoch) if epoch else None)
         self.ring: Ring = Ring()
+        # the lowest stream index a vehicle not yet committed needs in the ring (its
+        # waveform is written at its commit, which waits for frames and plates)
+        self.hold_from: Callable[[], int | None] | None = None
         self.replayed_samples = 0
         self.anchor = DeviceAnchor.from_json(store.get_meta(ANCHOR_KEY))
         self.run_started = False  # whether this run has received a block
@@ -167,9 +187,8 @@ class Intake:
         self.stream_index = first + samples.shape[0]
         self.ring.append((first, samples))
         self.durable.note(self.proc, self.stream_index)
-        while self.ring and self.ring[0][0] + self.ring[0][1].shape[0] < (
-                self.stream_index - RING_S * self.fs):
-            self.ring.popleft()
+        evict(self.ring, self.stream_index, self.fs,
+              self.hold_from() if self.hold_from is not None else None)
         for v in vehicles:
             self.on_vehicle(v)
 

@@ -26,7 +26,7 @@ from zhichao.station.alarms import StageHealth
 from zhichao.station.config import PLATE_ROLES, StationConfig
 from zhichao.station.linking import Frame, FrameLinker, Prediction
 from zhichao.station.ops import StationMetrics
-from zhichao.station.passage import Pending, clean_json, is_plate_candidate
+from zhichao.station.passage import Pending, clean_json, is_plate_candidate, opens_case
 from zhichao.station.plates import (
     PlateJob,
     PlateRead,
@@ -91,6 +91,13 @@ class LinkStage:
                                     extra=extra or {},
                                     wim_generation=self.linker.wim_offset.generation))
         self.metrics.vehicles_weighed.inc()
+
+    def waveform_hold_from(self, margin_samples: int) -> int | None:
+        """The lowest sample a waiting vehicle that will open a case needs for its waveform
+        (its first sample less ``margin_samples``); None when none waits."""
+        needed = [p.vehicle.first_sample - margin_samples for p in self.pending
+                  if opens_case(p.vehicle)]
+        return min(needed) if needed else None
 
     def _predict(self, v: WeighedVehicle, key: str) -> list[Prediction]:
         return self.linker.predict(key, datetime.fromisoformat(v.time_utc), v.speed_kmh,

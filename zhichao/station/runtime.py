@@ -59,6 +59,7 @@ from zhichao.station.clips import ClipMaker
 from zhichao.station.clock import Clock
 from zhichao.station.clockcheck import ClockMonitor
 from zhichao.station.commit import (
+    WAVEFORM_MARGIN_S,
     Committer,
     archive_committed_frames,
     remove_dead_waveform_temporaries,
@@ -97,12 +98,30 @@ TrafficEnd = Callable[[], int | None]
 
 
 def _load_profile(cfg: StationConfig) -> CalibrationProfile | None:
+    """The lane's calibration profile. An enforcement station refuses one that does not say
+    when it is in force or what it was fitted on (the core checks every passage against
+    ``valid_from_utc``/``valid_until_utc`` and ``operating_range``)."""
     if not cfg.wim.calibration_profile:
         return None
     from zhichao.weighing.calibration_profile import parse_profile
 
-    raw = json.loads(cfg.path(cfg.wim.calibration_profile).read_text("utf-8"))
-    return parse_profile(raw, cfg.wim.calibration_profile)
+    where = f"wim.calibration_profile ({cfg.wim.calibration_profile})"
+    try:
+        raw = json.loads(cfg.path(cfg.wim.calibration_profile).read_text("utf-8"))
+        profile = parse_profile(raw, where)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError,
+            CalibrationProfileError) as exc:
+        raise StationError(f"{where}: {exc}") from None
+    missing = [name for name, value in (
+        ("created_utc", profile.created_utc), ("valid_from_utc", profile.valid_from_utc),
+        ("valid_until_utc", profile.valid_until_utc),
+        ("operating_range.speed_kmh", profile.speed_range_kmh),
+        ("operating_range.temperature_c", profile.temperature_range_c)) if value is None]
+    if missing:
+        raise StationError(f"{where}: the profile does not declare {', '.join(missing)}; "
+                           f"the station cannot check that it is in force and fitted for "
+                           f"a passage")
+    return profile
 
 
 class Station:
@@ -157,6 +176,8 @@ class Station:
             self.linker.wim_offset.require_reach = False
         self.scatter.listeners.append(self._use_weighing)
         self.link = LinkStage(cfg, self.linker, self.stages, self.metrics)
+        margin = round(WAVEFORM_MARGIN_S * self.fs)
+        self.intake.hold_from = lambda: self.link.waveform_hold_from(margin)
         self.committer = Committer(cfg, self.store, self.device, self.linker, self.durable,
                                    self.clock, self.metrics, self.intake.ring, self.sealer.key,
                                    self.clock_check)
@@ -185,7 +206,7 @@ class Station:
     def _open_device(self) -> DeviceRegister:
         device = DeviceRegister(self.cfg, None if self.profile is None
                                 else self.profile.profile_id,
-                                self.store.get_meta(DRIFT_STATE_KEY))
+                                self.store.get_meta(DRIFT_STATE_KEY), profile=self.profile)
         if device.reset_on_start is not None:  # a new calibration closes the alarm
             with self.store.transaction() as con:
                 self.store.set_meta(con, DRIFT_STATE_KEY, device.state_json())
