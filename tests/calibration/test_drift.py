@@ -68,7 +68,8 @@ def test_left_side_drift_is_alarmed_and_records_are_marked(
     assert all(DRIFT_FLAG not in v.flags for v in marked[:alarm_at])
     assert all(DRIFT_FLAG in v.flags for v in marked[alarm_at:])
     assert all(DRIFT_FLAG not in v.flags for v in recs)  # the core's records are untouched
-    # the device's legal status follows the monitor: data from the alarm on are unusable
+    # the device's legal status follows the monitor: data from the estimated change point
+    # (the CUSUM's last zero before the alarm) on are unusable, not only from the alarm
     dev = DeviceLegalStatus(
         "WIM-1", "SIM-SITE-01", "1", "platform", technical_review_approved=True,
         technical_review_date=date(2025, 1, 1), legal_review_approved=True,
@@ -76,10 +77,15 @@ def test_left_side_drift_is_alarmed_and_records_are_marked(
         certificates=[Certificate("C-1", "某计量院", LANE.start_utc - timedelta(days=1),
                                   LANE.start_utc + timedelta(days=300), "5")])
     assert mon.alarm_since_utc is not None
-    dev = with_drift_state(dev, mon.alarm_open, parse_utc(mon.alarm_since_utc))
-    assert dev.is_usable_at(parse_utc(recs[alarm_at - 1].time_utc)).usable
-    after = dev.is_usable_at(parse_utc(recs[alarm_at].time_utc))
-    assert [r.code for r in after.reasons] == ["drift_alarm_open"]
+    since = parse_utc(mon.alarm_since_utc)
+    assert since < parse_utc(alarm.time_utc) and since == parse_utc(alarm.since_utc)
+    dev = with_drift_state(dev, mon.alarm_open, since)
+    assert dev.is_usable_at(since - timedelta(seconds=1)).usable
+    for v in recs[max(first_drifted, 0):alarm_at + 1]:  # drifted before the alarm too
+        if parse_utc(v.time_utc) >= since:
+            after = dev.is_usable_at(parse_utc(v.time_utc))
+            assert [r.code for r in after.reasons] == ["drift_alarm_open"]
+    assert parse_utc(recs[first_drifted].time_utc) >= since - timedelta(hours=1)
 
 
 def test_state_survives_a_restart_and_reset_closes_the_alarm(
@@ -96,7 +102,11 @@ def test_state_survives_a_restart_and_reset_closes_the_alarm(
         restarted.observe(v)
     assert restarted.to_state() == whole.to_state()
     assert restarted.alarm_open
-    restarted.reset("calibration", "2026-01-06T00:00:00.000000Z", profile_id="CAL-NEW")
+    with pytest.raises(DriftStateError, match="after"):  # a profile older than the alarm
+        restarted.reset("calibration", "2026-01-06T00:00:00.000000Z", profile_id="CAL-NEW",
+                        profile_created_utc="2020-01-01T00:00:00Z")
+    restarted.reset("calibration", "2099-01-06T00:00:00.000000Z", profile_id="CAL-NEW",
+                    profile_created_utc="2099-01-05T00:00:00Z")
     assert not restarted.alarm_open
     assert restarted.mark(recs[-1]).flags == recs[-1].flags
     assert restarted.history[-1]["closed_alarms"][0]["statistic"] == "balance"

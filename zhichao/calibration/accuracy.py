@@ -20,7 +20,22 @@ entry says whether its numbers were confirmed ``C`` or not ``U``; load your own 
   configurable number.
 
 Passes the weighing core itself flags as abnormally driven or of bad data quality are not
-valid weighings (the device says so on the record); they are counted and listed, not used.
+valid weighings (the device says so on the record); they are listed, and they count as runs
+the device got wrong, with those it did not weigh, split or counted wrong axles on.
+
+No class is given (:attr:`AccuracyResult.refusals`, "不予评定") when the verification cannot
+show one:
+
+* a reference truck has fewer than ``min_passes_per_truck`` valid passes (wim.md §2.5:
+  ≥ 10 passes per truck);
+* more than ``max_rejected_fraction`` of the runs are rejected (not weighed, wrong axle
+  count, not one vehicle, flagged): the verification runs are normal driving, and the
+  non-stop requirement (law.md §2) wants the accuracy to hold even under abnormal driving,
+  so a device that rejects normal runs cannot be credited with the class of the rest;
+* a recording is one the calibration profile was fitted on (its SHA-256 in the profile's
+  ``data.passes``): that is in-sample, not a verification.
+
+A supported speed range needs ``min_passes_per_speed_range`` passes.
 """
 
 from __future__ import annotations
@@ -46,6 +61,9 @@ from zhichao.weighing.errors import WeighingError
 from zhichao.weighing.overload import ACCURACY_CLASSES
 from zhichao.weighing.stream import ABNORMAL_FLAGS, weigh_recording
 from zhichao.weighing.vehicle import FLAGS_ZH
+
+#: weighed without the profile under test (not in force): not a weighing of what is verified
+NOT_VERIFIED_FLAGS = ("calibration_not_in_force",)
 
 DEFAULT_TABLES: dict[str, Any] = {
     "oiml_r134": {
@@ -121,10 +139,17 @@ class AccuracyConfig:
     temperature_bands_c: tuple[float, ...] = (-40.0, 0.0, 10.0, 20.0, 30.0, 40.0, 80.0)
     tables: dict[str, Any] = field(default_factory=lambda: json.loads(json.dumps(
         DEFAULT_TABLES)))
-    invalid_flags: tuple[str, ...] = tuple(sorted(ABNORMAL_FLAGS))
+    invalid_flags: tuple[str, ...] = tuple(sorted(ABNORMAL_FLAGS | set(NOT_VERIFIED_FLAGS)))
+    min_passes_per_truck: int = 10  # wim.md §2.5: ≥ 10 passes per truck
+    max_rejected_fraction: float = 0.05  # guess: runs the device may reject of all
+    min_passes_per_speed_range: int = 10  # guess: a speed range from fewer is not shown
 
     def __post_init__(self) -> None:
         validate_tables(self.tables)
+        if self.min_passes_per_truck < 1 or self.min_passes_per_speed_range < 1 or not (
+                0.0 <= self.max_rejected_fraction < 1.0):
+            raise AccuracyConfigError("min_passes_per_truck >= 1, min_passes_per_speed_range "
+                                      ">= 1 and 0 <= max_rejected_fraction < 1 are needed")
         for name, edges in (("speed", self.speed_bands_kmh),
                             ("temperature", self.temperature_bands_c)):
             if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
@@ -167,10 +192,11 @@ class PassResult:
 
 @dataclass
 class ClassResult:
-    achieved: str | None  # None: worse than every class in the table
+    achieved: str | None  # None: worse than every class in the table, or refused
     max_abs_error_pct: float | None
     n: int
     detail: str = ""
+    refused: bool = False  # no class given: the verification cannot show one (refusals)
 
 
 @dataclass
@@ -185,6 +211,10 @@ class AccuracyResult:
     tables: dict[str, Any]
     # per phase and gross class: the speed range the verification supports, or None
     speed_ranges: dict[str, dict[str, dict[str, Any] | None]] = field(default_factory=dict)
+    # why no class is given: [{"code", "detail", "text_zh"}]; empty when classes stand
+    refusals: list[dict[str, str]] = field(default_factory=list)
+    rejected_fraction: float = 0.0  # runs not valid / all runs
+    in_sample_recordings: list[str] = field(default_factory=list)
 
     @property
     def valid(self) -> list[PassResult]:
@@ -205,6 +235,9 @@ class AccuracyResult:
             "cost323": self.cost323,
             "bands": self.bands,
             "speed_ranges": self.speed_ranges,
+            "refusals": self.refusals,
+            "rejected_fraction": self.rejected_fraction,
+            "in_sample_recordings": self.in_sample_recordings,
             "passes": [{**vars(p), "gross_error_pct": p.gross_error_pct,
                         "axle_errors_pct": p.axle_errors_pct()} for p in self.passes],
         }
@@ -429,7 +462,7 @@ def band_tables(passes: list[PassResult], cfg: AccuracyConfig) -> dict[str, list
     return out
 
 
-def speed_ranges(passes: list[PassResult], tables: dict[str, Any]
+def speed_ranges(passes: list[PassResult], tables: dict[str, Any], min_passes: int = 1
                  ) -> dict[str, dict[str, dict[str, Any] | None]]:
     """Per phase and gross class, the widest speed range the valid passes support.
 
@@ -438,7 +471,8 @@ def speed_ranges(passes: list[PassResult], tables: dict[str, Any]
     given as the speeds of its first and last pass, with the number of passes in it. The
     passes on either side of the run, if any, are the ones that end it. A finite test: the
     range is what these passes show, not a guarantee (dynamic loads make rare passes exceed
-    any MPE, more often at higher speeds).
+    any MPE, more often at higher speeds). A run of fewer than ``min_passes`` passes shows no
+    range (None).
     """
     g = tables["oiml_r134"]["gross"]
     pts = sorted((abs(p.speed_kmh), e, p.recording) for p in passes
@@ -455,7 +489,7 @@ def speed_ranges(passes: list[PassResult], tables: dict[str, Any]
                     if k > start and (best is None or k - start > best[1] - best[0]):
                         best = (start, k)
                     start = k + 1
-            if best is None:
+            if best is None or best[1] - best[0] < min_passes:
                 out[phase][name] = None
                 continue
             lo, hi = best
@@ -474,11 +508,78 @@ def verify_accuracy(recordings: list[Path], reference_csv: Path,
     cfg = config or AccuracyConfig()
     refs = read_reference(reference_csv)
     passes = weigh_passes([Path(p) for p in recordings], refs, profile, cfg, weighing_config)
+    return assess(passes, profile, cfg)
+
+
+def fit_digests(profile: CalibrationProfile | None) -> set[str]:
+    """SHA-256 of every recording the profile was fitted on (its ``data.passes``)."""
+    if profile is None:
+        return set()
+    data = profile.raw.get("data")
+    rows = data.get("passes", []) if isinstance(data, dict) else []
+    return {str(r["sha256"]) for r in rows if isinstance(r, dict) and r.get("sha256")}
+
+
+def verification_refusals(passes: list[PassResult], profile: CalibrationProfile | None,
+                          cfg: AccuracyConfig) -> list[dict[str, str]]:
+    """Why these passes cannot give a class (empty: they can); see the module doc."""
+    out: list[dict[str, str]] = []
+    fitted = fit_digests(profile)
+    overlap = sorted(p.recording for p in passes if p.sha256 in fitted)
+    if overlap:
+        out.append({"code": "in_sample", "detail": ", ".join(overlap[:10]) + (
+            " …" if len(overlap) > 10 else ""), "text_zh":
+            f"{len(overlap)} 个录制数据也用于拟合该校准参数（样本内），不是验证"})
+    valid_by_truck: dict[str, int] = defaultdict(int)
+    for p in passes:
+        valid_by_truck[p.truck] += int(p.valid)
+    short = {t: n for t, n in sorted(valid_by_truck.items()) if n < cfg.min_passes_per_truck}
+    if short:
+        out.append({"code": "too_few_passes", "detail": "; ".join(
+            f"{t}: {n}" for t, n in short.items()), "text_zh":
+            f"有参考车的有效过车少于 {cfg.min_passes_per_truck} 次（"
+            + "；".join(f"{t}：{n} 次" for t, n in short.items()) + "）"})
+    rejected = rejected_fraction(passes)
+    if rejected > cfg.max_rejected_fraction:
+        n_bad = sum(1 for p in passes if not p.valid)
+        out.append({"code": "too_many_rejected", "detail":
+                    f"{n_bad}/{len(passes)} runs rejected > {cfg.max_rejected_fraction:.0%}",
+                    "text_zh": f"无效过车 {n_bad}/{len(passes)} 次（{rejected:.1%}），超过允许的 "
+                               f"{cfg.max_rejected_fraction:.0%}（未称重、轴数错误、车辆数"
+                               f"错误或带标记的过车均计为设备失败）"})
+    return out
+
+
+def rejected_fraction(passes: list[PassResult]) -> float:
+    """The runs that are not valid weighings, of all runs (0 without runs)."""
+    return sum(1 for p in passes if not p.valid) / len(passes) if passes else 0.0
+
+
+def assess(passes: list[PassResult], profile: CalibrationProfile | None,
+           cfg: AccuracyConfig) -> AccuracyResult:
+    """The classes the weighed passes achieve, or none where they cannot show one."""
     valid = [p for p in passes if p.valid]
     gross = [e for p in valid if (e := p.gross_error_pct) is not None]
     axle, detail = axle_classes(valid, cfg.tables)
-    return AccuracyResult(
+    result = AccuracyResult(
         profile_id=profile.profile_id if profile else None, passes=passes,
         gross_class=gross_classes(gross, cfg.tables), axle_class=axle, axle_detail=detail,
         cost323=cost323_classes(valid, cfg.tables), bands=band_tables(valid, cfg),
-        tables=cfg.tables, speed_ranges=speed_ranges(valid, cfg.tables))
+        tables=cfg.tables,
+        speed_ranges=speed_ranges(valid, cfg.tables, cfg.min_passes_per_speed_range),
+        refusals=verification_refusals(passes, profile, cfg),
+        rejected_fraction=rejected_fraction(passes),
+        in_sample_recordings=sorted(p.recording for p in passes
+                                    if p.sha256 in fit_digests(profile)))
+    if result.refusals:
+        why = "不予评定：" + "；".join(r["text_zh"] for r in result.refusals)
+        for classes in (result.gross_class, result.axle_class):
+            for c in classes.values():
+                c.achieved, c.refused, c.detail = None, True, why
+        for crit in result.cost323["criteria"].values():
+            crit["achieved"] = None
+        result.cost323["overall"] = None
+        result.cost323["refused"] = why
+        result.speed_ranges = {phase: dict.fromkeys(r, None)
+                               for phase, r in result.speed_ranges.items()}
+    return result

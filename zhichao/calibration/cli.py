@@ -36,6 +36,12 @@ def register(subparsers: Any) -> None:
     cal.add_argument("--supersedes", default=None, metavar="PROFILE_ID",
                      help="id of the profile this one replaces")
     cal.add_argument("--validity-days", type=int, default=FitConfig.validity_days)
+    cal.add_argument("--min-passes-per-truck", type=int,
+                     default=FitConfig.min_passes_per_truck,
+                     help="usable passes every reference truck needs (wim.md §2.5: 10)")
+    cal.add_argument("--min-truck-configurations", type=int,
+                     default=FitConfig.min_truck_configurations,
+                     help="reference truck configurations (axle counts) the session needs")
     cal.add_argument("--created-utc", default=None,
                      help="creation time (RFC 3339, Z); default now")
     cal.set_defaults(handler=_calibrate)
@@ -87,7 +93,9 @@ def _calibrate(args: argparse.Namespace) -> int:
         print(f"zhichao calibrate: --created-utc: {exc}", file=sys.stderr)
         return 2
     try:
-        cfg = FitConfig(validity_days=args.validity_days)
+        cfg = FitConfig(validity_days=args.validity_days,
+                        min_passes_per_truck=args.min_passes_per_truck,
+                        min_truck_configurations=args.min_truck_configurations)
         result = calibrate(_expand(args.recordings), args.reference, config=cfg,
                            created_utc=created, supersedes=args.supersedes)
         write_profile(result.profile, args.out)
@@ -148,12 +156,16 @@ def _accuracy(args: argparse.Namespace) -> int:
     except (CalibrationError, WeighingError) as exc:
         print(f"zhichao accuracy: {exc}", file=sys.stderr)
         return 2
+    for r in result.refusals:
+        print(f"不予评定：{r['text_zh']}")
+    none = "不予评定" if result.refusals else "不合格"
     for phase in ("initial", "in_service"):
         g, a = result.gross_class[phase], result.axle_class[phase]
-        print(f"{PHASE_ZH[phase]}：总重等级 {g.achieved or '不合格'}（最大误差 "
-              f"{_f(g.max_abs_error_pct)} %），轴载等级 {a.achieved or '不合格'}")
-    print(f"COST 323：{result.cost323['overall'] or '不合格'}；有效过车 {len(result.valid)}/"
-          f"{len(result.passes)}；报告 {args.report}")
+        print(f"{PHASE_ZH[phase]}：总重等级 {g.achieved or none}（最大误差 "
+              f"{_f(g.max_abs_error_pct)} %），轴载等级 {a.achieved or none}")
+    print(f"COST 323：{result.cost323['overall'] or none}；有效过车 {len(result.valid)}/"
+          f"{len(result.passes)}（无效 {result.rejected_fraction * 100:.1f} %）；报告 "
+          f"{args.report}")
     return 0
 
 

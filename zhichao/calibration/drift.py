@@ -37,8 +37,9 @@ from typing import Any
 import numpy as np
 
 from zhichao.calibration.errors import DriftStateError
+from zhichao.common import parse_utc
 from zhichao.weighing.stream import ABNORMAL_FLAGS
-from zhichao.weighing.vehicle import WeighedVehicle
+from zhichao.weighing.vehicle import CALIBRATION_FLAGS, WeighedVehicle
 
 DRIFT_FLAG = "calibration_drift"
 DRIFT_FLAG_ZH = "称重设备疑似漂移，需复核（待重新校准或检定）"
@@ -90,6 +91,10 @@ class _Chart:
     s_lo: float = 0.0
     run_hi: int = 0  # observations since s_hi was last 0 (the change-point estimate)
     run_lo: int = 0
+    # time (RFC 3339) of the last observation at which s_hi / s_lo stood at 0: the drift
+    # began after it (the change-point estimate); the baseline's last one at first
+    zero_hi_utc: str | None = None
+    zero_lo_utc: str | None = None
     n: int = 0
     recent: list[float] = field(default_factory=list)
     recent_gross: list[float] = field(default_factory=list)
@@ -106,6 +111,14 @@ class DriftAlarm:
     estimated_factor: float  # reads this many times the baseline (1.03 = 3 % high)
     estimated_correction: float  # multiply the affected loads by this to correct
     message_zh: str = ""
+    # the estimated change point: the last observation at which the CUSUM stood at zero
+    # (the drift began after it); "" in states written before it was kept
+    since_utc: str = ""
+
+    @property
+    def start_utc(self) -> str:
+        """From when the lane's data are suspect: the change point, else the alarm."""
+        return self.since_utc or self.time_utc
 
 
 @dataclass
@@ -133,15 +146,40 @@ class DriftMonitor:
 
     @property
     def alarm_since_utc(self) -> str | None:
-        """Time (RFC 3339) of the record that raised the first open alarm."""
-        return min(a.time_utc for a in self.alarms) if self.alarms else None
+        """From when (RFC 3339) the open alarms make the lane's data suspect: the earliest
+        estimated change point (the last observation at which its CUSUM stood at zero), not
+        the record that raised the alarm — the records between were weighed drifted too."""
+        if not self.alarms:
+            return None
+        return min(self.alarms, key=lambda a: parse_utc(a.start_utc)).start_utc
+
+    @property
+    def alarm_raised_utc(self) -> str | None:
+        """Time (RFC 3339) of the record that raised the latest open alarm: only a
+        calibration or verification after it closes them."""
+        if not self.alarms:
+            return None
+        return max(self.alarms, key=lambda a: parse_utc(a.time_utc)).time_utc
+
+    def closed_intervals_utc(self) -> list[tuple[str, str]]:
+        """``[start, closed)`` (RFC 3339) of every alarm closed by a reset: data taken inside
+        stay unusable after the alarm is closed."""
+        out: list[tuple[str, str]] = []
+        for h in self.history:
+            closed = [DriftAlarm(**a) for a in h.get("closed_alarms", [])]
+            if closed:
+                start = min(closed, key=lambda a: parse_utc(a.start_utc)).start_utc
+                out.append((start, str(h["time_utc"])))
+        return out
 
     # ------------------------------------------------------------------ observations
     def _values(self, v: WeighedVehicle) -> dict[str, tuple[float, float, str]]:
         """Statistic → (value, gross) for one record; empty when it does not qualify."""
         if v.gross_weight_kg is None or v.gross_weight_kg < self.cfg.min_gross_kg:
             return {}
-        if set(v.flags) & ABNORMAL_FLAGS or v.axle_count < 2:
+        # a passage weighed without the profile (not in force) or with an extrapolated one
+        # is not comparable with the baseline
+        if set(v.flags) & (ABNORMAL_FLAGS | CALIBRATION_FLAGS) or v.axle_count < 2:
             return {}
         gross = float(v.gross_weight_kg)
         out: dict[str, tuple[float, float, str]] = {}
@@ -175,6 +213,7 @@ class DriftMonitor:
                 ch.baseline_class.append(cls)
                 if len(ch.baseline) >= self.cfg.baseline_n:
                     self._freeze(name, ch)
+                    ch.zero_hi_utc = ch.zero_lo_utc = v.time_utc
                 continue
             alarm = self._update(name, ch, x, gross, cls, v.time_utc)
             if alarm is not None:
@@ -234,6 +273,10 @@ class DriftMonitor:
         ch.s_lo = max(0.0, ch.s_lo - z - k)
         ch.run_hi = ch.run_hi + 1 if ch.s_hi > 0 else 0
         ch.run_lo = ch.run_lo + 1 if ch.s_lo > 0 else 0
+        if ch.s_hi == 0:
+            ch.zero_hi_utc = time_utc
+        if ch.s_lo == 0:
+            ch.zero_lo_utc = time_utc
         ch.n += 1
         ch.recent.append(x)
         ch.recent_gross.append(gross)
@@ -246,13 +289,15 @@ class DriftMonitor:
             return None
         direction = "high" if ch.s_hi > h else "low"
         factor = self.estimated_factor(name, ch.run_hi if direction == "high" else ch.run_lo)
+        since = (ch.zero_hi_utc if direction == "high" else ch.zero_lo_utc) or time_utc
         return DriftAlarm(
             statistic=name, time_utc=time_utc, observation=ch.n, trucks_seen=self.trucks_seen,
             direction=direction, estimated_factor=factor, estimated_correction=1.0 / factor,
             message_zh=(f"车道 {self.lane_id}：{_statistic_zh(name)}偏离基线"
                         f"（{'偏大' if direction == 'high' else '偏小'}），估计读数为基线的 "
                         f"{factor * 100:.1f} %，建议修正系数 {1.0 / factor:.4f}；"
-                        f"此后记录需人工复核，直至重新校准或检定。"))
+                        f"自 {since} 起的记录不得作为证据、需人工复核，直至重新校准或检定。"),
+            since_utc=since)
 
     def estimated_factor(self, name: str, last_n: int | None = None) -> float:
         """How many times its baseline the statistic's channels now read: from the recent
@@ -279,10 +324,29 @@ class DriftMonitor:
         return 1.0 + (float(np.mean(x)) - ch.mean) / max(1.0 - 1.0 / max(n_rows, 2), 1e-9)
 
     # ------------------------------------------------------------------ reset / state
-    def reset(self, reason: str, at_utc: str, profile_id: str | None = None) -> None:
-        """A new calibration or verification: close alarms, start a new baseline."""
+    def reset(self, reason: str, at_utc: str, profile_id: str | None = None, *,
+              profile_created_utc: str | None = None) -> None:
+        """A new calibration or verification: close alarms, start a new baseline.
+
+        Open alarms are closed only by what was made after the latest of them was raised
+        (:attr:`alarm_raised_utc`): a calibration profile (``profile_id``) created after it
+        (``profile_created_utc``), or a verification taking effect (``at_utc``) after it.
+        Removing the profile, putting an older one back or an undated one raise
+        :class:`DriftStateError` and leave the alarms open. A closed alarm stays in
+        :attr:`history`; :meth:`closed_intervals_utc` gives the times it covers.
+        """
         if reason not in ("calibration", "verification"):
             raise DriftStateError("reset reason must be 'calibration' or 'verification'")
+        raised = self.alarm_raised_utc
+        if raised is not None:
+            after = at_utc if reason == "verification" else profile_created_utc
+            if reason == "calibration" and profile_id is None:
+                raise DriftStateError("a drift alarm is open: removing the calibration "
+                                      "profile does not close it")
+            if after is None or parse_utc(after) <= parse_utc(raised):
+                raise DriftStateError(
+                    f"a drift alarm raised at {raised} is open: only a {reason} made after it "
+                    f"closes it (got {'no date' if after is None else after})")
         self.history.append({"reason": reason, "time_utc": at_utc, "profile_id": profile_id,
                              "closed_alarms": [asdict(a) for a in self.alarms]})
         self.alarms = []

@@ -98,6 +98,12 @@ class FitConfig:
     max_outlier_rounds: int = 3
     iterations: int = 2
     min_passes: int = 6
+    # wim.md §2.5: "≥ 10 passes per truck at site-typical speeds" (counted after screening,
+    # before outlier rejection); a fit on one truck cannot tell the lane's error from that
+    # truck's, hence ≥ 2 configurations (axle counts; wim.md §2.5's 2-axle / 3-axle /
+    # articulated fleet; the 2 is a guess)
+    min_passes_per_truck: int = 10
+    min_truck_configurations: int = 2
     validity_days: int = 365  # guess; the verification period in force decides legally
     reject_flags: tuple[str, ...] = tuple(sorted(ABNORMAL_FLAGS))
 
@@ -107,6 +113,8 @@ class FitConfig:
                                       "must be > 0")
         if self.iterations < 1 or self.min_passes < 2 or self.validity_days < 1:
             raise CalibrationFitError("iterations >= 1, min_passes >= 2, validity_days >= 1")
+        if self.min_passes_per_truck < 1 or self.min_truck_configurations < 1:
+            raise CalibrationFitError("min_passes_per_truck >= 1, min_truck_configurations >= 1")
 
 
 @dataclass
@@ -380,6 +388,41 @@ class CalibrationResult:
         return [p for p in self.passes if not p.used]
 
 
+def truck_of(p: PassRecord) -> int:
+    """A reference truck as the reference file can tell it: its configuration (number of
+    axles). The file has no truck id, and static weights do not identify a truck (one
+    mis-entered row would be a truck of its own); a session drives one truck per
+    configuration (wim.md §2.5), two trucks of one configuration are counted together."""
+    return len(p.reference_axles_kg)
+
+
+def check_session_coverage(passes: list[PassRecord], cfg: FitConfig) -> None:
+    """Refuse a session whose usable passes do not cover ``min_passes_per_truck`` per
+    reference truck and ``min_truck_configurations`` configurations (axle counts).
+
+    :raises CalibrationFitError: naming each truck's count.
+    """
+    per_truck: dict[int, int] = {}
+    for p in passes:
+        if p.used:
+            per_truck[truck_of(p)] = per_truck.get(truck_of(p), 0) + 1
+    short = {t: n for t, n in per_truck.items() if n < cfg.min_passes_per_truck}
+    configurations = set(per_truck)
+    problems: list[str] = []
+    if short:
+        problems.append(
+            f"trucks with fewer than {cfg.min_passes_per_truck} usable passes (wim.md §2.5): "
+            + "; ".join(f"{t}-axle: {n}" for t, n in sorted(short.items())))
+    if len(configurations) < cfg.min_truck_configurations:
+        problems.append(f"{len(configurations)} truck configuration(s) "
+                        f"({', '.join(f'{k}-axle' for k in sorted(configurations)) or 'none'}), "
+                        f"need {cfg.min_truck_configurations}")
+    if problems:
+        raise CalibrationFitError(
+            "calibration session too small: " + " and ".join(problems)
+            + " (FitConfig.min_passes_per_truck / min_truck_configurations)")
+
+
 def _screen(path: Path, ref: ReferenceWeights, base: dict[str, float] | None,
             cfg: FitConfig, wcfg: WeighingConfig | None, digest: str) -> PassRecord:
     rec = PassRecord(path.name, digest, ref.gross_weight_kg, ref.axle_loads_kg,
@@ -440,6 +483,7 @@ def calibrate(recordings: list[Path], reference_csv: Path, *,
                     sl = p.loads.side_loads_kg
                     before[p.recording] = float(np.nanmean(sl.sum(axis=1))
                                                 / p.reference_gross_kg - 1.0) * 100
+        check_session_coverage(passes, cfg)
         for rnd in range(cfg.max_outlier_rounds + 1):
             used = [p for p in passes if p.used]
             if len(used) < cfg.min_passes:

@@ -6,7 +6,9 @@ for verification, or failed it cannot be used as a basis for enforcement (计量
 stores its accuracy class, the verification certificate (number, issuing body, valid
 from/to) and the installation type; an event outside the certificate's validity, or of a
 device whose class is unknown, is not enforceable. A drift alarm that is still open makes the
-lane's data unusable until a new calibration or verification closes it.
+lane's data unusable until a new calibration or verification closes it; the data taken while
+it was open (from its estimated change point to its closure, ``drift_alarm_intervals``) stay
+unusable after it is closed.
 
 A certificate is valid on ``[valid_from, valid_to)`` (UTC), the same reading as the evidence
 stage's eligibility gate. :meth:`DeviceLegalStatus.to_evidence_json` gives the evidence stage
@@ -32,6 +34,7 @@ REASONS_ZH: dict[str, str] = {
     "certificate_expired": "检定证书已过期",
     "class_unknown": "设备准确度等级未知",
     "drift_alarm_open": "设备漂移报警未关闭",
+    "drift_alarm_interval": "采集时处于设备漂移报警期间（报警已关闭，其间数据仍不可用）",
     "technical_review_missing": "设备未通过技术审核",
     "legal_review_missing": "设备未通过法制审核",
 }
@@ -119,6 +122,12 @@ class DeviceLegalStatus:
     legal_review_date: date | None = None
     drift_alarm_open: bool = False
     drift_alarm_since_utc: datetime | None = None
+    # closed drift alarms: [start, closed) each; data taken inside stay unusable
+    drift_alarm_intervals: list[tuple[datetime, datetime]] = field(default_factory=list)
+
+    def drift_interval_at(self, t: datetime) -> tuple[datetime, datetime] | None:
+        """The closed drift alarm interval ``[start, closed)`` holding ``t``, if any."""
+        return next(((a, b) for a, b in self.drift_alarm_intervals if a <= t < b), None)
 
     def __post_init__(self) -> None:
         if not self.device_id:
@@ -164,6 +173,10 @@ class DeviceLegalStatus:
             if since is None or since <= t:
                 reasons.append(Reason("drift_alarm_open", "" if since is None else
                                       f"since {format_utc(since)}"))
+        interval = self.drift_interval_at(t)
+        if interval is not None:
+            reasons.append(Reason("drift_alarm_interval", f"{format_utc(interval[0])} – "
+                                                          f"{format_utc(interval[1])}"))
         if not self.technical_review_approved or self.technical_review_date is None or \
                 self.technical_review_date > beijing_date(t):
             reasons.append(Reason("technical_review_missing"))
@@ -182,7 +195,8 @@ class DeviceLegalStatus:
     # ------------------------------------------------------------------ JSON
     def to_evidence_json(self, at_utc: datetime | None = None) -> dict[str, Any]:
         """The evidence stage's ``DeviceStatus`` input: the certificate in force at
-        ``at_utc`` (default: the latest one), and this record's approvals and alarm."""
+        ``at_utc`` (default: the latest one), and this record's approvals and alarm (open
+        also when ``at_utc`` lies in a closed alarm's interval)."""
         cert = self.certificate_at(at_utc) if at_utc is not None else (
             max(self.certificates, key=lambda c: c.valid_from_utc) if self.certificates
             else None)
@@ -197,7 +211,8 @@ class DeviceLegalStatus:
             "certificate_issuer": cert.issuer if cert else None,
             "certificate_valid_from": format_utc(cert.valid_from_utc) if cert else None,
             "certificate_valid_to": format_utc(cert.valid_to_utc) if cert else None,
-            "drift_alarm_open": self.drift_alarm_open,
+            "drift_alarm_open": self.drift_alarm_open or (
+                at_utc is not None and self.drift_interval_at(at_utc) is not None),
             "manufacturer": self.manufacturer,
             "model": self.model,
             "installation_type": self.installation_type,
@@ -218,6 +233,8 @@ class DeviceLegalStatus:
             "legal_review_date": _d(self.legal_review_date),
             "drift_alarm_open": self.drift_alarm_open,
             "drift_alarm_since_utc": _t(self.drift_alarm_since_utc),
+            "drift_alarm_intervals": [[format_utc(a), format_utc(b)]
+                                      for a, b in self.drift_alarm_intervals],
         }
 
     @classmethod
@@ -244,7 +261,8 @@ class DeviceLegalStatus:
                 legal_review_date=_opt_date(raw.get("legal_review_date"), where),
                 # unknown drift state is an open alarm: never good by default
                 drift_alarm_open=raw.get("drift_alarm_open", True) is not False,
-                drift_alarm_since_utc=_opt_parse(raw.get("drift_alarm_since_utc"), where))
+                drift_alarm_since_utc=_opt_parse(raw.get("drift_alarm_since_utc"), where),
+                drift_alarm_intervals=_intervals(raw.get("drift_alarm_intervals", []), where))
         except KeyError as exc:
             raise DeviceRecordError(f"{where}: missing field {exc}") from None
 
@@ -282,6 +300,16 @@ def _parse(text: Any, where: str) -> datetime:
 
 def _opt_parse(text: Any, where: str) -> datetime | None:
     return None if text is None else _parse(text, where)
+
+
+def _intervals(raw: Any, where: str) -> list[tuple[datetime, datetime]]:
+    if not isinstance(raw, list) or not all(isinstance(x, list) and len(x) == 2 for x in raw):
+        raise DeviceRecordError(f"{where}: drift_alarm_intervals must be [[start, end], …]")
+    key = f"{where}.drift_alarm_intervals"
+    out = [(_parse(a, key), _parse(b, key)) for a, b in raw]
+    if any(b <= a for a, b in out):
+        raise DeviceRecordError(f"{where}: a drift alarm interval must end after it starts")
+    return out
 
 
 def _opt_date(text: Any, where: str) -> date | None:

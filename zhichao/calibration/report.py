@@ -137,8 +137,10 @@ def render_html(result: AccuracyResult, title: str = "动态称重准确度验�
     summary = []
     for phase in ("initial", "in_service"):
         g, a = result.gross_class[phase], result.axle_class[phase]
-        summary.append([PHASE_ZH[phase], _cls(g.achieved), _f(g.max_abs_error_pct),
-                        _cls(a.achieved), _f(a.max_abs_error_pct), _e(a.detail)])
+        summary.append([PHASE_ZH[phase], "不予评定" if g.refused else _cls(g.achieved),
+                        _f(g.max_abs_error_pct),
+                        "不予评定" if a.refused else _cls(a.achieved), _f(a.max_abs_error_pct),
+                        _e(a.detail)])
     cost = result.cost323
     cost_rows = []
     for crit, d in cost["criteria"].items():
@@ -172,6 +174,9 @@ def render_html(result: AccuracyResult, title: str = "动态称重准确度验�
     inputs = inputs or {}
     input_rows = [[_e(k), _e(v)] for k, v in inputs.items()]
     n_bad = len(result.passes) - len(result.valid)
+    refusals = "".join(f"<li>{_e(r['text_zh'])}</li>" for r in result.refusals)
+    refusal_html = (f'<p><strong>本次验证不予评定准确度等级：</strong></p><ul>{refusals}</ul>'
+                    if refusals else "")
     captions = (("speed", "总重误差与车速",
                  "图 1　车货总重误差与车速（虚线：5 级首次检定 MPE，点线：使用中 MPE）"),
                 ("temperature", "总重误差与温度", "图 2　车货总重误差与路面温度"),
@@ -194,9 +199,11 @@ figcaption {{ font-size: 13px; color: #444; }}
 </style></head><body>
 <h1>{_e(title)}</h1>
 <p>生成时间（UTC）：{_e(format_utc(t))}　校准参数：{_e(result.profile_id or "无（标称灵敏度）")}
-　过车总数：{len(result.passes)}，有效：{len(result.valid)}，无效：{n_bad}</p>
+　过车总数：{len(result.passes)}，有效：{len(result.valid)}，无效：{n_bad}
+（{result.rejected_fraction * 100:.1f} %）</p>
 {_table(["项目", "值"], input_rows) if input_rows else ""}
 <h2>结论：达到的准确度等级</h2>
+{refusal_html}
 <p class="note">OIML R134 / JJG 907 模式：每一次有效称量的误差都不得超过最大允许误差（MPE）。
 轴载荷：两轴刚性参考车的单轴与静态轴载比较；其他车辆的轴及轴组载荷与其修正平均值比较。</p>
 {_table(["阶段", "车货总重等级", "总重最大绝对误差 %", "轴载荷等级", "轴载最大偏差 %", "说明"],

@@ -14,8 +14,13 @@
   An open alarm in the register itself is never closed by the station's monitor: the
   record's alarm is open if either says so.
 * A calibration profile other than the one the monitor's baseline was taken with resets the
-  monitor (reason ``calibration``): a new calibration starts a new baseline and closes
-  the alarm, as ``DriftMonitor.reset`` documents.
+  monitor (reason ``calibration``): a new calibration starts a new baseline. An open alarm
+  is closed only by a profile *created after it was raised* (or a certificate taking effect
+  after it): removing the profile, putting an older or undated one back leaves it open
+  (``alarm_kept`` says why). A closed alarm's interval (from its estimated change point to
+  its closure) stays in the record (``drift_alarm_intervals``): a late or replayed passage
+  from inside it is refused.
+* The profile's validity is copied into the device record (``calibration_valid_until_utc``).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from zhichao.calibration.drift import DriftAlarm, DriftConfig, DriftMonitor
+from zhichao.calibration.errors import DriftStateError
 from zhichao.calibration.legal import (
     Certificate,
     DeviceLegalStatus,
@@ -36,6 +42,7 @@ from zhichao.calibration.legal import (
 )
 from zhichao.common import format_utc
 from zhichao.station.config import StationConfig, _device_file, parse_utc_key
+from zhichao.weighing.calibration_profile import CalibrationProfile
 from zhichao.weighing.config import OverloadConfig, WeighingConfig
 from zhichao.weighing.overload import ACCURACY_CLASSES, accuracy_class
 from zhichao.weighing.vehicle import WeighedVehicle
@@ -109,32 +116,68 @@ class DeviceRegister:
     """The device record plus the lane's drift monitor (pipeline thread only)."""
 
     def __init__(self, cfg: StationConfig, profile_id: str | None,
-                 state_json: str | None) -> None:
+                 state_json: str | None, *, profile: CalibrationProfile | None = None
+                 ) -> None:
+        """``profile``: the profile in use (its id is ``profile_id``); its creation time
+        decides whether it closes an open drift alarm, its validity goes into the record.
+        With only an id nothing shows when it was made: it closes no alarm."""
+        if profile is not None and profile.profile_id != profile_id:
+            raise ValueError(f"profile {profile.profile_id!r} given for id {profile_id!r}")
         base = device_from_config(cfg)
         if profile_id is not None and base.calibration_profile_id is None:
             base.calibration_profile_id = profile_id
+        if profile is not None and base.calibration_profile_id == profile_id and \
+                base.calibration_valid_until_utc is None:
+            base.calibration_valid_until_utc = profile.valid_until_utc
         self.base = base
         self.enabled = cfg.drift.enabled
         self.reset_on_start: str | None = None
+        self.alarm_kept: str | None = None  # why a profile change left an alarm open
         monitor: DriftMonitor | None = None
         if state_json:
             monitor = DriftMonitor.from_state(json.loads(state_json))
-            if monitor.profile_id != profile_id:  # a new calibration: a new baseline
+            if monitor.alarm_open:
+                self._close_if_recalibrated_or_verified(monitor, profile_id, profile)
+            elif monitor.profile_id != profile_id:  # a new calibration: a new baseline
                 old = monitor.profile_id
                 monitor.reset("calibration", format_utc(datetime.now(UTC)),
                               profile_id=profile_id)
                 monitor.profile_id = profile_id
                 self.reset_on_start = f"calibration profile {old!r} → {profile_id!r}"
-            elif monitor.alarm_open and monitor.alarm_since_utc is not None:
-                cert = self._verified_after(_time(monitor.alarm_since_utc))
-                if cert is not None:  # re-verified since the alarm: it is closed
-                    monitor.reset("verification", format_utc(cert.valid_from_utc),
-                                  profile_id=profile_id)
-                    self.reset_on_start = (f"verification certificate {cert.number} valid "
-                                           f"from {format_utc(cert.valid_from_utc)}")
         self.monitor = monitor or DriftMonitor(
             cfg.lane.lane_id, DriftConfig(baseline_n=cfg.drift.baseline_n),
             profile_id=profile_id)
+
+    def _close_if_recalibrated_or_verified(self, monitor: DriftMonitor,
+                                           profile_id: str | None,
+                                           profile: CalibrationProfile | None) -> None:
+        """Close the open alarms with a profile created after they were raised, or a
+        certificate taking effect after; otherwise leave them open (``alarm_kept``)."""
+        raised = monitor.alarm_raised_utc
+        assert raised is not None
+        now = format_utc(datetime.now(UTC))
+        if monitor.profile_id != profile_id:
+            old = monitor.profile_id
+            created = None if profile is None or profile.created_utc is None else format_utc(
+                profile.created_utc)
+            try:
+                monitor.reset("calibration", now, profile_id=profile_id,
+                              profile_created_utc=created)
+            except DriftStateError as exc:
+                self.alarm_kept = (f"calibration profile {old!r} → {profile_id!r} "
+                                   f"(created {created or 'unknown'}): {exc}")
+                LOG.warning("drift alarm kept open", extra={"fields": {
+                    "why": self.alarm_kept}})
+            else:
+                monitor.profile_id = profile_id
+                self.reset_on_start = f"calibration profile {old!r} → {profile_id!r}"
+                return
+        cert = self._verified_after(_time(raised))
+        if cert is not None:  # re-verified since the alarm: it is closed
+            monitor.reset("verification", format_utc(cert.valid_from_utc),
+                          profile_id=profile_id)
+            self.reset_on_start = (f"verification certificate {cert.number} valid "
+                                   f"from {format_utc(cert.valid_from_utc)}")
 
     def _verified_after(self, since: datetime) -> Certificate | None:
         """The newest certificate in the register that took effect after ``since`` and is
@@ -173,7 +216,11 @@ class DeviceRegister:
         open_ = self.base.drift_alarm_open or self.drift_alarm_open
         if self.base.drift_alarm_open and self.base.drift_alarm_since_utc is None:
             since = []  # open since an unknown time: open for every record
-        return with_drift_state(self.base, open_, min(since) if since else None)
+        device = with_drift_state(self.base, open_, min(since) if since else None)
+        device.drift_alarm_intervals = [
+            *self.base.drift_alarm_intervals,
+            *((_time(a), _time(b)) for a, b in self.monitor.closed_intervals_utc())]
+        return device
 
     def usability(self, time_utc: str) -> Usability:
         return is_usable_at(self.device_at(), _time(time_utc))

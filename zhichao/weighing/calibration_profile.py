@@ -7,6 +7,20 @@ The calibration stage fits and writes profiles; the core only reads and applies 
 with the profile's per-channel sensitivity replacing the nominal one, α_ch its temperature
 coefficient [1/°C] about the reference temperature T0, and k(v) a piecewise-linear speed
 factor (constant beyond the table's ends). Without a profile every factor is identity.
+
+A profile is applied only where it is in force and was fitted (plain functions, used by both
+the core's stream and controller records):
+
+* :func:`not_in_force_reason` — outside ``[valid_from_utc, valid_until_utc)`` at the
+  passage's time the profile is **not applied**: the passage is weighed uncorrected and
+  flagged ``calibration_not_in_force`` (the evidence gate refuses it);
+* :func:`outside_range_reasons` — a speed or pavement temperature outside the profile's
+  ``operating_range`` (what the fit saw) is an extrapolation of k(v) or α: the correction is
+  applied and the passage flagged ``outside_calibration_range`` (manual review).
+
+A profile document that declares no validity or no operating range (hand-made; ``zhichao
+calibrate`` always writes both) is not bounded by what it does not declare; the station
+refuses such a profile (``zhichao.station.runtime``).
 """
 
 from __future__ import annotations
@@ -15,14 +29,21 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from zhichao.common import parse_utc
 from zhichao.weighing.errors import CalibrationProfileError
 
 PROFILE_FORMAT = "zhichao.calibration/1"
+
+#: flag of a passage weighed while its lane's profile was not in force (weighed uncorrected)
+NOT_IN_FORCE_FLAG = "calibration_not_in_force"
+#: flag of a passage whose speed or temperature lies outside the profile's operating range
+OUTSIDE_RANGE_FLAG = "outside_calibration_range"
 
 
 @dataclass(frozen=True)
@@ -41,6 +62,12 @@ class CalibrationProfile:
     lane_id: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
     sha256: str = ""
+    # validity [valid_from, valid_until) and the fitted operating range; None: not declared
+    created_utc: datetime | None = None
+    valid_from_utc: datetime | None = None
+    valid_until_utc: datetime | None = None
+    speed_range_kmh: tuple[float, float] | None = None
+    temperature_range_c: tuple[float, float] | None = None
 
     def speed_factor(self, speed_kmh: float) -> float:
         if not self.speed_factors:
@@ -55,6 +82,84 @@ class CalibrationProfile:
             return 1.0
         return 1.0 + ch.temperature_coefficient_per_c * (temperature_c -
                                                          self.reference_temperature_c)
+
+
+def not_in_force_reason(profile: CalibrationProfile, time_utc: datetime) -> str | None:
+    """Why ``profile`` is not in force at ``time_utc`` (zh-CN), or None when it is.
+
+    Validity is ``[valid_from_utc, valid_until_utc)``; an undeclared bound does not limit.
+    """
+    start, end = profile.valid_from_utc, profile.valid_until_utc
+    if start is not None and time_utc < start:
+        return (f"标定参数 {profile.profile_id} 自 {_utc_text(start)} 起生效，过车时尚未生效，"
+                f"未作标定修正")
+    if end is not None and time_utc >= end:
+        return (f"标定参数 {profile.profile_id} 有效期至 {_utc_text(end)}，过车时已过期，"
+                f"未作标定修正")
+    return None
+
+
+def outside_range_reasons(profile: CalibrationProfile, speed_kmh: float | None,
+                          temperature_c: float | None) -> list[str]:
+    """What of a passage lies outside the profile's operating range (zh-CN notes; empty
+    when inside or when the profile declares no range).
+
+    speed_kmh : the passage's speed [km/h] (its magnitude is compared).
+    temperature_c : the pavement temperature the correction used [°C]; None or NaN (not
+        known) is outside a declared temperature range, since nothing shows it inside.
+    """
+    out: list[str] = []
+    sr = profile.speed_range_kmh
+    if sr is not None and speed_kmh is not None and not sr[0] <= abs(speed_kmh) <= sr[1]:
+        out.append(f"车速 {abs(speed_kmh):.1f} km/h 超出标定参数 {profile.profile_id} 的拟合范围 "
+                   f"{sr[0]:.1f}–{sr[1]:.1f} km/h（速度修正为外推）")
+    tr = profile.temperature_range_c
+    if tr is not None:
+        if temperature_c is None or not math.isfinite(temperature_c):
+            out.append(f"路面温度未知，无法确认在标定参数 {profile.profile_id} 的拟合范围 "
+                       f"{tr[0]:.1f}–{tr[1]:.1f} °C 内")
+        elif not tr[0] <= temperature_c <= tr[1]:
+            out.append(f"路面温度 {temperature_c:.1f} °C 超出标定参数 {profile.profile_id} 的"
+                       f"拟合范围 {tr[0]:.1f}–{tr[1]:.1f} °C（温度修正为外推）")
+    return out
+
+
+def _utc_text(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _opt_time(data: dict[str, Any], key: str, where: str) -> datetime | None:
+    text = data.get(key)
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise CalibrationProfileError(f"{where}: {key!r} must be an RFC 3339 UTC time")
+    try:
+        return parse_utc(text)
+    except ValueError as exc:
+        raise CalibrationProfileError(f"{where}: {key!r}: {text!r} is not an RFC 3339 UTC "
+                                      f"time ({exc})") from None
+
+
+def _opt_range(data: dict[str, Any], key: str, where: str) -> tuple[float, float] | None:
+    rng = data.get("operating_range")
+    if rng is None:
+        return None
+    if not isinstance(rng, dict):
+        raise CalibrationProfileError(f"{where}: 'operating_range' must be an object")
+    item = rng.get(key)
+    if item is None:
+        return None
+    try:
+        if len(item) != 2:
+            raise ValueError
+        lo, hi = float(item[0]), float(item[1])
+    except (TypeError, ValueError, IndexError, KeyError):
+        raise CalibrationProfileError(f"{where}: operating_range.{key} must be [low, high]"
+                                      ) from None
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi < lo:
+        raise CalibrationProfileError(f"{where}: bad operating_range.{key} {item!r}")
+    return lo, hi
 
 
 def parse_profile(data: dict[str, Any], where: str = "<profile>") -> CalibrationProfile:
@@ -91,11 +196,19 @@ def parse_profile(data: dict[str, Any], where: str = "<profile>") -> Calibration
     if any(b[0] <= a[0] for a, b in zip(factors, factors[1:], strict=False)):
         raise CalibrationProfileError(f"{where}: speed_factors must ascend in speed")
     t0 = float(data.get("reference_temperature_c", 20.0))
+    valid_from = _opt_time(data, "valid_from_utc", where)
+    valid_until = _opt_time(data, "valid_until_utc", where)
+    if valid_from is not None and valid_until is not None and valid_until <= valid_from:
+        raise CalibrationProfileError(f"{where}: valid_until_utc must be after valid_from_utc")
     canonical = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return CalibrationProfile(
         profile_id=pid, channels=chans, reference_temperature_c=t0,
         speed_factors=tuple(factors), site_id=data.get("site_id"), lane_id=data.get("lane_id"),
-        raw=data, sha256=hashlib.sha256(canonical.encode()).hexdigest())
+        raw=data, sha256=hashlib.sha256(canonical.encode()).hexdigest(),
+        created_utc=_opt_time(data, "created_utc", where),
+        valid_from_utc=valid_from, valid_until_utc=valid_until,
+        speed_range_kmh=_opt_range(data, "speed_kmh", where),
+        temperature_range_c=_opt_range(data, "temperature_c", where))
 
 
 def load_profile(path: str | Path) -> CalibrationProfile:

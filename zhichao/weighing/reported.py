@@ -19,6 +19,11 @@ verdict. It applies, exactly as to its own measurements:
   flags its status bits raise. The core's pulse-shape test for a smaller imbalance needs
   the signals; for records the controller's own ``wheel_off_sensor`` bit stands in.
 
+The profile is applied only while in force at the record's device time, and a speed or
+temperature outside its operating range is flagged, exactly as for the core's own passages
+(:func:`zhichao.weighing.calibration_profile.not_in_force_reason`,
+:func:`~zhichao.weighing.calibration_profile.outside_range_reasons`).
+
 A status bit zhichao cannot interpret (``calibration_invalid``) becomes a flag of that
 name, which the evidence gate does not know and therefore sends to manual review.
 ``first_sample``/``last_sample`` are −1: a record has no samples.
@@ -32,7 +37,13 @@ from dataclasses import dataclass
 from zhichao.common import format_utc
 from zhichao.devices.records import WimRecord
 from zhichao.weighing.assemble import Measured, assemble_vehicle
-from zhichao.weighing.calibration_profile import CalibrationProfile
+from zhichao.weighing.calibration_profile import (
+    NOT_IN_FORCE_FLAG,
+    OUTSIDE_RANGE_FLAG,
+    CalibrationProfile,
+    not_in_force_reason,
+    outside_range_reasons,
+)
 from zhichao.weighing.classification import KnownAttributes
 from zhichao.weighing.config import WeighingConfig
 from zhichao.weighing.errors import CalibrationProfileError
@@ -67,6 +78,8 @@ class Correction:
     speed_factor: float
     temperature_divisor: float
     notes: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
+    applied: bool = True  # False: no profile, or one not in force (uncorrected)
 
     @property
     def factor(self) -> float:
@@ -90,18 +103,26 @@ def check_profile_for_records(profile: CalibrationProfile, site_id: str, lane_id
 def correction_for(record: WimRecord, profile: CalibrationProfile | None,
                    temperature_c: float | None = None) -> Correction:
     """The correction of one record; ``temperature_c`` is the pavement temperature to use
-    (default: the record's own)."""
+    (default: the record's own). A profile not in force at the record's device time is not
+    applied (flag ``calibration_not_in_force``); a speed or temperature outside its operating
+    range is flagged ``outside_calibration_range``."""
     if profile is None:
-        return Correction(1.0, 1.0)
+        return Correction(1.0, 1.0, applied=False)
+    why = not_in_force_reason(profile, record.device_time_utc)
+    if why is not None:
+        return Correction(1.0, 1.0, (why,), (NOT_IN_FORCE_FLAG,), applied=False)
+    temp = record.pavement_temperature_c if temperature_c is None else temperature_c
+    outside = outside_range_reasons(profile, record.speed_kmh, temp)
+    flags = (OUTSIDE_RANGE_FLAG,) if outside else ()
     k = profile.speed_factor(record.speed_kmh)
     ch = profile.channels.get(REPORTED_CHANNEL)
     if ch is None or ch.temperature_coefficient_per_c == 0:
-        return Correction(k, 1.0)
-    temp = record.pavement_temperature_c if temperature_c is None else temperature_c
+        return Correction(k, 1.0, tuple(outside), flags)
     if temp is None:
         # the correction needs the temperature: never guess it
-        return Correction(k, 1.0, ("控制器未上报路面温度，未作温度修正",))
-    return Correction(k, profile.temperature_divisor(REPORTED_CHANNEL, temp))
+        return Correction(k, 1.0, ("控制器未上报路面温度，未作温度修正", *outside), flags)
+    return Correction(k, profile.temperature_divisor(REPORTED_CHANNEL, temp), tuple(outside),
+                      flags)
 
 
 def weigh_reported(record: WimRecord, *, site_id: str, lane_id: str | None = None,
@@ -127,7 +148,7 @@ def weigh_reported(record: WimRecord, *, site_id: str, lane_id: str | None = Non
         check_profile_for_records(profile, site_id, lane)
     corr = correction_for(record, profile, temp)
     f = corr.factor
-    flags: list[str] = []
+    flags: list[str] = list(corr.flags)
     notes: list[str] = [f"由称重控制器上报（设备序号 {record.boot_id}/{record.seq}）",
                         *corr.notes]
     for name in record.status_names:
@@ -188,7 +209,7 @@ def weigh_reported(record: WimRecord, *, site_id: str, lane_id: str | None = Non
         flags=flags,
         notes=notes,
         pavement_temperature_c=temp,
-        calibration_profile=profile.profile_id if profile else None,
+        calibration_profile=profile.profile_id if profile and corr.applied else None,
         recording=recording if recording is not None else (record.source or None),
         first_sample=-1,
         last_sample=-1,

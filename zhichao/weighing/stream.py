@@ -35,7 +35,13 @@ from zhichao.weighing.axles import (
     fit_kinematics,
     row_hits_from_pulses,
 )
-from zhichao.weighing.calibration_profile import CalibrationProfile
+from zhichao.weighing.calibration_profile import (
+    NOT_IN_FORCE_FLAG,
+    OUTSIDE_RANGE_FLAG,
+    CalibrationProfile,
+    not_in_force_reason,
+    outside_range_reasons,
+)
 from zhichao.weighing.config import OverloadConfig, WeighingConfig
 from zhichao.weighing.errors import CalibrationProfileError, WeighingInputError
 from zhichao.weighing.pulses import DetectorSnapshot, PulseDetector, Pulses
@@ -124,6 +130,7 @@ class LaneProcessor:
             self._channel_of[c.row - 1][0 if c.side == "L" else 1] = i
         self.width_m = np.array([c.width_m for c in chans])
         sens = np.array([c.sensitivity_per_n for c in chans])
+        nominal_sens = sens.copy()
         self.temperature_divisor = np.ones(len(chans))
         if profile is not None:
             self._check_profile(profile)
@@ -133,6 +140,9 @@ class LaneProcessor:
                     sens[i] = cal.sensitivity_per_n
                 self.temperature_divisor[i] = profile.temperature_divisor(
                     c.name, meta.pavement_temperature_c)
+        # a passage outside the profile's validity is weighed uncorrected: pulse areas [N]
+        # come from the profile's sensitivities, so × sens/nominal undoes them
+        self.uncorrected_factor = sens / nominal_sens
         full_scale = [c.full_scale if c.full_scale is not None else math.inf for c in chans]
         self._detector_args = (sens, self.fs, self.cfg.detection, full_scale)
         self.detector = PulseDetector(*self._detector_args)
@@ -459,16 +469,21 @@ class LaneProcessor:
         if any(h.overlong for h in all_hits):
             flags.append("stopped_on_sensor")
 
-        # stage 5: wheel loads per (axle, row) by the area method
+        # stage 5: wheel loads per (axle, row) by the area method, corrected by the profile
+        # only where it is in force at the passage's time
+        applied = self._profile_applies(time_ref, speed_kmh, flags, notes)
         wheel = np.full((n_axles, self.n_rows, 2), np.nan)
         for j, tr in enumerate(tracks):
             for r, h in tr.hits.items():
                 v_hit = abs(kin.speed_at(h.t, fs))
-                k_speed = self.profile.speed_factor(v_hit * 3.6) if self.profile else 1.0
+                k_speed = applied.speed_factor(v_hit * 3.6) if applied else 1.0
                 for side in (0, 1):
                     ch = self._channel_of[r][side]
                     load_n = v_hit * (h.area[side] / fs) / self.width_m[ch]
-                    load_n = load_n / self.temperature_divisor[ch] * k_speed
+                    if applied is not None:
+                        load_n = load_n / self.temperature_divisor[ch] * k_speed
+                    else:
+                        load_n = load_n * self.uncorrected_factor[ch]
                     wheel[j, r, side] = load_n / G_MS2
         rows_used, side_flags = passage.usable_rows(wheel, self.cfg.quality)
         flags.extend(side_flags)
@@ -504,7 +519,26 @@ class LaneProcessor:
                 break
         return self._record(time_ref, speed_kmh, kin.acceleration_ms2, n_axles, axle_loads,
                             wheel_loads, spacings, gross, flags, notes, row_gross,
-                            complete_rows, first_sample, last_sample, kin)
+                            complete_rows, first_sample, last_sample, kin,
+                            profile_applied=applied is not None)
+
+    def _profile_applies(self, t_row1: float, speed_kmh: float, flags: list[str],
+                         notes: list[str]) -> CalibrationProfile | None:
+        """The profile to apply to a passage at sample ``t_row1`` (None: weigh it
+        uncorrected), flagging a profile not in force and a passage outside its range."""
+        profile = self.profile
+        if profile is None:
+            return None
+        why = not_in_force_reason(profile, self.meta.time_of_sample(t_row1))
+        if why is not None:
+            flags.append(NOT_IN_FORCE_FLAG)
+            notes.append(why)
+            return None
+        outside = outside_range_reasons(profile, speed_kmh, self.meta.pavement_temperature_c)
+        if outside:
+            flags.append(OUTSIDE_RANGE_FLAG)
+            notes.extend(outside)
+        return profile
 
     def _link_reversing(self, flags: list[str], first_sample: int,
                         starts_downstream: bool) -> None:
@@ -526,8 +560,8 @@ class LaneProcessor:
                 n_axles: int, axle_loads: list[float], wheel_loads: list[list[float]],
                 spacings: list[float], gross: float | None, flags: list[str],
                 notes: list[str], row_gross: list[float], rows_used: list[int],
-                first_sample: int, last_sample: int, kin: Kinematics | None
-                ) -> WeighedVehicle:
+                first_sample: int, last_sample: int, kin: Kinematics | None,
+                profile_applied: bool = True) -> WeighedVehicle:
         return assemble_vehicle(Measured(
             time_utc=format_utc(self.meta.time_of_sample(t_row1)),
             site_id=self.meta.site_id,
@@ -544,7 +578,8 @@ class LaneProcessor:
             flags=flags,
             notes=notes,
             pavement_temperature_c=self.meta.pavement_temperature_c,
-            calibration_profile=self.profile.profile_id if self.profile else None,
+            calibration_profile=(self.profile.profile_id if self.profile and profile_applied
+                                 else None),
             recording=self.recording,
             first_sample=int(first_sample),
             last_sample=int(last_sample),

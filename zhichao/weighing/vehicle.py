@@ -33,7 +33,15 @@ FLAGS_ZH: dict[str, str] = {
     "clock_jump": "设备时钟发生跳变，过车时间需人工核对",
     "calibration_invalid": "称重设备报告标定无效",
     "calibration_drift": "称重设备存在标定漂移报警，记录需人工复核",
+    # the calibration profile at the passage (zhichao.weighing.calibration_profile)
+    "calibration_not_in_force": "过车时标定参数不在有效期内，按未修正数据称重，不得作为处罚证据",
+    "outside_calibration_range": "车速或路面温度超出标定参数的拟合范围（修正为外推），需人工复核",
 }
+
+# flags about the calibration profile at the passage: not in force (weighed uncorrected), or
+# extrapolated beyond the speeds and temperatures it was fitted on
+CALIBRATION_FLAGS: frozenset[str] = frozenset({
+    "calibration_not_in_force", "outside_calibration_range"})
 
 
 # flags that mean the passage was not driven normally: the record can never be enforced
