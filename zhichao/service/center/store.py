@@ -267,7 +267,8 @@ class CenterStore(HookDelivery):
                                              duplicate=True)
             with self._sessions() as session:  # a replaced key for what it sealed
                 pem, key_name = trusted_key(session, station.station_id,
-                                            _named_key_sha256(contents), head.log_index) or (
+                                            _named_key_sha256(contents), head.log_index,
+                                            head.checkpoint_size) or (
                     station.public_key_pem.encode(), station.key_name)
             key = load_public_key_bytes(pem, "registered key")
             report = verify_package(spooled, key=key, contents=contents)
@@ -331,11 +332,16 @@ class CenterStore(HookDelivery):
         """Route the package; a package too broken to route is refused with the codes
         ``zhichao verify`` gives it."""
         try:
-            return package_head(contents)
+            head = package_head(contents)
         except Refusal as refusal:
             codes = sorted(verify_package(spooled, contents=contents).codes())
             raise Refusal("package.unreadable", refusal.detail,
                           failed_checks=codes) from None
+        if not head.package_id.startswith(f"{head.station_id}-"):
+            # ids are station-time-lane-hash: another station's id registered first would
+            # make the genuine package fail at the service for ever
+            raise Refusal("package.id_station", f"{head.package_id} ∉ {head.station_id}")
+        return head
 
     def _commit_package(self, head: PackageHead, cp: Checkpoint, spooled: Path,
                         contents: PackageContents, content_sha256: str,

@@ -131,12 +131,15 @@ def _keep_replaced_key(session: Session, row: SyncStation, valid_below: int | No
 
 
 def trusted_key(session: Session, station_id: str | None, key_sha256: str | None,
-                log_index: int | None) -> tuple[bytes, str] | None:
+                log_index: int | None, checkpoint_size: int | None = None
+                ) -> tuple[bytes, str] | None:
     """(PEM, key name) of the key the center trusts for a package of ``station_id`` whose
-    manifest names ``key_sha256`` and whose log entry is ``log_index``: a replaced key of
-    the station with that fingerprint where the entry lies below its
-    ``valid_below_log_size``, else the current key (a package signed otherwise then fails
-    ``key.mismatch``); ``None`` if the station is not registered."""
+    manifest names ``key_sha256``, whose log entry is ``log_index`` and whose checkpoint
+    covers ``checkpoint_size`` entries: a replaced key of the station with that fingerprint
+    where both lie within its ``valid_below_log_size`` (a replaced key signs no log head
+    beyond it: one that did could move the center's accepted head), else the current key
+    (a package signed otherwise then fails ``key.mismatch``); ``None`` if the station is
+    not registered."""
     if station_id is None:
         return None
     row = session.get(SyncStation, station_id)
@@ -144,7 +147,8 @@ def trusted_key(session: Session, station_id: str | None, key_sha256: str | None
         return None
     if key_sha256 is not None and key_sha256 != row.key_sha256 and log_index is not None:
         old = session.get(SyncStationKey, (station_id, key_sha256))
-        if old is not None and 0 <= log_index < old.valid_below_log_size:
+        if old is not None and 0 <= log_index < old.valid_below_log_size and (
+                checkpoint_size is None or checkpoint_size <= old.valid_below_log_size):
             return old.public_key_pem.encode(), old.key_name
     return row.public_key_pem.encode(), row.key_name
 

@@ -219,8 +219,9 @@ def _check(code: str, result: Result, message_zh: str) -> dict[str, str]:
             "message_zh": message_zh}
 
 
-def _key_claim(package_path: str) -> tuple[str | None, int | None]:
-    """(the key fingerprint the manifest names, the package's log index): claims that only
+def _key_claim(package_path: str) -> tuple[str | None, int | None, int | None]:
+    """(the key fingerprint the manifest names, the package's log index, its checkpoint's
+    size): claims that only
     pick which of the station's registered keys verifies it (a replaced key is trusted for
     what it sealed); the verifier checks both."""
     try:
@@ -228,10 +229,10 @@ def _key_claim(package_path: str) -> tuple[str | None, int | None]:
         manifest = strict_json.loads(contents.read(MANIFEST_NAME) or b"", MANIFEST_NAME)
         station = strict_json.member(manifest, "station", MANIFEST_NAME)
         named = strict_json.string(station, "key_sha256", f"{MANIFEST_NAME}.station")
-        index = read_inclusion(contents.read(INCLUSION_NAME) or b"")[0]
+        index, size, _hashes, _inc = read_inclusion(contents.read(INCLUSION_NAME) or b"")
     except (PackageRefusedError, EvidenceError, NotFoundError, OSError):
-        return None, None
-    return named, index
+        return None, None, None
+    return named, index, size
 
 
 def _registered_key(case: Case, session: Session | None) -> tuple[Any, dict[str, str]]:
@@ -239,9 +240,9 @@ def _registered_key(case: Case, session: Session | None) -> tuple[Any, dict[str,
     replaced one for what that key sealed — or ``None``; the check saying which)."""
     session = session if session is not None else object_session(case)
     try:
-        named, index = _key_claim(case.package_path)
+        named, index, size = _key_claim(case.package_path)
         trusted = None if session is None else trusted_key(session, case.station_id, named,
-                                                            index)
+                                                            index, size)
         pem = None if trusted is None else trusted[0]
         key = None if pem is None else load_public_key_bytes(pem, "registered key")
     except (SQLAlchemyError, EvidenceError) as exc:
