@@ -194,8 +194,7 @@ def test_redelivered_and_missed_records() -> None:
     assert not redelivered(None, last)
     # with the journal's recent records: a resend of one of them is a resend; a record
     # inside the remembered run that was never journalled arrived late, and is kept
-    recent = {(3, seq): t - timedelta(seconds=10 - seq) for seq in (7, 8, 10)}
-    recent[(3, 10)] = t
+    recent = {(3, seq): t - timedelta(seconds=10 - seq) for seq in range(11) if seq != 9}
     assert redelivered(last, _record(3, 8, t - timedelta(seconds=2)), recent)
     assert not redelivered(last, _record(3, 9, t - timedelta(seconds=1)), recent)  # late
     assert redelivered(last, _record(3, 4, t - timedelta(seconds=30)), recent)  # before
@@ -339,3 +338,90 @@ console_port = 0
     assert [s for _, s in stored] == list(range(20))
     assert query(db, "SELECT COUNT(*) FROM gaps") == [(0,)]
     assert all(c == ("sealed",) for c in query(db, "SELECT status FROM cases"))
+
+
+def test_a_late_record_never_moves_the_newest_and_an_old_resend_stays_a_resend(
+        tmp_path: Path) -> None:
+    t0 = datetime(2026, 5, 1, 8, tzinfo=UTC)
+    journal = RecordJournal(tmp_path / "records")
+
+    def rec(seq: int) -> WimRecord:
+        return replace(_record(3, seq, t0), seq=seq, device_time_utc=t0 + timedelta(seconds=seq))
+
+    for n, seq in enumerate([*range(5), 6, 5]):  # 5 arrives late, after 6
+        journal.append(n, rec(seq))
+    assert journal.newest is not None and journal.newest.seq == 6
+    journal.close()
+    again = RecordJournal(tmp_path / "records")
+    assert again.newest is not None and again.newest.seq == 6  # a restart: no false gap
+    assert missed_since(again.newest, rec(7)) == 0
+    again.close()
+    # 2000 records and one late low one: an old resend is not taken for a late record
+    recent = {(3, seq): t0 + timedelta(seconds=seq) for seq in range(976, 2000)}
+    recent[(3, 10)] = t0 + timedelta(seconds=10)
+    newest = rec(1999)
+    assert redelivered(newest, rec(500), recent)
+    assert not redelivered(newest, rec(1700), {k: v for k, v in recent.items()
+                                               if k != (3, 1700)})  # late, within window
+
+
+def test_a_full_disk_leaves_no_torn_record_line(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import zhichao.station.record_intake as module
+
+    t0 = datetime(2026, 5, 1, 8, tzinfo=UTC)
+    journal = RecordJournal(tmp_path / "records")
+    journal.append(0, _record(3, 0, t0))
+    real_write = os.write
+
+    def short_then_full(fd: int, data: bytes | memoryview) -> int:
+        if len(data) > 10:
+            return real_write(fd, bytes(data[:10]))  # a short write…
+        raise OSError(errno.ENOSPC, "No space left on device")  # …then the disk is full
+
+    monkeypatch.setattr(module.os, "write", short_then_full)
+    with pytest.raises(module.JournalError):
+        journal.append(1, _record(3, 1, t0 + timedelta(seconds=1)))
+    monkeypatch.setattr(module.os, "write", real_write)
+    journal.append(1, _record(3, 1, t0 + timedelta(seconds=1)))
+    journal.close()
+    reopened = RecordJournal(tmp_path / "records")
+    assert [r.seq for _, r in reopened.replay(-1)] == [0, 1]  # nothing torn, nothing lost
+    reopened.close()
+
+
+def test_records_a_full_disk_left_unjournalled_are_taken_again_in_order(
+        tmp_path: Path) -> None:
+    from zhichao.station.errors import JournalError
+    from zhichao.station.record_intake import RecordIntake
+
+    t0 = datetime(2026, 5, 1, 8, tzinfo=UTC)
+    journal = RecordJournal(tmp_path / "records")
+    intake = RecordIntake.__new__(RecordIntake)  # only what on_record touches
+    intake.journal = journal
+    intake.redelivered = 0
+    intake._station_gap_checked = True
+    intake._unjournalled = []
+    intake._gap_recorded = None
+    weighed: list[int] = []
+    intake.weigh = lambda n, r: weighed.append(r.seq)  # type: ignore[method-assign]
+    real_append = journal.append
+    full = {"on": True}
+
+    def append(n: int, r: WimRecord) -> None:
+        if full["on"]:
+            raise JournalError("disk full")
+        real_append(n, r)
+
+    journal.append = append  # type: ignore[method-assign]
+    recs = [replace(_record(3, s, t0), station_time_utc=None) for s in range(3)]
+    for r in recs[:2]:
+        with pytest.raises(JournalError):
+            intake.on_record(r)
+    full["on"] = False
+    intake.on_record(recs[2])
+    assert weighed == [0, 1, 2]  # none lost, none twice, in order
+    assert [r.seq for _, r in journal.replay(-1)] == [0, 1, 2]
+    journal.close()

@@ -296,10 +296,14 @@ def move_frame(src: Path, dst: Path) -> None:
         if exc.errno != errno.EXDEV:
             raise
         tmp = dst.with_name(f".{dst.name}.part")
-        with open(src, "rb") as fi, open(tmp, "wb") as fo:
-            shutil.copyfileobj(fi, fo, 1 << 20)
-            fo.flush()
-            os.fsync(fo.fileno())
+        try:
+            with open(src, "rb") as fi, open(tmp, "wb") as fo:
+                shutil.copyfileobj(fi, fo, 1 << 20)
+                fo.flush()
+                os.fsync(fo.fileno())
+        except OSError:  # a full disk: the partial copy must not keep its space
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, dst)
         fsync_dir(dst.parent)
         src.unlink()

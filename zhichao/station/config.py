@@ -162,7 +162,8 @@ def _build(cls: type[Any], raw: dict[str, Any], prefix: str) -> Any:
 
 
 UNREGISTERED_DEVICE: dict[str, Any] = {
-    "device_id": "WIM-UNREGISTERED", "technical_review_approved": False,
+    "device_id": "WIM-UNREGISTERED", "installation_type": "other",
+    "technical_review_approved": False,
     "technical_review_date": "", "legal_review_approved": False, "legal_review_date": "",
     "accuracy_class": "", "certificate_number": "", "certificate_issuer": "",
     "certificate_valid_from": "", "certificate_valid_to": "", "manufacturer": "",

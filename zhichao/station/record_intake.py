@@ -95,7 +95,10 @@ class RecordJournal:
         self._fd: int | None = None
         self._seg_count = 0
         self._last_sync = time.monotonic()
-        self.last: tuple[int, WimRecord] | None = None  # the newest journalled record
+        self.last: tuple[int, WimRecord] | None = None  # the last journalled record (ordinal)
+        # the newest journalled record by the controller's counter: a late record (below
+        # the newest counter, journalled after it) does not move it
+        self.newest: WimRecord | None = None
         # (boot, seq) → device time of the newest RECENT_RECORDS journalled records: a resend
         # is told from a late arrival by them (:func:`redelivered`)
         self.recent: OrderedDict[tuple[int, int], datetime] = OrderedDict()
@@ -140,7 +143,15 @@ class RecordJournal:
             if self._fd is None or self._seg_count >= self.segment_records:
                 self._open_segment(n)
             assert self._fd is not None
-            os.write(self._fd, line)
+            start = os.lseek(self._fd, 0, os.SEEK_END)
+            try:
+                view = memoryview(line)
+                while view:  # a short write (a full disk) is finished or undone
+                    view = view[os.write(self._fd, view):]
+            except OSError:
+                with contextlib.suppress(OSError):  # never leave a torn line behind
+                    os.ftruncate(self._fd, start)
+                raise
             self._seg_count += 1
             if time.monotonic() - self._last_sync >= self.fsync_interval_s:
                 os.fsync(self._fd)
@@ -160,6 +171,8 @@ class RecordJournal:
         fsync_dir(self.dir)
 
     def _remember(self, r: WimRecord) -> None:
+        if self.newest is None or not late_record(self.newest, r):
+            self.newest = r
         self.recent[(r.boot_id, r.seq)] = r.device_time_utc
         self.recent.move_to_end((r.boot_id, r.seq))
         while len(self.recent) > RECENT_RECORDS:
@@ -191,6 +204,16 @@ class RecordJournal:
 
 RECENT_RECORDS = 1024
 """Journalled records remembered by (boot, counter) to tell a resend from a late one."""
+LATE_WINDOW = RECENT_RECORDS // 2
+"""A record this many counters or fewer below the newest that was never journalled is a
+late one (kept); further back it is taken for a resend (dropped)."""
+
+
+def late_record(newest: WimRecord, r: WimRecord) -> bool:
+    """``r`` comes from before ``newest`` in the controller's own order: the same boot, a
+    lower counter and a device time not after it."""
+    return (r.boot_id == newest.boot_id and r.seq < newest.seq
+            and r.device_time_utc <= newest.device_time_utc)
 
 
 def redelivered(last: WimRecord | None, r: WimRecord,
@@ -208,11 +231,11 @@ def redelivered(last: WimRecord | None, r: WimRecord,
     if not (last is not None and r.boot_id == last.boot_id and r.seq <= last.seq
             and r.device_time_utc <= last.device_time_utc):
         return False
-    if recent is not None and (r.boot_id, r.seq) not in recent:
-        oldest = min((seq for boot, seq in recent if boot == r.boot_id), default=None)
-        if oldest is not None and oldest < r.seq:
-            return False  # inside the remembered run, never journalled: late, not resent
-    return True
+    # within the newest LATE_WINDOW counters, which ``recent`` (twice as many arrivals)
+    # holds whenever they were journalled: never journalled, so late, not resent (a window
+    # by arrival order took an old resend for a late record and weighed it twice)
+    return not (recent is not None and (r.boot_id, r.seq) not in recent
+                and last.seq - r.seq < LATE_WINDOW)
 
 
 def missed_since(last: WimRecord | None, r: WimRecord) -> int:
@@ -246,6 +269,10 @@ class RecordIntake:
         self.replayed = 0
         self._station_gap_checked = False
         self.last_receipt_utc: datetime | None = None
+        # records received but not journalled (the journal's disk was full): taken again,
+        # in order, before the next one; the gap a record reports is recorded once
+        self._unjournalled: list[WimRecord] = []
+        self._gap_recorded: tuple[int, int] | None = None
 
     @property
     def stream_index(self) -> int:
@@ -265,7 +292,19 @@ class RecordIntake:
             "after_ordinal": committed, "records": self.replayed}})
 
     def on_record(self, r: WimRecord) -> None:
-        last = None if self.journal.last is None else self.journal.last[1]
+        """Journal and weigh ``r``, after any record a full disk left unjournalled; a
+        journal that cannot be written keeps them all in order and raises (the station's
+        loop opens the disk alarm and calls again with the next record)."""
+        waiting, self._unjournalled = [*self._unjournalled, r], []
+        for i, rec in enumerate(waiting):
+            try:
+                self._take(rec)
+            except JournalError:
+                self._unjournalled = waiting[i:]
+                raise
+
+    def _take(self, r: WimRecord) -> None:
+        last = self.journal.newest  # by counter: a late record journalled last is not it
         if redelivered(last, r, self.journal.recent):
             self.redelivered += 1
             return
@@ -282,7 +321,8 @@ class RecordIntake:
                     self.store.record_gap(con, self.journal.end_ordinal, missed,
                                           "station_restart", supersedes=True)
                 self.metrics.errors.labels("wim_gap").inc()
-        if r.gap_before_records:
+        if r.gap_before_records and self._gap_recorded != (r.boot_id, r.seq):
+            self._gap_recorded = (r.boot_id, r.seq)
             with self.store.transaction() as con:
                 self.store.record_gap(con, self.journal.end_ordinal, r.gap_before_records,
                                       r.reason or "sequence_gap")

@@ -84,6 +84,9 @@ class SealStage:
                           extra={"fields": {"passage": key, "error": repr(exc)}})
                 self.outcomes.put(SealOutcome("error", key,
                                               detail=f"case material unreadable: {exc!r}"))
+        if self.aside_alarm_open and not self.store.pending_cases():
+            # the set-aside cases were sealed (or adopted above) before the last kill
+            self._aside_alarm()
 
     # ------------------------------------------------------------------ the sealer thread
     def loop(self, stop: threading.Event) -> None:
