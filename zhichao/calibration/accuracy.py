@@ -55,7 +55,7 @@ from zhichao.calibration.measure import sha256_file
 from zhichao.calibration.reference import ReferenceWeights, read_reference
 from zhichao.devices.errors import DeviceError
 from zhichao.devices.recording import read_recording
-from zhichao.weighing.calibration_profile import CalibrationProfile
+from zhichao.weighing.calibration_profile import CalibrationProfile, timeless
 from zhichao.weighing.config import WeighingConfig
 from zhichao.weighing.errors import WeighingError
 from zhichao.weighing.overload import ACCURACY_CLASSES
@@ -258,7 +258,10 @@ def weigh_passes(recordings: list[Path], refs: dict[str, ReferenceWeights],
             raise CalibrationError(f"{p}: no reference weights for this recording")
         try:
             rec = read_recording(p)
-            vehicles = weigh_recording(rec, weighing_config, profile)
+            # the profile under test as fitted, whatever its dates: verification runs may
+            # be recorded before it was made (the same site visit)
+            vehicles = weigh_recording(rec, weighing_config,
+                                       None if profile is None else timeless(profile))
         except (DeviceError, WeighingError) as exc:
             raise CalibrationError(f"{p}: {exc}") from None
         t_c = rec.meta.pavement_temperature_c

@@ -38,8 +38,9 @@ import numpy as np
 
 from zhichao.calibration.errors import DriftStateError
 from zhichao.common import parse_utc
+from zhichao.weighing.calibration_profile import NOT_IN_FORCE_FLAG
 from zhichao.weighing.stream import ABNORMAL_FLAGS
-from zhichao.weighing.vehicle import CALIBRATION_FLAGS, WeighedVehicle
+from zhichao.weighing.vehicle import WeighedVehicle
 
 DRIFT_FLAG = "calibration_drift"
 DRIFT_FLAG_ZH = "称重设备疑似漂移，需复核（待重新校准或检定）"
@@ -179,7 +180,9 @@ class DriftMonitor:
             return {}
         # a passage weighed without the profile (not in force) or with an extrapolated one
         # is not comparable with the baseline
-        if set(v.flags) & (ABNORMAL_FLAGS | CALIBRATION_FLAGS) or v.axle_count < 2:
+        # uncorrected passages say nothing of the corrected scale; an extrapolated speed
+        # correction still does (excluding it could leave the charts with no passage)
+        if set(v.flags) & (ABNORMAL_FLAGS | {NOT_IN_FORCE_FLAG}) or v.axle_count < 2:
             return {}
         gross = float(v.gross_weight_kg)
         out: dict[str, tuple[float, float, str]] = {}

@@ -26,7 +26,7 @@ from typing import Any
 from zhichao.calibration.errors import CalibrationError
 from zhichao.devices.errors import DeviceError
 from zhichao.devices.recording import read_recording
-from zhichao.weighing.calibration_profile import CalibrationProfile
+from zhichao.weighing.calibration_profile import CalibrationProfile, timeless
 from zhichao.weighing.config import WeighingConfig
 from zhichao.weighing.errors import WeighingError
 from zhichao.weighing.overload import accuracy_class
@@ -71,7 +71,9 @@ def reference_scatter(recordings: Iterable[Path], static_gross_kg: Mapping[str, 
     cfg = cfg or ScatterConfig()
     history: list[HistoryPassage] = []
     for path in recordings:
-        for v in weigh_recording(read_recording(path), None, profile):
+        # the reference passes predate the profile's validity (it starts when it is made):
+        # they are weighed with it as fitted, whatever its dates
+        for v in weigh_recording(read_recording(path), None, timeless(profile)):
             if (v.gross_weight_kg and v.speed_kmh is not None
                     and not set(v.flags) & EXCLUDED_FLAGS):
                 history.append(HistoryPassage(v.speed_kmh, v.row_gross_weights_kg or

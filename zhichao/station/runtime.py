@@ -115,8 +115,8 @@ def _load_profile(cfg: StationConfig) -> CalibrationProfile | None:
     missing = [name for name, value in (
         ("created_utc", profile.created_utc), ("valid_from_utc", profile.valid_from_utc),
         ("valid_until_utc", profile.valid_until_utc),
-        ("operating_range.speed_kmh", profile.speed_range_kmh),
-        ("operating_range.temperature_c", profile.temperature_range_c)) if value is None]
+        ("operating_range.speed_kmh", profile.speed_range_kmh)) if value is None]
+    # (a temperature range may be null: a session without pavement temperatures fits none)
     if missing:
         raise StationError(f"{where}: the profile does not declare {', '.join(missing)}; "
                            f"the station cannot check that it is in force and fitted for "

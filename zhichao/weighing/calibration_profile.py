@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -99,14 +99,20 @@ def not_in_force_reason(profile: CalibrationProfile, time_utc: datetime) -> str 
     return None
 
 
+def timeless(profile: CalibrationProfile) -> CalibrationProfile:
+    """``profile`` with no validity dates: for the calibration tools, which weigh the
+    session's own (or a verification's) recordings with it as fitted, whenever recorded."""
+    return replace(profile, valid_from_utc=None, valid_until_utc=None)
+
+
 def outside_range_reasons(profile: CalibrationProfile, speed_kmh: float | None,
                           temperature_c: float | None) -> list[str]:
     """What of a passage lies outside the profile's operating range (zh-CN notes; empty
     when inside or when the profile declares no range).
 
     speed_kmh : the passage's speed [km/h] (its magnitude is compared).
-    temperature_c : the pavement temperature the correction used [°C]; None or NaN (not
-        known) is outside a declared temperature range, since nothing shows it inside.
+    temperature_c : the measured pavement temperature [°C]; None or NaN (not measured:
+        a configured constant is no measurement) is not judged.
     """
     out: list[str] = []
     sr = profile.speed_range_kmh
@@ -114,11 +120,8 @@ def outside_range_reasons(profile: CalibrationProfile, speed_kmh: float | None,
         out.append(f"车速 {abs(speed_kmh):.1f} km/h 超出标定参数 {profile.profile_id} 的拟合范围 "
                    f"{sr[0]:.1f}–{sr[1]:.1f} km/h（速度修正为外推）")
     tr = profile.temperature_range_c
-    if tr is not None:
-        if temperature_c is None or not math.isfinite(temperature_c):
-            out.append(f"路面温度未知，无法确认在标定参数 {profile.profile_id} 的拟合范围 "
-                       f"{tr[0]:.1f}–{tr[1]:.1f} °C 内")
-        elif not tr[0] <= temperature_c <= tr[1]:
+    if tr is not None and temperature_c is not None and math.isfinite(temperature_c):
+        if not tr[0] <= temperature_c <= tr[1]:
             out.append(f"路面温度 {temperature_c:.1f} °C 超出标定参数 {profile.profile_id} 的"
                        f"拟合范围 {tr[0]:.1f}–{tr[1]:.1f} °C（温度修正为外推）")
     return out

@@ -534,7 +534,9 @@ class LaneProcessor:
             flags.append(NOT_IN_FORCE_FLAG)
             notes.append(why)
             return None
-        outside = outside_range_reasons(profile, speed_kmh, self.meta.pavement_temperature_c)
+        # the stream's pavement temperature is a configured value, not a measurement: only
+        # the speed is judged (a review found every passage flagged, or none, by the config)
+        outside = outside_range_reasons(profile, speed_kmh, None)
         if outside:
             flags.append(OUTSIDE_RANGE_FLAG)
             notes.extend(outside)
