@@ -4,7 +4,7 @@ For each road (smooth, rough) and number of sensor rows (2, 3, 4), one persisten
 lane (fixed sensors, ±1 % sensitivity error as the simulator makes them), with σ(v) from the
 tools a site runs (``docs/calibration.md``, "The site's scatter σ(v)"):
 
-1. **Calibration**: a reference-truck session (3 trucks × 4 speeds × 3 temperatures, static
+1. **Calibration**: a reference-truck session (3 trucks × 4 speeds × 3 temperatures × 2, static
    weights known) fitted by :func:`zhichao.calibration.fit.calibrate` (``zhichao calibrate``)
    and written as a profile; the profile carries σ(v) from the reference runs re-weighed.
 2. **In-service history**: ``--history`` trucks of mixed loads pooled by
@@ -91,8 +91,10 @@ def run(road: str, rows: int, n_legal: int, n_over: int, n_hist: int, k: float,
     out: dict[str, Any] = {"road": road, "rows": rows, "seed": seed}
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
+        # 2 passes at each speed and temperature: 24 per truck, so that screening leaves
+        # the 10 per truck a fit needs (wim.md §2.5; 12 were enough before that rule)
         cal = simulate_reference_session(d / "cal", seed, opts, make_fleet(seed),
-                                         [20, 40, 60, 80], [0, 20, 40])
+                                         [20, 40, 60, 80], [0, 20, 40], passes=2)
         fitted = calibrate(cal, d / "cal" / "reference.csv",
                            created_utc=datetime(2026, 1, 5, tzinfo=UTC))
         prof = load_profile(write_profile(fitted.profile, d / "profile.json"))

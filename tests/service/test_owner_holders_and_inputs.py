@@ -320,3 +320,21 @@ def test_serving_a_decision_before_it_was_made_is_refused(site: Api) -> None:
     r = c.post(f"/api/v1/cases/{case.id}/serve", headers=boss,
                json={"channel": "post", "served_utc": utc_now().isoformat()})
     assert r.status_code == 200, r.text
+
+
+def test_two_holders_whose_vins_end_alike_get_one_holders_cases_per_answer(
+        site: Api) -> None:
+    plate = "浙J5H009"
+    vin_c = VIN_A[:-7] + "X" + VIN_A[-6:]  # another vehicle, the same last six
+    assert vin_c != VIN_A and vin_c[-6:] == VIN_A[-6:]
+    _register(site, plate, VIN_A, FILE_A)
+    first = _notified(site, plate)
+    _register(site, plate, vin_c, FILE_B)
+    second = _notified(site, plate)
+    answer = _query(site, plate, vin_last6=VIN_A[-6:])
+    shown = _ids(answer)
+    assert shown in ([first.id], [second.id])  # never both holders' cases at once
+    token = {"X-Owner-Token": answer["owner_token"]}
+    for case_id in shown:
+        assert site.client.get(f"/api/v1/owner/records/{case_id}",
+                               headers=token).status_code == 200
