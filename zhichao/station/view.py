@@ -114,6 +114,7 @@ RECOVERY_ZH = {
     "supplements_sealed": "已封存复检补充包",
     "log_entries_without_package": "无对应证据包的日志条目",
     "waveform_temporaries_removed": "删除的波形临时文件",
+    "completed_on_start": "启动时补记已封存的案件",
 }
 """What start-up recovery did, in the operator's words (``Sealer.recover``)."""
 
