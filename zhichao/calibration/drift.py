@@ -178,10 +178,9 @@ class DriftMonitor:
         """Statistic → (value, gross) for one record; empty when it does not qualify."""
         if v.gross_weight_kg is None or v.gross_weight_kg < self.cfg.min_gross_kg:
             return {}
-        # a passage weighed without the profile (not in force) or with an extrapolated one
-        # is not comparable with the baseline
-        # uncorrected passages say nothing of the corrected scale; an extrapolated speed
-        # correction still does (excluding it could leave the charts with no passage)
+        # uncorrected passages (the profile not in force) say nothing of the corrected
+        # scale; an extrapolated speed correction still does (excluding it could leave the
+        # charts with no passage)
         if set(v.flags) & (ABNORMAL_FLAGS | {NOT_IN_FORCE_FLAG}) or v.axle_count < 2:
             return {}
         gross = float(v.gross_weight_kg)
