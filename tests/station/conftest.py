@@ -81,3 +81,19 @@ def _no_disk_reserve_left(tmp_path: Path) -> Iterator[None]:
     yield
     for p in tmp_path.rglob(RESERVE_NAME):
         p.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def lane(tmp_path: Path) -> Iterator[Any]:
+    """A station data folder with its store and sealer (``test_retention.Lane``), as the
+    retention, set-aside and unusable-originals tests fill it."""
+    from tests.station.test_retention import Lane, _config
+    from zhichao.station.sealing import Sealer
+    from zhichao.station.store import StationStore
+
+    cfg = _config(tmp_path)
+    store = StationStore(cfg.data_dir / "station.db")
+    sealer = Sealer(cfg)
+    yield Lane(cfg, store, sealer)
+    sealer.close()
+    store.close()

@@ -162,14 +162,6 @@ class Lane:
         return path
 
 
-@pytest.fixture
-def lane(tmp_path: Path) -> Any:
-    cfg = _config(tmp_path)
-    store = StationStore(cfg.data_dir / "station.db")
-    sealer = Sealer(cfg)
-    yield Lane(cfg, store, sealer)
-    sealer.close()
-    store.close()
 
 
 def _files(folder: Path) -> set[Path]:

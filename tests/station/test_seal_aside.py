@@ -8,28 +8,16 @@ import errno
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.station.test_retention import NEW, Lane, _config
+from tests.station.test_retention import NEW, Lane
 from zhichao.station import seal_stage
 from zhichao.station.alarms import StageHealth
 from zhichao.station.ops import StationMetrics
 from zhichao.station.seal_stage import ASIDE_ALARM, SealStage
-from zhichao.station.sealing import Sealer, material_from_json
-from zhichao.station.store import StationStore
-
-
-@pytest.fixture
-def lane(tmp_path: Path) -> Iterator[Lane]:
-    cfg = _config(tmp_path)
-    store = StationStore(cfg.data_dir / "station.db")
-    sealer = Sealer(cfg)
-    yield Lane(cfg, store, sealer)
-    sealer.close()
-    store.close()
+from zhichao.station.sealing import material_from_json
 
 
 def _status(lane: Lane, key: str) -> str:

@@ -12,7 +12,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,18 +37,7 @@ from zhichao.station.sealing import (
     jpeg_unusable,
     material_from_json,
 )
-from zhichao.station.store import StationStore
 from zhichao.testing.cases import photo, vehicle_dict
-
-
-@pytest.fixture
-def lane(tmp_path: Path) -> Iterator[Lane]:
-    cfg = _config(tmp_path)
-    store = StationStore(cfg.data_dir / "station.db")
-    sealer = Sealer(cfg)
-    yield Lane(cfg, store, sealer)
-    sealer.close()
-    store.close()
 
 
 def _clip(path: Path) -> bytes:
@@ -63,33 +52,29 @@ def _zero_tail(path: Path, keep: int) -> None:
     path.write_bytes(data[:keep] + bytes(len(data) - keep))
 
 
-def test_jpeg_check_finds_empty_cut_and_zero_filled_files(tmp_path: Path) -> None:
-    good = tmp_path / "good.jpg"
-    photo(good, "front", (120, 40, 40))
-    data = good.read_bytes()
-    assert jpeg_unusable(good) is None
-    cases = {"empty": b"", "cut": data[: len(data) // 2], "one byte short": data[:-1],
-             "zeros": data[: len(data) // 2] + bytes(len(data) - len(data) // 2),
-             "all zeros": bytes(len(data)), "soi only": data[:2]}
-    for name, content in cases.items():
-        p = tmp_path / f"{name}.jpg"
-        p.write_bytes(content)
-        assert jpeg_unusable(p) is not None, name
-    assert jpeg_unusable(tmp_path / "gone.jpg") == "the file is missing"
+def _jpeg(path: Path) -> bytes:
+    photo(path, "front", (120, 40, 40))
+    return path.read_bytes()
 
 
-def test_clip_check_finds_empty_cut_and_zero_filled_files(tmp_path: Path) -> None:
-    good = tmp_path / "good.mp4"
-    data = _clip(good)
-    assert clip_unusable(good) is None
+@pytest.mark.parametrize(("suffix", "make", "unusable", "head_only"), [
+    (".jpg", _jpeg, jpeg_unusable, 2),  # SOI only
+    (".mp4", _clip, clip_unusable, 8),  # a box header only
+])
+def test_checks_find_empty_cut_and_zero_filled_files(
+        tmp_path: Path, suffix: str, make: Callable[[Path], bytes],
+        unusable: Callable[[Path], str | None], head_only: int) -> None:
+    good = tmp_path / f"good{suffix}"
+    data = make(good)
+    assert unusable(good) is None
     cases = {"empty": b"", "cut": data[: len(data) // 2], "one byte short": data[:-1],
              "zeros": data[: len(data) // 2] + bytes(len(data) - len(data) // 2),
-             "all zeros": bytes(len(data)), "header only": data[:8]}
+             "all zeros": bytes(len(data)), "head only": data[:head_only]}
     for name, content in cases.items():
-        p = tmp_path / f"{name}.mp4"
+        p = tmp_path / f"{name}{suffix}"
         p.write_bytes(content)
-        assert clip_unusable(p) is not None, name
-    assert clip_unusable(tmp_path / "gone.mp4") == "the file is missing"
+        assert unusable(p) is not None, name
+    assert unusable(tmp_path / f"gone{suffix}") == "the file is missing"
 
 
 def _until(stage: SealStage, done: Callable[[], bool], timeout_s: float = 30.0) -> None:
