@@ -22,7 +22,7 @@ import io
 import logging
 import unicodedata
 from collections.abc import Callable, Iterable
-from datetime import datetime, time, timedelta, timezone
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from importlib import resources
@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from zhichao.common import BEIJING
 from zhichao.evidence import notice_text
 from zhichao.evidence.errors import DocumentError
 from zhichao.evidence.inputs import TIME_SOURCE_ZH
@@ -49,7 +50,6 @@ SUPPLEMENT_FONT_NAME = "NotoSansCJKsc-Supplement.otf"
 BASE_PDF_FONTS = (("latin", LATIN_FONT_NAME), ("han", FONT_NAME))
 EXTRA_PDF_FONTS = (("hanfull", FULL_FONT_NAME), ("hanx", SUPPLEMENT_FONT_NAME))
 PDF_FONTS = BASE_PDF_FONTS + EXTRA_PDF_FONTS
-BEIJING = timezone(timedelta(hours=8))
 ROLE_ZH = {"image_front": "车辆前部", "image_side": "车辆侧面（全部车轴）",
            "image_rear": "车辆尾部", "image_plate": "号牌特写"}
 NOTICE_FOOTER = ("本文书为证据包派生文件，由系统依签名清单及原始文件自动生成；"

@@ -13,16 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from zhichao.common import BEIJING as _BEIJING
 from zhichao.evidence.eligibility import STATUS_ZH, Eligibility, evaluate
 from zhichao.evidence.errors import EvidenceError, RuleError
 from zhichao.evidence.inputs import CaseInputs
 from zhichao.evidence.rules import RuleSet, load_rule_set
-
-_BEIJING = timezone(timedelta(hours=8))
 
 
 def rules_for(case: CaseInputs, rules_dir: Path | None) -> RuleSet | None:

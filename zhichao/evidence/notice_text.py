@@ -18,12 +18,12 @@ higher stage.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Any
 
+from zhichao.common import BEIJING
 from zhichao.evidence.inputs import WITHIN_JJG907
 
-BEIJING = timezone(timedelta(hours=8))
 # The deadlines for 陈述、申辩 and for requesting a hearing come from the rule version in
 # force (manifest case.rule_set.statement_days / hearing_request_days, each with its
 # source); these defaults only serve packages sealed before the rules carried them.

@@ -30,17 +30,17 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from zhichao.common import BEIJING as _BEIJING
 from zhichao.evidence._util import parse_time, to_decimal
 from zhichao.evidence.errors import InputError, RuleError
 
 RULES_FORMAT = "zhichao.rules/1"
-_BEIJING = timezone(timedelta(hours=8))
 PART_TONNE_MODES = ("floor", "ceil", "pro_rata")
 # The deduction is never smaller than the device's in-service MPE (行政处罚法 Art. 40, 41(2));
 # "ratio_of_gross" sets a larger one for the jurisdiction (with its source); "as_recorded"

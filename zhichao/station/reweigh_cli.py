@@ -22,10 +22,11 @@ import sqlite3
 import sys
 import threading
 import time
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from zhichao.common import BEIJING
 from zhichao.errors import ZhichaoError
 from zhichao.evidence._util import parse_time
 from zhichao.evidence.static_reading import reading_problem
@@ -33,8 +34,6 @@ from zhichao.station.config import StationConfig, load_config
 from zhichao.station.errors import StoreError
 from zhichao.station.static_scale import ReadingStore, certificate_of, reading_of
 from zhichao.station.store import StationStore, utc_text
-
-BEIJING = timezone(timedelta(hours=8))
 
 
 class RefusedError(ZhichaoError):

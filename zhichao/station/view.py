@@ -10,7 +10,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from zhichao.evidence.notice_text import BEIJING
+from zhichao.common import BEIJING
 from zhichao.station.clockcheck import clock_line
 from zhichao.weighing.overload import VERDICT_ZH
 
