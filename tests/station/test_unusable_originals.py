@@ -121,6 +121,59 @@ def test_a_frame_a_power_cut_emptied_is_sealed_as_missing_and_recorded(lane: Lan
     assert "empty" in recorded[0]["reason"] and "truncated" in recorded[1]["reason"]
 
 
+def test_a_package_adopted_after_a_kill_keeps_its_unusable_originals(lane: Lane) -> None:
+    """Killed after the package was sealed and renamed, before the case was marked sealed:
+    the next start adopts the package, and records the frames it left out as unusable
+    (they were lost with the killed run before)."""
+    key = lane.add(NEW, "浙A33333", case="pending")
+    raw = lane.store.case_material(key)
+    assert raw is not None
+    m = material_from_json(raw)
+    front, _side = (Path(i.path) for i in m.images)
+    front.write_bytes(b"")
+    sealed_then: list[UnusableFile] = []
+    lane.sealer.seal(m, sealed_then)  # … and the run is killed here
+    assert [u.source for u in sealed_then] == ["front"]
+    assert key in lane.store.pending_cases() and lane.store.unusable_files(key) == []
+    metrics = StationMetrics()
+    stage = SealStage(lane.sealer, lane.store, StageHealth(lane.store), metrics)
+    stage.recover()
+    assert key in lane.store.sealed_cases()
+    assert stage.jobs.empty()  # adopted, not sealed again
+    recorded = lane.store.unusable_files(key)
+    assert recorded == [u.to_json() for u in sealed_then]
+    assert "empty" in recorded[0]["reason"]
+    assert metrics.errors.labels("unusable_image")._value.get() == 1
+
+
+def test_an_adopted_package_names_the_clips_it_left_out(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    record = vehicle_dict()
+    t = datetime.fromisoformat(record["time_utc"].replace("Z", "+00:00"))
+    clips = cfg.data_dir / "clips"
+    clips.mkdir(parents=True)
+    reqs = [ClipRequest("K", cam, t - timedelta(seconds=3), t + timedelta(seconds=3),
+                        str(clips / f"K-{cam}.mp4"), time.time())
+            for cam in ("CAM-FRONT-1", "CAM-SIDE-1", "CAM-REAR-1")]
+    _clip(Path(reqs[0].path))
+    _clip(Path(reqs[1].path))
+    _zero_tail(Path(reqs[1].path), 40)
+    reqs[2].missing_path.write_text(json.dumps({"reason": "the camera sent nothing"}),
+                                    "utf-8")
+    m = CaseMaterial("K", record, None, (), None, None,
+                     clips=tuple(r.to_json() for r in reqs))
+    sealer = Sealer(cfg)
+    try:
+        unusable: list[UnusableFile] = []
+        sealer.seal(m, unusable)
+        adopted = sealer.unusable_in_package(m)
+    finally:
+        sealer.close()
+    # the clip that was never recorded is missing, not unusable: in neither list
+    assert adopted == unusable
+    assert [(u.kind, u.source) for u in adopted] == [("clip", "CAM-SIDE-1")]
+
+
 def test_whole_frames_are_sealed_and_nothing_is_recorded(lane: Lane) -> None:
     key = lane.add(NEW, "浙A22222", case="pending")
     raw = lane.store.case_material(key)

@@ -71,7 +71,7 @@ class SealOutcome:
     elapsed_s: float = 0.0
     packed: PackedPackage | None = None  # the sealed package packed for upload
     facts: dict[str, Any] | None = None  # ``adopted``: the package's manifest facts
-    unusable: tuple[UnusableFile, ...] = ()  # ``sealed``: originals sealed as missing
+    unusable: tuple[UnusableFile, ...] = ()  # ``sealed``/``adopted``: originals sealed as missing
 
 
 __all__ = ["FrameFile", "PassageCommit", "PlateRead", "SealOutcome"]

@@ -65,7 +65,8 @@ class SealStage:
         """Complete what a kill interrupted; queue every case still pending."""
         info = self.sealer.recover(self.store.sealed_cases(), self.store.pending_cases())
         for key, facts in info["complete"].items():
-            self._mark_complete(key, facts, pack(self.sealer.package_dir(key)))
+            self._mark_complete(key, facts, pack(self.sealer.package_dir(key)),
+                                self._unusable_of_adopted(key))
         for key, folder in self.store.sealed_not_queued():
             LOG.warning("sealed package not in the outbox; queued now", extra={"fields": {
                 "passage": key, "package": folder}})
@@ -116,7 +117,7 @@ class SealStage:
             except Exception as exc:  # recorded on the case; retried, then set aside
                 LOG.exception("sealing failed")
                 retry = None
-                if self._adopted(m.passage_key):
+                if self._adopted(m):
                     failures.pop(m.passage_key, None)
                     continue
                 n = failures.get(m.passage_key, 0) + 1
@@ -144,12 +145,14 @@ class SealStage:
             self.outcomes.put(SealOutcome("sealed", m.passage_key, res, elapsed_s=elapsed_s,
                                           packed=packed, unusable=tuple(unusable)))
 
-    def _adopted(self, key: str) -> bool:
+    def _adopted(self, m: CaseMaterial) -> bool:
         """After a failure: the case's package complete under its final name (a failure
         after its rename) is adopted as start-up recovery does."""
+        key = m.passage_key
         try:
             facts = self.sealer.take_over(key)
             packed = None if facts is None else pack(self.sealer.package_dir(key))
+            unusable = () if facts is None else tuple(self.sealer.unusable_in_package(m))
         except Exception:  # not adoptable now: a failure like the one before
             LOG.exception("checking an existing package failed")
             return False
@@ -157,8 +160,22 @@ class SealStage:
             return False
         LOG.warning("a failed case's package was complete; adopted", extra={"fields": {
             "passage": key}})
-        self.outcomes.put(SealOutcome("adopted", key, facts=facts, packed=packed))
+        self.outcomes.put(SealOutcome("adopted", key, facts=facts, packed=packed,
+                                      unusable=unusable))
         return True
+
+    def _unusable_of_adopted(self, key: str) -> list[UnusableFile] | None:
+        """The originals an adopted package left out (:meth:`Sealer.unusable_in_package`);
+        None (what is recorded stays) when the case's material cannot be read."""
+        raw = self.store.case_material(key)
+        if raw is None:
+            return None
+        try:
+            return self.sealer.unusable_in_package(material_from_json(raw))
+        except (EvidenceError, KeyError, TypeError, ValueError, OSError) as exc:
+            LOG.error("an adopted package's unusable originals cannot be read",
+                      extra={"fields": {"passage": key, "error": repr(exc)}})
+            return None
 
     # ------------------------------------------------------------------ the pipeline's side
     def collect(self) -> None:
@@ -172,7 +189,8 @@ class SealStage:
                 self._sealed(out)
             elif out.kind == "adopted":
                 assert out.facts is not None
-                self._mark_complete(out.passage_key, out.facts, out.packed)
+                self._mark_complete(out.passage_key, out.facts, out.packed,
+                                    list(out.unusable))
                 self.metrics.packages.inc()
                 self._done(out.passage_key)
             elif out.kind == "stopped":
@@ -188,9 +206,10 @@ class SealStage:
                     self.store.mark_seal_error(con, out.passage_key, out.detail)
                 self.stages.failed("sealing", f"{out.passage_key}: {out.detail}")
 
-    def _mark_complete(self, key: str, facts: dict[str, Any],
-                       packed: PackedPackage | None) -> None:
-        """A case whose package was found complete (start-up, or a retry): sealed."""
+    def _mark_complete(self, key: str, facts: dict[str, Any], packed: PackedPackage | None,
+                       unusable: list[UnusableFile] | None) -> None:
+        """A case whose package was found complete (start-up, or a retry): sealed, with
+        the originals it left out as unusable (None keeps what is recorded)."""
         out = self.sealer.package_dir(key)
         sha = hashlib.sha256((out / "manifest.json").read_bytes()).hexdigest()
         with self.store.transaction() as con:
@@ -198,9 +217,13 @@ class SealStage:
                                    package_dir=str(out), manifest_sha256=sha,
                                    log_index=facts["log_index"],
                                    eligibility=facts["eligibility"],
-                                   reasons=facts["reasons"])
+                                   reasons=facts["reasons"],
+                                   unusable=None if unusable is None
+                                   else [u.to_json() for u in unusable])
             if packed is not None:
                 self.store.enqueue_package(con, packed)
+        for u in unusable or ():
+            self.metrics.errors.labels(f"unusable_{u.kind}").inc()
 
     def _aside_alarm(self) -> None:
         """The ``case_not_sealed`` alarm names the cases set aside; closed once none is."""

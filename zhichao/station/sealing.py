@@ -66,6 +66,8 @@ CLOSE_WAIT_S = 300.0
 DISK_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO}
 
 
+#: how a clip left out as unusable is named in the manifest's ``videos_missing``
+CLIP_UNUSABLE_PREFIX = "the clip file is unusable: "
 JPEG_SOI = b"\xff\xd8"
 JPEG_EOI = b"\xff\xd9"
 
@@ -291,7 +293,7 @@ class Sealer:
                 "reason": why}})
             unusable.append(UnusableFile("clip", v.camera_id, v.path, why))
             out.append(replace(v, path=None, first_frame_utc=None, last_frame_utc=None,
-                               missing_reason=f"the clip file is unusable: {why}"))
+                               missing_reason=f"{CLIP_UNUSABLE_PREFIX}{why}"))
         return tuple(out)
 
     def seal(self, m: CaseMaterial, unusable: list[UnusableFile] | None = None
@@ -349,6 +351,34 @@ class Sealer:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         out.rename(self.quarantine / f"{out.name}-{stamp}")
         return None
+
+    def unusable_in_package(self, m: CaseMaterial) -> list[UnusableFile]:
+        """The originals of ``m`` that its sealed package left out as unusable, read from
+        the package's manifest: for a package adopted (:meth:`take_over`, :meth:`recover`)
+        whose sealing run was killed before it recorded them. An image the manifest does
+        not hold, with why (:func:`jpeg_unusable` now, or that it was left out); a clip the
+        manifest names as unusable, with its reason."""
+        manifest = json.loads((self.package_dir(m.passage_key) / "manifest.json")
+                              .read_text(encoding="utf-8"))
+        sealed = {(f.get("role"), f.get("source_name")) for f in manifest.get("files", [])
+                  if isinstance(f, dict)}
+        out: list[UnusableFile] = []
+        for img in m.images:
+            if (f"image_{img.role}", Path(img.path).name) in sealed:
+                continue
+            why = (jpeg_unusable(self.cfg.data_dir / img.path)
+                   or "left out of its sealed package (found when the package was adopted)")
+            out.append(UnusableFile("image", img.role, img.path, why))
+        missing = {x.get("camera_id"): str(x.get("reason", ""))
+                   for x in manifest.get("case", {}).get("videos_missing", [])
+                   if isinstance(x, dict)}
+        for raw in m.clips:
+            req = ClipRequest.from_json(raw)
+            reason = missing.get(req.camera_id, "")
+            if reason.startswith(CLIP_UNUSABLE_PREFIX):
+                out.append(UnusableFile("clip", req.camera_id, req.path,
+                                        reason[len(CLIP_UNUSABLE_PREFIX):]))
+        return out
 
     def recover(self, sealed_keys: set[str], pending_keys: list[str]) -> dict[str, Any]:
         """Start-up clean-up; returns packages found complete for pending cases
