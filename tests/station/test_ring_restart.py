@@ -156,3 +156,104 @@ def test_a_repeated_boot_id_with_a_restarted_counter_is_a_reboot(tmp_path: Path)
         assert (last.first_index, last.gap_before_samples) == (end, -1)
     finally:
         st.close()
+
+
+def test_a_run_killed_between_a_reboots_anchor_and_its_block_leaves_the_break(
+        tmp_path: Path) -> None:
+    """A device reboot reached a run that stored the new power-up's anchor (and its gap
+    row), then was killed before it journalled the block. The next run continues that
+    power-up by its counter, but its first block still follows the break: a gap of
+    unknown length fed to the weighing core (not the old boot's samples joined to the new
+    boot's), the one gap row kept."""
+    end = _first_run(tmp_path, 10)
+    st = _restarted(tmp_path)
+    try:
+        block = _block(st, 0, boot_id=6, reason="start", device_t0=T0 + timedelta(minutes=5))
+        intake = st.intake
+        intake._first_of_run(block)  # on_block up to the journal, then killed
+        idx, _samples, gap = intake._align(block, block.first_index + intake.index_offset)
+        intake._keep_anchor(block, idx, gap)
+        assert (idx, gap) == (end, -1)
+    finally:
+        st.close()
+    db = tmp_path / "st" / "station.db"
+    anchor = DeviceAnchor.from_json(query(db, f"SELECT value FROM meta WHERE key = "
+                                              f"'{ANCHOR_KEY}'")[0][0])
+    assert anchor is not None and (anchor.boot_id, anchor.break_index) == (6, end)
+    st = _restarted(tmp_path)
+    try:
+        assert st.journal.end_index == end
+        # the new driver reads the new power-up's ring from its start
+        for i in range(3):
+            st.intake.on_block(_block(st, i * BLOCK, boot_id=6,
+                                      reason="start" if i == 0 else None,
+                                      device_t0=T0 + timedelta(minutes=5)))
+        blocks = list(st.journal.replay(0))
+        assert [(b.first_index, b.gap_before_samples) for b in blocks[-3:]] == [
+            (end, -1), (end + BLOCK, 0), (end + 2 * BLOCK, 0)]
+    finally:
+        st.close()
+    assert query(db, "SELECT first_index, n_samples, reason FROM gaps") == [
+        (end, -1, "device_reboot")]
+    # journalled now: a later restart continues without another break
+    st = _restarted(tmp_path)
+    try:
+        st.intake.on_block(_block(st, 3 * BLOCK, boot_id=6, reason="start",
+                                  device_t0=T0 + timedelta(minutes=5)))
+        last = list(st.journal.replay(0))[-1]
+        assert (last.first_index, last.gap_before_samples) == (end + 3 * BLOCK, 0)
+    finally:
+        st.close()
+
+
+def test_a_device_reboot_keeps_the_time_it_was_away_on_the_timeline(tmp_path: Path) -> None:
+    """A device that came back from a restart 5 minutes after its last sample: its counter
+    says nothing of the time between, the station's clock and the WIM offset known
+    before do. The block is placed 5 minutes on (the vehicles after it keep their real
+    times; before, every later vehicle was 5 minutes early), after a gap of unknown
+    length fed to the weighing core, and a replay places it the same."""
+    end = _first_run(tmp_path, 10)
+    back = T0 + timedelta(minutes=5)
+    st = _restarted(tmp_path)
+    try:
+        fs = st.fs
+        assert st.intake.epoch == T0
+        # stream time of a block's end − its arrival (what the first run observed)
+        st.linker.wim_offset.restore(BLOCK / fs)
+        st.intake.on_block(_block(st, 0, boot_id=6, reason="start", device_t0=back))
+        placed = round(5 * 60 * fs)
+        last = list(st.journal.replay(0))[-1]
+        assert (last.first_index, last.gap_before_samples) == (placed, -1)
+        assert st.intake.stream_index == placed + BLOCK
+        assert st.intake.proc is not None
+        assert st.intake.proc.detector.next_index == placed + BLOCK
+        assert st.intake.stream_time() == back + timedelta(seconds=BLOCK / fs)
+        st.intake.on_block(_block(st, BLOCK, boot_id=6, device_t0=back))
+        assert st.intake.stream_index == placed + 2 * BLOCK
+    finally:
+        st.close()
+    db = tmp_path / "st" / "station.db"
+    assert query(db, "SELECT first_index, n_samples, reason FROM gaps") == [
+        (end, -1, "device_reboot")]
+    st = _restarted(tmp_path)  # the journal replayed: the same timeline
+    try:
+        assert st.intake.stream_index == placed + 2 * BLOCK
+        assert st.intake.proc is not None
+        assert st.intake.proc.detector.next_index == placed + 2 * BLOCK
+    finally:
+        st.close()
+
+
+def test_a_device_reboot_is_never_placed_before_the_journals_end(tmp_path: Path) -> None:
+    """A station clock behind the stream (or an offset from before a long-gone epoch)
+    would place the block before what was journalled: it follows the journal's end."""
+    end = _first_run(tmp_path, 10)
+    st = _restarted(tmp_path)
+    try:
+        st.linker.wim_offset.restore(-3600.0)
+        st.intake.on_block(_block(st, 0, boot_id=6, reason="start",
+                                  device_t0=T0 + timedelta(minutes=5)))
+        last = list(st.journal.replay(0))[-1]
+        assert (last.first_index, last.gap_before_samples) == (end, -1)
+    finally:
+        st.close()

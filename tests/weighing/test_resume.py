@@ -434,3 +434,29 @@ def test_a_device_restart_starts_the_detector_afresh() -> None:
     assert [v.first_sample for v in got] == [v.first_sample for v in want]
     assert [v.gross_weight_kg for v in got] == [v.gross_weight_kg for v in want]
     assert before  # vehicles before the restart were weighed
+
+
+def test_an_unknown_gap_moves_the_timeline_by_its_measured_span() -> None:
+    """A device restart with its length measured by another clock
+    (``unknown_gap_span_samples``): the rest is weighed as a fresh processor starting that
+    far on weighs it — the same vehicles, at their real times, flagged where the gap
+    touches them — and the span is refused without an unknown gap or below 0."""
+    rng = np.random.default_rng(101)
+    samples, meta = _join(rng, [(plan_traffic(rng, 2, OPTS), q) for q in (6.0, 1.0, 12.0, 3.0)])
+    half = samples.shape[0] // 2
+    away = 300 * int(meta.sample_rate_hz)  # five minutes
+    after = (samples[half:] + np.float32(900.0)).astype(np.float32)
+    proc = LaneProcessor(meta)
+    for i in range(0, half, 1000):
+        proc.feed(samples[i:min(i + 1000, half)])
+    got = proc.feed(after, gap_before_samples=-1, unknown_gap_span_samples=away) + proc.finish()
+    fresh = LaneProcessor(meta, start_index=half + away)
+    want = fresh.feed(after) + fresh.finish()
+    got = [v for v in got if v.first_sample >= half + away]
+    assert got and [v.first_sample for v in got] == [v.first_sample for v in want]
+    assert [v.time_utc for v in got] == [v.time_utc for v in want]
+    assert [v.gross_weight_kg for v in got] == [v.gross_weight_kg for v in want]
+    p = LaneProcessor(meta)
+    for gap, span in ((0, 5), (10, 5), (-1, -1)):
+        with pytest.raises(WeighingInputError):
+            p.feed(samples[:100], gap_before_samples=gap, unknown_gap_span_samples=span)

@@ -23,7 +23,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -65,17 +65,27 @@ class DeviceAnchor:
     station index = device index + ``offset_samples`` for every sample of power-up
     ``boot_id``; ``device_index`` had the device time ``device_time_utc`` (to tell a
     power-up whose boot id repeats an earlier one: its clock disagrees with its counter).
+    ``break_index``: the station index where this placement's samples begin after a break
+    the weighing core must be told of (a reboot, a counter restart: a gap of unknown
+    length); None when it continues what was journalled before it. The anchor is stored
+    before its first block is journalled, so a run killed in between leaves the break here
+    for the next run to feed.
     """
 
     boot_id: int
     offset_samples: int
     device_index: int
     device_time_utc: datetime
+    break_index: int | None = None
 
     def to_json(self) -> str:
-        return json.dumps({"boot_id": self.boot_id, "offset_samples": self.offset_samples,
-                           "device_index": self.device_index,
-                           "device_time_utc": self.device_time_utc.isoformat()})
+        raw: dict[str, Any] = {"boot_id": self.boot_id,
+                               "offset_samples": self.offset_samples,
+                               "device_index": self.device_index,
+                               "device_time_utc": self.device_time_utc.isoformat()}
+        if self.break_index is not None:
+            raw["break_index"] = self.break_index
+        return json.dumps(raw)
 
     @classmethod
     def from_json(cls, text: str | None) -> DeviceAnchor | None:
@@ -83,9 +93,11 @@ class DeviceAnchor:
             return None
         try:
             raw = json.loads(text)
+            brk = raw.get("break_index")
             return cls(int(raw["boot_id"]), int(raw["offset_samples"]),
                        int(raw["device_index"]),
-                       datetime.fromisoformat(raw["device_time_utc"]))
+                       datetime.fromisoformat(raw["device_time_utc"]),
+                       None if brk is None else int(brk))
         except (ValueError, KeyError, TypeError) as exc:
             LOG.warning("stored device anchor not usable", extra={"fields": {
                 "error": repr(exc)}})
@@ -182,7 +194,11 @@ class Intake:
     def weigh(self, first: int, samples: npt.NDArray[np.float32], gap: int) -> None:
         assert self.proc is not None
         t0 = time.perf_counter()
-        vehicles = self.proc.feed(samples, gap_before_samples=gap)
+        # after a gap of unknown length (a device restart) the block is placed where the
+        # station's clock says it lies (:meth:`_place_after_break`): the timeline moves on
+        span = max(0, first - self.stream_index) if gap < 0 else 0
+        vehicles = self.proc.feed(samples, gap_before_samples=gap,
+                                  unknown_gap_span_samples=span)
         self.metrics.stage_latency.labels("weighing").observe(time.perf_counter() - t0)
         self.stream_index = first + samples.shape[0]
         self.ring.append((first, samples))
@@ -238,20 +254,43 @@ class Intake:
                             - int(block.device_index),
                             int(block.device_index), block.device_time_utc)
 
-    def _keep_anchor(self, block: Any) -> None:
-        """Store where the device's counter stands before the block is journalled (when
-        it moved: a reboot, a counter restart; and every minute, for the clock check)."""
+    def _keep_anchor(self, block: Any, idx: int, gap: int) -> None:
+        """Store where the device's counter stands before the block (its samples at
+        station index ``idx``, after ``gap``) is journalled: when it moved (a reboot, a
+        counter restart: with the break at ``idx`` where ``gap`` is of unknown length) and
+        every minute, for the clock check."""
         new = self._anchor_of(block)
         a = self.anchor
-        if a is not None and a.boot_id == new.boot_id \
-                and a.offset_samples == new.offset_samples \
-                and 0 <= new.device_index - a.device_index < (
-                    ANCHOR_REFRESH_S * float(block.sample_rate_hz)):
+        same = a is not None and a.boot_id == new.boot_id \
+            and a.offset_samples == new.offset_samples
+        if same and a is not None and 0 <= new.device_index - a.device_index < (
+                ANCHOR_REFRESH_S * float(block.sample_rate_hz)):
             return
+        if same and a is not None:
+            new = replace(new, break_index=a.break_index)
+        elif gap < 0:
+            new = replace(new, break_index=idx)
         with self.store.transaction() as con:
             self.store.set_meta(con, ANCHOR_KEY, new.to_json())
             self.store.set_meta(con, "index_offset", str(self.index_offset))
         self.anchor = new
+
+    def _place_after_break(self, block: Any) -> int:
+        """The station index of ``block``'s first sample after a break of unknown length
+        (the device restarted: its counter says nothing of the time between): its end lies
+        where the station's clock at its arrival, plus the WIM offset known before the
+        break (stream time − station time, :attr:`FrameLinker.wim_offset`), puts it, so
+        the timeline (and every later vehicle's time) keeps the time the device was
+        away; never before the journal's end. Without a known offset, the journal's end
+        (the time away is then lost from the timeline: the WIM offset estimator unsettles
+        and settles again)."""
+        off = self.linker.wim_offset.offset_s
+        if off is None or self.epoch is None:
+            return self.stream_index
+        end = self.clock.at_wall(block.station_time_utc.timestamp()) + timedelta(seconds=off)
+        placed = round((end - self.epoch).total_seconds() * self.fs) - int(
+            block.samples.shape[0])
+        return max(self.stream_index, placed)
 
     def _align(self, block: Any, idx: int) -> tuple[int, npt.NDArray[np.float32], int]:
         """The block's samples on the station's timeline: an overlap with what was weighed
@@ -261,20 +300,29 @@ class Intake:
         continuing = (self.continuing_boot is not None
                       and int(block.boot_id) == self.continuing_boot
                       and block.reason not in (REASON_REBOOT, REASON_FORMAT_CHANGE))
+        a = self.anchor
+        if continuing and a is not None and a.break_index is not None \
+                and a.break_index >= self.stream_index and idx >= self.stream_index \
+                and not self.kept_this_run:
+            # an earlier run stored this power-up's anchor after a break (and its gap
+            # row) and was killed before it journalled the block: the break is fed again
+            return idx, block.samples, -1
         if idx < self.stream_index:
             overlap = self.stream_index - idx
             if continuing:  # sent again (a ring read back): what was journalled is dropped
                 return self.stream_index, block.samples[overlap:], 0
             if overlap < block.samples.shape[0] and block.reason in (None, "start"):
                 return self.stream_index, block.samples[overlap:], 0
-            # the device's counter restarted: continue our timeline after a gap
-            self.index_offset = self.stream_index - block.first_index
+            # the device's counter restarted: continue our timeline after a gap, where
+            # the station's clock says the block lies
+            placed = self._place_after_break(block)
+            self.index_offset = placed - block.first_index
             with self.store.transaction() as con:
                 self.store.set_meta(con, "index_offset", str(self.index_offset))
                 rebooted = self.anchor is not None and int(block.boot_id) != self.anchor.boot_id
                 self.store.record_gap(con, self.stream_index, -1, REASON_REBOOT if rebooted
                                       else block.reason or "reboot")
-            return self.stream_index, block.samples, -1
+            return placed, block.samples, -1
         if idx > self.stream_index:
             lost = idx - self.stream_index
             gap = lost if gap >= 0 else -1
@@ -305,7 +353,7 @@ class Intake:
         idx, samples, gap = self._align(block, idx)
         if samples.shape[0] == 0:
             return
-        self._keep_anchor(block)
+        self._keep_anchor(block, idx, gap)
         self.kept_this_run = True
         wall = block.station_time_utc.timestamp()
         # on the station's sample timeline, where its vehicles' times are (epoch + index /

@@ -190,17 +190,25 @@ class LaneProcessor:
                     f"profile {profile.profile_id} is for {key} {theirs!r}, lane is {mine!r}")
 
     # ------------------------------------------------------------------ streaming API
-    def feed(self, samples: npt.NDArray[np.float32], gap_before_samples: int = 0
-             ) -> list[WeighedVehicle]:
+    def feed(self, samples: npt.NDArray[np.float32], gap_before_samples: int = 0, *,
+             unknown_gap_span_samples: int = 0) -> list[WeighedVehicle]:
         """Process the next chunk; returns the vehicles completed by it.
 
         ``gap_before_samples`` > 0 says that many samples were lost before this chunk
-        (−1: an unknown number); vehicles spanning a gap are flagged ``data_gap``.
+        (−1: an unknown number, a device restart); vehicles spanning a gap are flagged
+        ``data_gap``. ``unknown_gap_span_samples`` (with −1 only): how far the timeline
+        moves across the unknown gap, as another clock measured the time it lasted (0:
+        the chunk follows at once).
         """
         if self._finished:
             raise RuntimeError("feed() after finish()")
+        if unknown_gap_span_samples < 0 or (unknown_gap_span_samples
+                                            and gap_before_samples != -1):
+            raise WeighingInputError(
+                f"unknown_gap_span_samples={unknown_gap_span_samples}: it must be ≥ 0, "
+                "and given only with gap_before_samples=-1")
         if gap_before_samples:
-            self._note_gap(gap_before_samples)
+            self._note_gap(gap_before_samples, unknown_gap_span_samples)
         pulses, _ = self.detector.feed(samples)
         self._pulses = Pulses.concat([self._pulses, pulses])
         self._advance(final=False)
@@ -264,9 +272,9 @@ class LaneProcessor:
         done, self._done = self._done, []
         return done
 
-    def _note_gap(self, n: int) -> None:
+    def _note_gap(self, n: int, unknown_span: int = 0) -> None:
         start = self.detector.next_index
-        size = max(n, 0)
+        size = n if n > 0 else unknown_span
         self._gaps.append((start, start + max(size, 1)))
         # a pulse in progress across a gap cannot be trusted: drop it; and an axle track
         # open across the gap must not take a later axle's hit (it would merge vehicles)
