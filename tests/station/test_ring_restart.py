@@ -3,6 +3,7 @@ dropped (never weighed twice), a real device restart is still a gap of unknown l
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -255,5 +256,50 @@ def test_a_device_reboot_is_never_placed_before_the_journals_end(tmp_path: Path)
                                   device_t0=T0 + timedelta(minutes=5)))
         last = list(st.journal.replay(0))[-1]
         assert (last.first_index, last.gap_before_samples) == (end, -1)
+    finally:
+        st.close()
+
+
+def test_a_reboot_placed_at_the_journals_end_is_a_recorded_gap(tmp_path: Path) -> None:
+    """The device's tracker continued the timeline right at the journal's end (it
+    estimated nothing lost across the restart): still a gap of unknown length, fed to the
+    weighing core and recorded (no gaps row was written before)."""
+    st = Station(_cfg(tmp_path))
+    try:
+        for i in range(10):
+            st.intake.on_block(_block(st, 10_000 + i * BLOCK, reason="start" if i == 0 else None))
+        end = st.intake.stream_index
+        back = T0 + timedelta(seconds=end / st.fs)
+        st.intake.on_block(replace(_block(st, 0, boot_id=6, tracker_offset=end,
+                                          device_t0=back),
+                                   reason="reboot", gap_before_samples=-1))
+        last = list(st.journal.replay(0))[-1]
+        assert (last.first_index, last.gap_before_samples) == (end, -1)
+    finally:
+        st.close()
+    assert query(tmp_path / "st" / "station.db",
+                 "SELECT first_index, n_samples, reason FROM gaps") == [
+        (end, -1, "device_reboot")]
+
+
+def test_the_resume_point_after_a_pending_break_is_the_power_ups_first_sample(
+        tmp_path: Path) -> None:
+    """A run killed after it placed a new power-up 5 minutes on (its anchor stored, its
+    block not journalled): the driver is told to resume at that power-up's first sample,
+    not at a device index before it (it was negative)."""
+    _first_run(tmp_path, 10)
+    st = _restarted(tmp_path)
+    try:
+        st.linker.wim_offset.restore(BLOCK / st.fs)
+        block = _block(st, 0, boot_id=6, reason="start", device_t0=T0 + timedelta(minutes=5))
+        intake = st.intake
+        intake._first_of_run(block)
+        idx, _samples, gap = intake._align(block, block.first_index + intake.index_offset)
+        intake._keep_anchor(block, idx, gap)
+    finally:
+        st.close()
+    st = _restarted(tmp_path)
+    try:
+        assert st.intake.resume_point() == (6, 0)
     finally:
         st.close()

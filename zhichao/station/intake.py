@@ -236,6 +236,10 @@ class Intake:
         if self.anchor is None or self.epoch is None:
             return None
         start = self.stream_index if self.proc is not None else max(self.durable.index, 0)
+        if self.anchor.break_index is not None:
+            # this power-up begins after a break the journal may not reach yet: none of
+            # its samples lies before the break (a negative device index otherwise)
+            start = max(start, self.anchor.break_index)
         return self.anchor.boot_id, start - self.anchor.offset_samples
 
     def _first_of_run(self, block: Any) -> None:
@@ -335,6 +339,14 @@ class Intake:
                 # same gap from the same point: replaced, never counted twice
                 self.store.record_gap(con, self.stream_index, lost, reason,
                                       supersedes=restart)
+            self.metrics.errors.labels("wim_gap").inc()
+        elif gap < 0:
+            # a restart the device's tracker placed right at the journal's end (it
+            # estimated nothing lost): still a gap of unknown length, recorded
+            rebooted = self.anchor is not None and int(block.boot_id) != self.anchor.boot_id
+            with self.store.transaction() as con:
+                self.store.record_gap(con, self.stream_index, -1, REASON_REBOOT if rebooted
+                                      else block.reason or "reboot", supersedes=True)
             self.metrics.errors.labels("wim_gap").inc()
         return idx, block.samples, gap
 
