@@ -44,9 +44,11 @@ from zhichao.vision.runtime import (
 )
 
 FRONT, REAR = "CAM-FRONT-1", "CAM-REAR-1"
-WHOLE = "CAM-WHOLE"  # no lane region: the whole frame
+WHOLE = "CAM-WHOLE"  # the whole frame, set so at installation
+UNSET = "CAM-UNSET"  # no lane region configured
 ELSEWHERE = "CAM-ELSEWHERE"  # a region in the frame's top-left corner, where no plate is drawn
-REGIONS = {FRONT: SIM_FRONT_REGION, REAR: SIM_REAR_REGION, ELSEWHERE: (0.0, 0.0, 0.2, 0.2)}
+REGIONS = {FRONT: SIM_FRONT_REGION, REAR: SIM_REAR_REGION, ELSEWHERE: (0.0, 0.0, 0.2, 0.2),
+           WHOLE: (0.0, 0.0, 1.0, 1.0)}
 CAPTURED = datetime(2026, 1, 5, 8, 0, tzinfo=UTC).isoformat()
 # seeds (np.random.default_rng([SEED, n])) of simulated vehicles whose frames the shipped
 # reader reads exactly: a car whose front plate is accepted, trucks whose rear is read
@@ -151,6 +153,21 @@ def test_a_plate_outside_the_lane_region_is_not_accepted(
     around = _decide(workers, [(path, FRONT)], 2)
     assert (around.plate, around.accepted, around.review_codes) == (
         whole.plate, whole.accepted, whole.review_codes)
+
+
+def test_a_camera_without_a_lane_region_never_has_its_plate_accepted(
+        workers: PlateWorkers, tmp_path: Path) -> None:
+    """Nothing says which plate in an unset camera's frame is this lane's vehicle's (the
+    issue's unseen scenes had another vehicle's plate accepted): read and filled in, to
+    review with ``lane_region_unset``; with a frame of a set camera beside it, too."""
+    path = _front(tmp_path, CAR_SEED, is_truck=False)
+    whole = _decide(workers, [(path, WHOLE)], 2)
+    assert whole.accepted
+    unset = _decide(workers, [(path, UNSET)], 2)
+    assert unset.plate == whole.plate and not unset.accepted
+    assert unset.review_codes == (*whole.review_codes, "lane_region_unset")
+    both = _decide(workers, [(path, FRONT), (_rear(tmp_path, CAR_SEED, False), UNSET)], 2)
+    assert not both.accepted and both.review_codes[-1] == "lane_region_unset"
 
 
 def test_a_read_records_what_decided_it(workers: PlateWorkers, tmp_path: Path) -> None:
@@ -299,10 +316,10 @@ def test_a_frame_that_cannot_be_decoded_sends_the_plate_to_review(
     """A corrupt rear frame could have vetoed the front's plate: decided without it, the
     plate is never accepted (``frame_unreadable``), and the readable front is still read."""
     front = _front(tmp_path, CAR_SEED, False)
-    whole = _decide(workers, [(front, "front")], 2)
+    whole = _decide(workers, [(front, FRONT)], 2)
     assert whole.accepted
     broken = tmp_path / "rear-broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 not a whole jpeg")
-    res = _decide(workers, [(front, "front"), (str(broken), "rear")], 2)
+    res = _decide(workers, [(front, FRONT), (str(broken), REAR)], 2)
     assert res.plate == whole.plate and not res.accepted
     assert res.review_codes == (*whole.review_codes, "frame_unreadable")

@@ -80,6 +80,12 @@ class LinkStage:
         self._unsettled: list[str] = []  # devices whose offsets were unsettled at the last link
         self.plates: PlateWorkers | None = (self._start_plate_workers()
                                             if cfg.vision.read != "none" else None)
+        unset = [c.camera_id for c in cfg.cameras
+                 if c.role in PLATE_ROLES and not c.lane_region]
+        if self.plates is not None and unset:
+            LOG.warning("cameras without a lane region: their plates are never auto-accepted "
+                        "(lane_region_unset); set [[camera]] lane_region from the lane "
+                        "geometry", extra={"fields": {"cameras": unset}})
 
     def add(self, v: WeighedVehicle, key: str, extra: dict[str, Any] | None = None) -> None:
         if any(q.key == key for q in self.pending):  # the same vehicle emitted twice

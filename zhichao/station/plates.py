@@ -148,7 +148,9 @@ def _watch_parent(parent_pid: int) -> None:
 
 
 def lane_regions(cameras: Sequence[CameraSection]) -> LaneRegions:
-    """The cameras' lane regions (cameras without one see their plate anywhere)."""
+    """The cameras' lane regions. A camera without one sees plates anywhere in its frame,
+    and its plates are never auto-accepted (``lane_region_unset``); an installer who has
+    checked that no other lane's vehicle shows in its frame sets ``[0, 0, 1, 1]``."""
     return {c.camera_id: (c.lane_region[0], c.lane_region[1], c.lane_region[2],
                           c.lane_region[3])
             for c in cameras if c.lane_region}
@@ -202,8 +204,13 @@ def read_plate(job: PlateJob) -> PlateRead:
         LOG.warning("plate: %d frame(s) could not be decoded, to review: %s",
                     len(unreadable), ", ".join(unreadable))
         codes = (*codes, ReviewCode.FRAME_UNREADABLE.value)
+    # a camera with no lane region cannot tell this lane's plate from another vehicle's
+    unset = sorted({camera for _path, camera, _t in job.frames} - set(_POLICY.lane_regions))
+    if unset:
+        codes = (*codes, ReviewCode.LANE_REGION_UNSET.value)
     return PlateRead(d.plate, d.colour.value, round(float(d.confidence), 4),
-                     bool(d.accepted) and not unreadable, codes, time.perf_counter() - t0,
+                     bool(d.accepted) and not unreadable and not unset, codes,
+                     time.perf_counter() - t0,
                      worker_pid=os.getpid(), reader=_PROVENANCE, reads=tuple(detail["reads"]),
                      alternatives=tuple(detail["alternatives"]))
 

@@ -68,6 +68,10 @@ class ReviewCode(StrEnum):
     FRAME_UNREADABLE = "frame_unreadable"
     """Set by the station: a frame linked to the vehicle could not be decoded (a corrupt or
     vanished file), so the plate was decided without it (it could have vetoed)."""
+    LANE_REGION_UNSET = "lane_region_unset"
+    """Set by the station: a frame was read from a camera whose lane region was never set
+    (``[[camera]] lane_region``): nothing says which plate in its frame is this lane's
+    vehicle's, so another vehicle's plate, the own one missed, could pass."""
     LINK_UNSETTLED = "frame_link_unsettled"
     """Set by the station, not by vision: the frames were linked to the vehicle while a
     device's clock offset was not yet settled (``zhichao.station.linking``)."""
@@ -99,6 +103,9 @@ REVIEW_TEXT_ZH: dict[ReviewCode, str] = {
     ReviewCode.COLOUR_DISAGREEMENT: "不同图像帧中同一号牌的颜色识别结果不一致，需人工核对",
     ReviewCode.FRAME_UNREADABLE: (
         "部分关联图像无法读取（文件损坏或缺失），号牌未经全部图像核对，需人工核对"
+    ),
+    ReviewCode.LANE_REGION_UNSET: (
+        "相机未设置本车道号牌区域，无法确认画面中的号牌属于本车道被称重车辆，需人工核对"
     ),
     ReviewCode.LINK_UNSETTLED: (
         "图像与本次称重关联时，设备时钟偏差尚未测定稳定，图像可能属于其他车辆，需人工核对"
