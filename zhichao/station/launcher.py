@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -19,6 +21,7 @@ from typing import Any
 
 from zhichao.station.clock import Clock, PublishedSimClock
 from zhichao.station.config import StationConfig, parse_config
+from zhichao.station.diskspace import is_disk_full
 from zhichao.station.errors import StationError
 from zhichao.station.local_service import LocalService, open_local_service
 from zhichao.station.ops import OpsServer, setup_logging
@@ -34,6 +37,7 @@ from zhichao.station.simlane import (
     read_devices,
     wait_pid_gone,
 )
+from zhichao.station.store import database_error
 from zhichao.station.upload import configured_target
 
 
@@ -184,7 +188,11 @@ class Running:
 
 
 def start(cfg: StationConfig, *, log_stderr: bool, own_simulator: bool = True) -> Running:
-    setup_logging(cfg.data_dir / "station.log.jsonl", stderr=log_stderr)
+    log_file = cfg.data_dir / "station.log.jsonl"
+    try:
+        setup_logging(log_file, stderr=log_stderr)
+    except OSError as exc:
+        raise StationError(data_dir_error(cfg.data_dir, log_file, exc)) from exc
     sim: SimulatorProcess | None = None
     devices_file: Path | None = None
     clock: Clock = Clock()
@@ -201,11 +209,14 @@ def start(cfg: StationConfig, *, log_stderr: bool, own_simulator: bool = True) -
         else:
             sim = SimulatorProcess(cfg)
             clock, url, devices_file = sim.clock(), str(sim.info["wim_url"]), sim.devices_file
-    link = open_local_service(cfg)
     streams = (load_devices(devices_file) or {}).get("streams") if devices_file else None
-    station = Station(cfg, clock=clock, wim_url=url, stream_urls=streams or None)
+    station: Station | None = None
+    link: LocalService | None = None
     ops = None
     try:
+        # the station first: it checks its data and, on a full disk, gives up the reserve
+        station = open_station(cfg, clock=clock, wim_url=url, stream_urls=streams or None)
+        link = open_service(cfg)
         connect_upload(cfg, station, link)
         if cfg.http.metrics_port:
             try:
@@ -215,7 +226,8 @@ def start(cfg: StationConfig, *, log_stderr: bool, own_simulator: bool = True) -
                 raise StationError(f"http.metrics_port {cfg.http.metrics_port}: cannot "
                                    f"listen ({exc.strerror})") from exc
     except BaseException:
-        station.close()
+        if station is not None:
+            station.close()
         if link is not None:
             link.stop()
         if sim is not None:
@@ -223,6 +235,38 @@ def start(cfg: StationConfig, *, log_stderr: bool, own_simulator: bool = True) -
         raise
     _, note = start_console(cfg, link)
     return Running(station, ops, sim, devices_file, note, link)
+
+
+def data_dir_error(data_dir: Path, path: Path, exc: OSError) -> str:
+    """Why the station cannot write ``path`` in its data folder, and what to do."""
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return (f"{data_dir}: the data folder is not writable ({path.name}: "
+                f"{exc.strerror}); the station must write there. Remount its filesystem "
+                f"read-write or give the station's user write access, or set "
+                f"station.data_dir to a writable folder")
+    return f"{path}: cannot be written ({exc.strerror or exc})"
+
+
+def open_service(cfg: StationConfig) -> LocalService | None:
+    """:func:`open_local_service`, a full disk reported as a :class:`StationError`."""
+    try:
+        return open_local_service(cfg)
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        raise StationError(f"{cfg.data_dir}: the station's own service database cannot be "
+                           f"opened: the disk is full ({exc}); free space on that "
+                           f"filesystem and start again") from exc
+
+
+def open_station(cfg: StationConfig, **kwargs: Any) -> Station:
+    """:class:`Station` with a damaged or unusable ``station.db`` (a SQLite error while it
+    starts) reported as a :class:`StoreError` that says what to do (``zhichao run`` exits
+    2), never as a traceback."""
+    try:
+        return Station(cfg, **kwargs)
+    except sqlite3.Error as exc:
+        raise database_error(cfg.data_dir / "station.db", exc) from exc
 
 
 def connect_upload(cfg: StationConfig, station: Station, link: LocalService | None) -> None:

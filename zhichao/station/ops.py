@@ -6,8 +6,10 @@ degraded: an active alarm, sealing stopped); ``GET /metrics`` the Prometheus tex
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -73,6 +75,42 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(body, ensure_ascii=False, default=str)
 
 
+class LogFileHandler(logging.FileHandler):
+    """The JSON log file. A record it cannot write (a full or read-only disk) is dropped:
+    the first failure is reported once on stderr (no traceback per record), and stderr is
+    told again when the file takes records again."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8")
+        self.failing: str | None = None  # why records are being dropped, or None
+        self.dropped = 0
+        self._failed_now = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._failed_now = False
+        super().emit(record)  # a failure calls handleError (under the handler's lock)
+        if not self._failed_now and self.failing is not None:
+            self._tell(f"zhichao: the log file {self.baseFilename} is written again "
+                       f"({self.dropped} record(s) were dropped)")
+            self.failing, self.dropped = None, 0
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        self._failed_now = True
+        self.dropped += 1
+        if self.failing is None:
+            exc = sys.exc_info()[1]
+            self.failing = repr(exc)
+            self._tell(f"zhichao: cannot write the log file {self.baseFilename} ({exc}); "
+                       "its records are dropped until it can be written again")
+
+    @staticmethod
+    def _tell(line: str) -> None:
+        """One line on stderr (the handler's own failure cannot go to the log)."""
+        with contextlib.suppress(OSError, ValueError):  # no stderr either: nothing to do
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+
+
 def setup_logging(log_file: Path | None, *, stderr: bool) -> None:
     """JSON logs for ``zhichao`` loggers: to ``log_file`` and/or stderr."""
     root = logging.getLogger("zhichao")
@@ -83,7 +121,7 @@ def setup_logging(log_file: Path | None, *, stderr: bool) -> None:
     handlers: list[logging.Handler] = []
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+        handlers.append(LogFileHandler(log_file))
     if stderr:
         handlers.append(logging.StreamHandler())
     for h in handlers:

@@ -117,6 +117,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"zhichao run: the station stopped on an error: {st.failure!r} "
               f"(see {cfg.data_dir / 'station.log.jsonl'})", file=sys.stderr)
         return 1
+    if st.exit_unstored:  # a full disk: the state is consistent, the next start redoes it
+        print("zhichao run: the disk is full; not stored at exit (the next start does it "
+              "again): " + "; ".join(st.exit_unstored), file=sys.stderr)
     for line in summary_lines(health, time.time() - started):
         print(line)
     if cfg.simulated and args.vehicles is not None and health["run_passages"] < args.vehicles:

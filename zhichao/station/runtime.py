@@ -67,7 +67,7 @@ from zhichao.station.commit import (
 from zhichao.station.config import StationConfig, wim_url_kind
 from zhichao.station.device import DRIFT_ALARM, DRIFT_STATE_KEY, DeviceRegister
 from zhichao.station.diskspace import DiskGuard, DiskReserve, is_disk_full, prepare_data_dir
-from zhichao.station.errors import StationError
+from zhichao.station.errors import StationError, StoreError
 from zhichao.station.intake import Intake
 from zhichao.station.journal import SampleJournal
 from zhichao.station.link_stage import LinkStage
@@ -80,7 +80,7 @@ from zhichao.station.retention import RetentionStage
 from zhichao.station.seal_stage import SealStage
 from zhichao.station.sealing import CaseMaterial, Sealer
 from zhichao.station.site_scatter import SiteScatter
-from zhichao.station.store import StationStore, utc_text
+from zhichao.station.store import StationStore, database_is_new, utc_text
 from zhichao.station.upload import CenterLink, UploadTarget
 from zhichao.weighing.calibration_profile import CalibrationProfile
 from zhichao.weighing.config import WeighingConfig
@@ -92,6 +92,11 @@ LOG = logging.getLogger("zhichao.station")
 IDLE_ADVANCE_S = 30.0
 UPLOAD_DRAIN_S = 20.0
 TRAFFIC_TAIL_S = 20.0
+JOURNAL_CORRUPT = "journal_corrupt"  # gaps.reason and the alarm's code
+JOURNAL_CORRUPT_ZH = ("原始数据日志（journal）中有损坏的记录：损坏部分已跳过"
+                      "（其后的完好数据均已保留），缺失的数据按数据缺口处理，"
+                      "涉及的车辆标记 data_gap，不作超限取证依据；"
+                      "请检查站点存储设备（详见告警详情和日志）")
 
 #: on a simulated lane: the stream index of the last simulated vehicle, once known
 TrafficEnd = Callable[[], int | None]
@@ -124,6 +129,45 @@ def _load_profile(cfg: StationConfig) -> CalibrationProfile | None:
     return profile
 
 
+def earlier_station_data(cfg: StationConfig) -> list[str]:
+    """What of an earlier station's data the data folder holds (journal segments,
+    sealed packages, the evidence log), described for an operator; [] if nothing."""
+    found: list[str] = []
+
+    def count(folder: Path, pattern: str, what: str) -> None:
+        try:
+            n = sum(1 for p in folder.glob(pattern)
+                    if not p.name.endswith(".partial") and (p.is_dir() or p.stat().st_size))
+        except OSError:
+            n = 0
+        if n:
+            found.append(f"{n} {what} ({folder})")
+
+    count(cfg.data_dir / "journal", "seg-*.zsj", "raw sample journal segment(s)")
+    count(cfg.data_dir / "records", "rec-*.jsonl", "record journal segment(s)")
+    evidence = cfg.data_path(cfg.evidence.dir)
+    count(evidence / "packages", "*", "sealed evidence package(s)")
+    count(evidence / "log", "*", "evidence log file(s)")
+    return found
+
+
+def refuse_blank_database(cfg: StationConfig) -> None:
+    """A new ``station.db`` (missing, empty, no schema) beside an earlier station's data
+    would start a blank station: the journal never replayed, pending cases never sealed,
+    passages forgotten. Refused with :class:`StoreError` (``zhichao run`` exits 2)."""
+    path = cfg.data_dir / "station.db"
+    if not database_is_new(path):
+        return
+    found = earlier_station_data(cfg)
+    if found:
+        raise StoreError(
+            f"{path} is missing, empty or has no tables, but the data folder holds an "
+            f"earlier station's data: {'; '.join(found)}. The station does not start blank "
+            f"over it (the journal would never be replayed, pending cases never sealed). "
+            f"Restore station.db from a backup, or move the data folder aside to start a "
+            f"new station")
+
+
 class Station:
     def __init__(self, cfg: StationConfig, *, clock: Clock | None = None,
                  wim_url: str | None = None, metrics: StationMetrics | None = None,
@@ -139,6 +183,7 @@ class Station:
         # on a full disk the reserve goes first, so the database opens and the alarm stays
         self.reserve = DiskReserve(data, cfg.station.disk_reserve_mb)
         short = prepare_data_dir(data, self.reserve, cfg.evidence.min_free_mb)
+        refuse_blank_database(cfg)
         self.store = StationStore(data / "station.db")
         self.read_store = StationStore(data / "station.db", readonly=True)  # for health()
         self._closed = False
@@ -198,6 +243,8 @@ class Station:
         self.dropped_replayed = 0
         self.health_snapshot: dict[str, Any] = {}
         self.failure: BaseException | None = None
+        # what the way out could not store for want of space (see _exit_step)
+        self.exit_unstored: list[str] = []
         self.grabbers: list[Any] = []  # CameraGrabber per URL camera
         self.clips: ClipMaker | None = None  # passage clips of the streaming cameras
         self._url_cameras = {c.camera_id for c in cfg.cameras if c.url}
@@ -271,11 +318,43 @@ class Station:
 
     # ------------------------------------------------------------------ start-up
     def _recover(self) -> None:
+        self._journal_damage()
         self.seals.recover()
         archive_committed_frames(self.store)
         self.seals.recovery["waveform_temporaries_removed"] = \
             remove_dead_waveform_temporaries(self.committer.waveforms_dir)
         LOG.info("recovered", extra={"fields": self.seals.recovery})
+
+    def _journal_damage(self) -> None:
+        """Damaged journal stretches (bad bytes the journal skipped on open) that replay
+        still needs are recorded gaps (``journal_corrupt``; replay feeds the weighing core
+        a gap there) with the ``journal_corrupt`` alarm, once per stretch."""
+        if not self.journal.damage:
+            return
+        details = []
+        try:
+            new = False
+            with self.store.transaction() as con:
+                for d in self.journal.damage:
+                    details.append(d.describe())
+                    # (a stretch before the durable position was weighed and committed
+                    # before it was damaged: only the journal's warning says so)
+                    if d.end_index > self.durable.index:
+                        new |= self.store.record_gap_once(con, d.first_index, d.n_samples,
+                                                          JOURNAL_CORRUPT)
+                if new:
+                    self.store.raise_alarm_in(con, JOURNAL_CORRUPT, JOURNAL_CORRUPT_ZH,
+                                              "; ".join(details)[:2000])
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            LOG.error("journal damage not recorded: the disk is full", extra={"fields": {
+                "damage": details}})
+            self.disk.full(f"recording journal damage: {exc}")
+            return
+        if new:
+            LOG.error("journal damaged: the lost stretches are gaps", extra={"fields": {
+                "damage": details, "alarm": JOURNAL_CORRUPT}})
 
     # ------------------------------------------------------------------ weighing
     def _on_vehicle(self, v: WeighedVehicle, extra: dict[str, Any] | None = None) -> None:
@@ -436,13 +515,15 @@ class Station:
             if resume is not None and isinstance(self.source, SampleSource):
                 self.source.resume_at(*resume)  # a sample ring sends nothing twice
             self._loop(stop, max_vehicles, traffic_end)
-            self._advance_pending(final=self._traffic_done())
+            self._exit_step("the last commits",
+                            lambda: self._advance_pending(final=self._traffic_done()))
             if self.disk.stopped is not None and self.link.pending:
                 LOG.error("vehicles not committed at exit: the disk is full; the next start "
                           "weighs them again from the journal", extra={"fields": {
                               "vehicles": len(self.link.pending),
                               "disk": self.disk.stopped}})
-            self.seals.drain(timeout_s=120.0 if not stop.is_set() else 5.0)
+            self._exit_step("the sealing outcomes", lambda: self.seals.drain(
+                timeout_s=120.0 if not stop.is_set() else 5.0))
             if self.center is not None and not stop.is_set():
                 self._drain_uploads(UPLOAD_DRAIN_S)
         except BaseException as exc:
@@ -458,8 +539,22 @@ class Station:
                 sealer.join(timeout=10)
             if uploader is not None and uploader.is_alive():
                 uploader.join(timeout=10)
-            self.seals.collect()
+            self._exit_step("the sealing outcomes", self.seals.collect)
             self.close()
+
+    def _exit_step(self, what: str, step: Callable[[], None]) -> None:
+        """A step of the way out. On a full disk what it could not store is noted
+        (:attr:`exit_unstored`, logged) and the exit goes on: the next start does it
+        again (weighs uncommitted vehicles from the journal, adopts packages sealed but
+        not recorded, retries the rest). Any other error is raised."""
+        try:
+            step()
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            self.exit_unstored.append(f"{what}: {type(exc).__name__}: {exc}")
+            LOG.error("not stored at exit: the disk is full; the next start does it again",
+                      extra={"fields": {"step": what, "error": repr(exc)}})
 
     def _loop(self, stop: threading.Event, max_vehicles: int | None,
               traffic_end: TrafficEnd | None) -> None:
@@ -621,7 +716,7 @@ class Station:
         if self.reweigh is not None:
             self.reweigh.close()
         self.link.close()
-        self.journal.close()
+        self._exit_step("the journal's last sync", self.journal.close)
         if self.records is not None:
             self.records.journal.close()
         self.sealer.close()

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from zhichao.common import format_utc, fsync_dir, write_atomic
+from zhichao.evidence.errors import KeyFileError
 from zhichao.evidence.inputs import (
     CaseInputs,
     ClockSync,
@@ -58,7 +59,7 @@ from zhichao.evidence.verify import verify_package
 from zhichao.station.clips import ClipRequest, clip_unusable, resolve_clips
 from zhichao.station.config import StationConfig, parse_utc_key
 from zhichao.station.device import device_from_config
-from zhichao.station.errors import SealingStoppedError
+from zhichao.station.errors import SealingStoppedError, StationError
 
 LOG = logging.getLogger("zhichao.station")
 #: how long :meth:`Sealer.close` waits for an append under way (a PDF being rendered)
@@ -134,16 +135,25 @@ def load_or_create_key(path: Path) -> tuple[Any, bool]:
     Its public key is written beside it (:func:`public_key_path`, readable by all) for
     ``zhichao verify --key`` and for registering the station at a center."""
     created = not path.exists()
-    if created:
-        key = generate_key()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, private_pem(key), mode=0o600)
-    else:
-        key = load_private_key(path)
-    pub = public_pem(key.public_key())
-    pub_path = public_key_path(path)
-    if not pub_path.exists() or pub_path.read_bytes() != pub:
-        write_atomic(pub_path, pub)
+    try:
+        if created:
+            key = generate_key()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, private_pem(key), mode=0o600)
+        else:  # an unreadable key is never replaced: its packages must stay verifiable
+            key = load_private_key(path)
+        pub = public_pem(key.public_key())
+        pub_path = public_key_path(path)
+        if not pub_path.exists() or pub_path.read_bytes() != pub:
+            write_atomic(pub_path, pub)
+    except KeyFileError as exc:
+        raise StationError(
+            f"the station signing key cannot be used: {exc}. It is never replaced "
+            f"automatically (the packages signed with it must stay verifiable): restore "
+            f"{path.name} from a backup, or set station.key_file to the station's key") from None
+    except OSError as exc:
+        raise StationError(f"{path}: cannot read or write the station signing key: "
+                              f"{exc}") from exc
     return key, created
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -137,6 +138,62 @@ _UNDELIVERED = ("EXISTS (SELECT 1 FROM outbox o WHERE o.kind = 'passage' AND "
                 "o.label = p.time_utc AND o.state != 'done')")
 
 
+#: free bytes below which a failed open is put down to a full disk (SQLite needs a few
+#: pages for its WAL and shared-memory files)
+FULL_BELOW_BYTES = 1 << 20
+
+
+def _full_disk_note(path: Path, exc: BaseException) -> str:
+    """For an open that failed on a (nearly) full filesystem: that, the free bytes and
+    what to do; else ''."""
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return ""
+    free = st.f_bavail * st.f_frsize
+    full = isinstance(exc, sqlite3.OperationalError) and (
+        "disk is full" in str(exc) or "disk I/O error" in str(exc))
+    if not full or free >= FULL_BELOW_BYTES:
+        return ""
+    return (f" — the disk is full: {free} bytes free on the filesystem of {path.parent}. "
+            f"SQLite needs room for station.db-wal and station.db-shm, and the disk reserve "
+            f"(station.disk_reserve_mb) is already spent. Free space on that filesystem "
+            f"(move away files that are not the station's, or enlarge it) and start again")
+
+
+def database_is_new(path: Path) -> bool:
+    """Whether ``path`` holds no station database yet (missing, empty, or without the
+    schema); read without creating anything. Raises :class:`StoreError` for a file that
+    is not a usable SQLite database."""
+    try:
+        if not path.exists() or path.stat().st_size == 0:
+            return True
+        con = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=10.0)
+        try:
+            row = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                              "name = 'meta'").fetchone()
+        finally:
+            con.close()
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read the station database: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise database_error(path, exc) from exc
+    return row is None
+
+
+def database_error(path: Path, exc: BaseException) -> StoreError:
+    """A clear :class:`StoreError` for a SQLite error of ``station.db`` at start-up: a
+    damaged file (restore it from a backup) or a database that cannot be used now."""
+    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+        return StoreError(
+            f"{path}: the station database is damaged ({exc}); the station does not start "
+            f"on it. Restore station.db from a backup (stop the station, copy the backup "
+            f"over it, remove station.db-wal and station.db-shm beside it), or move the data "
+            f"folder aside to start a new station")
+    return StoreError(f"{path}: cannot open the station database: {exc}"
+                      f"{_full_disk_note(path, exc)}")
+
+
 def utc_text(t: datetime | None = None) -> str:
     """The store's timestamps: UTC to the millisecond."""
     return format_utc(t, timespec="milliseconds")
@@ -193,7 +250,7 @@ class StationStore:
                                     "CONFLICT(key) DO UPDATE SET value = excluded.value",
                                     (str(SCHEMA_VERSION),))
         except sqlite3.Error as exc:
-            raise StoreError(f"{path}: cannot open the station database: {exc}") from exc
+            raise database_error(path, exc) from exc
         self.db.row_factory = sqlite3.Row
 
     def _create(self) -> None:
@@ -442,6 +499,16 @@ class StationStore:
                         (first_index, reason))
         con.execute("INSERT INTO gaps (first_index, n_samples, reason, time_utc) VALUES "
                     "(?, ?, ?, ?)", (first_index, n, reason, utc_text()))
+
+    def record_gap_once(self, con: sqlite3.Connection, first_index: int, n: int,
+                        reason: str) -> bool:
+        """:meth:`record_gap` unless the same gap (start, length, reason) is recorded
+        already (a damage found again by the next start); True if it was new."""
+        if con.execute("SELECT 1 FROM gaps WHERE first_index = ? AND n_samples = ? AND "
+                       "reason = ?", (first_index, n, reason)).fetchone() is not None:
+            return False
+        self.record_gap(con, first_index, n, reason)
+        return True
 
     # ------------------------------------------------------------------ retention
     def _has_table(self, con: sqlite3.Connection, name: str) -> bool:
