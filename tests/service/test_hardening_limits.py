@@ -86,7 +86,10 @@ def test_the_center_keeps_its_protocol_refusal_for_packages(tmp_path: Path) -> N
     r = client.put(url, content=b"z" * (max_package_bytes + 10))
     assert r.status_code == 413 and r.json()["code"] == "package.too_large"  # the route's
     r = client.put(url, content=b"z" * (max_package_bytes + 2 * 1024 * 1024))
-    assert r.status_code == 413 and r.json()["message_zh"] == "请求内容过大"  # the backstop
+    # the backstop answers too with the protocol's permanent refusal (a bare http_413 was
+    # retried by the station for ever)
+    assert r.status_code == 413 and r.json()["code"] == "package.too_large"
+    assert r.json()["permanent"] is True
     r = client.post("/sync/v1/stations/S001/checkpoints", content=b"c" * (200 * 1024))
     assert r.status_code == 413
     assert client.get("/sync/v1/health").status_code == 200

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zhichao.service.settings import Settings
+from zhichao.sync.wire import REFUSALS, refusal_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -42,6 +43,9 @@ class RouteLimit:
     path_pattern: str  # a regular expression, matched from the start of the path
     limit_bytes: int
     what: str  # what the route takes, for the docs and the English message
+    # a sync protocol refusal code (zhichao.sync.wire.REFUSALS) to answer with instead of
+    # the generic 413, so a station's uploader sees it as its protocol says (permanent)
+    refusal_code: str | None = None
 
 
 def service_limits(settings: Settings) -> list[RouteLimit]:
@@ -67,12 +71,15 @@ def center_limits(max_package_bytes: int) -> list[RouteLimit]:
 
     Packages: the route streams and refuses over ``max_package_bytes`` itself (with the
     sync protocol's permanent ``package.too_large``), so this bound sits 1 MiB above it,
-    a backstop only. Passage batches (read whole by the route): up to
-    :data:`PASSAGE_BATCH_MAX_BYTES`.
+    a backstop only; it answers ``package.too_large`` too. Passage batches (read whole by
+    the route): up to :data:`PASSAGE_BATCH_MAX_BYTES`, answered ``passage.too_large`` (the
+    uploader splits a batch so refused until one record is left, which it marks refused).
     """
     return [
-        RouteLimit(r"/sync/v1/packages/", max_package_bytes + 1024 * 1024, "evidence package"),
-        RouteLimit(r"/sync/v1/passages$", PASSAGE_BATCH_MAX_BYTES, "passage batch"),
+        RouteLimit(r"/sync/v1/packages/", max_package_bytes + 1024 * 1024, "evidence package",
+                   "package.too_large"),
+        RouteLimit(r"/sync/v1/passages$", PASSAGE_BATCH_MAX_BYTES, "passage batch",
+                   "passage.too_large"),
     ]
 
 
@@ -81,7 +88,11 @@ class BodyTooLargeError(Exception):
     answers 413 whatever the app does with it)."""
 
 
-def _too_large_body(limit_bytes: int) -> bytes:
+def _too_large_body(limit_bytes: int, refusal_code: str | None = None) -> bytes:
+    if refusal_code is not None:  # the sync protocol's refusal (``permanent``, a code)
+        return json.dumps({"refused": True, **refusal_body(
+            refusal_code, f"请求内容超过 {limit_bytes} 字节 / request body over "
+            f"{limit_bytes} bytes")}, ensure_ascii=False).encode("utf-8")
     return json.dumps({"error": "http_413", "message_zh": "请求内容过大",
                        "message": f"request body over {limit_bytes} bytes"},
                       ensure_ascii=False).encode("utf-8")
@@ -112,21 +123,28 @@ class BodyLimit:
                  routes: Sequence[RouteLimit] = ()) -> None:
         if default_bytes < 0 or any(r.limit_bytes < 0 for r in routes):
             raise ValueError("body limits must be non-negative")
+        if any(r.refusal_code is not None and REFUSALS[r.refusal_code][0] != 413
+               for r in routes):
+            raise ValueError("a route's refusal code must be a 413 one")
         self.app = app
         self.default_bytes = default_bytes
-        self.routes = [(re.compile(r.path_pattern), r.limit_bytes) for r in routes]
+        self.routes = [(re.compile(r.path_pattern), r) for r in routes]
+
+    def route_for(self, path: str) -> tuple[int, str | None]:
+        """(limit [bytes], sync refusal code or None) of the route ``path`` is on."""
+        for pattern, route in self.routes:
+            if pattern.match(path):
+                return route.limit_bytes, route.refusal_code
+        return self.default_bytes, None
 
     def limit_for(self, path: str) -> int:
-        for pattern, limit_bytes in self.routes:
-            if pattern.match(path):
-                return limit_bytes
-        return self.default_bytes
+        return self.route_for(path)[0]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit_bytes = self.limit_for(scope.get("path", ""))
+        limit_bytes, refusal_code = self.route_for(scope.get("path", ""))
         declared = _declared_length(scope)
         if declared == -1:
             await _answer(send, 400, json.dumps(
@@ -134,18 +152,20 @@ class BodyLimit:
                  "message": "malformed Content-Length"}, ensure_ascii=False).encode())
             return
         if declared is not None and declared > limit_bytes:
-            await _answer(send, 413, _too_large_body(limit_bytes))
+            await _answer(send, 413, _too_large_body(limit_bytes, refusal_code))
             return
-        await _Guarded(self.app, limit_bytes).run(scope, receive, send)
+        await _Guarded(self.app, limit_bytes, refusal_code).run(scope, receive, send)
 
 
 class _Guarded:
     """One request under a limit: counts what the app receives, swaps its answer for 413
     once the limit has been passed."""
 
-    def __init__(self, app: ASGIApp, limit_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, limit_bytes: int, refusal_code: str | None = None
+                 ) -> None:
         self.app = app
         self.limit_bytes = limit_bytes
+        self.refusal_code = refusal_code
         self.received_bytes = 0
         self.exceeded = False
         self.started = False  # a response of the app's own went out
@@ -177,4 +197,4 @@ class _Guarded:
             if not self.exceeded:
                 raise
         if self.exceeded and not self.started:
-            await _answer(send, 413, _too_large_body(self.limit_bytes))
+            await _answer(send, 413, _too_large_body(self.limit_bytes, self.refusal_code))

@@ -5,6 +5,10 @@ alarm opens and what it tells the officer (zh-CN). :class:`StageHealth` counts f
 successes per stage for one thread; the alarm is a row in ``alarms`` (``station.db``), so it
 turns ``/health`` degraded and shows in ``zhichao status``, the live view and the closing
 summary, and it survives a restart. It closes at the stage's next success.
+
+A *state alarm* (:class:`StateAlarm`, :func:`hold_alarm`) is open while a condition of the
+station's data holds (items the center refused, uploads failing for long) and closes when
+it no longer does; its text names the current facts.
 """
 
 from __future__ import annotations
@@ -84,3 +88,39 @@ class StageHealth:
             self.open.discard(stage)
             LOG.info("stage alarm closed", extra={"fields": {
                 "stage": stage, "code": STAGE_ALARMS[stage].code}})
+
+
+@dataclass(frozen=True)
+class StateAlarm:
+    code: str
+    message_zh: str  # str.format() template of the facts :func:`hold_alarm` is given
+
+
+UPLOAD_REFUSED = StateAlarm(
+    "upload_refused",
+    "执法中心拒收 {count} 条上传（{codes}），这些记录未送达中心、保留在站点，需人工核查处理"
+    "（zhichao sync status --outbox 数据目录/station.db 查看原因；排除原因后可重新上传）")
+"""Items the center refused permanently; open while any is left in the outbox."""
+UPLOAD_STALLED = StateAlarm(
+    "upload_stalled",
+    "有记录长时间无法送达执法中心（{why}），其余记录照常上传，请检查网络、中心服务和站点日志")
+"""Items failing for long (many attempts, or the oldest pending item old)."""
+
+
+def hold_alarm(store: StationStore, alarm: StateAlarm, holds: bool, detail: str = "",
+               **facts: object) -> None:
+    """Open ``alarm`` (its text filled with ``facts``) while ``holds``, close it otherwise.
+    Changed facts replace the open alarm by one that names them."""
+    active = [a for a in store.active_alarms() if a["code"] == alarm.code]
+    if not holds:
+        if active:
+            store.clear_alarm(alarm.code)
+            LOG.info("alarm closed", extra={"fields": {"code": alarm.code}})
+        return
+    message = alarm.message_zh.format(**facts)
+    if active and active[0]["message_zh"] == message:
+        return
+    if active:
+        store.clear_alarm(alarm.code)
+    store.raise_alarm(alarm.code, message, detail[:2000])
+    LOG.error("alarm opened", extra={"fields": {"code": alarm.code, "detail": detail}})

@@ -85,6 +85,19 @@ class Item:
 
 
 @dataclass(frozen=True)
+class Backlog:
+    """Refused and long-failing items of the outbox (:meth:`Outbox.backlog`)."""
+
+    refused_by_code: dict[str, int]
+    stalled: int  # pending items tried at least the given number of times
+    oldest_pending_utc: str | None
+
+    @property
+    def refused(self) -> int:
+        return sum(self.refused_by_code.values())
+
+
+@dataclass(frozen=True)
 class PackedPackage:
     """A sealed package packed for upload (:func:`pack`), ready to insert."""
 
@@ -217,18 +230,46 @@ class Outbox:
             raise
         self._db.execute("COMMIT")
 
-    def due(self, kind: str, limit: int, now_s: float | None = None) -> list[Item]:
+    def due(self, kind: str, limit: int, now_s: float | None = None,
+            max_delay_s: float | None = None) -> list[Item]:
+        """Pending items of ``kind`` whose retry time has come, oldest first.
+
+        ``max_delay_s`` (the longest back-off): an item whose retry time lies further
+        ahead than that was put off by a clock that has since been set back (retry
+        times are wall-clock instants), and is due now.
+        """
         now = time.time() if now_s is None else now_s
+        late = float("inf") if max_delay_s is None else now + max_delay_s
         rows = self._db.execute(
             "SELECT seq, item_sha256, kind, station_id, label, log_size, payload, signature, "
-            "attempts FROM outbox WHERE state = 'pending' AND kind = ? AND next_attempt_s <= ? "
-            "ORDER BY seq LIMIT ?", (kind, now, limit)).fetchall()
+            "attempts FROM outbox WHERE state = 'pending' AND kind = ? "
+            "AND (next_attempt_s <= ? OR next_attempt_s > ?) ORDER BY seq LIMIT ?",
+            (kind, now, late, limit)).fetchall()
         return [Item(*row) for row in rows]
 
-    def next_due_s(self) -> float | None:
+    def next_due_s(self, now_s: float | None = None, max_delay_s: float | None = None
+                   ) -> float | None:
+        """The earliest retry time of a pending item (one put off by more than
+        ``max_delay_s`` by a clock set back counts as due ``now_s``)."""
         row = self._db.execute("SELECT MIN(next_attempt_s) FROM outbox WHERE state = 'pending'"
                                ).fetchone()
-        return None if row[0] is None else float(row[0])
+        if row[0] is None:
+            return None
+        now = time.time() if now_s is None else now_s
+        if max_delay_s is not None and float(row[0]) > now + max_delay_s:
+            return now
+        return float(row[0])
+
+    def backlog(self, stalled_attempts: int) -> Backlog:
+        """What the station's health needs of the outbox: refusals by code, pending items
+        tried at least ``stalled_attempts`` times, the oldest pending item's enqueue time."""
+        refused = {str(code): int(n) for code, n in self._db.execute(
+            "SELECT refusal_code, COUNT(*) FROM outbox WHERE state = 'refused' "
+            "GROUP BY refusal_code ORDER BY refusal_code")}
+        stalled, oldest = self._db.execute(
+            "SELECT SUM(attempts >= ?), MIN(enqueued_utc) FROM outbox WHERE state = 'pending'",
+            (stalled_attempts,)).fetchone()
+        return Backlog(refused, int(stalled or 0), oldest)
 
     def mark_done(self, item_sha256: str, receipt_b64: str, receipt_sig: str) -> None:
         self._db.execute(

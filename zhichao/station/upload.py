@@ -27,13 +27,19 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from zhichao.station.alarms import StageHealth
+from zhichao.common import parse_utc, utc_now
+from zhichao.station.alarms import UPLOAD_REFUSED, UPLOAD_STALLED, StageHealth, hold_alarm
 from zhichao.station.config import StationConfig
 from zhichao.station.store import StationStore
-from zhichao.station.sync_outbox import last_done_utc, state_counts
+from zhichao.station.sync_outbox import Backlog, last_done_utc, state_counts
 
 LOG = logging.getLogger("zhichao.station.upload")
 STATION_DB = "station.db"
+STALLED_ATTEMPTS = 10
+"""Attempts after which a pending item is failing for long (guess: with the default
+back-off, about 5 minutes of failures of that item while others may go through)."""
+STALLED_AGE_S = 3600.0
+"""Age [s] of the oldest pending item after which uploads are failing for long (guess)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,7 @@ class CenterLink:
         self.last_upload_utc: str | None = None
         self.last_error: str | None = None
         self.center_failures = 0
+        self.backlog = Backlog({}, 0, None)  # refused and long-failing items
         self.refreshed_at = 0.0  # time.monotonic() of the last count
 
     def _refresh(self, outbox: Any) -> None:
@@ -106,6 +113,7 @@ class CenterLink:
                     stop.wait(2.0)
                     continue
                 self._judge_round(stages, before, uploader.summary.as_dict())
+                self._judge_backlog(store, outbox)
         finally:
             uploader.close()
             outbox.close()
@@ -114,13 +122,41 @@ class CenterLink:
     def _judge_round(self, stages: StageHealth, before: dict[str, Any],
                      after: dict[str, Any]) -> None:
         """A round that failed and delivered nothing counts towards the upload alarm; one
-        that delivered (or had nothing to deliver) closes it."""
-        delivered = sum(after[k] - before[k] for k in ("accepted", "duplicates", "refused"))
+        that delivered (or had nothing to deliver) closes it. A refusal is not a
+        delivery: :meth:`_judge_backlog` raises its own alarm."""
+        delivered = sum(after[k] - before[k] for k in ("accepted", "duplicates"))
         failed = sum(after[k] - before[k] for k in ("failures", "center_failures"))
         if failed and not delivered:
             stages.failed("upload", self.last_error or "center unreachable or failing")
         elif delivered or self.pending() == 0:
             stages.succeeded("upload")
+
+    def _judge_backlog(self, store: StationStore, outbox: Any) -> None:
+        """Alarms on the outbox itself: items the center refused (open while any is left:
+        ``zhichao sync status`` lists them), and items failing for long (tried
+        :data:`STALLED_ATTEMPTS` times, or the oldest pending item older than
+        :data:`STALLED_AGE_S`), which rounds delivering other items do not close."""
+        backlog: Backlog = outbox.backlog(STALLED_ATTEMPTS)
+        self.backlog = backlog
+        codes = "、".join(f"{code} {n} 条" for code, n in backlog.refused_by_code.items())
+        hold_alarm(store, UPLOAD_REFUSED, backlog.refused > 0,
+                   f"refused items by code: {backlog.refused_by_code}",
+                   count=backlog.refused, codes=codes)
+        age_s = 0.0
+        if backlog.oldest_pending_utc is not None:
+            try:
+                age_s = (utc_now() - parse_utc(backlog.oldest_pending_utc)).total_seconds()
+            except ValueError:
+                age_s = 0.0
+        why = []  # no counts in the text: it is replaced only when a condition changes
+        if backlog.stalled:
+            why.append(f"有记录已重试 {STALLED_ATTEMPTS} 次以上仍未送达")
+        if age_s >= STALLED_AGE_S:
+            why.append(f"最早的待上传记录已积压超过 {STALLED_AGE_S / 60:.0f} 分钟")
+        hold_alarm(store, UPLOAD_STALLED, bool(why),
+                   f"stalled={backlog.stalled} (attempts >= {STALLED_ATTEMPTS}), oldest "
+                   f"pending {backlog.oldest_pending_utc}; last error: {self.last_error}",
+                   why="；".join(why))
 
     def pending(self) -> int:
         return self.sync_pending
@@ -129,7 +165,10 @@ class CenterLink:
         return {"center_url": self.cfg.station.center_url or None,
                 "local_service": self.target.local, "pending": self.pending(),
                 "last_upload_utc": self.last_upload_utc,
-                "center_failures": self.center_failures, "last_error": self.last_error}
+                "center_failures": self.center_failures, "last_error": self.last_error,
+                "refused": self.backlog.refused,
+                "refused_by_code": dict(self.backlog.refused_by_code),
+                "stalled": self.backlog.stalled}
 
     def wait_drained(self, timeout_s: float) -> bool:
         """Wait until a count taken after this call finds nothing left to upload."""
@@ -152,5 +191,6 @@ def upload_status(cfg: StationConfig, data_dir: Path) -> dict[str, Any]:
                            "last_error": last_error}
     out.update({"sync_" + k: v for k, v in counts.items()})
     out["pending"] = counts["pending"]
+    out["refused"] = counts["refused"]
     out["last_upload_utc"] = last_done_utc(path)
     return out

@@ -12,6 +12,11 @@
   round and waits ``min(max_s, base_s · 2^n) · U(½, 1)`` (exponential back-off with
   jitter, bounded by ``max_s``) before trying again; nothing is dropped, the outbox only
   grows. Item-specific temporary refusals (station not registered yet) back off per item.
+  A 5xx while the center's health check answers is the center failing on that request:
+  a package backs off alone; a passage batch is split in halves (also on 413) until the
+  failing record is alone and backs off alone, so one record never holds up the others.
+* Retry times are wall-clock instants; one further ahead than ``max_s`` (a clock set
+  back since) is due at once.
 * A permanent refusal (tampered package, fork, …) marks the item refused with the
   center's code and zh-CN reason; it stays in the outbox for a human.
 * When no package is due, the newest checkpoint of the station log is sent (with its
@@ -76,6 +81,10 @@ class _CenterDownError(SyncError):
     """The center did not answer usefully (connection error, time-out, 5xx)."""
 
 
+class _CenterFailedError(_CenterDownError):
+    """The center answered 5xx: it is failing, or failing on this request only."""
+
+
 class Uploader:
     """Drain ``outbox`` to the center at ``center_url``; receipts checked with ``center_key``.
 
@@ -115,6 +124,8 @@ class Uploader:
             if deadline is not None and time.monotonic() >= deadline:
                 break
             now = time.time()
+            if self._center_retry_at - now > self.backoff.max_s:
+                self._center_retry_at = now  # the clock was set back meanwhile
             if now < self._center_retry_at:
                 self._sleep(min(self._center_retry_at - now, poll_s), stop)
                 continue
@@ -122,7 +133,7 @@ class Uploader:
             if until_empty and self.outbox.depth() == 0:
                 break
             if not progressed:
-                nxt = self.outbox.next_due_s()
+                nxt = self.outbox.next_due_s(max_delay_s=self.backoff.max_s)
                 wait = poll_s if nxt is None else max(0.0, min(poll_s, nxt - time.time()))
                 self._sleep(max(wait, 0.01), stop)
         return self.summary
@@ -138,18 +149,18 @@ class Uploader:
         """One round over the due items; true if any item was finished or tried."""
         tried = False
         try:
-            for item in self.outbox.due("package", 50):
+            for item in self._due("package", 50):
                 tried = True
                 self._package(item)
             while True:
-                batch = self.outbox.due("passage", self.passage_batch)
+                batch = self._due("passage", self.passage_batch)
                 if not batch:
                     break
                 tried = True
                 self._passages(batch)
                 if len(batch) < self.passage_batch:
                     break
-            if not self.outbox.due("package", 1):
+            if not self._due("package", 1):
                 tried = self._checkpoint() or tried
         except _CenterDownError as exc:
             self._center_failures += 1
@@ -160,6 +171,19 @@ class Uploader:
             return True
         self._center_failures = 0
         return tried
+
+    def _due(self, kind: str, limit: int) -> list[Item]:
+        # an item put off further than the longest back-off was put off by a clock since
+        # set back: due now, so a clock step never delays an upload more than that
+        return self.outbox.due(kind, limit, max_delay_s=self.backoff.max_s)
+
+    def _center_healthy(self) -> bool:
+        """Does the center answer its health check (after a 5xx: is it down, or failing
+        on that request only)?"""
+        try:
+            return self.client.get(self.base_url + "/health").status_code == 200
+        except httpx.HTTPError:
+            return False
 
     # ---------------------------------------------------------------- packages
     def _accepted_size(self, station_id: str) -> int:
@@ -206,8 +230,11 @@ class Uploader:
                     continue
                 break
         except (SyncError, LogError, ValueError, KeyError) as exc:
-            if isinstance(exc, _CenterDownError):
+            if isinstance(exc, _CenterDownError) and not (
+                    isinstance(exc, _CenterFailedError) and self._center_healthy()):
                 raise
+            # a center that is up but fails on this package: it backs off alone, the
+            # items behind it go on
             self._item_failed(item, str(exc))
             return
         if self._finish(item, resp, body) and item.log_size is not None:
@@ -269,23 +296,46 @@ class Uploader:
 
     # ---------------------------------------------------------------- passages
     def _passages(self, batch: list[Item]) -> None:
-        station_ids = {i.station_id for i in batch}
-        for station_id in sorted(station_ids):
-            items = [i for i in batch if i.station_id == station_id]
-            payload = {"station_id": station_id, "items": [
-                {"record_b64": base64.b64encode(i.payload).decode(), "signature": i.signature}
-                for i in items]}
+        for station_id in sorted({i.station_id for i in batch}):
+            self._send_passages(station_id, [i for i in batch if i.station_id == station_id])
+
+    def _send_passages(self, station_id: str, items: list[Item]) -> None:
+        """One request for ``items``. A batch the center fails on (5xx while its health
+        check answers) or finds too large (413) is split in halves until the item that
+        fails is alone: that item backs off (or is refused), the others go on."""
+        payload = {"station_id": station_id, "items": [
+            {"record_b64": base64.b64encode(i.payload).decode(), "signature": i.signature}
+            for i in items]}
+        try:
             resp = self._request("POST", "/passages", json=payload)
-            body = self._body(resp)
-            results = body.get("results")
-            with self.outbox.batch():
-                if resp.status_code != 200 or not isinstance(results, list) or \
-                        len(results) != len(items):
-                    for item in items:
-                        self._finish(item, resp, body)
-                    continue
-                for item, result in zip(items, results, strict=True):
-                    self._finish(item, resp, result if isinstance(result, dict) else {})
+        except _CenterFailedError as exc:
+            if not self._center_healthy():
+                raise
+            if len(items) == 1:
+                self._item_failed(items[0], f"the center fails on this passage ({exc})")
+            else:
+                self._split(station_id, items)
+            return
+        if resp.status_code == 413 and len(items) > 1:
+            self._split(station_id, items)
+            return
+        body = self._body(resp)
+        results = body.get("results")
+        with self.outbox.batch():
+            if resp.status_code != 200 or not isinstance(results, list) or \
+                    len(results) != len(items):
+                for item in items:
+                    self._finish(item, resp, body)
+                return
+            for item, result in zip(items, results, strict=True):
+                self._finish(item, resp, result if isinstance(result, dict) else {})
+
+    def _split(self, station_id: str, items: list[Item]) -> None:
+        half = len(items) // 2
+        log.warning("center failed on (or found too large) a batch of %d passages; sending "
+                    "it in halves", len(items))
+        self._send_passages(station_id, items[:half])
+        self._send_passages(station_id, items[half:])
 
     # ---------------------------------------------------------------- answers
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -294,7 +344,7 @@ class Uploader:
         except httpx.HTTPError as exc:
             raise _CenterDownError(f"{type(exc).__name__}: {exc}") from None
         if resp.status_code >= 500:
-            raise _CenterDownError(f"HTTP {resp.status_code}")
+            raise _CenterFailedError(f"HTTP {resp.status_code}")
         return resp
 
     @staticmethod

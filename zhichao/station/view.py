@@ -27,14 +27,16 @@ def upload_pending(health: dict[str, Any]) -> int:
 
 
 def upload_line(up: dict[str, Any]) -> str:
-    """The upload state in zh-CN (center, backlog, last receipt)."""
+    """The upload state in zh-CN (center, backlog, refusals, last receipt)."""
+    refused = int(up.get("refused") or 0)
+    refused_zh = f"，被拒收 {refused} 条（需人工处理，见 zhichao sync status）" if refused else ""
     if not up.get("center_url"):
         if up.get("local_service"):
             return (f"未配置执法中心 (station.center_url)：通行与案件经同步接口登记到本站业务库"
-                    f"（网页控制台），待登记 {up.get('pending', 0)} 条")
+                    f"（网页控制台），待登记 {up.get('pending', 0)} 条{refused_zh}")
         return f"未配置执法中心 (station.center_url)，待上传 {up.get('pending', 0)} 条只在本地积累"
     last = up.get("last_upload_utc") or "尚无"
-    line = (f"上传至 {up['center_url']}：待上传 {up.get('pending', 0)} 条，"
+    line = (f"上传至 {up['center_url']}：待上传 {up.get('pending', 0)} 条{refused_zh}，"
             f"最近成功上传 {last}")
     if up.get("last_error"):
         line += f"；最近错误 {str(up['last_error'])[:120]}"

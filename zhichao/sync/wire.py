@@ -34,8 +34,10 @@ import base64
 import binascii
 import hashlib
 import io
+import re
 import zipfile
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +145,58 @@ def passage_bytes(record: Any, where: str = "passage") -> bytes:
         raise OutboxError(f"{where}: {exc}") from None
 
 
+VEHICLE_FORMAT = "zhichao.vehicle/1"
+FORMAT_MAX_CHARS = 100
+# RFC 3339 in UTC ("Z" or "+00:00"), at most nanoseconds: at most 35 characters (the
+# center stores it in sync_passage.time_utc, 40 characters)
+_TIME_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|\+00:00)")
+# What the center's accept hook registers of a zhichao.vehicle/1 record
+# (zhichao.service.ingest.register_passage) and the widths of the service columns it
+# fills (passages.site_id, lane_code, vehicle_class, verdict).
+_VEHICLE_TEXT_MAX_CHARS = {"site_id": 64, "lane_id": 16, "vehicle_class": 64, "verdict": 32}
+
+
+def check_passage_record(record: dict[str, Any], where: str = "passage") -> None:
+    """Check what the center stores and registers of a passage record, before it issues
+    a receipt: ``format`` (1–100 characters); ``time_utc`` an RFC 3339 UTC time
+    (``…Z`` or ``…+00:00``, at most nanoseconds); for ``zhichao.vehicle/1`` also what the
+    service registers: ``site_id`` (a string), ``lane_id`` (a string or an integer),
+    ``flags`` (a list, if present), each within its column's width (``vehicle_class``,
+    ``verdict`` too, where they are strings).
+
+    Raises
+    ------
+    OutboxError
+        Naming the first field that fails (the center answers ``passage.malformed``).
+    """
+    fmt, time_utc = record.get("format"), record.get("time_utc")
+    if not isinstance(fmt, str) or not 0 < len(fmt) <= FORMAT_MAX_CHARS:
+        raise OutboxError(f"{where}.format: a string of 1 to {FORMAT_MAX_CHARS} characters")
+    if not isinstance(time_utc, str) or not _TIME_UTC.fullmatch(time_utc):
+        raise OutboxError(f"{where}.time_utc: {str(time_utc)[:60]!r} is not an RFC 3339 UTC "
+                          "time (YYYY-MM-DDTHH:MM:SS[.fraction of up to 9 digits]Z)")
+    try:
+        datetime.fromisoformat(time_utc.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise OutboxError(f"{where}.time_utc: {time_utc!r}: {exc}") from None
+    if fmt != VEHICLE_FORMAT:
+        return
+    for key in ("site_id", "lane_id"):  # required
+        value = record.get(key)
+        if key == "lane_id" and isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not 0 < len(value) <= _VEHICLE_TEXT_MAX_CHARS[key]:
+            raise OutboxError(f"{where}.{key}: required, a string of 1 to "
+                              f"{_VEHICLE_TEXT_MAX_CHARS[key]} characters")
+    for key in ("vehicle_class", "verdict"):  # registered where they are strings
+        value = record.get(key)
+        if isinstance(value, str) and len(value) > _VEHICLE_TEXT_MAX_CHARS[key]:
+            raise OutboxError(f"{where}.{key}: more than {_VEHICLE_TEXT_MAX_CHARS[key]} "
+                              "characters")
+    if record.get("flags") is not None and not isinstance(record["flags"], list):
+        raise OutboxError(f"{where}.flags: a list")
+
+
 def sign_passage(record: Any, key: Ed25519PrivateKey) -> tuple[bytes, str]:
     """(canonical bytes, base64 station signature) of a passage record."""
     data = passage_bytes(record)
@@ -234,6 +288,8 @@ REFUSALS: dict[str, tuple[int, str, str, bool]] = {
                            "station checkpoint malformed or not signed by the station; "
                            "quarantined", True),
     "passage.malformed": (422, "通行记录格式错误", "passage record malformed", True),
+    "passage.too_large": (413, "通行记录超过中心允许的大小", "passage record exceeds the size "
+                          "limit", True),
     "passage.signature": (422, "通行记录的站点签名无效，已隔离待查",
                           "passage signature invalid; quarantined", True),
     "request.malformed": (400, "请求格式错误", "request malformed", False),

@@ -37,7 +37,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import Engine, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from zhichao.common import fsync_dir
@@ -79,6 +79,7 @@ from zhichao.sync.errors import OutboxError
 from zhichao.sync.wire import (
     REFUSALS,
     PackageHead,
+    check_passage_record,
     passage_bytes,
     refusal_body,
     sha256_hex,
@@ -95,6 +96,9 @@ CONTENT_FACTOR = 2
 the upload limit (a package is zipped stored, so its contents are smaller than the zip;
 a deflate bomb is refused before it is inflated)."""
 MAX_PASSAGES_PER_REQUEST = 1000
+
+_BatchResult = tuple[list[dict[str, Any]], list[Accepted], dict[str, tuple[bytes, str]]]
+"""(one result per item, newly accepted, forged records by hash)."""
 
 
 def _named_key_sha256(contents: PackageContents) -> str | None:
@@ -477,9 +481,11 @@ class CenterStore(HookDelivery):
                                          f"{MAX_PASSAGES_PER_REQUEST} items"))
         key = load_public_key_bytes(station.public_key_pem.encode(), "registered key")
         try:
-            results, accepted, forged = self._passage_batch(station_id, key, items)
-        except IntegrityError:  # another replica took some of these meanwhile: now duplicates
-            results, accepted, forged = self._passage_batch(station_id, key, items)
+            results, accepted, forged = self._passage_transaction(station_id, key, items)
+        except DataError:  # one record the database refuses must not fail the others
+            log.warning("station %s: the database refused a passage batch; ingesting its "
+                        "%d items one by one", station_id, len(items), exc_info=True)
+            results, accepted, forged = self._passages_one_by_one(station_id, key, items)
         for sha, (data, where) in forged.items():  # quarantined after the batch committed
             body = self._quarantine_bytes(data, sha, sha, station_id, "passage",
                                           Refusal("passage.signature", where))
@@ -487,10 +493,38 @@ class CenterStore(HookDelivery):
         self._deliver(accepted)
         return Outcome(200, {"results": results})
 
-    def _passage_batch(self, station_id: str, key: Ed25519PublicKey, items: list[Any]
-                       ) -> tuple[list[dict[str, Any]], list[Accepted],
-                                  dict[str, tuple[bytes, str]]]:
-        """One transaction for a batch: (results, newly accepted, forged by hash)."""
+    def _passage_transaction(self, station_id: str, key: Ed25519PublicKey, items: list[Any],
+                             first_index: int = 0) -> _BatchResult:
+        try:
+            return self._passage_batch(station_id, key, items, first_index)
+        except IntegrityError:  # another replica took some of these meanwhile: duplicates
+            return self._passage_batch(station_id, key, items, first_index)
+
+    def _passages_one_by_one(self, station_id: str, key: Ed25519PublicKey, items: list[Any]
+                             ) -> _BatchResult:
+        """Each item in a transaction of its own; one the database refuses (a value its
+        column cannot hold) is refused as ``passage.malformed``, the others go on."""
+        results: list[dict[str, Any]] = []
+        accepted: list[Accepted] = []
+        forged: dict[str, tuple[bytes, str]] = {}
+        for i, item in enumerate(items):
+            try:
+                one, new, bad = self._passage_transaction(station_id, key, [item], i)
+            except DataError as exc:
+                log.error("station %s: the database refused passage items[%d]: %s",
+                          station_id, i, exc.orig)
+                one, new, bad = [refusal_body(
+                    "passage.malformed", f"items[{i}]: the database cannot store it "
+                    f"({type(exc.orig).__name__})")], [], {}
+            results += one
+            accepted += new
+            forged.update(bad)
+        return results, accepted, forged
+
+    def _passage_batch(self, station_id: str, key: Ed25519PublicKey, items: list[Any],
+                       first_index: int = 0) -> _BatchResult:
+        """One transaction for a batch: (results, newly accepted, forged by hash);
+        ``first_index``: the index of ``items[0]`` in the request (for messages)."""
         results: list[dict[str, Any]] = []
         accepted: list[Accepted] = []
         forged: dict[str, tuple[bytes, str]] = {}
@@ -510,8 +544,8 @@ class CenterStore(HookDelivery):
                 seen[row.record_sha256] = self._receipt_outcome(
                     200, row.receipt, row.receipt_signature, duplicate=True).body
             for i, item in enumerate(items):
-                result = self._one_passage(session, station_id, key, i, item, seen, accepted,
-                                           forged)
+                result = self._one_passage(session, station_id, key, first_index + i, item,
+                                           seen, accepted, forged)
                 results.append(result)
         return results, accepted, forged
 
@@ -531,6 +565,10 @@ class CenterStore(HookDelivery):
         sha = sha256_hex(data)
         if sha in seen:
             return seen[sha]
+        try:  # what the tables and the accept hook need, before any receipt
+            check_passage_record(record, where)
+        except OutboxError as exc:
+            return refusal_body("passage.malformed", str(exc))
         if not verify_passage(data, signature, key):
             forged.setdefault(sha, (data, where))
             return {"_forged": sha}

@@ -1,0 +1,1 @@
+"""The station → center sync: wire, center ingest, uploader."""
