@@ -200,6 +200,17 @@ def make_api(backend: str, tmp_path: Path, sealed: Sealed, *, console: bool = Fa
     return Api(client, sessions, sealed, users, tokens, settings)
 
 
+def versioned(api: Api, case_id: int, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with the case's current version as ``expected_version`` unless it has one
+    (every state-changing call must send it), read as a client reads it after GET."""
+    if "expected_version" in body:
+        return body
+    with transaction(api.sessions) as s:
+        case = s.get(Case, case_id)
+        assert case is not None
+        return {**body, "expected_version": case.version}
+
+
 @pytest.fixture(params=["sqlite", "postgresql"], scope="module")
 def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
         sealed: Sealed) -> Iterator[Api]:

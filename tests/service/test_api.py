@@ -8,7 +8,7 @@ import json
 import zipfile
 from datetime import timedelta
 
-from tests.service.conftest import Api, new_case
+from tests.service.conftest import Api, new_case, versioned
 from zhichao.common import utc_now
 from zhichao.service import ingest
 from zhichao.service.db import transaction
@@ -36,10 +36,11 @@ def walk_to_notified(api: Api, case_id: int, version: int = 1) -> dict:
                json={"approve": True, "expected_version": version + 1})
     assert r.status_code == 200, r.text
     r = c.post(f"/api/v1/cases/{case_id}/notify", headers=api.auth("decision_maker"),
-               json={"channel": "sms", "hearing_right": True})
+               json=versioned(api, case_id, {"channel": "sms", "hearing_right": True}))
     assert r.status_code == 200, r.text
     r = c.post(f"/api/v1/cases/{case_id}/serve-notice", headers=api.auth("decision_maker"),
-               json={"delivered_utc": utc_now().isoformat(), "proof": "短信回执"})
+               json=versioned(api, case_id, {"delivered_utc": utc_now().isoformat(),
+                                             "proof": "短信回执"}))
     assert r.status_code == 200, r.text  # the periods run from service (Art. 44, 64)
     return r.json()
 
@@ -94,7 +95,7 @@ def test_staff_walk_and_owner_portal(api: Api) -> None:
                    headers=api.auth("legal_reviewer"), json={"response": "已复核"})
         assert r.status_code == 200, r.text
     r = c.post(f"/api/v1/cases/{case.id}/close-statements", headers=api.auth("legal_reviewer"),
-               json={})
+               json=versioned(api, case.id, {}))
     assert r.status_code == 409 and "期限" in r.json()["message_zh"]  # periods still running
     # Move the deadlines into the past (as if the periods had run) to continue the walk.
     with transaction(api.sessions) as s:
@@ -107,7 +108,7 @@ def test_staff_walk_and_owner_portal(api: Api) -> None:
                      "summary": "当事人到场"})
     assert r.status_code == 200, r.text
     r = c.post(f"/api/v1/cases/{case.id}/close-statements", headers=api.auth("legal_reviewer"),
-               json={})
+               json=versioned(api, case.id, {}))
     assert r.status_code == 200, r.text
     v = r.json()["version"]
     r = c.post(f"/api/v1/cases/{case.id}/decision", headers=api.auth("decision_maker"),
@@ -119,9 +120,9 @@ def test_staff_walk_and_owner_portal(api: Api) -> None:
                      "expected_version": v})
     assert r.status_code == 409  # stale version: nobody decides twice
     assert c.post(f"/api/v1/cases/{case.id}/serve", headers=api.auth("decision_maker"),
-                  json={"channel": "post"}).status_code == 200
+                  json=versioned(api, case.id, {"channel": "post"})).status_code == 200
     assert c.post(f"/api/v1/cases/{case.id}/publish", headers=api.auth("decision_maker"),
-                  json={}).status_code == 200
+                  json=versioned(api, case.id, {})).status_code == 200
     public = c.get("/api/v1/public/disclosures").json()["disclosures"]
     mine = [p for p in public if p["case_id"] == case.id]
     assert mine and mine[0]["plate_masked"] == "浙J***01" and mine[0]["fine_yuan"] == 300

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from tests.service.conftest import PASSWORD, Api, new_case, new_user
+from tests.service.conftest import PASSWORD, Api, new_case, new_user, versioned
 from zhichao.common import utc_now
 from zhichao.service import duties
 from zhichao.service.api import routes_markdown
@@ -26,7 +26,8 @@ def _login(api: Api, *roles: str) -> dict[str, str]:
 
 def _refused(api: Api, headers: dict[str, str], case_id: int, action: str,
              body: dict[str, object], prior_zh: str) -> None:
-    r = api.client.post(f"/api/v1/cases/{case_id}/{action}", headers=headers, json=body)
+    r = api.client.post(f"/api/v1/cases/{case_id}/{action}", headers=headers,
+                        json=versioned(api, case_id, body))
     assert r.status_code == 403, (action, r.status_code, r.text)
     answer = r.json()
     assert answer["error"] == "permission_denied"
@@ -35,7 +36,8 @@ def _refused(api: Api, headers: dict[str, str], case_id: int, action: str,
 
 
 def _ok(api: Api, role: str, case_id: int, action: str, body: dict[str, object]) -> None:
-    r = api.client.post(f"/api/v1/cases/{case_id}/{action}", headers=api.auth(role), json=body)
+    r = api.client.post(f"/api/v1/cases/{case_id}/{action}", headers=api.auth(role),
+                        json=versioned(api, case_id, body))
     assert r.status_code == 200, (action, r.text)
 
 
@@ -46,7 +48,7 @@ def test_reviewer_with_decision_role_cannot_carry_the_case_forward(api: Api) -> 
     dual = _login(api, "technical_reviewer", "decision_maker")
     case = new_case(api.sessions, api.sealed)
     r = api.client.post(f"/api/v1/cases/{case.id}/technical-review", headers=dual,
-                        json={"approve": True})
+                        json={"approve": True, "expected_version": case.version})
     assert r.status_code == 200, r.text
     _ok(api, "legal_reviewer", case.id, "legal-review", {"approve": True})
     steps: list[tuple[str, dict[str, object], str]] = [
@@ -79,7 +81,7 @@ def test_legal_reviewer_with_decision_role_cannot_notify(api: Api) -> None:
     case = new_case(api.sessions, api.sealed)
     _ok(api, "technical_reviewer", case.id, "technical-review", {"approve": True})
     r = api.client.post(f"/api/v1/cases/{case.id}/legal-review", headers=dual,
-                        json={"approve": True})
+                        json=versioned(api, case.id, {"approve": True}))
     assert r.status_code == 200, r.text
     _refused(api, dual, case.id, "notify", {"channel": "sms", "hearing_right": False},
              "法制审核人")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from tests.service.conftest import Api, Sealed, drop_schema, make_api, new_case
+from tests.service.conftest import Api, Sealed, drop_schema, make_api, new_case, versioned
 from tests.service.test_api import JPEG, walk_to_notified
 from zhichao.common import utc_now
 from zhichao.service import accounts, ingest, owners
@@ -23,13 +23,16 @@ from zhichao.service.models import Case, CaseHolder, Statement, Vehicle
 VIN_A, VIN_B, VIN_C = "LFWADRJF1J1111111", "LSGBL5334HF222222", "LSGBL5334HF333333"
 PUBLIC = {"/api/v1/health", "/api/v1/auth/login", "/api/v1/owner/query",
           "/api/v1/public/disclosures"}
+OWNER_TOKEN_ROUTES = ("/api/v1/owner/records", "/api/v1/owner/logout")  # X-Owner-Token
+V1 = {"expected_version": 1}  # every state-changing call sends the version it saw
 SAMPLE_BODIES: dict[str, dict[str, Any]] = {
-    "technical-review": {"approve": True}, "legal-review": {"approve": True},
-    "notify": {"channel": "sms"}, "answer": {"response": "答复"},
+    "technical-review": {"approve": True, **V1}, "legal-review": {"approve": True, **V1},
+    "notify": {"channel": "sms", **V1}, "answer": {"response": "答复"},
     "hearing": {"held_utc": "2026-01-01T00:00:00Z", "summary": "记录"},
-    "close-statements": {}, "decision": {"outcome": "warning", "fine_yuan": 0, "reasons": "理由"},
-    "serve": {"channel": "post"}, "publish": {}, "archive": {},
-    "manual-override": {"reason": "人工修正"},
+    "close-statements": V1, "decision": {"outcome": "warning", "fine_yuan": 0,
+                                         "reasons": "理由", **V1},
+    "serve": {"channel": "post", **V1}, "publish": V1, "archive": V1,
+    "manual-override": {"reason": "人工修正", **V1},
     "users": {"username": "newuser", "password": "long enough password",
               "display_name_zh": "新用户", "roles": ["auditor"]},
 }
@@ -87,7 +90,7 @@ def _body(path: str) -> dict[str, Any] | None:
 
 def test_every_route_is_public_staff_or_owner(sec: Api) -> None:
     for _method, path, op in _routes(sec):
-        assert path in PUBLIC or "x-roles" in op or path.startswith("/api/v1/owner/records"), path
+        assert path in PUBLIC or "x-roles" in op or path.startswith(OWNER_TOKEN_ROUTES), path
 
 
 def test_every_staff_route_needs_a_session_and_the_right_role(sec: Api) -> None:
@@ -125,6 +128,7 @@ def test_owner_routes_need_a_valid_owner_token(sec: Api) -> None:
         r = sec.client.post(f"/api/v1/owner/records/{case.id}/statements", headers=headers,
                             data={"text": "x"})
         assert r.status_code == 401
+        assert sec.client.post("/api/v1/owner/logout", headers=headers).status_code == 401
 
 
 def test_another_owners_vin_and_case_are_out_of_reach(sec: Api) -> None:
@@ -296,7 +300,7 @@ def test_injection_in_every_text_field(sec: Api, payload: str) -> None:
              {"reason": payload}),
             (f"/api/v1/cases/{other.id}/technical-review", "technical_reviewer",
              {"approve": False, "reason": payload})):
-        r = c.post(url, headers=sec.auth(role), json=body)
+        r = c.post(url, headers=sec.auth(role), json=versioned(sec, other.id, body))
         assert r.status_code == 200, r.text
     events = c.get(f"/api/v1/cases/{other.id}", headers=sec.auth("auditor")).json()["events"]
     assert events[-1]["reason_zh"] == payload.strip()
@@ -334,7 +338,7 @@ def test_station_operator_sees_only_own_station(sec: Api) -> None:
     r = sec.client.get(f"/api/v1/cases/{foreign.id}", headers=op)
     assert r.status_code == 403 and "本站点" in r.json()["message_zh"]
     r = sec.client.post(f"/api/v1/cases/{foreign.id}/manual-override", headers=op,
-                        json={"reason": "修正"})
+                        json=versioned(sec, foreign.id, {"reason": "修正"}))
     assert r.status_code == 403
     assert sec.client.get(f"/api/v1/cases/{own.id}/package", headers=op).status_code == 403
 

@@ -75,7 +75,8 @@ def served_penalty(web: Web, case_id: int, fine_yuan: int = 200) -> int:
           policy=policy, hearing_right=False)
     _step(web, case_id, "decision_maker", procedure.serve_notice,
           delivered_utc=datetime.now(UTC), proof="EMS 1", policy=policy)
-    _step(web, case_id, "legal_reviewer", procedure.waive, scope="statement", record="放弃声明 F-1")
+    _step(web, case_id, "legal_reviewer", procedure.waive, scope="statement", record="放弃声明",
+          document_ref="F-1")
     _step(web, case_id, "legal_reviewer", workflow.close_statements)
     _step(web, case_id, "decision_maker", workflow.decide, outcome="fine",
           fine_yuan=fine_yuan, reasons="超限运输事实清楚。", policy=policy)

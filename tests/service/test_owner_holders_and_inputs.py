@@ -22,7 +22,15 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from tests.service.conftest import PASSWORD, Api, Sealed, drop_schema, make_api, new_case
+from tests.service.conftest import (
+    PASSWORD,
+    Api,
+    Sealed,
+    drop_schema,
+    make_api,
+    new_case,
+    versioned,
+)
 from tests.service.test_api import walk_to_notified
 from tests.service.test_web_common import csrf_of
 from zhichao.common import utc_now
@@ -307,18 +315,20 @@ def test_serving_a_decision_before_it_was_made_is_refused(site: Api) -> None:
         row.statement_due = row.hearing_request_due = utc_now().date() - timedelta(days=30)
     c, boss = site.client, site.auth("decision_maker")
     r = c.post(f"/api/v1/cases/{case.id}/close-statements",
-               headers=site.auth("legal_reviewer"), json={})
+               headers=site.auth("legal_reviewer"), json=versioned(site, case.id, {}))
     assert r.status_code == 200, r.text
-    r = c.post(f"/api/v1/cases/{case.id}/decision", headers=boss, json={
-        "outcome": "warning", "fine_yuan": 0, "reasons": "首次违法"})
+    r = c.post(f"/api/v1/cases/{case.id}/decision", headers=boss, json=versioned(site, case.id, {
+        "outcome": "warning", "fine_yuan": 0, "reasons": "首次违法"}))
     assert r.status_code == 200, r.text
     for served, text in ((utc_now() - timedelta(days=1), "不得早于作出决定的时间"),
                          (utc_now() + timedelta(hours=1), "不得晚于当前时间")):
         r = c.post(f"/api/v1/cases/{case.id}/serve", headers=boss,
-                   json={"channel": "post", "served_utc": served.isoformat()})
+                   json=versioned(site, case.id,
+                                  {"channel": "post", "served_utc": served.isoformat()}))
         assert r.status_code == 422 and text in r.json()["message_zh"], r.text
     r = c.post(f"/api/v1/cases/{case.id}/serve", headers=boss,
-               json={"channel": "post", "served_utc": utc_now().isoformat()})
+               json=versioned(site, case.id,
+                              {"channel": "post", "served_utc": utc_now().isoformat()}))
     assert r.status_code == 200, r.text
 
 

@@ -21,7 +21,16 @@ from zhichao.service.errors import (
     PermissionDeniedError,
     WorkflowError,
 )
-from zhichao.service.models import AuditEntry, Case, CopyNotice, Decision, Notice, Passage, User
+from zhichao.service.models import (
+    AuditEntry,
+    Case,
+    CopyNotice,
+    Decision,
+    Device,
+    Notice,
+    Passage,
+    User,
+)
 from zhichao.service.workdays import DeadlinePolicy
 
 POLICY = DeadlinePolicy()
@@ -91,6 +100,11 @@ def decided(sessions: sessionmaker[Session], sealed: Sealed, crew: Crew, *, outc
             passage.time_utc = time_utc  # the act's time is its passage's (one month partition)
             s.flush()  # first the passage (PostgreSQL: the case follows, ON UPDATE CASCADE)
             row.time_utc = time_utc
+            device = s.get(Device, passage.device_id)
+            assert device is not None and device.certificate_valid_to is not None
+            # the center's record: the device was re-verified for the later passages
+            device.certificate_valid_to = max(device.certificate_valid_to,
+                                              time_utc + timedelta(days=365))
     served(sessions, case.id, crew)
     later = utc(2026, 7, 1, 2)
     act(sessions, case.id, workflow.close_statements, crew.legal, now=later)
@@ -196,15 +210,17 @@ def test_recorded_waiver_allows_an_early_decision(sessions: sessionmaker[Session
     served(sessions, case.id, crew)
     early = utc(2026, 6, 2, 2)
     with pytest.raises(PermissionDeniedError):  # the table: legal reviewer records it
-        act(sessions, case.id, procedure.waive, crew.boss, scope="all", record="声明")
+        act(sessions, case.id, procedure.waive, crew.boss, scope="all", record="声明",
+            document_ref="F-000")
     with pytest.raises(InvalidInputError):
-        act(sessions, case.id, procedure.waive, crew.legal, scope="statement", record="  ")
+        act(sessions, case.id, procedure.waive, crew.legal, scope="statement", record="  ",
+            document_ref="F-000")
     act(sessions, case.id, procedure.waive, crew.legal, scope="statement",
-        record="当事人签署《放弃陈述申辩权利声明》编号 F-001", now=early)
+        record="当事人签署《放弃陈述申辩权利声明》", document_ref="F-001", now=early)
     with pytest.raises(DeadlineError, match="听证"):  # the hearing period still runs
         act(sessions, case.id, workflow.close_statements, crew.legal, now=early)
     act(sessions, case.id, procedure.waive, crew.legal, scope="hearing",
-        record="当事人书面放弃听证 F-002", now=early)
+        record="当事人书面放弃听证", document_ref="F-002", now=early)
     act(sessions, case.id, workflow.close_statements, crew.legal, now=early)
     with transaction(sessions) as s:
         c = s.get(Case, case.id)
@@ -225,7 +241,8 @@ def test_requested_hearing_cannot_be_waived_by_the_office(sessions: sessionmaker
         workflow.add_statement(s, c, kind="hearing_request", text="申请听证", contact=None,
                                actor_label="owner", max_chars=100, now=utc(2026, 6, 2))
     with pytest.raises(WorkflowError, match="requested"):
-        act(sessions, case.id, procedure.waive, crew.legal, scope="all", record="电话")
+        act(sessions, case.id, procedure.waive, crew.legal, scope="all", record="电话",
+            document_ref="F-003")
 
 
 # ---- Art. 44, 59: the served texts -----------------------------------------------------

@@ -9,15 +9,16 @@ from typing import Any
 
 import pypdfium2 as pdfium
 
-from tests.service.conftest import Api, new_case
+from tests.service.conftest import Api, new_case, versioned
 from tests.service.test_api import _vehicle, owner_login
 from zhichao.common import utc_now
 
 
 def post(api: Api, role: str, case_id: int, action: str, body: dict[str, Any],
          status: int = 200) -> dict[str, Any]:
+    stateful = "/" not in action and action != "hearing"  # these send the version seen
     r = api.client.post(f"/api/v1/cases/{case_id}/{action}", headers=api.auth(role),
-                        json=body)
+                        json=versioned(api, case_id, body) if stateful else body)
     assert r.status_code == status, (action, r.text)
     answer: dict[str, Any] = r.json()
     return answer
@@ -53,7 +54,8 @@ def served_and_waived(api: Api, case_id: int) -> None:
     r = post(api, "legal_reviewer", case_id, "close-statements", {}, status=409)
     assert "期限" in r["message_zh"]  # the periods run
     case = post(api, "legal_reviewer", case_id, "waive",
-                {"scope": "all", "record": "当事人签署放弃陈述申辩及听证声明 F-9"})
+                {"scope": "all", "record": "当事人签署放弃陈述申辩及听证声明",
+                 "document_ref": "F-9"})
     assert case["statement_waived_utc"] and case["hearing_waived_utc"]
     post(api, "legal_reviewer", case_id, "close-statements", {})
 

@@ -54,7 +54,8 @@ def test_console_walk_with_service_waiver_and_revocation(web: Web) -> None:
     assert r.status_code == 303, r.text  # type: ignore[attr-defined]
     page = boss.get(f"/console/cases/{case_id}").text
     assert "送达日期" in page and "EMS 2" in page and 'id="form-serve-notice"' not in page
-    r = act(legal, case_id, "waive", scope="all", record="当事人签署放弃声明 F-7")
+    r = act(legal, case_id, "waive", scope="all", record="当事人签署放弃声明",
+            document_ref="F-7")
     assert r.status_code == 303, r.text  # type: ignore[attr-defined]
     assert "明确放弃" in legal.get(f"/console/cases/{case_id}").text
     assert act(legal, case_id, "close-statements").status_code == 303  # type: ignore[attr-defined]

@@ -12,7 +12,8 @@ Three outcomes, each with reasons (code, zh-CN and English text, legal basis):
                    violation, …). The data is still sealed and kept.
 
 A missing input (``None``) is "not available" and never passes a check. The severity of
-every reason code is configurable (:attr:`GateConfig.severity`), as are all thresholds.
+every reason code is configurable (:attr:`GateConfig.severity`), as are all thresholds,
+except that a reason of :data:`LAW_FATAL_CODES` may be raised but never lowered.
 """
 
 from __future__ import annotations
@@ -260,6 +261,45 @@ _REASONS: dict[str, tuple[Severity, str, str, str]] = {
 }
 
 
+#: Reasons whose unusability comes from the law, not from a threshold a deployment may
+#: weigh: a station's :attr:`GateConfig.severity` may raise them but never lower them.
+#: Each is listed with the legal source that makes the record unusable (the ``basis`` of
+#: its entry in ``_REASONS``): a device not lawfully approved, not verified or calibrated
+#: at capture (计量法第九条; 浙江省公路条例第四十条; 河南省治超条例第十条; 行政处罚法第四十一条
+#: 第一款), a site not published (in time) or not the record's (行政处罚法第四十一条第一款;
+#: 浙江省公路条例第三十八条), no violation at all (62号令第三条).
+LAW_FATAL_CODES: frozenset[str] = frozenset({
+    "no_violation",
+    "device_unavailable", "device_technical_review", "device_legal_review",
+    "certificate_unavailable", "certificate_invalid", "calibration_not_in_force",
+    "site_unavailable", "site_mismatch", "site_not_published", "site_published_too_recently",
+})
+
+_SEVERITY_RANK = {Severity.INFO: 0, Severity.MANUAL_REVIEW: 1, Severity.UNUSABLE: 2}
+
+
+def check_severity_overrides(overrides: dict[str, Any]) -> dict[str, Severity]:
+    """The overrides as :class:`Severity` values; raises :class:`RuleError` for an unknown
+    code or severity, or for one that lowers a reason of :data:`LAW_FATAL_CODES`."""
+    checked: dict[str, Severity] = {}
+    for code, value in overrides.items():
+        if code not in _REASONS:
+            raise RuleError(f"GateConfig.severity: unknown reason code {code!r}")
+        try:
+            severity = Severity(value)
+        except ValueError:
+            raise RuleError(f"GateConfig.severity[{code!r}]: {value!r} is not one of "
+                            f"{[str(s) for s in Severity]}") from None
+        default = _REASONS[code][0]
+        if code in LAW_FATAL_CODES and _SEVERITY_RANK[severity] < _SEVERITY_RANK[default]:
+            raise RuleError(
+                f"GateConfig.severity[{code!r}]: cannot lower a reason the law makes "
+                f"fatal from {default} to {severity} (basis: {_REASONS[code][3]}); "
+                "see eligibility.LAW_FATAL_CODES")
+        checked[code] = severity
+    return checked
+
+
 @dataclass(frozen=True)
 class Reason:
     code: str
@@ -295,6 +335,10 @@ class GateConfig:
     classes: ClassConfig = field(default_factory=ClassConfig)
     # in-service MPE [%] per accuracy class set after legal review (replaces ❌ table values)
     class_mpe_in_service_pct: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # refused at construction: a station cannot configure away what the law makes fatal
+        object.__setattr__(self, "severity", check_severity_overrides(dict(self.severity)))
 
     def to_json(self) -> dict[str, Any]:
         return {

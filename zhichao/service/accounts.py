@@ -2,6 +2,12 @@
 
 Passwords must pass :mod:`zhichao.service.passwords`; logins are throttled per account and
 per client by :mod:`zhichao.service.login_throttle` when they come through the app.
+
+Disabling an account, resetting its password (:func:`set_active`, :func:`set_password`)
+and :func:`end_sessions` revoke every token of the account, so re-enabling it never
+brings an old session back; :func:`change_own_password` keeps only the caller's own
+session. Each is audited (``user.disabled``, ``user.enabled``, ``user.password_reset``,
+``user.password_changed``, ``user.sessions_ended``).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from zhichao.common import utc_now
@@ -22,6 +28,7 @@ from zhichao.service import audit
 from zhichao.service.errors import (
     AuthenticationError,
     InvalidInputError,
+    NotFoundError,
     PermissionDeniedError,
 )
 from zhichao.service.login_throttle import current_attempt
@@ -38,6 +45,7 @@ ROLES_ZH: dict[str, str] = {
     "supervisor": "执法监督员",  # 案卷评查、统计与典型案例 (docs/service.md "Supervision")
 }
 _USERNAME = re.compile(r"^[a-z0-9_.-]{3,64}$")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _hasher = PasswordHasher()  # argon2id, argon2-cffi defaults (RFC 9106 low-memory profile)
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
@@ -62,7 +70,7 @@ def create_user(session: Session, *, username: str, password: str, display_name_
                 actor: str = "system") -> User:
     """Add an account; refuses unknown roles, weak passwords and duplicate names."""
     role_list = sorted(set(roles))
-    if not _USERNAME.match(username):
+    if not _USERNAME.fullmatch(username):
         raise InvalidInputError(f"username {username!r}: 3–64 of a-z 0-9 _ . -",
                                 "用户名须为 3–64 位小写字母、数字或 _ . -")
     unknown = [r for r in role_list if r not in ROLES_ZH]
@@ -88,16 +96,26 @@ def create_user(session: Session, *, username: str, password: str, display_name_
     return user
 
 
+def _login_failed() -> AuthenticationError:
+    return AuthenticationError("login failed: unknown user or wrong password", "用户名或密码错误")
+
+
 def authenticate(session: Session, *, username: str, password: str) -> User:
     """The active user with this password; one error for unknown user and wrong password.
 
     An unknown user costs one argon2 verification too, so timing does not tell them apart.
-    Inside a request, an attempt while a login wait runs is refused before the password
-    is checked (:class:`~zhichao.service.login_throttle.LoginThrottledError`, 429).
+    A name no account can have (:func:`create_user`'s rule: control characters, capitals,
+    too long) fails the same way before any database query.
+    Inside a request the attempt is reserved with the login throttle before the password
+    is checked (counted as a failure at once, released when the password is right); an
+    attempt while a login wait runs is refused
+    (:class:`~zhichao.service.login_throttle.LoginThrottledError`, 429).
     """
     attempt = current_attempt()
     if attempt is not None:
-        attempt.check(username)
+        attempt.reserve(username[:64])
+    if not _USERNAME.fullmatch(username):
+        raise _login_failed()
     user = session.scalars(select(User).where(User.username == username)).first()
     try:
         _hasher.verify(user.password_hash if user is not None else _DUMMY_HASH, password)
@@ -105,10 +123,9 @@ def authenticate(session: Session, *, username: str, password: str) -> User:
     except (VerificationError, InvalidHashError):
         ok = False
     if not ok or user is None:
-        raise AuthenticationError("login failed: unknown user or wrong password",
-                                  "用户名或密码错误")
+        raise _login_failed()
     if attempt is not None:
-        attempt.throttle.succeeded(username, attempt.client)
+        attempt.succeeded(username[:64])
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     audit.append(session, actor=user_label(user), action="auth.login", object_type="user",
@@ -116,13 +133,20 @@ def authenticate(session: Session, *, username: str, password: str) -> User:
     return user
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\x00``), fit for the audit log."""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def record_failed_login(session: Session, *, username: str, client_id: str) -> None:
     """Audit a failed login (in its own transaction: the failing one is rolled back).
 
-    Inside a request it also counts for the login throttle: a wrong password is
+    Inside a request it also counts for the login throttle (unless :func:`authenticate`
+    reserved the attempt, which counted it already): a wrong password is
     ``auth.login_failed`` (detail: the wait it now imposes, ``delay_s``); an attempt
     refused because a wait was running is ``auth.login_throttled`` (``retry_after_s``)
-    and does not lengthen the wait.
+    and does not lengthen the wait. The name tried is logged with control characters
+    escaped (PostgreSQL text cannot hold NUL).
     """
     attempt = current_attempt()
     detail: dict[str, float] = {}
@@ -131,9 +155,9 @@ def record_failed_login(session: Session, *, username: str, client_id: str) -> N
         action = "auth.login_throttled"
         detail["retry_after_s"] = round(attempt.throttled_for_s, 3)
     elif attempt is not None:
-        detail["delay_s"] = round(attempt.throttle.failed(username[:64], attempt.client), 3)
-    audit.append(session, actor=f"anonymous:{client_id[:64]}", action=action,
-                 object_type="user", object_id=username[:64], detail=detail)
+        detail["delay_s"] = round(attempt.failed(username[:64]), 3)
+    audit.append(session, actor=f"anonymous:{printable(client_id[:64])}", action=action,
+                 object_type="user", object_id=printable(username[:64])[:200], detail=detail)
 
 
 def _digest(token: str) -> str:
@@ -173,3 +197,101 @@ def require_role(user: User, *roles: str) -> None:
         names = "、".join(ROLES_ZH[r] for r in roles)
         raise PermissionDeniedError(f"user {user.username} lacks role {'|'.join(roles)}",
                                     f"需要以下角色之一：{names}")
+
+
+def get_user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFoundError(f"user {user_id} not found", "用户不存在")
+    return user
+
+
+def user_by_name(session: Session, username: str) -> User:
+    user = session.scalars(select(User).where(User.username == username)).first()
+    if user is None:
+        raise NotFoundError(f"user {username!r} not found", "用户不存在")
+    return user
+
+
+def _actor(by: User | None) -> str:
+    return "cli" if by is None else user_label(by)
+
+
+def _revoke_all(session: Session, user: User, *, keep_token: str | None = None,
+                now: datetime | None = None) -> int:
+    """Revoke every token of ``user`` (but ``keep_token``); returns how many were live."""
+    now = now or utc_now()
+    conditions = [AuthToken.user_id == user.id, AuthToken.revoked.is_(False)]
+    if keep_token is not None:
+        conditions.append(AuthToken.token_sha256 != _digest(keep_token))
+    live = len(session.scalars(select(AuthToken.token_sha256).where(
+        *conditions, AuthToken.expires_utc > now)).all())
+    session.execute(update(AuthToken).where(*conditions).values(revoked=True)
+                    .execution_options(synchronize_session="fetch"))
+    return live
+
+
+def set_active(session: Session, user: User, *, active: bool, by: User | None,
+               now: datetime | None = None) -> int:
+    """Enable or disable an account (``by``: the administrator; None: the CLI). Disabling
+    revokes every token of the account; an administrator cannot disable their own
+    account. Returns the sessions ended."""
+    if not active and by is not None and by.id == user.id:
+        raise InvalidInputError("an administrator cannot disable their own account",
+                                "不能停用自己的账号")
+    ended = 0 if active else _revoke_all(session, user, now=now)
+    user.active = active
+    audit.append(session, actor=_actor(by), action="user.enabled" if active else
+                 "user.disabled", object_type="user", object_id=str(user.id), now=now,
+                 detail={"username": user.username, "sessions_ended": ended})
+    return ended
+
+
+def set_password(session: Session, user: User, *, password: str, by: User | None,
+                 now: datetime | None = None) -> int:
+    """Reset ``user``'s password (by an administrator or the CLI); every token of the
+    account is revoked. Returns the sessions ended."""
+    check_password(password, username=user.username)
+    user.password_hash = hash_password(password)
+    ended = _revoke_all(session, user, now=now)
+    audit.append(session, actor=_actor(by), action="user.password_reset",
+                 object_type="user", object_id=str(user.id), now=now,
+                 detail={"username": user.username, "sessions_ended": ended})
+    return ended
+
+
+def change_own_password(session: Session, user: User, *, current_password: str,
+                        new_password: str, token: str, now: datetime | None = None) -> int:
+    """The signed-in user changes their password: the current one must be right (a wrong
+    one counts for the login throttle like a failed login), the new one must pass
+    :func:`~zhichao.service.passwords.check_password`; every other session of the
+    account ends, the one of ``token`` stays. Returns the sessions ended."""
+    attempt = current_attempt()
+    if attempt is not None:
+        attempt.reserve(user.username)
+    try:
+        _hasher.verify(user.password_hash, current_password)
+    except (VerificationError, InvalidHashError):
+        raise PermissionDeniedError("current password wrong", "当前密码错误") from None
+    if attempt is not None:
+        attempt.succeeded(user.username)
+    if new_password == current_password:
+        raise InvalidInputError("new password equals the current one",
+                                "新密码不能与当前密码相同")
+    check_password(new_password, username=user.username)
+    user.password_hash = hash_password(new_password)
+    ended = _revoke_all(session, user, keep_token=token, now=now)
+    audit.append(session, actor=user_label(user), action="user.password_changed",
+                 object_type="user", object_id=str(user.id), now=now,
+                 detail={"sessions_ended": ended})
+    return ended
+
+
+def end_sessions(session: Session, user: User, *, by: User | None,
+                 now: datetime | None = None) -> int:
+    """Sign ``user`` out everywhere (revoke every token); returns the sessions ended."""
+    ended = _revoke_all(session, user, now=now)
+    audit.append(session, actor=_actor(by), action="user.sessions_ended",
+                 object_type="user", object_id=str(user.id), now=now,
+                 detail={"username": user.username, "sessions_ended": ended})
+    return ended

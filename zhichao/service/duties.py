@@ -33,9 +33,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session, object_session
+
 from zhichao.service.accounts import ROLES_ZH, require_role
 from zhichao.service.errors import PermissionDeniedError
-from zhichao.service.models import Case, User
+from zhichao.service.models import AuditEntry, Case, Decision, Statement, User
 
 LAW = "《行政处罚法》"
 LAW_EFFECTIVE = date(2021, 7, 15)  # 2021 revision in force
@@ -175,14 +178,41 @@ def was(part: str, user: User, case: Case) -> bool:
     if part == "legal_review":
         return case.legal_reviewer_id == user.id
     if part == "handled":
-        return user.id in {case.technical_reviewer_id, case.legal_reviewer_id,
-                           case.manual_override_by} or any(
-            e.actor_id == user.id for e in case.events)
+        return user.id in handler_ids(object_session(case), case)
     if part == "manual_override":
         return bool(case.manual_override) and (
             case.manual_override_by == user.id
             or (user.station_id is not None and user.station_id == case.station_id))
     raise KeyError(part)
+
+
+# Audit actions on a case that are not a part in handling it: reading its evidence, and
+# the supervision of the file itself (评查, typical cases).
+NOT_HANDLING_ACTIONS = ("evidence.", "supervision.")
+
+
+def handler_ids(session: Session | None, case: Case) -> set[int]:
+    """Every user who took a part in ``case`` (``handled``): its reviewers, the override
+    maker, the actors of its transitions, whoever answered a statement, the decision
+    maker, and every user who recorded anything on it in the audit log (hearing, waiver,
+    notice service, statement answers, overrides, copy notices, …; the actor
+    ``user:<id>:<name>`` of each entry on the case, except :data:`NOT_HANDLING_ACTIONS`),
+    so a new case action counts without a change here."""
+    ids = {case.technical_reviewer_id, case.legal_reviewer_id, case.manual_override_by}
+    ids.update(e.actor_id for e in case.events)
+    if session is not None:
+        ids.update(session.scalars(select(Statement.handled_by)
+                                   .where(Statement.case_id == case.id)))
+        ids.update(session.scalars(select(Decision.decided_by)
+                                   .where(Decision.case_id == case.id)))
+        for actor, action in session.execute(
+                select(AuditEntry.actor, AuditEntry.action).where(
+                    AuditEntry.object_type == "case", AuditEntry.object_id == str(case.id),
+                    AuditEntry.actor.like("user:%"))):
+            user_id = actor.split(":")[1]
+            if user_id.isdigit() and not action.startswith(NOT_HANDLING_ACTIONS):
+                ids.add(int(user_id))
+    return {i for i in ids if i is not None}
 
 
 def barred_by(action: str, user: User, case: Case) -> str | None:

@@ -28,6 +28,7 @@ from zhichao.evidence.canonical import canonicalize
 from zhichao.service import audit
 from zhichao.service.errors import IngestError, InvalidInputError
 from zhichao.service.models import (
+    AuditEntry,
     Case,
     CaseHolder,
     Device,
@@ -139,10 +140,27 @@ def register_passage(session: Session, record: dict[str, Any], *, station_id: st
     return passage
 
 
-def _ensure_site_lane_device(session: Session, facts: dict[str, Any]) -> None:
+CERTIFICATE_ACTION = "device.certificate"
+SITE_PUBLISHED_ACTION = "site.published"
+
+
+def _ensure_site_lane_device(session: Session, facts: dict[str, Any], *, actor: str,
+                             now: datetime) -> None:
+    """The center's register of the package's site, lane and device: created from the
+    first package that names them. Later packages add what the register lacks, audited: a
+    device certificate the register has not seen (a re-verified device: the register keeps
+    every period, ``device_certificates``) and the publication of a site registered as
+    unpublished; they never change what is registered."""
     site = facts.get("site")
     if isinstance(site, dict) and isinstance(site.get("site_id"), str):
-        if session.get(Site, site["site_id"]) is None:
+        row = session.get(Site, site["site_id"])
+        if row is not None and row.announced_utc is None \
+                and site.get("published_utc") is not None:
+            row.announced_utc = _time(site["published_utc"], "site")
+            audit.append(session, actor=actor, action=SITE_PUBLISHED_ACTION, object_type="site",
+                         object_id=row.site_id, now=now,
+                         detail={"announced_utc": row.announced_utc.isoformat()})
+        if row is None:
             published = site.get("published_utc")
             session.add(Site(
                 site_id=site["site_id"], name_zh=str(site.get("name_zh") or site["site_id"]),
@@ -177,6 +195,51 @@ def _ensure_site_lane_device(session: Session, facts: dict[str, Any]) -> None:
                 calibration_profile_id=facts.get("calibration_profile"),
                 health="drift_alarm" if device.get("drift_alarm_open") else "unknown"))
             session.flush()
+        elif isinstance(device, dict) and isinstance(device.get("device_id"), str):
+            _record_certificate(session, device, actor=actor, now=now)
+
+
+def _certificate_key(number: Any, valid_from: datetime | None, valid_to: datetime | None
+                     ) -> tuple[str, str, str]:
+    return (str(number or ""), "" if valid_from is None else valid_from.isoformat(),
+            "" if valid_to is None else valid_to.isoformat())
+
+
+def device_certificates(session: Session, device_id: str
+                        ) -> list[tuple[str, datetime | None, datetime | None]]:
+    """Every verification certificate the center has registered for the device: (number,
+    valid from, valid to), the device row's first, then those recorded later."""
+    row = session.get(Device, device_id)
+    out: list[tuple[str, datetime | None, datetime | None]] = []
+    if row is not None:
+        out.append((row.certificate_number or "", row.certificate_valid_from,
+                    row.certificate_valid_to))
+    for entry in session.scalars(select(AuditEntry).where(
+            AuditEntry.action == CERTIFICATE_ACTION, AuditEntry.object_type == "device",
+            AuditEntry.object_id == device_id).order_by(AuditEntry.id)):
+        d = entry.detail
+        out.append((str(d.get("certificate_number") or ""),
+                    _opt_time(d.get("valid_from")), _opt_time(d.get("valid_to"))))
+    return out
+
+
+def _record_certificate(session: Session, device: dict[str, Any], *, actor: str,
+                        now: datetime) -> None:
+    """Register a certificate of a known device that the center has not seen yet."""
+    valid_from = _opt_time(device.get("certificate_valid_from"))
+    valid_to = _opt_time(device.get("certificate_valid_to"))
+    if valid_from is None or valid_to is None:
+        return
+    key = _certificate_key(device.get("certificate_number"), valid_from, valid_to)
+    known = {_certificate_key(*c) for c in device_certificates(session, device["device_id"])}
+    if key in known:
+        return
+    audit.append(session, actor=actor, action=CERTIFICATE_ACTION, object_type="device",
+                 object_id=device["device_id"], now=now,
+                 detail={"certificate_number": device.get("certificate_number"),
+                         "certificate_issuer": device.get("certificate_issuer"),
+                         "valid_from": valid_from.isoformat(),
+                         "valid_to": valid_to.isoformat()})
 
 
 def _date(value: Any) -> date | None:
@@ -308,7 +371,8 @@ def register_ingested_package(session: Session, manifest: dict[str, Any] | None,
     prior = session.scalars(select(Passage).where(Passage.source_key == key)).first()
     if no_case and prior is not None and prior.package_id == package_id:
         return prior  # registered before (no case due): nothing to add, not even an audit
-    _ensure_site_lane_device(session, facts)
+    _ensure_site_lane_device(session, facts, actor=f"station:{station.get('station_id')}",
+                             now=now)
     passage = register_passage(
         session, vehicle, station_id=station.get("station_id"),
         plate=normalise_plate(plate.get("text")),

@@ -35,6 +35,9 @@ FIELDS_ZH: dict[str, str] = {
     "fine_yuan": "罚款金额", "verdict": "审核意见", "approve": "审核意见", "kind": "类型",
     "scope": "放弃范围", "hearing_right": "听证权利", "statement_id": "陈述申辩编号",
     "case_id": "案件编号", "csrf_token": "表单安全令牌",
+    "document_ref": "当事人书面放弃记录的编号（声明编号、附件或系统回执）",
+    "limitation_note": "超过二年追责时效的处理依据（法制审核意见）",
+    "extension_reference": "延长办案期限的批准文号或依据",
     # owners
     "text": "陈述申辩内容", "contact": "联系方式", "files": "附件", "plate": "号牌",
     "plate_colour": "号牌颜色", "vin_last6": "车辆识别代号后六位",

@@ -9,11 +9,20 @@ each further failure doubles the wait, up to a cap (``Settings.login_delay_*``):
 for ``n`` failures counted per account (the user name tried) and, separately, per client
 (the peer address, or what a trusted proxy said: ``Settings.forwarded_allow_ips``). An
 attempt inside either wait is refused without checking the password
-(:class:`LoginThrottledError`, 429, zh-CN "请 N 秒后再试"). The per-account cap is short
-(60 s by default) and clients that logged into the account before skip the per-account
+(:class:`LoginThrottledError`, 429, zh-CN "请 N 秒后再试"). The per-account cap is
+short (60 s by default) and clients that logged into the account before skip the per-account
 wait, so strangers guessing a name can slow its owner at most briefly and never lock them
 out; the per-client cap is long, so one source cannot guess fast. Counts are forgotten
 after ``forget_after_s`` without a failure, and a successful login clears its account's.
+
+An attempt is **reserved** before its password is checked (:meth:`LoginThrottle.reserve`):
+in one atomic step the waits are read and, when none runs, the attempt is counted as a
+failure at once. Parallel wrong passwords thus see each other's counts (checking first
+and counting after the slow argon2 verification let any number through at once); a good
+password then releases its reservation (:meth:`LoginThrottle.succeeded` with
+``reserved=True``: the client's count goes back down, the account's is cleared). The
+price: more than ``free_failures`` logins from one client *at the same instant* (within
+one password verification) are held briefly even when their passwords are right.
 
 State is in memory, per process (like :class:`~zhichao.service.owners.RateLimiter`);
 replicas share it in Redis instead (:class:`zhichao.service.ratelimit.RedisLoginThrottle`,
@@ -105,27 +114,45 @@ class LoginThrottle:
                        base_delay_s=self.base_delay_s, cap_s=self.caps_s[kind])
         return max(0.0, entry.last_s + wait - now)
 
+    def _wait_locked(self, username: str, client: str, now: float) -> float:
+        waits = [self._wait_s("client", client, now)]
+        if client not in self._known.get(username, ()):
+            waits.append(self._wait_s("account", username, now))
+        return max(waits)
+
+    def _count_locked(self, username: str, client: str, now: float) -> None:
+        for kind, key in (("account", username), ("client", client)):
+            entry = self._failures.setdefault((kind, key), _Failures())
+            if now - entry.last_s > self.forget_after_s:
+                entry.count = 0
+            entry.count += 1
+            entry.last_s = now
+        if len(self._failures) > _MAX_KEYS:
+            self._forget(now)
+
     def wait_s(self, username: str, client: str) -> float:
         """Seconds this client must wait before trying this account (0: go ahead)."""
         now = self._clock()
         with self._lock:
-            waits = [self._wait_s("client", client, now)]
-            if client not in self._known.get(username, ()):
-                waits.append(self._wait_s("account", username, now))
-            return max(waits)
+            return self._wait_locked(username, client, now)
+
+    def reserve(self, username: str, client: str) -> float:
+        """Atomically: the wait still running for this client and account (> 0: refuse,
+        nothing counted), or 0.0 after counting this attempt as a failure in advance
+        (released by ``succeeded(..., reserved=True)`` when the password is right)."""
+        now = self._clock()
+        with self._lock:
+            wait = self._wait_locked(username, client, now)
+            if wait > 0:
+                return wait
+            self._count_locked(username, client, now)
+        return 0.0
 
     def failed(self, username: str, client: str) -> float:
         """Count a failed login; returns the wait it imposes on this client now."""
         now = self._clock()
         with self._lock:
-            for kind, key in (("account", username), ("client", client)):
-                entry = self._failures.setdefault((kind, key), _Failures())
-                if now - entry.last_s > self.forget_after_s:
-                    entry.count = 0
-                entry.count += 1
-                entry.last_s = now
-            if len(self._failures) > _MAX_KEYS:
-                self._forget(now)
+            self._count_locked(username, client, now)
         return self.wait_s(username, client)
 
     def _forget(self, now: float) -> None:
@@ -138,10 +165,14 @@ class LoginThrottle:
             for k in by_age[:len(by_age) - _MAX_KEYS * 9 // 10]:
                 del self._failures[k]
 
-    def succeeded(self, username: str, client: str) -> None:
-        """A good password: the account's count goes; the client becomes known to it."""
+    def succeeded(self, username: str, client: str, *, reserved: bool = False) -> None:
+        """A good password: the account's count goes; the client becomes known to it; with
+        ``reserved``, the client's count loses the attempt :meth:`reserve` counted."""
         with self._lock:
             self._failures.pop(("account", username), None)
+            entry = self._failures.get(("client", client))
+            if reserved and entry is not None and entry.count > 0:
+                entry.count -= 1
             known = self._known.setdefault(username, [])
             if client in known:
                 known.remove(client)
@@ -158,13 +189,29 @@ class LoginAttempt:
     throttle: LoginThrottle
     client: str
     throttled_for_s: float = field(default=0.0)
+    reserved: bool = field(default=False)  # this attempt is counted already
 
-    def check(self, username: str) -> None:
-        """Refuse (:class:`LoginThrottledError`) while a wait is running."""
-        wait = self.throttle.wait_s(username, self.client)
+    def reserve(self, username: str) -> None:
+        """Refuse (:class:`LoginThrottledError`) while a wait is running; else count this
+        attempt as a failure before the password is checked (:meth:`succeeded` takes it
+        back)."""
+        wait = self.throttle.reserve(username, self.client)
         if wait > 0:
             self.throttled_for_s = wait
             raise LoginThrottledError(wait)
+        self.reserved = True
+
+    def succeeded(self, username: str) -> None:
+        """The password was right: release the reservation, clear the account's count."""
+        self.throttle.succeeded(username, self.client, reserved=self.reserved)
+        self.reserved = False
+
+    def failed(self, username: str) -> float:
+        """The password was wrong (or the name impossible): count it unless reserved
+        already; the wait it imposes on this client now."""
+        if not self.reserved:
+            return self.throttle.failed(username, self.client)
+        return self.throttle.wait_s(username, self.client)
 
 
 def client_key(host: str | None) -> str:

@@ -383,7 +383,10 @@ class AuditEntry(Base):
     __tablename__ = "audit_log"
     # (action, id): "the newest entry of this action" is one index probe (the access-log
     # sealer's last seal, access_log.py); also serves plain look-ups by action (0007).
-    __table_args__ = (Index("ix_audit_log_action_id", "action", "id"),)
+    # (object_type, object_id): an object's entries, e.g. who recorded anything on a case
+    # (duties.handler_ids, the 回避 bar of 案卷评查; migration 0012).
+    __table_args__ = (Index("ix_audit_log_action_id", "action", "id"),
+                      Index("ix_audit_log_object", "object_type", "object_id"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     time_utc: Mapped[datetime]
     actor: Mapped[str] = mapped_column(String(200))
@@ -407,6 +410,16 @@ class OwnerAccessEntry(Base):
     object_id: Mapped[str] = mapped_column(String(200))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
     entry_sha256: Mapped[str] = mapped_column(String(64))
+
+
+class OwnerTokenRevocation(Base):
+    """An owner token ended before its expiry (结束查询, migration 0012): refused until
+    ``expires_utc``, then pruned (owner tokens are HMAC-signed; this names their id)."""
+
+    __tablename__ = "owner_token_revocations"
+    token_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    expires_utc: Mapped[datetime] = mapped_column(index=True)
+    revoked_utc: Mapped[datetime]
 
 
 class EvidenceEvent(Base):

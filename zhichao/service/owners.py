@@ -15,10 +15,12 @@ the plate now. So the VIN's last six find the cases registered under a VIN endin
 plate with another VIN), and the 行驶证 file number, which only the current registry row
 holds, finds the cases of the current holder's VIN.
 
-A successful query returns a short-lived owner token (HMAC-signed, no table) naming the
-cases it may open and the holder (a keyed digest of the cases' VIN), checked again on
-every open (:func:`owner_case`); every view of a record or its evidence is written to the
-audit log.
+A successful query returns a short-lived owner token (HMAC-signed) naming the cases it
+may open, the holder (a keyed digest of the cases' VIN) and a random token id, checked
+again on every open (:func:`owner_case`); every view of a record or its evidence is
+written to the audit log. 结束查询 (:func:`revoke_owner_token`) ends a token before its
+expiry: its id goes into ``owner_token_revocations`` until then, and :func:`owner_case`
+refuses it (401).
 Every query is written to the owner access log (``access_log.py``), which is sealed into
 the audit chain in batches.
 """
@@ -31,16 +33,17 @@ import hmac
 import io
 import json
 import re
+import secrets
 import threading
 import time
 import zipfile
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, tuple_
+from sqlalchemy import bindparam, delete, select, tuple_
 from sqlalchemy.orm import Session
 
 from zhichao.common import utc_now as _utc_now
@@ -65,6 +68,7 @@ from zhichao.service.models import (
     Case,
     CaseHolder,
     Decision,
+    OwnerTokenRevocation,
     Passage,
     Site,
     Statement,
@@ -136,14 +140,23 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+_TOKEN_ID = re.compile(r"[A-Za-z0-9_-]{16,32}")
+
+
+def _new_token_id() -> str:
+    return secrets.token_urlsafe(12)  # 16 characters
+
+
 @dataclass(frozen=True)
 class OwnerGrant:
     """What an owner token grants: the cases, of one holder (:func:`holder_key` of the VIN
-    the cases were registered under), until the expiry."""
+    the cases were registered under), until the expiry; ``token_id`` names the token for
+    :func:`revoke_owner_token`."""
 
     holder: str
     case_ids: frozenset[int]
     expires_epoch_s: int
+    token_id: str = field(default_factory=_new_token_id)
 
 
 def holder_key(settings: Settings, vin: str) -> str:
@@ -155,7 +168,8 @@ def holder_key(settings: Settings, vin: str) -> str:
 
 def make_owner_token(settings: Settings, grant: OwnerGrant) -> str:
     body = json.dumps({"h": grant.holder, "c": sorted(grant.case_ids),
-                       "exp": grant.expires_epoch_s}, separators=(",", ":")).encode()
+                       "exp": grant.expires_epoch_s, "j": grant.token_id},
+                      separators=(",", ":")).encode()
     mac = hmac.new(settings.secret_key.encode(), b"owner\n" + body, hashlib.sha256).digest()
     return f"{_b64(body)}.{_b64(mac)}"
 
@@ -175,9 +189,11 @@ def read_owner_token(settings: Settings, token: str | None, *,
             raise bad
         data = json.loads(body)
         grant = OwnerGrant(str(data["h"]), frozenset(int(c) for c in data["c"]),
-                           int(data["exp"]))
+                           int(data["exp"]), str(data["j"]))
     except (ValueError, KeyError, TypeError) as exc:
         raise bad from exc
+    if not _TOKEN_ID.fullmatch(grant.token_id):  # signed, but older than token ids
+        raise bad
     if grant.expires_epoch_s <= (now or _utc_now()).timestamp():
         raise bad
     return grant
@@ -427,9 +443,37 @@ def owner_record_json(session: Session, case: Case) -> dict[str, Any]:
     return owner_records(session, [case.id])[0]
 
 
+def check_owner_token_live(session: Session, grant: OwnerGrant) -> None:
+    """Refuse (401, zh-CN) a token ended by 结束查询 (:func:`revoke_owner_token`)."""
+    if session.get(OwnerTokenRevocation, grant.token_id) is not None:
+        raise AuthenticationError("owner token ended (revoked)",
+                                  "本次查询已结束，查询凭证已失效，请重新查询")
+
+
+def revoke_owner_token(session: Session, grant: OwnerGrant, *,
+                       now: datetime | None = None) -> None:
+    """结束查询: refuse the grant's token from now until its expiry (idempotent), and
+    prune the revocations that have expired."""
+    now = now or _utc_now()
+    session.execute(delete(OwnerTokenRevocation).where(OwnerTokenRevocation.expires_utc <= now))
+    values = {"token_id": grant.token_id, "revoked_utc": now,
+              "expires_utc": datetime.fromtimestamp(grant.expires_epoch_s, UTC)}
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        session.execute(pg_insert(OwnerTokenRevocation).values(values)
+                        .on_conflict_do_nothing())
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        session.execute(sqlite_insert(OwnerTokenRevocation).values(values)
+                        .on_conflict_do_nothing())
+
+
 def owner_case(session: Session, settings: Settings, grant: OwnerGrant, case_id: int) -> Case:
     """The case if the grant covers it and it was registered under the grant's holder's VIN
-    (not whoever holds its plate now); else 404."""
+    (not whoever holds its plate now); else 404. A token ended by 结束查询: 401."""
+    check_owner_token_live(session, grant)
     case = session.get(Case, case_id)
     holder = session.get(CaseHolder, case_id)
     if (case is None or holder is None or case_id not in grant.case_ids

@@ -8,7 +8,8 @@ service of the notice, the party's waiver, and a decision changed or revoked.
   announcement (then served 30 days later, Art. 95). The statement and hearing request
   periods run from that service date (Art. 44, 64, 85), never from the issue date.
 * ``waive`` (Art. 62): the party's explicit waiver of statement (and of the hearing), as a
-  recorded act; only then may the decision come before the periods end.
+  recorded act naming the party's own record (``document_ref``), once the notice was
+  served; only then may the decision come before the periods end.
 * ``revoke`` (Art. 48 para. 2): a decision changed, revoked, or declared unlawful or void;
   a published one is withdrawn in the same act, with the reason, so the 3-day limit holds;
   when the penalty is removed (撤销, 确认无效: ``PENALTY_REMOVED_KINDS``) its 抄告 is
@@ -106,14 +107,23 @@ def serve_notice(session: Session, case: Case, user: User, *, delivered_utc: dat
 
 
 def waive(session: Session, case: Case, user: User, *, scope: str, record: str,
-          expected_version: int | None = None, now: datetime | None = None) -> Case:
-    """Record the party's explicit waiver (``record``: what the party signed or sent,
-    e.g. the number of the signed declaration)."""
+          document_ref: str, expected_version: int | None = None,
+          now: datetime | None = None) -> Case:
+    """Record the party's explicit waiver, after the notice was served (the party cannot
+    waive a right it was not told of: Art. 44, 62). ``document_ref`` names the party's own
+    record of it: the number of the signed declaration, the attachment or the system
+    receipt (required); ``record`` what it says. Both are audited."""
     now = now or utc_now()
     _start("waive", case, user, expected_version)
     if scope not in WAIVE_SCOPES:
         raise InvalidInputError(f"scope {scope!r} not in {WAIVE_SCOPES}", "放弃范围无效")
+    notice = _notice(session, case)
+    if notice.served_on is None or notice.delivered_utc is None:
+        raise WorkflowError(f"case {case.id}: notice not served; a waiver needs service",
+                            "告知书尚未送达（未记录送达），当事人不能放弃陈述申辩或听证权利；"
+                            "请先记录告知书送达")
     text = _text(record, "record", required=True, max_chars=1000)
+    ref = _text(document_ref, "document_ref", required=True, max_chars=200)
     if scope in ("statement", "all"):
         case.statement_waived_utc = now
     if scope in ("hearing", "all"):
@@ -122,10 +132,12 @@ def waive(session: Session, case: Case, user: User, *, scope: str, record: str,
         if case.hearing_requested:
             raise WorkflowError("hearing already requested", "当事人已申请听证，须举行听证")
         case.hearing_waived_utc = now
-    case.waiver_record_zh = text
+    case.waiver_record_zh = f"{text}（当事人书面记录：{ref}）"
     case.updated_utc = now
     audit.append(session, actor=user_label(user), action="case.waiver", object_type="case",
-                 object_id=str(case.id), now=now, detail={"scope": scope, "record": text})
+                 object_id=str(case.id), now=now,
+                 detail={"scope": scope, "record": text, "document_ref": ref,
+                         "notice_served_on": notice.served_on.isoformat()})
     return case
 
 

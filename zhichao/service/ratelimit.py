@@ -13,7 +13,9 @@ reaches:
   at once on the server, with the server's clock (replicas' clocks never disagree);
 * :class:`RedisLoginThrottle` — the login throttle's failure counts per account and per
   client and each account's known clients, with the same delays
-  (:func:`zhichao.service.login_throttle.delay_s`).
+  (:func:`zhichao.service.login_throttle.delay_s`); an attempt is reserved (waits read
+  and the attempt counted) by one Lua script, so replicas and parallel requests cannot
+  all pass the check before any of them is counted.
 
 Redis unreachable (down, refused, timed out): **fail closed**. The guarded requests (owner
 queries, staff logins) are refused with :class:`LimitBackendError` (503, zh-CN
@@ -73,6 +75,67 @@ for i = 1, #KEYS do
   redis.call('PEXPIRE', KEYS[i], forget_ms)
 end
 return now_ms
+"""
+
+# KEYS: the account's and the client's failure hashes, the account's known clients;
+# ARGV: client, free failures, base delay ms, account cap ms, client cap ms, forget ms.
+# LoginThrottle.reserve at once on the server: the running wait in ms (> 0: nothing
+# counted), or 0 after counting the attempt as a failure on both hashes.
+_RESERVE = """
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local free = tonumber(ARGV[2])
+local base_ms = tonumber(ARGV[3])
+local forget_ms = tonumber(ARGV[6])
+local function wait_ms(key, cap_ms)
+  local last = tonumber(redis.call('HGET', key, 'last_ms') or '0')
+  if now_ms - last > forget_ms then
+    return 0
+  end
+  local n = tonumber(redis.call('HGET', key, 'count') or '0')
+  if n < free then
+    return 0
+  end
+  local delay = math.min(cap_ms, base_ms * 2 ^ math.min(n - free, 60))
+  return math.max(0, last + delay - now_ms)
+end
+local wait = wait_ms(KEYS[2], tonumber(ARGV[5]))
+local known = false
+for _, c in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
+  if c == ARGV[1] then
+    known = true
+  end
+end
+if not known then
+  wait = math.max(wait, wait_ms(KEYS[1], tonumber(ARGV[4])))
+end
+if wait > 0 then
+  return math.ceil(wait)
+end
+for i = 1, 2 do
+  local last = tonumber(redis.call('HGET', KEYS[i], 'last_ms') or '0')
+  if now_ms - last > forget_ms then
+    redis.call('HSET', KEYS[i], 'count', 0)
+  end
+  redis.call('HINCRBY', KEYS[i], 'count', 1)
+  redis.call('HSET', KEYS[i], 'last_ms', now_ms)
+  redis.call('PEXPIRE', KEYS[i], forget_ms)
+end
+return 0
+"""
+
+# KEYS: the account's and the client's failure hashes, the account's known clients;
+# ARGV: client, 1 to release a reservation, known-list length, known-list TTL in s.
+_SUCCEEDED = """
+redis.call('DEL', KEYS[1])
+if ARGV[2] == '1' and tonumber(redis.call('HGET', KEYS[2], 'count') or '0') > 0 then
+  redis.call('HINCRBY', KEYS[2], 'count', -1)
+end
+redis.call('LREM', KEYS[3], 0, ARGV[1])
+redis.call('RPUSH', KEYS[3], ARGV[1])
+redis.call('LTRIM', KEYS[3], -tonumber(ARGV[3]), -1)
+redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
+return 1
 """
 
 
@@ -144,6 +207,8 @@ class RedisLoginThrottle(LoginThrottle):
         self.client = client
         self.prefix = prefix
         self._failed_script = client.register_script(_FAILED)
+        self._reserve_script = client.register_script(_RESERVE)
+        self._succeeded_script = client.register_script(_SUCCEEDED)
 
     def _key(self, kind: str, key: str) -> str:
         return f"{self.prefix}login:{kind}:{key}"
@@ -187,18 +252,29 @@ class RedisLoginThrottle(LoginThrottle):
             raise _unavailable("counting a failed login", exc) from exc
         return self.wait_s(username, client)
 
-    def succeeded(self, username: str, client: str) -> None:
+    def reserve(self, username: str, client: str) -> float:
         import redis
 
-        known = self._key("known", username)
         try:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.delete(self._key("account", username))
-            pipe.lrem(known, 0, client)
-            pipe.rpush(known, client)
-            pipe.ltrim(known, -_KNOWN_CLIENTS_PER_ACCOUNT, -1)
-            pipe.expire(known, KNOWN_CLIENTS_TTL_S)
-            pipe.execute()
+            wait_ms = self._reserve_script(
+                keys=[self._key("account", username), self._key("client", client),
+                      self._key("known", username)],
+                args=[client, self.free_failures, self.base_delay_s * 1000,
+                      self.caps_s["account"] * 1000, self.caps_s["client"] * 1000,
+                      int(self.forget_after_s * 1000)])
+        except redis.RedisError as exc:
+            raise _unavailable("reserving a login attempt", exc) from exc
+        return int(wait_ms) / 1000
+
+    def succeeded(self, username: str, client: str, *, reserved: bool = False) -> None:
+        import redis
+
+        try:
+            self._succeeded_script(
+                keys=[self._key("account", username), self._key("client", client),
+                      self._key("known", username)],
+                args=[client, 1 if reserved else 0, _KNOWN_CLIENTS_PER_ACCOUNT,
+                      KNOWN_CLIENTS_TTL_S])
         except redis.RedisError as exc:
             raise _unavailable("recording a login", exc) from exc
 

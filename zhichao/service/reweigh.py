@@ -125,21 +125,51 @@ def reweighs_of(session: Session, object_type: str, object_id: int) -> list[dict
         AuditEntry.object_id == str(object_id)).order_by(AuditEntry.id))]
 
 
-def check_approval(session: Session, case: Case) -> None:
-    """A case whose latest static re-weighing proposes no penalty (the verified static
-    weight is within limit + tolerance, or the re-weighing makes the evidence unusable)
-    cannot be approved on its WIM proposal: never stricter than the measurement that is
-    the evidence allows (行政处罚法 Art. 40, 41(2)). Raises :class:`WorkflowError`."""
+def no_penalty_reweigh(session: Session, case: Case) -> dict[str, Any] | None:
+    """The case's latest static re-weighing when it proposes no penalty (the verified
+    static weight is within limit + tolerance, or it makes the evidence unusable), else
+    None: the case cannot proceed on its WIM proposal (行政处罚法 Art. 40, 41(2))."""
     attached = reweighs_of(session, "case", case.id)
     if not attached:
-        return
+        return None
     latest = attached[-1]
     if latest.get("penalty_outcome") in (None, "none") or latest.get("status") == "UNUSABLE":
+        return latest
+    return None
+
+
+def no_penalty_zh(latest: dict[str, Any]) -> str:
+    """Why the re-weighing bars a penalty, in Chinese."""
+    return (f"静态复检（{_kg(latest.get('static_weight_kg'))}）认定不予处罚"
+            f"（{latest.get('verdict')}）")
+
+
+#: what the officer must do instead, per step the re-weighing bars
+_BARRED_ZH = {
+    "approval": "不得按动态称重结果通过审核，请驳回",
+    "notify": "不得按动态称重结果立案告知",
+    "decision": "不得按动态称重结果作出处罚决定，只能作出不予行政处罚的决定",
+    "serve": "不得送达处罚决定，请依法变更或撤销该决定",
+    "publish": "不得公示处罚决定，请依法变更或撤销该决定",
+}
+
+
+def check_no_penalty_reweigh(session: Session, case: Case, step: str) -> None:
+    """Refuse ``step`` (a key of ``_BARRED_ZH``) on a case whose latest static
+    re-weighing proposes no penalty: never stricter than the measurement that is the
+    evidence allows. Raises :class:`WorkflowError`."""
+    latest = no_penalty_reweigh(session, case)
+    if latest is not None:
         raise WorkflowError(
             f"case {case.id}: static re-weighing {latest.get('package_id')} proposes no "
-            f"penalty ({latest.get('status')}, {latest.get('verdict')})",
-            f"静态复检（{_kg(latest.get('static_weight_kg'))}）认定不予处罚"
-            f"（{latest.get('verdict')}），不得按动态称重结果通过审核，请驳回")
+            f"penalty ({latest.get('status')}, {latest.get('verdict')}); {step} refused",
+            f"{no_penalty_zh(latest)}，{_BARRED_ZH[step]}")
+
+
+def check_approval(session: Session, case: Case) -> None:
+    """A case whose latest static re-weighing proposes no penalty cannot be approved on
+    its WIM proposal (:func:`check_no_penalty_reweigh` at the reviews)."""
+    check_no_penalty_reweigh(session, case, "approval")
 
 
 def _kg(value: Any) -> str:

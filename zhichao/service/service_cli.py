@@ -1,4 +1,5 @@
-"""``zhichao serve | db upgrade | users add | vehicles import | stats | audit verify|seal``.
+"""``zhichao serve | db upgrade | users add|disable|enable|set-password|end-sessions |
+vehicles import | stats | audit verify|seal``.
 
 The database comes from ``--db`` or ``ZHICHAO_DATABASE_URL`` (default
 ``sqlite:///zhichao-service.db``); PostgreSQL: ``postgresql+psycopg://user@host:5432/db``.
@@ -13,6 +14,7 @@ import getpass
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,17 @@ def register(subparsers: Any) -> None:
     add.add_argument("--name", required=True, help="display name (zh-CN)")
     add.add_argument("--station", help="station id (station operators)")
     add.set_defaults(handler=_users_add)
+    for task, help_text, handler in (
+            ("disable", "disable an account (its sessions end at once)", _users_disable),
+            ("enable", "enable an account again (earlier sessions stay ended)", _users_enable),
+            ("set-password", "reset an account's password (password from "
+                             "$ZHICHAO_PASSWORD or a prompt; its sessions end)",
+             _users_set_password),
+            ("end-sessions", "end every session of an account", _users_end_sessions)):
+        task_parser = users_sub.add_parser(task, help=help_text)
+        db_args(task_parser)
+        task_parser.add_argument("username")
+        task_parser.set_defaults(handler=handler)
 
     vehicles = subparsers.add_parser("vehicles", help="vehicle registration data")
     v_sub = vehicles.add_subparsers(dest="vehicles_command", metavar="TASK", required=True)
@@ -201,6 +214,53 @@ def _users_add(args: argparse.Namespace) -> int:
     except ServiceError as exc:
         return _fail(exc)
     return 0
+
+
+def _users_task(args: argparse.Namespace, task: Callable[[Any, Any], str]) -> int:
+    """Run ``task(session, user)`` on the account named ``args.username``; print its
+    zh-CN outcome (audited with the actor ``cli``)."""
+    from zhichao.service import accounts
+    from zhichao.service.db import transaction
+
+    try:
+        with transaction(_factory(args)) as session:
+            user = accounts.user_by_name(session, args.username)
+            print(task(session, user))
+    except ServiceError as exc:
+        return _fail(exc)
+    return 0
+
+
+def _users_disable(args: argparse.Namespace) -> int:
+    from zhichao.service import accounts
+
+    return _users_task(args, lambda s, u: f"已停用用户 {u.username}，结束登录 "
+                       f"{accounts.set_active(s, u, active=False, by=None)} 个")
+
+
+def _users_enable(args: argparse.Namespace) -> int:
+    from zhichao.service import accounts
+
+    def enable(session: Any, user: Any) -> str:
+        accounts.set_active(session, user, active=True, by=None)
+        return f"已启用用户 {user.username}（停用前的登录不会恢复）"
+
+    return _users_task(args, enable)
+
+
+def _users_set_password(args: argparse.Namespace) -> int:
+    from zhichao.service import accounts
+
+    password = os.environ.get("ZHICHAO_PASSWORD") or getpass.getpass("新密码：")
+    return _users_task(args, lambda s, u: f"已重置用户 {u.username} 的密码，结束登录 "
+                       f"{accounts.set_password(s, u, password=password, by=None)} 个")
+
+
+def _users_end_sessions(args: argparse.Namespace) -> int:
+    from zhichao.service import accounts
+
+    return _users_task(args, lambda s, u: f"已结束用户 {u.username} 的登录 "
+                       f"{accounts.end_sessions(s, u, by=None)} 个")
 
 
 def _vehicles_import(args: argparse.Namespace) -> int:

@@ -47,9 +47,7 @@ from zhichao.service.models import (
     CampaignCase,
     CampaignScore,
     Case,
-    Decision,
     ReviewCampaign,
-    Statement,
     TypicalCase,
     User,
 )
@@ -258,13 +256,10 @@ def sample(session: Session, campaign: ReviewCampaign) -> list[CampaignCase]:
 
 
 def handlers(session: Session, case: Case) -> set[int]:
-    """Every user who took part in ``case``: reviewers, the override maker, every actor of
-    its transitions, whoever answered a statement, the decision maker."""
-    ids = {case.technical_reviewer_id, case.legal_reviewer_id, case.manual_override_by}
-    ids.update(e.actor_id for e in case.events)
-    ids.update(session.scalars(select(Statement.handled_by).where(Statement.case_id == case.id)))
-    ids.update(session.scalars(select(Decision.decided_by).where(Decision.case_id == case.id)))
-    return {i for i in ids if i is not None}
+    """Every user who took part in ``case`` (:func:`zhichao.service.duties.handler_ids`:
+    reviewers, the override maker, the actors of its transitions, statement answerers,
+    the decision maker, and whoever recorded anything on it in the audit log)."""
+    return duties.handler_ids(session, case)
 
 
 def may_score(session: Session, campaign: ReviewCampaign, user: User, case: Case) -> bool:

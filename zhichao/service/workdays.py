@@ -4,7 +4,8 @@
   excluded), so the hearing request (Art. 64, 5 days) and serving the decision when the
   party was absent (Art. 61, 7 days) count working days.
 * Other periods (the 15 days of 浙江省公路条例 Art. 40; Art. 60's 90 days to decide) are
-  calendar days; when the last day falls on a rest day the period ends on the next working
+  calendar days (the 2 years of Art. 36, the limitation period, are calendar years, never
+  moved to a working day); when the last day falls on a rest day the period ends on the next working
   day (the general rule of Chinese procedural law; marked unconfirmed for this context).
 * A period starts the day after the event (the event day is not counted).
 * Dates are local dates in China (UTC+8); timestamps stay UTC everywhere else.
@@ -118,10 +119,20 @@ def add_calendar_days(start: date, days: int,
     return day
 
 
+def add_years(start: date, years: int) -> date:
+    """The same calendar day ``years`` later (29 February → 28 February), never moved to a
+    working day: a limitation period says when the act stops being punishable, it is not a
+    period for a party or the authority to act in."""
+    try:
+        return start.replace(year=start.year + years)
+    except ValueError:  # 29 February in a common year
+        return start.replace(year=start.year + years, day=28)
+
+
 @dataclass(frozen=True)
 class DeadlineRule:
-    days: int
-    unit: str  # "working" | "calendar"
+    days: int  # a number of ``unit``: days, or years for unit "years"
+    unit: str  # "working" | "calendar" | "years"
     source_zh: str
     confirmed: bool
 
@@ -130,7 +141,10 @@ class DeadlineRule:
             return add_working_days(start, self.days, supplements)
         if self.unit == "calendar":
             return add_calendar_days(start, self.days, supplements)
-        raise ValueError(f"DeadlineRule.unit: {self.unit!r} is neither 'working' nor 'calendar'")
+        if self.unit == "years":
+            return add_years(start, self.days)
+        raise ValueError(f"DeadlineRule.unit: {self.unit!r} is not 'working', 'calendar' "
+                         "or 'years'")
 
 
 @dataclass(frozen=True)
@@ -165,7 +179,18 @@ class DeadlinePolicy:
         7, "working", "参照《超限运输车辆行驶公路管理规定》（交通运输部令2016年第62号）第四十四条"
         "（七个工作日），自决定被变更、撤销或确认违法、无效之日起算；撤回抄告的期限无明文规定，"
         "未经确认", False)
+    # 行政处罚法 Art. 36: an act not discovered within two years of being committed is no
+    # longer punished. The center discovers it when it registers the package; judged on
+    # China dates (legal_checks.limitation_problem).
+    limitation: DeadlineRule = DeadlineRule(
+        2, "years", "《行政处罚法》第三十六条第一款（违法行为在二年内未被发现的，不再给予行政处罚；"
+        "自违法行为发生之日起计算）", True)
     supplements: tuple[YearCalendar, ...] = ()
+
+    def limitation_end(self, committed: date) -> date:
+        """The last China date on which an act committed on ``committed`` can be
+        discovered (Art. 36)."""
+        return self.limitation.due(committed, self.supplements)
 
     def statement_due(self, start: date) -> date:
         return self.statement.due(start, self.supplements)

@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 
 from zhichao.common import utc_now
 from zhichao.evidence.events import EventType
-from zhichao.service import audit, copy_notices, duties, events, notices, reweigh
+from zhichao.service import audit, copy_notices, duties, events, legal_checks, notices, reweigh
 from zhichao.service.accounts import user_label
 from zhichao.service.errors import (
     ConcurrentUpdateError,
@@ -54,7 +54,16 @@ from zhichao.service.errors import (
     WorkflowError,
 )
 from zhichao.service.inputs import beijing_minute_zh, check_time, label_zh
-from zhichao.service.models import Case, CaseEvent, Decision, Notice, Review, Statement, User
+from zhichao.service.models import (
+    AuditEntry,
+    Case,
+    CaseEvent,
+    Decision,
+    Notice,
+    Review,
+    Statement,
+    User,
+)
 from zhichao.service.workdays import DeadlinePolicy, china_date
 
 STATES_ZH: dict[str, str] = {
@@ -93,6 +102,9 @@ SERVICE_ZH: dict[str, str] = {
 # decisions have "一定社会影响" is not settled: fines are published, warnings, education and
 # no-penalty decisions are not. UNCONFIRMED: a deployment sets its own list.
 PUBLISHED_OUTCOMES = ("fine", "reduced")
+# The outcomes that are administrative penalties (行政处罚法 Art. 9): a static re-weighing
+# that proposes no penalty stops their service and publication.
+PENALTY_OUTCOMES = ("fine", "reduced", "warning")
 OWNER_VISIBLE_STATES = ("notified", "statements_closed", "decided", "served", "published",
                         "revoked", "archived")
 
@@ -193,7 +205,10 @@ def technical_review(session: Session, case: Case, user: User, *, approve: bool,
     _start("technical-review", case, user, expected_version)
     if approve:  # a static re-weighing (复检) that proposes no penalty bars approval
         reweigh.check_approval(session, case)
-    needs_reason = not approve or case.eligibility_status != "ENFORCEABLE"
+        legal_checks.check_device_and_site(session, case, step_zh="通过审核")
+    # a record that is not fully eligible, or was corrected by hand, is approved with reasons
+    needs_reason = not approve or case.eligibility_status != "ENFORCEABLE" \
+        or case.manual_override
     text = _text(reason, "reason", required=needs_reason)
     session.add(Review(case_id=case.id, stage="technical", reviewer_id=user.id,
                        approved=approve, reason_zh=text, time_utc=now))
@@ -214,6 +229,7 @@ def legal_review(session: Session, case: Case, user: User, *, approve: bool,
     _start("legal-review", case, user, expected_version)
     if approve:
         reweigh.check_approval(session, case)
+        legal_checks.check_device_and_site(session, case, step_zh="通过审核")
     text = _text(reason, "reason", required=not approve)
     session.add(Review(case_id=case.id, stage="legal", reviewer_id=user.id, approved=approve,
                        reason_zh=text, time_utc=now))
@@ -228,10 +244,16 @@ def legal_review(session: Session, case: Case, user: User, *, approve: bool,
 
 def open_and_notify(session: Session, case: Case, user: User, *, channel: str,
                     policy: DeadlinePolicy, hearing_right: bool | None = None,
+                    limitation_note: str | None = None,
                     expected_version: int | None = None,
                     now: datetime | None = None) -> Notice:
     """立案 and 告知: record the notice (its text from the one renderer). The statement
-    and hearing periods run from service, recorded with ``procedure.serve_notice``."""
+    and hearing periods run from service, recorded with ``procedure.serve_notice``.
+
+    Refused when a static re-weighing proposes no penalty, when the center's records do
+    not show a verified device and a published site at the passage, and when the passage
+    was discovered more than two years after it (Art. 36) unless ``limitation_note``
+    records why the case may still be opened (``legal_checks``)."""
     now = now or utc_now()
     _start("notify", case, user, expected_version)
     if channel not in CHANNELS:
@@ -239,6 +261,11 @@ def open_and_notify(session: Session, case: Case, user: User, *, channel: str,
     if case.proposed_outcome in (None, "none") or not case.plate:
         raise WorkflowError("no penalty proposal or no plate: cannot notify",
                             "没有处罚建议或号牌，不能告知")
+    reweigh.check_no_penalty_reweigh(session, case, "notify")
+    legal_checks.check_device_and_site(session, case, step_zh="立案告知")
+    legal_checks.check_periods(
+        session, case, user, step="notify", policy=policy, now=now,
+        limitation_note=_text(limitation_note, "limitation_note", required=False))
     if case.hearing_right == "undetermined":
         if hearing_right is None:
             raise InvalidInputError(
@@ -394,10 +421,10 @@ def close_statements(session: Session, case: Case, user: User, *,
 
 def check_periods_over(case: Case, today: date) -> None:
     """No decision before the notice was served and the statement and hearing request
-    periods ended, unless the party waived them in a recorded act (Art. 44, 62, 64)."""
+    periods ended, unless the party, after service, waived them in a recorded act (Art.
+    44, 62, 64): a waiver shortens the periods, it never replaces service."""
     notice_served = case.statement_due is not None
-    if not notice_served and not (case.statement_waived_utc and (
-            case.hearing_right != "yes" or case.hearing_waived_utc)):
+    if not notice_served:
         raise DeadlineError("the notice has not been served",
                             "告知书尚未送达（未记录送达日期），陈述申辩期限尚未起算")
     for due, waived, name_zh in (
@@ -410,9 +437,16 @@ def check_periods_over(case: Case, today: date) -> None:
 
 
 def decide(session: Session, case: Case, user: User, *, outcome: str, fine_yuan: int,
-           reasons: str, expected_version: int | None = None,
+           reasons: str, limitation_note: str | None = None,
+           extension_reference: str | None = None, expected_version: int | None = None,
            policy: DeadlinePolicy | None = None, now: datetime | None = None) -> Decision:
-    """The decision, never heavier than the proposal, always with reasons."""
+    """The decision, never heavier than the proposal, always with reasons.
+
+    Any outcome but ``no_penalty`` is refused when a static re-weighing proposes no
+    penalty, when the center's records do not show a verified device and a published site
+    at the passage, or after the two years of Art. 36 (unless ``limitation_note`` records
+    why, now or at notice); any decision later than ``decision_due`` (Art. 60) needs
+    ``extension_reference`` (``legal_checks``)."""
     now = now or utc_now()
     policy = policy or DeadlinePolicy()
     _start("decision", case, user, expected_version)
@@ -437,6 +471,16 @@ def decide(session: Session, case: Case, user: User, *, outcome: str, fine_yuan:
             f"{proposed_fine} yuan (never heavier than proposed)",
             f"处理结果不得重于规则建议（建议：{PROPOSED_ZH.get(proposed or '', '无')}，"
             f"{proposed_fine} 元）")
+    note = _text(limitation_note, "limitation_note", required=False)
+    if outcome != "no_penalty":  # 不予行政处罚 is what these findings lead to
+        reweigh.check_no_penalty_reweigh(session, case, "decision")
+        legal_checks.check_device_and_site(session, case, step_zh="作出处罚决定")
+    elif note is None:
+        note = "决定不予行政处罚"  # the limitation does not bar a decision not to punish
+    legal_checks.check_periods(
+        session, case, user, step="decision", policy=policy, now=now, limitation_note=note,
+        extension_reference=_text(extension_reference, "extension_reference",
+                                  required=False, max_chars=500))
     decision = Decision(case_id=case.id, outcome=outcome, fine_yuan=fine_yuan,
                         reasons_zh=text, decided_by=user.id, decided_utc=now)
     decision.text_zh = notices.decision_text_zh(case, decision)
@@ -462,6 +506,8 @@ def serve(session: Session, case: Case, user: User, *, channel: str,
     if served > now + CLOCK_SKEW:
         raise InvalidInputError("served_utc: in the future", "送达时间不得晚于当前时间")
     decision = session.scalars(select(Decision).where(Decision.case_id == case.id)).one()
+    if decision.outcome in PENALTY_OUTCOMES:  # a later re-weighing: change or revoke it
+        reweigh.check_no_penalty_reweigh(session, case, "serve")
     if served < decision.decided_utc.replace(second=0, microsecond=0):
         raise InvalidInputError(
             f"served_utc {served.isoformat()} before the decision "
@@ -485,6 +531,7 @@ def publish(session: Session, case: Case, user: User, *, expected_version: int |
     if decision.outcome not in PUBLISHED_OUTCOMES:
         raise WorkflowError(f"outcome {decision.outcome} is not published",
                             f"“{OUTCOMES_ZH[decision.outcome]}”的决定不予公示，可直接归档")
+    reweigh.check_no_penalty_reweigh(session, case, "publish")
     case.published_utc = now
     _transition(session, case, "published", actor=user, actor_label=user_label(user),
                 reason="结案并公示", now=now)
@@ -536,4 +583,37 @@ def overdue_cases(session: Session, *, now: datetime | None = None) -> list[Over
                        "期限待确认）") for c in published
                if c.publish_due is not None and today > c.publish_due)
     out.extend(Overdue(*row) for row in copy_notices.overdue(session, today))
+    out.extend(_reweigh_alerts(session))
+    return out
+
+
+def _reweigh_alerts(session: Session) -> list[Overdue]:
+    """Cases past the reviews whose latest static re-weighing, attached later, proposes no
+    penalty: they cannot go on as they are (an approved case cannot be notified, a penalty
+    decided, served or published must be changed or revoked, Art. 48 para. 2). ``due`` is
+    the China date the re-weighing was attached."""
+    latest: dict[str, AuditEntry] = {}
+    for entry in session.scalars(select(AuditEntry).where(
+            AuditEntry.action == reweigh.ACTION, AuditEntry.object_type == "case")
+            .order_by(AuditEntry.id)):
+        latest[entry.object_id] = entry
+    barring = {int(k): e for k, e in latest.items()
+               if e.detail.get("penalty_outcome") in (None, "none")
+               or e.detail.get("status") == "UNUSABLE"}
+    if not barring:
+        return []
+    out: list[Overdue] = []
+    rows = session.execute(select(Case, Decision.outcome).outerjoin(
+        Decision, Decision.case_id == Case.id).where(
+        Case.id.in_(list(barring)),
+        Case.state.in_(("approved", "notified", "statements_closed", "decided", "served",
+                        "published")))).all()
+    for case, outcome in rows:
+        if outcome is not None and outcome not in PENALTY_OUTCOMES:
+            continue
+        entry = barring[case.id]
+        what = ("须依法变更或撤销处罚决定（《行政处罚法》第四十八条第二款）" if outcome is not None
+                else "不得按动态称重结果立案告知或作出处罚决定，须人工处理")
+        out.append(Overdue(case.id, case.state, china_date(entry.time_utc),
+                           f"{reweigh.no_penalty_zh(dict(entry.detail))}：{what}"))
     return out

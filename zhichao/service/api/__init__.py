@@ -39,7 +39,7 @@ def routes_markdown(openapi: dict[str, Any]) -> str:
         for method, op in ops.items():
             if "x-roles" in op:
                 who = ", ".join(op["x-roles"]) or "any staff"
-            elif path.startswith("/api/v1/owner/records"):
+            elif path.startswith(("/api/v1/owner/records", "/api/v1/owner/logout")):
                 who = "owner token (`X-Owner-Token`)"
             else:
                 who = "public"

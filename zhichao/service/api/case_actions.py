@@ -82,7 +82,7 @@ def notify(case_id: CaseId, body: NotifyIn, session: SessionDep, settings: Setti
            user: Annotated[User, Depends(staff_for("notify"))]) -> CaseOut:
     return _run(session, case_id, workflow.open_and_notify, user, channel=body.channel,
                 policy=settings.deadlines, hearing_right=body.hearing_right,
-                expected_version=body.expected_version)
+                limitation_note=body.limitation_note, expected_version=body.expected_version)
 
 
 @_action("serve-notice")
@@ -98,7 +98,8 @@ def serve_notice(case_id: CaseId, body: NoticeServiceIn, session: SessionDep,
 def waive(case_id: CaseId, body: WaiveIn, session: SessionDep,
           user: Annotated[User, Depends(staff_for("waive"))]) -> CaseOut:
     return _run(session, case_id, procedure.waive, user, scope=body.scope,
-                record=body.record, expected_version=body.expected_version)
+                record=body.record, document_ref=body.document_ref,
+                expected_version=body.expected_version)
 
 
 @_action("answer", "statements/{statement_id}/answer")
@@ -128,6 +129,8 @@ def decision(case_id: CaseId, body: DecisionIn, session: SessionDep, settings: S
              user: Annotated[User, Depends(staff_for("decision"))]) -> CaseOut:
     return _run(session, case_id, workflow.decide, user, outcome=body.outcome,
                 fine_yuan=body.fine_yuan, reasons=body.reasons,
+                limitation_note=body.limitation_note,
+                extension_reference=body.extension_reference,
                 expected_version=body.expected_version, policy=settings.deadlines)
 
 

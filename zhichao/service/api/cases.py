@@ -9,13 +9,15 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from zhichao.service import accounts, duties, owners, workflow
+from zhichao.common import utc_now
+from zhichao.service import accounts, duties, legal_checks, owners, workflow
 from zhichao.service.api.deps import (
     API,
     CaseId,
     CaseReader,
     EvidenceReader,
     SessionDep,
+    SettingsDep,
     visible_case,
 )
 from zhichao.service.api.schemas import (
@@ -30,6 +32,7 @@ from zhichao.service.api.schemas import (
 )
 from zhichao.service.errors import InvalidInputError
 from zhichao.service.models import Case, Decision, Review, Statement
+from zhichao.service.workdays import DeadlinePolicy, china_date
 
 router = APIRouter(prefix=API, tags=["cases"], responses=STAFF_ERRORS)
 
@@ -68,8 +71,11 @@ def case_out(case: Case) -> CaseOut:
     return CaseOut.model_validate(case_fields(case))
 
 
-def case_detail(session: Session, case: Case) -> CaseDetailOut:
+def case_detail(session: Session, case: Case, *,
+                policy: DeadlinePolicy | None = None) -> CaseDetailOut:
     out = case_fields(case)
+    out["blockers_zh"] = legal_checks.blockers_zh(
+        session, case, policy=policy or DeadlinePolicy(), today=china_date(utc_now()))
     out["events"] = [{"from": e.from_state, "to": e.to_state, "actor": e.actor_label,
                       "time_utc": e.time_utc.isoformat(), "reason_zh": e.reason_zh}
                      for e in case.events]
@@ -132,10 +138,11 @@ def overdue(session: SessionDep, user: EvidenceReader) -> OverdueListOut:
 
 @router.get("/cases/{case_id}", summary="案件详情",
             openapi_extra=duties.openapi_extra(roles=duties.CASE_READ))
-def get_case(case_id: CaseId, session: SessionDep, user: CaseReader) -> CaseDetailOut:
+def get_case(case_id: CaseId, session: SessionDep, user: CaseReader,
+             settings: SettingsDep) -> CaseDetailOut:
     case = visible_case(session, user, case_id)
     owners.log_evidence_view(session, actor=accounts.user_label(user), case=case, what="case")
-    return case_detail(session, case)
+    return case_detail(session, case, policy=settings.deadlines)
 
 
 @router.get("/cases/{case_id}/package", summary="下载证据包",

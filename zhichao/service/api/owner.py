@@ -1,6 +1,7 @@
-"""The owner portal's JSON (query, own records, photos, package, statements) and the
-public 公示 list. Owners authenticate with ``X-Owner-Token`` from ``POST /owner/query``;
-a token names its cases, and every other case answers 404."""
+"""The owner portal's JSON (query, own records, photos, package, statements, 结束查询) and
+the public 公示 list. Owners authenticate with ``X-Owner-Token`` from ``POST /owner/query``;
+a token names its cases, and every other case answers 404; ``POST /owner/logout`` ends
+the token (401 afterwards)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from zhichao.service.api.deps import (
 from zhichao.service.api.schemas import (
     OWNER_ERRORS,
     DisclosuresOut,
+    MessageOut,
     OwnerQueryIn,
     OwnerQueryOut,
     OwnerRecordOut,
@@ -113,6 +115,13 @@ def owner_statement(case_id: CaseId, grant: OwnerGrantDep, session: SessionDep,
     return StatementFiledOut(statement_id=statement.id,
                              filed_utc=statement.filed_utc.isoformat(),
                              message_zh="已提交，执法机关将依法复核并答复")
+
+
+@router.post("/owner/logout", summary="结束查询（查询凭证立即失效）")
+def owner_logout(grant: OwnerGrantDep, session: SessionDep) -> MessageOut:
+    owners.check_owner_token_live(session, grant)
+    owners.revoke_owner_token(session, grant)
+    return MessageOut(message_zh="已结束查询，查询凭证已失效")
 
 
 @router.get("/public/disclosures", summary="公示：已决定案件（个人信息已脱敏）")

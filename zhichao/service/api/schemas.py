@@ -35,7 +35,10 @@ def clean_text(value: str, field: str) -> str:
 
 
 SafeStr = Annotated[str, AfterValidator(no_control)]
-Version = Annotated[int | None, Field(default=None, ge=1, le=2**31 - 1)]
+# Every state-changing call sends the version it saw (CaseOut.version): a missing one is a
+# 422 (请填写案件版本号), a stale one a 409, so nobody acts on a case they have not seen.
+Version = Annotated[int, Field(ge=1, le=2**31 - 1, description=(
+    "必填：办理前读取的案件版本号（CaseOut.version）；案件已被他人更新时返回 409"))]
 UtcText = Annotated[str, Field(description="UTC, ISO 8601", json_schema_extra={
     "format": "date-time"})]
 DateText = Annotated[str, Field(description="中国日期 YYYY-MM-DD（北京时间）",
@@ -54,7 +57,7 @@ class LoginIn(_In):
 class ReviewIn(_In):
     approve: bool
     reason: SafeStr | None = Field(default=None, max_length=2000)
-    expected_version: Version = None
+    expected_version: Version
 
 
 class NotifyIn(_In):
@@ -64,7 +67,10 @@ class NotifyIn(_In):
         "告知方式：in_person（直接送达）| post（邮寄）| app、sms（电子送达，须当事人同意）"
         "| announcement（公告，经过三十日视为送达）"))
     hearing_right: bool | None = None
-    expected_version: Version = None
+    limitation_note: SafeStr | None = Field(default=None, max_length=2000, description=(
+        "违法行为发生二年后才被发现（登记）的（行政处罚法第三十六条），仍须立案时的依据"
+        "（法制审核意见）；否则拒绝"))
+    expected_version: Version
 
 
 class AnswerIn(_In):
@@ -78,26 +84,30 @@ class HearingIn(_In):
 
 
 class VersionIn(_In):
-    expected_version: Version = None
+    expected_version: Version
 
 
 class OverrideIn(_In):
     reason: SafeStr = Field(min_length=1, max_length=2000)
-    expected_version: Version = None
+    expected_version: Version
 
 
 class DecisionIn(_In):
     outcome: SafeStr = Field(max_length=16)
     fine_yuan: int = Field(ge=0, le=10_000_000)
     reasons: SafeStr = Field(min_length=1, max_length=2000)
-    expected_version: Version = None
+    limitation_note: SafeStr | None = Field(default=None, max_length=2000, description=(
+        "超过二年追责时效（行政处罚法第三十六条）仍作出处罚决定的依据；立案时已记录的不必重填"))
+    extension_reference: SafeStr | None = Field(default=None, max_length=500, description=(
+        "立案之日起九十日后作出决定时（行政处罚法第六十条）：延长期限的批准文号或依据"))
+    expected_version: Version
 
 
 class ServeIn(_In):
     channel: SafeStr = Field(max_length=32)
     served_utc: PlausibleTime | None = Field(default=None, description=(
         "送达时间（ISO 8601，带时区）：不早于作出决定，不晚于当前时间；省略为当前时间"))
-    expected_version: Version = None
+    expected_version: Version
 
 
 class NoticeServiceIn(_In):
@@ -111,7 +121,7 @@ class NoticeServiceIn(_In):
     channel: SafeStr | None = Field(default=None, max_length=32, description=(
         "实际送达方式（与告知方式不同时填写，如邮寄被退回后公告送达）：in_person | post | app "
         "| sms | announcement"))
-    expected_version: Version = None
+    expected_version: Version
 
 
 class WaiveIn(_In):
@@ -120,7 +130,9 @@ class WaiveIn(_In):
     scope: SafeStr = Field(max_length=16, description="statement | hearing | all")
     record: SafeStr = Field(min_length=1, max_length=1000,
                             description="当事人放弃的书面或系统记录（如声明编号、签署时间）")
-    expected_version: Version = None
+    document_ref: SafeStr = Field(min_length=1, max_length=200, description=(
+        "当事人本人的放弃记录的编号：签署的书面声明编号、附件编号或系统回执号（告知书送达后方可记录）"))
+    expected_version: Version
 
 
 class RevokeIn(_In):
@@ -129,7 +141,7 @@ class RevokeIn(_In):
     kind: SafeStr = Field(max_length=16, description="changed | revoked | unlawful | void")
     reason: SafeStr = Field(min_length=1, max_length=2000,
                             description="理由（随撤回的公示一并公开说明）")
-    expected_version: Version = None
+    expected_version: Version
 
 
 class CopyWithdrawnOut(BaseModel):
@@ -356,6 +368,9 @@ class DecisionOut(BaseModel):
 
 
 class CaseDetailOut(CaseOut):
+    blockers_zh: list[str] = Field(default_factory=list, description=(
+        "当前阻止本案继续办理的问题：中心登记的设备检定证书、监测点公布，静态复检，"
+        "二年追责时效和九十日办案期限"))
     events: list[CaseEventOut]
     reviews: list[ReviewOut]
     statements: list[StatementOut]

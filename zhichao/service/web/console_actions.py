@@ -86,12 +86,13 @@ def manual_override(request: Request, pages: PagesDep, case_id: CaseId,
 @router.post(f"{CONSOLE}/cases/{{case_id}}/notify")
 def notify(request: Request, pages: PagesDep, case_id: CaseId, expected_version: Ver,
            channel: Channel, hearing_right: Annotated[str | None, Form(max_length=3)] = None,
-           csrf_token: Csrf = None) -> Response:
+           limitation_note: Text2000 = None, csrf_token: Csrf = None) -> Response:
     right = {"yes": True, "no": False}.get(hearing_right or "")
     return act(request, pages, case_id, "notify", csrf_token,
                lambda s, c, u: workflow.open_and_notify(
                    s, c, u, channel=channel, policy=pages.settings.deadlines,
-                   hearing_right=right, expected_version=expected_version))
+                   hearing_right=right, limitation_note=limitation_note,
+                   expected_version=expected_version))
 
 
 @router.post(f"{CONSOLE}/cases/{{case_id}}/serve-notice")
@@ -110,9 +111,11 @@ def serve_notice(request: Request, pages: PagesDep, case_id: CaseId, expected_ve
 @router.post(f"{CONSOLE}/cases/{{case_id}}/waive")
 def waive(request: Request, pages: PagesDep, case_id: CaseId, expected_version: Ver,
           scope: Annotated[str, Form(max_length=16)], record: Text2000Required,
-          csrf_token: Csrf = None) -> Response:
+          document_ref: Annotated[str, Form(max_length=200)], csrf_token: Csrf = None
+          ) -> Response:
     return act(request, pages, case_id, "waive", csrf_token,
                lambda s, c, u: procedure.waive(s, c, u, scope=scope, record=record,
+                                               document_ref=document_ref,
                                                expected_version=expected_version))
 
 
@@ -155,10 +158,13 @@ def close_statements(request: Request, pages: PagesDep, case_id: CaseId,
 def decision(request: Request, pages: PagesDep, case_id: CaseId, expected_version: Ver,
              outcome: Annotated[str, Form(max_length=16)],
              fine_yuan: Annotated[int, Form(ge=0, le=10_000_000)],
-             reasons: Text2000Required, csrf_token: Csrf = None) -> Response:
+             reasons: Text2000Required, limitation_note: Text2000 = None,
+             extension_reference: Annotated[str | None, Form(max_length=500)] = None,
+             csrf_token: Csrf = None) -> Response:
     return act(request, pages, case_id, "decision", csrf_token,
                lambda s, c, u: workflow.decide(
                    s, c, u, outcome=outcome, fine_yuan=fine_yuan, reasons=reasons,
+                   limitation_note=limitation_note, extension_reference=extension_reference,
                    expected_version=expected_version, policy=pages.settings.deadlines))
 
 

@@ -12,7 +12,8 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from zhichao.service import accounts, copy_notices, duties, owners, workflow
+from zhichao.common import utc_now
+from zhichao.service import accounts, copy_notices, duties, legal_checks, owners, workflow
 from zhichao.service.errors import InvalidInputError, NotFoundError, ServiceError
 from zhichao.service.models import (
     AuditEntry,
@@ -40,7 +41,7 @@ from zhichao.service.web.pages import (
     parse_date,
     visible_case,
 )
-from zhichao.service.workdays import end_of_china_day_utc
+from zhichao.service.workdays import china_date, end_of_china_day_utc
 
 router = APIRouter(include_in_schema=False)
 
@@ -139,6 +140,9 @@ def case_context(pages: Pages, session: Session, user: User, case: Case) -> dict
                 .order_by(AuditEntry.id)).all(),
             "events": case.events, "names": names,
             "late": [o for o in workflow.overdue_cases(session) if o.case_id == case.id],
+            "blockers": legal_checks.blockers_zh(session, case,
+                                                 policy=pages.settings.deadlines,
+                                                 today=china_date(utc_now())),
             "may": may, "barred": barred,
             "evidence_read": bool(user.role_set.intersection(duties.EVIDENCE_READ)),
             "copies": [(c, copy_notices.state(c)) for c in copy_notices.outbox(

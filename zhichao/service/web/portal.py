@@ -238,11 +238,20 @@ def portal_statement(request: Request, case_id: CaseId, pages: PagesDep,
 
 @router.post(f"{PORTAL}/logout")
 def portal_logout(request: Request, pages: PagesDep, csrf_token: Csrf = None) -> Response:
+    """结束查询: the owner token is revoked on the server (not only dropped from the
+    browser), so a copy of the cookie no longer opens anything."""
+    token = request.cookies.get(security.OWNER_COOKIE)
     try:
-        security.check_csrf(pages.secret, "owner", request.cookies.get(security.OWNER_COOKIE),
-                            csrf_token)
+        security.check_csrf(pages.secret, "owner", token, csrf_token)
     except ServiceError as exc:
         return pages.error_page(request, exc)
+    try:
+        grant = owners.read_owner_token(pages.settings, token)
+    except ServiceError:
+        grant = None  # expired or forged: nothing to revoke, the cookie still goes
+    if grant is not None:
+        with transaction(pages.factory) as session:
+            owners.revoke_owner_token(session, grant)
     response = RedirectResponse(f"{PORTAL}/", status_code=303)
     security.clear_cookie(response, pages.web, security.OWNER_COOKIE, path=PORTAL)
     return response

@@ -1,0 +1,125 @@
+"""The login throttle holds under parallel attempts: an attempt is reserved (counted)
+before its password is checked, atomically, so parallel wrong passwords from one client
+get no more password checks than ``free_failures`` before the wait; a right password
+releases its reservation. In-process and in Redis (the local server at 127.0.0.1:6379)."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from argon2 import PasswordHasher
+from fastapi.testclient import TestClient
+
+from tests.service.conftest import PASSWORD, TEST_POLICY, new_user
+from zhichao.service import accounts
+from zhichao.service.app import create_app
+from zhichao.service.login_throttle import LoginThrottle
+from zhichao.service.ratelimit import RedisLoginThrottle, redis_client
+from zhichao.service.settings import Settings
+
+REDIS_URL = os.environ.get("ZHICHAO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+CHEAP = {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}
+
+
+class _SlowHasher(PasswordHasher):
+    """Cheap argon2 whose verification takes as long as production's (and longer)."""
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> bool:
+        time.sleep(0.3)
+        return super().verify(hash, password)
+
+
+@pytest.fixture
+def slow_hashing() -> Iterator[None]:
+    accounts.use_password_hasher(_SlowHasher(**CHEAP))
+    yield
+    accounts.use_password_hasher(PasswordHasher(**CHEAP))
+
+
+def _redis_url() -> str:
+    import redis
+
+    try:
+        redis_client(REDIS_URL).ping()
+    except redis.RedisError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set, so Redis is required: {exc}")
+        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+    return REDIS_URL
+
+
+@pytest.fixture(params=["memory", "redis"])
+def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    extra = {"redis_url": _redis_url()} if request.param == "redis" else {}
+    application = create_app(Settings(
+        database_url=f"sqlite:///{tmp_path / 'race.db'}", deadlines=TEST_POLICY,
+        login_free_failures=3, login_delay_base_s=30.0, login_per_client_per_minute=10**4,
+        **extra))
+    yield application
+    application.state.engine.dispose()
+
+
+def _host() -> str:  # a fresh client per test (Redis keeps counts between runs)
+    return f"10.{random.randrange(256)}.{random.randrange(256)}.{random.randrange(1, 255)}"
+
+
+def _login(app: Any, host: str, username: str, password: str) -> int:
+    client = TestClient(app, client=(host, 40000))
+    return int(client.post("/api/v1/auth/login", json={
+        "username": username, "password": password}).status_code)
+
+
+def test_parallel_wrong_passwords_get_only_the_free_checks(app: Any,
+                                                           slow_hashing: None) -> None:
+    user = new_user(app.state.sessions, "auditor")
+    host, codes = _host(), []
+
+    def attempt(i: int) -> None:
+        codes.append(_login(app, host, user.username, f"wrong guess {i}"))
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(codes) == [401] * 3 + [429] * 9, codes
+
+
+def test_a_right_password_releases_its_reservation(app: Any) -> None:
+    user = new_user(app.state.sessions, "auditor")
+    host = _host()
+    assert [_login(app, host, user.username, "wrong guess") for _ in range(2)] == [401, 401]
+    assert _login(app, host, user.username, PASSWORD) == 200  # counted, then released
+    assert _login(app, host, user.username, "wrong guess") == 401  # the third failure
+    assert _login(app, host, user.username, PASSWORD) == 429  # now the wait runs
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_reservations_are_atomic(kind: str) -> None:
+    throttle: LoginThrottle = (RedisLoginThrottle(redis_client(_redis_url()), free_failures=3,
+                                                  base_delay_s=30.0)
+                               if kind == "redis" else LoginThrottle(base_delay_s=30.0))
+    name, host, waits = f"u{uuid.uuid4().hex[:10]}", _host(), []
+    barrier = threading.Barrier(16)
+
+    def reserve() -> None:
+        barrier.wait()
+        waits.append(throttle.reserve(name, host))
+
+    threads = [threading.Thread(target=reserve) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(waits)[:4] == [0.0, 0.0, 0.0, pytest.approx(30.0, abs=0.5)]
+    assert all(w > 29 for w in sorted(waits)[3:])
+    throttle.succeeded(name, host, reserved=True)  # the client's count 3 → 2: no wait
+    assert throttle.wait_s(f"other{name}", host) == 0.0
