@@ -236,9 +236,13 @@ def _review_on_two_service_replicas(db: Database, serve: Serve, tmp_path: Path) 
         def review(part: list[tuple[int, str]], first: int) -> None:
             with httpx.Client(timeout=30) as client:
                 for i, (case_id, _sha) in enumerate(part):
-                    answer = client.post(f"{bases[(first + i) % 2]}/cases/{case_id}/"
-                                         "technical-review", headers=auth,
-                                         json={"approve": True})
+                    base = bases[(first + i) % 2]
+                    seen = client.get(f"{base}/cases/{case_id}", headers=auth)
+                    assert seen.status_code == 200, seen.text
+                    answer = client.post(f"{base}/cases/{case_id}/technical-review",
+                                         headers=auth,
+                                         json={"approve": True,
+                                               "expected_version": seen.json()["version"]})
                     assert answer.status_code == 200, answer.text
 
         with ThreadPoolExecutor(10) as pool:
