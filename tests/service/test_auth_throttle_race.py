@@ -121,5 +121,56 @@ def test_reservations_are_atomic(kind: str) -> None:
         t.join()
     assert sorted(waits)[:4] == [0.0, 0.0, 0.0, pytest.approx(30.0, abs=0.5)]
     assert all(w > 29 for w in sorted(waits)[3:])
-    throttle.succeeded(name, host, reserved=True)  # the client's count 3 → 2: no wait
+    # reservations count the account only: the client (another account) waits for nothing
     assert throttle.wait_s(f"other{name}", host) == 0.0
+    throttle.succeeded(name, host)
+    assert throttle.wait_s(name, host) == 0.0
+
+
+def test_colleagues_behind_one_address_log_in_at_once(app: Any, slow_hashing: None) -> None:
+    """Six officers behind one office address log into their own accounts at the same
+    instant: all get in (a first version counted the client in advance: three were told
+    they had failed too often)."""
+    users = [new_user(app.state.sessions, "auditor") for _ in range(6)]
+    host, codes = _host(), []
+    barrier = threading.Barrier(len(users))
+
+    def attempt(username: str) -> None:
+        barrier.wait()
+        codes.append(_login(app, host, username, PASSWORD))
+
+    threads = [threading.Thread(target=attempt, args=(u.username,)) for u in users]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert codes == [200] * 6, codes
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_a_good_login_never_moves_the_clients_wait(kind: str) -> None:
+    """Failures behind an address impose a wait; once it is over, a colleague's good login
+    neither restarts it for the others nor keeps the failures from being forgotten."""
+    now = [1000.0]
+    throttle: LoginThrottle
+    if kind == "redis":
+        throttle = RedisLoginThrottle(redis_client(_redis_url()), free_failures=3,
+                                      base_delay_s=30.0)
+    else:
+        throttle = LoginThrottle(base_delay_s=30.0, clock=lambda: now[0])
+    typist, colleague, other = (f"u{uuid.uuid4().hex[:10]}" for _ in range(3))
+    host = _host()
+    for _ in range(3):
+        assert throttle.reserve(typist, host) == 0.0
+        throttle.failed(typist, host, reserved=True)
+    assert throttle.wait_s(other, host) > 29  # the client's wait runs
+    if kind == "redis":  # no clock to move: the client's hash is aged as 31 s would
+        key = throttle._key("client", host)  # type: ignore[attr-defined]
+        last = int(throttle.client.hget(key, "last_ms"))  # type: ignore[attr-defined]
+        throttle.client.hset(key, "last_ms", last - 31_000)  # type: ignore[attr-defined]
+    else:
+        now[0] += 31.0
+    assert throttle.wait_s(other, host) == 0.0
+    assert throttle.reserve(colleague, host) == 0.0
+    throttle.succeeded(colleague, host)
+    assert throttle.wait_s(other, host) == 0.0  # (it was 30 s again before)

@@ -107,7 +107,8 @@ def authenticate(session: Session, *, username: str, password: str) -> User:
     A name no account can have (:func:`create_user`'s rule: control characters, capitals,
     too long) fails the same way before any database query.
     Inside a request the attempt is reserved with the login throttle before the password
-    is checked (counted as a failure at once, released when the password is right); an
+    is checked (counted as a failure of the account at once, cleared when the password is
+    right; the client's count takes the failure in :func:`record_failed_login`); an
     attempt while a login wait runs is refused
     (:class:`~zhichao.service.login_throttle.LoginThrottledError`, 429).
     """
@@ -272,6 +273,8 @@ def change_own_password(session: Session, user: User, *, current_password: str,
     try:
         _hasher.verify(user.password_hash, current_password)
     except (VerificationError, InvalidHashError):
+        if attempt is not None:
+            attempt.failed(user.username)  # the client's count too, as a failed login
         raise PermissionDeniedError("current password wrong", "当前密码错误") from None
     if attempt is not None:
         attempt.succeeded(user.username)

@@ -17,12 +17,17 @@ after ``forget_after_s`` without a failure, and a successful login clears its ac
 
 An attempt is **reserved** before its password is checked (:meth:`LoginThrottle.reserve`):
 in one atomic step the waits are read and, when none runs, the attempt is counted as a
-failure at once. Parallel wrong passwords thus see each other's counts (checking first
-and counting after the slow argon2 verification let any number through at once); a good
-password then releases its reservation (:meth:`LoginThrottle.succeeded` with
-``reserved=True``: the client's count goes back down, the account's is cleared). The
-price: more than ``free_failures`` logins from one client *at the same instant* (within
-one password verification) are held briefly even when their passwords are right.
+failure **of the account** at once. Parallel wrong passwords at one account thus see each
+other's counts (checking first and counting after the slow argon2 verification let any
+number through at once); a good password clears the account's count. The client's count
+takes only failures, after their check (``failed(..., reserved=True)``): colleagues behind
+one address (an office's NAT) logging into their own accounts at the same instant never
+hold each other up, and a good password never moves the client's wait (a first version
+counted the client in advance too: six officers logging in at once got three refusals,
+and every good login restarted the wait of everyone behind the address). What that leaves
+to the per-minute rate limit (``login_per_client_per_minute``): parallel guesses from one
+client spread over many accounts, or at an account the client has logged into before
+(whose account wait it skips), are counted after their checks.
 
 State is in memory, per process (like :class:`~zhichao.service.owners.RateLimiter`);
 replicas share it in Redis instead (:class:`zhichao.service.ratelimit.RedisLoginThrottle`,
@@ -120,8 +125,11 @@ class LoginThrottle:
             waits.append(self._wait_s("account", username, now))
         return max(waits)
 
-    def _count_locked(self, username: str, client: str, now: float) -> None:
+    def _count_locked(self, username: str, client: str, now: float,
+                      kinds: tuple[str, ...] = ("account", "client")) -> None:
         for kind, key in (("account", username), ("client", client)):
+            if kind not in kinds:
+                continue
             entry = self._failures.setdefault((kind, key), _Failures())
             if now - entry.last_s > self.forget_after_s:
                 entry.count = 0
@@ -138,21 +146,25 @@ class LoginThrottle:
 
     def reserve(self, username: str, client: str) -> float:
         """Atomically: the wait still running for this client and account (> 0: refuse,
-        nothing counted), or 0.0 after counting this attempt as a failure in advance
-        (released by ``succeeded(..., reserved=True)`` when the password is right)."""
+        nothing counted), or 0.0 after counting this attempt as a failure of the account
+        in advance (cleared by :meth:`succeeded` when the password is right; the client's
+        count follows with ``failed(..., reserved=True)`` when it is wrong)."""
         now = self._clock()
         with self._lock:
             wait = self._wait_locked(username, client, now)
             if wait > 0:
                 return wait
-            self._count_locked(username, client, now)
+            self._count_locked(username, client, now, ("account",))
         return 0.0
 
-    def failed(self, username: str, client: str) -> float:
-        """Count a failed login; returns the wait it imposes on this client now."""
+    def failed(self, username: str, client: str, *, reserved: bool = False) -> float:
+        """Count a failed login (``reserved``: the account's was counted by
+        :meth:`reserve`, only the client's now); returns the wait it imposes on this
+        client now."""
         now = self._clock()
         with self._lock:
-            self._count_locked(username, client, now)
+            self._count_locked(username, client, now,
+                               ("client",) if reserved else ("account", "client"))
         return self.wait_s(username, client)
 
     def _forget(self, now: float) -> None:
@@ -165,14 +177,11 @@ class LoginThrottle:
             for k in by_age[:len(by_age) - _MAX_KEYS * 9 // 10]:
                 del self._failures[k]
 
-    def succeeded(self, username: str, client: str, *, reserved: bool = False) -> None:
-        """A good password: the account's count goes; the client becomes known to it; with
-        ``reserved``, the client's count loses the attempt :meth:`reserve` counted."""
+    def succeeded(self, username: str, client: str) -> None:
+        """A good password: the account's count goes (with what :meth:`reserve` counted);
+        the client becomes known to it; the client's count and wait stay as they are."""
         with self._lock:
             self._failures.pop(("account", username), None)
-            entry = self._failures.get(("client", client))
-            if reserved and entry is not None and entry.count > 0:
-                entry.count -= 1
             known = self._known.setdefault(username, [])
             if client in known:
                 known.remove(client)
@@ -193,8 +202,8 @@ class LoginAttempt:
 
     def reserve(self, username: str) -> None:
         """Refuse (:class:`LoginThrottledError`) while a wait is running; else count this
-        attempt as a failure before the password is checked (:meth:`succeeded` takes it
-        back)."""
+        attempt as a failure of the account before the password is checked
+        (:meth:`succeeded` takes it back)."""
         wait = self.throttle.reserve(username, self.client)
         if wait > 0:
             self.throttled_for_s = wait
@@ -202,16 +211,16 @@ class LoginAttempt:
         self.reserved = True
 
     def succeeded(self, username: str) -> None:
-        """The password was right: release the reservation, clear the account's count."""
-        self.throttle.succeeded(username, self.client, reserved=self.reserved)
+        """The password was right: the account's count (the reservation with it) goes."""
+        self.throttle.succeeded(username, self.client)
         self.reserved = False
 
     def failed(self, username: str) -> float:
-        """The password was wrong (or the name impossible): count it unless reserved
-        already; the wait it imposes on this client now."""
-        if not self.reserved:
-            return self.throttle.failed(username, self.client)
-        return self.throttle.wait_s(username, self.client)
+        """The password was wrong (or the name impossible): counted (the account's
+        already, when reserved); the wait it imposes on this client now."""
+        wait = self.throttle.failed(username, self.client, reserved=self.reserved)
+        self.reserved = False
+        return wait
 
 
 def client_key(host: str | None) -> str:

@@ -80,7 +80,8 @@ return now_ms
 # KEYS: the account's and the client's failure hashes, the account's known clients;
 # ARGV: client, free failures, base delay ms, account cap ms, client cap ms, forget ms.
 # LoginThrottle.reserve at once on the server: the running wait in ms (> 0: nothing
-# counted), or 0 after counting the attempt as a failure on both hashes.
+# counted), or 0 after counting the attempt as a failure of the account (the client's
+# count takes only failures, after their check: _FAILED on its hash alone).
 _RESERVE = """
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -112,7 +113,7 @@ end
 if wait > 0 then
   return math.ceil(wait)
 end
-for i = 1, 2 do
+for i = 1, 1 do
   local last = tonumber(redis.call('HGET', KEYS[i], 'last_ms') or '0')
   if now_ms - last > forget_ms then
     redis.call('HSET', KEYS[i], 'count', 0)
@@ -128,13 +129,10 @@ return 0
 # ARGV: client, 1 to release a reservation, known-list length, known-list TTL in s.
 _SUCCEEDED = """
 redis.call('DEL', KEYS[1])
-if ARGV[2] == '1' and tonumber(redis.call('HGET', KEYS[2], 'count') or '0') > 0 then
-  redis.call('HINCRBY', KEYS[2], 'count', -1)
-end
-redis.call('LREM', KEYS[3], 0, ARGV[1])
-redis.call('RPUSH', KEYS[3], ARGV[1])
-redis.call('LTRIM', KEYS[3], -tonumber(ARGV[3]), -1)
-redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
+redis.call('LREM', KEYS[2], 0, ARGV[1])
+redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
 return 1
 """
 
@@ -241,13 +239,14 @@ class RedisLoginThrottle(LoginThrottle):
             waits.append(self._wait_at("account", by_account, now_ms))
         return max(waits)
 
-    def failed(self, username: str, client: str) -> float:
+    def failed(self, username: str, client: str, *, reserved: bool = False) -> float:
         import redis
 
+        keys = [self._key("client", client)]
+        if not reserved:  # else reserve counted the account's already
+            keys.insert(0, self._key("account", username))
         try:
-            self._failed_script(keys=[self._key("account", username),
-                                      self._key("client", client)],
-                                args=[int(self.forget_after_s * 1000)])
+            self._failed_script(keys=keys, args=[int(self.forget_after_s * 1000)])
         except redis.RedisError as exc:
             raise _unavailable("counting a failed login", exc) from exc
         return self.wait_s(username, client)
@@ -266,15 +265,13 @@ class RedisLoginThrottle(LoginThrottle):
             raise _unavailable("reserving a login attempt", exc) from exc
         return int(wait_ms) / 1000
 
-    def succeeded(self, username: str, client: str, *, reserved: bool = False) -> None:
+    def succeeded(self, username: str, client: str) -> None:
         import redis
 
         try:
             self._succeeded_script(
-                keys=[self._key("account", username), self._key("client", client),
-                      self._key("known", username)],
-                args=[client, 1 if reserved else 0, _KNOWN_CLIENTS_PER_ACCOUNT,
-                      KNOWN_CLIENTS_TTL_S])
+                keys=[self._key("account", username), self._key("known", username)],
+                args=[client, _KNOWN_CLIENTS_PER_ACCOUNT, KNOWN_CLIENTS_TTL_S])
         except redis.RedisError as exc:
             raise _unavailable("recording a login", exc) from exc
 
