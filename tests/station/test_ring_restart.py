@@ -3,6 +3,7 @@ dropped (never weighed twice), a real device restart is still a gap of unknown l
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -125,15 +126,17 @@ def test_samples_older_than_the_ring_are_a_station_restart_gap(tmp_path: Path) -
 
 def test_a_device_reboot_while_the_station_was_down_is_still_a_gap(tmp_path: Path) -> None:
     """A new power-up (new boot id) whose counter starts again: the timeline continues
-    after a gap of unknown length, as before."""
+    after a gap of unknown length, where the device's clock (within a minute of the
+    station's, no WIM offset known yet) puts it: 5 minutes on."""
     end = _first_run(tmp_path, 10)
     st = _restarted(tmp_path)
     try:
+        placed = round(5 * 60 * st.fs)
         st.intake.on_block(_block(st, 0, boot_id=6, reason="start",
                                   device_t0=T0 + timedelta(minutes=5)))
         last = list(st.journal.replay(0))[-1]
-        assert (last.first_index, last.gap_before_samples) == (end, -1)
-        assert st.intake.index_offset == end
+        assert (last.first_index, last.gap_before_samples) == (placed, -1)
+        assert st.intake.index_offset == placed
     finally:
         st.close()
     db = tmp_path / "st" / "station.db"
@@ -141,20 +144,88 @@ def test_a_device_reboot_while_the_station_was_down_is_still_a_gap(tmp_path: Pat
         (end, -1, "device_reboot")]
     anchor = DeviceAnchor.from_json(query(db, f"SELECT value FROM meta WHERE key = "
                                               f"'{ANCHOR_KEY}'")[0][0])
-    assert anchor is not None and (anchor.boot_id, anchor.offset_samples) == (6, end)
+    assert anchor is not None and (anchor.boot_id, anchor.offset_samples) == (6, placed)
+
+
+def test_a_device_clock_reset_at_power_up_gives_way_to_the_station_clock(
+        tmp_path: Path) -> None:
+    """A device whose clock came back at 2000-01-01: not plausible; with no WIM offset
+    known the block follows the journal's end (as before), with a known one the station's
+    clock places it."""
+    end = _first_run(tmp_path, 10)
+    reset = datetime(2000, 1, 1, tzinfo=UTC)
+    st = _restarted(tmp_path)
+    try:
+        block = _block(st, 0, boot_id=6, reason="start", device_t0=reset)
+        block = replace(block, station_time_utc=T0 + timedelta(minutes=5))
+        st.intake.on_block(block)
+        assert list(st.journal.replay(0))[-1].first_index == end
+    finally:
+        st.close()
+    shutil.rmtree(tmp_path / "st")
+    end = _first_run(tmp_path, 10)
+    st = _restarted(tmp_path)
+    try:
+        st.linker.wim_offset.restore(BLOCK / st.fs)
+        block = _block(st, 0, boot_id=6, reason="start", device_t0=reset)
+        st.intake.on_block(replace(block, station_time_utc=T0 + timedelta(minutes=5)))
+        assert list(st.journal.replay(0))[-1].first_index == round(5 * 60 * st.fs)
+    finally:
+        st.close()
+
+
+def test_a_stale_wim_offset_gives_way_to_a_plausible_device_clock(tmp_path: Path) -> None:
+    """The offset restored from the last commit was measured while the station's clock
+    was 90 s slow (corrected while the station was down): the device's clock, plausible
+    (after the journal's end, not later than the station's placement), continues the
+    timeline (the station's placement alone was 90 s late)."""
+    end = _first_run(tmp_path, 10)
+    st = _restarted(tmp_path)
+    try:
+        st.linker.wim_offset.restore(BLOCK / st.fs + 90.0)
+        st.intake.on_block(_block(st, 0, boot_id=6, reason="start",
+                                  device_t0=T0 + timedelta(minutes=5)))
+        assert list(st.journal.replay(0))[-1].first_index == round(5 * 60 * st.fs)
+        assert end < round(5 * 60 * st.fs)
+    finally:
+        st.close()
+
+
+def test_a_new_power_up_whose_counter_lies_past_the_journals_end_is_a_break(
+        tmp_path: Path) -> None:
+    """The device rebooted an hour after the journal's end and has been up 30 minutes:
+    its counter lands past the journal's end, but it is another power-up (another boot
+    id): a gap of unknown length (not a known gap of the counter's difference), placed by
+    its clock 1 h 30 min on."""
+    end = _first_run(tmp_path, 10)
+    st = _restarted(tmp_path)
+    try:
+        up_s = 30 * 60
+        booted = T0 + timedelta(seconds=end / st.fs + 3600)
+        st.intake.on_block(_block(st, round(up_s * st.fs), boot_id=6, reason="start",
+                                  device_t0=booted))
+        placed = round((end / st.fs + 3600 + up_s) * st.fs)
+        last = list(st.journal.replay(0))[-1]
+        assert (last.first_index, last.gap_before_samples) == (placed, -1)
+    finally:
+        st.close()
+    assert query(tmp_path / "st" / "station.db",
+                 "SELECT first_index, n_samples, reason FROM gaps") == [
+        (end, -1, "device_reboot")]
 
 
 def test_a_repeated_boot_id_with_a_restarted_counter_is_a_reboot(tmp_path: Path) -> None:
     """A device whose boot id did not change although it restarted (its counter back at
     0, its clock minutes later): its clock disagrees with its counter, so its samples are
     a new power-up's, not ones the station already has (they would be dropped)."""
-    end = _first_run(tmp_path, 10)
+    _first_run(tmp_path, 10)
     st = _restarted(tmp_path)
     try:
         st.intake.on_block(_block(st, 0, boot_id=5, reason="start",
                                   device_t0=T0 + timedelta(minutes=5)))
         last = list(st.journal.replay(0))[-1]
-        assert (last.first_index, last.gap_before_samples) == (end, -1)
+        # the device's clock (5 minutes on) places it
+        assert (last.first_index, last.gap_before_samples) == (round(5 * 60 * st.fs), -1)
     finally:
         st.close()
 
@@ -174,13 +245,14 @@ def test_a_run_killed_between_a_reboots_anchor_and_its_block_leaves_the_break(
         intake._first_of_run(block)  # on_block up to the journal, then killed
         idx, _samples, gap = intake._align(block, block.first_index + intake.index_offset)
         intake._keep_anchor(block, idx, gap)
-        assert (idx, gap) == (end, -1)
+        placed = round(5 * 60 * st.fs)
+        assert (idx, gap) == (placed, -1)
     finally:
         st.close()
     db = tmp_path / "st" / "station.db"
     anchor = DeviceAnchor.from_json(query(db, f"SELECT value FROM meta WHERE key = "
                                               f"'{ANCHOR_KEY}'")[0][0])
-    assert anchor is not None and (anchor.boot_id, anchor.break_index) == (6, end)
+    assert anchor is not None and (anchor.boot_id, anchor.break_index) == (6, placed)
     st = _restarted(tmp_path)
     try:
         assert st.journal.end_index == end
@@ -191,7 +263,7 @@ def test_a_run_killed_between_a_reboots_anchor_and_its_block_leaves_the_break(
                                       device_t0=T0 + timedelta(minutes=5)))
         blocks = list(st.journal.replay(0))
         assert [(b.first_index, b.gap_before_samples) for b in blocks[-3:]] == [
-            (end, -1), (end + BLOCK, 0), (end + 2 * BLOCK, 0)]
+            (placed, -1), (placed + BLOCK, 0), (placed + 2 * BLOCK, 0)]
     finally:
         st.close()
     assert query(db, "SELECT first_index, n_samples, reason FROM gaps") == [
@@ -202,7 +274,7 @@ def test_a_run_killed_between_a_reboots_anchor_and_its_block_leaves_the_break(
         st.intake.on_block(_block(st, 3 * BLOCK, boot_id=6, reason="start",
                                   device_t0=T0 + timedelta(minutes=5)))
         last = list(st.journal.replay(0))[-1]
-        assert (last.first_index, last.gap_before_samples) == (end + 3 * BLOCK, 0)
+        assert (last.first_index, last.gap_before_samples) == (placed + 3 * BLOCK, 0)
     finally:
         st.close()
 

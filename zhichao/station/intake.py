@@ -56,6 +56,9 @@ ANCHOR_REFRESH_S = 60.0  # the anchor's reference sample is renewed this often [
 ANCHOR_CLOCK_TOLERANCE_S = 2.0
 ANCHOR_CLOCK_TOLERANCE_REL = 1e-3  # crystal drift between counter and clock, generous
 REASON_STATION_RESTART = "station_restart"  # samples the device made while none read
+#: a restarted device's clock continues the timeline, without a known WIM offset, only
+#: when it is within this of the station's clock at the block's arrival [s]
+DEVICE_CLOCK_PLAUSIBLE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,7 @@ class Intake:
         self.run_started = False  # whether this run has received a block
         # this run's blocks of this power-up continue the journal: an overlap is dropped
         self.continuing_boot: int | None = None
+        self.new_power_up = False  # this run's first block is of another power-up
         self.kept_this_run = False
 
     def new_processor(self, start_index: int, *, lane: LaneSnapshot | None = None,
@@ -246,6 +250,9 @@ class Intake:
         """The first block of this run: a device still in the power-up of the stored
         anchor is placed by its own counter (the tracker of a new run starts at 0)."""
         anchor = self.anchor
+        # another power-up than the anchor's (a data folder without an anchor: the old rule)
+        self.new_power_up = (anchor is not None and self.epoch is not None
+                             and not anchor.continued_by(block))
         if anchor is None or self.epoch is None or not anchor.continued_by(block):
             return
         self.index_offset = anchor.offset_samples - (int(block.first_index)
@@ -281,20 +288,56 @@ class Intake:
 
     def _place_after_break(self, block: Any) -> int:
         """The station index of ``block``'s first sample after a break of unknown length
-        (the device restarted: its counter says nothing of the time between): its end lies
-        where the station's clock at its arrival, plus the WIM offset known before the
-        break (stream time − station time, :attr:`FrameLinker.wim_offset`), puts it, so
-        the timeline (and every later vehicle's time) keeps the time the device was
-        away; never before the journal's end. Without a known offset, the journal's end
-        (the time away is then lost from the timeline: the WIM offset estimator unsettles
-        and settles again)."""
+        (the device restarted: its counter says nothing of the time between), so the
+        timeline (and every later vehicle's time) keeps the time the device was away.
+
+        The timeline was founded on the device's clock (the epoch is its time at the first
+        block), so the device's clock continues it where it is plausible: not before the
+        journal's end, and not later than the station's clock says the block lies (its
+        arrival plus the WIM offset known before the break, stream time − station time,
+        :attr:`FrameLinker.wim_offset`; 2 s of slack) — the device tracker's rule across a
+        reboot. A device clock outside that (reset at power-up, or running ahead) gives
+        way to the station's placement; a stale offset (the station clock stepped, or was
+        corrected while the station was down) thus moves nothing a plausible device clock
+        says. Without a known offset the device's clock is taken when it is within
+        :data:`DEVICE_CLOCK_PLAUSIBLE_S` of the station's at the block's arrival, else the
+        journal's end (the time away is then lost from the timeline). Never before the
+        journal's end."""
+        assert self.epoch is not None
+        n = int(block.samples.shape[0])
+        arrival = self.clock.at_wall(block.station_time_utc.timestamp())
+        by_device = round((block.device_time_utc - self.epoch).total_seconds() * self.fs)
         off = self.linker.wim_offset.offset_s
-        if off is None or self.epoch is None:
-            return self.stream_index
-        end = self.clock.at_wall(block.station_time_utc.timestamp()) + timedelta(seconds=off)
-        placed = round((end - self.epoch).total_seconds() * self.fs) - int(
-            block.samples.shape[0])
+        if off is None:
+            plausible = abs((block.device_time_utc - arrival).total_seconds()) <= (
+                DEVICE_CLOCK_PLAUSIBLE_S)
+            placed = by_device if plausible else self.stream_index
+        else:
+            by_station = round((arrival + timedelta(seconds=off) - self.epoch)
+                               .total_seconds() * self.fs) - n
+            plausible = self.stream_index <= by_device <= by_station + round(2.0 * self.fs)
+            placed = by_device if plausible else by_station
+        if not plausible:
+            LOG.warning("device clock not plausible after a restart; placed by the station "
+                        "clock", extra={"fields": {
+                            "device_time_utc": block.device_time_utc.isoformat(),
+                            "arrival_utc": arrival.isoformat(), "wim_offset_s": off}})
         return max(self.stream_index, placed)
+
+    def _break(self, block: Any) -> tuple[int, npt.NDArray[np.float32], int]:
+        """A new power-up (or a counter restart): the timeline continues after a gap of
+        unknown length, where :meth:`_place_after_break` puts the block; the gap is
+        recorded (replacing the same gap of a run killed before it journalled the block)."""
+        placed = self._place_after_break(block)
+        self.index_offset = placed - int(block.first_index)
+        rebooted = self.new_power_up or (self.anchor is not None
+                                         and int(block.boot_id) != self.anchor.boot_id)
+        with self.store.transaction() as con:
+            self.store.set_meta(con, "index_offset", str(self.index_offset))
+            self.store.record_gap(con, self.stream_index, -1, REASON_REBOOT if rebooted
+                                  else block.reason or "reboot", supersedes=True)
+        self.metrics.errors.labels("wim_gap").inc()
+        return placed, block.samples, -1
 
     def _align(self, block: Any, idx: int) -> tuple[int, npt.NDArray[np.float32], int]:
         """The block's samples on the station's timeline: an overlap with what was weighed
@@ -311,22 +354,18 @@ class Intake:
             # an earlier run stored this power-up's anchor after a break (and its gap
             # row) and was killed before it journalled the block: the break is fed again
             return idx, block.samples, -1
+        if self.new_power_up and not self.kept_this_run:
+            # the first block of this run is of another power-up than the stored anchor's
+            # (its counter may lie anywhere against the journal's end): a break
+            return self._break(block)
         if idx < self.stream_index:
             overlap = self.stream_index - idx
             if continuing:  # sent again (a ring read back): what was journalled is dropped
                 return self.stream_index, block.samples[overlap:], 0
             if overlap < block.samples.shape[0] and block.reason in (None, "start"):
                 return self.stream_index, block.samples[overlap:], 0
-            # the device's counter restarted: continue our timeline after a gap, where
-            # the station's clock says the block lies
-            placed = self._place_after_break(block)
-            self.index_offset = placed - block.first_index
-            with self.store.transaction() as con:
-                self.store.set_meta(con, "index_offset", str(self.index_offset))
-                rebooted = self.anchor is not None and int(block.boot_id) != self.anchor.boot_id
-                self.store.record_gap(con, self.stream_index, -1, REASON_REBOOT if rebooted
-                                      else block.reason or "reboot")
-            return placed, block.samples, -1
+            # the device's counter restarted: continue our timeline after a gap
+            return self._break(block)
         if idx > self.stream_index:
             lost = idx - self.stream_index
             gap = lost if gap >= 0 else -1
