@@ -41,6 +41,7 @@ from zhichao.station.config_sections import (  # noqa: F401 - re-exported
     WimSection,
 )
 from zhichao.station.errors import StationConfigError
+from zhichao.sync.wire import LANE_ID_MAX_CHARS, SITE_ID_MAX_CHARS
 from zhichao.vision.runtime import INFERENCE_BACKENDS, INFERENCE_PRECISIONS
 
 EXAMPLE_CONFIG = Path(__file__).with_name("station.example.toml")
@@ -284,11 +285,18 @@ def _check_station(cfg: StationConfig) -> None:
 
 def _check_site_lane_wim(cfg: StationConfig) -> None:
     """Site, lane and the WIM stream's sensor geometry."""
+    # the center refuses (permanently) every passage whose ids exceed its columns
     _need(bool(cfg.site.site_id), "site.site_id", "must not be empty")
+    _need(len(cfg.site.site_id) <= SITE_ID_MAX_CHARS, "site.site_id",
+          f"at most {SITE_ID_MAX_CHARS} characters (the center refuses every passage "
+          f"record with a longer one), not {len(cfg.site.site_id)}")
     _need(bool(cfg.site.jurisdiction), "site.jurisdiction", "must not be empty (e.g. CN, CN-ZJ)")
     if cfg.site.published_utc:
         _utc("site.published_utc", cfg.site.published_utc)
     _need(bool(cfg.lane.lane_id), "lane.lane_id", "must not be empty")
+    _need(len(cfg.lane.lane_id) <= LANE_ID_MAX_CHARS, "lane.lane_id",
+          f"at most {LANE_ID_MAX_CHARS} characters (the center refuses every passage "
+          f"record with a longer one), not {len(cfg.lane.lane_id)}")
     w = cfg.wim
     if w.url != "sim":
         wim_url_kind(w.url)

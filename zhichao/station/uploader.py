@@ -12,9 +12,14 @@
   round and waits ``min(max_s, base_s · 2^n) · U(½, 1)`` (exponential back-off with
   jitter, bounded by ``max_s``) before trying again; nothing is dropped, the outbox only
   grows. Item-specific temporary refusals (station not registered yet) back off per item.
-  A 5xx while the center's health check answers is the center failing on that request:
-  a package backs off alone; a passage batch is split in halves (also on 413) until the
-  failing record is alone and backs off alone, so one record never holds up the others.
+  A 5xx while the center's health check answers (asked at most once a round) may be the
+  center failing on that request only: the first package a round fails on backs off
+  alone; a passage batch is searched by halves until the failing record is alone and
+  backs off alone, so one record never holds up the others. A failure that is not
+  isolated (a second package in the round, both halves of a batch: the center fails on
+  every write, e.g. its disk is full, while its read-only health check answers) is the
+  center failing: the round stops with the center's back-off. A 413 batch is sent in
+  halves.
 * Retry times are wall-clock instants; one further ahead than ``max_s`` (a clock set
   back since) is due at once.
 * A permanent refusal (tampered package, fork, …) marks the item refused with the
@@ -85,6 +90,15 @@ class _CenterFailedError(_CenterDownError):
     """The center answered 5xx: it is failing, or failing on this request only."""
 
 
+@dataclass
+class _Round:
+    """What one round (:meth:`Uploader.step`) learnt of the center."""
+
+    healthy: bool | None = None  # its health check's answer, asked at most once a round
+    failed_packages: int = 0  # packages it failed on (5xx) while healthy
+    split_logged: bool = False
+
+
 class Uploader:
     """Drain ``outbox`` to the center at ``center_url``; receipts checked with ``center_key``.
 
@@ -110,6 +124,7 @@ class Uploader:
         self._center_failures = 0
         self._center_retry_at = 0.0
         self._checkpoint_sent = 0
+        self._round = _Round()
 
     def close(self) -> None:
         self.client.close()
@@ -147,6 +162,7 @@ class Uploader:
 
     def step(self) -> bool:
         """One round over the due items; true if any item was finished or tried."""
+        self._round = _Round()
         tried = False
         try:
             for item in self._due("package", 50):
@@ -179,11 +195,14 @@ class Uploader:
 
     def _center_healthy(self) -> bool:
         """Does the center answer its health check (after a 5xx: is it down, or failing
-        on that request only)?"""
-        try:
-            return self.client.get(self.base_url + "/health").status_code == 200
-        except httpx.HTTPError:
-            return False
+        on that request only)? Asked once a round: the answer is kept for the round."""
+        if self._round.healthy is None:
+            try:
+                answer = self.client.get(self.base_url + "/health")
+                self._round.healthy = answer.status_code == 200
+            except httpx.HTTPError:
+                self._round.healthy = False
+        return self._round.healthy
 
     # ---------------------------------------------------------------- packages
     def _accepted_size(self, station_id: str) -> int:
@@ -230,11 +249,15 @@ class Uploader:
                     continue
                 break
         except (SyncError, LogError, ValueError, KeyError) as exc:
-            if isinstance(exc, _CenterDownError) and not (
-                    isinstance(exc, _CenterFailedError) and self._center_healthy()):
+            if isinstance(exc, _CenterFailedError) and self._center_healthy():
+                # a center that is up but fails on this package: it backs off alone, the
+                # items behind it go on; failing on a second package in the round, the
+                # center is failing (not one package): the round stops with its back-off
+                self._round.failed_packages += 1
+                if self._round.failed_packages > 1:
+                    raise _CenterFailedError(f"{exc} on a second package this round") from None
+            elif isinstance(exc, _CenterDownError):
                 raise
-            # a center that is up but fails on this package: it backs off alone, the
-            # items behind it go on
             self._item_failed(item, str(exc))
             return
         if self._finish(item, resp, body) and item.log_size is not None:
@@ -300,9 +323,17 @@ class Uploader:
             self._send_passages(station_id, [i for i in batch if i.station_id == station_id])
 
     def _send_passages(self, station_id: str, items: list[Item]) -> None:
-        """One request for ``items``. A batch the center fails on (5xx while its health
-        check answers) or finds too large (413) is split in halves until the item that
-        fails is alone: that item backs off (or is refused), the others go on."""
+        """Send ``items`` in one request; a batch the center fails on while its health
+        check answers is searched for the failing record (:meth:`_isolate`)."""
+        error = self._post_passages(station_id, items)
+        if error is not None:
+            self._isolate(station_id, items, error)
+
+    def _post_passages(self, station_id: str, items: list[Item]
+                       ) -> _CenterFailedError | None:
+        """One request for ``items`` and its answers recorded; returns the 5xx if the center
+        failed on it while its health check answers (if not, the round stops). A batch the
+        center finds too large (413) is sent in halves."""
         payload = {"station_id": station_id, "items": [
             {"record_b64": base64.b64encode(i.payload).decode(), "signature": i.signature}
             for i in items]}
@@ -311,14 +342,13 @@ class Uploader:
         except _CenterFailedError as exc:
             if not self._center_healthy():
                 raise
-            if len(items) == 1:
-                self._item_failed(items[0], f"the center fails on this passage ({exc})")
-            else:
-                self._split(station_id, items)
-            return
+            return exc
         if resp.status_code == 413 and len(items) > 1:
-            self._split(station_id, items)
-            return
+            self._log_split("found too large", len(items))
+            half = len(items) // 2
+            self._send_passages(station_id, items[:half])
+            self._send_passages(station_id, items[half:])
+            return None
         body = self._body(resp)
         results = body.get("results")
         with self.outbox.batch():
@@ -326,16 +356,43 @@ class Uploader:
                     len(results) != len(items):
                 for item in items:
                     self._finish(item, resp, body)
-                return
+                return None
             for item, result in zip(items, results, strict=True):
                 self._finish(item, resp, result if isinstance(result, dict) else {})
+        return None
 
-    def _split(self, station_id: str, items: list[Item]) -> None:
-        half = len(items) // 2
-        log.warning("center failed on (or found too large) a batch of %d passages; sending "
-                    "it in halves", len(items))
-        self._send_passages(station_id, items[:half])
-        self._send_passages(station_id, items[half:])
+    def _isolate(self, station_id: str, items: list[Item], error: _CenterFailedError
+                 ) -> None:
+        """``items`` failed as one request (``error``) while the center's health check
+        answers: send each half, and go on in the half that fails until the failing record
+        is alone; it backs off alone, the others go through.
+
+        Both halves failing is not one bad record: the center fails on every write (a
+        full disk, say) while its read-only health check answers. The search still goes
+        on in the first failing half, so that two bad records in one batch hold the queue
+        up for a round, not for ever, and then the round stops with the center's back-off
+        (:meth:`step`). Either way about 2·log2(n) + 1 requests for n records.
+        """
+        center_failing = False
+        while len(items) > 1:
+            self._log_split("failed on", len(items))
+            half = len(items) // 2
+            failed = [(part, exc) for part in (items[:half], items[half:])
+                      if (exc := self._post_passages(station_id, part)) is not None]
+            center_failing = center_failing or len(failed) == 2
+            if not failed:  # the failure did not repeat: nothing to isolate
+                break
+            items, error = failed[0]
+        else:
+            self._item_failed(items[0], f"the center fails on this passage ({error})")
+        if center_failing:
+            raise _CenterFailedError(f"{error} on both halves of a passage batch")
+
+    def _log_split(self, what: str, size: int) -> None:
+        if not self._round.split_logged:
+            self._round.split_logged = True
+            log.warning("center %s a batch of %d passages; sending it in halves (logged "
+                        "once a round)", what, size)
 
     # ---------------------------------------------------------------- answers
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:

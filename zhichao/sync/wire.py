@@ -152,8 +152,15 @@ FORMAT_MAX_CHARS = 100
 _TIME_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|\+00:00)")
 # What the center's accept hook registers of a zhichao.vehicle/1 record
 # (zhichao.service.ingest.register_passage) and the widths of the service columns it
-# fills (passages.site_id, lane_code, vehicle_class, verdict).
-_VEHICLE_TEXT_MAX_CHARS = {"site_id": 64, "lane_id": 16, "vehicle_class": 64, "verdict": 32}
+# fills (passages.site_id, lane_code, vehicle_class, verdict). The station's config checks
+# its site and lane ids against the same limits (zhichao.station.config).
+SITE_ID_MAX_CHARS = 64
+LANE_ID_MAX_CHARS = 16
+VEHICLE_CLASS_MAX_CHARS = 64
+VERDICT_MAX_CHARS = 32
+_VEHICLE_TEXT_MAX_CHARS = {"site_id": SITE_ID_MAX_CHARS, "lane_id": LANE_ID_MAX_CHARS,
+                           "vehicle_class": VEHICLE_CLASS_MAX_CHARS,
+                           "verdict": VERDICT_MAX_CHARS}
 
 
 def check_passage_record(record: dict[str, Any], where: str = "passage") -> None:
