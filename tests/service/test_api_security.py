@@ -32,7 +32,7 @@ SAMPLE_BODIES: dict[str, dict[str, Any]] = {
     "close-statements": V1, "decision": {"outcome": "warning", "fine_yuan": 0,
                                          "reasons": "理由", **V1},
     "serve": {"channel": "post", **V1}, "publish": V1, "archive": V1,
-    "manual-override": {"reason": "人工修正", **V1},
+    "manual-override": {"reason": "人工修正", **V1}, "withdraw": {"reason": "不予立案", **V1},
     "users": {"username": "newuser", "password": "long enough password",
               "display_name_zh": "新用户", "roles": ["auditor"]},
 }

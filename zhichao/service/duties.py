@@ -22,6 +22,11 @@ Legal basis (《中华人民共和国行政处罚法》, 2021 revision, in force
   steps that carry the case outward for the decision maker (立案告知, 送达, 公示) are held
   to the same rule (issue 18); the law names the decision, not these steps, so those rows
   are marked ``confirmed=False`` until legal review confirms them.
+* Art. 40, 54: a case approved by both reviews that the record can no longer support (a
+  later static re-weighing proposes no penalty, the center's register shows the device or
+  site unlawful at the passage, the Art. 36 limitation) is not opened: the decision maker
+  records 不予立案 with a reason (``withdraw``, ``approved`` → ``rejected``), held to the
+  same separation as 立案告知 (``confirmed=False``).
 * Art. 64(4): the hearing is conducted by staff who did not investigate the case; the
   technical reviewer of a non-site record is treated as its investigator (an
   interpretation: ``confirmed=False``, to be confirmed by legal review).
@@ -81,6 +86,12 @@ DUTIES: dict[str, Duty] = {d.action: d for d in (
          ("technical_review", "manual_override"), f"{LAW}第五十八条（法制审核）、第四十一条"),
     Duty("notify", "立案并告知", ("approved",), ("decision_maker",), DECIDING,
          f"{LAW}第五十七条、第五十八条（决定与调查、审核分离）、第四十四条（告知）",
+         confirmed=False),
+    Duty("withdraw", "不予立案（审核通过后发现不得处罚）", ("approved",), ("decision_maker",),
+         DECIDING,
+         f"{LAW}第四十条（违法事实不清、证据不足的，不得给予行政处罚）、第五十四条（立案）、"
+         "第五十七条、第五十八条（决定与调查、审核分离）；适用时：静态复检认定不予处罚、"
+         f"{LAW}第四十一条第一款及计量检定证书、监测点公布的规定、第三十六条（追责时效）",
          confirmed=False),
     Duty("serve-notice", "记录告知书送达", ("notified",), ("decision_maker",), DECIDING,
          f"{LAW}第五十七条、第五十八条、第六十一条（送达，准用《民事诉讼法》：直接送达以签收为准，邮寄以交付为准，"

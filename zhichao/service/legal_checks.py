@@ -82,7 +82,8 @@ def check_device_and_site(session: Session, case: Case, *, step_zh: str) -> None
             f"case {case.id}: center records show the device or site not lawful at the "
             f"passage ({len(problems)} problem(s)); {step_zh} refused",
             "；".join(problems) + f"。依中心登记记录，该记录不得作为处罚证据，不得{step_zh}"
-            "（《行政处罚法》第四十一条第一款；计量检定证书、监测点公布的规定）")
+            "（《行政处罚法》第四十一条第一款；计量检定证书、监测点公布的规定）"
+            + ("；已审核通过的案件请作不予立案处理" if step_zh == "立案告知" else ""))
 
 
 def limitation_problem(case: Case, policy: DeadlinePolicy) -> str | None:

@@ -147,7 +147,7 @@ def no_penalty_zh(latest: dict[str, Any]) -> str:
 #: what the officer must do instead, per step the re-weighing bars
 _BARRED_ZH = {
     "approval": "不得按动态称重结果通过审核，请驳回",
-    "notify": "不得按动态称重结果立案告知",
+    "notify": "不得按动态称重结果立案告知，请作不予立案处理",
     "decision": "不得按动态称重结果作出处罚决定，只能作出不予行政处罚的决定",
     "serve": "不得送达处罚决定，请依法变更或撤销该决定",
     "publish": "不得公示处罚决定，请依法变更或撤销该决定",

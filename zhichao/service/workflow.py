@@ -2,8 +2,9 @@
 
 States (``STATES_ZH``)::
 
-    technical_review ──技术审核──▶ legal_review ──法制审核──▶ approved
-          │ reject (reason)            │ reject (reason)          │ 立案并告知 (open_and_notify)
+    technical_review ──技术审核──▶ legal_review ──法制审核──▶ approved ──不予立案 (withdraw,
+          │ reject (reason)            │ reject (reason)          │        reason)──▶ rejected
+          │                            │                          │ 立案并告知 (open_and_notify)
           ▼                            ▼                          ▼
        rejected ─────────────▶ archived ◀── published ◀── served ◀── decided ◀── statements_closed
                                                                                     ▲
@@ -16,6 +17,9 @@ Rules enforced here (not in the routes):
   whoever opens, decides, serves or publishes a case reviewed none of it; nobody reviews a
   manual override made at their own station; the hearing is not recorded by the case's
   technical reviewer (Art. 64).
+* An approved case the record can no longer support (Art. 40: a later no-penalty
+  re-weighing, the register's device or site, the Art. 36 limitation) is not stuck: the
+  decision maker records 不予立案 (``withdraw``) with a reason and it goes to ``rejected``.
 * A rejection always needs a reason; a decision always needs reasons, is never heavier
   than the rules' proposal (行政处罚法 Art. 45: defending may not lead to a heavier
   penalty), and is made only after the statement and hearing periods are over and every
@@ -69,7 +73,7 @@ from zhichao.service.workdays import DeadlinePolicy, china_date
 STATES_ZH: dict[str, str] = {
     "technical_review": "待技术审核",
     "legal_review": "待法制审核",
-    "rejected": "审核未通过，不予立案",
+    "rejected": "不予立案（审核未通过，或审核通过后发现不得处罚）",
     "approved": "审核通过，待立案告知",
     "notified": "已立案并告知，陈述申辩期",
     "statements_closed": "陈述申辩、听证已处理，待决定",
@@ -283,6 +287,27 @@ def open_and_notify(session: Session, case: Case, user: User, *, channel: str,
                 detail={"channel": channel, "decision_due": case.decision_due.isoformat()},
                 event=(EventType.SERVICE, "notice_issued", "立案并告知"))
     return notice
+
+
+def withdraw(session: Session, case: Case, user: User, *, reason: str,
+             policy: DeadlinePolicy | None = None, expected_version: int | None = None,
+             now: datetime | None = None) -> Case:
+    """不予立案 after both reviews approved: the record can no longer support a penalty
+    (行政处罚法 Art. 40), e.g. a later static re-weighing proposes none, the center's
+    register shows the device or site unlawful at the passage, or the Art. 36 limitation
+    has run; ``approved`` → ``rejected`` (then archived as any rejection). Allowed with a
+    reason whether or not such a blocker is found; the blockers found now
+    (``legal_checks.blockers_zh``) are kept in the audit entry and the evidence-log event."""
+    now = now or utc_now()
+    _start("withdraw", case, user, expected_version)
+    text = _text(reason, "reason", required=True)
+    blockers = legal_checks.blockers_zh(session, case, policy=policy or DeadlinePolicy(),
+                                        today=china_date(now))
+    _transition(session, case, "rejected", actor=user, actor_label=user_label(user),
+                reason=f"不予立案：{text}", now=now,
+                detail={"withdrawn": True, "blockers": blockers},
+                event=(EventType.REJECTION, "rejected", "不予立案"))
+    return case
 
 
 def add_statement(session: Session, case: Case, *, kind: str, text: str, contact: str | None,
@@ -612,8 +637,14 @@ def _reweigh_alerts(session: Session) -> list[Overdue]:
         if outcome is not None and outcome not in PENALTY_OUTCOMES:
             continue
         entry = barring[case.id]
-        what = ("须依法变更或撤销处罚决定（《行政处罚法》第四十八条第二款）" if outcome is not None
-                else "不得按动态称重结果立案告知或作出处罚决定，须人工处理")
+        if outcome is not None:
+            what = "须依法变更或撤销处罚决定（《行政处罚法》第四十八条第二款）"
+        elif case.state == "approved":
+            label = duties.duty("withdraw").label_zh
+            what = (f"不得按动态称重结果立案告知，请由决定人员办理“{label}”并说明理由"
+                    "（《行政处罚法》第四十条）")
+        else:
+            what = "不得按动态称重结果作出处罚决定，只能作出不予行政处罚的决定"
         out.append(Overdue(case.id, case.state, china_date(entry.time_utc),
                            f"{reweigh.no_penalty_zh(dict(entry.detail))}：{what}"))
     return out

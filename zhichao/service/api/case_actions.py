@@ -28,6 +28,7 @@ from zhichao.service.api.schemas import (
     ServeIn,
     VersionIn,
     WaiveIn,
+    WithdrawIn,
 )
 from zhichao.service.models import Case, User
 
@@ -83,6 +84,13 @@ def notify(case_id: CaseId, body: NotifyIn, session: SessionDep, settings: Setti
     return _run(session, case_id, workflow.open_and_notify, user, channel=body.channel,
                 policy=settings.deadlines, hearing_right=body.hearing_right,
                 limitation_note=body.limitation_note, expected_version=body.expected_version)
+
+
+@_action("withdraw")
+def withdraw(case_id: CaseId, body: WithdrawIn, session: SessionDep, settings: SettingsDep,
+             user: Annotated[User, Depends(staff_for("withdraw"))]) -> CaseOut:
+    return _run(session, case_id, workflow.withdraw, user, reason=body.reason,
+                policy=settings.deadlines, expected_version=body.expected_version)
 
 
 @_action("serve-notice")

@@ -144,6 +144,15 @@ class RevokeIn(_In):
     expected_version: Version
 
 
+class WithdrawIn(_In):
+    """不予立案：审核通过后发现该记录不得作为处罚依据（行政处罚法第四十条）。"""
+
+    reason: SafeStr = Field(min_length=1, max_length=2000, description=(
+        "不予立案的理由（必填），如静态复检认定不予处罚、采集时计量检定证书失效、监测点未公布、"
+        "超过追责时效；案件详情的 blockers_zh 列出当前发现的问题"))
+    expected_version: Version
+
+
 class CopyWithdrawnOut(BaseModel):
     """撤回抄告所撤回的原抄告。"""
 

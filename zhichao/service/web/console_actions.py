@@ -95,6 +95,15 @@ def notify(request: Request, pages: PagesDep, case_id: CaseId, expected_version:
                    expected_version=expected_version))
 
 
+@router.post(f"{CONSOLE}/cases/{{case_id}}/withdraw")
+def withdraw(request: Request, pages: PagesDep, case_id: CaseId, expected_version: Ver,
+             reason: Text2000Required, csrf_token: Csrf = None) -> Response:
+    return act(request, pages, case_id, "withdraw", csrf_token,
+               lambda s, c, u: workflow.withdraw(s, c, u, reason=reason,
+                                                 policy=pages.settings.deadlines,
+                                                 expected_version=expected_version))
+
+
 @router.post(f"{CONSOLE}/cases/{{case_id}}/serve-notice")
 def serve_notice(request: Request, pages: PagesDep, case_id: CaseId, expected_version: Ver,
                  delivered: Annotated[str, Form(max_length=32)],

@@ -152,6 +152,16 @@ def case_context(pages: Pages, session: Session, user: User, case: Case) -> dict
             "today": date.today().isoformat()}
 
 
+def done_zh(done: str | None) -> str | None:
+    """The flash after an action: ``DONE_ZH``'s text, else the duty's label."""
+    if not done:
+        return None
+    if done in DONE_ZH:
+        return DONE_ZH[done]
+    row = duties.DUTIES.get(done)
+    return None if row is None else f"已办理：{row.label_zh}"
+
+
 @router.get(f"{CONSOLE}/cases/{{case_id}}")
 def case_page(request: Request, case_id: CaseId, pages: PagesDep,
               done: Annotated[str | None, Query(max_length=32)] = None) -> Response:
@@ -162,7 +172,7 @@ def case_page(request: Request, case_id: CaseId, pages: PagesDep,
             owners.log_evidence_view(session, actor=accounts.user_label(user), case=case,
                                      what="case_page")
             page = pages.render(request, "case.html", user=user,
-                                csrf=pages.staff_csrf(request), done_zh=DONE_ZH.get(done or ""),
+                                csrf=pages.staff_csrf(request), done_zh=done_zh(done),
                                 **case_context(pages, session, user, case))
         return page
     except ServiceError as exc:
