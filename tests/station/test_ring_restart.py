@@ -375,3 +375,25 @@ def test_the_resume_point_after_a_pending_break_is_the_power_ups_first_sample(
         assert st.intake.resume_point() == (6, 0)
     finally:
         st.close()
+
+
+def test_a_reboot_the_tracker_placed_after_its_estimated_loss_keeps_the_weighing_core_in_step(
+        tmp_path: Path) -> None:
+    """A live reboot whose tracker estimated 1 000 samples lost (block past the journal's
+    end, gap of unknown length): the weighing core's sample index moves with the station's
+    (it stayed behind by the estimate before, so every later vehicle's time and waveform
+    were off by it)."""
+    st = Station(_cfg(tmp_path))
+    try:
+        for i in range(10):
+            st.intake.on_block(_block(st, 10_000 + i * BLOCK, reason="start" if i == 0 else None))
+        end = st.intake.stream_index
+        back = T0 + timedelta(seconds=(end + 1000) / st.fs)
+        st.intake.on_block(replace(_block(st, 0, boot_id=6, tracker_offset=end + 1000,
+                                          device_t0=back),
+                                   reason="reboot", gap_before_samples=-1))
+        assert st.intake.stream_index == end + 1000 + BLOCK
+        assert st.intake.proc is not None
+        assert st.intake.proc.detector.next_index == st.intake.stream_index
+    finally:
+        st.close()
