@@ -115,7 +115,8 @@ def rows(n_passages: int, n_cases: int, n_vehicles: int, package: str
             yield (k, 1, i, f"bench-{k}", "0" * 64, package, "S001", "ZJ-G60-K123", "CN-ZJ",
                    T0 + timedelta(seconds=i * STEP_S), plate((k - 1) % n_vehicles), "yellow",
                    STATES[k % len(STATES)], "ENFORCEABLE", "fine", 6000, "yes",
-                   "《浙江省公路条例》第五十三条", False, False, T0, T0)
+                   "《浙江省公路条例》第五十三条", False, False, T0, T0,
+                   None if STATES[k % len(STATES)] == "technical_review" else T0)
 
     return vehicles(), passages(), cases()
 
@@ -128,7 +129,8 @@ PASSAGE_COLS = ("id, source_key, station_id, site_id, lane_code, device_id, time
 CASE_COLS = ("id, version, passage_id, package_id, manifest_sha256, package_path, station_id, "
              "site_id, jurisdiction, time_utc, plate, plate_colour, state, "
              "eligibility_status, proposed_outcome, proposed_fine_yuan, hearing_right, "
-             "legal_basis_zh, manual_override, hearing_requested, created_utc, updated_utc")
+             "legal_basis_zh, manual_override, hearing_requested, created_utc, updated_utc, "
+             "opened_utc")
 
 
 def load_postgresql(engine: Any, n_passages: int, n_cases: int, n_vehicles: int,
@@ -463,7 +465,7 @@ def explain(engine: Any, n_vehicles: int) -> None:
         "cases page": ("SELECT id, time_utc FROM cases WHERE plate = :p AND plate_colour = "
                        "'yellow' AND state IN ('notified','statements_closed','decided',"
                        "'served','published','revoked','archived') "
-                       "ORDER BY time_utc DESC, id DESC LIMIT 21"),
+                       "AND opened_utc IS NOT NULL ORDER BY time_utc DESC, id DESC LIMIT 21"),
         "records": ("SELECT cases.id, passages.lane_code, passages.gross_weight_kg, "
                     "sites.name_zh, decisions.outcome FROM cases LEFT JOIN passages ON "
                     "passages.id = cases.passage_id AND passages.time_utc = cases.time_utc "

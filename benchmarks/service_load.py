@@ -85,14 +85,15 @@ def bulk_load(engine: Any, n_passages: int, n_cases: int, n_vehicles: int,
                     "package_path, station_id, site_id, jurisdiction, time_utc, plate, "
                     "plate_colour, state, eligibility_status, proposed_outcome, "
                     "proposed_fine_yuan, hearing_right, legal_basis_zh, manual_override, "
-                    "hearing_requested, created_utc, updated_utc) FROM STDIN") as cp:
+                    "hearing_requested, created_utc, updated_utc, opened_utc) FROM STDIN"
+                    ) as cp:
                 states = ("technical_review", "notified", "decided", "published")
                 for i in range(1, n_cases + 1):
                     cp.write_row((i, 1, i, f"bench-{i}", "0" * 64, str(package_dir), "S001",
                                   "ZJ-G60-K123", "CN-ZJ", t0 + timedelta(seconds=i * 20),
                                   plate((i - 1) % n_vehicles), "yellow", states[i % 4],
                                   "ENFORCEABLE", "fine", 6000, "yes", BASIS, False, False,
-                                  t0, t0))
+                                  t0, t0, None if states[i % 4] == "technical_review" else t0))
             for table in ("passages", "cases"):
                 cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                             f"(SELECT max(id) FROM {table}))")

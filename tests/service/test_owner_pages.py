@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from tests.service.conftest import Sealed
 from zhichao.service import owners
 from zhichao.service.db import session_factory, transaction
-from zhichao.service.errors import InvalidInputError
+from zhichao.service.errors import InvalidInputError, NotFoundError
 from zhichao.service.models import Case, CaseHolder, Passage, Vehicle
 from zhichao.service.settings import Settings
 
@@ -44,7 +44,8 @@ def _cases(db: Engine, sealed: Sealed, tag: str) -> list[int]:
                      manifest_sha256=sealed.manifest_sha256,
                      package_path=str(sealed.directory), site_id="S1", time_utc=when,
                      plate=PLATE, plate_colour="yellow", state=state,
-                     eligibility_status="ENFORCEABLE")
+                     eligibility_status="ENFORCEABLE",
+                     opened_utc=when if state == "notified" else None)
             s.add(c)
             s.flush()
             s.add(CaseHolder(case_id=c.id, vin=VIN, bound_utc=when))  # as ingest binds it
@@ -91,3 +92,44 @@ def test_a_forged_cursor_is_refused(fresh_db: Engine, cursor: str) -> None:
             transaction(session_factory(fresh_db)) as s:
         owners.owner_query(s, _settings(), owners.RateLimiter(), client_id="t", plate=PLATE,
                            plate_colour="黄", vin_last6=VIN[-6:], after=cursor)
+
+
+def test_an_archived_case_that_was_never_notified_is_not_the_owners(
+        fresh_db: Engine, sealed: Sealed) -> None:
+    """A case rejected at a review or withdrawn (不予立案) and then archived was never
+    notified to the owner: not in the owner's answer, not openable with a token naming it
+    (it showed as 已归档 with its proposed fine); an archived case that was notified is."""
+    t0 = datetime(2026, 9, 1, tzinfo=UTC)
+    ids = {}
+    with transaction(session_factory(fresh_db)) as s:
+        s.add(Vehicle(plate=PLATE, plate_colour="yellow", vin=VIN))
+        for i, (name, opened) in enumerate((("withdrawn", None), ("closed", t0))):
+            when = t0 + timedelta(days=i)
+            p = Passage(source_key=f"arch-{i}", site_id="S1", lane_code="2", time_utc=when,
+                        plate=PLATE, plate_colour="yellow", overloaded=True, flags=[],
+                        gross_weight_kg=60000.0, limit_kg=49000.0, excess_kg=11000.0)
+            s.add(p)
+            s.flush()
+            c = Case(passage_id=p.id, package_id=f"arch-pkg-{i}",
+                     manifest_sha256=sealed.manifest_sha256,
+                     package_path=str(sealed.directory), site_id="S1", time_utc=when,
+                     plate=PLATE, plate_colour="yellow", state="archived",
+                     eligibility_status="ENFORCEABLE", opened_utc=opened,
+                     proposed_outcome="fine", proposed_fine_yuan=600)
+            s.add(c)
+            s.flush()
+            s.add(CaseHolder(case_id=c.id, vin=VIN, bound_utc=when))
+            ids[name] = c.id
+    settings = _settings()
+    sessions = session_factory(fresh_db)
+    with transaction(sessions) as s:
+        answer = owners.owner_query(s, settings, owners.RateLimiter(), client_id="t",
+                                    plate=PLATE, plate_colour="黄", vin_last6=VIN[-6:])
+    assert [r["case_id"] for r in answer["records"]] == [ids["closed"]]
+    grant = owners.read_owner_token(settings, answer["owner_token"])
+    forged = owners.OwnerGrant(grant.holder, frozenset(ids.values()), grant.expires_epoch_s,
+                               grant.token_id)
+    with transaction(sessions) as s:
+        assert owners.owner_case(s, settings, forged, ids["closed"]).id == ids["closed"]
+        with pytest.raises(NotFoundError):
+            owners.owner_case(s, settings, forged, ids["withdrawn"])

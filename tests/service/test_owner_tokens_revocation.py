@@ -46,7 +46,7 @@ def _owner_case(api: Api) -> int:
                      manifest_sha256=sealed.manifest_sha256,
                      package_path=str(sealed.directory), site_id="S1", time_utc=when,
                      plate=PLATE, plate_colour="yellow", state="notified",
-                     eligibility_status="ENFORCEABLE")
+                     eligibility_status="ENFORCEABLE", opened_utc=when)
         s.add(case)
         s.flush()
         s.add(CaseHolder(case_id=case.id, vin=VIN, bound_utc=when))

@@ -349,7 +349,7 @@ _PAGE = (select(Case.id, Case.time_utc, CaseHolder.vin)
          .join(CaseHolder, CaseHolder.case_id == Case.id).where(
     Case.plate == bindparam("plate"), Case.plate_colour == bindparam("colour"),
     CaseHolder.vin.like(bindparam("vin")),
-    Case.state.in_(workflow.OWNER_VISIBLE_STATES))
+    Case.state.in_(workflow.OWNER_VISIBLE_STATES), Case.opened_utc.is_not(None))
     .order_by(Case.time_utc.desc(), Case.id.desc()).limit(bindparam("n")))
 _PAGE_AFTER = _PAGE.where(  # keyset: the page after (time, id), newest first
     tuple_(Case.time_utc, Case.id) < tuple_(bindparam("after_time", type_=Case.time_utc.type),
@@ -478,7 +478,7 @@ def owner_case(session: Session, settings: Settings, grant: OwnerGrant, case_id:
     holder = session.get(CaseHolder, case_id)
     if (case is None or holder is None or case_id not in grant.case_ids
             or not hmac.compare_digest(holder_key(settings, holder.vin), grant.holder)
-            or case.state not in workflow.OWNER_VISIBLE_STATES):
+            or not workflow.owner_visible(case)):
         raise NotFoundError(f"case {case_id} not covered by owner grant", "记录不存在")
     return case
 

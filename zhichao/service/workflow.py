@@ -111,6 +111,14 @@ PUBLISHED_OUTCOMES = ("fine", "reduced")
 PENALTY_OUTCOMES = ("fine", "reduced", "warning")
 OWNER_VISIBLE_STATES = ("notified", "statements_closed", "decided", "served", "published",
                         "revoked", "archived")
+"""States an owner may see a case in, **once it was notified** (``opened_utc`` set at
+立案告知, :func:`owner_visible`): an archived case that was never notified (rejected at a
+review, or 不予立案) is no matter of the owner's and would show its proposed penalty."""
+
+
+def owner_visible(case: Case) -> bool:
+    """Whether the vehicle's owner may see ``case`` (:data:`OWNER_VISIBLE_STATES`)."""
+    return case.state in OWNER_VISIBLE_STATES and case.opened_utc is not None
 
 
 def _text(value: str | None, field: str, *, required: bool, max_chars: int = 2000) -> str | None:
