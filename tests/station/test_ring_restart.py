@@ -397,3 +397,22 @@ def test_a_reboot_the_tracker_placed_after_its_estimated_loss_keeps_the_weighing
         assert st.intake.proc.detector.next_index == st.intake.stream_index
     finally:
         st.close()
+
+
+def test_the_same_power_up_with_its_clock_corrected_meanwhile_continues(
+        tmp_path: Path) -> None:
+    """The device's clock was stepped 3 s (an NTP correction) while the station was down;
+    same boot id, counter continuous: the same power-up, continued with no gap (a 2 s
+    tolerance took it for a new power-up: a break, an invented 3 s jump and the weighing
+    core reset)."""
+    end = _first_run(tmp_path, 10)
+    st = _restarted(tmp_path)
+    try:
+        for i in range(2):
+            st.intake.on_block(_block(st, end + i * BLOCK, reason="start" if i == 0 else None,
+                                      device_t0=T0 + timedelta(seconds=3)))
+        blocks = [(b.first_index, b.gap_before_samples) for b in st.journal.replay(0)]
+        assert blocks[-2:] == [(end, 0), (end + BLOCK, 0)]
+    finally:
+        st.close()
+    assert query(tmp_path / "st" / "station.db", "SELECT COUNT(*) FROM gaps") == [(0,)]

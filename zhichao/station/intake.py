@@ -53,7 +53,11 @@ ANCHOR_KEY = "device_anchor"  # meta: the device's counter against the station's
 ANCHOR_REFRESH_S = 60.0  # the anchor's reference sample is renewed this often [s]
 #: a device clock that disagrees with its counter (against the anchor) by more than
 #: this plus the relative tolerance is another power-up, whatever its boot id says [s]
-ANCHOR_CLOCK_TOLERANCE_S = 2.0
+#: how far a device's clock may have moved against its counter since the anchor and
+#: still be the same power-up: a clock corrected while the station was down (an NTP step
+#: of seconds) is; a power-up that repeats the boot id restarted its counter, which puts
+#: its clock off by the uptime at the anchor (the anchor is renewed every minute)
+ANCHOR_CLOCK_TOLERANCE_S = 30.0
 ANCHOR_CLOCK_TOLERANCE_REL = 1e-3  # crystal drift between counter and clock, generous
 REASON_STATION_RESTART = "station_restart"  # samples the device made while none read
 #: a restarted device's clock continues the timeline, without a known WIM offset, only
