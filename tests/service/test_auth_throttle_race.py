@@ -161,8 +161,9 @@ def test_a_good_login_never_moves_the_clients_wait(kind: str) -> None:
     typist, colleague, other = (f"u{uuid.uuid4().hex[:10]}" for _ in range(3))
     host = _host()
     for _ in range(3):
-        assert throttle.reserve(typist, host) == 0.0
-        throttle.failed(typist, host, reserved=True)
+        wait, counted = throttle.reserve_attempt(typist, host)
+        assert wait == 0.0
+        throttle.failed(typist, host, reserved=True, client_counted=counted)
     assert throttle.wait_s(other, host) > 29  # the client's wait runs
     if kind == "redis":  # no clock to move: the client's hash is aged as 31 s would
         key = throttle._key("client", host)  # type: ignore[attr-defined]
@@ -171,6 +172,52 @@ def test_a_good_login_never_moves_the_clients_wait(kind: str) -> None:
     else:
         now[0] += 31.0
     assert throttle.wait_s(other, host) == 0.0
-    assert throttle.reserve(colleague, host) == 0.0
-    throttle.succeeded(colleague, host)
+    wait, counted = throttle.reserve_attempt(colleague, host)
+    assert wait == 0.0 and counted  # the address has failures: counted in advance
+    throttle.succeeded(colleague, host, client_counted=counted)
     assert throttle.wait_s(other, host) == 0.0  # (it was 30 s again before)
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_a_client_with_failures_gets_no_burst_when_its_wait_ends(kind: str) -> None:
+    """A client with failures behind it, its wait just over, sends guesses at 16 accounts
+    at once: one is checked (as for a sequential guesser), the others wait (counting the
+    client only after each check let all 16 through, every time the wait ended); a good
+    password then takes its advance count back and leaves the wait's time alone."""
+    now = [1000.0]
+    throttle: LoginThrottle
+    if kind == "redis":
+        throttle = RedisLoginThrottle(redis_client(_redis_url()), free_failures=3,
+                                      base_delay_s=30.0)
+    else:
+        throttle = LoginThrottle(base_delay_s=30.0, clock=lambda: now[0])
+    host, typist = _host(), f"u{uuid.uuid4().hex[:10]}"
+    for _ in range(3):
+        wait, counted = throttle.reserve_attempt(typist, host)
+        assert wait == 0.0
+        throttle.failed(typist, host, reserved=True, client_counted=counted)
+    assert throttle.wait_s(f"x{typist}", host) > 29
+    if kind == "redis":  # age the client's hash as 31 s would
+        key = throttle._key("client", host)  # type: ignore[attr-defined]
+        last = int(throttle.client.hget(key, "last_ms"))  # type: ignore[attr-defined]
+        throttle.client.hset(key, "last_ms", last - 31_000)  # type: ignore[attr-defined]
+    else:
+        now[0] += 31.0
+    names = [f"a{uuid.uuid4().hex[:10]}" for _ in range(16)]
+    results: list[tuple[float, bool]] = []
+    barrier = threading.Barrier(len(names))
+
+    def reserve(name: str) -> None:
+        barrier.wait()
+        results.append(throttle.reserve_attempt(name, host))
+
+    threads = [threading.Thread(target=reserve, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    passed = [r for r in results if r[0] == 0.0]
+    assert len(passed) == 1 and passed[0][1] is True, results
+    # that one was the right password: its advance count goes, the wait is as it was
+    throttle.succeeded(names[0], host, client_counted=True)
+    assert throttle.wait_s(f"y{typist}", host) == 0.0

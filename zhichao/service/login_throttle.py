@@ -19,15 +19,19 @@ An attempt is **reserved** before its password is checked (:meth:`LoginThrottle.
 in one atomic step the waits are read and, when none runs, the attempt is counted as a
 failure **of the account** at once. Parallel wrong passwords at one account thus see each
 other's counts (checking first and counting after the slow argon2 verification let any
-number through at once); a good password clears the account's count. The client's count
-takes only failures, after their check (``failed(..., reserved=True)``): colleagues behind
-one address (an office's NAT) logging into their own accounts at the same instant never
-hold each other up, and a good password never moves the client's wait (a first version
-counted the client in advance too: six officers logging in at once got three refusals,
-and every good login restarted the wait of everyone behind the address). What that leaves
-to the per-minute rate limit (``login_per_client_per_minute``): parallel guesses from one
-client spread over many accounts, or at an account the client has logged into before
-(whose account wait it skips), are counted after their checks.
+number through at once); a good password clears the account's count. A client
+**with no recent failure** is counted only after the check (``failed(..., reserved=True)``):
+colleagues behind one address (an office's NAT) logging into their own accounts at the
+same instant never hold each other up. A client **with recent failures** is counted in
+advance too, without moving the time of its last failure (the wait grows from that
+failure): parallel guesses from it, over many accounts or at an account that knows it,
+see each other's counts, so when its wait ends it gets the guesses a sequential guesser
+would, not one per request in flight. A good password takes that advance count back and
+never moves the client's wait. (A first version counted every client in advance and
+moved its time: six officers logging in at once got three refusals, and every good login
+restarted the wait of everyone behind the address; a second counted no client in advance:
+a client with failures got 20 parallel guesses, the per-minute limit, each time its wait
+ended.)
 
 State is in memory, per process (like :class:`~zhichao.service.owners.RateLimiter`);
 replicas share it in Redis instead (:class:`zhichao.service.ratelimit.RedisLoginThrottle`,
@@ -144,27 +148,42 @@ class LoginThrottle:
         with self._lock:
             return self._wait_locked(username, client, now)
 
-    def reserve(self, username: str, client: str) -> float:
+    def reserve_attempt(self, username: str, client: str) -> tuple[float, bool]:
         """Atomically: the wait still running for this client and account (> 0: refuse,
         nothing counted), or 0.0 after counting this attempt as a failure of the account
-        in advance (cleared by :meth:`succeeded` when the password is right; the client's
-        count follows with ``failed(..., reserved=True)`` when it is wrong)."""
+        in advance — and of the client too when it has recent failures (the second value;
+        its last failure's time unchanged). :meth:`succeeded` takes the counts back when
+        the password is right; :meth:`failed` completes them when it is wrong."""
         now = self._clock()
         with self._lock:
             wait = self._wait_locked(username, client, now)
             if wait > 0:
-                return wait
+                return wait, False
             self._count_locked(username, client, now, ("account",))
-        return 0.0
+            entry = self._failures.get(("client", client))
+            counted = (entry is not None and entry.count > 0
+                       and now - entry.last_s <= self.forget_after_s)
+            if counted and entry is not None:
+                entry.count += 1
+        return 0.0, counted
 
-    def failed(self, username: str, client: str, *, reserved: bool = False) -> float:
+    def reserve(self, username: str, client: str) -> float:
+        """:meth:`reserve_attempt`'s wait."""
+        return self.reserve_attempt(username, client)[0]
+
+    def failed(self, username: str, client: str, *, reserved: bool = False,
+               client_counted: bool = False) -> float:
         """Count a failed login (``reserved``: the account's was counted by
-        :meth:`reserve`, only the client's now); returns the wait it imposes on this
-        client now."""
+        :meth:`reserve_attempt`; ``client_counted``: the client's too, whose last failure
+        is now); returns the wait it imposes on this client now."""
         now = self._clock()
         with self._lock:
-            self._count_locked(username, client, now,
-                               ("client",) if reserved else ("account", "client"))
+            kinds: tuple[str, ...] = () if reserved else ("account",)
+            if client_counted:
+                self._failures.setdefault(("client", client), _Failures()).last_s = now
+            else:
+                kinds = (*kinds, "client")
+            self._count_locked(username, client, now, kinds)
         return self.wait_s(username, client)
 
     def _forget(self, now: float) -> None:
@@ -177,11 +196,15 @@ class LoginThrottle:
             for k in by_age[:len(by_age) - _MAX_KEYS * 9 // 10]:
                 del self._failures[k]
 
-    def succeeded(self, username: str, client: str) -> None:
-        """A good password: the account's count goes (with what :meth:`reserve` counted);
-        the client becomes known to it; the client's count and wait stay as they are."""
+    def succeeded(self, username: str, client: str, *, client_counted: bool = False) -> None:
+        """A good password: the account's count goes (with what :meth:`reserve_attempt`
+        counted); the client becomes known to it; the client's count loses the attempt
+        counted in advance (``client_counted``), its wait's time stays."""
         with self._lock:
             self._failures.pop(("account", username), None)
+            entry = self._failures.get(("client", client))
+            if client_counted and entry is not None and entry.count > 0:
+                entry.count -= 1
             known = self._known.setdefault(username, [])
             if client in known:
                 known.remove(client)
@@ -198,13 +221,14 @@ class LoginAttempt:
     throttle: LoginThrottle
     client: str
     throttled_for_s: float = field(default=0.0)
-    reserved: bool = field(default=False)  # this attempt is counted already
+    reserved: bool = field(default=False)  # this attempt is counted already (the account)
+    client_counted: bool = field(default=False)  # … and the client (it has failures)
 
     def reserve(self, username: str) -> None:
         """Refuse (:class:`LoginThrottledError`) while a wait is running; else count this
         attempt as a failure of the account before the password is checked
         (:meth:`succeeded` takes it back)."""
-        wait = self.throttle.reserve(username, self.client)
+        wait, self.client_counted = self.throttle.reserve_attempt(username, self.client)
         if wait > 0:
             self.throttled_for_s = wait
             raise LoginThrottledError(wait)
@@ -212,14 +236,15 @@ class LoginAttempt:
 
     def succeeded(self, username: str) -> None:
         """The password was right: the account's count (the reservation with it) goes."""
-        self.throttle.succeeded(username, self.client)
-        self.reserved = False
+        self.throttle.succeeded(username, self.client, client_counted=self.client_counted)
+        self.reserved = self.client_counted = False
 
     def failed(self, username: str) -> float:
         """The password was wrong (or the name impossible): counted (the account's
         already, when reserved); the wait it imposes on this client now."""
-        wait = self.throttle.failed(username, self.client, reserved=self.reserved)
-        self.reserved = False
+        wait = self.throttle.failed(username, self.client, reserved=self.reserved,
+                                    client_counted=self.client_counted)
+        self.reserved = self.client_counted = False
         return wait
 
 

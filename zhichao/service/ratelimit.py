@@ -80,8 +80,9 @@ return now_ms
 # KEYS: the account's and the client's failure hashes, the account's known clients;
 # ARGV: client, free failures, base delay ms, account cap ms, client cap ms, forget ms.
 # LoginThrottle.reserve at once on the server: the running wait in ms (> 0: nothing
-# counted), or 0 after counting the attempt as a failure of the account (the client's
-# count takes only failures, after their check: _FAILED on its hash alone).
+# counted), or after counting the attempt as a failure of the account: 0, or -1 when the
+# client (with recent failures) was counted in advance too, its last_ms unchanged
+# (LoginThrottle.reserve_attempt).
 _RESERVE = """
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -113,14 +114,18 @@ end
 if wait > 0 then
   return math.ceil(wait)
 end
-for i = 1, 1 do
-  local last = tonumber(redis.call('HGET', KEYS[i], 'last_ms') or '0')
-  if now_ms - last > forget_ms then
-    redis.call('HSET', KEYS[i], 'count', 0)
-  end
-  redis.call('HINCRBY', KEYS[i], 'count', 1)
-  redis.call('HSET', KEYS[i], 'last_ms', now_ms)
-  redis.call('PEXPIRE', KEYS[i], forget_ms)
+local last = tonumber(redis.call('HGET', KEYS[1], 'last_ms') or '0')
+if now_ms - last > forget_ms then
+  redis.call('HSET', KEYS[1], 'count', 0)
+end
+redis.call('HINCRBY', KEYS[1], 'count', 1)
+redis.call('HSET', KEYS[1], 'last_ms', now_ms)
+redis.call('PEXPIRE', KEYS[1], forget_ms)
+local client_last = tonumber(redis.call('HGET', KEYS[2], 'last_ms') or '0')
+local client_count = tonumber(redis.call('HGET', KEYS[2], 'count') or '0')
+if client_count > 0 and now_ms - client_last <= forget_ms then
+  redis.call('HINCRBY', KEYS[2], 'count', 1)
+  return -1
 end
 return 0
 """
@@ -129,11 +134,26 @@ return 0
 # ARGV: client, 1 to release a reservation, known-list length, known-list TTL in s.
 _SUCCEEDED = """
 redis.call('DEL', KEYS[1])
+if ARGV[4] == '1' and tonumber(redis.call('HGET', KEYS[3], 'count') or '0') > 0 then
+  redis.call('HINCRBY', KEYS[3], 'count', -1)
+end
 redis.call('LREM', KEYS[2], 0, ARGV[1])
 redis.call('RPUSH', KEYS[2], ARGV[1])
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
 return 1
+"""
+
+# KEYS: failure hashes whose last failure is now (counted in advance by _RESERVE);
+# ARGV: forget ms.
+_TOUCHED = """
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 1, #KEYS do
+  redis.call('HSET', KEYS[i], 'last_ms', now_ms)
+  redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[1]))
+end
+return now_ms
 """
 
 
@@ -207,6 +227,7 @@ class RedisLoginThrottle(LoginThrottle):
         self._failed_script = client.register_script(_FAILED)
         self._reserve_script = client.register_script(_RESERVE)
         self._succeeded_script = client.register_script(_SUCCEEDED)
+        self._touched_script = client.register_script(_TOUCHED)
 
     def _key(self, kind: str, key: str) -> str:
         return f"{self.prefix}login:{kind}:{key}"
@@ -239,19 +260,24 @@ class RedisLoginThrottle(LoginThrottle):
             waits.append(self._wait_at("account", by_account, now_ms))
         return max(waits)
 
-    def failed(self, username: str, client: str, *, reserved: bool = False) -> float:
+    def failed(self, username: str, client: str, *, reserved: bool = False,
+               client_counted: bool = False) -> float:
         import redis
 
-        keys = [self._key("client", client)]
-        if not reserved:  # else reserve counted the account's already
-            keys.insert(0, self._key("account", username))
+        keys = [] if reserved else [self._key("account", username)]
+        if not client_counted:  # else reserve counted the client's already: its time now
+            keys.append(self._key("client", client))
+        forget_ms = int(self.forget_after_s * 1000)
         try:
-            self._failed_script(keys=keys, args=[int(self.forget_after_s * 1000)])
+            if keys:
+                self._failed_script(keys=keys, args=[forget_ms])
+            if client_counted:
+                self._touched_script(keys=[self._key("client", client)], args=[forget_ms])
         except redis.RedisError as exc:
             raise _unavailable("counting a failed login", exc) from exc
         return self.wait_s(username, client)
 
-    def reserve(self, username: str, client: str) -> float:
+    def reserve_attempt(self, username: str, client: str) -> tuple[float, bool]:
         import redis
 
         try:
@@ -263,15 +289,18 @@ class RedisLoginThrottle(LoginThrottle):
                       int(self.forget_after_s * 1000)])
         except redis.RedisError as exc:
             raise _unavailable("reserving a login attempt", exc) from exc
-        return int(wait_ms) / 1000
+        wait_ms = int(wait_ms)
+        return max(wait_ms, 0) / 1000, wait_ms == -1
 
-    def succeeded(self, username: str, client: str) -> None:
+    def succeeded(self, username: str, client: str, *, client_counted: bool = False) -> None:
         import redis
 
         try:
             self._succeeded_script(
-                keys=[self._key("account", username), self._key("known", username)],
-                args=[client, _KNOWN_CLIENTS_PER_ACCOUNT, KNOWN_CLIENTS_TTL_S])
+                keys=[self._key("account", username), self._key("known", username),
+                      self._key("client", client)],
+                args=[client, _KNOWN_CLIENTS_PER_ACCOUNT, KNOWN_CLIENTS_TTL_S,
+                      "1" if client_counted else "0"])
         except redis.RedisError as exc:
             raise _unavailable("recording a login", exc) from exc
 
