@@ -303,14 +303,21 @@ def withdraw(session: Session, case: Case, user: User, *, reason: str,
     """不予立案 after both reviews approved: the record can no longer support a penalty
     (行政处罚法 Art. 40), e.g. a later static re-weighing proposes none, the center's
     register shows the device or site unlawful at the passage, or the Art. 36 limitation
-    has run; ``approved`` → ``rejected`` (then archived as any rejection). Allowed with a
-    reason whether or not such a blocker is found; the blockers found now
-    (``legal_checks.blockers_zh``) are kept in the audit entry and the evidence-log event."""
+    has run; ``approved`` → ``rejected`` (then archived as any rejection). Only when such
+    a blocker is found (``legal_checks.blockers_zh``, kept in the audit entry and the
+    evidence-log event): one person must not drop an approved case on free text alone (a
+    case the decision maker finds should not be punished goes through notice, statements
+    and a 不予行政处罚 decision, with their trail)."""
     now = now or utc_now()
     _start("withdraw", case, user, expected_version)
     text = _text(reason, "reason", required=True)
     blockers = legal_checks.blockers_zh(session, case, policy=policy or DeadlinePolicy(),
                                         today=china_date(now))
+    if not blockers:
+        raise WorkflowError(
+            f"case {case.id}: nothing bars its notice; withdraw refused",
+            "本案没有不得立案告知的情形（中心登记的设备与监测点、静态复检、追责时效均无问题），"
+            "不能不予立案；如认为不应处罚，请立案告知，听取陈述申辩后依法作出不予行政处罚决定")
     _transition(session, case, "rejected", actor=user, actor_label=user_label(user),
                 reason=f"不予立案：{text}", now=now,
                 detail={"withdrawn": True, "blockers": blockers},
