@@ -163,7 +163,7 @@ def test_a_good_login_never_moves_the_clients_wait(kind: str) -> None:
     for _ in range(3):
         wait, counted = throttle.reserve_attempt(typist, host)
         assert wait == 0.0
-        throttle.failed(typist, host, reserved=True, client_counted=counted)
+        throttle.failed(typist, host, reserved=True, client_held=counted)
     assert throttle.wait_s(other, host) > 29  # the client's wait runs
     if kind == "redis":  # no clock to move: the client's hash is aged as 31 s would
         key = throttle._key("client", host)  # type: ignore[attr-defined]
@@ -174,16 +174,19 @@ def test_a_good_login_never_moves_the_clients_wait(kind: str) -> None:
     assert throttle.wait_s(other, host) == 0.0
     wait, counted = throttle.reserve_attempt(colleague, host)
     assert wait == 0.0 and counted  # the address has failures: counted in advance
-    throttle.succeeded(colleague, host, client_counted=counted)
+    throttle.succeeded(colleague, host, client_held=counted)
     assert throttle.wait_s(other, host) == 0.0  # (it was 30 s again before)
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
-def test_a_client_with_failures_gets_no_burst_when_its_wait_ends(kind: str) -> None:
+@pytest.mark.parametrize("failures", [3, 14])  # 14: the client's wait at its cap (900 s)
+def test_a_client_with_failures_gets_no_burst_when_its_wait_ends(kind: str,
+                                                                 failures: int) -> None:
     """A client with failures behind it, its wait just over, sends guesses at 16 accounts
-    at once: one is checked (as for a sequential guesser), the others wait (counting the
-    client only after each check let all 16 through, every time the wait ended); a good
-    password then takes its advance count back and leaves the wait's time alone."""
+    at once: one is checked (as for a sequential guesser), the others are held off while
+    it is (counting the client only after each check let all 16 through every time the
+    wait ended; counting it in advance lengthened nothing at the wait's cap); a good
+    password then ends the hold and leaves the wait's time alone."""
     now = [1000.0]
     throttle: LoginThrottle
     if kind == "redis":
@@ -191,18 +194,26 @@ def test_a_client_with_failures_gets_no_burst_when_its_wait_ends(kind: str) -> N
                                       base_delay_s=30.0)
     else:
         throttle = LoginThrottle(base_delay_s=30.0, clock=lambda: now[0])
-    host, typist = _host(), f"u{uuid.uuid4().hex[:10]}"
-    for _ in range(3):
-        wait, counted = throttle.reserve_attempt(typist, host)
-        assert wait == 0.0
-        throttle.failed(typist, host, reserved=True, client_counted=counted)
-    assert throttle.wait_s(f"x{typist}", host) > 29
-    if kind == "redis":  # age the client's hash as 31 s would
+    host = _host()
+    for i in range(failures):  # sequential typos at several accounts
+        now[0] += 1000.0
+        if kind == "redis" and i:  # age the client's hash past its wait
+            key = throttle._key("client", host)  # type: ignore[attr-defined]
+            last = int(throttle.client.hget(key, "last_ms"))  # type: ignore[attr-defined]
+            throttle.client.hset(key, "last_ms", last - 1_000_000)  # type: ignore[attr-defined]
+        name = f"t{uuid.uuid4().hex[:10]}"
+        wait, held = throttle.reserve_attempt(name, host)
+        assert wait == 0.0, i
+        throttle.failed(name, host, reserved=True, client_held=held)
+    wait_s = min(900.0, 30.0 * 2 ** (failures - 3))
+    assert throttle.wait_s("x-other", host) == pytest.approx(wait_s, abs=1.0)
+    if kind == "redis":  # age the client's hash as the wait and a second would
         key = throttle._key("client", host)  # type: ignore[attr-defined]
         last = int(throttle.client.hget(key, "last_ms"))  # type: ignore[attr-defined]
-        throttle.client.hset(key, "last_ms", last - 31_000)  # type: ignore[attr-defined]
+        throttle.client.hset(key, "last_ms",  # type: ignore[attr-defined]
+                             last - int((wait_s + 1) * 1000))
     else:
-        now[0] += 31.0
+        now[0] += wait_s + 1.0
     names = [f"a{uuid.uuid4().hex[:10]}" for _ in range(16)]
     results: list[tuple[float, bool]] = []
     barrier = threading.Barrier(len(names))
@@ -218,6 +229,41 @@ def test_a_client_with_failures_gets_no_burst_when_its_wait_ends(kind: str) -> N
         t.join()
     passed = [r for r in results if r[0] == 0.0]
     assert len(passed) == 1 and passed[0][1] is True, results
-    # that one was the right password: its advance count goes, the wait is as it was
-    throttle.succeeded(names[0], host, client_counted=True)
-    assert throttle.wait_s(f"y{typist}", host) == 0.0
+    # that one was the right password: the hold ends, the wait is as it was (none)
+    throttle.succeeded(names[0], host, client_held=True)
+    assert throttle.wait_s("y-other", host) == 0.0
+    assert throttle.reserve_attempt(names[1], host)[0] == 0.0
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_an_attempt_an_error_ended_is_taken_back(kind: str) -> None:
+    """The database failed between the reservation and the verdict: the attempt is
+    released — the account's advance count goes, the client's hold ends — so an outage
+    leaves no count behind (it had added one per login tried, up to an office-wide wait)."""
+    from zhichao.service.login_throttle import LoginAttempt, _current
+
+    throttle: LoginThrottle = (RedisLoginThrottle(redis_client(_redis_url()), free_failures=3,
+                                                  base_delay_s=30.0)
+                               if kind == "redis" else LoginThrottle(base_delay_s=30.0))
+    host, name = _host(), f"u{uuid.uuid4().hex[:10]}"
+    wait, held = throttle.reserve_attempt(f"t{name}", host)
+    throttle.failed(f"t{name}", host, reserved=True, client_held=held)  # one typo
+
+    class _Broken:
+        def scalars(self, *_a: Any, **_k: Any) -> Any:
+            raise RuntimeError("database unavailable")
+
+    attempt = LoginAttempt(throttle, host)
+    token = _current.set(attempt)
+    try:
+        for _ in range(12):
+            with pytest.raises(RuntimeError):
+                accounts.authenticate(_Broken(), username=name,  # type: ignore[arg-type]
+                                      password="irrelevant")
+    finally:
+        _current.reset(token)
+    assert throttle.wait_s(name, host) == 0.0
+    wait, held = throttle.reserve_attempt(name, host)  # not held off by a leaked hold
+    assert wait == 0.0 and held
+    throttle.failed(name, host, reserved=True, client_held=held)
+    assert throttle.wait_s("x-other", host) == 0.0  # two typos in all: no wait yet

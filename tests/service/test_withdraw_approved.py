@@ -309,3 +309,21 @@ def test_the_console_offers_withdraw_with_the_blockers(web: Web) -> None:
     done = boss.get(r.headers["location"])
     assert "不予立案" in done.text and 'id="form-archive"' in done.text
     assert 'id="form-withdraw"' not in done.text
+
+
+def test_an_approved_case_without_a_plate_can_be_withdrawn(
+        sessions: sessionmaker[Session], sealed: Sealed, crew: Crew) -> None:
+    """A MANUAL_REVIEW case with no plate, approved by both reviews with reasons, is
+    refused notice (没有号牌): that is a blocker, so 不予立案 is its way out (it was refused
+    too: stuck for good)."""
+    case = new_case(sessions, sealed, plate="", status="MANUAL_REVIEW")
+    assert case.plate is None
+    act(sessions, case.id, workflow.technical_review, crew.tech, approve=True,
+        reason="号牌由人工从照片辨认")
+    act(sessions, case.id, workflow.legal_review, crew.legal, approve=True)
+    with pytest.raises(WorkflowError):
+        act(sessions, case.id, workflow.open_and_notify, crew.boss, channel="sms",
+            policy=POLICY, hearing_right=False, now=NOTIFY_AT)
+    act(sessions, case.id, workflow.withdraw, crew.boss, reason="无号牌，无法确定当事人",
+        policy=POLICY, now=NOTIFY_AT)
+    assert state(sessions, case.id) == "rejected"

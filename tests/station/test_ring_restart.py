@@ -416,3 +416,27 @@ def test_the_same_power_up_with_its_clock_corrected_meanwhile_continues(
     finally:
         st.close()
     assert query(tmp_path / "st" / "station.db", "SELECT COUNT(*) FROM gaps") == [(0,)]
+
+
+def test_a_quick_reboot_repeating_the_boot_id_is_a_new_power_up(tmp_path: Path) -> None:
+    """A power-up of 10 s journalled, then the device rebooted keeping its boot id (its
+    counter back at 0, its clock 20 s on: a young anchor's mismatch is small): a new
+    power-up, its samples after a break (a 30 s tolerance both ways took it for the same
+    power-up and dropped its samples as already journalled)."""
+    st = Station(_cfg(tmp_path))
+    try:
+        n = round(10 * st.fs) // BLOCK
+        for i in range(n):
+            st.intake.on_block(_block(st, i * BLOCK, reason="start" if i == 0 else None))
+        end = st.intake.stream_index
+    finally:
+        st.close()
+    st = _restarted(tmp_path)
+    try:
+        st.intake.on_block(_block(st, 0, boot_id=5, reason="start",
+                                  device_t0=T0 + timedelta(seconds=20)))
+        assert st.intake.new_power_up
+        last = list(st.journal.replay(0))[-1]
+        assert last.gap_before_samples == -1 and last.first_index >= end
+    finally:
+        st.close()

@@ -115,16 +115,23 @@ def authenticate(session: Session, *, username: str, password: str) -> User:
     attempt = current_attempt()
     if attempt is not None:
         attempt.reserve(username[:64])
-    if not _USERNAME.fullmatch(username):
-        raise _login_failed()
-    user = session.scalars(select(User).where(User.username == username)).first()
     try:
-        _hasher.verify(user.password_hash if user is not None else _DUMMY_HASH, password)
-        ok = user is not None and user.active
-    except (VerificationError, InvalidHashError):
-        ok = False
-    if not ok or user is None:
-        raise _login_failed()
+        if not _USERNAME.fullmatch(username):
+            raise _login_failed()
+        user = session.scalars(select(User).where(User.username == username)).first()
+        try:
+            _hasher.verify(user.password_hash if user is not None else _DUMMY_HASH, password)
+            ok = user is not None and user.active
+        except (VerificationError, InvalidHashError):
+            ok = False
+        if not ok or user is None:
+            raise _login_failed()
+    except AuthenticationError:
+        raise  # a failed login: record_failed_login completes the attempt
+    except BaseException:
+        if attempt is not None:  # an error in between (the database): taken back
+            attempt.release(username[:64])
+        raise
     if attempt is not None:
         attempt.succeeded(username[:64])
     if _hasher.check_needs_rehash(user.password_hash):

@@ -150,12 +150,16 @@ def check_periods(session: Session, case: Case, user: User, *, step: str,
 
 def blockers_zh(session: Session, case: Case, *, policy: DeadlinePolicy,
                 today: date) -> list[str]:
-    """What stops the case from going on now (zh-CN): the center's device and site
-    records, a static re-weighing that proposes no penalty, and the periods of Art. 36 and
-    Art. 60 (for a case still to be notified or decided, where no reason was recorded)."""
+    """What stops the case from going on now (zh-CN): no penalty proposal or no plate
+    (before notice), the center's device and site records, a static re-weighing that
+    proposes no penalty, and the periods of Art. 36 and Art. 60 (for a case still to be notified or decided, where no reason was recorded)."""
     if case.state in ("rejected", "revoked", "archived"):
         return []
     out: list[str] = []
+    if case.state in ("technical_review", "legal_review", "approved") and (
+            case.proposed_outcome in (None, "none") or not case.plate):
+        # what open_and_notify refuses first: such a case cannot be notified
+        out.append("没有处罚建议或号牌，不能立案告知")
     if case.state in ("technical_review", "legal_review", "approved", "notified",
                       "statements_closed"):
         out.extend(device_and_site_problems(session, case))

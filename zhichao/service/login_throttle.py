@@ -19,19 +19,20 @@ An attempt is **reserved** before its password is checked (:meth:`LoginThrottle.
 in one atomic step the waits are read and, when none runs, the attempt is counted as a
 failure **of the account** at once. Parallel wrong passwords at one account thus see each
 other's counts (checking first and counting after the slow argon2 verification let any
-number through at once); a good password clears the account's count. A client
-**with no recent failure** is counted only after the check (``failed(..., reserved=True)``):
-colleagues behind one address (an office's NAT) logging into their own accounts at the
-same instant never hold each other up. A client **with recent failures** is counted in
-advance too, without moving the time of its last failure (the wait grows from that
-failure): parallel guesses from it, over many accounts or at an account that knows it,
-see each other's counts, so when its wait ends it gets the guesses a sequential guesser
-would, not one per request in flight. A good password takes that advance count back and
-never moves the client's wait. (A first version counted every client in advance and
-moved its time: six officers logging in at once got three refusals, and every good login
-restarted the wait of everyone behind the address; a second counted no client in advance:
-a client with failures got 20 parallel guesses, the per-minute limit, each time its wait
-ended.)
+number through at once); a good password clears the account's count. The client's
+count takes failures after their check. A client **with no recent failure** is not held
+up: colleagues behind one address (an office's NAT) logging into their own accounts at
+the same instant all get in. A client **with recent failures** is *held* by each attempt
+while its password is checked (at most 30 s): a second attempt meanwhile is refused for
+a second, so its guesses, over many accounts or at an account that knows it, are checked
+one after another, each failure counted (and its wait imposed) before the next. A good
+password never moves the client's wait. An attempt that neither failed nor succeeded (a
+database error in between) is released (:meth:`LoginAttempt.release`). (A first version
+counted every client in advance and moved its time: six officers logging in at once got
+three refusals, and every good login restarted the wait of everyone behind the address; a
+second counted no client in advance, and a third counted a client with failures in
+advance without a hold: at the wait's cap that lengthened nothing, and a client with
+failures still got 20 parallel guesses, the per-minute limit, each time its wait ended.)
 
 State is in memory, per process (like :class:`~zhichao.service.owners.RateLimiter`);
 replicas share it in Redis instead (:class:`zhichao.service.ratelimit.RedisLoginThrottle`,
@@ -86,6 +87,14 @@ def delay_s(failures: int, *, free_failures: int, base_delay_s: float, cap_s: fl
 class _Failures:
     count: int = 0
     last_s: float = 0.0
+    held_s: float = -math.inf  # when an attempt of this client (with failures) began
+
+
+#: how long a client with failures is held by one attempt at most (a request that died
+#: mid-check frees it after this) [s]
+HELD_MAX_S = 30.0
+#: the wait told to a client with failures whose other attempt is being checked [s]
+HELD_RETRY_S = 1.0
 
 
 class LoginThrottle:
@@ -151,40 +160,53 @@ class LoginThrottle:
     def reserve_attempt(self, username: str, client: str) -> tuple[float, bool]:
         """Atomically: the wait still running for this client and account (> 0: refuse,
         nothing counted), or 0.0 after counting this attempt as a failure of the account
-        in advance — and of the client too when it has recent failures (the second value;
-        its last failure's time unchanged). :meth:`succeeded` takes the counts back when
-        the password is right; :meth:`failed` completes them when it is wrong."""
+        in advance. A client with recent failures is **held** as well (the second value):
+        while one of its attempts is being checked (at most :data:`HELD_MAX_S`) the next
+        is refused for :data:`HELD_RETRY_S`, so its guesses are checked one after another,
+        each failure counted before the next. :meth:`succeeded` or :meth:`failed` ends the
+        attempt; :meth:`release` one that ended neither way (an error in between)."""
         now = self._clock()
         with self._lock:
             wait = self._wait_locked(username, client, now)
             if wait > 0:
                 return wait, False
-            self._count_locked(username, client, now, ("account",))
             entry = self._failures.get(("client", client))
-            counted = (entry is not None and entry.count > 0
-                       and now - entry.last_s <= self.forget_after_s)
-            if counted and entry is not None:
-                entry.count += 1
-        return 0.0, counted
+            held = (entry is not None and entry.count > 0
+                    and now - entry.last_s <= self.forget_after_s)
+            if held and entry is not None:
+                if now - entry.held_s < HELD_MAX_S:
+                    return HELD_RETRY_S, False
+                entry.held_s = now
+            self._count_locked(username, client, now, ("account",))
+        return 0.0, held
 
     def reserve(self, username: str, client: str) -> float:
         """:meth:`reserve_attempt`'s wait."""
         return self.reserve_attempt(username, client)[0]
 
     def failed(self, username: str, client: str, *, reserved: bool = False,
-               client_counted: bool = False) -> float:
+               client_held: bool = False) -> float:
         """Count a failed login (``reserved``: the account's was counted by
-        :meth:`reserve_attempt`; ``client_counted``: the client's too, whose last failure
-        is now); returns the wait it imposes on this client now."""
+        :meth:`reserve_attempt`; ``client_held``: the client's hold ends); returns the wait
+        it imposes on this client now."""
         now = self._clock()
         with self._lock:
-            kinds: tuple[str, ...] = () if reserved else ("account",)
-            if client_counted:
-                self._failures.setdefault(("client", client), _Failures()).last_s = now
-            else:
-                kinds = (*kinds, "client")
-            self._count_locked(username, client, now, kinds)
+            self._count_locked(username, client, now,
+                               ("client",) if reserved else ("account", "client"))
+            if client_held:
+                self._failures[("client", client)].held_s = -math.inf
         return self.wait_s(username, client)
+
+    def release(self, username: str, client: str, *, client_held: bool = False) -> None:
+        """An attempt reserved that neither failed nor succeeded (a database error in
+        between): the account's advance count is taken back and the client's hold ends."""
+        with self._lock:
+            entry = self._failures.get(("account", username))
+            if entry is not None and entry.count > 0:
+                entry.count -= 1
+            client_entry = self._failures.get(("client", client))
+            if client_held and client_entry is not None:
+                client_entry.held_s = -math.inf
 
     def _forget(self, now: float) -> None:
         """Drop idle counts; if that is not enough (many names or addresses within the
@@ -196,15 +218,15 @@ class LoginThrottle:
             for k in by_age[:len(by_age) - _MAX_KEYS * 9 // 10]:
                 del self._failures[k]
 
-    def succeeded(self, username: str, client: str, *, client_counted: bool = False) -> None:
+    def succeeded(self, username: str, client: str, *, client_held: bool = False) -> None:
         """A good password: the account's count goes (with what :meth:`reserve_attempt`
-        counted); the client becomes known to it; the client's count loses the attempt
-        counted in advance (``client_counted``), its wait's time stays."""
+        counted); the client becomes known to it; the client's hold ends, its count and
+        its wait's time stay."""
         with self._lock:
             self._failures.pop(("account", username), None)
             entry = self._failures.get(("client", client))
-            if client_counted and entry is not None and entry.count > 0:
-                entry.count -= 1
+            if client_held and entry is not None:
+                entry.held_s = -math.inf
             known = self._known.setdefault(username, [])
             if client in known:
                 known.remove(client)
@@ -222,13 +244,13 @@ class LoginAttempt:
     client: str
     throttled_for_s: float = field(default=0.0)
     reserved: bool = field(default=False)  # this attempt is counted already (the account)
-    client_counted: bool = field(default=False)  # … and the client (it has failures)
+    client_held: bool = field(default=False)  # … and holds its client (it has failures)
 
     def reserve(self, username: str) -> None:
         """Refuse (:class:`LoginThrottledError`) while a wait is running; else count this
         attempt as a failure of the account before the password is checked
         (:meth:`succeeded` takes it back)."""
-        wait, self.client_counted = self.throttle.reserve_attempt(username, self.client)
+        wait, self.client_held = self.throttle.reserve_attempt(username, self.client)
         if wait > 0:
             self.throttled_for_s = wait
             raise LoginThrottledError(wait)
@@ -236,15 +258,22 @@ class LoginAttempt:
 
     def succeeded(self, username: str) -> None:
         """The password was right: the account's count (the reservation with it) goes."""
-        self.throttle.succeeded(username, self.client, client_counted=self.client_counted)
-        self.reserved = self.client_counted = False
+        self.throttle.succeeded(username, self.client, client_held=self.client_held)
+        self.reserved = self.client_held = False
+
+    def release(self, username: str) -> None:
+        """The attempt neither failed nor succeeded (an error in between): its
+        reservation is taken back."""
+        if self.reserved:
+            self.throttle.release(username, self.client, client_held=self.client_held)
+        self.reserved = self.client_held = False
 
     def failed(self, username: str) -> float:
         """The password was wrong (or the name impossible): counted (the account's
         already, when reserved); the wait it imposes on this client now."""
         wait = self.throttle.failed(username, self.client, reserved=self.reserved,
-                                    client_counted=self.client_counted)
-        self.reserved = self.client_counted = False
+                                    client_held=self.client_held)
+        self.reserved = self.client_held = False
         return wait
 
 

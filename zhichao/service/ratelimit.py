@@ -34,7 +34,7 @@ import uuid
 from typing import Any, Protocol
 
 from zhichao.service.errors import RateLimitedError, ServiceError
-from zhichao.service.login_throttle import LoginThrottle, delay_s
+from zhichao.service.login_throttle import HELD_MAX_S, HELD_RETRY_S, LoginThrottle, delay_s
 from zhichao.service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -80,9 +80,10 @@ return now_ms
 # KEYS: the account's and the client's failure hashes, the account's known clients;
 # ARGV: client, free failures, base delay ms, account cap ms, client cap ms, forget ms.
 # LoginThrottle.reserve at once on the server: the running wait in ms (> 0: nothing
-# counted), or after counting the attempt as a failure of the account: 0, or -1 when the
-# client (with recent failures) was counted in advance too, its last_ms unchanged
-# (LoginThrottle.reserve_attempt).
+# counted; also the hold's retry when another attempt of a client with failures is being
+# checked), or after counting the attempt as a failure of the account: 0, or -1 when the
+# client (with recent failures) is held by it (LoginThrottle.reserve_attempt).
+# ARGV 7, 8: the hold's maximum and retry in ms.
 _RESERVE = """
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -114,6 +115,17 @@ end
 if wait > 0 then
   return math.ceil(wait)
 end
+local held = 0
+local client_last = tonumber(redis.call('HGET', KEYS[2], 'last_ms') or '0')
+local client_count = tonumber(redis.call('HGET', KEYS[2], 'count') or '0')
+if client_count > 0 and now_ms - client_last <= forget_ms then
+  local held_ms = tonumber(redis.call('HGET', KEYS[2], 'held_ms') or '0')
+  if now_ms - held_ms < tonumber(ARGV[7]) then
+    return tonumber(ARGV[8])
+  end
+  redis.call('HSET', KEYS[2], 'held_ms', now_ms)
+  held = 1
+end
 local last = tonumber(redis.call('HGET', KEYS[1], 'last_ms') or '0')
 if now_ms - last > forget_ms then
   redis.call('HSET', KEYS[1], 'count', 0)
@@ -121,10 +133,7 @@ end
 redis.call('HINCRBY', KEYS[1], 'count', 1)
 redis.call('HSET', KEYS[1], 'last_ms', now_ms)
 redis.call('PEXPIRE', KEYS[1], forget_ms)
-local client_last = tonumber(redis.call('HGET', KEYS[2], 'last_ms') or '0')
-local client_count = tonumber(redis.call('HGET', KEYS[2], 'count') or '0')
-if client_count > 0 and now_ms - client_last <= forget_ms then
-  redis.call('HINCRBY', KEYS[2], 'count', 1)
+if held == 1 then
   return -1
 end
 return 0
@@ -134,8 +143,8 @@ return 0
 # ARGV: client, 1 to release a reservation, known-list length, known-list TTL in s.
 _SUCCEEDED = """
 redis.call('DEL', KEYS[1])
-if ARGV[4] == '1' and tonumber(redis.call('HGET', KEYS[3], 'count') or '0') > 0 then
-  redis.call('HINCRBY', KEYS[3], 'count', -1)
+if ARGV[4] == '1' then
+  redis.call('HSET', KEYS[3], 'held_ms', 0)
 end
 redis.call('LREM', KEYS[2], 0, ARGV[1])
 redis.call('RPUSH', KEYS[2], ARGV[1])
@@ -144,16 +153,17 @@ redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
 return 1
 """
 
-# KEYS: failure hashes whose last failure is now (counted in advance by _RESERVE);
-# ARGV: forget ms.
-_TOUCHED = """
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for i = 1, #KEYS do
-  redis.call('HSET', KEYS[i], 'last_ms', now_ms)
-  redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[1]))
+# KEYS: the account's and the client's failure hashes; ARGV: '1' when the client is held.
+# An attempt that neither failed nor succeeded: the account's advance count is taken back,
+# the client's hold ends (LoginThrottle.release).
+_RELEASED = """
+if tonumber(redis.call('HGET', KEYS[1], 'count') or '0') > 0 then
+  redis.call('HINCRBY', KEYS[1], 'count', -1)
 end
-return now_ms
+if ARGV[1] == '1' then
+  redis.call('HSET', KEYS[2], 'held_ms', 0)
+end
+return 1
 """
 
 
@@ -227,7 +237,7 @@ class RedisLoginThrottle(LoginThrottle):
         self._failed_script = client.register_script(_FAILED)
         self._reserve_script = client.register_script(_RESERVE)
         self._succeeded_script = client.register_script(_SUCCEEDED)
-        self._touched_script = client.register_script(_TOUCHED)
+        self._released_script = client.register_script(_RELEASED)
 
     def _key(self, kind: str, key: str) -> str:
         return f"{self.prefix}login:{kind}:{key}"
@@ -261,18 +271,16 @@ class RedisLoginThrottle(LoginThrottle):
         return max(waits)
 
     def failed(self, username: str, client: str, *, reserved: bool = False,
-               client_counted: bool = False) -> float:
+               client_held: bool = False) -> float:
         import redis
 
-        keys = [] if reserved else [self._key("account", username)]
-        if not client_counted:  # else reserve counted the client's already: its time now
-            keys.append(self._key("client", client))
-        forget_ms = int(self.forget_after_s * 1000)
+        keys = [self._key("client", client)]
+        if not reserved:  # else reserve counted the account's already
+            keys.insert(0, self._key("account", username))
         try:
-            if keys:
-                self._failed_script(keys=keys, args=[forget_ms])
-            if client_counted:
-                self._touched_script(keys=[self._key("client", client)], args=[forget_ms])
+            self._failed_script(keys=keys, args=[int(self.forget_after_s * 1000)])
+            if client_held:  # its hold ends with the failure counted
+                self.client.hset(self._key("client", client), "held_ms", 0)
         except redis.RedisError as exc:
             raise _unavailable("counting a failed login", exc) from exc
         return self.wait_s(username, client)
@@ -286,13 +294,24 @@ class RedisLoginThrottle(LoginThrottle):
                       self._key("known", username)],
                 args=[client, self.free_failures, self.base_delay_s * 1000,
                       self.caps_s["account"] * 1000, self.caps_s["client"] * 1000,
-                      int(self.forget_after_s * 1000)])
+                      int(self.forget_after_s * 1000), int(HELD_MAX_S * 1000),
+                      int(HELD_RETRY_S * 1000)])
         except redis.RedisError as exc:
             raise _unavailable("reserving a login attempt", exc) from exc
         wait_ms = int(wait_ms)
         return max(wait_ms, 0) / 1000, wait_ms == -1
 
-    def succeeded(self, username: str, client: str, *, client_counted: bool = False) -> None:
+    def release(self, username: str, client: str, *, client_held: bool = False) -> None:
+        import redis
+
+        try:
+            self._released_script(keys=[self._key("account", username),
+                                        self._key("client", client)],
+                                  args=["1" if client_held else "0"])
+        except redis.RedisError as exc:
+            raise _unavailable("releasing a login attempt", exc) from exc
+
+    def succeeded(self, username: str, client: str, *, client_held: bool = False) -> None:
         import redis
 
         try:
@@ -300,7 +319,7 @@ class RedisLoginThrottle(LoginThrottle):
                 keys=[self._key("account", username), self._key("known", username),
                       self._key("client", client)],
                 args=[client, _KNOWN_CLIENTS_PER_ACCOUNT, KNOWN_CLIENTS_TTL_S,
-                      "1" if client_counted else "0"])
+                      "1" if client_held else "0"])
         except redis.RedisError as exc:
             raise _unavailable("recording a login", exc) from exc
 

@@ -54,10 +54,13 @@ ANCHOR_REFRESH_S = 60.0  # the anchor's reference sample is renewed this often [
 #: a device clock that disagrees with its counter (against the anchor) by more than
 #: this plus the relative tolerance is another power-up, whatever its boot id says [s]
 #: how far a device's clock may have moved against its counter since the anchor and
-#: still be the same power-up: a clock corrected while the station was down (an NTP step
-#: of seconds) is; a power-up that repeats the boot id restarted its counter, which puts
-#: its clock off by the uptime at the anchor (the anchor is renewed every minute)
+#: still be the same power-up, for a block at or after the anchor by its counter: a clock
+#: corrected while the station was down (an NTP step of seconds) is
 ANCHOR_CLOCK_TOLERANCE_S = 30.0
+#: … for a block before the anchor by its counter (a ring read back, whose samples carry
+#: the times they had; or a power-up that repeats the boot id with its counter restarted,
+#: whose clock is off by the uptime at the anchor, under a minute for a young anchor)
+ANCHOR_READ_BACK_TOLERANCE_S = 2.0
 ANCHOR_CLOCK_TOLERANCE_REL = 1e-3  # crystal drift between counter and clock, generous
 REASON_STATION_RESTART = "station_restart"  # samples the device made while none read
 #: a restarted device's clock continues the timeline, without a known WIM offset, only
@@ -110,14 +113,25 @@ class DeviceAnchor:
                 "error": repr(exc)}})
             return None
 
-    def continued_by(self, block: Any) -> bool:
+    def continued_by(self, block: Any, journal_end: int | None = None) -> bool:
         """Whether ``block`` comes from the same power-up: the same boot id, and the
-        device clock agreeing with the counter since the anchor."""
+        device clock agreeing with the counter since the anchor. With ``journal_end`` (the
+        station index after the last journalled sample): a counter behind the journal's
+        end with a clock past it is a power-up that repeated the boot id with its counter
+        restarted (a ring read back is behind on both)."""
         if int(block.boot_id) != self.boot_id:
             return False
-        counted_s = (int(block.device_index) - self.device_index) / float(block.sample_rate_hz)
+        fs = float(block.sample_rate_hz)
+        counted_s = (int(block.device_index) - self.device_index) / fs
         clock_s = (block.device_time_utc - self.device_time_utc).total_seconds()
-        return bool(abs(clock_s - counted_s) <= (ANCHOR_CLOCK_TOLERANCE_S
+        if journal_end is not None:
+            end_device = journal_end - self.offset_samples
+            end_s = (end_device - self.device_index) / fs  # the journal's end, by the clock
+            if int(block.device_index) < end_device and clock_s > end_s + (
+                    ANCHOR_READ_BACK_TOLERANCE_S + ANCHOR_CLOCK_TOLERANCE_REL * abs(end_s)):
+                return False
+        tolerance_s = ANCHOR_CLOCK_TOLERANCE_S if counted_s >= 0 else ANCHOR_READ_BACK_TOLERANCE_S
+        return bool(abs(clock_s - counted_s) <= (tolerance_s
                                                  + ANCHOR_CLOCK_TOLERANCE_REL * abs(counted_s)))
 
 
@@ -254,10 +268,10 @@ class Intake:
         """The first block of this run: a device still in the power-up of the stored
         anchor is placed by its own counter (the tracker of a new run starts at 0)."""
         anchor = self.anchor
+        same = anchor is not None and anchor.continued_by(block, self.journal.end_index)
         # another power-up than the anchor's (a data folder without an anchor: the old rule)
-        self.new_power_up = (anchor is not None and self.epoch is not None
-                             and not anchor.continued_by(block))
-        if anchor is None or self.epoch is None or not anchor.continued_by(block):
+        self.new_power_up = anchor is not None and self.epoch is not None and not same
+        if anchor is None or self.epoch is None or not same:
             return
         self.index_offset = anchor.offset_samples - (int(block.first_index)
                                                      - int(block.device_index))
