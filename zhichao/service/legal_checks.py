@@ -152,7 +152,8 @@ def blockers_zh(session: Session, case: Case, *, policy: DeadlinePolicy,
                 today: date) -> list[str]:
     """What stops the case from going on now (zh-CN): no penalty proposal or no plate
     (before notice), the center's device and site records, a static re-weighing that
-    proposes no penalty, and the periods of Art. 36 and Art. 60 (for a case still to be notified or decided, where no reason was recorded)."""
+    proposes no penalty, and the periods of Art. 36 and Art. 60 (for a case still to be
+    notified or decided, where no reason was recorded)."""
     if case.state in ("rejected", "revoked", "archived"):
         return []
     out: list[str] = []
