@@ -51,15 +51,14 @@ from zhichao.weighing.vehicle import WeighedVehicle
 LOG = logging.getLogger("zhichao.station")
 ANCHOR_KEY = "device_anchor"  # meta: the device's counter against the station's timeline
 ANCHOR_REFRESH_S = 60.0  # the anchor's reference sample is renewed this often [s]
-#: a device clock that disagrees with its counter (against the anchor) by more than
-#: this plus the relative tolerance is another power-up, whatever its boot id says [s]
-#: how far a device's clock may have moved against its counter since the anchor and
-#: still be the same power-up, for a block at or after the anchor by its counter: a clock
-#: corrected while the station was down (an NTP step of seconds) is
+#: a device clock that disagrees with its counter (against the anchor) by more than this
+#: plus the relative tolerance is another power-up, whatever its boot id says, for a block
+#: at or after the anchor by its counter (a clock corrected by seconds while the station
+#: was down, an NTP step, is the same power-up) [s]
 ANCHOR_CLOCK_TOLERANCE_S = 30.0
 #: … for a block before the anchor by its counter (a ring read back, whose samples carry
 #: the times they had; or a power-up that repeats the boot id with its counter restarted,
-#: whose clock is off by the uptime at the anchor, under a minute for a young anchor)
+#: whose clock is off by the uptime at the anchor, under a minute for a young anchor) [s]
 ANCHOR_READ_BACK_TOLERANCE_S = 2.0
 ANCHOR_CLOCK_TOLERANCE_REL = 1e-3  # crystal drift between counter and clock, generous
 REASON_STATION_RESTART = "station_restart"  # samples the device made while none read
@@ -216,8 +215,8 @@ class Intake:
     def weigh(self, first: int, samples: npt.NDArray[np.float32], gap: int) -> None:
         assert self.proc is not None
         t0 = time.perf_counter()
-        # after a gap of unknown length (a device restart) the block is placed where the
-        # station's clock says it lies (:meth:`_place_after_break`): the timeline moves on
+        # after a gap of unknown length (a device restart) the block lies where
+        # :meth:`_place_after_break` (or the device's tracker) put it: the timeline moves on
         span = max(0, first - self.stream_index) if gap < 0 else 0
         vehicles = self.proc.feed(samples, gap_before_samples=gap,
                                   unknown_gap_span_samples=span)
