@@ -418,25 +418,22 @@ def test_the_same_power_up_with_its_clock_corrected_meanwhile_continues(
     assert query(tmp_path / "st" / "station.db", "SELECT COUNT(*) FROM gaps") == [(0,)]
 
 
-def test_a_quick_reboot_repeating_the_boot_id_is_a_new_power_up(tmp_path: Path) -> None:
-    """A power-up of 10 s journalled, then the device rebooted keeping its boot id (its
-    counter back at 0, its clock 20 s on: a young anchor's mismatch is small): a new
-    power-up, its samples after a break (a 30 s tolerance both ways took it for the same
-    power-up and dropped its samples as already journalled)."""
-    st = Station(_cfg(tmp_path))
-    try:
-        n = round(10 * st.fs) // BLOCK
-        for i in range(n):
-            st.intake.on_block(_block(st, i * BLOCK, reason="start" if i == 0 else None))
-        end = st.intake.stream_index
-    finally:
-        st.close()
+
+def test_a_read_back_stamped_from_a_corrected_clock_is_the_same_power_up(
+        tmp_path: Path) -> None:
+    """A 64 s run (its anchor renewed), the device's clock corrected 3 s while the station
+    was down; the ring driver reads 8 s back, before the anchor, stamping the rows from the
+    clock as it is now: the same power-up (a 2 s tolerance before the anchor took it for a
+    restart and weighed the journalled samples again)."""
+    end = _first_run(tmp_path, 1600)
     st = _restarted(tmp_path)
     try:
-        st.intake.on_block(_block(st, 0, boot_id=5, reason="start",
-                                  device_t0=T0 + timedelta(seconds=20)))
-        assert st.intake.new_power_up
-        last = list(st.journal.replay(0))[-1]
-        assert last.gap_before_samples == -1 and last.first_index >= end
+        start = end - 200 * BLOCK
+        assert st.intake.anchor is not None and start < st.intake.anchor.device_index
+        st.intake.on_block(_block(st, start, reason="start",
+                                  device_t0=T0 + timedelta(seconds=3)))
+        assert not st.intake.new_power_up
+        assert st.journal.end_index == end  # the read-back block was journalled already
     finally:
         st.close()
+    assert query(tmp_path / "st" / "station.db", "SELECT COUNT(*) FROM gaps") == [(0,)]

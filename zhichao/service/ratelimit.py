@@ -143,7 +143,7 @@ return 0
 # ARGV: client, 1 to release a reservation, known-list length, known-list TTL in s.
 _SUCCEEDED = """
 redis.call('DEL', KEYS[1])
-if ARGV[4] == '1' then
+if ARGV[4] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('HSET', KEYS[3], 'held_ms', 0)
 end
 redis.call('LREM', KEYS[2], 0, ARGV[1])
@@ -160,7 +160,7 @@ _RELEASED = """
 if tonumber(redis.call('HGET', KEYS[1], 'count') or '0') > 0 then
   redis.call('HINCRBY', KEYS[1], 'count', -1)
 end
-if ARGV[1] == '1' then
+if ARGV[1] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('HSET', KEYS[2], 'held_ms', 0)
 end
 return 1

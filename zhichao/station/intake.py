@@ -52,14 +52,13 @@ LOG = logging.getLogger("zhichao.station")
 ANCHOR_KEY = "device_anchor"  # meta: the device's counter against the station's timeline
 ANCHOR_REFRESH_S = 60.0  # the anchor's reference sample is renewed this often [s]
 #: a device clock that disagrees with its counter (against the anchor) by more than this
-#: plus the relative tolerance is another power-up, whatever its boot id says, for a block
-#: at or after the anchor by its counter (a clock corrected by seconds while the station
-#: was down, an NTP step, is the same power-up) [s]
+#: plus the relative tolerance is another power-up, whatever its boot id says: a clock
+#: corrected by seconds while the station was down (an NTP step; a ring driver stamps the
+#: rows it reads back from the clock as it is now) is the same power-up; a power-up that
+#: repeats the boot id with its counter restarted is off by the uptime at the anchor,
+#: which the anchor's renewal every minute keeps above this but in a power-up's first
+#: half minute [s]
 ANCHOR_CLOCK_TOLERANCE_S = 30.0
-#: … for a block before the anchor by its counter (a ring read back, whose samples carry
-#: the times they had; or a power-up that repeats the boot id with its counter restarted,
-#: whose clock is off by the uptime at the anchor, under a minute for a young anchor) [s]
-ANCHOR_READ_BACK_TOLERANCE_S = 2.0
 ANCHOR_CLOCK_TOLERANCE_REL = 1e-3  # crystal drift between counter and clock, generous
 REASON_STATION_RESTART = "station_restart"  # samples the device made while none read
 #: a restarted device's clock continues the timeline, without a known WIM offset, only
@@ -112,25 +111,14 @@ class DeviceAnchor:
                 "error": repr(exc)}})
             return None
 
-    def continued_by(self, block: Any, journal_end: int | None = None) -> bool:
+    def continued_by(self, block: Any) -> bool:
         """Whether ``block`` comes from the same power-up: the same boot id, and the
-        device clock agreeing with the counter since the anchor. With ``journal_end`` (the
-        station index after the last journalled sample): a counter behind the journal's
-        end with a clock past it is a power-up that repeated the boot id with its counter
-        restarted (a ring read back is behind on both)."""
+        device clock agreeing with the counter since the anchor."""
         if int(block.boot_id) != self.boot_id:
             return False
-        fs = float(block.sample_rate_hz)
-        counted_s = (int(block.device_index) - self.device_index) / fs
+        counted_s = (int(block.device_index) - self.device_index) / float(block.sample_rate_hz)
         clock_s = (block.device_time_utc - self.device_time_utc).total_seconds()
-        if journal_end is not None:
-            end_device = journal_end - self.offset_samples
-            end_s = (end_device - self.device_index) / fs  # the journal's end, by the clock
-            if int(block.device_index) < end_device and clock_s > end_s + (
-                    ANCHOR_READ_BACK_TOLERANCE_S + ANCHOR_CLOCK_TOLERANCE_REL * abs(end_s)):
-                return False
-        tolerance_s = ANCHOR_CLOCK_TOLERANCE_S if counted_s >= 0 else ANCHOR_READ_BACK_TOLERANCE_S
-        return bool(abs(clock_s - counted_s) <= (tolerance_s
+        return bool(abs(clock_s - counted_s) <= (ANCHOR_CLOCK_TOLERANCE_S
                                                  + ANCHOR_CLOCK_TOLERANCE_REL * abs(counted_s)))
 
 
@@ -267,7 +255,7 @@ class Intake:
         """The first block of this run: a device still in the power-up of the stored
         anchor is placed by its own counter (the tracker of a new run starts at 0)."""
         anchor = self.anchor
-        same = anchor is not None and anchor.continued_by(block, self.journal.end_index)
+        same = anchor is not None and anchor.continued_by(block)
         # another power-up than the anchor's (a data folder without an anchor: the old rule)
         self.new_power_up = anchor is not None and self.epoch is not None and not same
         if anchor is None or self.epoch is None or not same:
