@@ -9,6 +9,7 @@ import hashlib
 import json
 import uuid
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -206,7 +207,8 @@ def attach_no_penalty_reweigh(sessions: sessionmaker[Session], case_id: int) -> 
                      "decision": {"eligibility": {"status": "ENFORCEABLE",
                                                   "assessment": {"verdict": "within_limit"}},
                                   "penalty": {"outcome": "none"}}}},
-            "/tmp/rw.zip", manifest_sha256=uuid.uuid4().hex * 2)
+            # recorded only, never read: a name beside the case's own package
+            Path(case.package_path).with_name("rw.zip"), manifest_sha256=uuid.uuid4().hex * 2)
 
 
 def test_a_later_reweighing_without_penalty_stops_notice(
