@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,17 @@ def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
 def truth(data_dir: Path) -> list[dict[str, Any]]:
     lines = (data_dir / "sim" / "truth.jsonl").read_text(encoding="utf-8").splitlines()
     return [json.loads(x) for x in lines if x.strip()]
+
+
+def collect_until(stage: Any, done: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    """Let a sealing stage's pipeline side collect outcomes until ``done()`` (or fail)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        stage.collect()
+        if done():
+            return
+        time.sleep(0.02)
+    raise AssertionError("timed out")
 
 
 def weighed_vehicle(time_utc: str = "2026-12-07T14:02:55Z", *, speed_kmh: float = 72.0,

@@ -7,11 +7,12 @@ from __future__ import annotations
 import errno
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from tests.station.conftest import collect_until
 from tests.station.test_retention import NEW, Lane
 from zhichao.station import seal_stage
 from zhichao.station.alarms import StageHealth
@@ -27,16 +28,6 @@ def _status(lane: Lane, key: str) -> str:
 
 def _aside_alarm(lane: Lane) -> list[dict[str, Any]]:
     return [dict(r) for r in lane.store.active_alarms() if r["code"] == ASIDE_ALARM]
-
-
-def _until(stage: SealStage, done: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        stage.collect()
-        if done():
-            return
-        time.sleep(0.02)
-    raise AssertionError("timed out")
 
 
 @pytest.fixture
@@ -75,7 +66,7 @@ def test_a_case_that_cannot_be_sealed_does_not_block_the_next(
 
     monkeypatch.setattr(lane.sealer, "seal", seal)
     _queue(lane, running, bad, good)
-    _until(running, lambda: _status(lane, good) == "sealed")
+    collect_until(running, lambda: _status(lane, good) == "sealed")
     assert _status(lane, bad) == "pending_seal"
     alarm = _aside_alarm(lane)
     assert len(alarm) == 1 and bad in alarm[0]["detail"]
@@ -83,7 +74,7 @@ def test_a_case_that_cannot_be_sealed_does_not_block_the_next(
     running.collect()
     assert _status(lane, bad) == "pending_seal" and len(_aside_alarm(lane)) == 1
     poisoned["on"] = False  # whatever it was, fixed: the next retry seals it
-    _until(running, lambda: _status(lane, bad) == "sealed")
+    collect_until(running, lambda: _status(lane, bad) == "sealed")
     assert _aside_alarm(lane) == []
     running.drain(timeout_s=1.0)
 
@@ -103,7 +94,7 @@ def test_a_package_complete_before_the_failure_is_adopted(
 
     monkeypatch.setattr(lane.sealer, "seal", seal)
     _queue(lane, running, key)
-    _until(running, lambda: _status(lane, key) == "sealed")
+    collect_until(running, lambda: _status(lane, key) == "sealed")
     assert calls == [key]
     row = lane.store.db.execute("SELECT package_dir FROM cases WHERE passage_key = ?",
                                 (key,)).fetchone()

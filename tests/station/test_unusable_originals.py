@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.station.conftest import collect_until
 from tests.station.test_retention import NEW, Lane, _config
 from zhichao.evidence.clip import encode_clip
 from zhichao.evidence.verify import verify_package
@@ -77,14 +78,22 @@ def test_checks_find_empty_cut_and_zero_filled_files(
     assert unusable(tmp_path / f"gone{suffix}") == "the file is missing"
 
 
-def _until(stage: SealStage, done: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        stage.collect()
-        if done():
-            return
-        time.sleep(0.02)
-    raise AssertionError("timed out")
+def _three_clips(tmp_path: Path) -> tuple[Any, dict[str, Any], list[ClipRequest]]:
+    """A station config, a vehicle record and clip requests of its three cameras: the
+    front's clip whole, the side's with zeros where its tail was (a power cut), the
+    rear's not yet decided (each test makes it)."""
+    cfg = _config(tmp_path)
+    record = vehicle_dict()
+    t = datetime.fromisoformat(record["time_utc"].replace("Z", "+00:00"))
+    clips = cfg.data_dir / "clips"
+    clips.mkdir(parents=True)
+    reqs = [ClipRequest("K", cam, t - timedelta(seconds=3), t + timedelta(seconds=3),
+                        str(clips / f"K-{cam}.mp4"), time.time())
+            for cam in ("CAM-FRONT-1", "CAM-SIDE-1", "CAM-REAR-1")]
+    _clip(Path(reqs[0].path))
+    _clip(Path(reqs[1].path))
+    _zero_tail(Path(reqs[1].path), 40)
+    return cfg, record, reqs
 
 
 def test_a_frame_a_power_cut_emptied_is_sealed_as_missing_and_recorded(lane: Lane) -> None:
@@ -101,7 +110,7 @@ def test_a_frame_a_power_cut_emptied_is_sealed_as_missing_and_recorded(lane: Lan
     thread.start()
     try:
         stage.jobs.put(m)
-        _until(stage, lambda: key in lane.store.sealed_cases())
+        collect_until(stage, lambda: key in lane.store.sealed_cases())
     finally:
         stop.set()
         stage.jobs.put(None)
@@ -147,17 +156,7 @@ def test_a_package_adopted_after_a_kill_keeps_its_unusable_originals(lane: Lane)
 
 
 def test_an_adopted_package_names_the_clips_it_left_out(tmp_path: Path) -> None:
-    cfg = _config(tmp_path)
-    record = vehicle_dict()
-    t = datetime.fromisoformat(record["time_utc"].replace("Z", "+00:00"))
-    clips = cfg.data_dir / "clips"
-    clips.mkdir(parents=True)
-    reqs = [ClipRequest("K", cam, t - timedelta(seconds=3), t + timedelta(seconds=3),
-                        str(clips / f"K-{cam}.mp4"), time.time())
-            for cam in ("CAM-FRONT-1", "CAM-SIDE-1", "CAM-REAR-1")]
-    _clip(Path(reqs[0].path))
-    _clip(Path(reqs[1].path))
-    _zero_tail(Path(reqs[1].path), 40)
+    cfg, record, reqs = _three_clips(tmp_path)
     reqs[2].missing_path.write_text(json.dumps({"reason": "the camera sent nothing"}),
                                     "utf-8")
     m = CaseMaterial("K", record, None, (), None, None,
@@ -186,17 +185,7 @@ def test_whole_frames_are_sealed_and_nothing_is_recorded(lane: Lane) -> None:
 
 
 def test_an_emptied_clip_is_sealed_as_missing_with_why(tmp_path: Path) -> None:
-    cfg = _config(tmp_path)
-    record = vehicle_dict()
-    t = datetime.fromisoformat(record["time_utc"].replace("Z", "+00:00"))
-    clips = cfg.data_dir / "clips"
-    clips.mkdir(parents=True)
-    reqs = [ClipRequest("K", cam, t - timedelta(seconds=3), t + timedelta(seconds=3),
-                        str(clips / f"K-{cam}.mp4"), time.time())
-            for cam in ("CAM-FRONT-1", "CAM-SIDE-1", "CAM-REAR-1")]
-    _clip(Path(reqs[0].path))
-    _clip(Path(reqs[1].path))
-    _zero_tail(Path(reqs[1].path), 40)
+    cfg, record, reqs = _three_clips(tmp_path)
     Path(reqs[2].path).write_bytes(b"")
     m = CaseMaterial("K", record, None, (), None, None,
                      clips=tuple(r.to_json() for r in reqs))
