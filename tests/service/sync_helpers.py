@@ -7,10 +7,14 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
-from zhichao.service.center.store import make_engine
+from zhichao.evidence.signing import generate_key
+from zhichao.service.center.server import create_center_app
+from zhichao.service.center.store import Accepted, CenterStore, make_engine
 from zhichao.testing.sync import (
     ROOT,
     CenterProcess,
@@ -52,3 +56,28 @@ def database(kind: str, tmp_path: Path) -> Iterator[Database]:
         yield db
     finally:
         db.drop()
+
+
+class Center:
+    """A center in process (ASGI test client) on ``db``, its store under ``root``; the
+    packages and passages its hook was given in ``hooked``."""
+
+    def __init__(self, db: Database, root: Path, hook: Any = None) -> None:
+        self.db = db
+        self.root = root
+        self.key = generate_key()
+        self.hooked: list[Accepted] = []
+        self.app = create_center_app(db.url, root / "store", self.key, schema=db.schema,
+                                     hook=hook or self.hooked.append)
+        self.store: CenterStore = self.app.state.sync_store
+        self.client = TestClient(self.app)
+
+    def reopen(self, hook: Any) -> Center:
+        """A new app on the same database and store (a center restart)."""
+        other = Center.__new__(Center)
+        other.db, other.root, other.key, other.hooked = self.db, self.root, self.key, []
+        other.app = create_center_app(self.db.url, self.root / "store", self.key,
+                                      schema=self.db.schema, hook=hook)
+        other.store = other.app.state.sync_store
+        other.client = TestClient(other.app)
+        return other

@@ -14,14 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
-from tests.service.sync_helpers import Database, StationKit, database
+from tests.service.sync_helpers import Center, Database, StationKit, database
 from zhichao.common import Backoff
 from zhichao.evidence.merkle import MerkleLog
 from zhichao.evidence.signing import Checkpoint, generate_key, sign_checkpoint
-from zhichao.service.center.server import create_center_app
-from zhichao.service.center.store import Accepted, CenterStore, ProofClaim
+from zhichao.service.center.store import Accepted, ProofClaim
 from zhichao.station.sync_outbox import Outbox
 from zhichao.station.uploader import Uploader
 from zhichao.sync.wire import (
@@ -38,28 +36,6 @@ from zhichao.sync.wire import (
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     yield from database(request.param, tmp_path)
-
-
-class Center:
-    def __init__(self, db: Database, root: Path, hook: Any = None) -> None:
-        self.db = db
-        self.root = root
-        self.key = generate_key()
-        self.hooked: list[Accepted] = []
-        self.app = create_center_app(db.url, root / "store", self.key, schema=db.schema,
-                                     hook=hook or self.hooked.append)
-        self.store: CenterStore = self.app.state.sync_store
-        self.client = TestClient(self.app)
-
-    def reopen(self, hook: Any) -> Center:
-        """A new app on the same database and store (a center restart)."""
-        other = Center.__new__(Center)
-        other.db, other.root, other.key, other.hooked = self.db, self.root, self.key, []
-        other.app = create_center_app(self.db.url, self.root / "store", self.key,
-                                      schema=self.db.schema, hook=hook)
-        other.store = other.app.state.sync_store
-        other.client = TestClient(other.app)
-        return other
 
 
 @pytest.fixture

@@ -6,28 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
-from tests.service.sync_helpers import Database, StationKit, database
-from zhichao.evidence.signing import generate_key
-from zhichao.service.center.server import create_center_app
-from zhichao.service.center.store import Accepted, CenterStore
+from tests.service.sync_helpers import Center, Database, StationKit, database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     yield from database(request.param, tmp_path)
-
-
-class Center:
-    def __init__(self, db: Database, root: Path) -> None:
-        self.db = db
-        self.key = generate_key()
-        self.hooked: list[Accepted] = []
-        self.app = create_center_app(db.url, root / "store", self.key, schema=db.schema,
-                                     hook=self.hooked.append)
-        self.store: CenterStore = self.app.state.sync_store
-        self.client = TestClient(self.app)
 
 
 @pytest.fixture
