@@ -16,12 +16,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.service.conftest import TEST_POLICY, Api, Sealed, new_case, new_user, utc, variant
+from tests.service.conftest import TEST_POLICY, Api, Sealed, new_case, utc, variant
+from tests.service.test_workflow import Crew, act, crew
 from zhichao.service import ingest, procedure, reweigh, workflow
 from zhichao.service.api.cases import case_detail
 from zhichao.service.db import transaction
 from zhichao.service.errors import DeadlineError, InvalidInputError, WorkflowError
-from zhichao.service.models import AuditEntry, Case, Site, User
+from zhichao.service.models import AuditEntry, Case, Site
 from zhichao.service.workdays import DeadlinePolicy
 
 POLICY = TEST_POLICY
@@ -29,27 +30,7 @@ NOTIFY_AT = utc(2026, 2, 13, 2)  # decision due 14 May 2026 (Art. 60: 90 days)
 AFTER = utc(2026, 3, 9, 2)
 
 
-class Crew:
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
-        self.tech = new_user(sessions, "technical_reviewer")
-        self.legal = new_user(sessions, "legal_reviewer")
-        self.boss = new_user(sessions, "decision_maker")
-        self.operator = new_user(sessions, "station_operator", station_id="S001")
-
-
-@pytest.fixture(scope="module")
-def crew(db: Any) -> Crew:
-    from zhichao.service.db import session_factory
-    return Crew(session_factory(db))
-
-
-def act(sessions: sessionmaker[Session], case_id: int, fn: Any, user: User, **kw: Any) -> Any:
-    with transaction(sessions) as s:
-        case = s.get(Case, case_id)
-        assert case is not None
-        result = fn(s, case, s.get(User, user.id), **kw)
-        s.flush()
-        return None if isinstance(result, Case) else result
+__all__ = ["Crew", "act", "crew"]  # the workflow tests' crew, shared with test_withdraw_approved
 
 
 def state(sessions: sessionmaker[Session], case_id: int) -> str:
